@@ -1,0 +1,76 @@
+//! Pure types and rules of Switchboard: suppliers, tiers, seasons, pricing, quotas,
+//! usage, clocks and the deterministic random source. No IO, no tokio: everything
+//! here is plain data and arithmetic, unit-tested on its own.
+
+pub mod clock;
+pub mod money;
+pub mod pricing;
+pub mod provider;
+pub mod quota;
+pub mod rng;
+pub mod season;
+pub mod supplier;
+pub mod usage;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use money::Micros;
+pub use pricing::{ModelPrice, PricingError, PricingTable};
+pub use provider::{AccountId, AccountOwner, AzureConfig, ProviderAccount, ProviderKind, ValidationStatus};
+pub use quota::{QuotaPolicy, QuotaStatus};
+pub use season::SeasonConfig;
+pub use supplier::{AiMode, NewSupplier, Supplier, SupplierId, Tier, VendorType};
+pub use usage::{RequestType, Route, TokenUsage, UsageEvent, UsageStatus};
+
+/// Error for a value that does not parse into one of the domain's enums.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{value}' is not a valid {what}; expected one of: {expected}")]
+pub struct ParseEnumError {
+    pub what: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+/// Implements `as_str`, `Display`, `FromStr` and `ALL` for a fieldless enum whose
+/// variants map one-to-one onto stable lowercase names (used in the database,
+/// the CLI and the CSV export).
+macro_rules! string_enum {
+    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $name),+ }
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl std::str::FromStr for $ty {
+            type Err = $crate::domain::ParseEnumError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+                match norm.as_str() {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err($crate::domain::ParseEnumError {
+                        what: $what,
+                        value: s.to_string(),
+                        expected: concat!($($name, " "),+),
+                    }),
+                }
+            }
+        }
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use string_enum;

@@ -1,0 +1,11 @@
+//! Switchboard: the desktop console and background routing runtime that runs AI
+//! for WedSync's wedding suppliers.
+//!
+//! Layers, with imports pointing down only (see ARCHITECTURE.md):
+//! 1. [`domain`] — pure types and rules.
+//! 2. adapters — [`store`] (SQLite), `vault` (keychain), `providers` (outbound
+//!    HTTP), `sim` (the provider simulator).
+//! 3. `engine` — services that combine adapters.
+//! 4. edges — `gateway`, `ui`, [`cli`].
+
+pub mod domain;
