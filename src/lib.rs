@@ -8,4 +8,7 @@
 //! 3. `engine` — services that combine adapters.
 //! 4. edges — `gateway`, `ui`, [`cli`].
 
+pub mod cli;
 pub mod domain;
+pub mod engine;
+pub mod store;
