@@ -9,3 +9,5 @@
 //! 4. edges — `gateway`, `ui`, [`cli`].
 
 pub mod domain;
+pub mod providers;
+pub mod sim;
