@@ -2,3 +2,6 @@
 //! land, the router, usage ledger, health monitor, migrations and analytics).
 
 pub mod demo;
+pub mod ledger;
+pub mod metrics;
+pub mod router;
