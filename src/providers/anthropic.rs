@@ -33,6 +33,9 @@ pub struct MessagesRequest {
     pub stream: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
+    /// Extended thinking (from OpenAI's `reasoning_effort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,13 +67,25 @@ pub fn to_messages_request(req: &ChatRequest) -> MessagesRequest {
             }
         }
     }
+    // OpenAI's reasoning_effort becomes a thinking budget (which must stay below max_tokens).
+    let budget = match req.extra.get("reasoning_effort").and_then(Value::as_str) {
+        Some("minimal" | "low") => Some(1024),
+        Some("medium") => Some(4096),
+        Some("high") => Some(16384),
+        _ => None,
+    };
+    let mut max_tokens = req.max_output().unwrap_or(DEFAULT_MAX_TOKENS);
+    if let Some(b) = budget {
+        max_tokens = max_tokens.max(b + DEFAULT_MAX_TOKENS);
+    }
     MessagesRequest {
         model: req.model.clone(),
-        max_tokens: req.max_output().unwrap_or(DEFAULT_MAX_TOKENS),
+        max_tokens,
         messages,
         system,
-        // OpenAI allows 0..2, Anthropic 0..1.
-        temperature: req.temperature.map(|t| t.clamp(0.0, 1.0)),
+        // OpenAI allows 0..2, Anthropic 0..1; thinking requires the default temperature.
+        temperature: if budget.is_some() { None } else { req.temperature.map(|t| t.clamp(0.0, 1.0)) },
+        thinking: budget.map(|b| json!({"type": "enabled", "budget_tokens": b})),
         top_p: req.top_p,
         stop_sequences: req.stop_sequences(),
         stream: req.is_stream(),

@@ -108,6 +108,8 @@ fn sse_response(events: Vec<Bytes>, decision: &super::Decision) -> Response {
         let cut = decision.cut_after.map(|n| n as usize);
         let stream = futures::stream::unfold((events.into_iter(), 0usize), move |(mut it, i)| async move {
             if cut == Some(i) {
+                // Let what was sent reach the wire first, as a real mid-stream cut would.
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 return Some((Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated stream cut")), (it, i + 1)));
             }
             if cut.is_some_and(|c| i > c) {
@@ -190,7 +192,7 @@ async fn openai_like_chat(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], 
     if prompt.filter_marker && d == Dialect::Azure {
         return error_response(reply::azure_content_filter());
     }
-    let mut plan = reply::plan(&model, &prompt, req.max_completion_tokens.or(req.max_tokens), prompt.filter_marker);
+    let mut plan = reply::plan(&model, &prompt, req.max_completion_tokens.or(req.max_tokens), prompt.filter_marker, reply::is_reasoning_model(&model));
     apply_cache(d, &account, &prompt, &mut plan);
     let id = format!("chatcmpl-sim{:016x}", s.next_id());
     if req.stream == Some(true) {
@@ -246,12 +248,13 @@ async fn anthropic_messages(State(s): St, h: HeaderMap, body: Bytes) -> Response
     if !reply::offers(&account.models, &req.model) {
         return error_response(reply::not_found_model(d, &req.model, s.next_id()));
     }
+    let thinking = req.thinking.as_ref().and_then(|t| t.get("type")).and_then(|t| t.as_str()) == Some("enabled");
     let prompt = Prompt::anthropic(&req.system, &req.messages);
     if prompt.context_marker || prompt.tokens > reply::max_context(d) {
         let tokens = prompt.tokens.max(reply::max_context(d) + 1);
         return error_response(reply::context_length(d, tokens, reply::max_context(d), s.next_id()));
     }
-    let mut plan = reply::plan(&req.model, &prompt, Some(req.max_tokens), prompt.filter_marker);
+    let mut plan = reply::plan(&req.model, &prompt, Some(req.max_tokens), prompt.filter_marker, thinking);
     apply_cache(d, &account, &prompt, &mut plan);
     let id = format!("msg_sim{:016x}", s.next_id());
     if req.stream == Some(true) {
