@@ -200,13 +200,8 @@ pub fn plan(model: &str, prompt: &Prompt<'_>, max_tokens: Option<u64>, refusal: 
         words.push("Simulated".into());
         words.push(format!(" {model}"));
         words.push(" reply:".into());
-        let mut n = 0;
-        for w in prompt.last_user.split_whitespace() {
-            if n == 8 {
-                break;
-            }
+        for w in prompt.last_user.split_whitespace().take(8) {
             words.push(format!(" {w}"));
-            n += 1;
         }
     }
     let reasoning = if reasoning { 64 + prompt.tokens % 64 } else { 0 };
