@@ -2,12 +2,15 @@
 //! usage, clocks and the deterministic random source. No IO, no tokio: everything
 //! here is plain data and arithmetic, unit-tested on its own.
 
+pub mod breaker;
 pub mod clock;
 pub mod money;
 pub mod pricing;
 pub mod provider;
 pub mod quota;
+pub mod ratelimit;
 pub mod rng;
+pub mod routing;
 pub mod season;
 pub mod supplier;
 pub mod usage;

@@ -40,7 +40,8 @@ impl Micros {
             return Err(format!("'{s}' has more than six decimals (micro-dollars are the smallest unit)"));
         }
         let w: i64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| format!("'{s}' is not an amount in dollars"))? };
-        let f: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse().map_err(|_| format!("'{s}' is not an amount in dollars"))? };
+        let f: i64 =
+            if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse().map_err(|_| format!("'{s}' is not an amount in dollars"))? };
         let v = w.checked_mul(1_000_000).and_then(|v| v.checked_add(f)).ok_or_else(|| format!("'{s}' is too large"))?;
         Ok(Micros(if neg { -v } else { v }))
     }
@@ -62,7 +63,7 @@ impl fmt::Display for Micros {
             let mut grouped = String::new();
             let ds = dollars.to_string();
             for (i, ch) in ds.chars().enumerate() {
-                if i > 0 && (ds.len() - i) % 3 == 0 {
+                if i > 0 && (ds.len() - i).is_multiple_of(3) {
                     grouped.push(',');
                 }
                 grouped.push(ch);

@@ -63,7 +63,7 @@ struct RawEntry {
 fn to_pico(model: &str, field: &str, v: Option<f64>) -> Result<Option<u64>, PricingError> {
     match v {
         None => Ok(None),
-        Some(x) if x.is_finite() && x >= 0.0 && x < 1.0 => Ok(Some((x * 1e12).round() as u64)),
+        Some(x) if (0.0..1.0).contains(&x) => Ok(Some((x * 1e12).round() as u64)),
         Some(x) => Err(PricingError::BadEntry {
             model: model.to_string(),
             problem: format!("{field} = {x} is not a per-token price in dollars (expected a number from 0 to 1)"),
@@ -107,20 +107,13 @@ impl PricingTable {
             if model == "sample_spec" || model.starts_with('_') {
                 continue;
             }
-            let e: RawEntry = serde_json::from_value(value).map_err(|e| PricingError::BadEntry {
-                model: model.clone(),
-                problem: e.to_string(),
-            })?;
+            let e: RawEntry =
+                serde_json::from_value(value).map_err(|e| PricingError::BadEntry { model: model.clone(), problem: e.to_string() })?;
             let old = self.models.get(&model).copied();
             let input = to_pico(&model, "input_cost_per_token", e.input_cost_per_token)?
                 .or(old.map(|o| o.input_pico))
-                .ok_or_else(|| PricingError::BadEntry {
-                    model: model.clone(),
-                    problem: "input_cost_per_token is missing".into(),
-                })?;
-            let output = to_pico(&model, "output_cost_per_token", e.output_cost_per_token)?
-                .or(old.map(|o| o.output_pico))
-                .unwrap_or(0);
+                .ok_or_else(|| PricingError::BadEntry { model: model.clone(), problem: "input_cost_per_token is missing".into() })?;
+            let output = to_pico(&model, "output_cost_per_token", e.output_cost_per_token)?.or(old.map(|o| o.output_pico)).unwrap_or(0);
             let cache_read = to_pico(&model, "cache_read_input_token_cost", e.cache_read_input_token_cost)?
                 .or(old.map(|o| o.cache_read_pico))
                 .unwrap_or(input);

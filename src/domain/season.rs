@@ -44,11 +44,7 @@ impl SeasonConfig {
     /// Applies the seasonal multiplier to an integer amount for the given month
     /// (rounding down, so a quota never grows by a fraction of a token).
     pub fn scale(&self, amount: u64, month: u32) -> u64 {
-        if self.is_peak_month(month) {
-            ((amount as u128 * self.peak_multiplier_permille as u128) / 1000) as u64
-        } else {
-            amount
-        }
+        if self.is_peak_month(month) { ((amount as u128 * self.peak_multiplier_permille as u128) / 1000) as u64 } else { amount }
     }
 }
 

@@ -1,0 +1,113 @@
+//! The command line (clap): parses arguments, opens the store, runs one
+//! command and prints its result. Human tables by default, `--json` where a
+//! program reads the output. Errors are printed as one clear sentence and the
+//! process exits non-zero; nothing here panics on user input.
+
+mod demo;
+mod supplier;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Routes WedSync suppliers' AI requests between platform AI and their own provider accounts",
+    long_about = "Switchboard decides, for every AI request made on a wedding supplier's behalf, whether WedSync's \
+own provider accounts (platform AI, counted against the supplier's tier quota) or the supplier's own OpenAI / \
+Anthropic / Azure OpenAI account (client AI) serves it.\n\nRun without a command to open the console."
+)]
+pub struct Cli {
+    /// The database file (default: switchboard.db in the OS data directory).
+    #[arg(long, global = true, env = "SWITCHBOARD_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// Demo mode: a throwaway database filled with generated history, the
+    /// built-in provider simulator and synthetic traffic.
+    #[arg(long)]
+    pub demo: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write deterministic demo history (suppliers, weddings, accounts, usage) into a database.
+    DemoData(demo::DemoDataArgs),
+    /// Add, list, show, edit and remove suppliers.
+    #[command(subcommand)]
+    Supplier(supplier::SupplierCommand),
+}
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::DemoData(args)) => demo::run_demo_data(cli.db, args),
+        Some(Command::Supplier(cmd)) => supplier::run(&open_store(cli.db)?, cmd),
+        None => demo::run_console(cli.db, cli.demo),
+    }
+}
+
+/// The default database location: `switchboard.db` in the OS data directory.
+pub fn default_db_path() -> anyhow::Result<PathBuf> {
+    let dirs = directories::ProjectDirs::from("com", "WedSync", "Switchboard")
+        .context("cannot find a data directory for this user; pass --db PATH")?;
+    Ok(dirs.data_dir().join("switchboard.db"))
+}
+
+/// Opens the database named by `--db`, or the default one (creating its folder).
+pub fn open_store(db: Option<PathBuf>) -> anyhow::Result<crate::store::Store> {
+    let path = match db {
+        Some(p) => p,
+        None => {
+            let p = default_db_path()?;
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data folder {}", dir.display()))?;
+            }
+            p
+        }
+    };
+    Ok(crate::store::Store::open(&path)?)
+}
+
+/// Parses a `YYYY-MM-DD` date with a message that says what was expected.
+pub(crate) fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    s.trim().parse::<chrono::NaiveDate>().map_err(|_| format!("'{s}' is not a date; write it as YYYY-MM-DD, e.g. 2026-06-20"))
+}
+
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    use crate::domain::Clock;
+    crate::domain::SystemClock.now()
+}

@@ -1,0 +1,240 @@
+//! `switchboard supplier add|list|show|edit|remove`.
+
+use super::{now, parse_date};
+use crate::domain::{AiMode, NewSupplier, Supplier, SupplierId, Tier, VendorType};
+use crate::store::audit_actor;
+use crate::store::{Store, SupplierFilter, SupplierPatch};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum SupplierCommand {
+    /// Add a supplier.
+    Add(AddArgs),
+    /// List suppliers (filter with --search, --tier, --vendor-type, --mode).
+    List(ListArgs),
+    /// Show one supplier with its weddings.
+    Show {
+        id: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a supplier's name, tier, vendor type, AI mode or weddings.
+    Edit(EditArgs),
+    /// Remove a supplier with its weddings, accounts and tokens (its usage history is kept).
+    Remove { id: i64 },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The business name, e.g. "Capture Moments".
+    #[arg(long)]
+    name: String,
+    /// photographer, venue, planner, florist, caterer or other.
+    #[arg(long, value_parser = parse_vendor)]
+    vendor_type: VendorType,
+    /// starter, professional, scale or enterprise.
+    #[arg(long, value_parser = parse_tier)]
+    tier: Tier,
+    /// platform (WedSync's accounts, counted against the tier quota) or client (the supplier's own account).
+    #[arg(long, value_parser = parse_mode, default_value = "platform")]
+    mode: AiMode,
+    /// A wedding date (YYYY-MM-DD); repeat for several.
+    #[arg(long = "wedding", value_parser = parse_date)]
+    weddings: Vec<NaiveDate>,
+    /// Never fail over onto platform AI when the supplier's own accounts are down.
+    #[arg(long)]
+    no_platform_failover: bool,
+    /// Print the new supplier as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only suppliers whose name contains this text (case-insensitive).
+    #[arg(long)]
+    search: Option<String>,
+    #[arg(long, value_parser = parse_tier)]
+    tier: Option<Tier>,
+    #[arg(long, value_parser = parse_vendor)]
+    vendor_type: Option<VendorType>,
+    #[arg(long, value_parser = parse_mode)]
+    mode: Option<AiMode>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    id: i64,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, value_parser = parse_vendor)]
+    vendor_type: Option<VendorType>,
+    #[arg(long, value_parser = parse_tier)]
+    tier: Option<Tier>,
+    #[arg(long, value_parser = parse_mode)]
+    mode: Option<AiMode>,
+    /// Allow (true) or forbid (false) failover onto platform AI.
+    #[arg(long)]
+    platform_failover: Option<bool>,
+    /// Add a wedding date (YYYY-MM-DD); repeat for several.
+    #[arg(long = "add-wedding", value_parser = parse_date)]
+    add_weddings: Vec<NaiveDate>,
+    /// Remove a wedding date (YYYY-MM-DD); repeat for several.
+    #[arg(long = "remove-wedding", value_parser = parse_date)]
+    remove_weddings: Vec<NaiveDate>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_vendor(s: &str) -> Result<VendorType, String> {
+    s.parse().map_err(|e: crate::domain::ParseEnumError| e.to_string())
+}
+fn parse_tier(s: &str) -> Result<Tier, String> {
+    s.parse().map_err(|e: crate::domain::ParseEnumError| e.to_string())
+}
+fn parse_mode(s: &str) -> Result<AiMode, String> {
+    s.parse().map_err(|e: crate::domain::ParseEnumError| e.to_string())
+}
+
+pub fn run(store: &Store, cmd: SupplierCommand) -> anyhow::Result<()> {
+    let actor = audit_actor();
+    match cmd {
+        SupplierCommand::Add(a) => {
+            let mut new = NewSupplier::new(a.name, a.vendor_type, a.tier, a.mode);
+            new.weddings = a.weddings;
+            new.allow_platform_failover = !a.no_platform_failover;
+            let s = store.insert_supplier(&new, now())?;
+            store.audit(
+                now(),
+                &actor,
+                "supplier.add",
+                Some(s.id),
+                None,
+                "ok",
+                &format!("{} ({}, {}, {})", s.name, s.vendor_type, s.tier, s.ai_mode),
+            )?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("Added supplier {} '{}'.", s.id, s.name);
+            }
+        }
+        SupplierCommand::List(a) => {
+            let list =
+                store.list_suppliers(&SupplierFilter { search: a.search, tier: a.tier, vendor_type: a.vendor_type, ai_mode: a.mode })?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!(
+                    "No suppliers match. Add one with `switchboard supplier add --name NAME --vendor-type photographer --tier professional`."
+                );
+            } else {
+                print_table(&list);
+            }
+        }
+        SupplierCommand::Show { id, json } => {
+            let s = store.supplier(SupplierId(id))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print_supplier(&s);
+            }
+        }
+        SupplierCommand::Edit(a) => {
+            let patch = SupplierPatch {
+                name: a.name,
+                vendor_type: a.vendor_type,
+                tier: a.tier,
+                ai_mode: a.mode,
+                allow_platform_failover: a.platform_failover,
+                add_weddings: a.add_weddings,
+                remove_weddings: a.remove_weddings,
+                set_weddings: None,
+            };
+            let s = store.update_supplier(SupplierId(a.id), &patch, now())?;
+            store.audit(now(), &actor, "supplier.edit", Some(s.id), None, "ok", &describe_patch(&patch))?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("Updated supplier {} '{}'.", s.id, s.name);
+            }
+        }
+        SupplierCommand::Remove { id } => {
+            let s = store.supplier(SupplierId(id))?;
+            store.delete_supplier(s.id)?;
+            store.audit(now(), &actor, "supplier.remove", Some(s.id), None, "ok", &s.name)?;
+            println!("Removed supplier {} '{}' (its usage history is kept).", s.id, s.name);
+        }
+    }
+    Ok(())
+}
+
+fn describe_patch(p: &SupplierPatch) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = &p.name {
+        parts.push(format!("name={n}"));
+    }
+    if let Some(v) = p.vendor_type {
+        parts.push(format!("vendor_type={v}"));
+    }
+    if let Some(t) = p.tier {
+        parts.push(format!("tier={t}"));
+    }
+    if let Some(m) = p.ai_mode {
+        parts.push(format!("mode={m}"));
+    }
+    if let Some(f) = p.allow_platform_failover {
+        parts.push(format!("platform_failover={f}"));
+    }
+    for d in &p.add_weddings {
+        parts.push(format!("+wedding {d}"));
+    }
+    for d in &p.remove_weddings {
+        parts.push(format!("-wedding {d}"));
+    }
+    parts.join(", ")
+}
+
+fn print_table(list: &[Supplier]) {
+    let today = super::now().date_naive();
+    let name_w = list.iter().map(|s| s.name.chars().count()).max().unwrap_or(4).clamp(4, 40);
+    println!(
+        "{:>5}  {:<name_w$}  {:<12}  {:<12}  {:<8}  {:<12}  {:>8}",
+        "ID", "NAME", "VENDOR", "TIER", "MODE", "NEXT WEDDING", "WEDDINGS"
+    );
+    for s in list {
+        let name: String = s.name.chars().take(name_w).collect();
+        let next = s.next_wedding(today).map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{:>5}  {:<name_w$}  {:<12}  {:<12}  {:<8}  {:<12}  {:>8}",
+            s.id.0,
+            name,
+            s.vendor_type.as_str(),
+            s.tier.as_str(),
+            s.ai_mode.as_str(),
+            next,
+            s.weddings.len()
+        );
+    }
+    println!("{} supplier(s)", list.len());
+}
+
+fn print_supplier(s: &Supplier) {
+    println!("Supplier {}: {}", s.id, s.name);
+    println!("  vendor type        {}", s.vendor_type);
+    println!("  tier               {}", s.tier);
+    println!("  AI mode            {}", s.ai_mode);
+    println!("  platform failover  {}", if s.allow_platform_failover { "allowed" } else { "forbidden" });
+    println!("  created            {}", s.created_at.format("%Y-%m-%d %H:%M UTC"));
+    if s.weddings.is_empty() {
+        println!("  weddings           none (add with `switchboard supplier edit {} --add-wedding YYYY-MM-DD`)", s.id);
+    } else {
+        let shown: Vec<String> = s.weddings.iter().map(|d| d.to_string()).collect();
+        println!("  weddings ({})      {}", s.weddings.len(), shown.join(", "));
+    }
+}

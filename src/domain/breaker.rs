@@ -1,0 +1,249 @@
+//! The circuit breaker of one provider account, as a pure state machine driven
+//! by the caller's clock: it opens after 5 consecutive failures or when at
+//! least half of the last 20 requests failed, stays open 30 s, then lets one
+//! trial request through (half-open); the trial's outcome closes or re-opens it.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerConfig {
+    pub consecutive_failures: u32,
+    pub window: u32,
+    /// Failures in a full window that open the breaker, in percent.
+    pub failure_percent: u32,
+    pub open_for_secs: i64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self { consecutive_failures: 5, window: 20, failure_percent: 50, open_for_secs: 30 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum BreakerState {
+    Closed,
+    Open {
+        until: DateTime<Utc>,
+    },
+    /// One trial request may go through; others are refused until it reports.
+    HalfOpen {
+        trial_in_flight: bool,
+    },
+}
+
+impl BreakerState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open { .. } => "open",
+            BreakerState::HalfOpen { .. } => "half_open",
+        }
+    }
+}
+
+/// What changed when an outcome was recorded (for the audit log and alerts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerTransition {
+    None,
+    Opened,
+    Closed,
+    HalfOpened,
+}
+
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    cfg: BreakerConfig,
+    state: BreakerState,
+    consecutive: u32,
+    /// Last `window` outcomes as a bit ring (1 = failure).
+    ring: u64,
+    filled: u32,
+    pos: u32,
+}
+
+impl Breaker {
+    pub fn new(cfg: BreakerConfig) -> Self {
+        let window = cfg.window.clamp(1, 64);
+        Self { cfg: BreakerConfig { window, ..cfg }, state: BreakerState::Closed, consecutive: 0, ring: 0, filled: 0, pos: 0 }
+    }
+
+    pub fn state(&self) -> BreakerState {
+        self.state
+    }
+
+    /// The state as seen at `now` (an open breaker whose time is up is half-open).
+    pub fn state_at(&self, now: DateTime<Utc>) -> BreakerState {
+        match self.state {
+            BreakerState::Open { until } if now >= until => BreakerState::HalfOpen { trial_in_flight: false },
+            s => s,
+        }
+    }
+
+    /// Whether a request may be sent now. In half-open state the first caller
+    /// gets the single trial slot; the caller must then `record` its outcome.
+    pub fn try_acquire(&mut self, now: DateTime<Utc>) -> (bool, BreakerTransition) {
+        let mut transition = BreakerTransition::None;
+        if let BreakerState::Open { until } = self.state
+            && now >= until
+        {
+            self.state = BreakerState::HalfOpen { trial_in_flight: false };
+            transition = BreakerTransition::HalfOpened;
+        }
+        match self.state {
+            BreakerState::Closed => (true, transition),
+            BreakerState::Open { .. } => (false, transition),
+            BreakerState::HalfOpen { trial_in_flight: false } => {
+                self.state = BreakerState::HalfOpen { trial_in_flight: true };
+                (true, transition)
+            }
+            BreakerState::HalfOpen { trial_in_flight: true } => (false, transition),
+        }
+    }
+
+    /// Records a request's outcome (only outcomes that count against health
+    /// should be recorded as failures).
+    pub fn record(&mut self, success: bool, now: DateTime<Utc>) -> BreakerTransition {
+        match self.state {
+            BreakerState::HalfOpen { .. } => {
+                if success {
+                    self.reset();
+                    BreakerTransition::Closed
+                } else {
+                    self.open(now);
+                    BreakerTransition::Opened
+                }
+            }
+            BreakerState::Open { .. } => BreakerTransition::None,
+            BreakerState::Closed => {
+                self.push(!success);
+                if success {
+                    self.consecutive = 0;
+                    return BreakerTransition::None;
+                }
+                self.consecutive += 1;
+                let window_failures = self.ring.count_ones();
+                let full = self.filled >= self.cfg.window;
+                if self.consecutive >= self.cfg.consecutive_failures
+                    || (full && window_failures * 100 >= self.cfg.failure_percent * self.cfg.window)
+                {
+                    self.open(now);
+                    BreakerTransition::Opened
+                } else {
+                    BreakerTransition::None
+                }
+            }
+        }
+    }
+
+    /// Forces the breaker open (e.g. the health monitor saw the account down).
+    pub fn force_open(&mut self, now: DateTime<Utc>) -> BreakerTransition {
+        if matches!(self.state, BreakerState::Open { .. }) {
+            return BreakerTransition::None;
+        }
+        self.open(now);
+        BreakerTransition::Opened
+    }
+
+    /// Forces the breaker closed (e.g. probes see the account healthy again).
+    pub fn force_close(&mut self) -> BreakerTransition {
+        if self.state == BreakerState::Closed {
+            return BreakerTransition::None;
+        }
+        self.reset();
+        BreakerTransition::Closed
+    }
+
+    fn open(&mut self, now: DateTime<Utc>) {
+        self.state = BreakerState::Open { until: now + Duration::seconds(self.cfg.open_for_secs) };
+        self.consecutive = 0;
+        self.ring = 0;
+        self.filled = 0;
+        self.pos = 0;
+    }
+
+    fn reset(&mut self) {
+        self.state = BreakerState::Closed;
+        self.consecutive = 0;
+        self.ring = 0;
+        self.filled = 0;
+        self.pos = 0;
+    }
+
+    fn push(&mut self, failure: bool) {
+        let bit = 1u64 << self.pos;
+        if failure {
+            self.ring |= bit
+        } else {
+            self.ring &= !bit
+        }
+        self.pos = (self.pos + 1) % self.cfg.window;
+        self.filled = (self.filled + 1).min(self.cfg.window);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 20, 14, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn opens_after_five_consecutive_failures_then_trial_closes_it() {
+        let mut b = Breaker::new(BreakerConfig::default());
+        for i in 0..4 {
+            assert_eq!(b.record(false, t0()), BreakerTransition::None, "failure {i}");
+        }
+        assert_eq!(b.record(false, t0()), BreakerTransition::Opened);
+        assert!(!b.try_acquire(t0() + Duration::seconds(29)).0);
+        // After 30 s exactly one trial goes through.
+        let (ok, tr) = b.try_acquire(t0() + Duration::seconds(30));
+        assert!(ok);
+        assert_eq!(tr, BreakerTransition::HalfOpened);
+        assert!(!b.try_acquire(t0() + Duration::seconds(30)).0, "only one trial at a time");
+        assert_eq!(b.record(true, t0() + Duration::seconds(31)), BreakerTransition::Closed);
+        assert!(b.try_acquire(t0() + Duration::seconds(31)).0);
+    }
+
+    #[test]
+    fn failed_trial_reopens_for_another_30_seconds() {
+        let mut b = Breaker::new(BreakerConfig::default());
+        for _ in 0..5 {
+            b.record(false, t0());
+        }
+        let t = t0() + Duration::seconds(30);
+        assert!(b.try_acquire(t).0);
+        assert_eq!(b.record(false, t), BreakerTransition::Opened);
+        assert!(!b.try_acquire(t + Duration::seconds(29)).0);
+        assert!(b.try_acquire(t + Duration::seconds(30)).0);
+    }
+
+    #[test]
+    fn opens_at_half_failures_over_a_full_window_of_twenty() {
+        let mut b = Breaker::new(BreakerConfig::default());
+        // Alternate: never 5 in a row; 10 failures in 20 opens it on the 20th.
+        let mut opened_at = None;
+        for i in 0..20 {
+            if b.record(i % 2 == 0, t0()) == BreakerTransition::Opened {
+                opened_at = Some(i);
+            }
+        }
+        assert_eq!(opened_at, Some(19));
+    }
+
+    #[test]
+    fn below_half_failures_stays_closed() {
+        let mut b = Breaker::new(BreakerConfig::default());
+        for i in 0..200 {
+            // 3 failures in every 10, never consecutive beyond 3.
+            let fail = i % 10 < 3;
+            assert_ne!(b.record(!fail, t0()), BreakerTransition::Opened);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+}

@@ -1,0 +1,223 @@
+//! The SQLite store: one database file (WAL, foreign keys on) holding suppliers,
+//! weddings, provider accounts (never key material), gateway token hashes, the
+//! usage ledger and its daily rollups, health history, alerts, migrations and
+//! the append-only audit log.
+//!
+//! All SQL lives in this module. The engine talks to it through the methods of
+//! [`Store`] and the [`UsageLedger`] trait, so that a second backend (PostgreSQL,
+//! for several gateway instances sharing one ledger) can be added without
+//! touching the engine.
+//!
+//! Opening is careful: a file that is not a SQLite database, belongs to another
+//! application, comes from a newer Switchboard, or is locked is refused with an
+//! error naming the file and what to do, and is left byte-for-byte untouched.
+
+mod accounts;
+mod audit;
+pub mod schema;
+mod suppliers;
+mod usage;
+
+pub use accounts::NewAccount;
+pub use audit::{AuditEntry, AuditFilter, os_user as audit_actor};
+pub use suppliers::{SupplierFilter, SupplierPatch};
+pub use usage::{SqliteLedger, UsageLedger};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "{path} is not a SQLite database (it may be damaged, or another kind of file). Switchboard left it untouched. Restore it from a backup, or choose another file with --db PATH."
+    )]
+    NotADatabase { path: PathBuf },
+    #[error(
+        "{path} is damaged ({detail}). Switchboard left it untouched. Restore it from a backup, or choose another file with --db PATH."
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "{path} is a SQLite database of another application, not a Switchboard database. Switchboard left it untouched. Choose another file with --db PATH."
+    )]
+    Foreign { path: PathBuf },
+    #[error(
+        "{path} was written by a newer Switchboard (schema version {found}; this build knows up to {supported}). Switchboard left it untouched. Install the newer Switchboard, or choose another file with --db PATH."
+    )]
+    NewerSchema { path: PathBuf, found: i64, supported: i64 },
+    #[error(
+        "{path} is locked by another program (is another Switchboard running on it?). Close that program and try again, or choose another file with --db PATH."
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "cannot open {path}: {source}. Check that the folder exists and that you may write to it, or choose another file with --db PATH."
+    )]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{what} {id} does not exist{hint}")]
+    NotFound { what: &'static str, id: String, hint: &'static str },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error on {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A handle on the database. Cheap to share behind an `Arc`; one connection
+/// behind a mutex for catalog work (the usage ledger's writer and heavy
+/// analytics open their own connections with [`Store::open_connection`]).
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+impl Store {
+    /// Opens (creating if missing) the database at `path` and brings its schema
+    /// up to date.
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<Store> {
+        Self::open_at_version(path, schema::LATEST_VERSION)
+    }
+
+    /// Like [`Store::open`] but migrates only up to `version`. For tests of
+    /// schema migration; an existing newer file is still refused.
+    #[doc(hidden)]
+    pub fn open_at_version(path: impl AsRef<Path>, version: i64) -> StoreResult<Store> {
+        let path = path.as_ref().to_path_buf();
+        precheck_file(&path)?;
+        let conn = connect(&path)?;
+        let store = Store { path, conn: Mutex::new(conn) };
+        store.prepare(version)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens another connection on the same (already opened and migrated) file.
+    pub fn open_connection(&self) -> StoreResult<Connection> {
+        connect(&self.path)
+    }
+
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn err(&self, e: rusqlite::Error) -> StoreError {
+        map_err(&self.path, e)
+    }
+
+    /// Runs `f` on the catalog connection, mapping SQLite errors to clear ones.
+    pub fn with_conn<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> StoreResult<R> {
+        let conn = self.conn();
+        f(&conn).map_err(|e| self.err(e))
+    }
+
+    pub fn schema_version(&self) -> StoreResult<i64> {
+        self.with_conn(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+    }
+
+    /// `PRAGMA integrity_check`; `Ok("ok")` on a healthy file.
+    pub fn integrity_check(&self) -> StoreResult<String> {
+        self.with_conn(|c| {
+            let mut st = c.prepare("PRAGMA integrity_check")?;
+            let rows: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            Ok(rows.join("; "))
+        })
+    }
+
+    fn prepare(&self, target: i64) -> StoreResult<()> {
+        let path = self.path.clone();
+        let mut conn = self.conn();
+        // Reads only, until we know the file is ours and not from the future.
+        let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| map_err(&path, e))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| map_err(&path, e))?;
+        let objects: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| map_err(&path, e))?;
+        if app_id != schema::APPLICATION_ID && (app_id != 0 || objects > 0) {
+            return Err(StoreError::Foreign { path });
+        }
+        if version > schema::LATEST_VERSION {
+            return Err(StoreError::NewerSchema { path, found: version, supported: schema::LATEST_VERSION });
+        }
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| map_err(&path, e))?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(|e| map_err(&path, e))?;
+        for v in version..target.min(schema::LATEST_VERSION) {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| map_err(&path, e))?;
+            tx.execute_batch(schema::MIGRATIONS[v as usize]).map_err(|e| map_err(&path, e))?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}; PRAGMA application_id = {};", v + 1, schema::APPLICATION_ID))
+                .map_err(|e| map_err(&path, e))?;
+            tx.commit().map_err(|e| map_err(&path, e))?;
+            tracing::info!(db = %path.display(), version = v + 1, "schema migrated");
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a file that is not SQLite before SQLite ever touches it.
+fn precheck_file(path: &Path) -> StoreResult<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            Err(StoreError::Io { path: path.to_path_buf(), source: std::io::Error::other("it is a folder, not a file") })
+        }
+        Ok(m) if m.len() == 0 => Ok(()),
+        Ok(_) => {
+            use std::io::Read;
+            let mut f = std::fs::File::open(path).map_err(|e| StoreError::Io { path: path.to_path_buf(), source: e })?;
+            let mut header = [0u8; 16];
+            let n = f.read(&mut header).map_err(|e| StoreError::Io { path: path.to_path_buf(), source: e })?;
+            if n < 16 || &header != SQLITE_HEADER {
+                return Err(StoreError::NotADatabase { path: path.to_path_buf() });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+                && !parent.exists()
+            {
+                return Err(StoreError::Io {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("the folder {} does not exist", parent.display())),
+                });
+            }
+            Ok(())
+        }
+        Err(e) => Err(StoreError::Io { path: path.to_path_buf(), source: e }),
+    }
+}
+
+fn connect(path: &Path) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| map_err(path, e))?;
+    conn.busy_timeout(Duration::from_secs(3)).map_err(|e| map_err(path, e))?;
+    conn.execute_batch("PRAGMA foreign_keys=ON;").map_err(|e| map_err(path, e))?;
+    Ok(conn)
+}
+
+pub(crate) fn map_err(path: &Path, e: rusqlite::Error) -> StoreError {
+    let path = path.to_path_buf();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked { path },
+        Some(ErrorCode::NotADatabase) => StoreError::NotADatabase { path },
+        Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt { path, detail: e.to_string() },
+        Some(ErrorCode::CannotOpen) => StoreError::Io { path, source: std::io::Error::other(e.to_string()) },
+        _ => StoreError::Sqlite { path, source: e },
+    }
+}
+
+/// Formats a timestamp the way the catalog tables store it.
+pub(crate) fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub(crate) fn parse_ts(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_default()
+}

@@ -1,0 +1,194 @@
+//! The database schema as a list of forward-only migrations. Version N of the
+//! schema is the result of applying `MIGRATIONS[0..N]` in order; the version is
+//! kept in `PRAGMA user_version`. Never edit a shipped migration: add a new one.
+
+/// SQLite `application_id` identifying a Switchboard database ("SWBD").
+pub const APPLICATION_ID: i32 = 0x5357_4244;
+
+pub const MIGRATIONS: &[&str] = &[
+    // v1: suppliers, weddings, provider accounts, gateway tokens, usage ledger,
+    // daily rollups, append-only audit log.
+    r#"
+CREATE TABLE suppliers (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    vendor_type TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    ai_mode TEXT NOT NULL,
+    allow_platform_failover INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX suppliers_name ON suppliers(name COLLATE NOCASE);
+
+CREATE TABLE weddings (
+    supplier_id INTEGER NOT NULL REFERENCES suppliers(id) ON DELETE CASCADE,
+    day TEXT NOT NULL,
+    PRIMARY KEY (supplier_id, day)
+) WITHOUT ROWID;
+CREATE INDEX weddings_day ON weddings(day);
+
+CREATE TABLE provider_accounts (
+    id INTEGER PRIMARY KEY,
+    owner_supplier_id INTEGER REFERENCES suppliers(id) ON DELETE CASCADE,
+    provider TEXT NOT NULL,
+    label TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    azure_deployment TEXT,
+    azure_api_version TEXT,
+    default_model TEXT NOT NULL,
+    key_ref TEXT,
+    key_fingerprint TEXT,
+    last_validated_at TEXT,
+    last_validation TEXT,
+    last_validation_message TEXT,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX provider_accounts_owner ON provider_accounts(owner_supplier_id);
+
+CREATE TABLE gateway_tokens (
+    id INTEGER PRIMARY KEY,
+    supplier_id INTEGER NOT NULL REFERENCES suppliers(id) ON DELETE CASCADE,
+    token_hash TEXT NOT NULL UNIQUE,
+    hint TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT,
+    revoked_at TEXT
+);
+CREATE INDEX gateway_tokens_supplier ON gateway_tokens(supplier_id);
+
+-- One row per request. Enums are small integer codes (see domain::usage) to
+-- keep ten million rows compact; ts is Unix milliseconds (UTC).
+CREATE TABLE usage_events (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL UNIQUE,
+    ts INTEGER NOT NULL,
+    supplier_id INTEGER NOT NULL,
+    account_id INTEGER,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    request_type INTEGER NOT NULL,
+    route INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    estimated INTEGER NOT NULL DEFAULT 0,
+    cost_micros INTEGER NOT NULL,
+    latency_ms INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    error_class TEXT
+);
+CREATE INDEX usage_events_ts ON usage_events(ts);
+CREATE INDEX usage_events_supplier_ts ON usage_events(supplier_id, ts);
+
+-- Daily rollups (UTC days), kept current by the ledger writer.
+CREATE TABLE usage_daily (
+    day TEXT NOT NULL,
+    supplier_id INTEGER NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    request_type INTEGER NOT NULL,
+    route INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    PRIMARY KEY (day, supplier_id, provider, model, request_type, route)
+) WITHOUT ROWID;
+CREATE INDEX usage_daily_supplier ON usage_daily(supplier_id, day);
+
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    supplier_id INTEGER,
+    account_id INTEGER,
+    result TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_log_ts ON audit_log(ts);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#,
+    // v2: provider health history, alerts, migrations and their phases.
+    r#"
+CREATE TABLE health_samples (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    latency_ms INTEGER NOT NULL,
+    error_class TEXT,
+    source TEXT NOT NULL
+);
+CREATE INDEX health_samples_account_ts ON health_samples(account_id, ts);
+
+CREATE TABLE health_aggregates (
+    account_id INTEGER NOT NULL,
+    bucket_secs INTEGER NOT NULL,
+    bucket_start INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    latency_ms_max INTEGER NOT NULL,
+    PRIMARY KEY (account_id, bucket_secs, bucket_start)
+) WITHOUT ROWID;
+
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    condition_key TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    supplier_id INTEGER,
+    account_id INTEGER,
+    message TEXT NOT NULL,
+    raised_at TEXT NOT NULL,
+    escalated_at TEXT,
+    acknowledged_at TEXT,
+    resolved_at TEXT
+);
+CREATE UNIQUE INDEX alerts_one_open_per_condition ON alerts(condition_key) WHERE resolved_at IS NULL;
+
+CREATE TABLE migrations (
+    id INTEGER PRIMARY KEY,
+    supplier_id INTEGER NOT NULL REFERENCES suppliers(id) ON DELETE CASCADE,
+    from_route TEXT NOT NULL,
+    to_route TEXT NOT NULL,
+    state TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    current_phase INTEGER NOT NULL DEFAULT 0,
+    phase_started_at TEXT,
+    phase_elapsed_ms INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
+CREATE TABLE migration_phases (
+    migration_id INTEGER NOT NULL REFERENCES migrations(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    traffic_percent INTEGER NOT NULL,
+    min_duration_secs INTEGER NOT NULL,
+    started_at TEXT,
+    ended_at TEXT,
+    outcome TEXT,
+    requests INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    p95_ms INTEGER,
+    PRIMARY KEY (migration_id, idx)
+) WITHOUT ROWID;
+"#,
+];
+
+pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,0 +1,194 @@
+//! The usage ledger: one row per request (idempotent on the request id) and
+//! daily rollups kept current in the same transaction.
+
+use super::{Store, StoreResult, connect, map_err};
+use crate::domain::{Route, SupplierId, UsageEvent};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, Transaction, params};
+use std::path::PathBuf;
+
+/// What the engine needs from a ledger backend. SQLite implements it here; a
+/// PostgreSQL backend would implement the same trait.
+pub trait UsageLedger: Send {
+    /// Appends `events` in one transaction. An event whose request id is
+    /// already recorded is skipped (so a retried write never counts twice).
+    /// Returns how many events were new.
+    fn append(&mut self, events: &[UsageEvent]) -> StoreResult<usize>;
+
+    /// Tokens that count against the supplier's platform quota in `[from, to)`
+    /// (routes platform and failover; whole UTC days from the rollups).
+    fn quota_tokens_used(&mut self, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<u64>;
+}
+
+/// A ledger on its own SQLite connection (the gateway's single writer task owns one).
+pub struct SqliteLedger {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl SqliteLedger {
+    pub fn open(store: &Store) -> StoreResult<Self> {
+        Ok(Self { path: store.path().to_path_buf(), conn: connect(store.path())? })
+    }
+}
+
+impl UsageLedger for SqliteLedger {
+    fn append(&mut self, events: &[UsageEvent]) -> StoreResult<usize> {
+        let tx = self.conn.transaction().map_err(|e| map_err(&self.path, e))?;
+        let n = append_in(&tx, events, true).map_err(|e| map_err(&self.path, e))?;
+        tx.commit().map_err(|e| map_err(&self.path, e))?;
+        Ok(n)
+    }
+
+    fn quota_tokens_used(&mut self, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<u64> {
+        quota_tokens(&self.conn, supplier, from, to).map_err(|e| map_err(&self.path, e))
+    }
+}
+
+pub(crate) fn day_key(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+/// Inserts events (and, when `rollups`, updates the daily rollups) inside `tx`.
+pub(crate) fn append_in(tx: &Transaction<'_>, events: &[UsageEvent], rollups: bool) -> rusqlite::Result<usize> {
+    let mut ins = tx.prepare_cached(
+        "INSERT OR IGNORE INTO usage_events (request_id, ts, supplier_id, account_id, provider, model, request_type, route,
+            input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?;
+    let mut roll = tx.prepare_cached(
+        "INSERT INTO usage_daily (day, supplier_id, provider, model, request_type, route, requests, errors, input_tokens, output_tokens,
+            cached_tokens, cache_write_tokens, reasoning_tokens, cost_micros, latency_ms_sum)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (day, supplier_id, provider, model, request_type, route) DO UPDATE SET
+            requests = requests + 1, errors = errors + excluded.errors,
+            input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
+            cached_tokens = cached_tokens + excluded.cached_tokens, cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+            reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, cost_micros = cost_micros + excluded.cost_micros,
+            latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum",
+    )?;
+    let mut new = 0;
+    for e in events {
+        let u = &e.usage;
+        let changed = ins.execute(params![
+            e.request_id,
+            e.ts.timestamp_millis(),
+            e.supplier_id.0,
+            e.account_id.map(|a| a.0),
+            e.provider.as_str(),
+            e.model,
+            e.request_type.code(),
+            e.route.code(),
+            u.input as i64,
+            u.output as i64,
+            u.cached_read as i64,
+            u.cache_write as i64,
+            u.reasoning as i64,
+            u.estimated,
+            e.cost.0,
+            e.latency_ms,
+            e.status.code(),
+            e.error_class,
+        ])?;
+        if changed == 0 {
+            continue;
+        }
+        new += 1;
+        if rollups {
+            roll.execute(params![
+                day_key(e.ts),
+                e.supplier_id.0,
+                e.provider.as_str(),
+                e.model,
+                e.request_type.code(),
+                e.route.code(),
+                (e.status != crate::domain::UsageStatus::Ok) as i64,
+                u.input as i64,
+                u.output as i64,
+                u.cached_read as i64,
+                u.cache_write as i64,
+                u.reasoning as i64,
+                e.cost.0,
+                e.latency_ms as i64,
+            ])?;
+        }
+    }
+    Ok(new)
+}
+
+fn quota_tokens(c: &Connection, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> rusqlite::Result<u64> {
+    let v: i64 = c.query_row(
+        "SELECT coalesce(sum(input_tokens + cached_tokens + cache_write_tokens + output_tokens), 0) FROM usage_daily
+         WHERE supplier_id = ?1 AND day >= ?2 AND day < ?3 AND route IN (?4, ?5)",
+        params![supplier.0, day_key(from), day_key(to), Route::Platform.code(), Route::Failover.code()],
+        |r| r.get(0),
+    )?;
+    Ok(v.max(0) as u64)
+}
+
+impl Store {
+    /// Appends events and updates rollups in one transaction (see [`UsageLedger::append`]).
+    pub fn append_usage(&self, events: &[UsageEvent]) -> StoreResult<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let n = append_in(&tx, events, true).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
+    /// Bulk insert without touching rollups (for generated history); call
+    /// [`Store::rebuild_daily_rollups`] afterwards.
+    pub fn append_usage_bulk(&self, events: &[UsageEvent]) -> StoreResult<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let n = append_in(&tx, events, false).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
+    /// Inserts a long stream of events in one transaction without touching the
+    /// rollups (for generated history); returns how many were new. Call
+    /// [`Store::rebuild_daily_rollups`] afterwards.
+    pub fn append_usage_stream(&self, events: impl IntoIterator<Item = UsageEvent>) -> StoreResult<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let mut n = 0;
+        let mut buf = Vec::with_capacity(4096);
+        for e in events {
+            buf.push(e);
+            if buf.len() == buf.capacity() {
+                n += append_in(&tx, &buf, false).map_err(|e| self.err(e))?;
+                buf.clear();
+            }
+        }
+        n += append_in(&tx, &buf, false).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
+    /// Recomputes every daily rollup from the events.
+    pub fn rebuild_daily_rollups(&self) -> StoreResult<()> {
+        self.with_conn(|c| {
+            c.execute_batch(
+                "BEGIN;
+                 DELETE FROM usage_daily;
+                 INSERT INTO usage_daily (day, supplier_id, provider, model, request_type, route, requests, errors, input_tokens,
+                    output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_micros, latency_ms_sum)
+                 SELECT strftime('%Y-%m-%d', ts / 1000, 'unixepoch'), supplier_id, provider, model, request_type, route,
+                    count(*), sum(status != 0), sum(input_tokens), sum(output_tokens), sum(cached_tokens), sum(cache_write_tokens),
+                    sum(reasoning_tokens), sum(cost_micros), sum(latency_ms)
+                 FROM usage_events GROUP BY 1, 2, 3, 4, 5, 6;
+                 COMMIT;",
+            )
+        })
+    }
+
+    pub fn quota_tokens_used(&self, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<u64> {
+        let conn = self.conn();
+        quota_tokens(&conn, supplier, from, to).map_err(|e| self.err(e))
+    }
+
+    pub fn count_usage_events(&self) -> StoreResult<i64> {
+        self.with_conn(|c| c.query_row("SELECT count(*) FROM usage_events", [], |r| r.get(0)))
+    }
+}
