@@ -31,7 +31,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| serde_json::to_vec(&anthropic::to_messages_request(black_box(&req))).unwrap())
     });
     let answer = br#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Dear Sam and Alex, thank you for thinking of us for your day at Hever Castle. We are free on 14 June 2027."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":120,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":40}}"#;
-    c.bench_function("translate Anthropic answer to OpenAI", |b| b.iter(|| anthropic::from_messages_response(black_box(answer), 1).unwrap()));
+    c.bench_function("translate Anthropic answer to OpenAI", |b| {
+        b.iter(|| anthropic::from_messages_response(black_box(answer), 1).unwrap())
+    });
     let delta = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" Castle"}}"#;
     c.bench_function("translate one Anthropic stream event", |b| {
         let mut t = anthropic::StreamTranslator::new("claude-sonnet-4-5", 1, false);
@@ -51,7 +53,9 @@ fn bench(c: &mut Criterion) {
         })
     });
     let u = TokenUsage { input: 12, output: 96, cached_read: 1024, cache_write: 0, reasoning: 0, estimated: false };
-    c.bench_function("cost only (dated Azure model lookup)", |b| b.iter(|| pricing.cost(ProviderKind::AzureOpenAi, black_box("gpt-4o-2024-08-06"), &u)));
+    c.bench_function("cost only (dated Azure model lookup)", |b| {
+        b.iter(|| pricing.cost(ProviderKind::AzureOpenAi, black_box("gpt-4o-2024-08-06"), &u))
+    });
     tokens::count_text("warm up the tokenizer");
     c.bench_function("estimate prompt tokens (tiktoken o200k)", |b| b.iter(|| tokens::estimate_chat_prompt(black_box(&req))));
 }

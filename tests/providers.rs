@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use switchboard::domain::{Micros, PricingTable, ProviderKind, TokenUsage, ValidationStatus};
 use switchboard::providers::{
-    ApiKey, ChatRequest, ChatStream, EmbeddingsRequest, ProviderError, ProviderTarget, Providers, ProvidersConfig, RetryPolicy, StreamEvent,
-    StreamSummary,
+    ApiKey, ChatRequest, ChatStream, EmbeddingsRequest, ProviderError, ProviderTarget, Providers, ProvidersConfig, RetryPolicy,
+    StreamEvent, StreamSummary,
 };
 use switchboard::sim::{Faults, SimAccountConfig, SimConfig, SimHandle, Simulator};
 
@@ -52,7 +52,12 @@ fn providers(retry: RetryPolicy) -> Providers {
 }
 
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), max_retry_after: Duration::from_secs(5) }
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        max_retry_after: Duration::from_secs(5),
+    }
 }
 
 /// The target for a provider; Azure uses `deployment` (classic form).
@@ -102,11 +107,7 @@ async fn drain(mut s: ChatStream) -> (Vec<u8>, StreamSummary) {
 
 /// The `data:` payloads of forwarded SSE bytes.
 fn sse_payloads(bytes: &[u8]) -> Vec<String> {
-    String::from_utf8(bytes.to_vec())
-        .unwrap()
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: ").map(str::to_string))
-        .collect()
+    String::from_utf8(bytes.to_vec()).unwrap().split("\n\n").filter_map(|e| e.strip_prefix("data: ").map(str::to_string)).collect()
 }
 
 fn assert_no_key(e: &ProviderError, key: &str) {
@@ -166,7 +167,10 @@ async fn streamed_chat_for_each_provider_matches_plain() {
             let mut text = String::new();
             let mut usage_chunks = 0;
             for c in &chunks {
-                if kind != ProviderKind::AzureOpenAi || !c["choices"].as_array().unwrap().is_empty() || c.get("usage").is_some_and(|u| !u.is_null()) {
+                if kind != ProviderKind::AzureOpenAi
+                    || !c["choices"].as_array().unwrap().is_empty()
+                    || c.get("usage").is_some_and(|u| !u.is_null())
+                {
                     assert_eq!(c["object"], "chat.completion.chunk", "{kind}: {c}");
                 }
                 if let Some(t) = c["choices"].get(0).and_then(|ch| ch["delta"]["content"].as_str()) {
@@ -250,12 +254,60 @@ fn error_cases(kind: ProviderKind) -> Vec<Case> {
     let overloaded_status = 503; // the gateway answers 503 for Anthropic's 529 and OpenAI's 503 alike
     let _ = kind;
     vec![
-        Case { name: "rate limit", faults: f(|x| x.rate_limit_rate = 1.0), marker: "", class: "rate_limited", retryable: true, health: false, status: 429 },
-        Case { name: "overloaded", faults: f(|x| x.overloaded_rate = 1.0), marker: "", class: "overloaded", retryable: true, health: true, status: overloaded_status },
-        Case { name: "server error", faults: f(|x| x.error_rate = 1.0), marker: "", class: "server_error", retryable: true, health: true, status: 502 },
-        Case { name: "outage", faults: f(|x| x.outage = true), marker: "", class: "overloaded", retryable: true, health: true, status: 503 },
-        Case { name: "spend limit", faults: f(|x| x.spend_limit = true), marker: "", class: "quota_exhausted", retryable: false, health: true, status: 429 },
-        Case { name: "context length", faults: Faults::default(), marker: " [sim:context_length]", class: "context_length", retryable: false, health: false, status: 400 },
+        Case {
+            name: "rate limit",
+            faults: f(|x| x.rate_limit_rate = 1.0),
+            marker: "",
+            class: "rate_limited",
+            retryable: true,
+            health: false,
+            status: 429,
+        },
+        Case {
+            name: "overloaded",
+            faults: f(|x| x.overloaded_rate = 1.0),
+            marker: "",
+            class: "overloaded",
+            retryable: true,
+            health: true,
+            status: overloaded_status,
+        },
+        Case {
+            name: "server error",
+            faults: f(|x| x.error_rate = 1.0),
+            marker: "",
+            class: "server_error",
+            retryable: true,
+            health: true,
+            status: 502,
+        },
+        Case {
+            name: "outage",
+            faults: f(|x| x.outage = true),
+            marker: "",
+            class: "overloaded",
+            retryable: true,
+            health: true,
+            status: 503,
+        },
+        Case {
+            name: "spend limit",
+            faults: f(|x| x.spend_limit = true),
+            marker: "",
+            class: "quota_exhausted",
+            retryable: false,
+            health: true,
+            status: 429,
+        },
+        Case {
+            name: "context length",
+            faults: Faults::default(),
+            marker: " [sim:context_length]",
+            class: "context_length",
+            retryable: false,
+            health: false,
+            status: 400,
+        },
         Case {
             name: "timeout",
             faults: f(|x| x.latency.median_ms = 3_000),
@@ -392,7 +444,11 @@ async fn cut_streams_end_with_estimated_usage_and_are_not_retried() {
         let e = sum.error.clone().expect("cut stream has an error");
         assert_eq!(e.class(), "stream_cut", "{kind}: {e}");
         assert!(sum.usage.estimated, "{kind}: {:?}", sum.usage);
-        assert!(!sum.content.is_empty() && sum.content.len() < "Simulated gpt-4o reply: Plan a spring wedding in Kent".len(), "{kind}: {}", sum.content);
+        assert!(
+            !sum.content.is_empty() && sum.content.len() < "Simulated gpt-4o reply: Plan a spring wedding in Kent".len(),
+            "{kind}: {}",
+            sum.content
+        );
         assert!(sum.usage.output >= 1, "{kind}");
         match kind {
             // Anthropic's message_start already reported the input (12).
@@ -410,7 +466,12 @@ async fn cut_streams_end_with_estimated_usage_and_are_not_retried() {
 #[tokio::test]
 async fn slow_streams_hit_the_idle_timeout() {
     let s = sim().await;
-    let p = Providers::new(ProvidersConfig { stream_idle_timeout: Duration::from_millis(150), retry: RetryPolicy::none(), ..ProvidersConfig::default() }).unwrap();
+    let p = Providers::new(ProvidersConfig {
+        stream_idle_timeout: Duration::from_millis(150),
+        retry: RetryPolicy::none(),
+        ..ProvidersConfig::default()
+    })
+    .unwrap();
     s.set_faults("oa", Faults { slow_stream_ms: 400, ..Faults::default() });
     let mut req = ChatRequest::simple("gpt-4o", PROMPT);
     req.stream = Some(true);
@@ -450,32 +511,109 @@ async fn cost_table_plain_and_streamed() {
         // 15 × 2.5 + 17 × 10 = 37.5 + 170 = 207.5 → 208
         CostCase { kind: ProviderKind::OpenAi, deployment: "", model: "gpt-4o", case: "plain", usage: usage(15, 17, 0, 0, 0), micros: 208 },
         // OpenAI has no cache writes: the first long prompt is all input. 1031 × 2.5 + (3+2+2+16=23) × 10 = 2577.5 + 230 = 2807.5 → 2808
-        CostCase { kind: ProviderKind::OpenAi, deployment: "", model: "gpt-4o", case: "cache-write", usage: usage(1031, 23, 0, 0, 0), micros: 2808 },
+        CostCase {
+            kind: ProviderKind::OpenAi,
+            deployment: "",
+            model: "gpt-4o",
+            case: "cache-write",
+            usage: usage(1031, 23, 0, 0, 0),
+            micros: 2808,
+        },
         // Repeat: cached = 1031 / 128 × 128 = 1024, input 7. 7 × 2.5 + 1024 × 1.25 + 23 × 10 = 17.5 + 1280 + 230 = 1527.5 → 1528
-        CostCase { kind: ProviderKind::OpenAi, deployment: "", model: "gpt-4o", case: "cached-input", usage: usage(7, 23, 1024, 0, 0), micros: 1528 },
+        CostCase {
+            kind: ProviderKind::OpenAi,
+            deployment: "",
+            model: "gpt-4o",
+            case: "cached-input",
+            usage: usage(7, 23, 1024, 0, 0),
+            micros: 1528,
+        },
         // o4-mini: reasoning 64 + 15 = 79; visible 3 + 2 (" o4-mini") + 2 + 10 = 17; output 96.
         // 15 × 1.1 + 96 × 4.4 = 16.5 + 422.4 = 438.9 → 439
-        CostCase { kind: ProviderKind::OpenAi, deployment: "", model: "o4-mini", case: "reasoning", usage: usage(15, 96, 0, 0, 79), micros: 439 },
+        CostCase {
+            kind: ProviderKind::OpenAi,
+            deployment: "",
+            model: "o4-mini",
+            case: "reasoning",
+            usage: usage(15, 96, 0, 0, 79),
+            micros: 439,
+        },
         // Azure deployment "mini" = gpt-4o-mini (azure price): output 3 + 3 (" gpt-4o-mini") + 2 + 10 = 18.
         // 15 × 0.165 + 18 × 0.66 = 2.475 + 11.88 = 14.355 → 14
-        CostCase { kind: ProviderKind::AzureOpenAi, deployment: "mini", model: "gpt-4o-mini", case: "plain", usage: usage(15, 18, 0, 0, 0), micros: 14 },
+        CostCase {
+            kind: ProviderKind::AzureOpenAi,
+            deployment: "mini",
+            model: "gpt-4o-mini",
+            case: "plain",
+            usage: usage(15, 18, 0, 0, 0),
+            micros: 14,
+        },
         // 1031 × 0.165 + (3+3+2+16=24) × 0.66 = 170.115 + 15.84 = 185.955 → 186
-        CostCase { kind: ProviderKind::AzureOpenAi, deployment: "mini", model: "gpt-4o-mini", case: "cache-write", usage: usage(1031, 24, 0, 0, 0), micros: 186 },
+        CostCase {
+            kind: ProviderKind::AzureOpenAi,
+            deployment: "mini",
+            model: "gpt-4o-mini",
+            case: "cache-write",
+            usage: usage(1031, 24, 0, 0, 0),
+            micros: 186,
+        },
         // 7 × 0.165 + 1024 × 0.083 + 24 × 0.66 = 1.155 + 84.992 + 15.84 = 101.987 → 102
-        CostCase { kind: ProviderKind::AzureOpenAi, deployment: "mini", model: "gpt-4o-mini", case: "cached-input", usage: usage(7, 24, 1024, 0, 0), micros: 102 },
+        CostCase {
+            kind: ProviderKind::AzureOpenAi,
+            deployment: "mini",
+            model: "gpt-4o-mini",
+            case: "cached-input",
+            usage: usage(7, 24, 1024, 0, 0),
+            micros: 102,
+        },
         // Deployment "o4" = o4-mini (no azure/ price: the OpenAI one): as the OpenAI reasoning case → 439
-        CostCase { kind: ProviderKind::AzureOpenAi, deployment: "o4", model: "o4-mini", case: "reasoning", usage: usage(15, 96, 0, 0, 79), micros: 439 },
+        CostCase {
+            kind: ProviderKind::AzureOpenAi,
+            deployment: "o4",
+            model: "o4-mini",
+            case: "reasoning",
+            usage: usage(15, 96, 0, 0, 79),
+            micros: 439,
+        },
         // Anthropic: input 4 + 8 = 12; output 3 + 5 (" claude-sonnet-4-5") + 2 + 10 = 20.
         // 12 × 3 + 20 × 15 = 36 + 300 = 336
-        CostCase { kind: ProviderKind::Anthropic, deployment: "", model: "claude-sonnet-4-5", case: "plain", usage: usage(12, 20, 0, 0, 0), micros: 336 },
+        CostCase {
+            kind: ProviderKind::Anthropic,
+            deployment: "",
+            model: "claude-sonnet-4-5",
+            case: "plain",
+            usage: usage(12, 20, 0, 0, 0),
+            micros: 336,
+        },
         // System of 1024 tokens with cache_control, written the first time; user turn 12 tokens stays input.
         // 12 × 3 + 1024 × 3.75 + 20 × 15 = 36 + 3840 + 300 = 4176
-        CostCase { kind: ProviderKind::Anthropic, deployment: "", model: "claude-sonnet-4-5", case: "cache-write", usage: usage(12, 20, 0, 1024, 0), micros: 4176 },
+        CostCase {
+            kind: ProviderKind::Anthropic,
+            deployment: "",
+            model: "claude-sonnet-4-5",
+            case: "cache-write",
+            usage: usage(12, 20, 0, 1024, 0),
+            micros: 4176,
+        },
         // Read the second time: 12 × 3 + 1024 × 0.3 + 20 × 15 = 36 + 307.2 + 300 = 643.2 → 643
-        CostCase { kind: ProviderKind::Anthropic, deployment: "", model: "claude-sonnet-4-5", case: "cached-input", usage: usage(12, 20, 1024, 0, 0), micros: 643 },
+        CostCase {
+            kind: ProviderKind::Anthropic,
+            deployment: "",
+            model: "claude-sonnet-4-5",
+            case: "cached-input",
+            usage: usage(12, 20, 1024, 0, 0),
+            micros: 643,
+        },
         // reasoning_effort → extended thinking: 64 + 12 = 76 thinking tokens inside output_tokens
         // (Anthropic does not report them apart): output 20 + 76 = 96. 12 × 3 + 96 × 15 = 36 + 1440 = 1476
-        CostCase { kind: ProviderKind::Anthropic, deployment: "", model: "claude-sonnet-4-5", case: "reasoning", usage: usage(12, 96, 0, 0, 0), micros: 1476 },
+        CostCase {
+            kind: ProviderKind::Anthropic,
+            deployment: "",
+            model: "claude-sonnet-4-5",
+            case: "reasoning",
+            usage: usage(12, 96, 0, 0, 0),
+            micros: 1476,
+        },
     ];
     let pricing = PricingTable::builtin();
     let p = providers(RetryPolicy::none());
@@ -521,7 +659,8 @@ async fn cost_table_plain_and_streamed() {
 async fn embeddings_and_model_lists() {
     let s = sim().await;
     let p = providers(RetryPolicy::none());
-    let req: EmbeddingsRequest = serde_json::from_value(json!({"model": "text-embedding-3-small", "input": ["first dance", "cake"]})).unwrap();
+    let req: EmbeddingsRequest =
+        serde_json::from_value(json!({"model": "text-embedding-3-small", "input": ["first dance", "cake"]})).unwrap();
     // "first dance" 11 bytes = 3 tokens, "cake" = 1.
     let r = p.embeddings(&target(&s, ProviderKind::OpenAi), &req).await.unwrap();
     assert_eq!(r.usage, usage(4, 0, 0, 0, 0));

@@ -166,7 +166,9 @@ async fn openai_like_chat(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], 
     };
     let req: reply::OpenAiChatIn = match serde_json::from_slice(body) {
         Ok(r) => r,
-        Err(e) => return error_response(reply::bad_request(d, &format!("We could not parse the JSON body of your request. ({e})"), s.next_id())),
+        Err(e) => {
+            return error_response(reply::bad_request(d, &format!("We could not parse the JSON body of your request. ({e})"), s.next_id()));
+        }
     };
     // The model that answers: Azure maps the deployment, OpenAI checks the name.
     let model: String = match d {
@@ -192,7 +194,8 @@ async fn openai_like_chat(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], 
     if prompt.filter_marker && d == Dialect::Azure {
         return error_response(reply::azure_content_filter());
     }
-    let mut plan = reply::plan(&model, &prompt, req.max_completion_tokens.or(req.max_tokens), prompt.filter_marker, reply::is_reasoning_model(&model));
+    let mut plan =
+        reply::plan(&model, &prompt, req.max_completion_tokens.or(req.max_tokens), prompt.filter_marker, reply::is_reasoning_model(&model));
     apply_cache(d, &account, &prompt, &mut plan);
     let id = format!("chatcmpl-sim{:016x}", s.next_id());
     if req.stream == Some(true) {
@@ -282,7 +285,9 @@ async fn embeddings(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], deploy
     };
     let req: EmbeddingsIn = match serde_json::from_slice(body) {
         Ok(r) => r,
-        Err(e) => return error_response(reply::bad_request(d, &format!("We could not parse the JSON body of your request. ({e})"), s.next_id())),
+        Err(e) => {
+            return error_response(reply::bad_request(d, &format!("We could not parse the JSON body of your request. ({e})"), s.next_id()));
+        }
     };
     let model = match d {
         Dialect::Azure => match account.deployments.get(deployment.unwrap_or(&req.model)) {
@@ -318,7 +323,8 @@ async fn embeddings(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], deploy
             serde_json::json!({"object": "embedding", "index": i, "embedding": emb})
         })
         .collect();
-    let out = serde_json::json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+    let out =
+        serde_json::json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
     json_response(200, serde_json::to_vec(&out).unwrap_or_default())
 }
 
@@ -326,7 +332,13 @@ async fn openai_embeddings(State(s): St, h: HeaderMap, body: Bytes) -> Response 
     embeddings(&s, Dialect::OpenAi, &h, &body, None).await
 }
 
-async fn azure_embeddings(State(s): St, Path(deployment): Path<String>, Query(q): Query<ApiVersion>, h: HeaderMap, body: Bytes) -> Response {
+async fn azure_embeddings(
+    State(s): St,
+    Path(deployment): Path<String>,
+    Query(q): Query<ApiVersion>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
     if q.api_version.is_none() {
         return azure_resource_not_found();
     }
@@ -393,7 +405,10 @@ async fn admin_list(State(s): St) -> Response {
 /// Merges the posted fields into the account's faults (`{"outage": true}` changes only the outage).
 async fn admin_faults(State(s): St, Path(name): Path<String>, body: Bytes) -> Response {
     let Some(account) = s.account_by_name(&name) else {
-        return json_response(404, serde_json::to_vec(&serde_json::json!({"error": format!("no simulator account named '{name}'")})).unwrap_or_default());
+        return json_response(
+            404,
+            serde_json::to_vec(&serde_json::json!({"error": format!("no simulator account named '{name}'")})).unwrap_or_default(),
+        );
     };
     let patch: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(serde_json::Value::Object(m)) => serde_json::Value::Object(m),
