@@ -2,10 +2,10 @@
 //! requests, and of Messages answers (plain and streamed) back into OpenAI chat
 //! completions and `chat.completion.chunk` events.
 
+use super::ChatResponse;
 use super::error::ProviderError;
 use super::stream::Step;
 use super::wire::{AnthropicUsage, ChatRequest, OpenAiUsage};
-use crate::domain::TokenUsage;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -157,19 +157,8 @@ struct MessagesResponse {
     usage: AnthropicUsage,
 }
 
-/// A translated plain answer.
-#[derive(Debug, Clone)]
-pub struct Translated {
-    pub body: Bytes,
-    pub id: String,
-    pub model: String,
-    pub content: String,
-    pub finish_reason: Option<String>,
-    pub usage: TokenUsage,
-}
-
 /// Translates a Messages answer into an OpenAI `chat.completion` body.
-pub fn from_messages_response(body: &[u8], created: u64) -> Result<Translated, ProviderError> {
+pub fn from_messages_response(body: &[u8], created: u64) -> Result<ChatResponse, ProviderError> {
     let r: MessagesResponse = serde_json::from_slice(body)
         .map_err(|e| ProviderError::InvalidResponse { provider: NAME, message: format!("not a Messages answer: {e}") })?;
     let mut content = String::new();
@@ -192,13 +181,14 @@ pub fn from_messages_response(body: &[u8], created: u64) -> Result<Translated, P
         }],
         "usage": OpenAiUsage::from_normalised(&usage),
     });
-    Ok(Translated {
+    Ok(ChatResponse {
         body: Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),
         id,
         model: r.model,
         content,
         finish_reason: finish.map(str::to_string),
         usage,
+        attempts: 1,
     })
 }
 

@@ -508,18 +508,7 @@ impl Providers {
 
 fn parse_chat_answer(p: &Provider, req: &ChatRequest, bytes: Bytes) -> Result<ChatResponse, ProviderError> {
     match p {
-        Provider::Anthropic { .. } => {
-            let t = anthropic::from_messages_response(&bytes, unix_now())?;
-            Ok(ChatResponse {
-                body: t.body,
-                id: t.id,
-                model: t.model,
-                content: t.content,
-                finish_reason: t.finish_reason,
-                usage: t.usage,
-                attempts: 1,
-            })
-        }
+        Provider::Anthropic { .. } => anthropic::from_messages_response(&bytes, unix_now()),
         _ => {
             let parsed = openai::parse_chat(p.name(), &bytes)?;
             let usage = match parsed.usage {
