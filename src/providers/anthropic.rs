@@ -383,4 +383,38 @@ mod tests {
         assert_eq!(v["choices"][0]["message"]["content"], "Hi there");
         assert!(from_messages_response(b"{not json", 1).is_err());
     }
+
+    #[test]
+    fn stream_translation_keeps_latest_usage_and_maps_errors() {
+        let mut t = StreamTranslator::new("claude-haiku-4-5", 1, true);
+        let mut out = Vec::new();
+        let events = [
+            r#"{"type":"message_start","message":{"id":"msg_1","model":"claude-haiku-4-5","usage":{"input_tokens":25,"cache_read_input_tokens":100,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"ping"}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":10}}"#,
+            r#"{"type":"message_delta","delta":{},"usage":{"output_tokens":15}}"#,
+        ];
+        for e in events {
+            assert_eq!(t.on_event(e, "k", &mut out), Step::Continue);
+        }
+        assert_eq!(t.on_event(r#"{"type":"message_stop"}"#, "k", &mut out), Step::Done);
+        let u = t.usage.normalise();
+        assert_eq!((u.input, u.cached_read, u.output), (25, 100, 15), "latest cumulative figure, not a sum");
+        // role chunk, "Hello", finish chunk, usage chunk, [DONE]
+        assert_eq!(out.len(), 5);
+        let last_json: Value = serde_json::from_slice(&out[3][6..out[3].len() - 2]).unwrap();
+        assert_eq!(last_json["usage"]["prompt_tokens"], 125);
+        assert_eq!(last_json["usage"]["completion_tokens"], 15);
+        assert_eq!(&out[4][..], b"data: [DONE]\n\n");
+
+        let mut t = StreamTranslator::new("claude-haiku-4-5", 1, false);
+        let step = t.on_event(r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#, "k", &mut out);
+        match step {
+            Step::Error(e) => assert_eq!((e.class(), e.is_retryable()), ("overloaded", true)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(t.on_event("{truncated", "k", &mut out), Step::Error(_)));
+    }
 }
