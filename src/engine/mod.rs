@@ -1,4 +1,7 @@
-//! Services that combine the adapters: demo history generation (and, as they
-//! land, the router, usage ledger, health monitor, migrations and analytics).
+//! Services that combine the adapters: demo history generation, the key
+//! service (`keys`) and gateway tokens (`tokens`); and, as they land, the
+//! router, usage ledger, health monitor, migrations and analytics.
 
 pub mod demo;
+pub mod keys;
+pub mod tokens;
