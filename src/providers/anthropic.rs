@@ -1,0 +1,381 @@
+//! Anthropic Messages API: translation of OpenAI chat requests into Messages
+//! requests, and of Messages answers (plain and streamed) back into OpenAI chat
+//! completions and `chat.completion.chunk` events.
+
+use super::error::ProviderError;
+use super::stream::Step;
+use super::wire::{AnthropicUsage, ChatRequest, OpenAiUsage};
+use crate::domain::TokenUsage;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+pub const NAME: &str = "Anthropic";
+pub const API_VERSION: &str = "2023-06-01";
+/// Anthropic requires `max_tokens`; used when the client set none.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// A Messages API request body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessagesRequest {
+    pub model: String,
+    pub max_tokens: u64,
+    pub messages: Vec<AnthropicMessage>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub system: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop_sequences: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnthropicMessage {
+    pub role: String,
+    pub content: Vec<Value>,
+}
+
+/// Translates an OpenAI chat request. System (and developer) messages become
+/// `system` blocks; consecutive messages of one role are merged; image parts
+/// become base64 (data URLs) or URL image sources; `cache_control` on a part is
+/// kept. Tool calls are not translated (sent as text).
+pub fn to_messages_request(req: &ChatRequest) -> MessagesRequest {
+    let mut system = Vec::new();
+    let mut messages: Vec<AnthropicMessage> = Vec::new();
+    for m in &req.messages {
+        let blocks = content_blocks(&m.content);
+        match m.role.as_str() {
+            "system" | "developer" => system.extend(blocks),
+            other => {
+                let role = if other == "assistant" { "assistant" } else { "user" };
+                if blocks.is_empty() {
+                    continue;
+                }
+                match messages.last_mut() {
+                    Some(last) if last.role == role => last.content.extend(blocks),
+                    _ => messages.push(AnthropicMessage { role: role.to_string(), content: blocks }),
+                }
+            }
+        }
+    }
+    MessagesRequest {
+        model: req.model.clone(),
+        max_tokens: req.max_output().unwrap_or(DEFAULT_MAX_TOKENS),
+        messages,
+        system,
+        // OpenAI allows 0..2, Anthropic 0..1.
+        temperature: req.temperature.map(|t| t.clamp(0.0, 1.0)),
+        top_p: req.top_p,
+        stop_sequences: req.stop_sequences(),
+        stream: req.is_stream(),
+        metadata: req.user.as_ref().map(|u| json!({ "user_id": u })),
+    }
+}
+
+fn content_blocks(content: &Value) -> Vec<Value> {
+    match content {
+        Value::String(s) if !s.is_empty() => vec![json!({"type": "text", "text": s})],
+        Value::Array(parts) => parts.iter().filter_map(part_to_block).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn part_to_block(p: &Value) -> Option<Value> {
+    let mut block = match p.get("type").and_then(Value::as_str)? {
+        "text" => json!({"type": "text", "text": p.get("text")?.as_str()?}),
+        "image_url" => {
+            let url = p.get("image_url").and_then(|i| i.get("url").or(Some(i))).and_then(Value::as_str)?;
+            image_source(url)
+        }
+        _ => return None,
+    };
+    if let (Some(cc), Some(obj)) = (p.get("cache_control"), block.as_object_mut()) {
+        obj.insert("cache_control".into(), cc.clone());
+    }
+    Some(block)
+}
+
+fn image_source(url: &str) -> Value {
+    if let Some(rest) = url.strip_prefix("data:")
+        && let Some((media_type, data)) = rest.split_once(";base64,")
+    {
+        return json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}});
+    }
+    json!({"type": "image", "source": {"type": "url", "url": url}})
+}
+
+/// OpenAI's finish reason for an Anthropic stop reason.
+pub fn finish_reason(stop_reason: &str) -> &'static str {
+    match stop_reason {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        _ => "stop",
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Block {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MessagesResponse {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    content: Vec<Block>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    usage: AnthropicUsage,
+}
+
+/// A translated plain answer.
+#[derive(Debug, Clone)]
+pub struct Translated {
+    pub body: Bytes,
+    pub id: String,
+    pub model: String,
+    pub content: String,
+    pub finish_reason: Option<String>,
+    pub usage: TokenUsage,
+}
+
+/// Translates a Messages answer into an OpenAI `chat.completion` body.
+pub fn from_messages_response(body: &[u8], created: u64) -> Result<Translated, ProviderError> {
+    let r: MessagesResponse = serde_json::from_slice(body)
+        .map_err(|e| ProviderError::InvalidResponse { provider: NAME, message: format!("not a Messages answer: {e}") })?;
+    let mut content = String::new();
+    for b in r.content.iter().filter(|b| b.kind == "text") {
+        content.push_str(b.text.as_deref().unwrap_or(""));
+    }
+    let finish = r.stop_reason.as_deref().map(finish_reason);
+    let usage = r.usage.normalise();
+    let id = format!("chatcmpl-{}", r.id);
+    let out = json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": r.model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content, "refusal": null},
+            "logprobs": null,
+            "finish_reason": finish,
+        }],
+        "usage": OpenAiUsage::from_normalised(&usage),
+    });
+    Ok(Translated {
+        body: Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),
+        id,
+        model: r.model,
+        content,
+        finish_reason: finish.map(str::to_string),
+        usage,
+    })
+}
+
+/// One OpenAI `chat.completion.chunk` as an SSE event.
+pub fn chunk_event(id: &str, created: u64, model: &str, delta: Value, finish: Option<&str>, usage: Option<&OpenAiUsage>) -> Bytes {
+    let choices = if usage.is_some() && delta.is_null() {
+        json!([])
+    } else {
+        json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}])
+    };
+    let mut obj = Map::new();
+    obj.insert("id".into(), json!(id));
+    obj.insert("object".into(), json!("chat.completion.chunk"));
+    obj.insert("created".into(), json!(created));
+    obj.insert("model".into(), json!(model));
+    obj.insert("choices".into(), choices);
+    if let Some(u) = usage {
+        obj.insert("usage".into(), json!(u));
+    }
+    let mut out = b"data: ".to_vec();
+    out.extend_from_slice(&serde_json::to_vec(&obj).unwrap_or_default());
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamEvent {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    message: Option<MessageStart>,
+    #[serde(default)]
+    delta: Option<Delta>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageStart {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Delta {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+/// Translates a Messages event stream into OpenAI chunks, keeping the latest
+/// (cumulative) usage.
+#[derive(Debug)]
+pub struct StreamTranslator {
+    pub id: String,
+    pub model: String,
+    pub created: u64,
+    pub usage: AnthropicUsage,
+    pub saw_usage: bool,
+    /// A `message_delta` with usage arrived: the figures are the provider's final ones.
+    pub final_usage: bool,
+    pub finish: Option<String>,
+    pub content: String,
+    include_usage: bool,
+}
+
+impl StreamTranslator {
+    pub fn new(model: &str, created: u64, include_usage: bool) -> Self {
+        Self {
+            id: String::new(),
+            model: model.to_string(),
+            created,
+            usage: AnthropicUsage::default(),
+            saw_usage: false,
+            final_usage: false,
+            finish: None,
+            content: String::new(),
+            include_usage,
+        }
+    }
+
+    pub fn saw_final_usage(&self) -> bool {
+        self.final_usage
+    }
+
+    /// Handles one SSE event's data; pushes chunks to forward into `out`.
+    pub fn on_event(&mut self, data: &str, key: &str, out: &mut Vec<Bytes>) -> Step {
+        let Ok(ev) = serde_json::from_str::<StreamEvent>(data) else {
+            return Step::Error(ProviderError::InvalidResponse { provider: NAME, message: "unreadable stream event".into() });
+        };
+        match ev.kind.as_str() {
+            "message_start" => {
+                if let Some(m) = ev.message {
+                    self.id = format!("chatcmpl-{}", m.id);
+                    if !m.model.is_empty() {
+                        self.model = m.model;
+                    }
+                    if let Some(u) = m.usage {
+                        self.usage.update(&u);
+                        self.saw_usage = true;
+                    }
+                }
+                out.push(chunk_event(&self.id, self.created, &self.model, json!({"role": "assistant", "content": ""}), None, None));
+            }
+            "content_block_delta" => {
+                if let Some(text) = ev.delta.and_then(|d| d.text) {
+                    self.content.push_str(&text);
+                    out.push(chunk_event(&self.id, self.created, &self.model, json!({"content": text}), None, None));
+                }
+            }
+            "message_delta" => {
+                if let Some(reason) = ev.delta.and_then(|d| d.stop_reason) {
+                    self.finish = Some(finish_reason(&reason).to_string());
+                }
+                if let Some(u) = ev.usage {
+                    // Cumulative: keep the latest figures, never add.
+                    self.usage.update(&u);
+                    self.final_usage = true;
+                }
+            }
+            "message_stop" => {
+                let finish = self.finish.clone().unwrap_or_else(|| "stop".into());
+                out.push(chunk_event(&self.id, self.created, &self.model, json!({}), Some(&finish), None));
+                if self.include_usage {
+                    let u = OpenAiUsage::from_normalised(&self.usage.normalise());
+                    out.push(chunk_event(&self.id, self.created, &self.model, Value::Null, None, Some(&u)));
+                }
+                out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                return Step::Done;
+            }
+            "error" => {
+                let e = ProviderError::from_stream_error(NAME, data.as_bytes(), key);
+                let body = json!({"error": {"message": e.provider_message(), "type": e.class(), "code": null}});
+                out.push(Bytes::from(format!("data: {body}\n\n")));
+                return Step::Error(e);
+            }
+            // ping, content_block_start, content_block_stop and unknown future events.
+            _ => {}
+        }
+        Step::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_translation() {
+        let req: ChatRequest = serde_json::from_value(json!({
+            "model": "claude-sonnet-4-5",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What is in this photo?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/venue.jpg"}}
+                ]},
+                {"role": "user", "content": "Second part"},
+                {"role": "assistant", "content": "A venue."}
+            ],
+            "max_tokens": 100, "temperature": 1.5, "stop": "END", "stream": true
+        }))
+        .unwrap();
+        let a = to_messages_request(&req);
+        let v = serde_json::to_value(&a).unwrap();
+        assert_eq!(v["system"], json!([{"type": "text", "text": "Be brief."}]));
+        assert_eq!(v["messages"].as_array().unwrap().len(), 2, "consecutive user messages merge");
+        assert_eq!(v["messages"][0]["content"][1]["source"], json!({"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}));
+        assert_eq!(v["messages"][0]["content"][2]["source"], json!({"type": "url", "url": "https://example.com/venue.jpg"}));
+        assert_eq!(v["messages"][0]["content"][3]["text"], "Second part");
+        assert_eq!(v["max_tokens"], 100);
+        assert_eq!(v["temperature"], 1.0);
+        assert_eq!(v["stop_sequences"], json!(["END"]));
+        assert_eq!(v["stream"], true);
+    }
+
+    #[test]
+    fn response_translation() {
+        let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"text","text":"Hi"},{"type":"text","text":" there"}],"stop_reason":"max_tokens","usage":{"input_tokens":10,"output_tokens":2,"cache_read_input_tokens":100,"cache_creation_input_tokens":0}}"#;
+        let t = from_messages_response(body, 1).unwrap();
+        assert_eq!(t.content, "Hi there");
+        assert_eq!(t.finish_reason.as_deref(), Some("length"));
+        let v: Value = serde_json::from_slice(&t.body).unwrap();
+        assert_eq!(v["usage"]["prompt_tokens"], 110);
+        assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
+        assert_eq!(v["choices"][0]["message"]["content"], "Hi there");
+        assert!(from_messages_response(b"{not json", 1).is_err());
+    }
+}

@@ -1,0 +1,568 @@
+//! Outbound provider clients: OpenAI, Anthropic and Azure OpenAI behind one
+//! interface ([`Providers`], enum dispatch over [`Provider`]), sharing one
+//! pooled `reqwest` client. Owns the OpenAI-format wire types the gateway
+//! speaks, Anthropic translation, usage normalisation, token estimation, the
+//! typed error taxonomy and retries. Keys are passed in per call as [`ApiKey`]
+//! and never stored, logged or put in an error.
+
+pub mod anthropic;
+pub mod azure;
+pub mod error;
+pub mod openai;
+pub mod retry;
+pub mod sse;
+pub mod stream;
+pub mod tokens;
+pub mod wire;
+
+pub use error::ProviderError;
+pub use retry::RetryPolicy;
+pub use stream::{ChatStream, StreamEvent, StreamSummary};
+pub use wire::{ChatMessage, ChatRequest, EmbeddingsRequest, ModelInfo, OpenAiUsage};
+
+use crate::domain::{AzureConfig, Micros, PricingTable, ProviderAccount, ProviderKind, TokenUsage, ValidationStatus};
+use azure::AzureRoute;
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A provider API key. Debug and Display show only its fingerprint
+/// (`sk-…a1b2`); the key itself is reachable only through [`ApiKey::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into().trim().to_string())
+    }
+    /// The key itself, for the request header. Never log the result.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn fingerprint(&self) -> String {
+        crate::domain::provider::fingerprint(&self.0)
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKey({})", self.fingerprint())
+    }
+}
+
+impl std::fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.fingerprint())
+    }
+}
+
+/// Where a call goes: a provider account's endpoint and its key.
+#[derive(Debug, Clone)]
+pub struct ProviderTarget {
+    pub kind: ProviderKind,
+    /// API base, e.g. `https://api.openai.com` (a trailing `/v1` is accepted),
+    /// or the Azure resource endpoint.
+    pub base_url: String,
+    pub azure: Option<AzureConfig>,
+    pub key: ApiKey,
+    /// Overrides the client's default whole-request timeout (plain calls) or
+    /// time-to-first-byte (streams).
+    pub timeout: Option<Duration>,
+}
+
+impl ProviderTarget {
+    pub fn new(kind: ProviderKind, base_url: impl Into<String>, key: ApiKey) -> Self {
+        Self { kind, base_url: base_url.into(), azure: None, key, timeout: None }
+    }
+
+    pub fn azure(base_url: impl Into<String>, deployment: &str, api_version: &str, key: ApiKey) -> Self {
+        Self {
+            kind: ProviderKind::AzureOpenAi,
+            base_url: base_url.into(),
+            azure: Some(AzureConfig { deployment: deployment.to_string(), api_version: api_version.to_string() }),
+            key,
+            timeout: None,
+        }
+    }
+
+    /// The target for a stored account and the key read from the keychain.
+    pub fn from_account(account: &ProviderAccount, key: ApiKey) -> Self {
+        let base = if account.base_url.trim().is_empty() {
+            account.provider.default_base_url().unwrap_or_default().to_string()
+        } else {
+            account.base_url.clone()
+        };
+        Self { kind: account.provider, base_url: base, azure: account.azure.clone(), key, timeout: None }
+    }
+
+    pub fn with_timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+}
+
+/// One provider, resolved from a target: enum dispatch over the three APIs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provider {
+    OpenAi { base: String },
+    Anthropic { base: String },
+    Azure(AzureRoute),
+}
+
+/// `https://host` or `https://host/v1` → `https://host/v1/{path}`.
+fn v1_url(base: &str, path: &str) -> String {
+    let b = base.trim_end_matches('/');
+    let b = b.strip_suffix("/v1").unwrap_or(b);
+    format!("{b}/v1/{path}")
+}
+
+impl Provider {
+    pub fn for_target(t: &ProviderTarget) -> Self {
+        match t.kind {
+            ProviderKind::OpenAi => Provider::OpenAi { base: t.base_url.clone() },
+            ProviderKind::Anthropic => Provider::Anthropic { base: t.base_url.clone() },
+            ProviderKind::AzureOpenAi => Provider::Azure(AzureRoute::new(&t.base_url, t.azure.as_ref())),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Provider::OpenAi { .. } => openai::NAME,
+            Provider::Anthropic { .. } => anthropic::NAME,
+            Provider::Azure(_) => azure::NAME,
+        }
+    }
+
+    fn auth_headers(&self, key: &ApiKey) -> Result<HeaderMap, ProviderError> {
+        let mut h = HeaderMap::new();
+        let bad = || ProviderError::Auth { provider: self.name(), status: 401, message: "the key contains characters not allowed in a header".into() };
+        match self {
+            Provider::OpenAi { .. } => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| bad())?;
+                v.set_sensitive(true);
+                h.insert(reqwest::header::AUTHORIZATION, v);
+            }
+            Provider::Anthropic { .. } => {
+                let mut v = HeaderValue::from_str(key.expose()).map_err(|_| bad())?;
+                v.set_sensitive(true);
+                h.insert(HeaderName::from_static("x-api-key"), v);
+                h.insert(HeaderName::from_static("anthropic-version"), HeaderValue::from_static(anthropic::API_VERSION));
+            }
+            Provider::Azure(_) => {
+                let mut v = HeaderValue::from_str(key.expose()).map_err(|_| bad())?;
+                v.set_sensitive(true);
+                h.insert(HeaderName::from_static("api-key"), v);
+            }
+        }
+        Ok(h)
+    }
+
+    /// URL and JSON body of a chat call.
+    pub fn chat_request(&self, req: &ChatRequest, stream: bool) -> (String, Vec<u8>) {
+        match self {
+            Provider::Anthropic { base } => {
+                let mut a = anthropic::to_messages_request(req);
+                a.stream = stream;
+                (v1_url(base, "messages"), serde_json::to_vec(&a).unwrap_or_default())
+            }
+            Provider::OpenAi { base } => (v1_url(base, "chat/completions"), openai_body(req, stream, None)),
+            Provider::Azure(route) => {
+                let model = route.model_in_body().then(|| route.deployment());
+                (route.op_url("chat/completions"), openai_body(req, stream, model))
+            }
+        }
+    }
+
+    fn models_url(&self) -> String {
+        match self {
+            Provider::OpenAi { base } | Provider::Anthropic { base } => v1_url(base, "models"),
+            Provider::Azure(route) => route.models_url(),
+        }
+    }
+}
+
+/// The OpenAI body to send: the client's request (lossless), with
+/// `stream_options.include_usage` forced on for streams, and the model replaced
+/// for Azure's v1 form.
+fn openai_body(req: &ChatRequest, stream: bool, model: Option<&str>) -> Vec<u8> {
+    let already = req.is_stream() == stream && (!stream || req.wants_stream_usage()) && model.is_none();
+    if already {
+        return serde_json::to_vec(req).unwrap_or_default();
+    }
+    let mut r = req.clone();
+    r.stream = if stream { Some(true) } else if req.stream.is_some() { Some(false) } else { None };
+    if stream {
+        let mut opts = match r.stream_options.take() {
+            Some(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        opts.insert("include_usage".into(), serde_json::Value::Bool(true));
+        r.stream_options = Some(serde_json::Value::Object(opts));
+    } else {
+        r.stream_options = None;
+    }
+    if let Some(m) = model {
+        r.model = m.to_string();
+    }
+    serde_json::to_vec(&r).unwrap_or_default()
+}
+
+/// A plain chat answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatResponse {
+    /// The OpenAI-format `chat.completion` JSON to return to the client
+    /// (OpenAI/Azure: the provider's bytes unchanged; Anthropic: translated).
+    pub body: Bytes,
+    pub id: String,
+    /// The model the provider reports (for pricing).
+    pub model: String,
+    pub content: String,
+    pub finish_reason: Option<String>,
+    /// Normalised usage.
+    pub usage: TokenUsage,
+    /// Attempts made (1 = no retry).
+    pub attempts: u32,
+}
+
+impl ChatResponse {
+    /// Cost from the pricing table (the reported model first, then the requested one).
+    pub fn cost(&self, pricing: &PricingTable, provider: ProviderKind, requested_model: &str) -> Option<Micros> {
+        pricing.cost(provider, &self.model, &self.usage).or_else(|| pricing.cost(provider, requested_model, &self.usage))
+    }
+}
+
+/// An embeddings answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingsResponse {
+    /// The OpenAI-format JSON to return to the client, unchanged.
+    pub body: Bytes,
+    pub model: String,
+    pub usage: TokenUsage,
+    pub attempts: u32,
+}
+
+/// Timeouts, limits and retries of the shared client.
+#[derive(Debug, Clone)]
+pub struct ProvidersConfig {
+    pub connect_timeout: Duration,
+    /// Whole plain request (headers and body).
+    pub request_timeout: Duration,
+    /// Streams: time to the response headers.
+    pub stream_first_byte_timeout: Duration,
+    /// Streams: longest silence between two chunks.
+    pub stream_idle_timeout: Duration,
+    /// Key validation call.
+    pub validate_timeout: Duration,
+    /// Largest plain answer we read.
+    pub max_body_bytes: usize,
+    pub retry: RetryPolicy,
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            stream_first_byte_timeout: Duration::from_secs(60),
+            stream_idle_timeout: Duration::from_secs(60),
+            validate_timeout: Duration::from_secs(15),
+            max_body_bytes: 32 * 1024 * 1024,
+            retry: RetryPolicy::default(),
+            pool_max_idle_per_host: 64,
+        }
+    }
+}
+
+/// The provider layer: one pooled HTTP client shared by every call. Cheap to clone.
+#[derive(Clone)]
+pub struct Providers {
+    http: reqwest::Client,
+    cfg: Arc<ProvidersConfig>,
+    jitter: Arc<Mutex<crate::domain::rng::DetRng>>,
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Providers").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl Providers {
+    pub fn new(cfg: ProvidersConfig) -> Result<Self, ProviderError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Connect { provider: "HTTP client", message: e.to_string() })?;
+        let seed = getrandom::u64().unwrap_or(0x5eed);
+        Ok(Self { http, cfg: Arc::new(cfg), jitter: Arc::new(Mutex::new(crate::domain::rng::DetRng::new(seed))) })
+    }
+
+    pub fn config(&self) -> &ProvidersConfig {
+        &self.cfg
+    }
+
+    fn random(&self) -> u64 {
+        self.jitter.lock().unwrap_or_else(|e| e.into_inner()).next_u64()
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the policy gives up.
+    async fn with_retry<T, F, Fut>(&self, mut attempt: F) -> Result<(T, u32), ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let mut n = 0;
+        loop {
+            n += 1;
+            match attempt().await {
+                Ok(v) => return Ok((v, n)),
+                Err(e) => match self.cfg.retry.delay(n, &e, self.random()) {
+                    Some(d) => {
+                        tracing::debug!(class = e.class(), attempt = n, delay_ms = d.as_millis() as u64, "retrying provider call");
+                        tokio::time::sleep(d).await;
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Sends one request; a non-2xx answer becomes a classified error.
+    async fn send(
+        &self,
+        p: &Provider,
+        t: &ProviderTarget,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut rb = self.http.request(method, url).headers(p.auth_headers(&t.key)?);
+        if let Some(b) = body {
+            rb = rb.header(reqwest::header::CONTENT_TYPE, "application/json").body(b);
+        }
+        if let Some(to) = timeout {
+            rb = rb.timeout(to);
+        }
+        let resp = rb.send().await.map_err(|e| ProviderError::from_transport(p.name(), &e, t.key.expose()))?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        let headers = resp.headers().clone();
+        let body = read_capped(p.name(), resp, 64 * 1024, &t.key).await.unwrap_or_default();
+        Err(ProviderError::from_response(p.name(), status, &headers, &body, t.key.expose()))
+    }
+
+    async fn send_read(
+        &self,
+        p: &Provider,
+        t: &ProviderTarget,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Bytes, ProviderError> {
+        let resp = self.send(p, t, method, url, body, Some(timeout)).await?;
+        read_capped(p.name(), resp, self.cfg.max_body_bytes, &t.key).await
+    }
+
+    /// A plain (non-streamed) chat completion, with retries.
+    pub async fn chat(&self, t: &ProviderTarget, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let p = Provider::for_target(t);
+        let (url, body) = p.chat_request(req, false);
+        let timeout = t.timeout.unwrap_or(self.cfg.request_timeout);
+        let (resp, attempts) = self
+            .with_retry(|| {
+                let (p, url, body) = (&p, &url, body.clone());
+                async move {
+                    let bytes = self.send_read(p, t, reqwest::Method::POST, url, Some(body), timeout).await?;
+                    parse_chat_answer(p, req, bytes)
+                }
+            })
+            .await?;
+        Ok(ChatResponse { attempts, ..resp })
+    }
+
+    /// A streamed chat completion. Opening the stream is retried (nothing has
+    /// been forwarded yet); once this returns, nothing is retried.
+    pub async fn chat_stream(&self, t: &ProviderTarget, req: &ChatRequest) -> Result<ChatStream, ProviderError> {
+        let p = Provider::for_target(t);
+        let (url, body) = p.chat_request(req, true);
+        let first_byte = t.timeout.unwrap_or(self.cfg.stream_first_byte_timeout);
+        let (resp, attempts) = self
+            .with_retry(|| {
+                let (p, url, body) = (&p, &url, body.clone());
+                async move {
+                    match tokio::time::timeout(first_byte, self.send(p, t, reqwest::Method::POST, url, Some(body), None)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(ProviderError::Timeout { provider: p.name() }),
+                    }
+                }
+            })
+            .await?;
+        let created = unix_now();
+        let translator = match &p {
+            Provider::Anthropic { .. } => {
+                stream::Translator::Anthropic(anthropic::StreamTranslator::new(&req.model, created, req.wants_stream_usage()))
+            }
+            other => stream::Translator::OpenAi(openai::StreamTranslator::new(other.name(), &req.model, req.wants_stream_usage())),
+        };
+        let prompt_estimate = tokens::estimate_chat_prompt(req);
+        Ok(ChatStream::new(resp.bytes_stream().boxed(), translator, self.cfg.stream_idle_timeout, prompt_estimate, t.key.clone(), attempts))
+    }
+
+    /// Embeddings (OpenAI and Azure; Anthropic has none).
+    pub async fn embeddings(&self, t: &ProviderTarget, req: &EmbeddingsRequest) -> Result<EmbeddingsResponse, ProviderError> {
+        let p = Provider::for_target(t);
+        let (url, body) = match &p {
+            Provider::Anthropic { .. } => return Err(ProviderError::Unsupported { provider: anthropic::NAME, what: "embeddings" }),
+            Provider::OpenAi { base } => (v1_url(base, "embeddings"), serde_json::to_vec(req).unwrap_or_default()),
+            Provider::Azure(route) => {
+                let mut r = req.clone();
+                if route.model_in_body() {
+                    r.model = route.deployment().to_string();
+                }
+                (route.op_url("embeddings"), serde_json::to_vec(&r).unwrap_or_default())
+            }
+        };
+        let timeout = t.timeout.unwrap_or(self.cfg.request_timeout);
+        let ((bytes, parsed), attempts) = self
+            .with_retry(|| {
+                let (p, url, body) = (&p, &url, body.clone());
+                async move {
+                    let bytes = self.send_read(p, t, reqwest::Method::POST, url, Some(body), timeout).await?;
+                    #[derive(serde::Deserialize)]
+                    struct Peek {
+                        #[serde(default)]
+                        model: String,
+                        #[serde(default)]
+                        usage: Option<OpenAiUsage>,
+                    }
+                    let parsed: Peek = serde_json::from_slice(&bytes)
+                        .map_err(|e| ProviderError::InvalidResponse { provider: p.name(), message: format!("not an embeddings answer: {e}") })?;
+                    Ok((bytes, parsed))
+                }
+            })
+            .await?;
+        let usage = match parsed.usage {
+            Some(u) => u.normalise(),
+            None => TokenUsage { input: tokens::estimate_embeddings(req), estimated: true, ..TokenUsage::default() },
+        };
+        let model = if parsed.model.is_empty() { req.model.clone() } else { parsed.model };
+        Ok(EmbeddingsResponse { body: bytes, model, usage, attempts })
+    }
+
+    /// The models the account offers (`GET /v1/models`; Azure: the resource's model list).
+    pub async fn list_models(&self, t: &ProviderTarget) -> Result<Vec<ModelInfo>, ProviderError> {
+        let p = Provider::for_target(t);
+        let timeout = t.timeout.unwrap_or(self.cfg.validate_timeout);
+        let bytes = self.send_read(&p, t, reqwest::Method::GET, &p.models_url(), None, timeout).await?;
+        #[derive(serde::Deserialize)]
+        struct List {
+            #[serde(default)]
+            data: Vec<ModelInfo>,
+        }
+        let list: List = serde_json::from_slice(&bytes)
+            .map_err(|e| ProviderError::InvalidResponse { provider: p.name(), message: format!("not a model list: {e}") })?;
+        Ok(list.data)
+    }
+
+    /// Checks a key with one cheap authenticated call (the model list), without
+    /// retries. Returns the status and the provider's own message (never the key).
+    pub async fn validate_key(&self, t: &ProviderTarget) -> (ValidationStatus, String) {
+        match self.list_models(t).await {
+            Ok(models) => {
+                let p = Provider::for_target(t);
+                let msg = match &p {
+                    Provider::Azure(route) if !route.deployment().is_empty() => {
+                        format!("key accepted; {} models on the resource (deployment '{}')", models.len(), route.deployment())
+                    }
+                    _ => format!("key accepted; {} models available", models.len()),
+                };
+                (ValidationStatus::Valid, msg)
+            }
+            Err(e) => (e.validation_status(), e.provider_message()),
+        }
+    }
+}
+
+fn parse_chat_answer(p: &Provider, req: &ChatRequest, bytes: Bytes) -> Result<ChatResponse, ProviderError> {
+    match p {
+        Provider::Anthropic { .. } => {
+            let t = anthropic::from_messages_response(&bytes, unix_now())?;
+            Ok(ChatResponse { body: t.body, id: t.id, model: t.model, content: t.content, finish_reason: t.finish_reason, usage: t.usage, attempts: 1 })
+        }
+        _ => {
+            let parsed = openai::parse_chat(p.name(), &bytes)?;
+            let usage = match parsed.usage {
+                Some(u) => u.normalise(),
+                None => TokenUsage {
+                    input: tokens::estimate_chat_prompt(req),
+                    output: tokens::count_text(&parsed.content),
+                    estimated: true,
+                    ..TokenUsage::default()
+                },
+            };
+            let model = if parsed.model.is_empty() { req.model.clone() } else { parsed.model };
+            Ok(ChatResponse { body: bytes, id: parsed.id, model, content: parsed.content, finish_reason: parsed.finish_reason, usage, attempts: 1 })
+        }
+    }
+}
+
+/// Reads a body, refusing more than `cap` bytes.
+async fn read_capped(provider: &'static str, mut resp: reqwest::Response, cap: usize, key: &ApiKey) -> Result<Bytes, ProviderError> {
+    if resp.content_length().is_some_and(|n| n as usize > cap) {
+        return Err(ProviderError::InvalidResponse { provider, message: format!("answer larger than {cap} bytes") });
+    }
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if buf.len() + c.len() > cap {
+                    return Err(ProviderError::InvalidResponse { provider, message: format!("answer larger than {cap} bytes") });
+                }
+                buf.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => return Err(ProviderError::from_transport(provider, &e, key.expose())),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_never_prints_itself() {
+        let k = ApiKey::new("sk-proj-abcdefghijklmnopqrstuvwxyz9f3c");
+        assert_eq!(format!("{k}"), "sk-proj-…9f3c");
+        assert_eq!(format!("{k:?}"), "ApiKey(sk-proj-…9f3c)");
+        let t = ProviderTarget::new(ProviderKind::OpenAi, "http://x", k);
+        assert!(!format!("{t:?}").contains("abcdefgh"));
+    }
+
+    #[test]
+    fn openai_body_forces_include_usage_for_streams() {
+        let r = ChatRequest::simple("gpt-4o", "hi");
+        let v: serde_json::Value = serde_json::from_slice(&openai_body(&r, true, None)).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["stream"], true);
+        let v: serde_json::Value = serde_json::from_slice(&openai_body(&r, false, Some("dep"))).unwrap();
+        assert_eq!(v["model"], "dep");
+        assert!(v.get("stream").is_none());
+        assert_eq!(v1_url("https://api.openai.com/v1/", "models"), "https://api.openai.com/v1/models");
+    }
+}

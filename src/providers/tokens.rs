@@ -1,0 +1,60 @@
+//! Token estimation with a real tokenizer (tiktoken's `o200k_base`): a request
+//! before it is sent (quota checks) and the output of a stream that was cut
+//! before its usage arrived. For Claude models this is an approximation.
+
+use super::wire::{ChatRequest, EmbeddingsRequest};
+
+/// What OpenAI charges per message for the chat framing, and once for the reply priming.
+const TOKENS_PER_MESSAGE: u64 = 3;
+const REPLY_PRIMING: u64 = 3;
+/// A low-detail image; high-detail images cost more, so this is a floor.
+const TOKENS_PER_IMAGE: u64 = 85;
+
+/// Tokens of a piece of text.
+pub fn count_text(text: &str) -> u64 {
+    if text.is_empty() {
+        return 0;
+    }
+    tiktoken_rs::o200k_base_singleton().encode_ordinary(text).len() as u64
+}
+
+/// Prompt tokens of a chat request, counted the way OpenAI's cookbook does.
+pub fn estimate_chat_prompt(req: &ChatRequest) -> u64 {
+    let mut n = REPLY_PRIMING;
+    for m in &req.messages {
+        n += TOKENS_PER_MESSAGE + count_text(&m.role);
+        m.for_each_text(|t| n += count_text(t));
+        n += m.image_count() * TOKENS_PER_IMAGE;
+    }
+    n
+}
+
+/// The most a chat request can use: its prompt plus its output cap (if set).
+pub fn estimate_chat_max_total(req: &ChatRequest) -> u64 {
+    estimate_chat_prompt(req) + req.max_output().unwrap_or(0)
+}
+
+/// Prompt tokens of an embeddings request.
+pub fn estimate_embeddings(req: &EmbeddingsRequest) -> u64 {
+    let mut n = 0;
+    req.for_each_text(|t| n += count_text(t));
+    if let Some(items) = req.input.as_array() {
+        // Pre-tokenised input: arrays of integers.
+        n += items.iter().filter_map(|i| i.as_array()).map(|a| a.len() as u64).sum::<u64>();
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_plausible() {
+        assert_eq!(count_text(""), 0);
+        assert_eq!(count_text("hello world"), 2);
+        let r = ChatRequest::simple("gpt-4o", "hello world");
+        // 3 priming + 3 framing + 1 ("user") + 2.
+        assert_eq!(estimate_chat_prompt(&r), 9);
+    }
+}

@@ -1,0 +1,281 @@
+//! OpenAI-format wire types that the gateway speaks with its clients: chat and
+//! embeddings requests (lossless: unknown fields are kept and forwarded), the
+//! usage objects of OpenAI and Anthropic, and their normalisation into
+//! [`TokenUsage`].
+
+use crate::domain::TokenUsage;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// An OpenAI `POST /v1/chat/completions` body. Fields we look at are typed;
+/// everything else stays in `extra` and is forwarded unchanged to OpenAI/Azure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// A string or an array of strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatRequest {
+    /// A minimal request: one user message.
+    pub fn simple(model: &str, user_text: &str) -> Self {
+        Self {
+            model: model.to_string(),
+            messages: vec![ChatMessage::text("user", user_text)],
+            stream: None,
+            stream_options: None,
+            max_tokens: None,
+            max_completion_tokens: None,
+            temperature: None,
+            top_p: None,
+            stop: None,
+            user: None,
+            extra: Map::new(),
+        }
+    }
+
+    pub fn is_stream(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    /// Whether the client asked for the final usage chunk of a stream.
+    pub fn wants_stream_usage(&self) -> bool {
+        self.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool) == Some(true)
+    }
+
+    /// The output cap the client set (`max_completion_tokens` wins).
+    pub fn max_output(&self) -> Option<u64> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// Stop sequences, whether given as a string or an array.
+    pub fn stop_sequences(&self) -> Vec<String> {
+        match &self.stop {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// One chat message. `content` is a string, an array of parts
+/// (`{"type":"text"}`, `{"type":"image_url"}`, …) or null.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    #[serde(default)]
+    pub content: Value,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatMessage {
+    pub fn text(role: &str, text: &str) -> Self {
+        Self { role: role.to_string(), content: Value::String(text.to_string()), extra: Map::new() }
+    }
+
+    /// Calls `f` with each piece of text of the message (string content or text parts).
+    pub fn for_each_text(&self, mut f: impl FnMut(&str)) {
+        match &self.content {
+            Value::String(s) => f(s),
+            Value::Array(parts) => {
+                for p in parts {
+                    if let Some(t) = p.get("text").and_then(Value::as_str) {
+                        f(t);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Number of image parts.
+    pub fn image_count(&self) -> u64 {
+        match &self.content {
+            Value::Array(parts) => parts.iter().filter(|p| p.get("type").and_then(Value::as_str) == Some("image_url")).count() as u64,
+            _ => 0,
+        }
+    }
+}
+
+/// An OpenAI `POST /v1/embeddings` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingsRequest {
+    pub model: String,
+    /// A string, an array of strings, or token arrays.
+    pub input: Value,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl EmbeddingsRequest {
+    pub fn for_each_text(&self, mut f: impl FnMut(&str)) {
+        match &self.input {
+            Value::String(s) => f(s),
+            Value::Array(items) => {
+                for i in items {
+                    if let Some(s) = i.as_str() {
+                        f(s)
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletionTokensDetails {
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
+}
+
+/// OpenAI's `usage` object: `prompt_tokens` INCLUDE the cached tokens and
+/// `completion_tokens` include the reasoning tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenAiUsage {
+    #[serde(default)]
+    pub prompt_tokens: Option<u64>,
+    #[serde(default)]
+    pub completion_tokens: Option<u64>,
+    #[serde(default)]
+    pub total_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+impl OpenAiUsage {
+    pub fn normalise(&self) -> TokenUsage {
+        let prompt = self.prompt_tokens.unwrap_or(0);
+        let cached = self.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0).min(prompt);
+        let output = self.completion_tokens.unwrap_or(0);
+        let reasoning = self.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0).min(output);
+        TokenUsage { input: prompt - cached, output, cached_read: cached, cache_write: 0, reasoning, estimated: false }
+    }
+
+    /// The OpenAI usage object that describes a normalised usage (used when
+    /// translating Anthropic answers).
+    pub fn from_normalised(u: &TokenUsage) -> Self {
+        let prompt = u.prompt_total();
+        Self {
+            prompt_tokens: Some(prompt),
+            completion_tokens: Some(u.output),
+            total_tokens: Some(prompt + u.output),
+            prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: Some(u.cached_read) }),
+            completion_tokens_details: Some(CompletionTokensDetails { reasoning_tokens: Some(u.reasoning) }),
+        }
+    }
+}
+
+/// Anthropic's `usage` object: `input_tokens` EXCLUDE cache reads and writes.
+/// In a stream, `message_delta` carries cumulative figures: later values
+/// replace earlier ones, field by field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnthropicUsage {
+    #[serde(default)]
+    pub input_tokens: Option<u64>,
+    #[serde(default)]
+    pub output_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<u64>,
+}
+
+impl AnthropicUsage {
+    /// Keeps the latest value of every field present in `newer` (cumulative, not added).
+    pub fn update(&mut self, newer: &AnthropicUsage) {
+        self.input_tokens = newer.input_tokens.or(self.input_tokens);
+        self.output_tokens = newer.output_tokens.or(self.output_tokens);
+        self.cache_read_input_tokens = newer.cache_read_input_tokens.or(self.cache_read_input_tokens);
+        self.cache_creation_input_tokens = newer.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
+    }
+
+    pub fn normalise(&self) -> TokenUsage {
+        TokenUsage {
+            input: self.input_tokens.unwrap_or(0),
+            output: self.output_tokens.unwrap_or(0),
+            cached_read: self.cache_read_input_tokens.unwrap_or(0),
+            cache_write: self.cache_creation_input_tokens.unwrap_or(0),
+            reasoning: 0,
+            estimated: false,
+        }
+    }
+}
+
+/// One model offered by an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub id: String,
+    #[serde(default)]
+    pub owned_by: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_request_is_lossless() {
+        let raw = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi","name":"ann"}],"seed":7,"response_format":{"type":"json_object"},"stop":["x","y"]}"#;
+        let r: ChatRequest = serde_json::from_str(raw).unwrap();
+        assert_eq!(r.extra["seed"], 7);
+        assert_eq!(r.messages[0].extra["name"], "ann");
+        assert_eq!(r.stop_sequences(), vec!["x", "y"]);
+        let back: Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(back, serde_json::from_str::<Value>(raw).unwrap());
+    }
+
+    #[test]
+    fn usage_normalisation() {
+        // OpenAI: 1000 prompt of which 800 cached; 300 completion of which 200 reasoning.
+        let u: OpenAiUsage = serde_json::from_str(
+            r#"{"prompt_tokens":1000,"completion_tokens":300,"total_tokens":1300,"prompt_tokens_details":{"cached_tokens":800},"completion_tokens_details":{"reasoning_tokens":200}}"#,
+        )
+        .unwrap();
+        let n = u.normalise();
+        assert_eq!((n.input, n.cached_read, n.output, n.reasoning), (200, 800, 300, 200));
+        // Anthropic: input excludes cache reads and writes.
+        let a = AnthropicUsage { input_tokens: Some(10), output_tokens: Some(5), cache_read_input_tokens: Some(100), cache_creation_input_tokens: Some(50) };
+        let n = a.normalise();
+        assert_eq!((n.input, n.cached_read, n.cache_write, n.prompt_total()), (10, 100, 50, 160));
+        // Malformed: cached larger than prompt does not underflow.
+        let bad = OpenAiUsage { prompt_tokens: Some(5), prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: Some(9) }), ..Default::default() };
+        assert_eq!(bad.normalise().input, 0);
+    }
+
+    #[test]
+    fn anthropic_stream_usage_is_cumulative() {
+        let mut u = AnthropicUsage { input_tokens: Some(25), output_tokens: Some(1), ..Default::default() };
+        u.update(&AnthropicUsage { output_tokens: Some(15), ..Default::default() });
+        u.update(&AnthropicUsage { output_tokens: Some(40), ..Default::default() });
+        assert_eq!(u.normalise().output, 40);
+        assert_eq!(u.normalise().input, 25);
+    }
+}

@@ -1,0 +1,645 @@
+//! What the simulator answers: prompt analysis (token figures, cache prefixes,
+//! markers), the reply text, and the provider-exact JSON bodies and SSE
+//! events, errors included.
+
+use super::Account;
+use crate::domain::ProviderKind;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// Which provider's wire format an answer uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+    Azure,
+    Anthropic,
+}
+
+impl Dialect {
+    pub fn provider(self) -> ProviderKind {
+        match self {
+            Dialect::OpenAi => ProviderKind::OpenAi,
+            Dialect::Azure => ProviderKind::AzureOpenAi,
+            Dialect::Anthropic => ProviderKind::Anthropic,
+        }
+    }
+}
+
+pub fn default_models(p: ProviderKind) -> Vec<String> {
+    let m: &[&str] = match p {
+        ProviderKind::OpenAi | ProviderKind::AzureOpenAi => &["gpt-4o", "gpt-4o-mini", "o4-mini", "text-embedding-3-small", "text-embedding-3-large"],
+        ProviderKind::Anthropic => &["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"],
+    };
+    m.iter().map(|s| s.to_string()).collect()
+}
+
+/// Whether `model` is offered: exactly, or as a dated snapshot of an offered model.
+pub fn offers(models: &[String], model: &str) -> bool {
+    models.iter().any(|m| model == m || (model.starts_with(m.as_str()) && model[m.len()..].starts_with("-20")))
+}
+
+/// The simulator's tokenizer: about four bytes per token. Cheap and
+/// deterministic; real providers' counts differ, which is fine for a simulator.
+pub fn sim_tokens(text: &str) -> u64 {
+    (text.len() as u64).div_ceil(4)
+}
+
+pub const OPENAI_CACHE_MIN: u64 = 1024;
+pub const ANTHROPIC_CACHE_MIN: u64 = 1024;
+
+/// What the simulator derives from a prompt.
+#[derive(Debug, Default)]
+pub struct Prompt<'a> {
+    pub tokens: u64,
+    /// Tokens and hash of the prefix up to the last `cache_control` block (Anthropic).
+    pub cache_prefix: Option<(u64, u64)>,
+    pub hash: u64,
+    pub last_user: &'a str,
+    pub context_marker: bool,
+    pub filter_marker: bool,
+}
+
+impl<'a> Prompt<'a> {
+    fn block(&mut self, h: &mut DefaultHasher, block: &'a Value, role_is_user: bool) {
+        match block {
+            Value::String(s) => self.text(h, s, role_is_user),
+            Value::Array(parts) => {
+                for p in parts {
+                    if let Some(t) = p.get("text").and_then(Value::as_str) {
+                        self.text(h, t, role_is_user);
+                    } else if p.get("type").and_then(Value::as_str).is_some_and(|t| t == "image" || t == "image_url") {
+                        self.tokens += 85;
+                        "img".hash(h);
+                    }
+                    if p.get("cache_control").is_some() {
+                        self.cache_prefix = Some((self.tokens, h.finish()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn text(&mut self, h: &mut DefaultHasher, t: &'a str, role_is_user: bool) {
+        self.tokens += sim_tokens(t);
+        t.hash(h);
+        if role_is_user {
+            self.last_user = t;
+        }
+    }
+
+    fn finish_markers(&mut self) {
+        if self.last_user.contains("[sim:") {
+            self.context_marker = self.last_user.contains("[sim:context_length]");
+            self.filter_marker = self.last_user.contains("[sim:content_filter]");
+        }
+    }
+
+    pub fn openai(messages: &'a [SimMessage]) -> Self {
+        let mut p = Prompt { tokens: 3, ..Default::default() };
+        let mut h = DefaultHasher::new();
+        for m in messages {
+            p.tokens += 4;
+            m.role.hash(&mut h);
+            p.block(&mut h, &m.content, m.role == "user");
+        }
+        p.hash = h.finish();
+        p.finish_markers();
+        p
+    }
+
+    pub fn anthropic(system: &'a Value, messages: &'a [SimMessage]) -> Self {
+        let mut p = Prompt { tokens: 0, ..Default::default() };
+        let mut h = DefaultHasher::new();
+        p.block(&mut h, system, false);
+        for m in messages {
+            p.tokens += 4;
+            m.role.hash(&mut h);
+            p.block(&mut h, &m.content, m.role == "user");
+        }
+        p.hash = h.finish();
+        p.finish_markers();
+        p
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SimMessage {
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub content: Value,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: Option<bool>,
+}
+
+/// The fields of an OpenAI chat request the simulator reads.
+#[derive(Debug, Deserialize)]
+pub struct OpenAiChatIn {
+    pub model: String,
+    pub messages: Vec<SimMessage>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<u64>,
+}
+
+/// The fields of an Anthropic Messages request the simulator reads.
+#[derive(Debug, Deserialize)]
+pub struct AnthropicIn {
+    pub model: String,
+    pub max_tokens: u64,
+    pub messages: Vec<SimMessage>,
+    #[serde(default)]
+    pub system: Value,
+    #[serde(default)]
+    pub stream: Option<bool>,
+}
+
+/// A planned answer: the words to send and the usage to report.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub words: Vec<String>,
+    pub finish: &'static str,
+    pub input: u64,
+    pub cached_read: u64,
+    pub cache_write: u64,
+    pub output: u64,
+    pub reasoning: u64,
+}
+
+impl Plan {
+    pub fn content(&self) -> String {
+        self.words.concat()
+    }
+}
+
+fn is_reasoning_model(model: &str) -> bool {
+    let b = model.as_bytes();
+    (b.len() >= 2 && b[0] == b'o' && b[1].is_ascii_digit()) || model.starts_with("gpt-5")
+}
+
+/// Plans the reply: an echo of the start of the last user message, cut at
+/// `max_tokens` (finish `length`); reasoning tokens for o-series models.
+pub fn plan(model: &str, prompt: &Prompt<'_>, max_tokens: Option<u64>, refusal: bool) -> Plan {
+    let mut words: Vec<String> = Vec::with_capacity(16);
+    if !refusal {
+        words.push("Simulated".into());
+        words.push(format!(" {model}"));
+        words.push(" reply:".into());
+        let mut n = 0;
+        for w in prompt.last_user.split_whitespace() {
+            if n == 8 {
+                break;
+            }
+            words.push(format!(" {w}"));
+            n += 1;
+        }
+    }
+    let reasoning = if is_reasoning_model(model) { 64 + prompt.tokens % 64 } else { 0 };
+    let mut finish = if refusal { "content_filter" } else { "stop" };
+    let mut visible: u64 = words.iter().map(|w| sim_tokens(w)).sum();
+    if let Some(max) = max_tokens {
+        let budget = max.saturating_sub(reasoning);
+        while visible > budget && !words.is_empty() {
+            let w = words.pop().unwrap_or_default();
+            visible -= sim_tokens(&w);
+            finish = "length";
+        }
+    }
+    Plan { words, finish, input: prompt.tokens, cached_read: 0, cache_write: 0, output: visible + reasoning, reasoning }
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// OpenAI usage: prompt tokens include cached ones.
+pub fn openai_usage(p: &Plan) -> Value {
+    let prompt = p.input + p.cached_read;
+    serde_json::json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": p.output,
+        "total_tokens": prompt + p.output,
+        "prompt_tokens_details": {"cached_tokens": p.cached_read, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": p.reasoning, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+    })
+}
+
+#[derive(Serialize)]
+struct OaMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+    refusal: Option<&'a str>,
+    annotations: [(); 0],
+}
+
+#[derive(Serialize)]
+struct OaChoice<'a> {
+    index: u32,
+    message: OaMessage<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_filter_results: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct OaCompletion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [OaChoice<'a>; 1],
+    usage: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_fingerprint: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_filter_results: Option<Value>,
+}
+
+fn azure_filters() -> Value {
+    serde_json::json!({"hate": {"filtered": false, "severity": "safe"}, "self_harm": {"filtered": false, "severity": "safe"}, "sexual": {"filtered": false, "severity": "safe"}, "violence": {"filtered": false, "severity": "safe"}})
+}
+
+pub fn openai_completion(d: Dialect, id: &str, model: &str, p: &Plan) -> Vec<u8> {
+    let content = p.content();
+    let azure = d == Dialect::Azure;
+    let body = OaCompletion {
+        id,
+        object: "chat.completion",
+        created: now_secs(),
+        model,
+        choices: [OaChoice {
+            index: 0,
+            message: OaMessage { role: "assistant", content: &content, refusal: None, annotations: [] },
+            logprobs: None,
+            finish_reason: p.finish,
+            content_filter_results: azure.then(azure_filters),
+        }],
+        usage: openai_usage(p),
+        system_fingerprint: Some("fp_sim0001"),
+        prompt_filter_results: azure.then(|| serde_json::json!([{"prompt_index": 0, "content_filter_results": azure_filters()}])),
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+fn sse_data(v: &impl Serialize) -> Bytes {
+    let mut out = b"data: ".to_vec();
+    let _ = serde_json::to_writer(&mut out, v);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+fn sse_named(event: &str, v: &Value) -> Bytes {
+    let mut out = format!("event: {event}\ndata: ").into_bytes();
+    let _ = serde_json::to_writer(&mut out, v);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// The OpenAI chunk sequence: role chunk, one chunk per word, finish chunk,
+/// usage chunk (when asked), `[DONE]`. Azure adds its prompt-filter chunk first.
+pub fn openai_stream(d: Dialect, id: &str, model: &str, p: &Plan, include_usage: bool) -> Vec<Bytes> {
+    let created = now_secs();
+    let usage_field = |u: Option<Value>| if include_usage { Some(u.unwrap_or(Value::Null)) } else { None };
+    let chunk = |delta: Value, finish: Option<&str>| {
+        let mut c = serde_json::json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "fp_sim0001",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        if let Some(u) = usage_field(None) {
+            c["usage"] = u;
+        }
+        sse_data(&c)
+    };
+    let mut out = Vec::with_capacity(p.words.len() + 5);
+    if d == Dialect::Azure {
+        out.push(sse_data(&serde_json::json!({"id": "", "object": "", "created": 0, "model": "", "choices": [],
+            "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": azure_filters()}]})));
+    }
+    out.push(chunk(serde_json::json!({"role": "assistant", "content": "", "refusal": null}), None));
+    for w in &p.words {
+        out.push(chunk(serde_json::json!({"content": w}), None));
+    }
+    out.push(chunk(serde_json::json!({}), Some(p.finish)));
+    if include_usage {
+        out.push(sse_data(&serde_json::json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": "fp_sim0001", "choices": [], "usage": openai_usage(p)})));
+    }
+    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    out
+}
+
+fn anthropic_stop(finish: &str) -> &'static str {
+    match finish {
+        "length" => "max_tokens",
+        "content_filter" => "refusal",
+        _ => "end_turn",
+    }
+}
+
+fn anthropic_usage(p: &Plan) -> Value {
+    serde_json::json!({"input_tokens": p.input, "cache_creation_input_tokens": p.cache_write, "cache_read_input_tokens": p.cached_read, "output_tokens": p.output})
+}
+
+pub fn anthropic_message(id: &str, model: &str, p: &Plan) -> Vec<u8> {
+    let content = p.content();
+    let blocks = if content.is_empty() { serde_json::json!([]) } else { serde_json::json!([{"type": "text", "text": content}]) };
+    serde_json::to_vec(&serde_json::json!({
+        "id": id, "type": "message", "role": "assistant", "model": model, "content": blocks,
+        "stop_reason": anthropic_stop(p.finish), "stop_sequence": null, "usage": anthropic_usage(p)
+    }))
+    .unwrap_or_default()
+}
+
+/// The real Messages event sequence.
+pub fn anthropic_stream(id: &str, model: &str, p: &Plan) -> Vec<Bytes> {
+    let mut start_usage = anthropic_usage(p);
+    start_usage["output_tokens"] = Value::from(1);
+    let mut out = Vec::with_capacity(p.words.len() + 6);
+    out.push(sse_named(
+        "message_start",
+        &serde_json::json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
+    ));
+    out.push(sse_named("content_block_start", &serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+    out.push(sse_named("ping", &serde_json::json!({"type": "ping"})));
+    for w in &p.words {
+        out.push(sse_named("content_block_delta", &serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
+    }
+    out.push(sse_named("content_block_stop", &serde_json::json!({"type": "content_block_stop", "index": 0})));
+    out.push(sse_named(
+        "message_delta",
+        &serde_json::json!({"type": "message_delta", "delta": {"stop_reason": anthropic_stop(p.finish), "stop_sequence": null}, "usage": anthropic_usage(p)}),
+    ));
+    out.push(sse_named("message_stop", &serde_json::json!({"type": "message_stop"})));
+    out
+}
+
+/// An error answer in the dialect's exact shape.
+pub struct ErrorAnswer {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+fn oa_error(status: u16, message: &str, kind: &str, code: Option<&str>, param: Option<&str>) -> ErrorAnswer {
+    let body = serde_json::json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
+    ErrorAnswer { status, body: serde_json::to_vec(&body).unwrap_or_default(), headers: Vec::new() }
+}
+
+fn az_error(status: u16, code: &str, message: &str) -> ErrorAnswer {
+    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    ErrorAnswer { status, body: serde_json::to_vec(&body).unwrap_or_default(), headers: Vec::new() }
+}
+
+fn an_error(status: u16, kind: &str, message: &str, req: u64) -> ErrorAnswer {
+    let body = serde_json::json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": format!("req_sim{req:016x}")});
+    ErrorAnswer { status, body: serde_json::to_vec(&body).unwrap_or_default(), headers: Vec::new() }
+}
+
+/// How OpenAI shows a wrong key: a few leading characters, stars, the last four.
+fn openai_masked(key: &str) -> String {
+    if key.len() < 8 || !key.is_ascii() {
+        return "*".repeat(key.len().min(8));
+    }
+    format!("{}{}{}", &key[..3], "*".repeat(key.len() - 7), &key[key.len() - 4..])
+}
+
+pub fn unauthorized(d: Dialect, presented: Option<&str>, req: u64) -> ErrorAnswer {
+    match d {
+        Dialect::OpenAi => match presented {
+            Some(k) if !k.is_empty() => oa_error(
+                401,
+                &format!("Incorrect API key provided: {}. You can find your API key at https://platform.openai.com/account/api-keys.", openai_masked(k)),
+                "invalid_request_error",
+                Some("invalid_api_key"),
+                None,
+            ),
+            _ => oa_error(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're accessing the API from your browser and are prompted for a username. You can obtain an API key from https://platform.openai.com/account/api-keys.",
+                "invalid_request_error",
+                None,
+                None,
+            ),
+        },
+        Dialect::Azure => az_error(
+            401,
+            "401",
+            "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.",
+        ),
+        Dialect::Anthropic => match presented {
+            Some(_) => an_error(401, "authentication_error", "invalid x-api-key", req),
+            None => an_error(401, "authentication_error", "x-api-key header is required", req),
+        },
+    }
+}
+
+pub fn fault(d: Dialect, outcome: super::Outcome, model: &str, req: u64) -> ErrorAnswer {
+    use super::Outcome;
+    match outcome {
+        Outcome::Ok => bad_request(d, "internal: no fault", req),
+        Outcome::Outage => {
+            let mut e = ErrorAnswer {
+                status: 503,
+                body: b"upstream connect error or disconnect/reset before headers. reset reason: connection failure".to_vec(),
+                headers: Vec::new(),
+            };
+            e.headers.push(("content-type", "text/plain".into()));
+            e
+        }
+        Outcome::SpendLimit => match d {
+            Dialect::OpenAi => oa_error(
+                429,
+                "You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                "insufficient_quota",
+                Some("insufficient_quota"),
+                None,
+            ),
+            Dialect::Azure => az_error(429, "insufficient_quota", "You exceeded your current quota, please check your plan and billing details."),
+            Dialect::Anthropic => an_error(
+                400,
+                "invalid_request_error",
+                "You have reached your specified API usage limits. You will regain access on 2026-12-01 at 00:00 UTC.",
+                req,
+            ),
+        },
+        Outcome::RateLimited { retry_after_ms } => {
+            let secs = retry_after_ms.div_ceil(1000).max(1);
+            let mut e = match d {
+                Dialect::OpenAi => oa_error(
+                    429,
+                    &format!("Rate limit reached for {model} in organization org-sim on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in {secs}s. Visit https://platform.openai.com/account/rate-limits to learn more."),
+                    "requests",
+                    Some("rate_limit_exceeded"),
+                    None,
+                ),
+                Dialect::Azure => az_error(
+                    429,
+                    "429",
+                    &format!("Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded call rate limit of your current OpenAI S0 pricing tier. Please retry after {secs} seconds. Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the default rate limit."),
+                ),
+                Dialect::Anthropic => an_error(
+                    429,
+                    "rate_limit_error",
+                    "This request would exceed the rate limit for your organization of 50 requests per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the response headers for current usage. Please reduce the prompt length or the maximum tokens requested, or try again later.",
+                    req,
+                ),
+            };
+            e.headers.push(("retry-after", secs.to_string()));
+            match d {
+                Dialect::OpenAi | Dialect::Azure => {
+                    e.headers.push(("retry-after-ms", retry_after_ms.to_string()));
+                    e.headers.push(("x-ratelimit-remaining-requests", "0".into()));
+                    e.headers.push(("x-ratelimit-reset-requests", format!("{}ms", retry_after_ms)));
+                }
+                Dialect::Anthropic => {
+                    let reset = chrono::Utc::now() + chrono::Duration::milliseconds(retry_after_ms as i64);
+                    e.headers.push(("anthropic-ratelimit-requests-remaining", "0".into()));
+                    e.headers.push(("anthropic-ratelimit-requests-reset", reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+                }
+            }
+            e
+        }
+        Outcome::Overloaded => match d {
+            Dialect::Anthropic => an_error(529, "overloaded_error", "Overloaded", req),
+            Dialect::OpenAi => oa_error(503, "The engine is currently overloaded, please try again later.", "server_error", None, None),
+            Dialect::Azure => az_error(503, "ServiceUnavailable", "The service is temporarily unable to process your request. Please try again later."),
+        },
+        Outcome::ServerError => match d {
+            Dialect::Anthropic => an_error(500, "api_error", "Internal server error", req),
+            Dialect::OpenAi => oa_error(500, "The server had an error while processing your request. Sorry about that!", "server_error", None, None),
+            Dialect::Azure => az_error(500, "InternalServerError", "The server had an error while processing your request. Sorry about that!"),
+        },
+    }
+}
+
+pub fn bad_request(d: Dialect, message: &str, req: u64) -> ErrorAnswer {
+    match d {
+        Dialect::OpenAi => oa_error(400, message, "invalid_request_error", None, None),
+        Dialect::Azure => az_error(400, "BadRequest", message),
+        Dialect::Anthropic => an_error(400, "invalid_request_error", message, req),
+    }
+}
+
+pub fn context_length(d: Dialect, tokens: u64, max: u64, req: u64) -> ErrorAnswer {
+    match d {
+        Dialect::OpenAi | Dialect::Azure => {
+            let msg = format!("This model's maximum context length is {max} tokens. However, your messages resulted in {tokens} tokens. Please reduce the length of the messages.");
+            let mut e = oa_error(400, &msg, "invalid_request_error", Some("context_length_exceeded"), Some("messages"));
+            if d == Dialect::Azure {
+                e = az_error(400, "context_length_exceeded", &msg);
+            }
+            e
+        }
+        Dialect::Anthropic => an_error(400, "invalid_request_error", &format!("prompt is too long: {tokens} tokens > {max} maximum"), req),
+    }
+}
+
+pub fn azure_content_filter() -> ErrorAnswer {
+    let body = serde_json::json!({"error": {"message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify your prompt and retry. To learn more about our content filtering policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766",
+        "type": null, "param": "prompt", "code": "content_filter", "status": 400,
+        "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {"hate": {"filtered": true, "severity": "high"}}}}});
+    ErrorAnswer { status: 400, body: serde_json::to_vec(&body).unwrap_or_default(), headers: Vec::new() }
+}
+
+pub fn not_found_model(d: Dialect, model: &str, req: u64) -> ErrorAnswer {
+    match d {
+        Dialect::OpenAi => oa_error(404, &format!("The model `{model}` does not exist or you do not have access to it."), "invalid_request_error", Some("model_not_found"), None),
+        Dialect::Azure => az_error(
+            404,
+            "DeploymentNotFound",
+            "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again.",
+        ),
+        Dialect::Anthropic => an_error(404, "not_found_error", &format!("model: {model}"), req),
+    }
+}
+
+pub fn max_context(d: Dialect) -> u64 {
+    match d {
+        Dialect::Anthropic => 200_000,
+        _ => 128_000,
+    }
+}
+
+pub fn model_list(account: &Account, d: Dialect) -> Vec<u8> {
+    let v = match d {
+        Dialect::Anthropic => {
+            let data: Vec<Value> = account
+                .models
+                .iter()
+                .map(|m| serde_json::json!({"type": "model", "id": m, "display_name": m, "created_at": "2025-09-29T00:00:00Z"}))
+                .collect();
+            serde_json::json!({"data": data, "has_more": false, "first_id": account.models.first(), "last_id": account.models.last()})
+        }
+        _ => {
+            let data: Vec<Value> = account
+                .models
+                .iter()
+                .map(|m| serde_json::json!({"id": m, "object": "model", "created": 1_715_367_049u64, "owned_by": "system"}))
+                .collect();
+            serde_json::json!({"object": "list", "data": data})
+        }
+    };
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// A deterministic unit-ish vector for a text.
+pub fn embedding(text: &str, dims: usize) -> Vec<f32> {
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    let mut rng = crate::domain::rng::DetRng::new(h.finish());
+    (0..dims).map(|_| (rng.next_f64() * 2.0 - 1.0) as f32 / (dims as f32).sqrt()).collect()
+}
+
+pub fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn plan_cuts_at_max_tokens_and_adds_reasoning() {
+        let msgs: Vec<SimMessage> = serde_json::from_str(r#"[{"role":"user","content":"one two three four five six seven eight nine ten"}]"#).unwrap();
+        let p = Prompt::openai(&msgs);
+        let full = plan("gpt-4o", &p, None, false);
+        assert_eq!(full.finish, "stop");
+        assert_eq!(full.reasoning, 0);
+        let cut = plan("gpt-4o", &p, Some(3), false);
+        assert_eq!(cut.finish, "length");
+        assert!(cut.output <= 3);
+        let o = plan("o4-mini", &p, None, false);
+        assert!(o.reasoning >= 64 && o.output > o.reasoning);
+        assert!(offers(&default_models(ProviderKind::OpenAi), "gpt-4o-2024-08-06"));
+        assert!(!offers(&default_models(ProviderKind::OpenAi), "gpt-4o-turbo"));
+    }
+}
