@@ -28,6 +28,15 @@ pub trait KeyValidator: Send + Sync {
     fn validate<'a>(&'a self, account: &'a ProviderAccount, key: &'a Secret) -> BoxFuture<'a, (ValidationStatus, String)>;
 }
 
+impl KeyValidator for crate::providers::Providers {
+    fn validate<'a>(&'a self, account: &'a ProviderAccount, key: &'a Secret) -> BoxFuture<'a, (ValidationStatus, String)> {
+        Box::pin(async move {
+            let target = crate::providers::ProviderTarget::from_account(account, crate::providers::ApiKey::new(key.expose()));
+            self.validate_key(&target).await
+        })
+    }
+}
+
 /// Why a key cannot be accepted as typed. Never contains the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -202,8 +211,9 @@ pub struct KeyService {
     validator: Arc<dyn KeyValidator>,
     clock: Arc<dyn Clock>,
     actor: String,
-    /// Key snapshots handed to requests; replaced (never mutated) on rotate.
-    live: RwLock<HashMap<AccountId, Arc<Secret>>>,
+    /// Key snapshots handed to requests, with the keychain entry they came
+    /// from; replaced (never mutated) on rotate.
+    live: RwLock<HashMap<AccountId, (String, Arc<Secret>)>>,
     /// Serialises add / rotate / remove.
     ops: tokio::sync::Mutex<()>,
 }
@@ -317,7 +327,7 @@ impl KeyService {
             return Err(e.into());
         }
         tracing::info!(account = %account.id, fingerprint = %fp, "key added");
-        self.put_live(account.id, key.clone());
+        self.put_live(account.id, &key_ref, key.clone());
         let validation = if validate { Some(self.run_validation(&account, &key).await?) } else { None };
         Ok(KeyOutcome { account: self.store.account(account.id)?, validation })
     }
@@ -405,7 +415,7 @@ impl KeyService {
         self.store.set_account_validation(account.id, status, &message, at)?;
         // New requests get the new key from here on; requests in flight keep
         // the Arc of the old one until they finish.
-        self.put_live(account.id, key);
+        self.put_live(account.id, &new_ref, key);
         let cleanup = match &account.key_ref {
             Some(old) => self.vault.delete(&KeyRef::from_stored(old.clone())).await.err(),
             None => None,
@@ -481,18 +491,28 @@ impl KeyService {
     }
 
     /// The account's key for one request: an `Arc` snapshot (read from the
-    /// keychain once, then kept in memory). Hold it for the whole request; a
-    /// rotation meanwhile does not change it.
+    /// keychain once per keychain entry, then kept in memory). Hold it for the
+    /// whole request; a rotation meanwhile does not change it. Reads the
+    /// account row, so a rotation or removal done by another process (the
+    /// CLI) is seen by the next request.
     pub async fn key_for(&self, id: AccountId) -> Result<Arc<Secret>, KeyError> {
-        if let Some(k) = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        let account = self.store.account(id)?;
+        self.key_for_account(&account).await
+    }
+
+    /// Like [`KeyService::key_for`] for an account the caller already holds
+    /// (e.g. the router's snapshot): no database read when the key of that
+    /// keychain entry is already in memory.
+    pub async fn key_for_account(&self, account: &ProviderAccount) -> Result<Arc<Secret>, KeyError> {
+        let key_ref = account.key_ref.as_deref().ok_or(KeyError::NoKey(account.id))?;
+        if let Some((r, k)) = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&account.id)
+            && r == key_ref
+        {
             return Ok(k.clone());
         }
-        let account = self.store.account(id)?;
-        let key_ref = account.key_ref.ok_or(KeyError::NoKey(id))?;
-        let key = self.vault.get(&KeyRef::from_stored(key_ref)).await?;
-        let mut live = self.live.write().unwrap_or_else(|e| e.into_inner());
-        // Another task may have loaded (or rotated) it meanwhile: keep theirs.
-        Ok(live.entry(id).or_insert_with(|| Arc::new(key)).clone())
+        let key = Arc::new(self.vault.get(&KeyRef::from_stored(key_ref)).await?);
+        self.live.write().unwrap_or_else(|e| e.into_inner()).insert(account.id, (key_ref.to_string(), key.clone()));
+        Ok(key)
     }
 
     /// Forgets the in-memory snapshots (the next request reads the keychain).
@@ -500,8 +520,8 @@ impl KeyService {
         self.live.write().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    fn put_live(&self, id: AccountId, key: Secret) {
-        self.live.write().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::new(key));
+    fn put_live(&self, id: AccountId, key_ref: &KeyRef, key: Secret) {
+        self.live.write().unwrap_or_else(|e| e.into_inner()).insert(id, (key_ref.as_str().to_string(), Arc::new(key)));
     }
 
     fn drop_live(&self, id: AccountId) {

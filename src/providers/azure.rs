@@ -72,7 +72,10 @@ mod tests {
     fn urls() {
         let cfg = AzureConfig { deployment: "gpt4o-prod".into(), api_version: "2024-10-21".into() };
         let r = AzureRoute::new("https://acme.openai.azure.com/", Some(&cfg));
-        assert_eq!(r.op_url("chat/completions"), "https://acme.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21");
+        assert_eq!(
+            r.op_url("chat/completions"),
+            "https://acme.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
+        );
         assert_eq!(r.models_url(), "https://acme.openai.azure.com/openai/models?api-version=2024-10-21");
         let v1 = AzureRoute::new("https://acme.openai.azure.com/openai/v1", Some(&cfg));
         assert_eq!(v1.op_url("chat/completions"), "https://acme.openai.azure.com/openai/v1/chat/completions");

@@ -411,7 +411,8 @@ mod tests {
             Some(Duration::from_secs(360))
         );
         let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc3339();
-        let d = retry_after(&headers(&[("anthropic-ratelimit-requests-reset", &soon), ("anthropic-ratelimit-requests-remaining", "0")])).unwrap();
+        let d = retry_after(&headers(&[("anthropic-ratelimit-requests-reset", &soon), ("anthropic-ratelimit-requests-remaining", "0")]))
+            .unwrap();
         assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
         assert_eq!(retry_after(&headers(&[("retry-after", "garbage")])), None);
     }

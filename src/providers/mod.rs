@@ -137,7 +137,11 @@ impl Provider {
 
     fn auth_headers(&self, key: &ApiKey) -> Result<HeaderMap, ProviderError> {
         let mut h = HeaderMap::new();
-        let bad = || ProviderError::Auth { provider: self.name(), status: 401, message: "the key contains characters not allowed in a header".into() };
+        let bad = || ProviderError::Auth {
+            provider: self.name(),
+            status: 401,
+            message: "the key contains characters not allowed in a header".into(),
+        };
         match self {
             Provider::OpenAi { .. } => {
                 let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| bad())?;
@@ -192,7 +196,13 @@ fn openai_body(req: &ChatRequest, stream: bool, model: Option<&str>) -> Vec<u8> 
         return serde_json::to_vec(req).unwrap_or_default();
     }
     let mut r = req.clone();
-    r.stream = if stream { Some(true) } else if req.stream.is_some() { Some(false) } else { None };
+    r.stream = if stream {
+        Some(true)
+    } else if req.stream.is_some() {
+        Some(false)
+    } else {
+        None
+    };
     if stream {
         let mut opts = match r.stream_options.take() {
             Some(serde_json::Value::Object(m)) => m,
@@ -446,8 +456,10 @@ impl Providers {
                         #[serde(default)]
                         usage: Option<OpenAiUsage>,
                     }
-                    let parsed: Peek = serde_json::from_slice(&bytes)
-                        .map_err(|e| ProviderError::InvalidResponse { provider: p.name(), message: format!("not an embeddings answer: {e}") })?;
+                    let parsed: Peek = serde_json::from_slice(&bytes).map_err(|e| ProviderError::InvalidResponse {
+                        provider: p.name(),
+                        message: format!("not an embeddings answer: {e}"),
+                    })?;
                     Ok((bytes, parsed))
                 }
             })
@@ -498,7 +510,15 @@ fn parse_chat_answer(p: &Provider, req: &ChatRequest, bytes: Bytes) -> Result<Ch
     match p {
         Provider::Anthropic { .. } => {
             let t = anthropic::from_messages_response(&bytes, unix_now())?;
-            Ok(ChatResponse { body: t.body, id: t.id, model: t.model, content: t.content, finish_reason: t.finish_reason, usage: t.usage, attempts: 1 })
+            Ok(ChatResponse {
+                body: t.body,
+                id: t.id,
+                model: t.model,
+                content: t.content,
+                finish_reason: t.finish_reason,
+                usage: t.usage,
+                attempts: 1,
+            })
         }
         _ => {
             let parsed = openai::parse_chat(p.name(), &bytes)?;
@@ -512,7 +532,15 @@ fn parse_chat_answer(p: &Provider, req: &ChatRequest, bytes: Bytes) -> Result<Ch
                 },
             };
             let model = if parsed.model.is_empty() { req.model.clone() } else { parsed.model };
-            Ok(ChatResponse { body: bytes, id: parsed.id, model, content: parsed.content, finish_reason: parsed.finish_reason, usage, attempts: 1 })
+            Ok(ChatResponse {
+                body: bytes,
+                id: parsed.id,
+                model,
+                content: parsed.content,
+                finish_reason: parsed.finish_reason,
+                usage,
+                attempts: 1,
+            })
         }
     }
 }

@@ -129,7 +129,11 @@ mod tests {
     fn stream_passthrough_hides_usage_chunk_unless_asked() {
         let mut t = StreamTranslator::new(NAME, "gpt-4o", false);
         let mut out = Vec::new();
-        t.on_event(r#"{"id":"c","model":"gpt-4o-2024-08-06","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}"#, "k", &mut out);
+        t.on_event(
+            r#"{"id":"c","model":"gpt-4o-2024-08-06","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}"#,
+            "k",
+            &mut out,
+        );
         t.on_event(r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}"#, "k", &mut out);
         t.on_event(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}"#, "k", &mut out);
         assert_eq!(t.on_event("[DONE]", "k", &mut out), Step::Done);

@@ -40,10 +40,7 @@ impl RetryPolicy {
         if !err.is_retryable() || attempts_made >= self.max_attempts {
             return None;
         }
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << attempts_made.saturating_sub(1).min(16))
-            .min(self.max_delay);
+        let exp = self.base_delay.saturating_mul(1u32 << attempts_made.saturating_sub(1).min(16)).min(self.max_delay);
         // "Equal jitter": half fixed, half random.
         let half = exp.as_millis() as u64 / 2;
         let jittered = Duration::from_millis(half + random % (half + 1));

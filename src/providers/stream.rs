@@ -194,7 +194,10 @@ impl Stream for ChatStream {
                     this.idle.as_mut().reset(deadline);
                     if this.parser.push(&bytes).is_err() {
                         let provider = this.translator.provider();
-                        this.finish_with(false, Some(ProviderError::InvalidResponse { provider, message: "stream event too large".into() }));
+                        this.finish_with(
+                            false,
+                            Some(ProviderError::InvalidResponse { provider, message: "stream event too large".into() }),
+                        );
                     } else {
                         this.drain_parser();
                     }
@@ -209,7 +212,10 @@ impl Stream for ChatStream {
                 }
                 Poll::Ready(None) => {
                     let provider = this.translator.provider();
-                    this.finish_with(false, Some(ProviderError::StreamCut { provider, message: "the stream ended before its end marker".into() }));
+                    this.finish_with(
+                        false,
+                        Some(ProviderError::StreamCut { provider, message: "the stream ended before its end marker".into() }),
+                    );
                 }
                 Poll::Pending => {
                     if this.idle.as_mut().poll(cx).is_ready() {

@@ -262,11 +262,20 @@ mod tests {
         let n = u.normalise();
         assert_eq!((n.input, n.cached_read, n.output, n.reasoning), (200, 800, 300, 200));
         // Anthropic: input excludes cache reads and writes.
-        let a = AnthropicUsage { input_tokens: Some(10), output_tokens: Some(5), cache_read_input_tokens: Some(100), cache_creation_input_tokens: Some(50) };
+        let a = AnthropicUsage {
+            input_tokens: Some(10),
+            output_tokens: Some(5),
+            cache_read_input_tokens: Some(100),
+            cache_creation_input_tokens: Some(50),
+        };
         let n = a.normalise();
         assert_eq!((n.input, n.cached_read, n.cache_write, n.prompt_total()), (10, 100, 50, 160));
         // Malformed: cached larger than prompt does not underflow.
-        let bad = OpenAiUsage { prompt_tokens: Some(5), prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: Some(9) }), ..Default::default() };
+        let bad = OpenAiUsage {
+            prompt_tokens: Some(5),
+            prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: Some(9) }),
+            ..Default::default()
+        };
         assert_eq!(bad.normalise().input, 0);
     }
 

@@ -216,7 +216,11 @@ impl Account {
         }
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
         let mut latency_ms = if f.latency.median_ms > 0 {
-            if f.latency.sigma > 0.0 { rng.lognormal(f.latency.median_ms as f64, f.latency.sigma).min(600_000.0) as u64 } else { f.latency.median_ms }
+            if f.latency.sigma > 0.0 {
+                rng.lognormal(f.latency.median_ms as f64, f.latency.sigma).min(600_000.0) as u64
+            } else {
+                f.latency.median_ms
+            }
         } else {
             0
         };

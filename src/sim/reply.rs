@@ -29,7 +29,9 @@ impl Dialect {
 
 pub fn default_models(p: ProviderKind) -> Vec<String> {
     let m: &[&str] = match p {
-        ProviderKind::OpenAi | ProviderKind::AzureOpenAi => &["gpt-4o", "gpt-4o-mini", "o4-mini", "text-embedding-3-small", "text-embedding-3-large"],
+        ProviderKind::OpenAi | ProviderKind::AzureOpenAi => {
+            &["gpt-4o", "gpt-4o-mini", "o4-mini", "text-embedding-3-small", "text-embedding-3-large"]
+        }
         ProviderKind::Anthropic => &["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"],
     };
     m.iter().map(|s| s.to_string()).collect()
@@ -371,10 +373,16 @@ pub fn anthropic_stream(id: &str, model: &str, p: &Plan) -> Vec<Bytes> {
         &serde_json::json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
     ));
-    out.push(sse_named("content_block_start", &serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+    out.push(sse_named(
+        "content_block_start",
+        &serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ));
     out.push(sse_named("ping", &serde_json::json!({"type": "ping"})));
     for w in &p.words {
-        out.push(sse_named("content_block_delta", &serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
+        out.push(sse_named(
+            "content_block_delta",
+            &serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}),
+        ));
     }
     out.push(sse_named("content_block_stop", &serde_json::json!({"type": "content_block_stop", "index": 0})));
     out.push(sse_named(
@@ -403,7 +411,8 @@ fn az_error(status: u16, code: &str, message: &str) -> ErrorAnswer {
 }
 
 fn an_error(status: u16, kind: &str, message: &str, req: u64) -> ErrorAnswer {
-    let body = serde_json::json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": format!("req_sim{req:016x}")});
+    let body =
+        serde_json::json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": format!("req_sim{req:016x}")});
     ErrorAnswer { status, body: serde_json::to_vec(&body).unwrap_or_default(), headers: Vec::new() }
 }
 
@@ -420,7 +429,10 @@ pub fn unauthorized(d: Dialect, presented: Option<&str>, req: u64) -> ErrorAnswe
         Dialect::OpenAi => match presented {
             Some(k) if !k.is_empty() => oa_error(
                 401,
-                &format!("Incorrect API key provided: {}. You can find your API key at https://platform.openai.com/account/api-keys.", openai_masked(k)),
+                &format!(
+                    "Incorrect API key provided: {}. You can find your API key at https://platform.openai.com/account/api-keys.",
+                    openai_masked(k)
+                ),
                 "invalid_request_error",
                 Some("invalid_api_key"),
                 None,
@@ -466,7 +478,9 @@ pub fn fault(d: Dialect, outcome: super::Outcome, model: &str, req: u64) -> Erro
                 Some("insufficient_quota"),
                 None,
             ),
-            Dialect::Azure => az_error(429, "insufficient_quota", "You exceeded your current quota, please check your plan and billing details."),
+            Dialect::Azure => {
+                az_error(429, "insufficient_quota", "You exceeded your current quota, please check your plan and billing details.")
+            }
             Dialect::Anthropic => an_error(
                 400,
                 "invalid_request_error",
@@ -479,7 +493,9 @@ pub fn fault(d: Dialect, outcome: super::Outcome, model: &str, req: u64) -> Erro
             let mut e = match d {
                 Dialect::OpenAi => oa_error(
                     429,
-                    &format!("Rate limit reached for {model} in organization org-sim on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in {secs}s. Visit https://platform.openai.com/account/rate-limits to learn more."),
+                    &format!(
+                        "Rate limit reached for {model} in organization org-sim on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in {secs}s. Visit https://platform.openai.com/account/rate-limits to learn more."
+                    ),
                     "requests",
                     Some("rate_limit_exceeded"),
                     None,
@@ -487,7 +503,9 @@ pub fn fault(d: Dialect, outcome: super::Outcome, model: &str, req: u64) -> Erro
                 Dialect::Azure => az_error(
                     429,
                     "429",
-                    &format!("Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded call rate limit of your current OpenAI S0 pricing tier. Please retry after {secs} seconds. Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the default rate limit."),
+                    &format!(
+                        "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded call rate limit of your current OpenAI S0 pricing tier. Please retry after {secs} seconds. Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the default rate limit."
+                    ),
                 ),
                 Dialect::Anthropic => an_error(
                     429,
@@ -514,12 +532,18 @@ pub fn fault(d: Dialect, outcome: super::Outcome, model: &str, req: u64) -> Erro
         Outcome::Overloaded => match d {
             Dialect::Anthropic => an_error(529, "overloaded_error", "Overloaded", req),
             Dialect::OpenAi => oa_error(503, "The engine is currently overloaded, please try again later.", "server_error", None, None),
-            Dialect::Azure => az_error(503, "ServiceUnavailable", "The service is temporarily unable to process your request. Please try again later."),
+            Dialect::Azure => {
+                az_error(503, "ServiceUnavailable", "The service is temporarily unable to process your request. Please try again later.")
+            }
         },
         Outcome::ServerError => match d {
             Dialect::Anthropic => an_error(500, "api_error", "Internal server error", req),
-            Dialect::OpenAi => oa_error(500, "The server had an error while processing your request. Sorry about that!", "server_error", None, None),
-            Dialect::Azure => az_error(500, "InternalServerError", "The server had an error while processing your request. Sorry about that!"),
+            Dialect::OpenAi => {
+                oa_error(500, "The server had an error while processing your request. Sorry about that!", "server_error", None, None)
+            }
+            Dialect::Azure => {
+                az_error(500, "InternalServerError", "The server had an error while processing your request. Sorry about that!")
+            }
         },
     }
 }
@@ -535,7 +559,9 @@ pub fn bad_request(d: Dialect, message: &str, req: u64) -> ErrorAnswer {
 pub fn context_length(d: Dialect, tokens: u64, max: u64, req: u64) -> ErrorAnswer {
     match d {
         Dialect::OpenAi | Dialect::Azure => {
-            let msg = format!("This model's maximum context length is {max} tokens. However, your messages resulted in {tokens} tokens. Please reduce the length of the messages.");
+            let msg = format!(
+                "This model's maximum context length is {max} tokens. However, your messages resulted in {tokens} tokens. Please reduce the length of the messages."
+            );
             let mut e = oa_error(400, &msg, "invalid_request_error", Some("context_length_exceeded"), Some("messages"));
             if d == Dialect::Azure {
                 e = az_error(400, "context_length_exceeded", &msg);
@@ -555,7 +581,13 @@ pub fn azure_content_filter() -> ErrorAnswer {
 
 pub fn not_found_model(d: Dialect, model: &str, req: u64) -> ErrorAnswer {
     match d {
-        Dialect::OpenAi => oa_error(404, &format!("The model `{model}` does not exist or you do not have access to it."), "invalid_request_error", Some("model_not_found"), None),
+        Dialect::OpenAi => oa_error(
+            404,
+            &format!("The model `{model}` does not exist or you do not have access to it."),
+            "invalid_request_error",
+            Some("model_not_found"),
+            None,
+        ),
         Dialect::Azure => az_error(
             404,
             "DeploymentNotFound",
@@ -629,7 +661,8 @@ mod tests {
 
     #[test]
     fn plan_cuts_at_max_tokens_and_adds_reasoning() {
-        let msgs: Vec<SimMessage> = serde_json::from_str(r#"[{"role":"user","content":"one two three four five six seven eight nine ten"}]"#).unwrap();
+        let msgs: Vec<SimMessage> =
+            serde_json::from_str(r#"[{"role":"user","content":"one two three four five six seven eight nine ten"}]"#).unwrap();
         let p = Prompt::openai(&msgs);
         let full = plan("gpt-4o", &p, None, false);
         assert_eq!(full.finish, "stop");

@@ -164,7 +164,9 @@ async fn openai_like_chat(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], 
     };
     let req: reply::OpenAiChatIn = match serde_json::from_slice(body) {
         Ok(r) => r,
-        Err(e) => return error_response(reply::bad_request(d, &format!("We could not parse the JSON body of your request. ({e})"), s.next_id())),
+        Err(e) => {
+            return error_response(reply::bad_request(d, &format!("We could not parse the JSON body of your request. ({e})"), s.next_id()));
+        }
     };
     // The model that answers: Azure maps the deployment, OpenAI checks the name.
     let model: String = match d {
@@ -279,7 +281,9 @@ async fn embeddings(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], deploy
     };
     let req: EmbeddingsIn = match serde_json::from_slice(body) {
         Ok(r) => r,
-        Err(e) => return error_response(reply::bad_request(d, &format!("We could not parse the JSON body of your request. ({e})"), s.next_id())),
+        Err(e) => {
+            return error_response(reply::bad_request(d, &format!("We could not parse the JSON body of your request. ({e})"), s.next_id()));
+        }
     };
     let model = match d {
         Dialect::Azure => match account.deployments.get(deployment.unwrap_or(&req.model)) {
@@ -315,7 +319,8 @@ async fn embeddings(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], deploy
             serde_json::json!({"object": "embedding", "index": i, "embedding": emb})
         })
         .collect();
-    let out = serde_json::json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+    let out =
+        serde_json::json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
     json_response(200, serde_json::to_vec(&out).unwrap_or_default())
 }
 
@@ -323,7 +328,13 @@ async fn openai_embeddings(State(s): St, h: HeaderMap, body: Bytes) -> Response 
     embeddings(&s, Dialect::OpenAi, &h, &body, None).await
 }
 
-async fn azure_embeddings(State(s): St, Path(deployment): Path<String>, Query(q): Query<ApiVersion>, h: HeaderMap, body: Bytes) -> Response {
+async fn azure_embeddings(
+    State(s): St,
+    Path(deployment): Path<String>,
+    Query(q): Query<ApiVersion>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
     if q.api_version.is_none() {
         return azure_resource_not_found();
     }
@@ -390,7 +401,10 @@ async fn admin_list(State(s): St) -> Response {
 /// Merges the posted fields into the account's faults (`{"outage": true}` changes only the outage).
 async fn admin_faults(State(s): St, Path(name): Path<String>, body: Bytes) -> Response {
     let Some(account) = s.account_by_name(&name) else {
-        return json_response(404, serde_json::to_vec(&serde_json::json!({"error": format!("no simulator account named '{name}'")})).unwrap_or_default());
+        return json_response(
+            404,
+            serde_json::to_vec(&serde_json::json!({"error": format!("no simulator account named '{name}'")})).unwrap_or_default(),
+        );
     };
     let patch: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(serde_json::Value::Object(m)) => serde_json::Value::Object(m),
