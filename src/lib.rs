@@ -15,3 +15,4 @@ pub mod gateway;
 pub mod providers;
 pub mod sim;
 pub mod store;
+pub mod vault;
