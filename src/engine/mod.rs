@@ -7,4 +7,5 @@ pub mod keys;
 pub mod ledger;
 pub mod metrics;
 pub mod router;
+pub mod runtime;
 pub mod tokens;
