@@ -10,7 +10,8 @@ use switchboard::domain::{
     AccountId, AccountOwner, AiMode, ManualClock, NewSupplier, PricingTable, ProviderKind, SupplierId, Tier, VendorType,
 };
 use switchboard::engine::ledger::Ledger;
-use switchboard::engine::router::{Router, RouterConfig, token_hash};
+use switchboard::engine::router::{Router, RouterConfig};
+use switchboard::engine::tokens;
 use switchboard::gateway::{self, GatewayHandle};
 use switchboard::providers::{ApiKey, Providers, ProvidersConfig, RetryPolicy};
 use switchboard::sim::{DEMO_ANTHROPIC_KEY, DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY, SimAccountConfig, SimConfig, SimHandle, Simulator};
@@ -101,18 +102,12 @@ impl Env {
     }
 
     fn token(&self, supplier: SupplierId, revoked: bool) -> String {
-        let token = format!("sbk_test_{}_{}", supplier.0, rand_suffix());
-        let hash = hex::encode(token_hash(&token));
-        self.store
-            .with_conn(|c| {
-                c.execute(
-                    "INSERT INTO gateway_tokens (supplier_id, token_hash, hint, created_at, revoked_at) VALUES (?1, ?2, 'sbk_…', '2026-06-01T00:00:00Z', ?3)",
-                    rusqlite::params![supplier.0, hash, revoked.then_some("2026-06-02T00:00:00Z")],
-                )
-            })
-            .unwrap();
+        let issued = tokens::issue(&self.store, supplier, june(), "test").unwrap();
+        if revoked {
+            tokens::revoke(&self.store, issued.record.id, june(), "test").unwrap();
+        }
         self.router.reload().unwrap();
-        token
+        issued.token.expose().to_string()
     }
 
     async fn post(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
@@ -135,12 +130,6 @@ impl Env {
             })
             .unwrap()
     }
-}
-
-fn rand_suffix() -> String {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).unwrap();
-    hex::encode(b)
 }
 
 async fn json_of(r: reqwest::Response) -> (u16, Value) {
@@ -483,4 +472,186 @@ async fn metrics_and_health_endpoints() {
     assert!(m.contains("switchboard_cost_micro_usd_total"));
     let h = e.http.get(format!("http://{}/healthz", e.gw.addr())).send().await.unwrap();
     assert_eq!(h.status(), 200);
+}
+
+fn python() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = match std::env::var_os("SWITCHBOARD_PYTHON") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => root.join(".venv/bin/python"),
+    };
+    assert!(
+        python.exists(),
+        "no Python with the OpenAI SDK at {} (set SWITCHBOARD_PYTHON, or run scripts/test, which makes .venv with `pip install openai`)",
+        python.display()
+    );
+    python
+}
+
+#[tokio::test]
+async fn the_openai_python_sdk_works_through_the_gateway() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("SDK Studio", Tier::Scale, AiMode::Platform, &[]);
+    let t = e.token(s, false);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/gateway_sdk.py");
+    let out = tokio::process::Command::new(python())
+        .arg(&script)
+        .env("GATEWAY_BASE_URL", e.gw.base_url())
+        .env("GATEWAY_TOKEN", &t)
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "the SDK script failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("plain ok") && stdout.contains("stream ok") && stdout.contains("errors ok"), "{stdout}");
+    e.router.ledger().flush().await;
+    assert!(e.usage_rows(s).len() >= 3);
+}
+
+/// A child process killed on drop (so a failed test leaves nothing running).
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_http(url: &str) {
+    let c = reqwest::Client::new();
+    for _ in 0..200 {
+        if c.get(url).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not come up");
+}
+
+fn sb(db: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    c.env_remove("SWITCHBOARD_DB").arg("--db").arg(db);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {
+    if std::env::var_os("SWITCHBOARD_TEST_KEYRING").is_none() {
+        eprintln!("skipped: needs the private test keyring (run scripts/test, which sets SWITCHBOARD_TEST_KEYRING=1)");
+        return;
+    }
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("durable.db");
+    let sim_port = free_port();
+    let _sim = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["simulate", "--listen", &format!("127.0.0.1:{sim_port}")])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_http(&format!("http://127.0.0.1:{sim_port}/_sim/accounts")).await;
+    assert!(
+        sb(&db)
+            .args(["supplier", "add", "--name", "Durable Studio", "--vendor-type", "venue", "--tier", "enterprise"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut add = sb(&db)
+        .args(["key", "add", "--owner", "platform", "--provider", "openai", "--base-url", &format!("http://127.0.0.1:{sim_port}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(DEMO_OPENAI_KEY.as_bytes()).unwrap();
+    assert!(add.wait().unwrap().success());
+    let out = sb(&db).args(["token", "issue", "--supplier", "1"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text
+        .split_whitespace()
+        .find(|w| w.starts_with("sbk_") && !w.contains('…'))
+        .unwrap()
+        .trim_matches(|c: char| !c.is_alphanumeric() && c != '_')
+        .to_string();
+
+    let gw_port = free_port();
+    let serve = || Child(sb(&db).args(["serve", "--listen", &format!("127.0.0.1:{gw_port}")]).stdout(Stdio::null()).spawn().unwrap());
+    let mut server = serve();
+    wait_http(&format!("http://127.0.0.1:{gw_port}/healthz")).await;
+
+    // 16 clients, unique request ids; remember which requests got a complete answer.
+    let completed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..16 {
+        let (completed, stop, token) = (completed.clone(), stop.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 2_000 {
+                n += 1;
+                let rid = format!("c{c}-r{n}");
+                let r = http
+                    .post(format!("http://127.0.0.1:{gw_port}/v1/chat/completions"))
+                    .bearer_auth(&token)
+                    .header("x-request-id", &rid)
+                    .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) => {
+                        let status = r.status();
+                        match r.text().await {
+                            Ok(body) if status == 200 && body.contains("chat.completion") => completed.lock().unwrap().push(rid),
+                            Ok(body) if n == 1 => eprintln!("client {c}: {status} {body}"),
+                            _ => {}
+                        }
+                    }
+                    Err(e) if n == 1 && c == 0 => eprintln!("client {c}: {e:?}"),
+                    Err(_) => {}
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    server.0.kill().unwrap(); // SIGKILL: no shutdown code runs
+    server.0.wait().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let completed = completed.lock().unwrap().clone();
+    assert!(completed.len() > 50, "the load ran: {} completed", completed.len());
+
+    // Restart on the same file: it opens cleanly and serves again.
+    let _server2 = serve();
+    wait_http(&format!("http://127.0.0.1:{gw_port}/healthz")).await;
+    let store = Store::open(&db).unwrap();
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+    let ids: std::collections::HashMap<String, i64> = store
+        .with_conn(|c| {
+            let mut st = c.prepare("SELECT request_id, count(*) FROM usage_events GROUP BY request_id")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            rows.collect()
+        })
+        .unwrap();
+    for rid in &completed {
+        assert_eq!(ids.get(&format!("1:{rid}")), Some(&1), "request {rid} got an answer, so it has exactly one usage row");
+    }
+    assert!(ids.values().all(|n| *n == 1), "no usage is recorded twice");
+    let rolled: i64 = store.with_conn(|c| c.query_row("SELECT sum(requests) FROM usage_daily", [], |r| r.get(0))).unwrap();
+    assert_eq!(rolled as usize, ids.len(), "rollups agree with the events");
 }

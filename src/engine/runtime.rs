@@ -86,6 +86,10 @@ impl Runtime {
             t.abort();
         }
         self.router.ledger().flush().await;
+        // The keychain client blocks when it is dropped: never drop it on an async worker.
+        let keys = self.keys.clone();
+        drop(self);
+        let _ = tokio::task::spawn_blocking(move || drop(keys)).await;
     }
 }
 
