@@ -623,3 +623,55 @@ fn no_key_or_token_leaks_into_database_wal_logs_or_csv() {
     drop(holder);
     drop(sim);
 }
+
+#[test]
+fn a_locked_keyring_is_reported_with_the_fix() {
+    if !keyring_available() {
+        return;
+    }
+    // A second private session whose gnome-keyring was started but never unlocked.
+    let dir = tempfile::tempdir().unwrap();
+    let (data, runtime_dir) = (dir.path().join("data"), dir.path().join("run"));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&runtime_dir).unwrap();
+    std::fs::set_permissions(&runtime_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let db = dir.path().join("locked.db");
+    let mut c = Command::new("dbus-run-session");
+    c.args(["--", "sh", "-c", "gnome-keyring-daemon --components=secrets --daemonize >/dev/null && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("--db")
+        .arg(&db)
+        .args(["key", "add", "--owner", "platform", "--provider", "openai", "--no-validate"])
+        .env("XDG_DATA_HOME", &data)
+        .env("XDG_RUNTIME_DIR", &runtime_dir)
+        .env_remove("SWITCHBOARD_DB");
+    let o = run(c, OPENAI_KEY_1);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("the OS keychain is locked"), "{err}");
+    assert!(err.contains("gnome-keyring-daemon --unlock"), "{err}");
+    assert!(!err.contains("LEAKCANARY"), "{err}");
+    assert!(Store::open(&db).unwrap().list_accounts(None).unwrap().is_empty());
+    assert_no_canary_in_files(&db);
+}
+
+#[test]
+fn removing_a_supplier_removes_its_keys_from_the_keychain() {
+    if !keyring_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let sup = supplier(&Store::open(&db).unwrap(), "Golden Hour Films", AiMode::Client);
+    let mut c = bin(&db);
+    c.args(["key", "add", "--owner", &sup.0.to_string(), "--provider", "anthropic", "--no-validate"]);
+    ok(&run(c, ANTHROPIC_KEY));
+    let key_ref = KeyRef::from_stored(accounts_json(&db)[0].key_ref.clone().unwrap());
+    let rt = runtime();
+    assert_eq!(rt.block_on(Vault::os().get(&key_ref)).unwrap().expose(), ANTHROPIC_KEY);
+    let mut c = bin(&db);
+    c.args(["supplier", "remove", &sup.0.to_string()]);
+    assert!(ok(&run(c, "")).contains("their keys from the keychain"));
+    assert!(matches!(rt.block_on(Vault::os().get(&key_ref)), Err(VaultError::Missing { .. })));
+    assert!(accounts_json(&db).is_empty());
+}

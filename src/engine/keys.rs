@@ -490,6 +490,20 @@ impl KeyService {
         }
     }
 
+    /// Demo mode only: puts a simulator key for an existing account into the
+    /// in-memory demo store, without format checks (the simulator's keys are
+    /// not real keys). Refused on the OS keychain.
+    pub async fn set_demo_key(&self, id: AccountId, key: Secret) -> Result<(), KeyError> {
+        if !self.vault.is_demo() {
+            return Err(KeyError::Format(FormatError("internal: demo keys go only into the in-memory demo store".into())));
+        }
+        let key_ref = KeyRef::new_for(id);
+        self.vault.set(&key_ref, &key).await?;
+        self.store.set_account_key(id, Some(key_ref.as_str()), Some(&key.fingerprint()))?;
+        self.put_live(id, &key_ref, key);
+        Ok(())
+    }
+
     /// The account's key for one request: an `Arc` snapshot (read from the
     /// keychain once per keychain entry, then kept in memory). Hold it for the
     /// whole request; a rotation meanwhile does not change it. Reads the

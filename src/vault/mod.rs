@@ -114,7 +114,8 @@ pub enum VaultError {
     Unavailable { detail: String },
     /// The keychain is locked, or the user refused the unlock prompt.
     #[error(
-        "the OS keychain is locked or access was refused ({detail}). Unlock it (accept the unlock prompt), then try again; Switchboard never stores keys anywhere else"
+        "the OS keychain is locked, has no unlocked default collection, or access was refused ({detail}). Unlock it (accept the unlock prompt{hint}), then try again; Switchboard never stores keys anywhere else",
+        hint = if cfg!(target_os = "linux") { ", or run `gnome-keyring-daemon --unlock` and type the keyring password" } else { "" }
     )]
     Locked { detail: String },
     /// The account's entry is not in the keychain.
