@@ -230,8 +230,8 @@ fn print_outcome(verb: &str, o: &KeyOutcome, json: bool) -> anyhow::Result<()> {
 fn print_table(list: &[ProviderAccount]) {
     let label_w = list.iter().map(|a| a.label.chars().count()).max().unwrap_or(5).clamp(5, 32);
     println!(
-        "{:>4}  {:<12}  {:<12}  {:<label_w$}  {:<14}  {:<15}  {:<16}  {}",
-        "ID", "OWNER", "PROVIDER", "LABEL", "KEY", "VALIDATION", "VALIDATED", "ENABLED"
+        "{:>4}  {:<12}  {:<12}  {:<label_w$}  {:<14}  {:<15}  {:<16}  ENABLED",
+        "ID", "OWNER", "PROVIDER", "LABEL", "KEY", "VALIDATION", "VALIDATED"
     );
     for a in list {
         let owner = match a.owner {
