@@ -106,33 +106,14 @@ pub fn check_key_format(provider: ProviderKind, key: &Secret) -> Result<(), Form
     if k.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(FormatError(format!("the {name} key contains spaces or line breaks inside it; paste exactly one key on one line")));
     }
-    let charset_ok = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     match provider {
         ProviderKind::OpenAi => {
             if k.starts_with("sk-ant-") {
                 return Err(FormatError("this looks like an Anthropic key (sk-ant-…); use --provider anthropic".into()));
             }
-            if !k.starts_with("sk-") {
-                return Err(FormatError("an OpenAI key starts with 'sk-' (e.g. sk-proj-…); check that the whole key was copied".into()));
-            }
-            if k.len() < 20 || !charset_ok(k) {
-                return Err(FormatError(format!(
-                    "this is not an OpenAI key: expected 'sk-' followed by letters, digits, '-' or '_' (at least 20 characters in all; got {})",
-                    k.len()
-                )));
-            }
+            check_prefixed(name, "sk-", " (e.g. sk-proj-…)", k)?;
         }
-        ProviderKind::Anthropic => {
-            if !k.starts_with("sk-ant-") {
-                return Err(FormatError("an Anthropic key starts with 'sk-ant-'; check that the whole key was copied".into()));
-            }
-            if k.len() < 20 || !charset_ok(k) {
-                return Err(FormatError(format!(
-                    "this is not an Anthropic key: expected 'sk-ant-' followed by letters, digits, '-' or '_' (at least 20 characters in all; got {})",
-                    k.len()
-                )));
-            }
-        }
+        ProviderKind::Anthropic => check_prefixed(name, "sk-ant-", "", k)?,
         ProviderKind::AzureOpenAi => {
             let hex32 = k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit());
             // Keys of resources created since 2024 are 84 letters and digits.
@@ -144,6 +125,20 @@ pub fn check_key_format(provider: ProviderKind, key: &Secret) -> Result<(), Form
                 )));
             }
         }
+    }
+    Ok(())
+}
+
+/// An OpenAI or Anthropic key: the prefix, then letters, digits, '-' or '_'.
+fn check_prefixed(name: &str, prefix: &str, example: &str, k: &str) -> Result<(), FormatError> {
+    if !k.starts_with(prefix) {
+        return Err(FormatError(format!("an {name} key starts with '{prefix}'{example}; check that the whole key was copied")));
+    }
+    if k.len() < 20 || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(FormatError(format!(
+            "this is not an {name} key: expected '{prefix}' followed by letters, digits, '-' or '_' (at least 20 characters in all; got {})",
+            k.len()
+        )));
     }
     Ok(())
 }
