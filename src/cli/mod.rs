@@ -5,6 +5,7 @@
 
 mod demo;
 mod keys;
+mod serve;
 mod supplier;
 mod tokens;
 
@@ -48,6 +49,10 @@ pub enum Command {
     /// Issue, list and revoke suppliers' gateway tokens.
     #[command(subcommand)]
     Token(tokens::TokenCommand),
+    /// Run the routing runtime headless, with the OpenAI-compatible gateway.
+    Serve(serve::ServeArgs),
+    /// Run the provider simulator (OpenAI, Anthropic and Azure OpenAI wire formats, with faults).
+    Simulate(crate::sim::SimulateArgs),
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -86,6 +91,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Supplier(cmd)) => supplier::run(&open_store(cli.db)?, cmd),
         Some(Command::Key(cmd)) => keys::run(open_store(cli.db)?, cmd),
         Some(Command::Token(cmd)) => tokens::run(&open_store(cli.db)?, cmd),
+        Some(Command::Serve(args)) => serve::run_serve(cli.db, args),
+        Some(Command::Simulate(args)) => serve::run_simulate(args),
         None => demo::run_console(cli.db, cli.demo),
     }
 }

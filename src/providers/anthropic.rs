@@ -2,10 +2,10 @@
 //! requests, and of Messages answers (plain and streamed) back into OpenAI chat
 //! completions and `chat.completion.chunk` events.
 
+use super::ChatResponse;
 use super::error::ProviderError;
 use super::stream::Step;
 use super::wire::{AnthropicUsage, ChatRequest, OpenAiUsage};
-use crate::domain::TokenUsage;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -33,6 +33,9 @@ pub struct MessagesRequest {
     pub stream: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
+    /// Extended thinking (from OpenAI's `reasoning_effort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,13 +67,25 @@ pub fn to_messages_request(req: &ChatRequest) -> MessagesRequest {
             }
         }
     }
+    // OpenAI's reasoning_effort becomes a thinking budget (which must stay below max_tokens).
+    let budget = match req.extra.get("reasoning_effort").and_then(Value::as_str) {
+        Some("minimal" | "low") => Some(1024),
+        Some("medium") => Some(4096),
+        Some("high") => Some(16384),
+        _ => None,
+    };
+    let mut max_tokens = req.max_output().unwrap_or(DEFAULT_MAX_TOKENS);
+    if let Some(b) = budget {
+        max_tokens = max_tokens.max(b + DEFAULT_MAX_TOKENS);
+    }
     MessagesRequest {
         model: req.model.clone(),
-        max_tokens: req.max_output().unwrap_or(DEFAULT_MAX_TOKENS),
+        max_tokens,
         messages,
         system,
-        // OpenAI allows 0..2, Anthropic 0..1.
-        temperature: req.temperature.map(|t| t.clamp(0.0, 1.0)),
+        // OpenAI allows 0..2, Anthropic 0..1; thinking requires the default temperature.
+        temperature: if budget.is_some() { None } else { req.temperature.map(|t| t.clamp(0.0, 1.0)) },
+        thinking: budget.map(|b| json!({"type": "enabled", "budget_tokens": b})),
         top_p: req.top_p,
         stop_sequences: req.stop_sequences(),
         stream: req.is_stream(),
@@ -142,19 +157,8 @@ struct MessagesResponse {
     usage: AnthropicUsage,
 }
 
-/// A translated plain answer.
-#[derive(Debug, Clone)]
-pub struct Translated {
-    pub body: Bytes,
-    pub id: String,
-    pub model: String,
-    pub content: String,
-    pub finish_reason: Option<String>,
-    pub usage: TokenUsage,
-}
-
 /// Translates a Messages answer into an OpenAI `chat.completion` body.
-pub fn from_messages_response(body: &[u8], created: u64) -> Result<Translated, ProviderError> {
+pub fn from_messages_response(body: &[u8], created: u64) -> Result<ChatResponse, ProviderError> {
     let r: MessagesResponse = serde_json::from_slice(body)
         .map_err(|e| ProviderError::InvalidResponse { provider: NAME, message: format!("not a Messages answer: {e}") })?;
     let mut content = String::new();
@@ -177,13 +181,14 @@ pub fn from_messages_response(body: &[u8], created: u64) -> Result<Translated, P
         }],
         "usage": OpenAiUsage::from_normalised(&usage),
     });
-    Ok(Translated {
+    Ok(ChatResponse {
         body: Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),
         id,
         model: r.model,
         content,
         finish_reason: finish.map(str::to_string),
         usage,
+        attempts: 1,
     })
 }
 
@@ -377,5 +382,39 @@ mod tests {
         assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
         assert_eq!(v["choices"][0]["message"]["content"], "Hi there");
         assert!(from_messages_response(b"{not json", 1).is_err());
+    }
+
+    #[test]
+    fn stream_translation_keeps_latest_usage_and_maps_errors() {
+        let mut t = StreamTranslator::new("claude-haiku-4-5", 1, true);
+        let mut out = Vec::new();
+        let events = [
+            r#"{"type":"message_start","message":{"id":"msg_1","model":"claude-haiku-4-5","usage":{"input_tokens":25,"cache_read_input_tokens":100,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"ping"}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":10}}"#,
+            r#"{"type":"message_delta","delta":{},"usage":{"output_tokens":15}}"#,
+        ];
+        for e in events {
+            assert_eq!(t.on_event(e, "k", &mut out), Step::Continue);
+        }
+        assert_eq!(t.on_event(r#"{"type":"message_stop"}"#, "k", &mut out), Step::Done);
+        let u = t.usage.normalise();
+        assert_eq!((u.input, u.cached_read, u.output), (25, 100, 15), "latest cumulative figure, not a sum");
+        // role chunk, "Hello", finish chunk, usage chunk, [DONE]
+        assert_eq!(out.len(), 5);
+        let last_json: Value = serde_json::from_slice(&out[3][6..out[3].len() - 2]).unwrap();
+        assert_eq!(last_json["usage"]["prompt_tokens"], 125);
+        assert_eq!(last_json["usage"]["completion_tokens"], 15);
+        assert_eq!(&out[4][..], b"data: [DONE]\n\n");
+
+        let mut t = StreamTranslator::new("claude-haiku-4-5", 1, false);
+        let step = t.on_event(r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#, "k", &mut out);
+        match step {
+            Step::Error(e) => assert_eq!((e.class(), e.is_retryable()), ("overloaded", true)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(t.on_event("{truncated", "k", &mut out), Step::Error(_)));
     }
 }

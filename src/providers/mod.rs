@@ -191,7 +191,8 @@ impl Provider {
 /// `stream_options.include_usage` forced on for streams, and the model replaced
 /// for Azure's v1 form.
 fn openai_body(req: &ChatRequest, stream: bool, model: Option<&str>) -> Vec<u8> {
-    let already = req.is_stream() == stream && (!stream || req.wants_stream_usage()) && model.is_none();
+    let already =
+        req.is_stream() == stream && if stream { req.wants_stream_usage() } else { req.stream_options.is_none() } && model.is_none();
     if already {
         return serde_json::to_vec(req).unwrap_or_default();
     }
@@ -508,18 +509,7 @@ impl Providers {
 
 fn parse_chat_answer(p: &Provider, req: &ChatRequest, bytes: Bytes) -> Result<ChatResponse, ProviderError> {
     match p {
-        Provider::Anthropic { .. } => {
-            let t = anthropic::from_messages_response(&bytes, unix_now())?;
-            Ok(ChatResponse {
-                body: t.body,
-                id: t.id,
-                model: t.model,
-                content: t.content,
-                finish_reason: t.finish_reason,
-                usage: t.usage,
-                attempts: 1,
-            })
-        }
+        Provider::Anthropic { .. } => anthropic::from_messages_response(&bytes, unix_now()),
         _ => {
             let parsed = openai::parse_chat(p.name(), &bytes)?;
             let usage = match parsed.usage {

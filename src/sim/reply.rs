@@ -166,6 +166,8 @@ pub struct AnthropicIn {
     pub system: Value,
     #[serde(default)]
     pub stream: Option<bool>,
+    #[serde(default)]
+    pub thinking: Option<Value>,
 }
 
 /// A planned answer: the words to send and the usage to report.
@@ -186,29 +188,25 @@ impl Plan {
     }
 }
 
-fn is_reasoning_model(model: &str) -> bool {
+pub fn is_reasoning_model(model: &str) -> bool {
     let b = model.as_bytes();
     (b.len() >= 2 && b[0] == b'o' && b[1].is_ascii_digit()) || model.starts_with("gpt-5")
 }
 
 /// Plans the reply: an echo of the start of the last user message, cut at
-/// `max_tokens` (finish `length`); reasoning tokens for o-series models.
-pub fn plan(model: &str, prompt: &Prompt<'_>, max_tokens: Option<u64>, refusal: bool) -> Plan {
+/// `max_tokens` (finish `length`); reasoning tokens when `reasoning` (o-series
+/// models, Anthropic extended thinking): 64 + prompt tokens mod 64.
+pub fn plan(model: &str, prompt: &Prompt<'_>, max_tokens: Option<u64>, refusal: bool, reasoning: bool) -> Plan {
     let mut words: Vec<String> = Vec::with_capacity(16);
     if !refusal {
         words.push("Simulated".into());
         words.push(format!(" {model}"));
         words.push(" reply:".into());
-        let mut n = 0;
-        for w in prompt.last_user.split_whitespace() {
-            if n == 8 {
-                break;
-            }
+        for w in prompt.last_user.split_whitespace().take(8) {
             words.push(format!(" {w}"));
-            n += 1;
         }
     }
-    let reasoning = if is_reasoning_model(model) { 64 + prompt.tokens % 64 } else { 0 };
+    let reasoning = if reasoning { 64 + prompt.tokens % 64 } else { 0 };
     let mut finish = if refusal { "content_filter" } else { "stop" };
     let mut visible: u64 = words.iter().map(|w| sim_tokens(w)).sum();
     if let Some(max) = max_tokens {
@@ -615,8 +613,10 @@ pub fn model_list(account: &Account, d: Dialect) -> Vec<u8> {
             serde_json::json!({"data": data, "has_more": false, "first_id": account.models.first(), "last_id": account.models.last()})
         }
         _ => {
-            let data: Vec<Value> = account
-                .models
+            let mut models: Vec<&String> = account.models.iter().chain(account.deployments.values()).collect();
+            models.sort();
+            models.dedup();
+            let data: Vec<Value> = models
                 .iter()
                 .map(|m| serde_json::json!({"id": m, "object": "model", "created": 1_715_367_049u64, "owned_by": "system"}))
                 .collect();
@@ -664,13 +664,13 @@ mod tests {
         let msgs: Vec<SimMessage> =
             serde_json::from_str(r#"[{"role":"user","content":"one two three four five six seven eight nine ten"}]"#).unwrap();
         let p = Prompt::openai(&msgs);
-        let full = plan("gpt-4o", &p, None, false);
+        let full = plan("gpt-4o", &p, None, false, false);
         assert_eq!(full.finish, "stop");
         assert_eq!(full.reasoning, 0);
-        let cut = plan("gpt-4o", &p, Some(3), false);
+        let cut = plan("gpt-4o", &p, Some(3), false, false);
         assert_eq!(cut.finish, "length");
         assert!(cut.output <= 3);
-        let o = plan("o4-mini", &p, None, false);
+        let o = plan("o4-mini", &p, None, false, is_reasoning_model("o4-mini"));
         assert!(o.reasoning >= 64 && o.output > o.reasoning);
         assert!(offers(&default_models(ProviderKind::OpenAi), "gpt-4o-2024-08-06"));
         assert!(!offers(&default_models(ProviderKind::OpenAi), "gpt-4o-turbo"));

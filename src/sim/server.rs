@@ -85,16 +85,6 @@ async fn admit(s: &SimState, d: Dialect, h: &HeaderMap, model: &str) -> Result<(
     Ok((account, decision))
 }
 
-/// The model name in a body, read cheaply before the full parse (for error texts).
-fn peek_model(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct M {
-        #[serde(default)]
-        model: String,
-    }
-    serde_json::from_slice::<M>(body).map(|m| m.model).unwrap_or_default()
-}
-
 fn sse_response(events: Vec<Bytes>, decision: &super::Decision) -> Response {
     let body = if decision.slow_stream.is_zero() && decision.cut_after.is_none() {
         let total: usize = events.iter().map(|b| b.len()).sum();
@@ -108,6 +98,8 @@ fn sse_response(events: Vec<Bytes>, decision: &super::Decision) -> Response {
         let cut = decision.cut_after.map(|n| n as usize);
         let stream = futures::stream::unfold((events.into_iter(), 0usize), move |(mut it, i)| async move {
             if cut == Some(i) {
+                // Let what was sent reach the wire first, as a real mid-stream cut would.
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 return Some((Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated stream cut")), (it, i + 1)));
             }
             if cut.is_some_and(|c| i > c) {
@@ -157,12 +149,14 @@ fn apply_cache(d: Dialect, account: &Account, prompt: &Prompt<'_>, plan: &mut Pl
 
 /// OpenAI and Azure chat. `deployment`: Azure's deployment name (path or v1 body).
 async fn openai_like_chat(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], deployment: Option<&str>) -> Response {
-    let model_name = peek_model(body);
-    let (account, decision) = match admit(s, d, h, &model_name).await {
+    // Parsed once, before authentication; a parse error is answered after it.
+    let parsed = serde_json::from_slice::<reply::OpenAiChatIn>(body);
+    let model_name = parsed.as_ref().map(|r| r.model.as_str()).unwrap_or("");
+    let (account, decision) = match admit(s, d, h, model_name).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let req: reply::OpenAiChatIn = match serde_json::from_slice(body) {
+    let req = match parsed {
         Ok(r) => r,
         Err(e) => {
             return error_response(reply::bad_request(d, &format!("We could not parse the JSON body of your request. ({e})"), s.next_id()));
@@ -192,7 +186,8 @@ async fn openai_like_chat(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], 
     if prompt.filter_marker && d == Dialect::Azure {
         return error_response(reply::azure_content_filter());
     }
-    let mut plan = reply::plan(&model, &prompt, req.max_completion_tokens.or(req.max_tokens), prompt.filter_marker);
+    let mut plan =
+        reply::plan(&model, &prompt, req.max_completion_tokens.or(req.max_tokens), prompt.filter_marker, reply::is_reasoning_model(&model));
     apply_cache(d, &account, &prompt, &mut plan);
     let id = format!("chatcmpl-sim{:016x}", s.next_id());
     if req.stream == Some(true) {
@@ -230,15 +225,16 @@ async fn azure_v1_chat(State(s): St, h: HeaderMap, body: Bytes) -> Response {
 
 async fn anthropic_messages(State(s): St, h: HeaderMap, body: Bytes) -> Response {
     let d = Dialect::Anthropic;
-    let model_name = peek_model(&body);
-    let (account, decision) = match admit(&s, d, &h, &model_name).await {
+    let parsed = serde_json::from_slice::<reply::AnthropicIn>(&body);
+    let model_name = parsed.as_ref().map(|r| r.model.as_str()).unwrap_or("");
+    let (account, decision) = match admit(&s, d, &h, model_name).await {
         Ok(v) => v,
         Err(r) => return r,
     };
     if header_str(&h, "anthropic-version").is_none() {
         return error_response(reply::bad_request(d, "anthropic-version: header is required", s.next_id()));
     }
-    let req: reply::AnthropicIn = match serde_json::from_slice(&body) {
+    let req = match parsed {
         Ok(r) => r,
         Err(e) => return error_response(reply::bad_request(d, &format!("invalid request body: {e}"), s.next_id())),
     };
@@ -248,12 +244,13 @@ async fn anthropic_messages(State(s): St, h: HeaderMap, body: Bytes) -> Response
     if !reply::offers(&account.models, &req.model) {
         return error_response(reply::not_found_model(d, &req.model, s.next_id()));
     }
+    let thinking = req.thinking.as_ref().and_then(|t| t.get("type")).and_then(|t| t.as_str()) == Some("enabled");
     let prompt = Prompt::anthropic(&req.system, &req.messages);
     if prompt.context_marker || prompt.tokens > reply::max_context(d) {
         let tokens = prompt.tokens.max(reply::max_context(d) + 1);
         return error_response(reply::context_length(d, tokens, reply::max_context(d), s.next_id()));
     }
-    let mut plan = reply::plan(&req.model, &prompt, Some(req.max_tokens), prompt.filter_marker);
+    let mut plan = reply::plan(&req.model, &prompt, Some(req.max_tokens), prompt.filter_marker, thinking);
     apply_cache(d, &account, &prompt, &mut plan);
     let id = format!("msg_sim{:016x}", s.next_id());
     if req.stream == Some(true) {
@@ -274,12 +271,13 @@ struct EmbeddingsIn {
 }
 
 async fn embeddings(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], deployment: Option<&str>) -> Response {
-    let model_name = peek_model(body);
-    let (account, _) = match admit(s, d, h, &model_name).await {
+    let parsed = serde_json::from_slice::<EmbeddingsIn>(body);
+    let model_name = parsed.as_ref().map(|r| r.model.as_str()).unwrap_or("");
+    let (account, _) = match admit(s, d, h, model_name).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let req: EmbeddingsIn = match serde_json::from_slice(body) {
+    let req = match parsed {
         Ok(r) => r,
         Err(e) => {
             return error_response(reply::bad_request(d, &format!("We could not parse the JSON body of your request. ({e})"), s.next_id()));

@@ -14,6 +14,7 @@
 
 mod accounts;
 mod audit;
+mod catalog;
 pub mod schema;
 mod suppliers;
 mod tokens;

@@ -1,0 +1,784 @@
+//! Provider clients against the built-in simulator over real loopback HTTP:
+//! every provider × {plain, streamed, each error class}, retries, cut streams,
+//! Anthropic translation, exact costs, and the OpenAI Python SDK.
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use switchboard::domain::{Micros, PricingTable, ProviderKind, TokenUsage, ValidationStatus};
+use switchboard::providers::{
+    ApiKey, ChatRequest, ChatStream, EmbeddingsRequest, ProviderError, ProviderTarget, Providers, ProvidersConfig, RetryPolicy,
+    StreamEvent, StreamSummary,
+};
+use switchboard::sim::{Faults, SimAccountConfig, SimConfig, SimHandle, Simulator};
+
+const OA_KEY: &str = "sk-test-openai-aaaaaaaaaaaaaaaaaaaa1111";
+const AN_KEY: &str = "sk-ant-test-anthropic-bbbbbbbbbbbbbbb2222";
+const AZ_KEY: &str = "azuretestkeycccccccccccccccccccc3333";
+const PROMPT: &str = "Plan a spring wedding in Kent";
+
+const ALL: [ProviderKind; 3] = [ProviderKind::OpenAi, ProviderKind::Anthropic, ProviderKind::AzureOpenAi];
+
+fn account(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::OpenAi => "oa",
+        ProviderKind::Anthropic => "an",
+        ProviderKind::AzureOpenAi => "az",
+    }
+}
+
+async fn sim() -> SimHandle {
+    let mut az = SimAccountConfig::new("az", ProviderKind::AzureOpenAi, AZ_KEY);
+    az.deployments = BTreeMap::from([
+        ("prod-4o".to_string(), "gpt-4o-2024-08-06".to_string()),
+        ("mini".to_string(), "gpt-4o-mini".to_string()),
+        ("o4".to_string(), "o4-mini".to_string()),
+        ("emb".to_string(), "text-embedding-3-small".to_string()),
+    ]);
+    let cfg = SimConfig {
+        seed: 7,
+        accounts: vec![
+            SimAccountConfig::new("oa", ProviderKind::OpenAi, OA_KEY),
+            SimAccountConfig::new("an", ProviderKind::Anthropic, AN_KEY),
+            az,
+        ],
+    };
+    Simulator::start(cfg).await.expect("simulator starts")
+}
+
+fn providers(retry: RetryPolicy) -> Providers {
+    Providers::new(ProvidersConfig { retry, ..ProvidersConfig::default() }).unwrap()
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        max_retry_after: Duration::from_secs(5),
+    }
+}
+
+/// The target for a provider; Azure uses `deployment` (classic form).
+fn target_dep(s: &SimHandle, kind: ProviderKind, deployment: &str) -> ProviderTarget {
+    match kind {
+        ProviderKind::OpenAi => ProviderTarget::new(kind, s.base_url(), ApiKey::new(OA_KEY)),
+        ProviderKind::Anthropic => ProviderTarget::new(kind, s.base_url(), ApiKey::new(AN_KEY)),
+        ProviderKind::AzureOpenAi => ProviderTarget::azure(s.base_url(), deployment, "2024-10-21", ApiKey::new(AZ_KEY)),
+    }
+}
+
+fn target(s: &SimHandle, kind: ProviderKind) -> ProviderTarget {
+    target_dep(s, kind, "prod-4o")
+}
+
+fn model(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Anthropic => "claude-haiku-4-5",
+        _ => "gpt-4o",
+    }
+}
+
+fn key_of(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::OpenAi => OA_KEY,
+        ProviderKind::Anthropic => AN_KEY,
+        ProviderKind::AzureOpenAi => AZ_KEY,
+    }
+}
+
+fn usage(input: u64, output: u64, cached_read: u64, cache_write: u64, reasoning: u64) -> TokenUsage {
+    TokenUsage { input, output, cached_read, cache_write, reasoning, estimated: false }
+}
+
+/// Reads a stream to its end: the forwarded SSE bytes and the summary.
+async fn drain(mut s: ChatStream) -> (Vec<u8>, StreamSummary) {
+    let mut bytes = Vec::new();
+    let mut summary = None;
+    while let Some(ev) = s.next().await {
+        match ev {
+            StreamEvent::Data(b) => bytes.extend_from_slice(&b),
+            StreamEvent::End(sum) => summary = Some(sum),
+        }
+    }
+    (bytes, summary.expect("a stream always ends with a summary"))
+}
+
+/// The `data:` payloads of forwarded SSE bytes.
+fn sse_payloads(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8(bytes.to_vec()).unwrap().split("\n\n").filter_map(|e| e.strip_prefix("data: ").map(str::to_string)).collect()
+}
+
+fn assert_no_key(e: &ProviderError, key: &str) {
+    for text in [e.to_string(), format!("{e:?}"), e.provider_message()] {
+        assert!(!text.contains(key), "key leaked: {text}");
+        assert!(!text.contains(&key[..12]), "key prefix leaked: {text}");
+    }
+}
+
+#[tokio::test]
+async fn plain_chat_for_each_provider() {
+    let s = sim().await;
+    let p = providers(RetryPolicy::none());
+    // Simulator token figures (4 bytes a token): PROMPT is 29 bytes = 8 tokens.
+    // OpenAI/Azure prompt = 3 priming + 4 framing + 8 = 15; Anthropic = 4 + 8 = 12.
+    // Reply "Simulated {model} reply: Plan a spring wedding in Kent":
+    // words 3 + model + 2 + (2+1+2+2+1+2) = 15 + model tokens.
+    for (kind, reported_model, want) in [
+        (ProviderKind::OpenAi, "gpt-4o", usage(15, 17, 0, 0, 0)),
+        (ProviderKind::Anthropic, "claude-haiku-4-5", usage(12, 20, 0, 0, 0)),
+        (ProviderKind::AzureOpenAi, "gpt-4o-2024-08-06", usage(15, 20, 0, 0, 0)),
+    ] {
+        let r = p.chat(&target(&s, kind), &ChatRequest::simple(model(kind), PROMPT)).await.unwrap();
+        assert_eq!(r.content, format!("Simulated {reported_model} reply: {PROMPT}"), "{kind}");
+        assert_eq!(r.finish_reason.as_deref(), Some("stop"), "{kind}");
+        assert_eq!(r.model, reported_model);
+        assert_eq!(r.usage, want, "{kind}");
+        assert_eq!(r.attempts, 1);
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["object"], "chat.completion", "{kind}");
+        assert_eq!(body["choices"][0]["message"]["content"], r.content.as_str());
+        assert_eq!(body["usage"]["prompt_tokens"], want.prompt_total());
+    }
+}
+
+#[tokio::test]
+async fn streamed_chat_for_each_provider_matches_plain() {
+    let s = sim().await;
+    let p = providers(RetryPolicy::none());
+    for kind in ALL {
+        let t = target(&s, kind);
+        let plain = p.chat(&t, &ChatRequest::simple(model(kind), PROMPT)).await.unwrap();
+        for client_wants_usage in [false, true] {
+            let mut req = ChatRequest::simple(model(kind), PROMPT);
+            req.stream = Some(true);
+            if client_wants_usage {
+                req.stream_options = Some(json!({"include_usage": true}));
+            }
+            let (bytes, sum) = drain(p.chat_stream(&t, &req).await.unwrap()).await;
+            assert!(sum.completed && sum.error.is_none(), "{kind}: {sum:?}");
+            assert_eq!(sum.content, plain.content, "{kind}");
+            assert_eq!(sum.finish_reason.as_deref(), Some("stop"));
+            assert_eq!(sum.usage, plain.usage, "{kind}: streamed usage equals plain usage");
+            let payloads = sse_payloads(&bytes);
+            assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"), "{kind}");
+            let chunks: Vec<Value> = payloads[..payloads.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+            let mut text = String::new();
+            let mut usage_chunks = 0;
+            for c in &chunks {
+                if kind != ProviderKind::AzureOpenAi
+                    || !c["choices"].as_array().unwrap().is_empty()
+                    || c.get("usage").is_some_and(|u| !u.is_null())
+                {
+                    assert_eq!(c["object"], "chat.completion.chunk", "{kind}: {c}");
+                }
+                if let Some(t) = c["choices"].get(0).and_then(|ch| ch["delta"]["content"].as_str()) {
+                    text.push_str(t);
+                }
+                if c.get("usage").is_some_and(|u| !u.is_null()) {
+                    usage_chunks += 1;
+                    assert_eq!(c["usage"]["completion_tokens"], plain.usage.output);
+                }
+            }
+            assert_eq!(text, plain.content, "{kind}: forwarded chunks carry the content");
+            assert_eq!(usage_chunks, usize::from(client_wants_usage), "{kind}: usage chunk only when asked");
+            let finish: Vec<_> = chunks.iter().filter_map(|c| c["choices"].get(0).and_then(|ch| ch["finish_reason"].as_str())).collect();
+            assert_eq!(finish, vec!["stop"], "{kind}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn anthropic_translation_round_trip_with_images_stop_and_max_tokens() {
+    let s = sim().await;
+    let p = providers(RetryPolicy::none());
+    let req: ChatRequest = serde_json::from_value(json!({
+        "model": "claude-sonnet-4-5",
+        "messages": [
+            {"role": "system", "content": "You help wedding photographers."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "Describe this venue photo"},
+                {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQSkZJRg=="}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/barn.jpg"}}
+            ]}
+        ],
+        "max_tokens": 5, "temperature": 1.7, "stop": ["\n\n"]
+    }))
+    .unwrap();
+    let r = p.chat(&target(&s, ProviderKind::Anthropic), &req).await.unwrap();
+    // System "You help wedding photographers." = 31 bytes = 8 tokens; user text 25 bytes = 7;
+    // two images 85 each; framing 4: 8 + 4 + 7 + 170 = 189.
+    assert_eq!(r.usage.input, 189);
+    // max_tokens 5: "Simulated"(3) " claude-sonnet-4-5"(5) already exceeds, words are dropped until it fits.
+    assert_eq!(r.finish_reason.as_deref(), Some("length"));
+    assert!(r.usage.output <= 5);
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    assert!(body["id"].as_str().unwrap().starts_with("chatcmpl-msg_"));
+}
+
+#[tokio::test]
+async fn content_filter_outcomes() {
+    let s = sim().await;
+    let p = providers(RetryPolicy::none());
+    let req = |kind| ChatRequest::simple(model(kind), "write something [sim:content_filter]");
+    // OpenAI: a 200 with finish_reason content_filter; Anthropic: stop_reason refusal → content_filter.
+    for kind in [ProviderKind::OpenAi, ProviderKind::Anthropic] {
+        let r = p.chat(&target(&s, kind), &req(kind)).await.unwrap();
+        assert_eq!(r.finish_reason.as_deref(), Some("content_filter"), "{kind}");
+        assert_eq!(r.content, "");
+    }
+    // Azure: its 400 content-filter error.
+    let e = p.chat(&target(&s, ProviderKind::AzureOpenAi), &req(ProviderKind::AzureOpenAi)).await.unwrap_err();
+    assert_eq!((e.class(), e.status_code(), e.is_retryable(), e.counts_against_health()), ("content_filtered", 400, false, false));
+}
+
+/// One error class, set up on the simulator, with the expected classification.
+struct Case {
+    name: &'static str,
+    faults: Faults,
+    marker: &'static str,
+    class: &'static str,
+    retryable: bool,
+    health: bool,
+    status: u16,
+}
+
+fn error_cases(kind: ProviderKind) -> Vec<Case> {
+    let f = |g: fn(&mut Faults)| {
+        let mut x = Faults::default();
+        g(&mut x);
+        x
+    };
+    let overloaded_status = 503; // the gateway answers 503 for Anthropic's 529 and OpenAI's 503 alike
+    let _ = kind;
+    vec![
+        Case {
+            name: "rate limit",
+            faults: f(|x| x.rate_limit_rate = 1.0),
+            marker: "",
+            class: "rate_limited",
+            retryable: true,
+            health: false,
+            status: 429,
+        },
+        Case {
+            name: "overloaded",
+            faults: f(|x| x.overloaded_rate = 1.0),
+            marker: "",
+            class: "overloaded",
+            retryable: true,
+            health: true,
+            status: overloaded_status,
+        },
+        Case {
+            name: "server error",
+            faults: f(|x| x.error_rate = 1.0),
+            marker: "",
+            class: "server_error",
+            retryable: true,
+            health: true,
+            status: 502,
+        },
+        Case {
+            name: "outage",
+            faults: f(|x| x.outage = true),
+            marker: "",
+            class: "overloaded",
+            retryable: true,
+            health: true,
+            status: 503,
+        },
+        Case {
+            name: "spend limit",
+            faults: f(|x| x.spend_limit = true),
+            marker: "",
+            class: "quota_exhausted",
+            retryable: false,
+            health: true,
+            status: 429,
+        },
+        Case {
+            name: "context length",
+            faults: Faults::default(),
+            marker: " [sim:context_length]",
+            class: "context_length",
+            retryable: false,
+            health: false,
+            status: 400,
+        },
+        Case {
+            name: "timeout",
+            faults: f(|x| x.latency.median_ms = 3_000),
+            marker: "",
+            class: "timeout",
+            retryable: true,
+            health: true,
+            status: 504,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn error_classes_for_each_provider_plain_and_streamed() {
+    let s = sim().await;
+    let p = providers(RetryPolicy::none());
+    for kind in ALL {
+        for case in error_cases(kind) {
+            for stream in [false, true] {
+                assert!(s.set_faults(account(kind), case.faults));
+                let t = target(&s, kind).with_timeout(Duration::from_millis(300));
+                let mut req = ChatRequest::simple(model(kind), &format!("{PROMPT}{}", case.marker));
+                req.stream = Some(stream);
+                let e = if stream { p.chat_stream(&t, &req).await.unwrap_err() } else { p.chat(&t, &req).await.unwrap_err() };
+                let what = format!("{kind} {} stream={stream}: {e}", case.name);
+                assert_eq!(e.class(), case.class, "{what}");
+                assert_eq!(e.is_retryable(), case.retryable, "{what}");
+                assert_eq!(e.counts_against_health(), case.health, "{what}");
+                assert_eq!(e.status_code(), case.status, "{what}");
+                assert_no_key(&e, key_of(kind));
+                if case.class == "rate_limited" {
+                    // OpenAI/Azure send retry-after-ms 1000; Anthropic retry-after 1.
+                    assert_eq!(e.retry_after(), Some(Duration::from_secs(1)), "{what}");
+                }
+            }
+        }
+        s.set_faults(account(kind), Faults::default());
+    }
+}
+
+#[tokio::test]
+async fn auth_bad_model_and_connect_errors() {
+    let s = sim().await;
+    let p = providers(fast_retry());
+    for kind in ALL {
+        let mut t = target(&s, kind);
+        let wrong = match kind {
+            ProviderKind::OpenAi => "sk-proj-wrongwrongwrongwrongwrong9999",
+            ProviderKind::Anthropic => "sk-ant-api03-wrongwrongwrongwrong9999",
+            ProviderKind::AzureOpenAi => "0123456789abcdef0123456789abcdef",
+        };
+        t.key = ApiKey::new(wrong);
+        let e = p.chat(&t, &ChatRequest::simple(model(kind), PROMPT)).await.unwrap_err();
+        assert_eq!((e.class(), e.status_code(), e.is_retryable(), e.counts_against_health()), ("auth", 502, false, true), "{kind}: {e}");
+        assert_no_key(&e, wrong);
+        let (status, msg) = p.validate_key(&t).await;
+        assert_eq!(status, ValidationStatus::InvalidKey, "{kind}: {msg}");
+        assert!(!msg.contains(&wrong[..12]), "{msg}");
+        let (status, msg) = p.validate_key(&target(&s, kind)).await;
+        assert_eq!(status, ValidationStatus::Valid, "{kind}: {msg}");
+
+        // An unknown model / deployment is a bad request (404), not retried.
+        let bad = if kind == ProviderKind::AzureOpenAi { target_dep(&s, kind, "nope") } else { target(&s, kind) };
+        let e = p.chat(&bad, &ChatRequest::simple("no-such-model", PROMPT)).await.unwrap_err();
+        assert_eq!((e.class(), e.status_code()), ("bad_request", 404), "{kind}: {e}");
+    }
+    // Nothing listens: connect error, retried then given up.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let t = ProviderTarget::new(ProviderKind::OpenAi, format!("http://127.0.0.1:{port}"), ApiKey::new(OA_KEY));
+    let e = p.chat(&t, &ChatRequest::simple("gpt-4o", PROMPT)).await.unwrap_err();
+    assert_eq!((e.class(), e.is_retryable(), e.status_code()), ("connect", true, 502), "{e}");
+    let (status, _) = p.validate_key(&t).await;
+    assert_eq!(status, ValidationStatus::Unreachable);
+    // Validation reports rate limits and spend limits as such.
+    s.set_faults("an", Faults { spend_limit: true, ..Faults::default() });
+    assert_eq!(p.validate_key(&target(&s, ProviderKind::Anthropic)).await.0, ValidationStatus::QuotaExhausted);
+    s.set_faults("oa", Faults { rate_limit_rate: 1.0, ..Faults::default() });
+    assert_eq!(p.validate_key(&target(&s, ProviderKind::OpenAi)).await.0, ValidationStatus::RateLimited);
+}
+
+#[tokio::test]
+async fn retries_honour_retry_after_and_give_up_on_long_waits() {
+    let s = sim().await;
+    let p = providers(fast_retry());
+    for (kind, retry_after_ms, min_wait) in [(ProviderKind::OpenAi, 600, 600), (ProviderKind::Anthropic, 1000, 1000)] {
+        s.set_faults(account(kind), Faults { rate_limit_rate: 1.0, retry_after_ms, ..Faults::default() });
+        let before = s.requests(account(kind));
+        let started = Instant::now();
+        let (t, req) = (target(&s, kind), ChatRequest::simple(model(kind), PROMPT));
+        let (res, ()) = tokio::join!(p.chat(&t, &req), async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            s.set_faults(account(kind), Faults::default());
+        });
+        let r = res.unwrap();
+        let waited = started.elapsed();
+        assert_eq!(r.attempts, 2, "{kind}");
+        assert!(waited >= Duration::from_millis(min_wait), "{kind}: waited only {waited:?}, the hint was {min_wait} ms");
+        assert!(waited < Duration::from_millis(min_wait + 1500), "{kind}: {waited:?}");
+        assert_eq!(s.requests(account(kind)) - before, 2);
+    }
+    // A hint longer than max_retry_after (5 s here): fail at once so the router can fail over.
+    s.set_faults("oa", Faults { rate_limit_rate: 1.0, retry_after_ms: 60_000, ..Faults::default() });
+    let started = Instant::now();
+    let e = p.chat(&target(&s, ProviderKind::OpenAi), &ChatRequest::simple("gpt-4o", PROMPT)).await.unwrap_err();
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(60)));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Server errors are retried with backoff up to max_attempts.
+    s.set_faults("oa", Faults { error_rate: 1.0, ..Faults::default() });
+    let before = s.requests("oa");
+    let e = p.chat(&target(&s, ProviderKind::OpenAi), &ChatRequest::simple("gpt-4o", PROMPT)).await.unwrap_err();
+    assert_eq!(e.class(), "server_error");
+    assert_eq!(s.requests("oa") - before, 3);
+    // Not retryable: one attempt only.
+    s.set_faults("oa", Faults { spend_limit: true, ..Faults::default() });
+    let before = s.requests("oa");
+    p.chat(&target(&s, ProviderKind::OpenAi), &ChatRequest::simple("gpt-4o", PROMPT)).await.unwrap_err();
+    assert_eq!(s.requests("oa") - before, 1);
+}
+
+#[tokio::test]
+async fn cut_streams_end_with_estimated_usage_and_are_not_retried() {
+    let s = sim().await;
+    let p = providers(fast_retry());
+    for kind in ALL {
+        s.set_faults(account(kind), Faults { stream_cut_rate: 1.0, stream_cut_after: 5, ..Faults::default() });
+        let before = s.requests(account(kind));
+        let mut req = ChatRequest::simple(model(kind), PROMPT);
+        req.stream = Some(true);
+        let (bytes, sum) = drain(p.chat_stream(&target(&s, kind), &req).await.unwrap()).await;
+        assert!(!sum.completed, "{kind}");
+        let e = sum.error.clone().expect("cut stream has an error");
+        assert_eq!(e.class(), "stream_cut", "{kind}: {e}");
+        assert!(sum.usage.estimated, "{kind}: {:?}", sum.usage);
+        assert!(
+            !sum.content.is_empty() && sum.content.len() < "Simulated gpt-4o reply: Plan a spring wedding in Kent".len(),
+            "{kind}: {}",
+            sum.content
+        );
+        assert!(sum.usage.output >= 1, "{kind}");
+        match kind {
+            // Anthropic's message_start already reported the input (12).
+            ProviderKind::Anthropic => assert_eq!(sum.usage.input, 12),
+            // Our tokenizer's estimate of the prompt.
+            _ => assert_eq!(sum.usage.input, switchboard::providers::tokens::estimate_chat_prompt(&req)),
+        }
+        assert!(!bytes.is_empty(), "{kind}: some bytes were forwarded before the cut");
+        assert!(!String::from_utf8_lossy(&bytes).contains("[DONE]"));
+        assert_eq!(s.requests(account(kind)) - before, 1, "{kind}: never retried after bytes were forwarded");
+        s.set_faults(account(kind), Faults::default());
+    }
+}
+
+#[tokio::test]
+async fn slow_streams_hit_the_idle_timeout() {
+    let s = sim().await;
+    let p = Providers::new(ProvidersConfig {
+        stream_idle_timeout: Duration::from_millis(150),
+        retry: RetryPolicy::none(),
+        ..ProvidersConfig::default()
+    })
+    .unwrap();
+    s.set_faults("oa", Faults { slow_stream_ms: 400, ..Faults::default() });
+    let mut req = ChatRequest::simple("gpt-4o", PROMPT);
+    req.stream = Some(true);
+    let (_, sum) = drain(p.chat_stream(&target(&s, ProviderKind::OpenAi), &req).await.unwrap()).await;
+    assert_eq!(sum.error.map(|e| e.class()), Some("timeout"));
+    assert!(sum.usage.estimated);
+    // Slow but within the idle timeout: completes.
+    s.set_faults("oa", Faults { slow_stream_ms: 20, ..Faults::default() });
+    let (_, sum) = drain(p.chat_stream(&target(&s, ProviderKind::OpenAi), &req).await.unwrap()).await;
+    assert!(sum.completed && !sum.usage.estimated);
+}
+
+/// A table row: provider, Azure deployment, model, what happens, expected usage and cost.
+struct CostCase {
+    kind: ProviderKind,
+    deployment: &'static str,
+    model: &'static str,
+    case: &'static str,
+    usage: TokenUsage,
+    micros: i64,
+}
+
+fn long_text() -> String {
+    // 512 × "wedding " = 4,096 bytes = 1,024 simulator tokens.
+    "wedding ".repeat(512)
+}
+
+#[tokio::test]
+async fn cost_table_plain_and_streamed() {
+    // Simulator figures: PROMPT = 8 tokens; OpenAI/Azure prompt = 3 + 4 + 8 = 15 (long: 3 + 4 + 1024 = 1031).
+    // Reply tokens: "Simulated" 3 + " {model}" + " reply:" 2 + echoed words
+    // (PROMPT's six words: 10; eight × " wedding": 16). Reasoning: 64 + prompt % 64.
+    // Prices (µ$ per token): gpt-4o in 2.5 / cached 1.25 / out 10; o4-mini 1.1 / 4.4;
+    // azure gpt-4o-mini 0.165 / cached 0.083 / out 0.66; claude-sonnet-4-5 in 3 / write 3.75 / read 0.3 / out 15.
+    // Costs are rounded half-up to the micro-dollar.
+    let cases = vec![
+        // 15 × 2.5 + 17 × 10 = 37.5 + 170 = 207.5 → 208
+        CostCase { kind: ProviderKind::OpenAi, deployment: "", model: "gpt-4o", case: "plain", usage: usage(15, 17, 0, 0, 0), micros: 208 },
+        // OpenAI has no cache writes: the first long prompt is all input. 1031 × 2.5 + (3+2+2+16=23) × 10 = 2577.5 + 230 = 2807.5 → 2808
+        CostCase {
+            kind: ProviderKind::OpenAi,
+            deployment: "",
+            model: "gpt-4o",
+            case: "cache-write",
+            usage: usage(1031, 23, 0, 0, 0),
+            micros: 2808,
+        },
+        // Repeat: cached = 1031 / 128 × 128 = 1024, input 7. 7 × 2.5 + 1024 × 1.25 + 23 × 10 = 17.5 + 1280 + 230 = 1527.5 → 1528
+        CostCase {
+            kind: ProviderKind::OpenAi,
+            deployment: "",
+            model: "gpt-4o",
+            case: "cached-input",
+            usage: usage(7, 23, 1024, 0, 0),
+            micros: 1528,
+        },
+        // o4-mini: reasoning 64 + 15 = 79; visible 3 + 2 (" o4-mini") + 2 + 10 = 17; output 96.
+        // 15 × 1.1 + 96 × 4.4 = 16.5 + 422.4 = 438.9 → 439
+        CostCase {
+            kind: ProviderKind::OpenAi,
+            deployment: "",
+            model: "o4-mini",
+            case: "reasoning",
+            usage: usage(15, 96, 0, 0, 79),
+            micros: 439,
+        },
+        // Azure deployment "mini" = gpt-4o-mini (azure price): output 3 + 3 (" gpt-4o-mini") + 2 + 10 = 18.
+        // 15 × 0.165 + 18 × 0.66 = 2.475 + 11.88 = 14.355 → 14
+        CostCase {
+            kind: ProviderKind::AzureOpenAi,
+            deployment: "mini",
+            model: "gpt-4o-mini",
+            case: "plain",
+            usage: usage(15, 18, 0, 0, 0),
+            micros: 14,
+        },
+        // 1031 × 0.165 + (3+3+2+16=24) × 0.66 = 170.115 + 15.84 = 185.955 → 186
+        CostCase {
+            kind: ProviderKind::AzureOpenAi,
+            deployment: "mini",
+            model: "gpt-4o-mini",
+            case: "cache-write",
+            usage: usage(1031, 24, 0, 0, 0),
+            micros: 186,
+        },
+        // 7 × 0.165 + 1024 × 0.083 + 24 × 0.66 = 1.155 + 84.992 + 15.84 = 101.987 → 102
+        CostCase {
+            kind: ProviderKind::AzureOpenAi,
+            deployment: "mini",
+            model: "gpt-4o-mini",
+            case: "cached-input",
+            usage: usage(7, 24, 1024, 0, 0),
+            micros: 102,
+        },
+        // Deployment "o4" = o4-mini (no azure/ price: the OpenAI one): as the OpenAI reasoning case → 439
+        CostCase {
+            kind: ProviderKind::AzureOpenAi,
+            deployment: "o4",
+            model: "o4-mini",
+            case: "reasoning",
+            usage: usage(15, 96, 0, 0, 79),
+            micros: 439,
+        },
+        // Anthropic: input 4 + 8 = 12; output 3 + 5 (" claude-sonnet-4-5") + 2 + 10 = 20.
+        // 12 × 3 + 20 × 15 = 36 + 300 = 336
+        CostCase {
+            kind: ProviderKind::Anthropic,
+            deployment: "",
+            model: "claude-sonnet-4-5",
+            case: "plain",
+            usage: usage(12, 20, 0, 0, 0),
+            micros: 336,
+        },
+        // System of 1024 tokens with cache_control, written the first time; user turn 12 tokens stays input.
+        // 12 × 3 + 1024 × 3.75 + 20 × 15 = 36 + 3840 + 300 = 4176
+        CostCase {
+            kind: ProviderKind::Anthropic,
+            deployment: "",
+            model: "claude-sonnet-4-5",
+            case: "cache-write",
+            usage: usage(12, 20, 0, 1024, 0),
+            micros: 4176,
+        },
+        // Read the second time: 12 × 3 + 1024 × 0.3 + 20 × 15 = 36 + 307.2 + 300 = 643.2 → 643
+        CostCase {
+            kind: ProviderKind::Anthropic,
+            deployment: "",
+            model: "claude-sonnet-4-5",
+            case: "cached-input",
+            usage: usage(12, 20, 1024, 0, 0),
+            micros: 643,
+        },
+        // reasoning_effort → extended thinking: 64 + 12 = 76 thinking tokens inside output_tokens
+        // (Anthropic does not report them apart): output 20 + 76 = 96. 12 × 3 + 96 × 15 = 36 + 1440 = 1476
+        CostCase {
+            kind: ProviderKind::Anthropic,
+            deployment: "",
+            model: "claude-sonnet-4-5",
+            case: "reasoning",
+            usage: usage(12, 96, 0, 0, 0),
+            micros: 1476,
+        },
+    ];
+    let pricing = PricingTable::builtin();
+    let p = providers(RetryPolicy::none());
+    for c in &cases {
+        for stream in [false, true] {
+            let s = sim().await; // fresh prompt cache per row
+            let t = target_dep(&s, c.kind, c.deployment);
+            let mut req = match (c.kind, c.case) {
+                (ProviderKind::Anthropic, "cache-write" | "cached-input") => serde_json::from_value(json!({
+                    "model": c.model,
+                    "messages": [
+                        {"role": "system", "content": [{"type": "text", "text": long_text(), "cache_control": {"type": "ephemeral"}}]},
+                        {"role": "user", "content": PROMPT}
+                    ]
+                }))
+                .unwrap(),
+                (_, "cache-write" | "cached-input") => ChatRequest::simple(c.model, &long_text()),
+                _ => ChatRequest::simple(c.model, PROMPT),
+            };
+            if c.kind == ProviderKind::Anthropic && c.case == "reasoning" {
+                req.extra.insert("reasoning_effort".into(), json!("low"));
+            }
+            if c.case == "cached-input" {
+                p.chat(&t, &req).await.unwrap(); // warm the cache
+            }
+            req.stream = Some(stream);
+            let (got_usage, got_model) = if stream {
+                let (_, sum) = drain(p.chat_stream(&t, &req).await.unwrap()).await;
+                assert!(sum.completed);
+                (sum.usage, sum.model)
+            } else {
+                let r = p.chat(&t, &req).await.unwrap();
+                (r.usage, r.model)
+            };
+            let what = format!("{} {} {} stream={stream}", c.kind, c.model, c.case);
+            assert_eq!(got_usage, c.usage, "{what}");
+            assert_eq!(pricing.cost(c.kind, &got_model, &got_usage), Some(Micros(c.micros)), "{what}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn embeddings_and_model_lists() {
+    let s = sim().await;
+    let p = providers(RetryPolicy::none());
+    let req: EmbeddingsRequest =
+        serde_json::from_value(json!({"model": "text-embedding-3-small", "input": ["first dance", "cake"]})).unwrap();
+    // "first dance" 11 bytes = 3 tokens, "cake" = 1.
+    let r = p.embeddings(&target(&s, ProviderKind::OpenAi), &req).await.unwrap();
+    assert_eq!(r.usage, usage(4, 0, 0, 0, 0));
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 1536);
+    let r = p.embeddings(&target_dep(&s, ProviderKind::AzureOpenAi, "emb"), &req).await.unwrap();
+    assert_eq!((r.usage.input, r.model.as_str()), (4, "text-embedding-3-small"));
+    let e = p.embeddings(&target(&s, ProviderKind::Anthropic), &req).await.unwrap_err();
+    assert_eq!(e.class(), "unsupported");
+    assert_eq!(PricingTable::builtin().cost(ProviderKind::OpenAi, "text-embedding-3-small", &usage(4, 0, 0, 0, 0)), Some(Micros(0)));
+
+    let oa = p.list_models(&target(&s, ProviderKind::OpenAi)).await.unwrap();
+    assert!(oa.iter().any(|m| m.id == "gpt-4o"));
+    let an = p.list_models(&target(&s, ProviderKind::Anthropic)).await.unwrap();
+    assert!(an.iter().any(|m| m.id == "claude-sonnet-4-5"));
+    let az = p.list_models(&target(&s, ProviderKind::AzureOpenAi)).await.unwrap();
+    assert!(az.iter().any(|m| m.id == "gpt-4o-2024-08-06"));
+    // Azure's v1 form: model in the body is the deployment.
+    let v1 = ProviderTarget::azure(format!("{}/openai/v1", s.base_url()), "mini", "v1", ApiKey::new(AZ_KEY));
+    let r = p.chat(&v1, &ChatRequest::simple("anything", PROMPT)).await.unwrap();
+    assert_eq!(r.model, "gpt-4o-mini");
+    assert_eq!(p.validate_key(&v1).await.0, ValidationStatus::Valid);
+}
+
+#[tokio::test]
+async fn admin_endpoint_and_determinism() {
+    let s = sim().await;
+    let p = providers(RetryPolicy::none());
+    let http = reqwest::Client::new();
+    let url = format!("{}/_sim/accounts/oa/faults", s.base_url());
+    let r = http.post(&url).body(r#"{"outage": true}"#).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(s.faults("oa").unwrap().outage);
+    let e = p.chat(&target(&s, ProviderKind::OpenAi), &ChatRequest::simple("gpt-4o", PROMPT)).await.unwrap_err();
+    assert_eq!(e.class(), "overloaded");
+    http.post(&url).body(r#"{"outage": false}"#).send().await.unwrap();
+    p.chat(&target(&s, ProviderKind::OpenAi), &ChatRequest::simple("gpt-4o", PROMPT)).await.unwrap();
+    assert_eq!(http.post(&url).body(r#"{"nonsense": 1}"#).send().await.unwrap().status(), 400);
+    assert_eq!(http.post(format!("{}/_sim/accounts/nobody/faults", s.base_url())).body("{}").send().await.unwrap().status(), 404);
+    let list: Value = http.get(format!("{}/_sim/accounts", s.base_url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    assert!(!list.to_string().contains(OA_KEY), "the admin list shows fingerprints only");
+
+    // Same seed, same faults → the same sequence of outcomes.
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let s = sim().await;
+        s.set_faults("oa", Faults { error_rate: 0.3, rate_limit_rate: 0.2, ..Faults::default() });
+        let mut seq = String::new();
+        for _ in 0..40 {
+            match p.chat(&target(&s, ProviderKind::OpenAi), &ChatRequest::simple("gpt-4o", PROMPT)).await {
+                Ok(_) => seq.push('.'),
+                Err(e) => seq.push(e.class().chars().next().unwrap()),
+            }
+        }
+        runs.push(seq);
+    }
+    assert_eq!(runs[0], runs[1]);
+    assert!(runs[0].contains('.') && runs[0].contains('s') && runs[0].contains('r'), "{}", runs[0]);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_provider_errors_not_panics() {
+    let s = sim().await;
+    let http = reqwest::Client::new();
+    for (path, auth, body) in [
+        ("/v1/chat/completions", ("authorization", format!("Bearer {OA_KEY}")), "{not json"),
+        ("/v1/chat/completions", ("authorization", format!("Bearer {OA_KEY}")), r#"{"model": 5}"#),
+        ("/v1/messages", ("x-api-key", AN_KEY.to_string()), r#"{"model":"claude-haiku-4-5"}"#),
+    ] {
+        let mut rb = http.post(format!("{}{path}", s.base_url())).header(auth.0, auth.1).body(body);
+        if path == "/v1/messages" {
+            rb = rb.header("anthropic-version", "2023-06-01");
+        }
+        let r = rb.send().await.unwrap();
+        assert_eq!(r.status(), 400, "{path} {body}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    // Anthropic requires its version header.
+    let r = http.post(format!("{}/v1/messages", s.base_url())).header("x-api-key", AN_KEY).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // No key at all: OpenAI's real 401 body.
+    let r = http.post(format!("{}/v1/chat/completions", s.base_url())).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("You didn't provide an API key"));
+}
+
+#[tokio::test]
+async fn openai_python_sdk_reads_the_simulator() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = match std::env::var_os("SWITCHBOARD_PYTHON") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => root.join(".venv/bin/python"),
+    };
+    assert!(
+        python.exists(),
+        "no Python with the OpenAI SDK at {} (set SWITCHBOARD_PYTHON, or run scripts/test, which makes .venv with `pip install openai`)",
+        python.display()
+    );
+    let s = sim().await;
+    let script = root.join("tests/python/sdk_check.py");
+    let base = s.base_url().to_string();
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .env("SIM_BASE_URL", &base)
+        .env("SIM_OPENAI_KEY", OA_KEY)
+        .env("SIM_AZURE_KEY", AZ_KEY)
+        .env("SIM_AZURE_DEPLOYMENT", "prod-4o")
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "sdk_check.py failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
