@@ -267,6 +267,15 @@ impl KeyService {
         self.audit(action, account, supplier, result, &e.to_string());
     }
 
+    /// The account, or the error (written to the audit log under `action`).
+    fn account_or_audit(&self, action: &str, id: AccountId) -> Result<ProviderAccount, KeyError> {
+        self.store.account(id).map_err(|e| {
+            let e = KeyError::from(e);
+            self.audit_err(action, None, None, &e);
+            e
+        })
+    }
+
     /// Adds an account with its key: format checks first, then the account row,
     /// then the keychain entry (the row is removed again if the keychain fails),
     /// then, when `validate` is set, a live validation whose result is stored.
@@ -365,14 +374,7 @@ impl KeyService {
     /// with it, and the old entry is removed from the keychain last.
     pub async fn rotate(&self, id: AccountId, key: Secret) -> Result<KeyOutcome, KeyError> {
         let _guard = self.ops.lock().await;
-        let account = match self.store.account(id) {
-            Ok(a) => a,
-            Err(e) => {
-                let e = KeyError::from(e);
-                self.audit_err("key.rotate", None, None, &e);
-                return Err(e);
-            }
-        };
+        let account = self.account_or_audit("key.rotate", id)?;
         match self.rotate_inner(&account, key).await {
             Ok((o, old_cleanup)) => {
                 let detail = format!(
@@ -442,14 +444,7 @@ impl KeyService {
     /// unless `force`.
     pub async fn remove(&self, id: AccountId, force: bool) -> Result<ProviderAccount, KeyError> {
         let _guard = self.ops.lock().await;
-        let account = match self.store.account(id) {
-            Ok(a) => a,
-            Err(e) => {
-                let e = KeyError::from(e);
-                self.audit_err("key.remove", None, None, &e);
-                return Err(e);
-            }
-        };
+        let account = self.account_or_audit("key.remove", id)?;
         let r = async {
             if let Some((supplier, name)) = self.active_route_of(&account)?
                 && !force
