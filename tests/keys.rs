@@ -4,6 +4,10 @@
 //! with keys on standard input, the provider simulator over loopback HTTP for
 //! live validation, and real SQLite files for the leak checks.
 //!
+//! The leak test also exports usage CSV when the build has `switchboard export`
+//! (TODO(export): the export command is not merged on this branch yet; the
+//! test notes that the CSV part did not run until it is).
+//!
 //! Tests that need the keychain are skipped (with a note) when
 //! `SWITCHBOARD_TEST_KEYRING` is not set, so a bare `cargo test` outside the
 //! test script does not touch the developer's own keyring.
@@ -597,16 +601,65 @@ fn no_key_or_token_leaks_into_database_wal_logs_or_csv() {
     outputs += &step(&mut logs, &["token", "list", "--json"], "");
     outputs += &step(&mut logs, &["token", "revoke", "2"], "");
 
-    // TODO(export): add `switchboard export usage` here and check the CSV once
-    // the CSV export lands on main (built in another branch).
-    assert!(logs.contains("DEBUG") || logs.contains("INFO"), "debug logs were captured: {logs}");
+    // Real traffic: `switchboard serve` at debug level, one request through the
+    // gateway with the supplier's token, served with the rotated key.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut serve = bin(&db);
+    serve.env("SWITCHBOARD_LOG", "debug").args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    serve.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = serve.spawn().expect("switchboard serve starts");
+    let status = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let body =
+            serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Write a thank-you note to the couple"}]});
+        let r = http.post(format!("{base}/v1/chat/completions")).bearer_auth(&token_values[0]).json(&body).send().await;
+        r.map(|r| r.status().as_u16()).unwrap_or(0)
+    });
+    // Stop the server we started (by its own pid) so it flushes the ledger.
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let o = child.wait_with_output().unwrap();
+    logs.push_str(&stderr(&o));
+    outputs.push_str(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(status, 200, "a request through the gateway succeeds; serve said: {}", stderr(&o));
+
+    // Usage CSV, when this build has the export command.
+    let mut c = bin(&db);
+    c.args(["export", "--help"]);
+    let csv = if run(c, "").status.success() {
+        let out = dir.path().join("usage.csv");
+        let today = Utc::now().date_naive().to_string();
+        let mut c = bin(&db);
+        c.env("SWITCHBOARD_LOG", "debug").args(["export", "usage", "--from", &today, "--to", &today, "--out"]).arg(&out);
+        let o = run(c, "");
+        logs.push_str(&stderr(&o));
+        ok(&o);
+        let csv = std::fs::read_to_string(&out).unwrap();
+        assert!(csv.lines().count() >= 2, "the CSV has the request: {csv}");
+        Some(csv)
+    } else {
+        // TODO(export): `switchboard export usage` is not on this branch yet; once
+        // it lands this branch checks the CSV automatically.
+        eprintln!("note: no `export` command in this build; the CSV part of the leak test did not run");
+        None
+    };
+    assert!(logs.contains("DEBUG"), "debug logs were captured");
 
     let mut haystacks = vec![("logs", logs.clone()), ("command output", outputs.clone())];
+    if let Some(csv) = csv {
+        haystacks.push(("CSV", csv));
+    }
     for p in [db.clone(), db.with_extension("db-wal")] {
         let bytes = std::fs::read(&p).unwrap_or_default();
         haystacks.push((if p == db { "database" } else { "WAL" }, String::from_utf8_lossy(&bytes).to_string()));
     }
-    assert!(haystacks[3].1.len() > 1000, "the WAL file was kept for inspection");
+    assert!(haystacks.iter().any(|(w, t)| *w == "WAL" && t.len() > 1000), "the WAL file was kept for inspection");
     let mut needles: Vec<String> = vec!["LEAKCANARY".into(), AZURE_CANARY.into()];
     for k in [OPENAI_KEY_1, OPENAI_KEY_2, ANTHROPIC_KEY, AZURE_KEY] {
         needles.push(k.to_string());
@@ -622,4 +675,56 @@ fn no_key_or_token_leaks_into_database_wal_logs_or_csv() {
     }
     drop(holder);
     drop(sim);
+}
+
+#[test]
+fn a_locked_keyring_is_reported_with_the_fix() {
+    if !keyring_available() {
+        return;
+    }
+    // A second private session whose gnome-keyring was started but never unlocked.
+    let dir = tempfile::tempdir().unwrap();
+    let (data, runtime_dir) = (dir.path().join("data"), dir.path().join("run"));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&runtime_dir).unwrap();
+    std::fs::set_permissions(&runtime_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let db = dir.path().join("locked.db");
+    let mut c = Command::new("dbus-run-session");
+    c.args(["--", "sh", "-c", "gnome-keyring-daemon --components=secrets --daemonize >/dev/null && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("--db")
+        .arg(&db)
+        .args(["key", "add", "--owner", "platform", "--provider", "openai", "--no-validate"])
+        .env("XDG_DATA_HOME", &data)
+        .env("XDG_RUNTIME_DIR", &runtime_dir)
+        .env_remove("SWITCHBOARD_DB");
+    let o = run(c, OPENAI_KEY_1);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("the OS keychain is locked"), "{err}");
+    assert!(err.contains("gnome-keyring-daemon --unlock"), "{err}");
+    assert!(!err.contains("LEAKCANARY"), "{err}");
+    assert!(Store::open(&db).unwrap().list_accounts(None).unwrap().is_empty());
+    assert_no_canary_in_files(&db);
+}
+
+#[test]
+fn removing_a_supplier_removes_its_keys_from_the_keychain() {
+    if !keyring_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let sup = supplier(&Store::open(&db).unwrap(), "Golden Hour Films", AiMode::Client);
+    let mut c = bin(&db);
+    c.args(["key", "add", "--owner", &sup.0.to_string(), "--provider", "anthropic", "--no-validate"]);
+    ok(&run(c, ANTHROPIC_KEY));
+    let key_ref = KeyRef::from_stored(accounts_json(&db)[0].key_ref.clone().unwrap());
+    let rt = runtime();
+    assert_eq!(rt.block_on(Vault::os().get(&key_ref)).unwrap().expose(), ANTHROPIC_KEY);
+    let mut c = bin(&db);
+    c.args(["supplier", "remove", &sup.0.to_string()]);
+    assert!(ok(&run(c, "")).contains("their keys from the keychain"));
+    assert!(matches!(rt.block_on(Vault::os().get(&key_ref)), Err(VaultError::Missing { .. })));
+    assert!(accounts_json(&db).is_empty());
 }

@@ -178,6 +178,22 @@ pub fn run(store: Store, cmd: KeyCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes the keys of a supplier's accounts from the keychain (before the
+/// supplier and, by cascade, its accounts are deleted), so no key is left
+/// behind in the keychain. Returns how many accounts were removed.
+pub(crate) fn remove_supplier_keys(store: &Store, supplier: SupplierId) -> anyhow::Result<usize> {
+    let accounts = store.list_accounts(Some(AccountOwner::Supplier(supplier)))?;
+    if accounts.is_empty() {
+        return Ok(0);
+    }
+    let svc = service(Arc::new(Store::open(store.path())?))?;
+    let rt = runtime()?;
+    for a in &accounts {
+        rt.block_on(svc.remove(a.id, true)).with_context(|| format!("cannot remove the key of account {}", a.id))?;
+    }
+    Ok(accounts.len())
+}
+
 fn validation_json(v: &Validation) -> serde_json::Value {
     serde_json::json!({"status": v.status, "message": v.message, "at": v.at})
 }
@@ -214,8 +230,8 @@ fn print_outcome(verb: &str, o: &KeyOutcome, json: bool) -> anyhow::Result<()> {
 fn print_table(list: &[ProviderAccount]) {
     let label_w = list.iter().map(|a| a.label.chars().count()).max().unwrap_or(5).clamp(5, 32);
     println!(
-        "{:>4}  {:<12}  {:<12}  {:<label_w$}  {:<14}  {:<15}  {:<16}  {}",
-        "ID", "OWNER", "PROVIDER", "LABEL", "KEY", "VALIDATION", "VALIDATED", "ENABLED"
+        "{:>4}  {:<12}  {:<12}  {:<label_w$}  {:<14}  {:<15}  {:<16}  ENABLED",
+        "ID", "OWNER", "PROVIDER", "LABEL", "KEY", "VALIDATION", "VALIDATED"
     );
     for a in list {
         let owner = match a.owner {

@@ -166,6 +166,11 @@ pub fn run(store: &Store, cmd: SupplierCommand) -> anyhow::Result<()> {
         }
         SupplierCommand::Remove { id } => {
             let s = store.supplier(SupplierId(id))?;
+            // Keys first: the accounts go with the supplier, their keys must not stay in the keychain.
+            let removed = super::keys::remove_supplier_keys(store, s.id)?;
+            if removed > 0 {
+                println!("Removed {removed} provider account(s) of supplier {} and their keys from the keychain.", s.id);
+            }
             store.delete_supplier(s.id)?;
             store.audit(now(), &actor, "supplier.remove", Some(s.id), None, "ok", &s.name)?;
             println!("Removed supplier {} '{}' (its usage history is kept).", s.id, s.name);

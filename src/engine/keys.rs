@@ -106,33 +106,14 @@ pub fn check_key_format(provider: ProviderKind, key: &Secret) -> Result<(), Form
     if k.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(FormatError(format!("the {name} key contains spaces or line breaks inside it; paste exactly one key on one line")));
     }
-    let charset_ok = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     match provider {
         ProviderKind::OpenAi => {
             if k.starts_with("sk-ant-") {
                 return Err(FormatError("this looks like an Anthropic key (sk-ant-…); use --provider anthropic".into()));
             }
-            if !k.starts_with("sk-") {
-                return Err(FormatError("an OpenAI key starts with 'sk-' (e.g. sk-proj-…); check that the whole key was copied".into()));
-            }
-            if k.len() < 20 || !charset_ok(k) {
-                return Err(FormatError(format!(
-                    "this is not an OpenAI key: expected 'sk-' followed by letters, digits, '-' or '_' (at least 20 characters in all; got {})",
-                    k.len()
-                )));
-            }
+            check_prefixed(name, "sk-", " (e.g. sk-proj-…)", k)?;
         }
-        ProviderKind::Anthropic => {
-            if !k.starts_with("sk-ant-") {
-                return Err(FormatError("an Anthropic key starts with 'sk-ant-'; check that the whole key was copied".into()));
-            }
-            if k.len() < 20 || !charset_ok(k) {
-                return Err(FormatError(format!(
-                    "this is not an Anthropic key: expected 'sk-ant-' followed by letters, digits, '-' or '_' (at least 20 characters in all; got {})",
-                    k.len()
-                )));
-            }
-        }
+        ProviderKind::Anthropic => check_prefixed(name, "sk-ant-", "", k)?,
         ProviderKind::AzureOpenAi => {
             let hex32 = k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit());
             // Keys of resources created since 2024 are 84 letters and digits.
@@ -144,6 +125,20 @@ pub fn check_key_format(provider: ProviderKind, key: &Secret) -> Result<(), Form
                 )));
             }
         }
+    }
+    Ok(())
+}
+
+/// An OpenAI or Anthropic key: the prefix, then letters, digits, '-' or '_'.
+fn check_prefixed(name: &str, prefix: &str, example: &str, k: &str) -> Result<(), FormatError> {
+    if !k.starts_with(prefix) {
+        return Err(FormatError(format!("an {name} key starts with '{prefix}'{example}; check that the whole key was copied")));
+    }
+    if k.len() < 20 || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(FormatError(format!(
+            "this is not an {name} key: expected '{prefix}' followed by letters, digits, '-' or '_' (at least 20 characters in all; got {})",
+            k.len()
+        )));
     }
     Ok(())
 }
@@ -272,6 +267,15 @@ impl KeyService {
         self.audit(action, account, supplier, result, &e.to_string());
     }
 
+    /// The account, or the error (written to the audit log under `action`).
+    fn account_or_audit(&self, action: &str, id: AccountId) -> Result<ProviderAccount, KeyError> {
+        self.store.account(id).map_err(|e| {
+            let e = KeyError::from(e);
+            self.audit_err(action, None, None, &e);
+            e
+        })
+    }
+
     /// Adds an account with its key: format checks first, then the account row,
     /// then the keychain entry (the row is removed again if the keychain fails),
     /// then, when `validate` is set, a live validation whose result is stored.
@@ -370,14 +374,7 @@ impl KeyService {
     /// with it, and the old entry is removed from the keychain last.
     pub async fn rotate(&self, id: AccountId, key: Secret) -> Result<KeyOutcome, KeyError> {
         let _guard = self.ops.lock().await;
-        let account = match self.store.account(id) {
-            Ok(a) => a,
-            Err(e) => {
-                let e = KeyError::from(e);
-                self.audit_err("key.rotate", None, None, &e);
-                return Err(e);
-            }
-        };
+        let account = self.account_or_audit("key.rotate", id)?;
         match self.rotate_inner(&account, key).await {
             Ok((o, old_cleanup)) => {
                 let detail = format!(
@@ -447,14 +444,7 @@ impl KeyService {
     /// unless `force`.
     pub async fn remove(&self, id: AccountId, force: bool) -> Result<ProviderAccount, KeyError> {
         let _guard = self.ops.lock().await;
-        let account = match self.store.account(id) {
-            Ok(a) => a,
-            Err(e) => {
-                let e = KeyError::from(e);
-                self.audit_err("key.remove", None, None, &e);
-                return Err(e);
-            }
-        };
+        let account = self.account_or_audit("key.remove", id)?;
         let r = async {
             if let Some((supplier, name)) = self.active_route_of(&account)?
                 && !force
@@ -488,6 +478,20 @@ impl KeyService {
                 Err(e)
             }
         }
+    }
+
+    /// Demo mode only: puts a simulator key for an existing account into the
+    /// in-memory demo store, without format checks (the simulator's keys are
+    /// not real keys). Refused on the OS keychain.
+    pub async fn set_demo_key(&self, id: AccountId, key: Secret) -> Result<(), KeyError> {
+        if !self.vault.is_demo() {
+            return Err(KeyError::Format(FormatError("internal: demo keys go only into the in-memory demo store".into())));
+        }
+        let key_ref = KeyRef::new_for(id);
+        self.vault.set(&key_ref, &key).await?;
+        self.store.set_account_key(id, Some(key_ref.as_str()), Some(&key.fingerprint()))?;
+        self.put_live(id, &key_ref, key);
+        Ok(())
     }
 
     /// The account's key for one request: an `Arc` snapshot (read from the

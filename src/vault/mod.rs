@@ -25,7 +25,8 @@ pub const SERVICE: &str = "switchboard";
 
 /// A secret (provider API key or gateway token). Debug and Display show only
 /// the masked fingerprint (`sk-…a1b2`); the value is reachable only through
-/// [`Secret::expose`], to be sent to the provider it belongs to.
+/// [`Secret::expose`], to be sent to the provider it belongs to. The value is
+/// overwritten in memory when the secret is dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -33,8 +34,10 @@ impl Secret {
     /// Wraps a secret, trimming surrounding whitespace (a pasted key often
     /// carries a newline).
     pub fn new(value: impl Into<String>) -> Self {
-        let v: String = value.into();
-        Self(v.trim().to_string())
+        let mut raw: String = value.into();
+        let trimmed = raw.trim().to_string();
+        zeroize::Zeroize::zeroize(&mut raw);
+        Self(trimmed)
     }
     /// The secret itself. Never log, print or store the result.
     pub fn expose(&self) -> &str {
@@ -46,6 +49,13 @@ impl Secret {
     }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+impl Drop for Secret {
+    /// Overwrites the value in memory when the secret is dropped.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
@@ -114,7 +124,8 @@ pub enum VaultError {
     Unavailable { detail: String },
     /// The keychain is locked, or the user refused the unlock prompt.
     #[error(
-        "the OS keychain is locked or access was refused ({detail}). Unlock it (accept the unlock prompt), then try again; Switchboard never stores keys anywhere else"
+        "the OS keychain is locked, has no unlocked default collection, or access was refused ({detail}). Unlock it (accept the unlock prompt{hint}), then try again; Switchboard never stores keys anywhere else",
+        hint = if cfg!(target_os = "linux") { ", or run `gnome-keyring-daemon --unlock` and type the keyring password" } else { "" }
     )]
     Locked { detail: String },
     /// The account's entry is not in the keychain.
