@@ -12,3 +12,4 @@ pub mod cli;
 pub mod domain;
 pub mod engine;
 pub mod store;
+pub mod ui;

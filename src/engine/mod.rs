@@ -1,4 +1,6 @@
-//! Services that combine the adapters: demo history generation (and, as they
-//! land, the router, usage ledger, health monitor, migrations and analytics).
+//! Services that combine the adapters: demo history generation and the console
+//! service behind the desktop UI (and, as they land, the router, usage ledger,
+//! health monitor, migrations and analytics).
 
+pub mod console;
 pub mod demo;

@@ -14,12 +14,14 @@
 
 mod accounts;
 mod audit;
+mod console;
 pub mod schema;
 mod suppliers;
 mod usage;
 
 pub use accounts::NewAccount;
 pub use audit::{AuditEntry, AuditFilter, os_user as audit_actor};
+pub use console::{AuditQuery, AuditRow, BreakdownCell, SupplierDay, UsageDimension, UsageTotals, WeddingRow};
 pub use suppliers::{SupplierFilter, SupplierPatch};
 pub use usage::{SqliteLedger, UsageLedger};
 
