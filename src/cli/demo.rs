@@ -84,7 +84,10 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
         };
         let store = Store::open(&path)?;
         if store.count_suppliers()? > 0 {
-            bail!("{} already has suppliers; demo mode needs a new, empty database. Leave out --db to use a throwaway one.", path.display());
+            bail!(
+                "{} already has suppliers; demo mode needs a new, empty database. Leave out --db to use a throwaway one.",
+                path.display()
+            );
         }
         let mut cfg = DemoConfig::new(args.demo_suppliers, args.demo_days, 7, super::now().date_naive());
         cfg.sim_base_url = "http://127.0.0.1:4490".into();

@@ -88,7 +88,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::DemoData(args)) => demo::run_demo_data(cli.db, args),
         Some(Command::Supplier(cmd)) => supplier::run(&open_store(cli.db)?, cmd),
-        None => demo::run_console(demo::ConsoleArgs { db: cli.db, demo: cli.demo, demo_suppliers: cli.demo_suppliers, demo_days: cli.demo_days, view: cli.view }),
+        None => demo::run_console(demo::ConsoleArgs {
+            db: cli.db,
+            demo: cli.demo,
+            demo_suppliers: cli.demo_suppliers,
+            demo_days: cli.demo_days,
+            view: cli.view,
+        }),
     }
 }
 

@@ -174,7 +174,6 @@ pub fn run(store: &Store, cmd: SupplierCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 fn print_table(list: &[Supplier]) {
     let today = super::now().date_naive();
     let name_w = list.iter().map(|s| s.name.chars().count()).max().unwrap_or(4).clamp(4, 40);

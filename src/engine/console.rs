@@ -160,15 +160,30 @@ pub enum ConsoleEvent {
     Overview(Arc<Overview>),
     Suppliers(Arc<SupplierList>),
     SupplierDetail(Arc<SupplierDetail>),
-    SupplierSaved { supplier: Supplier, created: bool },
-    SupplierRemoved { id: SupplierId, name: String },
+    SupplierSaved {
+        supplier: Supplier,
+        created: bool,
+    },
+    SupplierRemoved {
+        id: SupplierId,
+        name: String,
+    },
     Quota(Arc<QuotaView>),
     Usage(Arc<UsageView>),
     Audit(Arc<AuditView>),
-    DemoProgress { stage: String, elapsed_secs: f64 },
-    DemoReady { summary: DemoSummary, elapsed_secs: f64 },
+    DemoProgress {
+        stage: String,
+        elapsed_secs: f64,
+    },
+    DemoReady {
+        summary: DemoSummary,
+        elapsed_secs: f64,
+    },
     /// A command failed; `message` is a sentence for the user.
-    Failed { channel: Channel, message: String },
+    Failed {
+        channel: Channel,
+        message: String,
+    },
 }
 
 /// A provider account as the console shows it: never a key, only its masked fingerprint.
@@ -500,9 +515,9 @@ pub fn spawn(
             }
             let svc = service.clone();
             let channel = ticket.channel;
-            let ev = tokio::task::spawn_blocking(move || svc.execute(cmd)).await.unwrap_or_else(|e| {
-                Err(format!("the console service failed unexpectedly ({e}); try again, and report it if it repeats"))
-            });
+            let ev = tokio::task::spawn_blocking(move || svc.execute(cmd))
+                .await
+                .unwrap_or_else(|e| Err(format!("the console service failed unexpectedly ({e}); try again, and report it if it repeats")));
             out.send(ticket, ev.unwrap_or_else(|message| ConsoleEvent::Failed { channel, message }));
         }
     });
@@ -577,7 +592,9 @@ impl Service {
             ConsoleCommand::EditSupplier { id, patch } => {
                 let s = self.store.update_supplier(id, &patch, self.clock.now()).map_err(msg)?;
                 self.invalidate();
-                self.store.audit(self.clock.now(), &audit_actor(), "supplier.edit", Some(s.id), None, "ok", &patch.describe()).map_err(msg)?;
+                self.store
+                    .audit(self.clock.now(), &audit_actor(), "supplier.edit", Some(s.id), None, "ok", &patch.describe())
+                    .map_err(msg)?;
                 ConsoleEvent::SupplierSaved { supplier: s, created: false }
             }
             ConsoleCommand::RemoveSupplier(id) => {

@@ -238,9 +238,12 @@ impl Store {
         let supplier = q.supplier.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let supplier_id = supplier.and_then(|s| s.parse::<i64>().ok());
         let supplier_name = supplier.filter(|_| supplier_id.is_none()).map(like_pattern);
-        let action = q.action_prefix.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|s| {
-            format!("{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
-        });
+        let action = q
+            .action_prefix
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
         self.with_conn(|c| {
             let mut st = c.prepare(
                 "SELECT a.id, a.ts, a.actor, a.action, a.supplier_id, s.name, a.account_id, a.result, a.detail

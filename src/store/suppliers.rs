@@ -32,9 +32,9 @@ pub struct SupplierPatch {
 }
 
 impl SupplierPatch {
-        /// A short description of the change for the audit log, e.g. `tier=scale, +wedding 2026-06-20`.
-        pub fn describe(&self) -> String {
-            let p = self;
+    /// A short description of the change for the audit log, e.g. `tier=scale, +wedding 2026-06-20`.
+    pub fn describe(&self) -> String {
+        let p = self;
         let mut parts = Vec::new();
         if let Some(n) = &p.name {
             parts.push(format!("name={n}"));
@@ -61,7 +61,7 @@ impl SupplierPatch {
             parts.push(format!("-wedding {d}"));
         }
         parts.join(", ")
-}
+    }
 }
 
 const NOT_FOUND_HINT: &str = " (see `switchboard supplier list`)";

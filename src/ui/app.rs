@@ -220,9 +220,11 @@ impl ConsoleApp {
         for (i, v) in View::ALL.iter().enumerate() {
             let selected = self.view == *v;
             let text = RichText::new(v.label()).size(14.5);
-            let r = ui
-                .add_sized([ui.available_width(), 30.0], egui::Button::selectable(selected, text))
-                .on_hover_text(format!("{} (Ctrl+{})", v.hint(), i + 1));
+            let r = ui.add_sized([ui.available_width(), 30.0], egui::Button::selectable(selected, text)).on_hover_text(format!(
+                "{} (Ctrl+{})",
+                v.hint(),
+                i + 1
+            ));
             if r.clicked() {
                 self.view = *v;
             }

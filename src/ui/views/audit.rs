@@ -97,17 +97,21 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         RichText::new(if v.truncated {
             format!("Showing the newest {} entries; narrow the filters to see older ones.", fmt_int(v.rows.len() as i64))
         } else {
-            format!("{} entries", fmt_int(v.rows.len() as i64))
+            format!("{} {}", fmt_int(v.rows.len() as i64), if v.rows.len() == 1 { "entry" } else { "entries" })
         })
         .color(p.muted),
     );
     const COLS: [(&str, f32); 5] = [("Time (UTC)", 150.0), ("Actor", 100.0), ("Action", 130.0), ("Supplier", 200.0), ("Result", 60.0)];
     let detail_w = (ui.available_width() - COLS.iter().map(|c| c.1 + theme::GAP_S).sum::<f32>()).max(160.0);
-    ui.horizontal(|ui| {
-        for (h, w) in COLS.iter().copied().chain([("Detail", detail_w)]) {
-            ui.add_sized([w, theme::ROW_HEIGHT], egui::Label::new(RichText::new(h).strong().color(p.muted)));
-        }
-    });
+    let (hrect, _) = ui.allocate_exact_size(vec2(ui.available_width(), theme::ROW_HEIGHT), egui::Sense::hover());
+    let mut x = hrect.left();
+    for (h, w) in COLS.iter().copied().chain([("Detail", detail_w)]) {
+        let cr = egui::Rect::from_min_size(egui::pos2(x + 2.0, hrect.top()), vec2(w - 4.0, theme::ROW_HEIGHT));
+        ui.scope_builder(egui::UiBuilder::new().max_rect(cr).layout(Layout::left_to_right(Align::Center)), |ui| {
+            ui.label(RichText::new(h).strong().color(p.muted));
+        });
+        x += w + theme::GAP_S;
+    }
     ui.separator();
     egui::ScrollArea::vertical().id_salt("audit_rows").auto_shrink(false).show_rows(ui, theme::ROW_HEIGHT, v.rows.len(), |ui, range| {
         for i in range {
@@ -157,8 +161,7 @@ fn filters(ui: &mut Ui, st: &mut State) {
             .show_ui(ui, |ui| {
                 ui.selectable_value(&mut st.action, None, "any");
                 // Prefixes (`supplier.`) and exact actions.
-                let mut prefixes: Vec<String> =
-                    actions.iter().filter_map(|a| a.split_once('.').map(|(p, _)| format!("{p}."))).collect();
+                let mut prefixes: Vec<String> = actions.iter().filter_map(|a| a.split_once('.').map(|(p, _)| format!("{p}."))).collect();
                 prefixes.dedup();
                 for a in prefixes.iter().chain(actions.iter()) {
                     ui.selectable_value(&mut st.action, Some(a.clone()), a);
@@ -166,8 +169,8 @@ fn filters(ui: &mut Ui, st: &mut State) {
             })
             .response
             .labelled_by(l.id);
-        text_field(ui, "From", &mut st.from, "YYYY-MM-DD", 96.0);
-        text_field(ui, "To", &mut st.to, "YYYY-MM-DD", 96.0);
+        text_field(ui, "From", &mut st.from, "YYYY-MM-DD", 104.0);
+        text_field(ui, "To", &mut st.to, "YYYY-MM-DD", 104.0);
         if (!st.supplier.is_empty() || st.action.is_some() || !st.from.is_empty() || !st.to.is_empty()) && ui.button("Clear").clicked() {
             *st = State { data: st.data.take(), ..Default::default() };
         }

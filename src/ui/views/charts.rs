@@ -90,7 +90,7 @@ impl WithDay0 for chrono::NaiveDate {
 pub fn date_plot(id: &str, unit: Unit, height: f32) -> Plot<'static> {
     Plot::new(id)
         .height(height)
-        .legend(Legend::default().position(egui_plot::Corner::LeftTop))
+        .legend(Legend::default().position(egui_plot::Corner::LeftTop).follow_insertion_order(true))
         .x_axis_formatter(date_tick)
         .x_grid_spacer(date_spacer)
         .y_axis_formatter(move |m, _| unit.axis(m.value))
@@ -100,13 +100,10 @@ pub fn date_plot(id: &str, unit: Unit, height: f32) -> Plot<'static> {
         .include_y(0.0)
         .label_formatter(move |pos| {
             use egui_plot::HoverPosition;
-            let (name, p) = match pos {
-                HoverPosition::NearDataPoint { plot_name, position, .. } => (*plot_name, *position),
-                HoverPosition::Elsewhere { position } => ("", *position),
-            };
-            let date = date_of_day_number(p.x)?;
-            let head = if name.is_empty() { String::new() } else { format!("{name}\n") };
-            Some(format!("{head}{}\n{}", date.format("%a %d %b %Y"), unit.format(p.y)))
+            // Only near data: a tooltip at an arbitrary spot would invent a value.
+            let HoverPosition::NearDataPoint { plot_name, position, .. } = pos else { return None };
+            let date = date_of_day_number(position.x)?;
+            Some(format!("{plot_name}\n{}\n{}", date.format("%a %d %b %Y"), unit.format(position.y)))
         })
 }
 
@@ -115,14 +112,18 @@ pub fn category_plot(id: &str, unit: Unit, height: f32, labels: Vec<String>) -> 
     let tick_labels = labels.clone();
     Plot::new(id)
         .height(height)
-        .legend(Legend::default().position(egui_plot::Corner::RightTop))
-        .x_axis_formatter(move |m, _| {
-            let i = m.value.round();
-            if (m.value - i).abs() > 1e-6 || i < 0.0 {
-                return String::new();
-            }
-            tick_labels.get(i as usize).cloned().unwrap_or_default()
-        })
+        .legend(Legend::default().position(egui_plot::Corner::RightTop).follow_insertion_order(true))
+        .custom_x_axes(vec![
+            egui_plot::AxisHints::new_x()
+                .formatter(move |m, _| {
+                    let i = m.value.round();
+                    if (m.value - i).abs() > 1e-6 || i < 0.0 {
+                        return String::new();
+                    }
+                    tick_labels.get(i as usize).cloned().unwrap_or_default()
+                })
+                .label_spacing(20.0..=60.0),
+        ])
         .x_grid_spacer(|input| {
             let (lo, hi) = input.bounds;
             let mut v = Vec::new();

@@ -135,10 +135,12 @@ pub fn error_box(ui: &mut Ui, message: &str) {
 /// A big number with a caption, in a card.
 pub fn metric_card(ui: &mut Ui, width: f32, caption: &str, value: &str, note: &str) {
     theme::card(ui).show(ui, |ui| {
-        ui.set_width(width);
-        ui.label(RichText::new(caption).color(theme::palette(ui).muted));
-        ui.label(RichText::new(value).font(theme::metric_font()).strong());
-        ui.label(RichText::new(note).small().color(theme::palette(ui).muted));
+        ui.vertical(|ui| {
+            ui.set_width(width);
+            ui.label(RichText::new(caption).color(theme::palette(ui).muted));
+            ui.label(RichText::new(value).font(theme::metric_font()).strong());
+            ui.add(egui::Label::new(RichText::new(note).small().color(theme::palette(ui).muted)).truncate());
+        });
     });
 }
 
@@ -181,16 +183,20 @@ pub fn fmt_compact(v: f64) -> String {
 /// A coloured quota bar with its percentage.
 pub fn quota_bar(ui: &mut Ui, width: f32, percent: f64) -> egui::Response {
     let color = theme::quota_color(ui, percent);
-    ui.add(
-        egui::ProgressBar::new((percent / 100.0).clamp(0.0, 1.0) as f32)
-            .desired_width(width)
-            .desired_height(ROW_BAR_HEIGHT)
-            .fill(color)
-            .text(RichText::new(format!("{percent:.0} %")).small()),
-    )
+    ui.horizontal(|ui| {
+        ui.spacing_mut().item_spacing.x = theme::GAP_XS;
+        ui.add(
+            egui::ProgressBar::new((percent / 100.0).clamp(0.0, 1.0) as f32)
+                .desired_width((width - 48.0).max(24.0))
+                .desired_height(ROW_BAR_HEIGHT)
+                .fill(color),
+        );
+        ui.label(RichText::new(format!("{percent:.0} %")).color(color))
+    })
+    .inner
 }
 
-const ROW_BAR_HEIGHT: f32 = 16.0;
+const ROW_BAR_HEIGHT: f32 = 10.0;
 
 /// A labelled single-line text field whose label is its accessible name.
 pub fn text_field(ui: &mut Ui, label: &str, value: &mut String, hint: &str, width: f32) -> egui::Response {

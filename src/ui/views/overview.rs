@@ -55,11 +55,15 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     }
     egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
         let gap = theme::GAP_M;
-        let w = ((ui.available_width() - 4.0 * gap) / 5.0 - 2.0 * theme::GAP_M).max(120.0);
+        let w = ((ui.available_width() - 4.0 * gap) / 5.0 - 2.0 * theme::GAP_M - 2.0).max(110.0);
         ui.horizontal(|ui| {
             ui.spacing_mut().item_spacing.x = gap;
             let error_note = |t: &crate::store::UsageTotals| {
-                if t.requests == 0 { "no requests".to_string() } else { format!("{:.1} % errors", t.errors as f64 * 100.0 / t.requests as f64) }
+                if t.requests == 0 {
+                    "no requests".to_string()
+                } else {
+                    format!("{:.1} % errors", t.errors as f64 * 100.0 / t.requests as f64)
+                }
             };
             metric_card(ui, w, "Requests today", &fmt_int(o.today_totals.requests), &error_note(&o.today_totals));
             metric_card(ui, w, "Cost today", &fmt_money(o.today_totals.cost_micros), &o.today.format("%a %d %b %Y").to_string());
@@ -132,7 +136,11 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                         ui.horizontal_wrapped(|ui| {
                             for w in &day.suppliers {
                                 let vt = w.vendor_type.map(|v| v.as_str()).unwrap_or("");
-                                if ui.link(&w.supplier_name).on_hover_text(format!("{vt}, {}", w.tier.map(|t| t.as_str()).unwrap_or(""))).clicked() {
+                                if ui
+                                    .link(&w.supplier_name)
+                                    .on_hover_text(format!("{vt}, {}", w.tier.map(|t| t.as_str()).unwrap_or("")))
+                                    .clicked()
+                                {
                                     cx.goto = Some(Goto::Supplier(w.supplier_id));
                                 }
                             }
@@ -148,8 +156,7 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                 ui.add_space(theme::GAP_XS);
                 accounts_grid(ui, "platform_accounts", &o.platform_accounts);
                 ui.add_space(theme::GAP_S);
-                let text: Vec<String> =
-                    o.client_accounts_by_provider.iter().map(|(p, n)| format!("{} {}", n, p.display_name())).collect();
+                let text: Vec<String> = o.client_accounts_by_provider.iter().map(|(p, n)| format!("{} {}", n, p.display_name())).collect();
                 ui.label(RichText::new(if text.is_empty() {
                     "No supplier-owned accounts yet.".to_string()
                 } else {

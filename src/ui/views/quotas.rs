@@ -60,17 +60,27 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     let p = *theme::palette(ui);
     egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
         match &v.chart {
-            None => empty_state(ui, "No supplier on platform AI", "Quotas apply to platform AI; add a supplier on the platform mode in Suppliers."),
+            None => empty_state(
+                ui,
+                "No supplier on platform AI",
+                "Quotas apply to platform AI; add a supplier on the platform mode in Suppliers.",
+            ),
             Some(c) => {
                 theme::card(ui).show(ui, |ui| {
                     ui.set_width(ui.available_width());
                     ui.horizontal(|ui| {
                         ui.label(RichText::new(&c.row.name).size(16.0).strong());
-                        ui.label(RichText::new(format!("{} · {} tier · {} AI", c.row.vendor_type, c.row.tier, c.row.ai_mode)).color(p.muted));
+                        ui.label(
+                            RichText::new(format!("{} · {} tier · {} AI", c.row.vendor_type, c.row.tier, c.row.ai_mode)).color(p.muted),
+                        );
                         quota_bar(ui, 180.0, c.row.quota_percent());
                         ui.label(
-                            RichText::new(format!("{} of {} tokens this month", fmt_int(c.row.quota.used as i64), fmt_int(c.row.quota.quota as i64)))
-                                .color(p.muted),
+                            RichText::new(format!(
+                                "{} of {} tokens this month",
+                                fmt_int(c.row.quota.used as i64),
+                                fmt_int(c.row.quota.quota as i64)
+                            ))
+                            .color(p.muted),
                         );
                         if ui.link("Open supplier").clicked() {
                             cx.goto = Some(Goto::Supplier(c.row.id));
@@ -78,7 +88,9 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                     });
                     ui.label(RichText::new("Month-to-date usage against the monthly quota, last 12 months").strong());
                     date_plot("quota_cumulative", Unit::Tokens, theme::CHART_HEIGHT).show(ui, |pl| {
-                        pl.add(Line::new("monthly quota", c.quota_line.clone()).color(p.danger).style(LineStyle::dashed_loose()).width(1.5));
+                        pl.add(
+                            Line::new("monthly quota", c.quota_line.clone()).color(p.danger).style(LineStyle::dashed_loose()).width(1.5),
+                        );
                         pl.add(Line::new("used this month", c.cumulative.clone()).color(p.accent).fill(0.0).fill_alpha(0.12).width(2.0));
                     });
                     ui.add_space(theme::GAP_S);
@@ -96,13 +108,18 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             theme::card(ui).show(ui, |ui| {
                 ui.set_width(ui.available_width());
                 ui.label(RichText::new("Platform suppliers by quota use, per tier (this month)").strong());
-                let labels: Vec<String> = v.tiers.iter().map(|t| format!("{} ({})", t.tier, super::fmt_compact(t.quota_tokens as f64))).collect();
+                let labels: Vec<String> =
+                    v.tiers.iter().map(|t| format!("{} ({})", t.tier, super::fmt_compact(t.quota_tokens as f64))).collect();
                 let colors = [p.ok, p.ok.gamma_multiply(0.6), p.warn.gamma_multiply(0.7), p.warn, p.danger];
                 category_plot("tier_bands", Unit::Count, 220.0, labels).show(ui, |pl| {
                     let mut below: Vec<BarChart> = Vec::new();
                     for (b, name) in QUOTA_BANDS.iter().enumerate() {
-                        let bars: Vec<Bar> =
-                            v.tiers.iter().enumerate().map(|(i, t)| Bar::new(i as f64, t.bands[b] as f64).width(0.6)).collect();
+                        let bars: Vec<Bar> = v
+                            .tiers
+                            .iter()
+                            .enumerate()
+                            .map(|(i, t)| Bar::new(i as f64, t.bands[b] as f64).width(0.6).fill(colors[b]))
+                            .collect();
                         let refs: Vec<&BarChart> = below.iter().collect();
                         let chart = BarChart::new(*name, bars).color(colors[b]).stack_on(&refs);
                         below.push(chart);

@@ -7,9 +7,7 @@ use super::charts::{Unit, date_plot};
 use super::overview::accounts_grid;
 use super::{Cx, Goto, empty_state, error_box, fmt_int, fmt_money, loading, quota_bar, text_field};
 use crate::domain::{AiMode, NewSupplier, Supplier, SupplierId, Tier, VendorType};
-use crate::engine::console::{
-    ConsoleCommand, ConsoleEvent, ConsoleHandle, SupplierDetail, SupplierList, SupplierQuery, SupplierSort,
-};
+use crate::engine::console::{ConsoleCommand, ConsoleEvent, ConsoleHandle, SupplierDetail, SupplierList, SupplierQuery, SupplierSort};
 use crate::store::{SupplierFilter, SupplierPatch};
 use crate::ui::theme;
 use chrono::NaiveDate;
@@ -159,9 +157,7 @@ impl State {
                     self.detail_error = None;
                 }
             }
-            ConsoleEvent::Failed { channel: crate::engine::console::Channel::SupplierDetail, message } => {
-                self.detail_error = Some(message)
-            }
+            ConsoleEvent::Failed { channel: crate::engine::console::Channel::SupplierDetail, message } => self.detail_error = Some(message),
             ConsoleEvent::Failed { message, .. } => self.error = Some(message),
             _ => {}
         }
@@ -275,7 +271,8 @@ fn filters(ui: &mut Ui, st: &mut State) {
         combo(ui, "Tier", &mut st.tier, Tier::ALL);
         combo(ui, "Vendor type", &mut st.vendor_type, VendorType::ALL);
         combo(ui, "Mode", &mut st.ai_mode, AiMode::ALL);
-        if (!st.search.is_empty() || st.tier.is_some() || st.vendor_type.is_some() || st.ai_mode.is_some()) && ui.button("Clear filters").clicked()
+        if (!st.search.is_empty() || st.tier.is_some() || st.vendor_type.is_some() || st.ai_mode.is_some())
+            && ui.button("Clear filters").clicked()
         {
             st.search.clear();
             st.tier = None;
@@ -317,13 +314,18 @@ fn table(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         return;
     };
     if list.total == 0 {
-        empty_state(ui, "No suppliers yet", "Click “Add supplier” to add the first one, or start `switchboard --demo` to explore with generated data.");
+        empty_state(
+            ui,
+            "No suppliers yet",
+            "Click “Add supplier” to add the first one, or start `switchboard --demo` to explore with generated data.",
+        );
         return;
     }
     let fixed: f32 = COLS.iter().map(|c| c.2).sum();
     let name_w = (ui.available_width() - fixed - theme::GAP_S * COLS.len() as f32).max(140.0);
-    // Header with sort buttons.
+    // Header with sort buttons, aligned with the cells below.
     ui.horizontal(|ui| {
+        ui.add_space(4.0);
         header_cell(ui, st, SupplierSort::Name, "Name", name_w);
         for (sort, label, w) in COLS {
             header_cell(ui, st, sort, label, w);
@@ -336,70 +338,79 @@ fn table(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     }
     let p = *theme::palette(ui);
     let today = chrono::Utc::now().date_naive();
-    egui::ScrollArea::vertical().id_salt("supplier_rows").auto_shrink(false).show_rows(ui, theme::ROW_HEIGHT, list.rows.len(), |ui, range| {
-        for i in range {
-            let r = &list.rows[i];
-            let width = ui.available_width();
-            let (rect, resp) = ui.allocate_exact_size(vec2(width, theme::ROW_HEIGHT), Sense::click());
-            let selected = st.selected == Some(r.id);
-            let fill = if selected {
-                Some(ui.visuals().selection.bg_fill)
-            } else if resp.hovered() {
-                Some(ui.visuals().widgets.hovered.weak_bg_fill)
-            } else if i % 2 == 1 {
-                Some(p.stripe)
-            } else {
-                None
-            };
-            if let Some(fill) = fill {
-                ui.painter().rect_filled(rect, 4.0, fill);
-            }
-            resp.widget_info(|| egui::WidgetInfo::selected(egui::Role::Row, true, selected, format!("Supplier {}", r.name)));
-            if resp.clicked() {
-                st.select(r.id, cx.handle);
-            }
-            let mut x = rect.left() + 4.0;
-            let mut cell = |ui: &mut Ui, w: f32, add: &mut dyn FnMut(&mut Ui)| {
-                let cr = egui::Rect::from_min_size(egui::pos2(x, rect.top()), vec2(w - 4.0, theme::ROW_HEIGHT));
-                ui.scope_builder(egui::UiBuilder::new().max_rect(cr).layout(Layout::left_to_right(Align::Center)), |ui| add(ui));
-                x += w + theme::GAP_S;
-            };
-            cell(ui, name_w, &mut |ui| {
-                ui.add(egui::Label::new(RichText::new(&r.name).strong()).truncate().selectable(false));
-            });
-            cell(ui, COLS[0].2, &mut |ui| {
-                ui.add(egui::Label::new(r.vendor_type.as_str()).selectable(false));
-            });
-            cell(ui, COLS[1].2, &mut |ui| {
-                ui.add(egui::Label::new(r.tier.as_str()).selectable(false));
-            });
-            cell(ui, COLS[2].2, &mut |ui| {
-                let color = if r.ai_mode == AiMode::Client { p.accent } else { ui.visuals().text_color() };
-                ui.add(egui::Label::new(RichText::new(r.ai_mode.as_str()).color(color)).selectable(false));
-            });
-            cell(ui, COLS[3].2, &mut |ui| {
-                if r.ai_mode == AiMode::Client && r.quota.used == 0 {
-                    ui.add(egui::Label::new(RichText::new("own account").color(p.muted)).selectable(false));
+    egui::ScrollArea::vertical().id_salt("supplier_rows").auto_shrink(false).show_rows(
+        ui,
+        theme::ROW_HEIGHT,
+        list.rows.len(),
+        |ui, range| {
+            for i in range {
+                let r = &list.rows[i];
+                let width = ui.available_width();
+                let (rect, resp) = ui.allocate_exact_size(vec2(width, theme::ROW_HEIGHT), Sense::click());
+                let selected = st.selected == Some(r.id);
+                let fill = if selected {
+                    Some(ui.visuals().selection.bg_fill)
+                } else if resp.hovered() {
+                    Some(ui.visuals().widgets.hovered.weak_bg_fill)
+                } else if i % 2 == 1 {
+                    Some(p.stripe)
                 } else {
-                    quota_bar(ui, COLS[3].2 - 10.0, r.quota_percent());
-                }
-            });
-            cell(ui, COLS[4].2, &mut |ui| {
-                let text = match r.next_wedding {
-                    Some(d) if d == today => RichText::new("today").strong().color(p.peak),
-                    Some(d) => RichText::new(d.format("%d %b %Y").to_string()),
-                    None => RichText::new("—").color(p.muted),
+                    None
                 };
-                ui.add(egui::Label::new(text).selectable(false));
-            });
-        }
-    });
+                if let Some(fill) = fill {
+                    ui.painter().rect_filled(rect, 4.0, fill);
+                }
+                resp.widget_info(|| egui::WidgetInfo::selected(egui::Role::Row, true, selected, format!("Supplier {}", r.name)));
+                if resp.clicked() {
+                    st.select(r.id, cx.handle);
+                }
+                let mut x = rect.left() + 4.0;
+                let mut cell = |ui: &mut Ui, w: f32, add: &mut dyn FnMut(&mut Ui)| {
+                    let cr = egui::Rect::from_min_size(egui::pos2(x, rect.top()), vec2(w - 4.0, theme::ROW_HEIGHT));
+                    ui.scope_builder(egui::UiBuilder::new().max_rect(cr).layout(Layout::left_to_right(Align::Center)), |ui| add(ui));
+                    x += w + theme::GAP_S;
+                };
+                cell(ui, name_w, &mut |ui| {
+                    ui.add(egui::Label::new(RichText::new(&r.name).strong()).truncate().selectable(false));
+                });
+                cell(ui, COLS[0].2, &mut |ui| {
+                    ui.add(egui::Label::new(r.vendor_type.as_str()).selectable(false));
+                });
+                cell(ui, COLS[1].2, &mut |ui| {
+                    ui.add(egui::Label::new(r.tier.as_str()).selectable(false));
+                });
+                cell(ui, COLS[2].2, &mut |ui| {
+                    let color = if r.ai_mode == AiMode::Client { p.accent } else { ui.visuals().text_color() };
+                    ui.add(egui::Label::new(RichText::new(r.ai_mode.as_str()).color(color)).selectable(false));
+                });
+                cell(ui, COLS[3].2, &mut |ui| {
+                    if r.ai_mode == AiMode::Client && r.quota.used == 0 {
+                        ui.add(egui::Label::new(RichText::new("own account").color(p.muted)).selectable(false));
+                    } else {
+                        quota_bar(ui, COLS[3].2 - 10.0, r.quota_percent());
+                    }
+                });
+                cell(ui, COLS[4].2, &mut |ui| {
+                    let text = match r.next_wedding {
+                        Some(d) if d == today => RichText::new("today").strong().color(p.peak),
+                        Some(d) => RichText::new(d.format("%d %b %Y").to_string()),
+                        None => RichText::new("—").color(p.muted),
+                    };
+                    ui.add(egui::Label::new(text).selectable(false));
+                });
+            }
+        },
+    );
 }
 
 fn header_cell(ui: &mut Ui, st: &mut State, sort: SupplierSort, label: &str, width: f32) {
-    let arrow = if st.sort == sort { if st.descending { " ⏷" } else { " ⏶" } } else { "" };
+    let arrow = if st.sort == sort { if st.descending { " v" } else { " ^" } } else { "" };
     let text = RichText::new(format!("{label}{arrow}")).strong().color(theme::palette(ui).muted);
-    let r = ui.add_sized([width, theme::ROW_HEIGHT], egui::Button::new(text).frame(false)).on_hover_text(format!("Sort by {label}"));
+    let r = ui
+        .allocate_ui_with_layout(vec2(width, theme::ROW_HEIGHT), Layout::left_to_right(Align::Center), |ui| {
+            ui.add(egui::Button::new(text).frame(false)).on_hover_text(format!("Sort by {label}"))
+        })
+        .inner;
     if r.clicked() {
         if st.sort == sort {
             st.descending = !st.descending;
@@ -475,7 +486,9 @@ fn detail_panel(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         quota_bar(ui, 200.0, d.quota.percent());
         ui.end_row();
         ui.label("");
-        ui.label(RichText::new(format!("{} of {} tokens", fmt_int(d.quota.used as i64), fmt_int(d.quota.quota as i64))).small().color(p.muted));
+        ui.label(
+            RichText::new(format!("{} of {} tokens", fmt_int(d.quota.used as i64), fmt_int(d.quota.quota as i64))).small().color(p.muted),
+        );
         ui.end_row();
         ui.label("Requests");
         ui.label(fmt_int(d.month_requests));

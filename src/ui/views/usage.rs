@@ -100,9 +100,9 @@ impl State {
                 let parse = |s: &str, what: &str| {
                     s.trim().parse::<NaiveDate>().map_err(|_| format!("the {what} date '{}' is not a date; write YYYY-MM-DD", s.trim()))
                 };
-                let r = parse(&self.from_text, "from").and_then(|f| parse(&self.to_text, "to").map(|t| (f, t))).and_then(|(f, t)| {
-                    if t < f { Err("the 'to' date is before the 'from' date".to_string()) } else { Ok((f, t)) }
-                });
+                let r = parse(&self.from_text, "from")
+                    .and_then(|f| parse(&self.to_text, "to").map(|t| (f, t)))
+                    .and_then(|(f, t)| if t < f { Err("the 'to' date is before the 'from' date".to_string()) } else { Ok((f, t)) });
                 return match r {
                     Ok(v) => {
                         self.range_error = None;
@@ -133,7 +133,8 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     controls(ui, st);
     let today = chrono::Utc::now().date_naive();
     if let Some((from, to)) = st.dates(today) {
-        let q = UsageQuery { from, to, dimension: st.p.dimension, metric: st.p.metric, max_points: ui.available_width().max(200.0) as usize };
+        let q =
+            UsageQuery { from, to, dimension: st.p.dimension, metric: st.p.metric, max_points: ui.available_width().max(200.0) as usize };
         let changed = st.sent.is_none_or(|s| {
             (s.from, s.to, s.dimension, s.metric) != (q.from, q.to, q.dimension, q.metric) || s.max_points.abs_diff(q.max_points) > 200
         });
@@ -151,7 +152,11 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         return;
     };
     if v.total == 0.0 {
-        empty_state(ui, "No usage in these dates", "Choose a longer range; usage appears here once requests go through the gateway (or with `switchboard --demo`).");
+        empty_state(
+            ui,
+            "No usage in these dates",
+            "Choose a longer range; usage appears here once requests go through the gateway (or with `switchboard --demo`).",
+        );
         return;
     }
     let u = unit(v.query.metric);
@@ -160,7 +165,9 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         theme::card(ui).show(ui, |ui| {
             ui.set_width(ui.available_width());
             ui.horizontal(|ui| {
-                ui.label(RichText::new(format!("{} per day by {}", v.query.metric.label(), v.query.dimension.label().to_lowercase())).strong());
+                ui.label(
+                    RichText::new(format!("{} per day by {}", v.query.metric.label(), v.query.dimension.label().to_lowercase())).strong(),
+                );
                 ui.label(RichText::new(format!("{} – {} · total {}", v.query.from, v.query.to, u.format(v.total))).color(p.muted));
             });
             let colors: Vec<egui::Color32> = (0..v.series.len()).map(|i| theme::series_color(ui, i)).collect();
@@ -177,8 +184,12 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                 ui.set_width(ui.available_width());
                 ui.label(RichText::new(format!("Total by {}", v.query.dimension.label().to_lowercase())).strong());
                 let labels: Vec<String> = v.series.iter().map(|s| s.key.clone()).collect();
-                let bars: Vec<Bar> =
-                    v.series.iter().enumerate().map(|(i, s)| Bar::new(i as f64, s.total).width(0.6).fill(theme::series_color(ui, i)).name(&s.key)).collect();
+                let bars: Vec<Bar> = v
+                    .series
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| Bar::new(i as f64, s.total).width(0.6).fill(theme::series_color(ui, i)).name(&s.key))
+                    .collect();
                 category_plot("usage_totals", u, 220.0, labels).show(ui, |pl| pl.add(BarChart::new("total", bars)));
             });
             let ui = &mut cols[1];
@@ -192,16 +203,30 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                         v.peak_days,
                         u.format(v.off_daily_avg),
                         v.off_days,
-                        if v.off_daily_avg > 0.0 && v.peak_days > 0 { format!(" — ×{:.1}", v.peak_daily_avg / v.off_daily_avg) } else { String::new() }
+                        if v.off_daily_avg > 0.0 && v.peak_days > 0 {
+                            format!(" — ×{:.1}", v.peak_daily_avg / v.off_daily_avg)
+                        } else {
+                            String::new()
+                        }
                     ))
                     .small()
                     .color(p.muted),
                 );
                 let labels: Vec<String> = v.monthly.iter().map(|m| m.label.clone()).collect();
-                let peak: Vec<Bar> =
-                    v.monthly.iter().enumerate().filter(|(_, m)| m.peak).map(|(i, m)| Bar::new(i as f64, m.value).width(0.7)).collect();
-                let off: Vec<Bar> =
-                    v.monthly.iter().enumerate().filter(|(_, m)| !m.peak).map(|(i, m)| Bar::new(i as f64, m.value).width(0.7)).collect();
+                let peak: Vec<Bar> = v
+                    .monthly
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.peak)
+                    .map(|(i, m)| Bar::new(i as f64, m.value).width(0.7).fill(p.peak))
+                    .collect();
+                let off: Vec<Bar> = v
+                    .monthly
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| !m.peak)
+                    .map(|(i, m)| Bar::new(i as f64, m.value).width(0.7).fill(p.off_peak))
+                    .collect();
                 category_plot("usage_monthly", u, 200.0, labels).show(ui, |pl| {
                     pl.add(BarChart::new("peak season (Mar–Oct)", peak).color(p.peak));
                     pl.add(BarChart::new("off-season", off).color(p.off_peak));
@@ -218,8 +243,8 @@ fn controls(ui: &mut Ui, st: &mut State) {
             ui.selectable_value(&mut st.p.range, r, r.label());
         }
         if st.p.range == Range::Custom {
-            text_field(ui, "From", &mut st.from_text, "YYYY-MM-DD", 96.0);
-            text_field(ui, "To", &mut st.to_text, "YYYY-MM-DD", 96.0);
+            text_field(ui, "From", &mut st.from_text, "YYYY-MM-DD", 104.0);
+            text_field(ui, "To", &mut st.to_text, "YYYY-MM-DD", 104.0);
         }
         ui.separator();
         ui.label("By");
