@@ -99,6 +99,9 @@ pub fn parse_wedding_date(text: &str) -> Result<NaiveDate, String> {
     Ok(d)
 }
 
+/// The table query as last sent: search, tier, vendor type, mode, sort, descending.
+type QueryKey = (String, Option<Tier>, Option<VendorType>, Option<AiMode>, SupplierSort, bool);
+
 pub struct State {
     pub search: String,
     pub tier: Option<Tier>,
@@ -110,7 +113,7 @@ pub struct State {
     error: Option<String>,
     pub dirty: bool,
     /// The query last sent, to notice changes.
-    sent: Option<(String, Option<Tier>, Option<VendorType>, Option<AiMode>, SupplierSort, bool)>,
+    sent: Option<QueryKey>,
     pub selected: Option<SupplierId>,
     detail: Option<Arc<SupplierDetail>>,
     detail_error: Option<String>,
@@ -151,11 +154,9 @@ impl State {
                 self.list = Some(list);
                 self.error = None;
             }
-            ConsoleEvent::SupplierDetail(d) => {
-                if Some(d.supplier.id) == self.selected {
-                    self.detail = Some(d);
-                    self.detail_error = None;
-                }
+            ConsoleEvent::SupplierDetail(d) if Some(d.supplier.id) == self.selected => {
+                self.detail = Some(d);
+                self.detail_error = None;
             }
             ConsoleEvent::Failed { channel: crate::engine::console::Channel::SupplierDetail, message } => self.detail_error = Some(message),
             ConsoleEvent::Failed { message, .. } => self.error = Some(message),
@@ -197,7 +198,7 @@ impl State {
         }
     }
 
-    fn query_key(&self) -> (String, Option<Tier>, Option<VendorType>, Option<AiMode>, SupplierSort, bool) {
+    fn query_key(&self) -> QueryKey {
         (self.search.clone(), self.tier, self.vendor_type, self.ai_mode, self.sort, self.descending)
     }
 }
