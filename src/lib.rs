@@ -15,4 +15,5 @@ pub mod gateway;
 pub mod providers;
 pub mod sim;
 pub mod store;
+pub mod ui;
 pub mod vault;

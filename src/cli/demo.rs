@@ -4,7 +4,7 @@ use crate::engine::demo::{DemoConfig, generate};
 use crate::store::Store;
 use anyhow::{Context, bail};
 use chrono::NaiveDate;
-use clap::{Args, CommandFactory};
+use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -57,52 +57,75 @@ pub fn run_demo_data(db: Option<PathBuf>, args: DemoDataArgs) -> anyhow::Result<
     Ok(())
 }
 
-/// Opens the console. Until the desktop console lands, demo mode fills a
-/// throwaway database and prints what is in it; without --demo it prints help.
-pub fn run_console(db: Option<PathBuf>, demo: bool) -> anyhow::Result<()> {
-    if !demo {
-        super::Cli::command().print_help()?;
-        println!();
-        return Ok(());
-    }
-    let dir = tempfile_dir()?;
-    let path = db.unwrap_or_else(|| dir.join("switchboard-demo.db"));
-    let store = Store::open(&path)?;
-    let today = super::now().date_naive();
-    let cfg = DemoConfig::new(200, 365, 7, today);
-    let started = Instant::now();
-    let summary = generate(&store, &cfg, |stage| eprintln!("demo: writing {stage}…"))?;
-    println!(
-        "Demo database {} — {} suppliers, {} weddings, {} accounts, {} usage events ({:.1} s).",
-        path.display(),
-        summary.suppliers,
-        summary.weddings,
-        summary.accounts,
-        summary.usage_events,
-        started.elapsed().as_secs_f64()
+/// What `switchboard` without a command was asked to open.
+pub struct ConsoleArgs {
+    pub db: Option<PathBuf>,
+    pub demo: bool,
+    pub demo_suppliers: u32,
+    pub demo_days: u32,
+    pub view: Option<crate::ui::View>,
+}
+
+/// Opens the desktop console. `main` owns the tokio runtime: it is built here,
+/// the console service is started on it, and eframe runs on this (the main)
+/// thread until the window closes. In demo mode the database is a throwaway
+/// file whose history is generated on the runtime while the window shows progress.
+pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
+    let mut temp_dir = None;
+    let (store, label, demo) = if args.demo {
+        let path = match args.db {
+            Some(p) => p,
+            None => {
+                let dir = tempfile_dir()?;
+                let p = dir.join("switchboard-demo.db");
+                temp_dir = Some(dir);
+                p
+            }
+        };
+        let store = Store::open(&path)?;
+        if store.count_suppliers()? > 0 {
+            bail!(
+                "{} already has suppliers; demo mode needs a new, empty database. Leave out --db to use a throwaway one.",
+                path.display()
+            );
+        }
+        let mut cfg = DemoConfig::new(args.demo_suppliers, args.demo_days, 7, super::now().date_naive());
+        cfg.sim_base_url = "http://127.0.0.1:4490".into();
+        (store, format!("demo · {}", path.display()), Some(cfg))
+    } else {
+        let store = super::open_store(args.db)?;
+        let label = store.path().display().to_string();
+        (store, label, None)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("switchboard-runtime")
+        .enable_all()
+        .build()
+        .context("cannot start the background runtime")?;
+    let repaint = crate::ui::RepaintSlot::default();
+    let (handle, events) = crate::engine::console::spawn(
+        runtime.handle(),
+        std::sync::Arc::new(store),
+        std::sync::Arc::new(crate::domain::SystemClock),
+        crate::domain::QuotaPolicy::default(),
+        repaint.callback(),
     );
-    print_monthly(&store)?;
-    Ok(())
+    let res = crate::ui::run(crate::ui::RunOptions {
+        handle,
+        events,
+        repaint,
+        app: crate::ui::AppOptions { db_label: label, start_view: args.view, demo },
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if let Some(dir) = temp_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    res
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("switchboard-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
-}
-
-fn print_monthly(store: &Store) -> anyhow::Result<()> {
-    let rows = store.with_conn(|c| {
-        let mut st = c.prepare(
-            "SELECT substr(day, 1, 7), sum(requests), sum(input_tokens + cached_tokens + output_tokens), sum(cost_micros)
-             FROM usage_daily GROUP BY 1 ORDER BY 1",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))?;
-        rows.collect::<Result<Vec<_>, _>>()
-    })?;
-    println!("{:<8} {:>10} {:>14} {:>12}", "MONTH", "REQUESTS", "TOKENS", "COST");
-    for (month, req, tok, cost) in rows {
-        println!("{month:<8} {req:>10} {tok:>14} {:>12}", crate::domain::Micros(cost).to_string());
-    }
-    Ok(())
 }

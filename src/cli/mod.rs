@@ -32,6 +32,18 @@ pub struct Cli {
     #[arg(long)]
     pub demo: bool,
 
+    /// How many suppliers demo mode generates.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
+    pub demo_suppliers: u32,
+
+    /// How many days of history demo mode generates.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3_660), value_name = "DAYS")]
+    pub demo_days: u32,
+
+    /// The console view to open: overview, suppliers, quotas, usage or audit (default: the last one used).
+    #[arg(long, value_parser = crate::ui::View::from_name, value_name = "NAME")]
+    pub view: Option<crate::ui::View>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -93,7 +105,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Token(cmd)) => tokens::run(&open_store(cli.db)?, cmd),
         Some(Command::Serve(args)) => serve::run_serve(cli.db, args),
         Some(Command::Simulate(args)) => serve::run_simulate(args),
-        None => demo::run_console(cli.db, cli.demo),
+        None => demo::run_console(demo::ConsoleArgs {
+            db: cli.db,
+            demo: cli.demo,
+            demo_suppliers: cli.demo_suppliers,
+            demo_days: cli.demo_days,
+            view: cli.view,
+        }),
     }
 }
 

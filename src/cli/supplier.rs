@@ -157,7 +157,7 @@ pub fn run(store: &Store, cmd: SupplierCommand) -> anyhow::Result<()> {
                 set_weddings: None,
             };
             let s = store.update_supplier(SupplierId(a.id), &patch, now())?;
-            store.audit(now(), &actor, "supplier.edit", Some(s.id), None, "ok", &describe_patch(&patch))?;
+            store.audit(now(), &actor, "supplier.edit", Some(s.id), None, "ok", &patch.describe())?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -177,32 +177,6 @@ pub fn run(store: &Store, cmd: SupplierCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn describe_patch(p: &SupplierPatch) -> String {
-    let mut parts = Vec::new();
-    if let Some(n) = &p.name {
-        parts.push(format!("name={n}"));
-    }
-    if let Some(v) = p.vendor_type {
-        parts.push(format!("vendor_type={v}"));
-    }
-    if let Some(t) = p.tier {
-        parts.push(format!("tier={t}"));
-    }
-    if let Some(m) = p.ai_mode {
-        parts.push(format!("mode={m}"));
-    }
-    if let Some(f) = p.allow_platform_failover {
-        parts.push(format!("platform_failover={f}"));
-    }
-    for d in &p.add_weddings {
-        parts.push(format!("+wedding {d}"));
-    }
-    for d in &p.remove_weddings {
-        parts.push(format!("-wedding {d}"));
-    }
-    parts.join(", ")
 }
 
 fn print_table(list: &[Supplier]) {

@@ -1,7 +1,9 @@
 //! Services that combine the adapters: demo history generation (`demo`), the
-//! key service (`keys`), gateway tokens (`tokens`), the usage ledger writer
-//! (`ledger`), the router (`router`) and its metrics (`metrics`).
+//! console service behind the desktop UI (`console`), the key service (`keys`),
+//! gateway tokens (`tokens`), the usage ledger writer (`ledger`), the router
+//! (`router`), its metrics (`metrics`) and the runtime that assembles them.
 
+pub mod console;
 pub mod demo;
 pub mod keys;
 pub mod ledger;

@@ -15,6 +15,7 @@
 mod accounts;
 mod audit;
 mod catalog;
+mod console;
 pub mod schema;
 mod suppliers;
 mod tokens;
@@ -22,6 +23,7 @@ mod usage;
 
 pub use accounts::NewAccount;
 pub use audit::{AuditEntry, AuditFilter, os_user as audit_actor};
+pub use console::{AuditQuery, AuditRow, BreakdownCell, SupplierDay, UsageDimension, UsageTotals, WeddingRow};
 pub use suppliers::{SupplierFilter, SupplierPatch};
 pub use tokens::{ActiveTokenHash, GatewayToken, TokenId, TokenLookup};
 pub use usage::{SqliteLedger, UsageLedger};

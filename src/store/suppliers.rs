@@ -31,6 +31,39 @@ pub struct SupplierPatch {
     pub set_weddings: Option<Vec<NaiveDate>>,
 }
 
+impl SupplierPatch {
+    /// A short description of the change for the audit log, e.g. `tier=scale, +wedding 2026-06-20`.
+    pub fn describe(&self) -> String {
+        let p = self;
+        let mut parts = Vec::new();
+        if let Some(n) = &p.name {
+            parts.push(format!("name={n}"));
+        }
+        if let Some(v) = p.vendor_type {
+            parts.push(format!("vendor_type={v}"));
+        }
+        if let Some(t) = p.tier {
+            parts.push(format!("tier={t}"));
+        }
+        if let Some(m) = p.ai_mode {
+            parts.push(format!("mode={m}"));
+        }
+        if let Some(f) = p.allow_platform_failover {
+            parts.push(format!("platform_failover={f}"));
+        }
+        if let Some(set) = &p.set_weddings {
+            parts.push(format!("weddings={}", set.len()));
+        }
+        for d in &p.add_weddings {
+            parts.push(format!("+wedding {d}"));
+        }
+        for d in &p.remove_weddings {
+            parts.push(format!("-wedding {d}"));
+        }
+        parts.join(", ")
+    }
+}
+
 const NOT_FOUND_HINT: &str = " (see `switchboard supplier list`)";
 
 fn not_found(id: SupplierId) -> StoreError {

@@ -1,0 +1,941 @@
+//! The console service: the boundary between the desktop console (an edge) and
+//! everything that touches disk. The UI sends [`ConsoleCommand`]s through a
+//! [`ConsoleHandle`]; a task on the tokio runtime executes them against the
+//! [`Store`] (on the blocking pool) and sends back [`ConsoleEvent`]s — ready-made
+//! view snapshots, write confirmations, progress and errors as clear sentences —
+//! then calls a repaint callback so the UI wakes up. No egui types here.
+//!
+//! Commands on a *channel* that supersede earlier ones (a new search, a new date
+//! range) carry a generation number: a command that is already stale when its
+//! turn comes is skipped, and an event that is stale when it arrives is dropped
+//! by [`ConsoleEvents::try_next`], so the UI only ever sees the latest answer.
+
+use crate::domain::quota::month_start;
+use crate::domain::{
+    AccountOwner, AiMode, Clock, NewSupplier, ProviderAccount, ProviderKind, QuotaPolicy, QuotaStatus, Supplier, SupplierId, Tier,
+    ValidationStatus, VendorType,
+};
+use crate::engine::demo::{DemoConfig, DemoSummary, generate};
+use crate::store::{AuditQuery, AuditRow, Store, SupplierFilter, SupplierPatch, UsageDimension, UsageTotals, WeddingRow, audit_actor};
+use chrono::{Datelike, Duration, NaiveDate};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Wakes the UI after an event was sent (the UI passes `ctx.request_repaint`).
+pub type Repaint = Arc<dyn Fn() + Send + Sync>;
+
+/// A stream of related commands; a newer command on a superseding channel
+/// makes older ones on the same channel stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Overview,
+    Suppliers,
+    SupplierDetail,
+    Quota,
+    Usage,
+    Audit,
+    /// Adds, edits, removals: never superseded, always delivered.
+    Write,
+    /// Demo data generation: never superseded.
+    Demo,
+}
+
+impl Channel {
+    const ALL: [Channel; 8] = [
+        Channel::Overview,
+        Channel::Suppliers,
+        Channel::SupplierDetail,
+        Channel::Quota,
+        Channel::Usage,
+        Channel::Audit,
+        Channel::Write,
+        Channel::Demo,
+    ];
+
+    fn index(self) -> usize {
+        Channel::ALL.iter().position(|c| *c == self).unwrap_or(0)
+    }
+
+    /// Whether a newer command on this channel makes older ones stale.
+    pub fn supersedes(self) -> bool {
+        !matches!(self, Channel::Write | Channel::Demo)
+    }
+}
+
+/// How the supplier table is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum SupplierSort {
+    #[default]
+    Name,
+    Tier,
+    VendorType,
+    Mode,
+    QuotaUsed,
+    NextWedding,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SupplierQuery {
+    pub filter: SupplierFilter,
+    pub sort: SupplierSort,
+    pub descending: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaQuery {
+    /// The supplier whose chart to show; `None` picks the one nearest its quota.
+    pub supplier: Option<SupplierId>,
+    /// How many months of history the chart covers (including this one).
+    pub months: u32,
+    /// Width of the chart in pixels: series are decimated to it.
+    pub max_points: usize,
+}
+
+/// What the usage charts measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum UsageMetric {
+    #[default]
+    Cost,
+    Requests,
+    Tokens,
+}
+
+impl UsageMetric {
+    pub const ALL: [UsageMetric; 3] = [UsageMetric::Cost, UsageMetric::Requests, UsageMetric::Tokens];
+    pub fn label(self) -> &'static str {
+        match self {
+            UsageMetric::Cost => "Cost (USD)",
+            UsageMetric::Requests => "Requests",
+            UsageMetric::Tokens => "Tokens",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageQuery {
+    pub from: NaiveDate,
+    /// Last day, inclusive.
+    pub to: NaiveDate,
+    pub dimension: UsageDimension,
+    pub metric: UsageMetric,
+    pub max_points: usize,
+}
+
+/// What the UI asks the runtime to do.
+#[derive(Debug, Clone)]
+pub enum ConsoleCommand {
+    LoadOverview,
+    LoadSuppliers(SupplierQuery),
+    LoadSupplierDetail(SupplierId),
+    AddSupplier(NewSupplier),
+    EditSupplier { id: SupplierId, patch: SupplierPatch },
+    RemoveSupplier(SupplierId),
+    LoadQuota(QuotaQuery),
+    LoadUsage(UsageQuery),
+    LoadAudit(AuditQuery),
+    GenerateDemo(DemoConfig),
+}
+
+impl ConsoleCommand {
+    pub fn channel(&self) -> Channel {
+        match self {
+            ConsoleCommand::LoadOverview => Channel::Overview,
+            ConsoleCommand::LoadSuppliers(_) => Channel::Suppliers,
+            ConsoleCommand::LoadSupplierDetail(_) => Channel::SupplierDetail,
+            ConsoleCommand::AddSupplier(_) | ConsoleCommand::EditSupplier { .. } | ConsoleCommand::RemoveSupplier(_) => Channel::Write,
+            ConsoleCommand::LoadQuota(_) => Channel::Quota,
+            ConsoleCommand::LoadUsage(_) => Channel::Usage,
+            ConsoleCommand::LoadAudit(_) => Channel::Audit,
+            ConsoleCommand::GenerateDemo(_) => Channel::Demo,
+        }
+    }
+}
+
+/// What the runtime tells the UI.
+#[derive(Debug, Clone)]
+pub enum ConsoleEvent {
+    Overview(Arc<Overview>),
+    Suppliers(Arc<SupplierList>),
+    SupplierDetail(Arc<SupplierDetail>),
+    SupplierSaved {
+        supplier: Supplier,
+        created: bool,
+    },
+    SupplierRemoved {
+        id: SupplierId,
+        name: String,
+    },
+    Quota(Arc<QuotaView>),
+    Usage(Arc<UsageView>),
+    Audit(Arc<AuditView>),
+    DemoProgress {
+        stage: String,
+        elapsed_secs: f64,
+    },
+    DemoReady {
+        summary: DemoSummary,
+        elapsed_secs: f64,
+    },
+    /// A command failed; `message` is a sentence for the user.
+    Failed {
+        channel: Channel,
+        message: String,
+    },
+}
+
+/// A provider account as the console shows it: never a key, only its masked fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    pub label: String,
+    pub provider: ProviderKind,
+    pub owner: AccountOwner,
+    pub default_model: String,
+    /// `sk-…a1b2`, or `None` when no key is stored yet.
+    pub fingerprint: Option<String>,
+    pub validation: Option<ValidationStatus>,
+    pub enabled: bool,
+}
+
+impl From<&ProviderAccount> for AccountSummary {
+    fn from(a: &ProviderAccount) -> Self {
+        AccountSummary {
+            label: a.label.clone(),
+            provider: a.provider,
+            owner: a.owner,
+            default_model: a.default_model.clone(),
+            fingerprint: a.key_fingerprint.clone(),
+            validation: a.last_validation,
+            enabled: a.enabled,
+        }
+    }
+}
+
+/// One row of the supplier table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupplierRow {
+    pub id: SupplierId,
+    pub name: String,
+    pub vendor_type: VendorType,
+    pub tier: Tier,
+    pub ai_mode: AiMode,
+    /// This month's platform-quota usage against this month's (seasonal) quota.
+    pub quota: QuotaStatus,
+    pub next_wedding: Option<NaiveDate>,
+    pub weddings: usize,
+}
+
+impl SupplierRow {
+    pub fn quota_percent(&self) -> f64 {
+        self.quota.percent()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupplierList {
+    pub rows: Vec<SupplierRow>,
+    /// Suppliers in the database, before filtering.
+    pub total: usize,
+    pub query_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupplierDetail {
+    pub supplier: Supplier,
+    pub accounts: Vec<AccountSummary>,
+    pub quota: QuotaStatus,
+    pub month_cost_micros: i64,
+    pub month_requests: i64,
+    /// Tokens per day over the last 90 days: `[day number, tokens]` (see [`day_number`]).
+    pub daily_tokens: Vec<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeddingDay {
+    pub day: NaiveDate,
+    pub suppliers: Vec<WeddingRow>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overview {
+    pub today: NaiveDate,
+    pub today_totals: UsageTotals,
+    pub month_totals: UsageTotals,
+    pub suppliers: usize,
+    pub client_mode: usize,
+    pub weddings_this_week: Vec<WeddingDay>,
+    pub platform_accounts: Vec<AccountSummary>,
+    pub client_accounts_by_provider: Vec<(ProviderKind, usize)>,
+    pub near_quota: Vec<SupplierRow>,
+    /// Requests per day over the last 30 days: `[day number, requests]`.
+    pub last_30_days: Vec<[f64; 2]>,
+}
+
+/// How many suppliers of a tier sit in each band of quota use this month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierQuota {
+    pub tier: Tier,
+    /// Under 50 %, 50–75 %, 75–90 %, 90–100 %, over 100 %.
+    pub bands: [usize; 5],
+    pub quota_tokens: u64,
+}
+
+pub const QUOTA_BANDS: [&str; 5] = ["under 50 %", "50–75 %", "75–90 %", "90–100 %", "over quota"];
+
+fn band(percent: f64) -> usize {
+    match percent {
+        p if p >= 100.0 => 4,
+        p if p >= 90.0 => 3,
+        p if p >= 75.0 => 2,
+        p if p >= 50.0 => 1,
+        _ => 0,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupplierQuotaChart {
+    pub row: SupplierRow,
+    /// Cumulative platform-quota tokens within each month: `[day number, tokens]`.
+    pub cumulative: Vec<[f64; 2]>,
+    /// The monthly quota as a step line over the same months.
+    pub quota_line: Vec<[f64; 2]>,
+    /// Platform-quota tokens per day.
+    pub daily: Vec<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaView {
+    pub today: NaiveDate,
+    pub chart: Option<SupplierQuotaChart>,
+    pub tiers: Vec<TierQuota>,
+    /// Platform-mode suppliers at 75 % or more, highest first.
+    pub near: Vec<SupplierRow>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub key: String,
+    pub points: Vec<[f64; 2]>,
+    pub total: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonthBar {
+    /// Day number of the month's first day.
+    pub x: f64,
+    pub label: String,
+    pub value: f64,
+    pub peak: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageView {
+    pub query: UsageQuery,
+    /// One daily series per group (the largest eight, the rest summed as "other").
+    pub series: Vec<Series>,
+    pub monthly: Vec<MonthBar>,
+    pub total: f64,
+    pub peak_daily_avg: f64,
+    pub off_daily_avg: f64,
+    pub peak_days: usize,
+    pub off_days: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditView {
+    pub rows: Vec<AuditRow>,
+    pub actions: Vec<String>,
+    /// True when the limit cut the list short.
+    pub truncated: bool,
+}
+
+/// Days since 1970-01-01, the x coordinate of every date axis.
+pub fn day_number(d: NaiveDate) -> f64 {
+    (d - NaiveDate::default()).num_days() as f64
+}
+
+/// The date of a day number (rounded to the nearest day).
+pub fn date_of_day_number(x: f64) -> Option<NaiveDate> {
+    if !x.is_finite() || x.abs() > 1.0e7 {
+        return None;
+    }
+    NaiveDate::default().checked_add_signed(Duration::days(x.round() as i64))
+}
+
+/// Keeps a line series within `max_points` by keeping, per bucket of
+/// consecutive points, the first point and the minimum and maximum (in x
+/// order), so peaks survive. Series already small enough are returned as is.
+pub fn decimate(points: &[[f64; 2]], max_points: usize) -> Vec<[f64; 2]> {
+    let max_points = max_points.max(8);
+    if points.len() <= max_points {
+        return points.to_vec();
+    }
+    let buckets = max_points / 3;
+    let per = points.len().div_ceil(buckets);
+    let mut out = Vec::with_capacity(buckets * 3 + 1);
+    for chunk in points.chunks(per) {
+        let first = chunk[0];
+        let (mut lo, mut hi) = (first, first);
+        for p in chunk {
+            if p[1] < lo[1] {
+                lo = *p;
+            }
+            if p[1] > hi[1] {
+                hi = *p;
+            }
+        }
+        let mut keep = vec![first, lo, hi];
+        keep.sort_by(|a, b| a[0].total_cmp(&b[0]));
+        keep.dedup();
+        out.extend(keep);
+    }
+    if let (Some(last), Some(end)) = (points.last(), out.last())
+        && last != end
+    {
+        out.push(*last);
+    }
+    out
+}
+
+/// Orders supplier rows (stable, by name as the tie-breaker).
+pub fn sort_rows(rows: &mut [SupplierRow], sort: SupplierSort, descending: bool) {
+    use std::cmp::Ordering as O;
+    let key = |a: &SupplierRow, b: &SupplierRow| -> O {
+        match sort {
+            SupplierSort::Name => O::Equal,
+            SupplierSort::Tier => a.tier.cmp(&b.tier),
+            SupplierSort::VendorType => a.vendor_type.cmp(&b.vendor_type),
+            SupplierSort::Mode => a.ai_mode.as_str().cmp(b.ai_mode.as_str()),
+            SupplierSort::QuotaUsed => a.quota.used_bp().cmp(&b.quota.used_bp()),
+            // Suppliers without a coming wedding go last.
+            SupplierSort::NextWedding => match (a.next_wedding, b.next_wedding) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                (Some(_), None) => O::Less,
+                (None, Some(_)) => O::Greater,
+                (None, None) => O::Equal,
+            },
+        }
+    };
+    rows.sort_by(|a, b| {
+        let o = key(a, b).then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        if descending { o.reverse() } else { o }
+    });
+}
+
+/// Generation counters per channel, shared by the handle, the service and the event stream.
+#[derive(Debug, Default)]
+struct Generations {
+    requested: [AtomicU64; 8],
+    delivered: [AtomicU64; 8],
+}
+
+impl Generations {
+    fn latest(&self, c: Channel) -> u64 {
+        self.requested[c.index()].load(Ordering::SeqCst)
+    }
+    fn is_current(&self, c: Channel, generation: u64) -> bool {
+        !c.supersedes() || generation >= self.latest(c)
+    }
+}
+
+/// A command's place in its channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub channel: Channel,
+    pub generation: u64,
+}
+
+/// The UI's side of the command channel. Cheap to clone.
+#[derive(Clone)]
+pub struct ConsoleHandle {
+    tx: mpsc::UnboundedSender<(Ticket, ConsoleCommand)>,
+    gens: Arc<Generations>,
+}
+
+impl ConsoleHandle {
+    /// Queues a command; never blocks. Fails only when the runtime has stopped.
+    pub fn send(&self, cmd: ConsoleCommand) -> Result<Ticket, String> {
+        let channel = cmd.channel();
+        let generation = self.gens.requested[channel.index()].fetch_add(1, Ordering::SeqCst) + 1;
+        let ticket = Ticket { channel, generation };
+        self.tx.send((ticket, cmd)).map_err(|_| "the background runtime has stopped; restart Switchboard".to_string())?;
+        Ok(ticket)
+    }
+
+    /// Whether a command on `channel` is still waiting for its answer.
+    pub fn is_loading(&self, channel: Channel) -> bool {
+        let i = channel.index();
+        self.gens.requested[i].load(Ordering::SeqCst) > self.gens.delivered[i].load(Ordering::SeqCst)
+    }
+}
+
+/// The UI's side of the event channel.
+pub struct ConsoleEvents {
+    rx: mpsc::UnboundedReceiver<(Ticket, ConsoleEvent)>,
+    gens: Arc<Generations>,
+}
+
+impl ConsoleEvents {
+    /// The next event that is still current, without waiting.
+    pub fn try_next(&mut self) -> Option<ConsoleEvent> {
+        while let Ok((ticket, ev)) = self.rx.try_recv() {
+            if self.gens.is_current(ticket.channel, ticket.generation) {
+                self.gens.delivered[ticket.channel.index()].fetch_max(ticket.generation, Ordering::SeqCst);
+                return Some(ev);
+            }
+        }
+        None
+    }
+}
+
+/// Starts the console service on `rt` and returns the UI's two ends.
+pub fn spawn(
+    rt: &tokio::runtime::Handle,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    policy: QuotaPolicy,
+    repaint: Repaint,
+) -> (ConsoleHandle, ConsoleEvents) {
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<(Ticket, ConsoleCommand)>();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let gens = Arc::new(Generations::default());
+    let service = Arc::new(Service { store, clock, policy, cache: Mutex::new(None) });
+    let out = Outbox { tx: ev_tx, repaint, gens: gens.clone() };
+    rt.spawn(async move {
+        while let Some((ticket, cmd)) = cmd_rx.recv().await {
+            if !out.gens.is_current(ticket.channel, ticket.generation) {
+                continue; // superseded while it waited
+            }
+            if let ConsoleCommand::GenerateDemo(cfg) = cmd {
+                let (svc, out) = (service.clone(), out.clone());
+                tokio::task::spawn_blocking(move || svc.generate_demo(&cfg, ticket, &out));
+                continue;
+            }
+            let svc = service.clone();
+            let channel = ticket.channel;
+            let ev = tokio::task::spawn_blocking(move || svc.execute(cmd))
+                .await
+                .unwrap_or_else(|e| Err(format!("the console service failed unexpectedly ({e}); try again, and report it if it repeats")));
+            out.send(ticket, ev.unwrap_or_else(|message| ConsoleEvent::Failed { channel, message }));
+        }
+    });
+    (ConsoleHandle { tx: cmd_tx, gens: gens.clone() }, ConsoleEvents { rx: ev_rx, gens })
+}
+
+#[derive(Clone)]
+struct Outbox {
+    tx: mpsc::UnboundedSender<(Ticket, ConsoleEvent)>,
+    repaint: Repaint,
+    gens: Arc<Generations>,
+}
+
+impl Outbox {
+    fn send(&self, ticket: Ticket, ev: ConsoleEvent) {
+        if self.gens.is_current(ticket.channel, ticket.generation) && self.tx.send((ticket, ev)).is_ok() {
+            (self.repaint)();
+        }
+    }
+}
+
+/// Suppliers and this month's quota use, cached between queries so that typing
+/// in the search field stays instant with thousands of suppliers.
+struct Catalog {
+    loaded: Instant,
+    month: NaiveDate,
+    suppliers: Arc<Vec<Supplier>>,
+    quota_used: HashMap<SupplierId, u64>,
+}
+
+const CATALOG_TTL_SECS: u64 = 30;
+
+struct Service {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    policy: QuotaPolicy,
+    cache: Mutex<Option<Arc<Catalog>>>,
+}
+
+type Res<T> = Result<T, String>;
+
+fn msg(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Service {
+    fn today(&self) -> NaiveDate {
+        self.clock.now().date_naive()
+    }
+
+    fn execute(&self, cmd: ConsoleCommand) -> Res<ConsoleEvent> {
+        Ok(match cmd {
+            ConsoleCommand::LoadOverview => ConsoleEvent::Overview(Arc::new(self.overview()?)),
+            ConsoleCommand::LoadSuppliers(q) => ConsoleEvent::Suppliers(Arc::new(self.suppliers(&q)?)),
+            ConsoleCommand::LoadSupplierDetail(id) => ConsoleEvent::SupplierDetail(Arc::new(self.detail(id)?)),
+            ConsoleCommand::AddSupplier(new) => {
+                let s = self.store.insert_supplier(&new, self.clock.now()).map_err(msg)?;
+                self.invalidate();
+                self.store
+                    .audit(
+                        self.clock.now(),
+                        &audit_actor(),
+                        "supplier.add",
+                        Some(s.id),
+                        None,
+                        "ok",
+                        &format!("{} ({}, {}, {})", s.name, s.vendor_type, s.tier, s.ai_mode),
+                    )
+                    .map_err(msg)?;
+                ConsoleEvent::SupplierSaved { supplier: s, created: true }
+            }
+            ConsoleCommand::EditSupplier { id, patch } => {
+                let s = self.store.update_supplier(id, &patch, self.clock.now()).map_err(msg)?;
+                self.invalidate();
+                self.store
+                    .audit(self.clock.now(), &audit_actor(), "supplier.edit", Some(s.id), None, "ok", &patch.describe())
+                    .map_err(msg)?;
+                ConsoleEvent::SupplierSaved { supplier: s, created: false }
+            }
+            ConsoleCommand::RemoveSupplier(id) => {
+                let s = self.store.supplier(id).map_err(msg)?;
+                self.store.delete_supplier(id).map_err(msg)?;
+                self.invalidate();
+                self.store.audit(self.clock.now(), &audit_actor(), "supplier.remove", Some(id), None, "ok", &s.name).map_err(msg)?;
+                ConsoleEvent::SupplierRemoved { id, name: s.name }
+            }
+            ConsoleCommand::LoadQuota(q) => ConsoleEvent::Quota(Arc::new(self.quota(q)?)),
+            ConsoleCommand::LoadUsage(q) => ConsoleEvent::Usage(Arc::new(self.usage(q)?)),
+            ConsoleCommand::LoadAudit(q) => ConsoleEvent::Audit(Arc::new(self.audit(&q)?)),
+            ConsoleCommand::GenerateDemo(_) => return Err("demo generation runs on its own task".into()),
+        })
+    }
+
+    fn generate_demo(&self, cfg: &DemoConfig, ticket: Ticket, out: &Outbox) {
+        let started = Instant::now();
+        let res = generate(&self.store, cfg, |stage| {
+            out.send(ticket, ConsoleEvent::DemoProgress { stage: stage.to_string(), elapsed_secs: started.elapsed().as_secs_f64() });
+        });
+        self.invalidate();
+        let ev = match res {
+            Ok(summary) => ConsoleEvent::DemoReady { summary, elapsed_secs: started.elapsed().as_secs_f64() },
+            Err(e) => ConsoleEvent::Failed { channel: Channel::Demo, message: format!("demo data could not be written: {e}") },
+        };
+        out.send(ticket, ev);
+    }
+
+    fn invalidate(&self) {
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn catalog(&self) -> Res<Arc<Catalog>> {
+        let today = self.today();
+        let month = today.with_day(1).unwrap_or(today);
+        if let Some(c) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+            && c.month == month
+            && c.loaded.elapsed().as_secs() < CATALOG_TTL_SECS
+        {
+            return Ok(c.clone());
+        }
+        let suppliers = self.store.list_suppliers(&SupplierFilter::default()).map_err(msg)?;
+        let quota_used = self.store.quota_tokens_by_supplier(month, today + Duration::days(1)).map_err(msg)?;
+        let c = Arc::new(Catalog { loaded: Instant::now(), month, suppliers: Arc::new(suppliers), quota_used });
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    fn row(&self, s: &Supplier, cat: &Catalog, today: NaiveDate) -> SupplierRow {
+        let used = cat.quota_used.get(&s.id).copied().unwrap_or(0);
+        SupplierRow {
+            id: s.id,
+            name: s.name.clone(),
+            vendor_type: s.vendor_type,
+            tier: s.tier,
+            ai_mode: s.ai_mode,
+            quota: self.policy.status(s.tier, today, used),
+            next_wedding: s.next_wedding(today),
+            weddings: s.weddings.len(),
+        }
+    }
+
+    fn suppliers(&self, q: &SupplierQuery) -> Res<SupplierList> {
+        let started = Instant::now();
+        let cat = self.catalog()?;
+        let today = self.today();
+        let needle = q.filter.search.as_deref().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+        let f = &q.filter;
+        let mut rows: Vec<SupplierRow> = cat
+            .suppliers
+            .iter()
+            .filter(|s| needle.as_ref().is_none_or(|n| s.name.to_lowercase().contains(n.as_str())))
+            .filter(|s| f.tier.is_none_or(|t| s.tier == t))
+            .filter(|s| f.vendor_type.is_none_or(|v| s.vendor_type == v))
+            .filter(|s| f.ai_mode.is_none_or(|m| s.ai_mode == m))
+            .map(|s| self.row(s, &cat, today))
+            .collect();
+        sort_rows(&mut rows, q.sort, q.descending);
+        Ok(SupplierList { rows, total: cat.suppliers.len(), query_ms: started.elapsed().as_secs_f64() * 1000.0 })
+    }
+
+    fn detail(&self, id: SupplierId) -> Res<SupplierDetail> {
+        let supplier = self.store.supplier(id).map_err(msg)?;
+        let today = self.today();
+        let month = today.with_day(1).unwrap_or(today);
+        let accounts = self.store.list_accounts(Some(AccountOwner::Supplier(id))).map_err(msg)?;
+        let days = self.store.supplier_daily_usage(id, today - Duration::days(89), today + Duration::days(1)).map_err(msg)?;
+        let this_month = days.iter().filter(|d| d.day >= month);
+        let (mut used, mut cost, mut requests) = (0i64, 0i64, 0i64);
+        for d in this_month {
+            used += d.quota_tokens;
+            cost += d.cost_micros;
+            requests += d.requests;
+        }
+        Ok(SupplierDetail {
+            quota: self.policy.status(supplier.tier, today, used.max(0) as u64),
+            supplier,
+            accounts: accounts.iter().map(AccountSummary::from).collect(),
+            month_cost_micros: cost,
+            month_requests: requests,
+            daily_tokens: days.iter().map(|d| [day_number(d.day), d.tokens as f64]).collect(),
+        })
+    }
+
+    fn overview(&self) -> Res<Overview> {
+        let today = self.today();
+        let tomorrow = today + Duration::days(1);
+        let month = today.with_day(1).unwrap_or(today);
+        let cat = self.catalog()?;
+        let mut rows: Vec<SupplierRow> =
+            cat.suppliers.iter().filter(|s| s.ai_mode == AiMode::Platform).map(|s| self.row(s, &cat, today)).collect();
+        sort_rows(&mut rows, SupplierSort::QuotaUsed, true);
+        rows.truncate(8);
+        let weddings = self.store.weddings_between(today, today + Duration::days(7)).map_err(msg)?;
+        let mut weddings_this_week: Vec<WeddingDay> = Vec::new();
+        for w in weddings {
+            match weddings_this_week.last_mut() {
+                Some(d) if d.day == w.day => d.suppliers.push(w),
+                _ => weddings_this_week.push(WeddingDay { day: w.day, suppliers: vec![w] }),
+            }
+        }
+        let accounts = self.store.list_accounts(None).map_err(msg)?;
+        let mut by_provider: HashMap<ProviderKind, usize> = HashMap::new();
+        for a in accounts.iter().filter(|a| a.owner != AccountOwner::Platform) {
+            *by_provider.entry(a.provider).or_default() += 1;
+        }
+        let mut client_accounts_by_provider: Vec<(ProviderKind, usize)> = by_provider.into_iter().collect();
+        client_accounts_by_provider.sort();
+        let trend = self.store.usage_breakdown(UsageDimension::Route, today - Duration::days(29), tomorrow).map_err(msg)?;
+        let mut per_day: std::collections::BTreeMap<NaiveDate, i64> = std::collections::BTreeMap::new();
+        for c in trend {
+            *per_day.entry(c.day).or_default() += c.requests;
+        }
+        Ok(Overview {
+            today,
+            today_totals: self.store.usage_totals(today, tomorrow).map_err(msg)?,
+            month_totals: self.store.usage_totals(month, tomorrow).map_err(msg)?,
+            suppliers: cat.suppliers.len(),
+            client_mode: cat.suppliers.iter().filter(|s| s.ai_mode == AiMode::Client).count(),
+            weddings_this_week,
+            platform_accounts: accounts.iter().filter(|a| a.owner == AccountOwner::Platform).map(AccountSummary::from).collect(),
+            client_accounts_by_provider,
+            near_quota: rows.into_iter().filter(|r| r.quota.used > 0).collect(),
+            last_30_days: per_day.into_iter().map(|(d, n)| [day_number(d), n as f64]).collect(),
+        })
+    }
+
+    fn quota(&self, q: QuotaQuery) -> Res<QuotaView> {
+        let today = self.today();
+        let cat = self.catalog()?;
+        let platform: Vec<SupplierRow> =
+            cat.suppliers.iter().filter(|s| s.ai_mode == AiMode::Platform).map(|s| self.row(s, &cat, today)).collect();
+        let tiers = Tier::ALL
+            .iter()
+            .map(|&tier| {
+                let mut bands = [0usize; 5];
+                for r in platform.iter().filter(|r| r.tier == tier) {
+                    bands[band(r.quota_percent())] += 1;
+                }
+                TierQuota { tier, bands, quota_tokens: self.policy.monthly_tokens(tier, today) }
+            })
+            .collect();
+        let mut near: Vec<SupplierRow> = platform.iter().filter(|r| r.quota_percent() >= 75.0).cloned().collect();
+        sort_rows(&mut near, SupplierSort::QuotaUsed, true);
+        let chosen = match q.supplier {
+            Some(id) => cat.suppliers.iter().find(|s| s.id == id).map(|s| self.row(s, &cat, today)),
+            None => near.first().cloned().or_else(|| {
+                let mut all = platform.clone();
+                sort_rows(&mut all, SupplierSort::QuotaUsed, true);
+                all.into_iter().next()
+            }),
+        };
+        if let Some(id) = q.supplier
+            && chosen.is_none()
+        {
+            return Err(format!("supplier {id} no longer exists; pick another one"));
+        }
+        let chart = match chosen {
+            Some(row) => Some(self.quota_chart(row, q, today)?),
+            None => None,
+        };
+        Ok(QuotaView { today, chart, tiers, near })
+    }
+
+    fn quota_chart(&self, row: SupplierRow, q: QuotaQuery, today: NaiveDate) -> Res<SupplierQuotaChart> {
+        let months = q.months.clamp(1, 36);
+        let mut first = today.with_day(1).unwrap_or(today);
+        for _ in 1..months {
+            first = (first - Duration::days(1)).with_day(1).unwrap_or(first);
+        }
+        let days = self.store.supplier_daily_usage(row.id, first, today + Duration::days(1)).map_err(msg)?;
+        let by_day: HashMap<NaiveDate, i64> = days.iter().map(|d| (d.day, d.quota_tokens)).collect();
+        let (mut cumulative, mut daily, mut quota_line) = (Vec::new(), Vec::new(), Vec::new());
+        let mut running = 0i64;
+        let mut d = first;
+        while d <= today {
+            if d.day() == 1 {
+                running = 0;
+                let start = month_start(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()).date_naive();
+                let next = (start + Duration::days(32)).with_day(1).unwrap_or(start);
+                let quota = self.policy.monthly_tokens(row.tier, start) as f64;
+                quota_line.push([day_number(start), quota]);
+                quota_line.push([day_number(next) - 0.001, quota]);
+            }
+            let tokens = by_day.get(&d).copied().unwrap_or(0);
+            running += tokens;
+            cumulative.push([day_number(d), running as f64]);
+            daily.push([day_number(d), tokens as f64]);
+            d += Duration::days(1);
+        }
+        Ok(SupplierQuotaChart { row, cumulative: decimate(&cumulative, q.max_points), quota_line, daily })
+    }
+
+    fn usage(&self, q: UsageQuery) -> Res<UsageView> {
+        if q.to < q.from {
+            return Err(format!("the range ends ({}) before it starts ({}); swap the dates", q.to, q.from));
+        }
+        if (q.to - q.from).num_days() > 3 * 366 {
+            return Err("choose at most three years at a time".into());
+        }
+        let cells = self.store.usage_breakdown(q.dimension, q.from, q.to + Duration::days(1)).map_err(msg)?;
+        let value = |requests: i64, tokens: i64, cost: i64| -> f64 {
+            match q.metric {
+                UsageMetric::Cost => cost as f64 / 1e6,
+                UsageMetric::Requests => requests as f64,
+                UsageMetric::Tokens => tokens as f64,
+            }
+        };
+        let n_days = (q.to - q.from).num_days() as usize + 1;
+        let mut by_key: HashMap<String, Vec<f64>> = HashMap::new();
+        let mut per_day = vec![0.0; n_days];
+        for c in &cells {
+            let i = (c.day - q.from).num_days() as usize;
+            if i >= n_days {
+                continue;
+            }
+            let v = value(c.requests, c.tokens, c.cost_micros);
+            by_key.entry(c.key.clone()).or_insert_with(|| vec![0.0; n_days])[i] += v;
+            per_day[i] += v;
+        }
+        let mut keyed: Vec<(String, Vec<f64>, f64)> = by_key
+            .into_iter()
+            .map(|(k, v)| {
+                let t = v.iter().sum();
+                (k, v, t)
+            })
+            .collect();
+        keyed.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        if keyed.len() > 8 {
+            let rest = keyed.split_off(7);
+            let mut other = vec![0.0; n_days];
+            for (_, v, _) in &rest {
+                for (o, x) in other.iter_mut().zip(v) {
+                    *o += x;
+                }
+            }
+            let t = other.iter().sum();
+            keyed.push((format!("other ({})", rest.len()), other, t));
+        }
+        let x0 = day_number(q.from);
+        let series = keyed
+            .into_iter()
+            .map(|(key, v, total)| {
+                let pts: Vec<[f64; 2]> = v.iter().enumerate().map(|(i, y)| [x0 + i as f64, *y]).collect();
+                Series { key, points: decimate(&pts, q.max_points), total }
+            })
+            .collect();
+        let season = &self.policy.season;
+        let mut monthly: Vec<MonthBar> = Vec::new();
+        let (mut peak_sum, mut off_sum, mut peak_days, mut off_days) = (0.0, 0.0, 0, 0);
+        for (i, v) in per_day.iter().enumerate() {
+            let d = q.from + Duration::days(i as i64);
+            let peak = season.is_peak(d);
+            if peak {
+                peak_sum += v;
+                peak_days += 1;
+            } else {
+                off_sum += v;
+                off_days += 1;
+            }
+            let m = d.with_day(1).unwrap_or(d);
+            match monthly.last_mut() {
+                Some(b) if b.x == day_number(m) => b.value += v,
+                _ => monthly.push(MonthBar { x: day_number(m), label: m.format("%b %Y").to_string(), value: *v, peak }),
+            }
+        }
+        Ok(UsageView {
+            query: q,
+            series,
+            monthly,
+            total: per_day.iter().sum(),
+            peak_daily_avg: if peak_days > 0 { peak_sum / peak_days as f64 } else { 0.0 },
+            off_daily_avg: if off_days > 0 { off_sum / off_days as f64 } else { 0.0 },
+            peak_days,
+            off_days,
+        })
+    }
+
+    fn audit(&self, q: &AuditQuery) -> Res<AuditView> {
+        if let (Some(f), Some(t)) = (q.from, q.to)
+            && t <= f
+        {
+            return Err("the 'to' date must be after the 'from' date".into());
+        }
+        let limit = if q.limit == 0 { 2_000 } else { q.limit };
+        let mut q = q.clone();
+        q.limit = limit + 1;
+        let mut rows = self.store.audit_search(&q).map_err(msg)?;
+        let truncated = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Ok(AuditView { rows, actions: self.store.audit_actions().map_err(msg)?, truncated })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimation_keeps_peaks_and_ends() {
+        let pts: Vec<[f64; 2]> = (0..10_000).map(|i| [i as f64, if i == 5_001 { 1e6 } else { (i % 7) as f64 }]).collect();
+        let d = decimate(&pts, 300);
+        assert!(d.len() <= 301, "{}", d.len());
+        assert!(d.iter().any(|p| p[1] == 1e6));
+        assert_eq!(d.first(), pts.first());
+        assert_eq!(d.last(), pts.last());
+        assert!(d.windows(2).all(|w| w[0][0] < w[1][0]));
+        assert_eq!(decimate(&pts[..50], 300).len(), 50);
+    }
+
+    #[test]
+    fn day_numbers_round_trip() {
+        let d = NaiveDate::from_ymd_opt(2026, 6, 20).unwrap();
+        assert_eq!(date_of_day_number(day_number(d)), Some(d));
+        assert_eq!(date_of_day_number(f64::NAN), None);
+        assert_eq!(date_of_day_number(1e300), None);
+    }
+
+    #[test]
+    fn quota_bands() {
+        assert_eq!([band(10.0), band(60.0), band(80.0), band(95.0), band(130.0)], [0, 1, 2, 3, 4]);
+    }
+}

@@ -1,0 +1,283 @@
+//! The eframe application: owns the console handle and event stream, the
+//! per-view state, notifications and the persisted UI state. `logic` drains
+//! events from the runtime and handles shortcuts; `ui` draws the navigation
+//! and the current view. Nothing repaints while idle: the runtime wakes the UI
+//! when an event arrives, and a view asks for a repaint only while it animates.
+
+use super::theme;
+use super::toasts::Toasts;
+use super::views::{self, Cx, Goto, View};
+use crate::engine::console::{Channel, ConsoleCommand, ConsoleEvent, ConsoleEvents, ConsoleHandle};
+use crate::engine::demo::{DemoConfig, DemoSummary};
+use egui::{Key, KeyboardShortcut, Modifiers, RichText};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// How the app starts.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// Shown in the title bar and the navigation footer.
+    pub db_label: String,
+    /// Overrides the remembered view (`--view`).
+    pub start_view: Option<View>,
+    /// Demo mode: write this demo history first, showing progress.
+    pub demo: Option<DemoConfig>,
+}
+
+/// What survives a restart (eframe storage; window size is kept by eframe).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Persisted {
+    pub view: View,
+    pub suppliers: views::suppliers::Persisted,
+    pub usage: views::usage::Persisted,
+}
+
+const STORAGE_KEY: &str = "switchboard.console";
+
+enum Demo {
+    Off,
+    Running { stage: String, started: Instant },
+    Ready(DemoSummary, f64),
+    Failed(String),
+}
+
+pub struct ConsoleApp {
+    handle: ConsoleHandle,
+    events: ConsoleEvents,
+    view: View,
+    toasts: Toasts,
+    demo: Demo,
+    db_label: String,
+    overview: views::overview::State,
+    suppliers: views::suppliers::State,
+    quotas: views::quotas::State,
+    usage: views::usage::State,
+    audit: views::audit::State,
+}
+
+const SEARCH: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::F);
+const VIEW_KEYS: [Key; 9] = [Key::Num1, Key::Num2, Key::Num3, Key::Num4, Key::Num5, Key::Num6, Key::Num7, Key::Num8, Key::Num9];
+
+impl ConsoleApp {
+    /// Builds the app; starts demo generation when asked. `storage` restores the last UI state.
+    pub fn new(handle: ConsoleHandle, events: ConsoleEvents, opts: AppOptions, storage: Option<&dyn eframe::Storage>) -> Self {
+        let saved: Persisted = storage.and_then(|s| eframe::get_value(s, STORAGE_KEY)).unwrap_or_default();
+        let mut toasts = Toasts::default();
+        let demo = match opts.demo {
+            Some(cfg) => match handle.send(ConsoleCommand::GenerateDemo(cfg)) {
+                Ok(_) => Demo::Running { stage: "starting".into(), started: Instant::now() },
+                Err(e) => {
+                    toasts.error(e.clone());
+                    Demo::Failed(e)
+                }
+            },
+            None => Demo::Off,
+        };
+        ConsoleApp {
+            handle,
+            events,
+            view: opts.start_view.unwrap_or(saved.view),
+            toasts,
+            demo,
+            db_label: opts.db_label,
+            overview: Default::default(),
+            suppliers: views::suppliers::State::new(saved.suppliers),
+            quotas: Default::default(),
+            usage: views::usage::State::new(saved.usage),
+            audit: Default::default(),
+        }
+    }
+
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    pub fn persisted(&self) -> Persisted {
+        Persisted { view: self.view, suppliers: self.suppliers.persisted(), usage: self.usage.persisted() }
+    }
+
+    /// Drains runtime events and handles global shortcuts. Call once per frame before [`Self::ui`].
+    pub fn logic(&mut self, ctx: &egui::Context) {
+        while let Some(ev) = self.events.try_next() {
+            self.on_event(ev);
+        }
+        if ctx.input_mut(|i| i.consume_shortcut(&SEARCH)) {
+            if !matches!(self.view, View::Suppliers | View::Audit) {
+                self.view = View::Suppliers;
+            }
+            self.suppliers.focus_search = true;
+            self.audit.focus_search = true;
+        }
+        for (i, key) in VIEW_KEYS.iter().enumerate().take(View::ALL.len()) {
+            if ctx.input_mut(|inp| inp.consume_key(Modifiers::COMMAND, *key)) {
+                self.view = View::ALL[i];
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: ConsoleEvent) {
+        match ev {
+            ConsoleEvent::DemoProgress { stage, .. } => {
+                if let Demo::Running { stage: s, .. } = &mut self.demo {
+                    *s = stage;
+                }
+            }
+            ConsoleEvent::DemoReady { summary, elapsed_secs } => {
+                self.toasts.info(format!(
+                    "Demo data ready: {} suppliers, {} usage events in {elapsed_secs:.1} s",
+                    summary.suppliers,
+                    views::fmt_int(summary.usage_events as i64)
+                ));
+                self.demo = Demo::Ready(summary, elapsed_secs);
+                self.invalidate_all();
+            }
+            ConsoleEvent::Failed { channel: Channel::Demo, message } => {
+                self.toasts.error(message.clone());
+                self.demo = Demo::Failed(message);
+            }
+            ConsoleEvent::SupplierSaved { supplier, created } => {
+                self.toasts.info(format!("{} '{}'", if created { "Added" } else { "Saved" }, supplier.name));
+                self.invalidate_all();
+                self.suppliers.on_saved(&supplier);
+            }
+            ConsoleEvent::SupplierRemoved { id, name } => {
+                self.toasts.info(format!("Removed '{name}' (its usage history is kept)"));
+                self.invalidate_all();
+                self.suppliers.on_removed(id);
+            }
+            ConsoleEvent::Failed { channel: Channel::Write, message } => {
+                self.suppliers.on_write_failed(&message);
+                self.toasts.error(message);
+            }
+            ev @ (ConsoleEvent::Overview(_) | ConsoleEvent::Failed { channel: Channel::Overview, .. }) => self.overview.on_event(ev),
+            ev @ (ConsoleEvent::Suppliers(_)
+            | ConsoleEvent::SupplierDetail(_)
+            | ConsoleEvent::Failed { channel: Channel::Suppliers | Channel::SupplierDetail, .. }) => self.suppliers.on_event(ev),
+            ev @ (ConsoleEvent::Quota(_) | ConsoleEvent::Failed { channel: Channel::Quota, .. }) => self.quotas.on_event(ev),
+            ev @ (ConsoleEvent::Usage(_) | ConsoleEvent::Failed { channel: Channel::Usage, .. }) => self.usage.on_event(ev),
+            ev @ (ConsoleEvent::Audit(_) | ConsoleEvent::Failed { channel: Channel::Audit, .. }) => self.audit.on_event(ev),
+        }
+    }
+
+    fn invalidate_all(&mut self) {
+        self.overview.dirty = true;
+        self.suppliers.dirty = true;
+        self.quotas.dirty = true;
+        self.usage.dirty = true;
+        self.audit.dirty = true;
+    }
+
+    /// Draws the whole window.
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        let nav_fill = theme::palette(ui).nav;
+        egui::Panel::left("nav")
+            .exact_size(theme::NAV_WIDTH)
+            .resizable(false)
+            .frame(egui::Frame::new().fill(nav_fill).inner_margin(egui::Margin::same(theme::GAP_M as i8)))
+            .show(ui, |ui| self.nav(ui));
+        egui::CentralPanel::default()
+            .frame(egui::Frame::central_panel(ui.style()).inner_margin(egui::Margin::same(theme::GAP_L as i8)))
+            .show(ui, |ui| {
+                let mut cx = Cx { handle: &self.handle, toasts: &mut self.toasts, goto: None };
+                if let Demo::Running { stage, started } = &self.demo {
+                    demo_progress(ui, stage, started.elapsed().as_secs_f64());
+                    return;
+                }
+                match self.view {
+                    View::Overview => views::overview::show(ui, &mut self.overview, &mut cx),
+                    View::Suppliers => views::suppliers::show(ui, &mut self.suppliers, &mut cx),
+                    View::Quotas => views::quotas::show(ui, &mut self.quotas, &mut cx),
+                    View::Usage => views::usage::show(ui, &mut self.usage, &mut cx),
+                    View::Audit => views::audit::show(ui, &mut self.audit, &mut cx),
+                }
+                match cx.goto.take() {
+                    Some(Goto::Supplier(id)) => {
+                        self.view = View::Suppliers;
+                        self.suppliers.select(id, &self.handle);
+                    }
+                    Some(Goto::Quota(id)) => {
+                        self.view = View::Quotas;
+                        self.quotas.select(id);
+                    }
+                    None => {}
+                }
+            });
+        self.toasts.show(ui.ctx());
+    }
+
+    /// [`Self::logic`] then [`Self::ui`]: one frame, for tests and benchmarks that drive the app without eframe.
+    pub fn frame(&mut self, ui: &mut egui::Ui) {
+        self.logic(&ui.ctx().clone());
+        self.ui(ui);
+    }
+
+    fn nav(&mut self, ui: &mut egui::Ui) {
+        let p = theme::palette(ui);
+        ui.label(RichText::new("Switchboard").size(18.0).strong().color(p.accent));
+        ui.label(RichText::new("WedSync AI routing").small().color(p.muted));
+        ui.add_space(theme::GAP_L);
+        for (i, v) in View::ALL.iter().enumerate() {
+            let selected = self.view == *v;
+            let text = RichText::new(v.label()).size(14.5);
+            let r = ui.add_sized([ui.available_width(), 30.0], egui::Button::selectable(selected, text)).on_hover_text(format!(
+                "{} (Ctrl+{})",
+                v.hint(),
+                i + 1
+            ));
+            if r.clicked() {
+                self.view = *v;
+            }
+        }
+        ui.with_layout(egui::Layout::bottom_up(egui::Align::Min), |ui| {
+            ui.add(egui::Label::new(RichText::new(&self.db_label).small().color(p.muted)).truncate());
+            match &self.demo {
+                Demo::Ready(s, secs) => {
+                    ui.label(RichText::new(format!("Demo data: {} suppliers ({secs:.0} s)", s.suppliers)).small().color(p.muted));
+                }
+                Demo::Failed(e) => {
+                    ui.label(RichText::new("Demo data failed").small().color(p.danger)).on_hover_text(e);
+                }
+                Demo::Running { .. } => {
+                    ui.label(RichText::new("Writing demo data…").small().color(p.muted));
+                }
+                Demo::Off => {}
+            }
+            ui.label(RichText::new("Ctrl+F search · Ctrl+1–5 views").small().color(p.muted));
+        });
+    }
+}
+
+fn demo_progress(ui: &mut egui::Ui, stage: &str, secs: f64) {
+    views::header(ui, "Preparing the demo", "a throwaway database with a year of generated history");
+    theme::card(ui).show(ui, |ui| {
+        ui.set_width(520.0);
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(RichText::new(format!("Writing {stage}…")).strong());
+        });
+        ui.add_space(theme::GAP_S);
+        ui.add(egui::ProgressBar::new(0.0).animate(true).text(format!("{secs:.0} s")));
+        ui.add_space(theme::GAP_S);
+        ui.label(
+            RichText::new("Suppliers, weddings, provider accounts and a year of usage are generated on the background runtime; the views open as soon as they are written.")
+                .color(theme::palette(ui).muted),
+        );
+    });
+    // The spinner animates; repaint at a modest rate while generation runs.
+    ui.ctx().request_repaint_after(std::time::Duration::from_millis(250));
+}
+
+impl eframe::App for ConsoleApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        ConsoleApp::logic(self, ctx);
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        ConsoleApp::ui(self, ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, &self.persisted());
+    }
+}

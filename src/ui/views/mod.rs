@@ -1,0 +1,205 @@
+//! The console's views, one module each, and what they share: the [`View`]
+//! enum behind the navigation, the [`Cx`] a view gets each frame (the command
+//! handle, notifications, navigation requests), and small widgets (metric
+//! cards, empty states, number formats). Charts live in [`charts`].
+
+pub mod audit;
+pub mod charts;
+pub mod overview;
+pub mod quotas;
+pub mod suppliers;
+pub mod usage;
+
+use super::theme;
+use super::toasts::Toasts;
+use crate::domain::SupplierId;
+use crate::engine::console::{ConsoleCommand, ConsoleHandle};
+use egui::{RichText, Ui};
+use serde::{Deserialize, Serialize};
+
+/// The views in the navigation. Keys, Health and Migrations join this list
+/// (and [`View::ALL`]) when their engines land; nothing else has to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum View {
+    #[default]
+    Overview,
+    Suppliers,
+    Quotas,
+    Usage,
+    Audit,
+}
+
+impl View {
+    /// The views shown in the navigation, in order (Ctrl+1… selects them).
+    pub const ALL: &'static [View] = &[View::Overview, View::Suppliers, View::Quotas, View::Usage, View::Audit];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            View::Overview => "Overview",
+            View::Suppliers => "Suppliers",
+            View::Quotas => "Quotas",
+            View::Usage => "Usage & cost",
+            View::Audit => "Audit log",
+        }
+    }
+
+    pub fn hint(self) -> &'static str {
+        match self {
+            View::Overview => "Today, this month, this week's weddings",
+            View::Suppliers => "Tiers, AI mode, weddings, accounts",
+            View::Quotas => "Platform token quotas and the season",
+            View::Usage => "Cost and requests by provider, model, route…",
+            View::Audit => "Who changed what, and when",
+        }
+    }
+
+    /// Parses a view name as given to `--view` (`overview`, `suppliers`, `quotas`, `usage`, `audit`).
+    pub fn from_name(name: &str) -> Result<View, String> {
+        let n = name.trim().to_ascii_lowercase();
+        View::ALL
+            .iter()
+            .copied()
+            .find(|v| v.slug() == n)
+            .ok_or_else(|| format!("'{name}' is not a view; choose one of: overview, suppliers, quotas, usage, audit"))
+    }
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            View::Overview => "overview",
+            View::Suppliers => "suppliers",
+            View::Quotas => "quotas",
+            View::Usage => "usage",
+            View::Audit => "audit",
+        }
+    }
+}
+
+/// A request from one view to show something in another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goto {
+    Supplier(SupplierId),
+    Quota(SupplierId),
+}
+
+/// What a view gets each frame besides its own state.
+pub struct Cx<'a> {
+    pub handle: &'a ConsoleHandle,
+    pub toasts: &'a mut Toasts,
+    pub goto: Option<Goto>,
+}
+
+impl Cx<'_> {
+    /// Sends a command; a stopped runtime becomes an error notification.
+    pub fn send(&mut self, cmd: ConsoleCommand) {
+        if let Err(e) = self.handle.send(cmd) {
+            self.toasts.error(e);
+        }
+    }
+}
+
+/// The title line of a view.
+pub fn header(ui: &mut Ui, title: &str, subtitle: &str) {
+    ui.horizontal(|ui| {
+        ui.heading(RichText::new(title).strong());
+        ui.label(RichText::new(subtitle).color(theme::palette(ui).muted));
+    });
+    ui.add_space(theme::GAP_S);
+}
+
+/// A centred message for a view with nothing to show, saying what to do next.
+pub fn empty_state(ui: &mut Ui, title: &str, next: &str) {
+    ui.vertical_centered(|ui| {
+        ui.add_space(theme::GAP_L * 2.0);
+        ui.label(RichText::new(title).size(16.0).strong());
+        ui.add_space(theme::GAP_XS);
+        ui.label(RichText::new(next).color(theme::palette(ui).muted));
+    });
+}
+
+/// A spinner with a sentence.
+pub fn loading(ui: &mut Ui, what: &str) {
+    ui.horizontal(|ui| {
+        ui.spinner();
+        ui.label(RichText::new(what).color(theme::palette(ui).muted));
+    });
+}
+
+/// An error shown where the data would be.
+pub fn error_box(ui: &mut Ui, message: &str) {
+    let p = theme::palette(ui);
+    theme::card(ui).stroke(egui::Stroke::new(1.0, p.danger)).show(ui, |ui| {
+        ui.label(RichText::new(message).color(p.danger));
+    });
+}
+
+/// A big number with a caption, in a card.
+pub fn metric_card(ui: &mut Ui, width: f32, caption: &str, value: &str, note: &str) {
+    theme::card(ui).show(ui, |ui| {
+        ui.vertical(|ui| {
+            ui.set_width(width);
+            ui.label(RichText::new(caption).color(theme::palette(ui).muted));
+            ui.label(RichText::new(value).font(theme::metric_font()).strong());
+            ui.add(egui::Label::new(RichText::new(note).small().color(theme::palette(ui).muted)).truncate());
+        });
+    });
+}
+
+/// `1234567` → `1,234,567`.
+pub fn fmt_int(n: i64) -> String {
+    let s = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3 + 1);
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// Micro-dollars as dollars with cents (`$1,234.56`).
+pub fn fmt_money(micros: i64) -> String {
+    crate::domain::Micros(micros).to_string()
+}
+
+/// A short compact number: `1.2M`, `34.5k`, `980`.
+pub fn fmt_compact(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e9 {
+        format!("{:.1}B", v / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if a >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 10.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// A coloured quota bar with its percentage.
+pub fn quota_bar(ui: &mut Ui, width: f32, percent: f64) -> egui::Response {
+    let color = theme::quota_color(ui, percent);
+    ui.horizontal(|ui| {
+        ui.spacing_mut().item_spacing.x = theme::GAP_XS;
+        ui.add(
+            egui::ProgressBar::new((percent / 100.0).clamp(0.0, 1.0) as f32)
+                .desired_width((width - 48.0).max(24.0))
+                .desired_height(ROW_BAR_HEIGHT)
+                .fill(color),
+        );
+        ui.label(RichText::new(format!("{percent:.0} %")).color(color))
+    })
+    .inner
+}
+
+const ROW_BAR_HEIGHT: f32 = 10.0;
+
+/// A labelled single-line text field whose label is its accessible name.
+pub fn text_field(ui: &mut Ui, label: &str, value: &mut String, hint: &str, width: f32) -> egui::Response {
+    let l = ui.label(label);
+    ui.add(egui::TextEdit::singleline(value).hint_text(hint).desired_width(width)).labelled_by(l.id)
+}

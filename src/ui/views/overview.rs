@@ -1,0 +1,195 @@
+//! Overview: requests and cost today and month to date, the last 30 days of
+//! traffic, the week's weddings and the suppliers they affect, the provider
+//! accounts, and the suppliers nearest their platform quota.
+
+use super::charts::{Unit, date_plot};
+use super::{Cx, Goto, empty_state, error_box, fmt_int, fmt_money, header, loading, metric_card, quota_bar};
+use crate::engine::console::{AccountSummary, ConsoleCommand, ConsoleEvent, Overview};
+use crate::ui::theme;
+use egui::{RichText, Ui};
+use std::sync::Arc;
+
+#[derive(Default)]
+pub struct State {
+    data: Option<Arc<Overview>>,
+    error: Option<String>,
+    pub dirty: bool,
+    requested: bool,
+}
+
+impl State {
+    pub fn on_event(&mut self, ev: ConsoleEvent) {
+        self.requested = false;
+        match ev {
+            ConsoleEvent::Overview(o) => {
+                self.data = Some(o);
+                self.error = None;
+            }
+            ConsoleEvent::Failed { message, .. } => self.error = Some(message),
+            _ => {}
+        }
+    }
+}
+
+pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+    if (st.data.is_none() && st.error.is_none() || st.dirty) && !st.requested {
+        st.dirty = false;
+        st.requested = true;
+        cx.send(ConsoleCommand::LoadOverview);
+    }
+    header(ui, "Overview", "today, this month and this week");
+    if let Some(e) = &st.error {
+        error_box(ui, e);
+    }
+    let Some(o) = st.data.clone() else {
+        loading(ui, "Loading today's figures…");
+        return;
+    };
+    if o.suppliers == 0 {
+        empty_state(
+            ui,
+            "No suppliers yet",
+            "Add one in Suppliers (or with `switchboard supplier add`), or try `switchboard --demo` for a database full of history.",
+        );
+        return;
+    }
+    egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
+        let gap = theme::GAP_M;
+        let w = ((ui.available_width() - 4.0 * gap) / 5.0 - 2.0 * theme::GAP_M - 2.0).max(110.0);
+        ui.horizontal(|ui| {
+            ui.spacing_mut().item_spacing.x = gap;
+            let error_note = |t: &crate::store::UsageTotals| {
+                if t.requests == 0 {
+                    "no requests".to_string()
+                } else {
+                    format!("{:.1} % errors", t.errors as f64 * 100.0 / t.requests as f64)
+                }
+            };
+            metric_card(ui, w, "Requests today", &fmt_int(o.today_totals.requests), &error_note(&o.today_totals));
+            metric_card(ui, w, "Cost today", &fmt_money(o.today_totals.cost_micros), &o.today.format("%a %d %b %Y").to_string());
+            metric_card(ui, w, "Requests this month", &fmt_int(o.month_totals.requests), &error_note(&o.month_totals));
+            metric_card(
+                ui,
+                w,
+                "Cost this month",
+                &fmt_money(o.month_totals.cost_micros),
+                &format!("{} tokens", super::fmt_compact(o.month_totals.tokens as f64)),
+            );
+            metric_card(
+                ui,
+                w,
+                "Suppliers",
+                &fmt_int(o.suppliers as i64),
+                &format!("{} on client AI, {} on platform", o.client_mode, o.suppliers - o.client_mode),
+            );
+        });
+        ui.add_space(gap);
+        ui.columns(2, |cols| {
+            let left = &mut cols[0];
+            theme::card(left).show(left, |ui| {
+                ui.label(RichText::new("Requests, last 30 days").strong());
+                let color = theme::palette(ui).accent;
+                date_plot("overview_trend", Unit::Count, 200.0).show(ui, |p| {
+                    p.add(egui_plot::Line::new("requests", o.last_30_days.clone()).color(color).fill(0.0).fill_alpha(0.15));
+                });
+            });
+            left.add_space(gap);
+            theme::card(left).show(left, |ui| {
+                ui.label(RichText::new("Nearest their platform quota this month").strong());
+                ui.add_space(theme::GAP_XS);
+                if o.near_quota.is_empty() {
+                    ui.label(RichText::new("No platform supplier has used any quota this month.").color(theme::palette(ui).muted));
+                }
+                egui::Grid::new("near_quota").num_columns(3).spacing([theme::GAP_M, 4.0]).show(ui, |ui| {
+                    for r in &o.near_quota {
+                        if ui.link(&r.name).on_hover_text("Open in Suppliers").clicked() {
+                            cx.goto = Some(Goto::Supplier(r.id));
+                        }
+                        ui.label(RichText::new(r.tier.as_str()).color(theme::palette(ui).muted));
+                        if quota_bar(ui, 160.0, r.quota_percent())
+                            .on_hover_text(format!("{} of {} tokens", fmt_int(r.quota.used as i64), fmt_int(r.quota.quota as i64)))
+                            .clicked()
+                        {
+                            cx.goto = Some(Goto::Quota(r.id));
+                        }
+                        ui.end_row();
+                    }
+                });
+            });
+            let right = &mut cols[1];
+            theme::card(right).show(right, |ui| {
+                ui.set_width(ui.available_width());
+                let n: usize = o.weddings_this_week.iter().map(|d| d.suppliers.len()).sum();
+                ui.label(RichText::new(format!("Weddings this week ({n})")).strong());
+                ui.label(
+                    RichText::new("On a wedding day the supplier's requests get priority and stricter health thresholds.")
+                        .small()
+                        .color(theme::palette(ui).muted),
+                );
+                ui.add_space(theme::GAP_XS);
+                if o.weddings_this_week.is_empty() {
+                    ui.label(RichText::new("No weddings in the next seven days.").color(theme::palette(ui).muted));
+                }
+                egui::ScrollArea::vertical().id_salt("week").max_height(230.0).show(ui, |ui| {
+                    for day in &o.weddings_this_week {
+                        ui.label(RichText::new(format!("{} · {}", day.day.format("%A %d %b"), day.suppliers.len())).strong());
+                        ui.horizontal_wrapped(|ui| {
+                            for w in &day.suppliers {
+                                let vt = w.vendor_type.map(|v| v.as_str()).unwrap_or("");
+                                if ui
+                                    .link(&w.supplier_name)
+                                    .on_hover_text(format!("{vt}, {}", w.tier.map(|t| t.as_str()).unwrap_or("")))
+                                    .clicked()
+                                {
+                                    cx.goto = Some(Goto::Supplier(w.supplier_id));
+                                }
+                            }
+                        });
+                        ui.add_space(theme::GAP_XS);
+                    }
+                });
+            });
+            right.add_space(gap);
+            theme::card(right).show(right, |ui| {
+                ui.set_width(ui.available_width());
+                ui.label(RichText::new("Provider accounts").strong());
+                ui.add_space(theme::GAP_XS);
+                accounts_grid(ui, "platform_accounts", &o.platform_accounts);
+                ui.add_space(theme::GAP_S);
+                let text: Vec<String> = o.client_accounts_by_provider.iter().map(|(p, n)| format!("{} {}", n, p.display_name())).collect();
+                ui.label(RichText::new(if text.is_empty() {
+                    "No supplier-owned accounts yet.".to_string()
+                } else {
+                    format!("Supplier-owned accounts: {}", text.join(" · "))
+                }));
+            });
+        });
+    });
+}
+
+/// Accounts with masked fingerprints and validation state.
+pub fn accounts_grid(ui: &mut Ui, id: &str, accounts: &[AccountSummary]) {
+    let p = theme::palette(ui);
+    if accounts.is_empty() {
+        ui.label(RichText::new("No accounts.").color(p.muted));
+        return;
+    }
+    egui::Grid::new(id).num_columns(4).spacing([theme::GAP_M, 4.0]).striped(true).show(ui, |ui| {
+        for h in ["Account", "Provider", "Key", "Validation"] {
+            ui.label(RichText::new(h).small().color(p.muted));
+        }
+        ui.end_row();
+        for a in accounts {
+            ui.label(&a.label);
+            ui.label(a.provider.display_name());
+            ui.monospace(a.fingerprint.as_deref().unwrap_or("no key stored"));
+            let (text, color) = match a.validation {
+                Some(crate::domain::ValidationStatus::Valid) => ("valid".to_string(), p.ok),
+                Some(v) => (v.as_str().replace('_', " "), p.danger),
+                None => ("not validated".to_string(), p.muted),
+            };
+            ui.label(RichText::new(if a.enabled { text } else { format!("{text} (disabled)") }).color(color));
+            ui.end_row();
+        }
+    });
+}

@@ -1,0 +1,652 @@
+//! Suppliers: a searchable, filterable, sortable table (virtualised rows, so
+//! 5,000 suppliers scroll smoothly) and a detail panel to add or edit a
+//! supplier's tier, vendor type, AI mode and wedding dates, see its accounts
+//! (masked fingerprints only) and its last 90 days of usage.
+
+use super::charts::{Unit, date_plot};
+use super::overview::accounts_grid;
+use super::{Cx, Goto, empty_state, error_box, fmt_int, fmt_money, loading, quota_bar, text_field};
+use crate::domain::{AiMode, NewSupplier, Supplier, SupplierId, Tier, VendorType};
+use crate::engine::console::{ConsoleCommand, ConsoleEvent, ConsoleHandle, SupplierDetail, SupplierList, SupplierQuery, SupplierSort};
+use crate::store::{SupplierFilter, SupplierPatch};
+use crate::ui::theme;
+use chrono::NaiveDate;
+use egui::{Align, Layout, RichText, Sense, Ui, vec2};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Remembered across restarts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Persisted {
+    pub sort: SupplierSort,
+    pub descending: bool,
+}
+
+/// The add/edit form.
+#[derive(Debug, Clone)]
+pub struct Form {
+    /// `None` adds a new supplier.
+    pub id: Option<SupplierId>,
+    pub name: String,
+    pub vendor_type: VendorType,
+    pub tier: Tier,
+    pub ai_mode: AiMode,
+    pub failover: bool,
+    pub weddings: Vec<NaiveDate>,
+    pub new_date: String,
+    pub date_error: Option<String>,
+    pub error: Option<String>,
+    pub saving: bool,
+}
+
+impl Form {
+    fn new() -> Self {
+        Form {
+            id: None,
+            name: String::new(),
+            vendor_type: VendorType::Photographer,
+            tier: Tier::Professional,
+            ai_mode: AiMode::Platform,
+            failover: true,
+            weddings: Vec::new(),
+            new_date: String::new(),
+            date_error: None,
+            error: None,
+            saving: false,
+        }
+    }
+
+    fn edit(s: &Supplier) -> Self {
+        Form {
+            id: Some(s.id),
+            name: s.name.clone(),
+            vendor_type: s.vendor_type,
+            tier: s.tier,
+            ai_mode: s.ai_mode,
+            failover: s.allow_platform_failover,
+            weddings: s.weddings.clone(),
+            ..Form::new()
+        }
+    }
+
+    /// Adds the date typed in `new_date`, or explains what is wrong with it.
+    fn add_date(&mut self) {
+        let text = self.new_date.trim();
+        self.date_error = match parse_wedding_date(text) {
+            Ok(d) if self.weddings.contains(&d) => Some(format!("{d} is already in the calendar")),
+            Ok(d) => {
+                self.weddings.push(d);
+                self.weddings.sort_unstable();
+                self.new_date.clear();
+                None
+            }
+            Err(e) => Some(e),
+        };
+    }
+}
+
+/// Parses a wedding date typed by a user, with a message that says what to write.
+pub fn parse_wedding_date(text: &str) -> Result<NaiveDate, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("type a date first, e.g. 2026-06-20".into());
+    }
+    let d = t.parse::<NaiveDate>().map_err(|_| format!("'{t}' is not a date; write it as YYYY-MM-DD, e.g. 2026-06-20"))?;
+    if !(2000..=2100).contains(&chrono::Datelike::year(&d)) {
+        return Err(format!("{d} is outside 2000–2100; check the year"));
+    }
+    Ok(d)
+}
+
+/// The table query as last sent: search, tier, vendor type, mode, sort, descending.
+type QueryKey = (String, Option<Tier>, Option<VendorType>, Option<AiMode>, SupplierSort, bool);
+
+pub struct State {
+    pub search: String,
+    pub tier: Option<Tier>,
+    pub vendor_type: Option<VendorType>,
+    pub ai_mode: Option<AiMode>,
+    pub sort: SupplierSort,
+    pub descending: bool,
+    list: Option<Arc<SupplierList>>,
+    error: Option<String>,
+    pub dirty: bool,
+    /// The query last sent, to notice changes.
+    sent: Option<QueryKey>,
+    pub selected: Option<SupplierId>,
+    detail: Option<Arc<SupplierDetail>>,
+    detail_error: Option<String>,
+    pub form: Option<Form>,
+    confirm_remove: bool,
+    pub focus_search: bool,
+}
+
+impl State {
+    pub fn new(p: Persisted) -> Self {
+        State {
+            search: String::new(),
+            tier: None,
+            vendor_type: None,
+            ai_mode: None,
+            sort: p.sort,
+            descending: p.descending,
+            list: None,
+            error: None,
+            dirty: true,
+            sent: None,
+            selected: None,
+            detail: None,
+            detail_error: None,
+            form: None,
+            confirm_remove: false,
+            focus_search: false,
+        }
+    }
+
+    pub fn persisted(&self) -> Persisted {
+        Persisted { sort: self.sort, descending: self.descending }
+    }
+
+    pub fn on_event(&mut self, ev: ConsoleEvent) {
+        match ev {
+            ConsoleEvent::Suppliers(list) => {
+                self.list = Some(list);
+                self.error = None;
+            }
+            ConsoleEvent::SupplierDetail(d) if Some(d.supplier.id) == self.selected => {
+                self.detail = Some(d);
+                self.detail_error = None;
+            }
+            ConsoleEvent::Failed { channel: crate::engine::console::Channel::SupplierDetail, message } => self.detail_error = Some(message),
+            ConsoleEvent::Failed { message, .. } => self.error = Some(message),
+            _ => {}
+        }
+    }
+
+    /// Shows `id` in the detail panel.
+    pub fn select(&mut self, id: SupplierId, handle: &ConsoleHandle) {
+        self.selected = Some(id);
+        self.form = None;
+        self.confirm_remove = false;
+        if self.detail.as_ref().is_none_or(|d| d.supplier.id != id) {
+            self.detail = None;
+        }
+        self.detail_error = None;
+        let _ = handle.send(ConsoleCommand::LoadSupplierDetail(id));
+    }
+
+    pub fn on_saved(&mut self, s: &Supplier) {
+        self.form = None;
+        self.selected = Some(s.id);
+        self.detail = None;
+    }
+
+    pub fn on_removed(&mut self, id: SupplierId) {
+        if self.selected == Some(id) {
+            self.selected = None;
+            self.detail = None;
+        }
+        self.form = None;
+        self.confirm_remove = false;
+    }
+
+    pub fn on_write_failed(&mut self, message: &str) {
+        if let Some(f) = &mut self.form {
+            f.saving = false;
+            f.error = Some(message.to_string());
+        }
+    }
+
+    fn query_key(&self) -> QueryKey {
+        (self.search.clone(), self.tier, self.vendor_type, self.ai_mode, self.sort, self.descending)
+    }
+}
+
+pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+    // (Re)load when the query changed or data was invalidated.
+    let key = st.query_key();
+    if st.dirty || st.sent.as_ref() != Some(&key) {
+        st.dirty = false;
+        st.sent = Some(key);
+        cx.send(ConsoleCommand::LoadSuppliers(SupplierQuery {
+            filter: SupplierFilter { search: Some(st.search.clone()), tier: st.tier, vendor_type: st.vendor_type, ai_mode: st.ai_mode },
+            sort: st.sort,
+            descending: st.descending,
+        }));
+        if let Some(id) = st.selected
+            && st.form.is_none()
+        {
+            cx.send(ConsoleCommand::LoadSupplierDetail(id));
+        }
+    }
+
+    ui.horizontal(|ui| {
+        ui.heading(RichText::new("Suppliers").strong());
+        if let Some(l) = &st.list {
+            let text = if l.rows.len() == l.total {
+                format!("{} suppliers", fmt_int(l.total as i64))
+            } else {
+                format!("{} of {} suppliers", fmt_int(l.rows.len() as i64), fmt_int(l.total as i64))
+            };
+            ui.label(RichText::new(text).color(theme::palette(ui).muted));
+        }
+        ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+            if ui.button("Add supplier").clicked() {
+                st.form = Some(Form::new());
+                st.selected = None;
+                st.confirm_remove = false;
+            }
+        });
+    });
+    ui.add_space(theme::GAP_S);
+    filters(ui, st);
+    ui.add_space(theme::GAP_S);
+    if let Some(e) = &st.error {
+        error_box(ui, e);
+    }
+
+    if st.form.is_some() || st.selected.is_some() {
+        egui::Panel::right("supplier_detail")
+            .exact_size(theme::DETAIL_WIDTH)
+            .resizable(false)
+            .frame(egui::Frame::new().inner_margin(egui::Margin { left: theme::GAP_M as i8, ..Default::default() }))
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().id_salt("detail_scroll").auto_shrink(false).show(ui, |ui| detail_panel(ui, st, cx));
+            });
+    }
+    egui::CentralPanel::no_frame().show(ui, |ui| table(ui, st, cx));
+}
+
+fn filters(ui: &mut Ui, st: &mut State) {
+    ui.horizontal(|ui| {
+        let r = text_field(ui, "Search", &mut st.search, "name contains… (Ctrl+F)", 220.0);
+        if st.focus_search {
+            r.request_focus();
+            st.focus_search = false;
+        }
+        if r.has_focus() && ui.input(|i| i.key_pressed(egui::Key::Escape)) {
+            st.search.clear();
+        }
+        ui.add_space(theme::GAP_S);
+        combo(ui, "Tier", &mut st.tier, Tier::ALL);
+        combo(ui, "Vendor type", &mut st.vendor_type, VendorType::ALL);
+        combo(ui, "Mode", &mut st.ai_mode, AiMode::ALL);
+        if (!st.search.is_empty() || st.tier.is_some() || st.vendor_type.is_some() || st.ai_mode.is_some())
+            && ui.button("Clear filters").clicked()
+        {
+            st.search.clear();
+            st.tier = None;
+            st.vendor_type = None;
+            st.ai_mode = None;
+        }
+    });
+}
+
+/// A filter combo box: "any" or one value.
+fn combo<T: Copy + PartialEq + std::fmt::Display>(ui: &mut Ui, label: &str, value: &mut Option<T>, all: &[T]) {
+    let l = ui.label(label);
+    let text = value.map(|v| v.to_string()).unwrap_or_else(|| "any".into());
+    egui::ComboBox::from_id_salt(label)
+        .selected_text(text)
+        .width(120.0)
+        .show_ui(ui, |ui| {
+            ui.selectable_value(value, None, "any");
+            for v in all {
+                ui.selectable_value(value, Some(*v), v.to_string());
+            }
+        })
+        .response
+        .labelled_by(l.id);
+}
+
+/// Column widths of the table (the name column takes the rest).
+const COLS: [(SupplierSort, &str, f32); 5] = [
+    (SupplierSort::VendorType, "Vendor type", 110.0),
+    (SupplierSort::Tier, "Tier", 105.0),
+    (SupplierSort::Mode, "Mode", 80.0),
+    (SupplierSort::QuotaUsed, "Quota used", 150.0),
+    (SupplierSort::NextWedding, "Next wedding", 110.0),
+];
+
+fn table(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+    let Some(list) = st.list.clone() else {
+        loading(ui, "Loading suppliers…");
+        return;
+    };
+    if list.total == 0 {
+        empty_state(
+            ui,
+            "No suppliers yet",
+            "Click “Add supplier” to add the first one, or start `switchboard --demo` to explore with generated data.",
+        );
+        return;
+    }
+    let fixed: f32 = COLS.iter().map(|c| c.2).sum();
+    let name_w = (ui.available_width() - fixed - theme::GAP_S * COLS.len() as f32).max(140.0);
+    // Header with sort buttons, aligned with the cells below.
+    ui.horizontal(|ui| {
+        ui.add_space(4.0);
+        header_cell(ui, st, SupplierSort::Name, "Name", name_w);
+        for (sort, label, w) in COLS {
+            header_cell(ui, st, sort, label, w);
+        }
+    });
+    ui.separator();
+    if list.rows.is_empty() {
+        empty_state(ui, "No supplier matches", "Change the search text or clear the filters.");
+        return;
+    }
+    let p = *theme::palette(ui);
+    let today = chrono::Utc::now().date_naive();
+    egui::ScrollArea::vertical().id_salt("supplier_rows").auto_shrink(false).show_rows(
+        ui,
+        theme::ROW_HEIGHT,
+        list.rows.len(),
+        |ui, range| {
+            for i in range {
+                let r = &list.rows[i];
+                let width = ui.available_width();
+                let (rect, resp) = ui.allocate_exact_size(vec2(width, theme::ROW_HEIGHT), Sense::click());
+                let selected = st.selected == Some(r.id);
+                let fill = if selected {
+                    Some(ui.visuals().selection.bg_fill)
+                } else if resp.hovered() {
+                    Some(ui.visuals().widgets.hovered.weak_bg_fill)
+                } else if i % 2 == 1 {
+                    Some(p.stripe)
+                } else {
+                    None
+                };
+                if let Some(fill) = fill {
+                    ui.painter().rect_filled(rect, 4.0, fill);
+                }
+                resp.widget_info(|| egui::WidgetInfo::selected(egui::Role::Row, true, selected, format!("Supplier {}", r.name)));
+                if resp.clicked() {
+                    st.select(r.id, cx.handle);
+                }
+                let mut x = rect.left() + 4.0;
+                let mut cell = |ui: &mut Ui, w: f32, add: &mut dyn FnMut(&mut Ui)| {
+                    let cr = egui::Rect::from_min_size(egui::pos2(x, rect.top()), vec2(w - 4.0, theme::ROW_HEIGHT));
+                    ui.scope_builder(egui::UiBuilder::new().max_rect(cr).layout(Layout::left_to_right(Align::Center)), |ui| add(ui));
+                    x += w + theme::GAP_S;
+                };
+                cell(ui, name_w, &mut |ui| {
+                    ui.add(egui::Label::new(RichText::new(&r.name).strong()).truncate().selectable(false));
+                });
+                cell(ui, COLS[0].2, &mut |ui| {
+                    ui.add(egui::Label::new(r.vendor_type.as_str()).selectable(false));
+                });
+                cell(ui, COLS[1].2, &mut |ui| {
+                    ui.add(egui::Label::new(r.tier.as_str()).selectable(false));
+                });
+                cell(ui, COLS[2].2, &mut |ui| {
+                    let color = if r.ai_mode == AiMode::Client { p.accent } else { ui.visuals().text_color() };
+                    ui.add(egui::Label::new(RichText::new(r.ai_mode.as_str()).color(color)).selectable(false));
+                });
+                cell(ui, COLS[3].2, &mut |ui| {
+                    if r.ai_mode == AiMode::Client && r.quota.used == 0 {
+                        ui.add(egui::Label::new(RichText::new("own account").color(p.muted)).selectable(false));
+                    } else {
+                        quota_bar(ui, COLS[3].2 - 10.0, r.quota_percent());
+                    }
+                });
+                cell(ui, COLS[4].2, &mut |ui| {
+                    let text = match r.next_wedding {
+                        Some(d) if d == today => RichText::new("today").strong().color(p.peak),
+                        Some(d) => RichText::new(d.format("%d %b %Y").to_string()),
+                        None => RichText::new("—").color(p.muted),
+                    };
+                    ui.add(egui::Label::new(text).selectable(false));
+                });
+            }
+        },
+    );
+}
+
+fn header_cell(ui: &mut Ui, st: &mut State, sort: SupplierSort, label: &str, width: f32) {
+    let arrow = if st.sort == sort { if st.descending { " v" } else { " ^" } } else { "" };
+    let text = RichText::new(format!("{label}{arrow}")).strong().color(theme::palette(ui).muted);
+    let r = ui
+        .allocate_ui_with_layout(vec2(width, theme::ROW_HEIGHT), Layout::left_to_right(Align::Center), |ui| {
+            ui.add(egui::Button::new(text).frame(false)).on_hover_text(format!("Sort by {label}"))
+        })
+        .inner;
+    if r.clicked() {
+        if st.sort == sort {
+            st.descending = !st.descending;
+        } else {
+            st.sort = sort;
+            st.descending = matches!(sort, SupplierSort::QuotaUsed);
+        }
+    }
+}
+
+fn detail_panel(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+    if let Some(form) = &mut st.form {
+        let mut close = false;
+        if let Some(cmd) = form_ui(ui, form, &mut close) {
+            form.saving = true;
+            form.error = None;
+            cx.send(cmd);
+        }
+        if close {
+            st.form = None;
+        }
+        return;
+    }
+    let Some(id) = st.selected else { return };
+    ui.horizontal(|ui| {
+        if ui.button("Close").clicked() {
+            st.selected = None;
+            st.detail = None;
+        }
+    });
+    if let Some(e) = &st.detail_error {
+        error_box(ui, e);
+        return;
+    }
+    let Some(d) = st.detail.clone().filter(|d| d.supplier.id == id) else {
+        loading(ui, "Loading supplier…");
+        return;
+    };
+    let s = &d.supplier;
+    let p = theme::palette(ui);
+    ui.label(RichText::new(&s.name).size(18.0).strong());
+    ui.label(RichText::new(format!("{} · {} tier · {} AI", s.vendor_type, s.tier, s.ai_mode)).color(p.muted));
+    ui.add_space(theme::GAP_S);
+    ui.horizontal(|ui| {
+        if ui.button("Edit").clicked() {
+            st.form = Some(Form::edit(s));
+        }
+        if ui.button("Quota chart").clicked() {
+            cx.goto = Some(Goto::Quota(s.id));
+        }
+        if !st.confirm_remove && ui.button("Remove…").clicked() {
+            st.confirm_remove = true;
+        }
+    });
+    if st.confirm_remove {
+        theme::card(ui).stroke(egui::Stroke::new(1.0, p.danger)).show(ui, |ui| {
+            ui.label(format!("Remove '{}' with its weddings and accounts? Its usage history is kept.", s.name));
+            ui.horizontal(|ui| {
+                if ui.button(RichText::new("Remove supplier").color(p.danger)).clicked() {
+                    cx.send(ConsoleCommand::RemoveSupplier(s.id));
+                    st.confirm_remove = false;
+                }
+                if ui.button("Keep").clicked() {
+                    st.confirm_remove = false;
+                }
+            });
+        });
+    }
+    ui.add_space(theme::GAP_M);
+    ui.label(RichText::new("This month").strong());
+    egui::Grid::new("detail_month").num_columns(2).spacing([theme::GAP_M, 4.0]).show(ui, |ui| {
+        ui.label("Platform quota");
+        quota_bar(ui, 200.0, d.quota.percent());
+        ui.end_row();
+        ui.label("");
+        ui.label(
+            RichText::new(format!("{} of {} tokens", fmt_int(d.quota.used as i64), fmt_int(d.quota.quota as i64))).small().color(p.muted),
+        );
+        ui.end_row();
+        ui.label("Requests");
+        ui.label(fmt_int(d.month_requests));
+        ui.end_row();
+        ui.label("Cost");
+        ui.label(fmt_money(d.month_cost_micros));
+        ui.end_row();
+        ui.label("Platform failover");
+        ui.label(if s.allow_platform_failover { "allowed" } else { "never" });
+        ui.end_row();
+    });
+    ui.add_space(theme::GAP_M);
+    ui.label(RichText::new("Tokens per day, last 90 days").strong());
+    if d.daily_tokens.is_empty() {
+        ui.label(RichText::new("No usage in the last 90 days.").color(p.muted));
+    } else {
+        let color = p.accent;
+        date_plot("detail_usage", Unit::Tokens, 140.0).allow_drag(false).allow_zoom(false).show(ui, |pl| {
+            pl.add(egui_plot::Line::new("tokens", d.daily_tokens.clone()).color(color).fill(0.0).fill_alpha(0.15));
+        });
+    }
+    ui.add_space(theme::GAP_M);
+    let today = chrono::Utc::now().date_naive();
+    let upcoming: Vec<&NaiveDate> = s.weddings.iter().filter(|w| **w >= today).collect();
+    ui.label(RichText::new(format!("Weddings ({} coming, {} past)", upcoming.len(), s.weddings.len() - upcoming.len())).strong());
+    if upcoming.is_empty() {
+        ui.label(RichText::new("No coming weddings. Edit the supplier to add dates.").color(p.muted));
+    }
+    ui.horizontal_wrapped(|ui| {
+        for w in upcoming.iter().take(24) {
+            ui.label(RichText::new(w.format("%d %b %Y").to_string()).small());
+        }
+        if upcoming.len() > 24 {
+            ui.label(RichText::new(format!("and {} more", upcoming.len() - 24)).small().color(p.muted));
+        }
+    });
+    ui.add_space(theme::GAP_M);
+    ui.label(RichText::new("Provider accounts").strong());
+    accounts_grid(ui, "detail_accounts", &d.accounts);
+}
+
+/// The add/edit form; returns the command to send when the user saves.
+fn form_ui(ui: &mut Ui, f: &mut Form, close: &mut bool) -> Option<ConsoleCommand> {
+    let p = theme::palette(ui);
+    ui.label(RichText::new(if f.id.is_some() { "Edit supplier" } else { "Add a supplier" }).size(18.0).strong());
+    ui.add_space(theme::GAP_S);
+    let name_err = crate::domain::supplier::validate_name(&f.name).err();
+    egui::Grid::new("supplier_form").num_columns(2).spacing([theme::GAP_M, 8.0]).show(ui, |ui| {
+        let l = ui.label("Name");
+        ui.add(egui::TextEdit::singleline(&mut f.name).hint_text("e.g. Capture Moments").desired_width(220.0)).labelled_by(l.id);
+        ui.end_row();
+        enum_row(ui, "Vendor type", &mut f.vendor_type, VendorType::ALL);
+        enum_row(ui, "Tier", &mut f.tier, Tier::ALL);
+        enum_row(ui, "AI mode", &mut f.ai_mode, AiMode::ALL);
+        ui.label("");
+        ui.checkbox(&mut f.failover, "Fail over to platform AI when its own provider is down");
+        ui.end_row();
+    });
+    if let (Some(e), false) = (&name_err, f.name.is_empty()) {
+        ui.label(RichText::new(e.replace(" (use --name \"Studio Name\")", "")).color(p.danger));
+    }
+    ui.add_space(theme::GAP_S);
+    ui.label(RichText::new(format!("Wedding dates ({})", f.weddings.len())).strong());
+    ui.horizontal(|ui| {
+        let r = text_field(ui, "Wedding date", &mut f.new_date, "YYYY-MM-DD", 110.0);
+        let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        if r.changed() {
+            f.date_error = None;
+        }
+        if ui.button("Add date").clicked() || enter {
+            f.add_date();
+        }
+    });
+    if let Some(e) = &f.date_error {
+        ui.label(RichText::new(e).color(p.danger));
+    }
+    let mut remove = None;
+    egui::ScrollArea::vertical().id_salt("form_weddings").max_height(150.0).show(ui, |ui| {
+        ui.horizontal_wrapped(|ui| {
+            for (i, d) in f.weddings.iter().enumerate() {
+                if ui.small_button(format!("{d}  ×")).on_hover_text("Remove this date").clicked() {
+                    remove = Some(i);
+                }
+            }
+        });
+    });
+    if let Some(i) = remove {
+        f.weddings.remove(i);
+    }
+    if let Some(e) = &f.error {
+        ui.add_space(theme::GAP_S);
+        error_box(ui, e);
+    }
+    ui.add_space(theme::GAP_M);
+    let mut cmd = None;
+    ui.horizontal(|ui| {
+        let can_save = name_err.is_none() && !f.saving;
+        if ui.add_enabled(can_save, egui::Button::new(RichText::new("Save").strong())).clicked() {
+            cmd = Some(match f.id {
+                None => {
+                    let mut n = NewSupplier::new(f.name.trim(), f.vendor_type, f.tier, f.ai_mode);
+                    n.allow_platform_failover = f.failover;
+                    n.weddings = f.weddings.clone();
+                    ConsoleCommand::AddSupplier(n)
+                }
+                Some(id) => ConsoleCommand::EditSupplier {
+                    id,
+                    patch: SupplierPatch {
+                        name: Some(f.name.trim().to_string()),
+                        vendor_type: Some(f.vendor_type),
+                        tier: Some(f.tier),
+                        ai_mode: Some(f.ai_mode),
+                        allow_platform_failover: Some(f.failover),
+                        set_weddings: Some(f.weddings.clone()),
+                        ..Default::default()
+                    },
+                },
+            });
+        }
+        if ui.button("Cancel").clicked() {
+            *close = true;
+        }
+        if f.saving {
+            ui.spinner();
+        }
+    });
+    if name_err.is_some() && f.name.is_empty() {
+        ui.label(RichText::new("A name is needed before saving.").small().color(p.muted));
+    }
+    cmd
+}
+
+fn enum_row<T: Copy + PartialEq + std::fmt::Display>(ui: &mut Ui, label: &str, value: &mut T, all: &[T]) {
+    let l = ui.label(label);
+    egui::ComboBox::from_id_salt(("form", label))
+        .selected_text(value.to_string())
+        .width(160.0)
+        .show_ui(ui, |ui| {
+            for v in all {
+                ui.selectable_value(value, *v, v.to_string());
+            }
+        })
+        .response
+        .labelled_by(l.id);
+    ui.end_row();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wedding_dates_are_validated_with_clear_messages() {
+        assert!(parse_wedding_date("2026-06-20").is_ok());
+        assert!(parse_wedding_date("20/06/2026").unwrap_err().contains("YYYY-MM-DD"));
+        assert!(parse_wedding_date("").unwrap_err().contains("type a date"));
+        assert!(parse_wedding_date("1900-01-01").unwrap_err().contains("2000–2100"));
+        assert!(parse_wedding_date("2026-02-30").is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! Usage & cost: daily usage over chosen dates, split by provider, model,
+//! route, request type or vendor type; totals per group; months side by side
+//! with the peak season marked, and peak vs off-season daily averages.
+//! (Reads the daily rollups today; the analytics engine will replace the query.)
+
+use super::charts::{Unit, category_plot, date_plot};
+use super::{Cx, empty_state, error_box, header, loading, text_field};
+use crate::engine::console::{ConsoleCommand, ConsoleEvent, UsageMetric, UsageQuery, UsageView};
+use crate::store::UsageDimension;
+use crate::ui::theme;
+use chrono::{Duration, NaiveDate};
+use egui::{RichText, Ui};
+use egui_plot::{Bar, BarChart, Line};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Range {
+    Last30,
+    Last90,
+    #[default]
+    Last365,
+    Custom,
+}
+
+impl Range {
+    const ALL: [Range; 4] = [Range::Last30, Range::Last90, Range::Last365, Range::Custom];
+    fn label(self) -> &'static str {
+        match self {
+            Range::Last30 => "30 days",
+            Range::Last90 => "90 days",
+            Range::Last365 => "12 months",
+            Range::Custom => "Custom",
+        }
+    }
+}
+
+/// Remembered across restarts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Persisted {
+    pub range: Range,
+    pub dimension: UsageDimension,
+    pub metric: UsageMetric,
+}
+
+impl Default for Persisted {
+    fn default() -> Self {
+        Persisted { range: Range::Last365, dimension: UsageDimension::Provider, metric: UsageMetric::Cost }
+    }
+}
+
+pub struct State {
+    p: Persisted,
+    from_text: String,
+    to_text: String,
+    range_error: Option<String>,
+    data: Option<Arc<UsageView>>,
+    error: Option<String>,
+    pub dirty: bool,
+    sent: Option<UsageQuery>,
+}
+
+impl State {
+    pub fn new(p: Persisted) -> Self {
+        let today = chrono::Utc::now().date_naive();
+        State {
+            p,
+            from_text: (today - Duration::days(89)).to_string(),
+            to_text: today.to_string(),
+            range_error: None,
+            data: None,
+            error: None,
+            dirty: true,
+            sent: None,
+        }
+    }
+
+    pub fn persisted(&self) -> Persisted {
+        self.p.clone()
+    }
+
+    pub fn on_event(&mut self, ev: ConsoleEvent) {
+        match ev {
+            ConsoleEvent::Usage(v) => {
+                self.data = Some(v);
+                self.error = None;
+            }
+            ConsoleEvent::Failed { message, .. } => self.error = Some(message),
+            _ => {}
+        }
+    }
+
+    fn dates(&mut self, today: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
+        let days = match self.p.range {
+            Range::Last30 => 30,
+            Range::Last90 => 90,
+            Range::Last365 => 365,
+            Range::Custom => {
+                let parse = |s: &str, what: &str| {
+                    s.trim().parse::<NaiveDate>().map_err(|_| format!("the {what} date '{}' is not a date; write YYYY-MM-DD", s.trim()))
+                };
+                let r = parse(&self.from_text, "from")
+                    .and_then(|f| parse(&self.to_text, "to").map(|t| (f, t)))
+                    .and_then(|(f, t)| if t < f { Err("the 'to' date is before the 'from' date".to_string()) } else { Ok((f, t)) });
+                return match r {
+                    Ok(v) => {
+                        self.range_error = None;
+                        Some(v)
+                    }
+                    Err(e) => {
+                        self.range_error = Some(e);
+                        None
+                    }
+                };
+            }
+        };
+        self.range_error = None;
+        Some((today - Duration::days(days - 1), today))
+    }
+}
+
+fn unit(m: UsageMetric) -> Unit {
+    match m {
+        UsageMetric::Cost => Unit::Dollars,
+        UsageMetric::Requests => Unit::Count,
+        UsageMetric::Tokens => Unit::Tokens,
+    }
+}
+
+pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+    header(ui, "Usage & cost", "from the daily rollups");
+    controls(ui, st);
+    let today = chrono::Utc::now().date_naive();
+    if let Some((from, to)) = st.dates(today) {
+        let q =
+            UsageQuery { from, to, dimension: st.p.dimension, metric: st.p.metric, max_points: ui.available_width().max(200.0) as usize };
+        let changed = st.sent.is_none_or(|s| {
+            (s.from, s.to, s.dimension, s.metric) != (q.from, q.to, q.dimension, q.metric) || s.max_points.abs_diff(q.max_points) > 200
+        });
+        if st.dirty || changed {
+            st.dirty = false;
+            st.sent = Some(q);
+            cx.send(ConsoleCommand::LoadUsage(q));
+        }
+    }
+    if let Some(e) = st.range_error.clone().or_else(|| st.error.clone()) {
+        error_box(ui, &e);
+    }
+    let Some(v) = st.data.clone() else {
+        loading(ui, "Loading usage…");
+        return;
+    };
+    if v.total == 0.0 {
+        empty_state(
+            ui,
+            "No usage in these dates",
+            "Choose a longer range; usage appears here once requests go through the gateway (or with `switchboard --demo`).",
+        );
+        return;
+    }
+    let u = unit(v.query.metric);
+    let p = *theme::palette(ui);
+    egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
+        theme::card(ui).show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.horizontal(|ui| {
+                ui.label(
+                    RichText::new(format!("{} per day by {}", v.query.metric.label(), v.query.dimension.label().to_lowercase())).strong(),
+                );
+                ui.label(RichText::new(format!("{} – {} · total {}", v.query.from, v.query.to, u.format(v.total))).color(p.muted));
+            });
+            let colors: Vec<egui::Color32> = (0..v.series.len()).map(|i| theme::series_color(ui, i)).collect();
+            date_plot("usage_daily", u, theme::CHART_HEIGHT + 40.0).show(ui, |pl| {
+                for (s, c) in v.series.iter().zip(colors) {
+                    pl.add(Line::new(s.key.clone(), s.points.clone()).color(c).width(1.5));
+                }
+            });
+        });
+        ui.add_space(theme::GAP_M);
+        ui.columns(2, |cols| {
+            let ui = &mut cols[0];
+            theme::card(ui).show(ui, |ui| {
+                ui.set_width(ui.available_width());
+                ui.label(RichText::new(format!("Total by {}", v.query.dimension.label().to_lowercase())).strong());
+                let labels: Vec<String> = v.series.iter().map(|s| s.key.clone()).collect();
+                let bars: Vec<Bar> = v
+                    .series
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| Bar::new(i as f64, s.total).width(0.6).fill(theme::series_color(ui, i)).name(&s.key))
+                    .collect();
+                category_plot("usage_totals", u, 220.0, labels).show(ui, |pl| pl.add(BarChart::new("total", bars)));
+            });
+            let ui = &mut cols[1];
+            theme::card(ui).show(ui, |ui| {
+                ui.set_width(ui.available_width());
+                ui.label(RichText::new("Per month: peak season vs off-season").strong());
+                ui.label(
+                    RichText::new(format!(
+                        "Daily average {} in peak months ({} days) vs {} off-season ({} days){}",
+                        u.format(v.peak_daily_avg),
+                        v.peak_days,
+                        u.format(v.off_daily_avg),
+                        v.off_days,
+                        if v.off_daily_avg > 0.0 && v.peak_days > 0 {
+                            format!(" — ×{:.1}", v.peak_daily_avg / v.off_daily_avg)
+                        } else {
+                            String::new()
+                        }
+                    ))
+                    .small()
+                    .color(p.muted),
+                );
+                let labels: Vec<String> = v.monthly.iter().map(|m| m.label.clone()).collect();
+                let peak: Vec<Bar> = v
+                    .monthly
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.peak)
+                    .map(|(i, m)| Bar::new(i as f64, m.value).width(0.7).fill(p.peak))
+                    .collect();
+                let off: Vec<Bar> = v
+                    .monthly
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| !m.peak)
+                    .map(|(i, m)| Bar::new(i as f64, m.value).width(0.7).fill(p.off_peak))
+                    .collect();
+                category_plot("usage_monthly", u, 200.0, labels).show(ui, |pl| {
+                    pl.add(BarChart::new("peak season (Mar–Oct)", peak).color(p.peak));
+                    pl.add(BarChart::new("off-season", off).color(p.off_peak));
+                });
+            });
+        });
+    });
+}
+
+fn controls(ui: &mut Ui, st: &mut State) {
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Dates");
+        for r in Range::ALL {
+            ui.selectable_value(&mut st.p.range, r, r.label());
+        }
+        if st.p.range == Range::Custom {
+            text_field(ui, "From", &mut st.from_text, "YYYY-MM-DD", 104.0);
+            text_field(ui, "To", &mut st.to_text, "YYYY-MM-DD", 104.0);
+        }
+        ui.separator();
+        ui.label("By");
+        for d in UsageDimension::ALL {
+            ui.selectable_value(&mut st.p.dimension, d, d.label());
+        }
+        ui.separator();
+        for m in UsageMetric::ALL {
+            ui.selectable_value(&mut st.p.metric, m, m.label());
+        }
+    });
+    ui.add_space(theme::GAP_S);
+}
