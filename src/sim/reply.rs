@@ -144,6 +144,8 @@ pub struct StreamOptions {
 /// The fields of an OpenAI chat request the simulator reads.
 #[derive(Debug, Deserialize)]
 pub struct OpenAiChatIn {
+    /// Optional on Azure's deployment form (the path names the deployment).
+    #[serde(default)]
     pub model: String,
     pub messages: Vec<SimMessage>,
     #[serde(default)]
@@ -224,16 +226,44 @@ pub fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// OpenAI usage: prompt tokens include cached ones.
-pub fn openai_usage(p: &Plan) -> Value {
+#[derive(Serialize)]
+struct PromptDetails {
+    cached_tokens: u64,
+    audio_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct CompletionDetails {
+    reasoning_tokens: u64,
+    audio_tokens: u64,
+    accepted_prediction_tokens: u64,
+    rejected_prediction_tokens: u64,
+}
+
+#[derive(Serialize)]
+pub struct OaUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: PromptDetails,
+    completion_tokens_details: CompletionDetails,
+}
+
+/// OpenAI usage: prompt tokens include cached ones; completion tokens include reasoning.
+pub fn openai_usage(p: &Plan) -> OaUsage {
     let prompt = p.input + p.cached_read;
-    serde_json::json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": p.output,
-        "total_tokens": prompt + p.output,
-        "prompt_tokens_details": {"cached_tokens": p.cached_read, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": p.reasoning, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
-    })
+    OaUsage {
+        prompt_tokens: prompt,
+        completion_tokens: p.output,
+        total_tokens: prompt + p.output,
+        prompt_tokens_details: PromptDetails { cached_tokens: p.cached_read, audio_tokens: 0 },
+        completion_tokens_details: CompletionDetails {
+            reasoning_tokens: p.reasoning,
+            audio_tokens: 0,
+            accepted_prediction_tokens: 0,
+            rejected_prediction_tokens: 0,
+        },
+    }
 }
 
 #[derive(Serialize)]
@@ -261,7 +291,7 @@ struct OaCompletion<'a> {
     created: u64,
     model: &'a str,
     choices: [OaChoice<'a>; 1],
-    usage: Value,
+    usage: OaUsage,
     #[serde(skip_serializing_if = "Option::is_none")]
     system_fingerprint: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

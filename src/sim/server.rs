@@ -172,6 +172,9 @@ async fn openai_like_chat(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], 
             }
         }
         _ => {
+            if req.model.is_empty() {
+                return error_response(reply::bad_request(d, "you must provide a model parameter", s.next_id()));
+            }
             if !reply::offers(&account.models, &req.model) {
                 return error_response(reply::not_found_model(d, &req.model, s.next_id()));
             }
@@ -262,6 +265,7 @@ async fn anthropic_messages(State(s): St, h: HeaderMap, body: Bytes) -> Response
 
 #[derive(Deserialize)]
 struct EmbeddingsIn {
+    #[serde(default)]
     model: String,
     input: serde_json::Value,
     #[serde(default)]
