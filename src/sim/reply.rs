@@ -338,32 +338,76 @@ fn sse_named(event: &str, v: &Value) -> Bytes {
     Bytes::from(out)
 }
 
+#[derive(Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    /// `Some(None)` prints `"refusal": null` (first chunk only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<Option<()>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    system_fingerprint: &'static str,
+    choices: &'a [ChunkChoice<'a>],
+    /// Absent unless the client asked for usage; then `null` on every chunk but the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<&'a OaUsage>>,
+}
+
 /// The OpenAI chunk sequence: role chunk, one chunk per word, finish chunk,
 /// usage chunk (when asked), `[DONE]`. Azure adds its prompt-filter chunk first.
 pub fn openai_stream(d: Dialect, id: &str, model: &str, p: &Plan, include_usage: bool) -> Vec<Bytes> {
     let created = now_secs();
-    let usage_field = |u: Option<Value>| if include_usage { Some(u.unwrap_or(Value::Null)) } else { None };
-    let chunk = |delta: Value, finish: Option<&str>| {
-        let mut c = serde_json::json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "fp_sim0001",
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
-        if let Some(u) = usage_field(None) {
-            c["usage"] = u;
-        }
-        sse_data(&c)
+    let null_usage = if include_usage { Some(None) } else { None };
+    let chunk = |delta: Delta<'_>, finish: Option<&str>| {
+        let choices = [ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish }];
+        sse_data(&Chunk {
+            id,
+            object: "chat.completion.chunk",
+            created,
+            model,
+            system_fingerprint: "fp_sim0001",
+            choices: &choices,
+            usage: null_usage,
+        })
     };
     let mut out = Vec::with_capacity(p.words.len() + 5);
     if d == Dialect::Azure {
         out.push(sse_data(&serde_json::json!({"id": "", "object": "", "created": 0, "model": "", "choices": [],
             "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": azure_filters()}]})));
     }
-    out.push(chunk(serde_json::json!({"role": "assistant", "content": "", "refusal": null}), None));
+    out.push(chunk(Delta { role: Some("assistant"), content: Some(""), refusal: Some(None) }, None));
     for w in &p.words {
-        out.push(chunk(serde_json::json!({"content": w}), None));
+        out.push(chunk(Delta { role: None, content: Some(w), refusal: None }, None));
     }
-    out.push(chunk(serde_json::json!({}), Some(p.finish)));
+    out.push(chunk(Delta { role: None, content: None, refusal: None }, Some(p.finish)));
     if include_usage {
-        out.push(sse_data(&serde_json::json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": "fp_sim0001", "choices": [], "usage": openai_usage(p)})));
+        let usage = openai_usage(p);
+        out.push(sse_data(&Chunk {
+            id,
+            object: "chat.completion.chunk",
+            created,
+            model,
+            system_fingerprint: "fp_sim0001",
+            choices: &[],
+            usage: Some(Some(&usage)),
+        }));
     }
     out.push(Bytes::from_static(b"data: [DONE]\n\n"));
     out
