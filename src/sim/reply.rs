@@ -281,7 +281,7 @@ struct OaChoice<'a> {
     logprobs: Option<()>,
     finish_reason: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    content_filter_results: Option<Value>,
+    content_filter_results: Option<&'static Value>,
 }
 
 #[derive(Serialize)]
@@ -295,11 +295,22 @@ struct OaCompletion<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     system_fingerprint: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    prompt_filter_results: Option<Value>,
+    prompt_filter_results: Option<&'static Value>,
 }
 
-fn azure_filters() -> Value {
-    serde_json::json!({"hate": {"filtered": false, "severity": "safe"}, "self_harm": {"filtered": false, "severity": "safe"}, "sexual": {"filtered": false, "severity": "safe"}, "violence": {"filtered": false, "severity": "safe"}})
+/// Azure's content-filter annotations (built once).
+fn azure_filters() -> &'static Value {
+    static FILTERS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        let safe = serde_json::json!({"filtered": false, "severity": "safe"});
+        serde_json::json!({"hate": safe, "self_harm": safe, "sexual": safe, "violence": safe})
+    });
+    &FILTERS
+}
+
+fn azure_prompt_filters() -> &'static Value {
+    static PROMPT: std::sync::LazyLock<Value> =
+        std::sync::LazyLock::new(|| serde_json::json!([{"prompt_index": 0, "content_filter_results": azure_filters()}]));
+    &PROMPT
 }
 
 pub fn openai_completion(d: Dialect, id: &str, model: &str, p: &Plan) -> Vec<u8> {
@@ -319,7 +330,7 @@ pub fn openai_completion(d: Dialect, id: &str, model: &str, p: &Plan) -> Vec<u8>
         }],
         usage: openai_usage(p),
         system_fingerprint: Some("fp_sim0001"),
-        prompt_filter_results: azure.then(|| serde_json::json!([{"prompt_index": 0, "content_filter_results": azure_filters()}])),
+        prompt_filter_results: azure.then(azure_prompt_filters),
     };
     serde_json::to_vec(&body).unwrap_or_default()
 }
@@ -390,7 +401,7 @@ pub fn openai_stream(d: Dialect, id: &str, model: &str, p: &Plan, include_usage:
     let mut out = Vec::with_capacity(p.words.len() + 5);
     if d == Dialect::Azure {
         out.push(sse_data(&serde_json::json!({"id": "", "object": "", "created": 0, "model": "", "choices": [],
-            "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": azure_filters()}]})));
+            "prompt_filter_results": azure_prompt_filters()})));
     }
     out.push(chunk(Delta { role: Some("assistant"), content: Some(""), refusal: Some(None) }, None));
     for w in &p.words {
