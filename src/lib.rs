@@ -11,6 +11,8 @@
 pub mod cli;
 pub mod domain;
 pub mod engine;
+pub mod gateway;
 pub mod providers;
 pub mod sim;
 pub mod store;
+pub mod vault;

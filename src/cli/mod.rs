@@ -4,7 +4,10 @@
 //! process exits non-zero; nothing here panics on user input.
 
 mod demo;
+mod keys;
+mod serve;
 mod supplier;
+mod tokens;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -40,6 +43,16 @@ pub enum Command {
     /// Add, list, show, edit and remove suppliers.
     #[command(subcommand)]
     Supplier(supplier::SupplierCommand),
+    /// Add, list, validate, rotate and remove provider API keys (kept only in the OS keychain).
+    #[command(subcommand)]
+    Key(keys::KeyCommand),
+    /// Issue, list and revoke suppliers' gateway tokens.
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
+    /// Run the routing runtime headless, with the OpenAI-compatible gateway.
+    Serve(serve::ServeArgs),
+    /// Run the provider simulator (OpenAI, Anthropic and Azure OpenAI wire formats, with faults).
+    Simulate(crate::sim::SimulateArgs),
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -76,6 +89,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::DemoData(args)) => demo::run_demo_data(cli.db, args),
         Some(Command::Supplier(cmd)) => supplier::run(&open_store(cli.db)?, cmd),
+        Some(Command::Key(cmd)) => keys::run(open_store(cli.db)?, cmd),
+        Some(Command::Token(cmd)) => tokens::run(&open_store(cli.db)?, cmd),
+        Some(Command::Serve(args)) => serve::run_serve(cli.db, args),
+        Some(Command::Simulate(args)) => serve::run_simulate(args),
         None => demo::run_console(cli.db, cli.demo),
     }
 }

@@ -1,4 +1,11 @@
-//! Services that combine the adapters: demo history generation (and, as they
-//! land, the router, usage ledger, health monitor, migrations and analytics).
+//! Services that combine the adapters: demo history generation (`demo`), the
+//! key service (`keys`), gateway tokens (`tokens`), the usage ledger writer
+//! (`ledger`), the router (`router`) and its metrics (`metrics`).
 
 pub mod demo;
+pub mod keys;
+pub mod ledger;
+pub mod metrics;
+pub mod router;
+pub mod runtime;
+pub mod tokens;

@@ -14,13 +14,16 @@
 
 mod accounts;
 mod audit;
+mod catalog;
 pub mod schema;
 mod suppliers;
+mod tokens;
 mod usage;
 
 pub use accounts::NewAccount;
 pub use audit::{AuditEntry, AuditFilter, os_user as audit_actor};
 pub use suppliers::{SupplierFilter, SupplierPatch};
+pub use tokens::{ActiveTokenHash, GatewayToken, TokenId, TokenLookup};
 pub use usage::{SqliteLedger, UsageLedger};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};

@@ -189,6 +189,23 @@ CREATE TABLE migration_phases (
     PRIMARY KEY (migration_id, idx)
 ) WITHOUT ROWID;
 "#,
+    // v3: a catalog version bumped on every change the router must reload.
+    r#"
+CREATE TABLE catalog_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+INSERT INTO catalog_version (id, version) VALUES (1, 0);
+CREATE TRIGGER cv_suppliers_i AFTER INSERT ON suppliers BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_suppliers_u AFTER UPDATE ON suppliers BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_suppliers_d AFTER DELETE ON suppliers BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_weddings_i AFTER INSERT ON weddings BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_weddings_d AFTER DELETE ON weddings BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_accounts_i AFTER INSERT ON provider_accounts BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_accounts_u AFTER UPDATE OF owner_supplier_id, provider, base_url, azure_deployment, azure_api_version,
+    default_model, key_ref, enabled ON provider_accounts BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_accounts_d AFTER DELETE ON provider_accounts BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_tokens_i AFTER INSERT ON gateway_tokens BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_tokens_u AFTER UPDATE OF revoked_at ON gateway_tokens BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_tokens_d AFTER DELETE ON gateway_tokens BEGIN UPDATE catalog_version SET version = version + 1; END;
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,0 +1,176 @@
+//! Gateway metrics in memory (atomics, no locks on the request path), rendered
+//! as Prometheus text: requests, errors, latency histograms, tokens and cost
+//! by route and provider, refusals, and breaker states.
+
+use crate::domain::breaker::BreakerState;
+use crate::domain::{ProviderAccount, ProviderKind, Route, UsageEvent};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+const ROUTES: usize = 5;
+const PROVIDERS: usize = 3;
+/// Upper bounds of the latency buckets, in microseconds.
+const BUCKETS_US: [u64; 14] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 2_500_000, 10_000_000];
+
+#[derive(Default)]
+struct Series {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
+    cached_tokens: AtomicU64,
+    cost_micros: AtomicU64,
+    latency_buckets: [AtomicU64; BUCKETS_US.len()],
+    latency_sum_us: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    series: [[Series; PROVIDERS]; ROUTES],
+    pub rate_limited: AtomicU64,
+    pub quota_refused: AtomicU64,
+    pub refused: AtomicU64,
+    refused_latency_sum_us: AtomicU64,
+}
+
+fn provider_idx(p: ProviderKind) -> usize {
+    match p {
+        ProviderKind::OpenAi => 0,
+        ProviderKind::Anthropic => 1,
+        ProviderKind::AzureOpenAi => 2,
+    }
+}
+
+impl Metrics {
+    /// A request served (or failed) on `route` by `provider`, taking `total` end to end.
+    pub fn observe(&self, route: Route, provider: ProviderKind, ok: bool, total: Duration, ev: &UsageEvent) {
+        let s = &self.series[route.code() as usize][provider_idx(provider)];
+        s.requests.fetch_add(1, Relaxed);
+        if !ok {
+            s.errors.fetch_add(1, Relaxed);
+        }
+        s.input_tokens.fetch_add(ev.usage.input, Relaxed);
+        s.output_tokens.fetch_add(ev.usage.output, Relaxed);
+        s.cached_tokens.fetch_add(ev.usage.cached_read, Relaxed);
+        s.cost_micros.fetch_add(ev.cost.0.max(0) as u64, Relaxed);
+        let us = total.as_micros().min(u64::MAX as u128) as u64;
+        s.latency_sum_us.fetch_add(us, Relaxed);
+        let i = BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(BUCKETS_US.len() - 1);
+        s.latency_buckets[i].fetch_add(1, Relaxed);
+    }
+
+    /// A request that failed upstream with an error passed to the client.
+    pub fn observe_error(&self, route: Route, provider: ProviderKind, total: Duration) {
+        let s = &self.series[route.code() as usize][provider_idx(provider)];
+        s.requests.fetch_add(1, Relaxed);
+        s.errors.fetch_add(1, Relaxed);
+        s.latency_sum_us.fetch_add(total.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    /// A request refused before any provider served it.
+    pub fn observe_refused(&self, total: Duration) {
+        self.refused.fetch_add(1, Relaxed);
+        self.refused_latency_sum_us.fetch_add(total.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    /// Total requests served per route (for live views).
+    pub fn requests_by_route(&self) -> [(Route, u64, u64); ROUTES] {
+        let mut out = [(Route::Platform, 0, 0); ROUTES];
+        for (i, r) in Route::ALL.iter().enumerate() {
+            let (mut n, mut e) = (0, 0);
+            for s in &self.series[i] {
+                n += s.requests.load(Relaxed);
+                e += s.errors.load(Relaxed);
+            }
+            out[i] = (*r, n, e);
+        }
+        out
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self, breakers: &[(ProviderAccount, BreakerState)], ledger: &crate::engine::ledger::LedgerStats) -> String {
+        let mut o = String::with_capacity(16 * 1024);
+        let label = |r: usize, p: usize| format!("route=\"{}\",provider=\"{}\"", Route::ALL[r], ProviderKind::ALL[p]);
+        let mut counter = |name: &str, help: &str, f: &dyn Fn(&Series) -> u64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
+            for r in 0..ROUTES {
+                for p in 0..PROVIDERS {
+                    let v = f(&self.series[r][p]);
+                    if v > 0 {
+                        let _ = writeln!(o, "{name}{{{}}} {v}", label(r, p));
+                    }
+                }
+            }
+        };
+        counter("switchboard_requests_total", "Requests served, by route and provider.", &|s| s.requests.load(Relaxed));
+        counter("switchboard_request_errors_total", "Requests that ended in an error.", &|s| s.errors.load(Relaxed));
+        counter("switchboard_input_tokens_total", "Prompt tokens not read from cache.", &|s| s.input_tokens.load(Relaxed));
+        counter("switchboard_cached_tokens_total", "Prompt tokens read from the provider's cache.", &|s| s.cached_tokens.load(Relaxed));
+        counter("switchboard_output_tokens_total", "Output tokens (reasoning included).", &|s| s.output_tokens.load(Relaxed));
+        counter("switchboard_cost_micro_usd_total", "Cost in micro-dollars.", &|s| s.cost_micros.load(Relaxed));
+        let _ = writeln!(
+            o,
+            "# HELP switchboard_request_duration_seconds End-to-end request duration.\n# TYPE switchboard_request_duration_seconds histogram"
+        );
+        for r in 0..ROUTES {
+            for p in 0..PROVIDERS {
+                let s = &self.series[r][p];
+                let count = s.requests.load(Relaxed);
+                if count == 0 {
+                    continue;
+                }
+                let mut cum = 0;
+                for (i, b) in BUCKETS_US.iter().enumerate() {
+                    cum += s.latency_buckets[i].load(Relaxed);
+                    let _ = writeln!(o, "switchboard_request_duration_seconds_bucket{{{},le=\"{}\"}} {cum}", label(r, p), *b as f64 / 1e6);
+                }
+                let _ = writeln!(o, "switchboard_request_duration_seconds_bucket{{{},le=\"+Inf\"}} {count}", label(r, p));
+                let _ = writeln!(
+                    o,
+                    "switchboard_request_duration_seconds_sum{{{}}} {}",
+                    label(r, p),
+                    s.latency_sum_us.load(Relaxed) as f64 / 1e6
+                );
+                let _ = writeln!(o, "switchboard_request_duration_seconds_count{{{}}} {count}", label(r, p));
+            }
+        }
+        let _ = writeln!(
+            o,
+            "# HELP switchboard_refused_total Requests refused before reaching a provider.\n# TYPE switchboard_refused_total counter"
+        );
+        let _ = writeln!(o, "switchboard_refused_total{{reason=\"rate_limit\"}} {}", self.rate_limited.load(Relaxed));
+        let _ = writeln!(o, "switchboard_refused_total{{reason=\"quota\"}} {}", self.quota_refused.load(Relaxed));
+        let _ = writeln!(o, "switchboard_refused_total{{reason=\"no_route\"}} {}", self.refused.load(Relaxed));
+        let _ = writeln!(
+            o,
+            "# HELP switchboard_breaker_state Circuit breaker per account: 0 closed, 1 half-open, 2 open.\n# TYPE switchboard_breaker_state gauge"
+        );
+        for (a, st) in breakers {
+            let v = match st {
+                BreakerState::Closed => 0,
+                BreakerState::HalfOpen { .. } => 1,
+                BreakerState::Open { .. } => 2,
+            };
+            let label = a.label.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(o, "switchboard_breaker_state{{account=\"{}\",label=\"{label}\",provider=\"{}\"}} {v}", a.id, a.provider);
+        }
+        let _ = writeln!(
+            o,
+            "# HELP switchboard_ledger_events_total Usage events committed to the ledger.\n# TYPE switchboard_ledger_events_total counter"
+        );
+        let _ = writeln!(o, "switchboard_ledger_events_total {}", ledger.committed.load(Relaxed));
+        let _ = writeln!(
+            o,
+            "# HELP switchboard_ledger_batches_total Ledger transactions (group commits).\n# TYPE switchboard_ledger_batches_total counter"
+        );
+        let _ = writeln!(o, "switchboard_ledger_batches_total {}", ledger.batches.load(Relaxed));
+        let _ = writeln!(
+            o,
+            "# HELP switchboard_ledger_failures_total Failed ledger transactions.\n# TYPE switchboard_ledger_failures_total counter"
+        );
+        let _ = writeln!(o, "switchboard_ledger_failures_total {}", ledger.failures.load(Relaxed));
+        o
+    }
+}

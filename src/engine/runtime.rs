@@ -1,0 +1,123 @@
+//! The background runtime: assembles the usage ledger, the provider clients,
+//! the key service and the router over one store, keeps the router's catalog
+//! and keys in step with the database (changes made by the CLI or the console
+//! are picked up within a second), and shuts down cleanly, flushing the ledger.
+//! The edges (`serve`, the console) start it and put the gateway in front.
+
+use crate::domain::{Clock, PricingTable, ProviderAccount};
+use crate::engine::keys::KeyService;
+use crate::engine::ledger::Ledger;
+use crate::engine::router::{Router, RouterConfig};
+use crate::providers::{ApiKey, Providers, ProvidersConfig};
+use crate::store::Store;
+use crate::vault::Vault;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub providers: ProvidersConfig,
+    pub router: RouterConfig,
+    /// How often the catalog version is checked for changes.
+    pub reload_every: Duration,
+    pub pricing: PricingTable,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            providers: ProvidersConfig::default(),
+            router: RouterConfig::default(),
+            reload_every: Duration::from_millis(500),
+            pricing: PricingTable::builtin(),
+        }
+    }
+}
+
+/// The running services. Dropping it stops the background tasks.
+pub struct Runtime {
+    pub store: Arc<Store>,
+    pub router: Arc<Router>,
+    pub keys: Arc<KeyService>,
+    pub providers: Providers,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// Starts the services (call from inside a tokio runtime).
+    pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts: RuntimeOptions) -> anyhow::Result<Runtime> {
+        let ledger = Ledger::start(&store)?;
+        let providers = Providers::new(opts.providers.clone())?;
+        let keys = Arc::new(KeyService::new(store.clone(), vault, Arc::new(providers.clone()), clock.clone()));
+        let router = {
+            let store = store.clone();
+            let providers = providers.clone();
+            let pricing = Arc::new(opts.pricing.clone());
+            let cfg = opts.router.clone();
+            let clock = clock.clone();
+            tokio::task::spawn_blocking(move || Router::new(store, providers, pricing, clock, ledger, cfg)).await??
+        };
+        sync_keys(&router, &keys).await;
+        let mut tasks = Vec::new();
+        {
+            let (router, keys) = (router.clone(), keys.clone());
+            let every = opts.reload_every;
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let r = router.clone();
+                    match tokio::task::spawn_blocking(move || r.reload_if_changed()).await {
+                        Ok(Ok(true)) => sync_keys(&router, &keys).await,
+                        Ok(Ok(false)) => {}
+                        Ok(Err(e)) => tracing::warn!(error = %e, "catalog reload failed"),
+                        Err(e) => tracing::warn!(error = %e, "catalog reload task failed"),
+                    }
+                }
+            }));
+        }
+        Ok(Runtime { store, router, keys, providers, tasks })
+    }
+
+    /// Stops background tasks and waits until every usage event is committed.
+    pub async fn shutdown(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        self.router.ledger().flush().await;
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// Gives the router the current key of every account that has one (from the
+/// key service's snapshots, reading the keychain only for changed entries).
+pub async fn sync_keys(router: &Router, keys: &KeyService) {
+    let accounts: Vec<ProviderAccount> = match keys.list(None) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list accounts for key sync");
+            return;
+        }
+    };
+    for a in accounts {
+        if a.key_ref.is_none() {
+            router.set_key(a.id, None);
+            continue;
+        }
+        match keys.key_for_account(&a).await {
+            Ok(k) => router.set_key(a.id, Some(ApiKey::new(k.expose()))),
+            Err(e) => {
+                tracing::warn!(account = a.id.0, error = %e, "key unavailable: the account is out of routing until it is fixed");
+                router.set_key(a.id, None);
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The inbound HTTP edge: a local OpenAI-compatible endpoint (axum) in front
+//! of the router. It parses requests, authenticates the supplier's gateway
+//! token, hands the request to `engine::router`, and writes answers and
+//! errors in OpenAI's shapes. No routing logic lives here.
+//!
+//! Endpoints: `POST /v1/chat/completions` (plain and SSE), `POST /v1/embeddings`,
+//! `GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus text).
+
+use crate::engine::router::{GatewayError, Router};
+use crate::providers::{ChatRequest, EmbeddingsRequest};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Largest request body accepted (images as data URLs make bodies big).
+pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
+
+#[derive(Clone)]
+struct AppState {
+    router: Arc<Router>,
+    max_body: usize,
+}
+
+/// The axum application for `router`.
+pub fn app(router: Arc<Router>) -> axum::Router {
+    app_with_limit(router, MAX_BODY_BYTES)
+}
+
+pub fn app_with_limit(router: Arc<Router>, max_body: usize) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(AppState { router, max_body })
+}
+
+/// A running gateway; stops when dropped or on [`GatewayHandle::shutdown`].
+pub struct GatewayHandle {
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl GatewayHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// `http://ADDR/v1`, what OpenAI SDKs take as `base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+impl Drop for GatewayHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Binds `addr` and serves the gateway in the background.
+pub async fn start(router: Arc<Router>, addr: SocketAddr) -> anyhow::Result<GatewayHandle> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {addr}: {e}. Is another Switchboard running? Choose another address with --listen.")
+    })?;
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(%local, "the gateway listens beyond loopback: anyone who can reach this address can try tokens");
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = app(router);
+    let task = tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "gateway stopped");
+        }
+    });
+    Ok(GatewayHandle { addr: local, shutdown: Some(tx), task: Some(task) })
+}
+
+/// An error in OpenAI's JSON shape, with `retry-after` where it applies.
+fn error_response(e: &GatewayError) -> Response {
+    let status = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = serde_json::json!({
+        "error": { "message": e.to_string(), "type": e.kind(), "code": e.code(), "param": null }
+    });
+    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    if let Some(secs) = e.retry_after_secs() {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+fn bearer(h: &HeaderMap) -> Option<&str> {
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let v = v.trim();
+    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, GatewayError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            GatewayError::TooLarge { limit: max }
+        } else {
+            GatewayError::BadRequest(format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, GatewayError> {
+    if bytes.is_empty() {
+        return Err(GatewayError::BadRequest(format!("the request body is empty; send a JSON {what} request")));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let msg = e.to_string();
+        if e.is_data() {
+            GatewayError::BadRequest(format!("the {what} request is missing a field or has a wrong type: {msg}"))
+        } else {
+            GatewayError::BadRequest(format!("the request body is not valid JSON: {msg}"))
+        }
+    })
+}
+
+fn with_route(mut resp: Response, route: crate::domain::Route, request_id: &str) -> Response {
+    let h = resp.headers_mut();
+    h.insert("x-switchboard-route", HeaderValue::from_static(route.as_str()));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn chat(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let result = async {
+        st.router.authenticate(bearer(&headers))?;
+        let bytes = body_bytes(body, st.max_body)?;
+        let req: ChatRequest = parse_json(&bytes, "chat completion")?;
+        if req.messages.is_empty() {
+            return Err(GatewayError::BadRequest("\"messages\" is empty; send at least one message".into()));
+        }
+        let auth = bearer(&headers);
+        let rt = header_str(&headers, "x-switchboard-request-type");
+        let rid = header_str(&headers, "x-request-id").or_else(|| header_str(&headers, "idempotency-key"));
+        if req.is_stream() {
+            let s = st.router.chat_stream(auth, rt, rid, req).await?;
+            let resp = Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(Body::from_stream(s.body))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+            Ok(with_route(resp, s.route, &s.request_id))
+        } else {
+            let a = st.router.chat(auth, rt, rid, req).await?;
+            let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
+            Ok(with_route(resp, a.route, &a.request_id))
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+async fn embeddings(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let result = async {
+        st.router.authenticate(bearer(&headers))?;
+        let bytes = body_bytes(body, st.max_body)?;
+        let req: EmbeddingsRequest = parse_json(&bytes, "embeddings")?;
+        let rid = header_str(&headers, "x-request-id").or_else(|| header_str(&headers, "idempotency-key"));
+        let a = st.router.embeddings(bearer(&headers), header_str(&headers, "x-switchboard-request-type"), rid, req).await?;
+        let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
+        Ok::<_, GatewayError>(with_route(resp, a.route, &a.request_id))
+    }
+    .await;
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+async fn models(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = st.router.authenticate(bearer(&headers)) {
+        return error_response(&e);
+    }
+    let data: Vec<serde_json::Value> = st
+        .router
+        .models()
+        .into_iter()
+        .map(|(id, p)| serde_json::json!({"id": id, "object": "model", "created": 1_700_000_000, "owned_by": p.as_str()}))
+        .collect();
+    ([(header::CONTENT_TYPE, "application/json")], serde_json::json!({"object": "list", "data": data}).to_string()).into_response()
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    let failures = st.router.ledger().stats().failures.load(std::sync::atomic::Ordering::Relaxed);
+    let body = serde_json::json!({"status": "ok", "ledger_failures": failures});
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let text = st.router.metrics().render(&st.router.breaker_states(), st.router.ledger().stats());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn not_found() -> Response {
+    let mut resp = error_response(&GatewayError::BadRequest(
+        "no such endpoint; Switchboard serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, GET /healthz and GET /metrics"
+            .into(),
+    ));
+    *resp.status_mut() = StatusCode::NOT_FOUND;
+    resp
+}

@@ -1,0 +1,391 @@
+//! The keychain adapter: the only place provider API keys are kept. One OS
+//! keychain entry per provider account (service [`SERVICE`], user
+//! `account-<id>-<random>`), through `keyring-core` with the platform's native
+//! store — Secret Service (D-Bus) on Linux, Keychain on macOS, Credential
+//! Manager on Windows.
+//!
+//! Owns: the [`Secret`] type (Debug and Display show only the masked
+//! fingerprint), keychain references ([`KeyRef`]), typed errors that say what
+//! is wrong with the keychain and how to fix it ([`VaultError`]), and the
+//! explicit in-memory store for demo mode ([`Vault::demo_in_memory`]), which is
+//! never chosen silently. When no keychain is usable nothing falls back to
+//! storing a key anywhere else.
+//!
+//! Every keychain call is blocking (D-Bus, Security framework, Win32), so the
+//! async methods run it with `tokio::task::spawn_blocking`: never on the UI
+//! thread, never on an async worker.
+
+use crate::domain::AccountId;
+use keyring_core::{CredentialStore, Entry, Error as KeyringError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The keychain service name under which every Switchboard key is stored.
+pub const SERVICE: &str = "switchboard";
+
+/// A secret (provider API key or gateway token). Debug and Display show only
+/// the masked fingerprint (`sk-…a1b2`); the value is reachable only through
+/// [`Secret::expose`], to be sent to the provider it belongs to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret, trimming surrounding whitespace (a pasted key often
+    /// carries a newline).
+    pub fn new(value: impl Into<String>) -> Self {
+        let v: String = value.into();
+        Self(v.trim().to_string())
+    }
+    /// The secret itself. Never log, print or store the result.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// The masked fingerprint, e.g. `sk-…a1b2`.
+    pub fn fingerprint(&self) -> String {
+        crate::domain::provider::fingerprint(&self.0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({})", self.fingerprint())
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.fingerprint())
+    }
+}
+
+/// The name of a keychain entry (its "user" under [`SERVICE`]); this, never the
+/// key, is what the database keeps in `provider_accounts.key_ref`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyRef(String);
+
+impl KeyRef {
+    /// A fresh, unique reference for an account's key: `account-<id>-<random>`.
+    /// The random part keeps a rotated key's entry apart from the old one.
+    pub fn new_for(account: AccountId) -> Self {
+        let mut b = [0u8; 6];
+        // getrandom only fails without an OS random source; a clock-based
+        // suffix is still unique enough for a reference (it is not a secret).
+        let suffix = match getrandom::fill(&mut b) {
+            Ok(()) => hex::encode(b),
+            Err(_) => format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()),
+        };
+        Self(format!("account-{}-{suffix}", account.0))
+    }
+    /// A reference read back from the database.
+    pub fn from_stored(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+const FIX_LINUX: &str =
+    "start gnome-keyring (or KeePassXC, KWallet, or another Secret Service provider) in your desktop session and unlock it, then try again";
+const FIX_OTHER: &str = "make sure the OS keychain is available and unlocked, then try again";
+
+fn fix() -> &'static str {
+    if cfg!(target_os = "linux") { FIX_LINUX } else { FIX_OTHER }
+}
+
+/// What went wrong with the keychain. Messages never contain a key; each says
+/// what to do. None of these ever leads to storing a key elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VaultError {
+    /// No keychain service could be reached (no D-Bus session, no Secret Service provider).
+    #[error(
+        "no OS keychain is available ({detail}). Switchboard keeps API keys only in the OS keychain and never stores them anywhere else: {fix}",
+        fix = fix()
+    )]
+    Unavailable { detail: String },
+    /// The keychain is locked, or the user refused the unlock prompt.
+    #[error(
+        "the OS keychain is locked or access was refused ({detail}). Unlock it (accept the unlock prompt), then try again; Switchboard never stores keys anywhere else"
+    )]
+    Locked { detail: String },
+    /// The account's entry is not in the keychain.
+    #[error(
+        "the OS keychain has no entry '{key_ref}' (it was removed outside Switchboard, or the keychain was reset); set the key again with `switchboard key rotate ACCOUNT_ID`"
+    )]
+    Missing { key_ref: String },
+    /// The entry exists but does not hold readable text.
+    #[error("the OS keychain entry '{key_ref}' does not hold a readable key; set the key again with `switchboard key rotate ACCOUNT_ID`")]
+    Unreadable { key_ref: String },
+    /// Anything else the keychain reported.
+    #[error("the OS keychain failed: {detail}. Check that it is running and unlocked, then try again")]
+    Failed { detail: String },
+}
+
+#[derive(Clone)]
+enum Backend {
+    /// The platform's native keychain, connected on first use.
+    Os(Arc<Mutex<Option<Arc<CredentialStore>>>>),
+    /// Demo mode only: keys of the provider simulator, in memory.
+    DemoMemory(Arc<Mutex<HashMap<String, Secret>>>),
+}
+
+/// Handle on the keychain. Cheap to clone (clones share the connection).
+#[derive(Clone)]
+pub struct Vault {
+    backend: Backend,
+    service: String,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.backend {
+            Backend::Os(_) => "os-keychain",
+            Backend::DemoMemory(_) => "demo-in-memory",
+        };
+        f.debug_struct("Vault").field("backend", &kind).field("service", &self.service).finish()
+    }
+}
+
+impl Vault {
+    /// The OS keychain. Cheap and infallible: the keychain is reached on the
+    /// first call, so a keychain started (or unlocked) later is picked up.
+    pub fn os() -> Self {
+        Self { backend: Backend::Os(Arc::new(Mutex::new(None))), service: SERVICE.to_string() }
+    }
+
+    /// Demo mode only: an in-memory store for the provider simulator's keys.
+    /// Keys put here are lost when the process ends. Never use it for real keys.
+    pub fn demo_in_memory() -> Self {
+        tracing::warn!("using the in-memory demo key store: keys are not persisted (demo mode only)");
+        Self { backend: Backend::DemoMemory(Arc::new(Mutex::new(HashMap::new()))), service: SERVICE.to_string() }
+    }
+
+    /// Whether this is the demo in-memory store.
+    pub fn is_demo(&self) -> bool {
+        matches!(self.backend, Backend::DemoMemory(_))
+    }
+
+    /// Checks that the keychain can be reached (connects if needed).
+    pub async fn check(&self) -> Result<(), VaultError> {
+        let v = self.clone();
+        run_blocking(move || v.check_blocking()).await
+    }
+
+    /// Stores (or replaces) the secret under `key_ref`.
+    pub async fn set(&self, key_ref: &KeyRef, secret: &Secret) -> Result<(), VaultError> {
+        let (v, r, s) = (self.clone(), key_ref.clone(), secret.clone());
+        run_blocking(move || v.set_blocking(&r, &s)).await
+    }
+
+    /// Reads the secret stored under `key_ref`.
+    pub async fn get(&self, key_ref: &KeyRef) -> Result<Secret, VaultError> {
+        let (v, r) = (self.clone(), key_ref.clone());
+        run_blocking(move || v.get_blocking(&r)).await
+    }
+
+    /// Deletes the entry; `Ok(false)` when there was none.
+    pub async fn delete(&self, key_ref: &KeyRef) -> Result<bool, VaultError> {
+        let (v, r) = (self.clone(), key_ref.clone());
+        run_blocking(move || v.delete_blocking(&r)).await
+    }
+
+    fn check_blocking(&self) -> Result<(), VaultError> {
+        match &self.backend {
+            Backend::DemoMemory(_) => Ok(()),
+            Backend::Os(_) => {
+                // Reading an entry that does not exist proves the keychain answers.
+                match self.entry(&KeyRef::from_stored("connectivity-check"))?.get_password() {
+                    Ok(_) | Err(KeyringError::NoEntry) => Ok(()),
+                    Err(e) => Err(map_error(e, "connectivity-check")),
+                }
+            }
+        }
+    }
+
+    fn set_blocking(&self, key_ref: &KeyRef, secret: &Secret) -> Result<(), VaultError> {
+        match &self.backend {
+            Backend::DemoMemory(m) => {
+                lock(m).insert(key_ref.0.clone(), secret.clone());
+                Ok(())
+            }
+            Backend::Os(_) => {
+                self.entry(key_ref)?.set_password(secret.expose()).map_err(|e| map_error(e, key_ref.as_str()))?;
+                tracing::debug!(key_ref = %key_ref, fingerprint = %secret.fingerprint(), "key stored in the OS keychain");
+                Ok(())
+            }
+        }
+    }
+
+    fn get_blocking(&self, key_ref: &KeyRef) -> Result<Secret, VaultError> {
+        match &self.backend {
+            Backend::DemoMemory(m) => lock(m).get(&key_ref.0).cloned().ok_or_else(|| VaultError::Missing { key_ref: key_ref.0.clone() }),
+            Backend::Os(_) => {
+                let pw = self.entry(key_ref)?.get_password().map_err(|e| map_error(e, key_ref.as_str()))?;
+                Ok(Secret::new(pw))
+            }
+        }
+    }
+
+    fn delete_blocking(&self, key_ref: &KeyRef) -> Result<bool, VaultError> {
+        match &self.backend {
+            Backend::DemoMemory(m) => Ok(lock(m).remove(&key_ref.0).is_some()),
+            Backend::Os(_) => match self.entry(key_ref)?.delete_credential() {
+                Ok(()) => {
+                    tracing::debug!(key_ref = %key_ref, "key removed from the OS keychain");
+                    Ok(true)
+                }
+                Err(KeyringError::NoEntry) => Ok(false),
+                Err(e) => Err(map_error(e, key_ref.as_str())),
+            },
+        }
+    }
+
+    fn entry(&self, key_ref: &KeyRef) -> Result<Entry, VaultError> {
+        let store = self.store()?;
+        Entry::new_in_store(&store, &self.service, key_ref.as_str()).map_err(|e| map_error(e, key_ref.as_str()))
+    }
+
+    /// The native store, connecting on first use (and again after a failure).
+    fn store(&self) -> Result<Arc<CredentialStore>, VaultError> {
+        let Backend::Os(slot) = &self.backend else {
+            return Err(VaultError::Failed { detail: "internal: the demo store has no native keychain".into() });
+        };
+        let mut slot = lock(slot);
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let store = native_store()?;
+        *slot = Some(store.clone());
+        Ok(store)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, VaultError> + Send + 'static) -> Result<T, VaultError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(VaultError::Failed { detail: format!("the keychain call did not complete ({e})") }))
+}
+
+#[cfg(target_os = "linux")]
+fn native_store() -> Result<Arc<CredentialStore>, VaultError> {
+    // The Secret Service store panics on a poisoned internal mutex only; a
+    // missing session bus or provider is an error, mapped to Unavailable.
+    match zbus_secret_service_keyring_store::Store::new() {
+        Ok(s) => Ok(s as Arc<CredentialStore>),
+        Err(e) => Err(VaultError::Unavailable { detail: describe(&e) }),
+    }
+}
+
+#[cfg(target_os = "macos")]
+fn native_store() -> Result<Arc<CredentialStore>, VaultError> {
+    match apple_native_keyring_store::keychain::Store::new() {
+        Ok(s) => Ok(s as Arc<CredentialStore>),
+        Err(e) => Err(VaultError::Unavailable { detail: describe(&e) }),
+    }
+}
+
+#[cfg(target_os = "windows")]
+fn native_store() -> Result<Arc<CredentialStore>, VaultError> {
+    match windows_native_keyring_store::Store::new() {
+        Ok(s) => Ok(s as Arc<CredentialStore>),
+        Err(e) => Err(VaultError::Unavailable { detail: describe(&e) }),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
+fn native_store() -> Result<Arc<CredentialStore>, VaultError> {
+    Err(VaultError::Unavailable { detail: "this operating system has no supported keychain".into() })
+}
+
+/// A description of a keychain error that never includes secret bytes (the
+/// `BadEncoding` / `BadDataFormat` variants carry the raw secret).
+fn describe(e: &KeyringError) -> String {
+    match e {
+        KeyringError::PlatformFailure(p) | KeyringError::NoStorageAccess(p) => p.to_string(),
+        KeyringError::NoEntry => "no entry".into(),
+        KeyringError::BadEncoding(_) | KeyringError::BadDataFormat(_, _) => "the stored value is not readable text".into(),
+        KeyringError::BadStoreFormat(s) => format!("the keychain is not in the expected format: {s}"),
+        KeyringError::TooLong(what, max) => format!("{what} is longer than the keychain allows ({max})"),
+        KeyringError::Invalid(what, why) => format!("{what} {why}"),
+        KeyringError::Ambiguous(_) => "several keychain entries match".into(),
+        KeyringError::NoDefaultStore => "no keychain store configured".into(),
+        KeyringError::NotSupportedByStore(s) => format!("not supported by this keychain: {s}"),
+        _ => "unknown keychain error".into(),
+    }
+}
+
+fn map_error(e: KeyringError, key_ref: &str) -> VaultError {
+    let detail = describe(&e);
+    match e {
+        KeyringError::NoEntry => VaultError::Missing { key_ref: key_ref.to_string() },
+        KeyringError::BadEncoding(_) | KeyringError::BadDataFormat(_, _) => VaultError::Unreadable { key_ref: key_ref.to_string() },
+        KeyringError::NoStorageAccess(_) => VaultError::Locked { detail },
+        KeyringError::PlatformFailure(_) if looks_unavailable(&detail) => VaultError::Unavailable { detail },
+        _ => VaultError::Failed { detail },
+    }
+}
+
+/// Whether a platform failure means "there is no keychain service at all".
+fn looks_unavailable(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    ["no secret service", "serviceunknown", "not provided by any", "dbus session", "no such file", "connection refused", "address"]
+        .iter()
+        .any(|p| d.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_and_display_show_only_the_fingerprint() {
+        let s = Secret::new("  sk-proj-VERYSECRETVALUE1234567890abcd\n");
+        assert_eq!(s.expose(), "sk-proj-VERYSECRETVALUE1234567890abcd");
+        assert_eq!(format!("{s:?}"), "Secret(sk-proj-…abcd)");
+        assert_eq!(format!("{s}"), "sk-proj-…abcd");
+        assert!(!format!("{s:?}{s}").contains("VERYSECRET"));
+    }
+
+    #[test]
+    fn key_refs_are_unique_per_call() {
+        let a = KeyRef::new_for(AccountId(7));
+        let b = KeyRef::new_for(AccountId(7));
+        assert!(a.as_str().starts_with("account-7-"));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn errors_say_what_to_do() {
+        let e = VaultError::Unavailable { detail: "no secret service provider or dbus session found".into() };
+        let m = e.to_string();
+        assert!(m.contains("no OS keychain is available"), "{m}");
+        assert!(m.contains("never stores them anywhere else"), "{m}");
+        let e = map_error(KeyringError::BadEncoding(b"sk-LEAKED".to_vec()), "account-1-x");
+        assert!(!format!("{e} {e:?}").contains("LEAKED"));
+    }
+
+    #[tokio::test]
+    async fn demo_store_round_trips_in_memory() {
+        let v = Vault::demo_in_memory();
+        assert!(v.is_demo());
+        let r = KeyRef::new_for(AccountId(1));
+        v.set(&r, &Secret::new("sk-sim-1")).await.unwrap();
+        assert_eq!(v.get(&r).await.unwrap().expose(), "sk-sim-1");
+        assert!(v.delete(&r).await.unwrap());
+        assert!(matches!(v.get(&r).await, Err(VaultError::Missing { .. })));
+        assert!(!v.delete(&r).await.unwrap());
+    }
+}

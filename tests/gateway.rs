@@ -1,0 +1,486 @@
+//! The routing gateway end to end: real HTTP over loopback into the gateway,
+//! real HTTP from the router to the provider simulator, a real SQLite ledger,
+//! and a manual clock for breakers, rate limits and quotas.
+
+use chrono::{Duration, NaiveDate, TimeZone, Utc};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use switchboard::domain::{
+    AccountId, AccountOwner, AiMode, ManualClock, NewSupplier, PricingTable, ProviderKind, SupplierId, Tier, VendorType,
+};
+use switchboard::engine::ledger::Ledger;
+use switchboard::engine::router::{Router, RouterConfig, token_hash};
+use switchboard::gateway::{self, GatewayHandle};
+use switchboard::providers::{ApiKey, Providers, ProvidersConfig, RetryPolicy};
+use switchboard::sim::{DEMO_ANTHROPIC_KEY, DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY, SimAccountConfig, SimConfig, SimHandle, Simulator};
+use switchboard::store::{NewAccount, Store};
+
+const CLIENT2_KEY: &str = "sk-sim-openai-client-000000000002";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    sim: SimHandle,
+    router: Arc<Router>,
+    gw: GatewayHandle,
+    clock: ManualClock,
+    http: reqwest::Client,
+    platform_openai: AccountId,
+}
+
+fn june() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 10, 12, 0, 0).unwrap()
+}
+
+async fn env(cfg: RouterConfig) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("gw.db")).unwrap());
+    let mut sim_cfg = SimConfig::demo();
+    sim_cfg.accounts.push(SimAccountConfig::new("openai-client-2", ProviderKind::OpenAi, CLIENT2_KEY));
+    let sim = Simulator::start(sim_cfg).await.unwrap();
+    let clock = ManualClock::new(june());
+    let now = june();
+    let mk = |owner, provider, label: &str, model: &str| {
+        store
+            .insert_account(
+                &NewAccount {
+                    owner,
+                    provider,
+                    label: label.into(),
+                    base_url: sim.base_url().to_string(),
+                    azure: None,
+                    default_model: model.into(),
+                },
+                now,
+            )
+            .unwrap()
+            .id
+    };
+    let platform_openai = mk(AccountOwner::Platform, ProviderKind::OpenAi, "WedSync OpenAI", "gpt-4o-mini");
+    let platform_anthropic = mk(AccountOwner::Platform, ProviderKind::Anthropic, "WedSync Anthropic", "claude-haiku-4-5");
+    let ledger = Ledger::start(&store).unwrap();
+    let providers = Providers::new(ProvidersConfig {
+        retry: RetryPolicy { max_attempts: 2, base_delay: std::time::Duration::from_millis(5), ..RetryPolicy::default() },
+        ..ProvidersConfig::default()
+    })
+    .unwrap();
+    let router = Router::new(store.clone(), providers, Arc::new(PricingTable::builtin()), Arc::new(clock.clone()), ledger, cfg).unwrap();
+    router.set_key(platform_openai, Some(ApiKey::new(DEMO_OPENAI_KEY)));
+    router.set_key(platform_anthropic, Some(ApiKey::new(DEMO_ANTHROPIC_KEY)));
+    let gw = gateway::start(router.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    Env { _dir: dir, store, sim, router, gw, clock, http: reqwest::Client::new(), platform_openai }
+}
+
+impl Env {
+    fn supplier(&self, name: &str, tier: Tier, mode: AiMode, weddings: &[NaiveDate]) -> SupplierId {
+        let mut n = NewSupplier::new(name, VendorType::Photographer, tier, mode);
+        n.weddings = weddings.to_vec();
+        self.store.insert_supplier(&n, june()).unwrap().id
+    }
+
+    /// A client account on the simulator for `supplier`, with its key set.
+    fn client_account(&self, supplier: SupplierId, label: &str, key: &str) -> AccountId {
+        let id = self
+            .store
+            .insert_account(
+                &NewAccount {
+                    owner: AccountOwner::Supplier(supplier),
+                    provider: ProviderKind::OpenAi,
+                    label: label.into(),
+                    base_url: self.sim.base_url().to_string(),
+                    azure: None,
+                    default_model: "gpt-4o-mini".into(),
+                },
+                june(),
+            )
+            .unwrap()
+            .id;
+        self.router.set_key(id, Some(ApiKey::new(key)));
+        id
+    }
+
+    fn token(&self, supplier: SupplierId, revoked: bool) -> String {
+        let token = format!("sbk_test_{}_{}", supplier.0, rand_suffix());
+        let hash = hex::encode(token_hash(&token));
+        self.store
+            .with_conn(|c| {
+                c.execute(
+                    "INSERT INTO gateway_tokens (supplier_id, token_hash, hint, created_at, revoked_at) VALUES (?1, ?2, 'sbk_…', '2026-06-01T00:00:00Z', ?3)",
+                    rusqlite::params![supplier.0, hash, revoked.then_some("2026-06-02T00:00:00Z")],
+                )
+            })
+            .unwrap();
+        self.router.reload().unwrap();
+        token
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.http.post(format!("{}{path}", self.gw.base_url())).bearer_auth(token).json(&body).send().await.unwrap()
+    }
+
+    async fn chat(&self, token: &str, model: &str, text: &str) -> reqwest::Response {
+        self.post("/chat/completions", token, json!({"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 50}))
+            .await
+    }
+
+    fn usage_rows(&self, supplier: SupplierId) -> Vec<(String, i64, i64, i64, i64, i64)> {
+        self.store
+            .with_conn(|c| {
+                let mut st = c.prepare(
+                    "SELECT request_id, route, status, input_tokens + cached_tokens + output_tokens, cost_micros, account_id FROM usage_events WHERE supplier_id = ?1 ORDER BY id",
+                )?;
+                let rows = st.query_map([supplier.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, Option<i64>>(5)?.unwrap_or(0))))?;
+                rows.collect()
+            })
+            .unwrap()
+    }
+}
+
+fn rand_suffix() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    hex::encode(b)
+}
+
+async fn json_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
+}
+
+#[tokio::test]
+async fn platform_route_answers_and_records_usage() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Capture Moments", Tier::Professional, AiMode::Platform, &[]);
+    let t = e.token(s, false);
+    let r = e.chat(&t, "gpt-4o-mini", "Write a thank-you note for the Hendersons.").await;
+    assert_eq!(r.headers()["x-switchboard-route"], "platform");
+    let (status, body) = json_of(r).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "chat.completion");
+    assert!(!body["choices"][0]["message"]["content"].as_str().unwrap().is_empty());
+    let total = body["usage"]["total_tokens"].as_i64().unwrap();
+    let rows = e.usage_rows(s);
+    assert_eq!(rows.len(), 1, "exactly one usage row");
+    assert_eq!(rows[0].1, 0, "route platform");
+    assert_eq!(rows[0].2, 0, "status ok");
+    assert_eq!(rows[0].3, total, "ledger tokens equal the answer's usage");
+    assert!(rows[0].4 > 0, "cost recorded");
+    assert_eq!(rows[0].5, e.platform_openai.0);
+    // The quota counter moved by exactly that.
+    assert_eq!(e.router.quota_snapshot(s).unwrap().0, total as u64);
+}
+
+#[tokio::test]
+async fn client_route_uses_the_suppliers_own_account_and_not_the_quota() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Grand Ballroom", Tier::Scale, AiMode::Client, &[]);
+    let acc = e.client_account(s, "Ballroom OpenAI", DEMO_CLIENT_OPENAI_KEY);
+    let t = e.token(s, false);
+    let r = e.chat(&t, "gpt-4o-mini", "Describe the ballroom for a brochure.").await;
+    assert_eq!(r.headers()["x-switchboard-route"], "client");
+    assert_eq!(r.status(), 200);
+    assert_eq!(e.sim.requests("openai-client"), 1);
+    let rows = e.usage_rows(s);
+    assert_eq!((rows[0].1, rows[0].5), (1, acc.0), "route client on its own account");
+    assert_eq!(e.router.quota_snapshot(s).unwrap().0, 0, "client AI does not use the platform quota");
+}
+
+#[tokio::test]
+async fn claude_models_are_translated_to_openai_format() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Perfect Day Planning", Tier::Professional, AiMode::Platform, &[]);
+    let t = e.token(s, false);
+    let r = e
+        .post(
+            "/chat/completions",
+            &t,
+            json!({"model": "claude-haiku-4-5", "messages": [{"role": "system", "content": "You are a wedding planner."}, {"role": "user", "content": "Plan a timeline."}], "max_tokens": 80}),
+        )
+        .await;
+    let (status, body) = json_of(r).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "chat.completion");
+    assert!(body["usage"]["prompt_tokens"].as_i64().unwrap() > 0);
+    assert_eq!(e.sim.requests("anthropic-platform"), 1);
+}
+
+#[tokio::test]
+async fn streams_are_forwarded_and_recorded_when_they_end() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Bloom Florals", Tier::Starter, AiMode::Platform, &[]);
+    let t = e.token(s, false);
+    for model in ["gpt-4o-mini", "claude-haiku-4-5"] {
+        let r = e
+            .post(
+                "/chat/completions",
+                &t,
+                json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "Name three flowers for June."}]}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        let mut body = String::new();
+        let mut s2 = r.bytes_stream();
+        while let Some(chunk) = s2.next().await {
+            body.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        }
+        assert!(body.contains("chat.completion.chunk"), "{body}");
+        assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    }
+    e.router.ledger().flush().await;
+    let rows = e.usage_rows(s);
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.2 == 0 && r.3 > 0), "{rows:?}");
+}
+
+#[tokio::test]
+async fn embeddings_and_models() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Harbor Catering", Tier::Scale, AiMode::Platform, &[]);
+    let t = e.token(s, false);
+    let r = e.post("/embeddings", &t, json!({"model": "text-embedding-3-small", "input": ["menu tasting notes"]})).await;
+    let (status, body) = json_of(r).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"][0]["embedding"].as_array().unwrap().len() > 10);
+    let rows = e.usage_rows(s);
+    assert_eq!(rows.len(), 1);
+    let models = e.http.get(format!("{}/models", e.gw.base_url())).bearer_auth(&t).send().await.unwrap();
+    let (status, body) = json_of(models).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"gpt-4o") && ids.contains(&"claude-sonnet-4-5"), "{ids:?}");
+}
+
+#[tokio::test]
+async fn every_refusal_has_its_status_and_openai_error_shape() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Velvet Vow Events", Tier::Starter, AiMode::Platform, &[]);
+    let t = e.token(s, false);
+    let revoked = e.token(s, true);
+    let url = format!("{}/chat/completions", e.gw.base_url());
+
+    let check = |status: u16, body: &Value, want_status: u16, want_code: &str| {
+        assert_eq!(status, want_status, "{body}");
+        assert_eq!(body["error"]["code"], want_code, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().len() > 10);
+        assert!(body["error"]["type"].is_string());
+    };
+    let r = e.http.post(&url).bearer_auth(&t).body("{not json").send().await.unwrap();
+    let (st, b) = json_of(r).await;
+    check(st, &b, 400, "invalid_request");
+    let (st, b) = json_of(e.post("/chat/completions", &t, json!({"model": "gpt-4o-mini"})).await).await;
+    check(st, &b, 400, "invalid_request");
+    assert!(b["error"]["message"].as_str().unwrap().contains("messages"), "{b}");
+    let (st, b) = json_of(e.chat("sbk_nope", "gpt-4o-mini", "hi").await).await;
+    check(st, &b, 401, "invalid_api_key");
+    let (st, b) = json_of(e.http.post(&url).json(&json!({})).send().await.unwrap()).await;
+    check(st, &b, 401, "invalid_api_key");
+    let (st, b) = json_of(e.chat(&revoked, "gpt-4o-mini", "hi").await).await;
+    check(st, &b, 403, "token_revoked");
+    let (st, b) = json_of(e.chat(&t, "gpt-7-ultra", "hi").await).await;
+    check(st, &b, 404, "model_not_found");
+    let big = "x".repeat(gateway::MAX_BODY_BYTES + 10);
+    let (st, b) = json_of(e.http.post(&url).bearer_auth(&t).body(big).send().await.unwrap()).await;
+    check(st, &b, 413, "request_too_large");
+    let r = e
+        .http
+        .post(&url)
+        .bearer_auth(&t)
+        .header("X-Switchboard-Request-Type", "poetry")
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let (st, b) = json_of(r).await;
+    check(st, &b, 400, "invalid_request");
+    assert!(b["error"]["message"].as_str().unwrap().contains("email_template"));
+
+    // Rate limit: Starter is 60/min ×1.5 in June = 90/min with a burst of 22; the clock stands still.
+    let mut limited = None;
+    for i in 0..40 {
+        let r = e.chat(&t, "gpt-4o-mini", "hi").await;
+        if r.status() == 429 {
+            let ra: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!(ra >= 1);
+            limited = Some((i, json_of(r).await.1));
+            break;
+        }
+    }
+    let (i, b) = limited.expect("the rate limit must refuse a burst");
+    assert_eq!(i, 22);
+    assert_eq!(b["error"]["code"], "rate_limit_exceeded");
+    e.clock.advance(Duration::seconds(60));
+
+    // All routes down: 502/503 listing each route's reason.
+    e.sim.set_outage("openai-platform", true);
+    e.sim.set_outage("anthropic-platform", true);
+    let (st, b) = json_of(e.chat(&t, "gpt-4o-mini", "hi").await).await;
+    assert!(st == 502 || st == 503, "{st} {b}");
+    assert_eq!(b["error"]["code"], "all_routes_failed");
+    let msg = b["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("WedSync OpenAI") && msg.contains("WedSync Anthropic"), "{msg}");
+    // 404 for unknown endpoints, in the same shape.
+    let r = e.http.get(format!("{}/nope", e.gw.base_url())).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn quota_is_enforced_with_reset_time_except_on_wedding_days() {
+    let mut cfg = RouterConfig::default();
+    cfg.quota.starter_tokens = 400; // ×1.5 in June = 600
+    let e = env(cfg).await;
+    let wedding = june().date_naive();
+    let s = e.supplier("Starter Studio", Tier::Starter, AiMode::Platform, &[]);
+    let w = e.supplier("Wedding Day Studio", Tier::Starter, AiMode::Platform, &[wedding]);
+    let (ts, tw) = (e.token(s, false), e.token(w, false));
+    let mut events = e.router.subscribe_events();
+    let mut refused = None;
+    for _ in 0..30 {
+        let r = e.chat(&ts, "gpt-4o-mini", "Write a long welcome email for our couples please").await;
+        if r.status() == 429 {
+            refused = Some(json_of(r).await.1);
+            break;
+        }
+        e.clock.advance(Duration::seconds(2));
+    }
+    let b = refused.expect("quota must run out");
+    assert_eq!(b["error"]["code"], "quota_exceeded");
+    assert!(b["error"]["message"].as_str().unwrap().contains("2026-07-01"), "{b}");
+    let (used, reserved, quota) = e.router.quota_snapshot(s).unwrap();
+    assert_eq!((reserved, quota), (0, 600));
+    assert!(used <= 600, "never over the quota: {used}");
+    // The 90 % warning was raised.
+    let mut warned = false;
+    while let Ok(ev) = events.try_recv() {
+        warned |= matches!(ev, switchboard::engine::router::RouterEvent::QuotaWarning { supplier, .. } if supplier == s);
+    }
+    assert!(warned);
+    // On its wedding day a supplier is never refused for quota: the overage is recorded.
+    for _ in 0..30 {
+        let r = e.chat(&tw, "gpt-4o-mini", "Write a long welcome email for our couples please").await;
+        assert_eq!(r.status(), 200);
+        e.clock.advance(Duration::seconds(2));
+    }
+    assert!(e.router.quota_snapshot(w).unwrap().0 > 600, "overage recorded");
+}
+
+#[tokio::test]
+async fn sixty_four_concurrent_clients_cannot_overrun_the_quota() {
+    let mut cfg = RouterConfig::default();
+    cfg.quota.professional_tokens = 4_000; // 6,000 in June
+    let e = Arc::new(env(cfg).await);
+    let s = e.supplier("Race Studio", Tier::Professional, AiMode::Platform, &[]);
+    let t = e.token(s, false);
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (e, t) = (e.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0;
+            for j in 0..6 {
+                let r = e.chat(&t, "gpt-4o-mini", &format!("client {i} request {j}: write a short note")).await;
+                match r.status().as_u16() {
+                    200 => ok += 1,
+                    429 => {}
+                    s => panic!("unexpected status {s}"),
+                }
+            }
+            ok
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap();
+    }
+    assert!(ok > 0);
+    let (used, reserved, quota) = e.router.quota_snapshot(s).unwrap();
+    assert_eq!(reserved, 0);
+    // Reservations include max_tokens (50) plus the prompt, so no request can push past the quota.
+    assert!(used <= quota, "used {used} > quota {quota}");
+    let ledger: i64 = e.usage_rows(s).iter().filter(|r| r.2 == 0).map(|r| r.3).sum();
+    assert_eq!(ledger as u64, used, "the ledger agrees with the counter");
+}
+
+#[tokio::test]
+async fn client_outage_fails_over_to_platform_and_returns_by_itself() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Grand Ballroom", Tier::Scale, AiMode::Client, &[]);
+    let acc = e.client_account(s, "Ballroom OpenAI", DEMO_CLIENT_OPENAI_KEY);
+    let t = e.token(s, false);
+    assert_eq!(e.chat(&t, "gpt-4o-mini", "before").await.headers()["x-switchboard-route"], "client");
+
+    e.sim.set_outage("openai-client", true);
+    let mut routes = Vec::new();
+    for i in 0..20 {
+        let r = e.chat(&t, "gpt-4o-mini", &format!("during outage {i}")).await;
+        assert_eq!(r.status(), 200, "no client request fails during the switch");
+        routes.push(r.headers()["x-switchboard-route"].to_str().unwrap().to_string());
+        e.clock.advance(Duration::seconds(1));
+    }
+    assert!(routes.iter().all(|r| r == "failover"), "{routes:?}");
+    let states = e.router.breaker_states();
+    let (_, st) = states.iter().find(|(a, _)| a.id == acc).unwrap();
+    assert_eq!(st.name(), "open");
+    // The open breaker keeps traffic off the dead account (no more requests to it).
+    let before = e.sim.requests("openai-client");
+    e.chat(&t, "gpt-4o-mini", "still out").await;
+    assert_eq!(e.sim.requests("openai-client"), before);
+
+    // The provider recovers; after the open period a trial goes through and traffic returns.
+    e.sim.set_outage("openai-client", false);
+    e.clock.advance(Duration::seconds(31));
+    let r = e.chat(&t, "gpt-4o-mini", "after").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-switchboard-route"], "client");
+    assert_eq!(e.chat(&t, "gpt-4o-mini", "after 2").await.headers()["x-switchboard-route"], "client");
+
+    // Every step is in the audit log.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let actions: Vec<String> = e.store.audit_entries(&Default::default()).unwrap().into_iter().map(|a| a.action).rev().collect();
+    let pos = |a: &str| actions.iter().position(|x| x == a).unwrap_or_else(|| panic!("{a} missing from {actions:?}"));
+    assert!(pos("failover.start") < pos("breaker.open") || pos("breaker.open") < pos("failover.end"));
+    assert!(pos("breaker.close") <= pos("failover.end"));
+    // Failover usage is recorded as such, and counts against the platform quota.
+    let rows = e.usage_rows(s);
+    assert!(rows.iter().filter(|r| r.1 == 2).count() >= 20, "failover rows");
+    assert!(e.router.quota_snapshot(s).unwrap().0 > 0);
+}
+
+#[tokio::test]
+async fn a_client_supplier_may_forbid_platform_failover_and_uses_its_other_accounts_first() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Two Keys Venue", Tier::Scale, AiMode::Client, &[]);
+    let _a1 = e.client_account(s, "Primary", DEMO_CLIENT_OPENAI_KEY);
+    let a2 = e.client_account(s, "Backup", CLIENT2_KEY);
+    let t = e.token(s, false);
+    e.sim.set_outage("openai-client", true);
+    let r = e.chat(&t, "gpt-4o-mini", "hi").await;
+    assert_eq!(r.headers()["x-switchboard-route"], "client", "the supplier's other account first");
+    assert_eq!(e.usage_rows(s).last().unwrap().5, a2.0);
+    // Forbid platform failover, take the backup down too: the request fails with reasons.
+    e.store
+        .update_supplier(s, &switchboard::store::SupplierPatch { allow_platform_failover: Some(false), ..Default::default() }, june())
+        .unwrap();
+    e.router.reload().unwrap();
+    e.sim.set_outage("openai-client-2", true);
+    let (st, b) = json_of(e.chat(&t, "gpt-4o-mini", "hi").await).await;
+    assert!(st >= 502, "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("failover to platform AI is off"), "{b}");
+    assert_eq!(e.sim.requests("openai-platform"), 0, "never onto platform AI");
+}
+
+#[tokio::test]
+async fn metrics_and_health_endpoints() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Metrics Studio", Tier::Scale, AiMode::Platform, &[]);
+    let t = e.token(s, false);
+    e.chat(&t, "gpt-4o-mini", "hi").await;
+    let m = e.http.get(format!("http://{}/metrics", e.gw.addr())).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("switchboard_requests_total{route=\"platform\",provider=\"openai\"} 1"), "{m}");
+    assert!(m.contains("switchboard_request_duration_seconds_bucket"));
+    assert!(m.contains("switchboard_breaker_state{account="));
+    assert!(m.contains("switchboard_cost_micro_usd_total"));
+    let h = e.http.get(format!("http://{}/healthz", e.gw.addr())).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+}
