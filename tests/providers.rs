@@ -741,6 +741,23 @@ async fn malformed_requests_get_provider_errors_not_panics() {
         let v: Value = r.json().await.unwrap();
         assert!(v["error"]["message"].is_string(), "{v}");
     }
+    // Azure's deployment form needs no model in the body; OpenAI's does.
+    let r = http
+        .post(format!("{}/openai/deployments/mini/chat/completions?api-version=2024-10-21", s.base_url()))
+        .header("api-key", AZ_KEY)
+        .body(r#"{"messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{}/v1/chat/completions", s.base_url()))
+        .bearer_auth(OA_KEY)
+        .body(r#"{"messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     // Anthropic requires its version header.
     let r = http.post(format!("{}/v1/messages", s.base_url())).header("x-api-key", AN_KEY).body("{}").send().await.unwrap();
     assert_eq!(r.status(), 400);

@@ -421,3 +421,32 @@ pub async fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
     handle.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_scenario_parses_and_unknown_fields_are_refused() {
+        let cfg = SimConfig::from_json(include_str!("../../examples/sim_scenario.json")).unwrap();
+        assert_eq!(cfg.accounts.len(), 4);
+        assert_eq!(cfg.accounts[3].faults.retry_after_ms, 2000);
+        assert_eq!(cfg.accounts[0].faults, Faults::default());
+        assert!(
+            SimConfig::from_json(r#"{"accounts": [{"name": "x", "provider": "openai", "key": "k", "faults": {"eror_rate": 1}}]}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn same_seed_same_dice() {
+        let cfg = SimAccountConfig {
+            faults: Faults { error_rate: 0.5, latency: Latency { median_ms: 100, sigma: 0.5, min_ms: 0 }, ..Faults::default() },
+            ..SimAccountConfig::new("a", ProviderKind::OpenAi, "k")
+        };
+        let draw = || {
+            let a = Account::new(&cfg, &DetRng::new(9));
+            (0..50).map(|_| a.decide()).map(|d| (d.latency, d.outcome)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(), draw());
+    }
+}

@@ -144,6 +144,8 @@ pub struct StreamOptions {
 /// The fields of an OpenAI chat request the simulator reads.
 #[derive(Debug, Deserialize)]
 pub struct OpenAiChatIn {
+    /// Optional on Azure's deployment form (the path names the deployment).
+    #[serde(default)]
     pub model: String,
     pub messages: Vec<SimMessage>,
     #[serde(default)]
@@ -224,16 +226,44 @@ pub fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// OpenAI usage: prompt tokens include cached ones.
-pub fn openai_usage(p: &Plan) -> Value {
+#[derive(Serialize)]
+struct PromptDetails {
+    cached_tokens: u64,
+    audio_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct CompletionDetails {
+    reasoning_tokens: u64,
+    audio_tokens: u64,
+    accepted_prediction_tokens: u64,
+    rejected_prediction_tokens: u64,
+}
+
+#[derive(Serialize)]
+pub struct OaUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: PromptDetails,
+    completion_tokens_details: CompletionDetails,
+}
+
+/// OpenAI usage: prompt tokens include cached ones; completion tokens include reasoning.
+pub fn openai_usage(p: &Plan) -> OaUsage {
     let prompt = p.input + p.cached_read;
-    serde_json::json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": p.output,
-        "total_tokens": prompt + p.output,
-        "prompt_tokens_details": {"cached_tokens": p.cached_read, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": p.reasoning, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
-    })
+    OaUsage {
+        prompt_tokens: prompt,
+        completion_tokens: p.output,
+        total_tokens: prompt + p.output,
+        prompt_tokens_details: PromptDetails { cached_tokens: p.cached_read, audio_tokens: 0 },
+        completion_tokens_details: CompletionDetails {
+            reasoning_tokens: p.reasoning,
+            audio_tokens: 0,
+            accepted_prediction_tokens: 0,
+            rejected_prediction_tokens: 0,
+        },
+    }
 }
 
 #[derive(Serialize)]
@@ -251,7 +281,7 @@ struct OaChoice<'a> {
     logprobs: Option<()>,
     finish_reason: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    content_filter_results: Option<Value>,
+    content_filter_results: Option<&'static Value>,
 }
 
 #[derive(Serialize)]
@@ -261,15 +291,26 @@ struct OaCompletion<'a> {
     created: u64,
     model: &'a str,
     choices: [OaChoice<'a>; 1],
-    usage: Value,
+    usage: OaUsage,
     #[serde(skip_serializing_if = "Option::is_none")]
     system_fingerprint: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    prompt_filter_results: Option<Value>,
+    prompt_filter_results: Option<&'static Value>,
 }
 
-fn azure_filters() -> Value {
-    serde_json::json!({"hate": {"filtered": false, "severity": "safe"}, "self_harm": {"filtered": false, "severity": "safe"}, "sexual": {"filtered": false, "severity": "safe"}, "violence": {"filtered": false, "severity": "safe"}})
+/// Azure's content-filter annotations (built once).
+fn azure_filters() -> &'static Value {
+    static FILTERS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        let safe = serde_json::json!({"filtered": false, "severity": "safe"});
+        serde_json::json!({"hate": safe, "self_harm": safe, "sexual": safe, "violence": safe})
+    });
+    &FILTERS
+}
+
+fn azure_prompt_filters() -> &'static Value {
+    static PROMPT: std::sync::LazyLock<Value> =
+        std::sync::LazyLock::new(|| serde_json::json!([{"prompt_index": 0, "content_filter_results": azure_filters()}]));
+    &PROMPT
 }
 
 pub fn openai_completion(d: Dialect, id: &str, model: &str, p: &Plan) -> Vec<u8> {
@@ -289,7 +330,7 @@ pub fn openai_completion(d: Dialect, id: &str, model: &str, p: &Plan) -> Vec<u8>
         }],
         usage: openai_usage(p),
         system_fingerprint: Some("fp_sim0001"),
-        prompt_filter_results: azure.then(|| serde_json::json!([{"prompt_index": 0, "content_filter_results": azure_filters()}])),
+        prompt_filter_results: azure.then(azure_prompt_filters),
     };
     serde_json::to_vec(&body).unwrap_or_default()
 }
@@ -308,32 +349,76 @@ fn sse_named(event: &str, v: &Value) -> Bytes {
     Bytes::from(out)
 }
 
+#[derive(Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    /// `Some(None)` prints `"refusal": null` (first chunk only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<Option<()>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    system_fingerprint: &'static str,
+    choices: &'a [ChunkChoice<'a>],
+    /// Absent unless the client asked for usage; then `null` on every chunk but the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<&'a OaUsage>>,
+}
+
 /// The OpenAI chunk sequence: role chunk, one chunk per word, finish chunk,
 /// usage chunk (when asked), `[DONE]`. Azure adds its prompt-filter chunk first.
 pub fn openai_stream(d: Dialect, id: &str, model: &str, p: &Plan, include_usage: bool) -> Vec<Bytes> {
     let created = now_secs();
-    let usage_field = |u: Option<Value>| if include_usage { Some(u.unwrap_or(Value::Null)) } else { None };
-    let chunk = |delta: Value, finish: Option<&str>| {
-        let mut c = serde_json::json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "fp_sim0001",
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
-        if let Some(u) = usage_field(None) {
-            c["usage"] = u;
-        }
-        sse_data(&c)
+    let null_usage = if include_usage { Some(None) } else { None };
+    let chunk = |delta: Delta<'_>, finish: Option<&str>| {
+        let choices = [ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish }];
+        sse_data(&Chunk {
+            id,
+            object: "chat.completion.chunk",
+            created,
+            model,
+            system_fingerprint: "fp_sim0001",
+            choices: &choices,
+            usage: null_usage,
+        })
     };
     let mut out = Vec::with_capacity(p.words.len() + 5);
     if d == Dialect::Azure {
         out.push(sse_data(&serde_json::json!({"id": "", "object": "", "created": 0, "model": "", "choices": [],
-            "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": azure_filters()}]})));
+            "prompt_filter_results": azure_prompt_filters()})));
     }
-    out.push(chunk(serde_json::json!({"role": "assistant", "content": "", "refusal": null}), None));
+    out.push(chunk(Delta { role: Some("assistant"), content: Some(""), refusal: Some(None) }, None));
     for w in &p.words {
-        out.push(chunk(serde_json::json!({"content": w}), None));
+        out.push(chunk(Delta { role: None, content: Some(w), refusal: None }, None));
     }
-    out.push(chunk(serde_json::json!({}), Some(p.finish)));
+    out.push(chunk(Delta { role: None, content: None, refusal: None }, Some(p.finish)));
     if include_usage {
-        out.push(sse_data(&serde_json::json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": "fp_sim0001", "choices": [], "usage": openai_usage(p)})));
+        let usage = openai_usage(p);
+        out.push(sse_data(&Chunk {
+            id,
+            object: "chat.completion.chunk",
+            created,
+            model,
+            system_fingerprint: "fp_sim0001",
+            choices: &[],
+            usage: Some(Some(&usage)),
+        }));
     }
     out.push(Bytes::from_static(b"data: [DONE]\n\n"));
     out

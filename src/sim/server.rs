@@ -33,6 +33,8 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .route("/openai/v1/models", get(azure_v1_models))
         .route("/_sim/accounts", get(admin_list))
         .route("/_sim/accounts/{name}/faults", post(admin_faults))
+        // Real APIs take large bodies (base64 images); axum's default is 2 MB.
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(state)
 }
 
@@ -83,6 +85,26 @@ async fn admit(s: &SimState, d: Dialect, h: &HeaderMap, model: &str) -> Result<(
         return Err(error_response(reply::fault(d, decision.outcome, model, s.next_id())));
     }
     Ok((account, decision))
+}
+
+/// Parses the body (once), then authenticates and applies faults: an auth or
+/// fault answer wins over a parse error, as at the real APIs.
+async fn admit_json<T: serde::de::DeserializeOwned>(
+    s: &SimState,
+    d: Dialect,
+    h: &HeaderMap,
+    body: &[u8],
+    model: fn(&T) -> &str,
+) -> Result<(Arc<Account>, super::Decision, T), Response> {
+    let parsed = serde_json::from_slice::<T>(body);
+    let model_name = parsed.as_ref().map(model).unwrap_or("");
+    let (account, decision) = admit(s, d, h, model_name).await?;
+    match parsed {
+        Ok(r) => Ok((account, decision, r)),
+        Err(e) => {
+            Err(error_response(reply::bad_request(d, &format!("We could not parse the JSON body of your request. ({e})"), s.next_id())))
+        }
+    }
 }
 
 fn sse_response(events: Vec<Bytes>, decision: &super::Decision) -> Response {
@@ -149,18 +171,9 @@ fn apply_cache(d: Dialect, account: &Account, prompt: &Prompt<'_>, plan: &mut Pl
 
 /// OpenAI and Azure chat. `deployment`: Azure's deployment name (path or v1 body).
 async fn openai_like_chat(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], deployment: Option<&str>) -> Response {
-    // Parsed once, before authentication; a parse error is answered after it.
-    let parsed = serde_json::from_slice::<reply::OpenAiChatIn>(body);
-    let model_name = parsed.as_ref().map(|r| r.model.as_str()).unwrap_or("");
-    let (account, decision) = match admit(s, d, h, model_name).await {
+    let (account, decision, req) = match admit_json(s, d, h, body, |r: &reply::OpenAiChatIn| &r.model).await {
         Ok(v) => v,
         Err(r) => return r,
-    };
-    let req = match parsed {
-        Ok(r) => r,
-        Err(e) => {
-            return error_response(reply::bad_request(d, &format!("We could not parse the JSON body of your request. ({e})"), s.next_id()));
-        }
     };
     // The model that answers: Azure maps the deployment, OpenAI checks the name.
     let model: String = match d {
@@ -172,6 +185,9 @@ async fn openai_like_chat(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], 
             }
         }
         _ => {
+            if req.model.is_empty() {
+                return error_response(reply::bad_request(d, "you must provide a model parameter", s.next_id()));
+            }
             if !reply::offers(&account.models, &req.model) {
                 return error_response(reply::not_found_model(d, &req.model, s.next_id()));
             }
@@ -225,19 +241,13 @@ async fn azure_v1_chat(State(s): St, h: HeaderMap, body: Bytes) -> Response {
 
 async fn anthropic_messages(State(s): St, h: HeaderMap, body: Bytes) -> Response {
     let d = Dialect::Anthropic;
-    let parsed = serde_json::from_slice::<reply::AnthropicIn>(&body);
-    let model_name = parsed.as_ref().map(|r| r.model.as_str()).unwrap_or("");
-    let (account, decision) = match admit(&s, d, &h, model_name).await {
+    let (account, decision, req) = match admit_json(&s, d, &h, &body, |r: &reply::AnthropicIn| &r.model).await {
         Ok(v) => v,
         Err(r) => return r,
     };
     if header_str(&h, "anthropic-version").is_none() {
         return error_response(reply::bad_request(d, "anthropic-version: header is required", s.next_id()));
     }
-    let req = match parsed {
-        Ok(r) => r,
-        Err(e) => return error_response(reply::bad_request(d, &format!("invalid request body: {e}"), s.next_id())),
-    };
     if req.messages.is_empty() {
         return error_response(reply::bad_request(d, "messages: at least one message is required", s.next_id()));
     }
@@ -262,6 +272,7 @@ async fn anthropic_messages(State(s): St, h: HeaderMap, body: Bytes) -> Response
 
 #[derive(Deserialize)]
 struct EmbeddingsIn {
+    #[serde(default)]
     model: String,
     input: serde_json::Value,
     #[serde(default)]
@@ -271,17 +282,9 @@ struct EmbeddingsIn {
 }
 
 async fn embeddings(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], deployment: Option<&str>) -> Response {
-    let parsed = serde_json::from_slice::<EmbeddingsIn>(body);
-    let model_name = parsed.as_ref().map(|r| r.model.as_str()).unwrap_or("");
-    let (account, _) = match admit(s, d, h, model_name).await {
+    let (account, _, req) = match admit_json(s, d, h, body, |r: &EmbeddingsIn| &r.model).await {
         Ok(v) => v,
         Err(r) => return r,
-    };
-    let req = match parsed {
-        Ok(r) => r,
-        Err(e) => {
-            return error_response(reply::bad_request(d, &format!("We could not parse the JSON body of your request. ({e})"), s.next_id()));
-        }
     };
     let model = match d {
         Dialect::Azure => match account.deployments.get(deployment.unwrap_or(&req.model)) {
