@@ -51,9 +51,8 @@ fn schema_migrates_forward_from_the_previous_version() {
         let old = Store::open_at_version(&path, schema::LATEST_VERSION - 1).unwrap();
         assert_eq!(old.schema_version().unwrap(), schema::LATEST_VERSION - 1);
         old.insert_supplier(&NewSupplier::new("Grand Ballroom", VendorType::Venue, Tier::Scale, AiMode::Client), Utc::now()).unwrap();
-        let has_table: i64 = old
-            .with_conn(|c| c.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'catalog_version'", [], |r| r.get(0)))
-            .unwrap();
+        let has_table: i64 =
+            old.with_conn(|c| c.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'catalog_version'", [], |r| r.get(0))).unwrap();
         assert_eq!(has_table, 0, "the previous version has no catalog_version table");
     }
     let store = Store::open(&path).unwrap();

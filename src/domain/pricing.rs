@@ -143,30 +143,30 @@ impl PricingTable {
     /// (`azure/gpt-4o`), then without one, then the longest known name that a
     /// dated variant starts with (`gpt-4o-2024-08-06` → `gpt-4o`).
     pub fn price(&self, provider: ProviderKind, model: &str) -> Option<&ModelPrice> {
-        let prefixed = match provider {
-            ProviderKind::AzureOpenAi => Some(format!("azure/{model}")),
-            _ => None,
-        };
-        if let Some(p) = prefixed.as_deref().and_then(|m| self.models.get(m)) {
-            return Some(p);
-        }
-        if let Some(p) = self.models.get(model) {
-            return Some(p);
-        }
         let bare = model.split_once('/').map(|(_, m)| m).unwrap_or(model);
-        if let Some(p) = self.models.get(bare) {
+        if provider == ProviderKind::AzureOpenAi
+            && let Some(p) = self.lookup(&format!("azure/{bare}"))
+        {
             return Some(p);
         }
-        // Dated snapshot: longest known model name followed by '-' and a digit.
+        self.lookup(model).or_else(|| self.lookup(bare))
+    }
+
+    /// The exact name, else the longest known name that a dated snapshot of it
+    /// starts with (`gpt-4o-2024-08-06` → `gpt-4o`).
+    fn lookup(&self, name: &str) -> Option<&ModelPrice> {
+        if let Some(p) = self.models.get(name) {
+            return Some(p);
+        }
         self.models
             .iter()
-            .filter(|(name, _)| {
-                bare.len() > name.len()
-                    && bare.starts_with(name.as_str())
-                    && bare[name.len()..].starts_with('-')
-                    && bare[name.len() + 1..].starts_with(|c: char| c.is_ascii_digit())
+            .filter(|(known, _)| {
+                name.len() > known.len() + 1
+                    && name.starts_with(known.as_str())
+                    && name[known.len()..].starts_with('-')
+                    && name[known.len() + 1..].starts_with(|c: char| c.is_ascii_digit())
             })
-            .max_by_key(|(name, _)| name.len())
+            .max_by_key(|(known, _)| known.len())
             .map(|(_, p)| p)
     }
 
@@ -231,6 +231,8 @@ mod tests {
         assert_eq!(az.input_pico, 165_000);
         assert_eq!(t.price(ProviderKind::OpenAi, "gpt-4o-2024-08-06").unwrap().input_pico, 2_500_000);
         assert_eq!(t.price(ProviderKind::OpenAi, "gpt-4o-mini-2024-07-18").unwrap().input_pico, 150_000);
+        // Azure reports dated names too; they keep Azure's price.
+        assert_eq!(t.price(ProviderKind::AzureOpenAi, "gpt-4o-mini-2024-07-18").unwrap().input_pico, 165_000);
         assert!(t.price(ProviderKind::OpenAi, "gpt-4o-turbo").is_none());
         assert!(t.price(ProviderKind::OpenAi, "nope").is_none());
     }
