@@ -655,3 +655,234 @@ async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {
     let rolled: i64 = store.with_conn(|c| c.query_row("SELECT sum(requests) FROM usage_daily", [], |r| r.get(0))).unwrap();
     assert_eq!(rolled as usize, ids.len(), "rollups agree with the events");
 }
+
+// ---- Migrations and parallel tests (issue 7) ----
+
+use switchboard::domain::migration::{Criteria, MigrationState, RouteTarget, Step};
+use switchboard::domain::Clock;
+use switchboard::engine::migrations::MigrationService;
+
+impl Env {
+    /// A client account ready to migrate to: key set and validated.
+    fn validated_account(&self, supplier: SupplierId, key: &str) -> AccountId {
+        let id = self.client_account(supplier, "Own OpenAI", key);
+        self.store.set_account_key(id, Some("test-entry"), Some("sk-…0001")).unwrap();
+        self.store.set_account_validation(id, switchboard::domain::ValidationStatus::Valid, "ok", june()).unwrap();
+        self.router.reload().unwrap();
+        id
+    }
+
+    /// Sends `n` requests; returns how many the new route served. Fails the
+    /// test on any failed client request.
+    async fn traffic(&self, token: &str, svc: &MigrationService, rx: &mut tokio::sync::broadcast::Receiver<switchboard::engine::router::AttemptOutcome>, n: usize) -> usize {
+        let mut migrated = 0;
+        for i in 0..n {
+            let r = self.chat(token, "gpt-4o-mini", &format!("migration traffic {i}")).await;
+            assert_eq!(r.status(), 200, "no client request fails during a migration");
+            if r.headers()["x-switchboard-route"] == "migration" {
+                migrated += 1;
+            }
+        }
+        while let Ok(o) = rx.try_recv() {
+            svc.observe(&o);
+        }
+        migrated
+    }
+}
+
+#[tokio::test]
+async fn a_clean_migration_moves_traffic_phase_by_phase_and_completes() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Capture Moments", Tier::Enterprise, AiMode::Platform, &[]);
+    let acc = e.validated_account(s, DEMO_CLIENT_OPENAI_KEY);
+    let t = e.token(s, false);
+    let svc = MigrationService::new(e.store.clone(), e.router.clone(), Arc::new(e.clock.clone())).unwrap();
+    let mut rx = e.router.subscribe_outcomes();
+    let m = svc.start(s, RouteTarget::Account(acc), None, None).unwrap();
+    for (phase, percent, minutes) in [(0usize, 5u32, 10i64), (1, 25, 20), (2, 75, 30), (3, 100, 15)] {
+        let n = 400;
+        let migrated = e.traffic(&t, &svc, &mut rx, n).await as f64;
+        let share = migrated * 100.0 / n as f64;
+        // Binomial tolerance: 4 standard deviations.
+        let p = percent as f64 / 100.0;
+        let tol = 400.0 * (p * (1.0 - p) / n as f64).sqrt() + 0.5;
+        assert!((share - percent as f64).abs() <= tol, "phase {}: {share:.1} % of traffic, expected {percent} % ± {tol:.1}", phase + 1);
+        assert_eq!(svc.tick().unwrap(), vec![(m.id, Step::Stay)], "the phase lasts its minimum time");
+        e.clock.advance(Duration::minutes(minutes));
+        let step = svc.tick().unwrap();
+        if phase < 3 {
+            assert_eq!(step, vec![(m.id, Step::Advance { next: phase + 1 })]);
+        } else {
+            assert_eq!(step, vec![(m.id, Step::Complete)]);
+        }
+        e.clock.advance(Duration::seconds(60)); // stay clear of the rate limit
+    }
+    let done = e.store.migration(m.id).unwrap();
+    assert_eq!(done.state, MigrationState::Completed);
+    assert!(done.phases.iter().all(|p| p.outcome.as_deref() == Some("passed") && p.stats.requests >= 20));
+    assert_eq!(e.store.supplier(s).unwrap().ai_mode, AiMode::Client, "the new route is the supplier's mode");
+    assert_eq!(e.chat(&t, "gpt-4o-mini", "after").await.headers()["x-switchboard-route"], "client");
+    let actions: Vec<String> = e.store.audit_entries(&Default::default()).unwrap().into_iter().map(|a| a.action).collect();
+    for a in ["migration.start", "migration.phase", "migration.complete"] {
+        assert!(actions.iter().any(|x| x == a), "{a} missing");
+    }
+}
+
+#[tokio::test]
+async fn errors_on_the_new_route_roll_back_at_once_without_failing_a_request() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Grand Ballroom", Tier::Enterprise, AiMode::Platform, &[]);
+    let acc = e.validated_account(s, DEMO_CLIENT_OPENAI_KEY);
+    let t = e.token(s, false);
+    let svc = MigrationService::new(e.store.clone(), e.router.clone(), Arc::new(e.clock.clone())).unwrap();
+    let mut rx = e.router.subscribe_outcomes();
+    let m = svc.start(s, RouteTarget::Account(acc), Some(vec![
+        switchboard::domain::migration::PhasePlan { percent: 50, min_secs: 600 },
+        switchboard::domain::migration::PhasePlan { percent: 100, min_secs: 600 },
+    ]), None).unwrap();
+    e.sim.update_faults("openai-client", |f| f.error_rate = 0.5);
+    e.traffic(&t, &svc, &mut rx, 200).await;
+    let steps = svc.tick().unwrap();
+    assert!(matches!(&steps[0].1, Step::Rollback { reason } if reason.contains("error rate")), "{steps:?}");
+    let m = e.store.migration(m.id).unwrap();
+    assert_eq!(m.state, MigrationState::RolledBack);
+    assert!(m.reason.unwrap().contains("above 10.0 %"));
+    assert!(e.router.split(s).is_none(), "all traffic back on the old route");
+    for i in 0..20 {
+        let r = e.chat(&t, "gpt-4o-mini", &format!("after rollback {i}")).await;
+        assert_eq!(r.headers()["x-switchboard-route"], "platform");
+    }
+    assert!(e.store.open_recommendations().unwrap().iter().any(|r| r.kind == "migration_rolled_back"));
+}
+
+#[tokio::test]
+async fn slow_responses_on_the_new_route_roll_back() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Slow Venue", Tier::Enterprise, AiMode::Platform, &[]);
+    let acc = e.validated_account(s, DEMO_CLIENT_OPENAI_KEY);
+    let t = e.token(s, false);
+    let svc = MigrationService::new(e.store.clone(), e.router.clone(), Arc::new(e.clock.clone())).unwrap();
+    let mut rx = e.router.subscribe_outcomes();
+    // The default criterion is p95 < 2 s; scaled to 100 ms here so the test stays quick.
+    let criteria = Criteria { max_p95_ms: 100, ..Criteria::default() };
+    let phases = vec![switchboard::domain::migration::PhasePlan { percent: 100, min_secs: 600 }];
+    let m = svc.start(s, RouteTarget::Account(acc), Some(phases), Some(criteria)).unwrap();
+    e.sim.update_faults("openai-client", |f| f.latency = switchboard::sim::Latency { median_ms: 160, sigma: 0.0, min_ms: 160 });
+    e.traffic(&t, &svc, &mut rx, 25).await;
+    let steps = svc.tick().unwrap();
+    assert!(matches!(&steps[0].1, Step::Rollback { reason } if reason.contains("p95")), "{steps:?}");
+    assert_eq!(e.store.migration(m.id).unwrap().state, MigrationState::RolledBack);
+}
+
+#[tokio::test]
+async fn weddings_block_starts_and_phase_changes_for_48_hours() {
+    let e = env(RouterConfig::default()).await;
+    let wedding = (june() + Duration::days(1)).date_naive();
+    let s = e.supplier("Busy Planner", Tier::Enterprise, AiMode::Platform, &[wedding]);
+    let acc = e.validated_account(s, DEMO_CLIENT_OPENAI_KEY);
+    let svc = MigrationService::new(e.store.clone(), e.router.clone(), Arc::new(e.clock.clone())).unwrap();
+    let err = svc.start(s, RouteTarget::Account(acc), None, None).unwrap_err().to_string();
+    assert!(err.contains("wedding within 48 h") && err.contains("2026-06-14 00:00 UTC"), "{err}");
+    let plan = svc.plan(s, RouteTarget::Account(acc), None).unwrap();
+    assert_eq!(plan.earliest_start, Utc.with_ymd_and_hms(2026, 6, 14, 0, 0, 0).unwrap());
+    // Start once allowed; a phase that ends just inside the next wedding's guard waits for the window.
+    let later = e.supplier("Later Planner", Tier::Enterprise, AiMode::Platform, &[(june() + Duration::days(3)).date_naive()]);
+    let acc2 = e.validated_account(later, CLIENT2_KEY);
+    let t2 = e.token(later, false);
+    let mut rx = e.router.subscribe_outcomes();
+    let m = svc.start(later, RouteTarget::Account(acc2), Some(vec![
+        switchboard::domain::migration::PhasePlan { percent: 100, min_secs: 600 },
+        switchboard::domain::migration::PhasePlan { percent: 100, min_secs: 600 },
+    ]), None).unwrap();
+    e.traffic(&t2, &svc, &mut rx, 30).await;
+    e.clock.advance(Duration::hours(13)); // now inside the 48 h guard of 13 June
+    let steps = svc.tick().unwrap();
+    assert!(matches!(steps.iter().find(|(id, _)| *id == m.id).unwrap().1, Step::WaitForWindow { .. }), "{steps:?}");
+    assert_eq!(e.store.migration(m.id).unwrap().phase, 0, "no phase begins inside the window");
+}
+
+#[tokio::test]
+async fn a_migration_resumes_after_a_crash_with_its_phase_and_figures() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Crashy Caterer", Tier::Enterprise, AiMode::Platform, &[]);
+    let acc = e.validated_account(s, DEMO_CLIENT_OPENAI_KEY);
+    let t = e.token(s, false);
+    let id = {
+        let svc = MigrationService::new(e.store.clone(), e.router.clone(), Arc::new(e.clock.clone())).unwrap();
+        let mut rx = e.router.subscribe_outcomes();
+        let m = svc.start(s, RouteTarget::Account(acc), None, None).unwrap();
+        e.traffic(&t, &svc, &mut rx, 400).await;
+        e.clock.advance(Duration::minutes(10));
+        svc.tick().unwrap(); // → phase 2 (25 %)
+        e.clock.advance(Duration::seconds(60));
+        e.traffic(&t, &svc, &mut rx, 100).await;
+        e.clock.advance(Duration::minutes(5));
+        svc.tick().unwrap(); // figures persisted
+        m.id
+        // the service is dropped here without any shutdown: a crash
+    };
+    e.router.set_split(s, None);
+    let before = e.store.migration(id).unwrap();
+    let svc = MigrationService::new(e.store.clone(), e.router.clone(), Arc::new(e.clock.clone())).unwrap();
+    let m = &svc.active()[0];
+    assert_eq!(m.id, id);
+    assert_eq!(m.phase, 1);
+    assert_eq!(m.phases[1].stats, before.phases[1].stats);
+    assert!(m.phases[1].stats.requests > 0);
+    assert_eq!(m.phase_elapsed_secs(e.clock.now()), 5 * 60, "elapsed time intact");
+    assert_eq!(e.router.split(s).map(|x| x.percent), Some(25), "the split is restored");
+    // Pause stops the phase clock; resume continues it.
+    svc.pause(id).unwrap();
+    e.clock.advance(Duration::hours(2));
+    svc.resume(id).unwrap();
+    assert_eq!(svc.active()[0].phase_elapsed_secs(e.clock.now()), 5 * 60);
+    svc.abort(id).unwrap();
+    assert!(e.router.split(s).is_none());
+}
+
+#[tokio::test]
+async fn a_parallel_test_projects_the_saving_by_hand_computation() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Perfect Day Planning", Tier::Professional, AiMode::Platform, &[(june() + Duration::days(1)).date_naive()]);
+    let acc = e.validated_account(s, DEMO_CLIENT_OPENAI_KEY);
+    // The platform account answers with gpt-4o; the candidate with gpt-4o-mini.
+    e.store.with_conn(|c| c.execute("UPDATE provider_accounts SET default_model = 'gpt-4o' WHERE id = ?1", [e.platform_openai.0])).unwrap();
+    e.router.reload().unwrap();
+    // The last 30 days: 1,000,000 fresh input, 200,000 cached input, 500,000 output tokens.
+    let usage = switchboard::domain::TokenUsage { input: 1_000_000, cached_read: 200_000, output: 500_000, ..Default::default() };
+    e.store
+        .append_usage(&[switchboard::domain::UsageEvent {
+            request_id: "history-1".into(),
+            ts: june() - Duration::days(3),
+            supplier_id: s,
+            account_id: Some(e.platform_openai),
+            provider: ProviderKind::OpenAi,
+            model: "gpt-4o".into(),
+            request_type: switchboard::domain::RequestType::EmailTemplate,
+            route: switchboard::domain::Route::Platform,
+            usage,
+            cost: switchboard::domain::Micros(7_750_000),
+            latency_ms: 800,
+            status: switchboard::domain::UsageStatus::Ok,
+            error_class: None,
+        }])
+        .unwrap();
+    let r = switchboard::engine::parallel::run(&e.router, s, acc, &[]).await.unwrap();
+    // gpt-4o:      1.0M × $2.50 + 0.2M × $1.25 + 0.5M × $10.00 = $2.50 + $0.25 + $5.00 = $7.75
+    // gpt-4o-mini: 1.0M × $0.15 + 0.2M × $0.075 + 0.5M × $0.60 = $0.15 + $0.015 + $0.30 = $0.465
+    assert_eq!(r.current.projected_monthly_cost, switchboard::domain::Micros(7_750_000));
+    assert_eq!(r.candidate.projected_monthly_cost, switchboard::domain::Micros(465_000));
+    assert_eq!(r.projected_monthly_saving, switchboard::domain::Micros(7_285_000));
+    assert_eq!((r.current.requests, r.current.successes), (8, 8));
+    assert_eq!((r.candidate.requests, r.candidate.successes), (8, 8));
+    assert!(r.current.cost_per_request > r.candidate.cost_per_request);
+    assert!(r.candidate.p50_ms <= r.candidate.p95_ms);
+    // The wedding tomorrow pushes the suggested start past its 48 h guard.
+    assert_eq!(r.suggested_start, Utc.with_ymd_and_hms(2026, 6, 14, 0, 0, 0).unwrap());
+    assert!(r.recommendation.as_deref().unwrap().contains("cheaper"));
+    // Both copies are shadow usage and never touch the quota.
+    e.router.ledger().flush().await;
+    assert_eq!(e.usage_rows(s).iter().filter(|r| r.1 == 4).count(), 16);
+    assert_eq!(e.router.quota_snapshot(s).unwrap().1, 0);
+    assert_eq!(e.store.parallel_tests(Some(s)).unwrap().len(), 1);
+}

@@ -8,6 +8,8 @@ pub mod demo;
 pub mod keys;
 pub mod ledger;
 pub mod metrics;
+pub mod migrations;
+pub mod parallel;
 pub mod router;
 pub mod runtime;
 pub mod tokens;

@@ -330,6 +330,20 @@ impl Router {
         };
     }
 
+    /// The key the router uses for an account (for the parallel test).
+    pub fn key(&self, account: AccountId) -> Option<ApiKey> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&account).cloned()
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
+    /// Platform accounts in routing order.
+    pub fn platform_accounts(&self) -> Vec<AccountId> {
+        self.catalog().platform.clone()
+    }
+
     pub fn has_key(&self, account: AccountId) -> bool {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).contains_key(&account)
     }

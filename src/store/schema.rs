@@ -206,6 +206,29 @@ CREATE TRIGGER cv_tokens_i AFTER INSERT ON gateway_tokens BEGIN UPDATE catalog_v
 CREATE TRIGGER cv_tokens_u AFTER UPDATE OF revoked_at ON gateway_tokens BEGIN UPDATE catalog_version SET version = version + 1; END;
 CREATE TRIGGER cv_tokens_d AFTER DELETE ON gateway_tokens BEGIN UPDATE catalog_version SET version = version + 1; END;
 "#,
+    // v4: migration phase figures that survive a restart, parallel test
+    // reports and recommendations.
+    r#"
+ALTER TABLE migration_phases ADD COLUMN latency_hist TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE migrations ADD COLUMN criteria TEXT NOT NULL DEFAULT '{}';
+CREATE INDEX migrations_supplier ON migrations(supplier_id, state);
+CREATE TABLE parallel_tests (
+    id INTEGER PRIMARY KEY,
+    supplier_id INTEGER NOT NULL REFERENCES suppliers(id) ON DELETE CASCADE,
+    account_id INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    report TEXT NOT NULL
+);
+CREATE TABLE recommendations (
+    id INTEGER PRIMARY KEY,
+    supplier_id INTEGER NOT NULL REFERENCES suppliers(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    dismissed_at TEXT
+);
+CREATE UNIQUE INDEX recommendations_one_open ON recommendations(supplier_id, kind) WHERE dismissed_at IS NULL;
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,0 +1,398 @@
+//! The migration service: starts, drives, pauses, resumes, rolls back and
+//! aborts migrations of a supplier from one route to another. It sets the
+//! router's traffic split for each phase, feeds each phase's figures from the
+//! router's attempt outcomes on the new route, evaluates the phase with
+//! `domain::migration`, persists every change (so a restart resumes where it
+//! was), writes the audit log, raises rollback alerts as audit entries and
+//! recommendations, and completes by switching the supplier's route.
+
+use crate::domain::migration::{Criteria, Migration, MigrationState, PhasePlan, RouteTarget, Step, next_allowed, validate_plan};
+use crate::domain::routing::Split;
+use crate::domain::{AccountOwner, AiMode, Clock, SupplierId};
+use crate::engine::router::{AttemptOutcome, Router, RouterEvent};
+use crate::store::{Store, StoreError, SupplierPatch};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A planned migration, before it starts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MigrationPlan {
+    pub supplier: SupplierId,
+    pub from: RouteTarget,
+    pub to: RouteTarget,
+    pub phases: Vec<PhasePlan>,
+    pub criteria: Criteria,
+    /// Earliest start that no wedding blocks (now when allowed).
+    pub earliest_start: DateTime<Utc>,
+    /// A wedding within 48 h that blocks starting now, if any.
+    pub blocked_by: Option<chrono::NaiveDate>,
+}
+
+pub struct MigrationService {
+    store: Arc<Store>,
+    router: Arc<Router>,
+    clock: Arc<dyn Clock>,
+    active: Mutex<HashMap<SupplierId, Migration>>,
+    actor: String,
+}
+
+impl MigrationService {
+    /// Loads running and paused migrations and restores their traffic splits.
+    pub fn new(store: Arc<Store>, router: Arc<Router>, clock: Arc<dyn Clock>) -> Result<Arc<Self>, MigrationError> {
+        let svc = Arc::new(Self { store, router, clock, active: Mutex::new(HashMap::new()), actor: crate::store::audit_actor() });
+        for m in svc.store.active_migrations()? {
+            svc.apply_split(&m);
+            tracing::info!(migration = m.id, supplier = m.supplier.0, phase = m.phase + 1, "resumed migration");
+            svc.active.lock().unwrap_or_else(|e| e.into_inner()).insert(m.supplier, m);
+        }
+        Ok(svc)
+    }
+
+    pub fn with_actor(self: Arc<Self>, actor: &str) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut s) => {
+                s.actor = actor.to_string();
+                Arc::new(s)
+            }
+            Err(a) => a,
+        }
+    }
+
+    fn apply_split(&self, m: &Migration) {
+        let split = if m.state.is_active() {
+            Some(Split {
+                to_account: match m.to {
+                    RouteTarget::Account(a) => Some(a),
+                    RouteTarget::Platform => None,
+                },
+                percent: m.current_percent(),
+            })
+        } else {
+            None
+        };
+        self.router.set_split(m.supplier, split);
+    }
+
+    /// The current route of a supplier.
+    fn current_route(&self, supplier: SupplierId) -> Result<RouteTarget, MigrationError> {
+        let s = self.store.supplier(supplier)?;
+        Ok(match s.ai_mode {
+            AiMode::Platform => RouteTarget::Platform,
+            AiMode::Client => {
+                let acc = self
+                    .store
+                    .list_accounts(Some(AccountOwner::Supplier(supplier)))?
+                    .into_iter()
+                    .find(|a| a.enabled)
+                    .ok_or_else(|| MigrationError::Refused(format!("supplier {supplier} is on client AI but has no enabled account")))?;
+                RouteTarget::Account(acc.id)
+            }
+        })
+    }
+
+    /// Checks a migration and says when it may start.
+    pub fn plan(&self, supplier: SupplierId, to: RouteTarget, phases: Option<Vec<PhasePlan>>) -> Result<MigrationPlan, MigrationError> {
+        let phases = phases.unwrap_or_else(crate::domain::migration::default_plan);
+        validate_plan(&phases).map_err(MigrationError::Refused)?;
+        let s = self.store.supplier(supplier)?;
+        let from = self.current_route(supplier)?;
+        if from == to {
+            return Err(MigrationError::Refused(format!("supplier {supplier} is already on {to}")));
+        }
+        if let RouteTarget::Account(a) = to {
+            let acc = self.store.account(a)?;
+            if acc.owner != AccountOwner::Supplier(supplier) {
+                return Err(MigrationError::Refused(format!(
+                    "account {a} does not belong to supplier {supplier}; a supplier can only move to its own account or to platform AI"
+                )));
+            }
+            if acc.key_ref.is_none() {
+                return Err(MigrationError::Refused(format!("account {a} has no key yet; add one with `switchboard key rotate {a}`")));
+            }
+            if acc.last_validation != Some(crate::domain::ValidationStatus::Valid) {
+                return Err(MigrationError::Refused(format!(
+                    "account {a}'s key is not validated as working; run `switchboard key validate {a}` first"
+                )));
+            }
+        }
+        let now = self.clock.now();
+        let earliest_start = crate::domain::migration::suggest_start(now, &s.weddings, &phases);
+        Ok(MigrationPlan {
+            supplier,
+            from,
+            to,
+            phases,
+            criteria: Criteria::default(),
+            earliest_start,
+            blocked_by: crate::domain::migration::blocking_wedding(now, &s.weddings),
+        })
+    }
+
+    /// Starts a migration now (refused inside a wedding window).
+    pub fn start(&self, supplier: SupplierId, to: RouteTarget, phases: Option<Vec<PhasePlan>>, criteria: Option<Criteria>) -> Result<Migration, MigrationError> {
+        let plan = self.plan(supplier, to, phases)?;
+        let now = self.clock.now();
+        let s = self.store.supplier(supplier)?;
+        let opens = next_allowed(now, &s.weddings);
+        if opens > now {
+            return Err(MigrationError::Refused(format!(
+                "supplier {supplier} has a wedding within 48 h ({}); no migration may start before {}",
+                plan.blocked_by.map(|d| d.to_string()).unwrap_or_default(),
+                opens.format("%Y-%m-%d %H:%M UTC")
+            )));
+        }
+        let mut m = Migration::new(supplier, plan.from, plan.to, &plan.phases, criteria.unwrap_or(plan.criteria), now);
+        m.id = self.store.insert_migration(&m)?;
+        self.apply_split(&m);
+        self.audit("migration.start", &m, &format!("{} → {}, first phase {} %", m.from, m.to, m.current_percent()));
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).insert(supplier, m.clone());
+        Ok(m)
+    }
+
+    fn audit(&self, action: &str, m: &Migration, detail: &str) {
+        let account = match (m.to, m.from) {
+            (RouteTarget::Account(a), _) | (_, RouteTarget::Account(a)) => Some(a),
+            _ => None,
+        };
+        if let Err(e) = self.store.audit(self.clock.now(), &self.actor, action, Some(m.supplier), account, "ok", &format!("migration {}: {detail}", m.id)) {
+            tracing::warn!(error = %e, "audit write failed");
+        }
+    }
+
+    fn with_active<R>(&self, id: i64, f: impl FnOnce(&mut Migration) -> Result<R, String>) -> Result<(R, Migration), MigrationError> {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let m = active.values_mut().find(|m| m.id == id).ok_or_else(|| match self.store.migration(id) {
+            Ok(m) => MigrationError::Refused(format!("migration {id} is {}; only running or paused migrations can change", m.state.as_str())),
+            Err(e) => MigrationError::Store(e),
+        })?;
+        let r = f(m).map_err(MigrationError::Refused)?;
+        let snapshot = m.clone();
+        if !m.state.is_active() {
+            let supplier = m.supplier;
+            active.remove(&supplier);
+        }
+        drop(active);
+        self.store.save_migration(&snapshot)?;
+        self.apply_split(&snapshot);
+        Ok((r, snapshot))
+    }
+
+    pub fn pause(&self, id: i64) -> Result<Migration, MigrationError> {
+        let now = self.clock.now();
+        let (_, m) = self.with_active(id, |m| m.pause(now))?;
+        self.audit("migration.pause", &m, &format!("paused in phase {} at {} %", m.phase + 1, m.current_percent()));
+        Ok(m)
+    }
+
+    pub fn resume(&self, id: i64) -> Result<Migration, MigrationError> {
+        let now = self.clock.now();
+        let (_, m) = self.with_active(id, |m| m.resume(now))?;
+        self.audit("migration.resume", &m, &format!("resumed in phase {}", m.phase + 1));
+        Ok(m)
+    }
+
+    /// Sends all traffic back to the old route at once.
+    pub fn rollback(&self, id: i64, reason: &str) -> Result<Migration, MigrationError> {
+        let now = self.clock.now();
+        let (_, m) = self.with_active(id, |m| {
+            m.end(MigrationState::RolledBack, "rolled_back", reason, now);
+            Ok(())
+        })?;
+        self.audit("migration.rollback", &m, reason);
+        Ok(m)
+    }
+
+    /// Stops the migration (not a failure); traffic stays on the old route.
+    pub fn abort(&self, id: i64) -> Result<Migration, MigrationError> {
+        let now = self.clock.now();
+        let (_, m) = self.with_active(id, |m| {
+            m.end(MigrationState::Aborted, "aborted", "aborted by the account manager", now);
+            Ok(())
+        })?;
+        self.audit("migration.abort", &m, "aborted; traffic stays on the old route");
+        Ok(m)
+    }
+
+    /// Counts an attempt on a migrating supplier's new route.
+    pub fn observe(&self, o: &AttemptOutcome) {
+        if o.route != crate::domain::Route::Migration {
+            return;
+        }
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = active.get_mut(&o.supplier)
+            && m.state == MigrationState::Running
+        {
+            let phase = m.phase;
+            if let Some(p) = m.phases.get_mut(phase) {
+                p.stats.record(o.ok, o.latency_ms);
+            }
+        }
+    }
+
+    /// Adopts changes made by another process (the CLI) to the stored migrations:
+    /// new ones, pauses and resumes, rollbacks and aborts. Figures seen here are kept.
+    pub fn sync_from_store(&self) -> Result<(), MigrationError> {
+        let stored = self.store.active_migrations()?;
+        let mut changed = Vec::new();
+        {
+            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            let ids: Vec<i64> = stored.iter().map(|m| m.id).collect();
+            let gone: Vec<SupplierId> = active.values().filter(|m| !ids.contains(&m.id)).map(|m| m.supplier).collect();
+            for s in gone {
+                if let Some(mut m) = active.remove(&s) {
+                    if let Ok(db) = self.store.migration(m.id) {
+                        m = db;
+                    }
+                    changed.push(m);
+                }
+            }
+            for mut db in stored {
+                match active.get_mut(&db.supplier) {
+                    Some(mem) if mem.id == db.id => {
+                        if db.updated_at > mem.updated_at && db.state != mem.state {
+                            for (d, m) in db.phases.iter_mut().zip(&mem.phases) {
+                                if m.stats.requests > d.stats.requests {
+                                    d.stats = m.stats.clone();
+                                }
+                            }
+                            *mem = db.clone();
+                            changed.push(db);
+                        }
+                    }
+                    _ => {
+                        active.insert(db.supplier, db.clone());
+                        changed.push(db);
+                    }
+                }
+            }
+        }
+        for m in changed {
+            self.apply_split(&m);
+        }
+        Ok(())
+    }
+
+    /// Evaluates every running migration and acts on the result; persists figures.
+    pub fn tick(&self) -> Result<Vec<(i64, Step)>, MigrationError> {
+        self.sync_from_store()?;
+        let now = self.clock.now();
+        let suppliers: Vec<SupplierId> = self.active.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+        let mut out = Vec::new();
+        for supplier in suppliers {
+            let weddings = self.store.supplier(supplier).map(|s| s.weddings).unwrap_or_default();
+            let (step, snapshot) = {
+                let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(m) = active.get_mut(&supplier) else { continue };
+                let step = m.step(now, &weddings);
+                m.apply(&step, now);
+                let snap = m.clone();
+                if !snap.state.is_active() {
+                    active.remove(&supplier);
+                }
+                (step, snap)
+            };
+            self.store.save_migration(&snapshot)?;
+            match &step {
+                Step::Advance { next } => {
+                    self.apply_split(&snapshot);
+                    self.audit("migration.phase", &snapshot, &format!("phase {} passed; phase {} at {} %", next, next + 1, snapshot.current_percent()));
+                }
+                Step::Complete => {
+                    self.complete(&snapshot)?;
+                }
+                Step::Rollback { reason } => {
+                    self.apply_split(&snapshot);
+                    self.audit("migration.rollback", &snapshot, &format!("automatic rollback: {reason}"));
+                    let _ = self.store.recommend(
+                        snapshot.supplier,
+                        "migration_rolled_back",
+                        &format!("Migration {} was rolled back automatically: {reason}", snapshot.id),
+                        now,
+                    );
+                }
+                _ => {}
+            }
+            out.push((snapshot.id, step));
+        }
+        Ok(out)
+    }
+
+    fn complete(&self, m: &Migration) -> Result<(), MigrationError> {
+        let now = self.clock.now();
+        match (m.from, m.to) {
+            (_, RouteTarget::Platform) => {
+                self.store.update_supplier(m.supplier, &SupplierPatch { ai_mode: Some(AiMode::Platform), ..Default::default() }, now)?;
+            }
+            (from, RouteTarget::Account(_)) => {
+                self.store.update_supplier(m.supplier, &SupplierPatch { ai_mode: Some(AiMode::Client), ..Default::default() }, now)?;
+                if let RouteTarget::Account(old) = from {
+                    // One of its accounts to another: the old one leaves routing.
+                    self.store.set_account_enabled(old, false)?;
+                }
+            }
+        }
+        self.router.reload()?;
+        self.router.set_split(m.supplier, None);
+        let _ = self.store.dismiss_recommendations(m.supplier, "move_to_client_ai", now);
+        self.audit("migration.complete", m, &format!("{} is now the supplier's route", m.to));
+        Ok(())
+    }
+
+    /// Running and paused migrations.
+    pub fn active(&self) -> Vec<Migration> {
+        let mut v: Vec<Migration> = self.active.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        v.sort_by_key(|m| m.id);
+        v
+    }
+
+    /// Raises a "move to client AI" recommendation when a platform supplier
+    /// reaches its quota warning.
+    pub fn on_router_event(&self, ev: &RouterEvent) {
+        if let RouterEvent::QuotaWarning { supplier, used, quota } = ev {
+            let msg = format!(
+                "Supplier {supplier} has used {} % of this month's platform quota ({used} of {quota} tokens). Consider client AI: run a parallel test, then migrate.",
+                used * 100 / (*quota).max(1)
+            );
+            if let Err(e) = self.store.recommend(*supplier, "move_to_client_ai", &msg, self.clock.now()) {
+                tracing::warn!(error = %e, "recommendation not stored");
+            }
+        }
+    }
+
+    /// Runs the service: consumes router outcomes and events, ticks every second.
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let svc = self.clone();
+        let mut outcomes = svc.router.subscribe_outcomes();
+        let mut events = svc.router.subscribe_events();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    o = outcomes.recv() => match o {
+                        Ok(o) => svc.observe(&o),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(n, "migration service lagged behind outcomes"),
+                        Err(_) => break,
+                    },
+                    e = events.recv() => if let Ok(e) = e { svc.on_router_event(&e) },
+                    _ = tick.tick() => {
+                        let s = svc.clone();
+                        match tokio::task::spawn_blocking(move || s.tick()).await {
+                            Ok(Err(e)) => tracing::warn!(error = %e, "migration tick failed"),
+                            Err(e) => tracing::warn!(error = %e, "migration tick panicked"),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,244 @@
+//! Migrations and their phases, parallel test reports and recommendations.
+
+use super::{Store, StoreError, StoreResult, parse_ts, ts};
+use crate::domain::SupplierId;
+use crate::domain::migration::{Criteria, Migration, MigrationState, PhaseRecord, PhaseStats, RouteTarget};
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str, col: usize) -> rusqlite::Result<T> {
+    serde_json::from_str(s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+/// A stored recommendation (e.g. "move to client AI").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Recommendation {
+    pub id: i64,
+    pub supplier_id: SupplierId,
+    pub kind: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Inserts a new migration with its phases; returns its id.
+    pub fn insert_migration(&self, m: &Migration) -> StoreResult<i64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let active: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM migrations WHERE supplier_id = ?1 AND state IN ('running', 'paused')",
+                [m.supplier.0],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        if let Some(id) = active {
+            return Err(StoreError::Invalid(format!(
+                "supplier {} already has migration {id} in progress; finish, roll back or abort it first",
+                m.supplier
+            )));
+        }
+        tx.execute(
+            "INSERT INTO migrations (supplier_id, from_route, to_route, state, plan, criteria, current_phase, phase_started_at, phase_elapsed_ms, reason, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                m.supplier.0,
+                json(&m.from),
+                json(&m.to),
+                m.state.as_str(),
+                json(&m.plan()),
+                json(&m.criteria),
+                m.phase as i64,
+                m.phase_started_at.map(ts),
+                m.phase_elapsed_ms,
+                m.reason,
+                ts(m.created_at),
+                ts(m.updated_at)
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        let id = tx.last_insert_rowid();
+        for (i, p) in m.phases.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO migration_phases (migration_id, idx, traffic_percent, min_duration_secs) VALUES (?1, ?2, ?3, ?4)",
+                params![id, i as i64, p.percent, p.min_secs],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        let mut m = m.clone();
+        m.id = id;
+        self.save_migration(&m)?;
+        Ok(id)
+    }
+
+    /// Writes a migration's state and every phase's figures.
+    pub fn save_migration(&self, m: &Migration) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "UPDATE migrations SET state = ?2, current_phase = ?3, phase_started_at = ?4, phase_elapsed_ms = ?5, reason = ?6, updated_at = ?7 WHERE id = ?1",
+            params![m.id, m.state.as_str(), m.phase as i64, m.phase_started_at.map(ts), m.phase_elapsed_ms, m.reason, ts(m.updated_at)],
+        )
+        .map_err(|e| self.err(e))?;
+        for (i, p) in m.phases.iter().enumerate() {
+            tx.execute(
+                "UPDATE migration_phases SET started_at = ?3, ended_at = ?4, outcome = ?5, requests = ?6, errors = ?7, p95_ms = ?8, latency_hist = ?9
+                 WHERE migration_id = ?1 AND idx = ?2",
+                params![
+                    m.id,
+                    i as i64,
+                    p.started_at.map(ts),
+                    p.ended_at.map(ts),
+                    p.outcome,
+                    p.stats.requests,
+                    p.stats.errors,
+                    p.stats.p95_ms(),
+                    json(&p.stats.latency_hist)
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn load_where(&self, clause: &str, arg: Option<i64>) -> StoreResult<Vec<Migration>> {
+        self.with_conn(|c| {
+            let sql = format!(
+                "SELECT id, supplier_id, from_route, to_route, state, criteria, current_phase, phase_started_at, phase_elapsed_ms, reason, created_at, updated_at
+                 FROM migrations {clause} ORDER BY id DESC"
+            );
+            let mut st = c.prepare(&sql)?;
+            let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Migration> {
+                let state: String = r.get(4)?;
+                Ok(Migration {
+                    id: r.get(0)?,
+                    supplier: SupplierId(r.get(1)?),
+                    from: from_json::<RouteTarget>(&r.get::<_, String>(2)?, 2)?,
+                    to: from_json::<RouteTarget>(&r.get::<_, String>(3)?, 3)?,
+                    state: MigrationState::parse(&state).unwrap_or(MigrationState::Aborted),
+                    criteria: from_json::<Criteria>(&r.get::<_, String>(5)?, 5).unwrap_or_default(),
+                    phase: r.get::<_, i64>(6)?.max(0) as usize,
+                    phase_started_at: r.get::<_, Option<String>>(7)?.map(|s| parse_ts(&s)),
+                    phase_elapsed_ms: r.get(8)?,
+                    reason: r.get(9)?,
+                    created_at: parse_ts(&r.get::<_, String>(10)?),
+                    updated_at: parse_ts(&r.get::<_, String>(11)?),
+                    phases: Vec::new(),
+                })
+            };
+            let mut list: Vec<Migration> = match arg {
+                Some(a) => st.query_map([a], map)?.collect::<Result<_, _>>()?,
+                None => st.query_map([], map)?.collect::<Result<_, _>>()?,
+            };
+            let mut ph = c.prepare(
+                "SELECT traffic_percent, min_duration_secs, started_at, ended_at, outcome, requests, errors, latency_hist
+                 FROM migration_phases WHERE migration_id = ?1 ORDER BY idx",
+            )?;
+            for m in &mut list {
+                m.phases = ph
+                    .query_map([m.id], |r| {
+                        Ok(PhaseRecord {
+                            percent: r.get::<_, i64>(0)?.clamp(0, 100) as u8,
+                            min_secs: r.get(1)?,
+                            started_at: r.get::<_, Option<String>>(2)?.map(|s| parse_ts(&s)),
+                            ended_at: r.get::<_, Option<String>>(3)?.map(|s| parse_ts(&s)),
+                            outcome: r.get(4)?,
+                            stats: PhaseStats {
+                                requests: r.get(5)?,
+                                errors: r.get(6)?,
+                                latency_hist: from_json(&r.get::<_, String>(7)?, 7).unwrap_or_default(),
+                            },
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+            }
+            Ok(list)
+        })
+    }
+
+    pub fn migration(&self, id: i64) -> StoreResult<Migration> {
+        self.load_where("WHERE id = ?1", Some(id))?.into_iter().next().ok_or(StoreError::NotFound {
+            what: "migration",
+            id: id.to_string(),
+            hint: " (see `switchboard migrate status`)",
+        })
+    }
+
+    /// Running and paused migrations.
+    pub fn active_migrations(&self) -> StoreResult<Vec<Migration>> {
+        self.load_where("WHERE state IN ('running', 'paused')", None)
+    }
+
+    /// Every migration, newest first (optionally one supplier's).
+    pub fn list_migrations(&self, supplier: Option<SupplierId>) -> StoreResult<Vec<Migration>> {
+        match supplier {
+            Some(s) => self.load_where("WHERE supplier_id = ?1", Some(s.0)),
+            None => self.load_where("", None),
+        }
+    }
+
+    pub fn insert_parallel_test(&self, supplier: SupplierId, account: i64, now: DateTime<Utc>, report_json: &str) -> StoreResult<i64> {
+        self.with_conn(|c| {
+            c.execute(
+                "INSERT INTO parallel_tests (supplier_id, account_id, created_at, report) VALUES (?1, ?2, ?3, ?4)",
+                params![supplier.0, account, ts(now), report_json],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Parallel test reports as stored JSON, newest first.
+    pub fn parallel_tests(&self, supplier: Option<SupplierId>) -> StoreResult<Vec<(i64, String)>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare("SELECT id, report FROM parallel_tests WHERE (?1 IS NULL OR supplier_id = ?1) ORDER BY id DESC")?;
+            let rows = st.query_map([supplier.map(|s| s.0)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Raises a recommendation unless the same kind is already open for the supplier.
+    /// Returns true when a new one was written.
+    pub fn recommend(&self, supplier: SupplierId, kind: &str, message: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.with_conn(|c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO recommendations (supplier_id, kind, message, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![supplier.0, kind, message, ts(now)],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    pub fn open_recommendations(&self) -> StoreResult<Vec<Recommendation>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(
+                "SELECT id, supplier_id, kind, message, created_at FROM recommendations WHERE dismissed_at IS NULL ORDER BY id DESC",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(Recommendation {
+                    id: r.get(0)?,
+                    supplier_id: SupplierId(r.get(1)?),
+                    kind: r.get(2)?,
+                    message: r.get(3)?,
+                    created_at: parse_ts(&r.get::<_, String>(4)?),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn dismiss_recommendations(&self, supplier: SupplierId, kind: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.with_conn(|c| {
+            c.execute(
+                "UPDATE recommendations SET dismissed_at = ?3 WHERE supplier_id = ?1 AND kind = ?2 AND dismissed_at IS NULL",
+                params![supplier.0, kind, ts(now)],
+            )
+            .map(|_| ())
+        })
+    }
+}
