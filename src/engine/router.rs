@@ -330,6 +330,11 @@ impl Router {
         };
     }
 
+    /// The key the router currently uses for an account (the health monitor probes with it).
+    pub fn key(&self, account: AccountId) -> Option<ApiKey> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&account).cloned()
+    }
+
     pub fn has_key(&self, account: AccountId) -> bool {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).contains_key(&account)
     }

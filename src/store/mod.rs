@@ -13,15 +13,19 @@
 //! error naming the file and what to do, and is left byte-for-byte untouched.
 
 mod accounts;
+mod alerts;
 mod audit;
 mod catalog;
+mod health;
 pub mod schema;
 mod suppliers;
 mod tokens;
 mod usage;
 
 pub use accounts::NewAccount;
+pub use alerts::{Alert, NewAlert, Raised};
 pub use audit::{AuditEntry, AuditFilter, os_user as audit_actor};
+pub use health::{CompactionReport, HealthSampleRow, SeriesPoint};
 pub use suppliers::{SupplierFilter, SupplierPatch};
 pub use tokens::{ActiveTokenHash, GatewayToken, TokenId, TokenLookup};
 pub use usage::{SqliteLedger, UsageLedger};
