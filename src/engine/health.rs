@@ -356,7 +356,9 @@ impl HealthMonitor {
         let key = (self.keys)(a.id)?;
         let target = ProviderTarget::from_account(&a, key).with_timeout(self.cfg.probe_timeout);
         let started = std::time::Instant::now();
-        let res = tokio::time::timeout(self.cfg.probe_timeout + std::time::Duration::from_millis(500), self.providers.validate_key(&target)).await;
+        let res =
+            tokio::time::timeout(self.cfg.probe_timeout + std::time::Duration::from_millis(500), self.providers.validate_key(&target))
+                .await;
         let latency_ms = started.elapsed().as_millis().min(u32::MAX as u128) as u32;
         let (ok, error_class, message) = match res {
             // A rate-limited answer still proves the provider is up and the key works.
@@ -489,11 +491,14 @@ impl HealthMonitor {
             match rx.try_recv() {
                 Ok(o) => {
                     if let Some(s) = st.get_mut(&o.account) {
-                        s.window.push(Sample { at: o.at, ok: o.ok, latency_ms: o.latency_ms, source: SampleSource::Traffic }, &self.cfg.rules);
+                        s.window
+                            .push(Sample { at: o.at, ok: o.ok, latency_ms: o.latency_ms, source: SampleSource::Traffic }, &self.cfg.rules);
                         n += 1;
                     }
                 }
-                Err(TryRecvError::Lagged(k)) => tracing::warn!(missed = k, "health monitor fell behind live traffic; some outcomes skipped"),
+                Err(TryRecvError::Lagged(k)) => {
+                    tracing::warn!(missed = k, "health monitor fell behind live traffic; some outcomes skipped")
+                }
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
         }
@@ -518,7 +523,8 @@ impl HealthMonitor {
         let label: HashMap<AccountId, &ProviderAccount> = cat.accounts.iter().map(|a| (a.id, a)).collect();
         for (id, verdict, key_problem) in actions {
             let a = label.get(id);
-            let name = a.map(|a| format!("{} ({}, account {})", a.label, a.provider.display_name(), id.0)).unwrap_or_else(|| id.to_string());
+            let name =
+                a.map(|a| format!("{} ({}, account {})", a.label, a.provider.display_name(), id.0)).unwrap_or_else(|| id.to_string());
             let supplier = a.and_then(|a| a.owner.supplier());
             let wedding = cat.wedding_accounts.contains(id);
             match verdict {
@@ -583,7 +589,8 @@ impl HealthMonitor {
             self.alerts.on_router_event(ev, wedding)?;
         }
         self.alerts.tick(|a| {
-            a.supplier_id.is_some_and(|s| cat.wedding_suppliers.contains(&s)) || a.account_id.is_some_and(|x| cat.wedding_accounts.contains(&x))
+            a.supplier_id.is_some_and(|s| cat.wedding_suppliers.contains(&s))
+                || a.account_id.is_some_and(|x| cat.wedding_accounts.contains(&x))
         })?;
         Ok(())
     }

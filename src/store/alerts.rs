@@ -81,7 +81,8 @@ impl Store {
     /// Raises an alert unless one is already open for its condition key.
     pub fn raise_alert(&self, a: &NewAlert, now: DateTime<Utc>) -> StoreResult<Raised> {
         self.with_conn(|c| {
-            let open = c.query_row(&format!("{SELECT} WHERE condition_key = ?1 AND resolved_at IS NULL"), [&a.condition_key], row).optional()?;
+            let open =
+                c.query_row(&format!("{SELECT} WHERE condition_key = ?1 AND resolved_at IS NULL"), [&a.condition_key], row).optional()?;
             if let Some(open) = open {
                 return Ok(Raised::AlreadyOpen(open));
             }
@@ -109,7 +110,9 @@ impl Store {
     }
 
     pub fn open_alert_for(&self, condition_key: &str) -> StoreResult<Option<Alert>> {
-        self.with_conn(|c| c.query_row(&format!("{SELECT} WHERE condition_key = ?1 AND resolved_at IS NULL"), [condition_key], row).optional())
+        self.with_conn(|c| {
+            c.query_row(&format!("{SELECT} WHERE condition_key = ?1 AND resolved_at IS NULL"), [condition_key], row).optional()
+        })
     }
 
     /// Newest first; `open_only` leaves out resolved alerts.

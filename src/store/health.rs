@@ -65,14 +65,7 @@ impl Store {
                     "INSERT INTO health_samples (account_id, ts, ok, latency_ms, error_class, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for s in rows {
-                    st.execute(params![
-                        s.account.0,
-                        s.at.timestamp_millis(),
-                        s.ok,
-                        s.latency_ms,
-                        s.error_class,
-                        s.source.as_str()
-                    ])?;
+                    st.execute(params![s.account.0, s.at.timestamp_millis(), s.ok, s.latency_ms, s.error_class, s.source.as_str()])?;
                 }
             }
             tx.commit()
