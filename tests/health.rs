@@ -470,3 +470,70 @@ fn memory_stays_flat_over_a_simulated_month_for_500_accounts() {
     assert_eq!(day1.1, end.1);
     assert!(end.2 <= day1.2 + 1024, "RSS grew by more than 1 MiB");
 }
+
+#[tokio::test]
+async fn webhook_gets_alerts_with_retries_and_a_hanging_webhook_never_slows_the_caller() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let e = env().await;
+    let s = e.supplier("Hooked Venue", AiMode::Platform, &[], true);
+    // A webhook that refuses the first post, then accepts; and one that never answers.
+    let hits = Arc::new(AtomicU32::new(0));
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let app = {
+        let (hits, bodies) = (hits.clone(), bodies.clone());
+        axum::Router::new()
+            .route(
+                "/flaky",
+                axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+                    let (hits, bodies) = (hits.clone(), bodies.clone());
+                    async move {
+                        if hits.fetch_add(1, Ordering::SeqCst) == 0 {
+                            return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        bodies.lock().unwrap().push(v);
+                        axum::http::StatusCode::OK
+                    }
+                }),
+            )
+            .route(
+                "/hang",
+                axum::routing::post(|| async {
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    "late"
+                }),
+            )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let hook = |path: &str| switchboard::engine::alerts::WebhookConfig {
+        url: format!("http://{addr}{path}"),
+        attempts: 3,
+        timeout: std::time::Duration::from_secs(30),
+        backoff: std::time::Duration::from_millis(10),
+    };
+    let mut cfg = fast_cfg();
+    cfg.webhook = Some(hook("/flaky"));
+    let m = e.monitor(cfg);
+    m.alerts().migration_rolled_back(s, 1, "p95 2.4 s on the new provider", false).unwrap();
+    for _ in 0..200 {
+        if !bodies.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let got = bodies.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "delivered after one retry");
+    assert_eq!(got[0]["event"], "raised");
+    assert_eq!(got[0]["alert"]["kind"], "migration_rolled_back");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+    let mut cfg = fast_cfg();
+    cfg.webhook = Some(hook("/hang"));
+    let m = e.monitor(cfg);
+    let started = std::time::Instant::now();
+    for id in 10..60 {
+        m.alerts().migration_rolled_back(s, id, "test", false).unwrap();
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "raising alerts waited for the webhook: {:?}", started.elapsed());
+}

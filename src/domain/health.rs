@@ -448,10 +448,11 @@ mod tests {
         assert_eq!(w.evaluate(now, &r, false).1, Verdict::Healthy);
         assert_eq!(w.evaluate(now, &r, true).1, Verdict::Degraded);
         // 60 % traffic errors: down even while probes pass.
+        let later = now + Duration::seconds(r.window_secs);
         for i in 0..100 {
-            w.push(Sample { at: now + Duration::seconds(i), ok: i % 5 < 2, latency_ms: 200, source: SampleSource::Traffic }, &r);
+            w.push(Sample { at: later + Duration::seconds(i), ok: i % 5 < 2, latency_ms: 200, source: SampleSource::Traffic }, &r);
         }
-        assert_eq!(w.evaluate(now + Duration::seconds(100), &r, false).1, Verdict::Down);
+        assert_eq!(w.evaluate(later + Duration::seconds(100), &r, false).1, Verdict::Down);
     }
 
     #[test]
