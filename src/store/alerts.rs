@@ -126,29 +126,27 @@ impl Store {
 
     /// Sets a new severity and the escalation time.
     pub fn escalate_alert(&self, id: i64, severity: Severity, now: DateTime<Utc>) -> StoreResult<Alert> {
-        self.with_conn(|c| {
-            c.execute(
-                "UPDATE alerts SET severity = ?2, escalated_at = ?3 WHERE id = ?1 AND resolved_at IS NULL",
-                params![id, severity.as_str(), ts(now)],
-            )?;
-            c.query_row(&format!("{SELECT} WHERE id = ?1"), [id], row).optional()
-        })?
-        .ok_or_else(|| not_found(id))
+        self.update_alert(
+            id,
+            "UPDATE alerts SET severity = ?2, escalated_at = ?3 WHERE id = ?1 AND resolved_at IS NULL",
+            params![id, severity.as_str(), ts(now)],
+        )
     }
 
     /// Acknowledges an alert (idempotent; the first acknowledgement time is kept).
     pub fn acknowledge_alert(&self, id: i64, now: DateTime<Utc>) -> StoreResult<Alert> {
-        self.with_conn(|c| {
-            c.execute("UPDATE alerts SET acknowledged_at = COALESCE(acknowledged_at, ?2) WHERE id = ?1", params![id, ts(now)])?;
-            c.query_row(&format!("{SELECT} WHERE id = ?1"), [id], row).optional()
-        })?
-        .ok_or_else(|| not_found(id))
+        self.update_alert(id, "UPDATE alerts SET acknowledged_at = COALESCE(acknowledged_at, ?2) WHERE id = ?1", params![id, ts(now)])
     }
 
     /// Resolves an alert (idempotent).
     pub fn resolve_alert(&self, id: i64, now: DateTime<Utc>) -> StoreResult<Alert> {
+        self.update_alert(id, "UPDATE alerts SET resolved_at = COALESCE(resolved_at, ?2) WHERE id = ?1", params![id, ts(now)])
+    }
+
+    /// Runs one UPDATE on an alert and returns it as it is now.
+    fn update_alert(&self, id: i64, sql: &str, p: &[&dyn rusqlite::ToSql]) -> StoreResult<Alert> {
         self.with_conn(|c| {
-            c.execute("UPDATE alerts SET resolved_at = COALESCE(resolved_at, ?2) WHERE id = ?1", params![id, ts(now)])?;
+            c.execute(sql, p)?;
             c.query_row(&format!("{SELECT} WHERE id = ?1"), [id], row).optional()
         })?
         .ok_or_else(|| not_found(id))
