@@ -12,7 +12,7 @@ use crate::engine::router::RouterEvent;
 use crate::store::{Alert, NewAlert, Raised, Store, StoreResult};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +53,9 @@ pub struct AlertService {
     rules: AlertRules,
     /// Condition key → since when its condition has been clear.
     clearing: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Condition keys with an open alert (loaded on first use), so clearing a
+    /// condition that has no alert costs no query.
+    open_keys: Mutex<Option<HashSet<String>>>,
     webhook: Option<tokio::sync::mpsc::Sender<WebhookPayload>>,
 }
 
@@ -103,7 +106,7 @@ impl AlertService {
                 None
             }
         });
-        Self { store, clock, rules, clearing: Mutex::new(HashMap::new()), webhook }
+        Self { store, clock, rules, clearing: Mutex::new(HashMap::new()), open_keys: Mutex::new(None), webhook }
     }
 
     pub fn rules(&self) -> &AlertRules {
@@ -145,6 +148,7 @@ impl AlertService {
             message,
         };
         let r = self.store.raise_alert(&new, self.clock.now())?;
+        self.note_open(&new.condition_key, true);
         if let Raised::New(a) = &r {
             tracing::warn!(alert = a.id, kind = %a.kind, severity = %a.severity, "{}", a.message);
             self.notify(AlertEvent::Raised, a);
@@ -152,9 +156,37 @@ impl AlertService {
         Ok(r)
     }
 
+    fn note_open(&self, condition_key: &str, open: bool) {
+        let mut k = self.open_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = k.as_mut() {
+            if open {
+                k.insert(condition_key.to_string());
+            } else {
+                k.remove(condition_key);
+            }
+        }
+    }
+
+    fn is_open(&self, condition_key: &str) -> bool {
+        let mut k = self.open_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if k.is_none() {
+            match self.store.list_alerts(true, u32::MAX) {
+                Ok(v) => *k = Some(v.into_iter().map(|a| a.condition_key).collect()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read open alerts");
+                    return true;
+                }
+            }
+        }
+        k.as_ref().is_some_and(|k| k.contains(condition_key))
+    }
+
     /// The condition behind `condition_key` is clear: its open alert resolves
     /// once it has stayed clear for `resolve_after_secs` (see [`AlertService::tick`]).
     pub fn clear(&self, condition_key: &str) {
+        if !self.is_open(condition_key) {
+            return;
+        }
         let mut c = self.clearing.lock().unwrap_or_else(|e| e.into_inner());
         if !c.contains_key(condition_key) {
             c.insert(condition_key.to_string(), self.clock.now());
@@ -180,6 +212,7 @@ impl AlertService {
             due
         };
         for key in due {
+            self.note_open(&key, false);
             if let Some(a) = self.store.open_alert_for(&key)? {
                 let a = self.store.resolve_alert(a.id, now)?;
                 self.notify(AlertEvent::Resolved, &a);
@@ -207,6 +240,7 @@ impl AlertService {
     pub fn resolve(&self, id: i64) -> StoreResult<Alert> {
         let a = self.store.resolve_alert(id, self.clock.now())?;
         self.clearing.lock().unwrap_or_else(|e| e.into_inner()).remove(&a.condition_key);
+        self.note_open(&a.condition_key, false);
         self.notify(AlertEvent::Resolved, &a);
         Ok(a)
     }
