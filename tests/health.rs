@@ -178,6 +178,9 @@ async fn outage_is_noticed_within_one_interval_fails_over_and_traffic_returns_by
     assert_eq!(down[0].severity, Severity::Critical);
     assert!(down[0].is_open());
     assert_eq!(e.alerts_for(&keys::failover(venue)).len(), 1, "failover started alert");
+    let audit =
+        e.store.audit_entries(&switchboard::store::AuditFilter { action_prefix: Some("health.".into()), ..Default::default() }).unwrap();
+    assert!(audit.iter().any(|a| a.action == "health.down" && a.account_id == Some(client)), "{audit:?}");
 
     // It recovers: the next probe (≤ 30 s) sees it, the breaker closes, traffic goes back.
     e.sim.set_outage("openai-client", false);

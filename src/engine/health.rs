@@ -450,6 +450,7 @@ impl HealthMonitor {
             let last = *lock(&self.last_compaction);
             last.is_none_or(|l| now - l >= Duration::seconds(self.cfg.compact_every_secs))
         };
+        let transitions = report.transitions.clone();
         let res = tokio::task::spawn_blocking(move || -> StoreResult<Option<CompactionReport>> {
             let rows = std::mem::take(&mut *lock(&me.pending));
             if let Err(e) = me.store.insert_health_samples(&rows) {
@@ -465,6 +466,15 @@ impl HealthMonitor {
                 return Err(e);
             }
             if me.cfg.act {
+                for t in transitions.iter().filter(|t| t.to == Verdict::Down || t.from == Verdict::Down) {
+                    let (action, detail) = if t.to == Verdict::Down {
+                        ("health.down", "probes see the account down: taken out of routing")
+                    } else {
+                        ("health.up", "probes see the account working again: back in routing")
+                    };
+                    let supplier = cat.accounts.iter().find(|a| a.id == t.account).and_then(|a| a.owner.supplier());
+                    me.store.audit(now, "runtime", action, supplier, Some(t.account), "ok", detail)?;
+                }
                 me.apply_alerts(&cat, &actions, &events)?;
             }
             if compact_due {
