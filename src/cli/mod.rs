@@ -4,6 +4,7 @@
 //! process exits non-zero; nothing here panics on user input.
 
 mod demo;
+mod health;
 mod keys;
 mod serve;
 mod supplier;
@@ -65,6 +66,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run the provider simulator (OpenAI, Anthropic and Azure OpenAI wire formats, with faults).
     Simulate(crate::sim::SimulateArgs),
+    /// Probe every provider account once and show health, latency and uptime.
+    Health(health::HealthArgs),
+    /// List alerts, or acknowledge / resolve one (`alerts ack ID`).
+    Alerts(health::AlertsArgs),
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -105,6 +110,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Token(cmd)) => tokens::run(&open_store(cli.db)?, cmd),
         Some(Command::Serve(args)) => serve::run_serve(cli.db, args),
         Some(Command::Simulate(args)) => serve::run_simulate(args),
+        Some(Command::Health(args)) => health::run_health(open_store(cli.db)?, args),
+        Some(Command::Alerts(args)) => health::run_alerts(&open_store(cli.db)?, args),
         None => demo::run_console(demo::ConsoleArgs {
             db: cli.db,
             demo: cli.demo,

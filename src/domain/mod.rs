@@ -4,6 +4,7 @@
 
 pub mod breaker;
 pub mod clock;
+pub mod health;
 pub mod migration;
 pub mod money;
 pub mod pricing;

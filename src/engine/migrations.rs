@@ -43,18 +43,42 @@ pub struct MigrationService {
     clock: Arc<dyn Clock>,
     active: Mutex<HashMap<SupplierId, Migration>>,
     actor: String,
+    alerts: Mutex<Option<Arc<crate::engine::alerts::AlertService>>>,
 }
 
 impl MigrationService {
     /// Loads running and paused migrations and restores their traffic splits.
     pub fn new(store: Arc<Store>, router: Arc<Router>, clock: Arc<dyn Clock>) -> Result<Arc<Self>, MigrationError> {
-        let svc = Arc::new(Self { store, router, clock, active: Mutex::new(HashMap::new()), actor: crate::store::audit_actor() });
+        let svc = Arc::new(Self {
+            store,
+            router,
+            clock,
+            active: Mutex::new(HashMap::new()),
+            actor: crate::store::audit_actor(),
+            alerts: Mutex::new(None),
+        });
         for m in svc.store.active_migrations()? {
             svc.apply_split(&m);
             tracing::info!(migration = m.id, supplier = m.supplier.0, phase = m.phase + 1, "resumed migration");
             svc.active.lock().unwrap_or_else(|e| e.into_inner()).insert(m.supplier, m);
         }
         Ok(svc)
+    }
+
+    /// Raises an alert through `alerts` whenever a migration rolls back.
+    pub fn set_alerts(&self, alerts: Arc<crate::engine::alerts::AlertService>) {
+        *self.alerts.lock().unwrap_or_else(|e| e.into_inner()) = Some(alerts);
+    }
+
+    fn alert_rollback(&self, m: &Migration, reason: &str) {
+        let alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(a) = alerts {
+            let today = self.clock.now().date_naive();
+            let wedding_day = self.store.supplier(m.supplier).map(|s| s.has_wedding_on(today)).unwrap_or(false);
+            if let Err(e) = a.migration_rolled_back(m.supplier, m.id, reason, wedding_day) {
+                tracing::warn!(error = %e, "rollback alert not raised");
+            }
+        }
     }
 
     pub fn with_actor(self: Arc<Self>, actor: &str) -> Arc<Self> {
@@ -208,6 +232,7 @@ impl MigrationService {
             Ok(())
         })?;
         self.audit("migration.rollback", &m, reason);
+        self.alert_rollback(&m, reason);
         Ok(m)
     }
 
@@ -312,6 +337,7 @@ impl MigrationService {
                 Step::Rollback { reason } => {
                     self.apply_split(&snapshot);
                     self.audit("migration.rollback", &snapshot, &format!("automatic rollback: {reason}"));
+                    self.alert_rollback(&snapshot, reason);
                     let _ = self.store.recommend(
                         snapshot.supplier,
                         "migration_rolled_back",

@@ -1,10 +1,14 @@
 //! Services that combine the adapters: demo history generation (`demo`), the
 //! console service behind the desktop UI (`console`), the key service (`keys`),
 //! gateway tokens (`tokens`), the usage ledger writer (`ledger`), the router
-//! (`router`), its metrics (`metrics`) and the runtime that assembles them.
+//! (`router`) and its metrics (`metrics`), migrations (`migrations`), parallel
+//! tests (`parallel`), the provider health monitor (`health`), the alert
+//! service (`alerts`) and the runtime that assembles them.
 
+pub mod alerts;
 pub mod console;
 pub mod demo;
+pub mod health;
 pub mod keys;
 pub mod ledger;
 pub mod metrics;

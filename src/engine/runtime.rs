@@ -1,10 +1,13 @@
 //! The background runtime: assembles the usage ledger, the provider clients,
 //! the key service and the router over one store, keeps the router's catalog
 //! and keys in step with the database (changes made by the CLI or the console
-//! are picked up within a second), and shuts down cleanly, flushing the ledger.
+//! are picked up within a second), runs the provider health monitor, and shuts
+//! down cleanly, flushing the ledger.
 //! The edges (`serve`, the console) start it and put the gateway in front.
 
 use crate::domain::{Clock, PricingTable, ProviderAccount};
+use crate::engine::health::{HealthMonitor, MonitorConfig};
+use crate::engine::migrations::MigrationService;
 use crate::engine::keys::KeyService;
 use crate::engine::ledger::Ledger;
 use crate::engine::router::{Router, RouterConfig};
@@ -21,6 +24,8 @@ pub struct RuntimeOptions {
     /// How often the catalog version is checked for changes.
     pub reload_every: Duration,
     pub pricing: PricingTable,
+    /// Provider health monitor (probes, alerts, history).
+    pub health: MonitorConfig,
 }
 
 impl Default for RuntimeOptions {
@@ -30,6 +35,7 @@ impl Default for RuntimeOptions {
             router: RouterConfig::default(),
             reload_every: Duration::from_millis(500),
             pricing: PricingTable::builtin(),
+            health: MonitorConfig::default(),
         }
     }
 }
@@ -40,6 +46,9 @@ pub struct Runtime {
     pub router: Arc<Router>,
     pub keys: Arc<KeyService>,
     pub providers: Providers,
+    pub health: Arc<HealthMonitor>,
+    /// Running migrations (resumed from the store at start).
+    pub migrations: Arc<MigrationService>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -77,7 +86,15 @@ impl Runtime {
                 }
             }));
         }
-        Ok(Runtime { store, router, keys, providers, tasks })
+        let health = HealthMonitor::for_router(router.clone(), providers.clone(), opts.health.clone());
+        tasks.push(tokio::spawn(health.clone().run()));
+        let migrations = {
+            let (store, router, clock) = (store.clone(), router.clone(), clock.clone());
+            tokio::task::spawn_blocking(move || MigrationService::new(store, router, clock)).await??
+        };
+        migrations.set_alerts(health.alerts().clone());
+        tasks.push(migrations.spawn());
+        Ok(Runtime { store, router, keys, providers, health, migrations, tasks })
     }
 
     /// Stops background tasks and waits until every usage event is committed.

@@ -71,6 +71,7 @@ impl Store {
             .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
+        drop(conn);
         let mut m = m.clone();
         m.id = id;
         self.save_migration(&m)?;

@@ -13,9 +13,11 @@
 //! error naming the file and what to do, and is left byte-for-byte untouched.
 
 mod accounts;
+mod alerts;
 mod audit;
 mod catalog;
 mod console;
+mod health;
 pub mod schema;
 mod migrations;
 mod suppliers;
@@ -23,9 +25,11 @@ mod tokens;
 mod usage;
 
 pub use accounts::NewAccount;
+pub use alerts::{Alert, NewAlert, Raised};
 pub use audit::{AuditEntry, AuditFilter, os_user as audit_actor};
 pub use console::{AuditQuery, AuditRow, BreakdownCell, SupplierDay, UsageDimension, UsageTotals, WeddingRow};
 pub use migrations::Recommendation;
+pub use health::{CompactionReport, HealthSampleRow, SeriesPoint};
 pub use suppliers::{SupplierFilter, SupplierPatch};
 pub use tokens::{ActiveTokenHash, GatewayToken, TokenId, TokenLookup};
 pub use usage::{SqliteLedger, UsageLedger};

@@ -1,0 +1,340 @@
+//! The alert service: raises alerts for provider health, invalid keys, quota
+//! (90 % and 100 %), failover started/ended and migration rollbacks; keeps one
+//! open alert per condition; resolves an alert once its condition has stayed
+//! clear for a while (so a flapping provider does not flood); escalates an
+//! unacknowledged alert one level after 15 minutes; and posts every change as
+//! JSON to an optional webhook from a background task with retries, so a slow
+//! or failing webhook never slows the caller.
+
+use crate::domain::health::{AlertKind, AlertRules, escalation_due};
+use crate::domain::{AccountId, Clock, SupplierId};
+use crate::engine::router::RouterEvent;
+use crate::store::{Alert, NewAlert, Raised, Store, StoreResult};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where alert changes are posted.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub attempts: u32,
+    pub timeout: Duration,
+    pub backoff: Duration,
+}
+
+impl WebhookConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), attempts: 4, timeout: Duration::from_secs(5), backoff: Duration::from_millis(500) }
+    }
+}
+
+/// What happened to an alert (the webhook's `event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEvent {
+    Raised,
+    Escalated,
+    Resolved,
+}
+
+/// The webhook's JSON body.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookPayload {
+    pub event: AlertEvent,
+    pub alert: Alert,
+}
+
+pub struct AlertService {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    rules: AlertRules,
+    /// Condition key → since when its condition has been clear.
+    clearing: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Condition keys with an open alert (loaded on first use), so clearing a
+    /// condition that has no alert costs no query.
+    open_keys: Mutex<Option<HashSet<String>>>,
+    webhook: Option<tokio::sync::mpsc::Sender<WebhookPayload>>,
+}
+
+impl std::fmt::Debug for AlertService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertService").field("rules", &self.rules).field("webhook", &self.webhook.is_some()).finish()
+    }
+}
+
+/// Condition keys (one open alert per key).
+pub mod keys {
+    use crate::domain::{AccountId, SupplierId};
+    pub fn down(a: AccountId) -> String {
+        format!("down:account:{}", a.0)
+    }
+    pub fn degraded(a: AccountId) -> String {
+        format!("degraded:account:{}", a.0)
+    }
+    pub fn key_invalid(a: AccountId) -> String {
+        format!("key_invalid:account:{}", a.0)
+    }
+    pub fn failover(s: SupplierId) -> String {
+        format!("failover:supplier:{}", s.0)
+    }
+    pub fn failover_ended(s: SupplierId) -> String {
+        format!("failover_ended:supplier:{}", s.0)
+    }
+    pub fn quota(s: SupplierId, percent: u32, month: &str) -> String {
+        format!("quota{percent}:supplier:{}:{month}", s.0)
+    }
+    pub fn migration_rolled_back(migration_id: i64) -> String {
+        format!("migration_rolled_back:{migration_id}")
+    }
+}
+
+impl AlertService {
+    /// Creates the service; with a webhook, starts its sender task (needs a tokio runtime;
+    /// without one the webhook is disabled with a warning).
+    pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, rules: AlertRules, webhook: Option<WebhookConfig>) -> Self {
+        let webhook = webhook.and_then(|cfg| match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                let (tx, rx) = tokio::sync::mpsc::channel(1024);
+                h.spawn(webhook_task(cfg, rx));
+                Some(tx)
+            }
+            Err(_) => {
+                tracing::warn!("alert webhook disabled: no async runtime");
+                None
+            }
+        });
+        Self { store, clock, rules, clearing: Mutex::new(HashMap::new()), open_keys: Mutex::new(None), webhook }
+    }
+
+    pub fn rules(&self) -> &AlertRules {
+        &self.rules
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    fn notify(&self, event: AlertEvent, alert: &Alert) {
+        if let Some(tx) = &self.webhook
+            && tx.try_send(WebhookPayload { event, alert: alert.clone() }).is_err()
+        {
+            tracing::warn!(alert = alert.id, "alert webhook queue full or closed; notification dropped");
+        }
+    }
+
+    /// Raises an alert for a condition (no-op when one is open: it stays, and
+    /// stops clearing). `wedding_day`: a supplier on a wedding day is affected,
+    /// so it is raised one level higher.
+    pub fn raise(
+        &self,
+        kind: AlertKind,
+        condition_key: String,
+        supplier: Option<SupplierId>,
+        account: Option<AccountId>,
+        message: String,
+        wedding_day: bool,
+    ) -> StoreResult<Raised> {
+        self.clearing.lock().unwrap_or_else(|e| e.into_inner()).remove(&condition_key);
+        let new = NewAlert {
+            kind,
+            severity: kind.severity_for(wedding_day),
+            escalated: wedding_day,
+            condition_key,
+            supplier_id: supplier,
+            account_id: account,
+            message,
+        };
+        let r = self.store.raise_alert(&new, self.clock.now())?;
+        self.note_open(&new.condition_key, true);
+        if let Raised::New(a) = &r {
+            tracing::warn!(alert = a.id, kind = %a.kind, severity = %a.severity, "{}", a.message);
+            self.notify(AlertEvent::Raised, a);
+        }
+        Ok(r)
+    }
+
+    fn note_open(&self, condition_key: &str, open: bool) {
+        let mut k = self.open_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = k.as_mut() {
+            if open {
+                k.insert(condition_key.to_string());
+            } else {
+                k.remove(condition_key);
+            }
+        }
+    }
+
+    fn is_open(&self, condition_key: &str) -> bool {
+        let mut k = self.open_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if k.is_none() {
+            match self.store.list_alerts(true, u32::MAX) {
+                Ok(v) => *k = Some(v.into_iter().map(|a| a.condition_key).collect()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read open alerts");
+                    return true;
+                }
+            }
+        }
+        k.as_ref().is_some_and(|k| k.contains(condition_key))
+    }
+
+    /// The condition behind `condition_key` is clear: its open alert resolves
+    /// once it has stayed clear for `resolve_after_secs` (see [`AlertService::tick`]).
+    pub fn clear(&self, condition_key: &str) {
+        if !self.is_open(condition_key) {
+            return;
+        }
+        let mut c = self.clearing.lock().unwrap_or_else(|e| e.into_inner());
+        if !c.contains_key(condition_key) {
+            c.insert(condition_key.to_string(), self.clock.now());
+        }
+    }
+
+    /// Resolves cleared conditions whose grace time is over and escalates
+    /// alerts that are due. `wedding_day(alert)` says whether an open alert
+    /// affects a supplier on a wedding day now (escalated at once if so).
+    pub fn tick(&self, wedding_day: impl Fn(&Alert) -> bool) -> StoreResult<Vec<(AlertEvent, Alert)>> {
+        let now = self.clock.now();
+        let mut changed = Vec::new();
+        let due: Vec<String> = {
+            let mut c = self.clearing.lock().unwrap_or_else(|e| e.into_inner());
+            let due: Vec<String> = c
+                .iter()
+                .filter(|(_, since)| now - **since >= chrono::Duration::seconds(self.rules.resolve_after_secs))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in &due {
+                c.remove(k);
+            }
+            due
+        };
+        for key in due {
+            self.note_open(&key, false);
+            if let Some(a) = self.store.open_alert_for(&key)? {
+                let a = self.store.resolve_alert(a.id, now)?;
+                self.notify(AlertEvent::Resolved, &a);
+                changed.push((AlertEvent::Resolved, a));
+            }
+        }
+        for a in self.store.list_alerts(true, 10_000)? {
+            let by_time = escalation_due(a.raised_at, a.acknowledged_at.is_some(), a.escalated_at.is_some(), now, &self.rules);
+            let by_wedding = a.acknowledged_at.is_none() && a.escalated_at.is_none() && wedding_day(&a);
+            if by_time || by_wedding {
+                let a = self.store.escalate_alert(a.id, a.severity.escalated(), now)?;
+                tracing::warn!(alert = a.id, severity = %a.severity, "alert escalated: {}", a.message);
+                self.notify(AlertEvent::Escalated, &a);
+                changed.push((AlertEvent::Escalated, a));
+            }
+        }
+        Ok(changed)
+    }
+
+    pub fn acknowledge(&self, id: i64) -> StoreResult<Alert> {
+        self.store.acknowledge_alert(id, self.clock.now())
+    }
+
+    /// Resolves an alert by hand.
+    pub fn resolve(&self, id: i64) -> StoreResult<Alert> {
+        let a = self.store.resolve_alert(id, self.clock.now())?;
+        self.clearing.lock().unwrap_or_else(|e| e.into_inner()).remove(&a.condition_key);
+        self.note_open(&a.condition_key, false);
+        self.notify(AlertEvent::Resolved, &a);
+        Ok(a)
+    }
+
+    pub fn list(&self, open_only: bool) -> StoreResult<Vec<Alert>> {
+        self.store.list_alerts(open_only, 1_000)
+    }
+
+    /// For the migration engine: a migration was rolled back.
+    pub fn migration_rolled_back(&self, supplier: SupplierId, migration_id: i64, reason: &str, wedding_day: bool) -> StoreResult<Raised> {
+        self.raise(
+            AlertKind::MigrationRolledBack,
+            keys::migration_rolled_back(migration_id),
+            Some(supplier),
+            None,
+            format!("migration {migration_id} of supplier {} was rolled back: {reason}", supplier.0),
+            wedding_day,
+        )
+    }
+
+    /// Turns a router event into alerts. `wedding_day`: the event's supplier has a wedding today.
+    pub fn on_router_event(&self, ev: &RouterEvent, wedding_day: bool) -> StoreResult<()> {
+        let month = self.clock.now().format("%Y-%m").to_string();
+        match ev {
+            RouterEvent::QuotaWarning { supplier, used, quota } => {
+                self.raise(
+                    AlertKind::QuotaWarning,
+                    keys::quota(*supplier, 90, &month),
+                    Some(*supplier),
+                    None,
+                    format!(
+                        "supplier {} used {used} of {quota} platform tokens this month (≥ 90 %); consider moving it to client AI",
+                        supplier.0
+                    ),
+                    wedding_day,
+                )?;
+            }
+            RouterEvent::QuotaExceeded { supplier, used, quota, wedding_day: w } => {
+                self.raise(
+                    AlertKind::QuotaExceeded,
+                    keys::quota(*supplier, 100, &month),
+                    Some(*supplier),
+                    None,
+                    format!("supplier {} reached its monthly platform quota ({used} of {quota} tokens)", supplier.0),
+                    wedding_day || *w,
+                )?;
+            }
+            RouterEvent::FailoverStarted { supplier, account } => {
+                self.raise(
+                    AlertKind::FailoverStarted,
+                    keys::failover(*supplier),
+                    Some(*supplier),
+                    Some(*account),
+                    format!("supplier {}'s requests are failing over to account {}", supplier.0, account.0),
+                    wedding_day,
+                )?;
+            }
+            RouterEvent::FailoverEnded { supplier } => {
+                self.clear(&keys::failover(*supplier));
+                self.raise(
+                    AlertKind::FailoverEnded,
+                    keys::failover_ended(*supplier),
+                    Some(*supplier),
+                    None,
+                    format!("supplier {}'s requests are back on their normal route", supplier.0),
+                    false,
+                )?;
+            }
+            RouterEvent::BreakerOpened { .. } | RouterEvent::BreakerClosed { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+async fn webhook_task(cfg: WebhookConfig, mut rx: tokio::sync::mpsc::Receiver<WebhookPayload>) {
+    let http = match reqwest::Client::builder().timeout(cfg.timeout).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "alert webhook disabled: cannot build an HTTP client");
+            return;
+        }
+    };
+    while let Some(p) = rx.recv().await {
+        let mut delay = cfg.backoff;
+        for attempt in 1..=cfg.attempts.max(1) {
+            match http.post(&cfg.url).json(&p).send().await {
+                Ok(r) if r.status().is_success() => break,
+                Ok(r) => tracing::warn!(status = r.status().as_u16(), attempt, "alert webhook refused the notification"),
+                Err(e) => tracing::warn!(error = %e, attempt, "alert webhook unreachable"),
+            }
+            if attempt < cfg.attempts {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+}

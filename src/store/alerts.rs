@@ -1,0 +1,154 @@
+//! Alerts: raise (at most one open alert per condition key, enforced by a
+//! unique index), escalate, acknowledge, resolve and list.
+
+use super::{Store, StoreError, StoreResult, parse_ts, ts};
+use crate::domain::health::{AlertKind, Severity};
+use crate::domain::{AccountId, SupplierId};
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+/// An alert as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    pub id: i64,
+    pub kind: AlertKind,
+    /// What the alert is about, e.g. `down:account:7`; one open alert per key.
+    pub condition_key: String,
+    pub severity: Severity,
+    pub supplier_id: Option<SupplierId>,
+    pub account_id: Option<AccountId>,
+    pub message: String,
+    pub raised_at: DateTime<Utc>,
+    pub escalated_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl Alert {
+    pub fn is_open(&self) -> bool {
+        self.resolved_at.is_none()
+    }
+}
+
+/// What is needed to raise an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAlert {
+    pub kind: AlertKind,
+    pub condition_key: String,
+    pub severity: Severity,
+    pub supplier_id: Option<SupplierId>,
+    pub account_id: Option<AccountId>,
+    pub message: String,
+    /// Raised already escalated (a supplier on a wedding day is affected).
+    pub escalated: bool,
+}
+
+/// Whether raising created a new alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Raised {
+    New(Alert),
+    AlreadyOpen(Alert),
+}
+
+const SELECT: &str = "SELECT id, kind, condition_key, severity, supplier_id, account_id, message, raised_at, escalated_at,
+    acknowledged_at, resolved_at FROM alerts";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
+    let conv = |i: usize, e: crate::domain::ParseEnumError| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.to_string().into())
+    };
+    Ok(Alert {
+        id: r.get(0)?,
+        kind: r.get::<_, String>(1)?.parse().map_err(|e| conv(1, e))?,
+        condition_key: r.get(2)?,
+        severity: r.get::<_, String>(3)?.parse().map_err(|e| conv(3, e))?,
+        supplier_id: r.get::<_, Option<i64>>(4)?.map(SupplierId),
+        account_id: r.get::<_, Option<i64>>(5)?.map(AccountId),
+        message: r.get(6)?,
+        raised_at: parse_ts(&r.get::<_, String>(7)?),
+        escalated_at: r.get::<_, Option<String>>(8)?.map(|s| parse_ts(&s)),
+        acknowledged_at: r.get::<_, Option<String>>(9)?.map(|s| parse_ts(&s)),
+        resolved_at: r.get::<_, Option<String>>(10)?.map(|s| parse_ts(&s)),
+    })
+}
+
+fn not_found(id: i64) -> StoreError {
+    StoreError::NotFound { what: "alert", id: id.to_string(), hint: " (see `switchboard alerts`)" }
+}
+
+impl Store {
+    /// Raises an alert unless one is already open for its condition key.
+    pub fn raise_alert(&self, a: &NewAlert, now: DateTime<Utc>) -> StoreResult<Raised> {
+        self.with_conn(|c| {
+            let open =
+                c.query_row(&format!("{SELECT} WHERE condition_key = ?1 AND resolved_at IS NULL"), [&a.condition_key], row).optional()?;
+            if let Some(open) = open {
+                return Ok(Raised::AlreadyOpen(open));
+            }
+            c.execute(
+                "INSERT INTO alerts (kind, condition_key, severity, supplier_id, account_id, message, raised_at, escalated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    a.kind.as_str(),
+                    a.condition_key,
+                    a.severity.as_str(),
+                    a.supplier_id.map(|s| s.0),
+                    a.account_id.map(|x| x.0),
+                    a.message,
+                    ts(now),
+                    a.escalated.then(|| ts(now)),
+                ],
+            )?;
+            let id = c.last_insert_rowid();
+            Ok(Raised::New(c.query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)?))
+        })
+    }
+
+    pub fn find_alert(&self, id: i64) -> StoreResult<Option<Alert>> {
+        self.with_conn(|c| c.query_row(&format!("{SELECT} WHERE id = ?1"), [id], row).optional())
+    }
+
+    pub fn open_alert_for(&self, condition_key: &str) -> StoreResult<Option<Alert>> {
+        self.with_conn(|c| {
+            c.query_row(&format!("{SELECT} WHERE condition_key = ?1 AND resolved_at IS NULL"), [condition_key], row).optional()
+        })
+    }
+
+    /// Newest first; `open_only` leaves out resolved alerts.
+    pub fn list_alerts(&self, open_only: bool, limit: u32) -> StoreResult<Vec<Alert>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(&format!("{SELECT} WHERE (?1 = 0 OR resolved_at IS NULL) ORDER BY id DESC LIMIT ?2"))?;
+            let rows = st.query_map(params![open_only, limit], row)?;
+            rows.collect()
+        })
+    }
+
+    /// Sets a new severity and the escalation time.
+    pub fn escalate_alert(&self, id: i64, severity: Severity, now: DateTime<Utc>) -> StoreResult<Alert> {
+        self.update_alert(
+            id,
+            "UPDATE alerts SET severity = ?2, escalated_at = ?3 WHERE id = ?1 AND resolved_at IS NULL",
+            params![id, severity.as_str(), ts(now)],
+        )
+    }
+
+    /// Acknowledges an alert (idempotent; the first acknowledgement time is kept).
+    pub fn acknowledge_alert(&self, id: i64, now: DateTime<Utc>) -> StoreResult<Alert> {
+        self.update_alert(id, "UPDATE alerts SET acknowledged_at = COALESCE(acknowledged_at, ?2) WHERE id = ?1", params![id, ts(now)])
+    }
+
+    /// Resolves an alert (idempotent).
+    pub fn resolve_alert(&self, id: i64, now: DateTime<Utc>) -> StoreResult<Alert> {
+        self.update_alert(id, "UPDATE alerts SET resolved_at = COALESCE(resolved_at, ?2) WHERE id = ?1", params![id, ts(now)])
+    }
+
+    /// Runs one UPDATE on an alert and returns it as it is now.
+    fn update_alert(&self, id: i64, sql: &str, p: &[&dyn rusqlite::ToSql]) -> StoreResult<Alert> {
+        self.with_conn(|c| {
+            c.execute(sql, p)?;
+            c.query_row(&format!("{SELECT} WHERE id = ?1"), [id], row).optional()
+        })?
+        .ok_or_else(|| not_found(id))
+    }
+}
