@@ -85,8 +85,32 @@ impl Default for Criteria {
 }
 
 /// Latency upper bounds of the histogram buckets, in ms (the last is open-ended).
-pub const LATENCY_BUCKETS_MS: [u32; 24] =
-    [25, 50, 75, 100, 150, 200, 300, 400, 500, 650, 800, 1_000, 1_250, 1_500, 1_750, 1_999, 2_500, 3_000, 4_000, 5_000, 7_500, 10_000, 20_000, u32::MAX];
+pub const LATENCY_BUCKETS_MS: [u32; 24] = [
+    25,
+    50,
+    75,
+    100,
+    150,
+    200,
+    300,
+    400,
+    500,
+    650,
+    800,
+    1_000,
+    1_250,
+    1_500,
+    1_750,
+    1_999,
+    2_500,
+    3_000,
+    4_000,
+    5_000,
+    7_500,
+    10_000,
+    20_000,
+    u32::MAX,
+];
 
 /// Figures of the new route's traffic in one phase.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -411,10 +435,24 @@ pub struct Migration {
 }
 
 impl Migration {
-    pub fn new(supplier: super::SupplierId, from: RouteTarget, to: RouteTarget, plan: &[PhasePlan], criteria: Criteria, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        supplier: super::SupplierId,
+        from: RouteTarget,
+        to: RouteTarget,
+        plan: &[PhasePlan],
+        criteria: Criteria,
+        now: DateTime<Utc>,
+    ) -> Self {
         let mut phases: Vec<PhaseRecord> = plan
             .iter()
-            .map(|p| PhaseRecord { percent: p.percent, min_secs: p.min_secs, started_at: None, ended_at: None, outcome: None, stats: PhaseStats::default() })
+            .map(|p| PhaseRecord {
+                percent: p.percent,
+                min_secs: p.min_secs,
+                started_at: None,
+                ended_at: None,
+                outcome: None,
+                stats: PhaseStats::default(),
+            })
             .collect();
         if let Some(first) = phases.first_mut() {
             first.started_at = Some(now);
@@ -489,7 +527,8 @@ impl Migration {
                 self.reason = Some(format!("waiting for traffic: {seen} of {needed} requests seen on the new route"));
             }
             Step::WaitForWindow { opens } => {
-                self.reason = Some(format!("waiting: a wedding is within 48 h; the next phase may begin at {}", opens.format("%Y-%m-%d %H:%M UTC")));
+                self.reason =
+                    Some(format!("waiting: a wedding is within 48 h; the next phase may begin at {}", opens.format("%Y-%m-%d %H:%M UTC")));
             }
             Step::Stay => {}
         }

@@ -112,12 +112,10 @@ impl MigrationService {
         Ok(match s.ai_mode {
             AiMode::Platform => RouteTarget::Platform,
             AiMode::Client => {
-                let acc = self
-                    .store
-                    .list_accounts(Some(AccountOwner::Supplier(supplier)))?
-                    .into_iter()
-                    .find(|a| a.enabled)
-                    .ok_or_else(|| MigrationError::Refused(format!("supplier {supplier} is on client AI but has no enabled account")))?;
+                let acc =
+                    self.store.list_accounts(Some(AccountOwner::Supplier(supplier)))?.into_iter().find(|a| a.enabled).ok_or_else(|| {
+                        MigrationError::Refused(format!("supplier {supplier} is on client AI but has no enabled account"))
+                    })?;
                 RouteTarget::Account(acc.id)
             }
         })
@@ -162,7 +160,13 @@ impl MigrationService {
     }
 
     /// Starts a migration now (refused inside a wedding window).
-    pub fn start(&self, supplier: SupplierId, to: RouteTarget, phases: Option<Vec<PhasePlan>>, criteria: Option<Criteria>) -> Result<Migration, MigrationError> {
+    pub fn start(
+        &self,
+        supplier: SupplierId,
+        to: RouteTarget,
+        phases: Option<Vec<PhasePlan>>,
+        criteria: Option<Criteria>,
+    ) -> Result<Migration, MigrationError> {
         let plan = self.plan(supplier, to, phases)?;
         let now = self.clock.now();
         let s = self.store.supplier(supplier)?;
@@ -187,7 +191,15 @@ impl MigrationService {
             (RouteTarget::Account(a), _) | (_, RouteTarget::Account(a)) => Some(a),
             _ => None,
         };
-        if let Err(e) = self.store.audit(self.clock.now(), &self.actor, action, Some(m.supplier), account, "ok", &format!("migration {}: {detail}", m.id)) {
+        if let Err(e) = self.store.audit(
+            self.clock.now(),
+            &self.actor,
+            action,
+            Some(m.supplier),
+            account,
+            "ok",
+            &format!("migration {}: {detail}", m.id),
+        ) {
             tracing::warn!(error = %e, "audit write failed");
         }
     }
@@ -195,7 +207,9 @@ impl MigrationService {
     fn with_active<R>(&self, id: i64, f: impl FnOnce(&mut Migration) -> Result<R, String>) -> Result<(R, Migration), MigrationError> {
         let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
         let m = active.values_mut().find(|m| m.id == id).ok_or_else(|| match self.store.migration(id) {
-            Ok(m) => MigrationError::Refused(format!("migration {id} is {}; only running or paused migrations can change", m.state.as_str())),
+            Ok(m) => {
+                MigrationError::Refused(format!("migration {id} is {}; only running or paused migrations can change", m.state.as_str()))
+            }
             Err(e) => MigrationError::Store(e),
         })?;
         let r = f(m).map_err(MigrationError::Refused)?;
@@ -329,7 +343,11 @@ impl MigrationService {
             match &step {
                 Step::Advance { next } => {
                     self.apply_split(&snapshot);
-                    self.audit("migration.phase", &snapshot, &format!("phase {} passed; phase {} at {} %", next, next + 1, snapshot.current_percent()));
+                    self.audit(
+                        "migration.phase",
+                        &snapshot,
+                        &format!("phase {} passed; phase {} at {} %", next, next + 1, snapshot.current_percent()),
+                    );
                 }
                 Step::Complete => {
                     self.complete(&snapshot)?;

@@ -101,7 +101,12 @@ fn basis(store: &Store, supplier: SupplierId, now: DateTime<Utc>) -> Result<(u64
 }
 
 /// Runs a parallel test and stores its report.
-pub async fn run(router: &Arc<Router>, supplier: SupplierId, candidate: AccountId, prompts: &[String]) -> Result<ParallelReport, ParallelError> {
+pub async fn run(
+    router: &Arc<Router>,
+    supplier: SupplierId,
+    candidate: AccountId,
+    prompts: &[String],
+) -> Result<ParallelReport, ParallelError> {
     let store = router.store().clone();
     let s = store.supplier(supplier)?;
     let cand = store.account(candidate)?;

@@ -7,9 +7,9 @@
 
 use crate::domain::{Clock, PricingTable, ProviderAccount};
 use crate::engine::health::{HealthMonitor, MonitorConfig};
-use crate::engine::migrations::MigrationService;
 use crate::engine::keys::KeyService;
 use crate::engine::ledger::Ledger;
+use crate::engine::migrations::MigrationService;
 use crate::engine::router::{Router, RouterConfig};
 use crate::providers::{ApiKey, Providers, ProvidersConfig};
 use crate::store::Store;

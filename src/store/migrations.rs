@@ -30,11 +30,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let active: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM migrations WHERE supplier_id = ?1 AND state IN ('running', 'paused')",
-                [m.supplier.0],
-                |r| r.get(0),
-            )
+            .query_row("SELECT id FROM migrations WHERE supplier_id = ?1 AND state IN ('running', 'paused')", [m.supplier.0], |r| r.get(0))
             .optional()
             .map_err(|e| self.err(e))?;
         if let Some(id) = active {
