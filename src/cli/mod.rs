@@ -4,6 +4,8 @@
 //! process exits non-zero; nothing here panics on user input.
 
 mod demo;
+mod export;
+mod report;
 mod supplier;
 
 use anyhow::Context;
@@ -40,6 +42,12 @@ pub enum Command {
     /// Add, list, show, edit and remove suppliers.
     #[command(subcommand)]
     Supplier(supplier::SupplierCommand),
+    /// Export usage as CSV for spreadsheets.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
+    /// Usage analytics as JSON (cost over time, quotas, top suppliers, seasons,
+    /// projections, cost comparison), or their timings with --bench.
+    Report(report::ReportArgs),
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -76,6 +84,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::DemoData(args)) => demo::run_demo_data(cli.db, args),
         Some(Command::Supplier(cmd)) => supplier::run(&open_store(cli.db)?, cmd),
+        Some(Command::Export(cmd)) => export::run(&open_store(cli.db)?, cmd),
+        Some(Command::Report(args)) => report::run(open_store(cli.db)?, args),
         None => demo::run_console(cli.db, cli.demo),
     }
 }

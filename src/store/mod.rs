@@ -13,12 +13,14 @@
 //! error naming the file and what to do, and is left byte-for-byte untouched.
 
 mod accounts;
+pub mod analytics;
 mod audit;
 pub mod schema;
 mod suppliers;
 mod usage;
 
 pub use accounts::NewAccount;
+pub use analytics::{AnalyticsReader, DimFilter, SupplierInfo, UsageTotals};
 pub use audit::{AuditEntry, AuditFilter, os_user as audit_actor};
 pub use suppliers::{SupplierFilter, SupplierPatch};
 pub use usage::{SqliteLedger, UsageLedger};

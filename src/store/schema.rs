@@ -189,6 +189,63 @@ CREATE TABLE migration_phases (
     PRIMARY KEY (migration_id, idx)
 ) WITHOUT ROWID;
 "#,
+    // v3: coarser usage rollups for the analytics dashboards (kept current by
+    // the ledger writer in the same transaction as usage_daily, rebuilt with
+    // it), back-filled from usage_daily.
+    r#"
+-- All suppliers together, by day and the dimensions the charts break down by.
+-- vendor_type is the supplier's vendor type when the usage was recorded.
+CREATE TABLE usage_daily_dims (
+    day TEXT NOT NULL,
+    vendor_type TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    request_type INTEGER NOT NULL,
+    route INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    PRIMARY KEY (day, vendor_type, provider, model, request_type, route)
+) WITHOUT ROWID;
+
+-- Per supplier and calendar month ('YYYY-MM'): quotas, rankings, seasonal
+-- analysis per supplier, projections and cost comparison.
+CREATE TABLE usage_monthly_supplier (
+    month TEXT NOT NULL,
+    supplier_id INTEGER NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    route INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    PRIMARY KEY (month, supplier_id, provider, model, route)
+) WITHOUT ROWID;
+CREATE INDEX usage_monthly_supplier_supplier ON usage_monthly_supplier(supplier_id, month);
+
+INSERT INTO usage_daily_dims
+SELECT d.day, coalesce(s.vendor_type, 'unknown'), d.provider, d.model, d.request_type, d.route, sum(d.requests), sum(d.errors),
+    sum(d.input_tokens), sum(d.output_tokens), sum(d.cached_tokens), sum(d.cache_write_tokens), sum(d.reasoning_tokens),
+    sum(d.cost_micros), sum(d.latency_ms_sum)
+FROM usage_daily d LEFT JOIN suppliers s ON s.id = d.supplier_id GROUP BY 1, 2, 3, 4, 5, 6;
+
+INSERT INTO usage_monthly_supplier
+SELECT substr(day, 1, 7), supplier_id, provider, model, route, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens),
+    sum(cached_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum)
+FROM usage_daily GROUP BY 1, 2, 3, 4, 5;
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

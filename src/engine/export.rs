@@ -1,0 +1,364 @@
+//! CSV export of usage for spreadsheets: one row per usage event, or per day /
+//! month group, written with the `csv` crate (RFC 4180, UTF-8, header row).
+//!
+//! Timestamps are ISO 8601 in UTC (`2026-06-20T14:03:07.123Z`), with a
+//! separate `date` column (`2026-06-20`) that spreadsheets read as a date;
+//! money is decimal dollars with six decimals (exact micro-dollars, read as a
+//! number). Rows are streamed from SQLite to the file, so memory stays flat at
+//! any size; progress goes to a callback. No key, key reference, fingerprint
+//! or gateway token is ever read, let alone written.
+//!
+//! The file is written under a temporary name in the destination folder and
+//! renamed at the end, so a failed or cancelled export leaves nothing under the
+//! final name; an existing file is refused unless `force` (and without
+//! `force` the final step is a hard link, which also refuses a file created
+//! meanwhile).
+
+use super::analytics::CancelHandle;
+use crate::domain::{Micros, RequestType, Route, SupplierId, UsageStatus};
+use crate::store::analytics::{EventRow, GroupRow, is_interrupted};
+use crate::store::{Store, StoreError, SupplierInfo, UsageTotals};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Group rows instead of one row per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Day,
+    Month,
+}
+
+impl std::str::FromStr for GroupBy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "day" => Ok(GroupBy::Day),
+            "month" => Ok(GroupBy::Month),
+            _ => Err(format!("'{s}' is not a grouping; use day or month")),
+        }
+    }
+}
+
+/// What to export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportOptions {
+    /// First UTC day, inclusive.
+    pub from: NaiveDate,
+    /// Last UTC day, inclusive.
+    pub to: NaiveDate,
+    pub supplier: Option<SupplierId>,
+    pub group_by: Option<GroupBy>,
+    pub out: PathBuf,
+    /// Replace an existing file.
+    pub force: bool,
+}
+
+/// Reported while exporting (every 4,096 rows, and at the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportProgress {
+    pub rows: u64,
+    /// Events in the range (from the rollups). For grouped exports this
+    /// counts events, not groups, so use it only as an upper bound.
+    pub events_in_range: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportSummary {
+    pub path: PathBuf,
+    /// Data rows written (the header not counted).
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{} already exists; choose another file, or pass --force to replace it", .0.display())]
+    Exists(PathBuf),
+    #[error("cannot write {}: {source}. Nothing was written under that name; check the folder and free space, then try again", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the export was cancelled; nothing was written")]
+    Cancelled,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The per-event columns, in order.
+pub const EVENT_HEADER: &[&str] = &[
+    "timestamp",
+    "date",
+    "request_id",
+    "supplier_id",
+    "supplier_name",
+    "vendor_type",
+    "provider",
+    "model",
+    "request_type",
+    "route",
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "tokens_estimated",
+    "cost_usd",
+    "latency_ms",
+    "status",
+    "error_class",
+];
+
+/// The grouped columns, in order.
+pub const GROUP_HEADER: &[&str] = &[
+    "period",
+    "supplier_id",
+    "supplier_name",
+    "vendor_type",
+    "provider",
+    "model",
+    "request_type",
+    "route",
+    "requests",
+    "errors",
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost_usd",
+    "avg_latency_ms",
+];
+
+const PROGRESS_EVERY: u64 = 4_096;
+
+/// ISO 8601 UTC with milliseconds.
+pub fn iso_timestamp(ts_ms: i64) -> String {
+    Utc.timestamp_millis_opt(ts_ms).single().unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// A file under a temporary name next to its destination, removed on drop
+/// unless it was moved into place.
+struct TempFile {
+    path: PathBuf,
+    done: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Checks the options before anything is written.
+fn validate(opts: &ExportOptions) -> Result<(), ExportError> {
+    if opts.from > opts.to {
+        return Err(ExportError::Invalid(format!(
+            "--from {} is after --to {}; the range is from the first day to the last day, inclusive",
+            opts.from, opts.to
+        )));
+    }
+    let out = &opts.out;
+    if out.file_name().is_none() {
+        return Err(ExportError::Invalid(format!("{} is not a file name; write e.g. --out usage.csv", out.display())));
+    }
+    if out.is_dir() {
+        return Err(ExportError::Invalid(format!(
+            "{} is a folder; give a file name, e.g. {}",
+            out.display(),
+            out.join("usage.csv").display()
+        )));
+    }
+    if out.exists() && !opts.force {
+        return Err(ExportError::Exists(out.clone()));
+    }
+    Ok(())
+}
+
+/// Exports usage per `opts`. `progress` is called as rows are written;
+/// cancelling `cancel` stops the export and removes the partial file.
+pub fn export_usage(
+    store: &Store,
+    opts: &ExportOptions,
+    cancel: &CancelHandle,
+    mut progress: impl FnMut(ExportProgress),
+) -> Result<ExportSummary, ExportError> {
+    validate(opts)?;
+    let reader = store.analytics_reader()?;
+    let suppliers: HashMap<i64, SupplierInfo> = reader.suppliers()?.into_iter().map(|s| (s.id.0, s)).collect();
+    if let Some(id) = opts.supplier
+        && !suppliers.contains_key(&id.0)
+    {
+        return Err(ExportError::Invalid(format!(
+            "supplier {id} does not exist; `switchboard supplier list` shows the suppliers and their ids"
+        )));
+    }
+    let (from_day, to_day) = (opts.from.to_string(), opts.to.to_string());
+    let events_in_range = reader.count_requests(&from_day, &to_day, opts.supplier)?;
+
+    let out = &opts.out;
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = TempFile { path: dir.join(format!(".{name}.{}.partial", std::process::id())), done: false };
+    let io_err = |e: std::io::Error| ExportError::Io { path: out.clone(), source: e };
+    let file = File::options().write(true).create_new(true).open(&tmp.path).map_err(io_err)?;
+    let mut w = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(1 << 16, file));
+    let csv_err = |e: csv::Error| match e.into_kind() {
+        csv::ErrorKind::Io(io) => io_err(io),
+        other => io_err(std::io::Error::other(format!("{other:?}"))),
+    };
+
+    let interrupter = reader.interrupter();
+    let mut rows = 0u64;
+    let mut tick = |rows: u64| -> Result<(), ExportError> {
+        if cancel.is_cancelled() {
+            interrupter.interrupt();
+            return Err(ExportError::Cancelled);
+        }
+        if rows.is_multiple_of(PROGRESS_EVERY) {
+            progress(ExportProgress { rows, events_in_range });
+        }
+        Ok(())
+    };
+    let vendor = |id: i64| suppliers.get(&id).map(|s| (s.name.as_str(), s.vendor_type.as_str())).unwrap_or(("", "unknown"));
+    let result = match opts.group_by {
+        None => {
+            w.write_record(EVENT_HEADER).map_err(csv_err)?;
+            let from_ms = day_start(opts.from).timestamp_millis();
+            let to_ms = day_start(opts.to + Duration::days(1)).timestamp_millis();
+            reader.for_each_event(from_ms, to_ms, opts.supplier, |e: &EventRow| {
+                write_event(&mut w, e, vendor(e.supplier_id)).map_err(csv_err)?;
+                rows += 1;
+                tick(rows)
+            })
+        }
+        Some(g) => {
+            w.write_record(GROUP_HEADER).map_err(csv_err)?;
+            reader.for_each_group(&from_day, &to_day, opts.supplier, g == GroupBy::Month, |r: &GroupRow| {
+                write_group(&mut w, r, vendor(r.supplier_id)).map_err(csv_err)?;
+                rows += 1;
+                tick(rows)
+            })
+        }
+    };
+    match result {
+        Ok(_) => {}
+        Err(ExportError::Store(e)) if is_interrupted(&e) || cancel.is_cancelled() => return Err(ExportError::Cancelled),
+        Err(e) => return Err(e),
+    }
+    if cancel.is_cancelled() {
+        return Err(ExportError::Cancelled);
+    }
+    let file =
+        w.into_inner().map_err(|e| io_err(std::io::Error::other(e.to_string())))?.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.sync_all().map_err(io_err)?;
+    let bytes = file.metadata().map_err(io_err)?.len();
+    drop(file);
+    put_in_place(&tmp.path, out, opts.force)?;
+    let mut tmp = tmp;
+    tmp.done = true;
+    progress(ExportProgress { rows, events_in_range });
+    Ok(ExportSummary { path: out.clone(), rows, bytes })
+}
+
+/// Moves the finished temporary file to `out`: a rename with `force`, else a
+/// hard link that fails if `out` exists (falling back to a checked rename on
+/// file systems without hard links).
+fn put_in_place(tmp: &Path, out: &Path, force: bool) -> Result<(), ExportError> {
+    let io_err = |e: std::io::Error| ExportError::Io { path: out.to_path_buf(), source: e };
+    if force {
+        return std::fs::rename(tmp, out).map_err(io_err);
+    }
+    match std::fs::hard_link(tmp, out) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(tmp);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(ExportError::Exists(out.to_path_buf())),
+        Err(_) if out.exists() => Err(ExportError::Exists(out.to_path_buf())),
+        Err(_) => std::fs::rename(tmp, out).map_err(io_err),
+    }
+}
+
+fn day_start(d: NaiveDate) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
+}
+
+fn request_type_name(code: i64) -> String {
+    RequestType::from_code(code).map(|t| t.as_str().to_string()).unwrap_or_else(|| format!("unknown({code})"))
+}
+
+fn route_name(code: i64) -> String {
+    Route::from_code(code).map(|t| t.as_str().to_string()).unwrap_or_else(|| format!("unknown({code})"))
+}
+
+fn write_event<W: Write>(w: &mut csv::Writer<W>, e: &EventRow, (name, vendor): (&str, &str)) -> csv::Result<()> {
+    let ts = iso_timestamp(e.ts_ms);
+    let total = e.input_tokens + e.cached_tokens + e.cache_write_tokens + e.output_tokens;
+    let mut itoa = [String::new(), String::new(), String::new(), String::new(), String::new(), String::new()];
+    for (slot, v) in
+        itoa.iter_mut().zip([e.input_tokens, e.cached_tokens, e.cache_write_tokens, e.output_tokens, e.reasoning_tokens, total])
+    {
+        *slot = v.to_string();
+    }
+    let status = UsageStatus::from_code(e.status).map(|s| s.as_str().to_string()).unwrap_or_else(|| format!("unknown({})", e.status));
+    w.write_record([
+        ts.as_str(),
+        &ts[..10],
+        e.request_id.as_str(),
+        e.supplier_id.to_string().as_str(),
+        name,
+        vendor,
+        e.provider.as_str(),
+        e.model.as_str(),
+        request_type_name(e.request_type).as_str(),
+        route_name(e.route).as_str(),
+        itoa[0].as_str(),
+        itoa[1].as_str(),
+        itoa[2].as_str(),
+        itoa[3].as_str(),
+        itoa[4].as_str(),
+        itoa[5].as_str(),
+        if e.estimated { "true" } else { "false" },
+        Micros(e.cost_micros).to_decimal_string().as_str(),
+        e.latency_ms.to_string().as_str(),
+        status.as_str(),
+        e.error_class.as_deref().unwrap_or(""),
+    ])
+}
+
+fn write_group<W: Write>(w: &mut csv::Writer<W>, g: &GroupRow, (name, vendor): (&str, &str)) -> csv::Result<()> {
+    let t: &UsageTotals = &g.totals;
+    let avg_latency = t.latency_ms_sum.checked_div(t.requests).map(|v| v.to_string()).unwrap_or_default();
+    w.write_record([
+        g.period.as_str(),
+        g.supplier_id.to_string().as_str(),
+        name,
+        vendor,
+        g.provider.as_str(),
+        g.model.as_str(),
+        request_type_name(g.request_type).as_str(),
+        route_name(g.route).as_str(),
+        t.requests.to_string().as_str(),
+        t.errors.to_string().as_str(),
+        t.input_tokens.to_string().as_str(),
+        t.cached_tokens.to_string().as_str(),
+        t.cache_write_tokens.to_string().as_str(),
+        t.output_tokens.to_string().as_str(),
+        t.reasoning_tokens.to_string().as_str(),
+        t.tokens().to_string().as_str(),
+        t.cost.to_decimal_string().as_str(),
+        avg_latency.as_str(),
+    ])
+}
