@@ -28,24 +28,6 @@ pub enum ReportKind {
     All,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum By {
-    Total,
-    Supplier,
-    Provider,
-    Model,
-    Route,
-    RequestType,
-    VendorType,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Gran {
-    Day,
-    Week,
-    Month,
-}
-
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     kind: ReportKind,
@@ -58,10 +40,12 @@ pub struct ReportArgs {
     /// Last day of complete data for projections (default: --to).
     #[arg(long, value_parser = super::parse_date)]
     as_of: Option<NaiveDate>,
-    #[arg(long, value_enum, default_value_t = By::Total)]
-    by: By,
-    #[arg(long, value_enum, default_value_t = Gran::Day)]
-    granularity: Gran,
+    /// Breakdown of a series: total, supplier, provider, model, route, request-type or vendor-type.
+    #[arg(long, default_value = "total")]
+    by: Dimension,
+    /// Bucket size of a series: day, week or month.
+    #[arg(long, default_value = "day")]
+    granularity: Granularity,
     /// Only this supplier (series and quota).
     #[arg(long, value_name = "ID")]
     supplier: Option<i64>,
@@ -86,20 +70,7 @@ fn queries(a: &ReportArgs, from: NaiveDate, to: NaiveDate, as_of: NaiveDate) -> 
     let seasonal = AnalyticsQuery::Seasonal { from_month: from, to_month: to };
     let proj = AnalyticsQuery::Projections { as_of };
     let compare = AnalyticsQuery::CostComparison { from_month: from, to_month: to };
-    let g = match a.granularity {
-        Gran::Day => Granularity::Day,
-        Gran::Week => Granularity::Week,
-        Gran::Month => Granularity::Month,
-    };
-    let d = match a.by {
-        By::Total => Dimension::Total,
-        By::Supplier => Dimension::Supplier,
-        By::Provider => Dimension::Provider,
-        By::Model => Dimension::Model,
-        By::Route => Dimension::Route,
-        By::RequestType => Dimension::RequestType,
-        By::VendorType => Dimension::VendorType,
-    };
+    let (g, d) = (a.granularity, a.by);
     match a.kind {
         ReportKind::Series => vec![(format!("series {:?} by {:?}", a.granularity, a.by).to_lowercase(), series(g, d))],
         ReportKind::Quota => vec![("quota use".into(), quota)],

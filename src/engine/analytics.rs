@@ -87,13 +87,44 @@ pub enum Granularity {
 pub enum Dimension {
     /// One series: the total.
     Total,
-    /// The top suppliers by cost in the range, plus one "other" series.
+    /// The top suppliers by cost (ranked over the whole months overlapping the
+    /// range), plus one "other" series with everyone else.
     Supplier,
     Provider,
     Model,
     Route,
     RequestType,
     VendorType,
+}
+
+impl std::str::FromStr for Granularity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "day" => Ok(Granularity::Day),
+            "week" => Ok(Granularity::Week),
+            "month" => Ok(Granularity::Month),
+            _ => Err(format!("'{s}' is not a granularity; use day, week or month")),
+        }
+    }
+}
+
+impl std::str::FromStr for Dimension {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "total" => Dimension::Total,
+            "supplier" => Dimension::Supplier,
+            "provider" => Dimension::Provider,
+            "model" => Dimension::Model,
+            "route" => Dimension::Route,
+            "request_type" => Dimension::RequestType,
+            "vendor_type" => Dimension::VendorType,
+            _ => {
+                return Err(format!("'{s}' is not a breakdown; use total, supplier, provider, model, route, request-type or vendor-type"));
+            }
+        })
+    }
 }
 
 /// A time-series query: the days `from..=to` (UTC), bucketed and broken down.

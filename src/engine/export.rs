@@ -303,62 +303,57 @@ fn route_name(code: i64) -> String {
     Route::from_code(code).map(|t| t.as_str().to_string()).unwrap_or_else(|| format!("unknown({code})"))
 }
 
+/// Writes the five token columns and their total (input, cached, cache write, output, reasoning, total).
+fn write_tokens<W: Write>(
+    w: &mut csv::Writer<W>,
+    input: u64,
+    cached: u64,
+    cache_write: u64,
+    output: u64,
+    reasoning: u64,
+) -> csv::Result<()> {
+    for v in [input, cached, cache_write, output, reasoning, input + cached + cache_write + output] {
+        w.write_field(v.to_string())?;
+    }
+    Ok(())
+}
+
 fn write_event<W: Write>(w: &mut csv::Writer<W>, e: &EventRow, (name, vendor): (&str, &str)) -> csv::Result<()> {
     let ts = iso_timestamp(e.ts_ms);
-    let total = e.input_tokens + e.cached_tokens + e.cache_write_tokens + e.output_tokens;
-    let mut itoa = [String::new(), String::new(), String::new(), String::new(), String::new(), String::new()];
-    for (slot, v) in
-        itoa.iter_mut().zip([e.input_tokens, e.cached_tokens, e.cache_write_tokens, e.output_tokens, e.reasoning_tokens, total])
-    {
-        *slot = v.to_string();
-    }
     let status = UsageStatus::from_code(e.status).map(|s| s.as_str().to_string()).unwrap_or_else(|| format!("unknown({})", e.status));
-    w.write_record([
-        ts.as_str(),
-        &ts[..10],
-        e.request_id.as_str(),
-        e.supplier_id.to_string().as_str(),
-        name,
-        vendor,
-        e.provider.as_str(),
-        e.model.as_str(),
-        request_type_name(e.request_type).as_str(),
-        route_name(e.route).as_str(),
-        itoa[0].as_str(),
-        itoa[1].as_str(),
-        itoa[2].as_str(),
-        itoa[3].as_str(),
-        itoa[4].as_str(),
-        itoa[5].as_str(),
-        if e.estimated { "true" } else { "false" },
-        Micros(e.cost_micros).to_decimal_string().as_str(),
-        e.latency_ms.to_string().as_str(),
-        status.as_str(),
-        e.error_class.as_deref().unwrap_or(""),
-    ])
+    w.write_field(&ts)?;
+    w.write_field(&ts[..10])?;
+    w.write_field(&e.request_id)?;
+    w.write_field(e.supplier_id.to_string())?;
+    w.write_field(name)?;
+    w.write_field(vendor)?;
+    w.write_field(&e.provider)?;
+    w.write_field(&e.model)?;
+    w.write_field(request_type_name(e.request_type))?;
+    w.write_field(route_name(e.route))?;
+    write_tokens(w, e.input_tokens, e.cached_tokens, e.cache_write_tokens, e.output_tokens, e.reasoning_tokens)?;
+    w.write_field(if e.estimated { "true" } else { "false" })?;
+    w.write_field(Micros(e.cost_micros).to_decimal_string())?;
+    w.write_field(e.latency_ms.to_string())?;
+    w.write_field(status)?;
+    w.write_field(e.error_class.as_deref().unwrap_or(""))?;
+    w.write_record(None::<&[u8]>)
 }
 
 fn write_group<W: Write>(w: &mut csv::Writer<W>, g: &GroupRow, (name, vendor): (&str, &str)) -> csv::Result<()> {
     let t: &UsageTotals = &g.totals;
-    let avg_latency = t.latency_ms_sum.checked_div(t.requests).map(|v| v.to_string()).unwrap_or_default();
-    w.write_record([
-        g.period.as_str(),
-        g.supplier_id.to_string().as_str(),
-        name,
-        vendor,
-        g.provider.as_str(),
-        g.model.as_str(),
-        request_type_name(g.request_type).as_str(),
-        route_name(g.route).as_str(),
-        t.requests.to_string().as_str(),
-        t.errors.to_string().as_str(),
-        t.input_tokens.to_string().as_str(),
-        t.cached_tokens.to_string().as_str(),
-        t.cache_write_tokens.to_string().as_str(),
-        t.output_tokens.to_string().as_str(),
-        t.reasoning_tokens.to_string().as_str(),
-        t.tokens().to_string().as_str(),
-        t.cost.to_decimal_string().as_str(),
-        avg_latency.as_str(),
-    ])
+    w.write_field(&g.period)?;
+    w.write_field(g.supplier_id.to_string())?;
+    w.write_field(name)?;
+    w.write_field(vendor)?;
+    w.write_field(&g.provider)?;
+    w.write_field(&g.model)?;
+    w.write_field(request_type_name(g.request_type))?;
+    w.write_field(route_name(g.route))?;
+    w.write_field(t.requests.to_string())?;
+    w.write_field(t.errors.to_string())?;
+    write_tokens(w, t.input_tokens, t.cached_tokens, t.cache_write_tokens, t.output_tokens, t.reasoning_tokens)?;
+    w.write_field(t.cost.to_decimal_string())?;
+    w.write_field(t.latency_ms_sum.checked_div(t.requests).map(|v| v.to_string()).unwrap_or_default())?;
+    w.write_record(None::<&[u8]>)
 }

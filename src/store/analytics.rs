@@ -18,7 +18,7 @@
 use super::{Store, StoreError, StoreResult, map_err};
 use crate::domain::{AiMode, Micros, ProviderKind, Route, SupplierId, Tier, UsageEvent, UsageStatus, VendorType};
 use rusqlite::types::Value;
-use rusqlite::{Connection, Row, Transaction, params};
+use rusqlite::{Connection, Row, Transaction};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -56,52 +56,36 @@ pub(crate) fn roll_up_event(tx: &Transaction<'_>, day: &str, e: &UsageEvent) -> 
         u.reasoning as i64,
         e.cost.0,
         e.latency_ms as i64,
+    ]
+    .map(Value::Integer);
+    let text = |s: &str| Value::Text(s.to_string());
+    let dims_key = [text(day), Value::Integer(e.supplier_id.0), text(e.provider.as_str()), text(&e.model)];
+    let upserts: [(&str, &str, &str, Vec<Value>); 2] = [
+        (
+            "usage_daily_dims (day, vendor_type, provider, model, request_type, route",
+            "?1, coalesce((SELECT vendor_type FROM suppliers WHERE id = ?2), 'unknown'), ?3, ?4, ?5, ?6",
+            "day, vendor_type, provider, model, request_type, route",
+            vec![Value::Integer(e.request_type.code()), Value::Integer(e.route.code())],
+        ),
+        (
+            "usage_monthly_supplier (month, supplier_id, provider, model, route",
+            "substr(?1, 1, 7), ?2, ?3, ?4, ?5",
+            "month, supplier_id, provider, model, route",
+            vec![Value::Integer(e.route.code())],
+        ),
     ];
-    let mut dims = tx.prepare_cached(&format!(
-        "INSERT INTO usage_daily_dims (day, vendor_type, provider, model, request_type, route, requests, errors, input_tokens,
-            output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_micros, latency_ms_sum)
-         VALUES (?1, coalesce((SELECT vendor_type FROM suppliers WHERE id = ?2), 'unknown'), ?3, ?4, ?5, ?6, 1,
-            ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-         ON CONFLICT (day, vendor_type, provider, model, request_type, route) DO UPDATE SET {MEASURE_UPDATE}"
-    ))?;
-    let m = &measures;
-    dims.execute(params![
-        day,
-        e.supplier_id.0,
-        e.provider.as_str(),
-        e.model,
-        e.request_type.code(),
-        e.route.code(),
-        m[0],
-        m[1],
-        m[2],
-        m[3],
-        m[4],
-        m[5],
-        m[6],
-        m[7]
-    ])?;
-    let mut monthly = tx.prepare_cached(&format!(
-        "INSERT INTO usage_monthly_supplier (month, supplier_id, provider, model, route, requests, errors, input_tokens,
-            output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_micros, latency_ms_sum)
-         VALUES (substr(?1, 1, 7), ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-         ON CONFLICT (month, supplier_id, provider, model, route) DO UPDATE SET {MEASURE_UPDATE}"
-    ))?;
-    monthly.execute(params![
-        day,
-        e.supplier_id.0,
-        e.provider.as_str(),
-        e.model,
-        e.route.code(),
-        m[0],
-        m[1],
-        m[2],
-        m[3],
-        m[4],
-        m[5],
-        m[6],
-        m[7]
-    ])?;
+    for (table, key_values, conflict, extra_key) in upserts {
+        let first_measure = 5 + extra_key.len();
+        let placeholders: Vec<String> = (first_measure..first_measure + measures.len()).map(|i| format!("?{i}")).collect();
+        let mut st = tx.prepare_cached(&format!(
+            "INSERT INTO {table}, requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens,
+                cost_micros, latency_ms_sum)
+             VALUES ({key_values}, 1, {})
+             ON CONFLICT ({conflict}) DO UPDATE SET {MEASURE_UPDATE}",
+            placeholders.join(", ")
+        ))?;
+        st.execute(rusqlite::params_from_iter(dims_key.iter().chain(extra_key.iter()).chain(measures.iter())))?;
+    }
     Ok(())
 }
 
