@@ -770,45 +770,33 @@ impl AnalyticsSession {
             }
             d += Duration::days(1);
         }
-        type Acc = BTreeMap<String, (UsageTotals, UsageTotals)>;
+        type Pair = (UsageTotals, UsageTotals);
+        fn put(p: &mut Pair, first: bool, t: &UsageTotals) {
+            if first { p.0.add(t) } else { p.1.add(t) }
+        }
+        type Acc = BTreeMap<String, Pair>;
         let (mut season_vendor, mut season_rt, mut week_vendor, mut week_rt): (Acc, Acc, Acc, Acc) = Default::default();
-        let (mut season_all, mut week_all) =
-            ((UsageTotals::default(), UsageTotals::default()), (UsageTotals::default(), UsageTotals::default()));
-        for dim in [DimColumn::VendorType, DimColumn::RequestType] {
-            let rows = self.db(self.reader.daily_by(&from_m.to_string(), &last_day.to_string(), dim, None, &DimFilter::default()))?;
-            for (day, key, t) in rows {
-                let Ok(d) = day.parse::<NaiveDate>() else { continue };
-                let key = label_for(dim, &key);
-                let (sa, wa) =
-                    if dim == DimColumn::VendorType { (&mut season_vendor, &mut week_vendor) } else { (&mut season_rt, &mut week_rt) };
-                let se = sa.entry(key.clone()).or_default();
-                if season.is_peak(d) {
-                    se.0.add(&t)
-                } else {
-                    se.1.add(&t)
-                }
-                let we = wa.entry(key).or_default();
-                if is_weekend(d) {
-                    we.0.add(&t)
-                } else {
-                    we.1.add(&t)
-                }
-                if dim == DimColumn::VendorType {
-                    if season.is_peak(d) {
-                        season_all.0.add(&t)
-                    } else {
-                        season_all.1.add(&t)
-                    }
-                    if is_weekend(d) { week_all.0.add(&t) } else { week_all.1.add(&t) }
-                }
-            }
+        let (mut season_all, mut week_all) = (Pair::default(), Pair::default());
+        let (from_day, to_day) = (from_m.to_string(), last_day.to_string());
+        for (day, key, t) in
+            self.db(self.reader.daily_by(&from_day, &to_day, DimColumn::VendorAndRequestType, None, &DimFilter::default()))?
+        {
+            let Ok(d) = day.parse::<NaiveDate>() else { continue };
+            let (vendor, rt) = key.split_once('|').unwrap_or((key.as_str(), ""));
+            let rt = label_for(DimColumn::RequestType, rt);
+            let (peak, weekend) = (season.is_peak(d), is_weekend(d));
+            put(season_vendor.entry(vendor.to_string()).or_default(), peak, &t);
+            put(week_vendor.entry(vendor.to_string()).or_default(), weekend, &t);
+            put(season_rt.entry(rt.clone()).or_default(), peak, &t);
+            put(week_rt.entry(rt).or_default(), weekend, &t);
+            put(&mut season_all, peak, &t);
+            put(&mut week_all, weekend, &t);
         }
         let suppliers = self.suppliers()?;
         let mut season_supplier: BTreeMap<SupplierId, (UsageTotals, UsageTotals)> = BTreeMap::new();
         for r in self.db(self.reader.supplier_months(&month_key(from_m), &month_key(to_m), None))? {
             let Some(m) = parse_month(&r.month) else { continue };
-            let e = season_supplier.entry(r.supplier_id).or_default();
-            if season.is_peak(m) { e.0.add(&r.totals) } else { e.1.add(&r.totals) }
+            put(season_supplier.entry(r.supplier_id).or_default(), season.is_peak(m), &r.totals);
         }
         let split = |key: String, label: String, a: &UsageTotals, b: &UsageTotals, ad: u32, bd: u32| {
             let avg = |t: &UsageTotals, days: u32| {

@@ -170,6 +170,8 @@ pub enum DimColumn {
     Model,
     RequestType,
     Route,
+    /// `vendor_type|request_type code` in one key.
+    VendorAndRequestType,
 }
 
 /// Optional equality filters on the dimensions (all `None` = everything).
@@ -342,6 +344,7 @@ impl AnalyticsReader {
             DimColumn::Model => "model".into(),
             DimColumn::RequestType => "CAST(request_type AS TEXT)".into(),
             DimColumn::Route => "CAST(route AS TEXT)".into(),
+            DimColumn::VendorAndRequestType => format!("{vendor} || '|' || request_type"),
         };
         let mut conds = vec!["day >= ?".to_string(), "day <= ?".to_string()];
         let mut ps = vec![Value::Text(from.into()), Value::Text(to.into())];
