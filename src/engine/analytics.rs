@@ -604,7 +604,11 @@ impl AnalyticsSession {
                 }
             }
             let top = self.top_by_cost(q.from, q.to, q.top)?;
-            let rows = self.db(self.reader.daily_for_suppliers(&from, &to, &top, &q.filter))?;
+            let rows = if q.filter == DimFilter::default() {
+                self.db(self.reader.supplier_days(&from, &to, &top))?
+            } else {
+                self.db(self.reader.daily_for_suppliers(&from, &to, &top, &q.filter))?
+            };
             let mut by_id: BTreeMap<SupplierId, Series> = BTreeMap::new();
             for (day, id, t) in rows {
                 if let Some(i) = bucket_index(&day) {

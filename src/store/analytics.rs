@@ -35,6 +35,18 @@ INSERT INTO usage_monthly_supplier
 SELECT substr(day, 1, 7), supplier_id, provider, model, route, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens),
     sum(cached_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum)
 FROM usage_daily GROUP BY 1, 2, 3, 4, 5;
+DELETE FROM usage_supplier_month;
+INSERT INTO usage_supplier_month
+SELECT substr(day, 1, 7), supplier_id, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), sum(cached_tokens),
+    sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum),
+    sum(CASE WHEN route IN (0, 2) THEN input_tokens + cached_tokens + cache_write_tokens + output_tokens ELSE 0 END)
+FROM usage_daily GROUP BY 1, 2;
+DELETE FROM usage_supplier_day;
+INSERT INTO usage_supplier_day
+SELECT supplier_id, day, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), sum(cached_tokens),
+    sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum),
+    sum(CASE WHEN route IN (0, 2) THEN input_tokens + cached_tokens + cache_write_tokens + output_tokens ELSE 0 END)
+FROM usage_daily GROUP BY 1, 2;
 ";
 
 const MEASURE_UPDATE: &str = "requests = requests + 1, errors = errors + excluded.errors,
@@ -58,33 +70,43 @@ pub(crate) fn roll_up_event(tx: &Transaction<'_>, day: &str, e: &UsageEvent) -> 
         e.latency_ms as i64,
     ]
     .map(Value::Integer);
+    let quota = Value::Integer(if e.counts_against_quota() { u.total() as i64 } else { 0 });
     let text = |s: &str| Value::Text(s.to_string());
-    let dims_key = [text(day), Value::Integer(e.supplier_id.0), text(e.provider.as_str()), text(&e.model)];
-    let upserts: [(&str, &str, &str, Vec<Value>); 2] = [
+    let (rt, route) = (Value::Integer(e.request_type.code()), Value::Integer(e.route.code()));
+    let supplier = Value::Integer(e.supplier_id.0);
+    // (table and key columns, key values, key parameters, whether it keeps quota_tokens)
+    let upserts: [(&str, &str, Vec<Value>, bool); 4] = [
         (
             "usage_daily_dims (day, vendor_type, provider, model, request_type, route",
             "?1, coalesce((SELECT vendor_type FROM suppliers WHERE id = ?2), 'unknown'), ?3, ?4, ?5, ?6",
-            "day, vendor_type, provider, model, request_type, route",
-            vec![Value::Integer(e.request_type.code()), Value::Integer(e.route.code())],
+            vec![text(day), supplier.clone(), text(e.provider.as_str()), text(&e.model), rt, route.clone()],
+            false,
         ),
         (
             "usage_monthly_supplier (month, supplier_id, provider, model, route",
             "substr(?1, 1, 7), ?2, ?3, ?4, ?5",
-            "month, supplier_id, provider, model, route",
-            vec![Value::Integer(e.route.code())],
+            vec![text(day), supplier.clone(), text(e.provider.as_str()), text(&e.model), route],
+            false,
         ),
+        ("usage_supplier_month (month, supplier_id", "substr(?1, 1, 7), ?2", vec![text(day), supplier.clone()], true),
+        ("usage_supplier_day (supplier_id, day", "?1, ?2", vec![supplier, text(day)], true),
     ];
-    for (table, key_values, conflict, extra_key) in upserts {
-        let first_measure = 5 + extra_key.len();
-        let placeholders: Vec<String> = (first_measure..first_measure + measures.len()).map(|i| format!("?{i}")).collect();
+    for (table, key_values, key, with_quota) in upserts {
+        let conflict = &table[table.find('(').unwrap_or(0) + 1..];
+        let first = key.len() + 1;
+        let n = measures.len() + with_quota as usize;
+        let placeholders: Vec<String> = (first..first + n).map(|i| format!("?{i}")).collect();
+        let (quota_col, quota_update) =
+            if with_quota { (", quota_tokens", ", quota_tokens = quota_tokens + excluded.quota_tokens") } else { ("", "") };
         let mut st = tx.prepare_cached(&format!(
             "INSERT INTO {table}, requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens,
-                cost_micros, latency_ms_sum)
+                cost_micros, latency_ms_sum{quota_col})
              VALUES ({key_values}, 1, {})
-             ON CONFLICT ({conflict}) DO UPDATE SET {MEASURE_UPDATE}",
+             ON CONFLICT ({conflict}) DO UPDATE SET {MEASURE_UPDATE}{quota_update}",
             placeholders.join(", ")
         ))?;
-        st.execute(rusqlite::params_from_iter(dims_key.iter().chain(extra_key.iter()).chain(measures.iter())))?;
+        let q = with_quota.then_some(&quota);
+        st.execute(rusqlite::params_from_iter(key.iter().chain(measures.iter()).chain(q)))?;
     }
     Ok(())
 }
@@ -138,6 +160,10 @@ impl UsageTotals {
     }
 }
 
+/// The nine measure columns, unsummed, in [`totals_at`] order.
+const MEASURES: &str = "requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_micros,
+    latency_ms_sum";
+
 const SUMS: &str = "coalesce(sum(requests), 0), coalesce(sum(errors), 0), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
     coalesce(sum(cached_tokens), 0), coalesce(sum(cache_write_tokens), 0), coalesce(sum(reasoning_tokens), 0),
     coalesce(sum(cost_micros), 0), coalesce(sum(latency_ms_sum), 0)";
@@ -146,7 +172,16 @@ fn u(r: &Row<'_>, i: usize) -> rusqlite::Result<u64> {
     Ok(r.get::<_, i64>(i)?.max(0) as u64)
 }
 
-/// Reads the nine measures of [`SUMS`] starting at column `i`.
+/// A text or integer column as text.
+fn value_text(v: rusqlite::types::ValueRef<'_>) -> std::borrow::Cow<'_, str> {
+    match v {
+        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t),
+        rusqlite::types::ValueRef::Integer(i) => i.to_string().into(),
+        _ => "".into(),
+    }
+}
+
+/// Reads the nine measures of [`SUMS`] / [`MEASURES`] starting at column `i`.
 fn totals_at(r: &Row<'_>, i: usize) -> rusqlite::Result<UsageTotals> {
     Ok(UsageTotals {
         requests: u(r, i)?,
@@ -342,8 +377,8 @@ impl AnalyticsReader {
             DimColumn::VendorType => vendor.to_string(),
             DimColumn::Provider => "provider".into(),
             DimColumn::Model => "model".into(),
-            DimColumn::RequestType => "CAST(request_type AS TEXT)".into(),
-            DimColumn::Route => "CAST(route AS TEXT)".into(),
+            DimColumn::RequestType => "request_type".into(),
+            DimColumn::Route => "route".into(),
             DimColumn::VendorAndRequestType => format!("{vendor} || '|' || request_type"),
         };
         let mut conds = vec!["day >= ?".to_string(), "day <= ?".to_string()];
@@ -354,8 +389,42 @@ impl AnalyticsReader {
         }
         filter.sql(vendor, &mut conds, &mut ps);
         let table = if supplier.is_some() { "usage_daily" } else { "usage_daily_dims" };
-        let sql = format!("SELECT day, {key}, {SUMS} FROM {table} WHERE {} GROUP BY 1, 2 ORDER BY 1, 2", conds.join(" AND "));
-        self.query(&sql, ps, |r| Ok((r.get(0)?, r.get(1)?, totals_at(r, 2)?)))
+        // Rows come in day order straight from the primary key (or the
+        // supplier index); summing them here is cheaper than SQLite's sorter.
+        let sql = format!("SELECT day, {key}, {MEASURES} FROM {table} WHERE {} ORDER BY day", conds.join(" AND "));
+        let mut st = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let mut rows = st.query(rusqlite::params_from_iter(ps)).map_err(|e| self.err(e))?;
+        let mut out: Vec<(String, String, UsageTotals)> = Vec::new();
+        let mut day_start = 0;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let read = || -> rusqlite::Result<(rusqlite::types::ValueRef<'_>, rusqlite::types::ValueRef<'_>, UsageTotals)> {
+                Ok((r.get_ref(0)?, r.get_ref(1)?, totals_at(r, 2)?))
+            };
+            let (day, key, t) = read().map_err(|e| self.err(e))?;
+            let (day, key) = (day.as_str().unwrap_or(""), value_text(key));
+            if out.last().is_none_or(|l| l.0 != day) {
+                day_start = out.len();
+            }
+            match out[day_start..].iter_mut().find(|x| x.1 == key) {
+                Some(x) => x.2.add(&t),
+                None => out.push((day.to_string(), key.into_owned(), t)),
+            }
+        }
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        Ok(out)
+    }
+
+    /// Per day and supplier totals for the given suppliers, from `usage_supplier_day` (no dimension filter).
+    pub fn supplier_days(&self, from: &str, to: &str, suppliers: &[SupplierId]) -> StoreResult<Vec<(String, SupplierId, UsageTotals)>> {
+        let mut out = Vec::new();
+        for s in suppliers {
+            out.extend(self.query(
+                &format!("SELECT day, {MEASURES} FROM usage_supplier_day WHERE supplier_id = ?1 AND day >= ?2 AND day <= ?3"),
+                vec![Value::Integer(s.0), Value::Text(from.into()), Value::Text(to.into())],
+                |r| Ok((r.get(0)?, *s, totals_at(r, 1)?)),
+            )?);
+        }
+        Ok(out)
     }
 
     /// Usage per day and supplier for the given suppliers (from `usage_daily`).
@@ -381,8 +450,8 @@ impl AnalyticsReader {
         self.query(&sql, ps, |r| Ok((r.get(0)?, SupplierId(r.get(1)?), totals_at(r, 2)?)))
     }
 
-    /// Per supplier and month (`YYYY-MM`, inclusive), routes summed, with the
-    /// quota-counting tokens (platform and failover routes).
+    /// Per supplier and month (`YYYY-MM`, inclusive), everything summed, with
+    /// the quota-counting tokens (platform and failover routes).
     pub fn supplier_months(&self, from_month: &str, to_month: &str, supplier: Option<SupplierId>) -> StoreResult<Vec<SupplierMonth>> {
         let mut conds = vec!["month >= ?".to_string(), "month <= ?".to_string()];
         let mut ps = vec![Value::Text(from_month.into()), Value::Text(to_month.into())];
@@ -391,11 +460,7 @@ impl AnalyticsReader {
             ps.push(Value::Integer(s.0));
         }
         let sql = format!(
-            "SELECT month, supplier_id, {SUMS},
-                coalesce(sum(CASE WHEN route IN ({}, {}) THEN input_tokens + cached_tokens + cache_write_tokens + output_tokens ELSE 0 END), 0)
-             FROM usage_monthly_supplier WHERE {} GROUP BY 1, 2 ORDER BY 1, 2",
-            Route::Platform.code(),
-            Route::Failover.code(),
+            "SELECT month, supplier_id, {MEASURES}, quota_tokens FROM usage_supplier_month WHERE {} ORDER BY 1, 2",
             conds.join(" AND ")
         );
         self.query(&sql, ps, |r| {
@@ -405,7 +470,7 @@ impl AnalyticsReader {
 
     /// The first month (`YYYY-MM`) with usage, per supplier.
     pub fn first_months(&self) -> StoreResult<Vec<(SupplierId, String)>> {
-        self.query("SELECT supplier_id, min(month) FROM usage_monthly_supplier GROUP BY supplier_id", Vec::new(), |r| {
+        self.query("SELECT supplier_id, min(month) FROM usage_supplier_month GROUP BY supplier_id", Vec::new(), |r| {
             Ok((SupplierId(r.get(0)?), r.get(1)?))
         })
     }

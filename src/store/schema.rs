@@ -235,6 +235,41 @@ CREATE TABLE usage_monthly_supplier (
 ) WITHOUT ROWID;
 CREATE INDEX usage_monthly_supplier_supplier ON usage_monthly_supplier(supplier_id, month);
 
+-- Per supplier and month, everything summed: quota use, rankings, projections.
+-- quota_tokens: tokens on the platform and failover routes.
+CREATE TABLE usage_supplier_month (
+    month TEXT NOT NULL,
+    supplier_id INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    quota_tokens INTEGER NOT NULL,
+    PRIMARY KEY (month, supplier_id)
+) WITHOUT ROWID;
+
+-- Per supplier and day, everything summed: one supplier's series in one range scan.
+CREATE TABLE usage_supplier_day (
+    supplier_id INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    quota_tokens INTEGER NOT NULL,
+    PRIMARY KEY (supplier_id, day)
+) WITHOUT ROWID;
+
 INSERT INTO usage_daily_dims
 SELECT d.day, coalesce(s.vendor_type, 'unknown'), d.provider, d.model, d.request_type, d.route, sum(d.requests), sum(d.errors),
     sum(d.input_tokens), sum(d.output_tokens), sum(d.cached_tokens), sum(d.cache_write_tokens), sum(d.reasoning_tokens),
@@ -245,6 +280,18 @@ INSERT INTO usage_monthly_supplier
 SELECT substr(day, 1, 7), supplier_id, provider, model, route, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens),
     sum(cached_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum)
 FROM usage_daily GROUP BY 1, 2, 3, 4, 5;
+
+INSERT INTO usage_supplier_month
+SELECT substr(day, 1, 7), supplier_id, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), sum(cached_tokens),
+    sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum),
+    sum(CASE WHEN route IN (0, 2) THEN input_tokens + cached_tokens + cache_write_tokens + output_tokens ELSE 0 END)
+FROM usage_daily GROUP BY 1, 2;
+
+INSERT INTO usage_supplier_day
+SELECT supplier_id, day, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), sum(cached_tokens),
+    sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum),
+    sum(CASE WHEN route IN (0, 2) THEN input_tokens + cached_tokens + cache_write_tokens + output_tokens ELSE 0 END)
+FROM usage_daily GROUP BY 1, 2;
 "#,
 ];
 
