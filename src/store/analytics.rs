@@ -277,15 +277,16 @@ pub struct SupplierModelMonth {
     pub totals: UsageTotals,
 }
 
-/// One usage event as exported (codes not yet turned into names).
+/// One usage event as exported, borrowed from SQLite's row (codes not yet
+/// turned into names): no allocation per row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EventRow {
-    pub request_id: String,
+pub struct EventRow<'a> {
+    pub request_id: &'a str,
     pub ts_ms: i64,
     pub supplier_id: i64,
     pub account_id: Option<i64>,
-    pub provider: String,
-    pub model: String,
+    pub provider: &'a str,
+    pub model: &'a str,
     pub request_type: i64,
     pub route: i64,
     pub input_tokens: u64,
@@ -297,7 +298,7 @@ pub struct EventRow {
     pub cost_micros: i64,
     pub latency_ms: i64,
     pub status: i64,
-    pub error_class: Option<String>,
+    pub error_class: Option<&'a str>,
 }
 
 /// One grouped export row (per day or month × supplier × provider × model × request type × route).
@@ -558,7 +559,7 @@ impl AnalyticsReader {
         from_ms: i64,
         to_ms: i64,
         supplier: Option<SupplierId>,
-        mut f: impl FnMut(&EventRow) -> Result<(), E>,
+        mut f: impl FnMut(&EventRow<'_>) -> Result<(), E>,
     ) -> Result<u64, E> {
         let cols = "request_id, ts, supplier_id, account_id, provider, model, request_type, route, input_tokens, output_tokens,
             cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class";
@@ -574,31 +575,32 @@ impl AnalyticsReader {
         };
         let mut st = self.conn.prepare(&sql).map_err(|e| E::from(self.err(e)))?;
         let mut rows = st.query(rusqlite::params_from_iter(ps)).map_err(|e| E::from(self.err(e)))?;
-        let mut row = EventRow::default();
         let mut n = 0;
         while let Some(r) = rows.next().map_err(|e| E::from(self.err(e)))? {
-            let read = |row: &mut EventRow| -> rusqlite::Result<()> {
-                row.request_id = r.get(0)?;
-                row.ts_ms = r.get(1)?;
-                row.supplier_id = r.get(2)?;
-                row.account_id = r.get(3)?;
-                row.provider = r.get(4)?;
-                row.model = r.get(5)?;
-                row.request_type = r.get(6)?;
-                row.route = r.get(7)?;
-                row.input_tokens = u(r, 8)?;
-                row.output_tokens = u(r, 9)?;
-                row.cached_tokens = u(r, 10)?;
-                row.cache_write_tokens = u(r, 11)?;
-                row.reasoning_tokens = u(r, 12)?;
-                row.estimated = r.get::<_, i64>(13)? != 0;
-                row.cost_micros = r.get(14)?;
-                row.latency_ms = r.get(15)?;
-                row.status = r.get(16)?;
-                row.error_class = r.get(17)?;
-                Ok(())
+            let text = |i: usize| -> rusqlite::Result<&str> { r.get_ref(i)?.as_str().map_err(rusqlite::Error::from) };
+            let read = || -> rusqlite::Result<EventRow<'_>> {
+                Ok(EventRow {
+                    request_id: text(0)?,
+                    ts_ms: r.get(1)?,
+                    supplier_id: r.get(2)?,
+                    account_id: r.get(3)?,
+                    provider: text(4)?,
+                    model: text(5)?,
+                    request_type: r.get(6)?,
+                    route: r.get(7)?,
+                    input_tokens: u(r, 8)?,
+                    output_tokens: u(r, 9)?,
+                    cached_tokens: u(r, 10)?,
+                    cache_write_tokens: u(r, 11)?,
+                    reasoning_tokens: u(r, 12)?,
+                    estimated: r.get::<_, i64>(13)? != 0,
+                    cost_micros: r.get(14)?,
+                    latency_ms: r.get(15)?,
+                    status: r.get(16)?,
+                    error_class: r.get_ref(17)?.as_str_or_null().map_err(rusqlite::Error::from)?,
+                })
             };
-            read(&mut row).map_err(|e| E::from(self.err(e)))?;
+            let row = read().map_err(|e| E::from(self.err(e)))?;
             f(&row)?;
             n += 1;
         }
