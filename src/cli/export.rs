@@ -48,7 +48,13 @@ pub fn run(store: &Store, cmd: ExportCommand) -> anyhow::Result<()> {
         force: a.force,
     };
     let started = Instant::now();
+    let mut last_print: Option<Instant> = None;
     let summary = export_usage(store, &opts, &CancelHandle::new(), |p| {
+        // At most four lines a second (the callback comes every few thousand rows).
+        if last_print.is_some_and(|t| t.elapsed().as_millis() < 250) && p.rows < p.events_in_range {
+            return;
+        }
+        last_print = Some(Instant::now());
         if p.events_in_range > 0 && opts.group_by.is_none() {
             eprint!("\rexporting… {} of {} rows ({:.0} %)", p.rows, p.events_in_range, p.rows as f64 * 100.0 / p.events_in_range as f64);
         } else {
