@@ -16,8 +16,10 @@
 //! [`CancelHandle::cancel`] when the user changes a filter: that sets a flag
 //! checked between steps and interrupts the SQLite statement in flight.
 
-use crate::domain::{Micros, PricingTable, ProviderKind, QuotaPolicy, RequestType, Route, SupplierId, Tier, TokenUsage, VendorType};
-use crate::store::analytics::{DimColumn, Interrupter, SupplierModelMonth, is_interrupted};
+use crate::domain::{
+    Micros, ModelPrice, PricingTable, ProviderKind, QuotaPolicy, RequestType, Route, SupplierId, Tier, TokenUsage, VendorType,
+};
+use crate::store::analytics::{DimColumn, Interrupter, is_interrupted};
 use crate::store::{AnalyticsReader, DimFilter, Store, StoreError, SupplierInfo, UsageTotals};
 use chrono::{Datelike, Duration, NaiveDate, Weekday};
 use serde::{Deserialize, Serialize};
@@ -888,21 +890,43 @@ impl AnalyticsSession {
             }
         }
         let rows = self.db(self.reader.supplier_model_months(&month_key(from_m), &month_key(to_m), None))?;
-        let mut acc: BTreeMap<(SupplierId, String), (Micros, Micros, u64)> = BTreeMap::new();
-        let mut embedding_cache: HashMap<(String, String), Option<bool>> = HashMap::new();
+        let alternatives: HashMap<SupplierId, (ProviderKind, String, String)> =
+            suppliers.values().map(|s| (s.id, self.alternative(s, &own, refs))).collect();
+        let mut acc: BTreeMap<(SupplierId, &str), (Micros, Micros, u64)> = BTreeMap::new();
+        // Lookups are cached: a few distinct models, tens of thousands of rows.
+        let mut embedding_cache: Vec<(&str, &str, Option<bool>)> = Vec::new();
+        let mut price_cache: Vec<(ProviderKind, &str, Option<ModelPrice>)> = Vec::new();
         for r in &rows {
             if r.route == Route::Shadow.code() {
                 continue;
             }
-            let Some(s) = suppliers.get(&r.supplier_id) else { continue };
-            let (alt_provider, chat, emb) = self.alternative(s, &own, refs);
-            let e = acc.entry((r.supplier_id, r.month.clone())).or_default();
+            let Some((alt_provider, chat, emb)) = alternatives.get(&r.supplier_id) else { continue };
+            let e = acc.entry((r.supplier_id, r.month.as_str())).or_default();
             e.0 += r.totals.cost;
-            let embedding = *embedding_cache
-                .entry((r.provider.clone(), r.model.clone()))
-                .or_insert_with(|| r.provider.parse().ok().and_then(|p| self.pricing.price(p, &r.model)).map(|p| p.embedding));
-            match embedding.and_then(|is_emb| self.reprice(r, alt_provider, if is_emb { &emb } else { &chat })) {
-                Some(c) => e.1 += c,
+            let embedding = match embedding_cache.iter().find(|c| c.0 == r.provider && c.1 == r.model) {
+                Some(c) => c.2,
+                None => {
+                    let v = r.provider.parse().ok().and_then(|p| self.pricing.price(p, &r.model)).map(|p| p.embedding);
+                    embedding_cache.push((&r.provider, &r.model, v));
+                    v
+                }
+            };
+            let Some(is_emb) = embedding else {
+                e.2 += r.totals.tokens();
+                continue;
+            };
+            let model = if is_emb { emb.as_str() } else { chat.as_str() };
+            let price = match price_cache.iter().find(|c| c.0 == *alt_provider && c.1 == model) {
+                Some(c) => c.2,
+                None => {
+                    // Embeddings on Anthropic fall back to OpenAI's (Anthropic has none).
+                    let v = self.pricing.price(*alt_provider, model).or_else(|| self.pricing.price(ProviderKind::OpenAi, model)).copied();
+                    price_cache.push((*alt_provider, model, v));
+                    v
+                }
+            };
+            match price {
+                Some(p) => e.1 += p.cost(&usage_of(&r.totals)),
                 None => e.2 += r.totals.tokens(),
             }
         }
@@ -911,12 +935,12 @@ impl AnalyticsSession {
             .into_iter()
             .filter_map(|((id, month), (actual, alt, unpriced))| {
                 let s = suppliers.get(&id)?;
-                let (p, chat, _) = self.alternative(s, &own, refs);
+                let (p, chat, _) = alternatives.get(&id)?.clone();
                 Some(CostComparison {
                     supplier_id: id,
                     name: s.name.clone(),
                     ai_mode: s.ai_mode.as_str().into(),
-                    month: parse_month(&month)?,
+                    month: parse_month(month)?,
                     actual_cost: actual,
                     alternative: if s.ai_mode == crate::domain::AiMode::Client { "platform" } else { "client" }.into(),
                     alternative_provider: p,
@@ -943,19 +967,17 @@ impl AnalyticsSession {
             None => (refs.client_provider, refs.client_chat_model.clone(), refs.client_embedding_model.clone()),
         }
     }
+}
 
-    fn reprice(&self, r: &SupplierModelMonth, provider: ProviderKind, model: &str) -> Option<Micros> {
-        let t = &r.totals;
-        let usage = TokenUsage {
-            input: t.input_tokens,
-            output: t.output_tokens,
-            cached_read: t.cached_tokens,
-            cache_write: t.cache_write_tokens,
-            reasoning: t.reasoning_tokens,
-            estimated: false,
-        };
-        // Embeddings on Anthropic fall back to OpenAI's (Anthropic has none).
-        self.pricing.cost(provider, model, &usage).or_else(|| self.pricing.cost(ProviderKind::OpenAi, model, &usage))
+/// Token counts of summed usage, for pricing.
+fn usage_of(t: &UsageTotals) -> TokenUsage {
+    TokenUsage {
+        input: t.input_tokens,
+        output: t.output_tokens,
+        cached_read: t.cached_tokens,
+        cache_write: t.cache_write_tokens,
+        reasoning: t.reasoning_tokens,
+        estimated: false,
     }
 }
 
