@@ -897,9 +897,6 @@ impl AnalyticsSession {
         let mut embedding_cache: Vec<(&str, &str, Option<bool>)> = Vec::new();
         let mut price_cache: Vec<(ProviderKind, &str, Option<ModelPrice>)> = Vec::new();
         for r in &rows {
-            if r.route == Route::Shadow.code() {
-                continue;
-            }
             let Some((alt_provider, chat, emb)) = alternatives.get(&r.supplier_id) else { continue };
             let e = acc.entry((r.supplier_id, r.month.as_str())).or_default();
             e.0 += r.totals.cost;

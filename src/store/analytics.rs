@@ -266,14 +266,13 @@ pub struct SupplierMonth {
     pub quota_tokens: u64,
 }
 
-/// One supplier-month-provider-model-route row of `usage_monthly_supplier`.
+/// One row of `usage_monthly_supplier` without its route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SupplierModelMonth {
     pub month: String,
     pub supplier_id: SupplierId,
     pub provider: String,
     pub model: String,
-    pub route: i64,
     pub totals: UsageTotals,
 }
 
@@ -476,7 +475,8 @@ impl AnalyticsReader {
         })
     }
 
-    /// The raw per supplier / month / provider / model / route rows.
+    /// Per supplier, month, provider, model (and route: several rows may share
+    /// the first four), without shadow traffic (mirrored copies of parallel tests).
     pub fn supplier_model_months(
         &self,
         from_month: &str,
@@ -489,20 +489,17 @@ impl AnalyticsReader {
             conds.push("supplier_id = ?".into());
             ps.push(Value::Integer(s.0));
         }
-        let sql = format!(
-            "SELECT month, supplier_id, provider, model, route, requests, errors, input_tokens, output_tokens, cached_tokens,
-                cache_write_tokens, reasoning_tokens, cost_micros, latency_ms_sum
-             FROM usage_monthly_supplier WHERE {} ORDER BY 1, 2",
-            conds.join(" AND ")
-        );
+        conds.push(format!("route != {}", Route::Shadow.code()));
+        // Rows per route come back separately (summing them in SQLite is slower than in the caller).
+        let sql =
+            format!("SELECT month, supplier_id, provider, model, {MEASURES} FROM usage_monthly_supplier WHERE {}", conds.join(" AND "));
         self.query(&sql, ps, |r| {
             Ok(SupplierModelMonth {
                 month: r.get(0)?,
                 supplier_id: SupplierId(r.get(1)?),
                 provider: r.get(2)?,
                 model: r.get(3)?,
-                route: r.get(4)?,
-                totals: totals_at(r, 5)?,
+                totals: totals_at(r, 4)?,
             })
         })
     }
