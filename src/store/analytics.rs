@@ -55,11 +55,52 @@ const MEASURE_UPDATE: &str = "requests = requests + 1, errors = errors + exclude
     reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, cost_micros = cost_micros + excluded.cost_micros,
     latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum";
 
+/// The v3 rollups the writer keeps: (table and key columns, key values, key parameters, whether it keeps quota_tokens).
+const ROLLUPS: [(&str, &str, usize, bool); 4] = [
+    (
+        "usage_daily_dims (day, vendor_type, provider, model, request_type, route",
+        "?1, coalesce((SELECT vendor_type FROM suppliers WHERE id = ?2), 'unknown'), ?3, ?4, ?5, ?6",
+        6,
+        false,
+    ),
+    ("usage_monthly_supplier (month, supplier_id, provider, model, route", "substr(?1, 1, 7), ?2, ?3, ?4, ?7", 7, false),
+    ("usage_supplier_month (month, supplier_id", "substr(?1, 1, 7), ?2", 7, true),
+    ("usage_supplier_day (supplier_id, day", "?2, ?1", 7, true),
+];
+
+/// The upsert statements of [`ROLLUPS`], built once. Every statement takes the
+/// same parameters: ?1 day, ?2 supplier, ?3 provider, ?4 model, ?5 request
+/// type, ?6 route (?7 again the route, so that each statement names a
+/// contiguous run), then the eight measures, then the quota tokens.
+fn rollup_sql() -> &'static [String; 4] {
+    static SQL: std::sync::OnceLock<[String; 4]> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        ROLLUPS.map(|(table, key_values, keys, with_quota)| {
+            let conflict = &table[table.find('(').unwrap_or(0) + 1..];
+            let n = 8 + with_quota as usize;
+            let placeholders: Vec<String> = (keys + 1..=keys + n).map(|i| format!("?{i}")).collect();
+            let (quota_col, quota_update) =
+                if with_quota { (", quota_tokens", ", quota_tokens = quota_tokens + excluded.quota_tokens") } else { ("", "") };
+            format!(
+                "INSERT INTO {table}, requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens,
+                    cost_micros, latency_ms_sum{quota_col})
+                 VALUES ({key_values}, 1, {})
+                 ON CONFLICT ({conflict}) DO UPDATE SET {MEASURE_UPDATE}{quota_update}",
+                placeholders.join(", ")
+            )
+        })
+    })
+}
+
 /// Adds one new event to the v3 rollups (called by the ledger writer next to
 /// its `usage_daily` upsert, inside the same transaction).
 pub(crate) fn roll_up_event(tx: &Transaction<'_>, day: &str, e: &UsageEvent) -> rusqlite::Result<()> {
     let u = &e.usage;
-    let measures = [
+    let quota = if e.counts_against_quota() { u.total() as i64 } else { 0 };
+    let ints = [
+        e.request_type.code(),
+        e.route.code(),
+        e.route.code(),
         (e.status != UsageStatus::Ok) as i64,
         u.input as i64,
         u.output as i64,
@@ -68,45 +109,22 @@ pub(crate) fn roll_up_event(tx: &Transaction<'_>, day: &str, e: &UsageEvent) -> 
         u.reasoning as i64,
         e.cost.0,
         e.latency_ms as i64,
-    ]
-    .map(Value::Integer);
-    let quota = Value::Integer(if e.counts_against_quota() { u.total() as i64 } else { 0 });
-    let text = |s: &str| Value::Text(s.to_string());
-    let (rt, route) = (Value::Integer(e.request_type.code()), Value::Integer(e.route.code()));
-    let supplier = Value::Integer(e.supplier_id.0);
-    // (table and key columns, key values, key parameters, whether it keeps quota_tokens)
-    let upserts: [(&str, &str, Vec<Value>, bool); 4] = [
-        (
-            "usage_daily_dims (day, vendor_type, provider, model, request_type, route",
-            "?1, coalesce((SELECT vendor_type FROM suppliers WHERE id = ?2), 'unknown'), ?3, ?4, ?5, ?6",
-            vec![text(day), supplier.clone(), text(e.provider.as_str()), text(&e.model), rt, route.clone()],
-            false,
-        ),
-        (
-            "usage_monthly_supplier (month, supplier_id, provider, model, route",
-            "substr(?1, 1, 7), ?2, ?3, ?4, ?5",
-            vec![text(day), supplier.clone(), text(e.provider.as_str()), text(&e.model), route],
-            false,
-        ),
-        ("usage_supplier_month (month, supplier_id", "substr(?1, 1, 7), ?2", vec![text(day), supplier.clone()], true),
-        ("usage_supplier_day (supplier_id, day", "?1, ?2", vec![supplier, text(day)], true),
+        quota,
     ];
-    for (table, key_values, key, with_quota) in upserts {
-        let conflict = &table[table.find('(').unwrap_or(0) + 1..];
-        let first = key.len() + 1;
-        let n = measures.len() + with_quota as usize;
-        let placeholders: Vec<String> = (first..first + n).map(|i| format!("?{i}")).collect();
-        let (quota_col, quota_update) =
-            if with_quota { (", quota_tokens", ", quota_tokens = quota_tokens + excluded.quota_tokens") } else { ("", "") };
-        let mut st = tx.prepare_cached(&format!(
-            "INSERT INTO {table}, requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens,
-                cost_micros, latency_ms_sum{quota_col})
-             VALUES ({key_values}, 1, {})
-             ON CONFLICT ({conflict}) DO UPDATE SET {MEASURE_UPDATE}{quota_update}",
-            placeholders.join(", ")
-        ))?;
-        let q = with_quota.then_some(&quota);
-        st.execute(rusqlite::params_from_iter(key.iter().chain(measures.iter()).chain(q)))?;
+    let texts: [&dyn rusqlite::ToSql; 4] = [&day, &e.supplier_id.0, &e.provider.as_str(), &e.model];
+    for ((_, _, keys, with_quota), sql) in ROLLUPS.iter().zip(rollup_sql()) {
+        let mut st = tx.prepare_cached(sql)?;
+        // Parameters ?1..?keys, then the measures (and quota): skip the route
+        // copies a statement does not name.
+        let n = keys + 8 + *with_quota as usize;
+        let params: Vec<&dyn rusqlite::ToSql> = texts
+            .iter()
+            .copied()
+            .chain(ints[..keys - 4].iter().map(|v| v as &dyn rusqlite::ToSql))
+            .chain(ints[3..].iter().map(|v| v as &dyn rusqlite::ToSql))
+            .take(n)
+            .collect();
+        st.execute(params.as_slice())?;
     }
     Ok(())
 }
