@@ -4,8 +4,10 @@
 //! process exits non-zero; nothing here panics on user input.
 
 mod demo;
+mod export;
 mod health;
 mod keys;
+mod report;
 mod serve;
 mod supplier;
 mod tokens;
@@ -70,6 +72,12 @@ pub enum Command {
     Health(health::HealthArgs),
     /// List alerts, or acknowledge / resolve one (`alerts ack ID`).
     Alerts(health::AlertsArgs),
+    /// Export usage as CSV for spreadsheets.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
+    /// Usage analytics as JSON (cost over time, quotas, top suppliers, seasons,
+    /// projections, cost comparison), or their timings with --bench.
+    Report(report::ReportArgs),
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -112,6 +120,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Simulate(args)) => serve::run_simulate(args),
         Some(Command::Health(args)) => health::run_health(open_store(cli.db)?, args),
         Some(Command::Alerts(args)) => health::run_alerts(&open_store(cli.db)?, args),
+        Some(Command::Export(cmd)) => export::run(&open_store(cli.db)?, cmd),
+        Some(Command::Report(args)) => report::run(open_store(cli.db)?, args),
         None => demo::run_console(demo::ConsoleArgs {
             db: cli.db,
             demo: cli.demo,

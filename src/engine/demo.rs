@@ -25,13 +25,24 @@ pub struct DemoConfig {
     pub peak_factor: f64,
     /// Growth of daily usage from the first to the last day of history (0.3 = +30 %).
     pub yearly_growth: f64,
+    /// Usage multiplier on a wedding day and the two days before it (1.0 = no wedding effect).
+    pub wedding_boost: f64,
     /// Base URL of the provider simulator the demo accounts point at.
     pub sim_base_url: String,
 }
 
 impl DemoConfig {
     pub fn new(suppliers: u32, days: u32, seed: u64, until: NaiveDate) -> Self {
-        Self { suppliers, days, seed, until, peak_factor: 2.2, yearly_growth: 0.3, sim_base_url: "http://127.0.0.1:4490".into() }
+        Self {
+            suppliers,
+            days,
+            seed,
+            until,
+            peak_factor: 2.2,
+            yearly_growth: 0.3,
+            wedding_boost: 1.8,
+            sim_base_url: "http://127.0.0.1:4490".into(),
+        }
     }
 }
 
@@ -342,7 +353,7 @@ pub fn generate(store: &Store, cfg: &DemoConfig, mut progress: impl FnMut(&str))
         let mut out = Vec::new();
         for s in &suppliers {
             // Busy in the days before a wedding and on the day itself.
-            let wedding_f = if (0..=2).any(|k| s.weddings.contains(&(day + Duration::days(k)))) { 1.8 } else { 1.0 };
+            let wedding_f = if (0..=2).any(|k| s.weddings.contains(&(day + Duration::days(k)))) { cfg.wedding_boost } else { 1.0 };
             let lambda = base_daily_requests(s.tier) * s.activity * season_f * growth * weekday_f * wedding_f;
             let n = drng.poisson(lambda);
             for _ in 0..n {

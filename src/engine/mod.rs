@@ -3,11 +3,14 @@
 //! gateway tokens (`tokens`), the usage ledger writer (`ledger`), the router
 //! (`router`) and its metrics (`metrics`), migrations (`migrations`), parallel
 //! tests (`parallel`), the provider health monitor (`health`), the alert
-//! service (`alerts`) and the runtime that assembles them.
+//! service (`alerts`), usage analytics (`analytics`), CSV export (`export`)
+//! and the runtime that assembles them.
 
 pub mod alerts;
+pub mod analytics;
 pub mod console;
 pub mod demo;
+pub mod export;
 pub mod health;
 pub mod keys;
 pub mod ledger;

@@ -14,6 +14,7 @@
 
 mod accounts;
 mod alerts;
+pub mod analytics;
 mod audit;
 mod catalog;
 mod console;
@@ -26,6 +27,7 @@ mod usage;
 
 pub use accounts::NewAccount;
 pub use alerts::{Alert, NewAlert, Raised};
+pub use analytics::{AnalyticsReader, DimFilter, SupplierInfo};
 pub use audit::{AuditEntry, AuditFilter, os_user as audit_actor};
 pub use console::{AuditQuery, AuditRow, BreakdownCell, SupplierDay, UsageDimension, UsageTotals, WeddingRow};
 pub use health::{CompactionReport, HealthSampleRow, SeriesPoint};

@@ -228,6 +228,109 @@ CREATE TABLE recommendations (
     dismissed_at TEXT
 );
 CREATE UNIQUE INDEX recommendations_one_open ON recommendations(supplier_id, kind) WHERE dismissed_at IS NULL;
+    // v5: coarser usage rollups for the analytics dashboards (kept current by
+    // the ledger writer in the same transaction as usage_daily, rebuilt with
+    // it), back-filled from usage_daily.
+    r#"
+-- All suppliers together, by day and the dimensions the charts break down by.
+-- vendor_type is the supplier's vendor type when the usage was recorded.
+CREATE TABLE usage_daily_dims (
+    day TEXT NOT NULL,
+    vendor_type TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    request_type INTEGER NOT NULL,
+    route INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    PRIMARY KEY (day, vendor_type, provider, model, request_type, route)
+) WITHOUT ROWID;
+
+-- Per supplier and calendar month ('YYYY-MM'): quotas, rankings, seasonal
+-- analysis per supplier, projections and cost comparison.
+CREATE TABLE usage_monthly_supplier (
+    month TEXT NOT NULL,
+    supplier_id INTEGER NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    route INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    PRIMARY KEY (month, supplier_id, provider, model, route)
+) WITHOUT ROWID;
+CREATE INDEX usage_monthly_supplier_supplier ON usage_monthly_supplier(supplier_id, month);
+
+-- Per supplier and month, everything summed: quota use, rankings, projections.
+-- quota_tokens: tokens on the platform and failover routes.
+CREATE TABLE usage_supplier_month (
+    month TEXT NOT NULL,
+    supplier_id INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    quota_tokens INTEGER NOT NULL,
+    PRIMARY KEY (month, supplier_id)
+) WITHOUT ROWID;
+
+-- Per supplier and day, everything summed: one supplier's series in one range scan.
+CREATE TABLE usage_supplier_day (
+    supplier_id INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    quota_tokens INTEGER NOT NULL,
+    PRIMARY KEY (supplier_id, day)
+) WITHOUT ROWID;
+
+INSERT INTO usage_daily_dims
+SELECT d.day, coalesce(s.vendor_type, 'unknown'), d.provider, d.model, d.request_type, d.route, sum(d.requests), sum(d.errors),
+    sum(d.input_tokens), sum(d.output_tokens), sum(d.cached_tokens), sum(d.cache_write_tokens), sum(d.reasoning_tokens),
+    sum(d.cost_micros), sum(d.latency_ms_sum)
+FROM usage_daily d LEFT JOIN suppliers s ON s.id = d.supplier_id GROUP BY 1, 2, 3, 4, 5, 6;
+
+INSERT INTO usage_monthly_supplier
+SELECT substr(day, 1, 7), supplier_id, provider, model, route, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens),
+    sum(cached_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum)
+FROM usage_daily GROUP BY 1, 2, 3, 4, 5;
+
+INSERT INTO usage_supplier_month
+SELECT substr(day, 1, 7), supplier_id, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), sum(cached_tokens),
+    sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum),
+    sum(CASE WHEN route IN (0, 2) THEN input_tokens + cached_tokens + cache_write_tokens + output_tokens ELSE 0 END)
+FROM usage_daily GROUP BY 1, 2;
+
+INSERT INTO usage_supplier_day
+SELECT supplier_id, day, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), sum(cached_tokens),
+    sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum),
+    sum(CASE WHEN route IN (0, 2) THEN input_tokens + cached_tokens + cache_write_tokens + output_tokens ELSE 0 END)
+FROM usage_daily GROUP BY 1, 2;
 "#,
 ];
 

@@ -95,8 +95,9 @@ pub(crate) fn append_in(tx: &Transaction<'_>, events: &[UsageEvent], rollups: bo
         }
         new += 1;
         if rollups {
+            let day = day_key(e.ts);
             roll.execute(params![
-                day_key(e.ts),
+                day,
                 e.supplier_id.0,
                 e.provider.as_str(),
                 e.model,
@@ -111,6 +112,7 @@ pub(crate) fn append_in(tx: &Transaction<'_>, events: &[UsageEvent], rollups: bo
                 e.cost.0,
                 e.latency_ms as i64,
             ])?;
+            super::analytics::roll_up_event(tx, &day, e)?;
         }
     }
     Ok(new)
@@ -166,10 +168,10 @@ impl Store {
         Ok(n)
     }
 
-    /// Recomputes every daily rollup from the events.
+    /// Recomputes every rollup (daily, and the analytics rollups derived from it) from the events.
     pub fn rebuild_daily_rollups(&self) -> StoreResult<()> {
         self.with_conn(|c| {
-            c.execute_batch(
+            c.execute_batch(&format!(
                 "BEGIN;
                  DELETE FROM usage_daily;
                  INSERT INTO usage_daily (day, supplier_id, provider, model, request_type, route, requests, errors, input_tokens,
@@ -178,8 +180,10 @@ impl Store {
                     count(*), sum(status != 0), sum(input_tokens), sum(output_tokens), sum(cached_tokens), sum(cache_write_tokens),
                     sum(reasoning_tokens), sum(cost_micros), sum(latency_ms)
                  FROM usage_events GROUP BY 1, 2, 3, 4, 5, 6;
+                 {}
                  COMMIT;",
-            )
+                super::analytics::REBUILD_COARSE_ROLLUPS
+            ))
         })
     }
 

@@ -1,0 +1,477 @@
+//! CSV export of usage for spreadsheets: one row per usage event, or per day /
+//! month group, written with the `csv` crate (RFC 4180, UTF-8, header row).
+//!
+//! Timestamps are ISO 8601 in UTC (`2026-06-20T14:03:07.123Z`), with a
+//! separate `date` column (`2026-06-20`) that spreadsheets read as a date;
+//! money is decimal dollars with six decimals (exact micro-dollars, read as a
+//! number). Rows are streamed from SQLite to the file, so memory stays flat at
+//! any size; progress goes to a callback. No key, key reference, fingerprint
+//! or gateway token is ever read, let alone written.
+//!
+//! The file is written under a temporary name in the destination folder and
+//! renamed at the end, so a failed or cancelled export leaves nothing under the
+//! final name; an existing file is refused unless `force` (and without
+//! `force` the final step is a hard link, which also refuses a file created
+//! meanwhile).
+
+use super::analytics::CancelHandle;
+use crate::domain::{RequestType, Route, SupplierId, UsageStatus};
+use crate::store::analytics::{EventRow, GroupRow, is_interrupted};
+use crate::store::analytics::UsageTotals;
+use crate::store::{Store, StoreError, SupplierInfo};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Group rows instead of one row per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Day,
+    Month,
+}
+
+impl std::str::FromStr for GroupBy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "day" => Ok(GroupBy::Day),
+            "month" => Ok(GroupBy::Month),
+            _ => Err(format!("'{s}' is not a grouping; use day or month")),
+        }
+    }
+}
+
+/// What to export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportOptions {
+    /// First UTC day, inclusive.
+    pub from: NaiveDate,
+    /// Last UTC day, inclusive.
+    pub to: NaiveDate,
+    pub supplier: Option<SupplierId>,
+    pub group_by: Option<GroupBy>,
+    pub out: PathBuf,
+    /// Replace an existing file.
+    pub force: bool,
+}
+
+/// Reported while exporting (every 4,096 rows, and at the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportProgress {
+    pub rows: u64,
+    /// Events in the range (from the rollups). For grouped exports this
+    /// counts events, not groups, so use it only as an upper bound.
+    pub events_in_range: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportSummary {
+    pub path: PathBuf,
+    /// Data rows written (the header not counted).
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{} already exists; choose another file, or pass --force to replace it", .0.display())]
+    Exists(PathBuf),
+    #[error("cannot write {}: {source}. Nothing was written under that name; check the folder and free space, then try again", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the export was cancelled; nothing was written")]
+    Cancelled,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The per-event columns, in order.
+pub const EVENT_HEADER: &[&str] = &[
+    "timestamp",
+    "date",
+    "request_id",
+    "supplier_id",
+    "supplier_name",
+    "vendor_type",
+    "provider",
+    "model",
+    "request_type",
+    "route",
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "tokens_estimated",
+    "cost_usd",
+    "latency_ms",
+    "status",
+    "error_class",
+];
+
+/// The grouped columns, in order.
+pub const GROUP_HEADER: &[&str] = &[
+    "period",
+    "supplier_id",
+    "supplier_name",
+    "vendor_type",
+    "provider",
+    "model",
+    "request_type",
+    "route",
+    "requests",
+    "errors",
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost_usd",
+    "avg_latency_ms",
+];
+
+const PROGRESS_EVERY: u64 = 4_096;
+
+/// ISO 8601 UTC with milliseconds.
+pub fn iso_timestamp(ts_ms: i64) -> String {
+    Utc.timestamp_millis_opt(ts_ms).single().unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// A file under a temporary name next to its destination, removed on drop
+/// unless it was moved into place.
+struct TempFile {
+    path: PathBuf,
+    done: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Checks the options before anything is written.
+fn validate(opts: &ExportOptions) -> Result<(), ExportError> {
+    if opts.from > opts.to {
+        return Err(ExportError::Invalid(format!(
+            "--from {} is after --to {}; the range is from the first day to the last day, inclusive",
+            opts.from, opts.to
+        )));
+    }
+    let out = &opts.out;
+    if out.file_name().is_none() {
+        return Err(ExportError::Invalid(format!("{} is not a file name; write e.g. --out usage.csv", out.display())));
+    }
+    if out.is_dir() {
+        return Err(ExportError::Invalid(format!(
+            "{} is a folder; give a file name, e.g. {}",
+            out.display(),
+            out.join("usage.csv").display()
+        )));
+    }
+    if out.exists() && !opts.force {
+        return Err(ExportError::Exists(out.clone()));
+    }
+    Ok(())
+}
+
+/// Exports usage per `opts`. `progress` is called as rows are written;
+/// cancelling `cancel` stops the export and removes the partial file.
+pub fn export_usage(
+    store: &Store,
+    opts: &ExportOptions,
+    cancel: &CancelHandle,
+    mut progress: impl FnMut(ExportProgress),
+) -> Result<ExportSummary, ExportError> {
+    validate(opts)?;
+    let reader = store.analytics_reader()?;
+    let suppliers: HashMap<i64, SupplierInfo> = reader.suppliers()?.into_iter().map(|s| (s.id.0, s)).collect();
+    if let Some(id) = opts.supplier
+        && !suppliers.contains_key(&id.0)
+    {
+        return Err(ExportError::Invalid(format!(
+            "supplier {id} does not exist; `switchboard supplier list` shows the suppliers and their ids"
+        )));
+    }
+    let (from_day, to_day) = (opts.from.to_string(), opts.to.to_string());
+    let events_in_range = reader.count_requests(&from_day, &to_day, opts.supplier)?;
+
+    let out = &opts.out;
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = TempFile { path: dir.join(format!(".{name}.{}.partial", std::process::id())), done: false };
+    let io_err = |e: std::io::Error| ExportError::Io { path: out.clone(), source: e };
+    let file = File::options().write(true).create_new(true).open(&tmp.path).map_err(io_err)?;
+    let mut w = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(1 << 16, file));
+    let csv_err = |e: csv::Error| match e.into_kind() {
+        csv::ErrorKind::Io(io) => io_err(io),
+        other => io_err(std::io::Error::other(format!("{other:?}"))),
+    };
+
+    let interrupter = reader.interrupter();
+    let mut fmt = Fmt::default();
+    let mut rows = 0u64;
+    let mut tick = |rows: u64| -> Result<(), ExportError> {
+        if cancel.is_cancelled() {
+            interrupter.interrupt();
+            return Err(ExportError::Cancelled);
+        }
+        if rows.is_multiple_of(PROGRESS_EVERY) {
+            progress(ExportProgress { rows, events_in_range });
+        }
+        Ok(())
+    };
+    let vendor = |id: i64| suppliers.get(&id).map(|s| (s.name.as_str(), s.vendor_type.as_str())).unwrap_or(("", "unknown"));
+    let result = match opts.group_by {
+        None => {
+            w.write_record(EVENT_HEADER).map_err(csv_err)?;
+            let from_ms = day_start(opts.from).timestamp_millis();
+            let to_ms = day_start(opts.to + Duration::days(1)).timestamp_millis();
+            reader.for_each_event(from_ms, to_ms, opts.supplier, |e: &EventRow<'_>| {
+                write_event(&mut w, &mut fmt, e, vendor(e.supplier_id)).map_err(csv_err)?;
+                rows += 1;
+                tick(rows)
+            })
+        }
+        Some(g) => {
+            w.write_record(GROUP_HEADER).map_err(csv_err)?;
+            reader.for_each_group(&from_day, &to_day, opts.supplier, g == GroupBy::Month, |r: &GroupRow| {
+                write_group(&mut w, &mut fmt, r, vendor(r.supplier_id)).map_err(csv_err)?;
+                rows += 1;
+                tick(rows)
+            })
+        }
+    };
+    match result {
+        Ok(_) => {}
+        Err(ExportError::Store(e)) if is_interrupted(&e) || cancel.is_cancelled() => return Err(ExportError::Cancelled),
+        Err(e) => return Err(e),
+    }
+    if cancel.is_cancelled() {
+        return Err(ExportError::Cancelled);
+    }
+    let file =
+        w.into_inner().map_err(|e| io_err(std::io::Error::other(e.to_string())))?.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.sync_all().map_err(io_err)?;
+    let bytes = file.metadata().map_err(io_err)?.len();
+    drop(file);
+    put_in_place(&tmp.path, out, opts.force)?;
+    let mut tmp = tmp;
+    tmp.done = true;
+    progress(ExportProgress { rows, events_in_range });
+    Ok(ExportSummary { path: out.clone(), rows, bytes })
+}
+
+/// Moves the finished temporary file to `out`: a rename with `force`, else a
+/// hard link that fails if `out` exists (falling back to a checked rename on
+/// file systems without hard links).
+fn put_in_place(tmp: &Path, out: &Path, force: bool) -> Result<(), ExportError> {
+    let io_err = |e: std::io::Error| ExportError::Io { path: out.to_path_buf(), source: e };
+    if force {
+        return std::fs::rename(tmp, out).map_err(io_err);
+    }
+    match std::fs::hard_link(tmp, out) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(tmp);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(ExportError::Exists(out.to_path_buf())),
+        Err(_) if out.exists() => Err(ExportError::Exists(out.to_path_buf())),
+        Err(_) => std::fs::rename(tmp, out).map_err(io_err),
+    }
+}
+
+fn day_start(d: NaiveDate) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
+}
+
+fn request_type_name(code: i64) -> std::borrow::Cow<'static, str> {
+    match RequestType::from_code(code) {
+        Some(t) => t.as_str().into(),
+        None => format!("unknown({code})").into(),
+    }
+}
+
+fn route_name(code: i64) -> std::borrow::Cow<'static, str> {
+    match Route::from_code(code) {
+        Some(r) => r.as_str().into(),
+        None => format!("unknown({code})").into(),
+    }
+}
+
+/// Formats integers and timestamps into reusable buffers: the per-event export
+/// writes about twenty fields a row, a million rows a couple of seconds, so no
+/// field allocates.
+#[derive(Default)]
+struct Fmt {
+    num: [u8; 24],
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`; the date part is recomputed only when the day changes.
+    ts: [u8; 24],
+    day: Option<i64>,
+}
+
+impl Fmt {
+    fn u64(&mut self, mut v: u64) -> &[u8] {
+        let mut i = self.num.len();
+        loop {
+            i -= 1;
+            self.num[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        &self.num[i..]
+    }
+
+    fn i64(&mut self, v: i64) -> &[u8] {
+        if v >= 0 {
+            return self.u64(v as u64);
+        }
+        let start = {
+            let digits = self.u64(v.unsigned_abs());
+            24 - digits.len() - 1
+        };
+        self.num[start] = b'-';
+        &self.num[start..]
+    }
+
+    /// Micro-dollars as dollars with six decimals (the same text as `Micros::to_decimal_string`).
+    fn micros(&mut self, m: i64) -> &[u8] {
+        let abs = m.unsigned_abs();
+        let (whole, frac) = (abs / 1_000_000, abs % 1_000_000);
+        let mut i = self.num.len();
+        let mut f = frac;
+        for _ in 0..6 {
+            i -= 1;
+            self.num[i] = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        i -= 1;
+        self.num[i] = b'.';
+        let mut w = whole;
+        loop {
+            i -= 1;
+            self.num[i] = b'0' + (w % 10) as u8;
+            w /= 10;
+            if w == 0 {
+                break;
+            }
+        }
+        if m < 0 {
+            i -= 1;
+            self.num[i] = b'-';
+        }
+        &self.num[i..]
+    }
+
+    /// ISO 8601 UTC with milliseconds, identical to [`iso_timestamp`].
+    fn timestamp(&mut self, ts_ms: i64) -> &[u8; 24] {
+        let day = ts_ms.div_euclid(86_400_000);
+        if self.day != Some(day) {
+            self.ts.copy_from_slice(iso_timestamp(day * 86_400_000).as_bytes());
+            self.day = Some(day);
+        }
+        let ms = ts_ms.rem_euclid(86_400_000);
+        let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+        for (pos, v) in [(11, h), (14, m), (17, s)] {
+            self.ts[pos] = b'0' + (v / 10) as u8;
+            self.ts[pos + 1] = b'0' + (v % 10) as u8;
+        }
+        self.ts[20] = b'0' + (milli / 100) as u8;
+        self.ts[21] = b'0' + (milli / 10 % 10) as u8;
+        self.ts[22] = b'0' + (milli % 10) as u8;
+        &self.ts
+    }
+}
+
+/// Writes the five token columns and their total (input, cached, cache write, output, reasoning, total).
+fn write_tokens<W: Write>(
+    w: &mut csv::Writer<W>,
+    f: &mut Fmt,
+    [input, cached, cache_write, output, reasoning]: [u64; 5],
+) -> csv::Result<()> {
+    for v in [input, cached, cache_write, output, reasoning, input + cached + cache_write + output] {
+        w.write_field(f.u64(v))?;
+    }
+    Ok(())
+}
+
+fn status_name(code: i64) -> std::borrow::Cow<'static, str> {
+    match UsageStatus::from_code(code) {
+        Some(s) => s.as_str().into(),
+        None => format!("unknown({code})").into(),
+    }
+}
+
+fn write_event<W: Write>(w: &mut csv::Writer<W>, f: &mut Fmt, e: &EventRow<'_>, (name, vendor): (&str, &str)) -> csv::Result<()> {
+    let ts = *f.timestamp(e.ts_ms);
+    w.write_field(ts)?;
+    w.write_field(&ts[..10])?;
+    w.write_field(e.request_id)?;
+    w.write_field(f.i64(e.supplier_id))?;
+    w.write_field(name)?;
+    w.write_field(vendor)?;
+    w.write_field(e.provider)?;
+    w.write_field(e.model)?;
+    w.write_field(request_type_name(e.request_type).as_ref())?;
+    w.write_field(route_name(e.route).as_ref())?;
+    write_tokens(w, f, [e.input_tokens, e.cached_tokens, e.cache_write_tokens, e.output_tokens, e.reasoning_tokens])?;
+    w.write_field(if e.estimated { "true" } else { "false" })?;
+    w.write_field(f.micros(e.cost_micros))?;
+    w.write_field(f.i64(e.latency_ms))?;
+    w.write_field(status_name(e.status).as_ref())?;
+    w.write_field(e.error_class.unwrap_or(""))?;
+    w.write_record(None::<&[u8]>)
+}
+
+fn write_group<W: Write>(w: &mut csv::Writer<W>, f: &mut Fmt, g: &GroupRow, (name, vendor): (&str, &str)) -> csv::Result<()> {
+    let t: &UsageTotals = &g.totals;
+    w.write_field(&g.period)?;
+    w.write_field(g.supplier_id.to_string())?;
+    w.write_field(name)?;
+    w.write_field(vendor)?;
+    w.write_field(&g.provider)?;
+    w.write_field(&g.model)?;
+    w.write_field(request_type_name(g.request_type).as_ref())?;
+    w.write_field(route_name(g.route).as_ref())?;
+    w.write_field(t.requests.to_string())?;
+    w.write_field(t.errors.to_string())?;
+    write_tokens(w, f, [t.input_tokens, t.cached_tokens, t.cache_write_tokens, t.output_tokens, t.reasoning_tokens])?;
+    w.write_field(f.micros(t.cost.0))?;
+    w.write_field(t.latency_ms_sum.checked_div(t.requests).map(|v| v.to_string()).unwrap_or_default())?;
+    w.write_record(None::<&[u8]>)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Micros;
+
+    #[test]
+    fn fast_formatting_matches_the_reference() {
+        let mut f = Fmt::default();
+        for v in [0u64, 7, 10, 999_999, u64::MAX] {
+            assert_eq!(f.u64(v), v.to_string().as_bytes());
+        }
+        for v in [0i64, -1, -1_234_567, i64::MIN + 1, i64::MAX] {
+            assert_eq!(f.i64(v), v.to_string().as_bytes());
+            assert_eq!(f.micros(v), Micros(v).to_decimal_string().as_bytes(), "{v}");
+        }
+        for ts in [0i64, 1_750_000_000_123, 1_750_000_000_999, 1_750_086_399_999, -1, 4_102_444_800_000] {
+            assert_eq!(&f.timestamp(ts)[..], iso_timestamp(ts).as_bytes(), "{ts}");
+        }
+    }
+}

@@ -1,0 +1,674 @@
+//! Read side of the usage ledger for analytics and export, and the coarse
+//! rollups behind the dashboards.
+//!
+//! Three rollup levels answer every dashboard query without touching the ten
+//! million rows of `usage_events`:
+//! - `usage_daily` (schema v1): per day × supplier × provider × model × request type × route;
+//! - `usage_daily_dims` (v3): per day × vendor type × provider × model × request type × route,
+//!   all suppliers together (a few thousand rows a year);
+//! - `usage_monthly_supplier` (v3): per month × supplier × provider × model × route.
+//!
+//! The two v3 rollups are kept current by the ledger writer in the same
+//! transaction as `usage_daily` ([`roll_up_event`]) and rebuilt with it
+//! ([`REBUILD_COARSE_ROLLUPS`]). An [`AnalyticsReader`] owns its own
+//! connection, so heavy reads never hold the catalog connection, and can be
+//! interrupted from another thread ([`Interrupter`]) when the user changes a
+//! filter. Exports stream events and groups through callbacks, row by row.
+
+use super::{Store, StoreError, StoreResult, map_err};
+use crate::domain::{AiMode, Micros, ProviderKind, Route, SupplierId, Tier, UsageEvent, UsageStatus, VendorType};
+use rusqlite::types::Value;
+use rusqlite::{Connection, Row, Transaction};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Recomputes the v3 rollups from `usage_daily` (run after `usage_daily` is rebuilt).
+pub(crate) const REBUILD_COARSE_ROLLUPS: &str = "
+DELETE FROM usage_daily_dims;
+INSERT INTO usage_daily_dims
+SELECT d.day, coalesce(s.vendor_type, 'unknown'), d.provider, d.model, d.request_type, d.route, sum(d.requests), sum(d.errors),
+    sum(d.input_tokens), sum(d.output_tokens), sum(d.cached_tokens), sum(d.cache_write_tokens), sum(d.reasoning_tokens),
+    sum(d.cost_micros), sum(d.latency_ms_sum)
+FROM usage_daily d LEFT JOIN suppliers s ON s.id = d.supplier_id GROUP BY 1, 2, 3, 4, 5, 6;
+DELETE FROM usage_monthly_supplier;
+INSERT INTO usage_monthly_supplier
+SELECT substr(day, 1, 7), supplier_id, provider, model, route, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens),
+    sum(cached_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum)
+FROM usage_daily GROUP BY 1, 2, 3, 4, 5;
+DELETE FROM usage_supplier_month;
+INSERT INTO usage_supplier_month
+SELECT substr(day, 1, 7), supplier_id, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), sum(cached_tokens),
+    sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum),
+    sum(CASE WHEN route IN (0, 2) THEN input_tokens + cached_tokens + cache_write_tokens + output_tokens ELSE 0 END)
+FROM usage_daily GROUP BY 1, 2;
+DELETE FROM usage_supplier_day;
+INSERT INTO usage_supplier_day
+SELECT supplier_id, day, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), sum(cached_tokens),
+    sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum),
+    sum(CASE WHEN route IN (0, 2) THEN input_tokens + cached_tokens + cache_write_tokens + output_tokens ELSE 0 END)
+FROM usage_daily GROUP BY 1, 2;
+";
+
+const MEASURE_UPDATE: &str = "requests = requests + 1, errors = errors + excluded.errors,
+    input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
+    cached_tokens = cached_tokens + excluded.cached_tokens, cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, cost_micros = cost_micros + excluded.cost_micros,
+    latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum";
+
+/// The v3 rollups the writer keeps: (table and key columns, key values, key parameters, whether it keeps quota_tokens).
+const ROLLUPS: [(&str, &str, usize, bool); 4] = [
+    (
+        "usage_daily_dims (day, vendor_type, provider, model, request_type, route",
+        "?1, coalesce((SELECT vendor_type FROM suppliers WHERE id = ?2), 'unknown'), ?3, ?4, ?5, ?6",
+        6,
+        false,
+    ),
+    ("usage_monthly_supplier (month, supplier_id, provider, model, route", "substr(?1, 1, 7), ?2, ?3, ?4, ?7", 7, false),
+    ("usage_supplier_month (month, supplier_id", "substr(?1, 1, 7), ?2", 7, true),
+    ("usage_supplier_day (supplier_id, day", "?2, ?1", 7, true),
+];
+
+/// The upsert statements of [`ROLLUPS`], built once. Every statement takes the
+/// same parameters: ?1 day, ?2 supplier, ?3 provider, ?4 model, ?5 request
+/// type, ?6 route (?7 again the route, so that each statement names a
+/// contiguous run), then the eight measures, then the quota tokens.
+fn rollup_sql() -> &'static [String; 4] {
+    static SQL: std::sync::OnceLock<[String; 4]> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        ROLLUPS.map(|(table, key_values, keys, with_quota)| {
+            let conflict = &table[table.find('(').unwrap_or(0) + 1..];
+            let n = 8 + with_quota as usize;
+            let placeholders: Vec<String> = (keys + 1..=keys + n).map(|i| format!("?{i}")).collect();
+            let (quota_col, quota_update) =
+                if with_quota { (", quota_tokens", ", quota_tokens = quota_tokens + excluded.quota_tokens") } else { ("", "") };
+            format!(
+                "INSERT INTO {table}, requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens,
+                    cost_micros, latency_ms_sum{quota_col})
+                 VALUES ({key_values}, 1, {})
+                 ON CONFLICT ({conflict}) DO UPDATE SET {MEASURE_UPDATE}{quota_update}",
+                placeholders.join(", ")
+            )
+        })
+    })
+}
+
+/// Adds one new event to the v3 rollups (called by the ledger writer next to
+/// its `usage_daily` upsert, inside the same transaction).
+pub(crate) fn roll_up_event(tx: &Transaction<'_>, day: &str, e: &UsageEvent) -> rusqlite::Result<()> {
+    let u = &e.usage;
+    let quota = if e.counts_against_quota() { u.total() as i64 } else { 0 };
+    let ints = [
+        e.request_type.code(),
+        e.route.code(),
+        e.route.code(),
+        (e.status != UsageStatus::Ok) as i64,
+        u.input as i64,
+        u.output as i64,
+        u.cached_read as i64,
+        u.cache_write as i64,
+        u.reasoning as i64,
+        e.cost.0,
+        e.latency_ms as i64,
+        quota,
+    ];
+    let texts: [&dyn rusqlite::ToSql; 4] = [&day, &e.supplier_id.0, &e.provider.as_str(), &e.model];
+    for ((_, _, keys, with_quota), sql) in ROLLUPS.iter().zip(rollup_sql()) {
+        let mut st = tx.prepare_cached(sql)?;
+        // Parameters ?1..?keys, then the measures (and quota): skip the route
+        // copies a statement does not name.
+        let n = keys + 8 + *with_quota as usize;
+        let params: Vec<&dyn rusqlite::ToSql> = texts
+            .iter()
+            .copied()
+            .chain(ints[..keys - 4].iter().map(|v| v as &dyn rusqlite::ToSql))
+            .chain(ints[3..].iter().map(|v| v as &dyn rusqlite::ToSql))
+            .take(n)
+            .collect();
+        st.execute(params.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Summed usage measures. Money is integer micro-dollars, tokens integers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTotals {
+    pub requests: u64,
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost: Micros,
+    pub latency_ms_sum: u64,
+}
+
+impl UsageTotals {
+    /// Every token that counts against a quota (prompt incl. cache reads and
+    /// writes, plus output; the same definition as `TokenUsage::total`).
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens + self.cached_tokens + self.cache_write_tokens + self.output_tokens
+    }
+
+    pub fn add(&mut self, o: &UsageTotals) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.cached_tokens += o.cached_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.cost += o.cost;
+        self.latency_ms_sum += o.latency_ms_sum;
+    }
+
+    /// `self - o`, saturating at zero (used for "other" series).
+    pub fn minus(&self, o: &UsageTotals) -> UsageTotals {
+        UsageTotals {
+            requests: self.requests.saturating_sub(o.requests),
+            errors: self.errors.saturating_sub(o.errors),
+            input_tokens: self.input_tokens.saturating_sub(o.input_tokens),
+            output_tokens: self.output_tokens.saturating_sub(o.output_tokens),
+            cached_tokens: self.cached_tokens.saturating_sub(o.cached_tokens),
+            cache_write_tokens: self.cache_write_tokens.saturating_sub(o.cache_write_tokens),
+            reasoning_tokens: self.reasoning_tokens.saturating_sub(o.reasoning_tokens),
+            cost: self.cost - o.cost,
+            latency_ms_sum: self.latency_ms_sum.saturating_sub(o.latency_ms_sum),
+        }
+    }
+}
+
+/// The nine measure columns, unsummed, in [`totals_at`] order.
+const MEASURES: &str = "requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_micros,
+    latency_ms_sum";
+
+const SUMS: &str = "coalesce(sum(requests), 0), coalesce(sum(errors), 0), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
+    coalesce(sum(cached_tokens), 0), coalesce(sum(cache_write_tokens), 0), coalesce(sum(reasoning_tokens), 0),
+    coalesce(sum(cost_micros), 0), coalesce(sum(latency_ms_sum), 0)";
+
+fn u(r: &Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    Ok(r.get::<_, i64>(i)?.max(0) as u64)
+}
+
+/// A text or integer column as text.
+fn value_text(v: rusqlite::types::ValueRef<'_>) -> std::borrow::Cow<'_, str> {
+    match v {
+        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t),
+        rusqlite::types::ValueRef::Integer(i) => i.to_string().into(),
+        _ => "".into(),
+    }
+}
+
+/// Reads the nine measures of [`SUMS`] / [`MEASURES`] starting at column `i`.
+fn totals_at(r: &Row<'_>, i: usize) -> rusqlite::Result<UsageTotals> {
+    Ok(UsageTotals {
+        requests: u(r, i)?,
+        errors: u(r, i + 1)?,
+        input_tokens: u(r, i + 2)?,
+        output_tokens: u(r, i + 3)?,
+        cached_tokens: u(r, i + 4)?,
+        cache_write_tokens: u(r, i + 5)?,
+        reasoning_tokens: u(r, i + 6)?,
+        cost: Micros(r.get(i + 7)?),
+        latency_ms_sum: u(r, i + 8)?,
+    })
+}
+
+/// The column a daily query groups by (besides the day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DimColumn {
+    None,
+    VendorType,
+    Provider,
+    Model,
+    RequestType,
+    Route,
+    /// `vendor_type|request_type code` in one key.
+    VendorAndRequestType,
+}
+
+/// Optional equality filters on the dimensions (all `None` = everything).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DimFilter {
+    pub vendor_type: Option<VendorType>,
+    pub provider: Option<ProviderKind>,
+    pub model: Option<String>,
+    pub request_type: Option<crate::domain::RequestType>,
+    pub route: Option<Route>,
+}
+
+impl DimFilter {
+    /// SQL conditions and their parameters; `vendor` is the vendor-type expression of the table.
+    fn sql(&self, vendor: &str, out: &mut Vec<String>, params: &mut Vec<Value>) {
+        if let Some(v) = self.vendor_type {
+            out.push(format!("{vendor} = ?"));
+            params.push(Value::Text(v.as_str().into()));
+        }
+        if let Some(p) = self.provider {
+            out.push("provider = ?".into());
+            params.push(Value::Text(p.as_str().into()));
+        }
+        if let Some(m) = &self.model {
+            out.push("model = ?".into());
+            params.push(Value::Text(m.clone()));
+        }
+        if let Some(t) = self.request_type {
+            out.push("request_type = ?".into());
+            params.push(Value::Integer(t.code()));
+        }
+        if let Some(r) = self.route {
+            out.push("route = ?".into());
+            params.push(Value::Integer(r.code()));
+        }
+    }
+}
+
+/// A supplier as the analytics need it (no weddings, no timestamps).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupplierInfo {
+    pub id: SupplierId,
+    pub name: String,
+    pub vendor_type: VendorType,
+    pub tier: Tier,
+    pub ai_mode: AiMode,
+}
+
+/// One supplier-month from `usage_monthly_supplier`, routes summed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupplierMonth {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub supplier_id: SupplierId,
+    pub totals: UsageTotals,
+    /// Tokens on the platform and failover routes (what counts against the quota).
+    pub quota_tokens: u64,
+}
+
+/// One row of `usage_monthly_supplier` without its route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupplierModelMonth {
+    pub month: String,
+    pub supplier_id: SupplierId,
+    pub provider: String,
+    pub model: String,
+    pub totals: UsageTotals,
+}
+
+/// One usage event as exported, borrowed from SQLite's row (codes not yet
+/// turned into names): no allocation per row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventRow<'a> {
+    pub request_id: &'a str,
+    pub ts_ms: i64,
+    pub supplier_id: i64,
+    pub account_id: Option<i64>,
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub request_type: i64,
+    pub route: i64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub estimated: bool,
+    pub cost_micros: i64,
+    pub latency_ms: i64,
+    pub status: i64,
+    pub error_class: Option<&'a str>,
+}
+
+/// One grouped export row (per day or month × supplier × provider × model × request type × route).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRow {
+    /// `YYYY-MM-DD` for days, `YYYY-MM` for months.
+    pub period: String,
+    pub supplier_id: i64,
+    pub provider: String,
+    pub model: String,
+    pub request_type: i64,
+    pub route: i64,
+    pub totals: UsageTotals,
+}
+
+/// Interrupts the running statement of an [`AnalyticsReader`] from another thread.
+#[derive(Clone)]
+pub struct Interrupter(std::sync::Arc<rusqlite::InterruptHandle>);
+
+impl Interrupter {
+    pub fn interrupt(&self) {
+        self.0.interrupt();
+    }
+}
+
+impl std::fmt::Debug for Interrupter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interrupter")
+    }
+}
+
+/// Whether a store error is SQLite's answer to an interrupt.
+pub fn is_interrupted(e: &StoreError) -> bool {
+    matches!(e, StoreError::Sqlite { source, .. } if source.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted))
+}
+
+/// Read-only analytics queries on a connection of their own.
+pub struct AnalyticsReader {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens a connection for analytics and export reads.
+    pub fn analytics_reader(&self) -> StoreResult<AnalyticsReader> {
+        Ok(AnalyticsReader { path: self.path().to_path_buf(), conn: self.open_connection()? })
+    }
+}
+
+impl AnalyticsReader {
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        map_err(&self.path, e)
+    }
+
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter(std::sync::Arc::new(self.conn.get_interrupt_handle()))
+    }
+
+    /// Usage per day (`YYYY-MM-DD`, inclusive range) and dimension value, all
+    /// suppliers (from `usage_daily_dims`) or one supplier (from `usage_daily`).
+    /// Request types and routes come back as their integer codes in text.
+    pub fn daily_by(
+        &self,
+        from: &str,
+        to: &str,
+        dim: DimColumn,
+        supplier: Option<SupplierId>,
+        filter: &DimFilter,
+    ) -> StoreResult<Vec<(String, String, UsageTotals)>> {
+        let vendor = if supplier.is_some() {
+            "coalesce((SELECT vendor_type FROM suppliers WHERE id = supplier_id), 'unknown')"
+        } else {
+            "vendor_type"
+        };
+        let key = match dim {
+            DimColumn::None => "''".to_string(),
+            DimColumn::VendorType => vendor.to_string(),
+            DimColumn::Provider => "provider".into(),
+            DimColumn::Model => "model".into(),
+            DimColumn::RequestType => "request_type".into(),
+            DimColumn::Route => "route".into(),
+            DimColumn::VendorAndRequestType => format!("{vendor} || '|' || request_type"),
+        };
+        let mut conds = vec!["day >= ?".to_string(), "day <= ?".to_string()];
+        let mut ps = vec![Value::Text(from.into()), Value::Text(to.into())];
+        if let Some(s) = supplier {
+            conds.push("supplier_id = ?".into());
+            ps.push(Value::Integer(s.0));
+        }
+        filter.sql(vendor, &mut conds, &mut ps);
+        let table = if supplier.is_some() { "usage_daily" } else { "usage_daily_dims" };
+        // Rows come in day order straight from the primary key (or the
+        // supplier index); summing them here is cheaper than SQLite's sorter.
+        let sql = format!("SELECT day, {key}, {MEASURES} FROM {table} WHERE {} ORDER BY day", conds.join(" AND "));
+        let mut st = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let mut rows = st.query(rusqlite::params_from_iter(ps)).map_err(|e| self.err(e))?;
+        let mut out: Vec<(String, String, UsageTotals)> = Vec::new();
+        let mut day_start = 0;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let read = || -> rusqlite::Result<(rusqlite::types::ValueRef<'_>, rusqlite::types::ValueRef<'_>, UsageTotals)> {
+                Ok((r.get_ref(0)?, r.get_ref(1)?, totals_at(r, 2)?))
+            };
+            let (day, key, t) = read().map_err(|e| self.err(e))?;
+            let (day, key) = (day.as_str().unwrap_or(""), value_text(key));
+            if out.last().is_none_or(|l| l.0 != day) {
+                day_start = out.len();
+            }
+            match out[day_start..].iter_mut().find(|x| x.1 == key) {
+                Some(x) => x.2.add(&t),
+                None => out.push((day.to_string(), key.into_owned(), t)),
+            }
+        }
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        Ok(out)
+    }
+
+    /// Per day and supplier totals for the given suppliers, from `usage_supplier_day` (no dimension filter).
+    pub fn supplier_days(&self, from: &str, to: &str, suppliers: &[SupplierId]) -> StoreResult<Vec<(String, SupplierId, UsageTotals)>> {
+        let mut out = Vec::new();
+        for s in suppliers {
+            out.extend(self.query(
+                &format!("SELECT day, {MEASURES} FROM usage_supplier_day WHERE supplier_id = ?1 AND day >= ?2 AND day <= ?3"),
+                vec![Value::Integer(s.0), Value::Text(from.into()), Value::Text(to.into())],
+                |r| Ok((r.get(0)?, *s, totals_at(r, 1)?)),
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// Usage per day and supplier for the given suppliers (from `usage_daily`).
+    pub fn daily_for_suppliers(
+        &self,
+        from: &str,
+        to: &str,
+        suppliers: &[SupplierId],
+        filter: &DimFilter,
+    ) -> StoreResult<Vec<(String, SupplierId, UsageTotals)>> {
+        if suppliers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let vendor = "coalesce((SELECT vendor_type FROM suppliers WHERE id = supplier_id), 'unknown')";
+        let mut conds = vec![
+            format!("supplier_id IN ({})", suppliers.iter().map(|s| s.0.to_string()).collect::<Vec<_>>().join(",")),
+            "day >= ?".into(),
+            "day <= ?".into(),
+        ];
+        let mut ps = vec![Value::Text(from.into()), Value::Text(to.into())];
+        filter.sql(vendor, &mut conds, &mut ps);
+        let sql = format!("SELECT day, supplier_id, {SUMS} FROM usage_daily WHERE {} GROUP BY 1, 2 ORDER BY 1, 2", conds.join(" AND "));
+        self.query(&sql, ps, |r| Ok((r.get(0)?, SupplierId(r.get(1)?), totals_at(r, 2)?)))
+    }
+
+    /// Per supplier and month (`YYYY-MM`, inclusive), everything summed, with
+    /// the quota-counting tokens (platform and failover routes).
+    pub fn supplier_months(&self, from_month: &str, to_month: &str, supplier: Option<SupplierId>) -> StoreResult<Vec<SupplierMonth>> {
+        let mut conds = vec!["month >= ?".to_string(), "month <= ?".to_string()];
+        let mut ps = vec![Value::Text(from_month.into()), Value::Text(to_month.into())];
+        if let Some(s) = supplier {
+            conds.push("supplier_id = ?".into());
+            ps.push(Value::Integer(s.0));
+        }
+        let sql = format!(
+            "SELECT month, supplier_id, {MEASURES}, quota_tokens FROM usage_supplier_month WHERE {} ORDER BY 1, 2",
+            conds.join(" AND ")
+        );
+        self.query(&sql, ps, |r| {
+            Ok(SupplierMonth { month: r.get(0)?, supplier_id: SupplierId(r.get(1)?), totals: totals_at(r, 2)?, quota_tokens: u(r, 11)? })
+        })
+    }
+
+    /// The first month (`YYYY-MM`) with usage, per supplier.
+    pub fn first_months(&self) -> StoreResult<Vec<(SupplierId, String)>> {
+        self.query("SELECT supplier_id, min(month) FROM usage_supplier_month GROUP BY supplier_id", Vec::new(), |r| {
+            Ok((SupplierId(r.get(0)?), r.get(1)?))
+        })
+    }
+
+    /// Per supplier, month, provider, model (and route: several rows may share
+    /// the first four), without shadow traffic (mirrored copies of parallel tests).
+    pub fn supplier_model_months(
+        &self,
+        from_month: &str,
+        to_month: &str,
+        supplier: Option<SupplierId>,
+    ) -> StoreResult<Vec<SupplierModelMonth>> {
+        let mut conds = vec!["month >= ?".to_string(), "month <= ?".to_string()];
+        let mut ps = vec![Value::Text(from_month.into()), Value::Text(to_month.into())];
+        if let Some(s) = supplier {
+            conds.push("supplier_id = ?".into());
+            ps.push(Value::Integer(s.0));
+        }
+        conds.push(format!("route != {}", Route::Shadow.code()));
+        // Rows per route come back separately (summing them in SQLite is slower than in the caller).
+        let sql =
+            format!("SELECT month, supplier_id, provider, model, {MEASURES} FROM usage_monthly_supplier WHERE {}", conds.join(" AND "));
+        self.query(&sql, ps, |r| {
+            Ok(SupplierModelMonth {
+                month: r.get(0)?,
+                supplier_id: SupplierId(r.get(1)?),
+                provider: r.get(2)?,
+                model: r.get(3)?,
+                totals: totals_at(r, 4)?,
+            })
+        })
+    }
+
+    /// Every supplier, by id.
+    pub fn suppliers(&self) -> StoreResult<Vec<SupplierInfo>> {
+        let rows: Vec<(i64, String, String, String, String)> =
+            self.query("SELECT id, name, vendor_type, tier, ai_mode FROM suppliers ORDER BY id", Vec::new(), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+        rows.into_iter()
+            .map(|(id, name, v, t, m)| {
+                let bad = |what: &str, e: crate::domain::ParseEnumError| StoreError::Invalid(format!("supplier {id}: {what}: {e}"));
+                Ok(SupplierInfo {
+                    id: SupplierId(id),
+                    name,
+                    vendor_type: v.parse().map_err(|e| bad("vendor type", e))?,
+                    tier: t.parse().map_err(|e| bad("tier", e))?,
+                    ai_mode: m.parse().map_err(|e| bad("AI mode", e))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Enabled provider accounts owned by suppliers: (supplier, provider, default model), oldest first.
+    pub fn client_accounts(&self) -> StoreResult<Vec<(SupplierId, String, String)>> {
+        self.query(
+            "SELECT owner_supplier_id, provider, default_model FROM provider_accounts
+             WHERE owner_supplier_id IS NOT NULL AND enabled = 1 ORDER BY id",
+            Vec::new(),
+            |r| Ok((SupplierId(r.get(0)?), r.get(1)?, r.get(2)?)),
+        )
+    }
+
+    /// Requests recorded on the UTC days `from..=to` (from the rollups; for progress).
+    pub fn count_requests(&self, from: &str, to: &str, supplier: Option<SupplierId>) -> StoreResult<u64> {
+        let (sql, ps) = match supplier {
+            Some(s) => (
+                "SELECT coalesce(sum(requests), 0) FROM usage_daily WHERE supplier_id = ?1 AND day >= ?2 AND day <= ?3",
+                vec![Value::Integer(s.0), Value::Text(from.into()), Value::Text(to.into())],
+            ),
+            None => (
+                "SELECT coalesce(sum(requests), 0) FROM usage_daily_dims WHERE day >= ?1 AND day <= ?2",
+                vec![Value::Text(from.into()), Value::Text(to.into())],
+            ),
+        };
+        Ok(self.query(sql, ps, |r| u(r, 0))?.into_iter().next().unwrap_or(0))
+    }
+
+    /// Streams the events with `from_ms <= ts < to_ms` in time order to `f`.
+    /// Returns how many rows were read; stops at the first error of `f`.
+    pub fn for_each_event<E: From<StoreError>>(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        supplier: Option<SupplierId>,
+        mut f: impl FnMut(&EventRow<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let cols = "request_id, ts, supplier_id, account_id, provider, model, request_type, route, input_tokens, output_tokens,
+            cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class";
+        let (sql, ps) = match supplier {
+            Some(s) => (
+                format!("SELECT {cols} FROM usage_events WHERE supplier_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts, id"),
+                vec![Value::Integer(s.0), Value::Integer(from_ms), Value::Integer(to_ms)],
+            ),
+            None => (
+                format!("SELECT {cols} FROM usage_events WHERE ts >= ?1 AND ts < ?2 ORDER BY ts, id"),
+                vec![Value::Integer(from_ms), Value::Integer(to_ms)],
+            ),
+        };
+        let mut st = self.conn.prepare(&sql).map_err(|e| E::from(self.err(e)))?;
+        let mut rows = st.query(rusqlite::params_from_iter(ps)).map_err(|e| E::from(self.err(e)))?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(|e| E::from(self.err(e)))? {
+            let text = |i: usize| -> rusqlite::Result<&str> { r.get_ref(i)?.as_str().map_err(rusqlite::Error::from) };
+            let read = || -> rusqlite::Result<EventRow<'_>> {
+                Ok(EventRow {
+                    request_id: text(0)?,
+                    ts_ms: r.get(1)?,
+                    supplier_id: r.get(2)?,
+                    account_id: r.get(3)?,
+                    provider: text(4)?,
+                    model: text(5)?,
+                    request_type: r.get(6)?,
+                    route: r.get(7)?,
+                    input_tokens: u(r, 8)?,
+                    output_tokens: u(r, 9)?,
+                    cached_tokens: u(r, 10)?,
+                    cache_write_tokens: u(r, 11)?,
+                    reasoning_tokens: u(r, 12)?,
+                    estimated: r.get::<_, i64>(13)? != 0,
+                    cost_micros: r.get(14)?,
+                    latency_ms: r.get(15)?,
+                    status: r.get(16)?,
+                    error_class: r.get_ref(17)?.as_str_or_null().map_err(rusqlite::Error::from)?,
+                })
+            };
+            let row = read().map_err(|e| E::from(self.err(e)))?;
+            f(&row)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Streams grouped usage for the days `from..=to` (by day, or by month when
+    /// `by_month`) per supplier, provider, model, request type and route.
+    pub fn for_each_group<E: From<StoreError>>(
+        &self,
+        from: &str,
+        to: &str,
+        supplier: Option<SupplierId>,
+        by_month: bool,
+        mut f: impl FnMut(&GroupRow) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let period = if by_month { "substr(day, 1, 7)" } else { "day" };
+        let mut conds = vec!["day >= ?".to_string(), "day <= ?".to_string()];
+        let mut ps = vec![Value::Text(from.into()), Value::Text(to.into())];
+        if let Some(s) = supplier {
+            conds.push("supplier_id = ?".into());
+            ps.push(Value::Integer(s.0));
+        }
+        let sql = format!(
+            "SELECT {period}, supplier_id, provider, model, request_type, route, {SUMS} FROM usage_daily WHERE {}
+             GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
+            conds.join(" AND ")
+        );
+        let mut st = self.conn.prepare(&sql).map_err(|e| E::from(self.err(e)))?;
+        let mut rows = st.query(rusqlite::params_from_iter(ps)).map_err(|e| E::from(self.err(e)))?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(|e| E::from(self.err(e)))? {
+            let read = || -> rusqlite::Result<GroupRow> {
+                Ok(GroupRow {
+                    period: r.get(0)?,
+                    supplier_id: r.get(1)?,
+                    provider: r.get(2)?,
+                    model: r.get(3)?,
+                    request_type: r.get(4)?,
+                    route: r.get(5)?,
+                    totals: totals_at(r, 6)?,
+                })
+            };
+            let g = read().map_err(|e| E::from(self.err(e)))?;
+            f(&g)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn query<T>(&self, sql: &str, ps: Vec<Value>, f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>) -> StoreResult<Vec<T>> {
+        let mut st = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = st.query_map(rusqlite::params_from_iter(ps), f).map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+}
