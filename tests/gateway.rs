@@ -908,3 +908,52 @@ async fn a_parallel_test_projects_the_saving_by_hand_computation() {
     assert_eq!(e.router.quota_snapshot(s).unwrap().1, 0);
     assert_eq!(e.store.parallel_tests(Some(s)).unwrap().len(), 1);
 }
+
+#[test]
+fn the_migrate_commands_plan_start_pause_and_roll_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let store = Store::open(&db).unwrap();
+    let s =
+        store.insert_supplier(&NewSupplier::new("CLI Planner", VendorType::Planner, Tier::Scale, AiMode::Platform), Utc::now()).unwrap();
+    let acc = store
+        .insert_account(
+            &NewAccount {
+                owner: AccountOwner::Supplier(s.id),
+                provider: ProviderKind::OpenAi,
+                label: "Own".into(),
+                base_url: "http://127.0.0.1:9".into(),
+                azure: None,
+                default_model: "gpt-4o-mini".into(),
+            },
+            Utc::now(),
+        )
+        .unwrap();
+    let run = |args: &[&str]| sb(&db).args(args).output().unwrap();
+    let to = format!("account:{}", acc.id);
+    let sid = s.id.to_string();
+    let out = run(&["migrate", "plan", "--supplier", &sid, "--to", &to]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no key yet"), "{}", String::from_utf8_lossy(&out.stderr));
+    store.set_account_key(acc.id, Some("entry"), Some("sk-…0001")).unwrap();
+    store.set_account_validation(acc.id, switchboard::domain::ValidationStatus::Valid, "ok", Utc::now()).unwrap();
+    let out = run(&["migrate", "plan", "--supplier", &sid, "--to", &to]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("5 % of traffic") && text.contains("100 % of traffic"), "{text}");
+    let out = run(&["migrate", "start", "--supplier", &sid, "--to", &to, "--plan", "10:5m,100:5m"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["migrate", "start", "--supplier", &sid, "--to", &to]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already has migration"));
+    assert!(run(&["migrate", "pause", "1"]).status.success());
+    let status: Value = serde_json::from_slice(&run(&["migrate", "status", "--json"]).stdout).unwrap();
+    assert_eq!(status[0]["state"], "paused");
+    assert_eq!(status[0]["phases"][0]["percent"], 10);
+    assert!(run(&["migrate", "rollback", "1", "--reason", "changed our mind"]).status.success());
+    let m = store.migration(1).unwrap();
+    assert_eq!(m.state, MigrationState::RolledBack);
+    assert_eq!(m.reason.as_deref(), Some("changed our mind"));
+    let out = run(&["migrate", "start", "--supplier", &sid, "--to", "somewhere"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("write `platform` or `account:ID`"));
+    let out = run(&["migrate", "start", "--supplier", &sid, "--to", &to, "--plan", "50:5m,20:5m"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must not decrease"));
+}

@@ -7,6 +7,7 @@ mod demo;
 mod export;
 mod health;
 mod keys;
+mod migrate;
 mod report;
 mod serve;
 mod supplier;
@@ -72,6 +73,11 @@ pub enum Command {
     Health(health::HealthArgs),
     /// List alerts, or acknowledge / resolve one (`alerts ack ID`).
     Alerts(health::AlertsArgs),
+    /// Plan, start, watch, pause, resume, roll back or abort a migration between routes.
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
+    /// Send the same prompts to a supplier's current route and a candidate account, side by side.
+    ParallelTest(migrate::ParallelArgs),
     /// Export usage as CSV for spreadsheets.
     #[command(subcommand)]
     Export(export::ExportCommand),
@@ -120,6 +126,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Simulate(args)) => serve::run_simulate(args),
         Some(Command::Health(args)) => health::run_health(open_store(cli.db)?, args),
         Some(Command::Alerts(args)) => health::run_alerts(&open_store(cli.db)?, args),
+        Some(Command::Migrate(cmd)) => migrate::run(open_store(cli.db)?, cmd),
+        Some(Command::ParallelTest(args)) => migrate::run_parallel(open_store(cli.db)?, args),
         Some(Command::Export(cmd)) => export::run(&open_store(cli.db)?, cmd),
         Some(Command::Report(args)) => report::run(open_store(cli.db)?, args),
         None => demo::run_console(demo::ConsoleArgs {

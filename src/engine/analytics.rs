@@ -19,8 +19,8 @@
 use crate::domain::{
     Micros, ModelPrice, PricingTable, ProviderKind, QuotaPolicy, RequestType, Route, SupplierId, Tier, TokenUsage, VendorType,
 };
-use crate::store::analytics::{DimColumn, Interrupter, is_interrupted};
 use crate::store::analytics::UsageTotals;
+use crate::store::analytics::{DimColumn, Interrupter, is_interrupted};
 use crate::store::{AnalyticsReader, DimFilter, Store, StoreError, SupplierInfo};
 use chrono::{Datelike, Duration, NaiveDate, Weekday};
 use serde::{Deserialize, Serialize};

@@ -16,8 +16,8 @@
 
 use super::analytics::CancelHandle;
 use crate::domain::{RequestType, Route, SupplierId, UsageStatus};
-use crate::store::analytics::{EventRow, GroupRow, is_interrupted};
 use crate::store::analytics::UsageTotals;
+use crate::store::analytics::{EventRow, GroupRow, is_interrupted};
 use crate::store::{Store, StoreError, SupplierInfo};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};

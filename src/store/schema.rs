@@ -228,6 +228,7 @@ CREATE TABLE recommendations (
     dismissed_at TEXT
 );
 CREATE UNIQUE INDEX recommendations_one_open ON recommendations(supplier_id, kind) WHERE dismissed_at IS NULL;
+"#,
     // v5: coarser usage rollups for the analytics dashboards (kept current by
     // the ledger writer in the same transaction as usage_daily, rebuilt with
     // it), back-filled from usage_daily.

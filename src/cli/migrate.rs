@@ -1,0 +1,261 @@
+//! `switchboard migrate plan|start|status|pause|resume|rollback|abort` and
+//! `switchboard parallel-test`. A running `switchboard serve` (or console)
+//! picks up what these commands change within a second.
+
+use crate::domain::migration::{Migration, PhasePlan, RouteTarget};
+use crate::domain::{AccountId, SupplierId, SystemClock};
+use crate::engine::keys::KeyService;
+use crate::engine::ledger::Ledger;
+use crate::engine::migrations::MigrationService;
+use crate::engine::router::{Router, RouterConfig};
+use crate::providers::{Providers, ProvidersConfig};
+use crate::store::Store;
+use crate::vault::Vault;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use std::sync::Arc;
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Check a migration and show its phases and the earliest start clear of weddings.
+    Plan(Target),
+    /// Start a migration now (refused within 48 h of one of the supplier's weddings).
+    Start(StartArgs),
+    /// Show migrations with their phases and figures.
+    Status {
+        #[arg(long)]
+        supplier: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a running migration (its traffic share stays; the phase clock stops).
+    Pause { id: i64 },
+    /// Resume a paused migration.
+    Resume { id: i64 },
+    /// Send all traffic back to the old route at once.
+    Rollback {
+        id: i64,
+        #[arg(long, default_value = "rolled back by the account manager")]
+        reason: String,
+    },
+    /// Stop a migration; traffic stays on the old route.
+    Abort { id: i64 },
+}
+
+#[derive(Debug, Args)]
+pub struct Target {
+    #[arg(long)]
+    supplier: i64,
+    /// `platform`, or `account:ID` for one of the supplier's own accounts.
+    #[arg(long, value_parser = parse_target)]
+    to: RouteTarget,
+    /// Phases as PERCENT:DURATION, e.g. `5:10m,25:20m,75:30m,100:15m` (the default).
+    #[arg(long, value_parser = parse_plan)]
+    plan: Option<PlanArg>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct ParallelArgs {
+    #[arg(long)]
+    supplier: i64,
+    /// The candidate account (usually the supplier's own).
+    #[arg(long)]
+    account: i64,
+    /// A file with one prompt per line (default: eight typical wedding-supplier prompts).
+    #[arg(long)]
+    prompts: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_target(s: &str) -> Result<RouteTarget, String> {
+    let t = s.trim().to_ascii_lowercase();
+    if t == "platform" {
+        return Ok(RouteTarget::Platform);
+    }
+    t.strip_prefix("account:")
+        .and_then(|n| n.parse::<i64>().ok())
+        .map(|n| RouteTarget::Account(AccountId(n)))
+        .ok_or_else(|| format!("'{s}' is not a route; write `platform` or `account:ID` (see `switchboard key list`)"))
+}
+
+/// A phase plan given on the command line.
+#[derive(Debug, Clone)]
+pub struct PlanArg(Vec<PhasePlan>);
+
+fn parse_plan(s: &str) -> Result<PlanArg, String> {
+    s.split(',')
+        .map(|p| {
+            let (pct, dur) = p.trim().split_once(':').ok_or_else(|| format!("'{p}' is not PERCENT:DURATION, e.g. 25:20m"))?;
+            let percent: u8 = pct.trim().trim_end_matches('%').parse().map_err(|_| format!("'{pct}' is not a percentage from 1 to 100"))?;
+            let d = dur.trim();
+            let (n, unit) = d.split_at(d.find(|c: char| !c.is_ascii_digit()).unwrap_or(d.len()));
+            let n: i64 = n.parse().map_err(|_| format!("'{dur}' is not a duration such as 90s, 20m or 2h"))?;
+            let secs = match unit {
+                "s" => n,
+                "m" | "" => n * 60,
+                "h" => n * 3600,
+                _ => return Err(format!("'{dur}' is not a duration such as 90s, 20m or 2h")),
+            };
+            Ok(PhasePlan { percent, min_secs: secs })
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(PlanArg)
+}
+
+/// A router over the store (for its traffic-split bookkeeping and keys).
+fn router(store: Arc<Store>, with_keys: bool) -> anyhow::Result<(tokio::runtime::Runtime, Arc<Router>)> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let router = rt.block_on(async {
+        let providers = Providers::new(ProvidersConfig::default())?;
+        let ledger = Ledger::start(&store)?;
+        let router = Router::new(
+            store.clone(),
+            providers.clone(),
+            Arc::new(crate::domain::PricingTable::builtin()),
+            Arc::new(SystemClock),
+            ledger,
+            RouterConfig::default(),
+        )?;
+        if with_keys {
+            let keys = KeyService::new(store.clone(), Vault::os(), Arc::new(providers), Arc::new(SystemClock));
+            crate::engine::runtime::sync_keys(&router, &keys).await;
+            tokio::task::spawn_blocking(move || drop(keys)).await?;
+        }
+        Ok::<_, anyhow::Error>(router)
+    })?;
+    Ok((rt, router))
+}
+
+fn print_migration(m: &Migration) {
+    println!(
+        "Migration {} · supplier {} · {} → {} · {}{}",
+        m.id,
+        m.supplier,
+        m.from,
+        m.to,
+        m.state.as_str(),
+        m.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+    );
+    for (i, p) in m.phases.iter().enumerate() {
+        let mark = if i == m.phase && m.state.is_active() { "▶" } else { " " };
+        let p95 = p.stats.p95_ms().map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
+        println!(
+            "  {mark} phase {}  {:>3} %  min {:>4} min  {:<11}  {:>5} requests  {:>5.1} % errors  p95 {:>8}  {}",
+            i + 1,
+            p.percent,
+            p.min_secs / 60,
+            p.outcome.as_deref().unwrap_or(if p.started_at.is_some() { "running" } else { "planned" }),
+            p.stats.requests,
+            p.stats.error_bp() as f64 / 100.0,
+            p95,
+            p.started_at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
+        );
+    }
+}
+
+pub fn run(store: Store, cmd: MigrateCommand) -> anyhow::Result<()> {
+    let store = Arc::new(store);
+    let (_rt, router) = router(store.clone(), false)?;
+    let svc = MigrationService::new(store.clone(), router, Arc::new(SystemClock))?;
+    match cmd {
+        MigrateCommand::Plan(t) => {
+            let p = svc.plan(SupplierId(t.supplier), t.to, t.plan.map(|p| p.0))?;
+            println!("Supplier {} · {} → {}", p.supplier, p.from, p.to);
+            for (i, ph) in p.phases.iter().enumerate() {
+                println!("  phase {}: {:>3} % of traffic for at least {} min", i + 1, ph.percent, ph.min_secs / 60);
+            }
+            println!(
+                "  checks in every phase: error rate ≤ {:.0} %, p95 < {} ms, at least {} requests on the new route",
+                p.criteria.max_error_bp as f64 / 100.0,
+                p.criteria.max_p95_ms,
+                p.criteria.min_requests
+            );
+            match p.blocked_by {
+                Some(d) => {
+                    println!("  a wedding on {d} blocks starting now; earliest start: {}", p.earliest_start.format("%Y-%m-%d %H:%M UTC"))
+                }
+                None => println!(
+                    "  may start now (earliest start clear of weddings for the whole plan: {})",
+                    p.earliest_start.format("%Y-%m-%d %H:%M UTC")
+                ),
+            }
+        }
+        MigrateCommand::Start(a) => {
+            let m = svc.start(SupplierId(a.target.supplier), a.target.to, a.target.plan.map(|p| p.0), None)?;
+            println!("Started migration {}: {} % of supplier {}'s traffic now goes to {}.", m.id, m.current_percent(), m.supplier, m.to);
+        }
+        MigrateCommand::Status { supplier, json } => {
+            let list = store.list_migrations(supplier.map(SupplierId))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("No migrations. Plan one with `switchboard migrate plan --supplier ID --to account:ID`.");
+            } else {
+                for m in &list {
+                    print_migration(m);
+                }
+            }
+        }
+        MigrateCommand::Pause { id } => print_migration(&svc.pause(id)?),
+        MigrateCommand::Resume { id } => print_migration(&svc.resume(id)?),
+        MigrateCommand::Rollback { id, reason } => print_migration(&svc.rollback(id, &reason)?),
+        MigrateCommand::Abort { id } => print_migration(&svc.abort(id)?),
+    }
+    Ok(())
+}
+
+pub fn run_parallel(store: Store, a: ParallelArgs) -> anyhow::Result<()> {
+    let prompts: Vec<String> = match &a.prompts {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read the prompts file {}", p.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => Vec::new(),
+    };
+    let store = Arc::new(store);
+    let (rt, router) = router(store, true)?;
+    let report = rt.block_on(crate::engine::parallel::run(&router, SupplierId(a.supplier), AccountId(a.account), &prompts))?;
+    rt.block_on(router.ledger().flush());
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("Parallel test {} for supplier {} ({} prompts)", report.id, report.supplier, report.current.requests);
+    println!("{:<28} {:>28} {:>28}", "", "current", "candidate");
+    let row = |k: &str, a: String, b: String| println!("{k:<28} {a:>28} {b:>28}");
+    let (c, d) = (&report.current, &report.candidate);
+    row("account", format!("{} ({})", c.label, c.model), format!("{} ({})", d.label, d.model));
+    row("success", format!("{:.0} %", c.success_percent()), format!("{:.0} %", d.success_percent()));
+    row("latency p50 / p95", format!("{} / {} ms", c.p50_ms, c.p95_ms), format!("{} / {} ms", d.p50_ms, d.p95_ms));
+    row(
+        "tokens in / out per request",
+        format!("{} / {}", c.avg_input_tokens, c.avg_output_tokens),
+        format!("{} / {}", d.avg_input_tokens, d.avg_output_tokens),
+    );
+    row("cost per request", c.cost_per_request.to_string(), d.cost_per_request.to_string());
+    row("projected cost per month", c.projected_monthly_cost.to_string(), d.projected_monthly_cost.to_string());
+    println!(
+        "Projected monthly saving: {} (from the last {} days: {} requests, {} input, {} cached, {} output tokens).",
+        report.projected_monthly_saving,
+        report.basis_days,
+        report.basis_requests,
+        report.basis_input_tokens,
+        report.basis_cached_tokens,
+        report.basis_output_tokens
+    );
+    println!("Suggested migration start (clear of weddings): {}", report.suggested_start.format("%Y-%m-%d %H:%M UTC"));
+    if let Some(r) = &report.recommendation {
+        println!("Recommendation: {r}");
+    }
+    Ok(())
+}
