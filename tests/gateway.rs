@@ -522,8 +522,22 @@ impl Drop for Child {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Starts a command that prints "… listening on http://ADDR…" and returns the
+/// child with that address (ports are chosen by the OS: no race with other tests).
+fn spawn_listening(mut cmd: std::process::Command) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("the process printed its address").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split(|c: char| c == '/' || c.is_whitespace()).next().unwrap().to_string();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (Child(child), addr)
 }
 
 async fn wait_http(url: &str) {
@@ -553,15 +567,10 @@ async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("durable.db");
-    let sim_port = free_port();
-    let _sim = Child(
-        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["simulate", "--listen", &format!("127.0.0.1:{sim_port}")])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_http(&format!("http://127.0.0.1:{sim_port}/_sim/accounts")).await;
+    let mut sim_cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    sim_cmd.args(["simulate", "--listen", "127.0.0.1:0"]);
+    let (_sim, sim_addr) = spawn_listening(sim_cmd);
+    wait_http(&format!("http://{sim_addr}/_sim/accounts")).await;
     assert!(
         sb(&db)
             .args(["supplier", "add", "--name", "Durable Studio", "--vendor-type", "venue", "--tier", "enterprise"])
@@ -570,7 +579,7 @@ async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {
             .success()
     );
     let mut add = sb(&db)
-        .args(["key", "add", "--owner", "platform", "--provider", "openai", "--base-url", &format!("http://127.0.0.1:{sim_port}")])
+        .args(["key", "add", "--owner", "platform", "--provider", "openai", "--base-url", &format!("http://{sim_addr}")])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -586,17 +595,20 @@ async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {
         .trim_matches(|c: char| !c.is_alphanumeric() && c != '_')
         .to_string();
 
-    let gw_port = free_port();
-    let serve = || Child(sb(&db).args(["serve", "--listen", &format!("127.0.0.1:{gw_port}")]).stdout(Stdio::null()).spawn().unwrap());
-    let mut server = serve();
-    wait_http(&format!("http://127.0.0.1:{gw_port}/healthz")).await;
+    let serve = || {
+        let mut c = sb(&db);
+        c.args(["serve", "--listen", "127.0.0.1:0"]);
+        spawn_listening(c)
+    };
+    let (mut server, gw_addr) = serve();
+    wait_http(&format!("http://{gw_addr}/healthz")).await;
 
     // 16 clients, unique request ids; remember which requests got a complete answer.
     let completed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for c in 0..16 {
-        let (completed, stop, token) = (completed.clone(), stop.clone(), token.clone());
+        let (completed, stop, token, gw_addr) = (completed.clone(), stop.clone(), token.clone(), gw_addr.clone());
         tasks.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut n = 0;
@@ -604,7 +616,7 @@ async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {
                 n += 1;
                 let rid = format!("c{c}-r{n}");
                 let r = http
-                    .post(format!("http://127.0.0.1:{gw_port}/v1/chat/completions"))
+                    .post(format!("http://{gw_addr}/v1/chat/completions"))
                     .bearer_auth(&token)
                     .header("x-request-id", &rid)
                     .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}))
@@ -637,8 +649,8 @@ async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {
     assert!(completed.len() > 50, "the load ran: {} completed", completed.len());
 
     // Restart on the same file: it opens cleanly and serves again.
-    let _server2 = serve();
-    wait_http(&format!("http://127.0.0.1:{gw_port}/healthz")).await;
+    let (_server2, gw_addr2) = serve();
+    wait_http(&format!("http://{gw_addr2}/healthz")).await;
     let store = Store::open(&db).unwrap();
     assert_eq!(store.integrity_check().unwrap(), "ok");
     let ids: std::collections::HashMap<String, i64> = store

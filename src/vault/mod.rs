@@ -144,9 +144,26 @@ pub enum VaultError {
 #[derive(Clone)]
 enum Backend {
     /// The platform's native keychain, connected on first use.
-    Os(Arc<Mutex<Option<Arc<CredentialStore>>>>),
+    Os(Arc<OsSlot>),
     /// Demo mode only: keys of the provider simulator, in memory.
     DemoMemory(Arc<Mutex<HashMap<String, Secret>>>),
+}
+
+/// The native store's connection, made on first use. The Secret Service client
+/// blocks when it is dropped, which panics on an async worker: when the last
+/// handle goes away inside a tokio runtime, the connection is dropped on a
+/// plain thread instead.
+struct OsSlot(Mutex<Option<Arc<CredentialStore>>>);
+
+impl Drop for OsSlot {
+    fn drop(&mut self) {
+        let store = lock(&self.0).take();
+        if let Some(store) = store
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::Builder::new().name("keychain-drop".into()).spawn(move || drop(store));
+        }
+    }
 }
 
 /// Handle on the keychain. Cheap to clone (clones share the connection).
@@ -170,7 +187,7 @@ impl Vault {
     /// The OS keychain. Cheap and infallible: the keychain is reached on the
     /// first call, so a keychain started (or unlocked) later is picked up.
     pub fn os() -> Self {
-        Self { backend: Backend::Os(Arc::new(Mutex::new(None))), service: SERVICE.to_string() }
+        Self { backend: Backend::Os(Arc::new(OsSlot(Mutex::new(None)))), service: SERVICE.to_string() }
     }
 
     /// Demo mode only: an in-memory store for the provider simulator's keys.
@@ -270,7 +287,7 @@ impl Vault {
         let Backend::Os(slot) = &self.backend else {
             return Err(VaultError::Failed { detail: "internal: the demo store has no native keychain".into() });
         };
-        let mut slot = lock(slot);
+        let mut slot = lock(&slot.0);
         if let Some(s) = slot.as_ref() {
             return Ok(s.clone());
         }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Load benchmark of the routing gateway with wrk: requests per second, CPU per
+# request, and the latency the gateway adds over calling the upstream (the
+# built-in simulator) directly, at 1 and 32 connections. Routing, quota
+# accounting, the rate limiter and the durable SQLite ledger are all on.
+#
+#   benches/wrk/gateway.sh [seconds]
+#
+# Needs wrk, dbus and gnome-keyring (the platform key goes into a private
+# keyring, as in scripts/test). The supplier has a wedding today, so neither its
+# quota nor its rate limit refuses the benchmark's traffic; both are still
+# accounted on every request.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-10}
+if [ -z "${SWITCHBOARD_BENCH_INNER:-}" ]; then
+  cargo build --release --bin switchboard >/dev/null
+  tmp=$(mktemp -d); mkdir -p "$tmp/data" "$tmp/run"; chmod 700 "$tmp/run"
+  export XDG_DATA_HOME="$tmp/data" XDG_RUNTIME_DIR="$tmp/run" SWITCHBOARD_BENCH_INNER="$tmp"
+  exec dbus-run-session -- bash -c 'echo -n bench | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null; exec "$0" "$@"' "$0" "$secs"
+fi
+tmp=$SWITCHBOARD_BENCH_INNER
+bin=${CARGO_TARGET_DIR:-target}/release/switchboard
+db=$tmp/bench.db
+"$bin" simulate --listen 127.0.0.1:4590 >/dev/null 2>&1 &
+sim=$!
+trap 'kill $sim ${gw:-} 2>/dev/null' EXIT
+sleep 1
+"$bin" --db "$db" supplier add --name "Bench Studio" --vendor-type photographer --tier enterprise --wedding "$(date -u +%F)" >/dev/null
+printf 'sk-sim-openai-platform-000000000001' | "$bin" --db "$db" key add --owner platform --provider openai --base-url http://127.0.0.1:4590 >/dev/null
+export GATEWAY_TOKEN=$("$bin" --db "$db" token issue --supplier 1 2>/dev/null)
+"$bin" --db "$db" serve --listen 127.0.0.1:4580 >/dev/null 2>&1 &
+gw=$!
+sleep 2
+tick=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run() { # name url script connections pid
+  local before after out reqs
+  before=$(cpu "$5")
+  out=$(wrk -t1 -c"$4" -d"${secs}s" --latency -s "$3" "$2")
+  after=$(cpu "$5")
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  printf '%-22s c=%-3s %9s req/s  p50 %-9s p99 %-9s  server CPU %6s µs/req  non-2xx: %s  load: %s\n' "$1" "$4" \
+    "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
+    "$(echo "$out" | awk '$1 == "50%" {print $2}')" "$(echo "$out" | awk '$1 == "99%" {print $2}')" \
+    "$(awk -v t="$((after - before))" -v k="$tick" -v n="$reqs" 'BEGIN {printf "%.1f", t / k * 1e6 / n}')" \
+    "$(echo "$out" | awk '/Non-2xx/ {print $NF}')" "$(cut -d' ' -f1 /proc/loadavg)"
+}
+for c in 1 32; do
+  run "upstream directly" http://127.0.0.1:4590/v1/chat/completions benches/wrk/openai_chat.lua "$c" "$sim"
+  run "through the gateway" http://127.0.0.1:4580/v1/chat/completions benches/wrk/gateway.lua "$c" "$gw"
+done
