@@ -54,6 +54,7 @@ pub struct ConsoleApp {
     keys: views::keys::State,
     /// Whether the service was told that live data is on screen.
     watching_live: bool,
+    first_frame_done: bool,
     quotas: views::quotas::State,
     usage: views::usage::State,
     audit: views::audit::State,
@@ -88,6 +89,7 @@ impl ConsoleApp {
             suppliers: views::suppliers::State::new(saved.suppliers),
             keys: Default::default(),
             watching_live: false,
+            first_frame_done: false,
             quotas: Default::default(),
             usage: views::usage::State::new(saved.usage),
             audit: Default::default(),
@@ -246,6 +248,12 @@ impl ConsoleApp {
                 }
             });
         self.toasts.show(ui.ctx());
+        if !self.first_frame_done {
+            self.first_frame_done = true;
+            if let Some(ms) = super::since_launch_ms() {
+                tracing::info!(ms = format!("{ms:.0}"), "first frame");
+            }
+        }
     }
 
     /// [`Self::logic`] then [`Self::ui`]: one frame, for tests and benchmarks that drive the app without eframe.
