@@ -90,7 +90,7 @@ impl Drop for LiveDemo {
 struct Sender {
     supplier: SupplierId,
     token: Secret,
-    /// The supplier's own accounts (simulator names), for incidents.
+    /// The supplier's own accounts (simulator names) when it is in client mode, for incidents.
     own_accounts: Vec<String>,
 }
 

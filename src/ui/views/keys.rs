@@ -49,6 +49,14 @@ impl Default for AddForm {
     }
 }
 
+const ADD_KEY_FIELD: &str = "keys.add.secret";
+const ROTATE_KEY_FIELD: &str = "keys.rotate.secret";
+
+/// Drops a key field's egui state, whose undo history holds earlier versions of the typed text.
+fn forget_field(ui: &Ui, name: &str) {
+    ui.ctx().data_mut(|d| d.remove::<egui::text_edit::TextEditState>(egui::Id::unique(name)));
+}
+
 struct Rotate {
     id: AccountId,
     label: String,
@@ -402,6 +410,7 @@ fn add_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         };
         // The typed key leaves the text field now; Secret wipes the buffer.
         let key = Secret::new(std::mem::take(&mut f.key));
+        forget_field(ui, ADD_KEY_FIELD);
         st.saving = true;
         st.form_error = None;
         cx.send(ConsoleCommand::AddKey { new, key, validate: f.validate });
@@ -529,8 +538,14 @@ fn dialogs(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             ui.label(RichText::new("The new key is validated live before it replaces the old one.").color(p.muted));
             ui.add_space(theme::GAP_S);
             let l = ui.label("New API key");
-            ui.add(egui::TextEdit::singleline(&mut r.key).password(true).hint_text("paste the new key").desired_width(440.0))
-                .labelled_by(l.id);
+            ui.add(
+                egui::TextEdit::singleline(&mut r.key)
+                    .id(egui::Id::unique(ROTATE_KEY_FIELD))
+                    .password(true)
+                    .hint_text("paste the new key")
+                    .desired_width(440.0),
+            )
+            .labelled_by(l.id);
             ui.add_space(theme::GAP_S);
             ui.horizontal(|ui| {
                 if st.saving {
@@ -546,6 +561,7 @@ fn dialogs(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             st.rotate = None;
         } else if go {
             let key = Secret::new(std::mem::take(&mut r.key));
+            forget_field(ui, ROTATE_KEY_FIELD);
             st.saving = true;
             cx.send(ConsoleCommand::RotateKey { id: r.id, key });
         }
