@@ -1352,9 +1352,14 @@ impl Service {
                 let (text, bad) = match ev {
                     RouterEvent::BreakerOpened { account } => (format!("Breaker opened on {}", label_of(*account)), true),
                     RouterEvent::BreakerClosed { account } => (format!("Breaker closed on {}", label_of(*account)), false),
-                    RouterEvent::FailoverStarted { supplier, account } => {
-                        (format!("Failover: {} moved from {} to platform AI", name_of(*supplier), label_of(*account)), true)
-                    }
+                    RouterEvent::FailoverStarted { supplier, account } => (
+                        format!(
+                            "Failover: {}'s own provider is failing; {} (platform AI) serves it",
+                            name_of(*supplier),
+                            label_of(*account)
+                        ),
+                        true,
+                    ),
                     RouterEvent::FailoverEnded { supplier } => {
                         (format!("Failover over: {} is back on its own provider", name_of(*supplier)), false)
                     }

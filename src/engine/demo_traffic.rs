@@ -134,6 +134,22 @@ pub async fn start(store: Arc<Store>, clock: Arc<dyn Clock>, sim_addr: SocketAdd
         tokio::task::spawn_blocking(move || r.reload()).await??;
     }
     sync_keys(&runtime.router, &runtime.keys).await;
+    // Validate the accounts that carry traffic, in the background, so the Keys view has results to show.
+    {
+        let keys = runtime.keys.clone();
+        let to_check: Vec<AccountId> = accounts
+            .iter()
+            .filter(|a| a.owner == AccountOwner::Platform || a.owner.supplier().is_some_and(|s| ids.iter().any(|(id, _)| *id == s)))
+            .map(|a| a.id)
+            .collect();
+        tokio::spawn(async move {
+            for id in to_check {
+                if let Err(e) = keys.validate(id).await {
+                    tracing::warn!(account = %id, error = %e, "demo key validation failed");
+                }
+            }
+        });
+    }
     let traffic = tokio::spawn(drive(runtime.router.clone(), sim.switch(), senders, cfg));
     Ok(LiveDemo { runtime, sim, suppliers: ids, traffic })
 }

@@ -6,7 +6,7 @@
 //! button), list with hints and last use, revoke. Everything goes through
 //! console commands; the keychain is reached only by the service.
 
-use super::{Cx, empty_state, error_box, header, loading, text_field};
+use super::{Cx, cell, empty_state, error_box, header, loading, text_field};
 use crate::domain::{AccountId, AccountOwner, AzureConfig, ProviderKind, SupplierId, ValidationStatus};
 use crate::engine::console::{ConsoleCommand, ConsoleEvent, KeyRow, KeysView, TokenRow};
 use crate::engine::keys::NewKey;
@@ -250,7 +250,7 @@ fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &
     let head = |ui: &mut Ui| {
         ui.horizontal(|ui| {
             for (h, w) in ["Account", "Owner", "Provider", "Key", "Last validation"].iter().zip(widths) {
-                ui.add_sized([w, 18.0], egui::Label::new(RichText::new(*h).small().color(p.muted)));
+                cell(ui, w, RichText::new(*h).small().color(p.muted));
             }
             ui.label(RichText::new("Actions").small().color(p.muted));
         });
@@ -262,9 +262,6 @@ fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &
         for a in &rows[range] {
             ui.horizontal(|ui| {
                 ui.set_height(theme::ROW_HEIGHT);
-                let cell = |ui: &mut Ui, w: f32, t: RichText| {
-                    ui.add_sized([w, theme::ROW_HEIGHT], egui::Label::new(t).truncate());
-                };
                 cell(ui, widths[0], RichText::new(&a.label));
                 cell(ui, widths[1], RichText::new(&a.owner_name));
                 cell(ui, widths[2], RichText::new(a.provider.display_name()));
@@ -280,7 +277,7 @@ fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &
                     Some(m) => format!("{text}{when} — {m}"),
                     None => format!("{text}{when}"),
                 };
-                let r = ui.add_sized([widths[4], theme::ROW_HEIGHT], egui::Label::new(RichText::new(&full).color(color)).truncate());
+                let r = cell(ui, widths[4], RichText::new(&full).color(color));
                 if let Some(m) = msg {
                     r.on_hover_text(m);
                 }
@@ -459,7 +456,7 @@ fn tokens_card(ui: &mut Ui, tokens: &[TokenRow], st: &mut State, cx: &mut Cx<'_>
         let widths = [220.0, 120.0, 130.0, 130.0, 120.0];
         ui.horizontal(|ui| {
             for (h, w) in ["Supplier", "Token", "Issued", "Last used", "Status"].iter().zip(widths) {
-                ui.add_sized([w, 18.0], egui::Label::new(RichText::new(*h).small().color(p.muted)));
+                cell(ui, w, RichText::new(*h).small().color(p.muted));
             }
         });
         let row_h = theme::ROW_HEIGHT + 4.0;
@@ -472,15 +469,14 @@ fn tokens_card(ui: &mut Ui, tokens: &[TokenRow], st: &mut State, cx: &mut Cx<'_>
                 for t in &tokens[range] {
                     ui.horizontal(|ui| {
                         ui.set_height(theme::ROW_HEIGHT);
-                        let cell = |ui: &mut Ui, w: f32, t: RichText| {
-                            ui.add_sized([w, theme::ROW_HEIGHT], egui::Label::new(t).truncate());
-                        };
                         cell(ui, widths[0], RichText::new(format!("{} (#{})", t.supplier_name, t.supplier)));
                         cell(ui, widths[1], RichText::new(&t.hint).monospace());
                         cell(ui, widths[2], RichText::new(t.created_at.format("%Y-%m-%d %H:%M").to_string()));
                         cell(ui, widths[3], RichText::new(t.last_used_at.map(ago).unwrap_or_else(|| "never".into())));
                         match t.revoked_at {
-                            Some(r) => cell(ui, widths[4], RichText::new(format!("revoked {}", r.format("%Y-%m-%d"))).color(p.muted)),
+                            Some(r) => {
+                                cell(ui, widths[4], RichText::new(format!("revoked {}", r.format("%Y-%m-%d"))).color(p.muted));
+                            }
                             None => {
                                 cell(ui, widths[4], RichText::new("active").color(p.ok));
                                 if ui.add(egui::Button::new("Revoke").small()).clicked() {

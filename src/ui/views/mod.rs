@@ -129,6 +129,15 @@ pub fn loading(ui: &mut Ui, what: &str) {
     });
 }
 
+/// A left-aligned, truncated table cell of a fixed width (the full text on hover).
+pub fn cell(ui: &mut Ui, width: f32, text: impl Into<egui::WidgetText>) -> egui::Response {
+    ui.allocate_ui_with_layout(egui::vec2(width, theme::ROW_HEIGHT), egui::Layout::left_to_right(egui::Align::Center), |ui| {
+        ui.set_width(width);
+        ui.add(egui::Label::new(text).truncate())
+    })
+    .inner
+}
+
 /// A small filled circle in a status colour (the bundled fonts have no "●").
 pub fn status_dot(ui: &mut Ui, color: egui::Color32) {
     let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());

@@ -74,6 +74,24 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             ui.add_space(theme::GAP_M);
         }
         let gap = theme::GAP_M;
+        // While live, today's cards follow the live counters.
+        let mut o = o.clone();
+        if let Some(l) = &st.live {
+            let delta = |live: i64, stored: i64| live - stored;
+            let o2 = Arc::make_mut(&mut o);
+            let t = &l.today;
+            let (dr, de, dt, dc) = (
+                delta(t.requests, o2.today_totals.requests),
+                delta(t.errors, o2.today_totals.errors),
+                delta(t.tokens, o2.today_totals.tokens),
+                delta(t.cost_micros, o2.today_totals.cost_micros),
+            );
+            o2.month_totals.requests += dr;
+            o2.month_totals.errors += de;
+            o2.month_totals.tokens += dt;
+            o2.month_totals.cost_micros += dc;
+            o2.today_totals = t.clone();
+        }
         let w = ((ui.available_width() - 4.0 * gap) / 5.0 - 2.0 * theme::GAP_M - 2.0).max(110.0);
         ui.horizontal(|ui| {
             ui.spacing_mut().item_spacing.x = gap;
@@ -227,7 +245,8 @@ fn live_section(ui: &mut Ui, l: &LiveSnapshot) {
             match &l.gateway_url {
                 Some(url) => {
                     ui.label(RichText::new("Gateway").color(p.muted));
-                    ui.add(egui::Label::new(RichText::new(format!("{url}/v1")).monospace()).selectable(true));
+                    ui.add(egui::Label::new(RichText::new(url).monospace()).selectable(true))
+                        .on_hover_text("OpenAI-compatible: POST /chat/completions and /embeddings with a supplier's gateway token");
                 }
                 None => {
                     ui.label(RichText::new("no gateway in this console").color(p.muted));
@@ -255,11 +274,9 @@ fn live_section(ui: &mut Ui, l: &LiveSnapshot) {
                     };
                     ui.horizontal(|ui| {
                         super::status_dot(ui, color);
-                        ui.add(egui::Label::new(format!("{} · {}", a.label, a.provider.display_name())).truncate())
-                            .on_hover_text(format!("{} — breaker {text}", a.owner));
-                        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                            ui.label(RichText::new(text).color(color));
-                        });
+                        let w = (ui.available_width() - 96.0).max(60.0);
+                        super::cell(ui, w, &a.label).on_hover_text(format!("{} · {} — breaker {text}", a.provider.display_name(), a.owner));
+                        ui.label(RichText::new(text).color(color));
                     });
                 }
             });
@@ -286,7 +303,8 @@ fn live_section(ui: &mut Ui, l: &LiveSnapshot) {
                     ui.horizontal(|ui| {
                         ui.label(RichText::new(r.at.format("%H:%M:%S").to_string()).monospace().color(p.muted));
                         super::status_dot(ui, if r.ok { p.ok } else { p.danger });
-                        ui.add(egui::Label::new(format!("{} · {} · {}", r.supplier, r.model, r.route.as_str())).truncate()).on_hover_text(
+                        let model = if r.model.is_empty() { "refused" } else { r.model.as_str() };
+                        ui.add(egui::Label::new(format!("{} · {model} · {}", r.supplier, r.route.as_str())).truncate()).on_hover_text(
                             format!(
                                 "{} · {} · {} ms · {}",
                                 r.request_type.as_str(),
