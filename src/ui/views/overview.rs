@@ -90,7 +90,7 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             o2.month_totals.errors += de;
             o2.month_totals.tokens += dt;
             o2.month_totals.cost_micros += dc;
-            o2.today_totals = t.clone();
+            o2.today_totals = *t;
         }
         let w = ((ui.available_width() - 4.0 * gap) / 5.0 - 2.0 * theme::GAP_M - 2.0).max(110.0);
         ui.horizontal(|ui| {
