@@ -563,22 +563,8 @@ fn dialogs(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         }
     }
     if let Some((id, label)) = st.confirm_remove.clone() {
-        let mut answer = None;
-        egui::Modal::new(egui::Id::unique("remove_key")).show(&ctx, |ui| {
-            ui.set_width(440.0);
-            ui.label(RichText::new(format!("Remove '{label}'?")).strong().size(16.0));
-            ui.label("The account and its keychain entry are deleted; its usage history is kept.");
-            ui.add_space(theme::GAP_S);
-            ui.horizontal(|ui| {
-                if ui.button(RichText::new("Remove").color(p.danger)).clicked() {
-                    answer = Some(true);
-                }
-                if ui.button("Cancel").clicked() {
-                    answer = Some(false);
-                }
-            });
-        });
-        if let Some(yes) = answer {
+        let body = "The account and its keychain entry are deleted; its usage history is kept.";
+        if let Some(yes) = confirm(&ctx, "remove_key", &format!("Remove '{label}'?"), body, ("Remove", "Cancel")) {
             st.confirm_remove = None;
             if yes {
                 cx.send(ConsoleCommand::RemoveKey { id, force: false });
@@ -586,26 +572,35 @@ fn dialogs(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         }
     }
     if let Some((id, message)) = st.force_remove.clone() {
-        let mut answer = None;
-        egui::Modal::new(egui::Id::unique("force_remove_key")).show(&ctx, |ui| {
-            ui.set_width(480.0);
-            ui.label(RichText::new("This account is a supplier's active route").strong().size(16.0).color(p.danger));
-            ui.label(message.replace(", or pass --force", ""));
-            ui.add_space(theme::GAP_S);
-            ui.horizontal(|ui| {
-                if ui.button(RichText::new("Remove anyway").color(p.danger)).clicked() {
-                    answer = Some(true);
-                }
-                if ui.button("Keep it").clicked() {
-                    answer = Some(false);
-                }
-            });
-        });
-        if let Some(yes) = answer {
+        let body = message.replace(", or pass --force", "");
+        if let Some(yes) =
+            confirm(&ctx, "force_remove_key", "This account is a supplier's active route", &body, ("Remove anyway", "Keep it"))
+        {
             st.force_remove = None;
             if yes {
                 cx.send(ConsoleCommand::RemoveKey { id, force: true });
             }
         }
     }
+}
+
+/// A modal yes/no question with a destructive "yes": `Some(answer)` once clicked.
+fn confirm(ctx: &egui::Context, id: &str, title: &str, body: &str, (yes, no): (&str, &str)) -> Option<bool> {
+    let mut answer = None;
+    egui::Modal::new(egui::Id::unique(id)).show(ctx, |ui| {
+        let danger = theme::palette(ui).danger;
+        ui.set_width(460.0);
+        ui.label(RichText::new(title).strong().size(16.0));
+        ui.label(body);
+        ui.add_space(theme::GAP_S);
+        ui.horizontal(|ui| {
+            if ui.button(RichText::new(yes).color(danger)).clicked() {
+                answer = Some(true);
+            }
+            if ui.button(no).clicked() {
+                answer = Some(false);
+            }
+        });
+    });
+    answer
 }
