@@ -741,7 +741,6 @@ pub fn spawn(
 
 /// How often live snapshots are taken while watched.
 const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-const LIVE_TICKET: Ticket = Ticket { channel: Channel::Live, generation: 0 };
 
 /// [`spawn`] with key, token and live services.
 pub fn spawn_with(
@@ -796,7 +795,7 @@ pub fn spawn_with(
                             }
                             Err(message) => ConsoleEvent::Failed { channel: Channel::Live, message },
                         };
-                        out.send(LIVE_TICKET, ev);
+                        out.send(out.live_ticket(), ev);
                     }
                 });
                 continue;
@@ -834,6 +833,11 @@ struct Outbox {
 }
 
 impl Outbox {
+    /// Live events answer the latest `WatchLive`, so `is_loading(Channel::Live)` settles.
+    fn live_ticket(&self) -> Ticket {
+        Ticket { channel: Channel::Live, generation: self.gens.latest(Channel::Live) }
+    }
+
     fn send(&self, ticket: Ticket, ev: ConsoleEvent) {
         if self.gens.is_current(ticket.channel, ticket.generation) && self.tx.send((ticket, ev)).is_ok() {
             (self.repaint)();
@@ -1294,7 +1298,7 @@ impl Service {
             let snap = match tokio::task::spawn_blocking(move || svc.live_snapshot(&live)).await {
                 Ok(Ok(s)) => Arc::new(s),
                 Ok(Err(message)) => {
-                    out.send(LIVE_TICKET, ConsoleEvent::Failed { channel: Channel::Live, message });
+                    out.send(out.live_ticket(), ConsoleEvent::Failed { channel: Channel::Live, message });
                     continue;
                 }
                 Err(_) => continue,
@@ -1302,7 +1306,7 @@ impl Service {
             let fresh = self.fresh.swap(false, Ordering::SeqCst);
             if fresh || last.as_deref() != Some(&*snap) {
                 last = Some(snap.clone());
-                out.send(LIVE_TICKET, ConsoleEvent::Live(snap));
+                out.send(out.live_ticket(), ConsoleEvent::Live(snap));
             }
         }
     }
