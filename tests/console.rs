@@ -1,8 +1,10 @@
 //! The desktop console, driven headless through egui_kittest against a real
 //! SQLite store and the real console service on a tokio runtime: add and edit
 //! suppliers through the form, search and filter the table, filter the audit
-//! log, switch views, and watch demo generation finish — asserting both on what
-//! the UI shows and on the database afterwards.
+//! log, switch views, and watch demo generation finish; add, validate and
+//! rotate a key against the provider simulator, issue a gateway token (shown
+//! once), and watch the live Overview open a breaker during a simulated outage
+//! — asserting both on what the UI shows and on the database afterwards.
 
 use chrono::{NaiveDate, Utc};
 use egui_kittest::Harness;
@@ -250,4 +252,178 @@ fn stale_answers_are_dropped() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(got, vec![1], "only the latest search's answer reaches the UI");
+}
+
+// ---- Keys, tokens and the live overview -------------------------------------
+
+use switchboard::domain::{AccountOwner, ProviderKind};
+use switchboard::engine::console::{LiveServices, ServiceOptions};
+use switchboard::engine::runtime::{Runtime, RuntimeOptions};
+use switchboard::sim::{SimAccountConfig, SimConfig, Simulator};
+use switchboard::vault::Vault;
+
+/// The real keychain when the private test keyring is up (scripts/test), else the in-memory demo store.
+fn test_vault() -> Vault {
+    if std::env::var_os("SWITCHBOARD_TEST_KEYRING").is_some() { Vault::os() } else { Vault::demo_in_memory() }
+}
+
+fn live_harness(f: &Fixture, live: LiveServices, view: View) -> Harness<'static, ConsoleApp> {
+    let opts = ServiceOptions { live: Some(live), after_demo: None };
+    let (handle, events) =
+        console::spawn_with(f._rt.handle(), f.store.clone(), Arc::new(SystemClock), QuotaPolicy::default(), Arc::new(|| {}), opts);
+    let app = ConsoleApp::new(handle, events, start(view), None);
+    Harness::builder()
+        .with_size(egui::vec2(1360.0, 860.0))
+        .with_context_setup(switchboard::ui::theme::install)
+        .build_ui_state(|ui, app: &mut ConsoleApp| app.frame(ui), app)
+}
+
+/// The button labelled `label` (not a notification or table text with the same words).
+fn button<'a>(h: &'a Harness<'static, ConsoleApp>, label: &'a str) -> egui_kittest::Node<'a> {
+    h.get_by(|n| n.role() == egui::accesskit::Role::Button && n.label().as_deref() == Some(label))
+}
+
+fn db_bytes_contain(store: &Store, needle: &str) -> bool {
+    let mut found = false;
+    let dir = store.path().parent().unwrap().to_path_buf();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let bytes = std::fs::read(e.path()).unwrap_or_default();
+        found |= bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    }
+    found
+}
+
+const GOOD_KEY: &str = "sk-console-test-openai-0123456789abcdef";
+
+#[test]
+fn adds_and_validates_a_key_against_the_simulator() {
+    let f = fixture();
+    let sim = f
+        ._rt
+        .block_on(Simulator::start(SimConfig { seed: 1, accounts: vec![SimAccountConfig::new("studio", ProviderKind::OpenAi, GOOD_KEY)] }))
+        .unwrap();
+    let rt = f._rt.block_on(Runtime::start(f.store.clone(), test_vault(), Arc::new(SystemClock), RuntimeOptions::default())).unwrap();
+    let supplier = add_supplier(&f.store, "Capture Moments", Tier::Professional, VendorType::Photographer, &[]);
+    let live = LiveServices { keys: rt.keys.clone(), router: None, gateway_url: None, demo: false, keep_alive: Vec::new() };
+    let mut h = live_harness(&f, live, View::Keys);
+    wait_until(&mut h, "the keys view", |h| shows(h, "Platform accounts (0)"));
+
+    h.get_by_label("Add key…").click();
+    h.step();
+    h.get_by_label("A supplier").click();
+    h.step();
+    type_into(&mut h, "Owner's supplier ID", &supplier.0.to_string());
+    type_into(&mut h, "Label", "Studio OpenAI");
+    type_into(&mut h, "Base URL", sim.base_url());
+    type_into(&mut h, "API key", GOOD_KEY);
+    assert!(!shows(&h, GOOD_KEY), "the typed key is never shown");
+    h.get_by_label("Save key").click();
+    wait_until(&mut h, "the validated account", |h| shows(h, "Added 'Studio OpenAI'"));
+    assert!(shows(&h, "validated"));
+    wait_until(&mut h, "the account row", |h| shows(h, "Supplier accounts (1)"));
+    assert!(shows(&h, "sk-…cdef"), "the masked fingerprint is shown");
+    let accounts = f.store.list_accounts(Some(AccountOwner::Supplier(supplier))).unwrap();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].key_fingerprint.as_deref(), Some("sk-…cdef"));
+    assert!(!db_bytes_contain(&f.store, GOOD_KEY), "the key is not in the database files");
+
+    // Validate again from the row: progress, then the result.
+    h.get_by_label("Validate").click();
+    h.step();
+    wait_until(&mut h, "the validation", |h| shows(h, "the key is valid"));
+
+    // The provider refuses the key: its own message is shown.
+    button(&h, "Rotate…").click();
+    h.step();
+    h.step();
+    type_into(&mut h, "New API key", "sk-console-test-openai-wrongwrongwrong");
+    button(&h, "Rotate").click();
+    wait_until(&mut h, "the refusal", |h| shows(h, "was not accepted by OpenAI"));
+    assert!(!shows(&h, "wrongwrongwrong"), "the refused key is not repeated");
+    assert!(!db_bytes_contain(&f.store, "wrongwrongwrong"));
+    f._rt.block_on(rt.shutdown());
+}
+
+#[test]
+fn issues_a_token_once_and_keeps_only_its_hash() {
+    let f = fixture();
+    let rt =
+        f._rt.block_on(Runtime::start(f.store.clone(), Vault::demo_in_memory(), Arc::new(SystemClock), RuntimeOptions::default())).unwrap();
+    let supplier = add_supplier(&f.store, "Willow Lane Estate", Tier::Scale, VendorType::Venue, &[]);
+    let live = LiveServices { keys: rt.keys.clone(), router: None, gateway_url: None, demo: true, keep_alive: Vec::new() };
+    let mut h = live_harness(&f, live, View::Keys);
+    wait_until(&mut h, "the keys view", |h| shows(h, "Gateway tokens (0 active)"));
+    assert!(shows(&h, "Demo mode — simulator keys in memory"));
+    type_into(&mut h, "Supplier ID", &supplier.0.to_string());
+    h.get_by_label("Issue token").click();
+    wait_until(&mut h, "the one-time dialog", |h| shows(h, "New gateway token for Willow Lane Estate"));
+    assert!(shows(&h, "it will not be shown again"));
+    let found = std::cell::RefCell::new(None);
+    let _ = h
+        .query_all_by(|n| {
+            if let Some(l) = n.label().or_else(|| n.value())
+                && l.starts_with("sbk_")
+                && !l.contains('…')
+            {
+                *found.borrow_mut() = Some(l.to_string());
+            }
+            false
+        })
+        .count();
+    let token = found.into_inner().expect("the full token is shown once");
+    let tokens = f.store.list_tokens(Some(supplier)).unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert!(f.store.find_token_by_hash(&switchboard::engine::tokens::hash_token(&token)).unwrap().is_some(), "the hash is stored");
+    assert!(!db_bytes_contain(&f.store, &token), "the token itself is not in the database files");
+    h.get_by_label("Copy").click();
+    h.step();
+    button(&h, "Done").click();
+    h.step();
+    h.step();
+    assert!(!shows(&h, &token), "the token is gone once the dialog is closed");
+    wait_until(&mut h, "the token row", |h| shows(h, "Gateway tokens (1 active)"));
+    assert!(shows(&h, &tokens[0].hint));
+    f._rt.block_on(rt.shutdown());
+}
+
+#[test]
+fn live_overview_shows_a_breaker_opening_during_a_simulated_outage() {
+    use switchboard::engine::demo_traffic::{self, TrafficConfig, sim_account_name};
+    let f = fixture();
+    let sim_addr = demo_traffic::free_loopback_addr().unwrap();
+    let mut cfg = DemoConfig::new(24, 3, 11, Utc::now().date_naive());
+    cfg.sim_base_url = format!("http://{sim_addr}");
+    switchboard::engine::demo::generate(&f.store, &cfg, |_| {}).unwrap();
+    let traffic = TrafficConfig {
+        suppliers_with_tokens: 2,
+        requests_per_sec: 20.0,
+        first_incident_after: Duration::from_secs(3600),
+        ..TrafficConfig::default()
+    };
+    let demo = f._rt.block_on(demo_traffic::start(f.store.clone(), Arc::new(SystemClock), sim_addr, traffic)).unwrap();
+    let (client, _) = *demo.suppliers.iter().find(|(_, client)| *client).expect("a client-mode supplier sends traffic");
+    let own: Vec<_> = f.store.list_accounts(Some(AccountOwner::Supplier(client))).unwrap();
+    assert!(!own.is_empty());
+    let live = LiveServices {
+        keys: demo.runtime.keys.clone(),
+        router: Some(demo.runtime.router.clone()),
+        gateway_url: Some("http://127.0.0.1:1".into()),
+        demo: true,
+        keep_alive: Vec::new(),
+    };
+    let mut h = live_harness(&f, live, View::Overview);
+    wait_until(&mut h, "the live strip", |h| shows(h, "Demo mode — simulator keys in memory"));
+    wait_until(&mut h, "requests flowing", |h| shows(h, "Last requests") && !shows(h, "No requests through the router yet"));
+    assert!(!shows(&h, "open ·"), "every breaker is closed before the outage");
+    for a in &own {
+        assert!(demo.sim.set_outage(&sim_account_name(a.id), true));
+    }
+    wait_until(&mut h, "a breaker opening", |h| shows(h, "Breaker opened on"));
+    assert!(shows(&h, "open ·") || shows(&h, "half-open"));
+    wait_until(&mut h, "failover", |h| shows(h, "Failover:"));
+    for a in &own {
+        demo.sim.set_outage(&sim_account_name(a.id), false);
+    }
+    drop(h);
+    f._rt.block_on(async move { drop(demo) });
 }

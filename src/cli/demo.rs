@@ -1,11 +1,18 @@
 //! `switchboard demo-data` and demo mode (`switchboard --demo`).
 
+use crate::domain::{Clock, SystemClock};
+use crate::engine::console::{LiveServices, LiveStarter, ServiceOptions};
 use crate::engine::demo::{DemoConfig, generate};
+use crate::engine::demo_traffic::TrafficConfig;
+use crate::engine::keys::KeyService;
 use crate::store::Store;
+use crate::vault::Vault;
 use anyhow::{Context, bail};
 use chrono::NaiveDate;
 use clap::Args;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 #[derive(Debug, Args)]
@@ -69,7 +76,10 @@ pub struct ConsoleArgs {
 /// Opens the desktop console. `main` owns the tokio runtime: it is built here,
 /// the console service is started on it, and eframe runs on this (the main)
 /// thread until the window closes. In demo mode the database is a throwaway
-/// file whose history is generated on the runtime while the window shows progress.
+/// file whose history is generated on the runtime while the window shows
+/// progress; then the simulator, the routing runtime (simulator keys in the
+/// in-memory demo vault), the gateway and synthetic traffic start. Otherwise
+/// the key service uses the OS keychain and this console does not route.
 pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
     let mut temp_dir = None;
     let (store, label, demo) = if args.demo {
@@ -89,9 +99,10 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
                 path.display()
             );
         }
+        let sim_addr = crate::engine::demo_traffic::free_loopback_addr().context("no free loopback port for the provider simulator")?;
         let mut cfg = DemoConfig::new(args.demo_suppliers, args.demo_days, 7, super::now().date_naive());
-        cfg.sim_base_url = "http://127.0.0.1:4490".into();
-        (store, format!("demo · {}", path.display()), Some(cfg))
+        cfg.sim_base_url = format!("http://{sim_addr}");
+        (store, format!("demo · {}", path.display()), Some((cfg, sim_addr)))
     } else {
         let store = super::open_store(args.db)?;
         let label = store.path().display().to_string();
@@ -103,25 +114,56 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the background runtime")?;
+    let store = Arc::new(store);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let opts = match &demo {
+        Some((_, sim_addr)) => ServiceOptions { live: None, after_demo: Some(live_demo_starter(clock.clone(), *sim_addr)) },
+        None => {
+            let keys = runtime.block_on(async {
+                let providers = crate::providers::Providers::new(crate::providers::ProvidersConfig::default())?;
+                anyhow::Ok(KeyService::new(store.clone(), Vault::os(), Arc::new(providers), clock.clone()))
+            })?;
+            let live = LiveServices { keys: Arc::new(keys), router: None, gateway_url: None, demo: false, keep_alive: Vec::new() };
+            ServiceOptions { live: Some(live), after_demo: None }
+        }
+    };
     let repaint = crate::ui::RepaintSlot::default();
-    let (handle, events) = crate::engine::console::spawn(
-        runtime.handle(),
-        std::sync::Arc::new(store),
-        std::sync::Arc::new(crate::domain::SystemClock),
-        crate::domain::QuotaPolicy::default(),
-        repaint.callback(),
-    );
+    let (handle, events) =
+        crate::engine::console::spawn_with(runtime.handle(), store, clock, crate::domain::QuotaPolicy::default(), repaint.callback(), opts);
     let res = crate::ui::run(crate::ui::RunOptions {
         handle,
         events,
         repaint,
-        app: crate::ui::AppOptions { db_label: label, start_view: args.view, demo },
+        app: crate::ui::AppOptions { db_label: label, start_view: args.view, demo: demo.map(|(cfg, _)| cfg) },
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     if let Some(dir) = temp_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
     res
+}
+
+/// Demo mode's live part, started once the history is written: simulator,
+/// runtime and traffic (engine), and the gateway (this edge) on a free port.
+pub fn live_demo_starter(clock: Arc<dyn Clock>, sim_addr: SocketAddr) -> LiveStarter {
+    Arc::new(move |store| {
+        let clock = clock.clone();
+        Box::pin(async move {
+            let demo = crate::engine::demo_traffic::start(store, clock, sim_addr, TrafficConfig::default())
+                .await
+                .map_err(|e| format!("the live demo could not start: {e:#}"))?;
+            let gw = crate::gateway::start(demo.runtime.router.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .map_err(|e| format!("the demo gateway could not start: {e:#}"))?;
+            Ok(LiveServices {
+                keys: demo.runtime.keys.clone(),
+                router: Some(demo.runtime.router.clone()),
+                gateway_url: Some(gw.base_url()),
+                demo: true,
+                keep_alive: vec![Box::new(Mutex::new(demo)), Box::new(Mutex::new(gw))],
+            })
+        })
+    })
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

@@ -88,6 +88,7 @@ pub enum Command {
 
 /// Entry point of the binary; returns the process exit code.
 pub fn main() -> std::process::ExitCode {
+    crate::ui::mark_launch();
     let cli = Cli::parse();
     init_tracing();
     match run(cli) {

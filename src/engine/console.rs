@@ -9,18 +9,31 @@
 //! range) carry a generation number: a command that is already stale when its
 //! turn comes is skipped, and an event that is stale when it arrives is dropped
 //! by [`ConsoleEvents::try_next`], so the UI only ever sees the latest answer.
+//!
+//! With [`LiveServices`] (the key service, and in demo mode or `serve` the
+//! router and the gateway's URL) the service also runs key and token commands
+//! and, while the UI watches ([`ConsoleCommand::WatchLive`]), pushes a
+//! [`LiveSnapshot`] about once a second — only when it changed.
 
+use crate::domain::breaker::BreakerState;
 use crate::domain::quota::month_start;
+use crate::domain::{AccountId, AzureConfig, RequestType, Route, UsageStatus};
 use crate::domain::{
     AccountOwner, AiMode, Clock, NewSupplier, ProviderAccount, ProviderKind, QuotaPolicy, QuotaStatus, Supplier, SupplierId, Tier,
     ValidationStatus, VendorType,
 };
 use crate::engine::demo::{DemoConfig, DemoSummary, generate};
-use crate::store::{AuditQuery, AuditRow, Store, SupplierFilter, SupplierPatch, UsageDimension, UsageTotals, WeddingRow, audit_actor};
-use chrono::{Datelike, Duration, NaiveDate};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use crate::engine::keys::{KeyError, KeyService, NewKey, Validation};
+use crate::engine::router::{Router, RouterEvent};
+use crate::store::{
+    AuditQuery, AuditRow, Store, SupplierFilter, SupplierPatch, TokenId, UsageDimension, UsageTotals, WeddingRow, audit_actor,
+};
+use crate::vault::Secret;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use futures::future::BoxFuture;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::mpsc;
 
@@ -41,10 +54,18 @@ pub enum Channel {
     Write,
     /// Demo data generation: never superseded.
     Demo,
+    /// Live snapshots pushed by the service, and the live runtime's start.
+    Live,
+    /// The Keys view's accounts and tokens.
+    Keys,
+    /// Key and token actions: never superseded, always delivered.
+    KeyWrite,
 }
 
+const CHANNELS: usize = 11;
+
 impl Channel {
-    const ALL: [Channel; 8] = [
+    const ALL: [Channel; CHANNELS] = [
         Channel::Overview,
         Channel::Suppliers,
         Channel::SupplierDetail,
@@ -53,6 +74,9 @@ impl Channel {
         Channel::Audit,
         Channel::Write,
         Channel::Demo,
+        Channel::Live,
+        Channel::Keys,
+        Channel::KeyWrite,
     ];
 
     fn index(self) -> usize {
@@ -61,7 +85,7 @@ impl Channel {
 
     /// Whether a newer command on this channel makes older ones stale.
     pub fn supersedes(self) -> bool {
-        !matches!(self, Channel::Write | Channel::Demo)
+        !matches!(self, Channel::Write | Channel::Demo | Channel::Live | Channel::KeyWrite)
     }
 }
 
@@ -131,12 +155,37 @@ pub enum ConsoleCommand {
     LoadSuppliers(SupplierQuery),
     LoadSupplierDetail(SupplierId),
     AddSupplier(NewSupplier),
-    EditSupplier { id: SupplierId, patch: SupplierPatch },
+    EditSupplier {
+        id: SupplierId,
+        patch: SupplierPatch,
+    },
     RemoveSupplier(SupplierId),
     LoadQuota(QuotaQuery),
     LoadUsage(UsageQuery),
     LoadAudit(AuditQuery),
     GenerateDemo(DemoConfig),
+    /// Whether a view showing live data is visible (snapshots are pushed only then).
+    WatchLive(bool),
+    LoadKeys,
+    /// A new account with its key (the key goes to the keychain only).
+    AddKey {
+        new: NewKey,
+        key: Secret,
+        validate: bool,
+    },
+    ValidateKey(AccountId),
+    /// A new key for an account: validated live before it replaces the old one.
+    RotateKey {
+        id: AccountId,
+        key: Secret,
+    },
+    /// `force` removes a client-mode supplier's only enabled account too.
+    RemoveKey {
+        id: AccountId,
+        force: bool,
+    },
+    IssueToken(SupplierId),
+    RevokeToken(TokenId),
 }
 
 impl ConsoleCommand {
@@ -150,6 +199,14 @@ impl ConsoleCommand {
             ConsoleCommand::LoadUsage(_) => Channel::Usage,
             ConsoleCommand::LoadAudit(_) => Channel::Audit,
             ConsoleCommand::GenerateDemo(_) => Channel::Demo,
+            ConsoleCommand::WatchLive(_) => Channel::Live,
+            ConsoleCommand::LoadKeys => Channel::Keys,
+            ConsoleCommand::AddKey { .. }
+            | ConsoleCommand::ValidateKey(_)
+            | ConsoleCommand::RotateKey { .. }
+            | ConsoleCommand::RemoveKey { .. }
+            | ConsoleCommand::IssueToken(_)
+            | ConsoleCommand::RevokeToken(_) => Channel::KeyWrite,
         }
     }
 }
@@ -178,6 +235,44 @@ pub enum ConsoleEvent {
     DemoReady {
         summary: DemoSummary,
         elapsed_secs: f64,
+    },
+    /// The live runtime is up (demo mode: simulator, router, gateway, traffic).
+    LiveReady {
+        gateway_url: Option<String>,
+    },
+    Live(Arc<LiveSnapshot>),
+    Keys(Arc<KeysView>),
+    /// An account was added or its key rotated.
+    KeySaved {
+        label: String,
+        fingerprint: String,
+        created: bool,
+        validation: Option<Validation>,
+    },
+    KeyValidated {
+        id: AccountId,
+        label: String,
+        validation: Validation,
+    },
+    KeyRemoved {
+        id: AccountId,
+        label: String,
+    },
+    /// Removal was refused because the account is a supplier's active route;
+    /// the UI may ask again and send `force`.
+    KeyRemoveNeedsForce {
+        id: AccountId,
+        message: String,
+    },
+    /// A new gateway token: the value is shown once and never again.
+    TokenIssued {
+        supplier: SupplierId,
+        supplier_name: String,
+        token: Secret,
+        hint: String,
+    },
+    TokenRevoked {
+        hint: String,
     },
     /// A command failed; `message` is a sentence for the user.
     Failed {
@@ -351,6 +446,123 @@ pub struct AuditView {
     pub truncated: bool,
 }
 
+/// A breaker as the console shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerView {
+    Closed,
+    /// Refusing traffic for this many more seconds.
+    Open {
+        secs_left: i64,
+    },
+    HalfOpen,
+}
+
+impl BreakerView {
+    fn of(state: BreakerState, now: DateTime<Utc>) -> Self {
+        match state {
+            BreakerState::Closed => BreakerView::Closed,
+            BreakerState::Open { until } => BreakerView::Open { secs_left: (until - now).num_seconds().max(0) },
+            BreakerState::HalfOpen { .. } => BreakerView::HalfOpen,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            BreakerView::Closed => "closed",
+            BreakerView::Open { .. } => "open",
+            BreakerView::HalfOpen => "half-open",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveAccount {
+    pub id: AccountId,
+    pub label: String,
+    pub provider: ProviderKind,
+    pub owner: AccountOwner,
+    pub breaker: BreakerView,
+}
+
+/// One of the last requests the router committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentRequest {
+    pub at: DateTime<Utc>,
+    pub supplier: String,
+    pub model: String,
+    pub request_type: RequestType,
+    pub route: Route,
+    pub ok: bool,
+    pub latency_ms: u32,
+    pub cost_micros: i64,
+}
+
+/// A breaker, failover or quota event, as a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveEvent {
+    pub at: DateTime<Utc>,
+    pub text: String,
+    /// Something went wrong (breaker opened, failover started, quota).
+    pub bad: bool,
+}
+
+/// What the live parts of the Overview show; pushed about once a second while watched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSnapshot {
+    pub gateway_url: Option<String>,
+    /// Demo mode: simulator keys in memory, synthetic traffic.
+    pub demo: bool,
+    pub today: UsageTotals,
+    /// Every provider account's breaker: open ones first, then platform accounts.
+    pub accounts: Vec<LiveAccount>,
+    /// The newest requests first.
+    pub recent: Vec<RecentRequest>,
+    /// The newest events first.
+    pub events: Vec<LiveEvent>,
+}
+
+/// A provider account in the Keys view: masked fingerprint and validation, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub id: AccountId,
+    pub label: String,
+    pub provider: ProviderKind,
+    pub owner: AccountOwner,
+    pub owner_name: String,
+    pub base_url: String,
+    pub default_model: String,
+    pub azure: Option<AzureConfig>,
+    pub fingerprint: Option<String>,
+    pub validation: Option<ValidationStatus>,
+    pub validated_at: Option<DateTime<Utc>>,
+    pub message: Option<String>,
+    pub enabled: bool,
+}
+
+/// A gateway token as the Keys view shows it: its hint, never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: TokenId,
+    pub supplier: SupplierId,
+    pub supplier_name: String,
+    pub hint: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysView {
+    /// Platform accounts first, then suppliers' accounts by supplier.
+    pub accounts: Vec<KeyRow>,
+    pub tokens: Vec<TokenRow>,
+    /// Where keys live, in words.
+    pub vault: String,
+    /// Why the keychain cannot be used now (the vault's own sentence).
+    pub vault_error: Option<String>,
+    pub demo: bool,
+}
+
 /// Days since 1970-01-01, the x coordinate of every date axis.
 pub fn day_number(d: NaiveDate) -> f64 {
     (d - NaiveDate::default()).num_days() as f64
@@ -427,8 +639,8 @@ pub fn sort_rows(rows: &mut [SupplierRow], sort: SupplierSort, descending: bool)
 /// Generation counters per channel, shared by the handle, the service and the event stream.
 #[derive(Debug, Default)]
 struct Generations {
-    requested: [AtomicU64; 8],
-    delivered: [AtomicU64; 8],
+    requested: [AtomicU64; CHANNELS],
+    delivered: [AtomicU64; CHANNELS],
 }
 
 impl Generations {
@@ -490,6 +702,32 @@ impl ConsoleEvents {
     }
 }
 
+/// The services behind the Keys view and the live Overview, started by the edge.
+pub struct LiveServices {
+    pub keys: Arc<KeyService>,
+    /// The routing runtime, when this process routes (demo mode).
+    pub router: Option<Arc<Router>>,
+    /// The gateway's base URL, when one listens.
+    pub gateway_url: Option<String>,
+    /// Demo mode: the keys are simulator keys in the in-memory demo store.
+    pub demo: bool,
+    /// Whatever must live as long as the services (simulator, gateway,
+    /// traffic); wrap a value that is not `Sync` in a `Mutex`.
+    pub keep_alive: Vec<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+/// Starts the live services once demo history is written (demo mode).
+pub type LiveStarter = Arc<dyn Fn(Arc<Store>) -> BoxFuture<'static, Result<LiveServices, String>> + Send + Sync>;
+
+/// Optional parts of the console service.
+#[derive(Default)]
+pub struct ServiceOptions {
+    /// Available from the start (the key service on the OS keychain; tests).
+    pub live: Option<LiveServices>,
+    /// Demo mode: called after `GenerateDemo` succeeded; its services replace `live`.
+    pub after_demo: Option<LiveStarter>,
+}
+
 /// Starts the console service on `rt` and returns the UI's two ends.
 pub fn spawn(
     rt: &tokio::runtime::Handle,
@@ -498,19 +736,82 @@ pub fn spawn(
     policy: QuotaPolicy,
     repaint: Repaint,
 ) -> (ConsoleHandle, ConsoleEvents) {
+    spawn_with(rt, store, clock, policy, repaint, ServiceOptions::default())
+}
+
+/// How often live snapshots are taken while watched.
+const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`spawn`] with key, token and live services.
+pub fn spawn_with(
+    rt: &tokio::runtime::Handle,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    policy: QuotaPolicy,
+    repaint: Repaint,
+    opts: ServiceOptions,
+) -> (ConsoleHandle, ConsoleEvents) {
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<(Ticket, ConsoleCommand)>();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let gens = Arc::new(Generations::default());
-    let service = Arc::new(Service { store, clock, policy, cache: Mutex::new(None) });
+    let service = Arc::new(Service {
+        store,
+        clock,
+        policy,
+        cache: Mutex::new(None),
+        live: RwLock::new(None),
+        after_demo: opts.after_demo,
+        watching: AtomicBool::new(false),
+        fresh: AtomicBool::new(false),
+    });
+    if let Some(l) = opts.live {
+        service.install_live(l, rt);
+    }
     let out = Outbox { tx: ev_tx, repaint, gens: gens.clone() };
+    {
+        let (svc, out) = (service.clone(), out.clone());
+        rt.spawn(async move { svc.live_ticker(out).await });
+    }
+    let rt2 = rt.clone();
     rt.spawn(async move {
         while let Some((ticket, cmd)) = cmd_rx.recv().await {
             if !out.gens.is_current(ticket.channel, ticket.generation) {
                 continue; // superseded while it waited
             }
             if let ConsoleCommand::GenerateDemo(cfg) = cmd {
+                let (svc, out, rt) = (service.clone(), out.clone(), rt2.clone());
+                tokio::spawn(async move {
+                    let ok = {
+                        let (svc, out) = (svc.clone(), out.clone());
+                        tokio::task::spawn_blocking(move || svc.generate_demo(&cfg, ticket, &out)).await.unwrap_or(false)
+                    };
+                    if ok && let Some(start) = svc.after_demo.clone() {
+                        let ev = match start(svc.store.clone()).await {
+                            Ok(l) => {
+                                let gateway_url = l.gateway_url.clone();
+                                svc.install_live(l, &rt);
+                                svc.fresh.store(true, Ordering::SeqCst);
+                                ConsoleEvent::LiveReady { gateway_url }
+                            }
+                            Err(message) => ConsoleEvent::Failed { channel: Channel::Live, message },
+                        };
+                        out.send(out.live_ticket(), ev);
+                    }
+                });
+                continue;
+            }
+            if let ConsoleCommand::WatchLive(on) = cmd {
+                service.watching.store(on, Ordering::SeqCst);
+                service.fresh.store(on, Ordering::SeqCst);
+                continue;
+            }
+            if matches!(cmd.channel(), Channel::Keys | Channel::KeyWrite) {
                 let (svc, out) = (service.clone(), out.clone());
-                tokio::task::spawn_blocking(move || svc.generate_demo(&cfg, ticket, &out));
+                let channel = ticket.channel;
+                tokio::spawn(async move {
+                    let ev = svc.key_command(cmd).await.unwrap_or_else(|message| ConsoleEvent::Failed { channel, message });
+                    out.send(ticket, ev);
+                });
                 continue;
             }
             let svc = service.clone();
@@ -532,6 +833,11 @@ struct Outbox {
 }
 
 impl Outbox {
+    /// Live events answer the latest `WatchLive`, so `is_loading(Channel::Live)` settles.
+    fn live_ticket(&self) -> Ticket {
+        Ticket { channel: Channel::Live, generation: self.gens.latest(Channel::Live) }
+    }
+
     fn send(&self, ticket: Ticket, ev: ConsoleEvent) {
         if self.gens.is_current(ticket.channel, ticket.generation) && self.tx.send((ticket, ev)).is_ok() {
             (self.repaint)();
@@ -555,7 +861,22 @@ struct Service {
     clock: Arc<dyn Clock>,
     policy: QuotaPolicy,
     cache: Mutex<Option<Arc<Catalog>>>,
+    live: RwLock<Option<Arc<Live>>>,
+    after_demo: Option<LiveStarter>,
+    /// A view showing live data is visible.
+    watching: AtomicBool,
+    /// Send the next snapshot even if it did not change (a view just became visible).
+    fresh: AtomicBool,
 }
+
+/// The installed live services and the router events collected so far.
+struct Live {
+    services: LiveServices,
+    events: Mutex<VecDeque<(DateTime<Utc>, RouterEvent)>>,
+}
+
+const LIVE_EVENTS: usize = 40;
+const LIVE_RECENT: usize = 14;
 
 type Res<T> = Result<T, String>;
 
@@ -607,21 +928,31 @@ impl Service {
             ConsoleCommand::LoadQuota(q) => ConsoleEvent::Quota(Arc::new(self.quota(q)?)),
             ConsoleCommand::LoadUsage(q) => ConsoleEvent::Usage(Arc::new(self.usage(q)?)),
             ConsoleCommand::LoadAudit(q) => ConsoleEvent::Audit(Arc::new(self.audit(&q)?)),
-            ConsoleCommand::GenerateDemo(_) => return Err("demo generation runs on its own task".into()),
+            ConsoleCommand::GenerateDemo(_)
+            | ConsoleCommand::WatchLive(_)
+            | ConsoleCommand::LoadKeys
+            | ConsoleCommand::AddKey { .. }
+            | ConsoleCommand::ValidateKey(_)
+            | ConsoleCommand::RotateKey { .. }
+            | ConsoleCommand::RemoveKey { .. }
+            | ConsoleCommand::IssueToken(_)
+            | ConsoleCommand::RevokeToken(_) => return Err("internal: this command runs on its own task".into()),
         })
     }
 
-    fn generate_demo(&self, cfg: &DemoConfig, ticket: Ticket, out: &Outbox) {
+    fn generate_demo(&self, cfg: &DemoConfig, ticket: Ticket, out: &Outbox) -> bool {
         let started = Instant::now();
         let res = generate(&self.store, cfg, |stage| {
             out.send(ticket, ConsoleEvent::DemoProgress { stage: stage.to_string(), elapsed_secs: started.elapsed().as_secs_f64() });
         });
         self.invalidate();
+        let ok = res.is_ok();
         let ev = match res {
             Ok(summary) => ConsoleEvent::DemoReady { summary, elapsed_secs: started.elapsed().as_secs_f64() },
             Err(e) => ConsoleEvent::Failed { channel: Channel::Demo, message: format!("demo data could not be written: {e}") },
         };
         out.send(ticket, ev);
+        ok
     }
 
     fn invalidate(&self) {
@@ -907,6 +1238,272 @@ impl Service {
         let truncated = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         Ok(AuditView { rows, actions: self.store.audit_actions().map_err(msg)?, truncated })
+    }
+}
+
+/// Key, token and live commands (async: the keychain and providers are reached
+/// through the key service, which never blocks a runtime worker on them).
+impl Service {
+    fn install_live(self: &Arc<Self>, services: LiveServices, rt: &tokio::runtime::Handle) {
+        let router = services.router.clone();
+        let live = Arc::new(Live { services, events: Mutex::new(VecDeque::new()) });
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
+        if let Some(router) = router {
+            let mut rx = router.subscribe_events();
+            let clock = self.clock.clone();
+            let weak = Arc::downgrade(&live);
+            rt.spawn(async move {
+                loop {
+                    let ev = match rx.recv().await {
+                        Ok(ev) => ev,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return,
+                    };
+                    let Some(live) = weak.upgrade() else { return };
+                    let mut q = live.events.lock().unwrap_or_else(|e| e.into_inner());
+                    q.push_front((clock.now(), ev));
+                    q.truncate(LIVE_EVENTS);
+                }
+            });
+        }
+    }
+
+    fn live(&self) -> Option<Arc<Live>> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn keys(&self) -> Res<Arc<KeyService>> {
+        match self.live() {
+            Some(l) => Ok(l.services.keys.clone()),
+            None if self.after_demo.is_some() => Err("keys are available once the demo runtime has started; wait for the demo data".into()),
+            None => Err("the key service is not running in this console".into()),
+        }
+    }
+
+    /// Takes a snapshot every second while watched; sends it only when it changed.
+    async fn live_ticker(self: Arc<Self>, out: Outbox) {
+        let mut tick = tokio::time::interval(LIVE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last: Option<Arc<LiveSnapshot>> = None;
+        loop {
+            tick.tick().await;
+            if !self.watching.load(Ordering::SeqCst) {
+                continue;
+            }
+            let Some(live) = self.live() else { continue };
+            if live.services.router.is_none() {
+                continue;
+            }
+            let svc = self.clone();
+            let snap = match tokio::task::spawn_blocking(move || svc.live_snapshot(&live)).await {
+                Ok(Ok(s)) => Arc::new(s),
+                Ok(Err(message)) => {
+                    out.send(out.live_ticket(), ConsoleEvent::Failed { channel: Channel::Live, message });
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let fresh = self.fresh.swap(false, Ordering::SeqCst);
+            if fresh || last.as_deref() != Some(&*snap) {
+                last = Some(snap.clone());
+                out.send(out.live_ticket(), ConsoleEvent::Live(snap));
+            }
+        }
+    }
+
+    fn live_snapshot(&self, live: &Live) -> Res<LiveSnapshot> {
+        let Some(router) = &live.services.router else { return Err("no routing runtime in this console".into()) };
+        let now = self.clock.now();
+        let today = now.date_naive();
+        let cat = self.catalog()?;
+        let name_of =
+            |id: SupplierId| cat.suppliers.iter().find(|s| s.id == id).map(|s| s.name.clone()).unwrap_or_else(|| format!("supplier {id}"));
+        let mut accounts: Vec<LiveAccount> = router
+            .breaker_states()
+            .into_iter()
+            .map(|(a, st)| LiveAccount {
+                id: a.id,
+                label: a.label,
+                provider: a.provider,
+                owner: a.owner,
+                breaker: BreakerView::of(st, now),
+            })
+            .collect();
+        accounts.sort_by_key(|a| (a.breaker == BreakerView::Closed, a.owner != AccountOwner::Platform, a.id));
+        let label_of =
+            |id: AccountId| accounts.iter().find(|a| a.id == id).map(|a| a.label.clone()).unwrap_or_else(|| format!("account {id}"));
+        let mut recent = router.ledger().recent(LIVE_RECENT);
+        recent.sort_by_key(|e| std::cmp::Reverse(e.ts));
+        let recent = recent
+            .into_iter()
+            .map(|e| RecentRequest {
+                at: e.ts,
+                supplier: name_of(e.supplier_id),
+                model: e.model,
+                request_type: e.request_type,
+                route: e.route,
+                ok: e.status == UsageStatus::Ok,
+                latency_ms: e.latency_ms,
+                cost_micros: e.cost.0,
+            })
+            .collect();
+        let events = live
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(at, ev)| {
+                let (text, bad) = match ev {
+                    RouterEvent::BreakerOpened { account } => (format!("Breaker opened on {}", label_of(*account)), true),
+                    RouterEvent::BreakerClosed { account } => (format!("Breaker closed on {}", label_of(*account)), false),
+                    RouterEvent::FailoverStarted { supplier, account } => (
+                        format!(
+                            "Failover: {}'s own provider is failing; {} (platform AI) serves it",
+                            name_of(*supplier),
+                            label_of(*account)
+                        ),
+                        true,
+                    ),
+                    RouterEvent::FailoverEnded { supplier } => {
+                        (format!("Failover over: {} is back on its own provider", name_of(*supplier)), false)
+                    }
+                    RouterEvent::QuotaWarning { supplier, used, quota } => {
+                        (format!("{} used {} % of its platform quota", name_of(*supplier), used * 100 / (*quota).max(1)), true)
+                    }
+                    RouterEvent::QuotaExceeded { supplier, .. } => (format!("{} is over its platform quota", name_of(*supplier)), true),
+                };
+                LiveEvent { at: *at, text, bad }
+            })
+            .collect();
+        Ok(LiveSnapshot {
+            gateway_url: live.services.gateway_url.clone(),
+            demo: live.services.demo,
+            today: self.store.usage_totals(today, today + Duration::days(1)).map_err(msg)?,
+            accounts,
+            recent,
+            events,
+        })
+    }
+
+    async fn key_command(self: Arc<Self>, cmd: ConsoleCommand) -> Res<ConsoleEvent> {
+        let keys = self.keys()?;
+        let k = |e: KeyError| e.to_string();
+        Ok(match cmd {
+            ConsoleCommand::LoadKeys => {
+                let vault_error = keys.vault().check().await.err().map(|e| e.to_string());
+                let demo = keys.vault().is_demo();
+                let svc = self.clone();
+                let mut view = tokio::task::spawn_blocking(move || svc.keys_view())
+                    .await
+                    .map_err(|e| format!("the console service failed unexpectedly ({e}); try again"))??;
+                view.vault_error = vault_error;
+                view.demo = demo;
+                view.vault = if demo { "Demo mode — simulator keys in memory".into() } else { "OS keychain".into() };
+                ConsoleEvent::Keys(Arc::new(view))
+            }
+            ConsoleCommand::AddKey { new, key, validate } => {
+                let o = keys.add(new, key, validate).await.map_err(k)?;
+                ConsoleEvent::KeySaved {
+                    label: o.account.label,
+                    fingerprint: o.account.key_fingerprint.unwrap_or_default(),
+                    created: true,
+                    validation: o.validation,
+                }
+            }
+            ConsoleCommand::ValidateKey(id) => {
+                let validation = keys.validate(id).await.map_err(k)?;
+                let label = self.store.account(id).map(|a| a.label).unwrap_or_else(|_| format!("account {id}"));
+                ConsoleEvent::KeyValidated { id, label, validation }
+            }
+            ConsoleCommand::RotateKey { id, key } => {
+                let o = keys.rotate(id, key).await.map_err(k)?;
+                ConsoleEvent::KeySaved {
+                    label: o.account.label,
+                    fingerprint: o.account.key_fingerprint.unwrap_or_default(),
+                    created: false,
+                    validation: o.validation,
+                }
+            }
+            ConsoleCommand::RemoveKey { id, force } => match keys.remove(id, force).await {
+                Ok(a) => ConsoleEvent::KeyRemoved { id, label: a.label },
+                Err(e @ KeyError::ActiveRoute { .. }) => ConsoleEvent::KeyRemoveNeedsForce { id, message: e.to_string() },
+                Err(e) => return Err(e.to_string()),
+            },
+            ConsoleCommand::IssueToken(supplier) => {
+                let svc = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    let s = svc.store.supplier(supplier).map_err(msg)?;
+                    let t = crate::engine::tokens::issue(&svc.store, supplier, svc.clock.now(), &audit_actor()).map_err(msg)?;
+                    Ok::<_, String>(ConsoleEvent::TokenIssued {
+                        supplier,
+                        supplier_name: s.name,
+                        hint: t.record.hint.clone(),
+                        token: t.token,
+                    })
+                })
+                .await
+                .map_err(|e| format!("the console service failed unexpectedly ({e}); try again"))??
+            }
+            ConsoleCommand::RevokeToken(id) => {
+                let svc = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    let t = crate::engine::tokens::revoke(&svc.store, id, svc.clock.now(), &audit_actor()).map_err(msg)?;
+                    Ok::<_, String>(ConsoleEvent::TokenRevoked { hint: t.hint })
+                })
+                .await
+                .map_err(|e| format!("the console service failed unexpectedly ({e}); try again"))??
+            }
+            other => return Err(format!("internal: {:?} is not a key command", other.channel())),
+        })
+    }
+
+    fn keys_view(&self) -> Res<KeysView> {
+        let cat = self.catalog()?;
+        let names: HashMap<SupplierId, &str> = cat.suppliers.iter().map(|s| (s.id, s.name.as_str())).collect();
+        let name = |id: SupplierId| names.get(&id).map(|n| n.to_string()).unwrap_or_else(|| format!("supplier {id}"));
+        let mut accounts: Vec<KeyRow> = self
+            .store
+            .list_accounts(None)
+            .map_err(msg)?
+            .into_iter()
+            .map(|a| KeyRow {
+                owner_name: match a.owner {
+                    AccountOwner::Platform => "WedSync platform".into(),
+                    AccountOwner::Supplier(s) => name(s),
+                },
+                id: a.id,
+                label: a.label,
+                provider: a.provider,
+                owner: a.owner,
+                base_url: a.base_url,
+                default_model: a.default_model,
+                azure: a.azure,
+                fingerprint: a.key_fingerprint,
+                validation: a.last_validation,
+                validated_at: a.last_validated_at,
+                message: a.last_validation_message,
+                enabled: a.enabled,
+            })
+            .collect();
+        accounts.sort_by(|a, b| {
+            (a.owner != AccountOwner::Platform, &a.owner_name, a.id).cmp(&(b.owner != AccountOwner::Platform, &b.owner_name, b.id))
+        });
+        let tokens = self
+            .store
+            .list_tokens(None)
+            .map_err(msg)?
+            .into_iter()
+            .map(|t| TokenRow {
+                supplier_name: name(t.supplier_id),
+                id: t.id,
+                supplier: t.supplier_id,
+                hint: t.hint,
+                created_at: t.created_at,
+                last_used_at: t.last_used_at,
+                revoked_at: t.revoked_at,
+            })
+            .collect();
+        Ok(KeysView { accounts, tokens, vault: String::new(), vault_error: None, demo: false })
     }
 }
 

@@ -1,4 +1,4 @@
-//! Services that combine the adapters: demo history generation (`demo`), the
+//! Services that combine the adapters: demo history generation (`demo`), live demo mode with simulator and synthetic traffic (`demo_traffic`), the
 //! console service behind the desktop UI (`console`), the key service (`keys`),
 //! gateway tokens (`tokens`), the usage ledger writer (`ledger`), the router
 //! (`router`) and its metrics (`metrics`), migrations (`migrations`), parallel
@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod console;
 pub mod demo;
+pub mod demo_traffic;
 pub mod export;
 pub mod health;
 pub mod keys;

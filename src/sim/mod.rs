@@ -312,6 +312,27 @@ impl Simulator {
     }
 }
 
+/// Turns accounts' outages on and off in a running simulator (see [`SimHandle::switch`]).
+#[derive(Clone)]
+pub struct SimSwitch {
+    state: Arc<SimState>,
+}
+
+impl SimSwitch {
+    /// False if there is no such account.
+    pub fn set_outage(&self, account: &str, on: bool) -> bool {
+        match self.state.account_by_name(account) {
+            Some(a) => {
+                let mut faults = a.faults();
+                faults.outage = on;
+                a.set_faults(faults);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// A running simulator; shuts down when dropped.
 pub struct SimHandle {
     addr: SocketAddr,
@@ -354,6 +375,11 @@ impl SimHandle {
 
     pub fn set_outage(&self, account: &str, on: bool) -> bool {
         self.update_faults(account, |f| f.outage = on)
+    }
+
+    /// A cloneable outage switch for tasks that outlive a borrow of this handle.
+    pub fn switch(&self) -> SimSwitch {
+        SimSwitch { state: self.state.clone() }
     }
 
     /// Requests the account has received (authenticated ones).

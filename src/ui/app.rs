@@ -51,6 +51,10 @@ pub struct ConsoleApp {
     db_label: String,
     overview: views::overview::State,
     suppliers: views::suppliers::State,
+    keys: views::keys::State,
+    /// Whether the service was told that live data is on screen.
+    watching_live: bool,
+    first_frame_done: bool,
     quotas: views::quotas::State,
     usage: views::usage::State,
     audit: views::audit::State,
@@ -83,6 +87,9 @@ impl ConsoleApp {
             db_label: opts.db_label,
             overview: Default::default(),
             suppliers: views::suppliers::State::new(saved.suppliers),
+            keys: Default::default(),
+            watching_live: false,
+            first_frame_done: false,
             quotas: Default::default(),
             usage: views::usage::State::new(saved.usage),
             audit: Default::default(),
@@ -150,7 +157,30 @@ impl ConsoleApp {
                 self.suppliers.on_write_failed(&message);
                 self.toasts.error(message);
             }
-            ev @ (ConsoleEvent::Overview(_) | ConsoleEvent::Failed { channel: Channel::Overview, .. }) => self.overview.on_event(ev),
+            ConsoleEvent::LiveReady { gateway_url } => {
+                if let Some(url) = gateway_url {
+                    self.toasts.info(format!("Demo runtime started: gateway on {url}, synthetic traffic running"));
+                }
+                self.keys.dirty = true;
+            }
+            ev @ (ConsoleEvent::Overview(_)
+            | ConsoleEvent::Live(_)
+            | ConsoleEvent::Failed { channel: Channel::Overview | Channel::Live, .. }) => self.overview.on_event(ev),
+            ev @ (ConsoleEvent::Keys(_)
+            | ConsoleEvent::KeySaved { .. }
+            | ConsoleEvent::KeyValidated { .. }
+            | ConsoleEvent::KeyRemoved { .. }
+            | ConsoleEvent::KeyRemoveNeedsForce { .. }
+            | ConsoleEvent::TokenIssued { .. }
+            | ConsoleEvent::TokenRevoked { .. }
+            | ConsoleEvent::Failed { channel: Channel::Keys | Channel::KeyWrite, .. }) => {
+                let audit_changed = !matches!(ev, ConsoleEvent::Keys(_) | ConsoleEvent::KeyRemoveNeedsForce { .. });
+                self.keys.on_event(ev, &mut self.toasts);
+                if audit_changed {
+                    self.audit.dirty = true;
+                    self.overview.dirty = true;
+                }
+            }
             ev @ (ConsoleEvent::Suppliers(_)
             | ConsoleEvent::SupplierDetail(_)
             | ConsoleEvent::Failed { channel: Channel::Suppliers | Channel::SupplierDetail, .. }) => self.suppliers.on_event(ev),
@@ -163,13 +193,26 @@ impl ConsoleApp {
     fn invalidate_all(&mut self) {
         self.overview.dirty = true;
         self.suppliers.dirty = true;
+        self.keys.dirty = true;
         self.quotas.dirty = true;
         self.usage.dirty = true;
         self.audit.dirty = true;
     }
 
+    /// Tells the service whether live data is on screen (it pushes snapshots only then).
+    fn watch_live(&mut self) {
+        let want = self.view == View::Overview && !matches!(self.demo, Demo::Running { .. });
+        if want != self.watching_live {
+            self.watching_live = want;
+            if let Err(e) = self.handle.send(ConsoleCommand::WatchLive(want)) {
+                self.toasts.error(e);
+            }
+        }
+    }
+
     /// Draws the whole window.
     pub fn ui(&mut self, ui: &mut egui::Ui) {
+        self.watch_live();
         let nav_fill = theme::palette(ui).nav;
         egui::Panel::left("nav")
             .exact_size(theme::NAV_WIDTH)
@@ -187,6 +230,7 @@ impl ConsoleApp {
                 match self.view {
                     View::Overview => views::overview::show(ui, &mut self.overview, &mut cx),
                     View::Suppliers => views::suppliers::show(ui, &mut self.suppliers, &mut cx),
+                    View::Keys => views::keys::show(ui, &mut self.keys, &mut cx),
                     View::Quotas => views::quotas::show(ui, &mut self.quotas, &mut cx),
                     View::Usage => views::usage::show(ui, &mut self.usage, &mut cx),
                     View::Audit => views::audit::show(ui, &mut self.audit, &mut cx),
@@ -204,6 +248,12 @@ impl ConsoleApp {
                 }
             });
         self.toasts.show(ui.ctx());
+        if !self.first_frame_done {
+            self.first_frame_done = true;
+            if let Some(ms) = super::since_launch_ms() {
+                tracing::info!(ms = format!("{ms:.0}"), "first frame");
+            }
+        }
     }
 
     /// [`Self::logic`] then [`Self::ui`]: one frame, for tests and benchmarks that drive the app without eframe.
@@ -243,7 +293,7 @@ impl ConsoleApp {
                 }
                 Demo::Off => {}
             }
-            ui.label(RichText::new("Ctrl+F search · Ctrl+1–5 views").small().color(p.muted));
+            ui.label(RichText::new("Ctrl+F search · Ctrl+1–6 views").small().color(p.muted));
         });
     }
 }

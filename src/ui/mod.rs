@@ -19,6 +19,19 @@ pub use views::View;
 use crate::engine::console::{ConsoleEvents, ConsoleHandle, Repaint};
 use std::sync::{Arc, OnceLock};
 
+static LAUNCH: OnceLock<std::time::Instant> = OnceLock::new();
+
+/// Records the process's launch time (call first thing in `main`): the first
+/// frame logs the time from launch to first frame at `info` level.
+pub fn mark_launch() {
+    let _ = LAUNCH.set(std::time::Instant::now());
+}
+
+/// Milliseconds since [`mark_launch`], if it was called.
+pub fn since_launch_ms() -> Option<f64> {
+    LAUNCH.get().map(|t| t.elapsed().as_secs_f64() * 1000.0)
+}
+
 /// Lets the runtime wake the UI before the window (and its egui context) exists:
 /// the service is started first, the context is filled in when eframe creates it.
 #[derive(Clone, Default)]

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod charts;
+pub mod keys;
 pub mod overview;
 pub mod quotas;
 pub mod suppliers;
@@ -17,13 +18,14 @@ use crate::engine::console::{ConsoleCommand, ConsoleHandle};
 use egui::{RichText, Ui};
 use serde::{Deserialize, Serialize};
 
-/// The views in the navigation. Keys, Health and Migrations join this list
+/// The views in the navigation. Health and Migrations join this list
 /// (and [`View::ALL`]) when their engines land; nothing else has to change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum View {
     #[default]
     Overview,
     Suppliers,
+    Keys,
     Quotas,
     Usage,
     Audit,
@@ -31,12 +33,13 @@ pub enum View {
 
 impl View {
     /// The views shown in the navigation, in order (Ctrl+1… selects them).
-    pub const ALL: &'static [View] = &[View::Overview, View::Suppliers, View::Quotas, View::Usage, View::Audit];
+    pub const ALL: &'static [View] = &[View::Overview, View::Suppliers, View::Keys, View::Quotas, View::Usage, View::Audit];
 
     pub fn label(self) -> &'static str {
         match self {
             View::Overview => "Overview",
             View::Suppliers => "Suppliers",
+            View::Keys => "Keys",
             View::Quotas => "Quotas",
             View::Usage => "Usage & cost",
             View::Audit => "Audit log",
@@ -47,26 +50,28 @@ impl View {
         match self {
             View::Overview => "Today, this month, this week's weddings",
             View::Suppliers => "Tiers, AI mode, weddings, accounts",
+            View::Keys => "Provider keys and gateway tokens",
             View::Quotas => "Platform token quotas and the season",
             View::Usage => "Cost and requests by provider, model, route…",
             View::Audit => "Who changed what, and when",
         }
     }
 
-    /// Parses a view name as given to `--view` (`overview`, `suppliers`, `quotas`, `usage`, `audit`).
+    /// Parses a view name as given to `--view` (`overview`, `suppliers`, `keys`, `quotas`, `usage`, `audit`).
     pub fn from_name(name: &str) -> Result<View, String> {
         let n = name.trim().to_ascii_lowercase();
         View::ALL
             .iter()
             .copied()
             .find(|v| v.slug() == n)
-            .ok_or_else(|| format!("'{name}' is not a view; choose one of: overview, suppliers, quotas, usage, audit"))
+            .ok_or_else(|| format!("'{name}' is not a view; choose one of: overview, suppliers, keys, quotas, usage, audit"))
     }
 
     pub fn slug(self) -> &'static str {
         match self {
             View::Overview => "overview",
             View::Suppliers => "suppliers",
+            View::Keys => "keys",
             View::Quotas => "quotas",
             View::Usage => "usage",
             View::Audit => "audit",
@@ -122,6 +127,21 @@ pub fn loading(ui: &mut Ui, what: &str) {
         ui.spinner();
         ui.label(RichText::new(what).color(theme::palette(ui).muted));
     });
+}
+
+/// A left-aligned, truncated table cell of a fixed width (the full text on hover).
+pub fn cell(ui: &mut Ui, width: f32, text: impl Into<egui::WidgetText>) -> egui::Response {
+    ui.allocate_ui_with_layout(egui::vec2(width, theme::ROW_HEIGHT), egui::Layout::left_to_right(egui::Align::Center), |ui| {
+        ui.set_width(width);
+        ui.add(egui::Label::new(text).truncate())
+    })
+    .inner
+}
+
+/// A small filled circle in a status colour (the bundled fonts have no "●").
+pub fn status_dot(ui: &mut Ui, color: egui::Color32) {
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+    ui.painter().circle_filled(rect.center(), 4.0, color);
 }
 
 /// An error shown where the data would be.

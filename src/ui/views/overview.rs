@@ -1,10 +1,12 @@
 //! Overview: requests and cost today and month to date, the last 30 days of
 //! traffic, the week's weddings and the suppliers they affect, the provider
-//! accounts, and the suppliers nearest their platform quota.
+//! accounts, and the suppliers nearest their platform quota. When the console
+//! routes (demo mode), a live strip on top: requests and cost today as they
+//! happen, every account's breaker, failover events and the last requests.
 
 use super::charts::{Unit, date_plot};
 use super::{Cx, Goto, empty_state, error_box, fmt_int, fmt_money, header, loading, metric_card, quota_bar};
-use crate::engine::console::{AccountSummary, ConsoleCommand, ConsoleEvent, Overview};
+use crate::engine::console::{AccountSummary, BreakerView, Channel, ConsoleCommand, ConsoleEvent, LiveSnapshot, Overview};
 use crate::ui::theme;
 use egui::{RichText, Ui};
 use std::sync::Arc;
@@ -15,17 +17,27 @@ pub struct State {
     error: Option<String>,
     pub dirty: bool,
     requested: bool,
+    live: Option<Arc<LiveSnapshot>>,
+    live_error: Option<String>,
 }
 
 impl State {
     pub fn on_event(&mut self, ev: ConsoleEvent) {
-        self.requested = false;
         match ev {
             ConsoleEvent::Overview(o) => {
+                self.requested = false;
                 self.data = Some(o);
                 self.error = None;
             }
-            ConsoleEvent::Failed { message, .. } => self.error = Some(message),
+            ConsoleEvent::Live(l) => {
+                self.live = Some(l);
+                self.live_error = None;
+            }
+            ConsoleEvent::Failed { channel: Channel::Live, message } => self.live_error = Some(message),
+            ConsoleEvent::Failed { message, .. } => {
+                self.requested = false;
+                self.error = Some(message);
+            }
             _ => {}
         }
     }
@@ -54,7 +66,32 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         return;
     }
     egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
+        if let Some(e) = &st.live_error {
+            error_box(ui, e);
+        }
+        if let Some(l) = st.live.clone() {
+            live_section(ui, &l);
+            ui.add_space(theme::GAP_M);
+        }
         let gap = theme::GAP_M;
+        // While live, today's cards follow the live counters.
+        let mut o = o.clone();
+        if let Some(l) = &st.live {
+            let delta = |live: i64, stored: i64| live - stored;
+            let o2 = Arc::make_mut(&mut o);
+            let t = &l.today;
+            let (dr, de, dt, dc) = (
+                delta(t.requests, o2.today_totals.requests),
+                delta(t.errors, o2.today_totals.errors),
+                delta(t.tokens, o2.today_totals.tokens),
+                delta(t.cost_micros, o2.today_totals.cost_micros),
+            );
+            o2.month_totals.requests += dr;
+            o2.month_totals.errors += de;
+            o2.month_totals.tokens += dt;
+            o2.month_totals.cost_micros += dc;
+            o2.today_totals = *t;
+        }
         let w = ((ui.available_width() - 4.0 * gap) / 5.0 - 2.0 * theme::GAP_M - 2.0).max(110.0);
         ui.horizontal(|ui| {
             ui.spacing_mut().item_spacing.x = gap;
@@ -191,5 +228,94 @@ pub fn accounts_grid(ui: &mut Ui, id: &str, accounts: &[AccountSummary]) {
             ui.label(RichText::new(if a.enabled { text } else { format!("{text} (disabled)") }).color(color));
             ui.end_row();
         }
+    });
+}
+
+/// The live strip: gateway, today's counters, breakers, events and the last requests.
+fn live_section(ui: &mut Ui, l: &LiveSnapshot) {
+    let p = theme::palette(ui);
+    theme::card(ui).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.horizontal(|ui| {
+            super::status_dot(ui, p.ok);
+            ui.label(RichText::new("Live").strong().color(p.ok));
+            if l.demo {
+                ui.label(RichText::new("Demo mode — simulator keys in memory").strong().color(p.warn));
+            }
+            match &l.gateway_url {
+                Some(url) => {
+                    ui.label(RichText::new("Gateway").color(p.muted));
+                    ui.add(egui::Label::new(RichText::new(url).monospace()).selectable(true))
+                        .on_hover_text("OpenAI-compatible: POST /chat/completions and /embeddings with a supplier's gateway token");
+                }
+                None => {
+                    ui.label(RichText::new("no gateway in this console").color(p.muted));
+                }
+            }
+            ui.separator();
+            ui.label(RichText::new(format!(
+                "Today: {} requests · {} · {} errors",
+                fmt_int(l.today.requests),
+                fmt_money(l.today.cost_micros),
+                fmt_int(l.today.errors)
+            )));
+        });
+        ui.add_space(theme::GAP_S);
+        ui.columns(3, |cols| {
+            let ui = &mut cols[0];
+            let open = l.accounts.iter().filter(|a| a.breaker != BreakerView::Closed).count();
+            ui.label(RichText::new(format!("Breakers ({} accounts, {open} not closed)", l.accounts.len())).strong());
+            egui::ScrollArea::vertical().id_salt("live_breakers").max_height(200.0).show(ui, |ui| {
+                for a in &l.accounts {
+                    let (text, color) = match a.breaker {
+                        BreakerView::Closed => ("closed".to_string(), p.ok),
+                        BreakerView::Open { secs_left } => (format!("open · {secs_left} s"), p.danger),
+                        BreakerView::HalfOpen => ("half-open".to_string(), p.warn),
+                    };
+                    ui.horizontal(|ui| {
+                        super::status_dot(ui, color);
+                        let w = (ui.available_width() - 96.0).max(60.0);
+                        super::cell(ui, w, &a.label).on_hover_text(format!("{} · {} — breaker {text}", a.provider.display_name(), a.owner));
+                        ui.label(RichText::new(text).color(color));
+                    });
+                }
+            });
+            let ui = &mut cols[1];
+            ui.label(RichText::new("Breaker and failover events").strong());
+            if l.events.is_empty() {
+                ui.label(RichText::new("None yet: breakers open and failovers start when a provider fails.").color(p.muted));
+            }
+            egui::ScrollArea::vertical().id_salt("live_events").max_height(200.0).show(ui, |ui| {
+                for e in &l.events {
+                    ui.horizontal_wrapped(|ui| {
+                        ui.label(RichText::new(e.at.format("%H:%M:%S").to_string()).monospace().color(p.muted));
+                        ui.label(RichText::new(&e.text).color(if e.bad { p.danger } else { p.ok }));
+                    });
+                }
+            });
+            let ui = &mut cols[2];
+            ui.label(RichText::new("Last requests").strong());
+            if l.recent.is_empty() {
+                ui.label(RichText::new("No requests through the router yet.").color(p.muted));
+            }
+            egui::ScrollArea::vertical().id_salt("live_recent").max_height(200.0).show(ui, |ui| {
+                for r in &l.recent {
+                    ui.horizontal(|ui| {
+                        ui.label(RichText::new(r.at.format("%H:%M:%S").to_string()).monospace().color(p.muted));
+                        super::status_dot(ui, if r.ok { p.ok } else { p.danger });
+                        let model = if r.model.is_empty() { "refused" } else { r.model.as_str() };
+                        ui.add(egui::Label::new(format!("{} · {model} · {}", r.supplier, r.route.as_str())).truncate()).on_hover_text(
+                            format!(
+                                "{} · {} · {} ms · {}",
+                                r.request_type.as_str(),
+                                r.route.as_str(),
+                                r.latency_ms,
+                                fmt_money(r.cost_micros)
+                            ),
+                        );
+                    });
+                }
+            });
+        });
     });
 }

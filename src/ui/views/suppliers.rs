@@ -409,6 +409,8 @@ fn header_cell(ui: &mut Ui, st: &mut State, sort: SupplierSort, label: &str, wid
     let text = RichText::new(format!("{label}{arrow}")).strong().color(theme::palette(ui).muted);
     let r = ui
         .allocate_ui_with_layout(vec2(width, theme::ROW_HEIGHT), Layout::left_to_right(Align::Center), |ui| {
+            // Take the column's whole width, so headers line up with the cells below.
+            ui.set_min_width(width);
             ui.add(egui::Button::new(text).frame(false)).on_hover_text(format!("Sort by {label}"))
         })
         .inner;

@@ -1,0 +1,606 @@
+//! Keys: WedSync's platform accounts and suppliers' own accounts with masked
+//! fingerprints and their last validation; add (the key typed into a password
+//! field that is cleared on submit), validate live with progress, rotate and
+//! remove (a supplier's active route needs a second confirmation); and
+//! gateway tokens per supplier — issue (the token shown once, with a copy
+//! button), list with hints and last use, revoke. Everything goes through
+//! console commands; the keychain is reached only by the service.
+
+use super::{Cx, cell, empty_state, error_box, header, loading, text_field};
+use crate::domain::{AccountId, AccountOwner, AzureConfig, ProviderKind, SupplierId, ValidationStatus};
+use crate::engine::console::{ConsoleCommand, ConsoleEvent, KeyRow, KeysView, TokenRow};
+use crate::engine::keys::NewKey;
+use crate::store::TokenId;
+use crate::ui::theme;
+use crate::vault::Secret;
+use chrono::{DateTime, Utc};
+use egui::{RichText, Ui};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// The add-key form. `key` lives only until submit (then it becomes a `Secret`).
+struct AddForm {
+    provider: ProviderKind,
+    platform: bool,
+    supplier: String,
+    label: String,
+    base_url: String,
+    model: String,
+    deployment: String,
+    api_version: String,
+    key: String,
+    validate: bool,
+}
+
+impl Default for AddForm {
+    fn default() -> Self {
+        Self {
+            provider: ProviderKind::OpenAi,
+            platform: true,
+            supplier: String::new(),
+            label: String::new(),
+            base_url: String::new(),
+            model: String::new(),
+            deployment: String::new(),
+            api_version: "2024-10-21".into(),
+            key: String::new(),
+            validate: true,
+        }
+    }
+}
+
+const ADD_KEY_FIELD: &str = "keys.add.secret";
+const ROTATE_KEY_FIELD: &str = "keys.rotate.secret";
+
+/// Drops a key field's egui state, whose undo history holds earlier versions of the typed text.
+fn forget_field(ui: &Ui, name: &str) {
+    ui.ctx().data_mut(|d| d.remove::<egui::text_edit::TextEditState>(egui::Id::unique(name)));
+}
+
+struct Rotate {
+    id: AccountId,
+    label: String,
+    key: String,
+}
+
+#[derive(Default)]
+pub struct State {
+    data: Option<Arc<KeysView>>,
+    error: Option<String>,
+    pub dirty: bool,
+    requested: bool,
+    form: Option<AddForm>,
+    form_error: Option<String>,
+    saving: bool,
+    validating: HashSet<AccountId>,
+    rotate: Option<Rotate>,
+    confirm_remove: Option<(AccountId, String)>,
+    /// The second confirmation: the account is a supplier's active route.
+    force_remove: Option<(AccountId, String)>,
+    token_supplier: String,
+    token_error: Option<String>,
+    issuing: bool,
+    /// The new token, shown once in a dialog; dropped (and wiped) when closed.
+    issued: Option<(String, Secret)>,
+}
+
+impl State {
+    pub fn on_event(&mut self, ev: ConsoleEvent, cx_toasts: &mut crate::ui::toasts::Toasts) {
+        match ev {
+            ConsoleEvent::Keys(v) => {
+                self.requested = false;
+                self.data = Some(v);
+                self.error = None;
+            }
+            ConsoleEvent::Failed { channel: crate::engine::console::Channel::Keys, message } => {
+                self.requested = false;
+                self.error = Some(message);
+            }
+            ConsoleEvent::KeySaved { label, fingerprint, created, validation } => {
+                self.saving = false;
+                self.form = None;
+                self.form_error = None;
+                self.rotate = None;
+                let v = match &validation {
+                    Some(v) if v.status == ValidationStatus::Valid => " — validated".to_string(),
+                    Some(v) => format!(" — validation: {} ({})", v.status.as_str().replace('_', " "), v.message),
+                    None => String::new(),
+                };
+                let what = if created { "Added" } else { "Rotated the key of" };
+                match validation {
+                    Some(val) if val.status != ValidationStatus::Valid => cx_toasts.error(format!("{what} '{label}' ({fingerprint}){v}")),
+                    _ => cx_toasts.info(format!("{what} '{label}' ({fingerprint}){v}")),
+                }
+                self.dirty = true;
+            }
+            ConsoleEvent::KeyValidated { id, label, validation } => {
+                self.validating.remove(&id);
+                if validation.status == ValidationStatus::Valid {
+                    cx_toasts.info(format!("'{label}': the key is valid"));
+                } else {
+                    cx_toasts.error(format!("'{label}': {} — {}", validation.status.as_str().replace('_', " "), validation.message));
+                }
+                self.dirty = true;
+            }
+            ConsoleEvent::KeyRemoved { label, .. } => {
+                cx_toasts.info(format!("Removed '{label}' and its keychain entry"));
+                self.dirty = true;
+            }
+            ConsoleEvent::KeyRemoveNeedsForce { id, message } => self.force_remove = Some((id, message)),
+            ConsoleEvent::TokenIssued { supplier_name, token, hint, .. } => {
+                self.issuing = false;
+                self.token_error = None;
+                cx_toasts.info(format!("Issued gateway token {hint} for '{supplier_name}'"));
+                self.issued = Some((supplier_name, token));
+                self.dirty = true;
+            }
+            ConsoleEvent::TokenRevoked { hint } => {
+                cx_toasts.info(format!("Revoked gateway token {hint}"));
+                self.dirty = true;
+            }
+            ConsoleEvent::Failed { message, .. } => {
+                // A key or token action failed: show it where it was started.
+                if self.saving {
+                    self.form_error = Some(message.clone());
+                } else if self.issuing {
+                    self.token_error = Some(message.clone());
+                }
+                self.saving = false;
+                self.issuing = false;
+                self.validating.clear();
+                cx_toasts.error(message);
+                self.dirty = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether a key action is running (spinners animate).
+    fn busy(&self) -> bool {
+        self.saving || self.issuing || !self.validating.is_empty() || (self.requested && self.data.is_none())
+    }
+}
+
+pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+    if (st.data.is_none() && st.error.is_none() || st.dirty) && !st.requested {
+        st.dirty = false;
+        st.requested = true;
+        cx.send(ConsoleCommand::LoadKeys);
+    }
+    header(ui, "Keys", "provider accounts and gateway tokens");
+    if let Some(e) = &st.error {
+        error_box(ui, e);
+    }
+    let Some(v) = st.data.clone() else {
+        if st.error.is_none() {
+            loading(ui, "Loading accounts…");
+        }
+        return;
+    };
+    let p = theme::palette(ui);
+    ui.horizontal(|ui| {
+        let (text, color) = if v.demo { (v.vault.as_str(), p.warn) } else { (v.vault.as_str(), p.muted) };
+        theme::card(ui).inner_margin(egui::Margin::symmetric(8, 3)).show(ui, |ui| {
+            ui.label(RichText::new(format!("Keys: {text}")).color(color).strong());
+        });
+        if ui.add_enabled(st.form.is_none(), egui::Button::new("Add key…")).clicked() {
+            st.form = Some(AddForm::default());
+            st.form_error = None;
+        }
+    });
+    if let Some(e) = &v.vault_error {
+        error_box(ui, &format!("The keychain cannot be used: {e}"));
+    }
+    ui.add_space(theme::GAP_S);
+    egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
+        if st.form.is_some() {
+            add_form(ui, st, cx);
+            ui.add_space(theme::GAP_M);
+        }
+        let (platform, supplier): (Vec<&KeyRow>, Vec<&KeyRow>) = v.accounts.iter().partition(|a| a.owner == AccountOwner::Platform);
+        theme::card(ui).show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.label(RichText::new(format!("Platform accounts ({})", platform.len())).strong());
+            ui.label(
+                RichText::new("WedSync's own provider accounts: usage counts against the suppliers' tier quotas.").small().color(p.muted),
+            );
+            ui.add_space(theme::GAP_XS);
+            if platform.is_empty() {
+                ui.label(
+                    RichText::new("No platform account yet: add WedSync's OpenAI, Anthropic or Azure key with Add key.").color(p.muted),
+                );
+            } else {
+                accounts_table(ui, "platform_keys", &platform, st, cx, 10);
+            }
+        });
+        ui.add_space(theme::GAP_M);
+        theme::card(ui).show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.label(RichText::new(format!("Supplier accounts ({})", supplier.len())).strong());
+            ui.label(RichText::new("Suppliers' own provider accounts (client AI): billed to the supplier.").small().color(p.muted));
+            ui.add_space(theme::GAP_XS);
+            if supplier.is_empty() {
+                ui.label(RichText::new("No supplier has its own account yet.").color(p.muted));
+            } else {
+                accounts_table(ui, "supplier_keys", &supplier, st, cx, 12);
+            }
+        });
+        ui.add_space(theme::GAP_M);
+        tokens_card(ui, &v.tokens, st, cx);
+    });
+    dialogs(ui, st, cx);
+    if st.busy() {
+        ui.ctx().request_repaint_after(std::time::Duration::from_millis(100));
+    }
+}
+
+fn ago(t: DateTime<Utc>) -> String {
+    let s = (Utc::now() - t).num_seconds().max(0);
+    match s {
+        0..=59 => format!("{s} s ago"),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=86_399 => format!("{} h ago", s / 3600),
+        _ => t.format("%Y-%m-%d").to_string(),
+    }
+}
+
+fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &mut Cx<'_>, visible: usize) {
+    let p = theme::palette(ui);
+    let widths = [170.0, 150.0, 100.0, 110.0, 230.0];
+    let head = |ui: &mut Ui| {
+        ui.horizontal(|ui| {
+            for (h, w) in ["Account", "Owner", "Provider", "Key", "Last validation"].iter().zip(widths) {
+                cell(ui, w, RichText::new(*h).small().color(p.muted));
+            }
+            ui.label(RichText::new("Actions").small().color(p.muted));
+        });
+    };
+    head(ui);
+    let row_h = theme::ROW_HEIGHT + 4.0;
+    let max_h = row_h * visible as f32;
+    egui::ScrollArea::vertical().id_salt(id).max_height(max_h).auto_shrink([false, true]).show_rows(ui, row_h, rows.len(), |ui, range| {
+        for a in &rows[range] {
+            ui.horizontal(|ui| {
+                ui.set_height(theme::ROW_HEIGHT);
+                cell(ui, widths[0], RichText::new(&a.label));
+                cell(ui, widths[1], RichText::new(&a.owner_name));
+                cell(ui, widths[2], RichText::new(a.provider.display_name()));
+                cell(ui, widths[3], RichText::new(a.fingerprint.as_deref().unwrap_or("no key")).monospace());
+                let (text, color) = match a.validation {
+                    Some(ValidationStatus::Valid) => ("valid".to_string(), p.ok),
+                    Some(s) => (s.as_str().replace('_', " "), p.danger),
+                    None => ("not validated".to_string(), p.muted),
+                };
+                let when = a.validated_at.map(|t| format!(" · {}", ago(t))).unwrap_or_default();
+                let msg = a.message.as_deref().filter(|m| !m.is_empty() && a.validation != Some(ValidationStatus::Valid));
+                let full = match msg {
+                    Some(m) => format!("{text}{when} — {m}"),
+                    None => format!("{text}{when}"),
+                };
+                let r = cell(ui, widths[4], RichText::new(&full).color(color));
+                if let Some(m) = msg {
+                    r.on_hover_text(m);
+                }
+                if st.validating.contains(&a.id) {
+                    ui.spinner();
+                    ui.label(RichText::new("validating…").color(p.muted));
+                } else if ui.add_enabled(a.fingerprint.is_some(), egui::Button::new("Validate").small()).clicked() {
+                    st.validating.insert(a.id);
+                    cx.send(ConsoleCommand::ValidateKey(a.id));
+                }
+                if ui.add(egui::Button::new("Rotate…").small()).clicked() {
+                    st.rotate = Some(Rotate { id: a.id, label: a.label.clone(), key: String::new() });
+                }
+                if ui.add(egui::Button::new("Remove…").small()).clicked() {
+                    st.confirm_remove = Some((a.id, a.label.clone()));
+                }
+            });
+        }
+    });
+}
+
+fn add_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+    let p = theme::palette(ui);
+    let Some(f) = st.form.as_mut() else { return };
+    let mut submit = false;
+    let mut cancel = false;
+    theme::card(ui).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.label(RichText::new("Add a provider account").strong());
+        ui.label(
+            RichText::new("The key goes straight to the keychain; the database keeps only its masked fingerprint.").small().color(p.muted),
+        );
+        ui.add_space(theme::GAP_S);
+        egui::Grid::new("add_key_form").num_columns(2).spacing([theme::GAP_M, theme::GAP_S]).show(ui, |ui| {
+            ui.label("Provider");
+            egui::ComboBox::from_id_salt("key_provider").selected_text(f.provider.display_name()).show_ui(ui, |ui| {
+                for k in [ProviderKind::OpenAi, ProviderKind::Anthropic, ProviderKind::AzureOpenAi] {
+                    ui.selectable_value(&mut f.provider, k, k.display_name());
+                }
+            });
+            ui.end_row();
+            ui.label("Owner");
+            ui.horizontal(|ui| {
+                ui.radio_value(&mut f.platform, true, "WedSync platform");
+                ui.radio_value(&mut f.platform, false, "A supplier");
+            });
+            ui.end_row();
+            if !f.platform {
+                text_field(ui, "Owner's supplier ID", &mut f.supplier, "the ID shown in Suppliers, e.g. 12", 320.0);
+                ui.end_row();
+            }
+            text_field(ui, "Label", &mut f.label, "optional, e.g. OpenAI production", 320.0);
+            ui.end_row();
+            let url_hint =
+                if f.provider == ProviderKind::AzureOpenAi { "https://RESOURCE.openai.azure.com" } else { "optional: the provider's API" };
+            text_field(ui, "Base URL", &mut f.base_url, url_hint, 320.0);
+            ui.end_row();
+            text_field(ui, "Model", &mut f.model, "optional: a cheap default model", 320.0);
+            ui.end_row();
+            if f.provider == ProviderKind::AzureOpenAi {
+                text_field(ui, "Deployment", &mut f.deployment, "the deployment's name", 320.0);
+                ui.end_row();
+                text_field(ui, "API version", &mut f.api_version, "2024-10-21", 320.0);
+                ui.end_row();
+            }
+            let l = ui.label("API key");
+            let r = ui
+                .add(
+                    egui::TextEdit::singleline(&mut f.key)
+                        .password(true)
+                        .hint_text("paste the key; it is never shown")
+                        .desired_width(320.0),
+                )
+                .labelled_by(l.id);
+            if r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                submit = true;
+            }
+            ui.end_row();
+            ui.label("");
+            ui.checkbox(&mut f.validate, "Validate live after saving");
+            ui.end_row();
+        });
+        if let Some(e) = &st.form_error {
+            ui.label(RichText::new(e).color(p.danger));
+        }
+        ui.horizontal(|ui| {
+            if st.saving {
+                ui.spinner();
+                ui.label(RichText::new(if f.validate { "Saving and validating…" } else { "Saving…" }).color(p.muted));
+            } else {
+                submit |= ui.button("Save key").clicked();
+                cancel = ui.button("Cancel").clicked();
+            }
+        });
+    });
+    if cancel {
+        st.form = None;
+        st.form_error = None;
+        return;
+    }
+    if submit && !st.saving {
+        let owner = if f.platform {
+            Ok(AccountOwner::Platform)
+        } else {
+            f.supplier
+                .trim()
+                .parse::<i64>()
+                .map(|n| AccountOwner::Supplier(SupplierId(n)))
+                .map_err(|_| format!("'{}' is not a supplier ID; write the number shown in Suppliers", f.supplier.trim()))
+        };
+        let owner = match owner {
+            Ok(o) => o,
+            Err(e) => {
+                st.form_error = Some(e);
+                return;
+            }
+        };
+        let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let new = NewKey {
+            owner,
+            provider: f.provider,
+            label: opt(&f.label),
+            base_url: opt(&f.base_url),
+            default_model: opt(&f.model),
+            azure: (f.provider == ProviderKind::AzureOpenAi)
+                .then(|| AzureConfig { deployment: f.deployment.trim().to_string(), api_version: f.api_version.trim().to_string() }),
+        };
+        // The typed key leaves the text field now; Secret wipes the buffer.
+        let key = Secret::new(std::mem::take(&mut f.key));
+        forget_field(ui, ADD_KEY_FIELD);
+        st.saving = true;
+        st.form_error = None;
+        cx.send(ConsoleCommand::AddKey { new, key, validate: f.validate });
+    }
+}
+
+fn tokens_card(ui: &mut Ui, tokens: &[TokenRow], st: &mut State, cx: &mut Cx<'_>) {
+    let p = theme::palette(ui);
+    theme::card(ui).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        let active = tokens.iter().filter(|t| t.revoked_at.is_none()).count();
+        ui.label(RichText::new(format!("Gateway tokens ({active} active)")).strong());
+        ui.label(
+            RichText::new("What the WedSync platform presents for one supplier. Only a hash is kept: a token is shown once, when issued.")
+                .small()
+                .color(p.muted),
+        );
+        ui.add_space(theme::GAP_XS);
+        ui.horizontal(|ui| {
+            text_field(ui, "Supplier ID", &mut st.token_supplier, "e.g. 12", 100.0);
+            if st.issuing {
+                ui.spinner();
+            } else if ui.button("Issue token").clicked() {
+                match st.token_supplier.trim().parse::<i64>() {
+                    Ok(n) => {
+                        st.issuing = true;
+                        st.token_error = None;
+                        cx.send(ConsoleCommand::IssueToken(SupplierId(n)));
+                    }
+                    Err(_) => st.token_error = Some(format!("'{}' is not a supplier ID", st.token_supplier.trim())),
+                }
+            }
+        });
+        if let Some(e) = &st.token_error {
+            ui.label(RichText::new(e).color(p.danger));
+        }
+        ui.add_space(theme::GAP_XS);
+        if tokens.is_empty() {
+            empty_state(
+                ui,
+                "No gateway tokens yet",
+                "Issue one for a supplier; the WedSync platform sends it as `Authorization: Bearer sbk_…`.",
+            );
+            return;
+        }
+        let widths = [220.0, 120.0, 130.0, 130.0, 120.0];
+        ui.horizontal(|ui| {
+            for (h, w) in ["Supplier", "Token", "Issued", "Last used", "Status"].iter().zip(widths) {
+                cell(ui, w, RichText::new(*h).small().color(p.muted));
+            }
+        });
+        let row_h = theme::ROW_HEIGHT + 4.0;
+        let mut revoke: Option<TokenId> = None;
+        egui::ScrollArea::vertical().id_salt("tokens").max_height(row_h * 10.0).auto_shrink([false, true]).show_rows(
+            ui,
+            row_h,
+            tokens.len(),
+            |ui, range| {
+                for t in &tokens[range] {
+                    ui.horizontal(|ui| {
+                        ui.set_height(theme::ROW_HEIGHT);
+                        cell(ui, widths[0], RichText::new(format!("{} (#{})", t.supplier_name, t.supplier)));
+                        cell(ui, widths[1], RichText::new(&t.hint).monospace());
+                        cell(ui, widths[2], RichText::new(t.created_at.format("%Y-%m-%d %H:%M").to_string()));
+                        cell(ui, widths[3], RichText::new(t.last_used_at.map(ago).unwrap_or_else(|| "never".into())));
+                        match t.revoked_at {
+                            Some(r) => {
+                                cell(ui, widths[4], RichText::new(format!("revoked {}", r.format("%Y-%m-%d"))).color(p.muted));
+                            }
+                            None => {
+                                cell(ui, widths[4], RichText::new("active").color(p.ok));
+                                if ui.add(egui::Button::new("Revoke").small()).clicked() {
+                                    revoke = Some(t.id);
+                                }
+                            }
+                        }
+                    });
+                }
+            },
+        );
+        if let Some(id) = revoke {
+            cx.send(ConsoleCommand::RevokeToken(id));
+        }
+    });
+}
+
+/// The modal dialogs: the one-time token, rotate, remove and forced remove.
+fn dialogs(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+    let p = theme::palette(ui);
+    let ctx = ui.ctx().clone();
+    if let Some((name, token)) = &st.issued {
+        let mut close = false;
+        egui::Modal::new(egui::Id::unique("token_once")).show(&ctx, |ui| {
+            ui.set_width(560.0);
+            ui.label(RichText::new(format!("New gateway token for {name}")).strong().size(16.0));
+            ui.add_space(theme::GAP_S);
+            ui.label(
+                RichText::new("Copy it now: it will not be shown again. Switchboard keeps only its hash; if it is lost, revoke it and issue a new one.")
+                    .color(p.warn),
+            );
+            ui.add_space(theme::GAP_S);
+            theme::card(ui).show(ui, |ui| {
+                ui.add(egui::Label::new(RichText::new(token.expose()).monospace()).selectable(true).wrap());
+            });
+            ui.add_space(theme::GAP_S);
+            ui.horizontal(|ui| {
+                if ui.button("Copy").clicked() {
+                    ui.ctx().copy_text(token.expose().to_string());
+                }
+                if ui.button("Done").clicked() {
+                    close = true;
+                }
+            });
+        });
+        if close {
+            st.issued = None;
+        }
+    }
+    if let Some(r) = st.rotate.as_mut() {
+        let (mut go, mut cancel) = (false, false);
+        egui::Modal::new(egui::Id::unique("rotate_key")).show(&ctx, |ui| {
+            ui.set_width(480.0);
+            ui.label(RichText::new(format!("Rotate the key of '{}'", r.label)).strong().size(16.0));
+            ui.label(RichText::new("The new key is validated live before it replaces the old one.").color(p.muted));
+            ui.add_space(theme::GAP_S);
+            let l = ui.label("New API key");
+            ui.add(
+                egui::TextEdit::singleline(&mut r.key)
+                    .id(egui::Id::unique(ROTATE_KEY_FIELD))
+                    .password(true)
+                    .hint_text("paste the new key")
+                    .desired_width(440.0),
+            )
+            .labelled_by(l.id);
+            ui.add_space(theme::GAP_S);
+            ui.horizontal(|ui| {
+                if st.saving {
+                    ui.spinner();
+                    ui.label(RichText::new("Validating the new key…").color(p.muted));
+                } else {
+                    go = ui.button("Rotate").clicked();
+                    cancel = ui.button("Cancel").clicked();
+                }
+            });
+        });
+        if cancel {
+            st.rotate = None;
+        } else if go {
+            let key = Secret::new(std::mem::take(&mut r.key));
+            forget_field(ui, ROTATE_KEY_FIELD);
+            st.saving = true;
+            cx.send(ConsoleCommand::RotateKey { id: r.id, key });
+        }
+    }
+    if let Some((id, label)) = st.confirm_remove.clone() {
+        let body = "The account and its keychain entry are deleted; its usage history is kept.";
+        if let Some(yes) = confirm(&ctx, "remove_key", &format!("Remove '{label}'?"), body, ("Remove", "Cancel")) {
+            st.confirm_remove = None;
+            if yes {
+                cx.send(ConsoleCommand::RemoveKey { id, force: false });
+            }
+        }
+    }
+    if let Some((id, message)) = st.force_remove.clone() {
+        let body = message.replace(", or pass --force", "");
+        if let Some(yes) =
+            confirm(&ctx, "force_remove_key", "This account is a supplier's active route", &body, ("Remove anyway", "Keep it"))
+        {
+            st.force_remove = None;
+            if yes {
+                cx.send(ConsoleCommand::RemoveKey { id, force: true });
+            }
+        }
+    }
+}
+
+/// A modal yes/no question with a destructive "yes": `Some(answer)` once clicked.
+fn confirm(ctx: &egui::Context, id: &str, title: &str, body: &str, (yes, no): (&str, &str)) -> Option<bool> {
+    let mut answer = None;
+    egui::Modal::new(egui::Id::unique(id)).show(ctx, |ui| {
+        let danger = theme::palette(ui).danger;
+        ui.set_width(460.0);
+        ui.label(RichText::new(title).strong().size(16.0));
+        ui.label(body);
+        ui.add_space(theme::GAP_S);
+        ui.horizontal(|ui| {
+            if ui.button(RichText::new(yes).color(danger)).clicked() {
+                answer = Some(true);
+            }
+            if ui.button(no).clicked() {
+                answer = Some(false);
+            }
+        });
+    });
+    answer
+}
