@@ -741,6 +741,23 @@ impl Router {
         }
     }
 
+    /// Takes an attempt's account, its key, the breaker's permission and (on
+    /// platform AI) the quota reservation. `Err(Some(reason))` when the account
+    /// is skipped for a reason worth reporting, `Err(None)` when it is gone.
+    /// Returns whether the attempt counts against the platform quota.
+    fn begin_attempt(&self, p: &Prepared, account: AccountId) -> Result<(Arc<AccountEntry>, ApiKey, bool), Option<String>> {
+        let acc = self.catalog().accounts.get(&account).cloned().ok_or(None)?;
+        let key = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&account).cloned().ok_or(None)?;
+        if !acc.breaker.lock().unwrap_or_else(|e| e.into_inner()).try_acquire(p.now).0 {
+            return Err(Some(format!("{}: breaker open", acc.account.label)));
+        }
+        let quota_counted = self.counts_quota(&acc.account);
+        if quota_counted && !self.reserve(p, p.estimate) {
+            return Err(Some(format!("{}: platform quota used up", acc.account.label)));
+        }
+        Ok((acc, key, quota_counted))
+    }
+
     /// Commits a failed request's usage row (the request got an error answer).
     async fn record_failure(&self, p: &Prepared, err: &GatewayError) {
         let cat = self.catalog();
@@ -771,17 +788,14 @@ impl Router {
         let mut reasons = Vec::new();
         let mut last_status = 503;
         for attempt in &plan.attempts {
-            let Some(acc) = self.catalog().accounts.get(&attempt.account).cloned() else { continue };
-            let Some(key) = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&attempt.account).cloned() else { continue };
-            if !acc.breaker.lock().unwrap_or_else(|e| e.into_inner()).try_acquire(p.now).0 {
-                reasons.push(format!("{}: breaker open", acc.account.label));
-                continue;
-            }
-            let quota_counted = self.counts_quota(&acc.account);
-            if quota_counted && !self.reserve(&p, p.estimate) {
-                reasons.push(format!("{}: platform quota used up", acc.account.label));
-                continue;
-            }
+            let (acc, key, quota_counted) = match self.begin_attempt(&p, attempt.account) {
+                Ok(v) => v,
+                Err(Some(reason)) => {
+                    reasons.push(reason);
+                    continue;
+                }
+                Err(None) => continue,
+            };
             req.model = self.model_for(&acc.account, &requested_model);
             let target = ProviderTarget::from_account(&acc.account, key);
             let t0 = Instant::now();
@@ -892,17 +906,14 @@ impl Router {
         let mut reasons = Vec::new();
         let mut last_status = 503;
         for attempt in &plan.attempts {
-            let Some(acc) = self.catalog().accounts.get(&attempt.account).cloned() else { continue };
-            let Some(key) = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&attempt.account).cloned() else { continue };
-            if !acc.breaker.lock().unwrap_or_else(|e| e.into_inner()).try_acquire(p.now).0 {
-                reasons.push(format!("{}: breaker open", acc.account.label));
-                continue;
-            }
-            let quota_counted = self.counts_quota(&acc.account);
-            if quota_counted && !self.reserve(&p, p.estimate) {
-                reasons.push(format!("{}: platform quota used up", acc.account.label));
-                continue;
-            }
+            let (acc, key, quota_counted) = match self.begin_attempt(&p, attempt.account) {
+                Ok(v) => v,
+                Err(Some(reason)) => {
+                    reasons.push(reason);
+                    continue;
+                }
+                Err(None) => continue,
+            };
             req.model = self.model_for(&acc.account, &requested_model);
             let target = ProviderTarget::from_account(&acc.account, key);
             let t0 = Instant::now();
@@ -957,21 +968,20 @@ impl Router {
         let mut reasons = Vec::new();
         let mut last_status = 503;
         for attempt in &plan.attempts {
-            let Some(acc) = self.catalog().accounts.get(&attempt.account).cloned() else { continue };
-            if acc.account.provider == ProviderKind::Anthropic {
-                reasons.push(format!("{}: Anthropic offers no embeddings", acc.account.label));
+            if let Some(a) = self.catalog().accounts.get(&attempt.account)
+                && a.account.provider == ProviderKind::Anthropic
+            {
+                reasons.push(format!("{}: Anthropic offers no embeddings", a.account.label));
                 continue;
             }
-            let Some(key) = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&attempt.account).cloned() else { continue };
-            if !acc.breaker.lock().unwrap_or_else(|e| e.into_inner()).try_acquire(p.now).0 {
-                reasons.push(format!("{}: breaker open", acc.account.label));
-                continue;
-            }
-            let quota_counted = self.counts_quota(&acc.account);
-            if quota_counted && !self.reserve(&p, p.estimate) {
-                reasons.push(format!("{}: platform quota used up", acc.account.label));
-                continue;
-            }
+            let (acc, key, quota_counted) = match self.begin_attempt(&p, attempt.account) {
+                Ok(v) => v,
+                Err(Some(reason)) => {
+                    reasons.push(reason);
+                    continue;
+                }
+                Err(None) => continue,
+            };
             req.model = requested_model.clone();
             let target = ProviderTarget::from_account(&acc.account, key);
             let t0 = Instant::now();
