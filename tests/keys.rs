@@ -4,9 +4,7 @@
 //! with keys on standard input, the provider simulator over loopback HTTP for
 //! live validation, and real SQLite files for the leak checks.
 //!
-//! The leak test also exports usage CSV when the build has `switchboard export`
-//! (TODO(export): the export command is not merged on this branch yet; the
-//! test notes that the CSV part did not run until it is).
+//! The leak test also exports the day's usage as CSV and searches it too.
 //!
 //! Tests that need the keychain are skipped (with a note) when
 //! `SWITCHBOARD_TEST_KEYRING` is not set, so a bare `cargo test` outside the
@@ -629,32 +627,20 @@ fn no_key_or_token_leaks_into_database_wal_logs_or_csv() {
     outputs.push_str(&String::from_utf8_lossy(&o.stdout));
     assert_eq!(status, 200, "a request through the gateway succeeds; serve said: {}", stderr(&o));
 
-    // Usage CSV, when this build has the export command.
+    // Usage CSV of the same day.
+    let out = dir.path().join("usage.csv");
+    let today = Utc::now().date_naive().to_string();
     let mut c = bin(&db);
-    c.args(["export", "--help"]);
-    let csv = if run(c, "").status.success() {
-        let out = dir.path().join("usage.csv");
-        let today = Utc::now().date_naive().to_string();
-        let mut c = bin(&db);
-        c.env("SWITCHBOARD_LOG", "debug").args(["export", "usage", "--from", &today, "--to", &today, "--out"]).arg(&out);
-        let o = run(c, "");
-        logs.push_str(&stderr(&o));
-        ok(&o);
-        let csv = std::fs::read_to_string(&out).unwrap();
-        assert!(csv.lines().count() >= 2, "the CSV has the request: {csv}");
-        Some(csv)
-    } else {
-        // TODO(export): `switchboard export usage` is not on this branch yet; once
-        // it lands this branch checks the CSV automatically.
-        eprintln!("note: no `export` command in this build; the CSV part of the leak test did not run");
-        None
-    };
+    c.env("SWITCHBOARD_LOG", "debug").args(["export", "usage", "--from", &today, "--to", &today, "--out"]).arg(&out);
+    let o = run(c, "");
+    logs.push_str(&stderr(&o));
+    ok(&o);
+    let csv = std::fs::read_to_string(&out).unwrap();
+    assert!(csv.lines().count() >= 2, "the CSV has the request: {csv}");
     assert!(logs.contains("DEBUG"), "debug logs were captured");
 
     let mut haystacks = vec![("logs", logs.clone()), ("command output", outputs.clone())];
-    if let Some(csv) = csv {
-        haystacks.push(("CSV", csv));
-    }
+    haystacks.push(("CSV", csv));
     for p in [db.clone(), db.with_extension("db-wal")] {
         let bytes = std::fs::read(&p).unwrap_or_default();
         haystacks.push((if p == db { "database" } else { "WAL" }, String::from_utf8_lossy(&bytes).to_string()));
