@@ -239,10 +239,49 @@ pub fn export_usage(
             w.write_record(EVENT_HEADER).map_err(csv_err)?;
             let from_ms = day_start(opts.from).timestamp_millis();
             let to_ms = day_start(opts.to + Duration::days(1)).timestamp_millis();
-            reader.for_each_event(from_ms, to_ms, opts.supplier, |e: &EventRow<'_>| {
-                write_event(&mut w, &mut fmt, e, vendor(e.supplier_id)).map_err(csv_err)?;
-                rows += 1;
-                tick(rows)
+            // Two stages on two threads: SQLite steps through the rows and
+            // copies them into batches on one, the CSV is formatted and
+            // written on this one. Batches go back to the reader for reuse.
+            let supplier = opts.supplier;
+            std::thread::scope(|s| {
+                let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<EventBatch>(BATCHES_IN_FLIGHT);
+                let (empty_tx, empty_rx) = std::sync::mpsc::channel::<EventBatch>();
+                let reading = s.spawn(move || -> Result<u64, Stage> {
+                    let mut batch = EventBatch::default();
+                    let n = reader.for_each_event(from_ms, to_ms, supplier, |e: &EventRow<'_>| {
+                        batch.push(e);
+                        if batch.len() >= BATCH_ROWS {
+                            let next = empty_rx.try_recv().unwrap_or_default();
+                            full_tx.send(std::mem::replace(&mut batch, next)).map_err(|_| Stage::Stopped)?;
+                        }
+                        Ok::<(), Stage>(())
+                    })?;
+                    if batch.len() > 0 {
+                        full_tx.send(batch).map_err(|_| Stage::Stopped)?;
+                    }
+                    Ok(n)
+                });
+                let written = (|| -> Result<(), ExportError> {
+                    for mut batch in full_rx.iter() {
+                        for e in batch.rows() {
+                            write_event(&mut w, &mut fmt, &e, vendor(e.supplier_id)).map_err(csv_err)?;
+                            rows += 1;
+                            tick(rows)?;
+                        }
+                        batch.clear();
+                        let _ = empty_tx.send(batch);
+                    }
+                    Ok(())
+                })();
+                // On a write error or a cancel, dropping the receiver stops the reader.
+                drop(full_rx);
+                let read = reading.join().unwrap_or(Err(Stage::Stopped));
+                written?;
+                match read {
+                    Ok(n) => Ok(n),
+                    Err(Stage::Store(e)) => Err(ExportError::Store(e)),
+                    Err(Stage::Stopped) => Err(ExportError::Cancelled),
+                }
             })
         }
         Some(g) => {
@@ -272,6 +311,110 @@ pub fn export_usage(
     tmp.done = true;
     progress(ExportProgress { rows, events_in_range });
     Ok(ExportSummary { path: out.clone(), rows, bytes })
+}
+
+/// Rows per batch handed from the reading thread to the writing one, and how
+/// many full batches may wait (memory stays flat: a few MB at most).
+const BATCH_ROWS: usize = 2_048;
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Why the reading stage stopped early.
+enum Stage {
+    Store(StoreError),
+    /// The writing stage hung up (write error or cancel; it reports why).
+    Stopped,
+}
+
+impl From<StoreError> for Stage {
+    fn from(e: StoreError) -> Self {
+        Stage::Store(e)
+    }
+}
+
+/// One event with its text columns as ranges into the batch's text buffer.
+struct PackedEvent {
+    request_id: (u32, u32),
+    provider: (u32, u32),
+    model: (u32, u32),
+    error_class: Option<(u32, u32)>,
+    ts_ms: i64,
+    supplier_id: i64,
+    account_id: Option<i64>,
+    request_type: i64,
+    route: i64,
+    tokens: [u64; 5],
+    estimated: bool,
+    cost_micros: i64,
+    latency_ms: i64,
+    status: i64,
+}
+
+/// A batch of events copied out of SQLite without an allocation per row.
+#[derive(Default)]
+struct EventBatch {
+    text: String,
+    rows: Vec<PackedEvent>,
+}
+
+impl EventBatch {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.rows.clear();
+    }
+
+    fn put(&mut self, s: &str) -> (u32, u32) {
+        let start = self.text.len() as u32;
+        self.text.push_str(s);
+        (start, self.text.len() as u32)
+    }
+
+    fn push(&mut self, e: &EventRow<'_>) {
+        let packed = PackedEvent {
+            request_id: self.put(e.request_id),
+            provider: self.put(e.provider),
+            model: self.put(e.model),
+            error_class: e.error_class.map(|c| self.put(c)),
+            ts_ms: e.ts_ms,
+            supplier_id: e.supplier_id,
+            account_id: e.account_id,
+            request_type: e.request_type,
+            route: e.route,
+            tokens: [e.input_tokens, e.output_tokens, e.cached_tokens, e.cache_write_tokens, e.reasoning_tokens],
+            estimated: e.estimated,
+            cost_micros: e.cost_micros,
+            latency_ms: e.latency_ms,
+            status: e.status,
+        };
+        self.rows.push(packed);
+    }
+
+    fn rows(&self) -> impl Iterator<Item = EventRow<'_>> {
+        let text = |(a, b): (u32, u32)| &self.text[a as usize..b as usize];
+        self.rows.iter().map(move |p| EventRow {
+            request_id: text(p.request_id),
+            ts_ms: p.ts_ms,
+            supplier_id: p.supplier_id,
+            account_id: p.account_id,
+            provider: text(p.provider),
+            model: text(p.model),
+            request_type: p.request_type,
+            route: p.route,
+            input_tokens: p.tokens[0],
+            output_tokens: p.tokens[1],
+            cached_tokens: p.tokens[2],
+            cache_write_tokens: p.tokens[3],
+            reasoning_tokens: p.tokens[4],
+            estimated: p.estimated,
+            cost_micros: p.cost_micros,
+            latency_ms: p.latency_ms,
+            status: p.status,
+            error_class: p.error_class.map(text),
+        })
+    }
 }
 
 /// Moves the finished temporary file to `out`: a rename with `force`, else a

@@ -9,7 +9,7 @@
 //! - `usage_monthly_supplier` (v3): per month × supplier × provider × model × route.
 //!
 //! The two v3 rollups are kept current by the ledger writer in the same
-//! transaction as `usage_daily` ([`roll_up_event`]) and rebuilt with it
+//! transaction as `usage_daily` ([`roll_up`]) and rebuilt with it
 //! ([`REBUILD_COARSE_ROLLUPS`]). An [`AnalyticsReader`] owns its own
 //! connection, so heavy reads never hold the catalog connection, and can be
 //! interrupted from another thread ([`Interrupter`]) when the user changes a
@@ -49,7 +49,7 @@ SELECT supplier_id, day, sum(requests), sum(errors), sum(input_tokens), sum(outp
 FROM usage_daily GROUP BY 1, 2;
 ";
 
-const MEASURE_UPDATE: &str = "requests = requests + 1, errors = errors + excluded.errors,
+const MEASURE_UPDATE: &str = "requests = requests + excluded.requests, errors = errors + excluded.errors,
     input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
     cached_tokens = cached_tokens + excluded.cached_tokens, cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
     reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, cost_micros = cost_micros + excluded.cost_micros,
@@ -71,20 +71,21 @@ const ROLLUPS: [(&str, &str, usize, bool); 4] = [
 /// The upsert statements of [`ROLLUPS`], built once. Every statement takes the
 /// same parameters: ?1 day, ?2 supplier, ?3 provider, ?4 model, ?5 request
 /// type, ?6 route (?7 again the route, so that each statement names a
-/// contiguous run), then the eight measures, then the quota tokens.
+/// contiguous run), then the request count and the eight measures, then the
+/// quota tokens.
 fn rollup_sql() -> &'static [String; 4] {
     static SQL: std::sync::OnceLock<[String; 4]> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
         ROLLUPS.map(|(table, key_values, keys, with_quota)| {
             let conflict = &table[table.find('(').unwrap_or(0) + 1..];
-            let n = 8 + with_quota as usize;
+            let n = 9 + with_quota as usize;
             let placeholders: Vec<String> = (keys + 1..=keys + n).map(|i| format!("?{i}")).collect();
             let (quota_col, quota_update) =
                 if with_quota { (", quota_tokens", ", quota_tokens = quota_tokens + excluded.quota_tokens") } else { ("", "") };
             format!(
                 "INSERT INTO {table}, requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens,
                     cost_micros, latency_ms_sum{quota_col})
-                 VALUES ({key_values}, 1, {})
+                 VALUES ({key_values}, {})
                  ON CONFLICT ({conflict}) DO UPDATE SET {MEASURE_UPDATE}{quota_update}",
                 placeholders.join(", ")
             )
@@ -92,31 +93,62 @@ fn rollup_sql() -> &'static [String; 4] {
     })
 }
 
-/// Adds one new event to the v3 rollups (called by the ledger writer next to
-/// its `usage_daily` upsert, inside the same transaction).
-pub(crate) fn roll_up_event(tx: &Transaction<'_>, day: &str, e: &UsageEvent) -> rusqlite::Result<()> {
-    let u = &e.usage;
-    let quota = if e.counts_against_quota() { u.total() as i64 } else { 0 };
+/// The key of one `usage_daily` row: day, supplier, provider, model, request type, route.
+pub(crate) type DailyKey<'a> = (String, i64, &'a str, &'a str, i64, i64);
+
+/// New events summed per [`DailyKey`] within one ledger transaction, so that a
+/// batch of events for the same supplier and model costs one upsert per rollup.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DailySum {
+    pub requests: i64,
+    pub errors: i64,
+    /// input, output, cached read, cache write, reasoning.
+    pub tokens: [i64; 5],
+    pub cost_micros: i64,
+    pub latency_ms_sum: i64,
+    pub quota_tokens: i64,
+}
+
+impl DailySum {
+    pub fn add(&mut self, e: &UsageEvent) {
+        let u = &e.usage;
+        self.requests += 1;
+        self.errors += (e.status != UsageStatus::Ok) as i64;
+        for (t, v) in self.tokens.iter_mut().zip([u.input, u.output, u.cached_read, u.cache_write, u.reasoning]) {
+            *t += v as i64;
+        }
+        self.cost_micros += e.cost.0;
+        self.latency_ms_sum += e.latency_ms as i64;
+        if e.counts_against_quota() {
+            self.quota_tokens += u.total() as i64;
+        }
+    }
+}
+
+/// Adds summed new events to the v3 rollups (called by the ledger writer next
+/// to its `usage_daily` upsert, inside the same transaction).
+pub(crate) fn roll_up(tx: &Transaction<'_>, k: &DailyKey<'_>, m: &DailySum) -> rusqlite::Result<()> {
     let ints = [
-        e.request_type.code(),
-        e.route.code(),
-        e.route.code(),
-        (e.status != UsageStatus::Ok) as i64,
-        u.input as i64,
-        u.output as i64,
-        u.cached_read as i64,
-        u.cache_write as i64,
-        u.reasoning as i64,
-        e.cost.0,
-        e.latency_ms as i64,
-        quota,
+        k.4,
+        k.5,
+        k.5,
+        m.requests,
+        m.errors,
+        m.tokens[0],
+        m.tokens[1],
+        m.tokens[2],
+        m.tokens[3],
+        m.tokens[4],
+        m.cost_micros,
+        m.latency_ms_sum,
+        m.quota_tokens,
     ];
-    let texts: [&dyn rusqlite::ToSql; 4] = [&day, &e.supplier_id.0, &e.provider.as_str(), &e.model];
+    let texts: [&dyn rusqlite::ToSql; 4] = [&k.0, &k.1, &k.2, &k.3];
     for ((_, _, keys, with_quota), sql) in ROLLUPS.iter().zip(rollup_sql()) {
         let mut st = tx.prepare_cached(sql)?;
-        // Parameters ?1..?keys, then the measures (and quota): skip the route
-        // copies a statement does not name.
-        let n = keys + 8 + *with_quota as usize;
+        // Parameters ?1..?keys, then the count and measures (and quota): skip
+        // the route copies a statement does not name.
+        let n = keys + 9 + *with_quota as usize;
         let params: Vec<&dyn rusqlite::ToSql> = texts
             .iter()
             .copied()

@@ -1,6 +1,7 @@
 //! The usage ledger: one row per request (idempotent on the request id) and
 //! daily rollups kept current in the same transaction.
 
+use super::analytics::{DailyKey, DailySum};
 use super::{Store, StoreResult, connect, map_err};
 use crate::domain::{Route, SupplierId, UsageEvent};
 use chrono::{DateTime, Utc};
@@ -24,11 +25,43 @@ pub trait UsageLedger: Send {
 pub struct SqliteLedger {
     path: PathBuf,
     conn: Connection,
+    /// Dropping it stops the checkpointer thread.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
 
+/// How often the background checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl SqliteLedger {
+    /// Opens the ledger's connection. Its commits never checkpoint the WAL
+    /// themselves (a checkpoint syncs the database file, which would stall the
+    /// request that happened to cross the threshold): a background thread on
+    /// its own connection checkpoints twice a second instead.
     pub fn open(store: &Store) -> StoreResult<Self> {
-        Ok(Self { path: store.path().to_path_buf(), conn: connect(store.path())? })
+        let path = store.path().to_path_buf();
+        let conn = connect(&path)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(|e| map_err(&path, e))?;
+        let checkpoint_conn = connect(&path)?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new().name("usage-checkpoint".into()).spawn(move || {
+            // Runs until the ledger is dropped (the sender hangs up).
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                if let Err(e) = checkpoint_conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok::<(), rusqlite::Error>(())) {
+                    tracing::warn!("usage ledger checkpoint failed (will retry): {e}");
+                }
+            }
+            let _ = checkpoint_conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok::<(), rusqlite::Error>(()));
+        });
+        let checkpointer = match spawned {
+            Ok(_) => Some(stop),
+            Err(e) => {
+                // Without the thread, let commits checkpoint as SQLite does by default.
+                tracing::warn!("no checkpoint thread ({e}); the ledger checkpoints on commit");
+                conn.pragma_update(None, "wal_autocheckpoint", 1000).map_err(|e| map_err(&path, e))?;
+                None
+            }
+        };
+        Ok(Self { path, conn, _checkpointer: checkpointer })
     }
 }
 
@@ -59,14 +92,18 @@ pub(crate) fn append_in(tx: &Transaction<'_>, events: &[UsageEvent], rollups: bo
     let mut roll = tx.prepare_cached(
         "INSERT INTO usage_daily (day, supplier_id, provider, model, request_type, route, requests, errors, input_tokens, output_tokens,
             cached_tokens, cache_write_tokens, reasoning_tokens, cost_micros, latency_ms_sum)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (day, supplier_id, provider, model, request_type, route) DO UPDATE SET
-            requests = requests + 1, errors = errors + excluded.errors,
+            requests = requests + excluded.requests, errors = errors + excluded.errors,
             input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
             cached_tokens = cached_tokens + excluded.cached_tokens, cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
             reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, cost_micros = cost_micros + excluded.cost_micros,
             latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum",
     )?;
+    // New events summed per rollup key: a group commit of many events for the
+    // same supplier and model updates each rollup row once.
+    let mut sums: Vec<(DailyKey<'_>, DailySum)> = Vec::new();
+    let mut index: std::collections::HashMap<DailyKey<'_>, usize> = std::collections::HashMap::new();
     let mut new = 0;
     for e in events {
         let u = &e.usage;
@@ -95,25 +132,34 @@ pub(crate) fn append_in(tx: &Transaction<'_>, events: &[UsageEvent], rollups: bo
         }
         new += 1;
         if rollups {
-            let day = day_key(e.ts);
-            roll.execute(params![
-                day,
-                e.supplier_id.0,
-                e.provider.as_str(),
-                e.model,
-                e.request_type.code(),
-                e.route.code(),
-                (e.status != crate::domain::UsageStatus::Ok) as i64,
-                u.input as i64,
-                u.output as i64,
-                u.cached_read as i64,
-                u.cache_write as i64,
-                u.reasoning as i64,
-                e.cost.0,
-                e.latency_ms as i64,
-            ])?;
-            super::analytics::roll_up_event(tx, &day, e)?;
+            let key: DailyKey<'_> =
+                (day_key(e.ts), e.supplier_id.0, e.provider.as_str(), e.model.as_str(), e.request_type.code(), e.route.code());
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                sums.push((key, DailySum::default()));
+                sums.len() - 1
+            });
+            sums[i].1.add(e);
         }
+    }
+    for (k, m) in &sums {
+        roll.execute(params![
+            k.0,
+            k.1,
+            k.2,
+            k.3,
+            k.4,
+            k.5,
+            m.requests,
+            m.errors,
+            m.tokens[0],
+            m.tokens[1],
+            m.tokens[2],
+            m.tokens[3],
+            m.tokens[4],
+            m.cost_micros,
+            m.latency_ms_sum,
+        ])?;
+        super::analytics::roll_up(tx, k, m)?;
     }
     Ok(new)
 }
