@@ -114,6 +114,14 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the background runtime")?;
+    if let Some(dir) = temp_dir.clone() {
+        // Closed by a signal (Ctrl+C, `kill`): remove the throwaway database too.
+        runtime.spawn(async move {
+            wait_for_stop_signal().await;
+            let _ = std::fs::remove_dir_all(&dir);
+            std::process::exit(130);
+        });
+    }
     let store = Arc::new(store);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let opts = match &demo {
@@ -166,8 +174,54 @@ pub fn live_demo_starter(clock: Arc<dyn Clock>, sim_addr: SocketAddr) -> LiveSta
     })
 }
 
+/// A fresh folder for the throwaway demo database. Folders left by demo
+/// consoles that were killed (their process no longer exists) are removed
+/// first, so repeated demos never fill the temp folder.
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    remove_orphaned_demo_dirs();
     let dir = std::env::temp_dir().join(format!("switchboard-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
+}
+
+/// Removes `switchboard-demo-PID` folders whose process is gone (Linux: no
+/// `/proc/PID`; elsewhere nothing is removed).
+fn remove_orphaned_demo_dirs() {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("switchboard-demo-")).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Resolves on Ctrl+C, and on Unix also on SIGTERM or SIGHUP.
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            (Ok(mut term), Ok(mut hup)) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                    _ = hup.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
