@@ -356,6 +356,14 @@ impl Panel {
                 ui.horizontal(|ui| {
                     ui.spinner();
                     ui.label(RichText::new("Waiting for the save dialog…").color(p.muted));
+                    // A dialog that never answers must not lock the panel.
+                    if ui.button("Type a path instead").clicked() {
+                        let name = self.choosing.take().map(|(c, _)| c.default_name()).unwrap_or_default();
+                        self.manual = true;
+                        if self.path_text.trim().is_empty() {
+                            self.path_text = name;
+                        }
+                    }
                 });
             }
             if let Some(n) = &self.notice {
