@@ -656,3 +656,36 @@ fn cancelling_an_export_leaves_no_file() {
     assert!(!out.exists(), "nothing under the final name");
     assert!(no_partial_files(f._dir.path()), "the temporary file is removed");
 }
+
+#[test]
+fn peak_and_off_season_averages_count_only_days_with_history() {
+    use switchboard::engine::console::{ConsoleCommand, ConsoleEvent, UsageMetric, UsageQuery};
+    let f = fixture();
+    seed_usage(&f.store);
+    let (handle, mut events) =
+        console::spawn(f._rt.handle(), f.store.clone(), Arc::new(SystemClock), QuotaPolicy::default(), Arc::new(|| {}));
+    let today = Utc::now().date_naive();
+    let q = UsageQuery {
+        from: today - chrono::Duration::days(364),
+        to: today,
+        dimension: switchboard::store::UsageDimension::Route,
+        metric: UsageMetric::Requests,
+        max_points: 400,
+    };
+    handle.send(ConsoleCommand::LoadUsage(q)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let v = loop {
+        assert!(Instant::now() < deadline, "no usage view");
+        if let Some(ConsoleEvent::Usage(v)) = events.try_next() {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // Two requests every day since the first of the month two months ago, none before.
+    let first = switchboard::engine::analytics::add_months(today, -2);
+    assert_eq!(v.peak_days + v.off_days, (today - first).num_days() as usize + 1, "the empty months before are not counted");
+    for (days, avg) in [(v.peak_days, v.peak_daily_avg), (v.off_days, v.off_daily_avg)] {
+        assert!(days == 0 || avg == 2.0, "{avg} requests a day over {days} days");
+    }
+    assert_eq!(v.monthly.iter().map(|m| m.value).sum::<f64>(), v.total);
+}

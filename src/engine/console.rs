@@ -470,6 +470,7 @@ pub struct UsageView {
     pub series: Vec<Series>,
     pub monthly: Vec<MonthBar>,
     pub total: f64,
+    /// Averages per day over the days from the first usage in the range on.
     pub peak_daily_avg: f64,
     pub off_daily_avg: f64,
     pub peak_days: usize,
@@ -1389,13 +1390,16 @@ impl Service {
         let season = &self.policy.season;
         let mut monthly: Vec<MonthBar> = Vec::new();
         let (mut peak_sum, mut off_sum, mut peak_days, mut off_days) = (0.0, 0.0, 0, 0);
+        // Days before the first usage in the range are not history yet: counting
+        // them would dilute one season's average more than the other's.
+        let first_used = per_day.iter().position(|v| *v != 0.0).unwrap_or(per_day.len());
         for (i, v) in per_day.iter().enumerate() {
             let d = q.from + Duration::days(i as i64);
             let peak = season.is_peak(d);
-            if peak {
+            if i >= first_used && peak {
                 peak_sum += v;
                 peak_days += 1;
-            } else {
+            } else if i >= first_used {
                 off_sum += v;
                 off_days += 1;
             }
