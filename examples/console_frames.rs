@@ -65,7 +65,8 @@ fn main() -> anyhow::Result<()> {
     for view in [View::Usage, View::Suppliers] {
         let launched = Instant::now();
         let (handle, events) = console::spawn(rt.handle(), store.clone(), Arc::new(SystemClock), QuotaPolicy::default(), Arc::new(|| {}));
-        let app = ConsoleApp::new(handle, events, AppOptions { db_label: "bench".into(), start_view: Some(view), demo: None }, None);
+        let app =
+            ConsoleApp::new(handle, events, AppOptions { db_label: "bench".into(), start_view: Some(view), ..Default::default() }, None);
         let mut h = Harness::builder()
             .with_size(egui::vec2(1360.0, 860.0))
             .with_context_setup(switchboard::ui::theme::install)

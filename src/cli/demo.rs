@@ -142,7 +142,7 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
         handle,
         events,
         repaint,
-        app: crate::ui::AppOptions { db_label: label, start_view: args.view, demo: demo.map(|(cfg, _)| cfg) },
+        app: crate::ui::AppOptions { db_label: label, start_view: args.view, demo: demo.map(|(cfg, _)| cfg), ..Default::default() },
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     if let Some(dir) = temp_dir {

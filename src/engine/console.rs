@@ -14,6 +14,11 @@
 //! router and the gateway's URL) the service also runs key and token commands
 //! and, while the UI watches ([`ConsoleCommand::WatchLive`]), pushes a
 //! [`LiveSnapshot`] about once a second — only when it changed.
+//!
+//! The Usage & cost view's projections run through the
+//! [`AnalyticsService`] (a newer request cancels the running query), and its
+//! CSV export runs [`export_usage`] on the blocking pool, one at a time,
+//! with progress events and cancellation ([`ConsoleCommand::ExportUsage`]).
 
 use crate::domain::breaker::BreakerState;
 use crate::domain::quota::month_start;
@@ -22,7 +27,12 @@ use crate::domain::{
     AccountOwner, AiMode, Clock, NewSupplier, ProviderAccount, ProviderKind, QuotaPolicy, QuotaStatus, Supplier, SupplierId, Tier,
     ValidationStatus, VendorType,
 };
+use crate::engine::analytics::{
+    AnalyticsAnswer, AnalyticsError, AnalyticsQuery, AnalyticsResult, AnalyticsService, CancelHandle, Dimension, Granularity,
+    ProjectionMethod, ProjectionReport, SeriesQuery, TimeSeries, add_months,
+};
 use crate::engine::demo::{DemoConfig, DemoSummary, generate};
+use crate::engine::export::{ExportError, ExportOptions, ExportProgress, ExportSummary, export_usage};
 use crate::engine::keys::{KeyError, KeyService, NewKey, Validation};
 use crate::engine::router::{Router, RouterEvent};
 use crate::store::{
@@ -60,9 +70,13 @@ pub enum Channel {
     Keys,
     /// Key and token actions: never superseded, always delivered.
     KeyWrite,
+    /// The Usage & cost view's projections.
+    Projections,
+    /// CSV export: never superseded (progress, then the result).
+    Export,
 }
 
-const CHANNELS: usize = 11;
+const CHANNELS: usize = 13;
 
 impl Channel {
     const ALL: [Channel; CHANNELS] = [
@@ -77,6 +91,8 @@ impl Channel {
         Channel::Live,
         Channel::Keys,
         Channel::KeyWrite,
+        Channel::Projections,
+        Channel::Export,
     ];
 
     fn index(self) -> usize {
@@ -85,7 +101,7 @@ impl Channel {
 
     /// Whether a newer command on this channel makes older ones stale.
     pub fn supersedes(self) -> bool {
-        !matches!(self, Channel::Write | Channel::Demo | Channel::Live | Channel::KeyWrite)
+        !matches!(self, Channel::Write | Channel::Demo | Channel::Live | Channel::KeyWrite | Channel::Export)
     }
 }
 
@@ -186,6 +202,16 @@ pub enum ConsoleCommand {
     },
     IssueToken(SupplierId),
     RevokeToken(TokenId),
+    /// Month-end and next-three-months projections as of a day (the last day
+    /// of data to use); cancels a projection still running.
+    LoadProjections {
+        as_of: NaiveDate,
+    },
+    /// Writes usage as CSV: `ExportProgress` events, then `ExportDone`,
+    /// `ExportExists`, `ExportCancelled` or `Failed`. One export at a time.
+    ExportUsage(ExportOptions),
+    /// Stops the running export; nothing is left under its file name.
+    CancelExport,
 }
 
 impl ConsoleCommand {
@@ -207,6 +233,8 @@ impl ConsoleCommand {
             | ConsoleCommand::RemoveKey { .. }
             | ConsoleCommand::IssueToken(_)
             | ConsoleCommand::RevokeToken(_) => Channel::KeyWrite,
+            ConsoleCommand::LoadProjections { .. } => Channel::Projections,
+            ConsoleCommand::ExportUsage(_) | ConsoleCommand::CancelExport => Channel::Export,
         }
     }
 }
@@ -274,6 +302,16 @@ pub enum ConsoleEvent {
     TokenRevoked {
         hint: String,
     },
+    Projections(Arc<ProjectionsView>),
+    /// Rows written so far by the running export.
+    ExportProgress(ExportProgress),
+    ExportDone(ExportSummary),
+    /// The file exists and overwriting was not asked for; nothing was written.
+    ExportExists {
+        path: std::path::PathBuf,
+    },
+    /// The export was cancelled; nothing was written under its name.
+    ExportCancelled,
     /// A command failed; `message` is a sentence for the user.
     Failed {
         channel: Channel,
@@ -432,6 +470,7 @@ pub struct UsageView {
     pub series: Vec<Series>,
     pub monthly: Vec<MonthBar>,
     pub total: f64,
+    /// Averages per day over the days from the first usage in the range on.
     pub peak_daily_avg: f64,
     pub off_daily_avg: f64,
     pub peak_days: usize,
@@ -561,6 +600,132 @@ pub struct KeysView {
     /// Why the keychain cannot be used now (the vault's own sentence).
     pub vault_error: Option<String>,
     pub demo: bool,
+}
+
+/// One month's usage, all suppliers together (actual or projected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonthUsage {
+    /// The first of the month.
+    pub month: NaiveDate,
+    pub tokens: u64,
+    pub cost_micros: i64,
+}
+
+/// A supplier projected to exceed its platform quota before the month ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlaggedSupplier {
+    pub id: SupplierId,
+    pub name: String,
+    pub tier: Tier,
+    /// Platform-quota tokens used so far this month.
+    pub used: u64,
+    /// Platform-quota tokens projected by the end of the month.
+    pub projected: u64,
+    /// This month's quota (seasonal).
+    pub quota: u64,
+    /// When the quota runs (or ran) out.
+    pub runs_out: Option<NaiveDate>,
+    /// How its rest of the month was projected, in words.
+    pub method: String,
+    pub history_months: u32,
+}
+
+/// The projections section of the Usage & cost view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectionsView {
+    /// The last day of data used.
+    pub as_of: NaiveDate,
+    /// The complete months before `as_of`'s month (up to twelve), actual.
+    pub history: Vec<MonthUsage>,
+    /// `as_of`'s month so far, actual.
+    pub to_date: MonthUsage,
+    /// `as_of`'s month projected to its end, then the next three months.
+    pub projected: Vec<MonthUsage>,
+    /// How many suppliers were projected with each method, most used first.
+    pub methods: Vec<(String, usize)>,
+    /// The longest history any supplier has, in whole months.
+    pub max_history_months: u32,
+    pub flagged: Vec<FlaggedSupplier>,
+    /// Every supplier (id, name) by name, for the export's supplier choice.
+    pub suppliers: Vec<(SupplierId, String)>,
+}
+
+/// A projection method in words.
+pub fn method_label(m: &ProjectionMethod) -> String {
+    match m {
+        ProjectionMethod::SeasonalTrend { token_trend, .. } => format!("same month last year × trend {token_trend:.2}"),
+        ProjectionMethod::RecentAverage { months: 1 } => "last month's daily average".into(),
+        ProjectionMethod::RecentAverage { months } => format!("daily average of the last {months} months"),
+        ProjectionMethod::MonthToDate => "this month's daily rate so far".into(),
+        ProjectionMethod::NoHistory => "no usage yet".into(),
+    }
+}
+
+fn method_kind(m: &ProjectionMethod) -> &'static str {
+    match m {
+        ProjectionMethod::SeasonalTrend { .. } => "seasonal trend",
+        ProjectionMethod::RecentAverage { .. } => "recent average",
+        ProjectionMethod::MonthToDate => "month to date",
+        ProjectionMethod::NoHistory => "no history",
+    }
+}
+
+/// Sums the per-supplier report into the view (money stays integer micro-dollars).
+fn projections_view(r: ProjectionReport, history: TimeSeries) -> ProjectionsView {
+    let this_month = r.as_of.with_day(1).unwrap_or(r.as_of);
+    let total = history.series.first();
+    let month_of = |i: usize, m: NaiveDate| MonthUsage {
+        month: m,
+        tokens: total.and_then(|s| s.tokens.get(i)).copied().unwrap_or(0),
+        cost_micros: total.and_then(|s| s.cost.get(i)).map(|c| c.0).unwrap_or(0),
+    };
+    let history_months: Vec<MonthUsage> =
+        history.buckets.iter().enumerate().filter(|(_, m)| **m < this_month).map(|(i, m)| month_of(i, *m)).collect();
+    let mut to_date = MonthUsage { month: this_month, tokens: 0, cost_micros: 0 };
+    let mut projected: Vec<MonthUsage> =
+        (0..4).map(|i| MonthUsage { month: add_months(this_month, i), tokens: 0, cost_micros: 0 }).collect();
+    let mut methods: HashMap<&'static str, usize> = HashMap::new();
+    let mut flagged = Vec::new();
+    for s in &r.suppliers {
+        let e = &s.month_end;
+        to_date.tokens += e.to_date_tokens;
+        to_date.cost_micros += e.to_date_cost.0;
+        projected[0].tokens += e.month.tokens;
+        projected[0].cost_micros += e.month.cost.0;
+        for (p, m) in projected[1..].iter_mut().zip(&s.next_months) {
+            p.tokens += m.tokens;
+            p.cost_micros += m.cost.0;
+        }
+        *methods.entry(method_kind(&s.method)).or_default() += 1;
+        if s.exceeds_quota_this_month {
+            flagged.push(FlaggedSupplier {
+                id: s.supplier_id,
+                name: s.name.clone(),
+                tier: s.tier,
+                used: e.to_date_quota_tokens,
+                projected: e.month.quota_tokens,
+                quota: e.month.quota,
+                runs_out: e.quota_exhausted_on,
+                method: if e.rest_of_month.starts_with("month-to-date") { e.rest_of_month.clone() } else { method_label(&s.method) },
+                history_months: s.history_months,
+            });
+        }
+    }
+    flagged.sort_by(|a, b| a.runs_out.cmp(&b.runs_out).then_with(|| b.projected.cmp(&a.projected)).then_with(|| a.name.cmp(&b.name)));
+    let mut methods: Vec<(String, usize)> = methods.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+    methods.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut suppliers: Vec<(SupplierId, String)> = r.suppliers.iter().map(|s| (s.supplier_id, s.name.clone())).collect();
+    suppliers.sort_by(|a, b| a.1.to_lowercase().cmp(&b.1.to_lowercase()).then(a.0.cmp(&b.0)));
+    ProjectionsView {
+        as_of: r.as_of,
+        history: history_months,
+        to_date,
+        projected,
+        methods,
+        max_history_months: r.suppliers.iter().map(|s| s.history_months).max().unwrap_or(0),
+        flagged,
+        suppliers,
+    }
 }
 
 /// Days since 1970-01-01, the x coordinate of every date axis.
@@ -755,6 +920,9 @@ pub fn spawn_with(
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let gens = Arc::new(Generations::default());
     let service = Arc::new(Service {
+        analytics: AnalyticsService::new(store.clone(), crate::domain::PricingTable::builtin(), policy.clone()),
+        projections: Mutex::new(Vec::new()),
+        export: Mutex::new(None),
         store,
         clock,
         policy,
@@ -805,6 +973,23 @@ pub fn spawn_with(
                 service.fresh.store(on, Ordering::SeqCst);
                 continue;
             }
+            let cmd = match cmd {
+                ConsoleCommand::LoadProjections { as_of } => {
+                    service.start_projections(as_of, ticket, out.clone());
+                    continue;
+                }
+                ConsoleCommand::ExportUsage(opts) => {
+                    service.start_export(opts, ticket, out.clone());
+                    continue;
+                }
+                ConsoleCommand::CancelExport => {
+                    if let Some(c) = service.export.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                        c.cancel();
+                    }
+                    continue;
+                }
+                cmd => cmd,
+            };
             if matches!(cmd.channel(), Channel::Keys | Channel::KeyWrite) {
                 let (svc, out) = (service.clone(), out.clone());
                 let channel = ticket.channel;
@@ -867,6 +1052,11 @@ struct Service {
     watching: AtomicBool,
     /// Send the next snapshot even if it did not change (a view just became visible).
     fresh: AtomicBool,
+    analytics: AnalyticsService,
+    /// The running projection queries, cancelled by the next request.
+    projections: Mutex<Vec<CancelHandle>>,
+    /// The running export's cancel handle (one export at a time).
+    export: Mutex<Option<CancelHandle>>,
 }
 
 /// The installed live services and the router events collected so far.
@@ -936,7 +1126,10 @@ impl Service {
             | ConsoleCommand::RotateKey { .. }
             | ConsoleCommand::RemoveKey { .. }
             | ConsoleCommand::IssueToken(_)
-            | ConsoleCommand::RevokeToken(_) => return Err("internal: this command runs on its own task".into()),
+            | ConsoleCommand::RevokeToken(_)
+            | ConsoleCommand::LoadProjections { .. }
+            | ConsoleCommand::ExportUsage(_)
+            | ConsoleCommand::CancelExport => return Err("internal: this command runs on its own task".into()),
         })
     }
 
@@ -1197,13 +1390,16 @@ impl Service {
         let season = &self.policy.season;
         let mut monthly: Vec<MonthBar> = Vec::new();
         let (mut peak_sum, mut off_sum, mut peak_days, mut off_days) = (0.0, 0.0, 0, 0);
+        // Days before the first usage in the range are not history yet: counting
+        // them would dilute one season's average more than the other's.
+        let first_used = per_day.iter().position(|v| *v != 0.0).unwrap_or(per_day.len());
         for (i, v) in per_day.iter().enumerate() {
             let d = q.from + Duration::days(i as i64);
             let peak = season.is_peak(d);
-            if peak {
+            if i >= first_used && peak {
                 peak_sum += v;
                 peak_days += 1;
-            } else {
+            } else if i >= first_used {
                 off_sum += v;
                 off_days += 1;
             }
@@ -1238,6 +1434,81 @@ impl Service {
         let truncated = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         Ok(AuditView { rows, actions: self.store.audit_actions().map_err(msg)?, truncated })
+    }
+}
+
+/// Projections and CSV export: analytics queries and the export run on the
+/// blocking pool, each cancellable.
+impl Service {
+    /// Cancels the projection still running, then runs the projections and
+    /// twelve months of monthly totals (the chart's history) side by side.
+    fn start_projections(self: &Arc<Self>, as_of: NaiveDate, ticket: Ticket, out: Outbox) {
+        let this_month = as_of.with_day(1).unwrap_or(as_of);
+        let report = self.analytics.spawn(AnalyticsQuery::Projections { as_of });
+        let history = self.analytics.spawn(AnalyticsQuery::Series(SeriesQuery::new(
+            add_months(this_month, -12),
+            as_of,
+            Granularity::Month,
+            Dimension::Total,
+        )));
+        {
+            let mut running = self.projections.lock().unwrap_or_else(|e| e.into_inner());
+            for c in running.drain(..) {
+                c.cancel();
+            }
+            running.extend([report.cancel.clone(), history.cancel.clone()]);
+        }
+        let joined = |r: Result<AnalyticsResult<AnalyticsAnswer>, tokio::task::JoinError>| {
+            r.unwrap_or_else(|e| Err(AnalyticsError::Invalid(format!("the projection failed unexpectedly ({e}); try again"))))
+        };
+        tokio::spawn(async move {
+            let (r, h) = (joined(report.result.await), joined(history.result.await));
+            let ev = match (r, h) {
+                (Err(AnalyticsError::Cancelled), _) | (_, Err(AnalyticsError::Cancelled)) => return,
+                (Ok(AnalyticsAnswer::Projections(r)), Ok(AnalyticsAnswer::Series(h))) => {
+                    ConsoleEvent::Projections(Arc::new(projections_view(r, h)))
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    ConsoleEvent::Failed { channel: Channel::Projections, message: format!("the projections could not be computed: {e}") }
+                }
+                _ => ConsoleEvent::Failed { channel: Channel::Projections, message: "internal: unexpected analytics answer".into() },
+            };
+            out.send(ticket, ev);
+        });
+    }
+
+    /// Runs one export on the blocking pool; refuses a second one while it runs.
+    fn start_export(self: &Arc<Self>, opts: ExportOptions, ticket: Ticket, out: Outbox) {
+        let cancel = CancelHandle::new();
+        {
+            let mut running = self.export.lock().unwrap_or_else(|e| e.into_inner());
+            if running.is_some() {
+                let message = "an export is already running; wait for it to finish or cancel it first".to_string();
+                out.send(ticket, ConsoleEvent::Failed { channel: Channel::Export, message });
+                return;
+            }
+            *running = Some(cancel.clone());
+        }
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let (store, progress_out) = (svc.store.clone(), out.clone());
+            let res = tokio::task::spawn_blocking(move || {
+                export_usage(&store, &opts, &cancel, |p| progress_out.send(ticket, ConsoleEvent::ExportProgress(p)))
+            })
+            .await;
+            *svc.export.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let ev = match res {
+                Ok(Ok(summary)) => ConsoleEvent::ExportDone(summary),
+                Ok(Err(ExportError::Exists(path))) => ConsoleEvent::ExportExists { path },
+                Ok(Err(ExportError::Cancelled)) => ConsoleEvent::ExportCancelled,
+                Ok(Err(e)) => ConsoleEvent::Failed { channel: Channel::Export, message: format!("the export failed: {e}") },
+                Err(e) => ConsoleEvent::Failed {
+                    channel: Channel::Export,
+                    message: format!("the export failed unexpectedly ({e}); nothing was written under its name. Try again"),
+                },
+            };
+            out.send(ticket, ev);
+        });
     }
 }
 

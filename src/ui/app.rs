@@ -22,6 +22,8 @@ pub struct AppOptions {
     pub start_view: Option<View>,
     /// Demo mode: write this demo history first, showing progress.
     pub demo: Option<DemoConfig>,
+    /// Where the usage CSV export asks for a file (the native dialog unless a test injects one).
+    pub save_dialog: views::export::SaveDialog,
 }
 
 /// What survives a restart (eframe storage; window size is kept by eframe).
@@ -61,6 +63,7 @@ pub struct ConsoleApp {
 }
 
 const SEARCH: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::F);
+const EXPORT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::E);
 const VIEW_KEYS: [Key; 9] = [Key::Num1, Key::Num2, Key::Num3, Key::Num4, Key::Num5, Key::Num6, Key::Num7, Key::Num8, Key::Num9];
 
 impl ConsoleApp {
@@ -91,7 +94,7 @@ impl ConsoleApp {
             watching_live: false,
             first_frame_done: false,
             quotas: Default::default(),
-            usage: views::usage::State::new(saved.usage),
+            usage: views::usage::State::new(saved.usage, opts.save_dialog),
             audit: Default::default(),
         }
     }
@@ -115,6 +118,10 @@ impl ConsoleApp {
             }
             self.suppliers.focus_search = true;
             self.audit.focus_search = true;
+        }
+        if ctx.input_mut(|i| i.consume_shortcut(&EXPORT)) {
+            self.view = View::Usage;
+            self.usage.open_export();
         }
         for (i, key) in VIEW_KEYS.iter().enumerate().take(View::ALL.len()) {
             if ctx.input_mut(|inp| inp.consume_key(Modifiers::COMMAND, *key)) {
@@ -185,7 +192,15 @@ impl ConsoleApp {
             | ConsoleEvent::SupplierDetail(_)
             | ConsoleEvent::Failed { channel: Channel::Suppliers | Channel::SupplierDetail, .. }) => self.suppliers.on_event(ev),
             ev @ (ConsoleEvent::Quota(_) | ConsoleEvent::Failed { channel: Channel::Quota, .. }) => self.quotas.on_event(ev),
-            ev @ (ConsoleEvent::Usage(_) | ConsoleEvent::Failed { channel: Channel::Usage, .. }) => self.usage.on_event(ev),
+            ev @ (ConsoleEvent::Usage(_)
+            | ConsoleEvent::Projections(_)
+            | ConsoleEvent::ExportProgress(_)
+            | ConsoleEvent::ExportDone(_)
+            | ConsoleEvent::ExportExists { .. }
+            | ConsoleEvent::ExportCancelled
+            | ConsoleEvent::Failed { channel: Channel::Usage | Channel::Projections | Channel::Export, .. }) => {
+                self.usage.on_event(ev, &mut self.toasts)
+            }
             ev @ (ConsoleEvent::Audit(_) | ConsoleEvent::Failed { channel: Channel::Audit, .. }) => self.audit.on_event(ev),
         }
     }
@@ -293,7 +308,7 @@ impl ConsoleApp {
                 }
                 Demo::Off => {}
             }
-            ui.label(RichText::new("Ctrl+F search · Ctrl+1–6 views").small().color(p.muted));
+            ui.label(RichText::new("Ctrl+F search · Ctrl+E export · Ctrl+1–6 views").small().color(p.muted));
         });
     }
 }

@@ -15,6 +15,7 @@ pub mod views;
 
 pub use app::{AppOptions, ConsoleApp};
 pub use views::View;
+pub use views::export::{SaveDialog, SaveRequest};
 
 use crate::engine::console::{ConsoleEvents, ConsoleHandle, Repaint};
 use std::sync::{Arc, OnceLock};

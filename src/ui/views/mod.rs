@@ -5,8 +5,10 @@
 
 pub mod audit;
 pub mod charts;
+pub mod export;
 pub mod keys;
 pub mod overview;
+pub mod projections;
 pub mod quotas;
 pub mod suppliers;
 pub mod usage;

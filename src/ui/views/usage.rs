@@ -1,13 +1,17 @@
 //! Usage & cost: daily usage over chosen dates, split by provider, model,
 //! route, request type or vendor type; totals per group; months side by side
-//! with the peak season marked, and peak vs off-season daily averages.
-//! (Reads the daily rollups today; the analytics engine will replace the query.)
+//! with the peak season marked, and peak vs off-season daily averages;
+//! projections (see [`super::projections`]) and the CSV export panel (see
+//! [`super::export`]). The charts read the daily rollups; projections come
+//! from the analytics engine, recomputed when the end date changes.
 
 use super::charts::{Unit, category_plot, date_plot};
+use super::export::{Panel, SaveDialog};
 use super::{Cx, empty_state, error_box, header, loading, text_field};
-use crate::engine::console::{ConsoleCommand, ConsoleEvent, UsageMetric, UsageQuery, UsageView};
+use crate::engine::console::{Channel, ConsoleCommand, ConsoleEvent, ProjectionsView, UsageMetric, UsageQuery, UsageView};
 use crate::store::UsageDimension;
 use crate::ui::theme;
+use crate::ui::toasts::Toasts;
 use chrono::{Duration, NaiveDate};
 use egui::{RichText, Ui};
 use egui_plot::{Bar, BarChart, Line};
@@ -59,10 +63,15 @@ pub struct State {
     error: Option<String>,
     pub dirty: bool,
     sent: Option<UsageQuery>,
+    projections: Option<Arc<ProjectionsView>>,
+    projections_error: Option<String>,
+    /// The `as_of` day of the last projections asked for.
+    projections_sent: Option<NaiveDate>,
+    pub export: Panel,
 }
 
 impl State {
-    pub fn new(p: Persisted) -> Self {
+    pub fn new(p: Persisted, save_dialog: SaveDialog) -> Self {
         let today = chrono::Utc::now().date_naive();
         State {
             p,
@@ -73,19 +82,40 @@ impl State {
             error: None,
             dirty: true,
             sent: None,
+            projections: None,
+            projections_error: None,
+            projections_sent: None,
+            export: Panel::new(save_dialog),
         }
+    }
+
+    /// Opens the export panel with the view's dates (Ctrl+E, "Export CSV…").
+    pub fn open_export(&mut self) {
+        let today = chrono::Utc::now().date_naive();
+        let (from, to) = self.dates(today).unwrap_or((today - Duration::days(29), today));
+        self.export.open_with(from, to);
     }
 
     pub fn persisted(&self) -> Persisted {
         self.p.clone()
     }
 
-    pub fn on_event(&mut self, ev: ConsoleEvent) {
+    pub fn on_event(&mut self, ev: ConsoleEvent, toasts: &mut Toasts) {
         match ev {
             ConsoleEvent::Usage(v) => {
                 self.data = Some(v);
                 self.error = None;
             }
+            ConsoleEvent::Projections(v) => {
+                self.projections = Some(v);
+                self.projections_error = None;
+            }
+            ConsoleEvent::Failed { channel: Channel::Projections, message } => self.projections_error = Some(message),
+            ev @ (ConsoleEvent::ExportProgress(_)
+            | ConsoleEvent::ExportDone(_)
+            | ConsoleEvent::ExportExists { .. }
+            | ConsoleEvent::ExportCancelled
+            | ConsoleEvent::Failed { channel: Channel::Export, .. }) => self.export.on_event(ev, toasts),
             ConsoleEvent::Failed { message, .. } => self.error = Some(message),
             _ => {}
         }
@@ -130,7 +160,9 @@ fn unit(m: UsageMetric) -> Unit {
 
 pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     header(ui, "Usage & cost", "from the daily rollups");
-    controls(ui, st);
+    if controls(ui, st) {
+        st.open_export();
+    }
     let today = chrono::Utc::now().date_naive();
     if let Some((from, to)) = st.dates(today) {
         let q =
@@ -138,12 +170,20 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         let changed = st.sent.is_none_or(|s| {
             (s.from, s.to, s.dimension, s.metric) != (q.from, q.to, q.dimension, q.metric) || s.max_points.abs_diff(q.max_points) > 200
         });
-        if st.dirty || changed {
-            st.dirty = false;
+        let dirty = std::mem::take(&mut st.dirty);
+        if dirty || changed {
             st.sent = Some(q);
             cx.send(ConsoleCommand::LoadUsage(q));
         }
+        // Projections use the data up to the range's end (never past today).
+        let as_of = to.min(today);
+        if dirty || st.projections_sent != Some(as_of) {
+            st.projections_sent = Some(as_of);
+            cx.send(ConsoleCommand::LoadProjections { as_of });
+        }
     }
+    let suppliers = st.projections.as_ref().map(|p| p.suppliers.clone()).unwrap_or_default();
+    st.export.show(ui, cx, &suppliers);
     if let Some(e) = st.range_error.clone().or_else(|| st.error.clone()) {
         error_box(ui, &e);
     }
@@ -233,10 +273,18 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                 });
             });
         });
+        ui.add_space(theme::GAP_M);
+        match (&st.projections, &st.projections_error) {
+            (_, Some(e)) => error_box(ui, e),
+            (Some(pv), None) => super::projections::show(ui, pv, v.query.metric),
+            (None, None) => loading(ui, "Projecting month end and the next three months…"),
+        }
     });
 }
 
-fn controls(ui: &mut Ui, st: &mut State) {
+/// The filter bar; true when "Export CSV…" was clicked.
+fn controls(ui: &mut Ui, st: &mut State) -> bool {
+    let mut export = false;
     ui.horizontal_wrapped(|ui| {
         ui.label("Dates");
         for r in Range::ALL {
@@ -255,6 +303,9 @@ fn controls(ui: &mut Ui, st: &mut State) {
         for m in UsageMetric::ALL {
             ui.selectable_value(&mut st.p.metric, m, m.label());
         }
+        ui.separator();
+        export = ui.button("Export CSV…").on_hover_text("Export usage as a CSV file for spreadsheets (Ctrl+E)").clicked();
     });
     ui.add_space(theme::GAP_S);
+    export
 }
