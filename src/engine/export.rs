@@ -214,7 +214,8 @@ pub fn export_usage(
     let tmp = TempFile { path: dir.join(format!(".{name}.{}.partial", std::process::id())), done: false };
     let io_err = |e: std::io::Error| ExportError::Io { path: out.clone(), source: e };
     let file = File::options().write(true).create_new(true).open(&tmp.path).map_err(io_err)?;
-    let mut w = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(1 << 16, file));
+    let flusher = EarlyFlush::new(&file);
+    let mut w = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(1 << 16, FlushingFile { file, written: 0, flusher }));
     let csv_err = |e: csv::Error| match e.into_kind() {
         csv::ErrorKind::Io(io) => io_err(io),
         other => io_err(std::io::Error::other(format!("{other:?}"))),
@@ -302,7 +303,7 @@ pub fn export_usage(
         return Err(ExportError::Cancelled);
     }
     let file =
-        w.into_inner().map_err(|e| io_err(std::io::Error::other(e.to_string())))?.into_inner().map_err(|e| io_err(e.into_error()))?;
+        w.into_inner().map_err(|e| io_err(std::io::Error::other(e.to_string())))?.into_inner().map_err(|e| io_err(e.into_error()))?.file;
     file.sync_all().map_err(io_err)?;
     let bytes = file.metadata().map_err(io_err)?.len();
     drop(file);
@@ -315,8 +316,65 @@ pub fn export_usage(
 
 /// Rows per batch handed from the reading thread to the writing one, and how
 /// many full batches may wait (memory stays flat: a few MB at most).
-const BATCH_ROWS: usize = 2_048;
-const BATCHES_IN_FLIGHT: usize = 4;
+const BATCH_ROWS: usize = 8_192;
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Written bytes between two background `fdatasync`s.
+const FLUSH_EVERY: u64 = 16 << 20;
+
+/// The export file, which asks [`EarlyFlush`] to sync every [`FLUSH_EVERY`]
+/// bytes, so the disk writes overlap the export instead of all waiting for
+/// the final `fsync`.
+struct FlushingFile {
+    file: File,
+    written: u64,
+    flusher: Option<EarlyFlush>,
+}
+
+impl Write for FlushingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        let before = self.written / FLUSH_EVERY;
+        self.written += n as u64;
+        if self.written / FLUSH_EVERY != before
+            && let Some(f) = &self.flusher
+        {
+            f.poke();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A thread that runs `fdatasync` on a second handle of the export file when
+/// poked (pokes while it is busy are merged). Its errors are ignored: the
+/// final `fsync` reports any.
+struct EarlyFlush {
+    tx: std::sync::mpsc::SyncSender<()>,
+}
+
+impl EarlyFlush {
+    fn new(file: &File) -> Option<EarlyFlush> {
+        let clone = file.try_clone().ok()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("export-flush".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    let _ = clone.sync_data();
+                }
+            })
+            .ok()?;
+        Some(EarlyFlush { tx })
+    }
+
+    fn poke(&self) {
+        let _ = self.tx.try_send(());
+    }
+}
 
 /// Why the reading stage stopped early.
 enum Stage {
