@@ -258,12 +258,23 @@ impl HealthMonitor {
     }
 
     /// Runs `tick` forever every `loop_every` (spawn it; abort the task to stop).
+    /// Between ticks, live outcomes are taken in every 100 ms, so that heavy
+    /// traffic (thousands of requests a second) does not overflow the router's
+    /// outcome channel before the next tick.
     pub async fn run(self: Arc<Self>) {
         let mut t = tokio::time::interval(self.cfg.loop_every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain = tokio::time::interval(std::time::Duration::from_millis(100));
+        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            t.tick().await;
-            self.tick().await;
+            tokio::select! {
+                _ = t.tick() => {
+                    self.tick().await;
+                }
+                _ = drain.tick() => {
+                    self.drain_outcomes();
+                }
+            }
         }
     }
 
