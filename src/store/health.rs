@@ -123,6 +123,28 @@ impl Store {
         })
     }
 
+    /// The newest probe sample of every account that has one in the raw table
+    /// (the last 24 h by default), for a console without a running monitor.
+    pub fn health_last_probes(&self) -> StoreResult<Vec<HealthSampleRow>> {
+        self.with_conn(|c| {
+            // SQLite takes the bare columns from the row holding MAX(ts).
+            let mut st = c.prepare(
+                "SELECT account_id, MAX(ts), ok, latency_ms, error_class FROM health_samples WHERE source = 'probe' GROUP BY account_id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(HealthSampleRow {
+                    account: AccountId(r.get(0)?),
+                    at: DateTime::from_timestamp_millis(r.get(1)?).unwrap_or_default(),
+                    ok: r.get(2)?,
+                    latency_ms: r.get::<_, i64>(3)?.clamp(0, u32::MAX as i64) as u32,
+                    error_class: r.get(4)?,
+                    source: SampleSource::Probe,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
     /// Rolls raw samples older than the raw retention into fine buckets, fine
     /// buckets older than theirs into coarse buckets, and deletes coarse
     /// buckets older than a year; all in one transaction, so every sample is
