@@ -11,9 +11,12 @@
 //! by [`ConsoleEvents::try_next`], so the UI only ever sees the latest answer.
 //!
 //! With [`LiveServices`] (the key service, and in demo mode or `serve` the
-//! router and the gateway's URL) the service also runs key and token commands
-//! and, while the UI watches ([`ConsoleCommand::WatchLive`]), pushes a
-//! [`LiveSnapshot`] about once a second — only when it changed.
+//! router, the health monitor, the migration service and the gateway's URL)
+//! the service also runs key and token commands. Health and migration commands
+//! work with or without a runtime (see `health_view` and `migrations_view`).
+//! While the UI watches a live view ([`ConsoleCommand::Watch`]) the service
+//! refreshes it about once a second — the Overview's [`LiveSnapshot`], the
+//! [`HealthView`] or the [`MigrationsView`] — and sends it only when it changed.
 
 use crate::domain::breaker::BreakerState;
 use crate::domain::quota::month_start;
@@ -930,7 +933,7 @@ struct Outbox {
 }
 
 impl Outbox {
-    /// Live events answer the latest `WatchLive`, so `is_loading(Channel::Live)` settles.
+    /// Live events answer the latest `Watch`, so `is_loading(Channel::Live)` settles.
     fn live_ticket(&self) -> Ticket {
         Ticket { channel: Channel::Live, generation: self.gens.latest(Channel::Live) }
     }

@@ -14,7 +14,7 @@ use crate::ui::theme;
 use crate::ui::toasts::Toasts;
 use chrono::{DateTime, Utc};
 use egui::{Color32, RichText, Ui};
-use egui_plot::{Line, LineStyle};
+use egui_plot::{Line, LineStyle, Points};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -265,6 +265,9 @@ fn board_row(ui: &mut Ui, r: &HealthRow, chosen: bool, st: &mut State) {
     });
 }
 
+/// Below this many points a series is also drawn as markers.
+const SPARSE: usize = 40;
+
 fn charts(ui: &mut Ui, v: &HealthView, st: &mut State) {
     let p = *theme::palette(ui);
     let Some(c) = &v.chart else { return };
@@ -289,11 +292,18 @@ fn charts(ui: &mut Ui, v: &HealthView, st: &mut State) {
             time_plot(("health_latency", key), Unit::Millis, 200.0).include_x(c.from).include_x(c.to).show(ui, |pl| {
                 pl.add(Line::new("average", c.latency_avg.clone()).color(p.accent).width(1.8));
                 pl.add(Line::new("slowest", c.latency_max.clone()).color(p.warn).style(LineStyle::dashed_loose()).width(1.0));
+                // Markers keep sparse history (a few probes so far) visible.
+                if c.latency_avg.len() < SPARSE {
+                    pl.add(Points::new("average", c.latency_avg.clone()).color(p.accent).radius(2.5));
+                }
             });
             let ui = &mut cols[1];
             ui.label(RichText::new("Error rate").small().color(p.muted));
             time_plot(("health_errors", key), Unit::Percent, 200.0).include_x(c.from).include_x(c.to).include_y(5.0).show(ui, |pl| {
                 pl.add(Line::new("error rate", c.error_percent.clone()).color(p.danger).fill(0.0).fill_alpha(0.15).width(1.5));
+                if c.error_percent.len() < SPARSE {
+                    pl.add(Points::new("error rate", c.error_percent.clone()).color(p.danger).radius(2.5));
+                }
             });
         });
     });

@@ -288,6 +288,9 @@ fn detail(ui: &mut Ui, d: &MigrationDetail, st: &mut State, cx: &mut Cx<'_>) {
     });
 }
 
+/// Both timeline plots get the same y-axis width, so their linked time axes line up.
+const AXIS_WIDTH: f32 = 108.0;
+
 fn timeline(ui: &mut Ui, d: &MigrationDetail) {
     let p = *theme::palette(ui);
     let n = d.phases.len();
@@ -295,6 +298,10 @@ fn timeline(ui: &mut Ui, d: &MigrationDetail) {
     let labels: Vec<String> = d.phases.iter().map(|ph| format!("Phase {} · {} %", ph.index + 1, ph.percent)).collect();
     let mut planned = Vec::new();
     let mut actual = Vec::new();
+    // A phase that lasted seconds on a timeline of an hour still gets a visible bar.
+    let span =
+        d.phases.last().map(|ph| ph.planned[1]).unwrap_or(d.now).max(d.now) - d.phases.first().map(|ph| ph.planned[0]).unwrap_or(d.now);
+    let min_len = (span / 150.0).max(1.0);
     for ph in &d.phases {
         let when = |a: f64, b: f64| {
             let t = |x: f64| super::charts::time_of(x).map(|t| t.format("%d %b %H:%M").to_string()).unwrap_or_default();
@@ -315,12 +322,11 @@ fn timeline(ui: &mut Ui, d: &MigrationDetail) {
         );
         if let Some([a, b]) = ph.actual {
             actual.push(
-                Bar::new(y_of(ph.index) - 0.2, (b - a).max(1.0)).base_offset(a).width(0.32).fill(check_color(ui, ph.check)).name(format!(
-                    "Phase {} actual: {}\n{}",
-                    ph.index + 1,
-                    ph.check.label(),
-                    when(a, b)
-                )),
+                Bar::new(y_of(ph.index) - 0.2, (b - a).max(min_len))
+                    .base_offset(a)
+                    .width(0.32)
+                    .fill(check_color(ui, ph.check))
+                    .name(format!("Phase {} actual: {}\n{}", ph.index + 1, ph.check.label(), when(a, b))),
             );
         }
     }
@@ -337,13 +343,13 @@ fn timeline(ui: &mut Ui, d: &MigrationDetail) {
             }
             ticks.get(n.saturating_sub(1 + i as usize)).cloned().unwrap_or_default()
         })
-        .y_axis_min_width(96.0)
+        .y_axis_min_width(AXIS_WIDTH)
         .y_grid_spacer(move |_| (0..n).map(|i| egui_plot::GridMark { value: i as f64, step_size: 1.0 }).collect())
         .include_y(-0.6)
         .include_y(n as f64 - 0.4)
         .include_x(first)
         .include_x(last)
-        .legend(egui_plot::Legend::default().position(egui_plot::Corner::RightBottom))
+        .legend(egui_plot::Legend::default().position(egui_plot::Corner::RightTop))
         .link_axis(link, [true, false])
         .allow_drag([true, false])
         .allow_zoom([true, false])
@@ -359,6 +365,8 @@ fn timeline(ui: &mut Ui, d: &MigrationDetail) {
         });
     ui.label(RichText::new("Traffic on the new route").small().color(p.muted));
     time_plot(("migration_share", d.row.id), Unit::Percent, 110.0)
+        .y_axis_min_width(AXIS_WIDTH)
+        .legend(egui_plot::Legend::default().position(egui_plot::Corner::RightTop))
         .include_y(100.0)
         .include_x(first)
         .include_x(last)
