@@ -220,6 +220,10 @@ fn demo_mode_shows_progress_then_every_view_renders_its_data() {
 
     h.get_by_label("Quotas").click();
     wait_until(&mut h, "the quota chart", |h| shows(h, "Month-to-date usage against the monthly quota"));
+    h.get_by_label("Health").click();
+    wait_until(&mut h, "the health board", |h| shows(h, "Provider accounts (") && shows(h, "No health monitor runs in this console"));
+    h.get_by_label("Migrations").click();
+    wait_until(&mut h, "the migrations view", |h| shows(h, "No migrations yet"));
     h.get_by_label("Usage & cost").click();
     wait_until(&mut h, "the usage charts", |h| shows(h, "per day by provider"));
     h.get_by_label("Model").click();
@@ -729,4 +733,76 @@ fn health_and_migrations_views_are_in_the_navigation_and_on_the_command_line() {
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Num6);
     wait_until(&mut h, "the migrations view", |h| shows(h, "No migrations yet"));
     assert_eq!(h.state().view(), View::Migrations);
+}
+
+#[test]
+fn health_view_without_a_runtime_reads_the_stored_history_and_resolves_an_alert() {
+    use switchboard::domain::health::{AlertKind, SampleSource, Severity};
+    use switchboard::store::{HealthSampleRow, NewAlert};
+    let f = fixture();
+    let now = Utc::now();
+    let n = NewAccount {
+        owner: AccountOwner::Platform,
+        provider: ProviderKind::Anthropic,
+        label: "WedSync Anthropic".into(),
+        base_url: "http://127.0.0.1:9".into(),
+        azure: None,
+        default_model: "claude-3-5-haiku-latest".into(),
+    };
+    let acc = f.store.insert_account(&n, now).unwrap().id;
+    f.store.set_account_key(acc, Some("test-entry"), Some("sk-ant-…0001")).unwrap();
+    // A probe every 30 s for the last 20 minutes; the last four failed.
+    let rows: Vec<HealthSampleRow> = (0..40)
+        .map(|i| HealthSampleRow {
+            account: acc,
+            at: now - chrono::Duration::seconds(30 * (40 - i)),
+            ok: i < 36,
+            latency_ms: 180,
+            error_class: (i >= 36).then(|| "unreachable".to_string()),
+            source: SampleSource::Probe,
+        })
+        .collect();
+    f.store.insert_health_samples(&rows).unwrap();
+    let raised = f
+        .store
+        .raise_alert(
+            &NewAlert {
+                kind: AlertKind::ProviderDown,
+                condition_key: format!("down:account:{}", acc.0),
+                severity: Severity::Critical,
+                supplier_id: None,
+                account_id: Some(acc),
+                message: "WedSync Anthropic is down: 4 probes failed".into(),
+                escalated: false,
+            },
+            now,
+        )
+        .unwrap();
+    let id = match raised {
+        switchboard::store::Raised::New(a) => a.id,
+        other => panic!("{other:?}"),
+    };
+    let mut h = harness(&f, start(View::Health));
+    wait_until(&mut h, "the stored board", |h| shows(h, "Provider accounts (1)"));
+    assert!(shows(&h, "No health monitor runs in this console"));
+    assert!(shows(&h, "10.0 %"), "the error rate of the last hour from the history (4 of 40)");
+    assert!(shows(&h, "90.0 %"), "uptime over 24 h from the history");
+    assert!(shows(&h, "unreachable"), "the last probe's failure");
+    assert!(shows(&h, "40 samples"), "the chart reads the stored series");
+    assert!(shows(&h, "WedSync Anthropic is down"));
+    button(&h, "Acknowledge").click();
+    wait_until(&mut h, "the acknowledgement", |h| shows(h, &format!("Alert {id} acknowledged")));
+    wait_until(&mut h, "the resolve button", |h| {
+        h.query_by(|n| n.role() == egui::accesskit::Role::Button && n.label().as_deref() == Some("Resolve")).is_some()
+    });
+    button(&h, "Resolve").click();
+    wait_until(&mut h, "the resolution", |h| shows(h, &format!("Alert {id} resolved")));
+    wait_until(&mut h, "the empty open list", |h| shows(h, "No open alerts."));
+    let a = f.store.find_alert(id).unwrap().unwrap();
+    assert!(a.acknowledged_at.is_some() && a.resolved_at.is_some());
+    let audit = f.store.audit_entries(&AuditFilter { action_prefix: Some("alert.".into()), ..Default::default() }).unwrap();
+    let mut actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    actions.sort();
+    assert_eq!(actions, ["alert.acknowledge", "alert.resolve"]);
+    assert!(audit.iter().all(|e| e.account_id == Some(acc) && e.detail.contains(&format!("alert {id}"))));
 }

@@ -204,7 +204,8 @@ impl Service {
             ))
         });
         let chosen = match q.account {
-            Some(id) => rows.iter().find(|r| r.id == id),
+            // An account removed since it was chosen: show the worst one instead.
+            Some(id) => rows.iter().find(|r| r.id == id).or(rows.first()),
             None => rows.first(),
         };
         let chart = match chosen {

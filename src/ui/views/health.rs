@@ -101,6 +101,11 @@ fn when(t: DateTime<Utc>) -> String {
     t.format("%d %b %H:%M:%S").to_string()
 }
 
+/// A probe time: the time of day for today's (every probe of a live monitor), with the date otherwise.
+fn probe_time(t: DateTime<Utc>) -> String {
+    if t.date_naive() == Utc::now().date_naive() { t.format("%H:%M:%S").to_string() } else { t.format("%d %b %H:%M").to_string() }
+}
+
 fn ms(v: Option<u32>) -> String {
     v.map(|v| format!("{} ms", super::fmt_int(v as i64))).unwrap_or_else(|| "–".into())
 }
@@ -162,7 +167,7 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     }
 }
 
-const BOARD_WIDTHS: [f32; 9] = [96.0, 190.0, 100.0, 150.0, 120.0, 64.0, 64.0, 62.0, 76.0];
+const BOARD_WIDTHS: [f32; 9] = [92.0, 180.0, 96.0, 140.0, 120.0, 60.0, 60.0, 60.0, 70.0];
 
 fn board(ui: &mut Ui, v: &HealthView, st: &mut State) {
     let p = *theme::palette(ui);
