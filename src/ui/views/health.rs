@@ -260,10 +260,9 @@ fn board_row(ui: &mut Ui, r: &HealthRow, chosen: bool, st: &mut State) {
         let last = match &r.last_probe {
             _ if !r.has_key => RichText::new("no key: add one in Keys").color(p.warn),
             None => RichText::new("not probed yet").color(p.muted),
-            Some(pr) if pr.ok => RichText::new(format!("{} · ok in {} ms", when(pr.at), pr.latency_ms)),
-            Some(pr) => {
-                RichText::new(format!("{} · {}", when(pr.at), if pr.message.is_empty() { "failed" } else { &pr.message })).color(p.danger)
-            }
+            Some(pr) if pr.ok => RichText::new(format!("{} · ok in {} ms", probe_time(pr.at), pr.latency_ms)),
+            Some(pr) => RichText::new(format!("{} · {}", probe_time(pr.at), if pr.message.is_empty() { "failed" } else { &pr.message }))
+                .color(p.danger),
         };
         let full = last.text().to_string();
         ui.add(egui::Label::new(last).truncate()).on_hover_text(full);
