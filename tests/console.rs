@@ -615,10 +615,18 @@ fn starts_a_migration_with_a_wedding_warning_and_rolls_it_back() {
     f.store.set_account_key(own, Some("test-entry"), Some("sk-…0001")).unwrap();
     f.store.set_account_validation(own, ValidationStatus::Valid, "ok", now).unwrap();
     r.router.reload().unwrap();
+    // Try before you move: a parallel test against the simulator, stored as the CLI's `parallel-test` stores it.
+    let report = f._rt.block_on(switchboard::engine::parallel::run(&r.router, studio, own, &[])).unwrap();
+    assert_eq!(report.candidate.successes, report.candidate.requests);
     let svc = MigrationService::new(f.store.clone(), r.router.clone(), Arc::new(r.clock.clone())).unwrap();
     let live = r.live(&f, None, Some(svc.clone()));
     let mut h = harness_at(&f, Some(live), Arc::new(r.clock.clone()), View::Migrations);
     wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
+    // The stored report, side by side.
+    assert!(shows(&h, &format!("Test {} · Capture Moments", report.id)));
+    assert!(shows(&h, &format!("100 % success ({0} of {0})", report.candidate.requests)));
+    assert!(shows(&h, "Projected monthly saving"));
+    assert!(shows(&h, &format!("latency p50 {} ms", report.candidate.p50_ms)));
 
     h.get_by_label("Start a migration…").click();
     h.step();

@@ -222,9 +222,11 @@ impl Service {
         };
         let detail = selected.as_ref().map(|m| self.migration_detail(m, self.migration_row(m, &labels, &names), now));
         let mut parallel = Vec::new();
-        for (_, json) in self.store.parallel_tests(selected.as_ref().map(|m| m.supplier)).map_err(msg)? {
+        for (id, json) in self.store.parallel_tests(selected.as_ref().map(|m| m.supplier)).map_err(msg)? {
             // A report written by another version that no longer parses is left out.
-            if let Ok(report) = serde_json::from_str::<ParallelReport>(&json) {
+            if let Ok(mut report) = serde_json::from_str::<ParallelReport>(&json) {
+                // The JSON is written before its row id exists; the row's id is the report's.
+                report.id = id;
                 let supplier_name = names.get(&report.supplier).cloned().unwrap_or_else(|| format!("supplier {}", report.supplier));
                 parallel.push(ParallelRow { supplier_name, report });
             }

@@ -37,7 +37,7 @@ impl Default for State {
             error: None,
             dirty: false,
             account: None,
-            range: ChartRange::Day,
+            range: ChartRange::Hour,
             open_only: true,
             sent: None,
             acting: HashSet::new(),
