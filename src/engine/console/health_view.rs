@@ -170,10 +170,13 @@ impl Service {
                         (s.account, LastProbe { at: s.at, ok: s.ok, latency_ms: s.latency_ms, message })
                     })
                     .collect();
+                // Two queries for every account at once: the board is refreshed every second.
+                let end = now + Duration::milliseconds(1);
+                let hours = self.store.health_counts_all(now - Duration::hours(1), end).map_err(msg)?;
+                let days = self.store.health_counts_all(now - Duration::hours(24), end).map_err(msg)?;
                 let mut rows = Vec::with_capacity(accounts.len());
                 for a in &accounts {
-                    let hour = self.store.health_counts(a.id, now - Duration::hours(1), now + Duration::milliseconds(1)).map_err(msg)?;
-                    let day = self.store.health_counts(a.id, now - Duration::hours(24), now + Duration::milliseconds(1)).map_err(msg)?;
+                    let (hour, day) = (hours.get(&a.id).copied().unwrap_or_default(), days.get(&a.id).copied().unwrap_or_default());
                     rows.push(HealthRow {
                         id: a.id,
                         label: a.label.clone(),
