@@ -580,6 +580,7 @@ fn acknowledges_an_alert_from_the_health_view_and_audits_it() {
     assert!(shows(&h, "Venue OpenAI — latency and errors"), "the worst account's charts are shown first");
     wait_until(&mut h, "the alert list", |h| shows(h, &format!("Alerts ({} open)", open.len())));
     assert!(shows(&h, &newest.message));
+    assert!(shows(&h, "Venue OpenAI (Old Barn Venue): provider down"), "an alert names its account and owner");
     assert!(f.store.audit_entries(&AuditFilter { action_prefix: Some("alert.".into()), ..Default::default() }).unwrap().is_empty());
 
     // The newest alert is the first row: acknowledge it.

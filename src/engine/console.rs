@@ -41,7 +41,7 @@ pub use crate::domain::migration::RouteTarget;
 pub use crate::store::Alert;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use futures::future::BoxFuture;
-pub use health_view::{HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
+pub use health_view::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
 pub use migrations_view::{
     MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, ParallelRow, PhaseCheck, PhaseView, PlanSummary, PlanView,
 };

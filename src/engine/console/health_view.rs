@@ -78,6 +78,14 @@ pub struct HealthChart {
     pub samples: u64,
 }
 
+/// An alert with the names of what it is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    pub alert: Alert,
+    /// The account's label and owner, or the supplier's name; empty when neither applies.
+    pub subject: String,
+}
+
 /// Everything the Health view shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthView {
@@ -89,7 +97,7 @@ pub struct HealthView {
     pub rows: Vec<HealthRow>,
     pub chart: Option<HealthChart>,
     /// Newest first (open ones only when the query says so).
-    pub alerts: Vec<Alert>,
+    pub alerts: Vec<AlertRow>,
     pub open_alerts: usize,
 }
 
@@ -241,6 +249,18 @@ impl Service {
         let open_alerts = open.len();
         let mut alerts = if q.open_only { open } else { self.store.list_alerts(false, ALERTS_SHOWN).map_err(msg)? };
         alerts.truncate(ALERTS_SHOWN as usize);
+        let labels: HashMap<AccountId, (&str, AccountOwner)> = accounts.iter().map(|a| (a.id, (a.label.as_str(), a.owner))).collect();
+        let alerts = alerts
+            .into_iter()
+            .map(|alert| {
+                let subject = match (alert.account_id.and_then(|a| labels.get(&a)), alert.supplier_id) {
+                    (Some((label, owner)), _) => format!("{label} ({})", owner_name(*owner)),
+                    (None, Some(s)) => owner_name(AccountOwner::Supplier(s)),
+                    (None, None) => String::new(),
+                };
+                AlertRow { alert, subject }
+            })
+            .collect();
         Ok(HealthView {
             query: *q,
             monitored: monitor.is_some(),

@@ -8,7 +8,7 @@ use super::charts::{Unit, time_plot};
 use super::{Cx, cell, empty_state, error_box, header, loading, status_dot};
 use crate::domain::AccountId;
 use crate::domain::health::{Severity, Verdict};
-use crate::engine::console::{Alert, BreakerView, Channel, ConsoleCommand, ConsoleEvent, HealthQuery, HealthRow, HealthView};
+use crate::engine::console::{AlertRow, BreakerView, Channel, ConsoleCommand, ConsoleEvent, HealthQuery, HealthRow, HealthView};
 use crate::engine::health::ChartRange;
 use crate::ui::theme;
 use crate::ui::toasts::Toasts;
@@ -350,8 +350,9 @@ fn alerts_card(ui: &mut Ui, v: &HealthView, st: &mut State, cx: &mut Cx<'_>) {
     });
 }
 
-fn alert_row(ui: &mut Ui, a: &Alert, w: &[f32; 5], st: &mut State, cx: &mut Cx<'_>) {
+fn alert_row(ui: &mut Ui, row: &AlertRow, w: &[f32; 5], st: &mut State, cx: &mut Cx<'_>) {
     let p = *theme::palette(ui);
+    let a = &row.alert;
     ui.horizontal(|ui| {
         ui.set_height(theme::ROW_HEIGHT);
         cell(ui, w[0], RichText::new(a.severity.as_str()).strong().color(severity_color(ui, a.severity)));
@@ -385,7 +386,11 @@ fn alert_row(ui: &mut Ui, a: &Alert, w: &[f32; 5], st: &mut State, cx: &mut Cx<'
                 }
             }
         });
-        ui.add(egui::Label::new(format!("{} — {}", a.kind.as_str().replace('_', " "), a.message)).truncate())
-            .on_hover_text(format!("Alert {} · {}\n{}", a.id, a.condition_key, a.message));
+        let what = if row.subject.is_empty() {
+            format!("{} — {}", a.kind.as_str().replace('_', " "), a.message)
+        } else {
+            format!("{}: {} — {}", row.subject, a.kind.as_str().replace('_', " "), a.message)
+        };
+        ui.add(egui::Label::new(what).truncate()).on_hover_text(format!("Alert {} · {}\n{}", a.id, a.condition_key, a.message));
     });
 }

@@ -7,7 +7,7 @@
 //! and the supplier's parallel test reports side by side.
 
 use super::charts::{Unit, time_plot};
-use super::{Cx, cell, confirm, empty_state, error_box, fmt_money, header, loading, status_dot, text_field};
+use super::{Cx, Goto, cell, confirm, empty_state, error_box, fmt_money, header, loading, status_dot, text_field};
 use crate::domain::SupplierId;
 use crate::domain::migration::MigrationState;
 use crate::engine::console::{
@@ -240,6 +240,9 @@ fn detail(ui: &mut Ui, d: &MigrationDetail, st: &mut State, cx: &mut Cx<'_>) {
             ui.label(RichText::new(format!("Migration {} · {}", r.id, r.supplier_name)).size(16.0).strong());
             let (state, color) = state_style(ui, r.state);
             ui.label(RichText::new(state).strong().color(color));
+            if ui.link("Open supplier").clicked() {
+                cx.goto = Some(Goto::Supplier(r.supplier));
+            }
         });
         ui.add(
             egui::Label::new(RichText::new(format!("{} to {} · started {}", r.from, r.to, r.created_at.format("%Y-%m-%d %H:%M UTC"))))
