@@ -228,6 +228,10 @@ fn demo_mode_shows_progress_then_every_view_renders_its_data() {
 
     h.get_by_label("Quotas").click();
     wait_until(&mut h, "the quota chart", |h| shows(h, "Month-to-date usage against the monthly quota"));
+    h.get_by_label("Health").click();
+    wait_until(&mut h, "the health board", |h| shows(h, "Provider accounts (") && shows(h, "No health monitor runs in this console"));
+    h.get_by_label("Migrations").click();
+    wait_until(&mut h, "the migrations view", |h| shows(h, "No migrations yet"));
     h.get_by_label("Usage & cost").click();
     wait_until(&mut h, "the usage charts", |h| shows(h, "per day by provider"));
     h.get_by_label("Model").click();
@@ -312,7 +316,15 @@ fn adds_and_validates_a_key_against_the_simulator() {
         .unwrap();
     let rt = f._rt.block_on(Runtime::start(f.store.clone(), test_vault(), Arc::new(SystemClock), RuntimeOptions::default())).unwrap();
     let supplier = add_supplier(&f.store, "Capture Moments", Tier::Professional, VendorType::Photographer, &[]);
-    let live = LiveServices { keys: rt.keys.clone(), router: None, gateway_url: None, demo: false, keep_alive: Vec::new() };
+    let live = LiveServices {
+        keys: rt.keys.clone(),
+        router: None,
+        health: None,
+        migrations: None,
+        gateway_url: None,
+        demo: false,
+        keep_alive: Vec::new(),
+    };
     let mut h = live_harness(&f, live, View::Keys);
     wait_until(&mut h, "the keys view", |h| shows(h, "Platform accounts (0)"));
 
@@ -358,7 +370,15 @@ fn issues_a_token_once_and_keeps_only_its_hash() {
     let rt =
         f._rt.block_on(Runtime::start(f.store.clone(), Vault::demo_in_memory(), Arc::new(SystemClock), RuntimeOptions::default())).unwrap();
     let supplier = add_supplier(&f.store, "Willow Lane Estate", Tier::Scale, VendorType::Venue, &[]);
-    let live = LiveServices { keys: rt.keys.clone(), router: None, gateway_url: None, demo: true, keep_alive: Vec::new() };
+    let live = LiveServices {
+        keys: rt.keys.clone(),
+        router: None,
+        health: None,
+        migrations: None,
+        gateway_url: None,
+        demo: true,
+        keep_alive: Vec::new(),
+    };
     let mut h = live_harness(&f, live, View::Keys);
     wait_until(&mut h, "the keys view", |h| shows(h, "Gateway tokens (0 active)"));
     assert!(shows(&h, "Demo mode — simulator keys in memory"));
@@ -415,6 +435,8 @@ fn live_overview_shows_a_breaker_opening_during_a_simulated_outage() {
     let live = LiveServices {
         keys: demo.runtime.keys.clone(),
         router: Some(demo.runtime.router.clone()),
+        health: Some(demo.runtime.health.clone()),
+        migrations: Some(demo.runtime.migrations.clone()),
         gateway_url: Some("http://127.0.0.1:1".into()),
         demo: true,
         keep_alive: Vec::new(),
@@ -688,4 +710,370 @@ fn peak_and_off_season_averages_count_only_days_with_history() {
         assert!(days == 0 || avg == 2.0, "{avg} requests a day over {days} days");
     }
     assert_eq!(v.monthly.iter().map(|m| m.value).sum::<f64>(), v.total);
+}
+
+// ---- Health and migrations --------------------------------------------------
+
+use switchboard::domain::migration::{MigrationState, RouteTarget};
+use switchboard::domain::{AccountId, ManualClock, ValidationStatus};
+use switchboard::engine::health::{HealthMonitor, MonitorConfig};
+use switchboard::engine::keys::KeyService;
+use switchboard::engine::ledger::Ledger;
+use switchboard::engine::migrations::MigrationService;
+use switchboard::engine::router::{Router, RouterConfig};
+use switchboard::providers::{ApiKey, Providers, ProvidersConfig, RetryPolicy};
+use switchboard::sim::{DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY, SimHandle};
+use switchboard::store::NewAccount;
+
+/// A router on a manual clock over the fixture's store, with the simulator's demo accounts.
+struct Routed {
+    sim: SimHandle,
+    clock: ManualClock,
+    providers: Providers,
+    router: Arc<Router>,
+}
+
+fn routed(f: &Fixture, start: chrono::DateTime<Utc>) -> Routed {
+    let sim = f._rt.block_on(Simulator::start(SimConfig::demo())).unwrap();
+    let clock = ManualClock::new(start);
+    let providers = Providers::new(ProvidersConfig {
+        retry: RetryPolicy { max_attempts: 1, base_delay: Duration::from_millis(5), ..RetryPolicy::default() },
+        ..ProvidersConfig::default()
+    })
+    .unwrap();
+    let router = f._rt.block_on(async {
+        Router::new(
+            f.store.clone(),
+            providers.clone(),
+            Arc::new(PricingTable::builtin()),
+            Arc::new(clock.clone()),
+            Ledger::start(&f.store).unwrap(),
+            RouterConfig::default(),
+        )
+        .unwrap()
+    });
+    Routed { sim, clock, providers, router }
+}
+
+impl Routed {
+    fn account(&self, f: &Fixture, owner: AccountOwner, label: &str, key: &str) -> AccountId {
+        let n = NewAccount {
+            owner,
+            provider: ProviderKind::OpenAi,
+            label: label.into(),
+            base_url: self.sim.base_url().to_string(),
+            azure: None,
+            default_model: "gpt-4o-mini".into(),
+        };
+        let id = f.store.insert_account(&n, self.clock.now()).unwrap().id;
+        self.router.set_key(id, Some(ApiKey::new(key)));
+        self.router.reload().unwrap();
+        id
+    }
+
+    fn live(&self, f: &Fixture, health: Option<Arc<HealthMonitor>>, migrations: Option<Arc<MigrationService>>) -> LiveServices {
+        let keys =
+            KeyService::new(f.store.clone(), Vault::demo_in_memory(), Arc::new(self.providers.clone()), Arc::new(self.clock.clone()));
+        LiveServices {
+            keys: Arc::new(keys),
+            router: Some(self.router.clone()),
+            health,
+            migrations,
+            gateway_url: None,
+            demo: false,
+            keep_alive: Vec::new(),
+        }
+    }
+}
+
+use switchboard::domain::Clock;
+
+fn harness_at(f: &Fixture, live: Option<LiveServices>, clock: Arc<dyn Clock>, view: View) -> Harness<'static, ConsoleApp> {
+    let opts = ServiceOptions { live, after_demo: None };
+    let (handle, events) = console::spawn_with(f._rt.handle(), f.store.clone(), clock, QuotaPolicy::default(), Arc::new(|| {}), opts);
+    let app = ConsoleApp::new(handle, events, start(view), None);
+    Harness::builder()
+        .with_size(egui::vec2(1360.0, 860.0))
+        .with_context_setup(switchboard::ui::theme::install)
+        .build_ui_state(|ui, app: &mut ConsoleApp| app.frame(ui), app)
+}
+
+#[test]
+fn acknowledges_an_alert_from_the_health_view_and_audits_it() {
+    use switchboard::domain::health::{AlertKind, Verdict};
+    let f = fixture();
+    let r = routed(&f, Utc::now());
+    let venue = f
+        .store
+        .insert_supplier(&NewSupplier::new("Old Barn Venue", VendorType::Venue, Tier::Professional, AiMode::Client), Utc::now())
+        .unwrap()
+        .id;
+    r.account(&f, AccountOwner::Platform, "WedSync OpenAI", DEMO_OPENAI_KEY);
+    let client = r.account(&f, AccountOwner::Supplier(venue), "Venue OpenAI", DEMO_CLIENT_OPENAI_KEY);
+    let m = HealthMonitor::for_router(
+        r.router.clone(),
+        r.providers.clone(),
+        MonitorConfig { probe_timeout: std::time::Duration::from_secs(5), ..MonitorConfig::default() },
+    );
+    // Probe every account once (the manual clock stands in for 30 s of probing), then take the venue's provider down.
+    for _ in 0..=6 {
+        f._rt.block_on(m.tick());
+        r.clock.advance(chrono::Duration::seconds(5));
+    }
+    assert_eq!(m.verdict(client), Verdict::Healthy);
+    r.sim.set_outage("openai-client", true);
+    for _ in 0..=30 {
+        r.clock.advance(chrono::Duration::seconds(1));
+        f._rt.block_on(m.tick());
+        if m.verdict(client) == Verdict::Down {
+            break;
+        }
+    }
+    assert_eq!(m.verdict(client), Verdict::Down, "the outage is noticed within one probe interval");
+    let open = f.store.list_alerts(true, 100).unwrap();
+    let newest = open.first().expect("an open alert").clone();
+    assert!(open.iter().any(|a| a.kind == AlertKind::ProviderDown && a.account_id == Some(client)), "{open:?}");
+
+    let live = r.live(&f, Some(m.clone()), None);
+    let mut h = harness_at(&f, Some(live), Arc::new(r.clock.clone()), View::Health);
+    wait_until(&mut h, "the status board", |h| shows(h, "Provider accounts (2)"));
+    assert!(shows(&h, "1 down · 0 degraded"), "the board counts the down account");
+    assert!(shows(&h, "open ·"), "the venue's breaker is open with its time left");
+    assert!(shows(&h, "Venue OpenAI — latency and errors"), "the worst account's charts are shown first");
+    wait_until(&mut h, "the alert list", |h| shows(h, &format!("Alerts ({} open)", open.len())));
+    assert!(shows(&h, &newest.message));
+    assert!(shows(&h, "Venue OpenAI (Old Barn Venue): provider down"), "an alert names its account and owner");
+    assert!(f.store.audit_entries(&AuditFilter { action_prefix: Some("alert.".into()), ..Default::default() }).unwrap().is_empty());
+
+    // The newest alert is the first row: acknowledge it.
+    h.get_all_by(|n| n.role() == egui::accesskit::Role::Button && n.label().as_deref() == Some("Acknowledge")).next().unwrap().click();
+    wait_until(&mut h, "the acknowledgement", |h| shows(h, &format!("Alert {} acknowledged", newest.id)));
+    let a = f.store.find_alert(newest.id).unwrap().unwrap();
+    let at = a.acknowledged_at.expect("acknowledged");
+    assert!((at - r.clock.now()).num_milliseconds().abs() < 1_000, "acknowledged at the console's clock: {at}");
+    assert!(a.is_open(), "acknowledging stops the escalation; the alert stays open");
+    let others = f.store.list_alerts(false, 100).unwrap();
+    assert_eq!(others.iter().filter(|x| x.acknowledged_at.is_some()).count(), 1, "only the clicked alert changed");
+    let audit = f.store.audit_entries(&AuditFilter { action_prefix: Some("alert.".into()), ..Default::default() }).unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].action, "alert.acknowledge");
+    assert_eq!(audit[0].account_id, newest.account_id);
+    assert!(audit[0].detail.contains(&format!("alert {}", newest.id)), "{}", audit[0].detail);
+    wait_until(&mut h, "the acknowledged row", |h| shows(h, "acknowledged ") && shows(h, "Resolve"));
+    r.sim.set_outage("openai-client", false);
+}
+
+#[test]
+fn starts_a_migration_with_a_wedding_warning_and_rolls_it_back() {
+    // 23:30 the day before a wedding's 48 h window opens: starting is allowed,
+    // but the third phase would begin inside the window.
+    let now = chrono::DateTime::parse_from_rfc3339("2026-06-09T23:30:00Z").unwrap().with_timezone(&Utc);
+    let f = fixture();
+    let r = routed(&f, now);
+    let mut n = NewSupplier::new("Capture Moments", VendorType::Photographer, Tier::Professional, AiMode::Platform);
+    n.weddings = vec!["2026-06-12".parse().unwrap()];
+    let studio = f.store.insert_supplier(&n, now).unwrap().id;
+    r.account(&f, AccountOwner::Platform, "WedSync OpenAI", DEMO_OPENAI_KEY);
+    let own = r.account(&f, AccountOwner::Supplier(studio), "Studio OpenAI", DEMO_CLIENT_OPENAI_KEY);
+    f.store.set_account_key(own, Some("test-entry"), Some("sk-…0001")).unwrap();
+    f.store.set_account_validation(own, ValidationStatus::Valid, "ok", now).unwrap();
+    r.router.reload().unwrap();
+    // Try before you move: a parallel test against the simulator, stored as the CLI's `parallel-test` stores it.
+    let report = f._rt.block_on(switchboard::engine::parallel::run(&r.router, studio, own, &[])).unwrap();
+    assert_eq!(report.candidate.successes, report.candidate.requests);
+    let svc = MigrationService::new(f.store.clone(), r.router.clone(), Arc::new(r.clock.clone())).unwrap();
+    let live = r.live(&f, None, Some(svc.clone()));
+    let mut h = harness_at(&f, Some(live), Arc::new(r.clock.clone()), View::Migrations);
+    wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
+    // The stored report, side by side.
+    assert!(shows(&h, &format!("Test {} · Capture Moments", report.id)));
+    assert!(shows(&h, &format!("100 % success ({0} of {0})", report.candidate.requests)));
+    assert!(shows(&h, "Projected monthly saving"));
+    assert!(shows(&h, &format!("latency p50 {} ms", report.candidate.p50_ms)));
+
+    h.get_by_label("Start a migration…").click();
+    h.step();
+    // A supplier ID that is not a number is refused in place.
+    type_into(&mut h, "Supplier ID", "capture");
+    button(&h, "Check").click();
+    h.step();
+    assert!(shows(&h, "'capture' is not a supplier ID"));
+    h.get_by_label("Supplier ID").click();
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.get_by_label("Supplier ID").type_text(&studio.0.to_string());
+    h.step();
+    button(&h, "Check").click();
+    wait_until(&mut h, "the checked plan", |h| {
+        shows(h, "5 % for 10 min, then 25 % for 20 min, then 75 % for 30 min, then 100 % for 15 min")
+    });
+    assert!(shows(&h, "Studio OpenAI (account"), "the supplier's validated account is the target");
+    assert!(shows(&h, "Wedding-window warning"));
+    assert!(shows(&h, "Suggested start: Mon 15 Jun 2026 00:00 UTC"), "the suggested start clears the wedding's window");
+    assert!(f.store.list_migrations(None).unwrap().is_empty(), "checking writes nothing");
+
+    button(&h, "Start now anyway").click();
+    wait_until(&mut h, "the started migration", |h| shows(h, "Migration 1 started: 5 % of Capture Moments's traffic"));
+    wait_until(&mut h, "its timeline", |h| shows(h, "Timeline: planned vs actual phases") && shows(h, "running"));
+    let m = f.store.migration(1).unwrap();
+    assert_eq!((m.state, m.from, m.to), (MigrationState::Running, RouteTarget::Platform, RouteTarget::Account(own)));
+    assert_eq!(svc.active().len(), 1, "the runtime's service drives it");
+
+    // Five minutes later (manual clock), roll it back with a reason.
+    r.clock.advance(chrono::Duration::minutes(5));
+    button(&h, "Roll back…").click();
+    h.step();
+    h.step();
+    type_into(&mut h, "Reason", "the studio asked to wait until after the season");
+    button(&h, "Roll back").click();
+    wait_until(&mut h, "the rollback", |h| shows(h, "Migration 1 rolled back: all of Capture Moments's traffic is back on platform AI"));
+    wait_until(&mut h, "the rolled-back state", |h| shows(h, "rolled back ·") && shows(h, "the studio asked to wait"));
+    let m = f.store.migration(1).unwrap();
+    assert_eq!(m.state, MigrationState::RolledBack);
+    assert_eq!(m.reason.as_deref(), Some("the studio asked to wait until after the season"));
+    assert_eq!(m.phases[0].outcome.as_deref(), Some("rolled_back"));
+    assert_eq!(m.phases[0].ended_at, Some(now + chrono::Duration::minutes(5)), "the rollback point is on the console's clock");
+    assert!(svc.active().is_empty());
+    let audit = f.store.audit_entries(&AuditFilter { action_prefix: Some("migration.".into()), ..Default::default() }).unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert!(actions.contains(&"migration.start") && actions.contains(&"migration.rollback"), "{actions:?}");
+    let rb = audit.iter().find(|a| a.action == "migration.rollback").unwrap();
+    assert_eq!(rb.supplier_id, Some(studio));
+    assert!(rb.detail.contains("the studio asked to wait"), "{}", rb.detail);
+    assert!(!shows(&h, "Roll back…"), "a finished migration offers no more actions");
+}
+
+#[test]
+fn without_a_runtime_migration_actions_are_written_to_the_store_like_the_cli() {
+    let f = fixture();
+    let venue =
+        f.store.insert_supplier(&NewSupplier::new("Willow Barn", VendorType::Venue, Tier::Scale, AiMode::Client), Utc::now()).unwrap().id;
+    let n = NewAccount {
+        owner: AccountOwner::Supplier(venue),
+        provider: ProviderKind::OpenAi,
+        label: "Barn OpenAI".into(),
+        base_url: "http://127.0.0.1:9".into(),
+        azure: None,
+        default_model: "gpt-4o-mini".into(),
+    };
+    let own = f.store.insert_account(&n, Utc::now()).unwrap().id;
+    let mut h = harness_at(&f, None, Arc::new(SystemClock), View::Migrations);
+    wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
+    assert!(shows(&h, "This console does not route"));
+    h.get_by_label("Start a migration…").click();
+    h.step();
+    type_into(&mut h, "Supplier ID", &venue.0.to_string());
+    button(&h, "Check").click();
+    wait_until(&mut h, "the checked plan", |h| shows(h, "Barn OpenAI (account") && shows(h, "to platform AI: 5 %"));
+    button(&h, "Start migration").click();
+    wait_until(&mut h, "the started migration", |h| shows(h, "a running `switchboard serve` drives its phases"));
+    let m = f.store.migration(1).unwrap();
+    assert_eq!((m.state, m.from, m.to), (MigrationState::Running, RouteTarget::Account(own), RouteTarget::Platform));
+    wait_until(&mut h, "the pause button", |h| {
+        h.query_by(|n| n.role() == egui::accesskit::Role::Button && n.label().as_deref() == Some("Pause")).is_some()
+    });
+    button(&h, "Pause").click();
+    wait_until(&mut h, "the pause", |h| shows(h, "Migration 1 paused in phase 1"));
+    assert_eq!(f.store.migration(1).unwrap().state, MigrationState::Paused);
+    button(&h, "Abort…").click();
+    h.step();
+    h.step();
+    button(&h, "Abort").click();
+    wait_until(&mut h, "the abort", |h| shows(h, "Migration 1 aborted"));
+    assert_eq!(f.store.migration(1).unwrap().state, MigrationState::Aborted);
+    let actions: Vec<String> = f.store.audit_entries(&AuditFilter::default()).unwrap().into_iter().map(|a| a.action).collect();
+    for a in ["migration.start", "migration.pause", "migration.abort"] {
+        assert!(actions.iter().any(|x| x == a), "{a} missing from {actions:?}");
+    }
+}
+
+#[test]
+fn health_and_migrations_views_are_in_the_navigation_and_on_the_command_line() {
+    let names: Vec<&str> = View::ALL.iter().map(|v| v.slug()).collect();
+    assert_eq!(names, ["overview", "suppliers", "keys", "quotas", "health", "migrations", "usage", "audit"]);
+    assert_eq!(View::from_name("health"), Ok(View::Health));
+    assert_eq!(View::from_name(" Migrations "), Ok(View::Migrations));
+    assert!(View::from_name("alerts").unwrap_err().contains("health, migrations"));
+    let f = fixture();
+    let mut h = harness(&f, start(View::Overview));
+    wait_until(&mut h, "the overview", |h| shows(h, "Requests today") || shows(h, "No suppliers yet"));
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Num5);
+    wait_until(&mut h, "the health view", |h| shows(h, "No provider accounts yet"));
+    assert_eq!(h.state().view(), View::Health);
+    assert!(shows(&h, "Add a key in Keys"));
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Num6);
+    wait_until(&mut h, "the migrations view", |h| shows(h, "No migrations yet"));
+    assert_eq!(h.state().view(), View::Migrations);
+}
+
+#[test]
+fn health_view_without_a_runtime_reads_the_stored_history_and_resolves_an_alert() {
+    use switchboard::domain::health::{AlertKind, SampleSource, Severity};
+    use switchboard::store::{HealthSampleRow, NewAlert};
+    let f = fixture();
+    let now = Utc::now();
+    let n = NewAccount {
+        owner: AccountOwner::Platform,
+        provider: ProviderKind::Anthropic,
+        label: "WedSync Anthropic".into(),
+        base_url: "http://127.0.0.1:9".into(),
+        azure: None,
+        default_model: "claude-3-5-haiku-latest".into(),
+    };
+    let acc = f.store.insert_account(&n, now).unwrap().id;
+    f.store.set_account_key(acc, Some("test-entry"), Some("sk-ant-…0001")).unwrap();
+    // A probe every 30 s for the last 20 minutes; the last four failed.
+    let rows: Vec<HealthSampleRow> = (0..40)
+        .map(|i| HealthSampleRow {
+            account: acc,
+            at: now - chrono::Duration::seconds(30 * (40 - i)),
+            ok: i < 36,
+            latency_ms: 180,
+            error_class: (i >= 36).then(|| "unreachable".to_string()),
+            source: SampleSource::Probe,
+        })
+        .collect();
+    f.store.insert_health_samples(&rows).unwrap();
+    let raised = f
+        .store
+        .raise_alert(
+            &NewAlert {
+                kind: AlertKind::ProviderDown,
+                condition_key: format!("down:account:{}", acc.0),
+                severity: Severity::Critical,
+                supplier_id: None,
+                account_id: Some(acc),
+                message: "WedSync Anthropic is down: 4 probes failed".into(),
+                escalated: false,
+            },
+            now,
+        )
+        .unwrap();
+    let id = match raised {
+        switchboard::store::Raised::New(a) => a.id,
+        other => panic!("{other:?}"),
+    };
+    let mut h = harness(&f, start(View::Health));
+    wait_until(&mut h, "the stored board", |h| shows(h, "Provider accounts (1)"));
+    assert!(shows(&h, "No health monitor runs in this console"));
+    assert!(shows(&h, "10.0 %"), "the error rate of the last hour from the history (4 of 40)");
+    assert!(shows(&h, "90.0 %"), "uptime over 24 h from the history");
+    assert!(shows(&h, "unreachable"), "the last probe's failure");
+    assert!(shows(&h, "40 samples"), "the chart reads the stored series");
+    assert!(shows(&h, "WedSync Anthropic is down"));
+    button(&h, "Acknowledge").click();
+    wait_until(&mut h, "the acknowledgement", |h| shows(h, &format!("Alert {id} acknowledged")));
+    wait_until(&mut h, "the resolve button", |h| {
+        h.query_by(|n| n.role() == egui::accesskit::Role::Button && n.label().as_deref() == Some("Resolve")).is_some()
+    });
+    button(&h, "Resolve").click();
+    wait_until(&mut h, "the resolution", |h| shows(h, &format!("Alert {id} resolved")));
+    wait_until(&mut h, "the empty open list", |h| shows(h, "No open alerts."));
+    let a = f.store.find_alert(id).unwrap().unwrap();
+    assert!(a.acknowledged_at.is_some() && a.resolved_at.is_some());
+    let audit = f.store.audit_entries(&AuditFilter { action_prefix: Some("alert.".into()), ..Default::default() }).unwrap();
+    let mut actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    actions.sort();
+    assert_eq!(actions, ["alert.acknowledge", "alert.resolve"]);
+    assert!(audit.iter().all(|e| e.account_id == Some(acc) && e.detail.contains(&format!("alert {id}"))));
 }

@@ -131,7 +131,17 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
                 let providers = crate::providers::Providers::new(crate::providers::ProvidersConfig::default())?;
                 anyhow::Ok(KeyService::new(store.clone(), Vault::os(), Arc::new(providers), clock.clone()))
             })?;
-            let live = LiveServices { keys: Arc::new(keys), router: None, gateway_url: None, demo: false, keep_alive: Vec::new() };
+            // No routing here: health comes from the stored history, and migration
+            // actions are written to the store for a running `switchboard serve` (as the CLI does).
+            let live = LiveServices {
+                keys: Arc::new(keys),
+                router: None,
+                health: None,
+                migrations: None,
+                gateway_url: None,
+                demo: false,
+                keep_alive: Vec::new(),
+            };
             ServiceOptions { live: Some(live), after_demo: None }
         }
     };
@@ -166,6 +176,8 @@ pub fn live_demo_starter(clock: Arc<dyn Clock>, sim_addr: SocketAddr) -> LiveSta
             Ok(LiveServices {
                 keys: demo.runtime.keys.clone(),
                 router: Some(demo.runtime.router.clone()),
+                health: Some(demo.runtime.health.clone()),
+                migrations: Some(demo.runtime.migrations.clone()),
                 gateway_url: Some(gw.base_url()),
                 demo: true,
                 keep_alive: vec![Box::new(Mutex::new(demo)), Box::new(Mutex::new(gw))],

@@ -1,13 +1,15 @@
 //! `switchboard health` (one probe round over every account, with keys from
 //! the keychain, printed as a status table with uptime from the history) and
-//! `switchboard alerts` (list, acknowledge, resolve).
+//! `switchboard alerts` (list; acknowledge and resolve, written to the audit log).
 
+use crate::domain::health::AlertRules;
 use crate::domain::health::Verdict;
 use crate::domain::{AccountId, SystemClock};
+use crate::engine::alerts::AlertService;
 use crate::engine::health::{HealthMonitor, HealthSnapshot, MonitorConfig};
 use crate::engine::keys::KeyService;
 use crate::providers::{ApiKey, Providers, ProvidersConfig};
-use crate::store::{Alert, Store};
+use crate::store::{Alert, Store, audit_actor};
 use crate::vault::Vault;
 use clap::{Args, Subcommand};
 use std::collections::HashMap;
@@ -130,15 +132,17 @@ fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n - 1).collect::<String>()) }
 }
 
-pub fn run_alerts(store: &Store, args: AlertsArgs) -> anyhow::Result<()> {
-    let now = super::now();
+pub fn run_alerts(store: Store, args: AlertsArgs) -> anyhow::Result<()> {
+    let store = Arc::new(store);
+    // The same service (and audit entry) as the console's Acknowledge and Resolve buttons.
+    let alerts = AlertService::new(store.clone(), Arc::new(SystemClock), AlertRules::default(), None);
     match args.cmd {
         Some(AlertsCommand::Ack { id }) => {
-            let a = store.acknowledge_alert(id, now)?;
+            let a = alerts.acknowledge_by(id, &audit_actor())?;
             println!("Alert {} acknowledged: {}", a.id, a.message);
         }
         Some(AlertsCommand::Resolve { id }) => {
-            let a = store.resolve_alert(id, now)?;
+            let a = alerts.resolve_by(id, &audit_actor())?;
             println!("Alert {} resolved: {}", a.id, a.message);
         }
         None => {

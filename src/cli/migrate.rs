@@ -109,8 +109,8 @@ fn parse_plan(s: &str) -> Result<PlanArg, String> {
         .map(PlanArg)
 }
 
-/// A router over the store (for its traffic-split bookkeeping and keys).
-fn router(store: Arc<Store>, with_keys: bool) -> anyhow::Result<(tokio::runtime::Runtime, Arc<Router>)> {
+/// A router over the store with the accounts' keys from the keychain (for the parallel test).
+fn router(store: Arc<Store>) -> anyhow::Result<(tokio::runtime::Runtime, Arc<Router>)> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let router = rt.block_on(async {
         let providers = Providers::new(ProvidersConfig::default())?;
@@ -123,11 +123,9 @@ fn router(store: Arc<Store>, with_keys: bool) -> anyhow::Result<(tokio::runtime:
             ledger,
             RouterConfig::default(),
         )?;
-        if with_keys {
-            let keys = KeyService::new(store.clone(), Vault::os(), Arc::new(providers), Arc::new(SystemClock));
-            crate::engine::runtime::sync_keys(&router, &keys).await;
-            tokio::task::spawn_blocking(move || drop(keys)).await?;
-        }
+        let keys = KeyService::new(store.clone(), Vault::os(), Arc::new(providers), Arc::new(SystemClock));
+        crate::engine::runtime::sync_keys(&router, &keys).await;
+        tokio::task::spawn_blocking(move || drop(keys)).await?;
         Ok::<_, anyhow::Error>(router)
     })?;
     Ok((rt, router))
@@ -162,8 +160,7 @@ fn print_migration(m: &Migration) {
 
 pub fn run(store: Store, cmd: MigrateCommand) -> anyhow::Result<()> {
     let store = Arc::new(store);
-    let (_rt, router) = router(store.clone(), false)?;
-    let svc = MigrationService::new(store.clone(), router, Arc::new(SystemClock))?;
+    let svc = MigrationService::offline(store.clone(), Arc::new(SystemClock))?;
     match cmd {
         MigrateCommand::Plan(t) => {
             let p = svc.plan(SupplierId(t.supplier), t.to, t.plan.map(|p| p.0))?;
@@ -223,7 +220,7 @@ pub fn run_parallel(store: Store, a: ParallelArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let store = Arc::new(store);
-    let (rt, router) = router(store, true)?;
+    let (rt, router) = router(store)?;
     let report = rt.block_on(crate::engine::parallel::run(&router, SupplierId(a.supplier), AccountId(a.account), &prompts))?;
     rt.block_on(router.ledger().flush());
     if a.json {

@@ -44,7 +44,7 @@ pub struct Cli {
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3_660), value_name = "DAYS")]
     pub demo_days: u32,
 
-    /// The console view to open: overview, suppliers, quotas, usage or audit (default: the last one used).
+    /// The console view to open: overview, suppliers, keys, quotas, health, migrations, usage or audit (default: the last one used).
     #[arg(long, value_parser = crate::ui::View::from_name, value_name = "NAME")]
     pub view: Option<crate::ui::View>,
 
@@ -126,7 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve(args)) => serve::run_serve(cli.db, args),
         Some(Command::Simulate(args)) => serve::run_simulate(args),
         Some(Command::Health(args)) => health::run_health(open_store(cli.db)?, args),
-        Some(Command::Alerts(args)) => health::run_alerts(&open_store(cli.db)?, args),
+        Some(Command::Alerts(args)) => health::run_alerts(open_store(cli.db)?, args),
         Some(Command::Migrate(cmd)) => migrate::run(open_store(cli.db)?, cmd),
         Some(Command::ParallelTest(args)) => migrate::run_parallel(open_store(cli.db)?, args),
         Some(Command::Export(cmd)) => export::run(&open_store(cli.db)?, cmd),

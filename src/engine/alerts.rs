@@ -245,6 +245,34 @@ impl AlertService {
         Ok(a)
     }
 
+    /// Acknowledges an alert by hand and records who did it in the audit log
+    /// (the console's Acknowledge button and `switchboard alerts ack`).
+    pub fn acknowledge_by(&self, id: i64, actor: &str) -> StoreResult<Alert> {
+        let a = self.acknowledge(id)?;
+        self.audit_by_hand(&a, actor, "alert.acknowledge")?;
+        Ok(a)
+    }
+
+    /// Resolves an alert by hand and records who did it in the audit log.
+    pub fn resolve_by(&self, id: i64, actor: &str) -> StoreResult<Alert> {
+        let a = self.resolve(id)?;
+        self.audit_by_hand(&a, actor, "alert.resolve")?;
+        Ok(a)
+    }
+
+    fn audit_by_hand(&self, a: &Alert, actor: &str, action: &str) -> StoreResult<()> {
+        self.store.audit(
+            self.clock.now(),
+            actor,
+            action,
+            a.supplier_id,
+            a.account_id,
+            "ok",
+            &format!("alert {} ({}, {}): {}", a.id, a.kind.as_str(), a.severity.as_str(), a.message),
+        )?;
+        Ok(())
+    }
+
     pub fn list(&self, open_only: bool) -> StoreResult<Vec<Alert>> {
         self.store.list_alerts(open_only, 1_000)
     }

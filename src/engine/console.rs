@@ -11,9 +11,12 @@
 //! by [`ConsoleEvents::try_next`], so the UI only ever sees the latest answer.
 //!
 //! With [`LiveServices`] (the key service, and in demo mode or `serve` the
-//! router and the gateway's URL) the service also runs key and token commands
-//! and, while the UI watches ([`ConsoleCommand::WatchLive`]), pushes a
-//! [`LiveSnapshot`] about once a second — only when it changed.
+//! router, the health monitor, the migration service and the gateway's URL)
+//! the service also runs key and token commands. Health and migration commands
+//! work with or without a runtime (see `health_view` and `migrations_view`).
+//! While the UI watches a live view ([`ConsoleCommand::Watch`]) the service
+//! refreshes it about once a second — the Overview's [`LiveSnapshot`], the
+//! [`HealthView`] or the [`MigrationsView`] — and sends it only when it changed.
 //!
 //! The Usage & cost view's projections run through the
 //! [`AnalyticsService`] (a newer request cancels the running query), and its
@@ -33,14 +36,25 @@ use crate::engine::analytics::{
 };
 use crate::engine::demo::{DemoConfig, DemoSummary, generate};
 use crate::engine::export::{ExportError, ExportOptions, ExportProgress, ExportSummary, export_usage};
+use crate::engine::health::HealthMonitor;
 use crate::engine::keys::{KeyError, KeyService, NewKey, Validation};
+use crate::engine::migrations::MigrationService;
 use crate::engine::router::{Router, RouterEvent};
 use crate::store::{
     AuditQuery, AuditRow, Store, SupplierFilter, SupplierPatch, TokenId, UsageDimension, UsageTotals, WeddingRow, audit_actor,
 };
 use crate::vault::Secret;
+
+mod health_view;
+mod migrations_view;
+pub use crate::domain::migration::RouteTarget;
+pub use crate::store::Alert;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use futures::future::BoxFuture;
+pub use health_view::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
+pub use migrations_view::{
+    MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, ParallelRow, PhaseCheck, PhaseView, PlanSummary, PlanView,
+};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -74,9 +88,19 @@ pub enum Channel {
     Projections,
     /// CSV export: never superseded (progress, then the result).
     Export,
+    /// The Health view's board, chart and alerts.
+    Health,
+    /// Acknowledging and resolving alerts: never superseded.
+    HealthWrite,
+    /// The Migrations view's list, timeline and parallel tests.
+    Migrations,
+    /// Checking a migration before it starts.
+    MigrationPlan,
+    /// Starting, pausing, resuming, rolling back and aborting: never superseded.
+    MigrationWrite,
 }
 
-const CHANNELS: usize = 13;
+const CHANNELS: usize = 18;
 
 impl Channel {
     const ALL: [Channel; CHANNELS] = [
@@ -93,6 +117,11 @@ impl Channel {
         Channel::KeyWrite,
         Channel::Projections,
         Channel::Export,
+        Channel::Health,
+        Channel::HealthWrite,
+        Channel::Migrations,
+        Channel::MigrationPlan,
+        Channel::MigrationWrite,
     ];
 
     fn index(self) -> usize {
@@ -101,7 +130,16 @@ impl Channel {
 
     /// Whether a newer command on this channel makes older ones stale.
     pub fn supersedes(self) -> bool {
-        !matches!(self, Channel::Write | Channel::Demo | Channel::Live | Channel::KeyWrite | Channel::Export)
+        !matches!(
+            self,
+            Channel::Write
+                | Channel::Demo
+                | Channel::Live
+                | Channel::KeyWrite
+                | Channel::Export
+                | Channel::HealthWrite
+                | Channel::MigrationWrite
+        )
     }
 }
 
@@ -180,8 +218,8 @@ pub enum ConsoleCommand {
     LoadUsage(UsageQuery),
     LoadAudit(AuditQuery),
     GenerateDemo(DemoConfig),
-    /// Whether a view showing live data is visible (snapshots are pushed only then).
-    WatchLive(bool),
+    /// Which view with live data is visible (its data is refreshed and pushed only then).
+    Watch(Watch),
     LoadKeys,
     /// A new account with its key (the key goes to the keychain only).
     AddKey {
@@ -212,6 +250,43 @@ pub enum ConsoleCommand {
     ExportUsage(ExportOptions),
     /// Stops the running export; nothing is left under its file name.
     CancelExport,
+    /// The Health view; while it is watched, pushed again whenever it changes.
+    LoadHealth(HealthQuery),
+    /// Acknowledges an alert (audited); it stops escalating.
+    AcknowledgeAlert(i64),
+    /// Resolves an alert by hand (audited).
+    ResolveAlert(i64),
+    /// The Migrations view; while it is watched, pushed again whenever it changes.
+    LoadMigrations(MigrationQuery),
+    /// Checks a migration; `to: None` picks the usual target (client → platform AI, platform → its own validated account).
+    PlanMigration {
+        supplier: SupplierId,
+        to: Option<RouteTarget>,
+    },
+    StartMigration {
+        supplier: SupplierId,
+        to: RouteTarget,
+    },
+    PauseMigration(i64),
+    ResumeMigration(i64),
+    RollbackMigration {
+        id: i64,
+        reason: String,
+    },
+    AbortMigration(i64),
+}
+
+/// Which view with live data is on screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Watch {
+    #[default]
+    Nothing,
+    /// The live strip of the Overview (needs a routing runtime).
+    Overview,
+    /// The Health view, with the query of its last `LoadHealth`.
+    Health,
+    /// The Migrations view, with the query of its last `LoadMigrations`.
+    Migrations,
 }
 
 impl ConsoleCommand {
@@ -225,7 +300,7 @@ impl ConsoleCommand {
             ConsoleCommand::LoadUsage(_) => Channel::Usage,
             ConsoleCommand::LoadAudit(_) => Channel::Audit,
             ConsoleCommand::GenerateDemo(_) => Channel::Demo,
-            ConsoleCommand::WatchLive(_) => Channel::Live,
+            ConsoleCommand::Watch(_) => Channel::Live,
             ConsoleCommand::LoadKeys => Channel::Keys,
             ConsoleCommand::AddKey { .. }
             | ConsoleCommand::ValidateKey(_)
@@ -235,6 +310,15 @@ impl ConsoleCommand {
             | ConsoleCommand::RevokeToken(_) => Channel::KeyWrite,
             ConsoleCommand::LoadProjections { .. } => Channel::Projections,
             ConsoleCommand::ExportUsage(_) | ConsoleCommand::CancelExport => Channel::Export,
+            ConsoleCommand::LoadHealth(_) => Channel::Health,
+            ConsoleCommand::AcknowledgeAlert(_) | ConsoleCommand::ResolveAlert(_) => Channel::HealthWrite,
+            ConsoleCommand::LoadMigrations(_) => Channel::Migrations,
+            ConsoleCommand::PlanMigration { .. } => Channel::MigrationPlan,
+            ConsoleCommand::StartMigration { .. }
+            | ConsoleCommand::PauseMigration(_)
+            | ConsoleCommand::ResumeMigration(_)
+            | ConsoleCommand::RollbackMigration { .. }
+            | ConsoleCommand::AbortMigration(_) => Channel::MigrationWrite,
         }
     }
 }
@@ -312,6 +396,19 @@ pub enum ConsoleEvent {
     },
     /// The export was cancelled; nothing was written under its name.
     ExportCancelled,
+    Health(Arc<HealthView>),
+    /// An alert was acknowledged or resolved by hand.
+    AlertUpdated {
+        alert: Alert,
+        resolved: bool,
+    },
+    Migrations(Arc<MigrationsView>),
+    MigrationPlanned(Arc<PlanView>),
+    /// A migration was started, paused, resumed, rolled back or aborted; `what` is a sentence.
+    MigrationChanged {
+        id: i64,
+        what: String,
+    },
     /// A command failed; `message` is a sentence for the user.
     Failed {
         channel: Channel,
@@ -874,6 +971,10 @@ pub struct LiveServices {
     pub router: Option<Arc<Router>>,
     /// The gateway's base URL, when one listens.
     pub gateway_url: Option<String>,
+    /// The provider health monitor of the routing runtime (probes, verdicts, alerts).
+    pub health: Option<Arc<HealthMonitor>>,
+    /// The migration service of the routing runtime (drives running migrations).
+    pub migrations: Option<Arc<MigrationService>>,
     /// Demo mode: the keys are simulator keys in the in-memory demo store.
     pub demo: bool,
     /// Whatever must live as long as the services (simulator, gateway,
@@ -929,7 +1030,9 @@ pub fn spawn_with(
         cache: Mutex::new(None),
         live: RwLock::new(None),
         after_demo: opts.after_demo,
-        watching: AtomicBool::new(false),
+        watch: Mutex::new(Watch::Nothing),
+        health_query: Mutex::new(None),
+        migrations_query: Mutex::new(None),
         fresh: AtomicBool::new(false),
     });
     if let Some(l) = opts.live {
@@ -968,10 +1071,16 @@ pub fn spawn_with(
                 });
                 continue;
             }
-            if let ConsoleCommand::WatchLive(on) = cmd {
-                service.watching.store(on, Ordering::SeqCst);
-                service.fresh.store(on, Ordering::SeqCst);
+            if let ConsoleCommand::Watch(w) = cmd {
+                *lock(&service.watch) = w;
+                service.fresh.store(w != Watch::Nothing, Ordering::SeqCst);
                 continue;
+            }
+            // The ticker keeps the watched view fresh with the latest query.
+            match &cmd {
+                ConsoleCommand::LoadHealth(q) => *lock(&service.health_query) = Some((ticket.generation, *q)),
+                ConsoleCommand::LoadMigrations(q) => *lock(&service.migrations_query) = Some((ticket.generation, *q)),
+                _ => {}
             }
             let cmd = match cmd {
                 ConsoleCommand::LoadProjections { as_of } => {
@@ -1018,7 +1127,7 @@ struct Outbox {
 }
 
 impl Outbox {
-    /// Live events answer the latest `WatchLive`, so `is_loading(Channel::Live)` settles.
+    /// Live events answer the latest `Watch`, so `is_loading(Channel::Live)` settles.
     fn live_ticket(&self) -> Ticket {
         Ticket { channel: Channel::Live, generation: self.gens.latest(Channel::Live) }
     }
@@ -1048,8 +1157,12 @@ struct Service {
     cache: Mutex<Option<Arc<Catalog>>>,
     live: RwLock<Option<Arc<Live>>>,
     after_demo: Option<LiveStarter>,
-    /// A view showing live data is visible.
-    watching: AtomicBool,
+    /// The view with live data that is visible.
+    watch: Mutex<Watch>,
+    /// The Health view's latest query and its generation.
+    health_query: Mutex<Option<(u64, HealthQuery)>>,
+    /// The Migrations view's latest query and its generation.
+    migrations_query: Mutex<Option<(u64, MigrationQuery)>>,
     /// Send the next snapshot even if it did not change (a view just became visible).
     fresh: AtomicBool,
     analytics: AnalyticsService,
@@ -1072,6 +1185,10 @@ type Res<T> = Result<T, String>;
 
 fn msg(e: impl std::fmt::Display) -> String {
     e.to_string()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Service {
@@ -1118,8 +1235,18 @@ impl Service {
             ConsoleCommand::LoadQuota(q) => ConsoleEvent::Quota(Arc::new(self.quota(q)?)),
             ConsoleCommand::LoadUsage(q) => ConsoleEvent::Usage(Arc::new(self.usage(q)?)),
             ConsoleCommand::LoadAudit(q) => ConsoleEvent::Audit(Arc::new(self.audit(&q)?)),
+            ConsoleCommand::LoadHealth(q) => ConsoleEvent::Health(Arc::new(self.health_view(&q)?)),
+            ConsoleCommand::AcknowledgeAlert(id) => self.alert_action(id, false)?,
+            ConsoleCommand::ResolveAlert(id) => self.alert_action(id, true)?,
+            ConsoleCommand::LoadMigrations(q) => ConsoleEvent::Migrations(Arc::new(self.migrations_view(&q)?)),
+            ConsoleCommand::PlanMigration { supplier, to } => ConsoleEvent::MigrationPlanned(Arc::new(self.plan_migration(supplier, to)?)),
+            cmd @ (ConsoleCommand::StartMigration { .. }
+            | ConsoleCommand::PauseMigration(_)
+            | ConsoleCommand::ResumeMigration(_)
+            | ConsoleCommand::RollbackMigration { .. }
+            | ConsoleCommand::AbortMigration(_)) => self.migration_action(cmd)?,
             ConsoleCommand::GenerateDemo(_)
-            | ConsoleCommand::WatchLive(_)
+            | ConsoleCommand::Watch(_)
             | ConsoleCommand::LoadKeys
             | ConsoleCommand::AddKey { .. }
             | ConsoleCommand::ValidateKey(_)
@@ -1551,33 +1678,61 @@ impl Service {
         }
     }
 
-    /// Takes a snapshot every second while watched; sends it only when it changed.
+    /// Refreshes the watched view every second; sends it only when it changed.
     async fn live_ticker(self: Arc<Self>, out: Outbox) {
         let mut tick = tokio::time::interval(LIVE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last: Option<Arc<LiveSnapshot>> = None;
+        let mut last_health: Option<Arc<HealthView>> = None;
+        let mut last_migrations: Option<Arc<MigrationsView>> = None;
         loop {
             tick.tick().await;
-            if !self.watching.load(Ordering::SeqCst) {
-                continue;
-            }
-            let Some(live) = self.live() else { continue };
-            if live.services.router.is_none() {
-                continue;
-            }
-            let svc = self.clone();
-            let snap = match tokio::task::spawn_blocking(move || svc.live_snapshot(&live)).await {
-                Ok(Ok(s)) => Arc::new(s),
-                Ok(Err(message)) => {
-                    out.send(out.live_ticket(), ConsoleEvent::Failed { channel: Channel::Live, message });
-                    continue;
+            let watch = *lock(&self.watch);
+            match watch {
+                Watch::Nothing => {}
+                Watch::Overview => {
+                    let Some(live) = self.live() else { continue };
+                    if live.services.router.is_none() {
+                        continue;
+                    }
+                    let svc = self.clone();
+                    let snap = match tokio::task::spawn_blocking(move || svc.live_snapshot(&live)).await {
+                        Ok(Ok(s)) => Arc::new(s),
+                        Ok(Err(message)) => {
+                            out.send(out.live_ticket(), ConsoleEvent::Failed { channel: Channel::Live, message });
+                            continue;
+                        }
+                        Err(_) => continue,
+                    };
+                    let fresh = self.fresh.swap(false, Ordering::SeqCst);
+                    if fresh || last.as_deref() != Some(&*snap) {
+                        last = Some(snap.clone());
+                        out.send(out.live_ticket(), ConsoleEvent::Live(snap));
+                    }
                 }
-                Err(_) => continue,
-            };
-            let fresh = self.fresh.swap(false, Ordering::SeqCst);
-            if fresh || last.as_deref() != Some(&*snap) {
-                last = Some(snap.clone());
-                out.send(out.live_ticket(), ConsoleEvent::Live(snap));
+                Watch::Health => {
+                    let Some((generation, q)) = *lock(&self.health_query) else { continue };
+                    let svc = self.clone();
+                    // Failures are shown by the view's own load; a refresh just waits for the next second.
+                    let Ok(Ok(v)) = tokio::task::spawn_blocking(move || svc.health_view(&q)).await else { continue };
+                    let fresh = self.fresh.swap(false, Ordering::SeqCst);
+                    if fresh || last_health.as_deref() != Some(&v) {
+                        let v = Arc::new(v);
+                        last_health = Some(v.clone());
+                        out.send(Ticket { channel: Channel::Health, generation }, ConsoleEvent::Health(v));
+                    }
+                }
+                Watch::Migrations => {
+                    let Some((generation, q)) = *lock(&self.migrations_query) else { continue };
+                    let svc = self.clone();
+                    let Ok(Ok(v)) = tokio::task::spawn_blocking(move || svc.migrations_view(&q)).await else { continue };
+                    let fresh = self.fresh.swap(false, Ordering::SeqCst);
+                    if fresh || last_migrations.as_deref() != Some(&v) {
+                        let v = Arc::new(v);
+                        last_migrations = Some(v.clone());
+                        out.send(Ticket { channel: Channel::Migrations, generation }, ConsoleEvent::Migrations(v));
+                    }
+                }
             }
         }
     }

@@ -147,6 +147,16 @@ pub enum ChartRange {
 }
 
 impl ChartRange {
+    pub const ALL: [ChartRange; 3] = [ChartRange::Hour, ChartRange::Day, ChartRange::Month];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ChartRange::Hour => "1 h",
+            ChartRange::Day => "24 h",
+            ChartRange::Month => "30 d",
+        }
+    }
+
     pub fn span_and_bucket(self) -> (Duration, i64) {
         match self {
             ChartRange::Hour => (Duration::hours(1), 60),

@@ -65,6 +65,26 @@ impl MigrationService {
         Ok(svc)
     }
 
+    /// A service for a process that does not route (the CLI, a console opened
+    /// on a database file): a router over the store keeps the split
+    /// bookkeeping, and every change is written to the store, from which a
+    /// running runtime adopts it within a second ([`Self::sync_from_store`]).
+    /// Build a fresh one per action, so it starts from what is stored now.
+    pub fn offline(store: Arc<Store>, clock: Arc<dyn Clock>) -> Result<Arc<Self>, MigrationError> {
+        let providers = crate::providers::Providers::new(crate::providers::ProvidersConfig::default())
+            .map_err(|e| MigrationError::Refused(format!("cannot start the HTTP client: {e}")))?;
+        let ledger = crate::engine::ledger::Ledger::start(&store)?;
+        let router = Router::new(
+            store.clone(),
+            providers,
+            Arc::new(crate::domain::PricingTable::builtin()),
+            clock.clone(),
+            ledger,
+            crate::engine::router::RouterConfig::default(),
+        )?;
+        Self::new(store, router, clock)
+    }
+
     /// Raises an alert through `alerts` whenever a migration rolls back.
     pub fn set_alerts(&self, alerts: Arc<crate::engine::alerts::AlertService>) {
         *self.alerts.lock().unwrap_or_else(|e| e.into_inner()) = Some(alerts);

@@ -91,6 +91,38 @@ impl Store {
         })
     }
 
+    /// [`Self::health_counts`] of every account at once (accounts without samples are left out).
+    pub fn health_counts_all(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<std::collections::HashMap<AccountId, BucketCounts>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(
+                "SELECT account_id, SUM(n), SUM(f), SUM(ls), MAX(lm) FROM (
+                    SELECT account_id, 1 AS n, 1 - ok AS f, CASE WHEN ok = 1 THEN latency_ms ELSE 0 END AS ls,
+                           CASE WHEN ok = 1 THEN latency_ms ELSE 0 END AS lm
+                      FROM health_samples WHERE ts >= ?1 AND ts < ?2
+                    UNION ALL
+                    SELECT account_id, samples, failures, latency_ms_sum, latency_ms_max
+                      FROM health_aggregates WHERE bucket_start >= ?1 AND bucket_start < ?2)
+                 GROUP BY account_id",
+            )?;
+            let rows = st.query_map(params![from.timestamp_millis(), to.timestamp_millis()], |r| {
+                Ok((
+                    AccountId(r.get(0)?),
+                    BucketCounts {
+                        samples: r.get::<_, i64>(1)? as u64,
+                        failures: r.get::<_, i64>(2)? as u64,
+                        latency_ms_sum: r.get::<_, i64>(3)? as u64,
+                        latency_ms_max: r.get::<_, i64>(4)? as u64,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
     /// Chart series of an account over `[from, to)` in buckets of `bucket_secs`
     /// (buckets without samples are left out).
     pub fn health_series(
@@ -117,6 +149,28 @@ impl Store {
                     error_percent: if samples == 0 { 0.0 } else { failures as f64 * 100.0 / samples as f64 },
                     avg_latency_ms: (ok > 0).then(|| sum / ok),
                     max_latency_ms: r.get::<_, i64>(4)? as u64,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The newest probe sample of every account that has one in the raw table
+    /// (the last 24 h by default), for a console without a running monitor.
+    pub fn health_last_probes(&self) -> StoreResult<Vec<HealthSampleRow>> {
+        self.with_conn(|c| {
+            // SQLite takes the bare columns from the row holding MAX(ts).
+            let mut st = c.prepare(
+                "SELECT account_id, MAX(ts), ok, latency_ms, error_class FROM health_samples WHERE source = 'probe' GROUP BY account_id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(HealthSampleRow {
+                    account: AccountId(r.get(0)?),
+                    at: DateTime::from_timestamp_millis(r.get(1)?).unwrap_or_default(),
+                    ok: r.get(2)?,
+                    latency_ms: r.get::<_, i64>(3)?.clamp(0, u32::MAX as i64) as u32,
+                    error_class: r.get(4)?,
+                    source: SampleSource::Probe,
                 })
             })?;
             rows.collect()

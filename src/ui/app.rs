@@ -7,7 +7,7 @@
 use super::theme;
 use super::toasts::Toasts;
 use super::views::{self, Cx, Goto, View};
-use crate::engine::console::{Channel, ConsoleCommand, ConsoleEvent, ConsoleEvents, ConsoleHandle};
+use crate::engine::console::{Channel, ConsoleCommand, ConsoleEvent, ConsoleEvents, ConsoleHandle, Watch};
 use crate::engine::demo::{DemoConfig, DemoSummary};
 use egui::{Key, KeyboardShortcut, Modifiers, RichText};
 use serde::{Deserialize, Serialize};
@@ -54,10 +54,12 @@ pub struct ConsoleApp {
     overview: views::overview::State,
     suppliers: views::suppliers::State,
     keys: views::keys::State,
-    /// Whether the service was told that live data is on screen.
-    watching_live: bool,
+    /// Which live view the service was told is on screen.
+    watching: Watch,
     first_frame_done: bool,
     quotas: views::quotas::State,
+    health: views::health::State,
+    migrations: views::migrations::State,
     usage: views::usage::State,
     audit: views::audit::State,
 }
@@ -91,9 +93,11 @@ impl ConsoleApp {
             overview: Default::default(),
             suppliers: views::suppliers::State::new(saved.suppliers),
             keys: Default::default(),
-            watching_live: false,
+            watching: Watch::Nothing,
             first_frame_done: false,
             quotas: Default::default(),
+            health: Default::default(),
+            migrations: Default::default(),
             usage: views::usage::State::new(saved.usage, opts.save_dialog),
             audit: Default::default(),
         }
@@ -202,6 +206,24 @@ impl ConsoleApp {
                 self.usage.on_event(ev, &mut self.toasts)
             }
             ev @ (ConsoleEvent::Audit(_) | ConsoleEvent::Failed { channel: Channel::Audit, .. }) => self.audit.on_event(ev),
+            ev @ (ConsoleEvent::Health(_)
+            | ConsoleEvent::AlertUpdated { .. }
+            | ConsoleEvent::Failed { channel: Channel::Health | Channel::HealthWrite, .. }) => {
+                if matches!(ev, ConsoleEvent::AlertUpdated { .. }) {
+                    self.audit.dirty = true;
+                }
+                self.health.on_event(ev, &mut self.toasts);
+            }
+            ev @ (ConsoleEvent::Migrations(_)
+            | ConsoleEvent::MigrationPlanned(_)
+            | ConsoleEvent::MigrationChanged { .. }
+            | ConsoleEvent::Failed { channel: Channel::Migrations | Channel::MigrationPlan | Channel::MigrationWrite, .. }) => {
+                if matches!(ev, ConsoleEvent::MigrationChanged { .. }) {
+                    self.audit.dirty = true;
+                    self.health.dirty = true;
+                }
+                self.migrations.on_event(ev, &mut self.toasts);
+            }
         }
     }
 
@@ -210,16 +232,24 @@ impl ConsoleApp {
         self.suppliers.dirty = true;
         self.keys.dirty = true;
         self.quotas.dirty = true;
+        self.health.dirty = true;
+        self.migrations.dirty = true;
         self.usage.dirty = true;
         self.audit.dirty = true;
     }
 
-    /// Tells the service whether live data is on screen (it pushes snapshots only then).
+    /// Tells the service which live view is on screen (it refreshes and pushes only that one).
     fn watch_live(&mut self) {
-        let want = self.view == View::Overview && !matches!(self.demo, Demo::Running { .. });
-        if want != self.watching_live {
-            self.watching_live = want;
-            if let Err(e) = self.handle.send(ConsoleCommand::WatchLive(want)) {
+        let want = match self.view {
+            _ if matches!(self.demo, Demo::Running { .. }) => Watch::Nothing,
+            View::Overview => Watch::Overview,
+            View::Health => Watch::Health,
+            View::Migrations => Watch::Migrations,
+            _ => Watch::Nothing,
+        };
+        if want != self.watching {
+            self.watching = want;
+            if let Err(e) = self.handle.send(ConsoleCommand::Watch(want)) {
                 self.toasts.error(e);
             }
         }
@@ -247,6 +277,8 @@ impl ConsoleApp {
                     View::Suppliers => views::suppliers::show(ui, &mut self.suppliers, &mut cx),
                     View::Keys => views::keys::show(ui, &mut self.keys, &mut cx),
                     View::Quotas => views::quotas::show(ui, &mut self.quotas, &mut cx),
+                    View::Health => views::health::show(ui, &mut self.health, &mut cx),
+                    View::Migrations => views::migrations::show(ui, &mut self.migrations, &mut cx),
                     View::Usage => views::usage::show(ui, &mut self.usage, &mut cx),
                     View::Audit => views::audit::show(ui, &mut self.audit, &mut cx),
                 }
@@ -308,7 +340,7 @@ impl ConsoleApp {
                 }
                 Demo::Off => {}
             }
-            ui.label(RichText::new("Ctrl+F search · Ctrl+E export · Ctrl+1–6 views").small().color(p.muted));
+            ui.label(RichText::new(format!("Ctrl+F search · Ctrl+E export · Ctrl+1–{} views", View::ALL.len())).small().color(p.muted));
         });
     }
 }

@@ -1,7 +1,8 @@
 //! Chart conventions shared by every view: dates on the x axis (x = day number,
-//! see `engine::console::day_number`), hover tooltips with the date and the
-//! value in its unit, legends, fixed heights from the theme. Series arrive
-//! already decimated by the console service.
+//! see `engine::console::day_number`) or times (x = Unix seconds, UTC, for
+//! health and migration timelines), hover tooltips with the date (and time)
+//! and the value in its unit, legends, fixed heights from the theme. Series
+//! arrive already decimated by the console service.
 
 use super::fmt_compact;
 use crate::engine::console::date_of_day_number;
@@ -14,6 +15,10 @@ pub enum Unit {
     Dollars,
     Count,
     Tokens,
+    /// Milliseconds (latency).
+    Millis,
+    /// Percent (error rate, traffic share).
+    Percent,
 }
 
 impl Unit {
@@ -23,11 +28,15 @@ impl Unit {
             Unit::Dollars => format!("${}", fmt_compact(v)),
             Unit::Count => fmt_compact(v),
             Unit::Tokens => format!("{} tokens", fmt_compact(v)),
+            Unit::Millis => format!("{} ms", super::fmt_int(v.round() as i64)),
+            Unit::Percent => format!("{v:.1} %"),
         }
     }
     fn axis(self, v: f64) -> String {
         match self {
             Unit::Dollars => format!("${}", fmt_compact(v)),
+            Unit::Millis => format!("{} ms", fmt_compact(v)),
+            Unit::Percent => format!("{v:.0} %"),
             _ => fmt_compact(v),
         }
     }
@@ -150,5 +159,59 @@ pub fn category_plot(id: &str, unit: Unit, height: f32, labels: Vec<String>) -> 
                 }
                 HoverPosition::Elsewhere { .. } => None,
             }
+        })
+}
+
+/// The UTC time of a Unix-seconds x coordinate.
+pub fn time_of(x: f64) -> Option<chrono::DateTime<chrono::Utc>> {
+    if !x.is_finite() || x.abs() > 1.0e12 {
+        return None;
+    }
+    chrono::DateTime::from_timestamp(x.floor() as i64, 0)
+}
+
+/// Steps for a time axis, in seconds: minutes up to weeks.
+const TIME_STEPS: [f64; 14] =
+    [60.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0, 21600.0, 43200.0, 86400.0, 172800.0, 604800.0, 2419200.0];
+
+fn time_tick(mark: GridMark, range: &RangeInclusive<f64>) -> String {
+    let span = range.end() - range.start();
+    let Some(t) = time_of(mark.value) else { return String::new() };
+    // Days on long ranges; on short ones hours, with the date at midnight.
+    let midnight = t.timestamp().rem_euclid(86_400) == 0;
+    if span > 3.0 * 86400.0 || midnight { t.format("%d %b").to_string() } else { t.format("%H:%M").to_string() }
+}
+
+/// Grid marks for a Unix-seconds axis at round UTC minutes, hours or days.
+fn time_spacer(input: egui_plot::GridInput) -> Vec<GridMark> {
+    let (lo, hi) = input.bounds;
+    let span = (hi - lo).max(1.0);
+    let step = TIME_STEPS.into_iter().find(|s| span / s <= 7.0).unwrap_or(2419200.0);
+    let mut marks = Vec::new();
+    let mut x = (lo / step).ceil() * step;
+    while x <= hi && marks.len() < 64 {
+        marks.push(GridMark { value: x, step_size: step });
+        x += step;
+    }
+    marks
+}
+
+/// A plot with a time x axis (x = Unix seconds, shown in UTC) and `unit` on the y axis.
+pub fn time_plot(id: impl egui::AsIdSalt, unit: Unit, height: f32) -> Plot<'static> {
+    Plot::new(id)
+        .height(height)
+        .legend(Legend::default().position(egui_plot::Corner::LeftTop).follow_insertion_order(true))
+        .x_axis_formatter(time_tick)
+        .x_grid_spacer(time_spacer)
+        .y_axis_formatter(move |m, _| unit.axis(m.value))
+        .y_axis_min_width(56.0)
+        .allow_scroll(false)
+        .allow_boxed_zoom(false)
+        .include_y(0.0)
+        .label_formatter(move |pos| {
+            use egui_plot::HoverPosition;
+            let HoverPosition::NearDataPoint { plot_name, position, .. } = pos else { return None };
+            let t = time_of(position.x)?;
+            Some(format!("{plot_name}\n{}\n{}", t.format("%a %d %b %Y %H:%M UTC"), unit.format(position.y)))
         })
 }

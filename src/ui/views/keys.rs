@@ -6,7 +6,7 @@
 //! button), list with hints and last use, revoke. Everything goes through
 //! console commands; the keychain is reached only by the service.
 
-use super::{Cx, cell, empty_state, error_box, header, loading, text_field};
+use super::{Cx, cell, confirm, empty_state, error_box, header, loading, text_field};
 use crate::domain::{AccountId, AccountOwner, AzureConfig, ProviderKind, SupplierId, ValidationStatus};
 use crate::engine::console::{ConsoleCommand, ConsoleEvent, KeyRow, KeysView, TokenRow};
 use crate::engine::keys::NewKey;
@@ -582,25 +582,4 @@ fn dialogs(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             }
         }
     }
-}
-
-/// A modal yes/no question with a destructive "yes": `Some(answer)` once clicked.
-fn confirm(ctx: &egui::Context, id: &str, title: &str, body: &str, (yes, no): (&str, &str)) -> Option<bool> {
-    let mut answer = None;
-    egui::Modal::new(egui::Id::unique(id)).show(ctx, |ui| {
-        let danger = theme::palette(ui).danger;
-        ui.set_width(460.0);
-        ui.label(RichText::new(title).strong().size(16.0));
-        ui.label(body);
-        ui.add_space(theme::GAP_S);
-        ui.horizontal(|ui| {
-            if ui.button(RichText::new(yes).color(danger)).clicked() {
-                answer = Some(true);
-            }
-            if ui.button(no).clicked() {
-                answer = Some(false);
-            }
-        });
-    });
-    answer
 }

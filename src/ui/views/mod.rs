@@ -6,7 +6,9 @@
 pub mod audit;
 pub mod charts;
 pub mod export;
+pub mod health;
 pub mod keys;
+pub mod migrations;
 pub mod overview;
 pub mod projections;
 pub mod quotas;
@@ -20,8 +22,7 @@ use crate::engine::console::{ConsoleCommand, ConsoleHandle};
 use egui::{RichText, Ui};
 use serde::{Deserialize, Serialize};
 
-/// The views in the navigation. Health and Migrations join this list
-/// (and [`View::ALL`]) when their engines land; nothing else has to change.
+/// The views in the navigation, in [`View::ALL`]'s order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum View {
     #[default]
@@ -29,13 +30,16 @@ pub enum View {
     Suppliers,
     Keys,
     Quotas,
+    Health,
+    Migrations,
     Usage,
     Audit,
 }
 
 impl View {
     /// The views shown in the navigation, in order (Ctrl+1… selects them).
-    pub const ALL: &'static [View] = &[View::Overview, View::Suppliers, View::Keys, View::Quotas, View::Usage, View::Audit];
+    pub const ALL: &'static [View] =
+        &[View::Overview, View::Suppliers, View::Keys, View::Quotas, View::Health, View::Migrations, View::Usage, View::Audit];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -43,6 +47,8 @@ impl View {
             View::Suppliers => "Suppliers",
             View::Keys => "Keys",
             View::Quotas => "Quotas",
+            View::Health => "Health",
+            View::Migrations => "Migrations",
             View::Usage => "Usage & cost",
             View::Audit => "Audit log",
         }
@@ -54,19 +60,19 @@ impl View {
             View::Suppliers => "Tiers, AI mode, weddings, accounts",
             View::Keys => "Provider keys and gateway tokens",
             View::Quotas => "Platform token quotas and the season",
+            View::Health => "Provider health, breakers and alerts",
+            View::Migrations => "Move suppliers between routes, phase by phase",
             View::Usage => "Cost and requests by provider, model, route…",
             View::Audit => "Who changed what, and when",
         }
     }
 
-    /// Parses a view name as given to `--view` (`overview`, `suppliers`, `keys`, `quotas`, `usage`, `audit`).
+    /// Parses a view name as given to `--view` (`overview`, `suppliers`, `keys`, `quotas`, `health`, `migrations`, `usage`, `audit`).
     pub fn from_name(name: &str) -> Result<View, String> {
         let n = name.trim().to_ascii_lowercase();
-        View::ALL
-            .iter()
-            .copied()
-            .find(|v| v.slug() == n)
-            .ok_or_else(|| format!("'{name}' is not a view; choose one of: overview, suppliers, keys, quotas, usage, audit"))
+        View::ALL.iter().copied().find(|v| v.slug() == n).ok_or_else(|| {
+            format!("'{name}' is not a view; choose one of: {}", View::ALL.iter().map(|v| v.slug()).collect::<Vec<_>>().join(", "))
+        })
     }
 
     pub fn slug(self) -> &'static str {
@@ -75,6 +81,8 @@ impl View {
             View::Suppliers => "suppliers",
             View::Keys => "keys",
             View::Quotas => "quotas",
+            View::Health => "health",
+            View::Migrations => "migrations",
             View::Usage => "usage",
             View::Audit => "audit",
         }
@@ -224,4 +232,25 @@ const ROW_BAR_HEIGHT: f32 = 10.0;
 pub fn text_field(ui: &mut Ui, label: &str, value: &mut String, hint: &str, width: f32) -> egui::Response {
     let l = ui.label(label);
     ui.add(egui::TextEdit::singleline(value).hint_text(hint).desired_width(width)).labelled_by(l.id)
+}
+
+/// A modal yes/no question with a destructive "yes": `Some(answer)` once clicked.
+pub fn confirm(ctx: &egui::Context, id: &str, title: &str, body: &str, (yes, no): (&str, &str)) -> Option<bool> {
+    let mut answer = None;
+    egui::Modal::new(egui::Id::unique(id)).show(ctx, |ui| {
+        let danger = theme::palette(ui).danger;
+        ui.set_width(460.0);
+        ui.label(RichText::new(title).strong().size(16.0));
+        ui.label(body);
+        ui.add_space(theme::GAP_S);
+        ui.horizontal(|ui| {
+            if ui.button(RichText::new(yes).color(danger)).clicked() {
+                answer = Some(true);
+            }
+            if ui.button(no).clicked() {
+                answer = Some(false);
+            }
+        });
+    });
+    answer
 }

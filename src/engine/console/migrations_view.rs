@@ -1,0 +1,415 @@
+//! The Migrations view's data: every migration (running and paused first),
+//! the selected one's timeline (planned and actual phases over time, the
+//! traffic share, each phase's figures against the success criteria, the
+//! rollback point), the parallel test reports of its supplier, and the plan
+//! check before a start (with the 48 h wedding guard and a suggested start).
+//! Actions go through the runtime's [`MigrationService`]; a console without a
+//! runtime does what the CLI does: a service over the store, whose changes a
+//! running `switchboard serve` adopts within a second.
+
+use super::{Res, Service, msg};
+use crate::domain::migration::{Criteria, Migration, MigrationState, PhasePlan, RouteTarget, blocking_wedding};
+use crate::domain::{AccountOwner, AiMode, SupplierId, ValidationStatus};
+use crate::engine::console::{ConsoleCommand, ConsoleEvent};
+use crate::engine::migrations::MigrationService;
+use crate::engine::parallel::ParallelReport;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the Migrations view asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MigrationQuery {
+    /// The migration whose timeline to show; `None` picks the first in the list.
+    pub selected: Option<i64>,
+}
+
+/// One migration in the list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationRow {
+    pub id: i64,
+    pub supplier: SupplierId,
+    pub supplier_name: String,
+    pub from: String,
+    pub to: String,
+    pub state: MigrationState,
+    /// Index of the current (or last) phase.
+    pub phase: usize,
+    pub phases: usize,
+    /// Share of traffic on the new route now.
+    pub percent: u8,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Why it ended or is waiting.
+    pub reason: Option<String>,
+}
+
+/// How a phase stands against the success criteria.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseCheck {
+    /// Not started yet.
+    Planned,
+    /// Running and within the criteria so far.
+    OnTrack,
+    /// Running and outside the criteria: it rolls back when evaluated.
+    Failing,
+    Passed,
+    /// The migration was rolled back in this phase.
+    RolledBack,
+    /// The migration was aborted in this phase.
+    Aborted,
+}
+
+impl PhaseCheck {
+    pub fn label(self) -> &'static str {
+        match self {
+            PhaseCheck::Planned => "planned",
+            PhaseCheck::OnTrack => "on track",
+            PhaseCheck::Failing => "outside the criteria",
+            PhaseCheck::Passed => "passed",
+            PhaseCheck::RolledBack => "rolled back",
+            PhaseCheck::Aborted => "aborted",
+        }
+    }
+}
+
+/// One phase on the timeline; times are Unix seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseView {
+    pub index: usize,
+    pub percent: u8,
+    pub min_secs: i64,
+    /// Start and end as planned at the migration's start (phases back to back at their minimum length).
+    pub planned: [f64; 2],
+    /// Start and end (or now) as it happened.
+    pub actual: Option<[f64; 2]>,
+    pub requests: u32,
+    pub errors: u32,
+    pub error_percent: f64,
+    pub p95_ms: Option<u32>,
+    pub check: PhaseCheck,
+}
+
+/// The selected migration's timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationDetail {
+    pub row: MigrationRow,
+    pub criteria: Criteria,
+    pub phases: Vec<PhaseView>,
+    /// Traffic share on the new route over time (x Unix seconds, y percent), a step line.
+    pub share: Vec<[f64; 2]>,
+    /// When all traffic went back to the old route.
+    pub rollback_at: Option<f64>,
+    /// The right edge of the timeline (now while active, else the last change).
+    pub now: f64,
+}
+
+/// A stored parallel test report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParallelRow {
+    pub supplier_name: String,
+    pub report: ParallelReport,
+}
+
+/// Everything the Migrations view shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationsView {
+    /// A routing runtime drives migrations in this console (otherwise `switchboard serve` must run).
+    pub runtime: bool,
+    /// Running and paused first, then the rest, newest first.
+    pub rows: Vec<MigrationRow>,
+    pub detail: Option<MigrationDetail>,
+    /// The selected migration's supplier's parallel tests (or the latest ones without a selection).
+    pub parallel: Vec<ParallelRow>,
+}
+
+/// A checked migration, before it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSummary {
+    pub from: String,
+    pub to: String,
+    pub phases: Vec<PhasePlan>,
+    pub criteria: Criteria,
+    pub now: DateTime<Utc>,
+    /// Earliest start from which no phase begins within 48 h of a wedding.
+    pub earliest_start: DateTime<Utc>,
+    /// A wedding within 48 h of now: starting now is refused.
+    pub blocked_by: Option<NaiveDate>,
+    /// A wedding whose 48 h window a later phase would begin in if started now (the plan would wait there).
+    pub overlaps: Option<NaiveDate>,
+}
+
+/// The start form's answer: the supplier, the routes it may move to, and the checked plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanView {
+    pub supplier: SupplierId,
+    pub supplier_name: String,
+    pub ai_mode: AiMode,
+    /// Platform AI and the supplier's own enabled accounts.
+    pub targets: Vec<(RouteTarget, String)>,
+    pub to: Option<RouteTarget>,
+    /// The plan, or why this migration cannot start (a sentence).
+    pub plan: Result<PlanSummary, String>,
+    /// The supplier's weddings from today on (the first few).
+    pub next_weddings: Vec<NaiveDate>,
+}
+
+const LIST_LIMIT: usize = 200;
+const PARALLEL_SHOWN: usize = 4;
+
+fn ts(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+impl Service {
+    fn route_labels(&self) -> Res<HashMap<crate::domain::AccountId, String>> {
+        Ok(self.store.list_accounts(None).map_err(msg)?.into_iter().map(|a| (a.id, a.label)).collect())
+    }
+
+    fn route_label(labels: &HashMap<crate::domain::AccountId, String>, r: RouteTarget) -> String {
+        match r {
+            RouteTarget::Platform => "platform AI".into(),
+            RouteTarget::Account(a) => match labels.get(&a) {
+                Some(l) => format!("{l} (account {a})"),
+                None => format!("account {a}"),
+            },
+        }
+    }
+
+    fn supplier_name(&self, id: SupplierId) -> Res<String> {
+        let cat = self.catalog()?;
+        Ok(cat.suppliers.iter().find(|s| s.id == id).map(|s| s.name.clone()).unwrap_or_else(|| format!("supplier {id}")))
+    }
+
+    fn migration_row(
+        &self,
+        m: &Migration,
+        labels: &HashMap<crate::domain::AccountId, String>,
+        names: &HashMap<SupplierId, String>,
+    ) -> MigrationRow {
+        MigrationRow {
+            id: m.id,
+            supplier: m.supplier,
+            supplier_name: names.get(&m.supplier).cloned().unwrap_or_else(|| format!("supplier {}", m.supplier)),
+            from: Self::route_label(labels, m.from),
+            to: Self::route_label(labels, m.to),
+            state: m.state,
+            phase: m.phase,
+            phases: m.phases.len(),
+            percent: m.current_percent(),
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            reason: m.reason.clone(),
+        }
+    }
+
+    pub(super) fn migrations_view(&self, q: &MigrationQuery) -> Res<MigrationsView> {
+        let now = self.clock.now();
+        let labels = self.route_labels()?;
+        let cat = self.catalog()?;
+        let names: HashMap<SupplierId, String> = cat.suppliers.iter().map(|s| (s.id, s.name.clone())).collect();
+        let mut all = self.store.list_migrations(None).map_err(msg)?;
+        // Running and paused first (stable: newest first within each group).
+        all.sort_by_key(|m| (!m.state.is_active(), std::cmp::Reverse(m.id)));
+        all.truncate(LIST_LIMIT);
+        let rows: Vec<MigrationRow> = all.iter().map(|m| self.migration_row(m, &labels, &names)).collect();
+        let selected = match q.selected {
+            Some(id) => match all.iter().find(|m| m.id == id) {
+                Some(m) => Some(m.clone()),
+                None => self.store.migration(id).ok(),
+            },
+            None => all.first().cloned(),
+        };
+        let detail = selected.as_ref().map(|m| self.migration_detail(m, self.migration_row(m, &labels, &names), now));
+        let mut parallel = Vec::new();
+        for (id, json) in self.store.parallel_tests(selected.as_ref().map(|m| m.supplier)).map_err(msg)? {
+            // A report written by another version that no longer parses is left out.
+            if let Ok(mut report) = serde_json::from_str::<ParallelReport>(&json) {
+                // The JSON is written before its row id exists; the row's id is the report's.
+                report.id = id;
+                let supplier_name = names.get(&report.supplier).cloned().unwrap_or_else(|| format!("supplier {}", report.supplier));
+                parallel.push(ParallelRow { supplier_name, report });
+            }
+            if parallel.len() >= PARALLEL_SHOWN {
+                break;
+            }
+        }
+        let runtime = self.live().is_some_and(|l| l.services.migrations.is_some());
+        Ok(MigrationsView { runtime, rows, detail, parallel })
+    }
+
+    fn migration_detail(&self, m: &Migration, row: MigrationRow, now: DateTime<Utc>) -> MigrationDetail {
+        let end = if m.state.is_active() { now } else { m.updated_at };
+        let mut planned_start = m.created_at;
+        let mut phases = Vec::with_capacity(m.phases.len());
+        let mut share: Vec<[f64; 2]> = Vec::new();
+        for (i, p) in m.phases.iter().enumerate() {
+            let planned_end = planned_start + Duration::seconds(p.min_secs.max(0));
+            let current = i == m.phase;
+            let actual_end = p.ended_at.or_else(|| (current && p.started_at.is_some()).then_some(end));
+            let actual = match (p.started_at, actual_end) {
+                (Some(s), Some(e)) => Some([ts(s), ts(e.max(s))]),
+                _ => None,
+            };
+            if let Some([s, e]) = actual {
+                share.push([s, p.percent as f64]);
+                share.push([e, p.percent as f64]);
+            }
+            let failing = p.stats.requests > 0
+                && (p.stats.error_bp() > m.criteria.max_error_bp || p.stats.p95_ms().is_some_and(|v| v >= m.criteria.max_p95_ms));
+            let check = match p.outcome.as_deref() {
+                Some("passed") => PhaseCheck::Passed,
+                Some("rolled_back") => PhaseCheck::RolledBack,
+                Some("aborted") => PhaseCheck::Aborted,
+                _ if p.started_at.is_none() => PhaseCheck::Planned,
+                _ if failing => PhaseCheck::Failing,
+                _ => PhaseCheck::OnTrack,
+            };
+            phases.push(PhaseView {
+                index: i,
+                percent: p.percent,
+                min_secs: p.min_secs,
+                planned: [ts(planned_start), ts(planned_end)],
+                actual,
+                requests: p.stats.requests,
+                errors: p.stats.errors,
+                error_percent: p.stats.error_bp() as f64 / 100.0,
+                p95_ms: p.stats.p95_ms(),
+                check,
+            });
+            planned_start = planned_end;
+        }
+        let rollback_at =
+            (m.state == MigrationState::RolledBack).then(|| m.phases.get(m.phase).and_then(|p| p.ended_at).unwrap_or(m.updated_at)).map(ts);
+        if matches!(m.state, MigrationState::RolledBack | MigrationState::Aborted)
+            && let Some(last) = share.last().copied()
+        {
+            share.push([last[0], 0.0]);
+        }
+        MigrationDetail { row, criteria: m.criteria, phases, share, rollback_at, now: ts(end) }
+    }
+
+    /// The runtime's migration service, or (without a runtime) one over the store, as the CLI uses.
+    fn migration_service(&self) -> Res<Arc<MigrationService>> {
+        match self.live().and_then(|l| l.services.migrations.clone()) {
+            Some(m) => Ok(m),
+            None => MigrationService::offline(self.store.clone(), self.clock.clone()).map_err(msg),
+        }
+    }
+
+    pub(super) fn plan_migration(&self, supplier: SupplierId, to: Option<RouteTarget>) -> Res<PlanView> {
+        let s = self.store.supplier(supplier).map_err(msg)?;
+        let now = self.clock.now();
+        let today = now.date_naive();
+        let own: Vec<_> =
+            self.store.list_accounts(Some(AccountOwner::Supplier(supplier))).map_err(msg)?.into_iter().filter(|a| a.enabled).collect();
+        let mut targets = vec![(RouteTarget::Platform, "platform AI".to_string())];
+        for a in &own {
+            let note = match a.last_validation {
+                Some(ValidationStatus::Valid) => String::new(),
+                _ => " — key not validated".into(),
+            };
+            targets.push((RouteTarget::Account(a.id), format!("{} (account {}){note}", a.label, a.id)));
+        }
+        let to = to.or(match s.ai_mode {
+            AiMode::Client => Some(RouteTarget::Platform),
+            AiMode::Platform => {
+                own.iter().find(|a| a.last_validation == Some(ValidationStatus::Valid)).or(own.first()).map(|a| RouteTarget::Account(a.id))
+            }
+        });
+        let plan = match to {
+            None => Err(format!("{} has no provider account of its own to move to; add its key in Keys first", s.name)),
+            Some(to) => {
+                let labels = self.route_labels()?;
+                self.migration_service()?
+                    .plan(supplier, to, None)
+                    .map(|p| {
+                        // The first phase whose start (if started now) falls in a wedding window.
+                        let mut t = now;
+                        let mut overlaps = None;
+                        for ph in &p.phases {
+                            if let Some(d) = blocking_wedding(t, &s.weddings) {
+                                overlaps = Some(d);
+                                break;
+                            }
+                            t += Duration::seconds(ph.min_secs);
+                        }
+                        PlanSummary {
+                            from: Self::route_label(&labels, p.from),
+                            to: Self::route_label(&labels, p.to),
+                            phases: p.phases,
+                            criteria: p.criteria,
+                            now,
+                            earliest_start: p.earliest_start,
+                            blocked_by: p.blocked_by,
+                            overlaps,
+                        }
+                    })
+                    .map_err(msg)
+            }
+        };
+        Ok(PlanView {
+            supplier,
+            supplier_name: s.name.clone(),
+            ai_mode: s.ai_mode,
+            targets,
+            to,
+            plan,
+            next_weddings: s.weddings.iter().copied().filter(|d| *d >= today).take(6).collect(),
+        })
+    }
+
+    pub(super) fn migration_action(&self, cmd: ConsoleCommand) -> Res<ConsoleEvent> {
+        let svc = self.migration_service()?;
+        let runtime = self.live().is_some_and(|l| l.services.migrations.is_some());
+        let labels = self.route_labels()?;
+        let (m, what) = match cmd {
+            ConsoleCommand::StartMigration { supplier, to } => {
+                let m = svc.start(supplier, to, None, None).map_err(msg)?;
+                let mut what = format!(
+                    "Migration {} started: {} % of {}'s traffic now goes to {}",
+                    m.id,
+                    m.current_percent(),
+                    self.supplier_name(m.supplier)?,
+                    Self::route_label(&labels, m.to)
+                );
+                if !runtime {
+                    what.push_str(" (this console does not route: a running `switchboard serve` drives its phases)");
+                }
+                (m, what)
+            }
+            ConsoleCommand::PauseMigration(id) => {
+                let m = svc.pause(id).map_err(msg)?;
+                let what = format!("Migration {id} paused in phase {} at {} %", m.phase + 1, m.current_percent());
+                (m, what)
+            }
+            ConsoleCommand::ResumeMigration(id) => {
+                let m = svc.resume(id).map_err(msg)?;
+                let what = format!("Migration {id} resumed in phase {}", m.phase + 1);
+                (m, what)
+            }
+            ConsoleCommand::RollbackMigration { id, reason } => {
+                let reason = reason.trim();
+                let reason = if reason.is_empty() { "rolled back by the account manager" } else { reason };
+                let m = svc.rollback(id, reason).map_err(msg)?;
+                let what = format!(
+                    "Migration {id} rolled back: all of {}'s traffic is back on {}",
+                    self.supplier_name(m.supplier)?,
+                    Self::route_label(&labels, m.from)
+                );
+                (m, what)
+            }
+            ConsoleCommand::AbortMigration(id) => {
+                let m = svc.abort(id).map_err(msg)?;
+                let what = format!(
+                    "Migration {id} aborted: {}'s traffic stays on {}",
+                    self.supplier_name(m.supplier)?,
+                    Self::route_label(&labels, m.from)
+                );
+                (m, what)
+            }
+            other => return Err(format!("internal: {:?} is not a migration action", other.channel())),
+        };
+        Ok(ConsoleEvent::MigrationChanged { id: m.id, what })
+    }
+}

@@ -1,0 +1,665 @@
+//! Migrations: every migration (running and paused first), the selected one's
+//! timeline — planned and actual phases as bars over time, the traffic share
+//! on the new route, each phase's figures against the success criteria, the
+//! rollback point — with pause, resume, roll back (with a reason) and abort;
+//! a start form that checks the plan first and warns when a phase would fall
+//! within 48 h of one of the supplier's weddings, with the suggested start;
+//! and the supplier's parallel test reports side by side.
+
+use super::charts::{Unit, time_plot};
+use super::{Cx, Goto, cell, confirm, empty_state, error_box, fmt_money, header, loading, status_dot, text_field};
+use crate::domain::SupplierId;
+use crate::domain::migration::MigrationState;
+use crate::engine::console::{
+    Channel, ConsoleCommand, ConsoleEvent, MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, ParallelRow, PhaseCheck,
+    PlanView, RouteTarget,
+};
+use crate::engine::parallel::SideReport;
+use crate::ui::theme;
+use crate::ui::toasts::Toasts;
+use egui::{Color32, RichText, Ui};
+use egui_plot::{Bar, BarChart, Line, LineStyle, VLine};
+use std::sync::Arc;
+
+#[derive(Default)]
+struct StartForm {
+    supplier: String,
+    field_error: Option<String>,
+}
+
+struct Rollback {
+    id: i64,
+    title: String,
+    reason: String,
+}
+
+#[derive(Default)]
+pub struct State {
+    data: Option<Arc<MigrationsView>>,
+    error: Option<String>,
+    pub dirty: bool,
+    selected: Option<i64>,
+    sent: Option<MigrationQuery>,
+    form: Option<StartForm>,
+    plan: Option<Arc<PlanView>>,
+    plan_error: Option<String>,
+    planning: bool,
+    /// A start, pause, resume, rollback or abort is on its way.
+    acting: bool,
+    rollback: Option<Rollback>,
+    abort: Option<(i64, String)>,
+}
+
+impl State {
+    pub fn on_event(&mut self, ev: ConsoleEvent, toasts: &mut Toasts) {
+        match ev {
+            ConsoleEvent::Migrations(v) => {
+                self.data = Some(v);
+                self.error = None;
+            }
+            ConsoleEvent::MigrationPlanned(p) => {
+                self.planning = false;
+                self.plan_error = None;
+                self.plan = Some(p);
+            }
+            ConsoleEvent::Failed { channel: Channel::MigrationPlan, message } => {
+                self.planning = false;
+                self.plan = None;
+                self.plan_error = Some(message);
+            }
+            ConsoleEvent::MigrationChanged { id, what } => {
+                if self.acting && self.form.is_some() && self.plan.is_some() {
+                    // The start form did its job.
+                    self.form = None;
+                    self.plan = None;
+                }
+                self.acting = false;
+                self.selected = Some(id);
+                toasts.info(what);
+                self.dirty = true;
+            }
+            ConsoleEvent::Failed { channel: Channel::MigrationWrite, message } => {
+                self.acting = false;
+                toasts.error(message);
+                self.dirty = true;
+            }
+            ConsoleEvent::Failed { message, .. } => self.error = Some(message),
+            _ => {}
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.acting || self.planning
+    }
+}
+
+fn state_style(ui: &Ui, s: MigrationState) -> (&'static str, Color32) {
+    let p = theme::palette(ui);
+    match s {
+        MigrationState::Running => ("running", p.accent),
+        MigrationState::Paused => ("paused", p.warn),
+        MigrationState::Completed => ("completed", p.ok),
+        MigrationState::RolledBack => ("rolled back", p.danger),
+        MigrationState::Aborted => ("aborted", p.muted),
+    }
+}
+
+fn check_color(ui: &Ui, c: PhaseCheck) -> Color32 {
+    let p = theme::palette(ui);
+    match c {
+        PhaseCheck::Planned | PhaseCheck::Aborted => p.muted,
+        PhaseCheck::OnTrack => p.accent,
+        PhaseCheck::Passed => p.ok,
+        PhaseCheck::Failing | PhaseCheck::RolledBack => p.danger,
+    }
+}
+
+fn minutes(secs: i64) -> String {
+    if secs % 3600 == 0 && secs >= 3600 {
+        format!("{} h", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
+pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+    let q = MigrationQuery { selected: st.selected };
+    if st.dirty || st.sent != Some(q) {
+        st.dirty = false;
+        st.sent = Some(q);
+        cx.send(ConsoleCommand::LoadMigrations(q));
+    }
+    header(ui, "Migrations", "move a supplier between platform AI and its own account, phase by phase");
+    if let Some(e) = &st.error {
+        error_box(ui, e);
+    }
+    let Some(v) = st.data.clone() else {
+        if st.error.is_none() {
+            loading(ui, "Loading migrations…");
+        }
+        return;
+    };
+    let p = *theme::palette(ui);
+    ui.horizontal(|ui| {
+        if ui.add_enabled(st.form.is_none(), egui::Button::new("Start a migration…")).clicked() {
+            st.form = Some(StartForm::default());
+            st.plan = None;
+            st.plan_error = None;
+        }
+        if !v.runtime {
+            ui.label(
+                RichText::new(
+                    "This console does not route: what you start or change here is written to the database, and a running `switchboard serve` drives the phases (as with `switchboard migrate`).",
+                )
+                .small()
+                .color(p.muted),
+            );
+        }
+    });
+    ui.add_space(theme::GAP_S);
+    egui::ScrollArea::vertical().id_salt("migrations_page").auto_shrink(false).show(ui, |ui| {
+        if st.form.is_some() {
+            start_form(ui, st, cx);
+            ui.add_space(theme::GAP_M);
+        }
+        if v.rows.is_empty() {
+            empty_state(
+                ui,
+                "No migrations yet",
+                "Start one with Start a migration… (run a parallel test first with `switchboard parallel-test` to compare the two routes).",
+            );
+        } else {
+            let list_w = 340.0_f32.min(ui.available_width() * 0.35);
+            ui.horizontal_top(|ui| {
+                ui.vertical(|ui| {
+                    ui.set_width(list_w);
+                    list(ui, &v.rows, v.detail.as_ref().map(|d| d.row.id), st);
+                });
+                ui.vertical(|ui| {
+                    ui.set_width(ui.available_width());
+                    match &v.detail {
+                        Some(d) => detail(ui, d, st, cx),
+                        None => {
+                            ui.label(RichText::new("Choose a migration on the left.").color(p.muted));
+                        }
+                    }
+                });
+            });
+        }
+        ui.add_space(theme::GAP_M);
+        parallel(ui, &v.parallel, v.detail.as_ref().map(|d| d.row.supplier_name.as_str()));
+    });
+    dialogs(ui, st, cx);
+    if st.busy() {
+        ui.ctx().request_repaint_after(std::time::Duration::from_millis(100));
+    }
+}
+
+fn list(ui: &mut Ui, rows: &[MigrationRow], chosen: Option<i64>, st: &mut State) {
+    let p = *theme::palette(ui);
+    theme::card(ui).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        let active = rows.iter().filter(|r| r.state.is_active()).count();
+        ui.label(RichText::new(format!("Migrations ({} · {active} in progress)", rows.len())).strong());
+        ui.add_space(theme::GAP_XS);
+        egui::ScrollArea::vertical().id_salt("migration_list").max_height(520.0).auto_shrink([false, true]).show(ui, |ui| {
+            for r in rows {
+                let (state, color) = state_style(ui, r.state);
+                let text = format!("#{} {}", r.id, r.supplier_name);
+                let resp = ui
+                    .add_sized([ui.available_width(), theme::ROW_HEIGHT], egui::Button::selectable(chosen == Some(r.id), text).truncate())
+                    .on_hover_text(format!("{} to {}", r.from, r.to));
+                if resp.clicked() {
+                    st.selected = Some(r.id);
+                }
+                ui.horizontal(|ui| {
+                    ui.add_space(theme::GAP_S);
+                    status_dot(ui, color);
+                    let progress = if r.state.is_active() {
+                        format!("{state} · phase {}/{} · {} %", r.phase + 1, r.phases, r.percent)
+                    } else {
+                        format!("{state} · {}", r.updated_at.format("%d %b %H:%M"))
+                    };
+                    ui.label(RichText::new(progress).small().color(color));
+                });
+                ui.add(egui::Label::new(RichText::new(format!("{} to {}", r.from, r.to)).small().color(p.muted)).truncate());
+                ui.add_space(theme::GAP_XS);
+            }
+        });
+    });
+}
+
+fn detail(ui: &mut Ui, d: &MigrationDetail, st: &mut State, cx: &mut Cx<'_>) {
+    let p = *theme::palette(ui);
+    let r = &d.row;
+    theme::card(ui).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(format!("Migration {} · {}", r.id, r.supplier_name)).size(16.0).strong());
+            let (state, color) = state_style(ui, r.state);
+            ui.label(RichText::new(state).strong().color(color));
+            if ui.link("Open supplier").clicked() {
+                cx.goto = Some(Goto::Supplier(r.supplier));
+            }
+        });
+        ui.add(
+            egui::Label::new(RichText::new(format!("{} to {} · started {}", r.from, r.to, r.created_at.format("%Y-%m-%d %H:%M UTC"))))
+                .wrap(),
+        );
+        if let Some(reason) = &r.reason {
+            let color = if r.state == MigrationState::RolledBack { p.danger } else { p.muted };
+            ui.add(egui::Label::new(RichText::new(reason).color(color)).wrap());
+        }
+        ui.add_space(theme::GAP_XS);
+        ui.horizontal(|ui| {
+            if st.acting {
+                ui.spinner();
+                ui.label(RichText::new("Working…").color(p.muted));
+            } else if r.state.is_active() {
+                if r.state == MigrationState::Running
+                    && ui.button("Pause").on_hover_text("The traffic share stays; the phase clock stops").clicked()
+                {
+                    st.acting = true;
+                    cx.send(ConsoleCommand::PauseMigration(r.id));
+                }
+                if r.state == MigrationState::Paused && ui.button("Resume").clicked() {
+                    st.acting = true;
+                    cx.send(ConsoleCommand::ResumeMigration(r.id));
+                }
+                if ui
+                    .button(RichText::new("Roll back…").color(p.danger))
+                    .on_hover_text("All traffic back to the old route at once")
+                    .clicked()
+                {
+                    st.rollback = Some(Rollback {
+                        id: r.id,
+                        title: format!("Roll back migration {} of {}?", r.id, r.supplier_name),
+                        reason: String::new(),
+                    });
+                }
+                if ui.button("Abort…").on_hover_text("Stop here; traffic stays on the old route").clicked() {
+                    st.abort = Some((r.id, r.supplier_name.clone()));
+                }
+            }
+        });
+        ui.add_space(theme::GAP_S);
+        timeline(ui, d);
+        ui.add_space(theme::GAP_S);
+        phase_table(ui, d);
+    });
+}
+
+/// Both timeline plots get the same y-axis width, so their linked time axes line up.
+const AXIS_WIDTH: f32 = 108.0;
+
+fn timeline(ui: &mut Ui, d: &MigrationDetail) {
+    let p = *theme::palette(ui);
+    let n = d.phases.len();
+    let y_of = |i: usize| (n - 1 - i) as f64;
+    let labels: Vec<String> = d.phases.iter().map(|ph| format!("Phase {} · {} %", ph.index + 1, ph.percent)).collect();
+    let mut planned = Vec::new();
+    let mut actual = Vec::new();
+    // A phase that lasted seconds on a timeline of an hour still gets a visible bar.
+    let span =
+        d.phases.last().map(|ph| ph.planned[1]).unwrap_or(d.now).max(d.now) - d.phases.first().map(|ph| ph.planned[0]).unwrap_or(d.now);
+    let min_len = (span / 150.0).max(1.0);
+    for ph in &d.phases {
+        let when = |a: f64, b: f64| {
+            let t = |x: f64| super::charts::time_of(x).map(|t| t.format("%d %b %H:%M").to_string()).unwrap_or_default();
+            format!("{} – {}", t(a), t(b))
+        };
+        planned.push(
+            Bar::new(y_of(ph.index) + 0.2, ph.planned[1] - ph.planned[0])
+                .base_offset(ph.planned[0])
+                .width(0.32)
+                .fill(p.off_peak.gamma_multiply(0.6))
+                .name(format!(
+                    "Phase {} planned: {} % for at least {}\n{}",
+                    ph.index + 1,
+                    ph.percent,
+                    minutes(ph.min_secs),
+                    when(ph.planned[0], ph.planned[1])
+                )),
+        );
+        if let Some([a, b]) = ph.actual {
+            actual.push(
+                Bar::new(y_of(ph.index) - 0.2, (b - a).max(min_len))
+                    .base_offset(a)
+                    .width(0.32)
+                    .fill(check_color(ui, ph.check))
+                    .name(format!("Phase {} actual: {}\n{}", ph.index + 1, ph.check.label(), when(a, b))),
+            );
+        }
+    }
+    ui.label(RichText::new("Timeline: planned vs actual phases").strong());
+    let ticks = labels.clone();
+    let first = d.phases.first().map(|ph| ph.planned[0]).unwrap_or(d.now);
+    let last = d.phases.last().map(|ph| ph.planned[1]).unwrap_or(d.now).max(d.now);
+    let link = egui::Id::unique(("migration_time", d.row.id));
+    time_plot(("migration_timeline", d.row.id), Unit::Count, 40.0 + 34.0 * n as f32)
+        .y_axis_formatter(move |m, _| {
+            let i = m.value.round();
+            if (m.value - i).abs() > 1e-6 || i < 0.0 {
+                return String::new();
+            }
+            ticks.get(n.saturating_sub(1 + i as usize)).cloned().unwrap_or_default()
+        })
+        .y_axis_min_width(AXIS_WIDTH)
+        .y_grid_spacer(move |_| (0..n).map(|i| egui_plot::GridMark { value: i as f64, step_size: 1.0 }).collect())
+        .include_y(-0.6)
+        .include_y(n as f64 - 0.4)
+        .include_x(first)
+        .include_x(last)
+        .legend(egui_plot::Legend::default().position(egui_plot::Corner::RightTop))
+        .link_axis(link, [true, false])
+        .allow_drag([true, false])
+        .allow_zoom([true, false])
+        .show(ui, |pl| {
+            pl.add(BarChart::new("planned", planned).horizontal().color(p.off_peak).element_formatter(Box::new(|b, _| b.name.clone())));
+            pl.add(BarChart::new("actual", actual).horizontal().color(p.accent).element_formatter(Box::new(|b, _| b.name.clone())));
+            if let Some(x) = d.rollback_at {
+                pl.add(VLine::new("rollback point", x).color(p.danger).width(2.0));
+            }
+            if d.row.state.is_active() {
+                pl.add(VLine::new("now", d.now).color(p.muted).style(LineStyle::dashed_loose()));
+            }
+        });
+    ui.label(RichText::new("Traffic on the new route").small().color(p.muted));
+    time_plot(("migration_share", d.row.id), Unit::Percent, 110.0)
+        .y_axis_min_width(AXIS_WIDTH)
+        .legend(egui_plot::Legend::default().position(egui_plot::Corner::RightTop))
+        .include_y(100.0)
+        .include_x(first)
+        .include_x(last)
+        .link_axis(link, [true, false])
+        .allow_drag([true, false])
+        .allow_zoom([true, false])
+        .show(ui, |pl| {
+            pl.add(Line::new("share on the new route", d.share.clone()).color(p.accent).fill(0.0).fill_alpha(0.15).width(1.8));
+            if let Some(x) = d.rollback_at {
+                pl.add(VLine::new("rollback point", x).color(p.danger).width(2.0));
+            }
+        });
+}
+
+fn phase_table(ui: &mut Ui, d: &MigrationDetail) {
+    let p = *theme::palette(ui);
+    let c = &d.criteria;
+    ui.label(RichText::new("Phases against the success criteria").strong());
+    ui.label(
+        RichText::new(format!(
+            "Checked on the new route's traffic in every phase: error rate at most {:.0} %, p95 < {} ms, at least {} requests; otherwise automatic rollback.",
+            c.max_error_bp as f64 / 100.0,
+            super::fmt_int(c.max_p95_ms as i64),
+            c.min_requests
+        ))
+        .small()
+        .color(p.muted),
+    );
+    let widths = [64.0, 60.0, 76.0, 110.0, 76.0, 60.0, 80.0, 80.0];
+    ui.horizontal(|ui| {
+        for (h, w) in ["Phase", "Share", "At least", "Started", "Requests", "Errors", "Error rate", "p95"].iter().zip(widths) {
+            cell(ui, w, RichText::new(*h).small().color(p.muted));
+        }
+        ui.label(RichText::new("Check").small().color(p.muted));
+    });
+    for ph in &d.phases {
+        ui.horizontal(|ui| {
+            cell(ui, widths[0], format!("{}", ph.index + 1));
+            cell(ui, widths[1], format!("{} %", ph.percent));
+            cell(ui, widths[2], minutes(ph.min_secs));
+            let started = ph.actual.and_then(|[a, _]| super::charts::time_of(a)).map(|t| t.format("%d %b %H:%M").to_string());
+            cell(ui, widths[3], RichText::new(started.unwrap_or_else(|| "–".into())).color(p.muted));
+            cell(ui, widths[4], super::fmt_int(ph.requests as i64));
+            cell(ui, widths[5], super::fmt_int(ph.errors as i64));
+            let err_bad = ph.requests > 0 && ph.error_percent > c.max_error_bp as f64 / 100.0;
+            let err = if ph.requests == 0 { "–".to_string() } else { format!("{:.1} %", ph.error_percent) };
+            cell(ui, widths[6], RichText::new(err).color(if err_bad { p.danger } else { ui.visuals().text_color() }));
+            let p95_bad = ph.p95_ms.is_some_and(|v| v >= c.max_p95_ms);
+            let p95 = ph.p95_ms.map(|v| format!("{} ms", super::fmt_int(v as i64))).unwrap_or_else(|| "–".into());
+            cell(ui, widths[7], RichText::new(p95).color(if p95_bad { p.danger } else { ui.visuals().text_color() }));
+            let color = check_color(ui, ph.check);
+            status_dot(ui, color);
+            ui.label(RichText::new(ph.check.label()).color(color));
+        });
+    }
+}
+
+fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+    let p = *theme::palette(ui);
+    let Some(form) = st.form.as_mut() else { return };
+    let mut close = false;
+    let mut check: Option<(SupplierId, Option<RouteTarget>)> = None;
+    let mut start: Option<(SupplierId, RouteTarget)> = None;
+    theme::card(ui).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.label(RichText::new("Start a migration").strong());
+        ui.label(
+            RichText::new("5 %, 25 %, 75 %, then 100 % of the supplier's traffic, each phase checked; no phase begins within 48 h of one of its weddings.")
+                .small()
+                .color(p.muted),
+        );
+        ui.add_space(theme::GAP_XS);
+        ui.horizontal(|ui| {
+            let r = text_field(ui, "Supplier ID", &mut form.supplier, "e.g. 12 (see Suppliers)", 140.0);
+            let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if ui.button("Check").clicked() || enter {
+                match form.supplier.trim().parse::<i64>() {
+                    Ok(n) if n > 0 => {
+                        form.field_error = None;
+                        check = Some((SupplierId(n), None));
+                    }
+                    _ => form.field_error = Some(format!("'{}' is not a supplier ID; type the number shown in Suppliers", form.supplier.trim())),
+                }
+            }
+            if ui.button("Cancel").clicked() {
+                close = true;
+            }
+            if st.planning {
+                ui.spinner();
+            }
+        });
+        if let Some(e) = &form.field_error {
+            ui.label(RichText::new(e).color(p.danger));
+        }
+        if let Some(e) = &st.plan_error {
+            ui.label(RichText::new(e).color(p.danger));
+        }
+        let Some(plan) = st.plan.clone() else { return };
+        ui.add_space(theme::GAP_XS);
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(&plan.supplier_name).strong());
+            ui.label(RichText::new(format!("on {} AI now", plan.ai_mode)).color(p.muted));
+            let current = plan.to.and_then(|t| plan.targets.iter().find(|(x, _)| *x == t)).map(|(_, l)| l.clone()).unwrap_or_else(|| "choose…".into());
+            let mut chosen = plan.to;
+            egui::ComboBox::from_label("Move to").selected_text(current).width(300.0).show_ui(ui, |ui| {
+                for (t, label) in &plan.targets {
+                    ui.selectable_value(&mut chosen, Some(*t), label);
+                }
+            });
+            if chosen != plan.to
+                && let Some(t) = chosen
+            {
+                check = Some((plan.supplier, Some(t)));
+            }
+        });
+        if !plan.next_weddings.is_empty() {
+            let list: Vec<String> = plan.next_weddings.iter().map(|d| d.format("%a %d %b %Y").to_string()).collect();
+            ui.label(RichText::new(format!("Weddings: {}", list.join(" · "))).small().color(p.muted));
+        }
+        match &plan.plan {
+            Err(e) => error_box(ui, e),
+            Ok(s) => {
+                let phases: Vec<String> = s.phases.iter().map(|ph| format!("{} % for {}", ph.percent, minutes(ph.min_secs))).collect();
+                ui.label(format!("{} to {}: {}", s.from, s.to, phases.join(", then ")));
+                ui.label(
+                    RichText::new(format!(
+                        "Each phase: error rate at most {:.0} %, p95 < {} ms, at least {} requests on the new route; otherwise automatic rollback.",
+                        s.criteria.max_error_bp as f64 / 100.0,
+                        super::fmt_int(s.criteria.max_p95_ms as i64),
+                        s.criteria.min_requests
+                    ))
+                    .small()
+                    .color(p.muted),
+                );
+                let suggested = s.earliest_start.format("%a %d %b %Y %H:%M UTC").to_string();
+                if let Some(d) = s.blocked_by {
+                    theme::card(ui).stroke(egui::Stroke::new(1.5, p.danger)).show(ui, |ui| {
+                        ui.label(RichText::new(format!("Wedding on {}: no migration may start within 48 h of it.", d.format("%a %d %b"))).strong().color(p.danger));
+                        ui.label(format!("Suggested start, clear of weddings for the whole plan: {suggested}."));
+                    });
+                } else if let Some(d) = s.overlaps {
+                    theme::card(ui).stroke(egui::Stroke::new(1.5, p.warn)).show(ui, |ui| {
+                        ui.label(RichText::new("Wedding-window warning").strong().color(p.warn));
+                        ui.label(format!(
+                            "{} has a wedding on {}: started now, a phase would begin within 48 h of it, so the migration would wait there until the window passes.",
+                            plan.supplier_name,
+                            d.format("%a %d %b")
+                        ));
+                        ui.label(RichText::new(format!("Suggested start: {suggested}.")).strong());
+                    });
+                }
+                ui.add_space(theme::GAP_XS);
+                ui.horizontal(|ui| {
+                    let allowed = s.blocked_by.is_none() && !st.acting;
+                    let label = if s.overlaps.is_some() { "Start now anyway" } else { "Start migration" };
+                    if ui.add_enabled(allowed, egui::Button::new(RichText::new(label).strong())).clicked()
+                        && let Some(to) = plan.to
+                    {
+                        start = Some((plan.supplier, to));
+                    }
+                    if st.acting {
+                        ui.spinner();
+                        ui.label(RichText::new("Starting…").color(p.muted));
+                    }
+                });
+            }
+        }
+    });
+    if close {
+        st.form = None;
+        st.plan = None;
+        st.plan_error = None;
+    }
+    if let Some((supplier, to)) = check {
+        st.planning = true;
+        st.plan_error = None;
+        cx.send(ConsoleCommand::PlanMigration { supplier, to });
+    }
+    if let Some((supplier, to)) = start {
+        st.acting = true;
+        cx.send(ConsoleCommand::StartMigration { supplier, to });
+    }
+}
+
+fn side(ui: &mut Ui, title: &str, s: &SideReport) {
+    let p = *theme::palette(ui);
+    ui.vertical(|ui| {
+        ui.label(RichText::new(title).small().color(p.muted));
+        ui.add(egui::Label::new(RichText::new(format!("{} · {}", s.label, s.model)).strong()).truncate());
+        let ok_color = if s.successes == s.requests { p.ok } else { p.danger };
+        ui.label(RichText::new(format!("{:.0} % success ({} of {})", s.success_percent(), s.successes, s.requests)).color(ok_color));
+        ui.label(format!("latency p50 {} ms · p95 {} ms", super::fmt_int(s.p50_ms as i64), super::fmt_int(s.p95_ms as i64)));
+        ui.label(format!("{} per request", fmt_money(s.cost_per_request.0)));
+        ui.label(format!("{} per month (projected)", fmt_money(s.projected_monthly_cost.0)));
+        if let Some(e) = s.errors.first() {
+            ui.add(egui::Label::new(RichText::new(e).small().color(p.danger)).truncate()).on_hover_text(s.errors.join("\n"));
+        }
+    });
+}
+
+fn parallel(ui: &mut Ui, reports: &[ParallelRow], supplier: Option<&str>) {
+    let p = *theme::palette(ui);
+    theme::card(ui).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        let title = match supplier {
+            Some(s) => format!("Parallel tests of {s}"),
+            None => "Parallel tests".to_string(),
+        };
+        ui.label(RichText::new(title).strong());
+        ui.label(
+            RichText::new(
+                "The same prompts sent to the current route and the candidate, side by side (recorded as shadow usage, never billed).",
+            )
+            .small()
+            .color(p.muted),
+        );
+        if reports.is_empty() {
+            ui.label(
+                RichText::new(
+                    "No parallel test yet: run `switchboard parallel-test --supplier ID --account ID` to compare before you move.",
+                )
+                .color(p.muted),
+            );
+            return;
+        }
+        for r in reports {
+            let rep = &r.report;
+            ui.add_space(theme::GAP_S);
+            ui.separator();
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(format!("Test {} · {}", rep.id, r.supplier_name)).strong());
+                ui.label(RichText::new(rep.created_at.format("%Y-%m-%d %H:%M UTC").to_string()).color(p.muted));
+            });
+            ui.columns(3, |cols| {
+                side(&mut cols[0], "Current route", &rep.current);
+                side(&mut cols[1], "Candidate", &rep.candidate);
+                let ui = &mut cols[2];
+                ui.label(RichText::new("Projected monthly saving").small().color(p.muted));
+                let saving = rep.projected_monthly_saving.0;
+                let color = if saving >= 0 { p.ok } else { p.danger };
+                ui.label(RichText::new(fmt_money(saving)).font(theme::metric_font()).color(color));
+                ui.label(
+                    RichText::new(format!("from the last {} days: {} requests", rep.basis_days, super::fmt_int(rep.basis_requests as i64)))
+                        .small()
+                        .color(p.muted),
+                );
+                ui.label(format!("Suggested start: {}", rep.suggested_start.format("%a %d %b %H:%M UTC")));
+                if let Some(rec) = &rep.recommendation {
+                    ui.add(egui::Label::new(RichText::new(rec).small()).wrap());
+                }
+            });
+        }
+    });
+}
+
+/// The dialogs: roll back (with a reason) and abort.
+fn dialogs(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+    let p = *theme::palette(ui);
+    let ctx = ui.ctx().clone();
+    if let Some(r) = st.rollback.as_mut() {
+        let (mut go, mut cancel) = (false, false);
+        egui::Modal::new(egui::Id::unique("rollback_migration")).show(&ctx, |ui| {
+            ui.set_width(480.0);
+            ui.label(RichText::new(&r.title).strong().size(16.0));
+            ui.label("All of the supplier's traffic goes back to the old route at once; the migration ends and cannot be resumed.");
+            ui.add_space(theme::GAP_S);
+            text_field(ui, "Reason", &mut r.reason, "e.g. the supplier asked to wait until after the season", 440.0);
+            ui.add_space(theme::GAP_S);
+            ui.horizontal(|ui| {
+                go = ui.button(RichText::new("Roll back").color(p.danger)).clicked();
+                cancel = ui.button("Cancel").clicked();
+            });
+        });
+        if cancel {
+            st.rollback = None;
+        } else if go {
+            let (id, reason) = (r.id, r.reason.clone());
+            st.rollback = None;
+            st.acting = true;
+            cx.send(ConsoleCommand::RollbackMigration { id, reason });
+        }
+    }
+    if let Some((id, name)) = st.abort.clone() {
+        let body = "The migration stops where it is and the supplier's traffic stays on the old route. This is not a failure; you can start a new one later.";
+        if let Some(yes) = confirm(&ctx, "abort_migration", &format!("Abort migration {id} of {name}?"), body, ("Abort", "Keep going")) {
+            st.abort = None;
+            if yes {
+                st.acting = true;
+                cx.send(ConsoleCommand::AbortMigration(id));
+            }
+        }
+    }
+}
