@@ -300,7 +300,7 @@ impl AlertService {
                     Some(*supplier),
                     None,
                     format!(
-                        "supplier {} used {used} of {quota} platform tokens this month (≥ 90 %); consider moving it to client AI",
+                        "supplier {} used {used} of {quota} platform tokens this month (90 % or more); consider moving it to client AI",
                         supplier.0
                     ),
                     wedding_day,

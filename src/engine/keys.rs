@@ -378,7 +378,7 @@ impl KeyService {
         match self.rotate_inner(&account, key).await {
             Ok((o, old_cleanup)) => {
                 let detail = format!(
-                    "{} → {}{}",
+                    "{} replaced by {}{}",
                     account.key_fingerprint.as_deref().unwrap_or("(no key)"),
                     o.account.key_fingerprint.as_deref().unwrap_or(""),
                     old_cleanup.map(|e| format!("; the old keychain entry could not be removed: {e}")).unwrap_or_default()

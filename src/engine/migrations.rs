@@ -201,7 +201,7 @@ impl MigrationService {
         let mut m = Migration::new(supplier, plan.from, plan.to, &plan.phases, criteria.unwrap_or(plan.criteria), now);
         m.id = self.store.insert_migration(&m)?;
         self.apply_split(&m);
-        self.audit("migration.start", &m, &format!("{} → {}, first phase {} %", m.from, m.to, m.current_percent()));
+        self.audit("migration.start", &m, &format!("from {} to {}, first phase {} %", m.from, m.to, m.current_percent()));
         self.active.lock().unwrap_or_else(|e| e.into_inner()).insert(supplier, m.clone());
         Ok(m)
     }
