@@ -119,6 +119,26 @@ fn a_database_from_a_newer_switchboard_is_refused_untouched() {
 }
 
 #[test]
+fn a_failed_upgrade_says_which_step_failed_without_the_sql_and_leaves_the_file_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dev-build.db");
+    {
+        Store::open(&path).unwrap();
+        // As a development build might leave it: marked one version back, but
+        // already holding the tables the last upgrade step creates.
+        let c = Connection::open(&path).unwrap();
+        let back = switchboard::store::schema::LATEST_VERSION - 1;
+        c.execute_batch(&format!("PRAGMA user_version = {back}; PRAGMA wal_checkpoint(TRUNCATE);")).unwrap();
+    }
+    let err = refused_untouched(&path);
+    let latest = switchboard::store::schema::LATEST_VERSION;
+    assert!(matches!(err, StoreError::Upgrade { from, to, .. } if from == latest - 1 && to == latest), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("already exists") && msg.contains("Nothing in it was changed"), "{msg}");
+    assert!(!msg.contains("CREATE TABLE") && !msg.contains("INSERT INTO"), "no SQL text in the message: {msg}");
+}
+
+#[test]
 fn another_applications_database_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other.db");

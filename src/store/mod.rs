@@ -73,6 +73,10 @@ pub enum StoreError {
     Invalid(String),
     #[error("database error on {path}: {source}")]
     Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error(
+        "{path} could not be upgraded from schema version {from} to {to}: {detail}. Nothing in it was changed (each upgrade step is one transaction). If a development build of Switchboard wrote this file, make a new one (`switchboard demo-data`), or choose another file with --db PATH."
+    )]
+    Upgrade { path: PathBuf, from: i64, to: i64, detail: String },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -165,13 +169,26 @@ impl Store {
         conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(|e| map_err(&path, e))?;
         for v in version..target.min(schema::LATEST_VERSION) {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| map_err(&path, e))?;
-            tx.execute_batch(schema::MIGRATIONS[v as usize]).map_err(|e| map_err(&path, e))?;
+            tx.execute_batch(schema::MIGRATIONS[v as usize]).map_err(|e| upgrade_err(&path, v, e))?;
             tx.execute_batch(&format!("PRAGMA user_version = {}; PRAGMA application_id = {};", v + 1, schema::APPLICATION_ID))
                 .map_err(|e| map_err(&path, e))?;
             tx.commit().map_err(|e| map_err(&path, e))?;
             tracing::info!(db = %path.display(), version = v + 1, "schema migrated");
         }
         Ok(())
+    }
+}
+
+/// A failed schema upgrade: SQLite's own message without the migration's SQL
+/// text (which rusqlite puts into its error), and what the user can do.
+fn upgrade_err(path: &Path, from: i64, e: rusqlite::Error) -> StoreError {
+    let detail = match &e {
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        other => other.to_string(),
+    };
+    match map_err(path, e) {
+        StoreError::Sqlite { .. } => StoreError::Upgrade { path: path.to_path_buf(), from, to: from + 1, detail },
+        other => other,
     }
 }
 
