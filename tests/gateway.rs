@@ -162,6 +162,35 @@ async fn platform_route_answers_and_records_usage() {
 }
 
 #[tokio::test]
+async fn a_tokens_last_use_is_recorded_at_most_once_a_minute() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Capture Moments", Tier::Professional, AiMode::Platform, &[]);
+    let t = e.token(s, false);
+    let last_used = || e.store.list_tokens(Some(s)).unwrap()[0].last_used_at;
+    assert_eq!(last_used(), None);
+    let wait_for = |want: chrono::DateTime<Utc>| async move {
+        for _ in 0..200 {
+            if last_used() == Some(want) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("last use is {:?}, expected {want}", last_used());
+    };
+    assert_eq!(e.chat(&t, "gpt-4o-mini", "Hello").await.status(), 200);
+    wait_for(june()).await;
+    // Within the minute: not written again.
+    e.clock.advance(Duration::seconds(30));
+    assert_eq!(e.chat(&t, "gpt-4o-mini", "Hello again").await.status(), 200);
+    e.clock.advance(Duration::seconds(40));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(last_used(), Some(june()));
+    // A minute later: written with the new time.
+    assert_eq!(e.chat(&t, "gpt-4o-mini", "And again").await.status(), 200);
+    wait_for(june() + Duration::seconds(70)).await;
+}
+
+#[tokio::test]
 async fn client_route_uses_the_suppliers_own_account_and_not_the_quota() {
     let e = env(RouterConfig::default()).await;
     let s = e.supplier("Grand Ballroom", Tier::Scale, AiMode::Client, &[]);

@@ -156,6 +156,7 @@ struct AccountEntry {
 struct TokenEntry {
     supplier: SupplierId,
     revoked: bool,
+    id: crate::store::TokenId,
 }
 
 #[derive(Default)]
@@ -232,6 +233,8 @@ pub struct Router {
     outcomes: tokio::sync::broadcast::Sender<AttemptOutcome>,
     events: tokio::sync::broadcast::Sender<RouterEvent>,
     request_seq: std::sync::atomic::AtomicU64,
+    /// When each gateway token's last use was last written to the store.
+    token_use_written: Mutex<HashMap<crate::store::TokenId, DateTime<Utc>>>,
     instance: String,
 }
 
@@ -285,6 +288,7 @@ impl Router {
             outcomes,
             events,
             request_seq: std::sync::atomic::AtomicU64::new(0),
+            token_use_written: Mutex::new(HashMap::new()),
             instance: hex::encode(inst),
         });
         r.reload()?;
@@ -444,9 +448,9 @@ impl Router {
             };
             cat.suppliers.insert(entry.supplier.id, Arc::new(entry));
         }
-        for (hash, supplier, revoked) in tokens {
+        for (hash, supplier, revoked, id) in tokens {
             if let Some(h) = parse_hash(&hash) {
-                cat.tokens.insert(h, TokenEntry { supplier, revoked });
+                cat.tokens.insert(h, TokenEntry { supplier, revoked, id });
             }
         }
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cat);
@@ -460,9 +464,36 @@ impl Router {
         let cat = self.catalog();
         match cat.tokens.get(&token_hash(token)) {
             Some(TokenEntry { revoked: true, .. }) => Err(GatewayError::RevokedToken),
-            Some(TokenEntry { supplier, .. }) if cat.suppliers.contains_key(supplier) => Ok(*supplier),
+            Some(TokenEntry { supplier, id, .. }) if cat.suppliers.contains_key(supplier) => {
+                self.note_token_use(*id);
+                Ok(*supplier)
+            }
             _ => Err(GatewayError::UnknownToken),
         }
+    }
+
+    /// Records a token's last use in the store (shown in the Keys view and
+    /// `token list`), at most once a minute per token and off the request's
+    /// path: the write runs on the blocking pool and the request never waits.
+    fn note_token_use(&self, id: crate::store::TokenId) {
+        const EVERY_SECS: i64 = 60;
+        let now = self.clock.now();
+        {
+            let mut written = self.token_use_written.lock().unwrap_or_else(|e| e.into_inner());
+            match written.get(&id) {
+                Some(at) if (now - *at).num_seconds() < EVERY_SECS && *at <= now => return,
+                _ => {
+                    written.insert(id, now);
+                }
+            }
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let store = self.store.clone();
+        rt.spawn_blocking(move || {
+            if let Err(e) = store.touch_token_used(id, now) {
+                tracing::warn!(token = id.0, error = %e, "could not record the gateway token's last use");
+            }
+        });
     }
 
     /// Models offered through the gateway (those the pricing table knows).

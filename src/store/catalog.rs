@@ -11,10 +11,11 @@ impl Store {
     }
 
     /// Every gateway token as (SHA-256 hex, supplier, revoked).
-    pub fn gateway_token_hashes(&self) -> StoreResult<Vec<(String, SupplierId, bool)>> {
+    pub fn gateway_token_hashes(&self) -> StoreResult<Vec<(String, SupplierId, bool, super::TokenId)>> {
         self.with_conn(|c| {
-            let mut st = c.prepare("SELECT token_hash, supplier_id, revoked_at IS NOT NULL FROM gateway_tokens")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, SupplierId(r.get(1)?), r.get::<_, bool>(2)?)))?;
+            let mut st = c.prepare("SELECT token_hash, supplier_id, revoked_at IS NOT NULL, id FROM gateway_tokens")?;
+            let rows =
+                st.query_map([], |r| Ok((r.get::<_, String>(0)?, SupplierId(r.get(1)?), r.get::<_, bool>(2)?, super::TokenId(r.get(3)?))))?;
             rows.collect()
         })
     }
