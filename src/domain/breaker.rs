@@ -25,8 +25,13 @@ impl Default for BreakerConfig {
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum BreakerState {
     Closed,
+    /// Refusing requests until `until`, then half-open; a breaker `held` open
+    /// (the health monitor saw the account down) stays open past `until`
+    /// until it is forced closed, so no live request is sent to a dead account.
     Open {
         until: DateTime<Utc>,
+        #[serde(default)]
+        held: bool,
     },
     /// One trial request may go through; others are refused until it reports.
     HalfOpen {
@@ -77,7 +82,7 @@ impl Breaker {
     /// The state as seen at `now` (an open breaker whose time is up is half-open).
     pub fn state_at(&self, now: DateTime<Utc>) -> BreakerState {
         match self.state {
-            BreakerState::Open { until } if now >= until => BreakerState::HalfOpen { trial_in_flight: false },
+            BreakerState::Open { until, held: false } if now >= until => BreakerState::HalfOpen { trial_in_flight: false },
             s => s,
         }
     }
@@ -86,7 +91,7 @@ impl Breaker {
     /// gets the single trial slot; the caller must then `record` its outcome.
     pub fn try_acquire(&mut self, now: DateTime<Utc>) -> (bool, BreakerTransition) {
         let mut transition = BreakerTransition::None;
-        if let BreakerState::Open { until } = self.state
+        if let BreakerState::Open { until, held: false } = self.state
             && now >= until
         {
             self.state = BreakerState::HalfOpen { trial_in_flight: false };
@@ -138,13 +143,22 @@ impl Breaker {
         }
     }
 
-    /// Forces the breaker open (e.g. the health monitor saw the account down).
+    /// Forces the breaker open and holds it open (the health monitor saw the
+    /// account down) until [`force_close`](Self::force_close): no half-open
+    /// trial is sent meanwhile.
     pub fn force_open(&mut self, now: DateTime<Utc>) -> BreakerTransition {
-        if matches!(self.state, BreakerState::Open { .. }) {
+        if let BreakerState::Open { until, .. } = self.state {
+            self.state = BreakerState::Open { until, held: true };
             return BreakerTransition::None;
         }
         self.open(now);
+        self.state = BreakerState::Open { until: now + Duration::seconds(self.cfg.open_for_secs), held: true };
         BreakerTransition::Opened
+    }
+
+    /// Whether the breaker is held open by [`force_open`](Self::force_open).
+    pub fn is_held(&self) -> bool {
+        matches!(self.state, BreakerState::Open { held: true, .. })
     }
 
     /// Forces the breaker closed (e.g. probes see the account healthy again).
@@ -157,7 +171,7 @@ impl Breaker {
     }
 
     fn open(&mut self, now: DateTime<Utc>) {
-        self.state = BreakerState::Open { until: now + Duration::seconds(self.cfg.open_for_secs) };
+        self.state = BreakerState::Open { until: now + Duration::seconds(self.cfg.open_for_secs), held: false };
         self.consecutive = 0;
         self.ring = 0;
         self.filled = 0;
@@ -208,6 +222,32 @@ mod tests {
         assert!(!b.try_acquire(t0() + Duration::seconds(30)).0, "only one trial at a time");
         assert_eq!(b.record(true, t0() + Duration::seconds(31)), BreakerTransition::Closed);
         assert!(b.try_acquire(t0() + Duration::seconds(31)).0);
+    }
+
+    #[test]
+    fn a_breaker_forced_open_is_held_past_30_seconds_until_forced_closed() {
+        let mut b = Breaker::new(BreakerConfig::default());
+        assert_eq!(b.force_open(t0()), BreakerTransition::Opened);
+        assert!(b.is_held());
+        let later = t0() + Duration::minutes(10);
+        assert_eq!(b.try_acquire(later), (false, BreakerTransition::None), "no trial to a dead account");
+        assert!(matches!(b.state_at(later), BreakerState::Open { held: true, .. }));
+        assert_eq!(b.force_close(), BreakerTransition::Closed);
+        assert!(!b.is_held());
+        assert!(b.try_acquire(later).0);
+        // A breaker opened by failures and then forced open is held too.
+        for _ in 0..5 {
+            b.record(false, later);
+        }
+        assert_eq!(b.force_open(later), BreakerTransition::None);
+        assert!(!b.try_acquire(later + Duration::minutes(5)).0);
+        // A breaker opened by failures alone still half-opens after 30 s.
+        let mut c = Breaker::new(BreakerConfig::default());
+        for _ in 0..5 {
+            c.record(false, t0());
+        }
+        assert!(!c.is_held());
+        assert!(c.try_acquire(t0() + Duration::seconds(30)).0);
     }
 
     #[test]

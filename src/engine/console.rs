@@ -589,6 +589,8 @@ pub enum BreakerView {
     /// Refusing traffic for this many more seconds.
     Open {
         secs_left: i64,
+        /// Held open by the health monitor until the account answers again.
+        held: bool,
     },
     HalfOpen,
 }
@@ -597,7 +599,7 @@ impl BreakerView {
     fn of(state: BreakerState, now: DateTime<Utc>) -> Self {
         match state {
             BreakerState::Closed => BreakerView::Closed,
-            BreakerState::Open { until } => BreakerView::Open { secs_left: (until - now).num_seconds().max(0) },
+            BreakerState::Open { until, held } => BreakerView::Open { secs_left: (until - now).num_seconds().max(0), held },
             BreakerState::HalfOpen { .. } => BreakerView::HalfOpen,
         }
     }

@@ -83,7 +83,8 @@ fn breaker_text(ui: &Ui, b: Option<BreakerView>) -> (String, Color32) {
     match b {
         None => ("not routed here".into(), p.muted),
         Some(BreakerView::Closed) => ("closed".into(), p.ok),
-        Some(BreakerView::Open { secs_left }) => (format!("open · {secs_left} s left"), p.danger),
+        Some(BreakerView::Open { held: true, .. }) => ("open until the account answers".to_string(), p.danger),
+        Some(BreakerView::Open { secs_left, .. }) => (format!("open · {secs_left} s left"), p.danger),
         Some(BreakerView::HalfOpen) => ("half-open".into(), p.warn),
     }
 }

@@ -269,7 +269,8 @@ fn live_section(ui: &mut Ui, l: &LiveSnapshot) {
                 for a in &l.accounts {
                     let (text, color) = match a.breaker {
                         BreakerView::Closed => ("closed".to_string(), p.ok),
-                        BreakerView::Open { secs_left } => (format!("open · {secs_left} s"), p.danger),
+                        BreakerView::Open { held: true, .. } => ("open (down)".to_string(), p.danger),
+                        BreakerView::Open { secs_left, .. } => (format!("open · {secs_left} s"), p.danger),
                         BreakerView::HalfOpen => ("half-open".to_string(), p.warn),
                     };
                     ui.horizontal(|ui| {
