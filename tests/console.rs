@@ -316,15 +316,7 @@ fn adds_and_validates_a_key_against_the_simulator() {
         .unwrap();
     let rt = f._rt.block_on(Runtime::start(f.store.clone(), test_vault(), Arc::new(SystemClock), RuntimeOptions::default())).unwrap();
     let supplier = add_supplier(&f.store, "Capture Moments", Tier::Professional, VendorType::Photographer, &[]);
-    let live = LiveServices {
-        keys: rt.keys.clone(),
-        router: None,
-        health: None,
-        migrations: None,
-        gateway_url: None,
-        demo: false,
-        keep_alive: Vec::new(),
-    };
+    let live = LiveServices::keys_only(rt.keys.clone());
     let mut h = live_harness(&f, live, View::Keys);
     wait_until(&mut h, "the keys view", |h| shows(h, "Platform accounts (0)"));
 
@@ -370,15 +362,7 @@ fn issues_a_token_once_and_keeps_only_its_hash() {
     let rt =
         f._rt.block_on(Runtime::start(f.store.clone(), Vault::demo_in_memory(), Arc::new(SystemClock), RuntimeOptions::default())).unwrap();
     let supplier = add_supplier(&f.store, "Willow Lane Estate", Tier::Scale, VendorType::Venue, &[]);
-    let live = LiveServices {
-        keys: rt.keys.clone(),
-        router: None,
-        health: None,
-        migrations: None,
-        gateway_url: None,
-        demo: true,
-        keep_alive: Vec::new(),
-    };
+    let live = LiveServices { demo: true, ..LiveServices::keys_only(rt.keys.clone()) };
     let mut h = live_harness(&f, live, View::Keys);
     wait_until(&mut h, "the keys view", |h| shows(h, "Gateway tokens (0 active)"));
     assert!(shows(&h, "Demo mode — simulator keys in memory"));

@@ -133,15 +133,7 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
             })?;
             // No routing here: health comes from the stored history, and migration
             // actions are written to the store for a running `switchboard serve` (as the CLI does).
-            let live = LiveServices {
-                keys: Arc::new(keys),
-                router: None,
-                health: None,
-                migrations: None,
-                gateway_url: None,
-                demo: false,
-                keep_alive: Vec::new(),
-            };
+            let live = LiveServices::keys_only(Arc::new(keys));
             ServiceOptions { live: Some(live), after_demo: None }
         }
     };

@@ -984,6 +984,14 @@ pub struct LiveServices {
     pub keep_alive: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
+impl LiveServices {
+    /// Only the key service: a console that does not route (health comes from
+    /// the stored history, migration actions are written to the store).
+    pub fn keys_only(keys: Arc<KeyService>) -> Self {
+        LiveServices { keys, router: None, health: None, migrations: None, gateway_url: None, demo: false, keep_alive: Vec::new() }
+    }
+}
+
 /// Starts the live services once demo history is written (demo mode).
 pub type LiveStarter = Arc<dyn Fn(Arc<Store>) -> BoxFuture<'static, Result<LiveServices, String>> + Send + Sync>;
 

@@ -110,6 +110,14 @@ pub(crate) struct DailySum {
 }
 
 impl DailySum {
+    /// The request count and the eight measures, in the rollup tables' column
+    /// order: requests, errors, input, output, cached, cache write, reasoning
+    /// tokens, cost, latency sum.
+    pub fn measures(&self) -> [i64; 9] {
+        let [input, output, cached, cache_write, reasoning] = self.tokens;
+        [self.requests, self.errors, input, output, cached, cache_write, reasoning, self.cost_micros, self.latency_ms_sum]
+    }
+
     pub fn add(&mut self, e: &UsageEvent) {
         let u = &e.usage;
         self.requests += 1;
@@ -128,21 +136,10 @@ impl DailySum {
 /// Adds summed new events to the v3 rollups (called by the ledger writer next
 /// to its `usage_daily` upsert, inside the same transaction).
 pub(crate) fn roll_up(tx: &Transaction<'_>, k: &DailyKey<'_>, m: &DailySum) -> rusqlite::Result<()> {
-    let ints = [
-        k.4,
-        k.5,
-        k.5,
-        m.requests,
-        m.errors,
-        m.tokens[0],
-        m.tokens[1],
-        m.tokens[2],
-        m.tokens[3],
-        m.tokens[4],
-        m.cost_micros,
-        m.latency_ms_sum,
-        m.quota_tokens,
-    ];
+    let mut ints = [0i64; 13];
+    ints[..3].copy_from_slice(&[k.4, k.5, k.5]);
+    ints[3..12].copy_from_slice(&m.measures());
+    ints[12] = m.quota_tokens;
     let texts: [&dyn rusqlite::ToSql; 4] = [&k.0, &k.1, &k.2, &k.3];
     for ((_, _, keys, with_quota), sql) in ROLLUPS.iter().zip(rollup_sql()) {
         let mut st = tx.prepare_cached(sql)?;

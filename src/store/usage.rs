@@ -142,23 +142,9 @@ pub(crate) fn append_in(tx: &Transaction<'_>, events: &[UsageEvent], rollups: bo
         }
     }
     for (k, m) in &sums {
-        roll.execute(params![
-            k.0,
-            k.1,
-            k.2,
-            k.3,
-            k.4,
-            k.5,
-            m.requests,
-            m.errors,
-            m.tokens[0],
-            m.tokens[1],
-            m.tokens[2],
-            m.tokens[3],
-            m.tokens[4],
-            m.cost_micros,
-            m.latency_ms_sum,
-        ])?;
+        let keys: [&dyn rusqlite::ToSql; 6] = [&k.0, &k.1, &k.2, &k.3, &k.4, &k.5];
+        let measures = m.measures();
+        roll.execute(rusqlite::params_from_iter(keys.into_iter().chain(measures.iter().map(|v| v as &dyn rusqlite::ToSql))))?;
         super::analytics::roll_up(tx, k, m)?;
     }
     Ok(new)
