@@ -2,7 +2,7 @@
 //! daily rollups, platform-quota usage per supplier, the week's weddings and a
 //! searchable audit log. Plain rows out; the engine (`engine::console`) turns
 //! them into view snapshots. (The analytics engine will take over the usage
-//! breakdowns; these queries read `usage_daily` only.)
+//! breakdowns; these queries read the daily rollups only.)
 
 use super::{Store, StoreResult, parse_ts, ts};
 use crate::domain::{AccountId, RequestType, Route, SupplierId, Tier, VendorType};
@@ -123,7 +123,7 @@ impl Store {
             c.query_row(
                 &format!(
                     "SELECT coalesce(sum(requests), 0), coalesce(sum(errors), 0), coalesce(sum({QUOTA_TOKENS}), 0), coalesce(sum(cost_micros), 0)
-                     FROM usage_daily WHERE day >= ?1 AND day < ?2"
+                     FROM usage_daily_dims WHERE day >= ?1 AND day < ?2"
                 ),
                 params![day_str(from), day_str(to)],
                 |r| Ok(UsageTotals { requests: r.get(0)?, errors: r.get(1)?, tokens: r.get(2)?, cost_micros: r.get(3)? }),
@@ -171,17 +171,20 @@ impl Store {
 
     /// Usage per day and per group of `dim` over `[from, to)`.
     pub fn usage_breakdown(&self, dim: UsageDimension, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<BreakdownCell>> {
-        let (key, join) = match dim {
-            UsageDimension::Provider => ("u.provider", ""),
-            UsageDimension::Model => ("u.model", ""),
-            UsageDimension::Route => ("CAST(u.route AS TEXT)", ""),
-            UsageDimension::RequestType => ("CAST(u.request_type AS TEXT)", ""),
-            UsageDimension::VendorType => ("coalesce(s.vendor_type, 'removed supplier')", " LEFT JOIN suppliers s ON s.id = u.supplier_id"),
+        // All suppliers together: the day × dimensions rollup, a few hundred
+        // rows a day whatever the number of suppliers (vendor type as it was
+        // when the usage was recorded).
+        let key = match dim {
+            UsageDimension::Provider => "u.provider",
+            UsageDimension::Model => "u.model",
+            UsageDimension::Route => "CAST(u.route AS TEXT)",
+            UsageDimension::RequestType => "CAST(u.request_type AS TEXT)",
+            UsageDimension::VendorType => "u.vendor_type",
         };
         let rows = self.with_conn(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT u.day, {key}, sum(u.requests), sum(u.input_tokens + u.cached_tokens + u.cache_write_tokens + u.output_tokens), sum(u.cost_micros)
-                 FROM usage_daily u{join} WHERE u.day >= ?1 AND u.day < ?2 GROUP BY 1, 2 ORDER BY 1, 2"
+                 FROM usage_daily_dims u WHERE u.day >= ?1 AND u.day < ?2 GROUP BY 1, 2 ORDER BY 1, 2"
             ))?;
             let rows = st.query_map(params![day_str(from), day_str(to)], |r| {
                 Ok(BreakdownCell {
