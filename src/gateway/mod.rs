@@ -90,6 +90,13 @@ pub async fn start(router: Arc<Router>, addr: SocketAddr) -> anyhow::Result<Gate
     }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = app(router);
+    // No Nagle delay: a response written in two pieces (head, then body) must
+    // not wait for the client's delayed ACK (up to 200 ms on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on a gateway connection");
+        }
+    });
     let task = tokio::spawn(async move {
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
