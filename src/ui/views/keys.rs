@@ -246,7 +246,7 @@ fn ago(t: DateTime<Utc>) -> String {
 
 fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &mut Cx<'_>, visible: usize) {
     let p = theme::palette(ui);
-    let widths = [240.0, 180.0, 100.0, 110.0, 200.0];
+    let widths = [230.0, 170.0, 100.0, 110.0, 190.0];
     let head = |ui: &mut Ui| {
         ui.horizontal(|ui| {
             for (h, w) in ["Account", "Owner", "Provider", "Key", "Last validation"].iter().zip(widths) {
