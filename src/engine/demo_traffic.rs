@@ -5,10 +5,13 @@
 //! drives synthetic traffic through the router — a few requests per second
 //! with a realistic mix of models, request types and streams — with a
 //! provider incident on a supplier's own account every few minutes (an
-//! outage of about a minute, so failover and the return to client AI show).
+//! outage of about a minute, so failover and the return to client AI show) —
+//! and one phased migration of a client-mode supplier to platform AI, so the
+//! Migrations view has a timeline.
 //!
 //! The gateway (an edge) is started by the caller in front of `runtime.router`.
 
+use crate::domain::migration::RouteTarget;
 use crate::domain::rng::DetRng;
 use crate::domain::{AccountId, AccountOwner, AiMode, Clock, ProviderAccount, ProviderKind, SupplierId};
 use crate::engine::runtime::{Runtime, RuntimeOptions, sync_keys};
@@ -150,8 +153,35 @@ pub async fn start(store: Arc<Store>, clock: Arc<dyn Clock>, sim_addr: SocketAdd
             }
         });
     }
+    start_demo_migration(&runtime, &ids).await;
     let traffic = tokio::spawn(drive(runtime.router.clone(), sim.switch(), senders, cfg));
+    tracing::info!(suppliers = ids.len(), "live demo started");
     Ok(LiveDemo { runtime, sim, suppliers: ids, traffic })
+}
+
+/// Starts one phased migration, so the Migrations view has a timeline: the
+/// last client-mode supplier that sends traffic (never the first, which
+/// incident tests watch) moves from its own account to platform AI with the
+/// default plan. Suppliers with a wedding within 48 h are skipped (the
+/// service refuses them); with fewer than two client-mode senders nothing starts.
+async fn start_demo_migration(runtime: &Runtime, senders: &[(SupplierId, bool)]) {
+    let candidates: Vec<SupplierId> = senders.iter().filter(|(_, client)| *client).map(|(id, _)| *id).skip(1).collect();
+    let svc = runtime.migrations.clone();
+    let started = tokio::task::spawn_blocking(move || {
+        candidates.iter().rev().find_map(|id| match svc.start(*id, RouteTarget::Platform, None, None) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::debug!(supplier = %id, error = %e, "no demo migration for this supplier");
+                None
+            }
+        })
+    })
+    .await;
+    match started {
+        Ok(Some(m)) => tracing::info!(migration = m.id, supplier = %m.supplier, "demo migration started"),
+        Ok(None) => tracing::info!("no demo migration: no client-mode supplier could start one"),
+        Err(e) => tracing::warn!(error = %e, "the demo migration task failed"),
+    }
 }
 
 /// What a request looks like: request type, model, streamed or not, a prompt.

@@ -172,7 +172,10 @@ impl ConsoleApp {
                 if let Some(url) = gateway_url {
                     self.toasts.info(format!("Demo runtime started: gateway on {url}, synthetic traffic running"));
                 }
+                // The live start issues tokens and may start a migration: both are audited.
                 self.keys.dirty = true;
+                self.audit.dirty = true;
+                self.migrations.dirty = true;
             }
             ev @ (ConsoleEvent::Overview(_)
             | ConsoleEvent::Live(_)

@@ -125,7 +125,7 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                 (None, Some(id)) => format!("#{id} (removed)"),
                 (None, None) => "—".into(),
             };
-            let result_color = if r.result == "ok" { p.ok } else { p.danger };
+            let result_color = if matches!(r.result.as_str(), "ok" | "valid") { p.ok } else { p.danger };
             let cells: [(RichText, f32); 6] = [
                 (RichText::new(r.ts.format("%Y-%m-%d %H:%M:%S").to_string()).monospace(), COLS[0].1),
                 (RichText::new(&r.actor), COLS[1].1),

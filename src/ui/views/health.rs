@@ -294,7 +294,8 @@ fn charts(ui: &mut Ui, v: &HealthView, st: &mut State) {
         ui.columns(2, |cols| {
             let ui = &mut cols[0];
             ui.label(RichText::new("Latency (successful samples)").small().color(p.muted));
-            time_plot(("health_latency", key), Unit::Millis, 200.0).include_x(c.from).include_x(c.to).show(ui, |pl| {
+            // At least 0–100 ms, so near-instant samples never centre the axis on 0 (negative latencies).
+            time_plot(("health_latency", key), Unit::Millis, 200.0).include_x(c.from).include_x(c.to).include_y(100.0).show(ui, |pl| {
                 pl.add(Line::new("average", c.latency_avg.clone()).color(p.accent).width(1.8));
                 pl.add(Line::new("slowest", c.latency_max.clone()).color(p.warn).style(LineStyle::dashed_loose()).width(1.0));
                 // Markers keep sparse history (a few probes so far) visible.

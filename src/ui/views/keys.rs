@@ -246,7 +246,7 @@ fn ago(t: DateTime<Utc>) -> String {
 
 fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &mut Cx<'_>, visible: usize) {
     let p = theme::palette(ui);
-    let widths = [170.0, 150.0, 100.0, 110.0, 230.0];
+    let widths = [230.0, 170.0, 100.0, 110.0, 190.0];
     let head = |ui: &mut Ui| {
         ui.horizontal(|ui| {
             for (h, w) in ["Account", "Owner", "Provider", "Key", "Last validation"].iter().zip(widths) {

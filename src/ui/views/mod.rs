@@ -192,6 +192,18 @@ pub fn fmt_money(micros: i64) -> String {
     crate::domain::Micros(micros).to_string()
 }
 
+/// Money on a metric card: whole cents from one cent up (`$0.93`, not
+/// `$0.925001`); smaller amounts keep their digits.
+pub fn fmt_money_card(micros: i64) -> String {
+    if (10_000..1_000_000).contains(&micros.abs()) {
+        let cents = (micros.abs() + 5_000) / 10_000;
+        let sign = if micros < 0 { "-" } else { "" };
+        if cents >= 100 { format!("{sign}$1.00") } else { format!("{sign}$0.{cents:02}") }
+    } else {
+        fmt_money(micros)
+    }
+}
+
 /// A short compact number: `1.2M`, `34.5k`, `980`.
 pub fn fmt_compact(v: f64) -> String {
     let a = v.abs();

@@ -5,7 +5,7 @@
 //! happen, every account's breaker, failover events and the last requests.
 
 use super::charts::{Unit, date_plot};
-use super::{Cx, Goto, empty_state, error_box, fmt_int, fmt_money, header, loading, metric_card, quota_bar};
+use super::{Cx, Goto, empty_state, error_box, fmt_int, fmt_money, fmt_money_card, header, loading, metric_card, quota_bar};
 use crate::engine::console::{AccountSummary, BreakerView, Channel, ConsoleCommand, ConsoleEvent, LiveSnapshot, Overview};
 use crate::ui::theme;
 use egui::{RichText, Ui};
@@ -103,7 +103,7 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                 }
             };
             metric_card(ui, w, "Requests today", &fmt_int(o.today_totals.requests), &error_note(&o.today_totals));
-            metric_card(ui, w, "Cost today", &fmt_money(o.today_totals.cost_micros), &o.today.format("%a %d %b %Y").to_string());
+            metric_card(ui, w, "Cost today", &fmt_money_card(o.today_totals.cost_micros), &o.today.format("%a %d %b %Y").to_string());
             metric_card(ui, w, "Requests this month", &fmt_int(o.month_totals.requests), &error_note(&o.month_totals));
             metric_card(
                 ui,
@@ -126,7 +126,9 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             theme::card(left).show(left, |ui| {
                 ui.label(RichText::new("Requests, last 30 days").strong());
                 let color = theme::palette(ui).accent;
-                date_plot("overview_trend", Unit::Count, 200.0).show(ui, |p| {
+                // Headroom above the highest day, so the legend (top left) never covers the line.
+                let top = o.last_30_days.iter().map(|pt| pt[1]).fold(0.0_f64, f64::max);
+                date_plot("overview_trend", Unit::Count, 200.0).include_y(top * 1.3).show(ui, |p| {
                     p.add(egui_plot::Line::new("requests", o.last_30_days.clone()).color(color).fill(0.0).fill_alpha(0.15));
                 });
             });

@@ -267,10 +267,13 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                     .filter(|(_, m)| !m.peak)
                     .map(|(i, m)| Bar::new(i as f64, m.value).width(0.7).fill(p.off_peak))
                     .collect();
-                category_plot("usage_monthly", u, 200.0, labels).show(ui, |pl| {
-                    pl.add(BarChart::new("peak season (Mar–Oct)", peak).color(p.peak));
-                    pl.add(BarChart::new("off-season", off).color(p.off_peak));
-                });
+                // Legend top left, over the first (usually off-season, lower) months rather than the peak.
+                category_plot("usage_monthly", u, 200.0, labels)
+                    .legend(egui_plot::Legend::default().position(egui_plot::Corner::LeftTop).follow_insertion_order(true))
+                    .show(ui, |pl| {
+                        pl.add(BarChart::new("peak season (Mar–Oct)", peak).color(p.peak));
+                        pl.add(BarChart::new("off-season", off).color(p.off_peak));
+                    });
             });
         });
         ui.add_space(theme::GAP_M);
