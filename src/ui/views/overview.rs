@@ -258,7 +258,7 @@ fn live_section(ui: &mut Ui, l: &LiveSnapshot) {
             ui.label(RichText::new(format!(
                 "Today: {} requests · {} · {} errors",
                 fmt_int(l.today.requests),
-                fmt_money(l.today.cost_micros),
+                fmt_money_card(l.today.cost_micros),
                 fmt_int(l.today.errors)
             )));
         });
