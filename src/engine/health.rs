@@ -272,19 +272,21 @@ impl HealthMonitor {
     /// traffic (thousands of requests a second) does not overflow the router's
     /// outcome channel before the next tick.
     pub async fn run(self: Arc<Self>) {
+        // The drain runs on its own task: a tick can wait seconds on probes.
+        let me = self.clone();
+        let _drainer = AbortOnDrop(tokio::spawn(async move {
+            let mut drain = tokio::time::interval(std::time::Duration::from_millis(100));
+            drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                drain.tick().await;
+                me.drain_outcomes();
+            }
+        }));
         let mut t = tokio::time::interval(self.cfg.loop_every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut drain = tokio::time::interval(std::time::Duration::from_millis(100));
-        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = t.tick() => {
-                    self.tick().await;
-                }
-                _ = drain.tick() => {
-                    self.drain_outcomes();
-                }
-            }
+            t.tick().await;
+            self.tick().await;
         }
     }
 
@@ -701,5 +703,14 @@ impl HealthMonitor {
             window_bytes: st.values().map(|s| s.window.heap_bytes() + std::mem::size_of::<AccountState>()).sum(),
             pending_rows: lock(&self.pending).len(),
         }
+    }
+}
+
+/// Aborts a task when dropped (so the drain task ends with the monitor's task).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

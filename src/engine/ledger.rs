@@ -2,18 +2,27 @@
 //! group-commits the usage events that requests send it. A request's
 //! `record` returns only once its event is committed (so a response never
 //! completes before its usage is durable); writes are idempotent on the
-//! request id. The last 1,000 committed events stay in memory for live views.
+//! request id. The commit a request waits for holds only event rows: the
+//! thread folds them into the rollups a moment later ([`FOLD_AFTER`], or
+//! [`FOLD_BATCH`] events, on [`Ledger::flush`] and when it stops), off every
+//! request's path. The last 1,000 committed events stay in memory for live views.
 
 use crate::domain::UsageEvent;
 use crate::store::{SqliteLedger, Store, StoreError, UsageLedger};
 use std::collections::VecDeque;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// How many recent events live views can see.
 pub const LIVE_WINDOW: usize = 1_000;
 /// Most events written in one transaction.
 const MAX_BATCH: usize = 2_048;
+/// How long committed events may wait before they are folded into the rollups.
+pub const FOLD_AFTER: Duration = Duration::from_millis(100);
+/// Fold at once when this many committed events wait.
+pub const FOLD_BATCH: usize = 8_192;
 
 enum Msg {
     Record(UsageEvent, Option<oneshot::Sender<Result<(), String>>>),
@@ -23,7 +32,7 @@ enum Msg {
 /// Cheap to clone; the writer thread stops when the last handle is dropped.
 #[derive(Clone)]
 pub struct Ledger {
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: mpsc::Sender<Msg>,
     recent: Arc<Mutex<VecDeque<UsageEvent>>>,
     stats: Arc<LedgerStats>,
 }
@@ -35,6 +44,8 @@ pub struct LedgerStats {
     pub duplicates: std::sync::atomic::AtomicU64,
     pub batches: std::sync::atomic::AtomicU64,
     pub failures: std::sync::atomic::AtomicU64,
+    /// Events folded into the rollups.
+    pub folded: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,62 +64,12 @@ impl Ledger {
     }
 
     /// Starts the writer over any ledger backend.
-    pub fn start_with(mut backend: Box<dyn UsageLedger>) -> Ledger {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    pub fn start_with(backend: Box<dyn UsageLedger>) -> Ledger {
+        let (tx, rx) = mpsc::channel::<Msg>();
         let recent = Arc::new(Mutex::new(VecDeque::with_capacity(LIVE_WINDOW)));
         let stats = Arc::new(LedgerStats::default());
-        let (recent2, stats2) = (recent.clone(), stats.clone());
-        std::thread::Builder::new()
-            .name("usage-ledger".into())
-            .spawn(move || {
-                let mut batch: Vec<UsageEvent> = Vec::with_capacity(MAX_BATCH);
-                let mut acks: Vec<oneshot::Sender<Result<(), String>>> = Vec::with_capacity(MAX_BATCH);
-                let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
-                while let Some(first) = rx.blocking_recv() {
-                    let mut next = Some(first);
-                    // Take everything already queued: one transaction for all of it.
-                    while let Some(msg) = next.take().or_else(|| if batch.len() < MAX_BATCH { rx.try_recv().ok() } else { None }) {
-                        match msg {
-                            Msg::Record(e, ack) => {
-                                batch.push(e);
-                                if let Some(a) = ack {
-                                    acks.push(a);
-                                }
-                            }
-                            Msg::Flush(f) => flushes.push(f),
-                        }
-                    }
-                    let result = if batch.is_empty() { Ok(0) } else { backend.append(&batch) };
-                    use std::sync::atomic::Ordering::Relaxed;
-                    match &result {
-                        Ok(new) => {
-                            stats2.committed.fetch_add(*new as u64, Relaxed);
-                            stats2.duplicates.fetch_add((batch.len() - new) as u64, Relaxed);
-                            stats2.batches.fetch_add(1, Relaxed);
-                            let mut r = recent2.lock().unwrap_or_else(|e| e.into_inner());
-                            for e in batch.drain(..) {
-                                if r.len() == LIVE_WINDOW {
-                                    r.pop_front();
-                                }
-                                r.push_back(e);
-                            }
-                        }
-                        Err(e) => {
-                            stats2.failures.fetch_add(1, Relaxed);
-                            tracing::error!(error = %e, events = batch.len(), "usage ledger write failed");
-                            batch.clear();
-                        }
-                    }
-                    let res = result.map(|_| ()).map_err(|e| e.to_string());
-                    for a in acks.drain(..) {
-                        let _ = a.send(res.clone());
-                    }
-                    for f in flushes.drain(..) {
-                        let _ = f.send(());
-                    }
-                }
-            })
-            .expect("spawn the usage ledger thread");
+        let mut writer = Writer { backend, recent: recent.clone(), stats: stats.clone(), unfolded: 0, fold_due: None };
+        std::thread::Builder::new().name("usage-ledger".into()).spawn(move || writer.run(rx)).expect("spawn the usage ledger thread");
         Ledger { tx, recent, stats }
     }
 
@@ -129,7 +90,8 @@ impl Ledger {
         let _ = self.tx.send(Msg::Record(event, None));
     }
 
-    /// Waits until everything sent before this call is committed.
+    /// Waits until everything sent before this call is committed and folded
+    /// into the rollups.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Flush(tx)).is_ok() {
@@ -145,5 +107,114 @@ impl Ledger {
 
     pub fn stats(&self) -> &LedgerStats {
         &self.stats
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    backend: Box<dyn UsageLedger>,
+    recent: Arc<Mutex<VecDeque<UsageEvent>>>,
+    stats: Arc<LedgerStats>,
+    /// Committed events not folded into the rollups yet (as far as this writer knows).
+    unfolded: usize,
+    /// When the oldest of them must be folded.
+    fold_due: Option<Instant>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: mpsc::Receiver<Msg>) {
+        let mut batch: Vec<UsageEvent> = Vec::with_capacity(MAX_BATCH);
+        let mut acks: Vec<oneshot::Sender<Result<(), String>>> = Vec::with_capacity(MAX_BATCH);
+        let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        loop {
+            let first = match self.fold_due {
+                None => match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+                Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.fold();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            let mut next = Some(first);
+            // Take everything already queued: one transaction for all of it.
+            while let Some(msg) = next.take().or_else(|| if batch.len() < MAX_BATCH { rx.try_recv().ok() } else { None }) {
+                match msg {
+                    Msg::Record(e, ack) => {
+                        batch.push(e);
+                        if let Some(a) = ack {
+                            acks.push(a);
+                        }
+                    }
+                    Msg::Flush(f) => flushes.push(f),
+                }
+            }
+            let res = self.commit(&mut batch);
+            for a in acks.drain(..) {
+                let _ = a.send(res.clone());
+            }
+            if !flushes.is_empty() || self.unfolded >= FOLD_BATCH {
+                self.fold();
+            }
+            for f in flushes.drain(..) {
+                let _ = f.send(());
+            }
+        }
+        // The last handle is gone: leave the rollups current.
+        self.fold();
+    }
+
+    /// Commits `batch` (emptying it) and remembers the events for live views.
+    fn commit(&mut self, batch: &mut Vec<UsageEvent>) -> Result<(), String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self.backend.append(batch) {
+            Ok(new) => {
+                self.stats.committed.fetch_add(new as u64, Relaxed);
+                self.stats.duplicates.fetch_add((batch.len() - new) as u64, Relaxed);
+                self.stats.batches.fetch_add(1, Relaxed);
+                if new > 0 {
+                    self.unfolded += new;
+                    self.fold_due.get_or_insert_with(|| Instant::now() + FOLD_AFTER);
+                }
+                let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+                for e in batch.drain(..) {
+                    if r.len() == LIVE_WINDOW {
+                        r.pop_front();
+                    }
+                    r.push_back(e);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.failures.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, events = batch.len(), "usage ledger write failed");
+                batch.clear();
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Folds committed events into the rollups. On failure the events stay
+    /// past the watermark (nothing is lost) and the fold is retried later.
+    fn fold(&mut self) {
+        match self.backend.fold_rollups() {
+            Ok(n) => {
+                self.stats.folded.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                self.unfolded = 0;
+                self.fold_due = None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "usage rollups not folded yet (will retry)");
+                self.fold_due = Some(Instant::now() + FOLD_AFTER * 10);
+            }
+        }
     }
 }

@@ -432,19 +432,27 @@ impl MigrationService {
         }
     }
 
-    /// Runs the service: consumes router outcomes and events, ticks every second.
+    /// Runs the service: takes in router outcomes every 100 ms (in batches: a
+    /// task woken for every request would cost each request a cross-thread
+    /// wake-up), reacts to router events, ticks every second.
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        use tokio::sync::broadcast::error::TryRecvError;
         let svc = self.clone();
         let mut outcomes = svc.router.subscribe_outcomes();
         let mut events = svc.router.subscribe_events();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            let mut drain = tokio::time::interval(std::time::Duration::from_millis(100));
+            drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    o = outcomes.recv() => match o {
-                        Ok(o) => svc.observe(&o),
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(n, "migration service lagged behind outcomes"),
-                        Err(_) => break,
+                    _ = drain.tick() => loop {
+                        match outcomes.try_recv() {
+                            Ok(o) => svc.observe(&o),
+                            Err(TryRecvError::Lagged(n)) => tracing::warn!(n, "migration service lagged behind outcomes"),
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Closed) => return,
+                        }
                     },
                     e = events.recv() => if let Ok(e) = e { svc.on_router_event(&e) },
                     _ = tick.tick() => {

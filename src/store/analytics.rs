@@ -8,17 +8,17 @@
 //!   all suppliers together (a few thousand rows a year);
 //! - `usage_monthly_supplier` (v3): per month × supplier × provider × model × route.
 //!
-//! The two v3 rollups are kept current by the ledger writer in the same
-//! transaction as `usage_daily` ([`roll_up`]) and rebuilt with it
+//! The coarse rollups are folded from the events with `usage_daily`, behind
+//! the same watermark (`store::usage::fold_rollups`), and rebuilt with it
 //! ([`REBUILD_COARSE_ROLLUPS`]). An [`AnalyticsReader`] owns its own
 //! connection, so heavy reads never hold the catalog connection, and can be
 //! interrupted from another thread ([`Interrupter`]) when the user changes a
 //! filter. Exports stream events and groups through callbacks, row by row.
 
 use super::{Store, StoreError, StoreResult, map_err};
-use crate::domain::{AiMode, Micros, ProviderKind, Route, SupplierId, Tier, UsageEvent, UsageStatus, VendorType};
+use crate::domain::{AiMode, Micros, ProviderKind, Route, SupplierId, Tier, VendorType};
 use rusqlite::types::Value;
-use rusqlite::{Connection, Row, Transaction};
+use rusqlite::{Connection, Row};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -49,114 +49,12 @@ SELECT supplier_id, day, sum(requests), sum(errors), sum(input_tokens), sum(outp
 FROM usage_daily GROUP BY 1, 2;
 ";
 
-const MEASURE_UPDATE: &str = "requests = requests + excluded.requests, errors = errors + excluded.errors,
+/// The SET clause of every rollup upsert: add the new measures.
+pub(crate) const MEASURE_UPDATE: &str = "requests = requests + excluded.requests, errors = errors + excluded.errors,
     input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
     cached_tokens = cached_tokens + excluded.cached_tokens, cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
     reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, cost_micros = cost_micros + excluded.cost_micros,
     latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum";
-
-/// The v3 rollups the writer keeps: (table and key columns, key values, key parameters, whether it keeps quota_tokens).
-const ROLLUPS: [(&str, &str, usize, bool); 4] = [
-    (
-        "usage_daily_dims (day, vendor_type, provider, model, request_type, route",
-        "?1, coalesce((SELECT vendor_type FROM suppliers WHERE id = ?2), 'unknown'), ?3, ?4, ?5, ?6",
-        6,
-        false,
-    ),
-    ("usage_monthly_supplier (month, supplier_id, provider, model, route", "substr(?1, 1, 7), ?2, ?3, ?4, ?7", 7, false),
-    ("usage_supplier_month (month, supplier_id", "substr(?1, 1, 7), ?2", 7, true),
-    ("usage_supplier_day (supplier_id, day", "?2, ?1", 7, true),
-];
-
-/// The upsert statements of [`ROLLUPS`], built once. Every statement takes the
-/// same parameters: ?1 day, ?2 supplier, ?3 provider, ?4 model, ?5 request
-/// type, ?6 route (?7 again the route, so that each statement names a
-/// contiguous run), then the request count and the eight measures, then the
-/// quota tokens.
-fn rollup_sql() -> &'static [String; 4] {
-    static SQL: std::sync::OnceLock<[String; 4]> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| {
-        ROLLUPS.map(|(table, key_values, keys, with_quota)| {
-            let conflict = &table[table.find('(').unwrap_or(0) + 1..];
-            let n = 9 + with_quota as usize;
-            let placeholders: Vec<String> = (keys + 1..=keys + n).map(|i| format!("?{i}")).collect();
-            let (quota_col, quota_update) =
-                if with_quota { (", quota_tokens", ", quota_tokens = quota_tokens + excluded.quota_tokens") } else { ("", "") };
-            format!(
-                "INSERT INTO {table}, requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens,
-                    cost_micros, latency_ms_sum{quota_col})
-                 VALUES ({key_values}, {})
-                 ON CONFLICT ({conflict}) DO UPDATE SET {MEASURE_UPDATE}{quota_update}",
-                placeholders.join(", ")
-            )
-        })
-    })
-}
-
-/// The key of one `usage_daily` row: day, supplier, provider, model, request type, route.
-pub(crate) type DailyKey<'a> = (String, i64, &'a str, &'a str, i64, i64);
-
-/// New events summed per [`DailyKey`] within one ledger transaction, so that a
-/// batch of events for the same supplier and model costs one upsert per rollup.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct DailySum {
-    pub requests: i64,
-    pub errors: i64,
-    /// input, output, cached read, cache write, reasoning.
-    pub tokens: [i64; 5],
-    pub cost_micros: i64,
-    pub latency_ms_sum: i64,
-    pub quota_tokens: i64,
-}
-
-impl DailySum {
-    /// The request count and the eight measures, in the rollup tables' column
-    /// order: requests, errors, input, output, cached, cache write, reasoning
-    /// tokens, cost, latency sum.
-    pub fn measures(&self) -> [i64; 9] {
-        let [input, output, cached, cache_write, reasoning] = self.tokens;
-        [self.requests, self.errors, input, output, cached, cache_write, reasoning, self.cost_micros, self.latency_ms_sum]
-    }
-
-    pub fn add(&mut self, e: &UsageEvent) {
-        let u = &e.usage;
-        self.requests += 1;
-        self.errors += (e.status != UsageStatus::Ok) as i64;
-        for (t, v) in self.tokens.iter_mut().zip([u.input, u.output, u.cached_read, u.cache_write, u.reasoning]) {
-            *t += v as i64;
-        }
-        self.cost_micros += e.cost.0;
-        self.latency_ms_sum += e.latency_ms as i64;
-        if e.counts_against_quota() {
-            self.quota_tokens += u.total() as i64;
-        }
-    }
-}
-
-/// Adds summed new events to the v3 rollups (called by the ledger writer next
-/// to its `usage_daily` upsert, inside the same transaction).
-pub(crate) fn roll_up(tx: &Transaction<'_>, k: &DailyKey<'_>, m: &DailySum) -> rusqlite::Result<()> {
-    let mut ints = [0i64; 13];
-    ints[..3].copy_from_slice(&[k.4, k.5, k.5]);
-    ints[3..12].copy_from_slice(&m.measures());
-    ints[12] = m.quota_tokens;
-    let texts: [&dyn rusqlite::ToSql; 4] = [&k.0, &k.1, &k.2, &k.3];
-    for ((_, _, keys, with_quota), sql) in ROLLUPS.iter().zip(rollup_sql()) {
-        let mut st = tx.prepare_cached(sql)?;
-        // Parameters ?1..?keys, then the count and measures (and quota): skip
-        // the route copies a statement does not name.
-        let n = keys + 9 + *with_quota as usize;
-        let params: Vec<&dyn rusqlite::ToSql> = texts
-            .iter()
-            .copied()
-            .chain(ints[..keys - 4].iter().map(|v| v as &dyn rusqlite::ToSql))
-            .chain(ints[3..].iter().map(|v| v as &dyn rusqlite::ToSql))
-            .take(n)
-            .collect();
-        st.execute(params.as_slice())?;
-    }
-    Ok(())
-}
 
 /// Summed usage measures. Money is integer micro-dollars, tokens integers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

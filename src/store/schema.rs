@@ -333,6 +333,17 @@ SELECT supplier_id, day, sum(requests), sum(errors), sum(input_tokens), sum(outp
     sum(CASE WHEN route IN (0, 2) THEN input_tokens + cached_tokens + cache_write_tokens + output_tokens ELSE 0 END)
 FROM usage_daily GROUP BY 1, 2;
 "#,
+    // v6: the rollups are folded from the events behind a watermark, so that a
+    // request's commit writes only its event row (see store::usage).
+    r#"
+-- Every usage event with id <= last_event_id is counted in every rollup.
+CREATE TABLE usage_rollup_watermark (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_event_id INTEGER NOT NULL
+);
+-- Up to v5 the rollups were written with each event: all current.
+INSERT INTO usage_rollup_watermark (id, last_event_id) SELECT 1, coalesce(max(id), 0) FROM usage_events;
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,11 +1,20 @@
-//! The usage ledger: one row per request (idempotent on the request id) and
-//! daily rollups kept current in the same transaction.
+//! The usage ledger: one row per request (idempotent on the request id), and
+//! the rollups folded from the events behind a durable watermark.
+//!
+//! A request's transaction writes only its event row (four B-tree pages: the
+//! row and its three indexes), so the commit a response waits for stays small.
+//! [`fold_rollups`] then adds every event past the watermark
+//! (`usage_rollup_watermark`) to `usage_daily` and the analytics rollups and
+//! moves the watermark, in one transaction: an event is counted in the rollups
+//! exactly once, however the process stops. The ledger writer folds a moment
+//! after it commits (and on flush, at start and at exit); every other writer
+//! folds in the same transaction as its events. Quota figures add the few
+//! events not folded yet, so they are exact at any moment.
 
-use super::analytics::{DailyKey, DailySum};
 use super::{Store, StoreResult, connect, map_err};
 use crate::domain::{Route, SupplierId, UsageEvent};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use std::path::PathBuf;
 
 /// What the engine needs from a ledger backend. SQLite implements it here; a
@@ -13,8 +22,13 @@ use std::path::PathBuf;
 pub trait UsageLedger: Send {
     /// Appends `events` in one transaction. An event whose request id is
     /// already recorded is skipped (so a retried write never counts twice).
-    /// Returns how many events were new.
+    /// Returns how many events were new. The rollups follow with
+    /// [`UsageLedger::fold_rollups`].
     fn append(&mut self, events: &[UsageEvent]) -> StoreResult<usize>;
+
+    /// Adds every event not yet counted in the rollups to them; returns how
+    /// many events that was.
+    fn fold_rollups(&mut self) -> StoreResult<usize>;
 
     /// Tokens that count against the supplier's platform quota in `[from, to)`
     /// (routes platform and failover; whole UTC days from the rollups).
@@ -61,14 +75,24 @@ impl SqliteLedger {
                 None
             }
         };
-        Ok(Self { path, conn, _checkpointer: checkpointer })
+        let mut ledger = Self { path, conn, _checkpointer: checkpointer };
+        // Events a stopped process committed but did not fold yet.
+        ledger.fold_rollups()?;
+        Ok(ledger)
     }
 }
 
 impl UsageLedger for SqliteLedger {
     fn append(&mut self, events: &[UsageEvent]) -> StoreResult<usize> {
         let tx = self.conn.transaction().map_err(|e| map_err(&self.path, e))?;
-        let n = append_in(&tx, events, true).map_err(|e| map_err(&self.path, e))?;
+        let n = append_in(&tx, events).map_err(|e| map_err(&self.path, e))?;
+        tx.commit().map_err(|e| map_err(&self.path, e))?;
+        Ok(n)
+    }
+
+    fn fold_rollups(&mut self) -> StoreResult<usize> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| map_err(&self.path, e))?;
+        let n = fold_rollups(&tx).map_err(|e| map_err(&self.path, e))?;
         tx.commit().map_err(|e| map_err(&self.path, e))?;
         Ok(n)
     }
@@ -82,32 +106,17 @@ pub(crate) fn day_key(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d").to_string()
 }
 
-/// Inserts events (and, when `rollups`, updates the daily rollups) inside `tx`.
-pub(crate) fn append_in(tx: &Transaction<'_>, events: &[UsageEvent], rollups: bool) -> rusqlite::Result<usize> {
+/// Inserts events inside `tx` (not the rollups: see [`fold_rollups`]).
+pub(crate) fn append_in(tx: &Transaction<'_>, events: &[UsageEvent]) -> rusqlite::Result<usize> {
     let mut ins = tx.prepare_cached(
         "INSERT OR IGNORE INTO usage_events (request_id, ts, supplier_id, account_id, provider, model, request_type, route,
             input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?;
-    let mut roll = tx.prepare_cached(
-        "INSERT INTO usage_daily (day, supplier_id, provider, model, request_type, route, requests, errors, input_tokens, output_tokens,
-            cached_tokens, cache_write_tokens, reasoning_tokens, cost_micros, latency_ms_sum)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-         ON CONFLICT (day, supplier_id, provider, model, request_type, route) DO UPDATE SET
-            requests = requests + excluded.requests, errors = errors + excluded.errors,
-            input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
-            cached_tokens = cached_tokens + excluded.cached_tokens, cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
-            reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, cost_micros = cost_micros + excluded.cost_micros,
-            latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum",
-    )?;
-    // New events summed per rollup key: a group commit of many events for the
-    // same supplier and model updates each rollup row once.
-    let mut sums: Vec<(DailyKey<'_>, DailySum)> = Vec::new();
-    let mut index: std::collections::HashMap<DailyKey<'_>, usize> = std::collections::HashMap::new();
     let mut new = 0;
     for e in events {
         let u = &e.usage;
-        let changed = ins.execute(params![
+        new += ins.execute(params![
             e.request_id,
             e.ts.timestamp_millis(),
             e.supplier_id.0,
@@ -127,45 +136,115 @@ pub(crate) fn append_in(tx: &Transaction<'_>, events: &[UsageEvent], rollups: bo
             e.status.code(),
             e.error_class,
         ])?;
-        if changed == 0 {
-            continue;
-        }
-        new += 1;
-        if rollups {
-            let key: DailyKey<'_> =
-                (day_key(e.ts), e.supplier_id.0, e.provider.as_str(), e.model.as_str(), e.request_type.code(), e.route.code());
-            let i = *index.entry(key.clone()).or_insert_with(|| {
-                sums.push((key, DailySum::default()));
-                sums.len() - 1
-            });
-            sums[i].1.add(e);
-        }
-    }
-    for (k, m) in &sums {
-        let keys: [&dyn rusqlite::ToSql; 6] = [&k.0, &k.1, &k.2, &k.3, &k.4, &k.5];
-        let measures = m.measures();
-        roll.execute(rusqlite::params_from_iter(keys.into_iter().chain(measures.iter().map(|v| v as &dyn rusqlite::ToSql))))?;
-        super::analytics::roll_up(tx, k, m)?;
     }
     Ok(new)
 }
 
+/// The events past the watermark (ids in `(?1, ?2]`), summed per `usage_daily`
+/// key: the source of every fold statement below.
+const FOLD_DELTA: &str = "WITH d AS (
+    SELECT strftime('%Y-%m-%d', ts / 1000, 'unixepoch') AS day, supplier_id, provider, model, request_type, route,
+        count(*) AS requests, sum(status != 0) AS errors, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+        sum(cached_tokens) AS cached_tokens, sum(cache_write_tokens) AS cache_write_tokens, sum(reasoning_tokens) AS reasoning_tokens,
+        sum(cost_micros) AS cost_micros, sum(latency_ms) AS latency_ms_sum,
+        sum(CASE WHEN route IN (0, 2) THEN input_tokens + cached_tokens + cache_write_tokens + output_tokens ELSE 0 END) AS quota_tokens
+    FROM usage_events WHERE id > ?1 AND id <= ?2 GROUP BY 1, 2, 3, 4, 5, 6)";
+
+/// The measure columns every rollup shares, summed over a group of `d`.
+const FOLD_SUMS: &str = "sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), sum(cached_tokens),
+    sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum)";
+
+/// One upsert per rollup: (target and its key columns, key expressions over
+/// `d`, GROUP BY, whether the rollup keeps quota tokens).
+const FOLD_TARGETS: [(&str, &str, &str, bool); 5] = [
+    (
+        "usage_daily (day, supplier_id, provider, model, request_type, route",
+        "day, supplier_id, provider, model, request_type, route",
+        "1, 2, 3, 4, 5, 6",
+        false,
+    ),
+    (
+        "usage_daily_dims (day, vendor_type, provider, model, request_type, route",
+        "day, coalesce((SELECT vendor_type FROM suppliers s WHERE s.id = d.supplier_id), 'unknown'), provider, model, request_type, route",
+        "1, 2, 3, 4, 5, 6",
+        false,
+    ),
+    (
+        "usage_monthly_supplier (month, supplier_id, provider, model, route",
+        "substr(day, 1, 7), supplier_id, provider, model, route",
+        "1, 2, 3, 4, 5",
+        false,
+    ),
+    ("usage_supplier_month (month, supplier_id", "substr(day, 1, 7), supplier_id", "1, 2", true),
+    ("usage_supplier_day (supplier_id, day", "supplier_id, day", "1, 2", true),
+];
+
+fn fold_sql() -> &'static [String; 5] {
+    static SQL: std::sync::OnceLock<[String; 5]> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        FOLD_TARGETS.map(|(target, keys, group, with_quota)| {
+            let conflict = &target[target.find('(').unwrap_or(0) + 1..];
+            let (quota_col, quota_sum, quota_update) = if with_quota {
+                (", quota_tokens", ", sum(quota_tokens)", ", quota_tokens = quota_tokens + excluded.quota_tokens")
+            } else {
+                ("", "", "")
+            };
+            // `WHERE true` keeps SQLite from reading ON CONFLICT as a join constraint.
+            format!(
+                "{FOLD_DELTA}
+                 INSERT INTO {target}, requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens,
+                    reasoning_tokens, cost_micros, latency_ms_sum{quota_col})
+                 SELECT {keys}, {FOLD_SUMS}{quota_sum} FROM d WHERE true GROUP BY {group}
+                 ON CONFLICT ({conflict}) DO UPDATE SET {}{quota_update}",
+                super::analytics::MEASURE_UPDATE
+            )
+        })
+    })
+}
+
+/// Adds every event past the watermark to every rollup and moves the
+/// watermark to the newest event, inside `tx` (which must hold the write lock
+/// from its start: begin it IMMEDIATE). Returns how many events were folded.
+pub(crate) fn fold_rollups(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
+    let from: i64 = tx.prepare_cached("SELECT last_event_id FROM usage_rollup_watermark WHERE id = 1")?.query_row([], |r| r.get(0))?;
+    let to: i64 = tx.prepare_cached("SELECT coalesce(max(id), 0) FROM usage_events")?.query_row([], |r| r.get(0))?;
+    if to <= from {
+        return Ok(0);
+    }
+    let n: i64 = tx.prepare_cached("SELECT count(*) FROM usage_events WHERE id > ?1 AND id <= ?2")?.query_row([from, to], |r| r.get(0))?;
+    for sql in fold_sql() {
+        tx.prepare_cached(sql)?.execute([from, to])?;
+    }
+    tx.prepare_cached("UPDATE usage_rollup_watermark SET last_event_id = ?1 WHERE id = 1")?.execute([to])?;
+    Ok(n as usize)
+}
+
 fn quota_tokens(c: &Connection, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> rusqlite::Result<u64> {
-    let v: i64 = c.query_row(
-        "SELECT coalesce(sum(input_tokens + cached_tokens + cache_write_tokens + output_tokens), 0) FROM usage_daily
-         WHERE supplier_id = ?1 AND day >= ?2 AND day < ?3 AND route IN (?4, ?5)",
-        params![supplier.0, day_key(from), day_key(to), Route::Platform.code(), Route::Failover.code()],
+    // Whole UTC days: the folded part from usage_daily, plus the events past
+    // the watermark (a moment's worth), in one statement and so one snapshot.
+    let day_ms = |t: DateTime<Utc>| t.date_naive().and_hms_opt(0, 0, 0).map(|d| d.and_utc().timestamp_millis()).unwrap_or(0);
+    let mut st = c.prepare_cached(
+        "SELECT coalesce((SELECT sum(input_tokens + cached_tokens + cache_write_tokens + output_tokens) FROM usage_daily
+                WHERE supplier_id = ?1 AND day >= ?2 AND day < ?3 AND route IN (?4, ?5)), 0)
+            + coalesce((SELECT sum(input_tokens + cached_tokens + cache_write_tokens + output_tokens) FROM usage_events
+                WHERE id > (SELECT last_event_id FROM usage_rollup_watermark WHERE id = 1)
+                AND supplier_id = ?1 AND ts >= ?6 AND ts < ?7 AND route IN (?4, ?5)), 0)",
+    )?;
+    let v: i64 = st.query_row(
+        params![supplier.0, day_key(from), day_key(to), Route::Platform.code(), Route::Failover.code(), day_ms(from), day_ms(to)],
         |r| r.get(0),
     )?;
     Ok(v.max(0) as u64)
 }
 
 impl Store {
-    /// Appends events and updates rollups in one transaction (see [`UsageLedger::append`]).
+    /// Appends events and brings the rollups up to date with them (and with
+    /// any event the ledger writer has not folded yet) in one transaction.
     pub fn append_usage(&self, events: &[UsageEvent]) -> StoreResult<usize> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let n = append_in(&tx, events, true).map_err(|e| self.err(e))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let n = append_in(&tx, events).map_err(|e| self.err(e))?;
+        fold_rollups(&tx).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(n)
     }
@@ -175,7 +254,7 @@ impl Store {
     pub fn append_usage_bulk(&self, events: &[UsageEvent]) -> StoreResult<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let n = append_in(&tx, events, false).map_err(|e| self.err(e))?;
+        let n = append_in(&tx, events).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(n)
     }
@@ -191,16 +270,17 @@ impl Store {
         for e in events {
             buf.push(e);
             if buf.len() == buf.capacity() {
-                n += append_in(&tx, &buf, false).map_err(|e| self.err(e))?;
+                n += append_in(&tx, &buf).map_err(|e| self.err(e))?;
                 buf.clear();
             }
         }
-        n += append_in(&tx, &buf, false).map_err(|e| self.err(e))?;
+        n += append_in(&tx, &buf).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(n)
     }
 
-    /// Recomputes every rollup (daily, and the analytics rollups derived from it) from the events.
+    /// Recomputes every rollup (daily, and the analytics rollups derived from
+    /// it) from the events, and moves the fold watermark to the newest event.
     pub fn rebuild_daily_rollups(&self) -> StoreResult<()> {
         self.with_conn(|c| {
             c.execute_batch(&format!(
@@ -213,6 +293,7 @@ impl Store {
                     sum(reasoning_tokens), sum(cost_micros), sum(latency_ms)
                  FROM usage_events GROUP BY 1, 2, 3, 4, 5, 6;
                  {}
+                 UPDATE usage_rollup_watermark SET last_event_id = (SELECT coalesce(max(id), 0) FROM usage_events) WHERE id = 1;
                  COMMIT;",
                 super::analytics::REBUILD_COARSE_ROLLUPS
             ))
