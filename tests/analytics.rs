@@ -570,3 +570,118 @@ fn libreoffice_reads_numbers_as_numbers_and_dates_as_dates() {
         });
     assert!(is_date, "date cell has a date format (numFmtId {fmt_id})");
 }
+
+/// The ledger's request path commits only event rows; the rollups follow
+/// behind a watermark. Whatever order commits, folds and stops come in, each
+/// event is counted in every rollup exactly once, and quota figures are exact
+/// before the fold.
+#[test]
+fn ledger_events_are_folded_into_the_rollups_exactly_once() {
+    use switchboard::store::{SqliteLedger, UsageLedger};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("fold.db")).unwrap();
+    let now = Utc::now();
+    let a = store.insert_supplier(&NewSupplier::new("Fold Photo", VendorType::Photographer, Tier::Starter, AiMode::Platform), now).unwrap();
+    let b = store.insert_supplier(&NewSupplier::new("Fold Venue", VendorType::Venue, Tier::Scale, AiMode::Client), now).unwrap();
+    let t0 = Utc.with_ymd_and_hms(2025, 6, 29, 22, 0, 0).unwrap();
+    let routes = [Route::Platform, Route::Client, Route::Failover];
+    let mut events: Vec<UsageEvent> = (0..60)
+        .map(|i| {
+            let s = if i % 3 == 0 { b.id } else { a.id };
+            event(&format!("fold-{i}"), t0 + Duration::minutes(7 * i), s, routes[i as usize % 3], 1_000 + i as u64)
+        })
+        .collect();
+    events[5].status = UsageStatus::Error;
+    let c = Connection::open(dir.path().join("fold.db")).unwrap();
+    let tables = ["usage_daily", "usage_daily_dims", "usage_monthly_supplier", "usage_supplier_month", "usage_supplier_day"];
+    let dumps = || tables.iter().map(|t| dump(&c, t)).collect::<Vec<_>>();
+    let june = (Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap(), Utc.with_ymd_and_hms(2025, 7, 1, 0, 0, 0).unwrap());
+    let quota_raw = |s: SupplierId| {
+        raw_totals(
+            &c,
+            &format!("supplier_id = {} AND ts >= {} AND ts < {} AND route IN (0, 2)", s.0, ms(day("2025-06-01")), ms(day("2025-07-01"))),
+        )
+        .1
+    };
+
+    // Committed, not folded: the rollups have not moved, the quota has.
+    let mut ledger = SqliteLedger::open(&store).unwrap();
+    assert_eq!(ledger.append(&events[..30]).unwrap(), 30);
+    assert!(dumps().iter().all(Vec::is_empty), "only event rows are written on the request path");
+    assert!(quota_raw(a.id) > 0);
+    assert_eq!(store.quota_tokens_used(a.id, june.0, june.1).unwrap(), quota_raw(a.id), "quota counts unfolded events");
+
+    // A process that stops before folding: the next one folds at open.
+    drop(ledger);
+    let mut ledger = SqliteLedger::open(&store).unwrap();
+    assert!(!dumps()[0].is_empty(), "folded when the ledger opened");
+    assert_eq!(ledger.fold_rollups().unwrap(), 0, "nothing is folded twice");
+
+    // Another writer folds the ledger's pending events with its own.
+    assert_eq!(ledger.append(&events[30..45]).unwrap(), 15);
+    assert_eq!(store.append_usage(&events[45..]).unwrap(), 15);
+    assert_eq!(ledger.fold_rollups().unwrap(), 0);
+    // Retried writes are neither stored nor counted again.
+    assert_eq!(ledger.append(&events).unwrap(), 0);
+    assert_eq!(store.append_usage(&events[..10]).unwrap(), 0);
+    assert_eq!(ledger.fold_rollups().unwrap(), 0);
+
+    let live = dumps();
+    store.rebuild_daily_rollups().unwrap();
+    assert_eq!(live, dumps(), "the folded rollups equal a rebuild from the events");
+    for s in [a.id, b.id] {
+        assert_eq!(store.quota_tokens_used(s, june.0, june.1).unwrap(), quota_raw(s));
+    }
+    assert_eq!(ledger.fold_rollups().unwrap(), 0, "a rebuild moves the watermark too");
+}
+
+/// The engine's ledger: a lone request commits inline, concurrent ones are
+/// group-committed by the writer thread; either way every event is stored
+/// once, and a flush leaves the rollups equal to a rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_writer_commits_alone_and_in_groups_and_flush_folds() {
+    use switchboard::engine::ledger::Ledger;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("writer.db")).unwrap();
+    let s = store
+        .insert_supplier(&NewSupplier::new("Writer Florist", VendorType::Florist, Tier::Professional, AiMode::Platform), Utc::now())
+        .unwrap();
+    let ledger = Ledger::start(&store).unwrap();
+    let t0 = Utc.with_ymd_and_hms(2025, 6, 1, 9, 0, 0).unwrap();
+    for i in 0..20 {
+        ledger.record(event(&format!("alone-{i}"), t0 + Duration::seconds(i), s.id, Route::Platform, 100)).await.unwrap();
+    }
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                for j in 0..10 {
+                    let id = format!("group-{i}-{j}");
+                    ledger
+                        .record(event(&id, t0 + Duration::hours(30) + Duration::seconds(i * 10 + j), s.id, Route::Client, 50))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // A retried request id is not stored again.
+    ledger.record(event("alone-3", t0, s.id, Route::Platform, 100)).await.unwrap();
+    ledger.flush().await;
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(ledger.stats().committed.load(Relaxed), 20 + 640);
+    assert_eq!(ledger.stats().duplicates.load(Relaxed), 1);
+    assert!(ledger.stats().batches.load(Relaxed) < 20 + 640, "concurrent events were committed in groups");
+    assert_eq!(ledger.recent(5).len(), 5);
+    let c = Connection::open(dir.path().join("writer.db")).unwrap();
+    assert_eq!(raw_totals(&c, "1").0, 660);
+    let tables = ["usage_daily", "usage_daily_dims", "usage_monthly_supplier", "usage_supplier_month", "usage_supplier_day"];
+    let live: Vec<_> = tables.iter().map(|t| dump(&c, t)).collect();
+    let requests: i64 = c.query_row("SELECT sum(requests) FROM usage_daily", [], |r| r.get(0)).unwrap();
+    assert_eq!(requests, 660, "flush folded every committed event");
+    store.rebuild_daily_rollups().unwrap();
+    assert_eq!(live, tables.iter().map(|t| dump(&c, t)).collect::<Vec<_>>());
+}
