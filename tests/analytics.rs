@@ -640,13 +640,21 @@ fn ledger_events_are_folded_into_the_rollups_exactly_once() {
 /// once, and a flush leaves the rollups equal to a rebuild.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_writer_commits_alone_and_in_groups_and_flush_folds() {
+    // Process-crash durability (lone requests commit inline) and power-cut
+    // durability (every commit synced, always on the writer thread).
+    for sync in [switchboard::store::LedgerSync::Normal, switchboard::store::LedgerSync::Full] {
+        ledger_writer_case(sync).await;
+    }
+}
+
+async fn ledger_writer_case(sync: switchboard::store::LedgerSync) {
     use switchboard::engine::ledger::Ledger;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("writer.db")).unwrap();
     let s = store
         .insert_supplier(&NewSupplier::new("Writer Florist", VendorType::Florist, Tier::Professional, AiMode::Platform), Utc::now())
         .unwrap();
-    let ledger = Ledger::start(&store).unwrap();
+    let ledger = Ledger::start_synced(&store, sync).unwrap();
     let t0 = Utc.with_ymd_and_hms(2025, 6, 1, 9, 0, 0).unwrap();
     for i in 0..20 {
         ledger.record(event(&format!("alone-{i}"), t0 + Duration::seconds(i), s.id, Route::Platform, 100)).await.unwrap();

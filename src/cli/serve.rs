@@ -3,6 +3,7 @@
 
 use crate::domain::SystemClock;
 use crate::engine::runtime::{Runtime, RuntimeOptions};
+use crate::store::LedgerSync;
 use crate::vault::Vault;
 use clap::Args;
 use std::net::SocketAddr;
@@ -14,13 +15,30 @@ pub struct ServeArgs {
     /// on another address exposes the gateway to that network.
     #[arg(long, default_value = "127.0.0.1:4480")]
     listen: SocketAddr,
+    /// When each request's usage row reaches the disk. `process`: committed
+    /// before the response, safe when the process is killed, synced to disk
+    /// twice a second. `power`: synced to disk before the response too (safe
+    /// across a power cut; costs one fsync per group of concurrent requests).
+    #[arg(long, value_enum, default_value = "process")]
+    ledger_durability: LedgerDurability,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LedgerDurability {
+    Process,
+    Power,
 }
 
 pub fn run_serve(db: Option<std::path::PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
     let store = Arc::new(super::open_store(db)?);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("switchboard").build()?;
     rt.block_on(async move {
-        let runtime = Runtime::start(store.clone(), Vault::os(), Arc::new(SystemClock), RuntimeOptions::default()).await?;
+        let ledger_sync = match args.ledger_durability {
+            LedgerDurability::Process => LedgerSync::Normal,
+            LedgerDurability::Power => LedgerSync::Full,
+        };
+        let opts = RuntimeOptions { ledger_sync, ..RuntimeOptions::default() };
+        let runtime = Runtime::start(store.clone(), Vault::os(), Arc::new(SystemClock), opts).await?;
         let accounts = runtime.keys.list(None)?;
         let routable = accounts.iter().filter(|a| runtime.router.has_key(a.id)).count();
         let gw = crate::gateway::start(runtime.router.clone(), args.listen).await?;

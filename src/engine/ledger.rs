@@ -12,7 +12,7 @@
 //! request's path. The last 1,000 committed events stay in memory for live views.
 
 use crate::domain::UsageEvent;
-use crate::store::{SqliteLedger, Store, StoreError, UsageLedger};
+use crate::store::{LedgerSync, SqliteLedger, Store, StoreError, UsageLedger};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -51,6 +51,9 @@ struct Shared {
     writer: Mutex<Writer>,
     /// `record` calls under way (inline or queued).
     pending: AtomicUsize,
+    /// Whether a lone request commits on its own thread (only when commits
+    /// do not wait for the disk).
+    inline: bool,
 }
 
 /// Takes a `record` call off [`Shared::pending`] however it ends.
@@ -88,17 +91,28 @@ pub enum LedgerError {
 impl Ledger {
     /// Starts the writer thread on its own connection to `store`'s file.
     pub fn start(store: &Store) -> Result<Ledger, StoreError> {
-        let ledger = SqliteLedger::open(store)?;
-        Ok(Self::start_with(Box::new(ledger)))
+        Self::start_synced(store, LedgerSync::Normal)
     }
 
-    /// Starts the writer over any ledger backend.
+    /// [`Ledger::start`] with the given durability of each commit.
+    pub fn start_synced(store: &Store, sync: LedgerSync) -> Result<Ledger, StoreError> {
+        let ledger = SqliteLedger::open_with(store, sync)?;
+        // A commit that syncs to disk must not run on a request's (async) thread.
+        Ok(Self::spawn(Box::new(ledger), sync == LedgerSync::Normal))
+    }
+
+    /// Starts the writer over any ledger backend (every commit on the writer thread).
     pub fn start_with(backend: Box<dyn UsageLedger>) -> Ledger {
+        Self::spawn(backend, false)
+    }
+
+    /// `inline`: whether a lone request may commit on its own thread.
+    fn spawn(backend: Box<dyn UsageLedger>, inline: bool) -> Ledger {
         let (tx, rx) = mpsc::channel::<Msg>();
         let recent = Arc::new(Mutex::new(VecDeque::with_capacity(LIVE_WINDOW)));
         let stats = Arc::new(LedgerStats::default());
         let writer = Writer { backend, recent: recent.clone(), stats: stats.clone(), unfolded: 0, fold_due: None };
-        let shared = Arc::new(Shared { writer: Mutex::new(writer), pending: AtomicUsize::new(0) });
+        let shared = Arc::new(Shared { writer: Mutex::new(writer), pending: AtomicUsize::new(0), inline });
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("usage-ledger".into())
@@ -109,13 +123,15 @@ impl Ledger {
 
     /// Records an event and waits until it is committed.
     ///
-    /// When it is the only write under way, the event is committed right here,
-    /// on the calling thread: a one-row SQLite commit into the WAL (no fsync)
+    /// When it is the only write under way (and commits do not wait for the
+    /// disk), the event is committed right here, on the calling thread: a
+    /// one-row SQLite commit into the WAL (no fsync)
     /// costs tens of microseconds, about what parsing the request costs, and
     /// less than waking the writer thread and being woken by it.
     pub async fn record(&self, event: UsageEvent) -> Result<(), LedgerError> {
         let _pending = PendingGuard(&self.shared.pending);
         if self.shared.pending.fetch_add(1, Ordering::AcqRel) == 0
+            && self.shared.inline
             && let Ok(mut w) = self.shared.writer.try_lock()
         {
             let had_due = w.fold_due.is_some();

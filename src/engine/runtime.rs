@@ -12,7 +12,7 @@ use crate::engine::ledger::Ledger;
 use crate::engine::migrations::MigrationService;
 use crate::engine::router::{Router, RouterConfig};
 use crate::providers::{ApiKey, Providers, ProvidersConfig};
-use crate::store::Store;
+use crate::store::{LedgerSync, Store};
 use crate::vault::Vault;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,8 @@ pub struct RuntimeOptions {
     pub pricing: PricingTable,
     /// Provider health monitor (probes, alerts, history).
     pub health: MonitorConfig,
+    /// When a usage commit reaches the disk (see [`LedgerSync`]).
+    pub ledger_sync: LedgerSync,
 }
 
 impl Default for RuntimeOptions {
@@ -36,6 +38,7 @@ impl Default for RuntimeOptions {
             reload_every: Duration::from_millis(500),
             pricing: PricingTable::builtin(),
             health: MonitorConfig::default(),
+            ledger_sync: LedgerSync::Normal,
         }
     }
 }
@@ -55,7 +58,7 @@ pub struct Runtime {
 impl Runtime {
     /// Starts the services (call from inside a tokio runtime).
     pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts: RuntimeOptions) -> anyhow::Result<Runtime> {
-        let ledger = Ledger::start(&store)?;
+        let ledger = Ledger::start_synced(&store, opts.ledger_sync)?;
         let providers = Providers::new(opts.providers.clone())?;
         let keys = Arc::new(KeyService::new(store.clone(), vault, Arc::new(providers.clone()), clock.clone()));
         let router = {

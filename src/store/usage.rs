@@ -35,6 +35,21 @@ pub trait UsageLedger: Send {
     fn quota_tokens_used(&mut self, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<u64>;
 }
 
+/// When a ledger commit reaches the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LedgerSync {
+    /// WAL with `synchronous=NORMAL`: a committed event survives the process
+    /// being killed (the commit is in the operating system's page cache);
+    /// the WAL is synced to disk at checkpoints, twice a second. A power cut
+    /// can lose the last half second of commits.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit (one per group of concurrent
+    /// requests) is synced to disk before those responses complete. Survives
+    /// a power cut; costs an fsync per commit.
+    Full,
+}
+
 /// A ledger on its own SQLite connection (the gateway's single writer task owns one).
 pub struct SqliteLedger {
     path: PathBuf,
@@ -52,8 +67,16 @@ impl SqliteLedger {
     /// request that happened to cross the threshold): a background thread on
     /// its own connection checkpoints twice a second instead.
     pub fn open(store: &Store) -> StoreResult<Self> {
+        Self::open_with(store, LedgerSync::Normal)
+    }
+
+    /// [`SqliteLedger::open`] with the given durability.
+    pub fn open_with(store: &Store, sync: LedgerSync) -> StoreResult<Self> {
         let path = store.path().to_path_buf();
         let conn = connect(&path)?;
+        if sync == LedgerSync::Full {
+            conn.pragma_update(None, "synchronous", "FULL").map_err(|e| map_err(&path, e))?;
+        }
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(|e| map_err(&path, e))?;
         let checkpoint_conn = connect(&path)?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
