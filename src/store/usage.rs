@@ -163,61 +163,36 @@ pub(crate) fn append_in(tx: &Transaction<'_>, events: &[UsageEvent]) -> rusqlite
     Ok(new)
 }
 
-/// The events past the watermark (ids in `(?1, ?2]`), summed per `usage_daily`
-/// key: the source of every fold statement below.
-const FOLD_DELTA: &str = "WITH d AS (
-    SELECT strftime('%Y-%m-%d', ts / 1000, 'unixepoch') AS day, supplier_id, provider, model, request_type, route,
-        count(*) AS requests, sum(status != 0) AS errors, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-        sum(cached_tokens) AS cached_tokens, sum(cache_write_tokens) AS cache_write_tokens, sum(reasoning_tokens) AS reasoning_tokens,
-        sum(cost_micros) AS cost_micros, sum(latency_ms) AS latency_ms_sum,
-        sum(CASE WHEN route IN (0, 2) THEN input_tokens + cached_tokens + cache_write_tokens + output_tokens ELSE 0 END) AS quota_tokens
-    FROM usage_events WHERE id > ?1 AND id <= ?2 GROUP BY 1, 2, 3, 4, 5, 6)";
-
-/// The measure columns every rollup shares, summed over a group of `d`.
-const FOLD_SUMS: &str = "sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), sum(cached_tokens),
-    sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_micros), sum(latency_ms_sum)";
-
-/// One upsert per rollup: (target and its key columns, key expressions over
-/// `d`, GROUP BY, whether the rollup keeps quota tokens).
-const FOLD_TARGETS: [(&str, &str, &str, bool); 5] = [
-    (
-        "usage_daily (day, supplier_id, provider, model, request_type, route",
-        "day, supplier_id, provider, model, request_type, route",
-        "1, 2, 3, 4, 5, 6",
-        false,
-    ),
+/// One upsert per rollup: (target and its key columns, key values, whether the
+/// rollup keeps quota tokens). Every statement takes the same parameters: ?1
+/// day, ?2 supplier, ?3 provider, ?4 model, ?5 request type, ?6 route, ?7..?15
+/// the request count and the eight measures, ?16 the quota tokens.
+const FOLD_TARGETS: [(&str, &str, bool); 5] = [
+    ("usage_daily (day, supplier_id, provider, model, request_type, route", "?1, ?2, ?3, ?4, ?5, ?6", false),
     (
         "usage_daily_dims (day, vendor_type, provider, model, request_type, route",
-        "day, coalesce((SELECT vendor_type FROM suppliers s WHERE s.id = d.supplier_id), 'unknown'), provider, model, request_type, route",
-        "1, 2, 3, 4, 5, 6",
+        "?1, coalesce((SELECT vendor_type FROM suppliers WHERE id = ?2), 'unknown'), ?3, ?4, ?5, ?6",
         false,
     ),
-    (
-        "usage_monthly_supplier (month, supplier_id, provider, model, route",
-        "substr(day, 1, 7), supplier_id, provider, model, route",
-        "1, 2, 3, 4, 5",
-        false,
-    ),
-    ("usage_supplier_month (month, supplier_id", "substr(day, 1, 7), supplier_id", "1, 2", true),
-    ("usage_supplier_day (supplier_id, day", "supplier_id, day", "1, 2", true),
+    ("usage_monthly_supplier (month, supplier_id, provider, model, route", "substr(?1, 1, 7), ?2, ?3, ?4, ?6", false),
+    ("usage_supplier_month (month, supplier_id", "substr(?1, 1, 7), ?2", true),
+    ("usage_supplier_day (supplier_id, day", "?2, ?1", true),
 ];
 
 fn fold_sql() -> &'static [String; 5] {
     static SQL: std::sync::OnceLock<[String; 5]> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
-        FOLD_TARGETS.map(|(target, keys, group, with_quota)| {
+        FOLD_TARGETS.map(|(target, keys, with_quota)| {
             let conflict = &target[target.find('(').unwrap_or(0) + 1..];
-            let (quota_col, quota_sum, quota_update) = if with_quota {
-                (", quota_tokens", ", sum(quota_tokens)", ", quota_tokens = quota_tokens + excluded.quota_tokens")
+            let (quota_col, quota_value, quota_update) = if with_quota {
+                (", quota_tokens", ", ?16", ", quota_tokens = quota_tokens + excluded.quota_tokens")
             } else {
                 ("", "", "")
             };
-            // `WHERE true` keeps SQLite from reading ON CONFLICT as a join constraint.
             format!(
-                "{FOLD_DELTA}
-                 INSERT INTO {target}, requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens,
+                "INSERT INTO {target}, requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens,
                     reasoning_tokens, cost_micros, latency_ms_sum{quota_col})
-                 SELECT {keys}, {FOLD_SUMS}{quota_sum} FROM d WHERE true GROUP BY {group}
+                 VALUES ({keys}, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15{quota_value})
                  ON CONFLICT ({conflict}) DO UPDATE SET {}{quota_update}",
                 super::analytics::MEASURE_UPDATE
             )
@@ -225,21 +200,79 @@ fn fold_sql() -> &'static [String; 5] {
     })
 }
 
+/// The key of one `usage_daily` row: day, supplier, provider, model, request type, route.
+type DailyKey = (String, i64, String, String, i64, i64);
+
+/// Events summed per [`DailyKey`]: requests, errors, input, output, cached
+/// read, cache write, reasoning tokens, cost, latency sum, quota tokens.
+type DailySum = [i64; 10];
+
 /// Adds every event past the watermark to every rollup and moves the
 /// watermark to the newest event, inside `tx` (which must hold the write lock
 /// from its start: begin it IMMEDIATE). Returns how many events were folded.
+///
+/// The new events are read once, in id order, and summed per `usage_daily`
+/// key in memory; each rollup row then gets one upsert, however many events
+/// it sums.
 pub(crate) fn fold_rollups(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
     let from: i64 = tx.prepare_cached("SELECT last_event_id FROM usage_rollup_watermark WHERE id = 1")?.query_row([], |r| r.get(0))?;
-    let to: i64 = tx.prepare_cached("SELECT coalesce(max(id), 0) FROM usage_events")?.query_row([], |r| r.get(0))?;
-    if to <= from {
+    let mut sums: std::collections::HashMap<DailyKey, DailySum> = std::collections::HashMap::new();
+    let (mut to, mut n) = (from, 0usize);
+    {
+        let mut st = tx.prepare_cached(
+            "SELECT id, ts, supplier_id, provider, model, request_type, route, status, input_tokens, output_tokens, cached_tokens,
+                cache_write_tokens, reasoning_tokens, cost_micros, latency_ms
+             FROM usage_events WHERE id > ?1 ORDER BY id",
+        )?;
+        let mut rows = st.query([from])?;
+        // Events arrive in time order, nearly always: format each UTC day once.
+        let mut day: (i64, i64, String) = (0, 0, String::new());
+        while let Some(r) = rows.next()? {
+            let ts: i64 = r.get(1)?;
+            if ts < day.0 || ts >= day.1 {
+                let start = ts.div_euclid(86_400_000) * 86_400_000;
+                let d = DateTime::<Utc>::from_timestamp_millis(start).unwrap_or_default();
+                day = (start, start + 86_400_000, day_key(d));
+            }
+            let route: i64 = r.get(6)?;
+            let key: DailyKey = (day.2.clone(), r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, route);
+            let status: i64 = r.get(7)?;
+            let t: [i64; 5] = [r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?];
+            let sum = sums.entry(key).or_default();
+            sum[0] += 1;
+            sum[1] += (status != 0) as i64;
+            for (s, v) in sum[2..7].iter_mut().zip(t) {
+                *s += v;
+            }
+            sum[7] += r.get::<_, i64>(13)?;
+            sum[8] += r.get::<_, i64>(14)?;
+            if route == Route::Platform.code() || route == Route::Failover.code() {
+                // input + output + cached read + cache write, as the quota counts them.
+                sum[9] += t[0] + t[1] + t[2] + t[3];
+            }
+            to = r.get(0)?;
+            n += 1;
+        }
+    }
+    if n == 0 {
         return Ok(0);
     }
-    let n: i64 = tx.prepare_cached("SELECT count(*) FROM usage_events WHERE id > ?1 AND id <= ?2")?.query_row([from, to], |r| r.get(0))?;
-    for sql in fold_sql() {
-        tx.prepare_cached(sql)?.execute([from, to])?;
+    let sql = fold_sql();
+    let mut statements = Vec::with_capacity(sql.len());
+    for s in sql {
+        statements.push(tx.prepare_cached(s)?);
+    }
+    for (k, m) in &sums {
+        let keys: [&dyn rusqlite::ToSql; 6] = [&k.0, &k.1, &k.2, &k.3, &k.4, &k.5];
+        let params: Vec<&dyn rusqlite::ToSql> = keys.into_iter().chain(m.iter().map(|v| v as &dyn rusqlite::ToSql)).collect();
+        for st in &mut statements {
+            // Statements without the quota column take one parameter fewer.
+            let k = st.parameter_count().min(params.len());
+            st.execute(&params[..k])?;
+        }
     }
     tx.prepare_cached("UPDATE usage_rollup_watermark SET last_event_id = ?1 WHERE id = 1")?.execute([to])?;
-    Ok(n as usize)
+    Ok(n)
 }
 
 fn quota_tokens(c: &Connection, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> rusqlite::Result<u64> {
