@@ -4,7 +4,10 @@
 # built-in simulator) directly, at 1 and 32 connections. Routing, quota
 # accounting, the rate limiter and the durable SQLite ledger are all on.
 #
-#   benches/wrk/gateway.sh [seconds]
+#   benches/wrk/gateway.sh [seconds] [process|power]
+#
+# The second argument is the ledger's durability (`serve --ledger-durability`,
+# default process).
 #
 # Needs wrk, dbus and gnome-keyring (the platform key goes into a private
 # keyring, as in scripts/test). The supplier has a wedding today, so neither its
@@ -13,11 +16,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
+durability=${2:-process}
 if [ -z "${SWITCHBOARD_BENCH_INNER:-}" ]; then
   cargo build --release --bin switchboard >/dev/null
   tmp=$(mktemp -d); mkdir -p "$tmp/data" "$tmp/run"; chmod 700 "$tmp/run"
   export XDG_DATA_HOME="$tmp/data" XDG_RUNTIME_DIR="$tmp/run" SWITCHBOARD_BENCH_INNER="$tmp"
-  exec dbus-run-session -- bash -c 'echo -n bench | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null; exec "$0" "$@"' "$0" "$secs"
+  exec dbus-run-session -- bash -c 'echo -n bench | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null; exec "$0" "$@"' "$0" "$secs" "$durability"
 fi
 tmp=$SWITCHBOARD_BENCH_INNER
 bin=${CARGO_TARGET_DIR:-target}/release/switchboard
@@ -29,7 +33,7 @@ sleep 1
 "$bin" --db "$db" supplier add --name "Bench Studio" --vendor-type photographer --tier enterprise --wedding "$(date -u +%F)" >/dev/null
 printf 'sk-sim-openai-platform-000000000001' | "$bin" --db "$db" key add --owner platform --provider openai --base-url http://127.0.0.1:4590 >/dev/null
 export GATEWAY_TOKEN=$("$bin" --db "$db" token issue --supplier 1 2>/dev/null)
-"$bin" --db "$db" serve --listen 127.0.0.1:4580 >/dev/null 2>&1 &
+"$bin" --db "$db" serve --listen 127.0.0.1:4580 --ledger-durability "$durability" >/dev/null 2>&1 &
 gw=$!
 sleep 2
 tick=$(getconf CLK_TCK)

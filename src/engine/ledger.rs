@@ -12,7 +12,7 @@
 //! request's path. The last 1,000 committed events stay in memory for live views.
 
 use crate::domain::UsageEvent;
-use crate::store::{LedgerSync, SqliteLedger, Store, StoreError, UsageLedger};
+use crate::store::{LedgerSync, SqliteLedger, Store, StoreError, UsageLedger, WalCheckpointer};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -97,17 +97,19 @@ impl Ledger {
     /// [`Ledger::start`] with the given durability of each commit.
     pub fn start_synced(store: &Store, sync: LedgerSync) -> Result<Ledger, StoreError> {
         let ledger = SqliteLedger::open_with(store, sync)?;
+        let bulk = WalCheckpointer::open(store)?;
         // A commit that syncs to disk must not run on a request's (async) thread.
-        Ok(Self::spawn(Box::new(ledger), sync == LedgerSync::Normal))
+        Ok(Self::spawn(Box::new(ledger), sync == LedgerSync::Normal, Some(bulk)))
     }
 
     /// Starts the writer over any ledger backend (every commit on the writer thread).
     pub fn start_with(backend: Box<dyn UsageLedger>) -> Ledger {
-        Self::spawn(backend, false)
+        Self::spawn(backend, false, None)
     }
 
-    /// `inline`: whether a lone request may commit on its own thread.
-    fn spawn(backend: Box<dyn UsageLedger>, inline: bool) -> Ledger {
+    /// `inline`: whether a lone request may commit on its own thread; `bulk`:
+    /// a second connection that checkpoints while commits go on.
+    fn spawn(backend: Box<dyn UsageLedger>, inline: bool, bulk: Option<WalCheckpointer>) -> Ledger {
         let (tx, rx) = mpsc::channel::<Msg>();
         let recent = Arc::new(Mutex::new(VecDeque::with_capacity(LIVE_WINDOW)));
         let stats = Arc::new(LedgerStats::default());
@@ -118,6 +120,11 @@ impl Ledger {
             .name("usage-ledger".into())
             .spawn(move || run(&thread_shared, rx))
             .expect("spawn the usage ledger thread");
+        let weak = Arc::downgrade(&shared);
+        if let Err(e) = std::thread::Builder::new().name("usage-checkpoint".into()).spawn(move || checkpoints(&weak, bulk)) {
+            // The WAL then grows until another connection checkpoints it.
+            tracing::warn!("no checkpoint thread for the usage ledger: {e}");
+        }
         Ledger { tx, shared, recent, stats }
     }
 
@@ -188,6 +195,30 @@ struct Writer {
     unfolded: usize,
     /// When the oldest of them must be folded.
     fold_due: Option<Instant>,
+}
+
+/// How often the WAL is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// The checkpoint thread: twice a second, the bulk of the WAL on its own
+/// connection while commits go on, then the rest on the writer's connection
+/// between two commits, which completes the checkpoint so that the next
+/// commit starts the WAL from its beginning (a checkpoint that only ever runs
+/// alongside commits never catches up, and the WAL grew by about 50 MB a
+/// second under load). Ends when the ledger is gone.
+fn checkpoints(shared: &std::sync::Weak<Shared>, bulk: Option<WalCheckpointer>) {
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let Some(shared) = shared.upgrade() else { return };
+        if let Some(b) = &bulk
+            && let Err(e) = b.checkpoint()
+        {
+            tracing::warn!("usage ledger checkpoint failed (will retry): {e}");
+        }
+        if let Err(e) = lock(&shared.writer).backend.checkpoint() {
+            tracing::warn!("usage ledger checkpoint failed (will retry): {e}");
+        }
+    }
 }
 
 /// The writer thread: commits what requests queue, in batches, and folds.

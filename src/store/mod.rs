@@ -34,7 +34,7 @@ pub use health::{CompactionReport, HealthSampleRow, SeriesPoint};
 pub use migrations::Recommendation;
 pub use suppliers::{SupplierFilter, SupplierPatch};
 pub use tokens::{ActiveTokenHash, GatewayToken, TokenId, TokenLookup};
-pub use usage::{LedgerSync, SqliteLedger, UsageLedger};
+pub use usage::{LedgerSync, SqliteLedger, UsageLedger, WalCheckpointer};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::{Path, PathBuf};

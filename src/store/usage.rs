@@ -30,6 +30,12 @@ pub trait UsageLedger: Send {
     /// many events that was.
     fn fold_rollups(&mut self) -> StoreResult<usize>;
 
+    /// Copies the WAL into the database file. Called between two commits, it
+    /// completes, and the next commit starts the WAL from its beginning: under
+    /// a steady stream of commits a checkpoint that runs alongside them never
+    /// catches up, and the WAL would grow without bound.
+    fn checkpoint(&mut self) -> StoreResult<()>;
+
     /// Tokens that count against the supplier's platform quota in `[from, to)`
     /// (routes platform and failover; whole UTC days from the rollups).
     fn quota_tokens_used(&mut self, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<u64>;
@@ -51,21 +57,20 @@ pub enum LedgerSync {
 }
 
 /// A ledger on its own SQLite connection (the gateway's single writer task owns one).
+///
+/// Its commits never checkpoint the WAL themselves (a checkpoint syncs the
+/// files, which would stall the request that crossed the threshold): the
+/// engine's ledger checkpoints twice a second, the bulk from a
+/// [`WalCheckpointer`] while commits go on and the rest with
+/// [`UsageLedger::checkpoint`] between two commits.
 pub struct SqliteLedger {
     path: PathBuf,
     conn: Connection,
-    /// Dropping it stops the checkpointer thread.
-    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
 
-/// How often the background checkpointer copies the WAL into the database.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
-
 impl SqliteLedger {
-    /// Opens the ledger's connection. Its commits never checkpoint the WAL
-    /// themselves (a checkpoint syncs the database file, which would stall the
-    /// request that happened to cross the threshold): a background thread on
-    /// its own connection checkpoints twice a second instead.
+    /// Opens the ledger's connection (see [`SqliteLedger`]) and folds what a
+    /// stopped process committed but did not fold.
     pub fn open(store: &Store) -> StoreResult<Self> {
         Self::open_with(store, LedgerSync::Normal)
     }
@@ -78,31 +83,37 @@ impl SqliteLedger {
             conn.pragma_update(None, "synchronous", "FULL").map_err(|e| map_err(&path, e))?;
         }
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(|e| map_err(&path, e))?;
-        let checkpoint_conn = connect(&path)?;
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let spawned = std::thread::Builder::new().name("usage-checkpoint".into()).spawn(move || {
-            // Runs until the ledger is dropped (the sender hangs up).
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                if let Err(e) = checkpoint_conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok::<(), rusqlite::Error>(())) {
-                    tracing::warn!("usage ledger checkpoint failed (will retry): {e}");
-                }
-            }
-            let _ = checkpoint_conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok::<(), rusqlite::Error>(()));
-        });
-        let checkpointer = match spawned {
-            Ok(_) => Some(stop),
-            Err(e) => {
-                // Without the thread, let commits checkpoint as SQLite does by default.
-                tracing::warn!("no checkpoint thread ({e}); the ledger checkpoints on commit");
-                conn.pragma_update(None, "wal_autocheckpoint", 1000).map_err(|e| map_err(&path, e))?;
-                None
-            }
-        };
-        let mut ledger = Self { path, conn, _checkpointer: checkpointer };
+        // After a burst, give the disk space back when the WAL starts over.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).map_err(|e| map_err(&path, e))?;
+        let mut ledger = Self { path, conn };
         // Events a stopped process committed but did not fold yet.
         ledger.fold_rollups()?;
         Ok(ledger)
     }
+}
+
+/// Copies the WAL into the database file from its own connection, so that
+/// the bulk of a checkpoint runs while the ledger goes on committing.
+pub struct WalCheckpointer {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl WalCheckpointer {
+    pub fn open(store: &Store) -> StoreResult<Self> {
+        let path = store.path().to_path_buf();
+        let conn = connect(&path)?;
+        Ok(Self { path, conn })
+    }
+
+    /// A passive checkpoint: copies what it can without waiting for anyone.
+    pub fn checkpoint(&self) -> StoreResult<()> {
+        passive_checkpoint(&self.conn).map_err(|e| map_err(&self.path, e))
+    }
+}
+
+fn passive_checkpoint(c: &Connection) -> rusqlite::Result<()> {
+    c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
 }
 
 impl UsageLedger for SqliteLedger {
@@ -111,6 +122,10 @@ impl UsageLedger for SqliteLedger {
         let n = append_in(&tx, events).map_err(|e| map_err(&self.path, e))?;
         tx.commit().map_err(|e| map_err(&self.path, e))?;
         Ok(n)
+    }
+
+    fn checkpoint(&mut self) -> StoreResult<()> {
+        passive_checkpoint(&self.conn).map_err(|e| map_err(&self.path, e))
     }
 
     fn fold_rollups(&mut self) -> StoreResult<usize> {
