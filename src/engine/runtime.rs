@@ -59,6 +59,8 @@ impl Runtime {
     /// Starts the services (call from inside a tokio runtime).
     pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts: RuntimeOptions) -> anyhow::Result<Runtime> {
         let ledger = Ledger::start_synced(&store, opts.ledger_sync)?;
+        // Before the gateway answers anyone: the first request would wait for it.
+        tokio::task::spawn_blocking(crate::providers::tokens::warm_up).await?;
         let providers = Providers::new(opts.providers.clone())?;
         let keys = Arc::new(KeyService::new(store.clone(), vault, Arc::new(providers.clone()), clock.clone()));
         let router = {

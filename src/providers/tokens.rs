@@ -10,6 +10,12 @@ const REPLY_PRIMING: u64 = 3;
 /// A low-detail image; high-detail images cost more, so this is a floor.
 const TOKENS_PER_IMAGE: u64 = 85;
 
+/// Loads the tokenizer's tables (about a quarter of a second, once per
+/// process), so that the first request after a start does not pay for it.
+pub fn warm_up() {
+    let _ = count_text("warm up");
+}
+
 /// Tokens of a piece of text.
 pub fn count_text(text: &str) -> u64 {
     if text.is_empty() {
