@@ -210,10 +210,14 @@ fn checkpoints(shared: &std::sync::Weak<Shared>, bulk: Option<WalCheckpointer>) 
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
         let Some(shared) = shared.upgrade() else { return };
-        if let Some(b) = &bulk
-            && let Err(e) = b.checkpoint()
-        {
-            tracing::warn!("usage ledger checkpoint failed (will retry): {e}");
+        // Twice: the second pass copies and syncs only what the first one's
+        // own sync let accumulate, so the part under the writer's lock is small.
+        for _ in 0..2 {
+            if let Some(b) = &bulk
+                && let Err(e) = b.checkpoint()
+            {
+                tracing::warn!("usage ledger checkpoint failed (will retry): {e}");
+            }
         }
         if let Err(e) = lock(&shared.writer).backend.checkpoint() {
             tracing::warn!("usage ledger checkpoint failed (will retry): {e}");
