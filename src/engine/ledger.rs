@@ -136,8 +136,20 @@ impl Ledger {
     /// costs tens of microseconds, about what parsing the request costs, and
     /// less than waking the writer thread and being woken by it.
     pub async fn record(&self, event: UsageEvent) -> Result<(), LedgerError> {
+        self.record_hinted(event, true).await
+    }
+
+    /// [`Ledger::record`], where the caller knows more: `alone` is false when
+    /// other requests are being served that will write soon, so the event
+    /// goes to the writer thread to be committed with theirs even if no other
+    /// write is under way at this instant (a request spends most of its time
+    /// waiting on its provider, so at 32 concurrent requests the ledger is
+    /// often momentarily idle; committing each event on its own then costs
+    /// a whole commit per request and blocks an async worker).
+    pub async fn record_hinted(&self, event: UsageEvent, alone: bool) -> Result<(), LedgerError> {
         let _pending = PendingGuard(&self.shared.pending);
         if self.shared.pending.fetch_add(1, Ordering::AcqRel) == 0
+            && alone
             && self.shared.inline
             && let Ok(mut w) = self.shared.writer.try_lock()
         {

@@ -233,6 +233,9 @@ pub struct Router {
     outcomes: tokio::sync::broadcast::Sender<AttemptOutcome>,
     events: tokio::sync::broadcast::Sender<RouterEvent>,
     request_seq: std::sync::atomic::AtomicU64,
+    /// Plain chat and embeddings requests being served now: a lone one may
+    /// commit its usage on its own thread (see `Ledger::record_hinted`).
+    in_flight: std::sync::atomic::AtomicUsize,
     /// When each gateway token's last use was last written to the store.
     token_use_written: Mutex<HashMap<crate::store::TokenId, DateTime<Utc>>>,
     instance: String,
@@ -288,6 +291,7 @@ impl Router {
             outcomes,
             events,
             request_seq: std::sync::atomic::AtomicU64::new(0),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             token_use_written: Mutex::new(HashMap::new()),
             instance: hex::encode(inst),
         });
@@ -724,6 +728,11 @@ impl Router {
         }
     }
 
+    /// Whether the calling request is the only one being served.
+    fn alone(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) <= 1
+    }
+
     fn record_outcome(&self, p: &Prepared, account: &AccountEntry, route: Route, started: Instant, err: Option<&ProviderError>) {
         let counts = err.map(|e| e.counts_against_health()).unwrap_or(false);
         let ok = err.is_none() || !counts;
@@ -810,6 +819,7 @@ impl Router {
         request_id: Option<&str>,
         mut req: ChatRequest,
     ) -> Result<Answer, GatewayError> {
+        let _in_flight = InFlight::enter(&self.in_flight);
         let started = Instant::now();
         let rt = request_type(type_header, Some(&req))?;
         let estimate = tokens::estimate_chat_prompt(&req) + req.max_output().unwrap_or(self.cfg.default_output_allowance);
@@ -847,7 +857,7 @@ impl Router {
                     let ev =
                         self.usage_event(&p, &acc.account, attempt.route, &served_model, resp.usage, latency_ms, UsageStatus::Ok, None);
                     self.metrics.observe(attempt.route, acc.account.provider, true, started.elapsed(), &ev);
-                    self.ledger.record(ev).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
+                    self.ledger.record_hinted(ev, self.alone()).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
                     return Ok(Answer { body: resp.body, route: attempt.route, account: acc.account.id, request_id: p.request_id });
                 }
                 Err(e) => {
@@ -990,6 +1000,7 @@ impl Router {
         request_id: Option<&str>,
         mut req: EmbeddingsRequest,
     ) -> Result<Answer, GatewayError> {
+        let _in_flight = InFlight::enter(&self.in_flight);
         let started = Instant::now();
         let rt = request_type(type_header, None)?;
         let estimate = tokens::estimate_embeddings(&req);
@@ -1027,7 +1038,7 @@ impl Router {
                     let ev =
                         self.usage_event(&p, &acc.account, attempt.route, &requested_model, resp.usage, latency_ms, UsageStatus::Ok, None);
                     self.metrics.observe(attempt.route, acc.account.provider, true, started.elapsed(), &ev);
-                    self.ledger.record(ev).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
+                    self.ledger.record_hinted(ev, self.alone()).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
                     return Ok(Answer { body: resp.body, route: attempt.route, account: acc.account.id, request_id: p.request_id });
                 }
                 Err(e) => {
@@ -1161,5 +1172,21 @@ impl Drop for StreamGuard {
                 self.router.ledger.record_detached(ev);
             }
         }
+    }
+}
+
+/// Counts a request in [`Router::in_flight`] for as long as it lives.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
