@@ -28,7 +28,8 @@ bin=${CARGO_TARGET_DIR:-target}/release/switchboard
 db=$tmp/bench.db
 "$bin" simulate --listen 127.0.0.1:4590 >/dev/null 2>&1 &
 sim=$!
-trap 'kill $sim ${gw:-} 2>/dev/null' EXIT
+# The database, its WAL (tens of MB) and the private keyring go with the run.
+trap 'kill $sim ${gw:-} 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 sleep 1
 "$bin" --db "$db" supplier add --name "Bench Studio" --vendor-type photographer --tier enterprise --wedding "$(date -u +%F)" >/dev/null
 printf 'sk-sim-openai-platform-000000000001' | "$bin" --db "$db" key add --owner platform --provider openai --base-url http://127.0.0.1:4590 >/dev/null
