@@ -807,7 +807,7 @@ impl Router {
         if let Some(a) = account {
             let route = if a.owner == AccountOwner::Platform { Route::Platform } else { Route::Client };
             let ev = self.usage_event(p, &a, route, "", TokenUsage::default(), 0, UsageStatus::Error, Some(err.code()));
-            let _ = self.ledger.record(ev).await;
+            let _ = self.ledger.record_hinted(ev, self.alone()).await;
         }
     }
 
@@ -1141,8 +1141,10 @@ impl Stream for StreamGuard {
                 Poll::Ready(Some(StreamEvent::End(summary))) => {
                     if let Some(ev) = this.finish(summary) {
                         let ledger = this.router.ledger.clone();
+                        // Streams are not counted in flight: group-commit the end
+                        // of a stream with whatever else is being written.
                         this.pending = Some(Box::pin(async move {
-                            if let Err(e) = ledger.record(ev).await {
+                            if let Err(e) = ledger.record_hinted(ev, false).await {
                                 tracing::error!(error = %e, "stream usage not recorded");
                             }
                         }));
