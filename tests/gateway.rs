@@ -376,12 +376,24 @@ async fn quota_is_enforced_with_reset_time_except_on_wedding_days() {
     }
     assert!(warned);
     // On its wedding day a supplier is never refused for quota: the overage is recorded.
+    let mut events = e.router.subscribe_events();
     for _ in 0..30 {
         let r = e.chat(&tw, "gpt-4o-mini", "Write a long welcome email for our couples please").await;
         assert_eq!(r.status(), 200);
         e.clock.advance(Duration::seconds(2));
     }
     assert!(e.router.quota_snapshot(w).unwrap().0 > 600, "overage recorded");
+    // ... and alerted: once when it goes over, then at most once a minute with
+    // the latest figures, not once per request.
+    let mut exceeded = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        if let switchboard::engine::router::RouterEvent::QuotaExceeded { supplier, used, wedding_day, .. } = ev {
+            assert_eq!(supplier, w);
+            exceeded.push((used, wedding_day));
+        }
+    }
+    assert!((1..=2).contains(&exceeded.len()), "{exceeded:?}");
+    assert!(exceeded.iter().all(|&(used, wedding)| used > 600 && wedding), "{exceeded:?}");
 }
 
 #[tokio::test]

@@ -136,7 +136,14 @@ struct QuotaCounter {
     used: u64,
     reserved: u64,
     warned: bool,
+    /// When `QuotaExceeded` was last raised, and whether for a wedding day.
+    exceeded_raised: Option<(DateTime<Utc>, bool)>,
 }
+
+/// While a supplier stays over its quota (wedding-day overage), its
+/// `QuotaExceeded` event is raised again at most this often, with the latest
+/// figures: once per request flooded the event channel under load.
+const QUOTA_EXCEEDED_EVERY_SECS: i64 = 60;
 
 struct SupplierEntry {
     supplier: Supplier,
@@ -539,6 +546,7 @@ impl Router {
             q.month = month;
             q.used = used;
             q.warned = false;
+            q.exceeded_raised = None;
         }
     }
 
@@ -649,7 +657,12 @@ impl Router {
                 q.warned = true;
                 ev.push(RouterEvent::QuotaWarning { supplier: p.supplier.supplier.id, used: q.used, quota });
             }
-            if status.is_exhausted() {
+            let due = match q.exceeded_raised {
+                None => true,
+                Some((at, wedding)) => (p.now - at).num_seconds() >= QUOTA_EXCEEDED_EVERY_SECS || at > p.now || (p.wedding_day && !wedding),
+            };
+            if status.is_exhausted() && due {
+                q.exceeded_raised = Some((p.now, p.wedding_day));
                 ev.push(RouterEvent::QuotaExceeded { supplier: p.supplier.supplier.id, used: q.used, quota, wedding_day: p.wedding_day });
             }
             ev

@@ -17,6 +17,9 @@ use axum::routing::{get, post};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+mod lanes;
+pub use lanes::default_lanes;
+
 /// Largest request body accepted (images as data URLs make bodies big).
 pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
 
@@ -46,8 +49,9 @@ pub fn app_with_limit(router: Arc<Router>, max_body: usize) -> axum::Router {
 /// A running gateway; stops when dropped or on [`GatewayHandle::shutdown`].
 pub struct GatewayHandle {
     addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    lanes: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl GatewayHandle {
@@ -58,20 +62,32 @@ impl GatewayHandle {
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
+    /// Stops accepting, lets requests in progress finish (up to 10 s), and
+    /// waits for the lanes to end.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
         if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
+            let _ = t.await;
+        }
+        let lanes = std::mem::take(&mut self.lanes);
+        let joined = tokio::task::spawn_blocking(move || {
+            for l in lanes {
+                let _ = l.join();
+            }
+        });
+        if tokio::time::timeout(std::time::Duration::from_secs(10), joined).await.is_err() {
+            tracing::warn!("gateway lanes still busy 10 s after shutdown; leaving them");
         }
     }
 }
 
 impl Drop for GatewayHandle {
     fn drop(&mut self) {
+        // The lanes end on their own once their connections close.
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
         if let Some(t) = self.task.take() {
             t.abort();
@@ -79,8 +95,14 @@ impl Drop for GatewayHandle {
     }
 }
 
-/// Binds `addr` and serves the gateway in the background.
+/// Binds `addr` and serves the gateway in the background, on one lane per core.
 pub async fn start(router: Arc<Router>, addr: SocketAddr) -> anyhow::Result<GatewayHandle> {
+    start_with_lanes(router, addr, lanes::default_lanes()).await
+}
+
+/// Binds `addr` and serves the gateway on `lanes` threads (see [`lanes`]).
+/// The accept loop runs on the caller's runtime.
+pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usize) -> anyhow::Result<GatewayHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr}: {e}. Is another Switchboard running? Choose another address with --listen.")
     })?;
@@ -88,26 +110,64 @@ pub async fn start(router: Arc<Router>, addr: SocketAddr) -> anyhow::Result<Gate
     if !local.ip().is_loopback() {
         tracing::warn!(%local, "the gateway listens beyond loopback: anyone who can reach this address can try tokens");
     }
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = app(router);
-    // No Nagle delay: a response written in two pieces (head, then body) must
-    // not wait for the client's delayed ACK (up to 200 ms on Linux).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY on a gateway connection");
-        }
-    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut dispatcher = lanes::Dispatcher::new();
+    let mut threads = Vec::new();
+    for lane in 0..lanes.max(1) {
+        let listener = dispatcher.add_lane(local);
+        let app = app(router.clone());
+        let mut stop = stop_rx.clone();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let thread = std::thread::Builder::new().name(format!("gateway-{lane}")).spawn(move || {
+            crate::providers::set_lane(lane + 1);
+            rt.block_on(async move {
+                let r = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, lane, "gateway lane stopped");
+                }
+            });
+            // Dropping the runtime waits for its blocking work (audit writes).
+            drop(rt);
+        })?;
+        threads.push(thread);
+    }
+    let mut stop = stop_rx;
     let task = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "gateway stopped");
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                a = listener.accept() => a,
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    // No Nagle delay: a response written in two pieces (head,
+                    // then body) must not wait for the client's delayed ACK.
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "could not set TCP_NODELAY on a gateway connection");
+                    }
+                    match tcp.into_std() {
+                        Ok(std) => {
+                            if dispatcher.dispatch(std, peer).is_err() {
+                                tracing::error!("every gateway lane has stopped; no longer accepting");
+                                break;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, %peer, "could not hand a gateway connection to a lane"),
+                    }
+                }
+                Err(e) if lanes::is_resource_error(&e) => {
+                    tracing::error!(error = %e, "gateway cannot accept connections; retrying in 1 s");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "a gateway connection failed while being accepted"),
+            }
         }
     });
-    Ok(GatewayHandle { addr: local, shutdown: Some(tx), task: Some(task) })
+    Ok(GatewayHandle { addr: local, shutdown: Some(stop_tx), task: Some(task), lanes: threads })
 }
 
 /// An error in OpenAI's JSON shape, with `retry-after` where it applies.

@@ -287,10 +287,26 @@ impl Default for ProvidersConfig {
     }
 }
 
-/// The provider layer: one pooled HTTP client shared by every call. Cheap to clone.
+/// Upper bound on gateway lanes with a connection pool of their own.
+const LANES: usize = 9;
+
+thread_local! {
+    static LANE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as gateway lane `n` (1-based; 0 is everything
+/// else). Each lane is a single-threaded runtime, and upstream connections are
+/// driven by the runtime that opened them, so a lane calls providers through a
+/// pool of its own: a request and its upstream call stay on one thread.
+pub fn set_lane(n: usize) {
+    LANE.with(|l| l.set(n.min(LANES - 1)));
+}
+
+/// The provider layer: pooled HTTP clients (one per gateway lane, see
+/// [`set_lane`]) shared by every call. Cheap to clone.
 #[derive(Clone)]
 pub struct Providers {
-    http: reqwest::Client,
+    http: Arc<[std::sync::OnceLock<reqwest::Client>; LANES]>,
     cfg: Arc<ProvidersConfig>,
     jitter: Arc<Mutex<crate::domain::rng::DetRng>>,
 }
@@ -303,16 +319,37 @@ impl std::fmt::Debug for Providers {
 
 impl Providers {
     pub fn new(cfg: ProvidersConfig) -> Result<Self, ProviderError> {
-        let http = reqwest::Client::builder()
+        let http: Arc<[std::sync::OnceLock<reqwest::Client>; LANES]> = Arc::new(Default::default());
+        // The shared client is built now, so a broken TLS setup is reported here.
+        let _ = http[0].set(Self::build_client(&cfg)?);
+        let seed = getrandom::u64().unwrap_or(0x5eed);
+        Ok(Self { http, cfg: Arc::new(cfg), jitter: Arc::new(Mutex::new(crate::domain::rng::DetRng::new(seed))) })
+    }
+
+    fn build_client(cfg: &ProvidersConfig) -> Result<reqwest::Client, ProviderError> {
+        reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ProviderError::Connect { provider: "HTTP client", message: e.to_string() })?;
-        let seed = getrandom::u64().unwrap_or(0x5eed);
-        Ok(Self { http, cfg: Arc::new(cfg), jitter: Arc::new(Mutex::new(crate::domain::rng::DetRng::new(seed))) })
+            .map_err(|e| ProviderError::Connect { provider: "HTTP client", message: e.to_string() })
+    }
+
+    /// The current thread's client: its lane's own, or the shared one.
+    fn client(&self) -> &reqwest::Client {
+        let shared = || self.http[0].get_or_init(|| Self::build_client(&self.cfg).unwrap_or_default());
+        match LANE.with(|l| l.get()) {
+            0 => shared(),
+            n => match self.http[n].get() {
+                Some(c) => c,
+                None => match Self::build_client(&self.cfg) {
+                    Ok(c) => self.http[n].get_or_init(|| c),
+                    Err(_) => shared(),
+                },
+            },
+        }
     }
 
     pub fn config(&self) -> &ProvidersConfig {
@@ -355,7 +392,7 @@ impl Providers {
         body: Option<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, ProviderError> {
-        let mut rb = self.http.request(method, url).headers(p.auth_headers(&t.key)?);
+        let mut rb = self.client().request(method, url).headers(p.auth_headers(&t.key)?);
         if let Some(b) = body {
             rb = rb.header(reqwest::header::CONTENT_TYPE, "application/json").body(b);
         }

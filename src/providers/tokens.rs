@@ -24,11 +24,21 @@ pub fn count_text(text: &str) -> u64 {
     tiktoken_rs::o200k_base_singleton().encode_ordinary(text).len() as u64
 }
 
+/// Tokens of a message's role: the usual roles are counted once per process.
+fn count_role(role: &str) -> u64 {
+    const ROLES: [&str; 6] = ["user", "assistant", "system", "developer", "tool", "function"];
+    static COUNTS: std::sync::OnceLock<[u64; 6]> = std::sync::OnceLock::new();
+    match ROLES.iter().position(|r| *r == role) {
+        Some(i) => COUNTS.get_or_init(|| ROLES.map(count_text))[i],
+        None => count_text(role),
+    }
+}
+
 /// Prompt tokens of a chat request, counted the way OpenAI's cookbook does.
 pub fn estimate_chat_prompt(req: &ChatRequest) -> u64 {
     let mut n = REPLY_PRIMING;
     for m in &req.messages {
-        n += TOKENS_PER_MESSAGE + count_text(&m.role);
+        n += TOKENS_PER_MESSAGE + count_role(&m.role);
         m.for_each_text(|t| n += count_text(t));
         n += m.image_count() * TOKENS_PER_IMAGE;
     }
@@ -62,5 +72,8 @@ mod tests {
         let r = ChatRequest::simple("gpt-4o", "hello world");
         // 3 priming + 3 framing + 1 ("user") + 2.
         assert_eq!(estimate_chat_prompt(&r), 9);
+        for role in ["user", "assistant", "system", "developer", "tool", "function", "narrator"] {
+            assert_eq!(count_role(role), count_text(role), "{role}");
+        }
     }
 }
