@@ -24,7 +24,8 @@ if [ -z "${SWITCHBOARD_BENCH_INNER:-}" ]; then
   exec dbus-run-session -- bash -c 'echo -n bench | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null; exec "$0" "$@"' "$0" "$secs" "$durability"
 fi
 tmp=$SWITCHBOARD_BENCH_INNER
-bin=${CARGO_TARGET_DIR:-target}/release/switchboard
+target=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
+bin=$target/release/switchboard
 db=$tmp/bench.db
 "$bin" simulate --listen 127.0.0.1:4590 >/dev/null 2>&1 &
 sim=$!
