@@ -251,6 +251,28 @@ async fn streams_are_forwarded_and_recorded_when_they_end() {
     let rows = e.usage_rows(s);
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r.2 == 0 && r.3 > 0), "{rows:?}");
+    assert_eq!(e.router.in_flight(), 0, "ended streams are no longer in flight");
+    // An open stream counts as in flight (for /metrics and for the ledger's
+    // choice between an inline and a group commit) until its client goes away.
+    e.sim.update_faults("openai-platform", |f| f.slow_stream_ms = 200);
+    let r = e
+        .post(
+            "/chat/completions",
+            &t,
+            json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "Slowly, please."}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let metrics = e.http.get(format!("http://{}/metrics", e.gw.addr())).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchboard_requests_in_flight 1"), "{metrics}");
+    drop(r);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while e.router.in_flight() != 0 {
+        assert!(std::time::Instant::now() < deadline, "a stream whose client went away stays in flight");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    e.router.ledger().flush().await;
+    assert_eq!(e.usage_rows(s).len(), 3, "the abandoned stream's usage is recorded too");
 }
 
 #[tokio::test]

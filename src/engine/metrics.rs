@@ -90,7 +90,12 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format.
-    pub fn render(&self, breakers: &[(ProviderAccount, BreakerState)], ledger: &crate::engine::ledger::LedgerStats) -> String {
+    pub fn render(
+        &self,
+        breakers: &[(ProviderAccount, BreakerState)],
+        ledger: &crate::engine::ledger::LedgerStats,
+        in_flight: usize,
+    ) -> String {
         let mut o = String::with_capacity(16 * 1024);
         let label = |r: usize, p: usize| format!("route=\"{}\",provider=\"{}\"", Route::ALL[r], ProviderKind::ALL[p]);
         let mut counter = |name: &str, help: &str, f: &dyn Fn(&Series) -> u64| {
@@ -171,6 +176,11 @@ impl Metrics {
             "# HELP switchboard_ledger_failures_total Failed ledger transactions.\n# TYPE switchboard_ledger_failures_total counter"
         );
         let _ = writeln!(o, "switchboard_ledger_failures_total {}", ledger.failures.load(Relaxed));
+        let _ = writeln!(
+            o,
+            "# HELP switchboard_requests_in_flight Requests being served, open streams included.\n# TYPE switchboard_requests_in_flight gauge"
+        );
+        let _ = writeln!(o, "switchboard_requests_in_flight {in_flight}");
         o
     }
 }

@@ -742,6 +742,11 @@ impl Router {
     }
 
     /// Whether the calling request is the only one being served.
+    /// Requests being served now, open streams included.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     fn alone(&self) -> bool {
         self.in_flight.load(Ordering::Relaxed) <= 1
     }
@@ -977,12 +982,15 @@ impl Router {
                     let route = attempt.route;
                     let account_id = acc.account.id;
                     let request_id = p.request_id.clone();
+                    // The stream counts as in flight until it ends (see StreamGuard::leave).
+                    self.in_flight.fetch_add(1, Ordering::Relaxed);
                     let guard = StreamGuard {
                         router: self.clone(),
                         stream,
                         ctx: Some(StreamCtx { p, account: acc, route, model: req.model.clone(), quota_counted, t0, started }),
                         pending: None,
                         done: false,
+                        in_flight: true,
                     };
                     return Ok(StreamAnswer { route, account: account_id, request_id, body: Box::pin(guard) });
                 }
@@ -1092,9 +1100,21 @@ struct StreamGuard {
     ctx: Option<StreamCtx>,
     pending: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     done: bool,
+    /// Whether this stream is still counted in [`Router::in_flight`].
+    in_flight: bool,
 }
 
 impl StreamGuard {
+    /// Stops counting the stream in flight; returns whether nothing else is
+    /// being served (so its usage may be committed inline, as a lone plain
+    /// request's is).
+    fn leave(&mut self) -> bool {
+        if std::mem::take(&mut self.in_flight) {
+            self.router.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.router.in_flight.load(Ordering::Relaxed) == 0
+    }
+
     fn finish(&mut self, summary: crate::providers::StreamSummary) -> Option<UsageEvent> {
         let ctx = self.ctx.take()?;
         let r = &self.router;
@@ -1154,10 +1174,9 @@ impl Stream for StreamGuard {
                 Poll::Ready(Some(StreamEvent::End(summary))) => {
                     if let Some(ev) = this.finish(summary) {
                         let ledger = this.router.ledger.clone();
-                        // Streams are not counted in flight: group-commit the end
-                        // of a stream with whatever else is being written.
+                        let alone = this.leave();
                         this.pending = Some(Box::pin(async move {
-                            if let Err(e) = ledger.record_hinted(ev, false).await {
+                            if let Err(e) = ledger.record_hinted(ev, alone).await {
                                 tracing::error!(error = %e, "stream usage not recorded");
                             }
                         }));
@@ -1170,6 +1189,7 @@ impl Stream for StreamGuard {
                     if let Some(ev) = this.finish(summary) {
                         this.router.ledger.record_detached(ev);
                     }
+                    this.leave();
                     this.done = true;
                 }
                 Poll::Pending => return Poll::Pending,
@@ -1187,6 +1207,7 @@ impl Drop for StreamGuard {
                 self.router.ledger.record_detached(ev);
             }
         }
+        self.leave();
     }
 }
 
