@@ -37,24 +37,10 @@ sim=$!
 nginx -c "$tmp/nginx.conf" -e "$tmp/error.log"
 trap 'kill $sim 2>/dev/null; nginx -c "$tmp/nginx.conf" -e "$tmp/error.log" -s stop 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 sleep 1
-tick=$(getconf CLK_TCK)
-cpu() { local s=0 p; for p in "$@"; do s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $s; }
-run() { # name port connections pids...
-  local name=$1 port=$2 c=$3 before after out reqs
-  shift 3
-  before=$(cpu "$@")
-  out=$(wrk -t1 -c"$c" -d"${secs}s" --latency -s benches/wrk/openai_chat.lua "http://127.0.0.1:$port/v1/chat/completions")
-  after=$(cpu "$@")
-  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-  printf '%-22s c=%-3s %9s req/s  p50 %-9s p99 %-9s  server CPU %6s µs/req  non-2xx: %s\n' "$name" "$c" \
-    "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
-    "$(echo "$out" | awk '$1 == "50%" {print $2}')" "$(echo "$out" | awk '$1 == "99%" {print $2}')" \
-    "$(awk -v t="$((after - before))" -v k="$tick" -v n="$reqs" 'BEGIN {printf "%.1f", t / k * 1e6 / n}')" \
-    "$(echo "$out" | awk '/Non-2xx/ {print $NF}')"
-}
+. benches/wrk/measure.sh
 workers=$(pgrep -f "nginx: worker" | tr '\n' ' ')
 for c in 1 32; do
-  run "upstream directly" 4590 "$c" "$sim"
+  run "upstream directly" http://127.0.0.1:4590/v1/chat/completions benches/wrk/openai_chat.lua "$c" "$sim"
   # shellcheck disable=SC2086
-  run "through nginx" 4570 "$c" $workers
+  run "through nginx" http://127.0.0.1:4570/v1/chat/completions benches/wrk/openai_chat.lua "$c" $workers
 done

@@ -38,20 +38,7 @@ export GATEWAY_TOKEN=$("$bin" --db "$db" token issue --supplier 1 2>/dev/null)
 "$bin" --db "$db" serve --listen 127.0.0.1:4580 --ledger-durability "$durability" >/dev/null 2>&1 &
 gw=$!
 sleep 2
-tick=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-run() { # name url script connections pid
-  local before after out reqs
-  before=$(cpu "$5")
-  out=$(wrk -t1 -c"$4" -d"${secs}s" --latency -s "$3" "$2")
-  after=$(cpu "$5")
-  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-  printf '%-22s c=%-3s %9s req/s  p50 %-9s p99 %-9s  server CPU %6s µs/req  non-2xx: %s  load: %s\n' "$1" "$4" \
-    "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
-    "$(echo "$out" | awk '$1 == "50%" {print $2}')" "$(echo "$out" | awk '$1 == "99%" {print $2}')" \
-    "$(awk -v t="$((after - before))" -v k="$tick" -v n="$reqs" 'BEGIN {printf "%.1f", t / k * 1e6 / n}')" \
-    "$(echo "$out" | awk '/Non-2xx/ {print $NF}')" "$(cut -d' ' -f1 /proc/loadavg)"
-}
+. benches/wrk/measure.sh
 for c in 1 32; do
   run "upstream directly" http://127.0.0.1:4590/v1/chat/completions benches/wrk/openai_chat.lua "$c" "$sim"
   run "through the gateway" http://127.0.0.1:4580/v1/chat/completions benches/wrk/gateway.lua "$c" "$gw"

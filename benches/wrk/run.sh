@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
-bin=${CARGO_TARGET_DIR:-target}/release/examples/sim_server
+bin=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)/release/examples/sim_server
 cargo build --release --example sim_server >/dev/null
 "$bin" --listen 127.0.0.1:4490 >/dev/null &
 pid=$!
