@@ -419,6 +419,29 @@ async fn quota_is_enforced_with_reset_time_except_on_wedding_days() {
 }
 
 #[tokio::test]
+async fn near_its_quota_a_request_is_measured_with_the_tokenizer_not_its_length() {
+    // Far from the quota a request reserves a cheap bound (its prompt's bytes);
+    // near it, the tokenizer's count decides. This prompt is about 550 bytes
+    // but about 120 tokens: with 300 tokens left it must still be served.
+    let mut cfg = RouterConfig::default();
+    cfg.quota.starter_tokens = 200; // ×1.5 in June = 300
+    let e = env(cfg).await;
+    let s = e.supplier("Near Quota Studio", Tier::Starter, AiMode::Platform, &[]);
+    let t = e.token(s, false);
+    let prompt = "The ceremony starts at four; photos by the lake after. ".repeat(10);
+    let r = e.chat(&t, "gpt-4o-mini", &prompt).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (used, reserved, quota) = e.router.quota_snapshot(s).unwrap();
+    assert_eq!((reserved, quota), (0, 300));
+    assert!(used > 0 && used <= quota, "{used}");
+    // The next one does not fit any more, however it is counted.
+    e.clock.advance(Duration::seconds(2));
+    let r = e.chat(&t, "gpt-4o-mini", &prompt).await;
+    assert_eq!(r.status(), 429);
+    assert!(e.router.quota_snapshot(s).unwrap().0 <= quota);
+}
+
+#[tokio::test]
 async fn sixty_four_concurrent_clients_cannot_overrun_the_quota() {
     let mut cfg = RouterConfig::default();
     cfg.quota.professional_tokens = 4_000; // 6,000 in June

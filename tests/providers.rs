@@ -384,6 +384,31 @@ async fn auth_bad_model_and_connect_errors() {
     assert_eq!((e.class(), e.is_retryable(), e.status_code()), ("connect", true, 502), "{e}");
     let (status, _) = p.validate_key(&t).await;
     assert_eq!(status, ValidationStatus::Unreachable);
+    // A base URL that redirects (here to the simulator, which would answer):
+    // the redirect is not followed, so the key goes nowhere else, and it is a
+    // server-side failure that counts against health, not the client's fault.
+    let redirector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirect_port = redirector.local_addr().unwrap().port();
+    let location = format!("{}/v1/chat/completions", s.base_url());
+    let served = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut n = 0;
+        while let Ok(Ok((mut c, _))) = tokio::time::timeout(std::time::Duration::from_millis(500), redirector.accept()).await {
+            let mut buf = vec![0u8; 16 * 1024];
+            let _ = c.read(&mut buf).await;
+            let answer =
+                format!("HTTP/1.1 307 Temporary Redirect\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            c.write_all(answer.as_bytes()).await.unwrap();
+            n += 1;
+        }
+        n
+    });
+    let t = ProviderTarget::new(ProviderKind::OpenAi, format!("http://127.0.0.1:{redirect_port}"), ApiKey::new(OA_KEY));
+    let e = p.chat(&t, &ChatRequest::simple("gpt-4o", PROMPT)).await.unwrap_err();
+    assert_eq!((e.class(), e.status_code(), e.counts_against_health()), ("server_error", 502, true), "{e}");
+    assert!(e.to_string().contains("redirect (307)") && e.to_string().contains("base URL"), "{e}");
+    assert_no_key(&e, OA_KEY);
+    assert!(served.await.unwrap() >= 1);
     // Validation reports rate limits and spend limits as such.
     s.set_faults("an", Faults { spend_limit: true, ..Faults::default() });
     assert_eq!(p.validate_key(&target(&s, ProviderKind::Anthropic)).await.0, ValidationStatus::QuotaExhausted);

@@ -220,9 +220,26 @@ struct Prepared {
     supplier: Arc<SupplierEntry>,
     request_type: RequestType,
     wedding_day: bool,
+    /// The platform tokens this request may use, as reserved against the
+    /// quota: an upper bound that needs no tokenizer at first, the
+    /// tokenizer's count once the bound does not fit (see [`Prepared::refine`]).
     estimate: u64,
+    /// Whether `estimate` is the tokenizer's count.
+    estimate_exact: bool,
     now: DateTime<Utc>,
     request_id: String,
+}
+
+impl Prepared {
+    /// Replaces the bound with the tokenizer's count; false when it already is that.
+    fn refine(&mut self, exact: impl FnOnce() -> u64) -> bool {
+        if self.estimate_exact {
+            return false;
+        }
+        self.estimate = exact().min(self.estimate);
+        self.estimate_exact = true;
+        true
+    }
 }
 
 pub struct Router {
@@ -590,10 +607,17 @@ impl Router {
             Some(r) => format!("{}:{r}", supplier_id.0),
             None => self.next_request_id(),
         };
-        Ok(Prepared { supplier, request_type, wedding_day, estimate, now, request_id })
+        Ok(Prepared { supplier, request_type, wedding_day, estimate, estimate_exact: false, now, request_id })
     }
 
-    fn plan(&self, p: &Prepared, model_provider: Option<ProviderKind>) -> (crate::domain::routing::RoutePlan, bool) {
+    /// `exact`: the request's token count, asked for only when the cheap
+    /// bound does not fit the quota.
+    fn plan(
+        &self,
+        p: &mut Prepared,
+        model_provider: Option<ProviderKind>,
+        exact: impl FnOnce() -> u64,
+    ) -> (crate::domain::routing::RoutePlan, bool) {
         let cat = self.catalog();
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
         let now = p.now;
@@ -614,7 +638,10 @@ impl Router {
         }
         let quota = self.cfg.quota.monthly_tokens(p.supplier.supplier.tier, now.date_naive());
         let (used, reserved) = self.counter(&p.supplier, now);
-        let platform_allowed = p.wedding_day || used + reserved + p.estimate <= quota;
+        let mut platform_allowed = p.wedding_day || used + reserved + p.estimate <= quota;
+        if !platform_allowed && p.refine(exact) {
+            platform_allowed = used + reserved + p.estimate <= quota;
+        }
         let input = RoutingInput {
             mode: p.supplier.supplier.ai_mode,
             client: &client,
@@ -803,14 +830,20 @@ impl Router {
     /// platform AI) the quota reservation. `Err(Some(reason))` when the account
     /// is skipped for a reason worth reporting, `Err(None)` when it is gone.
     /// Returns whether the attempt counts against the platform quota.
-    fn begin_attempt(&self, p: &Prepared, account: AccountId) -> Result<(Arc<AccountEntry>, ApiKey, bool), Option<String>> {
+    /// `exact` is as for [`Router::plan`].
+    fn begin_attempt(
+        &self,
+        p: &mut Prepared,
+        account: AccountId,
+        exact: impl FnOnce() -> u64,
+    ) -> Result<(Arc<AccountEntry>, ApiKey, bool), Option<String>> {
         let acc = self.catalog().accounts.get(&account).cloned().ok_or(None)?;
         let key = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&account).cloned().ok_or(None)?;
         if !acc.breaker.lock().unwrap_or_else(|e| e.into_inner()).try_acquire(p.now).0 {
             return Err(Some(format!("{}: breaker open", acc.account.label)));
         }
         let quota_counted = self.counts_quota(&acc.account);
-        if quota_counted && !self.reserve(p, p.estimate) {
+        if quota_counted && !self.reserve(p, p.estimate) && !(p.refine(exact) && self.reserve(p, p.estimate)) {
             return Err(Some(format!("{}: platform quota used up", acc.account.label)));
         }
         Ok((acc, key, quota_counted))
@@ -840,14 +873,15 @@ impl Router {
         let _in_flight = InFlight::enter(&self.in_flight);
         let started = Instant::now();
         let rt = request_type(type_header, Some(&req))?;
-        let estimate = tokens::estimate_chat_prompt(&req) + req.max_output().unwrap_or(self.cfg.default_output_allowance);
-        let p = self.prepare(bearer, &req.model, rt, estimate, request_id)?;
+        let output = req.max_output().unwrap_or(self.cfg.default_output_allowance);
+        let mut p = self.prepare(bearer, &req.model, rt, tokens::chat_prompt_bound(&req) + output, request_id)?;
         let requested_model = req.model.clone();
-        let (plan, platform_allowed) = self.plan(&p, self.model_provider(&requested_model));
+        let exact = |req: &ChatRequest| tokens::estimate_chat_prompt(req) + output;
+        let (plan, platform_allowed) = self.plan(&mut p, self.model_provider(&requested_model), || exact(&req));
         let mut reasons = Vec::new();
         let mut last_status = 503;
         for attempt in &plan.attempts {
-            let (acc, key, quota_counted) = match self.begin_attempt(&p, attempt.account) {
+            let (acc, key, quota_counted) = match self.begin_attempt(&mut p, attempt.account, || exact(&req)) {
                 Ok(v) => v,
                 Err(Some(reason)) => {
                     reasons.push(reason);
@@ -958,14 +992,15 @@ impl Router {
     ) -> Result<StreamAnswer, GatewayError> {
         let started = Instant::now();
         let rt = request_type(type_header, Some(&req))?;
-        let estimate = tokens::estimate_chat_prompt(&req) + req.max_output().unwrap_or(self.cfg.default_output_allowance);
-        let p = self.prepare(bearer, &req.model, rt, estimate, request_id)?;
+        let output = req.max_output().unwrap_or(self.cfg.default_output_allowance);
+        let mut p = self.prepare(bearer, &req.model, rt, tokens::chat_prompt_bound(&req) + output, request_id)?;
         let requested_model = req.model.clone();
-        let (plan, platform_allowed) = self.plan(&p, self.model_provider(&requested_model));
+        let exact = |req: &ChatRequest| tokens::estimate_chat_prompt(req) + output;
+        let (plan, platform_allowed) = self.plan(&mut p, self.model_provider(&requested_model), || exact(&req));
         let mut reasons = Vec::new();
         let mut last_status = 503;
         for attempt in &plan.attempts {
-            let (acc, key, quota_counted) = match self.begin_attempt(&p, attempt.account) {
+            let (acc, key, quota_counted) = match self.begin_attempt(&mut p, attempt.account, || exact(&req)) {
                 Ok(v) => v,
                 Err(Some(reason)) => {
                     reasons.push(reason);
@@ -1024,10 +1059,10 @@ impl Router {
         let _in_flight = InFlight::enter(&self.in_flight);
         let started = Instant::now();
         let rt = request_type(type_header, None)?;
-        let estimate = tokens::estimate_embeddings(&req);
-        let p = self.prepare(bearer, &req.model, rt, estimate, request_id)?;
+        let mut p = self.prepare(bearer, &req.model, rt, tokens::embeddings_bound(&req), request_id)?;
         let requested_model = req.model.clone();
-        let (plan, platform_allowed) = self.plan(&p, Some(ProviderKind::OpenAi));
+        let exact = |req: &EmbeddingsRequest| tokens::estimate_embeddings(req);
+        let (plan, platform_allowed) = self.plan(&mut p, Some(ProviderKind::OpenAi), || exact(&req));
         let mut reasons = Vec::new();
         let mut last_status = 503;
         for attempt in &plan.attempts {
@@ -1037,7 +1072,7 @@ impl Router {
                 reasons.push(format!("{}: Anthropic offers no embeddings", a.account.label));
                 continue;
             }
-            let (acc, key, quota_counted) = match self.begin_attempt(&p, attempt.account) {
+            let (acc, key, quota_counted) = match self.begin_attempt(&mut p, attempt.account, || exact(&req)) {
                 Ok(v) => v,
                 Err(Some(reason)) => {
                     reasons.push(reason);

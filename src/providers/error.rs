@@ -222,6 +222,12 @@ fn classify(
                 ProviderError::Server { provider, status, message }
             }
         }
+        // Redirects are not followed (see Providers::build_client).
+        s if (300..400).contains(&s) => ProviderError::Server {
+            provider,
+            status,
+            message: format!("the provider answered with a redirect ({s}); check the account's base URL"),
+        },
         _ if filtered => ProviderError::ContentFiltered { provider, message },
         _ => {
             let context_length = is("context_length_exceeded")

@@ -111,6 +111,31 @@ pub enum Provider {
     Azure(AzureRoute),
 }
 
+/// `url` parsed, from a per-thread cache: parsing a URL (its host with IDNA
+/// rules) costs more than the rest of building a request, and a gateway
+/// sends to the same few URLs all day. `None` when it does not parse.
+fn parsed_url(url: &str) -> Option<reqwest::Url> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    /// Beyond this many URLs on one thread the cache starts over.
+    const CAP: usize = 256;
+    thread_local! {
+        static URLS: RefCell<HashMap<String, reqwest::Url>> = RefCell::new(HashMap::new());
+    }
+    URLS.with(|c| {
+        if let Some(u) = c.borrow().get(url) {
+            return Some(u.clone());
+        }
+        let u = reqwest::Url::parse(url).ok()?;
+        let mut c = c.borrow_mut();
+        if c.len() >= CAP {
+            c.clear();
+        }
+        c.insert(url.to_string(), u.clone());
+        Some(u)
+    })
+}
+
 /// `https://host` or `https://host/v1` → `https://host/v1/{path}`.
 fn v1_url(base: &str, path: &str) -> String {
     let b = base.trim_end_matches('/');
@@ -332,6 +357,9 @@ impl Providers {
             .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
+            // Provider APIs answer where they are asked; a redirect means a
+            // wrong base URL, and following it would carry the key elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ProviderError::Connect { provider: "HTTP client", message: e.to_string() })
@@ -389,10 +417,15 @@ impl Providers {
         t: &ProviderTarget,
         method: reqwest::Method,
         url: &str,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, ProviderError> {
-        let mut rb = self.client().request(method, url).headers(p.auth_headers(&t.key)?);
+        let rb = match parsed_url(url) {
+            Some(u) => self.client().request(method, u),
+            // reqwest reports what is wrong with it.
+            None => self.client().request(method, url),
+        };
+        let mut rb = rb.headers(p.auth_headers(&t.key)?);
         if let Some(b) = body {
             rb = rb.header(reqwest::header::CONTENT_TYPE, "application/json").body(b);
         }
@@ -415,7 +448,7 @@ impl Providers {
         t: &ProviderTarget,
         method: reqwest::Method,
         url: &str,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
         timeout: Duration,
     ) -> Result<Bytes, ProviderError> {
         let resp = self.send(p, t, method, url, body, Some(timeout)).await?;
@@ -426,6 +459,7 @@ impl Providers {
     pub async fn chat(&self, t: &ProviderTarget, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let p = Provider::for_target(t);
         let (url, body) = p.chat_request(req, false);
+        let body = Bytes::from(body);
         let timeout = t.timeout.unwrap_or(self.cfg.request_timeout);
         let (resp, attempts) = self
             .with_retry(|| {
@@ -444,6 +478,7 @@ impl Providers {
     pub async fn chat_stream(&self, t: &ProviderTarget, req: &ChatRequest) -> Result<ChatStream, ProviderError> {
         let p = Provider::for_target(t);
         let (url, body) = p.chat_request(req, true);
+        let body = Bytes::from(body);
         let first_byte = t.timeout.unwrap_or(self.cfg.stream_first_byte_timeout);
         let (resp, attempts) = self
             .with_retry(|| {
@@ -481,6 +516,7 @@ impl Providers {
                 (route.op_url("embeddings"), serde_json::to_vec(&r).unwrap_or_default())
             }
         };
+        let body = Bytes::from(body);
         let timeout = t.timeout.unwrap_or(self.cfg.request_timeout);
         let ((bytes, parsed), attempts) = self
             .with_retry(|| {

@@ -45,6 +45,20 @@ pub fn estimate_chat_prompt(req: &ChatRequest) -> u64 {
     n
 }
 
+/// At least [`estimate_chat_prompt`], without running the tokenizer: every
+/// token stands for at least one byte of text, so a text's length in bytes
+/// bounds its token count. The quota check uses this while a supplier is far
+/// from its quota, and the exact count only near it.
+pub fn chat_prompt_bound(req: &ChatRequest) -> u64 {
+    let mut n = REPLY_PRIMING;
+    for m in &req.messages {
+        n += TOKENS_PER_MESSAGE + count_role(&m.role);
+        m.for_each_text(|t| n += t.len() as u64);
+        n += m.image_count() * TOKENS_PER_IMAGE;
+    }
+    n
+}
+
 /// The most a chat request can use: its prompt plus its output cap (if set).
 pub fn estimate_chat_max_total(req: &ChatRequest) -> u64 {
     estimate_chat_prompt(req) + req.max_output().unwrap_or(0)
@@ -56,6 +70,16 @@ pub fn estimate_embeddings(req: &EmbeddingsRequest) -> u64 {
     req.for_each_text(|t| n += count_text(t));
     if let Some(items) = req.input.as_array() {
         // Pre-tokenised input: arrays of integers.
+        n += items.iter().filter_map(|i| i.as_array()).map(|a| a.len() as u64).sum::<u64>();
+    }
+    n
+}
+
+/// At least [`estimate_embeddings`], without running the tokenizer (see [`chat_prompt_bound`]).
+pub fn embeddings_bound(req: &EmbeddingsRequest) -> u64 {
+    let mut n = 0;
+    req.for_each_text(|t| n += t.len() as u64);
+    if let Some(items) = req.input.as_array() {
         n += items.iter().filter_map(|i| i.as_array()).map(|a| a.len() as u64).sum::<u64>();
     }
     n
@@ -75,5 +99,29 @@ mod tests {
         for role in ["user", "assistant", "system", "developer", "tool", "function", "narrator"] {
             assert_eq!(count_role(role), count_text(role), "{role}");
         }
+    }
+
+    #[test]
+    fn bounds_are_never_below_the_counts() {
+        let texts = [
+            "",
+            "hello world",
+            "Félicitations aux mariés ! 🎉💍 Le dîner commence à 19h.",
+            "婚礼摄影师的报价单",
+            "   \n\n\t  ",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "x",
+        ];
+        for t in texts {
+            let r = ChatRequest::simple("gpt-4o", t);
+            let (exact, bound) = (estimate_chat_prompt(&r), chat_prompt_bound(&r));
+            assert!(bound >= exact, "{t:?}: bound {bound} < exact {exact}");
+            let e: EmbeddingsRequest =
+                serde_json::from_value(serde_json::json!({"model": "text-embedding-3-small", "input": [t, t, [1, 2, 3]]})).unwrap();
+            assert!(embeddings_bound(&e) >= estimate_embeddings(&e), "{t:?}");
+        }
+        // For English the bound is a few times the count, not orders of magnitude.
+        let r = ChatRequest::simple("gpt-4o", &"The ceremony starts at four; photos by the lake after. ".repeat(20));
+        assert!(chat_prompt_bound(&r) < 8 * estimate_chat_prompt(&r));
     }
 }
