@@ -533,16 +533,22 @@ async fn a_client_supplier_may_forbid_platform_failover_and_uses_its_other_accou
     let r = e.chat(&t, "gpt-4o-mini", "hi").await;
     assert_eq!(r.headers()["x-switchboard-route"], "client", "the supplier's other account first");
     assert_eq!(e.usage_rows(s).last().unwrap().5, a2.0);
+    // With a route left, the failing account was asked once, not retried
+    // (the test's policy allows two attempts): failing over is sooner than a backoff.
+    assert_eq!(e.sim.requests("openai-client"), 1);
     // Forbid platform failover, take the backup down too: the request fails with reasons.
     e.store
         .update_supplier(s, &switchboard::store::SupplierPatch { allow_platform_failover: Some(false), ..Default::default() }, june())
         .unwrap();
     e.router.reload().unwrap();
     e.sim.set_outage("openai-client-2", true);
+    let before = (e.sim.requests("openai-client"), e.sim.requests("openai-client-2"));
     let (st, b) = json_of(e.chat(&t, "gpt-4o-mini", "hi").await).await;
     assert!(st >= 502, "{b}");
     assert!(b["error"]["message"].as_str().unwrap().contains("failover to platform AI is off"), "{b}");
     assert_eq!(e.sim.requests("openai-platform"), 0, "never onto platform AI");
+    // The first account had a route after it (not retried); the last route was retried.
+    assert_eq!((e.sim.requests("openai-client") - before.0, e.sim.requests("openai-client-2") - before.1), (1, 2));
 }
 
 #[tokio::test]

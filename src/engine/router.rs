@@ -849,6 +849,14 @@ impl Router {
         Ok((acc, key, quota_counted))
     }
 
+    /// Where an attempt goes. With a route left after it, a failing call is
+    /// not retried: the next route answers sooner than a backoff, or a rate
+    /// limit's retry-after, would end.
+    fn target(account: &ProviderAccount, key: ApiKey, route_left: bool) -> ProviderTarget {
+        let t = ProviderTarget::from_account(account, key);
+        if route_left { t.with_retry(crate::providers::RetryPolicy::none()) } else { t }
+    }
+
     /// Commits a failed request's usage row (the request got an error answer).
     async fn record_failure(&self, p: &Prepared, err: &GatewayError) {
         let cat = self.catalog();
@@ -880,7 +888,7 @@ impl Router {
         let (plan, platform_allowed) = self.plan(&mut p, self.model_provider(&requested_model), || exact(&req));
         let mut reasons = Vec::new();
         let mut last_status = 503;
-        for attempt in &plan.attempts {
+        for (i, attempt) in plan.attempts.iter().enumerate() {
             let (acc, key, quota_counted) = match self.begin_attempt(&mut p, attempt.account, || exact(&req)) {
                 Ok(v) => v,
                 Err(Some(reason)) => {
@@ -890,7 +898,7 @@ impl Router {
                 Err(None) => continue,
             };
             req.model = self.model_for(&acc.account, &requested_model);
-            let target = ProviderTarget::from_account(&acc.account, key);
+            let target = Self::target(&acc.account, key, i + 1 < plan.attempts.len());
             let t0 = Instant::now();
             let res = self.providers.chat(&target, &req).await;
             let latency_ms = t0.elapsed().as_millis().min(u32::MAX as u128) as u32;
@@ -999,7 +1007,7 @@ impl Router {
         let (plan, platform_allowed) = self.plan(&mut p, self.model_provider(&requested_model), || exact(&req));
         let mut reasons = Vec::new();
         let mut last_status = 503;
-        for attempt in &plan.attempts {
+        for (i, attempt) in plan.attempts.iter().enumerate() {
             let (acc, key, quota_counted) = match self.begin_attempt(&mut p, attempt.account, || exact(&req)) {
                 Ok(v) => v,
                 Err(Some(reason)) => {
@@ -1009,7 +1017,7 @@ impl Router {
                 Err(None) => continue,
             };
             req.model = self.model_for(&acc.account, &requested_model);
-            let target = ProviderTarget::from_account(&acc.account, key);
+            let target = Self::target(&acc.account, key, i + 1 < plan.attempts.len());
             let t0 = Instant::now();
             match self.providers.chat_stream(&target, &req).await {
                 Ok(stream) => {
@@ -1065,7 +1073,7 @@ impl Router {
         let (plan, platform_allowed) = self.plan(&mut p, Some(ProviderKind::OpenAi), || exact(&req));
         let mut reasons = Vec::new();
         let mut last_status = 503;
-        for attempt in &plan.attempts {
+        for (i, attempt) in plan.attempts.iter().enumerate() {
             if let Some(a) = self.catalog().accounts.get(&attempt.account)
                 && a.account.provider == ProviderKind::Anthropic
             {
@@ -1081,7 +1089,7 @@ impl Router {
                 Err(None) => continue,
             };
             req.model = requested_model.clone();
-            let target = ProviderTarget::from_account(&acc.account, key);
+            let target = Self::target(&acc.account, key, i + 1 < plan.attempts.len());
             let t0 = Instant::now();
             match self.providers.embeddings(&target, &req).await {
                 Ok(resp) => {

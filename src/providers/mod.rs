@@ -70,11 +70,16 @@ pub struct ProviderTarget {
     /// Overrides the client's default whole-request timeout (plain calls) or
     /// time-to-first-byte (streams).
     pub timeout: Option<Duration>,
+    /// Overrides the client's retry policy: the router sends
+    /// [`RetryPolicy::none`] when another route can take the request, since a
+    /// retry (its backoff, or a rate limit's retry-after) would only delay
+    /// the failover.
+    pub retry: Option<RetryPolicy>,
 }
 
 impl ProviderTarget {
     pub fn new(kind: ProviderKind, base_url: impl Into<String>, key: ApiKey) -> Self {
-        Self { kind, base_url: base_url.into(), azure: None, key, timeout: None }
+        Self { kind, base_url: base_url.into(), azure: None, key, timeout: None, retry: None }
     }
 
     pub fn azure(base_url: impl Into<String>, deployment: &str, api_version: &str, key: ApiKey) -> Self {
@@ -84,6 +89,7 @@ impl ProviderTarget {
             azure: Some(AzureConfig { deployment: deployment.to_string(), api_version: api_version.to_string() }),
             key,
             timeout: None,
+            retry: None,
         }
     }
 
@@ -94,11 +100,17 @@ impl ProviderTarget {
         } else {
             account.base_url.clone()
         };
-        Self { kind: account.provider, base_url: base, azure: account.azure.clone(), key, timeout: None }
+        Self { kind: account.provider, base_url: base, azure: account.azure.clone(), key, timeout: None, retry: None }
     }
 
     pub fn with_timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
+        self
+    }
+
+    /// See [`ProviderTarget::retry`].
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
         self
     }
 }
@@ -389,7 +401,7 @@ impl Providers {
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the policy gives up.
-    async fn with_retry<T, F, Fut>(&self, mut attempt: F) -> Result<(T, u32), ProviderError>
+    async fn with_retry<T, F, Fut>(&self, t: &ProviderTarget, mut attempt: F) -> Result<(T, u32), ProviderError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
@@ -399,7 +411,7 @@ impl Providers {
             n += 1;
             match attempt().await {
                 Ok(v) => return Ok((v, n)),
-                Err(e) => match self.cfg.retry.delay(n, &e, self.random()) {
+                Err(e) => match t.retry.as_ref().unwrap_or(&self.cfg.retry).delay(n, &e, self.random()) {
                     Some(d) => {
                         tracing::debug!(class = e.class(), attempt = n, delay_ms = d.as_millis() as u64, "retrying provider call");
                         tokio::time::sleep(d).await;
@@ -462,7 +474,7 @@ impl Providers {
         let body = Bytes::from(body);
         let timeout = t.timeout.unwrap_or(self.cfg.request_timeout);
         let (resp, attempts) = self
-            .with_retry(|| {
+            .with_retry(t, || {
                 let (p, url, body) = (&p, &url, body.clone());
                 async move {
                     let bytes = self.send_read(p, t, reqwest::Method::POST, url, Some(body), timeout).await?;
@@ -481,7 +493,7 @@ impl Providers {
         let body = Bytes::from(body);
         let first_byte = t.timeout.unwrap_or(self.cfg.stream_first_byte_timeout);
         let (resp, attempts) = self
-            .with_retry(|| {
+            .with_retry(t, || {
                 let (p, url, body) = (&p, &url, body.clone());
                 async move {
                     match tokio::time::timeout(first_byte, self.send(p, t, reqwest::Method::POST, url, Some(body), None)).await {
@@ -519,7 +531,7 @@ impl Providers {
         let body = Bytes::from(body);
         let timeout = t.timeout.unwrap_or(self.cfg.request_timeout);
         let ((bytes, parsed), attempts) = self
-            .with_retry(|| {
+            .with_retry(t, || {
                 let (p, url, body) = (&p, &url, body.clone());
                 async move {
                     let bytes = self.send_read(p, t, reqwest::Method::POST, url, Some(body), timeout).await?;
