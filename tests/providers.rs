@@ -709,6 +709,20 @@ async fn embeddings_and_model_lists() {
     let r = p.chat(&v1, &ChatRequest::simple("anything", PROMPT)).await.unwrap();
     assert_eq!(r.model, "gpt-4o-mini");
     assert_eq!(p.validate_key(&v1).await.0, ValidationStatus::Valid);
+    // The model list belongs to the resource: validation also asks the
+    // deployment (with an empty chat that uses no tokens), in both URL forms.
+    let (status, msg) = p.validate_key(&target(&s, ProviderKind::AzureOpenAi)).await;
+    assert_eq!(status, ValidationStatus::Valid, "{msg}");
+    assert!(msg.contains("deployment 'prod-4o' found"), "{msg}");
+    for t in [
+        target_dep(&s, ProviderKind::AzureOpenAi, "prod-4o-typo"),
+        ProviderTarget::azure(format!("{}/openai/v1", s.base_url()), "mini-typo", "v1", ApiKey::new(AZ_KEY)),
+    ] {
+        let (status, msg) = p.validate_key(&t).await;
+        assert_eq!(status, ValidationStatus::NoPermission, "{msg}");
+        assert!(msg.contains("no deployment named") && msg.contains("-typo'"), "{msg}");
+        assert!(!msg.contains(AZ_KEY), "{msg}");
+    }
 }
 
 #[tokio::test]

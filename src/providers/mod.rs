@@ -575,18 +575,41 @@ impl Providers {
 
     /// Checks a key with one cheap authenticated call (the model list), without
     /// retries. Returns the status and the provider's own message (never the key).
+    ///
+    /// For Azure the model list belongs to the resource, not the deployment,
+    /// so a mistyped deployment would pass: a second call then asks the
+    /// deployment for a chat completion with no messages. An existing
+    /// deployment refuses it as a bad request (no tokens are used); a missing
+    /// one answers 404 (`DeploymentNotFound`).
     pub async fn validate_key(&self, t: &ProviderTarget) -> (ValidationStatus, String) {
-        match self.list_models(t).await {
-            Ok(models) => {
-                let p = Provider::for_target(t);
-                let msg = match &p {
-                    Provider::Azure(route) if !route.deployment().is_empty() => {
-                        format!("key accepted; {} models on the resource (deployment '{}')", models.len(), route.deployment())
-                    }
-                    _ => format!("key accepted; {} models available", models.len()),
-                };
-                (ValidationStatus::Valid, msg)
+        let models = match self.list_models(t).await {
+            Ok(m) => m,
+            Err(e) => return (e.validation_status(), e.provider_message()),
+        };
+        let p = Provider::for_target(t);
+        let Provider::Azure(route) = &p else {
+            return (ValidationStatus::Valid, format!("key accepted; {} models available", models.len()));
+        };
+        let deployment = route.deployment();
+        if deployment.is_empty() {
+            return (ValidationStatus::Valid, format!("key accepted; {} models on the resource", models.len()));
+        }
+        let mut probe = serde_json::json!({"messages": [], "max_tokens": 1});
+        if route.model_in_body() {
+            probe["model"] = deployment.into();
+        }
+        let body = Bytes::from(serde_json::to_vec(&probe).unwrap_or_default());
+        let timeout = t.timeout.unwrap_or(self.cfg.validate_timeout);
+        match self.send_read(&p, t, reqwest::Method::POST, &route.op_url("chat/completions"), Some(body), timeout).await {
+            Ok(_) | Err(ProviderError::BadRequest { status: 400 | 422, .. }) => {
+                (ValidationStatus::Valid, format!("key accepted; deployment '{deployment}' found; {} models on the resource", models.len()))
             }
+            Err(ProviderError::BadRequest { status: 404, .. }) => (
+                ValidationStatus::NoPermission,
+                format!(
+                    "the key works, but the resource has no deployment named '{deployment}': check the deployment name in Azure AI Foundry"
+                ),
+            ),
             Err(e) => (e.validation_status(), e.provider_message()),
         }
     }

@@ -194,6 +194,14 @@ async fn openai_like_chat(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], 
             req.model.clone()
         }
     };
+    if req.messages.is_empty() {
+        // As OpenAI and Azure answer it (Switchboard's Azure validation relies on it).
+        return error_response(reply::bad_request(
+            d,
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+            s.next_id(),
+        ));
+    }
     let prompt = Prompt::openai(&req.messages);
     if prompt.context_marker || prompt.tokens > reply::max_context(d) {
         let tokens = prompt.tokens.max(reply::max_context(d) + 1);
