@@ -29,9 +29,38 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
 }
 
-/// The OS user running this process, for the audit log.
+/// The OS user running this process, for the audit log: `USER`, `LOGNAME`
+/// or `USERNAME`, else (a service started without them, e.g. by systemd or
+/// cron) the name of the process's user id in `/etc/passwd`, else `uid N`.
 pub fn os_user() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into())
+    static USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    USER.get_or_init(|| {
+        ["USER", "LOGNAME", "USERNAME"]
+            .iter()
+            .filter_map(|v| std::env::var(v).ok())
+            .map(|v| v.trim().to_string())
+            .find(|v| !v.is_empty())
+            .or_else(user_of_uid)
+            .unwrap_or_else(|| "unknown".into())
+    })
+    .clone()
+}
+
+/// The process's real user id (from `/proc/self/status`), named from `/etc/passwd` when it is there.
+fn user_of_uid() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    Some(passwd_name(&passwd, &uid).unwrap_or_else(|| format!("uid {uid}")))
+}
+
+/// The user name with `uid` in an `/etc/passwd` text.
+fn passwd_name(passwd: &str, uid: &str) -> Option<String> {
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 impl Store {
@@ -81,5 +110,19 @@ impl Store {
             )?;
             rows.collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_lookup_finds_the_uid() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nwedsync:x:1001:1001::/home/wedsync:/bin/sh\nbroken\n";
+        assert_eq!(passwd_name(passwd, "1001").as_deref(), Some("wedsync"));
+        assert_eq!(passwd_name(passwd, "0").as_deref(), Some("root"));
+        assert_eq!(passwd_name(passwd, "42"), None);
+        assert!(!os_user().is_empty());
     }
 }
