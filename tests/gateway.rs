@@ -523,6 +523,38 @@ async fn client_outage_fails_over_to_platform_and_returns_by_itself() {
 }
 
 #[tokio::test]
+async fn a_missing_azure_deployment_fails_over_instead_of_failing_the_request() {
+    // The deployment is the account's setting: a 404 DeploymentNotFound means
+    // the account is misconfigured, not that the client asked for something wrong.
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Azure Typo Bakery", Tier::Scale, AiMode::Client, &[]);
+    let acc = e
+        .store
+        .insert_account(
+            &NewAccount {
+                owner: AccountOwner::Supplier(s),
+                provider: ProviderKind::AzureOpenAi,
+                label: "Bakery Azure".into(),
+                base_url: e.sim.base_url().to_string(),
+                azure: Some(switchboard::domain::AzureConfig { deployment: "gpt-4o-mini-typo".into(), api_version: "2024-10-21".into() }),
+                default_model: "gpt-4o-mini".into(),
+            },
+            june(),
+        )
+        .unwrap()
+        .id;
+    e.router.set_key(acc, Some(ApiKey::new(switchboard::sim::DEMO_AZURE_KEY)));
+    e.router.reload().unwrap();
+    let t = e.token(s, false);
+    let r = e.chat(&t, "gpt-4o-mini", "a cake for 120 guests").await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["x-switchboard-route"], "failover");
+    assert_eq!(e.sim.requests("azure-platform"), 1, "asked once, not retried");
+    let rows = e.usage_rows(s);
+    assert_eq!(rows.last().unwrap().1, 2, "recorded as failover usage");
+}
+
+#[tokio::test]
 async fn a_client_supplier_may_forbid_platform_failover_and_uses_its_other_accounts_first() {
     let e = env(RouterConfig::default()).await;
     let s = e.supplier("Two Keys Venue", Tier::Scale, AiMode::Client, &[]);

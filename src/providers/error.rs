@@ -51,10 +51,12 @@ pub enum ProviderError {
 impl ProviderError {
     /// Whether trying the same request again (after a backoff) may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::RateLimited { .. } | Self::Overloaded { .. } | Self::Server { .. } | Self::Timeout { .. } | Self::Connect { .. }
-        )
+        match self {
+            // A redirect or a missing deployment will answer the same again.
+            Self::Server { status, .. } => *status >= 500,
+            Self::RateLimited { .. } | Self::Overloaded { .. } | Self::Timeout { .. } | Self::Connect { .. } => true,
+            _ => false,
+        }
     }
 
     /// Whether this failure says something about the provider account's health
@@ -210,6 +212,11 @@ fn classify(
         return ProviderError::QuotaExhausted { provider, message };
     }
     let filtered = is("content_filter") || is("content_policy_violation") || lower_msg.contains("content management policy");
+    if status == 404 && is("DeploymentNotFound") {
+        // The deployment is the account's setting, not the client's choice:
+        // the account is broken (fail over, count against its health).
+        return ProviderError::Server { provider, status, message: format!("{message} (check the account's deployment name)") };
+    }
     match status {
         401 | 403 => ProviderError::Auth { provider, status, message },
         429 => ProviderError::RateLimited { provider, retry_after: retry_after(), message },

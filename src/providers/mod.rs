@@ -604,7 +604,7 @@ impl Providers {
             Ok(_) | Err(ProviderError::BadRequest { status: 400 | 422, .. }) => {
                 (ValidationStatus::Valid, format!("key accepted; deployment '{deployment}' found; {} models on the resource", models.len()))
             }
-            Err(ProviderError::BadRequest { status: 404, .. }) => (
+            Err(ProviderError::Server { status: 404, .. } | ProviderError::BadRequest { status: 404, .. }) => (
                 ValidationStatus::NoPermission,
                 format!(
                     "the key works, but the resource has no deployment named '{deployment}': check the deployment name in Azure AI Foundry"
