@@ -561,13 +561,15 @@ async fn a_client_supplier_may_forbid_platform_failover_and_uses_its_other_accou
     let _a1 = e.client_account(s, "Primary", DEMO_CLIENT_OPENAI_KEY);
     let a2 = e.client_account(s, "Backup", CLIENT2_KEY);
     let t = e.token(s, false);
-    e.sim.set_outage("openai-client", true);
+    // The primary key is rate limited for 5 s. With another route left, that
+    // wait is not worth it (the test's policy would wait up to 20 s).
+    e.sim.set_faults("openai-client", switchboard::sim::Faults { rate_limit_rate: 1.0, retry_after_ms: 5_000, ..Default::default() });
+    let started = std::time::Instant::now();
     let r = e.chat(&t, "gpt-4o-mini", "hi").await;
     assert_eq!(r.headers()["x-switchboard-route"], "client", "the supplier's other account first");
     assert_eq!(e.usage_rows(s).last().unwrap().5, a2.0);
-    // With a route left, the failing account was asked once, not retried
-    // (the test's policy allows two attempts): failing over is sooner than a backoff.
-    assert_eq!(e.sim.requests("openai-client"), 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "failed over without waiting: {:?}", started.elapsed());
+    assert_eq!(e.sim.requests("openai-client"), 1, "asked once");
     // Forbid platform failover, take the backup down too: the request fails with reasons.
     e.store
         .update_supplier(s, &switchboard::store::SupplierPatch { allow_platform_failover: Some(false), ..Default::default() }, june())
@@ -579,7 +581,7 @@ async fn a_client_supplier_may_forbid_platform_failover_and_uses_its_other_accou
     assert!(st >= 502, "{b}");
     assert!(b["error"]["message"].as_str().unwrap().contains("failover to platform AI is off"), "{b}");
     assert_eq!(e.sim.requests("openai-platform"), 0, "never onto platform AI");
-    // The first account had a route after it (not retried); the last route was retried.
+    // The first account had a route after it (no retry-after wait); the last route was retried.
     assert_eq!((e.sim.requests("openai-client") - before.0, e.sim.requests("openai-client-2") - before.1), (1, 2));
 }
 

@@ -849,12 +849,13 @@ impl Router {
         Ok((acc, key, quota_counted))
     }
 
-    /// Where an attempt goes. With a route left after it, a failing call is
-    /// not retried: the next route answers sooner than a backoff, or a rate
-    /// limit's retry-after, would end.
-    fn target(account: &ProviderAccount, key: ApiKey, route_left: bool) -> ProviderTarget {
+    /// Where an attempt goes. With a route left after it, a failing call gets
+    /// at most one quick retry and no long retry-after wait
+    /// ([`crate::providers::RetryPolicy::before_failover`]): the next route
+    /// answers sooner than a backoff would end.
+    fn target(&self, account: &ProviderAccount, key: ApiKey, route_left: bool) -> ProviderTarget {
         let t = ProviderTarget::from_account(account, key);
-        if route_left { t.with_retry(crate::providers::RetryPolicy::none()) } else { t }
+        if route_left { t.with_retry(self.providers.config().retry.before_failover()) } else { t }
     }
 
     /// Commits a failed request's usage row (the request got an error answer).
@@ -898,7 +899,7 @@ impl Router {
                 Err(None) => continue,
             };
             req.model = self.model_for(&acc.account, &requested_model);
-            let target = Self::target(&acc.account, key, i + 1 < plan.attempts.len());
+            let target = self.target(&acc.account, key, i + 1 < plan.attempts.len());
             let t0 = Instant::now();
             let res = self.providers.chat(&target, &req).await;
             let latency_ms = t0.elapsed().as_millis().min(u32::MAX as u128) as u32;
@@ -1017,7 +1018,7 @@ impl Router {
                 Err(None) => continue,
             };
             req.model = self.model_for(&acc.account, &requested_model);
-            let target = Self::target(&acc.account, key, i + 1 < plan.attempts.len());
+            let target = self.target(&acc.account, key, i + 1 < plan.attempts.len());
             let t0 = Instant::now();
             match self.providers.chat_stream(&target, &req).await {
                 Ok(stream) => {
@@ -1089,7 +1090,7 @@ impl Router {
                 Err(None) => continue,
             };
             req.model = requested_model.clone();
-            let target = Self::target(&acc.account, key, i + 1 < plan.attempts.len());
+            let target = self.target(&acc.account, key, i + 1 < plan.attempts.len());
             let t0 = Instant::now();
             match self.providers.embeddings(&target, &req).await {
                 Ok(resp) => {

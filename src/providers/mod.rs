@@ -71,9 +71,9 @@ pub struct ProviderTarget {
     /// time-to-first-byte (streams).
     pub timeout: Option<Duration>,
     /// Overrides the client's retry policy: the router sends
-    /// [`RetryPolicy::none`] when another route can take the request, since a
-    /// retry (its backoff, or a rate limit's retry-after) would only delay
-    /// the failover.
+    /// [`RetryPolicy::before_failover`] when another route can take the
+    /// request, since a long backoff or retry-after wait would only delay the
+    /// failover.
     pub retry: Option<RetryPolicy>,
 }
 

@@ -33,6 +33,20 @@ impl RetryPolicy {
         Self { max_attempts: 1, ..Self::default() }
     }
 
+    /// This policy for an attempt with another route after it: at most one
+    /// quick retry (a blip on a supplier's own key is not worth moving the
+    /// request onto another account, or onto platform AI), and no wait for a
+    /// rate limit's retry-after beyond a second, since the next route answers
+    /// sooner.
+    pub fn before_failover(&self) -> Self {
+        Self {
+            max_attempts: self.max_attempts.min(2),
+            base_delay: self.base_delay.min(Duration::from_millis(50)),
+            max_delay: self.max_delay.min(Duration::from_millis(100)),
+            max_retry_after: self.max_retry_after.min(Duration::from_secs(1)),
+        }
+    }
+
     /// How long to wait before the next attempt, after `attempts_made`
     /// attempts of which the last failed with `err`; `None` to give up.
     /// `random` is any random u64 (the jitter source).
@@ -73,5 +87,12 @@ mod tests {
         let auth = ProviderError::Auth { provider: "x", status: 401, message: String::new() };
         assert_eq!(p.delay(1, &auth, 0), None);
         assert_eq!(RetryPolicy::none().delay(1, &server, 0), None);
+
+        // Before a failover: one quick retry, no long retry-after waits.
+        let f = RetryPolicy::default().before_failover();
+        assert!(f.delay(1, &server, u64::MAX).unwrap() <= Duration::from_millis(50));
+        assert_eq!(f.delay(2, &server, 0), None);
+        assert_eq!(f.delay(1, &rl(2), 0), None, "a 2 s retry-after: fail over instead");
+        assert_eq!(RetryPolicy::none().before_failover().max_attempts, 1);
     }
 }
