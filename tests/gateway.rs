@@ -555,6 +555,58 @@ async fn a_missing_azure_deployment_fails_over_instead_of_failing_the_request() 
 }
 
 #[tokio::test]
+async fn a_half_open_trial_whose_client_went_away_is_given_back() {
+    // After the open period one trial request may reach the account. If its
+    // client gives up mid-call, the gateway drops the request: the trial must
+    // be given back, or the breaker waits for it, and keeps the account out
+    // of service, for good.
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Trial Studio", Tier::Scale, AiMode::Platform, &[]);
+    let t = e.token(s, false);
+    let state = |e: &Env| {
+        let states = e.router.breaker_states();
+        states.iter().find(|(a, _)| a.id == e.platform_openai).unwrap().1.name()
+    };
+    e.sim.set_outage("openai-platform", true);
+    for i in 0..6 {
+        // Served by the Anthropic platform account meanwhile.
+        assert_eq!(e.chat(&t, "gpt-4o-mini", &format!("outage {i}")).await.status(), 200);
+    }
+    assert_eq!(state(&e), "open");
+    e.sim.set_faults(
+        "openai-platform",
+        switchboard::sim::Faults {
+            latency: switchboard::sim::Latency { median_ms: 3_000, sigma: 0.0, min_ms: 3_000 },
+            ..Default::default()
+        },
+    );
+    e.clock.advance(Duration::seconds(31));
+    let gave_up = e
+        .http
+        .post(format!("{}/chat/completions", e.gw.base_url()))
+        .bearer_auth(&t)
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "the trial"}], "max_tokens": 20}))
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client gave up");
+    e.sim.set_faults("openai-platform", switchboard::sim::Faults::default());
+    // The gateway notices the closed connection and drops the request.
+    let mut served_by = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let r = e.chat(&t, "gpt-4o-mini", "after the trial").await;
+        assert_eq!(r.status(), 200);
+        served_by = e.usage_rows(s).last().unwrap().5;
+        if served_by == e.platform_openai.0 {
+            break;
+        }
+    }
+    assert_eq!(served_by, e.platform_openai.0, "the next request was the trial, and it went to the recovered account");
+    assert_eq!(state(&e), "closed");
+}
+
+#[tokio::test]
 async fn a_client_supplier_may_forbid_platform_failover_and_uses_its_other_accounts_first() {
     let e = env(RouterConfig::default()).await;
     let s = e.supplier("Two Keys Venue", Tier::Scale, AiMode::Client, &[]);

@@ -2,6 +2,8 @@
 //! by the caller's clock: it opens after 5 consecutive failures or when at
 //! least half of the last 20 requests failed, stays open 30 s, then lets one
 //! trial request through (half-open); the trial's outcome closes or re-opens it.
+//! A trial that never reports (not sent after all, or abandoned by its client)
+//! is given back with [`Breaker::release_trial`].
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -67,12 +69,14 @@ pub struct Breaker {
     ring: u64,
     filled: u32,
     pos: u32,
+    /// Trials granted so far: names the trial in flight (see [`Breaker::trial`]).
+    trials: u64,
 }
 
 impl Breaker {
     pub fn new(cfg: BreakerConfig) -> Self {
         let window = cfg.window.clamp(1, 64);
-        Self { cfg: BreakerConfig { window, ..cfg }, state: BreakerState::Closed, consecutive: 0, ring: 0, filled: 0, pos: 0 }
+        Self { cfg: BreakerConfig { window, ..cfg }, state: BreakerState::Closed, consecutive: 0, ring: 0, filled: 0, pos: 0, trials: 0 }
     }
 
     pub fn state(&self) -> BreakerState {
@@ -102,9 +106,26 @@ impl Breaker {
             BreakerState::Open { .. } => (false, transition),
             BreakerState::HalfOpen { trial_in_flight: false } => {
                 self.state = BreakerState::HalfOpen { trial_in_flight: true };
+                self.trials += 1;
                 (true, transition)
             }
             BreakerState::HalfOpen { trial_in_flight: true } => (false, transition),
+        }
+    }
+
+    /// The trial in flight, if any: right after a granted [`Breaker::try_acquire`],
+    /// `Some` means the caller holds the half-open trial.
+    pub fn trial(&self) -> Option<u64> {
+        matches!(self.state, BreakerState::HalfOpen { trial_in_flight: true }).then_some(self.trials)
+    }
+
+    /// Gives back a trial that never reported (the request was not sent, or
+    /// its caller went away before the answer), so that the next request can
+    /// be the trial: otherwise the breaker would refuse every request for
+    /// good. A trial that has reported, or another caller's, is left alone.
+    pub fn release_trial(&mut self, trial: u64) {
+        if self.trial() == Some(trial) {
+            self.state = BreakerState::HalfOpen { trial_in_flight: false };
         }
     }
 
@@ -220,6 +241,14 @@ mod tests {
         assert!(ok);
         assert_eq!(tr, BreakerTransition::HalfOpened);
         assert!(!b.try_acquire(t0() + Duration::seconds(30)).0, "only one trial at a time");
+        // A trial that never reports is given back; a stale release is ignored.
+        let trial = b.trial().unwrap();
+        b.release_trial(trial + 1);
+        assert!(!b.try_acquire(t0() + Duration::seconds(30)).0);
+        b.release_trial(trial);
+        assert_eq!(b.state(), BreakerState::HalfOpen { trial_in_flight: false });
+        assert!(b.try_acquire(t0() + Duration::seconds(30)).0, "the next request is the trial");
+        assert_eq!(b.trial(), Some(trial + 1));
         assert_eq!(b.record(true, t0() + Duration::seconds(31)), BreakerTransition::Closed);
         assert!(b.try_acquire(t0() + Duration::seconds(31)).0);
     }

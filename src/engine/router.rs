@@ -836,17 +836,22 @@ impl Router {
         p: &mut Prepared,
         account: AccountId,
         exact: impl FnOnce() -> u64,
-    ) -> Result<(Arc<AccountEntry>, ApiKey, bool), Option<String>> {
+    ) -> Result<(Arc<AccountEntry>, ApiKey, bool, Trial), Option<String>> {
         let acc = self.catalog().accounts.get(&account).cloned().ok_or(None)?;
         let key = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&account).cloned().ok_or(None)?;
-        if !acc.breaker.lock().unwrap_or_else(|e| e.into_inner()).try_acquire(p.now).0 {
-            return Err(Some(format!("{}: breaker open", acc.account.label)));
-        }
+        let trial = {
+            let mut b = acc.breaker.lock().unwrap_or_else(|e| e.into_inner());
+            if !b.try_acquire(p.now).0 {
+                return Err(Some(format!("{}: breaker open", acc.account.label)));
+            }
+            Trial { account: acc.clone(), id: b.trial() }
+        };
         let quota_counted = self.counts_quota(&acc.account);
         if quota_counted && !self.reserve(p, p.estimate) && !(p.refine(exact) && self.reserve(p, p.estimate)) {
+            // `trial` is given back as it drops: the request was not sent.
             return Err(Some(format!("{}: platform quota used up", acc.account.label)));
         }
-        Ok((acc, key, quota_counted))
+        Ok((acc, key, quota_counted, trial))
     }
 
     /// Where an attempt goes. With a route left after it, a failing call gets
@@ -890,7 +895,7 @@ impl Router {
         let mut reasons = Vec::new();
         let mut last_status = 503;
         for (i, attempt) in plan.attempts.iter().enumerate() {
-            let (acc, key, quota_counted) = match self.begin_attempt(&mut p, attempt.account, || exact(&req)) {
+            let (acc, key, quota_counted, trial) = match self.begin_attempt(&mut p, attempt.account, || exact(&req)) {
                 Ok(v) => v,
                 Err(Some(reason)) => {
                     reasons.push(reason);
@@ -906,6 +911,7 @@ impl Router {
             match res {
                 Ok(resp) => {
                     self.record_outcome(&p, &acc, attempt.route, t0, None);
+                    trial.reported();
                     let served_model = if self.pricing.price(acc.account.provider, &resp.model).is_some() {
                         resp.model.clone()
                     } else {
@@ -923,6 +929,7 @@ impl Router {
                 }
                 Err(e) => {
                     self.record_outcome(&p, &acc, attempt.route, t0, Some(&e));
+                    trial.reported();
                     if quota_counted {
                         self.settle(&p, p.estimate, 0);
                     }
@@ -1009,7 +1016,7 @@ impl Router {
         let mut reasons = Vec::new();
         let mut last_status = 503;
         for (i, attempt) in plan.attempts.iter().enumerate() {
-            let (acc, key, quota_counted) = match self.begin_attempt(&mut p, attempt.account, || exact(&req)) {
+            let (acc, key, quota_counted, trial) = match self.begin_attempt(&mut p, attempt.account, || exact(&req)) {
                 Ok(v) => v,
                 Err(Some(reason)) => {
                     reasons.push(reason);
@@ -1026,6 +1033,8 @@ impl Router {
                     let route = attempt.route;
                     let account_id = acc.account.id;
                     let request_id = p.request_id.clone();
+                    // The stream reports its outcome when it ends, however it ends.
+                    trial.reported();
                     // The stream counts as in flight until it ends (see StreamGuard::leave).
                     self.in_flight.fetch_add(1, Ordering::Relaxed);
                     let guard = StreamGuard {
@@ -1040,6 +1049,7 @@ impl Router {
                 }
                 Err(e) => {
                     self.record_outcome(&p, &acc, attempt.route, t0, Some(&e));
+                    trial.reported();
                     if quota_counted {
                         self.settle(&p, p.estimate, 0);
                     }
@@ -1081,7 +1091,7 @@ impl Router {
                 reasons.push(format!("{}: Anthropic offers no embeddings", a.account.label));
                 continue;
             }
-            let (acc, key, quota_counted) = match self.begin_attempt(&mut p, attempt.account, || exact(&req)) {
+            let (acc, key, quota_counted, trial) = match self.begin_attempt(&mut p, attempt.account, || exact(&req)) {
                 Ok(v) => v,
                 Err(Some(reason)) => {
                     reasons.push(reason);
@@ -1095,6 +1105,7 @@ impl Router {
             match self.providers.embeddings(&target, &req).await {
                 Ok(resp) => {
                     self.record_outcome(&p, &acc, attempt.route, t0, None);
+                    trial.reported();
                     if quota_counted {
                         self.settle(&p, p.estimate, resp.usage.total());
                     }
@@ -1108,6 +1119,7 @@ impl Router {
                 }
                 Err(e) => {
                     self.record_outcome(&p, &acc, attempt.route, t0, Some(&e));
+                    trial.reported();
                     if quota_counted {
                         self.settle(&p, p.estimate, 0);
                     }
@@ -1134,6 +1146,31 @@ struct StreamCtx {
     quota_counted: bool,
     t0: Instant,
     started: Instant,
+}
+
+/// The half-open trial an attempt holds (if it holds one), given back when
+/// the attempt ends without reporting an outcome: refused by the quota after
+/// the breaker let it through, or dropped mid-call because the client went
+/// away. Without it the breaker would wait for that trial, and refuse every
+/// request to the account, for good.
+struct Trial {
+    account: Arc<AccountEntry>,
+    id: Option<u64>,
+}
+
+impl Trial {
+    /// The outcome was recorded (or will be, by a stream's end).
+    fn reported(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Trial {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.account.breaker.lock().unwrap_or_else(|e| e.into_inner()).release_trial(id);
+        }
+    }
 }
 
 /// Forwards a provider stream's SSE bytes and commits its usage at the end
