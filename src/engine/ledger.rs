@@ -6,6 +6,10 @@
 //! event on its own thread (a hand-off to the writer thread and back costs two
 //! thread wake-ups, more than the commit itself); under concurrency events go
 //! to the writer thread, which commits everything queued in one transaction.
+//! When the requests under way say that more events are on their way, the
+//! thread waits for them a moment ([`COMMIT_DELAY`], as PostgreSQL's
+//! `commit_delay` with `commit_siblings`) so that one commit serves many
+//! requests: a commit costs tens of microseconds whatever its size.
 //! The commit a request waits for holds only event rows: the
 //! thread folds them into the rollups a moment later ([`FOLD_AFTER`], or
 //! [`FOLD_BATCH`] events, on [`Ledger::flush`] and when it stops), off every
@@ -28,9 +32,16 @@ const MAX_BATCH: usize = 2_048;
 pub const FOLD_AFTER: Duration = Duration::from_millis(100);
 /// Fold at once when this many committed events wait.
 pub const FOLD_BATCH: usize = 8_192;
+/// How long the writer thread waits for the events of requests under way
+/// before it commits the ones it has (see [`Ledger::record_among`]).
+pub const COMMIT_DELAY: Duration = Duration::from_micros(500);
+/// How often the writer thread looks for more events while it waits.
+const GATHER_STEP: Duration = Duration::from_micros(50);
 
 enum Msg {
-    Record(UsageEvent, Option<oneshot::Sender<Result<(), String>>>),
+    /// An event, whom to tell when it is committed, and how many requests
+    /// were under way when it was sent (itself included).
+    Record(UsageEvent, Option<oneshot::Sender<Result<(), String>>>, usize),
     Flush(oneshot::Sender<()>),
     /// An inline commit left events to fold: re-read the fold deadline.
     Nudge,
@@ -54,6 +65,8 @@ struct Shared {
     /// Whether a lone request commits on its own thread (only when commits
     /// do not wait for the disk).
     inline: bool,
+    /// [`COMMIT_DELAY`], in microseconds, unless changed.
+    commit_delay_us: std::sync::atomic::AtomicU64,
 }
 
 /// Takes a `record` call off [`Shared::pending`] however it ends.
@@ -114,7 +127,12 @@ impl Ledger {
         let recent = Arc::new(Mutex::new(VecDeque::with_capacity(LIVE_WINDOW)));
         let stats = Arc::new(LedgerStats::default());
         let writer = Writer { backend, recent: recent.clone(), stats: stats.clone(), unfolded: 0, fold_due: None };
-        let shared = Arc::new(Shared { writer: Mutex::new(writer), pending: AtomicUsize::new(0), inline });
+        let shared = Arc::new(Shared {
+            writer: Mutex::new(writer),
+            pending: AtomicUsize::new(0),
+            inline,
+            commit_delay_us: std::sync::atomic::AtomicU64::new(COMMIT_DELAY.as_micros() as u64),
+        });
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("usage-ledger".into())
@@ -136,20 +154,24 @@ impl Ledger {
     /// costs tens of microseconds, about what parsing the request costs, and
     /// less than waking the writer thread and being woken by it.
     pub async fn record(&self, event: UsageEvent) -> Result<(), LedgerError> {
-        self.record_hinted(event, true).await
+        self.record_among(event, 1).await
     }
 
-    /// [`Ledger::record`], where the caller knows more: `alone` is false when
-    /// other requests are being served that will write soon, so the event
-    /// goes to the writer thread to be committed with theirs even if no other
-    /// write is under way at this instant (a request spends most of its time
-    /// waiting on its provider, so at 32 concurrent requests the ledger is
-    /// often momentarily idle; committing each event on its own then costs
-    /// a whole commit per request and blocks an async worker).
-    pub async fn record_hinted(&self, event: UsageEvent, alone: bool) -> Result<(), LedgerError> {
+    /// [`Ledger::record`], where the caller knows how many requests are under
+    /// way (`in_flight`, its own included) and so will write soon.
+    ///
+    /// - At most one: the event is committed on the calling thread if no
+    ///   other write is under way.
+    /// - More: the event goes to the writer thread, which waits up to the
+    ///   commit delay for as many events as requests were under way, and
+    ///   commits them together. A request spends most of its time waiting on
+    ///   its provider, so at 32 concurrent requests the ledger is often
+    ///   momentarily idle; committing each event as it comes then costs a
+    ///   whole commit for every few requests, and most of the ledger's CPU.
+    pub async fn record_among(&self, event: UsageEvent, in_flight: usize) -> Result<(), LedgerError> {
         let _pending = PendingGuard(&self.shared.pending);
         if self.shared.pending.fetch_add(1, Ordering::AcqRel) == 0
-            && alone
+            && in_flight <= 1
             && self.shared.inline
             && let Ok(mut w) = self.shared.writer.try_lock()
         {
@@ -164,7 +186,7 @@ impl Ledger {
             return res.map_err(LedgerError::Write);
         }
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Msg::Record(event, Some(tx))).map_err(|_| LedgerError::Stopped)?;
+        self.tx.send(Msg::Record(event, Some(tx), in_flight)).map_err(|_| LedgerError::Stopped)?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(LedgerError::Write(e)),
@@ -172,10 +194,17 @@ impl Ledger {
         }
     }
 
+    /// Sets how long the writer thread waits for the events of other requests
+    /// under way before committing ([`COMMIT_DELAY`] by default; zero commits
+    /// whatever is queued at once).
+    pub fn set_commit_delay(&self, delay: Duration) {
+        self.shared.commit_delay_us.store(delay.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
     /// Records an event without waiting (for a stream whose client went away:
     /// there is no one left to answer, but the usage must still be written).
     pub fn record_detached(&self, event: UsageEvent) {
-        let _ = self.tx.send(Msg::Record(event, None));
+        let _ = self.tx.send(Msg::Record(event, None, 1));
     }
 
     /// Waits until everything sent before this call is committed and folded
@@ -258,18 +287,46 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>) {
                 Err(RecvTimeoutError::Disconnected) => break,
             },
         };
-        let mut next = Some(first);
         // Take everything already queued: one transaction for all of it.
-        while let Some(msg) = next.take().or_else(|| if batch.len() < MAX_BATCH { rx.try_recv().ok() } else { None }) {
-            match msg {
-                Msg::Record(e, ack) => {
-                    batch.push(e);
-                    if let Some(a) = ack {
-                        acks.push(a);
-                    }
+        let expect = std::cell::Cell::new(0usize);
+        let mut take = |msg: Msg, batch: &mut Vec<UsageEvent>, flushes: &mut Vec<oneshot::Sender<()>>| match msg {
+            Msg::Record(e, ack, in_flight) => {
+                batch.push(e);
+                if let Some(a) = ack {
+                    acks.push(a);
                 }
-                Msg::Flush(f) => flushes.push(f),
-                Msg::Nudge => {}
+                expect.set(expect.get().max(in_flight));
+            }
+            Msg::Flush(f) => flushes.push(f),
+            Msg::Nudge => {}
+        };
+        take(first, &mut batch, &mut flushes);
+        while batch.len() < MAX_BATCH
+            && let Ok(msg) = rx.try_recv()
+        {
+            take(msg, &mut batch, &mut flushes);
+        }
+        // Then wait a moment for the events the other requests under way will send.
+        let delay = Duration::from_micros(shared.commit_delay_us.load(Ordering::Relaxed));
+        let until = Instant::now() + delay;
+        // Sleeping in short steps rather than blocking on the channel: a
+        // thread blocked on it is woken by every event, two system calls each.
+        'gather: while wait_for_more(batch.len(), expect.get(), flushes.is_empty(), delay) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(GATHER_STEP));
+            loop {
+                match rx.try_recv() {
+                    Ok(msg) => take(msg, &mut batch, &mut flushes),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    // Every handle is gone: nothing more can come.
+                    Err(mpsc::TryRecvError::Disconnected) => break 'gather,
+                }
+                if batch.len() >= MAX_BATCH {
+                    break;
+                }
             }
         }
         let mut w = lock(&shared.writer);
@@ -287,6 +344,13 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>) {
     }
     // The last handle is gone: leave the rollups current.
     lock(&shared.writer).fold();
+}
+
+/// Whether the writer thread should wait for more events before committing
+/// `have`: while fewer than the `expect`ed requests have sent theirs, nobody
+/// waits for a flush, and waiting is on at all.
+fn wait_for_more(have: usize, expect: usize, no_flush: bool, delay: Duration) -> bool {
+    !delay.is_zero() && no_flush && have < expect.min(MAX_BATCH)
 }
 
 impl Writer {

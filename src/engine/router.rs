@@ -258,7 +258,7 @@ pub struct Router {
     events: tokio::sync::broadcast::Sender<RouterEvent>,
     request_seq: std::sync::atomic::AtomicU64,
     /// Plain chat and embeddings requests being served now: a lone one may
-    /// commit its usage on its own thread (see `Ledger::record_hinted`).
+    /// commit its usage on its own thread (see `Ledger::record_among`).
     in_flight: std::sync::atomic::AtomicUsize,
     /// When each gateway token's last use was last written to the store.
     token_use_written: Mutex<HashMap<crate::store::TokenId, DateTime<Utc>>>,
@@ -768,14 +768,9 @@ impl Router {
         }
     }
 
-    /// Whether the calling request is the only one being served.
     /// Requests being served now, open streams included.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
-    }
-
-    fn alone(&self) -> bool {
-        self.in_flight.load(Ordering::Relaxed) <= 1
     }
 
     fn record_outcome(&self, p: &Prepared, account: &AccountEntry, route: Route, started: Instant, err: Option<&ProviderError>) {
@@ -872,7 +867,7 @@ impl Router {
         if let Some(a) = account {
             let route = if a.owner == AccountOwner::Platform { Route::Platform } else { Route::Client };
             let ev = self.usage_event(p, &a, route, "", TokenUsage::default(), 0, UsageStatus::Error, Some(err.code()));
-            let _ = self.ledger.record_hinted(ev, self.alone()).await;
+            let _ = self.ledger.record_among(ev, self.in_flight()).await;
         }
     }
 
@@ -924,7 +919,7 @@ impl Router {
                     let ev =
                         self.usage_event(&p, &acc.account, attempt.route, &served_model, resp.usage, latency_ms, UsageStatus::Ok, None);
                     self.metrics.observe(attempt.route, acc.account.provider, true, started.elapsed(), &ev);
-                    self.ledger.record_hinted(ev, self.alone()).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
+                    self.ledger.record_among(ev, self.in_flight()).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
                     return Ok(Answer { body: resp.body, route: attempt.route, account: acc.account.id, request_id: p.request_id });
                 }
                 Err(e) => {
@@ -1114,7 +1109,7 @@ impl Router {
                     let ev =
                         self.usage_event(&p, &acc.account, attempt.route, &requested_model, resp.usage, latency_ms, UsageStatus::Ok, None);
                     self.metrics.observe(attempt.route, acc.account.provider, true, started.elapsed(), &ev);
-                    self.ledger.record_hinted(ev, self.alone()).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
+                    self.ledger.record_among(ev, self.in_flight()).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
                     return Ok(Answer { body: resp.body, route: attempt.route, account: acc.account.id, request_id: p.request_id });
                 }
                 Err(e) => {
@@ -1186,14 +1181,14 @@ struct StreamGuard {
 }
 
 impl StreamGuard {
-    /// Stops counting the stream in flight; returns whether nothing else is
-    /// being served (so its usage may be committed inline, as a lone plain
-    /// request's is).
-    fn leave(&mut self) -> bool {
+    /// Stops counting the stream in flight; returns how many requests are
+    /// being served, this one included (for [`Ledger::record_among`]: alone,
+    /// its usage is committed inline, as a lone plain request's is).
+    fn leave(&mut self) -> usize {
         if std::mem::take(&mut self.in_flight) {
             self.router.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
-        self.router.in_flight.load(Ordering::Relaxed) == 0
+        self.router.in_flight.load(Ordering::Relaxed) + 1
     }
 
     fn finish(&mut self, summary: crate::providers::StreamSummary) -> Option<UsageEvent> {
@@ -1255,9 +1250,9 @@ impl Stream for StreamGuard {
                 Poll::Ready(Some(StreamEvent::End(summary))) => {
                     if let Some(ev) = this.finish(summary) {
                         let ledger = this.router.ledger.clone();
-                        let alone = this.leave();
+                        let in_flight = this.leave();
                         this.pending = Some(Box::pin(async move {
-                            if let Err(e) = ledger.record_hinted(ev, alone).await {
+                            if let Err(e) = ledger.record_among(ev, in_flight).await {
                                 tracing::error!(error = %e, "stream usage not recorded");
                             }
                         }));
