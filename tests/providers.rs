@@ -423,6 +423,53 @@ async fn auth_bad_model_and_connect_errors() {
     assert_eq!(p.validate_key(&target(&s, ProviderKind::OpenAi)).await.0, ValidationStatus::RateLimited);
 }
 
+/// Plain calls to an `https` upstream go over TLS and check its certificate:
+/// an upstream whose certificate no trusted authority signed is refused during
+/// the handshake, before the request (and its key) is sent, with an error
+/// that names the certificate. (The fixture is a self-signed certificate for
+/// `localhost`, made for this test.)
+#[tokio::test]
+async fn an_https_upstream_with_an_untrusted_certificate_gets_no_request() {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+    let cert = CertificateDer::from(include_bytes!("fixtures/untrusted-localhost.cert.der").to_vec());
+    let pkey = PrivateKeyDer::try_from(include_bytes!("fixtures/untrusted-localhost.key.der").to_vec()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], pkey)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (handshakes_tx, mut handshakes) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, tx) = (acceptor.clone(), handshakes_tx.clone());
+            tokio::spawn(async move {
+                // Reports how many request bytes arrived (none if the handshake failed).
+                let mut buf = vec![0u8; 4096];
+                let n = match acceptor.accept(tcp).await {
+                    Ok(mut tls) => tls.read(&mut buf).await.unwrap_or(0),
+                    Err(_) => 0,
+                };
+                let _ = tx.send(n);
+            });
+        }
+    });
+    let key = "sk-proj-tlstesttlstesttlstest0000a1b2";
+    let t = ProviderTarget::new(ProviderKind::OpenAi, format!("https://localhost:{port}"), ApiKey::new(key));
+    let p = providers(RetryPolicy::none());
+    let e = p.chat(&t, &ChatRequest::simple("gpt-4o", PROMPT)).await.unwrap_err();
+    assert_eq!(e.class(), "connect", "{e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "the error names the certificate: {e}");
+    assert_no_key(&e, key);
+    let got = tokio::time::timeout(Duration::from_secs(10), handshakes.recv()).await.unwrap().unwrap();
+    assert_eq!(got, 0, "no request bytes reached the upstream");
+}
+
 #[tokio::test]
 async fn retries_honour_retry_after_and_give_up_on_long_waits() {
     let s = sim().await;

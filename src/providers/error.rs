@@ -167,6 +167,14 @@ impl ProviderError {
         }
     }
 
+    /// Builds the error from a failure of the direct transport: before the
+    /// answer's headers (no connection, or it closed), or while reading its body.
+    pub fn from_hyper(provider: &'static str, e: &(dyn std::error::Error + 'static), before_answer: bool, key: &str) -> Self {
+        // hyper's messages carry neither headers nor the URL; redact anyway.
+        let message = redact(&error_chain(e), key);
+        if before_answer { Self::Connect { provider, message } } else { Self::StreamCut { provider, message } }
+    }
+
     /// Classifies a non-success HTTP answer from its status, headers and body.
     pub fn from_response(provider: &'static str, status: u16, headers: &HeaderMap, body: &[u8], key: &str) -> Self {
         let info = ErrorBody::parse(body);

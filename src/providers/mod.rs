@@ -1,6 +1,7 @@
 //! Outbound provider clients: OpenAI, Anthropic and Azure OpenAI behind one
-//! interface ([`Providers`], enum dispatch over [`Provider`]), sharing one
-//! pooled `reqwest` client. Owns the OpenAI-format wire types the gateway
+//! interface ([`Providers`], enum dispatch over [`Provider`]), sharing pooled
+//! HTTP clients: plain calls go through hyper directly ([`transport`]),
+//! streams (and everything when a proxy is configured) through `reqwest`. Owns the OpenAI-format wire types the gateway
 //! speaks, Anthropic translation, usage normalisation, token estimation, the
 //! typed error taxonomy and retries. Keys are passed in per call as [`ApiKey`]
 //! and never stored, logged or put in an error.
@@ -13,6 +14,7 @@ pub mod retry;
 pub mod sse;
 pub mod stream;
 pub mod tokens;
+mod transport;
 pub mod wire;
 
 pub use error::ProviderError;
@@ -344,6 +346,9 @@ pub fn set_lane(n: usize) {
 #[derive(Clone)]
 pub struct Providers {
     http: Arc<[std::sync::OnceLock<reqwest::Client>; LANES]>,
+    /// The direct transport's clients, per lane as `http`; `None` when a
+    /// proxy is configured (reqwest then carries every call).
+    direct: Option<Arc<[std::sync::OnceLock<transport::Client>; LANES]>>,
     cfg: Arc<ProvidersConfig>,
     jitter: Arc<Mutex<crate::domain::rng::DetRng>>,
 }
@@ -359,8 +364,15 @@ impl Providers {
         let http: Arc<[std::sync::OnceLock<reqwest::Client>; LANES]> = Arc::new(Default::default());
         // The shared client is built now, so a broken TLS setup is reported here.
         let _ = http[0].set(Self::build_client(&cfg)?);
+        let direct = if transport::proxy_configured() {
+            None
+        } else {
+            let d: Arc<[std::sync::OnceLock<transport::Client>; LANES]> = Arc::new(Default::default());
+            let _ = d[0].set(transport::build(&cfg)?);
+            Some(d)
+        };
         let seed = getrandom::u64().unwrap_or(0x5eed);
-        Ok(Self { http, cfg: Arc::new(cfg), jitter: Arc::new(Mutex::new(crate::domain::rng::DetRng::new(seed))) })
+        Ok(Self { http, direct, cfg: Arc::new(cfg), jitter: Arc::new(Mutex::new(crate::domain::rng::DetRng::new(seed))) })
     }
 
     fn build_client(cfg: &ProvidersConfig) -> Result<reqwest::Client, ProviderError> {
@@ -389,6 +401,19 @@ impl Providers {
                     Err(_) => shared(),
                 },
             },
+        }
+    }
+
+    /// The current thread's direct client, as [`Providers::client`].
+    fn direct_client(&self) -> Option<&transport::Client> {
+        let direct = self.direct.as_ref()?;
+        let n = LANE.with(|l| l.get());
+        if let Some(c) = direct[n].get() {
+            return Some(c);
+        }
+        match transport::build(&self.cfg) {
+            Ok(c) => Some(direct[n].get_or_init(|| c)),
+            Err(_) => direct[0].get(),
         }
     }
 
@@ -463,6 +488,12 @@ impl Providers {
         body: Option<Bytes>,
         timeout: Duration,
     ) -> Result<Bytes, ProviderError> {
+        if let Some(client) = self.direct_client()
+            && let Some(uri) = transport::uri(url)
+        {
+            let headers = p.auth_headers(&t.key)?;
+            return transport::send_read(client, p.name(), method, uri, headers, body, timeout, self.cfg.max_body_bytes, &t.key).await;
+        }
         let resp = self.send(p, t, method, url, body, Some(timeout)).await?;
         read_capped(p.name(), resp, self.cfg.max_body_bytes, &t.key).await
     }
