@@ -125,29 +125,13 @@ pub enum Provider {
     Azure(AzureRoute),
 }
 
-/// `url` parsed, from a per-thread cache: parsing a URL (its host with IDNA
-/// rules) costs more than the rest of building a request, and a gateway
-/// sends to the same few URLs all day. `None` when it does not parse.
+/// `url` parsed, from a per-thread cache ([`transport::cached`]). `None`
+/// when it does not parse.
 fn parsed_url(url: &str) -> Option<reqwest::Url> {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-    /// Beyond this many URLs on one thread the cache starts over.
-    const CAP: usize = 256;
     thread_local! {
-        static URLS: RefCell<HashMap<String, reqwest::Url>> = RefCell::new(HashMap::new());
+        static URLS: transport::UrlCache<reqwest::Url> = transport::UrlCache::default();
     }
-    URLS.with(|c| {
-        if let Some(u) = c.borrow().get(url) {
-            return Some(u.clone());
-        }
-        let u = reqwest::Url::parse(url).ok()?;
-        let mut c = c.borrow_mut();
-        if c.len() >= CAP {
-            c.clear();
-        }
-        c.insert(url.to_string(), u.clone());
-        Some(u)
-    })
+    transport::cached(&URLS, url, |u| reqwest::Url::parse(u).ok())
 }
 
 /// `https://host` or `https://host/v1` → `https://host/v1/{path}`.

@@ -45,34 +45,46 @@ pub(super) fn build(cfg: &ProvidersConfig) -> Result<Client, ProviderError> {
         .build(https))
 }
 
-/// `url` as a request URI, from a per-thread cache. `None` when it is not one
-/// this transport takes (not `http`/`https`, or not ASCII: reqwest applies
-/// IDNA rules to such hosts).
-pub(super) fn uri(url: &str) -> Option<hyper::Uri> {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-    /// Beyond this many URLs on one thread the cache starts over.
+/// Per-thread caches of parsed URLs (for [`uri`] and reqwest's `Url`s).
+pub(super) type UrlCache<T> = std::cell::RefCell<std::collections::HashMap<String, T>>;
+
+/// `url` parsed by `parse`, from the per-thread `cache`: parsing costs more
+/// than the rest of building a request, and a gateway sends to the same few
+/// URLs all day. At most 256 entries; beyond that the cache starts over.
+pub(super) fn cached<T: Clone + 'static>(
+    cache: &'static std::thread::LocalKey<UrlCache<T>>,
+    url: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Option<T> {
     const CAP: usize = 256;
-    thread_local! {
-        static URIS: RefCell<HashMap<String, hyper::Uri>> = RefCell::new(HashMap::new());
-    }
-    URIS.with(|c| {
+    cache.with(|c| {
         if let Some(u) = c.borrow().get(url) {
             return Some(u.clone());
         }
-        if !url.is_ascii() {
-            return None;
-        }
-        let u: hyper::Uri = url.parse().ok()?;
-        if !matches!(u.scheme_str(), Some("http" | "https")) || u.host().is_none_or(str::is_empty) {
-            return None;
-        }
+        let u = parse(url)?;
         let mut c = c.borrow_mut();
         if c.len() >= CAP {
             c.clear();
         }
         c.insert(url.to_string(), u.clone());
         Some(u)
+    })
+}
+
+/// `url` as a request URI, from a per-thread cache. `None` when it is not one
+/// this transport takes (not `http`/`https`, or not ASCII: reqwest applies
+/// IDNA rules to such hosts).
+pub(super) fn uri(url: &str) -> Option<hyper::Uri> {
+    thread_local! {
+        static URIS: UrlCache<hyper::Uri> = UrlCache::default();
+    }
+    cached(&URIS, url, |url| {
+        if !url.is_ascii() {
+            return None;
+        }
+        let u: hyper::Uri = url.parse().ok()?;
+        let web = matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty());
+        web.then_some(u)
     })
 }
 
