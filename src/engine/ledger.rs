@@ -35,8 +35,6 @@ pub const FOLD_BATCH: usize = 8_192;
 /// How long the writer thread waits for the events of requests under way
 /// before it commits the ones it has (see [`Ledger::record_among`]).
 pub const COMMIT_DELAY: Duration = Duration::from_micros(500);
-/// How often the writer thread looks for more events while it waits.
-const GATHER_STEP: Duration = Duration::from_micros(50);
 
 enum Msg {
     /// An event, whom to tell when it is committed, and how many requests
@@ -67,6 +65,35 @@ struct Shared {
     inline: bool,
     /// [`COMMIT_DELAY`], in microseconds, unless changed.
     commit_delay_us: std::sync::atomic::AtomicU64,
+    /// Events sent to the writer thread so far (counted after each send).
+    arrivals: AtomicUsize,
+    /// While the writer thread waits for more events: the count of
+    /// `arrivals` at which it has enough and is to be woken (0: not waiting).
+    wake_at: AtomicUsize,
+    /// The writer thread, for waking it.
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Shared {
+    /// Counts an event just sent to the writer thread, and wakes the thread
+    /// if this is the event it was waiting for: one wake-up per commit,
+    /// however many events the commit gathers.
+    fn arrived(&self) {
+        let n = self.arrivals.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+        let want = self.wake_at.load(Ordering::SeqCst);
+        if want != 0
+            && n.wrapping_sub(want) < usize::MAX / 2
+            && self.wake_at.compare_exchange(want, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        {
+            self.wake_writer();
+        }
+    }
+
+    fn wake_writer(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
 }
 
 /// Takes a `record` call off [`Shared::pending`] however it ends.
@@ -132,6 +159,9 @@ impl Ledger {
             pending: AtomicUsize::new(0),
             inline,
             commit_delay_us: std::sync::atomic::AtomicU64::new(COMMIT_DELAY.as_micros() as u64),
+            arrivals: AtomicUsize::new(0),
+            wake_at: AtomicUsize::new(0),
+            thread: std::sync::OnceLock::new(),
         });
         let thread_shared = shared.clone();
         std::thread::Builder::new()
@@ -187,6 +217,7 @@ impl Ledger {
         }
         let (tx, rx) = oneshot::channel();
         self.tx.send(Msg::Record(event, Some(tx), in_flight)).map_err(|_| LedgerError::Stopped)?;
+        self.shared.arrived();
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(LedgerError::Write(e)),
@@ -204,7 +235,9 @@ impl Ledger {
     /// Records an event without waiting (for a stream whose client went away:
     /// there is no one left to answer, but the usage must still be written).
     pub fn record_detached(&self, event: UsageEvent) {
-        let _ = self.tx.send(Msg::Record(event, None, 1));
+        if self.tx.send(Msg::Record(event, None, 1)).is_ok() {
+            self.shared.arrived();
+        }
     }
 
     /// Waits until everything sent before this call is committed and folded
@@ -212,6 +245,8 @@ impl Ledger {
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Flush(tx)).is_ok() {
+            // A flush ends the writer thread's wait for more events.
+            self.shared.wake_writer();
             let _ = rx.await;
         }
     }
@@ -268,6 +303,9 @@ fn checkpoints(shared: &std::sync::Weak<Shared>, bulk: Option<WalCheckpointer>) 
 
 /// The writer thread: commits what requests queue, in batches, and folds.
 fn run(shared: &Shared, rx: mpsc::Receiver<Msg>) {
+    let _ = shared.thread.set(std::thread::current());
+    // Events taken off the channel so far (compared with `Shared::arrivals`).
+    let taken = std::cell::Cell::new(0usize);
     let mut batch: Vec<UsageEvent> = Vec::with_capacity(MAX_BATCH);
     let mut acks: Vec<oneshot::Sender<Result<(), String>>> = Vec::with_capacity(MAX_BATCH);
     let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
@@ -291,6 +329,7 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>) {
         let expect = std::cell::Cell::new(0usize);
         let mut take = |msg: Msg, batch: &mut Vec<UsageEvent>, flushes: &mut Vec<oneshot::Sender<()>>| match msg {
             Msg::Record(e, ack, in_flight) => {
+                taken.set(taken.get().wrapping_add(1));
                 batch.push(e);
                 if let Some(a) = ack {
                     acks.push(a);
@@ -309,14 +348,22 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>) {
         // Then wait a moment for the events the other requests under way will send.
         let delay = Duration::from_micros(shared.commit_delay_us.load(Ordering::Relaxed));
         let until = Instant::now() + delay;
-        // Sleeping in short steps rather than blocking on the channel: a
-        // thread blocked on it is woken by every event, two system calls each.
+        // Parked rather than blocked on the channel (a thread blocked on it
+        // is woken by every event, two system calls each) or sleeping in short
+        // steps (a context switch each): the sender of the last event it
+        // waits for wakes it (`Shared::arrived`), or the delay ends.
         'gather: while wait_for_more(batch.len(), expect.get(), flushes.is_empty(), delay) {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            std::thread::sleep(left.min(GATHER_STEP));
+            let need = expect.get().min(MAX_BATCH) - batch.len();
+            let want = taken.get().wrapping_add(need).max(1);
+            shared.wake_at.store(want, Ordering::SeqCst);
+            if shared.arrivals.load(Ordering::SeqCst).wrapping_sub(want) >= usize::MAX / 2 {
+                std::thread::park_timeout(left);
+            }
+            shared.wake_at.store(0, Ordering::SeqCst);
             loop {
                 match rx.try_recv() {
                     Ok(msg) => take(msg, &mut batch, &mut flushes),

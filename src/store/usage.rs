@@ -118,10 +118,23 @@ fn passive_checkpoint(c: &Connection) -> rusqlite::Result<()> {
 
 impl UsageLedger for SqliteLedger {
     fn append(&mut self, events: &[UsageEvent]) -> StoreResult<usize> {
-        let tx = self.conn.transaction().map_err(|e| map_err(&self.path, e))?;
-        let n = append_in(&tx, events).map_err(|e| map_err(&self.path, e))?;
-        tx.commit().map_err(|e| map_err(&self.path, e))?;
-        Ok(n)
+        // BEGIN and COMMIT as cached statements: `Connection::transaction`
+        // parses both again on every commit, and a commit happens per request
+        // at low concurrency.
+        let c = &self.conn;
+        let run = || -> rusqlite::Result<usize> {
+            c.prepare_cached("BEGIN")?.execute([])?;
+            let n = append_in(c, events)?;
+            c.prepare_cached("COMMIT")?.execute([])?;
+            Ok(n)
+        };
+        run().map_err(|e| {
+            if !c.is_autocommit() {
+                // Nothing of a failed append stays half-written.
+                let _ = c.execute_batch("ROLLBACK");
+            }
+            map_err(&self.path, e)
+        })
     }
 
     fn checkpoint(&mut self) -> StoreResult<()> {
@@ -144,8 +157,8 @@ pub(crate) fn day_key(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d").to_string()
 }
 
-/// Inserts events inside `tx` (not the rollups: see [`fold_rollups`]).
-pub(crate) fn append_in(tx: &Transaction<'_>, events: &[UsageEvent]) -> rusqlite::Result<usize> {
+/// Inserts events in the transaction open on `tx` (not the rollups: see [`fold_rollups`]).
+pub(crate) fn append_in(tx: &Connection, events: &[UsageEvent]) -> rusqlite::Result<usize> {
     let mut ins = tx.prepare_cached(
         "INSERT OR IGNORE INTO usage_events (request_id, ts, supplier_id, account_id, provider, model, request_type, route,
             input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class)
