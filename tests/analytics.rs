@@ -318,6 +318,66 @@ fn projections_follow_a_known_trend_and_season() {
     assert_eq!((i.method.clone(), i.history_months, i.exceeds_quota_this_month), (ProjectionMethod::NoHistory, 0, false));
 }
 
+/// With fewer than 15 months of history, a supplier's recent average is
+/// adjusted for the season: August to October's peak demand is not carried
+/// into November (which would flag a supplier that used 90 % of its peak quota
+/// as about to exceed its smaller off-peak one), and a winter average is
+/// raised for the peak months.
+#[test]
+fn a_recent_average_is_adjusted_for_the_season() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("season.db")).unwrap());
+    let now = Utc::now();
+    let autumn = store
+        .insert_supplier(&NewSupplier::new("Autumn Studio", VendorType::Photographer, Tier::Professional, AiMode::Platform), now)
+        .unwrap();
+    let winter =
+        store.insert_supplier(&NewSupplier::new("Winter Planner", VendorType::Planner, Tier::Professional, AiMode::Platform), now).unwrap();
+    let policy = QuotaPolicy::default();
+    let (peak_quota, off_quota) =
+        (policy.monthly_tokens(Tier::Professional, day("2025-08-01")), policy.monthly_tokens(Tier::Professional, day("2025-11-01")));
+    assert!(peak_quota > off_quota, "the default season raises quotas from March to October");
+    // 90 % of the peak quota over a 31-day month; in off-peak terms, ÷ 1.5.
+    let peak_daily = peak_quota * 9 / 10 / 31;
+    let off_daily = peak_daily * 1_000 / 1_500;
+    let mk = |sup: SupplierId, d: NaiveDate, tokens: u64| {
+        let mut e = event(&format!("{}-{d}", sup.0), Utc.from_utc_datetime(&d.and_hms_opt(12, 0, 0).unwrap()), sup, Route::Platform, 0);
+        e.usage = TokenUsage { input: tokens, ..TokenUsage::default() };
+        e
+    };
+    let mut events = Vec::new();
+    let mut d = day("2025-08-01");
+    while d <= day("2025-11-01") {
+        events.push(mk(autumn.id, d, if d.month() == 11 { off_daily } else { peak_daily }));
+        d += Duration::days(1);
+    }
+    let mut d = day("2025-11-01");
+    while d <= day("2026-02-01") {
+        events.push(mk(winter.id, d, off_daily));
+        d += Duration::days(1);
+    }
+    store.append_usage(&events).unwrap();
+    let near = |got: u64, want: u64, what: &str| assert!((got as f64 / want as f64 - 1.0).abs() <= 0.01, "{what}: {got} against {want}");
+
+    let report = session(&store).projections(day("2025-11-01")).unwrap();
+    let a = report.suppliers.iter().find(|x| x.supplier_id == autumn.id).unwrap();
+    assert_eq!(a.method, ProjectionMethod::RecentAverage { months: 3 });
+    near(a.month_end.month.tokens, off_daily * 30, "November");
+    assert!(!a.exceeds_quota_this_month, "90 % of the peak quota in October is 90 % of the off-peak one in November");
+    let months: Vec<_> = a.next_months.iter().map(|m| (m.month, m.tokens, m.exceeds_quota)).collect();
+    assert_eq!(months.len(), 3);
+    near(months[0].1, off_daily * 31, "December");
+    near(months[2].1, off_daily * 28, "February");
+    assert!(months.iter().all(|m| !m.2), "{months:?}");
+
+    let report = session(&store).projections(day("2026-02-01")).unwrap();
+    let w = report.suppliers.iter().find(|x| x.supplier_id == winter.id).unwrap();
+    assert_eq!(w.method, ProjectionMethod::RecentAverage { months: 3 });
+    assert_eq!(w.next_months[0].month, day("2026-03-01"));
+    near(w.next_months[0].tokens, off_daily * 3 / 2 * 31, "March, the first peak month");
+    assert_eq!(w.next_months[0].quota, peak_quota);
+}
+
 #[test]
 fn queries_run_off_thread_and_cancel() {
     let dir = tempfile::tempdir().unwrap();

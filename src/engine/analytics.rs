@@ -280,7 +280,10 @@ pub enum ProjectionMethod {
         cost_trend: f64,
     },
     /// Average per day of the last (up to three) complete months; used when
-    /// there are fewer than 15 months of history, so no seasonal pattern.
+    /// there are fewer than 15 months of history, so no seasonal pattern of
+    /// the supplier's own. Adjusted for the season by the peak multiplier:
+    /// each month's usage counts in off-peak terms, and a projected peak month
+    /// gets the multiplier back.
     RecentAverage {
         months: u32,
     },
@@ -1021,12 +1024,18 @@ fn project_supplier(
                 (last.0 as f64 * token_trend / n, last.1 as f64 * quota_trend / n, last.2 as f64 * cost_trend / n)
             }
             ProjectionMethod::RecentAverage { months } => {
+                // Adjusted for the season: demand in the peak months is taken
+                // to be the peak multiplier's worth above the rest (quotas are
+                // sized the same way), so August to October's average does not
+                // carry peak demand into an off-peak November, and the reverse.
                 let start = add_months(this_month, -(*months as i32));
-                let days: u32 = (0..*months as i32).map(|i| days_in_month(add_months(start, i))).sum();
+                let weight = |d: NaiveDate| policy.season.scale(1_000, d.month()).max(1) as f64;
+                let weighted_days: f64 =
+                    (0..*months as i32).map(|i| add_months(start, i)).map(|d| days_in_month(d) as f64 * weight(d)).sum();
                 let t = (0..*months as i32)
                     .map(|i| get(add_months(start, i)))
                     .fold((0u64, 0u64, 0i64), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
-                let n = days.max(1) as f64;
+                let n = weighted_days.max(1.0) / weight(m);
                 (t.0 as f64 / n, t.1 as f64 / n, t.2 as f64 / n)
             }
             ProjectionMethod::MonthToDate => {

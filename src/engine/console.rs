@@ -753,8 +753,8 @@ pub struct ProjectionsView {
 pub fn method_label(m: &ProjectionMethod) -> String {
     match m {
         ProjectionMethod::SeasonalTrend { token_trend, .. } => format!("same month last year × trend {token_trend:.2}"),
-        ProjectionMethod::RecentAverage { months: 1 } => "last month's daily average".into(),
-        ProjectionMethod::RecentAverage { months } => format!("daily average of the last {months} months"),
+        ProjectionMethod::RecentAverage { months: 1 } => "last month's daily average, adjusted for the season".into(),
+        ProjectionMethod::RecentAverage { months } => format!("daily average of the last {months} months, adjusted for the season"),
         ProjectionMethod::MonthToDate => "this month's daily rate so far".into(),
         ProjectionMethod::NoHistory => "no usage yet".into(),
     }
