@@ -252,9 +252,9 @@ async fn streams_are_forwarded_and_recorded_when_they_end() {
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r.2 == 0 && r.3 > 0), "{rows:?}");
     assert_eq!(e.router.in_flight(), 0, "ended streams are no longer in flight");
-    // An open stream counts as in flight (for /metrics and for the ledger's
-    // choice between an inline and a group commit) until its client goes away.
-    e.sim.update_faults("openai-platform", |f| f.slow_stream_ms = 200);
+    // An open stream counts as in flight (for /metrics) until its client goes away.
+    // Two seconds between chunks: the stream outlasts the plain request below.
+    e.sim.update_faults("openai-platform", |f| f.slow_stream_ms = 2_000);
     let r = e
         .post(
             "/chat/completions",
@@ -265,6 +265,15 @@ async fn streams_are_forwarded_and_recorded_when_they_end() {
     assert_eq!(r.status(), 200);
     let metrics = e.http.get(format!("http://{}/metrics", e.gw.addr())).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("switchboard_requests_in_flight 1"), "{metrics}");
+    // But the ledger does not wait for an open stream's usage: a plain
+    // request beside it is committed at once, not after the commit delay.
+    assert_eq!(e.router.writers_soon(), 0);
+    e.router.ledger().set_commit_delay(std::time::Duration::from_secs(30));
+    let plain = tokio::time::timeout(std::time::Duration::from_secs(10), e.chat(&t, "gpt-4o-mini", "Quick one beside the stream."))
+        .await
+        .expect("a plain request beside an open stream waited for the stream's usage");
+    assert_eq!(plain.status(), 200);
+    e.router.ledger().set_commit_delay(switchboard::engine::ledger::COMMIT_DELAY);
     drop(r);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while e.router.in_flight() != 0 {
@@ -272,7 +281,7 @@ async fn streams_are_forwarded_and_recorded_when_they_end() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     e.router.ledger().flush().await;
-    assert_eq!(e.usage_rows(s).len(), 3, "the abandoned stream's usage is recorded too");
+    assert_eq!(e.usage_rows(s).len(), 4, "the abandoned stream's usage is recorded too");
 }
 
 #[tokio::test]

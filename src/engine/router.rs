@@ -257,9 +257,11 @@ pub struct Router {
     outcomes: tokio::sync::broadcast::Sender<AttemptOutcome>,
     events: tokio::sync::broadcast::Sender<RouterEvent>,
     request_seq: std::sync::atomic::AtomicU64,
-    /// Plain chat and embeddings requests being served now: a lone one may
-    /// commit its usage on its own thread (see `Ledger::record_among`).
+    /// Requests being served now, open streams included (`/metrics`).
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Of those, open streams: their usage comes when they end, which may be
+    /// minutes away, so the ledger does not wait for it (see [`Router::writers_soon`]).
+    streaming: std::sync::atomic::AtomicUsize,
     /// When each gateway token's last use was last written to the store.
     token_use_written: Mutex<HashMap<crate::store::TokenId, DateTime<Utc>>>,
     instance: String,
@@ -316,6 +318,7 @@ impl Router {
             events,
             request_seq: std::sync::atomic::AtomicU64::new(0),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            streaming: std::sync::atomic::AtomicUsize::new(0),
             token_use_written: Mutex::new(HashMap::new()),
             instance: hex::encode(inst),
         });
@@ -773,6 +776,15 @@ impl Router {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// Requests in flight whose usage events are due soon: all but the open
+    /// streams. The ledger's hint for how many events to gather in one
+    /// commit ([`Ledger::record_among`]); counting open streams made every
+    /// plain request wait the whole commit delay while a stream was open, and
+    /// never commit on its own thread.
+    pub fn writers_soon(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed).saturating_sub(self.streaming.load(Ordering::Relaxed))
+    }
+
     fn record_outcome(&self, p: &Prepared, account: &AccountEntry, route: Route, started: Instant, err: Option<&ProviderError>) {
         let counts = err.map(|e| e.counts_against_health()).unwrap_or(false);
         let ok = err.is_none() || !counts;
@@ -867,7 +879,7 @@ impl Router {
         if let Some(a) = account {
             let route = if a.owner == AccountOwner::Platform { Route::Platform } else { Route::Client };
             let ev = self.usage_event(p, &a, route, "", TokenUsage::default(), 0, UsageStatus::Error, Some(err.code()));
-            let _ = self.ledger.record_among(ev, self.in_flight()).await;
+            let _ = self.ledger.record_among(ev, self.writers_soon()).await;
         }
     }
 
@@ -919,7 +931,7 @@ impl Router {
                     let ev =
                         self.usage_event(&p, &acc.account, attempt.route, &served_model, resp.usage, latency_ms, UsageStatus::Ok, None);
                     self.metrics.observe(attempt.route, acc.account.provider, true, started.elapsed(), &ev);
-                    self.ledger.record_among(ev, self.in_flight()).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
+                    self.ledger.record_among(ev, self.writers_soon()).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
                     return Ok(Answer { body: resp.body, route: attempt.route, account: acc.account.id, request_id: p.request_id });
                 }
                 Err(e) => {
@@ -1032,6 +1044,7 @@ impl Router {
                     trial.reported();
                     // The stream counts as in flight until it ends (see StreamGuard::leave).
                     self.in_flight.fetch_add(1, Ordering::Relaxed);
+                    self.streaming.fetch_add(1, Ordering::Relaxed);
                     let guard = StreamGuard {
                         router: self.clone(),
                         stream,
@@ -1109,7 +1122,7 @@ impl Router {
                     let ev =
                         self.usage_event(&p, &acc.account, attempt.route, &requested_model, resp.usage, latency_ms, UsageStatus::Ok, None);
                     self.metrics.observe(attempt.route, acc.account.provider, true, started.elapsed(), &ev);
-                    self.ledger.record_among(ev, self.in_flight()).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
+                    self.ledger.record_among(ev, self.writers_soon()).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
                     return Ok(Answer { body: resp.body, route: attempt.route, account: acc.account.id, request_id: p.request_id });
                 }
                 Err(e) => {
@@ -1181,14 +1194,15 @@ struct StreamGuard {
 }
 
 impl StreamGuard {
-    /// Stops counting the stream in flight; returns how many requests are
-    /// being served, this one included (for [`Ledger::record_among`]: alone,
-    /// its usage is committed inline, as a lone plain request's is).
+    /// Stops counting the stream in flight; returns how many events are due
+    /// soon, this one included (for [`Ledger::record_among`]: alone, its
+    /// usage is committed inline, as a lone plain request's is).
     fn leave(&mut self) -> usize {
         if std::mem::take(&mut self.in_flight) {
+            self.router.streaming.fetch_sub(1, Ordering::Relaxed);
             self.router.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
-        self.router.in_flight.load(Ordering::Relaxed) + 1
+        self.router.writers_soon() + 1
     }
 
     fn finish(&mut self, summary: crate::providers::StreamSummary) -> Option<UsageEvent> {
