@@ -4,11 +4,12 @@
 
 use chrono::{NaiveDate, Utc};
 use rusqlite::Connection;
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
-use switchboard::domain::{AiMode, NewSupplier, SupplierId, Tier, VendorType};
+use switchboard::domain::{AiMode, NewSupplier, QuotaPolicy, Route, SupplierId, Tier, VendorType};
 use switchboard::engine::demo::{DemoConfig, generate};
-use switchboard::store::{Store, StoreError, SupplierPatch, schema};
+use switchboard::store::{Store, StoreError, SupplierFilter, SupplierPatch, schema};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
@@ -365,6 +366,45 @@ fn demo_data_for_a_year_is_sound_and_seasonal() {
         })
         .unwrap();
     assert_eq!(ev, roll);
+    // Quotas hold in the history as the gateway holds them: a supplier's
+    // platform tokens on days without its weddings stay within each month's
+    // quota, requests over it are refused (quota_exceeded, no tokens), and a
+    // busy minority gets to 90 % of it (the alert of SPEC.md's first story).
+    let policy = QuotaPolicy::default();
+    let tiers: HashMap<i64, Tier> =
+        store.list_suppliers(&SupplierFilter::default()).unwrap().into_iter().map(|s| (s.id.0, s.tier)).collect();
+    let months: Vec<(i64, String, i64)> = store
+        .with_conn(|c| {
+            let mut st = c.prepare(
+                "SELECT e.supplier_id, strftime('%Y-%m', e.ts / 1000, 'unixepoch') AS month, sum(e.input_tokens + e.cached_tokens + e.cache_write_tokens + e.output_tokens)
+                 FROM usage_events e
+                 WHERE e.route IN (?1, ?2)
+                   AND NOT EXISTS (SELECT 1 FROM weddings w WHERE w.supplier_id = e.supplier_id AND w.day = date(e.ts / 1000, 'unixepoch'))
+                 GROUP BY 1, 2",
+            )?;
+            let rows = st.query_map([Route::Platform.code(), Route::Failover.code()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+        .unwrap();
+    let mut near = 0;
+    for (supplier, month, tokens) in &months {
+        let first = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").unwrap();
+        let quota = policy.monthly_tokens(tiers[supplier], first) as i64;
+        assert!(*tokens <= quota, "supplier {supplier} used {tokens} platform tokens in {month}, over its quota of {quota}");
+        near += usize::from(*tokens * 10 >= quota * 9);
+    }
+    assert!(near >= 10, "{near} supplier-months at 90 % of the quota or more");
+    let (refused, refused_tokens): (i64, i64) = store
+        .with_conn(|c| {
+            c.query_row(
+                "SELECT count(*), coalesce(sum(input_tokens + cached_tokens + output_tokens), 0) FROM usage_events WHERE error_class = 'quota_exceeded'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .unwrap();
+    assert!(refused > 0 && refused < events as i64 / 20, "{refused} refused requests of {events}");
+    assert_eq!(refused_tokens, 0);
     // Demo data refuses to write into a database that already has suppliers.
     let e = run_err(bin().args(["--db", db.to_str().unwrap(), "demo-data", "--suppliers", "2", "--days", "2"]));
     assert!(e.contains("already has 200 supplier"), "{e}");

@@ -1,8 +1,9 @@
 //! Deterministic demo history: suppliers with a realistic vendor-type and tier
 //! mix, weddings concentrated on Saturdays in peak season, platform and client
 //! accounts, and a year of usage that swells March–October and around wedding
-//! weekends, with a few provider incidents (errors and failover). The same
-//! seed and end date always give the same database content.
+//! weekends, with a few provider incidents (errors and failover), and platform
+//! requests over a supplier's monthly quota refused as the gateway refuses
+//! them. The same seed and end date always give the same database content.
 
 use crate::domain::rng::DetRng;
 use crate::domain::{
@@ -29,6 +30,11 @@ pub struct DemoConfig {
     pub wedding_boost: f64,
     /// Base URL of the provider simulator the demo accounts point at.
     pub sim_base_url: String,
+    /// Whether platform AI requests over a supplier's monthly quota are
+    /// refused, as the gateway refuses them (recorded as `quota_exceeded`
+    /// errors without tokens; on the supplier's wedding days they go
+    /// through). Off, the history follows the generator's pattern alone.
+    pub enforce_quotas: bool,
 }
 
 impl DemoConfig {
@@ -42,6 +48,7 @@ impl DemoConfig {
             yearly_growth: 0.3,
             wedding_boost: 1.8,
             sim_base_url: "http://127.0.0.1:4490".into(),
+            enforce_quotas: true,
         }
     }
 }
@@ -121,12 +128,15 @@ struct DemoSupplier {
     activity: f64,
 }
 
-/// Base requests per day by tier, before season, weekday, wedding and growth factors.
+/// Base requests per day by tier, before season, weekday, wedding and growth
+/// factors. Sized with [`token_shape`] so that a supplier of average activity
+/// uses about 60–75 % of its tier's platform quota in peak months at the end
+/// of the history, and a busy minority reaches 90 % and the quota.
 fn base_daily_requests(tier: Tier) -> f64 {
     match tier {
-        Tier::Starter => 5.0,
-        Tier::Professional => 12.0,
-        Tier::Scale => 28.0,
+        Tier::Starter => 3.0,
+        Tier::Professional => 9.0,
+        Tier::Scale => 22.0,
         Tier::Enterprise => 70.0,
     }
 }
@@ -186,8 +196,7 @@ fn random_wedding_day(rng: &mut DetRng, from: NaiveDate, to: NaiveDate) -> Naive
 
 fn token_shape(rt: RequestType, rng: &mut DetRng) -> (u64, u64) {
     match rt {
-        // Sized so a typical supplier uses 40–80 % of its tier's platform quota,
-        // with a busy minority crossing 90 % in peak months.
+        // About 500 tokens a request on average (see base_daily_requests).
         RequestType::EmailTemplate => (rng.lognormal(210.0, 0.4) as u64 + 20, rng.lognormal(130.0, 0.4) as u64 + 10),
         RequestType::ImageAnalysis => (rng.lognormal(420.0, 0.3) as u64 + 85, rng.lognormal(70.0, 0.5) as u64 + 5),
         RequestType::Embedding => (rng.lognormal(110.0, 0.6) as u64 + 5, 0),
@@ -339,6 +348,9 @@ pub fn generate(store: &Store, cfg: &DemoConfig, mut progress: impl FnMut(&str))
     let peak = off * cfg.peak_factor;
     let mut counter: u64 = 0;
     let seed = cfg.seed;
+    let policy = crate::domain::QuotaPolicy::default();
+    // Platform tokens each supplier used in the month so far: (year, month, tokens).
+    let mut quota_used: Vec<(i32, u32, u64)> = vec![(0, 0, 0); suppliers.len()];
     let events = (0..cfg.days).flat_map(|day_idx| {
         let day = first_day + Duration::days(day_idx as i64);
         let mut drng = root.fork(1_000 + day_idx as u64);
@@ -351,15 +363,28 @@ pub fn generate(store: &Store, cfg: &DemoConfig, mut progress: impl FnMut(&str))
         };
         let midnight = Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default());
         let mut out = Vec::new();
-        for s in &suppliers {
+        for (si, s) in suppliers.iter().enumerate() {
             // Busy in the days before a wedding and on the day itself.
             let wedding_f = if (0..=2).any(|k| s.weddings.contains(&(day + Duration::days(k)))) { cfg.wedding_boost } else { 1.0 };
             let lambda = base_daily_requests(s.tier) * s.activity * season_f * growth * weekday_f * wedding_f;
             let n = drng.poisson(lambda);
-            for _ in 0..n {
-                // Office hours carry most traffic.
-                let secs = if drng.chance(0.8) { drng.range(8 * 3600, 19 * 3600) } else { drng.range(0, 86_399) };
-                let ts = midnight + Duration::seconds(secs as i64) + Duration::milliseconds(drng.range(0, 999) as i64);
+            // The day's request times first, in order, so that the quota is
+            // used up in the order the requests came.
+            let mut times: Vec<DateTime<Utc>> = (0..n)
+                .map(|_| {
+                    // Office hours carry most traffic.
+                    let secs = if drng.chance(0.8) { drng.range(8 * 3600, 19 * 3600) } else { drng.range(0, 86_399) };
+                    midnight + Duration::seconds(secs as i64) + Duration::milliseconds(drng.range(0, 999) as i64)
+                })
+                .collect();
+            times.sort();
+            let wedding_day = s.weddings.contains(&day);
+            let quota = policy.monthly_tokens(s.tier, day);
+            let used = &mut quota_used[si];
+            if (used.0, used.1) != (day.year(), day.month()) {
+                *used = (day.year(), day.month(), 0);
+            }
+            for ts in times {
                 let rt = pick_weighted(&mut drng, request_mix(s.vendor));
                 let (mut account, mut route) = match (&s.mode, &s.client_account) {
                     (AiMode::Client, Some(a)) => (a.clone(), Route::Client),
@@ -394,15 +419,26 @@ pub fn generate(store: &Store, cfg: &DemoConfig, mut progress: impl FnMut(&str))
                     account.provider
                 };
                 let (prompt, output) = token_shape(rt, &mut drng);
-                let usage = if status == UsageStatus::Ok {
+                let mut usage = if status == UsageStatus::Ok {
                     let cached = if rt != RequestType::Embedding && drng.chance(0.25) { prompt * drng.range(30, 80) / 100 } else { 0 };
                     TokenUsage { input: prompt - cached, output, cached_read: cached, cache_write: 0, reasoning: 0, estimated: false }
                 } else {
                     TokenUsage::default()
                 };
-                let cost = pricing.cost(provider, &model, &usage).unwrap_or_default();
                 let median = if rt == RequestType::Embedding { 140.0 } else { 700.0 + output as f64 * 2.0 };
-                let latency_ms = drng.lognormal(median, 0.35).min(60_000.0) as u32;
+                let mut latency_ms = drng.lognormal(median, 0.35).min(60_000.0) as u32;
+                if route != Route::Client && usage.total() > 0 {
+                    if cfg.enforce_quotas && !wedding_day && used.2 + usage.total() > quota {
+                        // The gateway refuses it at once: 429, quota_exceeded.
+                        status = UsageStatus::Error;
+                        error_class = Some("quota_exceeded".to_string());
+                        usage = TokenUsage::default();
+                        latency_ms = 1;
+                    } else {
+                        used.2 += usage.total();
+                    }
+                }
+                let cost = pricing.cost(provider, &model, &usage).unwrap_or_default();
                 counter += 1;
                 out.push(UsageEvent {
                     request_id: format!("demo-{seed}-{counter:09}"),
