@@ -81,10 +81,7 @@ impl Shared {
     fn arrived(&self) {
         let n = self.arrivals.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
         let want = self.wake_at.load(Ordering::SeqCst);
-        if want != 0
-            && n.wrapping_sub(want) < usize::MAX / 2
-            && self.wake_at.compare_exchange(want, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
-        {
+        if want != 0 && reached(n, want) && self.wake_at.compare_exchange(want, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             self.wake_writer();
         }
     }
@@ -360,7 +357,7 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>) {
             let need = expect.get().min(MAX_BATCH) - batch.len();
             let want = taken.get().wrapping_add(need).max(1);
             shared.wake_at.store(want, Ordering::SeqCst);
-            if shared.arrivals.load(Ordering::SeqCst).wrapping_sub(want) >= usize::MAX / 2 {
+            if !reached(shared.arrivals.load(Ordering::SeqCst), want) {
                 std::thread::park_timeout(left);
             }
             shared.wake_at.store(0, Ordering::SeqCst);
@@ -398,6 +395,35 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>) {
 /// waits for a flush, and waiting is on at all.
 fn wait_for_more(have: usize, expect: usize, no_flush: bool, delay: Duration) -> bool {
     !delay.is_zero() && no_flush && have < expect.min(MAX_BATCH)
+}
+
+/// Whether the running count `n` has reached `want`, both counted modulo
+/// `usize::MAX + 1` (so the comparison survives the counters wrapping).
+fn reached(n: usize, want: usize) -> bool {
+    n.wrapping_sub(want) < usize::MAX / 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_reaches_what_is_wanted_across_the_wrap() {
+        assert!(reached(5, 5) && reached(6, 5));
+        assert!(!reached(4, 5));
+        assert!(reached(2, usize::MAX - 1), "the count wrapped past what was wanted");
+        assert!(!reached(usize::MAX - 2, 1), "what is wanted lies past the wrap");
+    }
+
+    #[test]
+    fn the_writer_waits_only_for_expected_events_without_a_flush() {
+        let d = Duration::from_micros(500);
+        assert!(wait_for_more(3, 8, true, d));
+        assert!(!wait_for_more(8, 8, true, d));
+        assert!(!wait_for_more(3, 8, false, d), "a flush ends the wait");
+        assert!(!wait_for_more(3, 8, true, Duration::ZERO), "no delay, no wait");
+        assert!(!wait_for_more(MAX_BATCH, MAX_BATCH + 5, true, d), "a full batch commits");
+    }
 }
 
 impl Writer {
