@@ -403,29 +403,6 @@ fn reached(n: usize, want: usize) -> bool {
     n.wrapping_sub(want) < usize::MAX / 2
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_count_reaches_what_is_wanted_across_the_wrap() {
-        assert!(reached(5, 5) && reached(6, 5));
-        assert!(!reached(4, 5));
-        assert!(reached(2, usize::MAX - 1), "the count wrapped past what was wanted");
-        assert!(!reached(usize::MAX - 2, 1), "what is wanted lies past the wrap");
-    }
-
-    #[test]
-    fn the_writer_waits_only_for_expected_events_without_a_flush() {
-        let d = Duration::from_micros(500);
-        assert!(wait_for_more(3, 8, true, d));
-        assert!(!wait_for_more(8, 8, true, d));
-        assert!(!wait_for_more(3, 8, false, d), "a flush ends the wait");
-        assert!(!wait_for_more(3, 8, true, Duration::ZERO), "no delay, no wait");
-        assert!(!wait_for_more(MAX_BATCH, MAX_BATCH + 5, true, d), "a full batch commits");
-    }
-}
-
 impl Writer {
     /// Commits `batch` (emptying it) and remembers the events for live views.
     fn commit(&mut self, batch: &mut Vec<UsageEvent>) -> Result<(), String> {
@@ -474,5 +451,28 @@ impl Writer {
                 self.fold_due = Some(Instant::now() + FOLD_AFTER * 10);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_reaches_what_is_wanted_across_the_wrap() {
+        assert!(reached(5, 5) && reached(6, 5));
+        assert!(!reached(4, 5));
+        assert!(reached(2, usize::MAX - 1), "the count wrapped past what was wanted");
+        assert!(!reached(usize::MAX - 2, 1), "what is wanted lies past the wrap");
+    }
+
+    #[test]
+    fn the_writer_waits_only_for_expected_events_without_a_flush() {
+        let d = Duration::from_micros(500);
+        assert!(wait_for_more(3, 8, true, d));
+        assert!(!wait_for_more(8, 8, true, d));
+        assert!(!wait_for_more(3, 8, false, d), "a flush ends the wait");
+        assert!(!wait_for_more(3, 8, true, Duration::ZERO), "no delay, no wait");
+        assert!(!wait_for_more(MAX_BATCH, MAX_BATCH + 5, true, d), "a full batch commits");
     }
 }
