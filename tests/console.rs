@@ -60,7 +60,15 @@ fn wait_until(h: &mut Harness<'static, ConsoleApp>, what: &str, done: impl Fn(&H
             h.step();
             return;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            let labels = std::cell::RefCell::new(Vec::new());
+            let _ = h.query_all_by(|n| {
+                labels.borrow_mut().extend(n.label());
+                false
+            });
+            let labels = labels.into_inner();
+            panic!("timed out waiting for {what}; on screen: {labels:?}");
+        }
         std::thread::sleep(Duration::from_millis(15));
     }
 }
@@ -407,7 +415,7 @@ fn live_overview_shows_a_breaker_opening_during_a_simulated_outage() {
     cfg.sim_base_url = format!("http://{sim_addr}");
     switchboard::engine::demo::generate(&f.store, &cfg, |_| {}).unwrap();
     let traffic = TrafficConfig {
-        suppliers_with_tokens: 2,
+        suppliers_with_tokens: 6,
         requests_per_sec: 20.0,
         first_incident_after: Duration::from_secs(3600),
         ..TrafficConfig::default()
@@ -416,6 +424,16 @@ fn live_overview_shows_a_breaker_opening_during_a_simulated_outage() {
     let (client, _) = *demo.suppliers.iter().find(|(_, client)| *client).expect("a client-mode supplier sends traffic");
     let own: Vec<_> = f.store.list_accounts(Some(AccountOwner::Supplier(client))).unwrap();
     assert!(!own.is_empty());
+    // The demo migration was tried before the move: a parallel test of its supplier precedes it.
+    let migrations = f.store.list_migrations(None).unwrap();
+    assert_eq!(migrations.len(), 1, "the demo starts one migration");
+    for m in migrations {
+        let tests = f.store.parallel_tests(Some(m.supplier)).unwrap();
+        assert_eq!(tests.len(), 1, "migration {} of supplier {}", m.id, m.supplier);
+        let report: switchboard::engine::parallel::ParallelReport = serde_json::from_str(&tests[0].1).unwrap();
+        assert!(report.created_at <= m.created_at);
+        assert_eq!(report.candidate.successes, report.candidate.requests);
+    }
     let live = LiveServices {
         keys: demo.runtime.keys.clone(),
         router: Some(demo.runtime.router.clone()),
@@ -710,6 +728,7 @@ use switchboard::engine::router::{Router, RouterConfig};
 use switchboard::providers::{ApiKey, Providers, ProvidersConfig, RetryPolicy};
 use switchboard::sim::{DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY, SimHandle};
 use switchboard::store::NewAccount;
+use switchboard::vault::Secret;
 
 /// A router on a manual clock over the fixture's store, with the simulator's demo accounts.
 struct Routed {
@@ -864,18 +883,11 @@ fn starts_a_migration_with_a_wedding_warning_and_rolls_it_back() {
     f.store.set_account_key(own, Some("test-entry"), Some("sk-…0001")).unwrap();
     f.store.set_account_validation(own, ValidationStatus::Valid, "ok", now).unwrap();
     r.router.reload().unwrap();
-    // Try before you move: a parallel test against the simulator, stored as the CLI's `parallel-test` stores it.
-    let report = f._rt.block_on(switchboard::engine::parallel::run(&r.router, studio, own, &[])).unwrap();
-    assert_eq!(report.candidate.successes, report.candidate.requests);
     let svc = MigrationService::new(f.store.clone(), r.router.clone(), Arc::new(r.clock.clone())).unwrap();
     let live = r.live(&f, None, Some(svc.clone()));
     let mut h = harness_at(&f, Some(live), Arc::new(r.clock.clone()), View::Migrations);
     wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
-    // The stored report, side by side.
-    assert!(shows(&h, &format!("Test {} · Capture Moments", report.id)));
-    assert!(shows(&h, &format!("100 % success ({0} of {0})", report.candidate.requests)));
-    assert!(shows(&h, "Projected monthly saving"));
-    assert!(shows(&h, &format!("latency p50 {} ms", report.candidate.p50_ms)));
+    assert!(shows(&h, "No parallel test yet"));
 
     h.get_by_label("Start a migration…").click();
     h.step();
@@ -897,6 +909,25 @@ fn starts_a_migration_with_a_wedding_warning_and_rolls_it_back() {
     assert!(shows(&h, "Wedding-window warning"));
     assert!(shows(&h, "Suggested start: Mon 15 Jun 2026 00:00 UTC"), "the suggested start clears the wedding's window");
     assert!(f.store.list_migrations(None).unwrap().is_empty(), "checking writes nothing");
+
+    // Try before you move: a parallel test of the chosen route from the form, on the runtime's router.
+    button(&h, "Run a parallel test").click();
+    wait_until(&mut h, "the parallel test's report", |h| {
+        shows(h, "Parallel test 1 of Capture Moments: Studio OpenAI answered 8 of 8 prompts")
+    });
+    let stored = f.store.parallel_tests(Some(studio)).unwrap();
+    assert_eq!(stored.len(), 1, "the report is stored");
+    let report: switchboard::engine::parallel::ParallelReport = serde_json::from_str(&stored[0].1).unwrap();
+    assert_eq!(report.candidate.account_id, own);
+    assert_eq!((report.candidate.successes, report.candidate.requests), (8, 8));
+    wait_until(&mut h, "the report side by side", |h| shows(h, "Test 1 · Capture Moments"));
+    assert!(shows(&h, "Parallel tests of Capture Moments"));
+    assert!(shows(&h, "100 % success (8 of 8)"));
+    assert!(shows(&h, "Projected monthly saving"));
+    assert!(shows(&h, &format!("latency p50 {} ms", report.candidate.p50_ms)));
+    assert_eq!(shadow_rows(&f.store), 16, "both copies of every prompt are shadow usage");
+    let audit = f.store.audit_entries(&AuditFilter { action_prefix: Some("parallel_test.".into()), ..Default::default() }).unwrap();
+    assert_eq!(audit.len(), 1);
 
     button(&h, "Start now anyway").click();
     wait_until(&mut h, "the started migration", |h| shows(h, "Migration 1 started: 5 % of Capture Moments's traffic"));
@@ -927,6 +958,91 @@ fn starts_a_migration_with_a_wedding_warning_and_rolls_it_back() {
     assert_eq!(rb.supplier_id, Some(studio));
     assert!(rb.detail.contains("the studio asked to wait"), "{}", rb.detail);
     assert!(!shows(&h, "Roll back…"), "a finished migration offers no more actions");
+}
+
+fn shadow_rows(store: &Store) -> i64 {
+    let shadow = switchboard::domain::Route::Shadow.code();
+    store.with_conn(|c| c.query_row("SELECT count(*) FROM usage_events WHERE route = ?1", [shadow], |r| r.get(0))).unwrap()
+}
+
+#[test]
+fn without_a_runtime_a_parallel_test_uses_the_keychain_shows_progress_and_stops_when_asked() {
+    use switchboard::engine::keys::NewKey;
+    use switchboard::sim::{Faults, Latency};
+    const PLATFORM_KEY: &str = "sk-console-platform-openai-0123456789ab";
+    const STUDIO_KEY: &str = "sk-console-studio-openai-0123456789abcd";
+    let f = fixture();
+    let mut studio_account = SimAccountConfig::new("studio", ProviderKind::OpenAi, STUDIO_KEY);
+    // Slow enough to watch the progress and stop between prompts.
+    studio_account.faults = Faults { latency: Latency { median_ms: 400, sigma: 0.0, min_ms: 400 }, ..Faults::default() };
+    let sim = f
+        ._rt
+        .block_on(Simulator::start(SimConfig {
+            seed: 1,
+            accounts: vec![SimAccountConfig::new("platform", ProviderKind::OpenAi, PLATFORM_KEY), studio_account],
+        }))
+        .unwrap();
+    let rt = f._rt.block_on(Runtime::start(f.store.clone(), test_vault(), Arc::new(SystemClock), RuntimeOptions::default())).unwrap();
+    let venue = add_supplier(&f.store, "Lakeside Venue", Tier::Professional, VendorType::Venue, &[]);
+    let new = |owner, label: &str| NewKey {
+        owner,
+        provider: ProviderKind::OpenAi,
+        label: Some(label.into()),
+        base_url: Some(sim.base_url().to_string()),
+        default_model: None,
+        azure: None,
+    };
+    f._rt.block_on(rt.keys.add(new(AccountOwner::Platform, "WedSync OpenAI"), Secret::new(PLATFORM_KEY), false)).unwrap();
+    let own = f
+        ._rt
+        .block_on(rt.keys.add(new(AccountOwner::Supplier(venue), "Lakeside OpenAI"), Secret::new(STUDIO_KEY), true))
+        .unwrap()
+        .account
+        .id;
+    let mut h = harness_at(&f, Some(LiveServices::keys_only(rt.keys.clone())), Arc::new(SystemClock), View::Migrations);
+    wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
+    assert!(shows(&h, "This console does not route"));
+    h.get_by_label("Start a migration…").click();
+    h.step();
+    type_into(&mut h, "Supplier ID", &venue.0.to_string());
+    button(&h, "Check").click();
+    wait_until(&mut h, "the checked plan", |h| shows(h, "Lakeside OpenAI (account"));
+
+    // Progress, then stop: the prompts sent are recorded, no report is stored.
+    button(&h, "Run a parallel test").click();
+    wait_until(&mut h, "the progress", |h| shows(h, "Parallel test of Lakeside Venue against Lakeside OpenAI (account"));
+    wait_until(&mut h, "a prompt answered", |h| shows(h, "of 8 prompts answered by both routes"));
+    button(&h, "Stop the test").click();
+    wait_until(&mut h, "the stop", |h| shows(h, "Parallel test stopped after"));
+    assert!(f.store.parallel_tests(Some(venue)).unwrap().is_empty(), "a stopped test stores no report");
+    let sent = shadow_rows(&f.store);
+    assert!((2..16).contains(&sent) && sent % 2 == 0, "both copies of each prompt sent are recorded: {sent}");
+
+    // Run it to the end: the router of this console reads both keys from the keychain.
+    button(&h, "Run a parallel test").click();
+    wait_until(&mut h, "the report", |h| shows(h, "Parallel test 1 of Lakeside Venue: Lakeside OpenAI answered 8 of 8 prompts"));
+    wait_until(&mut h, "the report side by side", |h| shows(h, "Test 1 · Lakeside Venue"));
+    assert!(shows(&h, "100 % success (8 of 8)"));
+    assert_eq!(shadow_rows(&f.store), sent + 16);
+    let stored = f.store.parallel_tests(Some(venue)).unwrap();
+    assert_eq!(stored.len(), 1);
+    let report: switchboard::engine::parallel::ParallelReport = serde_json::from_str(&stored[0].1).unwrap();
+    assert_eq!(report.candidate.account_id, own);
+    assert!(report.candidate.p50_ms >= 400, "the candidate's latency is measured: {}", report.candidate.p50_ms);
+    assert!(report.current.p50_ms < report.candidate.p50_ms);
+    assert!(!db_bytes_contain(&f.store, PLATFORM_KEY) && !db_bytes_contain(&f.store, STUDIO_KEY));
+
+    // The report links to planning the migration it compared.
+    button(&h, "Cancel").click();
+    h.step();
+    h.step();
+    button(&h, "Plan a migration to Lakeside OpenAI…").scroll_to_me();
+    h.step();
+    h.step();
+    button(&h, "Plan a migration to Lakeside OpenAI…").click();
+    wait_until(&mut h, "the plan from the report", |h| shows(h, "Lakeside OpenAI (account") && shows(h, "to Lakeside OpenAI (account"));
+    assert!(f.store.list_migrations(None).unwrap().is_empty(), "planning writes nothing");
+    f._rt.block_on(rt.shutdown());
 }
 
 #[test]

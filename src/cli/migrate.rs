@@ -5,9 +5,8 @@
 use crate::domain::migration::{Migration, PhasePlan, RouteTarget};
 use crate::domain::{AccountId, SupplierId, SystemClock};
 use crate::engine::keys::KeyService;
-use crate::engine::ledger::Ledger;
 use crate::engine::migrations::MigrationService;
-use crate::engine::router::{Router, RouterConfig};
+use crate::engine::router::Router;
 use crate::providers::{Providers, ProvidersConfig};
 use crate::store::Store;
 use crate::vault::Vault;
@@ -113,18 +112,9 @@ fn parse_plan(s: &str) -> Result<PlanArg, String> {
 fn router(store: Arc<Store>) -> anyhow::Result<(tokio::runtime::Runtime, Arc<Router>)> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let router = rt.block_on(async {
-        let providers = Providers::new(ProvidersConfig::default())?;
-        let ledger = Ledger::start(&store)?;
-        let router = Router::new(
-            store.clone(),
-            providers.clone(),
-            Arc::new(crate::domain::PricingTable::builtin()),
-            Arc::new(SystemClock),
-            ledger,
-            RouterConfig::default(),
-        )?;
-        let keys = KeyService::new(store.clone(), Vault::os(), Arc::new(providers), Arc::new(SystemClock));
-        crate::engine::runtime::sync_keys(&router, &keys).await;
+        let keys =
+            KeyService::new(store.clone(), Vault::os(), Arc::new(Providers::new(ProvidersConfig::default())?), Arc::new(SystemClock));
+        let router = crate::engine::runtime::offline_router(store, Arc::new(SystemClock), &keys).await?;
         tokio::task::spawn_blocking(move || drop(keys)).await?;
         Ok::<_, anyhow::Error>(router)
     })?;
@@ -221,8 +211,13 @@ pub fn run_parallel(store: Store, a: ParallelArgs) -> anyhow::Result<()> {
     };
     let store = Arc::new(store);
     let (rt, router) = router(store)?;
-    let report = rt.block_on(crate::engine::parallel::run(&router, SupplierId(a.supplier), AccountId(a.account), &prompts))?;
+    let cancel = crate::engine::analytics::CancelHandle::new();
+    let report =
+        rt.block_on(crate::engine::parallel::run_with(&router, SupplierId(a.supplier), AccountId(a.account), &prompts, &cancel, |p| {
+            eprintln!("  {} of {} prompts answered by both routes", p.done, p.total)
+        }));
     rt.block_on(router.ledger().flush());
+    let report = report?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());

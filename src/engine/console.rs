@@ -39,6 +39,7 @@ use crate::engine::export::{ExportError, ExportOptions, ExportProgress, ExportSu
 use crate::engine::health::HealthMonitor;
 use crate::engine::keys::{KeyError, KeyService, NewKey, Validation};
 use crate::engine::migrations::MigrationService;
+use crate::engine::parallel::ParallelProgress;
 use crate::engine::router::{Router, RouterEvent};
 use crate::store::{
     AuditQuery, AuditRow, Store, SupplierFilter, SupplierPatch, TokenId, UsageDimension, UsageTotals, WeddingRow, audit_actor,
@@ -98,9 +99,11 @@ pub enum Channel {
     MigrationPlan,
     /// Starting, pausing, resuming, rolling back and aborting: never superseded.
     MigrationWrite,
+    /// A parallel test from the console: never superseded (progress, then the report).
+    Parallel,
 }
 
-const CHANNELS: usize = 18;
+const CHANNELS: usize = 19;
 
 impl Channel {
     const ALL: [Channel; CHANNELS] = [
@@ -122,6 +125,7 @@ impl Channel {
         Channel::Migrations,
         Channel::MigrationPlan,
         Channel::MigrationWrite,
+        Channel::Parallel,
     ];
 
     fn index(self) -> usize {
@@ -139,6 +143,7 @@ impl Channel {
                 | Channel::Export
                 | Channel::HealthWrite
                 | Channel::MigrationWrite
+                | Channel::Parallel
         )
     }
 }
@@ -274,6 +279,15 @@ pub enum ConsoleCommand {
         reason: String,
     },
     AbortMigration(i64),
+    /// Sends the same prompts to the supplier's current route and to `to`
+    /// (platform AI, or one of its accounts) side by side: `ParallelProgress`
+    /// events, then `ParallelDone`, `ParallelCancelled` or `Failed`. One at a time.
+    RunParallelTest {
+        supplier: SupplierId,
+        to: RouteTarget,
+    },
+    /// Stops the running parallel test after the prompt under way.
+    CancelParallelTest,
 }
 
 /// Which view with live data is on screen.
@@ -319,6 +333,7 @@ impl ConsoleCommand {
             | ConsoleCommand::ResumeMigration(_)
             | ConsoleCommand::RollbackMigration { .. }
             | ConsoleCommand::AbortMigration(_) => Channel::MigrationWrite,
+            ConsoleCommand::RunParallelTest { .. } | ConsoleCommand::CancelParallelTest => Channel::Parallel,
         }
     }
 }
@@ -408,6 +423,15 @@ pub enum ConsoleEvent {
     MigrationChanged {
         id: i64,
         what: String,
+    },
+    /// Prompts answered by both routes so far in the running parallel test.
+    ParallelProgress(ParallelProgress),
+    /// The parallel test's report, stored.
+    ParallelDone(Arc<ParallelRow>),
+    /// The parallel test stopped when asked; no report was stored.
+    ParallelCancelled {
+        done: u32,
+        total: u32,
     },
     /// A command failed; `message` is a sentence for the user.
     Failed {
@@ -1034,6 +1058,7 @@ pub fn spawn_with(
         analytics: AnalyticsService::new(store.clone(), crate::domain::PricingTable::builtin(), policy.clone()),
         projections: Mutex::new(Vec::new()),
         export: Mutex::new(None),
+        parallel: Mutex::new(None),
         store,
         clock,
         policy,
@@ -1103,6 +1128,16 @@ pub fn spawn_with(
                 }
                 ConsoleCommand::CancelExport => {
                     if let Some(c) = service.export.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                        c.cancel();
+                    }
+                    continue;
+                }
+                ConsoleCommand::RunParallelTest { supplier, to } => {
+                    service.start_parallel(supplier, to, ticket, out.clone());
+                    continue;
+                }
+                ConsoleCommand::CancelParallelTest => {
+                    if let Some(c) = lock(&service.parallel).as_ref() {
                         c.cancel();
                     }
                     continue;
@@ -1180,6 +1215,8 @@ struct Service {
     projections: Mutex<Vec<CancelHandle>>,
     /// The running export's cancel handle (one export at a time).
     export: Mutex<Option<CancelHandle>>,
+    /// The running parallel test's cancel handle (one at a time).
+    parallel: Mutex<Option<CancelHandle>>,
 }
 
 /// The installed live services and the router events collected so far.
@@ -1266,7 +1303,9 @@ impl Service {
             | ConsoleCommand::RevokeToken(_)
             | ConsoleCommand::LoadProjections { .. }
             | ConsoleCommand::ExportUsage(_)
-            | ConsoleCommand::CancelExport => return Err("internal: this command runs on its own task".into()),
+            | ConsoleCommand::CancelExport
+            | ConsoleCommand::RunParallelTest { .. }
+            | ConsoleCommand::CancelParallelTest => return Err("internal: this command runs on its own task".into()),
         })
     }
 

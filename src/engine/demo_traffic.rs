@@ -162,26 +162,47 @@ pub async fn start(store: Arc<Store>, clock: Arc<dyn Clock>, sim_addr: SocketAdd
 /// Starts one phased migration, so the Migrations view has a timeline: the
 /// last client-mode supplier that sends traffic (never the first, which
 /// incident tests watch) moves from its own account to platform AI with the
-/// default plan. Suppliers with a wedding within 48 h are skipped (the
-/// service refuses them); with fewer than two client-mode senders nothing starts.
+/// default plan, after a parallel test of the two routes (try before you
+/// move), whose report the view shows beside it. Suppliers with a wedding
+/// within 48 h are skipped (the service refuses them); with fewer than two
+/// client-mode senders nothing starts.
 async fn start_demo_migration(runtime: &Runtime, senders: &[(SupplierId, bool)]) {
     let candidates: Vec<SupplierId> = senders.iter().filter(|(_, client)| *client).map(|(id, _)| *id).skip(1).collect();
-    let svc = runtime.migrations.clone();
-    let started = tokio::task::spawn_blocking(move || {
-        candidates.iter().rev().find_map(|id| match svc.start(*id, RouteTarget::Platform, None, None) {
-            Ok(m) => Some(m),
-            Err(e) => {
+    for id in candidates.into_iter().rev() {
+        let svc = runtime.migrations.clone();
+        match tokio::task::spawn_blocking(move || svc.plan(id, RouteTarget::Platform, None)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
                 tracing::debug!(supplier = %id, error = %e, "no demo migration for this supplier");
-                None
+                continue;
             }
-        })
-    })
-    .await;
-    match started {
-        Ok(Some(m)) => tracing::info!(migration = m.id, supplier = %m.supplier, "demo migration started"),
-        Ok(None) => tracing::info!("no demo migration: no client-mode supplier could start one"),
-        Err(e) => tracing::warn!(error = %e, "the demo migration task failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the demo migration task failed");
+                return;
+            }
+        }
+        let tested = match crate::engine::parallel::platform_candidate(&runtime.router, id) {
+            Ok(acc) => crate::engine::parallel::run(&runtime.router, id, acc, &[]).await.map(|r| r.id),
+            Err(e) => Err(e),
+        };
+        match tested {
+            Ok(report) => tracing::info!(report, supplier = %id, "demo parallel test stored"),
+            Err(e) => tracing::warn!(supplier = %id, error = %e, "the demo parallel test failed"),
+        }
+        let svc = runtime.migrations.clone();
+        match tokio::task::spawn_blocking(move || svc.start(id, RouteTarget::Platform, None, None)).await {
+            Ok(Ok(m)) => {
+                tracing::info!(migration = m.id, supplier = %m.supplier, "demo migration started");
+                return;
+            }
+            Ok(Err(e)) => tracing::debug!(supplier = %id, error = %e, "no demo migration for this supplier"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the demo migration task failed");
+                return;
+            }
+        }
     }
+    tracing::info!("no demo migration: no client-mode supplier could start one");
 }
 
 /// What a request looks like: request type, model, streamed or not, a prompt.

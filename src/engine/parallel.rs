@@ -7,6 +7,7 @@
 
 use crate::domain::migration::{default_plan, suggest_start};
 use crate::domain::{AccountId, AccountOwner, AiMode, Micros, ProviderKind, Route, SupplierId, TokenUsage, UsageEvent, UsageStatus};
+use crate::engine::analytics::CancelHandle;
 use crate::engine::router::Router;
 use crate::providers::{ChatRequest, ProviderTarget};
 use crate::store::Store;
@@ -76,6 +77,10 @@ pub enum ParallelError {
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Refused(String),
+    #[error(
+        "the parallel test was cancelled after {done} of {total} prompts; no report was stored (the usage of the prompts sent is recorded as shadow usage)"
+    )]
+    Cancelled { done: u32, total: u32 },
 }
 
 fn percentile(sorted: &[u32], p: u32) -> u32 {
@@ -100,6 +105,14 @@ fn basis(store: &Store, supplier: SupplierId, now: DateTime<Utc>) -> Result<(u64
     })?)
 }
 
+/// How far a running parallel test is: prompts answered by both routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParallelProgress {
+    pub supplier: SupplierId,
+    pub done: u32,
+    pub total: u32,
+}
+
 /// Runs a parallel test and stores its report.
 pub async fn run(
     router: &Arc<Router>,
@@ -107,11 +120,48 @@ pub async fn run(
     candidate: AccountId,
     prompts: &[String],
 ) -> Result<ParallelReport, ParallelError> {
+    run_with(router, supplier, candidate, prompts, &CancelHandle::new(), |_| {}).await
+}
+
+/// The platform account a parallel test of "platform AI" for `supplier`
+/// compares against: one of the supplier's provider family when it has one
+/// (the router serves a model on its own family first), else the first.
+pub fn platform_candidate(router: &Router, supplier: SupplierId) -> Result<AccountId, ParallelError> {
+    let store = router.store();
+    let own = store.list_accounts(Some(AccountOwner::Supplier(supplier)))?;
+    let family = own.iter().find(|a| a.enabled).map(|a| a.provider == ProviderKind::Anthropic);
+    let mut platform = Vec::new();
+    for id in router.platform_accounts() {
+        platform.push(store.account(id)?);
+    }
+    platform
+        .iter()
+        .find(|a| a.enabled && family.is_none_or(|f| (a.provider == ProviderKind::Anthropic) == f))
+        .or_else(|| platform.iter().find(|a| a.enabled))
+        .map(|a| a.id)
+        .ok_or_else(|| ParallelError::Refused("there is no enabled platform account to test; add WedSync's key in Keys first".into()))
+}
+
+/// [`run`], reporting progress after each prompt and stopping between prompts
+/// once `cancel` is set (the usage of prompts already sent stays recorded).
+/// Each prompt goes to both routes at the same time, so that both sides see
+/// the same moment's network and provider conditions.
+pub async fn run_with(
+    router: &Arc<Router>,
+    supplier: SupplierId,
+    candidate: AccountId,
+    prompts: &[String],
+    cancel: &CancelHandle,
+    progress: impl Fn(ParallelProgress) + Send + Sync,
+) -> Result<ParallelReport, ParallelError> {
     let store = router.store().clone();
     let s = store.supplier(supplier)?;
     let cand = store.account(candidate)?;
     if cand.owner != AccountOwner::Supplier(supplier) && cand.owner != AccountOwner::Platform {
         return Err(ParallelError::Refused(format!("account {candidate} belongs to another supplier")));
+    }
+    if !cand.enabled {
+        return Err(ParallelError::Refused(format!("account {candidate} ({}) is disabled; enable it in Keys to test it", cand.label)));
     }
     let current_id = match s.ai_mode {
         AiMode::Platform => router.platform_accounts().into_iter().find(|a| *a != candidate),
@@ -122,16 +172,29 @@ pub async fn run(
             .map(|a| a.id)
             .or_else(|| router.platform_accounts().into_iter().next()),
     }
-    .ok_or_else(|| ParallelError::Refused(format!("supplier {supplier} has no current route to compare with")))?;
+    .ok_or_else(|| ParallelError::Refused(format!("{} has no current route to compare with", s.name)))?;
     let current = store.account(current_id)?;
     let prompts: Vec<String> = if prompts.is_empty() { DEFAULT_PROMPTS.iter().map(|p| p.to_string()).collect() } else { prompts.to_vec() };
     let now = router.clock().now();
     let (basis_requests, b_in, b_cached, b_out) = basis(&store, supplier, now)?;
-    let test_id = format!("pt-{}-{}", supplier.0, now.timestamp_millis());
+    // Unique even when two tests start at the same instant (a manual clock).
+    let test_id = format!("pt-{}-{}", supplier.0, router.next_request_id());
 
     let basis_usage = TokenUsage { input: b_in, cached_read: b_cached, output: b_out, ..TokenUsage::default() };
-    let current_side = measure(router, &current, "current", &test_id, supplier, &prompts, &basis_usage, now).await?;
-    let candidate_side = measure(router, &cand, "candidate", &test_id, supplier, &prompts, &basis_usage, now).await?;
+    let mut cur = Side::new(router, &current, "current")?;
+    let mut can = Side::new(router, &cand, "candidate")?;
+    let total = prompts.len() as u32;
+    for (i, p) in prompts.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return Err(ParallelError::Cancelled { done: i as u32, total });
+        }
+        let (a, b) = tokio::join!(cur.ask(router, p), can.ask(router, p));
+        cur.record(router, a, &test_id, i, supplier, now).await;
+        can.record(router, b, &test_id, i, supplier, now).await;
+        progress(ParallelProgress { supplier, done: i as u32 + 1, total });
+    }
+    let current_side = cur.report(router, &basis_usage);
+    let candidate_side = can.report(router, &basis_usage);
     let saving = current_side.projected_monthly_cost - candidate_side.projected_monthly_cost;
     let suggested_start = suggest_start(now, &s.weddings, &default_plan());
     let cheaper = saving.0 > 0;
@@ -182,57 +245,85 @@ pub async fn run(
     Ok(report)
 }
 
-/// Sends every prompt to one account and sums up what came back; each request
-/// is recorded as shadow usage.
-#[allow(clippy::too_many_arguments)]
-async fn measure(
-    router: &Arc<Router>,
-    acc: &crate::domain::ProviderAccount,
-    tag: &str,
-    test_id: &str,
-    supplier: SupplierId,
-    prompts: &[String],
-    basis_usage: &TokenUsage,
-    now: DateTime<Utc>,
-) -> Result<SideReport, ParallelError> {
-    let key = router.key(acc.id).ok_or_else(|| ParallelError::Refused(format!("account {} ({}) has no usable key", acc.id, acc.label)))?;
-    let target = ProviderTarget::from_account(acc, key);
-    let model = acc.default_model.clone();
-    let mut lat = Vec::new();
-    let (mut ok, mut tin, mut tout, mut cost) = (0u32, 0u64, 0u64, Micros::ZERO);
-    let mut errors = Vec::new();
-    for (i, p) in prompts.iter().enumerate() {
-        let req = ChatRequest::simple(&model, p);
+/// One route of a parallel test: what it was asked and what came back.
+struct Side {
+    acc: crate::domain::ProviderAccount,
+    target: ProviderTarget,
+    model: String,
+    tag: &'static str,
+    lat: Vec<u32>,
+    ok: u32,
+    input: u64,
+    output: u64,
+    cost: Micros,
+    errors: Vec<String>,
+}
+
+/// One answer: its usage (zero on failure), latency, and the error if any.
+struct Answer {
+    usage: TokenUsage,
+    ms: u32,
+    error: Option<(String, String)>,
+}
+
+impl Side {
+    fn new(router: &Router, acc: &crate::domain::ProviderAccount, tag: &'static str) -> Result<Self, ParallelError> {
+        let key =
+            router.key(acc.id).ok_or_else(|| ParallelError::Refused(format!("account {} ({}) has no usable key", acc.id, acc.label)))?;
+        Ok(Side {
+            acc: acc.clone(),
+            target: ProviderTarget::from_account(acc, key),
+            model: acc.default_model.clone(),
+            tag,
+            lat: Vec::new(),
+            ok: 0,
+            input: 0,
+            output: 0,
+            cost: Micros::ZERO,
+            errors: Vec::new(),
+        })
+    }
+
+    async fn ask(&self, router: &Router, prompt: &str) -> Answer {
+        let req = ChatRequest::simple(&self.model, prompt);
         let t0 = Instant::now();
-        let res = router.providers().chat(&target, &req).await;
+        let res = router.providers().chat(&self.target, &req).await;
         let ms = t0.elapsed().as_millis().min(u32::MAX as u128) as u32;
-        lat.push(ms);
-        let (usage, status, class) = match res {
-            Ok(r) => {
-                ok += 1;
-                (r.usage, UsageStatus::Ok, None)
+        match res {
+            Ok(r) => Answer { usage: r.usage, ms, error: None },
+            Err(e) => Answer { usage: TokenUsage::default(), ms, error: Some((e.to_string(), e.class().to_string())) },
+        }
+    }
+
+    /// Adds an answer to the side's figures and records it as shadow usage.
+    async fn record(&mut self, router: &Router, a: Answer, test_id: &str, i: usize, supplier: SupplierId, now: DateTime<Utc>) {
+        let c = router.pricing().cost(self.acc.provider, &self.model, &a.usage).unwrap_or_default();
+        self.lat.push(a.ms);
+        self.input += a.usage.prompt_total();
+        self.output += a.usage.output;
+        self.cost += c;
+        let (status, class) = match a.error {
+            None => {
+                self.ok += 1;
+                (UsageStatus::Ok, None)
             }
-            Err(e) => {
-                errors.push(e.to_string());
-                (TokenUsage::default(), UsageStatus::Error, Some(e.class().to_string()))
+            Some((message, class)) => {
+                self.errors.push(message);
+                (UsageStatus::Error, Some(class))
             }
         };
-        let c = router.pricing().cost(acc.provider, &model, &usage).unwrap_or_default();
-        tin += usage.prompt_total();
-        tout += usage.output;
-        cost += c;
         let ev = UsageEvent {
-            request_id: format!("{test_id}-{tag}-{i}"),
+            request_id: format!("{test_id}-{}-{i}", self.tag),
             ts: now,
             supplier_id: supplier,
-            account_id: Some(acc.id),
-            provider: acc.provider,
-            model: model.clone(),
+            account_id: Some(self.acc.id),
+            provider: self.acc.provider,
+            model: self.model.clone(),
             request_type: crate::domain::RequestType::WeddingContent,
             route: Route::Shadow,
-            usage,
+            usage: a.usage,
             cost: c,
-            latency_ms: ms,
+            latency_ms: a.ms,
             status,
             error_class: class,
         };
@@ -240,21 +331,24 @@ async fn measure(
             tracing::warn!(error = %e, "parallel test usage not recorded");
         }
     }
-    lat.sort_unstable();
-    let n = prompts.len().max(1) as u64;
-    Ok(SideReport {
-        label: acc.label.clone(),
-        account_id: acc.id,
-        provider: acc.provider,
-        model: model.clone(),
-        requests: prompts.len() as u32,
-        successes: ok,
-        p50_ms: percentile(&lat, 50),
-        p95_ms: percentile(&lat, 95),
-        avg_input_tokens: tin / n,
-        avg_output_tokens: tout / n,
-        cost_per_request: Micros(cost.0 / n as i64),
-        projected_monthly_cost: router.pricing().cost(acc.provider, &model, basis_usage).unwrap_or_default(),
-        errors,
-    })
+
+    fn report(mut self, router: &Router, basis_usage: &TokenUsage) -> SideReport {
+        self.lat.sort_unstable();
+        let n = self.lat.len().max(1) as u64;
+        SideReport {
+            label: self.acc.label.clone(),
+            account_id: self.acc.id,
+            provider: self.acc.provider,
+            requests: self.lat.len() as u32,
+            successes: self.ok,
+            p50_ms: percentile(&self.lat, 50),
+            p95_ms: percentile(&self.lat, 95),
+            avg_input_tokens: self.input / n,
+            avg_output_tokens: self.output / n,
+            cost_per_request: Micros(self.cost.0 / n as i64),
+            projected_monthly_cost: router.pricing().cost(self.acc.provider, &self.model, basis_usage).unwrap_or_default(),
+            model: self.model,
+            errors: self.errors,
+        }
+    }
 }

@@ -545,7 +545,8 @@ impl Router {
             .find_map(|p| self.pricing.price(p, model).and_then(|m| m.provider))
     }
 
-    fn next_request_id(&self) -> String {
+    /// A request id unique to this router instance (its clock may stand still).
+    pub fn next_request_id(&self) -> String {
         let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
         format!("sb-{}-{}-{n}", self.instance, self.clock.now().timestamp_millis())
     }

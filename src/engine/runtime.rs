@@ -125,6 +125,21 @@ impl Drop for Runtime {
 
 /// Gives the router the current key of every account that has one (from the
 /// key service's snapshots, reading the keychain only for changed entries).
+/// A router over the store that serves no gateway, with the accounts' keys
+/// from `keys`: for work that calls providers outside a routing runtime (a
+/// parallel test from the CLI, or from a console that does not route).
+/// Flush its ledger before dropping it.
+pub async fn offline_router(store: Arc<Store>, clock: Arc<dyn Clock>, keys: &KeyService) -> anyhow::Result<Arc<Router>> {
+    let providers = Providers::new(ProvidersConfig::default())?;
+    let ledger = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || Ledger::start(&store)).await??
+    };
+    let router = Router::new(store, providers, Arc::new(PricingTable::builtin()), clock, ledger, RouterConfig::default())?;
+    sync_keys(&router, keys).await;
+    Ok(router)
+}
+
 pub async fn sync_keys(router: &Router, keys: &KeyService) {
     let accounts: Vec<ProviderAccount> = match keys.list(None) {
         Ok(a) => a,

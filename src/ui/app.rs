@@ -220,10 +220,23 @@ impl ConsoleApp {
             ev @ (ConsoleEvent::Migrations(_)
             | ConsoleEvent::MigrationPlanned(_)
             | ConsoleEvent::MigrationChanged { .. }
-            | ConsoleEvent::Failed { channel: Channel::Migrations | Channel::MigrationPlan | Channel::MigrationWrite, .. }) => {
+            | ConsoleEvent::ParallelProgress(_)
+            | ConsoleEvent::ParallelDone(_)
+            | ConsoleEvent::ParallelCancelled { .. }
+            | ConsoleEvent::Failed {
+                channel: Channel::Migrations | Channel::MigrationPlan | Channel::MigrationWrite | Channel::Parallel,
+                ..
+            }) => {
                 if matches!(ev, ConsoleEvent::MigrationChanged { .. }) {
                     self.audit.dirty = true;
                     self.health.dirty = true;
+                }
+                if matches!(ev, ConsoleEvent::ParallelDone(_) | ConsoleEvent::ParallelCancelled { .. }) {
+                    // Audited, recorded as shadow usage, and maybe a recommendation.
+                    self.audit.dirty = true;
+                    self.usage.dirty = true;
+                    self.overview.dirty = true;
+                    self.suppliers.dirty = true;
                 }
                 self.migrations.on_event(ev, &mut self.toasts);
             }

@@ -7,12 +7,13 @@
 //! runtime does what the CLI does: a service over the store, whose changes a
 //! running `switchboard serve` adopts within a second.
 
-use super::{Res, Service, msg};
+use super::{Channel, Outbox, Res, Service, Ticket, lock, msg};
 use crate::domain::migration::{Criteria, Migration, MigrationState, PhasePlan, RouteTarget, blocking_wedding};
 use crate::domain::{AccountOwner, AiMode, SupplierId, ValidationStatus};
+use crate::engine::analytics::CancelHandle;
 use crate::engine::console::{ConsoleCommand, ConsoleEvent};
 use crate::engine::migrations::MigrationService;
-use crate::engine::parallel::ParallelReport;
+use crate::engine::parallel::{ParallelError, ParallelReport};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use std::sync::Arc;
 pub struct MigrationQuery {
     /// The migration whose timeline to show; `None` picks the first in the list.
     pub selected: Option<i64>,
+    /// Whose parallel tests to show; `None`: the selected migration's supplier's.
+    pub parallel_supplier: Option<SupplierId>,
 }
 
 /// One migration in the list.
@@ -109,6 +112,8 @@ pub struct MigrationDetail {
 pub struct ParallelRow {
     pub supplier_name: String,
     pub report: ParallelReport,
+    /// The route a migration to the tested candidate would move to.
+    pub candidate_target: RouteTarget,
 }
 
 /// Everything the Migrations view shows.
@@ -119,8 +124,11 @@ pub struct MigrationsView {
     /// Running and paused first, then the rest, newest first.
     pub rows: Vec<MigrationRow>,
     pub detail: Option<MigrationDetail>,
-    /// The selected migration's supplier's parallel tests (or the latest ones without a selection).
+    /// The parallel tests of the asked-for supplier, else of the selected
+    /// migration's supplier, else the latest ones.
     pub parallel: Vec<ParallelRow>,
+    /// The supplier whose parallel tests these are (`None`: anyone's latest).
+    pub parallel_supplier: Option<(SupplierId, String)>,
 }
 
 /// A checked migration, before it starts.
@@ -221,21 +229,27 @@ impl Service {
             None => all.first().cloned(),
         };
         let detail = selected.as_ref().map(|m| self.migration_detail(m, self.migration_row(m, &labels, &names), now));
+        let parallel_supplier = q.parallel_supplier.or(selected.as_ref().map(|m| m.supplier));
+        let platform: std::collections::HashSet<crate::domain::AccountId> =
+            self.store.list_accounts(Some(AccountOwner::Platform)).map_err(msg)?.into_iter().map(|a| a.id).collect();
         let mut parallel = Vec::new();
-        for (id, json) in self.store.parallel_tests(selected.as_ref().map(|m| m.supplier)).map_err(msg)? {
+        for (id, json) in self.store.parallel_tests(parallel_supplier).map_err(msg)? {
             // A report written by another version that no longer parses is left out.
             if let Ok(mut report) = serde_json::from_str::<ParallelReport>(&json) {
                 // The JSON is written before its row id exists; the row's id is the report's.
                 report.id = id;
                 let supplier_name = names.get(&report.supplier).cloned().unwrap_or_else(|| format!("supplier {}", report.supplier));
-                parallel.push(ParallelRow { supplier_name, report });
+                let candidate = report.candidate.account_id;
+                let candidate_target = if platform.contains(&candidate) { RouteTarget::Platform } else { RouteTarget::Account(candidate) };
+                parallel.push(ParallelRow { supplier_name, report, candidate_target });
             }
             if parallel.len() >= PARALLEL_SHOWN {
                 break;
             }
         }
         let runtime = self.live().is_some_and(|l| l.services.migrations.is_some());
-        Ok(MigrationsView { runtime, rows, detail, parallel })
+        let parallel_supplier = parallel_supplier.map(|s| (s, names.get(&s).cloned().unwrap_or_else(|| format!("supplier {s}"))));
+        Ok(MigrationsView { runtime, rows, detail, parallel, parallel_supplier })
     }
 
     fn migration_detail(&self, m: &Migration, row: MigrationRow, now: DateTime<Utc>) -> MigrationDetail {
@@ -411,5 +425,85 @@ impl Service {
             other => return Err(format!("internal: {:?} is not a migration action", other.channel())),
         };
         Ok(ConsoleEvent::MigrationChanged { id: m.id, what })
+    }
+
+    /// Runs a parallel test on its own task: progress events, then the stored
+    /// report. Uses the routing runtime when this console routes, otherwise a
+    /// router of its own over the store with the keys from the keychain.
+    pub(super) fn start_parallel(self: &Arc<Self>, supplier: SupplierId, to: RouteTarget, ticket: Ticket, out: Outbox) {
+        let cancel = CancelHandle::new();
+        {
+            let mut running = lock(&self.parallel);
+            if running.is_some() {
+                let message = "a parallel test is already running; wait for it to finish or cancel it first".to_string();
+                out.send(ticket, ConsoleEvent::Failed { channel: Channel::Parallel, message });
+                return;
+            }
+            *running = Some(cancel.clone());
+        }
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let res = svc.parallel_test(supplier, to, &cancel, ticket, &out).await;
+            *lock(&svc.parallel) = None;
+            let ev = match res {
+                Ok(row) => ConsoleEvent::ParallelDone(Arc::new(row)),
+                Err(Ok((done, total))) => ConsoleEvent::ParallelCancelled { done, total },
+                Err(Err(message)) => ConsoleEvent::Failed { channel: Channel::Parallel, message },
+            };
+            out.send(ticket, ev);
+        });
+    }
+
+    /// `Err(Ok((done, total)))` when cancelled, `Err(Err(message))` when it failed.
+    async fn parallel_test(
+        &self,
+        supplier: SupplierId,
+        to: RouteTarget,
+        cancel: &CancelHandle,
+        ticket: Ticket,
+        out: &Outbox,
+    ) -> Result<ParallelRow, Result<(u32, u32), String>> {
+        let s = self.store.supplier(supplier).map_err(|e| Err(msg(e)))?;
+        if to == RouteTarget::Platform && s.ai_mode == AiMode::Platform {
+            return Err(Err(format!("{} is already on platform AI; choose one of its own accounts to test", s.name)));
+        }
+        let (router, offline) = match self.live().and_then(|l| l.services.router.clone()) {
+            Some(r) => (r, false),
+            None => {
+                let keys = self.keys().map_err(Err)?;
+                let r = crate::engine::runtime::offline_router(self.store.clone(), self.clock.clone(), &keys)
+                    .await
+                    .map_err(|e| Err(format!("cannot prepare the parallel test: {e}")))?;
+                (r, true)
+            }
+        };
+        let candidate = match to {
+            RouteTarget::Platform => crate::engine::parallel::platform_candidate(&router, supplier),
+            RouteTarget::Account(id) => Ok(id),
+        };
+        let res = match candidate {
+            Ok(candidate) => {
+                crate::engine::parallel::run_with(&router, supplier, candidate, &[], cancel, |p| {
+                    out.send(ticket, ConsoleEvent::ParallelProgress(p))
+                })
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        if offline {
+            // Its shadow usage is in the database before the report is shown.
+            router.ledger().flush().await;
+        }
+        match res {
+            Ok(report) => {
+                let candidate_target = match to {
+                    RouteTarget::Platform => RouteTarget::Platform,
+                    RouteTarget::Account(_) => RouteTarget::Account(report.candidate.account_id),
+                };
+                Ok(ParallelRow { supplier_name: s.name, report, candidate_target })
+            }
+            Err(ParallelError::Cancelled { done, total }) => Err(Ok((done, total))),
+            Err(e) => Err(Err(format!("the parallel test of {} failed: {e}", s.name))),
+        }
     }
 }

@@ -4,17 +4,19 @@
 //! rollback point — with pause, resume, roll back (with a reason) and abort;
 //! a start form that checks the plan first and warns when a phase would fall
 //! within 48 h of one of the supplier's weddings, with the suggested start;
-//! and the supplier's parallel test reports side by side.
+//! a parallel test run from that form ("try before you move": the same prompts
+//! to the current route and the candidate, with progress and a stop button);
+//! and the supplier's parallel test reports side by side, each with a link to
+//! plan the migration it suggests.
 
 use super::charts::{Unit, time_plot};
 use super::{Cx, Goto, cell, confirm, empty_state, error_box, fmt_money, header, loading, status_dot, text_field};
 use crate::domain::SupplierId;
 use crate::domain::migration::MigrationState;
 use crate::engine::console::{
-    Channel, ConsoleCommand, ConsoleEvent, MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, ParallelRow, PhaseCheck,
-    PlanView, RouteTarget,
+    Channel, ConsoleCommand, ConsoleEvent, MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, PhaseCheck, PlanView, RouteTarget,
 };
-use crate::engine::parallel::SideReport;
+use crate::engine::parallel::{ParallelProgress, SideReport};
 use crate::ui::theme;
 use crate::ui::toasts::Toasts;
 use egui::{Color32, RichText, Ui};
@@ -25,6 +27,17 @@ use std::sync::Arc;
 struct StartForm {
     supplier: String,
     field_error: Option<String>,
+    /// Bring the form into view on its next frame (opened from further down the page).
+    scroll_to: bool,
+}
+
+/// A parallel test on its way.
+struct ParallelRun {
+    supplier: SupplierId,
+    supplier_name: String,
+    target: String,
+    progress: Option<ParallelProgress>,
+    stopping: bool,
 }
 
 struct Rollback {
@@ -48,6 +61,10 @@ pub struct State {
     acting: bool,
     rollback: Option<Rollback>,
     abort: Option<(i64, String)>,
+    /// Whose parallel tests to show (the last tested supplier); `None`: the selected migration's.
+    parallel_supplier: Option<SupplierId>,
+    parallel_run: Option<ParallelRun>,
+    parallel_error: Option<String>,
 }
 
 impl State {
@@ -81,6 +98,43 @@ impl State {
             ConsoleEvent::Failed { channel: Channel::MigrationWrite, message } => {
                 self.acting = false;
                 toasts.error(message);
+                self.dirty = true;
+            }
+            ConsoleEvent::ParallelProgress(p) => {
+                if let Some(run) = self.parallel_run.as_mut().filter(|r| r.supplier == p.supplier) {
+                    run.progress = Some(p);
+                }
+            }
+            ConsoleEvent::ParallelDone(row) => {
+                self.parallel_run = None;
+                self.parallel_error = None;
+                let r = &row.report;
+                let saving = r.projected_monthly_saving.0;
+                let verdict = if r.basis_requests == 0 {
+                    "no usage in the last 30 days to project a monthly saving from".to_string()
+                } else if saving > 0 {
+                    format!("would save {} per month", fmt_money(saving))
+                } else if saving < 0 {
+                    format!("would cost {} more per month", fmt_money(-saving))
+                } else {
+                    "would cost the same per month".to_string()
+                };
+                toasts.info(format!(
+                    "Parallel test {} of {}: {} answered {} of {} prompts; {verdict}",
+                    r.id, row.supplier_name, r.candidate.label, r.candidate.successes, r.candidate.requests
+                ));
+                self.parallel_supplier = Some(r.supplier);
+                self.dirty = true;
+            }
+            ConsoleEvent::ParallelCancelled { done, total } => {
+                self.parallel_run = None;
+                toasts.info(format!("Parallel test stopped after {done} of {total} prompts; no report was stored"));
+                self.dirty = true;
+            }
+            ConsoleEvent::Failed { channel: Channel::Parallel, message } => {
+                self.parallel_run = None;
+                toasts.error(message.clone());
+                self.parallel_error = Some(message);
                 self.dirty = true;
             }
             ConsoleEvent::Failed { message, .. } => self.error = Some(message),
@@ -125,7 +179,7 @@ fn minutes(secs: i64) -> String {
 }
 
 pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
-    let q = MigrationQuery { selected: st.selected };
+    let q = MigrationQuery { selected: st.selected, parallel_supplier: st.parallel_supplier };
     if st.dirty || st.sent != Some(q) {
         st.dirty = false;
         st.sent = Some(q);
@@ -168,7 +222,7 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             empty_state(
                 ui,
                 "No migrations yet",
-                "Start one with Start a migration… (run a parallel test first with `switchboard parallel-test` to compare the two routes).",
+                "Start one with Start a migration…; its form can run a parallel test first, to compare the two routes before you move.",
             );
         } else {
             let list_w = 340.0_f32.min(ui.available_width() * 0.35);
@@ -189,10 +243,10 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             });
         }
         ui.add_space(theme::GAP_M);
-        parallel(ui, &v.parallel, v.detail.as_ref().map(|d| d.row.supplier_name.as_str()));
+        parallel(ui, &v, st, cx);
     });
     dialogs(ui, st, cx);
-    if st.busy() {
+    if st.busy() || st.parallel_run.is_some() {
         ui.ctx().request_repaint_after(std::time::Duration::from_millis(100));
     }
 }
@@ -213,6 +267,7 @@ fn list(ui: &mut Ui, rows: &[MigrationRow], chosen: Option<i64>, st: &mut State)
                     .on_hover_text(format!("{} to {}", r.from, r.to));
                 if resp.clicked() {
                     st.selected = Some(r.id);
+                    st.parallel_supplier = None;
                 }
                 ui.horizontal(|ui| {
                     ui.add_space(theme::GAP_S);
@@ -433,7 +488,10 @@ fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     let mut close = false;
     let mut check: Option<(SupplierId, Option<RouteTarget>)> = None;
     let mut start: Option<(SupplierId, RouteTarget)> = None;
-    theme::card(ui).show(ui, |ui| {
+    let mut test: Option<ParallelRun> = None;
+    let mut start_test: Option<(SupplierId, RouteTarget)> = None;
+    let mut stop = false;
+    let card = theme::card(ui).show(ui, |ui| {
         ui.set_width(ui.available_width());
         ui.label(RichText::new("Start a migration").strong());
         ui.label(
@@ -489,6 +547,40 @@ fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             let list: Vec<String> = plan.next_weddings.iter().map(|d| d.format("%a %d %b %Y").to_string()).collect();
             ui.label(RichText::new(format!("Weddings: {}", list.join(" · "))).small().color(p.muted));
         }
+        // Try before you move: allowed even when a wedding blocks the start.
+        match st.parallel_run.as_ref().filter(|r| r.supplier == plan.supplier) {
+            Some(run) => stop = parallel_progress(ui, run),
+            None => {
+                ui.horizontal(|ui| {
+                    let target = plan.to.and_then(|t| plan.targets.iter().find(|(x, _)| *x == t)).map(|(_, l)| l.clone());
+                    let on_it = plan.to == Some(RouteTarget::Platform) && plan.ai_mode == crate::domain::AiMode::Platform;
+                    let free = st.parallel_run.is_none();
+                    let resp = ui
+                        .add_enabled(plan.to.is_some() && !on_it && free, egui::Button::new("Run a parallel test"))
+                        .on_hover_text(
+                            "Sends the same prompts to the current route and to the chosen one at the same time; both answers are recorded as shadow usage, never billed to the quota",
+                        );
+                    if !free {
+                        resp.on_disabled_hover_text("Another parallel test is running; wait for it or stop it first");
+                    } else if resp.clicked()
+                        && let (Some(to), Some(target)) = (plan.to, target)
+                    {
+                        test = Some(ParallelRun {
+                            supplier: plan.supplier,
+                            supplier_name: plan.supplier_name.clone(),
+                            target: target.clone(),
+                            progress: None,
+                            stopping: false,
+                        });
+                        start_test = Some((plan.supplier, to));
+                    }
+                    ui.label(RichText::new("compare success, latency and cost before you move").small().color(p.muted));
+                });
+            }
+        }
+        if let Some(e) = &st.parallel_error {
+            ui.add(egui::Label::new(RichText::new(e).color(p.danger)).wrap());
+        }
         match &plan.plan {
             Err(e) => error_box(ui, e),
             Ok(s) => {
@@ -538,6 +630,22 @@ fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             }
         }
     });
+    if st.form.as_ref().is_some_and(|f| f.scroll_to) {
+        ui.scroll_to_rect(card.response.rect, Some(egui::Align::Min));
+        if let Some(f) = st.form.as_mut() {
+            f.scroll_to = false;
+        }
+    }
+    if stop {
+        stop_test(st, cx);
+    }
+    if let (Some(run), Some((supplier, to))) = (test, start_test) {
+        st.parallel_error = None;
+        st.parallel_supplier = Some(supplier);
+        st.parallel_run = Some(run);
+        st.dirty = true;
+        cx.send(ConsoleCommand::RunParallelTest { supplier, to });
+    }
     if close {
         st.form = None;
         st.plan = None;
@@ -570,12 +678,42 @@ fn side(ui: &mut Ui, title: &str, s: &SideReport) {
     });
 }
 
-fn parallel(ui: &mut Ui, reports: &[ParallelRow], supplier: Option<&str>) {
+/// A running parallel test: a progress bar and a stop button; true when stop was clicked.
+fn parallel_progress(ui: &mut Ui, run: &ParallelRun) -> bool {
     let p = *theme::palette(ui);
+    let mut stop = false;
+    ui.horizontal(|ui| {
+        let (done, total) = run.progress.map(|x| (x.done, x.total)).unwrap_or((0, 0));
+        let fraction = if total == 0 { 0.0 } else { done as f32 / total as f32 };
+        ui.add(egui::ProgressBar::new(fraction).desired_width(160.0).show_percentage().animate(true));
+        let text = if run.stopping {
+            "Stopping after the prompt under way…".to_string()
+        } else if total == 0 {
+            format!("Parallel test of {} against {}: starting…", run.supplier_name, run.target)
+        } else {
+            format!("Parallel test of {} against {}: {done} of {total} prompts answered by both routes", run.supplier_name, run.target)
+        };
+        ui.label(RichText::new(text).color(p.muted));
+        stop = ui.add_enabled(!run.stopping, egui::Button::new("Stop the test")).clicked();
+    });
+    stop
+}
+
+fn stop_test(st: &mut State, cx: &mut Cx<'_>) {
+    if let Some(run) = st.parallel_run.as_mut() {
+        run.stopping = true;
+        cx.send(ConsoleCommand::CancelParallelTest);
+    }
+}
+
+fn parallel(ui: &mut Ui, v: &MigrationsView, st: &mut State, cx: &mut Cx<'_>) {
+    let p = *theme::palette(ui);
+    let mut plan: Option<(SupplierId, RouteTarget)> = None;
+    let mut stop = false;
     theme::card(ui).show(ui, |ui| {
         ui.set_width(ui.available_width());
-        let title = match supplier {
-            Some(s) => format!("Parallel tests of {s}"),
+        let title = match &v.parallel_supplier {
+            Some((_, s)) => format!("Parallel tests of {s}"),
             None => "Parallel tests".to_string(),
         };
         ui.label(RichText::new(title).strong());
@@ -586,16 +724,21 @@ fn parallel(ui: &mut Ui, reports: &[ParallelRow], supplier: Option<&str>) {
             .small()
             .color(p.muted),
         );
-        if reports.is_empty() {
+        // The running test shows here unless the start form it came from shows it.
+        let in_form = st.form.is_some() && st.plan.as_ref().zip(st.parallel_run.as_ref()).is_some_and(|(pl, r)| pl.supplier == r.supplier);
+        if let Some(run) = st.parallel_run.as_ref().filter(|_| !in_form) {
+            stop = parallel_progress(ui, run);
+        }
+        if v.parallel.is_empty() {
             ui.label(
                 RichText::new(
-                    "No parallel test yet: run `switchboard parallel-test --supplier ID --account ID` to compare before you move.",
+                    "No parallel test yet. Open Start a migration…, check the supplier, choose where to move it and Run a parallel test (or use `switchboard parallel-test --supplier ID --account ID`).",
                 )
                 .color(p.muted),
             );
             return;
         }
-        for r in reports {
+        for r in &v.parallel {
             let rep = &r.report;
             ui.add_space(theme::GAP_S);
             ui.separator();
@@ -620,9 +763,26 @@ fn parallel(ui: &mut Ui, reports: &[ParallelRow], supplier: Option<&str>) {
                 if let Some(rec) = &rep.recommendation {
                     ui.add(egui::Label::new(RichText::new(rec).small()).wrap());
                 }
+                if ui
+                    .add_enabled(!st.busy(), egui::Button::new(format!("Plan a migration to {}…", rep.candidate.label)))
+                    .on_hover_text("Opens the start form with this supplier and route, checked against its weddings")
+                    .clicked()
+                {
+                    plan = Some((rep.supplier, r.candidate_target));
+                }
             });
         }
     });
+    if stop {
+        stop_test(st, cx);
+    }
+    if let Some((supplier, to)) = plan {
+        st.form = Some(StartForm { supplier: supplier.0.to_string(), field_error: None, scroll_to: true });
+        st.plan = None;
+        st.plan_error = None;
+        st.planning = true;
+        cx.send(ConsoleCommand::PlanMigration { supplier, to: Some(to) });
+    }
 }
 
 /// The dialogs: roll back (with a reason) and abort.
