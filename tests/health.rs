@@ -351,6 +351,7 @@ async fn migration_rollback_and_quota_alerts_and_manual_ack() {
     };
     assert_eq!(alert.kind, AlertKind::MigrationRolledBack);
     assert_eq!(alert.severity, Severity::Critical, "wedding day: one level higher");
+    assert!(alert.message.starts_with(&format!("migration 7 of Quota Studio (supplier {})", s.0)), "{}", alert.message);
     m.alerts()
         .on_router_event(&switchboard::engine::router::RouterEvent::QuotaWarning { supplier: s, used: 180_000, quota: 200_000 }, false)
         .unwrap();
@@ -360,12 +361,27 @@ async fn migration_rollback_and_quota_alerts_and_manual_ack() {
     let q = e.alerts_for(&keys::quota(s, 90, "2026-06"));
     assert_eq!(q.len(), 1, "one quota alert per month");
     assert_eq!(q[0].severity, Severity::Warning);
+    assert!(q[0].message.starts_with("Quota Studio (supplier "), "an alert names its supplier: {}", q[0].message);
+    let platform = e.store.list_accounts(Some(switchboard::domain::AccountOwner::Platform)).unwrap()[0].clone();
+    m.alerts()
+        .on_router_event(&switchboard::engine::router::RouterEvent::FailoverStarted { supplier: s, account: platform.id }, false)
+        .unwrap();
+    let f = e.alerts_for(&keys::failover(s));
+    assert_eq!(f.len(), 1);
+    assert!(
+        f[0].message.contains(&format!(
+            "Quota Studio (supplier {})'s requests are failing over to {} (account {})",
+            s.0, platform.label, platform.id.0
+        )),
+        "{}",
+        f[0].message
+    );
     let acked = m.alerts().acknowledge(q[0].id).unwrap();
     assert!(acked.acknowledged_at.is_some());
     assert!(m.alerts().acknowledge(999_999).is_err(), "unknown alert id is a clear error");
     let resolved = m.alerts().resolve(alert.id).unwrap();
     assert!(!resolved.is_open());
-    assert_eq!(e.store.list_alerts(true, 100).unwrap().len(), 1);
+    assert_eq!(e.store.list_alerts(true, 100).unwrap().len(), 2, "the quota warning and the failover stay open");
 }
 
 #[tokio::test]

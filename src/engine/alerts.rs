@@ -277,6 +277,22 @@ impl AlertService {
         self.store.list_alerts(open_only, 1_000)
     }
 
+    /// "Name (supplier N)", or "supplier N" when it is not in the store (any more).
+    fn supplier_name(&self, id: SupplierId) -> String {
+        match self.store.supplier(id) {
+            Ok(s) => format!("{} (supplier {})", s.name, id.0),
+            Err(_) => format!("supplier {}", id.0),
+        }
+    }
+
+    /// "Label (account N)", or "account N" when it is not in the store (any more).
+    fn account_name(&self, id: crate::domain::AccountId) -> String {
+        match self.store.account(id) {
+            Ok(a) => format!("{} (account {})", a.label, id.0),
+            Err(_) => format!("account {}", id.0),
+        }
+    }
+
     /// For the migration engine: a migration was rolled back.
     pub fn migration_rolled_back(&self, supplier: SupplierId, migration_id: i64, reason: &str, wedding_day: bool) -> StoreResult<Raised> {
         self.raise(
@@ -284,7 +300,7 @@ impl AlertService {
             keys::migration_rolled_back(migration_id),
             Some(supplier),
             None,
-            format!("migration {migration_id} of supplier {} was rolled back: {reason}", supplier.0),
+            format!("migration {migration_id} of {} was rolled back: {reason}", self.supplier_name(supplier)),
             wedding_day,
         )
     }
@@ -300,8 +316,8 @@ impl AlertService {
                     Some(*supplier),
                     None,
                     format!(
-                        "supplier {} used {used} of {quota} platform tokens this month (90 % or more); consider moving it to client AI",
-                        supplier.0
+                        "{} used {used} of {quota} platform tokens this month (90 % or more); consider moving it to client AI",
+                        self.supplier_name(*supplier)
                     ),
                     wedding_day,
                 )?;
@@ -312,7 +328,7 @@ impl AlertService {
                     keys::quota(*supplier, 100, &month),
                     Some(*supplier),
                     None,
-                    format!("supplier {} reached its monthly platform quota ({used} of {quota} tokens)", supplier.0),
+                    format!("{} reached its monthly platform quota ({used} of {quota} tokens)", self.supplier_name(*supplier)),
                     wedding_day || *w,
                 )?;
             }
@@ -322,7 +338,7 @@ impl AlertService {
                     keys::failover(*supplier),
                     Some(*supplier),
                     Some(*account),
-                    format!("supplier {}'s requests are failing over to account {}", supplier.0, account.0),
+                    format!("{}'s requests are failing over to {}", self.supplier_name(*supplier), self.account_name(*account)),
                     wedding_day,
                 )?;
             }
@@ -333,7 +349,7 @@ impl AlertService {
                     keys::failover_ended(*supplier),
                     Some(*supplier),
                     None,
-                    format!("supplier {}'s requests are back on their normal route", supplier.0),
+                    format!("{}'s requests are back on their normal route", self.supplier_name(*supplier)),
                     false,
                 )?;
             }
