@@ -1046,6 +1046,63 @@ fn without_a_runtime_a_parallel_test_uses_the_keychain_shows_progress_and_stops_
 }
 
 #[test]
+fn recommendations_are_listed_plan_their_migration_and_can_be_dismissed() {
+    let f = fixture();
+    let now = Utc::now();
+    let bloom = add_supplier(&f.store, "Bloom Florals", Tier::Starter, VendorType::Florist, &[]);
+    let harbour = add_supplier(&f.store, "Harbour Venue", Tier::Scale, VendorType::Venue, &[]);
+    let n = NewAccount {
+        owner: AccountOwner::Supplier(bloom),
+        provider: ProviderKind::OpenAi,
+        label: "Bloom OpenAI".into(),
+        base_url: "http://127.0.0.1:9".into(),
+        azure: None,
+        default_model: "gpt-4o-mini".into(),
+    };
+    let own = f.store.insert_account(&n, now).unwrap().id;
+    f.store.set_account_key(own, Some("test-entry"), Some("sk-…0001")).unwrap();
+    f.store.set_account_validation(own, ValidationStatus::Valid, "ok", now).unwrap();
+    let quota_msg = "Bloom Florals has used 91 % of this month's platform quota (182000 of 200000 tokens). Consider client AI: run a parallel test, then migrate.";
+    assert!(f.store.recommend(bloom, "move_to_client_ai", quota_msg, now).unwrap());
+    assert!(f.store.recommend(harbour, "parallel_test", "Parallel test 3: Harbour OpenAI looks cheaper", now).unwrap());
+    let mut h = harness_at(&f, None, Arc::new(SystemClock), View::Migrations);
+    wait_until(&mut h, "the recommendations", |h| shows(h, "Recommendations (2 open)"));
+    assert!(shows(&h, quota_msg) && shows(&h, "quota 90 %"));
+    assert!(shows(&h, "Parallel test 3: Harbour OpenAI looks cheaper") && shows(&h, "parallel test"));
+
+    // Newest first: Harbour's, then Bloom's. Plan Bloom's migration from its recommendation.
+    let plan_buttons = |h: &Harness<'static, ConsoleApp>| {
+        h.get_all_by(|n| n.role() == egui::accesskit::Role::Button && n.label().as_deref() == Some("Plan migration…")).count()
+    };
+    assert_eq!(plan_buttons(&h), 2);
+    h.get_all_by(|n| n.role() == egui::accesskit::Role::Button && n.label().as_deref() == Some("Plan migration…")).nth(1).unwrap().click();
+    wait_until(&mut h, "the plan", |h| shows(h, "platform AI to Bloom OpenAI (account"));
+    assert!(shows(&h, "Bloom Florals"));
+    assert!(f.store.list_migrations(None).unwrap().is_empty(), "planning writes nothing");
+
+    // Dismiss Harbour's: gone from the list and from the store, and audited.
+    h.get_all_by(|n| n.role() == egui::accesskit::Role::Button && n.label().as_deref() == Some("Dismiss")).next().unwrap().click();
+    wait_until(&mut h, "the dismissal", |h| shows(h, "Dismissed the recommendation for Harbour Venue"));
+    wait_until(&mut h, "the shorter list", |h| shows(h, "Recommendations (1 open)"));
+    assert!(!shows(&h, "Parallel test 3: Harbour OpenAI looks cheaper"));
+    let open = f.store.open_recommendations().unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].supplier_id, bloom);
+    let audit = f.store.audit_entries(&AuditFilter { action_prefix: Some("recommendation.".into()), ..Default::default() }).unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!((audit[0].action.as_str(), audit[0].supplier_id), ("recommendation.dismiss", Some(harbour)));
+    assert!(audit[0].detail.contains("looks cheaper"));
+
+    // Once its migration runs, Bloom's recommendation offers no second one.
+    button(&h, "Start migration").click();
+    wait_until(&mut h, "the started migration", |h| shows(h, "Migration 1 started"));
+    wait_until(&mut h, "the disabled plan button", |h| {
+        h.query_by(|n| n.role() == egui::accesskit::Role::Button && n.label().as_deref() == Some("Plan migration…") && n.is_disabled())
+            .is_some()
+    });
+}
+
+#[test]
 fn without_a_runtime_migration_actions_are_written_to_the_store_like_the_cli() {
     let f = fixture();
     let venue =

@@ -1007,3 +1007,30 @@ fn sb(db: &std::path::Path) -> std::process::Command {
     c.env_remove("SWITCHBOARD_DB").arg("--db").arg(db);
     c
 }
+
+#[test]
+fn recommendations_are_listed_and_dismissed_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let store = Store::open(&db).unwrap();
+    let s = store
+        .insert_supplier(&NewSupplier::new("Meadow Florals", VendorType::Florist, Tier::Starter, AiMode::Platform), Utc::now())
+        .unwrap();
+    store.recommend(s.id, "move_to_client_ai", "Meadow Florals has used 92 % of this month's platform quota", Utc::now()).unwrap();
+    let run = |args: &[&str]| sb(&db).args(args).output().unwrap();
+    let out = run(&["recommendations"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("move_to_client_ai") && text.contains("92 %"), "{text}");
+    let out = run(&["recommendations", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = list[0]["id"].as_i64().unwrap();
+    assert_eq!(list[0]["supplier_id"].as_i64(), Some(s.id.0));
+    let out = run(&["recommendations", "dismiss", &id.to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(store.open_recommendations().unwrap().is_empty());
+    let out = run(&["recommendations", "dismiss", &id.to_string()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("there is no open recommendation {id}")));
+    let audit = store.audit_entries(&switchboard::store::AuditFilter::default()).unwrap();
+    assert!(audit.iter().any(|a| a.action == "recommendation.dismiss" && a.supplier_id == Some(s.id)));
+}

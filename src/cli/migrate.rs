@@ -60,6 +60,57 @@ pub struct StartArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RecommendationsArgs {
+    #[command(subcommand)]
+    cmd: Option<RecommendationsCommand>,
+    /// Print JSON instead of a list.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecommendationsCommand {
+    /// Dismiss an open recommendation (audited).
+    Dismiss { id: i64 },
+}
+
+pub fn run_recommendations(store: Store, args: RecommendationsArgs) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    match args.cmd {
+        Some(RecommendationsCommand::Dismiss { id }) => {
+            let r = store
+                .dismiss_recommendation(id, now)?
+                .ok_or_else(|| anyhow::anyhow!("there is no open recommendation {id}; list them with `switchboard recommendations`"))?;
+            store.audit(now, &crate::store::audit_actor(), "recommendation.dismiss", Some(r.supplier_id), None, "ok", &r.message)?;
+            println!("Recommendation {id} dismissed: {}", r.message);
+        }
+        None => {
+            let recs = store.open_recommendations()?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&recs)?);
+            } else if recs.is_empty() {
+                println!("No open recommendations.");
+            } else {
+                for r in &recs {
+                    println!(
+                        "{:>4}  {}  supplier {:<5} {:<22} {}",
+                        r.id,
+                        r.created_at.format("%Y-%m-%d %H:%M"),
+                        r.supplier_id,
+                        r.kind,
+                        r.message
+                    );
+                }
+                println!(
+                    "Plan a migration with `switchboard migrate plan --supplier ID --to ...`; dismiss with `switchboard recommendations dismiss ID`."
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
 pub struct ParallelArgs {
     #[arg(long)]
     supplier: i64,

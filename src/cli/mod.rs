@@ -78,6 +78,8 @@ pub enum Command {
     Migrate(migrate::MigrateCommand),
     /// Send the same prompts to a supplier's current route and a candidate account, side by side.
     ParallelTest(migrate::ParallelArgs),
+    /// List open recommendations (quota 90 %, parallel tests, rollbacks), or dismiss one.
+    Recommendations(migrate::RecommendationsArgs),
     /// Export usage as CSV for spreadsheets.
     #[command(subcommand)]
     Export(export::ExportCommand),
@@ -129,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Alerts(args)) => health::run_alerts(open_store(cli.db)?, args),
         Some(Command::Migrate(cmd)) => migrate::run(open_store(cli.db)?, cmd),
         Some(Command::ParallelTest(args)) => migrate::run_parallel(open_store(cli.db)?, args),
+        Some(Command::Recommendations(args)) => migrate::run_recommendations(open_store(cli.db)?, args),
         Some(Command::Export(cmd)) => export::run(&open_store(cli.db)?, cmd),
         Some(Command::Report(args)) => report::run(open_store(cli.db)?, args),
         None => demo::run_console(demo::ConsoleArgs {

@@ -55,6 +55,7 @@ use futures::future::BoxFuture;
 pub use health_view::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
 pub use migrations_view::{
     MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, ParallelRow, PhaseCheck, PhaseView, PlanSummary, PlanView,
+    RecommendationRow,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -288,6 +289,8 @@ pub enum ConsoleCommand {
     },
     /// Stops the running parallel test after the prompt under way.
     CancelParallelTest,
+    /// Dismisses an open recommendation (audited).
+    DismissRecommendation(i64),
 }
 
 /// Which view with live data is on screen.
@@ -332,7 +335,8 @@ impl ConsoleCommand {
             | ConsoleCommand::PauseMigration(_)
             | ConsoleCommand::ResumeMigration(_)
             | ConsoleCommand::RollbackMigration { .. }
-            | ConsoleCommand::AbortMigration(_) => Channel::MigrationWrite,
+            | ConsoleCommand::AbortMigration(_)
+            | ConsoleCommand::DismissRecommendation(_) => Channel::MigrationWrite,
             ConsoleCommand::RunParallelTest { .. } | ConsoleCommand::CancelParallelTest => Channel::Parallel,
         }
     }
@@ -421,6 +425,11 @@ pub enum ConsoleEvent {
     MigrationPlanned(Arc<PlanView>),
     /// A migration was started, paused, resumed, rolled back or aborted; `what` is a sentence.
     MigrationChanged {
+        id: i64,
+        what: String,
+    },
+    /// A recommendation was dismissed; `what` is a sentence.
+    RecommendationDismissed {
         id: i64,
         what: String,
     },
@@ -1291,7 +1300,8 @@ impl Service {
             | ConsoleCommand::PauseMigration(_)
             | ConsoleCommand::ResumeMigration(_)
             | ConsoleCommand::RollbackMigration { .. }
-            | ConsoleCommand::AbortMigration(_)) => self.migration_action(cmd)?,
+            | ConsoleCommand::AbortMigration(_)
+            | ConsoleCommand::DismissRecommendation(_)) => self.migration_action(cmd)?,
             ConsoleCommand::GenerateDemo(_)
             | ConsoleCommand::Watch(_)
             | ConsoleCommand::LoadKeys

@@ -422,8 +422,9 @@ impl MigrationService {
     /// reaches its quota warning.
     pub fn on_router_event(&self, ev: &RouterEvent) {
         if let RouterEvent::QuotaWarning { supplier, used, quota } = ev {
+            let name = self.store.supplier(*supplier).map(|s| s.name).unwrap_or_else(|_| format!("Supplier {supplier}"));
             let msg = format!(
-                "Supplier {supplier} has used {} % of this month's platform quota ({used} of {quota} tokens). Consider client AI: run a parallel test, then migrate.",
+                "{name} has used {} % of this month's platform quota ({used} of {quota} tokens). Consider client AI: run a parallel test, then migrate.",
                 used * 100 / (*quota).max(1)
             );
             if let Err(e) = self.store.recommend(*supplier, "move_to_client_ai", &msg, self.clock.now()) {

@@ -230,8 +230,10 @@ pub async fn run_with(
         recommendation,
     };
     report.id = store.insert_parallel_test(supplier, candidate.0, now, &serde_json::to_string(&report).unwrap_or_default())?;
+    // The latest test speaks for the supplier: an older test's recommendation goes.
+    let _ = store.dismiss_recommendations(supplier, "parallel_test", now);
     if let Some(r) = &report.recommendation {
-        let _ = store.recommend(supplier, "parallel_test", r, now);
+        let _ = store.recommend(supplier, "parallel_test", &format!("Parallel test {}: {r}", report.id), now);
     }
     let _ = store.audit(
         now,

@@ -229,6 +229,29 @@ impl Store {
         })
     }
 
+    /// Dismisses one open recommendation; `None` when no open one has that id.
+    pub fn dismiss_recommendation(&self, id: i64, now: DateTime<Utc>) -> StoreResult<Option<Recommendation>> {
+        self.with_conn(|c| {
+            let rec = c
+                .query_row(
+                    "UPDATE recommendations SET dismissed_at = ?2 WHERE id = ?1 AND dismissed_at IS NULL
+                     RETURNING id, supplier_id, kind, message, created_at",
+                    params![id, ts(now)],
+                    |r| {
+                        Ok(Recommendation {
+                            id: r.get(0)?,
+                            supplier_id: SupplierId(r.get(1)?),
+                            kind: r.get(2)?,
+                            message: r.get(3)?,
+                            created_at: parse_ts(&r.get::<_, String>(4)?),
+                        })
+                    },
+                )
+                .optional()?;
+            Ok(rec)
+        })
+    }
+
     pub fn dismiss_recommendations(&self, supplier: SupplierId, kind: &str, now: DateTime<Utc>) -> StoreResult<()> {
         self.with_conn(|c| {
             c.execute(

@@ -220,6 +220,7 @@ impl ConsoleApp {
             ev @ (ConsoleEvent::Migrations(_)
             | ConsoleEvent::MigrationPlanned(_)
             | ConsoleEvent::MigrationChanged { .. }
+            | ConsoleEvent::RecommendationDismissed { .. }
             | ConsoleEvent::ParallelProgress(_)
             | ConsoleEvent::ParallelDone(_)
             | ConsoleEvent::ParallelCancelled { .. }
@@ -230,6 +231,9 @@ impl ConsoleApp {
                 if matches!(ev, ConsoleEvent::MigrationChanged { .. }) {
                     self.audit.dirty = true;
                     self.health.dirty = true;
+                }
+                if matches!(ev, ConsoleEvent::RecommendationDismissed { .. }) {
+                    self.audit.dirty = true;
                 }
                 if matches!(ev, ConsoleEvent::ParallelDone(_) | ConsoleEvent::ParallelCancelled { .. }) {
                     // Audited, recorded as shadow usage, and maybe a recommendation.

@@ -116,6 +116,32 @@ pub struct ParallelRow {
     pub candidate_target: RouteTarget,
 }
 
+/// An open recommendation ("move to client AI", a parallel test's verdict, a
+/// rolled-back migration), with what the view needs to act on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecommendationRow {
+    pub id: i64,
+    pub supplier: SupplierId,
+    pub supplier_name: String,
+    pub kind: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+    /// The supplier's migration in progress, if any (another cannot start).
+    pub migrating: Option<i64>,
+}
+
+impl RecommendationRow {
+    /// A short name for the kind.
+    pub fn kind_label(&self) -> &str {
+        match self.kind.as_str() {
+            "move_to_client_ai" => "quota 90 %",
+            "parallel_test" => "parallel test",
+            "migration_rolled_back" => "rolled back",
+            other => other,
+        }
+    }
+}
+
 /// Everything the Migrations view shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MigrationsView {
@@ -129,6 +155,8 @@ pub struct MigrationsView {
     pub parallel: Vec<ParallelRow>,
     /// The supplier whose parallel tests these are (`None`: anyone's latest).
     pub parallel_supplier: Option<(SupplierId, String)>,
+    /// Open recommendations, newest first (at most 50).
+    pub recommendations: Vec<RecommendationRow>,
 }
 
 /// A checked migration, before it starts.
@@ -164,6 +192,7 @@ pub struct PlanView {
 
 const LIST_LIMIT: usize = 200;
 const PARALLEL_SHOWN: usize = 4;
+const RECOMMENDATIONS_SHOWN: usize = 50;
 
 fn ts(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
@@ -249,7 +278,24 @@ impl Service {
         }
         let runtime = self.live().is_some_and(|l| l.services.migrations.is_some());
         let parallel_supplier = parallel_supplier.map(|s| (s, names.get(&s).cloned().unwrap_or_else(|| format!("supplier {s}"))));
-        Ok(MigrationsView { runtime, rows, detail, parallel, parallel_supplier })
+        let migrating: HashMap<SupplierId, i64> = all.iter().filter(|m| m.state.is_active()).map(|m| (m.supplier, m.id)).collect();
+        let recommendations = self
+            .store
+            .open_recommendations()
+            .map_err(msg)?
+            .into_iter()
+            .take(RECOMMENDATIONS_SHOWN)
+            .map(|r| RecommendationRow {
+                id: r.id,
+                supplier: r.supplier_id,
+                supplier_name: names.get(&r.supplier_id).cloned().unwrap_or_else(|| format!("supplier {}", r.supplier_id)),
+                kind: r.kind,
+                message: r.message,
+                created_at: r.created_at,
+                migrating: migrating.get(&r.supplier_id).copied(),
+            })
+            .collect();
+        Ok(MigrationsView { runtime, rows, detail, parallel, parallel_supplier, recommendations })
     }
 
     fn migration_detail(&self, m: &Migration, row: MigrationRow, now: DateTime<Utc>) -> MigrationDetail {
@@ -421,6 +467,19 @@ impl Service {
                     Self::route_label(&labels, m.from)
                 );
                 (m, what)
+            }
+            ConsoleCommand::DismissRecommendation(id) => {
+                let now = self.clock.now();
+                let r = self
+                    .store
+                    .dismiss_recommendation(id, now)
+                    .map_err(msg)?
+                    .ok_or_else(|| format!("recommendation {id} is not open any more; the list is refreshed"))?;
+                let name = self.supplier_name(r.supplier_id)?;
+                self.store
+                    .audit(now, &super::audit_actor(), "recommendation.dismiss", Some(r.supplier_id), None, "ok", &r.message)
+                    .map_err(msg)?;
+                return Ok(ConsoleEvent::RecommendationDismissed { id, what: format!("Dismissed the recommendation for {name}") });
             }
             other => return Err(format!("internal: {:?} is not a migration action", other.channel())),
         };

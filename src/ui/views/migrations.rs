@@ -14,7 +14,8 @@ use super::{Cx, Goto, cell, confirm, empty_state, error_box, fmt_money, header, 
 use crate::domain::SupplierId;
 use crate::domain::migration::MigrationState;
 use crate::engine::console::{
-    Channel, ConsoleCommand, ConsoleEvent, MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, PhaseCheck, PlanView, RouteTarget,
+    Channel, ConsoleCommand, ConsoleEvent, MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, PhaseCheck, PlanView,
+    RecommendationRow, RouteTarget,
 };
 use crate::engine::parallel::{ParallelProgress, SideReport};
 use crate::ui::theme;
@@ -77,6 +78,8 @@ impl State {
             ConsoleEvent::MigrationPlanned(p) => {
                 self.planning = false;
                 self.plan_error = None;
+                // The parallel tests shown are those of the supplier being planned.
+                self.parallel_supplier = Some(p.supplier);
                 self.plan = Some(p);
             }
             ConsoleEvent::Failed { channel: Channel::MigrationPlan, message } => {
@@ -98,6 +101,11 @@ impl State {
             ConsoleEvent::Failed { channel: Channel::MigrationWrite, message } => {
                 self.acting = false;
                 toasts.error(message);
+                self.dirty = true;
+            }
+            ConsoleEvent::RecommendationDismissed { what, .. } => {
+                self.acting = false;
+                toasts.info(what);
                 self.dirty = true;
             }
             ConsoleEvent::ParallelProgress(p) => {
@@ -216,6 +224,10 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     egui::ScrollArea::vertical().id_salt("migrations_page").auto_shrink(false).show(ui, |ui| {
         if st.form.is_some() {
             start_form(ui, st, cx);
+            ui.add_space(theme::GAP_M);
+        }
+        if !v.recommendations.is_empty() {
+            recommendations(ui, &v.recommendations, st, cx);
             ui.add_space(theme::GAP_M);
         }
         if v.rows.is_empty() {
@@ -676,6 +688,60 @@ fn side(ui: &mut Ui, title: &str, s: &SideReport) {
             ui.add(egui::Label::new(RichText::new(e).small().color(p.danger)).truncate()).on_hover_text(s.errors.join("\n"));
         }
     });
+}
+
+/// Open recommendations, each with "Plan migration…" (the start form, checked
+/// with the supplier's usual target) and "Dismiss".
+fn recommendations(ui: &mut Ui, recs: &[RecommendationRow], st: &mut State, cx: &mut Cx<'_>) {
+    let p = *theme::palette(ui);
+    let mut plan: Option<SupplierId> = None;
+    let mut dismiss: Option<i64> = None;
+    theme::card(ui).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(format!("Recommendations ({} open)", recs.len())).strong());
+            ui.label(RichText::new("raised at 90 % of a platform quota, by parallel tests and by rollbacks").small().color(p.muted));
+        });
+        egui::ScrollArea::vertical().id_salt("recommendations").max_height(220.0).auto_shrink([false, true]).show(ui, |ui| {
+            for r in recs {
+                ui.add_space(theme::GAP_XS);
+                ui.horizontal(|ui| {
+                    status_dot(ui, p.warn);
+                    if ui.link(RichText::new(&r.supplier_name).strong()).on_hover_text("Open the supplier").clicked() {
+                        cx.goto = Some(Goto::Supplier(r.supplier));
+                    }
+                    ui.label(RichText::new(r.kind_label()).small().color(p.warn));
+                    ui.label(RichText::new(r.created_at.format("%d %b %H:%M").to_string()).small().color(p.muted));
+                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                        if ui.add_enabled(!st.acting, egui::Button::new("Dismiss")).clicked() {
+                            dismiss = Some(r.id);
+                        }
+                        let free = r.migrating.is_none() && !st.busy();
+                        let resp = ui.add_enabled(free, egui::Button::new("Plan migration…"));
+                        let resp = match r.migrating {
+                            Some(m) => resp.on_disabled_hover_text(format!("Migration {m} of {} is in progress", r.supplier_name)),
+                            None => resp.on_hover_text("Opens the start form for this supplier, checked against its weddings"),
+                        };
+                        if resp.clicked() {
+                            plan = Some(r.supplier);
+                        }
+                    });
+                });
+                ui.add(egui::Label::new(RichText::new(&r.message).color(p.muted)).wrap());
+            }
+        });
+    });
+    if let Some(id) = dismiss {
+        st.acting = true;
+        cx.send(ConsoleCommand::DismissRecommendation(id));
+    }
+    if let Some(supplier) = plan {
+        st.form = Some(StartForm { supplier: supplier.0.to_string(), field_error: None, scroll_to: true });
+        st.plan = None;
+        st.plan_error = None;
+        st.planning = true;
+        cx.send(ConsoleCommand::PlanMigration { supplier, to: None });
+    }
 }
 
 /// A running parallel test: a progress bar and a stop button; true when stop was clicked.
