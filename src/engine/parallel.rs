@@ -209,7 +209,13 @@ pub async fn run_with(
                 (true, false) => "cheaper",
                 _ => "faster",
             },
-            if cheaper { format!("saving {saving}") } else { format!("extra cost {}", -saving) },
+            if cheaper {
+                format!("saving {saving}")
+            } else if saving.0 < 0 {
+                format!("extra cost {}", -saving)
+            } else {
+                "the same cost".to_string()
+            },
             if faster { format!(", p95 {} ms vs {} ms", candidate_side.p95_ms, current_side.p95_ms) } else { String::new() },
             suggested_start.format("%Y-%m-%d %H:%M UTC")
         )
