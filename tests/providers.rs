@@ -369,12 +369,12 @@ async fn auth_bad_model_and_connect_errors() {
         let (status, msg) = p.validate_key(&target(&s, kind)).await;
         assert_eq!(status, ValidationStatus::Valid, "{kind}: {msg}");
 
-        // An unknown model is a bad request (404), not retried. An unknown
+        // An unknown model is a bad request (404, OpenAI's code `model_not_found`), not retried. An unknown
         // Azure deployment is the account's misconfiguration: a server error
         // that counts against its health (so the router fails over), not retried.
         let bad = if kind == ProviderKind::AzureOpenAi { target_dep(&s, kind, "nope") } else { target(&s, kind) };
         let e = p.chat(&bad, &ChatRequest::simple("no-such-model", PROMPT)).await.unwrap_err();
-        let expected = if kind == ProviderKind::AzureOpenAi { ("server_error", 502, true) } else { ("bad_request", 404, false) };
+        let expected = if kind == ProviderKind::AzureOpenAi { ("server_error", 502, true) } else { ("model_not_found", 404, false) };
         assert_eq!((e.class(), e.status_code(), e.counts_against_health()), expected, "{kind}: {e}");
         assert!(!e.is_retryable(), "{kind}: {e}");
         if kind == ProviderKind::AzureOpenAi {

@@ -106,6 +106,8 @@ impl ProviderError {
             Self::Timeout { .. } => "timeout",
             Self::Connect { .. } => "connect",
             Self::BadRequest { context_length: true, .. } => "context_length",
+            // OpenAI's code for it; Anthropic's `not_found_error` means the same on its messages endpoint.
+            Self::BadRequest { status: 404, .. } => "model_not_found",
             Self::BadRequest { .. } => "bad_request",
             Self::ContentFiltered { .. } => "content_filtered",
             Self::InvalidResponse { .. } => "invalid_response",
