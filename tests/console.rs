@@ -960,6 +960,67 @@ fn starts_a_migration_with_a_wedding_warning_and_rolls_it_back() {
     assert!(!shows(&h, "Roll back…"), "a finished migration offers no more actions");
 }
 
+#[test]
+fn a_live_traffic_mirror_is_started_watched_and_stopped_from_the_console() {
+    let now = Utc::now();
+    let f = fixture();
+    let r = routed(&f, now);
+    let studio = add_supplier(&f.store, "Silver Birch Studio", Tier::Professional, VendorType::Photographer, &[]);
+    r.account(&f, AccountOwner::Platform, "WedSync OpenAI", DEMO_OPENAI_KEY);
+    let own = r.account(&f, AccountOwner::Supplier(studio), "Birch OpenAI", DEMO_CLIENT_OPENAI_KEY);
+    f.store.set_account_key(own, Some("test-entry"), Some("sk-…0001")).unwrap();
+    f.store.set_account_validation(own, ValidationStatus::Valid, "ok", now).unwrap();
+    let token = switchboard::engine::tokens::issue(&f.store, studio, now, "test").unwrap().token.expose().to_string();
+    r.router.reload().unwrap();
+    let svc = MigrationService::new(f.store.clone(), r.router.clone(), Arc::new(r.clock.clone())).unwrap();
+    let mut h = harness_at(&f, Some(r.live(&f, None, Some(svc))), Arc::new(r.clock.clone()), View::Migrations);
+    wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
+    h.get_by_label("Start a migration…").click();
+    h.step();
+    type_into(&mut h, "Supplier ID", &studio.0.to_string());
+    button(&h, "Check").click();
+    wait_until(&mut h, "the checked plan", |h| shows(h, "Birch OpenAI (account"));
+    button(&h, "Mirror live traffic").click();
+    wait_until(&mut h, "the started mirror", |h| {
+        shows(h, "Mirror 1 started: 25 % of Silver Birch Studio's live requests go to Birch OpenAI (account")
+    });
+    wait_until(&mut h, "its progress", |h| shows(h, "Mirror 1: 25 % of Silver Birch Studio's live requests also go to Birch OpenAI"));
+    assert!(shows(&h, "0 of 50"));
+
+    // Live traffic: every answer from platform AI; about a quarter is copied.
+    r.router.reload().unwrap();
+    for i in 0..40 {
+        let req = switchboard::providers::ChatRequest::simple("gpt-4o-mini", &format!("Caption for photo {i}"));
+        let a = f._rt.block_on(r.router.chat(Some(&token), None, None, req)).unwrap();
+        assert_ne!(a.account, own, "the mirror never answers the caller");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let copies = loop {
+        f._rt.block_on(r.router.ledger().flush());
+        let n = shadow_rows(&f.store);
+        std::thread::sleep(Duration::from_millis(200));
+        f._rt.block_on(r.router.ledger().flush());
+        if n > 0 && shadow_rows(&f.store) == n {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "no copies recorded");
+    };
+    assert!(copies < 40, "a sample, not every request: {copies}");
+
+    button(&h, "Stop and report").click();
+    wait_until(&mut h, "the report", |h| shows(h, &format!("Mirror 1 stopped: parallel test 1 compares {copies} live requests")));
+    wait_until(&mut h, "the report side by side", |h| shows(h, "Test 1 · Silver Birch Studio"));
+    assert!(shows(&h, "Mirror 1 to Birch OpenAI (account") && shows(&h, "done: test 1 below"));
+    assert!(shows(&h, &format!("100 % success ({copies} of {copies})")));
+    let m = f.store.mirror(1).unwrap().unwrap();
+    assert_eq!((m.state.as_str(), m.report_id), ("done", Some(1)));
+    // Stopped: later traffic is not copied.
+    let req = switchboard::providers::ChatRequest::simple("gpt-4o-mini", "one more caption");
+    f._rt.block_on(r.router.chat(Some(&token), None, None, req)).unwrap();
+    f._rt.block_on(r.router.ledger().flush());
+    assert_eq!(shadow_rows(&f.store), copies);
+}
+
 fn shadow_rows(store: &Store) -> i64 {
     let shadow = switchboard::domain::Route::Shadow.code();
     store.with_conn(|c| c.query_row("SELECT count(*) FROM usage_events WHERE route = ?1", [shadow], |r| r.get(0))).unwrap()

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use switchboard::domain::{
-    AccountId, AccountOwner, AiMode, ManualClock, NewSupplier, PricingTable, ProviderKind, SupplierId, Tier, VendorType,
+    AccountId, AccountOwner, AiMode, ManualClock, NewSupplier, PricingTable, ProviderKind, Route, SupplierId, Tier, VendorType,
 };
 use switchboard::engine::ledger::Ledger;
 use switchboard::engine::router::{Router, RouterConfig};
@@ -1033,4 +1033,122 @@ fn recommendations_are_listed_and_dismissed_on_the_command_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("there is no open recommendation {id}")));
     let audit = store.audit_entries(&switchboard::store::AuditFilter::default()).unwrap();
     assert!(audit.iter().any(|a| a.action == "recommendation.dismiss" && a.supplier_id == Some(s.id)));
+}
+
+#[tokio::test]
+async fn a_mirror_compares_a_sample_of_live_traffic_without_touching_the_answers_or_the_quota() {
+    use switchboard::engine::parallel::{MirrorPlan, finish_mirror, start_mirror};
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Lumen Studio", Tier::Professional, AiMode::Platform, &[]);
+    let own = e.validated_account(s, DEMO_CLIENT_OPENAI_KEY);
+    let t = e.token(s, false);
+    // Mirroring to the route that already serves the supplier is refused.
+    let plan = MirrorPlan { sample_percent: 100, requests: 6, duration: Duration::days(1) };
+    let err = start_mirror(&e.store, s, e.platform_openai, plan, e.clock.now()).unwrap_err();
+    assert!(err.to_string().contains("already serves Lumen Studio's requests"), "{err}");
+    let m = start_mirror(&e.store, s, own, plan, e.clock.now()).unwrap();
+    let err = start_mirror(&e.store, s, own, plan, e.clock.now()).unwrap_err();
+    assert!(err.to_string().contains("already has live traffic mirrored"), "{err}");
+    e.router.reload().unwrap();
+
+    // Eight live requests: every answer comes from platform AI as before; six copies go to the candidate.
+    for i in 0..8 {
+        let (st, b) = json_of(e.chat(&t, "gpt-4o-mini", &format!("Write a thank-you note, number {i}")).await).await;
+        assert_eq!(st, 200, "{b}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while e.router.mirrors_due(e.clock.now()).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the copies were not recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    e.router.ledger().flush().await;
+    let rows = e.usage_rows(s);
+    let shadow: Vec<_> = rows.iter().filter(|r| r.1 == Route::Shadow.code()).collect();
+    let live: Vec<_> = rows.iter().filter(|r| r.1 == Route::Platform.code()).collect();
+    assert_eq!((live.len(), shadow.len()), (8, 6), "the sample stops at the mirror's six requests");
+    for c in &shadow {
+        assert_eq!(c.5, own.0, "copies go to the candidate");
+        let original = c.0.strip_prefix(&format!("m{}~", m.id)).expect("a copy's id names its original");
+        assert!(live.iter().any(|l| l.0 == original), "{original}");
+    }
+    let live_tokens: i64 = live.iter().map(|r| r.3).sum();
+    assert_eq!(e.router.quota_snapshot(s).unwrap().0 as i64, live_tokens, "copies never count against the quota");
+
+    // The runtime's tick writes the report from the ledger.
+    switchboard::engine::runtime::finish_due_mirrors(&e.router, e.clock.now()).await;
+    let done = e.store.mirror(m.id).unwrap().unwrap();
+    assert_eq!(done.state, "done", "{done:?}");
+    let tests = e.store.parallel_tests(Some(s)).unwrap();
+    assert_eq!(tests.len(), 1);
+    assert_eq!(done.report_id, Some(tests[0].0));
+    let r: switchboard::engine::parallel::ParallelReport = serde_json::from_str(&tests[0].1).unwrap();
+    assert_eq!((r.current.account_id, r.candidate.account_id), (e.platform_openai, own));
+    assert_eq!((r.current.requests, r.candidate.requests, r.candidate.successes), (6, 6, 6));
+    assert!(r.candidate.avg_output_tokens > 0 && r.current.cost_per_request.0 > 0);
+    let audit: Vec<String> = e.store.audit_entries(&Default::default()).unwrap().into_iter().map(|a| a.action).collect();
+    assert!(audit.iter().any(|a| a == "parallel_test.mirror_start") && audit.iter().any(|a| a == "parallel_test.mirror_done"), "{audit:?}");
+    // Ending it twice does nothing; later traffic is not mirrored.
+    assert!(finish_mirror(&e.store, e.router.pricing(), m.id, e.clock.now(), "again", true).unwrap().is_none());
+    assert!(e.router.mirrors_due(e.clock.now()).is_empty());
+    assert_eq!(json_of(e.chat(&t, "gpt-4o-mini", "one more").await).await.0, 200);
+    e.router.ledger().flush().await;
+    assert_eq!(e.usage_rows(s).iter().filter(|r| r.1 == Route::Shadow.code()).count(), 6);
+
+    // A mirror that sees no traffic ends at its deadline without a report.
+    let quiet = start_mirror(&e.store, s, own, MirrorPlan { duration: Duration::minutes(30), ..plan }, e.clock.now()).unwrap();
+    e.router.reload().unwrap();
+    e.clock.advance(Duration::minutes(31));
+    assert_eq!(e.router.mirrors_due(e.clock.now()), vec![(quiet.id, "the mirror's time ran out")]);
+    switchboard::engine::runtime::finish_due_mirrors(&e.router, e.clock.now()).await;
+    let q = e.store.mirror(quiet.id).unwrap().unwrap();
+    assert_eq!((q.state.as_str(), q.report_id), ("expired", None));
+    assert!(q.reason.unwrap().contains("no live request had been mirrored"));
+    assert_eq!(e.store.parallel_tests(Some(s)).unwrap().len(), 1);
+}
+
+#[test]
+fn a_live_traffic_mirror_is_started_and_stopped_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let store = Store::open(&db).unwrap();
+    let s =
+        store.insert_supplier(&NewSupplier::new("Fern Planning", VendorType::Planner, Tier::Scale, AiMode::Platform), Utc::now()).unwrap();
+    let acc = store
+        .insert_account(
+            &NewAccount {
+                owner: AccountOwner::Supplier(s.id),
+                provider: ProviderKind::OpenAi,
+                label: "Fern OpenAI".into(),
+                base_url: "http://127.0.0.1:9".into(),
+                azure: None,
+                default_model: "gpt-4o-mini".into(),
+            },
+            Utc::now(),
+        )
+        .unwrap();
+    let run = |args: &[&str]| sb(&db).args(args).output().unwrap();
+    let (sid, aid) = (s.id.to_string(), acc.id.to_string());
+    let out = run(&["parallel-test", "--supplier", &sid, "--account", &aid, "--mirror"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("disabled or has no key"), "{}", String::from_utf8_lossy(&out.stderr));
+    store.set_account_key(acc.id, Some("entry"), Some("sk-…0001")).unwrap();
+    let out = run(&["parallel-test", "--supplier", &sid, "--account", &aid, "--mirror", "--sample", "150"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("choose 1 to 100 %"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        run(&["parallel-test", "--supplier", &sid, "--account", &aid, "--mirror", "--sample", "10", "--requests", "20", "--days", "2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("Mirror 1 started: 10 % of supplier") && text.contains("until 20 are compared"),
+        "{text}"
+    );
+    let m = store.mirror(1).unwrap().unwrap();
+    assert_eq!((m.state.as_str(), m.sample_percent, m.target_requests), ("running", 10, 20));
+    assert_eq!((m.ends_at - m.created_at).num_days(), 2);
+    let out = run(&["parallel-test", "--stop-mirror", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("no live request had been mirrored"), "{text}");
+    assert_eq!(store.mirror(1).unwrap().unwrap().state, "stopped");
+    let out = run(&["parallel-test", "--stop-mirror", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not running (it is stopped)"));
 }

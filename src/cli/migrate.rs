@@ -112,14 +112,31 @@ pub fn run_recommendations(store: Store, args: RecommendationsArgs) -> anyhow::R
 
 #[derive(Debug, Args)]
 pub struct ParallelArgs {
-    #[arg(long)]
-    supplier: i64,
+    #[arg(long, required_unless_present = "stop_mirror")]
+    supplier: Option<i64>,
     /// The candidate account (usually the supplier's own).
-    #[arg(long)]
-    account: i64,
+    #[arg(long, required_unless_present = "stop_mirror")]
+    account: Option<i64>,
     /// A file with one prompt per line (default: eight typical wedding-supplier prompts).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "mirror")]
     prompts: Option<std::path::PathBuf>,
+    /// Instead of fixed prompts, compare on a sample of the supplier's live
+    /// requests: a running `switchboard serve` (or demo console) copies them
+    /// to the account in the background and writes the report when done.
+    #[arg(long)]
+    mirror: bool,
+    /// With --mirror: the share of the supplier's requests copied, in percent.
+    #[arg(long, default_value_t = 25, value_name = "PERCENT")]
+    sample: u32,
+    /// With --mirror: write the report once this many requests are compared.
+    #[arg(long, default_value_t = 50)]
+    requests: u32,
+    /// With --mirror: … or after this many days, with what was compared by then.
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+    /// Stop a live-traffic mirror now and write its report from what it compared.
+    #[arg(long, value_name = "MIRROR_ID", conflicts_with_all = ["supplier", "account", "mirror", "prompts"])]
+    stop_mirror: Option<i64>,
     #[arg(long)]
     json: bool,
 }
@@ -250,6 +267,47 @@ pub fn run(store: Store, cmd: MigrateCommand) -> anyhow::Result<()> {
 }
 
 pub fn run_parallel(store: Store, a: ParallelArgs) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    if let Some(id) = a.stop_mirror {
+        let m = store.mirror(id)?.ok_or_else(|| anyhow::anyhow!("there is no mirror {id}"))?;
+        if !m.is_running() {
+            anyhow::bail!("mirror {id} is not running (it is {}); nothing to stop", m.state);
+        }
+        let report =
+            crate::engine::parallel::finish_mirror(&store, &crate::domain::PricingTable::builtin(), id, now, "stopped by hand", true)?;
+        match report {
+            Some(r) => println!("Mirror {id} stopped: report {} written ({} requests compared).", r.id, r.candidate.requests),
+            None => println!("Mirror {id} stopped: no live request had been mirrored, so there is no report."),
+        }
+        return Ok(());
+    }
+    let (Some(supplier), Some(account)) = (a.supplier, a.account) else {
+        anyhow::bail!("--supplier and --account are required");
+    };
+    if a.mirror {
+        let plan = crate::engine::parallel::MirrorPlan {
+            sample_percent: a.sample,
+            requests: a.requests,
+            duration: chrono::Duration::days(a.days.into()),
+        };
+        let m = crate::engine::parallel::start_mirror(&store, SupplierId(supplier), AccountId(account), plan, now)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&m)?);
+        } else {
+            println!(
+                "Mirror {} started: {} % of supplier {supplier}'s live requests are copied to account {account} until {} are compared or {}.",
+                m.id,
+                m.sample_percent,
+                m.target_requests,
+                m.ends_at.format("%Y-%m-%d %H:%M UTC")
+            );
+            println!(
+                "A running `switchboard serve` does the mirroring; stop early with `switchboard parallel-test --stop-mirror {}`.",
+                m.id
+            );
+        }
+        return Ok(());
+    }
     let prompts: Vec<String> = match &a.prompts {
         Some(p) => std::fs::read_to_string(p)
             .with_context(|| format!("cannot read the prompts file {}", p.display()))?
@@ -264,7 +322,7 @@ pub fn run_parallel(store: Store, a: ParallelArgs) -> anyhow::Result<()> {
     let (rt, router) = router(store)?;
     let cancel = crate::engine::analytics::CancelHandle::new();
     let report =
-        rt.block_on(crate::engine::parallel::run_with(&router, SupplierId(a.supplier), AccountId(a.account), &prompts, &cancel, |p| {
+        rt.block_on(crate::engine::parallel::run_with(&router, SupplierId(supplier), AccountId(account), &prompts, &cancel, |p| {
             eprintln!("  {} of {} prompts answered by both routes", p.done, p.total)
         }));
     rt.block_on(router.ledger().flush());

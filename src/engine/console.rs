@@ -54,7 +54,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use futures::future::BoxFuture;
 pub use health_view::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
 pub use migrations_view::{
-    MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, ParallelRow, PhaseCheck, PhaseView, PlanSummary, PlanView,
+    MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, MirrorRow, ParallelRow, PhaseCheck, PhaseView, PlanSummary, PlanView,
     RecommendationRow,
 };
 use std::collections::{HashMap, VecDeque};
@@ -291,6 +291,15 @@ pub enum ConsoleCommand {
     CancelParallelTest,
     /// Dismisses an open recommendation (audited).
     DismissRecommendation(i64),
+    /// Starts a parallel test on live traffic: a sample of the supplier's
+    /// served requests is copied to `to` by the routing runtime (see
+    /// `engine::parallel::start_mirror`).
+    MirrorLiveTraffic {
+        supplier: SupplierId,
+        to: RouteTarget,
+    },
+    /// Ends a live-traffic mirror now and writes its report from what it compared.
+    StopMirror(i64),
 }
 
 /// Which view with live data is on screen.
@@ -336,7 +345,9 @@ impl ConsoleCommand {
             | ConsoleCommand::ResumeMigration(_)
             | ConsoleCommand::RollbackMigration { .. }
             | ConsoleCommand::AbortMigration(_)
-            | ConsoleCommand::DismissRecommendation(_) => Channel::MigrationWrite,
+            | ConsoleCommand::DismissRecommendation(_)
+            | ConsoleCommand::MirrorLiveTraffic { .. }
+            | ConsoleCommand::StopMirror(_) => Channel::MigrationWrite,
             ConsoleCommand::RunParallelTest { .. } | ConsoleCommand::CancelParallelTest => Channel::Parallel,
         }
     }
@@ -426,6 +437,12 @@ pub enum ConsoleEvent {
     /// A migration was started, paused, resumed, rolled back or aborted; `what` is a sentence.
     MigrationChanged {
         id: i64,
+        what: String,
+    },
+    /// A live-traffic mirror was started or stopped; `what` is a sentence.
+    MirrorChanged {
+        id: i64,
+        supplier: SupplierId,
         what: String,
     },
     /// A recommendation was dismissed; `what` is a sentence.
@@ -1301,7 +1318,9 @@ impl Service {
             | ConsoleCommand::ResumeMigration(_)
             | ConsoleCommand::RollbackMigration { .. }
             | ConsoleCommand::AbortMigration(_)
-            | ConsoleCommand::DismissRecommendation(_)) => self.migration_action(cmd)?,
+            | ConsoleCommand::DismissRecommendation(_)
+            | ConsoleCommand::MirrorLiveTraffic { .. }
+            | ConsoleCommand::StopMirror(_)) => self.migration_action(cmd)?,
             ConsoleCommand::GenerateDemo(_)
             | ConsoleCommand::Watch(_)
             | ConsoleCommand::LoadKeys

@@ -181,7 +181,7 @@ async fn start_demo_migration(runtime: &Runtime, senders: &[(SupplierId, bool)])
                 return;
             }
         }
-        let tested = match crate::engine::parallel::platform_candidate(&runtime.router, id) {
+        let tested = match crate::engine::parallel::platform_candidate(runtime.router.store(), id) {
             Ok(acc) => crate::engine::parallel::run(&runtime.router, id, acc, &[]).await.map(|r| r.id),
             Err(e) => Err(e),
         };

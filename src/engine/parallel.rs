@@ -4,13 +4,19 @@
 //! monthly cost of each route on the supplier's last 30 days of usage, and a
 //! suggested migration start that avoids its weddings. Both copies are
 //! recorded as `shadow` usage: never billed to the supplier's quota.
+//!
+//! The same comparison on live traffic: [`start_mirror`] records a mirror that
+//! the routing runtime adopts (a sample of the supplier's served requests is
+//! copied to the candidate, see `Router::mirror`), and [`finish_mirror`] writes
+//! the report from the ledger, pairing each copy with its original.
 
+use crate::domain::PricingTable;
 use crate::domain::migration::{default_plan, suggest_start};
 use crate::domain::{AccountId, AccountOwner, AiMode, Micros, ProviderKind, Route, SupplierId, TokenUsage, UsageEvent, UsageStatus};
 use crate::engine::analytics::CancelHandle;
 use crate::engine::router::Router;
 use crate::providers::{ChatRequest, ProviderTarget};
-use crate::store::Store;
+use crate::store::{LedgerSide, MirrorRecord, Store};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -124,20 +130,16 @@ pub async fn run(
 }
 
 /// The platform account a parallel test of "platform AI" for `supplier`
-/// compares against: one of the supplier's provider family when it has one
-/// (the router serves a model on its own family first), else the first.
-pub fn platform_candidate(router: &Router, supplier: SupplierId) -> Result<AccountId, ParallelError> {
-    let store = router.store();
+/// compares against: an enabled one of the supplier's provider family when it
+/// has one (the router serves a model on its own family first), else the first.
+pub fn platform_candidate(store: &Store, supplier: SupplierId) -> Result<AccountId, ParallelError> {
     let own = store.list_accounts(Some(AccountOwner::Supplier(supplier)))?;
     let family = own.iter().find(|a| a.enabled).map(|a| a.provider == ProviderKind::Anthropic);
-    let mut platform = Vec::new();
-    for id in router.platform_accounts() {
-        platform.push(store.account(id)?);
-    }
+    let platform: Vec<_> = store.list_accounts(Some(AccountOwner::Platform))?.into_iter().filter(|a| a.enabled).collect();
     platform
         .iter()
-        .find(|a| a.enabled && family.is_none_or(|f| (a.provider == ProviderKind::Anthropic) == f))
-        .or_else(|| platform.iter().find(|a| a.enabled))
+        .find(|a| family.is_none_or(|f| (a.provider == ProviderKind::Anthropic) == f))
+        .or(platform.first())
         .map(|a| a.id)
         .ok_or_else(|| ParallelError::Refused("there is no enabled platform account to test; add WedSync's key in Keys first".into()))
 }
@@ -195,6 +197,23 @@ pub async fn run_with(
     }
     let current_side = cur.report(router, &basis_usage);
     let candidate_side = can.report(router, &basis_usage);
+    conclude(&store, &s, candidate, current_side, candidate_side, (basis_requests, b_in, b_cached, b_out), now, "parallel_test.run")
+}
+
+/// Compares the two sides, stores the report, replaces the supplier's older
+/// parallel-test recommendation, and audits `action`.
+#[allow(clippy::too_many_arguments)]
+fn conclude(
+    store: &Store,
+    s: &crate::domain::Supplier,
+    candidate: AccountId,
+    current_side: SideReport,
+    candidate_side: SideReport,
+    (basis_requests, b_in, b_cached, b_out): (u64, u64, u64, u64),
+    now: DateTime<Utc>,
+    action: &str,
+) -> Result<ParallelReport, ParallelError> {
+    let supplier = s.id;
     let saving = current_side.projected_monthly_cost - candidate_side.projected_monthly_cost;
     let suggested_start = suggest_start(now, &s.weddings, &default_plan());
     let cheaper = saving.0 > 0;
@@ -244,7 +263,7 @@ pub async fn run_with(
     let _ = store.audit(
         now,
         &crate::store::audit_actor(),
-        "parallel_test.run",
+        action,
         Some(supplier),
         Some(candidate),
         "ok",
@@ -358,5 +377,191 @@ impl Side {
             model: self.model,
             errors: self.errors,
         }
+    }
+}
+
+/// How a live-traffic mirror is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MirrorPlan {
+    /// Share of the supplier's served requests copied to the candidate, 1–100.
+    pub sample_percent: u32,
+    /// The report is written once this many copies are recorded (1–10,000).
+    pub requests: u32,
+    /// … or when this time has passed, with what was compared by then.
+    pub duration: Duration,
+}
+
+impl Default for MirrorPlan {
+    fn default() -> Self {
+        MirrorPlan { sample_percent: 25, requests: 50, duration: Duration::days(7) }
+    }
+}
+
+/// Starts a parallel test on live traffic: a running routing runtime (the
+/// console in demo mode, or `switchboard serve`) copies a sample of the
+/// supplier's served plain chat requests to `candidate` in the background,
+/// records each copy as shadow usage (never billed to the quota), and writes
+/// the side-by-side report when enough are compared or the time is up.
+pub fn start_mirror(
+    store: &Store,
+    supplier: SupplierId,
+    candidate: AccountId,
+    plan: MirrorPlan,
+    now: DateTime<Utc>,
+) -> Result<MirrorRecord, ParallelError> {
+    if !(1..=100).contains(&plan.sample_percent) {
+        return Err(ParallelError::Refused(format!("a sample of {} % is not possible; choose 1 to 100 %", plan.sample_percent)));
+    }
+    if !(1..=10_000).contains(&plan.requests) {
+        return Err(ParallelError::Refused(format!("{} requests is not possible; choose 1 to 10,000", plan.requests)));
+    }
+    if plan.duration < Duration::minutes(1) || plan.duration > Duration::days(30) {
+        return Err(ParallelError::Refused("a mirror runs between one minute and 30 days".into()));
+    }
+    let s = store.supplier(supplier)?;
+    let cand = store.account(candidate)?;
+    if cand.owner != AccountOwner::Supplier(supplier) && cand.owner != AccountOwner::Platform {
+        return Err(ParallelError::Refused(format!("account {candidate} belongs to another supplier")));
+    }
+    let serves_now = match s.ai_mode {
+        AiMode::Platform => cand.owner == AccountOwner::Platform,
+        AiMode::Client => {
+            store.list_accounts(Some(AccountOwner::Supplier(supplier)))?.into_iter().find(|a| a.enabled).map(|a| a.id) == Some(candidate)
+        }
+    };
+    if serves_now {
+        return Err(ParallelError::Refused(format!("{} already serves {}'s requests; mirror to another route", cand.label, s.name)));
+    }
+    if !cand.enabled || cand.key_ref.is_none() {
+        return Err(ParallelError::Refused(format!(
+            "account {candidate} ({}) is disabled or has no key; fix it in Keys before mirroring to it",
+            cand.label
+        )));
+    }
+    let m = store.insert_mirror(supplier, candidate, plan.sample_percent, plan.requests, now, now + plan.duration)?;
+    let _ = store.audit(
+        now,
+        &crate::store::audit_actor(),
+        "parallel_test.mirror_start",
+        Some(supplier),
+        Some(candidate),
+        "ok",
+        &format!(
+            "mirror {}: {} % of live requests to {} until {} are compared or {}",
+            m.id,
+            plan.sample_percent,
+            cand.label,
+            plan.requests,
+            m.ends_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+    );
+    Ok(m)
+}
+
+/// Ends a running mirror and writes its report from the ledger (every
+/// original request paired with its shadow copy). `stopped`: ended by hand
+/// rather than by its target or deadline. Returns the report, or `None` when
+/// nothing had been compared (the mirror ends without one) or another process
+/// is already ending it.
+pub fn finish_mirror(
+    store: &Store,
+    pricing: &PricingTable,
+    id: i64,
+    now: DateTime<Utc>,
+    why: &str,
+    stopped: bool,
+) -> Result<Option<ParallelReport>, ParallelError> {
+    if !store.claim_mirror(id, now)? {
+        return Ok(None);
+    }
+    match mirror_report(store, pricing, id, now, why) {
+        Ok(Some(report)) => {
+            store.end_mirror(id, "done", Some(report.id), why, now)?;
+            Ok(Some(report))
+        }
+        Ok(None) => {
+            let state = if stopped { "stopped" } else { "expired" };
+            store.end_mirror(id, state, None, &format!("{why}; no live request had been mirrored"), now)?;
+            Ok(None)
+        }
+        Err(e) => {
+            let _ = store.end_mirror(id, "expired", None, &format!("the report could not be written: {e}"), now);
+            Err(e)
+        }
+    }
+}
+
+fn mirror_report(
+    store: &Store,
+    pricing: &PricingTable,
+    id: i64,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Result<Option<ParallelReport>, ParallelError> {
+    let m = store.mirror(id)?.ok_or_else(|| ParallelError::Refused(format!("mirror {id} does not exist")))?;
+    let pairs = store.mirror_pairs(id)?;
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let s = store.supplier(m.supplier_id)?;
+    let (basis_requests, b_in, b_cached, b_out) = basis(store, m.supplier_id, now)?;
+    let basis_usage = TokenUsage { input: b_in, cached_read: b_cached, output: b_out, ..TokenUsage::default() };
+    let (originals, copies): (Vec<LedgerSide>, Vec<LedgerSide>) = pairs.into_iter().unzip();
+    // The current side is the account that served most of the originals.
+    let current_id = most_common(originals.iter().filter_map(|o| o.account_id)).unwrap_or(m.account_id);
+    let current = store.account(current_id)?;
+    let cand = store.account(m.account_id)?;
+    let current_side = ledger_side(&current, &originals, pricing, &basis_usage);
+    let candidate_side = ledger_side(&cand, &copies, pricing, &basis_usage);
+    let report = conclude(
+        store,
+        &s,
+        m.account_id,
+        current_side,
+        candidate_side,
+        (basis_requests, b_in, b_cached, b_out),
+        now,
+        "parallel_test.mirror_done",
+    )?;
+    tracing::info!(mirror = id, report = report.id, why, "live-traffic mirror reported");
+    Ok(Some(report))
+}
+
+fn most_common<T: Eq + std::hash::Hash + Copy + Ord>(items: impl Iterator<Item = T>) -> Option<T> {
+    let mut counts: std::collections::HashMap<T, usize> = std::collections::HashMap::new();
+    for i in items {
+        *counts.entry(i).or_default() += 1;
+    }
+    counts.into_iter().max_by_key(|(k, n)| (*n, std::cmp::Reverse(*k))).map(|(k, _)| k)
+}
+
+/// One side's figures from what the ledger recorded for it.
+fn ledger_side(acc: &crate::domain::ProviderAccount, rows: &[LedgerSide], pricing: &PricingTable, basis_usage: &TokenUsage) -> SideReport {
+    let model = most_common(rows.iter().map(|r| r.model.as_str())).unwrap_or(&acc.default_model).to_string();
+    let mut lat: Vec<u32> = rows.iter().map(|r| r.latency_ms).collect();
+    lat.sort_unstable();
+    let n = rows.len().max(1) as u64;
+    let mut errors: Vec<String> = Vec::new();
+    for r in rows.iter().filter(|r| !r.ok) {
+        let class = r.error_class.clone().unwrap_or_else(|| "error".into());
+        if !errors.contains(&class) {
+            errors.push(class);
+        }
+    }
+    let cost: i64 = rows.iter().map(|r| r.cost_micros).sum();
+    SideReport {
+        label: acc.label.clone(),
+        account_id: acc.id,
+        provider: acc.provider,
+        requests: rows.len() as u32,
+        successes: rows.iter().filter(|r| r.ok).count() as u32,
+        p50_ms: percentile(&lat, 50),
+        p95_ms: percentile(&lat, 95),
+        avg_input_tokens: rows.iter().map(|r| r.usage.prompt_total()).sum::<u64>() / n,
+        avg_output_tokens: rows.iter().map(|r| r.usage.output).sum::<u64>() / n,
+        cost_per_request: Micros(cost / n as i64),
+        projected_monthly_cost: pricing.cost(acc.provider, &model, basis_usage).unwrap_or_default(),
+        model,
+        errors,
     }
 }

@@ -172,6 +172,18 @@ struct Catalog {
     accounts: HashMap<AccountId, Arc<AccountEntry>>,
     platform: Vec<AccountId>,
     tokens: HashMap<[u8; 32], TokenEntry>,
+    /// Running live-traffic mirrors, by supplier (at most one each).
+    mirrors: HashMap<SupplierId, Arc<MirrorEntry>>,
+}
+
+/// A running live-traffic mirror: a parallel test whose prompts are a sample
+/// of the supplier's live requests (see `engine::parallel`).
+struct MirrorEntry {
+    record: crate::store::MirrorRecord,
+    /// Copies sent so far (restored from the ledger when adopted).
+    dispatched: std::sync::atomic::AtomicU32,
+    /// Copies whose usage is recorded.
+    recorded: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// What one attempt on one account did (for the health monitor and migrations).
@@ -483,6 +495,25 @@ impl Router {
             if let Some(h) = parse_hash(&hash) {
                 cat.tokens.insert(h, TokenEntry { supplier, revoked, id });
             }
+        }
+        for m in self.store.running_mirrors()? {
+            let entry = match old.mirrors.get(&m.supplier_id).filter(|o| o.record.id == m.id) {
+                Some(o) => Arc::new(MirrorEntry {
+                    dispatched: std::sync::atomic::AtomicU32::new(o.dispatched.load(Ordering::Relaxed)),
+                    recorded: o.recorded.clone(),
+                    record: m,
+                }),
+                None => {
+                    // Adopted (a new mirror, or one running before a restart): count what the ledger has.
+                    let copies = self.store.mirror_copies(m.id)?;
+                    Arc::new(MirrorEntry {
+                        dispatched: std::sync::atomic::AtomicU32::new(copies),
+                        recorded: Arc::new(std::sync::atomic::AtomicU32::new(copies)),
+                        record: m,
+                    })
+                }
+            };
+            cat.mirrors.insert(entry.record.supplier_id, entry);
         }
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cat);
         *self.catalog_version.lock().unwrap_or_else(|e| e.into_inner()) = version;
@@ -884,6 +915,90 @@ impl Router {
         }
     }
 
+    /// Sends a copy of a served request to the candidate account of the
+    /// supplier's running mirror, if the request is in the mirror's sample,
+    /// in the background: the caller's answer never waits for it. The copy's
+    /// usage is recorded as shadow usage with the request id
+    /// `m<mirror id>~<request id>`, which pairs it with the original.
+    fn mirror(&self, p: &Prepared, served_by: AccountId, req: &ChatRequest, requested_model: &str) {
+        let cat = self.catalog();
+        let Some(m) = cat.mirrors.get(&p.supplier.supplier.id).cloned() else { return };
+        let r = &m.record;
+        if served_by == r.account_id || p.now >= r.ends_at {
+            return;
+        }
+        let sample = u64::from_le_bytes(Sha256::digest(p.request_id.as_bytes())[..8].try_into().unwrap_or([0; 8])) % 100;
+        if sample >= u64::from(r.sample_percent) {
+            return;
+        }
+        if m.dispatched.fetch_add(1, Ordering::Relaxed) >= r.target_requests {
+            m.dispatched.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let key = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&r.account_id).cloned();
+        let (Some(acc), Some(key), Ok(rt)) = (cat.accounts.get(&r.account_id), key, tokio::runtime::Handle::try_current()) else {
+            m.dispatched.fetch_sub(1, Ordering::Relaxed);
+            return;
+        };
+        let account = acc.account.clone();
+        let mut copy = req.clone();
+        copy.model = self.model_for(&account, requested_model);
+        let target = ProviderTarget::from_account(&account, key);
+        let (providers, ledger, pricing, recorded) =
+            (self.providers.clone(), self.ledger.clone(), self.pricing.clone(), m.recorded.clone());
+        let (request_id, now, supplier, request_type) =
+            (format!("{}{}", r.prefix(), p.request_id), p.now, p.supplier.supplier.id, p.request_type);
+        rt.spawn(async move {
+            let t0 = Instant::now();
+            let res = providers.chat(&target, &copy).await;
+            let latency_ms = t0.elapsed().as_millis().min(u32::MAX as u128) as u32;
+            let (usage, status, error_class) = match res {
+                Ok(r) => (r.usage, UsageStatus::Ok, None),
+                Err(e) => (TokenUsage::default(), UsageStatus::Error, Some(e.class().to_string())),
+            };
+            let cost = pricing.cost(account.provider, &copy.model, &usage).unwrap_or(Micros::ZERO);
+            let ev = UsageEvent {
+                request_id,
+                ts: now,
+                supplier_id: supplier,
+                account_id: Some(account.id),
+                provider: account.provider,
+                model: copy.model,
+                request_type,
+                route: Route::Shadow,
+                usage,
+                cost,
+                latency_ms,
+                status,
+                error_class,
+            };
+            match ledger.record(ev).await {
+                Ok(_) => {
+                    recorded.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(error = %e, "a mirrored request's usage was not recorded"),
+            }
+        });
+    }
+
+    /// Running mirrors that are due for their report: enough copies recorded,
+    /// or past their deadline. (id, why).
+    pub fn mirrors_due(&self, now: DateTime<Utc>) -> Vec<(i64, &'static str)> {
+        self.catalog()
+            .mirrors
+            .values()
+            .filter_map(|m| {
+                if m.recorded.load(Ordering::Relaxed) >= m.record.target_requests {
+                    Some((m.record.id, "enough requests compared"))
+                } else if now >= m.record.ends_at {
+                    Some((m.record.id, "the mirror's time ran out"))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// A plain chat completion.
     pub async fn chat(
         &self,
@@ -933,6 +1048,7 @@ impl Router {
                         self.usage_event(&p, &acc.account, attempt.route, &served_model, resp.usage, latency_ms, UsageStatus::Ok, None);
                     self.metrics.observe(attempt.route, acc.account.provider, true, started.elapsed(), &ev);
                     self.ledger.record_among(ev, self.writers_soon()).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
+                    self.mirror(&p, acc.account.id, &req, &requested_model);
                     return Ok(Answer { body: resp.body, route: attempt.route, account: acc.account.id, request_id: p.request_id });
                 }
                 Err(e) => {

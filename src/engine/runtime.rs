@@ -74,7 +74,7 @@ impl Runtime {
         sync_keys(&router, &keys).await;
         let mut tasks = Vec::new();
         {
-            let (router, keys) = (router.clone(), keys.clone());
+            let (router, keys, clock) = (router.clone(), keys.clone(), clock.clone());
             let every = opts.reload_every;
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
@@ -88,6 +88,7 @@ impl Runtime {
                         Ok(Err(e)) => tracing::warn!(error = %e, "catalog reload failed"),
                         Err(e) => tracing::warn!(error = %e, "catalog reload task failed"),
                     }
+                    finish_due_mirrors(&router, clock.now()).await;
                 }
             }));
         }
@@ -119,6 +120,28 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         for t in self.tasks.drain(..) {
             t.abort();
+        }
+    }
+}
+
+/// Writes the reports of the live-traffic mirrors that have compared enough
+/// requests or run out of time (see `engine::parallel::finish_mirror`).
+pub async fn finish_due_mirrors(router: &Arc<Router>, now: chrono::DateTime<chrono::Utc>) {
+    for (id, why) in router.mirrors_due(now) {
+        let r = router.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let res = crate::engine::parallel::finish_mirror(r.store(), r.pricing(), id, now, why, false);
+            if let Err(e) = r.reload() {
+                tracing::warn!(error = %e, "catalog reload failed");
+            }
+            res
+        })
+        .await;
+        match res {
+            Ok(Ok(Some(report))) => tracing::info!(mirror = id, report = report.id, "mirror report written"),
+            Ok(Ok(None)) => tracing::info!(mirror = id, why, "mirror ended without a report"),
+            Ok(Err(e)) => tracing::warn!(mirror = id, error = %e, "mirror report failed"),
+            Err(e) => tracing::warn!(mirror = id, error = %e, "mirror report task failed"),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Migrations and their phases, parallel test reports and recommendations.
 
 use super::{Store, StoreError, StoreResult, parse_ts, ts};
-use crate::domain::SupplierId;
 use crate::domain::migration::{Criteria, Migration, MigrationState, PhaseRecord, PhaseStats, RouteTarget};
+use crate::domain::{AccountId, SupplierId};
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
@@ -24,8 +24,194 @@ pub struct Recommendation {
     pub created_at: DateTime<Utc>,
 }
 
+/// A parallel test on mirrored live traffic (see schema v7).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MirrorRecord {
+    pub id: i64,
+    pub supplier_id: SupplierId,
+    pub account_id: AccountId,
+    pub sample_percent: u32,
+    pub target_requests: u32,
+    pub created_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// running, finishing, done, expired or stopped.
+    pub state: String,
+    pub report_id: Option<i64>,
+    pub reason: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl MirrorRecord {
+    pub fn is_running(&self) -> bool {
+        self.state == "running"
+    }
+    /// The request-id prefix of this mirror's shadow copies.
+    pub fn prefix(&self) -> String {
+        mirror_prefix(self.id)
+    }
+}
+
+/// The request-id prefix of mirror `id`'s shadow copies: `m<id>~`.
+pub fn mirror_prefix(id: i64) -> String {
+    format!("m{id}~")
+}
+
+/// One side of a mirrored request, as the ledger recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSide {
+    pub account_id: Option<AccountId>,
+    pub provider: String,
+    pub model: String,
+    pub usage: crate::domain::TokenUsage,
+    pub cost_micros: i64,
+    pub latency_ms: u32,
+    pub ok: bool,
+    pub error_class: Option<String>,
+}
+
+const MIRROR_COLS: &str =
+    "id, supplier_id, account_id, sample_percent, target_requests, created_at, ends_at, state, report_id, reason, updated_at";
+
+fn mirror_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MirrorRecord> {
+    Ok(MirrorRecord {
+        id: r.get(0)?,
+        supplier_id: SupplierId(r.get(1)?),
+        account_id: AccountId(r.get(2)?),
+        sample_percent: r.get(3)?,
+        target_requests: r.get(4)?,
+        created_at: parse_ts(&r.get::<_, String>(5)?),
+        ends_at: parse_ts(&r.get::<_, String>(6)?),
+        state: r.get(7)?,
+        report_id: r.get(8)?,
+        reason: r.get(9)?,
+        updated_at: parse_ts(&r.get::<_, String>(10)?),
+    })
+}
+
 impl Store {
-    /// Inserts a new migration with its phases; returns its id.
+    /// Starts a mirror; refused while the supplier has another one running.
+    pub fn insert_mirror(
+        &self,
+        supplier: SupplierId,
+        account: AccountId,
+        sample_percent: u32,
+        target_requests: u32,
+        now: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+    ) -> StoreResult<MirrorRecord> {
+        if let Some(m) = self.mirrors(Some(supplier), 1)?.into_iter().find(|m| m.state == "finishing") {
+            // A process that claimed it stopped before writing its report (a crash): give up on it.
+            if now - m.updated_at > chrono::Duration::minutes(5) {
+                self.end_mirror(m.id, "expired", None, "interrupted while its report was written; start a new one", now)?;
+            }
+        }
+        if let Some(m) = self.mirrors(Some(supplier), 1)?.into_iter().find(|m| m.state == "running" || m.state == "finishing") {
+            return Err(StoreError::Invalid(format!(
+                "supplier {supplier} already has live traffic mirrored (mirror {}); stop it first",
+                m.id
+            )));
+        }
+        let id = self.with_conn(|c| {
+            c.execute(
+                "INSERT INTO parallel_mirrors (supplier_id, account_id, sample_percent, target_requests, created_at, ends_at, state, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?5)",
+                params![supplier.0, account.0, sample_percent, target_requests, ts(now), ts(ends_at)],
+            )?;
+            Ok(c.last_insert_rowid())
+        })?;
+        self.mirror(id)?.ok_or(StoreError::NotFound { what: "mirror", id: id.to_string(), hint: "" })
+    }
+
+    pub fn mirror(&self, id: i64) -> StoreResult<Option<MirrorRecord>> {
+        self.with_conn(|c| c.query_row(&format!("SELECT {MIRROR_COLS} FROM parallel_mirrors WHERE id = ?1"), [id], mirror_row).optional())
+    }
+
+    /// Mirrors, newest first.
+    pub fn mirrors(&self, supplier: Option<SupplierId>, limit: usize) -> StoreResult<Vec<MirrorRecord>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {MIRROR_COLS} FROM parallel_mirrors WHERE (?1 IS NULL OR supplier_id = ?1) ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params![supplier.map(|s| s.0), limit as i64], mirror_row)?;
+            rows.collect()
+        })
+    }
+
+    pub fn running_mirrors(&self) -> StoreResult<Vec<MirrorRecord>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(&format!("SELECT {MIRROR_COLS} FROM parallel_mirrors WHERE state = 'running' ORDER BY id"))?;
+            let rows = st.query_map([], mirror_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Takes a running mirror for its report; false when another process
+    /// (or an earlier call) already did, or it is not running.
+    pub fn claim_mirror(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.with_conn(|c| {
+            let n = c.execute(
+                "UPDATE parallel_mirrors SET state = 'finishing', updated_at = ?2 WHERE id = ?1 AND state = 'running'",
+                params![id, ts(now)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Ends a claimed mirror: `done` (with its report), `expired` or `stopped`.
+    pub fn end_mirror(&self, id: i64, state: &str, report_id: Option<i64>, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.with_conn(|c| {
+            c.execute(
+                "UPDATE parallel_mirrors SET state = ?2, report_id = ?3, reason = ?4, updated_at = ?5 WHERE id = ?1",
+                params![id, state, report_id, reason, ts(now)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// How many shadow copies mirror `id` has in the ledger.
+    pub fn mirror_copies(&self, id: i64) -> StoreResult<u32> {
+        let (lo, hi) = prefix_range(&mirror_prefix(id));
+        self.with_conn(|c| {
+            c.query_row("SELECT count(*) FROM usage_events WHERE request_id >= ?1 AND request_id < ?2", params![lo, hi], |r| r.get(0))
+        })
+    }
+
+    /// Every (original, shadow copy) pair of mirror `id`, in request order.
+    pub fn mirror_pairs(&self, id: i64) -> StoreResult<Vec<(LedgerSide, LedgerSide)>> {
+        let prefix = mirror_prefix(id);
+        let (lo, hi) = prefix_range(&prefix);
+        self.with_conn(|c| {
+            let cols = "account_id, provider, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_micros, latency_ms, status, error_class";
+            let side = |r: &rusqlite::Row<'_>, at: usize| -> rusqlite::Result<LedgerSide> {
+                Ok(LedgerSide {
+                    account_id: r.get::<_, Option<i64>>(at)?.map(AccountId),
+                    provider: r.get(at + 1)?,
+                    model: r.get(at + 2)?,
+                    usage: crate::domain::TokenUsage {
+                        input: r.get::<_, i64>(at + 3)?.max(0) as u64,
+                        output: r.get::<_, i64>(at + 4)?.max(0) as u64,
+                        cached_read: r.get::<_, i64>(at + 5)?.max(0) as u64,
+                        cache_write: r.get::<_, i64>(at + 6)?.max(0) as u64,
+                        reasoning: r.get::<_, i64>(at + 7)?.max(0) as u64,
+                        estimated: false,
+                    },
+                    cost_micros: r.get(at + 8)?,
+                    latency_ms: r.get::<_, i64>(at + 9)?.clamp(0, u32::MAX as i64) as u32,
+                    ok: r.get::<_, i64>(at + 10)? == crate::domain::UsageStatus::Ok.code(),
+                    error_class: r.get(at + 11)?,
+                })
+            };
+            let orig_cols: String = cols.split(", ").map(|c| format!("o.{c}")).collect::<Vec<_>>().join(", ");
+            let copy_cols: String = cols.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
+            let mut st = c.prepare(&format!(
+                "SELECT {orig_cols}, {copy_cols} FROM usage_events s JOIN usage_events o ON o.request_id = substr(s.request_id, ?3)
+                 WHERE s.request_id >= ?1 AND s.request_id < ?2 ORDER BY s.id"
+            ))?;
+            let rows = st.query_map(params![lo, hi, prefix.len() as i64 + 1], |r| Ok((side(r, 0)?, side(r, 12)?)))?;
+            rows.collect()
+        })
+    }
+
     pub fn insert_migration(&self, m: &Migration) -> StoreResult<i64> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
@@ -261,4 +447,12 @@ impl Store {
             .map(|_| ())
         })
     }
+}
+
+/// The range of strings that start with `prefix` (ASCII prefixes ending in `~`).
+fn prefix_range(prefix: &str) -> (String, String) {
+    let mut hi = prefix.to_string();
+    hi.pop();
+    hi.push('\u{7f}');
+    (prefix.to_string(), hi)
 }

@@ -344,6 +344,30 @@ CREATE TABLE usage_rollup_watermark (
 -- Up to v5 the rollups were written with each event: all current.
 INSERT INTO usage_rollup_watermark (id, last_event_id) SELECT 1, coalesce(max(id), 0) FROM usage_events;
 "#,
+    // v7: parallel tests on mirrored live traffic. The routing runtime copies a
+    // sample of the supplier's live requests to the candidate account (shadow
+    // usage whose request id is `m<mirror id>~<original request id>`) until
+    // enough are compared or the deadline passes; the report is built from the
+    // ledger. A change bumps the catalog version so the runtime adopts it.
+    r#"
+CREATE TABLE parallel_mirrors (
+    id INTEGER PRIMARY KEY,
+    supplier_id INTEGER NOT NULL REFERENCES suppliers(id) ON DELETE CASCADE,
+    account_id INTEGER NOT NULL REFERENCES provider_accounts(id) ON DELETE CASCADE,
+    sample_percent INTEGER NOT NULL CHECK (sample_percent BETWEEN 1 AND 100),
+    target_requests INTEGER NOT NULL CHECK (target_requests > 0),
+    created_at TEXT NOT NULL,
+    ends_at TEXT NOT NULL,
+    -- running, finishing (a process is writing its report), done, expired, stopped
+    state TEXT NOT NULL,
+    report_id INTEGER REFERENCES parallel_tests(id) ON DELETE SET NULL,
+    reason TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX parallel_mirrors_one_running ON parallel_mirrors(supplier_id) WHERE state IN ('running', 'finishing');
+CREATE TRIGGER cv_mirrors_i AFTER INSERT ON parallel_mirrors BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_mirrors_u AFTER UPDATE OF state ON parallel_mirrors BEGIN UPDATE catalog_version SET version = version + 1; END;
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -221,6 +221,7 @@ impl ConsoleApp {
             | ConsoleEvent::MigrationPlanned(_)
             | ConsoleEvent::MigrationChanged { .. }
             | ConsoleEvent::RecommendationDismissed { .. }
+            | ConsoleEvent::MirrorChanged { .. }
             | ConsoleEvent::ParallelProgress(_)
             | ConsoleEvent::ParallelDone(_)
             | ConsoleEvent::ParallelCancelled { .. }
@@ -235,7 +236,8 @@ impl ConsoleApp {
                 if matches!(ev, ConsoleEvent::RecommendationDismissed { .. }) {
                     self.audit.dirty = true;
                 }
-                if matches!(ev, ConsoleEvent::ParallelDone(_) | ConsoleEvent::ParallelCancelled { .. }) {
+                if matches!(ev, ConsoleEvent::ParallelDone(_) | ConsoleEvent::ParallelCancelled { .. } | ConsoleEvent::MirrorChanged { .. })
+                {
                     // Audited, recorded as shadow usage, and maybe a recommendation.
                     self.audit.dirty = true;
                     self.usage.dirty = true;

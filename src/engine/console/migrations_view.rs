@@ -142,6 +142,31 @@ impl RecommendationRow {
     }
 }
 
+/// A parallel test on mirrored live traffic: running, or how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorRow {
+    pub id: i64,
+    pub supplier: SupplierId,
+    pub supplier_name: String,
+    pub candidate: String,
+    pub sample_percent: u32,
+    pub target_requests: u32,
+    /// Copies recorded so far.
+    pub compared: u32,
+    pub created_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// running, finishing, done, expired or stopped.
+    pub state: String,
+    pub report_id: Option<i64>,
+    pub reason: Option<String>,
+}
+
+impl MirrorRow {
+    pub fn is_running(&self) -> bool {
+        self.state == "running" || self.state == "finishing"
+    }
+}
+
 /// Everything the Migrations view shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MigrationsView {
@@ -157,6 +182,9 @@ pub struct MigrationsView {
     pub parallel_supplier: Option<(SupplierId, String)>,
     /// Open recommendations, newest first (at most 50).
     pub recommendations: Vec<RecommendationRow>,
+    /// The shown supplier's live-traffic mirrors (without one: every running
+    /// mirror), newest first.
+    pub mirrors: Vec<MirrorRow>,
 }
 
 /// A checked migration, before it starts.
@@ -193,6 +221,7 @@ pub struct PlanView {
 const LIST_LIMIT: usize = 200;
 const PARALLEL_SHOWN: usize = 4;
 const RECOMMENDATIONS_SHOWN: usize = 50;
+const MIRRORS_SHOWN: usize = 4;
 
 fn ts(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
@@ -295,7 +324,31 @@ impl Service {
                 migrating: migrating.get(&r.supplier_id).copied(),
             })
             .collect();
-        Ok(MigrationsView { runtime, rows, detail, parallel, parallel_supplier, recommendations })
+        let labels = self.route_labels()?;
+        let mirrors = self
+            .store
+            .mirrors(parallel_supplier.as_ref().map(|(s, _)| *s), MIRRORS_SHOWN)
+            .map_err(msg)?
+            .into_iter()
+            .filter(|m| parallel_supplier.is_some() || m.is_running())
+            .map(|m| {
+                Ok(MirrorRow {
+                    id: m.id,
+                    supplier: m.supplier_id,
+                    supplier_name: names.get(&m.supplier_id).cloned().unwrap_or_else(|| format!("supplier {}", m.supplier_id)),
+                    candidate: Self::route_label(&labels, RouteTarget::Account(m.account_id)),
+                    sample_percent: m.sample_percent,
+                    target_requests: m.target_requests,
+                    compared: if m.is_running() { self.store.mirror_copies(m.id).map_err(msg)? } else { 0 },
+                    created_at: m.created_at,
+                    ends_at: m.ends_at,
+                    state: m.state,
+                    report_id: m.report_id,
+                    reason: m.reason,
+                })
+            })
+            .collect::<Res<Vec<_>>>()?;
+        Ok(MigrationsView { runtime, rows, detail, parallel, parallel_supplier, recommendations, mirrors })
     }
 
     fn migration_detail(&self, m: &Migration, row: MigrationRow, now: DateTime<Utc>) -> MigrationDetail {
@@ -468,6 +521,50 @@ impl Service {
                 );
                 (m, what)
             }
+            ConsoleCommand::MirrorLiveTraffic { supplier, to } => {
+                let now = self.clock.now();
+                let s = self.store.supplier(supplier).map_err(msg)?;
+                let candidate = match to {
+                    RouteTarget::Platform => crate::engine::parallel::platform_candidate(&self.store, supplier).map_err(msg)?,
+                    RouteTarget::Account(id) => id,
+                };
+                let plan = crate::engine::parallel::MirrorPlan::default();
+                let m = crate::engine::parallel::start_mirror(&self.store, supplier, candidate, plan, now).map_err(msg)?;
+                let mut what = format!(
+                    "Mirror {} started: {} % of {}'s live requests go to {} as well, until {} are compared",
+                    m.id,
+                    m.sample_percent,
+                    s.name,
+                    Self::route_label(&labels, RouteTarget::Account(candidate)),
+                    m.target_requests
+                );
+                if !runtime {
+                    what.push_str(" (this console does not route: a running `switchboard serve` does the mirroring)");
+                }
+                return Ok(ConsoleEvent::MirrorChanged { id: m.id, supplier, what });
+            }
+            ConsoleCommand::StopMirror(id) => {
+                let now = self.clock.now();
+                let pricing = match self.live().and_then(|l| l.services.router.clone()) {
+                    Some(r) => r.pricing().clone(),
+                    None => crate::domain::PricingTable::builtin(),
+                };
+                let m = self.store.mirror(id).map_err(msg)?.ok_or_else(|| format!("mirror {id} does not exist"))?;
+                if !m.is_running() {
+                    return Err(format!("mirror {id} has already ended ({}); the list is refreshed", m.state));
+                }
+                let report = crate::engine::parallel::finish_mirror(&self.store, &pricing, id, now, "stopped by the account manager", true)
+                    .map_err(msg)?;
+                if let Some(r) = self.live().and_then(|l| l.services.router.clone()) {
+                    // Stop copying at once rather than at the runtime's next reload.
+                    r.reload().map_err(msg)?;
+                }
+                let what = match report {
+                    Some(r) => format!("Mirror {id} stopped: parallel test {} compares {} live requests", r.id, r.candidate.requests),
+                    None => format!("Mirror {id} stopped: no live request had been mirrored yet, so there is no report"),
+                };
+                return Ok(ConsoleEvent::MirrorChanged { id, supplier: m.supplier_id, what });
+            }
             ConsoleCommand::DismissRecommendation(id) => {
                 let now = self.clock.now();
                 let r = self
@@ -537,7 +634,7 @@ impl Service {
             }
         };
         let candidate = match to {
-            RouteTarget::Platform => crate::engine::parallel::platform_candidate(&router, supplier),
+            RouteTarget::Platform => crate::engine::parallel::platform_candidate(&self.store, supplier),
             RouteTarget::Account(id) => Ok(id),
         };
         let res = match candidate {

@@ -14,7 +14,7 @@ use super::{Cx, Goto, cell, confirm, empty_state, error_box, fmt_money, header, 
 use crate::domain::SupplierId;
 use crate::domain::migration::MigrationState;
 use crate::engine::console::{
-    Channel, ConsoleCommand, ConsoleEvent, MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, PhaseCheck, PlanView,
+    Channel, ConsoleCommand, ConsoleEvent, MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, MirrorRow, PhaseCheck, PlanView,
     RecommendationRow, RouteTarget,
 };
 use crate::engine::parallel::{ParallelProgress, SideReport};
@@ -101,6 +101,12 @@ impl State {
             ConsoleEvent::Failed { channel: Channel::MigrationWrite, message } => {
                 self.acting = false;
                 toasts.error(message);
+                self.dirty = true;
+            }
+            ConsoleEvent::MirrorChanged { supplier, what, .. } => {
+                self.acting = false;
+                toasts.info(what);
+                self.parallel_supplier = Some(supplier);
                 self.dirty = true;
             }
             ConsoleEvent::RecommendationDismissed { what, .. } => {
@@ -502,6 +508,7 @@ fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     let mut start: Option<(SupplierId, RouteTarget)> = None;
     let mut test: Option<ParallelRun> = None;
     let mut start_test: Option<(SupplierId, RouteTarget)> = None;
+    let mut mirror: Option<(SupplierId, RouteTarget)> = None;
     let mut stop = false;
     let card = theme::card(ui).show(ui, |ui| {
         ui.set_width(ui.available_width());
@@ -586,6 +593,16 @@ fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                         });
                         start_test = Some((plan.supplier, to));
                     }
+                    let resp = ui
+                        .add_enabled(plan.to.is_some() && !on_it && !st.acting, egui::Button::new("Mirror live traffic"))
+                        .on_hover_text(
+                            "Copies 25 % of the supplier's live requests to the chosen route as well, in the background, until 50 are compared (at most 7 days); the answers still come from the current route, and the copies are shadow usage, never billed to the quota",
+                        );
+                    if resp.clicked()
+                        && let Some(to) = plan.to
+                    {
+                        mirror = Some((plan.supplier, to));
+                    }
                     ui.label(RichText::new("compare success, latency and cost before you move").small().color(p.muted));
                 });
             }
@@ -650,6 +667,11 @@ fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     }
     if stop {
         stop_test(st, cx);
+    }
+    if let Some((supplier, to)) = mirror {
+        st.acting = true;
+        st.parallel_supplier = Some(supplier);
+        cx.send(ConsoleCommand::MirrorLiveTraffic { supplier, to });
     }
     if let (Some(run), Some((supplier, to))) = (test, start_test) {
         st.parallel_error = None;
@@ -744,6 +766,59 @@ fn recommendations(ui: &mut Ui, recs: &[RecommendationRow], st: &mut State, cx: 
     }
 }
 
+/// One live-traffic mirror: progress and "Stop and report" while it runs, how
+/// it ended otherwise. Returns the id when stop was clicked.
+fn mirror_row(ui: &mut Ui, m: &MirrorRow, runtime: bool, acting: bool) -> Option<i64> {
+    let p = *theme::palette(ui);
+    let mut stop = None;
+    ui.add_space(theme::GAP_XS);
+    if m.is_running() {
+        ui.horizontal(|ui| {
+            let fraction = m.compared as f32 / m.target_requests.max(1) as f32;
+            ui.add(egui::ProgressBar::new(fraction.min(1.0)).desired_width(160.0).text(format!("{} of {}", m.compared, m.target_requests)));
+            ui.label(format!(
+                "Mirror {}: {} % of {}'s live requests also go to {} · until {}",
+                m.id,
+                m.sample_percent,
+                m.supplier_name,
+                m.candidate,
+                m.ends_at.format("%a %d %b %H:%M UTC")
+            ));
+            if ui
+                .add_enabled(!acting && m.state == "running", egui::Button::new("Stop and report"))
+                .on_hover_text("Ends the mirror now; the report compares what was mirrored so far")
+                .clicked()
+            {
+                stop = Some(m.id);
+            }
+        });
+        if !runtime {
+            ui.label(
+                RichText::new("This console does not route: a running `switchboard serve` copies the requests and writes the report.")
+                    .small()
+                    .color(p.muted),
+            );
+        }
+    } else {
+        let how = match (m.state.as_str(), m.report_id) {
+            ("done", Some(r)) => format!("done: test {r} below"),
+            (state, _) => format!("{state}: {}", m.reason.as_deref().unwrap_or("no report")),
+        };
+        ui.label(
+            RichText::new(format!(
+                "Mirror {} to {} ({} %, started {}) · {how}",
+                m.id,
+                m.candidate,
+                m.sample_percent,
+                m.created_at.format("%d %b %H:%M")
+            ))
+            .small()
+            .color(p.muted),
+        );
+    }
+    stop
+}
+
 /// A running parallel test: a progress bar and a stop button; true when stop was clicked.
 fn parallel_progress(ui: &mut Ui, run: &ParallelRun) -> bool {
     let p = *theme::palette(ui);
@@ -776,6 +851,7 @@ fn parallel(ui: &mut Ui, v: &MigrationsView, st: &mut State, cx: &mut Cx<'_>) {
     let p = *theme::palette(ui);
     let mut plan: Option<(SupplierId, RouteTarget)> = None;
     let mut stop = false;
+    let mut stop_mirror: Option<i64> = None;
     theme::card(ui).show(ui, |ui| {
         ui.set_width(ui.available_width());
         let title = match &v.parallel_supplier {
@@ -795,7 +871,12 @@ fn parallel(ui: &mut Ui, v: &MigrationsView, st: &mut State, cx: &mut Cx<'_>) {
         if let Some(run) = st.parallel_run.as_ref().filter(|_| !in_form) {
             stop = parallel_progress(ui, run);
         }
-        if v.parallel.is_empty() {
+        for m in &v.mirrors {
+            if let Some(id) = mirror_row(ui, m, v.runtime, st.acting) {
+                stop_mirror = Some(id);
+            }
+        }
+        if v.parallel.is_empty() && v.mirrors.is_empty() {
             ui.label(
                 RichText::new(
                     "No parallel test yet. Open Start a migration…, check the supplier, choose where to move it and Run a parallel test (or use `switchboard parallel-test --supplier ID --account ID`).",
@@ -841,6 +922,10 @@ fn parallel(ui: &mut Ui, v: &MigrationsView, st: &mut State, cx: &mut Cx<'_>) {
     });
     if stop {
         stop_test(st, cx);
+    }
+    if let Some(id) = stop_mirror {
+        st.acting = true;
+        cx.send(ConsoleCommand::StopMirror(id));
     }
     if let Some((supplier, to)) = plan {
         st.form = Some(StartForm { supplier: supplier.0.to_string(), field_error: None, scroll_to: true });
