@@ -458,6 +458,15 @@ fn live_overview_shows_a_breaker_opening_during_a_simulated_outage() {
     for a in &own {
         demo.sim.set_outage(&sim_account_name(a.id), false);
     }
+    // The demo also mirrors another client supplier's live traffic to platform AI.
+    let mirrors = f.store.running_mirrors().unwrap();
+    assert_eq!(mirrors.len(), 1);
+    assert_ne!(Some(mirrors[0].supplier_id), f.store.list_migrations(None).unwrap().first().map(|m| m.supplier));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while f.store.mirror_copies(mirrors[0].id).unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the demo mirror copied nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop(h);
     f._rt.block_on(async move { drop(demo) });
 }

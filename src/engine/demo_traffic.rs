@@ -154,9 +154,39 @@ pub async fn start(store: Arc<Store>, clock: Arc<dyn Clock>, sim_addr: SocketAdd
         });
     }
     start_demo_migration(&runtime, &ids).await;
+    start_demo_mirror(&runtime, &ids).await;
     let traffic = tokio::spawn(drive(runtime.router.clone(), sim.switch(), senders, cfg));
     tracing::info!(suppliers = ids.len(), "live demo started");
     Ok(LiveDemo { runtime, sim, suppliers: ids, traffic })
+}
+
+/// Starts one live-traffic mirror, so the Migrations view shows one filling
+/// up: half of the requests of a client-mode supplier that sends traffic (not
+/// the first, which incident tests watch, and not one that is migrating) are
+/// copied to platform AI until 100 are compared.
+async fn start_demo_mirror(runtime: &Runtime, senders: &[(SupplierId, bool)]) {
+    let router = runtime.router.clone();
+    let candidates: Vec<SupplierId> = senders.iter().filter(|(_, client)| *client).map(|(id, _)| *id).skip(1).collect();
+    let started = tokio::task::spawn_blocking(move || {
+        let store = router.store();
+        let migrating: Vec<SupplierId> =
+            store.list_migrations(None).ok()?.iter().filter(|m| m.state.is_active()).map(|m| m.supplier).collect();
+        let plan = crate::engine::parallel::MirrorPlan { sample_percent: 50, requests: 100, duration: chrono::Duration::days(1) };
+        let m = candidates.into_iter().filter(|id| !migrating.contains(id)).find_map(|id| {
+            let acc = crate::engine::parallel::platform_candidate(store, id).ok()?;
+            crate::engine::parallel::start_mirror(store, id, acc, plan, router.clock().now()).ok()
+        })?;
+        if let Err(e) = router.reload() {
+            tracing::warn!(error = %e, "catalog reload failed");
+        }
+        Some(m)
+    })
+    .await;
+    match started {
+        Ok(Some(m)) => tracing::info!(mirror = m.id, supplier = %m.supplier_id, "demo mirror started"),
+        Ok(None) => tracing::info!("no demo mirror: no client-mode supplier could start one"),
+        Err(e) => tracing::warn!(error = %e, "the demo mirror task failed"),
+    }
 }
 
 /// Starts one phased migration, so the Migrations view has a timeline: the

@@ -182,8 +182,8 @@ pub struct MigrationsView {
     pub parallel_supplier: Option<(SupplierId, String)>,
     /// Open recommendations, newest first (at most 50).
     pub recommendations: Vec<RecommendationRow>,
-    /// The shown supplier's live-traffic mirrors (without one: every running
-    /// mirror), newest first.
+    /// Every running live-traffic mirror, then the shown supplier's ended
+    /// ones, newest first.
     pub mirrors: Vec<MirrorRow>,
 }
 
@@ -325,12 +325,16 @@ impl Service {
             })
             .collect();
         let labels = self.route_labels()?;
-        let mirrors = self
-            .store
-            .mirrors(parallel_supplier.as_ref().map(|(s, _)| *s), MIRRORS_SHOWN)
-            .map_err(msg)?
+        // Every running mirror (an account manager watches them all), then how
+        // the shown supplier's recent ones ended.
+        let shown = parallel_supplier.as_ref().map(|(s, _)| *s);
+        let mut list: Vec<_> = self.store.running_mirrors().map_err(msg)?;
+        list.sort_by_key(|m| std::cmp::Reverse(m.id));
+        if let Some(s) = shown {
+            list.extend(self.store.mirrors(Some(s), MIRRORS_SHOWN).map_err(msg)?.into_iter().filter(|m| !m.is_running()));
+        }
+        let mirrors = list
             .into_iter()
-            .filter(|m| parallel_supplier.is_some() || m.is_running())
             .map(|m| {
                 Ok(MirrorRow {
                     id: m.id,
