@@ -1152,3 +1152,53 @@ fn a_live_traffic_mirror_is_started_and_stopped_on_the_command_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not running (it is stopped)"));
 }
+
+#[tokio::test]
+async fn a_mirror_resumes_its_count_from_the_ledger_after_a_restart() {
+    use switchboard::engine::parallel::{MirrorPlan, start_mirror};
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Oak Hall Venue", Tier::Scale, AiMode::Platform, &[]);
+    let own = e.validated_account(s, DEMO_CLIENT_OPENAI_KEY);
+    let t = e.token(s, false);
+    let m = start_mirror(&e.store, s, own, MirrorPlan { sample_percent: 100, requests: 10, duration: Duration::days(1) }, e.clock.now())
+        .unwrap();
+    e.router.reload().unwrap();
+    for i in 0..4 {
+        assert_eq!(json_of(e.chat(&t, "gpt-4o-mini", &format!("menu idea {i}")).await).await.0, 200);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while e.store.mirror_copies(m.id).unwrap() < 4 {
+        assert!(std::time::Instant::now() < deadline, "four copies expected");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // "Restart": a new router over the same database adopts the running mirror with its four copies.
+    let providers = Providers::new(ProvidersConfig::default()).unwrap();
+    let clock: Arc<dyn switchboard::domain::Clock> = Arc::new(e.clock.clone());
+    let r2 = Router::new(
+        e.store.clone(),
+        providers,
+        Arc::new(PricingTable::builtin()),
+        clock,
+        Ledger::start(&e.store).unwrap(),
+        RouterConfig::default(),
+    )
+    .unwrap();
+    r2.set_key(e.platform_openai, Some(ApiKey::new(DEMO_OPENAI_KEY)));
+    r2.set_key(own, Some(ApiKey::new(DEMO_CLIENT_OPENAI_KEY)));
+    assert!(r2.mirrors_due(e.clock.now()).is_empty(), "4 of 10 compared");
+    for i in 0..8 {
+        let req = switchboard::providers::ChatRequest::simple("gpt-4o-mini", &format!("seating plan {i}"));
+        r2.chat(Some(&t), None, None, req).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while r2.mirrors_due(e.clock.now()).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the mirror did not fill up after the restart");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    r2.ledger().flush().await;
+    assert_eq!(e.store.mirror_copies(m.id).unwrap(), 10, "the count went on from the ledger's four, and stopped at ten");
+    switchboard::engine::runtime::finish_due_mirrors(&r2, e.clock.now()).await;
+    let r: switchboard::engine::parallel::ParallelReport = serde_json::from_str(&e.store.parallel_tests(Some(s)).unwrap()[0].1).unwrap();
+    assert_eq!((r.current.requests, r.candidate.requests), (10, 10), "pairs from both processes are in the report");
+}
