@@ -266,6 +266,8 @@ pub struct Router {
     keys: RwLock<HashMap<AccountId, ApiKey>>,
     splits: RwLock<HashMap<SupplierId, Split>>,
     catalog_version: Mutex<i64>,
+    /// Whether any mirror runs (spares the request path a catalog look-up otherwise).
+    mirroring: AtomicBool,
     outcomes: tokio::sync::broadcast::Sender<AttemptOutcome>,
     events: tokio::sync::broadcast::Sender<RouterEvent>,
     request_seq: std::sync::atomic::AtomicU64,
@@ -326,6 +328,7 @@ impl Router {
             keys: RwLock::new(HashMap::new()),
             splits: RwLock::new(HashMap::new()),
             catalog_version: Mutex::new(-1),
+            mirroring: AtomicBool::new(false),
             outcomes,
             events,
             request_seq: std::sync::atomic::AtomicU64::new(0),
@@ -515,6 +518,7 @@ impl Router {
             };
             cat.mirrors.insert(entry.record.supplier_id, entry);
         }
+        self.mirroring.store(!cat.mirrors.is_empty(), Ordering::Relaxed);
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cat);
         *self.catalog_version.lock().unwrap_or_else(|e| e.into_inner()) = version;
         Ok(())
@@ -921,6 +925,9 @@ impl Router {
     /// usage is recorded as shadow usage with the request id
     /// `m<mirror id>~<request id>`, which pairs it with the original.
     fn mirror(&self, p: &Prepared, served_by: AccountId, req: &ChatRequest, requested_model: &str) {
+        if !self.mirroring.load(Ordering::Relaxed) {
+            return;
+        }
         let cat = self.catalog();
         let Some(m) = cat.mirrors.get(&p.supplier.supplier.id).cloned() else { return };
         let r = &m.record;
