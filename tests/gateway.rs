@@ -1202,3 +1202,32 @@ async fn a_mirror_resumes_its_count_from_the_ledger_after_a_restart() {
     let r: switchboard::engine::parallel::ParallelReport = serde_json::from_str(&e.store.parallel_tests(Some(s)).unwrap()[0].1).unwrap();
     assert_eq!((r.current.requests, r.candidate.requests), (10, 10), "pairs from both processes are in the report");
 }
+
+#[tokio::test]
+async fn a_mirror_shows_the_candidate_answering_when_every_current_route_fails() {
+    use switchboard::engine::parallel::{MirrorPlan, start_mirror};
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Rose Garden Venue", Tier::Scale, AiMode::Platform, &[]);
+    let own = e.validated_account(s, DEMO_CLIENT_OPENAI_KEY);
+    let t = e.token(s, false);
+    start_mirror(&e.store, s, own, MirrorPlan { sample_percent: 100, requests: 4, duration: Duration::days(1) }, e.clock.now()).unwrap();
+    e.router.reload().unwrap();
+    e.sim.set_outage("openai-platform", true);
+    e.sim.set_outage("anthropic-platform", true);
+    for i in 0..4 {
+        let (st, b) = json_of(e.chat(&t, "gpt-4o-mini", &format!("toast idea {i}")).await).await;
+        assert!(st == 502 || st == 503, "{st} {b}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while e.router.mirrors_due(e.clock.now()).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the copies were not recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    switchboard::engine::runtime::finish_due_mirrors(&e.router, e.clock.now()).await;
+    let r: switchboard::engine::parallel::ParallelReport = serde_json::from_str(&e.store.parallel_tests(Some(s)).unwrap()[0].1).unwrap();
+    assert_eq!((r.current.successes, r.current.requests), (0, 4));
+    assert_eq!((r.candidate.successes, r.candidate.requests), (4, 4));
+    assert_eq!(r.current.p50_ms, 0, "failed requests have no answer latency");
+    let rec = r.recommendation.expect("the candidate answered what the current route could not");
+    assert!(rec.contains("more reliable") && rec.contains("4 of 4 answered vs 0 of 4"), "{rec}");
+}

@@ -217,17 +217,32 @@ fn conclude(
     let saving = current_side.projected_monthly_cost - candidate_side.projected_monthly_cost;
     let suggested_start = suggest_start(now, &s.weddings, &default_plan());
     let cheaper = saving.0 > 0;
-    let faster = candidate_side.p95_ms < current_side.p95_ms;
+    // Faster only against answers: a side with none has no latency to beat.
+    let faster = current_side.successes > 0 && candidate_side.p95_ms < current_side.p95_ms;
     let healthy = candidate_side.successes == candidate_side.requests;
-    let recommendation = (healthy && (cheaper || faster)).then(|| {
+    // More of its requests answered (rates compared in integers).
+    let more_reliable = u64::from(candidate_side.successes) * u64::from(current_side.requests.max(1))
+        > u64::from(current_side.successes) * u64::from(candidate_side.requests.max(1));
+    let qualities: Vec<&str> = [(cheaper, "cheaper"), (faster, "faster"), (more_reliable, "more reliable")]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, q)| *q)
+        .collect();
+    let recommendation = (healthy && !qualities.is_empty()).then(|| {
+        let mut extra = String::new();
+        if faster {
+            extra.push_str(&format!(", p95 {} ms vs {} ms", candidate_side.p95_ms, current_side.p95_ms));
+        }
+        if more_reliable {
+            extra.push_str(&format!(
+                ", {} of {} answered vs {} of {}",
+                candidate_side.successes, candidate_side.requests, current_side.successes, current_side.requests
+            ));
+        }
         format!(
-            "{} looks {}: projected {} per month{}. Suggested migration start: {}.",
+            "{} looks {}: projected {} per month{extra}. Suggested migration start: {}.",
             candidate_side.label,
-            match (cheaper, faster) {
-                (true, true) => "cheaper and faster",
-                (true, false) => "cheaper",
-                _ => "faster",
-            },
+            qualities.join(" and "),
             if cheaper {
                 format!("saving {saving}")
             } else if saving.0 < 0 {
@@ -235,7 +250,6 @@ fn conclude(
             } else {
                 "the same cost".to_string()
             },
-            if faster { format!(", p95 {} ms vs {} ms", candidate_side.p95_ms, current_side.p95_ms) } else { String::new() },
             suggested_start.format("%Y-%m-%d %H:%M UTC")
         )
     });
@@ -538,7 +552,8 @@ fn most_common<T: Eq + std::hash::Hash + Copy + Ord>(items: impl Iterator<Item =
 /// One side's figures from what the ledger recorded for it.
 fn ledger_side(acc: &crate::domain::ProviderAccount, rows: &[LedgerSide], pricing: &PricingTable, basis_usage: &TokenUsage) -> SideReport {
     let model = most_common(rows.iter().map(|r| r.model.as_str())).unwrap_or(&acc.default_model).to_string();
-    let mut lat: Vec<u32> = rows.iter().map(|r| r.latency_ms).collect();
+    // Latency of answers: a request that failed on every route has none.
+    let mut lat: Vec<u32> = rows.iter().filter(|r| r.ok).map(|r| r.latency_ms).collect();
     lat.sort_unstable();
     let n = rows.len().max(1) as u64;
     let mut errors: Vec<String> = Vec::new();

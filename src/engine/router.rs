@@ -924,14 +924,16 @@ impl Router {
     /// in the background: the caller's answer never waits for it. The copy's
     /// usage is recorded as shadow usage with the request id
     /// `m<mirror id>~<request id>`, which pairs it with the original.
-    fn mirror(&self, p: &Prepared, served_by: AccountId, req: &ChatRequest, requested_model: &str) {
+    /// `served_by`: the account that answered (`None`: every route failed,
+    /// and the copy shows whether the candidate would have answered).
+    fn mirror(&self, p: &Prepared, served_by: Option<AccountId>, req: &ChatRequest, requested_model: &str) {
         if !self.mirroring.load(Ordering::Relaxed) {
             return;
         }
         let cat = self.catalog();
         let Some(m) = cat.mirrors.get(&p.supplier.supplier.id).cloned() else { return };
         let r = &m.record;
-        if served_by == r.account_id || p.now >= r.ends_at {
+        if served_by == Some(r.account_id) || p.now >= r.ends_at {
             return;
         }
         let sample = u64::from_le_bytes(Sha256::digest(p.request_id.as_bytes())[..8].try_into().unwrap_or([0; 8])) % 100;
@@ -1055,7 +1057,7 @@ impl Router {
                         self.usage_event(&p, &acc.account, attempt.route, &served_model, resp.usage, latency_ms, UsageStatus::Ok, None);
                     self.metrics.observe(attempt.route, acc.account.provider, true, started.elapsed(), &ev);
                     self.ledger.record_among(ev, self.writers_soon()).await.map_err(|e| GatewayError::Ledger(e.to_string()))?;
-                    self.mirror(&p, acc.account.id, &req, &requested_model);
+                    self.mirror(&p, Some(acc.account.id), &req, &requested_model);
                     return Ok(Answer { body: resp.body, route: attempt.route, account: acc.account.id, request_id: p.request_id });
                 }
                 Err(e) => {
@@ -1077,7 +1079,9 @@ impl Router {
                 }
             }
         }
-        Err(self.fail(&p, &plan, platform_allowed, reasons, last_status, started).await)
+        let err = self.fail(&p, &plan, platform_allowed, reasons, last_status, started).await;
+        self.mirror(&p, None, &req, &requested_model);
+        Err(err)
     }
 
     async fn fail(
