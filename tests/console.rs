@@ -984,11 +984,7 @@ fn a_live_traffic_mirror_is_started_watched_and_stopped_from_the_console() {
     let svc = MigrationService::new(f.store.clone(), r.router.clone(), Arc::new(r.clock.clone())).unwrap();
     let mut h = harness_at(&f, Some(r.live(&f, None, Some(svc))), Arc::new(r.clock.clone()), View::Migrations);
     wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
-    h.get_by_label("Start a migration…").click();
-    h.step();
-    type_into(&mut h, "Supplier ID", &studio.0.to_string());
-    button(&h, "Check").click();
-    wait_until(&mut h, "the checked plan", |h| shows(h, "Birch OpenAI (account"));
+    check_plan(&mut h, studio, |h| shows(h, "Birch OpenAI (account"));
     button(&h, "Mirror live traffic").click();
     wait_until(&mut h, "the started mirror", |h| {
         shows(h, "Mirror 1 started: 25 % of Silver Birch Studio's live requests go to Birch OpenAI (account")
@@ -1028,6 +1024,15 @@ fn a_live_traffic_mirror_is_started_watched_and_stopped_from_the_console() {
     f._rt.block_on(r.router.chat(Some(&token), None, None, req)).unwrap();
     f._rt.block_on(r.router.ledger().flush());
     assert_eq!(shadow_rows(&f.store), copies);
+}
+
+/// Opens the start form, checks `supplier`'s plan and waits until `shown`.
+fn check_plan(h: &mut Harness<'static, ConsoleApp>, supplier: SupplierId, shown: impl Fn(&Harness<'static, ConsoleApp>) -> bool) {
+    h.get_by_label("Start a migration…").click();
+    h.step();
+    type_into(h, "Supplier ID", &supplier.0.to_string());
+    button(h, "Check").click();
+    wait_until(h, "the checked plan", shown);
 }
 
 fn shadow_rows(store: &Store) -> i64 {
@@ -1072,11 +1077,7 @@ fn without_a_runtime_a_parallel_test_uses_the_keychain_shows_progress_and_stops_
     let mut h = harness_at(&f, Some(LiveServices::keys_only(rt.keys.clone())), Arc::new(SystemClock), View::Migrations);
     wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
     assert!(shows(&h, "This console does not route"));
-    h.get_by_label("Start a migration…").click();
-    h.step();
-    type_into(&mut h, "Supplier ID", &venue.0.to_string());
-    button(&h, "Check").click();
-    wait_until(&mut h, "the checked plan", |h| shows(h, "Lakeside OpenAI (account"));
+    check_plan(&mut h, venue, |h| shows(h, "Lakeside OpenAI (account"));
 
     // Progress, then stop: the prompts sent are recorded, no report is stored.
     button(&h, "Run a parallel test").click();
@@ -1115,21 +1116,26 @@ fn without_a_runtime_a_parallel_test_uses_the_keychain_shows_progress_and_stops_
     f._rt.block_on(rt.shutdown());
 }
 
+/// An OpenAI account on an address nothing listens on (for views that never call it).
+fn unreachable_account(store: &Store, owner: AccountOwner, label: &str) -> AccountId {
+    let n = NewAccount {
+        owner,
+        provider: ProviderKind::OpenAi,
+        label: label.into(),
+        base_url: "http://127.0.0.1:9".into(),
+        azure: None,
+        default_model: "gpt-4o-mini".into(),
+    };
+    store.insert_account(&n, Utc::now()).unwrap().id
+}
+
 #[test]
 fn recommendations_are_listed_plan_their_migration_and_can_be_dismissed() {
     let f = fixture();
     let now = Utc::now();
     let bloom = add_supplier(&f.store, "Bloom Florals", Tier::Starter, VendorType::Florist, &[]);
     let harbour = add_supplier(&f.store, "Harbour Venue", Tier::Scale, VendorType::Venue, &[]);
-    let n = NewAccount {
-        owner: AccountOwner::Supplier(bloom),
-        provider: ProviderKind::OpenAi,
-        label: "Bloom OpenAI".into(),
-        base_url: "http://127.0.0.1:9".into(),
-        azure: None,
-        default_model: "gpt-4o-mini".into(),
-    };
-    let own = f.store.insert_account(&n, now).unwrap().id;
+    let own = unreachable_account(&f.store, AccountOwner::Supplier(bloom), "Bloom OpenAI");
     f.store.set_account_key(own, Some("test-entry"), Some("sk-…0001")).unwrap();
     f.store.set_account_validation(own, ValidationStatus::Valid, "ok", now).unwrap();
     let quota_msg = "Bloom Florals has used 91 % of this month's platform quota (182000 of 200000 tokens). Consider client AI: run a parallel test, then migrate.";
@@ -1177,23 +1183,11 @@ fn without_a_runtime_migration_actions_are_written_to_the_store_like_the_cli() {
     let f = fixture();
     let venue =
         f.store.insert_supplier(&NewSupplier::new("Willow Barn", VendorType::Venue, Tier::Scale, AiMode::Client), Utc::now()).unwrap().id;
-    let n = NewAccount {
-        owner: AccountOwner::Supplier(venue),
-        provider: ProviderKind::OpenAi,
-        label: "Barn OpenAI".into(),
-        base_url: "http://127.0.0.1:9".into(),
-        azure: None,
-        default_model: "gpt-4o-mini".into(),
-    };
-    let own = f.store.insert_account(&n, Utc::now()).unwrap().id;
+    let own = unreachable_account(&f.store, AccountOwner::Supplier(venue), "Barn OpenAI");
     let mut h = harness_at(&f, None, Arc::new(SystemClock), View::Migrations);
     wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
     assert!(shows(&h, "This console does not route"));
-    h.get_by_label("Start a migration…").click();
-    h.step();
-    type_into(&mut h, "Supplier ID", &venue.0.to_string());
-    button(&h, "Check").click();
-    wait_until(&mut h, "the checked plan", |h| shows(h, "Barn OpenAI (account") && shows(h, "to platform AI: 5 %"));
+    check_plan(&mut h, venue, |h| shows(h, "Barn OpenAI (account") && shows(h, "to platform AI: 5 %"));
     button(&h, "Start migration").click();
     wait_until(&mut h, "the started migration", |h| shows(h, "a running `switchboard serve` drives its phases"));
     let m = f.store.migration(1).unwrap();

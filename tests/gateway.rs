@@ -955,24 +955,7 @@ async fn a_parallel_test_projects_the_saving_by_hand_computation() {
 
 #[test]
 fn the_migrate_commands_plan_start_pause_and_roll_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cli.db");
-    let store = Store::open(&db).unwrap();
-    let s =
-        store.insert_supplier(&NewSupplier::new("CLI Planner", VendorType::Planner, Tier::Scale, AiMode::Platform), Utc::now()).unwrap();
-    let acc = store
-        .insert_account(
-            &NewAccount {
-                owner: AccountOwner::Supplier(s.id),
-                provider: ProviderKind::OpenAi,
-                label: "Own".into(),
-                base_url: "http://127.0.0.1:9".into(),
-                azure: None,
-                default_model: "gpt-4o-mini".into(),
-            },
-            Utc::now(),
-        )
-        .unwrap();
+    let (_dir, db, store, s, acc) = cli_db("CLI Planner", "Own");
     let run = |args: &[&str]| sb(&db).args(args).output().unwrap();
     let to = format!("account:{}", acc.id);
     let sid = s.id.to_string();
@@ -1000,6 +983,28 @@ fn the_migrate_commands_plan_start_pause_and_roll_back() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("write `platform` or `account:ID`"));
     let out = run(&["migrate", "start", "--supplier", &sid, "--to", &to, "--plan", "50:5m,20:5m"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("must not decrease"));
+}
+
+/// A database file for CLI tests: a Scale platform-AI planner with one account
+/// of its own on an address nothing listens on.
+fn cli_db(
+    name: &str,
+    label: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, Store, switchboard::domain::Supplier, switchboard::domain::ProviderAccount) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let store = Store::open(&db).unwrap();
+    let s = store.insert_supplier(&NewSupplier::new(name, VendorType::Planner, Tier::Scale, AiMode::Platform), Utc::now()).unwrap();
+    let n = NewAccount {
+        owner: AccountOwner::Supplier(s.id),
+        provider: ProviderKind::OpenAi,
+        label: label.into(),
+        base_url: "http://127.0.0.1:9".into(),
+        azure: None,
+        default_model: "gpt-4o-mini".into(),
+    };
+    let acc = store.insert_account(&n, Utc::now()).unwrap();
+    (dir, db, store, s, acc)
 }
 
 fn sb(db: &std::path::Path) -> std::process::Command {
@@ -1108,24 +1113,7 @@ async fn a_mirror_compares_a_sample_of_live_traffic_without_touching_the_answers
 
 #[test]
 fn a_live_traffic_mirror_is_started_and_stopped_on_the_command_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cli.db");
-    let store = Store::open(&db).unwrap();
-    let s =
-        store.insert_supplier(&NewSupplier::new("Fern Planning", VendorType::Planner, Tier::Scale, AiMode::Platform), Utc::now()).unwrap();
-    let acc = store
-        .insert_account(
-            &NewAccount {
-                owner: AccountOwner::Supplier(s.id),
-                provider: ProviderKind::OpenAi,
-                label: "Fern OpenAI".into(),
-                base_url: "http://127.0.0.1:9".into(),
-                azure: None,
-                default_model: "gpt-4o-mini".into(),
-            },
-            Utc::now(),
-        )
-        .unwrap();
+    let (_dir, db, store, s, acc) = cli_db("Fern Planning", "Fern OpenAI");
     let run = |args: &[&str]| sb(&db).args(args).output().unwrap();
     let (sid, aid) = (s.id.to_string(), acc.id.to_string());
     let out = run(&["parallel-test", "--supplier", &sid, "--account", &aid, "--mirror"]);

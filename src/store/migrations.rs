@@ -72,6 +72,17 @@ pub struct LedgerSide {
 const MIRROR_COLS: &str =
     "id, supplier_id, account_id, sample_percent, target_requests, created_at, ends_at, state, report_id, reason, updated_at";
 
+/// A `recommendations` row read as `id, supplier_id, kind, message, created_at`.
+fn recommendation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Recommendation> {
+    Ok(Recommendation {
+        id: r.get(0)?,
+        supplier_id: SupplierId(r.get(1)?),
+        kind: r.get(2)?,
+        message: r.get(3)?,
+        created_at: parse_ts(&r.get::<_, String>(4)?),
+    })
+}
+
 fn mirror_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MirrorRecord> {
     Ok(MirrorRecord {
         id: r.get(0)?,
@@ -402,15 +413,7 @@ impl Store {
             let mut st = c.prepare(
                 "SELECT id, supplier_id, kind, message, created_at FROM recommendations WHERE dismissed_at IS NULL ORDER BY id DESC",
             )?;
-            let rows = st.query_map([], |r| {
-                Ok(Recommendation {
-                    id: r.get(0)?,
-                    supplier_id: SupplierId(r.get(1)?),
-                    kind: r.get(2)?,
-                    message: r.get(3)?,
-                    created_at: parse_ts(&r.get::<_, String>(4)?),
-                })
-            })?;
+            let rows = st.query_map([], recommendation_row)?;
             rows.collect()
         })
     }
@@ -423,15 +426,7 @@ impl Store {
                     "UPDATE recommendations SET dismissed_at = ?2 WHERE id = ?1 AND dismissed_at IS NULL
                      RETURNING id, supplier_id, kind, message, created_at",
                     params![id, ts(now)],
-                    |r| {
-                        Ok(Recommendation {
-                            id: r.get(0)?,
-                            supplier_id: SupplierId(r.get(1)?),
-                            kind: r.get(2)?,
-                            message: r.get(3)?,
-                            created_at: parse_ts(&r.get::<_, String>(4)?),
-                        })
-                    },
+                    recommendation_row,
                 )
                 .optional()?;
             Ok(rec)
