@@ -424,7 +424,13 @@ fn live_overview_shows_a_breaker_opening_during_a_simulated_outage() {
     let (client, _) = *demo.suppliers.iter().find(|(_, client)| *client).expect("a client-mode supplier sends traffic");
     let own: Vec<_> = f.store.list_accounts(Some(AccountOwner::Supplier(client))).unwrap();
     assert!(!own.is_empty());
-    // The demo migration was tried before the move: a parallel test of its supplier precedes it.
+    // The demo migration was tried before the move: a parallel test of its
+    // supplier (answers at provider-like speed) precedes it, off the start.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !demo.set_up() {
+        assert!(Instant::now() < deadline, "the demo migration and mirror were not set up within a minute");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let migrations = f.store.list_migrations(None).unwrap();
     assert_eq!(migrations.len(), 1, "the demo starts one migration");
     for m in migrations {
@@ -985,14 +991,19 @@ fn a_live_traffic_mirror_is_started_watched_and_stopped_from_the_console() {
     let mut h = harness_at(&f, Some(r.live(&f, None, Some(svc))), Arc::new(r.clock.clone()), View::Migrations);
     wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
     check_plan(&mut h, studio, |h| shows(h, "Birch OpenAI (account"));
+    // The mirror's settings: a share typed in, the rest left at their defaults.
+    type_into(&mut h, "Sample %", "30");
     button(&h, "Mirror live traffic").click();
     wait_until(&mut h, "the started mirror", |h| {
-        shows(h, "Mirror 1 started: 25 % of Silver Birch Studio's live requests go to Birch OpenAI (account")
+        shows(h, "Mirror 1 started: 30 % of Silver Birch Studio's live requests go to Birch OpenAI (account")
+            && shows(h, "until 50 are compared (at most 7 days)")
     });
-    wait_until(&mut h, "its progress", |h| shows(h, "Mirror 1: 25 % of Silver Birch Studio's live requests also go to Birch OpenAI"));
+    wait_until(&mut h, "its progress", |h| shows(h, "Mirror 1: 30 % of Silver Birch Studio's live requests also go to Birch OpenAI"));
     assert!(shows(&h, "0 of 50"));
+    let m = f.store.mirror(1).unwrap().unwrap();
+    assert_eq!((m.sample_percent, m.target_requests), (30, 50));
 
-    // Live traffic: every answer from platform AI; about a quarter is copied.
+    // Live traffic: every answer from platform AI; about a third is copied.
     r.router.reload().unwrap();
     for i in 0..40 {
         let req = switchboard::providers::ChatRequest::simple("gpt-4o-mini", &format!("Caption for photo {i}"));

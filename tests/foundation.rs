@@ -7,6 +7,7 @@ use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
+use switchboard::domain::health::Retention;
 use switchboard::domain::{AiMode, NewSupplier, QuotaPolicy, Route, SupplierId, Tier, VendorType};
 use switchboard::engine::demo::{DemoConfig, generate};
 use switchboard::store::{Store, StoreError, SupplierFilter, SupplierPatch, schema};
@@ -299,8 +300,9 @@ fn the_cli_refuses_a_bad_database_file_with_a_clear_message() {
 fn dump(path: &Path) -> String {
     let c = Connection::open(path).unwrap();
     let mut out = String::new();
-    for table in ["suppliers", "weddings", "provider_accounts", "usage_events", "usage_daily", "audit_log"] {
-        let mut st = c.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2")).unwrap();
+    for table in ["suppliers", "weddings", "provider_accounts", "usage_events", "usage_daily", "audit_log", "health_aggregates"] {
+        let order = if table == "health_aggregates" { "1, 2, 3" } else { "1, 2" };
+        let mut st = c.prepare(&format!("SELECT * FROM {table} ORDER BY {order}")).unwrap();
         let cols = st.column_count();
         let mut rows = st.query([]).unwrap();
         while let Some(r) = rows.next().unwrap() {
@@ -322,7 +324,9 @@ fn demo_data_is_identical_for_the_same_seed() {
     for (i, seed) in [7u64, 7, 8].iter().enumerate() {
         let p = dir.path().join(format!("demo{i}.db"));
         let store = Store::open(&p).unwrap();
-        generate(&store, &DemoConfig::new(25, 60, *seed, until), |_| {}).unwrap();
+        let mut cfg = DemoConfig::new(25, 60, *seed, until);
+        cfg.health_until = Some(until.and_hms_opt(15, 0, 0).unwrap().and_utc());
+        generate(&store, &cfg, |_| {}).unwrap();
         drop(store);
         paths.push(p);
     }
@@ -330,6 +334,69 @@ fn demo_data_is_identical_for_the_same_seed() {
     assert!(a.len() > 10_000);
     assert!(a == dump(&paths[1]), "same seed, same data");
     assert!(a != dump(&paths[2]), "another seed, other data");
+}
+
+#[test]
+fn demo_data_has_30_days_of_health_history_with_its_incidents() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("health.db")).unwrap();
+    let until = day("2026-11-25");
+    let end = until.and_hms_opt(15, 10, 0).unwrap().and_utc();
+    let mut cfg = DemoConfig::new(250, 30, 3, until);
+    cfg.health_until = Some(end);
+    let summary = generate(&store, &cfg, |_| {}).unwrap();
+    let accounts = store.list_accounts(None).unwrap();
+    assert_eq!(accounts.len() as u32, summary.accounts);
+    let (raw, fine, coarse) = store.health_history_sizes(&Retention::default()).unwrap();
+    assert_eq!(raw, 0, "generated history is bucketed, as compaction leaves it");
+    // From 15:00 yesterday to 15:10 in 5-minute buckets, the 29 days before hourly.
+    assert_eq!(fine, accounts.len() as u64 * (24 * 12 + 2));
+    assert_eq!(coarse, accounts.len() as u64 * 29 * 24);
+    for a in &accounts {
+        let day_series = store.health_series(a.id, end - chrono::Duration::hours(24), end, 300).unwrap();
+        assert_eq!(day_series.len(), 24 * 12, "account {}: every 5 minutes of the last day", a.id);
+        let month = store.health_series(a.id, end - chrono::Duration::days(30), end, 3600).unwrap();
+        assert_eq!(month.len(), 30 * 24, "account {}: every hour of 30 days", a.id);
+        for p in &month {
+            assert!(p.samples >= 10 && p.failures <= p.samples);
+            if p.failures < p.samples {
+                let avg = p.avg_latency_ms.unwrap();
+                assert!((150..3_000).contains(&avg), "a provider-like latency, got {avg} ms");
+                assert!(p.max_latency_ms >= avg);
+            }
+        }
+    }
+    // Errors are rare, except in the hours of the incidents the
+    // usage history shows (a client account's requests failing over).
+    let (failures, samples): (i64, i64) = store
+        .with_conn(|c| c.query_row("SELECT SUM(failures), SUM(samples) FROM health_aggregates", [], |r| Ok((r.get(0)?, r.get(1)?))))
+        .unwrap();
+    assert!(failures * 100 < samples, "under 1 % errors overall: {failures} of {samples}");
+    let incident_hours: Vec<(i64, i64)> = store
+        .with_conn(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT DISTINCT a.id, (e.ts / 3600000) * 3600000
+                   FROM usage_events e JOIN provider_accounts a ON a.owner_supplier_id = e.supplier_id
+                  WHERE e.route = {} AND e.ts >= ?1",
+                Route::Failover.code()
+            ))?;
+            let rows = st.query_map([(end - chrono::Duration::hours(24 * 29)).timestamp_millis()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+        .unwrap();
+    assert!(!incident_hours.is_empty(), "the demo has an incident in its last 29 days");
+    for (account, hour) in incident_hours {
+        let failures: i64 = store
+            .with_conn(|c| {
+                c.query_row(
+                    "SELECT SUM(failures) FROM health_aggregates WHERE account_id = ?1 AND bucket_start >= ?2 AND bucket_start < ?2 + 3600000",
+                    [account, hour],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        assert!(failures >= 10, "account {account} failed over in the hour from {hour} but its health history shows {failures} failures");
+    }
 }
 
 #[test]

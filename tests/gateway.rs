@@ -1187,8 +1187,10 @@ async fn a_mirror_resumes_its_count_from_the_ledger_after_a_restart() {
     r2.ledger().flush().await;
     assert_eq!(e.store.mirror_copies(m.id).unwrap(), 10, "the count went on from the ledger's four, and stopped at ten");
     switchboard::engine::runtime::finish_due_mirrors(&r2, e.clock.now()).await;
-    let r: switchboard::engine::parallel::ParallelReport = serde_json::from_str(&e.store.parallel_tests(Some(s)).unwrap()[0].1).unwrap();
+    let (row_id, json) = e.store.parallel_tests(Some(s)).unwrap().remove(0);
+    let r: switchboard::engine::parallel::ParallelReport = serde_json::from_str(&json).unwrap();
     assert_eq!((r.current.requests, r.candidate.requests), (10, 10), "pairs from both processes are in the report");
+    assert_eq!(r.id, row_id, "the stored report carries its own row id");
 }
 
 #[tokio::test]

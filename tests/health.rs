@@ -557,3 +557,39 @@ async fn webhook_gets_alerts_with_retries_and_a_hanging_webhook_never_slows_the_
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "raising alerts waited for the webhook: {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn live_request_outcomes_reach_the_health_history_a_few_per_minute() {
+    let e = env().await;
+    let venue = e.supplier("Sampled Barn", AiMode::Client, &[], true);
+    let client = e.client_account(venue, "Sampled Barn OpenAI", DEMO_CLIENT_OPENAI_KEY);
+    let token = e.token(venue);
+    let m = e.monitor(MonitorConfig { jitter: false, ..fast_cfg() });
+    m.tick().await; // every account probed once
+    let count = |source: &str| {
+        e.store
+            .with_conn(|c| {
+                c.query_row("SELECT COUNT(*) FROM health_samples WHERE account_id = ?1 AND source = ?2", (client.0, source), |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+            .unwrap()
+    };
+    assert_eq!((count("probe"), count("traffic")), (1, 0));
+    for _ in 0..20 {
+        assert_eq!(e.chat_route(&token).await, Route::Client);
+    }
+    m.tick().await;
+    assert_eq!(count("traffic"), 6, "the first six requests of the minute are kept");
+    // The next minute keeps six more, with their latency; the probe goes on.
+    e.clock.advance(Duration::seconds(61));
+    for _ in 0..10 {
+        e.chat_route(&token).await;
+    }
+    m.tick().await;
+    assert_eq!((count("probe"), count("traffic")), (2, 12));
+    // The chart and the 24-hour figures count them with the probes.
+    let series = e.store.health_series(client, june(), e.clock.now() + Duration::seconds(1), 60).unwrap();
+    assert_eq!(series.iter().map(|p| p.samples).sum::<u64>(), 14);
+    assert!(series.iter().all(|p| p.failures == 0 && p.avg_latency_ms.is_some()));
+}

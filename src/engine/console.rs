@@ -297,6 +297,7 @@ pub enum ConsoleCommand {
     MirrorLiveTraffic {
         supplier: SupplierId,
         to: RouteTarget,
+        plan: crate::engine::parallel::MirrorPlan,
     },
     /// Ends a live-traffic mirror now and writes its report from what it compared.
     StopMirror(i64),

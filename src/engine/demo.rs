@@ -35,6 +35,10 @@ pub struct DemoConfig {
     /// errors without tokens; on the supplier's wedding days they go
     /// through). Off, the history follows the generator's pattern alone.
     pub enforce_quotas: bool,
+    /// When the generated health history (the charts of the Health view:
+    /// latency and errors of every account, with the incidents below) ends:
+    /// the console's demo passes the moment it starts. `None` writes none.
+    pub health_until: Option<DateTime<Utc>>,
 }
 
 impl DemoConfig {
@@ -49,6 +53,7 @@ impl DemoConfig {
             wedding_boost: 1.8,
             sim_base_url: "http://127.0.0.1:4490".into(),
             enforce_quotas: true,
+            health_until: None,
         }
     }
 }
@@ -219,6 +224,67 @@ struct Incident {
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     error_rate: f64,
+}
+
+/// Days of generated health history: what the Health view's longest range shows.
+const HEALTH_DAYS: i64 = 30;
+
+/// Generated health history of `accounts` over `[from, until)`: hourly buckets
+/// up to the last 24 hours, 5-minute buckets for them (the levels compaction
+/// would have left). Each bucket holds the probes (every 30 s) and a few
+/// sampled live requests; latency follows the provider's usual answer time
+/// (slower in the busy afternoon and evening, UTC) and errors are rare except
+/// during the account's incidents, when they follow the incident's error rate.
+fn health_history(
+    accounts: &[ProviderAccount],
+    incidents: &[Incident],
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    rng: &mut DetRng,
+) -> Vec<crate::store::HealthAggregateRow> {
+    let floor = |t: DateTime<Utc>, secs: i64| DateTime::from_timestamp(t.timestamp().div_euclid(secs) * secs, 0).unwrap_or(t);
+    let fine_from = floor(until - Duration::hours(24), 3600);
+    let mut rows = Vec::new();
+    for a in accounts {
+        let median = crate::engine::demo_traffic::demo_latency(a.provider).latency.median_ms as f64;
+        for (secs, start, end, probes) in [(3600_i64, floor(from, 3600), fine_from, 120_u64), (300, fine_from, until, 10)] {
+            let mut t = start;
+            while t < end {
+                let next = t + Duration::seconds(secs);
+                let samples = probes + rng.range(0, probes / 2);
+                let busy = (14..22).contains(&chrono::Timelike::hour(&t));
+                let incident = incidents.iter().find(|i| i.account == a.id && i.start < next && i.end > t);
+                let failures = match incident {
+                    Some(i) => {
+                        let overlap = (i.end.min(next) - i.start.max(t)).num_seconds() as f64 / secs as f64;
+                        (samples as f64 * i.error_rate * overlap).round() as u64
+                    }
+                    // Otherwise a stray failure now and then (0.3 %).
+                    None => (0..samples).filter(|_| rng.chance(0.003)).count() as u64,
+                };
+                let slow = if incident.is_some() {
+                    1.8
+                } else if busy {
+                    1.2
+                } else {
+                    1.0
+                };
+                let avg = rng.lognormal(median * slow, 0.08).max(1.0) as u64;
+                let ok = samples.saturating_sub(failures);
+                rows.push(crate::store::HealthAggregateRow {
+                    account: a.id,
+                    bucket_secs: secs,
+                    bucket_start: t,
+                    samples,
+                    failures: failures.min(samples),
+                    latency_ms_sum: avg * ok,
+                    latency_ms_max: if ok == 0 { 0 } else { avg + avg * rng.range(50, 120) / 100 },
+                });
+                t = next;
+            }
+        }
+    }
+    rows
 }
 
 /// Writes the demo history into `store` (which should be empty of suppliers).
@@ -461,6 +527,13 @@ pub fn generate(store: &Store, cfg: &DemoConfig, mut progress: impl FnMut(&str))
         out
     });
     summary.usage_events = store.append_usage_stream(events)? as u64;
+    if let Some(until) = cfg.health_until {
+        progress("health history");
+        let mut accounts = vec![platform_openai.clone(), platform_anthropic.clone()];
+        accounts.extend(suppliers.iter().filter_map(|s| s.client_account.clone()));
+        let rows = health_history(&accounts, &incidents, created.max(until - Duration::days(HEALTH_DAYS)), until, &mut root.fork(4));
+        store.insert_health_aggregates(&rows)?;
+    }
     progress("daily rollups");
     store.rebuild_daily_rollups()?;
     store.audit(

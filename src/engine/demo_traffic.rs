@@ -15,7 +15,7 @@ use crate::domain::migration::RouteTarget;
 use crate::domain::rng::DetRng;
 use crate::domain::{AccountId, AccountOwner, AiMode, Clock, ProviderAccount, ProviderKind, SupplierId};
 use crate::engine::runtime::{Runtime, RuntimeOptions, sync_keys};
-use crate::engine::{router::Router, tokens};
+use crate::engine::{migrations::MigrationService, router::Router, tokens};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
 use crate::sim::{SimAccountConfig, SimConfig, SimHandle, Simulator};
 use crate::store::{Store, SupplierFilter};
@@ -37,6 +37,25 @@ pub struct TrafficConfig {
     pub incident_every: Duration,
     pub incident_length: Duration,
     pub seed: u64,
+    /// Simulated accounts answer after a provider-like delay (see
+    /// [`demo_latency`]) instead of at once, so the Health view, the live
+    /// strip and parallel tests show realistic latencies.
+    pub upstream_latency: bool,
+}
+
+/// How long a demo account takes to answer: log-normal around a median per
+/// provider (Anthropic slowest, Azure fastest), streams 15 ms per event.
+pub fn demo_latency(provider: ProviderKind) -> crate::sim::Faults {
+    let median_ms = match provider {
+        ProviderKind::OpenAi => 450,
+        ProviderKind::Anthropic => 650,
+        ProviderKind::AzureOpenAi => 400,
+    };
+    crate::sim::Faults {
+        latency: crate::sim::Latency { median_ms, sigma: 0.3, min_ms: 120 },
+        slow_stream_ms: 15,
+        ..crate::sim::Faults::default()
+    }
 }
 
 impl Default for TrafficConfig {
@@ -48,6 +67,7 @@ impl Default for TrafficConfig {
             incident_every: Duration::from_secs(180),
             incident_length: Duration::from_secs(60),
             seed: 7,
+            upstream_latency: true,
         }
     }
 }
@@ -82,11 +102,21 @@ pub struct LiveDemo {
     /// Suppliers with a gateway token, with whether each is in client mode.
     pub suppliers: Vec<(SupplierId, bool)>,
     traffic: tokio::task::JoinHandle<()>,
+    /// Starts the demo migration (after its parallel test) and the mirror.
+    setup: tokio::task::JoinHandle<()>,
+}
+
+impl LiveDemo {
+    /// Whether the demo migration and mirror have been started (or given up).
+    pub fn set_up(&self) -> bool {
+        self.setup.is_finished()
+    }
 }
 
 impl Drop for LiveDemo {
     fn drop(&mut self) {
         self.traffic.abort();
+        self.setup.abort();
     }
 }
 
@@ -106,7 +136,16 @@ pub async fn start(store: Arc<Store>, clock: Arc<dyn Clock>, sim_addr: SocketAdd
     };
     let sim_cfg = SimConfig {
         seed: cfg.seed,
-        accounts: accounts.iter().map(|a| SimAccountConfig::new(&sim_account_name(a.id), a.provider, &sim_key(a))).collect(),
+        accounts: accounts
+            .iter()
+            .map(|a| {
+                let mut c = SimAccountConfig::new(&sim_account_name(a.id), a.provider, &sim_key(a));
+                if cfg.upstream_latency {
+                    c.faults = demo_latency(a.provider);
+                }
+                c
+            })
+            .collect(),
     };
     let sim = Simulator::start_on(sim_cfg, sim_addr).await?;
     let runtime = Runtime::start(store.clone(), Vault::demo_in_memory(), clock.clone(), RuntimeOptions::default()).await?;
@@ -153,19 +192,25 @@ pub async fn start(store: Arc<Store>, clock: Arc<dyn Clock>, sim_addr: SocketAdd
             }
         });
     }
-    start_demo_migration(&runtime, &ids).await;
-    start_demo_mirror(&runtime, &ids).await;
+    // The migration waits for its parallel test (a few seconds of answers):
+    // traffic starts at once, the migration and the mirror follow.
+    let setup = {
+        let (router, migrations, ids) = (runtime.router.clone(), runtime.migrations.clone(), ids.clone());
+        tokio::spawn(async move {
+            start_demo_migration(&router, &migrations, &ids).await;
+            start_demo_mirror(router, &ids).await;
+        })
+    };
     let traffic = tokio::spawn(drive(runtime.router.clone(), sim.switch(), senders, cfg));
     tracing::info!(suppliers = ids.len(), "live demo started");
-    Ok(LiveDemo { runtime, sim, suppliers: ids, traffic })
+    Ok(LiveDemo { runtime, sim, suppliers: ids, traffic, setup })
 }
 
 /// Starts one live-traffic mirror, so the Migrations view shows one filling
 /// up: half of the requests of a client-mode supplier that sends traffic (not
 /// the first, which incident tests watch, and not one that is migrating) are
 /// copied to platform AI until 100 are compared.
-async fn start_demo_mirror(runtime: &Runtime, senders: &[(SupplierId, bool)]) {
-    let router = runtime.router.clone();
+async fn start_demo_mirror(router: Arc<Router>, senders: &[(SupplierId, bool)]) {
     let candidates: Vec<SupplierId> = senders.iter().filter(|(_, client)| *client).map(|(id, _)| *id).skip(1).collect();
     let started = tokio::task::spawn_blocking(move || {
         let store = router.store();
@@ -196,10 +241,10 @@ async fn start_demo_mirror(runtime: &Runtime, senders: &[(SupplierId, bool)]) {
 /// move), whose report the view shows beside it. Suppliers with a wedding
 /// within 48 h are skipped (the service refuses them); with fewer than two
 /// client-mode senders nothing starts.
-async fn start_demo_migration(runtime: &Runtime, senders: &[(SupplierId, bool)]) {
+async fn start_demo_migration(router: &Arc<Router>, migrations: &Arc<MigrationService>, senders: &[(SupplierId, bool)]) {
     let candidates: Vec<SupplierId> = senders.iter().filter(|(_, client)| *client).map(|(id, _)| *id).skip(1).collect();
     for id in candidates.into_iter().rev() {
-        let svc = runtime.migrations.clone();
+        let svc = migrations.clone();
         match tokio::task::spawn_blocking(move || svc.plan(id, RouteTarget::Platform, None)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
@@ -211,15 +256,15 @@ async fn start_demo_migration(runtime: &Runtime, senders: &[(SupplierId, bool)])
                 return;
             }
         }
-        let tested = match crate::engine::parallel::platform_candidate(runtime.router.store(), id) {
-            Ok(acc) => crate::engine::parallel::run(&runtime.router, id, acc, &[]).await.map(|r| r.id),
+        let tested = match crate::engine::parallel::platform_candidate(router.store(), id) {
+            Ok(acc) => crate::engine::parallel::run(router, id, acc, &[]).await.map(|r| r.id),
             Err(e) => Err(e),
         };
         match tested {
             Ok(report) => tracing::info!(report, supplier = %id, "demo parallel test stored"),
             Err(e) => tracing::warn!(supplier = %id, error = %e, "the demo parallel test failed"),
         }
-        let svc = runtime.migrations.clone();
+        let svc = migrations.clone();
         match tokio::task::spawn_blocking(move || svc.start(id, RouteTarget::Platform, None, None)).await {
             Ok(Ok(m)) => {
                 tracing::info!(migration = m.id, supplier = %m.supplier, "demo migration started");
@@ -284,14 +329,14 @@ async fn one_request(router: Arc<Router>, token: String, rid: String, rng_seed: 
     }
 }
 
-/// The traffic loop: Poisson-ish arrivals, at most 8 requests in flight, and
+/// The traffic loop: Poisson-ish arrivals, at most 16 requests in flight, and
 /// the incident schedule.
 async fn drive(router: Arc<Router>, sim: crate::sim::SimSwitch, senders: Vec<Sender>, cfg: TrafficConfig) {
     if senders.is_empty() {
         return;
     }
     let mut rng = DetRng::new(cfg.seed ^ 0xD3A0);
-    let permits = Arc::new(tokio::sync::Semaphore::new(8));
+    let permits = Arc::new(tokio::sync::Semaphore::new(16));
     let started = tokio::time::Instant::now();
     let mut next_incident = started + cfg.first_incident_after;
     let mut incident: Option<(usize, tokio::time::Instant)> = None;

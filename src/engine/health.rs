@@ -11,8 +11,9 @@
 //! (failover starts); when probes see it working again the monitor closes the
 //! breaker it opened (traffic returns by itself). Verdicts, invalid keys and
 //! router events (quota, failover) become alerts through
-//! [`AlertService`](crate::engine::alerts::AlertService). Probe samples are
-//! written to the history tables, compacted periodically.
+//! [`crate::engine::alerts::AlertService`]. Probe samples, and the first
+//! [`TRAFFIC_SAMPLES_PER_MINUTE`] live outcomes of each account per minute,
+//! are written to the history tables, compacted periodically.
 //!
 //! Everything is driven by [`HealthMonitor::tick`], which reads time from the
 //! injected clock: the runtime's loop calls it every second, tests call it
@@ -92,7 +93,16 @@ struct AccountState {
     last_probe: Option<ProbeResult>,
     /// The monitor opened this account's router breaker.
     forced_open: bool,
+    /// The minute (Unix minutes) of the live outcomes being kept for history,
+    /// and how many of them were kept.
+    traffic_minute: i64,
+    traffic_kept: u32,
 }
+
+/// Live request outcomes written to the health history, per account and
+/// minute (the first ones of each minute): enough for the charts to show what
+/// traffic saw between probes, bounded under any load.
+pub const TRAFFIC_SAMPLES_PER_MINUTE: u32 = 6;
 
 #[derive(Debug, Default)]
 struct Catalog {
@@ -520,6 +530,7 @@ impl HealthMonitor {
         let mut rx = lock(rx);
         let mut st = lock(&self.state);
         let mut n = 0;
+        let mut kept = Vec::new();
         loop {
             match rx.try_recv() {
                 Ok(o) => {
@@ -527,6 +538,25 @@ impl HealthMonitor {
                         s.window
                             .push(Sample { at: o.at, ok: o.ok, latency_ms: o.latency_ms, source: SampleSource::Traffic }, &self.cfg.rules);
                         n += 1;
+                        // History: answers, and the failures that count against health.
+                        if o.ok || o.counts_against_health {
+                            let minute = o.at.timestamp().div_euclid(60);
+                            if s.traffic_minute != minute {
+                                s.traffic_minute = minute;
+                                s.traffic_kept = 0;
+                            }
+                            if s.traffic_kept < TRAFFIC_SAMPLES_PER_MINUTE {
+                                s.traffic_kept += 1;
+                                kept.push(HealthSampleRow {
+                                    account: o.account,
+                                    at: o.at,
+                                    ok: o.ok,
+                                    latency_ms: o.latency_ms,
+                                    error_class: o.error_class.map(str::to_string),
+                                    source: SampleSource::Traffic,
+                                });
+                            }
+                        }
                     }
                 }
                 Err(TryRecvError::Lagged(k)) => {
@@ -534,6 +564,10 @@ impl HealthMonitor {
                 }
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
+        }
+        if !kept.is_empty() {
+            // Written with the next tick's probe results.
+            lock(&self.pending).append(&mut kept);
         }
         n
     }

@@ -67,7 +67,7 @@ pub enum KeyError {
 pub struct NewKey {
     pub owner: AccountOwner,
     pub provider: ProviderKind,
-    /// Default: "<Provider> (<owner>)".
+    /// Default: `"<Provider> (<owner>)"`.
     pub label: Option<String>,
     /// Default: the provider's public API; required for Azure (the resource endpoint).
     pub base_url: Option<String>,

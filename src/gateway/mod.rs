@@ -100,7 +100,7 @@ pub async fn start(router: Arc<Router>, addr: SocketAddr) -> anyhow::Result<Gate
     start_with_lanes(router, addr, lanes::default_lanes()).await
 }
 
-/// Binds `addr` and serves the gateway on `lanes` threads (see [`lanes`]).
+/// Binds `addr` and serves the gateway on `lanes` threads (see the `lanes` module).
 /// The accept loop runs on the caller's runtime.
 pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usize) -> anyhow::Result<GatewayHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {

@@ -1,6 +1,6 @@
 //! Outbound provider clients: OpenAI, Anthropic and Azure OpenAI behind one
 //! interface ([`Providers`], enum dispatch over [`Provider`]), sharing pooled
-//! HTTP clients: plain calls go through hyper directly ([`transport`]),
+//! HTTP clients: plain calls go through hyper directly (the `transport` module),
 //! streams (and everything when a proxy is configured) through `reqwest`. Owns the OpenAI-format wire types the gateway
 //! speaks, Anthropic translation, usage normalisation, token estimation, the
 //! typed error taxonomy and retries. Keys are passed in per call as [`ApiKey`]

@@ -10,7 +10,7 @@
 //!
 //! The coarse rollups are folded from the events with `usage_daily`, behind
 //! the same watermark (`store::usage::fold_rollups`), and rebuilt with it
-//! ([`REBUILD_COARSE_ROLLUPS`]). An [`AnalyticsReader`] owns its own
+//! (`REBUILD_COARSE_ROLLUPS`). An [`AnalyticsReader`] owns its own
 //! connection, so heavy reads never hold the catalog connection, and can be
 //! interrupted from another thread ([`Interrupter`]) when the user changes a
 //! filter. Exports stream events and groups through callbacks, row by row.

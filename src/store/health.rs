@@ -22,6 +22,20 @@ pub struct HealthSampleRow {
     pub source: SampleSource,
 }
 
+/// A bucket of health history to store directly (the demo's generated
+/// history; the monitor writes raw samples and compaction makes buckets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthAggregateRow {
+    pub account: AccountId,
+    pub bucket_secs: i64,
+    pub bucket_start: DateTime<Utc>,
+    pub samples: u64,
+    pub failures: u64,
+    /// Sum and maximum of the successful samples' latency.
+    pub latency_ms_sum: u64,
+    pub latency_ms_max: u64,
+}
+
 /// What a compaction did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct CompactionReport {
@@ -66,6 +80,39 @@ impl Store {
                 )?;
                 for s in rows {
                     st.execute(params![s.account.0, s.at.timestamp_millis(), s.ok, s.latency_ms, s.error_class, s.source.as_str()])?;
+                }
+            }
+            tx.commit()
+        })();
+        r.map_err(|e| self.err(e))
+    }
+
+    /// Adds buckets in one transaction (a bucket already there is added to,
+    /// as compaction does).
+    pub fn insert_health_aggregates(&self, rows: &[HealthAggregateRow]) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let r = (|| {
+            let tx = conn.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO health_aggregates (account_id, bucket_secs, bucket_start, samples, failures, latency_ms_sum, latency_ms_max)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (account_id, bucket_secs, bucket_start) DO UPDATE SET
+                       samples = samples + excluded.samples, failures = failures + excluded.failures,
+                       latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
+                       latency_ms_max = MAX(latency_ms_max, excluded.latency_ms_max)",
+                )?;
+                for a in rows {
+                    let failures = a.failures.min(a.samples);
+                    st.execute(params![
+                        a.account.0,
+                        a.bucket_secs.max(1),
+                        a.bucket_start.timestamp_millis(),
+                        a.samples as i64,
+                        failures as i64,
+                        a.latency_ms_sum.min(i64::MAX as u64) as i64,
+                        a.latency_ms_max.min(i64::MAX as u64) as i64
+                    ])?;
                 }
             }
             tx.commit()

@@ -377,13 +377,20 @@ impl Store {
         }
     }
 
+    /// Stores a parallel test's report (JSON with an `id` field) and returns
+    /// its row id, which is also written into the stored JSON's `id`.
     pub fn insert_parallel_test(&self, supplier: SupplierId, account: i64, now: DateTime<Utc>, report_json: &str) -> StoreResult<i64> {
         self.with_conn(|c| {
-            c.execute(
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
                 "INSERT INTO parallel_tests (supplier_id, account_id, created_at, report) VALUES (?1, ?2, ?3, ?4)",
                 params![supplier.0, account, ts(now), report_json],
             )?;
-            Ok(c.last_insert_rowid())
+            let id = tx.last_insert_rowid();
+            // The report is serialised before its row exists; its id is the row's.
+            tx.execute("UPDATE parallel_tests SET report = json_set(report, '$.id', ?1) WHERE id = ?1 AND json_valid(report)", [id])?;
+            tx.commit()?;
+            Ok(id)
         })
     }
 

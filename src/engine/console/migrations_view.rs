@@ -525,22 +525,22 @@ impl Service {
                 );
                 (m, what)
             }
-            ConsoleCommand::MirrorLiveTraffic { supplier, to } => {
+            ConsoleCommand::MirrorLiveTraffic { supplier, to, plan } => {
                 let now = self.clock.now();
                 let s = self.store.supplier(supplier).map_err(msg)?;
                 let candidate = match to {
                     RouteTarget::Platform => crate::engine::parallel::platform_candidate(&self.store, supplier).map_err(msg)?,
                     RouteTarget::Account(id) => id,
                 };
-                let plan = crate::engine::parallel::MirrorPlan::default();
                 let m = crate::engine::parallel::start_mirror(&self.store, supplier, candidate, plan, now).map_err(msg)?;
                 let mut what = format!(
-                    "Mirror {} started: {} % of {}'s live requests go to {} as well, until {} are compared",
+                    "Mirror {} started: {} % of {}'s live requests go to {} as well, until {} are compared (at most {} days)",
                     m.id,
                     m.sample_percent,
                     s.name,
                     Self::route_label(&labels, RouteTarget::Account(candidate)),
-                    m.target_requests
+                    m.target_requests,
+                    plan.duration.num_days()
                 );
                 if !runtime {
                     what.push_str(" (this console does not route: a running `switchboard serve` does the mirroring)");

@@ -33,11 +33,21 @@ impl Unit {
         }
     }
     fn axis(self, v: f64) -> String {
+        // Axis marks are round numbers: "8k", not "8.0k".
+        let compact = || {
+            let s = fmt_compact(v);
+            for suffix in ["k", "M", "B"] {
+                if let Some(whole) = s.strip_suffix(&format!(".0{suffix}")) {
+                    return format!("{whole}{suffix}");
+                }
+            }
+            s
+        };
         match self {
-            Unit::Dollars => format!("${}", fmt_compact(v)),
-            Unit::Millis => format!("{} ms", fmt_compact(v)),
+            Unit::Dollars => format!("${}", compact()),
+            Unit::Millis => format!("{} ms", compact()),
             Unit::Percent => format!("{v:.0} %"),
-            _ => fmt_compact(v),
+            _ => compact(),
         }
     }
 }
@@ -95,6 +105,67 @@ impl WithDay0 for chrono::NaiveDate {
     }
 }
 
+/// A "nice" step (1, 2 or 5 times a power of ten) of at least `raw`.
+fn nice_step(raw: f64) -> f64 {
+    if !raw.is_finite() || raw <= 0.0 {
+        return 1.0;
+    }
+    let mag = 10f64.powf(raw.log10().floor());
+    let n = raw / mag;
+    let m = if n <= 1.0 + 1e-9 {
+        1.0
+    } else if n <= 2.0 + 1e-9 {
+        2.0
+    } else if n <= 5.0 + 1e-9 {
+        5.0
+    } else {
+        10.0
+    };
+    m * mag
+}
+
+/// Grid marks for a value axis: labelled lines at a nice step that cuts the
+/// visible range into two to five parts (so a short chart still reads
+/// "0, 500, 1k, 1.5k" rather than only "0"), and light lines in between.
+/// Counts never get fractional marks.
+fn value_marks(bounds: (f64, f64), base_step: f64, integer: bool) -> Vec<GridMark> {
+    let (lo, hi) = bounds;
+    if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
+        return Vec::new();
+    }
+    let mut major = nice_step((hi - lo) / 5.0).max(nice_step(base_step));
+    if integer {
+        major = major.max(1.0);
+    }
+    let mut steps = vec![major];
+    let minor = major / if (major / 10f64.powf(major.log10().floor()) - 2.0).abs() < 1e-9 { 4.0 } else { 5.0 };
+    if minor >= base_step && (!integer || minor >= 1.0) {
+        steps.push(minor);
+    }
+    let mut marks = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let mut k = (lo / step).ceil();
+        while k * step <= hi && marks.len() < 400 {
+            // `+ 0.0` turns the -0 that `ceil` gives just below zero into 0.
+            let value = k * step + 0.0;
+            // A minor line where a major one is would be drawn twice.
+            let on_major = i > 0 && ((value / major) - (value / major).round()).abs() < 1e-6;
+            if !on_major {
+                marks.push(GridMark { value, step_size: *step });
+            }
+            k += 1.0;
+        }
+    }
+    marks
+}
+
+impl Unit {
+    fn y_spacer(self) -> impl Fn(egui_plot::GridInput) -> Vec<GridMark> {
+        let integer = matches!(self, Unit::Count | Unit::Tokens);
+        move |input| value_marks(input.bounds, input.base_step_size, integer)
+    }
+}
+
 /// A plot with a date x axis and `unit` on the y axis, fixed height, legend top-left.
 pub fn date_plot(id: &str, unit: Unit, height: f32) -> Plot<'static> {
     Plot::new(id)
@@ -103,6 +174,7 @@ pub fn date_plot(id: &str, unit: Unit, height: f32) -> Plot<'static> {
         .x_axis_formatter(date_tick)
         .x_grid_spacer(date_spacer)
         .y_axis_formatter(move |m, _| unit.axis(m.value))
+        .y_grid_spacer(unit.y_spacer())
         .y_axis_min_width(48.0)
         .allow_scroll(false)
         .allow_boxed_zoom(false)
@@ -144,6 +216,7 @@ pub fn category_plot(id: &str, unit: Unit, height: f32, labels: Vec<String>) -> 
             v
         })
         .y_axis_formatter(move |m, _| unit.axis(m.value))
+        .y_grid_spacer(unit.y_spacer())
         .y_axis_min_width(48.0)
         .allow_scroll(false)
         .allow_drag(false)
@@ -204,6 +277,7 @@ pub fn time_plot(id: impl egui::AsIdSalt, unit: Unit, height: f32) -> Plot<'stat
         .x_axis_formatter(time_tick)
         .x_grid_spacer(time_spacer)
         .y_axis_formatter(move |m, _| unit.axis(m.value))
+        .y_grid_spacer(unit.y_spacer())
         .y_axis_min_width(56.0)
         .allow_scroll(false)
         .allow_boxed_zoom(false)
@@ -214,4 +288,44 @@ pub fn time_plot(id: impl egui::AsIdSalt, unit: Unit, height: f32) -> Plot<'stat
             let t = time_of(position.x)?;
             Some(format!("{plot_name}\n{}\n{}", t.format("%a %d %b %Y %H:%M UTC"), unit.format(position.y)))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labelled(bounds: (f64, f64), integer: bool) -> Vec<f64> {
+        let marks = value_marks(bounds, (bounds.1 - bounds.0) / 200.0, integer);
+        let major = marks.iter().map(|m| m.step_size).fold(0.0, f64::max);
+        marks.iter().filter(|m| m.step_size == major).map(|m| m.value).collect()
+    }
+
+    #[test]
+    fn value_axes_get_three_to_six_nice_labelled_lines() {
+        assert_eq!(nice_step(0.3), 0.5);
+        assert_eq!(nice_step(1.0), 1.0);
+        assert_eq!(nice_step(1200.0), 2000.0);
+        assert_eq!(labelled((0.0, 1.8), false), vec![0.0, 0.5, 1.0, 1.5]);
+        assert_eq!(labelled((0.0, 3500.0), true), vec![0.0, 1000.0, 2000.0, 3000.0]);
+        assert_eq!(labelled((-0.2, 3.2), true), vec![0.0, 1.0, 2.0, 3.0], "counts are whole numbers");
+        for (lo, hi) in [(0.0, 7.0), (0.0, 0.004), (10.0, 95_000.0), (0.0, 1e9)] {
+            let n = labelled((lo, hi), false).len();
+            assert!((3..=6).contains(&n), "{n} labelled lines for {lo}..{hi}");
+        }
+        assert!(value_marks((1.0, 1.0), 0.1, false).is_empty(), "an empty range has no marks");
+        assert!(value_marks((-1e-9, 10.0), 0.1, true).iter().all(|m| !(m.value == 0.0 && m.value.is_sign_negative())), "no -0");
+        assert_eq!(
+            (Unit::Count.axis(8000.0), Unit::Count.axis(1500.0), Unit::Dollars.axis(0.5)),
+            ("8k".into(), "1.5k".into(), "$0.50".into())
+        );
+        assert!(value_marks((0.0, f64::INFINITY), 0.1, false).is_empty());
+    }
+
+    #[test]
+    fn minor_lines_sit_between_the_labelled_ones() {
+        let marks = value_marks((0.0, 1.8), 0.01, false);
+        let minor: Vec<f64> = marks.iter().filter(|m| m.step_size == 0.1).map(|m| m.value).collect();
+        assert_eq!(minor.len(), 18 - 3, "0.1 steps up to 1.8, without the three on labelled lines or 0");
+        assert!(minor.iter().all(|v| ((v / 0.5) - (v / 0.5).round()).abs() > 1e-6));
+    }
 }

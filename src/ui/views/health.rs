@@ -284,7 +284,11 @@ fn charts(ui: &mut Ui, v: &HealthView, st: &mut State) {
             for r in ChartRange::ALL {
                 ui.selectable_value(&mut st.range, r, r.label());
             }
-            ui.label(RichText::new(format!("{} samples", super::fmt_int(c.samples as i64))).small().color(p.muted));
+            ui.label(
+                RichText::new(format!("{} sample{}", super::fmt_int(c.samples as i64), if c.samples == 1 { "" } else { "s" }))
+                    .small()
+                    .color(p.muted),
+            );
         });
         if c.samples == 0 {
             ui.label(RichText::new("No probes or requests recorded for this account in this range yet.").color(p.muted));

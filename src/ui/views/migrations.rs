@@ -17,7 +17,7 @@ use crate::engine::console::{
     Channel, ConsoleCommand, ConsoleEvent, MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, MirrorRow, PhaseCheck, PlanView,
     RecommendationRow, RouteTarget,
 };
-use crate::engine::parallel::{ParallelProgress, SideReport};
+use crate::engine::parallel::{MirrorPlan, ParallelProgress, SideReport};
 use crate::ui::theme;
 use crate::ui::toasts::Toasts;
 use egui::{Color32, RichText, Ui};
@@ -30,6 +30,43 @@ struct StartForm {
     field_error: Option<String>,
     /// Bring the form into view on its next frame (opened from further down the page).
     scroll_to: bool,
+    mirror: MirrorFields,
+}
+
+impl StartForm {
+    fn new(supplier: SupplierId) -> Self {
+        StartForm { supplier: supplier.0.to_string(), field_error: None, scroll_to: true, mirror: MirrorFields::default() }
+    }
+}
+
+/// A live-traffic mirror's settings as typed in the start form; an empty
+/// field takes the default shown as its hint.
+#[derive(Default)]
+struct MirrorFields {
+    percent: String,
+    requests: String,
+    days: String,
+}
+
+impl MirrorFields {
+    fn plan(&self) -> Result<MirrorPlan, String> {
+        let d = MirrorPlan::default();
+        let field = |text: &str, name: &str, default: u32, max: u32| -> Result<u32, String> {
+            let t = text.trim().trim_end_matches('%').trim();
+            if t.is_empty() {
+                return Ok(default);
+            }
+            match t.parse::<u32>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(format!("{name}: '{}' is not a whole number from 1 to {max}; leave it empty for {default}", text.trim())),
+            }
+        };
+        Ok(MirrorPlan {
+            sample_percent: field(&self.percent, "Sample %", d.sample_percent, 100)?,
+            requests: field(&self.requests, "Requests to compare", d.requests, 10_000)?,
+            duration: chrono::Duration::days(field(&self.days, "Days at most", d.duration.num_days() as u32, 30)? as i64),
+        })
+    }
 }
 
 /// A parallel test on its way.
@@ -508,7 +545,8 @@ fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     let mut start: Option<(SupplierId, RouteTarget)> = None;
     let mut test: Option<ParallelRun> = None;
     let mut start_test: Option<(SupplierId, RouteTarget)> = None;
-    let mut mirror: Option<(SupplierId, RouteTarget)> = None;
+    let mut mirror: Option<(SupplierId, RouteTarget, MirrorPlan)> = None;
+    let mut mirror_error: Option<String> = None;
     let mut stop = false;
     let card = theme::card(ui).show(ui, |ui| {
         ui.set_width(ui.available_width());
@@ -593,17 +631,30 @@ fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                         });
                         start_test = Some((plan.supplier, to));
                     }
+                    let shown = form.mirror.plan().unwrap_or_default();
                     let resp = ui
                         .add_enabled(plan.to.is_some() && !on_it && !st.acting, egui::Button::new("Mirror live traffic"))
-                        .on_hover_text(
-                            "Copies 25 % of the supplier's live requests to the chosen route as well, in the background, until 50 are compared (at most 7 days); the answers still come from the current route, and the copies are shadow usage, never billed to the quota",
-                        );
+                        .on_hover_text(format!(
+                            "Copies {} % of the supplier's live requests to the chosen route as well, in the background, until {} are compared (at most {} days); the answers still come from the current route, and the copies are shadow usage, never billed to the quota",
+                            shown.sample_percent,
+                            shown.requests,
+                            shown.duration.num_days()
+                        ));
                     if resp.clicked()
                         && let Some(to) = plan.to
                     {
-                        mirror = Some((plan.supplier, to));
+                        match form.mirror.plan() {
+                            Ok(m) => mirror = Some((plan.supplier, to, m)),
+                            Err(e) => mirror_error = Some(e),
+                        }
                     }
                     ui.label(RichText::new("compare success, latency and cost before you move").small().color(p.muted));
+                });
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new("Live-traffic mirror:").small().color(p.muted));
+                    text_field(ui, "Sample %", &mut form.mirror.percent, "25", 36.0);
+                    text_field(ui, "Requests to compare", &mut form.mirror.requests, "50", 52.0);
+                    text_field(ui, "Days at most", &mut form.mirror.days, "7", 36.0);
                 });
             }
         }
@@ -668,10 +719,14 @@ fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     if stop {
         stop_test(st, cx);
     }
-    if let Some((supplier, to)) = mirror {
+    if let Some(e) = mirror_error {
+        st.parallel_error = Some(e);
+    }
+    if let Some((supplier, to, plan)) = mirror {
         st.acting = true;
+        st.parallel_error = None;
         st.parallel_supplier = Some(supplier);
-        cx.send(ConsoleCommand::MirrorLiveTraffic { supplier, to });
+        cx.send(ConsoleCommand::MirrorLiveTraffic { supplier, to, plan });
     }
     if let (Some(run), Some((supplier, to))) = (test, start_test) {
         st.parallel_error = None;
@@ -758,7 +813,7 @@ fn recommendations(ui: &mut Ui, recs: &[RecommendationRow], st: &mut State, cx: 
         cx.send(ConsoleCommand::DismissRecommendation(id));
     }
     if let Some(supplier) = plan {
-        st.form = Some(StartForm { supplier: supplier.0.to_string(), field_error: None, scroll_to: true });
+        st.form = Some(StartForm::new(supplier));
         st.plan = None;
         st.plan_error = None;
         st.planning = true;
@@ -928,7 +983,7 @@ fn parallel(ui: &mut Ui, v: &MigrationsView, st: &mut State, cx: &mut Cx<'_>) {
         cx.send(ConsoleCommand::StopMirror(id));
     }
     if let Some((supplier, to)) = plan {
-        st.form = Some(StartForm { supplier: supplier.0.to_string(), field_error: None, scroll_to: true });
+        st.form = Some(StartForm::new(supplier));
         st.plan = None;
         st.plan_error = None;
         st.planning = true;
@@ -972,5 +1027,26 @@ fn dialogs(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                 cx.send(ConsoleCommand::AbortMigration(id));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(percent: &str, requests: &str, days: &str) -> MirrorFields {
+        MirrorFields { percent: percent.into(), requests: requests.into(), days: days.into() }
+    }
+
+    #[test]
+    fn mirror_fields_default_when_empty_and_refuse_what_start_mirror_would() {
+        assert_eq!(fields("", " ", "").plan(), Ok(MirrorPlan::default()));
+        let p = fields("50 %", "200", "14").plan().unwrap();
+        assert_eq!((p.sample_percent, p.requests, p.duration.num_days()), (50, 200, 14));
+        let e = fields("150", "", "").plan().unwrap_err();
+        assert!(e.contains("Sample %: '150' is not a whole number from 1 to 100") && e.contains("empty for 25"), "{e}");
+        assert!(fields("", "0", "").plan().unwrap_err().starts_with("Requests to compare: '0'"));
+        assert!(fields("", "", "31").plan().unwrap_err().starts_with("Days at most: '31'"));
+        assert!(fields("ten", "", "").plan().is_err());
     }
 }
