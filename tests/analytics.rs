@@ -31,7 +31,7 @@ fn session(store: &Arc<Store>) -> AnalyticsSession {
 
 fn demo(dir: &Path, cfg: &DemoConfig) -> Arc<Store> {
     let store = Store::open(dir.join("demo.db")).unwrap();
-    generate(&store, cfg, |_| {}).unwrap();
+    generate(&store, cfg, |_, _| {}).unwrap();
     Arc::new(store)
 }
 

@@ -413,7 +413,7 @@ fn live_overview_shows_a_breaker_opening_during_a_simulated_outage() {
     let sim_addr = demo_traffic::free_loopback_addr().unwrap();
     let mut cfg = DemoConfig::new(24, 3, 11, Utc::now().date_naive());
     cfg.sim_base_url = format!("http://{sim_addr}");
-    switchboard::engine::demo::generate(&f.store, &cfg, |_| {}).unwrap();
+    switchboard::engine::demo::generate(&f.store, &cfg, |_, _| {}).unwrap();
     let traffic = TrafficConfig {
         suppliers_with_tokens: 6,
         requests_per_sec: 20.0,

@@ -326,7 +326,7 @@ fn demo_data_is_identical_for_the_same_seed() {
         let store = Store::open(&p).unwrap();
         let mut cfg = DemoConfig::new(25, 60, *seed, until);
         cfg.health_until = Some(until.and_hms_opt(15, 0, 0).unwrap().and_utc());
-        generate(&store, &cfg, |_| {}).unwrap();
+        generate(&store, &cfg, |_, _| {}).unwrap();
         drop(store);
         paths.push(p);
     }
@@ -344,7 +344,14 @@ fn demo_data_has_30_days_of_health_history_with_its_incidents() {
     let end = until.and_hms_opt(15, 10, 0).unwrap().and_utc();
     let mut cfg = DemoConfig::new(250, 30, 3, until);
     cfg.health_until = Some(end);
-    let summary = generate(&store, &cfg, |_| {}).unwrap();
+    let mut heard: Vec<(String, f32)> = Vec::new();
+    let summary = generate(&store, &cfg, |stage, done| heard.push((stage.to_string(), done))).unwrap();
+    // Progress: every stage in order, the usage history day by day, never backwards.
+    let mut stages: Vec<&str> = heard.iter().map(|(s, _)| s.as_str()).collect();
+    stages.dedup();
+    assert_eq!(stages, ["suppliers and weddings", "usage history", "health history", "daily rollups"]);
+    assert_eq!(heard.iter().filter(|(s, _)| s == "usage history").count(), 1 + 30);
+    assert!(heard.windows(2).all(|w| w[0].1 <= w[1].1) && heard.iter().all(|(_, d)| (0.0..1.0).contains(d)), "{heard:?}");
     let accounts = store.list_accounts(None).unwrap();
     assert_eq!(accounts.len() as u32, summary.accounts);
     let (raw, fine, coarse) = store.health_history_sizes(&Retention::default()).unwrap();

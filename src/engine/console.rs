@@ -373,6 +373,8 @@ pub enum ConsoleEvent {
     Audit(Arc<AuditView>),
     DemoProgress {
         stage: String,
+        /// Share of the generation done, 0–1.
+        done: f32,
         elapsed_secs: f64,
     },
     DemoReady {
@@ -1341,8 +1343,8 @@ impl Service {
 
     fn generate_demo(&self, cfg: &DemoConfig, ticket: Ticket, out: &Outbox) -> bool {
         let started = Instant::now();
-        let res = generate(&self.store, cfg, |stage| {
-            out.send(ticket, ConsoleEvent::DemoProgress { stage: stage.to_string(), elapsed_secs: started.elapsed().as_secs_f64() });
+        let res = generate(&self.store, cfg, |stage, done| {
+            out.send(ticket, ConsoleEvent::DemoProgress { stage: stage.to_string(), done, elapsed_secs: started.elapsed().as_secs_f64() });
         });
         self.invalidate();
         let ok = res.is_ok();

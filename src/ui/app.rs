@@ -39,7 +39,7 @@ const STORAGE_KEY: &str = "switchboard.console";
 
 enum Demo {
     Off,
-    Running { stage: String, started: Instant },
+    Running { stage: String, done: f32, started: Instant },
     Ready(DemoSummary, f64),
     Failed(String),
 }
@@ -75,7 +75,7 @@ impl ConsoleApp {
         let mut toasts = Toasts::default();
         let demo = match opts.demo {
             Some(cfg) => match handle.send(ConsoleCommand::GenerateDemo(cfg)) {
-                Ok(_) => Demo::Running { stage: "starting".into(), started: Instant::now() },
+                Ok(_) => Demo::Running { stage: "starting".into(), done: 0.0, started: Instant::now() },
                 Err(e) => {
                     toasts.error(e.clone());
                     Demo::Failed(e)
@@ -136,9 +136,10 @@ impl ConsoleApp {
 
     fn on_event(&mut self, ev: ConsoleEvent) {
         match ev {
-            ConsoleEvent::DemoProgress { stage, .. } => {
-                if let Demo::Running { stage: s, .. } = &mut self.demo {
+            ConsoleEvent::DemoProgress { stage, done, .. } => {
+                if let Demo::Running { stage: s, done: d, .. } = &mut self.demo {
                     *s = stage;
+                    *d = done.clamp(0.0, 1.0);
                 }
             }
             ConsoleEvent::DemoReady { summary, elapsed_secs } => {
@@ -290,8 +291,8 @@ impl ConsoleApp {
             .frame(egui::Frame::central_panel(ui.style()).inner_margin(egui::Margin::same(theme::GAP_L as i8)))
             .show(ui, |ui| {
                 let mut cx = Cx { handle: &self.handle, toasts: &mut self.toasts, goto: None };
-                if let Demo::Running { stage, started } = &self.demo {
-                    demo_progress(ui, stage, started.elapsed().as_secs_f64());
+                if let Demo::Running { stage, done, started } = &self.demo {
+                    demo_progress(ui, stage, *done, started.elapsed().as_secs_f64());
                     return;
                 }
                 match self.view {
@@ -367,7 +368,7 @@ impl ConsoleApp {
     }
 }
 
-fn demo_progress(ui: &mut egui::Ui, stage: &str, secs: f64) {
+fn demo_progress(ui: &mut egui::Ui, stage: &str, done: f32, secs: f64) {
     views::header(ui, "Preparing the demo", "a throwaway database with a year of generated history");
     theme::card(ui).show(ui, |ui| {
         ui.set_width(520.0);
@@ -376,10 +377,10 @@ fn demo_progress(ui: &mut egui::Ui, stage: &str, secs: f64) {
             ui.label(RichText::new(format!("Writing {stage}…")).strong());
         });
         ui.add_space(theme::GAP_S);
-        ui.add(egui::ProgressBar::new(0.0).animate(true).text(format!("{secs:.0} s")));
+        ui.add(egui::ProgressBar::new(done).animate(true).text(format!("{:.0} % · {secs:.0} s", done * 100.0)));
         ui.add_space(theme::GAP_S);
         ui.label(
-            RichText::new("Suppliers, weddings, provider accounts and a year of usage are generated on the background runtime; the views open as soon as they are written.")
+            RichText::new("Suppliers, weddings, provider accounts, a year of usage and a month of provider health are generated on the background runtime; the views open as soon as they are written.")
                 .color(theme::palette(ui).muted),
         );
     });
