@@ -1056,10 +1056,20 @@ async fn a_mirror_compares_a_sample_of_live_traffic_without_touching_the_answers
     assert!(err.to_string().contains("already has live traffic mirrored"), "{err}");
     e.router.reload().unwrap();
 
-    // Eight live requests: every answer comes from platform AI as before; six copies go to the candidate.
+    // Eight live requests, three of them streamed: every answer comes from
+    // platform AI as before; six copies go to the candidate (streams once
+    // they have completed, as plain requests).
     for i in 0..8 {
-        let (st, b) = json_of(e.chat(&t, "gpt-4o-mini", &format!("Write a thank-you note, number {i}")).await).await;
-        assert_eq!(st, 200, "{b}");
+        let text = format!("Write a thank-you note, number {i}");
+        if i % 3 == 1 {
+            let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": text}]});
+            let r = e.post("/chat/completions", &t, body).await;
+            assert_eq!(r.status(), 200);
+            assert!(r.text().await.unwrap().contains("[DONE]"), "the stream is answered whole");
+        } else {
+            let (st, b) = json_of(e.chat(&t, "gpt-4o-mini", &text).await).await;
+            assert_eq!(st, 200, "{b}");
+        }
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while e.router.mirrors_due(e.clock.now()).is_empty() {
@@ -1071,11 +1081,17 @@ async fn a_mirror_compares_a_sample_of_live_traffic_without_touching_the_answers
     let shadow: Vec<_> = rows.iter().filter(|r| r.1 == Route::Shadow.code()).collect();
     let live: Vec<_> = rows.iter().filter(|r| r.1 == Route::Platform.code()).collect();
     assert_eq!((live.len(), shadow.len()), (8, 6), "the sample stops at the mirror's six requests");
-    for c in &shadow {
-        assert_eq!(c.5, own.0, "copies go to the candidate");
-        let original = c.0.strip_prefix(&format!("m{}~", m.id)).expect("a copy's id names its original");
-        assert!(live.iter().any(|l| l.0 == original), "{original}");
-    }
+    let mut originals: Vec<&str> = shadow
+        .iter()
+        .map(|c| {
+            assert_eq!(c.5, own.0, "copies go to the candidate");
+            c.0.strip_prefix(&format!("m{}~", m.id)).expect("a copy's id names its original")
+        })
+        .collect();
+    originals.sort();
+    let mut first_six: Vec<&str> = live[..6].iter().map(|l| l.0.as_str()).collect();
+    first_six.sort();
+    assert_eq!(originals, first_six, "the first six requests are copied, the two streams among them");
     let live_tokens: i64 = live.iter().map(|r| r.3).sum();
     assert_eq!(e.router.quota_snapshot(s).unwrap().0 as i64, live_tokens, "copies never count against the quota");
 

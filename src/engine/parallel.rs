@@ -413,7 +413,8 @@ impl Default for MirrorPlan {
 
 /// Starts a parallel test on live traffic: a running routing runtime (the
 /// console in demo mode, or `switchboard serve`) copies a sample of the
-/// supplier's served plain chat requests to `candidate` in the background,
+/// supplier's chat requests (streamed ones as plain requests, once their
+/// stream has completed) to `candidate` in the background,
 /// records each copy as shadow usage (never billed to the quota), and writes
 /// the side-by-side report when enough are compared or the time is up.
 pub fn start_mirror(

@@ -919,6 +919,18 @@ impl Router {
         }
     }
 
+    /// A plain (not streamed) copy of a streamed request for a live-traffic
+    /// mirror, only while one runs (the common path clones nothing).
+    fn mirror_copy(&self, req: &ChatRequest) -> Option<ChatRequest> {
+        if !self.mirroring.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut copy = req.clone();
+        copy.stream = None;
+        copy.stream_options = None;
+        Some(copy)
+    }
+
     /// Sends a copy of a served request to the candidate account of the
     /// supplier's running mirror, if the request is in the mirror's sample,
     /// in the background: the caller's answer never waits for it. The copy's
@@ -926,6 +938,8 @@ impl Router {
     /// `m<mirror id>~<request id>`, which pairs it with the original.
     /// `served_by`: the account that answered (`None`: every route failed,
     /// and the copy shows whether the candidate would have answered).
+    /// A streamed request is copied as a plain one once its stream has
+    /// completed (see [`Router::mirror_copy`]); one the client abandoned is not.
     fn mirror(&self, p: &Prepared, served_by: Option<AccountId>, req: &ChatRequest, requested_model: &str) {
         if !self.mirroring.load(Ordering::Relaxed) {
             return;
@@ -1176,7 +1190,16 @@ impl Router {
                     let guard = StreamGuard {
                         router: self.clone(),
                         stream,
-                        ctx: Some(StreamCtx { p, account: acc, route, model: req.model.clone(), quota_counted, t0, started }),
+                        ctx: Some(StreamCtx {
+                            mirror: self.mirror_copy(&req).map(|c| (c, requested_model.clone())),
+                            p,
+                            account: acc,
+                            route,
+                            model: req.model.clone(),
+                            quota_counted,
+                            t0,
+                            started,
+                        }),
                         pending: None,
                         done: false,
                         in_flight: true,
@@ -1200,7 +1223,11 @@ impl Router {
                 }
             }
         }
-        Err(self.fail(&p, &plan, platform_allowed, reasons, last_status, started).await)
+        let err = self.fail(&p, &plan, platform_allowed, reasons, last_status, started).await;
+        if let Some(copy) = self.mirror_copy(&req) {
+            self.mirror(&p, None, &copy, &requested_model);
+        }
+        Err(err)
     }
 
     /// Embeddings.
@@ -1282,6 +1309,9 @@ struct StreamCtx {
     quota_counted: bool,
     t0: Instant,
     started: Instant,
+    /// A plain copy of the request and the model asked for, kept only while
+    /// a live-traffic mirror runs: a completed stream is mirrored as that.
+    mirror: Option<(ChatRequest, String)>,
 }
 
 /// The half-open trial an attempt holds (if it holds one), given back when
@@ -1365,6 +1395,11 @@ impl StreamGuard {
                 .or_else(|| (status == UsageStatus::Cancelled).then(|| "client_disconnected".to_string())),
         );
         r.metrics.observe(ctx.route, ctx.account.account.provider, status == UsageStatus::Ok, ctx.started.elapsed(), &ev);
+        if status == UsageStatus::Ok
+            && let Some((copy, requested_model)) = &ctx.mirror
+        {
+            r.mirror(&ctx.p, Some(ctx.account.account.id), copy, requested_model);
+        }
         Some(ev)
     }
 }
