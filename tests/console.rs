@@ -1007,7 +1007,7 @@ fn a_live_traffic_mirror_is_started_watched_and_stopped_from_the_console() {
     r.router.reload().unwrap();
     for i in 0..40 {
         let req = switchboard::providers::ChatRequest::simple("gpt-4o-mini", &format!("Caption for photo {i}"));
-        let a = f._rt.block_on(r.router.chat(Some(&token), None, None, req)).unwrap();
+        let a = f._rt.block_on(r.router.chat(Some(token.as_str()), None, None, req)).unwrap();
         assert_ne!(a.account, own, "the mirror never answers the caller");
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1032,7 +1032,7 @@ fn a_live_traffic_mirror_is_started_watched_and_stopped_from_the_console() {
     assert_eq!((m.state.as_str(), m.report_id), ("done", Some(1)));
     // Stopped: later traffic is not copied.
     let req = switchboard::providers::ChatRequest::simple("gpt-4o-mini", "one more caption");
-    f._rt.block_on(r.router.chat(Some(&token), None, None, req)).unwrap();
+    f._rt.block_on(r.router.chat(Some(token.as_str()), None, None, req)).unwrap();
     f._rt.block_on(r.router.ledger().flush());
     assert_eq!(shadow_rows(&f.store), copies);
 }

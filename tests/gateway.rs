@@ -1193,7 +1193,7 @@ async fn a_mirror_resumes_its_count_from_the_ledger_after_a_restart() {
     assert!(r2.mirrors_due(e.clock.now()).is_empty(), "4 of 10 compared");
     for i in 0..8 {
         let req = switchboard::providers::ChatRequest::simple("gpt-4o-mini", &format!("seating plan {i}"));
-        r2.chat(Some(&t), None, None, req).await.unwrap();
+        r2.chat(Some(t.as_str()), None, None, req).await.unwrap();
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while r2.mirrors_due(e.clock.now()).is_empty() {

@@ -186,6 +186,22 @@ struct MirrorEntry {
     recorded: Arc<std::sync::atomic::AtomicU32>,
 }
 
+/// Who sends a request: a gateway token still to be checked, or the supplier
+/// a token was already checked for (the gateway checks it before reading the
+/// body, so that a bad token is a 401 whatever the body; it is not hashed and
+/// looked up a second time).
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    Token(Option<&'a str>),
+    Supplier(SupplierId),
+}
+
+impl<'a> From<Option<&'a str>> for Caller<'a> {
+    fn from(bearer: Option<&'a str>) -> Self {
+        Caller::Token(bearer)
+    }
+}
+
 /// What one attempt on one account did (for the health monitor and migrations).
 #[derive(Debug, Clone)]
 pub struct AttemptOutcome {
@@ -524,7 +540,7 @@ impl Router {
         Ok(())
     }
 
-    /// The supplier a gateway token belongs to.
+    /// The supplier a gateway token belongs to (and its last use noted).
     pub fn authenticate(&self, bearer: Option<&str>) -> Result<SupplierId, GatewayError> {
         let token = bearer.map(str::trim).filter(|t| !t.is_empty()).ok_or(GatewayError::UnknownToken)?;
         let cat = self.catalog();
@@ -609,13 +625,16 @@ impl Router {
     /// Checks auth, model, rate limit; returns what the attempts need.
     fn prepare(
         &self,
-        bearer: Option<&str>,
+        caller: Caller<'_>,
         model: &str,
         request_type: RequestType,
         estimate: u64,
         request_id: Option<&str>,
     ) -> Result<Prepared, GatewayError> {
-        let supplier_id = self.authenticate(bearer)?;
+        let supplier_id = match caller {
+            Caller::Token(bearer) => self.authenticate(bearer)?,
+            Caller::Supplier(s) => s,
+        };
         if model.trim().is_empty() {
             return Err(GatewayError::BadRequest("the request has no model; set \"model\", e.g. \"gpt-4o-mini\"".into()));
         }
@@ -1025,7 +1044,7 @@ impl Router {
     /// A plain chat completion.
     pub async fn chat(
         &self,
-        bearer: Option<&str>,
+        caller: impl Into<Caller<'_>>,
         type_header: Option<&str>,
         request_id: Option<&str>,
         mut req: ChatRequest,
@@ -1034,7 +1053,7 @@ impl Router {
         let started = Instant::now();
         let rt = request_type(type_header, Some(&req))?;
         let output = req.max_output().unwrap_or(self.cfg.default_output_allowance);
-        let mut p = self.prepare(bearer, &req.model, rt, tokens::chat_prompt_bound(&req) + output, request_id)?;
+        let mut p = self.prepare(caller.into(), &req.model, rt, tokens::chat_prompt_bound(&req) + output, request_id)?;
         let requested_model = req.model.clone();
         let exact = |req: &ChatRequest| tokens::estimate_chat_prompt(req) + output;
         let (plan, platform_allowed) = self.plan(&mut p, self.model_provider(&requested_model), || exact(&req));
@@ -1150,7 +1169,7 @@ impl Router {
     /// or the client goes away.
     pub async fn chat_stream(
         self: &Arc<Self>,
-        bearer: Option<&str>,
+        caller: impl Into<Caller<'_>>,
         type_header: Option<&str>,
         request_id: Option<&str>,
         mut req: ChatRequest,
@@ -1158,7 +1177,7 @@ impl Router {
         let started = Instant::now();
         let rt = request_type(type_header, Some(&req))?;
         let output = req.max_output().unwrap_or(self.cfg.default_output_allowance);
-        let mut p = self.prepare(bearer, &req.model, rt, tokens::chat_prompt_bound(&req) + output, request_id)?;
+        let mut p = self.prepare(caller.into(), &req.model, rt, tokens::chat_prompt_bound(&req) + output, request_id)?;
         let requested_model = req.model.clone();
         let exact = |req: &ChatRequest| tokens::estimate_chat_prompt(req) + output;
         let (plan, platform_allowed) = self.plan(&mut p, self.model_provider(&requested_model), || exact(&req));
@@ -1233,7 +1252,7 @@ impl Router {
     /// Embeddings.
     pub async fn embeddings(
         &self,
-        bearer: Option<&str>,
+        caller: impl Into<Caller<'_>>,
         type_header: Option<&str>,
         request_id: Option<&str>,
         mut req: EmbeddingsRequest,
@@ -1241,7 +1260,7 @@ impl Router {
         let _in_flight = InFlight::enter(&self.in_flight);
         let started = Instant::now();
         let rt = request_type(type_header, None)?;
-        let mut p = self.prepare(bearer, &req.model, rt, tokens::embeddings_bound(&req), request_id)?;
+        let mut p = self.prepare(caller.into(), &req.model, rt, tokens::embeddings_bound(&req), request_id)?;
         let requested_model = req.model.clone();
         let exact = |req: &EmbeddingsRequest| tokens::estimate_embeddings(req);
         let (plan, platform_allowed) = self.plan(&mut p, Some(ProviderKind::OpenAi), || exact(&req));

@@ -6,7 +6,7 @@
 //! Endpoints: `POST /v1/chat/completions` (plain and SSE), `POST /v1/embeddings`,
 //! `GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus text).
 
-use crate::engine::router::{GatewayError, Router};
+use crate::engine::router::{Caller, GatewayError, Router};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -228,13 +228,12 @@ fn with_route(mut resp: Response, route: crate::domain::Route, request_id: &str)
 
 async fn chat(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
-        st.router.authenticate(bearer(&headers))?;
+        let auth = Caller::Supplier(st.router.authenticate(bearer(&headers))?);
         let bytes = body_bytes(body, st.max_body)?;
         let req: ChatRequest = parse_json(&bytes, "chat completion")?;
         if req.messages.is_empty() {
             return Err(GatewayError::BadRequest("\"messages\" is empty; send at least one message".into()));
         }
-        let auth = bearer(&headers);
         let rt = header_str(&headers, "x-switchboard-request-type");
         let rid = header_str(&headers, "x-request-id").or_else(|| header_str(&headers, "idempotency-key"));
         if req.is_stream() {
@@ -258,11 +257,11 @@ async fn chat(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes
 
 async fn embeddings(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
-        st.router.authenticate(bearer(&headers))?;
+        let auth = Caller::Supplier(st.router.authenticate(bearer(&headers))?);
         let bytes = body_bytes(body, st.max_body)?;
         let req: EmbeddingsRequest = parse_json(&bytes, "embeddings")?;
         let rid = header_str(&headers, "x-request-id").or_else(|| header_str(&headers, "idempotency-key"));
-        let a = st.router.embeddings(bearer(&headers), header_str(&headers, "x-switchboard-request-type"), rid, req).await?;
+        let a = st.router.embeddings(auth, header_str(&headers, "x-switchboard-request-type"), rid, req).await?;
         let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
         Ok::<_, GatewayError>(with_route(resp, a.route, &a.request_id))
     }
