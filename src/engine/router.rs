@@ -159,11 +159,14 @@ struct AccountEntry {
     breaker: Arc<Mutex<Breaker>>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct TokenEntry {
     supplier: SupplierId,
     revoked: bool,
     id: crate::store::TokenId,
+    /// When its last use was last written (Unix seconds, 0 = not yet); kept
+    /// across catalog reloads.
+    noted: Arc<std::sync::atomic::AtomicI64>,
 }
 
 #[derive(Default)]
@@ -293,7 +296,6 @@ pub struct Router {
     /// minutes away, so the ledger does not wait for it (see [`Router::writers_soon`]).
     streaming: std::sync::atomic::AtomicUsize,
     /// When each gateway token's last use was last written to the store.
-    token_use_written: Mutex<HashMap<crate::store::TokenId, DateTime<Utc>>>,
     instance: String,
 }
 
@@ -350,7 +352,6 @@ impl Router {
             request_seq: std::sync::atomic::AtomicU64::new(0),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             streaming: std::sync::atomic::AtomicUsize::new(0),
-            token_use_written: Mutex::new(HashMap::new()),
             instance: hex::encode(inst),
         });
         r.reload()?;
@@ -512,7 +513,8 @@ impl Router {
         }
         for (hash, supplier, revoked, id) in tokens {
             if let Some(h) = parse_hash(&hash) {
-                cat.tokens.insert(h, TokenEntry { supplier, revoked, id });
+                let noted = old.tokens.get(&h).map(|t| t.noted.clone()).unwrap_or_default();
+                cat.tokens.insert(h, TokenEntry { supplier, revoked, id, noted });
             }
         }
         for m in self.store.running_mirrors()? {
@@ -546,9 +548,9 @@ impl Router {
         let cat = self.catalog();
         match cat.tokens.get(&token_hash(token)) {
             Some(TokenEntry { revoked: true, .. }) => Err(GatewayError::RevokedToken),
-            Some(TokenEntry { supplier, id, .. }) if cat.suppliers.contains_key(supplier) => {
-                self.note_token_use(*id);
-                Ok(*supplier)
+            Some(t) if cat.suppliers.contains_key(&t.supplier) => {
+                self.note_token_use(t);
+                Ok(t.supplier)
             }
             _ => Err(GatewayError::UnknownToken),
         }
@@ -557,18 +559,19 @@ impl Router {
     /// Records a token's last use in the store (shown in the Keys view and
     /// `token list`), at most once a minute per token and off the request's
     /// path: the write runs on the blocking pool and the request never waits.
-    fn note_token_use(&self, id: crate::store::TokenId) {
+    fn note_token_use(&self, t: &TokenEntry) {
         const EVERY_SECS: i64 = 60;
         let now = self.clock.now();
-        {
-            let mut written = self.token_use_written.lock().unwrap_or_else(|e| e.into_inner());
-            match written.get(&id) {
-                Some(at) if (now - *at).num_seconds() < EVERY_SECS && *at <= now => return,
-                _ => {
-                    written.insert(id, now);
-                }
-            }
+        let secs = now.timestamp();
+        let last = t.noted.load(Ordering::Relaxed);
+        if last != 0 && last <= secs && secs - last < EVERY_SECS {
+            return;
         }
+        // One request of the minute writes it (no lock on the request path).
+        if t.noted.compare_exchange(last, secs, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return;
+        }
+        let id = t.id;
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         let store = self.store.clone();
         rt.spawn_blocking(move || {
