@@ -57,13 +57,7 @@ fn main() -> anyhow::Result<()> {
     if store.count_suppliers()? == 0 {
         let started = Instant::now();
         let cfg = DemoConfig::new(a.suppliers, a.days, 7, chrono::Utc::now().date_naive());
-        let mut last = String::new();
-        let s = generate(&store, &cfg, |stage, _| {
-            if stage != last {
-                eprintln!("writing {stage}…");
-                last = stage.to_string();
-            }
-        })?;
+        let s = generate(&store, &cfg, switchboard::engine::demo::once_per_stage(|stage| eprintln!("writing {stage}…")))?;
         println!("generated {} suppliers, {} usage events in {:.1} s", s.suppliers, s.usage_events, started.elapsed().as_secs_f64());
     }
     println!("database: {} ({} suppliers)", a.db.display(), store.count_suppliers()?);

@@ -53,13 +53,7 @@ pub fn run_demo_data(db: Option<PathBuf>, args: DemoDataArgs) -> anyhow::Result<
     let end_of_until = (until + chrono::Duration::days(1)).and_hms_opt(0, 0, 0).map(|t| t.and_utc());
     cfg.health_until = Some(end_of_until.map_or(super::now(), |e| e.min(super::now())));
     let started = Instant::now();
-    let mut last = String::new();
-    let summary = generate(&store, &cfg, |stage, _| {
-        if stage != last {
-            eprintln!("writing {stage}…");
-            last = stage.to_string();
-        }
-    })?;
+    let summary = generate(&store, &cfg, crate::engine::demo::once_per_stage(|stage| eprintln!("writing {stage}…")))?;
     println!(
         "Wrote {} suppliers, {} weddings, {} provider accounts, {} usage events and {} provider incidents into {} in {:.1} s.",
         summary.suppliers,

@@ -226,6 +226,18 @@ struct Incident {
     error_rate: f64,
 }
 
+/// A progress callback for [`generate`] that calls `f` once per stage (for
+/// a log line per stage rather than per generated day).
+pub fn once_per_stage(mut f: impl FnMut(&str)) -> impl FnMut(&str, f32) {
+    let mut last = String::new();
+    move |stage, _| {
+        if stage != last {
+            f(stage);
+            last = stage.to_string();
+        }
+    }
+}
+
 /// Days of generated health history: what the Health view's longest range shows.
 const HEALTH_DAYS: i64 = 30;
 

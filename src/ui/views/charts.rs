@@ -124,8 +124,24 @@ fn nice_step(raw: f64) -> f64 {
     m * mag
 }
 
+/// The labelled step for a value axis spanning `span`: 1, 2 or 5 times a
+/// power of ten, cutting the span into about five parts (at most six and a
+/// half).
+fn major_step(span: f64) -> f64 {
+    if !span.is_finite() || span <= 0.0 {
+        return 1.0;
+    }
+    let mag = 10f64.powf((span / 5.0).log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .filter(|step| span / step <= 6.5)
+        .min_by(|a, b| ((span / a) - 5.0).abs().total_cmp(&((span / b) - 5.0).abs()))
+        .unwrap_or(10.0 * mag)
+}
+
 /// Grid marks for a value axis: labelled lines at a nice step that cuts the
-/// visible range into two to five parts (so a short chart still reads
+/// visible range into about five parts (see [`major_step`]; a short chart still reads
 /// "0, 500, 1k, 1.5k" rather than only "0"), and light lines in between.
 /// Counts never get fractional marks.
 fn value_marks(bounds: (f64, f64), base_step: f64, integer: bool) -> Vec<GridMark> {
@@ -133,7 +149,9 @@ fn value_marks(bounds: (f64, f64), base_step: f64, integer: bool) -> Vec<GridMar
     if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
         return Vec::new();
     }
-    let mut major = nice_step((hi - lo) / 5.0).max(nice_step(base_step));
+    // `base_step` is 8 px (egui_plot's smallest grid spacing); a y label
+    // needs 30 px to show in full, so a short chart gets fewer lines.
+    let mut major = major_step(hi - lo).max(nice_step(base_step * 30.0 / 8.0));
     if integer {
         major = major.max(1.0);
     }
@@ -160,6 +178,16 @@ fn value_marks(bounds: (f64, f64), base_step: f64, integer: bool) -> Vec<GridMar
 }
 
 impl Unit {
+    /// The label of a value-axis mark: only the labelled lines of
+    /// [`value_marks`] get one (the light lines between them stay bare).
+    fn axis_label(self, mark: GridMark, range: &RangeInclusive<f64>) -> String {
+        let major = major_step(range.end() - range.start());
+        if mark.step_size < major * 0.999 {
+            return String::new();
+        }
+        self.axis(mark.value)
+    }
+
     fn y_spacer(self) -> impl Fn(egui_plot::GridInput) -> Vec<GridMark> {
         let integer = matches!(self, Unit::Count | Unit::Tokens);
         move |input| value_marks(input.bounds, input.base_step_size, integer)
@@ -173,7 +201,7 @@ pub fn date_plot(id: &str, unit: Unit, height: f32) -> Plot<'static> {
         .legend(Legend::default().position(egui_plot::Corner::LeftTop).follow_insertion_order(true))
         .x_axis_formatter(date_tick)
         .x_grid_spacer(date_spacer)
-        .y_axis_formatter(move |m, _| unit.axis(m.value))
+        .y_axis_formatter(move |m, r| unit.axis_label(m, r))
         .y_grid_spacer(unit.y_spacer())
         .y_axis_min_width(48.0)
         .allow_scroll(false)
@@ -215,7 +243,7 @@ pub fn category_plot(id: &str, unit: Unit, height: f32, labels: Vec<String>) -> 
             }
             v
         })
-        .y_axis_formatter(move |m, _| unit.axis(m.value))
+        .y_axis_formatter(move |m, r| unit.axis_label(m, r))
         .y_grid_spacer(unit.y_spacer())
         .y_axis_min_width(48.0)
         .allow_scroll(false)
@@ -276,7 +304,7 @@ pub fn time_plot(id: impl egui::AsIdSalt, unit: Unit, height: f32) -> Plot<'stat
         .legend(Legend::default().position(egui_plot::Corner::LeftTop).follow_insertion_order(true))
         .x_axis_formatter(time_tick)
         .x_grid_spacer(time_spacer)
-        .y_axis_formatter(move |m, _| unit.axis(m.value))
+        .y_axis_formatter(move |m, r| unit.axis_label(m, r))
         .y_grid_spacer(unit.y_spacer())
         .y_axis_min_width(56.0)
         .allow_scroll(false)
@@ -318,6 +346,13 @@ mod tests {
             (Unit::Count.axis(8000.0), Unit::Count.axis(1500.0), Unit::Dollars.axis(0.5)),
             ("8k".into(), "1.5k".into(), "$0.50".into())
         );
+        // A chart 110 px high (8 px = 8 % here) gets labels 50 apart, not 20.
+        let short: Vec<f64> = value_marks((-5.0, 105.0), 8.0, false).iter().filter(|m| m.step_size == 50.0).map(|m| m.value).collect();
+        assert_eq!(short, vec![0.0, 50.0, 100.0]);
+        // Light lines between the labelled ones have no label.
+        let marks = value_marks((0.0, 105_000.0), 100.0, true);
+        let labels: Vec<String> = marks.iter().map(|m| Unit::Count.axis_label(*m, &(0.0..=105_000.0))).filter(|l| !l.is_empty()).collect();
+        assert_eq!(labels, ["0", "20k", "40k", "60k", "80k", "100k"]);
         assert!(value_marks((0.0, f64::INFINITY), 0.1, false).is_empty());
     }
 

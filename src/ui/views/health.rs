@@ -144,7 +144,7 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     if !v.monitored {
         ui.label(
             RichText::new(
-                "No health monitor runs in this console: figures come from the stored probe history. Live verdicts and breakers appear while `switchboard serve` (or `--demo`) runs.",
+                "No health monitor runs in this console: figures come from the stored health history (probes and sampled requests). Live verdicts and breakers appear while `switchboard serve` (or `--demo`) runs.",
             )
             .small()
             .color(p.muted),
