@@ -389,8 +389,11 @@ fn queries_run_off_thread_and_cancel() {
         let q = AnalyticsQuery::Series(SeriesQuery::new(day("2025-05-01"), day("2025-06-30"), Granularity::Day, Dimension::Provider));
         let ok = service.spawn(q.clone());
         assert!(ok.result.await.unwrap().is_ok());
-        let cancelled = service.spawn(q);
-        cancelled.cancel.cancel();
+        // Cancelled before its thread starts (cancelling after `spawn` races
+        // a query this small, which can finish first on a busy machine).
+        let handle = switchboard::engine::analytics::CancelHandle::new();
+        handle.cancel();
+        let cancelled = service.spawn_with(q, handle);
         assert!(matches!(cancelled.result.await.unwrap(), Err(AnalyticsError::Cancelled)));
     });
     let s = service.session().unwrap();

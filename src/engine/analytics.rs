@@ -439,7 +439,12 @@ impl AnalyticsService {
     /// runtime). Cancel with `running.cancel.cancel()`; the task then ends
     /// with [`AnalyticsError::Cancelled`].
     pub fn spawn(&self, query: AnalyticsQuery) -> RunningQuery {
-        let cancel = CancelHandle::new();
+        self.spawn_with(query, CancelHandle::new())
+    }
+
+    /// As [`AnalyticsService::spawn`], with a cancel handle made beforehand
+    /// (one already cancelled ends the query before it starts).
+    pub fn spawn_with(&self, query: AnalyticsQuery, cancel: CancelHandle) -> RunningQuery {
         let (c, me) = (cancel.clone(), self.clone());
         let result = tokio::task::spawn_blocking(move || {
             c.check()?;
