@@ -858,7 +858,7 @@ fn acknowledges_an_alert_from_the_health_view_and_audits_it() {
     let mut h = harness_at(&f, Some(live), Arc::new(r.clock.clone()), View::Health);
     wait_until(&mut h, "the status board", |h| shows(h, "Provider accounts (2)"));
     assert!(shows(&h, "1 down · 0 degraded"), "the board counts the down account");
-    assert!(shows(&h, "open until the account answers"), "the venue's breaker is held open by the monitor");
+    assert!(shows(&h, "open (down)"), "the venue's breaker is held open by the monitor");
     assert!(shows(&h, "Venue OpenAI — latency and errors"), "the worst account's charts are shown first");
     wait_until(&mut h, "the alert list", |h| shows(h, &format!("Alerts ({} open)", open.len())));
     assert!(shows(&h, &newest.message));

@@ -45,6 +45,11 @@ impl Unit {
         };
         match self {
             Unit::Dollars => format!("${}", compact()),
+            // A second and more in seconds: "1.5 s", not "1.5k ms".
+            Unit::Millis if v.abs() >= 1000.0 => {
+                let secs = format!("{:.1}", v / 1000.0);
+                format!("{} s", secs.trim_end_matches(".0"))
+            }
             Unit::Millis => format!("{} ms", compact()),
             Unit::Percent => format!("{v:.0} %"),
             _ => compact(),
@@ -345,6 +350,10 @@ mod tests {
         assert_eq!(
             (Unit::Count.axis(8000.0), Unit::Count.axis(1500.0), Unit::Dollars.axis(0.5)),
             ("8k".into(), "1.5k".into(), "$0.50".into())
+        );
+        assert_eq!(
+            [200.0, 1000.0, 1500.0, 12_000.0].map(|v| Unit::Millis.axis(v)),
+            ["200 ms".to_string(), "1 s".into(), "1.5 s".into(), "12 s".into()]
         );
         // A chart 110 px high (8 px = 8 % here) gets labels 50 apart, not 20.
         let short: Vec<f64> = value_marks((-5.0, 105.0), 8.0, false).iter().filter(|m| m.step_size == 50.0).map(|m| m.value).collect();

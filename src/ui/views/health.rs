@@ -83,7 +83,7 @@ fn breaker_text(ui: &Ui, b: Option<BreakerView>) -> (String, Color32) {
     match b {
         None => ("not routed here".into(), p.muted),
         Some(BreakerView::Closed) => ("closed".into(), p.ok),
-        Some(BreakerView::Open { held: true, .. }) => ("open until the account answers".to_string(), p.danger),
+        Some(BreakerView::Open { held: true, .. }) => ("open (down)".to_string(), p.danger),
         Some(BreakerView::Open { secs_left, .. }) => (format!("open · {secs_left} s left"), p.danger),
         Some(BreakerView::HalfOpen) => ("half-open".into(), p.warn),
     }
@@ -248,7 +248,11 @@ fn board_row(ui: &mut Ui, r: &HealthRow, chosen: bool, st: &mut State) {
             RichText::new(&r.owner_name).color(if r.owner_name == "WedSync platform" { p.accent } else { ui.visuals().text_color() }),
         );
         let (b, bc) = breaker_text(ui, r.breaker);
-        cell(ui, w[4], RichText::new(b).color(bc));
+        let held = matches!(r.breaker, Some(BreakerView::Open { held: true, .. }));
+        let resp = cell(ui, w[4], RichText::new(b).color(bc));
+        if held {
+            resp.on_hover_text("Held open by the health monitor: traffic fails over until probes see the account answering again");
+        }
         cell(ui, w[5], ms(r.p50_ms));
         cell(ui, w[6], ms(r.p95_ms));
         let err_color = match r.error_percent {
