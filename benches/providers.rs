@@ -4,7 +4,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use switchboard::domain::{PricingTable, ProviderKind, TokenUsage};
-use switchboard::providers::{ChatRequest, OpenAiUsage, anthropic, tokens};
+use switchboard::providers::translate::StreamTranslator;
+use switchboard::providers::{ChatRequest, OpenAiUsage, anthropic, token_count};
 
 fn chat_request() -> ChatRequest {
     serde_json::from_value(serde_json::json!({
@@ -36,7 +37,7 @@ fn bench(c: &mut Criterion) {
     });
     let delta = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" Castle"}}"#;
     c.bench_function("translate one Anthropic stream event", |b| {
-        let mut t = anthropic::StreamTranslator::new("claude-sonnet-4-5", 1, false);
+        let mut t = anthropic::AnthropicTranslator::new("claude-sonnet-4-5", 1, false);
         let mut out = Vec::with_capacity(4);
         b.iter(|| {
             out.clear();
@@ -56,8 +57,8 @@ fn bench(c: &mut Criterion) {
     c.bench_function("cost only (dated Azure model lookup)", |b| {
         b.iter(|| pricing.cost(ProviderKind::AzureOpenAi, black_box("gpt-4o-2024-08-06"), &u))
     });
-    tokens::count_text("warm up the tokenizer");
-    c.bench_function("estimate prompt tokens (tiktoken o200k)", |b| b.iter(|| tokens::estimate_chat_prompt(black_box(&req))));
+    token_count::count_text("warm up the tokenizer");
+    c.bench_function("estimate prompt tokens (tiktoken o200k)", |b| b.iter(|| token_count::estimate_chat_prompt(black_box(&req))));
 }
 
 criterion_group!(benches, bench);

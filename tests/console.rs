@@ -512,7 +512,7 @@ fn seed_usage(store: &Store) -> (SupplierId, SupplierId) {
     let overflow = add_supplier(store, "Overflow Studio", Tier::Starter, VendorType::Photographer, &[]);
     let quiet = add_supplier(store, "Quiet Florals", Tier::Scale, VendorType::Florist, &[]);
     let today = Utc::now().date_naive();
-    let first = switchboard::engine::analytics::add_months(today, -2);
+    let first = switchboard::domain::calendar::add_months(today, -2);
     let mut events = Vec::new();
     let mut d = first;
     while d <= today {
@@ -723,7 +723,7 @@ fn peak_and_off_season_averages_count_only_days_with_history() {
         std::thread::sleep(Duration::from_millis(5));
     };
     // Two requests every day since the first of the month two months ago, none before.
-    let first = switchboard::engine::analytics::add_months(today, -2);
+    let first = switchboard::domain::calendar::add_months(today, -2);
     assert_eq!(v.peak_days + v.off_days, (today - first).num_days() as usize + 1, "the empty months before are not counted");
     for (days, avg) in [(v.peak_days, v.peak_daily_avg), (v.off_days, v.off_daily_avg)] {
         assert!(days == 0 || avg == 2.0, "{avg} requests a day over {days} days");
@@ -733,6 +733,7 @@ fn peak_and_off_season_averages_count_only_days_with_history() {
 
 // ---- Health and migrations --------------------------------------------------
 
+use switchboard::domain::Secret;
 use switchboard::domain::migration::{MigrationState, RouteTarget};
 use switchboard::domain::{AccountId, ManualClock, ValidationStatus};
 use switchboard::engine::health::{HealthMonitor, MonitorConfig};
@@ -740,10 +741,9 @@ use switchboard::engine::keys::KeyService;
 use switchboard::engine::ledger::Ledger;
 use switchboard::engine::migrations::MigrationService;
 use switchboard::engine::router::{Router, RouterConfig};
-use switchboard::providers::{ApiKey, Providers, ProvidersConfig, RetryPolicy};
+use switchboard::providers::{Providers, ProvidersConfig, RetryPolicy};
 use switchboard::sim::{DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY, SimHandle};
 use switchboard::store::NewAccount;
-use switchboard::vault::Secret;
 
 /// A router on a manual clock over the fixture's store, with the simulator's demo accounts.
 struct Routed {
@@ -786,7 +786,7 @@ impl Routed {
             default_model: "gpt-4o-mini".into(),
         };
         let id = f.store.insert_account(&n, self.clock.now()).unwrap().id;
-        self.router.set_key(id, Some(ApiKey::new(key)));
+        self.router.set_key(id, Some(Secret::new(key)));
         self.router.reload().unwrap();
         id
     }

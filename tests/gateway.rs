@@ -6,6 +6,7 @@ use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use switchboard::domain::Secret;
 use switchboard::domain::{
     AccountId, AccountOwner, AiMode, ManualClock, NewSupplier, PricingTable, ProviderKind, Route, SupplierId, Tier, VendorType,
 };
@@ -13,7 +14,7 @@ use switchboard::engine::ledger::Ledger;
 use switchboard::engine::router::{Router, RouterConfig};
 use switchboard::engine::tokens;
 use switchboard::gateway::{self, GatewayHandle};
-use switchboard::providers::{ApiKey, Providers, ProvidersConfig, RetryPolicy};
+use switchboard::providers::{Providers, ProvidersConfig, RetryPolicy};
 use switchboard::sim::{DEMO_ANTHROPIC_KEY, DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY, SimAccountConfig, SimConfig, SimHandle, Simulator};
 use switchboard::store::{NewAccount, Store};
 
@@ -67,8 +68,8 @@ async fn env(cfg: RouterConfig) -> Env {
     })
     .unwrap();
     let router = Router::new(store.clone(), providers, Arc::new(PricingTable::builtin()), Arc::new(clock.clone()), ledger, cfg).unwrap();
-    router.set_key(platform_openai, Some(ApiKey::new(DEMO_OPENAI_KEY)));
-    router.set_key(platform_anthropic, Some(ApiKey::new(DEMO_ANTHROPIC_KEY)));
+    router.set_key(platform_openai, Some(Secret::new(DEMO_OPENAI_KEY)));
+    router.set_key(platform_anthropic, Some(Secret::new(DEMO_ANTHROPIC_KEY)));
     let gw = gateway::start(router.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     Env { _dir: dir, store, sim, router, gw, clock, http: reqwest::Client::new(), platform_openai }
 }
@@ -97,7 +98,7 @@ impl Env {
             )
             .unwrap()
             .id;
-        self.router.set_key(id, Some(ApiKey::new(key)));
+        self.router.set_key(id, Some(Secret::new(key)));
         id
     }
 
@@ -552,7 +553,7 @@ async fn a_missing_azure_deployment_fails_over_instead_of_failing_the_request() 
         )
         .unwrap()
         .id;
-    e.router.set_key(acc, Some(ApiKey::new(switchboard::sim::DEMO_AZURE_KEY)));
+    e.router.set_key(acc, Some(Secret::new(switchboard::sim::DEMO_AZURE_KEY)));
     e.router.reload().unwrap();
     let t = e.token(s, false);
     let r = e.chat(&t, "gpt-4o-mini", "a cake for 120 guests").await;
@@ -1188,8 +1189,8 @@ async fn a_mirror_resumes_its_count_from_the_ledger_after_a_restart() {
         RouterConfig::default(),
     )
     .unwrap();
-    r2.set_key(e.platform_openai, Some(ApiKey::new(DEMO_OPENAI_KEY)));
-    r2.set_key(own, Some(ApiKey::new(DEMO_CLIENT_OPENAI_KEY)));
+    r2.set_key(e.platform_openai, Some(Secret::new(DEMO_OPENAI_KEY)));
+    r2.set_key(own, Some(Secret::new(DEMO_CLIENT_OPENAI_KEY)));
     assert!(r2.mirrors_due(e.clock.now()).is_empty(), "4 of 10 compared");
     for i in 0..8 {
         let req = switchboard::providers::ChatRequest::simple("gpt-4o-mini", &format!("seating plan {i}"));

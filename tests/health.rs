@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use std::sync::Arc;
+use switchboard::domain::Secret;
 use switchboard::domain::health::{AccountWindow, AlertKind, HealthRules, Retention, Sample, SampleSource, Severity, Thresholds, Verdict};
 use switchboard::domain::{
     AccountId, AccountOwner, AiMode, Clock, ManualClock, NewSupplier, PricingTable, ProviderKind, Route, SupplierId, Tier, VendorType,
@@ -13,7 +14,7 @@ use switchboard::engine::health::{HealthMonitor, MonitorConfig};
 use switchboard::engine::ledger::Ledger;
 use switchboard::engine::router::{Router, RouterConfig};
 use switchboard::engine::tokens;
-use switchboard::providers::{ApiKey, ChatRequest, Providers, ProvidersConfig, RetryPolicy};
+use switchboard::providers::{ChatRequest, Providers, ProvidersConfig, RetryPolicy};
 use switchboard::sim::{DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY, Latency, SimAccountConfig, SimConfig, SimHandle, Simulator};
 use switchboard::store::{HealthSampleRow, NewAccount, Store};
 
@@ -73,7 +74,7 @@ async fn env() -> Env {
         RouterConfig::default(),
     )
     .unwrap();
-    router.set_key(platform, Some(ApiKey::new(DEMO_OPENAI_KEY)));
+    router.set_key(platform, Some(Secret::new(DEMO_OPENAI_KEY)));
     Env { _dir: dir, store, sim, router, clock, providers, platform }
 }
 
@@ -101,7 +102,7 @@ impl Env {
             )
             .unwrap()
             .id;
-        self.router.set_key(id, Some(ApiKey::new(key)));
+        self.router.set_key(id, Some(Secret::new(key)));
         self.router.reload().unwrap();
         id
     }
@@ -531,6 +532,7 @@ async fn webhook_gets_alerts_with_retries_and_a_hanging_webhook_never_slows_the_
         attempts: 3,
         timeout: std::time::Duration::from_secs(30),
         backoff: std::time::Duration::from_millis(10),
+        runtime: tokio::runtime::Handle::current(),
     };
     let mut cfg = fast_cfg();
     cfg.webhook = Some(hook("/flaky"));

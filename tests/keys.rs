@@ -15,6 +15,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
+use switchboard::domain::Secret;
 use switchboard::domain::{
     AccountId, AccountOwner, AiMode, NewSupplier, ProviderAccount, ProviderKind, SupplierId, SystemClock, Tier, ValidationStatus,
     VendorType,
@@ -24,7 +25,7 @@ use switchboard::engine::tokens::{self, TokenError, TokenIndex};
 use switchboard::providers::{Providers, ProvidersConfig};
 use switchboard::sim::{Faults, SimAccountConfig, SimConfig, SimHandle, Simulator};
 use switchboard::store::{AuditFilter, Store};
-use switchboard::vault::{KeyRef, Secret, Vault, VaultError};
+use switchboard::vault::{KeyRef, Vault, VaultError};
 
 // Distinctive key values: the LEAKCANARY parts never appear in a fingerprint
 // (which shows only the prefix and the last four characters).

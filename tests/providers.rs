@@ -6,10 +6,10 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use switchboard::domain::{Micros, PricingTable, ProviderKind, TokenUsage, ValidationStatus};
+use switchboard::domain::{Micros, PricingTable, ProviderKind, Secret, TokenUsage, ValidationStatus};
 use switchboard::providers::{
-    ApiKey, ChatRequest, ChatStream, EmbeddingsRequest, ProviderError, ProviderTarget, Providers, ProvidersConfig, RetryPolicy,
-    StreamEvent, StreamSummary,
+    ChatRequest, ChatStream, EmbeddingsRequest, ProviderError, ProviderTarget, Providers, ProvidersConfig, RetryPolicy, StreamEvent,
+    StreamSummary,
 };
 use switchboard::sim::{Faults, SimAccountConfig, SimConfig, SimHandle, Simulator};
 
@@ -63,9 +63,9 @@ fn fast_retry() -> RetryPolicy {
 /// The target for a provider; Azure uses `deployment` (classic form).
 fn target_dep(s: &SimHandle, kind: ProviderKind, deployment: &str) -> ProviderTarget {
     match kind {
-        ProviderKind::OpenAi => ProviderTarget::new(kind, s.base_url(), ApiKey::new(OA_KEY)),
-        ProviderKind::Anthropic => ProviderTarget::new(kind, s.base_url(), ApiKey::new(AN_KEY)),
-        ProviderKind::AzureOpenAi => ProviderTarget::azure(s.base_url(), deployment, "2024-10-21", ApiKey::new(AZ_KEY)),
+        ProviderKind::OpenAi => ProviderTarget::new(kind, s.base_url(), Secret::new(OA_KEY)),
+        ProviderKind::Anthropic => ProviderTarget::new(kind, s.base_url(), Secret::new(AN_KEY)),
+        ProviderKind::AzureOpenAi => ProviderTarget::azure(s.base_url(), deployment, "2024-10-21", Secret::new(AZ_KEY)),
     }
 }
 
@@ -359,7 +359,7 @@ async fn auth_bad_model_and_connect_errors() {
             ProviderKind::Anthropic => "sk-ant-api03-wrongwrongwrongwrong9999",
             ProviderKind::AzureOpenAi => "0123456789abcdef0123456789abcdef",
         };
-        t.key = ApiKey::new(wrong);
+        t.key = Secret::new(wrong);
         let e = p.chat(&t, &ChatRequest::simple(model(kind), PROMPT)).await.unwrap_err();
         assert_eq!((e.class(), e.status_code(), e.is_retryable(), e.counts_against_health()), ("auth", 502, false, true), "{kind}: {e}");
         assert_no_key(&e, wrong);
@@ -386,7 +386,7 @@ async fn auth_bad_model_and_connect_errors() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let t = ProviderTarget::new(ProviderKind::OpenAi, format!("http://127.0.0.1:{port}"), ApiKey::new(OA_KEY));
+    let t = ProviderTarget::new(ProviderKind::OpenAi, format!("http://127.0.0.1:{port}"), Secret::new(OA_KEY));
     let e = p.chat(&t, &ChatRequest::simple("gpt-4o", PROMPT)).await.unwrap_err();
     assert_eq!((e.class(), e.is_retryable(), e.status_code()), ("connect", true, 502), "{e}");
     let (status, _) = p.validate_key(&t).await;
@@ -410,7 +410,7 @@ async fn auth_bad_model_and_connect_errors() {
         }
         n
     });
-    let t = ProviderTarget::new(ProviderKind::OpenAi, format!("http://127.0.0.1:{redirect_port}"), ApiKey::new(OA_KEY));
+    let t = ProviderTarget::new(ProviderKind::OpenAi, format!("http://127.0.0.1:{redirect_port}"), Secret::new(OA_KEY));
     let e = p.chat(&t, &ChatRequest::simple("gpt-4o", PROMPT)).await.unwrap_err();
     assert_eq!((e.class(), e.status_code(), e.counts_against_health()), ("server_error", 502, true), "{e}");
     assert!(e.to_string().contains("redirect (307)") && e.to_string().contains("base URL"), "{e}");
@@ -460,7 +460,7 @@ async fn an_https_upstream_with_an_untrusted_certificate_gets_no_request() {
         }
     });
     let key = "sk-proj-tlstesttlstesttlstest0000a1b2";
-    let t = ProviderTarget::new(ProviderKind::OpenAi, format!("https://localhost:{port}"), ApiKey::new(key));
+    let t = ProviderTarget::new(ProviderKind::OpenAi, format!("https://localhost:{port}"), Secret::new(key));
     let p = providers(RetryPolicy::none());
     let e = p.chat(&t, &ChatRequest::simple("gpt-4o", PROMPT)).await.unwrap_err();
     assert_eq!(e.class(), "connect", "{e}");
@@ -533,7 +533,7 @@ async fn cut_streams_end_with_estimated_usage_and_are_not_retried() {
             // Anthropic's message_start already reported the input (12).
             ProviderKind::Anthropic => assert_eq!(sum.usage.input, 12),
             // Our tokenizer's estimate of the prompt.
-            _ => assert_eq!(sum.usage.input, switchboard::providers::tokens::estimate_chat_prompt(&req)),
+            _ => assert_eq!(sum.usage.input, switchboard::providers::token_count::estimate_chat_prompt(&req)),
         }
         assert!(!bytes.is_empty(), "{kind}: some bytes were forwarded before the cut");
         assert!(!String::from_utf8_lossy(&bytes).contains("[DONE]"));
@@ -759,7 +759,7 @@ async fn embeddings_and_model_lists() {
     let az = p.list_models(&target(&s, ProviderKind::AzureOpenAi)).await.unwrap();
     assert!(az.iter().any(|m| m.id == "gpt-4o-2024-08-06"));
     // Azure's v1 form: model in the body is the deployment.
-    let v1 = ProviderTarget::azure(format!("{}/openai/v1", s.base_url()), "mini", "v1", ApiKey::new(AZ_KEY));
+    let v1 = ProviderTarget::azure(format!("{}/openai/v1", s.base_url()), "mini", "v1", Secret::new(AZ_KEY));
     let r = p.chat(&v1, &ChatRequest::simple("anything", PROMPT)).await.unwrap();
     assert_eq!(r.model, "gpt-4o-mini");
     assert_eq!(p.validate_key(&v1).await.0, ValidationStatus::Valid);
@@ -770,7 +770,7 @@ async fn embeddings_and_model_lists() {
     assert!(msg.contains("deployment 'prod-4o' found"), "{msg}");
     for t in [
         target_dep(&s, ProviderKind::AzureOpenAi, "prod-4o-typo"),
-        ProviderTarget::azure(format!("{}/openai/v1", s.base_url()), "mini-typo", "v1", ApiKey::new(AZ_KEY)),
+        ProviderTarget::azure(format!("{}/openai/v1", s.base_url()), "mini-typo", "v1", Secret::new(AZ_KEY)),
     ] {
         let (status, msg) = p.validate_key(&t).await;
         assert_eq!(status, ValidationStatus::NoPermission, "{msg}");

@@ -2,13 +2,14 @@
 //! the keychain, printed as a status table with uptime from the history) and
 //! `switchboard alerts` (list; acknowledge and resolve, written to the audit log).
 
+use crate::domain::Secret;
 use crate::domain::health::AlertRules;
 use crate::domain::health::Verdict;
 use crate::domain::{AccountId, SystemClock};
 use crate::engine::alerts::AlertService;
 use crate::engine::health::{HealthMonitor, HealthSnapshot, MonitorConfig};
 use crate::engine::keys::KeyService;
-use crate::providers::{ApiKey, Providers, ProvidersConfig};
+use crate::providers::{Providers, ProvidersConfig};
 use crate::store::{Alert, Store, audit_actor};
 use crate::vault::Vault;
 use clap::{Args, Subcommand};
@@ -51,14 +52,14 @@ pub fn run_health(store: Store, args: HealthArgs) -> anyhow::Result<()> {
     let snap: HealthSnapshot = rt.block_on(async {
         let providers = Providers::new(ProvidersConfig::default()).map_err(|e| anyhow::anyhow!("cannot start the HTTP client: {e}"))?;
         let keys = KeyService::new(store.clone(), Vault::os(), Arc::new(providers.clone()), Arc::new(SystemClock));
-        let mut found: HashMap<AccountId, ApiKey> = HashMap::new();
+        let mut found: HashMap<AccountId, Secret> = HashMap::new();
         for a in keys.list(None)? {
             if a.key_ref.is_none() || !a.enabled {
                 continue;
             }
             match keys.key_for_account(&a).await {
                 Ok(k) => {
-                    found.insert(a.id, ApiKey::new(k.expose()));
+                    found.insert(a.id, k);
                 }
                 Err(e) => eprintln!("account {} ({}): key unavailable: {e}", a.id.0, a.label),
             }

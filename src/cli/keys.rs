@@ -3,11 +3,12 @@
 //! no-echo prompt on a terminal), never from the command line; output shows
 //! only masked fingerprints.
 
+use crate::domain::Secret;
 use crate::domain::{AccountId, AccountOwner, AzureConfig, ProviderAccount, ProviderKind, SupplierId, SystemClock};
 use crate::engine::keys::{KeyOutcome, KeyService, NewKey, Validation};
 use crate::providers::{Providers, ProvidersConfig};
 use crate::store::Store;
-use crate::vault::{Secret, Vault};
+use crate::vault::Vault;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::io::{IsTerminal, Read};

@@ -75,7 +75,7 @@ pub enum RecommendationsCommand {
 }
 
 pub fn run_recommendations(store: Store, args: RecommendationsArgs) -> anyhow::Result<()> {
-    let now = chrono::Utc::now();
+    let now = super::now();
     match args.cmd {
         Some(RecommendationsCommand::Dismiss { id }) => {
             let r = store
@@ -267,7 +267,7 @@ pub fn run(store: Store, cmd: MigrateCommand) -> anyhow::Result<()> {
 }
 
 pub fn run_parallel(store: Store, a: ParallelArgs) -> anyhow::Result<()> {
-    let now = chrono::Utc::now();
+    let now = super::now();
     if let Some(id) = a.stop_mirror {
         let m = store.mirror(id)?.ok_or_else(|| anyhow::anyhow!("there is no mirror {id}"))?;
         if !m.is_running() {

@@ -1,8 +1,9 @@
 //! `switchboard report …`: the console's analytics as JSON (for scripts and
 //! for checking figures), and `--bench N` to time each dashboard query.
 
+use crate::domain::calendar::add_months;
 use crate::domain::{PricingTable, QuotaPolicy, SupplierId};
-use crate::engine::analytics::{AnalyticsQuery, AnalyticsService, Dimension, Granularity, SeriesQuery, add_months};
+use crate::engine::analytics::{AnalyticsQuery, AnalyticsService, Dimension, Granularity, SeriesQuery};
 use crate::store::Store;
 use anyhow::bail;
 use chrono::NaiveDate;

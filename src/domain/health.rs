@@ -3,7 +3,7 @@
 //! (healthy / degraded / down) it yields, alert kinds and severities with the
 //! escalation rule, and the history buckets and uptime arithmetic.
 //!
-//! Verdict rules (all thresholds configurable, defaults from SPEC.md):
+//! Verdict rules (all thresholds configurable, defaults below):
 //! - **down**: the last `down_after_probe_failures` probes failed (default 1,
 //!   so an outage is noticed at the first probe after it starts), or at least
 //!   `down_error_percent` (50 %) of the window's samples failed (with at least
@@ -32,7 +32,7 @@ impl Thresholds {
     pub const WEDDING_DAY: Thresholds = Thresholds { max_latency_ms: 2_000, max_error_percent: 2.0 };
 }
 
-/// Health rules; `Default` is SPEC.md's numbers.
+/// Health rules; `Default` is the numbers listed in the module docs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthRules {
     pub normal: Thresholds,

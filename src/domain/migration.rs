@@ -4,7 +4,7 @@
 //! protection (no phase starts within 48 h of a supplier's wedding), and the
 //! decision of what to do next at any instant.
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::provider::AccountId;
@@ -206,7 +206,7 @@ pub const WEDDING_GUARD_HOURS: i64 = 48;
 
 /// The time span around a wedding day in which no phase may begin.
 fn guard(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
-    let start = Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default());
+    let start = super::calendar::day_start(day);
     (start - Duration::hours(WEDDING_GUARD_HOURS), start + Duration::hours(24 + WEDDING_GUARD_HOURS))
 }
 
@@ -308,6 +308,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     fn at(h: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap() + Duration::hours(h)

@@ -1,8 +1,9 @@
 //! Pure types and rules of Switchboard: suppliers, tiers, seasons, pricing, quotas,
-//! usage, clocks and the deterministic random source. No IO, no tokio: everything
+//! usage, calendar arithmetic, clocks, the secret type and the deterministic random source. No IO, no tokio: everything
 //! here is plain data and arithmetic, unit-tested on its own.
 
 pub mod breaker;
+pub mod calendar;
 pub mod clock;
 pub mod health;
 pub mod migration;
@@ -14,6 +15,7 @@ pub mod ratelimit;
 pub mod rng;
 pub mod routing;
 pub mod season;
+pub mod secret;
 pub mod supplier;
 pub mod usage;
 
@@ -23,6 +25,7 @@ pub use pricing::{ModelPrice, PricingError, PricingTable};
 pub use provider::{AccountId, AccountOwner, AzureConfig, ProviderAccount, ProviderKind, ValidationStatus};
 pub use quota::{QuotaPolicy, QuotaStatus};
 pub use season::SeasonConfig;
+pub use secret::Secret;
 pub use supplier::{AiMode, NewSupplier, Supplier, SupplierId, Tier, VendorType};
 pub use usage::{RequestType, Route, TokenUsage, UsageEvent, UsageStatus};
 

@@ -3,10 +3,11 @@
 
 use super::season::SeasonConfig;
 use super::supplier::Tier;
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-/// Tier quotas, rate limits and season: all configurable, defaults from SPEC.md.
+/// Tier quotas, rate limits and season: all configurable; the defaults are the
+/// tiers' own (`Tier::default_monthly_tokens`, `Tier::default_requests_per_minute`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaPolicy {
     pub starter_tokens: u64,
@@ -107,17 +108,6 @@ impl QuotaStatus {
     }
 }
 
-/// The first instant of the calendar month (UTC) containing `t`.
-pub fn month_start(t: DateTime<Utc>) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0).single().unwrap_or(t)
-}
-
-/// The first instant of the next calendar month (UTC) after `t`: when quotas reset.
-pub fn next_month_start(t: DateTime<Utc>) -> DateTime<Utc> {
-    let (y, m) = if t.month() == 12 { (t.year() + 1, 1) } else { (t.year(), t.month() + 1) };
-    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single().unwrap_or(t)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,12 +124,5 @@ mod tests {
         assert!(!p.status(Tier::Professional, june, 299_999).is_exhausted());
         assert!(p.status(Tier::Professional, june, 300_000).is_exhausted());
         assert_eq!(p.rpm(Tier::Starter, june), 90);
-    }
-
-    #[test]
-    fn month_boundaries() {
-        let t = Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 59).unwrap();
-        assert_eq!(month_start(t), Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap());
-        assert_eq!(next_month_start(t), Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
     }
 }

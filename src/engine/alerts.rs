@@ -16,18 +16,21 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Where alert changes are posted.
+/// Where alert changes are posted, and the runtime their sender task runs on.
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
     pub url: String,
     pub attempts: u32,
     pub timeout: Duration,
     pub backoff: Duration,
+    /// The runtime that runs the sender task (passed in, never guessed from
+    /// the calling thread).
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl WebhookConfig {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), attempts: 4, timeout: Duration::from_secs(5), backoff: Duration::from_millis(500) }
+    pub fn new(url: impl Into<String>, runtime: tokio::runtime::Handle) -> Self {
+        Self { url: url.into(), attempts: 4, timeout: Duration::from_secs(5), backoff: Duration::from_millis(500), runtime }
     }
 }
 
@@ -92,19 +95,14 @@ pub mod keys {
 }
 
 impl AlertService {
-    /// Creates the service; with a webhook, starts its sender task (needs a tokio runtime;
-    /// without one the webhook is disabled with a warning).
+    /// Creates the service; with a webhook, starts its sender task on the
+    /// webhook's runtime ([`WebhookConfig::runtime`]).
     pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, rules: AlertRules, webhook: Option<WebhookConfig>) -> Self {
-        let webhook = webhook.and_then(|cfg| match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
-                let (tx, rx) = tokio::sync::mpsc::channel(1024);
-                h.spawn(webhook_task(cfg, rx));
-                Some(tx)
-            }
-            Err(_) => {
-                tracing::warn!("alert webhook disabled: no async runtime");
-                None
-            }
+        let webhook = webhook.map(|cfg| {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            let runtime = cfg.runtime.clone();
+            runtime.spawn(webhook_task(cfg, rx));
+            tx
         });
         Self { store, clock, rules, clearing: Mutex::new(HashMap::new()), open_keys: Mutex::new(None), webhook }
     }

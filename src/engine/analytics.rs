@@ -16,13 +16,16 @@
 //! [`CancelHandle::cancel`] when the user changes a filter: that sets a flag
 //! checked between steps and interrupts the SQLite statement in flight.
 
+use crate::domain::calendar::{
+    add_months, days_in_month, first_of_month, is_weekend, month_key, months_between, next_month, parse_month, week_start,
+};
 use crate::domain::{
     Micros, ModelPrice, PricingTable, ProviderKind, QuotaPolicy, RequestType, Route, SupplierId, Tier, TokenUsage, VendorType,
 };
 use crate::store::analytics::UsageTotals;
 use crate::store::analytics::{DimColumn, Interrupter, is_interrupted};
 use crate::store::{AnalyticsReader, DimFilter, Store, StoreError, SupplierInfo};
-use chrono::{Datelike, Duration, NaiveDate, Weekday};
+use chrono::{Datelike, Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -463,43 +466,12 @@ pub struct AnalyticsSession {
     policy: Arc<QuotaPolicy>,
 }
 
-/// Days of `d`'s month.
-fn days_in_month(d: NaiveDate) -> u32 {
-    (next_month(d) - first_of_month(d)).num_days() as u32
-}
-
-fn first_of_month(d: NaiveDate) -> NaiveDate {
-    d.with_day(1).unwrap_or(d)
-}
-
-fn next_month(d: NaiveDate) -> NaiveDate {
-    add_months(d, 1)
-}
-
-/// The first of the month `n` months after `d`'s month (n may be negative).
-pub fn add_months(d: NaiveDate, n: i32) -> NaiveDate {
-    let idx = d.year() * 12 + d.month0() as i32 + n;
-    NaiveDate::from_ymd_opt(idx.div_euclid(12), idx.rem_euclid(12) as u32 + 1, 1).unwrap_or(d)
-}
-
-fn month_key(d: NaiveDate) -> String {
-    d.format("%Y-%m").to_string()
-}
-
-fn parse_month(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d").ok()
-}
-
 fn bucket_of(d: NaiveDate, g: Granularity) -> NaiveDate {
     match g {
         Granularity::Day => d,
-        Granularity::Week => d - Duration::days(d.weekday().num_days_from_monday() as i64),
+        Granularity::Week => week_start(d),
         Granularity::Month => first_of_month(d),
     }
-}
-
-fn is_weekend(d: NaiveDate) -> bool {
-    matches!(d.weekday(), Weekday::Sat | Weekday::Sun)
 }
 
 fn ratio(a: f64, b: f64) -> Option<f64> {
@@ -720,7 +692,7 @@ impl AnalyticsSession {
     pub fn top_suppliers(&self, from: NaiveDate, to: NaiveDate, limit: usize) -> AnalyticsResult<TopSuppliers> {
         let (from, to) = (first_of_month(from), first_of_month(to));
         Self::check_range(from, to)?;
-        let months = (to.year() - from.year()) * 12 + to.month() as i32 - from.month() as i32 + 1;
+        let months = months_between(from, to) + 1;
         let prev_from = add_months(from, -months);
         let suppliers = self.suppliers()?;
         let rows = self.db(self.reader.supplier_months(&month_key(prev_from), &month_key(to), None))?;
@@ -996,10 +968,7 @@ fn project_supplier(
     policy: &QuotaPolicy,
 ) -> SupplierProjection {
     let this_month = first_of_month(as_of);
-    let history_months = first_month
-        .filter(|f| *f < this_month)
-        .map(|f| ((this_month.year() - f.year()) * 12 + this_month.month() as i32 - f.month() as i32) as u32)
-        .unwrap_or(0);
+    let history_months = first_month.filter(|f| *f < this_month).map(|f| months_between(f, this_month) as u32).unwrap_or(0);
     let get = |m: NaiveDate| h.get(&m).copied().unwrap_or((0, 0, 0));
     let sum3 =
         |start: NaiveDate| (0..3).map(|i| get(add_months(start, i))).fold((0u64, 0u64, 0i64), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));

@@ -23,8 +23,9 @@
 //! CSV export runs [`export_usage`] on the blocking pool, one at a time,
 //! with progress events and cancellation ([`ConsoleCommand::ExportUsage`]).
 
+use crate::domain::Secret;
 use crate::domain::breaker::BreakerState;
-use crate::domain::quota::month_start;
+use crate::domain::calendar::{add_months, month_start};
 use crate::domain::{AccountId, AzureConfig, RequestType, Route, UsageStatus};
 use crate::domain::{
     AccountOwner, AiMode, Clock, NewSupplier, ProviderAccount, ProviderKind, QuotaPolicy, QuotaStatus, Supplier, SupplierId, Tier,
@@ -32,7 +33,7 @@ use crate::domain::{
 };
 use crate::engine::analytics::{
     AnalyticsAnswer, AnalyticsError, AnalyticsQuery, AnalyticsResult, AnalyticsService, CancelHandle, Dimension, Granularity,
-    ProjectionMethod, ProjectionReport, SeriesQuery, TimeSeries, add_months,
+    ProjectionMethod, ProjectionReport, SeriesQuery, TimeSeries,
 };
 use crate::engine::demo::{DemoConfig, DemoSummary, generate};
 use crate::engine::export::{ExportError, ExportOptions, ExportProgress, ExportSummary, export_usage};
@@ -44,7 +45,6 @@ use crate::engine::router::{Router, RouterEvent};
 use crate::store::{
     AuditQuery, AuditRow, Store, SupplierFilter, SupplierPatch, TokenId, UsageDimension, UsageTotals, WeddingRow, audit_actor,
 };
-use crate::vault::Secret;
 
 mod health_view;
 mod migrations_view;

@@ -5,6 +5,7 @@
 //! requests over a supplier's monthly quota refused as the gateway refuses
 //! them. The same seed and end date always give the same database content.
 
+use crate::domain::calendar::day_start;
 use crate::domain::rng::DetRng;
 use crate::domain::{
     AccountId, AccountOwner, AiMode, AzureConfig, NewSupplier, PricingTable, ProviderAccount, ProviderKind, RequestType, Route, SupplierId,
@@ -444,7 +445,7 @@ pub fn generate(store: &Store, cfg: &DemoConfig, mut progress: impl FnMut(&str, 
             Weekday::Mon | Weekday::Tue => 1.15,
             _ => 1.0,
         };
-        let midnight = Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default());
+        let midnight = day_start(day);
         let mut out = Vec::new();
         for (si, s) in suppliers.iter().enumerate() {
             // Busy in the days before a wedding and on the day itself.

@@ -11,6 +11,7 @@
 //!
 //! The gateway (an edge) is started by the caller in front of `runtime.router`.
 
+use crate::domain::Secret;
 use crate::domain::migration::RouteTarget;
 use crate::domain::rng::DetRng;
 use crate::domain::{AccountId, AccountOwner, AiMode, Clock, ProviderAccount, ProviderKind, SupplierId};
@@ -19,7 +20,7 @@ use crate::engine::{migrations::MigrationService, router::Router, tokens};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
 use crate::sim::{SimAccountConfig, SimConfig, SimHandle, Simulator};
 use crate::store::{Store, SupplierFilter};
-use crate::vault::{Secret, Vault};
+use crate::vault::Vault;
 use futures::StreamExt;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -15,11 +15,12 @@
 //! meanwhile).
 
 use super::analytics::CancelHandle;
+use crate::domain::calendar::{day_start, next_day_start};
 use crate::domain::{RequestType, Route, SupplierId, UsageStatus};
 use crate::store::analytics::UsageTotals;
 use crate::store::analytics::{EventRow, GroupRow, is_interrupted};
 use crate::store::{Store, StoreError, SupplierInfo};
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::File;
@@ -239,7 +240,7 @@ pub fn export_usage(
         None => {
             w.write_record(EVENT_HEADER).map_err(csv_err)?;
             let from_ms = day_start(opts.from).timestamp_millis();
-            let to_ms = day_start(opts.to + Duration::days(1)).timestamp_millis();
+            let to_ms = next_day_start(opts.to).timestamp_millis();
             // Two stages on two threads: SQLite steps through the rows and
             // copies them into batches on one, the CSV is formatted and
             // written on this one. Batches go back to the reader for reuse.
@@ -492,10 +493,6 @@ fn put_in_place(tmp: &Path, out: &Path, force: bool) -> Result<(), ExportError> 
         Err(_) if out.exists() => Err(ExportError::Exists(out.to_path_buf())),
         Err(_) => std::fs::rename(tmp, out).map_err(io_err),
     }
-}
-
-fn day_start(d: NaiveDate) -> DateTime<Utc> {
-    Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
 }
 
 fn request_type_name(code: i64) -> std::borrow::Cow<'static, str> {

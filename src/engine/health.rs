@@ -19,13 +19,14 @@
 //! injected clock: the runtime's loop calls it every second, tests call it
 //! directly after moving a `ManualClock`.
 
+use crate::domain::Secret;
 use crate::domain::health::{
     AccountWindow, AlertKind, AlertRules, HealthRules, Retention, Sample, SampleSource, Thresholds, Verdict, WindowStats, bucket_start,
 };
 use crate::domain::{AccountId, AccountOwner, AiMode, Clock, ProviderAccount, ProviderKind, SupplierId, ValidationStatus};
 use crate::engine::alerts::{AlertService, WebhookConfig, keys};
 use crate::engine::router::{AttemptOutcome, Router, RouterEvent};
-use crate::providers::{ApiKey, ProviderTarget, Providers};
+use crate::providers::{ProviderTarget, Providers};
 use crate::store::{Alert, CompactionReport, HealthSampleRow, SeriesPoint, Store, StoreResult};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::StreamExt;
@@ -34,7 +35,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast::error::TryRecvError;
 
-/// Monitor settings; `Default` is SPEC.md's numbers.
+/// Monitor settings; `Default` is the product's numbers (probes every 30 s).
 #[derive(Debug, Clone)]
 pub struct MonitorConfig {
     pub probe_interval_secs: i64,
@@ -72,7 +73,7 @@ impl Default for MonitorConfig {
 }
 
 /// Where a probe key comes from (the router's keys in the runtime, the keychain in the CLI).
-pub type KeyLookup = Arc<dyn Fn(AccountId) -> Option<ApiKey> + Send + Sync>;
+pub type KeyLookup = Arc<dyn Fn(AccountId) -> Option<Secret> + Send + Sync>;
 
 /// The last probe of an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -104,8 +105,11 @@ struct AccountState {
 /// traffic saw between probes, bounded under any load.
 pub const TRAFFIC_SAMPLES_PER_MINUTE: u32 = 6;
 
+/// What the monitor probes and how strictly: the enabled accounts with a key,
+/// and which of them (and which suppliers) have a wedding today. Re-read from
+/// the store when its catalog version moves or the day changes.
 #[derive(Debug, Default)]
-struct Catalog {
+struct ProbeTargets {
     version: i64,
     day: Option<NaiveDate>,
     accounts: Vec<ProviderAccount>,
@@ -212,7 +216,7 @@ pub struct HealthMonitor {
     keys: KeyLookup,
     alerts: Arc<AlertService>,
     state: Mutex<HashMap<AccountId, AccountState>>,
-    catalog: Mutex<Arc<Catalog>>,
+    targets: Mutex<Arc<ProbeTargets>>,
     outcomes: Option<Mutex<tokio::sync::broadcast::Receiver<AttemptOutcome>>>,
     events: Option<Mutex<tokio::sync::broadcast::Receiver<RouterEvent>>>,
     pending: Mutex<Vec<HealthSampleRow>>,
@@ -263,7 +267,7 @@ impl HealthMonitor {
             keys,
             alerts,
             state: Mutex::new(HashMap::new()),
-            catalog: Mutex::new(Arc::new(Catalog { version: -1, ..Catalog::default() })),
+            targets: Mutex::new(Arc::new(ProbeTargets { version: -1, ..ProbeTargets::default() })),
             pending: Mutex::new(Vec::new()),
             last_compaction: Mutex::new(None),
         })
@@ -305,8 +309,8 @@ impl HealthMonitor {
     /// (breakers, alerts), writes samples and compacts history when due.
     pub async fn tick(self: &Arc<Self>) -> TickReport {
         let now = self.clock.now();
-        self.refresh_catalog(now).await;
-        let cat = self.catalog_now();
+        self.refresh_targets(now).await;
+        let cat = self.probe_targets_now();
         let due: Vec<ProviderAccount> = {
             let mut st = lock(&self.state);
             let known: HashSet<AccountId> = cat.accounts.iter().map(|a| a.id).collect();
@@ -330,8 +334,8 @@ impl HealthMonitor {
     /// Probes every enabled account now (whatever its schedule) and judges it.
     pub async fn probe_all(self: &Arc<Self>) -> StoreResult<TickReport> {
         let now = self.clock.now();
-        self.refresh_catalog(now).await;
-        let cat = self.catalog_now();
+        self.refresh_targets(now).await;
+        let cat = self.probe_targets_now();
         self.probe_accounts(cat.accounts.clone(), now, true).await
     }
 
@@ -348,15 +352,15 @@ impl HealthMonitor {
         Duration::milliseconds((z % ms) as i64)
     }
 
-    fn catalog_now(&self) -> Arc<Catalog> {
-        lock(&self.catalog).clone()
+    fn probe_targets_now(&self) -> Arc<ProbeTargets> {
+        lock(&self.targets).clone()
     }
 
-    async fn refresh_catalog(&self, now: DateTime<Utc>) {
-        let cur = self.catalog_now();
+    async fn refresh_targets(&self, now: DateTime<Utc>) {
+        let cur = self.probe_targets_now();
         let store = self.store.clone();
         let day = now.date_naive();
-        let res = tokio::task::spawn_blocking(move || -> StoreResult<Option<Catalog>> {
+        let res = tokio::task::spawn_blocking(move || -> StoreResult<Option<ProbeTargets>> {
             let version = store.catalog_version()?;
             if version == cur.version && cur.day == Some(day) {
                 return Ok(None);
@@ -374,14 +378,14 @@ impl HealthMonitor {
                 })
                 .map(|a| a.id)
                 .collect();
-            Ok(Some(Catalog { version, day: Some(day), accounts, wedding_accounts, wedding_suppliers }))
+            Ok(Some(ProbeTargets { version, day: Some(day), accounts, wedding_accounts, wedding_suppliers }))
         })
         .await;
         match res {
-            Ok(Ok(Some(c))) => *lock(&self.catalog) = Arc::new(c),
+            Ok(Ok(Some(c))) => *lock(&self.targets) = Arc::new(c),
             Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "health monitor cannot read the catalog"),
-            Err(e) => tracing::warn!(error = %e, "health monitor catalog task failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "health monitor cannot read its probe targets"),
+            Err(e) => tracing::warn!(error = %e, "health monitor probe-target task failed"),
         }
     }
 
@@ -427,7 +431,7 @@ impl HealthMonitor {
             .await;
         report.passive_samples = self.drain_outcomes();
         let events = self.drain_events();
-        let cat = self.catalog_now();
+        let cat = self.probe_targets_now();
         let mut actions: Vec<(AccountId, Verdict, Option<String>)> = Vec::new();
         let mut breakers: Vec<(AccountId, bool)> = Vec::new();
         {
@@ -586,7 +590,12 @@ impl HealthMonitor {
         v
     }
 
-    fn apply_alerts(&self, cat: &Catalog, actions: &[(AccountId, Verdict, Option<String>)], events: &[RouterEvent]) -> StoreResult<()> {
+    fn apply_alerts(
+        &self,
+        cat: &ProbeTargets,
+        actions: &[(AccountId, Verdict, Option<String>)],
+        events: &[RouterEvent],
+    ) -> StoreResult<()> {
         let label: HashMap<AccountId, &ProviderAccount> = cat.accounts.iter().map(|a| (a.id, a)).collect();
         for (id, verdict, key_problem) in actions {
             let a = label.get(id);
@@ -688,7 +697,7 @@ impl HealthMonitor {
     /// The health view (reads the database: call it off the UI thread, e.g. with `spawn_blocking`).
     pub fn snapshot(&self) -> StoreResult<HealthSnapshot> {
         let now = self.clock.now();
-        let cat = self.catalog_now();
+        let cat = self.probe_targets_now();
         let breakers: HashMap<AccountId, String> = self
             .router
             .as_ref()

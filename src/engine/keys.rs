@@ -13,9 +13,10 @@
 //! Keys live only in the [`Vault`]; the database keeps the keychain reference
 //! and a masked fingerprint.
 
+use crate::domain::Secret;
 use crate::domain::{AccountId, AccountOwner, AiMode, AzureConfig, Clock, ProviderAccount, ProviderKind, SupplierId, ValidationStatus};
 use crate::store::{NewAccount, Store, StoreError};
-use crate::vault::{KeyRef, Secret, Vault, VaultError};
+use crate::vault::{KeyRef, Vault, VaultError};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ pub trait KeyValidator: Send + Sync {
 impl KeyValidator for crate::providers::Providers {
     fn validate<'a>(&'a self, account: &'a ProviderAccount, key: &'a Secret) -> BoxFuture<'a, (ValidationStatus, String)> {
         Box::pin(async move {
-            let target = crate::providers::ProviderTarget::from_account(account, crate::providers::ApiKey::new(key.expose()));
+            let target = crate::providers::ProviderTarget::from_account(account, key.clone());
             self.validate_key(&target).await
         })
     }
@@ -208,7 +209,7 @@ pub struct KeyService {
     actor: String,
     /// Key snapshots handed to requests, with the keychain entry they came
     /// from; replaced (never mutated) on rotate.
-    live: RwLock<HashMap<AccountId, (String, Arc<Secret>)>>,
+    live: RwLock<HashMap<AccountId, (String, Secret)>>,
     /// Serialises add / rotate / remove.
     ops: tokio::sync::Mutex<()>,
 }
@@ -494,12 +495,12 @@ impl KeyService {
         Ok(())
     }
 
-    /// The account's key for one request: an `Arc` snapshot (read from the
+    /// The account's key for one request: a shared snapshot (read from the
     /// keychain once per keychain entry, then kept in memory). Hold it for the
     /// whole request; a rotation meanwhile does not change it. Reads the
     /// account row, so a rotation or removal done by another process (the
     /// CLI) is seen by the next request.
-    pub async fn key_for(&self, id: AccountId) -> Result<Arc<Secret>, KeyError> {
+    pub async fn key_for(&self, id: AccountId) -> Result<Secret, KeyError> {
         let account = self.store.account(id)?;
         self.key_for_account(&account).await
     }
@@ -507,14 +508,14 @@ impl KeyService {
     /// Like [`KeyService::key_for`] for an account the caller already holds
     /// (e.g. the router's snapshot): no database read when the key of that
     /// keychain entry is already in memory.
-    pub async fn key_for_account(&self, account: &ProviderAccount) -> Result<Arc<Secret>, KeyError> {
+    pub async fn key_for_account(&self, account: &ProviderAccount) -> Result<Secret, KeyError> {
         let key_ref = account.key_ref.as_deref().ok_or(KeyError::NoKey(account.id))?;
         if let Some((r, k)) = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&account.id)
             && r == key_ref
         {
             return Ok(k.clone());
         }
-        let key = Arc::new(self.vault.get(&KeyRef::from_stored(key_ref)).await?);
+        let key = self.vault.get(&KeyRef::from_stored(key_ref)).await?;
         self.live.write().unwrap_or_else(|e| e.into_inner()).insert(account.id, (key_ref.to_string(), key.clone()));
         Ok(key)
     }
@@ -525,7 +526,7 @@ impl KeyService {
     }
 
     fn put_live(&self, id: AccountId, key_ref: &KeyRef, key: Secret) {
-        self.live.write().unwrap_or_else(|e| e.into_inner()).insert(id, (key_ref.as_str().to_string(), Arc::new(key)));
+        self.live.write().unwrap_or_else(|e| e.into_inner()).insert(id, (key_ref.as_str().to_string(), key));
     }
 
     fn drop_live(&self, id: AccountId) {

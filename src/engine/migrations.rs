@@ -435,13 +435,13 @@ impl MigrationService {
 
     /// Runs the service: takes in router outcomes every 100 ms (in batches: a
     /// task woken for every request would cost each request a cross-thread
-    /// wake-up), reacts to router events, ticks every second.
-    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// wake-up), reacts to router events, ticks every second; on `runtime`.
+    pub fn spawn(self: &Arc<Self>, runtime: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
         use tokio::sync::broadcast::error::TryRecvError;
         let svc = self.clone();
         let mut outcomes = svc.router.subscribe_outcomes();
         let mut events = svc.router.subscribe_events();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             let mut drain = tokio::time::interval(std::time::Duration::from_millis(100));
             drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -9,8 +9,10 @@
 //! loaded from the store and reloaded when the catalog changes; per-supplier
 //! quota counters and rate limiters and per-account breakers survive reloads.
 
+use crate::domain::Secret;
 use crate::domain::breaker::{Breaker, BreakerConfig, BreakerState, BreakerTransition};
-use crate::domain::quota::{QuotaPolicy, next_month_start};
+use crate::domain::calendar::next_month_start;
+use crate::domain::quota::QuotaPolicy;
 use crate::domain::ratelimit::{Gcra, RateDecision, RateLimit};
 use crate::domain::routing::{Candidate, RoutingInput, SkipReason, Split, plan_route};
 use crate::domain::{
@@ -20,7 +22,7 @@ use crate::domain::{
 use crate::engine::ledger::Ledger;
 use crate::engine::metrics::Metrics;
 use crate::providers::stream::{ChatStream, StreamEvent};
-use crate::providers::{ApiKey, ChatRequest, EmbeddingsRequest, ProviderError, ProviderTarget, Providers, tokens};
+use crate::providers::{ChatRequest, EmbeddingsRequest, ProviderError, ProviderTarget, Providers, token_count};
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Utc};
@@ -282,7 +284,7 @@ pub struct Router {
     cfg: RouterConfig,
     metrics: Arc<Metrics>,
     catalog: RwLock<Arc<Catalog>>,
-    keys: RwLock<HashMap<AccountId, ApiKey>>,
+    keys: RwLock<HashMap<AccountId, Secret>>,
     splits: RwLock<HashMap<SupplierId, Split>>,
     catalog_version: Mutex<i64>,
     /// Whether any mirror runs (spares the request path a catalog look-up otherwise).
@@ -389,7 +391,7 @@ impl Router {
 
     /// Sets (or clears) the key used for an account. In-flight requests keep
     /// the key they started with.
-    pub fn set_key(&self, account: AccountId, key: Option<ApiKey>) {
+    pub fn set_key(&self, account: AccountId, key: Option<Secret>) {
         let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
         match key {
             Some(k) => keys.insert(account, k),
@@ -398,7 +400,7 @@ impl Router {
     }
 
     /// The key the router uses for an account (for the parallel test).
-    pub fn key(&self, account: AccountId) -> Option<ApiKey> {
+    pub fn key(&self, account: AccountId) -> Option<Secret> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&account).cloned()
     }
 
@@ -616,7 +618,7 @@ impl Router {
     fn roll(&self, q: &mut QuotaCounter, supplier: SupplierId, now: DateTime<Utc>) {
         let month = (now.year(), now.month());
         if q.month != month {
-            let from = crate::domain::quota::month_start(now);
+            let from = crate::domain::calendar::month_start(now);
             let used = self.store.quota_tokens_used(supplier, from, next_month_start(now)).unwrap_or(0);
             q.month = month;
             q.used = used;
@@ -901,7 +903,7 @@ impl Router {
         p: &mut Prepared,
         account: AccountId,
         exact: impl FnOnce() -> u64,
-    ) -> Result<(Arc<AccountEntry>, ApiKey, bool, Trial), Option<String>> {
+    ) -> Result<(Arc<AccountEntry>, Secret, bool, Trial), Option<String>> {
         let acc = self.catalog().accounts.get(&account).cloned().ok_or(None)?;
         let key = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&account).cloned().ok_or(None)?;
         let trial = {
@@ -923,7 +925,7 @@ impl Router {
     /// at most one quick retry and no long retry-after wait
     /// ([`crate::providers::RetryPolicy::before_failover`]): the next route
     /// answers sooner than a backoff would end.
-    fn target(&self, account: &ProviderAccount, key: ApiKey, route_left: bool) -> ProviderTarget {
+    fn target(&self, account: &ProviderAccount, key: Secret, route_left: bool) -> ProviderTarget {
         let t = ProviderTarget::from_account(account, key);
         if route_left { t.with_retry(self.providers.config().retry.before_failover()) } else { t }
     }
@@ -1056,9 +1058,9 @@ impl Router {
         let started = Instant::now();
         let rt = request_type(type_header, Some(&req))?;
         let output = req.max_output().unwrap_or(self.cfg.default_output_allowance);
-        let mut p = self.prepare(caller.into(), &req.model, rt, tokens::chat_prompt_bound(&req) + output, request_id)?;
+        let mut p = self.prepare(caller.into(), &req.model, rt, token_count::chat_prompt_bound(&req) + output, request_id)?;
         let requested_model = req.model.clone();
-        let exact = |req: &ChatRequest| tokens::estimate_chat_prompt(req) + output;
+        let exact = |req: &ChatRequest| token_count::estimate_chat_prompt(req) + output;
         let (plan, platform_allowed) = self.plan(&mut p, self.model_provider(&requested_model), || exact(&req));
         let mut reasons = Vec::new();
         let mut last_status = 503;
@@ -1180,9 +1182,9 @@ impl Router {
         let started = Instant::now();
         let rt = request_type(type_header, Some(&req))?;
         let output = req.max_output().unwrap_or(self.cfg.default_output_allowance);
-        let mut p = self.prepare(caller.into(), &req.model, rt, tokens::chat_prompt_bound(&req) + output, request_id)?;
+        let mut p = self.prepare(caller.into(), &req.model, rt, token_count::chat_prompt_bound(&req) + output, request_id)?;
         let requested_model = req.model.clone();
-        let exact = |req: &ChatRequest| tokens::estimate_chat_prompt(req) + output;
+        let exact = |req: &ChatRequest| token_count::estimate_chat_prompt(req) + output;
         let (plan, platform_allowed) = self.plan(&mut p, self.model_provider(&requested_model), || exact(&req));
         let mut reasons = Vec::new();
         let mut last_status = 503;
@@ -1263,9 +1265,9 @@ impl Router {
         let _in_flight = InFlight::enter(&self.in_flight);
         let started = Instant::now();
         let rt = request_type(type_header, None)?;
-        let mut p = self.prepare(caller.into(), &req.model, rt, tokens::embeddings_bound(&req), request_id)?;
+        let mut p = self.prepare(caller.into(), &req.model, rt, token_count::embeddings_bound(&req), request_id)?;
         let requested_model = req.model.clone();
-        let exact = |req: &EmbeddingsRequest| tokens::estimate_embeddings(req);
+        let exact = |req: &EmbeddingsRequest| token_count::estimate_embeddings(req);
         let (plan, platform_allowed) = self.plan(&mut p, Some(ProviderKind::OpenAi), || exact(&req));
         let mut reasons = Vec::new();
         let mut last_status = 503;

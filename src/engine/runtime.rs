@@ -11,7 +11,7 @@ use crate::engine::keys::KeyService;
 use crate::engine::ledger::Ledger;
 use crate::engine::migrations::MigrationService;
 use crate::engine::router::{Router, RouterConfig};
-use crate::providers::{ApiKey, Providers, ProvidersConfig};
+use crate::providers::{Providers, ProvidersConfig};
 use crate::store::{LedgerSync, Store};
 use crate::vault::Vault;
 use std::sync::Arc;
@@ -60,7 +60,7 @@ impl Runtime {
     pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts: RuntimeOptions) -> anyhow::Result<Runtime> {
         let ledger = Ledger::start_synced(&store, opts.ledger_sync)?;
         // Before the gateway answers anyone: the first request would wait for it.
-        tokio::task::spawn_blocking(crate::providers::tokens::warm_up).await?;
+        tokio::task::spawn_blocking(crate::providers::token_count::warm_up).await?;
         let providers = Providers::new(opts.providers.clone())?;
         let keys = Arc::new(KeyService::new(store.clone(), vault, Arc::new(providers.clone()), clock.clone()));
         let router = {
@@ -99,7 +99,7 @@ impl Runtime {
             tokio::task::spawn_blocking(move || MigrationService::new(store, router, clock)).await??
         };
         migrations.set_alerts(health.alerts().clone());
-        tasks.push(migrations.spawn());
+        tasks.push(migrations.spawn(&tokio::runtime::Handle::current()));
         Ok(Runtime { store, router, keys, providers, health, migrations, tasks })
     }
 
@@ -177,7 +177,7 @@ pub async fn sync_keys(router: &Router, keys: &KeyService) {
             continue;
         }
         match keys.key_for_account(&a).await {
-            Ok(k) => router.set_key(a.id, Some(ApiKey::new(k.expose()))),
+            Ok(k) => router.set_key(a.id, Some(k)),
             Err(e) => {
                 tracing::warn!(account = a.id.0, error = %e, "key unavailable: the account is out of routing until it is fixed");
                 router.set_key(a.id, None);

@@ -5,9 +5,9 @@
 //! in-memory index the gateway keeps ([`TokenIndex`]). Every issue and revoke
 //! is written to the audit log, with the token's hint only.
 
+use crate::domain::Secret;
 use crate::domain::SupplierId;
 use crate::store::{GatewayToken, Store, StoreError, TokenId};
-use crate::vault::Secret;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;

@@ -4,7 +4,8 @@
 
 use super::ChatResponse;
 use super::error::ProviderError;
-use super::stream::Step;
+use super::token_count;
+use super::translate::{Step, StreamProgress, StreamTranslator};
 use super::wire::{AnthropicUsage, ChatRequest, OpenAiUsage};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -246,8 +247,13 @@ struct Delta {
 
 /// Translates a Messages event stream into OpenAI chunks, keeping the latest
 /// (cumulative) usage.
+///
+/// A cut stream's usage: Anthropic reports input tokens at the start and
+/// output tokens as it goes, so its figures are kept where they arrived; a
+/// missing input count is the prompt estimate, and the output is at least the
+/// tokenizer's count of the content received.
 #[derive(Debug)]
-pub struct StreamTranslator {
+pub struct AnthropicTranslator {
     pub id: String,
     pub model: String,
     pub created: u64,
@@ -260,7 +266,7 @@ pub struct StreamTranslator {
     include_usage: bool,
 }
 
-impl StreamTranslator {
+impl AnthropicTranslator {
     pub fn new(model: &str, created: u64, include_usage: bool) -> Self {
         Self {
             id: String::new(),
@@ -278,9 +284,27 @@ impl StreamTranslator {
     pub fn saw_final_usage(&self) -> bool {
         self.final_usage
     }
+}
+
+impl StreamTranslator for AnthropicTranslator {
+    fn provider(&self) -> &'static str {
+        NAME
+    }
+
+    fn progress(&self, prompt_estimate: u64) -> StreamProgress {
+        let mut usage = self.usage.normalise();
+        if !self.saw_final_usage() {
+            if self.usage.input_tokens.is_none() {
+                usage.input = prompt_estimate;
+            }
+            usage.output = usage.output.max(token_count::count_text(&self.content));
+            usage.estimated = true;
+        }
+        StreamProgress { model: self.model.clone(), content: self.content.clone(), finish_reason: self.finish.clone(), usage }
+    }
 
     /// Handles one SSE event's data; pushes chunks to forward into `out`.
-    pub fn on_event(&mut self, data: &str, key: &str, out: &mut Vec<Bytes>) -> Step {
+    fn on_event(&mut self, data: &str, key: &str, out: &mut Vec<Bytes>) -> Step {
         let Ok(ev) = serde_json::from_str::<StreamEvent>(data) else {
             return Step::Error(ProviderError::InvalidResponse { provider: NAME, message: "unreadable stream event".into() });
         };
@@ -386,7 +410,7 @@ mod tests {
 
     #[test]
     fn stream_translation_keeps_latest_usage_and_maps_errors() {
-        let mut t = StreamTranslator::new("claude-haiku-4-5", 1, true);
+        let mut t = AnthropicTranslator::new("claude-haiku-4-5", 1, true);
         let mut out = Vec::new();
         let events = [
             r#"{"type":"message_start","message":{"id":"msg_1","model":"claude-haiku-4-5","usage":{"input_tokens":25,"cache_read_input_tokens":100,"output_tokens":1}}}"#,
@@ -409,7 +433,7 @@ mod tests {
         assert_eq!(last_json["usage"]["completion_tokens"], 15);
         assert_eq!(&out[4][..], b"data: [DONE]\n\n");
 
-        let mut t = StreamTranslator::new("claude-haiku-4-5", 1, false);
+        let mut t = AnthropicTranslator::new("claude-haiku-4-5", 1, false);
         let step = t.on_event(r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#, "k", &mut out);
         match step {
             Step::Error(e) => assert_eq!((e.class(), e.is_retryable()), ("overloaded", true)),

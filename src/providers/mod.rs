@@ -3,8 +3,9 @@
 //! HTTP clients: plain calls go through hyper directly (the `transport` module),
 //! streams (and everything when a proxy is configured) through `reqwest`. Owns the OpenAI-format wire types the gateway
 //! speaks, Anthropic translation, usage normalisation, token estimation, the
-//! typed error taxonomy and retries. Keys are passed in per call as [`ApiKey`]
-//! and never stored, logged or put in an error.
+//! typed error taxonomy and retries. Keys are passed in per call as
+//! [`Secret`] (a shared snapshot: cloning it copies no key) and never stored,
+//! logged or put in an error.
 
 pub mod anthropic;
 pub mod azure;
@@ -13,7 +14,8 @@ pub mod openai;
 pub mod retry;
 pub mod sse;
 pub mod stream;
-pub mod tokens;
+pub mod token_count;
+pub mod translate;
 mod transport;
 pub mod wire;
 
@@ -22,43 +24,13 @@ pub use retry::RetryPolicy;
 pub use stream::{ChatStream, StreamEvent, StreamSummary};
 pub use wire::{ChatMessage, ChatRequest, EmbeddingsRequest, ModelInfo, OpenAiUsage};
 
-use crate::domain::{AzureConfig, Micros, PricingTable, ProviderAccount, ProviderKind, TokenUsage, ValidationStatus};
+use crate::domain::{AzureConfig, Micros, PricingTable, ProviderAccount, ProviderKind, Secret, TokenUsage, ValidationStatus};
 use azure::AzureRoute;
 use bytes::Bytes;
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A provider API key. Debug and Display show only its fingerprint
-/// (`sk-…a1b2`); the key itself is reachable only through [`ApiKey::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into().trim().to_string())
-    }
-    /// The key itself, for the request header. Never log the result.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn fingerprint(&self) -> String {
-        crate::domain::provider::fingerprint(&self.0)
-    }
-}
-
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ApiKey({})", self.fingerprint())
-    }
-}
-
-impl std::fmt::Display for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.fingerprint())
-    }
-}
 
 /// Where a call goes: a provider account's endpoint and its key.
 #[derive(Debug, Clone)]
@@ -68,7 +40,7 @@ pub struct ProviderTarget {
     /// or the Azure resource endpoint.
     pub base_url: String,
     pub azure: Option<AzureConfig>,
-    pub key: ApiKey,
+    pub key: Secret,
     /// Overrides the client's default whole-request timeout (plain calls) or
     /// time-to-first-byte (streams).
     pub timeout: Option<Duration>,
@@ -80,11 +52,11 @@ pub struct ProviderTarget {
 }
 
 impl ProviderTarget {
-    pub fn new(kind: ProviderKind, base_url: impl Into<String>, key: ApiKey) -> Self {
+    pub fn new(kind: ProviderKind, base_url: impl Into<String>, key: Secret) -> Self {
         Self { kind, base_url: base_url.into(), azure: None, key, timeout: None, retry: None }
     }
 
-    pub fn azure(base_url: impl Into<String>, deployment: &str, api_version: &str, key: ApiKey) -> Self {
+    pub fn azure(base_url: impl Into<String>, deployment: &str, api_version: &str, key: Secret) -> Self {
         Self {
             kind: ProviderKind::AzureOpenAi,
             base_url: base_url.into(),
@@ -96,7 +68,7 @@ impl ProviderTarget {
     }
 
     /// The target for a stored account and the key read from the keychain.
-    pub fn from_account(account: &ProviderAccount, key: ApiKey) -> Self {
+    pub fn from_account(account: &ProviderAccount, key: Secret) -> Self {
         let base = if account.base_url.trim().is_empty() {
             account.provider.default_base_url().unwrap_or_default().to_string()
         } else {
@@ -158,7 +130,7 @@ impl Provider {
         }
     }
 
-    fn auth_headers(&self, key: &ApiKey) -> Result<HeaderMap, ProviderError> {
+    fn auth_headers(&self, key: &Secret) -> Result<HeaderMap, ProviderError> {
         let mut h = HeaderMap::new();
         let bad = || ProviderError::Auth {
             provider: self.name(),
@@ -519,13 +491,11 @@ impl Providers {
             })
             .await?;
         let created = unix_now();
-        let translator = match &p {
-            Provider::Anthropic { .. } => {
-                stream::Translator::Anthropic(anthropic::StreamTranslator::new(&req.model, created, req.wants_stream_usage()))
-            }
-            other => stream::Translator::OpenAi(openai::StreamTranslator::new(other.name(), &req.model, req.wants_stream_usage())),
+        let translator: Box<dyn translate::StreamTranslator> = match &p {
+            Provider::Anthropic { .. } => Box::new(anthropic::AnthropicTranslator::new(&req.model, created, req.wants_stream_usage())),
+            other => Box::new(openai::OpenAiTranslator::new(other.name(), &req.model, req.wants_stream_usage())),
         };
-        let prompt_estimate = tokens::estimate_chat_prompt(req);
+        let prompt_estimate = token_count::estimate_chat_prompt(req);
         Ok(ChatStream::new(resp.bytes_stream().boxed(), translator, self.cfg.stream_idle_timeout, prompt_estimate, t.key.clone(), attempts))
     }
 
@@ -567,7 +537,7 @@ impl Providers {
             .await?;
         let usage = match parsed.usage {
             Some(u) => u.normalise(),
-            None => TokenUsage { input: tokens::estimate_embeddings(req), estimated: true, ..TokenUsage::default() },
+            None => TokenUsage { input: token_count::estimate_embeddings(req), estimated: true, ..TokenUsage::default() },
         };
         let model = if parsed.model.is_empty() { req.model.clone() } else { parsed.model };
         Ok(EmbeddingsResponse { body: bytes, model, usage, attempts })
@@ -638,8 +608,8 @@ fn parse_chat_answer(p: &Provider, req: &ChatRequest, bytes: Bytes) -> Result<Ch
             let usage = match parsed.usage {
                 Some(u) => u.normalise(),
                 None => TokenUsage {
-                    input: tokens::estimate_chat_prompt(req),
-                    output: tokens::count_text(&parsed.content),
+                    input: token_count::estimate_chat_prompt(req),
+                    output: token_count::count_text(&parsed.content),
                     estimated: true,
                     ..TokenUsage::default()
                 },
@@ -659,7 +629,7 @@ fn parse_chat_answer(p: &Provider, req: &ChatRequest, bytes: Bytes) -> Result<Ch
 }
 
 /// Reads a body, refusing more than `cap` bytes.
-async fn read_capped(provider: &'static str, mut resp: reqwest::Response, cap: usize, key: &ApiKey) -> Result<Bytes, ProviderError> {
+async fn read_capped(provider: &'static str, mut resp: reqwest::Response, cap: usize, key: &Secret) -> Result<Bytes, ProviderError> {
     if resp.content_length().is_some_and(|n| n as usize > cap) {
         return Err(ProviderError::InvalidResponse { provider, message: format!("answer larger than {cap} bytes") });
     }
@@ -688,9 +658,9 @@ mod tests {
 
     #[test]
     fn api_key_never_prints_itself() {
-        let k = ApiKey::new("sk-proj-abcdefghijklmnopqrstuvwxyz9f3c");
+        let k = Secret::new("sk-proj-abcdefghijklmnopqrstuvwxyz9f3c");
         assert_eq!(format!("{k}"), "sk-proj-…9f3c");
-        assert_eq!(format!("{k:?}"), "ApiKey(sk-proj-…9f3c)");
+        assert_eq!(format!("{k:?}"), "Secret(sk-proj-…9f3c)");
         let t = ProviderTarget::new(ProviderKind::OpenAi, "http://x", k);
         assert!(!format!("{t:?}").contains("abcdefgh"));
     }

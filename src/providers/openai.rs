@@ -3,8 +3,10 @@
 //! collecting content, finish reason and usage.
 
 use super::error::ProviderError;
-use super::stream::Step;
+use super::token_count;
+use super::translate::{Step, StreamProgress, StreamTranslator};
 use super::wire::OpenAiUsage;
+use crate::domain::TokenUsage;
 use bytes::Bytes;
 use serde::Deserialize;
 
@@ -64,8 +66,11 @@ pub fn parse_chat(provider: &'static str, body: &[u8]) -> Result<Parsed, Provide
 /// Passes an OpenAI chunk stream through, collecting what the ledger needs.
 /// The final usage-only chunk is forwarded only when the client asked for it
 /// (we always ask upstream, with `stream_options.include_usage`).
+///
+/// A cut stream's usage: the prompt estimate as input and the tokenizer's
+/// count of the content received as output, unless the usage chunk arrived.
 #[derive(Debug)]
-pub struct StreamTranslator {
+pub struct OpenAiTranslator {
     pub provider: &'static str,
     pub model: String,
     pub content: String,
@@ -74,12 +79,31 @@ pub struct StreamTranslator {
     forward_usage: bool,
 }
 
-impl StreamTranslator {
+impl OpenAiTranslator {
     pub fn new(provider: &'static str, model: &str, forward_usage: bool) -> Self {
         Self { provider, model: model.to_string(), content: String::new(), finish: None, usage: None, forward_usage }
     }
+}
 
-    pub fn on_event(&mut self, data: &str, key: &str, out: &mut Vec<Bytes>) -> Step {
+impl StreamTranslator for OpenAiTranslator {
+    fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    fn progress(&self, prompt_estimate: u64) -> StreamProgress {
+        let usage = match self.usage {
+            Some(u) => u.normalise(),
+            None => TokenUsage {
+                input: prompt_estimate,
+                output: token_count::count_text(&self.content),
+                estimated: true,
+                ..TokenUsage::default()
+            },
+        };
+        StreamProgress { model: self.model.clone(), content: self.content.clone(), finish_reason: self.finish.clone(), usage }
+    }
+
+    fn on_event(&mut self, data: &str, key: &str, out: &mut Vec<Bytes>) -> Step {
         if data.trim() == "[DONE]" {
             out.push(Bytes::from_static(b"data: [DONE]\n\n"));
             return Step::Done;
@@ -127,7 +151,7 @@ mod tests {
 
     #[test]
     fn stream_passthrough_hides_usage_chunk_unless_asked() {
-        let mut t = StreamTranslator::new(NAME, "gpt-4o", false);
+        let mut t = OpenAiTranslator::new(NAME, "gpt-4o", false);
         let mut out = Vec::new();
         t.on_event(
             r#"{"id":"c","model":"gpt-4o-2024-08-06","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}"#,

@@ -1,13 +1,15 @@
 //! Streamed chat answers: [`ChatStream`] reads the provider's SSE stream,
-//! translates it into OpenAI `chat.completion.chunk` events (bytes ready to
-//! forward) and ends with a [`StreamSummary`] carrying the normalised usage —
-//! estimated with the tokenizer, and marked so, when the stream was cut
-//! before the provider reported it.
+//! has the provider's [`StreamTranslator`] turn it into OpenAI
+//! `chat.completion.chunk` events (bytes ready to forward) and ends with a
+//! [`StreamSummary`] carrying the normalised usage — estimated by the
+//! translator's own rule, and marked so, when the stream was cut before the
+//! provider reported it. Depends on the translator trait only, never on a
+//! provider module.
 
 use super::error::ProviderError;
 use super::sse::SseParser;
-use super::{anthropic, openai, tokens};
-use crate::domain::TokenUsage;
+use super::translate::{Step, StreamProgress, StreamTranslator};
+use crate::domain::{Secret, TokenUsage};
 use bytes::Bytes;
 use futures::Stream;
 use futures::stream::BoxStream;
@@ -16,14 +18,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-
-/// What one upstream event meant to a translator.
-#[derive(Debug, PartialEq)]
-pub enum Step {
-    Continue,
-    Done,
-    Error(ProviderError),
-}
 
 /// An item of a [`ChatStream`].
 #[derive(Debug)]
@@ -50,38 +44,17 @@ pub struct StreamSummary {
     pub attempts: u32,
 }
 
-pub(crate) enum Translator {
-    OpenAi(openai::StreamTranslator),
-    Anthropic(anthropic::StreamTranslator),
-}
-
-impl Translator {
-    fn on_event(&mut self, data: &str, key: &str, out: &mut Vec<Bytes>) -> Step {
-        match self {
-            Translator::OpenAi(t) => t.on_event(data, key, out),
-            Translator::Anthropic(t) => t.on_event(data, key, out),
-        }
-    }
-
-    fn provider(&self) -> &'static str {
-        match self {
-            Translator::OpenAi(t) => t.provider,
-            Translator::Anthropic(_) => anthropic::NAME,
-        }
-    }
-}
-
 /// A translated chat stream; see the module docs.
 pub struct ChatStream {
     inner: BoxStream<'static, reqwest::Result<Bytes>>,
     parser: SseParser,
-    translator: Translator,
+    translator: Box<dyn StreamTranslator>,
     pending: VecDeque<Bytes>,
     scratch: Vec<Bytes>,
     idle_timeout: Duration,
     idle: Pin<Box<tokio::time::Sleep>>,
     prompt_estimate: u64,
-    key: super::ApiKey,
+    key: Secret,
     attempts: u32,
     end: Option<StreamSummary>,
     finished: bool,
@@ -96,10 +69,10 @@ impl std::fmt::Debug for ChatStream {
 impl ChatStream {
     pub(crate) fn new(
         inner: BoxStream<'static, reqwest::Result<Bytes>>,
-        translator: Translator,
+        translator: Box<dyn StreamTranslator>,
         idle_timeout: Duration,
         prompt_estimate: u64,
-        key: super::ApiKey,
+        key: Secret,
         attempts: u32,
     ) -> Self {
         Self {
@@ -121,31 +94,7 @@ impl ChatStream {
     /// The summary as of now. Call it if you stop reading early (the client
     /// went away): usage not yet reported by the provider is estimated.
     pub fn summary(&self, completed: bool, error: Option<ProviderError>) -> StreamSummary {
-        let (model, content, finish_reason, usage) = match &self.translator {
-            Translator::OpenAi(t) => {
-                let usage = match t.usage {
-                    Some(u) => u.normalise(),
-                    None => TokenUsage {
-                        input: self.prompt_estimate,
-                        output: tokens::count_text(&t.content),
-                        estimated: true,
-                        ..TokenUsage::default()
-                    },
-                };
-                (t.model.clone(), t.content.clone(), t.finish.clone(), usage)
-            }
-            Translator::Anthropic(t) => {
-                let mut usage = t.usage.normalise();
-                if !t.saw_final_usage() {
-                    if t.usage.input_tokens.is_none() {
-                        usage.input = self.prompt_estimate;
-                    }
-                    usage.output = usage.output.max(tokens::count_text(&t.content));
-                    usage.estimated = true;
-                }
-                (t.model.clone(), t.content.clone(), t.finish.clone(), usage)
-            }
-        };
+        let StreamProgress { model, content, finish_reason, usage } = self.translator.progress(self.prompt_estimate);
         StreamSummary { model, content, finish_reason, usage, error, completed, attempts: self.attempts }
     }
 

@@ -8,7 +8,8 @@
 //! through reqwest, which honours proxies. Redirects are not followed here
 //! either.
 
-use super::{ApiKey, ProviderError, ProvidersConfig};
+use super::{ProviderError, ProvidersConfig};
+use crate::domain::Secret;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
@@ -100,7 +101,7 @@ pub(super) async fn send_read(
     body: Option<Bytes>,
     timeout: Duration,
     cap: usize,
-    key: &ApiKey,
+    key: &Secret,
 ) -> Result<Bytes, ProviderError> {
     headers.insert(USER_AGENT, HeaderValue::from_static(concat!("switchboard/", env!("CARGO_PKG_VERSION"))));
     if body.is_some() {
@@ -132,7 +133,7 @@ async fn read_limited(
     provider: &'static str,
     resp: hyper::Response<hyper::body::Incoming>,
     cap: usize,
-    key: &ApiKey,
+    key: &Secret,
 ) -> Result<Bytes, ProviderError> {
     let too_big = || ProviderError::InvalidResponse { provider, message: format!("answer larger than {cap} bytes") };
     let declared = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());

@@ -306,7 +306,7 @@ pub(crate) fn fold_rollups(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
 fn quota_tokens(c: &Connection, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> rusqlite::Result<u64> {
     // Whole UTC days: the folded part from usage_daily, plus the events past
     // the watermark (a moment's worth), in one statement and so one snapshot.
-    let day_ms = |t: DateTime<Utc>| t.date_naive().and_hms_opt(0, 0, 0).map(|d| d.and_utc().timestamp_millis()).unwrap_or(0);
+    let day_ms = |t: DateTime<Utc>| crate::domain::calendar::day_start(t.date_naive()).timestamp_millis();
     let mut st = c.prepare_cached(
         "SELECT coalesce((SELECT sum(input_tokens + cached_tokens + cache_write_tokens + output_tokens) FROM usage_daily
                 WHERE supplier_id = ?1 AND day >= ?2 AND day < ?3 AND route IN (?4, ?5)), 0)

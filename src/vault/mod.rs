@@ -4,8 +4,7 @@
 //! store — Secret Service (D-Bus) on Linux, Keychain on macOS, Credential
 //! Manager on Windows.
 //!
-//! Owns: the [`Secret`] type (Debug and Display show only the masked
-//! fingerprint), keychain references ([`KeyRef`]), typed errors that say what
+//! Owns: keychain references ([`KeyRef`]), typed errors that say what
 //! is wrong with the keychain and how to fix it ([`VaultError`]), and the
 //! explicit in-memory store for demo mode ([`Vault::demo_in_memory`]), which is
 //! never chosen silently. When no keychain is usable nothing falls back to
@@ -15,61 +14,13 @@
 //! async methods run it with `tokio::task::spawn_blocking`: never on the UI
 //! thread, never on an async worker.
 
-use crate::domain::AccountId;
+use crate::domain::{AccountId, Secret};
 use keyring_core::{CredentialStore, Entry, Error as KeyringError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// The keychain service name under which every Switchboard key is stored.
 pub const SERVICE: &str = "switchboard";
-
-/// A secret (provider API key or gateway token). Debug and Display show only
-/// the masked fingerprint (`sk-…a1b2`); the value is reachable only through
-/// [`Secret::expose`], to be sent to the provider it belongs to. The value is
-/// overwritten in memory when the secret is dropped.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret, trimming surrounding whitespace (a pasted key often
-    /// carries a newline).
-    pub fn new(value: impl Into<String>) -> Self {
-        let mut raw: String = value.into();
-        let trimmed = raw.trim().to_string();
-        zeroize::Zeroize::zeroize(&mut raw);
-        Self(trimmed)
-    }
-    /// The secret itself. Never log, print or store the result.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    /// The masked fingerprint, e.g. `sk-…a1b2`.
-    pub fn fingerprint(&self) -> String {
-        crate::domain::provider::fingerprint(&self.0)
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl Drop for Secret {
-    /// Overwrites the value in memory when the secret is dropped.
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.0);
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secret({})", self.fingerprint())
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.fingerprint())
-    }
-}
 
 /// The name of a keychain entry (its "user" under [`SERVICE`]); this, never the
 /// key, is what the database keeps in `provider_accounts.key_ref`.
@@ -152,7 +103,9 @@ enum Backend {
 /// The native store's connection, made on first use. The Secret Service client
 /// blocks when it is dropped, which panics on an async worker: when the last
 /// handle goes away inside a tokio runtime, the connection is dropped on a
-/// plain thread instead.
+/// plain thread instead. (`Handle::try_current` here only asks whether the
+/// drop happens on a runtime; nothing is spawned on one, so this is not a
+/// hidden runtime dependency: without a runtime the drop simply blocks here.)
 struct OsSlot(Mutex<Option<Arc<CredentialStore>>>);
 
 impl Drop for OsSlot {
@@ -377,15 +330,6 @@ fn looks_unavailable(detail: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secret_debug_and_display_show_only_the_fingerprint() {
-        let s = Secret::new("  sk-proj-VERYSECRETVALUE1234567890abcd\n");
-        assert_eq!(s.expose(), "sk-proj-VERYSECRETVALUE1234567890abcd");
-        assert_eq!(format!("{s:?}"), "Secret(sk-proj-…abcd)");
-        assert_eq!(format!("{s}"), "sk-proj-…abcd");
-        assert!(!format!("{s:?}{s}").contains("VERYSECRET"));
-    }
 
     #[test]
     fn key_refs_are_unique_per_call() {

@@ -7,12 +7,12 @@
 //! console commands; the keychain is reached only by the service.
 
 use super::{Cx, cell, confirm, empty_state, error_box, header, loading, text_field};
+use crate::domain::Secret;
 use crate::domain::{AccountId, AccountOwner, AzureConfig, ProviderKind, SupplierId, ValidationStatus};
 use crate::engine::console::{ConsoleCommand, ConsoleEvent, KeyRow, KeysView, TokenRow};
 use crate::engine::keys::NewKey;
 use crate::store::TokenId;
 use crate::ui::theme;
-use crate::vault::Secret;
 use chrono::{DateTime, Utc};
 use egui::{RichText, Ui};
 use std::collections::HashSet;
