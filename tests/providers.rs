@@ -892,3 +892,53 @@ async fn openai_python_sdk_reads_the_simulator() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The provider modules a file of `src/providers/` names: in `use super::…`
+/// and `use crate::providers::…` statements (also grouped, over several
+/// lines) and in paths such as `super::openai::X`, outside its unit tests.
+fn provider_modules_named(file: &str) -> std::collections::BTreeSet<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/providers").join(file);
+    let src = std::fs::read_to_string(&path).unwrap();
+    let code = src.split("#[cfg(test)]").next().unwrap_or_default();
+    let mut names = std::collections::BTreeSet::new();
+    for prefix in ["super::", "crate::providers::"] {
+        let mut rest = code;
+        while let Some(i) = rest.find(prefix) {
+            rest = &rest[i + prefix.len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let end = group.find("};").or_else(|| group.find('}')).unwrap_or(group.len());
+                for item in group[..end].split(',') {
+                    let head = item.trim().split("::").next().unwrap_or_default().trim();
+                    if !head.is_empty() {
+                        names.insert(head.to_string());
+                    }
+                }
+            } else {
+                let head: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                names.insert(head);
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn stream_reader_and_provider_dialects_do_not_import_each_other() {
+    let dialects = ["openai", "anthropic", "azure"];
+    let stream = provider_modules_named("stream.rs");
+    for d in dialects {
+        assert!(!stream.contains(d), "stream.rs imports the provider module {d}: {stream:?}");
+    }
+    assert!(stream.contains("translate"), "stream.rs reads through the StreamTranslator trait: {stream:?}");
+    for d in dialects {
+        let names = provider_modules_named(&format!("{d}.rs"));
+        assert!(!names.contains("stream"), "{d}.rs imports stream.rs: {names:?}");
+    }
+    let leaf = provider_modules_named("translate.rs");
+    for m in dialects.iter().chain(&["stream"]) {
+        assert!(!leaf.contains(*m), "translate.rs must stay a leaf, but imports {m}: {leaf:?}");
+    }
+    // The check itself sees an import when there is one.
+    let anthropic = provider_modules_named("anthropic.rs");
+    assert!(anthropic.contains("translate") && anthropic.contains("token_count") && anthropic.contains("wire"), "{anthropic:?}");
+}

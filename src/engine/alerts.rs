@@ -305,7 +305,7 @@ impl AlertService {
 
     /// Turns a router event into alerts. `wedding_day`: the event's supplier has a wedding today.
     pub fn on_router_event(&self, ev: &RouterEvent, wedding_day: bool) -> StoreResult<()> {
-        let month = self.clock.now().format("%Y-%m").to_string();
+        let month = crate::domain::calendar::month_key(self.clock.now().date_naive());
         match ev {
             RouterEvent::QuotaWarning { supplier, used, quota } => {
                 self.raise(

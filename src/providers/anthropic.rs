@@ -441,4 +441,34 @@ mod tests {
         }
         assert!(matches!(t.on_event("{truncated", "k", &mut out), Step::Error(_)));
     }
+
+    #[test]
+    fn a_cut_stream_keeps_anthropics_figures_and_estimates_only_the_rest() {
+        let mut t = AnthropicTranslator::new("claude-haiku-4-5", 1, false);
+        assert_eq!(t.provider(), NAME);
+        let mut out = Vec::new();
+        // Nothing yet: all estimated.
+        let none = t.progress(30);
+        assert!(none.usage.estimated);
+        assert_eq!((none.usage.input, none.usage.output), (30, 0));
+        t.on_event(
+            r#"{"type":"message_start","message":{"id":"msg_1","model":"claude-haiku-4-5","usage":{"input_tokens":25,"output_tokens":1}}}"#,
+            "k",
+            &mut out,
+        );
+        t.on_event(
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello there, friends"}}"#,
+            "k",
+            &mut out,
+        );
+        let cut = t.progress(30);
+        assert!(cut.usage.estimated);
+        assert_eq!(cut.usage.input, 25, "the provider's input count is kept");
+        assert_eq!(cut.usage.output, token_count::count_text("Hello there, friends").max(1));
+        assert_eq!(cut.content, "Hello there, friends");
+        t.on_event(r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":7}}"#, "k", &mut out);
+        let done = t.progress(30);
+        assert!(!done.usage.estimated);
+        assert_eq!((done.usage.input, done.usage.output, done.finish_reason.as_deref()), (25, 7, Some("stop")));
+    }
 }

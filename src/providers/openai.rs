@@ -166,4 +166,21 @@ mod tests {
         assert_eq!(t.usage.unwrap().normalise().input, 9);
         assert!(matches!(t.on_event("{oops", "k", &mut out), Step::Error(_)));
     }
+
+    #[test]
+    fn a_cut_stream_estimates_its_usage_and_a_finished_one_reports_the_providers() {
+        let mut t = OpenAiTranslator::new("Azure OpenAI", "gpt-4o", false);
+        assert_eq!(t.provider(), "Azure OpenAI");
+        let mut out = Vec::new();
+        t.on_event(r#"{"id":"c","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"Hello there"}}]}"#, "k", &mut out);
+        let cut = t.progress(42);
+        assert!(cut.usage.estimated);
+        assert_eq!(cut.usage.input, 42, "the prompt estimate stands in for the input");
+        assert_eq!(cut.usage.output, token_count::count_text("Hello there"));
+        assert_eq!((cut.model.as_str(), cut.content.as_str(), cut.finish_reason), ("gpt-4o", "Hello there", None));
+        t.on_event(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}"#, "k", &mut out);
+        let done = t.progress(42);
+        assert!(!done.usage.estimated);
+        assert_eq!((done.usage.input, done.usage.output), (9, 2));
+    }
 }
