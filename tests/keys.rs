@@ -440,6 +440,10 @@ fn rotation_keeps_requests_in_flight_on_their_key() {
     let id = rt.block_on(svc.add(new, Secret::new(OPENAI_KEY_1), true)).unwrap().account.id;
     let in_flight = rt.block_on(svc.key_for(id)).unwrap();
     assert_eq!(in_flight.expose(), OPENAI_KEY_1);
+    // Every request shares the one in-memory value: a snapshot copies no key.
+    let again = rt.block_on(svc.key_for(id)).unwrap();
+    assert!(std::ptr::eq(in_flight.expose().as_ptr(), again.expose().as_ptr()), "a key snapshot must not copy the key");
+    drop(again);
     // Another process (e.g. the gateway while the CLI rotates) holding the old key in memory.
     let other = service(store.clone(), Vault::os());
     let other_in_flight = rt.block_on(other.key_for(id)).unwrap();

@@ -657,7 +657,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn api_key_never_prints_itself() {
+    fn a_target_never_prints_its_key() {
         let k = Secret::new("sk-proj-abcdefghijklmnopqrstuvwxyz9f3c");
         assert_eq!(format!("{k}"), "sk-proj-…9f3c");
         assert_eq!(format!("{k:?}"), "Secret(sk-proj-…9f3c)");
