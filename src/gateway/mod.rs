@@ -27,7 +27,8 @@ pub use lanes::default_lanes;
 /// Largest request body accepted (images as data URLs make bodies big).
 pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
 
-#[derive(Clone)]
+/// Shared by a lane's requests behind one `Arc` (axum clones the state per
+/// request: one reference count, as when it held the router alone).
 struct AppState {
     router: Arc<Router>,
     max_body: usize,
@@ -60,7 +61,7 @@ pub fn app_with_limit(router: Arc<Router>, max_body: usize, lane: Option<tokio::
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(AppState { router, max_body, lane })
+        .with_state(Arc::new(AppState { router, max_body, lane }))
 }
 
 /// A running gateway; stops when dropped or on [`GatewayHandle::shutdown`].
@@ -230,7 +231,7 @@ fn with_route(mut resp: Response, route: crate::domain::Route, request_id: &str)
     resp
 }
 
-async fn chat(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
         let auth = st.caller(st.router.authenticate(bearer(&headers))?);
         let bytes = body_bytes(body, st.max_body)?;
@@ -259,7 +260,7 @@ async fn chat(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn embeddings(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
         let auth = st.caller(st.router.authenticate(bearer(&headers))?);
         let bytes = body_bytes(body, st.max_body)?;
@@ -273,7 +274,7 @@ async fn embeddings(State(st): State<AppState>, headers: HeaderMap, body: Result
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn models(State(st): State<AppState>, headers: HeaderMap) -> Response {
+async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(e) = st.router.authenticate(bearer(&headers)) {
         return ApiError::from(e).into_response();
     }
@@ -286,13 +287,13 @@ async fn models(State(st): State<AppState>, headers: HeaderMap) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], serde_json::json!({"object": "list", "data": data}).to_string()).into_response()
 }
 
-async fn healthz(State(st): State<AppState>) -> Response {
+async fn healthz(State(st): State<Arc<AppState>>) -> Response {
     let failures = st.router.ledger().stats().failures.load(std::sync::atomic::Ordering::Relaxed);
     let body = serde_json::json!({"status": "ok", "ledger_failures": failures});
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-async fn metrics(State(st): State<AppState>) -> Response {
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let text = st.router.metrics().render(&st.router.breaker_states(), st.router.ledger().stats(), st.router.in_flight());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
