@@ -370,6 +370,38 @@ async fn embeddings_stop_on_a_content_filter_refusal_as_chat_does() {
 }
 
 #[tokio::test]
+async fn a_router_given_no_runtime_does_its_background_work_inline_and_one_given_a_runtime_uses_it() {
+    let e = env(RouterConfig::default()).await;
+    let breaker_audits = |e: &Env| {
+        e.store
+            .audit_entries(&switchboard::store::AuditFilter { action_prefix: Some("breaker.".into()), ..Default::default() })
+            .unwrap()
+            .len()
+    };
+    // As the CLI's bookkeeping builds one: no runtime given, so its audit
+    // line is written before `force_breaker` returns.
+    let offline = Router::new(
+        e.store.clone(),
+        Providers::new(ProvidersConfig::default()).unwrap(),
+        Arc::new(PricingTable::builtin()),
+        Arc::new(e.clock.clone()),
+        Ledger::start(&e.store).unwrap(),
+        RouterConfig::default(),
+        None,
+    )
+    .unwrap();
+    offline.force_breaker(e.platform_openai, true);
+    assert_eq!(breaker_audits(&e), 1, "written inline");
+    // The gateway's router was given this test's runtime: its write runs there.
+    e.router.force_breaker(e.platform_openai, true);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while breaker_audits(&e) < 2 {
+        assert!(std::time::Instant::now() < deadline, "the background audit write never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
 async fn every_refusal_has_its_status_and_openai_error_shape() {
     let e = env(RouterConfig::default()).await;
     let s = e.supplier("Velvet Vow Events", Tier::Starter, AiMode::Platform, &[]);

@@ -161,3 +161,32 @@ impl RouteError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_read_as_before_and_decide_on_variants() {
+        let f = Failures(vec![
+            RouteFailure::new(AccountId(1), "Primary", FailureKind::BreakerOpen),
+            RouteFailure::new(AccountId(2), "WedSync OpenAI", FailureKind::QuotaUsedUp),
+            RouteFailure::new(AccountId(3), "WedSync Anthropic", FailureKind::skipped(SkipReason::FailoverForbidden)),
+            RouteFailure { account: None, kind: FailureKind::NoAccount },
+        ]);
+        assert_eq!(
+            f.to_string(),
+            "Primary: breaker open; WedSync OpenAI: platform quota used up; \
+             WedSync Anthropic: failover to platform AI is off for this supplier; \
+             no provider account is configured for this supplier"
+        );
+        let e = RouteError::AllRoutesFailed { status: 502, failures: f };
+        assert!(e.to_string().starts_with("no route could serve the request: Primary: breaker open; "));
+        assert_eq!((e.status_code(), e.class(), e.retry_after_secs()), (502, "all_routes_failed", Some(1)));
+        // A provider's refusal passes its own message, status and class through.
+        let p = ProviderError::ContentFiltered { provider: "OpenAI", message: "filtered".into() };
+        let e = RouteError::Upstream(p);
+        assert_eq!((e.to_string().as_str(), e.status_code(), e.class()), ("filtered", 400, "content_filtered"));
+        assert_eq!(FailureKind::skipped(SkipReason::QuotaExceeded), FailureKind::QuotaUsedUp);
+    }
+}
