@@ -393,7 +393,7 @@ fn issues_a_token_once_and_keeps_only_its_hash() {
     let token = found.into_inner().expect("the full token is shown once");
     let tokens = f.store.list_tokens(Some(supplier)).unwrap();
     assert_eq!(tokens.len(), 1);
-    assert!(f.store.find_token_by_hash(&switchboard::engine::tokens::hash_token(&token)).unwrap().is_some(), "the hash is stored");
+    assert!(f.store.find_token_by_hash(&switchboard::store::TokenHash::of(&token)).unwrap().is_some(), "the hash is stored");
     assert!(!db_bytes_contain(&f.store, &token), "the token itself is not in the database files");
     h.get_by_label("Copy").click();
     h.step();
@@ -769,6 +769,7 @@ fn routed(f: &Fixture, start: chrono::DateTime<Utc>) -> Routed {
             Arc::new(clock.clone()),
             Ledger::start(&f.store).unwrap(),
             RouterConfig::default(),
+            Some(f._rt.handle().clone()),
         )
         .unwrap()
     });
@@ -985,7 +986,7 @@ fn a_live_traffic_mirror_is_started_watched_and_stopped_from_the_console() {
     let own = r.account(&f, AccountOwner::Supplier(studio), "Birch OpenAI", DEMO_CLIENT_OPENAI_KEY);
     f.store.set_account_key(own, Some("test-entry"), Some("sk-…0001")).unwrap();
     f.store.set_account_validation(own, ValidationStatus::Valid, "ok", now).unwrap();
-    let token = switchboard::engine::tokens::issue(&f.store, studio, now, "test").unwrap().token.expose().to_string();
+    let token = switchboard::engine::gateway_tokens::issue(&f.store, studio, now, "test").unwrap().token.expose().to_string();
     r.router.reload().unwrap();
     let svc = MigrationService::new(f.store.clone(), r.router.clone(), Arc::new(r.clock.clone())).unwrap();
     let mut h = harness_at(&f, Some(r.live(&f, None, Some(svc))), Arc::new(r.clock.clone()), View::Migrations);

@@ -10,9 +10,9 @@ use switchboard::domain::Secret;
 use switchboard::domain::{
     AccountId, AccountOwner, AiMode, ManualClock, NewSupplier, PricingTable, ProviderKind, Route, SupplierId, Tier, VendorType,
 };
+use switchboard::engine::gateway_tokens as tokens;
 use switchboard::engine::ledger::Ledger;
 use switchboard::engine::router::{Router, RouterConfig};
-use switchboard::engine::tokens;
 use switchboard::gateway::{self, GatewayHandle};
 use switchboard::providers::{Providers, ProvidersConfig, RetryPolicy};
 use switchboard::sim::{DEMO_ANTHROPIC_KEY, DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY, SimAccountConfig, SimConfig, SimHandle, Simulator};
@@ -67,7 +67,16 @@ async fn env(cfg: RouterConfig) -> Env {
         ..ProvidersConfig::default()
     })
     .unwrap();
-    let router = Router::new(store.clone(), providers, Arc::new(PricingTable::builtin()), Arc::new(clock.clone()), ledger, cfg).unwrap();
+    let router = Router::new(
+        store.clone(),
+        providers,
+        Arc::new(PricingTable::builtin()),
+        Arc::new(clock.clone()),
+        ledger,
+        cfg,
+        Some(tokio::runtime::Handle::current()),
+    )
+    .unwrap();
     router.set_key(platform_openai, Some(Secret::new(DEMO_OPENAI_KEY)));
     router.set_key(platform_anthropic, Some(Secret::new(DEMO_ANTHROPIC_KEY)));
     let gw = gateway::start(router.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -301,6 +310,96 @@ async fn embeddings_and_models() {
     assert_eq!(status, 200);
     let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert!(ids.contains(&"gpt-4o") && ids.contains(&"claude-sonnet-4-5"), "{ids:?}");
+}
+
+/// Errors counted in `/metrics`, over every route and provider.
+fn metric_errors(e: &Env) -> u64 {
+    e.router.metrics().requests_by_route().iter().map(|(_, _, errors)| errors).sum()
+}
+
+#[tokio::test]
+async fn a_providers_refusal_of_the_request_is_counted_in_metrics_for_every_kind_of_request() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Lantern Florals", Tier::Scale, AiMode::Platform, &[]);
+    let t = e.token(s, false);
+    let refused = |body: Value| {
+        let e = &e;
+        let t = &t;
+        async move {
+            let path = if body.get("messages").is_some() { "/chat/completions" } else { "/embeddings" };
+            json_of(e.post(path, t, body).await).await
+        }
+    };
+    // Plain chat: the provider's 400 is passed through and counted.
+    let (st, b) = refused(json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "[sim:context_length] a brief"}]})).await;
+    assert_eq!((st, b["error"]["code"].as_str()), (400, Some("context_length")), "{b}");
+    assert_eq!(metric_errors(&e), 1);
+    // A stream refused before its first byte: the same.
+    let (st, b) =
+        refused(json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "[sim:context_length] a brief"}]}))
+            .await;
+    assert_eq!((st, b["error"]["code"].as_str()), (400, Some("context_length")), "{b}");
+    assert_eq!(metric_errors(&e), 2, "a stream's refusal is counted");
+    // Embeddings the provider finds malformed: the same.
+    let (st, b) = refused(json!({"model": "text-embedding-3-small", "input": []})).await;
+    assert_eq!((st, b["error"]["code"].as_str()), (400, Some("bad_request")), "{b}");
+    assert_eq!(metric_errors(&e), 3, "an embeddings refusal is counted");
+    assert_eq!(e.router.metrics().refused.load(std::sync::atomic::Ordering::Relaxed), 0, "not counted as unrouted");
+    let rows = e.usage_rows(s);
+    assert_eq!(rows.len(), 3, "each recorded once");
+}
+
+#[tokio::test]
+async fn embeddings_stop_on_a_content_filter_refusal_as_chat_does() {
+    let e = env(RouterConfig::default()).await;
+    let s = e.supplier("Two Keys Studio", Tier::Scale, AiMode::Client, &[]);
+    let _a1 = e.client_account(s, "Primary", DEMO_CLIENT_OPENAI_KEY);
+    let _a2 = e.client_account(s, "Backup", CLIENT2_KEY);
+    let t = e.token(s, false);
+    let r = e.post("/embeddings", &t, json!({"model": "text-embedding-3-small", "input": ["[sim:content_filter] the guest list"]})).await;
+    let (st, b) = json_of(r).await;
+    assert_eq!((st, b["error"]["code"].as_str()), (400, Some("content_filtered")), "{b}");
+    assert_eq!(b["error"]["type"], "invalid_request_error");
+    // Another route would say the same: neither the backup nor platform AI is asked.
+    assert_eq!(e.sim.requests("openai-client"), 1);
+    assert_eq!(e.sim.requests("openai-client-2"), 0, "no failover on a content-filter refusal");
+    assert_eq!(e.sim.requests("openai-platform"), 0);
+    assert_eq!(metric_errors(&e), 1);
+    // A clean input is served by the primary as usual.
+    let r = e.post("/embeddings", &t, json!({"model": "text-embedding-3-small", "input": "a clean one"})).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_router_given_no_runtime_does_its_background_work_inline_and_one_given_a_runtime_uses_it() {
+    let e = env(RouterConfig::default()).await;
+    let breaker_audits = |e: &Env| {
+        e.store
+            .audit_entries(&switchboard::store::AuditFilter { action_prefix: Some("breaker.".into()), ..Default::default() })
+            .unwrap()
+            .len()
+    };
+    // As the CLI's bookkeeping builds one: no runtime given, so its audit
+    // line is written before `force_breaker` returns.
+    let offline = Router::new(
+        e.store.clone(),
+        Providers::new(ProvidersConfig::default()).unwrap(),
+        Arc::new(PricingTable::builtin()),
+        Arc::new(e.clock.clone()),
+        Ledger::start(&e.store).unwrap(),
+        RouterConfig::default(),
+        None,
+    )
+    .unwrap();
+    offline.force_breaker(e.platform_openai, true);
+    assert_eq!(breaker_audits(&e), 1, "written inline");
+    // The gateway's router was given this test's runtime: its write runs there.
+    e.router.force_breaker(e.platform_openai, true);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while breaker_audits(&e) < 2 {
+        assert!(std::time::Instant::now() < deadline, "the background audit write never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]
@@ -1187,6 +1286,7 @@ async fn a_mirror_resumes_its_count_from_the_ledger_after_a_restart() {
         clock,
         Ledger::start(&e.store).unwrap(),
         RouterConfig::default(),
+        Some(tokio::runtime::Handle::current()),
     )
     .unwrap();
     r2.set_key(e.platform_openai, Some(Secret::new(DEMO_OPENAI_KEY)));

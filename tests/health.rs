@@ -10,10 +10,10 @@ use switchboard::domain::{
     AccountId, AccountOwner, AiMode, Clock, ManualClock, NewSupplier, PricingTable, ProviderKind, Route, SupplierId, Tier, VendorType,
 };
 use switchboard::engine::alerts::keys;
+use switchboard::engine::gateway_tokens as tokens;
 use switchboard::engine::health::{HealthMonitor, MonitorConfig};
 use switchboard::engine::ledger::Ledger;
 use switchboard::engine::router::{Router, RouterConfig};
-use switchboard::engine::tokens;
 use switchboard::providers::{ChatRequest, Providers, ProvidersConfig, RetryPolicy};
 use switchboard::sim::{DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY, Latency, SimAccountConfig, SimConfig, SimHandle, Simulator};
 use switchboard::store::{HealthSampleRow, NewAccount, Store};
@@ -72,6 +72,7 @@ async fn env() -> Env {
         Arc::new(clock.clone()),
         ledger,
         RouterConfig::default(),
+        Some(tokio::runtime::Handle::current()),
     )
     .unwrap();
     router.set_key(platform, Some(Secret::new(DEMO_OPENAI_KEY)));

@@ -4,7 +4,7 @@
 
 use super::now;
 use crate::domain::SupplierId;
-use crate::engine::tokens;
+use crate::engine::gateway_tokens as tokens;
 use crate::store::{GatewayToken, Store, TokenId, audit_actor};
 use clap::Subcommand;
 

@@ -1940,7 +1940,7 @@ impl Service {
                 let svc = self.clone();
                 tokio::task::spawn_blocking(move || {
                     let s = svc.store.supplier(supplier).map_err(msg)?;
-                    let t = crate::engine::tokens::issue(&svc.store, supplier, svc.clock.now(), &audit_actor()).map_err(msg)?;
+                    let t = crate::engine::gateway_tokens::issue(&svc.store, supplier, svc.clock.now(), &audit_actor()).map_err(msg)?;
                     Ok::<_, String>(ConsoleEvent::TokenIssued {
                         supplier,
                         supplier_name: s.name,
@@ -1954,7 +1954,7 @@ impl Service {
             ConsoleCommand::RevokeToken(id) => {
                 let svc = self.clone();
                 tokio::task::spawn_blocking(move || {
-                    let t = crate::engine::tokens::revoke(&svc.store, id, svc.clock.now(), &audit_actor()).map_err(msg)?;
+                    let t = crate::engine::gateway_tokens::revoke(&svc.store, id, svc.clock.now(), &audit_actor()).map_err(msg)?;
                     Ok::<_, String>(ConsoleEvent::TokenRevoked { hint: t.hint })
                 })
                 .await

@@ -16,7 +16,7 @@ use crate::domain::migration::RouteTarget;
 use crate::domain::rng::DetRng;
 use crate::domain::{AccountId, AccountOwner, AiMode, Clock, ProviderAccount, ProviderKind, SupplierId};
 use crate::engine::runtime::{Runtime, RuntimeOptions, sync_keys};
-use crate::engine::{migrations::MigrationService, router::Router, tokens};
+use crate::engine::{gateway_tokens, migrations::MigrationService, router::Router};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
 use crate::sim::{SimAccountConfig, SimConfig, SimHandle, Simulator};
 use crate::store::{Store, SupplierFilter};
@@ -163,7 +163,7 @@ pub async fn start(store: Arc<Store>, clock: Arc<dyn Clock>, sim_addr: SocketAdd
         tokio::task::spawn_blocking(move || {
             ids.iter()
                 .map(|(id, _)| {
-                    let t = tokens::issue(&s, *id, now, "demo")?;
+                    let t = gateway_tokens::issue(&s, *id, now, "demo")?;
                     let own_accounts =
                         accounts.iter().filter(|a| a.owner == AccountOwner::Supplier(*id)).map(|a| sim_account_name(a.id)).collect();
                     anyhow::Ok(Sender { supplier: *id, token: t.token, own_accounts })

@@ -81,6 +81,8 @@ impl MigrationService {
             clock.clone(),
             ledger,
             crate::engine::router::RouterConfig::default(),
+            // It serves no requests: its few audit writes run inline.
+            None,
         )?;
         Self::new(store, router, clock)
     }

@@ -1,6 +1,6 @@
 //! Services that combine the adapters: demo history generation (`demo`), live demo mode with simulator and synthetic traffic (`demo_traffic`), the
 //! console service behind the desktop UI (`console`), the key service (`keys`),
-//! gateway tokens (`tokens`), the usage ledger writer (`ledger`), the router
+//! gateway tokens (`gateway_tokens`), the usage ledger writer (`ledger`), the router
 //! (`router`) and its metrics (`metrics`), migrations (`migrations`), parallel
 //! tests (`parallel`), the provider health monitor (`health`), the alert
 //! service (`alerts`), usage analytics (`analytics`), CSV export (`export`)
@@ -12,6 +12,7 @@ pub mod console;
 pub mod demo;
 pub mod demo_traffic;
 pub mod export;
+pub mod gateway_tokens;
 pub mod health;
 pub mod keys;
 pub mod ledger;
@@ -20,4 +21,3 @@ pub mod migrations;
 pub mod parallel;
 pub mod router;
 pub mod runtime;
-pub mod tokens;

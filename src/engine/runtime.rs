@@ -56,7 +56,8 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Starts the services (call from inside a tokio runtime).
+    /// Starts the services on the tokio runtime it is called from (which
+    /// then runs the router's background work too).
     pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts: RuntimeOptions) -> anyhow::Result<Runtime> {
         let ledger = Ledger::start_synced(&store, opts.ledger_sync)?;
         // Before the gateway answers anyone: the first request would wait for it.
@@ -69,7 +70,9 @@ impl Runtime {
             let pricing = Arc::new(opts.pricing.clone());
             let cfg = opts.router.clone();
             let clock = clock.clone();
-            tokio::task::spawn_blocking(move || Router::new(store, providers, pricing, clock, ledger, cfg)).await??
+            // The router's background work (audit writes, tokens' last use) runs on this runtime.
+            let rt = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || Router::new(store, providers, pricing, clock, ledger, cfg, Some(rt))).await??
         };
         sync_keys(&router, &keys).await;
         let mut tasks = Vec::new();
@@ -146,8 +149,6 @@ pub async fn finish_due_mirrors(router: &Arc<Router>, now: chrono::DateTime<chro
     }
 }
 
-/// Gives the router the current key of every account that has one (from the
-/// key service's snapshots, reading the keychain only for changed entries).
 /// A router over the store that serves no gateway, with the accounts' keys
 /// from `keys`: for work that calls providers outside a routing runtime (a
 /// parallel test from the CLI, or from a console that does not route).
@@ -158,11 +159,14 @@ pub async fn offline_router(store: Arc<Store>, clock: Arc<dyn Clock>, keys: &Key
         let store = store.clone();
         tokio::task::spawn_blocking(move || Ledger::start(&store)).await??
     };
-    let router = Router::new(store, providers, Arc::new(PricingTable::builtin()), clock, ledger, RouterConfig::default())?;
+    let rt = tokio::runtime::Handle::current();
+    let router = Router::new(store, providers, Arc::new(PricingTable::builtin()), clock, ledger, RouterConfig::default(), Some(rt))?;
     sync_keys(&router, keys).await;
     Ok(router)
 }
 
+/// Gives the router the current key of every account that has one (from the
+/// key service's snapshots, reading the keychain only for changed entries).
 pub async fn sync_keys(router: &Router, keys: &KeyService) {
     let accounts: Vec<ProviderAccount> = match keys.list(None) {
         Ok(a) => a,

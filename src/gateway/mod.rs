@@ -1,12 +1,14 @@
 //! The inbound HTTP edge: a local OpenAI-compatible endpoint (axum) in front
 //! of the router. It parses requests, authenticates the supplier's gateway
 //! token, hands the request to `engine::router`, and writes answers and
-//! errors in OpenAI's shapes. No routing logic lives here.
+//! errors in OpenAI's shapes (`error`). Connections are served on lanes, one
+//! thread and runtime each (`lanes`); a request carries its lane's runtime
+//! handle to the router. No routing logic lives here.
 //!
 //! Endpoints: `POST /v1/chat/completions` (plain and SSE), `POST /v1/embeddings`,
 //! `GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus text).
 
-use crate::engine::router::{Caller, GatewayError, Router};
+use crate::engine::router::{Caller, Router};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -17,24 +19,40 @@ use axum::routing::{get, post};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+mod error;
 mod lanes;
+pub use error::ApiError;
 pub use lanes::default_lanes;
 
 /// Largest request body accepted (images as data URLs make bodies big).
 pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
 
-#[derive(Clone)]
+/// Shared by a lane's requests behind one `Arc` (axum clones the state per
+/// request: one reference count, as when it held the router alone).
 struct AppState {
     router: Arc<Router>,
     max_body: usize,
+    /// The runtime serving this application (a lane's), passed with each request.
+    lane: Option<tokio::runtime::Handle>,
 }
 
-/// The axum application for `router`.
-pub fn app(router: Arc<Router>) -> axum::Router {
-    app_with_limit(router, MAX_BODY_BYTES)
+impl AppState {
+    fn caller(&self, supplier: crate::domain::SupplierId) -> Caller<'_> {
+        let c = Caller::supplier(supplier);
+        match &self.lane {
+            Some(h) => c.on_lane(h),
+            None => c,
+        }
+    }
 }
 
-pub fn app_with_limit(router: Arc<Router>, max_body: usize) -> axum::Router {
+/// The axum application for `router`, served on the runtime `lane` (`None`:
+/// the router's own runtime runs the requests' background work).
+pub fn app(router: Arc<Router>, lane: Option<tokio::runtime::Handle>) -> axum::Router {
+    app_with_limit(router, MAX_BODY_BYTES, lane)
+}
+
+pub fn app_with_limit(router: Arc<Router>, max_body: usize, lane: Option<tokio::runtime::Handle>) -> axum::Router {
     axum::Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
@@ -43,7 +61,7 @@ pub fn app_with_limit(router: Arc<Router>, max_body: usize) -> axum::Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(AppState { router, max_body })
+        .with_state(Arc::new(AppState { router, max_body, lane }))
 }
 
 /// A running gateway; stops when dropped or on [`GatewayHandle::shutdown`].
@@ -115,9 +133,9 @@ pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usiz
     let mut threads = Vec::new();
     for lane in 0..lanes.max(1) {
         let listener = dispatcher.add_lane(local);
-        let app = app(router.clone());
         let mut stop = stop_rx.clone();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let app = app(router.clone(), Some(rt.handle().clone()));
         let thread = std::thread::Builder::new().name(format!("gateway-{lane}")).spawn(move || {
             crate::providers::set_lane(lane + 1);
             rt.block_on(async move {
@@ -170,19 +188,6 @@ pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usiz
     Ok(GatewayHandle { addr: local, shutdown: Some(stop_tx), task: Some(task), lanes: threads })
 }
 
-/// An error in OpenAI's JSON shape, with `retry-after` where it applies.
-fn error_response(e: &GatewayError) -> Response {
-    let status = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let body = serde_json::json!({
-        "error": { "message": e.to_string(), "type": e.kind(), "code": e.code(), "param": null }
-    });
-    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
-    if let Some(secs) = e.retry_after_secs() {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    resp
-}
-
 fn bearer(h: &HeaderMap) -> Option<&str> {
     let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
     let v = v.trim();
@@ -193,26 +198,26 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, GatewayError> {
+fn body_bytes(body: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            GatewayError::TooLarge { limit: max }
+            ApiError::TooLarge { limit: max }
         } else {
-            GatewayError::BadRequest(format!("could not read the request body: {e}"))
+            ApiError::BadRequest(format!("could not read the request body: {e}"))
         }
     })
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, GatewayError> {
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
     if bytes.is_empty() {
-        return Err(GatewayError::BadRequest(format!("the request body is empty; send a JSON {what} request")));
+        return Err(ApiError::BadRequest(format!("the request body is empty; send a JSON {what} request")));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let msg = e.to_string();
         if e.is_data() {
-            GatewayError::BadRequest(format!("the {what} request is missing a field or has a wrong type: {msg}"))
+            ApiError::BadRequest(format!("the {what} request is missing a field or has a wrong type: {msg}"))
         } else {
-            GatewayError::BadRequest(format!("the request body is not valid JSON: {msg}"))
+            ApiError::BadRequest(format!("the request body is not valid JSON: {msg}"))
         }
     })
 }
@@ -226,13 +231,13 @@ fn with_route(mut resp: Response, route: crate::domain::Route, request_id: &str)
     resp
 }
 
-async fn chat(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
-        let auth = Caller::Supplier(st.router.authenticate(bearer(&headers))?);
+        let auth = st.caller(st.router.authenticate(bearer(&headers))?);
         let bytes = body_bytes(body, st.max_body)?;
         let req: ChatRequest = parse_json(&bytes, "chat completion")?;
         if req.messages.is_empty() {
-            return Err(GatewayError::BadRequest("\"messages\" is empty; send at least one message".into()));
+            return Err(ApiError::BadRequest("\"messages\" is empty; send at least one message".into()));
         }
         let rt = header_str(&headers, "x-switchboard-request-type");
         let rid = header_str(&headers, "x-request-id").or_else(|| header_str(&headers, "idempotency-key"));
@@ -252,26 +257,26 @@ async fn chat(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes
         }
     }
     .await;
-    result.unwrap_or_else(|e| error_response(&e))
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn embeddings(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
-        let auth = Caller::Supplier(st.router.authenticate(bearer(&headers))?);
+        let auth = st.caller(st.router.authenticate(bearer(&headers))?);
         let bytes = body_bytes(body, st.max_body)?;
         let req: EmbeddingsRequest = parse_json(&bytes, "embeddings")?;
         let rid = header_str(&headers, "x-request-id").or_else(|| header_str(&headers, "idempotency-key"));
         let a = st.router.embeddings(auth, header_str(&headers, "x-switchboard-request-type"), rid, req).await?;
         let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
-        Ok::<_, GatewayError>(with_route(resp, a.route, &a.request_id))
+        Ok::<_, ApiError>(with_route(resp, a.route, &a.request_id))
     }
     .await;
-    result.unwrap_or_else(|e| error_response(&e))
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn models(State(st): State<AppState>, headers: HeaderMap) -> Response {
+async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(e) = st.router.authenticate(bearer(&headers)) {
-        return error_response(&e);
+        return ApiError::from(e).into_response();
     }
     let data: Vec<serde_json::Value> = st
         .router
@@ -282,22 +287,17 @@ async fn models(State(st): State<AppState>, headers: HeaderMap) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], serde_json::json!({"object": "list", "data": data}).to_string()).into_response()
 }
 
-async fn healthz(State(st): State<AppState>) -> Response {
+async fn healthz(State(st): State<Arc<AppState>>) -> Response {
     let failures = st.router.ledger().stats().failures.load(std::sync::atomic::Ordering::Relaxed);
     let body = serde_json::json!({"status": "ok", "ledger_failures": failures});
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-async fn metrics(State(st): State<AppState>) -> Response {
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let text = st.router.metrics().render(&st.router.breaker_states(), st.router.ledger().stats(), st.router.in_flight());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn not_found() -> Response {
-    let mut resp = error_response(&GatewayError::BadRequest(
-        "no such endpoint; Switchboard serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, GET /healthz and GET /metrics"
-            .into(),
-    ));
-    *resp.status_mut() = StatusCode::NOT_FOUND;
-    resp
+    ApiError::NoSuchEndpoint.into_response()
 }

@@ -9,6 +9,8 @@
 //! Magic markers in the last user message trigger request-level outcomes:
 //! `[sim:context_length]` (400 context length) and `[sim:content_filter]`
 //! (finish reason `content_filter`; Azure: its 400 content-filter error).
+//! In an embeddings input, `[sim:content_filter]` gets the 400
+//! content-filter error from every dialect.
 
 mod reply;
 mod server;

@@ -309,6 +309,9 @@ async fn embeddings(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], deploy
         serde_json::Value::Array(a) if !a.is_empty() => a.iter().filter_map(|v| v.as_str()).collect(),
         _ => return error_response(reply::bad_request(d, "'input' must be a string or a non-empty array of strings", s.next_id())),
     };
+    if texts.iter().any(|t| t.contains("[sim:content_filter]")) {
+        return error_response(reply::azure_content_filter());
+    }
     let default_dims = if model.contains("large") { 3072 } else { 1536 };
     let dims = req.dimensions.unwrap_or(default_dims).clamp(1, default_dims);
     let base64 = req.encoding_format.as_deref() == Some("base64");

@@ -33,7 +33,7 @@ pub use console::{AuditQuery, AuditRow, BreakdownCell, SupplierDay, UsageDimensi
 pub use health::{CompactionReport, HealthAggregateRow, HealthSampleRow, SeriesPoint};
 pub use migrations::{LedgerSide, MirrorRecord, Recommendation, mirror_prefix};
 pub use suppliers::{SupplierFilter, SupplierPatch};
-pub use tokens::{ActiveTokenHash, GatewayToken, TokenId, TokenLookup};
+pub use tokens::{GatewayToken, TokenHash, TokenId, TokenRow};
 pub use usage::{LedgerSync, SqliteLedger, UsageLedger, WalCheckpointer};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};

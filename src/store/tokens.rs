@@ -1,12 +1,14 @@
-//! Gateway tokens as stored: the SHA-256 hash of each token (hex), a short
-//! non-secret hint for display, the supplier it belongs to, and its created /
-//! last-used / revoked times. The token itself is never stored.
+//! Gateway tokens as stored: the SHA-256 hash of each token ([`TokenHash`],
+//! kept as lowercase hex), a short non-secret hint for display, the supplier
+//! it belongs to, and its created / last-used / revoked times. The token
+//! itself is never stored.
 
 use super::{Store, StoreError, StoreResult, parse_ts, ts};
 use crate::domain::SupplierId;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -36,21 +38,53 @@ impl GatewayToken {
     }
 }
 
-/// One active token as the gateway's in-memory index needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActiveTokenHash {
-    pub id: TokenId,
-    pub supplier_id: SupplierId,
-    /// Lowercase hex SHA-256 of the token.
-    pub token_hash: String,
+/// The SHA-256 of a gateway token (of the token with surrounding white space
+/// trimmed): the only form in which a token is stored or looked up.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// The hash of a presented token.
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.trim().as_bytes()).into())
+    }
+
+    /// Lowercase hex, as stored.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses the stored hex form (either case); `None` when it is not 32 bytes of hex.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(s, &mut h).ok()?;
+        Some(Self(h))
+    }
 }
 
-/// What a hash lookup finds.
+impl std::fmt::Debug for TokenHash {
+    /// A prefix only: enough to tell two apart in a log, not to search for one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenHash({}…)", hex::encode(&self.0[..4]))
+    }
+}
+
+/// A token as routing needs it: what a hash look-up finds and what the
+/// router's in-memory catalog holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenLookup {
+pub struct TokenRow {
     pub id: TokenId,
     pub supplier_id: SupplierId,
+    pub hash: TokenHash,
     pub revoked: bool,
+}
+
+const ROW_SELECT: &str = "SELECT id, supplier_id, token_hash, revoked_at IS NOT NULL FROM gateway_tokens";
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<TokenRow>> {
+    let (id, supplier, hex, revoked): (i64, i64, String, bool) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    // A hash that is not hex never matches a presented token: skipped.
+    Ok(TokenHash::from_hex(&hex).map(|hash| TokenRow { id: TokenId(id), supplier_id: SupplierId(supplier), hash, revoked }))
 }
 
 const SELECT: &str = "SELECT id, supplier_id, hint, created_at, last_used_at, revoked_at FROM gateway_tokens";
@@ -71,17 +105,13 @@ fn not_found(id: TokenId) -> StoreError {
 }
 
 impl Store {
-    /// Stores a new token's hash for `supplier`. `token_hash` must be the hex
-    /// SHA-256 of the token, never the token.
-    pub fn insert_token(&self, supplier: SupplierId, token_hash: &str, hint: &str, now: DateTime<Utc>) -> StoreResult<GatewayToken> {
-        if token_hash.len() != 64 || !token_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::Invalid("internal: a gateway token is stored only as its SHA-256 hash".into()));
-        }
+    /// Stores a new token's hash for `supplier` (never the token).
+    pub fn insert_token(&self, supplier: SupplierId, hash: &TokenHash, hint: &str, now: DateTime<Utc>) -> StoreResult<GatewayToken> {
         self.supplier(supplier)?;
         let id = self.with_conn(|c| {
             c.execute(
                 "INSERT INTO gateway_tokens (supplier_id, token_hash, hint, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![supplier.0, token_hash.to_ascii_lowercase(), hint, ts(now)],
+                params![supplier.0, hash.to_hex(), hint, ts(now)],
             )?;
             Ok(c.last_insert_rowid())
         })?;
@@ -101,29 +131,20 @@ impl Store {
         })
     }
 
-    /// Finds a token by the hex SHA-256 of its value (an indexed, exact lookup).
-    pub fn find_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<TokenLookup>> {
+    /// Finds a token by its hash (an indexed, exact lookup).
+    pub fn find_token_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<TokenRow>> {
         self.with_conn(|c| {
-            c.query_row(
-                "SELECT id, supplier_id, revoked_at IS NOT NULL FROM gateway_tokens WHERE token_hash = ?1",
-                [token_hash.to_ascii_lowercase()],
-                |r| Ok(TokenLookup { id: TokenId(r.get(0)?), supplier_id: SupplierId(r.get(1)?), revoked: r.get(2)? }),
-            )
-            .optional()
+            c.query_row(&format!("{ROW_SELECT} WHERE token_hash = ?1"), [hash.to_hex()], token_row).optional().map(Option::flatten)
         })
     }
 
-    /// Every active (not revoked) token's hash and supplier, for the gateway's
-    /// in-memory index.
-    pub fn active_token_hashes(&self) -> StoreResult<Vec<ActiveTokenHash>> {
+    /// Every gateway token, revoked ones included (the router's catalog
+    /// answers a revoked token with its own error), by id.
+    pub fn token_rows(&self) -> StoreResult<Vec<TokenRow>> {
         self.with_conn(|c| {
-            let mut st = c.prepare("SELECT id, supplier_id, token_hash FROM gateway_tokens WHERE revoked_at IS NULL ORDER BY id")?;
-            let rows = st
-                .query_map([], |r| {
-                    Ok(ActiveTokenHash { id: TokenId(r.get(0)?), supplier_id: SupplierId(r.get(1)?), token_hash: r.get(2)? })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+            let mut st = c.prepare(&format!("{ROW_SELECT} ORDER BY id"))?;
+            let rows = st.query_map([], token_row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows.into_iter().flatten().collect())
         })
     }
 

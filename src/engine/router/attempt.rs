@@ -1,0 +1,435 @@
+//! The attempt loop, one for every kind of request: authenticate and rate
+//! limit ([`Router::prepare`]), plan the route over live breaker state, the
+//! quota and any migration split ([`Router::plan`]), then try the planned
+//! accounts in order ([`Router::run`]): take the breaker's permission and the
+//! quota reservation, call the provider through the request's [`Job`], and
+//! either hand the success to the job or record the failure and go on. A
+//! provider's 400 or content-filter refusal ends the loop at once (another
+//! route would say the same); when every route failed, the final status is
+//! decided from the typed failures ([`Router::fail`]).
+
+use super::catalog::{AccountEntry, SupplierEntry, family};
+use super::failure::{FailureKind, Failures, RouteError, RouteFailure};
+use super::{AttemptOutcome, Caller, Credential, Router, RouterEvent};
+use crate::domain::breaker::BreakerState;
+use crate::domain::ratelimit::{RateDecision, RateLimit};
+use crate::domain::routing::{Candidate, RoutePlan, RoutingInput, SkipReason, plan_route};
+use crate::domain::{
+    AccountId, AccountOwner, AiMode, Micros, ProviderAccount, ProviderKind, RequestType, Route, TokenUsage, UsageEvent, UsageStatus,
+};
+use crate::domain::Secret;
+use crate::providers::{ProviderError, ProviderTarget};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tokio::runtime::Handle;
+
+/// A request that passed authentication and the rate limit: what its
+/// attempts need.
+pub(super) struct Prepared {
+    pub(super) supplier: Arc<SupplierEntry>,
+    pub(super) request_type: RequestType,
+    pub(super) wedding_day: bool,
+    /// The platform tokens this request may use, as reserved against the
+    /// quota: an upper bound that needs no tokenizer at first, the
+    /// tokenizer's count once the bound does not fit (see [`Prepared::refine`]).
+    pub(super) estimate: u64,
+    /// Whether `estimate` is the tokenizer's count.
+    estimate_exact: bool,
+    pub(super) now: DateTime<Utc>,
+    pub(super) request_id: String,
+    /// When the request arrived (for `/metrics`).
+    pub(super) started: Instant,
+    /// The caller's runtime, kept only while a live-traffic mirror runs.
+    pub(super) lane: Option<Handle>,
+}
+
+impl Prepared {
+    /// Replaces the bound with the tokenizer's count; false when it already is that.
+    fn refine(&mut self, exact: impl FnOnce() -> u64) -> bool {
+        if self.estimate_exact {
+            return false;
+        }
+        self.estimate = exact().min(self.estimate);
+        self.estimate_exact = true;
+        true
+    }
+}
+
+/// The half-open trial an attempt holds (if it holds one), given back when
+/// the attempt ends without reporting an outcome: refused by the quota after
+/// the breaker let it through, or dropped mid-call because the client went
+/// away. Without it the breaker would wait for that trial, and refuse every
+/// request to the account, for good.
+pub(super) struct Trial {
+    account: Arc<AccountEntry>,
+    id: Option<u64>,
+}
+
+impl Trial {
+    /// The outcome was recorded (or will be, by a stream's end).
+    pub(super) fn reported(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Trial {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.account.breaker.lock().unwrap_or_else(|e| e.into_inner()).release_trial(id);
+        }
+    }
+}
+
+/// The attempt whose provider call succeeded, for the job to finish.
+pub(super) struct Served {
+    pub(super) account: Arc<AccountEntry>,
+    pub(super) route: Route,
+    /// Whether the attempt counts against the platform quota (its reservation is `Prepared::estimate`).
+    pub(super) quota_counted: bool,
+    pub(super) trial: Trial,
+    /// When the provider call started, and how long it took.
+    pub(super) t0: Instant,
+    pub(super) latency_ms: u32,
+}
+
+/// What differs between the kinds of request the attempt loop serves.
+pub(super) trait Job: Send {
+    type Reply: Send;
+    type Answer;
+    /// The request's exact token count (the tokenizer's), asked for only
+    /// when the cheap bound does not fit the quota.
+    fn exact_tokens(&self) -> u64;
+    /// Why this account cannot serve this kind of request at all, if it cannot.
+    fn refuses(&self, _account: &ProviderAccount) -> Option<FailureKind> {
+        None
+    }
+    /// Sends the request to an account's provider.
+    fn call(
+        &mut self,
+        router: &Router,
+        account: &ProviderAccount,
+        target: &ProviderTarget,
+    ) -> impl Future<Output = Result<Self::Reply, ProviderError>> + Send;
+    /// The provider answered: settle, record and answer.
+    fn served(
+        self,
+        router: &Router,
+        p: Prepared,
+        s: Served,
+        reply: Self::Reply,
+    ) -> impl Future<Output = Result<Self::Answer, RouteError>> + Send;
+    /// Every route failed (the failed request is recorded already).
+    fn all_failed(&self, _router: &Router, _p: &Prepared) {}
+}
+
+/// Milliseconds since `t0`, saturated.
+pub(super) fn millis_since(t0: Instant) -> u32 {
+    t0.elapsed().as_millis().min(u32::MAX as u128) as u32
+}
+
+impl Router {
+    /// Checks auth, model, rate limit; returns what the attempts need.
+    pub(super) fn prepare(
+        &self,
+        caller: Caller<'_>,
+        model: &str,
+        request_type: RequestType,
+        estimate: u64,
+        request_id: Option<&str>,
+        started: Instant,
+    ) -> Result<Prepared, RouteError> {
+        let supplier_id = match caller.credential {
+            Credential::Token(bearer) => self.authenticate(bearer)?,
+            Credential::Supplier(s) => s,
+        };
+        if model.trim().is_empty() {
+            return Err(RouteError::BadRequest("the request has no model; set \"model\", e.g. \"gpt-4o-mini\"".into()));
+        }
+        if self.model_provider(model).is_none() {
+            return Err(RouteError::UnknownModel(model.to_string()));
+        }
+        let cat = self.catalog();
+        let supplier = cat.suppliers.get(&supplier_id).cloned().ok_or(RouteError::UnknownToken)?;
+        let now = self.clock.now();
+        let today = now.date_naive();
+        let wedding_day = supplier.supplier.has_wedding_on(today);
+        let rpm = self.cfg.quota.rpm(supplier.supplier.tier, today);
+        {
+            let mut g = supplier.gcra.lock().unwrap_or_else(|e| e.into_inner());
+            let limit = RateLimit::per_minute(rpm);
+            if wedding_day {
+                g.force(limit, now);
+            } else if let RateDecision::Deny { retry_after_ms } = g.check(limit, now) {
+                self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                return Err(RouteError::RateLimited {
+                    rpm,
+                    tier: supplier.supplier.tier.to_string(),
+                    retry_after_secs: retry_after_ms.div_ceil(1000).max(1),
+                });
+            }
+        }
+        let request_id = match request_id.map(str::trim).filter(|r| !r.is_empty() && r.len() <= 128) {
+            Some(r) => format!("{}:{r}", supplier_id.0),
+            None => self.next_request_id(),
+        };
+        // The lane's handle is needed only to send mirror copies.
+        let lane = if self.mirroring.load(Ordering::Relaxed) { caller.lane.cloned() } else { None };
+        Ok(Prepared { supplier, request_type, wedding_day, estimate, estimate_exact: false, now, request_id, started, lane })
+    }
+
+    /// Plans the route; returns the plan and whether the quota allows platform AI.
+    /// `exact`: the request's token count, asked for only when the cheap
+    /// bound does not fit the quota.
+    fn plan(&self, p: &mut Prepared, model_provider: Option<ProviderKind>, exact: impl FnOnce() -> u64) -> (RoutePlan, bool) {
+        let cat = self.catalog();
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let now = p.now;
+        let cand = |id: &AccountId| -> Option<Candidate> {
+            let a = cat.accounts.get(id)?;
+            let open = !matches!(
+                a.breaker.lock().unwrap_or_else(|e| e.into_inner()).state_at(now),
+                BreakerState::Closed | BreakerState::HalfOpen { trial_in_flight: false }
+            );
+            Some(Candidate { account: *id, provider: a.account.provider, available: a.account.enabled && keys.contains_key(id) && !open })
+        };
+        let client: Vec<Candidate> = p.supplier.client_accounts.iter().filter_map(cand).collect();
+        let mut platform: Vec<Candidate> = cat.platform.iter().filter_map(cand).collect();
+        // Best match for the model first (OpenAI and Azure serve the same models).
+        if let Some(mp) = model_provider {
+            platform.sort_by_key(|c| (family(c.provider) != family(mp), c.provider != mp));
+        }
+        let quota = self.quota_of(p);
+        let (used, reserved) = self.counter(&p.supplier, now);
+        let fits = |p: &Prepared| used.saturating_add(reserved).saturating_add(p.estimate) <= quota;
+        let mut platform_allowed = p.wedding_day || fits(p);
+        if !platform_allowed && p.refine(exact) {
+            platform_allowed = fits(p);
+        }
+        let input = RoutingInput {
+            mode: p.supplier.supplier.ai_mode,
+            client: &client,
+            platform: &platform,
+            platform_allowed,
+            allow_platform_failover: p.supplier.supplier.allow_platform_failover,
+            split: self.split(p.supplier.supplier.id),
+            request_hash: request_hash(&p.request_id),
+        };
+        (plan_route(&input), platform_allowed)
+    }
+
+    /// Takes an attempt's account, its key, the breaker's permission and (on
+    /// platform AI) the quota reservation. `Err(Some(failure))` when the
+    /// account is skipped for a reason worth reporting, `Err(None)` when it
+    /// is gone. Returns whether the attempt counts against the platform quota.
+    fn begin_attempt(
+        &self,
+        p: &mut Prepared,
+        account: AccountId,
+        job: &impl Job,
+    ) -> Result<(Arc<AccountEntry>, Secret, bool, Trial), Option<RouteFailure>> {
+        let acc = self.catalog().accounts.get(&account).cloned().ok_or(None)?;
+        let failure = |kind| Some(RouteFailure::new(account, &acc.account.label, kind));
+        if let Some(kind) = job.refuses(&acc.account) {
+            return Err(failure(kind));
+        }
+        let key = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&account).cloned().ok_or(None)?;
+        let trial = {
+            let mut b = acc.breaker.lock().unwrap_or_else(|e| e.into_inner());
+            if !b.try_acquire(p.now).0 {
+                return Err(failure(FailureKind::BreakerOpen));
+            }
+            Trial { account: acc.clone(), id: b.trial() }
+        };
+        let quota_counted = acc.account.owner == AccountOwner::Platform;
+        if quota_counted && !self.reserve(p, p.estimate) && !(p.refine(|| job.exact_tokens()) && self.reserve(p, p.estimate)) {
+            // `trial` is given back as it drops: the request was not sent.
+            return Err(failure(FailureKind::QuotaUsedUp));
+        }
+        Ok((acc, key, quota_counted, trial))
+    }
+
+    /// Where an attempt goes. With a route left after it, a failing call gets
+    /// at most one quick retry and no long retry-after wait
+    /// ([`crate::providers::RetryPolicy::before_failover`]): the next route
+    /// answers sooner than a backoff would end.
+    fn target(&self, account: &ProviderAccount, key: Secret, route_left: bool) -> ProviderTarget {
+        let t = ProviderTarget::from_account(account, key);
+        if route_left { t.with_retry(self.providers.config().retry.before_failover()) } else { t }
+    }
+
+    /// The attempt loop every kind of request runs.
+    pub(super) async fn run<J: Job>(
+        &self,
+        mut p: Prepared,
+        model_provider: Option<ProviderKind>,
+        mut job: J,
+    ) -> Result<J::Answer, RouteError> {
+        let (plan, platform_allowed) = self.plan(&mut p, model_provider, || job.exact_tokens());
+        let mut failures = Vec::new();
+        let mut last_status = 503;
+        for (i, attempt) in plan.attempts.iter().enumerate() {
+            let (acc, key, quota_counted, trial) = match self.begin_attempt(&mut p, attempt.account, &job) {
+                Ok(v) => v,
+                Err(Some(failure)) => {
+                    failures.push(failure);
+                    continue;
+                }
+                Err(None) => continue,
+            };
+            let target = self.target(&acc.account, key, i + 1 < plan.attempts.len());
+            let t0 = Instant::now();
+            let res = job.call(self, &acc.account, &target).await;
+            let latency_ms = millis_since(t0);
+            match res {
+                Ok(reply) => {
+                    let served = Served { account: acc, route: attempt.route, quota_counted, trial, t0, latency_ms };
+                    return job.served(self, p, served, reply).await;
+                }
+                Err(e) => {
+                    self.record_outcome(&p, &acc, attempt.route, t0, Some(&e));
+                    trial.reported();
+                    if quota_counted {
+                        self.settle(&p, p.estimate, 0);
+                    }
+                    if matches!(e, ProviderError::BadRequest { .. } | ProviderError::ContentFiltered { .. }) {
+                        // The request itself is wrong: another route would say the same.
+                        self.metrics.observe_error(attempt.route, acc.account.provider, p.started.elapsed());
+                        let err = RouteError::Upstream(e);
+                        self.record_failure(&p, &err).await;
+                        return Err(err);
+                    }
+                    last_status = e.status_code();
+                    failures.push(RouteFailure::new(acc.account.id, &acc.account.label, FailureKind::Provider(e)));
+                }
+            }
+        }
+        let err = self.fail(&p, &plan, platform_allowed, failures, last_status).await;
+        job.all_failed(self, &p);
+        Err(err)
+    }
+
+    /// The error for a request no route served, from the typed failures of
+    /// its attempts and the accounts its plan skipped; records it.
+    async fn fail(
+        &self,
+        p: &Prepared,
+        plan: &RoutePlan,
+        platform_allowed: bool,
+        mut failures: Vec<RouteFailure>,
+        last_status: u16,
+    ) -> RouteError {
+        let quota_only =
+            plan.attempts.is_empty() && !plan.skipped.is_empty() && plan.skipped.iter().all(|(_, r)| *r == SkipReason::QuotaExceeded);
+        let quota_blocked = !platform_allowed && p.supplier.supplier.ai_mode == AiMode::Platform;
+        let attempts_quota_only = !failures.is_empty() && failures.iter().all(|f| f.kind == FailureKind::QuotaUsedUp);
+        let err = if quota_only || (quota_blocked && plan.attempts.is_empty()) || attempts_quota_only {
+            self.quota_error(p)
+        } else {
+            let cat = self.catalog();
+            for (id, why) in &plan.skipped {
+                let label = cat.accounts.get(id).map(|a| a.account.label.clone()).unwrap_or_else(|| format!("account {id}"));
+                failures.push(RouteFailure { account: Some((*id, label)), kind: FailureKind::skipped(*why) });
+            }
+            if failures.is_empty() {
+                failures.push(RouteFailure { account: None, kind: FailureKind::NoAccount });
+            }
+            let status = match last_status {
+                504 => 504,
+                s if s >= 500 => 502,
+                _ => 503,
+            };
+            RouteError::AllRoutesFailed { status, failures: Failures(failures) }
+        };
+        self.metrics.observe_refused(p.started.elapsed());
+        self.record_failure(p, &err).await;
+        err
+    }
+
+    /// Reports an attempt's outcome to its breaker and to the subscribers.
+    pub(super) fn record_outcome(&self, p: &Prepared, account: &AccountEntry, route: Route, started: Instant, err: Option<&ProviderError>) {
+        let counts = err.map(|e| e.counts_against_health()).unwrap_or(false);
+        let ok = err.is_none() || !counts;
+        let t = account.breaker.lock().unwrap_or_else(|e| e.into_inner()).record(ok, self.clock.now());
+        self.on_transition(account.account.id, t);
+        let _ = self.outcomes.send(AttemptOutcome {
+            at: self.clock.now(),
+            supplier: p.supplier.supplier.id,
+            account: account.account.id,
+            route,
+            ok: err.is_none(),
+            latency_ms: millis_since(started),
+            error_class: err.map(|e| e.class()),
+            counts_against_health: counts,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn usage_event(
+        &self,
+        p: &Prepared,
+        account: &ProviderAccount,
+        route: Route,
+        model: &str,
+        usage: TokenUsage,
+        latency_ms: u32,
+        status: UsageStatus,
+        error_class: Option<String>,
+    ) -> UsageEvent {
+        let provider = account.provider;
+        let cost = self.pricing.cost(provider, model, &usage).unwrap_or(Micros::ZERO);
+        UsageEvent {
+            request_id: p.request_id.clone(),
+            ts: p.now,
+            supplier_id: p.supplier.supplier.id,
+            account_id: Some(account.id),
+            provider,
+            model: model.to_string(),
+            request_type: p.request_type,
+            route,
+            usage,
+            cost,
+            latency_ms,
+            status,
+            error_class,
+        }
+    }
+
+    /// Commits a failed request's usage row (the request got an error answer).
+    async fn record_failure(&self, p: &Prepared, err: &RouteError) {
+        let cat = self.catalog();
+        // A failed request is recorded against the first planned account, if any.
+        let account =
+            p.supplier.client_accounts.first().or(cat.platform.first()).and_then(|id| cat.accounts.get(id)).map(|a| a.account.clone());
+        if let Some(a) = account {
+            let route = if a.owner == AccountOwner::Platform { Route::Platform } else { Route::Client };
+            let ev = self.usage_event(p, &a, route, "", TokenUsage::default(), 0, UsageStatus::Error, Some(err.class().to_string()));
+            let _ = self.ledger.record_among(ev, self.writers_soon()).await;
+        }
+    }
+
+    /// Notes a client-mode supplier's failover to platform AI, or its return.
+    pub(super) fn note_route(&self, p: &Prepared, route: Route, account: AccountId) {
+        let s = &p.supplier;
+        if s.supplier.ai_mode != AiMode::Client {
+            return;
+        }
+        if route == Route::Failover {
+            if !s.in_failover.swap(true, Ordering::Relaxed) {
+                self.audit_async("failover.start", Some(s.supplier.id), Some(account), "client account down: served by platform AI".into());
+                let _ = self.events.send(RouterEvent::FailoverStarted { supplier: s.supplier.id, account });
+            }
+        } else if route == Route::Client && s.in_failover.swap(false, Ordering::Relaxed) {
+            self.audit_async("failover.end", Some(s.supplier.id), Some(account), "client account healthy again: traffic returned".into());
+            let _ = self.events.send(RouterEvent::FailoverEnded { supplier: s.supplier.id });
+        }
+    }
+}
+
+/// A stable 64-bit hash of a request id (for splits and mirror samples).
+pub(super) fn request_hash(request_id: &str) -> u64 {
+    u64::from_le_bytes(Sha256::digest(request_id.as_bytes())[..8].try_into().unwrap_or([0; 8]))
+}

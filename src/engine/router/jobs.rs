@@ -1,0 +1,163 @@
+//! The three kinds of request the attempt loop serves, as [`Job`]s: a plain
+//! chat completion, a streamed one and embeddings. Each says which model an
+//! account is sent, how to call its provider, which accounts cannot serve it
+//! (Anthropic has no embeddings) and what to do with a success.
+
+use super::attempt::{Job, Prepared, Served};
+use super::failure::{FailureKind, RouteError};
+use super::stream::{StreamCtx, StreamGuard};
+use super::{Answer, Router, StreamAnswer};
+use crate::domain::{ProviderAccount, ProviderKind, TokenUsage, UsageStatus};
+use crate::providers::stream::ChatStream;
+use crate::providers::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ProviderError, ProviderTarget, token_count};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// A plain chat completion.
+pub(super) struct Chat {
+    pub(super) req: ChatRequest,
+    pub(super) requested_model: String,
+    /// Output tokens reserved for it.
+    output: u64,
+    /// The cheap upper bound of its tokens (prompt and output).
+    pub(super) bound: u64,
+}
+
+impl Chat {
+    pub(super) fn new(router: &Router, req: ChatRequest) -> Self {
+        let output = req.max_output().unwrap_or(router.cfg.default_output_allowance);
+        let bound = token_count::chat_prompt_bound(&req).saturating_add(output);
+        Chat { requested_model: req.model.clone(), req, output, bound }
+    }
+}
+
+impl Router {
+    /// Commits a plain answer's usage (quota, breaker, route, ledger, metrics).
+    async fn commit(&self, p: &Prepared, s: Served, model: &str, usage: TokenUsage) -> Result<(), RouteError> {
+        self.record_outcome(p, &s.account, s.route, s.t0, None);
+        s.trial.reported();
+        if s.quota_counted {
+            self.settle(p, p.estimate, usage.total());
+        }
+        self.note_route(p, s.route, s.account.account.id);
+        let ev = self.usage_event(p, &s.account.account, s.route, model, usage, s.latency_ms, UsageStatus::Ok, None);
+        self.metrics.observe(s.route, s.account.account.provider, true, p.started.elapsed(), &ev);
+        self.ledger.record_among(ev, self.writers_soon()).await.map_err(|e| RouteError::Ledger(e.to_string()))
+    }
+}
+
+impl Job for Chat {
+    type Reply = ChatResponse;
+    type Answer = Answer;
+
+    fn exact_tokens(&self) -> u64 {
+        token_count::estimate_chat_prompt(&self.req).saturating_add(self.output)
+    }
+
+    async fn call(&mut self, router: &Router, account: &ProviderAccount, target: &ProviderTarget) -> Result<ChatResponse, ProviderError> {
+        self.req.model = router.model_for(account, &self.requested_model);
+        router.providers.chat(target, &self.req).await
+    }
+
+    async fn served(self, router: &Router, p: Prepared, s: Served, resp: ChatResponse) -> Result<Answer, RouteError> {
+        let provider = s.account.account.provider;
+        let served_model = if router.pricing.price(provider, &resp.model).is_some() { resp.model.clone() } else { self.req.model.clone() };
+        let (route, account) = (s.route, s.account.account.id);
+        router.commit(&p, s, &served_model, resp.usage).await?;
+        router.mirror(&p, Some(account), &self.req, &self.requested_model);
+        Ok(Answer { body: resp.body, route, account, request_id: p.request_id })
+    }
+
+    fn all_failed(&self, router: &Router, p: &Prepared) {
+        router.mirror(p, None, &self.req, &self.requested_model);
+    }
+}
+
+/// A streamed chat completion.
+pub(super) struct StreamedChat {
+    pub(super) chat: Chat,
+    /// The stream's guard holds the router until the stream ends.
+    router: Arc<Router>,
+}
+
+impl StreamedChat {
+    pub(super) fn new(router: &Arc<Router>, req: ChatRequest) -> Self {
+        StreamedChat { chat: Chat::new(router, req), router: router.clone() }
+    }
+}
+
+impl Job for StreamedChat {
+    type Reply = ChatStream;
+    type Answer = StreamAnswer;
+
+    fn exact_tokens(&self) -> u64 {
+        self.chat.exact_tokens()
+    }
+
+    async fn call(&mut self, router: &Router, account: &ProviderAccount, target: &ProviderTarget) -> Result<ChatStream, ProviderError> {
+        self.chat.req.model = router.model_for(account, &self.chat.requested_model);
+        router.providers.chat_stream(target, &self.chat.req).await
+    }
+
+    async fn served(self, router: &Router, p: Prepared, s: Served, stream: ChatStream) -> Result<StreamAnswer, RouteError> {
+        router.note_route(&p, s.route, s.account.account.id);
+        let (route, account) = (s.route, s.account.account.id);
+        let request_id = p.request_id.clone();
+        // The stream reports its outcome when it ends, however it ends.
+        s.trial.reported();
+        // The stream counts as in flight until it ends (see StreamGuard::leave).
+        router.in_flight.fetch_add(1, Ordering::Relaxed);
+        router.streaming.fetch_add(1, Ordering::Relaxed);
+        let mirror = router.mirror_copy(&self.chat.req).map(|c| (c, self.chat.requested_model));
+        let ctx = StreamCtx { mirror, p, account: s.account, route, model: self.chat.req.model, quota_counted: s.quota_counted, t0: s.t0 };
+        let guard = StreamGuard::new(self.router, stream, ctx);
+        Ok(StreamAnswer { route, account, request_id, body: Box::pin(guard) })
+    }
+
+    fn all_failed(&self, router: &Router, p: &Prepared) {
+        if let Some(copy) = router.mirror_copy(&self.chat.req) {
+            router.mirror(p, None, &copy, &self.chat.requested_model);
+        }
+    }
+}
+
+/// Embeddings.
+pub(super) struct Embeddings {
+    pub(super) req: EmbeddingsRequest,
+    /// The cheap upper bound of its tokens.
+    pub(super) bound: u64,
+}
+
+impl Embeddings {
+    pub(super) fn new(req: EmbeddingsRequest) -> Self {
+        Embeddings { bound: token_count::embeddings_bound(&req), req }
+    }
+}
+
+impl Job for Embeddings {
+    type Reply = EmbeddingsResponse;
+    type Answer = Answer;
+
+    fn exact_tokens(&self) -> u64 {
+        token_count::estimate_embeddings(&self.req)
+    }
+
+    fn refuses(&self, account: &ProviderAccount) -> Option<FailureKind> {
+        (account.provider == ProviderKind::Anthropic).then_some(FailureKind::NoEmbeddings)
+    }
+
+    async fn call(
+        &mut self,
+        router: &Router,
+        _account: &ProviderAccount,
+        target: &ProviderTarget,
+    ) -> Result<EmbeddingsResponse, ProviderError> {
+        router.providers.embeddings(target, &self.req).await
+    }
+
+    async fn served(self, router: &Router, p: Prepared, s: Served, resp: EmbeddingsResponse) -> Result<Answer, RouteError> {
+        let (route, account) = (s.route, s.account.account.id);
+        router.commit(&p, s, &self.req.model, resp.usage).await?;
+        Ok(Answer { body: resp.body, route, account, request_id: p.request_id })
+    }
+}

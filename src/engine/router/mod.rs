@@ -1,0 +1,359 @@
+//! The router: the runtime's request path. For each supplier request it
+//! resolves the gateway token, applies the tier rate limit and the platform
+//! quota (reserve before, settle after), plans the route with
+//! `domain::routing::plan_route` over live breaker state and any migration
+//! split, calls the provider along the plan (failing over on account faults),
+//! and commits the usage event to the ledger before the answer is returned.
+//!
+//! This file holds the [`Router`] itself (construction, accessors, the three
+//! entry points) and the types callers see. One concern per file beside it:
+//! - `catalog`: the in-memory `RouteCatalog` of suppliers, accounts, keys,
+//!   tokens and splits, its reload, and authentication;
+//! - `quota`: the per-supplier platform quota counters (reserve, settle, events);
+//! - `attempt`: the one attempt loop all request kinds run, with breakers,
+//!   outcomes, usage events and the final failure;
+//! - `jobs`: what differs per request kind (plain chat, streamed chat, embeddings);
+//! - `stream`: the guard that forwards a stream and commits its usage at the end;
+//! - `mirror`: copies of live traffic for running live-traffic mirrors;
+//! - `failure`: the typed failures ([`RouteFailure`], [`RouteError`]).
+//!
+//! Background work (audit writes, a token's last use) runs on the runtime
+//! handle given at construction; copies for mirrors run on the handle the
+//! caller passes with the request (a gateway lane's own, whose upstream
+//! connection pool they use), else on the router's.
+
+mod attempt;
+mod catalog;
+mod failure;
+mod jobs;
+mod mirror;
+mod quota;
+mod stream;
+
+use catalog::RouteCatalog;
+pub use failure::{FailureKind, Failures, RouteError, RouteFailure};
+
+use crate::domain::breaker::BreakerConfig;
+use crate::domain::quota::QuotaPolicy;
+use crate::domain::routing::Split;
+use crate::domain::{AccountId, Clock, PricingTable, RequestType, Route, SupplierId};
+use crate::engine::ledger::Ledger;
+use crate::engine::metrics::Metrics;
+use crate::domain::Secret;
+use crate::providers::{ChatRequest, EmbeddingsRequest, Providers};
+use crate::store::{Store, StoreError};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+use tokio::runtime::Handle;
+
+/// Router settings.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    pub quota: QuotaPolicy,
+    pub breaker: BreakerConfig,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    pub default_output_allowance: u64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self { quota: QuotaPolicy::default(), breaker: BreakerConfig::default(), default_output_allowance: 1_024 }
+    }
+}
+
+/// Who sends a request: a gateway token still to be checked, or the supplier
+/// a token was already checked for (the gateway checks it before reading the
+/// body, so that a bad token is a 401 whatever the body; it is not hashed and
+/// looked up a second time).
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    Token(Option<&'a str>),
+    Supplier(SupplierId),
+}
+
+/// The sender of a request and where its background work may run.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub credential: Credential<'a>,
+    /// The runtime serving the request (a gateway lane's): copies for a
+    /// live-traffic mirror run there, on its upstream connection pool.
+    /// `None`: on the router's own runtime.
+    pub lane: Option<&'a Handle>,
+}
+
+impl<'a> Caller<'a> {
+    pub fn token(bearer: Option<&'a str>) -> Self {
+        Caller { credential: Credential::Token(bearer), lane: None }
+    }
+    pub fn supplier(id: SupplierId) -> Self {
+        Caller { credential: Credential::Supplier(id), lane: None }
+    }
+    /// The request is served on `lane`.
+    pub fn on_lane(self, lane: &'a Handle) -> Self {
+        Caller { lane: Some(lane), ..self }
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Caller<'a> {
+    fn from(bearer: Option<&'a str>) -> Self {
+        Caller::token(bearer)
+    }
+}
+
+/// What one attempt on one account did (for the health monitor and migrations).
+#[derive(Debug, Clone)]
+pub struct AttemptOutcome {
+    pub at: DateTime<Utc>,
+    pub supplier: SupplierId,
+    pub account: AccountId,
+    pub route: Route,
+    pub ok: bool,
+    pub latency_ms: u32,
+    pub error_class: Option<&'static str>,
+    pub counts_against_health: bool,
+}
+
+/// A breaker, failover or quota event worth an audit line or an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouterEvent {
+    BreakerOpened { account: AccountId },
+    BreakerClosed { account: AccountId },
+    FailoverStarted { supplier: SupplierId, account: AccountId },
+    FailoverEnded { supplier: SupplierId },
+    QuotaWarning { supplier: SupplierId, used: u64, quota: u64 },
+    QuotaExceeded { supplier: SupplierId, used: u64, quota: u64, wedding_day: bool },
+}
+
+/// A plain answer ready to send.
+#[derive(Debug)]
+pub struct Answer {
+    pub body: Bytes,
+    pub route: Route,
+    pub account: AccountId,
+    pub request_id: String,
+}
+
+/// A streamed answer: SSE bytes; usage is committed when it ends or is dropped.
+pub struct StreamAnswer {
+    pub route: Route,
+    pub account: AccountId,
+    pub request_id: String,
+    pub body: Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>,
+}
+
+pub struct Router {
+    store: Arc<Store>,
+    providers: Providers,
+    pricing: Arc<PricingTable>,
+    clock: Arc<dyn Clock>,
+    ledger: Ledger,
+    cfg: RouterConfig,
+    metrics: Arc<Metrics>,
+    /// Where background work runs; `None`: inline (a router that serves no requests).
+    rt: Option<Handle>,
+    catalog: RwLock<Arc<RouteCatalog>>,
+    keys: RwLock<HashMap<AccountId, Secret>>,
+    splits: RwLock<HashMap<SupplierId, Split>>,
+    catalog_version: Mutex<i64>,
+    /// Whether any mirror runs (spares the request path a catalog look-up otherwise).
+    mirroring: AtomicBool,
+    outcomes: tokio::sync::broadcast::Sender<AttemptOutcome>,
+    events: tokio::sync::broadcast::Sender<RouterEvent>,
+    request_seq: AtomicU64,
+    /// Requests being served now, open streams included (`/metrics`).
+    in_flight: AtomicUsize,
+    /// Of those, open streams: their usage comes when they end, which may be
+    /// minutes away, so the ledger does not wait for it (see [`Router::writers_soon`]).
+    streaming: AtomicUsize,
+    /// Makes request ids unique to this router instance.
+    instance: String,
+}
+
+/// Infers the request type from the header or the request.
+pub fn request_type(header: Option<&str>, req: Option<&ChatRequest>) -> Result<RequestType, RouteError> {
+    if let Some(h) = header.map(str::trim).filter(|h| !h.is_empty()) {
+        return h.parse::<RequestType>().map_err(|e| RouteError::BadRequest(format!("X-Switchboard-Request-Type: {e}")));
+    }
+    match req {
+        None => Ok(RequestType::Embedding),
+        Some(r) if r.messages.iter().any(|m| m.image_count() > 0) => Ok(RequestType::ImageAnalysis),
+        Some(_) => Ok(RequestType::WeddingContent),
+    }
+}
+
+impl Router {
+    /// A router over the store's catalog. `rt` runs its background work
+    /// (audit writes, a token's last use, mirror copies of requests that
+    /// come with no lane); `None` runs the writes inline and sends no mirror
+    /// copies, for a router that serves no requests (the CLI's bookkeeping).
+    pub fn new(
+        store: Arc<Store>,
+        providers: Providers,
+        pricing: Arc<PricingTable>,
+        clock: Arc<dyn Clock>,
+        ledger: Ledger,
+        cfg: RouterConfig,
+        rt: Option<Handle>,
+    ) -> Result<Arc<Router>, StoreError> {
+        let (outcomes, _) = tokio::sync::broadcast::channel(4096);
+        let (events, _) = tokio::sync::broadcast::channel(1024);
+        let mut inst = [0u8; 4];
+        let _ = getrandom::fill(&mut inst);
+        let r = Arc::new(Router {
+            store,
+            providers,
+            pricing,
+            clock,
+            ledger,
+            cfg,
+            metrics: Arc::new(Metrics::default()),
+            rt,
+            catalog: RwLock::new(Arc::new(RouteCatalog::default())),
+            keys: RwLock::new(HashMap::new()),
+            splits: RwLock::new(HashMap::new()),
+            catalog_version: Mutex::new(-1),
+            mirroring: AtomicBool::new(false),
+            outcomes,
+            events,
+            request_seq: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            streaming: AtomicUsize::new(0),
+            instance: hex::encode(inst),
+        });
+        r.reload()?;
+        Ok(r)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+    pub fn pricing(&self) -> &PricingTable {
+        &self.pricing
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+    pub fn config(&self) -> &RouterConfig {
+        &self.cfg
+    }
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
+    /// Attempt outcomes, for the health monitor and running migrations.
+    pub fn subscribe_outcomes(&self) -> tokio::sync::broadcast::Receiver<AttemptOutcome> {
+        self.outcomes.subscribe()
+    }
+
+    /// Breaker, failover and quota events.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<RouterEvent> {
+        self.events.subscribe()
+    }
+
+    /// A request id unique to this router instance (its clock may stand still).
+    pub fn next_request_id(&self) -> String {
+        let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
+        format!("sb-{}-{}-{n}", self.instance, self.clock.now().timestamp_millis())
+    }
+
+    /// Requests being served now, open streams included.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Requests in flight whose usage events are due soon: all but the open
+    /// streams. The ledger's hint for how many events to gather in one
+    /// commit ([`Ledger::record_among`]); counting open streams made every
+    /// plain request wait the whole commit delay while a stream was open, and
+    /// never commit on its own thread.
+    pub fn writers_soon(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed).saturating_sub(self.streaming.load(Ordering::Relaxed))
+    }
+
+    /// Runs background work off the request path (inline without a runtime).
+    fn background(&self, work: impl FnOnce() + Send + 'static) {
+        match &self.rt {
+            Some(h) => {
+                h.spawn_blocking(work);
+            }
+            None => work(),
+        }
+    }
+
+    /// A plain chat completion.
+    pub async fn chat(
+        &self,
+        caller: impl Into<Caller<'_>>,
+        type_header: Option<&str>,
+        request_id: Option<&str>,
+        req: ChatRequest,
+    ) -> Result<Answer, RouteError> {
+        let _in_flight = InFlight::enter(&self.in_flight);
+        let started = Instant::now();
+        let rt = request_type(type_header, Some(&req))?;
+        let job = jobs::Chat::new(self, req);
+        let p = self.prepare(caller.into(), &job.requested_model, rt, job.bound, request_id, started)?;
+        self.run(p, self.model_provider(&job.requested_model), job).await
+    }
+
+    /// A streamed chat completion: the stream is opened along the plan (failover
+    /// is possible until the first byte); its usage is committed when it ends
+    /// or the client goes away.
+    pub async fn chat_stream(
+        self: &Arc<Self>,
+        caller: impl Into<Caller<'_>>,
+        type_header: Option<&str>,
+        request_id: Option<&str>,
+        req: ChatRequest,
+    ) -> Result<StreamAnswer, RouteError> {
+        let started = Instant::now();
+        let rt = request_type(type_header, Some(&req))?;
+        let job = jobs::StreamedChat::new(self, req);
+        let p = self.prepare(caller.into(), &job.chat.requested_model, rt, job.chat.bound, request_id, started)?;
+        self.run(p, self.model_provider(&job.chat.requested_model), job).await
+    }
+
+    /// Embeddings.
+    pub async fn embeddings(
+        &self,
+        caller: impl Into<Caller<'_>>,
+        type_header: Option<&str>,
+        request_id: Option<&str>,
+        req: EmbeddingsRequest,
+    ) -> Result<Answer, RouteError> {
+        let _in_flight = InFlight::enter(&self.in_flight);
+        let started = Instant::now();
+        let rt = request_type(type_header, None)?;
+        let job = jobs::Embeddings::new(req);
+        let p = self.prepare(caller.into(), &job.req.model, rt, job.bound, request_id, started)?;
+        self.run(p, Some(crate::domain::ProviderKind::OpenAi), job).await
+    }
+}
+
+/// Counts a request in [`Router::in_flight`] for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
