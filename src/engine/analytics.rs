@@ -16,10 +16,10 @@
 //! [`CancelHandle::cancel`] when the user changes a filter: that sets a flag
 //! checked between steps and interrupts the SQLite statement in flight.
 
+use crate::domain::UsageTotals;
 use crate::domain::{
     Micros, ModelPrice, PricingTable, ProviderKind, QuotaPolicy, RequestType, Route, SupplierId, Tier, TokenUsage, VendorType,
 };
-use crate::store::analytics::UsageTotals;
 use crate::store::analytics::{DimColumn, Interrupter, is_interrupted};
 use crate::store::{AnalyticsReader, DimFilter, Store, StoreError, SupplierInfo};
 use chrono::{Datelike, Duration, NaiveDate, Weekday};

@@ -11,13 +11,14 @@
 
 use super::charts::{Unit, time_plot};
 use super::{Cx, Goto, cell, confirm, empty_state, error_box, fmt_money, header, loading, status_dot, text_field};
-use crate::domain::SupplierId;
-use crate::domain::migration::MigrationState;
-use crate::engine::console::{
+use crate::console::{
     Channel, ConsoleCommand, ConsoleEvent, MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, MirrorRow, PhaseCheck, PlanView,
     RecommendationRow, RouteTarget,
 };
-use crate::engine::parallel::{MirrorPlan, ParallelProgress, SideReport};
+use crate::domain::SupplierId;
+use crate::domain::migration::MigrationState;
+use crate::domain::{MirrorPlan, MirrorPlanError};
+use crate::engine::parallel::{ParallelProgress, SideReport};
 use crate::ui::theme;
 use crate::ui::toasts::Toasts;
 use egui::{Color32, RichText, Ui};
@@ -49,23 +50,33 @@ struct MirrorFields {
 }
 
 impl MirrorFields {
+    /// The plan typed so far; its limits are the ones [`MirrorPlan::validate`] checks.
     fn plan(&self) -> Result<MirrorPlan, String> {
         let d = MirrorPlan::default();
+        let (percent_max, requests_max) = (*MirrorPlan::SAMPLE_PERCENT.end(), *MirrorPlan::REQUESTS.end());
+        let refused = |text: &str, name: &str, default: u32, max: u32| {
+            format!("{name}: '{}' is not a whole number from 1 to {max}; leave it empty for {default}", text.trim())
+        };
         let field = |text: &str, name: &str, default: u32, max: u32| -> Result<u32, String> {
             let t = text.trim().trim_end_matches('%').trim();
             if t.is_empty() {
                 return Ok(default);
             }
-            match t.parse::<u32>() {
-                Ok(n) if (1..=max).contains(&n) => Ok(n),
-                _ => Err(format!("{name}: '{}' is not a whole number from 1 to {max}; leave it empty for {default}", text.trim())),
-            }
+            t.parse::<u32>().map_err(|_| refused(text, name, default, max))
         };
-        Ok(MirrorPlan {
-            sample_percent: field(&self.percent, "Sample %", d.sample_percent, 100)?,
-            requests: field(&self.requests, "Requests to compare", d.requests, 10_000)?,
-            duration: chrono::Duration::days(field(&self.days, "Days at most", d.duration.num_days() as u32, 30)? as i64),
-        })
+        let default_days = u32::try_from(d.duration.num_days()).unwrap_or(1);
+        let days = field(&self.days, "Days at most", default_days, MirrorPlan::MAX_DAYS)?;
+        let plan = MirrorPlan {
+            sample_percent: field(&self.percent, "Sample %", d.sample_percent, percent_max)?,
+            requests: field(&self.requests, "Requests to compare", d.requests, requests_max)?,
+            duration: chrono::Duration::days(i64::from(days)),
+        };
+        plan.validate().map_err(|e| match e {
+            MirrorPlanError::SamplePercent(_) => refused(&self.percent, "Sample %", d.sample_percent, percent_max),
+            MirrorPlanError::Requests(_) => refused(&self.requests, "Requests to compare", d.requests, requests_max),
+            MirrorPlanError::Duration => refused(&self.days, "Days at most", default_days, MirrorPlan::MAX_DAYS),
+        })?;
+        Ok(plan)
     }
 }
 

@@ -7,11 +7,12 @@
 //! runtime does what the CLI does: a service over the store, whose changes a
 //! running `switchboard serve` adopts within a second.
 
-use super::{Channel, Outbox, Res, Service, Ticket, lock, msg};
+use crate::console::service::{Outbox, Res, Service, lock, msg};
+use crate::console::{Channel, Ticket};
+use crate::console::{ConsoleCommand, ConsoleEvent};
 use crate::domain::migration::{Criteria, Migration, MigrationState, PhasePlan, RouteTarget, blocking_wedding};
 use crate::domain::{AccountOwner, AiMode, SupplierId, ValidationStatus};
 use crate::engine::analytics::CancelHandle;
-use crate::engine::console::{ConsoleCommand, ConsoleEvent};
 use crate::engine::migrations::MigrationService;
 use crate::engine::parallel::{ParallelError, ParallelReport};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -218,21 +219,21 @@ pub struct PlanView {
     pub next_weddings: Vec<NaiveDate>,
 }
 
-const LIST_LIMIT: usize = 200;
-const PARALLEL_SHOWN: usize = 4;
-const RECOMMENDATIONS_SHOWN: usize = 50;
-const MIRRORS_SHOWN: usize = 4;
+pub(in crate::console) const LIST_LIMIT: usize = 200;
+pub(in crate::console) const PARALLEL_SHOWN: usize = 4;
+pub(in crate::console) const RECOMMENDATIONS_SHOWN: usize = 50;
+pub(in crate::console) const MIRRORS_SHOWN: usize = 4;
 
-fn ts(t: DateTime<Utc>) -> f64 {
+pub(in crate::console) fn ts(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }
 
 impl Service {
-    fn route_labels(&self) -> Res<HashMap<crate::domain::AccountId, String>> {
+    pub(in crate::console) fn route_labels(&self) -> Res<HashMap<crate::domain::AccountId, String>> {
         Ok(self.store.list_accounts(None).map_err(msg)?.into_iter().map(|a| (a.id, a.label)).collect())
     }
 
-    fn route_label(labels: &HashMap<crate::domain::AccountId, String>, r: RouteTarget) -> String {
+    pub(in crate::console) fn route_label(labels: &HashMap<crate::domain::AccountId, String>, r: RouteTarget) -> String {
         match r {
             RouteTarget::Platform => "platform AI".into(),
             RouteTarget::Account(a) => match labels.get(&a) {
@@ -242,12 +243,12 @@ impl Service {
         }
     }
 
-    fn supplier_name(&self, id: SupplierId) -> Res<String> {
-        let cat = self.catalog()?;
+    pub(in crate::console) fn supplier_name(&self, id: SupplierId) -> Res<String> {
+        let cat = self.supplier_cache()?;
         Ok(cat.suppliers.iter().find(|s| s.id == id).map(|s| s.name.clone()).unwrap_or_else(|| format!("supplier {id}")))
     }
 
-    fn migration_row(
+    pub(in crate::console) fn migration_row(
         &self,
         m: &Migration,
         labels: &HashMap<crate::domain::AccountId, String>,
@@ -269,10 +270,10 @@ impl Service {
         }
     }
 
-    pub(super) fn migrations_view(&self, q: &MigrationQuery) -> Res<MigrationsView> {
+    pub(in crate::console) fn migrations_view(&self, q: &MigrationQuery) -> Res<MigrationsView> {
         let now = self.clock.now();
         let labels = self.route_labels()?;
-        let cat = self.catalog()?;
+        let cat = self.supplier_cache()?;
         let names: HashMap<SupplierId, String> = cat.suppliers.iter().map(|s| (s.id, s.name.clone())).collect();
         let mut all = self.store.list_migrations(None).map_err(msg)?;
         // Running and paused first (stable: newest first within each group).
@@ -355,7 +356,7 @@ impl Service {
         Ok(MigrationsView { runtime, rows, detail, parallel, parallel_supplier, recommendations, mirrors })
     }
 
-    fn migration_detail(&self, m: &Migration, row: MigrationRow, now: DateTime<Utc>) -> MigrationDetail {
+    pub(in crate::console) fn migration_detail(&self, m: &Migration, row: MigrationRow, now: DateTime<Utc>) -> MigrationDetail {
         let end = if m.state.is_active() { now } else { m.updated_at };
         let mut planned_start = m.created_at;
         let mut phases = Vec::with_capacity(m.phases.len());
@@ -407,14 +408,14 @@ impl Service {
     }
 
     /// The runtime's migration service, or (without a runtime) one over the store, as the CLI uses.
-    fn migration_service(&self) -> Res<Arc<MigrationService>> {
+    pub(in crate::console) fn migration_service(&self) -> Res<Arc<MigrationService>> {
         match self.live().and_then(|l| l.services.migrations.clone()) {
             Some(m) => Ok(m),
             None => MigrationService::offline(self.store.clone(), self.clock.clone()).map_err(msg),
         }
     }
 
-    pub(super) fn plan_migration(&self, supplier: SupplierId, to: Option<RouteTarget>) -> Res<PlanView> {
+    pub(in crate::console) fn plan_migration(&self, supplier: SupplierId, to: Option<RouteTarget>) -> Res<PlanView> {
         let s = self.store.supplier(supplier).map_err(msg)?;
         let now = self.clock.now();
         let today = now.date_naive();
@@ -476,7 +477,7 @@ impl Service {
         })
     }
 
-    pub(super) fn migration_action(&self, cmd: ConsoleCommand) -> Res<ConsoleEvent> {
+    pub(in crate::console) fn migration_action(&self, cmd: ConsoleCommand) -> Res<ConsoleEvent> {
         let svc = self.migration_service()?;
         let runtime = self.live().is_some_and(|l| l.services.migrations.is_some());
         let labels = self.route_labels()?;
@@ -578,7 +579,7 @@ impl Service {
                     .ok_or_else(|| format!("recommendation {id} is not open any more; the list is refreshed"))?;
                 let name = self.supplier_name(r.supplier_id)?;
                 self.store
-                    .audit(now, &super::audit_actor(), "recommendation.dismiss", Some(r.supplier_id), None, "ok", &r.message)
+                    .audit(now, &crate::store::audit_actor(), "recommendation.dismiss", Some(r.supplier_id), None, "ok", &r.message)
                     .map_err(msg)?;
                 return Ok(ConsoleEvent::RecommendationDismissed { id, what: format!("Dismissed the recommendation for {name}") });
             }
@@ -590,7 +591,7 @@ impl Service {
     /// Runs a parallel test on its own task: progress events, then the stored
     /// report. Uses the routing runtime when this console routes, otherwise a
     /// router of its own over the store with the keys from the keychain.
-    pub(super) fn start_parallel(self: &Arc<Self>, supplier: SupplierId, to: RouteTarget, ticket: Ticket, out: Outbox) {
+    pub(in crate::console) fn start_parallel(self: &Arc<Self>, supplier: SupplierId, to: RouteTarget, ticket: Ticket, out: Outbox) {
         let cancel = CancelHandle::new();
         {
             let mut running = lock(&self.parallel);
@@ -615,7 +616,7 @@ impl Service {
     }
 
     /// `Err(Ok((done, total)))` when cancelled, `Err(Err(message))` when it failed.
-    async fn parallel_test(
+    pub(in crate::console) async fn parallel_test(
         &self,
         supplier: SupplierId,
         to: RouteTarget,
