@@ -44,9 +44,9 @@ pub use service::{LiveServices, LiveStarter, ServiceOptions, spawn, spawn_with};
 pub use views::audit::AuditView;
 pub use views::health::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
 pub use views::keys::{KeyRow, KeysView, TokenRow};
+pub use views::migration_start::{PlanSummary, PlanView};
 pub use views::migrations::{
-    MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, MirrorRow, ParallelRow, PhaseCheck, PhaseView, PlanSummary, PlanView,
-    RecommendationRow,
+    MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, MirrorRow, ParallelRow, PhaseCheck, PhaseView, RecommendationRow,
 };
 pub use views::overview::{AccountSummary, Overview, WeddingDay};
 pub use views::projections::{FlaggedSupplier, MonthUsage, ProjectionsView, method_label};

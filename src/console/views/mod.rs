@@ -5,6 +5,7 @@ pub mod audit;
 pub mod export;
 pub mod health;
 pub mod keys;
+pub mod migration_start;
 pub mod migrations;
 pub mod overview;
 pub mod projections;

@@ -1,5 +1,5 @@
 //! Chart conventions shared by every view: dates on the x axis (x = day number,
-//! see `engine::console::day_number`) or times (x = Unix seconds, UTC, for
+//! see `console::day_number`) or times (x = Unix seconds, UTC, for
 //! health and migration timelines), hover tooltips with the date (and time)
 //! and the value in its unit, legends, fixed heights from the theme. Series
 //! arrive already decimated by the console service.
