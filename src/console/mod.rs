@@ -36,7 +36,6 @@ pub mod protocol;
 pub mod service;
 pub mod views;
 
-pub use crate::domain::migration::RouteTarget;
 pub use live::{BreakerView, LiveAccount, LiveEvent, LiveSnapshot, RecentRequest};
 pub use present::{QUOTA_BANDS, date_of_day_number, day_number, decimate};
 pub use protocol::*;

@@ -5,6 +5,7 @@
 
 use crate::console::*;
 use crate::domain::AccountId;
+use crate::domain::migration::RouteTarget;
 use crate::domain::{AuditQuery, SupplierFilter, SupplierPatch, TokenId, UsageDimension};
 use crate::domain::{Clock, NewSupplier, Supplier, SupplierId};
 use crate::engine::demo::{DemoConfig, DemoSummary};

@@ -13,10 +13,10 @@ use super::charts::{Unit, time_plot};
 use super::{Cx, Goto, cell, confirm, empty_state, error_box, fmt_money, header, loading, status_dot, text_field};
 use crate::console::{
     Channel, ConsoleCommand, ConsoleEvent, MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, MirrorRow, PhaseCheck, PlanView,
-    RecommendationRow, RouteTarget,
+    RecommendationRow,
 };
 use crate::domain::SupplierId;
-use crate::domain::migration::MigrationState;
+use crate::domain::migration::{MigrationState, RouteTarget};
 use crate::domain::{MirrorPlan, MirrorPlanError};
 use crate::engine::parallel::{ParallelProgress, SideReport};
 use crate::ui::theme;
