@@ -14,8 +14,8 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchboard::domain::{AiMode, NewSupplier, QuotaPolicy, SupplierId, SystemClock, Tier, VendorType};
-use switchboard::engine::console;
+use switchboard::console;
+use switchboard::domain::{AiMode, Clock, NewSupplier, QuotaPolicy, SupplierId, SystemClock, Tier, VendorType};
 use switchboard::engine::demo::DemoConfig;
 use switchboard::store::{AuditFilter, Store, SupplierFilter};
 use switchboard::ui::{AppOptions, ConsoleApp, SaveDialog, View};
@@ -38,7 +38,11 @@ fn harness(f: &Fixture, opts: AppOptions) -> Harness<'static, ConsoleApp> {
 }
 
 fn harness_sized(f: &Fixture, opts: AppOptions, size: egui::Vec2) -> Harness<'static, ConsoleApp> {
-    let (handle, events) = console::spawn(f._rt.handle(), f.store.clone(), Arc::new(SystemClock), QuotaPolicy::default(), Arc::new(|| {}));
+    harness_clocked(f, opts, size, Arc::new(SystemClock))
+}
+
+fn harness_clocked(f: &Fixture, opts: AppOptions, size: egui::Vec2, clock: Arc<dyn Clock>) -> Harness<'static, ConsoleApp> {
+    let (handle, events) = console::spawn(f._rt.handle(), f.store.clone(), clock, QuotaPolicy::default(), Arc::new(|| {}));
     let app = ConsoleApp::new(handle, events, opts, None);
     Harness::builder()
         .with_size(size)
@@ -143,6 +147,26 @@ fn adds_a_supplier_through_the_form_with_date_validation() {
     assert_eq!(s.weddings, vec!["2027-06-19".parse::<NaiveDate>().unwrap()]);
     let audit = f.store.audit_entries(&AuditFilter::default()).unwrap();
     assert_eq!(audit[0].action, "supplier.add");
+}
+
+#[test]
+fn views_tell_time_by_the_injected_clock() {
+    // A fixed day years from now: a view that read the system clock would
+    // count both weddings as coming, and start the usage range elsewhere.
+    let now = "2030-01-15T12:00:00Z".parse::<chrono::DateTime<Utc>>().unwrap();
+    let f = fixture();
+    let id = add_supplier(&f.store, "Fixed Clock Florals", Tier::Starter, VendorType::Florist, &["2029-06-20", "2030-08-01"]);
+    f.store.append_usage(&[usage_event("fixed-day", "2030-01-10".parse().unwrap(), id, 1_000)]).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(now));
+    let mut h = harness_clocked(&f, start(View::Suppliers), egui::vec2(1360.0, 860.0), clock.clone());
+    wait_until(&mut h, "the row", |h| shows(h, "Supplier Fixed Clock Florals"));
+    h.get_by_label("Supplier Fixed Clock Florals").click();
+    wait_until(&mut h, "the detail panel", |h| shows(h, "Tokens per day"));
+    assert!(shows(&h, "Weddings (1 coming, 1 past)"), "the detail panel counts weddings from the injected day");
+
+    let mut h = harness_clocked(&f, start(View::Usage), egui::vec2(1360.0, 860.0), clock);
+    // The default range is the last 365 days up to the injected day.
+    wait_until(&mut h, "the chart", |h| shows(h, "2029-01-16 – 2030-01-15"));
 }
 
 #[test]
@@ -276,8 +300,8 @@ fn stale_answers_are_dropped() {
 
 // ---- Keys, tokens and the live overview -------------------------------------
 
+use switchboard::console::{LiveServices, ServiceOptions};
 use switchboard::domain::{AccountOwner, ProviderKind};
-use switchboard::engine::console::{LiveServices, ServiceOptions};
 use switchboard::engine::runtime::{Runtime, RuntimeOptions};
 use switchboard::sim::{SimAccountConfig, SimConfig, Simulator};
 use switchboard::vault::Vault;
@@ -574,7 +598,7 @@ fn ctrl_e_exports_usage_to_the_file_from_the_save_dialog() {
     let (rows, cost) = read_export(&out);
     let db = f.store.usage_totals(from, today + chrono::Duration::days(1)).unwrap();
     assert!(rows > 100, "{rows} rows");
-    assert_eq!((rows, cost), (db.requests, db.cost_micros), "the CSV holds every event and the same money");
+    assert_eq!((u64::try_from(rows).unwrap(), cost), (db.requests, db.cost.0), "the CSV holds every event and the same money");
     assert_eq!(rows, f.store.count_usage_events().unwrap());
     assert!(shows(&h, &format!("Exported {} rows", rows)) && shows(&h, "usage.csv"), "the notification names rows and file");
     assert!(!shows(&h, "Export usage as CSV"), "the panel closes when done");
@@ -634,7 +658,7 @@ fn a_second_export_to_the_same_file_asks_before_overwriting() {
     let (rows_after, cost_after) = read_export(&out);
     assert_eq!(rows_after, rows + 1, "the file was replaced with the new export");
     let db = f.store.usage_totals(today - chrono::Duration::days(364), today + chrono::Duration::days(1)).unwrap();
-    assert_eq!((rows_after, cost_after), (db.requests, db.cost_micros));
+    assert_eq!((u64::try_from(rows_after).unwrap(), cost_after), (db.requests, db.cost.0));
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
@@ -700,7 +724,7 @@ fn cancelling_an_export_leaves_no_file() {
 
 #[test]
 fn peak_and_off_season_averages_count_only_days_with_history() {
-    use switchboard::engine::console::{ConsoleCommand, ConsoleEvent, UsageMetric, UsageQuery};
+    use switchboard::console::{ConsoleCommand, ConsoleEvent, UsageMetric, UsageQuery};
     let f = fixture();
     seed_usage(&f.store);
     let (handle, mut events) =
@@ -709,7 +733,7 @@ fn peak_and_off_season_averages_count_only_days_with_history() {
     let q = UsageQuery {
         from: today - chrono::Duration::days(364),
         to: today,
-        dimension: switchboard::store::UsageDimension::Route,
+        dimension: switchboard::domain::UsageDimension::Route,
         metric: UsageMetric::Requests,
         max_points: 400,
     };
@@ -806,8 +830,6 @@ impl Routed {
         }
     }
 }
-
-use switchboard::domain::Clock;
 
 fn harness_at(f: &Fixture, live: Option<LiveServices>, clock: Arc<dyn Clock>, view: View) -> Harness<'static, ConsoleApp> {
     let opts = ServiceOptions { live, after_demo: None };

@@ -1,7 +1,7 @@
 //! `switchboard demo-data` and demo mode (`switchboard --demo`).
 
+use crate::console::{LiveServices, LiveStarter, ServiceOptions};
 use crate::domain::{Clock, SystemClock};
-use crate::engine::console::{LiveServices, LiveStarter, ServiceOptions};
 use crate::engine::demo::{DemoConfig, generate};
 use crate::engine::demo_traffic::TrafficConfig;
 use crate::engine::keys::KeyService;
@@ -143,7 +143,7 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
     };
     let repaint = crate::ui::RepaintSlot::default();
     let (handle, events) =
-        crate::engine::console::spawn_with(runtime.handle(), store, clock, crate::domain::QuotaPolicy::default(), repaint.callback(), opts);
+        crate::console::spawn_with(runtime.handle(), store, clock, crate::domain::QuotaPolicy::default(), repaint.callback(), opts);
     let res = crate::ui::run(crate::ui::RunOptions {
         handle,
         events,

@@ -5,28 +5,36 @@
 pub mod breaker;
 pub mod calendar;
 pub mod clock;
+pub mod gateway_token;
 pub mod health;
 pub mod migration;
+pub mod mirror;
 pub mod money;
 pub mod pricing;
 pub mod provider;
 pub mod quota;
 pub mod ratelimit;
+pub mod reporting;
 pub mod rng;
 pub mod routing;
 pub mod season;
 pub mod secret;
 pub mod supplier;
+pub mod supplier_query;
 pub mod usage;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use gateway_token::TokenId;
+pub use mirror::{MirrorPlan, MirrorPlanError};
 pub use money::Micros;
 pub use pricing::{ModelPrice, PricingError, PricingTable};
 pub use provider::{AccountId, AccountOwner, AzureConfig, ProviderAccount, ProviderKind, ValidationStatus};
 pub use quota::{QuotaPolicy, QuotaStatus};
+pub use reporting::{AuditQuery, UsageDimension, UsageTotals};
 pub use season::SeasonConfig;
 pub use secret::Secret;
 pub use supplier::{AiMode, NewSupplier, Supplier, SupplierId, Tier, VendorType};
+pub use supplier_query::{SupplierFilter, SupplierPatch};
 pub use usage::{RequestType, Route, TokenUsage, UsageEvent, UsageStatus};
 
 /// Error for a value that does not parse into one of the domain's enums.

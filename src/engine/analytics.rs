@@ -16,9 +16,9 @@
 //! [`CancelHandle::cancel`] when the user changes a filter: that sets a flag
 //! checked between steps and interrupts the SQLite statement in flight.
 
+use crate::domain::UsageTotals;
 use crate::domain::calendar::{add_months, first_of_month, is_weekend, month_key, months_between, next_month, parse_month, week_start};
 use crate::domain::{Micros, PricingTable, QuotaPolicy, RequestType, Route, SupplierId, Tier, VendorType};
-use crate::store::analytics::UsageTotals;
 use crate::store::analytics::{DimColumn, Interrupter, is_interrupted};
 use crate::store::{AnalyticsReader, DimFilter, Store, StoreError, SupplierInfo};
 use chrono::{Duration, NaiveDate};

@@ -5,9 +5,9 @@
 //! token's hint only. A presented token is resolved to its supplier by the
 //! router's in-memory catalog (`engine::router`, `Router::authenticate`).
 
+use crate::domain::Secret;
 use crate::domain::SupplierId;
 use crate::store::{GatewayToken, Store, StoreError, TokenHash, TokenId};
-use crate::domain::Secret;
 use chrono::{DateTime, Utc};
 
 /// Every gateway token starts with this.

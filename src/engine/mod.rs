@@ -1,5 +1,5 @@
 //! Services that combine the adapters: demo history generation (`demo`), live demo mode with simulator and synthetic traffic (`demo_traffic`), the
-//! console service behind the desktop UI (`console`), the key service (`keys`),
+//! the key service (`keys`),
 //! gateway tokens (`gateway_tokens`), the usage ledger writer (`ledger`), the router
 //! (`router`) and its metrics (`metrics`), migrations (`migrations`), parallel
 //! tests (`parallel`), the provider health monitor (`health`), the alert
@@ -8,7 +8,6 @@
 
 pub mod alerts;
 pub mod analytics;
-pub mod console;
 pub mod demo;
 pub mod demo_traffic;
 pub mod export;

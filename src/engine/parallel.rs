@@ -10,6 +10,7 @@
 //! copied to the candidate, see `Router::mirror`), and [`finish_mirror`] writes
 //! the report from the ledger, pairing each copy with its original.
 
+pub use crate::domain::MirrorPlan;
 use crate::domain::PricingTable;
 use crate::domain::migration::{default_plan, suggest_start};
 use crate::domain::{AccountId, AccountOwner, AiMode, Micros, ProviderKind, Route, SupplierId, TokenUsage, UsageEvent, UsageStatus};
@@ -394,23 +395,6 @@ impl Side {
     }
 }
 
-/// How a live-traffic mirror is set up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MirrorPlan {
-    /// Share of the supplier's served requests copied to the candidate, 1–100.
-    pub sample_percent: u32,
-    /// The report is written once this many copies are recorded (1–10,000).
-    pub requests: u32,
-    /// … or when this time has passed, with what was compared by then.
-    pub duration: Duration,
-}
-
-impl Default for MirrorPlan {
-    fn default() -> Self {
-        MirrorPlan { sample_percent: 25, requests: 50, duration: Duration::days(7) }
-    }
-}
-
 /// Starts a parallel test on live traffic: a running routing runtime (the
 /// console in demo mode, or `switchboard serve`) copies a sample of the
 /// supplier's chat requests (streamed ones as plain requests, once their
@@ -424,15 +408,7 @@ pub fn start_mirror(
     plan: MirrorPlan,
     now: DateTime<Utc>,
 ) -> Result<MirrorRecord, ParallelError> {
-    if !(1..=100).contains(&plan.sample_percent) {
-        return Err(ParallelError::Refused(format!("a sample of {} % is not possible; choose 1 to 100 %", plan.sample_percent)));
-    }
-    if !(1..=10_000).contains(&plan.requests) {
-        return Err(ParallelError::Refused(format!("{} requests is not possible; choose 1 to 10,000", plan.requests)));
-    }
-    if plan.duration < Duration::minutes(1) || plan.duration > Duration::days(30) {
-        return Err(ParallelError::Refused("a mirror runs between one minute and 30 days".into()));
-    }
+    plan.validate().map_err(|e| ParallelError::Refused(e.to_string()))?;
     let s = store.supplier(supplier)?;
     let cand = store.account(candidate)?;
     if cand.owner != AccountOwner::Supplier(supplier) && cand.owner != AccountOwner::Platform {

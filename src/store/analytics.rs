@@ -16,6 +16,7 @@
 //! filter. Exports stream events and groups through callbacks, row by row.
 
 use super::{Store, StoreError, StoreResult, map_err};
+pub use crate::domain::UsageTotals;
 use crate::domain::{AiMode, Micros, ProviderKind, Route, SupplierId, Tier, VendorType};
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row};
@@ -56,60 +57,12 @@ pub(crate) const MEASURE_UPDATE: &str = "requests = requests + excluded.requests
     reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, cost_micros = cost_micros + excluded.cost_micros,
     latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum";
 
-/// Summed usage measures. Money is integer micro-dollars, tokens integers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsageTotals {
-    pub requests: u64,
-    pub errors: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_tokens: u64,
-    pub cache_write_tokens: u64,
-    pub reasoning_tokens: u64,
-    pub cost: Micros,
-    pub latency_ms_sum: u64,
-}
-
-impl UsageTotals {
-    /// Every token that counts against a quota (prompt incl. cache reads and
-    /// writes, plus output; the same definition as `TokenUsage::total`).
-    pub fn tokens(&self) -> u64 {
-        self.input_tokens + self.cached_tokens + self.cache_write_tokens + self.output_tokens
-    }
-
-    pub fn add(&mut self, o: &UsageTotals) {
-        self.requests += o.requests;
-        self.errors += o.errors;
-        self.input_tokens += o.input_tokens;
-        self.output_tokens += o.output_tokens;
-        self.cached_tokens += o.cached_tokens;
-        self.cache_write_tokens += o.cache_write_tokens;
-        self.reasoning_tokens += o.reasoning_tokens;
-        self.cost += o.cost;
-        self.latency_ms_sum += o.latency_ms_sum;
-    }
-
-    /// `self - o`, saturating at zero (used for "other" series).
-    pub fn minus(&self, o: &UsageTotals) -> UsageTotals {
-        UsageTotals {
-            requests: self.requests.saturating_sub(o.requests),
-            errors: self.errors.saturating_sub(o.errors),
-            input_tokens: self.input_tokens.saturating_sub(o.input_tokens),
-            output_tokens: self.output_tokens.saturating_sub(o.output_tokens),
-            cached_tokens: self.cached_tokens.saturating_sub(o.cached_tokens),
-            cache_write_tokens: self.cache_write_tokens.saturating_sub(o.cache_write_tokens),
-            reasoning_tokens: self.reasoning_tokens.saturating_sub(o.reasoning_tokens),
-            cost: self.cost - o.cost,
-            latency_ms_sum: self.latency_ms_sum.saturating_sub(o.latency_ms_sum),
-        }
-    }
-}
-
 /// The nine measure columns, unsummed, in [`totals_at`] order.
 const MEASURES: &str = "requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_micros,
     latency_ms_sum";
 
-const SUMS: &str = "coalesce(sum(requests), 0), coalesce(sum(errors), 0), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
+pub(super) const SUMS: &str =
+    "coalesce(sum(requests), 0), coalesce(sum(errors), 0), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
     coalesce(sum(cached_tokens), 0), coalesce(sum(cache_write_tokens), 0), coalesce(sum(reasoning_tokens), 0),
     coalesce(sum(cost_micros), 0), coalesce(sum(latency_ms_sum), 0)";
 
@@ -127,7 +80,7 @@ fn value_text(v: rusqlite::types::ValueRef<'_>) -> std::borrow::Cow<'_, str> {
 }
 
 /// Reads the nine measures of [`SUMS`] / [`MEASURES`] starting at column `i`.
-fn totals_at(r: &Row<'_>, i: usize) -> rusqlite::Result<UsageTotals> {
+pub(super) fn totals_at(r: &Row<'_>, i: usize) -> rusqlite::Result<UsageTotals> {
     Ok(UsageTotals {
         requests: u(r, i)?,
         errors: u(r, i + 1)?,

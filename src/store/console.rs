@@ -1,23 +1,15 @@
 //! Read queries behind the desktop console: usage totals and breakdowns from the
 //! daily rollups, platform-quota usage per supplier, the week's weddings and a
-//! searchable audit log. Plain rows out; the engine (`engine::console`) turns
+//! searchable audit log. Plain rows out; the console layer (`console`) turns
 //! them into view snapshots. (The analytics engine will take over the usage
 //! breakdowns; these queries read the daily rollups only.)
 
+use super::analytics::{SUMS, totals_at};
 use super::{Store, StoreResult, parse_ts, ts};
-use crate::domain::{AccountId, RequestType, Route, SupplierId, Tier, VendorType};
+use crate::domain::{AccountId, AuditQuery, RequestType, Route, SupplierId, Tier, UsageDimension, UsageTotals, VendorType};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::params;
 use std::collections::HashMap;
-
-/// Sums over a range of days.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UsageTotals {
-    pub requests: i64,
-    pub errors: i64,
-    pub tokens: i64,
-    pub cost_micros: i64,
-}
 
 /// One day of one supplier's usage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,31 +21,6 @@ pub struct SupplierDay {
     /// All tokens, whatever the route.
     pub tokens: i64,
     pub cost_micros: i64,
-}
-
-/// What a usage breakdown groups by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum UsageDimension {
-    Provider,
-    Model,
-    Route,
-    RequestType,
-    VendorType,
-}
-
-impl UsageDimension {
-    pub const ALL: [UsageDimension; 5] =
-        [UsageDimension::Provider, UsageDimension::Model, UsageDimension::Route, UsageDimension::RequestType, UsageDimension::VendorType];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            UsageDimension::Provider => "Provider",
-            UsageDimension::Model => "Model",
-            UsageDimension::Route => "Route",
-            UsageDimension::RequestType => "Request type",
-            UsageDimension::VendorType => "Vendor type",
-        }
-    }
 }
 
 /// One (day, group) cell of a usage breakdown.
@@ -74,18 +41,6 @@ pub struct WeddingRow {
     pub supplier_name: String,
     pub vendor_type: Option<VendorType>,
     pub tier: Option<Tier>,
-}
-
-/// Which audit entries to show. Empty fields match everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditQuery {
-    /// A supplier id, or a case-insensitive part of a supplier's name.
-    pub supplier: Option<String>,
-    /// Prefix of the action, e.g. `supplier.` or `supplier.edit`.
-    pub action_prefix: Option<String>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-    pub limit: u32,
 }
 
 /// An audit entry with the name of its supplier (when it still exists).
@@ -121,12 +76,9 @@ impl Store {
     pub fn usage_totals(&self, from: NaiveDate, to: NaiveDate) -> StoreResult<UsageTotals> {
         self.with_conn(|c| {
             c.query_row(
-                &format!(
-                    "SELECT coalesce(sum(requests), 0), coalesce(sum(errors), 0), coalesce(sum({QUOTA_TOKENS}), 0), coalesce(sum(cost_micros), 0)
-                     FROM usage_daily_dims WHERE day >= ?1 AND day < ?2"
-                ),
+                &format!("SELECT {SUMS} FROM usage_daily_dims WHERE day >= ?1 AND day < ?2"),
                 params![day_str(from), day_str(to)],
-                |r| Ok(UsageTotals { requests: r.get(0)?, errors: r.get(1)?, tokens: r.get(2)?, cost_micros: r.get(3)? }),
+                |r| totals_at(r, 0),
             )
         })
     }

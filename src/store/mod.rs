@@ -29,7 +29,7 @@ pub use accounts::NewAccount;
 pub use alerts::{Alert, NewAlert, Raised};
 pub use analytics::{AnalyticsReader, DimFilter, SupplierInfo};
 pub use audit::{AuditEntry, AuditFilter, os_user as audit_actor};
-pub use console::{AuditQuery, AuditRow, BreakdownCell, SupplierDay, UsageDimension, UsageTotals, WeddingRow};
+pub use console::{AuditRow, BreakdownCell, SupplierDay, WeddingRow};
 pub use health::{CompactionReport, HealthAggregateRow, HealthSampleRow, SeriesPoint};
 pub use migrations::{LedgerSide, MirrorRecord, Recommendation, mirror_prefix};
 pub use suppliers::{SupplierFilter, SupplierPatch};

@@ -7,7 +7,7 @@
 use super::theme;
 use super::toasts::Toasts;
 use super::views::{self, Cx, Goto, View};
-use crate::engine::console::{Channel, ConsoleCommand, ConsoleEvent, ConsoleEvents, ConsoleHandle, Watch};
+use crate::console::{Channel, ConsoleCommand, ConsoleEvent, ConsoleEvents, ConsoleHandle, Watch};
 use crate::engine::demo::{DemoConfig, DemoSummary};
 use egui::{Key, KeyboardShortcut, Modifiers, RichText};
 use serde::{Deserialize, Serialize};
@@ -83,6 +83,7 @@ impl ConsoleApp {
             },
             None => Demo::Off,
         };
+        let today = handle.today();
         ConsoleApp {
             handle,
             events,
@@ -98,7 +99,7 @@ impl ConsoleApp {
             quotas: Default::default(),
             health: Default::default(),
             migrations: Default::default(),
-            usage: views::usage::State::new(saved.usage, opts.save_dialog),
+            usage: views::usage::State::new(saved.usage, opts.save_dialog, today),
             audit: Default::default(),
         }
     }
@@ -125,7 +126,7 @@ impl ConsoleApp {
         }
         if ctx.input_mut(|i| i.consume_shortcut(&EXPORT)) {
             self.view = View::Usage;
-            self.usage.open_export();
+            self.usage.open_export(self.handle.today());
         }
         for (i, key) in VIEW_KEYS.iter().enumerate().take(View::ALL.len()) {
             if ctx.input_mut(|inp| inp.consume_key(Modifiers::COMMAND, *key)) {

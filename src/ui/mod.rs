@@ -1,5 +1,5 @@
 //! The desktop console (eframe/egui), an edge. It never touches SQLite, the
-//! keychain or the network: it sends [`ConsoleCommand`](crate::engine::console::ConsoleCommand)s
+//! keychain or the network: it sends [`ConsoleCommand`](crate::console::ConsoleCommand)s
 //! to the console service on the tokio runtime (owned by `main`, see
 //! `cli::run_console`) and renders the snapshots and events that come back.
 //!
@@ -7,6 +7,11 @@
 //!   navigation and the current view in `ui`, persists the UI state.
 //! - [`theme`]: the design tokens (colours, spacing, type), light and dark.
 //! - `views`: one thin module per view, plus shared chart and table helpers.
+//!
+//! Layer rule: `ui` imports only [`crate::console`] (the protocol and the view
+//! snapshots) and [`crate::domain`], never `store`, `engine`, `providers`,
+//! `vault`, `sim` or `gateway`. Views tell time by the console's injected
+//! clock ([`ConsoleHandle::now`](crate::console::ConsoleHandle::now)).
 
 pub mod app;
 pub mod theme;
@@ -17,7 +22,7 @@ pub use app::{AppOptions, ConsoleApp};
 pub use views::View;
 pub use views::export::{SaveDialog, SaveRequest};
 
-use crate::engine::console::{ConsoleEvents, ConsoleHandle, Repaint};
+use crate::console::{ConsoleEvents, ConsoleHandle, Repaint};
 use std::sync::{Arc, OnceLock};
 
 static LAUNCH: OnceLock<std::time::Instant> = OnceLock::new();

@@ -11,13 +11,13 @@
 use super::catalog::{AccountEntry, SupplierEntry, family};
 use super::failure::{FailureKind, Failures, RouteError, RouteFailure};
 use super::{AttemptOutcome, Caller, Credential, Router, RouterEvent};
+use crate::domain::Secret;
 use crate::domain::breaker::BreakerState;
 use crate::domain::ratelimit::{RateDecision, RateLimit};
 use crate::domain::routing::{Candidate, RoutePlan, RoutingInput, SkipReason, plan_route};
 use crate::domain::{
     AccountId, AccountOwner, AiMode, Micros, ProviderAccount, ProviderKind, RequestType, Route, TokenUsage, UsageEvent, UsageStatus,
 };
-use crate::domain::Secret;
 use crate::providers::{ProviderError, ProviderTarget};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};

@@ -9,11 +9,11 @@
 use super::mirror::MirrorEntry;
 use super::quota::QuotaCounter;
 use super::{RouteError, Router, RouterEvent};
+use crate::domain::Secret;
 use crate::domain::breaker::{Breaker, BreakerState, BreakerTransition};
 use crate::domain::ratelimit::Gcra;
 use crate::domain::routing::Split;
 use crate::domain::{AccountId, AccountOwner, ProviderAccount, ProviderKind, Supplier, SupplierId};
-use crate::domain::Secret;
 use crate::store::{StoreError, TokenHash, TokenId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};

@@ -33,13 +33,13 @@ mod stream;
 use catalog::RouteCatalog;
 pub use failure::{FailureKind, Failures, RouteError, RouteFailure};
 
+use crate::domain::Secret;
 use crate::domain::breaker::BreakerConfig;
 use crate::domain::quota::QuotaPolicy;
 use crate::domain::routing::Split;
 use crate::domain::{AccountId, Clock, PricingTable, RequestType, Route, SupplierId};
 use crate::engine::ledger::Ledger;
 use crate::engine::metrics::Metrics;
-use crate::domain::Secret;
 use crate::providers::{ChatRequest, EmbeddingsRequest, Providers};
 use crate::store::{Store, StoreError};
 use bytes::Bytes;

@@ -2,8 +2,8 @@
 //! of the name), action and date range; virtualised rows.
 
 use super::{Cx, empty_state, error_box, fmt_int, header, loading, text_field};
-use crate::engine::console::{AuditView, ConsoleCommand, ConsoleEvent};
-use crate::store::AuditQuery;
+use crate::console::{AuditView, ConsoleCommand, ConsoleEvent};
+use crate::domain::AuditQuery;
 use crate::ui::theme;
 use chrono::{NaiveDate, TimeZone, Utc};
 use egui::{Align, Layout, RichText, Ui, vec2};

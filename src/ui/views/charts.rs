@@ -1,11 +1,11 @@
 //! Chart conventions shared by every view: dates on the x axis (x = day number,
-//! see `engine::console::day_number`) or times (x = Unix seconds, UTC, for
+//! see `console::day_number`) or times (x = Unix seconds, UTC, for
 //! health and migration timelines), hover tooltips with the date (and time)
 //! and the value in its unit, legends, fixed heights from the theme. Series
 //! arrive already decimated by the console service.
 
 use super::fmt_compact;
-use crate::engine::console::date_of_day_number;
+use crate::console::date_of_day_number;
 use egui_plot::{GridMark, Legend, Plot};
 use std::ops::RangeInclusive;
 
@@ -85,7 +85,7 @@ fn date_spacer(input: egui_plot::GridInput) -> Vec<GridMark> {
         let mut d = a.with_day0(0).unwrap_or(a);
         use chrono::Datelike;
         while d <= b {
-            let x = crate::engine::console::day_number(d);
+            let x = crate::console::day_number(d);
             if x >= lo && (d.month0() % months) == 0 {
                 marks.push(GridMark { value: x, step_size: step });
             }

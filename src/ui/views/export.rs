@@ -8,8 +8,8 @@
 //! file exists. Row counts and sizes come from the export; nothing is summed here.
 
 use super::{Cx, error_box, fmt_int, text_field};
+use crate::console::{ConsoleCommand, ConsoleEvent};
 use crate::domain::SupplierId;
-use crate::engine::console::{ConsoleCommand, ConsoleEvent};
 use crate::engine::export::{ExportOptions, GroupBy};
 use crate::ui::theme;
 use crate::ui::toasts::Toasts;

@@ -6,13 +6,13 @@
 
 use super::charts::{Unit, time_plot};
 use super::{Cx, cell, empty_state, error_box, header, loading, status_dot};
+use crate::console::{AlertRow, BreakerView, Channel, ConsoleCommand, ConsoleEvent, HealthQuery, HealthRow, HealthView};
 use crate::domain::AccountId;
 use crate::domain::health::{Severity, Verdict};
-use crate::engine::console::{AlertRow, BreakerView, Channel, ConsoleCommand, ConsoleEvent, HealthQuery, HealthRow, HealthView};
 use crate::engine::health::ChartRange;
 use crate::ui::theme;
 use crate::ui::toasts::Toasts;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use egui::{Color32, RichText, Ui};
 use egui_plot::{Line, LineStyle, Points};
 use std::collections::HashSet;
@@ -103,8 +103,8 @@ fn when(t: DateTime<Utc>) -> String {
 }
 
 /// A probe time: the time of day for today's (every probe of a live monitor), with the date otherwise.
-fn probe_time(t: DateTime<Utc>) -> String {
-    if t.date_naive() == Utc::now().date_naive() { t.format("%H:%M:%S").to_string() } else { t.format("%d %b %H:%M").to_string() }
+fn probe_time(t: DateTime<Utc>, today: NaiveDate) -> String {
+    if t.date_naive() == today { t.format("%H:%M:%S").to_string() } else { t.format("%d %b %H:%M").to_string() }
 }
 
 fn ms(v: Option<u32>) -> String {
@@ -157,7 +157,7 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         return;
     }
     egui::ScrollArea::vertical().id_salt("health_page").auto_shrink(false).show(ui, |ui| {
-        board(ui, &v, st);
+        board(ui, &v, st, cx.handle.today());
         ui.add_space(theme::GAP_M);
         charts(ui, &v, st);
         ui.add_space(theme::GAP_M);
@@ -170,7 +170,7 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
 
 const BOARD_WIDTHS: [f32; 9] = [92.0, 180.0, 96.0, 140.0, 120.0, 60.0, 60.0, 60.0, 70.0];
 
-fn board(ui: &mut Ui, v: &HealthView, st: &mut State) {
+fn board(ui: &mut Ui, v: &HealthView, st: &mut State, today: NaiveDate) {
     let p = *theme::palette(ui);
     let down = v.rows.iter().filter(|r| r.verdict == Verdict::Down).count();
     let degraded = v.rows.iter().filter(|r| r.verdict == Verdict::Degraded).count();
@@ -203,7 +203,7 @@ fn board(ui: &mut Ui, v: &HealthView, st: &mut State) {
             v.rows.len(),
             |ui, range| {
                 for r in &v.rows[range] {
-                    board_row(ui, r, chosen == Some(r.id), st);
+                    board_row(ui, r, chosen == Some(r.id), st, today);
                 }
             },
         );
@@ -219,7 +219,7 @@ fn board(ui: &mut Ui, v: &HealthView, st: &mut State) {
     });
 }
 
-fn board_row(ui: &mut Ui, r: &HealthRow, chosen: bool, st: &mut State) {
+fn board_row(ui: &mut Ui, r: &HealthRow, chosen: bool, st: &mut State, today: NaiveDate) {
     let p = *theme::palette(ui);
     let w = BOARD_WIDTHS;
     ui.horizontal(|ui| {
@@ -265,9 +265,11 @@ fn board_row(ui: &mut Ui, r: &HealthRow, chosen: bool, st: &mut State) {
         let last = match &r.last_probe {
             _ if !r.has_key => RichText::new("no key: add one in Keys").color(p.warn),
             None => RichText::new("not probed yet").color(p.muted),
-            Some(pr) if pr.ok => RichText::new(format!("{} · ok in {} ms", probe_time(pr.at), pr.latency_ms)),
-            Some(pr) => RichText::new(format!("{} · {}", probe_time(pr.at), if pr.message.is_empty() { "failed" } else { &pr.message }))
-                .color(p.danger),
+            Some(pr) if pr.ok => RichText::new(format!("{} · ok in {} ms", probe_time(pr.at, today), pr.latency_ms)),
+            Some(pr) => {
+                RichText::new(format!("{} · {}", probe_time(pr.at, today), if pr.message.is_empty() { "failed" } else { &pr.message }))
+                    .color(p.danger)
+            }
         };
         let full = last.text().to_string();
         ui.add(egui::Label::new(last).truncate()).on_hover_text(full);

@@ -7,11 +7,11 @@
 //! console commands; the keychain is reached only by the service.
 
 use super::{Cx, cell, confirm, empty_state, error_box, header, loading, text_field};
+use crate::console::{ConsoleCommand, ConsoleEvent, KeyRow, KeysView, TokenRow};
 use crate::domain::Secret;
+use crate::domain::TokenId;
 use crate::domain::{AccountId, AccountOwner, AzureConfig, ProviderKind, SupplierId, ValidationStatus};
-use crate::engine::console::{ConsoleCommand, ConsoleEvent, KeyRow, KeysView, TokenRow};
 use crate::engine::keys::NewKey;
-use crate::store::TokenId;
 use crate::ui::theme;
 use chrono::{DateTime, Utc};
 use egui::{RichText, Ui};
@@ -92,7 +92,7 @@ impl State {
                 self.data = Some(v);
                 self.error = None;
             }
-            ConsoleEvent::Failed { channel: crate::engine::console::Channel::Keys, message } => {
+            ConsoleEvent::Failed { channel: crate::console::Channel::Keys, message } => {
                 self.requested = false;
                 self.error = Some(message);
             }
@@ -234,8 +234,8 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     }
 }
 
-fn ago(t: DateTime<Utc>) -> String {
-    let s = (Utc::now() - t).num_seconds().max(0);
+fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let s = (now - t).num_seconds().max(0);
     match s {
         0..=59 => format!("{s} s ago"),
         60..=3599 => format!("{} min ago", s / 60),
@@ -245,6 +245,7 @@ fn ago(t: DateTime<Utc>) -> String {
 }
 
 fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &mut Cx<'_>, visible: usize) {
+    let now = cx.handle.now();
     let p = theme::palette(ui);
     let widths = [230.0, 170.0, 100.0, 110.0, 190.0];
     let head = |ui: &mut Ui| {
@@ -271,7 +272,7 @@ fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &
                     Some(s) => (s.as_str().replace('_', " "), p.danger),
                     None => ("not validated".to_string(), p.muted),
                 };
-                let when = a.validated_at.map(|t| format!(" · {}", ago(t))).unwrap_or_default();
+                let when = a.validated_at.map(|t| format!(" · {}", ago(t, now))).unwrap_or_default();
                 let msg = a.message.as_deref().filter(|m| !m.is_empty() && a.validation != Some(ValidationStatus::Valid));
                 let full = match msg {
                     Some(m) => format!("{text}{when} — {m}"),
@@ -415,6 +416,7 @@ fn add_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
 }
 
 fn tokens_card(ui: &mut Ui, tokens: &[TokenRow], st: &mut State, cx: &mut Cx<'_>) {
+    let now = cx.handle.now();
     let p = theme::palette(ui);
     theme::card(ui).show(ui, |ui| {
         ui.set_width(ui.available_width());
@@ -472,7 +474,7 @@ fn tokens_card(ui: &mut Ui, tokens: &[TokenRow], st: &mut State, cx: &mut Cx<'_>
                         cell(ui, widths[0], RichText::new(format!("{} (#{})", t.supplier_name, t.supplier)));
                         cell(ui, widths[1], RichText::new(&t.hint).monospace());
                         cell(ui, widths[2], RichText::new(t.created_at.format("%Y-%m-%d %H:%M").to_string()));
-                        cell(ui, widths[3], RichText::new(t.last_used_at.map(ago).unwrap_or_else(|| "never".into())));
+                        cell(ui, widths[3], RichText::new(t.last_used_at.map(|t| ago(t, now)).unwrap_or_else(|| "never".into())));
                         match t.revoked_at {
                             Some(r) => {
                                 cell(ui, widths[4], RichText::new(format!("revoked {}", r.format("%Y-%m-%d"))).color(p.muted));

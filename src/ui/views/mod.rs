@@ -17,8 +17,8 @@ pub mod usage;
 
 use super::theme;
 use super::toasts::Toasts;
+use crate::console::{ConsoleCommand, ConsoleHandle};
 use crate::domain::SupplierId;
-use crate::engine::console::{ConsoleCommand, ConsoleHandle};
 use egui::{RichText, Ui};
 use serde::{Deserialize, Serialize};
 
@@ -188,6 +188,11 @@ pub fn fmt_int(n: i64) -> String {
 }
 
 /// Micro-dollars as dollars with cents (`$1,234.56`).
+/// [`fmt_int`] for a count that cannot be negative.
+pub fn fmt_count(n: u64) -> String {
+    fmt_int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
 pub fn fmt_money(micros: i64) -> String {
     crate::domain::Micros(micros).to_string()
 }

@@ -5,8 +5,8 @@
 //! happen, every account's breaker, failover events and the last requests.
 
 use super::charts::{Unit, date_plot};
-use super::{Cx, Goto, empty_state, error_box, fmt_int, fmt_money, fmt_money_card, header, loading, metric_card, quota_bar};
-use crate::engine::console::{AccountSummary, BreakerView, Channel, ConsoleCommand, ConsoleEvent, LiveSnapshot, Overview};
+use super::{Cx, Goto, empty_state, error_box, fmt_count, fmt_int, fmt_money, fmt_money_card, header, loading, metric_card, quota_bar};
+use crate::console::{AccountSummary, BreakerView, Channel, ConsoleCommand, ConsoleEvent, LiveSnapshot, Overview};
 use crate::ui::theme;
 use egui::{RichText, Ui};
 use std::sync::Arc;
@@ -77,40 +77,32 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         // While live, today's cards follow the live counters.
         let mut o = o.clone();
         if let Some(l) = &st.live {
-            let delta = |live: i64, stored: i64| live - stored;
             let o2 = Arc::make_mut(&mut o);
             let t = &l.today;
-            let (dr, de, dt, dc) = (
-                delta(t.requests, o2.today_totals.requests),
-                delta(t.errors, o2.today_totals.errors),
-                delta(t.tokens, o2.today_totals.tokens),
-                delta(t.cost_micros, o2.today_totals.cost_micros),
-            );
-            o2.month_totals.requests += dr;
-            o2.month_totals.errors += de;
-            o2.month_totals.tokens += dt;
-            o2.month_totals.cost_micros += dc;
+            // This month before today, plus today as the live counters see it.
+            o2.month_totals = o2.month_totals.minus(&o2.today_totals);
+            o2.month_totals.add(t);
             o2.today_totals = *t;
         }
         let w = ((ui.available_width() - 4.0 * gap) / 5.0 - 2.0 * theme::GAP_M - 2.0).max(110.0);
         ui.horizontal(|ui| {
             ui.spacing_mut().item_spacing.x = gap;
-            let error_note = |t: &crate::store::UsageTotals| {
+            let error_note = |t: &crate::domain::UsageTotals| {
                 if t.requests == 0 {
                     "no requests".to_string()
                 } else {
                     format!("{:.1} % errors", t.errors as f64 * 100.0 / t.requests as f64)
                 }
             };
-            metric_card(ui, w, "Requests today", &fmt_int(o.today_totals.requests), &error_note(&o.today_totals));
-            metric_card(ui, w, "Cost today", &fmt_money_card(o.today_totals.cost_micros), &o.today.format("%a %d %b %Y").to_string());
-            metric_card(ui, w, "Requests this month", &fmt_int(o.month_totals.requests), &error_note(&o.month_totals));
+            metric_card(ui, w, "Requests today", &fmt_count(o.today_totals.requests), &error_note(&o.today_totals));
+            metric_card(ui, w, "Cost today", &fmt_money_card(o.today_totals.cost.0), &o.today.format("%a %d %b %Y").to_string());
+            metric_card(ui, w, "Requests this month", &fmt_count(o.month_totals.requests), &error_note(&o.month_totals));
             metric_card(
                 ui,
                 w,
                 "Cost this month",
-                &fmt_money(o.month_totals.cost_micros),
-                &format!("{} tokens", super::fmt_compact(o.month_totals.tokens as f64)),
+                &fmt_money(o.month_totals.cost.0),
+                &format!("{} tokens", super::fmt_compact(o.month_totals.tokens() as f64)),
             );
             metric_card(
                 ui,
@@ -257,9 +249,9 @@ fn live_section(ui: &mut Ui, l: &LiveSnapshot) {
             ui.separator();
             ui.label(RichText::new(format!(
                 "Today: {} requests · {} · {} errors",
-                fmt_int(l.today.requests),
-                fmt_money_card(l.today.cost_micros),
-                fmt_int(l.today.errors)
+                fmt_count(l.today.requests),
+                fmt_money_card(l.today.cost.0),
+                fmt_count(l.today.errors)
             )));
         });
         ui.add_space(theme::GAP_S);

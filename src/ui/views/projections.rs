@@ -7,7 +7,7 @@
 
 use super::charts::{Unit, date_plot};
 use super::{cell, fmt_int};
-use crate::engine::console::{MonthUsage, ProjectionsView, UsageMetric, day_number};
+use crate::console::{MonthUsage, ProjectionsView, UsageMetric, day_number};
 use crate::ui::theme;
 use egui::{RichText, Ui};
 use egui_plot::{Line, LineStyle, MarkerShape, Points};

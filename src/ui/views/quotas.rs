@@ -5,8 +5,8 @@
 
 use super::charts::{Unit, category_plot, date_plot};
 use super::{Cx, Goto, empty_state, error_box, fmt_int, header, loading, quota_bar};
+use crate::console::{ConsoleCommand, ConsoleEvent, QUOTA_BANDS, QuotaQuery, QuotaView};
 use crate::domain::SupplierId;
-use crate::engine::console::{ConsoleCommand, ConsoleEvent, QUOTA_BANDS, QuotaQuery, QuotaView};
 use crate::ui::theme;
 use egui::{RichText, Ui};
 use egui_plot::{Bar, BarChart, Line, LineStyle};

@@ -6,9 +6,9 @@
 use super::charts::{Unit, date_plot};
 use super::overview::accounts_grid;
 use super::{Cx, Goto, empty_state, error_box, fmt_int, fmt_money, loading, quota_bar, text_field};
+use crate::console::{ConsoleCommand, ConsoleEvent, ConsoleHandle, SupplierDetail, SupplierList, SupplierQuery, SupplierSort};
 use crate::domain::{AiMode, NewSupplier, Supplier, SupplierId, Tier, VendorType};
-use crate::engine::console::{ConsoleCommand, ConsoleEvent, ConsoleHandle, SupplierDetail, SupplierList, SupplierQuery, SupplierSort};
-use crate::store::{SupplierFilter, SupplierPatch};
+use crate::domain::{SupplierFilter, SupplierPatch};
 use crate::ui::theme;
 use chrono::NaiveDate;
 use egui::{Align, Layout, RichText, Sense, Ui, vec2};
@@ -158,7 +158,7 @@ impl State {
                 self.detail = Some(d);
                 self.detail_error = None;
             }
-            ConsoleEvent::Failed { channel: crate::engine::console::Channel::SupplierDetail, message } => self.detail_error = Some(message),
+            ConsoleEvent::Failed { channel: crate::console::Channel::SupplierDetail, message } => self.detail_error = Some(message),
             ConsoleEvent::Failed { message, .. } => self.error = Some(message),
             _ => {}
         }
@@ -338,7 +338,7 @@ fn table(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         return;
     }
     let p = *theme::palette(ui);
-    let today = chrono::Utc::now().date_naive();
+    let today = cx.handle.today();
     egui::ScrollArea::vertical().id_salt("supplier_rows").auto_shrink(false).show_rows(
         ui,
         theme::ROW_HEIGHT,
@@ -514,7 +514,7 @@ fn detail_panel(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         });
     }
     ui.add_space(theme::GAP_M);
-    let today = chrono::Utc::now().date_naive();
+    let today = cx.handle.today();
     let upcoming: Vec<&NaiveDate> = s.weddings.iter().filter(|w| **w >= today).collect();
     ui.label(RichText::new(format!("Weddings ({} coming, {} past)", upcoming.len(), s.weddings.len() - upcoming.len())).strong());
     if upcoming.is_empty() {

@@ -8,8 +8,8 @@
 use super::charts::{Unit, category_plot, date_plot};
 use super::export::{Panel, SaveDialog};
 use super::{Cx, empty_state, error_box, header, loading, text_field};
-use crate::engine::console::{Channel, ConsoleCommand, ConsoleEvent, ProjectionsView, UsageMetric, UsageQuery, UsageView};
-use crate::store::UsageDimension;
+use crate::console::{Channel, ConsoleCommand, ConsoleEvent, ProjectionsView, UsageMetric, UsageQuery, UsageView};
+use crate::domain::UsageDimension;
 use crate::ui::theme;
 use crate::ui::toasts::Toasts;
 use chrono::{Duration, NaiveDate};
@@ -71,8 +71,8 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(p: Persisted, save_dialog: SaveDialog) -> Self {
-        let today = chrono::Utc::now().date_naive();
+    /// `today` by the console's clock: the default range ends on it.
+    pub fn new(p: Persisted, save_dialog: SaveDialog, today: NaiveDate) -> Self {
         State {
             p,
             from_text: (today - Duration::days(89)).to_string(),
@@ -90,8 +90,7 @@ impl State {
     }
 
     /// Opens the export panel with the view's dates (Ctrl+E, "Export CSV…").
-    pub fn open_export(&mut self) {
-        let today = chrono::Utc::now().date_naive();
+    pub fn open_export(&mut self, today: NaiveDate) {
         let (from, to) = self.dates(today).unwrap_or((today - Duration::days(29), today));
         self.export.open_with(from, to);
     }
@@ -161,9 +160,9 @@ fn unit(m: UsageMetric) -> Unit {
 pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     header(ui, "Usage & cost", "from the daily rollups");
     if controls(ui, st) {
-        st.open_export();
+        st.open_export(cx.handle.today());
     }
-    let today = chrono::Utc::now().date_naive();
+    let today = cx.handle.today();
     if let Some((from, to)) = st.dates(today) {
         let q =
             UsageQuery { from, to, dimension: st.p.dimension, metric: st.p.metric, max_points: ui.available_width().max(200.0) as usize };

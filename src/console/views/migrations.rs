@@ -7,14 +7,13 @@
 //! runtime does what the CLI does: a service over the store, whose changes a
 //! running `switchboard serve` adopts within a second.
 
-use super::{Channel, Outbox, Res, Service, Ticket, lock, msg};
-use crate::domain::migration::{Criteria, Migration, MigrationState, PhasePlan, RouteTarget, blocking_wedding};
-use crate::domain::{AccountOwner, AiMode, SupplierId, ValidationStatus};
-use crate::engine::analytics::CancelHandle;
-use crate::engine::console::{ConsoleCommand, ConsoleEvent};
+use crate::console::service::{Res, Service, msg};
+use crate::console::{ConsoleCommand, ConsoleEvent};
+use crate::domain::migration::{Criteria, Migration, MigrationState, RouteTarget};
+use crate::domain::{AccountOwner, SupplierId};
 use crate::engine::migrations::MigrationService;
-use crate::engine::parallel::{ParallelError, ParallelReport};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use crate::engine::parallel::ParallelReport;
+use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -187,52 +186,21 @@ pub struct MigrationsView {
     pub mirrors: Vec<MirrorRow>,
 }
 
-/// A checked migration, before it starts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlanSummary {
-    pub from: String,
-    pub to: String,
-    pub phases: Vec<PhasePlan>,
-    pub criteria: Criteria,
-    pub now: DateTime<Utc>,
-    /// Earliest start from which no phase begins within 48 h of a wedding.
-    pub earliest_start: DateTime<Utc>,
-    /// A wedding within 48 h of now: starting now is refused.
-    pub blocked_by: Option<NaiveDate>,
-    /// A wedding whose 48 h window a later phase would begin in if started now (the plan would wait there).
-    pub overlaps: Option<NaiveDate>,
-}
+pub(in crate::console) const LIST_LIMIT: usize = 200;
+pub(in crate::console) const PARALLEL_SHOWN: usize = 4;
+pub(in crate::console) const RECOMMENDATIONS_SHOWN: usize = 50;
+pub(in crate::console) const MIRRORS_SHOWN: usize = 4;
 
-/// The start form's answer: the supplier, the routes it may move to, and the checked plan.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlanView {
-    pub supplier: SupplierId,
-    pub supplier_name: String,
-    pub ai_mode: AiMode,
-    /// Platform AI and the supplier's own enabled accounts.
-    pub targets: Vec<(RouteTarget, String)>,
-    pub to: Option<RouteTarget>,
-    /// The plan, or why this migration cannot start (a sentence).
-    pub plan: Result<PlanSummary, String>,
-    /// The supplier's weddings from today on (the first few).
-    pub next_weddings: Vec<NaiveDate>,
-}
-
-const LIST_LIMIT: usize = 200;
-const PARALLEL_SHOWN: usize = 4;
-const RECOMMENDATIONS_SHOWN: usize = 50;
-const MIRRORS_SHOWN: usize = 4;
-
-fn ts(t: DateTime<Utc>) -> f64 {
+pub(in crate::console) fn ts(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }
 
 impl Service {
-    fn route_labels(&self) -> Res<HashMap<crate::domain::AccountId, String>> {
+    pub(in crate::console) fn route_labels(&self) -> Res<HashMap<crate::domain::AccountId, String>> {
         Ok(self.store.list_accounts(None).map_err(msg)?.into_iter().map(|a| (a.id, a.label)).collect())
     }
 
-    fn route_label(labels: &HashMap<crate::domain::AccountId, String>, r: RouteTarget) -> String {
+    pub(in crate::console) fn route_label(labels: &HashMap<crate::domain::AccountId, String>, r: RouteTarget) -> String {
         match r {
             RouteTarget::Platform => "platform AI".into(),
             RouteTarget::Account(a) => match labels.get(&a) {
@@ -242,12 +210,12 @@ impl Service {
         }
     }
 
-    fn supplier_name(&self, id: SupplierId) -> Res<String> {
-        let cat = self.catalog()?;
+    pub(in crate::console) fn supplier_name(&self, id: SupplierId) -> Res<String> {
+        let cat = self.supplier_cache()?;
         Ok(cat.suppliers.iter().find(|s| s.id == id).map(|s| s.name.clone()).unwrap_or_else(|| format!("supplier {id}")))
     }
 
-    fn migration_row(
+    pub(in crate::console) fn migration_row(
         &self,
         m: &Migration,
         labels: &HashMap<crate::domain::AccountId, String>,
@@ -269,10 +237,10 @@ impl Service {
         }
     }
 
-    pub(super) fn migrations_view(&self, q: &MigrationQuery) -> Res<MigrationsView> {
+    pub(in crate::console) fn migrations_view(&self, q: &MigrationQuery) -> Res<MigrationsView> {
         let now = self.clock.now();
         let labels = self.route_labels()?;
-        let cat = self.catalog()?;
+        let cat = self.supplier_cache()?;
         let names: HashMap<SupplierId, String> = cat.suppliers.iter().map(|s| (s.id, s.name.clone())).collect();
         let mut all = self.store.list_migrations(None).map_err(msg)?;
         // Running and paused first (stable: newest first within each group).
@@ -355,7 +323,7 @@ impl Service {
         Ok(MigrationsView { runtime, rows, detail, parallel, parallel_supplier, recommendations, mirrors })
     }
 
-    fn migration_detail(&self, m: &Migration, row: MigrationRow, now: DateTime<Utc>) -> MigrationDetail {
+    pub(in crate::console) fn migration_detail(&self, m: &Migration, row: MigrationRow, now: DateTime<Utc>) -> MigrationDetail {
         let end = if m.state.is_active() { now } else { m.updated_at };
         let mut planned_start = m.created_at;
         let mut phases = Vec::with_capacity(m.phases.len());
@@ -407,76 +375,14 @@ impl Service {
     }
 
     /// The runtime's migration service, or (without a runtime) one over the store, as the CLI uses.
-    fn migration_service(&self) -> Res<Arc<MigrationService>> {
+    pub(in crate::console) fn migration_service(&self) -> Res<Arc<MigrationService>> {
         match self.live().and_then(|l| l.services.migrations.clone()) {
             Some(m) => Ok(m),
             None => MigrationService::offline(self.store.clone(), self.clock.clone()).map_err(msg),
         }
     }
 
-    pub(super) fn plan_migration(&self, supplier: SupplierId, to: Option<RouteTarget>) -> Res<PlanView> {
-        let s = self.store.supplier(supplier).map_err(msg)?;
-        let now = self.clock.now();
-        let today = now.date_naive();
-        let own: Vec<_> =
-            self.store.list_accounts(Some(AccountOwner::Supplier(supplier))).map_err(msg)?.into_iter().filter(|a| a.enabled).collect();
-        let mut targets = vec![(RouteTarget::Platform, "platform AI".to_string())];
-        for a in &own {
-            let note = match a.last_validation {
-                Some(ValidationStatus::Valid) => String::new(),
-                _ => " — key not validated".into(),
-            };
-            targets.push((RouteTarget::Account(a.id), format!("{} (account {}){note}", a.label, a.id)));
-        }
-        let to = to.or(match s.ai_mode {
-            AiMode::Client => Some(RouteTarget::Platform),
-            AiMode::Platform => {
-                own.iter().find(|a| a.last_validation == Some(ValidationStatus::Valid)).or(own.first()).map(|a| RouteTarget::Account(a.id))
-            }
-        });
-        let plan = match to {
-            None => Err(format!("{} has no provider account of its own to move to; add its key in Keys first", s.name)),
-            Some(to) => {
-                let labels = self.route_labels()?;
-                self.migration_service()?
-                    .plan(supplier, to, None)
-                    .map(|p| {
-                        // The first phase whose start (if started now) falls in a wedding window.
-                        let mut t = now;
-                        let mut overlaps = None;
-                        for ph in &p.phases {
-                            if let Some(d) = blocking_wedding(t, &s.weddings) {
-                                overlaps = Some(d);
-                                break;
-                            }
-                            t += Duration::seconds(ph.min_secs);
-                        }
-                        PlanSummary {
-                            from: Self::route_label(&labels, p.from),
-                            to: Self::route_label(&labels, p.to),
-                            phases: p.phases,
-                            criteria: p.criteria,
-                            now,
-                            earliest_start: p.earliest_start,
-                            blocked_by: p.blocked_by,
-                            overlaps,
-                        }
-                    })
-                    .map_err(msg)
-            }
-        };
-        Ok(PlanView {
-            supplier,
-            supplier_name: s.name.clone(),
-            ai_mode: s.ai_mode,
-            targets,
-            to,
-            plan,
-            next_weddings: s.weddings.iter().copied().filter(|d| *d >= today).take(6).collect(),
-        })
-    }
-
-    pub(super) fn migration_action(&self, cmd: ConsoleCommand) -> Res<ConsoleEvent> {
+    pub(in crate::console) fn migration_action(&self, cmd: ConsoleCommand) -> Res<ConsoleEvent> {
         let svc = self.migration_service()?;
         let runtime = self.live().is_some_and(|l| l.services.migrations.is_some());
         let labels = self.route_labels()?;
@@ -578,92 +484,12 @@ impl Service {
                     .ok_or_else(|| format!("recommendation {id} is not open any more; the list is refreshed"))?;
                 let name = self.supplier_name(r.supplier_id)?;
                 self.store
-                    .audit(now, &super::audit_actor(), "recommendation.dismiss", Some(r.supplier_id), None, "ok", &r.message)
+                    .audit(now, &crate::store::audit_actor(), "recommendation.dismiss", Some(r.supplier_id), None, "ok", &r.message)
                     .map_err(msg)?;
                 return Ok(ConsoleEvent::RecommendationDismissed { id, what: format!("Dismissed the recommendation for {name}") });
             }
             other => return Err(format!("internal: {:?} is not a migration action", other.channel())),
         };
         Ok(ConsoleEvent::MigrationChanged { id: m.id, what })
-    }
-
-    /// Runs a parallel test on its own task: progress events, then the stored
-    /// report. Uses the routing runtime when this console routes, otherwise a
-    /// router of its own over the store with the keys from the keychain.
-    pub(super) fn start_parallel(self: &Arc<Self>, supplier: SupplierId, to: RouteTarget, ticket: Ticket, out: Outbox) {
-        let cancel = CancelHandle::new();
-        {
-            let mut running = lock(&self.parallel);
-            if running.is_some() {
-                let message = "a parallel test is already running; wait for it to finish or cancel it first".to_string();
-                out.send(ticket, ConsoleEvent::Failed { channel: Channel::Parallel, message });
-                return;
-            }
-            *running = Some(cancel.clone());
-        }
-        let svc = self.clone();
-        tokio::spawn(async move {
-            let res = svc.parallel_test(supplier, to, &cancel, ticket, &out).await;
-            *lock(&svc.parallel) = None;
-            let ev = match res {
-                Ok(row) => ConsoleEvent::ParallelDone(Arc::new(row)),
-                Err(Ok((done, total))) => ConsoleEvent::ParallelCancelled { done, total },
-                Err(Err(message)) => ConsoleEvent::Failed { channel: Channel::Parallel, message },
-            };
-            out.send(ticket, ev);
-        });
-    }
-
-    /// `Err(Ok((done, total)))` when cancelled, `Err(Err(message))` when it failed.
-    async fn parallel_test(
-        &self,
-        supplier: SupplierId,
-        to: RouteTarget,
-        cancel: &CancelHandle,
-        ticket: Ticket,
-        out: &Outbox,
-    ) -> Result<ParallelRow, Result<(u32, u32), String>> {
-        let s = self.store.supplier(supplier).map_err(|e| Err(msg(e)))?;
-        if to == RouteTarget::Platform && s.ai_mode == AiMode::Platform {
-            return Err(Err(format!("{} is already on platform AI; choose one of its own accounts to test", s.name)));
-        }
-        let (router, offline) = match self.live().and_then(|l| l.services.router.clone()) {
-            Some(r) => (r, false),
-            None => {
-                let keys = self.keys().map_err(Err)?;
-                let r = crate::engine::runtime::offline_router(self.store.clone(), self.clock.clone(), &keys)
-                    .await
-                    .map_err(|e| Err(format!("cannot prepare the parallel test: {e}")))?;
-                (r, true)
-            }
-        };
-        let candidate = match to {
-            RouteTarget::Platform => crate::engine::parallel::platform_candidate(&self.store, supplier),
-            RouteTarget::Account(id) => Ok(id),
-        };
-        let res = match candidate {
-            Ok(candidate) => {
-                crate::engine::parallel::run_with(&router, supplier, candidate, &[], cancel, |p| {
-                    out.send(ticket, ConsoleEvent::ParallelProgress(p))
-                })
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        if offline {
-            // Its shadow usage is in the database before the report is shown.
-            router.ledger().flush().await;
-        }
-        match res {
-            Ok(report) => {
-                let candidate_target = match to {
-                    RouteTarget::Platform => RouteTarget::Platform,
-                    RouteTarget::Account(_) => RouteTarget::Account(report.candidate.account_id),
-                };
-                Ok(ParallelRow { supplier_name: s.name, report, candidate_target })
-            }
-            Err(ParallelError::Cancelled { done, total }) => Err(Ok((done, total))),
-            Err(e) => Err(Err(format!("the parallel test of {} failed: {e}", s.name))),
-        }
     }
 }

@@ -5,11 +5,12 @@
 //! running [`HealthMonitor`] the board is its live snapshot; without one (a
 //! console opened on a database file) it is read from the stored history.
 
-use super::{Res, Service, decimate, msg};
+use crate::console::decimate;
+use crate::console::service::{Res, Service, msg};
+use crate::console::{BreakerView, ConsoleEvent};
 use crate::domain::health::{AlertRules, Verdict, bucket_start};
 use crate::domain::{AccountId, AccountOwner, ProviderKind};
 use crate::engine::alerts::AlertService;
-use crate::engine::console::{BreakerView, ConsoleEvent};
 use crate::engine::health::ChartRange;
 use crate::store::{Alert, SeriesPoint, audit_actor};
 use chrono::{DateTime, Duration, Utc};
@@ -101,9 +102,9 @@ pub struct HealthView {
     pub open_alerts: usize,
 }
 
-const ALERTS_SHOWN: u32 = 300;
+pub(in crate::console) const ALERTS_SHOWN: u32 = 300;
 
-fn verdict_rank(v: Verdict) -> u8 {
+pub(in crate::console) fn verdict_rank(v: Verdict) -> u8 {
     match v {
         Verdict::Down => 0,
         Verdict::Degraded => 1,
@@ -112,17 +113,17 @@ fn verdict_rank(v: Verdict) -> u8 {
     }
 }
 
-fn to_xy(points: &[SeriesPoint], f: impl Fn(&SeriesPoint) -> Option<f64>) -> Vec<[f64; 2]> {
+pub(in crate::console) fn to_xy(points: &[SeriesPoint], f: impl Fn(&SeriesPoint) -> Option<f64>) -> Vec<[f64; 2]> {
     points.iter().filter_map(|p| f(p).map(|y| [p.bucket_start.timestamp() as f64, y])).collect()
 }
 
 impl Service {
-    pub(super) fn health_view(&self, q: &HealthQuery) -> Res<HealthView> {
+    pub(in crate::console) fn health_view(&self, q: &HealthQuery) -> Res<HealthView> {
         let now = self.clock.now();
         let live = self.live();
         let monitor = live.as_ref().and_then(|l| l.services.health.clone());
         let router = live.as_ref().and_then(|l| l.services.router.clone());
-        let cat = self.catalog()?;
+        let cat = self.supplier_cache()?;
         let names: HashMap<_, &str> = cat.suppliers.iter().map(|s| (s.id, s.name.as_str())).collect();
         let owner_name = |o: AccountOwner| match o {
             AccountOwner::Platform => "WedSync platform".to_string(),
@@ -273,14 +274,14 @@ impl Service {
     }
 
     /// The running monitor's alert service, or one over the store (same rules, no webhook).
-    fn alert_service(&self) -> Arc<AlertService> {
+    pub(in crate::console) fn alert_service(&self) -> Arc<AlertService> {
         match self.live().and_then(|l| l.services.health.clone()) {
             Some(m) => m.alerts().clone(),
             None => Arc::new(AlertService::new(self.store.clone(), self.clock.clone(), AlertRules::default(), None)),
         }
     }
 
-    pub(super) fn alert_action(&self, id: i64, resolve: bool) -> Res<ConsoleEvent> {
+    pub(in crate::console) fn alert_action(&self, id: i64, resolve: bool) -> Res<ConsoleEvent> {
         let alerts = self.alert_service();
         let actor = audit_actor();
         let alert = if resolve { alerts.resolve_by(id, &actor) } else { alerts.acknowledge_by(id, &actor) }.map_err(msg)?;

@@ -1,0 +1,505 @@
+//! The console's protocol: what the UI sends ([`ConsoleCommand`], each on a
+//! [`Channel`]), what it gets back ([`ConsoleEvent`]), the queries the views
+//! send, and the generation-numbered tickets that let a newer command on a
+//! superseding channel make older ones stale ([`ConsoleHandle`], [`ConsoleEvents`]).
+
+use crate::console::*;
+use crate::domain::AccountId;
+use crate::domain::Secret;
+use crate::domain::migration::RouteTarget;
+use crate::domain::{AuditQuery, SupplierFilter, SupplierPatch, TokenId, UsageDimension};
+use crate::domain::{Clock, NewSupplier, Supplier, SupplierId};
+use crate::engine::demo::{DemoConfig, DemoSummary};
+use crate::engine::export::{ExportOptions, ExportProgress, ExportSummary};
+use crate::engine::keys::{NewKey, Validation};
+use crate::engine::parallel::ParallelProgress;
+use crate::store::Alert;
+use chrono::{DateTime, NaiveDate, Utc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+
+/// Wakes the UI after an event was sent (the UI passes `ctx.request_repaint`).
+pub type Repaint = Arc<dyn Fn() + Send + Sync>;
+
+/// A stream of related commands; a newer command on a superseding channel
+/// makes older ones on the same channel stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Overview,
+    Suppliers,
+    SupplierDetail,
+    Quota,
+    Usage,
+    Audit,
+    /// Adds, edits, removals: never superseded, always delivered.
+    Write,
+    /// Demo data generation: never superseded.
+    Demo,
+    /// Live snapshots pushed by the service, and the live runtime's start.
+    Live,
+    /// The Keys view's accounts and tokens.
+    Keys,
+    /// Key and token actions: never superseded, always delivered.
+    KeyWrite,
+    /// The Usage & cost view's projections.
+    Projections,
+    /// CSV export: never superseded (progress, then the result).
+    Export,
+    /// The Health view's board, chart and alerts.
+    Health,
+    /// Acknowledging and resolving alerts: never superseded.
+    HealthWrite,
+    /// The Migrations view's list, timeline and parallel tests.
+    Migrations,
+    /// Checking a migration before it starts.
+    MigrationPlan,
+    /// Starting, pausing, resuming, rolling back and aborting: never superseded.
+    MigrationWrite,
+    /// A parallel test from the console: never superseded (progress, then the report).
+    Parallel,
+}
+
+pub(in crate::console) const CHANNELS: usize = 19;
+
+impl Channel {
+    const ALL: [Channel; CHANNELS] = [
+        Channel::Overview,
+        Channel::Suppliers,
+        Channel::SupplierDetail,
+        Channel::Quota,
+        Channel::Usage,
+        Channel::Audit,
+        Channel::Write,
+        Channel::Demo,
+        Channel::Live,
+        Channel::Keys,
+        Channel::KeyWrite,
+        Channel::Projections,
+        Channel::Export,
+        Channel::Health,
+        Channel::HealthWrite,
+        Channel::Migrations,
+        Channel::MigrationPlan,
+        Channel::MigrationWrite,
+        Channel::Parallel,
+    ];
+
+    pub(in crate::console) fn index(self) -> usize {
+        Channel::ALL.iter().position(|c| *c == self).unwrap_or(0)
+    }
+
+    /// Whether a newer command on this channel makes older ones stale.
+    pub fn supersedes(self) -> bool {
+        !matches!(
+            self,
+            Channel::Write
+                | Channel::Demo
+                | Channel::Live
+                | Channel::KeyWrite
+                | Channel::Export
+                | Channel::HealthWrite
+                | Channel::MigrationWrite
+                | Channel::Parallel
+        )
+    }
+}
+
+/// How the supplier table is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum SupplierSort {
+    #[default]
+    Name,
+    Tier,
+    VendorType,
+    Mode,
+    QuotaUsed,
+    NextWedding,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SupplierQuery {
+    pub filter: SupplierFilter,
+    pub sort: SupplierSort,
+    pub descending: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaQuery {
+    /// The supplier whose chart to show; `None` picks the one nearest its quota.
+    pub supplier: Option<SupplierId>,
+    /// How many months of history the chart covers (including this one).
+    pub months: u32,
+    /// Width of the chart in pixels: series are decimated to it.
+    pub max_points: usize,
+}
+
+/// What the usage charts measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum UsageMetric {
+    #[default]
+    Cost,
+    Requests,
+    Tokens,
+}
+
+impl UsageMetric {
+    pub const ALL: [UsageMetric; 3] = [UsageMetric::Cost, UsageMetric::Requests, UsageMetric::Tokens];
+    pub fn label(self) -> &'static str {
+        match self {
+            UsageMetric::Cost => "Cost (USD)",
+            UsageMetric::Requests => "Requests",
+            UsageMetric::Tokens => "Tokens",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageQuery {
+    pub from: NaiveDate,
+    /// Last day, inclusive.
+    pub to: NaiveDate,
+    pub dimension: UsageDimension,
+    pub metric: UsageMetric,
+    pub max_points: usize,
+}
+
+/// What the UI asks the runtime to do.
+#[derive(Debug, Clone)]
+pub enum ConsoleCommand {
+    LoadOverview,
+    LoadSuppliers(SupplierQuery),
+    LoadSupplierDetail(SupplierId),
+    AddSupplier(NewSupplier),
+    EditSupplier {
+        id: SupplierId,
+        patch: SupplierPatch,
+    },
+    RemoveSupplier(SupplierId),
+    LoadQuota(QuotaQuery),
+    LoadUsage(UsageQuery),
+    LoadAudit(AuditQuery),
+    GenerateDemo(DemoConfig),
+    /// Which view with live data is visible (its data is refreshed and pushed only then).
+    Watch(Watch),
+    LoadKeys,
+    /// A new account with its key (the key goes to the keychain only).
+    AddKey {
+        new: NewKey,
+        key: Secret,
+        validate: bool,
+    },
+    ValidateKey(AccountId),
+    /// A new key for an account: validated live before it replaces the old one.
+    RotateKey {
+        id: AccountId,
+        key: Secret,
+    },
+    /// `force` removes a client-mode supplier's only enabled account too.
+    RemoveKey {
+        id: AccountId,
+        force: bool,
+    },
+    IssueToken(SupplierId),
+    RevokeToken(TokenId),
+    /// Month-end and next-three-months projections as of a day (the last day
+    /// of data to use); cancels a projection still running.
+    LoadProjections {
+        as_of: NaiveDate,
+    },
+    /// Writes usage as CSV: `ExportProgress` events, then `ExportDone`,
+    /// `ExportExists`, `ExportCancelled` or `Failed`. One export at a time.
+    ExportUsage(ExportOptions),
+    /// Stops the running export; nothing is left under its file name.
+    CancelExport,
+    /// The Health view; while it is watched, pushed again whenever it changes.
+    LoadHealth(HealthQuery),
+    /// Acknowledges an alert (audited); it stops escalating.
+    AcknowledgeAlert(i64),
+    /// Resolves an alert by hand (audited).
+    ResolveAlert(i64),
+    /// The Migrations view; while it is watched, pushed again whenever it changes.
+    LoadMigrations(MigrationQuery),
+    /// Checks a migration; `to: None` picks the usual target (client → platform AI, platform → its own validated account).
+    PlanMigration {
+        supplier: SupplierId,
+        to: Option<RouteTarget>,
+    },
+    StartMigration {
+        supplier: SupplierId,
+        to: RouteTarget,
+    },
+    PauseMigration(i64),
+    ResumeMigration(i64),
+    RollbackMigration {
+        id: i64,
+        reason: String,
+    },
+    AbortMigration(i64),
+    /// Sends the same prompts to the supplier's current route and to `to`
+    /// (platform AI, or one of its accounts) side by side: `ParallelProgress`
+    /// events, then `ParallelDone`, `ParallelCancelled` or `Failed`. One at a time.
+    RunParallelTest {
+        supplier: SupplierId,
+        to: RouteTarget,
+    },
+    /// Stops the running parallel test after the prompt under way.
+    CancelParallelTest,
+    /// Dismisses an open recommendation (audited).
+    DismissRecommendation(i64),
+    /// Starts a parallel test on live traffic: a sample of the supplier's
+    /// served requests is copied to `to` by the routing runtime (see
+    /// `engine::parallel::start_mirror`).
+    MirrorLiveTraffic {
+        supplier: SupplierId,
+        to: RouteTarget,
+        plan: crate::engine::parallel::MirrorPlan,
+    },
+    /// Ends a live-traffic mirror now and writes its report from what it compared.
+    StopMirror(i64),
+}
+
+/// Which view with live data is on screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Watch {
+    #[default]
+    Nothing,
+    /// The live strip of the Overview (needs a routing runtime).
+    Overview,
+    /// The Health view, with the query of its last `LoadHealth`.
+    Health,
+    /// The Migrations view, with the query of its last `LoadMigrations`.
+    Migrations,
+}
+
+impl ConsoleCommand {
+    pub fn channel(&self) -> Channel {
+        match self {
+            ConsoleCommand::LoadOverview => Channel::Overview,
+            ConsoleCommand::LoadSuppliers(_) => Channel::Suppliers,
+            ConsoleCommand::LoadSupplierDetail(_) => Channel::SupplierDetail,
+            ConsoleCommand::AddSupplier(_) | ConsoleCommand::EditSupplier { .. } | ConsoleCommand::RemoveSupplier(_) => Channel::Write,
+            ConsoleCommand::LoadQuota(_) => Channel::Quota,
+            ConsoleCommand::LoadUsage(_) => Channel::Usage,
+            ConsoleCommand::LoadAudit(_) => Channel::Audit,
+            ConsoleCommand::GenerateDemo(_) => Channel::Demo,
+            ConsoleCommand::Watch(_) => Channel::Live,
+            ConsoleCommand::LoadKeys => Channel::Keys,
+            ConsoleCommand::AddKey { .. }
+            | ConsoleCommand::ValidateKey(_)
+            | ConsoleCommand::RotateKey { .. }
+            | ConsoleCommand::RemoveKey { .. }
+            | ConsoleCommand::IssueToken(_)
+            | ConsoleCommand::RevokeToken(_) => Channel::KeyWrite,
+            ConsoleCommand::LoadProjections { .. } => Channel::Projections,
+            ConsoleCommand::ExportUsage(_) | ConsoleCommand::CancelExport => Channel::Export,
+            ConsoleCommand::LoadHealth(_) => Channel::Health,
+            ConsoleCommand::AcknowledgeAlert(_) | ConsoleCommand::ResolveAlert(_) => Channel::HealthWrite,
+            ConsoleCommand::LoadMigrations(_) => Channel::Migrations,
+            ConsoleCommand::PlanMigration { .. } => Channel::MigrationPlan,
+            ConsoleCommand::StartMigration { .. }
+            | ConsoleCommand::PauseMigration(_)
+            | ConsoleCommand::ResumeMigration(_)
+            | ConsoleCommand::RollbackMigration { .. }
+            | ConsoleCommand::AbortMigration(_)
+            | ConsoleCommand::DismissRecommendation(_)
+            | ConsoleCommand::MirrorLiveTraffic { .. }
+            | ConsoleCommand::StopMirror(_) => Channel::MigrationWrite,
+            ConsoleCommand::RunParallelTest { .. } | ConsoleCommand::CancelParallelTest => Channel::Parallel,
+        }
+    }
+}
+
+/// What the runtime tells the UI.
+#[derive(Debug, Clone)]
+pub enum ConsoleEvent {
+    Overview(Arc<Overview>),
+    Suppliers(Arc<SupplierList>),
+    SupplierDetail(Arc<SupplierDetail>),
+    SupplierSaved {
+        supplier: Supplier,
+        created: bool,
+    },
+    SupplierRemoved {
+        id: SupplierId,
+        name: String,
+    },
+    Quota(Arc<QuotaView>),
+    Usage(Arc<UsageView>),
+    Audit(Arc<AuditView>),
+    DemoProgress {
+        stage: String,
+        /// Share of the generation done, 0–1.
+        done: f32,
+        elapsed_secs: f64,
+    },
+    DemoReady {
+        summary: DemoSummary,
+        elapsed_secs: f64,
+    },
+    /// The live runtime is up (demo mode: simulator, router, gateway, traffic).
+    LiveReady {
+        gateway_url: Option<String>,
+    },
+    Live(Arc<LiveSnapshot>),
+    Keys(Arc<KeysView>),
+    /// An account was added or its key rotated.
+    KeySaved {
+        label: String,
+        fingerprint: String,
+        created: bool,
+        validation: Option<Validation>,
+    },
+    KeyValidated {
+        id: AccountId,
+        label: String,
+        validation: Validation,
+    },
+    KeyRemoved {
+        id: AccountId,
+        label: String,
+    },
+    /// Removal was refused because the account is a supplier's active route;
+    /// the UI may ask again and send `force`.
+    KeyRemoveNeedsForce {
+        id: AccountId,
+        message: String,
+    },
+    /// A new gateway token: the value is shown once and never again.
+    TokenIssued {
+        supplier: SupplierId,
+        supplier_name: String,
+        token: Secret,
+        hint: String,
+    },
+    TokenRevoked {
+        hint: String,
+    },
+    Projections(Arc<ProjectionsView>),
+    /// Rows written so far by the running export.
+    ExportProgress(ExportProgress),
+    ExportDone(ExportSummary),
+    /// The file exists and overwriting was not asked for; nothing was written.
+    ExportExists {
+        path: std::path::PathBuf,
+    },
+    /// The export was cancelled; nothing was written under its name.
+    ExportCancelled,
+    Health(Arc<HealthView>),
+    /// An alert was acknowledged or resolved by hand.
+    AlertUpdated {
+        alert: Alert,
+        resolved: bool,
+    },
+    Migrations(Arc<MigrationsView>),
+    MigrationPlanned(Arc<PlanView>),
+    /// A migration was started, paused, resumed, rolled back or aborted; `what` is a sentence.
+    MigrationChanged {
+        id: i64,
+        what: String,
+    },
+    /// A live-traffic mirror was started or stopped; `what` is a sentence.
+    MirrorChanged {
+        id: i64,
+        supplier: SupplierId,
+        what: String,
+    },
+    /// A recommendation was dismissed; `what` is a sentence.
+    RecommendationDismissed {
+        id: i64,
+        what: String,
+    },
+    /// Prompts answered by both routes so far in the running parallel test.
+    ParallelProgress(ParallelProgress),
+    /// The parallel test's report, stored.
+    ParallelDone(Arc<ParallelRow>),
+    /// The parallel test stopped when asked; no report was stored.
+    ParallelCancelled {
+        done: u32,
+        total: u32,
+    },
+    /// A command failed; `message` is a sentence for the user.
+    Failed {
+        channel: Channel,
+        message: String,
+    },
+}
+
+/// Generation counters per channel, shared by the handle, the service and the event stream.
+#[derive(Debug, Default)]
+pub(in crate::console) struct Generations {
+    pub(in crate::console) requested: [AtomicU64; CHANNELS],
+    pub(in crate::console) delivered: [AtomicU64; CHANNELS],
+}
+
+impl Generations {
+    pub(in crate::console) fn latest(&self, c: Channel) -> u64 {
+        self.requested[c.index()].load(Ordering::SeqCst)
+    }
+    pub(in crate::console) fn is_current(&self, c: Channel, generation: u64) -> bool {
+        !c.supersedes() || generation >= self.latest(c)
+    }
+}
+
+/// A command's place in its channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub channel: Channel,
+    pub generation: u64,
+}
+
+/// The UI's side of the command channel. Cheap to clone. It carries the
+/// service's injected [`Clock`], so that the views tell time as the service
+/// does (and as a test's `ManualClock` says).
+#[derive(Clone)]
+pub struct ConsoleHandle {
+    pub(in crate::console) tx: mpsc::UnboundedSender<(Ticket, ConsoleCommand)>,
+    pub(in crate::console) gens: Arc<Generations>,
+    pub(in crate::console) clock: Arc<dyn Clock>,
+}
+
+impl ConsoleHandle {
+    /// Now, by the console's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Today (UTC), by the console's clock.
+    pub fn today(&self) -> NaiveDate {
+        self.clock.now().date_naive()
+    }
+
+    /// Queues a command; never blocks. Fails only when the runtime has stopped.
+    pub fn send(&self, cmd: ConsoleCommand) -> Result<Ticket, String> {
+        let channel = cmd.channel();
+        let generation = self.gens.requested[channel.index()].fetch_add(1, Ordering::SeqCst) + 1;
+        let ticket = Ticket { channel, generation };
+        self.tx.send((ticket, cmd)).map_err(|_| "the background runtime has stopped; restart Switchboard".to_string())?;
+        Ok(ticket)
+    }
+
+    /// Whether a command on `channel` is still waiting for its answer.
+    pub fn is_loading(&self, channel: Channel) -> bool {
+        let i = channel.index();
+        self.gens.requested[i].load(Ordering::SeqCst) > self.gens.delivered[i].load(Ordering::SeqCst)
+    }
+}
+
+/// The UI's side of the event channel.
+pub struct ConsoleEvents {
+    pub(in crate::console) rx: mpsc::UnboundedReceiver<(Ticket, ConsoleEvent)>,
+    pub(in crate::console) gens: Arc<Generations>,
+}
+
+impl ConsoleEvents {
+    /// The next event that is still current, without waiting.
+    pub fn try_next(&mut self) -> Option<ConsoleEvent> {
+        while let Ok((ticket, ev)) = self.rx.try_recv() {
+            if self.gens.is_current(ticket.channel, ticket.generation) {
+                self.gens.delivered[ticket.channel.index()].fetch_max(ticket.generation, Ordering::SeqCst);
+                return Some(ev);
+            }
+        }
+        None
+    }
+}

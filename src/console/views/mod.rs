@@ -1,0 +1,14 @@
+//! One module per view's data: its snapshot types and the service's handlers
+//! that build them (and the view's actions).
+
+pub mod audit;
+pub mod export;
+pub mod health;
+pub mod keys;
+pub mod migration_start;
+pub mod migrations;
+pub mod overview;
+pub mod projections;
+pub mod quota;
+pub mod suppliers;
+pub mod usage;

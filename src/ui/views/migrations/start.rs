@@ -1,0 +1,295 @@
+//! The Migrations view's start form: the supplier, the route to move to, the
+//! checked plan (with the 48 h wedding guard and the suggested start), a
+//! parallel test run from the form, and a live-traffic mirror's settings.
+
+use super::*;
+
+#[derive(Default)]
+pub(super) struct StartForm {
+    supplier: String,
+    field_error: Option<String>,
+    /// Bring the form into view on its next frame (opened from further down the page).
+    scroll_to: bool,
+    mirror: MirrorFields,
+}
+
+impl StartForm {
+    pub(super) fn new(supplier: SupplierId) -> Self {
+        StartForm { supplier: supplier.0.to_string(), field_error: None, scroll_to: true, mirror: MirrorFields::default() }
+    }
+}
+
+/// A live-traffic mirror's settings as typed in the start form; an empty
+/// field takes the default shown as its hint.
+#[derive(Default)]
+pub(super) struct MirrorFields {
+    percent: String,
+    requests: String,
+    days: String,
+}
+
+impl MirrorFields {
+    /// The plan typed so far; its limits are the ones [`MirrorPlan::validate`] checks.
+    fn plan(&self) -> Result<MirrorPlan, String> {
+        let d = MirrorPlan::default();
+        let (percent_max, requests_max) = (*MirrorPlan::SAMPLE_PERCENT.end(), *MirrorPlan::REQUESTS.end());
+        let refused = |text: &str, name: &str, default: u32, max: u32| {
+            format!("{name}: '{}' is not a whole number from 1 to {max}; leave it empty for {default}", text.trim())
+        };
+        let field = |text: &str, name: &str, default: u32, max: u32| -> Result<u32, String> {
+            let t = text.trim().trim_end_matches('%').trim();
+            if t.is_empty() {
+                return Ok(default);
+            }
+            t.parse::<u32>().map_err(|_| refused(text, name, default, max))
+        };
+        let default_days = u32::try_from(d.duration.num_days()).unwrap_or(1);
+        let days = field(&self.days, "Days at most", default_days, MirrorPlan::MAX_DAYS)?;
+        let plan = MirrorPlan {
+            sample_percent: field(&self.percent, "Sample %", d.sample_percent, percent_max)?,
+            requests: field(&self.requests, "Requests to compare", d.requests, requests_max)?,
+            duration: chrono::Duration::days(i64::from(days)),
+        };
+        plan.validate().map_err(|e| match e {
+            MirrorPlanError::SamplePercent(_) => refused(&self.percent, "Sample %", d.sample_percent, percent_max),
+            MirrorPlanError::Requests(_) => refused(&self.requests, "Requests to compare", d.requests, requests_max),
+            MirrorPlanError::Duration => refused(&self.days, "Days at most", default_days, MirrorPlan::MAX_DAYS),
+        })?;
+        Ok(plan)
+    }
+}
+
+pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+    let p = *theme::palette(ui);
+    let Some(form) = st.form.as_mut() else { return };
+    let mut close = false;
+    let mut check: Option<(SupplierId, Option<RouteTarget>)> = None;
+    let mut start: Option<(SupplierId, RouteTarget)> = None;
+    let mut test: Option<ParallelRun> = None;
+    let mut start_test: Option<(SupplierId, RouteTarget)> = None;
+    let mut mirror: Option<(SupplierId, RouteTarget, MirrorPlan)> = None;
+    let mut mirror_error: Option<String> = None;
+    let mut stop = false;
+    let card = theme::card(ui).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.label(RichText::new("Start a migration").strong());
+        ui.label(
+            RichText::new("5 %, 25 %, 75 %, then 100 % of the supplier's traffic, each phase checked; no phase begins within 48 h of one of its weddings.")
+                .small()
+                .color(p.muted),
+        );
+        ui.add_space(theme::GAP_XS);
+        ui.horizontal(|ui| {
+            let r = text_field(ui, "Supplier ID", &mut form.supplier, "e.g. 12 (see Suppliers)", 140.0);
+            let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if ui.button("Check").clicked() || enter {
+                match form.supplier.trim().parse::<i64>() {
+                    Ok(n) if n > 0 => {
+                        form.field_error = None;
+                        check = Some((SupplierId(n), None));
+                    }
+                    _ => form.field_error = Some(format!("'{}' is not a supplier ID; type the number shown in Suppliers", form.supplier.trim())),
+                }
+            }
+            if ui.button("Cancel").clicked() {
+                close = true;
+            }
+            if st.planning {
+                ui.spinner();
+            }
+        });
+        if let Some(e) = &form.field_error {
+            ui.label(RichText::new(e).color(p.danger));
+        }
+        if let Some(e) = &st.plan_error {
+            ui.label(RichText::new(e).color(p.danger));
+        }
+        let Some(plan) = st.plan.clone() else { return };
+        ui.add_space(theme::GAP_XS);
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(&plan.supplier_name).strong());
+            ui.label(RichText::new(format!("on {} AI now", plan.ai_mode)).color(p.muted));
+            let current = plan.to.and_then(|t| plan.targets.iter().find(|(x, _)| *x == t)).map(|(_, l)| l.clone()).unwrap_or_else(|| "choose…".into());
+            let mut chosen = plan.to;
+            egui::ComboBox::from_label("Move to").selected_text(current).width(300.0).show_ui(ui, |ui| {
+                for (t, label) in &plan.targets {
+                    ui.selectable_value(&mut chosen, Some(*t), label);
+                }
+            });
+            if chosen != plan.to
+                && let Some(t) = chosen
+            {
+                check = Some((plan.supplier, Some(t)));
+            }
+        });
+        if !plan.next_weddings.is_empty() {
+            let list: Vec<String> = plan.next_weddings.iter().map(|d| d.format("%a %d %b %Y").to_string()).collect();
+            ui.label(RichText::new(format!("Weddings: {}", list.join(" · "))).small().color(p.muted));
+        }
+        // Try before you move: allowed even when a wedding blocks the start.
+        match st.parallel_run.as_ref().filter(|r| r.supplier == plan.supplier) {
+            Some(run) => stop = parallel_progress(ui, run),
+            None => {
+                ui.horizontal(|ui| {
+                    let target = plan.to.and_then(|t| plan.targets.iter().find(|(x, _)| *x == t)).map(|(_, l)| l.clone());
+                    let on_it = plan.to == Some(RouteTarget::Platform) && plan.ai_mode == crate::domain::AiMode::Platform;
+                    let free = st.parallel_run.is_none();
+                    let resp = ui
+                        .add_enabled(plan.to.is_some() && !on_it && free, egui::Button::new("Run a parallel test"))
+                        .on_hover_text(
+                            "Sends the same prompts to the current route and to the chosen one at the same time; both answers are recorded as shadow usage, never billed to the quota",
+                        );
+                    if !free {
+                        resp.on_disabled_hover_text("Another parallel test is running; wait for it or stop it first");
+                    } else if resp.clicked()
+                        && let (Some(to), Some(target)) = (plan.to, target)
+                    {
+                        test = Some(ParallelRun {
+                            supplier: plan.supplier,
+                            supplier_name: plan.supplier_name.clone(),
+                            target: target.clone(),
+                            progress: None,
+                            stopping: false,
+                        });
+                        start_test = Some((plan.supplier, to));
+                    }
+                    let shown = form.mirror.plan().unwrap_or_default();
+                    let resp = ui
+                        .add_enabled(plan.to.is_some() && !on_it && !st.acting, egui::Button::new("Mirror live traffic"))
+                        .on_hover_text(format!(
+                            "Copies {} % of the supplier's live requests to the chosen route as well, in the background, until {} are compared (at most {} days); the answers still come from the current route, and the copies are shadow usage, never billed to the quota",
+                            shown.sample_percent,
+                            shown.requests,
+                            shown.duration.num_days()
+                        ));
+                    if resp.clicked()
+                        && let Some(to) = plan.to
+                    {
+                        match form.mirror.plan() {
+                            Ok(m) => mirror = Some((plan.supplier, to, m)),
+                            Err(e) => mirror_error = Some(e),
+                        }
+                    }
+                    ui.label(RichText::new("compare success, latency and cost before you move").small().color(p.muted));
+                });
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new("Live-traffic mirror:").small().color(p.muted));
+                    text_field(ui, "Sample %", &mut form.mirror.percent, "25", 36.0);
+                    text_field(ui, "Requests to compare", &mut form.mirror.requests, "50", 52.0);
+                    text_field(ui, "Days at most", &mut form.mirror.days, "7", 36.0);
+                });
+            }
+        }
+        if let Some(e) = &st.parallel_error {
+            ui.add(egui::Label::new(RichText::new(e).color(p.danger)).wrap());
+        }
+        match &plan.plan {
+            Err(e) => error_box(ui, e),
+            Ok(s) => {
+                let phases: Vec<String> = s.phases.iter().map(|ph| format!("{} % for {}", ph.percent, minutes(ph.min_secs))).collect();
+                ui.label(format!("{} to {}: {}", s.from, s.to, phases.join(", then ")));
+                ui.label(
+                    RichText::new(format!(
+                        "Each phase: error rate at most {:.0} %, p95 < {} ms, at least {} requests on the new route; otherwise automatic rollback.",
+                        s.criteria.max_error_bp as f64 / 100.0,
+                        crate::ui::views::fmt_int(s.criteria.max_p95_ms as i64),
+                        s.criteria.min_requests
+                    ))
+                    .small()
+                    .color(p.muted),
+                );
+                let suggested = s.earliest_start.format("%a %d %b %Y %H:%M UTC").to_string();
+                if let Some(d) = s.blocked_by {
+                    theme::card(ui).stroke(egui::Stroke::new(1.5, p.danger)).show(ui, |ui| {
+                        ui.label(RichText::new(format!("Wedding on {}: no migration may start within 48 h of it.", d.format("%a %d %b"))).strong().color(p.danger));
+                        ui.label(format!("Suggested start, clear of weddings for the whole plan: {suggested}."));
+                    });
+                } else if let Some(d) = s.overlaps {
+                    theme::card(ui).stroke(egui::Stroke::new(1.5, p.warn)).show(ui, |ui| {
+                        ui.label(RichText::new("Wedding-window warning").strong().color(p.warn));
+                        ui.label(format!(
+                            "{} has a wedding on {}: started now, a phase would begin within 48 h of it, so the migration would wait there until the window passes.",
+                            plan.supplier_name,
+                            d.format("%a %d %b")
+                        ));
+                        ui.label(RichText::new(format!("Suggested start: {suggested}.")).strong());
+                    });
+                }
+                ui.add_space(theme::GAP_XS);
+                ui.horizontal(|ui| {
+                    let allowed = s.blocked_by.is_none() && !st.acting;
+                    let label = if s.overlaps.is_some() { "Start now anyway" } else { "Start migration" };
+                    if ui.add_enabled(allowed, egui::Button::new(RichText::new(label).strong())).clicked()
+                        && let Some(to) = plan.to
+                    {
+                        start = Some((plan.supplier, to));
+                    }
+                    if st.acting {
+                        ui.spinner();
+                        ui.label(RichText::new("Starting…").color(p.muted));
+                    }
+                });
+            }
+        }
+    });
+    if st.form.as_ref().is_some_and(|f| f.scroll_to) {
+        ui.scroll_to_rect(card.response.rect, Some(egui::Align::Min));
+        if let Some(f) = st.form.as_mut() {
+            f.scroll_to = false;
+        }
+    }
+    if stop {
+        stop_test(st, cx);
+    }
+    if let Some(e) = mirror_error {
+        st.parallel_error = Some(e);
+    }
+    if let Some((supplier, to, plan)) = mirror {
+        st.acting = true;
+        st.parallel_error = None;
+        st.parallel_supplier = Some(supplier);
+        cx.send(ConsoleCommand::MirrorLiveTraffic { supplier, to, plan });
+    }
+    if let (Some(run), Some((supplier, to))) = (test, start_test) {
+        st.parallel_error = None;
+        st.parallel_supplier = Some(supplier);
+        st.parallel_run = Some(run);
+        st.dirty = true;
+        cx.send(ConsoleCommand::RunParallelTest { supplier, to });
+    }
+    if close {
+        st.form = None;
+        st.plan = None;
+        st.plan_error = None;
+    }
+    if let Some((supplier, to)) = check {
+        st.planning = true;
+        st.plan_error = None;
+        cx.send(ConsoleCommand::PlanMigration { supplier, to });
+    }
+    if let Some((supplier, to)) = start {
+        st.acting = true;
+        cx.send(ConsoleCommand::StartMigration { supplier, to });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(percent: &str, requests: &str, days: &str) -> MirrorFields {
+        MirrorFields { percent: percent.into(), requests: requests.into(), days: days.into() }
+    }
+
+    #[test]
+    fn mirror_fields_default_when_empty_and_refuse_what_start_mirror_would() {
+        assert_eq!(fields("", " ", "").plan(), Ok(MirrorPlan::default()));
+        let p = fields("50 %", "200", "14").plan().unwrap();
+        assert_eq!((p.sample_percent, p.requests, p.duration.num_days()), (50, 200, 14));
+        let e = fields("150", "", "").plan().unwrap_err();
+        assert!(e.contains("Sample %: '150' is not a whole number from 1 to 100") && e.contains("empty for 25"), "{e}");
+        assert!(fields("", "0", "").plan().unwrap_err().starts_with("Requests to compare: '0'"));
+        assert!(fields("", "", "31").plan().unwrap_err().starts_with("Days at most: '31'"));
+        assert!(fields("ten", "", "").plan().is_err());
+    }
+}
