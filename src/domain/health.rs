@@ -500,3 +500,35 @@ mod tests {
         assert_eq!(BucketCounts::default().uptime_percent(), None);
     }
 }
+
+/// Chart ranges and their bucket sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChartRange {
+    /// Last hour in 1-minute buckets.
+    Hour,
+    /// Last 24 h in 5-minute buckets.
+    Day,
+    /// Last 30 days in hourly buckets.
+    Month,
+}
+
+impl ChartRange {
+    pub const ALL: [ChartRange; 3] = [ChartRange::Hour, ChartRange::Day, ChartRange::Month];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ChartRange::Hour => "1 h",
+            ChartRange::Day => "24 h",
+            ChartRange::Month => "30 d",
+        }
+    }
+
+    pub fn span_and_bucket(self) -> (Duration, i64) {
+        match self {
+            ChartRange::Hour => (Duration::hours(1), 60),
+            ChartRange::Day => (Duration::hours(24), 300),
+            ChartRange::Month => (Duration::days(30), 3600),
+        }
+    }
+}

@@ -5,11 +5,13 @@
 pub mod breaker;
 pub mod calendar;
 pub mod clock;
+pub mod demo;
 pub mod gateway_token;
 pub mod health;
 pub mod migration;
 pub mod mirror;
 pub mod money;
+pub mod parallel;
 pub mod pricing;
 pub mod provider;
 pub mod quota;

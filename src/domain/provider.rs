@@ -158,3 +158,18 @@ mod tests {
         assert_eq!("azure-openai".parse::<ProviderKind>().unwrap(), ProviderKind::AzureOpenAi);
     }
 }
+
+/// What `key add` needs besides the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    pub owner: AccountOwner,
+    pub provider: ProviderKind,
+    /// Default: `"<Provider> (<owner>)"`.
+    pub label: Option<String>,
+    /// Default: the provider's public API; required for Azure (the resource endpoint).
+    pub base_url: Option<String>,
+    /// Default: a cheap model of the provider (Azure: the deployment's name).
+    pub default_model: Option<String>,
+    /// Azure only (required there).
+    pub azure: Option<AzureConfig>,
+}

@@ -3,9 +3,10 @@
 //! summed usage measures ([`UsageTotals`], money as [`Micros`]), the
 //! dimension a usage breakdown groups by, and an audit log search.
 
-use crate::domain::Micros;
-use chrono::{DateTime, Utc};
+use crate::domain::{Micros, SupplierId};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Summed usage measures. Money is integer micro-dollars, tokens integers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,4 +92,37 @@ pub struct AuditQuery {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub limit: u32,
+}
+
+/// Group rows instead of one row per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Day,
+    Month,
+}
+
+impl std::str::FromStr for GroupBy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "day" => Ok(GroupBy::Day),
+            "month" => Ok(GroupBy::Month),
+            _ => Err(format!("'{s}' is not a grouping; use day or month")),
+        }
+    }
+}
+
+/// What to export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportOptions {
+    /// First UTC day, inclusive.
+    pub from: NaiveDate,
+    /// Last UTC day, inclusive.
+    pub to: NaiveDate,
+    pub supplier: Option<SupplierId>,
+    pub group_by: Option<GroupBy>,
+    pub out: PathBuf,
+    /// Replace an existing file.
+    pub force: bool,
 }

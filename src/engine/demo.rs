@@ -6,6 +6,7 @@
 //! them. The same seed and end date always give the same database content.
 
 use crate::domain::calendar::day_start;
+pub use crate::domain::demo::{DemoConfig, DemoSummary};
 use crate::domain::rng::DetRng;
 use crate::domain::{
     AccountId, AccountOwner, AiMode, AzureConfig, NewSupplier, PricingTable, ProviderAccount, ProviderKind, RequestType, Route, SupplierId,
@@ -14,60 +15,6 @@ use crate::domain::{
 use crate::store::{NewAccount, Store, StoreResult};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use std::collections::HashSet;
-
-/// What to generate.
-#[derive(Debug, Clone)]
-pub struct DemoConfig {
-    pub suppliers: u32,
-    pub days: u32,
-    pub seed: u64,
-    /// The last day of history (inclusive). Weddings extend 180 days beyond it.
-    pub until: NaiveDate,
-    /// Average daily usage in peak months relative to off-season months.
-    pub peak_factor: f64,
-    /// Growth of daily usage from the first to the last day of history (0.3 = +30 %).
-    pub yearly_growth: f64,
-    /// Usage multiplier on a wedding day and the two days before it (1.0 = no wedding effect).
-    pub wedding_boost: f64,
-    /// Base URL of the provider simulator the demo accounts point at.
-    pub sim_base_url: String,
-    /// Whether platform AI requests over a supplier's monthly quota are
-    /// refused, as the gateway refuses them (recorded as `quota_exceeded`
-    /// errors without tokens; on the supplier's wedding days they go
-    /// through). Off, the history follows the generator's pattern alone.
-    pub enforce_quotas: bool,
-    /// When the generated health history (the charts of the Health view:
-    /// latency and errors of every account, with the incidents below) ends:
-    /// the console's demo passes the moment it starts. `None` writes none.
-    pub health_until: Option<DateTime<Utc>>,
-}
-
-impl DemoConfig {
-    pub fn new(suppliers: u32, days: u32, seed: u64, until: NaiveDate) -> Self {
-        Self {
-            suppliers,
-            days,
-            seed,
-            until,
-            peak_factor: 2.2,
-            yearly_growth: 0.3,
-            wedding_boost: 1.8,
-            sim_base_url: "http://127.0.0.1:4490".into(),
-            enforce_quotas: true,
-            health_until: None,
-        }
-    }
-}
-
-/// What was written.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DemoSummary {
-    pub suppliers: u32,
-    pub weddings: u32,
-    pub accounts: u32,
-    pub usage_events: u64,
-    pub incidents: u32,
-}
 
 const ADJECTIVES: &[&str] = &[
     "Golden",

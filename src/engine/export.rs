@@ -16,49 +16,17 @@
 
 use super::analytics::CancelHandle;
 use crate::domain::calendar::{day_start, next_day_start};
-use crate::domain::{RequestType, Route, SupplierId, UsageStatus};
+pub use crate::domain::reporting::{ExportOptions, GroupBy};
+use crate::domain::{RequestType, Route, UsageStatus};
 use crate::store::analytics::UsageTotals;
 use crate::store::analytics::{EventRow, GroupRow, is_interrupted};
 use crate::store::{Store, StoreError, SupplierInfo};
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-
-/// Group rows instead of one row per event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupBy {
-    Day,
-    Month,
-}
-
-impl std::str::FromStr for GroupBy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "day" => Ok(GroupBy::Day),
-            "month" => Ok(GroupBy::Month),
-            _ => Err(format!("'{s}' is not a grouping; use day or month")),
-        }
-    }
-}
-
-/// What to export.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExportOptions {
-    /// First UTC day, inclusive.
-    pub from: NaiveDate,
-    /// Last UTC day, inclusive.
-    pub to: NaiveDate,
-    pub supplier: Option<SupplierId>,
-    pub group_by: Option<GroupBy>,
-    pub out: PathBuf,
-    /// Replace an existing file.
-    pub force: bool,
-}
 
 /// Reported while exporting (every 4,096 rows, and at the end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@
 //! and a masked fingerprint.
 
 use crate::domain::Secret;
+pub use crate::domain::provider::NewKey;
 use crate::domain::{AccountId, AccountOwner, AiMode, AzureConfig, Clock, ProviderAccount, ProviderKind, SupplierId, ValidationStatus};
 use crate::store::{NewAccount, Store, StoreError};
 use crate::vault::{KeyRef, Vault, VaultError};
@@ -61,21 +62,6 @@ pub enum KeyError {
         "account {account} is the active route of supplier {supplier} '{name}' (its only enabled account in client mode); removing it would leave the supplier without a provider. Add another account or switch the supplier to platform mode first, or pass --force"
     )]
     ActiveRoute { account: AccountId, supplier: SupplierId, name: String },
-}
-
-/// What `key add` needs besides the key itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewKey {
-    pub owner: AccountOwner,
-    pub provider: ProviderKind,
-    /// Default: `"<Provider> (<owner>)"`.
-    pub label: Option<String>,
-    /// Default: the provider's public API; required for Azure (the resource endpoint).
-    pub base_url: Option<String>,
-    /// Default: a cheap model of the provider (Azure: the deployment's name).
-    pub default_model: Option<String>,
-    /// Azure only (required there).
-    pub azure: Option<AzureConfig>,
 }
 
 /// The result of one live validation.

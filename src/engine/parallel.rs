@@ -13,6 +13,7 @@
 pub use crate::domain::MirrorPlan;
 use crate::domain::PricingTable;
 use crate::domain::migration::{default_plan, suggest_start};
+pub use crate::domain::parallel::{ParallelProgress, SideReport};
 use crate::domain::{AccountId, AccountOwner, AiMode, Micros, ProviderKind, Route, SupplierId, TokenUsage, UsageEvent, UsageStatus};
 use crate::engine::analytics::CancelHandle;
 use crate::engine::router::Router;
@@ -34,30 +35,6 @@ pub const DEFAULT_PROMPTS: &[&str] = &[
     "Turn these notes into a polished proposal paragraph: rustic barn, 120 guests, string lights, late September.",
     "Write a reminder email about the final payment due two weeks before the wedding.",
 ];
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SideReport {
-    pub label: String,
-    pub account_id: AccountId,
-    pub provider: ProviderKind,
-    pub model: String,
-    pub requests: u32,
-    pub successes: u32,
-    pub p50_ms: u32,
-    pub p95_ms: u32,
-    pub avg_input_tokens: u64,
-    pub avg_output_tokens: u64,
-    pub cost_per_request: Micros,
-    /// The supplier's last 30 days of tokens priced on this route's model.
-    pub projected_monthly_cost: Micros,
-    pub errors: Vec<String>,
-}
-
-impl SideReport {
-    pub fn success_percent(&self) -> f64 {
-        if self.requests == 0 { 0.0 } else { self.successes as f64 * 100.0 / self.requests as f64 }
-    }
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ParallelReport {
@@ -110,14 +87,6 @@ fn basis(store: &Store, supplier: SupplierId, now: DateTime<Utc>) -> Result<(u64
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64)),
         )
     })?)
-}
-
-/// How far a running parallel test is: prompts answered by both routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ParallelProgress {
-    pub supplier: SupplierId,
-    pub done: u32,
-    pub total: u32,
 }
 
 /// Runs a parallel test and stores its report.

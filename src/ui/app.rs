@@ -8,7 +8,7 @@ use super::theme;
 use super::toasts::Toasts;
 use super::views::{self, Cx, Goto, View};
 use crate::console::{Channel, ConsoleCommand, ConsoleEvent, ConsoleEvents, ConsoleHandle, Watch};
-use crate::engine::demo::{DemoConfig, DemoSummary};
+use crate::domain::demo::{DemoConfig, DemoSummary};
 use egui::{Key, KeyboardShortcut, Modifiers, RichText};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;

@@ -10,7 +10,7 @@
 use super::{Cx, error_box, fmt_int, text_field};
 use crate::console::{ConsoleCommand, ConsoleEvent};
 use crate::domain::SupplierId;
-use crate::engine::export::{ExportOptions, GroupBy};
+use crate::domain::reporting::{ExportOptions, GroupBy};
 use crate::ui::theme;
 use crate::ui::toasts::Toasts;
 use chrono::NaiveDate;

@@ -10,8 +10,8 @@ use super::{Cx, cell, confirm, empty_state, error_box, header, loading, text_fie
 use crate::console::{ConsoleCommand, ConsoleEvent, KeyRow, KeysView, TokenRow};
 use crate::domain::Secret;
 use crate::domain::TokenId;
+use crate::domain::provider::NewKey;
 use crate::domain::{AccountId, AccountOwner, AzureConfig, ProviderKind, SupplierId, ValidationStatus};
-use crate::engine::keys::NewKey;
 use crate::ui::theme;
 use chrono::{DateTime, Utc};
 use egui::{RichText, Ui};

@@ -17,8 +17,8 @@ use crate::console::{
 };
 use crate::domain::SupplierId;
 use crate::domain::migration::{MigrationState, RouteTarget};
+use crate::domain::parallel::{ParallelProgress, SideReport};
 use crate::domain::{MirrorPlan, MirrorPlanError};
-use crate::engine::parallel::{ParallelProgress, SideReport};
 use crate::ui::theme;
 use crate::ui::toasts::Toasts;
 use egui::{Color32, RichText, Ui};
