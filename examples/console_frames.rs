@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&a.db)?);
     if store.count_suppliers()? == 0 {
         let started = Instant::now();
-        let cfg = DemoConfig::new(a.suppliers, a.days, 7, chrono::Utc::now().date_naive());
+        let cfg = DemoConfig::new(a.suppliers, a.days, 7, switchboard::domain::Clock::now(&switchboard::domain::SystemClock).date_naive());
         let s = generate(&store, &cfg, switchboard::engine::demo::once_per_stage(|stage| eprintln!("writing {stage}…")))?;
         println!("generated {} suppliers, {} usage events in {:.1} s", s.suppliers, s.usage_events, started.elapsed().as_secs_f64());
     }

@@ -10,9 +10,10 @@ use crate::vault::Vault;
 use anyhow::{Context, bail};
 use chrono::NaiveDate;
 use clap::Args;
+use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, Args)]

@@ -11,9 +11,10 @@ use crate::domain::{AccountId, RequestType, Route, UsageStatus};
 use crate::domain::{AccountOwner, ProviderKind, SupplierId};
 use crate::engine::router::RouterEvent;
 use chrono::{DateTime, Duration, Utc};
+use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 /// A breaker as the console shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +109,7 @@ impl Service {
     pub(in crate::console) fn install_live(self: &Arc<Self>, services: LiveServices, rt: &tokio::runtime::Handle) {
         let router = services.router.clone();
         let live = Arc::new(Live { services, events: Mutex::new(VecDeque::new()) });
-        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
+        *self.live.write() = Some(live.clone());
         if let Some(router) = router {
             let mut rx = router.subscribe_events();
             let clock = self.clock.clone();
@@ -121,7 +122,7 @@ impl Service {
                         Err(_) => return,
                     };
                     let Some(live) = weak.upgrade() else { return };
-                    let mut q = live.events.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut q = live.events.lock();
                     q.push_front((clock.now(), ev));
                     q.truncate(LIVE_EVENTS);
                 }
@@ -130,7 +131,7 @@ impl Service {
     }
 
     pub(in crate::console) fn live(&self) -> Option<Arc<Live>> {
-        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.live.read().clone()
     }
 
     /// Refreshes the watched view every second; sends it only when it changed.
@@ -231,7 +232,6 @@ impl Service {
         let events = live
             .events
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|(at, ev)| {
                 let (text, bad) = match ev {

@@ -16,8 +16,9 @@ use crate::engine::router::Router;
 use crate::store::{Store, audit_actor};
 use chrono::NaiveDate;
 use futures::future::BoxFuture;
+use parking_lot::{Mutex, RwLock};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::mpsc;
 
@@ -156,7 +157,7 @@ pub fn spawn_with(
                     continue;
                 }
                 ConsoleCommand::CancelExport => {
-                    if let Some(c) = service.export.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    if let Some(c) = service.export.lock().as_ref() {
                         c.cancel();
                     }
                     continue;
@@ -243,8 +244,8 @@ pub(in crate::console) fn msg(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-pub(in crate::console) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+pub(in crate::console) fn lock<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
+    m.lock()
 }
 
 impl Service {

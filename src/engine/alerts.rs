@@ -11,9 +11,10 @@ use crate::domain::{AccountId, Clock, SupplierId};
 use crate::engine::router::RouterEvent;
 use crate::store::{Alert, NewAlert, Raised, Store, StoreResult};
 use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where alert changes are posted, and the runtime their sender task runs on.
@@ -135,7 +136,7 @@ impl AlertService {
         message: String,
         wedding_day: bool,
     ) -> StoreResult<Raised> {
-        self.clearing.lock().unwrap_or_else(|e| e.into_inner()).remove(&condition_key);
+        self.clearing.lock().remove(&condition_key);
         let new = NewAlert {
             kind,
             severity: kind.severity_for(wedding_day),
@@ -155,7 +156,7 @@ impl AlertService {
     }
 
     fn note_open(&self, condition_key: &str, open: bool) {
-        let mut k = self.open_keys.lock().unwrap_or_else(|e| e.into_inner());
+        let mut k = self.open_keys.lock();
         if let Some(k) = k.as_mut() {
             if open {
                 k.insert(condition_key.to_string());
@@ -166,7 +167,7 @@ impl AlertService {
     }
 
     fn is_open(&self, condition_key: &str) -> bool {
-        let mut k = self.open_keys.lock().unwrap_or_else(|e| e.into_inner());
+        let mut k = self.open_keys.lock();
         if k.is_none() {
             match self.store.list_alerts(true, u32::MAX) {
                 Ok(v) => *k = Some(v.into_iter().map(|a| a.condition_key).collect()),
@@ -185,7 +186,7 @@ impl AlertService {
         if !self.is_open(condition_key) {
             return;
         }
-        let mut c = self.clearing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.clearing.lock();
         if !c.contains_key(condition_key) {
             c.insert(condition_key.to_string(), self.clock.now());
         }
@@ -198,7 +199,7 @@ impl AlertService {
         let now = self.clock.now();
         let mut changed = Vec::new();
         let due: Vec<String> = {
-            let mut c = self.clearing.lock().unwrap_or_else(|e| e.into_inner());
+            let mut c = self.clearing.lock();
             let due: Vec<String> = c
                 .iter()
                 .filter(|(_, since)| now - **since >= chrono::Duration::seconds(self.rules.resolve_after_secs))
@@ -237,7 +238,7 @@ impl AlertService {
     /// Resolves an alert by hand.
     pub fn resolve(&self, id: i64) -> StoreResult<Alert> {
         let a = self.store.resolve_alert(id, self.clock.now())?;
-        self.clearing.lock().unwrap_or_else(|e| e.into_inner()).remove(&a.condition_key);
+        self.clearing.lock().remove(&a.condition_key);
         self.note_open(&a.condition_key, false);
         self.notify(AlertEvent::Resolved, &a);
         Ok(a)

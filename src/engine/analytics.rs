@@ -22,10 +22,11 @@ use crate::domain::{Micros, PricingTable, QuotaPolicy, RequestType, Route, Suppl
 use crate::store::analytics::{DimColumn, Interrupter, is_interrupted};
 use crate::store::{AnalyticsReader, DimFilter, Store, StoreError, SupplierInfo};
 use chrono::{Duration, NaiveDate};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 mod cost;
 mod projection;
@@ -60,7 +61,7 @@ impl CancelHandle {
 
     pub fn cancel(&self) {
         self.flag.store(true, Ordering::SeqCst);
-        if let Some(i) = self.interrupter.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(i) = self.interrupter.lock().as_ref() {
             i.interrupt();
         }
     }
@@ -70,7 +71,7 @@ impl CancelHandle {
     }
 
     fn attach(&self, i: Interrupter) {
-        *self.interrupter.lock().unwrap_or_else(|e| e.into_inner()) = Some(i);
+        *self.interrupter.lock() = Some(i);
     }
 
     /// `Err(Cancelled)` once cancelled; call between steps.

@@ -31,9 +31,10 @@ use crate::providers::{ProviderTarget, Providers};
 use crate::store::{Alert, CompactionReport, HealthSampleRow, SeriesPoint, Store, StoreResult};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::StreamExt;
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::broadcast::error::TryRecvError;
 
 /// Monitor settings; `Default` is the product's numbers (probes every 30 s).
@@ -198,8 +199,8 @@ impl std::fmt::Debug for HealthMonitor {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
+    m.lock()
 }
 
 impl HealthMonitor {

@@ -20,8 +20,9 @@ use crate::store::{NewAccount, Store, StoreError};
 use crate::vault::{KeyRef, Vault, VaultError};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
+use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// A live check of a key: one cheap authenticated call to the provider,
 /// classified into a [`ValidationStatus`] with the provider's own message.
@@ -496,27 +497,27 @@ impl KeyService {
     /// keychain entry is already in memory.
     pub async fn key_for_account(&self, account: &ProviderAccount) -> Result<Secret, KeyError> {
         let key_ref = account.key_ref.as_deref().ok_or(KeyError::NoKey(account.id))?;
-        if let Some((r, k)) = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&account.id)
+        if let Some((r, k)) = self.live.read().get(&account.id)
             && r == key_ref
         {
             return Ok(k.clone());
         }
         let key = self.vault.get(&KeyRef::from_stored(key_ref)).await?;
-        self.live.write().unwrap_or_else(|e| e.into_inner()).insert(account.id, (key_ref.to_string(), key.clone()));
+        self.live.write().insert(account.id, (key_ref.to_string(), key.clone()));
         Ok(key)
     }
 
     /// Forgets the in-memory snapshots (the next request reads the keychain).
     pub fn forget_cached_keys(&self) {
-        self.live.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.live.write().clear();
     }
 
     fn put_live(&self, id: AccountId, key_ref: &KeyRef, key: Secret) {
-        self.live.write().unwrap_or_else(|e| e.into_inner()).insert(id, (key_ref.as_str().to_string(), key));
+        self.live.write().insert(id, (key_ref.as_str().to_string(), key));
     }
 
     fn drop_live(&self, id: AccountId) {
-        self.live.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.live.write().remove(&id);
     }
 }
 

@@ -14,13 +14,15 @@
 //! thread folds them into the rollups a moment later ([`FOLD_AFTER`], or
 //! [`FOLD_BATCH`] events, on [`Ledger::flush`] and when it stops), off every
 //! request's path. The last 1,000 committed events stay in memory for live views.
+#![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
 use crate::domain::UsageEvent;
 use crate::store::{LedgerSync, SqliteLedger, Store, StoreError, UsageLedger, WalCheckpointer};
+use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -102,8 +104,8 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-fn lock(w: &Mutex<Writer>) -> std::sync::MutexGuard<'_, Writer> {
-    w.lock().unwrap_or_else(|e| e.into_inner())
+fn lock(w: &Mutex<Writer>) -> parking_lot::MutexGuard<'_, Writer> {
+    w.lock()
 }
 
 /// Counters for metrics.
@@ -161,6 +163,8 @@ impl Ledger {
             thread: std::sync::OnceLock::new(),
         });
         let thread_shared = shared.clone();
+        // At start, not on a request: without its writer thread there is no ledger.
+        #[allow(clippy::expect_used)]
         std::thread::Builder::new()
             .name("usage-ledger".into())
             .spawn(move || run(&thread_shared, rx))
@@ -200,7 +204,7 @@ impl Ledger {
         if self.shared.pending.fetch_add(1, Ordering::AcqRel) == 0
             && in_flight <= 1
             && self.shared.inline
-            && let Ok(mut w) = self.shared.writer.try_lock()
+            && let Some(mut w) = self.shared.writer.try_lock()
         {
             let had_due = w.fold_due.is_some();
             let res = w.commit(&mut vec![event]);
@@ -250,7 +254,7 @@ impl Ledger {
 
     /// The most recent committed events, newest last (at most [`LIVE_WINDOW`]).
     pub fn recent(&self, n: usize) -> Vec<UsageEvent> {
-        let r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let r = self.recent.lock();
         r.iter().skip(r.len().saturating_sub(n)).cloned().collect()
     }
 
@@ -419,7 +423,7 @@ impl Writer {
                     self.unfolded += new;
                     self.fold_due.get_or_insert_with(|| Instant::now() + FOLD_AFTER);
                 }
-                let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+                let mut r = self.recent.lock();
                 for e in batch.drain(..) {
                     if r.len() == LIVE_WINDOW {
                         r.pop_front();

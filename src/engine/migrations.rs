@@ -12,8 +12,9 @@ use crate::domain::{AccountOwner, AiMode, Clock, SupplierId};
 use crate::engine::router::{AttemptOutcome, Router, RouterEvent};
 use crate::store::{Store, StoreError, SupplierPatch};
 use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
@@ -60,7 +61,7 @@ impl MigrationService {
         for m in svc.store.active_migrations()? {
             svc.apply_split(&m);
             tracing::info!(migration = m.id, supplier = m.supplier.0, phase = m.phase + 1, "resumed migration");
-            svc.active.lock().unwrap_or_else(|e| e.into_inner()).insert(m.supplier, m);
+            svc.active.lock().insert(m.supplier, m);
         }
         Ok(svc)
     }
@@ -89,11 +90,11 @@ impl MigrationService {
 
     /// Raises an alert through `alerts` whenever a migration rolls back.
     pub fn set_alerts(&self, alerts: Arc<crate::engine::alerts::AlertService>) {
-        *self.alerts.lock().unwrap_or_else(|e| e.into_inner()) = Some(alerts);
+        *self.alerts.lock() = Some(alerts);
     }
 
     fn alert_rollback(&self, m: &Migration, reason: &str) {
-        let alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let alerts = self.alerts.lock().clone();
         if let Some(a) = alerts {
             let today = self.clock.now().date_naive();
             let wedding_day = self.store.supplier(m.supplier).map(|s| s.has_wedding_on(today)).unwrap_or(false);
@@ -204,7 +205,7 @@ impl MigrationService {
         m.id = self.store.insert_migration(&m)?;
         self.apply_split(&m);
         self.audit("migration.start", &m, &format!("from {} to {}, first phase {} %", m.from, m.to, m.current_percent()));
-        self.active.lock().unwrap_or_else(|e| e.into_inner()).insert(supplier, m.clone());
+        self.active.lock().insert(supplier, m.clone());
         Ok(m)
     }
 
@@ -227,7 +228,7 @@ impl MigrationService {
     }
 
     fn with_active<R>(&self, id: i64, f: impl FnOnce(&mut Migration) -> Result<R, String>) -> Result<(R, Migration), MigrationError> {
-        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let mut active = self.active.lock();
         let m = active.values_mut().find(|m| m.id == id).ok_or_else(|| match self.store.migration(id) {
             Ok(m) => {
                 MigrationError::Refused(format!("migration {id} is {}; only running or paused migrations can change", m.state.as_str()))
@@ -288,7 +289,7 @@ impl MigrationService {
         if o.route != crate::domain::Route::Migration {
             return;
         }
-        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let mut active = self.active.lock();
         if let Some(m) = active.get_mut(&o.supplier)
             && m.state == MigrationState::Running
         {
@@ -305,7 +306,7 @@ impl MigrationService {
         let stored = self.store.active_migrations()?;
         let mut changed = Vec::new();
         {
-            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            let mut active = self.active.lock();
             let ids: Vec<i64> = stored.iter().map(|m| m.id).collect();
             let gone: Vec<SupplierId> = active.values().filter(|m| !ids.contains(&m.id)).map(|m| m.supplier).collect();
             for s in gone {
@@ -346,12 +347,12 @@ impl MigrationService {
     pub fn tick(&self) -> Result<Vec<(i64, Step)>, MigrationError> {
         self.sync_from_store()?;
         let now = self.clock.now();
-        let suppliers: Vec<SupplierId> = self.active.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+        let suppliers: Vec<SupplierId> = self.active.lock().keys().copied().collect();
         let mut out = Vec::new();
         for supplier in suppliers {
             let weddings = self.store.supplier(supplier).map(|s| s.weddings).unwrap_or_default();
             let (step, snapshot) = {
-                let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+                let mut active = self.active.lock();
                 let Some(m) = active.get_mut(&supplier) else { continue };
                 let step = m.step(now, &weddings);
                 m.apply(&step, now);
@@ -415,7 +416,7 @@ impl MigrationService {
 
     /// Running and paused migrations.
     pub fn active(&self) -> Vec<Migration> {
-        let mut v: Vec<Migration> = self.active.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut v: Vec<Migration> = self.active.lock().values().cloned().collect();
         v.sort_by_key(|m| m.id);
         v
     }

@@ -7,6 +7,7 @@
 //!
 //! Endpoints: `POST /v1/chat/completions` (plain and SSE), `POST /v1/embeddings`,
 //! `GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus text).
+#![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
 use crate::engine::router::{Caller, Router};
 use crate::providers::{ChatRequest, EmbeddingsRequest};

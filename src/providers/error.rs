@@ -335,7 +335,7 @@ pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
                 return Some(Duration::from_millis((secs * 1000.0) as u64).min(MAX_RETRY_AFTER));
             }
         } else if let Ok(t) = chrono::DateTime::parse_from_rfc2822(v) {
-            let ms = (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds().max(0);
+            let ms = (t.with_timezone(&chrono::Utc) - crate::domain::Clock::now(&crate::domain::SystemClock)).num_milliseconds().max(0);
             return Some(Duration::from_millis(ms as u64).min(MAX_RETRY_AFTER));
         }
     }
@@ -346,7 +346,7 @@ pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
         let remaining_oa = get(&format!("x-ratelimit-remaining-{kind}"));
         let anthropic = get(&format!("anthropic-ratelimit-{kind}-reset")).and_then(|v| {
             let t = chrono::DateTime::parse_from_rfc3339(v).ok()?;
-            let ms = (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds().max(0);
+            let ms = (t.with_timezone(&chrono::Utc) - crate::domain::Clock::now(&crate::domain::SystemClock)).num_milliseconds().max(0);
             Some(Duration::from_millis(ms as u64))
         });
         let remaining_an = get(&format!("anthropic-ratelimit-{kind}-remaining"));
@@ -433,7 +433,7 @@ mod tests {
             ])),
             Some(Duration::from_secs(360))
         );
-        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc3339();
+        let soon = (crate::domain::Clock::now(&crate::domain::SystemClock) + chrono::Duration::seconds(30)).to_rfc3339();
         let d = retry_after(&headers(&[("anthropic-ratelimit-requests-reset", &soon), ("anthropic-ratelimit-requests-remaining", "0")]))
             .unwrap();
         assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");

@@ -6,6 +6,7 @@
 //! typed error taxonomy and retries. Keys are passed in per call as
 //! [`Secret`] (a shared snapshot: cloning it copies no key) and never stored,
 //! logged or put in an error.
+#![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
 pub mod anthropic;
 pub mod azure;
@@ -28,8 +29,9 @@ use crate::domain::{AzureConfig, Micros, PricingTable, ProviderAccount, Provider
 use azure::AzureRoute;
 use bytes::Bytes;
 use futures::StreamExt;
+use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where a call goes: a provider account's endpoint and its key.
@@ -378,7 +380,7 @@ impl Providers {
     }
 
     fn random(&self) -> u64 {
-        self.jitter.lock().unwrap_or_else(|e| e.into_inner()).next_u64()
+        self.jitter.lock().next_u64()
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the policy gives up.

@@ -17,12 +17,13 @@ mod server;
 
 use crate::domain::ProviderKind;
 use crate::domain::rng::DetRng;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// Latency added before answering: log-normal around `median_ms` with shape
@@ -202,11 +203,11 @@ impl Account {
     }
 
     pub fn faults(&self) -> Faults {
-        *self.faults.read().unwrap_or_else(|e| e.into_inner())
+        *self.faults.read()
     }
 
     fn set_faults(&self, f: Faults) {
-        *self.faults.write().unwrap_or_else(|e| e.into_inner()) = f;
+        *self.faults.write() = f;
     }
 
     /// Rolls the dice for one request (locks held only for the draw).
@@ -216,7 +217,7 @@ impl Account {
         if f.is_quiet() {
             return Decision { latency: Duration::ZERO, outcome: Outcome::Ok, slow_stream, cut_after: None };
         }
-        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rng = self.rng.lock();
         let mut latency_ms = if f.latency.median_ms > 0 {
             if f.latency.sigma > 0.0 {
                 rng.lognormal(f.latency.median_ms as f64, f.latency.sigma).min(600_000.0) as u64
@@ -246,7 +247,7 @@ impl Account {
 
     /// Whether this prompt prefix was seen before (and remembers it).
     pub fn seen_before(&self, hash: u64) -> bool {
-        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.cache.lock();
         if c.len() > 100_000 {
             c.clear();
         }
@@ -261,15 +262,15 @@ pub(crate) struct SimState {
 
 impl SimState {
     pub fn account_by_key(&self, key: &str) -> Option<Arc<Account>> {
-        self.by_key.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.by_key.read().get(key).cloned()
     }
 
     pub fn account_by_name(&self, name: &str) -> Option<Arc<Account>> {
-        self.by_key.read().unwrap_or_else(|e| e.into_inner()).values().find(|a| a.name == name).cloned()
+        self.by_key.read().values().find(|a| a.name == name).cloned()
     }
 
     pub fn accounts(&self) -> Vec<Arc<Account>> {
-        let mut v: Vec<_> = self.by_key.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut v: Vec<_> = self.by_key.read().values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }

@@ -605,7 +605,8 @@ pub fn fault(d: Dialect, outcome: super::Outcome, model: &str, req: u64) -> Erro
                     e.headers.push(("x-ratelimit-reset-requests", format!("{}ms", retry_after_ms)));
                 }
                 Dialect::Anthropic => {
-                    let reset = chrono::Utc::now() + chrono::Duration::milliseconds(retry_after_ms as i64);
+                    let reset =
+                        crate::domain::Clock::now(&crate::domain::SystemClock) + chrono::Duration::milliseconds(retry_after_ms as i64);
                     e.headers.push(("anthropic-ratelimit-requests-remaining", "0".into()));
                     e.headers.push(("anthropic-ratelimit-requests-reset", reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
                 }

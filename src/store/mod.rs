@@ -36,9 +36,9 @@ pub use suppliers::{SupplierFilter, SupplierPatch};
 pub use tokens::{GatewayToken, TokenHash, TokenId, TokenRow};
 pub use usage::{LedgerSync, SqliteLedger, UsageLedger, WalCheckpointer};
 
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +126,7 @@ impl Store {
     }
 
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        self.conn.lock()
     }
 
     pub(crate) fn err(&self, e: rusqlite::Error) -> StoreError {

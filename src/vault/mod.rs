@@ -16,8 +16,9 @@
 
 use crate::domain::{AccountId, Secret};
 use keyring_core::{CredentialStore, Entry, Error as KeyringError};
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The keychain service name under which every Switchboard key is stored.
 pub const SERVICE: &str = "switchboard";
@@ -111,8 +112,13 @@ struct OsSlot(Mutex<Option<Arc<CredentialStore>>>);
 impl Drop for OsSlot {
     fn drop(&mut self) {
         let store = lock(&self.0).take();
+        // Not a hidden runtime: nothing is spawned on it. zbus panics when a
+        // Secret Service client is dropped on a tokio runtime thread, so the
+        // drop is moved to a plain thread when this runs on one.
+        #[allow(clippy::disallowed_methods)]
+        let on_runtime = tokio::runtime::Handle::try_current().is_ok();
         if let Some(store) = store
-            && tokio::runtime::Handle::try_current().is_ok()
+            && on_runtime
         {
             let _ = std::thread::Builder::new().name("keychain-drop".into()).spawn(move || drop(store));
         }
@@ -250,8 +256,8 @@ impl Vault {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
+    m.lock()
 }
 
 async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, VaultError> + Send + 'static) -> Result<T, VaultError> {

@@ -12,7 +12,7 @@ impl Service {
     pub(in crate::console) fn start_export(self: &Arc<Self>, opts: ExportOptions, ticket: Ticket, out: Outbox) {
         let cancel = CancelHandle::new();
         {
-            let mut running = self.export.lock().unwrap_or_else(|e| e.into_inner());
+            let mut running = self.export.lock();
             if running.is_some() {
                 let message = "an export is already running; wait for it to finish or cancel it first".to_string();
                 out.send(ticket, ConsoleEvent::Failed { channel: Channel::Export, message });
@@ -27,7 +27,7 @@ impl Service {
                 export_usage(&store, &opts, &cancel, |p| progress_out.send(ticket, ConsoleEvent::ExportProgress(p)))
             })
             .await;
-            *svc.export.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *svc.export.lock() = None;
             let ev = match res {
                 Ok(Ok(summary)) => ConsoleEvent::ExportDone(summary),
                 Ok(Err(ExportError::Exists(path))) => ConsoleEvent::ExportExists { path },

@@ -153,7 +153,7 @@ impl Service {
             Dimension::Total,
         )));
         {
-            let mut running = self.projections.lock().unwrap_or_else(|e| e.into_inner());
+            let mut running = self.projections.lock();
             for c in running.drain(..) {
                 c.cancel();
             }

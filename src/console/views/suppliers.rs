@@ -88,13 +88,13 @@ pub(in crate::console) const SUPPLIER_CACHE_TTL_SECS: u64 = 30;
 
 impl Service {
     pub(in crate::console) fn invalidate(&self) {
-        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.cache.lock() = None;
     }
 
     pub(in crate::console) fn supplier_cache(&self) -> Res<Arc<SupplierCache>> {
         let today = self.today();
         let month = today.with_day(1).unwrap_or(today);
-        if let Some(c) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+        if let Some(c) = self.cache.lock().as_ref()
             && c.month == month
             && c.loaded.elapsed().as_secs() < SUPPLIER_CACHE_TTL_SECS
         {
@@ -103,7 +103,7 @@ impl Service {
         let suppliers = self.store.list_suppliers(&SupplierFilter::default()).map_err(msg)?;
         let quota_used = self.store.quota_tokens_by_supplier(month, today + Duration::days(1)).map_err(msg)?;
         let c = Arc::new(SupplierCache { loaded: Instant::now(), month, suppliers: Arc::new(suppliers), quota_used });
-        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        *self.cache.lock() = Some(c.clone());
         Ok(c)
     }
 

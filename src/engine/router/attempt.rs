@@ -79,7 +79,7 @@ impl Trial {
 impl Drop for Trial {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            self.account.breaker.lock().unwrap_or_else(|e| e.into_inner()).release_trial(id);
+            self.account.breaker.lock().release_trial(id);
         }
     }
 }
@@ -159,7 +159,7 @@ impl Router {
         let wedding_day = supplier.supplier.has_wedding_on(today);
         let rpm = self.cfg.quota.rpm(supplier.supplier.tier, today);
         {
-            let mut g = supplier.gcra.lock().unwrap_or_else(|e| e.into_inner());
+            let mut g = supplier.gcra.lock();
             let limit = RateLimit::per_minute(rpm);
             if wedding_day {
                 g.force(limit, now);
@@ -186,14 +186,11 @@ impl Router {
     /// bound does not fit the quota.
     fn plan(&self, p: &mut Prepared, model_provider: Option<ProviderKind>, exact: impl FnOnce() -> u64) -> (RoutePlan, bool) {
         let cat = self.catalog();
-        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let keys = self.keys.read();
         let now = p.now;
         let cand = |id: &AccountId| -> Option<Candidate> {
             let a = cat.accounts.get(id)?;
-            let open = !matches!(
-                a.breaker.lock().unwrap_or_else(|e| e.into_inner()).state_at(now),
-                BreakerState::Closed | BreakerState::HalfOpen { trial_in_flight: false }
-            );
+            let open = !matches!(a.breaker.lock().state_at(now), BreakerState::Closed | BreakerState::HalfOpen { trial_in_flight: false });
             Some(Candidate { account: *id, provider: a.account.provider, available: a.account.enabled && keys.contains_key(id) && !open })
         };
         let client: Vec<Candidate> = p.supplier.client_accounts.iter().filter_map(cand).collect();
@@ -236,9 +233,9 @@ impl Router {
         if let Some(kind) = job.refuses(&acc.account) {
             return Err(failure(kind));
         }
-        let key = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&account).cloned().ok_or(None)?;
+        let key = self.keys.read().get(&account).cloned().ok_or(None)?;
         let trial = {
-            let mut b = acc.breaker.lock().unwrap_or_else(|e| e.into_inner());
+            let mut b = acc.breaker.lock();
             if !b.try_acquire(p.now).0 {
                 return Err(failure(FailureKind::BreakerOpen));
             }
@@ -353,7 +350,7 @@ impl Router {
     pub(super) fn record_outcome(&self, p: &Prepared, account: &AccountEntry, route: Route, started: Instant, err: Option<&ProviderError>) {
         let counts = err.map(|e| e.counts_against_health()).unwrap_or(false);
         let ok = err.is_none() || !counts;
-        let t = account.breaker.lock().unwrap_or_else(|e| e.into_inner()).record(ok, self.clock.now());
+        let t = account.breaker.lock().record(ok, self.clock.now());
         self.on_transition(account.account.id, t);
         let _ = self.outcomes.send(AttemptOutcome {
             at: self.clock.now(),

@@ -15,9 +15,10 @@ use crate::domain::ratelimit::Gcra;
 use crate::domain::routing::Split;
 use crate::domain::{AccountId, AccountOwner, ProviderAccount, ProviderKind, Supplier, SupplierId};
 use crate::store::{StoreError, TokenHash, TokenId};
+use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 
 pub(super) struct SupplierEntry {
     pub(super) supplier: Supplier,
@@ -60,13 +61,13 @@ pub(super) fn family(k: ProviderKind) -> u8 {
 
 impl Router {
     pub(super) fn catalog(&self) -> Arc<RouteCatalog> {
-        self.catalog.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.catalog.read().clone()
     }
 
     /// Reloads the catalog if the store's catalog changed since the last load.
     pub fn reload_if_changed(&self) -> Result<bool, StoreError> {
         let v = self.store.catalog_version()?;
-        if *self.catalog_version.lock().unwrap_or_else(|e| e.into_inner()) == v {
+        if *self.catalog_version.lock() == v {
             return Ok(false);
         }
         self.reload()?;
@@ -129,8 +130,8 @@ impl Router {
             cat.mirrors.insert(entry.record.supplier_id, entry);
         }
         self.mirroring.store(!cat.mirrors.is_empty(), Ordering::Relaxed);
-        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cat);
-        *self.catalog_version.lock().unwrap_or_else(|e| e.into_inner()) = version;
+        *self.catalog.write() = Arc::new(cat);
+        *self.catalog_version.lock() = version;
         Ok(())
     }
 
@@ -176,7 +177,7 @@ impl Router {
     /// Sets (or clears) the key used for an account. In-flight requests keep
     /// the key they started with.
     pub fn set_key(&self, account: AccountId, key: Option<Secret>) {
-        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let mut keys = self.keys.write();
         match key {
             Some(k) => keys.insert(account, k),
             None => keys.remove(&account),
@@ -185,11 +186,11 @@ impl Router {
 
     /// The key the router uses for an account (for the parallel test).
     pub fn key(&self, account: AccountId) -> Option<Secret> {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&account).cloned()
+        self.keys.read().get(&account).cloned()
     }
 
     pub fn has_key(&self, account: AccountId) -> bool {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).contains_key(&account)
+        self.keys.read().contains_key(&account)
     }
 
     /// Platform accounts in routing order.
@@ -199,7 +200,7 @@ impl Router {
 
     /// Sets the traffic split of a running migration (None: no split).
     pub fn set_split(&self, supplier: SupplierId, split: Option<Split>) {
-        let mut s = self.splits.write().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.splits.write();
         match split {
             Some(v) => s.insert(supplier, v),
             None => s.remove(&supplier),
@@ -207,15 +208,14 @@ impl Router {
     }
 
     pub fn split(&self, supplier: SupplierId) -> Option<Split> {
-        self.splits.read().unwrap_or_else(|e| e.into_inner()).get(&supplier).copied()
+        self.splits.read().get(&supplier).copied()
     }
 
     /// Breaker state of every account as of now.
     pub fn breaker_states(&self) -> Vec<(ProviderAccount, BreakerState)> {
         let cat = self.catalog();
         let now = self.clock.now();
-        let mut v: Vec<_> =
-            cat.accounts.values().map(|a| (a.account.clone(), a.breaker.lock().unwrap_or_else(|e| e.into_inner()).state_at(now))).collect();
+        let mut v: Vec<_> = cat.accounts.values().map(|a| (a.account.clone(), a.breaker.lock().state_at(now))).collect();
         v.sort_by_key(|(a, _)| a.id);
         v
     }
@@ -226,7 +226,7 @@ impl Router {
         if let Some(a) = cat.accounts.get(&account) {
             let now = self.clock.now();
             let t = {
-                let mut b = a.breaker.lock().unwrap_or_else(|e| e.into_inner());
+                let mut b = a.breaker.lock();
                 if open { b.force_open(now) } else { b.force_close() }
             };
             self.on_transition(account, t);

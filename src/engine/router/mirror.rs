@@ -61,7 +61,7 @@ impl Router {
             m.dispatched.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        let key = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(&r.account_id).cloned();
+        let key = self.keys.read().get(&r.account_id).cloned();
         let (Some(acc), Some(key), Some(rt)) = (cat.accounts.get(&r.account_id), key, p.lane.as_ref().or(self.rt.as_ref())) else {
             m.dispatched.fetch_sub(1, Ordering::Relaxed);
             return;

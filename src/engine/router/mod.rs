@@ -21,6 +21,7 @@
 //! handle given at construction; copies for mirrors run on the handle the
 //! caller passes with the request (a gateway lane's own, whose upstream
 //! connection pool they use), else on the router's.
+#![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
 mod attempt;
 mod catalog;
@@ -45,10 +46,11 @@ use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::Stream;
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::runtime::Handle;
 

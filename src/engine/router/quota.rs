@@ -42,7 +42,7 @@ impl Router {
     /// (used, reserved) of the supplier's counter, rolled over to `now`'s month
     /// (loading the month's usage from the ledger the first time).
     pub(super) fn counter(&self, s: &SupplierEntry, now: DateTime<Utc>) -> (u64, u64) {
-        let mut q = s.quota.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = s.quota.lock();
         self.roll(&mut q, s.supplier.id, now);
         (q.used, q.reserved)
     }
@@ -67,7 +67,7 @@ impl Router {
     /// Tries to reserve `n` platform tokens; false when the quota has no room.
     pub(super) fn reserve(&self, p: &Prepared, n: u64) -> bool {
         let quota = self.quota_of(p);
-        let mut q = p.supplier.quota.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = p.supplier.quota.lock();
         self.roll(&mut q, p.supplier.supplier.id, p.now);
         if !p.wedding_day && q.used.saturating_add(q.reserved).saturating_add(n) > quota {
             return false;
@@ -80,7 +80,7 @@ impl Router {
     pub(super) fn settle(&self, p: &Prepared, reserved: u64, actual: u64) {
         let quota = self.quota_of(p);
         let events = {
-            let mut q = p.supplier.quota.lock().unwrap_or_else(|e| e.into_inner());
+            let mut q = p.supplier.quota.lock();
             q.reserved = q.reserved.saturating_sub(reserved);
             q.used = q.used.saturating_add(actual);
             let status = crate::domain::QuotaStatus::new(q.used, quota, self.cfg.quota.warn_percent);

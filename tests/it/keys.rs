@@ -10,6 +10,7 @@
 //! `SWITCHBOARD_TEST_KEYRING` is not set, so a bare `cargo test` outside the
 //! test script does not touch the developer's own keyring.
 
+use crate::support::{keyring_available, sb};
 use chrono::Utc;
 use std::io::Write;
 use std::path::Path;
@@ -34,20 +35,6 @@ const OPENAI_KEY_2: &str = "sk-proj-LEAKCANARYopenaiTwo0000000000000000c3d4";
 const ANTHROPIC_KEY: &str = "sk-ant-api03-LEAKCANARYanthropic000000000000000e5f6";
 const AZURE_KEY: &str = "0123456789abcdef4ea4ca9a7ba1e5f6"; // 32 hex; "4ea4ca9a7ba1" is its canary
 const AZURE_CANARY: &str = "4ea4ca9a7ba1";
-
-fn keyring_available() -> bool {
-    if std::env::var_os("SWITCHBOARD_TEST_KEYRING").is_some() {
-        return true;
-    }
-    eprintln!("skipped: needs the private test keyring (run scripts/test, which sets SWITCHBOARD_TEST_KEYRING=1)");
-    false
-}
-
-fn bin(db: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    c.env_remove("SWITCHBOARD_DB").arg("--db").arg(db);
-    c
-}
 
 /// Runs the binary with `stdin` piped in.
 fn run(mut c: Command, stdin: &str) -> Output {
@@ -97,7 +84,7 @@ fn supplier(store: &Store, name: &str, mode: AiMode) -> SupplierId {
 }
 
 fn accounts_json(db: &Path) -> Vec<ProviderAccount> {
-    let mut c = bin(db);
+    let mut c = sb(db);
     c.args(["key", "list", "--json"]);
     serde_json::from_str(&ok(&run(c, ""))).unwrap()
 }
@@ -119,7 +106,7 @@ fn add_read_back_rotate_remove_across_processes() {
     let sup = supplier(&Store::open(&db).unwrap(), "Capture Moments", AiMode::Client);
 
     // Process 1: add, key on stdin, validated live against the simulator.
-    let mut c = bin(&db);
+    let mut c = sb(&db);
     c.args(["key", "add", "--owner", &sup.0.to_string(), "--provider", "openai", "--base-url", sim.base_url()]);
     let out = ok(&run(c, &format!("{OPENAI_KEY_1}\n")));
     assert!(out.contains("sk-proj-…a1b2"), "{out}");
@@ -140,7 +127,7 @@ fn add_read_back_rotate_remove_across_processes() {
     assert_eq!(rt.block_on(vault.get(&first_ref)).unwrap().expose(), OPENAI_KEY_1);
 
     // Process 3: rotate to a key the provider rejects → refused, old key intact.
-    let mut c = bin(&db);
+    let mut c = sb(&db);
     c.args(["key", "rotate", &a.id.to_string()]);
     let o = run(c, "sk-proj-NotAcceptedByTheProvider000000000000zz99\n");
     assert!(!o.status.success());
@@ -151,7 +138,7 @@ fn add_read_back_rotate_remove_across_processes() {
     assert_eq!(rt.block_on(vault.get(&first_ref)).unwrap().expose(), OPENAI_KEY_1);
 
     // Process 4: rotate to a good key.
-    let mut c = bin(&db);
+    let mut c = sb(&db);
     c.args(["key", "rotate", &a.id.to_string()]);
     let out = ok(&run(c, OPENAI_KEY_2));
     assert!(out.contains("sk-proj-…c3d4"), "{out}");
@@ -163,19 +150,19 @@ fn add_read_back_rotate_remove_across_processes() {
     assert!(matches!(rt.block_on(vault.get(&first_ref)), Err(VaultError::Missing { .. })), "old entry removed");
 
     // Process 5: validate reads the key from the keychain in a fresh process.
-    let mut c = bin(&db);
+    let mut c = sb(&db);
     c.args(["key", "validate", &a.id.to_string()]);
     assert!(ok(&run(c, "")).contains("valid"));
 
     // Process 6: remove is refused while this is the client-mode supplier's only account…
-    let mut c = bin(&db);
+    let mut c = sb(&db);
     c.args(["key", "remove", &a.id.to_string()]);
     let o = run(c, "");
     assert!(!o.status.success());
     assert!(stderr(&o).contains("active route"), "{}", stderr(&o));
     assert_eq!(rt.block_on(vault.get(&second_ref)).unwrap().expose(), OPENAI_KEY_2);
     // … and done with --force: gone from the keychain and the database.
-    let mut c = bin(&db);
+    let mut c = sb(&db);
     c.args(["key", "remove", &a.id.to_string(), "--force"]);
     ok(&run(c, ""));
     assert!(accounts_json(&db).is_empty());
@@ -229,7 +216,7 @@ fn without_a_keychain_every_key_path_says_so_and_stores_nothing() {
     drop(store);
 
     let no_bus = |args: &[&str]| {
-        let mut c = bin(&db);
+        let mut c = sb(&db);
         c.env("DBUS_SESSION_BUS_ADDRESS", format!("unix:path={}", dir.path().join("no-such-bus").display()));
         c.args(args);
         c
@@ -562,7 +549,7 @@ fn no_key_or_token_leaks_into_database_wal_logs_or_csv() {
     let mut logs = String::new();
     let mut outputs = String::new();
     let step = |logs: &mut String, args: &[&str], stdin: &str| -> String {
-        let mut c = bin(&db);
+        let mut c = sb(&db);
         c.env("SWITCHBOARD_LOG", "debug").args(args);
         let o = run(c, stdin);
         logs.push_str(&stderr(&o));
@@ -596,12 +583,12 @@ fn no_key_or_token_leaks_into_database_wal_logs_or_csv() {
     outputs += &step(&mut logs, &["key", "list"], "");
     outputs += &step(&mut logs, &["key", "list", "--json"], "");
     // A rejected key and a mistyped one, whose errors must not repeat them.
-    let mut c = bin(&db);
+    let mut c = sb(&db);
     c.env("SWITCHBOARD_LOG", "debug").args(["key", "rotate", "2"]);
     let o = run(c, "sk-ant-api03-LEAKCANARYrejected0000000000000000000");
     assert!(!o.status.success());
     logs.push_str(&stderr(&o));
-    let mut c = bin(&db);
+    let mut c = sb(&db);
     c.env("SWITCHBOARD_LOG", "debug").args(["key", "add", "--owner", "platform", "--provider", "openai"]);
     let o = run(c, "LEAKCANARY-not-a-key");
     assert!(!o.status.success());
@@ -623,7 +610,7 @@ fn no_key_or_token_leaks_into_database_wal_logs_or_csv() {
     // Real traffic: `switchboard serve` at debug level, one request through the
     // gateway with the supplier's token, served with the rotated key.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut serve = bin(&db);
+    let mut serve = sb(&db);
     serve.env("SWITCHBOARD_LOG", "debug").args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
     serve.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = serve.spawn().expect("switchboard serve starts");
@@ -651,7 +638,7 @@ fn no_key_or_token_leaks_into_database_wal_logs_or_csv() {
     // Usage CSV of the same day.
     let out = dir.path().join("usage.csv");
     let today = Utc::now().date_naive().to_string();
-    let mut c = bin(&db);
+    let mut c = sb(&db);
     c.env("SWITCHBOARD_LOG", "debug").args(["export", "usage", "--from", &today, "--to", &today, "--out"]).arg(&out);
     let o = run(c, "");
     logs.push_str(&stderr(&o));
@@ -723,13 +710,13 @@ fn removing_a_supplier_removes_its_keys_from_the_keychain() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
     let sup = supplier(&Store::open(&db).unwrap(), "Golden Hour Films", AiMode::Client);
-    let mut c = bin(&db);
+    let mut c = sb(&db);
     c.args(["key", "add", "--owner", &sup.0.to_string(), "--provider", "anthropic", "--no-validate"]);
     ok(&run(c, ANTHROPIC_KEY));
     let key_ref = KeyRef::from_stored(accounts_json(&db)[0].key_ref.clone().unwrap());
     let rt = runtime();
     assert_eq!(rt.block_on(Vault::os().get(&key_ref)).unwrap().expose(), ANTHROPIC_KEY);
-    let mut c = bin(&db);
+    let mut c = sb(&db);
     c.args(["supplier", "remove", &sup.0.to_string()]);
     assert!(ok(&run(c, "")).contains("their keys from the keychain"));
     assert!(matches!(rt.block_on(Vault::os().get(&key_ref)), Err(VaultError::Missing { .. })));

@@ -2,6 +2,7 @@
 //! from the previous version, the refusal of bad files (left byte-identical),
 //! supplier CRUD through the real binary, and deterministic demo data.
 
+use crate::support::{bin, day};
 use chrono::{NaiveDate, Utc};
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -11,16 +12,6 @@ use switchboard::domain::health::Retention;
 use switchboard::domain::{AiMode, NewSupplier, QuotaPolicy, Route, SupplierId, Tier, VendorType};
 use switchboard::engine::demo::{DemoConfig, generate};
 use switchboard::store::{Store, StoreError, SupplierFilter, SupplierPatch, schema};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    c.env_remove("SWITCHBOARD_DB");
-    c
-}
-
-fn day(s: &str) -> NaiveDate {
-    s.parse().unwrap()
-}
 
 #[test]
 fn schema_is_created_from_empty_and_reopened() {

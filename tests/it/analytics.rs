@@ -5,6 +5,7 @@
 //! export re-reads equal to the database, refuses to overwrite, never leaves a
 //! half-written file, and opens in LibreOffice with numbers and dates typed.
 
+use crate::support::day;
 use chrono::{Datelike, Duration, NaiveDate, TimeZone, Utc};
 use rusqlite::Connection;
 use std::path::Path;
@@ -20,10 +21,6 @@ use switchboard::engine::analytics::{
 use switchboard::engine::demo::{DemoConfig, generate};
 use switchboard::engine::export::{ExportError, ExportOptions, GroupBy, export_usage};
 use switchboard::store::Store;
-
-fn day(s: &str) -> NaiveDate {
-    s.parse().unwrap()
-}
 
 fn session(store: &Arc<Store>) -> AnalyticsSession {
     AnalyticsService::new(store.clone(), PricingTable::builtin(), QuotaPolicy::default()).session().unwrap()

@@ -4,6 +4,7 @@
 //! row. Runs in its own test binary so nothing else shares the machine's
 //! sockets and processes while it does.
 
+use crate::support::{keyring_available, sb};
 use serde_json::json;
 use std::sync::Arc;
 use switchboard::sim::DEMO_OPENAI_KEY;
@@ -47,16 +48,9 @@ async fn wait_http(url: &str) {
     panic!("{url} did not come up");
 }
 
-fn sb(db: &std::path::Path) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    c.env_remove("SWITCHBOARD_DB").arg("--db").arg(db);
-    c
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {
-    if std::env::var_os("SWITCHBOARD_TEST_KEYRING").is_none() {
-        eprintln!("skipped: needs the private test keyring (run scripts/test, which sets SWITCHBOARD_TEST_KEYRING=1)");
+    if !keyring_available() {
         return;
     }
     use std::io::Write;
@@ -123,7 +117,7 @@ async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {
     assert!(ready, "the gateway never answered");
 
     // 16 clients, unique request ids; remember which requests got a complete answer.
-    let completed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let completed = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for c in 0..16 {
@@ -145,7 +139,7 @@ async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {
                     Ok(r) => {
                         let status = r.status();
                         match r.text().await {
-                            Ok(body) if status == 200 && body.contains("chat.completion") => completed.lock().unwrap().push(rid),
+                            Ok(body) if status == 200 && body.contains("chat.completion") => completed.lock().push(rid),
                             Ok(body) if n == 1 => eprintln!("client {c}: {status} {body}"),
                             _ => {}
                         }
@@ -164,7 +158,7 @@ async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {
     for t in tasks {
         t.await.unwrap();
     }
-    let completed = completed.lock().unwrap().clone();
+    let completed = completed.lock().clone();
     assert!(completed.len() > 50, "the load ran: {} completed", completed.len());
 
     // Restart on the same file: it opens cleanly and serves again.

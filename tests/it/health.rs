@@ -2,7 +2,8 @@
 //! loopback HTTP, the router, and the health monitor driven tick by tick with a
 //! manual clock (no test waits for minutes of real time).
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use crate::support::{fast_providers, june, sim_account};
+use chrono::{Duration, NaiveDate};
 use std::sync::Arc;
 use switchboard::domain::Secret;
 use switchboard::domain::health::{AccountWindow, AlertKind, HealthRules, Retention, Sample, SampleSource, Severity, Thresholds, Verdict};
@@ -14,15 +15,11 @@ use switchboard::engine::gateway_tokens as tokens;
 use switchboard::engine::health::{HealthMonitor, MonitorConfig};
 use switchboard::engine::ledger::Ledger;
 use switchboard::engine::router::{Router, RouterConfig};
-use switchboard::providers::{ChatRequest, Providers, ProvidersConfig, RetryPolicy};
+use switchboard::providers::{ChatRequest, Providers};
 use switchboard::sim::{DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY, Latency, SimAccountConfig, SimConfig, SimHandle, Simulator};
-use switchboard::store::{HealthSampleRow, NewAccount, Store};
+use switchboard::store::{HealthSampleRow, Store};
 
 const CLIENT2_KEY: &str = "sk-sim-openai-client-000000000002";
-
-fn june() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 6, 10, 12, 0, 0).unwrap()
-}
 
 fn today() -> NaiveDate {
     june().date_naive()
@@ -45,25 +42,8 @@ async fn env() -> Env {
     sim_cfg.accounts.push(SimAccountConfig::new("openai-client-2", ProviderKind::OpenAi, CLIENT2_KEY));
     let sim = Simulator::start(sim_cfg).await.unwrap();
     let clock = ManualClock::new(june());
-    let platform = store
-        .insert_account(
-            &NewAccount {
-                owner: AccountOwner::Platform,
-                provider: ProviderKind::OpenAi,
-                label: "WedSync OpenAI".into(),
-                base_url: sim.base_url().to_string(),
-                azure: None,
-                default_model: "gpt-4o-mini".into(),
-            },
-            june(),
-        )
-        .unwrap()
-        .id;
-    let providers = Providers::new(ProvidersConfig {
-        retry: RetryPolicy { max_attempts: 1, base_delay: std::time::Duration::from_millis(5), ..RetryPolicy::default() },
-        ..ProvidersConfig::default()
-    })
-    .unwrap();
+    let platform = sim_account(&store, AccountOwner::Platform, ProviderKind::OpenAi, "WedSync OpenAI", "gpt-4o-mini", sim.base_url());
+    let providers = fast_providers(1);
     let ledger = Ledger::start(&store).unwrap();
     let router = Router::new(
         store.clone(),
@@ -88,21 +68,8 @@ impl Env {
     }
 
     fn client_account(&self, supplier: SupplierId, label: &str, key: &str) -> AccountId {
-        let id = self
-            .store
-            .insert_account(
-                &NewAccount {
-                    owner: AccountOwner::Supplier(supplier),
-                    provider: ProviderKind::OpenAi,
-                    label: label.into(),
-                    base_url: self.sim.base_url().to_string(),
-                    azure: None,
-                    default_model: "gpt-4o-mini".into(),
-                },
-                june(),
-            )
-            .unwrap()
-            .id;
+        let id =
+            sim_account(&self.store, AccountOwner::Supplier(supplier), ProviderKind::OpenAi, label, "gpt-4o-mini", self.sim.base_url());
         self.router.set_key(id, Some(Secret::new(key)));
         self.router.reload().unwrap();
         id
@@ -500,7 +467,7 @@ async fn webhook_gets_alerts_with_retries_and_a_hanging_webhook_never_slows_the_
     let s = e.supplier("Hooked Venue", AiMode::Platform, &[], true);
     // A webhook that refuses the first post, then accepts; and one that never answers.
     let hits = Arc::new(AtomicU32::new(0));
-    let bodies = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let bodies = Arc::new(parking_lot::Mutex::new(Vec::<serde_json::Value>::new()));
     let app = {
         let (hits, bodies) = (hits.clone(), bodies.clone());
         axum::Router::new()
@@ -512,7 +479,7 @@ async fn webhook_gets_alerts_with_retries_and_a_hanging_webhook_never_slows_the_
                         if hits.fetch_add(1, Ordering::SeqCst) == 0 {
                             return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
                         }
-                        bodies.lock().unwrap().push(v);
+                        bodies.lock().push(v);
                         axum::http::StatusCode::OK
                     }
                 }),
@@ -540,12 +507,12 @@ async fn webhook_gets_alerts_with_retries_and_a_hanging_webhook_never_slows_the_
     let m = e.monitor(cfg);
     m.alerts().migration_rolled_back(s, 1, "p95 2.4 s on the new provider", false).unwrap();
     for _ in 0..200 {
-        if !bodies.lock().unwrap().is_empty() {
+        if !bodies.lock().is_empty() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let got = bodies.lock().unwrap().clone();
+    let got = bodies.lock().clone();
     assert_eq!(got.len(), 1, "delivered after one retry");
     assert_eq!(got[0]["event"], "raised");
     assert_eq!(got[0]["alert"]["kind"], "migration_rolled_back");

@@ -2,6 +2,7 @@
 //! real HTTP from the router to the provider simulator, a real SQLite ledger,
 //! and a manual clock for breakers, rate limits and quotas.
 
+use crate::support::{fast_providers, june, sb, sim_account};
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -14,7 +15,7 @@ use switchboard::engine::gateway_tokens as tokens;
 use switchboard::engine::ledger::Ledger;
 use switchboard::engine::router::{Router, RouterConfig};
 use switchboard::gateway::{self, GatewayHandle};
-use switchboard::providers::{Providers, ProvidersConfig, RetryPolicy};
+use switchboard::providers::{Providers, ProvidersConfig};
 use switchboard::sim::{DEMO_ANTHROPIC_KEY, DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY, SimAccountConfig, SimConfig, SimHandle, Simulator};
 use switchboard::store::{NewAccount, Store};
 
@@ -31,10 +32,6 @@ struct Env {
     platform_openai: AccountId,
 }
 
-fn june() -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 6, 10, 12, 0, 0).unwrap()
-}
-
 async fn env(cfg: RouterConfig) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path().join("gw.db")).unwrap());
@@ -42,31 +39,11 @@ async fn env(cfg: RouterConfig) -> Env {
     sim_cfg.accounts.push(SimAccountConfig::new("openai-client-2", ProviderKind::OpenAi, CLIENT2_KEY));
     let sim = Simulator::start(sim_cfg).await.unwrap();
     let clock = ManualClock::new(june());
-    let now = june();
-    let mk = |owner, provider, label: &str, model: &str| {
-        store
-            .insert_account(
-                &NewAccount {
-                    owner,
-                    provider,
-                    label: label.into(),
-                    base_url: sim.base_url().to_string(),
-                    azure: None,
-                    default_model: model.into(),
-                },
-                now,
-            )
-            .unwrap()
-            .id
-    };
+    let mk = |owner, provider, label: &str, model: &str| sim_account(&store, owner, provider, label, model, sim.base_url());
     let platform_openai = mk(AccountOwner::Platform, ProviderKind::OpenAi, "WedSync OpenAI", "gpt-4o-mini");
     let platform_anthropic = mk(AccountOwner::Platform, ProviderKind::Anthropic, "WedSync Anthropic", "claude-haiku-4-5");
     let ledger = Ledger::start(&store).unwrap();
-    let providers = Providers::new(ProvidersConfig {
-        retry: RetryPolicy { max_attempts: 2, base_delay: std::time::Duration::from_millis(5), ..RetryPolicy::default() },
-        ..ProvidersConfig::default()
-    })
-    .unwrap();
+    let providers = fast_providers(2);
     let router = Router::new(
         store.clone(),
         providers,
@@ -92,21 +69,8 @@ impl Env {
 
     /// A client account on the simulator for `supplier`, with its key set.
     fn client_account(&self, supplier: SupplierId, label: &str, key: &str) -> AccountId {
-        let id = self
-            .store
-            .insert_account(
-                &NewAccount {
-                    owner: AccountOwner::Supplier(supplier),
-                    provider: ProviderKind::OpenAi,
-                    label: label.into(),
-                    base_url: self.sim.base_url().to_string(),
-                    azure: None,
-                    default_model: "gpt-4o-mini".into(),
-                },
-                june(),
-            )
-            .unwrap()
-            .id;
+        let id =
+            sim_account(&self.store, AccountOwner::Supplier(supplier), ProviderKind::OpenAi, label, "gpt-4o-mini", self.sim.base_url());
         self.router.set_key(id, Some(Secret::new(key)));
         id
     }
@@ -1105,12 +1069,6 @@ fn cli_db(
     };
     let acc = store.insert_account(&n, Utc::now()).unwrap();
     (dir, db, store, s, acc)
-}
-
-fn sb(db: &std::path::Path) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    c.env_remove("SWITCHBOARD_DB").arg("--db").arg(db);
-    c
 }
 
 #[test]

@@ -433,8 +433,8 @@ async fn an_https_upstream_with_an_untrusted_certificate_gets_no_request() {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use std::sync::Arc;
     use tokio::io::AsyncReadExt;
-    let cert = CertificateDer::from(include_bytes!("fixtures/untrusted-localhost.cert.der").to_vec());
-    let pkey = PrivateKeyDer::try_from(include_bytes!("fixtures/untrusted-localhost.key.der").to_vec()).unwrap();
+    let cert = CertificateDer::from(include_bytes!("../fixtures/untrusted-localhost.cert.der").to_vec());
+    let pkey = PrivateKeyDer::try_from(include_bytes!("../fixtures/untrusted-localhost.key.der").to_vec()).unwrap();
     let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -1,0 +1,24 @@
+//! Every integration test in one binary: each test binary links egui, wgpu and
+//! the whole crate, so one link instead of nine saves most of the suite's build
+//! time on two cores. Run one group with `scripts/test -- --test it gateway::`.
+//!
+//! - `support`: what the groups share (the binary, the test keyring, dates,
+//!   simulator accounts, a router on the simulator).
+//! - one module per area: `foundation` (store and CLI on real files),
+//!   `providers`, `gateway`, `durability` (kill -9), `health`, `keys` (the real
+//!   keychain), `analytics`, `console` (egui_kittest), `layers` (the layer rule).
+
+// Tests may read the wall clock and start plain threads; the crate may not.
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+mod analytics;
+mod console;
+mod durability;
+mod foundation;
+mod gateway;
+mod health;
+mod keys;
+mod layers;
+mod providers;
