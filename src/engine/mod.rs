@@ -1,5 +1,6 @@
-//! Services that combine the adapters: demo history generation (`demo`), live demo mode with simulator and synthetic traffic (`demo_traffic`), the
-//! the key service (`keys`),
+//! Services that combine the adapters: demo history generation (`demo`), live
+//! demo mode with simulator and synthetic traffic (`demo_traffic`), the key
+//! service (`keys`),
 //! gateway tokens (`gateway_tokens`), the usage ledger writer (`ledger`), the router
 //! (`router`) and its metrics (`metrics`), migrations (`migrations`), parallel
 //! tests (`parallel`), the provider health monitor (`health`), the alert
