@@ -864,15 +864,7 @@ async fn malformed_requests_get_provider_errors_not_panics() {
 #[tokio::test]
 async fn openai_python_sdk_reads_the_simulator() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = match std::env::var_os("SWITCHBOARD_PYTHON") {
-        Some(p) => std::path::PathBuf::from(p),
-        None => root.join(".venv/bin/python"),
-    };
-    assert!(
-        python.exists(),
-        "no Python with the OpenAI SDK at {} (set SWITCHBOARD_PYTHON, or run scripts/test, which makes .venv with `pip install openai`)",
-        python.display()
-    );
+    let python = crate::support::python();
     let s = sim().await;
     let script = root.join("tests/python/sdk_check.py");
     let base = s.base_url().to_string();

@@ -2,7 +2,7 @@
 //! real HTTP from the router to the provider simulator, a real SQLite ledger,
 //! and a manual clock for breakers, rate limits and quotas.
 
-use crate::support::{fast_providers, june, sb, sim_account};
+use crate::support::{fast_providers, june, python, sb, sim_account};
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -725,20 +725,6 @@ async fn metrics_and_health_endpoints() {
     assert!(m.contains("switchboard_cost_micro_usd_total"));
     let h = e.http.get(format!("http://{}/healthz", e.gw.addr())).send().await.unwrap();
     assert_eq!(h.status(), 200);
-}
-
-fn python() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = match std::env::var_os("SWITCHBOARD_PYTHON") {
-        Some(p) => std::path::PathBuf::from(p),
-        None => root.join(".venv/bin/python"),
-    };
-    assert!(
-        python.exists(),
-        "no Python with the OpenAI SDK at {} (set SWITCHBOARD_PYTHON, or run scripts/test, which makes .venv with `pip install openai`)",
-        python.display()
-    );
-    python
 }
 
 #[tokio::test]

@@ -57,3 +57,19 @@ pub fn fast_providers(max_attempts: u32) -> Providers {
     })
     .unwrap()
 }
+
+/// The Python with the official SDKs (`SWITCHBOARD_PYTHON`, or the `.venv` that
+/// scripts/test makes).
+pub fn python() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = match std::env::var_os("SWITCHBOARD_PYTHON") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => root.join(".venv/bin/python"),
+    };
+    assert!(
+        python.exists(),
+        "no Python with the OpenAI SDK at {} (set SWITCHBOARD_PYTHON, or run scripts/test, which makes .venv with `pip install openai`)",
+        python.display()
+    );
+    python
+}
