@@ -7,7 +7,7 @@ use crate::console::*;
 use crate::domain::{AccountOwner, AiMode, ProviderAccount, ProviderKind, ValidationStatus};
 use crate::domain::{UsageDimension, UsageTotals};
 use crate::store::WeddingRow;
-use chrono::{Datelike, Duration, NaiveDate};
+use chrono::{Duration, NaiveDate};
 use std::collections::HashMap;
 
 /// A provider account as the console shows it: never a key, only its masked fingerprint.
@@ -62,7 +62,7 @@ impl Service {
     pub(in crate::console) fn overview(&self) -> Res<Overview> {
         let today = self.today();
         let tomorrow = today + Duration::days(1);
-        let month = today.with_day(1).unwrap_or(today);
+        let month = crate::domain::calendar::first_of_month(today);
         let cat = self.supplier_cache()?;
         let mut rows: Vec<SupplierRow> =
             cat.suppliers.iter().filter(|s| s.ai_mode == AiMode::Platform).map(|s| self.row(s, &cat, today)).collect();

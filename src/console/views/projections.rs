@@ -10,7 +10,7 @@ use crate::engine::analytics::{
     AnalyticsAnswer, AnalyticsError, AnalyticsQuery, AnalyticsResult, Dimension, Granularity, ProjectionMethod, ProjectionReport,
     SeriesQuery, TimeSeries,
 };
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -84,7 +84,7 @@ pub(in crate::console) fn method_kind(m: &ProjectionMethod) -> &'static str {
 
 /// Sums the per-supplier report into the view (money stays integer micro-dollars).
 pub(in crate::console) fn projections_view(r: ProjectionReport, history: TimeSeries) -> ProjectionsView {
-    let this_month = r.as_of.with_day(1).unwrap_or(r.as_of);
+    let this_month = crate::domain::calendar::first_of_month(r.as_of);
     let total = history.series.first();
     let month_of = |i: usize, m: NaiveDate| MonthUsage {
         month: m,
@@ -144,7 +144,7 @@ impl Service {
     /// Cancels the projection still running, then runs the projections and
     /// twelve months of monthly totals (the chart's history) side by side.
     pub(in crate::console) fn start_projections(self: &Arc<Self>, as_of: NaiveDate, ticket: Ticket, out: Outbox) {
-        let this_month = as_of.with_day(1).unwrap_or(as_of);
+        let this_month = crate::domain::calendar::first_of_month(as_of);
         let report = self.analytics.spawn(AnalyticsQuery::Projections { as_of });
         let history = self.analytics.spawn(AnalyticsQuery::Series(SeriesQuery::new(
             add_months(this_month, -12),

@@ -78,9 +78,9 @@ impl Service {
 
     pub(in crate::console) fn quota_chart(&self, row: SupplierRow, q: QuotaQuery, today: NaiveDate) -> Res<SupplierQuotaChart> {
         let months = q.months.clamp(1, 36);
-        let mut first = today.with_day(1).unwrap_or(today);
+        let mut first = crate::domain::calendar::first_of_month(today);
         for _ in 1..months {
-            first = (first - Duration::days(1)).with_day(1).unwrap_or(first);
+            first = crate::domain::calendar::first_of_month(first - Duration::days(1));
         }
         let days = self.store.supplier_daily_usage(row.id, first, today + Duration::days(1)).map_err(msg)?;
         let by_day: HashMap<NaiveDate, i64> = days.iter().map(|d| (d.day, d.quota_tokens)).collect();
@@ -91,7 +91,7 @@ impl Service {
             if d.day() == 1 {
                 running = 0;
                 let start = month_start(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()).date_naive();
-                let next = (start + Duration::days(32)).with_day(1).unwrap_or(start);
+                let next = crate::domain::calendar::next_month(start);
                 let quota = self.policy.monthly_tokens(row.tier, start) as f64;
                 quota_line.push([day_number(start), quota]);
                 quota_line.push([day_number(next) - 0.001, quota]);

@@ -6,7 +6,7 @@ use crate::console::service::{Res, Service, msg};
 use crate::console::*;
 use crate::domain::SupplierFilter;
 use crate::domain::{AccountOwner, AiMode, QuotaStatus, Supplier, SupplierId, Tier, VendorType};
-use chrono::{Datelike, Duration, NaiveDate};
+use chrono::{Duration, NaiveDate};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -93,7 +93,7 @@ impl Service {
 
     pub(in crate::console) fn supplier_cache(&self) -> Res<Arc<SupplierCache>> {
         let today = self.today();
-        let month = today.with_day(1).unwrap_or(today);
+        let month = crate::domain::calendar::first_of_month(today);
         if let Some(c) = self.cache.lock().as_ref()
             && c.month == month
             && c.loaded.elapsed().as_secs() < SUPPLIER_CACHE_TTL_SECS
@@ -143,7 +143,7 @@ impl Service {
     pub(in crate::console) fn detail(&self, id: SupplierId) -> Res<SupplierDetail> {
         let supplier = self.store.supplier(id).map_err(msg)?;
         let today = self.today();
-        let month = today.with_day(1).unwrap_or(today);
+        let month = crate::domain::calendar::first_of_month(today);
         let accounts = self.store.list_accounts(Some(AccountOwner::Supplier(id))).map_err(msg)?;
         let days = self.store.supplier_daily_usage(id, today - Duration::days(89), today + Duration::days(1)).map_err(msg)?;
         let this_month = days.iter().filter(|d| d.day >= month);

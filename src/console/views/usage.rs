@@ -3,7 +3,7 @@
 
 use crate::console::service::{Res, Service, msg};
 use crate::console::*;
-use chrono::{Datelike, Duration};
+use chrono::Duration;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +107,7 @@ impl Service {
                 off_sum += v;
                 off_days += 1;
             }
-            let m = d.with_day(1).unwrap_or(d);
+            let m = crate::domain::calendar::first_of_month(d);
             match monthly.last_mut() {
                 Some(b) if b.x == day_number(m) => b.value += v,
                 _ => monthly.push(MonthBar { x: day_number(m), label: m.format("%b %Y").to_string(), value: *v, peak }),

@@ -89,7 +89,7 @@ fn date_spacer(input: egui_plot::GridInput) -> Vec<GridMark> {
             if x >= lo && (d.month0() % months) == 0 {
                 marks.push(GridMark { value: x, step_size: step });
             }
-            d = (d + chrono::Duration::days(32)).with_day(1).unwrap_or(b + chrono::Duration::days(1));
+            d = crate::domain::calendar::next_month(crate::domain::calendar::first_of_month(d));
         }
     } else {
         let mut x = (lo / step).ceil() * step;
