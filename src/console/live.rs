@@ -65,6 +65,11 @@ pub struct RecentRequest {
     pub request_type: RequestType,
     pub route: Route,
     pub ok: bool,
+    /// `ok`, `error`, `cancelled` (a stream whose client hung up) or
+    /// `client_gone` (answered after the client had gone).
+    pub status: UsageStatus,
+    /// Token counts estimated by the tokenizer (the provider never sent them).
+    pub estimated: bool,
     pub latency_ms: u32,
     pub cost_micros: i64,
 }
@@ -225,6 +230,8 @@ impl Service {
                 request_type: e.request_type,
                 route: e.route,
                 ok: e.status == UsageStatus::Ok,
+                status: e.status,
+                estimated: e.usage.estimated,
                 latency_ms: e.latency_ms,
                 cost_micros: e.cost.0,
             })

@@ -1,5 +1,7 @@
-//! Request types, routes, token usage and the usage event: one row per request
-//! in the ledger.
+//! Request types, routes, token usage and the usage event: one row per
+//! provider attempt in the ledger, keyed by its own event id
+//! ([`new_event_id`]), with the client's tracing id and idempotency key
+//! carried beside it.
 
 use super::money::Micros;
 use super::provider::{AccountId, ProviderKind};
@@ -67,13 +69,19 @@ impl RequestType {
 pub enum UsageStatus {
     Ok,
     Error,
-    /// The client went away before the answer was complete.
+    /// The client went away before the answer was complete (a stream cut
+    /// upstream when its client hung up).
     Cancelled,
+    /// The provider answered in full, but the client had gone away before
+    /// the answer could be sent (a plain request runs to completion on its
+    /// own task whatever the client does). Billed and counted like `Ok`.
+    ClientGone,
 }
 string_enum!(UsageStatus, "usage status", {
     Ok => "ok",
     Error => "error",
     Cancelled => "cancelled",
+    ClientGone => "client_gone",
 });
 
 impl UsageStatus {
@@ -82,6 +90,12 @@ impl UsageStatus {
     }
     pub fn from_code(c: i64) -> Option<UsageStatus> {
         UsageStatus::ALL.get(usize::try_from(c).ok()?).copied()
+    }
+    /// Whether the provider answered in full (`Ok`, or `ClientGone`: the
+    /// client was no longer there to take it). The others count as errors
+    /// in the rollups.
+    pub fn answered(self) -> bool {
+        matches!(self, UsageStatus::Ok | UsageStatus::ClientGone)
     }
 }
 
@@ -110,11 +124,19 @@ impl TokenUsage {
     }
 }
 
-/// One request's record in the usage ledger.
+/// One provider attempt's record in the usage ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageEvent {
-    /// Unique per request: makes the ledger write idempotent.
+    /// Unique per usage row, across processes ([`new_event_id`]; rows
+    /// written before schema v8 keep their old request id here): the
+    /// ledger's deduplication key, so a retried write never counts twice.
+    /// A live-traffic mirror's copy has `m<mirror>~<original event id>`.
+    pub event_id: String,
+    /// The client's tracing id (`X-Request-Id`), or one the router made up:
+    /// echoed and logged, never used to deduplicate.
     pub request_id: String,
+    /// The `Idempotency-Key` header's value, if the client sent one (per supplier).
+    pub idempotency_key: Option<String>,
     pub ts: DateTime<Utc>,
     pub supplier_id: SupplierId,
     pub account_id: Option<AccountId>,
@@ -138,6 +160,20 @@ impl UsageEvent {
     }
 }
 
+/// A new event id: a UUIDv7 in its usual text form, from Unix milliseconds
+/// `unix_ms` (48 bits, so ids sort by time) and 74 random bits from
+/// `random` — unique across processes and machines without coordination.
+pub fn new_event_id(unix_ms: i64, random: [u8; 10]) -> String {
+    let ms = (unix_ms.max(0) as u64) & 0xFFFF_FFFF_FFFF;
+    let mut b = [0u8; 16];
+    b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    b[6..].copy_from_slice(&random);
+    b[6] = 0x70 | (b[6] & 0x0F); // version 7
+    b[8] = 0x80 | (b[8] & 0x3F); // RFC 9562 variant
+    let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!("{}-{}-{}-{}-{}", h(0..4), h(4..6), h(6..8), h(8..10), h(10..16))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +191,20 @@ mod tests {
         }
         assert_eq!(Route::from_code(99), None);
         assert_eq!(Route::from_code(-1), None);
+    }
+
+    #[test]
+    fn event_ids_are_uuid_v7_ordered_by_time() {
+        let a = new_event_id(1_700_000_000_000, [0xFF; 10]);
+        let b = new_event_id(1_700_000_000_001, [0x00; 10]);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "7", "version nibble: {a}");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "variant: {a}");
+        assert!(a < b, "later milliseconds sort later: {a} {b}");
+        assert_eq!(&a[..13], "018bcfe5-6800");
+        assert_ne!(new_event_id(5, [1; 10]), new_event_id(5, [2; 10]));
+        // Negative times (a broken clock) do not panic.
+        assert!(new_event_id(-1, [0; 10]).starts_with("00000000-0000-7"));
     }
 
     #[test]

@@ -472,7 +472,9 @@ pub fn generate(store: &Store, cfg: &DemoConfig, mut progress: impl FnMut(&str, 
                 let cost = pricing.cost(provider, &model, &usage).unwrap_or_default();
                 counter += 1;
                 out.push(UsageEvent {
+                    event_id: format!("demo-{seed}-{counter:09}"),
                     request_id: format!("demo-{seed}-{counter:09}"),
+                    idempotency_key: None,
                     ts,
                     supplier_id: s.id,
                     account_id: Some(account.id),
@@ -488,7 +490,7 @@ pub fn generate(store: &Store, cfg: &DemoConfig, mut progress: impl FnMut(&str, 
                 });
             }
         }
-        out.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.request_id.cmp(&b.request_id)));
+        out.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.event_id.cmp(&b.event_id)));
         out
     });
     summary.usage_events = store.append_usage_stream(events)? as u64;

@@ -64,6 +64,7 @@ pub const EVENT_HEADER: &[&str] = &[
     "timestamp",
     "date",
     "request_id",
+    "event_id",
     "supplier_id",
     "supplier_name",
     "vendor_type",
@@ -360,6 +361,7 @@ impl From<StoreError> for Stage {
 
 /// One event with its text columns as ranges into the batch's text buffer.
 struct PackedEvent {
+    event_id: (u32, u32),
     request_id: (u32, u32),
     provider: (u32, u32),
     model: (u32, u32),
@@ -401,6 +403,7 @@ impl EventBatch {
 
     fn push(&mut self, e: &EventRow<'_>) {
         let packed = PackedEvent {
+            event_id: self.put(e.event_id),
             request_id: self.put(e.request_id),
             provider: self.put(e.provider),
             model: self.put(e.model),
@@ -422,6 +425,7 @@ impl EventBatch {
     fn rows(&self) -> impl Iterator<Item = EventRow<'_>> {
         let text = |(a, b): (u32, u32)| &self.text[a as usize..b as usize];
         self.rows.iter().map(move |p| EventRow {
+            event_id: text(p.event_id),
             request_id: text(p.request_id),
             ts_ms: p.ts_ms,
             supplier_id: p.supplier_id,
@@ -587,6 +591,7 @@ fn write_event<W: Write>(w: &mut csv::Writer<W>, f: &mut Fmt, e: &EventRow<'_>, 
     w.write_field(ts)?;
     w.write_field(&ts[..10])?;
     w.write_field(e.request_id)?;
+    w.write_field(e.event_id)?;
     w.write_field(f.i64(e.supplier_id))?;
     w.write_field(name)?;
     w.write_field(vendor)?;

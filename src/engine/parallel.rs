@@ -324,7 +324,9 @@ impl Side {
             }
         };
         let ev = UsageEvent {
-            request_id: format!("{test_id}-{}-{i}", self.tag),
+            event_id: format!("{test_id}-{}-{i}", self.tag),
+            request_id: test_id.to_string(),
+            idempotency_key: None,
             ts: now,
             supplier_id: supplier,
             account_id: Some(self.acc.id),

@@ -22,6 +22,9 @@ pub enum ApiError {
         "no such endpoint; Switchboard serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, GET /healthz and GET /metrics"
     )]
     NoSuchEndpoint,
+    /// The task serving the request failed (a bug: it panicked); details go to the log.
+    #[error("the gateway failed while serving this request; it was logged, and the request may be retried")]
+    Internal,
 }
 
 impl ApiError {
@@ -31,6 +34,7 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::TooLarge { .. } => 413,
             ApiError::NoSuchEndpoint => 404,
+            ApiError::Internal => 500,
         }
     }
 
@@ -38,6 +42,7 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) | ApiError::TooLarge { .. } | ApiError::NoSuchEndpoint => "invalid_request_error",
+            ApiError::Internal => "api_error",
             ApiError::Route(e) => match e {
                 RouteError::BadRequest(_) | RouteError::UnknownModel(_) | RouteError::Upstream(_) => "invalid_request_error",
                 RouteError::UnknownToken | RouteError::RevokedToken => "authentication_error",
@@ -53,6 +58,7 @@ impl ApiError {
             ApiError::Route(e) => e.class(),
             ApiError::BadRequest(_) | ApiError::NoSuchEndpoint => "invalid_request",
             ApiError::TooLarge { .. } => "request_too_large",
+            ApiError::Internal => "internal_error",
         }
     }
 

@@ -5,11 +5,19 @@
 //! thread and runtime each (`lanes`); a request carries its lane's runtime
 //! handle to the router. No routing logic lives here.
 //!
+//! A plain request, once read, runs on a task of its lane that owns it
+//! ([`run_to_completion`]): if the client hangs up, the handler is dropped but
+//! the task finishes, so the provider call it made is recorded (as
+//! `client_gone`) and settled against the quota. A stream is cut upstream when
+//! its client hangs up, and its usage recorded by the router's stream guard.
+//! Answers carry `x-request-id` (the tracing id) and `x-switchboard-event-id`
+//! (the usage row's id).
+//!
 //! Endpoints: `POST /v1/chat/completions` (plain and SSE), `POST /v1/embeddings`,
 //! `GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus text).
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
-use crate::engine::router::{Caller, Router};
+use crate::engine::router::{Answer, Caller, ClientWatch, Router};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -17,8 +25,10 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod error;
 mod lanes;
@@ -35,7 +45,50 @@ struct AppState {
     max_body: usize,
     /// The runtime serving this application (a lane's), passed with each request.
     lane: Option<tokio::runtime::Handle>,
+    /// Requests running on their own tasks ([`run_to_completion`]).
+    tasks: Tasks,
 }
+
+/// Counts the tasks [`run_to_completion`] started, so that a lane that stops
+/// lets them finish (and record their usage) before its runtime goes.
+#[derive(Clone, Default)]
+struct Tasks(Arc<(AtomicUsize, tokio::sync::Notify)>);
+
+impl Tasks {
+    fn enter(&self) -> TaskSlot {
+        self.0.0.fetch_add(1, Ordering::AcqRel);
+        TaskSlot(self.clone())
+    }
+
+    /// Waits until no task runs, or `limit` passed; false then.
+    async fn drained(&self, limit: std::time::Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.0.1.notified();
+                if self.0.0.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
+}
+
+/// A running task's place in [`Tasks`], given back when the task ends however it ends.
+struct TaskSlot(Tasks);
+
+impl Drop for TaskSlot {
+    fn drop(&mut self) {
+        if self.0.0.0.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.0.1.notify_waiters();
+        }
+    }
+}
+
+/// How long a stopping lane waits for requests whose clients went away to
+/// finish (each also ends by its provider timeout).
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl AppState {
     fn caller(&self, supplier: crate::domain::SupplierId) -> Caller<'_> {
@@ -54,6 +107,10 @@ pub fn app(router: Arc<Router>, lane: Option<tokio::runtime::Handle>) -> axum::R
 }
 
 pub fn app_with_limit(router: Arc<Router>, max_body: usize, lane: Option<tokio::runtime::Handle>) -> axum::Router {
+    app_with_tasks(router, max_body, lane, Tasks::default())
+}
+
+fn app_with_tasks(router: Arc<Router>, max_body: usize, lane: Option<tokio::runtime::Handle>, tasks: Tasks) -> axum::Router {
     axum::Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
@@ -62,7 +119,7 @@ pub fn app_with_limit(router: Arc<Router>, max_body: usize, lane: Option<tokio::
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(Arc::new(AppState { router, max_body, lane }))
+        .with_state(Arc::new(AppState { router, max_body, lane, tasks }))
 }
 
 /// A running gateway; stops when dropped or on [`GatewayHandle::shutdown`].
@@ -136,7 +193,8 @@ pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usiz
         let listener = dispatcher.add_lane(local);
         let mut stop = stop_rx.clone();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let app = app(router.clone(), Some(rt.handle().clone()));
+        let tasks = Tasks::default();
+        let app = app_with_tasks(router.clone(), MAX_BODY_BYTES, Some(rt.handle().clone()), tasks.clone());
         let thread = std::thread::Builder::new().name(format!("gateway-{lane}")).spawn(move || {
             crate::providers::set_lane(lane + 1);
             rt.block_on(async move {
@@ -147,6 +205,10 @@ pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usiz
                     .await;
                 if let Err(e) = r {
                     tracing::error!(error = %e, lane, "gateway lane stopped");
+                }
+                // Requests whose clients went away still run: let them record their usage.
+                if !tasks.drained(DRAIN_LIMIT).await {
+                    tracing::warn!(lane, "requests still running {DRAIN_LIMIT:?} after the gateway stopped; their usage may be lost");
                 }
             });
             // Dropping the runtime waits for its blocking work (audit writes).
@@ -223,38 +285,122 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Resul
     })
 }
 
-fn with_route(mut resp: Response, route: crate::domain::Route, request_id: &str) -> Response {
+fn with_route(mut resp: Response, route: crate::domain::Route, request_id: &str, event_id: &str) -> Response {
     let h = resp.headers_mut();
     h.insert("x-switchboard-route", HeaderValue::from_static(route.as_str()));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
     }
+    if let Ok(v) = HeaderValue::from_str(event_id) {
+        h.insert("x-switchboard-event-id", v);
+    }
     resp
+}
+
+/// What a request's headers say about it, owned (a request run on its own
+/// task outlives the handler's borrow of the headers).
+struct RequestMeta {
+    /// `X-Switchboard-Request-Type`.
+    request_type: Option<String>,
+    /// `X-Request-Id`: a tracing id only, echoed and recorded, never used to deduplicate.
+    request_id: Option<String>,
+    /// `Idempotency-Key`, per supplier.
+    idempotency_key: Option<String>,
+}
+
+impl RequestMeta {
+    fn of(h: &HeaderMap) -> Self {
+        let get = |name| header_str(h, name).map(str::to_string);
+        RequestMeta {
+            request_type: get("x-switchboard-request-type"),
+            request_id: get("x-request-id"),
+            idempotency_key: get("idempotency-key"),
+        }
+    }
+}
+
+/// Runs a plain request to completion on a task of this lane's runtime (the
+/// lane's upstream pool), owned by the task, and waits for its answer. If the
+/// client hangs up, the handler awaiting this is dropped, `ClientWatch`
+/// says so, and the task still finishes: the provider call is recorded (as
+/// `client_gone`) and settled against the quota. `serve` is everything that
+/// must happen whatever the client does — the router call and, for a request
+/// with an `Idempotency-Key`, keeping its answer for the client's retry.
+async fn run_to_completion<F, Fut>(st: &Arc<AppState>, serve: F) -> Result<Answer, ApiError>
+where
+    F: FnOnce(Arc<AppState>, ClientWatch) -> Fut,
+    Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
+{
+    let watch = ClientWatch::new();
+    let presence = watch.presence();
+    let slot = st.tasks.enter();
+    let work = serve(st.clone(), watch);
+    let task = async move {
+        let _slot = slot;
+        work.await
+    };
+    let joined = match &st.lane {
+        Some(lane) => lane.spawn(task).await,
+        None => tokio::spawn(task).await,
+    };
+    presence.answered();
+    joined.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a request's task failed");
+        Err(ApiError::Internal)
+    })
+}
+
+/// A plain chat completion, on its own task (see [`run_to_completion`]).
+async fn serve_chat(
+    st: Arc<AppState>,
+    supplier: crate::domain::SupplierId,
+    meta: RequestMeta,
+    req: ChatRequest,
+    client: ClientWatch,
+) -> Result<Answer, ApiError> {
+    let caller = st.caller(supplier).with_idempotency_key(meta.idempotency_key.as_deref()).watched_by(&client);
+    Ok(st.router.chat(caller, meta.request_type.as_deref(), meta.request_id.as_deref(), req).await?)
+}
+
+/// Embeddings, on their own task (see [`run_to_completion`]).
+async fn serve_embeddings(
+    st: Arc<AppState>,
+    supplier: crate::domain::SupplierId,
+    meta: RequestMeta,
+    req: EmbeddingsRequest,
+    client: ClientWatch,
+) -> Result<Answer, ApiError> {
+    let caller = st.caller(supplier).with_idempotency_key(meta.idempotency_key.as_deref()).watched_by(&client);
+    Ok(st.router.embeddings(caller, meta.request_type.as_deref(), meta.request_id.as_deref(), req).await?)
+}
+
+fn json_answer(a: Answer) -> Response {
+    let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
+    with_route(resp, a.route, &a.request_id, &a.event_id)
 }
 
 async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
-        let auth = st.caller(st.router.authenticate(bearer(&headers))?);
+        let supplier = st.router.authenticate(bearer(&headers))?;
         let bytes = body_bytes(body, st.max_body)?;
         let req: ChatRequest = parse_json(&bytes, "chat completion")?;
         if req.messages.is_empty() {
             return Err(ApiError::BadRequest("\"messages\" is empty; send at least one message".into()));
         }
-        let rt = header_str(&headers, "x-switchboard-request-type");
-        let rid = header_str(&headers, "x-request-id").or_else(|| header_str(&headers, "idempotency-key"));
+        let meta = RequestMeta::of(&headers);
         if req.is_stream() {
-            let s = st.router.chat_stream(auth, rt, rid, req).await?;
+            // A stream is cut upstream when its client hangs up; its guard records it.
+            let caller = st.caller(supplier).with_idempotency_key(meta.idempotency_key.as_deref());
+            let s = st.router.chat_stream(caller, meta.request_type.as_deref(), meta.request_id.as_deref(), req).await?;
             let resp = Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "text/event-stream")
                 .header(header::CACHE_CONTROL, "no-cache")
                 .body(Body::from_stream(s.body))
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-            Ok(with_route(resp, s.route, &s.request_id))
+            Ok(with_route(resp, s.route, &s.request_id, &s.event_id))
         } else {
-            let a = st.router.chat(auth, rt, rid, req).await?;
-            let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
-            Ok(with_route(resp, a.route, &a.request_id))
+            run_to_completion(&st, move |st, client| serve_chat(st, supplier, meta, req, client)).await.map(json_answer)
         }
     }
     .await;
@@ -263,13 +409,11 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<
 
 async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
-        let auth = st.caller(st.router.authenticate(bearer(&headers))?);
+        let supplier = st.router.authenticate(bearer(&headers))?;
         let bytes = body_bytes(body, st.max_body)?;
         let req: EmbeddingsRequest = parse_json(&bytes, "embeddings")?;
-        let rid = header_str(&headers, "x-request-id").or_else(|| header_str(&headers, "idempotency-key"));
-        let a = st.router.embeddings(auth, header_str(&headers, "x-switchboard-request-type"), rid, req).await?;
-        let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
-        Ok::<_, ApiError>(with_route(resp, a.route, &a.request_id))
+        let meta = RequestMeta::of(&headers);
+        run_to_completion(&st, move |st, client| serve_embeddings(st, supplier, meta, req, client)).await.map(json_answer)
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

@@ -178,6 +178,9 @@ pub struct SupplierModelMonth {
 /// turned into names): no allocation per row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventRow<'a> {
+    /// The row's own id (the ledger's deduplication key).
+    pub event_id: &'a str,
+    /// The client's tracing id (the event id on rows written before schema v8).
     pub request_id: &'a str,
     pub ts_ms: i64,
     pub supplier_id: i64,
@@ -456,8 +459,8 @@ impl AnalyticsReader {
         supplier: Option<SupplierId>,
         mut f: impl FnMut(&EventRow<'_>) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let cols = "request_id, ts, supplier_id, account_id, provider, model, request_type, route, input_tokens, output_tokens,
-            cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class";
+        let cols = "coalesce(request_id, event_id), ts, supplier_id, account_id, provider, model, request_type, route, input_tokens, output_tokens,
+            cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class, event_id";
         let (sql, ps) = match supplier {
             Some(s) => (
                 format!("SELECT {cols} FROM usage_events WHERE supplier_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts, id"),
@@ -475,6 +478,7 @@ impl AnalyticsReader {
             let text = |i: usize| -> rusqlite::Result<&str> { r.get_ref(i)?.as_str().map_err(rusqlite::Error::from) };
             let read = || -> rusqlite::Result<EventRow<'_>> {
                 Ok(EventRow {
+                    event_id: text(18)?,
                     request_id: text(0)?,
                     ts_ms: r.get(1)?,
                     supplier_id: r.get(2)?,

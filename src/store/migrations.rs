@@ -51,7 +51,7 @@ impl MirrorRecord {
     }
 }
 
-/// The request-id prefix of mirror `id`'s shadow copies: `m<id>~`.
+/// The event-id prefix of mirror `id`'s shadow copies: `m<id>~` (followed by the original's event id).
 pub fn mirror_prefix(id: i64) -> String {
     format!("m{id}~")
 }
@@ -183,7 +183,7 @@ impl Store {
     pub fn mirror_copies(&self, id: i64) -> StoreResult<u32> {
         let (lo, hi) = prefix_range(&mirror_prefix(id));
         self.with_conn(|c| {
-            c.query_row("SELECT count(*) FROM usage_events WHERE request_id >= ?1 AND request_id < ?2", params![lo, hi], |r| r.get(0))
+            c.query_row("SELECT count(*) FROM usage_events WHERE event_id >= ?1 AND event_id < ?2", params![lo, hi], |r| r.get(0))
         })
     }
 
@@ -208,15 +208,15 @@ impl Store {
                     },
                     cost_micros: r.get(at + 8)?,
                     latency_ms: r.get::<_, i64>(at + 9)?.clamp(0, u32::MAX as i64) as u32,
-                    ok: r.get::<_, i64>(at + 10)? == crate::domain::UsageStatus::Ok.code(),
+                    ok: crate::domain::UsageStatus::from_code(r.get(at + 10)?).is_some_and(|s| s.answered()),
                     error_class: r.get(at + 11)?,
                 })
             };
             let orig_cols: String = cols.split(", ").map(|c| format!("o.{c}")).collect::<Vec<_>>().join(", ");
             let copy_cols: String = cols.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
             let mut st = c.prepare(&format!(
-                "SELECT {orig_cols}, {copy_cols} FROM usage_events s JOIN usage_events o ON o.request_id = substr(s.request_id, ?3)
-                 WHERE s.request_id >= ?1 AND s.request_id < ?2 ORDER BY s.id"
+                "SELECT {orig_cols}, {copy_cols} FROM usage_events s JOIN usage_events o ON o.event_id = substr(s.event_id, ?3)
+                 WHERE s.event_id >= ?1 AND s.event_id < ?2 ORDER BY s.id"
             ))?;
             let rows = st.query_map(params![lo, hi, prefix.len() as i64 + 1], |r| Ok((side(r, 0)?, side(r, 12)?)))?;
             rows.collect()

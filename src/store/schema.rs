@@ -368,6 +368,21 @@ CREATE UNIQUE INDEX parallel_mirrors_one_running ON parallel_mirrors(supplier_id
 CREATE TRIGGER cv_mirrors_i AFTER INSERT ON parallel_mirrors BEGIN UPDATE catalog_version SET version = version + 1; END;
 CREATE TRIGGER cv_mirrors_u AFTER UPDATE OF state ON parallel_mirrors BEGIN UPDATE catalog_version SET version = version + 1; END;
 "#,
+    // v8 (usage event ids): every usage row has its own event id, the
+    // ledger's deduplication key (a UUIDv7 made by the router; a mirror copy's
+    // is `m<mirror id>~<original event id>`). The unique column that held the
+    // client's request id becomes `event_id`, so every old row's event id is
+    // its old request id and old mirror copies still pair with their
+    // originals; `request_id` is now only the client's tracing id (NULL on
+    // rows written before v8: read `coalesce(request_id, event_id)`), and
+    // `idempotency_key` the `Idempotency-Key` header's value. No row is
+    // rewritten: the migration is instant on a ledger of any size.
+    r#"
+ALTER TABLE usage_events RENAME COLUMN request_id TO event_id;
+ALTER TABLE usage_events ADD COLUMN request_id TEXT;
+ALTER TABLE usage_events ADD COLUMN idempotency_key TEXT;
+CREATE INDEX usage_events_idempotency ON usage_events(supplier_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,4 +1,5 @@
-//! The usage ledger: one row per request (idempotent on the request id), and
+//! The usage ledger: one row per provider attempt (idempotent on its event
+//! id; the client's request id and idempotency key are stored beside it), and
 //! the rollups folded from the events behind a durable watermark.
 //!
 //! A request's transaction writes only its event row (four B-tree pages: the
@@ -12,7 +13,7 @@
 //! events not folded yet, so they are exact at any moment.
 
 use super::{Store, StoreResult, connect, map_err};
-use crate::domain::{Route, SupplierId, UsageEvent};
+use crate::domain::{Route, SupplierId, UsageEvent, UsageStatus};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use std::path::PathBuf;
@@ -20,8 +21,9 @@ use std::path::PathBuf;
 /// What the engine needs from a ledger backend. SQLite implements it here; a
 /// PostgreSQL backend would implement the same trait.
 pub trait UsageLedger: Send {
-    /// Appends `events` in one transaction. An event whose request id is
-    /// already recorded is skipped (so a retried write never counts twice).
+    /// Appends `events` in one transaction. An event whose event id is
+    /// already recorded is skipped (so a retried write never counts twice;
+    /// two events with one client request id or idempotency key are both kept).
     /// Returns how many events were new. The rollups follow with
     /// [`UsageLedger::fold_rollups`].
     fn append(&mut self, events: &[UsageEvent]) -> StoreResult<usize>;
@@ -160,15 +162,16 @@ pub(crate) fn day_key(t: DateTime<Utc>) -> String {
 /// Inserts events in the transaction open on `tx` (not the rollups: see [`fold_rollups`]).
 pub(crate) fn append_in(tx: &Connection, events: &[UsageEvent]) -> rusqlite::Result<usize> {
     let mut ins = tx.prepare_cached(
-        "INSERT OR IGNORE INTO usage_events (request_id, ts, supplier_id, account_id, provider, model, request_type, route,
-            input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        "INSERT OR IGNORE INTO usage_events (event_id, ts, supplier_id, account_id, provider, model, request_type, route,
+            input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class,
+            request_id, idempotency_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     )?;
     let mut new = 0;
     for e in events {
         let u = &e.usage;
         new += ins.execute(params![
-            e.request_id,
+            e.event_id,
             e.ts.timestamp_millis(),
             e.supplier_id.0,
             e.account_id.map(|a| a.0),
@@ -186,6 +189,8 @@ pub(crate) fn append_in(tx: &Connection, events: &[UsageEvent]) -> rusqlite::Res
             e.latency_ms,
             e.status.code(),
             e.error_class,
+            e.request_id,
+            e.idempotency_key,
         ])?;
     }
     Ok(new)
@@ -268,7 +273,7 @@ pub(crate) fn fold_rollups(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
             let t: [i64; 5] = [r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?];
             let sum = sums.entry(key).or_default();
             sum[0] += 1;
-            sum[1] += (status != 0) as i64;
+            sum[1] += UsageStatus::from_code(status).is_none_or(|s| !s.answered()) as i64;
             for (s, v) in sum[2..7].iter_mut().zip(t) {
                 *s += v;
             }
@@ -373,13 +378,15 @@ impl Store {
                  INSERT INTO usage_daily (day, supplier_id, provider, model, request_type, route, requests, errors, input_tokens,
                     output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_micros, latency_ms_sum)
                  SELECT strftime('%Y-%m-%d', ts / 1000, 'unixepoch'), supplier_id, provider, model, request_type, route,
-                    count(*), sum(status != 0), sum(input_tokens), sum(output_tokens), sum(cached_tokens), sum(cache_write_tokens),
+                    count(*), sum(status NOT IN ({ok}, {gone})), sum(input_tokens), sum(output_tokens), sum(cached_tokens), sum(cache_write_tokens),
                     sum(reasoning_tokens), sum(cost_micros), sum(latency_ms)
                  FROM usage_events GROUP BY 1, 2, 3, 4, 5, 6;
                  {}
                  UPDATE usage_rollup_watermark SET last_event_id = (SELECT coalesce(max(id), 0) FROM usage_events) WHERE id = 1;
                  COMMIT;",
-                super::analytics::REBUILD_COARSE_ROLLUPS
+                super::analytics::REBUILD_COARSE_ROLLUPS,
+                ok = UsageStatus::Ok.code(),
+                gone = UsageStatus::ClientGone.code(),
             ))
         })
     }

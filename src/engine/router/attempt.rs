@@ -1,8 +1,10 @@
 //! The attempt loop, one for every kind of request: authenticate and rate
 //! limit ([`Router::prepare`]), plan the route over live breaker state, the
 //! quota and any migration split ([`Router::plan`]), then try the planned
-//! accounts in order ([`Router::run`]): take the breaker's permission and the
-//! quota reservation, call the provider through the request's [`Job`], and
+//! accounts in order ([`Router::run`]): take the breaker's permission
+//! ([`Trial`]) and the quota [`Reservation`] — owned guards that give back
+//! what they hold when dropped, so a request future dropped at any await
+//! point leaks neither — call the provider through the request's [`Job`], and
 //! either hand the success to the job or record the failure and go on. A
 //! provider's 400 or content-filter refusal ends the loop at once (another
 //! route would say the same); when every route failed, the final status is
@@ -10,7 +12,8 @@
 
 use super::catalog::{AccountEntry, SupplierEntry, family};
 use super::failure::{FailureKind, Failures, RouteError, RouteFailure};
-use super::{AttemptOutcome, Caller, Credential, Router, RouterEvent};
+use super::quota::Reservation;
+use super::{AttemptOutcome, Caller, ClientWatch, Credential, Router, RouterEvent};
 use crate::domain::Secret;
 use crate::domain::breaker::BreakerState;
 use crate::domain::ratelimit::{RateDecision, RateLimit};
@@ -40,7 +43,13 @@ pub(super) struct Prepared {
     /// Whether `estimate` is the tokenizer's count.
     estimate_exact: bool,
     pub(super) now: DateTime<Utc>,
+    /// The client's tracing id (`X-Request-Id`), or one made up: logged,
+    /// echoed and recorded, never used to deduplicate.
     pub(super) request_id: String,
+    /// The `Idempotency-Key` the client sent, if any: recorded on its rows.
+    pub(super) idempotency_key: Option<String>,
+    /// Whether the client is still there (`None`: the caller does not say).
+    pub(super) client: Option<ClientWatch>,
     /// When the request arrived (for `/metrics`).
     pub(super) started: Instant,
     /// The caller's runtime, kept only while a live-traffic mirror runs.
@@ -88,8 +97,9 @@ impl Drop for Trial {
 pub(super) struct Served {
     pub(super) account: Arc<AccountEntry>,
     pub(super) route: Route,
-    /// Whether the attempt counts against the platform quota (its reservation is `Prepared::estimate`).
-    pub(super) quota_counted: bool,
+    /// The attempt's platform quota reservation (`None`: it does not count
+    /// against the quota); settled by the job, given back if dropped.
+    pub(super) quota: Option<Reservation>,
     pub(super) trial: Trial,
     /// When the provider call started, and how long it took.
     pub(super) t0: Instant,
@@ -122,8 +132,9 @@ pub(super) trait Job: Send {
         s: Served,
         reply: Self::Reply,
     ) -> impl Future<Output = Result<Self::Answer, RouteError>> + Send;
-    /// Every route failed (the failed request is recorded already).
-    fn all_failed(&self, _router: &Router, _p: &Prepared) {}
+    /// Every route failed (the failed request is recorded already, as
+    /// `event_id`).
+    fn all_failed(&self, _router: &Router, _p: &Prepared, _event_id: &str) {}
 }
 
 /// Milliseconds since `t0`, saturated.
@@ -173,12 +184,34 @@ impl Router {
             }
         }
         let request_id = match request_id.map(str::trim).filter(|r| !r.is_empty() && r.len() <= 128) {
-            Some(r) => format!("{}:{r}", supplier_id.0),
+            Some(r) => r.to_string(),
             None => self.next_request_id(),
+        };
+        let idempotency_key = match caller.idempotency_key.map(str::trim).filter(|k| !k.is_empty()) {
+            Some(k) if k.len() > MAX_IDEMPOTENCY_KEY => {
+                return Err(RouteError::BadRequest(format!(
+                    "the Idempotency-Key header is {} bytes long; use at most {MAX_IDEMPOTENCY_KEY} (a UUID is a good key)",
+                    k.len()
+                )));
+            }
+            k => k.map(str::to_string),
         };
         // The lane's handle is needed only to send mirror copies.
         let lane = if self.mirroring.load(Ordering::Relaxed) { caller.lane.cloned() } else { None };
-        Ok(Prepared { supplier, request_type, wedding_day, estimate, estimate_exact: false, now, request_id, started, lane })
+        let client = caller.client.cloned();
+        Ok(Prepared {
+            supplier,
+            request_type,
+            wedding_day,
+            estimate,
+            estimate_exact: false,
+            now,
+            request_id,
+            idempotency_key,
+            client,
+            started,
+            lane,
+        })
     }
 
     /// Plans the route; returns the plan and whether the quota allows platform AI.
@@ -221,13 +254,15 @@ impl Router {
     /// Takes an attempt's account, its key, the breaker's permission and (on
     /// platform AI) the quota reservation. `Err(Some(failure))` when the
     /// account is skipped for a reason worth reporting, `Err(None)` when it
-    /// is gone. Returns whether the attempt counts against the platform quota.
+    /// is gone. Returns the quota reservation when the attempt counts
+    /// against the platform quota.
+    #[allow(clippy::type_complexity)]
     fn begin_attempt(
         &self,
         p: &mut Prepared,
         account: AccountId,
         job: &impl Job,
-    ) -> Result<(Arc<AccountEntry>, Secret, bool, Trial), Option<RouteFailure>> {
+    ) -> Result<(Arc<AccountEntry>, Secret, Option<Reservation>, Trial), Option<RouteFailure>> {
         let acc = self.catalog().accounts.get(&account).cloned().ok_or(None)?;
         let failure = |kind| Some(RouteFailure::new(account, &acc.account.label, kind));
         if let Some(kind) = job.refuses(&acc.account) {
@@ -241,12 +276,17 @@ impl Router {
             }
             Trial { account: acc.clone(), id: b.trial() }
         };
-        let quota_counted = acc.account.owner == AccountOwner::Platform;
-        if quota_counted && !self.reserve(p, p.estimate) && !(p.refine(|| job.exact_tokens()) && self.reserve(p, p.estimate)) {
-            // `trial` is given back as it drops: the request was not sent.
-            return Err(failure(FailureKind::QuotaUsedUp));
-        }
-        Ok((acc, key, quota_counted, trial))
+        let quota = if acc.account.owner == AccountOwner::Platform {
+            let r = self.reserve(p, p.estimate);
+            match r.or_else(|| if p.refine(|| job.exact_tokens()) { self.reserve(p, p.estimate) } else { None }) {
+                Some(r) => Some(r),
+                // `trial` is given back as it drops: the request was not sent.
+                None => return Err(failure(FailureKind::QuotaUsedUp)),
+            }
+        } else {
+            None
+        };
+        Ok((acc, key, quota, trial))
     }
 
     /// Where an attempt goes. With a route left after it, a failing call gets
@@ -269,7 +309,10 @@ impl Router {
         let mut failures = Vec::new();
         let mut last_status = 503;
         for (i, attempt) in plan.attempts.iter().enumerate() {
-            let (acc, key, quota_counted, trial) = match self.begin_attempt(&mut p, attempt.account, &job) {
+            // From here until the attempt ends, `quota` and `trial` are
+            // guards: if this future is dropped (the client went away, a
+            // panic, shutdown), they give back what they hold.
+            let (acc, key, quota, trial) = match self.begin_attempt(&mut p, attempt.account, &job) {
                 Ok(v) => v,
                 Err(Some(failure)) => {
                     failures.push(failure);
@@ -283,14 +326,14 @@ impl Router {
             let latency_ms = millis_since(t0);
             match res {
                 Ok(reply) => {
-                    let served = Served { account: acc, route: attempt.route, quota_counted, trial, t0, latency_ms };
+                    let served = Served { account: acc, route: attempt.route, quota, trial, t0, latency_ms };
                     return job.served(self, p, served, reply).await;
                 }
                 Err(e) => {
                     self.record_outcome(&p, &acc, attempt.route, t0, Some(&e));
                     trial.reported();
-                    if quota_counted {
-                        self.settle(&p, p.estimate, 0);
+                    if let Some(r) = quota {
+                        self.settle(&p, r, 0);
                     }
                     if matches!(e, ProviderError::BadRequest { .. } | ProviderError::ContentFiltered { .. }) {
                         // The request itself is wrong: another route would say the same.
@@ -304,13 +347,14 @@ impl Router {
                 }
             }
         }
-        let err = self.fail(&p, &plan, platform_allowed, failures, last_status).await;
-        job.all_failed(self, &p);
+        let (err, event_id) = self.fail(&p, &plan, platform_allowed, failures, last_status).await;
+        job.all_failed(self, &p, &event_id);
         Err(err)
     }
 
     /// The error for a request no route served, from the typed failures of
-    /// its attempts and the accounts its plan skipped; records it.
+    /// its attempts and the accounts its plan skipped; records it (and
+    /// returns the failure row's event id).
     async fn fail(
         &self,
         p: &Prepared,
@@ -318,7 +362,7 @@ impl Router {
         platform_allowed: bool,
         mut failures: Vec<RouteFailure>,
         last_status: u16,
-    ) -> RouteError {
+    ) -> (RouteError, String) {
         let quota_only =
             plan.attempts.is_empty() && !plan.skipped.is_empty() && plan.skipped.iter().all(|(_, r)| *r == SkipReason::QuotaExceeded);
         let quota_blocked = !platform_allowed && p.supplier.supplier.ai_mode == AiMode::Platform;
@@ -342,8 +386,8 @@ impl Router {
             RouteError::AllRoutesFailed { status, failures: Failures(failures) }
         };
         self.metrics.observe_refused(p.started.elapsed());
-        self.record_failure(p, &err).await;
-        err
+        let event_id = self.record_failure(p, &err).await;
+        (err, event_id)
     }
 
     /// Reports an attempt's outcome to its breaker and to the subscribers.
@@ -364,10 +408,13 @@ impl Router {
         });
     }
 
+    /// A usage row for `p` with the event id `event_id` (see
+    /// [`Router::new_event_id`]).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn usage_event(
         &self,
         p: &Prepared,
+        event_id: String,
         account: &ProviderAccount,
         route: Route,
         model: &str,
@@ -379,7 +426,9 @@ impl Router {
         let provider = account.provider;
         let cost = self.pricing.cost(provider, model, &usage).unwrap_or(Micros::ZERO);
         UsageEvent {
+            event_id,
             request_id: p.request_id.clone(),
+            idempotency_key: p.idempotency_key.clone(),
             ts: p.now,
             supplier_id: p.supplier.supplier.id,
             account_id: Some(account.id),
@@ -395,17 +444,31 @@ impl Router {
         }
     }
 
-    /// Commits a failed request's usage row (the request got an error answer).
-    async fn record_failure(&self, p: &Prepared, err: &RouteError) {
+    /// Commits a failed request's usage row (the request got an error
+    /// answer); returns its event id (made even when there is no account to
+    /// record it against, so that a mirror copy still has an id).
+    async fn record_failure(&self, p: &Prepared, err: &RouteError) -> String {
+        let event_id = self.new_event_id();
         let cat = self.catalog();
         // A failed request is recorded against the first planned account, if any.
         let account =
             p.supplier.client_accounts.first().or(cat.platform.first()).and_then(|id| cat.accounts.get(id)).map(|a| a.account.clone());
         if let Some(a) = account {
             let route = if a.owner == AccountOwner::Platform { Route::Platform } else { Route::Client };
-            let ev = self.usage_event(p, &a, route, "", TokenUsage::default(), 0, UsageStatus::Error, Some(err.class().to_string()));
+            let ev = self.usage_event(
+                p,
+                event_id.clone(),
+                &a,
+                route,
+                "",
+                TokenUsage::default(),
+                0,
+                UsageStatus::Error,
+                Some(err.class().to_string()),
+            );
             let _ = self.ledger.record_among(ev, self.writers_soon()).await;
         }
+        event_id
     }
 
     /// Notes a client-mode supplier's failover to platform AI, or its return.
@@ -425,6 +488,9 @@ impl Router {
         }
     }
 }
+
+/// The longest `Idempotency-Key` accepted (Stripe's limit).
+const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// A stable 64-bit hash of a request id (for splits and mirror samples).
 pub(super) fn request_hash(request_id: &str) -> u64 {

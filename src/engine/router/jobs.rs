@@ -5,13 +5,12 @@
 
 use super::attempt::{Job, Prepared, Served};
 use super::failure::{FailureKind, RouteError};
-use super::stream::{StreamCtx, StreamGuard};
-use super::{Answer, Router, StreamAnswer};
+use super::stream::{OpenStream, StreamCtx, StreamGuard};
+use super::{Answer, ClientWatch, Router, StreamAnswer};
 use crate::domain::{ProviderAccount, ProviderKind, TokenUsage, UsageStatus};
 use crate::providers::stream::ChatStream;
 use crate::providers::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ProviderError, ProviderTarget, token_count};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// A plain chat completion.
 pub(super) struct Chat {
@@ -32,17 +31,23 @@ impl Chat {
 }
 
 impl Router {
-    /// Commits a plain answer's usage (quota, breaker, route, ledger, metrics).
-    async fn commit(&self, p: &Prepared, s: Served, model: &str, usage: TokenUsage) -> Result<(), RouteError> {
+    /// Commits a plain answer's usage (quota, breaker, route, ledger,
+    /// metrics) under a new event id, which it returns. The row says
+    /// `client_gone` when the client went away while the provider answered.
+    async fn commit(&self, p: &Prepared, s: Served, model: &str, usage: TokenUsage) -> Result<String, RouteError> {
         self.record_outcome(p, &s.account, s.route, s.t0, None);
         s.trial.reported();
-        if s.quota_counted {
-            self.settle(p, p.estimate, usage.total());
+        if let Some(r) = s.quota {
+            self.settle(p, r, usage.total());
         }
         self.note_route(p, s.route, s.account.account.id);
-        let ev = self.usage_event(p, &s.account.account, s.route, model, usage, s.latency_ms, UsageStatus::Ok, None);
+        let gone = p.client.as_ref().is_some_and(ClientWatch::gone);
+        let status = if gone { UsageStatus::ClientGone } else { UsageStatus::Ok };
+        let event_id = self.new_event_id();
+        let ev = self.usage_event(p, event_id.clone(), &s.account.account, s.route, model, usage, s.latency_ms, status, None);
         self.metrics.observe(s.route, s.account.account.provider, true, p.started.elapsed(), &ev);
-        self.ledger.record_among(ev, self.writers_soon()).await.map_err(|e| RouteError::Ledger(e.to_string()))
+        self.ledger.record_among(ev, self.writers_soon()).await.map_err(|e| RouteError::Ledger(e.to_string()))?;
+        Ok(event_id)
     }
 }
 
@@ -63,13 +68,13 @@ impl Job for Chat {
         let provider = s.account.account.provider;
         let served_model = if router.pricing.price(provider, &resp.model).is_some() { resp.model.clone() } else { self.req.model.clone() };
         let (route, account) = (s.route, s.account.account.id);
-        router.commit(&p, s, &served_model, resp.usage).await?;
-        router.mirror(&p, Some(account), &self.req, &self.requested_model);
-        Ok(Answer { body: resp.body, route, account, request_id: p.request_id })
+        let event_id = router.commit(&p, s, &served_model, resp.usage).await?;
+        router.mirror(&p, &event_id, Some(account), &self.req, &self.requested_model);
+        Ok(Answer { body: resp.body, route, account, request_id: p.request_id, event_id })
     }
 
-    fn all_failed(&self, router: &Router, p: &Prepared) {
-        router.mirror(p, None, &self.req, &self.requested_model);
+    fn all_failed(&self, router: &Router, p: &Prepared, event_id: &str) {
+        router.mirror(p, event_id, None, &self.req, &self.requested_model);
     }
 }
 
@@ -103,20 +108,30 @@ impl Job for StreamedChat {
         router.note_route(&p, s.route, s.account.account.id);
         let (route, account) = (s.route, s.account.account.id);
         let request_id = p.request_id.clone();
+        // The stream's row gets its id now: the client sees it in the headers.
+        let event_id = router.new_event_id();
         // The stream reports its outcome when it ends, however it ends.
         s.trial.reported();
-        // The stream counts as in flight until it ends (see StreamGuard::leave).
-        router.in_flight.fetch_add(1, Ordering::Relaxed);
-        router.streaming.fetch_add(1, Ordering::Relaxed);
+        // The stream counts as in flight until it ends (a guard the stream owns).
+        let open = OpenStream::enter(&self.router);
         let mirror = router.mirror_copy(&self.chat.req).map(|c| (c, self.chat.requested_model));
-        let ctx = StreamCtx { mirror, p, account: s.account, route, model: self.chat.req.model, quota_counted: s.quota_counted, t0: s.t0 };
-        let guard = StreamGuard::new(self.router, stream, ctx);
-        Ok(StreamAnswer { route, account, request_id, body: Box::pin(guard) })
+        let ctx = StreamCtx {
+            mirror,
+            p,
+            event_id: event_id.clone(),
+            account: s.account,
+            route,
+            model: self.chat.req.model,
+            quota: s.quota,
+            t0: s.t0,
+        };
+        let guard = StreamGuard::new(self.router, open, stream, ctx);
+        Ok(StreamAnswer { route, account, request_id, event_id, body: Box::pin(guard) })
     }
 
-    fn all_failed(&self, router: &Router, p: &Prepared) {
+    fn all_failed(&self, router: &Router, p: &Prepared, event_id: &str) {
         if let Some(copy) = router.mirror_copy(&self.chat.req) {
-            router.mirror(p, None, &copy, &self.chat.requested_model);
+            router.mirror(p, event_id, None, &copy, &self.chat.requested_model);
         }
     }
 }
@@ -157,7 +172,7 @@ impl Job for Embeddings {
 
     async fn served(self, router: &Router, p: Prepared, s: Served, resp: EmbeddingsResponse) -> Result<Answer, RouteError> {
         let (route, account) = (s.route, s.account.account.id);
-        router.commit(&p, s, &self.req.model, resp.usage).await?;
-        Ok(Answer { body: resp.body, route, account, request_id: p.request_id })
+        let event_id = router.commit(&p, s, &self.req.model, resp.usage).await?;
+        Ok(Answer { body: resp.body, route, account, request_id: p.request_id, event_id })
     }
 }

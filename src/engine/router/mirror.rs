@@ -38,13 +38,16 @@ impl Router {
     /// supplier's running mirror, if the request is in the mirror's sample,
     /// in the background (on the request's lane, else on the router's
     /// runtime): the caller's answer never waits for it. The copy's usage is
-    /// recorded as shadow usage with the request id `m<mirror id>~<request
-    /// id>`, which pairs it with the original. `served_by`: the account that
+    /// recorded as shadow usage with the event id `m<mirror id>~<original
+    /// event id>`, which pairs it with the original's row (`original`), and
+    /// the original's tracing request id. The sample is drawn on the
+    /// original's event id (random), not on the client's request id (which a
+    /// client may send the same on every request). `served_by`: the account that
     /// answered (`None`: every route failed, and the copy shows whether the
     /// candidate would have answered). A streamed request is copied as a
     /// plain one once its stream has completed (see [`Router::mirror_copy`]);
     /// one the client abandoned is not.
-    pub(super) fn mirror(&self, p: &Prepared, served_by: Option<AccountId>, req: &ChatRequest, requested_model: &str) {
+    pub(super) fn mirror(&self, p: &Prepared, original: &str, served_by: Option<AccountId>, req: &ChatRequest, requested_model: &str) {
         if !self.mirroring.load(Ordering::Relaxed) {
             return;
         }
@@ -54,7 +57,7 @@ impl Router {
         if served_by == Some(r.account_id) || p.now >= r.ends_at {
             return;
         }
-        if request_hash(&p.request_id) % 100 >= u64::from(r.sample_percent) {
+        if request_hash(original) % 100 >= u64::from(r.sample_percent) {
             return;
         }
         if m.dispatched.fetch_add(1, Ordering::Relaxed) >= r.target_requests {
@@ -72,8 +75,8 @@ impl Router {
         let target = ProviderTarget::from_account(&account, key);
         let (providers, ledger, pricing, recorded) =
             (self.providers.clone(), self.ledger.clone(), self.pricing.clone(), m.recorded.clone());
-        let (request_id, now, supplier, request_type) =
-            (format!("{}{}", r.prefix(), p.request_id), p.now, p.supplier.supplier.id, p.request_type);
+        let (event_id, request_id, now, supplier, request_type) =
+            (format!("{}{original}", r.prefix()), p.request_id.clone(), p.now, p.supplier.supplier.id, p.request_type);
         rt.spawn(async move {
             let t0 = Instant::now();
             let res = providers.chat(&target, &copy).await;
@@ -84,7 +87,10 @@ impl Router {
             };
             let cost = pricing.cost(account.provider, &copy.model, &usage).unwrap_or(Micros::ZERO);
             let ev = UsageEvent {
+                event_id,
                 request_id,
+                // Not the client's keyed request itself: never found by its key.
+                idempotency_key: None,
                 ts: now,
                 supplier_id: supplier,
                 account_id: Some(account.id),

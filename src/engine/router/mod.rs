@@ -5,6 +5,16 @@
 //! split, calls the provider along the plan (failing over on account faults),
 //! and commits the usage event to the ledger before the answer is returned.
 //!
+//! What a request holds while it runs — its place in [`Router::in_flight`],
+//! the breaker's half-open trial, the quota reservation — is an owned guard
+//! that gives it back when dropped, so a request future dropped at any await
+//! point (the client went away, a panic, shutdown) leaks nothing. Every usage
+//! row has its own event id ([`Router::new_event_id`], the ledger's
+//! deduplication key); the client's `X-Request-Id` is only a tracing id and
+//! its `Idempotency-Key` is carried onto the rows ([`Caller`]). A caller that
+//! runs a plain request to completion after its client left says so with a
+//! [`ClientWatch`]: the row's status is then `client_gone`.
+//!
 //! This file holds the [`Router`] itself (construction, accessors, the three
 //! entry points) and the types callers see. One concern per file beside it:
 //! - `catalog`: the in-memory `RouteCatalog` of suppliers, accounts, keys,
@@ -87,18 +97,74 @@ pub struct Caller<'a> {
     /// live-traffic mirror run there, on its upstream connection pool.
     /// `None`: on the router's own runtime.
     pub lane: Option<&'a Handle>,
+    /// The `Idempotency-Key` header's value (per supplier), recorded on the
+    /// request's usage rows. Carried only: the router never deduplicates on it.
+    pub idempotency_key: Option<&'a str>,
+    /// Whether the client is still waiting (`None`: the caller does not say).
+    pub client: Option<&'a ClientWatch>,
 }
 
 impl<'a> Caller<'a> {
     pub fn token(bearer: Option<&'a str>) -> Self {
-        Caller { credential: Credential::Token(bearer), lane: None }
+        Caller { credential: Credential::Token(bearer), lane: None, idempotency_key: None, client: None }
     }
     pub fn supplier(id: SupplierId) -> Self {
-        Caller { credential: Credential::Supplier(id), lane: None }
+        Caller { credential: Credential::Supplier(id), lane: None, idempotency_key: None, client: None }
     }
     /// The request is served on `lane`.
     pub fn on_lane(self, lane: &'a Handle) -> Self {
         Caller { lane: Some(lane), ..self }
+    }
+    /// The request came with this `Idempotency-Key`.
+    pub fn with_idempotency_key(self, key: Option<&'a str>) -> Self {
+        Caller { idempotency_key: key, ..self }
+    }
+    /// `watch` says whether the client is still there (see [`ClientWatch`]).
+    pub fn watched_by(self, watch: &'a ClientWatch) -> Self {
+        Caller { client: Some(watch), ..self }
+    }
+}
+
+/// Whether the client of a request is still waiting for its answer. The
+/// serving side keeps a [`ClientPresence`] in the future that answers the
+/// client and runs the request itself on a task of its own; if that future
+/// is dropped first (the client hung up), the presence marks the watch gone,
+/// and the request's usage row says `client_gone`.
+#[derive(Debug, Clone, Default)]
+pub struct ClientWatch(Arc<AtomicBool>);
+
+impl ClientWatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Whether the client went away.
+    pub fn gone(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+    /// The presence that marks this watch gone when dropped before
+    /// [`ClientPresence::answered`].
+    pub fn presence(&self) -> ClientPresence {
+        ClientPresence(Some(self.0.clone()))
+    }
+}
+
+/// See [`ClientWatch::presence`].
+#[derive(Debug)]
+#[must_use = "dropping the presence marks the client gone"]
+pub struct ClientPresence(Option<Arc<AtomicBool>>);
+
+impl ClientPresence {
+    /// The answer reached the code that sends it to the client.
+    pub fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ClientPresence {
+    fn drop(&mut self) {
+        if let Some(gone) = self.0.take() {
+            gone.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -138,14 +204,20 @@ pub struct Answer {
     pub body: Bytes,
     pub route: Route,
     pub account: AccountId,
+    /// The tracing id (the client's `X-Request-Id`, or one made up).
     pub request_id: String,
+    /// The id of the answer's usage row.
+    pub event_id: String,
 }
 
 /// A streamed answer: SSE bytes; usage is committed when it ends or is dropped.
 pub struct StreamAnswer {
     pub route: Route,
     pub account: AccountId,
+    /// The tracing id (the client's `X-Request-Id`, or one made up).
     pub request_id: String,
+    /// The id the stream's usage row will have.
+    pub event_id: String,
     pub body: Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>,
 }
 
@@ -270,6 +342,19 @@ impl Router {
         format!("sb-{}-{}-{n}", self.instance, self.clock.now().timestamp_millis())
     }
 
+    /// A new usage event id: a UUIDv7 (the clock's milliseconds and 74
+    /// random bits), unique across processes and machines.
+    pub fn new_event_id(&self) -> String {
+        let mut random = [0u8; 10];
+        if getrandom::fill(&mut random).is_err() {
+            // No entropy source (never seen): this instance's id and a counter.
+            let n = self.request_seq.fetch_add(1, Ordering::Relaxed).to_le_bytes();
+            random[..8].copy_from_slice(&n);
+            random[8..].copy_from_slice(self.instance.as_bytes().get(..2).unwrap_or(&b"00"[..]));
+        }
+        crate::domain::new_event_id(self.clock.now().timestamp_millis(), random)
+    }
+
     /// Requests being served now, open streams included.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
@@ -320,6 +405,7 @@ impl Router {
         request_id: Option<&str>,
         req: ChatRequest,
     ) -> Result<StreamAnswer, RouteError> {
+        let _in_flight = InFlight::enter(&self.in_flight);
         let started = Instant::now();
         let rt = request_type(type_header, Some(&req))?;
         let job = jobs::StreamedChat::new(self, req);

@@ -1,7 +1,8 @@
 //! The platform quota on the request path: one counter per supplier and
 //! calendar month (loaded from the ledger when the month starts), tokens
-//! reserved before a platform attempt and settled to the actual usage after
-//! it, and the quota warning and exceeded events.
+//! reserved before a platform attempt as an owned [`Reservation`] (given back
+//! when it drops: error, client gone, panic, shutdown) and settled to the
+//! actual usage after it, and the quota warning and exceeded events.
 
 use super::attempt::Prepared;
 use super::catalog::SupplierEntry;
@@ -9,6 +10,8 @@ use super::{RouteError, Router, RouterEvent};
 use crate::domain::SupplierId;
 use crate::domain::calendar::next_month_start;
 use chrono::{DateTime, Datelike, Utc};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// A platform quota counter for one supplier and calendar month.
@@ -20,6 +23,27 @@ pub(super) struct QuotaCounter {
     warned: bool,
     /// When `QuotaExceeded` was last raised, and whether for a wedding day.
     exceeded_raised: Option<(DateTime<Utc>, bool)>,
+}
+
+/// Platform tokens held against a supplier's quota while an attempt runs.
+/// Dropping it gives them back, whatever ended the attempt (an error, the
+/// request future dropped because the client went away, a panic, shutdown);
+/// [`Router::settle`] consumes it and counts the actual usage instead. It
+/// cannot leak: nothing else holds reserved tokens.
+#[must_use = "dropping a reservation gives its tokens back at once"]
+pub(super) struct Reservation {
+    counter: Arc<Mutex<QuotaCounter>>,
+    tokens: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let n = std::mem::take(&mut self.tokens);
+        if n > 0 {
+            let mut q = self.counter.lock();
+            q.reserved = q.reserved.saturating_sub(n);
+        }
+    }
 }
 
 /// While a supplier stays over its quota (wedding-day overage), its
@@ -64,23 +88,24 @@ impl Router {
         self.cfg.quota.monthly_tokens(p.supplier.supplier.tier, p.now.date_naive())
     }
 
-    /// Tries to reserve `n` platform tokens; false when the quota has no room.
-    pub(super) fn reserve(&self, p: &Prepared, n: u64) -> bool {
+    /// Tries to reserve `n` platform tokens; `None` when the quota has no room.
+    pub(super) fn reserve(&self, p: &Prepared, n: u64) -> Option<Reservation> {
         let quota = self.quota_of(p);
         let mut q = p.supplier.quota.lock();
         self.roll(&mut q, p.supplier.supplier.id, p.now);
         if !p.wedding_day && q.used.saturating_add(q.reserved).saturating_add(n) > quota {
-            return false;
+            return None;
         }
         q.reserved = q.reserved.saturating_add(n);
-        true
+        Some(Reservation { counter: p.supplier.quota.clone(), tokens: n })
     }
 
     /// Replaces a reservation by the actual usage; raises quota events.
-    pub(super) fn settle(&self, p: &Prepared, reserved: u64, actual: u64) {
+    pub(super) fn settle(&self, p: &Prepared, mut reservation: Reservation, actual: u64) {
         let quota = self.quota_of(p);
+        let reserved = std::mem::take(&mut reservation.tokens);
         let events = {
-            let mut q = p.supplier.quota.lock();
+            let mut q = reservation.counter.lock();
             q.reserved = q.reserved.saturating_sub(reserved);
             q.used = q.used.saturating_add(actual);
             let status = crate::domain::QuotaStatus::new(q.used, quota, self.cfg.quota.warn_percent);

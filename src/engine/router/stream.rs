@@ -1,11 +1,15 @@
 //! A streamed answer's guard: forwards the provider stream's SSE bytes and,
-//! when the stream ends (or the client goes away and the guard drops),
-//! reports the attempt's outcome, settles the quota, commits the usage event
-//! and sends a mirror copy of a completed stream.
+//! when the stream ends (or the client goes away and the guard drops, which
+//! cuts the upstream stream), reports the attempt's outcome, settles the
+//! quota, commits the usage event — the provider's figures if they arrived,
+//! otherwise the tokenizer's estimate, flagged `estimated` — and sends a
+//! mirror copy of a completed stream. [`OpenStream`] counts the stream in
+//! flight for as long as it is open.
 
 use super::Router;
 use super::attempt::{Prepared, millis_since};
 use super::catalog::AccountEntry;
+use super::quota::Reservation;
 use crate::domain::{Route, UsageEvent, UsageStatus};
 use crate::providers::ChatRequest;
 use crate::providers::stream::{ChatStream, StreamEvent};
@@ -20,14 +24,37 @@ use std::time::Instant;
 /// What a stream's end needs of the attempt that opened it.
 pub(super) struct StreamCtx {
     pub(super) p: Prepared,
+    /// The id the stream's usage row will have (sent to the client up front).
+    pub(super) event_id: String,
     pub(super) account: Arc<AccountEntry>,
     pub(super) route: Route,
     pub(super) model: String,
-    pub(super) quota_counted: bool,
+    /// The platform quota reservation, settled when the stream ends (given
+    /// back if the context drops unsettled).
+    pub(super) quota: Option<Reservation>,
     pub(super) t0: Instant,
     /// A plain copy of the request and the model asked for, kept only while
     /// a live-traffic mirror runs: a completed stream is mirrored as that.
     pub(super) mirror: Option<(ChatRequest, String)>,
+}
+
+/// An open stream's place in [`Router::in_flight`] and [`Router::streaming`],
+/// held until it drops (however the stream ends).
+pub(super) struct OpenStream(Arc<Router>);
+
+impl OpenStream {
+    pub(super) fn enter(router: &Arc<Router>) -> Self {
+        router.in_flight.fetch_add(1, Ordering::Relaxed);
+        router.streaming.fetch_add(1, Ordering::Relaxed);
+        OpenStream(router.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.streaming.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Forwards a provider stream's SSE bytes and commits its usage at the end
@@ -38,24 +65,20 @@ pub(super) struct StreamGuard {
     ctx: Option<StreamCtx>,
     pending: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     done: bool,
-    /// Whether this stream is still counted in [`Router::in_flight`].
-    in_flight: bool,
+    /// The stream's count in flight, until its usage is handed to the ledger.
+    open: Option<OpenStream>,
 }
 
 impl StreamGuard {
-    /// The stream must already be counted in flight and streaming.
-    pub(super) fn new(router: Arc<Router>, stream: ChatStream, ctx: StreamCtx) -> Self {
-        StreamGuard { router, stream, ctx: Some(ctx), pending: None, done: false, in_flight: true }
+    pub(super) fn new(router: Arc<Router>, open: OpenStream, stream: ChatStream, ctx: StreamCtx) -> Self {
+        StreamGuard { router, stream, ctx: Some(ctx), pending: None, done: false, open: Some(open) }
     }
 
     /// Stops counting the stream in flight; returns how many events are due
     /// soon, this one included (for [`crate::engine::ledger::Ledger::record_among`]:
     /// alone, its usage is committed inline, as a lone plain request's is).
     fn leave(&mut self) -> usize {
-        if std::mem::take(&mut self.in_flight) {
-            self.router.streaming.fetch_sub(1, Ordering::Relaxed);
-            self.router.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
+        drop(self.open.take());
         self.router.writers_soon() + 1
     }
 
@@ -63,8 +86,8 @@ impl StreamGuard {
         let ctx = self.ctx.take()?;
         let r = &self.router;
         r.record_outcome(&ctx.p, &ctx.account, ctx.route, ctx.t0, summary.error.as_ref());
-        if ctx.quota_counted {
-            r.settle(&ctx.p, ctx.p.estimate, summary.usage.total());
+        if let Some(q) = ctx.quota {
+            r.settle(&ctx.p, q, summary.usage.total());
         }
         let status = if summary.completed && summary.error.is_none() {
             UsageStatus::Ok
@@ -77,6 +100,7 @@ impl StreamGuard {
             if r.pricing.price(ctx.account.account.provider, &summary.model).is_some() { summary.model.clone() } else { ctx.model.clone() };
         let ev = r.usage_event(
             &ctx.p,
+            ctx.event_id,
             &ctx.account.account,
             ctx.route,
             &model,
@@ -93,7 +117,7 @@ impl StreamGuard {
         if status == UsageStatus::Ok
             && let Some((copy, requested_model)) = &ctx.mirror
         {
-            r.mirror(&ctx.p, Some(ctx.account.account.id), copy, requested_model);
+            r.mirror(&ctx.p, &ev.event_id, Some(ctx.account.account.id), copy, requested_model);
         }
         Some(ev)
     }

@@ -301,11 +301,13 @@ fn live_section(ui: &mut Ui, l: &LiveSnapshot) {
                         let model = if r.model.is_empty() { "refused" } else { r.model.as_str() };
                         ui.add(egui::Label::new(format!("{} · {model} · {}", r.supplier, r.route.as_str())).truncate()).on_hover_text(
                             format!(
-                                "{} · {} · {} ms · {}",
+                                "{} · {} · {} · {} ms · {}{}",
                                 r.request_type.as_str(),
                                 r.route.as_str(),
+                                r.status.as_str(),
                                 r.latency_ms,
-                                fmt_money(r.cost_micros)
+                                fmt_money(r.cost_micros),
+                                if r.estimated { " · tokens estimated" } else { "" }
                             ),
                         );
                     });

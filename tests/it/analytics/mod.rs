@@ -152,7 +152,9 @@ fn every_breakdown_adds_up_to_the_ledger_total() {
 fn event(id: &str, ts: chrono::DateTime<Utc>, supplier: SupplierId, route: Route, input: u64) -> UsageEvent {
     let usage = TokenUsage { input, output: input / 2, cached_read: 0, cache_write: 0, reasoning: 0, estimated: false };
     UsageEvent {
+        event_id: id.into(),
         request_id: id.into(),
+        idempotency_key: None,
         ts,
         supplier_id: supplier,
         account_id: None,
@@ -423,7 +425,7 @@ fn csv_export_equals_the_database_and_is_safe() {
     let mut st = c
         .prepare(
             "SELECT e.request_id, e.ts, s.name, s.vendor_type, e.provider, e.model, e.request_type, e.route, e.input_tokens, e.cached_tokens,
-                e.output_tokens, e.cost_micros, e.latency_ms, e.status, coalesce(e.error_class, '')
+                e.output_tokens, e.cost_micros, e.latency_ms, e.status, coalesce(e.error_class, ''), e.event_id
              FROM usage_events e JOIN suppliers s ON s.id = e.supplier_id WHERE e.ts >= ?1 AND e.ts < ?2 ORDER BY e.ts, e.id",
         )
         .unwrap();
@@ -446,6 +448,7 @@ fn csv_export_equals_the_database_and_is_safe() {
                 r.get::<_, i64>(12)?.to_string(),
                 UsageStatus::from_code(r.get(13)?).unwrap().to_string(),
                 r.get(14)?,
+                r.get(15)?,
             ])
         })
         .unwrap()
@@ -474,6 +477,7 @@ fn csv_export_equals_the_database_and_is_safe() {
         "latency_ms",
         "status",
         "error_class",
+        "event_id",
     ]
     .map(idx);
     let csv_rows: Vec<Vec<String>> = rd.records().map(|r| r.unwrap()).map(|r| cols.iter().map(|i| r[*i].to_string()).collect()).collect();

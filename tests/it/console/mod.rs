@@ -516,7 +516,9 @@ fn pricing() -> &'static PricingTable {
 fn usage_event(id: &str, day: NaiveDate, supplier: SupplierId, input: u64) -> UsageEvent {
     let usage = TokenUsage { input, output: input / 2, ..TokenUsage::default() };
     UsageEvent {
+        event_id: id.into(),
         request_id: id.into(),
+        idempotency_key: None,
         ts: day.and_hms_opt(0, 5, 0).unwrap().and_utc(),
         supplier_id: supplier,
         account_id: None,
