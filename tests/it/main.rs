@@ -4,7 +4,8 @@
 //!
 //! - `support`: what the groups share (the binary, the test keyring, dates,
 //!   simulator accounts, a router on the simulator).
-//! - one module per area: `foundation` (store and CLI on real files),
+//! - one module per area: `accounting` (usage recorded whatever the client
+//!   does, event ids), `foundation` (store and CLI on real files),
 //!   `providers`, `gateway`, `durability` (kill -9), `health`, `keys` (the real
 //!   keychain), `analytics`, `console` (egui_kittest), `layers` (the layer rule).
 
@@ -13,6 +14,7 @@
 
 mod support;
 
+mod accounting;
 mod analytics;
 mod console;
 mod durability;

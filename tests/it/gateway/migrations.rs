@@ -325,6 +325,7 @@ async fn a_mirror_compares_a_sample_of_live_traffic_without_touching_the_answers
         })
         .collect();
     originals.sort();
+    // A copy's event id is `m<mirror>~<the original's event id>`.
     let mut first_six: Vec<&str> = live[..6].iter().map(|l| l.0.as_str()).collect();
     first_six.sort();
     assert_eq!(originals, first_six, "the first six requests are copied, the two streams among them");

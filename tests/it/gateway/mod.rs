@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use switchboard::domain::Secret;
 use switchboard::domain::{
-    AccountId, AccountOwner, AiMode, ManualClock, NewSupplier, PricingTable, ProviderKind, Route, SupplierId, Tier, VendorType,
+    AccountId, AccountOwner, AiMode, ManualClock, NewSupplier, PricingTable, ProviderKind, Route, SupplierId, Tier, UsageStatus, VendorType,
 };
 use switchboard::engine::gateway_tokens as tokens;
 use switchboard::engine::ledger::Ledger;
@@ -95,11 +95,12 @@ impl Env {
             .await
     }
 
+    /// (event id, route, status, tokens, cost, account) of the supplier's rows.
     fn usage_rows(&self, supplier: SupplierId) -> Vec<(String, i64, i64, i64, i64, i64)> {
         self.store
             .with_conn(|c| {
                 let mut st = c.prepare(
-                    "SELECT request_id, route, status, input_tokens + cached_tokens + output_tokens, cost_micros, account_id FROM usage_events WHERE supplier_id = ?1 ORDER BY id",
+                    "SELECT event_id, route, status, input_tokens + cached_tokens + output_tokens, cost_micros, account_id FROM usage_events WHERE supplier_id = ?1 ORDER BY id",
                 )?;
                 let rows = st.query_map([supplier.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, Option<i64>>(5)?.unwrap_or(0))))?;
                 rows.collect()
@@ -630,11 +631,12 @@ async fn a_missing_azure_deployment_fails_over_instead_of_failing_the_request() 
 }
 
 #[tokio::test]
-async fn a_half_open_trial_whose_client_went_away_is_given_back() {
+async fn a_half_open_trial_whose_client_went_away_completes_and_closes_the_breaker() {
     // After the open period one trial request may reach the account. If its
-    // client gives up mid-call, the gateway drops the request: the trial must
-    // be given back, or the breaker waits for it, and keeps the account out
-    // of service, for good.
+    // client gives up mid-call, the request still runs to completion on its
+    // own task: the trial reports its outcome (the breaker closes) and the
+    // call is recorded as `client_gone`. (A trial whose request future is
+    // dropped gives the trial back: see accounting::dropped_requests_leak_nothing.)
     let e = env(RouterConfig::default()).await;
     let s = e.supplier("Trial Studio", Tier::Scale, AiMode::Platform, &[]);
     let t = e.token(s, false);
@@ -668,7 +670,7 @@ async fn a_half_open_trial_whose_client_went_away_is_given_back() {
     e.sim.set_faults("openai-platform", switchboard::sim::Faults::default());
     // The gateway notices the closed connection and drops the request.
     let mut served_by = 0;
-    for _ in 0..20 {
+    for _ in 0..80 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let r = e.chat(&t, "gpt-4o-mini", "after the trial").await;
         assert_eq!(r.status(), 200);
@@ -677,8 +679,12 @@ async fn a_half_open_trial_whose_client_went_away_is_given_back() {
             break;
         }
     }
-    assert_eq!(served_by, e.platform_openai.0, "the next request was the trial, and it went to the recovered account");
+    assert_eq!(served_by, e.platform_openai.0, "once the trial answered, the recovered account serves again");
     assert_eq!(state(&e), "closed");
+    let gone: Vec<_> = e.usage_rows(s).into_iter().filter(|r| r.2 == UsageStatus::ClientGone.code()).collect();
+    assert_eq!(gone.len(), 1, "the trial the client gave up on is recorded once, as client_gone");
+    assert_eq!(gone[0].5, e.platform_openai.0);
+    assert!(gone[0].3 > 0, "with the provider's usage");
 }
 
 #[tokio::test]
