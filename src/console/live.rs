@@ -229,7 +229,7 @@ impl Service {
                 model: e.model,
                 request_type: e.request_type,
                 route: e.route,
-                ok: e.status == UsageStatus::Ok,
+                ok: e.status.answered(),
                 status: e.status,
                 estimated: e.usage.estimated,
                 latency_ms: e.latency_ms,
