@@ -38,6 +38,8 @@ pub const FOLD_BATCH: usize = 8_192;
 /// before it commits the ones it has (see [`Ledger::record_among`]).
 pub const COMMIT_DELAY: Duration = Duration::from_micros(500);
 
+// Events are nearly every message: boxing them would allocate once per event.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     /// An event, whom to tell when it is committed, and how many requests
     /// were under way when it was sent (itself included).

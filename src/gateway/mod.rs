@@ -17,7 +17,7 @@
 //! `GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus text).
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
-use crate::engine::router::{Answer, Caller, ClientWatch, Router};
+use crate::engine::router::{Answer, Caller, ClientWatch, Router, StreamAnswer};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -319,17 +319,20 @@ impl RequestMeta {
     }
 }
 
-/// Runs a plain request to completion on a task of this lane's runtime (the
+/// Runs a request to completion on a task of this lane's runtime (the
 /// lane's upstream pool), owned by the task, and waits for its answer. If the
 /// client hangs up, the handler awaiting this is dropped, `ClientWatch`
-/// says so, and the task still finishes: the provider call is recorded (as
-/// `client_gone`) and settled against the quota. `serve` is everything that
-/// must happen whatever the client does — the router call and, for a request
-/// with an `Idempotency-Key`, keeping its answer for the client's retry.
-async fn run_to_completion<F, Fut>(st: &Arc<AppState>, serve: F) -> Result<Answer, ApiError>
+/// says so, and the task still finishes: the provider call is recorded (a
+/// plain one as `client_gone`; a stream that was being opened is dropped
+/// with the task's output and recorded as cut) and settled against the quota.
+/// `serve` is everything that must happen whatever the client does — the
+/// router call and, for a request with an `Idempotency-Key`, keeping its
+/// answer for the client's retry.
+async fn run_to_completion<T, F, Fut>(st: &Arc<AppState>, serve: F) -> Result<T, ApiError>
 where
+    T: Send + 'static,
     F: FnOnce(Arc<AppState>, ClientWatch) -> Fut,
-    Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
+    Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
 {
     let watch = ClientWatch::new();
     let presence = watch.presence();
@@ -362,6 +365,19 @@ async fn serve_chat(
     Ok(st.router.chat(caller, meta.request_type.as_deref(), meta.request_id.as_deref(), req).await?)
 }
 
+/// Opens a stream on its own task (see [`run_to_completion`]): a stream
+/// whose client left while it was being opened is cut and recorded once it opens.
+async fn open_stream(
+    st: Arc<AppState>,
+    supplier: crate::domain::SupplierId,
+    meta: RequestMeta,
+    req: ChatRequest,
+    _client: ClientWatch,
+) -> Result<StreamAnswer, ApiError> {
+    let caller = st.caller(supplier).with_idempotency_key(meta.idempotency_key.as_deref());
+    Ok(st.router.chat_stream(caller, meta.request_type.as_deref(), meta.request_id.as_deref(), req).await?)
+}
+
 /// Embeddings, on their own task (see [`run_to_completion`]).
 async fn serve_embeddings(
     st: Arc<AppState>,
@@ -390,8 +406,7 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<
         let meta = RequestMeta::of(&headers);
         if req.is_stream() {
             // A stream is cut upstream when its client hangs up; its guard records it.
-            let caller = st.caller(supplier).with_idempotency_key(meta.idempotency_key.as_deref());
-            let s = st.router.chat_stream(caller, meta.request_type.as_deref(), meta.request_id.as_deref(), req).await?;
+            let s = run_to_completion(&st, move |st, client| open_stream(st, supplier, meta, req, client)).await?;
             let resp = Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "text/event-stream")
