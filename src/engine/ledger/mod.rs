@@ -280,7 +280,8 @@ impl Ledger {
     }
 
     /// Waits until everything sent before this call is committed and folded
-    /// into the rollups.
+    /// into the rollups (while the ledger is down: until it is held in
+    /// memory, to be written when the ledger is back; see [`Ledger::state`]).
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Flush(tx)).is_ok() {
@@ -309,6 +310,11 @@ impl Ledger {
             return Err(LedgerRefusal);
         }
         Ok(())
+    }
+
+    /// Whether the ledger writes now (no refusal counted, unlike [`Ledger::admit`]).
+    pub fn is_up(&self) -> bool {
+        !self.health.is_down()
     }
 
     /// Up, or down with the reason, since when and the events it holds.
