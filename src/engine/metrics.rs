@@ -176,6 +176,40 @@ impl Metrics {
             "# HELP switchboard_ledger_failures_total Failed ledger transactions.\n# TYPE switchboard_ledger_failures_total counter"
         );
         let _ = writeln!(o, "switchboard_ledger_failures_total {}", ledger.failures.load(Relaxed));
+        for (name, kind, help, v) in [
+            (
+                "switchboard_ledger_up",
+                "gauge",
+                "1 while the usage ledger writes, 0 while it cannot (requests are refused).",
+                u64::from(!ledger.down.load(Relaxed)),
+            ),
+            (
+                "switchboard_ledger_pending_events",
+                "gauge",
+                "Usage events held in memory until the ledger writes again.",
+                ledger.pending.load(Relaxed),
+            ),
+            (
+                "switchboard_ledger_refused_total",
+                "counter",
+                "Requests refused because the usage ledger could not write.",
+                ledger.refused.load(Relaxed),
+            ),
+            (
+                "switchboard_ledger_recovered_events_total",
+                "counter",
+                "Usage events written after waiting for the ledger.",
+                ledger.recovered.load(Relaxed),
+            ),
+            (
+                "switchboard_ledger_dropped_events_total",
+                "counter",
+                "Usage events not recorded (logged in full) because too many waited.",
+                ledger.dropped.load(Relaxed),
+            ),
+        ] {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
         let _ = writeln!(
             o,
             "# HELP switchboard_requests_in_flight Requests being served, open streams included.\n# TYPE switchboard_requests_in_flight gauge"

@@ -60,6 +60,7 @@ impl Runtime {
     /// then runs the router's background work too).
     pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts: RuntimeOptions) -> anyhow::Result<Runtime> {
         let ledger = Ledger::start_synced(&store, opts.ledger_sync)?;
+        ledger.set_clock(clock.clone());
         // Before the gateway answers anyone: the first request would wait for it.
         tokio::task::spawn_blocking(crate::providers::token_count::warm_up).await?;
         let providers = Providers::new(opts.providers.clone())?;

@@ -47,7 +47,7 @@ impl ApiError {
                 RouteError::BadRequest(_) | RouteError::UnknownModel(_) | RouteError::Upstream(_) => "invalid_request_error",
                 RouteError::UnknownToken | RouteError::RevokedToken => "authentication_error",
                 RouteError::RateLimited { .. } | RouteError::QuotaExceeded { .. } => "rate_limit_error",
-                RouteError::AllRoutesFailed { .. } | RouteError::Ledger(_) => "api_error",
+                RouteError::AllRoutesFailed { .. } | RouteError::Ledger(_) | RouteError::LedgerUnavailable => "api_error",
             },
         }
     }
@@ -97,5 +97,11 @@ mod tests {
         let e = ApiError::NoSuchEndpoint;
         assert_eq!((e.status_code(), e.kind(), e.code()), (404, "invalid_request_error", "invalid_request"));
         assert_eq!(ApiError::TooLarge { limit: 5 }.to_string(), "the request body is larger than 5 bytes");
+        // The ledger's trouble: a generic 503 to retry, never the database's path or SQLite's text.
+        for e in [RouteError::LedgerUnavailable, RouteError::Ledger("/srv/sb.db: database or disk is full".into())] {
+            let e = ApiError::from(e);
+            assert_eq!((e.status_code(), e.kind(), e.code(), e.retry_after_secs()), (503, "api_error", "ledger_unavailable", Some(2)));
+            assert!(!e.to_string().contains("sb.db") && !e.to_string().contains("full"), "{e}");
+        }
     }
 }

@@ -447,10 +447,20 @@ async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response
     ([(header::CONTENT_TYPE, "application/json")], serde_json::json!({"object": "list", "data": data}).to_string()).into_response()
 }
 
+/// 200 `ok`; 503 `degraded` (with the reason and since when) while the usage
+/// ledger cannot write, so that a load balancer takes the instance out of rotation.
 async fn healthz(State(st): State<Arc<AppState>>) -> Response {
+    use crate::engine::ledger::LedgerState;
     let failures = st.router.ledger().stats().failures.load(std::sync::atomic::Ordering::Relaxed);
-    let body = serde_json::json!({"status": "ok", "ledger_failures": failures});
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    let (status, body) = match st.router.ledger().state() {
+        LedgerState::Up => (StatusCode::OK, serde_json::json!({"status": "ok", "ledger_failures": failures})),
+        LedgerState::Down(d) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "degraded", "reason": format!("usage ledger cannot write: {}", d.reason), "since": d.since,
+                "ledger_pending_events": d.pending, "ledger_failures": failures}),
+        ),
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {

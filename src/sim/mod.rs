@@ -159,6 +159,8 @@ pub(crate) struct Account {
     /// Hashes of prompt prefixes seen (for cached-token figures).
     cache: Mutex<HashSet<u64>>,
     pub requests: AtomicU64,
+    /// Of those, chat completions and embeddings (the calls that are paid for; not model lists).
+    pub generations: AtomicU64,
 }
 
 /// What the fault dice decided for one request.
@@ -199,6 +201,7 @@ impl Account {
             rng: Mutex::new(seed.fork(stream)),
             cache: Mutex::new(HashSet::new()),
             requests: AtomicU64::new(0),
+            generations: AtomicU64::new(0),
         }
     }
 

@@ -99,6 +99,7 @@ async fn admit_json<T: serde::de::DeserializeOwned>(
     let parsed = serde_json::from_slice::<T>(body);
     let model_name = parsed.as_ref().map(model).unwrap_or("");
     let (account, decision) = admit(s, d, h, model_name).await?;
+    account.generations.fetch_add(1, Ordering::Relaxed);
     match parsed {
         Ok(r) => Ok((account, decision, r)),
         Err(e) => {
@@ -404,7 +405,7 @@ async fn admin_list(State(s): St) -> Response {
         .iter()
         .map(|a| {
             serde_json::json!({"name": a.name, "provider": a.provider, "key_fingerprint": crate::domain::provider::fingerprint(&a.key),
-                "requests": a.requests.load(Ordering::Relaxed), "faults": a.faults()})
+                "requests": a.requests.load(Ordering::Relaxed), "generations": a.generations.load(Ordering::Relaxed), "faults": a.faults()})
         })
         .collect();
     json_response(200, serde_json::to_vec(&list).unwrap_or_default())

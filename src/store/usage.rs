@@ -155,6 +155,15 @@ impl UsageLedger for SqliteLedger {
     }
 }
 
+impl super::StoreError {
+    /// Whether the database refused a row (a constraint): the database itself
+    /// could write. Any other failure of a ledger write means it cannot.
+    pub fn is_constraint(&self) -> bool {
+        matches!(self, super::StoreError::Sqlite { source, .. }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation))
+    }
+}
+
 pub(crate) fn day_key(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d").to_string()
 }

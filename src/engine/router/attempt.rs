@@ -165,6 +165,8 @@ impl Router {
         }
         let cat = self.catalog();
         let supplier = cat.suppliers.get(&supplier_id).cloned().ok_or(RouteError::UnknownToken)?;
+        // No provider call while its usage could not be recorded.
+        self.ledger.admit().map_err(|_| RouteError::LedgerUnavailable)?;
         let now = self.clock.now();
         let today = now.date_naive();
         let wedding_day = supplier.supplier.has_wedding_on(today);

@@ -115,8 +115,14 @@ pub enum RouteError {
     Upstream(ProviderError),
     #[error("no route could serve the request: {failures}")]
     AllRoutesFailed { status: u16, failures: Failures },
-    #[error("the usage of this request could not be recorded ({0}); it was not billed, please retry")]
+    /// The ledger's error (path and SQLite's text) is in the log, not in the answer.
+    #[error("the usage of this request could not be recorded; please retry in a few seconds")]
     Ledger(String),
+    /// The ledger cannot write: refused before any provider call.
+    #[error(
+        "Switchboard cannot record usage at the moment, so it takes no requests; nothing was sent to a provider and nothing was billed. Please retry in a few seconds."
+    )]
+    LedgerUnavailable,
 }
 
 impl RouteError {
@@ -130,7 +136,7 @@ impl RouteError {
             RouteError::RateLimited { .. } | RouteError::QuotaExceeded { .. } => 429,
             RouteError::Upstream(e) => e.status_code(),
             RouteError::AllRoutesFailed { status, .. } => *status,
-            RouteError::Ledger(_) => 503,
+            RouteError::Ledger(_) | RouteError::LedgerUnavailable => 503,
         }
     }
 
@@ -146,7 +152,7 @@ impl RouteError {
             RouteError::QuotaExceeded { .. } => "quota_exceeded",
             RouteError::Upstream(e) => e.class(),
             RouteError::AllRoutesFailed { .. } => "all_routes_failed",
-            RouteError::Ledger(_) => "ledger_unavailable",
+            RouteError::Ledger(_) | RouteError::LedgerUnavailable => "ledger_unavailable",
         }
     }
 
@@ -157,6 +163,7 @@ impl RouteError {
                 Some(*retry_after_secs)
             }
             RouteError::AllRoutesFailed { .. } => Some(1),
+            RouteError::Ledger(_) | RouteError::LedgerUnavailable => Some(crate::engine::ledger::RETRY_AFTER_SECS),
             _ => None,
         }
     }

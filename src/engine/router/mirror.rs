@@ -48,7 +48,8 @@ impl Router {
     /// plain one once its stream has completed (see [`Router::mirror_copy`]);
     /// one the client abandoned is not.
     pub(super) fn mirror(&self, p: &Prepared, original: &str, served_by: Option<AccountId>, req: &ChatRequest, requested_model: &str) {
-        if !self.mirroring.load(Ordering::Relaxed) {
+        // No copy (a paid call) while the ledger cannot record it.
+        if !self.mirroring.load(Ordering::Relaxed) || !self.ledger.is_up() {
             return;
         }
         let cat = self.catalog();

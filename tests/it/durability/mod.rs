@@ -1,8 +1,11 @@
-//! A crash test of the serving process: `switchboard serve` is killed with
+//! Durability of the serving process. Here: a crash test: `switchboard serve` is killed with
 //! SIGKILL in the middle of a load run, restarted on the same database, and
 //! every request that received a complete answer must have exactly one usage
 //! row. Runs in its own test binary so nothing else shares the machine's
-//! sockets and processes while it does.
+//! sockets and processes while it does. `ledger_down`: the ledger's disk
+//! fills up under load and frees again.
+
+mod ledger_down;
 
 use crate::support::{keyring_available, sb};
 use serde_json::json;

@@ -14,10 +14,24 @@
 //! thread folds them into the rollups a moment later ([`FOLD_AFTER`], or
 //! [`FOLD_BATCH`] events, on [`Ledger::flush`] and when it stops), off every
 //! request's path. The last 1,000 committed events stay in memory for live views.
+//!
+//! When the database cannot write, the ledger goes down ([`health`]): new
+//! requests are refused before any provider call ([`Ledger::admit`]), the
+//! events of requests already under way are kept in memory and answered as
+//! recorded, and the writer thread writes them, exactly once, when the
+//! database takes writes again.
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
-use crate::domain::UsageEvent;
+mod health;
+mod recover;
+#[cfg(test)]
+mod tests_down;
+
+pub use health::{LedgerDown, LedgerRefusal, LedgerState, PENDING_LIMIT, RETRY_AFTER_SECS, RETRY_FIRST, RETRY_MAX};
+
+use crate::domain::{Clock, UsageEvent};
 use crate::store::{LedgerSync, SqliteLedger, Store, StoreError, UsageLedger, WalCheckpointer};
+use health::{Health, log_dropped};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -43,7 +57,7 @@ pub const COMMIT_DELAY: Duration = Duration::from_micros(500);
 enum Msg {
     /// An event, whom to tell when it is committed, and how many requests
     /// were under way when it was sent (itself included).
-    Record(UsageEvent, Option<oneshot::Sender<Result<(), String>>>, usize),
+    Record(UsageEvent, Option<oneshot::Sender<Result<(), LedgerError>>>, usize),
     Flush(oneshot::Sender<()>),
     /// An inline commit left events to fold: re-read the fold deadline.
     Nudge,
@@ -56,6 +70,7 @@ pub struct Ledger {
     shared: Arc<Shared>,
     recent: Arc<Mutex<VecDeque<UsageEvent>>>,
     stats: Arc<LedgerStats>,
+    health: Arc<Health>,
 }
 
 /// What the writer thread and the inline commits share.
@@ -117,16 +132,28 @@ pub struct LedgerStats {
     pub duplicates: std::sync::atomic::AtomicU64,
     pub batches: std::sync::atomic::AtomicU64,
     pub failures: std::sync::atomic::AtomicU64,
+    /// Requests refused because the ledger was down.
+    pub refused: std::sync::atomic::AtomicU64,
+    /// Events let go of (logged in full) because too many were pending.
+    pub dropped: std::sync::atomic::AtomicU64,
+    /// Events written after the ledger came back (they waited in memory).
+    pub recovered: std::sync::atomic::AtomicU64,
+    /// Events held in memory now, while the ledger is (or was) down (a gauge).
+    pub pending: std::sync::atomic::AtomicU64,
+    /// Whether the ledger cannot write now (see [`Ledger::state`]).
+    pub down: std::sync::atomic::AtomicBool,
     /// Events folded into the rollups.
     pub folded: std::sync::atomic::AtomicU64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LedgerError {
     #[error("the usage ledger could not write: {0}")]
     Write(String),
     #[error("the usage ledger has stopped")]
     Stopped,
+    #[error("the usage ledger is down and holds as many events as it may ({0}); this one was logged and not recorded")]
+    Overflow(usize),
 }
 
 impl Ledger {
@@ -154,7 +181,17 @@ impl Ledger {
         let (tx, rx) = mpsc::channel::<Msg>();
         let recent = Arc::new(Mutex::new(VecDeque::with_capacity(LIVE_WINDOW)));
         let stats = Arc::new(LedgerStats::default());
-        let writer = Writer { backend, recent: recent.clone(), stats: stats.clone(), unfolded: 0, fold_due: None };
+        let health = Arc::new(Health::new(stats.clone()));
+        let writer = Writer {
+            backend,
+            recent: recent.clone(),
+            stats: stats.clone(),
+            unfolded: 0,
+            fold_due: None,
+            health: health.clone(),
+            pending: VecDeque::new(),
+            retry: None,
+        };
         let shared = Arc::new(Shared {
             writer: Mutex::new(writer),
             pending: AtomicUsize::new(0),
@@ -176,10 +213,12 @@ impl Ledger {
             // The WAL then grows until another connection checkpoints it.
             tracing::warn!("no checkpoint thread for the usage ledger: {e}");
         }
-        Ledger { tx, shared, recent, stats }
+        Ledger { tx, shared, recent, stats, health }
     }
 
-    /// Records an event and waits until it is committed.
+    /// Records an event and waits until it is committed (or, while the
+    /// ledger is down, kept in memory to be written when it is back; past
+    /// [`PENDING_LIMIT`] such events, [`LedgerError::Overflow`]).
     ///
     /// When it is the only write under way (and commits do not wait for the
     /// disk), the event is committed right here, on the calling thread: a
@@ -208,22 +247,21 @@ impl Ledger {
             && self.shared.inline
             && let Some(mut w) = self.shared.writer.try_lock()
         {
-            let had_due = w.fold_due.is_some();
+            let had_due = w.next_due().is_some();
             let res = w.commit(&mut vec![event]);
-            let nudge = !had_due && w.fold_due.is_some();
+            let nudge = !had_due && w.next_due().is_some();
             drop(w);
             if nudge {
                 // The writer thread may be asleep without a deadline.
                 let _ = self.tx.send(Msg::Nudge);
             }
-            return res.map_err(LedgerError::Write);
+            return res;
         }
         let (tx, rx) = oneshot::channel();
         self.tx.send(Msg::Record(event, Some(tx), in_flight)).map_err(|_| LedgerError::Stopped)?;
         self.shared.arrived();
         match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(LedgerError::Write(e)),
+            Ok(res) => res,
             Err(_) => Err(LedgerError::Stopped),
         }
     }
@@ -244,7 +282,8 @@ impl Ledger {
     }
 
     /// Waits until everything sent before this call is committed and folded
-    /// into the rollups.
+    /// into the rollups (while the ledger is down: until it is held in
+    /// memory, to be written when the ledger is back; see [`Ledger::state`]).
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Flush(tx)).is_ok() {
@@ -263,6 +302,43 @@ impl Ledger {
     pub fn stats(&self) -> &LedgerStats {
         &self.stats
     }
+
+    /// Whether a new request may go ahead: refused (and counted) while the
+    /// ledger cannot write, so that no provider is called for usage that
+    /// could not be recorded. One atomic load when the ledger is up.
+    pub fn admit(&self) -> Result<(), LedgerRefusal> {
+        if self.health.is_down() {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(LedgerRefusal);
+        }
+        Ok(())
+    }
+
+    /// Whether the ledger writes now (no refusal counted, unlike [`Ledger::admit`]).
+    pub fn is_up(&self) -> bool {
+        !self.health.is_down()
+    }
+
+    /// Up, or down with the reason, since when and the events it holds.
+    pub fn state(&self) -> LedgerState {
+        self.health.state()
+    }
+
+    /// Events held in memory until the ledger can write them.
+    pub fn pending_events(&self) -> u64 {
+        self.stats.pending.load(Ordering::Relaxed)
+    }
+
+    /// The clock that dates when the ledger went down (the system clock by default).
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
+        self.health.set_clock(clock);
+    }
+
+    /// Changes how many events may wait in memory while the ledger is down
+    /// ([`PENDING_LIMIT`] by default).
+    pub fn set_pending_limit(&self, n: usize) {
+        self.health.set_limit(n);
+    }
 }
 
 /// The writer thread's state.
@@ -274,6 +350,11 @@ struct Writer {
     unfolded: usize,
     /// When the oldest of them must be folded.
     fold_due: Option<Instant>,
+    health: Arc<Health>,
+    /// While the ledger is down: the events to write when it is back, oldest first.
+    pending: VecDeque<UsageEvent>,
+    /// While the ledger is down: when to try again, and the last wait.
+    retry: Option<(Instant, Duration)>,
 }
 
 /// How often the WAL is copied into the database file.
@@ -310,10 +391,10 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>) {
     // Events taken off the channel so far (compared with `Shared::arrivals`).
     let taken = std::cell::Cell::new(0usize);
     let mut batch: Vec<UsageEvent> = Vec::with_capacity(MAX_BATCH);
-    let mut acks: Vec<oneshot::Sender<Result<(), String>>> = Vec::with_capacity(MAX_BATCH);
+    let mut acks: Vec<oneshot::Sender<Result<(), LedgerError>>> = Vec::with_capacity(MAX_BATCH);
     let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
-        let due = lock(&shared.writer).fold_due;
+        let due = lock(&shared.writer).next_due();
         let first = match due {
             None => match rx.recv() {
                 Ok(m) => m,
@@ -322,7 +403,7 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>) {
             Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
-                    lock(&shared.writer).fold();
+                    lock(&shared.writer).tick();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -381,7 +462,7 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>) {
         }
         let mut w = lock(&shared.writer);
         let res = w.commit(&mut batch);
-        if !flushes.is_empty() || w.unfolded >= FOLD_BATCH {
+        if (!flushes.is_empty() || w.unfolded >= FOLD_BATCH) && w.retry.is_none() {
             w.fold();
         }
         drop(w);
@@ -392,8 +473,16 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>) {
             let _ = f.send(());
         }
     }
-    // The last handle is gone: leave the rollups current.
-    lock(&shared.writer).fold();
+    // The last handle is gone: leave the rollups current, and give the
+    // events still waiting a last chance (then the log has them).
+    let mut w = lock(&shared.writer);
+    if w.retry.is_some() {
+        w.retry_pending();
+        for e in w.pending.drain(..) {
+            log_dropped(&e, "the ledger stopped while the database could not write");
+        }
+    }
+    w.fold();
 }
 
 /// Whether the writer thread should wait for more events before committing
@@ -410,36 +499,75 @@ fn reached(n: usize, want: usize) -> bool {
 }
 
 impl Writer {
+    /// When the writer thread has something to do without a message: retry
+    /// the pending events while down, else fold.
+    fn next_due(&self) -> Option<Instant> {
+        match self.retry {
+            Some((due, _)) => Some(due),
+            None => self.fold_due,
+        }
+    }
+
+    /// Does what [`Writer::next_due`] said was due.
+    fn tick(&mut self) {
+        match self.retry {
+            Some((due, _)) if due <= Instant::now() => self.retry_pending(),
+            Some(_) => {}
+            None => self.fold(),
+        }
+    }
+
     /// Commits `batch` (emptying it) and remembers the events for live views.
-    fn commit(&mut self, batch: &mut Vec<UsageEvent>) -> Result<(), String> {
+    /// While the ledger is down, or when this write takes it down, the events
+    /// are kept to be written later and the call succeeds (unless too many
+    /// wait already).
+    fn commit(&mut self, batch: &mut Vec<UsageEvent>) -> Result<(), LedgerError> {
         use std::sync::atomic::Ordering::Relaxed;
         if batch.is_empty() {
             return Ok(());
         }
+        if self.retry.is_some() {
+            return self.hold(batch);
+        }
         match self.backend.append(batch) {
             Ok(new) => {
-                self.stats.committed.fetch_add(new as u64, Relaxed);
-                self.stats.duplicates.fetch_add((batch.len() - new) as u64, Relaxed);
-                self.stats.batches.fetch_add(1, Relaxed);
-                if new > 0 {
-                    self.unfolded += new;
-                    self.fold_due.get_or_insert_with(|| Instant::now() + FOLD_AFTER);
-                }
-                let mut r = self.recent.lock();
-                for e in batch.drain(..) {
-                    if r.len() == LIVE_WINDOW {
-                        r.pop_front();
-                    }
-                    r.push_back(e);
-                }
+                self.committed(batch, new);
                 Ok(())
+            }
+            Err(e) if e.is_constraint() => {
+                // A row the database refuses: the database itself is fine.
+                self.stats.failures.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, events = batch.len(), "usage ledger refused a write");
+                batch.clear();
+                Err(LedgerError::Write(e.to_string()))
             }
             Err(e) => {
                 self.stats.failures.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, events = batch.len(), "usage ledger write failed");
-                batch.clear();
-                Err(e.to_string())
+                tracing::error!(error = %e, events = batch.len(),
+                    "usage ledger write failed: the ledger is down, new requests are refused until it writes again");
+                self.health.went_down(e.to_string());
+                self.retry = Some((Instant::now() + RETRY_FIRST, RETRY_FIRST));
+                self.hold(batch)
             }
+        }
+    }
+
+    /// Bookkeeping of a successful append of `batch` (`new` of them new).
+    fn committed(&mut self, batch: &mut Vec<UsageEvent>, new: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.committed.fetch_add(new as u64, Relaxed);
+        self.stats.duplicates.fetch_add(batch.len().saturating_sub(new) as u64, Relaxed);
+        self.stats.batches.fetch_add(1, Relaxed);
+        if new > 0 {
+            self.unfolded += new;
+            self.fold_due.get_or_insert_with(|| Instant::now() + FOLD_AFTER);
+        }
+        let mut r = self.recent.lock();
+        for e in batch.drain(..) {
+            if r.len() == LIVE_WINDOW {
+                r.pop_front();
+            }
+            r.push_back(e);
         }
     }
 
