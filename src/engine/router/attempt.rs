@@ -156,7 +156,7 @@ impl Router {
         let supplier = cat.suppliers.get(&supplier_id).cloned().ok_or(RouteError::UnknownToken)?;
         let now = self.clock.now();
         let today = now.date_naive();
-        let wedding_day = supplier.supplier.has_wedding_on(today);
+        let wedding_day = supplier.supplier.is_wedding_day(now);
         let rpm = self.cfg.quota.rpm(supplier.supplier.tier, today);
         {
             let mut g = supplier.gcra.lock();
