@@ -22,3 +22,4 @@ mod health;
 mod keys;
 mod layers;
 mod providers;
+mod suppliers;
