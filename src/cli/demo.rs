@@ -138,7 +138,11 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
             })?;
             // No routing here: health comes from the stored history, and migration
             // actions are written to the store for a running `switchboard serve` (as the CLI does).
-            let live = LiveServices::keys_only(Arc::new(keys));
+            let keys = Arc::new(keys);
+            // Report keychain entries of removed accounts in the log (the Keys view shows them too).
+            let reporter = keys.clone();
+            runtime.spawn(async move { reporter.report_orphans().await });
+            let live = LiveServices::keys_only(keys);
             ServiceOptions { live: Some(live), after_demo: None }
         }
     };

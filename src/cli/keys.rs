@@ -1,11 +1,11 @@
-//! `switchboard key add|list|validate|rotate|remove`: provider API keys for
+//! `switchboard key add|list|validate|rotate|remove|prune-orphans`: provider API keys for
 //! platform and supplier accounts. Keys are read from standard input (or a
 //! no-echo prompt on a terminal), never from the command line; output shows
 //! only masked fingerprints.
 
 use crate::domain::Secret;
 use crate::domain::{AccountId, AccountOwner, AzureConfig, ProviderAccount, ProviderKind, SupplierId, SystemClock};
-use crate::engine::keys::{KeyOutcome, KeyService, NewKey, Validation};
+use crate::engine::keys::{KeyOutcome, KeyService, NewKey, OrphanKey, Validation};
 use crate::providers::{Providers, ProvidersConfig};
 use crate::store::Store;
 use crate::vault::Vault;
@@ -45,6 +45,18 @@ pub enum KeyCommand {
         /// Remove even if the account is a client-mode supplier's only enabled account.
         #[arg(long)]
         force: bool,
+    },
+    /// Remove keychain entries of this database whose provider account no longer exists.
+    PruneOrphans {
+        /// Only list them; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also remove entries named by an earlier Switchboard (without a database tag);
+        /// only when no other Switchboard database on this machine may own them.
+        #[arg(long)]
+        include_untagged: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -175,6 +187,44 @@ pub fn run(store: Store, cmd: KeyCommand) -> anyhow::Result<()> {
             let a = rt.block_on(svc.remove(AccountId(id), force))?;
             println!("Removed account {} '{}' and its key from the keychain.", a.id, a.label);
         }
+        KeyCommand::PruneOrphans { dry_run, include_untagged, json } => {
+            let svc = service(store)?;
+            let found = rt.block_on(svc.orphan_keys())?;
+            let removed = if dry_run { Vec::new() } else { rt.block_on(svc.prune_orphans(include_untagged))? };
+            print_orphans(&found, &removed, dry_run, include_untagged, json)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_orphans(found: &[OrphanKey], removed: &[OrphanKey], dry_run: bool, include_untagged: bool, json: bool) -> anyhow::Result<()> {
+    if json {
+        let v = serde_json::json!({"found": found, "removed": removed, "dry_run": dry_run});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if found.is_empty() {
+        println!("No orphaned keychain entries: every entry of this database belongs to an existing account.");
+        return Ok(());
+    }
+    for o in found {
+        let done = removed.iter().any(|r| r.key_ref == o.key_ref);
+        let state = match (dry_run, done, o.untagged) {
+            (true, _, _) => "would be removed",
+            (false, true, _) => "removed",
+            (false, false, true) => "kept (untagged: may belong to another database; pass --include-untagged)",
+            (false, false, false) => "kept",
+        };
+        println!("  {}  account {}  {}", o.key_ref, o.account, state);
+    }
+    let untagged = found.iter().filter(|o| o.untagged).count();
+    if dry_run {
+        println!("{} orphaned keychain entr{} (dry run: nothing removed).", found.len(), if found.len() == 1 { "y" } else { "ies" });
+        if untagged > 0 && !include_untagged {
+            println!("{untagged} of them are untagged and would be kept unless --include-untagged is given.");
+        }
+    } else {
+        println!("Removed {} orphaned keychain entr{}.", removed.len(), if removed.len() == 1 { "y" } else { "ies" });
     }
     Ok(())
 }
@@ -189,9 +239,8 @@ pub(crate) fn remove_supplier_keys(store: &Store, supplier: SupplierId) -> anyho
     }
     let svc = service(Arc::new(Store::open(store.path())?))?;
     let rt = runtime()?;
-    for a in &accounts {
-        rt.block_on(svc.remove(a.id, true)).with_context(|| format!("cannot remove the key of account {}", a.id))?;
-    }
+    rt.block_on(svc.remove_supplier_keys(supplier))
+        .context("cannot remove the supplier's keys from the keychain; the supplier was not removed")?;
     Ok(accounts.len())
 }
 

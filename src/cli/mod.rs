@@ -60,7 +60,7 @@ pub enum Command {
     #[command(subcommand)]
     Supplier(supplier::SupplierCommand),
     /// Add, list, validate, rotate and remove provider API keys (kept only in the OS keychain).
-    #[command(subcommand)]
+    #[command(subcommand, alias = "keys")]
     Key(keys::KeyCommand),
     /// Issue, list and revoke suppliers' gateway tokens.
     #[command(subcommand)]

@@ -40,6 +40,14 @@ pub fn run_serve(db: Option<std::path::PathBuf>, args: ServeArgs) -> anyhow::Res
         let opts = RuntimeOptions { ledger_sync, ..RuntimeOptions::default() };
         let runtime = Runtime::start(store.clone(), Vault::os(), Arc::new(SystemClock), opts).await?;
         let accounts = runtime.keys.list(None)?;
+        let orphans = runtime.keys.report_orphans().await;
+        if !orphans.is_empty() {
+            println!(
+                "{} keychain entr{} of removed provider accounts (see the log); remove with `switchboard key prune-orphans`.",
+                orphans.len(),
+                if orphans.len() == 1 { "y" } else { "ies" }
+            );
+        }
         let routable = accounts.iter().filter(|a| runtime.router.has_key(a.id)).count();
         let gw = crate::gateway::start(runtime.router.clone(), args.listen).await?;
         println!("Switchboard gateway listening on {} (database {})", gw.base_url(), store.path().display());

@@ -1,6 +1,7 @@
 //! `switchboard supplier add|list|show|edit|remove`.
 
 use super::{now, parse_date};
+use crate::domain::supplier::{Tz, parse_time_zone};
 use crate::domain::{AiMode, NewSupplier, Supplier, SupplierId, Tier, VendorType};
 use crate::store::audit_actor;
 use crate::store::{Store, SupplierFilter, SupplierPatch};
@@ -20,7 +21,7 @@ pub enum SupplierCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a supplier's name, tier, vendor type, AI mode or weddings.
+    /// Change a supplier's name, tier, vendor type, AI mode, time zone or weddings.
     Edit(EditArgs),
     /// Remove a supplier with its weddings, accounts and tokens (its usage history is kept).
     Remove { id: i64 },
@@ -46,6 +47,10 @@ pub struct AddArgs {
     /// Never fail over onto platform AI when the supplier's own accounts are down.
     #[arg(long)]
     no_platform_failover: bool,
+    /// The supplier's time zone (IANA name, e.g. America/Los_Angeles): its wedding
+    /// days are local days there. Default: SWITCHBOARD_TIME_ZONE, else UTC.
+    #[arg(long, value_parser = parse_tz)]
+    time_zone: Option<Tz>,
     /// Print the new supplier as JSON.
     #[arg(long)]
     json: bool,
@@ -81,6 +86,9 @@ pub struct EditArgs {
     /// Allow (true) or forbid (false) failover onto platform AI.
     #[arg(long)]
     platform_failover: Option<bool>,
+    /// The supplier's time zone (IANA name, e.g. Europe/London).
+    #[arg(long, value_parser = parse_tz)]
+    time_zone: Option<Tz>,
     /// Add a wedding date (YYYY-MM-DD); repeat for several.
     #[arg(long = "add-wedding", value_parser = parse_date)]
     add_weddings: Vec<NaiveDate>,
@@ -97,6 +105,9 @@ fn parse_vendor(s: &str) -> Result<VendorType, String> {
 fn parse_tier(s: &str) -> Result<Tier, String> {
     s.parse().map_err(|e: crate::domain::ParseEnumError| e.to_string())
 }
+fn parse_tz(s: &str) -> Result<Tz, String> {
+    parse_time_zone(s)
+}
 fn parse_mode(s: &str) -> Result<AiMode, String> {
     s.parse().map_err(|e: crate::domain::ParseEnumError| e.to_string())
 }
@@ -108,6 +119,7 @@ pub fn run(store: &Store, cmd: SupplierCommand) -> anyhow::Result<()> {
             let mut new = NewSupplier::new(a.name, a.vendor_type, a.tier, a.mode);
             new.weddings = a.weddings;
             new.allow_platform_failover = !a.no_platform_failover;
+            new.time_zone = a.time_zone.unwrap_or_else(crate::console::views::suppliers::platform_time_zone);
             let s = store.insert_supplier(&new, now())?;
             store.audit(
                 now(),
@@ -116,7 +128,7 @@ pub fn run(store: &Store, cmd: SupplierCommand) -> anyhow::Result<()> {
                 Some(s.id),
                 None,
                 "ok",
-                &format!("{} ({}, {}, {})", s.name, s.vendor_type, s.tier, s.ai_mode),
+                &format!("{} ({}, {}, {}, {})", s.name, s.vendor_type, s.tier, s.ai_mode, s.time_zone.name()),
             )?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
@@ -152,6 +164,7 @@ pub fn run(store: &Store, cmd: SupplierCommand) -> anyhow::Result<()> {
                 tier: a.tier,
                 ai_mode: a.mode,
                 allow_platform_failover: a.platform_failover,
+                time_zone: a.time_zone,
                 add_weddings: a.add_weddings,
                 remove_weddings: a.remove_weddings,
                 set_weddings: None,
@@ -180,7 +193,7 @@ pub fn run(store: &Store, cmd: SupplierCommand) -> anyhow::Result<()> {
 }
 
 fn print_table(list: &[Supplier]) {
-    let today = super::now().date_naive();
+    let now_utc = super::now();
     let name_w = list.iter().map(|s| s.name.chars().count()).max().unwrap_or(4).clamp(4, 40);
     println!(
         "{:>5}  {:<name_w$}  {:<12}  {:<12}  {:<8}  {:<12}  {:>8}",
@@ -188,7 +201,7 @@ fn print_table(list: &[Supplier]) {
     );
     for s in list {
         let name: String = s.name.chars().take(name_w).collect();
-        let next = s.next_wedding(today).map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+        let next = s.next_wedding(s.local_date(now_utc)).map(|d| d.to_string()).unwrap_or_else(|| "-".into());
         println!(
             "{:>5}  {:<name_w$}  {:<12}  {:<12}  {:<8}  {:<12}  {:>8}",
             s.id.0,
@@ -209,6 +222,7 @@ fn print_supplier(s: &Supplier) {
     println!("  tier               {}", s.tier);
     println!("  AI mode            {}", s.ai_mode);
     println!("  platform failover  {}", if s.allow_platform_failover { "allowed" } else { "forbidden" });
+    println!("  time zone          {} (wedding days are local days there)", s.time_zone.name());
     println!("  created            {}", s.created_at.format("%Y-%m-%d %H:%M UTC"));
     if s.weddings.is_empty() {
         println!("  weddings           none (add with `switchboard supplier edit {} --add-wedding YYYY-MM-DD`)", s.id);

@@ -166,6 +166,13 @@ pub fn spawn_with(
                     service.start_parallel(supplier, to, ticket, out.clone());
                     continue;
                 }
+                ConsoleCommand::RemoveSupplier(id) => {
+                    // Async (the keychain), but awaited here so writes stay in order.
+                    let channel = ticket.channel;
+                    let ev = service.clone().remove_supplier(id).await.unwrap_or_else(|message| ConsoleEvent::Failed { channel, message });
+                    out.send(ticket, ev);
+                    continue;
+                }
                 ConsoleCommand::CancelParallelTest => {
                     if let Some(c) = lock(&service.parallel).as_ref() {
                         c.cancel();
@@ -282,12 +289,8 @@ impl Service {
                     .map_err(msg)?;
                 ConsoleEvent::SupplierSaved { supplier: s, created: false }
             }
-            ConsoleCommand::RemoveSupplier(id) => {
-                let s = self.store.supplier(id).map_err(msg)?;
-                self.store.delete_supplier(id).map_err(msg)?;
-                self.invalidate();
-                self.store.audit(self.clock.now(), &audit_actor(), "supplier.remove", Some(id), None, "ok", &s.name).map_err(msg)?;
-                ConsoleEvent::SupplierRemoved { id, name: s.name }
+            ConsoleCommand::RemoveSupplier(_) => {
+                return Err("internal: removing a supplier goes through remove_supplier (its keys first)".into());
             }
             ConsoleCommand::LoadQuota(q) => ConsoleEvent::Quota(Arc::new(self.quota(q)?)),
             ConsoleCommand::LoadUsage(q) => ConsoleEvent::Usage(Arc::new(self.usage(q)?)),

@@ -4,6 +4,10 @@
 //! the weekend rule. Everything is UTC and total: no input panics, an
 //! out-of-range date falls back to the value passed in.
 //!
+//! The one exception is a supplier's *local* day ([`local_day_start`],
+//! [`local_day_range`]): wedding days are the supplier's own calendar days in
+//! its time zone (quota months and rollups stay UTC).
+//!
 //! Whether a month is in the wedding season is [`super::SeasonConfig`]'s
 //! (`is_peak`, `is_peak_month`), since the peak months are configurable.
 
@@ -56,6 +60,26 @@ pub fn day_start(d: NaiveDate) -> DateTime<Utc> {
 /// The first instant (UTC) of the day after `d`: the exclusive end of day `d`.
 pub fn next_day_start(d: NaiveDate) -> DateTime<Utc> {
     d.succ_opt().map(day_start).unwrap_or_else(|| day_start(d))
+}
+
+/// The first instant of day `d` in time zone `tz`: local midnight, or, where
+/// a daylight-saving jump skips midnight, the first local time that exists.
+pub fn local_day_start(d: NaiveDate, tz: chrono_tz::Tz) -> DateTime<Utc> {
+    // Gaps are at most a few hours; walk forward a quarter-hour at a time.
+    for quarter in 0..96i64 {
+        let local = d.and_time(chrono::NaiveTime::MIN) + chrono::Duration::minutes(15 * quarter);
+        if let Some(t) = tz.from_local_datetime(&local).earliest() {
+            return t.with_timezone(&Utc);
+        }
+    }
+    day_start(d)
+}
+
+/// Day `d` in time zone `tz` as UTC instants `[start, end)`: from local midnight
+/// to the next local midnight (23 or 25 hours long on daylight-saving days).
+pub fn local_day_range(d: NaiveDate, tz: chrono_tz::Tz) -> (DateTime<Utc>, DateTime<Utc>) {
+    let end = d.succ_opt().map(|n| local_day_start(n, tz)).unwrap_or_else(|| next_day_start(d));
+    (local_day_start(d, tz), end)
 }
 
 /// The month key `YYYY-MM` of `d`, as the rollups and alert keys store it.

@@ -1,13 +1,15 @@
 //! Migrations between routes, as a pure state machine driven by the caller's
 //! clock: the phase plan (5 % → 25 % → 75 % → 100 % by default), the success
 //! criteria checked on the new route's traffic in every phase, wedding-window
-//! protection (no phase starts within 48 h of a supplier's wedding), and the
+//! protection (no phase starts within 48 h of a supplier's wedding day,
+//! measured from the local midnights of the day in the supplier's time zone), and the
 //! decision of what to do next at any instant.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::provider::AccountId;
+use super::supplier::WeddingCalendar;
 
 /// Where a supplier's traffic goes: platform AI, or one of its own accounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -204,19 +206,20 @@ pub enum Step {
 /// How close to a wedding a phase may not begin.
 pub const WEDDING_GUARD_HOURS: i64 = 48;
 
-/// The time span around a wedding day in which no phase may begin.
-fn guard(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
-    let start = super::calendar::day_start(day);
-    (start - Duration::hours(WEDDING_GUARD_HOURS), start + Duration::hours(24 + WEDDING_GUARD_HOURS))
+/// The time span around a wedding day in which no phase may begin: 48 h before
+/// the day's local midnight to 48 h after its end (the next local midnight).
+fn guard(weddings: WeddingCalendar<'_>, day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let (start, end) = weddings.day_range(day);
+    (start - Duration::hours(WEDDING_GUARD_HOURS), end + Duration::hours(WEDDING_GUARD_HOURS))
 }
 
 /// When a phase may next begin at or after `now`, given the supplier's weddings
 /// (sorted). `now` itself when no wedding is within 48 h.
-pub fn next_allowed(now: DateTime<Utc>, weddings: &[NaiveDate]) -> DateTime<Utc> {
+pub fn next_allowed(now: DateTime<Utc>, weddings: WeddingCalendar<'_>) -> DateTime<Utc> {
     let mut t = now;
     // Guards may chain (weddings on consecutive weekends); walk forward.
-    for _ in 0..weddings.len() + 1 {
-        match weddings.iter().map(|d| guard(*d)).find(|(a, b)| t >= *a && t < *b) {
+    for _ in 0..weddings.days.len() + 1 {
+        match weddings.days.iter().map(|d| guard(weddings, *d)).find(|(a, b)| t >= *a && t < *b) {
             Some((_, end)) => t = end,
             None => return t,
         }
@@ -225,16 +228,16 @@ pub fn next_allowed(now: DateTime<Utc>, weddings: &[NaiveDate]) -> DateTime<Utc>
 }
 
 /// The wedding whose guard blocks `now`, if any.
-pub fn blocking_wedding(now: DateTime<Utc>, weddings: &[NaiveDate]) -> Option<NaiveDate> {
-    weddings.iter().copied().find(|d| {
-        let (a, b) = guard(*d);
+pub fn blocking_wedding(now: DateTime<Utc>, weddings: WeddingCalendar<'_>) -> Option<NaiveDate> {
+    weddings.days.iter().copied().find(|d| {
+        let (a, b) = guard(weddings, *d);
         now >= a && now < b
     })
 }
 
 /// The earliest start at or after `from` from which the whole plan can run
 /// without any phase beginning inside a wedding guard.
-pub fn suggest_start(from: DateTime<Utc>, weddings: &[NaiveDate], plan: &[PhasePlan]) -> DateTime<Utc> {
+pub fn suggest_start(from: DateTime<Utc>, weddings: WeddingCalendar<'_>, plan: &[PhasePlan]) -> DateTime<Utc> {
     let mut start = next_allowed(from, weddings);
     'search: for _ in 0..400 {
         let mut t = start;
@@ -258,7 +261,7 @@ pub fn evaluate(
     phase_elapsed_secs: i64,
     stats: &PhaseStats,
     now: DateTime<Utc>,
-    weddings: &[NaiveDate],
+    weddings: WeddingCalendar<'_>,
 ) -> Step {
     let Some(p) = plan.get(phase) else { return Step::Complete };
     // Failing checks roll back at once, at any point of the phase, once there
@@ -335,10 +338,13 @@ mod tests {
         let plan = default_plan();
         let c = Criteria::default();
         let good = stats(50, 1, 300);
-        assert_eq!(evaluate(&plan, &c, 0, 599, &good, at(0), &[]), Step::Stay);
-        assert_eq!(evaluate(&plan, &c, 0, 600, &good, at(0), &[]), Step::Advance { next: 1 });
-        assert_eq!(evaluate(&plan, &c, 0, 600, &stats(5, 0, 300), at(0), &[]), Step::WaitForTraffic { seen: 5, needed: 20 });
-        assert_eq!(evaluate(&plan, &c, 3, 900, &good, at(0), &[]), Step::Complete);
+        assert_eq!(evaluate(&plan, &c, 0, 599, &good, at(0), WeddingCalendar::utc(&[])), Step::Stay);
+        assert_eq!(evaluate(&plan, &c, 0, 600, &good, at(0), WeddingCalendar::utc(&[])), Step::Advance { next: 1 });
+        assert_eq!(
+            evaluate(&plan, &c, 0, 600, &stats(5, 0, 300), at(0), WeddingCalendar::utc(&[])),
+            Step::WaitForTraffic { seen: 5, needed: 20 }
+        );
+        assert_eq!(evaluate(&plan, &c, 3, 900, &good, at(0), WeddingCalendar::utc(&[])), Step::Complete);
     }
 
     #[test]
@@ -346,16 +352,16 @@ mod tests {
         let plan = default_plan();
         let c = Criteria::default();
         // 3 of 20 = 15 % errors.
-        assert!(matches!(evaluate(&plan, &c, 1, 10, &stats(20, 3, 300), at(0), &[]), Step::Rollback { .. }));
+        assert!(matches!(evaluate(&plan, &c, 1, 10, &stats(20, 3, 300), at(0), WeddingCalendar::utc(&[])), Step::Rollback { .. }));
         // Exactly 10 % passes.
-        assert_eq!(evaluate(&plan, &c, 1, 10, &stats(20, 2, 300), at(0), &[]), Step::Stay);
+        assert_eq!(evaluate(&plan, &c, 1, 10, &stats(20, 2, 300), at(0), WeddingCalendar::utc(&[])), Step::Stay);
         // p95 of 2.5 s.
-        match evaluate(&plan, &c, 2, 10, &stats(40, 0, 2_400), at(0), &[]) {
+        match evaluate(&plan, &c, 2, 10, &stats(40, 0, 2_400), at(0), WeddingCalendar::utc(&[])) {
             Step::Rollback { reason } => assert!(reason.contains("p95"), "{reason}"),
             s => panic!("{s:?}"),
         }
         // Too little evidence: no verdict yet.
-        assert_eq!(evaluate(&plan, &c, 1, 10, &stats(3, 3, 300), at(0), &[]), Step::Stay);
+        assert_eq!(evaluate(&plan, &c, 1, 10, &stats(3, 3, 300), at(0), WeddingCalendar::utc(&[])), Step::Stay);
     }
 
     #[test]
@@ -373,19 +379,20 @@ mod tests {
     #[test]
     fn no_phase_begins_within_48_hours_of_a_wedding() {
         let wedding = NaiveDate::from_ymd_opt(2026, 6, 6).unwrap(); // Saturday
-        let w = [wedding];
+        let days = [wedding];
+        let w = WeddingCalendar::utc(&days);
         // Thursday 00:00 is exactly 48 h before: blocked until Monday 00:00 (end of day + 48 h).
         let thu = Utc.with_ymd_and_hms(2026, 6, 4, 0, 0, 0).unwrap();
         let mon = Utc.with_ymd_and_hms(2026, 6, 9, 0, 0, 0).unwrap();
-        assert_eq!(next_allowed(thu - Duration::seconds(1), &w), thu - Duration::seconds(1));
-        assert_eq!(next_allowed(thu, &w), mon);
-        assert_eq!(blocking_wedding(thu, &w), Some(wedding));
+        assert_eq!(next_allowed(thu - Duration::seconds(1), w), thu - Duration::seconds(1));
+        assert_eq!(next_allowed(thu, w), mon);
+        assert_eq!(blocking_wedding(thu, w), Some(wedding));
         let plan = default_plan();
         let good = stats(50, 0, 300);
-        assert_eq!(evaluate(&plan, &Criteria::default(), 0, 600, &good, thu, &w), Step::WaitForWindow { opens: mon });
+        assert_eq!(evaluate(&plan, &Criteria::default(), 0, 600, &good, thu, w), Step::WaitForWindow { opens: mon });
         // Chained weddings push the window further.
         let w2 = [wedding, NaiveDate::from_ymd_opt(2026, 6, 10).unwrap()];
-        assert_eq!(next_allowed(thu, &w2), Utc.with_ymd_and_hms(2026, 6, 13, 0, 0, 0).unwrap());
+        assert_eq!(next_allowed(thu, WeddingCalendar::utc(&w2)), Utc.with_ymd_and_hms(2026, 6, 13, 0, 0, 0).unwrap());
     }
 
     #[test]
@@ -394,10 +401,41 @@ mod tests {
         let plan = default_plan(); // 75 min in all
         // 30 min before the guard opens: the plan would run into it, so wait until after.
         let guard_start = Utc.with_ymd_and_hms(2026, 6, 4, 0, 0, 0).unwrap();
-        let s = suggest_start(guard_start - Duration::minutes(30), &[wedding], &plan);
+        let s = suggest_start(guard_start - Duration::minutes(30), WeddingCalendar::utc(&[wedding]), &plan);
         assert_eq!(s, Utc.with_ymd_and_hms(2026, 6, 9, 0, 0, 0).unwrap());
-        let s = suggest_start(guard_start - Duration::hours(3), &[wedding], &plan);
+        let s = suggest_start(guard_start - Duration::hours(3), WeddingCalendar::utc(&[wedding]), &plan);
         assert_eq!(s, guard_start - Duration::hours(3));
+    }
+
+    #[test]
+    fn the_guard_is_measured_from_the_wedding_days_local_midnights() {
+        // Saturday 2026-06-06 in Los Angeles (UTC-7): the day runs from 07:00 UTC
+        // on the 6th to 07:00 UTC on the 7th; the guard 48 h either side.
+        let wedding = NaiveDate::from_ymd_opt(2026, 6, 6).unwrap();
+        let days = [wedding];
+        let la = WeddingCalendar { days: &days, tz: chrono_tz::America::Los_Angeles };
+        let opens_utc = Utc.with_ymd_and_hms(2026, 6, 4, 7, 0, 0).unwrap();
+        let closes_utc = Utc.with_ymd_and_hms(2026, 6, 9, 7, 0, 0).unwrap();
+        assert_eq!(blocking_wedding(opens_utc - Duration::seconds(1), la), None);
+        assert_eq!(blocking_wedding(opens_utc, la), Some(wedding));
+        assert_eq!(next_allowed(opens_utc, la), closes_utc);
+        // Monday 03:00 UTC is still Sunday evening in California, within 48 h of
+        // the day's end: a UTC calendar would already allow it.
+        let mon_3am = Utc.with_ymd_and_hms(2026, 6, 9, 3, 0, 0).unwrap();
+        assert_eq!(blocking_wedding(mon_3am, la), Some(wedding));
+        assert_eq!(blocking_wedding(mon_3am, WeddingCalendar::utc(&days)), None);
+        let plan = default_plan();
+        assert_eq!(
+            evaluate(&plan, &Criteria::default(), 0, 600, &stats(50, 0, 300), mon_3am, la),
+            Step::WaitForWindow { opens: closes_utc }
+        );
+        // A wedding on the day the clocks fall back (25 hours long).
+        let fall = [NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()];
+        let la = WeddingCalendar { days: &fall, tz: chrono_tz::America::Los_Angeles };
+        assert_eq!(
+            next_allowed(Utc.with_ymd_and_hms(2026, 10, 30, 7, 0, 0).unwrap(), la),
+            Utc.with_ymd_and_hms(2026, 11, 4, 8, 0, 0).unwrap()
+        );
     }
 }
 
@@ -491,7 +529,7 @@ impl Migration {
     }
 
     /// Evaluates the current phase.
-    pub fn step(&self, now: DateTime<Utc>, weddings: &[NaiveDate]) -> Step {
+    pub fn step(&self, now: DateTime<Utc>, weddings: WeddingCalendar<'_>) -> Step {
         if self.state != MigrationState::Running {
             return Step::Stay;
         }

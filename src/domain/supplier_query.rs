@@ -1,6 +1,7 @@
 //! What the console and the CLI ask of the supplier catalog: which suppliers
 //! to list ([`SupplierFilter`]) and a change to one ([`SupplierPatch`]).
 
+use crate::domain::supplier::Tz;
 use crate::domain::{AiMode, Tier, VendorType};
 use chrono::NaiveDate;
 
@@ -22,6 +23,8 @@ pub struct SupplierPatch {
     pub tier: Option<Tier>,
     pub ai_mode: Option<AiMode>,
     pub allow_platform_failover: Option<bool>,
+    /// The supplier's time zone (its wedding days are local days there).
+    pub time_zone: Option<Tz>,
     pub add_weddings: Vec<NaiveDate>,
     pub remove_weddings: Vec<NaiveDate>,
     /// Replaces the whole calendar when set (applied before add/remove).
@@ -47,6 +50,9 @@ impl SupplierPatch {
         }
         if let Some(f) = p.allow_platform_failover {
             parts.push(format!("platform_failover={f}"));
+        }
+        if let Some(tz) = p.time_zone {
+            parts.push(format!("time_zone={}", tz.name()));
         }
         if let Some(set) = &p.set_weddings {
             parts.push(format!("weddings={}", set.len()));

@@ -8,6 +8,12 @@
 //! any size; progress goes to a callback. No key, key reference, fingerprint
 //! or gateway token is ever read, let alone written.
 //!
+//! Text cells that a spreadsheet would read as a formula (starting with `=`,
+//! `+`, `-`, `@`, a tab or a carriage return: supplier names, models and
+//! request ids come from users and clients) are prefixed with `'`, as OWASP
+//! advises against CSV injection ([`csv_text`]); numeric columns are written
+//! as numbers, so a negative number stays a number.
+//!
 //! The file is written under a temporary name in the destination folder and
 //! renamed at the end, so a failed or cancelled export leaves nothing under the
 //! final name; an existing file is refused unless `force` (and without
@@ -573,10 +579,22 @@ fn write_tokens<W: Write>(
     f: &mut Fmt,
     [input, cached, cache_write, output, reasoning]: [u64; 5],
 ) -> csv::Result<()> {
-    for v in [input, cached, cache_write, output, reasoning, input + cached + cache_write + output] {
+    let total = input.saturating_add(cached).saturating_add(cache_write).saturating_add(output);
+    for v in [input, cached, cache_write, output, reasoning, total] {
         w.write_field(f.u64(v))?;
     }
     Ok(())
+}
+
+/// A text cell as written to CSV: prefixed with `'` when it starts with a
+/// character that makes spreadsheets evaluate it (`=`, `+`, `-`, `@`, tab,
+/// carriage return), so `=HYPERLINK("http://x")` is shown as text, never run.
+/// Only for text columns: numbers are written as they are.
+pub fn csv_text(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{s}").into(),
+        _ => s.into(),
+    }
 }
 
 fn status_name(code: i64) -> std::borrow::Cow<'static, str> {
@@ -590,13 +608,13 @@ fn write_event<W: Write>(w: &mut csv::Writer<W>, f: &mut Fmt, e: &EventRow<'_>, 
     let ts = *f.timestamp(e.ts_ms);
     w.write_field(ts)?;
     w.write_field(&ts[..10])?;
-    w.write_field(e.request_id)?;
-    w.write_field(e.event_id)?;
+    w.write_field(csv_text(e.request_id).as_ref())?;
+    w.write_field(csv_text(e.event_id).as_ref())?;
     w.write_field(f.i64(e.supplier_id))?;
-    w.write_field(name)?;
-    w.write_field(vendor)?;
-    w.write_field(e.provider)?;
-    w.write_field(e.model)?;
+    w.write_field(csv_text(name).as_ref())?;
+    w.write_field(csv_text(vendor).as_ref())?;
+    w.write_field(csv_text(e.provider).as_ref())?;
+    w.write_field(csv_text(e.model).as_ref())?;
     w.write_field(request_type_name(e.request_type).as_ref())?;
     w.write_field(route_name(e.route).as_ref())?;
     write_tokens(w, f, [e.input_tokens, e.cached_tokens, e.cache_write_tokens, e.output_tokens, e.reasoning_tokens])?;
@@ -604,18 +622,18 @@ fn write_event<W: Write>(w: &mut csv::Writer<W>, f: &mut Fmt, e: &EventRow<'_>, 
     w.write_field(f.micros(e.cost_micros))?;
     w.write_field(f.i64(e.latency_ms))?;
     w.write_field(status_name(e.status).as_ref())?;
-    w.write_field(e.error_class.unwrap_or(""))?;
+    w.write_field(csv_text(e.error_class.unwrap_or("")).as_ref())?;
     w.write_record(None::<&[u8]>)
 }
 
 fn write_group<W: Write>(w: &mut csv::Writer<W>, f: &mut Fmt, g: &GroupRow, (name, vendor): (&str, &str)) -> csv::Result<()> {
     let t: &UsageTotals = &g.totals;
-    w.write_field(&g.period)?;
+    w.write_field(csv_text(&g.period).as_ref())?;
     w.write_field(g.supplier_id.to_string())?;
-    w.write_field(name)?;
-    w.write_field(vendor)?;
-    w.write_field(&g.provider)?;
-    w.write_field(&g.model)?;
+    w.write_field(csv_text(name).as_ref())?;
+    w.write_field(csv_text(vendor).as_ref())?;
+    w.write_field(csv_text(&g.provider).as_ref())?;
+    w.write_field(csv_text(&g.model).as_ref())?;
     w.write_field(request_type_name(g.request_type).as_ref())?;
     w.write_field(route_name(g.route).as_ref())?;
     w.write_field(t.requests.to_string())?;
@@ -630,6 +648,16 @@ fn write_group<W: Write>(w: &mut csv::Writer<W>, f: &mut Fmt, g: &GroupRow, (nam
 mod tests {
     use super::*;
     use crate::domain::Micros;
+
+    #[test]
+    fn text_cells_that_would_be_formulas_are_prefixed() {
+        for bad in ["=HYPERLINK(\"http://x\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(csv_text(bad), format!("'{bad}"), "{bad:?}");
+        }
+        for ok in ["Capture Moments", "", "gpt-4o-mini", "1-2", "'quoted", " =x"] {
+            assert_eq!(csv_text(ok), ok);
+        }
+    }
 
     #[test]
     fn fast_formatting_matches_the_reference() {

@@ -5,7 +5,7 @@
 //! timeout. Probe results and the router's live attempt outcomes (passive
 //! health) feed a bounded sliding window per account; the verdict
 //! (`domain::health`) is judged against wedding-day thresholds for accounts
-//! serving a supplier with a wedding today.
+//! serving a supplier with a wedding today (the supplier's local day).
 //!
 //! Wiring: an account that goes down gets its router breaker forced open
 //! (failover starts); when probes see it working again the monitor closes the
@@ -29,7 +29,7 @@ use crate::engine::alerts::{AlertService, WebhookConfig, keys};
 use crate::engine::router::{AttemptOutcome, Router, RouterEvent};
 use crate::providers::{ProviderTarget, Providers};
 use crate::store::{Alert, CompactionReport, HealthSampleRow, SeriesPoint, Store, StoreResult};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -108,12 +108,14 @@ struct AccountState {
 pub const TRAFFIC_SAMPLES_PER_MINUTE: u32 = 6;
 
 /// What the monitor probes and how strictly: the enabled accounts with a key,
-/// and which of them (and which suppliers) have a wedding today. Re-read from
-/// the store when its catalog version moves or the day changes.
+/// and which of them (and which suppliers) have a wedding today, in each
+/// supplier's own time zone. Re-read from the store when its catalog version
+/// moves or any supplier's local day changes.
 #[derive(Debug, Default)]
 struct ProbeTargets {
     version: i64,
-    day: Option<NaiveDate>,
+    /// The next local midnight of any supplier (UTC midnight without suppliers).
+    valid_until: Option<DateTime<Utc>>,
     accounts: Vec<ProviderAccount>,
     wedding_accounts: HashSet<AccountId>,
     wedding_suppliers: HashSet<SupplierId>,
@@ -329,17 +331,21 @@ impl HealthMonitor {
     async fn refresh_targets(&self, now: DateTime<Utc>) {
         let cur = self.probe_targets_now();
         let store = self.store.clone();
-        let day = now.date_naive();
         let res = tokio::task::spawn_blocking(move || -> StoreResult<Option<ProbeTargets>> {
             let version = store.catalog_version()?;
-            if version == cur.version && cur.day == Some(day) {
+            if version == cur.version && cur.valid_until.is_some_and(|until| now < until) {
                 return Ok(None);
             }
             let accounts: Vec<ProviderAccount> = store.list_accounts(None)?.into_iter().filter(|a| a.enabled).collect();
             let suppliers = store.list_suppliers(&Default::default())?;
-            let wedding_suppliers: HashSet<SupplierId> = suppliers.iter().filter(|s| s.has_wedding_on(day)).map(|s| s.id).collect();
+            let wedding_suppliers: HashSet<SupplierId> = suppliers.iter().filter(|s| s.is_wedding_day(now)).map(|s| s.id).collect();
             let platform_wedding =
-                suppliers.iter().any(|s| s.has_wedding_on(day) && (s.ai_mode == AiMode::Platform || s.allow_platform_failover));
+                suppliers.iter().any(|s| s.is_wedding_day(now) && (s.ai_mode == AiMode::Platform || s.allow_platform_failover));
+            let valid_until = suppliers
+                .iter()
+                .map(|s| crate::domain::calendar::local_day_range(s.local_date(now), s.time_zone).1)
+                .min()
+                .unwrap_or_else(|| crate::domain::calendar::next_day_start(now.date_naive()));
             let wedding_accounts = accounts
                 .iter()
                 .filter(|a| match a.owner {
@@ -348,7 +354,7 @@ impl HealthMonitor {
                 })
                 .map(|a| a.id)
                 .collect();
-            Ok(Some(ProbeTargets { version, day: Some(day), accounts, wedding_accounts, wedding_suppliers }))
+            Ok(Some(ProbeTargets { version, valid_until: Some(valid_until), accounts, wedding_accounts, wedding_suppliers }))
         })
         .await;
         match res {

@@ -11,7 +11,11 @@
 //! log of every key action (OS user, action, account, result — never the key).
 //!
 //! Keys live only in the [`Vault`]; the database keeps the keychain reference
-//! and a masked fingerprint.
+//! and a masked fingerprint. Removing a supplier removes its accounts' keys
+//! ([`KeyService::remove_supplier_keys`], for the CLI and the console alike);
+//! keychain entries of this database whose account no longer exists are found
+//! with [`KeyService::orphan_keys`] (reported at start by `serve` and the
+//! console) and removed with [`KeyService::prune_orphans`].
 
 use crate::domain::Secret;
 pub use crate::domain::provider::NewKey;
@@ -187,6 +191,16 @@ fn default_model(provider: ProviderKind, azure: Option<&AzureConfig>) -> String 
     }
 }
 
+/// A keychain entry whose account no longer exists: its name, never its key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OrphanKey {
+    pub key_ref: String,
+    pub account: AccountId,
+    /// Named before entries carried their database's tag: it may belong to
+    /// another Switchboard database on this machine.
+    pub untagged: bool,
+}
+
 /// The key service. Share it behind an `Arc`; every method takes `&self`.
 pub struct KeyService {
     store: Arc<Store>,
@@ -307,7 +321,7 @@ impl KeyService {
             &NewAccount { owner: new.owner, provider: new.provider, label, base_url, azure: new.azure.clone(), default_model: model },
             now,
         )?;
-        let key_ref = KeyRef::new_for(account.id);
+        let key_ref = KeyRef::new_tagged(account.id, &self.store.instance_tag()?);
         let fp = key.fingerprint();
         if let Err(e) = self.vault.set(&key_ref, &key).await {
             let _ = self.store.delete_account(account.id);
@@ -389,7 +403,7 @@ impl KeyService {
         if status != ValidationStatus::Valid {
             return Err(KeyError::RotationRefused { account: account.id, provider: account.provider.display_name(), status, message });
         }
-        let new_ref = KeyRef::new_for(account.id);
+        let new_ref = KeyRef::new_tagged(account.id, &self.store.instance_tag()?);
         let fp = key.fingerprint();
         self.vault.set(&new_ref, &key).await?;
         if let Err(e) = self.store.set_account_key(account.id, Some(new_ref.as_str()), Some(&fp)) {
@@ -468,6 +482,92 @@ impl KeyService {
         }
     }
 
+    /// Removes the accounts of a supplier with their keys (before the supplier
+    /// itself is deleted, which would cascade to the accounts and leave their
+    /// keys behind in the keychain). Returns how many accounts were removed.
+    pub async fn remove_supplier_keys(&self, supplier: SupplierId) -> Result<usize, KeyError> {
+        let accounts = self.store.list_accounts(Some(AccountOwner::Supplier(supplier)))?;
+        for a in &accounts {
+            self.remove(a.id, true).await?;
+        }
+        Ok(accounts.len())
+    }
+
+    /// Keychain entries of this database whose account no longer exists
+    /// (names only, never a key). Entries named by a version without database
+    /// tags are listed with `untagged` set: they may belong to another database
+    /// on this machine. Entries tagged for another database are never listed.
+    pub async fn orphan_keys(&self) -> Result<Vec<OrphanKey>, KeyError> {
+        let refs = self.vault.list_refs().await?;
+        let tag = self.store.instance_tag()?;
+        let mut out = Vec::new();
+        for r in refs {
+            let Some((account, entry_tag)) = r.parse() else { continue };
+            if entry_tag.is_some_and(|t| t != tag) || self.store.account_exists(account)? {
+                continue;
+            }
+            out.push(OrphanKey { key_ref: r.as_str().to_string(), account, untagged: entry_tag.is_none() });
+        }
+        Ok(out)
+    }
+
+    /// Removes the orphaned entries [`KeyService::orphan_keys`] finds (the
+    /// untagged ones only with `include_untagged`), each written to the audit
+    /// log. Returns the entries removed.
+    pub async fn prune_orphans(&self, include_untagged: bool) -> Result<Vec<OrphanKey>, KeyError> {
+        let _guard = self.ops.lock().await;
+        let mut removed = Vec::new();
+        for o in self.orphan_keys().await? {
+            if o.untagged && !include_untagged {
+                continue;
+            }
+            // Checked again under the lock: the account may have come back meanwhile (it cannot: ids are never reused).
+            if self.store.account_exists(o.account)? {
+                continue;
+            }
+            match self.vault.delete(&KeyRef::from_stored(o.key_ref.clone())).await {
+                Ok(_) => {
+                    self.audit(
+                        "key.prune_orphan",
+                        None,
+                        None,
+                        "ok",
+                        &format!("keychain entry {} of removed account {}", o.key_ref, o.account),
+                    );
+                    removed.push(o);
+                }
+                Err(e) => {
+                    let e = KeyError::from(e);
+                    self.audit_err("key.prune_orphan", None, None, &e);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Logs the orphaned keychain entries (at start of `serve` and the console);
+    /// returns them for a notice. A keychain that cannot be read is logged too.
+    pub async fn report_orphans(&self) -> Vec<OrphanKey> {
+        match self.orphan_keys().await {
+            Ok(list) => {
+                if !list.is_empty() {
+                    let names: Vec<&str> = list.iter().map(|o| o.key_ref.as_str()).collect();
+                    tracing::warn!(
+                        count = list.len(),
+                        entries = %names.join(", "),
+                        "keychain entries of provider accounts that no longer exist; remove them with `switchboard key prune-orphans`"
+                    );
+                }
+                list
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for orphaned keychain entries");
+                Vec::new()
+            }
+        }
+    }
+
     /// Demo mode only: puts a simulator key for an existing account into the
     /// in-memory demo store, without format checks (the simulator's keys are
     /// not real keys). Refused on the OS keychain.
@@ -475,7 +575,7 @@ impl KeyService {
         if !self.vault.is_demo() {
             return Err(KeyError::Format(FormatError("internal: demo keys go only into the in-memory demo store".into())));
         }
-        let key_ref = KeyRef::new_for(id);
+        let key_ref = KeyRef::new_tagged(id, &self.store.instance_tag()?);
         self.vault.set(&key_ref, &key).await?;
         self.store.set_account_key(id, Some(key_ref.as_str()), Some(&key.fingerprint()))?;
         self.put_live(id, &key_ref, key);

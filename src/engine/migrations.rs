@@ -8,6 +8,7 @@
 
 use crate::domain::migration::{Criteria, Migration, MigrationState, PhasePlan, RouteTarget, Step, next_allowed, validate_plan};
 use crate::domain::routing::Split;
+use crate::domain::supplier::WeddingCalendar;
 use crate::domain::{AccountOwner, AiMode, Clock, SupplierId};
 use crate::engine::router::{AttemptOutcome, Router, RouterEvent};
 use crate::store::{Store, StoreError, SupplierPatch};
@@ -96,8 +97,8 @@ impl MigrationService {
     fn alert_rollback(&self, m: &Migration, reason: &str) {
         let alerts = self.alerts.lock().clone();
         if let Some(a) = alerts {
-            let today = self.clock.now().date_naive();
-            let wedding_day = self.store.supplier(m.supplier).map(|s| s.has_wedding_on(today)).unwrap_or(false);
+            let now = self.clock.now();
+            let wedding_day = self.store.supplier(m.supplier).map(|s| s.is_wedding_day(now)).unwrap_or(false);
             if let Err(e) = a.migration_rolled_back(m.supplier, m.id, reason, wedding_day) {
                 tracing::warn!(error = %e, "rollback alert not raised");
             }
@@ -170,7 +171,7 @@ impl MigrationService {
             }
         }
         let now = self.clock.now();
-        let earliest_start = crate::domain::migration::suggest_start(now, &s.weddings, &phases);
+        let earliest_start = crate::domain::migration::suggest_start(now, s.wedding_calendar(), &phases);
         Ok(MigrationPlan {
             supplier,
             from,
@@ -178,7 +179,7 @@ impl MigrationService {
             phases,
             criteria: Criteria::default(),
             earliest_start,
-            blocked_by: crate::domain::migration::blocking_wedding(now, &s.weddings),
+            blocked_by: crate::domain::migration::blocking_wedding(now, s.wedding_calendar()),
         })
     }
 
@@ -193,7 +194,7 @@ impl MigrationService {
         let plan = self.plan(supplier, to, phases)?;
         let now = self.clock.now();
         let s = self.store.supplier(supplier)?;
-        let opens = next_allowed(now, &s.weddings);
+        let opens = next_allowed(now, s.wedding_calendar());
         if opens > now {
             return Err(MigrationError::Refused(format!(
                 "supplier {supplier} has a wedding within 48 h ({}); no migration may start before {}",
@@ -350,11 +351,12 @@ impl MigrationService {
         let suppliers: Vec<SupplierId> = self.active.lock().keys().copied().collect();
         let mut out = Vec::new();
         for supplier in suppliers {
-            let weddings = self.store.supplier(supplier).map(|s| s.weddings).unwrap_or_default();
+            let (weddings, tz) =
+                self.store.supplier(supplier).map(|s| (s.weddings, s.time_zone)).unwrap_or((Vec::new(), chrono_tz::Tz::UTC));
             let (step, snapshot) = {
                 let mut active = self.active.lock();
                 let Some(m) = active.get_mut(&supplier) else { continue };
-                let step = m.step(now, &weddings);
+                let step = m.step(now, WeddingCalendar { days: &weddings, tz });
                 m.apply(&step, now);
                 let snap = m.clone();
                 if !snap.state.is_active() {

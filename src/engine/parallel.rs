@@ -185,7 +185,7 @@ fn conclude(
 ) -> Result<ParallelReport, ParallelError> {
     let supplier = s.id;
     let saving = current_side.projected_monthly_cost - candidate_side.projected_monthly_cost;
-    let suggested_start = suggest_start(now, &s.weddings, &default_plan());
+    let suggested_start = suggest_start(now, s.wedding_calendar(), &default_plan());
     let cheaper = saving.0 > 0;
     // Faster only against answers: a side with none has no latency to beat.
     let faster = current_side.successes > 0 && candidate_side.p95_ms < current_side.p95_ms;

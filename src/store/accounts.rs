@@ -1,6 +1,7 @@
 //! Provider accounts: everything about an account except its key, which lives
 //! only in the OS keychain (the row keeps the entry's reference and a masked
-//! fingerprint).
+//! fingerprint). Account ids are never reused (`AUTOINCREMENT` since schema
+//! v8). Also the database's instance tag, which names its keychain entries.
 
 use super::{Store, StoreError, StoreResult, parse_ts, ts};
 use crate::domain::{AccountId, AccountOwner, AzureConfig, ProviderAccount, ProviderKind, SupplierId, ValidationStatus};
@@ -140,5 +141,17 @@ impl Store {
     pub fn delete_account(&self, id: AccountId) -> StoreResult<()> {
         let n = self.with_conn(|c| c.execute("DELETE FROM provider_accounts WHERE id = ?1", [id.0]))?;
         if n == 0 { Err(not_found(id)) } else { Ok(()) }
+    }
+
+    /// This database's random tag (made once by schema v8), put into the names
+    /// of the keychain entries it creates so they can be told from another
+    /// database's entries in the same keychain.
+    pub fn instance_tag(&self) -> StoreResult<String> {
+        self.with_conn(|c| c.query_row("SELECT tag FROM store_instance WHERE id = 1", [], |r| r.get(0)))
+    }
+
+    /// Whether an account with this id exists.
+    pub fn account_exists(&self, id: AccountId) -> StoreResult<bool> {
+        self.with_conn(|c| c.query_row("SELECT EXISTS (SELECT 1 FROM provider_accounts WHERE id = ?1)", [id.0], |r| r.get(0)))
     }
 }

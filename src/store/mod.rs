@@ -37,7 +37,7 @@ pub use tokens::{GatewayToken, TokenHash, TokenId, TokenRow};
 pub use usage::{LedgerSync, SqliteLedger, UsageLedger, WalCheckpointer};
 
 use parking_lot::{Mutex, MutexGuard};
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -167,9 +167,26 @@ impl Store {
         }
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| map_err(&path, e))?;
         conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(|e| map_err(&path, e))?;
+        // Foreign keys are off while a step runs (a step may rebuild a parent
+        // table, whose DROP would otherwise cascade into its children; SQLite
+        // ignores the pragma inside a transaction) and checked before it commits.
+        conn.execute_batch("PRAGMA foreign_keys=OFF;").map_err(|e| map_err(&path, e))?;
+        let migrated = self.migrate(&mut conn, version, target);
+        conn.execute_batch("PRAGMA foreign_keys=ON;").map_err(|e| map_err(&path, e))?;
+        migrated
+    }
+
+    fn migrate(&self, conn: &mut Connection, version: i64, target: i64) -> StoreResult<()> {
+        let path = self.path.clone();
         for v in version..target.min(schema::LATEST_VERSION) {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| map_err(&path, e))?;
             tx.execute_batch(schema::MIGRATIONS[v as usize]).map_err(|e| upgrade_err(&path, v, e))?;
+            let dangling: Option<String> =
+                tx.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).optional().map_err(|e| upgrade_err(&path, v, e))?;
+            if let Some(table) = dangling {
+                let detail = format!("a row of {table} would refer to a missing row");
+                return Err(StoreError::Upgrade { path, from: v, to: v + 1, detail });
+            }
             tx.execute_batch(&format!("PRAGMA user_version = {}; PRAGMA application_id = {};", v + 1, schema::APPLICATION_ID))
                 .map_err(|e| map_err(&path, e))?;
             tx.commit().map_err(|e| map_err(&path, e))?;

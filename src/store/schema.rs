@@ -383,6 +383,102 @@ ALTER TABLE usage_events ADD COLUMN request_id TEXT;
 ALTER TABLE usage_events ADD COLUMN idempotency_key TEXT;
 CREATE INDEX usage_events_idempotency ON usage_events(supplier_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 "#,
+    // v9 (issue 21): ids of suppliers, provider accounts and gateway tokens are
+    // never reused (AUTOINCREMENT; the sequence starts above every id ever seen,
+    // including ids that survive only in the ledger, rollups, alerts, health
+    // history or the audit log), and a supplier has a time zone (IANA name)
+    // whose local date decides its wedding days. The three tables are rebuilt
+    // (SQLite cannot change a primary key) with their indexes and catalog
+    // triggers; `Store::prepare` turns foreign keys off around each step and
+    // checks them before the commit, so the rebuild cascades nothing. Also a
+    // random tag of this database, put into the names of the keychain entries
+    // it makes, so that its orphaned entries can be told from another
+    // database's in the same keychain.
+    r#"
+CREATE TABLE store_instance (id INTEGER PRIMARY KEY CHECK (id = 1), tag TEXT NOT NULL);
+INSERT INTO store_instance (id, tag) VALUES (1, lower(hex(randomblob(6))));
+
+CREATE TABLE suppliers_v9 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    vendor_type TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    ai_mode TEXT NOT NULL,
+    allow_platform_failover INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    time_zone TEXT NOT NULL DEFAULT 'UTC'
+);
+INSERT INTO suppliers_v9 (id, name, vendor_type, tier, ai_mode, allow_platform_failover, created_at, updated_at)
+    SELECT id, name, vendor_type, tier, ai_mode, allow_platform_failover, created_at, updated_at FROM suppliers;
+DROP TABLE suppliers;
+ALTER TABLE suppliers_v9 RENAME TO suppliers;
+CREATE UNIQUE INDEX suppliers_name ON suppliers(name COLLATE NOCASE);
+
+CREATE TABLE provider_accounts_v9 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner_supplier_id INTEGER REFERENCES suppliers(id) ON DELETE CASCADE,
+    provider TEXT NOT NULL,
+    label TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    azure_deployment TEXT,
+    azure_api_version TEXT,
+    default_model TEXT NOT NULL,
+    key_ref TEXT,
+    key_fingerprint TEXT,
+    last_validated_at TEXT,
+    last_validation TEXT,
+    last_validation_message TEXT,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL
+);
+INSERT INTO provider_accounts_v9 SELECT id, owner_supplier_id, provider, label, base_url, azure_deployment, azure_api_version,
+    default_model, key_ref, key_fingerprint, last_validated_at, last_validation, last_validation_message, enabled, created_at
+    FROM provider_accounts;
+DROP TABLE provider_accounts;
+ALTER TABLE provider_accounts_v9 RENAME TO provider_accounts;
+CREATE INDEX provider_accounts_owner ON provider_accounts(owner_supplier_id);
+
+CREATE TABLE gateway_tokens_v9 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    supplier_id INTEGER NOT NULL REFERENCES suppliers(id) ON DELETE CASCADE,
+    token_hash TEXT NOT NULL UNIQUE,
+    hint TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT,
+    revoked_at TEXT
+);
+INSERT INTO gateway_tokens_v9 SELECT id, supplier_id, token_hash, hint, created_at, last_used_at, revoked_at FROM gateway_tokens;
+DROP TABLE gateway_tokens;
+ALTER TABLE gateway_tokens_v9 RENAME TO gateway_tokens;
+CREATE INDEX gateway_tokens_supplier ON gateway_tokens(supplier_id);
+
+DELETE FROM sqlite_sequence WHERE name IN ('suppliers', 'provider_accounts', 'gateway_tokens');
+INSERT INTO sqlite_sequence (name, seq) SELECT 'suppliers', coalesce(max(v), 0) FROM (
+    SELECT max(id) AS v FROM suppliers UNION ALL SELECT max(supplier_id) FROM usage_events
+    UNION ALL SELECT max(supplier_id) FROM usage_daily UNION ALL SELECT max(supplier_id) FROM usage_supplier_month
+    UNION ALL SELECT max(supplier_id) FROM audit_log UNION ALL SELECT max(supplier_id) FROM alerts
+    UNION ALL SELECT max(supplier_id) FROM migrations UNION ALL SELECT max(supplier_id) FROM parallel_tests
+    UNION ALL SELECT max(supplier_id) FROM recommendations UNION ALL SELECT max(supplier_id) FROM parallel_mirrors);
+INSERT INTO sqlite_sequence (name, seq) SELECT 'provider_accounts', coalesce(max(v), 0) FROM (
+    SELECT max(id) AS v FROM provider_accounts UNION ALL SELECT max(account_id) FROM usage_events
+    UNION ALL SELECT max(account_id) FROM audit_log UNION ALL SELECT max(account_id) FROM alerts
+    UNION ALL SELECT max(account_id) FROM health_samples UNION ALL SELECT max(account_id) FROM health_aggregates
+    UNION ALL SELECT max(account_id) FROM parallel_tests UNION ALL SELECT max(account_id) FROM parallel_mirrors);
+INSERT INTO sqlite_sequence (name, seq) SELECT 'gateway_tokens', coalesce(max(id), 0) FROM gateway_tokens;
+
+CREATE TRIGGER cv_suppliers_i AFTER INSERT ON suppliers BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_suppliers_u AFTER UPDATE ON suppliers BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_suppliers_d AFTER DELETE ON suppliers BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_accounts_i AFTER INSERT ON provider_accounts BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_accounts_u AFTER UPDATE OF owner_supplier_id, provider, base_url, azure_deployment, azure_api_version,
+    default_model, key_ref, enabled ON provider_accounts BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_accounts_d AFTER DELETE ON provider_accounts BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_tokens_i AFTER INSERT ON gateway_tokens BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_tokens_u AFTER UPDATE OF revoked_at ON gateway_tokens BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_tokens_d AFTER DELETE ON gateway_tokens BEGIN UPDATE catalog_version SET version = version + 1; END;
+UPDATE catalog_version SET version = version + 1;
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,4 +1,6 @@
-//! Suppliers and their wedding calendars.
+//! Suppliers, their time zones and their wedding calendars. Supplier ids are
+//! never reused (the table is `AUTOINCREMENT` since schema v8), so a new
+//! supplier never inherits a removed one's usage, CSV rows or audit history.
 
 use super::{Store, StoreError, StoreResult, parse_ts, ts};
 use crate::domain::supplier::{normalize_weddings, validate_name};
@@ -31,12 +33,14 @@ fn row_to_supplier(r: &rusqlite::Row<'_>) -> rusqlite::Result<Supplier> {
         ai_mode: parse_enum(r.get(4)?)?,
         allow_platform_failover: r.get(5)?,
         weddings: Vec::new(),
+        time_zone: parse_enum(r.get(8)?)?,
         created_at: parse_ts(&r.get::<_, String>(6)?),
         updated_at: parse_ts(&r.get::<_, String>(7)?),
     })
 }
 
-const SELECT: &str = "SELECT id, name, vendor_type, tier, ai_mode, allow_platform_failover, created_at, updated_at FROM suppliers";
+const SELECT: &str =
+    "SELECT id, name, vendor_type, tier, ai_mode, allow_platform_failover, created_at, updated_at, time_zone FROM suppliers";
 
 fn weddings_of(c: &Connection, id: SupplierId) -> rusqlite::Result<Vec<NaiveDate>> {
     let mut st = c.prepare_cached("SELECT day FROM weddings WHERE supplier_id = ?1 ORDER BY day")?;
@@ -60,8 +64,17 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let res = tx.execute(
-            "INSERT INTO suppliers (name, vendor_type, tier, ai_mode, allow_platform_failover, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            params![new.name, new.vendor_type.as_str(), new.tier.as_str(), new.ai_mode.as_str(), new.allow_platform_failover, ts(now)],
+            "INSERT INTO suppliers (name, vendor_type, tier, ai_mode, allow_platform_failover, created_at, updated_at, time_zone)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+            params![
+                new.name,
+                new.vendor_type.as_str(),
+                new.tier.as_str(),
+                new.ai_mode.as_str(),
+                new.allow_platform_failover,
+                ts(now),
+                new.time_zone.name()
+            ],
         );
         if let Err(e) = res {
             if duplicate_name(&e) {
@@ -88,6 +101,7 @@ impl Store {
             ai_mode: new.ai_mode,
             allow_platform_failover: new.allow_platform_failover,
             weddings: new.weddings,
+            time_zone: new.time_zone,
             created_at: now,
             updated_at: now,
         })
@@ -162,7 +176,8 @@ impl Store {
             }
             let res = tx.execute(
                 "UPDATE suppliers SET name = coalesce(?2, name), vendor_type = coalesce(?3, vendor_type), tier = coalesce(?4, tier),
-                 ai_mode = coalesce(?5, ai_mode), allow_platform_failover = coalesce(?6, allow_platform_failover), updated_at = ?7 WHERE id = ?1",
+                 ai_mode = coalesce(?5, ai_mode), allow_platform_failover = coalesce(?6, allow_platform_failover), updated_at = ?7,
+                 time_zone = coalesce(?8, time_zone) WHERE id = ?1",
                 params![
                     id.0,
                     name,
@@ -170,7 +185,8 @@ impl Store {
                     patch.tier.map(|v| v.as_str()),
                     patch.ai_mode.map(|v| v.as_str()),
                     patch.allow_platform_failover,
-                    ts(now)
+                    ts(now),
+                    patch.time_zone.map(|tz| tz.name())
                 ],
             );
             if let Err(e) = res {

@@ -10,6 +10,12 @@
 //! never chosen silently. When no keychain is usable nothing falls back to
 //! storing a key anywhere else.
 //!
+//! Entry names carry the tag of the database that made them
+//! (`account-<id>-<random>.<tag>`), so the entries of one database can be told
+//! from another's in the same keychain; [`Vault::list_refs`] enumerates the
+//! entry names under the service (a Secret Service search by attribute; names
+//! only, never a secret), for finding entries whose account is gone.
+//!
 //! Every keychain call is blocking (D-Bus, Security framework, Win32), so the
 //! async methods run it with `tokio::task::spawn_blocking`: never on the UI
 //! thread, never on an async worker.
@@ -41,6 +47,31 @@ impl KeyRef {
         };
         Self(format!("account-{}-{suffix}", account.0))
     }
+    /// Like [`KeyRef::new_for`], tagged with the database that owns the
+    /// account (`account-<id>-<random>.<tag>`, see `Store::instance_tag`).
+    pub fn new_tagged(account: AccountId, tag: &str) -> Self {
+        let KeyRef(base) = Self::new_for(account);
+        Self(format!("{base}.{tag}"))
+    }
+
+    /// The account and database tag the name was made for: `Some((id, Some(tag)))`
+    /// for `account-<id>-<random>.<tag>`, `Some((id, None))` for an untagged
+    /// name of an earlier version, `None` for a name Switchboard did not make.
+    pub fn parse(&self) -> Option<(AccountId, Option<&str>)> {
+        let rest = self.0.strip_prefix("account-")?;
+        let (id, rest) = rest.split_once('-')?;
+        let id: i64 = id.parse().ok().filter(|n| *n > 0)?;
+        let (random, tag) = match rest.split_once('.') {
+            Some((r, t)) => (r, Some(t)),
+            None => (rest, None),
+        };
+        let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex(random) || tag.is_some_and(|t| !hex(t)) {
+            return None;
+        }
+        Some((AccountId(id), tag))
+    }
+
     /// A reference read back from the database.
     pub fn from_stored(s: impl Into<String>) -> Self {
         Self(s.into())
@@ -183,6 +214,37 @@ impl Vault {
     pub async fn delete(&self, key_ref: &KeyRef) -> Result<bool, VaultError> {
         let (v, r) = (self.clone(), key_ref.clone());
         run_blocking(move || v.delete_blocking(&r)).await
+    }
+
+    /// The names of every entry under this vault's service (references only,
+    /// never a secret), sorted. Entries whose account is gone are found with it.
+    pub async fn list_refs(&self) -> Result<Vec<KeyRef>, VaultError> {
+        let v = self.clone();
+        run_blocking(move || v.list_refs_blocking()).await
+    }
+
+    fn list_refs_blocking(&self) -> Result<Vec<KeyRef>, VaultError> {
+        let mut out: Vec<KeyRef> = match &self.backend {
+            Backend::DemoMemory(m) => lock(m).keys().cloned().map(KeyRef).collect(),
+            Backend::Os(_) => {
+                let store = self.store()?;
+                let spec = HashMap::from([("service", self.service.as_str())]);
+                let entries = Entry::search_in_store(&store, &spec).map_err(|e| map_error(e, &self.service))?;
+                let mut names = Vec::with_capacity(entries.len());
+                for e in entries {
+                    // Attributes only: reading them does not unlock or read the secret.
+                    match e.get_attributes() {
+                        Ok(attrs) => names.extend(attrs.get("username").or_else(|| attrs.get("user")).cloned().map(KeyRef)),
+                        Err(KeyringError::NoEntry) => {}
+                        Err(err) => return Err(map_error(err, &self.service)),
+                    }
+                }
+                names
+            }
+        };
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup();
+        Ok(out)
     }
 
     fn check_blocking(&self) -> Result<(), VaultError> {
@@ -346,6 +408,17 @@ mod tests {
     }
 
     #[test]
+    fn tagged_refs_name_their_account_and_database() {
+        let r = KeyRef::new_tagged(AccountId(42), "0a1b2c3d4e5f");
+        assert!(r.as_str().starts_with("account-42-") && r.as_str().ends_with(".0a1b2c3d4e5f"), "{r}");
+        assert_eq!(r.parse(), Some((AccountId(42), Some("0a1b2c3d4e5f"))));
+        assert_eq!(KeyRef::from_stored("account-7-feedfacecafe").parse(), Some((AccountId(7), None)));
+        for foreign in ["connectivity-check", "account-x-ab", "account-7-", "account-0-ab", "account-7-zz", "account-7-ab.q!"] {
+            assert_eq!(KeyRef::from_stored(foreign).parse(), None, "{foreign}");
+        }
+    }
+
+    #[test]
     fn errors_say_what_to_do() {
         let e = VaultError::Unavailable { detail: "no secret service provider or dbus session found".into() };
         let m = e.to_string();
@@ -365,5 +438,8 @@ mod tests {
         assert!(v.delete(&r).await.unwrap());
         assert!(matches!(v.get(&r).await, Err(VaultError::Missing { .. })));
         assert!(!v.delete(&r).await.unwrap());
+        let kept = KeyRef::new_tagged(AccountId(2), "abc");
+        v.set(&kept, &Secret::new("sk-sim-2")).await.unwrap();
+        assert_eq!(v.list_refs().await.unwrap(), vec![kept]);
     }
 }

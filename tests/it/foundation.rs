@@ -44,7 +44,14 @@ fn schema_migrates_forward_from_the_previous_version() {
     let before = {
         let old = Store::open_at_version(&path, schema::LATEST_VERSION - 1).unwrap();
         assert_eq!(old.schema_version().unwrap(), schema::LATEST_VERSION - 1);
-        old.insert_supplier(&NewSupplier::new("Grand Ballroom", VendorType::Venue, Tier::Scale, AiMode::Client), Utc::now()).unwrap();
+        // Raw SQL with the columns every version has: this build's row code knows only the latest schema.
+        old.with_conn(|c| {
+            c.execute_batch(
+                "INSERT INTO suppliers (name, vendor_type, tier, ai_mode, created_at, updated_at)
+                 VALUES ('Grand Ballroom', 'venue', 'scale', 'client', '2026-06-10T12:00:00.000Z', '2026-06-10T12:00:00.000Z')",
+            )
+        })
+        .unwrap();
         objects(&old)
     };
     let store = Store::open(&path).unwrap();

@@ -24,3 +24,4 @@ mod health;
 mod keys;
 mod layers;
 mod providers;
+mod suppliers;

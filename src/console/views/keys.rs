@@ -1,12 +1,14 @@
 //! The Keys view's data and actions: provider accounts (masked fingerprints,
 //! never keys) and gateway tokens (hints, never values); adding, validating,
-//! rotating and removing keys and issuing and revoking tokens through the key service.
+//! rotating and removing keys and issuing and revoking tokens through the key service,
+//! and the keychain entries whose account no longer exists (a notice).
 
 use crate::console::service::{Res, Service, msg};
 use crate::console::*;
 use crate::domain::TokenId;
 use crate::domain::{AccountId, AzureConfig};
 use crate::domain::{AccountOwner, ProviderKind, SupplierId, ValidationStatus};
+pub use crate::engine::keys::OrphanKey;
 use crate::engine::keys::{KeyError, KeyService};
 use crate::store::audit_actor;
 use chrono::{DateTime, Utc};
@@ -53,6 +55,9 @@ pub struct KeysView {
     /// Why the keychain cannot be used now (the vault's own sentence).
     pub vault_error: Option<String>,
     pub demo: bool,
+    /// Keychain entries of this database whose account no longer exists
+    /// (names only); removable with `switchboard key prune-orphans`.
+    pub orphans: Vec<OrphanKey>,
 }
 
 impl Service {
@@ -75,6 +80,7 @@ impl Service {
                 let mut view = tokio::task::spawn_blocking(move || svc.keys_view())
                     .await
                     .map_err(|e| format!("the console service failed unexpectedly ({e}); try again"))??;
+                view.orphans = if vault_error.is_none() { keys.orphan_keys().await.unwrap_or_default() } else { Vec::new() };
                 view.vault_error = vault_error;
                 view.demo = demo;
                 view.vault = if demo { "Demo mode — simulator keys in memory".into() } else { "OS keychain".into() };
@@ -182,6 +188,6 @@ impl Service {
                 revoked_at: t.revoked_at,
             })
             .collect();
-        Ok(KeysView { accounts, tokens, vault: String::new(), vault_error: None, demo: false })
+        Ok(KeysView { accounts, tokens, vault: String::new(), vault_error: None, demo: false, orphans: Vec::new() })
     }
 }

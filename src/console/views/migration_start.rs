@@ -75,7 +75,7 @@ impl Service {
                         let mut t = now;
                         let mut overlaps = None;
                         for ph in &p.phases {
-                            if let Some(d) = blocking_wedding(t, &s.weddings) {
+                            if let Some(d) = blocking_wedding(t, s.wedding_calendar()) {
                                 overlaps = Some(d);
                                 break;
                             }

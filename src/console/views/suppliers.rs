@@ -1,6 +1,7 @@
 //! The Suppliers view's data: the supplier cache (suppliers and this month's
 //! quota use, kept for 30 s so that typing in the search field stays instant),
-//! the filtered and sorted table, and one supplier's detail.
+//! the filtered and sorted table, one supplier's detail, the platform's default
+//! time zone for new suppliers, and removing a supplier with its keys.
 
 use crate::console::service::{Res, Service, msg};
 use crate::console::*;
@@ -116,7 +117,7 @@ impl Service {
             tier: s.tier,
             ai_mode: s.ai_mode,
             quota: self.policy.status(s.tier, today, used),
-            next_wedding: s.next_wedding(today),
+            next_wedding: s.next_wedding(s.local_date(self.clock.now())),
             weddings: s.weddings.len(),
         }
     }
@@ -162,4 +163,44 @@ impl Service {
             daily_tokens: days.iter().map(|d| [day_number(d.day), d.tokens as f64]).collect(),
         })
     }
+
+    /// Removes a supplier: first its accounts' keys from the keychain (as the
+    /// CLI does), then the supplier with its accounts, weddings and tokens.
+    /// When the keys cannot be removed, the supplier is kept and the error says why.
+    pub(in crate::console) async fn remove_supplier(self: Arc<Self>, id: SupplierId) -> Res<ConsoleEvent> {
+        let svc = self.clone();
+        let accounts = tokio::task::spawn_blocking(move || svc.store.list_accounts(Some(AccountOwner::Supplier(id))))
+            .await
+            .map_err(|e| format!("the console service failed unexpectedly ({e}); try again"))?
+            .map_err(msg)?;
+        if !accounts.is_empty() {
+            let keys = self
+                .keys()
+                .map_err(|e| format!("the supplier's keys cannot be removed from the keychain ({e}); the supplier was not removed"))?;
+            keys.remove_supplier_keys(id)
+                .await
+                .map_err(|e| format!("the supplier's keys could not be removed from the keychain: {e}. The supplier was not removed"))?;
+        }
+        let svc = self.clone();
+        tokio::task::spawn_blocking(move || svc.delete_supplier(id))
+            .await
+            .map_err(|e| format!("the console service failed unexpectedly ({e}); try again"))?
+    }
+
+    pub(in crate::console) fn delete_supplier(&self, id: SupplierId) -> Res<ConsoleEvent> {
+        let s = self.store.supplier(id).map_err(msg)?;
+        self.store.delete_supplier(id).map_err(msg)?;
+        self.invalidate();
+        self.store.audit(self.clock.now(), &crate::store::audit_actor(), "supplier.remove", Some(id), None, "ok", &s.name).map_err(msg)?;
+        Ok(ConsoleEvent::SupplierRemoved { id, name: s.name })
+    }
+}
+
+/// The platform's default time zone for new suppliers: `SWITCHBOARD_TIME_ZONE`
+/// (an IANA name) when set and valid, otherwise UTC.
+pub fn platform_time_zone() -> crate::domain::supplier::Tz {
+    std::env::var("SWITCHBOARD_TIME_ZONE")
+        .ok()
+        .and_then(|v| crate::domain::supplier::parse_time_zone(&v).ok())
+        .unwrap_or(crate::domain::supplier::Tz::UTC)
 }

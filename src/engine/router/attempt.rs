@@ -169,7 +169,7 @@ impl Router {
         self.ledger.admit().map_err(|_| RouteError::LedgerUnavailable)?;
         let now = self.clock.now();
         let today = now.date_naive();
-        let wedding_day = supplier.supplier.has_wedding_on(today);
+        let wedding_day = supplier.supplier.is_wedding_day(now);
         let rpm = self.cfg.quota.rpm(supplier.supplier.tier, today);
         {
             let mut g = supplier.gcra.lock();

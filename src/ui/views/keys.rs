@@ -191,6 +191,9 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     if let Some(e) = &v.vault_error {
         error_box(ui, &format!("The keychain cannot be used: {e}"));
     }
+    if !v.orphans.is_empty() {
+        orphan_notice(ui, &v.orphans);
+    }
     ui.add_space(theme::GAP_S);
     egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
         if st.form.is_some() {
@@ -584,4 +587,23 @@ fn dialogs(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             }
         }
     }
+}
+
+/// The keychain entries whose account no longer exists: names only, and how to remove them.
+fn orphan_notice(ui: &mut Ui, orphans: &[crate::console::OrphanKey]) {
+    let p = theme::palette(ui);
+    theme::card(ui).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        let n = orphans.len();
+        ui.label(
+            RichText::new(format!("{n} keychain entr{} of provider accounts that no longer exist", if n == 1 { "y" } else { "ies" }))
+                .color(p.warn)
+                .strong(),
+        );
+        let names: Vec<String> = orphans.iter().take(5).map(|o| format!("{} (account {})", o.key_ref, o.account)).collect();
+        ui.label(RichText::new(names.join(", ") + if n > 5 { ", …" } else { "" }).small().color(p.muted));
+        ui.label(
+            RichText::new("They hold keys nothing uses. Remove them with `switchboard key prune-orphans` (try `--dry-run` first).").small(),
+        );
+    });
 }

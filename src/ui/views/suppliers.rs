@@ -33,6 +33,8 @@ pub struct Form {
     pub tier: Tier,
     pub ai_mode: AiMode,
     pub failover: bool,
+    /// The time zone as typed (an IANA name); validated before saving.
+    pub time_zone: String,
     pub weddings: Vec<NaiveDate>,
     pub new_date: String,
     pub date_error: Option<String>,
@@ -49,6 +51,7 @@ impl Form {
             tier: Tier::Professional,
             ai_mode: AiMode::Platform,
             failover: true,
+            time_zone: crate::console::platform_time_zone().name().to_string(),
             weddings: Vec::new(),
             new_date: String::new(),
             date_error: None,
@@ -65,6 +68,7 @@ impl Form {
             tier: s.tier,
             ai_mode: s.ai_mode,
             failover: s.allow_platform_failover,
+            time_zone: s.time_zone.name().to_string(),
             weddings: s.weddings.clone(),
             ..Form::new()
         }
@@ -455,7 +459,7 @@ fn detail_panel(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     let s = &d.supplier;
     let p = theme::palette(ui);
     ui.label(RichText::new(&s.name).size(18.0).strong());
-    ui.label(RichText::new(format!("{} · {} tier · {} AI", s.vendor_type, s.tier, s.ai_mode)).color(p.muted));
+    ui.label(RichText::new(format!("{} · {} tier · {} AI · {}", s.vendor_type, s.tier, s.ai_mode, s.time_zone.name())).color(p.muted));
     ui.add_space(theme::GAP_S);
     ui.horizontal(|ui| {
         if ui.button("Edit").clicked() {
@@ -539,6 +543,7 @@ fn form_ui(ui: &mut Ui, f: &mut Form, close: &mut bool) -> Option<ConsoleCommand
     ui.label(RichText::new(if f.id.is_some() { "Edit supplier" } else { "Add a supplier" }).size(18.0).strong());
     ui.add_space(theme::GAP_S);
     let name_err = crate::domain::supplier::validate_name(&f.name).err();
+    let tz = crate::domain::supplier::parse_time_zone(&f.time_zone);
     egui::Grid::new("supplier_form").num_columns(2).spacing([theme::GAP_M, 8.0]).show(ui, |ui| {
         let l = ui.label("Name");
         ui.add(egui::TextEdit::singleline(&mut f.name).hint_text("e.g. Capture Moments").desired_width(220.0)).labelled_by(l.id);
@@ -549,7 +554,24 @@ fn form_ui(ui: &mut Ui, f: &mut Form, close: &mut bool) -> Option<ConsoleCommand
         ui.label("");
         ui.checkbox(&mut f.failover, "Fail over to platform AI when its own provider is down");
         ui.end_row();
+        let l = ui.label("Time zone");
+        ui.add(egui::TextEdit::singleline(&mut f.time_zone).hint_text("e.g. America/Los_Angeles").desired_width(220.0))
+            .labelled_by(l.id)
+            .on_hover_text("Wedding days are the supplier's local days in this time zone");
+        ui.end_row();
     });
+    if let Err(e) = &tz {
+        ui.label(RichText::new(e).color(p.danger));
+        // Suggestions to click: names containing what was typed.
+        let typed = f.time_zone.rsplit('/').next().unwrap_or_default().to_string();
+        ui.horizontal_wrapped(|ui| {
+            for name in crate::domain::supplier::time_zone_suggestions(&typed, 6) {
+                if ui.small_button(name).clicked() {
+                    f.time_zone = name.to_string();
+                }
+            }
+        });
+    }
     if let (Some(e), false) = (&name_err, f.name.is_empty()) {
         ui.label(RichText::new(e.replace(" (use --name \"Studio Name\")", "")).color(p.danger));
     }
@@ -588,13 +610,14 @@ fn form_ui(ui: &mut Ui, f: &mut Form, close: &mut bool) -> Option<ConsoleCommand
     ui.add_space(theme::GAP_M);
     let mut cmd = None;
     ui.horizontal(|ui| {
-        let can_save = name_err.is_none() && !f.saving;
+        let can_save = name_err.is_none() && tz.is_ok() && !f.saving;
         if ui.add_enabled(can_save, egui::Button::new(RichText::new("Save").strong())).clicked() {
             cmd = Some(match f.id {
                 None => {
                     let mut n = NewSupplier::new(f.name.trim(), f.vendor_type, f.tier, f.ai_mode);
                     n.allow_platform_failover = f.failover;
                     n.weddings = f.weddings.clone();
+                    n.time_zone = tz.clone().unwrap_or(n.time_zone);
                     ConsoleCommand::AddSupplier(n)
                 }
                 Some(id) => ConsoleCommand::EditSupplier {
@@ -605,6 +628,7 @@ fn form_ui(ui: &mut Ui, f: &mut Form, close: &mut bool) -> Option<ConsoleCommand
                         tier: Some(f.tier),
                         ai_mode: Some(f.ai_mode),
                         allow_platform_failover: Some(f.failover),
+                        time_zone: tz.clone().ok(),
                         set_weddings: Some(f.weddings.clone()),
                         ..Default::default()
                     },

@@ -475,3 +475,29 @@ async fn a_mirror_shows_the_candidate_answering_when_every_current_route_fails()
     let rec = r.recommendation.expect("the candidate answered what the current route could not");
     assert!(rec.contains("more reliable") && rec.contains("4 of 4 answered vs 0 of 4"), "{rec}");
 }
+
+#[tokio::test]
+async fn the_48_hour_guard_runs_from_the_weddings_local_midnights() {
+    let e = env(RouterConfig::default()).await;
+    // A Saturday wedding in California: the day is 07:00 UTC Saturday to 07:00 UTC Sunday,
+    // so the guard ends at 07:00 UTC on Tuesday, not at UTC midnight.
+    let saturday = NaiveDate::from_ymd_opt(2026, 6, 13).unwrap();
+    let s = supplier_in(&e, "Pacific Planner", "America/Los_Angeles", saturday);
+    let acc = e.validated_account(s, DEMO_CLIENT_OPENAI_KEY);
+    let svc = MigrationService::new(e.store.clone(), e.router.clone(), Arc::new(e.clock.clone())).unwrap();
+    // Tuesday 03:00 UTC is Monday 20:00 in California: still inside the guard.
+    e.clock.set(Utc.with_ymd_and_hms(2026, 6, 16, 3, 0, 0).unwrap());
+    let err = svc.start(s, RouteTarget::Account(acc), None, None).unwrap_err().to_string();
+    assert!(err.contains("wedding within 48 h") && err.contains("2026-06-16 07:00 UTC"), "{err}");
+    let plan = svc.plan(s, RouteTarget::Account(acc), None).unwrap();
+    assert_eq!(plan.earliest_start, Utc.with_ymd_and_hms(2026, 6, 16, 7, 0, 0).unwrap());
+    assert_eq!(plan.blocked_by, Some(saturday));
+    // Thursday 07:00 UTC (Thursday 00:00 local) is exactly 48 h before: blocked; a second earlier is not.
+    e.clock.set(Utc.with_ymd_and_hms(2026, 6, 11, 6, 59, 59).unwrap());
+    assert_eq!(svc.plan(s, RouteTarget::Account(acc), None).unwrap().blocked_by, None);
+    e.clock.set(Utc.with_ymd_and_hms(2026, 6, 11, 7, 0, 0).unwrap());
+    assert_eq!(svc.plan(s, RouteTarget::Account(acc), None).unwrap().blocked_by, Some(saturday));
+    // Once the guard is over the migration starts.
+    e.clock.set(Utc.with_ymd_and_hms(2026, 6, 16, 7, 0, 0).unwrap());
+    svc.start(s, RouteTarget::Account(acc), None, None).unwrap();
+}

@@ -819,3 +819,39 @@ fn cli_db(
     let acc = store.insert_account(&n, Utc::now()).unwrap();
     (dir, db, store, s, acc)
 }
+
+/// A supplier in `tz` with one wedding day.
+fn supplier_in(e: &Env, name: &str, tz: &str, wedding: NaiveDate) -> SupplierId {
+    let mut n = NewSupplier::new(name, VendorType::Photographer, Tier::Starter, AiMode::Platform);
+    n.weddings = vec![wedding];
+    n.time_zone = switchboard::domain::supplier::parse_time_zone(tz).unwrap();
+    e.store.insert_supplier(&n, june()).unwrap().id
+}
+
+#[tokio::test]
+async fn a_california_wedding_is_protected_all_saturday_evening_although_utc_is_sunday() {
+    let mut cfg = RouterConfig::default();
+    cfg.quota.starter_tokens = 200; // ×1.5 in June = 300
+    let e = env(cfg).await;
+    let saturday = NaiveDate::from_ymd_opt(2026, 6, 13).unwrap();
+    let la = supplier_in(&e, "Golden Gate Weddings", "America/Los_Angeles", saturday);
+    let london = supplier_in(&e, "Thames Weddings", "Europe/London", saturday);
+    let (tla, tlondon) = (e.token(la, false), e.token(london, false));
+    // Sunday 03:00 UTC: Saturday 20:00 in California, Sunday 04:00 in London.
+    e.clock.set(Utc.with_ymd_and_hms(2026, 6, 14, 3, 0, 0).unwrap());
+    let mut london_refused = false;
+    for _ in 0..30 {
+        let r = e.chat(&tla, "gpt-4o-mini", "Write a long welcome email for our couples please").await;
+        assert_eq!(r.status(), 200, "the wedding day in California is served past the quota");
+        let r = e.chat(&tlondon, "gpt-4o-mini", "Write a long welcome email for our couples please").await;
+        london_refused |= r.status() == 429;
+        e.clock.advance(Duration::seconds(2));
+    }
+    assert!(london_refused, "London's wedding day is over: its quota applies");
+    assert!(e.router.quota_snapshot(la).unwrap().0 > 300, "overage recorded");
+    assert!(e.router.quota_snapshot(london).unwrap().0 <= 300);
+    // At local midnight in California (07:00 UTC) the protection ends.
+    e.clock.set(Utc.with_ymd_and_hms(2026, 6, 14, 7, 0, 0).unwrap());
+    let r = e.chat(&tla, "gpt-4o-mini", "Write a long welcome email for our couples please").await;
+    assert_eq!(r.status(), 429);
+}
