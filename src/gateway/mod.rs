@@ -7,13 +7,14 @@
 //!
 //! Endpoints: `POST /v1/chat/completions` (plain and SSE), `POST /v1/embeddings`,
 //! `GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus text).
+//! What a request must get past first (token before body, timeouts, caps,
+//! model limits) is `ingress`.
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
 use crate::engine::router::{Caller, Router};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,18 +22,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 mod error;
+mod ingress;
 mod lanes;
 pub use error::ApiError;
+pub use ingress::{CONTEXT_MARGIN_PERCENT, GatewayConfig, MAX_BODY_BYTES, OPS_TOKEN_ENV, OpsToken};
 pub use lanes::default_lanes;
-
-/// Largest request body accepted (images as data URLs make bodies big).
-pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
 
 /// Shared by a lane's requests behind one `Arc` (axum clones the state per
 /// request: one reference count, as when it held the router alone).
 struct AppState {
     router: Arc<Router>,
-    max_body: usize,
+    body: ingress::BodyLimits,
+    /// Required by `/metrics` and `/healthz` when set.
+    ops_token: Option<OpsToken>,
     /// The runtime serving this application (a lane's), passed with each request.
     lane: Option<tokio::runtime::Handle>,
 }
@@ -50,10 +52,16 @@ impl AppState {
 /// The axum application for `router`, served on the runtime `lane` (`None`:
 /// the router's own runtime runs the requests' background work).
 pub fn app(router: Arc<Router>, lane: Option<tokio::runtime::Handle>) -> axum::Router {
-    app_with_limit(router, MAX_BODY_BYTES, lane)
+    app_with(router, &GatewayConfig::default(), lane)
 }
 
 pub fn app_with_limit(router: Arc<Router>, max_body: usize, lane: Option<tokio::runtime::Handle>) -> axum::Router {
+    app_with(router, &GatewayConfig { max_body_bytes: max_body, ..GatewayConfig::default() }, lane)
+}
+
+/// The axum application with the ingress settings of `cfg`.
+pub fn app_with(router: Arc<Router>, cfg: &GatewayConfig, lane: Option<tokio::runtime::Handle>) -> axum::Router {
+    let state = Arc::new(AppState { router, body: cfg.into(), ops_token: cfg.ops_token.clone(), lane });
     axum::Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
@@ -61,8 +69,8 @@ pub fn app_with_limit(router: Arc<Router>, max_body: usize, lane: Option<tokio::
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body))
-        .with_state(Arc::new(AppState { router, max_body, lane }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ingress::audit_failures))
+        .with_state(state)
 }
 
 /// A running gateway; stops when dropped or on [`GatewayHandle::shutdown`].
@@ -116,12 +124,18 @@ impl Drop for GatewayHandle {
 
 /// Binds `addr` and serves the gateway in the background, on one lane per core.
 pub async fn start(router: Arc<Router>, addr: SocketAddr) -> anyhow::Result<GatewayHandle> {
-    start_with_lanes(router, addr, lanes::default_lanes()).await
+    start_with(router, addr, GatewayConfig::default()).await
 }
 
 /// Binds `addr` and serves the gateway on `lanes` threads (see the `lanes` module).
-/// The accept loop runs on the caller's runtime.
 pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usize) -> anyhow::Result<GatewayHandle> {
+    start_with(router, addr, GatewayConfig { lanes, ..GatewayConfig::default() }).await
+}
+
+/// Binds `addr` and serves the gateway with the settings of `cfg`.
+/// The accept loop runs on the caller's runtime.
+pub async fn start_with(router: Arc<Router>, addr: SocketAddr, cfg: GatewayConfig) -> anyhow::Result<GatewayHandle> {
+    let lanes = cfg.lanes;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr}: {e}. Is another Switchboard running? Choose another address with --listen.")
     })?;
@@ -134,27 +148,20 @@ pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usiz
     let mut threads = Vec::new();
     for lane in 0..lanes.max(1) {
         let listener = dispatcher.add_lane(local);
-        let mut stop = stop_rx.clone();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let app = app(router.clone(), Some(rt.handle().clone()));
+        let app = app_with(router.clone(), &cfg, Some(rt.handle().clone()));
+        let header_timeout = cfg.header_read_timeout;
+        let stop = stop_rx.clone();
         let thread = std::thread::Builder::new().name(format!("gateway-{lane}")).spawn(move || {
             crate::providers::set_lane(lane + 1);
-            rt.block_on(async move {
-                let r = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, lane, "gateway lane stopped");
-                }
-            });
+            rt.block_on(lanes::serve(listener, app, header_timeout, stop));
             // Dropping the runtime waits for its blocking work (audit writes).
             drop(rt);
         })?;
         threads.push(thread);
     }
     let mut stop = stop_rx;
+    let limits = ingress::ConnLimits::new(&cfg);
     let task = tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -163,6 +170,14 @@ pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usiz
             };
             match accepted {
                 Ok((tcp, peer)) => {
+                    let permit = match limits.admit(peer.ip()) {
+                        Ok(p) => p,
+                        Err(why) => {
+                            tracing::debug!(%peer, ?why, "a gateway connection over the cap was turned away");
+                            tokio::spawn(ingress::refuse_connection(tcp, why));
+                            continue;
+                        }
+                    };
                     // No Nagle delay: a response written in two pieces (head,
                     // then body) must not wait for the client's delayed ACK.
                     if let Err(e) = tcp.set_nodelay(true) {
@@ -170,7 +185,7 @@ pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usiz
                     }
                     match tcp.into_std() {
                         Ok(std) => {
-                            if dispatcher.dispatch(std, peer).is_err() {
+                            if dispatcher.dispatch(std, peer, Some(permit)).is_err() {
                                 tracing::error!("every gateway lane has stopped; no longer accepting");
                                 break;
                             }
@@ -199,30 +214,6 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge { limit: max }
-        } else {
-            ApiError::BadRequest(format!("could not read the request body: {e}"))
-        }
-    })
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
-    if bytes.is_empty() {
-        return Err(ApiError::BadRequest(format!("the request body is empty; send a JSON {what} request")));
-    }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let msg = e.to_string();
-        if e.is_data() {
-            ApiError::BadRequest(format!("the {what} request is missing a field or has a wrong type: {msg}"))
-        } else {
-            ApiError::BadRequest(format!("the request body is not valid JSON: {msg}"))
-        }
-    })
-}
-
 fn with_route(mut resp: Response, route: crate::domain::Route, request_id: &str) -> Response {
     let h = resp.headers_mut();
     h.insert("x-switchboard-route", HeaderValue::from_static(route.as_str()));
@@ -232,14 +223,15 @@ fn with_route(mut resp: Response, route: crate::domain::Route, request_id: &str)
     resp
 }
 
-async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
+        // The token before the body: an unauthenticated body is never read.
         let auth = st.caller(st.router.authenticate(bearer(&headers))?);
-        let bytes = body_bytes(body, st.max_body)?;
-        let req: ChatRequest = parse_json(&bytes, "chat completion")?;
+        let req: ChatRequest = ingress::read_json(body, &headers, st.body, "chat completion").await?;
         if req.messages.is_empty() {
             return Err(ApiError::BadRequest("\"messages\" is empty; send at least one message".into()));
         }
+        let req = ingress::check_chat(st.router.pricing(), req).await?;
         let rt = header_str(&headers, "x-switchboard-request-type");
         let rid = header_str(&headers, "x-request-id").or_else(|| header_str(&headers, "idempotency-key"));
         if req.is_stream() {
@@ -261,11 +253,11 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let auth = st.caller(st.router.authenticate(bearer(&headers))?);
-        let bytes = body_bytes(body, st.max_body)?;
-        let req: EmbeddingsRequest = parse_json(&bytes, "embeddings")?;
+        let req: EmbeddingsRequest = ingress::read_json(body, &headers, st.body, "embeddings").await?;
+        let req = ingress::check_embeddings(st.router.pricing(), req).await?;
         let rid = header_str(&headers, "x-request-id").or_else(|| header_str(&headers, "idempotency-key"));
         let a = st.router.embeddings(auth, header_str(&headers, "x-switchboard-request-type"), rid, req).await?;
         let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
@@ -288,13 +280,19 @@ async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response
     ([(header::CONTENT_TYPE, "application/json")], serde_json::json!({"object": "list", "data": data}).to_string()).into_response()
 }
 
-async fn healthz(State(st): State<Arc<AppState>>) -> Response {
+async fn healthz(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = ingress::ops_allowed(st.ops_token.as_ref(), &headers) {
+        return e.into_response();
+    }
     let failures = st.router.ledger().stats().failures.load(std::sync::atomic::Ordering::Relaxed);
     let body = serde_json::json!({"status": "ok", "ledger_failures": failures});
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+async fn metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = ingress::ops_allowed(st.ops_token.as_ref(), &headers) {
+        return e.into_response();
+    }
     let text = st.router.metrics().render(&st.router.breaker_states(), st.router.ledger().stats(), st.router.in_flight());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
