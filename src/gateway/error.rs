@@ -288,7 +288,7 @@ mod tests {
         let msg = e.to_string();
         assert_eq!(
             msg,
-            "no route could serve the request: provider timeout (2 accounts),              provider unavailable (circuit breaker open, disabled or no key) (1 account),              provider quota or spend limit exhausted (1 account)"
+            "no route could serve the request: provider timeout (2 accounts), provider unavailable (circuit breaker open, disabled or no key) (1 account), provider quota or spend limit exhausted (1 account)"
         );
         let body = e.json_body();
         for leak in ["WedSync", "org-", "AbC123", "Azure EU"] {

@@ -278,6 +278,17 @@ fn allowed(context: u64) -> u64 {
     context.saturating_add(context.saturating_mul(CONTEXT_MARGIN_PERCENT) / 100)
 }
 
+/// Longest model name taken (real ones are under 100 bytes); a longer one
+/// would only be echoed back in an error.
+const MAX_MODEL_NAME: usize = 256;
+
+fn check_model_name(model: &str) -> Result<(), ApiError> {
+    if model.len() > MAX_MODEL_NAME {
+        return Err(ApiError::BadRequest(format!("\"model\" is {} bytes long; model names are at most {MAX_MODEL_NAME}", model.len())));
+    }
+    Ok(())
+}
+
 /// Refuses a chat request that cannot fit its model: an output cap above
 /// the model's (400, `max_tokens` or `max_completion_tokens`), or a prompt
 /// clearly longer than its context window (400, `context_length_exceeded`).
@@ -285,6 +296,7 @@ fn allowed(context: u64) -> u64 {
 /// when its cheap bound (one token per byte at most) does not fit, and then
 /// on the blocking pool, never on the serving thread.
 pub(super) async fn check_chat(pricing: &PricingTable, req: ChatRequest) -> Result<ChatRequest, ApiError> {
+    check_model_name(&req.model)?;
     let limits = pricing.limits(&req.model);
     if let (Some(max), Some(asked)) = (limits.max_output, req.max_output()) {
         if asked > max {
@@ -315,6 +327,7 @@ pub(super) async fn check_chat(pricing: &PricingTable, req: ChatRequest) -> Resu
 /// Refuses an embeddings request one of whose inputs is clearly longer than
 /// the model takes (400, `context_length_exceeded`); as [`check_chat`].
 pub(super) async fn check_embeddings(pricing: &PricingTable, req: EmbeddingsRequest) -> Result<EmbeddingsRequest, ApiError> {
+    check_model_name(&req.model)?;
     let Some(context) = pricing.limits(&req.model).context else { return Ok(req) };
     let limit = allowed(context);
     let mut longest = 0u64;
