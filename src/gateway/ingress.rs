@@ -298,11 +298,11 @@ fn check_model_name(model: &str) -> Result<(), ApiError> {
 pub(super) async fn check_chat(pricing: &PricingTable, req: ChatRequest) -> Result<ChatRequest, ApiError> {
     check_model_name(&req.model)?;
     let limits = pricing.limits(&req.model);
-    if let (Some(max), Some(asked)) = (limits.max_output, req.max_output()) {
-        if asked > max {
-            let param = if req.max_completion_tokens.is_some() { "max_completion_tokens" } else { "max_tokens" };
-            return Err(ApiError::OutputTooLarge { model: req.model.clone(), asked, max, param });
-        }
+    if let (Some(max), Some(asked)) = (limits.max_output, req.max_output())
+        && asked > max
+    {
+        let param = if req.max_completion_tokens.is_some() { "max_completion_tokens" } else { "max_tokens" };
+        return Err(ApiError::OutputTooLarge { model: req.model.clone(), asked, max, param });
     }
     let Some(context) = limits.context else { return Ok(req) };
     let limit = allowed(context);
