@@ -227,12 +227,27 @@ impl From<&GatewayConfig> for BodyLimits {
     }
 }
 
-/// Reads a request body, after its sender was authenticated: refused at once
-/// when its declared length is over the cap (nothing is read), cut off when
-/// the bytes sent go over it, and a 408 when it does not arrive in time.
+/// Reads a request body, after its sender was authenticated: refused (413)
+/// when its declared length is over the cap (read up to the cap and dropped,
+/// never buffered), cut off when the bytes sent go over it, and a 408 when it
+/// does not arrive in time.
 pub(super) async fn read_body(body: Body, headers: &HeaderMap, limits: BodyLimits) -> Result<Bytes, ApiError> {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max as u64) {
+        // Dropped as it comes (never buffered) up to the cap, so that a client
+        // that sends its whole body before it reads the answer gets its 413,
+        // not a broken pipe. (An unauthenticated body never gets this far.)
+        let drain = async {
+            let mut body = body;
+            let mut seen = 0usize;
+            while seen <= limits.max {
+                match body.frame().await {
+                    Some(Ok(f)) => seen = seen.saturating_add(f.data_ref().map_or(0, |d| d.len())),
+                    _ => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(limits.timeout, drain).await;
         return Err(ApiError::TooLarge { limit: limits.max });
     }
     let limited = http_body_util::Limited::new(body, limits.max);

@@ -180,16 +180,6 @@ async fn an_unauthenticated_30_mb_body_is_refused_before_it_is_read() {
     tcp.write_all(b"POST /v1/embeddings HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n10000\r\n").await.unwrap();
     let answer = read_answer(&mut tcp, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
-    // Authenticated, a declared length over the cap is a 413 without reading it either.
-    let mut tcp = TcpStream::connect(e.gw.addr()).await.unwrap();
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: {}\r\n\r\n",
-        e.token,
-        30 * 1024 * 1024
-    );
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    let answer = read_answer(&mut tcp, Duration::from_secs(5)).await;
-    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
     assert_eq!(e.provider_calls(), 0);
     e.still_serves().await;
 }
