@@ -3,11 +3,13 @@
 
 use crate::domain::SystemClock;
 use crate::engine::runtime::{Runtime, RuntimeOptions};
+use crate::gateway::{GatewayConfig, OpsToken};
 use crate::store::LedgerSync;
 use crate::vault::Vault;
 use clap::Args;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -21,6 +23,46 @@ pub struct ServeArgs {
     /// across a power cut; costs one fsync per group of concurrent requests).
     #[arg(long, value_enum, default_value = "process")]
     ledger_durability: LedgerDurability,
+    /// Seconds a client has to send a request's headers; then its connection
+    /// is closed. Also the longest a keep-alive connection stays idle.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout: u64,
+    /// Seconds a client has to send a request's body once its headers are
+    /// in; a slower body gets a 408.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout: u64,
+    /// Largest request body, in bytes (a larger one gets a 413 before it is read).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::gateway::MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Open connections at most, all clients together; a connection above it
+    /// gets a 503 and is closed.
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Open connections at most from one client address; above it a new one
+    /// gets a 429. 0: no cap (the default: a load balancer in front is one address).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_connections_per_address: u64,
+    /// A file holding the token that /metrics and /healthz then require
+    /// (`Authorization: Bearer …`). Without it, the token is read from the
+    /// SWITCHBOARD_METRICS_TOKEN environment variable; with neither, both
+    /// endpoints are open. Never given on the command line, where `ps` shows it.
+    #[arg(long, value_name = "PATH")]
+    metrics_token_file: Option<std::path::PathBuf>,
+}
+
+impl ServeArgs {
+    /// The gateway settings these flags ask for.
+    fn gateway_config(&self) -> anyhow::Result<GatewayConfig> {
+        Ok(GatewayConfig {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout),
+            max_body_bytes: self.max_body_bytes.max(1),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            max_connections_per_address: usize::try_from(self.max_connections_per_address).unwrap_or(usize::MAX),
+            ops_token: OpsToken::load(self.metrics_token_file.as_deref())?,
+            ..GatewayConfig::default()
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -30,6 +72,7 @@ enum LedgerDurability {
 }
 
 pub fn run_serve(db: Option<std::path::PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
+    let gateway = args.gateway_config()?;
     let store = Arc::new(super::open_store(db)?);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("switchboard").build()?;
     rt.block_on(async move {
@@ -49,9 +92,13 @@ pub fn run_serve(db: Option<std::path::PathBuf>, args: ServeArgs) -> anyhow::Res
             );
         }
         let routable = accounts.iter().filter(|a| runtime.router.has_key(a.id)).count();
-        let gw = crate::gateway::start(runtime.router.clone(), args.listen).await?;
+        let guarded = gateway.ops_token.is_some();
+        let gw = crate::gateway::start_with(runtime.router.clone(), args.listen, gateway).await?;
         println!("Switchboard gateway listening on {} (database {})", gw.base_url(), store.path().display());
         println!("{routable} of {} provider accounts have a usable key. Stop with Ctrl+C.", accounts.len());
+        if guarded {
+            println!("/metrics and /healthz require the metrics token.");
+        }
         if routable < accounts.len() {
             println!("Accounts without a usable key are out of routing; see `switchboard key list`.");
         }

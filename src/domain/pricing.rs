@@ -4,7 +4,13 @@
 //! integer micro-dollars.
 //!
 //! Prices are converted once, at load, from the file's dollars-per-token into
-//! integer pico-dollars per token (1e-12 USD); all sums are integer.
+//! integer pico-dollars per token (1e-12 USD); all sums are integer and
+//! saturate instead of wrapping, whatever token counts a provider reports.
+//!
+//! The table also knows each model's limits ([`ModelLimits`]: context window
+//! and output cap), from the file's `max_input_tokens` / `max_output_tokens`
+//! or, for models the file does not list, from the built-in families in
+//! [`known_limits`]; the gateway refuses requests that cannot fit them.
 
 use super::money::Micros;
 use super::provider::ProviderKind;
@@ -35,16 +41,24 @@ pub struct ModelPrice {
     pub provider: Option<ProviderKind>,
     pub embedding: bool,
     pub max_input_tokens: Option<u64>,
+    /// The most output tokens one request may ask for.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
 }
 
 impl ModelPrice {
     /// Exact cost of `usage`, rounded half-up to the micro-dollar.
     pub fn cost(&self, u: &TokenUsage) -> Micros {
-        let pico: u128 = u.input as u128 * self.input_pico as u128
-            + u.output as u128 * self.output_pico as u128
-            + u.cached_read as u128 * self.cache_read_pico as u128
-            + u.cache_write as u128 * self.cache_write_pico as u128;
-        let micros = (pico + 500_000) / 1_000_000;
+        // u64 × u64 fits a u128; the sum of four of them may not: saturate.
+        let pico: u128 = [
+            (u.input, self.input_pico),
+            (u.output, self.output_pico),
+            (u.cached_read, self.cache_read_pico),
+            (u.cache_write, self.cache_write_pico),
+        ]
+        .iter()
+        .fold(0u128, |acc, (tokens, price)| acc.saturating_add(*tokens as u128 * *price as u128));
+        let micros = pico.saturating_add(500_000) / 1_000_000;
         Micros(micros.min(i64::MAX as u128) as i64)
     }
 }
@@ -58,6 +72,7 @@ struct RawEntry {
     litellm_provider: Option<String>,
     mode: Option<String>,
     max_input_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
 }
 
 fn to_pico(model: &str, field: &str, v: Option<f64>) -> Result<Option<u64>, PricingError> {
@@ -123,6 +138,7 @@ impl PricingTable {
             let provider = e.litellm_provider.as_deref().and_then(provider_of).or(old.and_then(|o| o.provider));
             let embedding = e.mode.as_deref().map(|m| m == "embedding").or(old.map(|o| o.embedding)).unwrap_or(false);
             let max_input_tokens = e.max_input_tokens.or(old.and_then(|o| o.max_input_tokens));
+            let max_output_tokens = e.max_output_tokens.or(old.and_then(|o| o.max_output_tokens));
             self.models.insert(
                 model,
                 ModelPrice {
@@ -133,6 +149,7 @@ impl PricingTable {
                     provider,
                     embedding,
                     max_input_tokens,
+                    max_output_tokens,
                 },
             );
         }
@@ -174,6 +191,18 @@ impl PricingTable {
         self.price(provider, model).map(|p| p.cost(usage))
     }
 
+    /// A model's limits: the table's figures where it has them, else the
+    /// built-in family's ([`known_limits`]); unknown models have none.
+    pub fn limits(&self, model: &str) -> ModelLimits {
+        let bare = model.split_once('/').map(|(_, m)| m).unwrap_or(model);
+        let known = known_limits(bare);
+        let listed = self.lookup(model).or_else(|| self.lookup(bare));
+        ModelLimits {
+            context: listed.and_then(|p| p.max_input_tokens).or(known.context),
+            max_output: listed.and_then(|p| p.max_output_tokens).or(known.max_output),
+        }
+    }
+
     pub fn models(&self) -> impl Iterator<Item = (&str, &ModelPrice)> {
         self.models.iter().map(|(k, v)| (k.as_str(), v))
     }
@@ -186,6 +215,48 @@ impl PricingTable {
             .map(|(k, _)| k.split_once('/').map(|(_, m)| m).unwrap_or(k).to_string())
             .collect()
     }
+}
+
+/// What one request to a model may hold: its prompt (`context`, for
+/// embeddings the tokens of one input) and the output it may ask for.
+/// `None`: not known, not checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelLimits {
+    pub context: Option<u64>,
+    pub max_output: Option<u64>,
+}
+
+/// Limits of the model families Switchboard routes, by name prefix (the
+/// longest matching prefix wins, so dated snapshots such as
+/// `claude-sonnet-4-5-20250929` find their family). From the providers'
+/// model pages; the pricing file's own figures take precedence.
+const KNOWN_LIMITS: [(&str, u64, Option<u64>); 16] = [
+    ("gpt-4o", 128_000, Some(16_384)),
+    ("gpt-4.1", 1_047_576, Some(32_768)),
+    ("o1", 200_000, Some(100_000)),
+    ("o1-mini", 128_000, Some(65_536)),
+    ("o1-preview", 128_000, Some(32_768)),
+    ("o3", 200_000, Some(100_000)),
+    ("o4", 200_000, Some(100_000)),
+    ("claude-3-5-sonnet", 200_000, Some(8_192)),
+    ("claude-3-5-haiku", 200_000, Some(8_192)),
+    ("claude-3-7-sonnet", 200_000, Some(64_000)),
+    ("claude-sonnet-4", 200_000, Some(64_000)),
+    ("claude-haiku-4", 200_000, Some(64_000)),
+    ("claude-opus-4", 200_000, Some(32_000)),
+    ("text-embedding-3", 8_191, None),
+    ("text-embedding-ada-002", 8_191, None),
+    ("gpt-4-turbo", 128_000, Some(4_096)),
+];
+
+/// The built-in limits of `model`'s family (see [`KNOWN_LIMITS`]).
+pub fn known_limits(model: &str) -> ModelLimits {
+    KNOWN_LIMITS
+        .iter()
+        .filter(|(prefix, _, _)| model.starts_with(prefix) && matches!(model.as_bytes().get(prefix.len()), None | Some(b'-') | Some(b'.')))
+        .max_by_key(|(prefix, _, _)| prefix.len())
+        .map(|(_, context, max_output)| ModelLimits { context: Some(*context), max_output: *max_output })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -246,6 +317,41 @@ mod tests {
         assert_eq!(p.input_pico, 2_000_000);
         assert_eq!(p.output_pico, 10_000_000, "fields not named keep their value");
         assert!(t.price(ProviderKind::OpenAi, "my-model").is_some());
+    }
+
+    #[test]
+    fn limits_come_from_the_table_then_the_families() {
+        let t = PricingTable::builtin();
+        let l = |m: &str| t.limits(m);
+        assert_eq!(l("gpt-4o"), ModelLimits { context: Some(128_000), max_output: Some(16_384) });
+        assert_eq!(l("gpt-4o-mini-2024-07-18"), ModelLimits { context: Some(128_000), max_output: Some(16_384) });
+        assert_eq!(l("azure/gpt-4o-mini").max_output, Some(16_384));
+        assert_eq!(l("gpt-4.1-mini"), ModelLimits { context: Some(1_047_576), max_output: Some(32_768) });
+        assert_eq!(l("o3-mini"), ModelLimits { context: Some(200_000), max_output: Some(100_000) });
+        assert_eq!(l("o1-mini-2024-09-12").max_output, Some(65_536));
+        assert_eq!(l("claude-3-5-sonnet-20241022").max_output, Some(8_192));
+        assert_eq!(l("claude-3-7-sonnet-latest").max_output, Some(64_000));
+        assert_eq!(l("claude-sonnet-4-5-20250929"), ModelLimits { context: Some(200_000), max_output: Some(64_000) });
+        assert_eq!(l("claude-opus-4-1").max_output, Some(32_000));
+        assert_eq!(l("text-embedding-3-large"), ModelLimits { context: Some(8_191), max_output: None });
+        // Unknown models, and names that only share letters with a family, have no limits.
+        assert_eq!(l("my-model"), ModelLimits::default());
+        assert_eq!(l("o30"), ModelLimits::default());
+        assert_eq!(l("gpt-4oo"), ModelLimits::default());
+        // An override's figures win over the family's.
+        let mut t = PricingTable::builtin();
+        t.merge_json(r#"{"gpt-4.1": {"input_cost_per_token": 2e-06, "max_output_tokens": 1000}}"#).unwrap();
+        assert_eq!(t.limits("gpt-4.1").max_output, Some(1000));
+        assert_eq!(t.limits("gpt-4.1").context, Some(1_047_576));
+    }
+
+    #[test]
+    fn costs_saturate_instead_of_wrapping() {
+        let t = PricingTable::builtin();
+        let huge = usage(u64::MAX, u64::MAX, u64::MAX, u64::MAX);
+        assert_eq!(t.cost(ProviderKind::OpenAi, "gpt-4o", &huge), Some(Micros(i64::MAX)));
+        let one = usage(u64::MAX, 0, 0, 0);
+        assert!(t.cost(ProviderKind::OpenAi, "gpt-4o-mini", &one).unwrap().0 > 0);
     }
 
     #[test]

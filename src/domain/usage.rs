@@ -116,11 +116,12 @@ pub struct TokenUsage {
 
 impl TokenUsage {
     /// Every token that counts against a platform quota.
+    /// Saturating: the figures come from providers.
     pub fn total(&self) -> u64 {
-        self.input + self.cached_read + self.cache_write + self.output
+        self.prompt_total().saturating_add(self.output)
     }
     pub fn prompt_total(&self) -> u64 {
-        self.input + self.cached_read + self.cache_write
+        self.input.saturating_add(self.cached_read).saturating_add(self.cache_write)
     }
 }
 
@@ -212,5 +213,7 @@ mod tests {
         let u = TokenUsage { input: 10, output: 5, cached_read: 3, cache_write: 2, reasoning: 4, estimated: false };
         assert_eq!(u.total(), 20);
         assert_eq!(u.prompt_total(), 15);
+        let huge = TokenUsage { input: u64::MAX, output: u64::MAX, cached_read: 1, cache_write: 1, reasoning: 0, estimated: false };
+        assert_eq!((huge.total(), huge.prompt_total()), (u64::MAX, u64::MAX));
     }
 }

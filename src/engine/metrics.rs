@@ -26,6 +26,22 @@ struct Series {
     latency_sum_us: AtomicU64,
 }
 
+/// A label value as the Prometheus text format wants it: backslash, double
+/// quote and line feed escaped, so that a name with `"` or a newline cannot
+/// end the label or the line early.
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[derive(Default)]
 pub struct Metrics {
     series: [[Series; PROVIDERS]; ROUTES],
@@ -158,7 +174,7 @@ impl Metrics {
                 BreakerState::HalfOpen { .. } => 1,
                 BreakerState::Open { .. } => 2,
             };
-            let label = a.label.replace('\\', "\\\\").replace('"', "\\\"");
+            let label = escape_label(&a.label);
             let _ = writeln!(o, "switchboard_breaker_state{{account=\"{}\",label=\"{label}\",provider=\"{}\"}} {v}", a.id, a.provider);
         }
         let _ = writeln!(
@@ -216,5 +232,19 @@ impl Metrics {
         );
         let _ = writeln!(o, "switchboard_requests_in_flight {in_flight}");
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("plain"), "plain");
+        assert_eq!(escape_label(r#"a"b"#), r#"a\"b"#);
+        assert_eq!(escape_label(r"a\b"), r"a\\b");
+        assert_eq!(escape_label("line\nbreak"), r"line\nbreak");
+        assert_eq!(escape_label("\r é"), "\r é");
     }
 }

@@ -6,22 +6,31 @@
 //! commit and the answer. No task hops between threads, so an idle gateway
 //! wakes one thread per socket event instead of several, and a busy one needs
 //! no work stealing.
+//!
+//! Each lane serves HTTP/1.1 with hyper directly ([`serve`]), so that a
+//! client that does not finish its request headers within the header read
+//! timeout is disconnected (axum's own `serve` sets no such timeout); a
+//! connection carries its [`ConnPermit`] (the connection caps) until it closes.
 
+use super::ingress::ConnPermit;
 use axum::serve::Listener;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// A connection accepted by the accept loop, on its way to a lane.
 pub(super) struct Handoff {
     stream: std::net::TcpStream,
     peer: SocketAddr,
     guard: LaneGuard,
+    permit: Option<ConnPermit>,
 }
 
 /// Counts a connection against its lane until the connection is dropped.
@@ -52,17 +61,22 @@ impl Dispatcher {
     }
 
     /// Sends `stream` to a lane. Returns it if every lane has stopped.
-    pub(super) fn dispatch(&self, stream: std::net::TcpStream, peer: SocketAddr) -> Result<(), std::net::TcpStream> {
+    pub(super) fn dispatch(
+        &self,
+        stream: std::net::TcpStream,
+        peer: SocketAddr,
+        permit: Option<ConnPermit>,
+    ) -> Result<(), std::net::TcpStream> {
         let mut order: Vec<usize> = (0..self.lanes.len()).collect();
         order.sort_by_key(|&i| self.lanes[i].1.load(Ordering::Relaxed));
-        let mut stream = stream;
+        let (mut stream, mut permit) = (stream, permit);
         for i in order {
             let (tx, open) = &self.lanes[i];
             open.fetch_add(1, Ordering::Relaxed);
-            let h = Handoff { stream, peer, guard: LaneGuard(open.clone()) };
+            let h = Handoff { stream, peer, guard: LaneGuard(open.clone()), permit };
             match tx.send(h) {
                 Ok(()) => return Ok(()),
-                Err(mpsc::error::SendError(h)) => stream = h.stream,
+                Err(mpsc::error::SendError(h)) => (stream, permit) = (h.stream, h.permit),
             }
         }
         Err(stream)
@@ -87,7 +101,7 @@ impl Listener for LaneListener {
                 return std::future::pending().await;
             };
             match tokio::net::TcpStream::from_std(h.stream) {
-                Ok(s) => return (LaneStream { inner: s, _guard: h.guard }, h.peer),
+                Ok(s) => return (LaneStream { inner: s, _guard: h.guard, _permit: h.permit }, h.peer),
                 Err(e) => tracing::warn!(error = %e, peer = %h.peer, "could not take a gateway connection onto its lane"),
             }
         }
@@ -98,10 +112,12 @@ impl Listener for LaneListener {
     }
 }
 
-/// A gateway connection on its lane; leaving the lane's count when dropped.
+/// A gateway connection on its lane; leaving the lane's count, and the
+/// connection caps' counts, when dropped.
 pub(super) struct LaneStream {
     inner: tokio::net::TcpStream,
     _guard: LaneGuard,
+    _permit: Option<ConnPermit>,
 }
 
 impl AsyncRead for LaneStream {
@@ -126,6 +142,46 @@ impl AsyncWrite for LaneStream {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// Serves a lane's connections with `app` until `stop` turns true, then lets
+/// the connections finish the request they are on (graceful shutdown) and
+/// returns when they have closed. A client gets `header_read_timeout` to
+/// send each request's headers (also the longest a keep-alive connection
+/// stays idle); then its connection is closed.
+pub(super) async fn serve(mut listener: LaneListener, app: axum::Router, header_read_timeout: Duration, stop: watch::Receiver<bool>) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    let mut conns = tokio::task::JoinSet::new();
+    let mut stop_accepting = stop.clone();
+    loop {
+        let (io, _peer) = tokio::select! {
+            _ = stop_accepting.wait_for(|s| *s) => break,
+            a = listener.accept() => a,
+        };
+        while conns.try_join_next().is_some() {}
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        let mut stop = stop.clone();
+        conns.spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => Some(r),
+                _ = stop.wait_for(|s| *s) => None,
+            };
+            let result = match ended {
+                Some(r) => r,
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "a gateway connection ended with an error");
+            }
+        });
+    }
+    while conns.join_next().await.is_some() {}
 }
 
 /// Whether an accept error is about resources (wait before retrying) rather
@@ -154,7 +210,7 @@ mod tests {
         let mut take = || {
             clients.push(std::net::TcpStream::connect(addr).unwrap());
             let (s, peer) = l.accept().unwrap();
-            d.dispatch(s, peer).unwrap();
+            d.dispatch(s, peer, None).unwrap();
         };
         take();
         take();
@@ -175,6 +231,6 @@ mod tests {
         drop(b);
         clients.push(std::net::TcpStream::connect(addr).unwrap());
         let (s, peer) = l.accept().unwrap();
-        assert!(d.dispatch(s, peer).is_err());
+        assert!(d.dispatch(s, peer, None).is_err());
     }
 }

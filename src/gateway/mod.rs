@@ -15,13 +15,14 @@
 //!
 //! Endpoints: `POST /v1/chat/completions` (plain and SSE), `POST /v1/embeddings`,
 //! `GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus text).
+//! What a request must get past first (token before body, timeouts, caps,
+//! model limits) is `ingress`.
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
 use crate::engine::router::{Answer, Caller, ClientWatch, Router, StreamAnswer};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,18 +32,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod error;
+mod ingress;
 mod lanes;
 pub use error::ApiError;
+pub use ingress::{CONTEXT_MARGIN_PERCENT, GatewayConfig, MAX_BODY_BYTES, OPS_TOKEN_ENV, OpsToken};
 pub use lanes::default_lanes;
-
-/// Largest request body accepted (images as data URLs make bodies big).
-pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
 
 /// Shared by a lane's requests behind one `Arc` (axum clones the state per
 /// request: one reference count, as when it held the router alone).
 struct AppState {
     router: Arc<Router>,
-    max_body: usize,
+    body: ingress::BodyLimits,
+    /// Required by `/metrics` and `/healthz` when set.
+    ops_token: Option<OpsToken>,
     /// The runtime serving this application (a lane's), passed with each request.
     lane: Option<tokio::runtime::Handle>,
     /// Requests running on their own tasks ([`run_to_completion`]).
@@ -103,14 +105,20 @@ impl AppState {
 /// The axum application for `router`, served on the runtime `lane` (`None`:
 /// the router's own runtime runs the requests' background work).
 pub fn app(router: Arc<Router>, lane: Option<tokio::runtime::Handle>) -> axum::Router {
-    app_with_limit(router, MAX_BODY_BYTES, lane)
+    app_with(router, &GatewayConfig::default(), lane)
 }
 
 pub fn app_with_limit(router: Arc<Router>, max_body: usize, lane: Option<tokio::runtime::Handle>) -> axum::Router {
-    app_with_tasks(router, max_body, lane, Tasks::default())
+    app_with(router, &GatewayConfig { max_body_bytes: max_body, ..GatewayConfig::default() }, lane)
 }
 
-fn app_with_tasks(router: Arc<Router>, max_body: usize, lane: Option<tokio::runtime::Handle>, tasks: Tasks) -> axum::Router {
+/// The axum application with the ingress settings of `cfg`.
+pub fn app_with(router: Arc<Router>, cfg: &GatewayConfig, lane: Option<tokio::runtime::Handle>) -> axum::Router {
+    app_with_tasks(router, cfg, lane, Tasks::default())
+}
+
+fn app_with_tasks(router: Arc<Router>, cfg: &GatewayConfig, lane: Option<tokio::runtime::Handle>, tasks: Tasks) -> axum::Router {
+    let state = Arc::new(AppState { router, body: cfg.into(), ops_token: cfg.ops_token.clone(), lane, tasks });
     axum::Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
@@ -118,8 +126,8 @@ fn app_with_tasks(router: Arc<Router>, max_body: usize, lane: Option<tokio::runt
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body))
-        .with_state(Arc::new(AppState { router, max_body, lane, tasks }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ingress::audit_failures))
+        .with_state(state)
 }
 
 /// A running gateway; stops when dropped or on [`GatewayHandle::shutdown`].
@@ -173,12 +181,18 @@ impl Drop for GatewayHandle {
 
 /// Binds `addr` and serves the gateway in the background, on one lane per core.
 pub async fn start(router: Arc<Router>, addr: SocketAddr) -> anyhow::Result<GatewayHandle> {
-    start_with_lanes(router, addr, lanes::default_lanes()).await
+    start_with(router, addr, GatewayConfig::default()).await
 }
 
 /// Binds `addr` and serves the gateway on `lanes` threads (see the `lanes` module).
-/// The accept loop runs on the caller's runtime.
 pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usize) -> anyhow::Result<GatewayHandle> {
+    start_with(router, addr, GatewayConfig { lanes, ..GatewayConfig::default() }).await
+}
+
+/// Binds `addr` and serves the gateway with the settings of `cfg`.
+/// The accept loop runs on the caller's runtime.
+pub async fn start_with(router: Arc<Router>, addr: SocketAddr, cfg: GatewayConfig) -> anyhow::Result<GatewayHandle> {
+    let lanes = cfg.lanes;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr}: {e}. Is another Switchboard running? Choose another address with --listen.")
     })?;
@@ -191,21 +205,15 @@ pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usiz
     let mut threads = Vec::new();
     for lane in 0..lanes.max(1) {
         let listener = dispatcher.add_lane(local);
-        let mut stop = stop_rx.clone();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let tasks = Tasks::default();
-        let app = app_with_tasks(router.clone(), MAX_BODY_BYTES, Some(rt.handle().clone()), tasks.clone());
+        let app = app_with_tasks(router.clone(), &cfg, Some(rt.handle().clone()), tasks.clone());
+        let header_timeout = cfg.header_read_timeout;
+        let stop = stop_rx.clone();
         let thread = std::thread::Builder::new().name(format!("gateway-{lane}")).spawn(move || {
             crate::providers::set_lane(lane + 1);
             rt.block_on(async move {
-                let r = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, lane, "gateway lane stopped");
-                }
+                lanes::serve(listener, app, header_timeout, stop).await;
                 // Requests whose clients went away still run: let them record their usage.
                 if !tasks.drained(DRAIN_LIMIT).await {
                     tracing::warn!(lane, "requests still running {DRAIN_LIMIT:?} after the gateway stopped; their usage may be lost");
@@ -217,6 +225,7 @@ pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usiz
         threads.push(thread);
     }
     let mut stop = stop_rx;
+    let limits = ingress::ConnLimits::new(&cfg);
     let task = tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -225,6 +234,14 @@ pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usiz
             };
             match accepted {
                 Ok((tcp, peer)) => {
+                    let permit = match limits.admit(peer.ip()) {
+                        Ok(p) => p,
+                        Err(why) => {
+                            tracing::debug!(%peer, ?why, "a gateway connection over the cap was turned away");
+                            tokio::spawn(ingress::refuse_connection(tcp, why));
+                            continue;
+                        }
+                    };
                     // No Nagle delay: a response written in two pieces (head,
                     // then body) must not wait for the client's delayed ACK.
                     if let Err(e) = tcp.set_nodelay(true) {
@@ -232,7 +249,7 @@ pub async fn start_with_lanes(router: Arc<Router>, addr: SocketAddr, lanes: usiz
                     }
                     match tcp.into_std() {
                         Ok(std) => {
-                            if dispatcher.dispatch(std, peer).is_err() {
+                            if dispatcher.dispatch(std, peer, Some(permit)).is_err() {
                                 tracing::error!("every gateway lane has stopped; no longer accepting");
                                 break;
                             }
@@ -259,30 +276,6 @@ fn bearer(h: &HeaderMap) -> Option<&str> {
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn body_bytes(body: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge { limit: max }
-        } else {
-            ApiError::BadRequest(format!("could not read the request body: {e}"))
-        }
-    })
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
-    if bytes.is_empty() {
-        return Err(ApiError::BadRequest(format!("the request body is empty; send a JSON {what} request")));
-    }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let msg = e.to_string();
-        if e.is_data() {
-            ApiError::BadRequest(format!("the {what} request is missing a field or has a wrong type: {msg}"))
-        } else {
-            ApiError::BadRequest(format!("the request body is not valid JSON: {msg}"))
-        }
-    })
 }
 
 fn with_route(mut resp: Response, route: crate::domain::Route, request_id: &str, event_id: &str) -> Response {
@@ -395,14 +388,15 @@ fn json_answer(a: Answer) -> Response {
     with_route(resp, a.route, &a.request_id, &a.event_id)
 }
 
-async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
+        // The token before the body: an unauthenticated body is never read.
         let supplier = st.router.authenticate(bearer(&headers))?;
-        let bytes = body_bytes(body, st.max_body)?;
-        let req: ChatRequest = parse_json(&bytes, "chat completion")?;
+        let req: ChatRequest = ingress::read_json(body, &headers, st.body, "chat completion").await?;
         if req.messages.is_empty() {
             return Err(ApiError::BadRequest("\"messages\" is empty; send at least one message".into()));
         }
+        let req = ingress::check_chat(st.router.pricing(), req).await?;
         let meta = RequestMeta::of(&headers);
         if req.is_stream() {
             // A stream is cut upstream when its client hangs up; its guard records it.
@@ -422,11 +416,11 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let supplier = st.router.authenticate(bearer(&headers))?;
-        let bytes = body_bytes(body, st.max_body)?;
-        let req: EmbeddingsRequest = parse_json(&bytes, "embeddings")?;
+        let req: EmbeddingsRequest = ingress::read_json(body, &headers, st.body, "embeddings").await?;
+        let req = ingress::check_embeddings(st.router.pricing(), req).await?;
         let meta = RequestMeta::of(&headers);
         run_to_completion(&st, move |st, client| serve_embeddings(st, supplier, meta, req, client)).await.map(json_answer)
     }
@@ -449,8 +443,11 @@ async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response
 
 /// 200 `ok`; 503 `degraded` (with the reason and since when) while the usage
 /// ledger cannot write, so that a load balancer takes the instance out of rotation.
-async fn healthz(State(st): State<Arc<AppState>>) -> Response {
+async fn healthz(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     use crate::engine::ledger::LedgerState;
+    if let Err(e) = ingress::ops_allowed(st.ops_token.as_ref(), &headers) {
+        return e.into_response();
+    }
     let failures = st.router.ledger().stats().failures.load(std::sync::atomic::Ordering::Relaxed);
     let (status, body) = match st.router.ledger().state() {
         LedgerState::Up => (StatusCode::OK, serde_json::json!({"status": "ok", "ledger_failures": failures})),
@@ -463,7 +460,10 @@ async fn healthz(State(st): State<Arc<AppState>>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+async fn metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = ingress::ops_allowed(st.ops_token.as_ref(), &headers) {
+        return e.into_response();
+    }
     let text = st.router.metrics().render(&st.router.breaker_states(), st.router.ledger().stats(), st.router.in_flight());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

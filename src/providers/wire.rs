@@ -4,8 +4,41 @@
 //! [`TokenUsage`].
 
 use crate::domain::TokenUsage;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+
+/// The most tokens one figure of a provider's usage object may say. Far
+/// above any real request (the largest context windows are about two
+/// million tokens), far below what would overflow a sum of ten million
+/// ledger rows in SQLite's 64-bit integers.
+pub const MAX_REPORTED_TOKENS: u64 = 100_000_000;
+
+/// A token figure as a provider reported it, bounded: negative numbers count
+/// as 0, fractions are cut, anything above [`MAX_REPORTED_TOKENS`] (u64::MAX,
+/// 1e30) counts as that maximum, and a value that is not a number (a string,
+/// an object) as absent. A provider's nonsense never fails the parse of an
+/// answer that was paid for, nor wraps a sum.
+pub fn bound_tokens(v: &Value) -> Option<u64> {
+    let n = v.as_number()?;
+    let bounded = if let Some(u) = n.as_u64() {
+        u.min(MAX_REPORTED_TOKENS)
+    } else if n.as_i64().is_some() {
+        0
+    } else {
+        match n.as_f64() {
+            Some(f) if f.is_finite() && f > 0.0 => f.min(MAX_REPORTED_TOKENS as f64) as u64,
+            _ => 0,
+        }
+    };
+    if n.as_u64() != Some(bounded) {
+        tracing::warn!(reported = %n, counted = bounded, "a provider reported an out-of-range token figure; bounded");
+    }
+    Some(bounded)
+}
+
+fn tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(bound_tokens))
+}
 
 /// An OpenAI `POST /v1/chat/completions` body. Fields we look at are typed;
 /// everything else stays in `extra` and is forwarded unchanged to OpenAI/Azure.
@@ -144,13 +177,13 @@ impl EmbeddingsRequest {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromptTokensDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tokens")]
     pub cached_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompletionTokensDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tokens")]
     pub reasoning_tokens: Option<u64>,
 }
 
@@ -158,11 +191,11 @@ pub struct CompletionTokensDetails {
 /// `completion_tokens` include the reasoning tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenAiUsage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tokens")]
     pub prompt_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tokens")]
     pub completion_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tokens")]
     pub total_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
@@ -186,7 +219,7 @@ impl OpenAiUsage {
         Self {
             prompt_tokens: Some(prompt),
             completion_tokens: Some(u.output),
-            total_tokens: Some(prompt + u.output),
+            total_tokens: Some(prompt.saturating_add(u.output)),
             prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: Some(u.cached_read) }),
             completion_tokens_details: Some(CompletionTokensDetails { reasoning_tokens: Some(u.reasoning) }),
         }
@@ -198,13 +231,13 @@ impl OpenAiUsage {
 /// replace earlier ones, field by field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnthropicUsage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tokens")]
     pub input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tokens")]
     pub output_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tokens")]
     pub cache_read_input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tokens")]
     pub cache_creation_input_tokens: Option<u64>,
 }
 
@@ -277,6 +310,31 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(bad.normalise().input, 0);
+    }
+
+    #[test]
+    fn provider_figures_are_bounded_and_never_fail_the_parse() {
+        let u: OpenAiUsage = serde_json::from_str(
+            r#"{"prompt_tokens":18446744073709551615,"completion_tokens":-5,"total_tokens":1e300,"prompt_tokens_details":{"cached_tokens":"many"},"completion_tokens_details":{"reasoning_tokens":2.7}}"#,
+        )
+        .unwrap();
+        assert_eq!(u.prompt_tokens, Some(MAX_REPORTED_TOKENS));
+        assert_eq!(u.completion_tokens, Some(0));
+        assert_eq!(u.total_tokens, Some(MAX_REPORTED_TOKENS));
+        assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, None);
+        assert_eq!(u.completion_tokens_details.unwrap().reasoning_tokens, Some(2));
+        let n = u.normalise();
+        assert_eq!((n.input, n.output, n.total()), (MAX_REPORTED_TOKENS, 0, MAX_REPORTED_TOKENS));
+        let a: AnthropicUsage = serde_json::from_str(
+            r#"{"input_tokens":-1,"output_tokens":99999999999999999999,"cache_read_input_tokens":null,"cache_creation_input_tokens":{"a":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (a.input_tokens, a.output_tokens, a.cache_read_input_tokens, a.cache_creation_input_tokens),
+            (Some(0), Some(MAX_REPORTED_TOKENS), None, None)
+        );
+        let max = TokenUsage { input: u64::MAX, output: u64::MAX, ..TokenUsage::default() };
+        assert_eq!(OpenAiUsage::from_normalised(&max).total_tokens, Some(u64::MAX));
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct Faults {
     pub stream_cut_after: u32,
     /// Spend limit / billing quota reached: every request is refused (not retryable).
     pub spend_limit: bool,
+    /// Plain OpenAI/Azure chat answers report absurd usage figures (u64::MAX
+    /// prompt tokens, negative completion tokens, 1e300 in total, a string
+    /// for cached tokens), as a broken or hostile upstream might.
+    pub absurd_usage: bool,
 }
 
 impl Default for Faults {
@@ -73,6 +77,7 @@ impl Default for Faults {
             stream_cut_rate: 0.0,
             stream_cut_after: 2,
             spend_limit: false,
+            absurd_usage: false,
         }
     }
 }

@@ -313,6 +313,20 @@ fn azure_prompt_filters() -> &'static Value {
     &PROMPT
 }
 
+/// An OpenAI completion body whose usage figures are out of any range (see
+/// `Faults::absurd_usage`).
+pub fn with_absurd_usage(body: Vec<u8>) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<Value>(&body) else { return body };
+    v["usage"] = serde_json::json!({
+        "prompt_tokens": u64::MAX,
+        "completion_tokens": -5,
+        "total_tokens": 1e300,
+        "prompt_tokens_details": {"cached_tokens": "lots"},
+        "completion_tokens_details": {"reasoning_tokens": -1}
+    });
+    serde_json::to_vec(&v).unwrap_or(body)
+}
+
 pub fn openai_completion(d: Dialect, id: &str, model: &str, p: &Plan) -> Vec<u8> {
     let content = p.content();
     let azure = d == Dialect::Azure;

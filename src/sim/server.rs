@@ -219,7 +219,8 @@ async fn openai_like_chat(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], 
         let include_usage = req.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
         sse_response(reply::openai_stream(d, &id, &model, &plan, include_usage), &decision)
     } else {
-        json_response(200, reply::openai_completion(d, &id, &model, &plan))
+        let body = reply::openai_completion(d, &id, &model, &plan);
+        json_response(200, if account.faults().absurd_usage { reply::with_absurd_usage(body) } else { body })
     }
 }
 

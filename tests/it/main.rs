@@ -21,6 +21,7 @@ mod durability;
 mod foundation;
 mod gateway;
 mod health;
+mod ingress;
 mod keys;
 mod layers;
 mod providers;
