@@ -22,6 +22,9 @@ pub enum ApiError {
         "no such endpoint; Switchboard serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, GET /healthz and GET /metrics"
     )]
     NoSuchEndpoint,
+    /// A bad `Idempotency-Key`, or one whose record refuses the request.
+    #[error(transparent)]
+    Idempotency(#[from] super::idempotency::IdemRefusal),
 }
 
 impl ApiError {
@@ -31,6 +34,7 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::TooLarge { .. } => 413,
             ApiError::NoSuchEndpoint => 404,
+            ApiError::Idempotency(e) => e.status_code(),
         }
     }
 
@@ -38,6 +42,7 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) | ApiError::TooLarge { .. } | ApiError::NoSuchEndpoint => "invalid_request_error",
+            ApiError::Idempotency(e) => e.kind(),
             ApiError::Route(e) => match e {
                 RouteError::BadRequest(_) | RouteError::UnknownModel(_) | RouteError::Upstream(_) => "invalid_request_error",
                 RouteError::UnknownToken | RouteError::RevokedToken => "authentication_error",
@@ -53,12 +58,14 @@ impl ApiError {
             ApiError::Route(e) => e.class(),
             ApiError::BadRequest(_) | ApiError::NoSuchEndpoint => "invalid_request",
             ApiError::TooLarge { .. } => "request_too_large",
+            ApiError::Idempotency(e) => e.code(),
         }
     }
 
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             ApiError::Route(e) => e.retry_after_secs(),
+            ApiError::Idempotency(e) => e.retry_after_secs(),
             _ => None,
         }
     }

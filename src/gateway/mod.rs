@@ -9,6 +9,7 @@
 //! `GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus text).
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
+use crate::domain::idempotency::Endpoint;
 use crate::engine::router::{Caller, Router};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
 use axum::body::{Body, Bytes};
@@ -21,8 +22,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 mod error;
+mod idempotency;
 mod lanes;
 pub use error::ApiError;
+pub use idempotency::{IdemRefusal, REPLAYED};
 pub use lanes::default_lanes;
 
 /// Largest request body accepted (images as data URLs make bodies big).
@@ -234,28 +237,36 @@ fn with_route(mut resp: Response, route: crate::domain::Route, request_id: &str)
 
 async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
-        let auth = st.caller(st.router.authenticate(bearer(&headers))?);
+        let supplier = st.router.authenticate(bearer(&headers))?;
         let bytes = body_bytes(body, st.max_body)?;
         let req: ChatRequest = parse_json(&bytes, "chat completion")?;
         if req.messages.is_empty() {
             return Err(ApiError::BadRequest("\"messages\" is empty; send at least one message".into()));
         }
-        let rt = header_str(&headers, "x-switchboard-request-type");
-        let rid = header_str(&headers, "x-request-id").or_else(|| header_str(&headers, "idempotency-key"));
-        if req.is_stream() {
-            let s = st.router.chat_stream(auth, rt, rid, req).await?;
-            let resp = Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, "text/event-stream")
-                .header(header::CACHE_CONTROL, "no-cache")
-                .body(Body::from_stream(s.body))
-                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-            Ok(with_route(resp, s.route, &s.request_id))
-        } else {
-            let a = st.router.chat(auth, rt, rid, req).await?;
-            let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
-            Ok(with_route(resp, a.route, &a.request_id))
-        }
+        let ticket = match idempotency::begin(&st.router, supplier, &headers, Endpoint::ChatCompletions, &bytes).await? {
+            idempotency::Begun::Replay(resp) => return Ok(resp),
+            idempotency::Begun::Run(ticket) => ticket,
+        };
+        let (auth, rt) = (st.caller(supplier), header_str(&headers, "x-switchboard-request-type"));
+        // X-Request-Id is a tracing id; only Idempotency-Key deduplicates (see `idempotency`).
+        let rid = header_str(&headers, "x-request-id");
+        Ok(idempotency::run(ticket, async {
+            if req.is_stream() {
+                let s = st.router.chat_stream(auth, rt, rid, req).await?;
+                let resp = Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "text/event-stream")
+                    .header(header::CACHE_CONTROL, "no-cache")
+                    .body(Body::from_stream(s.body))
+                    .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+                Ok(with_route(resp, s.route, &s.request_id))
+            } else {
+                let a = st.router.chat(auth, rt, rid, req).await?;
+                let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
+                Ok(with_route(resp, a.route, &a.request_id))
+            }
+        })
+        .await)
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
@@ -263,13 +274,22 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<
 
 async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
-        let auth = st.caller(st.router.authenticate(bearer(&headers))?);
+        let supplier = st.router.authenticate(bearer(&headers))?;
         let bytes = body_bytes(body, st.max_body)?;
         let req: EmbeddingsRequest = parse_json(&bytes, "embeddings")?;
-        let rid = header_str(&headers, "x-request-id").or_else(|| header_str(&headers, "idempotency-key"));
-        let a = st.router.embeddings(auth, header_str(&headers, "x-switchboard-request-type"), rid, req).await?;
-        let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
-        Ok::<_, ApiError>(with_route(resp, a.route, &a.request_id))
+        let ticket = match idempotency::begin(&st.router, supplier, &headers, Endpoint::Embeddings, &bytes).await? {
+            idempotency::Begun::Replay(resp) => return Ok(resp),
+            idempotency::Begun::Run(ticket) => ticket,
+        };
+        let (auth, rid) = (st.caller(supplier), header_str(&headers, "x-request-id"));
+        Ok::<_, ApiError>(
+            idempotency::run(ticket, async {
+                let a = st.router.embeddings(auth, header_str(&headers, "x-switchboard-request-type"), rid, req).await?;
+                let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
+                Ok(with_route(resp, a.route, &a.request_id))
+            })
+            .await,
+        )
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
