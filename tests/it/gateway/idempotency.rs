@@ -97,7 +97,8 @@ async fn the_same_key_in_flight_is_a_409_and_then_replays() {
     e.sim.set_faults("openai-platform", Faults { latency: Latency { median_ms: 1_500, sigma: 0.0, min_ms: 1_500 }, ..Default::default() });
     let body = chat_body("Take your time.");
     let (base, t1, b1) = (e.gw.base_url(), t.clone(), body.clone());
-    let first = tokio::spawn(async move { parts(send(&base, "/chat/completions", &t1, &b1, &[("idempotency-key", "slow-1")]).await).await });
+    let first =
+        tokio::spawn(async move { parts(send(&base, "/chat/completions", &t1, &b1, &[("idempotency-key", "slow-1")]).await).await });
     for _ in 0..200 {
         if e.router.idempotency().in_flight() == 1 {
             break;
@@ -331,4 +332,24 @@ async fn x_request_id_never_deduplicates() {
     assert_eq!(e.sim.requests("openai-platform"), 2);
     e.router.ledger().flush().await;
     assert_eq!(e.usage_rows(s).len(), 2, "both requests are recorded");
+}
+
+#[tokio::test]
+async fn the_openai_python_sdk_gets_replays_and_mismatches() {
+    let e = env(RouterConfig::default()).await;
+    let (s, t) = supplier(&e, "SDK Keys Studio");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/idempotency_sdk.py");
+    let out = tokio::process::Command::new(crate::support::python())
+        .arg(&script)
+        .env("GATEWAY_BASE_URL", e.gw.base_url())
+        .env("GATEWAY_TOKEN", &t)
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the SDK script failed:\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("replay ok") && stdout.contains("mismatch ok"), "{stdout}");
+    assert_eq!(e.sim.requests("openai-platform"), 1, "one provider call");
+    e.router.ledger().flush().await;
+    assert_eq!(e.usage_rows(s).len(), 1);
 }
