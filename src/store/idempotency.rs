@@ -155,9 +155,9 @@ impl IdempotencyDb {
         Ok(claim)
     }
 
-    /// Completes `key`'s attempt with `answer`. The body is kept when `keep`
-    /// (the caller checked the cap per answer) and it fits under `max_total`,
-    /// after dropping the oldest kept bodies as needed. Returns the keys whose
+    /// Completes `key`'s attempt with `answer`. With `keep_under` (the caller
+    /// checked the cap per answer) the body is kept if it fits under that
+    /// total, after dropping the oldest kept bodies as needed. Returns the keys whose
     /// bodies were dropped. Only an in-flight record with `fingerprint` is
     /// changed.
     pub fn complete(
@@ -166,12 +166,12 @@ impl IdempotencyDb {
         key: &IdempotencyKey,
         fingerprint: &Fingerprint,
         answer: &StoredAnswer,
-        keep: bool,
-        max_total: u64,
+        keep_under: Option<u64>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<(SupplierId, IdempotencyKey)>> {
         let len = answer.body.len() as u64;
-        let keep = keep && len <= max_total;
+        let max_total = keep_under.unwrap_or(0);
+        let keep = keep_under.is_some_and(|max| len <= max);
         let mut kept = self.kept_bytes;
         let conn = &mut self.conn;
         let mut run = || -> rusqlite::Result<Vec<(SupplierId, IdempotencyKey)>> {

@@ -367,7 +367,7 @@ fn run(mut db: IdempotencyDb, rx: mpsc::Receiver<Cmd>, clock: Arc<dyn Clock>, ev
                 let _ = reply.send(db.claim(k.0, &k.1, endpoint, &fp, times));
             }
             Ok(Cmd::Complete { k, fp, answer, keep, reply }) => {
-                let r = db.complete(k.0, &k.1, &fp, &answer, keep, max_total, clock.now());
+                let r = db.complete(k.0, &k.1, &fp, &answer, keep.then_some(max_total), clock.now());
                 let _ = reply.send(r);
             }
             Ok(Cmd::Fail { k, fp, status, request_id }) => {

@@ -154,8 +154,10 @@ async fn the_same_key_with_another_body_or_endpoint_is_a_422_and_bad_keys_a_400(
 
 #[tokio::test]
 async fn an_evicted_or_too_large_answer_is_a_409_never_a_second_call() {
-    let mut cfg = RouterConfig::default();
-    cfg.idempotency = IdempotencyConfig { max_total_bytes: 2_500, ..IdempotencyConfig::default() };
+    let cfg = RouterConfig {
+        idempotency: IdempotencyConfig { max_total_bytes: 2_500, ..IdempotencyConfig::default() },
+        ..RouterConfig::default()
+    };
     let e = env(cfg).await;
     let (_, t) = supplier(&e, "Tiny Disk Florist");
     for i in 0..8 {
@@ -168,12 +170,12 @@ async fn an_evicted_or_too_large_answer_is_a_409_never_a_second_call() {
     assert_eq!((st, replayed, code(&text).as_str()), (409, false, "idempotent_answer_unavailable"), "{text}");
     assert!(text.contains("no longer kept"), "{text}");
     // The newest answer is still kept.
-    assert_eq!(parts(keyed(&e, &t, &chat_body("note 7"), "k-7").await).await.1, true);
+    assert!(parts(keyed(&e, &t, &chat_body("note 7"), "k-7").await).await.1);
     assert_eq!(e.sim.requests("openai-platform"), calls, "no second paid call");
 
     // An answer larger than the cap per answer is never kept.
-    let mut cfg = RouterConfig::default();
-    cfg.idempotency = IdempotencyConfig { max_answer_bytes: 10, ..IdempotencyConfig::default() };
+    let cfg =
+        RouterConfig { idempotency: IdempotencyConfig { max_answer_bytes: 10, ..IdempotencyConfig::default() }, ..RouterConfig::default() };
     let e = env(cfg).await;
     let (_, t) = supplier(&e, "Big Answer Bakery");
     assert_eq!(parts(keyed(&e, &t, &chat_body("a long one"), "big").await).await.0, 200);
@@ -255,8 +257,10 @@ async fn keys_are_per_supplier() {
     let rb = parts(keyed(&e, &tb, &body, "shared-key").await).await;
     assert_eq!((ra.0, ra.1, rb.0, rb.1), (200, false, 200, false));
     assert_eq!(e.sim.requests("openai-platform"), 2);
-    // Another body for B's key is B's business only.
-    assert_eq!(parts(keyed(&e, &ta, &body, "shared-key").await).await.1, true);
+    // Each supplier's key replays its own answer; another body is a 422 for A only.
+    assert!(parts(keyed(&e, &ta, &body, "shared-key").await).await.1);
+    assert_eq!(parts(keyed(&e, &ta, &chat_body("other"), "shared-key").await).await.0, 422);
+    assert!(parts(keyed(&e, &tb, &body, "shared-key").await).await.1);
     e.router.ledger().flush().await;
     assert_eq!((e.usage_rows(a).len(), e.usage_rows(b).len()), (1, 1));
 }
