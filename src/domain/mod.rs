@@ -8,6 +8,7 @@ pub mod clock;
 pub mod demo;
 pub mod gateway_token;
 pub mod health;
+pub mod idempotency;
 pub mod migration;
 pub mod mirror;
 pub mod money;

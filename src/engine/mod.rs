@@ -1,7 +1,7 @@
 //! Services that combine the adapters: demo history generation (`demo`), live
 //! demo mode with simulator and synthetic traffic (`demo_traffic`), the key
 //! service (`keys`),
-//! gateway tokens (`gateway_tokens`), the usage ledger writer (`ledger`), the router
+//! gateway tokens (`gateway_tokens`), idempotency keys (`idempotency`), the usage ledger writer (`ledger`), the router
 //! (`router`) and its metrics (`metrics`), migrations (`migrations`), parallel
 //! tests (`parallel`), the provider health monitor (`health`), the alert
 //! service (`alerts`), usage analytics (`analytics`), CSV export (`export`)
@@ -14,6 +14,7 @@ pub mod demo_traffic;
 pub mod export;
 pub mod gateway_tokens;
 pub mod health;
+pub mod idempotency;
 pub mod keys;
 pub mod ledger;
 pub mod metrics;

@@ -55,6 +55,9 @@ pub enum ApiError {
     /// `/metrics` or `/healthz` without the operations token they require.
     #[error("this endpoint needs `Authorization: Bearer` with the metrics token (SWITCHBOARD_METRICS_TOKEN)")]
     OpsUnauthorized,
+    /// A bad `Idempotency-Key`, or one whose record refuses the request.
+    #[error(transparent)]
+    Idempotency(#[from] super::idempotency::IdemRefusal),
 }
 
 /// The message a supplier's client reads for a router error: the router's
@@ -170,6 +173,7 @@ impl ApiError {
             ApiError::Busy => 503,
             ApiError::TooManyConnections => 429,
             ApiError::OpsUnauthorized => 401,
+            ApiError::Idempotency(e) => e.status_code(),
         }
     }
 
@@ -185,6 +189,7 @@ impl ApiError {
             ApiError::Busy | ApiError::Internal => "api_error",
             ApiError::TooManyConnections => "rate_limit_error",
             ApiError::OpsUnauthorized => "authentication_error",
+            ApiError::Idempotency(e) => e.kind(),
             ApiError::Route(e) => match e {
                 RouteError::BadRequest(_) | RouteError::UnknownModel(_) | RouteError::Upstream(_) => "invalid_request_error",
                 RouteError::UnknownToken | RouteError::RevokedToken => "authentication_error",
@@ -207,6 +212,7 @@ impl ApiError {
             ApiError::Busy => "server_busy",
             ApiError::TooManyConnections => "too_many_connections",
             ApiError::OpsUnauthorized => "invalid_api_key",
+            ApiError::Idempotency(e) => e.code(),
         }
     }
 
@@ -223,6 +229,7 @@ impl ApiError {
         match self {
             ApiError::Route(e) => e.retry_after_secs(),
             ApiError::Busy | ApiError::TooManyConnections => Some(1),
+            ApiError::Idempotency(e) => e.retry_after_secs(),
             _ => None,
         }
     }

@@ -2,7 +2,7 @@
 //! anything. Its settings ([`GatewayConfig`]: header and body read timeouts,
 //! body size, connection caps, the operations token); the connection caps
 //! the accept loop applies ([`ConnLimits`]); reading a body only after the
-//! bearer token was checked, with its size cap and deadline ([`read_json`]);
+//! bearer token was checked, with its size cap and deadline ([`read_body`]);
 //! the model limits checked before any provider call ([`check_chat`],
 //! [`check_embeddings`]: context window, output cap); and the token that
 //! `/metrics` and `/healthz` may require ([`OpsToken`]).
@@ -262,18 +262,8 @@ pub(super) async fn read_body(body: Body, headers: &HeaderMap, limits: BodyLimit
     }
 }
 
-/// Reads and parses a JSON request body (see [`read_body`]); `what` names
-/// the request in messages ("chat completion").
-pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
-    body: Body,
-    headers: &HeaderMap,
-    limits: BodyLimits,
-    what: &str,
-) -> Result<T, ApiError> {
-    let bytes = read_body(body, headers, limits).await?;
-    parse_json(&bytes, what)
-}
-
+/// Parses a JSON request body read by [`read_body`]; `what` names the
+/// request in messages ("chat completion").
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::BadRequest(format!("the request body is empty; send a JSON {what} request")));

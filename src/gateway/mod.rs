@@ -19,7 +19,8 @@
 //! model limits) is `ingress`.
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
-use crate::engine::router::{Answer, Caller, ClientWatch, Router, StreamAnswer};
+use crate::domain::idempotency::Endpoint;
+use crate::engine::router::{Answer, Caller, ClientWatch, Router};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
 use axum::body::Body;
 use axum::extract::State;
@@ -32,9 +33,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod error;
+mod idempotency;
 mod ingress;
 mod lanes;
 pub use error::ApiError;
+pub use idempotency::{IdemRefusal, REPLAYED};
 pub use ingress::{CONTEXT_MARGIN_PERCENT, GatewayConfig, MAX_BODY_BYTES, OPS_TOKEN_ENV, OpsToken};
 pub use lanes::default_lanes;
 
@@ -346,29 +349,32 @@ where
     })
 }
 
-/// A plain chat completion, on its own task (see [`run_to_completion`]).
+/// A chat completion, on its own task (see [`run_to_completion`]), as the
+/// response to send: a plain answer once its usage is recorded; a stream once
+/// it is open (a stream whose client left while it opened is dropped with the
+/// task's output, cut, and recorded).
 async fn serve_chat(
     st: Arc<AppState>,
     supplier: crate::domain::SupplierId,
     meta: RequestMeta,
     req: ChatRequest,
     client: ClientWatch,
-) -> Result<Answer, ApiError> {
-    let caller = st.caller(supplier).with_idempotency_key(meta.idempotency_key.as_deref()).watched_by(&client);
-    Ok(st.router.chat(caller, meta.request_type.as_deref(), meta.request_id.as_deref(), req).await?)
-}
-
-/// Opens a stream on its own task (see [`run_to_completion`]): a stream
-/// whose client left while it was being opened is cut and recorded once it opens.
-async fn open_stream(
-    st: Arc<AppState>,
-    supplier: crate::domain::SupplierId,
-    meta: RequestMeta,
-    req: ChatRequest,
-    _client: ClientWatch,
-) -> Result<StreamAnswer, ApiError> {
+) -> Result<Response, ApiError> {
     let caller = st.caller(supplier).with_idempotency_key(meta.idempotency_key.as_deref());
-    Ok(st.router.chat_stream(caller, meta.request_type.as_deref(), meta.request_id.as_deref(), req).await?)
+    let (rt, rid) = (meta.request_type.as_deref(), meta.request_id.as_deref());
+    if req.is_stream() {
+        // A stream is cut upstream when its client hangs up; its guard records it.
+        let s = st.router.chat_stream(caller, rt, rid, req).await?;
+        let resp = Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from_stream(s.body))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        Ok(with_route(resp, s.route, &s.request_id, &s.event_id))
+    } else {
+        Ok(json_answer(st.router.chat(caller.watched_by(&client), rt, rid, req).await?))
+    }
 }
 
 /// Embeddings, on their own task (see [`run_to_completion`]).
@@ -392,25 +398,23 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
     let result = async {
         // The token before the body: an unauthenticated body is never read.
         let supplier = st.router.authenticate(bearer(&headers))?;
-        let req: ChatRequest = ingress::read_json(body, &headers, st.body, "chat completion").await?;
+        let bytes = ingress::read_body(body, &headers, st.body).await?;
+        let req: ChatRequest = ingress::parse_json(&bytes, "chat completion")?;
         if req.messages.is_empty() {
             return Err(ApiError::BadRequest("\"messages\" is empty; send at least one message".into()));
         }
         let req = ingress::check_chat(st.router.pricing(), req).await?;
+        // An accepted request with an `Idempotency-Key`: replayed, refused, or begun (before any provider call).
+        let ticket = match idempotency::begin(&st.router, supplier, &headers, Endpoint::ChatCompletions, &bytes).await? {
+            idempotency::Begun::Replay(resp) => return Ok(resp),
+            idempotency::Begun::Run(ticket) => ticket,
+        };
         let meta = RequestMeta::of(&headers);
-        if req.is_stream() {
-            // A stream is cut upstream when its client hangs up; its guard records it.
-            let s = run_to_completion(&st, move |st, client| open_stream(st, supplier, meta, req, client)).await?;
-            let resp = Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, "text/event-stream")
-                .header(header::CACHE_CONTROL, "no-cache")
-                .body(Body::from_stream(s.body))
-                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-            Ok(with_route(resp, s.route, &s.request_id, &s.event_id))
-        } else {
-            run_to_completion(&st, move |st, client| serve_chat(st, supplier, meta, req, client)).await.map(json_answer)
-        }
+        run_to_completion(
+            &st,
+            move |st, client| async move { Ok(idempotency::run(ticket, serve_chat(st, supplier, meta, req, client)).await) },
+        )
+        .await
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
@@ -419,10 +423,18 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
 async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let supplier = st.router.authenticate(bearer(&headers))?;
-        let req: EmbeddingsRequest = ingress::read_json(body, &headers, st.body, "embeddings").await?;
+        let bytes = ingress::read_body(body, &headers, st.body).await?;
+        let req: EmbeddingsRequest = ingress::parse_json(&bytes, "embeddings")?;
         let req = ingress::check_embeddings(st.router.pricing(), req).await?;
+        let ticket = match idempotency::begin(&st.router, supplier, &headers, Endpoint::Embeddings, &bytes).await? {
+            idempotency::Begun::Replay(resp) => return Ok(resp),
+            idempotency::Begun::Run(ticket) => ticket,
+        };
         let meta = RequestMeta::of(&headers);
-        run_to_completion(&st, move |st, client| serve_embeddings(st, supplier, meta, req, client)).await.map(json_answer)
+        run_to_completion(&st, move |st, client| async move {
+            Ok(idempotency::run(ticket, async { serve_embeddings(st, supplier, meta, req, client).await.map(json_answer) }).await)
+        })
+        .await
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

@@ -479,6 +479,34 @@ CREATE TRIGGER cv_tokens_u AFTER UPDATE OF revoked_at ON gateway_tokens BEGIN UP
 CREATE TRIGGER cv_tokens_d AFTER DELETE ON gateway_tokens BEGIN UPDATE catalog_version SET version = version + 1; END;
 UPDATE catalog_version SET version = version + 1;
 "#,
+    // v10: idempotency keys (Stripe's semantics, see domain::idempotency and
+    // engine::idempotency): one small record per (supplier, key) for 24 hours,
+    // with the answer's bytes while they are kept (capped per answer and in
+    // total, oldest dropped first). No foreign key: a record outlives its
+    // supplier by at most a day, and table rebuilds of `suppliers` must not
+    // cascade into it.
+    r#"
+CREATE TABLE idempotency_keys (
+    supplier_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    endpoint INTEGER NOT NULL,          -- 0 chat completions, 1 embeddings
+    fingerprint BLOB NOT NULL,          -- SHA-256 of the request body
+    state INTEGER NOT NULL,             -- 0 in flight, 1 completed, 2 failed
+    status INTEGER,                     -- the answer's HTTP status
+    request_id TEXT,
+    headers TEXT NOT NULL DEFAULT '[]', -- JSON [[name, value], ...] replayed with the body
+    body BLOB,                          -- the answer's bytes while kept
+    body_state INTEGER NOT NULL DEFAULT 0, -- 0 none, 1 kept, 2 too large, 3 evicted
+    body_len INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    lease_until_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    completed_ms INTEGER,
+    PRIMARY KEY (supplier_id, key)
+);
+CREATE INDEX idempotency_keys_expires ON idempotency_keys(expires_ms);
+CREATE INDEX idempotency_keys_bodies ON idempotency_keys(completed_ms) WHERE body IS NOT NULL;
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

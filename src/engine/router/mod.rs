@@ -49,6 +49,7 @@ use crate::domain::breaker::BreakerConfig;
 use crate::domain::quota::QuotaPolicy;
 use crate::domain::routing::Split;
 use crate::domain::{AccountId, Clock, PricingTable, RequestType, Route, SupplierId};
+use crate::engine::idempotency::{Idempotency, IdempotencyConfig};
 use crate::engine::ledger::Ledger;
 use crate::engine::metrics::Metrics;
 use crate::providers::{ChatRequest, EmbeddingsRequest, Providers};
@@ -71,11 +72,18 @@ pub struct RouterConfig {
     pub breaker: BreakerConfig,
     /// Output tokens reserved for a request that sets no `max_tokens`.
     pub default_output_allowance: u64,
+    /// Idempotency keys: how long they live, how much of the answers is kept.
+    pub idempotency: IdempotencyConfig,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        Self { quota: QuotaPolicy::default(), breaker: BreakerConfig::default(), default_output_allowance: 1_024 }
+        Self {
+            quota: QuotaPolicy::default(),
+            breaker: BreakerConfig::default(),
+            default_output_allowance: 1_024,
+            idempotency: IdempotencyConfig::default(),
+        }
     }
 }
 
@@ -227,6 +235,8 @@ pub struct Router {
     pricing: Arc<PricingTable>,
     clock: Arc<dyn Clock>,
     ledger: Ledger,
+    /// Idempotency keys' records (the gateway begins and completes them).
+    idempotency: Idempotency,
     cfg: RouterConfig,
     metrics: Arc<Metrics>,
     /// Where background work runs; `None`: inline (a router that serves no requests).
@@ -279,12 +289,14 @@ impl Router {
         let (events, _) = tokio::sync::broadcast::channel(1024);
         let mut inst = [0u8; 4];
         let _ = getrandom::fill(&mut inst);
+        let idempotency = Idempotency::start(&store, clock.clone(), cfg.idempotency.clone())?;
         let r = Arc::new(Router {
             store,
             providers,
             pricing,
             clock,
             ledger,
+            idempotency,
             cfg,
             metrics: Arc::new(Metrics::default()),
             rt,
@@ -309,6 +321,9 @@ impl Router {
     }
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+    pub fn idempotency(&self) -> &Idempotency {
+        &self.idempotency
     }
     pub fn pricing(&self) -> &PricingTable {
         &self.pricing

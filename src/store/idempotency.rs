@@ -1,0 +1,299 @@
+//! Idempotency records in SQLite (`idempotency_keys`, see `schema`): one row
+//! per (supplier, key) with the request's fingerprint, the attempt's state,
+//! and the answer (status, the headers to replay, the body bytes while kept).
+//! [`IdempotencyDb`] owns its own connection (the engine's idempotency thread
+//! holds it) and keeps the total of the kept bodies under a cap by dropping
+//! the oldest bodies first, keeping their small records. The rules (what a
+//! request with a known key gets) are `domain::idempotency`'s.
+
+use super::{Store, StoreResult, connect, map_err};
+use crate::domain::SupplierId;
+use crate::domain::idempotency::{BodyState, Decision, Endpoint, Fingerprint, IdempotencyKey, KeyRecord, KeyState, decide};
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::path::PathBuf;
+
+/// An answer as it is replayed: status, the headers worth replaying, the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    pub request_id: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+/// When a new attempt's record is written: now, until when the attempt may
+/// run, and when the record is forgotten.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptTimes {
+    pub now: DateTime<Utc>,
+    pub lease_until: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What [`IdempotencyDb::claim`] found and decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub decision: Decision,
+    /// The record as it was before the claim (expired or not).
+    pub record: Option<KeyRecord>,
+    /// The answer to replay (with [`Decision::Replay`]).
+    pub answer: Option<StoredAnswer>,
+}
+
+/// The idempotency table on its own connection.
+pub struct IdempotencyDb {
+    path: PathBuf,
+    conn: Connection,
+    /// Bytes of the bodies kept now.
+    kept_bytes: u64,
+}
+
+const COLUMNS: &str = "endpoint, fingerprint, state, status, request_id, body_state, created_ms, lease_until_ms, expires_ms";
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn at(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn record_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<KeyRecord>> {
+    let fp: Vec<u8> = r.get(1)?;
+    let (Some(endpoint), Ok(fp), Some(state), Some(body)) = (
+        Endpoint::from_code(r.get(0)?),
+        <[u8; 32]>::try_from(fp.as_slice()),
+        KeyState::from_code(r.get(2)?),
+        BodyState::from_code(r.get(5)?),
+    ) else {
+        // A row a newer Switchboard wrote: treated as absent (a new attempt overwrites it).
+        return Ok(None);
+    };
+    let status: Option<i64> = r.get(3)?;
+    Ok(Some(KeyRecord {
+        endpoint,
+        fingerprint: Fingerprint(fp),
+        state,
+        status: status.and_then(|s| u16::try_from(s).ok()),
+        request_id: r.get(4)?,
+        body,
+        created_at: at(r.get(6)?),
+        lease_until: at(r.get(7)?),
+        expires_at: at(r.get(8)?),
+    }))
+}
+
+impl IdempotencyDb {
+    /// Opens the table's own connection on `store`'s (migrated) file.
+    pub fn open(store: &Store) -> StoreResult<Self> {
+        let path = store.path().to_path_buf();
+        let conn = connect(&path)?;
+        let kept: i64 = conn
+            .query_row("SELECT coalesce(sum(body_len), 0) FROM idempotency_keys WHERE body IS NOT NULL", [], |r| r.get(0))
+            .map_err(|e| map_err(&path, e))?;
+        Ok(Self { path, conn, kept_bytes: kept.max(0) as u64 })
+    }
+
+    /// Bytes of the answer bodies kept now.
+    pub fn kept_bytes(&self) -> u64 {
+        self.kept_bytes
+    }
+
+    /// The record of `key` (expired or not), and its answer while kept.
+    pub fn get(&self, supplier: SupplierId, key: &IdempotencyKey) -> StoreResult<Option<(KeyRecord, Option<StoredAnswer>)>> {
+        get_in(&self.conn, supplier, key).map_err(|e| map_err(&self.path, e))
+    }
+
+    /// Decides what a request with `key` gets (as [`decide`] for a key this
+    /// process is not serving) and, for a new attempt, writes its in-flight
+    /// record, in one transaction. A replay comes with its answer.
+    pub fn claim(
+        &mut self,
+        supplier: SupplierId,
+        key: &IdempotencyKey,
+        endpoint: Endpoint,
+        fingerprint: &Fingerprint,
+        times: AttemptTimes,
+    ) -> StoreResult<Claim> {
+        let conn = &mut self.conn;
+        let mut run = || -> rusqlite::Result<(Claim, u64)> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let found = get_in(&tx, supplier, key)?;
+            let decision = decide(found.as_ref().map(|f| &f.0), false, endpoint, fingerprint, times.now);
+            match decision {
+                Decision::Run => {
+                    // An expired record's body goes with it.
+                    let old_kept = found.as_ref().and_then(|(_, a)| a.as_ref()).map_or(0, |a| a.body.len() as u64);
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO idempotency_keys (supplier_id, key, endpoint, fingerprint, state, status, request_id,
+                            headers, body, body_state, body_len, created_ms, lease_until_ms, expires_ms, completed_ms)
+                         VALUES (?1, ?2, ?3, ?4, 0, NULL, NULL, '[]', NULL, 0, 0, ?5, ?6, ?7, NULL)",
+                    )?
+                    .execute(params![
+                        supplier.0,
+                        key.as_str(),
+                        endpoint.code(),
+                        &fingerprint.0[..],
+                        ms(times.now),
+                        ms(times.lease_until),
+                        ms(times.expires_at)
+                    ])?;
+                    tx.commit()?;
+                    Ok((Claim { decision, record: found.map(|f| f.0), answer: None }, old_kept))
+                }
+                Decision::Replay => {
+                    let (record, answer) = found.map_or((None, None), |(r, a)| (Some(r), a));
+                    Ok((Claim { decision, record, answer }, 0))
+                }
+                _ => Ok((Claim { decision, record: found.map(|f| f.0), answer: None }, 0)),
+            }
+        };
+        let (claim, freed) = run().map_err(|e| map_err(&self.path, e))?;
+        self.kept_bytes = self.kept_bytes.saturating_sub(freed);
+        Ok(claim)
+    }
+
+    /// Completes `key`'s attempt with `answer`. With `keep_under` (the caller
+    /// checked the cap per answer) the body is kept if it fits under that
+    /// total, after dropping the oldest kept bodies as needed. Returns the keys whose
+    /// bodies were dropped. Only an in-flight record with `fingerprint` is
+    /// changed.
+    pub fn complete(
+        &mut self,
+        supplier: SupplierId,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        answer: &StoredAnswer,
+        keep_under: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(SupplierId, IdempotencyKey)>> {
+        let len = answer.body.len() as u64;
+        let max_total = keep_under.unwrap_or(0);
+        let keep = keep_under.is_some_and(|max| len <= max);
+        let mut kept = self.kept_bytes;
+        let conn = &mut self.conn;
+        let mut run = || -> rusqlite::Result<Vec<(SupplierId, IdempotencyKey)>> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut evicted = Vec::new();
+            while keep && kept.saturating_add(len) > max_total {
+                let oldest: Vec<(i64, String, i64)> = {
+                    let mut st = tx.prepare_cached(
+                        "SELECT supplier_id, key, body_len FROM idempotency_keys WHERE body IS NOT NULL ORDER BY completed_ms, rowid LIMIT 64",
+                    )?;
+                    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?
+                };
+                if oldest.is_empty() {
+                    kept = 0;
+                    break;
+                }
+                let mut drop_body = tx.prepare_cached(
+                    "UPDATE idempotency_keys SET body = NULL, body_state = 3, body_len = 0 WHERE supplier_id = ?1 AND key = ?2",
+                )?;
+                for (s, k, n) in oldest {
+                    if kept.saturating_add(len) <= max_total {
+                        break;
+                    }
+                    drop_body.execute(params![s, k])?;
+                    kept = kept.saturating_sub(n.max(0) as u64);
+                    if let Ok(k) = IdempotencyKey::parse(k.as_bytes()) {
+                        evicted.push((SupplierId(s), k));
+                    }
+                }
+            }
+            let headers = serde_json::to_string(&answer.headers).unwrap_or_else(|_| "[]".into());
+            let (body, body_state, body_len) =
+                if keep { (Some(&answer.body[..]), BodyState::Kept, len as i64) } else { (None, BodyState::TooLarge, 0) };
+            let n = tx
+                .prepare_cached(
+                    "UPDATE idempotency_keys SET state = 1, status = ?4, request_id = ?5, headers = ?6, body = ?7, body_state = ?8,
+                        body_len = ?9, completed_ms = ?10
+                     WHERE supplier_id = ?1 AND key = ?2 AND fingerprint = ?3 AND state = 0",
+                )?
+                .execute(params![
+                    supplier.0,
+                    key.as_str(),
+                    &fingerprint.0[..],
+                    answer.status,
+                    answer.request_id,
+                    headers,
+                    body,
+                    body_state.code(),
+                    body_len,
+                    ms(now)
+                ])?;
+            tx.commit()?;
+            if n == 1 && keep {
+                kept = kept.saturating_add(len);
+            }
+            Ok(evicted)
+        };
+        let out = run().map_err(|e| map_err(&self.path, e))?;
+        self.kept_bytes = kept;
+        Ok(out)
+    }
+
+    /// Marks `key`'s in-flight attempt failed (an error answer, a cut
+    /// stream, a client gone): the key may be retried with the same body.
+    pub fn fail(
+        &mut self,
+        supplier: SupplierId,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        status: Option<u16>,
+        request_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE idempotency_keys SET state = 2, status = ?4, request_id = ?5, completed_ms = ?6
+                 WHERE supplier_id = ?1 AND key = ?2 AND fingerprint = ?3 AND state = 0",
+            )
+            .and_then(|mut st| st.execute(params![supplier.0, key.as_str(), &fingerprint.0[..], status, request_id, ms(now)]))
+            .map(|_| ())
+            .map_err(|e| map_err(&self.path, e))
+    }
+
+    /// Deletes the records expired at `now`; returns how many.
+    pub fn purge(&mut self, now: DateTime<Utc>) -> StoreResult<usize> {
+        let conn = &mut self.conn;
+        let mut run = || -> rusqlite::Result<(usize, i64)> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let freed: i64 = tx.query_row(
+                "SELECT coalesce(sum(body_len), 0) FROM idempotency_keys WHERE expires_ms <= ?1 AND body IS NOT NULL",
+                [ms(now)],
+                |r| r.get(0),
+            )?;
+            let n = tx.execute("DELETE FROM idempotency_keys WHERE expires_ms <= ?1", [ms(now)])?;
+            tx.commit()?;
+            Ok((n, freed))
+        };
+        let (n, freed) = run().map_err(|e| map_err(&self.path, e))?;
+        self.kept_bytes = self.kept_bytes.saturating_sub(freed.max(0) as u64);
+        Ok(n)
+    }
+}
+
+fn get_in(c: &Connection, supplier: SupplierId, key: &IdempotencyKey) -> rusqlite::Result<Option<(KeyRecord, Option<StoredAnswer>)>> {
+    let sql = format!("SELECT {COLUMNS}, headers, body FROM idempotency_keys WHERE supplier_id = ?1 AND key = ?2");
+    let mut st = c.prepare_cached(&sql)?;
+    let row = st
+        .query_row(params![supplier.0, key.as_str()], |r| {
+            let Some(rec) = record_of(r)? else { return Ok(None) };
+            let headers: String = r.get(9)?;
+            let body: Option<Vec<u8>> = r.get(10)?;
+            let answer = match (rec.state, rec.body, body) {
+                (KeyState::Completed, BodyState::Kept, Some(body)) => Some(StoredAnswer {
+                    status: rec.status.unwrap_or(200),
+                    request_id: rec.request_id.clone(),
+                    headers: serde_json::from_str(&headers).unwrap_or_default(),
+                    body: Bytes::from(body),
+                }),
+                _ => None,
+            };
+            Ok(Some((rec, answer)))
+        })
+        .optional()?;
+    Ok(row.flatten())
+}

@@ -1,0 +1,357 @@
+//! Idempotency keys end to end (Stripe's semantics): real HTTP into the
+//! gateway, the provider simulator, a real SQLite file, a manual clock.
+
+use super::{Env, env};
+use crate::support::fast_providers;
+use chrono::Duration;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use switchboard::domain::idempotency::{Endpoint, IdempotencyKey};
+use switchboard::domain::{AiMode, PricingTable, Secret, SupplierId, Tier};
+use switchboard::engine::idempotency::{Begin, IdempotencyConfig};
+use switchboard::engine::ledger::Ledger;
+use switchboard::engine::router::{Router, RouterConfig};
+use switchboard::gateway::{self, GatewayHandle};
+use switchboard::sim::{DEMO_OPENAI_KEY, Faults, Latency};
+
+fn chat_body(text: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], "max_tokens": 40})).unwrap()
+}
+
+/// Posts exactly `body` with the given extra headers.
+async fn send(base: &str, path: &str, token: &str, body: &[u8], headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut r = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.send().await.unwrap()
+}
+
+async fn keyed(e: &Env, token: &str, body: &[u8], key: &str) -> reqwest::Response {
+    send(&e.gw.base_url(), "/chat/completions", token, body, &[("idempotency-key", key)]).await
+}
+
+/// Status, whether it was a replay, the body's text.
+async fn parts(r: reqwest::Response) -> (u16, bool, String) {
+    let replayed = r.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+    (r.status().as_u16(), replayed, r.text().await.unwrap())
+}
+
+fn code(text: &str) -> String {
+    let v: Value = serde_json::from_str(text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    v["error"]["code"].as_str().unwrap_or_default().to_string()
+}
+
+fn supplier(e: &Env, name: &str) -> (SupplierId, String) {
+    let s = e.supplier(name, Tier::Professional, AiMode::Platform, &[]);
+    let t = e.token(s, false);
+    (s, t)
+}
+
+#[tokio::test]
+async fn two_requests_with_one_key_make_one_provider_call_and_one_usage_row() {
+    let e = env(RouterConfig::default()).await;
+    let (s, t) = supplier(&e, "Capture Moments");
+    let body = chat_body("Write a thank-you note for the Hendersons.");
+    let first = keyed(&e, &t, &body, "order-42").await;
+    let request_id = first.headers()["x-request-id"].clone();
+    let (st1, replayed1, text1) = parts(first).await;
+    assert_eq!((st1, replayed1), (200, false), "{text1}");
+    let second = keyed(&e, &t, &body, "order-42").await;
+    assert_eq!(second.headers()["x-request-id"], request_id, "the first answer's request id");
+    assert_eq!(second.headers()["content-type"], "application/json");
+    assert_eq!(second.headers()["x-switchboard-route"], "platform");
+    let (st2, replayed2, text2) = parts(second).await;
+    assert_eq!((st2, replayed2), (200, true));
+    assert_eq!(text2, text1, "the same bytes");
+    assert_eq!(e.sim.requests("openai-platform"), 1, "one provider call");
+    e.router.ledger().flush().await;
+    assert_eq!(e.usage_rows(s).len(), 1, "one usage row");
+
+    // Embeddings too, under their own key.
+    let emb = serde_json::to_vec(&json!({"model": "text-embedding-3-small", "input": "lace veil"})).unwrap();
+    let a = parts(send(&e.gw.base_url(), "/embeddings", &t, &emb, &[("idempotency-key", "emb-1")]).await).await;
+    let b = parts(send(&e.gw.base_url(), "/embeddings", &t, &emb, &[("idempotency-key", "emb-1")]).await).await;
+    assert_eq!((a.0, a.1, b.0, b.1), (200, false, 200, true), "{}", a.2);
+    assert_eq!(a.2, b.2);
+    assert_eq!(e.sim.requests("openai-platform"), 2);
+    e.router.ledger().flush().await;
+    assert_eq!(e.usage_rows(s).len(), 2);
+
+    // 24 hours on the key is forgotten (and purged): the same key is a new request.
+    e.clock.advance(Duration::hours(24));
+    assert!(e.router.idempotency().purge().await.unwrap() >= 2);
+    let (st, replayed, _) = parts(keyed(&e, &t, &chat_body("A new note"), "order-42").await).await;
+    assert_eq!((st, replayed), (200, false));
+    assert_eq!(e.sim.requests("openai-platform"), 3);
+}
+
+#[tokio::test]
+async fn the_same_key_in_flight_is_a_409_and_then_replays() {
+    let e = env(RouterConfig::default()).await;
+    let (_, t) = supplier(&e, "Slow Lane Studio");
+    e.sim.set_faults("openai-platform", Faults { latency: Latency { median_ms: 1_500, sigma: 0.0, min_ms: 1_500 }, ..Default::default() });
+    let body = chat_body("Take your time.");
+    let (base, t1, b1) = (e.gw.base_url(), t.clone(), body.clone());
+    let first =
+        tokio::spawn(async move { parts(send(&base, "/chat/completions", &t1, &b1, &[("idempotency-key", "slow-1")]).await).await });
+    for _ in 0..200 {
+        if e.router.idempotency().in_flight() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(e.router.idempotency().in_flight(), 1);
+    let r = keyed(&e, &t, &body, "slow-1").await;
+    assert_eq!(r.headers()["retry-after"], "1");
+    let (st, replayed, text) = parts(r).await;
+    assert_eq!((st, replayed, code(&text).as_str()), (409, false, "idempotency_key_in_use"), "{text}");
+    // A different body while in flight: 422.
+    let (st, _, text) = parts(keyed(&e, &t, &chat_body("Something else"), "slow-1").await).await;
+    assert_eq!((st, code(&text).as_str()), (422, "idempotency_key_reused"));
+    let (st, replayed, text1) = first.await.unwrap();
+    assert_eq!((st, replayed), (200, false));
+    let (st, replayed, text2) = parts(keyed(&e, &t, &body, "slow-1").await).await;
+    assert_eq!((st, replayed, text2), (200, true, text1));
+    assert_eq!(e.sim.requests("openai-platform"), 1);
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_body_or_endpoint_is_a_422_and_bad_keys_a_400() {
+    let e = env(RouterConfig::default()).await;
+    let (s, t) = supplier(&e, "Perfect Day Planning");
+    assert_eq!(parts(keyed(&e, &t, &chat_body("one"), "k-1").await).await.0, 200);
+    let (st, _, text) = parts(keyed(&e, &t, &chat_body("two"), "k-1").await).await;
+    assert_eq!((st, code(&text).as_str()), (422, "idempotency_key_reused"), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["type"], "idempotency_error");
+    assert!(v["error"]["message"].as_str().unwrap().contains("different request"), "{text}");
+    let emb = serde_json::to_vec(&json!({"model": "text-embedding-3-small", "input": "one"})).unwrap();
+    let (st, _, text) = parts(send(&e.gw.base_url(), "/embeddings", &t, &emb, &[("idempotency-key", "k-1")]).await).await;
+    assert_eq!(st, 422);
+    assert!(text.contains("/v1/chat/completions"), "names the endpoint the key was used on: {text}");
+
+    let long = "k".repeat(256);
+    for bad in [long.as_str(), "", "tab\tinside"] {
+        let (st, _, text) = parts(keyed(&e, &t, &chat_body("one"), bad).await).await;
+        assert_eq!((st, code(&text).as_str()), (400, "invalid_idempotency_key"), "{bad:?}: {text}");
+    }
+    let two = [("idempotency-key", "a"), ("idempotency-key", "b")];
+    let (st, _, text) = parts(send(&e.gw.base_url(), "/chat/completions", &t, &chat_body("one"), &two).await).await;
+    assert_eq!((st, code(&text).as_str()), (400, "invalid_idempotency_key"), "{text}");
+    // A body that does not parse is refused without touching the key.
+    let (st, _, _) = parts(keyed(&e, &t, b"{not json", "k-2").await).await;
+    assert_eq!(st, 400);
+    assert_eq!(parts(keyed(&e, &t, &chat_body("three"), "k-2").await).await.0, 200);
+    assert_eq!(e.sim.requests("openai-platform"), 2, "only the two accepted requests were sent");
+    e.router.ledger().flush().await;
+    assert_eq!(e.usage_rows(s).len(), 2);
+}
+
+#[tokio::test]
+async fn an_evicted_or_too_large_answer_is_a_409_never_a_second_call() {
+    let cfg = RouterConfig {
+        idempotency: IdempotencyConfig { max_total_bytes: 2_500, ..IdempotencyConfig::default() },
+        ..RouterConfig::default()
+    };
+    let e = env(cfg).await;
+    let (_, t) = supplier(&e, "Tiny Disk Florist");
+    for i in 0..8 {
+        let (st, _, text) = parts(keyed(&e, &t, &chat_body(&format!("note {i}")), &format!("k-{i}")).await).await;
+        assert_eq!(st, 200);
+        assert!(text.len() < 2_500, "each answer fits the total cap: {}", text.len());
+    }
+    let calls = e.sim.requests("openai-platform");
+    let (st, replayed, text) = parts(keyed(&e, &t, &chat_body("note 0"), "k-0").await).await;
+    assert_eq!((st, replayed, code(&text).as_str()), (409, false, "idempotent_answer_unavailable"), "{text}");
+    assert!(text.contains("no longer kept"), "{text}");
+    // The newest answer is still kept.
+    assert!(parts(keyed(&e, &t, &chat_body("note 7"), "k-7").await).await.1);
+    assert_eq!(e.sim.requests("openai-platform"), calls, "no second paid call");
+
+    // An answer larger than the cap per answer is never kept.
+    let cfg =
+        RouterConfig { idempotency: IdempotencyConfig { max_answer_bytes: 10, ..IdempotencyConfig::default() }, ..RouterConfig::default() };
+    let e = env(cfg).await;
+    let (_, t) = supplier(&e, "Big Answer Bakery");
+    assert_eq!(parts(keyed(&e, &t, &chat_body("a long one"), "big").await).await.0, 200);
+    let (st, _, text) = parts(keyed(&e, &t, &chat_body("a long one"), "big").await).await;
+    assert_eq!((st, code(&text).as_str()), (409, "idempotent_answer_unavailable"));
+    assert!(text.contains("larger than"), "{text}");
+    assert_eq!(e.sim.requests("openai-platform"), 1);
+}
+
+#[tokio::test]
+async fn a_failed_first_attempt_may_be_retried_and_its_row_stays() {
+    let e = env(RouterConfig::default()).await;
+    let (s, t) = supplier(&e, "Retry Rings");
+    e.sim.set_outage("openai-platform", true);
+    e.sim.set_outage("anthropic-platform", true);
+    let body = chat_body("Try again later.");
+    let (st, _, text) = parts(keyed(&e, &t, &body, "retry-1").await).await;
+    assert!(st >= 500, "{st} {text}");
+    e.router.ledger().flush().await;
+    let failed = e.usage_rows(s);
+    assert!(!failed.is_empty() && failed.iter().all(|r| r.2 != 0), "the failed attempt is recorded: {failed:?}");
+    let calls = e.sim.requests("openai-platform");
+    e.sim.set_outage("openai-platform", false);
+    e.sim.set_outage("anthropic-platform", false);
+    let (st, replayed, text) = parts(keyed(&e, &t, &body, "retry-1").await).await;
+    assert_eq!((st, replayed), (200, false), "{text}");
+    assert_eq!(e.sim.requests("openai-platform"), calls + 1, "the retry called the provider");
+    e.router.ledger().flush().await;
+    let rows = e.usage_rows(s);
+    assert_eq!(rows.len(), failed.len() + 1, "the failed rows stay, the retry has its own");
+    assert_eq!(&rows[..failed.len()], &failed[..]);
+    assert_eq!(rows.last().unwrap().2, 0);
+    // Completed now: replayed.
+    assert!(parts(keyed(&e, &t, &body, "retry-1").await).await.1);
+}
+
+#[tokio::test]
+async fn completed_streams_replay_and_cut_streams_may_be_retried() {
+    let e = env(RouterConfig::default()).await;
+    let (_, t) = supplier(&e, "Streaming Strings");
+    let body = serde_json::to_vec(
+        &json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "Name three flowers."}]}),
+    )
+    .unwrap();
+    let (st, replayed, first) = parts(keyed(&e, &t, &body, "s-1").await).await;
+    assert_eq!((st, replayed), (200, false));
+    assert!(first.ends_with("data: [DONE]\n\n"), "{first}");
+    let r = keyed(&e, &t, &body, "s-1").await;
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let (st, replayed, again) = parts(r).await;
+    assert_eq!((st, replayed, again), (200, true, first));
+    assert_eq!(e.sim.requests("openai-platform"), 1);
+
+    e.sim.set_faults("openai-platform", Faults { stream_cut_rate: 1.0, stream_cut_after: 2, ..Default::default() });
+    let r = keyed(&e, &t, &body, "s-2").await;
+    let cut = r.text().await.unwrap_or_default();
+    assert!(!cut.ends_with("data: [DONE]\n\n"), "the stream was cut: {cut}");
+    for _ in 0..200 {
+        if e.router.idempotency().in_flight() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    e.sim.set_faults("openai-platform", Faults::default());
+    let calls = e.sim.requests("openai-platform");
+    let (st, replayed, text) = parts(keyed(&e, &t, &body, "s-2").await).await;
+    assert_eq!((st, replayed), (200, false), "a cut stream's key is retried, not replayed");
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    assert_eq!(e.sim.requests("openai-platform"), calls + 1);
+}
+
+#[tokio::test]
+async fn keys_are_per_supplier() {
+    let e = env(RouterConfig::default()).await;
+    let (a, ta) = supplier(&e, "Supplier A");
+    let (b, tb) = supplier(&e, "Supplier B");
+    let body = chat_body("Same words, two suppliers.");
+    let ra = parts(keyed(&e, &ta, &body, "shared-key").await).await;
+    let rb = parts(keyed(&e, &tb, &body, "shared-key").await).await;
+    assert_eq!((ra.0, ra.1, rb.0, rb.1), (200, false, 200, false));
+    assert_eq!(e.sim.requests("openai-platform"), 2);
+    // Each supplier's key replays its own answer; another body is a 422 for A only.
+    assert!(parts(keyed(&e, &ta, &body, "shared-key").await).await.1);
+    assert_eq!(parts(keyed(&e, &ta, &chat_body("other"), "shared-key").await).await.0, 422);
+    assert!(parts(keyed(&e, &tb, &body, "shared-key").await).await.1);
+    e.router.ledger().flush().await;
+    assert_eq!((e.usage_rows(a).len(), e.usage_rows(b).len()), (1, 1));
+}
+
+/// A router and gateway on `e`'s database, simulator and clock, as after a restart.
+async fn restarted(e: &Env) -> (Arc<Router>, GatewayHandle) {
+    let ledger = Ledger::start(&e.store).unwrap();
+    let clock = Arc::new(e.clock.clone());
+    let pricing = Arc::new(PricingTable::builtin());
+    let router = Router::new(
+        e.store.clone(),
+        fast_providers(2),
+        pricing,
+        clock,
+        ledger,
+        RouterConfig::default(),
+        Some(tokio::runtime::Handle::current()),
+    )
+    .unwrap();
+    router.set_key(e.platform_openai, Some(Secret::new(DEMO_OPENAI_KEY)));
+    let gw = gateway::start(router.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    (router, gw)
+}
+
+#[tokio::test]
+async fn records_survive_a_restart_and_a_crash_leaves_the_outcome_unknown_until_the_lease_ends() {
+    let e = env(RouterConfig::default()).await;
+    let (s, t) = supplier(&e, "Durable Decor");
+    let body = chat_body("Remember me.");
+    let (st, _, first) = parts(keyed(&e, &t, &body, "durable").await).await;
+    assert_eq!(st, 200);
+    // A request in flight when its process dies: its record stays "in flight".
+    let crashed = chat_body("Lost in the crash.");
+    let key = IdempotencyKey::parse(b"crashed").unwrap();
+    match e.router.idempotency().begin(s, key, Endpoint::ChatCompletions, &crashed).await.unwrap() {
+        Begin::Run(ticket) => std::mem::forget(ticket),
+        other => panic!("{other:?}"),
+    }
+    e.router.ledger().flush().await;
+    let calls = e.sim.requests("openai-platform");
+
+    let (_router, gw) = restarted(&e).await;
+    let base = gw.base_url();
+    let r = send(&base, "/chat/completions", &t, &body, &[("idempotency-key", "durable")]).await;
+    let (st, replayed, text) = parts(r).await;
+    assert_eq!((st, replayed, text), (200, true, first), "replayed from the database");
+    let r = send(&base, "/chat/completions", &t, &crashed, &[("idempotency-key", "crashed")]).await;
+    assert_eq!(r.headers()["retry-after"], "600");
+    let (st, _, text) = parts(r).await;
+    assert_eq!((st, code(&text).as_str()), (409, "idempotency_outcome_unknown"), "{text}");
+    assert_eq!(e.sim.requests("openai-platform"), calls, "no provider call");
+    // Once the lease (10 minutes) has run out, the first attempt is surely over: retryable.
+    e.clock.advance(Duration::minutes(10));
+    let (st, replayed, _) = parts(send(&base, "/chat/completions", &t, &crashed, &[("idempotency-key", "crashed")]).await).await;
+    assert_eq!((st, replayed), (200, false));
+    assert_eq!(e.sim.requests("openai-platform"), calls + 1);
+}
+
+/// X-Request-Id is a tracing id: it never deduplicates. Both requests are
+/// served and both recorded (each provider call has its own event id), with
+/// the tracing id on both rows.
+#[tokio::test]
+async fn x_request_id_never_deduplicates() {
+    let e = env(RouterConfig::default()).await;
+    let (s, t) = supplier(&e, "Traced Tables");
+    for text in ["first", "second"] {
+        let r = send(&e.gw.base_url(), "/chat/completions", &t, &chat_body(text), &[("x-request-id", "trace-1")]).await;
+        let (st, replayed, _) = parts(r).await;
+        assert_eq!((st, replayed), (200, false));
+    }
+    assert_eq!(e.sim.requests("openai-platform"), 2);
+    e.router.ledger().flush().await;
+    assert_eq!(e.usage_rows(s).len(), 2, "both requests are recorded");
+}
+
+#[tokio::test]
+async fn the_openai_python_sdk_gets_replays_and_mismatches() {
+    let e = env(RouterConfig::default()).await;
+    let (s, t) = supplier(&e, "SDK Keys Studio");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/idempotency_sdk.py");
+    let out = tokio::process::Command::new(crate::support::python())
+        .arg(&script)
+        .env("GATEWAY_BASE_URL", e.gw.base_url())
+        .env("GATEWAY_TOKEN", &t)
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the SDK script failed:\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("replay ok") && stdout.contains("mismatch ok"), "{stdout}");
+    assert_eq!(e.sim.requests("openai-platform"), 1, "one provider call");
+    e.router.ledger().flush().await;
+    assert_eq!(e.usage_rows(s).len(), 1);
+}
