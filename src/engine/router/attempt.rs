@@ -113,6 +113,8 @@ pub(super) trait Job: Send {
     /// The request's exact token count (the tokenizer's), asked for only
     /// when the cheap bound does not fit the quota.
     fn exact_tokens(&self) -> u64;
+    /// The model the last [`Job::call`] sent (for a failed attempt's row).
+    fn sent_model(&self) -> &str;
     /// Why this account cannot serve this kind of request at all, if it cannot.
     fn refuses(&self, _account: &ProviderAccount) -> Option<FailureKind> {
         None
@@ -310,6 +312,8 @@ impl Router {
         let (plan, platform_allowed) = self.plan(&mut p, model_provider, || job.exact_tokens());
         let mut failures = Vec::new();
         let mut last_status = 503;
+        // The row of the last provider call that failed, if any was made.
+        let mut last_attempt = None;
         for (i, attempt) in plan.attempts.iter().enumerate() {
             // From here until the attempt ends, `quota` and `trial` are
             // guards: if this future is dropped (the client went away, a
@@ -337,26 +341,29 @@ impl Router {
                     if let Some(r) = quota {
                         self.settle(&p, r, 0);
                     }
+                    // Every provider call is one usage row: a failed one too,
+                    // against the account that was called.
+                    last_attempt =
+                        Some(self.record_failed_attempt(&p, &acc.account, attempt.route, job.sent_model(), latency_ms, &e).await);
                     if matches!(e, ProviderError::BadRequest { .. } | ProviderError::ContentFiltered { .. }) {
                         // The request itself is wrong: another route would say the same.
                         self.metrics.observe_error(attempt.route, acc.account.provider, p.started.elapsed());
-                        let err = RouteError::Upstream(e);
-                        self.record_failure(&p, &err).await;
-                        return Err(err);
+                        return Err(RouteError::Upstream(e));
                     }
                     last_status = e.status_code();
                     failures.push(RouteFailure::new(acc.account.id, &acc.account.label, FailureKind::Provider(e)));
                 }
             }
         }
-        let (err, event_id) = self.fail(&p, &plan, platform_allowed, failures, last_status).await;
+        let (err, event_id) = self.fail(&p, &plan, platform_allowed, failures, last_status, last_attempt).await;
         job.all_failed(self, &p, &event_id);
         Err(err)
     }
 
     /// The error for a request no route served, from the typed failures of
-    /// its attempts and the accounts its plan skipped; records it (and
-    /// returns the failure row's event id).
+    /// its attempts and the accounts its plan skipped, and the event id of
+    /// its last row: the last failed provider call's (`last_attempt`), or,
+    /// when no provider was called, the one error row recorded here for it.
     async fn fail(
         &self,
         p: &Prepared,
@@ -364,6 +371,7 @@ impl Router {
         platform_allowed: bool,
         mut failures: Vec<RouteFailure>,
         last_status: u16,
+        last_attempt: Option<String>,
     ) -> (RouteError, String) {
         let quota_only =
             plan.attempts.is_empty() && !plan.skipped.is_empty() && plan.skipped.iter().all(|(_, r)| *r == SkipReason::QuotaExceeded);
@@ -388,8 +396,38 @@ impl Router {
             RouteError::AllRoutesFailed { status, failures: Failures(failures) }
         };
         self.metrics.observe_refused(p.started.elapsed());
-        let event_id = self.record_failure(p, &err).await;
+        let event_id = match last_attempt {
+            Some(id) => id,
+            None => self.record_failure(p, &err).await,
+        };
         (err, event_id)
+    }
+
+    /// Commits the usage row of a provider call that failed (no tokens,
+    /// no cost: providers report none on errors) and returns its event id.
+    async fn record_failed_attempt(
+        &self,
+        p: &Prepared,
+        account: &ProviderAccount,
+        route: Route,
+        model: &str,
+        latency_ms: u32,
+        e: &ProviderError,
+    ) -> String {
+        let event_id = self.new_event_id();
+        let ev = self.usage_event(
+            p,
+            event_id.clone(),
+            account,
+            route,
+            model,
+            TokenUsage::default(),
+            latency_ms,
+            UsageStatus::Error,
+            Some(e.class().to_string()),
+        );
+        let _ = self.ledger.record_among(ev, self.writers_soon()).await;
+        event_id
     }
 
     /// Reports an attempt's outcome to its breaker and to the subscribers.
@@ -446,8 +484,8 @@ impl Router {
         }
     }
 
-    /// Commits a failed request's usage row (the request got an error
-    /// answer); returns its event id (made even when there is no account to
+    /// Commits the usage row of a failed request that called no provider
+    /// (every route was skipped or refused); returns its event id (made even when there is no account to
     /// record it against, so that a mirror copy still has an id).
     async fn record_failure(&self, p: &Prepared, err: &RouteError) -> String {
         let event_id = self.new_event_id();

@@ -59,6 +59,10 @@ impl Job for Chat {
         token_count::estimate_chat_prompt(&self.req).saturating_add(self.output)
     }
 
+    fn sent_model(&self) -> &str {
+        &self.req.model
+    }
+
     async fn call(&mut self, router: &Router, account: &ProviderAccount, target: &ProviderTarget) -> Result<ChatResponse, ProviderError> {
         self.req.model = router.model_for(account, &self.requested_model);
         router.providers.chat(target, &self.req).await
@@ -97,6 +101,10 @@ impl Job for StreamedChat {
 
     fn exact_tokens(&self) -> u64 {
         self.chat.exact_tokens()
+    }
+
+    fn sent_model(&self) -> &str {
+        &self.chat.req.model
     }
 
     async fn call(&mut self, router: &Router, account: &ProviderAccount, target: &ProviderTarget) -> Result<ChatStream, ProviderError> {
@@ -155,6 +163,10 @@ impl Job for Embeddings {
 
     fn exact_tokens(&self) -> u64 {
         token_count::estimate_embeddings(&self.req)
+    }
+
+    fn sent_model(&self) -> &str {
+        &self.req.model
     }
 
     fn refuses(&self, account: &ProviderAccount) -> Option<FailureKind> {

@@ -153,7 +153,12 @@ async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {
             }
         }));
     }
+    // Kill it mid-load: after 1.5 s, or later on a slow machine, once some load has completed.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while completed.lock().len() <= 50 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     server.0.kill().unwrap(); // SIGKILL: no shutdown code runs
     server.0.wait().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
