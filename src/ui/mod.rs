@@ -67,13 +67,24 @@ pub struct RunOptions {
     pub app: AppOptions,
 }
 
+/// The window's icon (the one the `.deb` installs into the icon theme).
+fn window_icon() -> egui::IconData {
+    eframe::icon_data::from_png_bytes(include_bytes!("../../assets/icons/switchboard-256.png")).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the window icon could not be decoded");
+        egui::IconData::default()
+    })
+}
+
 /// Opens the console window on the calling (main) thread and returns when it is closed.
 pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title(format!("Switchboard — {}", opts.app.db_label))
             .with_inner_size([1360.0, 860.0])
-            .with_min_inner_size([960.0, 600.0]),
+            .with_min_inner_size([960.0, 600.0])
+            // The desktop entry's StartupWMClass and the icon theme's name.
+            .with_app_id("switchboard")
+            .with_icon(window_icon()),
         persist_window: true,
         ..Default::default()
     };
