@@ -142,14 +142,17 @@ fn convert_message(m: &Value, i: usize, out: &mut Vec<ChatMessage>) -> Result<()
     }
     let content = m.get("content").ok_or_else(|| bad(format!("messages.{i}.content: Field required")))?;
     let blocks = match content {
-        Value::String(s) => return Ok(out.push(ChatMessage::text(role, s))),
+        Value::String(s) => {
+            out.push(ChatMessage::text(role, s));
+            return Ok(());
+        }
         Value::Array(b) => b,
         _ => return Err(bad(format!("messages.{i}.content: must be a string or an array of content blocks"))),
     };
     if role == "user" { user_blocks(blocks, i, out) } else { assistant_blocks(blocks, i, out) }
 }
 
-fn block_type<'a>(b: &'a Value, i: usize, j: usize) -> Result<&'a str, ApiError> {
+fn block_type(b: &Value, i: usize, j: usize) -> Result<&str, ApiError> {
     b.get("type").and_then(Value::as_str).ok_or_else(|| bad(format!("messages.{i}.content.{j}.type: Field required")))
 }
 

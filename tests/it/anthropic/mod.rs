@@ -5,7 +5,7 @@
 //! simulator to answer tool calls (branch i23-translate) are ignored until
 //! it merges.
 
-use crate::support::{fast_providers, june, python, sim_account};
+use crate::support::{fast_providers, june, sim_account};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use switchboard::domain::{
