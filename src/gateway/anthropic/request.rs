@@ -16,8 +16,9 @@ use crate::gateway::ApiError;
 use crate::providers::{ChatMessage, ChatRequest};
 use serde_json::{Map, Value, json};
 
-/// Fields of a Messages request that are read; any other is ignored, as
-/// Anthropic's own optional settings that change nothing here (`service_tier`).
+/// Fields refused: features with no OpenAI-shaped equivalent here. Any other
+/// unknown field is ignored, as Anthropic's optional settings that change
+/// nothing here (`service_tier`).
 const REFUSED_FIELDS: [&str; 3] = ["mcp_servers", "container", "context_management"];
 
 fn bad(msg: impl Into<String>) -> ApiError {

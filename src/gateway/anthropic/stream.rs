@@ -80,6 +80,10 @@ impl Converter {
 
     /// Feeds raw SSE bytes (any split); appends the Anthropic events they complete.
     pub fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if self.finished {
+            // Whatever follows the end (nothing, normally) is not kept.
+            return;
+        }
         self.buf.extend_from_slice(bytes);
         while !self.finished {
             let Some(end) = find_event_end(&self.buf) else { break };
