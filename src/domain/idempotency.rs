@@ -72,6 +72,8 @@ impl std::fmt::Display for IdempotencyKey {
 pub enum Endpoint {
     ChatCompletions,
     Embeddings,
+    /// Anthropic's Messages (`/v1/messages`).
+    Messages,
 }
 
 impl Endpoint {
@@ -79,6 +81,7 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions => "/v1/chat/completions",
             Endpoint::Embeddings => "/v1/embeddings",
+            Endpoint::Messages => "/v1/messages",
         }
     }
     /// The code stored in the database.
@@ -86,12 +89,14 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions => 0,
             Endpoint::Embeddings => 1,
+            Endpoint::Messages => 2,
         }
     }
     pub fn from_code(c: i64) -> Option<Self> {
         match c {
             0 => Some(Endpoint::ChatCompletions),
             1 => Some(Endpoint::Embeddings),
+            2 => Some(Endpoint::Messages),
             _ => None,
         }
     }

@@ -29,7 +29,7 @@ pub enum ApiError {
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error(
-        "no such endpoint; Switchboard serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, GET /healthz and GET /metrics"
+        "no such endpoint; Switchboard serves POST /v1/chat/completions, POST /v1/embeddings, POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models, GET /healthz and GET /metrics"
     )]
     NoSuchEndpoint,
     /// The task serving the request failed (a bug: it panicked); details go to the log.

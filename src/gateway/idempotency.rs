@@ -3,7 +3,8 @@
 //! and validating the `Idempotency-Key` header, answering a replay or a
 //! refusal in OpenAI's error shape ([`IdemRefusal`]), and completing a new
 //! attempt's ticket with the final response — a plain body as it is, a
-//! stream's SSE bytes once the stream has ended with `data: [DONE]`.
+//! stream's SSE bytes once the stream has ended with `data: [DONE]` (or, on
+//! `/v1/messages`, Anthropic's `message_stop` event).
 //!
 //! A handler calls [`begin`] after the body is parsed (a body that does not
 //! parse is refused without touching the key) and before routing, then wraps
@@ -200,6 +201,8 @@ fn replay(a: &StoredAnswer) -> Response {
 
 /// A stream's end marker: a stream that did not end with it was cut.
 const DONE: &[u8] = b"data: [DONE]\n\n";
+/// The end marker of an Anthropic-shaped stream (`/v1/messages`).
+const MESSAGE_STOP: &[u8] = super::anthropic::MESSAGE_STOP;
 
 struct Capture {
     inner: axum::body::BodyDataStream,
@@ -224,13 +227,13 @@ impl Capture {
             }
         }
         self.tail.extend_from_slice(b);
-        let extra = self.tail.len().saturating_sub(DONE.len());
+        let extra = self.tail.len().saturating_sub(DONE.len().max(MESSAGE_STOP.len()));
         self.tail.drain(..extra);
     }
 
     async fn finish(&mut self) {
         let Some(ticket) = self.ticket.take() else { return };
-        if !self.tail.ends_with(DONE) {
+        if !self.tail.ends_with(DONE) && !self.tail.ends_with(MESSAGE_STOP) {
             // Cut: the key may be retried.
             return drop(ticket);
         }
@@ -264,7 +267,7 @@ fn capture(
         inner: body.into_data_stream(),
         ticket: Some(ticket),
         buf: Some(Vec::new()),
-        tail: Vec::with_capacity(2 * DONE.len()),
+        tail: Vec::with_capacity(2 * MESSAGE_STOP.len()),
         status,
         request_id,
         headers,

@@ -182,8 +182,8 @@ impl ConnLimits {
     }
 }
 
-/// Answers a connection over a cap with an OpenAI-shaped error and closes
-/// it: 503 when the gateway is full, 429 when the address has too many.
+/// Answers a connection over a cap with an error both OpenAI's and
+/// Anthropic's clients read, and closes it: 503 when the gateway is full, 429 when the address has too many.
 /// Whatever the client sent meanwhile is read (a little, briefly) and
 /// dropped, so that closing does not reset the connection under the answer.
 pub(super) async fn refuse_connection(mut tcp: tokio::net::TcpStream, why: ConnRefusal) {
@@ -191,7 +191,16 @@ pub(super) async fn refuse_connection(mut tcp: tokio::net::TcpStream, why: ConnR
         ConnRefusal::Total => ("503 Service Unavailable", ApiError::Busy),
         ConnRefusal::PerAddress => ("429 Too Many Requests", ApiError::TooManyConnections),
     };
-    let body = err.json_body();
+    // Sent before the request is read, so before its endpoint is known: an
+    // OpenAI-shaped error with Anthropic's top-level `"type": "error"` too,
+    // which both kinds of client read.
+    let body = match serde_json::from_str::<serde_json::Value>(&err.json_body()) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            m.insert("type".into(), serde_json::Value::String("error".into()));
+            serde_json::Value::Object(m).to_string()
+        }
+        _ => err.json_body(),
+    };
     let head = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
         body.len()
@@ -388,13 +397,17 @@ pub(super) async fn audit_failures(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let auth = req.headers().get(header::AUTHORIZATION).cloned();
+    let api_key = req.headers().get("x-api-key").cloned();
     let mut resp = next.run(req).await;
     if let Some(FailureDetail(detail)) = resp.extensions_mut().remove::<FailureDetail>() {
         let mut h = HeaderMap::new();
         if let Some(v) = auth {
             h.insert(header::AUTHORIZATION, v);
         }
-        let supplier = st.router.authenticate(super::bearer(&h)).ok();
+        if let Some(v) = api_key {
+            h.insert("x-api-key", v);
+        }
+        let supplier = st.router.authenticate(super::anthropic::token(&h)).ok();
         let store = st.router.store().clone();
         let now = st.router.clock().now();
         let work = move || {

@@ -14,7 +14,9 @@
 //! (the usage row's id).
 //!
 //! Endpoints: `POST /v1/chat/completions` (plain and SSE), `POST /v1/embeddings`,
-//! `GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus text).
+//! `GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus text), and the
+//! Anthropic-compatible `POST /v1/messages` and `POST /v1/messages/count_tokens`
+//! (`anthropic`: converted to and from the same router's chat completions).
 //! What a request must get past first (token before body, timeouts, caps,
 //! model limits) is `ingress`.
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
@@ -32,6 +34,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub mod anthropic;
 mod error;
 mod idempotency;
 mod ingress;
@@ -125,6 +128,8 @@ fn app_with_tasks(router: Arc<Router>, cfg: &GatewayConfig, lane: Option<tokio::
     axum::Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
