@@ -13,6 +13,7 @@
 //! content-filter error from every dialect.
 
 mod reply;
+mod tools;
 mod server;
 
 use crate::domain::ProviderKind;

@@ -3,6 +3,7 @@
 //! events, errors included.
 
 use super::Account;
+use super::tools::{self, SimToolCall, Turn};
 use crate::domain::ProviderKind;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,11 @@ impl<'a> Prompt<'a> {
                 for p in parts {
                     if let Some(t) = p.get("text").and_then(Value::as_str) {
                         self.text(h, t, role_is_user);
+                    } else if let Some(c) = p.get("content").filter(|_| p.get("type").and_then(Value::as_str) == Some("tool_result")) {
+                        self.block(h, c, role_is_user);
+                    } else if let Some(input) = p.get("input") {
+                        // A tool_use block's input, as the JSON it was written as.
+                        self.tokens += sim_tokens(&input.to_string());
                     } else if p.get("type").and_then(Value::as_str).is_some_and(|t| t == "image" || t == "image_url") {
                         self.tokens += 85;
                         "img".hash(h);
@@ -105,7 +111,10 @@ impl<'a> Prompt<'a> {
         for m in messages {
             p.tokens += 4;
             m.role.hash(&mut h);
-            p.block(&mut h, &m.content, m.role == "user");
+            p.block(&mut h, &m.content, m.role == "user" || m.role == "tool");
+            if let Some(calls) = &m.tool_calls {
+                p.tokens += sim_tokens(&calls.to_string());
+            }
         }
         p.hash = h.finish();
         p.finish_markers();
@@ -133,6 +142,12 @@ pub struct SimMessage {
     pub role: String,
     #[serde(default)]
     pub content: Value,
+    /// OpenAI: an assistant message's tool calls.
+    #[serde(default)]
+    pub tool_calls: Option<Value>,
+    /// OpenAI: the call a `tool` message answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +171,12 @@ pub struct OpenAiChatIn {
     pub max_tokens: Option<u64>,
     #[serde(default)]
     pub max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    pub tools: Option<Value>,
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
+    #[serde(default)]
+    pub response_format: Option<Value>,
 }
 
 /// The fields of an Anthropic Messages request the simulator reads.
@@ -170,6 +191,10 @@ pub struct AnthropicIn {
     pub stream: Option<bool>,
     #[serde(default)]
     pub thinking: Option<Value>,
+    #[serde(default)]
+    pub tools: Option<Value>,
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
 }
 
 /// A planned answer: the words to send and the usage to report.
@@ -182,6 +207,10 @@ pub struct Plan {
     pub cache_write: u64,
     pub output: u64,
     pub reasoning: u64,
+    /// The tool call the answer makes (see [`super::tools`]).
+    pub tool_call: Option<SimToolCall>,
+    /// Anthropic extended thinking: the thinking text of the answer's signed thinking block.
+    pub thinking: Option<String>,
 }
 
 impl Plan {
@@ -198,19 +227,58 @@ pub fn is_reasoning_model(model: &str) -> bool {
 /// Plans the reply: an echo of the start of the last user message, cut at
 /// `max_tokens` (finish `length`); reasoning tokens when `reasoning` (o-series
 /// models, Anthropic extended thinking): 64 + prompt tokens mod 64.
+#[cfg(test)]
 pub fn plan(model: &str, prompt: &Prompt<'_>, max_tokens: Option<u64>, refusal: bool, reasoning: bool) -> Plan {
+    plan_turn(model, prompt, max_tokens, refusal, reasoning, &Turn::Echo, 0)
+}
+
+/// [`plan`] for a [`Turn`] of [`super::tools`]; `id` numbers a tool call.
+pub fn plan_turn(model: &str, prompt: &Prompt<'_>, max_tokens: Option<u64>, refusal: bool, reasoning: bool, turn: &Turn, id: u64) -> Plan {
     let mut words: Vec<String> = Vec::with_capacity(16);
+    let mut tool_call = None;
     if !refusal {
-        words.push("Simulated".into());
-        words.push(format!(" {model}"));
-        words.push(" reply:".into());
-        for w in prompt.last_user.split_whitespace().take(8) {
-            words.push(format!(" {w}"));
+        match turn {
+            Turn::Echo | Turn::Quote(_) => {
+                words.push("Simulated".into());
+                words.push(format!(" {model}"));
+                words.push(" reply:".into());
+            }
+            _ => {}
+        }
+        match turn {
+            Turn::Echo => {
+                for w in prompt.last_user.split_whitespace().take(8) {
+                    words.push(format!(" {w}"));
+                }
+            }
+            Turn::Quote(result) => {
+                words.push(" the tool said:".into());
+                for w in result.split_whitespace().take(64) {
+                    words.push(format!(" {w}"));
+                }
+            }
+            Turn::Json(v) => words.extend(tools::pieces(&v.to_string()).into_iter().filter(|p| !p.is_empty())),
+            Turn::Call { name, arguments } => {
+                tool_call = Some(SimToolCall { id: format!("{id:016x}"), name: name.clone(), arguments: arguments.to_string() })
+            }
         }
     }
     let reasoning = if reasoning { 64 + prompt.tokens % 64 } else { 0 };
-    let mut finish = if refusal { "content_filter" } else { "stop" };
+    let mut finish = if refusal {
+        "content_filter"
+    } else if tool_call.is_some() {
+        "tool_calls"
+    } else {
+        "stop"
+    };
     let mut visible: u64 = words.iter().map(|w| sim_tokens(w)).sum();
+    if let Some(c) = &tool_call {
+        visible += sim_tokens(&c.name) + sim_tokens(&c.arguments);
+    }
+    let thinking = (reasoning > 0).then(|| {
+        let about: Vec<&str> = prompt.last_user.split_whitespace().take(8).collect();
+        format!("Simulated thinking about: {}", about.join(" "))
+    });
     if let Some(max) = max_tokens {
         let budget = max.saturating_sub(reasoning);
         while visible > budget && !words.is_empty() {
@@ -219,7 +287,7 @@ pub fn plan(model: &str, prompt: &Prompt<'_>, max_tokens: Option<u64>, refusal: 
             finish = "length";
         }
     }
-    Plan { words, finish, input: prompt.tokens, cached_read: 0, cache_write: 0, output: visible + reasoning, reasoning }
+    Plan { words, finish, input: prompt.tokens, cached_read: 0, cache_write: 0, output: visible + reasoning, reasoning, tool_call, thinking }
 }
 
 pub fn now_secs() -> u64 {
@@ -269,9 +337,16 @@ pub fn openai_usage(p: &Plan) -> OaUsage {
 #[derive(Serialize)]
 struct OaMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Option<&'a str>,
     refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Value>,
     annotations: [(); 0],
+}
+
+/// An OpenAI `tool_calls` entry of a simulated call.
+fn oa_tool_call(c: &SimToolCall, arguments: &str) -> Value {
+    serde_json::json!({"id": format!("call_sim{}", c.id), "type": "function", "function": {"name": c.name, "arguments": arguments}})
 }
 
 #[derive(Serialize)]
@@ -337,7 +412,13 @@ pub fn openai_completion(d: Dialect, id: &str, model: &str, p: &Plan) -> Vec<u8>
         model,
         choices: [OaChoice {
             index: 0,
-            message: OaMessage { role: "assistant", content: &content, refusal: None, annotations: [] },
+            message: OaMessage {
+                role: "assistant",
+                content: if p.tool_call.is_some() && content.is_empty() { None } else { Some(&content) },
+                refusal: None,
+                tool_calls: p.tool_call.as_ref().map(|c| Value::Array(vec![oa_tool_call(c, &c.arguments)])),
+                annotations: [],
+            },
             logprobs: None,
             finish_reason: p.finish,
             content_filter_results: azure.then(azure_filters),
@@ -372,6 +453,8 @@ struct Delta<'a> {
     /// `Some(None)` prints `"refusal": null` (first chunk only).
     #[serde(skip_serializing_if = "Option::is_none")]
     refusal: Option<Option<()>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -417,11 +500,22 @@ pub fn openai_stream(d: Dialect, id: &str, model: &str, p: &Plan, include_usage:
         out.push(sse_data(&serde_json::json!({"id": "", "object": "", "created": 0, "model": "", "choices": [],
             "prompt_filter_results": azure_prompt_filters()})));
     }
-    out.push(chunk(Delta { role: Some("assistant"), content: Some(""), refusal: Some(None) }, None));
+    let first_content = if p.tool_call.is_some() && p.words.is_empty() { None } else { Some("") };
+    out.push(chunk(Delta { role: Some("assistant"), content: first_content, refusal: Some(None), tool_calls: None }, None));
     for w in &p.words {
-        out.push(chunk(Delta { role: None, content: Some(w), refusal: None }, None));
+        out.push(chunk(Delta { role: None, content: Some(w), refusal: None, tool_calls: None }, None));
     }
-    out.push(chunk(Delta { role: None, content: None, refusal: None }, Some(p.finish)));
+    if let Some(c) = &p.tool_call {
+        // The call's id and name first, then its arguments in (at least) two deltas, as OpenAI streams them.
+        let mut first = oa_tool_call(c, "");
+        first["index"] = Value::from(0);
+        out.push(chunk(Delta { role: None, content: None, refusal: None, tool_calls: Some(Value::Array(vec![first])) }, None));
+        for piece in tools::pieces(&c.arguments) {
+            let d = serde_json::json!([{"index": 0, "function": {"arguments": piece}}]);
+            out.push(chunk(Delta { role: None, content: None, refusal: None, tool_calls: Some(d) }, None));
+        }
+    }
+    out.push(chunk(Delta { role: None, content: None, refusal: None, tool_calls: None }, Some(p.finish)));
     if include_usage {
         let usage = openai_usage(p);
         out.push(sse_data(&Chunk {
@@ -442,6 +536,7 @@ fn anthropic_stop(finish: &str) -> &'static str {
     match finish {
         "length" => "max_tokens",
         "content_filter" => "refusal",
+        "tool_calls" => "tool_use",
         _ => "end_turn",
     }
 }
@@ -450,9 +545,32 @@ fn anthropic_usage(p: &Plan) -> Value {
     serde_json::json!({"input_tokens": p.input, "cache_creation_input_tokens": p.cache_write, "cache_read_input_tokens": p.cached_read, "output_tokens": p.output})
 }
 
+/// The signature of a simulated thinking block: deterministic, opaque, and
+/// checked for presence when it comes back.
+fn thinking_signature(thinking: &str) -> String {
+    let mut h = DefaultHasher::new();
+    thinking.hash(&mut h);
+    base64(format!("simsig:{:016x}", h.finish()).as_bytes())
+}
+
+/// An Anthropic `tool_use` block of a simulated call.
+fn an_tool_use(c: &SimToolCall) -> Value {
+    let input: Value = serde_json::from_str(&c.arguments).unwrap_or_default();
+    serde_json::json!({"type": "tool_use", "id": format!("toolu_sim{}", c.id), "name": c.name, "input": input})
+}
+
 pub fn anthropic_message(id: &str, model: &str, p: &Plan) -> Vec<u8> {
     let content = p.content();
-    let blocks = if content.is_empty() { serde_json::json!([]) } else { serde_json::json!([{"type": "text", "text": content}]) };
+    let mut blocks = Vec::new();
+    if let Some(t) = &p.thinking {
+        blocks.push(serde_json::json!({"type": "thinking", "thinking": t, "signature": thinking_signature(t)}));
+    }
+    if !content.is_empty() {
+        blocks.push(serde_json::json!({"type": "text", "text": content}));
+    }
+    if let Some(c) = &p.tool_call {
+        blocks.push(an_tool_use(c));
+    }
     serde_json::to_vec(&serde_json::json!({
         "id": id, "type": "message", "role": "assistant", "model": model, "content": blocks,
         "stop_reason": anthropic_stop(p.finish), "stop_sequence": null, "usage": anthropic_usage(p)
@@ -470,18 +588,37 @@ pub fn anthropic_stream(id: &str, model: &str, p: &Plan) -> Vec<Bytes> {
         &serde_json::json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
     ));
-    out.push(sse_named(
-        "content_block_start",
-        &serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-    ));
-    out.push(sse_named("ping", &serde_json::json!({"type": "ping"})));
-    for w in &p.words {
-        out.push(sse_named(
-            "content_block_delta",
-            &serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}),
-        ));
+    let mut index = 0;
+    let start = |i: usize, block: Value| sse_named("content_block_start", &serde_json::json!({"type": "content_block_start", "index": i, "content_block": block}));
+    let delta = |i: usize, d: Value| sse_named("content_block_delta", &serde_json::json!({"type": "content_block_delta", "index": i, "delta": d}));
+    let stop = |i: usize| sse_named("content_block_stop", &serde_json::json!({"type": "content_block_stop", "index": i}));
+    if let Some(t) = &p.thinking {
+        out.push(start(index, serde_json::json!({"type": "thinking", "thinking": "", "signature": ""})));
+        for piece in tools::pieces(t) {
+            out.push(delta(index, serde_json::json!({"type": "thinking_delta", "thinking": piece})));
+        }
+        out.push(delta(index, serde_json::json!({"type": "signature_delta", "signature": thinking_signature(t)})));
+        out.push(stop(index));
+        index += 1;
     }
-    out.push(sse_named("content_block_stop", &serde_json::json!({"type": "content_block_stop", "index": 0})));
+    if !p.words.is_empty() || p.tool_call.is_none() {
+        out.push(start(index, serde_json::json!({"type": "text", "text": ""})));
+        out.push(sse_named("ping", &serde_json::json!({"type": "ping"})));
+        for w in &p.words {
+            out.push(delta(index, serde_json::json!({"type": "text_delta", "text": w})));
+        }
+        out.push(stop(index));
+        index += 1;
+    }
+    if let Some(c) = &p.tool_call {
+        let mut block = an_tool_use(c);
+        block["input"] = serde_json::json!({});
+        out.push(start(index, block));
+        for piece in tools::pieces(&c.arguments) {
+            out.push(delta(index, serde_json::json!({"type": "input_json_delta", "partial_json": piece})));
+        }
+        out.push(stop(index));
+    }
     out.push(sse_named(
         "message_delta",
         &serde_json::json!({"type": "message_delta", "delta": {"stop_reason": anthropic_stop(p.finish), "stop_sequence": null}, "usage": anthropic_usage(p)}),
