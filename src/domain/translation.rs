@@ -69,7 +69,10 @@ impl TranslationTables {
         let raw: Raw = serde_json::from_str(json).map_err(|e| TranslationTableError::Json(e.to_string()))?;
         for (i, row) in raw.model_equivalents.iter().enumerate() {
             if row.openai.trim().is_empty() || row.anthropic.trim().is_empty() {
-                return Err(TranslationTableError::BadRow { row: i + 1, problem: "both \"openai\" and \"anthropic\" must name a model".into() });
+                return Err(TranslationTableError::BadRow {
+                    row: i + 1,
+                    problem: "both \"openai\" and \"anthropic\" must name a model".into(),
+                });
             }
         }
         if let Some((effort, budget)) = raw.reasoning_budgets.iter().find(|(_, b)| **b < MIN_BUDGET_TOKENS) {

@@ -25,7 +25,9 @@ pub use retry::RetryPolicy;
 pub use stream::{ChatStream, StreamEvent, StreamSummary};
 pub use wire::{ChatMessage, ChatRequest, EmbeddingsRequest, ModelInfo, OpenAiUsage};
 
-use crate::domain::{AzureConfig, Micros, PricingTable, ProviderAccount, ProviderKind, Secret, TokenUsage, TranslationTables, ValidationStatus};
+use crate::domain::{
+    AzureConfig, Micros, PricingTable, ProviderAccount, ProviderKind, Secret, TokenUsage, TranslationTables, ValidationStatus,
+};
 use azure::AzureRoute;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -513,7 +515,8 @@ impl Providers {
         let created = unix_now();
         let translator: Box<dyn translate::StreamTranslator> = match &p {
             Provider::Anthropic { .. } => Box::new(
-                anthropic::AnthropicTranslator::new(&req.model, created, req.wants_stream_usage()).structured(req.wants_structured_output()),
+                anthropic::AnthropicTranslator::new(&req.model, created, req.wants_stream_usage())
+                    .structured(req.wants_structured_output()),
             ),
             other => Box::new(openai::OpenAiTranslator::new(other.name(), &req.model, req.wants_stream_usage())),
         };

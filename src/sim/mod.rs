@@ -13,8 +13,8 @@
 //! content-filter error from every dialect.
 
 mod reply;
-mod tools;
 mod server;
+mod tools;
 
 use crate::domain::ProviderKind;
 use crate::domain::rng::DetRng;

@@ -287,7 +287,17 @@ pub fn plan_turn(model: &str, prompt: &Prompt<'_>, max_tokens: Option<u64>, refu
             finish = "length";
         }
     }
-    Plan { words, finish, input: prompt.tokens, cached_read: 0, cache_write: 0, output: visible + reasoning, reasoning, tool_call, thinking }
+    Plan {
+        words,
+        finish,
+        input: prompt.tokens,
+        cached_read: 0,
+        cache_write: 0,
+        output: visible + reasoning,
+        reasoning,
+        tool_call,
+        thinking,
+    }
 }
 
 pub fn now_secs() -> u64 {
@@ -589,8 +599,11 @@ pub fn anthropic_stream(id: &str, model: &str, p: &Plan) -> Vec<Bytes> {
             "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
     ));
     let mut index = 0;
-    let start = |i: usize, block: Value| sse_named("content_block_start", &serde_json::json!({"type": "content_block_start", "index": i, "content_block": block}));
-    let delta = |i: usize, d: Value| sse_named("content_block_delta", &serde_json::json!({"type": "content_block_delta", "index": i, "delta": d}));
+    let start = |i: usize, block: Value| {
+        sse_named("content_block_start", &serde_json::json!({"type": "content_block_start", "index": i, "content_block": block}))
+    };
+    let delta =
+        |i: usize, d: Value| sse_named("content_block_delta", &serde_json::json!({"type": "content_block_delta", "index": i, "delta": d}));
     let stop = |i: usize| sse_named("content_block_stop", &serde_json::json!({"type": "content_block_stop", "index": i}));
     if let Some(t) = &p.thinking {
         out.push(start(index, serde_json::json!({"type": "thinking", "thinking": "", "signature": ""})));

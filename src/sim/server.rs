@@ -4,8 +4,8 @@
 //! `/openai/models`, `/openai/v1/…`) and the admin endpoints under `/_sim/`.
 
 use super::reply::{self, Dialect, ErrorAnswer, Plan, Prompt};
-use super::{Account, Faults, Outcome, SimState};
 use super::tools;
+use super::{Account, Faults, Outcome, SimState};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, RawQuery, State};

@@ -84,9 +84,7 @@ pub fn sample_args(schema: &Value) -> Value {
 fn text_of(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => {
-            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" ")
-        }
+        Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" "),
         _ => String::new(),
     }
 }
@@ -271,7 +269,10 @@ mod tests {
         let user = msgs(json!([{"role": "user", "content": "hi"}]));
         assert_eq!(openai_turn(&user, Some(&tools), None, None), Turn::Call { name: "a".into(), arguments: json!({}) });
         let forced = json!({"type": "function", "function": {"name": "b"}});
-        assert_eq!(openai_turn(&user, Some(&tools), Some(&forced), None), Turn::Call { name: "b".into(), arguments: json!({"x": "sample x"}) });
+        assert_eq!(
+            openai_turn(&user, Some(&tools), Some(&forced), None),
+            Turn::Call { name: "b".into(), arguments: json!({"x": "sample x"}) }
+        );
         assert_eq!(openai_turn(&user, Some(&tools), Some(&json!("none")), None), Turn::Echo);
         let after = msgs(json!([{"role": "user", "content": "hi"},
             {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "a", "arguments": "{}"}}]},
@@ -282,7 +283,10 @@ mod tests {
         assert!(openai_problem(&orphan).unwrap().contains("preceeding message with 'tool_calls'"));
 
         let an_tools = json!([{"name": "a", "input_schema": {"type": "object"}}, {"name": "b", "input_schema": {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}}]);
-        assert_eq!(anthropic_turn(&user, Some(&an_tools), Some(&json!({"type": "tool", "name": "b"}))), Turn::Call { name: "b".into(), arguments: json!({"n": 1}) });
+        assert_eq!(
+            anthropic_turn(&user, Some(&an_tools), Some(&json!({"type": "tool", "name": "b"}))),
+            Turn::Call { name: "b".into(), arguments: json!({"n": 1}) }
+        );
         let an_after = msgs(json!([{"role": "user", "content": "hi"},
             {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "a", "input": {}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "done"}]}]));

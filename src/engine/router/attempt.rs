@@ -400,7 +400,11 @@ impl Router {
     /// offer when a model was the reason, else a 400 naming the features.
     fn no_exact_route(plan: &RoutePlan, failures: &[RouteFailure]) -> Option<RouteError> {
         let exact = |k: &FailureKind| matches!(k, FailureKind::Untranslatable(_) | FailureKind::ModelNotOffered { .. });
-        if failures.is_empty() || !plan.skipped.is_empty() || !failures.iter().all(|f| exact(&f.kind)) {
+        // Accounts the supplier's own settings rule out (no failover to
+        // platform AI) are not routes; any other skipped account might serve
+        // the request in a moment.
+        let others_skipped = plan.skipped.iter().any(|(_, why)| *why != SkipReason::FailoverForbidden);
+        if failures.is_empty() || others_skipped || !failures.iter().all(|f| exact(&f.kind)) {
             return None;
         }
         let mut offered: Vec<String> = Vec::new();

@@ -209,13 +209,19 @@ mod tests {
             "parallel_tool_calls": false
         }));
         let v = serde_json::to_value(to_messages_request(&r, &tables()).unwrap()).unwrap();
-        assert_eq!(v["tools"][0], json!({"name": "save_booking", "description": "Save it",
-            "input_schema": {"type": "object", "properties": {"couple": {"type": "string"}}, "required": ["couple"]}}));
+        assert_eq!(
+            v["tools"][0],
+            json!({"name": "save_booking", "description": "Save it",
+            "input_schema": {"type": "object", "properties": {"couple": {"type": "string"}}, "required": ["couple"]}})
+        );
         assert_eq!(v["tools"][1]["input_schema"], json!({"type": "object", "properties": {}}));
         assert_eq!(v["tool_choice"], json!({"type": "any", "disable_parallel_tool_use": true}));
         let m = v["messages"].as_array().unwrap();
         assert_eq!(m.len(), 3, "user, assistant, user (both results and the text)");
-        assert_eq!(m[1]["content"][0], json!({"type": "tool_use", "id": "call_1", "name": "save_booking", "input": {"couple": "Sam & Alex"}}));
+        assert_eq!(
+            m[1]["content"][0],
+            json!({"type": "tool_use", "id": "call_1", "name": "save_booking", "input": {"couple": "Sam & Alex"}})
+        );
         assert_eq!(m[1]["content"][1]["input"], json!({}));
         assert_eq!(m[2]["content"][0], json!({"type": "tool_result", "tool_use_id": "call_1", "content": "saved"}));
         assert_eq!(m[2]["content"][1]["content"], json!([{"type": "text", "text": "free"}]));
@@ -275,7 +281,10 @@ mod tests {
         let t = from_messages_response(&serde_json::to_vec(&body).unwrap(), 1, true).unwrap();
         let v: Value = serde_json::from_slice(&t.body).unwrap();
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
-        assert_eq!(serde_json::from_str::<Value>(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap(), json!({"couple": "Sam"}));
+        assert_eq!(
+            serde_json::from_str::<Value>(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap(),
+            json!({"couple": "Sam"})
+        );
         assert!(v["choices"][0]["message"].get("tool_calls").is_none());
     }
 
@@ -342,7 +351,10 @@ mod tests {
         let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
         assert_eq!(deltas[1]["reasoning_content"], "Need the date.");
         assert_eq!(deltas[2]["thinking_blocks"][0], json!({"type": "thinking", "thinking": "Need the date.", "signature": "sig=="}));
-        assert_eq!(deltas[3]["tool_calls"][0], json!({"index": 0, "id": "toolu_1", "type": "function", "function": {"name": "check_date", "arguments": ""}}));
+        assert_eq!(
+            deltas[3]["tool_calls"][0],
+            json!({"index": 0, "id": "toolu_1", "type": "function", "function": {"name": "check_date", "arguments": ""}})
+        );
         assert_eq!(deltas[4]["tool_calls"][0]["function"]["arguments"], "{\"date\": ");
         assert_eq!(deltas[5]["tool_calls"][0]["function"]["arguments"], "\"2027-06-14\"}");
         assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "tool_calls");

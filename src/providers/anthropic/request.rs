@@ -149,7 +149,9 @@ pub fn to_messages_request(req: &ChatRequest, tables: &TranslationTables) -> Res
         thinking = None;
     }
     // Thinking also forbids a forced tool choice.
-    if thinking.is_some() && tool_choice.as_ref().and_then(|c| c.get("type")).and_then(Value::as_str).is_some_and(|t| t == "any" || t == "tool") {
+    if thinking.is_some()
+        && tool_choice.as_ref().and_then(|c| c.get("type")).and_then(Value::as_str).is_some_and(|t| t == "any" || t == "tool")
+    {
         thinking = None;
     }
     let budget = thinking.as_ref().and_then(|t| t.get("budget_tokens")).and_then(Value::as_u64);
@@ -282,15 +284,17 @@ fn assistant_blocks(m: &super::super::ChatMessage, i: usize) -> Result<Vec<Value
     if let Some(calls) = m.extra.get("tool_calls").filter(|v| !v.is_null()) {
         let Some(calls) = calls.as_array() else { return Err(Untranslatable(format!("messages[{i}].tool_calls must be an array"))) };
         for (j, c) in calls.iter().enumerate() {
-            let id = c.get("id").and_then(Value::as_str).ok_or_else(|| Untranslatable(format!("messages[{i}].tool_calls[{j}] has no id")))?;
+            let id =
+                c.get("id").and_then(Value::as_str).ok_or_else(|| Untranslatable(format!("messages[{i}].tool_calls[{j}] has no id")))?;
             let f = c.get("function").ok_or_else(|| Untranslatable(format!("messages[{i}].tool_calls[{j}] is not a function call")))?;
             let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
             let args = f.get("arguments").and_then(Value::as_str).unwrap_or("{}");
             let input: Value = if args.trim().is_empty() {
                 json!({})
             } else {
-                serde_json::from_str(args)
-                    .map_err(|_| Untranslatable(format!("messages[{i}].tool_calls[{j}].function.arguments is not JSON; Anthropic needs an object")))?
+                serde_json::from_str(args).map_err(|_| {
+                    Untranslatable(format!("messages[{i}].tool_calls[{j}].function.arguments is not JSON; Anthropic needs an object"))
+                })?
             };
             if !input.is_object() {
                 return Err(Untranslatable(format!("messages[{i}].tool_calls[{j}].function.arguments is not a JSON object")));

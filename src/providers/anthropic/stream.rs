@@ -62,7 +62,10 @@ enum Block {
     Tool(usize),
     /// The forced tool of a `response_format`.
     Structured,
-    Thinking { text: String, signature: String },
+    Thinking {
+        text: String,
+        signature: String,
+    },
     Other,
 }
 

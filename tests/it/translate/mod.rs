@@ -10,8 +10,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use switchboard::domain::{
-    AccountId, AccountOwner, AiMode, AzureConfig, ManualClock, NewSupplier, PricingTable, ProviderKind, RequestType, Secret, SupplierId, Tier,
-    TokenUsage, TranslationTables, VendorType,
+    AccountId, AccountOwner, AiMode, AzureConfig, ManualClock, NewSupplier, PricingTable, ProviderKind, RequestType, Secret, SupplierId,
+    Tier, TokenUsage, TranslationTables, VendorType,
 };
 use switchboard::engine::gateway_tokens as tokens;
 use switchboard::engine::ledger::Ledger;
@@ -22,6 +22,7 @@ use switchboard::sim::{DEMO_ANTHROPIC_KEY, DEMO_AZURE_KEY, DEMO_CLIENT_OPENAI_KE
 use switchboard::store::{NewAccount, Store};
 
 mod conversation;
+mod fixtures;
 
 /// The three routes a supplier's own account may be on.
 pub(crate) const ROUTES: [ProviderKind; 3] = [ProviderKind::OpenAi, ProviderKind::Anthropic, ProviderKind::AzureOpenAi];
@@ -73,7 +74,9 @@ pub(crate) fn model_of(kind: ProviderKind) -> &'static str {
 impl Env {
     /// A client-mode supplier whose own account is on `kind`; its gateway token.
     pub(crate) fn supplier_on(&self, kind: ProviderKind, failover: bool) -> (SupplierId, AccountId, String) {
-        let mut n = NewSupplier::new(&format!("Studio on {kind}"), VendorType::Photographer, Tier::Scale, AiMode::Client);
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut n = NewSupplier::new(&format!("Studio {n} on {kind}"), VendorType::Photographer, Tier::Scale, AiMode::Client);
         n.allow_platform_failover = failover;
         let s = self.store.insert_supplier(&n, june()).unwrap().id;
         let (azure, key) = match kind {
@@ -167,7 +170,8 @@ impl Env {
                 finish = f.to_string();
             }
         }
-        let mut message = json!({"role": "assistant", "content": if content.is_empty() && !calls.is_empty() { Value::Null } else { json!(content) }});
+        let mut message =
+            json!({"role": "assistant", "content": if content.is_empty() && !calls.is_empty() { Value::Null } else { json!(content) }});
         if !calls.is_empty() {
             message["tool_calls"] = json!(calls);
         }
@@ -269,7 +273,8 @@ async fn tool_calls_and_results_on_every_route_plain_and_streamed() {
             "tool_choice": {"type": "function", "function": {"name": "save_booking"}}});
         let (status, b, _) = e.chat(&t, body.clone()).await;
         assert_eq!(status, 200, "{kind}: {b}");
-        let args: Value = serde_json::from_str(b["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap()).unwrap();
+        let args: Value =
+            serde_json::from_str(b["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap()).unwrap();
         assert_eq!(args, json!({"couple": "sample couple", "budget": 1}), "{kind}");
         let (m, _, _, _) = e.stream(&t, body).await;
         assert_eq!(m["tool_calls"][0]["function"]["name"], "save_booking", "{kind}");
@@ -346,7 +351,7 @@ async fn routes_that_cannot_serve_a_request_exactly_are_skipped_and_only_none_is
     let body = json!({"model": "claude-haiku-4-5", "n": 2, "messages": [user("Two taglines for a florist")]});
     let (status, b, route) = e.chat(&t, body.clone()).await;
     assert_eq!(status, 200, "{b}");
-    assert_eq!(route, "platform");
+    assert_eq!(route, "failover", "served by platform AI as a failover");
     assert_eq!(b["model"], "gpt-4o-mini", "the equivalent model served it");
     let rows = e.rows(s).await;
     assert_eq!(rows.len(), 1, "the skipped route made no call and no row: {rows:?}");
@@ -385,7 +390,10 @@ async fn models_of_the_other_provider_map_to_their_equivalent_or_404_with_what_t
     assert_eq!((status, b["model"].as_str()), (200, Some("gpt-4o-mini")), "{b}");
 
     // An edited table without gpt-4o-mini: a 404 that lists what the route offers.
-    let edited = TranslationTables::from_json(r#"{"model_equivalents":[{"openai":"gpt-4o","anthropic":"claude-sonnet-4-5"}],"reasoning_budgets":{"low":1024}}"#).unwrap();
+    let edited = TranslationTables::from_json(
+        r#"{"model_equivalents":[{"openai":"gpt-4o","anthropic":"claude-sonnet-4-5"}],"reasoning_budgets":{"low":1024}}"#,
+    )
+    .unwrap();
     let e = env_with(edited).await;
     let (_, _, t) = e.supplier_on(ProviderKind::Anthropic, false);
     let (status, b, _) = e.chat(&t, json!({"model": "gpt-4o-mini", "messages": [user("Hello")]})).await;
