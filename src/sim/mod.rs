@@ -12,6 +12,7 @@
 //! In an embeddings input, `[sim:content_filter]` gets the 400
 //! content-filter error from every dialect.
 
+mod errors;
 mod reply;
 mod server;
 mod tools;

@@ -36,10 +36,14 @@ fn translate(t: &mut dyn StreamTranslator, sse: &str) -> (Vec<Value>, bool) {
     (chunks, done)
 }
 
-/// A tool call reassembled from OpenAI chunk deltas, as the OpenAI SDK does.
-fn reassemble(chunks: &[Value]) -> (String, Vec<(String, String, String)>, Option<String>, String) {
+/// (id, name, arguments) of a reassembled tool call.
+type Call = (String, String, String);
+
+/// Content, tool calls, finish reason and reasoning reassembled from OpenAI
+/// chunk deltas, as the OpenAI SDK does.
+fn reassemble(chunks: &[Value]) -> (String, Vec<Call>, Option<String>, String) {
     let (mut content, mut reasoning, mut finish) = (String::new(), String::new(), None);
-    let mut calls: Vec<(String, String, String)> = Vec::new();
+    let mut calls: Vec<Call> = Vec::new();
     for c in chunks {
         let Some(ch) = c["choices"].get(0) else { continue };
         content.push_str(ch["delta"]["content"].as_str().unwrap_or_default());

@@ -76,7 +76,7 @@ impl Env {
     pub(crate) fn supplier_on(&self, kind: ProviderKind, failover: bool) -> (SupplierId, AccountId, String) {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut n = NewSupplier::new(&format!("Studio {n} on {kind}"), VendorType::Photographer, Tier::Scale, AiMode::Client);
+        let mut n = NewSupplier::new(format!("Studio {n} on {kind}"), VendorType::Photographer, Tier::Scale, AiMode::Client);
         n.allow_platform_failover = failover;
         let s = self.store.insert_supplier(&n, june()).unwrap().id;
         let (azure, key) = match kind {
