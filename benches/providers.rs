@@ -26,14 +26,15 @@ fn chat_request() -> ChatRequest {
 
 fn bench(c: &mut Criterion) {
     let req = chat_request();
+    let tables = switchboard::domain::TranslationTables::builtin();
     let raw = serde_json::to_vec(&req).unwrap();
     c.bench_function("parse OpenAI chat request", |b| b.iter(|| serde_json::from_slice::<ChatRequest>(black_box(&raw)).unwrap()));
     c.bench_function("translate OpenAI request to Anthropic (incl. JSON)", |b| {
-        b.iter(|| serde_json::to_vec(&anthropic::to_messages_request(black_box(&req))).unwrap())
+        b.iter(|| serde_json::to_vec(&anthropic::to_messages_request(black_box(&req), &tables).unwrap()).unwrap())
     });
     let answer = br#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Dear Sam and Alex, thank you for thinking of us for your day at Hever Castle. We are free on 14 June 2027."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":120,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":40}}"#;
     c.bench_function("translate Anthropic answer to OpenAI", |b| {
-        b.iter(|| anthropic::from_messages_response(black_box(answer), 1).unwrap())
+        b.iter(|| anthropic::from_messages_response(black_box(answer), 1, false).unwrap())
     });
     let delta = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" Castle"}}"#;
     c.bench_function("translate one Anthropic stream event", |b| {

@@ -24,6 +24,7 @@ pub mod season;
 pub mod secret;
 pub mod supplier;
 pub mod supplier_query;
+pub mod translation;
 pub mod usage;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -38,6 +39,7 @@ pub use season::SeasonConfig;
 pub use secret::Secret;
 pub use supplier::{AiMode, NewSupplier, Supplier, SupplierId, Tier, VendorType};
 pub use supplier_query::{SupplierFilter, SupplierPatch};
+pub use translation::TranslationTables;
 pub use usage::{RequestType, Route, TokenUsage, UsageEvent, UsageStatus, new_event_id};
 
 /// Error for a value that does not parse into one of the domain's enums.

@@ -44,15 +44,28 @@ pub struct ModelPrice {
     /// The most output tokens one request may ask for.
     #[serde(default)]
     pub max_output_tokens: Option<u64>,
+    /// Price of a reasoning (thinking) token, when it differs from the output
+    /// price (LiteLLM's `output_cost_per_reasoning_token`); `None`: the output price.
+    #[serde(default)]
+    pub reasoning_pico: Option<u64>,
 }
 
 impl ModelPrice {
     /// Exact cost of `usage`, rounded half-up to the micro-dollar.
     pub fn cost(&self, u: &TokenUsage) -> Micros {
         // u64 × u64 fits a u128; the sum of four of them may not: saturate.
+        // Reasoning tokens are part of `output`; they are priced at their own
+        // rate when the table gives one.
+        let reasoning = u.reasoning.min(u.output);
+        let (visible, reasoning_price) = match self.reasoning_pico {
+            Some(r) => (u.output - reasoning, r),
+            None => (u.output, 0),
+        };
+        let reasoning = if self.reasoning_pico.is_some() { reasoning } else { 0 };
         let pico: u128 = [
             (u.input, self.input_pico),
-            (u.output, self.output_pico),
+            (visible, self.output_pico),
+            (reasoning, reasoning_price),
             (u.cached_read, self.cache_read_pico),
             (u.cache_write, self.cache_write_pico),
         ]
@@ -73,6 +86,7 @@ struct RawEntry {
     mode: Option<String>,
     max_input_tokens: Option<u64>,
     max_output_tokens: Option<u64>,
+    output_cost_per_reasoning_token: Option<f64>,
 }
 
 fn to_pico(model: &str, field: &str, v: Option<f64>) -> Result<Option<u64>, PricingError> {
@@ -139,6 +153,8 @@ impl PricingTable {
             let embedding = e.mode.as_deref().map(|m| m == "embedding").or(old.map(|o| o.embedding)).unwrap_or(false);
             let max_input_tokens = e.max_input_tokens.or(old.and_then(|o| o.max_input_tokens));
             let max_output_tokens = e.max_output_tokens.or(old.and_then(|o| o.max_output_tokens));
+            let reasoning_pico = to_pico(&model, "output_cost_per_reasoning_token", e.output_cost_per_reasoning_token)?
+                .or(old.and_then(|o| o.reasoning_pico));
             self.models.insert(
                 model,
                 ModelPrice {
@@ -150,6 +166,7 @@ impl PricingTable {
                     embedding,
                     max_input_tokens,
                     max_output_tokens,
+                    reasoning_pico,
                 },
             );
         }
@@ -262,6 +279,22 @@ pub fn known_limits(model: &str) -> ModelLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasoning_tokens_are_priced_as_output_or_at_their_own_rate() {
+        let mut t = PricingTable::builtin();
+        let u = TokenUsage { input: 1_000, output: 3_000, reasoning: 2_000, ..TokenUsage::default() };
+        // o4-mini: $1.10 / M input, $4.40 / M output; reasoning is output.
+        assert_eq!(t.cost(ProviderKind::OpenAi, "o4-mini", &u), Some(Micros(1_100 + 13_200)));
+        // claude-sonnet-4-5 thinking: $15 / M output for thinking and text alike.
+        assert_eq!(t.cost(ProviderKind::Anthropic, "claude-sonnet-4-5", &u), Some(Micros(3_000 + 45_000)));
+        // An edited table with a reasoning rate of its own: 1,000 visible at $4.40/M, 2,000 at $1/M.
+        t.merge_json(r#"{"o4-mini":{"output_cost_per_reasoning_token":1e-06}}"#).unwrap();
+        assert_eq!(t.cost(ProviderKind::OpenAi, "o4-mini", &u), Some(Micros(1_100 + 4_400 + 2_000)));
+        // A provider claiming more reasoning than output cannot make it negative.
+        let odd = TokenUsage { output: 10, reasoning: 50, ..TokenUsage::default() };
+        assert_eq!(t.cost(ProviderKind::OpenAi, "o4-mini", &odd), Some(Micros(10)));
+    }
 
     fn usage(input: u64, output: u64, cached_read: u64, cache_write: u64) -> TokenUsage {
         TokenUsage { input, output, cached_read, cache_write, reasoning: 0, estimated: false }

@@ -81,6 +81,8 @@ fn kind_name(k: &FailureKind) -> &'static str {
         FailureKind::QuotaUsedUp => "platform quota used up",
         FailureKind::FailoverForbidden => "failover to platform AI is off for this supplier",
         FailureKind::NoEmbeddings => "provider offers no embeddings",
+        FailureKind::Untranslatable(_) => "provider cannot serve this request exactly",
+        FailureKind::ModelNotOffered { .. } => "model not offered on this route",
         FailureKind::NoAccount => "no provider account is configured for this supplier",
         FailureKind::Provider(p) => match p {
             ProviderError::Auth { .. } => "provider rejected the account's key",
@@ -95,6 +97,7 @@ fn kind_name(k: &FailureKind) -> &'static str {
             ProviderError::InvalidResponse { .. } => "provider sent an unreadable answer",
             ProviderError::StreamCut { .. } => "provider stream cut",
             ProviderError::Unsupported { .. } => "provider does not support this request",
+            ProviderError::Untranslatable { .. } => "provider cannot serve this request exactly",
         },
     }
 }
@@ -191,7 +194,11 @@ impl ApiError {
             ApiError::OpsUnauthorized => "authentication_error",
             ApiError::Idempotency(e) => e.kind(),
             ApiError::Route(e) => match e {
-                RouteError::BadRequest(_) | RouteError::UnknownModel(_) | RouteError::Upstream(_) => "invalid_request_error",
+                RouteError::BadRequest(_)
+                | RouteError::UnknownModel(_)
+                | RouteError::ModelNotOnRoute { .. }
+                | RouteError::Untranslatable(_)
+                | RouteError::Upstream(_) => "invalid_request_error",
                 RouteError::UnknownToken | RouteError::RevokedToken => "authentication_error",
                 RouteError::RateLimited { .. } | RouteError::QuotaExceeded { .. } => "rate_limit_error",
                 RouteError::AllRoutesFailed { .. } | RouteError::Ledger(_) | RouteError::LedgerUnavailable => "api_error",

@@ -46,6 +46,10 @@ pub enum ProviderError {
     /// The operation does not exist for this provider (e.g. Anthropic embeddings).
     #[error("{provider} does not support {what}")]
     Unsupported { provider: &'static str, what: &'static str },
+    /// The request uses a feature this provider has no exact equivalent for
+    /// (found before anything was sent; the router skips such routes).
+    #[error("{provider} cannot serve this request exactly: {message}")]
+    Untranslatable { provider: &'static str, message: String },
 }
 
 impl ProviderError {
@@ -91,7 +95,7 @@ impl ProviderError {
                 }
             }
             Self::ContentFiltered { .. } => 400,
-            Self::Unsupported { .. } => 400,
+            Self::Unsupported { .. } | Self::Untranslatable { .. } => 400,
         }
     }
 
@@ -113,6 +117,7 @@ impl ProviderError {
             Self::InvalidResponse { .. } => "invalid_response",
             Self::StreamCut { .. } => "stream_cut",
             Self::Unsupported { .. } => "unsupported",
+            Self::Untranslatable { .. } => "untranslatable",
         }
     }
 

@@ -25,7 +25,9 @@ pub use retry::RetryPolicy;
 pub use stream::{ChatStream, StreamEvent, StreamSummary};
 pub use wire::{ChatMessage, ChatRequest, EmbeddingsRequest, ModelInfo, OpenAiUsage};
 
-use crate::domain::{AzureConfig, Micros, PricingTable, ProviderAccount, ProviderKind, Secret, TokenUsage, ValidationStatus};
+use crate::domain::{
+    AzureConfig, Micros, PricingTable, ProviderAccount, ProviderKind, Secret, TokenUsage, TranslationTables, ValidationStatus,
+};
 use azure::AzureRoute;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -160,11 +162,13 @@ impl Provider {
         Ok(h)
     }
 
-    /// URL and JSON body of a chat call.
-    pub fn chat_request(&self, req: &ChatRequest, stream: bool) -> (String, Vec<u8>) {
-        match self {
+    /// URL and JSON body of a chat call; an error when the request cannot be
+    /// translated exactly for this provider (see [`untranslatable`]).
+    pub fn chat_request(&self, req: &ChatRequest, stream: bool, tables: &TranslationTables) -> Result<(String, Vec<u8>), ProviderError> {
+        Ok(match self {
             Provider::Anthropic { base } => {
-                let mut a = anthropic::to_messages_request(req);
+                let mut a = anthropic::to_messages_request(req, tables)
+                    .map_err(|e| ProviderError::Untranslatable { provider: anthropic::NAME, message: e.0 })?;
                 a.stream = stream;
                 (v1_url(base, "messages"), serde_json::to_vec(&a).unwrap_or_default())
             }
@@ -173,7 +177,7 @@ impl Provider {
                 let model = route.model_in_body().then(|| route.deployment());
                 (route.op_url("chat/completions"), openai_body(req, stream, model))
             }
-        }
+        })
     }
 
     fn models_url(&self) -> String {
@@ -184,16 +188,29 @@ impl Provider {
     }
 }
 
+/// Why `req` cannot be sent to a provider of `kind` exactly, if it cannot:
+/// the router skips such a route (OpenAI and Azure take every OpenAI request).
+pub fn untranslatable(kind: ProviderKind, req: &ChatRequest, tables: &TranslationTables) -> Option<String> {
+    match kind {
+        ProviderKind::Anthropic => anthropic::to_messages_request(req, tables).err().map(|e| e.0),
+        ProviderKind::OpenAi | ProviderKind::AzureOpenAi => None,
+    }
+}
+
 /// The OpenAI body to send: the client's request (lossless), with
-/// `stream_options.include_usage` forced on for streams, and the model replaced
-/// for Azure's v1 form.
+/// `stream_options.include_usage` forced on for streams, the model replaced
+/// for Azure's v1 form, and the gateway's Anthropic extension fields of
+/// earlier assistant turns (`reasoning_content`, `thinking_blocks`) taken out.
 fn openai_body(req: &ChatRequest, stream: bool, model: Option<&str>) -> Vec<u8> {
-    let already =
-        req.is_stream() == stream && if stream { req.wants_stream_usage() } else { req.stream_options.is_none() } && model.is_none();
+    let already = req.is_stream() == stream
+        && if stream { req.wants_stream_usage() } else { req.stream_options.is_none() }
+        && model.is_none()
+        && !req.has_gateway_extensions();
     if already {
         return serde_json::to_vec(req).unwrap_or_default();
     }
     let mut r = req.clone();
+    r.strip_gateway_extensions();
     r.stream = if stream {
         Some(true)
     } else if req.stream.is_some() {
@@ -265,6 +282,8 @@ pub struct ProvidersConfig {
     pub validate_timeout: Duration,
     /// Largest plain answer we read.
     pub max_body_bytes: usize,
+    /// The reasoning-effort budgets (and model equivalents) of the translation.
+    pub translation: TranslationTables,
     pub retry: RetryPolicy,
     pub pool_max_idle_per_host: usize,
 }
@@ -278,6 +297,7 @@ impl Default for ProvidersConfig {
             stream_idle_timeout: Duration::from_secs(60),
             validate_timeout: Duration::from_secs(15),
             max_body_bytes: 32 * 1024 * 1024,
+            translation: TranslationTables::builtin(),
             retry: RetryPolicy::default(),
             pool_max_idle_per_host: 64,
         }
@@ -459,7 +479,7 @@ impl Providers {
     /// A plain (non-streamed) chat completion, with retries.
     pub async fn chat(&self, t: &ProviderTarget, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let p = Provider::for_target(t);
-        let (url, body) = p.chat_request(req, false);
+        let (url, body) = p.chat_request(req, false, &self.cfg.translation)?;
         let body = Bytes::from(body);
         let timeout = t.timeout.unwrap_or(self.cfg.request_timeout);
         let (resp, attempts) = self
@@ -478,7 +498,7 @@ impl Providers {
     /// been forwarded yet); once this returns, nothing is retried.
     pub async fn chat_stream(&self, t: &ProviderTarget, req: &ChatRequest) -> Result<ChatStream, ProviderError> {
         let p = Provider::for_target(t);
-        let (url, body) = p.chat_request(req, true);
+        let (url, body) = p.chat_request(req, true, &self.cfg.translation)?;
         let body = Bytes::from(body);
         let first_byte = t.timeout.unwrap_or(self.cfg.stream_first_byte_timeout);
         let (resp, attempts) = self
@@ -494,7 +514,10 @@ impl Providers {
             .await?;
         let created = unix_now();
         let translator: Box<dyn translate::StreamTranslator> = match &p {
-            Provider::Anthropic { .. } => Box::new(anthropic::AnthropicTranslator::new(&req.model, created, req.wants_stream_usage())),
+            Provider::Anthropic { .. } => Box::new(
+                anthropic::AnthropicTranslator::new(&req.model, created, req.wants_stream_usage())
+                    .structured(req.wants_structured_output()),
+            ),
             other => Box::new(openai::OpenAiTranslator::new(other.name(), &req.model, req.wants_stream_usage())),
         };
         let prompt_estimate = token_count::estimate_chat_prompt(req);
@@ -604,7 +627,7 @@ impl Providers {
 
 fn parse_chat_answer(p: &Provider, req: &ChatRequest, bytes: Bytes) -> Result<ChatResponse, ProviderError> {
     match p {
-        Provider::Anthropic { .. } => anthropic::from_messages_response(&bytes, unix_now()),
+        Provider::Anthropic { .. } => anthropic::from_messages_response(&bytes, unix_now(), req.wants_structured_output()),
         _ => {
             let parsed = openai::parse_chat(p.name(), &bytes)?;
             let usage = match parsed.usage {

@@ -40,6 +40,10 @@ fn tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(bound_tokens))
 }
 
+/// The extension fields of an OpenAI-shaped assistant message that carry an
+/// Anthropic answer's thinking (README, "What is translated").
+pub const GATEWAY_MESSAGE_EXTENSIONS: &[&str] = &["reasoning_content", "thinking_blocks"];
+
 /// An OpenAI `POST /v1/chat/completions` body. Fields we look at are typed;
 /// everything else stays in `extra` and is forwarded unchanged to OpenAI/Azure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +101,37 @@ impl ChatRequest {
     /// The output cap the client set (`max_completion_tokens` wins).
     pub fn max_output(&self) -> Option<u64> {
         self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// Whether the client asked for structured output (`response_format`
+    /// `json_schema` or `json_object`).
+    pub fn wants_structured_output(&self) -> bool {
+        self.extra
+            .get("response_format")
+            .and_then(|f| f.get("type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t == "json_schema" || t == "json_object")
+    }
+
+    /// Whether the request has tools.
+    pub fn has_tools(&self) -> bool {
+        self.extra.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty())
+    }
+
+    /// Whether an assistant message carries the gateway's extension fields
+    /// of an earlier Anthropic answer (`reasoning_content`, `thinking_blocks`),
+    /// which OpenAI and Azure are not sent.
+    pub fn has_gateway_extensions(&self) -> bool {
+        self.messages.iter().any(|m| GATEWAY_MESSAGE_EXTENSIONS.iter().any(|f| m.extra.contains_key(*f)))
+    }
+
+    /// Removes the fields [`ChatRequest::has_gateway_extensions`] looks for.
+    pub fn strip_gateway_extensions(&mut self) {
+        for m in &mut self.messages {
+            for f in GATEWAY_MESSAGE_EXTENSIONS {
+                m.extra.remove(*f);
+            }
+        }
     }
 
     /// Stop sequences, whether given as a string or an array.

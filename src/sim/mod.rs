@@ -12,8 +12,10 @@
 //! In an embeddings input, `[sim:content_filter]` gets the 400
 //! content-filter error from every dialect.
 
+mod errors;
 mod reply;
 mod server;
+mod tools;
 
 use crate::domain::ProviderKind;
 use crate::domain::rng::DetRng;

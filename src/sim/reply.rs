@@ -3,6 +3,8 @@
 //! events, errors included.
 
 use super::Account;
+pub use super::errors::{ErrorAnswer, azure_content_filter, bad_request, context_length, fault, not_found_model, unauthorized};
+use super::tools::{self, SimToolCall, Turn};
 use crate::domain::ProviderKind;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -71,6 +73,11 @@ impl<'a> Prompt<'a> {
                 for p in parts {
                     if let Some(t) = p.get("text").and_then(Value::as_str) {
                         self.text(h, t, role_is_user);
+                    } else if let Some(c) = p.get("content").filter(|_| p.get("type").and_then(Value::as_str) == Some("tool_result")) {
+                        self.block(h, c, role_is_user);
+                    } else if let Some(input) = p.get("input") {
+                        // A tool_use block's input, as the JSON it was written as.
+                        self.tokens += sim_tokens(&input.to_string());
                     } else if p.get("type").and_then(Value::as_str).is_some_and(|t| t == "image" || t == "image_url") {
                         self.tokens += 85;
                         "img".hash(h);
@@ -105,7 +112,10 @@ impl<'a> Prompt<'a> {
         for m in messages {
             p.tokens += 4;
             m.role.hash(&mut h);
-            p.block(&mut h, &m.content, m.role == "user");
+            p.block(&mut h, &m.content, m.role == "user" || m.role == "tool");
+            if let Some(calls) = &m.tool_calls {
+                p.tokens += sim_tokens(&calls.to_string());
+            }
         }
         p.hash = h.finish();
         p.finish_markers();
@@ -133,6 +143,12 @@ pub struct SimMessage {
     pub role: String,
     #[serde(default)]
     pub content: Value,
+    /// OpenAI: an assistant message's tool calls.
+    #[serde(default)]
+    pub tool_calls: Option<Value>,
+    /// OpenAI: the call a `tool` message answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +172,12 @@ pub struct OpenAiChatIn {
     pub max_tokens: Option<u64>,
     #[serde(default)]
     pub max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    pub tools: Option<Value>,
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
+    #[serde(default)]
+    pub response_format: Option<Value>,
 }
 
 /// The fields of an Anthropic Messages request the simulator reads.
@@ -170,6 +192,10 @@ pub struct AnthropicIn {
     pub stream: Option<bool>,
     #[serde(default)]
     pub thinking: Option<Value>,
+    #[serde(default)]
+    pub tools: Option<Value>,
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
 }
 
 /// A planned answer: the words to send and the usage to report.
@@ -182,6 +208,10 @@ pub struct Plan {
     pub cache_write: u64,
     pub output: u64,
     pub reasoning: u64,
+    /// The tool call the answer makes (see [`super::tools`]).
+    pub tool_call: Option<SimToolCall>,
+    /// Anthropic extended thinking: the thinking text of the answer's signed thinking block.
+    pub thinking: Option<String>,
 }
 
 impl Plan {
@@ -198,19 +228,58 @@ pub fn is_reasoning_model(model: &str) -> bool {
 /// Plans the reply: an echo of the start of the last user message, cut at
 /// `max_tokens` (finish `length`); reasoning tokens when `reasoning` (o-series
 /// models, Anthropic extended thinking): 64 + prompt tokens mod 64.
+#[cfg(test)]
 pub fn plan(model: &str, prompt: &Prompt<'_>, max_tokens: Option<u64>, refusal: bool, reasoning: bool) -> Plan {
+    plan_turn(model, prompt, max_tokens, refusal, reasoning, &Turn::Echo, 0)
+}
+
+/// [`plan`] for a [`Turn`] of [`super::tools`]; `id` numbers a tool call.
+pub fn plan_turn(model: &str, prompt: &Prompt<'_>, max_tokens: Option<u64>, refusal: bool, reasoning: bool, turn: &Turn, id: u64) -> Plan {
     let mut words: Vec<String> = Vec::with_capacity(16);
+    let mut tool_call = None;
     if !refusal {
-        words.push("Simulated".into());
-        words.push(format!(" {model}"));
-        words.push(" reply:".into());
-        for w in prompt.last_user.split_whitespace().take(8) {
-            words.push(format!(" {w}"));
+        match turn {
+            Turn::Echo | Turn::Quote(_) => {
+                words.push("Simulated".into());
+                words.push(format!(" {model}"));
+                words.push(" reply:".into());
+            }
+            _ => {}
+        }
+        match turn {
+            Turn::Echo => {
+                for w in prompt.last_user.split_whitespace().take(8) {
+                    words.push(format!(" {w}"));
+                }
+            }
+            Turn::Quote(result) => {
+                words.push(" the tool said:".into());
+                for w in result.split_whitespace().take(64) {
+                    words.push(format!(" {w}"));
+                }
+            }
+            Turn::Json(v) => words.extend(tools::pieces(&v.to_string()).into_iter().filter(|p| !p.is_empty())),
+            Turn::Call { name, arguments } => {
+                tool_call = Some(SimToolCall { id: format!("{id:016x}"), name: name.clone(), arguments: arguments.to_string() })
+            }
         }
     }
     let reasoning = if reasoning { 64 + prompt.tokens % 64 } else { 0 };
-    let mut finish = if refusal { "content_filter" } else { "stop" };
+    let mut finish = if refusal {
+        "content_filter"
+    } else if tool_call.is_some() {
+        "tool_calls"
+    } else {
+        "stop"
+    };
     let mut visible: u64 = words.iter().map(|w| sim_tokens(w)).sum();
+    if let Some(c) = &tool_call {
+        visible += sim_tokens(&c.name) + sim_tokens(&c.arguments);
+    }
+    let thinking = (reasoning > 0).then(|| {
+        let about: Vec<&str> = prompt.last_user.split_whitespace().take(8).collect();
+        format!("Simulated thinking about: {}", about.join(" "))
+    });
     if let Some(max) = max_tokens {
         let budget = max.saturating_sub(reasoning);
         while visible > budget && !words.is_empty() {
@@ -219,7 +288,17 @@ pub fn plan(model: &str, prompt: &Prompt<'_>, max_tokens: Option<u64>, refusal: 
             finish = "length";
         }
     }
-    Plan { words, finish, input: prompt.tokens, cached_read: 0, cache_write: 0, output: visible + reasoning, reasoning }
+    Plan {
+        words,
+        finish,
+        input: prompt.tokens,
+        cached_read: 0,
+        cache_write: 0,
+        output: visible + reasoning,
+        reasoning,
+        tool_call,
+        thinking,
+    }
 }
 
 pub fn now_secs() -> u64 {
@@ -269,9 +348,16 @@ pub fn openai_usage(p: &Plan) -> OaUsage {
 #[derive(Serialize)]
 struct OaMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Option<&'a str>,
     refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Value>,
     annotations: [(); 0],
+}
+
+/// An OpenAI `tool_calls` entry of a simulated call.
+fn oa_tool_call(c: &SimToolCall, arguments: &str) -> Value {
+    serde_json::json!({"id": format!("call_sim{}", c.id), "type": "function", "function": {"name": c.name, "arguments": arguments}})
 }
 
 #[derive(Serialize)]
@@ -337,7 +423,13 @@ pub fn openai_completion(d: Dialect, id: &str, model: &str, p: &Plan) -> Vec<u8>
         model,
         choices: [OaChoice {
             index: 0,
-            message: OaMessage { role: "assistant", content: &content, refusal: None, annotations: [] },
+            message: OaMessage {
+                role: "assistant",
+                content: if p.tool_call.is_some() && content.is_empty() { None } else { Some(&content) },
+                refusal: None,
+                tool_calls: p.tool_call.as_ref().map(|c| Value::Array(vec![oa_tool_call(c, &c.arguments)])),
+                annotations: [],
+            },
             logprobs: None,
             finish_reason: p.finish,
             content_filter_results: azure.then(azure_filters),
@@ -372,6 +464,8 @@ struct Delta<'a> {
     /// `Some(None)` prints `"refusal": null` (first chunk only).
     #[serde(skip_serializing_if = "Option::is_none")]
     refusal: Option<Option<()>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -417,11 +511,22 @@ pub fn openai_stream(d: Dialect, id: &str, model: &str, p: &Plan, include_usage:
         out.push(sse_data(&serde_json::json!({"id": "", "object": "", "created": 0, "model": "", "choices": [],
             "prompt_filter_results": azure_prompt_filters()})));
     }
-    out.push(chunk(Delta { role: Some("assistant"), content: Some(""), refusal: Some(None) }, None));
+    let first_content = if p.tool_call.is_some() && p.words.is_empty() { None } else { Some("") };
+    out.push(chunk(Delta { role: Some("assistant"), content: first_content, refusal: Some(None), tool_calls: None }, None));
     for w in &p.words {
-        out.push(chunk(Delta { role: None, content: Some(w), refusal: None }, None));
+        out.push(chunk(Delta { role: None, content: Some(w), refusal: None, tool_calls: None }, None));
     }
-    out.push(chunk(Delta { role: None, content: None, refusal: None }, Some(p.finish)));
+    if let Some(c) = &p.tool_call {
+        // The call's id and name first, then its arguments in (at least) two deltas, as OpenAI streams them.
+        let mut first = oa_tool_call(c, "");
+        first["index"] = Value::from(0);
+        out.push(chunk(Delta { role: None, content: None, refusal: None, tool_calls: Some(Value::Array(vec![first])) }, None));
+        for piece in tools::pieces(&c.arguments) {
+            let d = serde_json::json!([{"index": 0, "function": {"arguments": piece}}]);
+            out.push(chunk(Delta { role: None, content: None, refusal: None, tool_calls: Some(d) }, None));
+        }
+    }
+    out.push(chunk(Delta { role: None, content: None, refusal: None, tool_calls: None }, Some(p.finish)));
     if include_usage {
         let usage = openai_usage(p);
         out.push(sse_data(&Chunk {
@@ -442,6 +547,7 @@ fn anthropic_stop(finish: &str) -> &'static str {
     match finish {
         "length" => "max_tokens",
         "content_filter" => "refusal",
+        "tool_calls" => "tool_use",
         _ => "end_turn",
     }
 }
@@ -450,9 +556,32 @@ fn anthropic_usage(p: &Plan) -> Value {
     serde_json::json!({"input_tokens": p.input, "cache_creation_input_tokens": p.cache_write, "cache_read_input_tokens": p.cached_read, "output_tokens": p.output})
 }
 
+/// The signature of a simulated thinking block: deterministic, opaque, and
+/// checked for presence when it comes back.
+fn thinking_signature(thinking: &str) -> String {
+    let mut h = DefaultHasher::new();
+    thinking.hash(&mut h);
+    base64(format!("simsig:{:016x}", h.finish()).as_bytes())
+}
+
+/// An Anthropic `tool_use` block of a simulated call.
+fn an_tool_use(c: &SimToolCall) -> Value {
+    let input: Value = serde_json::from_str(&c.arguments).unwrap_or_default();
+    serde_json::json!({"type": "tool_use", "id": format!("toolu_sim{}", c.id), "name": c.name, "input": input})
+}
+
 pub fn anthropic_message(id: &str, model: &str, p: &Plan) -> Vec<u8> {
     let content = p.content();
-    let blocks = if content.is_empty() { serde_json::json!([]) } else { serde_json::json!([{"type": "text", "text": content}]) };
+    let mut blocks = Vec::new();
+    if let Some(t) = &p.thinking {
+        blocks.push(serde_json::json!({"type": "thinking", "thinking": t, "signature": thinking_signature(t)}));
+    }
+    if !content.is_empty() {
+        blocks.push(serde_json::json!({"type": "text", "text": content}));
+    }
+    if let Some(c) = &p.tool_call {
+        blocks.push(an_tool_use(c));
+    }
     serde_json::to_vec(&serde_json::json!({
         "id": id, "type": "message", "role": "assistant", "model": model, "content": blocks,
         "stop_reason": anthropic_stop(p.finish), "stop_sequence": null, "usage": anthropic_usage(p)
@@ -470,229 +599,46 @@ pub fn anthropic_stream(id: &str, model: &str, p: &Plan) -> Vec<Bytes> {
         &serde_json::json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
     ));
-    out.push(sse_named(
-        "content_block_start",
-        &serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-    ));
-    out.push(sse_named("ping", &serde_json::json!({"type": "ping"})));
-    for w in &p.words {
-        out.push(sse_named(
-            "content_block_delta",
-            &serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}),
-        ));
+    let mut index = 0;
+    let start = |i: usize, block: Value| {
+        sse_named("content_block_start", &serde_json::json!({"type": "content_block_start", "index": i, "content_block": block}))
+    };
+    let delta =
+        |i: usize, d: Value| sse_named("content_block_delta", &serde_json::json!({"type": "content_block_delta", "index": i, "delta": d}));
+    let stop = |i: usize| sse_named("content_block_stop", &serde_json::json!({"type": "content_block_stop", "index": i}));
+    if let Some(t) = &p.thinking {
+        out.push(start(index, serde_json::json!({"type": "thinking", "thinking": "", "signature": ""})));
+        for piece in tools::pieces(t) {
+            out.push(delta(index, serde_json::json!({"type": "thinking_delta", "thinking": piece})));
+        }
+        out.push(delta(index, serde_json::json!({"type": "signature_delta", "signature": thinking_signature(t)})));
+        out.push(stop(index));
+        index += 1;
     }
-    out.push(sse_named("content_block_stop", &serde_json::json!({"type": "content_block_stop", "index": 0})));
+    if !p.words.is_empty() || p.tool_call.is_none() {
+        out.push(start(index, serde_json::json!({"type": "text", "text": ""})));
+        out.push(sse_named("ping", &serde_json::json!({"type": "ping"})));
+        for w in &p.words {
+            out.push(delta(index, serde_json::json!({"type": "text_delta", "text": w})));
+        }
+        out.push(stop(index));
+        index += 1;
+    }
+    if let Some(c) = &p.tool_call {
+        let mut block = an_tool_use(c);
+        block["input"] = serde_json::json!({});
+        out.push(start(index, block));
+        for piece in tools::pieces(&c.arguments) {
+            out.push(delta(index, serde_json::json!({"type": "input_json_delta", "partial_json": piece})));
+        }
+        out.push(stop(index));
+    }
     out.push(sse_named(
         "message_delta",
         &serde_json::json!({"type": "message_delta", "delta": {"stop_reason": anthropic_stop(p.finish), "stop_sequence": null}, "usage": anthropic_usage(p)}),
     ));
     out.push(sse_named("message_stop", &serde_json::json!({"type": "message_stop"})));
     out
-}
-
-/// An error answer in the dialect's exact shape.
-pub struct ErrorAnswer {
-    pub status: u16,
-    pub body: Vec<u8>,
-    pub headers: Vec<(&'static str, String)>,
-}
-
-fn oa_error(status: u16, message: &str, kind: &str, code: Option<&str>, param: Option<&str>) -> ErrorAnswer {
-    let body = serde_json::json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
-    ErrorAnswer { status, body: serde_json::to_vec(&body).unwrap_or_default(), headers: Vec::new() }
-}
-
-fn az_error(status: u16, code: &str, message: &str) -> ErrorAnswer {
-    let body = serde_json::json!({"error": {"code": code, "message": message}});
-    ErrorAnswer { status, body: serde_json::to_vec(&body).unwrap_or_default(), headers: Vec::new() }
-}
-
-fn an_error(status: u16, kind: &str, message: &str, req: u64) -> ErrorAnswer {
-    let body =
-        serde_json::json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": format!("req_sim{req:016x}")});
-    ErrorAnswer { status, body: serde_json::to_vec(&body).unwrap_or_default(), headers: Vec::new() }
-}
-
-/// How OpenAI shows a wrong key: a few leading characters, stars, the last four.
-fn openai_masked(key: &str) -> String {
-    if key.len() < 8 || !key.is_ascii() {
-        return "*".repeat(key.len().min(8));
-    }
-    format!("{}{}{}", &key[..3], "*".repeat(key.len() - 7), &key[key.len() - 4..])
-}
-
-pub fn unauthorized(d: Dialect, presented: Option<&str>, req: u64) -> ErrorAnswer {
-    match d {
-        Dialect::OpenAi => match presented {
-            Some(k) if !k.is_empty() => oa_error(
-                401,
-                &format!(
-                    "Incorrect API key provided: {}. You can find your API key at https://platform.openai.com/account/api-keys.",
-                    openai_masked(k)
-                ),
-                "invalid_request_error",
-                Some("invalid_api_key"),
-                None,
-            ),
-            _ => oa_error(
-                401,
-                "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're accessing the API from your browser and are prompted for a username. You can obtain an API key from https://platform.openai.com/account/api-keys.",
-                "invalid_request_error",
-                None,
-                None,
-            ),
-        },
-        Dialect::Azure => az_error(
-            401,
-            "401",
-            "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.",
-        ),
-        Dialect::Anthropic => match presented {
-            Some(_) => an_error(401, "authentication_error", "invalid x-api-key", req),
-            None => an_error(401, "authentication_error", "x-api-key header is required", req),
-        },
-    }
-}
-
-pub fn fault(d: Dialect, outcome: super::Outcome, model: &str, req: u64) -> ErrorAnswer {
-    use super::Outcome;
-    match outcome {
-        Outcome::Ok => bad_request(d, "internal: no fault", req),
-        Outcome::Outage => {
-            let mut e = ErrorAnswer {
-                status: 503,
-                body: b"upstream connect error or disconnect/reset before headers. reset reason: connection failure".to_vec(),
-                headers: Vec::new(),
-            };
-            e.headers.push(("content-type", "text/plain".into()));
-            e
-        }
-        Outcome::SpendLimit => match d {
-            Dialect::OpenAi => oa_error(
-                429,
-                "You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
-                "insufficient_quota",
-                Some("insufficient_quota"),
-                None,
-            ),
-            Dialect::Azure => {
-                az_error(429, "insufficient_quota", "You exceeded your current quota, please check your plan and billing details.")
-            }
-            Dialect::Anthropic => an_error(
-                400,
-                "invalid_request_error",
-                "You have reached your specified API usage limits. You will regain access on 2026-12-01 at 00:00 UTC.",
-                req,
-            ),
-        },
-        Outcome::RateLimited { retry_after_ms } => {
-            let secs = retry_after_ms.div_ceil(1000).max(1);
-            let mut e = match d {
-                Dialect::OpenAi => oa_error(
-                    429,
-                    &format!(
-                        "Rate limit reached for {model} in organization org-sim on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in {secs}s. Visit https://platform.openai.com/account/rate-limits to learn more."
-                    ),
-                    "requests",
-                    Some("rate_limit_exceeded"),
-                    None,
-                ),
-                Dialect::Azure => az_error(
-                    429,
-                    "429",
-                    &format!(
-                        "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded call rate limit of your current OpenAI S0 pricing tier. Please retry after {secs} seconds. Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the default rate limit."
-                    ),
-                ),
-                Dialect::Anthropic => an_error(
-                    429,
-                    "rate_limit_error",
-                    "This request would exceed the rate limit for your organization of 50 requests per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the response headers for current usage. Please reduce the prompt length or the maximum tokens requested, or try again later.",
-                    req,
-                ),
-            };
-            e.headers.push(("retry-after", secs.to_string()));
-            match d {
-                Dialect::OpenAi | Dialect::Azure => {
-                    e.headers.push(("retry-after-ms", retry_after_ms.to_string()));
-                    e.headers.push(("x-ratelimit-remaining-requests", "0".into()));
-                    e.headers.push(("x-ratelimit-reset-requests", format!("{}ms", retry_after_ms)));
-                }
-                Dialect::Anthropic => {
-                    let reset =
-                        crate::domain::Clock::now(&crate::domain::SystemClock) + chrono::Duration::milliseconds(retry_after_ms as i64);
-                    e.headers.push(("anthropic-ratelimit-requests-remaining", "0".into()));
-                    e.headers.push(("anthropic-ratelimit-requests-reset", reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
-                }
-            }
-            e
-        }
-        Outcome::Overloaded => match d {
-            Dialect::Anthropic => an_error(529, "overloaded_error", "Overloaded", req),
-            Dialect::OpenAi => oa_error(503, "The engine is currently overloaded, please try again later.", "server_error", None, None),
-            Dialect::Azure => {
-                az_error(503, "ServiceUnavailable", "The service is temporarily unable to process your request. Please try again later.")
-            }
-        },
-        Outcome::ServerError => match d {
-            Dialect::Anthropic => an_error(500, "api_error", "Internal server error", req),
-            Dialect::OpenAi => {
-                oa_error(500, "The server had an error while processing your request. Sorry about that!", "server_error", None, None)
-            }
-            Dialect::Azure => {
-                az_error(500, "InternalServerError", "The server had an error while processing your request. Sorry about that!")
-            }
-        },
-    }
-}
-
-pub fn bad_request(d: Dialect, message: &str, req: u64) -> ErrorAnswer {
-    match d {
-        Dialect::OpenAi => oa_error(400, message, "invalid_request_error", None, None),
-        Dialect::Azure => az_error(400, "BadRequest", message),
-        Dialect::Anthropic => an_error(400, "invalid_request_error", message, req),
-    }
-}
-
-pub fn context_length(d: Dialect, tokens: u64, max: u64, req: u64) -> ErrorAnswer {
-    match d {
-        Dialect::OpenAi | Dialect::Azure => {
-            let msg = format!(
-                "This model's maximum context length is {max} tokens. However, your messages resulted in {tokens} tokens. Please reduce the length of the messages."
-            );
-            let mut e = oa_error(400, &msg, "invalid_request_error", Some("context_length_exceeded"), Some("messages"));
-            if d == Dialect::Azure {
-                e = az_error(400, "context_length_exceeded", &msg);
-            }
-            e
-        }
-        Dialect::Anthropic => an_error(400, "invalid_request_error", &format!("prompt is too long: {tokens} tokens > {max} maximum"), req),
-    }
-}
-
-pub fn azure_content_filter() -> ErrorAnswer {
-    let body = serde_json::json!({"error": {"message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify your prompt and retry. To learn more about our content filtering policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766",
-        "type": null, "param": "prompt", "code": "content_filter", "status": 400,
-        "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {"hate": {"filtered": true, "severity": "high"}}}}});
-    ErrorAnswer { status: 400, body: serde_json::to_vec(&body).unwrap_or_default(), headers: Vec::new() }
-}
-
-pub fn not_found_model(d: Dialect, model: &str, req: u64) -> ErrorAnswer {
-    match d {
-        Dialect::OpenAi => oa_error(
-            404,
-            &format!("The model `{model}` does not exist or you do not have access to it."),
-            "invalid_request_error",
-            Some("model_not_found"),
-            None,
-        ),
-        Dialect::Azure => az_error(
-            404,
-            "DeploymentNotFound",
-            "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again.",
-        ),
-        Dialect::Anthropic => an_error(404, "not_found_error", &format!("model: {model}"), req),
-    }
 }
 
 pub fn max_context(d: Dialect) -> u64 {

@@ -4,6 +4,7 @@
 //! `/openai/models`, `/openai/v1/…`) and the admin endpoints under `/_sim/`.
 
 use super::reply::{self, Dialect, ErrorAnswer, Plan, Prompt};
+use super::tools;
 use super::{Account, Faults, Outcome, SimState};
 use axum::Router;
 use axum::body::Body;
@@ -211,8 +212,14 @@ async fn openai_like_chat(s: &SimState, d: Dialect, h: &HeaderMap, body: &[u8], 
     if prompt.filter_marker && d == Dialect::Azure {
         return error_response(reply::azure_content_filter());
     }
-    let mut plan =
-        reply::plan(&model, &prompt, req.max_completion_tokens.or(req.max_tokens), prompt.filter_marker, reply::is_reasoning_model(&model));
+    if let Some(problem) = tools::openai_problem(&req.messages) {
+        return error_response(reply::bad_request(d, &problem, s.next_id()));
+    }
+    let turn = tools::openai_turn(&req.messages, req.tools.as_ref(), req.tool_choice.as_ref(), req.response_format.as_ref());
+    let max = req.max_completion_tokens.or(req.max_tokens);
+    let mut plan = reply::plan_turn(&model, &prompt, max, prompt.filter_marker, reply::is_reasoning_model(&model), &turn, s.next_id());
+    // OpenAI's reasoning models think without showing it.
+    plan.thinking = None;
     apply_cache(d, &account, &prompt, &mut plan);
     let id = format!("chatcmpl-sim{:016x}", s.next_id());
     if req.stream == Some(true) {
@@ -270,7 +277,11 @@ async fn anthropic_messages(State(s): St, h: HeaderMap, body: Bytes) -> Response
         let tokens = prompt.tokens.max(reply::max_context(d) + 1);
         return error_response(reply::context_length(d, tokens, reply::max_context(d), s.next_id()));
     }
-    let mut plan = reply::plan(&req.model, &prompt, Some(req.max_tokens), prompt.filter_marker, thinking);
+    if let Some(problem) = tools::anthropic_problem(&req.messages, thinking) {
+        return error_response(reply::bad_request(d, &problem, s.next_id()));
+    }
+    let turn = tools::anthropic_turn(&req.messages, req.tools.as_ref(), req.tool_choice.as_ref());
+    let mut plan = reply::plan_turn(&req.model, &prompt, Some(req.max_tokens), prompt.filter_marker, thinking, &turn, s.next_id());
     apply_cache(d, &account, &prompt, &mut plan);
     let id = format!("msg_sim{:016x}", s.next_id());
     if req.stream == Some(true) {

@@ -27,3 +27,4 @@ mod keys;
 mod layers;
 mod providers;
 mod suppliers;
+mod translate;

@@ -116,7 +116,7 @@ pub(super) trait Job: Send {
     /// The model the last [`Job::call`] sent (for a failed attempt's row).
     fn sent_model(&self) -> &str;
     /// Why this account cannot serve this kind of request at all, if it cannot.
-    fn refuses(&self, _account: &ProviderAccount) -> Option<FailureKind> {
+    fn refuses(&self, _router: &Router, _account: &ProviderAccount) -> Option<FailureKind> {
         None
     }
     /// Sends the request to an account's provider.
@@ -269,7 +269,7 @@ impl Router {
     ) -> Result<(Arc<AccountEntry>, Secret, Option<Reservation>, Trial), Option<RouteFailure>> {
         let acc = self.catalog().accounts.get(&account).cloned().ok_or(None)?;
         let failure = |kind| Some(RouteFailure::new(account, &acc.account.label, kind));
-        if let Some(kind) = job.refuses(&acc.account) {
+        if let Some(kind) = job.refuses(self, &acc.account) {
             return Err(failure(kind));
         }
         let key = self.keys.read().get(&account).cloned().ok_or(None)?;
@@ -379,6 +379,8 @@ impl Router {
         let attempts_quota_only = !failures.is_empty() && failures.iter().all(|f| f.kind == FailureKind::QuotaUsedUp);
         let err = if quota_only || (quota_blocked && plan.attempts.is_empty()) || attempts_quota_only {
             self.quota_error(p)
+        } else if let Some(err) = Self::no_exact_route(plan, &failures) {
+            err
         } else {
             let cat = self.catalog();
             for (id, why) in &plan.skipped {
@@ -428,6 +430,45 @@ impl Router {
         );
         let _ = self.ledger.record_among(ev, self.writers_soon()).await;
         event_id
+    }
+
+    /// When every route of the plan was skipped because it cannot serve the
+    /// request exactly (no equivalent model, or a feature with no
+    /// equivalent), the client's error: a 404 naming the models the routes
+    /// offer when a model was the reason, else a 400 naming the features.
+    fn no_exact_route(plan: &RoutePlan, failures: &[RouteFailure]) -> Option<RouteError> {
+        let exact = |k: &FailureKind| matches!(k, FailureKind::Untranslatable(_) | FailureKind::ModelNotOffered { .. });
+        // Accounts the supplier's own settings rule out (no failover to
+        // platform AI) are not routes; any other skipped account might serve
+        // the request in a moment.
+        let others_skipped = plan.skipped.iter().any(|(_, why)| *why != SkipReason::FailoverForbidden);
+        if failures.is_empty() || others_skipped || !failures.iter().all(|f| exact(&f.kind)) {
+            return None;
+        }
+        let mut offered: Vec<String> = Vec::new();
+        let mut model = None;
+        let mut whys: Vec<&str> = Vec::new();
+        for f in failures {
+            match &f.kind {
+                FailureKind::ModelNotOffered { model: m, offered: o } => {
+                    model = Some(m.clone());
+                    offered.extend(o.iter().cloned());
+                }
+                FailureKind::Untranslatable(why) if !whys.contains(&why.as_str()) => whys.push(why),
+                _ => {}
+            }
+        }
+        if let Some(model) = model
+            && whys.is_empty()
+        {
+            offered.sort();
+            offered.dedup();
+            return Some(RouteError::ModelNotOnRoute { model, offered });
+        }
+        if whys.is_empty() {
+            whys.push("a model with no equivalent on the route");
+        }
+        Some(RouteError::Untranslatable(whys.join("; ")))
     }
 
     /// Reports an attempt's outcome to its breaker and to the subscribers.

@@ -278,11 +278,29 @@ impl Router {
     }
 
     /// The model to send to an account: the caller's when the account's
-    /// provider family serves it, else the account's default model.
-    pub(super) fn model_for(&self, account: &ProviderAccount, requested: &str) -> String {
+    /// provider family serves it, else its equivalent in the model table
+    /// (`assets/translation.json`; the account's default model when it is
+    /// one of the equivalents). `None`: the table has no equivalent.
+    pub(super) fn model_for(&self, account: &ProviderAccount, requested: &str) -> Option<String> {
         match self.model_provider(requested) {
-            Some(mp) if family(mp) == family(account.provider) => requested.to_string(),
-            _ => account.default_model.clone(),
+            Some(mp) if family(mp) == family(account.provider) => Some(requested.to_string()),
+            _ => {
+                let all = self.providers.config().translation.equivalents_of(requested, account.provider);
+                let pick = all.iter().find(|m| **m == account.default_model).or(all.first());
+                pick.map(|m| m.to_string())
+            }
         }
+    }
+
+    /// The models a route of `account`'s provider family offers: its side of
+    /// the model table and the account's default model.
+    pub(super) fn models_offered(&self, account: &ProviderAccount) -> Vec<String> {
+        let mut v = self.providers.config().translation.models_of(account.provider);
+        if !account.default_model.is_empty() {
+            v.push(account.default_model.clone());
+        }
+        v.sort();
+        v.dedup();
+        v
     }
 }

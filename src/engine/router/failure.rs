@@ -22,6 +22,12 @@ pub enum FailureKind {
     FailoverForbidden,
     /// The account's provider offers no embeddings (Anthropic).
     NoEmbeddings,
+    /// The request uses a feature the account's provider has no exact
+    /// equivalent for (why, in words); the route is skipped.
+    Untranslatable(String),
+    /// The model table has no equivalent of `model` for the account's
+    /// provider family; `offered`: the models the route does offer.
+    ModelNotOffered { model: String, offered: Vec<String> },
     /// The provider answered with an error that another route may not repeat.
     Provider(ProviderError),
     /// The supplier has no account to route to at all.
@@ -47,6 +53,8 @@ impl std::fmt::Display for FailureKind {
             FailureKind::Unavailable => f.write_str("unavailable (breaker open, disabled or no key)"),
             FailureKind::FailoverForbidden => f.write_str("failover to platform AI is off for this supplier"),
             FailureKind::NoEmbeddings => f.write_str("Anthropic offers no embeddings"),
+            FailureKind::Untranslatable(why) => write!(f, "cannot serve this request exactly: {why}"),
+            FailureKind::ModelNotOffered { model, offered } => write!(f, "no equivalent of '{model}' (offers {})", offered.join(", ")),
             FailureKind::Provider(e) => write!(f, "{e}"),
             FailureKind::NoAccount => f.write_str("no provider account is configured for this supplier"),
         }
@@ -103,6 +111,13 @@ pub enum RouteError {
     RevokedToken,
     #[error("the model '{0}' is not offered here; GET /v1/models lists the models you can use")]
     UnknownModel(String),
+    /// No route of the supplier serves the model or an equivalent of it.
+    #[error("the model '{model}' has no equivalent on your provider route; it offers: {}", offered.join(", "))]
+    ModelNotOnRoute { model: String, offered: Vec<String> },
+    /// Every route was skipped because the request uses a feature its
+    /// provider cannot serve exactly.
+    #[error("no route can serve this request exactly: {0}")]
+    Untranslatable(String),
     #[error("rate limit of {rpm} requests per minute for the {tier} tier reached; retry in {retry_after_secs} s")]
     RateLimited { rpm: u32, tier: String, retry_after_secs: u64 },
     #[error(
@@ -132,7 +147,8 @@ impl RouteError {
             RouteError::BadRequest(_) => 400,
             RouteError::UnknownToken => 401,
             RouteError::RevokedToken => 403,
-            RouteError::UnknownModel(_) => 404,
+            RouteError::UnknownModel(_) | RouteError::ModelNotOnRoute { .. } => 404,
+            RouteError::Untranslatable(_) => 400,
             RouteError::RateLimited { .. } | RouteError::QuotaExceeded { .. } => 429,
             RouteError::Upstream(e) => e.status_code(),
             RouteError::AllRoutesFailed { status, .. } => *status,
@@ -147,7 +163,8 @@ impl RouteError {
             RouteError::BadRequest(_) => "invalid_request",
             RouteError::UnknownToken => "invalid_api_key",
             RouteError::RevokedToken => "token_revoked",
-            RouteError::UnknownModel(_) => "model_not_found",
+            RouteError::UnknownModel(_) | RouteError::ModelNotOnRoute { .. } => "model_not_found",
+            RouteError::Untranslatable(_) => "unsupported_feature",
             RouteError::RateLimited { .. } => "rate_limit_exceeded",
             RouteError::QuotaExceeded { .. } => "quota_exceeded",
             RouteError::Upstream(e) => e.class(),

@@ -12,6 +12,17 @@ use crate::providers::stream::ChatStream;
 use crate::providers::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ProviderError, ProviderTarget, token_count};
 use std::sync::Arc;
 
+/// Why an account cannot serve a chat request exactly: the model table has
+/// no equivalent of the requested model for its provider family, or the
+/// request uses a feature its provider has no equivalent for. The route is
+/// skipped, not failed.
+fn chat_refusal(router: &Router, account: &ProviderAccount, req: &ChatRequest, requested_model: &str) -> Option<FailureKind> {
+    if router.model_for(account, requested_model).is_none() {
+        return Some(FailureKind::ModelNotOffered { model: requested_model.to_string(), offered: router.models_offered(account) });
+    }
+    crate::providers::untranslatable(account.provider, req, &router.providers.config().translation).map(FailureKind::Untranslatable)
+}
+
 /// A plain chat completion.
 pub(super) struct Chat {
     pub(super) req: ChatRequest,
@@ -63,8 +74,12 @@ impl Job for Chat {
         &self.req.model
     }
 
+    fn refuses(&self, router: &Router, account: &ProviderAccount) -> Option<FailureKind> {
+        chat_refusal(router, account, &self.req, &self.requested_model)
+    }
+
     async fn call(&mut self, router: &Router, account: &ProviderAccount, target: &ProviderTarget) -> Result<ChatResponse, ProviderError> {
-        self.req.model = router.model_for(account, &self.requested_model);
+        self.req.model = router.model_for(account, &self.requested_model).unwrap_or_else(|| account.default_model.clone());
         router.providers.chat(target, &self.req).await
     }
 
@@ -107,8 +122,12 @@ impl Job for StreamedChat {
         &self.chat.req.model
     }
 
+    fn refuses(&self, router: &Router, account: &ProviderAccount) -> Option<FailureKind> {
+        chat_refusal(router, account, &self.chat.req, &self.chat.requested_model)
+    }
+
     async fn call(&mut self, router: &Router, account: &ProviderAccount, target: &ProviderTarget) -> Result<ChatStream, ProviderError> {
-        self.chat.req.model = router.model_for(account, &self.chat.requested_model);
+        self.chat.req.model = router.model_for(account, &self.chat.requested_model).unwrap_or_else(|| account.default_model.clone());
         router.providers.chat_stream(target, &self.chat.req).await
     }
 
@@ -169,7 +188,7 @@ impl Job for Embeddings {
         &self.req.model
     }
 
-    fn refuses(&self, account: &ProviderAccount) -> Option<FailureKind> {
+    fn refuses(&self, _router: &Router, account: &ProviderAccount) -> Option<FailureKind> {
         (account.provider == ProviderKind::Anthropic).then_some(FailureKind::NoEmbeddings)
     }
 

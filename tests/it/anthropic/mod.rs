@@ -357,7 +357,6 @@ async fn count_tokens_estimates_without_calling_a_provider() {
 /// the simulator answers with a call to the first tool (arguments from its
 /// schema), then with text quoting the tool's result.
 #[tokio::test]
-#[ignore = "needs i23-translate (simulator tool calls)"]
 async fn tool_use_round_trips_on_each_route() {
     let tools = json!([{"name": "extract_booking", "description": "Extracts the booking from an email",
         "input_schema": {"type": "object", "properties": {"couple": {"type": "string"}, "guests": {"type": "integer"}, "vegan": {"type": "boolean"}},

@@ -36,7 +36,6 @@ async fn the_anthropic_python_sdk_works_on_each_route() {
 }
 
 #[tokio::test]
-#[ignore = "needs i23-translate (simulator tool calls)"]
 async fn the_anthropic_python_sdk_uses_tools_on_each_route() {
     for provider in [ProviderKind::Anthropic, ProviderKind::OpenAi, ProviderKind::AzureOpenAi] {
         let e = env(provider).await;

@@ -584,9 +584,32 @@ fn long_text() -> String {
 /// and `use crate::providers::…` statements (also grouped, over several
 /// lines) and in paths such as `super::openai::X`, outside its unit tests.
 fn provider_modules_named(file: &str) -> std::collections::BTreeSet<String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/providers").join(file);
-    let src = std::fs::read_to_string(&path).unwrap();
-    let code = src.split("#[cfg(test)]").next().unwrap_or_default();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/providers");
+    let path = dir.join(file);
+    // A module that is a folder (`anthropic/`): its files' code, with the
+    // providers-level paths written as `crate::providers::` (`super::` in
+    // its mod.rs, `super::super::` in the others; their own `super::` names
+    // a sibling in the folder, not a provider module).
+    let code: String = if path.exists() {
+        let src = std::fs::read_to_string(&path).unwrap();
+        src.split("#[cfg(test)]").next().unwrap_or_default().to_string()
+    } else {
+        let folder = dir.join(file.trim_end_matches(".rs"));
+        let mut all = String::new();
+        for entry in std::fs::read_dir(&folder).unwrap_or_else(|e| panic!("{}: {e}", folder.display())) {
+            let p = entry.unwrap().path();
+            let src = std::fs::read_to_string(&p).unwrap();
+            let code = src.split("#[cfg(test)]").next().unwrap_or_default();
+            let code = if p.file_name().is_some_and(|n| n == "mod.rs") {
+                code.replace("super::", "crate::providers::")
+            } else {
+                code.replace("super::super::", "crate::providers::").replace("super::", "sibling::")
+            };
+            all.push_str(&code);
+        }
+        all
+    };
+    let code = code.as_str();
     let mut names = std::collections::BTreeSet::new();
     for prefix in ["super::", "crate::providers::"] {
         let mut rest = code;
