@@ -701,4 +701,18 @@ mod tests {
         assert!(v.get("stream").is_none());
         assert_eq!(v1_url("https://api.openai.com/v1/", "models"), "https://api.openai.com/v1/models");
     }
+
+    #[test]
+    fn anthropic_only_fields_go_to_anthropic_and_never_to_openai() {
+        let mut r = ChatRequest::simple("claude-haiku-4-5", "hi");
+        r.extra.insert("top_k".into(), serde_json::json!(40));
+        r.extra.insert("thinking".into(), serde_json::json!({"type": "enabled", "budget_tokens": 3000}));
+        r.extra.insert("reasoning_effort".into(), serde_json::json!("medium"));
+        let v: serde_json::Value = serde_json::from_slice(&openai_body(&r, false, None)).unwrap();
+        assert!(v.get("top_k").is_none() && v.get("thinking").is_none(), "{v}");
+        assert_eq!(v["reasoning_effort"], "medium");
+        let a = anthropic::to_messages_request(&r, &crate::domain::translation::TranslationTables::builtin()).unwrap();
+        assert_eq!(a.top_k, Some(40));
+        assert_eq!(a.thinking, Some(serde_json::json!({"type": "enabled", "budget_tokens": 3000})), "the exact budget, not the effort's");
+    }
 }

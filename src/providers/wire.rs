@@ -44,6 +44,12 @@ fn tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
 /// Anthropic answer's thinking (README, "What is translated").
 pub const GATEWAY_MESSAGE_EXTENSIONS: &[&str] = &["reasoning_content", "thinking_blocks"];
 
+/// Request fields only Anthropic takes, which the Anthropic-compatible
+/// endpoint keeps for an Anthropic route (`top_k`; `thinking` with its exact
+/// budget, beside the nearest `reasoning_effort`): OpenAI and Azure, which
+/// refuse unknown parameters, are not sent them.
+pub const GATEWAY_REQUEST_EXTENSIONS: &[&str] = &["top_k", "thinking"];
+
 /// An OpenAI `POST /v1/chat/completions` body. Fields we look at are typed;
 /// everything else stays in `extra` and is forwarded unchanged to OpenAI/Azure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,15 +124,20 @@ impl ChatRequest {
         self.extra.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty())
     }
 
-    /// Whether an assistant message carries the gateway's extension fields
-    /// of an earlier Anthropic answer (`reasoning_content`, `thinking_blocks`),
-    /// which OpenAI and Azure are not sent.
+    /// Whether the request carries Anthropic-only fields
+    /// ([`GATEWAY_REQUEST_EXTENSIONS`]) or an assistant message the gateway's
+    /// extension fields of an earlier Anthropic answer (`reasoning_content`,
+    /// `thinking_blocks`), which OpenAI and Azure are not sent.
     pub fn has_gateway_extensions(&self) -> bool {
-        self.messages.iter().any(|m| GATEWAY_MESSAGE_EXTENSIONS.iter().any(|f| m.extra.contains_key(*f)))
+        GATEWAY_REQUEST_EXTENSIONS.iter().any(|f| self.extra.contains_key(*f))
+            || self.messages.iter().any(|m| GATEWAY_MESSAGE_EXTENSIONS.iter().any(|f| m.extra.contains_key(*f)))
     }
 
     /// Removes the fields [`ChatRequest::has_gateway_extensions`] looks for.
     pub fn strip_gateway_extensions(&mut self) {
+        for f in GATEWAY_REQUEST_EXTENSIONS {
+            self.extra.remove(*f);
+        }
         for m in &mut self.messages {
             for f in GATEWAY_MESSAGE_EXTENSIONS {
                 m.extra.remove(*f);

@@ -7,7 +7,8 @@
 //! in `thinking_blocks`; `tools` / `tool_choice` /
 //! `disable_parallel_tool_use` become OpenAI's `tools` / `tool_choice` /
 //! `parallel_tool_calls`; `stop_sequences` → `stop`; `metadata.user_id` →
-//! `user`; `thinking.budget_tokens` → `reasoning_effort` (the nearest
+//! `user`; `thinking.budget_tokens` → `reasoning_effort` (the nearest; an
+//! Anthropic route gets the exact `thinking` as sent,
 //! effort; [`effort_for_budget`]); `top_k` is kept as is (only Anthropic has
 //! it). What has no OpenAI-shaped equivalent here (documents, server tools,
 //! MCP servers, containers) is refused with a clear 400 rather than dropped.
@@ -312,6 +313,8 @@ fn thinking(t: &Value, req: &mut ChatRequest) -> Result<(), ApiError> {
                 return Err(bad("thinking.budget_tokens: must be less than max_tokens"));
             }
             req.extra.insert("reasoning_effort".into(), Value::String(effort_for_budget(budget).into()));
+            // The exact budget too, for an Anthropic route (OpenAI and Azure are not sent it).
+            req.extra.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
             Ok(())
         }
         Some("disabled") => Ok(()),

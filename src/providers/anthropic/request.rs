@@ -40,6 +40,10 @@ pub struct MessagesRequest {
     pub temperature: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
+    /// Anthropic's own sampling setting, as a client of the
+    /// Anthropic-compatible endpoint sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop_sequences: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -169,6 +173,7 @@ pub fn to_messages_request(req: &ChatRequest, tables: &TranslationTables) -> Res
         temperature: if thinking.is_some() { None } else { req.temperature.map(|t| t.clamp(0.0, 1.0)) },
         thinking,
         top_p: req.top_p,
+        top_k: req.extra.get("top_k").and_then(Value::as_u64),
         stop_sequences: req.stop_sequences(),
         stream: req.is_stream(),
         metadata: req.user.as_ref().map(|u| json!({ "user_id": u })),
