@@ -12,6 +12,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod error;
 pub mod openai;
+pub mod passthrough;
 pub mod retry;
 pub mod sse;
 pub mod stream;
@@ -161,12 +162,12 @@ impl Provider {
     }
 
     /// URL and JSON body of a chat call.
-    pub fn chat_request(&self, req: &ChatRequest, stream: bool) -> (String, Vec<u8>) {
+    pub fn chat_request(&self, req: &ChatRequest, stream: bool) -> (String, Bytes) {
         match self {
             Provider::Anthropic { base } => {
                 let mut a = anthropic::to_messages_request(req);
                 a.stream = stream;
-                (v1_url(base, "messages"), serde_json::to_vec(&a).unwrap_or_default())
+                (v1_url(base, "messages"), Bytes::from(serde_json::to_vec(&a).unwrap_or_default()))
             }
             Provider::OpenAi { base } => (v1_url(base, "chat/completions"), openai_body(req, stream, None)),
             Provider::Azure(route) => {
@@ -186,8 +187,16 @@ impl Provider {
 
 /// The OpenAI body to send: the client's request (lossless), with
 /// `stream_options.include_usage` forced on for streams, and the model replaced
-/// for Azure's v1 form.
-fn openai_body(req: &ChatRequest, stream: bool, model: Option<&str>) -> Vec<u8> {
+/// for Azure's v1 form. The client's own bytes when they say that already or
+/// need only those edits ([`passthrough::forward_body`]), else serialised.
+fn openai_body(req: &ChatRequest, stream: bool, model: Option<&str>) -> Bytes {
+    if let Some(b) = passthrough::forward_body(req, stream, model) {
+        return b;
+    }
+    Bytes::from(serialised_openai_body(req, stream, model))
+}
+
+fn serialised_openai_body(req: &ChatRequest, stream: bool, model: Option<&str>) -> Vec<u8> {
     let already =
         req.is_stream() == stream && if stream { req.wants_stream_usage() } else { req.stream_options.is_none() } && model.is_none();
     if already {
@@ -460,7 +469,6 @@ impl Providers {
     pub async fn chat(&self, t: &ProviderTarget, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let p = Provider::for_target(t);
         let (url, body) = p.chat_request(req, false);
-        let body = Bytes::from(body);
         let timeout = t.timeout.unwrap_or(self.cfg.request_timeout);
         let (resp, attempts) = self
             .with_retry(t, || {
@@ -479,7 +487,6 @@ impl Providers {
     pub async fn chat_stream(&self, t: &ProviderTarget, req: &ChatRequest) -> Result<ChatStream, ProviderError> {
         let p = Provider::for_target(t);
         let (url, body) = p.chat_request(req, true);
-        let body = Bytes::from(body);
         let first_byte = t.timeout.unwrap_or(self.cfg.stream_first_byte_timeout);
         let (resp, attempts) = self
             .with_retry(t, || {
