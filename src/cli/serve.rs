@@ -65,7 +65,6 @@ impl ServeArgs {
             max_connections_per_address: usize::try_from(self.max_connections_per_address).unwrap_or(usize::MAX),
             ops_token: OpsToken::load(self.metrics_token_file.as_deref())?,
             lanes: self.lanes.map_or_else(crate::gateway::default_lanes, |n| usize::try_from(n).unwrap_or(1)),
-            ..GatewayConfig::default()
         })
     }
 }
