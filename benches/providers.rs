@@ -3,9 +3,9 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use switchboard::domain::{PricingTable, ProviderKind, TokenUsage};
+use switchboard::domain::{PricingTable, ProviderKind, Secret, TokenUsage};
 use switchboard::providers::translate::StreamTranslator;
-use switchboard::providers::{ChatRequest, OpenAiUsage, anthropic, token_count};
+use switchboard::providers::{ChatRequest, OpenAiUsage, Provider, ProviderTarget, anthropic, token_count};
 
 fn chat_request() -> ChatRequest {
     serde_json::from_value(serde_json::json!({
@@ -31,6 +31,23 @@ fn bench(c: &mut Criterion) {
     c.bench_function("parse OpenAI chat request", |b| b.iter(|| serde_json::from_slice::<ChatRequest>(black_box(&raw)).unwrap()));
     c.bench_function("translate OpenAI request to Anthropic (incl. JSON)", |b| {
         b.iter(|| serde_json::to_vec(&anthropic::to_messages_request(black_box(&req), &tables).unwrap()).unwrap())
+    });
+    // The body of an OpenAI-to-OpenAI call: serialised from the parsed request
+    // (as before issue 22), the client's bytes forwarded, and forwarded with the
+    // model replaced in place (an account whose model differs).
+    let openai = Provider::for_target(&ProviderTarget::new(ProviderKind::OpenAi, "http://127.0.0.1:9", Secret::new("sk-bench")));
+    let mut kept = req.clone();
+    kept.keep_original(bytes::Bytes::from(raw.clone()));
+    let mut renamed = kept.clone();
+    renamed.model = "gpt-4o-2024-08-06".into();
+    c.bench_function("OpenAI upstream body: serialise the parsed request", |b| {
+        b.iter(|| openai.chat_request(black_box(&req), false, &tables).unwrap())
+    });
+    c.bench_function("OpenAI upstream body: forward the client's bytes", |b| {
+        b.iter(|| openai.chat_request(black_box(&kept), false, &tables).unwrap())
+    });
+    c.bench_function("OpenAI upstream body: forward, model replaced", |b| {
+        b.iter(|| openai.chat_request(black_box(&renamed), false, &tables).unwrap())
     });
     let answer = br#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Dear Sam and Alex, thank you for thinking of us for your day at Hever Castle. We are free on 14 June 2027."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":120,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":40}}"#;
     c.bench_function("translate Anthropic answer to OpenAI", |b| {

@@ -1,46 +1,174 @@
 #!/usr/bin/env bash
-# The floor under the gateway's load target: nginx as a plain reverse proxy
-# (keep-alive upstream connections, no logging) in front of the same upstream
-# (the built-in simulator) that benches/wrk/gateway.sh uses, measured the same
-# way. It shows what forwarding alone costs on this machine: no routing, no
-# JSON, no ledger.
+# The gateway against the forwarding floor (issue 22's "How to measure"), in one
+# command that prints the Markdown BENCHMARKS.md takes.
 #
-#   benches/wrk/floor.sh [seconds]
+#   benches/wrk/floor.sh [seconds] [rounds] [NAME=BINARY [SERVE_ARGS...]]...
 #
-# Needs wrk and nginx (Debian: apt-get install wrk nginx-light).
+# - The upstream is nginx itself answering every request with a canned OpenAI
+#   `chat.completion` that carries `usage`: a fixed answer, far faster than
+#   either proxy, so the upstream is not the bottleneck (the table shows its own
+#   requests per second at 32 connections).
+# - The floor is a second nginx as a plain reverse proxy in front of it, with a
+#   keep-alive upstream pool and no logging.
+# - Each gateway variant is `switchboard serve` (release build, process
+#   durability by default) in front of the same upstream: one enterprise supplier
+#   on a platform OpenAI account whose base URL is the canned upstream, routing,
+#   quotas, the rate limiter and the ledger all on. The supplier has a wedding
+#   today, so neither its quota nor its rate limit refuses the traffic, but both
+#   are accounted on every request, and every request is a usage row.
+# - Each round measures nginx and every variant, alternating which goes first:
+#   at one connection (the upstream alone right before, for the added latency),
+#   and at 32 connections; each gateway both without and with a fresh
+#   `Idempotency-Key` per request (with one, an idempotency record is written
+#   and completed on every request).
+# - The summary gives, per variant, the median over the rounds of each round's
+#   gateway ÷ nginx ratio, against the issue's targets.
+#
+# Without variants it measures this checkout's release build (built first), or
+# `SWITCHBOARD_BIN` when set. Variants compare builds or flags in the same
+# alternation (benches/wrk/ab.sh is `floor.sh` with two builds), e.g.
+#   benches/wrk/floor.sh 8 3 "1-lane=$bin --lanes 1" "2-lanes=$bin --lanes 2"
+# `SWITCHBOARD_DURABILITY=power` measures `serve --ledger-durability power`.
+#
+# Needs wrk, nginx (`apt-get install wrk nginx-light`), dbus, gnome-keyring
+# (the platform key goes into a private keyring, as in scripts/test) and
+# python3 (the summary). Ports 4570–4579 on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-secs=${1:-10}
-command -v nginx >/dev/null || { echo "floor.sh needs nginx: apt-get install nginx-light" >&2; exit 1; }
-cargo build --release --bin switchboard >/dev/null
-target=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
-bin=$target/release/switchboard
-tmp=$(mktemp -d)
-cat >"$tmp/nginx.conf" <<CONF
+secs=${1:-8}
+rounds=${2:-3}
+shift $(($# < 2 ? $# : 2))
+durability=${SWITCHBOARD_DURABILITY:-process}
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$nginx" ] || { echo "floor.sh needs nginx: apt-get install nginx-light" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "floor.sh needs wrk: apt-get install wrk" >&2; exit 1; }
+if [ -z "${SWITCHBOARD_BENCH_INNER:-}" ]; then
+  if [ $# -eq 0 ] && [ -z "${SWITCHBOARD_BIN:-}" ]; then
+    cargo build --release --bin switchboard >/dev/null
+  fi
+  tmp=$(mktemp -d); mkdir -p "$tmp/data" "$tmp/run"; chmod 700 "$tmp/run"
+  export XDG_DATA_HOME="$tmp/data" XDG_RUNTIME_DIR="$tmp/run" SWITCHBOARD_BENCH_INNER="$tmp"
+  exec dbus-run-session -- bash -c 'echo -n bench | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null; exec "$0" "$@"' "$0" "$secs" "$rounds" "$@"
+fi
+tmp=$SWITCHBOARD_BENCH_INNER
+if [ $# -eq 0 ]; then
+  target=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
+  set -- "gateway=${SWITCHBOARD_BIN:-$target/release/switchboard}"
+fi
+up=127.0.0.1:4571 proxy=127.0.0.1:4570
+
+# The canned answer (no `$` in it: nginx would read it as a variable).
+answer='{"id":"chatcmpl-bench","object":"chat.completion","created":1764720000,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Book the venue early, plan for April showers and pick seasonal flowers.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":16,"total_tokens":30},"system_fingerprint":"fp_bench"}'
+nginx_conf() { # NAME SERVER_BLOCK
+  mkdir -p "$tmp/$1"
+  cat >"$tmp/$1/nginx.conf" <<CONF
 worker_processes auto;
-pid $tmp/nginx.pid;
-error_log $tmp/error.log warn;
+user $(id -un) $(id -gn);
+pid $tmp/$1/nginx.pid;
+error_log $tmp/$1/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $tmp;
-  proxy_temp_path $tmp;
-  upstream sim { server 127.0.0.1:4590; keepalive 128; }
-  server {
-    listen 127.0.0.1:4570;
-    location / { proxy_pass http://sim; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
+  client_body_temp_path $tmp/$1;
+  proxy_temp_path $tmp/$1;
+  $2
 }
 CONF
-"$bin" simulate --listen 127.0.0.1:4590 >/dev/null 2>&1 &
-sim=$!
-nginx -c "$tmp/nginx.conf" -e "$tmp/error.log"
-trap 'kill $sim 2>/dev/null; nginx -c "$tmp/nginx.conf" -e "$tmp/error.log" -s stop 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
-sleep 1
-. benches/wrk/measure.sh
-workers=$(pgrep -f "nginx: worker" | tr '\n' ' ')
-for c in 1 32; do
-  run "upstream directly" http://127.0.0.1:4590/v1/chat/completions benches/wrk/openai_chat.lua "$c" "$sim"
-  # shellcheck disable=SC2086
-  run "through nginx" http://127.0.0.1:4570/v1/chat/completions benches/wrk/openai_chat.lua "$c" $workers
+  "$nginx" -c "$tmp/$1/nginx.conf" -e "$tmp/$1/error.log"
+}
+nginx_conf upstream "server { listen $up; keepalive_requests 1000000; location / { default_type application/json; return 200 '$answer'; } }"
+nginx_conf proxy "upstream canned { server $up; keepalive 128; keepalive_requests 1000000; }
+  server { listen $proxy; keepalive_requests 1000000;
+    location / { proxy_pass http://canned; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+pids=()
+cleanup() {
+  for n in upstream proxy; do "$nginx" -c "$tmp/$n/nginx.conf" -e "$tmp/$n/error.log" -s stop 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+sleep 0.5
+workers() { pgrep -P "$(cat "$tmp/$1/nginx.pid")" | tr '\n' ' '; }
+
+# The gateway variants: NAME=BINARY [ARGS], each with its own database and port.
+names=() ports=() tokens=() gws=()
+i=0
+for spec in "$@"; do
+  name=${spec%%=*}
+  read -r -a cmd <<<"${spec#*=}"
+  db=$tmp/$name.db port=$((4572 + i))
+  "${cmd[0]}" --db "$db" supplier add --name "Bench Studio" --vendor-type photographer --tier enterprise --wedding "$(date -u +%F)" >/dev/null
+  printf 'sk-bench-openai-platform-000000000001' | "${cmd[0]}" --db "$db" key add --owner platform --provider openai --base-url "http://$up" >/dev/null
+  tokens+=("$("${cmd[0]}" --db "$db" token issue --supplier 1 2>/dev/null)")
+  # The variant's flags go after `serve`.
+  "${cmd[0]}" --db "$db" serve --listen "127.0.0.1:$port" --ledger-durability "$durability" "${cmd[@]:1}" >"$tmp/$name.log" 2>&1 &
+  gws+=($!) pids+=($!)
+  names+=("$name") ports+=("$port")
+  i=$((i + 1))
 done
+sleep 2
+for i in "${!names[@]}"; do
+  kill -0 "${gws[$i]}" 2>/dev/null || { echo "gateway ${names[$i]} did not start:" >&2; cat "$tmp/${names[$i]}.log" >&2; exit 1; }
+done
+
+# One wrk run: appends a row to results.tsv and echoes it to stderr.
+#   run ROUND SIDE PATH CONNECTIONS URL LUA PID...
+tick=$(getconf CLK_TCK)
+cpu() {
+  local s=0 p
+  for p in "$@"; do s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$s"
+}
+us() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u); f = (u == "s") ? 1e6 : (u == "ms") ? 1e3 : 1; printf "%.0f", n * f }'; }
+run() {
+  local round=$1 side=$2 path=$3 c=$4 url=$5 lua=$6 before after out reqs
+  shift 6
+  before=$(cpu "$@")
+  out=$(wrk -t1 -c"$c" -d"${secs}s" --latency -s "$lua" "$url")
+  after=$(cpu "$@")
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  row=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$round" "$side" "$path" "$c" \
+    "$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')" \
+    "$(us "$(echo "$out" | awk '$1 == "50%" {print $2}')")" "$(us "$(echo "$out" | awk '$1 == "99%" {print $2}')")" \
+    "$(awk -v t="$((after - before))" -v k="$tick" -v n="$reqs" 'BEGIN {printf "%.1f", t / k * 1e6 / n}')" \
+    "$(echo "$out" | awk '/Non-2xx/ {print $NF} END {}' | head -1)" "$(cut -d' ' -f1 /proc/loadavg)")
+  echo "$row" >>"$tmp/results.tsv"
+  echo "$row" >&2
+}
+direct=benches/wrk/floor_direct.lua
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+for r in $(seq "$rounds"); do
+  # nginx and the variants in turn; every other round in the reverse order.
+  sides=(nginx "${names[@]}")
+  if [ $((r % 2)) -eq 0 ]; then
+    rev=(); for ((k = ${#sides[@]} - 1; k >= 0; k--)); do rev+=("${sides[$k]}"); done; sides=("${rev[@]}")
+  fi
+  run "$r" upstream direct 32 "http://$up/v1/chat/completions" "$direct" $(workers upstream)
+  for side in "${sides[@]}"; do
+    if [ "$side" = nginx ]; then
+      # shellcheck disable=SC2046
+      run "$r" nginx direct 1 "http://$up/v1/chat/completions" "$direct" $(workers upstream)
+      # shellcheck disable=SC2046
+      run "$r" nginx proxied 1 "http://$proxy/v1/chat/completions" "$direct" $(workers proxy)
+      # shellcheck disable=SC2046
+      run "$r" nginx proxied 32 "http://$proxy/v1/chat/completions" "$direct" $(workers proxy)
+      continue
+    fi
+    for i in "${!names[@]}"; do [ "${names[$i]}" = "$side" ] && break; done
+    export GATEWAY_TOKEN=${tokens[$i]}
+    url=http://127.0.0.1:${ports[$i]}/v1/chat/completions
+    # shellcheck disable=SC2046
+    run "$r" "$side" direct 1 "http://$up/v1/chat/completions" "$direct" $(workers upstream)
+    run "$r" "$side" proxied 1 "$url" benches/wrk/gateway.lua "${gws[$i]}"
+    run "$r" "$side" idem 1 "$url" benches/wrk/gateway_idem.lua "${gws[$i]}"
+    run "$r" "$side" proxied 32 "$url" benches/wrk/gateway.lua "${gws[$i]}"
+    run "$r" "$side" idem 32 "$url" benches/wrk/gateway_idem.lua "${gws[$i]}"
+  done
+done
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+for i in "${!names[@]}"; do
+  kill -0 "${gws[$i]}" 2>/dev/null || { echo "gateway ${names[$i]} died during the run:" >&2; cat "$tmp/${names[$i]}.log" >&2; exit 1; }
+done
+python3 benches/wrk/floor_table.py "$tmp/results.tsv" "$secs" "$durability" "$(nproc)" "$load_start" "$load_end" \
+  "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" "$@"

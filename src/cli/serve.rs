@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// endpoints are open. Never given on the command line, where `ps` shows it.
     #[arg(long, value_name = "PATH")]
     metrics_token_file: Option<std::path::PathBuf>,
+    /// Serving threads of the gateway, each with its own runtime and pool of
+    /// upstream connections (default: one per core, at most 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    lanes: Option<u64>,
 }
 
 impl ServeArgs {
@@ -60,7 +64,7 @@ impl ServeArgs {
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             max_connections_per_address: usize::try_from(self.max_connections_per_address).unwrap_or(usize::MAX),
             ops_token: OpsToken::load(self.metrics_token_file.as_deref())?,
-            ..GatewayConfig::default()
+            lanes: self.lanes.map_or_else(crate::gateway::default_lanes, |n| usize::try_from(n).unwrap_or(1)),
         })
     }
 }

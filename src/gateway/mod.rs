@@ -404,7 +404,9 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
         // The token before the body: an unauthenticated body is never read.
         let supplier = st.router.authenticate(bearer(&headers))?;
         let bytes = ingress::read_body(body, &headers, st.body).await?;
-        let req: ChatRequest = ingress::parse_json(&bytes, "chat completion")?;
+        let mut req: ChatRequest = ingress::parse_json(&bytes, "chat completion")?;
+        // Forwarded as it came to an OpenAI-compatible upstream (a shared reference, no copy).
+        req.keep_original(bytes.clone());
         if req.messages.is_empty() {
             return Err(ApiError::BadRequest("\"messages\" is empty; send at least one message".into()));
         }

@@ -12,6 +12,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod error;
 pub mod openai;
+pub mod passthrough;
 pub mod retry;
 pub mod sse;
 pub mod stream;
@@ -164,13 +165,13 @@ impl Provider {
 
     /// URL and JSON body of a chat call; an error when the request cannot be
     /// translated exactly for this provider (see [`untranslatable`]).
-    pub fn chat_request(&self, req: &ChatRequest, stream: bool, tables: &TranslationTables) -> Result<(String, Vec<u8>), ProviderError> {
+    pub fn chat_request(&self, req: &ChatRequest, stream: bool, tables: &TranslationTables) -> Result<(String, Bytes), ProviderError> {
         Ok(match self {
             Provider::Anthropic { base } => {
                 let mut a = anthropic::to_messages_request(req, tables)
                     .map_err(|e| ProviderError::Untranslatable { provider: anthropic::NAME, message: e.0 })?;
                 a.stream = stream;
-                (v1_url(base, "messages"), serde_json::to_vec(&a).unwrap_or_default())
+                (v1_url(base, "messages"), Bytes::from(serde_json::to_vec(&a).unwrap_or_default()))
             }
             Provider::OpenAi { base } => (v1_url(base, "chat/completions"), openai_body(req, stream, None)),
             Provider::Azure(route) => {
@@ -199,9 +200,20 @@ pub fn untranslatable(kind: ProviderKind, req: &ChatRequest, tables: &Translatio
 
 /// The OpenAI body to send: the client's request (lossless), with
 /// `stream_options.include_usage` forced on for streams, the model replaced
-/// for Azure's v1 form, and the gateway's Anthropic extension fields of
-/// earlier assistant turns (`reasoning_content`, `thinking_blocks`) taken out.
-fn openai_body(req: &ChatRequest, stream: bool, model: Option<&str>) -> Vec<u8> {
+/// for Azure's v1 form, and the gateway's Anthropic-only fields
+/// ([`ChatRequest::has_gateway_extensions`]) taken out. The client's own bytes
+/// when they say that already or need only those edits
+/// ([`passthrough::forward_body`]), else serialised.
+fn openai_body(req: &ChatRequest, stream: bool, model: Option<&str>) -> Bytes {
+    if !req.has_gateway_extensions()
+        && let Some(b) = passthrough::forward_body(req, stream, model)
+    {
+        return b;
+    }
+    Bytes::from(serialised_openai_body(req, stream, model))
+}
+
+fn serialised_openai_body(req: &ChatRequest, stream: bool, model: Option<&str>) -> Vec<u8> {
     let already = req.is_stream() == stream
         && if stream { req.wants_stream_usage() } else { req.stream_options.is_none() }
         && model.is_none()
@@ -480,7 +492,6 @@ impl Providers {
     pub async fn chat(&self, t: &ProviderTarget, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let p = Provider::for_target(t);
         let (url, body) = p.chat_request(req, false, &self.cfg.translation)?;
-        let body = Bytes::from(body);
         let timeout = t.timeout.unwrap_or(self.cfg.request_timeout);
         let (resp, attempts) = self
             .with_retry(t, || {
@@ -499,7 +510,6 @@ impl Providers {
     pub async fn chat_stream(&self, t: &ProviderTarget, req: &ChatRequest) -> Result<ChatStream, ProviderError> {
         let p = Provider::for_target(t);
         let (url, body) = p.chat_request(req, true, &self.cfg.translation)?;
-        let body = Bytes::from(body);
         let first_byte = t.timeout.unwrap_or(self.cfg.stream_first_byte_timeout);
         let (resp, attempts) = self
             .with_retry(t, || {

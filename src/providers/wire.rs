@@ -3,7 +3,9 @@
 //! usage objects of OpenAI and Anthropic, and their normalisation into
 //! [`TokenUsage`].
 
+use super::passthrough::OriginalBody;
 use crate::domain::TokenUsage;
+use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -75,6 +77,10 @@ pub struct ChatRequest {
     pub user: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// The client's bytes, when the request was read from a client, for
+    /// forwarding them unchanged (`providers::passthrough`). Never serialised.
+    #[serde(skip)]
+    pub original: OriginalBody,
 }
 
 impl ChatRequest {
@@ -92,7 +98,21 @@ impl ChatRequest {
             stop: None,
             user: None,
             extra: Map::new(),
+            original: OriginalBody::default(),
         }
+    }
+
+    /// Keeps `bytes`, the body this request was parsed from, so that an
+    /// OpenAI-compatible upstream gets them as they are.
+    pub fn keep_original(&mut self, bytes: Bytes) {
+        self.original = OriginalBody::of(self, bytes);
+    }
+
+    /// Drops the client's bytes: code that changes a field other than
+    /// `model`, `stream` or `stream_options` calls this, so that the request
+    /// is serialised from its fields.
+    pub fn forget_original(&mut self) {
+        self.original = OriginalBody::default();
     }
 
     pub fn is_stream(&self) -> bool {
