@@ -20,9 +20,11 @@ pub mod ratelimit;
 pub mod reporting;
 pub mod rng;
 pub mod routing;
+pub mod schedule;
 pub mod season;
 pub mod secret;
 pub mod supplier;
+pub mod supplier_import;
 pub mod supplier_query;
 pub mod usage;
 
