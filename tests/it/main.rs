@@ -24,5 +24,6 @@ mod health;
 mod ingress;
 mod keys;
 mod layers;
+mod ops;
 mod providers;
 mod suppliers;
