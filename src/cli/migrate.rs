@@ -280,7 +280,8 @@ pub fn run(store: Store, cmd: MigrateCommand) -> anyhow::Result<()> {
             }
         }
         MigrateCommand::Start(StartArgs { target, at: Some(at) }) => {
-            let sched = crate::engine::migration_schedule::schedule(&svc, SupplierId(target.supplier), target.to, target.plan.map(|p| p.0), at)?;
+            let sched =
+                crate::engine::migration_schedule::schedule(&svc, SupplierId(target.supplier), target.to, target.plan.map(|p| p.0), at)?;
             print_schedule(&store, &sched);
             match crate::engine::migration_schedule::router_of(&store) {
                 Some(h) => println!("{h} routes this database and will start it on time."),

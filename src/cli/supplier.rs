@@ -252,7 +252,11 @@ fn run_import(store: &Store, actor: &str, a: ImportArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         if a.dry_run {
-            println!("Checked {} rows: {valid} can be imported, {} would be rejected (nothing imported).", report.total, report.rejected.len());
+            println!(
+                "Checked {} rows: {valid} can be imported, {} would be rejected (nothing imported).",
+                report.total,
+                report.rejected.len()
+            );
         } else {
             println!("Imported {} of {} suppliers; {} rows rejected.", report.imported, report.total, report.rejected.len());
         }

@@ -9,9 +9,9 @@ use chrono_tz::Tz;
 /// `Z` for UTC). A time without an offset is refused: it would be ambiguous.
 pub fn parse_start_time(s: &str) -> Result<DateTime<Utc>, String> {
     let t = s.trim();
-    DateTime::parse_from_rfc3339(t).map(|d| d.with_timezone(&Utc)).map_err(|_| {
-        format!("'{t}' is not an RFC 3339 time with its offset; write e.g. 2026-06-02T09:00:00+02:00 (or …Z for UTC)")
-    })
+    DateTime::parse_from_rfc3339(t)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|_| format!("'{t}' is not an RFC 3339 time with its offset; write e.g. 2026-06-02T09:00:00+02:00 (or …Z for UTC)"))
 }
 
 /// `instant` as the supplier sees it: `2026-06-02 09:00 CEST (Europe/Berlin)`.

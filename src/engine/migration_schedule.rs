@@ -7,9 +7,9 @@
 //! processes never start the same one. What a schedule waits for when no
 //! runtime routes the database is said by [`waiting_reason`].
 
+use crate::domain::SupplierId;
 use crate::domain::migration::{PhasePlan, RouteTarget, blocking_wedding, next_allowed};
 use crate::domain::schedule::format_local;
-use crate::domain::SupplierId;
 use crate::engine::migrations::{MigrationError, MigrationService};
 use crate::store::{LockHolder, MigrationSchedule, RoutingLock, ScheduleState, Store};
 use chrono::{DateTime, Utc};
@@ -64,7 +64,10 @@ pub fn cancel(svc: &MigrationService, id: i64) -> Result<MigrationSchedule, Migr
     let now = svc.clock().now();
     let sched = store.schedule(id)?;
     if !store.cancel_schedule(id, now)? {
-        return Err(MigrationError::Refused(format!("scheduled migration {id} is {}; only a waiting one can be cancelled", sched.state.as_str())));
+        return Err(MigrationError::Refused(format!(
+            "scheduled migration {id} is {}; only a waiting one can be cancelled",
+            sched.state.as_str()
+        )));
     }
     audit(store, now, svc.actor(), "migration.unschedule", sched.supplier, "ok", &format!("schedule {id} cancelled"));
     Ok(store.schedule(id)?)
@@ -131,8 +134,7 @@ pub fn waiting_reason(sched: &MigrationSchedule, now: DateTime<Utc>, router: Opt
     }
     match (router, sched.start_at <= now) {
         (None, _) => Some(
-            "no runtime routes this database, so nothing will start it: turn on routing on the Overview, or run `switchboard serve`"
-                .into(),
+            "no runtime routes this database, so nothing will start it: turn on routing on the Overview, or run `switchboard serve`".into(),
         ),
         (Some(h), true) => Some(format!("due; {h} starts it within a second")),
         (Some(_), false) => None,

@@ -20,7 +20,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod migration_schedule;
 pub mod migrations;
-pub mod supplier_import;
 pub mod parallel;
 pub mod router;
 pub mod runtime;
+pub mod supplier_import;

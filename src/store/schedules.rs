@@ -112,8 +112,9 @@ impl Store {
     }
 
     pub fn schedule(&self, id: i64) -> StoreResult<MigrationSchedule> {
-        self.with_conn(|c| c.query_row(&format!("SELECT {COLS} FROM migration_schedules WHERE id = ?1"), [id], row).optional())?
-            .ok_or(StoreError::NotFound { what: "scheduled migration", id: id.to_string(), hint: "; list them with `switchboard migrate status`" })
+        self.with_conn(|c| c.query_row(&format!("SELECT {COLS} FROM migration_schedules WHERE id = ?1"), [id], row).optional())?.ok_or(
+            StoreError::NotFound { what: "scheduled migration", id: id.to_string(), hint: "; list them with `switchboard migrate status`" },
+        )
     }
 
     /// Schedules, newest start first (of one supplier, or all).

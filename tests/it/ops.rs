@@ -129,7 +129,10 @@ fn the_cli_schedules_in_the_suppliers_time_zone_and_says_nothing_will_start_it_w
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("(Europe/Berlin)") && text.contains("waiting") && text.contains("No runtime routes this database"), "{text}");
-    let out = sb(&db).args(["migrate", "start", "--supplier", &id.0.to_string(), "--to", "platform", "--at", "2026-06-02 09:00"]).output().unwrap();
+    let out = sb(&db)
+        .args(["migrate", "start", "--supplier", &id.0.to_string(), "--to", "platform", "--at", "2026-06-02 09:00"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("offset"));
     let out = sb(&db).args(["migrate", "scheduled", "--json"]).output().unwrap();
@@ -254,7 +257,8 @@ fn importing_5000_suppliers_reports_progress_and_every_rejected_row_by_line() {
     assert_eq!((preview.total, preview.valid.len(), preview.rejected.len()), (5000, 4996, 4));
     assert_eq!(store.count_suppliers().unwrap(), 0, "a preview writes nothing");
     let mut seen = Vec::new();
-    let report = imp::import(&store, preview, june(), "tester", &switchboard::engine::analytics::CancelHandle::new(), |p| seen.push(p)).unwrap();
+    let report =
+        imp::import(&store, preview, june(), "tester", &switchboard::engine::analytics::CancelHandle::new(), |p| seen.push(p)).unwrap();
     assert_eq!(report.imported, 4996);
     assert_eq!(report.rejected.iter().map(|r| r.line).collect::<Vec<_>>(), bad);
     assert!(report.rejected[0].reason.contains("tier") && report.rejected[1].reason.contains("2026-02-30"), "{:?}", report.rejected);
@@ -262,7 +266,8 @@ fn importing_5000_suppliers_reports_progress_and_every_rejected_row_by_line() {
     assert!(seen.len() >= 49 && seen.windows(2).all(|w| w[0].done <= w[1].done), "progress every 100 rows");
     assert_eq!(seen.last().map(|p| (p.done, p.total)), Some((4996, 4996)));
     assert_eq!(store.count_suppliers().unwrap(), 4996);
-    let s = store.list_suppliers(&switchboard::store::SupplierFilter { search: Some("Supplier 00004".into()), ..Default::default() }).unwrap();
+    let s =
+        store.list_suppliers(&switchboard::store::SupplierFilter { search: Some("Supplier 00004".into()), ..Default::default() }).unwrap();
     assert_eq!(s[0].time_zone.name(), "Europe/London");
     assert_eq!(s[0].weddings, vec![day("2026-08-04"), day("2026-09-12")]);
     assert_eq!(s[0].ai_mode, AiMode::Client);
