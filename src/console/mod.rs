@@ -44,6 +44,7 @@ pub use views::audit::AuditView;
 pub use views::health::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
 pub use views::keys::{KeyRow, KeysView, OrphanKey, TokenRow};
 pub use views::migration_start::{PlanSummary, PlanView};
+pub use views::schedules::ScheduleRow;
 pub use views::migrations::{
     MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, MirrorRow, ParallelRow, PhaseCheck, PhaseView, RecommendationRow,
 };

@@ -10,5 +10,6 @@ pub mod migrations;
 pub mod overview;
 pub mod projections;
 pub mod quota;
+pub mod schedules;
 pub mod suppliers;
 pub mod usage;
