@@ -44,12 +44,12 @@ pub use views::audit::AuditView;
 pub use views::health::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
 pub use views::keys::{KeyRow, KeysView, OrphanKey, TokenRow};
 pub use views::migration_start::{PlanSummary, PlanView};
-pub use views::schedules::ScheduleRow;
 pub use views::migrations::{
     MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, MirrorRow, ParallelRow, PhaseCheck, PhaseView, RecommendationRow,
 };
 pub use views::overview::{AccountSummary, Overview, WeddingDay};
 pub use views::projections::{FlaggedSupplier, MonthUsage, ProjectionsView, method_label};
 pub use views::quota::{QuotaView, SupplierQuotaChart, TierQuota};
+pub use views::schedules::ScheduleRow;
 pub use views::suppliers::{SupplierDetail, SupplierList, SupplierRow, platform_time_zone, sort_rows};
 pub use views::usage::{MonthBar, Series, UsageView};

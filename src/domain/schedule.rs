@@ -14,13 +14,13 @@ pub fn parse_start_time(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| format!("'{t}' is not an RFC 3339 time with its offset; write e.g. 2026-06-02T09:00:00+02:00 (or …Z for UTC)"))
 }
 
-/// `instant` as the supplier sees it: `2026-06-02 09:00 CEST (Europe/Berlin)`.
+/// `instant` as the supplier sees it: `Tue 02 Jun 2026 09:00 CEST (Europe/Berlin)`.
 pub fn format_local(instant: DateTime<Utc>, tz: Tz) -> String {
     let local = instant.with_timezone(&tz);
     if tz == Tz::UTC {
-        return format!("{} UTC", local.format("%Y-%m-%d %H:%M"));
+        return format!("{} UTC", local.format("%a %d %b %Y %H:%M"));
     }
-    format!("{} ({})", local.format("%Y-%m-%d %H:%M %Z"), tz.name())
+    format!("{} ({})", local.format("%a %d %b %Y %H:%M %Z"), tz.name())
 }
 
 /// The same instant written as RFC 3339 in the supplier's offset, for copying
@@ -41,8 +41,8 @@ mod tests {
         let e = parse_start_time("2026-06-02 09:00").unwrap_err();
         assert!(e.contains("offset"), "{e}");
         let berlin: Tz = "Europe/Berlin".parse().unwrap();
-        assert_eq!(format_local(t, berlin), "2026-06-02 09:00 CEST (Europe/Berlin)");
-        assert_eq!(format_local(t, Tz::UTC), "2026-06-02 07:00 UTC");
+        assert_eq!(format_local(t, berlin), "Tue 02 Jun 2026 09:00 CEST (Europe/Berlin)");
+        assert_eq!(format_local(t, Tz::UTC), "Tue 02 Jun 2026 07:00 UTC");
         assert_eq!(rfc3339_local(t, berlin), "2026-06-02T09:00:00+02:00");
         assert_eq!(parse_start_time(&rfc3339_local(t, berlin)).unwrap(), t);
     }

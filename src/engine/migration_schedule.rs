@@ -53,7 +53,7 @@ pub fn schedule(
         "migration.schedule",
         supplier,
         "ok",
-        &format!("schedule {}: {} → {} at {}", sched.id, plan.from, plan.to, format_local(at, s.time_zone)),
+        &format!("schedule {}: {} to {} at {}", sched.id, plan.from, plan.to, format_local(at, s.time_zone)),
     );
     Ok(sched)
 }

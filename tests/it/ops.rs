@@ -60,7 +60,7 @@ fn a_scheduled_migration_starts_on_time_and_the_wedding_guard_is_checked_again_t
     // A time inside the guard of the 20th (from the 18th, 00:00 Berlin) is refused, naming the way out in local time.
     let inside = switchboard::domain::schedule::parse_start_time("2026-06-19T10:00:00+02:00").unwrap();
     let e = schedule::schedule(&svc, berlin, RouteTarget::Platform, None, inside).unwrap_err().to_string();
-    assert!(e.contains("within 48 h") && e.contains("2026-06-23 00:00 CEST (Europe/Berlin)"), "{e}");
+    assert!(e.contains("within 48 h") && e.contains("Tue 23 Jun 2026 00:00 CEST (Europe/Berlin)"), "{e}");
     // So is a time that has passed.
     assert!(schedule::schedule(&svc, berlin, RouteTarget::Platform, None, june() - Duration::minutes(1)).is_err());
 

@@ -21,7 +21,7 @@ pub struct ScheduleRow {
     pub supplier_name: String,
     pub to: String,
     pub start_at: DateTime<Utc>,
-    /// The start in the supplier's time zone, e.g. `2026-06-02 09:00 CEST (Europe/Berlin)`.
+    /// The start in the supplier's time zone, e.g. `Tue 02 Jun 2026 09:00 CEST (Europe/Berlin)`.
     pub start_local: String,
     /// waiting, starting, started, refused or cancelled.
     pub state: String,
@@ -45,7 +45,12 @@ impl Service {
         let info: HashMap<SupplierId, (String, crate::domain::supplier::Tz)> =
             cat.suppliers.iter().map(|s| (s.id, (s.name.clone(), s.time_zone))).collect();
         let mut list = self.store.schedules(None).map_err(msg)?;
-        list.sort_by_key(|s| (s.state != crate::store::ScheduleState::Waiting, if s.state == crate::store::ScheduleState::Waiting { s.start_at.timestamp() } else { -s.updated_at.timestamp() }));
+        list.sort_by_key(|s| {
+            (
+                s.state != crate::store::ScheduleState::Waiting,
+                if s.state == crate::store::ScheduleState::Waiting { s.start_at.timestamp() } else { -s.updated_at.timestamp() },
+            )
+        });
         let rows = list
             .iter()
             .take(SCHEDULES_SHOWN)

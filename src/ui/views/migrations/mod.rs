@@ -316,7 +316,7 @@ fn schedules(ui: &mut Ui, v: &MigrationsView, st: &mut State, cx: &mut Cx<'_>) {
                     ("started", Some(m)) => format!("started as migration #{m}"),
                     (other, _) => other.to_string(),
                 };
-                ui.label(RichText::new(format!("{} → {}", s.supplier_name, s.to)).strong());
+                ui.label(RichText::new(format!("{} to {}", s.supplier_name, s.to)).strong());
                 ui.label(format!("at {}", s.start_local));
                 ui.label(RichText::new(state).color(color));
                 if s.waiting && ui.add_enabled(!st.acting, egui::Button::new("Cancel")).on_hover_text("Cancels this scheduled start (audited)").clicked() {
