@@ -1,5 +1,6 @@
-//! Scheduled migration starts (`migration_schedules`, schema v11) and the
-//! settings that belong to one database (`database_settings`).
+//! Scheduled migration starts (`migration_schedules`, schema v11), the
+//! settings that belong to one database (`database_settings`), and whether a
+//! request was ever recorded (for the first-run checklist).
 //!
 //! A schedule is written by whoever plans it (console or CLI) and started by
 //! whichever runtime routes the database when it is due; `claim_schedule`
@@ -177,6 +178,11 @@ impl Store {
             )
         })
         .map(|n| n == 1)
+    }
+
+    /// Whether any request was ever recorded (one index probe, not a count).
+    pub fn has_usage_events(&self) -> StoreResult<bool> {
+        self.with_conn(|c| c.query_row("SELECT EXISTS (SELECT 1 FROM usage_events)", [], |r| r.get(0)))
     }
 
     /// A setting of this database (`None` when never set).

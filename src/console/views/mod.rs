@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod export;
+pub mod getting_started;
 pub mod health;
 pub mod keys;
 pub mod migration_start;

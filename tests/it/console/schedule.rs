@@ -69,3 +69,35 @@ fn schedules_the_suggested_start_and_shows_it_waiting_scheduled_then_started() {
     assert!(actions.iter().any(|a| a == "migration.schedule") && actions.iter().any(|a| a == "migration.scheduled_start"), "{actions:?}");
     drop(lock);
 }
+
+/// On an empty database the Overview leads: a checklist whose steps tick as
+/// the database fills (a platform key, suppliers, a token, a runtime holding
+/// the routing lock), the gateway's URL and snippets, and the "waiting for the
+/// first request" light that turns green when a request is recorded.
+#[test]
+fn an_empty_database_shows_the_getting_started_checklist_ticking_as_the_database_fills() {
+    let f = fixture();
+    let mut h = harness(&f, start(View::Overview));
+    wait_until(&mut h, "the checklist", |h| shows(h, "Getting started · 0 of 5 done"));
+    assert!(shows(&h, "Waiting for the first request…"));
+    assert!(shows(&h, "http://127.0.0.1:4480/v1"));
+    assert!(shows(&h, "switchboard supplier import FILE.csv"));
+    for b in ["Copy curl", "Copy Python (OpenAI SDK)", "Copy Node"] {
+        assert!(h.query_by_label(b).is_some(), "{b}");
+    }
+
+    let platform = unreachable_account(&f.store, AccountOwner::Platform, "WedSync OpenAI");
+    f.store.set_account_key(platform, Some("test-entry"), Some("sk-…0001")).unwrap();
+    let studio = add_supplier(&f.store, "Capture Moments", Tier::Professional, VendorType::Photographer, &[]);
+    switchboard::engine::gateway_tokens::issue(&f.store, studio, Utc::now(), "tester").unwrap();
+    wait_until(&mut h, "three steps done", |h| shows(h, "Getting started · 3 of 5 done"));
+    assert!(shows(&h, "2. Add suppliers (1)") && shows(&h, "3. Issue gateway tokens (1)"));
+
+    let lock = RoutingLock::acquire(f.store.path(), "switchboard serve", Utc::now()).unwrap();
+    wait_until(&mut h, "the gateway step", |h| shows(h, "Getting started · 4 of 5 done"));
+    assert!(shows(&h, &format!("Routing: process {} on host", std::process::id())));
+    f.store.append_usage(&[usage_event("first", Utc::now().date_naive(), studio, 100)]).unwrap();
+    wait_until(&mut h, "the first request", |h| !shows(h, "Getting started"));
+    assert!(!shows(&h, "Waiting for the first request…"), "a complete checklist steps aside");
+    drop(lock);
+}
