@@ -207,11 +207,22 @@ fn two_serve_processes_one_refused_with_the_others_pid_and_host_and_a_killed_hol
     let mut third = serve("0");
     let h = wait_for_holder(&db, &mut third);
     assert_eq!(h.pid, third.id());
+    // It says what it found, then listens (read up to that line: its signal handler is in place by then).
+    let mut text = String::new();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(third.stdout.take().unwrap()));
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        text.push_str(&line);
+        text.push('\n');
+        if line.contains("gateway listening") {
+            break;
+        }
+    }
+    assert!(text.contains("ended without stopping (killed or crashed)"), "{text}");
     // SIGTERM: a clean stop empties the lock file.
     let _ = std::process::Command::new("kill").arg(third.id().to_string()).status();
-    let out = third.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("ended without stopping (killed or crashed)"), "{text}");
+    drop(lines);
+    assert!(third.wait().unwrap().success());
     assert_eq!(std::fs::read_to_string(switchboard::store::routing_lock::lock_path(&db)).unwrap(), "");
 }
 
