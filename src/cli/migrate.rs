@@ -18,8 +18,18 @@ use std::sync::Arc;
 pub enum MigrateCommand {
     /// Check a migration and show its phases and the earliest start clear of weddings.
     Plan(Target),
-    /// Start a migration now (refused within 48 h of one of the supplier's weddings).
+    /// Start a migration now, or schedule it with --at (refused within 48 h of
+    /// one of the supplier's weddings; a scheduled start is checked again then).
     Start(StartArgs),
+    /// Cancel a scheduled start that has not happened yet.
+    Unschedule { id: i64 },
+    /// List scheduled starts (waiting, started, refused, cancelled).
+    Scheduled {
+        #[arg(long)]
+        supplier: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show migrations with their phases and figures.
     Status {
         #[arg(long)]
@@ -57,6 +67,33 @@ pub struct Target {
 pub struct StartArgs {
     #[command(flatten)]
     target: Target,
+    /// Start at this time instead of now: RFC 3339 with its offset, e.g.
+    /// 2026-06-02T09:00:00+02:00. The routing runtime (`switchboard serve`, or
+    /// a console that routes) starts it then, checking the wedding guard again.
+    #[arg(long, value_parser = parse_at, value_name = "TIME")]
+    at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn parse_at(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    crate::domain::schedule::parse_start_time(s)
+}
+
+fn print_schedule(store: &Store, s: &crate::store::MigrationSchedule) {
+    use crate::domain::schedule::format_local;
+    let tz = store.supplier(s.supplier).map(|x| x.time_zone).unwrap_or(chrono_tz::Tz::UTC);
+    let runtime = crate::engine::migration_schedule::router_of(store);
+    let wait = crate::engine::migration_schedule::waiting_reason(s, super::now(), runtime.as_ref());
+    println!(
+        "Scheduled {} · supplier {} → {} · at {} ({} UTC) · {}{}{}",
+        s.id,
+        s.supplier,
+        s.to,
+        format_local(s.start_at, tz),
+        s.start_at.format("%Y-%m-%d %H:%M"),
+        s.state.as_str(),
+        s.migration_id.map(|m| format!(" as migration {m}")).unwrap_or_default(),
+        s.reason.as_deref().or(wait.as_deref()).map(|r| format!(" — {r}")).unwrap_or_default()
+    );
 }
 
 #[derive(Debug, Args)]
@@ -242,17 +279,46 @@ pub fn run(store: Store, cmd: MigrateCommand) -> anyhow::Result<()> {
                 ),
             }
         }
+        MigrateCommand::Start(StartArgs { target, at: Some(at) }) => {
+            let sched =
+                crate::engine::migration_schedule::schedule(&svc, SupplierId(target.supplier), target.to, target.plan.map(|p| p.0), at)?;
+            print_schedule(&store, &sched);
+            match crate::engine::migration_schedule::router_of(&store) {
+                Some(h) => println!("{h} routes this database and will start it on time."),
+                None => println!(
+                    "No runtime routes this database now: the start waits until `switchboard serve` runs (or a console that routes). Cancel with `switchboard migrate unschedule {}`.",
+                    sched.id
+                ),
+            }
+        }
+        MigrateCommand::Scheduled { supplier, json } => {
+            let schedules = store.schedules(supplier.map(SupplierId))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&schedules)?);
+            } else if schedules.is_empty() {
+                println!("No scheduled migrations. Schedule one with `switchboard migrate start --supplier ID --to TARGET --at TIME`.");
+            } else {
+                for s in &schedules {
+                    print_schedule(&store, s);
+                }
+            }
+        }
+        MigrateCommand::Unschedule { id } => print_schedule(&store, &crate::engine::migration_schedule::cancel(&svc, id)?),
         MigrateCommand::Start(a) => {
             let m = svc.start(SupplierId(a.target.supplier), a.target.to, a.target.plan.map(|p| p.0), None)?;
             println!("Started migration {}: {} % of supplier {}'s traffic now goes to {}.", m.id, m.current_percent(), m.supplier, m.to);
         }
         MigrateCommand::Status { supplier, json } => {
             let list = store.list_migrations(supplier.map(SupplierId))?;
+            let schedules = store.schedules(supplier.map(SupplierId))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
-            } else if list.is_empty() {
+            } else if list.is_empty() && schedules.is_empty() {
                 println!("No migrations. Plan one with `switchboard migrate plan --supplier ID --to account:ID`.");
             } else {
+                for s in &schedules {
+                    print_schedule(&store, s);
+                }
                 for m in &list {
                     print_migration(m);
                 }

@@ -86,6 +86,11 @@ pub fn run_serve(db: Option<std::path::PathBuf>, args: ServeArgs) -> anyhow::Res
         };
         let opts = RuntimeOptions { ledger_sync, ..RuntimeOptions::default() };
         let runtime = Runtime::start(store.clone(), Vault::os(), Arc::new(SystemClock), opts).await?;
+        if let Some(h) = runtime.routing_lock().left_behind() {
+            println!(
+                "The previous runtime on this database, {h}, ended without stopping (killed or crashed); its routing lock went with it."
+            );
+        }
         let accounts = runtime.keys.list(None)?;
         let orphans = runtime.keys.report_orphans().await;
         if !orphans.is_empty() {

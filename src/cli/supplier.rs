@@ -25,6 +25,28 @@ pub enum SupplierCommand {
     Edit(EditArgs),
     /// Remove a supplier with its weddings, accounts and tokens (its usage history is kept).
     Remove { id: i64 },
+    /// Import suppliers from a CSV file with the columns name, vendor_type,
+    /// tier, mode, time_zone, weddings (dates separated by `;`). Every row is
+    /// checked first; valid rows are imported, the others reported by line.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The CSV file (or, with --template, where to write the template).
+    file: std::path::PathBuf,
+    /// Write a template file with the columns and two example rows, and import nothing.
+    #[arg(long)]
+    template: bool,
+    /// Check every row and print the report, but import nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write the rejected rows (line, name, reason) to this CSV file.
+    #[arg(long, value_name = "PATH")]
+    rejected: Option<std::path::PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +209,65 @@ pub fn run(store: &Store, cmd: SupplierCommand) -> anyhow::Result<()> {
             store.delete_supplier(s.id)?;
             store.audit(now(), &actor, "supplier.remove", Some(s.id), None, "ok", &s.name)?;
             println!("Removed supplier {} '{}' (its usage history is kept).", s.id, s.name);
+        }
+        SupplierCommand::Import(a) => run_import(store, &actor, a)?,
+    }
+    Ok(())
+}
+
+fn run_import(store: &Store, actor: &str, a: ImportArgs) -> anyhow::Result<()> {
+    use crate::engine::supplier_import as imp;
+    use std::io::Write;
+    if a.template {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&a.file)
+            .map_err(|e| anyhow::anyhow!("cannot write the template to {}: {e}", a.file.display()))?;
+        f.write_all(crate::domain::supplier_import::template().as_bytes())?;
+        println!("Wrote the import template to {}.", a.file.display());
+        return Ok(());
+    }
+    let preview = imp::preview_file(&a.file, store, crate::console::views::suppliers::platform_time_zone())?;
+    let valid = preview.valid.len();
+    let report = if a.dry_run {
+        crate::domain::supplier_import::ImportReport { total: preview.total, imported: 0, rejected: preview.rejected, cancelled: false }
+    } else {
+        let cancel = crate::engine::analytics::CancelHandle::new();
+        let interactive = !a.json;
+        imp::import(store, preview, now(), actor, &cancel, |p| {
+            if interactive && p.total >= 500 {
+                eprint!("\r  imported {} of {} rows…", p.done, p.total);
+            }
+        })?
+    };
+    if !a.json && report.total >= 500 && !a.dry_run {
+        eprintln!();
+    }
+    if let Some(path) = &a.rejected {
+        std::fs::write(path, imp::rejected_csv(&report.rejected))
+            .map_err(|e| anyhow::anyhow!("cannot write the rejected rows to {}: {e}", path.display()))?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        if a.dry_run {
+            println!(
+                "Checked {} rows: {valid} can be imported, {} would be rejected (nothing imported).",
+                report.total,
+                report.rejected.len()
+            );
+        } else {
+            println!("Imported {} of {} suppliers; {} rows rejected.", report.imported, report.total, report.rejected.len());
+        }
+        for r in report.rejected.iter().take(20) {
+            println!("  line {:>6}  {:<30}  {}", r.line, r.name, r.reason);
+        }
+        if report.rejected.len() > 20 {
+            match &a.rejected {
+                Some(p) => println!("  … and {} more in {}", report.rejected.len() - 20, p.display()),
+                None => println!("  … and {} more; write them all with --rejected FILE.csv", report.rejected.len() - 20),
+            }
         }
     }
     Ok(())

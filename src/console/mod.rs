@@ -41,6 +41,7 @@ pub use present::{QUOTA_BANDS, date_of_day_number, day_number, decimate};
 pub use protocol::*;
 pub use service::{LiveServices, LiveStarter, ServiceOptions, spawn, spawn_with};
 pub use views::audit::AuditView;
+pub use views::getting_started::{GettingStarted, Snippets};
 pub use views::health::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
 pub use views::keys::{KeyRow, KeysView, OrphanKey, TokenRow};
 pub use views::migration_start::{PlanSummary, PlanView};
@@ -50,5 +51,6 @@ pub use views::migrations::{
 pub use views::overview::{AccountSummary, Overview, WeddingDay};
 pub use views::projections::{FlaggedSupplier, MonthUsage, ProjectionsView, method_label};
 pub use views::quota::{QuotaView, SupplierQuotaChart, TierQuota};
+pub use views::schedules::ScheduleRow;
 pub use views::suppliers::{SupplierDetail, SupplierList, SupplierRow, platform_time_zone, sort_rows};
 pub use views::usage::{MonthBar, Series, UsageView};

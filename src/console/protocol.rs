@@ -229,6 +229,15 @@ pub enum ConsoleCommand {
         supplier: SupplierId,
         to: RouteTarget,
     },
+    /// Schedules a migration's start for `at` (the routing runtime starts it
+    /// then, checking the wedding guard again): `ScheduleChanged`.
+    ScheduleMigration {
+        supplier: SupplierId,
+        to: RouteTarget,
+        at: chrono::DateTime<chrono::Utc>,
+    },
+    /// Cancels a waiting scheduled start: `ScheduleChanged`.
+    CancelSchedule(i64),
     PauseMigration(i64),
     ResumeMigration(i64),
     RollbackMigration {
@@ -298,6 +307,8 @@ impl ConsoleCommand {
             ConsoleCommand::LoadMigrations(_) => Channel::Migrations,
             ConsoleCommand::PlanMigration { .. } => Channel::MigrationPlan,
             ConsoleCommand::StartMigration { .. }
+            | ConsoleCommand::ScheduleMigration { .. }
+            | ConsoleCommand::CancelSchedule(_)
             | ConsoleCommand::PauseMigration(_)
             | ConsoleCommand::ResumeMigration(_)
             | ConsoleCommand::RollbackMigration { .. }
@@ -395,6 +406,11 @@ pub enum ConsoleEvent {
     MigrationPlanned(Arc<PlanView>),
     /// A migration was started, paused, resumed, rolled back or aborted; `what` is a sentence.
     MigrationChanged {
+        id: i64,
+        what: String,
+    },
+    /// A migration start was scheduled or a schedule cancelled; `what` is a sentence.
+    ScheduleChanged {
         id: i64,
         what: String,
     },

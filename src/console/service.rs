@@ -300,6 +300,8 @@ impl Service {
             ConsoleCommand::ResolveAlert(id) => self.alert_action(id, true)?,
             ConsoleCommand::LoadMigrations(q) => ConsoleEvent::Migrations(Arc::new(self.migrations_view(&q)?)),
             ConsoleCommand::PlanMigration { supplier, to } => ConsoleEvent::MigrationPlanned(Arc::new(self.plan_migration(supplier, to)?)),
+            ConsoleCommand::ScheduleMigration { supplier, to, at } => self.schedule_migration(supplier, to, at)?,
+            ConsoleCommand::CancelSchedule(id) => self.cancel_schedule(id)?,
             cmd @ (ConsoleCommand::StartMigration { .. }
             | ConsoleCommand::PauseMigration(_)
             | ConsoleCommand::ResumeMigration(_)

@@ -149,7 +149,13 @@ pub async fn start(store: Arc<Store>, clock: Arc<dyn Clock>, sim_addr: SocketAdd
             .collect(),
     };
     let sim = Simulator::start_on(sim_cfg, sim_addr).await?;
-    let runtime = Runtime::start(store.clone(), Vault::demo_in_memory(), clock.clone(), RuntimeOptions::default()).await?;
+    let runtime = Runtime::start(
+        store.clone(),
+        Vault::demo_in_memory(),
+        clock.clone(),
+        RuntimeOptions { program: "the demo console".into(), ..RuntimeOptions::default() },
+    )
+    .await?;
     for a in &accounts {
         runtime.keys.set_demo_key(a.id, Secret::new(sim_key(a))).await?;
     }

@@ -46,6 +46,8 @@ pub struct MigrationService {
     active: Mutex<HashMap<SupplierId, Migration>>,
     actor: String,
     alerts: Mutex<Option<Arc<crate::engine::alerts::AlertService>>>,
+    /// A service of a process that does not route: it never starts scheduled migrations.
+    offline: bool,
 }
 
 impl MigrationService {
@@ -58,6 +60,7 @@ impl MigrationService {
             active: Mutex::new(HashMap::new()),
             actor: crate::store::audit_actor(),
             alerts: Mutex::new(None),
+            offline: false,
         });
         for m in svc.store.active_migrations()? {
             svc.apply_split(&m);
@@ -86,7 +89,26 @@ impl MigrationService {
             // It serves no requests: its few audit writes run inline.
             None,
         )?;
-        Self::new(store, router, clock)
+        let svc = Self::new(store, router, clock)?;
+        Ok(match Arc::try_unwrap(svc) {
+            Ok(mut s) => {
+                s.offline = true;
+                Arc::new(s)
+            }
+            Err(a) => a,
+        })
+    }
+
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub(crate) fn actor(&self) -> &str {
+        &self.actor
     }
 
     /// Raises an alert through `alerts` whenever a migration rolls back.
@@ -346,6 +368,10 @@ impl MigrationService {
 
     /// Evaluates every running migration and acts on the result; persists figures.
     pub fn tick(&self) -> Result<Vec<(i64, Step)>, MigrationError> {
+        // Scheduled starts that are due begin first (the 48 h guard is checked again now).
+        if !self.offline {
+            crate::engine::migration_schedule::start_due(self)?;
+        }
         self.sync_from_store()?;
         let now = self.clock.now();
         let suppliers: Vec<SupplierId> = self.active.lock().keys().copied().collect();

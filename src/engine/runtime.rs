@@ -12,7 +12,7 @@ use crate::engine::ledger::Ledger;
 use crate::engine::migrations::MigrationService;
 use crate::engine::router::{Router, RouterConfig};
 use crate::providers::{Providers, ProvidersConfig};
-use crate::store::{LedgerSync, Store};
+use crate::store::{LedgerSync, RoutingLock, Store};
 use crate::vault::Vault;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,8 @@ pub struct RuntimeOptions {
     pub health: MonitorConfig,
     /// When a usage commit reaches the disk (see [`LedgerSync`]).
     pub ledger_sync: LedgerSync,
+    /// What routes, as written in the routing lock (`switchboard serve`, `the console`).
+    pub program: String,
 }
 
 impl Default for RuntimeOptions {
@@ -39,6 +41,7 @@ impl Default for RuntimeOptions {
             pricing: PricingTable::builtin(),
             health: MonitorConfig::default(),
             ledger_sync: LedgerSync::Normal,
+            program: "switchboard serve".into(),
         }
     }
 }
@@ -53,12 +56,20 @@ pub struct Runtime {
     /// Running migrations (resumed from the store at start).
     pub migrations: Arc<MigrationService>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Only one runtime routes a database; released when the runtime is dropped.
+    lock: RoutingLock,
 }
 
 impl Runtime {
     /// Starts the services on the tokio runtime it is called from (which
     /// then runs the router's background work too).
+    /// Refused with [`crate::store::RoutingLockError::Held`], naming the other
+    /// process and host, while another runtime routes the same database.
     pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts: RuntimeOptions) -> anyhow::Result<Runtime> {
+        let lock = {
+            let (path, program, now) = (store.path().to_path_buf(), opts.program.clone(), clock.now());
+            tokio::task::spawn_blocking(move || RoutingLock::acquire(&path, &program, now)).await??
+        };
         let ledger = Ledger::start_synced(&store, opts.ledger_sync)?;
         ledger.set_clock(clock.clone());
         // Before the gateway answers anyone: the first request would wait for it.
@@ -104,7 +115,13 @@ impl Runtime {
         };
         migrations.set_alerts(health.alerts().clone());
         tasks.push(migrations.spawn(&tokio::runtime::Handle::current()));
-        Ok(Runtime { store, router, keys, providers, health, migrations, tasks })
+        Ok(Runtime { store, router, keys, providers, health, migrations, tasks, lock })
+    }
+
+    /// The routing lock this runtime holds (who it says it is, and the holder
+    /// it found left behind by a killed process, if any).
+    pub fn routing_lock(&self) -> &RoutingLock {
+        &self.lock
     }
 
     /// Stops background tasks and waits until every usage event is committed.

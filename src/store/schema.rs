@@ -507,6 +507,25 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_expires ON idempotency_keys(expires_ms);
 CREATE INDEX idempotency_keys_bodies ON idempotency_keys(completed_ms) WHERE body IS NOT NULL;
 "#,
+    // v11: scheduled migration starts (a running runtime starts each when due,
+    // checking the 48 h wedding guard again then), and settings that belong to
+    // the database (e.g. whether the console routes it).
+    r#"
+CREATE TABLE migration_schedules (
+    id INTEGER PRIMARY KEY,
+    supplier_id INTEGER NOT NULL REFERENCES suppliers(id) ON DELETE CASCADE,
+    to_route TEXT NOT NULL,               -- JSON RouteTarget
+    plan TEXT NOT NULL,                   -- JSON [PhasePlan]
+    start_at TEXT NOT NULL,
+    state TEXT NOT NULL,                  -- waiting, started, refused, cancelled
+    migration_id INTEGER,
+    reason TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX migration_schedules_due ON migration_schedules(state, start_at);
+CREATE TABLE database_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

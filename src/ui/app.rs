@@ -222,6 +222,7 @@ impl ConsoleApp {
             ev @ (ConsoleEvent::Migrations(_)
             | ConsoleEvent::MigrationPlanned(_)
             | ConsoleEvent::MigrationChanged { .. }
+            | ConsoleEvent::ScheduleChanged { .. }
             | ConsoleEvent::RecommendationDismissed { .. }
             | ConsoleEvent::MirrorChanged { .. }
             | ConsoleEvent::ParallelProgress(_)
@@ -235,7 +236,7 @@ impl ConsoleApp {
                     self.audit.dirty = true;
                     self.health.dirty = true;
                 }
-                if matches!(ev, ConsoleEvent::RecommendationDismissed { .. }) {
+                if matches!(ev, ConsoleEvent::RecommendationDismissed { .. } | ConsoleEvent::ScheduleChanged { .. }) {
                     self.audit.dirty = true;
                 }
                 if matches!(ev, ConsoleEvent::ParallelDone(_) | ConsoleEvent::ParallelCancelled { .. } | ConsoleEvent::MirrorChanged { .. })

@@ -25,6 +25,7 @@ mod health;
 mod ingress;
 mod keys;
 mod layers;
+mod ops;
 mod providers;
 mod suppliers;
 mod translate;

@@ -41,6 +41,8 @@ pub struct PlanView {
     pub plan: Result<PlanSummary, String>,
     /// The supplier's weddings from today on (the first few).
     pub next_weddings: Vec<NaiveDate>,
+    /// The supplier's time zone: times in the form are shown and typed in it.
+    pub time_zone: crate::domain::supplier::Tz,
 }
 
 impl Service {
@@ -103,6 +105,7 @@ impl Service {
             to,
             plan,
             next_weddings: s.weddings.iter().copied().filter(|d| *d >= today).take(6).collect(),
+            time_zone: s.time_zone,
         })
     }
 

@@ -184,6 +184,10 @@ pub struct MigrationsView {
     /// Every running live-traffic mirror, then the shown supplier's ended
     /// ones, newest first.
     pub mirrors: Vec<MirrorRow>,
+    /// Scheduled starts: waiting ones (soonest first), then the latest ended ones.
+    pub schedules: Vec<super::schedules::ScheduleRow>,
+    /// Who routes this database now (the routing lock's holder), if anyone.
+    pub routed_by: Option<String>,
 }
 
 pub(in crate::console) const LIST_LIMIT: usize = 200;
@@ -320,7 +324,8 @@ impl Service {
                 })
             })
             .collect::<Res<Vec<_>>>()?;
-        Ok(MigrationsView { runtime, rows, detail, parallel, parallel_supplier, recommendations, mirrors })
+        let (schedules, routed_by) = self.schedule_rows()?;
+        Ok(MigrationsView { runtime, rows, detail, parallel, parallel_supplier, recommendations, mirrors, schedules, routed_by })
     }
 
     pub(in crate::console) fn migration_detail(&self, m: &Migration, row: MigrationRow, now: DateTime<Utc>) -> MigrationDetail {

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod export;
+pub mod getting_started;
 pub mod health;
 pub mod keys;
 pub mod migration_start;
@@ -10,5 +11,6 @@ pub mod migrations;
 pub mod overview;
 pub mod projections;
 pub mod quota;
+pub mod schedules;
 pub mod suppliers;
 pub mod usage;

@@ -56,6 +56,8 @@ pub struct Overview {
     pub near_quota: Vec<SupplierRow>,
     /// Requests per day over the last 30 days: `[day number, requests]`.
     pub last_30_days: Vec<[f64; 2]>,
+    /// The first-run checklist, each step from what the database holds.
+    pub getting_started: super::getting_started::GettingStarted,
 }
 
 impl Service {
@@ -99,6 +101,7 @@ impl Service {
             client_accounts_by_provider,
             near_quota: rows.into_iter().filter(|r| r.quota.used > 0).collect(),
             last_30_days: per_day.into_iter().map(|(d, n)| [day_number(d), n as f64]).collect(),
+            getting_started: self.getting_started(&accounts, cat.suppliers.len())?,
         })
     }
 }

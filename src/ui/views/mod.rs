@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod charts;
 pub mod export;
+pub mod getting_started;
 pub mod health;
 pub mod keys;
 pub mod migrations;

@@ -19,6 +19,8 @@ pub struct State {
     requested: bool,
     live: Option<Arc<LiveSnapshot>>,
     live_error: Option<String>,
+    /// When the checklist last asked for a fresh Overview.
+    polled: Option<std::time::Instant>,
 }
 
 impl State {
@@ -57,6 +59,20 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         loading(ui, "Loading today's figures…");
         return;
     };
+    if !o.getting_started.complete() {
+        // A first run: the checklist leads; the Overview reloads while it waits for the database to say a step is done.
+        if super::getting_started::checklist(ui, &o.getting_started) {
+            let now = std::time::Instant::now();
+            if st.polled.is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(2)) {
+                if st.polled.is_some() {
+                    st.dirty = true;
+                }
+                st.polled = Some(now);
+            }
+            ui.ctx().request_repaint_after(std::time::Duration::from_secs(2));
+        }
+        ui.add_space(theme::GAP_M);
+    }
     if o.suppliers == 0 {
         empty_state(
             ui,

@@ -64,6 +64,8 @@ pub struct State {
     parallel_supplier: Option<SupplierId>,
     parallel_run: Option<ParallelRun>,
     parallel_error: Option<String>,
+    /// The last parallel test run from the open start form, shown in it.
+    form_result: Option<Arc<crate::console::ParallelRow>>,
 }
 
 impl State {
@@ -107,6 +109,15 @@ impl State {
                 self.parallel_supplier = Some(supplier);
                 self.dirty = true;
             }
+            ConsoleEvent::ScheduleChanged { what, .. } => {
+                if self.acting && self.form.is_some() && self.plan.is_some() {
+                    self.form = None;
+                    self.plan = None;
+                }
+                self.acting = false;
+                toasts.info(what);
+                self.dirty = true;
+            }
             ConsoleEvent::RecommendationDismissed { what, .. } => {
                 self.acting = false;
                 toasts.info(what);
@@ -119,6 +130,10 @@ impl State {
             }
             ConsoleEvent::ParallelDone(row) => {
                 self.parallel_run = None;
+                if self.form.is_some() && self.plan.as_ref().is_some_and(|p| p.supplier == row.report.supplier) {
+                    // Shown in the form that started it, next to its Start and Schedule buttons.
+                    self.form_result = Some(row.clone());
+                }
                 self.parallel_error = None;
                 let r = &row.report;
                 let saving = r.projected_monthly_saving.0;
@@ -213,6 +228,7 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             st.form = Some(StartForm::default());
             st.plan = None;
             st.plan_error = None;
+            st.form_result = None;
         }
         if !v.runtime {
             ui.label(
@@ -232,6 +248,10 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         }
         if !v.recommendations.is_empty() {
             recommendations(ui, &v.recommendations, st, cx);
+            ui.add_space(theme::GAP_M);
+        }
+        if !v.schedules.is_empty() {
+            schedules(ui, &v, st, cx);
             ui.add_space(theme::GAP_M);
         }
         if v.rows.is_empty() {
@@ -264,6 +284,53 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     dialogs(ui, st, cx);
     if st.busy() || st.parallel_run.is_some() {
         ui.ctx().request_repaint_after(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Scheduled starts: when (in the supplier's time zone), their state, and what a waiting one waits for.
+fn schedules(ui: &mut Ui, v: &MigrationsView, st: &mut State, cx: &mut Cx<'_>) {
+    let p = *theme::palette(ui);
+    let mut cancel: Option<i64> = None;
+    theme::card(ui).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        let waiting = v.schedules.iter().filter(|s| s.waiting).count();
+        ui.label(RichText::new(format!("Scheduled starts ({waiting} waiting)")).strong());
+        let who = match &v.routed_by {
+            Some(h) => format!("Started on time by the runtime that routes this database: {h}. The 48 h wedding guard is checked again at the start time."),
+            None => "No runtime routes this database now: a waiting start begins only once routing is on (Overview) or `switchboard serve` runs.".to_string(),
+        };
+        ui.add(egui::Label::new(RichText::new(who).small().color(if v.routed_by.is_some() { p.muted } else { p.warn })).wrap());
+        ui.add_space(theme::GAP_XS);
+        for s in &v.schedules {
+            ui.horizontal(|ui| {
+                let color = match s.state.as_str() {
+                    "waiting" | "starting" => if s.note.is_some() { p.warn } else { p.accent },
+                    "started" => p.ok,
+                    "refused" => p.danger,
+                    _ => p.muted,
+                };
+                status_dot(ui, color);
+                let state = match (s.state.as_str(), s.migration_id) {
+                    ("waiting", _) if s.note.is_some() => "waiting".to_string(),
+                    ("waiting", _) => "scheduled".to_string(),
+                    ("started", Some(m)) => format!("started as migration #{m}"),
+                    (other, _) => other.to_string(),
+                };
+                ui.label(RichText::new(format!("{} to {}", s.supplier_name, s.to)).strong());
+                ui.label(format!("at {}", s.start_local));
+                ui.label(RichText::new(state).color(color));
+                if s.waiting && ui.add_enabled(!st.acting, egui::Button::new("Cancel")).on_hover_text("Cancels this scheduled start (audited)").clicked() {
+                    cancel = Some(s.id);
+                }
+            });
+            if let Some(n) = &s.note {
+                ui.add(egui::Label::new(RichText::new(n).small().color(p.muted)).wrap());
+            }
+        }
+    });
+    if let Some(id) = cancel {
+        st.acting = true;
+        cx.send(ConsoleCommand::CancelSchedule(id));
     }
 }
 

@@ -183,10 +183,23 @@ pub(super) fn parallel(ui: &mut Ui, v: &MigrationsView, st: &mut State, cx: &mut
         if let Some(run) = st.parallel_run.as_ref().filter(|_| !in_form) {
             stop = parallel_progress(ui, run);
         }
-        for m in &v.mirrors {
+        // The shown supplier's own mirrors with its tests; other suppliers' running mirrors apart, below.
+        let shown = v.parallel_supplier.as_ref().map(|(s, _)| *s);
+        let (own, others): (Vec<&MirrorRow>, Vec<&MirrorRow>) = v.mirrors.iter().partition(|m| shown.is_none_or(|s| s == m.supplier));
+        for m in own {
             if let Some(id) = mirror_row(ui, m, v.runtime, st.acting) {
                 stop_mirror = Some(id);
             }
+        }
+        if !others.is_empty() {
+            ui.add_space(theme::GAP_S);
+            ui.label(RichText::new(format!("Live-traffic mirrors of other suppliers ({})", others.len())).strong().color(p.muted));
+            for m in others {
+                if let Some(id) = mirror_row(ui, m, v.runtime, st.acting) {
+                    stop_mirror = Some(id);
+                }
+            }
+            ui.separator();
         }
         if v.parallel.is_empty() && v.mirrors.is_empty() {
             ui.label(

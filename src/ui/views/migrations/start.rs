@@ -3,6 +3,7 @@
 //! parallel test run from the form, and a live-traffic mirror's settings.
 
 use super::*;
+use crate::domain::schedule::{format_local, parse_start_time, rfc3339_local};
 
 #[derive(Default)]
 pub(super) struct StartForm {
@@ -11,11 +12,14 @@ pub(super) struct StartForm {
     /// Bring the form into view on its next frame (opened from further down the page).
     scroll_to: bool,
     mirror: MirrorFields,
+    /// A start time typed for a schedule (RFC 3339 with its offset), and what is wrong with it.
+    at: String,
+    at_error: Option<String>,
 }
 
 impl StartForm {
     pub(super) fn new(supplier: SupplierId) -> Self {
-        StartForm { supplier: supplier.0.to_string(), field_error: None, scroll_to: true, mirror: MirrorFields::default() }
+        StartForm { supplier: supplier.0.to_string(), scroll_to: true, ..StartForm::default() }
     }
 }
 
@@ -65,6 +69,7 @@ pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     let mut close = false;
     let mut check: Option<(SupplierId, Option<RouteTarget>)> = None;
     let mut start: Option<(SupplierId, RouteTarget)> = None;
+    let mut schedule: Option<(SupplierId, RouteTarget, chrono::DateTime<chrono::Utc>)> = None;
     let mut test: Option<ParallelRun> = None;
     let mut start_test: Option<(SupplierId, RouteTarget)> = None;
     let mut mirror: Option<(SupplierId, RouteTarget, MirrorPlan)> = None;
@@ -198,7 +203,7 @@ pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                     .small()
                     .color(p.muted),
                 );
-                let suggested = s.earliest_start.format("%a %d %b %Y %H:%M UTC").to_string();
+                let suggested = format_local(s.earliest_start, plan.time_zone);
                 if let Some(d) = s.blocked_by {
                     theme::card(ui).stroke(egui::Stroke::new(1.5, p.danger)).show(ui, |ui| {
                         ui.label(RichText::new(format!("Wedding on {}: no migration may start within 48 h of it.", d.format("%a %d %b"))).strong().color(p.danger));
@@ -215,20 +220,68 @@ pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                         ui.label(RichText::new(format!("Suggested start: {suggested}.")).strong());
                     });
                 }
+                if let Some(row) = st.form_result.as_ref().filter(|r| r.report.supplier == plan.supplier) {
+                    form_result(ui, row);
+                }
                 ui.add_space(theme::GAP_XS);
-                ui.horizontal(|ui| {
-                    let allowed = s.blocked_by.is_none() && !st.acting;
-                    let label = if s.overlaps.is_some() { "Start now anyway" } else { "Start migration" };
-                    if ui.add_enabled(allowed, egui::Button::new(RichText::new(label).strong())).clicked()
+                ui.horizontal_wrapped(|ui| {
+                    // Within 48 h of a wedding a start now is refused: no button for it, the reason and the way out instead.
+                    if s.blocked_by.is_none() {
+                        let label = if s.overlaps.is_some() { "Start now anyway" } else { "Start migration" };
+                        let resp = ui.add_enabled(!st.acting, egui::Button::new(RichText::new(label).strong()));
+                        let resp = if s.overlaps.is_some() {
+                            resp.on_hover_text("Starts now; the phase that would begin near the wedding waits until its 48 h window has passed")
+                        } else {
+                            resp
+                        };
+                        if resp.clicked()
+                            && let Some(to) = plan.to
+                        {
+                            start = Some((plan.supplier, to));
+                        }
+                    } else {
+                        ui.label(RichText::new("Starting now is refused (a wedding is within 48 h).").color(p.muted));
+                    }
+                    if (s.blocked_by.is_some() || s.overlaps.is_some() || s.earliest_start > s.now)
+                        && ui
+                            .add_enabled(!st.acting, egui::Button::new(RichText::new(format!("Schedule for {suggested}")).strong()))
+                            .on_hover_text("The routing runtime starts it then, checking the wedding guard again")
+                            .clicked()
                         && let Some(to) = plan.to
                     {
-                        start = Some((plan.supplier, to));
+                        schedule = Some((plan.supplier, to, s.earliest_start));
                     }
                     if st.acting {
                         ui.spinner();
-                        ui.label(RichText::new("Starting…").color(p.muted));
+                        ui.label(RichText::new("Saving…").color(p.muted));
                     }
                 });
+                ui.horizontal(|ui| {
+                    let hint = rfc3339_local(s.earliest_start.max(s.now + chrono::Duration::hours(1)), plan.time_zone);
+                    let r = text_field(ui, "Or start at", &mut form.at, &hint, 230.0).on_hover_text(format!(
+                        "An RFC 3339 time with its offset, e.g. {hint}; {}'s time zone is {}",
+                        plan.supplier_name,
+                        plan.time_zone.name()
+                    ));
+                    let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                    if (ui.add_enabled(!st.acting, egui::Button::new("Schedule")).clicked() || enter)
+                        && let Some(to) = plan.to
+                    {
+                        match parse_start_time(&form.at) {
+                            Ok(at) => {
+                                form.at_error = None;
+                                schedule = Some((plan.supplier, to, at));
+                            }
+                            Err(e) => form.at_error = Some(e),
+                        }
+                    }
+                    if let Ok(at) = parse_start_time(&form.at) {
+                        ui.label(RichText::new(format_local(at, plan.time_zone)).small().color(p.muted));
+                    }
+                });
+                if let Some(e) = &form.at_error {
+                    ui.add(egui::Label::new(RichText::new(e).color(p.danger)).wrap());
+                }
             }
         }
     });
@@ -261,6 +314,7 @@ pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         st.form = None;
         st.plan = None;
         st.plan_error = None;
+        st.form_result = None;
     }
     if let Some((supplier, to)) = check {
         st.planning = true;
@@ -271,6 +325,31 @@ pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         st.acting = true;
         cx.send(ConsoleCommand::StartMigration { supplier, to });
     }
+    if let Some((supplier, to, at)) = schedule {
+        st.acting = true;
+        cx.send(ConsoleCommand::ScheduleMigration { supplier, to, at });
+    }
+}
+
+/// The parallel test this form ran, next to its Start and Schedule buttons.
+fn form_result(ui: &mut Ui, row: &crate::console::ParallelRow) {
+    let p = *theme::palette(ui);
+    let r = &row.report;
+    theme::card(ui).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.label(RichText::new(format!("Parallel test {} (run from this form)", r.id)).strong());
+        ui.columns(3, |cols| {
+            side(&mut cols[0], "Current route", &r.current);
+            side(&mut cols[1], "Candidate", &r.candidate);
+            let ui = &mut cols[2];
+            ui.label(RichText::new("Projected monthly saving").small().color(p.muted));
+            let saving = r.projected_monthly_saving.0;
+            ui.label(RichText::new(fmt_money(saving)).font(theme::metric_font()).color(if saving >= 0 { p.ok } else { p.danger }));
+            if let Some(rec) = &r.recommendation {
+                ui.add(egui::Label::new(RichText::new(rec).small()).wrap());
+            }
+        });
+    });
 }
 
 #[cfg(test)]
