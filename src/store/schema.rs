@@ -507,6 +507,17 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_expires ON idempotency_keys(expires_ms);
 CREATE INDEX idempotency_keys_bodies ON idempotency_keys(completed_ms) WHERE body IS NOT NULL;
 "#,
+    // v11 (issue 22): the usage journal's fold watermark, one row per journal
+    // instance (the numbered folder under `<db>.journal`): every record of
+    // that journal before (segment, byte_offset) is in usage_events. Moved
+    // in the same transaction as the events it covers.
+    r#"
+CREATE TABLE usage_journal_watermark (
+    journal INTEGER PRIMARY KEY,
+    segment INTEGER NOT NULL,
+    byte_offset INTEGER NOT NULL
+);
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -13,7 +13,7 @@
 //! events not folded yet, so they are exact at any moment.
 
 use super::{Store, StoreResult, connect, map_err};
-use crate::domain::{Route, SupplierId, UsageEvent, UsageStatus};
+use crate::domain::{JournalPos, Route, SupplierId, UsageEvent, UsageStatus};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use std::path::PathBuf;
@@ -31,6 +31,17 @@ pub trait UsageLedger: Send {
     /// Adds every event not yet counted in the rollups to them; returns how
     /// many events that was.
     fn fold_rollups(&mut self) -> StoreResult<usize>;
+
+    /// The fold of a usage journal: in ONE transaction, appends `events`
+    /// (skipping event ids already recorded), adds every new event to every
+    /// rollup, and moves journal instance `journal`'s watermark to `to` (never
+    /// backwards). However the process stops, a journal record is then either
+    /// wholly folded (behind the watermark) or not at all. Returns how many
+    /// events were new.
+    fn fold_batch(&mut self, journal: u32, events: &[UsageEvent], to: JournalPos) -> StoreResult<usize>;
+
+    /// Journal instance `journal`'s watermark (`None`: nothing folded from it yet).
+    fn journal_watermark(&mut self, journal: u32) -> StoreResult<Option<JournalPos>>;
 
     /// Copies the WAL into the database file. Called between two commits, it
     /// completes, and the next commit starts the WAL from its beginning: under
@@ -150,9 +161,45 @@ impl UsageLedger for SqliteLedger {
         Ok(n)
     }
 
+    fn fold_batch(&mut self, journal: u32, events: &[UsageEvent], to: JournalPos) -> StoreResult<usize> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| map_err(&self.path, e))?;
+        let run = |tx: &Transaction<'_>| -> rusqlite::Result<usize> {
+            let n = append_in(tx, events)?;
+            fold_rollups(tx)?;
+            set_journal_watermark(tx, journal, to)?;
+            Ok(n)
+        };
+        let n = run(&tx).map_err(|e| map_err(&self.path, e))?;
+        tx.commit().map_err(|e| map_err(&self.path, e))?;
+        Ok(n)
+    }
+
+    fn journal_watermark(&mut self, journal: u32) -> StoreResult<Option<JournalPos>> {
+        journal_watermark(&self.conn, journal).map_err(|e| map_err(&self.path, e))
+    }
+
     fn quota_tokens_used(&mut self, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<u64> {
         quota_tokens(&self.conn, supplier, from, to).map_err(|e| map_err(&self.path, e))
     }
+}
+
+fn journal_watermark(c: &Connection, journal: u32) -> rusqlite::Result<Option<JournalPos>> {
+    use rusqlite::OptionalExtension;
+    c.prepare_cached("SELECT segment, byte_offset FROM usage_journal_watermark WHERE journal = ?1")?
+        .query_row([journal], |r| Ok(JournalPos { segment: r.get::<_, i64>(0)?.max(0) as u64, offset: r.get::<_, i64>(1)?.max(0) as u64 }))
+        .optional()
+}
+
+/// Moves a journal's watermark forward to `to` (a move backwards is ignored).
+fn set_journal_watermark(tx: &Connection, journal: u32, to: JournalPos) -> rusqlite::Result<()> {
+    let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    tx.prepare_cached(
+        "INSERT INTO usage_journal_watermark (journal, segment, byte_offset) VALUES (?1, ?2, ?3)
+         ON CONFLICT (journal) DO UPDATE SET segment = excluded.segment, byte_offset = excluded.byte_offset
+         WHERE (excluded.segment, excluded.byte_offset) > (segment, byte_offset)",
+    )?
+    .execute(params![journal, as_i64(to.segment), as_i64(to.offset)])?;
+    Ok(())
 }
 
 impl super::StoreError {
@@ -403,6 +450,12 @@ impl Store {
     pub fn quota_tokens_used(&self, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<u64> {
         let conn = self.conn();
         quota_tokens(&conn, supplier, from, to).map_err(|e| self.err(e))
+    }
+
+    /// Journal instance `journal`'s fold watermark (see [`UsageLedger::fold_batch`]).
+    pub fn journal_watermark(&self, journal: u32) -> StoreResult<Option<JournalPos>> {
+        let conn = self.conn();
+        journal_watermark(&conn, journal).map_err(|e| self.err(e))
     }
 
     pub fn count_usage_events(&self) -> StoreResult<i64> {

@@ -1,0 +1,105 @@
+//! The journal on real files: a segment cut at every byte offset of its last
+//! record recovers every complete record and drops the torn one.
+
+use super::*;
+use crate::domain::{Micros, ProviderKind, RequestType, Route, SupplierId, TokenUsage, UsageStatus};
+use crate::engine::ledger::{Ledger, LedgerOptions, fold_leftovers};
+use crate::store::Store;
+use chrono::{TimeZone, Utc};
+
+fn event(i: usize) -> UsageEvent {
+    UsageEvent {
+        event_id: format!("torn-{i}"),
+        request_id: format!("req-{i}"),
+        idempotency_key: (i % 2 == 0).then(|| format!("key-{i}")),
+        ts: Utc.with_ymd_and_hms(2026, 6, 6, 12, 0, 0).unwrap(),
+        supplier_id: SupplierId(1),
+        account_id: None,
+        provider: ProviderKind::OpenAi,
+        model: "gpt-4o-mini".into(),
+        request_type: RequestType::EmailTemplate,
+        route: Route::Client,
+        usage: TokenUsage { input: 10 + i as u64, output: 3, ..Default::default() },
+        cost: Micros(1),
+        latency_ms: 2,
+        status: UsageStatus::Ok,
+        error_class: None,
+    }
+}
+
+/// A journal of `n` events left by a stopped ledger: (its instance folder,
+/// its one segment, the last record's start and end).
+async fn left_journal(store: &Store, n: usize) -> (PathBuf, u64, u64, u64) {
+    // Small segments keep the copies below small.
+    let l = Ledger::start_opts(store, LedgerOptions { segment_bytes: 8_192, ..LedgerOptions::default() }).unwrap();
+    for i in 0..n {
+        l.record(event(i)).await.unwrap();
+    }
+    let (dir, id) = (l.journal_dir(), l.journal_id());
+    drop(l);
+    let root = root_of(store.path());
+    for _ in 0..500 {
+        if !Instance::is_held(&root, id).unwrap() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let segs = segments(&dir).unwrap();
+    assert_eq!(segs.len(), 1);
+    let before_last = scan(&dir, JournalPos::default(), None, n - 1).unwrap().to;
+    let all = scan(&dir, JournalPos::default(), None, usize::MAX).unwrap();
+    assert_eq!(all.events.len(), n);
+    (dir, segs[0], before_last.offset, all.to.offset)
+}
+
+#[tokio::test]
+async fn a_segment_cut_at_every_byte_of_its_last_record_keeps_the_complete_ones() {
+    const N: usize = 5;
+    let tmp = tempfile::tempdir().unwrap();
+    let src_db = tmp.path().join("src.db");
+    let store = Store::open(&src_db).unwrap();
+    // The stopped ledger folded its events but keeps the segment it was
+    // writing: its bytes are the journal a crash would have left.
+    let (dir, seg, last_start, last_end) = left_journal(&store, N).await;
+    let pristine = std::fs::read(segment_path(&dir, seg)).unwrap();
+    let size = pristine.len() as u64;
+    assert!(last_end > last_start + record::RECORD_HEAD as u64);
+    let scratch = tmp.path().join("cut");
+    std::fs::create_dir_all(&scratch).unwrap();
+    for cut in last_start..=last_end {
+        for zero_filled in [false, true] {
+            // A crash mid-write: the record's first `cut - last_start` bytes
+            // reached the file; the rest of the preallocated segment is zeros,
+            // or the file ends there.
+            let mut bytes = pristine[..cut as usize].to_vec();
+            if zero_filled {
+                bytes.resize(size as usize, 0);
+            }
+            std::fs::write(segment_path(&scratch, seg), &bytes).unwrap();
+            let s = scan(&scratch, JournalPos::default(), None, usize::MAX).unwrap();
+            let complete = if cut == last_end { N } else { N - 1 };
+            assert_eq!(s.events.len(), complete, "cut at {cut} (zeros after: {zero_filled})");
+            assert_eq!(s.events, (0..complete).map(event).collect::<Vec<_>>(), "cut at {cut}: the records are read as written");
+            let expect_to = if cut == last_end { last_end } else { last_start };
+            assert_eq!(s.to, JournalPos { segment: seg, offset: expect_to }, "cut at {cut}: the fold would resume after the last complete record");
+        }
+    }
+
+    // The whole recovery on a database, for a cut in the middle of the last
+    // record's payload, in its head, and none.
+    for cut in [last_start + (last_end - last_start) / 2, last_start + 3, last_end] {
+        let db = tmp.path().join(format!("recover-{cut}.db"));
+        let fresh = Store::open(&db).unwrap();
+        let inst_dir = root_of(&db).join("0");
+        std::fs::create_dir_all(&inst_dir).unwrap();
+        let mut bytes = pristine[..cut as usize].to_vec();
+        bytes.resize(size as usize, 0);
+        std::fs::write(segment_path(&inst_dir, seg), &bytes).unwrap();
+        let r = fold_leftovers(&fresh).unwrap();
+        let complete = if cut == last_end { N } else { N - 1 };
+        assert_eq!((r.records, r.new), (complete, complete), "cut at {cut}");
+        assert_eq!(fresh.count_usage_events().unwrap(), complete as i64);
+        assert_eq!(fresh.integrity_check().unwrap(), "ok");
+        assert!(segments(&inst_dir).unwrap().is_empty(), "the folded segment is deleted");
+    }
+}
