@@ -11,7 +11,7 @@ fn event(i: usize) -> UsageEvent {
     UsageEvent {
         event_id: format!("torn-{i}"),
         request_id: format!("req-{i}"),
-        idempotency_key: (i % 2 == 0).then(|| format!("key-{i}")),
+        idempotency_key: i.is_multiple_of(2).then(|| format!("key-{i}")),
         ts: Utc.with_ymd_and_hms(2026, 6, 6, 12, 0, 0).unwrap(),
         supplier_id: SupplierId(1),
         account_id: None,
