@@ -43,17 +43,7 @@ pub(super) struct Appender {
 
 impl Appender {
     pub(super) fn new(dir: PathBuf, next: u64, segment_bytes: u64, power: bool) -> Self {
-        Appender {
-            dir,
-            seg: None,
-            next,
-            segment_bytes,
-            power,
-            buf: Vec::with_capacity(1024),
-            held: VecDeque::new(),
-            retry: None,
-            seq: 0,
-        }
+        Appender { dir, seg: None, next, segment_bytes, power, buf: Vec::with_capacity(1024), held: VecDeque::new(), retry: None, seq: 0 }
     }
 
     /// Opens the next segment (syncing the one it leaves in power mode);

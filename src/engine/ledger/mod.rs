@@ -240,7 +240,8 @@ impl Ledger {
     /// for live views and quota loads. `Some(seq)` in power mode: the write
     /// to wait a sync for.
     fn append(&self, event: UsageEvent) -> Result<Option<u64>, LedgerError> {
-        let quota = event.counts_against_quota().then(|| (event.supplier_id.0, day_start_ms(event.ts.timestamp_millis()), event.usage.total()));
+        let quota =
+            event.counts_against_quota().then(|| (event.supplier_id.0, day_start_ms(event.ts.timestamp_millis()), event.usage.total()));
         let seq = self.shared.appender.lock().append(&event, &self.shared)?;
         if let Some((s, day, tokens)) = quota {
             let mut u = self.shared.unfolded.lock();
@@ -326,7 +327,13 @@ impl Ledger {
     /// Platform-quota tokens of `supplier` in the whole UTC days of
     /// `[from, to)`: what the database has folded plus what this ledger has
     /// answered and not folded yet, each event counted once.
-    pub fn quota_tokens_used(&self, store: &Store, supplier: SupplierId, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+    pub fn quota_tokens_used(
+        &self,
+        store: &Store,
+        supplier: SupplierId,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
         let _gate = self.shared.fold_gate.lock();
         let folded = store.quota_tokens_used(supplier, from, to)?;
         let (lo, hi) = (day_start_ms(from.timestamp_millis()), day_start_ms(to.timestamp_millis()));

@@ -83,7 +83,12 @@ fn env() -> Env {
     use crate::domain::{AiMode, NewSupplier, Tier, VendorType};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("ledger.db")).unwrap();
-    let s = store.insert_supplier(&NewSupplier::new("Journal Florist", VendorType::Florist, Tier::Enterprise, AiMode::Platform), Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap()).unwrap();
+    let s = store
+        .insert_supplier(
+            &NewSupplier::new("Journal Florist", VendorType::Florist, Tier::Enterprise, AiMode::Platform),
+            Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap(),
+        )
+        .unwrap();
     Env { _dir: dir, store, supplier: s.id }
 }
 

@@ -81,7 +81,11 @@ async fn a_segment_cut_at_every_byte_of_its_last_record_keeps_the_complete_ones(
             assert_eq!(s.events.len(), complete, "cut at {cut} (zeros after: {zero_filled})");
             assert_eq!(s.events, (0..complete).map(event).collect::<Vec<_>>(), "cut at {cut}: the records are read as written");
             let expect_to = if cut == last_end { last_end } else { last_start };
-            assert_eq!(s.to, JournalPos { segment: seg, offset: expect_to }, "cut at {cut}: the fold would resume after the last complete record");
+            assert_eq!(
+                s.to,
+                JournalPos { segment: seg, offset: expect_to },
+                "cut at {cut}: the fold would resume after the last complete record"
+            );
         }
     }
 
