@@ -1,16 +1,17 @@
 //! The usage ledger: one row per provider attempt (idempotent on its event
-//! id; the client's request id and idempotency key are stored beside it), and
-//! the rollups folded from the events behind a durable watermark.
+//! id; the client's request id and idempotency key are stored beside it), the
+//! rollups folded from the events behind a durable watermark, and the usage
+//! journal's per-instance watermark.
 //!
-//! A request's transaction writes only its event row (four B-tree pages: the
-//! row and its three indexes), so the commit a response waits for stays small.
-//! [`fold_rollups`] then adds every event past the watermark
-//! (`usage_rollup_watermark`) to `usage_daily` and the analytics rollups and
-//! moves the watermark, in one transaction: an event is counted in the rollups
-//! exactly once, however the process stops. The ledger writer folds a moment
-//! after it commits (and on flush, at start and at exit); every other writer
-//! folds in the same transaction as its events. Quota figures add the few
-//! events not folded yet, so they are exact at any moment.
+//! Requests never write here: their events go to the engine's usage journal,
+//! whose fold calls [`UsageLedger::fold_batch`] — one transaction that inserts
+//! a batch of events, runs [`fold_rollups`] (every event past the rollup
+//! watermark `usage_rollup_watermark` into `usage_daily` and the analytics
+//! rollups) and moves the journal's watermark (`usage_journal_watermark`,
+//! schema v11). An event is counted in the rollups exactly once, and a journal
+//! record is folded exactly once, however the process stops. Other writers
+//! ([`Store::append_usage`]) fold in the same transaction as their events.
+//! Quota figures add the event rows not in the rollups yet.
 
 use super::{Store, StoreResult, connect, map_err};
 use crate::domain::{JournalPos, Route, SupplierId, UsageEvent, UsageStatus};
@@ -69,7 +70,7 @@ pub enum LedgerSync {
     Full,
 }
 
-/// A ledger on its own SQLite connection (the gateway's single writer task owns one).
+/// A ledger on its own SQLite connection (the usage journal's fold thread owns one).
 ///
 /// Its commits never checkpoint the WAL themselves (a checkpoint syncs the
 /// files, which would stall the request that crossed the threshold): the

@@ -183,6 +183,14 @@ pub(super) fn run(shared: &Shared, mut backend: Box<dyn UsageLedger>, mut wm: Jo
     if let Some(s) = &shared.sync {
         s.stop();
     }
+    // Every handle is gone, so nothing more is written: when all of it is
+    // folded, the last segment goes too (the next owner of this instance
+    // numbers its segments past the watermark).
+    if *shared.end.lock() <= wm
+        && let Err(e) = journal::delete_before(&shared.instance.dir, wm.segment.saturating_add(1))
+    {
+        tracing::warn!(error = %e, journal = %shared.instance.dir.display(), "cannot delete the folded usage journal");
+    }
 }
 
 /// Folds the live journal up to the writer's end; returns whether it wrote.

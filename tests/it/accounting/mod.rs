@@ -96,6 +96,8 @@ impl Env {
     /// (event id, request id, idempotency key, status, tokens, estimated) of the supplier's rows.
     #[allow(clippy::type_complexity)]
     fn rows(&self, s: SupplierId) -> Vec<(String, Option<String>, Option<String>, i64, i64, bool)> {
+        // What was answered is in the journal; the database has it once folded.
+        futures::executor::block_on(self.router.ledger().flush());
         self.store
             .with_conn(|c| {
                 let mut st = c.prepare(

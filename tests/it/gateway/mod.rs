@@ -98,6 +98,8 @@ impl Env {
 
     /// (event id, route, status, tokens, cost, account) of the supplier's rows.
     fn usage_rows(&self, supplier: SupplierId) -> Vec<(String, i64, i64, i64, i64, i64)> {
+        // What was answered is in the journal; the database has it once folded.
+        futures::executor::block_on(self.router.ledger().flush());
         self.store
             .with_conn(|c| {
                 let mut st = c.prepare(

@@ -27,29 +27,25 @@ fn event(i: usize) -> UsageEvent {
     }
 }
 
-/// A journal of `n` events left by a stopped ledger: (its instance folder,
-/// its one segment, the last record's start and end).
-async fn left_journal(store: &Store, n: usize) -> (PathBuf, u64, u64, u64) {
+/// The one segment of a ledger that wrote `n` events, as a crash would
+/// leave it: (its number, its bytes, the last record's start and end).
+async fn written_segment(store: &Store, scratch: &Path, n: usize) -> (u64, Vec<u8>, u64, u64) {
     // Small segments keep the copies below small.
     let l = Ledger::start_opts(store, LedgerOptions { segment_bytes: 8_192, ..LedgerOptions::default() }).unwrap();
     for i in 0..n {
         l.record(event(i)).await.unwrap();
     }
-    let (dir, id) = (l.journal_dir(), l.journal_id());
-    drop(l);
-    let root = root_of(store.path());
-    for _ in 0..500 {
-        if !Instance::is_held(&root, id).unwrap() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    // Read while the ledger lives: the fold never deletes the segment being written.
+    let dir = l.journal_dir();
     let segs = segments(&dir).unwrap();
     assert_eq!(segs.len(), 1);
-    let before_last = scan(&dir, JournalPos::default(), None, n - 1).unwrap().to;
-    let all = scan(&dir, JournalPos::default(), None, usize::MAX).unwrap();
+    let bytes = std::fs::read(segment_path(&dir, segs[0])).unwrap();
+    drop(l);
+    std::fs::write(segment_path(scratch, segs[0]), &bytes).unwrap();
+    let before_last = scan(scratch, JournalPos::default(), None, n - 1).unwrap().to;
+    let all = scan(scratch, JournalPos::default(), None, usize::MAX).unwrap();
     assert_eq!(all.events.len(), n);
-    (dir, segs[0], before_last.offset, all.to.offset)
+    (segs[0], bytes, before_last.offset, all.to.offset)
 }
 
 #[tokio::test]
@@ -58,14 +54,11 @@ async fn a_segment_cut_at_every_byte_of_its_last_record_keeps_the_complete_ones(
     let tmp = tempfile::tempdir().unwrap();
     let src_db = tmp.path().join("src.db");
     let store = Store::open(&src_db).unwrap();
-    // The stopped ledger folded its events but keeps the segment it was
-    // writing: its bytes are the journal a crash would have left.
-    let (dir, seg, last_start, last_end) = left_journal(&store, N).await;
-    let pristine = std::fs::read(segment_path(&dir, seg)).unwrap();
-    let size = pristine.len() as u64;
-    assert!(last_end > last_start + record::RECORD_HEAD as u64);
     let scratch = tmp.path().join("cut");
     std::fs::create_dir_all(&scratch).unwrap();
+    let (seg, pristine, last_start, last_end) = written_segment(&store, &scratch, N).await;
+    let size = pristine.len() as u64;
+    assert!(last_end > last_start + record::RECORD_HEAD as u64);
     for cut in last_start..=last_end {
         for zero_filled in [false, true] {
             // A crash mid-write: the record's first `cut - last_start` bytes
