@@ -137,7 +137,12 @@ async fn killed_between_the_folds_commit_and_the_segment_deletion_counts_each_ev
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // Until the load is well under way (a loaded machine answers slowly), then kill.
+    let started = std::time::Instant::now();
+    while completed.lock().len() < 40 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     server.0.kill().unwrap();
     server.0.wait().unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

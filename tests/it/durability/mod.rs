@@ -155,7 +155,12 @@ async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {
             }
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Until the load is well under way (a loaded machine answers slowly), then kill.
+    let started = std::time::Instant::now();
+    while completed.lock().len() < 80 && started.elapsed() < std::time::Duration::from_secs(30) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     server.0.kill().unwrap(); // SIGKILL: no shutdown code runs
     server.0.wait().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
