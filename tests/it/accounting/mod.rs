@@ -177,7 +177,10 @@ async fn dropped_requests_leak_nothing() {
             n += 1;
             assert!(n < 1_000, "{what} never completed");
         }
-        assert!(n > 2, "{what} was dropped at several await points ({n})");
+        // At least one drop at a suspension point. (A chat in process
+        // durability suspends only on its provider call: the journal append
+        // that records it is one synchronous write, not an await.)
+        assert!(n >= 2, "{what} was dropped at an await point ({n})");
     }
 
     // A half-open breaker: its one trial comes back at every drop, so the
