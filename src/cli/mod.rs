@@ -132,8 +132,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Migrate(cmd)) => migrate::run(open_store(cli.db)?, cmd),
         Some(Command::ParallelTest(args)) => migrate::run_parallel(open_store(cli.db)?, args),
         Some(Command::Recommendations(args)) => migrate::run_recommendations(open_store(cli.db)?, args),
-        Some(Command::Export(cmd)) => export::run(&open_store(cli.db)?, cmd),
-        Some(Command::Report(args)) => report::run(open_store(cli.db)?, args),
+        Some(Command::Export(cmd)) => export::run(&open_store_for_usage(cli.db)?, cmd),
+        Some(Command::Report(args)) => report::run(open_store_for_usage(cli.db)?, args),
         None => demo::run_console(demo::ConsoleArgs {
             db: cli.db,
             demo: cli.demo,
@@ -163,7 +163,23 @@ pub fn open_store(db: Option<PathBuf>) -> anyhow::Result<crate::store::Store> {
             p
         }
     };
-    Ok(crate::store::Store::open(&path)?)
+    let store = crate::store::Store::open(&path)?;
+    // Usage a stopped process journaled and did not fold: whoever opens the
+    // database folds it (journals of live processes are theirs to fold).
+    crate::engine::ledger::fold_leftovers(&store)?;
+    Ok(store)
+}
+
+/// [`open_store`] for commands that read usage (export, report): also waits
+/// (up to ten seconds) until serving processes have folded what they had
+/// journaled, so a report started right after a burst includes every
+/// answered request.
+pub fn open_store_for_usage(db: Option<PathBuf>) -> anyhow::Result<crate::store::Store> {
+    let store = open_store(db)?;
+    if !crate::engine::ledger::wait_for_live_folds(&store, std::time::Duration::from_secs(10))? {
+        eprintln!("warning: a serving process has not folded its latest usage yet; this reads what is folded");
+    }
+    Ok(store)
 }
 
 /// Parses a `YYYY-MM-DD` date with a message that says what was expected.

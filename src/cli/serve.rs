@@ -17,10 +17,11 @@ pub struct ServeArgs {
     /// on another address exposes the gateway to that network.
     #[arg(long, default_value = "127.0.0.1:4480")]
     listen: SocketAddr,
-    /// When each request's usage row reaches the disk. `process`: committed
-    /// before the response, safe when the process is killed, synced to disk
-    /// twice a second. `power`: synced to disk before the response too (safe
-    /// across a power cut; costs one fsync per group of concurrent requests).
+    /// When each request's usage reaches the disk. `process`: written to the
+    /// usage journal (the kernel) before the response, safe when the process
+    /// is killed. `power`: the journal is also synced to disk before the
+    /// response (safe across a power cut; one fdatasync per group of
+    /// concurrent requests).
     #[arg(long, value_enum, default_value = "process")]
     ledger_durability: LedgerDurability,
     /// Seconds a client has to send a request's headers; then its connection

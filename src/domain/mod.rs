@@ -42,7 +42,7 @@ pub use secret::Secret;
 pub use supplier::{AiMode, NewSupplier, Supplier, SupplierId, Tier, VendorType};
 pub use supplier_query::{SupplierFilter, SupplierPatch};
 pub use translation::TranslationTables;
-pub use usage::{RequestType, Route, TokenUsage, UsageEvent, UsageStatus, new_event_id};
+pub use usage::{JournalPos, RequestType, Route, TokenUsage, UsageEvent, UsageStatus, new_event_id};
 
 /// Error for a value that does not parse into one of the domain's enums.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

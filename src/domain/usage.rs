@@ -161,6 +161,15 @@ impl UsageEvent {
     }
 }
 
+/// A place in a usage journal (see `engine::ledger::journal`): a segment's
+/// number and a byte offset in it, ordered by segment, then offset. The fold's
+/// watermark is one: every record before it is in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct JournalPos {
+    pub segment: u64,
+    pub offset: u64,
+}
+
 /// A new event id: a UUIDv7 in its usual text form, from Unix milliseconds
 /// `unix_ms` (48 bits, so ids sort by time) and 74 random bits from
 /// `random` — unique across processes and machines without coordination.

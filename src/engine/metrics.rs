@@ -179,17 +179,17 @@ impl Metrics {
         }
         let _ = writeln!(
             o,
-            "# HELP switchboard_ledger_events_total Usage events committed to the ledger.\n# TYPE switchboard_ledger_events_total counter"
+            "# HELP switchboard_ledger_events_total Usage events written to the usage journal.\n# TYPE switchboard_ledger_events_total counter"
         );
         let _ = writeln!(o, "switchboard_ledger_events_total {}", ledger.committed.load(Relaxed));
         let _ = writeln!(
             o,
-            "# HELP switchboard_ledger_batches_total Ledger transactions (group commits).\n# TYPE switchboard_ledger_batches_total counter"
+            "# HELP switchboard_ledger_batches_total Fold transactions (journal records into the database).\n# TYPE switchboard_ledger_batches_total counter"
         );
         let _ = writeln!(o, "switchboard_ledger_batches_total {}", ledger.batches.load(Relaxed));
         let _ = writeln!(
             o,
-            "# HELP switchboard_ledger_failures_total Failed ledger transactions.\n# TYPE switchboard_ledger_failures_total counter"
+            "# HELP switchboard_ledger_failures_total Failed usage journal writes and segment opens.\n# TYPE switchboard_ledger_failures_total counter"
         );
         let _ = writeln!(o, "switchboard_ledger_failures_total {}", ledger.failures.load(Relaxed));
         for (name, kind, help, v) in [
@@ -216,6 +216,30 @@ impl Metrics {
                 "counter",
                 "Usage events written after waiting for the ledger.",
                 ledger.recovered.load(Relaxed),
+            ),
+            (
+                "switchboard_ledger_folded_events_total",
+                "counter",
+                "Usage journal records folded into the database.",
+                ledger.folded.load(Relaxed),
+            ),
+            (
+                "switchboard_ledger_duplicate_records_total",
+                "counter",
+                "Usage journal records folded that the database already had (a replay).",
+                ledger.duplicates.load(Relaxed),
+            ),
+            (
+                "switchboard_ledger_fold_failures_total",
+                "counter",
+                "Folds of the usage journal the database refused (retried; the journal keeps the events).",
+                ledger.fold_failures.load(Relaxed),
+            ),
+            (
+                "switchboard_ledger_journal_fdatasyncs_total",
+                "counter",
+                "Group fdatasyncs of the usage journal (power durability).",
+                ledger.fdatasyncs.load(Relaxed),
             ),
             (
                 "switchboard_ledger_dropped_events_total",

@@ -148,7 +148,12 @@ impl Drop for Runtime {
 /// Writes the reports of the live-traffic mirrors that have compared enough
 /// requests or run out of time (see `engine::parallel::finish_mirror`).
 pub async fn finish_due_mirrors(router: &Arc<Router>, now: chrono::DateTime<chrono::Utc>) {
-    for (id, why) in router.mirrors_due(now) {
+    let due = router.mirrors_due(now);
+    if !due.is_empty() {
+        // The reports are built from the ledger: every copy answered so far is folded first.
+        router.ledger().flush().await;
+    }
+    for (id, why) in due {
         let r = router.clone();
         let res = tokio::task::spawn_blocking(move || {
             let res = crate::engine::parallel::finish_mirror(r.store(), r.pricing(), id, now, why, false);

@@ -526,6 +526,17 @@ CREATE TABLE migration_schedules (
 CREATE INDEX migration_schedules_due ON migration_schedules(state, start_at);
 CREATE TABLE database_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 "#,
+    // v12 (issue 22): the usage journal's fold watermark, one row per journal
+    // instance (the numbered folder under `<db>.journal`): every record of
+    // that journal before (segment, byte_offset) is in usage_events. Moved
+    // in the same transaction as the events it covers.
+    r#"
+CREATE TABLE usage_journal_watermark (
+    journal INTEGER PRIMARY KEY,
+    segment INTEGER NOT NULL,
+    byte_offset INTEGER NOT NULL
+);
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

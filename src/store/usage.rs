@@ -1,19 +1,20 @@
 //! The usage ledger: one row per provider attempt (idempotent on its event
-//! id; the client's request id and idempotency key are stored beside it), and
-//! the rollups folded from the events behind a durable watermark.
+//! id; the client's request id and idempotency key are stored beside it), the
+//! rollups folded from the events behind a durable watermark, and the usage
+//! journal's per-instance watermark.
 //!
-//! A request's transaction writes only its event row (four B-tree pages: the
-//! row and its three indexes), so the commit a response waits for stays small.
-//! [`fold_rollups`] then adds every event past the watermark
-//! (`usage_rollup_watermark`) to `usage_daily` and the analytics rollups and
-//! moves the watermark, in one transaction: an event is counted in the rollups
-//! exactly once, however the process stops. The ledger writer folds a moment
-//! after it commits (and on flush, at start and at exit); every other writer
-//! folds in the same transaction as its events. Quota figures add the few
-//! events not folded yet, so they are exact at any moment.
+//! Requests never write here: their events go to the engine's usage journal,
+//! whose fold calls [`UsageLedger::fold_batch`] — one transaction that inserts
+//! a batch of events, runs [`fold_rollups`] (every event past the rollup
+//! watermark `usage_rollup_watermark` into `usage_daily` and the analytics
+//! rollups) and moves the journal's watermark (`usage_journal_watermark`,
+//! schema v11). An event is counted in the rollups exactly once, and a journal
+//! record is folded exactly once, however the process stops. Other writers
+//! ([`Store::append_usage`]) fold in the same transaction as their events.
+//! Quota figures add the event rows not in the rollups yet.
 
 use super::{Store, StoreResult, connect, map_err};
-use crate::domain::{Route, SupplierId, UsageEvent, UsageStatus};
+use crate::domain::{JournalPos, Route, SupplierId, UsageEvent, UsageStatus};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use std::path::PathBuf;
@@ -31,6 +32,17 @@ pub trait UsageLedger: Send {
     /// Adds every event not yet counted in the rollups to them; returns how
     /// many events that was.
     fn fold_rollups(&mut self) -> StoreResult<usize>;
+
+    /// The fold of a usage journal: in ONE transaction, appends `events`
+    /// (skipping event ids already recorded), adds every new event to every
+    /// rollup, and moves journal instance `journal`'s watermark to `to` (never
+    /// backwards). However the process stops, a journal record is then either
+    /// wholly folded (behind the watermark) or not at all. Returns how many
+    /// events were new.
+    fn fold_batch(&mut self, journal: u32, events: &[UsageEvent], to: JournalPos) -> StoreResult<usize>;
+
+    /// Journal instance `journal`'s watermark (`None`: nothing folded from it yet).
+    fn journal_watermark(&mut self, journal: u32) -> StoreResult<Option<JournalPos>>;
 
     /// Copies the WAL into the database file. Called between two commits, it
     /// completes, and the next commit starts the WAL from its beginning: under
@@ -58,7 +70,7 @@ pub enum LedgerSync {
     Full,
 }
 
-/// A ledger on its own SQLite connection (the gateway's single writer task owns one).
+/// A ledger on its own SQLite connection (the usage journal's fold thread owns one).
 ///
 /// Its commits never checkpoint the WAL themselves (a checkpoint syncs the
 /// files, which would stall the request that crossed the threshold): the
@@ -150,9 +162,45 @@ impl UsageLedger for SqliteLedger {
         Ok(n)
     }
 
+    fn fold_batch(&mut self, journal: u32, events: &[UsageEvent], to: JournalPos) -> StoreResult<usize> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| map_err(&self.path, e))?;
+        let run = |tx: &Transaction<'_>| -> rusqlite::Result<usize> {
+            let n = append_in(tx, events)?;
+            fold_rollups(tx)?;
+            set_journal_watermark(tx, journal, to)?;
+            Ok(n)
+        };
+        let n = run(&tx).map_err(|e| map_err(&self.path, e))?;
+        tx.commit().map_err(|e| map_err(&self.path, e))?;
+        Ok(n)
+    }
+
+    fn journal_watermark(&mut self, journal: u32) -> StoreResult<Option<JournalPos>> {
+        journal_watermark(&self.conn, journal).map_err(|e| map_err(&self.path, e))
+    }
+
     fn quota_tokens_used(&mut self, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<u64> {
         quota_tokens(&self.conn, supplier, from, to).map_err(|e| map_err(&self.path, e))
     }
+}
+
+fn journal_watermark(c: &Connection, journal: u32) -> rusqlite::Result<Option<JournalPos>> {
+    use rusqlite::OptionalExtension;
+    c.prepare_cached("SELECT segment, byte_offset FROM usage_journal_watermark WHERE journal = ?1")?
+        .query_row([journal], |r| Ok(JournalPos { segment: r.get::<_, i64>(0)?.max(0) as u64, offset: r.get::<_, i64>(1)?.max(0) as u64 }))
+        .optional()
+}
+
+/// Moves a journal's watermark forward to `to` (a move backwards is ignored).
+fn set_journal_watermark(tx: &Connection, journal: u32, to: JournalPos) -> rusqlite::Result<()> {
+    let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    tx.prepare_cached(
+        "INSERT INTO usage_journal_watermark (journal, segment, byte_offset) VALUES (?1, ?2, ?3)
+         ON CONFLICT (journal) DO UPDATE SET segment = excluded.segment, byte_offset = excluded.byte_offset
+         WHERE (excluded.segment, excluded.byte_offset) > (segment, byte_offset)",
+    )?
+    .execute(params![journal, as_i64(to.segment), as_i64(to.offset)])?;
+    Ok(())
 }
 
 impl super::StoreError {
@@ -403,6 +451,12 @@ impl Store {
     pub fn quota_tokens_used(&self, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<u64> {
         let conn = self.conn();
         quota_tokens(&conn, supplier, from, to).map_err(|e| self.err(e))
+    }
+
+    /// Journal instance `journal`'s fold watermark (see [`UsageLedger::fold_batch`]).
+    pub fn journal_watermark(&self, journal: u32) -> StoreResult<Option<JournalPos>> {
+        let conn = self.conn();
+        journal_watermark(&conn, journal).map_err(|e| self.err(e))
     }
 
     pub fn count_usage_events(&self) -> StoreResult<i64> {

@@ -23,7 +23,16 @@ impl Service {
         let svc = self.clone();
         tokio::spawn(async move {
             let (store, progress_out) = (svc.store.clone(), out.clone());
+            // Every answered request is in the export: this console's own
+            // ledger folds first, and serving processes are waited for.
+            let router = svc.live.read().as_ref().and_then(|l| l.services.router.clone());
+            if let Some(r) = router {
+                r.ledger().flush().await;
+            }
             let res = tokio::task::spawn_blocking(move || {
+                if let Err(e) = crate::engine::ledger::wait_for_live_folds(&store, std::time::Duration::from_secs(10)) {
+                    tracing::warn!("cannot check the serving processes' usage journals: {e}");
+                }
                 export_usage(&store, &opts, &cancel, |p| progress_out.send(ticket, ConsoleEvent::ExportProgress(p)))
             })
             .await;

@@ -1,9 +1,10 @@
-//! The ledger's health and the events it holds while it cannot write.
+//! The ledger's health and the events it holds while the journal cannot write.
 //!
-//! The ledger is either up or down. It goes down when a write fails for a
-//! reason of the database or the disk (SQLite says the database or the disk
-//! is full, an I/O error, a lock held past the busy timeout); a row the
-//! database refuses (a constraint) does not take it down. While it is down:
+//! The ledger is either up or down. It goes down when the usage journal
+//! cannot take a record: a write into the current segment fails, or a new
+//! segment cannot be created and preallocated (a full disk, a file-size
+//! limit, an I/O error). A database that cannot write does not take it down:
+//! the journal keeps the events and the fold catches up later. While it is down:
 //!
 //! - [`Ledger::admit`](super::Ledger::admit) refuses every new request before
 //!   any provider is called (the router checks it in its prepare step), and
@@ -13,13 +14,10 @@
 //!   flight when the ledger went down, since no new request is let in); past
 //!   it, an event is written to the log in full, counted as dropped, and its
 //!   request is answered with an error;
-//! - the writer thread retries the pending events with a backoff of
-//!   [`RETRY_FIRST`] doubling up to [`RETRY_MAX`]; the insert is idempotent on
-//!   the event's unique key, so an event whose failed commit reached the disk
-//!   after all is not counted twice. Once every pending event is written the
-//!   ledger is up again.
-//!
-//! Nothing here is on disk (a later journal makes pending events durable).
+//! - the fold thread tries to open a new segment with a backoff of
+//!   [`RETRY_FIRST`] doubling up to [`RETRY_MAX`]; once one opens, the held
+//!   events are written into it first, oldest first, and the ledger is up
+//!   again.
 
 use super::LedgerStats;
 use crate::domain::{Clock, SystemClock, UsageEvent};

@@ -1,220 +1,196 @@
-//! The ledger's down state over a backend that fails on demand (a test
-//! double of the store adapter; the real-SQLite full-disk test is
-//! `tests/it/durability/ledger_down.rs`).
+//! The ledger over real files: a database that cannot write only delays the
+//! fold (requests go on, the journal keeps the events, the fold catches up
+//! exactly once); segments rotate and are deleted once folded; a restart
+//! folds what the journal kept. (The full-disk test of the journal itself is
+//! `tests/it/durability/ledger_down.rs`.)
 
 use super::*;
-use crate::domain::{AccountId, Micros, ProviderKind, RequestType, Route, SupplierId, TokenUsage, UsageStatus};
-use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use crate::domain::{Micros, ProviderKind, RequestType, Route, TokenUsage, UsageStatus};
+use chrono::{DateTime, TimeZone, Utc};
+use std::sync::atomic::AtomicU8;
 
-#[derive(Clone, Debug, PartialEq)]
-enum Mode {
-    Writes,
-    /// The disk is full: nothing is written.
-    Full,
-    /// The commit reached the disk, then the call failed (so a retry finds the rows).
-    FailsAfterWriting,
-    /// The database refuses any batch with this request id (a constraint).
-    Refuses(String),
-}
+const WRITES: u8 = 0;
+/// The fold's transaction fails before anything is written.
+const FULL: u8 = 1;
+/// The fold's transaction commits, then the call reports a failure.
+const FAILS_AFTER_COMMIT: u8 = 2;
 
-/// A ledger backend in memory, idempotent on the event's unique key as the real one.
-#[derive(Clone)]
+/// The real SQLite backend, failing on demand.
 struct Flaky {
-    rows: Arc<Mutex<BTreeMap<String, UsageEvent>>>,
-    mode: Arc<Mutex<Mode>>,
-    appends: Arc<AtomicUsize>,
+    inner: SqliteLedger,
+    mode: Arc<AtomicU8>,
 }
 
-impl Flaky {
-    fn new() -> Self {
-        Flaky { rows: Arc::default(), mode: Arc::new(Mutex::new(Mode::Writes)), appends: Arc::default() }
-    }
-    fn set(&self, m: Mode) {
-        *self.mode.lock() = m;
-    }
-    fn ids(&self) -> Vec<String> {
-        self.rows.lock().keys().cloned().collect()
-    }
-}
-
-fn full() -> StoreError {
-    StoreError::Io { path: PathBuf::from("/srv/switchboard/ledger.db"), source: std::io::Error::other("database or disk is full") }
+fn full(path: &Path) -> StoreError {
+    StoreError::Io { path: path.to_path_buf(), source: std::io::Error::other("database or disk is full") }
 }
 
 impl UsageLedger for Flaky {
     fn append(&mut self, events: &[UsageEvent]) -> Result<usize, StoreError> {
-        self.appends.fetch_add(1, Ordering::SeqCst);
-        let mode = self.mode.lock().clone();
-        let insert = |rows: &mut BTreeMap<String, UsageEvent>| {
-            events.iter().filter(|e| rows.insert(e.event_id.clone(), (*e).clone()).is_none()).count()
-        };
-        match mode {
-            Mode::Writes => Ok(insert(&mut self.rows.lock())),
-            Mode::Full => Err(full()),
-            Mode::FailsAfterWriting => {
-                insert(&mut self.rows.lock());
-                Err(full())
-            }
-            Mode::Refuses(id) if events.iter().any(|e| e.event_id == id) => Err(StoreError::Sqlite {
-                path: PathBuf::from("/srv/switchboard/ledger.db"),
-                source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY), None),
-            }),
-            Mode::Refuses(_) => Ok(insert(&mut self.rows.lock())),
-        }
+        self.inner.append(events)
     }
     fn fold_rollups(&mut self) -> Result<usize, StoreError> {
-        Ok(0)
+        self.inner.fold_rollups()
+    }
+    fn fold_batch(&mut self, journal: u32, events: &[UsageEvent], to: JournalPos) -> Result<usize, StoreError> {
+        match self.mode.load(Ordering::SeqCst) {
+            FULL => Err(full(Path::new("flaky.db"))),
+            FAILS_AFTER_COMMIT => {
+                self.inner.fold_batch(journal, events, to)?;
+                Err(full(Path::new("flaky.db")))
+            }
+            _ => self.inner.fold_batch(journal, events, to),
+        }
+    }
+    fn journal_watermark(&mut self, journal: u32) -> Result<Option<JournalPos>, StoreError> {
+        self.inner.journal_watermark(journal)
     }
     fn checkpoint(&mut self) -> Result<(), StoreError> {
-        Ok(())
+        self.inner.checkpoint()
     }
-    fn quota_tokens_used(&mut self, _: SupplierId, _: DateTime<Utc>, _: DateTime<Utc>) -> Result<u64, StoreError> {
-        Ok(0)
+    fn quota_tokens_used(&mut self, s: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.quota_tokens_used(s, from, to)
     }
 }
 
-fn event(id: &str) -> UsageEvent {
+fn event(id: &str, supplier: SupplierId) -> UsageEvent {
     UsageEvent {
-        event_id: id.to_string(),
-        request_id: id.to_string(),
+        event_id: id.into(),
+        request_id: format!("req-{id}"),
         idempotency_key: None,
-        ts: DateTime::<Utc>::from_timestamp(1_780_000_000, 0).unwrap_or_default(),
-        supplier_id: SupplierId(1),
-        account_id: Some(AccountId(1)),
+        ts: Utc.with_ymd_and_hms(2026, 6, 6, 12, 0, 0).unwrap(),
+        supplier_id: supplier,
+        account_id: None,
         provider: ProviderKind::OpenAi,
         model: "gpt-4o-mini".into(),
-        request_type: RequestType::WeddingContent,
+        request_type: RequestType::EmailTemplate,
         route: Route::Platform,
-        usage: TokenUsage { input: 10, output: 5, ..Default::default() },
+        usage: TokenUsage { input: 100, output: 20, ..Default::default() },
         cost: Micros(7),
-        latency_ms: 3,
+        latency_ms: 5,
         status: UsageStatus::Ok,
         error_class: None,
     }
 }
 
-/// Waits (a few seconds at most: retries come every 2 s at the latest) until the ledger is up.
-async fn until_up(l: &Ledger) {
-    for _ in 0..200 {
-        if l.state() == LedgerState::Up {
+struct Env {
+    _dir: tempfile::TempDir,
+    store: Store,
+    supplier: SupplierId,
+}
+
+fn env() -> Env {
+    use crate::domain::{AiMode, NewSupplier, Tier, VendorType};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("ledger.db")).unwrap();
+    let s = store
+        .insert_supplier(
+            &NewSupplier::new("Journal Florist", VendorType::Florist, Tier::Enterprise, AiMode::Platform),
+            Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap(),
+        )
+        .unwrap();
+    Env { _dir: dir, store, supplier: s.id }
+}
+
+fn flaky(e: &Env, opts: LedgerOptions) -> (Ledger, Arc<AtomicU8>) {
+    let mode = Arc::new(AtomicU8::new(WRITES));
+    let backend = Flaky { inner: SqliteLedger::open(&e.store).unwrap(), mode: mode.clone() };
+    (Ledger::start_with(Box::new(backend), &journal::root_of(e.store.path()), opts).unwrap(), mode)
+}
+
+fn rolled(store: &Store) -> i64 {
+    store.with_conn(|c| c.query_row("SELECT coalesce(sum(requests), 0) FROM usage_daily", [], |r| r.get(0))).unwrap()
+}
+
+/// Waits until no process (thread of this one) holds journal instance `id`.
+fn wait_released(store: &Store, id: u32) {
+    let root = journal::root_of(store.path());
+    for _ in 0..500 {
+        if !journal::Instance::is_held(&root, id).unwrap() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("the ledger did not come back: {:?}", l.state());
+    panic!("journal instance {id} is still held");
 }
 
 #[tokio::test]
-async fn a_failed_write_keeps_the_event_refuses_new_requests_and_writes_it_once_when_back() {
-    let db = Flaky::new();
-    let l = Ledger::start_with(Box::new(db.clone()));
-    l.record(event("a")).await.unwrap();
-    assert!(l.admit().is_ok());
-
-    db.set(Mode::Full);
-    // The request whose provider already answered still gets its answer.
-    l.record(event("b")).await.expect("held while the ledger is down");
-    let LedgerState::Down(d) = l.state() else { panic!("down after a failed write") };
-    assert!(d.reason.contains("disk is full") && d.reason.contains("ledger.db"), "{}", d.reason);
-    assert_eq!(d.pending, 1);
-    // New requests are refused (and counted) before they cost anything.
-    assert_eq!(l.admit(), Err(LedgerRefusal));
-    assert_eq!(l.admit(), Err(LedgerRefusal));
-    assert_eq!(l.stats().refused.load(Ordering::Relaxed), 2);
-    // Another event of a request under way joins the queue, in order.
-    l.record_detached(event("c"));
-    l.record(event("d")).await.unwrap();
-    assert_eq!(l.pending_events(), 3);
-    assert_eq!(db.ids(), ["a"]);
-
-    // The writer retries with growing waits, not in a tight loop.
-    let before = db.appends.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    let tries = db.appends.load(Ordering::SeqCst) - before;
-    assert!((1..=4).contains(&tries), "{tries} retries in a second (250 ms, then 500 ms, ...)");
-    assert!(l.stats().failures.load(Ordering::Relaxed) >= 2);
-
-    db.set(Mode::Writes);
-    until_up(&l).await;
-    assert_eq!(db.ids(), ["a", "b", "c", "d"], "every held event written once");
-    assert_eq!(l.pending_events(), 0);
-    assert_eq!(l.stats().recovered.load(Ordering::Relaxed), 3);
-    assert_eq!(l.stats().committed.load(Ordering::Relaxed), 4);
-    assert!(l.admit().is_ok(), "requests are let in again");
-    let recent: Vec<String> = l.recent(10).into_iter().map(|e| e.event_id).collect();
-    assert_eq!(recent, ["a", "b", "c", "d"]);
-}
-
-#[tokio::test]
-async fn a_commit_that_reached_the_disk_before_failing_is_not_counted_twice() {
-    let db = Flaky::new();
-    let l = Ledger::start_with(Box::new(db.clone()));
-    db.set(Mode::FailsAfterWriting);
-    l.record(event("x")).await.unwrap();
-    assert!(matches!(l.state(), LedgerState::Down(_)));
-    db.set(Mode::Writes);
-    until_up(&l).await;
-    assert_eq!(db.ids(), ["x"]);
-    assert_eq!(l.stats().committed.load(Ordering::Relaxed), 0, "the retry found the row already there");
-    assert_eq!(l.stats().duplicates.load(Ordering::Relaxed), 1);
-}
-
-#[tokio::test]
-async fn past_the_limit_an_event_is_logged_refused_and_counted() {
-    let db = Flaky::new();
-    let l = Ledger::start_with(Box::new(db.clone()));
-    l.set_pending_limit(2);
-    db.set(Mode::Full);
-    l.record(event("1")).await.unwrap();
-    l.record(event("2")).await.unwrap();
-    assert!(matches!(l.record(event("3")).await, Err(LedgerError::Overflow(2))));
-    assert_eq!((l.pending_events(), l.stats().dropped.load(Ordering::Relaxed)), (2, 1));
-    db.set(Mode::Writes);
-    until_up(&l).await;
-    assert_eq!(db.ids(), ["1", "2"]);
-}
-
-#[tokio::test]
-async fn a_row_the_database_refuses_does_not_take_the_ledger_down() {
-    let db = Flaky::new();
-    let l = Ledger::start_with(Box::new(db.clone()));
-    db.set(Mode::Refuses("bad".into()));
-    assert!(matches!(l.record(event("bad")).await, Err(LedgerError::Write(_))));
-    assert_eq!(l.state(), LedgerState::Up);
-    l.record(event("good")).await.unwrap();
-    assert_eq!(db.ids(), ["good"]);
-}
-
-#[tokio::test]
-async fn a_row_refused_on_the_way_back_is_let_go_and_the_others_written() {
-    let db = Flaky::new();
-    let l = Ledger::start_with(Box::new(db.clone()));
-    db.set(Mode::Full);
-    for id in ["p", "bad", "q"] {
-        l.record(event(id)).await.unwrap();
+async fn a_database_that_cannot_write_delays_the_fold_and_refuses_nothing() {
+    let e = env();
+    let (l, mode) = flaky(&e, LedgerOptions::default());
+    let month = (Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap(), Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap());
+    mode.store(FULL, Ordering::SeqCst);
+    for i in 0..5 {
+        l.record(event(&format!("e{i}"), e.supplier)).await.unwrap();
     }
-    db.set(Mode::Refuses("bad".into()));
-    until_up(&l).await;
-    assert_eq!(db.ids(), ["p", "q"]);
-    assert_eq!(l.stats().dropped.load(Ordering::Relaxed), 1);
+    l.flush().await;
+    assert!(l.is_up() && l.admit().is_ok(), "SQLite trouble does not take the ledger down");
+    assert_eq!(e.store.count_usage_events().unwrap(), 0);
+    assert!(l.stats().fold_failures.load(Ordering::Relaxed) >= 1);
+    assert_eq!(l.recent(10).len(), 5, "live views show what was answered");
+    assert_eq!(l.quota_tokens_used(&e.store, e.supplier, month.0, month.1).unwrap(), 600, "quotas count the journaled events");
+
+    // The commit reaches the disk but the call fails: the retry finds the rows.
+    mode.store(FAILS_AFTER_COMMIT, Ordering::SeqCst);
+    l.flush().await;
+    assert_eq!(e.store.count_usage_events().unwrap(), 5);
+    mode.store(WRITES, Ordering::SeqCst);
+    l.record(event("e5", e.supplier)).await.unwrap();
+    l.flush().await;
+    assert_eq!(e.store.count_usage_events().unwrap(), 6);
+    assert_eq!(rolled(&e.store), 6, "every event is in the rollups once");
+    assert_eq!(l.stats().duplicates.load(Ordering::Relaxed), 5, "the replayed records were not counted again");
+    assert_eq!(l.quota_tokens_used(&e.store, e.supplier, month.0, month.1).unwrap(), 720, "folded events are not counted twice");
 }
 
 #[tokio::test]
-async fn events_still_held_when_the_ledger_stops_get_a_last_try() {
-    let db = Flaky::new();
-    let l = Ledger::start_with(Box::new(db.clone()));
-    db.set(Mode::Full);
-    l.record(event("last")).await.unwrap();
-    // The disk has room again just as the process stops, before the next retry.
-    db.set(Mode::Writes);
+async fn segments_rotate_and_are_deleted_once_folded() {
+    let e = env();
+    let (l, _) = flaky(&e, LedgerOptions { segment_bytes: 2_048, ..LedgerOptions::default() });
+    for i in 0..60 {
+        l.record(event(&format!("r{i}"), e.supplier)).await.unwrap();
+    }
+    let dir = l.journal_dir();
+    assert!(journal::segments(&dir).unwrap().len() > 3, "60 records do not fit in one 2 KiB segment");
+    l.flush().await;
+    assert_eq!(e.store.count_usage_events().unwrap(), 60);
+    let left = journal::segments(&dir).unwrap();
+    assert_eq!(left.len(), 1, "only the segment being written is left: {left:?}");
+    let wm = e.store.journal_watermark(l.journal_id()).unwrap().unwrap();
+    assert_eq!(wm.segment, left[0], "the watermark is in the segment being written");
+}
+
+#[tokio::test]
+async fn a_restart_folds_what_the_journal_kept_while_the_database_could_not_write() {
+    let e = env();
+    let (l, mode) = flaky(&e, LedgerOptions::default());
+    mode.store(FULL, Ordering::SeqCst);
+    for i in 0..3 {
+        l.record(event(&format!("k{i}"), e.supplier)).await.unwrap();
+    }
+    let id = l.journal_id();
     drop(l);
-    for _ in 0..200 {
-        if !db.ids().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(db.ids(), ["last"]);
+    wait_released(&e.store, id);
+    assert_eq!(e.store.count_usage_events().unwrap(), 0);
+    // Another command opens the database: it folds the journal nobody holds.
+    let r = fold_leftovers(&e.store).unwrap();
+    assert_eq!((r.journals, r.records, r.new), (1, 3, 3));
+    assert_eq!(e.store.count_usage_events().unwrap(), 3);
+    assert_eq!(rolled(&e.store), 3);
+    assert_eq!(fold_leftovers(&e.store).unwrap().records, 0, "nothing is folded twice");
+    assert!(journal::segments(&journal::root_of(e.store.path()).join(id.to_string())).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn two_ledgers_on_one_database_keep_their_own_journals() {
+    let e = env();
+    let a = Ledger::start(&e.store).unwrap();
+    let b = Ledger::start(&e.store).unwrap();
+    assert_ne!(a.journal_id(), b.journal_id());
+    a.record(event("from-a", e.supplier)).await.unwrap();
+    b.record(event("from-b", e.supplier)).await.unwrap();
+    // A reader elsewhere waits for the live folds instead of folding them.
+    assert!(wait_for_live_folds(&e.store, Duration::from_secs(10)).unwrap());
+    assert_eq!(e.store.count_usage_events().unwrap(), 2);
+    assert_eq!(fold_leftovers(&e.store).unwrap().journals, 0, "held journals are not folded by others");
 }

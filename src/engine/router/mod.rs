@@ -3,7 +3,7 @@
 //! quota (reserve before, settle after), plans the route with
 //! `domain::routing::plan_route` over live breaker state and any migration
 //! split, calls the provider along the plan (failing over on account faults),
-//! and commits the usage event to the ledger before the answer is returned.
+//! and appends the usage event to the ledger's journal before the answer is returned.
 //!
 //! What a request holds while it runs — its place in [`Router::in_flight`],
 //! the breaker's half-open trial, the quota reservation — is an owned guard

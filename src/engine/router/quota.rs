@@ -75,7 +75,8 @@ impl Router {
         let month = (now.year(), now.month());
         if q.month != month {
             let from = crate::domain::calendar::month_start(now);
-            let used = self.store.quota_tokens_used(supplier, from, next_month_start(now)).unwrap_or(0);
+            // The folded usage plus what this process journaled and has not folded yet.
+            let used = self.ledger.quota_tokens_used(&self.store, supplier, from, next_month_start(now)).unwrap_or(0);
             q.month = month;
             q.used = used;
             q.warned = false;

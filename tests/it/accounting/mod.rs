@@ -96,6 +96,8 @@ impl Env {
     /// (event id, request id, idempotency key, status, tokens, estimated) of the supplier's rows.
     #[allow(clippy::type_complexity)]
     fn rows(&self, s: SupplierId) -> Vec<(String, Option<String>, Option<String>, i64, i64, bool)> {
+        // What was answered is in the journal; the database has it once folded.
+        futures::executor::block_on(self.router.ledger().flush());
         self.store
             .with_conn(|c| {
                 let mut st = c.prepare(
@@ -175,7 +177,10 @@ async fn dropped_requests_leak_nothing() {
             n += 1;
             assert!(n < 1_000, "{what} never completed");
         }
-        assert!(n > 2, "{what} was dropped at several await points ({n})");
+        // At least one drop at a suspension point. (A chat in process
+        // durability suspends only on its provider call: the journal append
+        // that records it is one synchronous write, not an await.)
+        assert!(n >= 2, "{what} was dropped at an await point ({n})");
     }
 
     // A half-open breaker: its one trial comes back at every drop, so the

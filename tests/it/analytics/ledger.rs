@@ -1,4 +1,4 @@
-//! The usage ledger: folding into the rollups exactly once, group commits and the WAL's bound.
+//! The usage ledger: folding into the rollups exactly once, the journal's fold and the WAL's bound.
 
 use super::*;
 
@@ -76,61 +76,6 @@ async fn ledger_writer_commits_alone_and_in_groups_and_flush_folds() {
     for sync in [switchboard::store::LedgerSync::Normal, switchboard::store::LedgerSync::Full] {
         ledger_writer_case(sync).await;
     }
-}
-
-/// Events of requests that are under way together are committed together
-/// even when they reach the ledger one after another: the writer thread waits
-/// (up to the commit delay) for as many events as requests were under way,
-/// instead of committing each one the moment it arrives. A flush does not wait,
-/// and the wait ends at the delay when an expected event never comes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ledger_waits_for_the_events_of_requests_under_way() {
-    use std::sync::atomic::Ordering::Relaxed;
-    use switchboard::engine::ledger::Ledger;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("gather.db")).unwrap();
-    let s = store
-        .insert_supplier(&NewSupplier::new("Gather Florist", VendorType::Florist, Tier::Professional, AiMode::Platform), Utc::now())
-        .unwrap();
-    let ledger = Ledger::start(&store).unwrap();
-    // Long enough that only the expected events can end the wait.
-    ledger.set_commit_delay(std::time::Duration::from_secs(30));
-    let t0 = Utc.with_ymd_and_hms(2025, 6, 1, 9, 0, 0).unwrap();
-    let started = std::time::Instant::now();
-    let mut waiting = Vec::new();
-    for i in 0..4 {
-        let (l, ev) = (ledger.clone(), event(&format!("together-{i}"), t0 + Duration::seconds(i), s.id, Route::Platform, 100));
-        waiting.push(tokio::spawn(async move { l.record_among(ev, 4).await }));
-        // Time for the writer thread to commit what it has, if it did not wait.
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    }
-    for w in waiting {
-        w.await.unwrap().unwrap();
-    }
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "the wait ended when the fourth event came");
-    assert_eq!(ledger.stats().committed.load(Relaxed), 4);
-    assert_eq!(ledger.stats().batches.load(Relaxed), 1, "four requests under way, one commit");
-
-    // A request waiting for a sibling that never writes is committed at the delay.
-    ledger.set_commit_delay(std::time::Duration::from_millis(200));
-    let started = std::time::Instant::now();
-    ledger.record_among(event("sibling-never-came", t0, s.id, Route::Platform, 100), 2).await.unwrap();
-    let waited = started.elapsed();
-    assert!(waited >= std::time::Duration::from_millis(150) && waited < std::time::Duration::from_secs(10), "{waited:?}");
-    assert_eq!(ledger.stats().batches.load(Relaxed), 2);
-
-    // A flush ends the wait at once.
-    ledger.set_commit_delay(std::time::Duration::from_secs(30));
-    let l = ledger.clone();
-    let pending = tokio::spawn(async move { l.record_among(event("flushed", t0, s.id, Route::Platform, 100), 8).await });
-    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    let started = std::time::Instant::now();
-    ledger.flush().await;
-    pending.await.unwrap().unwrap();
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    assert_eq!(ledger.stats().committed.load(Relaxed), 6);
-    let c = Connection::open(dir.path().join("gather.db")).unwrap();
-    assert_eq!(raw_totals(&c, "1").0, 6);
 }
 
 /// Under a steady stream of commits the WAL starts over from its beginning

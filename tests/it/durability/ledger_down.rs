@@ -1,15 +1,23 @@
 //! The ledger's disk fills up under load, then has room again: `switchboard
 //! serve` runs as a child process (SIGXFSZ ignored, as a shell's `trap ''`
 //! leaves it across `exec`) whose file-size limit (`RLIMIT_FSIZE`, set with
-//! `prlimit` on its pid) is lowered to one byte, so every write to the
-//! database fails as on a full disk, and raised again. No mount needed.
+//! `prlimit` on its pid) is lowered to one byte, so every write past the
+//! first byte of any file fails as on a full disk, and raised again. No mount
+//! needed.
+//!
+//! With the usage journal: the next journal write fails (EFBIG), the segment
+//! is given up, and no new segment can be opened (its preallocation fails),
+//! so the ledger stays down and refuses requests until the limit is raised;
+//! then a new segment takes the held events first. SQLite's writes fail too
+//! meanwhile, which only delays the fold.
 //!
 //! Checked: every request answered 200 has exactly one usage row after
 //! recovery; every provider call has a row; no provider call was made while
 //! the ledger was down beyond those already in flight; refused requests got
 //! a generic OpenAI-shaped 503 with Retry-After that names no file; `/healthz`
 //! said degraded (503, reason, since) then ok; `/metrics` showed the ledger
-//! down with pending events and refusals; the log names the database.
+//! down with pending events and refusals; the log names the journal (next to
+//! the database).
 
 use super::{Child, spawn_listening, wait_http};
 use crate::support::{keyring_available, sb};
@@ -245,6 +253,7 @@ async fn a_full_disk_refuses_requests_at_once_and_loses_no_answered_usage() {
 
     // Every answered request has exactly one usage row, and every provider call has one.
     let store = Store::open(&db).unwrap();
+    assert!(switchboard::engine::ledger::wait_for_live_folds(&store, Duration::from_secs(20)).unwrap(), "the server folds its journal");
     let rows: HashMap<String, i64> = store
         .with_conn(|c| {
             let mut st = c.prepare("SELECT request_id, count(*) FROM usage_events GROUP BY request_id")?;
@@ -258,6 +267,6 @@ async fn a_full_disk_refuses_requests_at_once_and_loses_no_answered_usage() {
     }
     let calls = sim_requests(&http, &sim).await;
     assert_eq!(rows.values().sum::<i64>() as u64, calls, "every provider call has its usage row, none twice");
-    assert!(log.lock().contains("ledger-down.db"), "the log names the database file");
+    assert!(log.lock().contains("ledger-down.db.journal"), "the log names the journal next to the database file");
     drop(server);
 }

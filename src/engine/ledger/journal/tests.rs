@@ -1,0 +1,102 @@
+//! The journal on real files: a segment cut at every byte offset of its last
+//! record recovers every complete record and drops the torn one.
+
+use super::*;
+use crate::domain::{Micros, ProviderKind, RequestType, Route, SupplierId, TokenUsage, UsageStatus};
+use crate::engine::ledger::{Ledger, LedgerOptions, fold_leftovers};
+use crate::store::Store;
+use chrono::{TimeZone, Utc};
+
+fn event(i: usize) -> UsageEvent {
+    UsageEvent {
+        event_id: format!("torn-{i}"),
+        request_id: format!("req-{i}"),
+        idempotency_key: i.is_multiple_of(2).then(|| format!("key-{i}")),
+        ts: Utc.with_ymd_and_hms(2026, 6, 6, 12, 0, 0).unwrap(),
+        supplier_id: SupplierId(1),
+        account_id: None,
+        provider: ProviderKind::OpenAi,
+        model: "gpt-4o-mini".into(),
+        request_type: RequestType::EmailTemplate,
+        route: Route::Client,
+        usage: TokenUsage { input: 10 + i as u64, output: 3, ..Default::default() },
+        cost: Micros(1),
+        latency_ms: 2,
+        status: UsageStatus::Ok,
+        error_class: None,
+    }
+}
+
+/// The one segment of a ledger that wrote `n` events, as a crash would
+/// leave it: (its number, its bytes, the last record's start and end).
+async fn written_segment(store: &Store, scratch: &Path, n: usize) -> (u64, Vec<u8>, u64, u64) {
+    // Small segments keep the copies below small.
+    let l = Ledger::start_opts(store, LedgerOptions { segment_bytes: 8_192, ..LedgerOptions::default() }).unwrap();
+    for i in 0..n {
+        l.record(event(i)).await.unwrap();
+    }
+    // Read while the ledger lives: the fold never deletes the segment being written.
+    let dir = l.journal_dir();
+    let segs = segments(&dir).unwrap();
+    assert_eq!(segs.len(), 1);
+    let bytes = std::fs::read(segment_path(&dir, segs[0])).unwrap();
+    drop(l);
+    std::fs::write(segment_path(scratch, segs[0]), &bytes).unwrap();
+    let before_last = scan(scratch, JournalPos::default(), None, n - 1).unwrap().to;
+    let all = scan(scratch, JournalPos::default(), None, usize::MAX).unwrap();
+    assert_eq!(all.events.len(), n);
+    (segs[0], bytes, before_last.offset, all.to.offset)
+}
+
+#[tokio::test]
+async fn a_segment_cut_at_every_byte_of_its_last_record_keeps_the_complete_ones() {
+    const N: usize = 5;
+    let tmp = tempfile::tempdir().unwrap();
+    let src_db = tmp.path().join("src.db");
+    let store = Store::open(&src_db).unwrap();
+    let scratch = tmp.path().join("cut");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let (seg, pristine, last_start, last_end) = written_segment(&store, &scratch, N).await;
+    let size = pristine.len() as u64;
+    assert!(last_end > last_start + record::RECORD_HEAD as u64);
+    for cut in last_start..=last_end {
+        for zero_filled in [false, true] {
+            // A crash mid-write: the record's first `cut - last_start` bytes
+            // reached the file; the rest of the preallocated segment is zeros,
+            // or the file ends there.
+            let mut bytes = pristine[..cut as usize].to_vec();
+            if zero_filled {
+                bytes.resize(size as usize, 0);
+            }
+            std::fs::write(segment_path(&scratch, seg), &bytes).unwrap();
+            let s = scan(&scratch, JournalPos::default(), None, usize::MAX).unwrap();
+            let complete = if cut == last_end { N } else { N - 1 };
+            assert_eq!(s.events.len(), complete, "cut at {cut} (zeros after: {zero_filled})");
+            assert_eq!(s.events, (0..complete).map(event).collect::<Vec<_>>(), "cut at {cut}: the records are read as written");
+            let expect_to = if cut == last_end { last_end } else { last_start };
+            assert_eq!(
+                s.to,
+                JournalPos { segment: seg, offset: expect_to },
+                "cut at {cut}: the fold would resume after the last complete record"
+            );
+        }
+    }
+
+    // The whole recovery on a database, for a cut in the middle of the last
+    // record's payload, in its head, and none.
+    for cut in [last_start + (last_end - last_start) / 2, last_start + 3, last_end] {
+        let db = tmp.path().join(format!("recover-{cut}.db"));
+        let fresh = Store::open(&db).unwrap();
+        let inst_dir = root_of(&db).join("0");
+        std::fs::create_dir_all(&inst_dir).unwrap();
+        let mut bytes = pristine[..cut as usize].to_vec();
+        bytes.resize(size as usize, 0);
+        std::fs::write(segment_path(&inst_dir, seg), &bytes).unwrap();
+        let r = fold_leftovers(&fresh).unwrap();
+        let complete = if cut == last_end { N } else { N - 1 };
+        assert_eq!((r.records, r.new), (complete, complete), "cut at {cut}");
+        assert_eq!(fresh.count_usage_events().unwrap(), complete as i64);
+        assert_eq!(fresh.integrity_check().unwrap(), "ok");
+        assert!(segments(&inst_dir).unwrap().is_empty(), "the folded segment is deleted");
+    }
+}
