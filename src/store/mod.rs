@@ -21,6 +21,7 @@ mod console;
 mod health;
 mod idempotency;
 mod migrations;
+mod pools;
 pub mod schema;
 mod suppliers;
 mod tokens;

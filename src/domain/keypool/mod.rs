@@ -77,6 +77,18 @@ pub enum Blocked {
     Budget,
 }
 
+impl Blocked {
+    /// Why, in words (for the console and error messages).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Blocked::CoolingDown(_) => "cooling down after a 429",
+            Blocked::OwnLimit => "at its requests or tokens per minute",
+            Blocked::ProviderLimit => "at the provider's reported limit",
+            Blocked::Budget => "monthly budget spent",
+        }
+    }
+}
+
 /// A key's room right now.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Headroom {
@@ -236,6 +248,12 @@ impl KeyState {
         slot.2 += rate_limited as u64;
     }
 
+    /// A call counted with `estimated` tokens used `actual`.
+    pub fn correct_tokens(&mut self, now: DateTime<Utc>, estimated: u64, actual: u64) {
+        let delta = (actual.min(i64::MAX as u64) as i64).saturating_sub(estimated.min(i64::MAX as u64) as i64);
+        self.minute.add(now, 0, delta);
+    }
+
     /// The provider reported its limits on an answer at `now`.
     pub fn observe(&mut self, now: DateTime<Utc>, r: ReportedLimits) {
         if r.windows().next().is_some() {
@@ -262,6 +280,45 @@ impl KeyState {
             .iter()
             .filter(|s| s.0 <= b && b.saturating_sub(s.0) < STATS_BUCKETS as i64)
             .fold((0, 0), |(c, r), s| (c + s.1, r + s.2))
+    }
+}
+
+/// One key as the console and `/metrics` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeySnapshot {
+    pub account: AccountId,
+    pub label: String,
+    /// The provider's name (`openai`, `anthropic`, `azure_openai`).
+    pub provider: String,
+    /// The pool: the provider family (`openai` for OpenAI and Azure, `anthropic`).
+    pub pool: &'static str,
+    pub platform: bool,
+    pub settings: PoolSettings,
+    /// Share of its pool's calls in the last five minutes, 0–1.
+    pub share: f64,
+    /// Its headroom now (0–1; 1 when no limit is known).
+    pub headroom: f64,
+    pub blocked: Option<Blocked>,
+    pub in_flight: u32,
+    /// Requests and tokens sent in the last minute.
+    pub last_minute: (u64, u64),
+    /// Calls and 429s in the last five minutes.
+    pub recent_calls: u64,
+    pub recent_429: u64,
+    /// Calls and 429s since the process started.
+    pub total_calls: u64,
+    pub total_429: u64,
+    /// Spend this month (as far as the router knows it).
+    pub spent: Micros,
+    /// What the provider last reported: (remaining, limit) of requests and tokens.
+    pub reported_requests: Option<(u64, Option<u64>)>,
+    pub reported_tokens: Option<(u64, Option<u64>)>,
+}
+
+impl KeySnapshot {
+    /// The share of its calls in the last five minutes that got a 429, 0–1.
+    pub fn rate_429(&self) -> f64 {
+        if self.recent_calls == 0 { 0.0 } else { self.recent_429 as f64 / self.recent_calls as f64 }
     }
 }
 
