@@ -12,10 +12,12 @@
 //! In an embeddings input, `[sim:content_filter]` gets the 400
 //! content-filter error from every dialect.
 
+mod limits;
 mod reply;
 mod server;
 
 use crate::domain::ProviderKind;
+pub use limits::SimLimits;
 use crate::domain::rng::DetRng;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -266,6 +268,8 @@ impl Account {
 pub(crate) struct SimState {
     by_key: RwLock<HashMap<String, Arc<Account>>>,
     pub counter: AtomicU64,
+    /// Per-key rate limits (`limits`).
+    pub(crate) limits: limits::Limits,
 }
 
 impl SimState {
@@ -305,7 +309,7 @@ impl Simulator {
                 anyhow::bail!("two simulator accounts share one key (account '{}')", a.name);
             }
         }
-        let state = Arc::new(SimState { by_key: RwLock::new(by_key), counter: AtomicU64::new(1) });
+        let state = Arc::new(SimState { by_key: RwLock::new(by_key), counter: AtomicU64::new(1), limits: limits::Limits::default() });
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (is another simulator running?)"))?;
