@@ -20,5 +20,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod migrations;
 pub mod parallel;
+pub mod pool_alerts;
+pub mod pool_settings;
 pub mod router;
 pub mod runtime;
