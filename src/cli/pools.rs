@@ -56,9 +56,7 @@ pub fn run(store: &Store, a: PoolArgs) -> anyhow::Result<()> {
     match a.budget.as_deref().map(str::trim) {
         None => {}
         Some("none") => s.monthly_budget = None,
-        Some(b) => {
-            s.monthly_budget = Some(Micros::parse_decimal(b.trim_start_matches('$')).map_err(|e| anyhow::anyhow!("--budget: {e}"))?)
-        }
+        Some(b) => s.monthly_budget = Some(Micros::parse_decimal(b.trim_start_matches('$')).map_err(|e| anyhow::anyhow!("--budget: {e}"))?),
     }
     if changed {
         s = pool_settings::set(store, id, s, "cli", SystemClock.now())?;

@@ -316,12 +316,12 @@ impl AlertKind {
     pub fn base_severity(self) -> Severity {
         match self {
             AlertKind::ProviderDown | AlertKind::KeyInvalid | AlertKind::QuotaExceeded => Severity::Critical,
-            AlertKind::ProviderDegraded | AlertKind::QuotaWarning | AlertKind::FailoverStarted
+            AlertKind::ProviderDegraded
+            | AlertKind::QuotaWarning
+            | AlertKind::FailoverStarted
             | AlertKind::MigrationRolledBack
             | AlertKind::PoolLowHeadroom
-            | AlertKind::KeyBudgetReached => {
-                Severity::Warning
-            }
+            | AlertKind::KeyBudgetReached => Severity::Warning,
             AlertKind::FailoverEnded => Severity::Info,
         }
     }

@@ -128,12 +128,15 @@ pub fn render_metrics(keys: &[KeySnapshot]) -> String {
             if k.platform { "platform" } else { "supplier" }
         )
     };
-    let series: [(&str, &str, &str, fn(&KeySnapshot) -> f64); 7] = [
+    type Series = (&'static str, &'static str, &'static str, fn(&KeySnapshot) -> f64);
+    let series: [Series; 7] = [
         ("switchboard_key_share", "gauge", "Share of its pool's calls in the last five minutes (0-1).", |k| k.share),
         ("switchboard_key_headroom", "gauge", "Share of the key's tightest limit left (0-1; 0 when blocked).", |k| {
             if k.blocked.is_some() { 0.0 } else { k.headroom }
         }),
-        ("switchboard_key_rate_limited_ratio", "gauge", "Share of the key's calls in the last five minutes that got a 429.", |k| k.rate_429()),
+        ("switchboard_key_rate_limited_ratio", "gauge", "Share of the key's calls in the last five minutes that got a 429.", |k| {
+            k.rate_429()
+        }),
         ("switchboard_key_in_flight", "gauge", "Calls on the key now.", |k| k.in_flight as f64),
         ("switchboard_key_calls_total", "counter", "Provider calls on the key since start.", |k| k.total_calls as f64),
         ("switchboard_key_rate_limited_total", "counter", "429 answers on the key since start.", |k| k.total_429 as f64),

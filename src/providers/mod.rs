@@ -480,8 +480,19 @@ impl Providers {
             && let Some(uri) = transport::uri(url)
         {
             let headers = p.auth_headers(&t.key)?;
-            return transport::send_read(client, p.name(), method, uri, headers, body, timeout, self.cfg.max_body_bytes, &t.key, t.observe.as_ref())
-                .await;
+            return transport::send_read(
+                client,
+                p.name(),
+                method,
+                uri,
+                headers,
+                body,
+                timeout,
+                self.cfg.max_body_bytes,
+                &t.key,
+                t.observe.as_ref(),
+            )
+            .await;
         }
         let resp = self.send(p, t, method, url, body, Some(timeout)).await?;
         read_capped(p.name(), resp, self.cfg.max_body_bytes, &t.key).await

@@ -229,12 +229,7 @@ impl SimHandle {
             let refused = keys.get(account).map(|k| k.refused.clone()).unwrap_or_default();
             keys.insert(
                 account.to_string(),
-                KeyBuckets {
-                    at: now,
-                    requests: limits.rpm.map(|n| Bucket::new(n as u64)),
-                    tokens: limits.tpm.map(Bucket::new),
-                    refused,
-                },
+                KeyBuckets { at: now, requests: limits.rpm.map(|n| Bucket::new(n as u64)), tokens: limits.tpm.map(Bucket::new), refused },
             );
         }
         true

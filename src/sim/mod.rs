@@ -17,8 +17,8 @@ mod reply;
 mod server;
 
 use crate::domain::ProviderKind;
-pub use limits::SimLimits;
 use crate::domain::rng::DetRng;
+pub use limits::SimLimits;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};

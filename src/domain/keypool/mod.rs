@@ -276,10 +276,7 @@ impl KeyState {
     /// (calls, 429s) in the last five minutes.
     pub fn recent(&self, now: DateTime<Utc>) -> (u64, u64) {
         let b = now.timestamp().div_euclid(STATS_BUCKET_SECS);
-        self.stats
-            .iter()
-            .filter(|s| s.0 <= b && b.saturating_sub(s.0) < STATS_BUCKETS as i64)
-            .fold((0, 0), |(c, r), s| (c + s.1, r + s.2))
+        self.stats.iter().filter(|s| s.0 <= b && b.saturating_sub(s.0) < STATS_BUCKETS as i64).fold((0, 0), |(c, r), s| (c + s.1, r + s.2))
     }
 }
 

@@ -336,9 +336,10 @@ impl Router {
                 Err(None) => continue,
             };
             let pool_left = plan.attempts[i + 1..].iter().any(|a| {
-                self.catalog().accounts.get(&a.account).is_some_and(|n| {
-                    family(n.account.provider) == family(acc.account.provider) && n.account.owner == acc.account.owner
-                })
+                self.catalog()
+                    .accounts
+                    .get(&a.account)
+                    .is_some_and(|n| family(n.account.provider) == family(acc.account.provider) && n.account.owner == acc.account.owner)
             });
             let target = self.target(&acc.account, key, i + 1 < plan.attempts.len(), pool_left);
             let call = self.pools.begin(acc.account.id, p.estimate);

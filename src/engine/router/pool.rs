@@ -218,9 +218,9 @@ impl Router {
             }
             ordered.extend(members.iter().filter(|c| !c.available).map(|c| **c));
         }
-        let (open, later): (Vec<Candidate>, Vec<Candidate>) = client.into_iter().partition(|c| {
-            keys.get(&c.account).is_none_or(|k| k.headroom(&PoolSettings::default(), now, tokens).blocked.is_none())
-        });
+        let (open, later): (Vec<Candidate>, Vec<Candidate>) = client
+            .into_iter()
+            .partition(|c| keys.get(&c.account).is_none_or(|k| k.headroom(&PoolSettings::default(), now, tokens).blocked.is_none()));
         (ordered, open.into_iter().chain(later).collect())
     }
 

@@ -10,6 +10,7 @@ pub mod health;
 pub mod keys;
 pub mod migrations;
 pub mod overview;
+pub mod pools;
 pub mod projections;
 pub mod quotas;
 pub mod suppliers;

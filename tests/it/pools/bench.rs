@@ -48,11 +48,7 @@ async fn one_key_against_a_pool_of_three() {
         run("3 keys (600/300/150 rpm), weighted 1:1:1", Strategy::Weighted, [600, 300, 150], 3).await,
         run("3 keys (600/300/150 rpm), least-busy", Strategy::LeastBusy, [600, 300, 150], 3).await,
     ];
-    println!(
-        "load: {} requests per simulated second ({} a minute) for {SECONDS} s, 5 in flight",
-        PER_SECOND,
-        PER_SECOND * 60
-    );
+    println!("load: {} requests per simulated second ({} a minute) for {SECONDS} s, 5 in flight", PER_SECOND, PER_SECOND * 60);
     println!("| setup | sent | answered | throughput (req/min) | provider calls | 429s | 429 rate | wall time |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in &rows {

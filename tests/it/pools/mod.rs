@@ -9,8 +9,8 @@ use std::sync::Arc;
 use switchboard::domain::health::AlertKind;
 use switchboard::domain::keypool::{Blocked, PoolSettings, Strategy};
 use switchboard::domain::{
-    Clock,
-    AccountId, AccountOwner, AiMode, ManualClock, Micros, NewSupplier, PricingTable, ProviderKind, Secret, SupplierId, Tier, VendorType,
+    AccountId, AccountOwner, AiMode, Clock, ManualClock, Micros, NewSupplier, PricingTable, ProviderKind, Secret, SupplierId, Tier,
+    VendorType,
 };
 use switchboard::engine::alerts::AlertService;
 use switchboard::engine::ledger::Ledger;
