@@ -10,7 +10,7 @@ use switchboard::sim::SimLimits;
 
 /// Offered load: requests per simulated second (900 a minute).
 const PER_SECOND: usize = 15;
-const SECONDS: i64 = 120;
+const SECONDS: i64 = 180;
 
 struct Row {
     what: String,
@@ -43,10 +43,10 @@ async fn run(what: &str, strategy: Strategy, rpm: [u32; 3], keys: usize) -> Row 
 #[ignore = "a benchmark: run it on purpose (BENCHMARKS.md)"]
 async fn one_key_against_a_pool_of_three() {
     let rows = vec![
-        run("1 key (600 rpm)", Strategy::Headroom, [600, 300, 150], 1).await,
-        run("3 keys (600/300/150 rpm), headroom", Strategy::Headroom, [600, 300, 150], 3).await,
-        run("3 keys (600/300/150 rpm), weighted 1:1:1", Strategy::Weighted, [600, 300, 150], 3).await,
-        run("3 keys (600/300/150 rpm), least-busy", Strategy::LeastBusy, [600, 300, 150], 3).await,
+        run("1 key (500 rpm)", Strategy::Headroom, [500, 300, 200], 1).await,
+        run("3 keys (500/300/200 rpm), headroom (default)", Strategy::Headroom, [500, 300, 200], 3).await,
+        run("3 keys (500/300/200 rpm), weighted 1:1:1", Strategy::Weighted, [500, 300, 200], 3).await,
+        run("3 keys (500/300/200 rpm), least-busy", Strategy::LeastBusy, [500, 300, 200], 3).await,
     ];
     println!("load: {} requests per simulated second ({} a minute) for {SECONDS} s, 5 in flight", PER_SECOND, PER_SECOND * 60);
     println!("| setup | sent | answered | throughput (req/min) | provider calls | 429s | 429 rate | wall time |");
