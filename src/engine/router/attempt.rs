@@ -10,7 +10,7 @@
 //! route would say the same); when every route failed, the final status is
 //! decided from the typed failures ([`Router::fail`]).
 
-use super::catalog::{AccountEntry, SupplierEntry, family};
+use super::catalog::{AccountEntry, SupplierEntry};
 use super::failure::{FailureKind, Failures, RouteError, RouteFailure};
 use super::quota::Reservation;
 use super::{AttemptOutcome, Caller, ClientWatch, Credential, Router, RouterEvent};
@@ -339,7 +339,7 @@ impl Router {
                 self.catalog()
                     .accounts
                     .get(&a.account)
-                    .is_some_and(|n| family(n.account.provider) == family(acc.account.provider) && n.account.owner == acc.account.owner)
+                    .is_some_and(|n| n.account.provider == acc.account.provider && n.account.owner == acc.account.owner)
             });
             let target = self.target(&acc.account, key, i + 1 < plan.attempts.len(), pool_left);
             let call = self.pools.begin(acc.account.id, p.estimate);

@@ -1,7 +1,8 @@
 //! Key pools on the request path: the live [`KeyState`] of every account
 //! (platform and client), the pool settings loaded with the catalog, and
-//! the strategy. The router orders each pool's keys for a request
-//! ([`Router::order_pools`]: the keys of the model's family first, by the
+//! the strategy. A pool is the platform keys of one provider. The router
+//! orders each pool's keys for a request ([`Router::order_pools`]: the
+//! model's provider first, then its family, each pool by the
 //! strategy, keys out of headroom, cooling down after a 429 or over their
 //! budget left out), counts every call on its key ([`KeyCall`], an owned
 //! guard), learns the limits the provider reports from each answer's
@@ -157,7 +158,7 @@ impl Router {
     }
 
     /// Orders the candidates for one request of about `tokens` tokens:
-    /// platform keys of the model's family first (a 429 moves the request to
+    /// platform keys of the model's provider first, then its family (a 429 moves the request to
     /// another key of the pool before any other provider), each pool by the
     /// strategy, with blocked keys made unavailable (skipped before a call);
     /// a supplier's own keys keep their order, with blocked ones moved last.
@@ -181,19 +182,21 @@ impl Router {
         let strategy = self.pool_strategy();
         let settings = self.pools.settings.read();
         let mut keys = self.pools.keys.lock();
-        // Pools in the order of the model's match: its family first.
-        let mut families: Vec<u8> = Vec::new();
+        // One pool per provider, in the order of the model's match: its own
+        // provider first, then its family (OpenAI and Azure serve the same
+        // models), then the others.
+        let mut pools: Vec<ProviderKind> = Vec::new();
         for c in &platform {
-            if !families.contains(&family(c.provider)) {
-                families.push(family(c.provider));
+            if !pools.contains(&c.provider) {
+                pools.push(c.provider);
             }
         }
         if let Some(mp) = model_provider {
-            families.sort_by_key(|f| *f != family(mp));
+            pools.sort_by_key(|k| (family(*k) != family(mp), *k != mp));
         }
         let mut ordered = Vec::with_capacity(platform.len());
-        for f in families {
-            let members: Vec<&Candidate> = platform.iter().filter(|c| family(c.provider) == f).collect();
+        for kind in pools {
+            let members: Vec<&Candidate> = platform.iter().filter(|c| c.provider == kind).collect();
             let avail: Vec<AccountId> = members.iter().filter(|c| c.available).map(|c| c.account).collect();
             let mut states: Vec<(AccountId, KeyState)> = avail.iter().map(|a| (*a, keys.remove(a).unwrap_or_default())).collect();
             let (order, blocked) = {
@@ -244,7 +247,7 @@ impl Router {
                     account: a.account.id,
                     label: a.account.label.clone(),
                     provider: a.account.provider.to_string(),
-                    pool: if family(a.account.provider) == 0 { "openai" } else { "anthropic" },
+                    pool: a.account.provider.as_str(),
                     platform: a.account.owner == AccountOwner::Platform,
                     settings: s,
                     share: 0.0,
