@@ -260,13 +260,13 @@ fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
 fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &mut Cx<'_>, visible: usize) {
     let now = cx.handle.now();
     let p = theme::palette(ui);
-    let widths = [230.0, 170.0, 100.0, 110.0, 190.0, 300.0];
+    let widths = [230.0, 170.0, 100.0, 110.0, 190.0, 250.0, 300.0];
     let head = |ui: &mut Ui| {
         ui.horizontal(|ui| {
-            for (h, w) in ["Account", "Owner", "Provider", "Key", "Last validation", "Pool"].iter().zip(widths) {
+            for (h, w) in ["Account", "Owner", "Provider", "Key", "Last validation", "Actions"].iter().zip(widths) {
                 cell(ui, w, RichText::new(*h).small().color(p.muted));
             }
-            ui.label(RichText::new("Actions").small().color(p.muted));
+            ui.label(RichText::new("Pool").small().color(p.muted));
         });
     };
     head(ui);
@@ -295,24 +295,33 @@ fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &
                 if let Some(m) = msg {
                     r.on_hover_text(m);
                 }
+                // Actions in a fixed width, so that the pool line after them
+                // never pushes them out of view.
+                ui.allocate_ui_with_layout(
+                    egui::vec2(widths[5], theme::ROW_HEIGHT),
+                    egui::Layout::left_to_right(egui::Align::Center),
+                    |ui| {
+                        ui.set_width(widths[5]);
+                        if st.validating.contains(&a.id) {
+                            ui.spinner();
+                            ui.label(RichText::new("validating…").color(p.muted));
+                        } else if ui.add_enabled(a.fingerprint.is_some(), egui::Button::new("Validate").small()).clicked() {
+                            st.validating.insert(a.id);
+                            cx.send(ConsoleCommand::ValidateKey(a.id));
+                        }
+                        if a.owner == AccountOwner::Platform && ui.add(egui::Button::new("Pool…").small()).clicked() {
+                            st.pool_form = Some(super::pools::PoolForm::new(a.id, &a.label, &a.pool_settings));
+                        }
+                        if ui.add(egui::Button::new("Rotate…").small()).clicked() {
+                            st.rotate = Some(Rotate { id: a.id, label: a.label.clone(), key: String::new() });
+                        }
+                        if ui.add(egui::Button::new("Remove…").small()).clicked() {
+                            st.confirm_remove = Some((a.id, a.label.clone()));
+                        }
+                    },
+                );
                 let pool = super::pools::summary(a.pool.as_ref(), &a.pool_settings);
-                cell(ui, widths[5], RichText::new(&pool).small()).on_hover_text(crate::console::pool_settings_text(&a.pool_settings));
-                if st.validating.contains(&a.id) {
-                    ui.spinner();
-                    ui.label(RichText::new("validating…").color(p.muted));
-                } else if ui.add_enabled(a.fingerprint.is_some(), egui::Button::new("Validate").small()).clicked() {
-                    st.validating.insert(a.id);
-                    cx.send(ConsoleCommand::ValidateKey(a.id));
-                }
-                if a.owner == AccountOwner::Platform && ui.add(egui::Button::new("Pool…").small()).clicked() {
-                    st.pool_form = Some(super::pools::PoolForm::new(a.id, &a.label, &a.pool_settings));
-                }
-                if ui.add(egui::Button::new("Rotate…").small()).clicked() {
-                    st.rotate = Some(Rotate { id: a.id, label: a.label.clone(), key: String::new() });
-                }
-                if ui.add(egui::Button::new("Remove…").small()).clicked() {
-                    st.confirm_remove = Some((a.id, a.label.clone()));
-                }
+                cell(ui, widths[6], RichText::new(&pool).small()).on_hover_text(crate::console::pool_settings_text(&a.pool_settings));
             });
         }
     });
