@@ -231,3 +231,34 @@ async fn keys_at_their_own_limits_are_skipped_before_a_call_and_a_low_pool_alert
     assert_eq!(p.send(3, 1).await.len(), 1);
     assert_eq!(p.served().iter().sum::<u64>(), before.iter().sum::<u64>() + 2);
 }
+
+#[test]
+fn the_cli_shows_sets_and_unsets_a_keys_pool_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let id = {
+        let store = Store::open(&db).unwrap();
+        sim_account(&store, AccountOwner::Platform, ProviderKind::OpenAi, "WedSync OpenAI 1", "gpt-4o-mini", "http://127.0.0.1:9")
+    };
+    let run = |args: &[&str]| {
+        let out = crate::support::sb(&db).args(["key", "pool", &id.0.to_string()]).args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (ok, text) = run(&["--weight", "3", "--rpm", "500", "--budget", "250.50"]);
+    assert!(ok, "{text}");
+    assert_eq!(text.trim(), format!("WedSync OpenAI 1 (account {}): weight 3, 500 rpm, budget $250.50", id.0));
+    let store = Store::open(&db).unwrap();
+    let s = store.account_pool_settings(id).unwrap();
+    assert_eq!(s, PoolSettings { weight: Some(3), rpm: Some(500), tpm: None, monthly_budget: Some(Micros(250_500_000)) });
+    assert!(store.audit_entries(&Default::default()).unwrap().iter().any(|e| e.action == "key.pool_settings"));
+    drop(store);
+    let (ok, text) = run(&["--budget", "none", "--json"]);
+    assert!(ok, "{text}");
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["settings"]["monthly_budget"], serde_json::Value::Null);
+    assert_eq!(v["settings"]["weight"], 3);
+    let (ok, text) = run(&["--weight", "0"]);
+    assert!(!ok && text.contains("weight 0 is out of range"), "{text}");
+    let (ok, text) = run(&["--rpm", "lots"]);
+    assert!(!ok && text.contains("not a whole number"), "{text}");
+}
