@@ -46,6 +46,9 @@ pub enum KeyCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Show or set a platform key's pool settings: weight, its own requests and
+    /// tokens per minute, and a monthly budget in dollars (`none` unsets one).
+    Pool(super::pools::PoolArgs),
     /// Remove keychain entries of this database whose provider account no longer exists.
     PruneOrphans {
         /// Only list them; remove nothing.
@@ -187,6 +190,7 @@ pub fn run(store: Store, cmd: KeyCommand) -> anyhow::Result<()> {
             let a = rt.block_on(svc.remove(AccountId(id), force))?;
             println!("Removed account {} '{}' and its key from the keychain.", a.id, a.label);
         }
+        KeyCommand::Pool(a) => super::pools::run(&store, a)?,
         KeyCommand::PruneOrphans { dry_run, include_untagged, json } => {
             let svc = service(store)?;
             let found = rt.block_on(svc.orphan_keys())?;

@@ -8,6 +8,7 @@ mod export;
 mod health;
 mod keys;
 mod migrate;
+mod pools;
 mod report;
 mod serve;
 mod supplier;

@@ -43,7 +43,7 @@ pub use service::{LiveServices, LiveStarter, ServiceOptions, spawn, spawn_with};
 pub use views::audit::AuditView;
 pub use views::getting_started::{GettingStarted, Snippets};
 pub use views::health::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
-pub use views::keys::{KeyRow, KeysView, OrphanKey, TokenRow};
+pub use views::keys::{KeyRow, KeysView, OrphanKey, TokenRow, pool_settings_text};
 pub use views::migration_start::{PlanSummary, PlanView};
 pub use views::migrations::{
     MigrationDetail, MigrationQuery, MigrationRow, MigrationsView, MirrorRow, ParallelRow, PhaseCheck, PhaseView, RecommendationRow,

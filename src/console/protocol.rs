@@ -202,6 +202,11 @@ pub enum ConsoleCommand {
     },
     IssueToken(SupplierId),
     RevokeToken(TokenId),
+    /// A key's pool settings (weight, limits, monthly budget): checked, stored, audited.
+    SetPoolSettings {
+        id: AccountId,
+        settings: crate::domain::keypool::PoolSettings,
+    },
     /// Month-end and next-three-months projections as of a day (the last day
     /// of data to use); cancels a projection still running.
     LoadProjections {
@@ -299,7 +304,8 @@ impl ConsoleCommand {
             | ConsoleCommand::RotateKey { .. }
             | ConsoleCommand::RemoveKey { .. }
             | ConsoleCommand::IssueToken(_)
-            | ConsoleCommand::RevokeToken(_) => Channel::KeyWrite,
+            | ConsoleCommand::RevokeToken(_)
+            | ConsoleCommand::SetPoolSettings { .. } => Channel::KeyWrite,
             ConsoleCommand::LoadProjections { .. } => Channel::Projections,
             ConsoleCommand::ExportUsage(_) | ConsoleCommand::CancelExport => Channel::Export,
             ConsoleCommand::LoadHealth(_) => Channel::Health,
@@ -365,6 +371,12 @@ pub enum ConsoleEvent {
         id: AccountId,
         label: String,
         validation: Validation,
+    },
+    /// A key's pool settings were saved (`summary`: as `engine::pool_settings::describe` says them).
+    PoolSettingsSaved {
+        id: AccountId,
+        label: String,
+        summary: String,
     },
     KeyRemoved {
         id: AccountId,

@@ -319,6 +319,7 @@ impl Service {
             | ConsoleCommand::RemoveKey { .. }
             | ConsoleCommand::IssueToken(_)
             | ConsoleCommand::RevokeToken(_)
+            | ConsoleCommand::SetPoolSettings { .. }
             | ConsoleCommand::LoadProjections { .. }
             | ConsoleCommand::ExportUsage(_)
             | ConsoleCommand::CancelExport

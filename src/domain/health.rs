@@ -294,6 +294,10 @@ pub enum AlertKind {
     FailoverStarted,
     FailoverEnded,
     MigrationRolledBack,
+    /// A pool of platform keys below 20 % headroom for 10 minutes.
+    PoolLowHeadroom,
+    /// A platform key's monthly budget is spent.
+    KeyBudgetReached,
 }
 crate::domain::string_enum!(AlertKind, "alert kind", {
     ProviderDegraded => "provider_degraded",
@@ -304,15 +308,20 @@ crate::domain::string_enum!(AlertKind, "alert kind", {
     FailoverStarted => "failover_started",
     FailoverEnded => "failover_ended",
     MigrationRolledBack => "migration_rolled_back",
+    PoolLowHeadroom => "pool_low_headroom",
+    KeyBudgetReached => "key_budget_reached",
 });
 
 impl AlertKind {
     pub fn base_severity(self) -> Severity {
         match self {
             AlertKind::ProviderDown | AlertKind::KeyInvalid | AlertKind::QuotaExceeded => Severity::Critical,
-            AlertKind::ProviderDegraded | AlertKind::QuotaWarning | AlertKind::FailoverStarted | AlertKind::MigrationRolledBack => {
-                Severity::Warning
-            }
+            AlertKind::ProviderDegraded
+            | AlertKind::QuotaWarning
+            | AlertKind::FailoverStarted
+            | AlertKind::MigrationRolledBack
+            | AlertKind::PoolLowHeadroom
+            | AlertKind::KeyBudgetReached => Severity::Warning,
             AlertKind::FailoverEnded => Severity::Info,
         }
     }

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod gateway_token;
 pub mod health;
 pub mod idempotency;
+pub mod keypool;
 pub mod migration;
 pub mod mirror;
 pub mod money;

@@ -193,6 +193,8 @@ pub struct HealthMonitor {
     events: Option<Mutex<tokio::sync::broadcast::Receiver<RouterEvent>>>,
     pending: Mutex<Vec<HealthSampleRow>>,
     last_compaction: Mutex<Option<DateTime<Utc>>>,
+    /// Key pools' alerts (low headroom, budgets).
+    pool_watch: crate::engine::pool_alerts::PoolWatch,
 }
 
 impl std::fmt::Debug for HealthMonitor {
@@ -242,6 +244,7 @@ impl HealthMonitor {
             targets: Mutex::new(Arc::new(ProbeTargets { version: -1, ..ProbeTargets::default() })),
             pending: Mutex::new(Vec::new()),
             last_compaction: Mutex::new(None),
+            pool_watch: Default::default(),
         })
     }
 
@@ -639,6 +642,9 @@ impl HealthMonitor {
             };
             let wedding = supplier.is_some_and(|s| cat.wedding_suppliers.contains(&s));
             self.alerts.on_router_event(ev, wedding)?;
+        }
+        if let Some(router) = &self.router {
+            self.pool_watch.tick(router, &self.alerts, self.clock.now())?;
         }
         self.alerts.tick(|a| {
             a.supplier_id.is_some_and(|s| cat.wedding_suppliers.contains(&s))

@@ -21,6 +21,8 @@ pub mod metrics;
 pub mod migration_schedule;
 pub mod migrations;
 pub mod parallel;
+pub mod pool_alerts;
+pub mod pool_settings;
 pub mod router;
 pub mod runtime;
 pub mod supplier_import;

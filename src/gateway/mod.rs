@@ -483,8 +483,14 @@ async fn metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Respons
     if let Err(e) = ingress::ops_allowed(st.ops_token.as_ref(), &headers) {
         return e.into_response();
     }
-    let text = st.router.metrics().render(&st.router.breaker_states(), st.router.ledger().stats(), st.router.in_flight());
+    let mut text = st.router.metrics().render(&st.router.breaker_states(), st.router.ledger().stats(), st.router.in_flight());
+    text.push_str(&switchboard_pool_metrics(&st.router));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Each key's share, headroom and 429s (`engine::pool_alerts`).
+fn switchboard_pool_metrics(router: &Router) -> String {
+    crate::engine::pool_alerts::render_metrics(&router.pool_snapshot())
 }
 
 async fn not_found() -> Response {

@@ -54,11 +54,33 @@ pub struct ProviderTarget {
     /// request, since a long backoff or retry-after wait would only delay the
     /// failover.
     pub retry: Option<RetryPolicy>,
+    /// Sees the headers of every answer to this target (success or error),
+    /// before its body is read: the router learns the rate limits the
+    /// provider reports from them (`domain::keypool::headers`).
+    pub observe: Option<HeaderObserver>,
+}
+
+/// A callback given each answer's headers (see [`ProviderTarget::observe`]).
+#[derive(Clone)]
+pub struct HeaderObserver(pub Arc<dyn Fn(&HeaderMap) + Send + Sync>);
+
+impl std::fmt::Debug for HeaderObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeaderObserver")
+    }
+}
+
+impl HeaderObserver {
+    fn see(o: Option<&HeaderObserver>, h: &HeaderMap) {
+        if let Some(o) = o {
+            (o.0)(h);
+        }
+    }
 }
 
 impl ProviderTarget {
     pub fn new(kind: ProviderKind, base_url: impl Into<String>, key: Secret) -> Self {
-        Self { kind, base_url: base_url.into(), azure: None, key, timeout: None, retry: None }
+        Self { kind, base_url: base_url.into(), azure: None, key, timeout: None, retry: None, observe: None }
     }
 
     pub fn azure(base_url: impl Into<String>, deployment: &str, api_version: &str, key: Secret) -> Self {
@@ -69,6 +91,7 @@ impl ProviderTarget {
             key,
             timeout: None,
             retry: None,
+            observe: None,
         }
     }
 
@@ -79,11 +102,17 @@ impl ProviderTarget {
         } else {
             account.base_url.clone()
         };
-        Self { kind: account.provider, base_url: base, azure: account.azure.clone(), key, timeout: None, retry: None }
+        Self { kind: account.provider, base_url: base, azure: account.azure.clone(), key, timeout: None, retry: None, observe: None }
     }
 
     pub fn with_timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
+        self
+    }
+
+    /// See [`ProviderTarget::observe`].
+    pub fn with_observer(mut self, o: HeaderObserver) -> Self {
+        self.observe = Some(o);
         self
     }
 
@@ -461,6 +490,7 @@ impl Providers {
         }
         let resp = rb.send().await.map_err(|e| ProviderError::from_transport(p.name(), &e, t.key.expose()))?;
         let status = resp.status().as_u16();
+        HeaderObserver::see(t.observe.as_ref(), resp.headers());
         if (200..300).contains(&status) {
             return Ok(resp);
         }
@@ -482,7 +512,19 @@ impl Providers {
             && let Some(uri) = transport::uri(url)
         {
             let headers = p.auth_headers(&t.key)?;
-            return transport::send_read(client, p.name(), method, uri, headers, body, timeout, self.cfg.max_body_bytes, &t.key).await;
+            return transport::send_read(
+                client,
+                p.name(),
+                method,
+                uri,
+                headers,
+                body,
+                timeout,
+                self.cfg.max_body_bytes,
+                &t.key,
+                t.observe.as_ref(),
+            )
+            .await;
         }
         let resp = self.send(p, t, method, url, body, Some(timeout)).await?;
         read_capped(p.name(), resp, self.cfg.max_body_bytes, &t.key).await

@@ -102,6 +102,7 @@ pub(super) async fn send_read(
     timeout: Duration,
     cap: usize,
     key: &Secret,
+    observe: Option<&super::HeaderObserver>,
 ) -> Result<Bytes, ProviderError> {
     headers.insert(USER_AGENT, HeaderValue::from_static(concat!("switchboard/", env!("CARGO_PKG_VERSION"))));
     if body.is_some() {
@@ -114,6 +115,7 @@ pub(super) async fn send_read(
     let call = async {
         let resp = client.request(req).await.map_err(|e| ProviderError::from_hyper(provider, &e, true, key.expose()))?;
         let status = resp.status().as_u16();
+        super::HeaderObserver::see(observe, resp.headers());
         if (200..300).contains(&status) {
             read_limited(provider, resp, cap, key).await
         } else {

@@ -13,12 +13,14 @@
 //! content-filter error from every dialect.
 
 mod errors;
+mod limits;
 mod reply;
 mod server;
 mod tools;
 
 use crate::domain::ProviderKind;
 use crate::domain::rng::DetRng;
+pub use limits::SimLimits;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -268,6 +270,8 @@ impl Account {
 pub(crate) struct SimState {
     by_key: RwLock<HashMap<String, Arc<Account>>>,
     pub counter: AtomicU64,
+    /// Per-key rate limits (`limits`).
+    pub(crate) limits: limits::Limits,
 }
 
 impl SimState {
@@ -307,7 +311,7 @@ impl Simulator {
                 anyhow::bail!("two simulator accounts share one key (account '{}')", a.name);
             }
         }
-        let state = Arc::new(SimState { by_key: RwLock::new(by_key), counter: AtomicU64::new(1) });
+        let state = Arc::new(SimState { by_key: RwLock::new(by_key), counter: AtomicU64::new(1), limits: limits::Limits::default() });
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (is another simulator running?)"))?;

@@ -34,6 +34,8 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .route("/openai/v1/models", get(azure_v1_models))
         .route("/_sim/accounts", get(admin_list))
         .route("/_sim/accounts/{name}/faults", post(admin_faults))
+        // Per-key rate limits and their headers (`sim::limits`).
+        .layer(axum::middleware::from_fn_with_state(state.clone(), super::limits::enforce))
         // Real APIs take large bodies (base64 images); axum's default is 2 MB.
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(state)

@@ -21,6 +21,7 @@ mod console;
 mod health;
 mod idempotency;
 mod migrations;
+mod pools;
 pub mod routing_lock;
 mod schedules;
 pub mod schema;

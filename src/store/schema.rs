@@ -537,6 +537,23 @@ CREATE TABLE usage_journal_watermark (
     byte_offset INTEGER NOT NULL
 );
 "#,
+    // v13: key pools (issue 27): a platform key's weight, its own requests
+    // and tokens per minute, and its monthly budget, one optional row per
+    // account (no foreign key: rebuilds of `provider_accounts` must not
+    // cascade into it; the router reads rows of existing accounts only). A
+    // change bumps the catalog version so the runtime adopts it.
+    r#"
+CREATE TABLE account_pool_settings (
+    account_id INTEGER PRIMARY KEY,
+    weight INTEGER CHECK (weight IS NULL OR weight BETWEEN 1 AND 1000),
+    rpm INTEGER CHECK (rpm IS NULL OR rpm > 0),
+    tpm INTEGER CHECK (tpm IS NULL OR tpm > 0),
+    monthly_budget_micros INTEGER CHECK (monthly_budget_micros IS NULL OR monthly_budget_micros >= 0)
+);
+CREATE TRIGGER cv_pool_i AFTER INSERT ON account_pool_settings BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_pool_u AFTER UPDATE ON account_pool_settings BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_pool_d AFTER DELETE ON account_pool_settings BEGIN UPDATE catalog_version SET version = version + 1; END;
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

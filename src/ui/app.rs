@@ -185,6 +185,7 @@ impl ConsoleApp {
             ev @ (ConsoleEvent::Keys(_)
             | ConsoleEvent::KeySaved { .. }
             | ConsoleEvent::KeyValidated { .. }
+            | ConsoleEvent::PoolSettingsSaved { .. }
             | ConsoleEvent::KeyRemoved { .. }
             | ConsoleEvent::KeyRemoveNeedsForce { .. }
             | ConsoleEvent::TokenIssued { .. }

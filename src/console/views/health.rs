@@ -100,6 +100,8 @@ pub struct HealthView {
     /// Newest first (open ones only when the query says so).
     pub alerts: Vec<AlertRow>,
     pub open_alerts: usize,
+    /// Every key's pool state (share of traffic, headroom, 429 rate) when a router runs here.
+    pub pools: Vec<crate::domain::keypool::KeySnapshot>,
 }
 
 pub(in crate::console) const ALERTS_SHOWN: u32 = 300;
@@ -270,6 +272,7 @@ impl Service {
             chart,
             alerts,
             open_alerts,
+            pools: self.live().and_then(|l| l.services.router.clone()).map(|r| r.pool_snapshot()).unwrap_or_default(),
         })
     }
 

@@ -6,6 +6,7 @@
 use crate::console::service::{Res, Service, msg};
 use crate::console::*;
 use crate::domain::TokenId;
+use crate::domain::keypool::{KeySnapshot, PoolSettings};
 use crate::domain::{AccountId, AzureConfig};
 use crate::domain::{AccountOwner, ProviderKind, SupplierId, ValidationStatus};
 pub use crate::engine::keys::OrphanKey;
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A provider account in the Keys view: masked fingerprint and validation, never the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeyRow {
     pub id: AccountId,
     pub label: String,
@@ -31,6 +32,10 @@ pub struct KeyRow {
     pub validated_at: Option<DateTime<Utc>>,
     pub message: Option<String>,
     pub enabled: bool,
+    /// Its pool settings (weight, limits, budget).
+    pub pool_settings: PoolSettings,
+    /// Its live pool state (share of traffic, headroom, 429s) when a router runs here.
+    pub pool: Option<KeySnapshot>,
 }
 
 /// A gateway token as the Keys view shows it: its hint, never its value.
@@ -45,7 +50,7 @@ pub struct TokenRow {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeysView {
     /// Platform accounts first, then suppliers' accounts by supplier.
     pub accounts: Vec<KeyRow>,
@@ -138,6 +143,16 @@ impl Service {
                 .await
                 .map_err(|e| format!("the console service failed unexpectedly ({e}); try again"))??
             }
+            ConsoleCommand::SetPoolSettings { id, settings } => {
+                let svc = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    let label = svc.store.account(id).map_err(msg)?.label;
+                    let s = crate::engine::pool_settings::set(&svc.store, id, settings, &audit_actor(), svc.clock.now()).map_err(msg)?;
+                    Ok::<_, String>(ConsoleEvent::PoolSettingsSaved { id, label, summary: crate::engine::pool_settings::describe(&s) })
+                })
+                .await
+                .map_err(|e| format!("the console service failed unexpectedly ({e}); try again"))??
+            }
             other => return Err(format!("internal: {:?} is not a key command", other.channel())),
         })
     }
@@ -145,6 +160,12 @@ impl Service {
     pub(in crate::console) fn keys_view(&self) -> Res<KeysView> {
         let cat = self.supplier_cache()?;
         let names: HashMap<SupplierId, &str> = cat.suppliers.iter().map(|s| (s.id, s.name.as_str())).collect();
+        let settings = self.store.pool_settings().map_err(msg)?;
+        let live: HashMap<AccountId, KeySnapshot> = self
+            .live()
+            .and_then(|l| l.services.router.clone())
+            .map(|r| r.pool_snapshot().into_iter().map(|k| (k.account, k)).collect())
+            .unwrap_or_default();
         let name = |id: SupplierId| names.get(&id).map(|n| n.to_string()).unwrap_or_else(|| format!("supplier {id}"));
         let mut accounts: Vec<KeyRow> = self
             .store
@@ -152,6 +173,8 @@ impl Service {
             .map_err(msg)?
             .into_iter()
             .map(|a| KeyRow {
+                pool_settings: settings.get(&a.id).copied().unwrap_or_default(),
+                pool: live.get(&a.id).cloned(),
                 owner_name: match a.owner {
                     AccountOwner::Platform => "WedSync platform".into(),
                     AccountOwner::Supplier(s) => name(s),
@@ -190,4 +213,9 @@ impl Service {
             .collect();
         Ok(KeysView { accounts, tokens, vault: String::new(), vault_error: None, demo: false, orphans: Vec::new() })
     }
+}
+
+/// A key's pool settings in words (`weight 2, 60 rpm, budget $50.00`).
+pub fn pool_settings_text(s: &PoolSettings) -> String {
+    crate::engine::pool_settings::describe(s)
 }

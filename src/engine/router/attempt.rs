@@ -10,7 +10,7 @@
 //! route would say the same); when every route failed, the final status is
 //! decided from the typed failures ([`Router::fail`]).
 
-use super::catalog::{AccountEntry, SupplierEntry, family};
+use super::catalog::{AccountEntry, SupplierEntry};
 use super::failure::{FailureKind, Failures, RouteError, RouteFailure};
 use super::quota::Reservation;
 use super::{AttemptOutcome, Caller, ClientWatch, Credential, Router, RouterEvent};
@@ -231,11 +231,11 @@ impl Router {
             Some(Candidate { account: *id, provider: a.account.provider, available: a.account.enabled && keys.contains_key(id) && !open })
         };
         let client: Vec<Candidate> = p.supplier.client_accounts.iter().filter_map(cand).collect();
-        let mut platform: Vec<Candidate> = cat.platform.iter().filter_map(cand).collect();
-        // Best match for the model first (OpenAI and Azure serve the same models).
-        if let Some(mp) = model_provider {
-            platform.sort_by_key(|c| (family(c.provider) != family(mp), c.provider != mp));
-        }
+        let platform: Vec<Candidate> = cat.platform.iter().filter_map(cand).collect();
+        drop(keys);
+        // The model's pool first (OpenAI and Azure serve the same models),
+        // each pool's keys by the strategy, keys without headroom skipped.
+        let (platform, client) = self.order_pools(platform, client, model_provider, p.estimate, now);
         let quota = self.quota_of(p);
         let (used, reserved) = self.counter(&p.supplier, now);
         let fits = |p: &Prepared| used.saturating_add(reserved).saturating_add(p.estimate) <= quota;
@@ -297,9 +297,18 @@ impl Router {
     /// at most one quick retry and no long retry-after wait
     /// ([`crate::providers::RetryPolicy::before_failover`]): the next route
     /// answers sooner than a backoff would end.
-    fn target(&self, account: &ProviderAccount, key: Secret, route_left: bool) -> ProviderTarget {
-        let t = ProviderTarget::from_account(account, key);
-        if route_left { t.with_retry(self.providers.config().retry.before_failover()) } else { t }
+    /// `pool_left`: the next attempt is another key of the same pool, so a
+    /// rate limit's retry-after is not waited for at all: that key answers now.
+    fn target(&self, account: &ProviderAccount, key: Secret, route_left: bool, pool_left: bool) -> ProviderTarget {
+        let t = ProviderTarget::from_account(account, key).with_observer(self.pools.observer(account.id));
+        if pool_left {
+            let quick = self.providers.config().retry.before_failover();
+            t.with_retry(crate::providers::RetryPolicy { max_retry_after: std::time::Duration::ZERO, ..quick })
+        } else if route_left {
+            t.with_retry(self.providers.config().retry.before_failover())
+        } else {
+            t
+        }
     }
 
     /// The attempt loop every kind of request runs.
@@ -326,10 +335,18 @@ impl Router {
                 }
                 Err(None) => continue,
             };
-            let target = self.target(&acc.account, key, i + 1 < plan.attempts.len());
+            let pool_left = plan.attempts[i + 1..].iter().any(|a| {
+                self.catalog()
+                    .accounts
+                    .get(&a.account)
+                    .is_some_and(|n| n.account.provider == acc.account.provider && n.account.owner == acc.account.owner)
+            });
+            let target = self.target(&acc.account, key, i + 1 < plan.attempts.len(), pool_left);
+            let call = self.pools.begin(acc.account.id, p.estimate);
             let t0 = Instant::now();
             let res = job.call(self, &acc.account, &target).await;
             let latency_ms = millis_since(t0);
+            call.end(res.as_ref().err());
             match res {
                 Ok(reply) => {
                     let served = Served { account: acc, route: attempt.route, quota, trial, t0, latency_ms };
@@ -506,6 +523,9 @@ impl Router {
     ) -> UsageEvent {
         let provider = account.provider;
         let cost = self.pricing.cost(provider, model, &usage).unwrap_or(Micros::ZERO);
+        // The key's monthly spend, and its minute's tokens corrected from the estimate.
+        let tokens = (status != UsageStatus::Error).then(|| (p.estimate, usage.total()));
+        self.pools.on_usage(account.id, p.now, cost, tokens);
         UsageEvent {
             event_id,
             request_id: p.request_id.clone(),

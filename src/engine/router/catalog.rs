@@ -80,6 +80,7 @@ impl Router {
         let suppliers = self.store.list_suppliers(&Default::default())?;
         let accounts = self.store.list_accounts(None)?;
         let tokens = self.store.token_rows()?;
+        self.pools.set_settings(self.store.pool_settings()?);
         let old = self.catalog();
         let mut cat = RouteCatalog::default();
         for a in accounts {

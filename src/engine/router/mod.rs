@@ -38,6 +38,7 @@ mod catalog;
 mod failure;
 mod jobs;
 mod mirror;
+mod pool;
 mod quota;
 mod stream;
 
@@ -74,6 +75,8 @@ pub struct RouterConfig {
     pub default_output_allowance: u64,
     /// Idempotency keys: how long they live, how much of the answers is kept.
     pub idempotency: IdempotencyConfig,
+    /// How a key is picked within a pool of platform keys.
+    pub pool_strategy: crate::domain::keypool::Strategy,
 }
 
 impl Default for RouterConfig {
@@ -83,6 +86,7 @@ impl Default for RouterConfig {
             breaker: BreakerConfig::default(),
             default_output_allowance: 1_024,
             idempotency: IdempotencyConfig::default(),
+            pool_strategy: crate::domain::keypool::Strategy::default(),
         }
     }
 }
@@ -242,6 +246,8 @@ pub struct Router {
     /// Where background work runs; `None`: inline (a router that serves no requests).
     rt: Option<Handle>,
     catalog: RwLock<Arc<RouteCatalog>>,
+    /// Key pools: every key's live state, settings and the strategy.
+    pools: Arc<pool::Pools>,
     keys: RwLock<HashMap<AccountId, Secret>>,
     splits: RwLock<HashMap<SupplierId, Split>>,
     catalog_version: Mutex<i64>,
@@ -290,6 +296,7 @@ impl Router {
         let mut inst = [0u8; 4];
         let _ = getrandom::fill(&mut inst);
         let idempotency = Idempotency::start(&store, clock.clone(), cfg.idempotency.clone())?;
+        let pools = pool::Pools::new(clock.clone(), cfg.pool_strategy);
         let r = Arc::new(Router {
             store,
             providers,
@@ -301,6 +308,7 @@ impl Router {
             metrics: Arc::new(Metrics::default()),
             rt,
             catalog: RwLock::new(Arc::new(RouteCatalog::default())),
+            pools,
             keys: RwLock::new(HashMap::new()),
             splits: RwLock::new(HashMap::new()),
             catalog_version: Mutex::new(-1),

@@ -159,6 +159,10 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     egui::ScrollArea::vertical().id_salt("health_page").auto_shrink(false).show(ui, |ui| {
         board(ui, &v, st, cx.handle.today());
         ui.add_space(theme::GAP_M);
+        if v.pools.iter().any(|k| k.platform) {
+            super::pools::card(ui, &v.pools);
+            ui.add_space(theme::GAP_M);
+        }
         charts(ui, &v, st);
         ui.add_space(theme::GAP_M);
         alerts_card(ui, &v, st, cx);

@@ -82,6 +82,8 @@ pub struct State {
     issuing: bool,
     /// The new token, shown once in a dialog; dropped (and wiped) when closed.
     issued: Option<(String, Secret)>,
+    /// A key's pool settings being edited.
+    pool_form: Option<super::pools::PoolForm>,
 }
 
 impl State {
@@ -122,6 +124,11 @@ impl State {
                 }
                 self.dirty = true;
             }
+            ConsoleEvent::PoolSettingsSaved { label, summary, .. } => {
+                self.pool_form = None;
+                cx_toasts.info(format!("'{label}' in its pool: {summary}"));
+                self.dirty = true;
+            }
             ConsoleEvent::KeyRemoved { label, .. } => {
                 cx_toasts.info(format!("Removed '{label}' and its keychain entry"));
                 self.dirty = true;
@@ -140,7 +147,10 @@ impl State {
             }
             ConsoleEvent::Failed { message, .. } => {
                 // A key or token action failed: show it where it was started.
-                if self.saving {
+                if let Some(f) = self.pool_form.as_mut().filter(|f| f.saving) {
+                    f.saving = false;
+                    f.error = Some(message.clone());
+                } else if self.saving {
                     self.form_error = Some(message.clone());
                 } else if self.issuing {
                     self.token_error = Some(message.clone());
@@ -250,13 +260,13 @@ fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
 fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &mut Cx<'_>, visible: usize) {
     let now = cx.handle.now();
     let p = theme::palette(ui);
-    let widths = [230.0, 170.0, 100.0, 110.0, 190.0];
+    let widths = [230.0, 170.0, 100.0, 110.0, 190.0, 250.0, 300.0];
     let head = |ui: &mut Ui| {
         ui.horizontal(|ui| {
-            for (h, w) in ["Account", "Owner", "Provider", "Key", "Last validation"].iter().zip(widths) {
+            for (h, w) in ["Account", "Owner", "Provider", "Key", "Last validation", "Actions"].iter().zip(widths) {
                 cell(ui, w, RichText::new(*h).small().color(p.muted));
             }
-            ui.label(RichText::new("Actions").small().color(p.muted));
+            ui.label(RichText::new("Pool").small().color(p.muted));
         });
     };
     head(ui);
@@ -285,19 +295,33 @@ fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &
                 if let Some(m) = msg {
                     r.on_hover_text(m);
                 }
-                if st.validating.contains(&a.id) {
-                    ui.spinner();
-                    ui.label(RichText::new("validating…").color(p.muted));
-                } else if ui.add_enabled(a.fingerprint.is_some(), egui::Button::new("Validate").small()).clicked() {
-                    st.validating.insert(a.id);
-                    cx.send(ConsoleCommand::ValidateKey(a.id));
-                }
-                if ui.add(egui::Button::new("Rotate…").small()).clicked() {
-                    st.rotate = Some(Rotate { id: a.id, label: a.label.clone(), key: String::new() });
-                }
-                if ui.add(egui::Button::new("Remove…").small()).clicked() {
-                    st.confirm_remove = Some((a.id, a.label.clone()));
-                }
+                // Actions in a fixed width, so that the pool line after them
+                // never pushes them out of view.
+                ui.allocate_ui_with_layout(
+                    egui::vec2(widths[5], theme::ROW_HEIGHT),
+                    egui::Layout::left_to_right(egui::Align::Center),
+                    |ui| {
+                        ui.set_width(widths[5]);
+                        if st.validating.contains(&a.id) {
+                            ui.spinner();
+                            ui.label(RichText::new("validating…").color(p.muted));
+                        } else if ui.add_enabled(a.fingerprint.is_some(), egui::Button::new("Validate").small()).clicked() {
+                            st.validating.insert(a.id);
+                            cx.send(ConsoleCommand::ValidateKey(a.id));
+                        }
+                        if a.owner == AccountOwner::Platform && ui.add(egui::Button::new("Pool…").small()).clicked() {
+                            st.pool_form = Some(super::pools::PoolForm::new(a.id, &a.label, &a.pool_settings));
+                        }
+                        if ui.add(egui::Button::new("Rotate…").small()).clicked() {
+                            st.rotate = Some(Rotate { id: a.id, label: a.label.clone(), key: String::new() });
+                        }
+                        if ui.add(egui::Button::new("Remove…").small()).clicked() {
+                            st.confirm_remove = Some((a.id, a.label.clone()));
+                        }
+                    },
+                );
+                let pool = super::pools::summary(a.pool.as_ref(), &a.pool_settings);
+                cell(ui, widths[6], RichText::new(&pool).small()).on_hover_text(crate::console::pool_settings_text(&a.pool_settings));
             });
         }
     });
@@ -503,6 +527,7 @@ fn tokens_card(ui: &mut Ui, tokens: &[TokenRow], st: &mut State, cx: &mut Cx<'_>
 fn dialogs(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     let p = theme::palette(ui);
     let ctx = ui.ctx().clone();
+    super::pools::dialog(&ctx, &mut st.pool_form, cx);
     if let Some((name, token)) = &st.issued {
         let mut close = false;
         egui::Modal::new(egui::Id::unique("token_once")).show(&ctx, |ui| {

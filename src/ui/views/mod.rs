@@ -11,6 +11,7 @@ pub mod health;
 pub mod keys;
 pub mod migrations;
 pub mod overview;
+pub mod pools;
 pub mod projections;
 pub mod quotas;
 pub mod suppliers;

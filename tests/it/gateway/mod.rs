@@ -704,6 +704,13 @@ async fn a_client_supplier_may_forbid_platform_failover_and_uses_its_other_accou
     assert_eq!(e.usage_rows(s).last().unwrap().5, a2.0);
     assert!(started.elapsed() < std::time::Duration::from_secs(4), "failed over without waiting: {:?}", started.elapsed());
     assert_eq!(e.sim.requests("openai-client"), 1, "asked once");
+    // The primary cools down for the 5 s its 429 said (tried last until
+    // then); once they are over it is first again.
+    assert!(matches!(
+        e.router.pool_snapshot().iter().find(|k| k.label == "Primary").and_then(|k| k.blocked),
+        Some(switchboard::domain::keypool::Blocked::CoolingDown(_))
+    ));
+    e.clock.advance(Duration::seconds(6));
     // Forbid platform failover, take the backup down too: the request fails with reasons.
     e.store
         .update_supplier(s, &switchboard::store::SupplierPatch { allow_platform_failover: Some(false), ..Default::default() }, june())
