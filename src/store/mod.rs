@@ -27,7 +27,7 @@ mod tokens;
 mod usage;
 
 pub use accounts::NewAccount;
-pub use alerts::{Alert, NewAlert, Raised};
+pub use alerts::{Alert, Incident, NewAlert, Raised};
 pub use analytics::{AnalyticsReader, DimFilter, SupplierInfo};
 pub use audit::{AuditEntry, AuditFilter, os_user as audit_actor};
 pub use console::{AuditRow, BreakdownCell, SupplierDay, WeddingRow};

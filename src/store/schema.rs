@@ -507,6 +507,20 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_expires ON idempotency_keys(expires_ms);
 CREATE INDEX idempotency_keys_bodies ON idempotency_keys(completed_ms) WHERE body IS NOT NULL;
 "#,
+    // v11: incidents (engine::alerts): one account's trouble from its first
+    // failure to its recovery, with every alert it causes; at most one open
+    // incident per account. Alerts carry the incident they belong to.
+    r#"
+CREATE TABLE incidents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    resolved_at TEXT
+);
+CREATE UNIQUE INDEX incidents_one_open_per_account ON incidents(account_id) WHERE resolved_at IS NULL;
+ALTER TABLE alerts ADD COLUMN incident_id INTEGER;
+CREATE INDEX alerts_incident ON alerts(incident_id) WHERE incident_id IS NOT NULL;
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -6,7 +6,7 @@
 //!   simulator accounts, a router on the simulator).
 //! - one module per area: `accounting` (usage recorded whatever the client
 //!   does, event ids), `foundation` (store and CLI on real files),
-//!   `providers`, `gateway`, `durability` (kill -9), `health`, `keys` (the real
+//!   `providers`, `gateway`, `durability` (kill -9), `health`, `alerts` (incidents), `keys` (the real
 //!   keychain), `analytics`, `console` (egui_kittest), `layers` (the layer rule).
 
 // Tests may read the wall clock and start plain threads; the crate may not.
@@ -15,6 +15,7 @@
 mod support;
 
 mod accounting;
+mod alerts;
 mod analytics;
 mod console;
 mod durability;

@@ -436,6 +436,7 @@ fn health_view_without_a_runtime_reads_the_stored_history_and_resolves_an_alert(
                 account_id: Some(acc),
                 message: "WedSync Anthropic is down: 4 probes failed".into(),
                 escalated: false,
+                incident_id: None,
             },
             now,
         )
