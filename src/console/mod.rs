@@ -36,10 +36,13 @@ pub mod protocol;
 pub mod service;
 pub mod views;
 
+/// The request log's status filter (a store type the UI may name through here).
+pub use crate::store::StatusFilter;
 pub use live::{BreakerView, LiveAccount, LiveEvent, LiveSnapshot, RecentRequest};
 pub use present::{QUOTA_BANDS, date_of_day_number, day_number, decimate};
 pub use protocol::*;
 pub use service::{LiveServices, LiveStarter, ServiceOptions, spawn, spawn_with};
+pub use views::alerts::{AlertGroup, AlertsQuery, AlertsView};
 pub use views::audit::AuditView;
 pub use views::health::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
 pub use views::keys::{KeyRow, KeysView, OrphanKey, TokenRow};
@@ -50,5 +53,6 @@ pub use views::migrations::{
 pub use views::overview::{AccountSummary, Overview, WeddingDay};
 pub use views::projections::{FlaggedSupplier, MonthUsage, ProjectionsView, method_label};
 pub use views::quota::{QuotaView, SupplierQuotaChart, TierQuota};
+pub use views::requests::{RequestLine, RequestLogView, RequestQuery};
 pub use views::suppliers::{SupplierDetail, SupplierList, SupplierRow, platform_time_zone, sort_rows};
 pub use views::usage::{MonthBar, Series, UsageView};

@@ -282,11 +282,13 @@ impl Service {
                 ConsoleEvent::SupplierSaved { supplier: s, created: true }
             }
             ConsoleCommand::EditSupplier { id, patch } => {
+                let before = self.store.supplier(id).map_err(msg)?;
                 let s = self.store.update_supplier(id, &patch, self.clock.now()).map_err(msg)?;
                 self.invalidate();
-                self.store
-                    .audit(self.clock.now(), &audit_actor(), "supplier.edit", Some(s.id), None, "ok", &patch.describe())
-                    .map_err(msg)?;
+                // Before→after; a save that changed nothing leaves no entry.
+                if let Some(change) = crate::domain::supplier_query::describe_change(&before, &s) {
+                    self.store.audit(self.clock.now(), &audit_actor(), "supplier.edit", Some(s.id), None, "ok", &change).map_err(msg)?;
+                }
                 ConsoleEvent::SupplierSaved { supplier: s, created: false }
             }
             ConsoleCommand::RemoveSupplier(_) => {
@@ -298,6 +300,11 @@ impl Service {
             ConsoleCommand::LoadHealth(q) => ConsoleEvent::Health(Arc::new(self.health_view(&q)?)),
             ConsoleCommand::AcknowledgeAlert(id) => self.alert_action(id, false)?,
             ConsoleCommand::ResolveAlert(id) => self.alert_action(id, true)?,
+            ConsoleCommand::LoadAlerts(q) => ConsoleEvent::Alerts(Arc::new(self.alerts_view(&q)?)),
+            ConsoleCommand::AcknowledgeAlerts(ids) => self.acknowledge_alerts(&ids)?,
+            ConsoleCommand::ExportAlerts(dir) => self.export_alerts(dir)?,
+            ConsoleCommand::ExportAudit { query, dir } => self.export_audit(&query, dir)?,
+            ConsoleCommand::SearchRequests(q) => ConsoleEvent::Requests(Arc::new(self.requests(&q)?)),
             ConsoleCommand::LoadMigrations(q) => ConsoleEvent::Migrations(Arc::new(self.migrations_view(&q)?)),
             ConsoleCommand::PlanMigration { supplier, to } => ConsoleEvent::MigrationPlanned(Arc::new(self.plan_migration(supplier, to)?)),
             cmd @ (ConsoleCommand::StartMigration { .. }

@@ -72,8 +72,11 @@ pub struct AlertService {
     /// Accounts in trouble: their first and latest failure (breaker opened,
     /// a failover away from them, a bad verdict); the first is their
     /// incident's start. Forgotten once quiet for `resolve_after_secs`.
-    trouble: Mutex<HashMap<AccountId, (DateTime<Utc>, DateTime<Utc>)>>,
+    trouble: Mutex<HashMap<AccountId, Trouble>>,
 }
+
+/// An account's first and latest failure.
+type Trouble = (DateTime<Utc>, DateTime<Utc>);
 
 /// A supplier's failover under way.
 #[derive(Debug, Clone)]
@@ -588,10 +591,8 @@ impl AlertService {
                 // A short failover ends without an alert; a lasting one's alert
                 // resolves once its supplier stayed back on its route.
                 let ended = self.failovers.lock().remove(supplier);
-                if let Some(f) = ended {
-                    if f.alerted {
-                        self.clear(&keys::failover(*supplier));
-                    }
+                if ended.is_some_and(|f| f.alerted) {
+                    self.clear(&keys::failover(*supplier));
                 }
             }
             RouterEvent::BreakerOpened { account } => self.note_trouble(*account, self.clock.now()),

@@ -59,7 +59,9 @@ pub struct ConsoleApp {
     first_frame_done: bool,
     quotas: views::quotas::State,
     health: views::health::State,
+    alerts: views::alerts::State,
     migrations: views::migrations::State,
+    requests: views::requests::State,
     usage: views::usage::State,
     audit: views::audit::State,
 }
@@ -98,7 +100,9 @@ impl ConsoleApp {
             first_frame_done: false,
             quotas: Default::default(),
             health: Default::default(),
+            alerts: Default::default(),
             migrations: Default::default(),
+            requests: views::requests::State::new(today),
             usage: views::usage::State::new(saved.usage, opts.save_dialog, today),
             audit: Default::default(),
         }
@@ -211,11 +215,28 @@ impl ConsoleApp {
                 self.usage.on_event(ev, &mut self.toasts)
             }
             ev @ (ConsoleEvent::Audit(_) | ConsoleEvent::Failed { channel: Channel::Audit, .. }) => self.audit.on_event(ev),
+            ev @ (ConsoleEvent::Alerts(_)
+            | ConsoleEvent::AlertsAcknowledged { .. }
+            | ConsoleEvent::Failed { channel: Channel::Alerts, .. }) => {
+                if matches!(ev, ConsoleEvent::AlertsAcknowledged { .. }) {
+                    self.audit.dirty = true;
+                    self.health.dirty = true;
+                }
+                self.alerts.on_event(ev, &mut self.toasts);
+            }
+            ConsoleEvent::ListExported { what, summary } => {
+                self.toasts.info(format!("Exported the {what}: {} rows to {}", views::fmt_count(summary.rows), summary.path.display()));
+            }
+            ev @ (ConsoleEvent::Requests(_) | ConsoleEvent::Failed { channel: Channel::Requests, .. }) => self.requests.on_event(ev),
             ev @ (ConsoleEvent::Health(_)
             | ConsoleEvent::AlertUpdated { .. }
             | ConsoleEvent::Failed { channel: Channel::Health | Channel::HealthWrite, .. }) => {
                 if matches!(ev, ConsoleEvent::AlertUpdated { .. }) {
                     self.audit.dirty = true;
+                    self.alerts.dirty = true;
+                }
+                if matches!(ev, ConsoleEvent::Failed { channel: Channel::HealthWrite, .. }) {
+                    self.alerts.on_event(ev.clone(), &mut self.toasts);
                 }
                 self.health.on_event(ev, &mut self.toasts);
             }
@@ -257,8 +278,10 @@ impl ConsoleApp {
         self.keys.dirty = true;
         self.quotas.dirty = true;
         self.health.dirty = true;
+        self.alerts.dirty = true;
         self.migrations.dirty = true;
         self.usage.dirty = true;
+        self.requests.dirty = true;
         self.audit.dirty = true;
     }
 
@@ -302,6 +325,8 @@ impl ConsoleApp {
                     View::Keys => views::keys::show(ui, &mut self.keys, &mut cx),
                     View::Quotas => views::quotas::show(ui, &mut self.quotas, &mut cx),
                     View::Health => views::health::show(ui, &mut self.health, &mut cx),
+                    View::Alerts => views::alerts::show(ui, &mut self.alerts, &mut cx),
+                    View::Requests => views::requests::show(ui, &mut self.requests, &mut cx),
                     View::Migrations => views::migrations::show(ui, &mut self.migrations, &mut cx),
                     View::Usage => views::usage::show(ui, &mut self.usage, &mut cx),
                     View::Audit => views::audit::show(ui, &mut self.audit, &mut cx),
@@ -364,7 +389,11 @@ impl ConsoleApp {
                 }
                 Demo::Off => {}
             }
-            ui.label(RichText::new(format!("Ctrl+F search · Ctrl+E export · Ctrl+1–{} views", View::ALL.len())).small().color(p.muted));
+            ui.label(
+                RichText::new(format!("Ctrl+F search · Ctrl+E export · Ctrl+1–{} views", View::ALL.len().min(VIEW_KEYS.len())))
+                    .small()
+                    .color(p.muted),
+            );
         });
     }
 }

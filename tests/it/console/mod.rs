@@ -20,6 +20,7 @@ use switchboard::engine::demo::DemoConfig;
 use switchboard::store::{AuditFilter, Store, SupplierFilter};
 use switchboard::ui::{AppOptions, ConsoleApp, SaveDialog, View};
 
+mod alerts_and_requests;
 mod health_and_migrations;
 mod usage_and_export;
 
@@ -195,7 +196,7 @@ fn edits_tier_and_weddings_from_the_detail_panel() {
     assert_eq!(s.weddings.len(), 2);
     let audit = f.store.audit_entries(&AuditFilter::default()).unwrap();
     assert_eq!(audit[0].action, "supplier.edit");
-    assert!(audit[0].detail.contains("tier=enterprise"), "{}", audit[0].detail);
+    assert_eq!(audit[0].detail, "tier: starter → enterprise; weddings: +2027-09-18", "before → after");
     // The table shows the new tier.
     wait_until(&mut h, "the new tier in the table", |h| shows(h, "enterprise"));
 }
