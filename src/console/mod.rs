@@ -24,6 +24,8 @@
 //!   projections run through the analytics service (a newer request cancels the
 //!   running query), and its CSV export runs on the blocking pool, one at a
 //!   time, with progress events and cancellation.
+//! - [`notify`]: desktop notifications of critical alerts and wedding-day
+//!   incidents, switched by the UI, polled on the runtime, sent from a named thread.
 //! - [`present`]: presentation helpers (day numbers, decimation to the chart's
 //!   pixel width, quota band labels).
 //!
@@ -31,6 +33,7 @@
 //! the edges; `ui` imports only this module and `domain`.
 
 pub mod live;
+pub mod notify;
 pub mod present;
 pub mod protocol;
 pub mod service;

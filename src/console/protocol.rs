@@ -237,6 +237,8 @@ pub enum ConsoleCommand {
     },
     /// The Request log: the ledger's requests matching the query (always within a bounded window).
     SearchRequests(RequestQuery),
+    /// Desktop notifications of critical alerts and wedding-day incidents on or off.
+    SetDesktopNotifications(bool),
     /// The Migrations view; while it is watched, pushed again whenever it changes.
     LoadMigrations(MigrationQuery),
     /// Checks a migration; `to: None` picks the usual target (client → platform AI, platform → its own validated account).
@@ -302,7 +304,7 @@ impl ConsoleCommand {
             ConsoleCommand::LoadUsage(_) => Channel::Usage,
             ConsoleCommand::LoadAudit(_) => Channel::Audit,
             ConsoleCommand::GenerateDemo(_) => Channel::Demo,
-            ConsoleCommand::Watch(_) => Channel::Live,
+            ConsoleCommand::Watch(_) | ConsoleCommand::SetDesktopNotifications(_) => Channel::Live,
             ConsoleCommand::LoadKeys => Channel::Keys,
             ConsoleCommand::AddKey { .. }
             | ConsoleCommand::ValidateKey(_)

@@ -58,6 +58,8 @@ pub struct ServiceOptions {
     pub live: Option<LiveServices>,
     /// Demo mode: called after `GenerateDemo` succeeded; its services replace `live`.
     pub after_demo: Option<LiveStarter>,
+    /// Where desktop notifications go (`None`: the desktop's notification service).
+    pub notify_sink: Option<crate::console::notify::Sink>,
 }
 
 /// Starts the console service on `rt` and returns the UI's two ends.
@@ -99,7 +101,9 @@ pub fn spawn_with(
         health_query: Mutex::new(None),
         migrations_query: Mutex::new(None),
         fresh: AtomicBool::new(false),
+        notifier: Arc::new(crate::console::notify::Notifier::default()),
     });
+    let notify_sink = opts.notify_sink;
     if let Some(l) = opts.live {
         service.install_live(l, rt);
     }
@@ -134,6 +138,10 @@ pub fn spawn_with(
                         out.send(out.live_ticket(), ev);
                     }
                 });
+                continue;
+            }
+            if let ConsoleCommand::SetDesktopNotifications(on) = cmd {
+                service.notifier.set(on, service.store.clone(), &rt2, notify_sink.clone());
                 continue;
             }
             if let ConsoleCommand::Watch(w) = cmd {
@@ -243,6 +251,8 @@ pub(in crate::console) struct Service {
     pub(in crate::console) export: Mutex<Option<CancelHandle>>,
     /// The running parallel test's cancel handle (one at a time).
     pub(in crate::console) parallel: Mutex<Option<CancelHandle>>,
+    /// Desktop notifications of critical alerts and wedding-day incidents.
+    pub(in crate::console) notifier: Arc<crate::console::notify::Notifier>,
 }
 
 pub(in crate::console) type Res<T> = Result<T, String>;
@@ -317,6 +327,7 @@ impl Service {
             | ConsoleCommand::StopMirror(_)) => self.migration_action(cmd)?,
             ConsoleCommand::GenerateDemo(_)
             | ConsoleCommand::Watch(_)
+            | ConsoleCommand::SetDesktopNotifications(_)
             | ConsoleCommand::LoadKeys
             | ConsoleCommand::AddKey { .. }
             | ConsoleCommand::ValidateKey(_)

@@ -24,6 +24,9 @@ pub struct AppOptions {
     pub demo: Option<DemoConfig>,
     /// Where the usage CSV export asks for a file (the native dialog unless a test injects one).
     pub save_dialog: views::export::SaveDialog,
+    /// Desktop notifications of critical alerts may be sent (the desktop app;
+    /// not tests). The user's off switch in the Alerts view is remembered.
+    pub desktop_notifications: bool,
 }
 
 /// What survives a restart (eframe storage; window size is kept by eframe).
@@ -33,6 +36,8 @@ pub struct Persisted {
     pub view: View,
     pub suppliers: views::suppliers::Persisted,
     pub usage: views::usage::Persisted,
+    /// The user switched desktop notifications off.
+    pub notifications_off: bool,
 }
 
 const STORAGE_KEY: &str = "switchboard.console";
@@ -86,6 +91,14 @@ impl ConsoleApp {
             None => Demo::Off,
         };
         let today = handle.today();
+        let mut alerts = views::alerts::State::default();
+        if opts.desktop_notifications {
+            let on = !saved.notifications_off;
+            alerts.notify = Some(on);
+            if on && let Err(e) = handle.send(ConsoleCommand::SetDesktopNotifications(true)) {
+                toasts.error(e);
+            }
+        }
         ConsoleApp {
             handle,
             events,
@@ -100,7 +113,7 @@ impl ConsoleApp {
             first_frame_done: false,
             quotas: Default::default(),
             health: Default::default(),
-            alerts: Default::default(),
+            alerts,
             migrations: Default::default(),
             requests: views::requests::State::new(today),
             usage: views::usage::State::new(saved.usage, opts.save_dialog, today),
@@ -113,7 +126,12 @@ impl ConsoleApp {
     }
 
     pub fn persisted(&self) -> Persisted {
-        Persisted { view: self.view, suppliers: self.suppliers.persisted(), usage: self.usage.persisted() }
+        Persisted {
+            view: self.view,
+            suppliers: self.suppliers.persisted(),
+            usage: self.usage.persisted(),
+            notifications_off: self.alerts.notify == Some(false),
+        }
     }
 
     /// Drains runtime events and handles global shortcuts. Call once per frame before [`Self::ui`].

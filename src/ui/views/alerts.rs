@@ -32,6 +32,9 @@ pub struct State {
     expanded: HashSet<i64>,
     /// A bulk acknowledge is on its way.
     acting: bool,
+    /// Desktop notifications of critical alerts and wedding-day incidents:
+    /// `None` where they are not available (tests), else the user's switch.
+    pub notify: Option<bool>,
 }
 
 /// A group's stable key: its first alert's id.
@@ -169,6 +172,14 @@ fn filters(ui: &mut Ui, st: &mut State, v: Option<&AlertsView>, cx: &mut Cx<'_>)
         {
             st.acting = true;
             cx.send(ConsoleCommand::AcknowledgeAlerts(ids));
+        }
+        if let Some(on) = st.notify.as_mut()
+            && ui
+                .checkbox(on, "Desktop notifications")
+                .on_hover_text("Critical alerts and wedding-day incidents pop up on the desktop; remembered")
+                .changed()
+        {
+            cx.send(ConsoleCommand::SetDesktopNotifications(*on));
         }
         if ui
             .button("Export CSV")

@@ -23,6 +23,7 @@ use switchboard::engine::export::{ExportError, ExportOptions, GroupBy, export_us
 use switchboard::store::Store;
 
 mod ledger;
+mod request_log;
 
 fn session(store: &Arc<Store>) -> AnalyticsSession {
     AnalyticsService::new(store.clone(), PricingTable::builtin(), QuotaPolicy::default()).session().unwrap()

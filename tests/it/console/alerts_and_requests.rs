@@ -228,3 +228,51 @@ fn the_audit_log_is_strictly_newest_first() {
     let details: Vec<&str> = rows.iter().map(|r| r.detail.as_str()).collect();
     assert_eq!(details, ["third, same time", "second", "first"]);
 }
+
+#[test]
+fn critical_alerts_become_desktop_notifications_once_off_the_ui_thread() {
+    let f = fixture();
+    let platform = account(&f.store, AccountOwner::Platform, "WedSync OpenAI");
+    let old = account(&f.store, AccountOwner::Platform, "WedSync Anthropic");
+    let alerts = AlertService::new(f.store.clone(), Arc::new(SystemClock), AlertRules::default(), None);
+    // Open before notifications are switched on: not news.
+    let old_acc = f.store.account(old).unwrap();
+    alerts.on_verdict(old, Some(&old_acc), Verdict::Down, None, false, Thresholds::NORMAL).unwrap();
+    let got: Arc<parking_lot::Mutex<Vec<switchboard::console::notify::Note>>> = Arc::default();
+    let sink: switchboard::console::notify::Sink = {
+        let got = got.clone();
+        Arc::new(move |n| got.lock().push(n))
+    };
+    let (handle, _events) = console::spawn_with(
+        f._rt.handle(),
+        f.store.clone(),
+        Arc::new(SystemClock),
+        QuotaPolicy::default(),
+        Arc::new(|| {}),
+        console::ServiceOptions { notify_sink: Some(sink), ..Default::default() },
+    );
+    handle.send(console::ConsoleCommand::SetDesktopNotifications(true)).unwrap();
+    std::thread::sleep(switchboard::console::notify::POLL + Duration::from_millis(500));
+    assert!(got.lock().is_empty(), "alerts open before the switch are not notified");
+    // The platform account goes down: critical, one notification for its incident.
+    let acc = f.store.account(platform).unwrap();
+    alerts.on_verdict(platform, Some(&acc), Verdict::Degraded, None, false, Thresholds::NORMAL).unwrap();
+    alerts.on_verdict(platform, Some(&acc), Verdict::Down, None, false, Thresholds::NORMAL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.lock().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(switchboard::console::notify::POLL + Duration::from_millis(500));
+    let notes = got.lock().clone();
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert!(notes[0].critical);
+    assert!(notes[0].body.starts_with("platform account WedSync OpenAI"), "{}", notes[0].body);
+    // Switched off: nothing more.
+    handle.send(console::ConsoleCommand::SetDesktopNotifications(false)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let q = switchboard::domain::SupplierId(0);
+    let _ = q;
+    alerts.on_router_event(&RouterEvent::QuotaExceeded { supplier: q, used: 1, quota: 1, wedding_day: false }, false).unwrap();
+    std::thread::sleep(switchboard::console::notify::POLL + Duration::from_millis(500));
+    assert_eq!(got.lock().len(), 1, "off means off");
+}

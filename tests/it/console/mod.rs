@@ -316,7 +316,7 @@ fn test_vault() -> Vault {
 }
 
 fn live_harness(f: &Fixture, live: LiveServices, view: View) -> Harness<'static, ConsoleApp> {
-    let opts = ServiceOptions { live: Some(live), after_demo: None };
+    let opts = ServiceOptions { live: Some(live), ..Default::default() };
     let (handle, events) =
         console::spawn_with(f._rt.handle(), f.store.clone(), Arc::new(SystemClock), QuotaPolicy::default(), Arc::new(|| {}), opts);
     let app = ConsoleApp::new(handle, events, start(view), None);
@@ -658,7 +658,7 @@ impl Routed {
 }
 
 fn harness_at(f: &Fixture, live: Option<LiveServices>, clock: Arc<dyn Clock>, view: View) -> Harness<'static, ConsoleApp> {
-    let opts = ServiceOptions { live, after_demo: None };
+    let opts = ServiceOptions { live, ..Default::default() };
     let (handle, events) = console::spawn_with(f._rt.handle(), f.store.clone(), clock, QuotaPolicy::default(), Arc::new(|| {}), opts);
     let app = ConsoleApp::new(handle, events, start(view), None);
     Harness::builder()
