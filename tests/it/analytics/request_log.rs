@@ -75,11 +75,10 @@ fn a_one_day_search_answers_within_200_ms_on_10_m_events() {
     let conn = store.request_log_connection().unwrap();
     let n: i64 = conn.query_row("SELECT count(*) FROM usage_events", [], |r| r.get(0)).unwrap();
     eprintln!("{n} events");
-    let day = |d: i64| (START_MS + d * DAY_MS, START_MS + (d + 1) * DAY_MS);
-    let base = |d: i64| {
-        let (from_ms, to_ms) = day(d);
+    fn base(d: i64) -> RequestFilter {
+        let (from_ms, to_ms) = (START_MS + d * DAY_MS, START_MS + (d + 1) * DAY_MS);
         RequestFilter { from_ms, to_ms, supplier: None, model: None, route: None, status: None, limit: 501 }
-    };
+    }
     let cases: Vec<(&str, FilterOf)> = vec![
         ("everything", Box::new(base)),
         ("one supplier", Box::new(move |d| RequestFilter { supplier: Some(SupplierId(577)), ..base(d) })),
