@@ -69,13 +69,14 @@ impl SupplierPatch {
 }
 
 /// What changed between two versions of a supplier, for the audit log:
-/// `tier: starter → scale; weddings: +2026-06-20, -2026-07-04`; `None` when
+/// `tier: starter -> scale; weddings: +2026-06-20, -2026-07-04` (ASCII
+/// arrows: every font the console may use draws them); `None` when
 /// nothing did (a save that changed nothing leaves no entry).
 pub fn describe_change(before: &Supplier, after: &Supplier) -> Option<String> {
     let mut parts = Vec::new();
     let mut field = |name: &str, b: String, a: String| {
         if b != a {
-            parts.push(format!("{name}: {b} → {a}"));
+            parts.push(format!("{name}: {b} -> {a}"));
         }
     };
     field("name", format!("'{}'", before.name), format!("'{}'", after.name));
@@ -127,7 +128,7 @@ mod tests {
         after.weddings = vec!["2026-06-20".parse().unwrap()];
         assert_eq!(
             describe_change(&before, &after).unwrap(),
-            "name: 'Old Barn' → 'Old Barn Venue'; tier: starter → scale; weddings: +2026-06-20, -2026-07-04"
+            "name: 'Old Barn' -> 'Old Barn Venue'; tier: starter -> scale; weddings: +2026-06-20, -2026-07-04"
         );
     }
 }

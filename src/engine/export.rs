@@ -2,8 +2,9 @@
 //! month group, written with the `csv` crate (RFC 4180, UTF-8, header row).
 //!
 //! Spreadsheets type every column: the per-event `timestamp_utc` is
-//! `2026-06-20 14:03:07` (UTC; the form LibreOffice and Excel read as a
-//! date-time), with a separate `date` column (`2026-06-20`) read as a date;
+//! `2026-06-20T14:03:07` (UTC, ISO 8601 without a zone suffix: the form
+//! LibreOffice's CSV import reads as a date-time — with a `Z`, or with a space
+//! instead of the `T`, it keeps text), with a separate `date` column (`2026-06-20`) read as a date;
 //! grouped files call their period `date` too (a month as its first day,
 //! `2026-06-01`); money is decimal dollars with six decimals (`cost_usd`)
 //! beside the exact integer `cost_micro_usd`, so a tiny cost never shows as
@@ -120,9 +121,9 @@ pub const GROUP_HEADER: &[&str] = &[
 
 const PROGRESS_EVERY: u64 = 4_096;
 
-/// A UTC time as spreadsheets read a date-time: `2026-06-13 14:05:09`.
+/// A UTC time as spreadsheets read a date-time: `2026-06-13T14:05:09`.
 pub fn csv_timestamp(ts_ms: i64) -> String {
-    Utc.timestamp_millis_opt(ts_ms).single().unwrap_or_default().format("%Y-%m-%d %H:%M:%S").to_string()
+    Utc.timestamp_millis_opt(ts_ms).single().unwrap_or_default().format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
 /// A grouped row's period as a date: a day as it is, a month (`2026-06`) as its first day.
@@ -541,7 +542,7 @@ fn route_name(code: i64) -> std::borrow::Cow<'static, str> {
 #[derive(Default)]
 struct Fmt {
     num: [u8; 24],
-    /// `YYYY-MM-DD HH:MM:SS`; the date part is recomputed only when the day changes.
+    /// `YYYY-MM-DDTHH:MM:SS`; the date part is recomputed only when the day changes.
     ts: [u8; 19],
     day: Option<i64>,
 }
@@ -719,7 +720,7 @@ mod tests {
         for ts in [0i64, 1_750_000_000_123, 1_750_000_000_999, 1_750_086_399_999, -1, 4_102_444_800_000] {
             assert_eq!(&f.timestamp(ts)[..], csv_timestamp(ts).as_bytes(), "{ts}");
         }
-        assert_eq!(csv_timestamp(1_750_000_000_123), "2025-06-15 15:06:40");
+        assert_eq!(csv_timestamp(1_750_000_000_123), "2025-06-15T15:06:40");
         assert_eq!(period_date("2026-06"), "2026-06-01");
         assert_eq!(period_date("2026-06-13"), "2026-06-13");
     }

@@ -138,23 +138,34 @@ fn filters(ui: &mut Ui, st: &mut State, v: Option<&AlertsView>, cx: &mut Cx<'_>)
             Some(Severity::Warning) => "Warning and up",
             Some(Severity::Critical) => "Critical only",
         };
-        egui::ComboBox::from_id_salt("alerts_severity").selected_text(sev(st.query.min_severity)).show_ui(ui, |ui| {
-            for s in [None, Some(Severity::Warning), Some(Severity::Critical)] {
-                ui.selectable_value(&mut st.query.min_severity, s, sev(s));
-            }
-        });
+        let l = ui.label("Severity");
+        egui::ComboBox::from_id_salt("alerts_severity")
+            .selected_text(sev(st.query.min_severity))
+            .show_ui(ui, |ui| {
+                for s in [None, Some(Severity::Warning), Some(Severity::Critical)] {
+                    ui.selectable_value(&mut st.query.min_severity, s, sev(s));
+                }
+            })
+            .response
+            .labelled_by(l.id);
         let suppliers: &[(SupplierId, String)] = v.map(|v| v.suppliers.as_slice()).unwrap_or(&[]);
         let current = st
             .query
             .supplier
             .map(|id| suppliers.iter().find(|(s, _)| *s == id).map(|(_, n)| n.clone()).unwrap_or_else(|| format!("supplier {id}")))
             .unwrap_or_else(|| "All suppliers".into());
-        egui::ComboBox::from_id_salt("alerts_supplier").selected_text(current).width(220.0).show_ui(ui, |ui| {
-            ui.selectable_value(&mut st.query.supplier, None, "All suppliers");
-            for (id, name) in suppliers {
-                ui.selectable_value(&mut st.query.supplier, Some(*id), name);
-            }
-        });
+        let l = ui.label("Supplier");
+        egui::ComboBox::from_id_salt("alerts_supplier")
+            .selected_text(current)
+            .width(220.0)
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut st.query.supplier, None, "All suppliers");
+                for (id, name) in suppliers {
+                    ui.selectable_value(&mut st.query.supplier, Some(*id), name);
+                }
+            })
+            .response
+            .labelled_by(l.id);
         ui.separator();
         let groups: &[AlertGroup] = v.map(|v| v.groups.as_slice()).unwrap_or(&[]);
         let ackable: Vec<i64> = groups.iter().filter(|g| !g.to_acknowledge().is_empty()).map(key).collect();

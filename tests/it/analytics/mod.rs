@@ -435,7 +435,7 @@ fn csv_export_equals_the_database_and_is_safe() {
             let ts: i64 = r.get(1)?;
             Ok(vec![
                 r.get::<_, String>(0)?,
-                Utc.timestamp_millis_opt(ts).unwrap().format("%Y-%m-%d %H:%M:%S").to_string(),
+                Utc.timestamp_millis_opt(ts).unwrap().format("%Y-%m-%dT%H:%M:%S").to_string(),
                 r.get(2)?,
                 r.get(3)?,
                 r.get(4)?,
@@ -505,7 +505,7 @@ fn csv_export_equals_the_database_and_is_safe() {
         assert!(day(&r["date"]) >= day("2025-06-10"));
     }
     // Per month: a month is its first day.
-    let by_month = dir.path().join("by-month.csv");
+    let by_month = dir.path().join("by-month-first-day.csv");
     export_usage(
         &store,
         &ExportOptions { group_by: Some(GroupBy::Month), ..export(&by_month, "2025-06-10", "2025-06-20") },
@@ -661,7 +661,7 @@ fn libreoffice_reads_numbers_as_numbers_and_dates_as_dates() {
     let (c, v) = cell(&sheet, &format!("{}2", col("timestamp_utc")));
     assert!(attr(c, "t").is_none_or(|t| t == "n"), "timestamp_utc is a number, not text: {c}");
     let serial: f64 = v.unwrap().parse().unwrap();
-    let want = chrono::NaiveDateTime::parse_from_str(&csv_row[0], "%Y-%m-%d %H:%M:%S").unwrap();
+    let want = chrono::NaiveDateTime::parse_from_str(&csv_row[0], "%Y-%m-%dT%H:%M:%S").unwrap();
     let secs = (serial * 86_400.0).round() as i64;
     assert_eq!(day("1899-12-30").and_hms_opt(0, 0, 0).unwrap() + Duration::seconds(secs), want);
     assert!(date_style(c), "timestamp cell has a date-time format: {c}");

@@ -196,7 +196,7 @@ fn edits_tier_and_weddings_from_the_detail_panel() {
     assert_eq!(s.weddings.len(), 2);
     let audit = f.store.audit_entries(&AuditFilter::default()).unwrap();
     assert_eq!(audit[0].action, "supplier.edit");
-    assert_eq!(audit[0].detail, "tier: starter → enterprise; weddings: +2027-09-18", "before → after");
+    assert_eq!(audit[0].detail, "tier: starter -> enterprise; weddings: +2027-09-18", "before → after");
     // The table shows the new tier.
     wait_until(&mut h, "the new tier in the table", |h| shows(h, "enterprise"));
 }
