@@ -585,7 +585,7 @@ fn csv_export_equals_the_database_and_is_safe() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("exporting"), "progress on stderr");
     let text = std::fs::read_to_string(&month_out).unwrap();
-    assert!(text.lines().skip(1).all(|l| l.starts_with("2025-06,2,")), "{text}");
+    assert!(text.lines().skip(1).all(|l| l.starts_with("2025-06-01,2,")), "a month is its first day: {text}");
 }
 
 /// Attributes of cell `r` (e.g. `B2`) in a worksheet XML.
