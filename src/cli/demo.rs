@@ -130,7 +130,9 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
     let store = Arc::new(store);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let opts = match &demo {
-        Some((_, sim_addr)) => ServiceOptions { live: None, after_demo: Some(live_demo_starter(clock.clone(), *sim_addr)) },
+        Some((_, sim_addr)) => {
+            ServiceOptions { live: None, after_demo: Some(live_demo_starter(clock.clone(), *sim_addr)), notify_sink: None }
+        }
         None => {
             let keys = runtime.block_on(async {
                 let providers = crate::providers::Providers::new(crate::providers::ProvidersConfig::default())?;
@@ -143,7 +145,7 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
             let reporter = keys.clone();
             runtime.spawn(async move { reporter.report_orphans().await });
             let live = LiveServices::keys_only(keys);
-            ServiceOptions { live: Some(live), after_demo: None }
+            ServiceOptions { live: Some(live), after_demo: None, notify_sink: None }
         }
     };
     let repaint = crate::ui::RepaintSlot::default();
@@ -153,7 +155,13 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
         handle,
         events,
         repaint,
-        app: crate::ui::AppOptions { db_label: label, start_view: args.view, demo: demo.map(|(cfg, _)| cfg), ..Default::default() },
+        app: crate::ui::AppOptions {
+            db_label: label,
+            start_view: args.view,
+            demo: demo.map(|(cfg, _)| cfg),
+            desktop_notifications: true,
+            ..Default::default()
+        },
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     if let Some(dir) = temp_dir {

@@ -191,8 +191,11 @@ pub fn run(store: &Store, cmd: SupplierCommand) -> anyhow::Result<()> {
                 remove_weddings: a.remove_weddings,
                 set_weddings: None,
             };
+            let before = store.supplier(SupplierId(a.id))?;
             let s = store.update_supplier(SupplierId(a.id), &patch, now())?;
-            store.audit(now(), &actor, "supplier.edit", Some(s.id), None, "ok", &patch.describe())?;
+            if let Some(change) = crate::domain::supplier_query::describe_change(&before, &s) {
+                store.audit(now(), &actor, "supplier.edit", Some(s.id), None, "ok", &change)?;
+            }
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {

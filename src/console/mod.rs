@@ -24,6 +24,8 @@
 //!   projections run through the analytics service (a newer request cancels the
 //!   running query), and its CSV export runs on the blocking pool, one at a
 //!   time, with progress events and cancellation.
+//! - [`notify`]: desktop notifications of critical alerts and wedding-day
+//!   incidents, switched by the UI, polled on the runtime, sent from a named thread.
 //! - [`present`]: presentation helpers (day numbers, decimation to the chart's
 //!   pixel width, quota band labels).
 //!
@@ -31,15 +33,19 @@
 //! the edges; `ui` imports only this module and `domain`.
 
 pub mod live;
+pub mod notify;
 pub mod present;
 pub mod protocol;
 pub mod service;
 pub mod views;
 
+/// The request log's status filter (a store type the UI may name through here).
+pub use crate::store::StatusFilter;
 pub use live::{BreakerView, LiveAccount, LiveEvent, LiveSnapshot, RecentRequest};
 pub use present::{QUOTA_BANDS, date_of_day_number, day_number, decimate};
 pub use protocol::*;
 pub use service::{LiveServices, LiveStarter, ServiceOptions, spawn, spawn_with};
+pub use views::alerts::{AlertGroup, AlertsQuery, AlertsView};
 pub use views::audit::AuditView;
 pub use views::getting_started::{GettingStarted, Snippets};
 pub use views::health::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
@@ -51,6 +57,7 @@ pub use views::migrations::{
 pub use views::overview::{AccountSummary, Overview, WeddingDay};
 pub use views::projections::{FlaggedSupplier, MonthUsage, ProjectionsView, method_label};
 pub use views::quota::{QuotaView, SupplierQuotaChart, TierQuota};
+pub use views::requests::{RequestLine, RequestLogView, RequestQuery};
 pub use views::schedules::ScheduleRow;
 pub use views::suppliers::{SupplierDetail, SupplierList, SupplierRow, platform_time_zone, sort_rows};
 pub use views::usage::{MonthBar, Series, UsageView};

@@ -58,9 +58,13 @@ pub enum Channel {
     MigrationWrite,
     /// A parallel test from the console: never superseded (progress, then the report).
     Parallel,
+    /// The Alerts view's groups.
+    Alerts,
+    /// The Request log's searches.
+    Requests,
 }
 
-pub(in crate::console) const CHANNELS: usize = 19;
+pub(in crate::console) const CHANNELS: usize = 21;
 
 impl Channel {
     const ALL: [Channel; CHANNELS] = [
@@ -83,6 +87,8 @@ impl Channel {
         Channel::MigrationPlan,
         Channel::MigrationWrite,
         Channel::Parallel,
+        Channel::Alerts,
+        Channel::Requests,
     ];
 
     pub(in crate::console) fn index(self) -> usize {
@@ -223,6 +229,21 @@ pub enum ConsoleCommand {
     AcknowledgeAlert(i64),
     /// Resolves an alert by hand (audited).
     ResolveAlert(i64),
+    /// The Alerts view: alerts grouped by incident, filtered.
+    LoadAlerts(AlertsQuery),
+    /// Acknowledges several alerts at once (each audited): `AlertsAcknowledged`.
+    AcknowledgeAlerts(Vec<i64>),
+    /// Writes all alerts as CSV into a folder (a new file): `ListExported`.
+    ExportAlerts(std::path::PathBuf),
+    /// Writes the audit log matching the query as CSV into a folder (a new file): `ListExported`.
+    ExportAudit {
+        query: AuditQuery,
+        dir: std::path::PathBuf,
+    },
+    /// The Request log: the ledger's requests matching the query (always within a bounded window).
+    SearchRequests(RequestQuery),
+    /// Desktop notifications of critical alerts and wedding-day incidents on or off.
+    SetDesktopNotifications(bool),
     /// The Migrations view; while it is watched, pushed again whenever it changes.
     LoadMigrations(MigrationQuery),
     /// Checks a migration; `to: None` picks the usual target (client → platform AI, platform → its own validated account).
@@ -297,7 +318,7 @@ impl ConsoleCommand {
             ConsoleCommand::LoadUsage(_) => Channel::Usage,
             ConsoleCommand::LoadAudit(_) => Channel::Audit,
             ConsoleCommand::GenerateDemo(_) => Channel::Demo,
-            ConsoleCommand::Watch(_) => Channel::Live,
+            ConsoleCommand::Watch(_) | ConsoleCommand::SetDesktopNotifications(_) => Channel::Live,
             ConsoleCommand::LoadKeys => Channel::Keys,
             ConsoleCommand::AddKey { .. }
             | ConsoleCommand::ValidateKey(_)
@@ -309,7 +330,14 @@ impl ConsoleCommand {
             ConsoleCommand::LoadProjections { .. } => Channel::Projections,
             ConsoleCommand::ExportUsage(_) | ConsoleCommand::CancelExport => Channel::Export,
             ConsoleCommand::LoadHealth(_) => Channel::Health,
-            ConsoleCommand::AcknowledgeAlert(_) | ConsoleCommand::ResolveAlert(_) => Channel::HealthWrite,
+            // Alert actions and the small list exports are never superseded.
+            ConsoleCommand::AcknowledgeAlert(_)
+            | ConsoleCommand::ResolveAlert(_)
+            | ConsoleCommand::AcknowledgeAlerts(_)
+            | ConsoleCommand::ExportAlerts(_)
+            | ConsoleCommand::ExportAudit { .. } => Channel::HealthWrite,
+            ConsoleCommand::LoadAlerts(_) => Channel::Alerts,
+            ConsoleCommand::SearchRequests(_) => Channel::Requests,
             ConsoleCommand::LoadMigrations(_) => Channel::Migrations,
             ConsoleCommand::PlanMigration { .. } => Channel::MigrationPlan,
             ConsoleCommand::StartMigration { .. }
@@ -414,6 +442,17 @@ pub enum ConsoleEvent {
         alert: Alert,
         resolved: bool,
     },
+    Alerts(Arc<AlertsView>),
+    /// Alerts acknowledged in bulk.
+    AlertsAcknowledged {
+        count: usize,
+    },
+    /// Alerts or the audit log written as CSV (`what` names which).
+    ListExported {
+        what: &'static str,
+        summary: ExportSummary,
+    },
+    Requests(Arc<RequestLogView>),
     Migrations(Arc<MigrationsView>),
     MigrationPlanned(Arc<PlanView>),
     /// A migration was started, paused, resumed, rolled back or aborted; `what` is a sentence.

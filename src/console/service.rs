@@ -58,6 +58,8 @@ pub struct ServiceOptions {
     pub live: Option<LiveServices>,
     /// Demo mode: called after `GenerateDemo` succeeded; its services replace `live`.
     pub after_demo: Option<LiveStarter>,
+    /// Where desktop notifications go (`None`: the desktop's notification service).
+    pub notify_sink: Option<crate::console::notify::Sink>,
 }
 
 /// Starts the console service on `rt` and returns the UI's two ends.
@@ -99,7 +101,9 @@ pub fn spawn_with(
         health_query: Mutex::new(None),
         migrations_query: Mutex::new(None),
         fresh: AtomicBool::new(false),
+        notifier: Arc::new(crate::console::notify::Notifier::default()),
     });
+    let notify_sink = opts.notify_sink;
     if let Some(l) = opts.live {
         service.install_live(l, rt);
     }
@@ -134,6 +138,10 @@ pub fn spawn_with(
                         out.send(out.live_ticket(), ev);
                     }
                 });
+                continue;
+            }
+            if let ConsoleCommand::SetDesktopNotifications(on) = cmd {
+                service.notifier.set(on, service.store.clone(), &rt2, notify_sink.clone());
                 continue;
             }
             if let ConsoleCommand::Watch(w) = cmd {
@@ -243,6 +251,8 @@ pub(in crate::console) struct Service {
     pub(in crate::console) export: Mutex<Option<CancelHandle>>,
     /// The running parallel test's cancel handle (one at a time).
     pub(in crate::console) parallel: Mutex<Option<CancelHandle>>,
+    /// Desktop notifications of critical alerts and wedding-day incidents.
+    pub(in crate::console) notifier: Arc<crate::console::notify::Notifier>,
 }
 
 pub(in crate::console) type Res<T> = Result<T, String>;
@@ -282,11 +292,13 @@ impl Service {
                 ConsoleEvent::SupplierSaved { supplier: s, created: true }
             }
             ConsoleCommand::EditSupplier { id, patch } => {
+                let before = self.store.supplier(id).map_err(msg)?;
                 let s = self.store.update_supplier(id, &patch, self.clock.now()).map_err(msg)?;
                 self.invalidate();
-                self.store
-                    .audit(self.clock.now(), &audit_actor(), "supplier.edit", Some(s.id), None, "ok", &patch.describe())
-                    .map_err(msg)?;
+                // Before→after; a save that changed nothing leaves no entry.
+                if let Some(change) = crate::domain::supplier_query::describe_change(&before, &s) {
+                    self.store.audit(self.clock.now(), &audit_actor(), "supplier.edit", Some(s.id), None, "ok", &change).map_err(msg)?;
+                }
                 ConsoleEvent::SupplierSaved { supplier: s, created: false }
             }
             ConsoleCommand::RemoveSupplier(_) => {
@@ -298,6 +310,11 @@ impl Service {
             ConsoleCommand::LoadHealth(q) => ConsoleEvent::Health(Arc::new(self.health_view(&q)?)),
             ConsoleCommand::AcknowledgeAlert(id) => self.alert_action(id, false)?,
             ConsoleCommand::ResolveAlert(id) => self.alert_action(id, true)?,
+            ConsoleCommand::LoadAlerts(q) => ConsoleEvent::Alerts(Arc::new(self.alerts_view(&q)?)),
+            ConsoleCommand::AcknowledgeAlerts(ids) => self.acknowledge_alerts(&ids)?,
+            ConsoleCommand::ExportAlerts(dir) => self.export_alerts(dir)?,
+            ConsoleCommand::ExportAudit { query, dir } => self.export_audit(&query, dir)?,
+            ConsoleCommand::SearchRequests(q) => ConsoleEvent::Requests(Arc::new(self.requests(&q)?)),
             ConsoleCommand::LoadMigrations(q) => ConsoleEvent::Migrations(Arc::new(self.migrations_view(&q)?)),
             ConsoleCommand::PlanMigration { supplier, to } => ConsoleEvent::MigrationPlanned(Arc::new(self.plan_migration(supplier, to)?)),
             ConsoleCommand::ScheduleMigration { supplier, to, at } => self.schedule_migration(supplier, to, at)?,
@@ -312,6 +329,7 @@ impl Service {
             | ConsoleCommand::StopMirror(_)) => self.migration_action(cmd)?,
             ConsoleCommand::GenerateDemo(_)
             | ConsoleCommand::Watch(_)
+            | ConsoleCommand::SetDesktopNotifications(_)
             | ConsoleCommand::LoadKeys
             | ConsoleCommand::AddKey { .. }
             | ConsoleCommand::ValidateKey(_)

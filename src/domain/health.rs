@@ -312,10 +312,35 @@ crate::domain::string_enum!(AlertKind, "alert kind", {
     KeyBudgetReached => "key_budget_reached",
 });
 
+/// Whose account an alert is about: the severity of a provider's trouble
+/// depends on how many suppliers it strands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertSubject {
+    /// A platform account (serves every platform-mode supplier and every failover).
+    PlatformAccount,
+    /// One supplier's own account.
+    SupplierAccount,
+    /// Not about an account (quota, migration).
+    Other,
+}
+
 impl AlertKind {
-    pub fn base_severity(self) -> Severity {
+    /// The severity rules (README, "Alerts"), before the wedding-day step:
+    /// provider down (or its key refused) is critical for a platform account
+    /// and a warning for one supplier's own account; degraded is a warning; a
+    /// lasting failover and a rolled-back migration are warnings; platform
+    /// quota at 90 % is a warning and at 100 % (the supplier is refused)
+    /// critical; a failover's end is information.
+    pub fn base_severity(self, subject: AlertSubject) -> Severity {
         match self {
-            AlertKind::ProviderDown | AlertKind::KeyInvalid | AlertKind::QuotaExceeded => Severity::Critical,
+            AlertKind::ProviderDown | AlertKind::KeyInvalid => {
+                if subject == AlertSubject::SupplierAccount {
+                    Severity::Warning
+                } else {
+                    Severity::Critical
+                }
+            }
+            AlertKind::QuotaExceeded => Severity::Critical,
             AlertKind::ProviderDegraded
             | AlertKind::QuotaWarning
             | AlertKind::FailoverStarted
@@ -326,9 +351,11 @@ impl AlertKind {
         }
     }
 
-    /// Severity at raise time: one level higher when a supplier on a wedding day is affected.
-    pub fn severity_for(self, wedding_day: bool) -> Severity {
-        if wedding_day { self.base_severity().escalated() } else { self.base_severity() }
+    /// Severity at raise time: every alert about a supplier with a wedding
+    /// that day (its local date) is one level higher.
+    pub fn severity_for(self, subject: AlertSubject, wedding_day: bool) -> Severity {
+        let s = self.base_severity(subject);
+        if wedding_day { s.escalated() } else { s }
     }
 }
 
@@ -339,12 +366,26 @@ pub struct AlertRules {
     pub escalate_after_secs: i64,
     /// A condition must stay clear this long before its alert resolves (no flapping floods).
     pub resolve_after_secs: i64,
+    /// A supplier's failover is alerted only once it has lasted this long
+    /// (at once on the supplier's wedding day).
+    #[serde(default = "default_failover_alert_after")]
+    pub failover_alert_after_secs: i64,
+}
+
+fn default_failover_alert_after() -> i64 {
+    60
 }
 
 impl Default for AlertRules {
     fn default() -> Self {
-        Self { escalate_after_secs: 15 * 60, resolve_after_secs: 120 }
+        Self { escalate_after_secs: 15 * 60, resolve_after_secs: 120, failover_alert_after_secs: default_failover_alert_after() }
     }
+}
+
+/// Whether a failover that started at `since` is worth an alert `now`: it has
+/// lasted `failover_alert_after_secs`, or its supplier has a wedding today.
+pub fn failover_alert_due(since: DateTime<Utc>, now: DateTime<Utc>, wedding_day: bool, rules: &AlertRules) -> bool {
+    wedding_day || now - since >= Duration::seconds(rules.failover_alert_after_secs)
 }
 
 /// Whether an open alert escalates now: unacknowledged, not yet escalated, and
@@ -489,9 +530,21 @@ mod tests {
     fn severities_escalate_one_level_and_wedding_day_raises_higher() {
         assert_eq!(Severity::Info.escalated(), Severity::Warning);
         assert_eq!(Severity::Critical.escalated(), Severity::Critical);
-        assert_eq!(AlertKind::ProviderDegraded.severity_for(true), Severity::Critical);
-        assert_eq!(AlertKind::FailoverEnded.severity_for(false), Severity::Info);
+        use AlertSubject::*;
+        assert_eq!(AlertKind::ProviderDegraded.severity_for(SupplierAccount, true), Severity::Critical);
+        assert_eq!(AlertKind::ProviderDegraded.severity_for(PlatformAccount, false), Severity::Warning);
+        assert_eq!(AlertKind::FailoverEnded.severity_for(Other, false), Severity::Info);
+        // Down: critical for a platform account, a warning for a supplier's own one.
+        assert_eq!(AlertKind::ProviderDown.severity_for(PlatformAccount, false), Severity::Critical);
+        assert_eq!(AlertKind::ProviderDown.severity_for(SupplierAccount, false), Severity::Warning);
+        assert_eq!(AlertKind::ProviderDown.severity_for(SupplierAccount, true), Severity::Critical);
+        assert_eq!(AlertKind::QuotaWarning.severity_for(Other, false), Severity::Warning);
+        assert_eq!(AlertKind::QuotaExceeded.severity_for(Other, false), Severity::Critical);
+        assert_eq!(AlertKind::QuotaWarning.severity_for(Other, true), Severity::Critical);
         let rules = AlertRules::default();
+        assert!(!failover_alert_due(t0(), t0() + Duration::seconds(15), false, &rules));
+        assert!(failover_alert_due(t0(), t0() + Duration::seconds(60), false, &rules));
+        assert!(failover_alert_due(t0(), t0() + Duration::seconds(4), true, &rules));
         assert!(!escalation_due(t0(), false, false, t0() + Duration::minutes(14), &rules));
         assert!(escalation_due(t0(), false, false, t0() + Duration::minutes(15), &rules));
         assert!(!escalation_due(t0(), true, false, t0() + Duration::minutes(15), &rules));

@@ -1,8 +1,9 @@
 //! What the console and the CLI ask of the supplier catalog: which suppliers
-//! to list ([`SupplierFilter`]) and a change to one ([`SupplierPatch`]).
+//! to list ([`SupplierFilter`]), a change to one ([`SupplierPatch`]), and what
+//! a saved change did, before→after, for the audit log ([`describe_change`]).
 
 use crate::domain::supplier::Tz;
-use crate::domain::{AiMode, Tier, VendorType};
+use crate::domain::{AiMode, Supplier, Tier, VendorType};
 use chrono::NaiveDate;
 
 /// Which suppliers to list. Empty fields match everything.
@@ -64,5 +65,70 @@ impl SupplierPatch {
             parts.push(format!("-wedding {d}"));
         }
         parts.join(", ")
+    }
+}
+
+/// What changed between two versions of a supplier, for the audit log:
+/// `tier: starter -> scale; weddings: +2026-06-20, -2026-07-04` (ASCII
+/// arrows: every font the console may use draws them); `None` when
+/// nothing did (a save that changed nothing leaves no entry).
+pub fn describe_change(before: &Supplier, after: &Supplier) -> Option<String> {
+    let mut parts = Vec::new();
+    let mut field = |name: &str, b: String, a: String| {
+        if b != a {
+            parts.push(format!("{name}: {b} -> {a}"));
+        }
+    };
+    field("name", format!("'{}'", before.name), format!("'{}'", after.name));
+    field("vendor_type", before.vendor_type.to_string(), after.vendor_type.to_string());
+    field("tier", before.tier.to_string(), after.tier.to_string());
+    field("mode", before.ai_mode.to_string(), after.ai_mode.to_string());
+    field("platform_failover", before.allow_platform_failover.to_string(), after.allow_platform_failover.to_string());
+    field("time_zone", before.time_zone.name().to_string(), after.time_zone.name().to_string());
+    let added: Vec<String> = after.weddings.iter().filter(|d| !before.weddings.contains(d)).map(|d| format!("+{d}")).collect();
+    let removed: Vec<String> = before.weddings.iter().filter(|d| !after.weddings.contains(d)).map(|d| format!("-{d}")).collect();
+    if !added.is_empty() || !removed.is_empty() {
+        parts.push(format!("weddings: {}", added.into_iter().chain(removed).collect::<Vec<_>>().join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::NewSupplier;
+    use chrono::TimeZone;
+
+    fn supplier() -> Supplier {
+        let t = chrono::Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+        let n = NewSupplier::new("Old Barn", VendorType::Venue, Tier::Starter, AiMode::Client);
+        Supplier {
+            id: crate::domain::SupplierId(1),
+            name: n.name,
+            vendor_type: n.vendor_type,
+            tier: n.tier,
+            ai_mode: n.ai_mode,
+            allow_platform_failover: true,
+            weddings: vec!["2026-07-04".parse().unwrap()],
+            time_zone: n.time_zone,
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    #[test]
+    fn changes_are_described_before_to_after_and_no_change_is_none() {
+        let before = supplier();
+        let mut same = before.clone();
+        same.updated_at += chrono::Duration::hours(1);
+        assert_eq!(describe_change(&before, &same), None);
+        let mut after = before.clone();
+        after.tier = Tier::Scale;
+        after.name = "Old Barn Venue".into();
+        after.weddings = vec!["2026-06-20".parse().unwrap()];
+        assert_eq!(
+            describe_change(&before, &after).unwrap(),
+            "name: 'Old Barn' -> 'Old Barn Venue'; tier: starter -> scale; weddings: +2026-06-20, -2026-07-04"
+        );
     }
 }

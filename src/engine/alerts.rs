@@ -1,13 +1,19 @@
-//! The alert service: raises alerts for provider health, invalid keys, quota
-//! (90 % and 100 %), failover started/ended and migration rollbacks; keeps one
-//! open alert per condition; resolves an alert once its condition has stayed
-//! clear for a while (so a flapping provider does not flood); escalates an
-//! unacknowledged alert one level after 15 minutes; and posts every change as
-//! JSON to an optional webhook from a background task with retries, so a slow
-//! or failing webhook never slows the caller.
+//! The alert service: raises alerts for provider health (verdicts), invalid
+//! keys, quota (90 % and 100 %), lasting failovers and migration rollbacks,
+//! with the severity rules of `domain::health` (README, "Alerts"); keeps one
+//! open alert per condition; groups the alerts one account's trouble causes
+//! (down, degraded, key refused, the failovers of the suppliers it serves)
+//! into one incident, from the account's first failure to its recovery;
+//! raises a failover alert only once the failover has lasted
+//! `failover_alert_after_secs` (at once on the supplier's wedding day);
+//! resolves an alert once its condition has stayed clear for a while (so a
+//! flapping provider does not flood) and closes an incident with its last
+//! alert; escalates an unacknowledged alert one level after 15 minutes; and
+//! posts every change as JSON to an optional webhook from a background task
+//! with retries, so a slow or failing webhook never slows the caller.
 
-use crate::domain::health::{AlertKind, AlertRules, escalation_due};
-use crate::domain::{AccountId, Clock, SupplierId};
+use crate::domain::health::{AlertKind, AlertRules, AlertSubject, Thresholds, Verdict, escalation_due, failover_alert_due};
+use crate::domain::{AccountId, AccountOwner, Clock, ProviderAccount, SupplierId};
 use crate::engine::router::RouterEvent;
 use crate::store::{Alert, NewAlert, Raised, Store, StoreResult};
 use chrono::{DateTime, Utc};
@@ -61,6 +67,27 @@ pub struct AlertService {
     /// condition that has no alert costs no query.
     open_keys: Mutex<Option<HashSet<String>>>,
     webhook: Option<tokio::sync::mpsc::Sender<WebhookPayload>>,
+    /// Failovers under way, by supplier, until they end or are alerted.
+    failovers: Mutex<HashMap<SupplierId, Failover>>,
+    /// Accounts in trouble: their first and latest failure (breaker opened,
+    /// a failover away from them, a bad verdict); the first is their
+    /// incident's start. Forgotten once quiet for `resolve_after_secs`.
+    trouble: Mutex<HashMap<AccountId, Trouble>>,
+}
+
+/// An account's first and latest failure.
+type Trouble = (DateTime<Utc>, DateTime<Utc>);
+
+/// A supplier's failover under way.
+#[derive(Debug, Clone)]
+struct Failover {
+    /// The supplier's own account that failed (its incident's account).
+    failed: Option<AccountId>,
+    /// The platform account that serves it meanwhile.
+    fallback: AccountId,
+    since: DateTime<Utc>,
+    wedding_day: bool,
+    alerted: bool,
 }
 
 impl std::fmt::Debug for AlertService {
@@ -105,7 +132,16 @@ impl AlertService {
             runtime.spawn(webhook_task(cfg, rx));
             tx
         });
-        Self { store, clock, rules, clearing: Mutex::new(HashMap::new()), open_keys: Mutex::new(None), webhook }
+        Self {
+            store,
+            clock,
+            rules,
+            clearing: Mutex::new(HashMap::new()),
+            open_keys: Mutex::new(None),
+            webhook,
+            failovers: Mutex::new(HashMap::new()),
+            trouble: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn rules(&self) -> &AlertRules {
@@ -126,7 +162,10 @@ impl AlertService {
 
     /// Raises an alert for a condition (no-op when one is open: it stays, and
     /// stops clearing). `wedding_day`: a supplier on a wedding day is affected,
-    /// so it is raised one level higher.
+    /// so it is raised one level higher. An alert about an account's health
+    /// (down, degraded, key refused) joins that account's incident; its
+    /// severity follows the account's owner: `supplier` is the owner of
+    /// `account` (`None` for a platform account).
     pub fn raise(
         &self,
         kind: AlertKind,
@@ -136,23 +175,147 @@ impl AlertService {
         message: String,
         wedding_day: bool,
     ) -> StoreResult<Raised> {
+        let account_health = matches!(kind, AlertKind::ProviderDown | AlertKind::ProviderDegraded | AlertKind::KeyInvalid);
+        let (subject, incident) = match account {
+            Some(a) if account_health => {
+                (if supplier.is_some() { AlertSubject::SupplierAccount } else { AlertSubject::PlatformAccount }, Some(a))
+            }
+            _ => (AlertSubject::Other, None),
+        };
+        self.raise_in(kind, condition_key, supplier, account, incident, subject, message, wedding_day)
+    }
+
+    /// Raises an alert, in the open incident of `incident_account` (opened if
+    /// there is none, started at the account's first failure).
+    #[allow(clippy::too_many_arguments)]
+    fn raise_in(
+        &self,
+        kind: AlertKind,
+        condition_key: String,
+        supplier: Option<SupplierId>,
+        account: Option<AccountId>,
+        incident_account: Option<AccountId>,
+        subject: AlertSubject,
+        message: String,
+        wedding_day: bool,
+    ) -> StoreResult<Raised> {
         self.clearing.lock().remove(&condition_key);
+        let now = self.clock.now();
+        let incident_id = match incident_account {
+            Some(a) => {
+                let since = self.trouble.lock().entry(a).or_insert((now, now)).0.min(now);
+                Some(self.store.open_incident(a, since)?.id)
+            }
+            None => None,
+        };
         let new = NewAlert {
             kind,
-            severity: kind.severity_for(wedding_day),
+            severity: kind.severity_for(subject, wedding_day),
             escalated: wedding_day,
             condition_key,
             supplier_id: supplier,
             account_id: account,
             message,
+            incident_id,
         };
-        let r = self.store.raise_alert(&new, self.clock.now())?;
+        let r = self.store.raise_alert(&new, now)?;
         self.note_open(&new.condition_key, true);
         if let Raised::New(a) = &r {
             tracing::warn!(alert = a.id, kind = %a.kind, severity = %a.severity, "{}", a.message);
             self.notify(AlertEvent::Raised, a);
         }
         Ok(r)
+    }
+
+    /// Notes that an account failed at `at` (its incident, if one opens, starts
+    /// at its first failure).
+    fn note_trouble(&self, account: AccountId, at: DateTime<Utc>) {
+        let mut t = self.trouble.lock();
+        let e = t.entry(account).or_insert((at, at));
+        e.1 = e.1.max(at);
+    }
+
+    /// Forgets the trouble of accounts quiet for `resolve_after_secs`, with no
+    /// failover away from them and no open incident.
+    fn forget_quiet_trouble(&self, now: DateTime<Utc>, open_incident_accounts: &HashSet<AccountId>) {
+        let failing: HashSet<AccountId> = self.failovers.lock().values().filter_map(|f| f.failed).collect();
+        let grace = chrono::Duration::seconds(self.rules.resolve_after_secs);
+        self.trouble.lock().retain(|a, (_, last)| now - *last < grace || failing.contains(a) || open_incident_accounts.contains(a));
+    }
+
+    /// Turns one account's new health verdict into alerts (the health
+    /// monitor calls it on every verdict change): down (or its key refused),
+    /// degraded, and clearing them when it is healthy again. `wedding_day`:
+    /// the account serves a supplier with a wedding today, and was judged
+    /// with `thresholds`.
+    pub fn on_verdict(
+        &self,
+        id: AccountId,
+        account: Option<&ProviderAccount>,
+        verdict: Verdict,
+        key_problem: Option<&str>,
+        wedding_day: bool,
+        thresholds: Thresholds,
+    ) -> StoreResult<()> {
+        let name =
+            account.map(|a| format!("{} ({}, account {})", a.label, a.provider.display_name(), id.0)).unwrap_or_else(|| id.to_string());
+        let supplier = account.and_then(|a| a.owner.supplier());
+        let whose = match (account.map(|a| a.owner), supplier) {
+            (Some(AccountOwner::Platform), _) => "platform account ".to_string(),
+            (_, Some(s)) => format!("{}'s own account ", self.supplier_name(s)),
+            _ => String::new(),
+        };
+        match verdict {
+            Verdict::Down => {
+                self.note_trouble(id, self.clock.now());
+                self.clear(&keys::degraded(id));
+                if let Some(msg) = key_problem {
+                    self.raise(
+                        AlertKind::KeyInvalid,
+                        keys::key_invalid(id),
+                        supplier,
+                        Some(id),
+                        format!("{whose}{name}: the provider refused the key ({msg}); rotate it with `switchboard key rotate`"),
+                        wedding_day,
+                    )?;
+                } else {
+                    self.clear(&keys::key_invalid(id));
+                    self.raise(
+                        AlertKind::ProviderDown,
+                        keys::down(id),
+                        supplier,
+                        Some(id),
+                        format!("{whose}{name} is down; it is out of routing until probes see it working"),
+                        wedding_day,
+                    )?;
+                }
+            }
+            Verdict::Degraded => {
+                self.note_trouble(id, self.clock.now());
+                self.clear(&keys::down(id));
+                self.clear(&keys::key_invalid(id));
+                self.raise(
+                    AlertKind::ProviderDegraded,
+                    keys::degraded(id),
+                    supplier,
+                    Some(id),
+                    format!(
+                        "{whose}{name} is degraded: above {} ms p95 or {} % errors{}",
+                        thresholds.max_latency_ms,
+                        thresholds.max_error_percent,
+                        if wedding_day { " (wedding-day thresholds)" } else { "" }
+                    ),
+                    wedding_day,
+                )?;
+            }
+            Verdict::Healthy => {
+                self.clear(&keys::down(id));
+                self.clear(&keys::degraded(id));
+                self.clear(&keys::key_invalid(id));
+            }
+            Verdict::Unknown => {}
+        }
+        Ok(())
     }
 
     fn note_open(&self, condition_key: &str, open: bool) {
@@ -198,6 +361,18 @@ impl AlertService {
     pub fn tick(&self, wedding_day: impl Fn(&Alert) -> bool) -> StoreResult<Vec<(AlertEvent, Alert)>> {
         let now = self.clock.now();
         let mut changed = Vec::new();
+        let due: Vec<(SupplierId, Failover)> = self
+            .failovers
+            .lock()
+            .iter()
+            .filter(|(_, f)| !f.alerted && failover_alert_due(f.since, now, f.wedding_day, &self.rules))
+            .map(|(s, f)| (*s, f.clone()))
+            .collect();
+        for (supplier, f) in due {
+            if let Raised::New(a) = self.raise_failover(supplier, &f)? {
+                changed.push((AlertEvent::Raised, a));
+            }
+        }
         let due: Vec<String> = {
             let mut c = self.clearing.lock();
             let due: Vec<String> = c
@@ -228,7 +403,62 @@ impl AlertService {
                 changed.push((AlertEvent::Escalated, a));
             }
         }
+        self.close_recovered_incidents(now)?;
         Ok(changed)
+    }
+
+    /// Closes every open incident whose alerts are all resolved and whose
+    /// account no supplier is failing over from any more: the account recovered.
+    fn close_recovered_incidents(&self, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut still_open = HashSet::new();
+        for i in self.store.open_incidents()? {
+            let failing_over = self.failovers.lock().values().any(|f| f.failed == Some(i.account_id));
+            if failing_over || self.store.incident_alerts(i.id)?.iter().any(Alert::is_open) {
+                still_open.insert(i.account_id);
+                continue;
+            }
+            self.store.resolve_incident(i.id, now)?;
+            self.trouble.lock().remove(&i.account_id);
+            tracing::info!(incident = i.id, account = i.account_id.0, "incident over: the account recovered");
+        }
+        self.forget_quiet_trouble(now, &still_open);
+        Ok(())
+    }
+
+    /// Raises the alert of a failover that lasted (or hit a wedding day), in
+    /// its failed account's incident, and marks it alerted.
+    fn raise_failover(&self, supplier: SupplierId, f: &Failover) -> StoreResult<Raised> {
+        if let Some(x) = self.failovers.lock().get_mut(&supplier) {
+            x.alerted = true;
+        }
+        let failed = match f.failed {
+            Some(a) => format!("its own provider account {} failed", self.account_name(a)),
+            None => "its own provider failed".to_string(),
+        };
+        let message = format!(
+            "{}: {failed}; its requests fall back to platform AI, {}, since {}",
+            self.supplier_name(supplier),
+            self.account_name(f.fallback),
+            f.since.format("%H:%M:%S UTC")
+        );
+        self.raise_in(
+            AlertKind::FailoverStarted,
+            keys::failover(supplier),
+            Some(supplier),
+            f.failed,
+            f.failed,
+            AlertSubject::Other,
+            message,
+            f.wedding_day,
+        )
+    }
+
+    /// The supplier's own account a failover left: the one already in
+    /// trouble, else its first enabled account.
+    fn failed_account(&self, supplier: SupplierId) -> StoreResult<Option<AccountId>> {
+        let own = self.store.list_accounts(Some(AccountOwner::Supplier(supplier)))?;
+        let trouble = self.trouble.lock();
+        Ok(own.iter().find(|a| trouble.contains_key(&a.id)).or_else(|| own.iter().find(|a| a.enabled)).or(own.first()).map(|a| a.id))
     }
 
     pub fn acknowledge(&self, id: i64) -> StoreResult<Alert> {
@@ -250,6 +480,16 @@ impl AlertService {
         let a = self.acknowledge(id)?;
         self.audit_by_hand(&a, actor, "alert.acknowledge")?;
         Ok(a)
+    }
+
+    /// Acknowledges several alerts at once (bulk acknowledge, e.g. a whole
+    /// incident), in one transaction, each recorded in the audit log.
+    pub fn acknowledge_many_by(&self, ids: &[i64], actor: &str) -> StoreResult<Vec<Alert>> {
+        let done = self.store.acknowledge_alerts(ids, self.clock.now())?;
+        for a in &done {
+            self.audit_by_hand(a, actor, "alert.acknowledge")?;
+        }
+        Ok(done)
     }
 
     /// Resolves an alert by hand and records who did it in the audit log.
@@ -332,27 +572,31 @@ impl AlertService {
                 )?;
             }
             RouterEvent::FailoverStarted { supplier, account } => {
-                self.raise(
-                    AlertKind::FailoverStarted,
-                    keys::failover(*supplier),
-                    Some(*supplier),
-                    Some(*account),
-                    format!("{}'s requests are failing over to {}", self.supplier_name(*supplier), self.account_name(*account)),
-                    wedding_day,
-                )?;
+                let now = self.clock.now();
+                let failed = self.failed_account(*supplier)?;
+                if let Some(a) = failed {
+                    self.note_trouble(a, now);
+                }
+                let f = {
+                    let mut fo = self.failovers.lock();
+                    let f = fo.entry(*supplier).or_insert(Failover { failed, fallback: *account, since: now, wedding_day, alerted: false });
+                    f.wedding_day |= wedding_day;
+                    f.clone()
+                };
+                if !f.alerted && failover_alert_due(f.since, now, f.wedding_day, &self.rules) {
+                    self.raise_failover(*supplier, &f)?;
+                }
             }
             RouterEvent::FailoverEnded { supplier } => {
-                self.clear(&keys::failover(*supplier));
-                self.raise(
-                    AlertKind::FailoverEnded,
-                    keys::failover_ended(*supplier),
-                    Some(*supplier),
-                    None,
-                    format!("{}'s requests are back on their normal route", self.supplier_name(*supplier)),
-                    false,
-                )?;
+                // A short failover ends without an alert; a lasting one's alert
+                // resolves once its supplier stayed back on its route.
+                let ended = self.failovers.lock().remove(supplier);
+                if ended.is_some_and(|f| f.alerted) {
+                    self.clear(&keys::failover(*supplier));
+                }
             }
-            RouterEvent::BreakerOpened { .. } | RouterEvent::BreakerClosed { .. } => {}
+            RouterEvent::BreakerOpened { account } => self.note_trouble(*account, self.clock.now()),
+            RouterEvent::BreakerClosed { .. } => {}
         }
         Ok(())
     }

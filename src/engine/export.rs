@@ -1,10 +1,14 @@
 //! CSV export of usage for spreadsheets: one row per usage event, or per day /
 //! month group, written with the `csv` crate (RFC 4180, UTF-8, header row).
 //!
-//! Timestamps are ISO 8601 in UTC (`2026-06-20T14:03:07.123Z`), with a
-//! separate `date` column (`2026-06-20`) that spreadsheets read as a date;
-//! money is decimal dollars with six decimals (exact micro-dollars, read as a
-//! number). Rows are streamed from SQLite to the file, so memory stays flat at
+//! Spreadsheets type every column: the per-event `timestamp_utc` is
+//! `2026-06-20T14:03:07` (UTC, ISO 8601 without a zone suffix: the form
+//! LibreOffice's CSV import reads as a date-time — with a `Z`, or with a space
+//! instead of the `T`, it keeps text), with a separate `date` column (`2026-06-20`) read as a date;
+//! grouped files call their period `date` too (a month as its first day,
+//! `2026-06-01`); money is decimal dollars with six decimals (`cost_usd`)
+//! beside the exact integer `cost_micro_usd`, so a tiny cost never shows as
+//! `3E-006`. Rows are streamed from SQLite to the file, so memory stays flat at
 //! any size; progress goes to a callback. No key, key reference, fingerprint
 //! or gateway token is ever read, let alone written.
 //!
@@ -67,7 +71,7 @@ pub enum ExportError {
 
 /// The per-event columns, in order.
 pub const EVENT_HEADER: &[&str] = &[
-    "timestamp",
+    "timestamp_utc",
     "date",
     "request_id",
     "event_id",
@@ -86,6 +90,7 @@ pub const EVENT_HEADER: &[&str] = &[
     "total_tokens",
     "tokens_estimated",
     "cost_usd",
+    "cost_micro_usd",
     "latency_ms",
     "status",
     "error_class",
@@ -93,7 +98,7 @@ pub const EVENT_HEADER: &[&str] = &[
 
 /// The grouped columns, in order.
 pub const GROUP_HEADER: &[&str] = &[
-    "period",
+    "date",
     "supplier_id",
     "supplier_name",
     "vendor_type",
@@ -110,14 +115,20 @@ pub const GROUP_HEADER: &[&str] = &[
     "reasoning_tokens",
     "total_tokens",
     "cost_usd",
+    "cost_micro_usd",
     "avg_latency_ms",
 ];
 
 const PROGRESS_EVERY: u64 = 4_096;
 
-/// ISO 8601 UTC with milliseconds.
-pub fn iso_timestamp(ts_ms: i64) -> String {
-    Utc.timestamp_millis_opt(ts_ms).single().unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+/// A UTC time as spreadsheets read a date-time: `2026-06-13T14:05:09`.
+pub fn csv_timestamp(ts_ms: i64) -> String {
+    Utc.timestamp_millis_opt(ts_ms).single().unwrap_or_default().format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// A grouped row's period as a date: a day as it is, a month (`2026-06`) as its first day.
+pub fn period_date(period: &str) -> std::borrow::Cow<'_, str> {
+    if period.len() == 7 && period.as_bytes()[4] == b'-' { format!("{period}-01").into() } else { period.into() }
 }
 
 /// A file under a temporary name next to its destination, removed on drop
@@ -288,6 +299,44 @@ pub fn export_usage(
     tmp.done = true;
     progress(ExportProgress { rows, events_in_range });
     Ok(ExportSummary { path: out.clone(), rows, bytes })
+}
+
+/// Writes a small table (alerts, the audit log) as CSV to `out`, which must
+/// not exist yet: under a temporary name, then moved into place. Every cell
+/// goes through [`csv_text`] except the columns listed in `numeric`.
+pub fn write_csv(
+    out: &Path,
+    header: &[&str],
+    rows: impl Iterator<Item = Vec<String>>,
+    numeric: &[usize],
+) -> Result<ExportSummary, ExportError> {
+    let io_err = |e: std::io::Error| ExportError::Io { path: out.to_path_buf(), source: e };
+    if out.exists() {
+        return Err(ExportError::Exists(out.to_path_buf()));
+    }
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut tmp = TempFile { path: dir.join(format!(".{name}.{}.partial", std::process::id())), done: false };
+    let file = File::options().write(true).create_new(true).open(&tmp.path).map_err(io_err)?;
+    let mut w = csv::Writer::from_writer(BufWriter::new(file));
+    let csv_err = |e: csv::Error| io_err(std::io::Error::other(e.to_string()));
+    w.write_record(header).map_err(csv_err)?;
+    let mut n = 0u64;
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if numeric.contains(&i) { w.write_field(cell) } else { w.write_field(csv_text(cell).as_ref()) }.map_err(csv_err)?;
+        }
+        w.write_record(None::<&[u8]>).map_err(csv_err)?;
+        n += 1;
+    }
+    let file =
+        w.into_inner().map_err(|e| io_err(std::io::Error::other(e.to_string())))?.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.sync_all().map_err(io_err)?;
+    let bytes = file.metadata().map_err(io_err)?.len();
+    drop(file);
+    put_in_place(&tmp.path, out, false)?;
+    tmp.done = true;
+    Ok(ExportSummary { path: out.to_path_buf(), rows: n, bytes })
 }
 
 /// Rows per batch handed from the reading thread to the writing one, and how
@@ -493,8 +542,8 @@ fn route_name(code: i64) -> std::borrow::Cow<'static, str> {
 #[derive(Default)]
 struct Fmt {
     num: [u8; 24],
-    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`; the date part is recomputed only when the day changes.
-    ts: [u8; 24],
+    /// `YYYY-MM-DDTHH:MM:SS`; the date part is recomputed only when the day changes.
+    ts: [u8; 19],
     day: Option<i64>,
 }
 
@@ -553,22 +602,19 @@ impl Fmt {
         &self.num[i..]
     }
 
-    /// ISO 8601 UTC with milliseconds, identical to [`iso_timestamp`].
-    fn timestamp(&mut self, ts_ms: i64) -> &[u8; 24] {
+    /// The UTC time as [`csv_timestamp`] writes it.
+    fn timestamp(&mut self, ts_ms: i64) -> &[u8; 19] {
         let day = ts_ms.div_euclid(86_400_000);
         if self.day != Some(day) {
-            self.ts.copy_from_slice(iso_timestamp(day * 86_400_000).as_bytes());
+            self.ts.copy_from_slice(csv_timestamp(day * 86_400_000).as_bytes());
             self.day = Some(day);
         }
         let ms = ts_ms.rem_euclid(86_400_000);
-        let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+        let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
         for (pos, v) in [(11, h), (14, m), (17, s)] {
             self.ts[pos] = b'0' + (v / 10) as u8;
             self.ts[pos + 1] = b'0' + (v % 10) as u8;
         }
-        self.ts[20] = b'0' + (milli / 100) as u8;
-        self.ts[21] = b'0' + (milli / 10 % 10) as u8;
-        self.ts[22] = b'0' + (milli % 10) as u8;
         &self.ts
     }
 }
@@ -620,6 +666,7 @@ fn write_event<W: Write>(w: &mut csv::Writer<W>, f: &mut Fmt, e: &EventRow<'_>, 
     write_tokens(w, f, [e.input_tokens, e.cached_tokens, e.cache_write_tokens, e.output_tokens, e.reasoning_tokens])?;
     w.write_field(if e.estimated { "true" } else { "false" })?;
     w.write_field(f.micros(e.cost_micros))?;
+    w.write_field(f.i64(e.cost_micros))?;
     w.write_field(f.i64(e.latency_ms))?;
     w.write_field(status_name(e.status).as_ref())?;
     w.write_field(csv_text(e.error_class.unwrap_or("")).as_ref())?;
@@ -628,7 +675,7 @@ fn write_event<W: Write>(w: &mut csv::Writer<W>, f: &mut Fmt, e: &EventRow<'_>, 
 
 fn write_group<W: Write>(w: &mut csv::Writer<W>, f: &mut Fmt, g: &GroupRow, (name, vendor): (&str, &str)) -> csv::Result<()> {
     let t: &UsageTotals = &g.totals;
-    w.write_field(csv_text(&g.period).as_ref())?;
+    w.write_field(csv_text(&period_date(&g.period)).as_ref())?;
     w.write_field(g.supplier_id.to_string())?;
     w.write_field(csv_text(name).as_ref())?;
     w.write_field(csv_text(vendor).as_ref())?;
@@ -640,6 +687,7 @@ fn write_group<W: Write>(w: &mut csv::Writer<W>, f: &mut Fmt, g: &GroupRow, (nam
     w.write_field(t.errors.to_string())?;
     write_tokens(w, f, [t.input_tokens, t.cached_tokens, t.cache_write_tokens, t.output_tokens, t.reasoning_tokens])?;
     w.write_field(f.micros(t.cost.0))?;
+    w.write_field(f.i64(t.cost.0))?;
     w.write_field(t.latency_ms_sum.checked_div(t.requests).map(|v| v.to_string()).unwrap_or_default())?;
     w.write_record(None::<&[u8]>)
 }
@@ -670,7 +718,10 @@ mod tests {
             assert_eq!(f.micros(v), Micros(v).to_decimal_string().as_bytes(), "{v}");
         }
         for ts in [0i64, 1_750_000_000_123, 1_750_000_000_999, 1_750_086_399_999, -1, 4_102_444_800_000] {
-            assert_eq!(&f.timestamp(ts)[..], iso_timestamp(ts).as_bytes(), "{ts}");
+            assert_eq!(&f.timestamp(ts)[..], csv_timestamp(ts).as_bytes(), "{ts}");
         }
+        assert_eq!(csv_timestamp(1_750_000_000_123), "2025-06-15T15:06:40");
+        assert_eq!(period_date("2026-06"), "2026-06-01");
+        assert_eq!(period_date("2026-06-13"), "2026-06-13");
     }
 }

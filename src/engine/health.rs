@@ -22,10 +22,10 @@
 use crate::domain::Secret;
 pub use crate::domain::health::ChartRange;
 use crate::domain::health::{
-    AccountWindow, AlertKind, AlertRules, HealthRules, Retention, Sample, SampleSource, Thresholds, Verdict, WindowStats, bucket_start,
+    AccountWindow, AlertRules, HealthRules, Retention, Sample, SampleSource, Thresholds, Verdict, WindowStats, bucket_start,
 };
 use crate::domain::{AccountId, AccountOwner, AiMode, Clock, ProviderAccount, ProviderKind, SupplierId, ValidationStatus};
-use crate::engine::alerts::{AlertService, WebhookConfig, keys};
+use crate::engine::alerts::{AlertService, WebhookConfig};
 use crate::engine::router::{AttemptOutcome, Router, RouterEvent};
 use crate::providers::{ProviderTarget, Providers};
 use crate::store::{Alert, CompactionReport, HealthSampleRow, SeriesPoint, Store, StoreResult};
@@ -483,13 +483,17 @@ impl HealthMonitor {
             }
             if me.cfg.act {
                 for t in transitions.iter().filter(|t| t.to == Verdict::Down || t.from == Verdict::Down) {
-                    let (action, detail) = if t.to == Verdict::Down {
-                        ("health.down", "probes see the account down: taken out of routing")
+                    let (action, what) = if t.to == Verdict::Down {
+                        ("health.down", "probes see it down: taken out of routing")
                     } else {
-                        ("health.up", "probes see the account working again: back in routing")
+                        ("health.up", "probes see it working again: back in routing")
                     };
-                    let supplier = cat.accounts.iter().find(|a| a.id == t.account).and_then(|a| a.owner.supplier());
-                    me.store.audit(now, "runtime", action, supplier, Some(t.account), "ok", detail)?;
+                    let a = cat.accounts.iter().find(|a| a.id == t.account);
+                    let supplier = a.and_then(|a| a.owner.supplier());
+                    let name = a
+                        .map(|a| format!("{} ({}, account {})", a.label, a.provider.display_name(), t.account.0))
+                        .unwrap_or_else(|| format!("account {}", t.account.0));
+                    me.store.audit(now, "runtime", action, supplier, Some(t.account), "ok", &format!("{name}: {what}"))?;
                 }
                 me.apply_alerts(&cat, &actions, &events)?;
             }
@@ -577,60 +581,9 @@ impl HealthMonitor {
     ) -> StoreResult<()> {
         let label: HashMap<AccountId, &ProviderAccount> = cat.accounts.iter().map(|a| (a.id, a)).collect();
         for (id, verdict, key_problem) in actions {
-            let a = label.get(id);
-            let name =
-                a.map(|a| format!("{} ({}, account {})", a.label, a.provider.display_name(), id.0)).unwrap_or_else(|| id.to_string());
-            let supplier = a.and_then(|a| a.owner.supplier());
             let wedding = cat.wedding_accounts.contains(id);
-            match verdict {
-                Verdict::Down => {
-                    self.alerts.clear(&keys::degraded(*id));
-                    if let Some(msg) = key_problem {
-                        self.alerts.raise(
-                            AlertKind::KeyInvalid,
-                            keys::key_invalid(*id),
-                            supplier,
-                            Some(*id),
-                            format!("{name}: the provider refused the key ({msg}); rotate it with `switchboard key rotate`"),
-                            wedding,
-                        )?;
-                    } else {
-                        self.alerts.clear(&keys::key_invalid(*id));
-                        self.alerts.raise(
-                            AlertKind::ProviderDown,
-                            keys::down(*id),
-                            supplier,
-                            Some(*id),
-                            format!("{name} is down; it is out of routing until probes see it working"),
-                            wedding,
-                        )?;
-                    }
-                }
-                Verdict::Degraded => {
-                    self.alerts.clear(&keys::down(*id));
-                    self.alerts.clear(&keys::key_invalid(*id));
-                    let t = self.cfg.rules.thresholds(wedding);
-                    self.alerts.raise(
-                        AlertKind::ProviderDegraded,
-                        keys::degraded(*id),
-                        supplier,
-                        Some(*id),
-                        format!(
-                            "{name} is degraded: above {} ms p95 or {} % errors{}",
-                            t.max_latency_ms,
-                            t.max_error_percent,
-                            if wedding { " (wedding-day thresholds)" } else { "" }
-                        ),
-                        wedding,
-                    )?;
-                }
-                Verdict::Healthy => {
-                    self.alerts.clear(&keys::down(*id));
-                    self.alerts.clear(&keys::degraded(*id));
-                    self.alerts.clear(&keys::key_invalid(*id));
-                }
-                Verdict::Unknown => {}
-            }
+            let t = self.cfg.rules.thresholds(wedding);
+            self.alerts.on_verdict(*id, label.get(id).copied(), *verdict, key_problem.as_deref(), wedding, t)?;
         }
         for ev in events {
             let supplier = match ev {

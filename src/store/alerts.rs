@@ -1,5 +1,7 @@
 //! Alerts: raise (at most one open alert per condition key, enforced by a
-//! unique index), escalate, acknowledge, resolve and list.
+//! unique index), escalate, acknowledge (one or many), resolve and list; and
+//! incidents (at most one open per account), which group the alerts one
+//! account's trouble causes.
 
 use super::{Store, StoreError, StoreResult, parse_ts, ts};
 use crate::domain::health::{AlertKind, Severity};
@@ -23,6 +25,9 @@ pub struct Alert {
     pub escalated_at: Option<DateTime<Utc>>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// The incident it belongs to (alerts about an account's trouble and the
+    /// failovers it causes); `None` for quota and migration alerts.
+    pub incident_id: Option<i64>,
 }
 
 impl Alert {
@@ -42,6 +47,16 @@ pub struct NewAlert {
     pub message: String,
     /// Raised already escalated (a supplier on a wedding day is affected).
     pub escalated: bool,
+    pub incident_id: Option<i64>,
+}
+
+/// One account's trouble from its first failure to its recovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Incident {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub started_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
 }
 
 /// Whether raising created a new alert.
@@ -52,7 +67,7 @@ pub enum Raised {
 }
 
 const SELECT: &str = "SELECT id, kind, condition_key, severity, supplier_id, account_id, message, raised_at, escalated_at,
-    acknowledged_at, resolved_at FROM alerts";
+    acknowledged_at, resolved_at, incident_id FROM alerts";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
     let conv = |i: usize, e: crate::domain::ParseEnumError| {
@@ -70,8 +85,20 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
         escalated_at: r.get::<_, Option<String>>(8)?.map(|s| parse_ts(&s)),
         acknowledged_at: r.get::<_, Option<String>>(9)?.map(|s| parse_ts(&s)),
         resolved_at: r.get::<_, Option<String>>(10)?.map(|s| parse_ts(&s)),
+        incident_id: r.get(11)?,
     })
 }
+
+fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
+    Ok(Incident {
+        id: r.get(0)?,
+        account_id: AccountId(r.get(1)?),
+        started_at: parse_ts(&r.get::<_, String>(2)?),
+        resolved_at: r.get::<_, Option<String>>(3)?.map(|s| parse_ts(&s)),
+    })
+}
+
+const SELECT_INCIDENT: &str = "SELECT id, account_id, started_at, resolved_at FROM incidents";
 
 fn not_found(id: i64) -> StoreError {
     StoreError::NotFound { what: "alert", id: id.to_string(), hint: " (see `switchboard alerts`)" }
@@ -87,8 +114,8 @@ impl Store {
                 return Ok(Raised::AlreadyOpen(open));
             }
             c.execute(
-                "INSERT INTO alerts (kind, condition_key, severity, supplier_id, account_id, message, raised_at, escalated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO alerts (kind, condition_key, severity, supplier_id, account_id, message, raised_at, escalated_at,
+                 incident_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     a.kind.as_str(),
                     a.condition_key,
@@ -98,6 +125,7 @@ impl Store {
                     a.message,
                     ts(now),
                     a.escalated.then(|| ts(now)),
+                    a.incident_id,
                 ],
             )?;
             let id = c.last_insert_rowid();
@@ -122,6 +150,81 @@ impl Store {
             let rows = st.query_map(params![open_only, limit], row)?;
             rows.collect()
         })
+    }
+
+    /// Acknowledges several alerts in one transaction (bulk acknowledge);
+    /// returns them as they are now. Unknown ids are refused before anything changes.
+    pub fn acknowledge_alerts(&self, ids: &[i64], now: DateTime<Utc>) -> StoreResult<Vec<Alert>> {
+        let r = self.with_conn(|c| {
+            let tx = c.unchecked_transaction()?;
+            let mut out = Vec::with_capacity(ids.len());
+            for &id in ids {
+                tx.execute("UPDATE alerts SET acknowledged_at = COALESCE(acknowledged_at, ?2) WHERE id = ?1", params![id, ts(now)])?;
+                match tx.query_row(&format!("{SELECT} WHERE id = ?1"), [id], row).optional()? {
+                    Some(a) => out.push(a),
+                    None => return Ok(Err(id)), // dropping `tx` rolls back
+                }
+            }
+            tx.commit()?;
+            Ok(Ok(out))
+        })?;
+        r.map_err(not_found)
+    }
+
+    /// The open incident of an account, or a new one started at `started_at`.
+    pub fn open_incident(&self, account: AccountId, started_at: DateTime<Utc>) -> StoreResult<Incident> {
+        self.with_conn(|c| {
+            if let Some(i) = c
+                .query_row(&format!("{SELECT_INCIDENT} WHERE account_id = ?1 AND resolved_at IS NULL"), [account.0], incident_row)
+                .optional()?
+            {
+                return Ok(i);
+            }
+            c.execute("INSERT INTO incidents (account_id, started_at) VALUES (?1, ?2)", params![account.0, ts(started_at)])?;
+            let id = c.last_insert_rowid();
+            c.query_row(&format!("{SELECT_INCIDENT} WHERE id = ?1"), [id], incident_row)
+        })
+    }
+
+    pub fn open_incidents(&self) -> StoreResult<Vec<Incident>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(&format!("{SELECT_INCIDENT} WHERE resolved_at IS NULL ORDER BY id DESC"))?;
+            let rows = st.query_map([], incident_row)?;
+            rows.collect()
+        })
+    }
+
+    pub fn find_incident(&self, id: i64) -> StoreResult<Option<Incident>> {
+        self.with_conn(|c| c.query_row(&format!("{SELECT_INCIDENT} WHERE id = ?1"), [id], incident_row).optional())
+    }
+
+    /// Incidents by id (for grouping a page of alerts).
+    pub fn incidents_by_id(&self, ids: &[i64]) -> StoreResult<Vec<Incident>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(&format!("{SELECT_INCIDENT} WHERE id = ?1"))?;
+            let mut out = Vec::new();
+            for id in ids {
+                if let Some(i) = st.query_row([id], incident_row).optional()? {
+                    out.push(i);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The alerts of an incident, oldest first.
+    pub fn incident_alerts(&self, incident: i64) -> StoreResult<Vec<Alert>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(&format!("{SELECT} WHERE incident_id = ?1 ORDER BY id"))?;
+            let rows = st.query_map([incident], row)?;
+            rows.collect()
+        })
+    }
+
+    /// Closes an incident (idempotent).
+    pub fn resolve_incident(&self, id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+        self.with_conn(|c| c.execute("UPDATE incidents SET resolved_at = COALESCE(resolved_at, ?2) WHERE id = ?1", params![id, ts(now)]))?;
+        Ok(())
     }
 
     /// Sets a new severity and the escalation time.

@@ -84,14 +84,15 @@ impl Store {
         })
     }
 
-    /// Newest first.
+    /// Newest first: by time, then by id (background writers may append an
+    /// entry after a newer one).
     pub fn audit_entries(&self, f: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
         self.with_conn(|c| {
             let mut st = c.prepare(
                 "SELECT id, ts, actor, action, supplier_id, account_id, result, detail FROM audit_log
                  WHERE (?1 IS NULL OR supplier_id = ?1) AND (?2 IS NULL OR action LIKE ?2 || '%')
                    AND (?3 IS NULL OR ts >= ?3) AND (?4 IS NULL OR ts < ?4)
-                 ORDER BY id DESC LIMIT ?5",
+                 ORDER BY ts DESC, id DESC LIMIT ?5",
             )?;
             let rows = st.query_map(
                 params![f.supplier_id.map(|s| s.0), f.action_prefix, f.from.map(ts), f.to.map(ts), f.limit.unwrap_or(10_000)],

@@ -188,7 +188,8 @@ impl Store {
         })
     }
 
-    /// Audit entries, newest first, with supplier names.
+    /// Audit entries, newest first (strictly: by time, then by id, since
+    /// background writers may append an entry after a newer one), with supplier names.
     pub fn audit_search(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRow>> {
         let supplier = q.supplier.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let supplier_id = supplier.and_then(|s| s.parse::<i64>().ok());
@@ -207,7 +208,7 @@ impl Store {
                    AND (?2 IS NULL OR s.name LIKE ?2 ESCAPE '\\' OR (s.name IS NULL AND a.detail LIKE ?2 ESCAPE '\\'))
                    AND (?3 IS NULL OR a.action LIKE ?3 ESCAPE '\\')
                    AND (?4 IS NULL OR a.ts >= ?4) AND (?5 IS NULL OR a.ts < ?5)
-                 ORDER BY a.id DESC LIMIT ?6",
+                 ORDER BY a.ts DESC, a.id DESC LIMIT ?6",
             )?;
             let rows = st.query_map(
                 params![supplier_id, supplier_name, action, q.from.map(ts), q.to.map(ts), if q.limit == 0 { 5_000 } else { q.limit }],

@@ -554,6 +554,26 @@ CREATE TRIGGER cv_pool_i AFTER INSERT ON account_pool_settings BEGIN UPDATE cata
 CREATE TRIGGER cv_pool_u AFTER UPDATE ON account_pool_settings BEGIN UPDATE catalog_version SET version = version + 1; END;
 CREATE TRIGGER cv_pool_d AFTER DELETE ON account_pool_settings BEGIN UPDATE catalog_version SET version = version + 1; END;
 "#,
+    // v14: incidents (engine::alerts): one account's trouble from its first
+    // failure to its recovery, with every alert it causes; at most one open
+    // incident per account. Alerts carry the incident they belong to.
+    r#"
+CREATE TABLE incidents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    resolved_at TEXT
+);
+CREATE UNIQUE INDEX incidents_one_open_per_account ON incidents(account_id) WHERE resolved_at IS NULL;
+ALTER TABLE alerts ADD COLUMN incident_id INTEGER;
+CREATE INDEX alerts_incident ON alerts(incident_id) WHERE incident_id IS NOT NULL;
+"#,
+    // v15: the request log's search for failures (store::requests): failed
+    // and cancelled events by time. Partial, so a successful request's write
+    // does not touch it (BENCHMARKS.md, "Request log").
+    r#"
+CREATE INDEX usage_events_failures_ts ON usage_events(ts) WHERE status IN (1, 2);
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -24,6 +24,9 @@ pub struct AppOptions {
     pub demo: Option<DemoConfig>,
     /// Where the usage CSV export asks for a file (the native dialog unless a test injects one).
     pub save_dialog: views::export::SaveDialog,
+    /// Desktop notifications of critical alerts may be sent (the desktop app;
+    /// not tests). The user's off switch in the Alerts view is remembered.
+    pub desktop_notifications: bool,
 }
 
 /// What survives a restart (eframe storage; window size is kept by eframe).
@@ -33,6 +36,8 @@ pub struct Persisted {
     pub view: View,
     pub suppliers: views::suppliers::Persisted,
     pub usage: views::usage::Persisted,
+    /// The user switched desktop notifications off.
+    pub notifications_off: bool,
 }
 
 const STORAGE_KEY: &str = "switchboard.console";
@@ -59,7 +64,9 @@ pub struct ConsoleApp {
     first_frame_done: bool,
     quotas: views::quotas::State,
     health: views::health::State,
+    alerts: views::alerts::State,
     migrations: views::migrations::State,
+    requests: views::requests::State,
     usage: views::usage::State,
     audit: views::audit::State,
 }
@@ -84,6 +91,14 @@ impl ConsoleApp {
             None => Demo::Off,
         };
         let today = handle.today();
+        let mut alerts = views::alerts::State::default();
+        if opts.desktop_notifications {
+            let on = !saved.notifications_off;
+            alerts.notify = Some(on);
+            if on && let Err(e) = handle.send(ConsoleCommand::SetDesktopNotifications(true)) {
+                toasts.error(e);
+            }
+        }
         ConsoleApp {
             handle,
             events,
@@ -98,7 +113,9 @@ impl ConsoleApp {
             first_frame_done: false,
             quotas: Default::default(),
             health: Default::default(),
+            alerts,
             migrations: Default::default(),
+            requests: views::requests::State::new(today),
             usage: views::usage::State::new(saved.usage, opts.save_dialog, today),
             audit: Default::default(),
         }
@@ -109,7 +126,12 @@ impl ConsoleApp {
     }
 
     pub fn persisted(&self) -> Persisted {
-        Persisted { view: self.view, suppliers: self.suppliers.persisted(), usage: self.usage.persisted() }
+        Persisted {
+            view: self.view,
+            suppliers: self.suppliers.persisted(),
+            usage: self.usage.persisted(),
+            notifications_off: self.alerts.notify == Some(false),
+        }
     }
 
     /// Drains runtime events and handles global shortcuts. Call once per frame before [`Self::ui`].
@@ -212,11 +234,28 @@ impl ConsoleApp {
                 self.usage.on_event(ev, &mut self.toasts)
             }
             ev @ (ConsoleEvent::Audit(_) | ConsoleEvent::Failed { channel: Channel::Audit, .. }) => self.audit.on_event(ev),
+            ev @ (ConsoleEvent::Alerts(_)
+            | ConsoleEvent::AlertsAcknowledged { .. }
+            | ConsoleEvent::Failed { channel: Channel::Alerts, .. }) => {
+                if matches!(ev, ConsoleEvent::AlertsAcknowledged { .. }) {
+                    self.audit.dirty = true;
+                    self.health.dirty = true;
+                }
+                self.alerts.on_event(ev, &mut self.toasts);
+            }
+            ConsoleEvent::ListExported { what, summary } => {
+                self.toasts.info(format!("Exported the {what}: {} rows to {}", views::fmt_count(summary.rows), summary.path.display()));
+            }
+            ev @ (ConsoleEvent::Requests(_) | ConsoleEvent::Failed { channel: Channel::Requests, .. }) => self.requests.on_event(ev),
             ev @ (ConsoleEvent::Health(_)
             | ConsoleEvent::AlertUpdated { .. }
             | ConsoleEvent::Failed { channel: Channel::Health | Channel::HealthWrite, .. }) => {
                 if matches!(ev, ConsoleEvent::AlertUpdated { .. }) {
                     self.audit.dirty = true;
+                    self.alerts.dirty = true;
+                }
+                if matches!(ev, ConsoleEvent::Failed { channel: Channel::HealthWrite, .. }) {
+                    self.alerts.on_event(ev.clone(), &mut self.toasts);
                 }
                 self.health.on_event(ev, &mut self.toasts);
             }
@@ -259,8 +298,10 @@ impl ConsoleApp {
         self.keys.dirty = true;
         self.quotas.dirty = true;
         self.health.dirty = true;
+        self.alerts.dirty = true;
         self.migrations.dirty = true;
         self.usage.dirty = true;
+        self.requests.dirty = true;
         self.audit.dirty = true;
     }
 
@@ -304,6 +345,8 @@ impl ConsoleApp {
                     View::Keys => views::keys::show(ui, &mut self.keys, &mut cx),
                     View::Quotas => views::quotas::show(ui, &mut self.quotas, &mut cx),
                     View::Health => views::health::show(ui, &mut self.health, &mut cx),
+                    View::Alerts => views::alerts::show(ui, &mut self.alerts, &mut cx),
+                    View::Requests => views::requests::show(ui, &mut self.requests, &mut cx),
                     View::Migrations => views::migrations::show(ui, &mut self.migrations, &mut cx),
                     View::Usage => views::usage::show(ui, &mut self.usage, &mut cx),
                     View::Audit => views::audit::show(ui, &mut self.audit, &mut cx),
@@ -366,7 +409,11 @@ impl ConsoleApp {
                 }
                 Demo::Off => {}
             }
-            ui.label(RichText::new(format!("Ctrl+F search · Ctrl+E export · Ctrl+1–{} views", View::ALL.len())).small().color(p.muted));
+            ui.label(
+                RichText::new(format!("Ctrl+F search · Ctrl+E export · Ctrl+1–{} views", View::ALL.len().min(VIEW_KEYS.len())))
+                    .small()
+                    .color(p.muted),
+            );
         });
     }
 }

@@ -732,7 +732,7 @@ fn console_do(
 ) -> Vec<switchboard::console::ConsoleEvent> {
     use switchboard::console::{LiveServices, ServiceOptions};
     let keys = Arc::new(service(store.clone(), Vault::os()));
-    let opts = ServiceOptions { live: Some(LiveServices::keys_only(keys)), after_demo: None };
+    let opts = ServiceOptions { live: Some(LiveServices::keys_only(keys)), ..Default::default() };
     let (handle, mut events) = switchboard::console::spawn_with(
         rt.handle(),
         store,

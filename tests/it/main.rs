@@ -6,7 +6,7 @@
 //!   simulator accounts, a router on the simulator).
 //! - one module per area: `accounting` (usage recorded whatever the client
 //!   does, event ids), `foundation` (store and CLI on real files),
-//!   `providers`, `gateway`, `anthropic` (the `/v1/messages` ingress), `durability` (kill -9), `health`, `keys` (the real
+//!   `providers`, `gateway`, `anthropic` (the `/v1/messages` ingress), `durability` (kill -9), `health`, `alerts` (incidents), `keys` (the real
 //!   keychain), `pools` (key pools on the simulator, and their benchmark), `analytics`, `console` (egui_kittest), `layers` (the layer rule).
 
 // Tests may read the wall clock and start plain threads; the crate may not.
@@ -15,6 +15,7 @@
 mod support;
 
 mod accounting;
+mod alerts;
 mod analytics;
 mod anthropic;
 mod console;

@@ -1,6 +1,7 @@
 //! One module per view's data: its snapshot types and the service's handlers
 //! that build them (and the view's actions).
 
+pub mod alerts;
 pub mod audit;
 pub mod export;
 pub mod getting_started;
@@ -11,6 +12,7 @@ pub mod migrations;
 pub mod overview;
 pub mod projections;
 pub mod quota;
+pub mod requests;
 pub mod schedules;
 pub mod suppliers;
 pub mod usage;

@@ -241,11 +241,19 @@ impl Router {
             BreakerTransition::Closed => RouterEvent::BreakerClosed { account },
             _ => return,
         };
-        let (action, detail) = match ev {
-            RouterEvent::BreakerOpened { .. } => ("breaker.open", "account taken out of routing"),
-            _ => ("breaker.close", "account back in routing"),
+        let (action, what) = match ev {
+            RouterEvent::BreakerOpened { .. } => ("breaker.open", "taken out of routing"),
+            _ => ("breaker.close", "back in routing"),
         };
-        self.audit_async(action, None, Some(account), detail.to_string());
+        // The entry names the account (and its owner), not just its number.
+        let cat = self.catalog();
+        let (supplier, name) = match cat.accounts.get(&account) {
+            Some(a) => {
+                (a.account.owner.supplier(), format!("{} ({}, account {})", a.account.label, a.account.provider.display_name(), account.0))
+            }
+            None => (None, format!("account {}", account.0)),
+        };
+        self.audit_async(action, supplier, Some(account), format!("{name} {what}"));
         let _ = self.events.send(ev);
     }
 

@@ -1,5 +1,7 @@
-//! Audit log: every change, newest first, filterable by supplier (id or part
-//! of the name), action and date range; virtualised rows.
+//! Audit log: every change, newest first (by time, then by entry), filterable
+//! by supplier (id or part of the name), action and date range; an edit's
+//! detail says what changed, before → after; virtualised rows; the entries
+//! matching the filters can be exported as CSV.
 
 use super::{Cx, empty_state, error_box, fmt_int, header, loading, text_field};
 use crate::console::{AuditView, ConsoleCommand, ConsoleEvent};
@@ -66,6 +68,16 @@ impl State {
 pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     header(ui, "Audit log", "every change, newest first");
     filters(ui, st);
+    if let Some(q) = st.sent.clone() {
+        let dir = super::export::default_export_dir();
+        if ui
+            .button("Export CSV")
+            .on_hover_text(format!("Writes the entries matching the filters to a new CSV file in {}", dir.display()))
+            .clicked()
+        {
+            cx.send(ConsoleCommand::ExportAudit { query: q, dir });
+        }
+    }
     match st.query() {
         Ok(q) => {
             st.input_error = None;

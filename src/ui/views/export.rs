@@ -44,6 +44,7 @@ impl SaveDialog {
         SaveDialog::new(|req: SaveRequest| {
             let fut = rfd::AsyncFileDialog::new()
                 .set_title(req.title)
+                .set_directory(default_export_dir())
                 .set_file_name(req.default_name)
                 .add_filter("CSV (comma-separated values)", &["csv"])
                 .save_file();
@@ -58,6 +59,16 @@ impl SaveDialog {
             Box::pin(async move { p })
         })
     }
+}
+
+/// Where exports go by default: the user's documents folder (XDG
+/// `documents`, `~/Documents` or the platform's own), else the home folder,
+/// else the temporary folder. Always a full path.
+pub fn default_export_dir() -> PathBuf {
+    directories::UserDirs::new()
+        .and_then(|u| u.document_dir().filter(|d| d.is_dir()).map(PathBuf::from).or_else(|| Some(u.home_dir().to_path_buf())))
+        .filter(|d| d.is_absolute())
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 impl Default for SaveDialog {
@@ -84,6 +95,11 @@ struct Choice {
 impl Choice {
     fn default_name(&self) -> String {
         format!("usage-{}-to-{}.csv", self.from, self.to)
+    }
+
+    /// The default file: the default name in the user's documents folder.
+    fn default_path(&self) -> PathBuf {
+        default_export_dir().join(self.default_name())
     }
 
     fn options(&self, out: PathBuf, force: bool) -> ExportOptions {
@@ -265,7 +281,7 @@ impl Panel {
                 self.choosing = None;
                 self.manual = true;
                 if self.path_text.trim().is_empty() {
-                    self.path_text = choice.default_name();
+                    self.path_text = choice.default_path().display().to_string();
                 }
                 self.notice = Some(
                     "No file was chosen. If no save dialog appeared (some desktops have no file-dialog portal), type the full path of the CSV file below instead."
@@ -358,7 +374,7 @@ impl Panel {
                     ui.label(RichText::new("Waiting for the save dialog…").color(p.muted));
                     // A dialog that never answers must not lock the panel.
                     if ui.button("Type a path instead").clicked() {
-                        let name = self.choosing.take().map(|(c, _)| c.default_name()).unwrap_or_default();
+                        let name = self.choosing.take().map(|(c, _)| c.default_path().display().to_string()).unwrap_or_default();
                         self.manual = true;
                         if self.path_text.trim().is_empty() {
                             self.path_text = name;
@@ -458,5 +474,10 @@ mod tests {
         assert!(p.parse().unwrap_err().contains("before"));
         p.from_text = "2026-01-01".into();
         assert_eq!(p.parse().unwrap().default_name(), "usage-2026-01-01-to-2026-03-01.csv");
+        // The pre-filled default is a full path the panel accepts (never a bare name it then refuses).
+        let d = p.parse().unwrap().default_path();
+        assert!(d.is_absolute(), "{}", d.display());
+        p.path_text = d.display().to_string();
+        assert_eq!(p.typed_path().unwrap(), d);
     }
 }

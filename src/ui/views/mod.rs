@@ -3,6 +3,7 @@
 //! handle, notifications, navigation requests), and small widgets (metric
 //! cards, empty states, number formats). Charts live in [`charts`].
 
+pub mod alerts;
 pub mod audit;
 pub mod charts;
 pub mod export;
@@ -14,6 +15,7 @@ pub mod overview;
 pub mod pools;
 pub mod projections;
 pub mod quotas;
+pub mod requests;
 pub mod suppliers;
 pub mod usage;
 
@@ -33,15 +35,27 @@ pub enum View {
     Keys,
     Quotas,
     Health,
+    Alerts,
     Migrations,
     Usage,
+    Requests,
     Audit,
 }
 
 impl View {
     /// The views shown in the navigation, in order (Ctrl+1… selects them).
-    pub const ALL: &'static [View] =
-        &[View::Overview, View::Suppliers, View::Keys, View::Quotas, View::Health, View::Migrations, View::Usage, View::Audit];
+    pub const ALL: &'static [View] = &[
+        View::Overview,
+        View::Suppliers,
+        View::Keys,
+        View::Quotas,
+        View::Health,
+        View::Alerts,
+        View::Migrations,
+        View::Usage,
+        View::Requests,
+        View::Audit,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -50,8 +64,10 @@ impl View {
             View::Keys => "Keys",
             View::Quotas => "Quotas",
             View::Health => "Health",
+            View::Alerts => "Alerts",
             View::Migrations => "Migrations",
             View::Usage => "Usage & cost",
+            View::Requests => "Request log",
             View::Audit => "Audit log",
         }
     }
@@ -63,13 +79,15 @@ impl View {
             View::Keys => "Provider keys and gateway tokens",
             View::Quotas => "Platform token quotas and the season",
             View::Health => "Provider health, breakers and alerts",
+            View::Alerts => "Incidents and alerts: filter, acknowledge, export",
             View::Migrations => "Move suppliers between routes, phase by phase",
             View::Usage => "Cost and requests by provider, model, route…",
+            View::Requests => "Search the ledger's requests by supplier, model, route, status",
             View::Audit => "Who changed what, and when",
         }
     }
 
-    /// Parses a view name as given to `--view` (`overview`, `suppliers`, `keys`, `quotas`, `health`, `migrations`, `usage`, `audit`).
+    /// Parses a view name as given to `--view` (`overview`, `suppliers`, `keys`, `quotas`, `health`, `alerts`, `migrations`, `usage`, `requests`, `audit`).
     pub fn from_name(name: &str) -> Result<View, String> {
         let n = name.trim().to_ascii_lowercase();
         View::ALL.iter().copied().find(|v| v.slug() == n).ok_or_else(|| {
@@ -84,8 +102,10 @@ impl View {
             View::Keys => "keys",
             View::Quotas => "quotas",
             View::Health => "health",
+            View::Alerts => "alerts",
             View::Migrations => "migrations",
             View::Usage => "usage",
+            View::Requests => "requests",
             View::Audit => "audit",
         }
     }

@@ -23,6 +23,7 @@ use switchboard::engine::export::{ExportError, ExportOptions, GroupBy, export_us
 use switchboard::store::Store;
 
 mod ledger;
+mod request_log;
 
 fn session(store: &Arc<Store>) -> AnalyticsSession {
     AnalyticsService::new(store.clone(), PricingTable::builtin(), QuotaPolicy::default()).session().unwrap()
@@ -434,7 +435,7 @@ fn csv_export_equals_the_database_and_is_safe() {
             let ts: i64 = r.get(1)?;
             Ok(vec![
                 r.get::<_, String>(0)?,
-                Utc.timestamp_millis_opt(ts).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                Utc.timestamp_millis_opt(ts).unwrap().format("%Y-%m-%dT%H:%M:%S").to_string(),
                 r.get(2)?,
                 r.get(3)?,
                 r.get(4)?,
@@ -445,6 +446,7 @@ fn csv_export_equals_the_database_and_is_safe() {
                 r.get::<_, i64>(9)?.to_string(),
                 r.get::<_, i64>(10)?.to_string(),
                 Micros(r.get(11)?).to_decimal_string(),
+                r.get::<_, i64>(11)?.to_string(),
                 r.get::<_, i64>(12)?.to_string(),
                 UsageStatus::from_code(r.get(13)?).unwrap().to_string(),
                 r.get(14)?,
@@ -456,14 +458,14 @@ fn csv_export_equals_the_database_and_is_safe() {
         .unwrap();
     let mut rd = csv::Reader::from_path(&out).unwrap();
     let h = rd.headers().unwrap().clone();
-    assert_eq!(&h[0], "timestamp");
+    assert_eq!(&h[0], "timestamp_utc");
     for col in ["supplier_name", "vendor_type", "cost_usd", "latency_ms", "status", "error_class", "request_id", "total_tokens"] {
         assert!(h.iter().any(|x| x == col), "{col} column");
     }
     let idx = |name: &str| h.iter().position(|x| x == name).unwrap();
     let cols = [
         "request_id",
-        "timestamp",
+        "timestamp_utc",
         "supplier_name",
         "vendor_type",
         "provider",
@@ -474,6 +476,7 @@ fn csv_export_equals_the_database_and_is_safe() {
         "cached_tokens",
         "output_tokens",
         "cost_usd",
+        "cost_micro_usd",
         "latency_ms",
         "status",
         "error_class",
@@ -485,19 +488,34 @@ fn csv_export_equals_the_database_and_is_safe() {
     assert_eq!(csv_rows, db);
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(!text.contains("sk-") && !text.contains("key_ref"), "no key material");
-    assert!(text.starts_with("timestamp,date,request_id"));
+    assert!(text.starts_with("timestamp_utc,date,request_id"));
 
     // Grouped by day: the sums equal the events.
     let by_day = dir.path().join("by-day.csv");
     export_usage(&store, &ExportOptions { group_by: Some(GroupBy::Day), ..export(&by_day, "2025-06-10", "2025-06-20") }, &cancel, |_| {})
         .unwrap();
     let mut rd = csv::Reader::from_path(&by_day).unwrap();
+    assert_eq!(&rd.headers().unwrap()[0], "date", "the per-day file calls its date column `date`, like the per-event file");
     let (mut req, mut cost) = (0u64, Micros::ZERO);
     for r in rd.deserialize::<std::collections::HashMap<String, String>>() {
         let r = r.unwrap();
         req += r["requests"].parse::<u64>().unwrap();
         cost += Micros::parse_decimal(&r["cost_usd"]).unwrap();
+        assert_eq!(Micros::parse_decimal(&r["cost_usd"]).unwrap().0, r["cost_micro_usd"].parse::<i64>().unwrap());
+        assert!(day(&r["date"]) >= day("2025-06-10"));
     }
+    // Per month: a month is its first day.
+    let by_month = dir.path().join("by-month-first-day.csv");
+    export_usage(
+        &store,
+        &ExportOptions { group_by: Some(GroupBy::Month), ..export(&by_month, "2025-06-10", "2025-06-20") },
+        &cancel,
+        |_| {},
+    )
+    .unwrap();
+    let dates: std::collections::BTreeSet<String> =
+        csv::Reader::from_path(&by_month).unwrap().records().map(|r| r.unwrap()[0].to_string()).collect();
+    assert_eq!(dates.into_iter().collect::<Vec<_>>(), ["2025-06-01"]);
     let (n, _, raw_cost) = raw_totals(&c, &format!("ts >= {} AND ts < {}", ms(day("2025-06-10")), ms(day("2025-06-21"))));
     assert_eq!((req, cost.0), (n, raw_cost));
 
@@ -567,7 +585,7 @@ fn csv_export_equals_the_database_and_is_safe() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("exporting"), "progress on stderr");
     let text = std::fs::read_to_string(&month_out).unwrap();
-    assert!(text.lines().skip(1).all(|l| l.starts_with("2025-06,2,")), "{text}");
+    assert!(text.lines().skip(1).all(|l| l.starts_with("2025-06-01,2,")), "a month is its first day: {text}");
 }
 
 /// Attributes of cell `r` (e.g. `B2`) in a worksheet XML.
@@ -614,28 +632,39 @@ fn libreoffice_reads_numbers_as_numbers_and_dates_as_dates() {
     let col = |name: &str| (b'A' + header.iter().position(|h| *h == name).unwrap() as u8) as char;
     let csv_row: Vec<String> = csv::Reader::from_path(&out).unwrap().records().next().unwrap().unwrap().iter().map(String::from).collect();
 
-    for name in ["cost_usd", "input_tokens", "total_tokens", "latency_ms"] {
+    for name in ["cost_usd", "cost_micro_usd", "input_tokens", "total_tokens", "latency_ms"] {
         let (c, v) = cell(&sheet, &format!("{}2", col(name)));
         assert!(attr(c, "t").is_none_or(|t| t == "n"), "{name} is a number: {c}");
         let want: f64 = csv_row[header.iter().position(|h| *h == name).unwrap()].parse().unwrap();
         assert!((v.unwrap().parse::<f64>().unwrap() - want).abs() < 1e-9, "{name} value");
     }
+    let xfs = &styles[styles.find("<cellXfs").unwrap()..];
+    // Whether a cell's style is a date (or date-time) format.
+    let date_style = |c: &str| -> bool {
+        let style: usize = attr(c, "s").unwrap().parse().unwrap();
+        let xf = xfs.split("<xf ").nth(style + 1).unwrap();
+        let fmt_id: u32 = attr(&format!(" {xf}"), "numFmtId").unwrap().parse().unwrap();
+        (14..=22).contains(&fmt_id)
+            || styles.split("<numFmt ").skip(1).any(|f| {
+                attr(&format!(" {f}"), "numFmtId") == Some(&fmt_id.to_string())
+                    && attr(&format!(" {f}"), "formatCode").is_some_and(|c| c.contains("yy"))
+            })
+    };
     // The date column: a number (days since 1899-12-30) with a date format.
     let (c, v) = cell(&sheet, &format!("{}2", col("date")));
     assert!(attr(c, "t").is_none_or(|t| t == "n"), "date is a number: {c}");
     let serial: i64 = v.unwrap().parse().unwrap();
     let want = day(&csv_row[1]);
     assert_eq!(day("1899-12-30") + Duration::days(serial), want);
-    let style: usize = attr(c, "s").unwrap().parse().unwrap();
-    let xfs = &styles[styles.find("<cellXfs").unwrap()..];
-    let xf = xfs.split("<xf ").nth(style + 1).unwrap();
-    let fmt_id: u32 = attr(&format!(" {xf}"), "numFmtId").unwrap().parse().unwrap();
-    let is_date = (14..=22).contains(&fmt_id)
-        || styles.split("<numFmt ").skip(1).any(|f| {
-            attr(&format!(" {f}"), "numFmtId") == Some(&fmt_id.to_string())
-                && attr(&format!(" {f}"), "formatCode").is_some_and(|c| c.contains("yy"))
-        });
-    assert!(is_date, "date cell has a date format (numFmtId {fmt_id})");
+    assert!(date_style(c), "date cell has a date format: {c}");
+    // The timestamp: a date-time number (days and the fraction of the day), to the second.
+    let (c, v) = cell(&sheet, &format!("{}2", col("timestamp_utc")));
+    assert!(attr(c, "t").is_none_or(|t| t == "n"), "timestamp_utc is a number, not text: {c}");
+    let serial: f64 = v.unwrap().parse().unwrap();
+    let want = chrono::NaiveDateTime::parse_from_str(&csv_row[0], "%Y-%m-%dT%H:%M:%S").unwrap();
+    let secs = (serial * 86_400.0).round() as i64;
+    assert_eq!(day("1899-12-30").and_hms_opt(0, 0, 0).unwrap() + Duration::seconds(secs), want);
+    assert!(date_style(c), "timestamp cell has a date-time format: {c}");
 }
 
 async fn ledger_writer_case(sync: switchboard::store::LedgerSync) {

@@ -381,10 +381,12 @@ fn without_a_runtime_migration_actions_are_written_to_the_store_like_the_cli() {
 #[test]
 fn health_and_migrations_views_are_in_the_navigation_and_on_the_command_line() {
     let names: Vec<&str> = View::ALL.iter().map(|v| v.slug()).collect();
-    assert_eq!(names, ["overview", "suppliers", "keys", "quotas", "health", "migrations", "usage", "audit"]);
+    assert_eq!(names, ["overview", "suppliers", "keys", "quotas", "health", "alerts", "migrations", "usage", "requests", "audit"]);
     assert_eq!(View::from_name("health"), Ok(View::Health));
     assert_eq!(View::from_name(" Migrations "), Ok(View::Migrations));
-    assert!(View::from_name("alerts").unwrap_err().contains("health, migrations"));
+    assert_eq!(View::from_name("alerts"), Ok(View::Alerts));
+    assert_eq!(View::from_name("requests"), Ok(View::Requests));
+    assert!(View::from_name("incidents").unwrap_err().contains("health, alerts, migrations"));
     let f = fixture();
     let mut h = harness(&f, start(View::Overview));
     wait_until(&mut h, "the overview", |h| shows(h, "Requests today") || shows(h, "No suppliers yet"));
@@ -393,6 +395,9 @@ fn health_and_migrations_views_are_in_the_navigation_and_on_the_command_line() {
     assert_eq!(h.state().view(), View::Health);
     assert!(shows(&h, "Add a key in Keys"));
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Num6);
+    wait_until(&mut h, "the alerts view", |h| shows(h, "No open alerts"));
+    assert_eq!(h.state().view(), View::Alerts);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Num7);
     wait_until(&mut h, "the migrations view", |h| shows(h, "No migrations yet"));
     assert_eq!(h.state().view(), View::Migrations);
 }
@@ -436,6 +441,7 @@ fn health_view_without_a_runtime_reads_the_stored_history_and_resolves_an_alert(
                 account_id: Some(acc),
                 message: "WedSync Anthropic is down: 4 probes failed".into(),
                 escalated: false,
+                incident_id: None,
             },
             now,
         )

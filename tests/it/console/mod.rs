@@ -20,6 +20,7 @@ use switchboard::engine::demo::DemoConfig;
 use switchboard::store::{AuditFilter, Store, SupplierFilter};
 use switchboard::ui::{AppOptions, ConsoleApp, SaveDialog, View};
 
+mod alerts_and_requests;
 mod health_and_migrations;
 mod schedule;
 mod usage_and_export;
@@ -196,7 +197,7 @@ fn edits_tier_and_weddings_from_the_detail_panel() {
     assert_eq!(s.weddings.len(), 2);
     let audit = f.store.audit_entries(&AuditFilter::default()).unwrap();
     assert_eq!(audit[0].action, "supplier.edit");
-    assert!(audit[0].detail.contains("tier=enterprise"), "{}", audit[0].detail);
+    assert_eq!(audit[0].detail, "tier: starter -> enterprise; weddings: +2027-09-18", "before → after");
     // The table shows the new tier.
     wait_until(&mut h, "the new tier in the table", |h| shows(h, "enterprise"));
 }
@@ -316,7 +317,7 @@ fn test_vault() -> Vault {
 }
 
 fn live_harness(f: &Fixture, live: LiveServices, view: View) -> Harness<'static, ConsoleApp> {
-    let opts = ServiceOptions { live: Some(live), after_demo: None };
+    let opts = ServiceOptions { live: Some(live), ..Default::default() };
     let (handle, events) =
         console::spawn_with(f._rt.handle(), f.store.clone(), Arc::new(SystemClock), QuotaPolicy::default(), Arc::new(|| {}), opts);
     let app = ConsoleApp::new(handle, events, start(view), None);
@@ -658,7 +659,7 @@ impl Routed {
 }
 
 fn harness_at(f: &Fixture, live: Option<LiveServices>, clock: Arc<dyn Clock>, view: View) -> Harness<'static, ConsoleApp> {
-    let opts = ServiceOptions { live, after_demo: None };
+    let opts = ServiceOptions { live, ..Default::default() };
     let (handle, events) = console::spawn_with(f._rt.handle(), f.store.clone(), clock, QuotaPolicy::default(), Arc::new(|| {}), opts);
     let app = ConsoleApp::new(handle, events, start(view), None);
     Harness::builder()
