@@ -41,6 +41,7 @@ pub use present::{QUOTA_BANDS, date_of_day_number, day_number, decimate};
 pub use protocol::*;
 pub use service::{LiveServices, LiveStarter, ServiceOptions, spawn, spawn_with};
 pub use views::audit::AuditView;
+pub use views::directory::{Directory, DirectoryAccount, DirectorySupplier, SERVE_DEFAULT_URL};
 pub use views::health::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
 pub use views::keys::{KeyRow, KeysView, OrphanKey, TokenRow};
 pub use views::migration_start::{PlanSummary, PlanView};

@@ -58,9 +58,11 @@ pub enum Channel {
     MigrationWrite,
     /// A parallel test from the console: never superseded (progress, then the report).
     Parallel,
+    /// The suppliers and accounts the pickers choose from.
+    Directory,
 }
 
-pub(in crate::console) const CHANNELS: usize = 19;
+pub(in crate::console) const CHANNELS: usize = 20;
 
 impl Channel {
     const ALL: [Channel; CHANNELS] = [
@@ -83,6 +85,7 @@ impl Channel {
         Channel::MigrationPlan,
         Channel::MigrationWrite,
         Channel::Parallel,
+        Channel::Directory,
     ];
 
     pub(in crate::console) fn index(self) -> usize {
@@ -168,6 +171,8 @@ pub struct UsageQuery {
 #[derive(Debug, Clone)]
 pub enum ConsoleCommand {
     LoadOverview,
+    /// Every supplier and account by name, for the pickers ([`Directory`]).
+    LoadDirectory,
     LoadSuppliers(SupplierQuery),
     LoadSupplierDetail(SupplierId),
     AddSupplier(NewSupplier),
@@ -276,6 +281,7 @@ impl ConsoleCommand {
     pub fn channel(&self) -> Channel {
         match self {
             ConsoleCommand::LoadOverview => Channel::Overview,
+            ConsoleCommand::LoadDirectory => Channel::Directory,
             ConsoleCommand::LoadSuppliers(_) => Channel::Suppliers,
             ConsoleCommand::LoadSupplierDetail(_) => Channel::SupplierDetail,
             ConsoleCommand::AddSupplier(_) | ConsoleCommand::EditSupplier { .. } | ConsoleCommand::RemoveSupplier(_) => Channel::Write,
@@ -314,6 +320,7 @@ impl ConsoleCommand {
 #[derive(Debug, Clone)]
 pub enum ConsoleEvent {
     Overview(Arc<Overview>),
+    Directory(Arc<Directory>),
     Suppliers(Arc<SupplierList>),
     SupplierDetail(Arc<SupplierDetail>),
     SupplierSaved {

@@ -62,6 +62,10 @@ pub struct ConsoleApp {
     migrations: views::migrations::State,
     usage: views::usage::State,
     audit: views::audit::State,
+    /// The pickers' candidates (the console's directory snapshot).
+    picks: views::picker::Picks,
+    /// The directory must be loaded again (after a write).
+    directory_dirty: bool,
 }
 
 const SEARCH: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::F);
@@ -101,6 +105,8 @@ impl ConsoleApp {
             migrations: Default::default(),
             usage: views::usage::State::new(saved.usage, opts.save_dialog, today),
             audit: Default::default(),
+            picks: Default::default(),
+            directory_dirty: true,
         }
     }
 
@@ -136,7 +142,20 @@ impl ConsoleApp {
     }
 
     fn on_event(&mut self, ev: ConsoleEvent) {
+        if matches!(
+            ev,
+            ConsoleEvent::SupplierSaved { .. }
+                | ConsoleEvent::SupplierRemoved { .. }
+                | ConsoleEvent::KeySaved { .. }
+                | ConsoleEvent::KeyRemoved { .. }
+                | ConsoleEvent::LiveReady { .. }
+                | ConsoleEvent::DemoReady { .. }
+        ) {
+            self.directory_dirty = true;
+        }
         match ev {
+            ConsoleEvent::Directory(d) => self.picks = views::picker::Picks::new(d),
+            ConsoleEvent::Failed { channel: Channel::Directory, message } => self.toasts.error(message),
             ConsoleEvent::DemoProgress { stage, done, .. } => {
                 if let Demo::Running { stage: s, done: d, .. } = &mut self.demo {
                     *s = stage;
@@ -282,6 +301,12 @@ impl ConsoleApp {
     /// Draws the whole window.
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         self.watch_live();
+        if self.directory_dirty && !matches!(self.demo, Demo::Running { .. }) {
+            self.directory_dirty = false;
+            if let Err(e) = self.handle.send(ConsoleCommand::LoadDirectory) {
+                self.toasts.error(e);
+            }
+        }
         let nav_fill = theme::palette(ui).nav;
         egui::Panel::left("nav")
             .exact_size(theme::NAV_WIDTH)
@@ -291,7 +316,7 @@ impl ConsoleApp {
         egui::CentralPanel::default()
             .frame(egui::Frame::central_panel(ui.style()).inner_margin(egui::Margin::same(theme::GAP_L as i8)))
             .show(ui, |ui| {
-                let mut cx = Cx { handle: &self.handle, toasts: &mut self.toasts, goto: None };
+                let mut cx = Cx { handle: &self.handle, picks: &self.picks, toasts: &mut self.toasts, goto: None };
                 if let Demo::Running { stage, done, started } = &self.demo {
                     demo_progress(ui, stage, *done, started.elapsed().as_secs_f64());
                     return;

@@ -26,3 +26,4 @@ mod keys;
 mod layers;
 mod providers;
 mod suppliers;
+mod ui_snapshots;

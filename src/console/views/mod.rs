@@ -2,6 +2,7 @@
 //! that build them (and the view's actions).
 
 pub mod audit;
+pub mod directory;
 pub mod export;
 pub mod health;
 pub mod keys;

@@ -10,6 +10,7 @@ pub mod health;
 pub mod keys;
 pub mod migrations;
 pub mod overview;
+pub mod picker;
 pub mod projections;
 pub mod quotas;
 pub mod suppliers;
@@ -99,6 +100,8 @@ pub enum Goto {
 /// What a view gets each frame besides its own state.
 pub struct Cx<'a> {
     pub handle: &'a ConsoleHandle,
+    /// Suppliers and accounts by name, for the pickers.
+    pub picks: &'a picker::Picks,
     pub toasts: &'a mut Toasts,
     pub goto: Option<Goto>,
 }

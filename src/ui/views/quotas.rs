@@ -4,6 +4,7 @@
 //! overview of how many suppliers sit near or over their quota.
 
 use super::charts::{Unit, category_plot, date_plot};
+use super::picker::Picker;
 use super::{Cx, Goto, empty_state, error_box, fmt_int, header, loading, quota_bar};
 use crate::console::{ConsoleCommand, ConsoleEvent, QUOTA_BANDS, QuotaQuery, QuotaView};
 use crate::domain::SupplierId;
@@ -19,6 +20,7 @@ pub struct State {
     pub dirty: bool,
     supplier: Option<SupplierId>,
     sent: Option<QuotaQuery>,
+    picker: Picker,
 }
 
 impl State {
@@ -50,6 +52,20 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         cx.send(ConsoleCommand::LoadQuota(q));
     }
     header(ui, "Quotas", "platform AI tokens against each tier's monthly quota (×1.5 from March to October)");
+    ui.horizontal(|ui| {
+        let picked = st.picker.show(ui, "Show supplier", "type a name, vendor type, tier or ID", 280.0, &cx.picks.suppliers);
+        if let Some(k) = picked.chosen {
+            st.supplier = Some(SupplierId(k));
+        }
+        let p = theme::palette(ui);
+        if st.supplier.is_none() {
+            ui.label(RichText::new("showing the supplier nearest its quota").small().color(p.muted));
+        } else if ui.button("Nearest its quota").on_hover_text("Show the platform supplier nearest its quota again").clicked() {
+            st.supplier = None;
+            st.picker.clear();
+        }
+    });
+    ui.add_space(theme::GAP_S);
     if let Some(e) = &st.error {
         error_box(ui, e);
     }
