@@ -164,8 +164,8 @@ impl ConsoleApp {
             }
             ConsoleEvent::DemoReady { summary, elapsed_secs } => {
                 self.toasts.info(format!(
-                    "Demo data ready: {} suppliers, {} usage events in {elapsed_secs:.1} s",
-                    summary.suppliers,
+                    "Demo data ready: {}, {} usage events in {elapsed_secs:.1} s",
+                    views::plural(summary.suppliers as usize, "supplier"),
                     views::fmt_int(summary.usage_events as i64)
                 ));
                 self.demo = Demo::Ready(summary, elapsed_secs);
@@ -379,7 +379,7 @@ impl ConsoleApp {
             ui.add(egui::Label::new(RichText::new(&self.db_label).small().color(p.muted)).truncate());
             match &self.demo {
                 Demo::Ready(s, secs) => {
-                    ui.label(RichText::new(format!("Demo data: {} suppliers ({secs:.0} s)", s.suppliers)).small().color(p.muted));
+                    ui.label(RichText::new(format!("Demo data: {} ({secs:.0} s)", views::plural(s.suppliers as usize, "supplier"))).small().color(p.muted));
                 }
                 Demo::Failed(e) => {
                     ui.label(RichText::new("Demo data failed").small().color(p.danger)).on_hover_text(e);

@@ -3,7 +3,7 @@
 //! up ×1.5 in the March–October season), its daily use as bars, and a tier
 //! overview of how many suppliers sit near or over their quota.
 
-use super::charts::{Unit, category_plot, date_plot};
+use super::charts::{Unit, category_plot, date_plot, fit_labels, legend_row};
 use super::picker::Picker;
 use super::{Cx, Goto, empty_state, error_box, fmt_int, header, loading, quota_bar};
 use crate::console::{ConsoleCommand, ConsoleEvent, QUOTA_BANDS, QuotaQuery, QuotaView};
@@ -127,6 +127,9 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                 let labels: Vec<String> =
                     v.tiers.iter().map(|t| format!("{} ({})", t.tier, super::fmt_compact(t.quota_tokens as f64))).collect();
                 let colors = [p.ok, p.ok.gamma_multiply(0.6), p.warn.gamma_multiply(0.7), p.warn, p.danger];
+                let legend: Vec<(&str, egui::Color32)> = QUOTA_BANDS.iter().copied().zip(colors).collect();
+                legend_row(ui, &legend);
+                let labels = fit_labels(&labels, ui.available_width());
                 category_plot("tier_bands", Unit::Count, 220.0, labels).show(ui, |pl| {
                     let mut below: Vec<BarChart> = Vec::new();
                     for (b, name) in QUOTA_BANDS.iter().enumerate() {

@@ -5,7 +5,7 @@
 //! [`super::export`]). The charts read the daily rollups; projections come
 //! from the analytics engine, recomputed when the end date changes.
 
-use super::charts::{Unit, category_plot, date_plot};
+use super::charts::{Unit, category_plot, date_plot, fit_labels, legend_row};
 use super::export::{Panel, SaveDialog};
 use super::{Cx, empty_state, error_box, header, loading, text_field};
 use crate::console::{Channel, ConsoleCommand, ConsoleEvent, ProjectionsView, UsageMetric, UsageQuery, UsageView};
@@ -222,7 +222,7 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             theme::card(ui).show(ui, |ui| {
                 ui.set_width(ui.available_width());
                 ui.label(RichText::new(format!("Total by {}", v.query.dimension.label().to_lowercase())).strong());
-                let labels: Vec<String> = v.series.iter().map(|s| s.key.clone()).collect();
+                let labels: Vec<String> = fit_labels(&v.series.iter().map(|s| s.key.clone()).collect::<Vec<_>>(), ui.available_width());
                 let bars: Vec<Bar> = v
                     .series
                     .iter()
@@ -251,7 +251,20 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                     .small()
                     .color(p.muted),
                 );
-                let labels: Vec<String> = v.monthly.iter().map(|m| m.label.clone()).collect();
+                // Short month names (the year at January and on the first bar), so every bar keeps its label.
+                let labels: Vec<String> = v
+                    .monthly
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        match crate::console::date_of_day_number(m.x) {
+                            Some(d) if i == 0 || chrono::Datelike::month(&d) == 1 => d.format("%b %y").to_string(),
+                            Some(d) => d.format("%b").to_string(),
+                            None => m.label.clone(),
+                        }
+                    })
+                    .collect();
+                legend_row(ui, &[("peak season (Mar–Oct)", p.peak), ("off-season", p.off_peak)]);
                 let peak: Vec<Bar> = v
                     .monthly
                     .iter()
@@ -266,13 +279,10 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                     .filter(|(_, m)| !m.peak)
                     .map(|(i, m)| Bar::new(i as f64, m.value).width(0.7).fill(p.off_peak))
                     .collect();
-                // Legend top left, over the first (usually off-season, lower) months rather than the peak.
-                category_plot("usage_monthly", u, 200.0, labels)
-                    .legend(egui_plot::Legend::default().position(egui_plot::Corner::LeftTop).follow_insertion_order(true))
-                    .show(ui, |pl| {
-                        pl.add(BarChart::new("peak season (Mar–Oct)", peak).color(p.peak));
-                        pl.add(BarChart::new("off-season", off).color(p.off_peak));
-                    });
+                category_plot("usage_monthly", u, 200.0, labels).show(ui, |pl| {
+                    pl.add(BarChart::new("peak season (Mar–Oct)", peak).color(p.peak));
+                    pl.add(BarChart::new("off-season", off).color(p.off_peak));
+                });
             });
         });
         ui.add_space(theme::GAP_M);
