@@ -52,4 +52,4 @@ pub use views::overview::{AccountSummary, Overview, WeddingDay};
 pub use views::projections::{FlaggedSupplier, MonthUsage, ProjectionsView, method_label};
 pub use views::quota::{QuotaView, SupplierQuotaChart, TierQuota};
 pub use views::suppliers::{SupplierDetail, SupplierList, SupplierRow, platform_time_zone, sort_rows};
-pub use views::usage::{MonthBar, Series, UsageView};
+pub use views::usage::{MonthBar, Series, SupplierSpendRow, TOP_SUPPLIERS, UsageView, bucketed};

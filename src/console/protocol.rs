@@ -157,6 +157,44 @@ impl UsageMetric {
     }
 }
 
+/// How the usage series are bucketed in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum UsageGranularity {
+    #[default]
+    Day,
+    /// Weeks from Monday.
+    Week,
+    Month,
+}
+
+impl UsageGranularity {
+    pub const ALL: [UsageGranularity; 3] = [UsageGranularity::Day, UsageGranularity::Week, UsageGranularity::Month];
+    pub fn label(self) -> &'static str {
+        match self {
+            UsageGranularity::Day => "Daily",
+            UsageGranularity::Week => "Weekly",
+            UsageGranularity::Month => "Monthly",
+        }
+    }
+    /// "day", "week", "month".
+    pub fn noun(self) -> &'static str {
+        match self {
+            UsageGranularity::Day => "day",
+            UsageGranularity::Week => "week",
+            UsageGranularity::Month => "month",
+        }
+    }
+    /// The first day of the bucket `d` falls in.
+    pub fn bucket(self, d: NaiveDate) -> NaiveDate {
+        use chrono::Datelike;
+        match self {
+            UsageGranularity::Day => d,
+            UsageGranularity::Week => d - chrono::Duration::days(i64::from(d.weekday().num_days_from_monday())),
+            UsageGranularity::Month => crate::domain::calendar::first_of_month(d),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UsageQuery {
     pub from: NaiveDate,
@@ -164,6 +202,7 @@ pub struct UsageQuery {
     pub to: NaiveDate,
     pub dimension: UsageDimension,
     pub metric: UsageMetric,
+    pub granularity: UsageGranularity,
     pub max_points: usize,
 }
 

@@ -27,12 +27,27 @@ pub struct AppOptions {
 }
 
 /// What survives a restart (eframe storage; window size is kept by eframe).
+/// The views' settings belong to the database they were made on (the demo's
+/// stay with the demo), so a real database never opens with the demo's.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Persisted {
     pub view: View,
+    /// Settings per database: its path, or `demo` for demo mode.
+    pub databases: std::collections::BTreeMap<String, ViewSettings>,
+}
+
+/// One database's view settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ViewSettings {
     pub suppliers: views::suppliers::Persisted,
     pub usage: views::usage::Persisted,
+}
+
+/// The key of a database's settings: `demo` in demo mode (a new throwaway file each time), its label otherwise.
+fn settings_key(opts: &AppOptions) -> String {
+    if opts.demo.is_some() { "demo".into() } else { opts.db_label.clone() }
 }
 
 const STORAGE_KEY: &str = "switchboard.console";
@@ -66,6 +81,10 @@ pub struct ConsoleApp {
     picks: views::picker::Picks,
     /// The directory must be loaded again (after a write).
     directory_dirty: bool,
+    /// Whose view settings these are (see [`Persisted::databases`]).
+    settings_key: String,
+    /// The saved settings of every database, written back with this one's.
+    other_databases: std::collections::BTreeMap<String, ViewSettings>,
 }
 
 const SEARCH: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::F);
@@ -76,6 +95,8 @@ impl ConsoleApp {
     /// Builds the app; starts demo generation when asked. `storage` restores the last UI state.
     pub fn new(handle: ConsoleHandle, events: ConsoleEvents, opts: AppOptions, storage: Option<&dyn eframe::Storage>) -> Self {
         let saved: Persisted = storage.and_then(|s| eframe::get_value(s, STORAGE_KEY)).unwrap_or_default();
+        let key = settings_key(&opts);
+        let mine = saved.databases.get(&key).cloned().unwrap_or_default();
         let mut toasts = Toasts::default();
         let demo = match opts.demo {
             Some(cfg) => match handle.send(ConsoleCommand::GenerateDemo(cfg)) {
@@ -96,17 +117,19 @@ impl ConsoleApp {
             demo,
             db_label: opts.db_label,
             overview: Default::default(),
-            suppliers: views::suppliers::State::new(saved.suppliers),
+            suppliers: views::suppliers::State::new(mine.suppliers),
             keys: Default::default(),
             watching: Watch::Nothing,
             first_frame_done: false,
             quotas: Default::default(),
             health: Default::default(),
             migrations: Default::default(),
-            usage: views::usage::State::new(saved.usage, opts.save_dialog, today),
+            usage: views::usage::State::new(mine.usage, opts.save_dialog, today),
             audit: Default::default(),
             picks: Default::default(),
             directory_dirty: true,
+            settings_key: key,
+            other_databases: saved.databases,
         }
     }
 
@@ -115,7 +138,14 @@ impl ConsoleApp {
     }
 
     pub fn persisted(&self) -> Persisted {
-        Persisted { view: self.view, suppliers: self.suppliers.persisted(), usage: self.usage.persisted() }
+        let mut databases = self.other_databases.clone();
+        databases.insert(self.settings_key.clone(), ViewSettings { suppliers: self.suppliers.persisted(), usage: self.usage.persisted() });
+        Persisted { view: self.view, databases }
+    }
+
+    /// This database's view settings as they would be saved now.
+    pub fn view_settings(&self) -> ViewSettings {
+        ViewSettings { suppliers: self.suppliers.persisted(), usage: self.usage.persisted() }
     }
 
     /// Drains runtime events and handles global shortcuts. Call once per frame before [`Self::ui`].
@@ -227,6 +257,10 @@ impl ConsoleApp {
             | ConsoleEvent::ExportExists { .. }
             | ConsoleEvent::ExportCancelled
             | ConsoleEvent::Failed { channel: Channel::Usage | Channel::Projections | Channel::Export, .. }) => {
+                // One projection for both views: Quotas lists the same flagged suppliers.
+                if let ConsoleEvent::Projections(v) = &ev {
+                    self.quotas.on_projections(v.clone());
+                }
                 self.usage.on_event(ev, &mut self.toasts)
             }
             ev @ (ConsoleEvent::Audit(_) | ConsoleEvent::Failed { channel: Channel::Audit, .. }) => self.audit.on_event(ev),
@@ -379,7 +413,11 @@ impl ConsoleApp {
             ui.add(egui::Label::new(RichText::new(&self.db_label).small().color(p.muted)).truncate());
             match &self.demo {
                 Demo::Ready(s, secs) => {
-                    ui.label(RichText::new(format!("Demo data: {} ({secs:.0} s)", views::plural(s.suppliers as usize, "supplier"))).small().color(p.muted));
+                    ui.label(
+                        RichText::new(format!("Demo data: {} ({secs:.0} s)", views::plural(s.suppliers as usize, "supplier")))
+                            .small()
+                            .color(p.muted),
+                    );
                 }
                 Demo::Failed(e) => {
                     ui.label(RichText::new("Demo data failed").small().color(p.danger)).on_hover_text(e);

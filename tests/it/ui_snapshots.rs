@@ -68,7 +68,12 @@ fn harness(w: &World, view: View, size: (u32, u32)) -> Harness<'static, ConsoleA
     let app = ConsoleApp::new(
         handle,
         events,
-        AppOptions { db_label: "snapshots.db".into(), start_view: Some(view), save_dialog: SaveDialog::answering(None), ..Default::default() },
+        AppOptions {
+            db_label: "snapshots.db".into(),
+            start_view: Some(view),
+            save_dialog: SaveDialog::answering(None),
+            ..Default::default()
+        },
         None,
     );
     Harness::builder()
@@ -95,7 +100,7 @@ fn screen(h: &Harness<'static, ConsoleApp>) -> Vec<String> {
 fn settle(h: &mut Harness<'static, ConsoleApp>, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     let (mut last, mut same) = (Vec::new(), 0);
-    while same < 12 {
+    while same < 6 {
         h.step();
         let s = screen(h);
         let busy = s.iter().any(|l| l.starts_with("Loading") || l.ends_with('…') && l.contains("ing "));

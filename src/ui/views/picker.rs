@@ -208,6 +208,15 @@ impl Picker {
             self.open = true;
         }
         let focused = response.has_focus();
+        // A single-line field gives up its focus on Enter: Enter picks the highlighted match.
+        if self.open && response.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter)) {
+            let hits = rank(items, &self.text);
+            if let Some(it) = hits.get(self.highlight.min(hits.len().min(SHOWN).saturating_sub(1))) {
+                let (k, t) = (it.key, it.title.clone());
+                self.choose(k, &t);
+                return Picked { response, chosen: Some(k) };
+            }
+        }
         if !focused && !self.list_hovered {
             self.open = false;
         }
@@ -237,19 +246,11 @@ impl Picker {
                 self.list_hovered = false;
                 return Picked { response, chosen: None };
             }
-            // A single-line field loses focus on Enter.
             if enter && let Some(it) = hits.get(self.highlight.min(shown.saturating_sub(1))) {
                 let (k, t) = (it.key, it.title.clone());
                 self.choose(k, &t);
                 return Picked { response, chosen: Some(k) };
             }
-        } else if ui.input(|i| i.key_pressed(Key::Enter))
-            && response.lost_focus()
-            && let Some(it) = hits.get(self.highlight.min(shown.saturating_sub(1)))
-        {
-            let (k, t) = (it.key, it.title.clone());
-            self.choose(k, &t);
-            return Picked { response, chosen: Some(k) };
         }
         let p = *theme::palette(ui);
         let mut clicked: Option<(i64, String)> = None;

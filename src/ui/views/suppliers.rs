@@ -5,10 +5,10 @@
 
 use super::charts::{Unit, date_plot};
 use super::overview::accounts_grid;
-use crate::console::AccountSummary;
-use crate::domain::ValidationStatus;
 use super::{Cx, Goto, empty_state, error_box, fmt_int, fmt_money, loading, quota_bar, text_field};
+use crate::console::AccountSummary;
 use crate::console::{ConsoleCommand, ConsoleEvent, ConsoleHandle, SupplierDetail, SupplierList, SupplierQuery, SupplierSort};
+use crate::domain::ValidationStatus;
 use crate::domain::{AiMode, NewSupplier, Supplier, SupplierId, Tier, VendorType};
 use crate::domain::{SupplierFilter, SupplierPatch};
 use crate::ui::theme;
@@ -383,6 +383,29 @@ fn combo<T: Copy + PartialEq + std::fmt::Display>(ui: &mut Ui, label: &str, valu
 
 /// The ID column's width (IDs are what `switchboard` commands take).
 const ID_WIDTH: f32 = 44.0;
+/// The narrowest a name column gets.
+const NAME_MIN: f32 = 140.0;
+
+struct Widths {
+    name: f32,
+    cols: [(SupplierSort, &'static str, f32); 5],
+}
+
+/// The table's column widths for `available` pixels: the fixed columns at
+/// their widths and the name column with the rest; when that does not fit,
+/// the fixed columns shrink together (to 60 % at most) first.
+fn column_widths(available: f32) -> Widths {
+    let gaps = theme::GAP_S * (COLS.len() + 1) as f32 + 4.0;
+    let fixed: f32 = COLS.iter().map(|c| c.2).sum();
+    let room = available - ID_WIDTH - gaps - NAME_MIN;
+    let scale = (room / fixed).clamp(0.6, 1.0);
+    let mut cols = COLS;
+    for c in &mut cols {
+        c.2 = (c.2 * scale).floor();
+    }
+    let used: f32 = cols.iter().map(|c| c.2).sum();
+    Widths { name: (available - ID_WIDTH - gaps - used).max(NAME_MIN), cols }
+}
 
 /// Column widths of the table (the name column takes the rest).
 const COLS: [(SupplierSort, &str, f32); 5] = [
@@ -406,8 +429,11 @@ fn table(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         );
         return;
     }
-    let fixed: f32 = COLS.iter().map(|c| c.2).sum::<f32>() + ID_WIDTH;
-    let name_w = (ui.available_width() - fixed - theme::GAP_S * (COLS.len() + 1) as f32).max(140.0);
+    // The columns shrink (down to 60 %) so that the table fits beside the
+    // detail panel; nothing is drawn past the table's own width.
+    let widths = column_widths(ui.available_width());
+    let cols = widths.cols;
+    let name_w = widths.name;
     // Header with sort buttons, aligned with the cells below.
     ui.horizontal(|ui| {
         ui.add_space(4.0);
@@ -416,7 +442,7 @@ fn table(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             ui.label(RichText::new("ID").strong().color(theme::palette(ui).muted));
         });
         header_cell(ui, st, SupplierSort::Name, "Name", name_w);
-        for (sort, label, w) in COLS {
+        for (sort, label, w) in cols {
             header_cell(ui, st, sort, label, w);
         }
     });
@@ -465,24 +491,24 @@ fn table(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                 cell(ui, name_w, &mut |ui| {
                     ui.add(egui::Label::new(RichText::new(&r.name).strong()).truncate().selectable(false));
                 });
-                cell(ui, COLS[0].2, &mut |ui| {
+                cell(ui, cols[0].2, &mut |ui| {
                     ui.add(egui::Label::new(r.vendor_type.as_str()).selectable(false));
                 });
-                cell(ui, COLS[1].2, &mut |ui| {
+                cell(ui, cols[1].2, &mut |ui| {
                     ui.add(egui::Label::new(r.tier.as_str()).selectable(false));
                 });
-                cell(ui, COLS[2].2, &mut |ui| {
+                cell(ui, cols[2].2, &mut |ui| {
                     let color = if r.ai_mode == AiMode::Client { p.accent } else { ui.visuals().text_color() };
                     ui.add(egui::Label::new(RichText::new(r.ai_mode.as_str()).color(color)).selectable(false));
                 });
-                cell(ui, COLS[3].2, &mut |ui| {
+                cell(ui, cols[3].2, &mut |ui| {
                     if r.ai_mode == AiMode::Client && r.quota.used == 0 {
                         ui.add(egui::Label::new(RichText::new("own account").color(p.muted)).selectable(false));
                     } else {
-                        quota_bar(ui, COLS[3].2 - 10.0, r.quota_percent());
+                        quota_bar(ui, cols[3].2 - 10.0, r.quota_percent());
                     }
                 });
-                cell(ui, COLS[4].2, &mut |ui| {
+                cell(ui, cols[4].2, &mut |ui| {
                     let text = match r.next_wedding {
                         Some(d) if d == today => RichText::new("today").strong().color(p.peak),
                         Some(d) => RichText::new(d.format("%d %b %Y").to_string()),
@@ -619,7 +645,8 @@ fn detail_panel(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     }
     ui.horizontal_wrapped(|ui| {
         for w in upcoming.iter().take(24) {
-            ui.label(RichText::new(w.format("%d %b %Y").to_string()).small());
+            // One date never breaks across two lines.
+            ui.add(egui::Label::new(RichText::new(w.format("%d %b %Y").to_string()).small()).extend());
         }
         if upcoming.len() > 24 {
             ui.label(RichText::new(format!("and {} more", upcoming.len() - 24)).small().color(p.muted));
@@ -797,6 +824,18 @@ fn enum_row<T: Copy + PartialEq + std::fmt::Display>(ui: &mut Ui, label: &str, v
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_fits_its_width_beside_the_detail_panel() {
+        for available in [560.0, 676.0, 900.0, 1500.0] {
+            let w = column_widths(available);
+            let total = ID_WIDTH + w.name + w.cols.iter().map(|c| c.2).sum::<f32>() + theme::GAP_S * (COLS.len() + 1) as f32 + 4.0;
+            assert!(total <= available + 0.5 || w.cols.iter().zip(COLS).all(|(a, b)| a.2 <= b.2 * 0.6 + 0.5), "{available}: {total}");
+            assert!(w.name >= NAME_MIN);
+        }
+        // Wide enough: nothing shrinks.
+        assert_eq!(column_widths(1500.0).cols, COLS);
+    }
 
     #[test]
     fn wedding_dates_are_validated_with_clear_messages() {

@@ -21,6 +21,7 @@ use switchboard::store::{AuditFilter, Store, SupplierFilter};
 use switchboard::ui::{AppOptions, ConsoleApp, SaveDialog, View};
 
 mod health_and_migrations;
+mod pickers;
 mod usage_and_export;
 
 struct Fixture {

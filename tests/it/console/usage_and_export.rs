@@ -162,6 +162,7 @@ fn peak_and_off_season_averages_count_only_days_with_history() {
         to: today,
         dimension: switchboard::domain::UsageDimension::Route,
         metric: UsageMetric::Requests,
+        granularity: Default::default(),
         max_points: 400,
     };
     handle.send(ConsoleCommand::LoadUsage(q)).unwrap();

@@ -17,7 +17,12 @@ pub(super) struct StartForm {
 impl StartForm {
     pub(super) fn new(supplier: SupplierId) -> Self {
         // The name is filled in from the directory when the form is drawn.
-        StartForm { supplier: Picker::with(supplier.0, format!("#{}", supplier.0)), field_error: None, scroll_to: true, mirror: MirrorFields::default() }
+        StartForm {
+            supplier: Picker::with(supplier.0, format!("#{}", supplier.0)),
+            field_error: None,
+            scroll_to: true,
+            mirror: MirrorFields::default(),
+        }
     }
 }
 
