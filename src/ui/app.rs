@@ -183,6 +183,20 @@ impl ConsoleApp {
         ) {
             self.directory_dirty = true;
         }
+        // A write that succeeded resolves the errors shown before it.
+        if matches!(
+            ev,
+            ConsoleEvent::SupplierSaved { .. }
+                | ConsoleEvent::SupplierRemoved { .. }
+                | ConsoleEvent::KeyRemoved { .. }
+                | ConsoleEvent::TokenIssued { .. }
+                | ConsoleEvent::TokenRevoked { .. }
+                | ConsoleEvent::AlertUpdated { .. }
+                | ConsoleEvent::MigrationChanged { .. }
+                | ConsoleEvent::ExportDone(_)
+        ) {
+            self.toasts.resolve_errors();
+        }
         match ev {
             ConsoleEvent::Directory(d) => self.picks = views::picker::Picks::new(d),
             ConsoleEvent::Failed { channel: Channel::Directory, message } => self.toasts.error(message),

@@ -531,7 +531,7 @@ fn live_overview_shows_a_breaker_opening_during_a_simulated_outage() {
 
 // ---- CSV export and projections ---------------------------------------------
 
-use switchboard::domain::{Micros, PricingTable, RequestType, Route, TokenUsage, UsageEvent, UsageStatus};
+use switchboard::domain::{PricingTable, RequestType, Route, TokenUsage, UsageEvent, UsageStatus};
 
 fn pricing() -> &'static PricingTable {
     static P: std::sync::OnceLock<PricingTable> = std::sync::OnceLock::new();

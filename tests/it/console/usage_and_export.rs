@@ -112,7 +112,14 @@ fn projections_show_the_supplier_that_will_exceed_its_quota() {
     let month_end: i64 = report.suppliers.iter().map(|s| s.month_end.month.cost.0).sum();
     assert!(month_end > to_date && to_date > 0);
     assert!(
-        shows(&h, &format!("This month: {} so far, {} projected by its end", Micros(to_date), Micros(month_end))),
+        shows(
+            &h,
+            &format!(
+                "This month: {} so far, {} projected by its end",
+                switchboard::ui::views::fmt_money(to_date),
+                switchboard::ui::views::fmt_money(month_end)
+            )
+        ),
         "the engine's sums, in dollars"
     );
     assert!(!shows(&h, "Quiet Florals"), "a supplier well under quota is not");
