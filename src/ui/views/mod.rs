@@ -258,30 +258,6 @@ pub fn fmt_compact(v: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn money_reads_well_at_every_size() {
-        assert_eq!(fmt_money(0), "$0.00", "never $0.000000");
-        assert_eq!(fmt_money(3), "$0.000003", "a tiny cost keeps its digits");
-        assert_eq!(fmt_money(1_500), "$0.0015");
-        assert_eq!(fmt_money(14_321), "$0.0143");
-        assert_eq!(fmt_money(500_000), "$0.50");
-        assert_eq!(fmt_money(999_990), "$1.00");
-        assert_eq!(fmt_money(1_234_567_890), "$1,234.57");
-        assert_eq!(fmt_money(-14_321), "-$0.0143");
-    }
-
-    #[test]
-    fn plurals_agree_with_their_number() {
-        assert_eq!(plural(1, "supplier"), "1 supplier");
-        assert_eq!(plural(0, "supplier"), "0 suppliers");
-        assert_eq!(plural(1200, "account"), "1,200 accounts");
-    }
-}
-
 /// A coloured quota bar with its percentage.
 pub fn quota_bar(ui: &mut Ui, width: f32, percent: f64) -> egui::Response {
     let color = theme::quota_color(ui, percent);
@@ -325,4 +301,28 @@ pub fn confirm(ctx: &egui::Context, id: &str, title: &str, body: &str, (yes, no)
         });
     });
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_reads_well_at_every_size() {
+        assert_eq!(fmt_money(0), "$0.00", "never $0.000000");
+        assert_eq!(fmt_money(3), "$0.000003", "a tiny cost keeps its digits");
+        assert_eq!(fmt_money(1_500), "$0.0015");
+        assert_eq!(fmt_money(14_321), "$0.0143");
+        assert_eq!(fmt_money(500_000), "$0.50");
+        assert_eq!(fmt_money(999_990), "$1.00");
+        assert_eq!(fmt_money(1_234_567_890), "$1,234.57");
+        assert_eq!(fmt_money(-14_321), "-$0.0143");
+    }
+
+    #[test]
+    fn plurals_agree_with_their_number() {
+        assert_eq!(plural(1, "supplier"), "1 supplier");
+        assert_eq!(plural(0, "supplier"), "0 suppliers");
+        assert_eq!(plural(1200, "account"), "1,200 accounts");
+    }
 }

@@ -154,7 +154,7 @@ impl State {
 
     /// The typed custom dates differ from the ones in use.
     fn custom_pending(&self) -> bool {
-        parse_range(&self.from_text, &self.to_text).map_or(true, |r| r != self.custom)
+        parse_range(&self.from_text, &self.to_text) != Ok(self.custom)
     }
 }
 
