@@ -97,7 +97,8 @@ mod tests {
 
     fn frame(ctx: &egui::Context, toasts: &mut Toasts, t: f64) {
         let input = egui::RawInput { time: Some(t), ..Default::default() };
-        let _ = ctx.run_ui(input, |ui| toasts.show(ui.ctx()));
+        let mut out = ctx.run_ui(input, |ui| toasts.show(ui.ctx()));
+        out.textures_delta.clear();
     }
 
     #[test]
