@@ -826,6 +826,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_past_wedding_date_is_added_and_said_so_and_a_pending_one_is_not_dropped() {
+        let today: NaiveDate = "2026-06-15".parse().unwrap();
+        let mut f = Form::new();
+        f.new_date = "2026-05-02".into();
+        assert!(f.add_date(today));
+        assert!(f.date_note.as_deref().is_some_and(|n| n.contains("is in the past")));
+        f.new_date = "2026-09-1".into();
+        assert!(f.take_pending_date(today).unwrap_err().contains("'2026-09-1' is not added yet"));
+        f.new_date = "2026-09-12".into();
+        assert!(f.take_pending_date(today).is_ok());
+        assert_eq!(f.weddings.len(), 2);
+        assert!(f.new_date.is_empty() && f.date_note.is_none());
+    }
+
+    #[test]
     fn the_table_fits_its_width_beside_the_detail_panel() {
         for available in [560.0, 676.0, 900.0, 1500.0] {
             let w = column_widths(available);
