@@ -173,7 +173,13 @@ pub fn parse_wedding_date(text: &str) -> Result<NaiveDate, String> {
     if t.is_empty() {
         return Err("type a date first, e.g. 2026-06-20".into());
     }
-    let d = t.parse::<NaiveDate>().map_err(|_| format!("'{t}' is not a date; write it as YYYY-MM-DD, e.g. 2026-06-20"))?;
+    // Strictly YYYY-MM-DD: "2026-09-1" is a date half typed, not the 1st.
+    let whole = t.len() == 10 && t.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    let d = t
+        .parse::<NaiveDate>()
+        .ok()
+        .filter(|_| whole)
+        .ok_or_else(|| format!("'{t}' is not a date; write it as YYYY-MM-DD, e.g. 2026-06-20"))?;
     if !(2000..=2100).contains(&chrono::Datelike::year(&d)) {
         return Err(format!("{d} is outside 2000–2100; check the year"));
     }
