@@ -62,9 +62,11 @@ pub enum Channel {
     Alerts,
     /// The Request log's searches.
     Requests,
+    /// The suppliers and accounts the pickers choose from.
+    Directory,
 }
 
-pub(in crate::console) const CHANNELS: usize = 21;
+pub(in crate::console) const CHANNELS: usize = 22;
 
 impl Channel {
     const ALL: [Channel; CHANNELS] = [
@@ -89,6 +91,7 @@ impl Channel {
         Channel::Parallel,
         Channel::Alerts,
         Channel::Requests,
+        Channel::Directory,
     ];
 
     pub(in crate::console) fn index(self) -> usize {
@@ -160,6 +163,44 @@ impl UsageMetric {
     }
 }
 
+/// How the usage series are bucketed in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum UsageGranularity {
+    #[default]
+    Day,
+    /// Weeks from Monday.
+    Week,
+    Month,
+}
+
+impl UsageGranularity {
+    pub const ALL: [UsageGranularity; 3] = [UsageGranularity::Day, UsageGranularity::Week, UsageGranularity::Month];
+    pub fn label(self) -> &'static str {
+        match self {
+            UsageGranularity::Day => "Daily",
+            UsageGranularity::Week => "Weekly",
+            UsageGranularity::Month => "Monthly",
+        }
+    }
+    /// "day", "week", "month".
+    pub fn noun(self) -> &'static str {
+        match self {
+            UsageGranularity::Day => "day",
+            UsageGranularity::Week => "week",
+            UsageGranularity::Month => "month",
+        }
+    }
+    /// The first day of the bucket `d` falls in.
+    pub fn bucket(self, d: NaiveDate) -> NaiveDate {
+        use chrono::Datelike;
+        match self {
+            UsageGranularity::Day => d,
+            UsageGranularity::Week => d - chrono::Duration::days(i64::from(d.weekday().num_days_from_monday())),
+            UsageGranularity::Month => crate::domain::calendar::first_of_month(d),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UsageQuery {
     pub from: NaiveDate,
@@ -167,6 +208,7 @@ pub struct UsageQuery {
     pub to: NaiveDate,
     pub dimension: UsageDimension,
     pub metric: UsageMetric,
+    pub granularity: UsageGranularity,
     pub max_points: usize,
 }
 
@@ -174,6 +216,8 @@ pub struct UsageQuery {
 #[derive(Debug, Clone)]
 pub enum ConsoleCommand {
     LoadOverview,
+    /// Every supplier and account by name, for the pickers ([`Directory`]).
+    LoadDirectory,
     LoadSuppliers(SupplierQuery),
     LoadSupplierDetail(SupplierId),
     AddSupplier(NewSupplier),
@@ -311,6 +355,7 @@ impl ConsoleCommand {
     pub fn channel(&self) -> Channel {
         match self {
             ConsoleCommand::LoadOverview => Channel::Overview,
+            ConsoleCommand::LoadDirectory => Channel::Directory,
             ConsoleCommand::LoadSuppliers(_) => Channel::Suppliers,
             ConsoleCommand::LoadSupplierDetail(_) => Channel::SupplierDetail,
             ConsoleCommand::AddSupplier(_) | ConsoleCommand::EditSupplier { .. } | ConsoleCommand::RemoveSupplier(_) => Channel::Write,
@@ -359,6 +404,7 @@ impl ConsoleCommand {
 #[derive(Debug, Clone)]
 pub enum ConsoleEvent {
     Overview(Arc<Overview>),
+    Directory(Arc<Directory>),
     Suppliers(Arc<SupplierList>),
     SupplierDetail(Arc<SupplierDetail>),
     SupplierSaved {

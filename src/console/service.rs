@@ -273,6 +273,7 @@ impl Service {
     pub(in crate::console) fn execute(&self, cmd: ConsoleCommand) -> Res<ConsoleEvent> {
         Ok(match cmd {
             ConsoleCommand::LoadOverview => ConsoleEvent::Overview(Arc::new(self.overview()?)),
+            ConsoleCommand::LoadDirectory => ConsoleEvent::Directory(Arc::new(self.directory()?)),
             ConsoleCommand::LoadSuppliers(q) => ConsoleEvent::Suppliers(Arc::new(self.suppliers(&q)?)),
             ConsoleCommand::LoadSupplierDetail(id) => ConsoleEvent::SupplierDetail(Arc::new(self.detail(id)?)),
             ConsoleCommand::AddSupplier(new) => {

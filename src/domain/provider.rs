@@ -89,7 +89,12 @@ pub enum ValidationStatus {
     NoPermission,
     RateLimited,
     QuotaExhausted,
+    /// No connection could be made (DNS, refused, TLS).
     Unreachable,
+    /// The provider answered, with an error of its own (a 5xx, an overload, an unreadable answer).
+    ServerError,
+    /// The provider did not answer in time.
+    Timeout,
 }
 string_enum!(ValidationStatus, "validation status", {
     Valid => "valid",
@@ -98,6 +103,8 @@ string_enum!(ValidationStatus, "validation status", {
     RateLimited => "rate_limited",
     QuotaExhausted => "quota_exhausted",
     Unreachable => "unreachable",
+    ServerError => "server_error",
+    Timeout => "timeout",
 });
 
 /// A provider account as stored: everything but the key itself.

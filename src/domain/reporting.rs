@@ -65,11 +65,19 @@ pub enum UsageDimension {
     Route,
     RequestType,
     VendorType,
+    /// One supplier (its name now).
+    Supplier,
 }
 
 impl UsageDimension {
-    pub const ALL: [UsageDimension; 5] =
-        [UsageDimension::Provider, UsageDimension::Model, UsageDimension::Route, UsageDimension::RequestType, UsageDimension::VendorType];
+    pub const ALL: [UsageDimension; 6] = [
+        UsageDimension::Provider,
+        UsageDimension::Model,
+        UsageDimension::Route,
+        UsageDimension::RequestType,
+        UsageDimension::VendorType,
+        UsageDimension::Supplier,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -78,6 +86,7 @@ impl UsageDimension {
             UsageDimension::Route => "Route",
             UsageDimension::RequestType => "Request type",
             UsageDimension::VendorType => "Vendor type",
+            UsageDimension::Supplier => "Supplier",
         }
     }
 }

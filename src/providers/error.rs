@@ -137,7 +137,11 @@ impl ProviderError {
             Self::RateLimited { .. } => ValidationStatus::RateLimited,
             Self::QuotaExhausted { .. } => ValidationStatus::QuotaExhausted,
             Self::BadRequest { status: 404, .. } => ValidationStatus::NoPermission,
-            _ => ValidationStatus::Unreachable,
+            // Only a failed connection is "unreachable": a provider that answers
+            // with a 500 was reached (the console must not say otherwise).
+            Self::Connect { .. } => ValidationStatus::Unreachable,
+            Self::Timeout { .. } => ValidationStatus::Timeout,
+            _ => ValidationStatus::ServerError,
         }
     }
 
@@ -465,5 +469,8 @@ mod tests {
         let e = ProviderError::from_response("OpenAI", 502, &HeaderMap::new(), b"<html>bad gateway</html>", key);
         assert_eq!(e.class(), "server_error");
         assert!(e.to_string().contains("bad gateway"));
+        assert_eq!(e.validation_status(), ValidationStatus::ServerError, "a provider that answers 502 was reached");
+        let e = ProviderError::from_response("OpenAI", 500, &HeaderMap::new(), b"oops", key);
+        assert_eq!(e.validation_status().as_str(), "server_error", "a 500 is not labelled unreachable");
     }
 }

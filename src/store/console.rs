@@ -33,6 +33,17 @@ pub struct BreakdownCell {
     pub cost_micros: i64,
 }
 
+/// One supplier's usage summed over a range of days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupplierSpend {
+    pub id: SupplierId,
+    /// Its name now, or `supplier #ID` when it was removed.
+    pub name: String,
+    pub requests: i64,
+    pub tokens: i64,
+    pub cost_micros: i64,
+}
+
 /// A wedding on a day, with the supplier it affects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeddingRow {
@@ -123,6 +134,9 @@ impl Store {
 
     /// Usage per day and per group of `dim` over `[from, to)`.
     pub fn usage_breakdown(&self, dim: UsageDimension, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<BreakdownCell>> {
+        if dim == UsageDimension::Supplier {
+            return self.usage_by_supplier_day(from, to);
+        }
         // All suppliers together: the day × dimensions rollup, a few hundred
         // rows a day whatever the number of suppliers (vendor type as it was
         // when the usage was recorded).
@@ -132,6 +146,7 @@ impl Store {
             UsageDimension::Route => "CAST(u.route AS TEXT)",
             UsageDimension::RequestType => "CAST(u.request_type AS TEXT)",
             UsageDimension::VendorType => "u.vendor_type",
+            UsageDimension::Supplier => "u.supplier_id",
         };
         let rows = self.with_conn(|c| {
             let mut st = c.prepare(&format!(
@@ -166,6 +181,52 @@ impl Store {
                 c
             })
             .collect())
+    }
+
+    /// Usage per day and supplier over `[from, to)` from the per-supplier day
+    /// rollup, keyed by the supplier's name.
+    fn usage_by_supplier_day(&self, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<BreakdownCell>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(
+                "SELECT u.day, coalesce(s.name, 'supplier #' || u.supplier_id), u.requests,
+                        u.input_tokens + u.cached_tokens + u.cache_write_tokens + u.output_tokens, u.cost_micros
+                 FROM usage_supplier_day u LEFT JOIN suppliers s ON s.id = u.supplier_id
+                 WHERE u.day >= ?1 AND u.day < ?2 ORDER BY 1, 2",
+            )?;
+            let rows = st.query_map(params![day_str(from), day_str(to)], |r| {
+                Ok(BreakdownCell {
+                    day: parse_day(&r.get::<_, String>(0)?),
+                    key: r.get(1)?,
+                    requests: r.get(2)?,
+                    tokens: r.get(3)?,
+                    cost_micros: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Every supplier's usage summed over `[from, to)`, the most expensive first
+    /// (then by name); suppliers without usage in the range are absent.
+    pub fn supplier_spend(&self, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<SupplierSpend>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(
+                "SELECT u.supplier_id, coalesce(s.name, 'supplier #' || u.supplier_id), sum(u.requests),
+                        sum(u.input_tokens + u.cached_tokens + u.cache_write_tokens + u.output_tokens), sum(u.cost_micros)
+                 FROM usage_supplier_day u LEFT JOIN suppliers s ON s.id = u.supplier_id
+                 WHERE u.day >= ?1 AND u.day < ?2 GROUP BY u.supplier_id ORDER BY 5 DESC, 2 COLLATE NOCASE, 1",
+            )?;
+            let rows = st.query_map(params![day_str(from), day_str(to)], |r| {
+                Ok(SupplierSpend {
+                    id: SupplierId(r.get(0)?),
+                    name: r.get(1)?,
+                    requests: r.get(2)?,
+                    tokens: r.get(3)?,
+                    cost_micros: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
     }
 
     /// Weddings on the days `[from, to)`, by day then supplier name.

@@ -34,7 +34,7 @@ pub use accounts::NewAccount;
 pub use alerts::{Alert, Incident, NewAlert, Raised};
 pub use analytics::{AnalyticsReader, DimFilter, SupplierInfo};
 pub use audit::{AuditEntry, AuditFilter, os_user as audit_actor};
-pub use console::{AuditRow, BreakdownCell, SupplierDay, WeddingRow};
+pub use console::{AuditRow, BreakdownCell, SupplierDay, SupplierSpend, WeddingRow};
 pub use health::{CompactionReport, HealthAggregateRow, HealthSampleRow, SeriesPoint};
 pub use idempotency::{AttemptTimes, Claim, IdempotencyDb, StoredAnswer};
 pub use migrations::{LedgerSide, MirrorRecord, Recommendation, mirror_prefix};

@@ -30,14 +30,29 @@ pub struct AppOptions {
 }
 
 /// What survives a restart (eframe storage; window size is kept by eframe).
+/// The views' settings belong to the database they were made on (the demo's
+/// stay with the demo), so a real database never opens with the demo's.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Persisted {
     pub view: View,
+    /// Settings per database: its path, or `demo` for demo mode.
+    pub databases: std::collections::BTreeMap<String, ViewSettings>,
+    /// The user switched desktop notifications off (for every database).
+    pub notifications_off: bool,
+}
+
+/// One database's view settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ViewSettings {
     pub suppliers: views::suppliers::Persisted,
     pub usage: views::usage::Persisted,
-    /// The user switched desktop notifications off.
-    pub notifications_off: bool,
+}
+
+/// The key of a database's settings: `demo` in demo mode (a new throwaway file each time), its label otherwise.
+fn settings_key(opts: &AppOptions) -> String {
+    if opts.demo.is_some() { "demo".into() } else { opts.db_label.clone() }
 }
 
 const STORAGE_KEY: &str = "switchboard.console";
@@ -69,6 +84,14 @@ pub struct ConsoleApp {
     requests: views::requests::State,
     usage: views::usage::State,
     audit: views::audit::State,
+    /// The pickers' candidates (the console's directory snapshot).
+    picks: views::picker::Picks,
+    /// The directory must be loaded again (after a write).
+    directory_dirty: bool,
+    /// Whose view settings these are (see [`Persisted::databases`]).
+    settings_key: String,
+    /// The saved settings of every database, written back with this one's.
+    other_databases: std::collections::BTreeMap<String, ViewSettings>,
 }
 
 const SEARCH: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::F);
@@ -79,6 +102,8 @@ impl ConsoleApp {
     /// Builds the app; starts demo generation when asked. `storage` restores the last UI state.
     pub fn new(handle: ConsoleHandle, events: ConsoleEvents, opts: AppOptions, storage: Option<&dyn eframe::Storage>) -> Self {
         let saved: Persisted = storage.and_then(|s| eframe::get_value(s, STORAGE_KEY)).unwrap_or_default();
+        let key = settings_key(&opts);
+        let mine = saved.databases.get(&key).cloned().unwrap_or_default();
         let mut toasts = Toasts::default();
         let demo = match opts.demo {
             Some(cfg) => match handle.send(ConsoleCommand::GenerateDemo(cfg)) {
@@ -107,7 +132,7 @@ impl ConsoleApp {
             demo,
             db_label: opts.db_label,
             overview: Default::default(),
-            suppliers: views::suppliers::State::new(saved.suppliers),
+            suppliers: views::suppliers::State::new(mine.suppliers),
             keys: Default::default(),
             watching: Watch::Nothing,
             first_frame_done: false,
@@ -116,8 +141,12 @@ impl ConsoleApp {
             alerts,
             migrations: Default::default(),
             requests: views::requests::State::new(today),
-            usage: views::usage::State::new(saved.usage, opts.save_dialog, today),
+            usage: views::usage::State::new(mine.usage, opts.save_dialog, today),
             audit: Default::default(),
+            picks: Default::default(),
+            directory_dirty: true,
+            settings_key: key,
+            other_databases: saved.databases,
         }
     }
 
@@ -126,12 +155,14 @@ impl ConsoleApp {
     }
 
     pub fn persisted(&self) -> Persisted {
-        Persisted {
-            view: self.view,
-            suppliers: self.suppliers.persisted(),
-            usage: self.usage.persisted(),
-            notifications_off: self.alerts.notify == Some(false),
-        }
+        let mut databases = self.other_databases.clone();
+        databases.insert(self.settings_key.clone(), self.view_settings());
+        Persisted { view: self.view, databases, notifications_off: self.alerts.notify == Some(false) }
+    }
+
+    /// This database's view settings as they would be saved now.
+    pub fn view_settings(&self) -> ViewSettings {
+        ViewSettings { suppliers: self.suppliers.persisted(), usage: self.usage.persisted() }
     }
 
     /// Drains runtime events and handles global shortcuts. Call once per frame before [`Self::ui`].
@@ -158,7 +189,34 @@ impl ConsoleApp {
     }
 
     fn on_event(&mut self, ev: ConsoleEvent) {
+        if matches!(
+            ev,
+            ConsoleEvent::SupplierSaved { .. }
+                | ConsoleEvent::SupplierRemoved { .. }
+                | ConsoleEvent::KeySaved { .. }
+                | ConsoleEvent::KeyRemoved { .. }
+                | ConsoleEvent::LiveReady { .. }
+                | ConsoleEvent::DemoReady { .. }
+        ) {
+            self.directory_dirty = true;
+        }
+        // A write that succeeded resolves the errors shown before it.
+        if matches!(
+            ev,
+            ConsoleEvent::SupplierSaved { .. }
+                | ConsoleEvent::SupplierRemoved { .. }
+                | ConsoleEvent::KeyRemoved { .. }
+                | ConsoleEvent::TokenIssued { .. }
+                | ConsoleEvent::TokenRevoked { .. }
+                | ConsoleEvent::AlertUpdated { .. }
+                | ConsoleEvent::MigrationChanged { .. }
+                | ConsoleEvent::ExportDone(_)
+        ) {
+            self.toasts.resolve_errors();
+        }
         match ev {
+            ConsoleEvent::Directory(d) => self.picks = views::picker::Picks::new(d),
+            ConsoleEvent::Failed { channel: Channel::Directory, message } => self.toasts.error(message),
             ConsoleEvent::DemoProgress { stage, done, .. } => {
                 if let Demo::Running { stage: s, done: d, .. } = &mut self.demo {
                     *s = stage;
@@ -167,8 +225,8 @@ impl ConsoleApp {
             }
             ConsoleEvent::DemoReady { summary, elapsed_secs } => {
                 self.toasts.info(format!(
-                    "Demo data ready: {} suppliers, {} usage events in {elapsed_secs:.1} s",
-                    summary.suppliers,
+                    "Demo data ready: {}, {} usage events in {elapsed_secs:.1} s",
+                    views::plural(summary.suppliers as usize, "supplier"),
                     views::fmt_int(summary.usage_events as i64)
                 ));
                 self.demo = Demo::Ready(summary, elapsed_secs);
@@ -231,6 +289,10 @@ impl ConsoleApp {
             | ConsoleEvent::ExportExists { .. }
             | ConsoleEvent::ExportCancelled
             | ConsoleEvent::Failed { channel: Channel::Usage | Channel::Projections | Channel::Export, .. }) => {
+                // One projection for both views: Quotas lists the same flagged suppliers.
+                if let ConsoleEvent::Projections(v) = &ev {
+                    self.quotas.on_projections(v.clone());
+                }
                 self.usage.on_event(ev, &mut self.toasts)
             }
             ev @ (ConsoleEvent::Audit(_) | ConsoleEvent::Failed { channel: Channel::Audit, .. }) => self.audit.on_event(ev),
@@ -325,6 +387,12 @@ impl ConsoleApp {
     /// Draws the whole window.
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         self.watch_live();
+        if self.directory_dirty && !matches!(self.demo, Demo::Running { .. }) {
+            self.directory_dirty = false;
+            if let Err(e) = self.handle.send(ConsoleCommand::LoadDirectory) {
+                self.toasts.error(e);
+            }
+        }
         let nav_fill = theme::palette(ui).nav;
         egui::Panel::left("nav")
             .exact_size(theme::NAV_WIDTH)
@@ -334,7 +402,7 @@ impl ConsoleApp {
         egui::CentralPanel::default()
             .frame(egui::Frame::central_panel(ui.style()).inner_margin(egui::Margin::same(theme::GAP_L as i8)))
             .show(ui, |ui| {
-                let mut cx = Cx { handle: &self.handle, toasts: &mut self.toasts, goto: None };
+                let mut cx = Cx { handle: &self.handle, picks: &self.picks, toasts: &mut self.toasts, goto: None };
                 if let Demo::Running { stage, done, started } = &self.demo {
                     demo_progress(ui, stage, *done, started.elapsed().as_secs_f64());
                     return;
@@ -399,7 +467,11 @@ impl ConsoleApp {
             ui.add(egui::Label::new(RichText::new(&self.db_label).small().color(p.muted)).truncate());
             match &self.demo {
                 Demo::Ready(s, secs) => {
-                    ui.label(RichText::new(format!("Demo data: {} suppliers ({secs:.0} s)", s.suppliers)).small().color(p.muted));
+                    ui.label(
+                        RichText::new(format!("Demo data: {} ({secs:.0} s)", views::plural(s.suppliers as usize, "supplier")))
+                            .small()
+                            .color(p.muted),
+                    );
                 }
                 Demo::Failed(e) => {
                     ui.label(RichText::new("Demo data failed").small().color(p.danger)).on_hover_text(e);

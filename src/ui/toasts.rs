@@ -1,5 +1,7 @@
 //! Notifications in the corner of the window: successes fade after a few
-//! seconds, errors stay until dismissed.
+//! seconds; errors stay longer (until dismissed, or for half a minute), and
+//! close by themselves once a later action succeeds ([`Toasts::resolve_errors`]).
+//! The same message is never stacked twice.
 
 use super::theme;
 use egui::{Align2, RichText};
@@ -24,6 +26,7 @@ pub struct Toasts {
 }
 
 const INFO_SECS: f64 = 4.0;
+const ERROR_SECS: f64 = 30.0;
 
 impl Toasts {
     pub fn info(&mut self, text: impl Into<String>) {
@@ -33,11 +36,24 @@ impl Toasts {
         self.pending.push((Level::Error, text.into()));
     }
 
+    /// Closes the error notifications: what they reported was resolved (a later write succeeded).
+    pub fn resolve_errors(&mut self) {
+        self.list.retain(|t| t.level != Level::Error);
+        self.pending.retain(|(l, _)| *l != Level::Error);
+    }
+
+    /// How many notifications are up or waiting, of a level.
+    pub fn count(&self, level: Level) -> usize {
+        self.list.iter().filter(|t| t.level == level).count() + self.pending.iter().filter(|(l, _)| *l == level).count()
+    }
+
     /// Draws the toasts and schedules a repaint only for the next expiry.
     pub fn show(&mut self, ctx: &egui::Context) {
         let now = ctx.input(|i| i.time);
         for (level, text) in self.pending.drain(..) {
-            let until = (level == Level::Info).then_some(now + INFO_SECS);
+            let until = Some(now + if level == Level::Info { INFO_SECS } else { ERROR_SECS });
+            // The same message again: keep one, for longer.
+            self.list.retain(|t| !(t.level == level && t.text == text));
             self.list.push(Toast { level, text, until });
         }
         self.list.retain(|t| t.until.is_none_or(|u| u > now));
@@ -72,5 +88,35 @@ impl Toasts {
         if let Some(i) = dismiss {
             self.list.remove(i);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(ctx: &egui::Context, toasts: &mut Toasts, t: f64) {
+        let input = egui::RawInput { time: Some(t), ..Default::default() };
+        let mut out = ctx.run_ui(input, |ui| toasts.show(ui.ctx()));
+        out.textures_delta.clear();
+    }
+
+    #[test]
+    fn errors_close_once_resolved_or_after_a_while_and_never_stack() {
+        let ctx = egui::Context::default();
+        let mut t = Toasts::default();
+        t.error("the key service is not running");
+        t.error("the key service is not running");
+        frame(&ctx, &mut t, 0.0);
+        assert_eq!(t.count(Level::Error), 1, "the same message is shown once");
+        t.resolve_errors();
+        assert_eq!(t.count(Level::Error), 0, "a later success closes it");
+        t.error("disk full");
+        t.info("Saved");
+        frame(&ctx, &mut t, 1.0);
+        frame(&ctx, &mut t, 10.0);
+        assert_eq!((t.count(Level::Info), t.count(Level::Error)), (0, 1));
+        frame(&ctx, &mut t, 40.0);
+        assert_eq!(t.count(Level::Error), 0, "an error closes by itself in the end");
     }
 }

@@ -31,3 +31,4 @@ mod pools;
 mod providers;
 mod suppliers;
 mod translate;
+mod ui_snapshots;

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod directory;
 pub mod export;
 pub mod getting_started;
 pub mod health;

@@ -1,5 +1,6 @@
-//! The Usage & cost view's charts: one daily series per group (the largest
-//! eight), monthly bars and peak against off-season daily averages.
+//! The Usage & cost view's charts: one series per group (the largest eight)
+//! by day, week or month, monthly bars and peak against off-season daily
+//! averages, and the suppliers' spend over the range (the top twenty).
 
 use crate::console::service::{Res, Service, msg};
 use crate::console::*;
@@ -22,6 +23,19 @@ pub struct MonthBar {
     pub peak: bool,
 }
 
+/// One supplier's spend over the view's range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupplierSpendRow {
+    pub id: crate::domain::SupplierId,
+    pub name: String,
+    pub requests: i64,
+    pub tokens: i64,
+    pub cost_micros: i64,
+}
+
+/// How many suppliers the top table lists.
+pub const TOP_SUPPLIERS: usize = 20;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageView {
     pub query: UsageQuery,
@@ -34,6 +48,12 @@ pub struct UsageView {
     pub off_daily_avg: f64,
     pub peak_days: usize,
     pub off_days: usize,
+    /// The most expensive suppliers over the range, most expensive first.
+    pub top_suppliers: Vec<SupplierSpendRow>,
+    /// Suppliers with any usage in the range.
+    pub suppliers_with_usage: usize,
+    /// Cost of all suppliers over the range (the top table's shares are of it).
+    pub suppliers_cost_micros: i64,
 }
 
 impl Service {
@@ -83,13 +103,20 @@ impl Service {
             let t = other.iter().sum();
             keyed.push((format!("other ({})", rest.len()), other, t));
         }
-        let x0 = day_number(q.from);
         let series = keyed
             .into_iter()
             .map(|(key, v, total)| {
-                let pts: Vec<[f64; 2]> = v.iter().enumerate().map(|(i, y)| [x0 + i as f64, *y]).collect();
+                let pts = bucketed(&v, q.from, q.granularity);
                 Series { key, points: decimate(&pts, q.max_points), total }
             })
+            .collect();
+        let spend = self.store.supplier_spend(q.from, q.to + Duration::days(1)).map_err(msg)?;
+        let suppliers_cost_micros = spend.iter().fold(0i64, |a, s| a.saturating_add(s.cost_micros));
+        let suppliers_with_usage = spend.len();
+        let top_suppliers = spend
+            .into_iter()
+            .take(TOP_SUPPLIERS)
+            .map(|s| SupplierSpendRow { id: s.id, name: s.name, requests: s.requests, tokens: s.tokens, cost_micros: s.cost_micros })
             .collect();
         let season = &self.policy.season;
         let mut monthly: Vec<MonthBar> = Vec::new();
@@ -122,6 +149,40 @@ impl Service {
             off_daily_avg: if off_days > 0 { off_sum / off_days as f64 } else { 0.0 },
             peak_days,
             off_days,
+            top_suppliers,
+            suppliers_with_usage,
+            suppliers_cost_micros,
         })
+    }
+}
+
+/// Daily values from `from` on, summed into buckets of `g`: one point per
+/// bucket at its first day (a partial first or last bucket holds only its days in the range).
+pub fn bucketed(daily: &[f64], from: chrono::NaiveDate, g: UsageGranularity) -> Vec<[f64; 2]> {
+    let mut out: Vec<[f64; 2]> = Vec::new();
+    for (i, y) in daily.iter().enumerate() {
+        let x = day_number(g.bucket(from + Duration::days(i as i64)));
+        match out.last_mut() {
+            Some(p) if p[0] == x => p[1] += y,
+            _ => out.push([x, *y]),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daily_values_are_summed_into_weeks_from_monday_and_months() {
+        // Thu 2026-01-29 … Tue 2026-02-03: 6 days of 1.0.
+        let from: chrono::NaiveDate = "2026-01-29".parse().unwrap();
+        let days = vec![1.0; 6];
+        assert_eq!(bucketed(&days, from, UsageGranularity::Day).len(), 6);
+        let weeks = bucketed(&days, from, UsageGranularity::Week);
+        assert_eq!(weeks, vec![[day_number("2026-01-26".parse().unwrap()), 4.0], [day_number("2026-02-02".parse().unwrap()), 2.0]]);
+        let months = bucketed(&days, from, UsageGranularity::Month);
+        assert_eq!(months, vec![[day_number("2026-01-01".parse().unwrap()), 3.0], [day_number("2026-02-01".parse().unwrap()), 3.0]]);
     }
 }

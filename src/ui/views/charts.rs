@@ -6,6 +6,8 @@
 
 use super::fmt_compact;
 use crate::console::date_of_day_number;
+use crate::ui::theme;
+use egui::{RichText, Ui};
 use egui_plot::{GridMark, Legend, Plot};
 use std::ops::RangeInclusive;
 
@@ -221,12 +223,41 @@ pub fn date_plot(id: &str, unit: Unit, height: f32) -> Plot<'static> {
         })
 }
 
-/// A plot with category labels on the x axis (index → label).
+/// Shortens category labels so that each fits its bar's slot in a plot
+/// `width` pixels wide (about 7 px a character), ending a cut one with "…".
+pub fn fit_labels(labels: &[String], width: f32) -> Vec<String> {
+    let slot = (width - 60.0).max(60.0) / labels.len().max(1) as f32;
+    let max_chars = ((slot - 6.0) / 7.0).floor().max(3.0) as usize;
+    labels
+        .iter()
+        .map(|l| if l.chars().count() <= max_chars { l.clone() } else { format!("{}…", l.chars().take(max_chars - 1).collect::<String>()) })
+        .collect()
+}
+
+/// A row of coloured swatches with names: the legend of a category plot,
+/// drawn above it so that it never covers a bar.
+pub fn legend_row(ui: &mut Ui, items: &[(&str, egui::Color32)]) {
+    ui.horizontal_wrapped(|ui| {
+        for (name, color) in items {
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+            ui.painter().rect_filled(rect, 2.0, *color);
+            ui.label(RichText::new(*name).small());
+            ui.add_space(theme::GAP_S);
+        }
+    });
+}
+
+/// A plot with category labels on the x axis (index → label), every one of
+/// them shown (cut to fit with [`fit_labels`] by the caller); it has no
+/// legend inside (see [`legend_row`]), so nothing covers the bars.
 pub fn category_plot(id: &str, unit: Unit, height: f32, labels: Vec<String>) -> Plot<'static> {
     let tick_labels = labels.clone();
+    let last = labels.len().saturating_sub(1) as f64;
     Plot::new(id)
         .height(height)
-        .legend(Legend::default().position(egui_plot::Corner::RightTop).follow_insertion_order(true))
+        // Room on both sides, so the first and last labels are not cut at the edge.
+        .include_x(-0.7)
+        .include_x(last + 0.7)
         .custom_x_axes(vec![
             egui_plot::AxisHints::new_x()
                 .formatter(move |m, _| {
@@ -236,7 +267,7 @@ pub fn category_plot(id: &str, unit: Unit, height: f32, labels: Vec<String>) -> 
                     }
                     tick_labels.get(i as usize).cloned().unwrap_or_default()
                 })
-                .label_spacing(20.0..=60.0),
+                .label_spacing(8.0..=12.0),
         ])
         .x_grid_spacer(|input| {
             let (lo, hi) = input.bounds;

@@ -174,6 +174,19 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
 
 const BOARD_WIDTHS: [f32; 9] = [92.0, 180.0, 96.0, 140.0, 120.0, 60.0, 60.0, 60.0, 70.0];
 
+/// The board's one-line verdict: green only when every account was judged
+/// and none is down or degraded; accounts not judged yet are said so.
+fn board_summary(total: usize, down: usize, degraded: usize, unknown: usize, p: &theme::Palette) -> (String, egui::Color32) {
+    let accounts = |n: usize| if n == 1 { "1 account".to_string() } else { format!("{n} accounts") };
+    match (down, degraded, unknown) {
+        (0, 0, 0) => ("no account down or degraded".to_string(), p.ok),
+        (0, 0, u) if u == total => (format!("{} not probed yet: no verdict", accounts(u)), p.muted),
+        (0, 0, u) => (format!("none down or degraded · {} not probed yet", accounts(u)), p.muted),
+        (d, g, 0) => (format!("{d} down · {g} degraded"), if d > 0 { p.danger } else { p.warn }),
+        (d, g, u) => (format!("{d} down · {g} degraded · {} not probed yet", accounts(u)), if d > 0 { p.danger } else { p.warn }),
+    }
+}
+
 fn board(ui: &mut Ui, v: &HealthView, st: &mut State, today: NaiveDate) {
     let p = *theme::palette(ui);
     let down = v.rows.iter().filter(|r| r.verdict == Verdict::Down).count();
@@ -182,10 +195,8 @@ fn board(ui: &mut Ui, v: &HealthView, st: &mut State, today: NaiveDate) {
         ui.set_width(ui.available_width());
         ui.horizontal(|ui| {
             ui.label(RichText::new(format!("Provider accounts ({})", v.rows.len())).strong());
-            let (text, color) = match (down, degraded) {
-                (0, 0) => ("no account down or degraded".to_string(), p.ok),
-                (d, g) => (format!("{d} down · {g} degraded"), if d > 0 { p.danger } else { p.warn }),
-            };
+            let unknown = v.rows.iter().filter(|r| r.verdict == Verdict::Unknown).count();
+            let (text, color) = board_summary(v.rows.len(), down, degraded, unknown, &p);
             ui.label(RichText::new(text).color(color));
             ui.label(
                 RichText::new(format!("probes every {} s · click an account for its charts", v.probe_interval_secs)).small().color(p.muted),

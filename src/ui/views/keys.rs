@@ -6,6 +6,7 @@
 //! button), list with hints and last use, revoke. Everything goes through
 //! console commands; the keychain is reached only by the service.
 
+use super::picker::Picker;
 use super::{Cx, cell, confirm, empty_state, error_box, header, loading, text_field};
 use crate::console::{ConsoleCommand, ConsoleEvent, KeyRow, KeysView, TokenRow};
 use crate::domain::Secret;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 struct AddForm {
     provider: ProviderKind,
     platform: bool,
-    supplier: String,
+    owner: Picker,
     label: String,
     base_url: String,
     model: String,
@@ -37,7 +38,7 @@ impl Default for AddForm {
         Self {
             provider: ProviderKind::OpenAi,
             platform: true,
-            supplier: String::new(),
+            owner: Picker::default(),
             label: String::new(),
             base_url: String::new(),
             model: String::new(),
@@ -77,7 +78,7 @@ pub struct State {
     confirm_remove: Option<(AccountId, String)>,
     /// The second confirmation: the account is a supplier's active route.
     force_remove: Option<(AccountId, String)>,
-    token_supplier: String,
+    token_supplier: Picker,
     token_error: Option<String>,
     issuing: bool,
     /// The new token, shown once in a dialog; dropped (and wiped) when closed.
@@ -354,7 +355,7 @@ fn add_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             });
             ui.end_row();
             if !f.platform {
-                text_field(ui, "Owner's supplier ID", &mut f.supplier, "the ID shown in Suppliers, e.g. 12", 320.0);
+                f.owner.show(ui, "Owner", "type a supplier's name, vendor type, tier or ID", 320.0, &cx.picks.suppliers);
                 ui.end_row();
             }
             text_field(ui, "Label", &mut f.label, "optional, e.g. OpenAI production", 320.0);
@@ -410,11 +411,7 @@ fn add_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         let owner = if f.platform {
             Ok(AccountOwner::Platform)
         } else {
-            f.supplier
-                .trim()
-                .parse::<i64>()
-                .map(|n| AccountOwner::Supplier(SupplierId(n)))
-                .map_err(|_| format!("'{}' is not a supplier ID; write the number shown in Suppliers", f.supplier.trim()))
+            f.owner.resolve(&cx.picks.suppliers, "supplier").map(|n| AccountOwner::Supplier(SupplierId(n)))
         };
         let owner = match owner {
             Ok(o) => o,
@@ -456,17 +453,20 @@ fn tokens_card(ui: &mut Ui, tokens: &[TokenRow], st: &mut State, cx: &mut Cx<'_>
         );
         ui.add_space(theme::GAP_XS);
         ui.horizontal(|ui| {
-            text_field(ui, "Supplier ID", &mut st.token_supplier, "e.g. 12", 100.0);
+            let picked = st.token_supplier.show(ui, "Token for", "type a supplier's name or ID", 260.0, &cx.picks.suppliers);
+            if picked.chosen.is_some() {
+                st.token_error = None;
+            }
             if st.issuing {
                 ui.spinner();
             } else if ui.button("Issue token").clicked() {
-                match st.token_supplier.trim().parse::<i64>() {
+                match st.token_supplier.resolve(&cx.picks.suppliers, "supplier") {
                     Ok(n) => {
                         st.issuing = true;
                         st.token_error = None;
                         cx.send(ConsoleCommand::IssueToken(SupplierId(n)));
                     }
-                    Err(_) => st.token_error = Some(format!("'{}' is not a supplier ID", st.token_supplier.trim())),
+                    Err(e) => st.token_error = Some(e),
                 }
             }
         });
@@ -543,9 +543,25 @@ fn dialogs(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                 ui.add(egui::Label::new(RichText::new(token.expose()).monospace()).selectable(true).wrap());
             });
             ui.add_space(theme::GAP_S);
+            let (url, running) = cx.picks.directory.send_requests_to();
+            ui.label(RichText::new("Send requests to").strong());
+            ui.add(egui::Label::new(RichText::new(&url).monospace()).selectable(true).wrap());
+            ui.label(
+                RichText::new(if running {
+                    "This console's gateway listens there now. Use it as the OpenAI base URL, with the token as the API key (Authorization: Bearer …)."
+                } else {
+                    "Where `switchboard serve` listens by default (its --listen sets another address); no gateway runs in this console. Use it as the OpenAI base URL, with the token as the API key."
+                })
+                .small()
+                .color(p.muted),
+            );
+            ui.add_space(theme::GAP_S);
             ui.horizontal(|ui| {
                 if ui.button("Copy").clicked() {
                     ui.ctx().copy_text(token.expose().to_string());
+                }
+                if ui.button("Copy URL").clicked() {
+                    ui.ctx().copy_text(url.clone());
                 }
                 if ui.button("Done").clicked() {
                     close = true;

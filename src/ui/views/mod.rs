@@ -12,6 +12,7 @@ pub mod health;
 pub mod keys;
 pub mod migrations;
 pub mod overview;
+pub mod picker;
 pub mod pools;
 pub mod projections;
 pub mod quotas;
@@ -121,6 +122,8 @@ pub enum Goto {
 /// What a view gets each frame besides its own state.
 pub struct Cx<'a> {
     pub handle: &'a ConsoleHandle,
+    /// Suppliers and accounts by name, for the pickers.
+    pub picks: &'a picker::Picks,
     pub toasts: &'a mut Toasts,
     pub goto: Option<Goto>,
 }
@@ -209,14 +212,42 @@ pub fn fmt_int(n: i64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
-/// Micro-dollars as dollars with cents (`$1,234.56`).
 /// [`fmt_int`] for a count that cannot be negative.
 pub fn fmt_count(n: u64) -> String {
     fmt_int(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
+/// `n` with its noun in the right number: `1 supplier`, `2 suppliers`, `1,200 suppliers`.
+pub fn plural(n: usize, noun: &str) -> String {
+    let n_text = fmt_count(n as u64);
+    if n == 1 { format!("{n_text} {noun}") } else { format!("{n_text} {noun}s") }
+}
+
+/// Money for reading: dollars with cents from a dollar up (`$1,234.56`);
+/// below a dollar up to four decimals from a cent up (`$0.0143`, `$0.50`),
+/// six for smaller amounts (`$0.000003`, the exact micro-dollars); nothing is
+/// written as `$0.000000`.
 pub fn fmt_money(micros: i64) -> String {
-    crate::domain::Micros(micros).to_string()
+    let abs = micros.unsigned_abs();
+    let sign = if micros < 0 { "-" } else { "" };
+    if abs == 0 {
+        return "$0.00".into();
+    }
+    if abs >= 1_000_000 {
+        return crate::domain::Micros(micros).to_string();
+    }
+    let digits = if abs >= 10_000 {
+        // Four decimals, rounded; at least two.
+        let d = format!("{:04}", (abs + 50) / 100);
+        if d.len() > 4 {
+            return format!("{sign}$1.00");
+        }
+        let trimmed = d.trim_end_matches('0');
+        if trimmed.len() < 2 { d[..2].to_string() } else { trimmed.to_string() }
+    } else {
+        format!("{abs:06}").trim_end_matches('0').to_string()
+    };
+    format!("{sign}$0.{digits}")
 }
 
 /// Money on a metric card: whole cents from one cent up (`$0.93`, not
@@ -292,4 +323,28 @@ pub fn confirm(ctx: &egui::Context, id: &str, title: &str, body: &str, (yes, no)
         });
     });
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_reads_well_at_every_size() {
+        assert_eq!(fmt_money(0), "$0.00", "never $0.000000");
+        assert_eq!(fmt_money(3), "$0.000003", "a tiny cost keeps its digits");
+        assert_eq!(fmt_money(1_500), "$0.0015");
+        assert_eq!(fmt_money(14_321), "$0.0143");
+        assert_eq!(fmt_money(500_000), "$0.50");
+        assert_eq!(fmt_money(999_990), "$1.00");
+        assert_eq!(fmt_money(1_234_567_890), "$1,234.57");
+        assert_eq!(fmt_money(-14_321), "-$0.0143");
+    }
+
+    #[test]
+    fn plurals_agree_with_their_number() {
+        assert_eq!(plural(1, "supplier"), "1 supplier");
+        assert_eq!(plural(0, "supplier"), "0 suppliers");
+        assert_eq!(plural(1200, "account"), "1,200 accounts");
+    }
 }

@@ -274,7 +274,7 @@ fn live_section(ui: &mut Ui, l: &LiveSnapshot) {
         ui.columns(3, |cols| {
             let ui = &mut cols[0];
             let open = l.accounts.iter().filter(|a| a.breaker != BreakerView::Closed).count();
-            ui.label(RichText::new(format!("Breakers ({} accounts, {open} not closed)", l.accounts.len())).strong());
+            ui.label(RichText::new(format!("Breakers ({}, {open} not closed)", super::plural(l.accounts.len(), "account"))).strong());
             egui::ScrollArea::vertical().id_salt("live_breakers").max_height(200.0).show(ui, |ui| {
                 for a in &l.accounts {
                     let (text, color) = match a.breaker {

@@ -6,7 +6,9 @@
 use super::charts::{Unit, date_plot};
 use super::overview::accounts_grid;
 use super::{Cx, Goto, empty_state, error_box, fmt_int, fmt_money, loading, quota_bar, text_field};
+use crate::console::AccountSummary;
 use crate::console::{ConsoleCommand, ConsoleEvent, ConsoleHandle, SupplierDetail, SupplierList, SupplierQuery, SupplierSort};
+use crate::domain::ValidationStatus;
 use crate::domain::{AiMode, NewSupplier, Supplier, SupplierId, Tier, VendorType};
 use crate::domain::{SupplierFilter, SupplierPatch};
 use crate::ui::theme;
@@ -38,8 +40,15 @@ pub struct Form {
     pub weddings: Vec<NaiveDate>,
     pub new_date: String,
     pub date_error: Option<String>,
+    /// A note about the last added date (one in the past is accepted, and said so).
+    pub date_note: Option<String>,
     pub error: Option<String>,
     pub saving: bool,
+    /// The supplier's accounts when the form opened (none for a new one), to
+    /// tell what its AI mode will do with them.
+    pub accounts: Vec<AccountSummary>,
+    /// The save was asked to be confirmed: the AI mode would strand requests.
+    pub confirm: Option<String>,
 }
 
 impl Form {
@@ -55,12 +64,15 @@ impl Form {
             weddings: Vec::new(),
             new_date: String::new(),
             date_error: None,
+            date_note: None,
             error: None,
             saving: false,
+            accounts: Vec::new(),
+            confirm: None,
         }
     }
 
-    fn edit(s: &Supplier) -> Self {
+    fn edit(s: &Supplier, accounts: &[AccountSummary]) -> Self {
         Form {
             id: Some(s.id),
             name: s.name.clone(),
@@ -70,23 +82,88 @@ impl Form {
             failover: s.allow_platform_failover,
             time_zone: s.time_zone.name().to_string(),
             weddings: s.weddings.clone(),
+            accounts: accounts.to_vec(),
             ..Form::new()
         }
     }
 
-    /// Adds the date typed in `new_date`, or explains what is wrong with it.
-    fn add_date(&mut self) {
+    /// Adds the date typed in `new_date`, or explains what is wrong with it;
+    /// a date before `today` is added with a note that says so.
+    pub fn add_date(&mut self, today: NaiveDate) -> bool {
         let text = self.new_date.trim();
-        self.date_error = match parse_wedding_date(text) {
-            Ok(d) if self.weddings.contains(&d) => Some(format!("{d} is already in the calendar")),
+        self.date_note = None;
+        let (error, added) = match parse_wedding_date(text) {
+            Ok(d) if self.weddings.contains(&d) => {
+                // Already there: nothing is lost by clearing the field.
+                self.new_date.clear();
+                (None, true)
+            }
             Ok(d) => {
                 self.weddings.push(d);
                 self.weddings.sort_unstable();
                 self.new_date.clear();
-                None
+                if d < today {
+                    self.date_note =
+                        Some(format!("{} is in the past: added as a past wedding (it never blocks a migration)", d.format("%a %d %b %Y")));
+                }
+                (None, true)
             }
-            Err(e) => Some(e),
+            Err(e) => (Some(e), false),
         };
+        self.date_error = error;
+        added
+    }
+
+    /// Before saving: a date still in the field is added (nothing typed is
+    /// dropped); one that cannot be added stops the save with its reason.
+    pub fn take_pending_date(&mut self, today: NaiveDate) -> Result<(), String> {
+        if self.new_date.trim().is_empty() {
+            return Ok(());
+        }
+        let typed = self.new_date.trim().to_string();
+        if self.add_date(today) {
+            Ok(())
+        } else {
+            let why = self.date_error.clone().unwrap_or_default();
+            Err(format!("The wedding date '{typed}' is not added yet ({why}). Fix it and click Add date, or clear the field, then save."))
+        }
+    }
+
+    /// What this supplier's AI mode does with its accounts, in one sentence,
+    /// and whether it strands its requests (no usable key of its own).
+    pub fn routing_consequence(&self) -> (String, bool) {
+        if self.ai_mode == AiMode::Platform {
+            return ("Requests go to WedSync's platform AI and count against the tier's quota.".into(), false);
+        }
+        let keyed: Vec<&AccountSummary> = self.accounts.iter().filter(|a| a.enabled && a.fingerprint.is_some()).collect();
+        let valid = keyed.iter().any(|a| matches!(a.validation, Some(ValidationStatus::Valid)));
+        let fallback = if self.failover {
+            "its requests will go to platform AI (and count against its quota)"
+        } else {
+            "its requests will fail (failing over to platform AI is off)"
+        };
+        if valid {
+            return (
+                if self.failover {
+                    "Requests go to the supplier's own account; when it is down, to platform AI.".into()
+                } else {
+                    "Requests go to the supplier's own account only; when it is down, they fail.".into()
+                },
+                false,
+            );
+        }
+        if keyed.is_empty() {
+            let who = if self.id.is_none() { "A new supplier has" } else { "This supplier has" };
+            (format!("{who} no key of its own yet: until one is added in Keys, {fallback}."), true)
+        } else {
+            let status = keyed
+                .iter()
+                .filter_map(|a| a.validation)
+                .map(|v| v.as_str().replace('_', " "))
+                .next()
+                .unwrap_or_else(|| "not validated".into());
+            (format!("Its key failed validation ({status}): until a key validates in Keys, {fallback}."), true)
+        }
     }
 }
 
@@ -96,7 +173,13 @@ pub fn parse_wedding_date(text: &str) -> Result<NaiveDate, String> {
     if t.is_empty() {
         return Err("type a date first, e.g. 2026-06-20".into());
     }
-    let d = t.parse::<NaiveDate>().map_err(|_| format!("'{t}' is not a date; write it as YYYY-MM-DD, e.g. 2026-06-20"))?;
+    // Strictly YYYY-MM-DD: "2026-09-1" is a date half typed, not the 1st.
+    let whole = t.len() == 10 && t.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    let d = t
+        .parse::<NaiveDate>()
+        .ok()
+        .filter(|_| whole)
+        .ok_or_else(|| format!("'{t}' is not a date; write it as YYYY-MM-DD, e.g. 2026-06-20"))?;
     if !(2000..=2100).contains(&chrono::Datelike::year(&d)) {
         return Err(format!("{d} is outside 2000–2100; check the year"));
     }
@@ -229,9 +312,9 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         ui.heading(RichText::new("Suppliers").strong());
         if let Some(l) = &st.list {
             let text = if l.rows.len() == l.total {
-                format!("{} suppliers", fmt_int(l.total as i64))
+                super::plural(l.total, "supplier")
             } else {
-                format!("{} of {} suppliers", fmt_int(l.rows.len() as i64), fmt_int(l.total as i64))
+                format!("{} of {}", fmt_int(l.rows.len() as i64), super::plural(l.total, "supplier"))
             };
             ui.label(RichText::new(text).color(theme::palette(ui).muted));
         }
@@ -304,6 +387,32 @@ fn combo<T: Copy + PartialEq + std::fmt::Display>(ui: &mut Ui, label: &str, valu
         .labelled_by(l.id);
 }
 
+/// The ID column's width (IDs are what `switchboard` commands take).
+const ID_WIDTH: f32 = 44.0;
+/// The narrowest a name column gets.
+const NAME_MIN: f32 = 140.0;
+
+struct Widths {
+    name: f32,
+    cols: [(SupplierSort, &'static str, f32); 5],
+}
+
+/// The table's column widths for `available` pixels: the fixed columns at
+/// their widths and the name column with the rest; when that does not fit,
+/// the fixed columns shrink together (to 60 % at most) first.
+fn column_widths(available: f32) -> Widths {
+    let gaps = theme::GAP_S * (COLS.len() + 1) as f32 + 4.0;
+    let fixed: f32 = COLS.iter().map(|c| c.2).sum();
+    let room = available - ID_WIDTH - gaps - NAME_MIN;
+    let scale = (room / fixed).clamp(0.6, 1.0);
+    let mut cols = COLS;
+    for c in &mut cols {
+        c.2 = (c.2 * scale).floor();
+    }
+    let used: f32 = cols.iter().map(|c| c.2).sum();
+    Widths { name: (available - ID_WIDTH - gaps - used).max(NAME_MIN), cols }
+}
+
 /// Column widths of the table (the name column takes the rest).
 const COLS: [(SupplierSort, &str, f32); 5] = [
     (SupplierSort::VendorType, "Vendor type", 110.0),
@@ -326,13 +435,20 @@ fn table(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         );
         return;
     }
-    let fixed: f32 = COLS.iter().map(|c| c.2).sum();
-    let name_w = (ui.available_width() - fixed - theme::GAP_S * COLS.len() as f32).max(140.0);
+    // The columns shrink (down to 60 %) so that the table fits beside the
+    // detail panel; nothing is drawn past the table's own width.
+    let widths = column_widths(ui.available_width());
+    let cols = widths.cols;
+    let name_w = widths.name;
     // Header with sort buttons, aligned with the cells below.
     ui.horizontal(|ui| {
         ui.add_space(4.0);
+        ui.allocate_ui_with_layout(vec2(ID_WIDTH, theme::ROW_HEIGHT), Layout::left_to_right(Align::Center), |ui| {
+            ui.set_min_width(ID_WIDTH);
+            ui.label(RichText::new("ID").strong().color(theme::palette(ui).muted));
+        });
         header_cell(ui, st, SupplierSort::Name, "Name", name_w);
-        for (sort, label, w) in COLS {
+        for (sort, label, w) in cols {
             header_cell(ui, st, sort, label, w);
         }
     });
@@ -375,27 +491,30 @@ fn table(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                     ui.scope_builder(egui::UiBuilder::new().max_rect(cr).layout(Layout::left_to_right(Align::Center)), |ui| add(ui));
                     x += w + theme::GAP_S;
                 };
+                cell(ui, ID_WIDTH, &mut |ui| {
+                    ui.add(egui::Label::new(RichText::new(r.id.0.to_string()).color(p.muted)).selectable(false));
+                });
                 cell(ui, name_w, &mut |ui| {
                     ui.add(egui::Label::new(RichText::new(&r.name).strong()).truncate().selectable(false));
                 });
-                cell(ui, COLS[0].2, &mut |ui| {
+                cell(ui, cols[0].2, &mut |ui| {
                     ui.add(egui::Label::new(r.vendor_type.as_str()).selectable(false));
                 });
-                cell(ui, COLS[1].2, &mut |ui| {
+                cell(ui, cols[1].2, &mut |ui| {
                     ui.add(egui::Label::new(r.tier.as_str()).selectable(false));
                 });
-                cell(ui, COLS[2].2, &mut |ui| {
+                cell(ui, cols[2].2, &mut |ui| {
                     let color = if r.ai_mode == AiMode::Client { p.accent } else { ui.visuals().text_color() };
                     ui.add(egui::Label::new(RichText::new(r.ai_mode.as_str()).color(color)).selectable(false));
                 });
-                cell(ui, COLS[3].2, &mut |ui| {
+                cell(ui, cols[3].2, &mut |ui| {
                     if r.ai_mode == AiMode::Client && r.quota.used == 0 {
                         ui.add(egui::Label::new(RichText::new("own account").color(p.muted)).selectable(false));
                     } else {
-                        quota_bar(ui, COLS[3].2 - 10.0, r.quota_percent());
+                        quota_bar(ui, cols[3].2 - 10.0, r.quota_percent());
                     }
                 });
-                cell(ui, COLS[4].2, &mut |ui| {
+                cell(ui, cols[4].2, &mut |ui| {
                     let text = match r.next_wedding {
                         Some(d) if d == today => RichText::new("today").strong().color(p.peak),
                         Some(d) => RichText::new(d.format("%d %b %Y").to_string()),
@@ -431,7 +550,7 @@ fn header_cell(ui: &mut Ui, st: &mut State, sort: SupplierSort, label: &str, wid
 fn detail_panel(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     if let Some(form) = &mut st.form {
         let mut close = false;
-        if let Some(cmd) = form_ui(ui, form, &mut close) {
+        if let Some(cmd) = form_ui(ui, form, &mut close, cx.handle.today()) {
             form.saving = true;
             form.error = None;
             cx.send(cmd);
@@ -458,12 +577,18 @@ fn detail_panel(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     };
     let s = &d.supplier;
     let p = theme::palette(ui);
-    ui.label(RichText::new(&s.name).size(18.0).strong());
-    ui.label(RichText::new(format!("{} · {} tier · {} AI · {}", s.vendor_type, s.tier, s.ai_mode, s.time_zone.name())).color(p.muted));
+    ui.add(egui::Label::new(RichText::new(&s.name).size(18.0).strong()).wrap());
+    ui.add(
+        egui::Label::new(
+            RichText::new(format!("ID {} · {} · {} tier · {} AI · {}", s.id.0, s.vendor_type, s.tier, s.ai_mode, s.time_zone.name()))
+                .color(p.muted),
+        )
+        .wrap(),
+    );
     ui.add_space(theme::GAP_S);
     ui.horizontal(|ui| {
         if ui.button("Edit").clicked() {
-            st.form = Some(Form::edit(s));
+            st.form = Some(Form::edit(s, &d.accounts));
         }
         if ui.button("Quota chart").clicked() {
             cx.goto = Some(Goto::Quota(s.id));
@@ -526,7 +651,8 @@ fn detail_panel(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     }
     ui.horizontal_wrapped(|ui| {
         for w in upcoming.iter().take(24) {
-            ui.label(RichText::new(w.format("%d %b %Y").to_string()).small());
+            // One date never breaks across two lines.
+            ui.add(egui::Label::new(RichText::new(w.format("%d %b %Y").to_string()).small()).extend());
         }
         if upcoming.len() > 24 {
             ui.label(RichText::new(format!("and {} more", upcoming.len() - 24)).small().color(p.muted));
@@ -538,7 +664,7 @@ fn detail_panel(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
 }
 
 /// The add/edit form; returns the command to send when the user saves.
-fn form_ui(ui: &mut Ui, f: &mut Form, close: &mut bool) -> Option<ConsoleCommand> {
+fn form_ui(ui: &mut Ui, f: &mut Form, close: &mut bool, today: NaiveDate) -> Option<ConsoleCommand> {
     let p = theme::palette(ui);
     ui.label(RichText::new(if f.id.is_some() { "Edit supplier" } else { "Add a supplier" }).size(18.0).strong());
     ui.add_space(theme::GAP_S);
@@ -551,17 +677,18 @@ fn form_ui(ui: &mut Ui, f: &mut Form, close: &mut bool) -> Option<ConsoleCommand
         enum_row(ui, "Vendor type", &mut f.vendor_type, VendorType::ALL);
         enum_row(ui, "Tier", &mut f.tier, Tier::ALL);
         enum_row(ui, "AI mode", &mut f.ai_mode, AiMode::ALL);
-        ui.label("");
-        ui.checkbox(&mut f.failover, "Fail over to platform AI when its own provider is down");
-        ui.end_row();
         let l = ui.label("Time zone");
         ui.add(egui::TextEdit::singleline(&mut f.time_zone).hint_text("e.g. America/Los_Angeles").desired_width(220.0))
             .labelled_by(l.id)
             .on_hover_text("Wedding days are the supplier's local days in this time zone");
         ui.end_row();
     });
+    // Outside the grid, so the sentence has the panel's whole width.
+    ui.checkbox(&mut f.failover, "Fail over to platform AI when its own provider is down");
+    let (consequence, strands) = f.routing_consequence();
+    ui.add(egui::Label::new(RichText::new(consequence).small().color(if strands { p.warn } else { p.muted })).wrap());
     if let Err(e) = &tz {
-        ui.label(RichText::new(e).color(p.danger));
+        ui.add(egui::Label::new(RichText::new(e).color(p.danger)).wrap());
         // Suggestions to click: names containing what was typed.
         let typed = f.time_zone.rsplit('/').next().unwrap_or_default().to_string();
         ui.horizontal_wrapped(|ui| {
@@ -584,11 +711,14 @@ fn form_ui(ui: &mut Ui, f: &mut Form, close: &mut bool) -> Option<ConsoleCommand
             f.date_error = None;
         }
         if ui.button("Add date").clicked() || enter {
-            f.add_date();
+            f.add_date(today);
         }
     });
     if let Some(e) = &f.date_error {
-        ui.label(RichText::new(e).color(p.danger));
+        ui.add(egui::Label::new(RichText::new(e).color(p.danger)).wrap());
+    }
+    if let Some(n) = &f.date_note {
+        ui.add(egui::Label::new(RichText::new(n).color(p.warn)).wrap());
     }
     let mut remove = None;
     egui::ScrollArea::vertical().id_salt("form_weddings").max_height(150.0).show(ui, |ui| {
@@ -610,30 +740,21 @@ fn form_ui(ui: &mut Ui, f: &mut Form, close: &mut bool) -> Option<ConsoleCommand
     ui.add_space(theme::GAP_M);
     let mut cmd = None;
     ui.horizontal(|ui| {
-        let can_save = name_err.is_none() && tz.is_ok() && !f.saving;
-        if ui.add_enabled(can_save, egui::Button::new(RichText::new("Save").strong())).clicked() {
-            cmd = Some(match f.id {
-                None => {
-                    let mut n = NewSupplier::new(f.name.trim(), f.vendor_type, f.tier, f.ai_mode);
-                    n.allow_platform_failover = f.failover;
-                    n.weddings = f.weddings.clone();
-                    n.time_zone = tz.clone().unwrap_or(n.time_zone);
-                    ConsoleCommand::AddSupplier(n)
-                }
-                Some(id) => ConsoleCommand::EditSupplier {
-                    id,
-                    patch: SupplierPatch {
-                        name: Some(f.name.trim().to_string()),
-                        vendor_type: Some(f.vendor_type),
-                        tier: Some(f.tier),
-                        ai_mode: Some(f.ai_mode),
-                        allow_platform_failover: Some(f.failover),
-                        time_zone: tz.clone().ok(),
-                        set_weddings: Some(f.weddings.clone()),
-                        ..Default::default()
-                    },
-                },
-            });
+        let can_save = name_err.is_none() && tz.is_ok() && !f.saving && f.confirm.is_none();
+        let mut save = ui.add_enabled(can_save, egui::Button::new(RichText::new("Save").strong())).clicked();
+        if save {
+            if let Err(e) = f.take_pending_date(today) {
+                f.error = Some(e);
+                save = false;
+            } else if let (c, true) = f.routing_consequence() {
+                // Ask first: saving would strand the supplier's requests.
+                f.confirm = Some(c);
+                save = false;
+            }
+        }
+        if save {
+            f.error = None;
+            cmd = Some(f.command(tz.clone().ok()));
         }
         if ui.button("Cancel").clicked() {
             *close = true;
@@ -642,10 +763,53 @@ fn form_ui(ui: &mut Ui, f: &mut Form, close: &mut bool) -> Option<ConsoleCommand
             ui.spinner();
         }
     });
+    if let Some(c) = f.confirm.clone() {
+        theme::card(ui).stroke(egui::Stroke::new(1.0, p.warn)).show(ui, |ui| {
+            ui.add(egui::Label::new(RichText::new("Save this supplier in client mode?").strong()).wrap());
+            ui.add(egui::Label::new(c).wrap());
+            ui.horizontal(|ui| {
+                if ui.button(RichText::new("Save anyway").color(p.warn)).clicked() {
+                    f.confirm = None;
+                    cmd = Some(f.command(tz.clone().ok()));
+                }
+                if ui.button("Go back").clicked() {
+                    f.confirm = None;
+                }
+            });
+        });
+    }
     if name_err.is_some() && f.name.is_empty() {
         ui.label(RichText::new("A name is needed before saving.").small().color(p.muted));
     }
     cmd
+}
+
+impl Form {
+    /// The add or edit command for what the form holds.
+    fn command(&self, tz: Option<crate::domain::supplier::Tz>) -> ConsoleCommand {
+        match self.id {
+            None => {
+                let mut n = NewSupplier::new(self.name.trim(), self.vendor_type, self.tier, self.ai_mode);
+                n.allow_platform_failover = self.failover;
+                n.weddings = self.weddings.clone();
+                n.time_zone = tz.unwrap_or(n.time_zone);
+                ConsoleCommand::AddSupplier(n)
+            }
+            Some(id) => ConsoleCommand::EditSupplier {
+                id,
+                patch: SupplierPatch {
+                    name: Some(self.name.trim().to_string()),
+                    vendor_type: Some(self.vendor_type),
+                    tier: Some(self.tier),
+                    ai_mode: Some(self.ai_mode),
+                    allow_platform_failover: Some(self.failover),
+                    time_zone: tz,
+                    set_weddings: Some(self.weddings.clone()),
+                    ..Default::default()
+                },
+            },
+        }
+    }
 }
 
 fn enum_row<T: Copy + PartialEq + std::fmt::Display>(ui: &mut Ui, label: &str, value: &mut T, all: &[T]) {
@@ -666,6 +830,33 @@ fn enum_row<T: Copy + PartialEq + std::fmt::Display>(ui: &mut Ui, label: &str, v
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_past_wedding_date_is_added_and_said_so_and_a_pending_one_is_not_dropped() {
+        let today: NaiveDate = "2026-06-15".parse().unwrap();
+        let mut f = Form::new();
+        f.new_date = "2026-05-02".into();
+        assert!(f.add_date(today));
+        assert!(f.date_note.as_deref().is_some_and(|n| n.contains("is in the past")));
+        f.new_date = "2026-09-1".into();
+        assert!(f.take_pending_date(today).unwrap_err().contains("'2026-09-1' is not added yet"));
+        f.new_date = "2026-09-12".into();
+        assert!(f.take_pending_date(today).is_ok());
+        assert_eq!(f.weddings.len(), 2);
+        assert!(f.new_date.is_empty() && f.date_note.is_none());
+    }
+
+    #[test]
+    fn the_table_fits_its_width_beside_the_detail_panel() {
+        for available in [560.0, 676.0, 900.0, 1500.0] {
+            let w = column_widths(available);
+            let total = ID_WIDTH + w.name + w.cols.iter().map(|c| c.2).sum::<f32>() + theme::GAP_S * (COLS.len() + 1) as f32 + 4.0;
+            assert!(total <= available + 0.5 || w.cols.iter().zip(COLS).all(|(a, b)| a.2 <= b.2 * 0.6 + 0.5), "{available}: {total}");
+            assert!(w.name >= NAME_MIN);
+        }
+        // Wide enough: nothing shrinks.
+        assert_eq!(column_widths(1500.0).cols, COLS);
+    }
 
     #[test]
     fn wedding_dates_are_validated_with_clear_messages() {

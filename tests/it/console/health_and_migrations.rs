@@ -90,17 +90,16 @@ fn starts_a_migration_with_a_wedding_warning_and_rolls_it_back() {
 
     h.get_by_label("Start a migration…").click();
     h.step();
-    // A supplier ID that is not a number is refused in place.
-    type_into(&mut h, "Supplier ID", "capture");
-    button(&h, "Check").click();
+    // A name that matches no supplier is refused in place, saying what to do.
+    field(&h, "Supplier").click();
     h.step();
-    assert!(shows(&h, "'capture' is not a supplier ID"));
-    h.get_by_label("Supplier ID").click();
-    h.step();
-    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    h.get_by_label("Supplier ID").type_text(&studio.0.to_string());
+    field(&h, "Supplier").type_text("nobody");
     h.step();
     button(&h, "Check").click();
+    h.step();
+    assert!(shows(&h, "No supplier matches 'nobody'"));
+    // Picked by part of its name from the list: the plan is checked at once.
+    choose(&mut h, "Supplier", "capt", "Capture Moments");
     wait_until(&mut h, "the checked plan", |h| {
         shows(h, "5 % for 10 min, then 25 % for 20 min, then 75 % for 30 min, then 100 % for 15 min")
     });

@@ -22,6 +22,7 @@ use switchboard::ui::{AppOptions, ConsoleApp, SaveDialog, View};
 
 mod alerts_and_requests;
 mod health_and_migrations;
+mod pickers;
 mod schedule;
 mod usage_and_export;
 
@@ -91,6 +92,25 @@ fn type_into(h: &mut Harness<'static, ConsoleApp>, label: &str, text: &str) {
     h.get_all_by_label(label).next().unwrap().click();
     h.step();
     h.get_all_by_label(label).next().unwrap().type_text(text);
+    h.step();
+}
+
+/// The text field labelled `label` (not a label or a table cell with the same words).
+fn field<'a>(h: &'a Harness<'static, ConsoleApp>, label: &'a str) -> egui_kittest::Node<'a> {
+    h.get_by(|n| n.role() == egui::accesskit::Role::TextInput && n.label().as_deref() == Some(label))
+}
+
+/// Types `typed` into the picker labelled `label` and clicks the match whose name is `name`.
+fn choose(h: &mut Harness<'static, ConsoleApp>, label: &str, typed: &str, name: &str) {
+    field(h, label).click();
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    field(h, label).type_text(typed);
+    h.step();
+    h.step();
+    let item = format!("{name}  —  ");
+    h.get_by(|n| n.role() == egui::accesskit::Role::Button && n.label().is_some_and(|l| l.starts_with(&item))).click();
+    h.step();
     h.step();
 }
 
@@ -361,7 +381,8 @@ fn adds_and_validates_a_key_against_the_simulator() {
     h.step();
     h.get_by_label("A supplier").click();
     h.step();
-    type_into(&mut h, "Owner's supplier ID", &supplier.0.to_string());
+    choose(&mut h, "Owner", "capture", "Capture Moments");
+    assert_eq!(field(&h, "Owner").value().as_deref(), Some("Capture Moments"), "the chosen name fills the field");
     type_into(&mut h, "Label", "Studio OpenAI");
     type_into(&mut h, "Base URL", sim.base_url());
     type_into(&mut h, "API key", GOOD_KEY);
@@ -403,7 +424,11 @@ fn issues_a_token_once_and_keeps_only_its_hash() {
     let mut h = live_harness(&f, live, View::Keys);
     wait_until(&mut h, "the keys view", |h| shows(h, "Gateway tokens (0 active)"));
     assert!(shows(&h, "Demo mode — simulator keys in memory"));
-    type_into(&mut h, "Supplier ID", &supplier.0.to_string());
+    // The ID works as well as the name.
+    field(&h, "Token for").click();
+    h.step();
+    field(&h, "Token for").type_text(&supplier.0.to_string());
+    h.step();
     h.get_by_label("Issue token").click();
     wait_until(&mut h, "the one-time dialog", |h| shows(h, "New gateway token for Willow Lane Estate"));
     assert!(shows(&h, "it will not be shown again"));
@@ -508,7 +533,7 @@ fn live_overview_shows_a_breaker_opening_during_a_simulated_outage() {
 
 // ---- CSV export and projections ---------------------------------------------
 
-use switchboard::domain::{Micros, PricingTable, RequestType, Route, TokenUsage, UsageEvent, UsageStatus};
+use switchboard::domain::{PricingTable, RequestType, Route, TokenUsage, UsageEvent, UsageStatus};
 
 fn pricing() -> &'static PricingTable {
     static P: std::sync::OnceLock<PricingTable> = std::sync::OnceLock::new();
@@ -672,7 +697,10 @@ fn harness_at(f: &Fixture, live: Option<LiveServices>, clock: Arc<dyn Clock>, vi
 fn check_plan(h: &mut Harness<'static, ConsoleApp>, supplier: SupplierId, shown: impl Fn(&Harness<'static, ConsoleApp>) -> bool) {
     h.get_by_label("Start a migration…").click();
     h.step();
-    type_into(h, "Supplier ID", &supplier.0.to_string());
+    field(h, "Supplier").click();
+    h.step();
+    field(h, "Supplier").type_text(&supplier.0.to_string());
+    h.step();
     button(h, "Check").click();
     wait_until(h, "the checked plan", shown);
 }

@@ -4,10 +4,11 @@
 
 use super::*;
 use crate::domain::schedule::{format_local, parse_start_time, rfc3339_local};
+use crate::ui::views::picker::Picker;
 
 #[derive(Default)]
 pub(super) struct StartForm {
-    supplier: String,
+    supplier: Picker,
     field_error: Option<String>,
     /// Bring the form into view on its next frame (opened from further down the page).
     scroll_to: bool,
@@ -19,7 +20,8 @@ pub(super) struct StartForm {
 
 impl StartForm {
     pub(super) fn new(supplier: SupplierId) -> Self {
-        StartForm { supplier: supplier.0.to_string(), scroll_to: true, ..StartForm::default() }
+        // The name is filled in from the directory when the form is drawn.
+        StartForm { supplier: Picker::with(supplier.0, format!("#{}", supplier.0)), scroll_to: true, ..StartForm::default() }
     }
 }
 
@@ -85,15 +87,25 @@ pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         );
         ui.add_space(theme::GAP_XS);
         ui.horizontal(|ui| {
-            let r = text_field(ui, "Supplier ID", &mut form.supplier, "e.g. 12 (see Suppliers)", 140.0);
-            let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if ui.button("Check").clicked() || enter {
-                match form.supplier.trim().parse::<i64>() {
-                    Ok(n) if n > 0 => {
+            if let Some(k) = form.supplier.chosen()
+                && form.supplier.text == format!("#{k}")
+                && let Some(name) = cx.picks.supplier_name(SupplierId(k))
+            {
+                form.supplier.text = name.to_string();
+            }
+            let picked = form.supplier.show(ui, "Supplier", "type a name, vendor type, tier or ID", 260.0, &cx.picks.suppliers);
+            // Picking a supplier checks its plan at once.
+            if let Some(k) = picked.chosen {
+                form.field_error = None;
+                check = Some((SupplierId(k), None));
+            }
+            if ui.button("Check").clicked() {
+                match form.supplier.resolve(&cx.picks.suppliers, "supplier") {
+                    Ok(n) => {
                         form.field_error = None;
                         check = Some((SupplierId(n), None));
                     }
-                    _ => form.field_error = Some(format!("'{}' is not a supplier ID; type the number shown in Suppliers", form.supplier.trim())),
+                    Err(e) => form.field_error = Some(e),
                 }
             }
             if ui.button("Cancel").clicked() {
