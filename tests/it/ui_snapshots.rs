@@ -183,6 +183,8 @@ const SCENES: &[Scene] = &[
     },
     Scene { name: "usage", view: View::Usage, act: nothing },
     Scene { name: "usage_export", view: View::Usage, act: |h| click(h, "Export CSV…") },
+    Scene { name: "alerts", view: View::Alerts, act: nothing },
+    Scene { name: "requests", view: View::Requests, act: nothing },
     Scene { name: "audit", view: View::Audit, act: nothing },
 ];
 
