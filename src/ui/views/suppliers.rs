@@ -668,8 +668,6 @@ fn form_ui(ui: &mut Ui, f: &mut Form, close: &mut bool, today: NaiveDate) -> Opt
     let p = theme::palette(ui);
     ui.label(RichText::new(if f.id.is_some() { "Edit supplier" } else { "Add a supplier" }).size(18.0).strong());
     ui.add_space(theme::GAP_S);
-    let name_err = crate::domain::supplier::validate_name(&f.name).err();
-    let tz = crate::domain::supplier::parse_time_zone(&f.time_zone);
     egui::Grid::new("supplier_form").num_columns(2).spacing([theme::GAP_M, 8.0]).show(ui, |ui| {
         let l = ui.label("Name");
         ui.add(egui::TextEdit::singleline(&mut f.name).hint_text("e.g. Capture Moments").desired_width(220.0)).labelled_by(l.id);
@@ -683,6 +681,11 @@ fn form_ui(ui: &mut Ui, f: &mut Form, close: &mut bool, today: NaiveDate) -> Opt
             .on_hover_text("Wedding days are the supplier's local days in this time zone");
         ui.end_row();
     });
+    // Checked after the fields took this frame's typing: checked before, the
+    // first letter typed would show "name required" for one frame and move
+    // everything below it.
+    let name_err = crate::domain::supplier::validate_name(&f.name).err();
+    let tz = crate::domain::supplier::parse_time_zone(&f.time_zone);
     // Outside the grid, so the sentence has the panel's whole width.
     ui.checkbox(&mut f.failover, "Fail over to platform AI when its own provider is down");
     let (consequence, strands) = f.routing_consequence();

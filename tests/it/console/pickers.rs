@@ -92,7 +92,7 @@ fn a_typed_wedding_date_is_saved_not_dropped_and_a_half_typed_one_stops_the_save
     assert_eq!(all[0].weddings, days, "the date typed but not added is saved too");
     wait_until(&mut h, "the new row with its ID", |h| shows(h, "Supplier Golden Hour Venue"));
     h.get_by_label("Supplier Golden Hour Venue").click();
-    wait_until(&mut h, "the detail with the ID", |h| shows(h, &format!("ID {} · venue", all[0].id.0)));
+    wait_until(&mut h, "the detail with the ID", |h| shows(h, &format!("ID {} · photographer", all[0].id.0)));
 }
 
 #[test]
