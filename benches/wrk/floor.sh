@@ -28,7 +28,8 @@
 # `SWITCHBOARD_BIN` when set. Variants compare builds or flags in the same
 # alternation (benches/wrk/ab.sh is `floor.sh` with two builds), e.g.
 #   benches/wrk/floor.sh 8 3 "1-lane=$bin --lanes 1" "2-lanes=$bin --lanes 2"
-# `SWITCHBOARD_DURABILITY=power` measures `serve --ledger-durability power`.
+# `SWITCHBOARD_DURABILITY=power` measures `serve --ledger-durability power`;
+# `SWITCHBOARD_BENCH_PERF=FILE` also profiles the first variant (see below).
 #
 # Needs wrk, nginx (`apt-get install wrk nginx-light`), dbus, gnome-keyring
 # (the platform key goes into a private keyring, as in scripts/test) and
@@ -167,6 +168,19 @@ for r in $(seq "$rounds"); do
   done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+# SWITCHBOARD_BENCH_PERF=FILE: after the rounds, the first variant is profiled
+# (`perf record -g`) under one connection for `secs` seconds; read it with
+#   perf report -i FILE --no-children --sort dso,sym
+if [ -n "${SWITCHBOARD_BENCH_PERF:-}" ]; then
+  export GATEWAY_TOKEN=${tokens[0]}
+  before=$(cpu "${gws[0]}")
+  perf record -F 2999 -g -o "$SWITCHBOARD_BENCH_PERF" -p "${gws[0]}" -- sleep "$secs" 2>"$tmp/perf.log" &
+  perf_pid=$!
+  sleep 0.2
+  reqs=$(wrk -t1 -c1 -d"${secs}s" -s benches/wrk/gateway.lua "http://127.0.0.1:${ports[0]}/v1/chat/completions" | awk '/requests in/ {print $1}')
+  wait "$perf_pid" || cat "$tmp/perf.log" >&2
+  echo "profiled ${names[0]}: $reqs requests at 1 connection, $(awk -v t="$(($(cpu "${gws[0]}") - before))" -v k="$tick" -v n="$reqs" 'BEGIN {printf "%.1f", t / k * 1e6 / n}') µs CPU each (perf running) -> $SWITCHBOARD_BENCH_PERF" >&2
+fi
 for i in "${!names[@]}"; do
   kill -0 "${gws[$i]}" 2>/dev/null || { echo "gateway ${names[$i]} died during the run:" >&2; cat "$tmp/${names[$i]}.log" >&2; exit 1; }
 done

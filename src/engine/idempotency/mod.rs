@@ -109,6 +109,9 @@ pub struct Idempotency {
     inner: Arc<Inner>,
 }
 
+/// Lock order: `live` before `cache`, whoever holds both (the serving lanes
+/// are threads: `begin` on one and `finish` on another would deadlock if
+/// either took them the other way round).
 struct Inner {
     cfg: IdempotencyConfig,
     clock: Arc<dyn Clock>,
@@ -324,13 +327,15 @@ impl Ticket {
         };
         {
             // Cached before the key leaves `live`: a concurrent request sees
-            // one or the other, never neither.
+            // one or the other, never neither. Locks in the one order
+            // (`live`, then `cache`; see [`Inner`]).
+            let mut live = inner.live.lock();
             let mut cache = inner.cache.lock();
             for e in &evicted {
                 cache.evict_body(e);
             }
             cache.insert(k.clone(), record, keep.then_some(answer));
-            inner.live.lock().remove(&k);
+            live.remove(&k);
         }
         self.k = None;
     }

@@ -355,3 +355,46 @@ async fn the_openai_python_sdk_gets_replays_and_mismatches() {
     e.router.ledger().flush().await;
     assert_eq!(e.usage_rows(s).len(), 1);
 }
+
+/// The serving lanes are threads: a key begun on one while another completes
+/// its own must not deadlock (they once took the key table and the answer
+/// cache in opposite orders, and a benchmark's 32 keyed connections over two
+/// lanes stopped the gateway for good).
+#[tokio::test]
+async fn keys_begun_and_completed_on_two_threads_at_once_never_deadlock() {
+    use switchboard::store::StoredAnswer;
+    let e = env(RouterConfig::default()).await;
+    let (s, _) = supplier(&e, "Two Lanes Studio");
+    let idem = e.router.idempotency().clone();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for lane in 0..2 {
+        let (idem, done_tx) = (idem.clone(), done_tx.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                // Eight at a time on this thread, as a lane serves its connections.
+                let one = |i: usize| {
+                    let idem = idem.clone();
+                    async move {
+                        let key = IdempotencyKey::parse(format!("lane{lane}-{i}").as_bytes()).unwrap();
+                        match idem.begin(s, key, Endpoint::ChatCompletions, format!("body {i}").as_bytes()).await.unwrap() {
+                            Begin::Run(t) => {
+                                let answer = StoredAnswer { status: 200, request_id: None, headers: Vec::new(), body: "{}".into() };
+                                t.complete(answer).await
+                            }
+                            _ => panic!("a fresh key was not run"),
+                        }
+                    }
+                };
+                use futures::StreamExt;
+                futures::stream::iter(0..1500).map(one).buffer_unordered(8).collect::<Vec<()>>().await;
+            });
+            let _ = done_tx.send(lane);
+        });
+    }
+    for _ in 0..2 {
+        // Generous: 3,000 records take about a second here; a deadlock never ends.
+        done_rx.recv_timeout(std::time::Duration::from_secs(120)).expect("the two threads deadlocked on the idempotency locks");
+    }
+    assert_eq!(idem.in_flight(), 0);
+}
