@@ -209,7 +209,8 @@ fn preview(ui: &mut Ui, pv: &ImportPreviewView) {
             ui.end_row();
             for r in &pv.first {
                 ui.label(r.line.to_string());
-                ui.add(egui::Label::new(&r.name).truncate());
+                // Names are at most 100 characters (the store's rule); a long one widens the grid, never hides.
+                ui.label(&r.name);
                 ui.label(r.vendor_type.to_string());
                 ui.label(r.tier.to_string());
                 ui.label(r.mode.to_string());
