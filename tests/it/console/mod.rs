@@ -24,6 +24,7 @@ mod alerts_and_requests;
 mod health_and_migrations;
 mod import;
 mod pickers;
+mod readme_shots;
 mod routing;
 mod schedule;
 mod usage_and_export;

@@ -22,7 +22,7 @@ fn free_port() -> u16 {
 
 /// The console service as `run_console` builds it for a database file: the key
 /// service and the console's routing on the same keychain, the real gateway.
-fn routing_harness(
+pub(super) fn routing_harness(
     f: &Fixture,
     storage: Option<&dyn eframe::Storage>,
     db_label: &str,
@@ -38,7 +38,7 @@ fn routing_harness(
         console::spawn_with(f._rt.handle(), f.store.clone(), Arc::new(SystemClock), QuotaPolicy::default(), Arc::new(|| {}), opts);
     let app = ConsoleApp::new(handle, events, AppOptions { can_route: true, db_label: db_label.into(), ..start(View::Overview) }, storage);
     let h = Harness::builder()
-        .with_size(egui::vec2(1360.0, 900.0))
+        .with_size(egui::vec2(1360.0, 860.0))
         .with_context_setup(switchboard::ui::theme::install)
         .build_ui_state(|ui, app: &mut ConsoleApp| app.frame(ui), app);
     (h, routing)
