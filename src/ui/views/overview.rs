@@ -1,7 +1,8 @@
 //! Overview: requests and cost today and month to date, the last 30 days of
 //! traffic, the week's weddings and the suppliers they affect, the provider
-//! accounts, and the suppliers nearest their platform quota. When the console
-//! routes (demo mode), a live strip on top: requests and cost today as they
+//! accounts, and the suppliers nearest their platform quota; the console's
+//! routing switch (in the first-run checklist's step 4, or on its own card).
+//! When the console routes (its switch, or demo mode), a live strip on top: requests and cost today as they
 //! happen, every account's breaker, failover events and the last requests.
 
 use super::charts::{Unit, date_plot};
