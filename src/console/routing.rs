@@ -176,7 +176,11 @@ impl Service {
                 Ok(g) => g,
                 Err(e) => {
                     runtime.shutdown().await;
-                    let state = RoutingState::Failed { message: format!("the gateway could not start: {e:#}") };
+                    let state = RoutingState::Failed {
+                        message: format!(
+                            "the gateway could not start on 127.0.0.1:{port} ({e:#}); type another port and switch routing on again"
+                        ),
+                    };
                     out.send(ticket, ConsoleEvent::Routing(routing.set(state)));
                     return;
                 }

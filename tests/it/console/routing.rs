@@ -5,7 +5,8 @@
 //! question (Cancel, then "Stop routing and quit", which flushes the ledger and
 //! releases the routing lock); the switch refused while `switchboard serve`
 //! routes the file, naming its process and host, and a killed holder detected;
-//! and the switch remembered per database.
+//! a taken port failing clearly (the lock released); and the switch remembered
+//! per database.
 
 use super::*;
 use switchboard::console::{ConsoleRouting, RoutingState};
@@ -296,4 +297,26 @@ fn the_switch_is_remembered_per_database_and_keep_routing_in_the_background_clos
         h.step();
     }
     assert_eq!(routing.state(), RoutingState::Off);
+}
+
+#[test]
+fn a_taken_port_fails_clearly_and_leaves_the_database_free_to_route() {
+    let f = fixture();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (mut h, routing) = routing_harness(&f, None, "test");
+    wait_until(&mut h, "the switch", |h| shows(h, "Route requests from this console"));
+    set_port(&mut h, port);
+    switch(&h).click();
+    h.step();
+    wait_until(&mut h, "the failure", |h| shows(h, &format!("the gateway could not start on 127.0.0.1:{port}")));
+    assert!(shows(&h, "type another port and switch routing on again"));
+    assert!(matches!(routing.state(), RoutingState::Failed { .. }));
+    assert_eq!(RoutingLock::holder(f.store.path()).unwrap(), None, "the runtime stopped and released the lock");
+    // Typing a port that is typed wrong is refused in place.
+    set_port(&mut h, 0);
+    switch(&h).click();
+    h.step();
+    assert!(shows(&h, "'0' is not a port; type a number from 1 to 65535"));
+    drop(taken);
 }
