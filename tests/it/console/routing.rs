@@ -5,7 +5,8 @@
 //! question (Cancel, then "Stop routing and quit", which flushes the ledger and
 //! releases the routing lock); the switch refused while `switchboard serve`
 //! routes the file, naming its process and host, and a killed holder detected;
-//! a taken port failing clearly (the lock released); and the switch remembered
+//! `serve` and a second console refused while a console routes, naming it; a
+//! taken port failing clearly (the lock released); and the switch remembered
 //! per database.
 
 use super::*;
@@ -260,7 +261,7 @@ impl eframe::Storage for MemStorage {
 }
 
 #[test]
-fn the_switch_is_remembered_per_database_and_keep_routing_in_the_background_closes_the_window_only() {
+fn serve_and_a_second_console_refuse_while_it_routes_the_switch_is_remembered_and_keep_routing_closes_the_window_only() {
     let f = fixture();
     let (mut h, routing) = routing_harness(&f, None, "test");
     wait_until(&mut h, "the switch", |h| shows(h, "Route requests from this console"));
@@ -269,6 +270,22 @@ fn the_switch_is_remembered_per_database_and_keep_routing_in_the_background_clos
     switch(&h).click();
     h.step();
     wait_until(&mut h, "routing", |h| shows(h, &format!("Routing at http://127.0.0.1:{port}/v1")));
+
+    // While it routes, `serve` and a second console refuse, naming this one.
+    let me = format!("process {} on host {} (the Switchboard console", std::process::id(), host_name());
+    let out = crate::support::sb(f.store.path()).args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("another Switchboard runtime is routing") && err.contains(&me), "{err}");
+    let (mut other, other_routing) = routing_harness(&f, None, "test");
+    wait_until(&mut other, "the second console's switch", |h| shows(h, "Route requests from this console"));
+    set_port(&mut other, free_port());
+    switch(&other).click();
+    other.step();
+    wait_until(&mut other, "the second console's refusal", |h| {
+        shows(h, "Refused: another Switchboard runtime is routing") && shows(h, &me)
+    });
+    assert!(matches!(other_routing.state(), RoutingState::Refused { .. }));
+    drop(other);
 
     // "Keep routing in the background": the window may close; the runtime keeps routing.
     request_close(&mut h);
