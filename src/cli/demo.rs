@@ -151,6 +151,18 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
         }
     };
     let routing = opts.routing.clone();
+    if let Some(routing) = routing.clone() {
+        // Ctrl+C or SIGTERM while the window is open: stop routing cleanly (the
+        // ledger flushed, the lock released) before the process ends, as `serve` does.
+        runtime.spawn(async move {
+            wait_for_stop_signal().await;
+            if routing.url().is_some() {
+                eprintln!("stopping: finishing requests in flight and flushing the usage ledger…");
+            }
+            routing.stop().await;
+            std::process::exit(0);
+        });
+    }
     let repaint = crate::ui::RepaintSlot::default();
     let (handle, events) =
         crate::console::spawn_with(runtime.handle(), store, clock, crate::domain::QuotaPolicy::default(), repaint.callback(), opts);
