@@ -2,8 +2,9 @@
 //! traffic, the week's weddings and the suppliers they affect, the provider
 //! accounts, and the suppliers nearest their platform quota; the console's
 //! routing switch (in the first-run checklist's step 4, or on its own card).
-//! When the console routes (its switch, or demo mode), a live strip on top: requests and cost today as they
-//! happen, every account's breaker, failover events and the last requests.
+//! When the console routes (its switch, or demo mode), a live strip on top:
+//! requests and cost today as they happen, every account's breaker, failover
+//! events and the last requests.
 
 use super::charts::{Unit, date_plot};
 use super::{Cx, Goto, empty_state, error_box, fmt_count, fmt_int, fmt_money, fmt_money_card, header, loading, metric_card, quota_bar};
