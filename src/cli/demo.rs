@@ -131,7 +131,7 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let opts = match &demo {
         Some((_, sim_addr)) => {
-            ServiceOptions { live: None, after_demo: Some(live_demo_starter(clock.clone(), *sim_addr)), notify_sink: None }
+            ServiceOptions { live: None, after_demo: Some(live_demo_starter(clock.clone(), *sim_addr)), notify_sink: None, routing: None }
         }
         None => {
             let keys = runtime.block_on(async {
@@ -145,9 +145,24 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
             let reporter = keys.clone();
             runtime.spawn(async move { reporter.report_orphans().await });
             let live = LiveServices::keys_only(keys);
-            ServiceOptions { live: Some(live), after_demo: None, notify_sink: None }
+            // The console may route this database itself (the Overview's switch).
+            let routing = super::console_routing::console_routing(Vault::os());
+            ServiceOptions { live: Some(live), after_demo: None, notify_sink: None, routing: Some(routing) }
         }
     };
+    let routing = opts.routing.clone();
+    if let Some(routing) = routing.clone() {
+        // Ctrl+C or SIGTERM while the window is open: stop routing cleanly (the
+        // ledger flushed, the lock released) before the process ends, as `serve` does.
+        runtime.spawn(async move {
+            wait_for_stop_signal().await;
+            if routing.url().is_some() {
+                eprintln!("stopping: finishing requests in flight and flushing the usage ledger…");
+            }
+            routing.stop().await;
+            std::process::exit(0);
+        });
+    }
     let repaint = crate::ui::RepaintSlot::default();
     let (handle, events) =
         crate::console::spawn_with(runtime.handle(), store, clock, crate::domain::QuotaPolicy::default(), repaint.callback(), opts);
@@ -158,11 +173,26 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
         app: crate::ui::AppOptions {
             db_label: label,
             start_view: args.view,
+            can_route: routing.is_some(),
             demo: demo.map(|(cfg, _)| cfg),
             desktop_notifications: true,
             ..Default::default()
         },
     });
+    if let Some(routing) = routing {
+        // The window closed while the console routed: "Keep routing in the
+        // background" was chosen (the window asks; "Stop routing and quit"
+        // stops first). Route headless, like `serve`, until a stop signal.
+        if let Some(url) = routing.url() {
+            println!(
+                "Switchboard keeps routing in the background: gateway {url}, process {}. Stop with Ctrl+C or SIGTERM.",
+                std::process::id()
+            );
+            runtime.block_on(wait_for_stop_signal());
+            eprintln!("stopping: finishing requests in flight and flushing the usage ledger…");
+        }
+        runtime.block_on(routing.stop());
+    }
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     if let Some(dir) = temp_dir {
         let _ = std::fs::remove_dir_all(dir);

@@ -3,6 +3,7 @@
 //! program reads the output. Errors are printed as one clear sentence and the
 //! process exits non-zero; nothing here panics on user input.
 
+pub mod console_routing;
 mod demo;
 mod export;
 mod health;

@@ -24,6 +24,8 @@
 //!   projections run through the analytics service (a newer request cancels the
 //!   running query), and its CSV export runs on the blocking pool, one at a
 //!   time, with progress events and cancellation.
+//! - [`routing`]: the console's own routing runtime and gateway, switched from
+//!   the Overview; one runtime per database (the routing lock).
 //! - [`notify`]: desktop notifications of critical alerts and wedding-day
 //!   incidents, switched by the UI, polled on the runtime, sent from a named thread.
 //! - [`present`]: presentation helpers (day numbers, decimation to the chart's
@@ -36,6 +38,7 @@ pub mod live;
 pub mod notify;
 pub mod present;
 pub mod protocol;
+pub mod routing;
 pub mod service;
 pub mod views;
 
@@ -44,6 +47,7 @@ pub use crate::store::StatusFilter;
 pub use live::{BreakerView, LiveAccount, LiveEvent, LiveSnapshot, RecentRequest};
 pub use present::{QUOTA_BANDS, date_of_day_number, day_number, decimate};
 pub use protocol::*;
+pub use routing::{ConsoleRouting, DEFAULT_ROUTING_PORT, GatewayStarter, RoutingSetup, RoutingState, RunningGateway};
 pub use service::{LiveServices, LiveStarter, ServiceOptions, spawn, spawn_with};
 pub use views::alerts::{AlertGroup, AlertsQuery, AlertsView};
 pub use views::audit::AuditView;
@@ -60,5 +64,6 @@ pub use views::projections::{FlaggedSupplier, MonthUsage, ProjectionsView, metho
 pub use views::quota::{QuotaView, SupplierQuotaChart, TierQuota};
 pub use views::requests::{RequestLine, RequestLogView, RequestQuery};
 pub use views::schedules::ScheduleRow;
+pub use views::supplier_import::{ImportPreviewView, default_import_dir};
 pub use views::suppliers::{SupplierDetail, SupplierList, SupplierRow, platform_time_zone, sort_rows};
 pub use views::usage::{MonthBar, Series, SupplierSpendRow, TOP_SUPPLIERS, UsageView, bucketed};

@@ -64,9 +64,15 @@ pub enum Channel {
     Requests,
     /// The suppliers and accounts the pickers choose from.
     Directory,
+    /// The console's own routing runtime: never superseded (every state is delivered).
+    Routing,
+    /// Reading and checking a supplier import file.
+    ImportPreview,
+    /// Importing suppliers, saving the template or the report: never superseded.
+    Import,
 }
 
-pub(in crate::console) const CHANNELS: usize = 22;
+pub(in crate::console) const CHANNELS: usize = 25;
 
 impl Channel {
     const ALL: [Channel; CHANNELS] = [
@@ -92,6 +98,9 @@ impl Channel {
         Channel::Alerts,
         Channel::Requests,
         Channel::Directory,
+        Channel::Routing,
+        Channel::ImportPreview,
+        Channel::Import,
     ];
 
     pub(in crate::console) fn index(self) -> usize {
@@ -110,6 +119,8 @@ impl Channel {
                 | Channel::HealthWrite
                 | Channel::MigrationWrite
                 | Channel::Parallel
+                | Channel::Routing
+                | Channel::Import
         )
     }
 }
@@ -336,6 +347,26 @@ pub enum ConsoleCommand {
     },
     /// Ends a live-traffic mirror now and writes its report from what it compared.
     StopMirror(i64),
+    /// The console routes this database itself: the runtime and the gateway on `127.0.0.1:port`.
+    StartRouting {
+        port: u16,
+    },
+    /// Stops the console's routing (the ledger flushed, the routing lock released).
+    StopRouting,
+    /// Reads and checks a supplier import file; writes nothing.
+    PreviewImport(std::path::PathBuf),
+    /// Reads the file again and imports its valid rows, with progress (cancellable).
+    ImportSuppliers {
+        path: std::path::PathBuf,
+    },
+    CancelImport,
+    /// Writes the import template (the header and an example row) to a file.
+    SaveImportTemplate(std::path::PathBuf),
+    /// Writes an import's rejected rows (`line, name, reason`) to a file.
+    SaveImportReport {
+        path: std::path::PathBuf,
+        rows: Arc<Vec<crate::domain::supplier_import::RejectedRow>>,
+    },
 }
 
 /// Which view with live data is on screen.
@@ -396,6 +427,12 @@ impl ConsoleCommand {
             | ConsoleCommand::MirrorLiveTraffic { .. }
             | ConsoleCommand::StopMirror(_) => Channel::MigrationWrite,
             ConsoleCommand::RunParallelTest { .. } | ConsoleCommand::CancelParallelTest => Channel::Parallel,
+            ConsoleCommand::StartRouting { .. } | ConsoleCommand::StopRouting => Channel::Routing,
+            ConsoleCommand::PreviewImport(_) => Channel::ImportPreview,
+            ConsoleCommand::ImportSuppliers { .. }
+            | ConsoleCommand::CancelImport
+            | ConsoleCommand::SaveImportTemplate(_)
+            | ConsoleCommand::SaveImportReport { .. } => Channel::Import,
         }
     }
 }
@@ -530,6 +567,18 @@ pub enum ConsoleEvent {
     ParallelCancelled {
         done: u32,
         total: u32,
+    },
+    /// The console's own routing changed state.
+    Routing(crate::console::routing::RoutingState),
+    ImportPreview(Arc<crate::console::views::supplier_import::ImportPreviewView>),
+    /// Valid rows written so far by the running import.
+    ImportProgress(crate::domain::supplier_import::ImportProgress),
+    /// The import ended (completely, or cancelled between rows).
+    ImportDone(Arc<crate::domain::supplier_import::ImportReport>),
+    /// The template or a report was written; `what` names which.
+    ImportFileSaved {
+        what: &'static str,
+        path: std::path::PathBuf,
     },
     /// A command failed; `message` is a sentence for the user.
     Failed {

@@ -60,6 +60,8 @@ pub struct ServiceOptions {
     pub after_demo: Option<LiveStarter>,
     /// Where desktop notifications go (`None`: the desktop's notification service).
     pub notify_sink: Option<crate::console::notify::Sink>,
+    /// The console may route by itself (a database file; not demo mode).
+    pub routing: Option<Arc<crate::console::routing::ConsoleRouting>>,
 }
 
 /// Starts the console service on `rt` and returns the UI's two ends.
@@ -102,6 +104,9 @@ pub fn spawn_with(
         migrations_query: Mutex::new(None),
         fresh: AtomicBool::new(false),
         notifier: Arc::new(crate::console::notify::Notifier::default()),
+        base_keys: opts.live.as_ref().map(|l| l.keys.clone()),
+        routing: opts.routing,
+        import: Mutex::new(None),
     });
     let notify_sink = opts.notify_sink;
     if let Some(l) = opts.live {
@@ -187,6 +192,24 @@ pub fn spawn_with(
                     }
                     continue;
                 }
+                ConsoleCommand::StartRouting { port } => {
+                    service.start_routing(port, ticket, out.clone());
+                    continue;
+                }
+                ConsoleCommand::StopRouting => {
+                    service.stop_routing(ticket, out.clone());
+                    continue;
+                }
+                ConsoleCommand::ImportSuppliers { path } => {
+                    service.start_import(path, ticket, out.clone());
+                    continue;
+                }
+                ConsoleCommand::CancelImport => {
+                    if let Some(c) = lock(&service.import).as_ref() {
+                        c.cancel();
+                    }
+                    continue;
+                }
                 cmd => cmd,
             };
             if matches!(cmd.channel(), Channel::Keys | Channel::KeyWrite) {
@@ -253,6 +276,12 @@ pub(in crate::console) struct Service {
     pub(in crate::console) parallel: Mutex<Option<CancelHandle>>,
     /// Desktop notifications of critical alerts and wedding-day incidents.
     pub(in crate::console) notifier: Arc<crate::console::notify::Notifier>,
+    /// The key service the console started with (used again when its own routing stops).
+    pub(in crate::console) base_keys: Option<Arc<KeyService>>,
+    /// The console's own routing runtime, when it may route.
+    pub(in crate::console) routing: Option<Arc<crate::console::routing::ConsoleRouting>>,
+    /// The running supplier import's cancel handle (one at a time).
+    pub(in crate::console) import: Mutex<Option<CancelHandle>>,
 }
 
 pub(in crate::console) type Res<T> = Result<T, String>;
@@ -320,6 +349,9 @@ impl Service {
             ConsoleCommand::PlanMigration { supplier, to } => ConsoleEvent::MigrationPlanned(Arc::new(self.plan_migration(supplier, to)?)),
             ConsoleCommand::ScheduleMigration { supplier, to, at } => self.schedule_migration(supplier, to, at)?,
             ConsoleCommand::CancelSchedule(id) => self.cancel_schedule(id)?,
+            ConsoleCommand::PreviewImport(path) => ConsoleEvent::ImportPreview(Arc::new(self.preview_import(&path)?)),
+            ConsoleCommand::SaveImportTemplate(path) => self.save_import_template(&path)?,
+            ConsoleCommand::SaveImportReport { path, rows } => self.save_import_report(&path, &rows)?,
             cmd @ (ConsoleCommand::StartMigration { .. }
             | ConsoleCommand::PauseMigration(_)
             | ConsoleCommand::ResumeMigration(_)
@@ -343,7 +375,11 @@ impl Service {
             | ConsoleCommand::ExportUsage(_)
             | ConsoleCommand::CancelExport
             | ConsoleCommand::RunParallelTest { .. }
-            | ConsoleCommand::CancelParallelTest => return Err("internal: this command runs on its own task".into()),
+            | ConsoleCommand::CancelParallelTest
+            | ConsoleCommand::StartRouting { .. }
+            | ConsoleCommand::StopRouting
+            | ConsoleCommand::ImportSuppliers { .. }
+            | ConsoleCommand::CancelImport => return Err("internal: this command runs on its own task".into()),
         })
     }
 

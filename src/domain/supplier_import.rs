@@ -87,9 +87,11 @@ impl Header {
         };
         let mut weddings = Vec::new();
         for d in self.get(fields, 5).split(';').map(str::trim).filter(|d| !d.is_empty()) {
-            match d.parse::<NaiveDate>() {
-                Ok(day) => weddings.push(day),
-                Err(_) => problems.push(format!("weddings: '{d}' is not a date; write YYYY-MM-DD, several separated by ';'")),
+            // Strictly YYYY-MM-DD, as the console's form: "2026-06-1" is not the 1st.
+            let whole = d.len() == 10 && d.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+            match d.parse::<NaiveDate>().ok().filter(|_| whole) {
+                Some(day) => weddings.push(day),
+                None => problems.push(format!("weddings: '{d}' is not a date; write YYYY-MM-DD, several separated by ';'")),
             }
         }
         match (name, vendor, tier, mode, tz) {
@@ -188,6 +190,9 @@ mod tests {
         }
         // A short row: the missing trailing columns are empty.
         assert!(h.row(&["Solo", "florist", "starter"], Tz::UTC).is_ok());
+        // A half-typed date is refused, not read as the 1st.
+        let e = h.row(&["Half", "florist", "starter", "", "", "2026-06-1"], Tz::UTC).unwrap_err();
+        assert!(e.contains("'2026-06-1' is not a date"), "{e}");
     }
 
     #[test]

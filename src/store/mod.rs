@@ -39,7 +39,7 @@ pub use health::{CompactionReport, HealthAggregateRow, HealthSampleRow, SeriesPo
 pub use idempotency::{AttemptTimes, Claim, IdempotencyDb, StoredAnswer};
 pub use migrations::{LedgerSide, MirrorRecord, Recommendation, mirror_prefix};
 pub use requests::{RequestFilter, RequestRow, StatusFilter};
-pub use routing_lock::{LockHolder, RoutingLock, RoutingLockError};
+pub use routing_lock::{LockHolder, RoutingLock, RoutingLockError, host_name};
 pub use schedules::{MigrationSchedule, ScheduleState};
 pub use suppliers::{SupplierFilter, SupplierPatch};
 pub use tokens::{GatewayToken, TokenHash, TokenId, TokenRow};

@@ -27,6 +27,8 @@ pub struct AppOptions {
     /// Desktop notifications of critical alerts may be sent (the desktop app;
     /// not tests). The user's off switch in the Alerts view is remembered.
     pub desktop_notifications: bool,
+    /// The console may route this database itself (the Overview's switch; not demo mode).
+    pub can_route: bool,
 }
 
 /// What survives a restart (eframe storage; window size is kept by eframe).
@@ -48,6 +50,8 @@ pub struct Persisted {
 pub struct ViewSettings {
     pub suppliers: views::suppliers::Persisted,
     pub usage: views::usage::Persisted,
+    /// "Route requests from this console", and its port.
+    pub routing: views::routing::Persisted,
 }
 
 /// The key of a database's settings: `demo` in demo mode (a new throwaway file each time), its label otherwise.
@@ -92,6 +96,14 @@ pub struct ConsoleApp {
     settings_key: String,
     /// The saved settings of every database, written back with this one's.
     other_databases: std::collections::BTreeMap<String, ViewSettings>,
+    /// The console's own routing (the Overview's switch).
+    routing: views::routing::State,
+    /// The window was asked to close while routing: the question is on screen.
+    asking_close: bool,
+    /// "Stop routing and quit" was chosen: the window closes once routing stopped.
+    quitting: bool,
+    /// The window may close now (the question was answered).
+    close_choice: Option<views::routing::CloseChoice>,
 }
 
 const SEARCH: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::F);
@@ -105,6 +117,7 @@ impl ConsoleApp {
         let key = settings_key(&opts);
         let mine = saved.databases.get(&key).cloned().unwrap_or_default();
         let mut toasts = Toasts::default();
+        let can_route = opts.can_route && opts.demo.is_none();
         let demo = match opts.demo {
             Some(cfg) => match handle.send(ConsoleCommand::GenerateDemo(cfg)) {
                 Ok(_) => Demo::Running { stage: "starting".into(), done: 0.0, started: Instant::now() },
@@ -147,6 +160,10 @@ impl ConsoleApp {
             directory_dirty: true,
             settings_key: key,
             other_databases: saved.databases,
+            routing: views::routing::State::new(can_route, mine.routing),
+            asking_close: false,
+            quitting: false,
+            close_choice: None,
         }
     }
 
@@ -162,13 +179,34 @@ impl ConsoleApp {
 
     /// This database's view settings as they would be saved now.
     pub fn view_settings(&self) -> ViewSettings {
-        ViewSettings { suppliers: self.suppliers.persisted(), usage: self.usage.persisted() }
+        ViewSettings { suppliers: self.suppliers.persisted(), usage: self.usage.persisted(), routing: self.routing.persisted() }
+    }
+
+    /// The console's routing as the service last reported it.
+    pub fn routing_state(&self) -> &crate::console::RoutingState {
+        &self.routing.state
+    }
+
+    /// How the close question was answered, once the window may close.
+    pub fn close_choice(&self) -> Option<views::routing::CloseChoice> {
+        self.close_choice
     }
 
     /// Drains runtime events and handles global shortcuts. Call once per frame before [`Self::ui`].
     pub fn logic(&mut self, ctx: &egui::Context) {
         while let Some(ev) = self.events.try_next() {
             self.on_event(ev);
+        }
+        // Closing the window while this console routes asks first.
+        if ctx.input(|i| i.viewport().close_requested()) && self.routing.state.busy() && self.close_choice.is_none() {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.asking_close = true;
+        }
+        if self.quitting && !self.routing.state.busy() {
+            self.quitting = false;
+            self.asking_close = false;
+            self.close_choice = Some(views::routing::CloseChoice::StopAndQuit);
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
         if ctx.input_mut(|i| i.consume_shortcut(&SEARCH)) {
             if !matches!(self.view, View::Suppliers | View::Audit) {
@@ -258,6 +296,42 @@ impl ConsoleApp {
                 self.keys.dirty = true;
                 self.audit.dirty = true;
                 self.migrations.dirty = true;
+            }
+            ConsoleEvent::Routing(state) => {
+                let was_on = self.routing.url().is_some();
+                let on = matches!(state, crate::console::RoutingState::On { .. });
+                match &state {
+                    crate::console::RoutingState::Refused { message } | crate::console::RoutingState::Failed { message } => {
+                        self.toasts.error(message.clone())
+                    }
+                    crate::console::RoutingState::On { url, .. } if !was_on => {
+                        self.toasts.info(format!("Routing from this console: gateway on {url}"))
+                    }
+                    _ => {}
+                }
+                self.routing.on_event(ConsoleEvent::Routing(state));
+                if was_on != on {
+                    // The gateway's URL, the checklist, health and migrations now come from (or no longer from) this runtime.
+                    self.directory_dirty = true;
+                    self.overview.routing_changed(on);
+                    self.health.dirty = true;
+                    self.migrations.dirty = true;
+                }
+            }
+            ConsoleEvent::Failed { channel: Channel::Routing, message } => {
+                self.toasts.error(message.clone());
+                self.routing.on_event(ConsoleEvent::Routing(crate::console::RoutingState::Failed { message }));
+            }
+            ev @ (ConsoleEvent::ImportPreview(_)
+            | ConsoleEvent::ImportProgress(_)
+            | ConsoleEvent::ImportDone(_)
+            | ConsoleEvent::ImportFileSaved { .. }
+            | ConsoleEvent::Failed { channel: Channel::Import | Channel::ImportPreview, .. }) => {
+                if matches!(ev, ConsoleEvent::ImportDone(_)) {
+                    self.invalidate_all();
+                    self.directory_dirty = true;
+                }
+                self.suppliers.import.on_event(ev, &mut self.toasts);
             }
             ev @ (ConsoleEvent::Overview(_)
             | ConsoleEvent::Live(_)
@@ -403,12 +477,13 @@ impl ConsoleApp {
             .frame(egui::Frame::central_panel(ui.style()).inner_margin(egui::Margin::same(theme::GAP_L as i8)))
             .show(ui, |ui| {
                 let mut cx = Cx { handle: &self.handle, picks: &self.picks, toasts: &mut self.toasts, goto: None };
+                self.routing.resume(&mut cx);
                 if let Demo::Running { stage, done, started } = &self.demo {
                     demo_progress(ui, stage, *done, started.elapsed().as_secs_f64());
                     return;
                 }
                 match self.view {
-                    View::Overview => views::overview::show(ui, &mut self.overview, &mut cx),
+                    View::Overview => views::overview::show(ui, &mut self.overview, &mut self.routing, &mut cx),
                     View::Suppliers => views::suppliers::show(ui, &mut self.suppliers, &mut cx),
                     View::Keys => views::keys::show(ui, &mut self.keys, &mut cx),
                     View::Quotas => views::quotas::show(ui, &mut self.quotas, &mut cx),
@@ -431,6 +506,23 @@ impl ConsoleApp {
                     None => {}
                 }
             });
+        if self.asking_close {
+            match views::routing::close_question(ui.ctx(), &self.routing) {
+                Some(views::routing::CloseChoice::StopAndQuit) => {
+                    self.quitting = true;
+                    if let Err(e) = self.handle.send(ConsoleCommand::StopRouting) {
+                        self.toasts.error(e);
+                    }
+                }
+                Some(views::routing::CloseChoice::KeepInBackground) => {
+                    self.asking_close = false;
+                    self.close_choice = Some(views::routing::CloseChoice::KeepInBackground);
+                    ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+                }
+                Some(views::routing::CloseChoice::Cancel) => self.asking_close = false,
+                None => {}
+            }
+        }
         self.toasts.show(ui.ctx());
         if !self.first_frame_done {
             self.first_frame_done = true;

@@ -129,6 +129,28 @@ fn type_in(h: &mut Harness<'static, ConsoleApp>, label: &str, text: &str) {
     h.step();
 }
 
+/// The import file the dialog's scene previews (a fixed path, so the picture shows the same path everywhere).
+const IMPORT_SAMPLE: &str = "name,vendor_type,tier,mode,time_zone,weddings\n\
+    Willow Promise Catering,caterer,professional,platform,Europe/London,2026-06-13;2026-07-04\n\
+    Capture Moments Studio,photographer,starter,client,America/Los_Angeles,\n\
+    ,florist,starter,platform,UTC,\n\
+    Golden Hour Venue,venue,platinum,platform,UTC,\n\
+    Blush Petal Florals,florist,scale,platform,Europe/Paris,2026-09-12\n\
+    Sugar Bloom Cakes,baker,starter,platform,UTC,2026-06-1\n";
+
+fn import_preview(h: &mut Harness<'static, ConsoleApp>) {
+    let path = std::env::temp_dir().join("switchboard-snapshot-import.csv");
+    std::fs::write(&path, IMPORT_SAMPLE).unwrap();
+    click(h, "Import CSV…");
+    let field = |n: &egui_kittest::kittest::AccessKitNode<'_>| n.role() == Role::TextInput && n.label().as_deref() == Some("File");
+    h.get_by(field).focus();
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.get_by(field).type_text(&path.display().to_string());
+    h.step();
+    click(h, "Preview");
+}
+
 fn first_supplier_row(h: &mut Harness<'static, ConsoleApp>) {
     h.query_all_by(|n| n.role() == Role::Row && n.label().is_some_and(|l| l.starts_with("Supplier "))).next().unwrap().click();
     h.step();
@@ -157,6 +179,7 @@ const SCENES: &[Scene] = &[
         },
     },
     Scene { name: "suppliers_add", view: View::Suppliers, act: |h| click(h, "Add supplier") },
+    Scene { name: "suppliers_import", view: View::Suppliers, act: import_preview },
     Scene { name: "keys", view: View::Keys, act: nothing },
     Scene {
         name: "keys_add_picker",

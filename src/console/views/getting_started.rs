@@ -82,7 +82,9 @@ impl Service {
             suppliers,
             tokens,
             routed_by,
-            first_request: self.store.has_usage_events().map_err(msg)?,
+            // A request answered by this console's own runtime counts before its ledger folds.
+            first_request: self.live().and_then(|l| l.services.router.clone()).is_some_and(|r| !r.ledger().recent(1).is_empty())
+                || self.store.has_usage_events().map_err(msg)?,
             gateway_url,
         })
     }

@@ -15,5 +15,6 @@ pub mod projections;
 pub mod quota;
 pub mod requests;
 pub mod schedules;
+pub mod supplier_import;
 pub mod suppliers;
 pub mod usage;

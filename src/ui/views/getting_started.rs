@@ -7,10 +7,13 @@ use crate::console::GettingStarted;
 use crate::ui::theme;
 use egui::{RichText, Ui};
 
-/// Draws the checklist. Returns true while it waits for something the
-/// database will say (the caller reloads the Overview every few seconds then).
-pub fn checklist(ui: &mut Ui, g: &GettingStarted) -> bool {
+/// Draws the checklist; `routing` draws the console's routing switch under
+/// step 4. Returns whether it waits for something the database will say (the
+/// caller reloads the Overview every few seconds then) and whether the user
+/// hid a complete checklist.
+pub fn checklist(ui: &mut Ui, g: &GettingStarted, routing: Option<&mut dyn FnMut(&mut Ui)>) -> (bool, bool) {
     let p = *theme::palette(ui);
+    let mut hide = false;
     theme::card(ui).show(ui, |ui| {
         ui.set_width(ui.available_width());
         ui.label(RichText::new(format!("Getting started · {} of 5 done", g.done())).strong());
@@ -35,14 +38,20 @@ pub fn checklist(ui: &mut Ui, g: &GettingStarted) -> bool {
             ui,
             g.suppliers > 0,
             &format!("2. Add suppliers ({})", g.suppliers),
-            "Suppliers, Add, or import a CSV file with `switchboard supplier import FILE.csv` (columns name, vendor_type, tier, mode, time_zone, weddings).",
+            "Suppliers, Add, or Import CSV… there (or `switchboard supplier import FILE.csv`; columns name, vendor_type, tier, mode, time_zone, weddings).",
         );
         step(ui, g.tokens > 0, &format!("3. Issue gateway tokens ({})", g.tokens), "Keys, Issue token: one per supplier, shown once.");
         let running = match &g.routed_by {
             Some(h) => format!("Routing: {h}."),
+            None if routing.is_some() => {
+                "Switch on \"Route requests from this console\" below, or run `switchboard serve` on this database.".to_string()
+            }
             None => "Run `switchboard serve` on this database.".to_string(),
         };
         step(ui, g.routed_by.is_some(), "4. Start the gateway", &running);
+        if let Some(routing) = routing {
+            ui.indent("routing-switch", |ui| routing(ui));
+        }
         ui.add_space(theme::GAP_XS);
         ui.horizontal(|ui| {
             ui.label("Gateway URL:");
@@ -64,6 +73,9 @@ pub fn checklist(ui: &mut Ui, g: &GettingStarted) -> bool {
             if g.first_request {
                 super::status_dot(ui, p.ok);
                 ui.label(RichText::new("First request received").color(p.ok));
+                if g.complete() && ui.button("Hide the checklist").clicked() {
+                    hide = true;
+                }
             } else {
                 super::status_dot(ui, p.warn);
                 ui.label(RichText::new("Waiting for the first request…").color(p.warn));
@@ -71,5 +83,5 @@ pub fn checklist(ui: &mut Ui, g: &GettingStarted) -> bool {
             }
         });
     });
-    !g.complete()
+    (!g.complete(), hide)
 }

@@ -17,6 +17,8 @@ pub mod pools;
 pub mod projections;
 pub mod quotas;
 pub mod requests;
+pub mod routing;
+pub mod supplier_import;
 pub mod suppliers;
 pub mod usage;
 

@@ -1,8 +1,10 @@
 //! Overview: requests and cost today and month to date, the last 30 days of
 //! traffic, the week's weddings and the suppliers they affect, the provider
-//! accounts, and the suppliers nearest their platform quota. When the console
-//! routes (demo mode), a live strip on top: requests and cost today as they
-//! happen, every account's breaker, failover events and the last requests.
+//! accounts, and the suppliers nearest their platform quota; the console's
+//! routing switch (in the first-run checklist's step 4, or on its own card).
+//! When the console routes (its switch, or demo mode), a live strip on top:
+//! requests and cost today as they happen, every account's breaker, failover
+//! events and the last requests.
 
 use super::charts::{Unit, date_plot};
 use super::{Cx, Goto, empty_state, error_box, fmt_count, fmt_int, fmt_money, fmt_money_card, header, loading, metric_card, quota_bar};
@@ -21,9 +23,21 @@ pub struct State {
     live_error: Option<String>,
     /// When the checklist last asked for a fresh Overview.
     polled: Option<std::time::Instant>,
+    /// The checklist was shown unfinished: once complete it stays, ticked, until hidden.
+    checklist_seen: bool,
+    checklist_hidden: bool,
 }
 
 impl State {
+    /// The console's own routing started or stopped: the checklist and the live strip follow.
+    pub fn routing_changed(&mut self, on: bool) {
+        self.dirty = true;
+        if !on {
+            self.live = None;
+            self.live_error = None;
+        }
+    }
+
     pub fn on_event(&mut self, ev: ConsoleEvent) {
         match ev {
             ConsoleEvent::Overview(o) => {
@@ -45,7 +59,7 @@ impl State {
     }
 }
 
-pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+pub fn show(ui: &mut Ui, st: &mut State, routing: &mut super::routing::State, cx: &mut Cx<'_>) {
     if (st.data.is_none() && st.error.is_none() || st.dirty) && !st.requested {
         st.dirty = false;
         st.requested = true;
@@ -59,9 +73,16 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         loading(ui, "Loading today's figures…");
         return;
     };
-    if !o.getting_started.complete() {
+    let complete = o.getting_started.complete();
+    st.checklist_seen |= !complete;
+    if !complete || st.checklist_seen && !st.checklist_hidden {
         // A first run: the checklist leads; the Overview reloads while it waits for the database to say a step is done.
-        if super::getting_started::checklist(ui, &o.getting_started) {
+        let available = routing.available;
+        let mut switch = |ui: &mut Ui| super::routing::switch(ui, routing, cx);
+        let (waits, hide) =
+            super::getting_started::checklist(ui, &o.getting_started, available.then_some(&mut switch as &mut dyn FnMut(&mut Ui)));
+        st.checklist_hidden |= hide;
+        if waits {
             let now = std::time::Instant::now();
             if st.polled.is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(2)) {
                 if st.polled.is_some() {
@@ -71,6 +92,12 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             }
             ui.ctx().request_repaint_after(std::time::Duration::from_secs(2));
         }
+        ui.add_space(theme::GAP_M);
+    } else if routing.available {
+        theme::card(ui).show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            super::routing::switch(ui, routing, cx);
+        });
         ui.add_space(theme::GAP_M);
     }
     if o.suppliers == 0 {

@@ -207,6 +207,8 @@ pub struct State {
     pub form: Option<Form>,
     confirm_remove: bool,
     pub focus_search: bool,
+    /// The "Import CSV…" dialog.
+    pub import: super::supplier_import::State,
 }
 
 impl State {
@@ -228,6 +230,7 @@ impl State {
             form: None,
             confirm_remove: false,
             focus_search: false,
+            import: Default::default(),
         }
     }
 
@@ -324,8 +327,12 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                 st.selected = None;
                 st.confirm_remove = false;
             }
+            if ui.button("Import CSV…").on_hover_text("Add many suppliers from a CSV file, with a preview first").clicked() {
+                st.import.open();
+            }
         });
     });
+    super::supplier_import::show(ui.ctx(), &mut st.import, cx.handle, cx.toasts);
     ui.add_space(theme::GAP_S);
     filters(ui, st);
     ui.add_space(theme::GAP_S);

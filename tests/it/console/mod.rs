@@ -22,7 +22,10 @@ use switchboard::ui::{AppOptions, ConsoleApp, SaveDialog, View};
 
 mod alerts_and_requests;
 mod health_and_migrations;
+mod import;
 mod pickers;
+mod readme_shots;
+mod routing;
 mod schedule;
 mod usage_and_export;
 
@@ -73,7 +76,7 @@ fn wait_until(h: &mut Harness<'static, ConsoleApp>, what: &str, done: impl Fn(&H
         if Instant::now() >= deadline {
             let labels = std::cell::RefCell::new(Vec::new());
             let _ = h.query_all_by(|n| {
-                labels.borrow_mut().extend(n.label());
+                labels.borrow_mut().extend(n.label().or_else(|| n.value()));
                 false
             });
             let labels = labels.into_inner();

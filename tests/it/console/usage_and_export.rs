@@ -126,8 +126,8 @@ fn projections_show_the_supplier_that_will_exceed_its_quota() {
     assert_eq!(h.query_all_by_label_contains("Quiet Florals").count(), 1, "a supplier well under quota is not flagged");
     assert!(shows(&h, "starter"));
     assert!(shows(&h, "Method: recent average for 2 suppliers"), "the method and history are shown");
-    // The metric switch (the request log's and top-suppliers' "Tokens" headers are labels).
-    h.get_by(|n| n.role() == egui::accesskit::Role::Button && n.label().as_deref() == Some("Tokens")).click();
+    // The metric's button (the top-suppliers table has a "Tokens" column too).
+    button(&h, "Tokens").click();
     wait_until(&mut h, "the tokens projection", |h| shows(h, "Projections: monthly tokens"));
 }
 
