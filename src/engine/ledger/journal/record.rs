@@ -136,6 +136,7 @@ mod tests {
 
     pub(crate) fn event(id: &str) -> UsageEvent {
         UsageEvent {
+            saved: crate::domain::Micros::ZERO,
             event_id: id.into(),
             request_id: format!("req-{id}"),
             idempotency_key: None,
