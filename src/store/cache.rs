@@ -319,6 +319,19 @@ impl Store {
         self.with_conn(|c| c.query_row("SELECT coalesce(max(id), 0) FROM response_cache_purges", [], |r| r.get(0)))
     }
 
+    /// Cache hits per supplier in the ledger's daily rollup: (supplier, hits, saved).
+    pub fn cache_hits_by_supplier(&self) -> StoreResult<Vec<(SupplierId, u64, Micros)>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT supplier_id, sum(requests), sum(saved_micros) FROM usage_daily WHERE route = ?1 GROUP BY supplier_id ORDER BY supplier_id",
+            )?;
+            let rows = st.query_map([crate::domain::Route::Cache.code()], |r| {
+                Ok((SupplierId(r.get(0)?), r.get::<_, i64>(1)?.max(0) as u64, Micros(r.get(2)?)))
+            })?;
+            rows.collect()
+        })
+    }
+
     /// The persistent cache per supplier: entries, bytes and hits of the unexpired rows.
     pub fn response_cache_usage(&self, now: DateTime<Utc>) -> StoreResult<Vec<(SupplierId, CacheUsage)>> {
         self.with_conn(|c| {

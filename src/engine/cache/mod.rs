@@ -331,6 +331,32 @@ pub fn purge_offline(
     Ok(n)
 }
 
+/// Checks, stores and audits a supplier's cache settings; a serving runtime
+/// adopts them with its next catalog reload.
+pub fn set_settings(
+    store: &Store,
+    supplier: SupplierId,
+    s: crate::domain::cache::CacheSettings,
+    actor: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    s.validate().map_err(StoreError::Invalid)?;
+    let before = store.cache_settings(supplier)?;
+    store.set_cache_settings(supplier, &s)?;
+    let detail = format!(
+        "response cache: {} → {}",
+        describe(&before),
+        describe(&s)
+    );
+    store.audit(now, actor, "cache.settings", Some(supplier), None, "ok", &detail)?;
+    Ok(())
+}
+
+/// "on, chat 24 h, embeddings 30 d" (the audit's words).
+pub fn describe(s: &crate::domain::cache::CacheSettings) -> String {
+    format!("{}, chat {} h, embeddings {} d", if s.enabled { "on" } else { "off" }, s.chat_ttl_secs / 3600, s.embeddings_ttl_secs / 86_400)
+}
+
 /// The audit line of a purge.
 pub fn audit_purge(store: &Store, supplier: Option<SupplierId>, now: chrono::DateTime<chrono::Utc>, actor: &str, n: u64) -> Result<(), StoreError> {
     let what = match supplier {
