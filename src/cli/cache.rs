@@ -96,8 +96,7 @@ pub fn describe(s: &CacheSettings) -> String {
 }
 
 fn stats(store: &Store, json: bool) -> anyhow::Result<()> {
-    let now = SystemClock.now();
-    let usage = store.response_cache_usage(now)?;
+    let usage = store.response_cache_usage()?;
     let hits = store.cache_hits_by_supplier()?;
     let mut ids: Vec<SupplierId> = usage.iter().map(|u| u.0).chain(hits.iter().map(|h| h.0)).collect();
     ids.sort();

@@ -211,8 +211,18 @@ pub fn canonical_json(v: &Value, out: &mut Vec<u8>) {
             out.push(b']');
         }
         Value::String(s) => write_string(s, out),
+        Value::Number(n) => match n.as_f64() {
+            // One number, one form (as JSON's canonical form, RFC 8785, has it):
+            // `0`, `0.0` and `0e0` are all `0`; other integers as integers.
+            Some(f) if n.is_f64() && f.is_finite() && f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => {
+                out.extend_from_slice((f as i64).to_string().as_bytes())
+            }
+            _ => {
+                let _ = serde_json::to_writer(&mut *out, n);
+            }
+        },
         other => {
-            // Numbers, booleans, null: serde_json's compact form.
+            // Booleans and null: serde_json's compact form.
             let _ = serde_json::to_writer(&mut *out, other);
         }
     }
@@ -237,6 +247,9 @@ mod tests {
         assert_eq!(canon(r#" { "b" : 1, "a" : { "z": [ 1 , 2 ], "y": null } } "#), r#"{"a":{"y":null,"z":[1,2]},"b":1}"#);
         assert_eq!(canon(r#"{"s":"line\nbreak \"q\" é"}"#), r#"{"s":"line\nbreak \"q\" é"}"#);
         assert_eq!(canon("[true,false,0.5,-3]"), "[true,false,0.5,-3]");
+        // One number, one form: `temperature: 0` and `temperature: 0.0` are the same request.
+        assert_eq!(canon("[0.0,1.0,-2.0,0e0,1E2,0.25]"), "[0,1,-2,0,100,0.25]");
+        assert_eq!(canon("-0.0"), "0");
         // Array order is significant.
         assert_ne!(canon("[1,2]"), canon("[2,1]"));
     }

@@ -65,7 +65,8 @@ pub trait ResponseCacheStore: Send {
     /// rows while the bodies total more than `max_bytes`. Returns the keys deleted.
     fn put(&mut self, key: &CacheKey, a: &CachedAnswer, now: DateTime<Utc>, max_bytes: u64) -> StoreResult<Vec<CacheKey>>;
     /// Deletes every entry (`None`) or one supplier's and logs the purge.
-    fn purge(&mut self, supplier: Option<SupplierId>, now: DateTime<Utc>, reason: &str) -> StoreResult<u64>;
+    /// Returns how many entries were deleted and the purge's id in the log.
+    fn purge(&mut self, supplier: Option<SupplierId>, now: DateTime<Utc>, reason: &str) -> StoreResult<(u64, i64)>;
     /// Deletes expired entries; returns how many.
     fn sweep(&mut self, now: DateTime<Utc>) -> StoreResult<u64>;
     /// Bytes of the bodies kept now.
@@ -96,7 +97,7 @@ fn total_bytes(c: &Connection) -> rusqlite::Result<u64> {
     Ok(n.max(0) as u64)
 }
 
-fn purge_in(c: &Connection, supplier: Option<SupplierId>, now: DateTime<Utc>, reason: &str) -> rusqlite::Result<u64> {
+fn purge_in(c: &Connection, supplier: Option<SupplierId>, now: DateTime<Utc>, reason: &str) -> rusqlite::Result<(u64, i64)> {
     let tx = c.unchecked_transaction()?;
     let n = match supplier {
         Some(s) => tx.execute("DELETE FROM response_cache WHERE supplier_id = ?1", [s.0])?,
@@ -106,8 +107,9 @@ fn purge_in(c: &Connection, supplier: Option<SupplierId>, now: DateTime<Utc>, re
         "INSERT INTO response_cache_purges (supplier_id, ts_ms, reason) VALUES (?1, ?2, ?3)",
         params![supplier.map(|s| s.0), ms(now), reason],
     )?;
+    let id = tx.last_insert_rowid();
     tx.commit()?;
-    Ok(n as u64)
+    Ok((n as u64, id))
 }
 
 impl SqliteCacheStore {
@@ -224,7 +226,7 @@ impl ResponseCacheStore for SqliteCacheStore {
         Ok(evicted)
     }
 
-    fn purge(&mut self, supplier: Option<SupplierId>, now: DateTime<Utc>, reason: &str) -> StoreResult<u64> {
+    fn purge(&mut self, supplier: Option<SupplierId>, now: DateTime<Utc>, reason: &str) -> StoreResult<(u64, i64)> {
         let n = purge_in(&self.conn, supplier, now, reason).map_err(|e| map_err(&self.path, e))?;
         self.recount()?;
         Ok(n)
@@ -302,7 +304,7 @@ impl Store {
     /// entries too). Returns how many persistent entries were deleted.
     /// Auditing is the caller's (`engine::cache::purge_offline`).
     pub fn purge_response_cache(&self, supplier: Option<SupplierId>, now: DateTime<Utc>, reason: &str) -> StoreResult<u64> {
-        self.with_conn(|c| purge_in(c, supplier, now, reason))
+        self.with_conn(|c| purge_in(c, supplier, now, reason)).map(|(n, _)| n)
     }
 
     /// Purges logged after `after` (by id), oldest first.
@@ -332,14 +334,15 @@ impl Store {
         })
     }
 
-    /// The persistent cache per supplier: entries, bytes and hits of the unexpired rows.
-    pub fn response_cache_usage(&self, now: DateTime<Utc>) -> StoreResult<Vec<(SupplierId, CacheUsage)>> {
+    /// The persistent cache per supplier: entries, bytes and hits of its rows
+    /// (expired ones too, until the sweep deletes them: they hold the bytes).
+    pub fn response_cache_usage(&self) -> StoreResult<Vec<(SupplierId, CacheUsage)>> {
         self.with_conn(|c| {
             let mut st = c.prepare_cached(
                 "SELECT supplier_id, count(*), coalesce(sum(body_len), 0), coalesce(sum(hits), 0) FROM response_cache
-                 WHERE expires_ms > ?1 GROUP BY supplier_id ORDER BY supplier_id",
+                 GROUP BY supplier_id ORDER BY supplier_id",
             )?;
-            let rows = st.query_map([ms(now)], |r| {
+            let rows = st.query_map([], |r| {
                 let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
                 Ok((SupplierId(r.get(0)?), CacheUsage { entries: n(1)?, bytes: n(2)?, hits: n(3)? }))
             })?;

@@ -94,7 +94,7 @@ pub struct CacheStats {
 enum Cmd {
     Get { key: CacheKey, supplier: SupplierId, reply: oneshot::Sender<Option<CachedAnswer>> },
     Put { key: CacheKey, answer: Arc<CachedAnswer> },
-    Purge { supplier: Option<SupplierId>, reason: String, reply: oneshot::Sender<Result<u64, StoreError>> },
+    Purge { supplier: Option<SupplierId>, reason: String, reply: oneshot::Sender<Result<(u64, i64), StoreError>> },
     Sweep { reply: oneshot::Sender<Result<u64, StoreError>> },
     Recount,
     /// Answers once every command sent before it is done.
@@ -219,9 +219,11 @@ impl ResponseCache {
         let (reply, rx) = oneshot::channel();
         let stopped = || StoreError::Invalid("the response cache thread has stopped".into());
         self.inner.tx.send(Cmd::Purge { supplier, reason: reason.to_string(), reply }).map_err(|_| stopped())?;
-        let n = rx.await.map_err(|_| stopped())??;
+        let (n, id) = rx.await.map_err(|_| stopped())??;
         // Entries a request put while the purge ran.
         self.purge_memory(supplier);
+        // Applied here: the catalog reload it causes must not purge what is written after it.
+        self.inner.last_purge.fetch_max(id, Relaxed);
         Ok(n)
     }
 
