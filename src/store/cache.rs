@@ -14,7 +14,7 @@ use crate::domain::cache::{CacheKey, CacheSettings};
 use crate::domain::idempotency::Endpoint;
 use crate::domain::{AccountId, Micros, ProviderKind, SupplierId, TokenUsage};
 use bytes::Bytes;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -46,6 +46,24 @@ pub struct CacheUsage {
     pub bytes: u64,
     /// Hits served from these entries (as counted at the rows).
     pub hits: u64,
+}
+
+/// Cache hits against all answered requests in one group of the rollup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheCell {
+    /// The UTC day (per-day cells only).
+    pub day: Option<NaiveDate>,
+    pub supplier: SupplierId,
+    /// The model (per-dimension cells only; empty otherwise).
+    pub model: String,
+    /// The request type (per-dimension cells only).
+    pub request_type: Option<crate::domain::RequestType>,
+    /// Requests answered from the cache.
+    pub hits: u64,
+    /// Requests answered at all (by a provider or the cache).
+    pub answered: u64,
+    /// What the hits saved.
+    pub saved: Micros,
 }
 
 /// A purge written to the log: every process drops its memory entries for it.
@@ -329,6 +347,45 @@ impl Store {
             )?;
             let rows = st.query_map([crate::domain::Route::Cache.code()], |r| {
                 Ok((SupplierId(r.get(0)?), r.get::<_, i64>(1)?.max(0) as u64, Micros(r.get(2)?)))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Cache hits, answered requests (shadow copies left out) and savings per
+    /// UTC day and supplier in `[from, to)`, from the daily rollup (one row per
+    /// day and supplier with any usage).
+    pub fn cache_by_day_supplier(&self, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<CacheCell>> {
+        self.cache_cells("day, supplier_id, '', -1", "day, supplier_id", from, to, false)
+    }
+
+    /// The same per supplier, model and request type over `[from, to)`, for
+    /// the groups with at least one hit.
+    pub fn cache_by_dims(&self, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<CacheCell>> {
+        self.cache_cells("'', supplier_id, model, request_type", "supplier_id, model, request_type", from, to, true)
+    }
+
+    fn cache_cells(&self, keys: &str, group: &str, from: NaiveDate, to: NaiveDate, hits_only: bool) -> StoreResult<Vec<CacheCell>> {
+        let (cache, shadow) = (crate::domain::Route::Cache.code(), crate::domain::Route::Shadow.code());
+        let sql = format!(
+            "SELECT {keys}, coalesce(sum(CASE WHEN route = {cache} THEN requests - errors ELSE 0 END), 0),
+                coalesce(sum(CASE WHEN route != {shadow} THEN requests - errors ELSE 0 END), 0), coalesce(sum(saved_micros), 0)
+             FROM usage_daily WHERE day >= ?1 AND day < ?2 GROUP BY {group} {} ORDER BY {group}",
+            if hits_only { format!("HAVING sum(CASE WHEN route = {cache} THEN requests ELSE 0 END) > 0") } else { String::new() }
+        );
+        self.with_conn(|c| {
+            let mut st = c.prepare_cached(&sql)?;
+            let rows = st.query_map(params![from.to_string(), to.to_string()], |r| {
+                let day: String = r.get(0)?;
+                Ok(CacheCell {
+                    day: day.parse().ok(),
+                    supplier: SupplierId(r.get(1)?),
+                    model: r.get(2)?,
+                    request_type: crate::domain::RequestType::from_code(r.get(3)?),
+                    hits: r.get::<_, i64>(4)?.max(0) as u64,
+                    answered: r.get::<_, i64>(5)?.max(0) as u64,
+                    saved: Micros(r.get(6)?),
+                })
             })?;
             rows.collect()
         })

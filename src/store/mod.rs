@@ -34,7 +34,7 @@ mod usage;
 pub use accounts::NewAccount;
 pub use alerts::{Alert, Incident, NewAlert, Raised};
 pub use analytics::{AnalyticsReader, DimFilter, SupplierInfo};
-pub use cache::{CacheUsage, CachedAnswer, PurgeRecord, ResponseCacheStore, SqliteCacheStore};
+pub use cache::{CacheCell, CacheUsage, CachedAnswer, PurgeRecord, ResponseCacheStore, SqliteCacheStore};
 pub use audit::{AuditEntry, AuditFilter, os_user as audit_actor};
 pub use console::{AuditRow, BreakdownCell, SupplierDay, SupplierSpend, WeddingRow};
 pub use health::{CompactionReport, HealthAggregateRow, HealthSampleRow, SeriesPoint};
