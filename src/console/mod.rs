@@ -39,6 +39,9 @@ pub mod protocol;
 pub mod service;
 pub mod views;
 
+/// The response cache's analytics and settings, as the views show them.
+pub use crate::engine::analytics::cache::{CacheDay, CacheGroup, CacheReport};
+pub use crate::engine::cache::describe as describe_cache_settings;
 /// The request log's status filter (a store type the UI may name through here).
 pub use crate::store::StatusFilter;
 pub use live::{BreakerView, LiveAccount, LiveEvent, LiveSnapshot, RecentRequest};
@@ -61,7 +64,4 @@ pub use views::quota::{QuotaView, SupplierQuotaChart, TierQuota};
 pub use views::requests::{RequestLine, RequestLogView, RequestQuery};
 pub use views::schedules::ScheduleRow;
 pub use views::suppliers::{SupplierDetail, SupplierList, SupplierRow, platform_time_zone, sort_rows};
-/// The response cache's analytics and settings, as the views show them.
-pub use crate::engine::analytics::cache::{CacheDay, CacheGroup, CacheReport};
-pub use crate::engine::cache::describe as describe_cache_settings;
 pub use views::usage::{MonthBar, Series, SupplierSpendRow, TOP_SUPPLIERS, UsageView, bucketed};

@@ -257,7 +257,12 @@ mod tests {
     #[test]
     fn keys_ignore_key_order_and_whitespace_but_not_supplier_endpoint_model_or_content() {
         let s = SupplierId(7);
-        let a = CacheKey::of(s, Endpoint::ChatCompletions, "m", br#"{"model":"m","temperature":0,"messages":[{"role":"user","content":"hi"}]}"#);
+        let a = CacheKey::of(
+            s,
+            Endpoint::ChatCompletions,
+            "m",
+            br#"{"model":"m","temperature":0,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
         let b = CacheKey::of(
             s,
             Endpoint::ChatCompletions,

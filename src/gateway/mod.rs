@@ -23,8 +23,8 @@
 //! model limits) is `ingress`.
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
-use crate::domain::idempotency::Endpoint;
 use crate::domain::cache::{CacheMode, CacheVerdict};
+use crate::domain::idempotency::Endpoint;
 use crate::engine::router::{Answer, CacheRequest, Caller, ClientWatch, Router};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
 use axum::body::Body;

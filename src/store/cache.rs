@@ -154,7 +154,18 @@ impl ResponseCacheStore for SqliteCacheStore {
                     let provider: String = r.get(2)?;
                     let usage: String = r.get(5)?;
                     let body: Vec<u8> = r.get(7)?;
-                    Ok((endpoint, r.get::<_, bool>(1)?, provider, r.get::<_, String>(3)?, r.get::<_, Option<i64>>(4)?, usage, r.get(6)?, body, r.get(8)?, r.get(9)?))
+                    Ok((
+                        endpoint,
+                        r.get::<_, bool>(1)?,
+                        provider,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                        usage,
+                        r.get(6)?,
+                        body,
+                        r.get(8)?,
+                        r.get(9)?,
+                    ))
                 })
                 .optional()?;
             let Some((endpoint, stream, provider, model, account, usage, cost, body, created, expires)) = row else { return Ok(None) };
@@ -164,7 +175,8 @@ impl ResponseCacheStore for SqliteCacheStore {
             else {
                 return Ok(None);
             };
-            c.prepare_cached("UPDATE response_cache SET hits = hits + 1, used_ms = ?2 WHERE key = ?1")?.execute(params![&key.0[..], ms(now)])?;
+            c.prepare_cached("UPDATE response_cache SET hits = hits + 1, used_ms = ?2 WHERE key = ?1")?
+                .execute(params![&key.0[..], ms(now)])?;
             Ok(Some(CachedAnswer {
                 supplier,
                 endpoint,
@@ -216,9 +228,8 @@ impl ResponseCacheStore for SqliteCacheStore {
             let mut evicted = Vec::new();
             if bytes > max_bytes {
                 // Least recently used first (the new row last: it was used now).
-                let mut st = tx.prepare_cached(
-                    "SELECT key, body_len FROM response_cache WHERE key != ?1 ORDER BY used_ms, created_ms LIMIT 256",
-                )?;
+                let mut st =
+                    tx.prepare_cached("SELECT key, body_len FROM response_cache WHERE key != ?1 ORDER BY used_ms, created_ms LIMIT 256")?;
                 let mut rows = st.query([&key.0[..]])?;
                 while bytes > max_bytes {
                     let Some(r) = rows.next()? else { break };
@@ -282,7 +293,8 @@ impl Store {
     /// supplier without a row has [`CacheSettings::default`]).
     pub fn cache_settings_all(&self) -> StoreResult<HashMap<SupplierId, CacheSettings>> {
         self.with_conn(|c| {
-            let mut st = c.prepare_cached("SELECT supplier_id, enabled, chat_ttl_secs, embeddings_ttl_secs FROM supplier_cache_settings")?;
+            let mut st =
+                c.prepare_cached("SELECT supplier_id, enabled, chat_ttl_secs, embeddings_ttl_secs FROM supplier_cache_settings")?;
             let rows = st.query_map([], |r| {
                 Ok((
                     SupplierId(r.get(0)?),
@@ -329,7 +341,8 @@ impl Store {
     pub fn cache_purges_since(&self, after: i64) -> StoreResult<Vec<PurgeRecord>> {
         self.with_conn(|c| {
             let mut st = c.prepare_cached("SELECT id, supplier_id FROM response_cache_purges WHERE id > ?1 ORDER BY id")?;
-            let rows = st.query_map([after], |r| Ok(PurgeRecord { id: r.get(0)?, supplier: r.get::<_, Option<i64>>(1)?.map(SupplierId) }))?;
+            let rows =
+                st.query_map([after], |r| Ok(PurgeRecord { id: r.get(0)?, supplier: r.get::<_, Option<i64>>(1)?.map(SupplierId) }))?;
             rows.collect()
         })
     }

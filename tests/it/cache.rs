@@ -10,7 +10,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use switchboard::domain::cache::CacheSettings;
-use switchboard::domain::{AccountOwner, AiMode, ManualClock, NewSupplier, PricingTable, ProviderKind, Route, Secret, SupplierId, Tier, VendorType};
+use switchboard::domain::{
+    AccountOwner, AiMode, ManualClock, NewSupplier, PricingTable, ProviderKind, Route, Secret, SupplierId, Tier, VendorType,
+};
 use switchboard::engine::cache::CacheConfig;
 use switchboard::engine::gateway_tokens as tokens;
 use switchboard::engine::ledger::Ledger;
@@ -262,7 +264,8 @@ async fn a_streamed_hit_replays_the_stream_in_both_formats() {
     assert!(!text_deltas(&second.body, true).is_empty());
     assert_eq!(e.sim.requests(OPENAI), 1);
     // A plain request with the same messages is another entry (a stream is not a body).
-    let plain = json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": "Name three flowers for June."}]});
+    let plain =
+        json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": "Name three flowers for June."}]});
     assert_eq!(e.send("/chat/completions", &t, &[], plain.to_string()).await.cache, "miss");
 
     // Anthropic's Messages endpoint: replayed in Anthropic's shape, plain and streamed.
@@ -307,8 +310,9 @@ async fn errors_and_cut_streams_are_never_cached() {
 
     // A stream cut upstream is not kept either.
     e.sim.set_faults(OPENAI, Faults { stream_cut_rate: 1.0, stream_cut_after: 2, ..Faults::default() });
-    let body = json!({"model": "gpt-4o-mini", "stream": true, "temperature": 0, "messages": [{"role": "user", "content": "Count to ten."}]})
-        .to_string();
+    let body =
+        json!({"model": "gpt-4o-mini", "stream": true, "temperature": 0, "messages": [{"role": "user", "content": "Count to ten."}]})
+            .to_string();
     let cut = e.send("/chat/completions", &t, &[], body.clone()).await;
     assert!(!cut.body.contains("[DONE]"), "the stream was cut: {}", cut.body);
     e.sim.set_faults(OPENAI, Faults::default());

@@ -59,8 +59,7 @@ pub struct CacheReport {
 /// The report for the UTC days `from..=to`; supplier groups are keyed by name.
 pub fn cache_report(store: &Store, from: NaiveDate, to: NaiveDate) -> Result<CacheReport, StoreError> {
     let end = to.succ_opt().unwrap_or(to);
-    let names: HashMap<SupplierId, String> =
-        store.list_suppliers(&Default::default())?.into_iter().map(|s| (s.id, s.name)).collect();
+    let names: HashMap<SupplierId, String> = store.list_suppliers(&Default::default())?.into_iter().map(|s| (s.id, s.name)).collect();
     Ok(build(&store.cache_by_day_supplier(from, end)?, &store.cache_by_dims(from, end)?, &names))
 }
 
@@ -91,11 +90,10 @@ pub fn build(per_day: &[CacheCell], per_dims: &[CacheCell], names: &HashMap<Supp
     let mut models: BTreeMap<String, CacheGroup> = BTreeMap::new();
     let mut types: BTreeMap<String, CacheGroup> = BTreeMap::new();
     for c in per_dims {
-        models.entry(c.model.clone()).or_insert_with(|| CacheGroup { key: c.model.clone(), ..CacheGroup::default() }).add(
-            c.hits,
-            c.answered,
-            c.saved,
-        );
+        models
+            .entry(c.model.clone())
+            .or_insert_with(|| CacheGroup { key: c.model.clone(), ..CacheGroup::default() })
+            .add(c.hits, c.answered, c.saved);
         let t = c.request_type.map_or_else(|| "unknown".to_string(), |t| t.to_string());
         types.entry(t.clone()).or_insert_with(|| CacheGroup { key: t, ..CacheGroup::default() }).add(c.hits, c.answered, c.saved);
     }

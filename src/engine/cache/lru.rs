@@ -112,12 +112,13 @@ mod tests {
         // A replacement counts once.
         assert!(c.insert(3, "c2", 50));
         assert_eq!((c.len(), c.bytes()), (3, 250));
-        // A big entry evicts as many as it takes.
+        // A big entry evicts as many as it takes, least recently used first (1, then 4).
         assert!(c.insert(5, "e", 250));
-        assert_eq!((c.len(), c.bytes()), (1, 250));
+        assert_eq!((c.len(), c.bytes()), (2, 300));
+        assert!(c.get(&3).is_some() && c.get(&1).is_none() && c.get(&4).is_none());
         // Larger than the whole cap: not kept, nothing evicted for it.
         assert!(!c.insert(6, "f", 301));
-        assert_eq!((c.len(), c.bytes()), (1, 250));
+        assert_eq!((c.len(), c.bytes()), (2, 300));
     }
 
     #[test]

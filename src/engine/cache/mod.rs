@@ -92,13 +92,28 @@ pub struct CacheStats {
 }
 
 enum Cmd {
-    Get { key: CacheKey, supplier: SupplierId, reply: oneshot::Sender<Option<CachedAnswer>> },
-    Put { key: CacheKey, answer: Arc<CachedAnswer> },
-    Purge { supplier: Option<SupplierId>, reason: String, reply: oneshot::Sender<Result<(u64, i64), StoreError>> },
-    Sweep { reply: oneshot::Sender<Result<u64, StoreError>> },
+    Get {
+        key: CacheKey,
+        supplier: SupplierId,
+        reply: oneshot::Sender<Option<CachedAnswer>>,
+    },
+    Put {
+        key: CacheKey,
+        answer: Arc<CachedAnswer>,
+    },
+    Purge {
+        supplier: Option<SupplierId>,
+        reason: String,
+        reply: oneshot::Sender<Result<(u64, i64), StoreError>>,
+    },
+    Sweep {
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
     Recount,
     /// Answers once every command sent before it is done.
-    Barrier { reply: oneshot::Sender<()> },
+    Barrier {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Cheap to clone; the thread stops when the last handle is gone.
@@ -345,11 +360,7 @@ pub fn set_settings(
     s.validate().map_err(StoreError::Invalid)?;
     let before = store.cache_settings(supplier)?;
     store.set_cache_settings(supplier, &s)?;
-    let detail = format!(
-        "response cache: {} → {}",
-        describe(&before),
-        describe(&s)
-    );
+    let detail = format!("response cache: {} → {}", describe(&before), describe(&s));
     store.audit(now, actor, "cache.settings", Some(supplier), None, "ok", &detail)?;
     Ok(())
 }
@@ -360,7 +371,13 @@ pub fn describe(s: &crate::domain::cache::CacheSettings) -> String {
 }
 
 /// The audit line of a purge.
-pub fn audit_purge(store: &Store, supplier: Option<SupplierId>, now: chrono::DateTime<chrono::Utc>, actor: &str, n: u64) -> Result<(), StoreError> {
+pub fn audit_purge(
+    store: &Store,
+    supplier: Option<SupplierId>,
+    now: chrono::DateTime<chrono::Utc>,
+    actor: &str,
+    n: u64,
+) -> Result<(), StoreError> {
     let what = match supplier {
         Some(s) => format!("response cache of supplier {} purged: {n} entries deleted", s.0),
         None => format!("whole response cache purged: {n} entries deleted"),

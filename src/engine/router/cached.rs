@@ -29,7 +29,10 @@ pub(super) struct CacheUse {
 pub(super) enum CacheStart {
     Hit(Arc<CachedAnswer>),
     /// Call a provider; keep its answer when `store` says where.
-    Call { store: Option<CacheUse>, verdict: CacheVerdict },
+    Call {
+        store: Option<CacheUse>,
+        verdict: CacheVerdict,
+    },
 }
 
 impl CacheStart {

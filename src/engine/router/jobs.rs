@@ -5,10 +5,10 @@
 
 use super::attempt::{Job, Prepared, Served};
 use super::cached::CacheUse;
-use crate::domain::cache::CacheVerdict;
 use super::failure::{FailureKind, RouteError};
 use super::stream::{OpenStream, StreamCtx, StreamGuard};
 use super::{Answer, ClientWatch, Router, StreamAnswer};
+use crate::domain::cache::CacheVerdict;
 use crate::domain::{ProviderAccount, ProviderKind, TokenUsage, UsageStatus};
 use crate::providers::stream::ChatStream;
 use crate::providers::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ProviderError, ProviderTarget, token_count};

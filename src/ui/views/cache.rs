@@ -39,7 +39,8 @@ impl CacheForm {
 
     /// The settings typed, or why they cannot be saved.
     pub fn settings(&self) -> Result<CacheSettings, String> {
-        let hours: u64 = self.chat_hours.trim().parse().map_err(|_| format!("'{}' is not a whole number of hours", self.chat_hours.trim()))?;
+        let hours: u64 =
+            self.chat_hours.trim().parse().map_err(|_| format!("'{}' is not a whole number of hours", self.chat_hours.trim()))?;
         let days: u64 =
             self.embeddings_days.trim().parse().map_err(|_| format!("'{}' is not a whole number of days", self.embeddings_days.trim()))?;
         let s = CacheSettings {
