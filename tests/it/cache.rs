@@ -177,6 +177,31 @@ async fn two_identical_deterministic_requests_make_one_provider_call_two_rows_an
     assert_eq!((a.status, a.cache.as_str(), b.cache.as_str()), (200, "miss", "hit"), "{}", a.body);
     assert_eq!(a.body, b.body);
     assert_eq!(e.sim.requests(OPENAI), 2);
+
+    // Analytics and the CSV export show the hits and what they saved, by supplier, model and request type.
+    e.router.ledger().flush().await;
+    let day = june().date_naive();
+    let report = switchboard::engine::analytics::cache::cache_report(&e.store, day, day).unwrap();
+    assert_eq!((report.total.hits, report.total.answered), (2, 4));
+    assert_eq!(report.total.saved.0, rows[0].1 + e.rows(s).await[2].1, "the chat call's cost and the embeddings call's");
+    assert_eq!(report.by_supplier[0].key, "Capture Moments");
+    let models: Vec<&str> = report.by_model.iter().map(|g| g.key.as_str()).collect();
+    assert!(models.contains(&"gpt-4o-mini") && models.contains(&"text-embedding-3-small"), "{models:?}");
+    assert_eq!(report.by_request_type.len(), 2, "{:?}", report.by_request_type);
+    let out = e.dir.path().join("usage.csv");
+    let opts =
+        switchboard::engine::export::ExportOptions { from: day, to: day, supplier: None, group_by: None, out: out.clone(), force: false };
+    switchboard::engine::export::export_usage(&e.store, &opts, &Default::default(), |_| {}).unwrap();
+    let mut rd = csv::Reader::from_path(&out).unwrap();
+    let h = rd.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let recs: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+    let hits: Vec<&csv::StringRecord> = recs.iter().filter(|r| &r[col("route")] == "cache").collect();
+    assert_eq!(hits.len(), 2);
+    assert!(hits.iter().all(|r| &r[col("cost_micro_usd")] == "0"), "a hit costs nothing");
+    // The chat hit saved the chat call's cost (a few embedding tokens may cost under a micro-dollar).
+    assert_eq!(hits[0][col("saved_micro_usd")], rows[0].1.to_string());
+    assert_eq!(&hits[0][col("model")], "gpt-4o-mini");
 }
 
 #[tokio::test]
