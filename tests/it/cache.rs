@@ -237,9 +237,13 @@ async fn a_non_deterministic_request_is_cached_only_when_asked_and_the_header_de
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["error"]["type"], "invalid_request_error");
     assert_eq!(e.sim.requests(OPENAI), 7);
-    // A supplier with the cache off: no header turns it on.
-    e.store.set_cache_settings(s, &CacheSettings { enabled: false, ..CacheSettings::default() }).unwrap();
-    e.router.reload().unwrap();
+    // A supplier with the cache off (from the CLI, audited): no header turns it on.
+    let out = sb(&e.dir.path().join("cache.db")).args(["cache", "set", &s.0.to_string(), "--cache", "off"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cache off, chat answers kept 24 h"));
+    assert_eq!(e.store.cache_settings(s).unwrap(), CacheSettings { enabled: false, ..CacheSettings::default() });
+    assert!(e.store.audit_entries(&Default::default()).unwrap().iter().any(|a| a.action == "cache.settings" && a.supplier_id == Some(s)));
+    assert!(e.router.reload_if_changed().unwrap(), "the settings bump the catalog version");
     assert_eq!(e.chat(&t, Some(0.0), text, &[("x-switchboard-cache", "use")]).await.cache, "skip");
     assert_eq!(e.sim.requests(OPENAI), 8);
 }
