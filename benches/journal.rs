@@ -12,6 +12,7 @@ use switchboard::store::{LedgerSync, Store};
 
 fn event(n: u64) -> UsageEvent {
     UsageEvent {
+        saved: switchboard::domain::Micros::ZERO,
         event_id: format!("bench-{n}"),
         request_id: format!("req-{n}"),
         idempotency_key: None,

@@ -3,6 +3,7 @@
 //! program reads the output. Errors are printed as one clear sentence and the
 //! process exits non-zero; nothing here panics on user input.
 
+mod cache;
 pub mod console_routing;
 mod demo;
 mod export;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Export usage as CSV for spreadsheets.
     #[command(subcommand)]
     Export(export::ExportCommand),
+    /// The response cache: purge it (whole or one supplier's), its stats, a supplier's settings.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Usage analytics as JSON (cost over time, quotas, top suppliers, seasons,
     /// projections, cost comparison), or their timings with --bench.
     Report(report::ReportArgs),
@@ -135,6 +139,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::ParallelTest(args)) => migrate::run_parallel(open_store(cli.db)?, args),
         Some(Command::Recommendations(args)) => migrate::run_recommendations(open_store(cli.db)?, args),
         Some(Command::Export(cmd)) => export::run(&open_store_for_usage(cli.db)?, cmd),
+        Some(Command::Cache(cmd)) => cache::run(&open_store_for_usage(cli.db)?, cmd),
         Some(Command::Report(args)) => report::run(open_store_for_usage(cli.db)?, args),
         None => demo::run_console(demo::ConsoleArgs {
             db: cli.db,

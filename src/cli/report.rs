@@ -25,6 +25,9 @@ pub enum ReportKind {
     Projections,
     /// What each supplier would have cost on the other side.
     Compare,
+    /// The response cache: hits, hit rate and dollars saved per day and
+    /// supplier, and per supplier, model and request type.
+    Cache,
     /// Every dashboard query (use with --bench).
     All,
 }
@@ -79,6 +82,8 @@ fn queries(a: &ReportArgs, from: NaiveDate, to: NaiveDate, as_of: NaiveDate) -> 
         ReportKind::Seasonal => vec![("seasonal".into(), seasonal)],
         ReportKind::Projections => vec![("projections".into(), proj)],
         ReportKind::Compare => vec![("cost comparison".into(), compare)],
+        // Read straight from the rollup by `run` (no analytics session).
+        ReportKind::Cache => Vec::new(),
         ReportKind::All => {
             let mut v = Vec::new();
             for (gn, g) in [("day", Granularity::Day), ("week", Granularity::Week), ("month", Granularity::Month)] {
@@ -117,6 +122,11 @@ pub fn run(store: Store, a: ReportArgs) -> anyhow::Result<()> {
         && store.find_supplier(SupplierId(id))?.is_none()
     {
         bail!("supplier {id} does not exist; `switchboard supplier list` shows the suppliers and their ids");
+    }
+    if a.kind == ReportKind::Cache {
+        let report = crate::engine::analytics::cache::cache_report(&store, from, to)?;
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"cache": report}))?);
+        return Ok(());
     }
     let service = AnalyticsService::new(Arc::new(store), PricingTable::builtin(), QuotaPolicy::default());
     let session = service.session()?;

@@ -53,6 +53,13 @@ pub struct ServeArgs {
     /// upstream connections (default: one per core, at most 8).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
     lanes: Option<u64>,
+    /// Memory the response cache may hold, in MiB (its least recently used
+    /// answers leave first; the database keeps them up to --cache-disk-mb).
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=65_536))]
+    cache_memory_mb: u64,
+    /// Answer bytes the response cache keeps in the database, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    cache_disk_mb: u64,
 }
 
 impl ServeArgs {
@@ -85,7 +92,9 @@ pub fn run_serve(db: Option<std::path::PathBuf>, args: ServeArgs) -> anyhow::Res
             LedgerDurability::Process => LedgerSync::Normal,
             LedgerDurability::Power => LedgerSync::Full,
         };
-        let opts = RuntimeOptions { ledger_sync, ..RuntimeOptions::default() };
+        let mut opts = RuntimeOptions { ledger_sync, ..RuntimeOptions::default() };
+        opts.router.cache.memory_bytes = usize::try_from(args.cache_memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        opts.router.cache.persistent_bytes = args.cache_disk_mb.saturating_mul(1024 * 1024);
         let runtime = Runtime::start(store.clone(), Vault::os(), Arc::new(SystemClock), opts).await?;
         if let Some(h) = runtime.routing_lock().left_behind() {
             println!(

@@ -42,6 +42,9 @@ pub mod routing;
 pub mod service;
 pub mod views;
 
+/// The response cache's analytics and settings, as the views show them.
+pub use crate::engine::analytics::cache::{CacheDay, CacheGroup, CacheReport};
+pub use crate::engine::cache::describe as describe_cache_settings;
 /// The request log's status filter (a store type the UI may name through here).
 pub use crate::store::StatusFilter;
 pub use live::{BreakerView, LiveAccount, LiveEvent, LiveSnapshot, RecentRequest};

@@ -263,6 +263,14 @@ pub enum ConsoleCommand {
     },
     IssueToken(SupplierId),
     RevokeToken(TokenId),
+    /// A supplier's response cache settings (on/off, TTLs): checked, stored, audited.
+    SetCacheSettings {
+        id: SupplierId,
+        settings: crate::domain::cache::CacheSettings,
+    },
+    /// Purges the response cache: every supplier's (`None`) or one's. Audited;
+    /// a routing runtime drops its memory entries within a second.
+    PurgeCache(Option<SupplierId>),
     /// A key's pool settings (weight, limits, monthly budget): checked, stored, audited.
     SetPoolSettings {
         id: AccountId,
@@ -389,7 +397,11 @@ impl ConsoleCommand {
             ConsoleCommand::LoadDirectory => Channel::Directory,
             ConsoleCommand::LoadSuppliers(_) => Channel::Suppliers,
             ConsoleCommand::LoadSupplierDetail(_) => Channel::SupplierDetail,
-            ConsoleCommand::AddSupplier(_) | ConsoleCommand::EditSupplier { .. } | ConsoleCommand::RemoveSupplier(_) => Channel::Write,
+            ConsoleCommand::AddSupplier(_)
+            | ConsoleCommand::EditSupplier { .. }
+            | ConsoleCommand::RemoveSupplier(_)
+            | ConsoleCommand::SetCacheSettings { .. }
+            | ConsoleCommand::PurgeCache(_) => Channel::Write,
             ConsoleCommand::LoadQuota(_) => Channel::Quota,
             ConsoleCommand::LoadUsage(_) => Channel::Usage,
             ConsoleCommand::LoadAudit(_) => Channel::Audit,
@@ -451,6 +463,16 @@ pub enum ConsoleEvent {
     SupplierRemoved {
         id: SupplierId,
         name: String,
+    },
+    /// A supplier's cache settings were saved (`summary`: in words).
+    CacheSettingsSaved {
+        id: SupplierId,
+        summary: String,
+    },
+    /// Cached answers were purged (`supplier`: `None` for the whole cache).
+    CachePurged {
+        supplier: Option<SupplierId>,
+        entries: u64,
     },
     Quota(Arc<QuotaView>),
     Usage(Arc<UsageView>),

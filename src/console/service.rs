@@ -331,6 +331,16 @@ impl Service {
                 }
                 ConsoleEvent::SupplierSaved { supplier: s, created: false }
             }
+            ConsoleCommand::SetCacheSettings { id, settings } => {
+                crate::engine::cache::set_settings(&self.store, id, settings, &audit_actor(), self.clock.now()).map_err(msg)?;
+                self.invalidate();
+                ConsoleEvent::CacheSettingsSaved { id, summary: crate::engine::cache::describe(&settings) }
+            }
+            ConsoleCommand::PurgeCache(supplier) => {
+                let entries = crate::engine::cache::purge_offline(&self.store, supplier, self.clock.now(), &audit_actor()).map_err(msg)?;
+                self.invalidate();
+                ConsoleEvent::CachePurged { supplier, entries }
+            }
             ConsoleCommand::RemoveSupplier(_) => {
                 return Err("internal: removing a supplier goes through remove_supplier (its keys first)".into());
             }

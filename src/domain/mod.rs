@@ -3,6 +3,7 @@
 //! here is plain data and arithmetic, unit-tested on its own.
 
 pub mod breaker;
+pub mod cache;
 pub mod calendar;
 pub mod clock;
 pub mod demo;

@@ -37,6 +37,11 @@ pub enum Route {
     Migration,
     /// A mirrored copy for a parallel test; never billed to the supplier's quota.
     Shadow,
+    /// Answered from Switchboard's response cache (`engine::cache`): no
+    /// provider call, no provider cost; the row's `saved` is what the
+    /// original call cost. Counts against the platform quota only if
+    /// [`crate::domain::cache::HITS_COUNT_AGAINST_QUOTA`] says so (it does not).
+    Cache,
 }
 string_enum!(Route, "route", {
     Platform => "platform",
@@ -44,6 +49,7 @@ string_enum!(Route, "route", {
     Failover => "failover",
     Migration => "migration",
     Shadow => "shadow",
+    Cache => "cache",
 });
 
 impl Route {
@@ -53,6 +59,16 @@ impl Route {
     }
     pub fn from_code(c: i64) -> Option<Route> {
         Route::ALL.get(usize::try_from(c).ok()?).copied()
+    }
+    /// Whether a row on this route counts against the supplier's platform
+    /// quota: platform and failover (failover always lands on platform AI),
+    /// and cache hits only under [`crate::domain::cache::HITS_COUNT_AGAINST_QUOTA`].
+    pub fn counts_against_quota(self) -> bool {
+        match self {
+            Route::Platform | Route::Failover => true,
+            Route::Cache => super::cache::HITS_COUNT_AGAINST_QUOTA,
+            Route::Client | Route::Migration | Route::Shadow => false,
+        }
     }
 }
 
@@ -147,6 +163,10 @@ pub struct UsageEvent {
     pub route: Route,
     pub usage: TokenUsage,
     pub cost: Micros,
+    /// What this row saved: on a cache hit ([`Route::Cache`]), the provider
+    /// cost of the call whose answer was replayed; zero otherwise.
+    #[serde(default)]
+    pub saved: Micros,
     pub latency_ms: u32,
     pub status: UsageStatus,
     pub error_class: Option<String>,
@@ -157,7 +177,7 @@ impl UsageEvent {
     pub fn counts_against_quota(&self) -> bool {
         // Failover always lands on platform AI (failover between a supplier's
         // own accounts is recorded as Client by the router).
-        matches!(self.route, Route::Platform | Route::Failover)
+        self.route.counts_against_quota()
     }
 }
 

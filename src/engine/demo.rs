@@ -472,6 +472,7 @@ pub fn generate(store: &Store, cfg: &DemoConfig, mut progress: impl FnMut(&str, 
                 let cost = pricing.cost(provider, &model, &usage).unwrap_or_default();
                 counter += 1;
                 out.push(UsageEvent {
+                    saved: crate::domain::Micros::ZERO,
                     event_id: format!("demo-{seed}-{counter:09}"),
                     request_id: format!("demo-{seed}-{counter:09}"),
                     idempotency_key: None,

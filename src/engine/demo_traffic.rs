@@ -6,7 +6,8 @@
 //! with a realistic mix of models, request types and streams — with a
 //! provider incident on a supplier's own account every few minutes (an
 //! outage of about a minute, so failover and the return to client AI show) —
-//! and one phased migration of a client-mode supplier to platform AI, so the
+//! email templates deterministic (temperature 0), so the response cache
+//! answers their repeats — and one phased migration of a client-mode supplier to platform AI, so the
 //! Migrations view has a timeline.
 //!
 //! The gateway (an edge) is started by the caller in front of `runtime.router`.
@@ -309,22 +310,36 @@ async fn one_request(router: Arc<Router>, token: String, rid: String, rng_seed: 
     let mut rng = DetRng::new(rng_seed);
     let (rt, model, stream, prompt) = pick_request(&mut rng);
     let bearer = Some(token.as_str());
+    use crate::domain::idempotency::Endpoint;
+    use crate::engine::router::{CacheRequest, Caller};
     if rt == "embedding" {
+        let body = serde_json::json!({"model": model, "input": prompt});
+        let cache = CacheRequest { endpoint: Endpoint::Embeddings, mode: None, body: bytes::Bytes::from(body.to_string()) };
         let req = EmbeddingsRequest { model: model.into(), input: serde_json::json!(prompt), extra: Default::default() };
-        let _ = router.embeddings(bearer, Some(rt), Some(&rid), req).await;
+        let _ = router.embeddings(Caller::token(bearer).with_cache(Some(&cache)), Some(rt), Some(&rid), req).await;
         return;
     }
-    let req: ChatRequest = match serde_json::from_value(serde_json::json!({
+    // Email templates are deterministic (temperature 0, a fixed length), as a
+    // supplier's template sender would make them: their repeats are answered
+    // by the response cache.
+    let template = rt == "email_template";
+    let mut body = serde_json::json!({
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": 200 + rng.range(0, 300),
+        "max_tokens": if template { 300 } else { 200 + rng.range(0, 300) },
         "stream": stream,
-    })) {
+    });
+    if template {
+        body["temperature"] = serde_json::json!(0);
+    }
+    let cache = CacheRequest { endpoint: Endpoint::ChatCompletions, mode: None, body: bytes::Bytes::from(body.to_string()) };
+    let caller = Caller::token(bearer).with_cache(Some(&cache));
+    let req: ChatRequest = match serde_json::from_value(body) {
         Ok(r) => r,
         Err(_) => return,
     };
     if stream {
-        if let Ok(mut a) = router.chat_stream(bearer, Some(rt), Some(&rid), req).await {
+        if let Ok(mut a) = router.chat_stream(caller, Some(rt), Some(&rid), req).await {
             while let Some(chunk) = a.body.next().await {
                 if chunk.is_err() {
                     break;
@@ -332,7 +347,7 @@ async fn one_request(router: Arc<Router>, token: String, rid: String, rng_seed: 
             }
         }
     } else {
-        let _ = router.chat(bearer, Some(rt), Some(&rid), req).await;
+        let _ = router.chat(caller, Some(rt), Some(&rid), req).await;
     }
 }
 

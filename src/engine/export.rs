@@ -8,7 +8,10 @@
 //! grouped files call their period `date` too (a month as its first day,
 //! `2026-06-01`); money is decimal dollars with six decimals (`cost_usd`)
 //! beside the exact integer `cost_micro_usd`, so a tiny cost never shows as
-//! `3E-006`. Rows are streamed from SQLite to the file, so memory stays flat at
+//! `3E-006`. A cache hit's row (route `cache`) costs nothing and says what it
+//! saved (`saved_usd`, `saved_micro_usd`: the cost of the call whose answer
+//! was replayed), so cache usage and savings group by supplier, model and
+//! request type in a spreadsheet like any other column. Rows are streamed from SQLite to the file, so memory stays flat at
 //! any size; progress goes to a callback. No key, key reference, fingerprint
 //! or gateway token is ever read, let alone written.
 //!
@@ -94,6 +97,8 @@ pub const EVENT_HEADER: &[&str] = &[
     "latency_ms",
     "status",
     "error_class",
+    "saved_usd",
+    "saved_micro_usd",
 ];
 
 /// The grouped columns, in order.
@@ -117,6 +122,8 @@ pub const GROUP_HEADER: &[&str] = &[
     "cost_usd",
     "cost_micro_usd",
     "avg_latency_ms",
+    "saved_usd",
+    "saved_micro_usd",
 ];
 
 const PROGRESS_EVERY: u64 = 4_096;
@@ -431,6 +438,7 @@ struct PackedEvent {
     cost_micros: i64,
     latency_ms: i64,
     status: i64,
+    saved_micros: i64,
 }
 
 /// A batch of events copied out of SQLite without an allocation per row.
@@ -473,6 +481,7 @@ impl EventBatch {
             cost_micros: e.cost_micros,
             latency_ms: e.latency_ms,
             status: e.status,
+            saved_micros: e.saved_micros,
         };
         self.rows.push(packed);
     }
@@ -499,6 +508,7 @@ impl EventBatch {
             latency_ms: p.latency_ms,
             status: p.status,
             error_class: p.error_class.map(text),
+            saved_micros: p.saved_micros,
         })
     }
 }
@@ -670,6 +680,8 @@ fn write_event<W: Write>(w: &mut csv::Writer<W>, f: &mut Fmt, e: &EventRow<'_>, 
     w.write_field(f.i64(e.latency_ms))?;
     w.write_field(status_name(e.status).as_ref())?;
     w.write_field(csv_text(e.error_class.unwrap_or("")).as_ref())?;
+    w.write_field(f.micros(e.saved_micros))?;
+    w.write_field(f.i64(e.saved_micros))?;
     w.write_record(None::<&[u8]>)
 }
 
@@ -689,6 +701,8 @@ fn write_group<W: Write>(w: &mut csv::Writer<W>, f: &mut Fmt, g: &GroupRow, (nam
     w.write_field(f.micros(t.cost.0))?;
     w.write_field(f.i64(t.cost.0))?;
     w.write_field(t.latency_ms_sum.checked_div(t.requests).map(|v| v.to_string()).unwrap_or_default())?;
+    w.write_field(f.micros(g.saved_micros))?;
+    w.write_field(f.i64(g.saved_micros))?;
     w.write_record(None::<&[u8]>)
 }
 

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-const ROUTES: usize = 5;
+const ROUTES: usize = 6;
 const PROVIDERS: usize = 3;
 /// Upper bounds of the latency buckets, in microseconds.
 const BUCKETS_US: [u64; 14] =

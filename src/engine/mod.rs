@@ -1,7 +1,7 @@
 //! Services that combine the adapters: demo history generation (`demo`), live
 //! demo mode with simulator and synthetic traffic (`demo_traffic`), the key
 //! service (`keys`),
-//! gateway tokens (`gateway_tokens`), idempotency keys (`idempotency`), the usage ledger writer (`ledger`), the router
+//! gateway tokens (`gateway_tokens`), idempotency keys (`idempotency`), the response cache (`cache`), the usage ledger writer (`ledger`), the router
 //! (`router`) and its metrics (`metrics`), migrations (`migrations`), parallel
 //! tests (`parallel`), the provider health monitor (`health`), the alert
 //! service (`alerts`), usage analytics (`analytics`), CSV export (`export`)
@@ -9,6 +9,7 @@
 
 pub mod alerts;
 pub mod analytics;
+pub mod cache;
 pub mod demo;
 pub mod demo_traffic;
 pub mod export;

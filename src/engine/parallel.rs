@@ -324,6 +324,7 @@ impl Side {
             }
         };
         let ev = UsageEvent {
+            saved: crate::domain::Micros::ZERO,
             event_id: format!("{test_id}-{}-{i}", self.tag),
             request_id: test_id.to_string(),
             idempotency_key: None,

@@ -10,8 +10,10 @@
 //! the task finishes, so the provider call it made is recorded (as
 //! `client_gone`) and settled against the quota. A stream is cut upstream when
 //! its client hangs up, and its usage recorded by the router's stream guard.
-//! Answers carry `x-request-id` (the tracing id) and `x-switchboard-event-id`
-//! (the usage row's id).
+//! Answers carry `x-request-id` (the tracing id), `x-switchboard-event-id`
+//! (the usage row's id) and `x-switchboard-cache` (`hit`, `miss` or `skip`:
+//! what the response cache did; a request may ask with the same header,
+//! `use`, `skip` or `refresh`, see `domain::cache`).
 //!
 //! Endpoints: `POST /v1/chat/completions` (plain and SSE), `POST /v1/embeddings`,
 //! `GET /v1/models`, `GET /healthz`, `GET /metrics` (Prometheus text), and the
@@ -21,8 +23,9 @@
 //! model limits) is `ingress`.
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
+use crate::domain::cache::{CacheMode, CacheVerdict};
 use crate::domain::idempotency::Endpoint;
-use crate::engine::router::{Answer, Caller, ClientWatch, Router};
+use crate::engine::router::{Answer, CacheRequest, Caller, ClientWatch, Router};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
 use axum::body::Body;
 use axum::extract::State;
@@ -286,6 +289,26 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The request's `x-switchboard-cache` header and body, for the response cache.
+fn cache_request(h: &HeaderMap, endpoint: Endpoint, body: &axum::body::Bytes) -> Result<CacheRequest, ApiError> {
+    let mode = match h.get(crate::domain::cache::HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| "x-switchboard-cache: not text; send use, skip or refresh".to_string())
+                .and_then(CacheMode::parse)
+                .map_err(ApiError::BadRequest)?,
+        ),
+    };
+    Ok(CacheRequest { endpoint, mode, body: body.clone() })
+}
+
+/// Marks an answer with what the response cache did.
+fn with_cache(mut resp: Response, verdict: CacheVerdict) -> Response {
+    resp.headers_mut().insert(crate::domain::cache::HEADER, HeaderValue::from_static(verdict.as_str()));
+    resp
+}
+
 fn with_route(mut resp: Response, route: crate::domain::Route, request_id: &str, event_id: &str) -> Response {
     let h = resp.headers_mut();
     h.insert("x-switchboard-route", HeaderValue::from_static(route.as_str()));
@@ -307,6 +330,8 @@ struct RequestMeta {
     request_id: Option<String>,
     /// `Idempotency-Key`, per supplier.
     idempotency_key: Option<String>,
+    /// What the response cache needs (set by the handler once the header is checked).
+    cache: Option<CacheRequest>,
 }
 
 impl RequestMeta {
@@ -316,6 +341,7 @@ impl RequestMeta {
             request_type: get("x-switchboard-request-type"),
             request_id: get("x-request-id"),
             idempotency_key: get("idempotency-key"),
+            cache: None,
         }
     }
 }
@@ -365,18 +391,19 @@ async fn serve_chat(
     req: ChatRequest,
     client: ClientWatch,
 ) -> Result<Response, ApiError> {
-    let caller = st.caller(supplier).with_idempotency_key(meta.idempotency_key.as_deref());
+    let caller = st.caller(supplier).with_idempotency_key(meta.idempotency_key.as_deref()).with_cache(meta.cache.as_ref());
     let (rt, rid) = (meta.request_type.as_deref(), meta.request_id.as_deref());
     if req.is_stream() {
         // A stream is cut upstream when its client hangs up; its guard records it.
         let s = st.router.chat_stream(caller, rt, rid, req).await?;
+        let verdict = s.cache;
         let resp = Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "text/event-stream")
             .header(header::CACHE_CONTROL, "no-cache")
             .body(Body::from_stream(s.body))
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-        Ok(with_route(resp, s.route, &s.request_id, &s.event_id))
+        Ok(with_cache(with_route(resp, s.route, &s.request_id, &s.event_id), verdict))
     } else {
         Ok(json_answer(st.router.chat(caller.watched_by(&client), rt, rid, req).await?))
     }
@@ -390,13 +417,14 @@ async fn serve_embeddings(
     req: EmbeddingsRequest,
     client: ClientWatch,
 ) -> Result<Answer, ApiError> {
-    let caller = st.caller(supplier).with_idempotency_key(meta.idempotency_key.as_deref()).watched_by(&client);
+    let caller =
+        st.caller(supplier).with_idempotency_key(meta.idempotency_key.as_deref()).with_cache(meta.cache.as_ref()).watched_by(&client);
     Ok(st.router.embeddings(caller, meta.request_type.as_deref(), meta.request_id.as_deref(), req).await?)
 }
 
 fn json_answer(a: Answer) -> Response {
     let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
-    with_route(resp, a.route, &a.request_id, &a.event_id)
+    with_cache(with_route(resp, a.route, &a.request_id, &a.event_id), a.cache)
 }
 
 async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
@@ -411,12 +439,13 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
             return Err(ApiError::BadRequest("\"messages\" is empty; send at least one message".into()));
         }
         let req = ingress::check_chat(st.router.pricing(), req).await?;
+        let cache = cache_request(&headers, Endpoint::ChatCompletions, &bytes)?;
         // An accepted request with an `Idempotency-Key`: replayed, refused, or begun (before any provider call).
         let ticket = match idempotency::begin(&st.router, supplier, &headers, Endpoint::ChatCompletions, &bytes).await? {
             idempotency::Begun::Replay(resp) => return Ok(resp),
             idempotency::Begun::Run(ticket) => ticket,
         };
-        let meta = RequestMeta::of(&headers);
+        let meta = RequestMeta { cache: Some(cache), ..RequestMeta::of(&headers) };
         run_to_completion(
             &st,
             move |st, client| async move { Ok(idempotency::run(ticket, serve_chat(st, supplier, meta, req, client)).await) },
@@ -433,11 +462,12 @@ async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
         let bytes = ingress::read_body(body, &headers, st.body).await?;
         let req: EmbeddingsRequest = ingress::parse_json(&bytes, "embeddings")?;
         let req = ingress::check_embeddings(st.router.pricing(), req).await?;
+        let cache = cache_request(&headers, Endpoint::Embeddings, &bytes)?;
         let ticket = match idempotency::begin(&st.router, supplier, &headers, Endpoint::Embeddings, &bytes).await? {
             idempotency::Begun::Replay(resp) => return Ok(resp),
             idempotency::Begun::Run(ticket) => ticket,
         };
-        let meta = RequestMeta::of(&headers);
+        let meta = RequestMeta { cache: Some(cache), ..RequestMeta::of(&headers) };
         run_to_completion(&st, move |st, client| async move {
             Ok(idempotency::run(ticket, async { serve_embeddings(st, supplier, meta, req, client).await.map(json_answer) }).await)
         })
@@ -485,6 +515,7 @@ async fn metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Respons
     }
     let mut text = st.router.metrics().render(&st.router.breaker_states(), st.router.ledger().stats(), st.router.in_flight());
     text.push_str(&switchboard_pool_metrics(&st.router));
+    text.push_str(&st.router.cache().render_metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -199,6 +199,8 @@ pub struct EventRow<'a> {
     pub latency_ms: i64,
     pub status: i64,
     pub error_class: Option<&'a str>,
+    /// What a cache hit saved (0 on other rows).
+    pub saved_micros: i64,
 }
 
 /// One grouped export row (per day or month × supplier × provider × model × request type × route).
@@ -212,6 +214,8 @@ pub struct GroupRow {
     pub request_type: i64,
     pub route: i64,
     pub totals: UsageTotals,
+    /// What the group's cache hits saved.
+    pub saved_micros: i64,
 }
 
 /// Interrupts the running statement of an [`AnalyticsReader`] from another thread.
@@ -460,7 +464,7 @@ impl AnalyticsReader {
         mut f: impl FnMut(&EventRow<'_>) -> Result<(), E>,
     ) -> Result<u64, E> {
         let cols = "coalesce(request_id, event_id), ts, supplier_id, account_id, provider, model, request_type, route, input_tokens, output_tokens,
-            cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class, event_id";
+            cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class, event_id, saved_micros";
         let (sql, ps) = match supplier {
             Some(s) => (
                 format!("SELECT {cols} FROM usage_events WHERE supplier_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts, id"),
@@ -497,6 +501,7 @@ impl AnalyticsReader {
                     latency_ms: r.get(15)?,
                     status: r.get(16)?,
                     error_class: r.get_ref(17)?.as_str_or_null().map_err(rusqlite::Error::from)?,
+                    saved_micros: r.get(19)?,
                 })
             };
             let row = read().map_err(|e| E::from(self.err(e)))?;
@@ -524,7 +529,7 @@ impl AnalyticsReader {
             ps.push(Value::Integer(s.0));
         }
         let sql = format!(
-            "SELECT {period}, supplier_id, provider, model, request_type, route, {SUMS} FROM usage_daily WHERE {}
+            "SELECT {period}, supplier_id, provider, model, request_type, route, {SUMS}, sum(saved_micros) FROM usage_daily WHERE {}
              GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
             conds.join(" AND ")
         );
@@ -541,6 +546,7 @@ impl AnalyticsReader {
                     request_type: r.get(4)?,
                     route: r.get(5)?,
                     totals: totals_at(r, 6)?,
+                    saved_micros: r.get(15)?,
                 })
             };
             let g = read().map_err(|e| E::from(self.err(e)))?;

@@ -574,6 +574,63 @@ CREATE INDEX alerts_incident ON alerts(incident_id) WHERE incident_id IS NOT NUL
     r#"
 CREATE INDEX usage_events_failures_ts ON usage_events(ts) WHERE status IN (1, 2);
 "#,
+    // v16 (issue 26): the response cache's persistent part (engine::cache
+    // holds a bounded LRU in memory in front of it): one row per exact-match
+    // key (SHA-256 of supplier, endpoint, model and canonical body; the
+    // supplier is kept too, and checked on every read), the answer's bytes
+    // (a plain body, or a stream's SSE bytes) with what the original call
+    // used and cost, its expiry, and its last use (eviction order under the
+    // size cap). Purges are logged (`response_cache_purges`, bumping the
+    // catalog version) so that every process serving the database drops
+    // its memory entries too; removing a supplier purges its entries in the
+    // same transaction. Per-supplier settings (on/off, TTLs) bump the
+    // catalog version. A usage row's `saved_micros` is what a cache hit saved.
+    r#"
+CREATE TABLE response_cache (
+    key BLOB PRIMARY KEY,
+    supplier_id INTEGER NOT NULL,
+    endpoint INTEGER NOT NULL,       -- domain::idempotency::Endpoint code
+    stream INTEGER NOT NULL,         -- 1: the body is a stream's SSE bytes
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    account_id INTEGER,
+    usage TEXT NOT NULL,             -- JSON TokenUsage of the original call
+    cost_micros INTEGER NOT NULL,    -- what the original call cost
+    body BLOB NOT NULL,
+    body_len INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    used_ms INTEGER NOT NULL,
+    hits INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX response_cache_supplier ON response_cache(supplier_id);
+CREATE INDEX response_cache_expires ON response_cache(expires_ms);
+CREATE INDEX response_cache_used ON response_cache(used_ms);
+CREATE TABLE response_cache_purges (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    supplier_id INTEGER,             -- NULL: the whole cache
+    ts_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TRIGGER cv_cache_purge AFTER INSERT ON response_cache_purges BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TABLE supplier_cache_settings (
+    supplier_id INTEGER PRIMARY KEY,
+    enabled INTEGER NOT NULL,
+    chat_ttl_secs INTEGER NOT NULL CHECK (chat_ttl_secs > 0),
+    embeddings_ttl_secs INTEGER NOT NULL CHECK (embeddings_ttl_secs > 0)
+);
+CREATE TRIGGER cv_cache_settings_i AFTER INSERT ON supplier_cache_settings BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_cache_settings_u AFTER UPDATE ON supplier_cache_settings BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER cv_cache_settings_d AFTER DELETE ON supplier_cache_settings BEGIN UPDATE catalog_version SET version = version + 1; END;
+CREATE TRIGGER response_cache_supplier_removed AFTER DELETE ON suppliers BEGIN
+    DELETE FROM response_cache WHERE supplier_id = old.id;
+    DELETE FROM supplier_cache_settings WHERE supplier_id = old.id;
+    INSERT INTO response_cache_purges (supplier_id, ts_ms, reason)
+        VALUES (old.id, CAST(strftime('%s', 'now') AS INTEGER) * 1000, 'supplier removed');
+END;
+ALTER TABLE usage_events ADD COLUMN saved_micros INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_daily ADD COLUMN saved_micros INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

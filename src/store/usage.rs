@@ -221,8 +221,8 @@ pub(crate) fn append_in(tx: &Connection, events: &[UsageEvent]) -> rusqlite::Res
     let mut ins = tx.prepare_cached(
         "INSERT OR IGNORE INTO usage_events (event_id, ts, supplier_id, account_id, provider, model, request_type, route,
             input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class,
-            request_id, idempotency_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+            request_id, idempotency_key, saved_micros)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?;
     let mut new = 0;
     for e in events {
@@ -248,6 +248,7 @@ pub(crate) fn append_in(tx: &Connection, events: &[UsageEvent]) -> rusqlite::Res
             e.error_class,
             e.request_id,
             e.idempotency_key,
+            e.saved.0,
         ])?;
     }
     Ok(new)
@@ -294,8 +295,9 @@ fn fold_sql() -> &'static [String; 5] {
 type DailyKey = (String, i64, String, String, i64, i64);
 
 /// Events summed per [`DailyKey`]: requests, errors, input, output, cached
-/// read, cache write, reasoning tokens, cost, latency sum, quota tokens.
-type DailySum = [i64; 10];
+/// read, cache write, reasoning tokens, cost, latency sum, quota tokens, and
+/// what cache hits saved (`usage_daily` only; schema v16).
+type DailySum = [i64; 11];
 
 /// Adds every event past the watermark to every rollup and moves the
 /// watermark to the newest event, inside `tx` (which must hold the write lock
@@ -311,7 +313,7 @@ pub(crate) fn fold_rollups(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
     {
         let mut st = tx.prepare_cached(
             "SELECT id, ts, supplier_id, provider, model, request_type, route, status, input_tokens, output_tokens, cached_tokens,
-                cache_write_tokens, reasoning_tokens, cost_micros, latency_ms
+                cache_write_tokens, reasoning_tokens, cost_micros, latency_ms, saved_micros
              FROM usage_events WHERE id > ?1 ORDER BY id",
         )?;
         let mut rows = st.query([from])?;
@@ -336,10 +338,11 @@ pub(crate) fn fold_rollups(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
             }
             sum[7] += r.get::<_, i64>(13)?;
             sum[8] += r.get::<_, i64>(14)?;
-            if route == Route::Platform.code() || route == Route::Failover.code() {
+            if Route::from_code(route).is_some_and(Route::counts_against_quota) {
                 // input + output + cached read + cache write, as the quota counts them.
                 sum[9] += t[0] + t[1] + t[2] + t[3];
             }
+            sum[10] += r.get::<_, i64>(15)?;
             to = r.get(0)?;
             n += 1;
         }
@@ -354,11 +357,19 @@ pub(crate) fn fold_rollups(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
     }
     for (k, m) in &sums {
         let keys: [&dyn rusqlite::ToSql; 6] = [&k.0, &k.1, &k.2, &k.3, &k.4, &k.5];
-        let params: Vec<&dyn rusqlite::ToSql> = keys.into_iter().chain(m.iter().map(|v| v as &dyn rusqlite::ToSql)).collect();
+        let params: Vec<&dyn rusqlite::ToSql> = keys.into_iter().chain(m[..10].iter().map(|v| v as &dyn rusqlite::ToSql)).collect();
         for st in &mut statements {
             // Statements without the quota column take one parameter fewer.
             let k = st.parameter_count().min(params.len());
             st.execute(&params[..k])?;
+        }
+        if m[10] != 0 {
+            // What cache hits saved: kept in the finest rollup only.
+            tx.prepare_cached(
+                "UPDATE usage_daily SET saved_micros = saved_micros + ?7
+                 WHERE day = ?1 AND supplier_id = ?2 AND provider = ?3 AND model = ?4 AND request_type = ?5 AND route = ?6",
+            )?
+            .execute(rusqlite::params![k.0, k.1, k.2, k.3, k.4, k.5, m[10]])?;
         }
     }
     tx.prepare_cached("UPDATE usage_rollup_watermark SET last_event_id = ?1 WHERE id = 1")?.execute([to])?;
@@ -371,13 +382,15 @@ fn quota_tokens(c: &Connection, supplier: SupplierId, from: DateTime<Utc>, to: D
     let day_ms = |t: DateTime<Utc>| crate::domain::calendar::day_start(t.date_naive()).timestamp_millis();
     let mut st = c.prepare_cached(
         "SELECT coalesce((SELECT sum(input_tokens + cached_tokens + cache_write_tokens + output_tokens) FROM usage_daily
-                WHERE supplier_id = ?1 AND day >= ?2 AND day < ?3 AND route IN (?4, ?5)), 0)
+                WHERE supplier_id = ?1 AND day >= ?2 AND day < ?3 AND route IN (?4, ?5, ?8)), 0)
             + coalesce((SELECT sum(input_tokens + cached_tokens + cache_write_tokens + output_tokens) FROM usage_events
                 WHERE id > (SELECT last_event_id FROM usage_rollup_watermark WHERE id = 1)
-                AND supplier_id = ?1 AND ts >= ?6 AND ts < ?7 AND route IN (?4, ?5)), 0)",
+                AND supplier_id = ?1 AND ts >= ?6 AND ts < ?7 AND route IN (?4, ?5, ?8)), 0)",
     )?;
+    // Cache hits count only under the domain's policy (they do not: -1 matches no route).
+    let cache = if Route::Cache.counts_against_quota() { Route::Cache.code() } else { -1 };
     let v: i64 = st.query_row(
-        params![supplier.0, day_key(from), day_key(to), Route::Platform.code(), Route::Failover.code(), day_ms(from), day_ms(to)],
+        params![supplier.0, day_key(from), day_key(to), Route::Platform.code(), Route::Failover.code(), day_ms(from), day_ms(to), cache],
         |r| r.get(0),
     )?;
     Ok(v.max(0) as u64)
@@ -433,10 +446,10 @@ impl Store {
                 "BEGIN;
                  DELETE FROM usage_daily;
                  INSERT INTO usage_daily (day, supplier_id, provider, model, request_type, route, requests, errors, input_tokens,
-                    output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_micros, latency_ms_sum)
+                    output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_micros, latency_ms_sum, saved_micros)
                  SELECT strftime('%Y-%m-%d', ts / 1000, 'unixepoch'), supplier_id, provider, model, request_type, route,
                     count(*), sum(status NOT IN ({ok}, {gone})), sum(input_tokens), sum(output_tokens), sum(cached_tokens), sum(cache_write_tokens),
-                    sum(reasoning_tokens), sum(cost_micros), sum(latency_ms)
+                    sum(reasoning_tokens), sum(cost_micros), sum(latency_ms), sum(saved_micros)
                  FROM usage_events GROUP BY 1, 2, 3, 4, 5, 6;
                  {}
                  UPDATE usage_rollup_watermark SET last_event_id = (SELECT coalesce(max(id), 0) FROM usage_events) WHERE id = 1;

@@ -284,6 +284,17 @@ impl ConsoleApp {
                 self.invalidate_all();
                 self.suppliers.on_removed(id);
             }
+            ConsoleEvent::CacheSettingsSaved { summary, .. } => {
+                self.toasts.info(format!("Response cache: {summary}"));
+                self.invalidate_all();
+            }
+            ConsoleEvent::CachePurged { supplier, entries } => {
+                self.toasts.info(match supplier {
+                    Some(_) => format!("Purged the supplier's cache: {}", views::plural(entries as usize, "answer")),
+                    None => format!("Purged the whole response cache: {}", views::plural(entries as usize, "answer")),
+                });
+                self.invalidate_all();
+            }
             ConsoleEvent::Failed { channel: Channel::Write, message } => {
                 self.suppliers.on_write_failed(&message);
                 self.toasts.error(message);

@@ -7,7 +7,7 @@
 //! - one module per area: `accounting` (usage recorded whatever the client
 //!   does, event ids), `foundation` (store and CLI on real files),
 //!   `providers`, `gateway`, `anthropic` (the `/v1/messages` ingress), `durability` (kill -9), `health`, `alerts` (incidents), `keys` (the real
-//!   keychain), `pools` (key pools on the simulator, and their benchmark), `analytics`, `console` (egui_kittest), `layers` (the layer rule).
+//!   keychain), `pools` (key pools on the simulator, and their benchmark), `cache` (the response cache), `analytics`, `console` (egui_kittest), `layers` (the layer rule).
 
 // Tests may read the wall clock and start plain threads; the crate may not.
 #![allow(clippy::disallowed_methods)]
@@ -18,6 +18,7 @@ mod accounting;
 mod alerts;
 mod analytics;
 mod anthropic;
+mod cache;
 mod console;
 mod durability;
 mod foundation;

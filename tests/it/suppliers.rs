@@ -36,6 +36,7 @@ fn account(store: &Store, owner: SupplierId) -> switchboard::domain::AccountId {
 fn usage(id: &str, supplier: SupplierId, model: &str) -> UsageEvent {
     let usage = TokenUsage { input: 1200, output: 300, cached_read: 0, cache_write: 0, reasoning: 0, estimated: false };
     UsageEvent {
+        saved: switchboard::domain::Micros::ZERO,
         event_id: id.into(),
         request_id: id.into(),
         idempotency_key: None,

@@ -49,6 +49,9 @@ pub struct SupplierDetail {
     pub month_requests: i64,
     /// Tokens per day over the last 90 days: `[day number, tokens]` (see [`day_number`]).
     pub daily_tokens: Vec<[f64; 2]>,
+    /// The supplier's response cache settings and what it holds now.
+    pub cache: crate::domain::cache::CacheSettings,
+    pub cache_usage: crate::store::CacheUsage,
 }
 
 /// Orders supplier rows (stable, by name as the tie-breaker).
@@ -161,6 +164,8 @@ impl Service {
             month_cost_micros: cost,
             month_requests: requests,
             daily_tokens: days.iter().map(|d| [day_number(d.day), d.tokens as f64]).collect(),
+            cache: self.store.cache_settings(id).map_err(msg)?,
+            cache_usage: self.store.response_cache_usage().map_err(msg)?.into_iter().find(|u| u.0 == id).map(|u| u.1).unwrap_or_default(),
         })
     }
 

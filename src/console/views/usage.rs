@@ -54,6 +54,9 @@ pub struct UsageView {
     pub suppliers_with_usage: usize,
     /// Cost of all suppliers over the range (the top table's shares are of it).
     pub suppliers_cost_micros: i64,
+    /// The response cache over the range: hit rate and dollars saved per day
+    /// and supplier, per supplier, model and request type.
+    pub cache: crate::engine::analytics::cache::CacheReport,
 }
 
 impl Service {
@@ -118,6 +121,7 @@ impl Service {
             .take(TOP_SUPPLIERS)
             .map(|s| SupplierSpendRow { id: s.id, name: s.name, requests: s.requests, tokens: s.tokens, cost_micros: s.cost_micros })
             .collect();
+        let cache = crate::engine::analytics::cache::cache_report(&self.store, q.from, q.to).map_err(msg)?;
         let season = &self.policy.season;
         let mut monthly: Vec<MonthBar> = Vec::new();
         let (mut peak_sum, mut off_sum, mut peak_days, mut off_days) = (0.0, 0.0, 0, 0);
@@ -152,6 +156,7 @@ impl Service {
             top_suppliers,
             suppliers_with_usage,
             suppliers_cost_micros,
+            cache,
         })
     }
 }

@@ -55,6 +55,7 @@ impl UsageLedger for Flaky {
 
 fn event(id: &str, supplier: SupplierId) -> UsageEvent {
     UsageEvent {
+        saved: crate::domain::Micros::ZERO,
         event_id: id.into(),
         request_id: format!("req-{id}"),
         idempotency_key: None,

@@ -527,6 +527,7 @@ impl Router {
         let tokens = (status != UsageStatus::Error).then(|| (p.estimate, usage.total()));
         self.pools.on_usage(account.id, p.now, cost, tokens);
         UsageEvent {
+            saved: crate::domain::Micros::ZERO,
             event_id,
             request_id: p.request_id.clone(),
             idempotency_key: p.idempotency_key.clone(),

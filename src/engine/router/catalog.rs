@@ -27,6 +27,8 @@ pub(super) struct SupplierEntry {
     pub(super) quota: Arc<Mutex<QuotaCounter>>,
     pub(super) gcra: Arc<Mutex<Gcra>>,
     pub(super) in_failover: Arc<AtomicBool>,
+    /// The supplier's response cache settings.
+    pub(super) cache: crate::domain::cache::CacheSettings,
 }
 
 pub(super) struct AccountEntry {
@@ -81,6 +83,7 @@ impl Router {
         let accounts = self.store.list_accounts(None)?;
         let tokens = self.store.token_rows()?;
         self.pools.set_settings(self.store.pool_settings()?);
+        let mut cache_settings = self.store.cache_settings_all()?;
         let old = self.catalog();
         let mut cat = RouteCatalog::default();
         for a in accounts {
@@ -107,6 +110,7 @@ impl Router {
                 quota: prev.map(|p| p.quota.clone()).unwrap_or_default(),
                 gcra: prev.map(|p| p.gcra.clone()).unwrap_or_default(),
                 in_failover: prev.map(|p| p.in_failover.clone()).unwrap_or_default(),
+                cache: cache_settings.remove(&s.id).unwrap_or_default(),
                 supplier: s,
             };
             cat.suppliers.insert(entry.supplier.id, Arc::new(entry));
@@ -131,6 +135,8 @@ impl Router {
             cat.mirrors.insert(entry.record.supplier_id, entry);
         }
         self.mirroring.store(!cat.mirrors.is_empty(), Ordering::Relaxed);
+        // Purges logged by any process, and removed suppliers: their memory entries go.
+        self.cache.apply_purges(&self.store, &|s| cat.suppliers.contains_key(&s))?;
         *self.catalog.write() = Arc::new(cat);
         *self.catalog_version.lock() = version;
         Ok(())

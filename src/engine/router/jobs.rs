@@ -4,9 +4,11 @@
 //! (Anthropic has no embeddings) and what to do with a success.
 
 use super::attempt::{Job, Prepared, Served};
+use super::cached::CacheUse;
 use super::failure::{FailureKind, RouteError};
 use super::stream::{OpenStream, StreamCtx, StreamGuard};
 use super::{Answer, ClientWatch, Router, StreamAnswer};
+use crate::domain::cache::CacheVerdict;
 use crate::domain::{ProviderAccount, ProviderKind, TokenUsage, UsageStatus};
 use crate::providers::stream::ChatStream;
 use crate::providers::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ProviderError, ProviderTarget, token_count};
@@ -31,13 +33,16 @@ pub(super) struct Chat {
     output: u64,
     /// The cheap upper bound of its tokens (prompt and output).
     pub(super) bound: u64,
+    /// Where its answer is kept once it succeeded (`None`: not cached).
+    pub(super) cache: Option<CacheUse>,
+    pub(super) verdict: CacheVerdict,
 }
 
 impl Chat {
     pub(super) fn new(router: &Router, req: ChatRequest) -> Self {
         let output = req.max_output().unwrap_or(router.cfg.default_output_allowance);
         let bound = token_count::chat_prompt_bound(&req).saturating_add(output);
-        Chat { requested_model: req.model.clone(), req, output, bound }
+        Chat { requested_model: req.model.clone(), req, output, bound, cache: None, verdict: CacheVerdict::Skip }
     }
 }
 
@@ -88,8 +93,11 @@ impl Job for Chat {
         let served_model = if router.pricing.price(provider, &resp.model).is_some() { resp.model.clone() } else { self.req.model.clone() };
         let (route, account) = (s.route, s.account.account.id);
         let event_id = router.commit(&p, s, &served_model, resp.usage).await?;
+        if let Some(cu) = self.cache {
+            router.cache_put(cu, &p, false, provider, &served_model, account, resp.usage, resp.body.clone());
+        }
         router.mirror(&p, &event_id, Some(account), &self.req, &self.requested_model);
-        Ok(Answer { body: resp.body, route, account, request_id: p.request_id, event_id })
+        Ok(Answer { body: resp.body, route, account, request_id: p.request_id, event_id, cache: self.verdict })
     }
 
     fn all_failed(&self, router: &Router, p: &Prepared, event_id: &str) {
@@ -143,6 +151,7 @@ impl Job for StreamedChat {
         let open = OpenStream::enter(&self.router);
         let mirror = router.mirror_copy(&self.chat.req).map(|c| (c, self.chat.requested_model));
         let ctx = StreamCtx {
+            cache: self.chat.cache,
             mirror,
             p,
             event_id: event_id.clone(),
@@ -153,7 +162,7 @@ impl Job for StreamedChat {
             t0: s.t0,
         };
         let guard = StreamGuard::new(self.router, open, stream, ctx);
-        Ok(StreamAnswer { route, account, request_id, event_id, body: Box::pin(guard) })
+        Ok(StreamAnswer { route, account, request_id, event_id, cache: self.chat.verdict, body: Box::pin(guard) })
     }
 
     fn all_failed(&self, router: &Router, p: &Prepared, event_id: &str) {
@@ -168,11 +177,14 @@ pub(super) struct Embeddings {
     pub(super) req: EmbeddingsRequest,
     /// The cheap upper bound of its tokens.
     pub(super) bound: u64,
+    /// Where its answer is kept once it succeeded (`None`: not cached).
+    pub(super) cache: Option<CacheUse>,
+    pub(super) verdict: CacheVerdict,
 }
 
 impl Embeddings {
     pub(super) fn new(req: EmbeddingsRequest) -> Self {
-        Embeddings { bound: token_count::embeddings_bound(&req), req }
+        Embeddings { bound: token_count::embeddings_bound(&req), req, cache: None, verdict: CacheVerdict::Skip }
     }
 }
 
@@ -202,8 +214,11 @@ impl Job for Embeddings {
     }
 
     async fn served(self, router: &Router, p: Prepared, s: Served, resp: EmbeddingsResponse) -> Result<Answer, RouteError> {
-        let (route, account) = (s.route, s.account.account.id);
+        let (route, account, provider) = (s.route, s.account.account.id, s.account.account.provider);
         let event_id = router.commit(&p, s, &self.req.model, resp.usage).await?;
-        Ok(Answer { body: resp.body, route, account, request_id: p.request_id, event_id })
+        if let Some(cu) = self.cache {
+            router.cache_put(cu, &p, false, provider, &self.req.model, account, resp.usage, resp.body.clone());
+        }
+        Ok(Answer { body: resp.body, route, account, request_id: p.request_id, event_id, cache: self.verdict })
     }
 }

@@ -88,6 +88,7 @@ impl Router {
             };
             let cost = pricing.cost(account.provider, &copy.model, &usage).unwrap_or(Micros::ZERO);
             let ev = UsageEvent {
+                saved: crate::domain::Micros::ZERO,
                 event_id,
                 request_id,
                 // Not the client's keyed request itself: never found by its key.

@@ -22,6 +22,8 @@
 //! - `quota`: the per-supplier platform quota counters (reserve, settle, events);
 //! - `attempt`: the one attempt loop all request kinds run, with breakers,
 //!   outcomes, usage events and the final failure;
+//! - `cached`: the response cache's part (plan, look-up, a hit's answer and
+//!   usage row, keeping a successful answer);
 //! - `jobs`: what differs per request kind (plain chat, streamed chat, embeddings);
 //! - `stream`: the guard that forwards a stream and commits its usage at the end;
 //! - `mirror`: copies of live traffic for running live-traffic mirrors;
@@ -34,6 +36,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
 
 mod attempt;
+mod cached;
 mod catalog;
 mod failure;
 mod jobs;
@@ -47,9 +50,12 @@ pub use failure::{FailureKind, Failures, RouteError, RouteFailure};
 
 use crate::domain::Secret;
 use crate::domain::breaker::BreakerConfig;
+use crate::domain::cache::{CacheMode, CacheVerdict};
+use crate::domain::idempotency::Endpoint;
 use crate::domain::quota::QuotaPolicy;
 use crate::domain::routing::Split;
 use crate::domain::{AccountId, Clock, PricingTable, RequestType, Route, SupplierId};
+use crate::engine::cache::{CacheConfig, ResponseCache};
 use crate::engine::idempotency::{Idempotency, IdempotencyConfig};
 use crate::engine::ledger::Ledger;
 use crate::engine::metrics::Metrics;
@@ -77,6 +83,8 @@ pub struct RouterConfig {
     pub idempotency: IdempotencyConfig,
     /// How a key is picked within a pool of platform keys.
     pub pool_strategy: crate::domain::keypool::Strategy,
+    /// The response cache's bounds.
+    pub cache: CacheConfig,
 }
 
 impl Default for RouterConfig {
@@ -87,6 +95,7 @@ impl Default for RouterConfig {
             default_output_allowance: 1_024,
             idempotency: IdempotencyConfig::default(),
             pool_strategy: crate::domain::keypool::Strategy::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -114,14 +123,25 @@ pub struct Caller<'a> {
     pub idempotency_key: Option<&'a str>,
     /// Whether the client is still waiting (`None`: the caller does not say).
     pub client: Option<&'a ClientWatch>,
+    /// What the response cache needs of the request (`None`: not cached).
+    pub cache: Option<&'a CacheRequest>,
+}
+
+/// A request as the response cache sees it: the endpoint it came to, the
+/// client's `x-switchboard-cache` header, and its body (keyed in canonical form).
+#[derive(Debug, Clone)]
+pub struct CacheRequest {
+    pub endpoint: Endpoint,
+    pub mode: Option<CacheMode>,
+    pub body: Bytes,
 }
 
 impl<'a> Caller<'a> {
     pub fn token(bearer: Option<&'a str>) -> Self {
-        Caller { credential: Credential::Token(bearer), lane: None, idempotency_key: None, client: None }
+        Caller { credential: Credential::Token(bearer), lane: None, idempotency_key: None, client: None, cache: None }
     }
     pub fn supplier(id: SupplierId) -> Self {
-        Caller { credential: Credential::Supplier(id), lane: None, idempotency_key: None, client: None }
+        Caller { credential: Credential::Supplier(id), lane: None, idempotency_key: None, client: None, cache: None }
     }
     /// The request is served on `lane`.
     pub fn on_lane(self, lane: &'a Handle) -> Self {
@@ -134,6 +154,10 @@ impl<'a> Caller<'a> {
     /// `watch` says whether the client is still there (see [`ClientWatch`]).
     pub fn watched_by(self, watch: &'a ClientWatch) -> Self {
         Caller { client: Some(watch), ..self }
+    }
+    /// The request may be answered from, and kept in, the response cache.
+    pub fn with_cache(self, cache: Option<&'a CacheRequest>) -> Self {
+        Caller { cache, ..self }
     }
 }
 
@@ -220,6 +244,8 @@ pub struct Answer {
     pub request_id: String,
     /// The id of the answer's usage row.
     pub event_id: String,
+    /// What the response cache did (the `x-switchboard-cache` header).
+    pub cache: CacheVerdict,
 }
 
 /// A streamed answer: SSE bytes; usage is committed when it ends or is dropped.
@@ -230,6 +256,8 @@ pub struct StreamAnswer {
     pub request_id: String,
     /// The id the stream's usage row will have.
     pub event_id: String,
+    /// What the response cache did (the `x-switchboard-cache` header).
+    pub cache: CacheVerdict,
     pub body: Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>,
 }
 
@@ -241,6 +269,8 @@ pub struct Router {
     ledger: Ledger,
     /// Idempotency keys' records (the gateway begins and completes them).
     idempotency: Idempotency,
+    /// Answers kept for repeated requests.
+    cache: ResponseCache,
     cfg: RouterConfig,
     metrics: Arc<Metrics>,
     /// Where background work runs; `None`: inline (a router that serves no requests).
@@ -296,6 +326,7 @@ impl Router {
         let mut inst = [0u8; 4];
         let _ = getrandom::fill(&mut inst);
         let idempotency = Idempotency::start(&store, clock.clone(), cfg.idempotency.clone())?;
+        let cache = ResponseCache::start(&store, clock.clone(), cfg.cache.clone())?;
         let pools = pool::Pools::new(clock.clone(), cfg.pool_strategy);
         let r = Arc::new(Router {
             store,
@@ -304,6 +335,7 @@ impl Router {
             clock,
             ledger,
             idempotency,
+            cache,
             cfg,
             metrics: Arc::new(Metrics::default()),
             rt,
@@ -332,6 +364,9 @@ impl Router {
     }
     pub fn idempotency(&self) -> &Idempotency {
         &self.idempotency
+    }
+    pub fn cache(&self) -> &ResponseCache {
+        &self.cache
     }
     pub fn pricing(&self) -> &PricingTable {
         &self.pricing
@@ -412,9 +447,15 @@ impl Router {
     ) -> Result<Answer, RouteError> {
         let _in_flight = InFlight::enter(&self.in_flight);
         let started = Instant::now();
+        let caller = caller.into();
         let rt = request_type(type_header, Some(&req))?;
-        let job = jobs::Chat::new(self, req);
-        let p = self.prepare(caller.into(), &job.requested_model, rt, job.bound, request_id, started)?;
+        let mut job = jobs::Chat::new(self, req);
+        let p = self.prepare(caller, &job.requested_model, rt, job.bound, request_id, started)?;
+        let deterministic = crate::domain::cache::deterministic_chat(job.req.temperature);
+        match self.cache_begin(&p, caller.cache, deterministic, &job.requested_model, false).await {
+            cached::CacheStart::Hit(a) => return self.answer_hit(p, a).await,
+            cached::CacheStart::Call { store, verdict } => (job.cache, job.verdict) = (store, verdict),
+        }
         self.run(p, self.model_provider(&job.requested_model), job).await
     }
 
@@ -430,9 +471,15 @@ impl Router {
     ) -> Result<StreamAnswer, RouteError> {
         let _in_flight = InFlight::enter(&self.in_flight);
         let started = Instant::now();
+        let caller = caller.into();
         let rt = request_type(type_header, Some(&req))?;
-        let job = jobs::StreamedChat::new(self, req);
-        let p = self.prepare(caller.into(), &job.chat.requested_model, rt, job.chat.bound, request_id, started)?;
+        let mut job = jobs::StreamedChat::new(self, req);
+        let p = self.prepare(caller, &job.chat.requested_model, rt, job.chat.bound, request_id, started)?;
+        let deterministic = crate::domain::cache::deterministic_chat(job.chat.req.temperature);
+        match self.cache_begin(&p, caller.cache, deterministic, &job.chat.requested_model, true).await {
+            cached::CacheStart::Hit(a) => return self.stream_hit(p, a).await,
+            cached::CacheStart::Call { store, verdict } => (job.chat.cache, job.chat.verdict) = (store, verdict),
+        }
         self.run(p, self.model_provider(&job.chat.requested_model), job).await
     }
 
@@ -446,9 +493,15 @@ impl Router {
     ) -> Result<Answer, RouteError> {
         let _in_flight = InFlight::enter(&self.in_flight);
         let started = Instant::now();
+        let caller = caller.into();
         let rt = request_type(type_header, None)?;
-        let job = jobs::Embeddings::new(req);
-        let p = self.prepare(caller.into(), &job.req.model, rt, job.bound, request_id, started)?;
+        let mut job = jobs::Embeddings::new(req);
+        let p = self.prepare(caller, &job.req.model, rt, job.bound, request_id, started)?;
+        // Embeddings are deterministic: always cacheable.
+        match self.cache_begin(&p, caller.cache, true, &job.req.model, false).await {
+            cached::CacheStart::Hit(a) => return self.answer_hit(p, a).await,
+            cached::CacheStart::Call { store, verdict } => (job.cache, job.verdict) = (store, verdict),
+        }
         self.run(p, Some(crate::domain::ProviderKind::OpenAi), job).await
     }
 }

@@ -8,6 +8,7 @@
 
 use super::Router;
 use super::attempt::{Prepared, millis_since};
+use super::cached::CacheUse;
 use super::catalog::AccountEntry;
 use super::quota::Reservation;
 use crate::domain::{Route, UsageEvent, UsageStatus};
@@ -36,6 +37,8 @@ pub(super) struct StreamCtx {
     /// A plain copy of the request and the model asked for, kept only while
     /// a live-traffic mirror runs: a completed stream is mirrored as that.
     pub(super) mirror: Option<(ChatRequest, String)>,
+    /// Where a completed stream's bytes are kept in the response cache.
+    pub(super) cache: Option<CacheUse>,
 }
 
 /// An open stream's place in [`Router::in_flight`] and [`Router::streaming`],
@@ -67,11 +70,15 @@ pub(super) struct StreamGuard {
     done: bool,
     /// The stream's count in flight, until its usage is handed to the ledger.
     open: Option<OpenStream>,
+    /// The bytes forwarded so far, while the stream is to be cached and no
+    /// larger than the cache keeps (`None` otherwise).
+    captured: Option<Vec<u8>>,
 }
 
 impl StreamGuard {
     pub(super) fn new(router: Arc<Router>, open: OpenStream, stream: ChatStream, ctx: StreamCtx) -> Self {
-        StreamGuard { router, stream, ctx: Some(ctx), pending: None, done: false, open: Some(open) }
+        let captured = ctx.cache.is_some().then(Vec::new);
+        StreamGuard { router, stream, ctx: Some(ctx), pending: None, done: false, open: Some(open), captured }
     }
 
     /// Stops counting the stream in flight; returns how many events are due
@@ -114,6 +121,14 @@ impl StreamGuard {
                 .or_else(|| (status == UsageStatus::Cancelled).then(|| "client_disconnected".to_string())),
         );
         r.metrics.observe(ctx.route, ctx.account.account.provider, status == UsageStatus::Ok, ctx.p.started.elapsed(), &ev);
+        // Only a stream that ended with its end marker is cached; a cut or failed one never.
+        if status == UsageStatus::Ok
+            && summary.completed
+            && let (Some(cu), Some(bytes)) = (ctx.cache, self.captured.take())
+        {
+            let (provider, account) = (ctx.account.account.provider, ctx.account.account.id);
+            r.cache_put(cu, &ctx.p, true, provider, &model, account, summary.usage, Bytes::from(bytes));
+        }
         if status == UsageStatus::Ok
             && let Some((copy, requested_model)) = &ctx.mirror
         {
@@ -142,7 +157,16 @@ impl Stream for StreamGuard {
                 return Poll::Ready(None);
             }
             match Pin::new(&mut this.stream).poll_next(cx) {
-                Poll::Ready(Some(StreamEvent::Data(b))) => return Poll::Ready(Some(Ok(b))),
+                Poll::Ready(Some(StreamEvent::Data(b))) => {
+                    if let Some(buf) = &mut this.captured {
+                        if buf.len().saturating_add(b.len()) > this.router.cache.config().max_entry_bytes {
+                            this.captured = None;
+                        } else {
+                            buf.extend_from_slice(&b);
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(b)));
+                }
                 Poll::Ready(Some(StreamEvent::End(summary))) => {
                     if let Some(ev) = this.finish(summary) {
                         let ledger = this.router.ledger.clone();

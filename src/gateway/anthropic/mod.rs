@@ -16,7 +16,7 @@
 //! module only wires them to the gateway.
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path
 
-use super::{AppState, RequestMeta, idempotency, ingress, run_to_completion, with_route};
+use super::{AppState, RequestMeta, cache_request, idempotency, ingress, run_to_completion, with_cache, with_route};
 use crate::domain::SupplierId;
 use crate::domain::idempotency::Endpoint;
 use crate::engine::router::ClientWatch;
@@ -51,11 +51,12 @@ pub(super) async fn messages(State(st): State<Arc<AppState>>, headers: HeaderMap
         let bytes = ingress::read_body(body, &headers, st.body).await?;
         let req = request::to_chat(&request::parse(&bytes)?, true)?;
         let req = ingress::check_chat(st.router.pricing(), req).await?;
+        let cache = cache_request(&headers, Endpoint::Messages, &bytes)?;
         let ticket = match idempotency::begin(&st.router, supplier, &headers, Endpoint::Messages, &bytes).await? {
             idempotency::Begun::Replay(resp) => return Ok(resp),
             idempotency::Begun::Run(ticket) => ticket,
         };
-        let meta = RequestMeta::of(&headers);
+        let meta = RequestMeta { cache: Some(cache), ..RequestMeta::of(&headers) };
         run_to_completion(&st, move |st, client| async move {
             let answer = async { Ok(serve(st, supplier, meta, req, client).await.unwrap_or_else(errors::into_response)) };
             Ok(idempotency::run(ticket, answer).await)
@@ -75,7 +76,7 @@ async fn serve(
     req: ChatRequest,
     client: ClientWatch,
 ) -> Result<Response, ApiError> {
-    let caller = st.caller(supplier).with_idempotency_key(meta.idempotency_key.as_deref());
+    let caller = st.caller(supplier).with_idempotency_key(meta.idempotency_key.as_deref()).with_cache(meta.cache.as_ref());
     let (rt, rid) = (meta.request_type.as_deref(), meta.request_id.as_deref());
     let model = req.model.clone();
     if req.is_stream() {
@@ -86,7 +87,7 @@ async fn serve(
             .header(header::CACHE_CONTROL, "no-cache")
             .body(Body::from_stream(stream::convert(s.body, &model)))
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-        return Ok(with_route(resp, s.route, &s.request_id, &s.event_id));
+        return Ok(with_cache(with_route(resp, s.route, &s.request_id, &s.event_id), s.cache));
     }
     let a = st.router.chat(caller.watched_by(&client), rt, rid, req).await?;
     let Some(body) = response::to_message(&a.body, &model) else {
@@ -95,7 +96,7 @@ async fn serve(
         return Err(ApiError::Internal);
     };
     let resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
-    Ok(with_route(resp, a.route, &a.request_id, &a.event_id))
+    Ok(with_cache(with_route(resp, a.route, &a.request_id, &a.event_id), a.cache))
 }
 
 /// `POST /v1/messages/count_tokens`: the prompt's tokens as Switchboard's

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod cache;
 pub mod charts;
 pub mod export;
 pub mod getting_started;

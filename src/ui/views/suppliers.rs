@@ -205,6 +205,8 @@ pub struct State {
     detail: Option<Arc<SupplierDetail>>,
     detail_error: Option<String>,
     pub form: Option<Form>,
+    /// The detail's response cache settings being edited.
+    pub cache_form: Option<super::cache::CacheForm>,
     confirm_remove: bool,
     pub focus_search: bool,
     /// The "Import CSV…" dialog.
@@ -228,6 +230,7 @@ impl State {
             detail: None,
             detail_error: None,
             form: None,
+            cache_form: None,
             confirm_remove: false,
             focus_search: false,
             import: Default::default(),
@@ -668,6 +671,8 @@ fn detail_panel(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     ui.add_space(theme::GAP_M);
     ui.label(RichText::new("Provider accounts").strong());
     accounts_grid(ui, "detail_accounts", &d.accounts);
+    ui.add_space(theme::GAP_M);
+    super::cache::supplier_card(ui, &d, &mut st.cache_form, cx);
 }
 
 /// The add/edit form; returns the command to send when the user saves.

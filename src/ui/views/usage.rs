@@ -1,8 +1,8 @@
 //! Usage & cost: daily usage over chosen dates, split by provider, model,
 //! route, request type or vendor type; totals per group; months side by side
 //! with the peak season marked, and peak vs off-season daily averages;
-//! projections (see [`super::projections`]) and the CSV export panel (see
-//! [`super::export`]). The charts read the daily rollups; projections come
+//! projections (see [`super::projections`]), what the response cache saved
+//! (see [`super::cache`]) and the CSV export panel (see [`super::export`]). The charts read the daily rollups; projections come
 //! from the analytics engine, recomputed when the end date changes.
 
 use super::charts::{Unit, category_plot, date_plot, fit_labels, legend_row};
@@ -76,6 +76,8 @@ pub struct State {
     /// The `as_of` day of the last projections asked for.
     projections_sent: Option<NaiveDate>,
     pub export: Panel,
+    /// The whole cache's purge was asked for and awaits confirmation.
+    cache_confirm: bool,
 }
 
 impl State {
@@ -95,6 +97,7 @@ impl State {
             projections_error: None,
             projections_sent: None,
             export: Panel::new(save_dialog),
+            cache_confirm: false,
         }
     }
 
@@ -319,6 +322,8 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         });
         ui.add_space(theme::GAP_M);
         top_suppliers(ui, &v, cx);
+        ui.add_space(theme::GAP_M);
+        super::cache::usage_panel(ui, &v.cache, &mut st.cache_confirm, cx);
         ui.add_space(theme::GAP_M);
         match (&st.projections, &st.projections_error) {
             (_, Some(e)) => error_box(ui, e),

@@ -13,6 +13,7 @@ fn before_event_ids() -> i64 {
 
 fn event(event_id: &str, request_id: &str, route: Route) -> UsageEvent {
     UsageEvent {
+        saved: switchboard::domain::Micros::ZERO,
         event_id: event_id.into(),
         request_id: request_id.into(),
         idempotency_key: None,

@@ -153,6 +153,7 @@ fn every_breakdown_adds_up_to_the_ledger_total() {
 fn event(id: &str, ts: chrono::DateTime<Utc>, supplier: SupplierId, route: Route, input: u64) -> UsageEvent {
     let usage = TokenUsage { input, output: input / 2, cached_read: 0, cache_write: 0, reasoning: 0, estimated: false };
     UsageEvent {
+        saved: switchboard::domain::Micros::ZERO,
         event_id: id.into(),
         request_id: id.into(),
         idempotency_key: None,

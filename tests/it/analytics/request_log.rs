@@ -146,6 +146,7 @@ fn the_failures_index_costs_the_ledger_little() {
     use switchboard::store::{SqliteLedger, UsageLedger};
     let events: Vec<UsageEvent> = (0..200_000i64)
         .map(|i| UsageEvent {
+            saved: switchboard::domain::Micros::ZERO,
             event_id: format!("w{i:08}"),
             request_id: format!("r{i:08}"),
             idempotency_key: None,

@@ -546,6 +546,7 @@ fn pricing() -> &'static PricingTable {
 fn usage_event(id: &str, day: NaiveDate, supplier: SupplierId, input: u64) -> UsageEvent {
     let usage = TokenUsage { input, output: input / 2, ..TokenUsage::default() };
     UsageEvent {
+        saved: switchboard::domain::Micros::ZERO,
         event_id: id.into(),
         request_id: id.into(),
         idempotency_key: None,

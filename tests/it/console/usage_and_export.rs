@@ -191,3 +191,38 @@ fn peak_and_off_season_averages_count_only_days_with_history() {
     }
     assert_eq!(v.monthly.iter().map(|m| m.value).sum::<f64>(), v.total);
 }
+
+#[test]
+fn usage_shows_what_the_response_cache_saved_by_day_and_supplier_and_purges_it() {
+    let f = fixture();
+    let (overflow, _) = seed_usage(&f.store);
+    let today = Utc::now().date_naive();
+    // Two hits today for Overflow Studio, each saving what its call cost.
+    let hits: Vec<UsageEvent> = (0..2)
+        .map(|i| {
+            let mut e = usage_event(&format!("hit-{i}"), today, overflow, 6_000);
+            e.route = Route::Cache;
+            e.saved = e.cost;
+            e.cost = switchboard::domain::Micros::ZERO;
+            e
+        })
+        .collect();
+    let saved = hits[0].saved.0 * 2;
+    f.store.append_usage(&hits).unwrap();
+    let mut h = tall(&f, start(View::Usage));
+    wait_until(&mut h, "the cache panel", |h| shows(h, "Response cache"));
+    let fmt = switchboard::ui::views::fmt_money;
+    // Today Overflow answered 3 requests, 2 from the cache; Quiet Florals 1.
+    assert!(shows(&h, &format!("· {} saved", fmt(saved))), "the total saved, from the ledger");
+    assert!(shows(&h, "2 hits of"), "hits of answered requests");
+    assert!(shows(&h, "Per day, by supplier"));
+    assert!(shows(&h, "66.7 %"), "Overflow's hit rate today: 2 of 3");
+    assert!(h.query_all_by_label_contains("Overflow Studio").count() >= 2, "in the daily table and by supplier");
+    // The whole cache's purge asks first, then is done and audited.
+    button(&h, "Purge the whole cache…").click();
+    wait_until(&mut h, "the confirmation", |h| shows(h, "Delete every supplier's cached answers?"));
+    button(&h, "Purge the cache").click();
+    wait_until(&mut h, "the purge notification", |h| shows(h, "Purged the whole response cache"));
+    let audit = f.store.audit_entries(&AuditFilter::default()).unwrap();
+    assert!(audit.iter().any(|a| a.action == "cache.purge" && a.supplier_id.is_none()), "{audit:?}");
+}

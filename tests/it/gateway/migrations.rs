@@ -180,6 +180,7 @@ async fn a_parallel_test_projects_the_saving_by_hand_computation() {
     let usage = switchboard::domain::TokenUsage { input: 1_000_000, cached_read: 200_000, output: 500_000, ..Default::default() };
     e.store
         .append_usage(&[switchboard::domain::UsageEvent {
+            saved: switchboard::domain::Micros::ZERO,
             event_id: "history-1".into(),
             request_id: "history-1".into(),
             idempotency_key: None,

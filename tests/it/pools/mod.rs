@@ -181,6 +181,8 @@ async fn a_budgeted_key_stops_at_its_budget_with_an_alert_and_the_pool_carries_o
     p.set(0, PoolSettings { weight: Some(10), monthly_budget: Some(Micros(100)), ..Default::default() });
     assert!(p.send(30, 1).await.is_empty(), "the budget failed a request");
     let served = p.served();
+    // The rows are in the journal; the database has them once folded (the
+    // burst can end within one fold interval).
     p.router.ledger().flush().await;
     let spent: i64 = p
         .store

@@ -85,6 +85,9 @@ pub fn encode_record(event: &UsageEvent, out: &mut Vec<u8>) -> Result<usize, ser
 
 /// What the bytes at a record's position hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// One value at a time, its event moved out at once: a box would cost an
+// allocation per record read.
+#[allow(clippy::large_enum_variant)]
 pub enum Decoded {
     /// A complete record of `len` bytes (head included).
     Record { event: UsageEvent, len: usize },
@@ -136,6 +139,7 @@ mod tests {
 
     pub(crate) fn event(id: &str) -> UsageEvent {
         UsageEvent {
+            saved: crate::domain::Micros::ZERO,
             event_id: id.into(),
             request_id: format!("req-{id}"),
             idempotency_key: None,

@@ -9,6 +9,7 @@ use chrono::{TimeZone, Utc};
 
 fn event(i: usize) -> UsageEvent {
     UsageEvent {
+        saved: crate::domain::Micros::ZERO,
         event_id: format!("torn-{i}"),
         request_id: format!("req-{i}"),
         idempotency_key: i.is_multiple_of(2).then(|| format!("key-{i}")),
