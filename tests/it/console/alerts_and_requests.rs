@@ -22,19 +22,22 @@ fn account(store: &Store, owner: AccountOwner, label: &str) -> switchboard::doma
     store.insert_account(&n, Utc::now()).unwrap().id
 }
 
-#[test]
-fn alerts_view_groups_an_incident_into_one_row_and_acknowledges_in_bulk() {
-    let f = fixture();
-    let willow = add_supplier(&f.store, "Willow Promise Catering", Tier::Professional, VendorType::Caterer, &[]);
-    let quota = add_supplier(&f.store, "Quota Studio", Tier::Starter, VendorType::Photographer, &[]);
-    let platform = account(&f.store, AccountOwner::Platform, "WedSync OpenAI");
-    let own = account(&f.store, AccountOwner::Supplier(willow), "Willow OpenAI");
-    // The runtime's alert service, driven as the health monitor drives it.
+/// One incident, as the runtime's alert service sees it from the health
+/// monitor and the router: `supplier`'s own account `own` opens its breaker,
+/// the supplier fails over to `platform` (and stays there), `own` is degraded
+/// at 10 s and down at 40 s, 90 s in all; then `quota` nears its quota.
+pub(super) fn raise_an_incident(
+    store: &Arc<Store>,
+    supplier: SupplierId,
+    own: switchboard::domain::AccountId,
+    platform: switchboard::domain::AccountId,
+    quota: SupplierId,
+) -> AlertService {
     let clock = ManualClock::new(Utc::now());
-    let alerts = AlertService::new(f.store.clone(), Arc::new(clock.clone()), AlertRules::default(), None);
-    let own_acc = f.store.account(own).unwrap();
+    let alerts = AlertService::new(store.clone(), Arc::new(clock.clone()), AlertRules::default(), None);
+    let own_acc = store.account(own).unwrap();
     alerts.on_router_event(&RouterEvent::BreakerOpened { account: own }, false).unwrap();
-    alerts.on_router_event(&RouterEvent::FailoverStarted { supplier: willow, account: platform }, false).unwrap();
+    alerts.on_router_event(&RouterEvent::FailoverStarted { supplier, account: platform }, false).unwrap();
     for s in 0..90 {
         if s == 10 {
             alerts.on_verdict(own, Some(&own_acc), Verdict::Degraded, None, false, Thresholds::NORMAL).unwrap();
@@ -46,6 +49,17 @@ fn alerts_view_groups_an_incident_into_one_row_and_acknowledges_in_bulk() {
         clock.advance(chrono::Duration::seconds(1));
     }
     alerts.on_router_event(&RouterEvent::QuotaWarning { supplier: quota, used: 46_000, quota: 50_000 }, false).unwrap();
+    alerts
+}
+
+#[test]
+fn alerts_view_groups_an_incident_into_one_row_and_acknowledges_in_bulk() {
+    let f = fixture();
+    let willow = add_supplier(&f.store, "Willow Promise Catering", Tier::Professional, VendorType::Caterer, &[]);
+    let quota = add_supplier(&f.store, "Quota Studio", Tier::Starter, VendorType::Photographer, &[]);
+    let platform = account(&f.store, AccountOwner::Platform, "WedSync OpenAI");
+    let own = account(&f.store, AccountOwner::Supplier(willow), "Willow OpenAI");
+    raise_an_incident(&f.store, willow, own, platform, quota);
     let raised = f.store.list_alerts(true, 100).unwrap();
     assert_eq!(raised.len(), 4, "degraded, down, the lasting failover, the quota warning: {raised:#?}");
     assert_eq!(raised.iter().filter(|a| a.incident_id.is_some()).count(), 3);

@@ -90,6 +90,23 @@ fn shows(h: &Harness<'static, ConsoleApp>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
 
+/// eframe's storage, in memory (what the desktop app keeps in its config folder).
+#[derive(Default)]
+struct MemStorage(std::collections::HashMap<String, String>);
+
+impl eframe::Storage for MemStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+    fn flush(&mut self) {}
+}
+
 /// Types into the first field labelled `label`.
 fn type_into(h: &mut Harness<'static, ConsoleApp>, label: &str, text: &str) {
     h.get_all_by_label(label).next().unwrap().click();

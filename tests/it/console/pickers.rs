@@ -119,23 +119,6 @@ fn a_client_mode_supplier_without_a_key_is_asked_about_with_the_routing_conseque
     assert_eq!((s.ai_mode, s.allow_platform_failover), (AiMode::Client, false));
 }
 
-/// eframe's storage, in memory.
-#[derive(Default)]
-struct MemStorage(std::collections::HashMap<String, String>);
-
-impl eframe::Storage for MemStorage {
-    fn get_string(&self, key: &str) -> Option<String> {
-        self.0.get(key).cloned()
-    }
-    fn set_string(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_string(), value);
-    }
-    fn remove_string(&mut self, key: &str) {
-        self.0.remove(key);
-    }
-    fn flush(&mut self) {}
-}
-
 #[test]
 fn view_settings_belong_to_the_database_they_were_made_on() {
     let f = fixture();

@@ -7,9 +7,6 @@
 //! each picture shows what its README caption claims before writing it.
 
 use super::*;
-use switchboard::domain::health::{AlertRules, Thresholds, Verdict};
-use switchboard::engine::alerts::AlertService;
-use switchboard::engine::router::RouterEvent;
 
 fn save(h: &mut Harness<'static, ConsoleApp>, name: &str) {
     for _ in 0..4 {
@@ -91,22 +88,7 @@ fn shot_grouped_alerts() {
     let quota = add_supplier(&f.store, "Sugar Bloom Cakes", Tier::Starter, VendorType::Other, &[]);
     let platform = unreachable_account(&f.store, AccountOwner::Platform, "WedSync OpenAI");
     let own = unreachable_account(&f.store, AccountOwner::Supplier(willow), "Willow OpenAI");
-    let clock = ManualClock::new(Utc::now());
-    let alerts = AlertService::new(f.store.clone(), Arc::new(clock.clone()), AlertRules::default(), None);
-    let own_acc = f.store.account(own).unwrap();
-    alerts.on_router_event(&RouterEvent::BreakerOpened { account: own }, false).unwrap();
-    alerts.on_router_event(&RouterEvent::FailoverStarted { supplier: willow, account: platform }, false).unwrap();
-    for s in 0..90 {
-        if s == 10 {
-            alerts.on_verdict(own, Some(&own_acc), Verdict::Degraded, None, false, Thresholds::NORMAL).unwrap();
-        }
-        if s == 40 {
-            alerts.on_verdict(own, Some(&own_acc), Verdict::Down, None, false, Thresholds::NORMAL).unwrap();
-        }
-        alerts.tick(|_| false).unwrap();
-        clock.advance(chrono::Duration::seconds(1));
-    }
-    alerts.on_router_event(&RouterEvent::QuotaWarning { supplier: quota, used: 46_000, quota: 50_000 }, false).unwrap();
+    super::alerts_and_requests::raise_an_incident(&f.store, willow, own, platform, quota);
     let mut h = harness(&f, AppOptions { db_label: "switchboard.db".into(), ..start(View::Alerts) });
     wait_until(&mut h, "the alert groups", |h| shows(h, "4 open alerts in 1 open incident"));
     h.get_by_label("Show 3 alerts").click();

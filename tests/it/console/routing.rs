@@ -243,23 +243,6 @@ fn the_switch_is_refused_while_serve_routes_the_database_and_a_killed_holder_is_
     assert!(!cancelled_close(&h) && !shows(&h, "This console is routing requests"));
 }
 
-/// eframe's storage, in memory (what the desktop app keeps in its config folder).
-#[derive(Default)]
-struct MemStorage(std::collections::HashMap<String, String>);
-
-impl eframe::Storage for MemStorage {
-    fn get_string(&self, key: &str) -> Option<String> {
-        self.0.get(key).cloned()
-    }
-    fn set_string(&mut self, key: &str, value: String) {
-        self.0.insert(key.into(), value);
-    }
-    fn remove_string(&mut self, key: &str) {
-        self.0.remove(key);
-    }
-    fn flush(&mut self) {}
-}
-
 #[test]
 fn serve_and_a_second_console_refuse_while_it_routes_the_switch_is_remembered_and_keep_routing_closes_the_window_only() {
     let f = fixture();
