@@ -11,7 +11,7 @@ use crate::domain::SupplierId;
 use crate::domain::idempotency::{BodyState, Decision, Endpoint, Fingerprint, IdempotencyKey, KeyRecord, KeyState, decide};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::path::PathBuf;
 
 /// An answer as it is replayed: status, the headers worth replaying, the body.
@@ -48,6 +48,45 @@ pub struct IdempotencyDb {
     conn: Connection,
     /// Bytes of the bodies kept now.
     kept_bytes: u64,
+    /// While a batch is open: `kept_bytes` when it began (restored if it rolls back).
+    batch_kept: Option<u64>,
+}
+
+/// One change's transaction: its own `BEGIN IMMEDIATE` … `COMMIT`, or, inside
+/// a batch ([`IdempotencyDb::begin_batch`]), a savepoint of the batch's
+/// transaction. Dropped without [`Unit::commit`], it rolls its change back.
+struct Unit<'c> {
+    conn: &'c Connection,
+    nested: bool,
+    done: bool,
+}
+
+impl<'c> Unit<'c> {
+    fn begin(conn: &'c Connection) -> rusqlite::Result<Self> {
+        let nested = !conn.is_autocommit();
+        conn.execute_batch(if nested { "SAVEPOINT unit" } else { "BEGIN IMMEDIATE" })?;
+        Ok(Unit { conn, nested, done: false })
+    }
+
+    fn commit(mut self) -> rusqlite::Result<()> {
+        self.done = true;
+        self.conn.execute_batch(if self.nested { "RELEASE unit" } else { "COMMIT" })
+    }
+}
+
+impl std::ops::Deref for Unit<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Unit<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.execute_batch(if self.nested { "ROLLBACK TO unit; RELEASE unit" } else { "ROLLBACK" });
+        }
+    }
 }
 
 const COLUMNS: &str = "endpoint, fingerprint, state, status, request_id, body_state, created_ms, lease_until_ms, expires_ms";
@@ -93,7 +132,33 @@ impl IdempotencyDb {
         let kept: i64 = conn
             .query_row("SELECT coalesce(sum(body_len), 0) FROM idempotency_keys WHERE body IS NOT NULL", [], |r| r.get(0))
             .map_err(|e| map_err(&path, e))?;
-        Ok(Self { path, conn, kept_bytes: kept.max(0) as u64 })
+        Ok(Self { path, conn, kept_bytes: kept.max(0) as u64, batch_kept: None })
+    }
+
+    /// Opens one transaction for the changes that follow (each its own
+    /// savepoint) until [`IdempotencyDb::commit_batch`]: concurrent requests'
+    /// claims and completions share one commit. Nothing is durable, and no
+    /// caller may be told a change is written, before that commit.
+    pub fn begin_batch(&mut self) -> StoreResult<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| map_err(&self.path, e))?;
+        self.batch_kept = Some(self.kept_bytes);
+        Ok(())
+    }
+
+    /// Commits the batch; if the commit fails, every change of the batch is
+    /// rolled back (and the kept bytes with them).
+    pub fn commit_batch(&mut self) -> StoreResult<()> {
+        let before = self.batch_kept.take();
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                if let Some(k) = before {
+                    self.kept_bytes = k;
+                }
+                Err(map_err(&self.path, e))
+            }
+        }
     }
 
     /// Bytes of the answer bodies kept now.
@@ -117,9 +182,9 @@ impl IdempotencyDb {
         fingerprint: &Fingerprint,
         times: AttemptTimes,
     ) -> StoreResult<Claim> {
-        let conn = &mut self.conn;
-        let mut run = || -> rusqlite::Result<(Claim, u64)> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let conn = &self.conn;
+        let run = || -> rusqlite::Result<(Claim, u64)> {
+            let tx = Unit::begin(conn)?;
             let found = get_in(&tx, supplier, key)?;
             let decision = decide(found.as_ref().map(|f| &f.0), false, endpoint, fingerprint, times.now);
             match decision {
@@ -173,9 +238,9 @@ impl IdempotencyDb {
         let max_total = keep_under.unwrap_or(0);
         let keep = keep_under.is_some_and(|max| len <= max);
         let mut kept = self.kept_bytes;
-        let conn = &mut self.conn;
+        let conn = &self.conn;
         let mut run = || -> rusqlite::Result<Vec<(SupplierId, IdempotencyKey)>> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = Unit::begin(conn)?;
             let mut evicted = Vec::new();
             while keep && kept.saturating_add(len) > max_total {
                 let oldest: Vec<(i64, String, i64)> = {
@@ -257,9 +322,9 @@ impl IdempotencyDb {
 
     /// Deletes the records expired at `now`; returns how many.
     pub fn purge(&mut self, now: DateTime<Utc>) -> StoreResult<usize> {
-        let conn = &mut self.conn;
-        let mut run = || -> rusqlite::Result<(usize, i64)> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let conn = &self.conn;
+        let run = || -> rusqlite::Result<(usize, i64)> {
+            let tx = Unit::begin(conn)?;
             let freed: i64 = tx.query_row(
                 "SELECT coalesce(sum(body_len), 0) FROM idempotency_keys WHERE expires_ms <= ?1 AND body IS NOT NULL",
                 [ms(now)],

@@ -362,26 +362,23 @@ impl Drop for Ticket {
     }
 }
 
-/// The writer thread: applies commands in order, purges when idle.
+/// The writer thread: applies commands in order, purges when idle. The
+/// commands waiting together (concurrent requests' claims and completions)
+/// share one transaction, and their callers hear back once it is committed.
 fn run(mut db: IdempotencyDb, rx: mpsc::Receiver<Cmd>, clock: Arc<dyn Clock>, every: std::time::Duration, max_total: u64) {
     let mut next_purge = std::time::Instant::now() + every;
     loop {
         let wait = next_purge.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(wait) {
-            Ok(Cmd::Claim { k, endpoint, fp, times, reply }) => {
-                let _ = reply.send(db.claim(k.0, &k.1, endpoint, &fp, times));
-            }
-            Ok(Cmd::Complete { k, fp, answer, keep, reply }) => {
-                let r = db.complete(k.0, &k.1, &fp, &answer, keep.then_some(max_total), clock.now());
-                let _ = reply.send(r);
-            }
-            Ok(Cmd::Fail { k, fp, status, request_id }) => {
-                if let Err(e) = db.fail(k.0, &k.1, &fp, status, request_id.as_deref(), clock.now()) {
-                    tracing::error!(error = %e, "a failed idempotent attempt could not be recorded; its key is retryable once its lease ends");
+            Ok(first) => {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(c) => batch.push(c),
+                        Err(_) => break,
+                    }
                 }
-            }
-            Ok(Cmd::Purge { reply }) => {
-                let _ = reply.send(db.purge(clock.now()));
+                apply_batch(&mut db, batch, &*clock, max_total);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 next_purge = std::time::Instant::now() + every;
@@ -393,5 +390,69 @@ fn run(mut db: IdempotencyDb, rx: mpsc::Receiver<Cmd>, clock: Arc<dyn Clock>, ev
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
+    }
+}
+
+/// The most commands one transaction takes.
+const MAX_BATCH: usize = 64;
+
+/// What a command did, held until its transaction is committed.
+enum Outcome {
+    Claim(ClaimResult),
+    Complete(Result<Vec<Key>, StoreError>),
+    Fail(Result<(), StoreError>),
+    Purge(Result<usize, StoreError>),
+}
+
+/// Applies `cmd` (inside the open batch, or in its own transaction).
+fn apply(db: &mut IdempotencyDb, cmd: &Cmd, clock: &dyn Clock, max_total: u64) -> Outcome {
+    match cmd {
+        Cmd::Claim { k, endpoint, fp, times, .. } => Outcome::Claim(db.claim(k.0, &k.1, *endpoint, fp, *times)),
+        Cmd::Complete { k, fp, answer, keep, .. } => {
+            Outcome::Complete(db.complete(k.0, &k.1, fp, answer, keep.then_some(max_total), clock.now()))
+        }
+        Cmd::Fail { k, fp, status, request_id } => Outcome::Fail(db.fail(k.0, &k.1, fp, *status, request_id.as_deref(), clock.now())),
+        Cmd::Purge { .. } => Outcome::Purge(db.purge(clock.now())),
+    }
+}
+
+/// Tells `cmd`'s caller what it did (a failed `Fail` is logged: nobody waits for it).
+fn answer(cmd: Cmd, out: Outcome) {
+    match (cmd, out) {
+        (Cmd::Claim { reply, .. }, Outcome::Claim(r)) => {
+            let _ = reply.send(r);
+        }
+        (Cmd::Complete { reply, .. }, Outcome::Complete(r)) => {
+            let _ = reply.send(r);
+        }
+        (Cmd::Purge { reply, .. }, Outcome::Purge(r)) => {
+            let _ = reply.send(r);
+        }
+        (Cmd::Fail { .. }, Outcome::Fail(Err(e))) => {
+            tracing::error!(error = %e, "a failed idempotent attempt could not be recorded; its key is retryable once its lease ends");
+        }
+        // `apply` gives each command its own kind of outcome.
+        _ => {}
+    }
+}
+
+/// One command: its own transaction. Several: one transaction, each command a
+/// savepoint in it, the answers sent after the commit; should the batch not
+/// open or not commit, the commands are applied again one by one (a rolled
+/// back batch changed nothing), so each caller hears its own command's fate.
+fn apply_batch(db: &mut IdempotencyDb, batch: Vec<Cmd>, clock: &dyn Clock, max_total: u64) {
+    if batch.len() > 1 && db.begin_batch().is_ok() {
+        let outcomes: Vec<Outcome> = batch.iter().map(|cmd| apply(db, cmd, clock, max_total)).collect();
+        match db.commit_batch() {
+            Ok(()) => {
+                batch.into_iter().zip(outcomes).for_each(|(cmd, out)| answer(cmd, out));
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "a batch of idempotency records could not be committed; applying them one by one"),
+        }
+    }
+    for cmd in batch {
+        let out = apply(db, &cmd, clock, max_total);
+        answer(cmd, out);
     }
 }

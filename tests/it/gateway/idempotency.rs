@@ -398,3 +398,41 @@ async fn keys_begun_and_completed_on_two_threads_at_once_never_deadlock() {
     }
     assert_eq!(idem.in_flight(), 0);
 }
+
+/// Concurrent requests' claims and completions share one commit: inside a
+/// batch each change sees the ones before it, no other connection sees any of
+/// them until the commit, and after it all of them are there.
+#[test]
+fn a_batch_of_claims_and_completions_is_one_commit() {
+    use switchboard::domain::idempotency::{Decision, Fingerprint, KeyState};
+    use switchboard::store::{AttemptTimes, IdempotencyDb, Store, StoredAnswer};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("batch.db")).unwrap();
+    let s = SupplierId(1);
+    let now = chrono::Utc::now();
+    let times = AttemptTimes { now, lease_until: now + Duration::minutes(5), expires_at: now + Duration::hours(24) };
+    let (k1, k2) = (IdempotencyKey::parse(b"batch-1").unwrap(), IdempotencyKey::parse(b"batch-2").unwrap());
+    let fp = Fingerprint::of(b"the body");
+    let answer = StoredAnswer { status: 200, request_id: None, headers: Vec::new(), body: "{\"ok\":true}".into() };
+    let mut db = IdempotencyDb::open(&store).unwrap();
+    let other = IdempotencyDb::open(&store).unwrap();
+
+    db.begin_batch().unwrap();
+    assert_eq!(db.claim(s, &k1, Endpoint::ChatCompletions, &fp, times).unwrap().decision, Decision::Run);
+    assert_eq!(db.claim(s, &k2, Endpoint::ChatCompletions, &fp, times).unwrap().decision, Decision::Run);
+    // The same key again in the batch finds its in-flight record (and writes nothing).
+    assert_ne!(db.claim(s, &k1, Endpoint::ChatCompletions, &fp, times).unwrap().decision, Decision::Run);
+    db.complete(s, &k1, &fp, &answer, Some(1 << 20), now).unwrap();
+    db.fail(s, &k2, &fp, Some(502), None, now).unwrap();
+    assert!(other.get(s, &k1).unwrap().is_none(), "seen before the commit");
+    db.commit_batch().unwrap();
+
+    let (r1, a1) = other.get(s, &k1).unwrap().expect("k1 committed");
+    assert_eq!((r1.state, a1.map(|a| a.body)), (KeyState::Completed, Some(answer.body.clone())));
+    assert_eq!(other.get(s, &k2).unwrap().expect("k2 committed").0.state, KeyState::Failed);
+    assert_eq!(db.kept_bytes(), answer.body.len() as u64);
+    // Outside a batch each change is its own transaction again.
+    let k3 = IdempotencyKey::parse(b"batch-3").unwrap();
+    assert_eq!(db.claim(s, &k3, Endpoint::Embeddings, &fp, times).unwrap().decision, Decision::Run);
+    assert_eq!(other.get(s, &k3).unwrap().expect("k3 committed").0.state, KeyState::InFlight);
+}
