@@ -28,6 +28,7 @@ mod ingress;
 mod keys;
 mod layers;
 mod ops;
+mod pg;
 mod pools;
 mod providers;
 mod suppliers;
