@@ -393,12 +393,8 @@ pub async fn sqlite_to_pg(from: &Store, to: &PgStore) -> Result<CopyReport, Copy
             let mut vals = Vec::with_capacity(t.cols.len());
             for (i, (col, kind)) in t.cols.iter().enumerate() {
                 let v = row.get_ref(i).map_err(|e| sqlite_err(&path, e))?;
-                let v = from_sqlite(v, *kind).map_err(|detail| CopyError::Data {
-                    table: t.name,
-                    column: col,
-                    row: row_key(row, t),
-                    detail,
-                })?;
+                let v =
+                    from_sqlite(v, *kind).map_err(|detail| CopyError::Data { table: t.name, column: col, row: row_key(row, t), detail })?;
                 vals.push(v);
             }
             let refs: Vec<&(dyn ToSql + Sync)> = vals.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
