@@ -141,8 +141,9 @@ fn newer_and_foreign_databases_are_refused_and_left_untouched() {
 /// Every row of `table`, every column, in key order.
 fn dump(path: &Path, table: &str) -> Vec<Vec<Value>> {
     let conn = rusqlite::Connection::open(path).unwrap();
-    let mut st = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2")).unwrap();
-    let n = st.column_count();
+    let n = conn.prepare(&format!("SELECT * FROM {table} LIMIT 0")).unwrap().column_count();
+    let order: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    let mut st = conn.prepare(&format!("SELECT * FROM {table} ORDER BY {}", order.join(", "))).unwrap();
     st.query_map([], |r| (0..n).map(|i| r.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>()).unwrap().collect::<Result<_, _>>().unwrap()
 }
 
