@@ -98,6 +98,18 @@ fn schema_is_created_versioned_and_reopened() {
         let again = PgStore::open(&url).await.unwrap();
         assert_eq!(again.schema_version().await.unwrap(), schema::LATEST_VERSION);
         assert_eq!(table_names(&client).await, tables);
+
+        // sslmode=require goes through the rustls connector (this test cluster offers no TLS: refused, clearly).
+        let err = PgStore::open(&format!("{url}?sslmode=require")).await.unwrap_err();
+        assert!(matches!(err, PgError::Connect { .. }), "{err}");
+        assert!(err.to_string().contains("TLS"), "{err}");
+
+        // Two processes opening one new database at once: it is migrated once, both open it.
+        let url = fresh_db(&base, "sbt_schema_race").await;
+        let (a, b) = tokio::join!(PgStore::open(&url), PgStore::open(&url));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.schema_version().await.unwrap(), schema::LATEST_VERSION);
+        assert_eq!(b.schema_version().await.unwrap(), schema::LATEST_VERSION);
     });
 }
 
