@@ -13,6 +13,7 @@ mod migrate;
 mod pools;
 mod report;
 mod serve;
+mod store;
 mod supplier;
 mod tokens;
 
@@ -92,6 +93,9 @@ pub enum Command {
     /// Usage analytics as JSON (cost over time, quotas, top suppliers, seasons,
     /// projections, cost comparison), or their timings with --bench.
     Report(report::ReportArgs),
+    /// Move an installation: `store copy --from FILE.db --to postgres://…` (or back into a new file).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -141,6 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Export(cmd)) => export::run(&open_store_for_usage(cli.db)?, cmd),
         Some(Command::Cache(cmd)) => cache::run(&open_store_for_usage(cli.db)?, cmd),
         Some(Command::Report(args)) => report::run(open_store_for_usage(cli.db)?, args),
+        Some(Command::Store(cmd)) => store::run(cmd),
         None => demo::run_console(demo::ConsoleArgs {
             db: cli.db,
             demo: cli.demo,

@@ -22,6 +22,7 @@ mod console;
 mod health;
 mod idempotency;
 mod migrations;
+pub mod pg;
 mod pools;
 pub mod requests;
 pub mod routing_lock;
