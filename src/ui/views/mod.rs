@@ -19,6 +19,7 @@ pub mod projections;
 pub mod quotas;
 pub mod requests;
 pub mod routing;
+pub mod supplier_form;
 pub mod supplier_import;
 pub mod suppliers;
 pub mod usage;
