@@ -34,7 +34,7 @@ struct Env {
 const OPENAI: &str = "openai-platform";
 const ANTHROPIC: &str = "anthropic-platform";
 
-async fn router_on(store: &Arc<Store>, sim: &SimHandle, clock: &ManualClock, cfg: RouterConfig) -> Arc<Router> {
+async fn router_on(store: &Arc<Store>, clock: &ManualClock, cfg: RouterConfig) -> Arc<Router> {
     let ledger = Ledger::start(store).unwrap();
     let router = Router::new(
         store.clone(),
@@ -50,7 +50,6 @@ async fn router_on(store: &Arc<Store>, sim: &SimHandle, clock: &ManualClock, cfg
         let key = if a.provider == ProviderKind::Anthropic { DEMO_ANTHROPIC_KEY } else { DEMO_OPENAI_KEY };
         router.set_key(a.id, Some(Secret::new(key)));
     }
-    let _ = sim;
     router
 }
 
@@ -61,7 +60,7 @@ async fn env_with(cfg: RouterConfig) -> Env {
     let clock = ManualClock::new(june());
     sim_account(&store, AccountOwner::Platform, ProviderKind::OpenAi, "WedSync OpenAI", "gpt-4o-mini", sim.base_url());
     sim_account(&store, AccountOwner::Platform, ProviderKind::Anthropic, "WedSync Anthropic", "claude-haiku-4-5", sim.base_url());
-    let router = router_on(&store, &sim, &clock, cfg).await;
+    let router = router_on(&store, &clock, cfg).await;
     let gw = gateway::start(router.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     Env { dir, store, sim, router, gw, clock, http: reqwest::Client::new() }
 }
@@ -443,7 +442,7 @@ async fn the_cache_survives_a_restart() {
     gw.shutdown().await;
     drop(router);
     // A new router on the same database file: its memory is empty.
-    let router = router_on(&store, &sim, &clock, RouterConfig::default()).await;
+    let router = router_on(&store, &clock, RouterConfig::default()).await;
     assert_eq!(router.cache().stats().memory_entries, 0);
     let gw = gateway::start(router.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let e = Env { dir, store, sim, router, gw, clock, http };

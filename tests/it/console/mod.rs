@@ -90,6 +90,23 @@ fn shows(h: &Harness<'static, ConsoleApp>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
 
+/// The full gateway token the one-time dialog shows (a masked one has `…`).
+fn shown_token(h: &Harness<'static, ConsoleApp>) -> Option<String> {
+    let found = std::cell::RefCell::new(None);
+    let _ = h
+        .query_all_by(|n| {
+            if let Some(l) = n.label().or_else(|| n.value())
+                && l.starts_with("sbk_")
+                && !l.contains('…')
+            {
+                *found.borrow_mut() = Some(l.to_string());
+            }
+            false
+        })
+        .count();
+    found.into_inner()
+}
+
 /// eframe's storage, in memory (what the desktop app keeps in its config folder).
 #[derive(Default)]
 struct MemStorage(std::collections::HashMap<String, String>);
@@ -452,19 +469,7 @@ fn issues_a_token_once_and_keeps_only_its_hash() {
     h.get_by_label("Issue token").click();
     wait_until(&mut h, "the one-time dialog", |h| shows(h, "New gateway token for Willow Lane Estate"));
     assert!(shows(&h, "it will not be shown again"));
-    let found = std::cell::RefCell::new(None);
-    let _ = h
-        .query_all_by(|n| {
-            if let Some(l) = n.label().or_else(|| n.value())
-                && l.starts_with("sbk_")
-                && !l.contains('…')
-            {
-                *found.borrow_mut() = Some(l.to_string());
-            }
-            false
-        })
-        .count();
-    let token = found.into_inner().expect("the full token is shown once");
+    let token = shown_token(&h).expect("the full token is shown once");
     let tokens = f.store.list_tokens(Some(supplier)).unwrap();
     assert_eq!(tokens.len(), 1);
     assert!(f.store.find_token_by_hash(&switchboard::store::TokenHash::of(&token)).unwrap().is_some(), "the hash is stored");
@@ -687,6 +692,34 @@ impl Routed {
         self.router.set_key(id, Some(Secret::new(key)));
         self.router.reload().unwrap();
         id
+    }
+
+    /// "Capture Moments", a photographer with `weddings` (in `time_zone`, or
+    /// UTC), a platform account and its own validated one; then the
+    /// Migrations view with a migration service, on its empty list.
+    fn studio_in_migrations(
+        &self,
+        f: &Fixture,
+        now: chrono::DateTime<Utc>,
+        weddings: &[&str],
+        time_zone: Option<&str>,
+    ) -> (SupplierId, AccountId, Arc<MigrationService>, Harness<'static, ConsoleApp>) {
+        let mut n = NewSupplier::new("Capture Moments", VendorType::Photographer, Tier::Professional, AiMode::Platform);
+        n.weddings = weddings.iter().map(|d| d.parse().unwrap()).collect();
+        if let Some(tz) = time_zone {
+            n.time_zone = tz.parse().unwrap();
+        }
+        let studio = f.store.insert_supplier(&n, now).unwrap().id;
+        self.account(f, AccountOwner::Platform, "WedSync OpenAI", DEMO_OPENAI_KEY);
+        let own = self.account(f, AccountOwner::Supplier(studio), "Studio OpenAI", DEMO_CLIENT_OPENAI_KEY);
+        f.store.set_account_key(own, Some("test-entry"), Some("sk-…0001")).unwrap();
+        f.store.set_account_validation(own, ValidationStatus::Valid, "ok", now).unwrap();
+        self.router.reload().unwrap();
+        let svc = MigrationService::new(f.store.clone(), self.router.clone(), Arc::new(self.clock.clone())).unwrap();
+        let live = self.live(f, None, Some(svc.clone()));
+        let mut h = harness_at(f, Some(live), Arc::new(self.clock.clone()), View::Migrations);
+        wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
+        (studio, own, svc, h)
     }
 
     fn live(&self, f: &Fixture, health: Option<Arc<HealthMonitor>>, migrations: Option<Arc<MigrationService>>) -> LiveServices {

@@ -129,19 +129,7 @@ fn from_an_empty_database_the_checklist_leads_to_a_first_request_through_the_con
     choose(&mut h, "Token for", "capture", "Capture Moments");
     h.get_by_label("Issue token").click();
     wait_until(&mut h, "the one-time dialog", |h| shows(h, "New gateway token for Capture Moments"));
-    let found = std::cell::RefCell::new(None);
-    let _ = h
-        .query_all_by(|n| {
-            if let Some(l) = n.label().or_else(|| n.value())
-                && l.starts_with("sbk_")
-                && !l.contains('…')
-            {
-                *found.borrow_mut() = Some(l.to_string());
-            }
-            false
-        })
-        .count();
-    let token = found.into_inner().expect("the token is shown once");
+    let token = shown_token(&h).expect("the token is shown once");
     button(&h, "Done").click();
     h.step();
 

@@ -13,19 +13,7 @@ fn schedules_the_suggested_start_and_shows_it_waiting_scheduled_then_started() {
     let now = chrono::DateTime::parse_from_rfc3339("2026-06-10T12:00:00Z").unwrap().with_timezone(&Utc);
     let f = fixture();
     let r = routed(&f, now);
-    let mut n = NewSupplier::new("Capture Moments", VendorType::Photographer, Tier::Professional, AiMode::Platform);
-    n.weddings = vec!["2026-06-12".parse().unwrap()];
-    n.time_zone = "Europe/Berlin".parse().unwrap();
-    let studio = f.store.insert_supplier(&n, now).unwrap().id;
-    r.account(&f, AccountOwner::Platform, "WedSync OpenAI", DEMO_OPENAI_KEY);
-    let own = r.account(&f, AccountOwner::Supplier(studio), "Studio OpenAI", DEMO_CLIENT_OPENAI_KEY);
-    f.store.set_account_key(own, Some("test-entry"), Some("sk-…0001")).unwrap();
-    f.store.set_account_validation(own, ValidationStatus::Valid, "ok", now).unwrap();
-    r.router.reload().unwrap();
-    let svc = MigrationService::new(f.store.clone(), r.router.clone(), Arc::new(r.clock.clone())).unwrap();
-    let live = r.live(&f, None, Some(svc.clone()));
-    let mut h = harness_at(&f, Some(live), Arc::new(r.clock.clone()), View::Migrations);
-    wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
+    let (studio, own, svc, mut h) = r.studio_in_migrations(&f, now, &["2026-06-12"], Some("Europe/Berlin"));
 
     check_plan(&mut h, studio, |h| shows(h, "Studio OpenAI (account"));
     assert!(shows(&h, "Wedding on Fri 12 Jun: no migration may start within 48 h of it."));
