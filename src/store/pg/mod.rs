@@ -7,6 +7,12 @@
 //! Only this much is built: nothing else in Switchboard reads or writes
 //! PostgreSQL yet (the gateway, console and engine still run on SQLite).
 //!
+//! All PostgreSQL I/O runs on one runtime of its own (`pg-io` threads, see
+//! [`on_pg`] and [`block_on_pg`]): its connections outlive whichever runtime
+//! asked for them, and synchronous callers (the engine's store methods, the
+//! usage fold's thread) wait for a result without starting a runtime inside
+//! another. Never call [`block_on_pg`] from a `pg-io` thread.
+//!
 //! Opening is careful, like the SQLite store's: a database that holds tables
 //! but no Switchboard schema table (another application's), or whose schema
 //! table says a newer version than this build knows, is refused with a clear
@@ -17,8 +23,53 @@ pub mod copy;
 pub mod schema;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+/// The runtime every PostgreSQL connection and query runs on.
+fn pg_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pg-io")
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the PostgreSQL I/O runtime: {e}"))
+    })
+}
+
+/// Runs `fut` on the PostgreSQL runtime and awaits it from any runtime.
+pub async fn on_pg<F>(fut: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match pg_runtime().spawn(fut).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("PostgreSQL task cancelled: {e}"),
+    }
+}
+
+/// Runs `fut` on the PostgreSQL runtime and blocks this thread until it
+/// ends: for synchronous code (inside or outside another tokio runtime;
+/// never on a `pg-io` thread itself).
+pub fn block_on_pg<F>(fut: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    pg_runtime().spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    match rx.recv() {
+        Ok(v) => v,
+        Err(_) => panic!("a PostgreSQL task panicked"),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
@@ -75,7 +126,9 @@ pub fn mask_url(url: &str) -> String {
 }
 
 /// A pool of connections on one PostgreSQL database whose schema is this
-/// build's (created or upgraded by [`PgStore::open`]).
+/// build's (created or upgraded by [`PgStore::open`]). Cheap to clone (the
+/// pool is shared), so that a clone can move into a task on the `pg-io` runtime.
+#[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
     url: String,
@@ -100,8 +153,20 @@ impl PgStore {
     #[doc(hidden)]
     pub async fn open_at_version(url: &str, version: i64) -> PgResult<PgStore> {
         let store = Self::connect(url)?;
-        store.prepare(version).await?;
+        let s = store.clone();
+        on_pg(async move { s.prepare(version).await }).await?;
         Ok(store)
+    }
+
+    /// Runs `f` with a clone of this store on the PostgreSQL runtime and
+    /// blocks until it ends (see [`block_on_pg`]): the bridge for synchronous callers.
+    pub fn block<R, F, Fut>(&self, f: F) -> R
+    where
+        F: FnOnce(PgStore) -> Fut,
+        Fut: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+    {
+        block_on_pg(f(self.clone()))
     }
 
     fn connect(url: &str) -> PgResult<PgStore> {
@@ -130,8 +195,11 @@ impl PgStore {
     }
 
     /// A connection from the pool, with a clear error when there is none.
+    /// New connections are made on the PostgreSQL runtime, so that they
+    /// outlive the caller's runtime.
     pub async fn client(&self) -> PgResult<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(|e| {
+        let pool = self.pool.clone();
+        on_pg(async move { pool.get().await }).await.map_err(|e| {
             let detail = match e {
                 deadpool_postgres::PoolError::Backend(e) => self.detail(&e),
                 other => other.to_string(),
