@@ -13,6 +13,7 @@ pub mod cache;
 pub mod demo;
 pub mod demo_traffic;
 pub mod export;
+pub mod fleet;
 pub mod gateway_tokens;
 pub mod health;
 pub mod idempotency;

@@ -20,6 +20,7 @@
 //! every URL shown goes through [`mask_url`].
 
 pub mod copy;
+pub mod fleet;
 pub mod schema;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -304,7 +305,7 @@ impl PgStore {
 
 /// rustls with the platform's verifier, for URLs whose `sslmode` is
 /// `prefer` (the default: TLS when the server offers it) or `require`.
-fn tls_connector() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+pub(crate) fn tls_connector() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
     use rustls_platform_verifier::BuilderVerifierExt;
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
