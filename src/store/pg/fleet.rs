@@ -361,7 +361,8 @@ impl FleetStore {
             let c = s.client().await?;
             let n = c
                 .execute(
-                    "UPDATE leader_leases SET expires_at = '-infinity' WHERE duty = $1 AND holder_instance = $2 AND epoch = $3",
+                    "UPDATE leader_leases SET expires_at = '-infinity'
+                     WHERE duty = $1 AND holder_instance = $2 AND epoch = $3 AND expires_at > '-infinity'",
                     &[&lease.duty.as_str(), &lease.instance, &lease.epoch],
                 )
                 .await
@@ -415,10 +416,7 @@ impl FleetStore {
         if payload.len() > MAX_NOTIFY_PAYLOAD {
             return Err(PgError::Db {
                 url: self.pg.url().to_string(),
-                detail: format!(
-                    "a NOTIFY payload on {channel} is {} bytes; PostgreSQL takes at most {MAX_NOTIFY_PAYLOAD}",
-                    payload.len()
-                ),
+                detail: format!("a NOTIFY payload on {channel} is {} bytes; PostgreSQL takes at most {MAX_NOTIFY_PAYLOAD}", payload.len()),
             });
         }
         let (s, channel, payload) = (self.pg.clone(), channel.to_string(), payload.to_string());
@@ -546,11 +544,7 @@ impl ListenSession {
 
     /// A round trip on the connection (to notice a silently dead one).
     pub async fn ping(&self) -> PgResult<()> {
-        self.client
-            .simple_query("")
-            .await
-            .map(|_| ())
-            .map_err(|e| PgError::Db { url: self.url.clone(), detail: e.to_string() })
+        self.client.simple_query("").await.map(|_| ()).map_err(|e| PgError::Db { url: self.url.clone(), detail: e.to_string() })
     }
 }
 
