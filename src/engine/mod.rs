@@ -4,8 +4,9 @@
 //! gateway tokens (`gateway_tokens`), idempotency keys (`idempotency`), the response cache (`cache`), the usage ledger writer (`ledger`), the router
 //! (`router`) and its metrics (`metrics`), migrations (`migrations`), parallel
 //! tests (`parallel`), the provider health monitor (`health`), the alert
-//! service (`alerts`), usage analytics (`analytics`), CSV export (`export`)
-//! and the runtime that assembles them.
+//! service (`alerts`), usage analytics (`analytics`), CSV export (`export`),
+//! fleet coordination on PostgreSQL (`fleet`: heartbeats, leader leases,
+//! LISTEN/NOTIFY) and the runtime that assembles them.
 
 pub mod alerts;
 pub mod analytics;
