@@ -295,6 +295,66 @@ fn a_paused_old_leaders_fenced_write_is_refused_after_takeover() {
 }
 
 #[test]
+fn a_takeover_waits_for_the_old_leaders_fenced_write_in_flight() {
+    let Some(base) = base_url("fleet_coord::a_takeover_waits_for_the_old_leaders_fenced_write_in_flight") else { return };
+    rt().block_on(async {
+        let url = fresh_db(&base, "sbt_fc_inflight").await;
+        let (store_a, store_b) = (instance_store(&url).await, instance_store(&url).await);
+        let admin = raw(&url).await;
+        admin.batch_execute("CREATE TABLE fence_probe (writer BIGINT NOT NULL, epoch BIGINT NOT NULL)").await.unwrap();
+        let ttl = Duration::from_secs(15);
+        let at = |s: i64| Some(t0() + chrono::Duration::seconds(s));
+        let Acquire::Mine(old) = store_a.try_acquire(Duty::Probes, 1, at(0), ttl).await.unwrap() else { panic!() };
+
+        // a's fenced write passes the check at t=14 and then stalls inside its transaction.
+        let (inside_tx, inside_rx) = tokio::sync::oneshot::channel::<()>();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let a = tokio::spawn(async move {
+            store_a
+                .fenced(&old, at(14), move |tx| {
+                    Box::pin(async move {
+                        let _ = inside_tx.send(());
+                        let _ = go_rx.await;
+                        tx.execute("INSERT INTO fence_probe VALUES (1, $1)", &[&old.epoch])
+                            .await
+                            .map_err(|e| PgError::Db { url: String::new(), detail: e.to_string() })
+                    })
+                })
+                .await
+        });
+        inside_rx.await.unwrap();
+        // b, past a's expiry, tries to take over: it must wait on a's share lock.
+        let b = tokio::spawn(async move { store_b.try_acquire(Duty::Probes, 2, at(20), ttl).await });
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let waiting: i64 = admin
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                         AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO leader_leases%'",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if waiting == 1 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the takeover did not wait for the fenced transaction");
+        assert!(!b.is_finished());
+        go_tx.send(()).unwrap();
+        assert_eq!(a.await.unwrap().unwrap(), 1, "the write under the old epoch commits first");
+        let Acquire::Mine(new) = b.await.unwrap().unwrap() else { panic!("b should take the expired lease") };
+        assert_eq!((new.instance, new.epoch), (2, old.epoch + 1));
+        let rows: i64 = admin.query_one("SELECT count(*) FROM fence_probe", &[]).await.unwrap().get(0);
+        assert_eq!(rows, 1);
+    });
+}
+
+#[test]
 fn only_one_of_many_racing_electors_gets_each_duty() {
     let Some(base) = base_url("fleet_coord::only_one_of_many_racing_electors_gets_each_duty") else { return };
     rt().block_on(async {
@@ -341,7 +401,9 @@ fn a_verdict_published_on_one_connection_reaches_another_listener_within_a_secon
     rt().block_on(async {
         let url = fresh_db(&base, "sbt_fc_notify").await;
         let publisher = instance_store(&url).await;
-        let listener = Listener::new(ListenConfig::parse(&url).unwrap(), FleetSettings::default(), 64);
+        // Pinged often: a ping that broke the connection would show as a second session.
+        let settings = FleetSettings { listen_ping_every: Duration::from_millis(20), ..FleetSettings::default() };
+        let listener = Listener::new(ListenConfig::parse(&url).unwrap(), settings, 64);
         let mut events = listener.subscribe();
         let mut status = listener.status();
         let task = tokio::spawn(listener.clone().run());
