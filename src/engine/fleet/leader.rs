@@ -115,32 +115,34 @@ impl LeaderElector {
         change
     }
 
-    /// One check: renews or takes every duty's lease. Returns the changes.
-    /// A database error keeps a lease until its `valid_until`, then drops it.
+    /// One check: renews or takes every duty's lease (the duties side by
+    /// side, so a statement that waits on one duty's row — a takeover behind
+    /// an old leader's fenced write — does not delay the renewal of another).
+    /// Returns the changes, in duty order. A database error keeps a lease
+    /// until its `valid_until`, then drops it.
     pub async fn tick(&self) -> Vec<Change> {
-        let mut changes = Vec::new();
-        for slot in &self.slots {
-            let started = self.clock.now();
-            let ttl = chrono::Duration::from_std(self.settings.leader_ttl).unwrap_or(chrono::Duration::MAX);
-            let result = self.store.try_acquire(slot.duty, self.instance, self.settings.time.arg(started), self.settings.leader_ttl).await;
-            let next = match result {
-                Ok(Acquire::Mine(lease)) => Some(Leadership { lease, valid_until: started.checked_add_signed(ttl).unwrap_or(started) }),
-                Ok(Acquire::Theirs(_)) => None,
-                Err(e) => {
-                    tracing::warn!(duty = %slot.duty, error = %e, "leader lease check failed");
-                    let cur = *slot.tx.borrow();
-                    cur.filter(|l| self.clock.now() < l.valid_until)
-                }
-            };
-            if let Some(c) = self.set(slot, next) {
-                match c {
-                    Change::Took(l) => tracing::info!(duty = %l.duty, epoch = l.epoch, instance = self.instance, "leader lease taken"),
-                    Change::Lost(d) => tracing::info!(duty = %d, instance = self.instance, "leader lease lost"),
-                }
-                changes.push(c);
+        futures::future::join_all(self.slots.iter().map(|slot| self.check(slot))).await.into_iter().flatten().collect()
+    }
+
+    async fn check(&self, slot: &Slot) -> Option<Change> {
+        let started = self.clock.now();
+        let ttl = chrono::Duration::from_std(self.settings.leader_ttl).unwrap_or(chrono::Duration::MAX);
+        let result = self.store.try_acquire(slot.duty, self.instance, self.settings.time.arg(started), self.settings.leader_ttl).await;
+        let next = match result {
+            Ok(Acquire::Mine(lease)) => Some(Leadership { lease, valid_until: started.checked_add_signed(ttl).unwrap_or(started) }),
+            Ok(Acquire::Theirs(_)) => None,
+            Err(e) => {
+                tracing::warn!(duty = %slot.duty, error = %e, "leader lease check failed");
+                let cur = *slot.tx.borrow();
+                cur.filter(|l| self.clock.now() < l.valid_until)
             }
+        };
+        let change = self.set(slot, next)?;
+        match change {
+            Change::Took(l) => tracing::info!(duty = %l.duty, epoch = l.epoch, instance = self.instance, "leader lease taken"),
+            Change::Lost(d) => tracing::info!(duty = %d, instance = self.instance, "leader lease lost"),
         }
-        changes
+        Some(change)
     }
 
     /// Checks every `leader_check_every` until the task is aborted.
