@@ -96,6 +96,8 @@ struct AccountState {
     last_probe: Option<ProbeResult>,
     /// The monitor opened this account's router breaker.
     forced_open: bool,
+    /// Fleet mode: the probe leader (another instance) says it is down.
+    remote_down: bool,
     /// The minute (Unix minutes) of the live outcomes being kept for history,
     /// and how many of them were kept.
     traffic_minute: i64,
@@ -195,6 +197,29 @@ pub struct HealthMonitor {
     last_compaction: Mutex<Option<DateTime<Utc>>>,
     /// Key pools' alerts (low headroom, budgets).
     pool_watch: crate::engine::pool_alerts::PoolWatch,
+    /// Fleet mode: who probes, who raises alerts, where verdicts go.
+    fleet: Mutex<Option<FleetHealth>>,
+    /// Fleet mode: when the probe leader last published every down verdict.
+    last_publish_all: Mutex<Option<DateTime<Utc>>>,
+}
+
+/// A predicate asked at the moment of acting ("do I lead this duty now?").
+pub type DutyGate = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// The monitor as one instance of several on one PostgreSQL (issue 25):
+/// only the probe leader probes, and it publishes its verdicts (on every
+/// change, and every down verdict once per probe interval, so that an
+/// instance started meanwhile learns them); every instance applies the
+/// verdicts it receives to its breakers ([`HealthMonitor::apply_remote_verdict`])
+/// and still feeds its own live outcomes to its breakers and the shared
+/// history. Only the alert leader raises alerts, writes the transitions'
+/// audit rows and compacts the history, so each happens once.
+#[derive(Clone)]
+pub struct FleetHealth {
+    pub probes: DutyGate,
+    pub alerts: DutyGate,
+    /// Publishes the probe leader's verdict on an account.
+    pub publish: Arc<dyn Fn(i64, Verdict) + Send + Sync>,
 }
 
 impl std::fmt::Debug for HealthMonitor {
@@ -245,7 +270,49 @@ impl HealthMonitor {
             pending: Mutex::new(Vec::new()),
             last_compaction: Mutex::new(None),
             pool_watch: Default::default(),
+            fleet: Mutex::new(None),
+            last_publish_all: Mutex::new(None),
         })
+    }
+
+    /// Runs this monitor as one instance of a fleet (see [`FleetHealth`]).
+    pub fn set_fleet(&self, fleet: FleetHealth) {
+        *lock(&self.fleet) = Some(fleet);
+    }
+
+    fn fleet(&self) -> Option<FleetHealth> {
+        lock(&self.fleet).clone()
+    }
+
+    /// A verdict of the fleet's probe leader: a down account's breaker is
+    /// opened here too (and closed again when the leader sees it up, unless
+    /// this instance's own live traffic still finds it down).
+    pub fn apply_remote_verdict(&self, account: AccountId, verdict: Verdict) {
+        let open = {
+            let mut st = lock(&self.state);
+            let s = st.entry(account).or_default();
+            s.remote_down = verdict == Verdict::Down;
+            let open = s.remote_down || s.window.verdict() == Verdict::Down;
+            if open == s.forced_open {
+                return;
+            }
+            s.forced_open = open;
+            open
+        };
+        tracing::info!(account = account.0, verdict = %verdict, "the probe leader's verdict applied");
+        if let Some(router) = &self.router {
+            router.force_breaker(account, open);
+        }
+    }
+
+    /// Forgets every remote verdict (after notifications may have been
+    /// missed); the probe leader publishes its down verdicts again within one
+    /// probe interval.
+    pub fn clear_remote_verdicts(&self) {
+        let mut st = lock(&self.state);
+        for s in st.values_mut() {
+            s.remote_down = false;
+        }
     }
 
     pub fn alerts(&self) -> &Arc<AlertService> {
@@ -286,7 +353,10 @@ impl HealthMonitor {
         let now = self.clock.now();
         self.refresh_targets(now).await;
         let cat = self.probe_targets_now();
-        let due: Vec<ProviderAccount> = {
+        let probing = self.fleet().is_none_or(|f| (f.probes)());
+        let due: Vec<ProviderAccount> = if !probing {
+            Vec::new()
+        } else {
             let mut st = lock(&self.state);
             let known: HashSet<AccountId> = cat.accounts.iter().map(|a| a.id).collect();
             st.retain(|id, _| known.contains(id));
@@ -440,10 +510,11 @@ impl HealthMonitor {
                 if !self.cfg.act {
                     continue;
                 }
-                if to == Verdict::Down && !s.forced_open {
+                let down = to == Verdict::Down || s.remote_down;
+                if down && !s.forced_open {
                     s.forced_open = true;
                     breakers.push((a.id, true));
-                } else if to != Verdict::Down && s.forced_open {
+                } else if !down && s.forced_open {
                     s.forced_open = false;
                     breakers.push((a.id, false));
                 }
@@ -461,8 +532,14 @@ impl HealthMonitor {
                 router.force_breaker(id, open);
             }
         }
+        let fleet = self.fleet();
+        if let Some(f) = fleet.as_ref().filter(|f| (f.probes)()) {
+            self.publish_verdicts(f, &report.transitions, now);
+        }
+        // In a fleet, one instance raises alerts and compacts the shared history.
+        let alerting = fleet.as_ref().is_none_or(|f| (f.alerts)());
         let me = self.clone();
-        let compact_due = {
+        let compact_due = alerting && {
             let last = *lock(&self.last_compaction);
             last.is_none_or(|l| now - l >= Duration::seconds(self.cfg.compact_every_secs))
         };
@@ -481,7 +558,7 @@ impl HealthMonitor {
                 *p = rows;
                 return Err(e);
             }
-            if me.cfg.act {
+            if me.cfg.act && alerting {
                 for t in transitions.iter().filter(|t| t.to == Verdict::Down || t.from == Verdict::Down) {
                     let (action, what) = if t.to == Verdict::Down {
                         ("health.down", "probes see it down: taken out of routing")
@@ -510,6 +587,29 @@ impl HealthMonitor {
             Err(e) => tracing::warn!(error = %e, "health store task failed"),
         }
         Ok(report)
+    }
+
+    /// The probe leader's verdicts: every change, and every down account
+    /// again once per probe interval.
+    fn publish_verdicts(&self, f: &FleetHealth, transitions: &[Transition], now: DateTime<Utc>) {
+        for t in transitions {
+            (f.publish)(t.account.0, t.to);
+        }
+        let all_due = {
+            let mut last = lock(&self.last_publish_all);
+            let due = last.is_none_or(|l| now - l >= Duration::seconds(self.cfg.probe_interval_secs.max(1)));
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if all_due {
+            let down: Vec<AccountId> =
+                lock(&self.state).iter().filter(|(_, s)| s.window.verdict() == Verdict::Down).map(|(id, _)| *id).collect();
+            for id in down {
+                (f.publish)(id.0, Verdict::Down);
+            }
+        }
     }
 
     fn drain_outcomes(&self) -> usize {

@@ -11,6 +11,7 @@
 
 pub mod heartbeat;
 pub mod leader;
+pub mod node;
 pub mod notify;
 
 pub use crate::store::pg::fleet::{Acquire, Duty, FenceError, FleetStore, InstanceRow, InstanceState, Lease, NewInstance};

@@ -455,6 +455,14 @@ impl ListenConfig {
         Ok(ListenConfig { cfg, url: masked })
     }
 
+    /// The settings of an open store's database (no URL to parse again).
+    pub fn of(pg: &PgStore) -> ListenConfig {
+        let mut cfg = pg.config().clone();
+        cfg.application_name("switchboard-listen");
+        cfg.keepalives(true).keepalives_idle(Duration::from_secs(30));
+        ListenConfig { cfg, url: pg.url().to_string() }
+    }
+
     /// The URL, password masked.
     pub fn url(&self) -> &str {
         &self.url

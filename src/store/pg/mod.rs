@@ -132,6 +132,9 @@ pub fn mask_url(url: &str) -> String {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// The parsed URL (password included: never printed), for connections
+    /// outside the pool (the fleet's LISTEN connection).
+    cfg: tokio_postgres::Config,
     url: String,
     password: Option<String>,
 }
@@ -180,15 +183,20 @@ impl PgStore {
         cfg.application_name("switchboard");
         let password = cfg.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
         let tls = tls_connector().map_err(|detail| PgError::Connect { url: masked.clone(), detail })?;
-        let manager = Manager::from_config(cfg, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(cfg.clone(), tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool =
             Pool::builder(manager).max_size(8).build().map_err(|e| PgError::Connect { url: masked.clone(), detail: e.to_string() })?;
-        Ok(PgStore { pool, url: masked, password })
+        Ok(PgStore { pool, cfg, url: masked, password })
     }
 
     /// The URL, password masked.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The connection settings (with the password: never print them).
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
+        &self.cfg
     }
 
     pub fn pool(&self) -> &Pool {
