@@ -21,6 +21,7 @@
 
 pub mod copy;
 pub mod schema;
+pub mod sealed;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;

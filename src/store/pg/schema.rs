@@ -142,6 +142,8 @@ CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
 "#,
+    // Sealed provider keys and the fleet's public keys (issue 25, store::pg::sealed).
+    super::sealed::SEALED_KEYS_MIGRATION,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
