@@ -513,7 +513,7 @@ mod tests {
         assert_eq!(FleetPublicKey::parse(pk.public().as_str()).unwrap(), pk.public());
         let shown = format!("{pk:?} {:?}", Some(pk.clone()));
         assert!(!shown.contains(&text[16..28]), "{shown}");
-        assert_eq!(FleetPrivateKey::parse("AGE-SECRET-KEY-1NOTAKEY").unwrap_err().to_string().contains("NOTAKEY"), false);
+        assert!(!FleetPrivateKey::parse("AGE-SECRET-KEY-1NOTAKEY").unwrap_err().to_string().contains("NOTAKEY"));
         assert!(FleetPublicKey::parse("age1nope").is_err());
         assert_eq!(pk.public().short_id().len(), 12);
     }

@@ -21,6 +21,7 @@ mod anthropic;
 mod cache;
 mod console;
 mod durability;
+mod fleet_keys;
 mod foundation;
 mod gateway;
 mod health;
