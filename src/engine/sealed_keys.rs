@@ -95,7 +95,9 @@ pub enum KeyDestination {
 /// Stores `key` at `dest` (blocking).
 pub fn store_private_key(key: &FleetPrivateKey, dest: &KeyDestination) -> anyhow::Result<KeyPlace> {
     Ok(match dest {
-        KeyDestination::Keychain => sealed::store_in_keychain(key)?,
+        KeyDestination::Keychain => sealed::store_in_keychain(key).map_err(|e| {
+            anyhow::anyhow!("{e}. On a server without a keychain, keep the fleet key in a file instead: --key-file PATH (created 0600)")
+        })?,
         KeyDestination::File(p) => {
             sealed::write_key_file(p, key)?;
             KeyPlace::File(p.clone())

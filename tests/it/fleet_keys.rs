@@ -345,6 +345,50 @@ fn a_key_file_readable_by_others_is_refused() {
     assert_eq!(rt.block_on(file_server(&url, &key_file).get(&r)).unwrap().expose(), "sk-proj-modeTestKey000000000000000b8");
 }
 
+#[test]
+fn a_systemd_credential_is_found_after_the_key_file_and_rotation_writes_a_new_file() {
+    let Some(base) = base_url("fleet_keys::a_systemd_credential_is_found_after_the_key_file_and_rotation_writes_a_new_file") else {
+        return;
+    };
+    let rt = rt();
+    let url = rt.block_on(fresh_db(&base, "sbt_fleet_cred"));
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    let cred = creds.join(sealed::CREDENTIAL_NAME);
+    ok(fleet(&url, &["init", "--key-file", cred.to_str().unwrap()]));
+    // systemd hands the service its credential read-only (0400).
+    std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let with_cred = |args: &[&str]| {
+        let mut c = fleet(&url, args);
+        c.env("CREDENTIALS_DIRECTORY", &creds);
+        c
+    };
+    let (out, _) = ok(with_cred(&["status"]));
+    assert!(out.contains("can open them") && out.contains("systemd credential"), "{out}");
+    // SWITCHBOARD_FLEET_KEY_FILE comes first: another fleet's key there is reported, not skipped.
+    let other = dir.path().join("other.key");
+    sealed::write_key_file(&other, &FleetPrivateKey::generate()).unwrap();
+    let mut c = with_cred(&["status"]);
+    c.env(sealed::KEY_FILE_ENV, &other);
+    let (out, _) = ok(c);
+    assert!(out.contains("cannot open them") && out.contains("other.key") && out.contains("another fleet key"), "{out}");
+
+    let r = KeyRef::from_stored("account-9-eeeeee");
+    rt.block_on(file_server(&url, &cred).set(&r, &Secret::new("sk-proj-credentialKey0000000000000c9"))).unwrap();
+    // The credential cannot be rewritten: rotation wants a new file for the new key.
+    let err = fails(with_cred(&["rotate"]));
+    assert!(err.contains("--new-key-file"), "{err}");
+    assert_eq!(rt.block_on(rows(&url)).1.len(), 1, "nothing rotated");
+    let next = dir.path().join("next.key");
+    let (out, _) = ok(with_cred(&["rotate", "--new-key-file", next.to_str().unwrap()]));
+    assert!(out.contains("re-sealed 1 key(s)") && out.contains("next.key"), "{out}");
+    assert_eq!(mode(&next), 0o600);
+    let e = rt.block_on(file_server(&url, &cred).get(&r)).unwrap_err();
+    assert!(matches!(e, VaultError::NoPrivateKey { .. }), "{e}");
+    assert_eq!(rt.block_on(file_server(&url, &next).get(&r)).unwrap().expose(), "sk-proj-credentialKey0000000000000c9");
+}
+
 /// Everything the vault, `engine::sealed_keys` and the PostgreSQL adapter
 /// log (at every level) in this test process, in memory; kept this narrow so
 /// that the other tests of the binary do not pay for it.
