@@ -389,6 +389,25 @@ fn a_systemd_credential_is_found_after_the_key_file_and_rotation_writes_a_new_fi
     assert_eq!(rt.block_on(file_server(&url, &next).get(&r)).unwrap().expose(), "sk-proj-credentialKey0000000000000c9");
 }
 
+#[test]
+fn fleet_commands_need_a_postgres_database_and_never_print_its_password() {
+    let mut c = bin();
+    c.env_remove("SWITCHBOARD_DATABASE").args(["fleet", "status"]);
+    assert!(fails(c).contains("name the fleet's database: --database postgres://"));
+    let mut c = bin();
+    c.env_remove("SWITCHBOARD_DATABASE").args(["fleet", "init", "--database", "switchboard.db"]);
+    assert!(fails(c).contains("fleet keys exist only on PostgreSQL"));
+    // From the environment, unreachable: the message names the URL masked.
+    let mut c = bin();
+    c.env("SWITCHBOARD_DATABASE", "postgres://sb:PwCanary5q1@127.0.0.1:1/sb").args(["fleet", "status"]);
+    let err = fails(c);
+    assert!(err.contains("postgres://sb:***@127.0.0.1:1/sb") && !err.contains("PwCanary5q1"), "{err}");
+    let mut c = bin();
+    c.env("SWITCHBOARD_DATABASE", "postgres://sb:PwCanary5q1@127.0.0.1:1/sb").args(["fleet", "status", "--help"]);
+    let (out, err) = ok(c);
+    assert!(!out.contains("PwCanary5q1") && !err.contains("PwCanary5q1"), "{out}");
+}
+
 /// Everything the vault, `engine::sealed_keys` and the PostgreSQL adapter
 /// log (at every level) in this test process, in memory; kept this narrow so
 /// that the other tests of the binary do not pay for it.
