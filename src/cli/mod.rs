@@ -7,6 +7,7 @@ mod cache;
 pub mod console_routing;
 mod demo;
 mod export;
+mod fleet;
 mod health;
 mod keys;
 mod migrate;
@@ -96,6 +97,9 @@ pub enum Command {
     /// Move an installation: `store copy --from FILE.db --to postgres://…` (or back into a new file).
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// The fleet's key pair for keys shared on PostgreSQL: init, export-key, import-key, rotate, status.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -146,6 +150,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Cache(cmd)) => cache::run(&open_store_for_usage(cli.db)?, cmd),
         Some(Command::Report(args)) => report::run(open_store_for_usage(cli.db)?, args),
         Some(Command::Store(cmd)) => store::run(cmd),
+        Some(Command::Fleet(cmd)) => fleet::run(cmd),
         None => demo::run_console(demo::ConsoleArgs {
             db: cli.db,
             demo: cli.demo,

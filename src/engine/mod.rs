@@ -28,4 +28,5 @@ pub mod pool_alerts;
 pub mod pool_settings;
 pub mod router;
 pub mod runtime;
+pub mod sealed_keys;
 pub mod supplier_import;

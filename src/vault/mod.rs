@@ -16,9 +16,15 @@
 //! entry names under the service (a Secret Service search by attribute; names
 //! only, never a secret), for finding entries whose account is gone.
 //!
+//! In PostgreSQL (fleet) mode the backend is [`sealed::FleetVault`] instead:
+//! keys are kept in the database only sealed to the fleet's public key, and
+//! opened on servers with the fleet's private key (see [`sealed`]).
+//!
 //! Every keychain call is blocking (D-Bus, Security framework, Win32), so the
 //! async methods run it with `tokio::task::spawn_blocking`: never on the UI
 //! thread, never on an async worker.
+
+pub mod sealed;
 
 use crate::domain::{AccountId, Secret};
 use keyring_core::{CredentialStore, Entry, Error as KeyringError};
@@ -122,6 +128,25 @@ pub enum VaultError {
     /// Anything else the keychain reported.
     #[error("the OS keychain failed: {detail}. Check that it is running and unlocked, then try again")]
     Failed { detail: String },
+    /// Fleet mode, on a console: keys can be sealed here but never opened.
+    #[error(
+        "this desktop holds only the fleet's public key; the fleet validates and uses the key (keys added here are sealed to the fleet and cannot be read back on this machine)"
+    )]
+    PublicKeyOnly,
+    /// Fleet mode: the database has no fleet key pair yet.
+    #[error("the fleet's database has no fleet key yet: run `switchboard fleet init --database URL` on a server first")]
+    NoFleetKey,
+    /// Fleet mode, on a server: no private key for the fleet's current key.
+    #[error(
+        "this server has no private key for the fleet key {public} ({detail}). Import it with `switchboard fleet import-key`; Switchboard looks in the file named by SWITCHBOARD_FLEET_KEY_FILE, then the systemd credential switchboard-fleet-key, then the OS keychain"
+    )]
+    NoPrivateKey { public: String, detail: String },
+    /// Fleet mode: a sealed key that does not open.
+    #[error("the sealed key '{key_ref}' cannot be opened: {detail}")]
+    Sealed { key_ref: String, detail: String },
+    /// Fleet mode: the database or the sealing failed.
+    #[error("the fleet's sealed key store failed: {detail}")]
+    Fleet { detail: String },
 }
 
 #[derive(Clone)]
@@ -130,6 +155,8 @@ enum Backend {
     Os(Arc<OsSlot>),
     /// Demo mode only: keys of the provider simulator, in memory.
     DemoMemory(Arc<Mutex<HashMap<String, Secret>>>),
+    /// PostgreSQL (fleet) mode: keys sealed to the fleet's public key.
+    Fleet(Arc<sealed::FleetVault>),
 }
 
 /// The native store's connection, made on first use. The Secret Service client
@@ -165,9 +192,11 @@ pub struct Vault {
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.backend {
+        let kind = match &self.backend {
             Backend::Os(_) => "os-keychain",
             Backend::DemoMemory(_) => "demo-in-memory",
+            Backend::Fleet(f) if f.role() == sealed::FleetRole::Console => "fleet-sealed (public key only)",
+            Backend::Fleet(_) => "fleet-sealed",
         };
         f.debug_struct("Vault").field("backend", &kind).field("service", &self.service).finish()
     }
@@ -178,6 +207,21 @@ impl Vault {
     /// first call, so a keychain started (or unlocked) later is picked up.
     pub fn os() -> Self {
         Self { backend: Backend::Os(Arc::new(OsSlot(Mutex::new(None)))), service: SERVICE.to_string() }
+    }
+
+    /// The OS keychain under another service name (the fleet private key's).
+    pub fn os_for_service(service: &str) -> Self {
+        Self { backend: Backend::Os(Arc::new(OsSlot(Mutex::new(None)))), service: service.to_string() }
+    }
+
+    /// PostgreSQL (fleet) mode: keys sealed to the fleet's public key.
+    pub fn fleet(vault: sealed::FleetVault) -> Self {
+        Self { backend: Backend::Fleet(Arc::new(vault)), service: SERVICE.to_string() }
+    }
+
+    /// Whether keys can be stored here but never read back (a fleet console).
+    pub fn is_public_key_only(&self) -> bool {
+        matches!(&self.backend, Backend::Fleet(f) if f.role() == sealed::FleetRole::Console)
     }
 
     /// Demo mode only: an in-memory store for the provider simulator's keys.
@@ -226,6 +270,7 @@ impl Vault {
     fn list_refs_blocking(&self) -> Result<Vec<KeyRef>, VaultError> {
         let mut out: Vec<KeyRef> = match &self.backend {
             Backend::DemoMemory(m) => lock(m).keys().cloned().map(KeyRef).collect(),
+            Backend::Fleet(f) => f.list_refs()?,
             Backend::Os(_) => {
                 let store = self.store()?;
                 let spec = HashMap::from([("service", self.service.as_str())]);
@@ -250,6 +295,7 @@ impl Vault {
     fn check_blocking(&self) -> Result<(), VaultError> {
         match &self.backend {
             Backend::DemoMemory(_) => Ok(()),
+            Backend::Fleet(f) => f.check(),
             Backend::Os(_) => {
                 // Reading an entry that does not exist proves the keychain answers.
                 match self.entry(&KeyRef::from_stored("connectivity-check"))?.get_password() {
@@ -266,6 +312,7 @@ impl Vault {
                 lock(m).insert(key_ref.0.clone(), secret.clone());
                 Ok(())
             }
+            Backend::Fleet(f) => f.set(key_ref, secret),
             Backend::Os(_) => {
                 self.entry(key_ref)?.set_password(secret.expose()).map_err(|e| map_error(e, key_ref.as_str()))?;
                 tracing::debug!(key_ref = %key_ref, fingerprint = %secret.fingerprint(), "key stored in the OS keychain");
@@ -277,6 +324,7 @@ impl Vault {
     fn get_blocking(&self, key_ref: &KeyRef) -> Result<Secret, VaultError> {
         match &self.backend {
             Backend::DemoMemory(m) => lock(m).get(&key_ref.0).cloned().ok_or_else(|| VaultError::Missing { key_ref: key_ref.0.clone() }),
+            Backend::Fleet(f) => f.get(key_ref),
             Backend::Os(_) => {
                 let pw = self.entry(key_ref)?.get_password().map_err(|e| map_error(e, key_ref.as_str()))?;
                 Ok(Secret::new(pw))
@@ -287,6 +335,7 @@ impl Vault {
     fn delete_blocking(&self, key_ref: &KeyRef) -> Result<bool, VaultError> {
         match &self.backend {
             Backend::DemoMemory(m) => Ok(lock(m).remove(&key_ref.0).is_some()),
+            Backend::Fleet(f) => f.delete(key_ref),
             Backend::Os(_) => match self.entry(key_ref)?.delete_credential() {
                 Ok(()) => {
                     tracing::debug!(key_ref = %key_ref, "key removed from the OS keychain");
@@ -306,7 +355,7 @@ impl Vault {
     /// The native store, connecting on first use (and again after a failure).
     fn store(&self) -> Result<Arc<CredentialStore>, VaultError> {
         let Backend::Os(slot) = &self.backend else {
-            return Err(VaultError::Failed { detail: "internal: the demo store has no native keychain".into() });
+            return Err(VaultError::Failed { detail: "internal: the demo and fleet stores have no native keychain".into() });
         };
         let mut slot = lock(&slot.0);
         if let Some(s) = slot.as_ref() {

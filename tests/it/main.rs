@@ -22,6 +22,7 @@ mod cache;
 mod console;
 mod durability;
 mod fleet_coord;
+mod fleet_keys;
 mod foundation;
 mod gateway;
 mod health;

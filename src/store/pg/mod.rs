@@ -22,6 +22,7 @@
 pub mod copy;
 pub mod fleet;
 pub mod schema;
+pub mod sealed;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;

@@ -144,6 +144,8 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
 "#,
     // fleet coordination: instances, leader leases (issue 25, part B)
     super::fleet::SCHEMA,
+    // Sealed provider keys and the fleet's public keys (issue 25, store::pg::sealed).
+    super::sealed::SEALED_KEYS_MIGRATION,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
