@@ -20,6 +20,8 @@
 //! every URL shown goes through [`mask_url`].
 
 pub mod copy;
+pub mod leases;
+pub mod ledger;
 pub mod schema;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
