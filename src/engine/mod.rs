@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod migration_schedule;
 pub mod migrations;
 pub mod parallel;
+pub mod quota_lease;
 pub mod pool_alerts;
 pub mod pool_settings;
 pub mod router;
