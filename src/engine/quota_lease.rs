@@ -47,12 +47,7 @@ pub struct LeaseSettings {
 
 impl Default for LeaseSettings {
     fn default() -> Self {
-        LeaseSettings {
-            slice_tokens: 20_000,
-            refill_below: 5_000,
-            ttl: Duration::from_secs(60),
-            renew_before: Duration::from_secs(20),
-        }
+        LeaseSettings { slice_tokens: 20_000, refill_below: 5_000, ttl: Duration::from_secs(60), renew_before: Duration::from_secs(20) }
     }
 }
 
@@ -253,7 +248,8 @@ mod tests {
 
     #[test]
     fn what_to_ask_for() {
-        let s = LeaseSettings { slice_tokens: 1_000, refill_below: 200, ttl: Duration::from_secs(60), renew_before: Duration::from_secs(20) };
+        let s =
+            LeaseSettings { slice_tokens: 1_000, refill_below: 200, ttl: Duration::from_secs(60), renew_before: Duration::from_secs(20) };
         let now = t(2026, 6, 10, 12, 0);
         let mut l = LocalLease::new(quota_month(now));
         assert_eq!(l.want(&s, now), Some(1_000));

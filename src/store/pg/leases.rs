@@ -233,13 +233,7 @@ pub async fn return_unused(store: &PgStore, key: LeaseKey, keep: u64, now: DateT
 /// instance is gone (expired, not renewed): it stops counting against the
 /// quota. One transaction with its `audit_log` row. Returns the tokens
 /// written off. Usage of that instance folded later still counts (once).
-pub async fn write_off(
-    store: &PgStore,
-    key: LeaseKey,
-    actor: &str,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> LeaseResult<u64> {
+pub async fn write_off(store: &PgStore, key: LeaseKey, actor: &str, reason: &str, now: DateTime<Utc>) -> LeaseResult<u64> {
     let mut client = store.client().await?;
     let db = |e: tokio_postgres::Error| LeaseError::Pg(store.db_err(&e));
     let tx = client.transaction().await.map_err(db)?;
@@ -248,7 +242,12 @@ pub async fn write_off(
         return Err(LeaseError::NoLease { supplier: key.supplier.0, month: key.month, instance: key.instance });
     };
     if !l.expired(now) {
-        return Err(LeaseError::NotExpired { supplier: key.supplier.0, month: key.month, instance: key.instance, expires_at: l.expires_at });
+        return Err(LeaseError::NotExpired {
+            supplier: key.supplier.0,
+            month: key.month,
+            instance: key.instance,
+            expires_at: l.expires_at,
+        });
     }
     let amount = l.outstanding();
     tx.execute(

@@ -57,21 +57,36 @@ macro_rules! rebuild_sql {
 DELETE FROM usage_supplier_month; DELETE FROM usage_supplier_day;
 CREATE TEMP TABLE sb_rebuild ON COMMIT DROP AS
 SELECT (ts AT TIME ZONE 'UTC')::date AS day, supplier_id, provider, model, request_type, route,
-    (status NOT IN (", answered_codes!(), "))::int8 AS errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens,
+    (status NOT IN (",
+            answered_codes!(),
+            "))::int::int8 AS errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens,
     reasoning_tokens, cost_micros, latency_ms AS latency_ms_sum, saved_micros,
-    CASE WHEN route IN (", quota_route_codes!(), ") THEN input_tokens + output_tokens + cached_tokens + cache_write_tokens ELSE 0 END AS quota
+    CASE WHEN route IN (",
+            quota_route_codes!(),
+            ") THEN input_tokens + output_tokens + cached_tokens + cache_write_tokens ELSE 0 END AS quota
 FROM usage_events;
-INSERT INTO usage_daily SELECT day, supplier_id, provider, model, request_type, route, ", measure_sums!(), ", sum(saved_micros)
+INSERT INTO usage_daily SELECT day, supplier_id, provider, model, request_type, route, ",
+            measure_sums!(),
+            ", sum(saved_micros)
     FROM sb_rebuild GROUP BY 1, 2, 3, 4, 5, 6;
-INSERT INTO usage_daily_dims SELECT day, coalesce(s.vendor_type, 'unknown'), provider, model, request_type, route, ", measure_sums!(), "
+INSERT INTO usage_daily_dims SELECT day, coalesce(s.vendor_type, 'unknown'), provider, model, request_type, route, ",
+            measure_sums!(),
+            "
     FROM sb_rebuild r LEFT JOIN suppliers s ON s.id = r.supplier_id GROUP BY 1, 2, 3, 4, 5, 6;
-INSERT INTO usage_monthly_supplier SELECT date_trunc('month', day)::date, supplier_id, provider, model, route, ", measure_sums!(), "
+INSERT INTO usage_monthly_supplier SELECT date_trunc('month', day)::date, supplier_id, provider, model, route, ",
+            measure_sums!(),
+            "
     FROM sb_rebuild GROUP BY 1, 2, 3, 4, 5;
-INSERT INTO usage_supplier_month SELECT date_trunc('month', day)::date, supplier_id, ", measure_sums!(), ", sum(quota)
+INSERT INTO usage_supplier_month SELECT date_trunc('month', day)::date, supplier_id, ",
+            measure_sums!(),
+            ", sum(quota)
     FROM sb_rebuild GROUP BY 1, 2;
-INSERT INTO usage_supplier_day SELECT supplier_id, day, ", measure_sums!(), ", sum(quota) FROM sb_rebuild GROUP BY 1, 2;
+INSERT INTO usage_supplier_day SELECT supplier_id, day, ",
+            measure_sums!(),
+            ", sum(quota) FROM sb_rebuild GROUP BY 1, 2;
+UPDATE quota_months SET used_folded = 0;
 INSERT INTO quota_months (supplier_id, month, used_folded)
-    SELECT supplier_id, month, quota_tokens FROM usage_supplier_month
+    SELECT supplier_id, month, quota_tokens FROM usage_supplier_month WHERE quota_tokens <> 0
     ON CONFLICT (supplier_id, month) DO UPDATE SET used_folded = excluded.used_folded;
 "
         )
@@ -235,7 +250,7 @@ fn fold_sql() -> &'static str {
                 SELECT * FROM input
                 ON CONFLICT (event_id) DO NOTHING
                 RETURNING (ts AT TIME ZONE 'UTC')::date AS day, supplier_id, provider, model, request_type, route,
-                    (status NOT IN ({answered}))::int8 AS errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens,
+                    (status NOT IN ({answered}))::int::int8 AS errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens,
                     reasoning_tokens, cost_micros, latency_ms, saved_micros,
                     CASE WHEN route IN ({quota_routes}) THEN input_tokens + output_tokens + cached_tokens + cache_write_tokens ELSE 0 END AS quota
             ),
@@ -462,8 +477,7 @@ pub async fn quota_tokens_used(store: &PgStore, supplier: SupplierId, from: Date
         )
         .await
         .map_err(|e| store.db_err(&e))?;
-    let v: i64 =
-        client.query_one(&st, &[&supplier.0, &from.date_naive(), &to.date_naive()]).await.map_err(|e| store.db_err(&e))?.get(0);
+    let v: i64 = client.query_one(&st, &[&supplier.0, &from.date_naive(), &to.date_naive()]).await.map_err(|e| store.db_err(&e))?.get(0);
     Ok(v.max(0) as u64)
 }
 
@@ -536,15 +550,10 @@ mod tests {
     use super::*;
     use crate::domain::{Route, UsageStatus};
 
-/// The route codes that count against the platform quota, as an SQL list
+    /// The route codes that count against the platform quota, as an SQL list
     /// (what `quota_route_codes!` must say).
     fn quota_routes() -> String {
-        Route::ALL
-            .iter()
-            .filter(|r| r.counts_against_quota())
-            .map(|r| r.code().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        Route::ALL.iter().filter(|r| r.counts_against_quota()).map(|r| r.code().to_string()).collect::<Vec<_>>().join(", ")
     }
 
     #[test]
