@@ -21,9 +21,14 @@
 //! - An expired lease serves only wedding-day requests (which pass the quota
 //!   anyway); the others are refused until the lease is renewed.
 
+use crate::domain::SupplierId;
 use crate::domain::calendar::{local_day_start, month_start, next_month_start};
+use crate::store::pg::PgStore;
+use crate::store::pg::leases::{self, LeaseKey};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
+use futures::future::BoxFuture;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How an instance leases quota. Every figure is a setting (tests and
@@ -43,11 +48,19 @@ pub struct LeaseSettings {
     pub ttl: Duration,
     /// Renew when the lease ends within this.
     pub renew_before: Duration,
+    /// How often the background task looks at the leases ([`run`]).
+    pub check_every: Duration,
 }
 
 impl Default for LeaseSettings {
     fn default() -> Self {
-        LeaseSettings { slice_tokens: 20_000, refill_below: 5_000, ttl: Duration::from_secs(60), renew_before: Duration::from_secs(20) }
+        LeaseSettings {
+            slice_tokens: 20_000,
+            refill_below: 5_000,
+            ttl: Duration::from_secs(60),
+            renew_before: Duration::from_secs(20),
+            check_every: Duration::from_millis(100),
+        }
     }
 }
 
@@ -172,6 +185,91 @@ impl LocalLease {
     }
 }
 
+/// A request for a slice of a supplier's quota month (or, with `want` 0, a renewal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseAsk {
+    pub supplier: SupplierId,
+    pub month: NaiveDate,
+    pub want: u64,
+    /// The supplier's monthly platform quota.
+    pub quota: u64,
+    pub now: DateTime<Utc>,
+    /// [`lease_end`] of `now`.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What the fleet's database answered ([`LocalLease::apply`] takes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseAnswer {
+    pub granted_now: u64,
+    /// The lease's cumulative grant.
+    pub granted: i64,
+    /// This instance's usage folded against the lease.
+    pub folded: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Where an instance's router gets quota from in fleet mode: the fleet's
+/// database ([`PgQuotaSource`]). Called from the background task only.
+pub trait QuotaSource: Send + Sync {
+    fn lease(&self, ask: LeaseAsk) -> BoxFuture<'_, Result<LeaseAnswer, String>>;
+    /// Gives back what the lease holds past `keep`; returns the tokens given back.
+    fn return_unused(&self, supplier: SupplierId, month: NaiveDate, keep: u64, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64, String>>;
+}
+
+/// Quota leases of one fleet instance in PostgreSQL (`store::pg::leases`).
+#[derive(Debug, Clone)]
+pub struct PgQuotaSource {
+    pub store: PgStore,
+    /// The fleet instance id (also its usage journal's id).
+    pub instance: i64,
+}
+
+impl QuotaSource for PgQuotaSource {
+    fn lease(&self, a: LeaseAsk) -> BoxFuture<'_, Result<LeaseAnswer, String>> {
+        Box::pin(async move {
+            let key = LeaseKey { supplier: a.supplier, month: a.month, instance: self.instance };
+            let g = leases::lease(&self.store, key, a.want, a.quota, a.now, a.expires_at).await.map_err(|e| e.to_string())?;
+            Ok(LeaseAnswer { granted_now: g.granted_now, granted: g.granted, folded: g.folded, expires_at: g.expires_at })
+        })
+    }
+
+    fn return_unused(&self, supplier: SupplierId, month: NaiveDate, keep: u64, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async move {
+            let key = LeaseKey { supplier, month, instance: self.instance };
+            leases::return_unused(&self.store, key, keep, now).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The lease task of a fleet instance: tops the router's leases up every
+/// `check_every` until `stop` resolves, then returns what they hold unused.
+/// A failed ask is logged and retried on the next round (requests meanwhile
+/// serve from what the leases hold, and are refused when that runs out).
+pub async fn run(
+    router: Arc<crate::engine::router::Router>,
+    source: Arc<dyn QuotaSource>,
+    settings: LeaseSettings,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(settings.check_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                if let Err(e) = router.top_up_quota_leases(source.as_ref()).await {
+                    tracing::warn!(error = %e, "cannot lease quota from the fleet's database (will retry)");
+                }
+            }
+        }
+    }
+    if let Err(e) = router.return_quota_leases(source.as_ref()).await {
+        tracing::warn!(error = %e, "cannot return unused quota leases; they stay counted until this instance's journal is folded");
+    }
+}
+
 /// The bound of docs/fleet-quotas.md for one instance: how far past its
 /// grant an instance's spending can end, given the requests in flight at
 /// its last successful reservation as (reserved, actual) pairs.
@@ -248,8 +346,13 @@ mod tests {
 
     #[test]
     fn what_to_ask_for() {
-        let s =
-            LeaseSettings { slice_tokens: 1_000, refill_below: 200, ttl: Duration::from_secs(60), renew_before: Duration::from_secs(20) };
+        let s = LeaseSettings {
+            slice_tokens: 1_000,
+            refill_below: 200,
+            ttl: Duration::from_secs(60),
+            renew_before: Duration::from_secs(20),
+            ..LeaseSettings::default()
+        };
         let now = t(2026, 6, 10, 12, 0);
         let mut l = LocalLease::new(quota_month(now));
         assert_eq!(l.want(&s, now), Some(1_000));
