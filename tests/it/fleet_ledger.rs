@@ -759,3 +759,43 @@ mod router {
         assert_eq!(router.quota_lease(s).unwrap().granted, l.spent);
     }
 }
+
+/// The engine's own journal and fold thread over the PostgreSQL backend: the
+/// events a process journals reach PostgreSQL, its watermark and its lease.
+#[test]
+fn the_usage_journal_folds_into_postgresql_through_the_fold_thread() {
+    use switchboard::engine::ledger::{Ledger, LedgerOptions};
+    let Some((rt, store, c, _)) = open("fleet_ledger::the_usage_journal_folds_into_postgresql_through_the_fold_thread", "sbt_fl_journal")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("usage.journal");
+    let now = june(10, 12, 0);
+    let ledger = Ledger::start_with(Box::new(PgLedger::new(store.clone())), &root, LedgerOptions::default()).unwrap();
+    let instance = i64::from(ledger.journal_id());
+    let key = LeaseKey { supplier: SupplierId(1), month: month(), instance };
+    rt.block_on(leases::lease(&store, key, 10_000, 100_000, now, now + CDuration::minutes(1))).unwrap();
+    rt.block_on(async {
+        for i in 0..50 {
+            ledger.record(platform(format!("j{i}"), 1, now, 30)).await.unwrap();
+        }
+        ledger.record(event("client-1", 1, now, Route::Client, 500)).await.unwrap();
+        ledger.flush().await;
+    });
+    rt.block_on(async {
+        assert_eq!(count(&c, "SELECT count(*) FROM usage_events").await, 51);
+        assert_rollups_equal_events(&c).await;
+    });
+    let row = rt.block_on(leases::lease_row(&store, key)).unwrap().unwrap();
+    assert_eq!((row.granted, row.folded), (10_000, 1_500), "the fold shrank this instance's lease");
+    let wm = PgLedger::new(store.clone()).journal_watermark(ledger.journal_id()).unwrap().unwrap();
+    assert!(wm > JournalPos::default());
+    assert_eq!(ledger.stats().folded.load(Ordering::Relaxed), 51);
+    drop(ledger);
+    // A new process on the same journal folder: nothing left to fold, nothing twice.
+    let again = Ledger::start_with(Box::new(PgLedger::new(store.clone())), &root, LedgerOptions::default()).unwrap();
+    rt.block_on(again.flush());
+    assert_eq!(rt.block_on(count(&c, "SELECT count(*) FROM usage_events")), 51);
+    assert_eq!(rt.block_on(leases::lease_row(&store, key)).unwrap().unwrap().folded, 1_500);
+}
