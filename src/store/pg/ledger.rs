@@ -380,71 +380,83 @@ pub(crate) async fn fold_in(
     events: &[UsageEvent],
     to: Option<JournalPos>,
 ) -> Result<(usize, Vec<FoldedMonth>), tokio_postgres::Error> {
+    // Statements go out pipelined (sent in order without waiting for each
+    // answer): the batch with the watermark, then the quota months with the
+    // lease, each month's row before its lease's (the lock order).
+    let wm = tx
+        .prepare_cached(
+            "INSERT INTO usage_journal_watermark AS w (journal, segment, byte_offset) VALUES ($1, $2, $3)
+             ON CONFLICT (journal) DO UPDATE SET segment = excluded.segment, byte_offset = excluded.byte_offset, updated_at = now()
+             WHERE (excluded.segment, excluded.byte_offset) > (w.segment, w.byte_offset)",
+        )
+        .await?;
+    let move_wm = async {
+        match (journal, to) {
+            (Some(journal), Some(to)) => tx.execute(&wm, &[&journal, &big(to.segment), &big(to.offset)]).await.map(|_| ()),
+            _ => Ok(()),
+        }
+    };
     let mut months = Vec::new();
-    if !events.is_empty() {
+    if events.is_empty() {
+        move_wm.await?;
+    } else {
         let c = Columns::of(events);
         let st = tx.prepare_cached(fold_sql()).await?;
-        let rows = tx
-            .query(
-                &st,
-                &[
-                    &c.event_id,
-                    &c.ts,
-                    &c.supplier_id,
-                    &c.account_id,
-                    &c.provider,
-                    &c.model,
-                    &c.request_type,
-                    &c.route,
-                    &c.tokens[0],
-                    &c.tokens[1],
-                    &c.tokens[2],
-                    &c.tokens[3],
-                    &c.tokens[4],
-                    &c.estimated,
-                    &c.cost,
-                    &c.latency,
-                    &c.status,
-                    &c.error_class,
-                    &c.request_id,
-                    &c.idempotency_key,
-                    &c.saved,
-                ],
-            )
-            .await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 21] = [
+            &c.event_id,
+            &c.ts,
+            &c.supplier_id,
+            &c.account_id,
+            &c.provider,
+            &c.model,
+            &c.request_type,
+            &c.route,
+            &c.tokens[0],
+            &c.tokens[1],
+            &c.tokens[2],
+            &c.tokens[3],
+            &c.tokens[4],
+            &c.estimated,
+            &c.cost,
+            &c.latency,
+            &c.status,
+            &c.error_class,
+            &c.request_id,
+            &c.idempotency_key,
+            &c.saved,
+        ];
+        let (rows, ()) = futures::try_join!(tx.query(&st, &params), move_wm)?;
         for r in rows {
             months.push(FoldedMonth { supplier: SupplierId(r.get(0)), month: r.get(1), events: r.get(2), quota_tokens: r.get(3) });
         }
     }
+    let up = tx
+        .prepare_cached(
+            "INSERT INTO quota_months AS q (supplier_id, month, used_folded) VALUES ($1, $2, $3)
+             ON CONFLICT (supplier_id, month) DO UPDATE SET used_folded = q.used_folded + excluded.used_folded",
+        )
+        .await?;
+    let shrink = tx
+        .prepare_cached(
+            "UPDATE quota_leases SET folded = folded + $4, updated_at = now()
+             WHERE supplier_id = $1 AND month = $2 AND instance_id = $3",
+        )
+        .await?;
     // Rows ordered by (supplier, month): every fold locks quota months in one order.
-    for m in months.iter().filter(|m| m.quota_tokens > 0) {
-        let up = tx
-            .prepare_cached(
-                "INSERT INTO quota_months AS q (supplier_id, month, used_folded) VALUES ($1, $2, $3)
-                 ON CONFLICT (supplier_id, month) DO UPDATE SET used_folded = q.used_folded + excluded.used_folded",
-            )
-            .await?;
-        tx.execute(&up, &[&m.supplier.0, &m.month, &m.quota_tokens]).await?;
-        if let Some(instance) = journal {
-            let shrink = tx
-                .prepare_cached(
-                    "UPDATE quota_leases SET folded = folded + $4, updated_at = now()
-                     WHERE supplier_id = $1 AND month = $2 AND instance_id = $3",
-                )
-                .await?;
-            tx.execute(&shrink, &[&m.supplier.0, &m.month, &instance, &m.quota_tokens]).await?;
+    type P<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+    let instance = journal.unwrap_or_default();
+    let with_quota: Vec<&FoldedMonth> = months.iter().filter(|m| m.quota_tokens > 0).collect();
+    let up_params: Vec<[P<'_>; 3]> = with_quota.iter().map(|m| [&m.supplier.0 as P<'_>, &m.month, &m.quota_tokens]).collect();
+    let shrink_params: Vec<[P<'_>; 4]> =
+        with_quota.iter().map(|m| [&m.supplier.0 as P<'_>, &m.month, &instance, &m.quota_tokens]).collect();
+    let mut writes = Vec::new();
+    for (u, sh) in up_params.iter().zip(&shrink_params) {
+        writes.push(tx.execute(&up, u));
+        if journal.is_some() {
+            writes.push(tx.execute(&shrink, sh));
         }
     }
-    if let (Some(journal), Some(to)) = (journal, to) {
-        let wm = tx
-            .prepare_cached(
-                "INSERT INTO usage_journal_watermark AS w (journal, segment, byte_offset) VALUES ($1, $2, $3)
-                 ON CONFLICT (journal) DO UPDATE SET segment = excluded.segment, byte_offset = excluded.byte_offset, updated_at = now()
-                 WHERE (excluded.segment, excluded.byte_offset) > (w.segment, w.byte_offset)",
-            )
-            .await?;
-        tx.execute(&wm, &[&journal, &big(to.segment), &big(to.offset)]).await?;
-    }
+    futures::future::try_join_all(writes).await?;
     let new = months.iter().map(|m| m.events).sum::<i64>();
     Ok((usize::try_from(new).unwrap_or(0), months))
 }
