@@ -799,3 +799,28 @@ fn the_usage_journal_folds_into_postgresql_through_the_fold_thread() {
     assert_eq!(rt.block_on(count(&c, "SELECT count(*) FROM usage_events")), 51);
     assert_eq!(rt.block_on(leases::lease_row(&store, key)).unwrap().unwrap().folded, 1_500);
 }
+
+/// `store copy` into PostgreSQL brings the rollups and quota months with the events.
+#[test]
+fn a_copied_ledger_has_its_rollups_and_quota_months() {
+    let Some((rt, store, c, _)) = open("fleet_ledger::a_copied_ledger_has_its_rollups_and_quota_months", "sbt_fl_copy") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = switchboard::store::Store::open(dir.path().join("from.db")).unwrap();
+    let events: Vec<UsageEvent> = (0..30)
+        .map(|i| {
+            event(
+                &format!("s{i}"),
+                1 + i % 2,
+                june(1 + (i % 5) as u32, 9, 0),
+                [Route::Platform, Route::Client, Route::Failover][i as usize % 3],
+                40 + i as u64,
+            )
+        })
+        .collect();
+    sqlite.append_usage(&events).unwrap();
+    rt.block_on(switchboard::store::pg::copy::sqlite_to_pg(&sqlite, &store)).unwrap();
+    rt.block_on(assert_rollups_equal_events(&c));
+    let want: i64 = events.iter().filter(|e| e.supplier_id.0 == 1).map(quota_tokens).sum();
+    assert_eq!(rt.block_on(leases::month_figures(&store, SupplierId(1), month())).unwrap().used_folded, want);
+    assert!(want > 0);
+}

@@ -100,7 +100,7 @@ macro_rules! measure_sums {
 }
 
 /// Recomputes every rollup from the events ([`rebuild_rollups`]).
-const REBUILD_ROLLUPS: &str = rebuild_sql!();
+pub(crate) const REBUILD_ROLLUPS: &str = rebuild_sql!();
 
 /// The rollups, the journal watermark and the quota lease tables (one
 /// migration entry in [`super::schema::MIGRATIONS`]). Ends by filling the
