@@ -824,3 +824,49 @@ fn a_copied_ledger_has_its_rollups_and_quota_months() {
     assert_eq!(rt.block_on(leases::month_figures(&store, SupplierId(1), month())).unwrap().used_folded, want);
     assert!(want > 0);
 }
+
+/// Grants are atomic: 64 tasks of four instances asking at once are granted
+/// the quota exactly, never a token more.
+#[test]
+fn concurrent_grants_never_exceed_the_quota() {
+    let Some((rt, store, _c, _)) = open("fleet_ledger::concurrent_grants_never_exceed_the_quota", "sbt_fl_grants") else { return };
+    const QUOTA: u64 = 123_457;
+    let now = june(10, 12, 0);
+    let granted: u64 = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for t in 0..64u64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let key = LeaseKey { supplier: SupplierId(9), month: month(), instance: (t % 4) as i64 };
+                let mut got = 0u64;
+                for i in 0.. {
+                    let want = 100 + (t * 7919 + i * 104_729) % 1_900;
+                    let g = leases::lease(&store, key, want, QUOTA, now, now + CDuration::minutes(1)).await.unwrap();
+                    assert!(g.granted_now <= want);
+                    if g.granted_now == 0 {
+                        break;
+                    }
+                    got += g.granted_now;
+                }
+                got
+            }));
+        }
+        let mut sum = 0;
+        for t in tasks {
+            sum += t.await.unwrap();
+        }
+        sum
+    });
+    assert_eq!(granted, QUOTA, "granted in all");
+    let f = rt.block_on(leases::month_figures(&store, SupplierId(9), month())).unwrap();
+    assert_eq!((f.used_folded, f.outstanding), (0, QUOTA as i64));
+    let rows: i64 = (0..4)
+        .map(|i| {
+            rt.block_on(leases::lease_row(&store, LeaseKey { supplier: SupplierId(9), month: month(), instance: i }))
+                .unwrap()
+                .unwrap()
+                .granted
+        })
+        .sum();
+    assert_eq!(rows, QUOTA as i64);
+}
