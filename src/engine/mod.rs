@@ -26,6 +26,7 @@ pub mod migrations;
 pub mod parallel;
 pub mod pool_alerts;
 pub mod pool_settings;
+pub mod quota_lease;
 pub mod router;
 pub mod runtime;
 pub mod sealed_keys;

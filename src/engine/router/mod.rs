@@ -85,6 +85,8 @@ pub struct RouterConfig {
     pub pool_strategy: crate::domain::keypool::Strategy,
     /// The response cache's bounds.
     pub cache: CacheConfig,
+    /// Fleet mode: platform tokens are reserved from this instance's quota leases (`engine::quota_lease`); `None`: the local counter alone.
+    pub quota_leases: Option<crate::engine::quota_lease::LeaseSettings>,
 }
 
 impl Default for RouterConfig {
@@ -96,6 +98,7 @@ impl Default for RouterConfig {
             idempotency: IdempotencyConfig::default(),
             pool_strategy: crate::domain::keypool::Strategy::default(),
             cache: CacheConfig::default(),
+            quota_leases: None,
         }
     }
 }

@@ -425,6 +425,7 @@ pub async fn sqlite_to_pg(from: &Store, to: &PgStore) -> Result<CopyReport, Copy
     let row = tx.query_one(PG_TOTALS_SQL, &[]).await.map_err(|e| to.db_err(&e))?;
     let target_totals = totals_from(|i| row.get(i));
     verify(&tables, &source_totals, &target_totals)?;
+    tx.batch_execute(super::ledger::REBUILD_ROLLUPS).await.map_err(|e| to.db_err(&e))?; // the rollups and quota months, from the copied events
     tx.commit().await.map_err(|e| to.db_err(&e))?;
     Ok(CopyReport { source: path.display().to_string(), target: to.url().to_string(), tables, source_totals, target_totals })
 }

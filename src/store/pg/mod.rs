@@ -21,6 +21,8 @@
 
 pub mod copy;
 pub mod fleet;
+pub mod leases;
+pub mod ledger;
 pub mod schema;
 pub mod sealed;
 

@@ -146,6 +146,8 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     super::fleet::SCHEMA,
     // Sealed provider keys and the fleet's public keys (issue 25, store::pg::sealed).
     super::sealed::SEALED_KEYS_MIGRATION,
+    // Usage rollups, journal watermarks and quota leases (issue 25, part C).
+    super::ledger::LEDGER_SCHEMA,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
