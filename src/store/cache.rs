@@ -133,7 +133,7 @@ fn purge_in(c: &Connection, supplier: Option<SupplierId>, now: DateTime<Utc>, re
 impl SqliteCacheStore {
     /// Opens the table's own connection on `store`'s (migrated) file.
     pub fn open(store: &Store) -> StoreResult<Self> {
-        let path = store.path().to_path_buf();
+        let path = store.sqlite_path().ok_or_else(|| store.not_on_postgres())?.to_path_buf();
         let conn = connect(&path)?;
         let bytes = total_bytes(&conn).map_err(|e| map_err(&path, e))?;
         Ok(Self { path, conn, bytes })

@@ -71,7 +71,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let r = (|| {
             let tx = conn.transaction()?;
             {
@@ -90,7 +90,7 @@ impl Store {
     /// Adds buckets in one transaction (a bucket already there is added to,
     /// as compaction does).
     pub fn insert_health_aggregates(&self, rows: &[HealthAggregateRow]) -> StoreResult<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let r = (|| {
             let tx = conn.transaction()?;
             {
@@ -235,7 +235,7 @@ impl Store {
         let fine_cut = bucket_start(now_ms - r.fine_keep_secs * 1000, r.coarse_bucket_secs);
         let coarse_cut = now_ms - r.coarse_keep_secs * 1000;
         let (fb, cb) = (r.fine_bucket_secs.max(1) * 1000, r.coarse_bucket_secs.max(1) * 1000);
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let res = (|| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(

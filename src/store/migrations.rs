@@ -224,7 +224,7 @@ impl Store {
     }
 
     pub fn insert_migration(&self, m: &Migration) -> StoreResult<i64> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let active: Option<i64> = tx
             .query_row("SELECT id FROM migrations WHERE supplier_id = ?1 AND state IN ('running', 'paused')", [m.supplier.0], |r| r.get(0))
@@ -273,7 +273,7 @@ impl Store {
 
     /// Writes a migration's state and every phase's figures.
     pub fn save_migration(&self, m: &Migration) -> StoreResult<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.execute(
             "UPDATE migrations SET state = ?2, current_phase = ?3, phase_started_at = ?4, phase_elapsed_ms = ?5, reason = ?6, updated_at = ?7 WHERE id = ?1",

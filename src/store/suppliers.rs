@@ -61,7 +61,7 @@ fn duplicate_name(e: &rusqlite::Error) -> bool {
 impl Store {
     pub fn insert_supplier(&self, new: &NewSupplier, now: DateTime<Utc>) -> StoreResult<Supplier> {
         let new = new.clone().normalized().map_err(StoreError::Invalid)?;
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let res = tx.execute(
             "INSERT INTO suppliers (name, vendor_type, tier, ai_mode, allow_platform_failover, created_at, updated_at, time_zone)
@@ -108,7 +108,7 @@ impl Store {
     }
 
     pub fn find_supplier(&self, id: SupplierId) -> StoreResult<Option<Supplier>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let s = conn.query_row(&format!("{SELECT} WHERE id = ?1"), [id.0], row_to_supplier).optional().map_err(|e| self.err(e))?;
         match s {
             Some(mut s) => {
@@ -125,7 +125,7 @@ impl Store {
 
     /// Suppliers matching `filter`, ordered by name, each with its weddings.
     pub fn list_suppliers(&self, filter: &SupplierFilter) -> StoreResult<Vec<Supplier>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut sql = format!("{SELECT} WHERE 1=1");
         let mut args: Vec<String> = Vec::new();
         if let Some(s) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -167,7 +167,7 @@ impl Store {
     pub fn update_supplier(&self, id: SupplierId, patch: &SupplierPatch, now: DateTime<Utc>) -> StoreResult<Supplier> {
         let name = patch.name.as_deref().map(validate_name).transpose().map_err(StoreError::Invalid)?;
         {
-            let mut conn = self.conn();
+            let mut conn = self.conn()?;
             let tx = conn.transaction().map_err(|e| self.err(e))?;
             let exists: Option<i64> =
                 tx.query_row("SELECT id FROM suppliers WHERE id = ?1", [id.0], |r| r.get(0)).optional().map_err(|e| self.err(e))?;
