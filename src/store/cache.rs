@@ -292,6 +292,9 @@ impl Store {
     /// Every supplier's cache settings that differ from the defaults (a
     /// supplier without a row has [`CacheSettings::default`]).
     pub fn cache_settings_all(&self) -> StoreResult<HashMap<SupplierId, CacheSettings>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { super::pg::catalog::cache_settings_all(&pg).await });
+        }
         self.with_conn(|c| {
             let mut st =
                 c.prepare_cached("SELECT supplier_id, enabled, chat_ttl_secs, embeddings_ttl_secs FROM supplier_cache_settings")?;
@@ -317,6 +320,10 @@ impl Store {
     /// Writes a supplier's cache settings (checked by the caller with
     /// [`CacheSettings::validate`]); bumps the catalog version.
     pub fn set_cache_settings(&self, supplier: SupplierId, s: &CacheSettings) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            let s = s.clone();
+            return pg.block(move |pg| async move { super::pg::catalog::set_cache_settings(&pg, supplier, s).await });
+        }
         let ttl = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.with_conn(|c| {
             c.execute(

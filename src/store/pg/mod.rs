@@ -19,6 +19,9 @@
 //! message before anything is written. Passwords never appear in a message:
 //! every URL shown goes through [`mask_url`].
 
+pub mod accounts;
+pub mod audit;
+pub mod catalog;
 pub mod copy;
 pub mod schema;
 
