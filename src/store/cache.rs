@@ -321,7 +321,7 @@ impl Store {
     /// [`CacheSettings::validate`]); bumps the catalog version.
     pub fn set_cache_settings(&self, supplier: SupplierId, s: &CacheSettings) -> StoreResult<()> {
         if let Some(pg) = self.postgres() {
-            let s = s.clone();
+            let s = *s;
             return pg.block(move |pg| async move { super::pg::catalog::set_cache_settings(&pg, supplier, s).await });
         }
         let ttl = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);

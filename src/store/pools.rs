@@ -64,7 +64,7 @@ impl Store {
     pub fn set_account_pool_settings(&self, account: AccountId, s: &PoolSettings) -> StoreResult<()> {
         self.account(account)?;
         if let Some(pg) = self.postgres() {
-            let s = s.clone();
+            let s = *s;
             return pg.block(move |pg| async move { pgc::set_account_pool_settings(&pg, account, s).await });
         }
         self.with_conn(|c| {

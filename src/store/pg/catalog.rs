@@ -125,9 +125,15 @@ fn row_to_supplier(pg: &PgStore, r: &tokio_postgres::Row) -> StoreResult<Supplie
 
 pub async fn insert_supplier(pg: &PgStore, new: NewSupplier, now: DateTime<Utc>) -> StoreResult<Supplier> {
     let new = new.normalized().map_err(StoreError::Invalid)?;
-    let now = ms(now);
+    let duplicate =
+        || StoreError::Invalid(format!("a supplier named '{}' already exists; choose another name or edit that supplier", new.name));
     let mut c = pg.client().await?;
     let tx = c.transaction().await.db(pg)?;
+    // Checked first so that a refused name does not use up an id (as in
+    // SQLite); the unique index still decides between concurrent inserts.
+    if tx.query_opt("SELECT 1 FROM suppliers WHERE lower(name) = lower($1)", &[&new.name]).await.db(pg)?.is_some() {
+        return Err(duplicate());
+    }
     let res = tx
         .query_one(
             "INSERT INTO suppliers (name, vendor_type, tier, ai_mode, allow_platform_failover, created_at, updated_at, time_zone)
@@ -138,25 +144,21 @@ pub async fn insert_supplier(pg: &PgStore, new: NewSupplier, now: DateTime<Utc>)
                 &new.tier.as_str(),
                 &new.ai_mode.as_str(),
                 &new.allow_platform_failover,
-                &now,
+                &ms(now),
                 &new.time_zone.name(),
             ],
         )
         .await;
     let id = match res {
         Ok(row) => SupplierId(row.get(0)),
-        Err(e) if is_unique_violation(&e, "suppliers_name") => {
-            return Err(StoreError::Invalid(format!(
-                "a supplier named '{}' already exists; choose another name or edit that supplier",
-                new.name
-            )));
-        }
+        Err(e) if is_unique_violation(&e, "suppliers_name") => return Err(duplicate()),
         Err(e) => return Err(pg.db_err(&e).into()),
     };
     for d in &new.weddings {
         tx.execute("INSERT INTO weddings (supplier_id, day) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&id.0, d]).await.db(pg)?;
     }
     tx.commit().await.db(pg)?;
+    // As the SQLite store answers: the times as given (stored to the millisecond).
     Ok(Supplier {
         id,
         name: new.name,

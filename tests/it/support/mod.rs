@@ -2,6 +2,8 @@
 //! keyring, fixed dates, accounts on the provider simulator and fast-retrying
 //! provider clients. Each test module keeps only what is its own.
 
+pub mod pg;
+
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use std::path::Path;
 use std::process::Command;

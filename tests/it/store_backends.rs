@@ -1,0 +1,386 @@
+//! The store's tests on both backends: the same test body runs on a fresh
+//! SQLite file and on a fresh PostgreSQL database (the private cluster
+//! scripts/test starts, SWITCHBOARD_TEST_POSTGRES), and writes a transcript
+//! of everything it observed; the two transcripts must be equal. Covered:
+//! suppliers and weddings, provider accounts, gateway tokens (revocation
+//! included), key pool and cache settings, the audit log, and the catalog
+//! version moving on every routing change (and only then). On PostgreSQL
+//! also: a change made through one pool is seen by another as a new catalog
+//! version and as a `switchboard_catalog` notification on a raw LISTEN
+//! connection, a method not ported yet answers a clear error, and no error
+//! shows a URL's password.
+
+use crate::support::pg::{base_url, fresh_db, raw, rt};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use futures::StreamExt;
+use std::fmt::Write as _;
+use switchboard::domain::cache::CacheSettings;
+use switchboard::domain::keypool::PoolSettings;
+use switchboard::domain::{
+    AccountId, AccountOwner, AiMode, AuditQuery, AzureConfig, Micros, NewSupplier, ProviderKind, SupplierFilter, SupplierId, SupplierPatch,
+    Tier, TokenId, ValidationStatus, VendorType,
+};
+use switchboard::store::pg::catalog::CATALOG_CHANNEL;
+use switchboard::store::{AuditFilter, NewAccount, Store, StoreError, TokenHash};
+
+fn now() -> DateTime<Utc> {
+    // Sub-millisecond digits on purpose: both backends keep milliseconds.
+    Utc.with_ymd_and_hms(2026, 6, 10, 12, 0, 0).unwrap() + Duration::microseconds(123_456)
+}
+
+fn day(m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, m, d).unwrap()
+}
+
+/// Runs `body` on a fresh SQLite file and (when the test cluster is there)
+/// on a fresh PostgreSQL database; asserts that both wrote the same transcript.
+fn on_both(test: &str, body: fn(&Store, &mut String)) {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(dir.path().join("sb.db")).unwrap();
+    let mut on_sqlite = String::new();
+    body(&sqlite, &mut on_sqlite);
+    assert!(!on_sqlite.is_empty());
+    let Some(base) = base_url(test) else { return };
+    let url = rt().block_on(fresh_db(&base, &format!("sbt_sb_{}", test.rsplit(':').next().unwrap())));
+    let pg = Store::open_location(&url).unwrap();
+    assert!(pg.is_postgres() && pg.sqlite_path().is_none());
+    let mut on_pg = String::new();
+    body(&pg, &mut on_pg);
+    if on_sqlite != on_pg {
+        let first = on_sqlite.lines().zip(on_pg.lines()).position(|(a, b)| a != b);
+        panic!("the backends differ (first at line {first:?})\n--- SQLite\n{on_sqlite}\n--- PostgreSQL\n{on_pg}");
+    }
+}
+
+/// Records whether the catalog version moved since the last call.
+struct Version(i64);
+
+impl Version {
+    fn start(store: &Store) -> Self {
+        Version(store.catalog_version().unwrap())
+    }
+
+    fn moved(&mut self, store: &Store) -> bool {
+        let v = store.catalog_version().unwrap();
+        assert!(v >= self.0, "the catalog version went back from {} to {v}", self.0);
+        let moved = v > self.0;
+        self.0 = v;
+        moved
+    }
+}
+
+fn supplier(name: &str, tier: Tier, weddings: &[NaiveDate]) -> NewSupplier {
+    let mut s = NewSupplier::new(name, VendorType::Photographer, tier, AiMode::Platform);
+    s.weddings = weddings.to_vec();
+    s
+}
+
+#[test]
+fn suppliers_and_weddings() {
+    on_both("store_backends::suppliers_and_weddings", |store, t| {
+        let mut v = Version::start(store);
+        let a = store.insert_supplier(&supplier("Zed Photo", Tier::Starter, &[day(6, 20), day(6, 13), day(6, 20)]), now()).unwrap();
+        writeln!(t, "insert a: {a:?} moved={}", v.moved(store)).unwrap();
+        let b = store.insert_supplier(&supplier("alpha venue", Tier::Scale, &[]), now()).unwrap();
+        writeln!(t, "insert b: {:?} moved={}", b.id, v.moved(store)).unwrap();
+        let c = store.insert_supplier(&supplier("Beta_100%", Tier::Scale, &[day(7, 1)]), now()).unwrap();
+        writeln!(t, "insert c: {:?} moved={}", c.id, v.moved(store)).unwrap();
+        let dup = store.insert_supplier(&supplier("zed photo", Tier::Starter, &[]), now()).unwrap_err();
+        writeln!(t, "duplicate: {dup} moved={}", v.moved(store)).unwrap();
+        assert!(matches!(dup, StoreError::Invalid(_)));
+        let invalid = store.insert_supplier(&supplier("   ", Tier::Starter, &[]), now()).unwrap_err();
+        writeln!(t, "blank name: {invalid}").unwrap();
+
+        writeln!(t, "found a: {:?}", store.find_supplier(a.id).unwrap()).unwrap();
+        writeln!(t, "missing: {:?} / {}", store.find_supplier(SupplierId(999)).unwrap(), store.supplier(SupplierId(999)).unwrap_err())
+            .unwrap();
+        let names = |f: &SupplierFilter| store.list_suppliers(f).unwrap().into_iter().map(|s| (s.name, s.weddings)).collect::<Vec<_>>();
+        writeln!(t, "all: {:?}", names(&SupplierFilter::default())).unwrap();
+        writeln!(t, "scale: {:?}", names(&SupplierFilter { tier: Some(Tier::Scale), ..Default::default() })).unwrap();
+        writeln!(t, "search 'PHO': {:?}", names(&SupplierFilter { search: Some("PHO".into()), ..Default::default() })).unwrap();
+        writeln!(t, "search '_1': {:?}", names(&SupplierFilter { search: Some("_1".into()), ..Default::default() })).unwrap();
+        writeln!(t, "search '%': {:?}", names(&SupplierFilter { search: Some("%".into()), ..Default::default() })).unwrap();
+        writeln!(t, "count: {}", store.count_suppliers().unwrap()).unwrap();
+
+        let later = now() + Duration::hours(1);
+        let patch = SupplierPatch {
+            name: Some("Zed Photography".into()),
+            tier: Some(Tier::Professional),
+            add_weddings: vec![day(8, 1), day(6, 13)],
+            remove_weddings: vec![day(6, 20)],
+            ..Default::default()
+        };
+        let a2 = store.update_supplier(a.id, &patch, later).unwrap();
+        writeln!(t, "updated a: {a2:?} moved={}", v.moved(store)).unwrap();
+        let clash = SupplierPatch { name: Some("Alpha Venue".into()), ..Default::default() };
+        writeln!(t, "rename clash: {} moved={}", store.update_supplier(a.id, &clash, later).unwrap_err(), v.moved(store)).unwrap();
+        let set = SupplierPatch { set_weddings: Some(vec![day(9, 9), day(9, 1)]), ..Default::default() };
+        writeln!(t, "set weddings: {:?} moved={}", store.update_supplier(c.id, &set, later).unwrap().weddings, v.moved(store)).unwrap();
+        writeln!(t, "update missing: {}", store.update_supplier(SupplierId(999), &patch, later).unwrap_err()).unwrap();
+        let rows = store.weddings_between(day(6, 1), day(9, 2)).unwrap();
+        writeln!(t, "weddings June..Sep 1: {rows:?}").unwrap();
+
+        store.delete_supplier(b.id).unwrap();
+        writeln!(t, "deleted b: moved={} count={}", v.moved(store), store.count_suppliers().unwrap()).unwrap();
+        writeln!(t, "delete again: {}", store.delete_supplier(b.id).unwrap_err()).unwrap();
+        // Ids are never reused.
+        let d = store.insert_supplier(&supplier("Delta", Tier::Starter, &[]), now()).unwrap();
+        writeln!(t, "insert d: {:?}", d.id).unwrap();
+    });
+}
+
+fn account(owner: AccountOwner, label: &str) -> NewAccount {
+    NewAccount {
+        owner,
+        provider: ProviderKind::OpenAi,
+        label: label.into(),
+        base_url: "https://api.openai.example/v1/".into(),
+        azure: None,
+        default_model: "gpt-4o-mini".into(),
+    }
+}
+
+#[test]
+fn accounts_pools_and_cache_settings() {
+    on_both("store_backends::accounts_pools_and_cache_settings", |store, t| {
+        let s = store.insert_supplier(&supplier("Studio", Tier::Starter, &[]), now()).unwrap();
+        let mut v = Version::start(store);
+        let own = store.insert_account(&account(AccountOwner::Supplier(s.id), " Studio key "), now()).unwrap();
+        writeln!(t, "own: {own:?} moved={}", v.moved(store)).unwrap();
+        let platform = store.insert_account(&account(AccountOwner::Platform, "Platform 1"), now()).unwrap();
+        writeln!(t, "platform: {:?} moved={}", platform.id, v.moved(store)).unwrap();
+        let azure = NewAccount {
+            provider: ProviderKind::AzureOpenAi,
+            azure: Some(AzureConfig { deployment: "gpt4o".into(), api_version: "2024-10-21".into() }),
+            ..account(AccountOwner::Platform, "Azure")
+        };
+        let azure = store.insert_account(&azure, now()).unwrap();
+        writeln!(t, "azure: {azure:?}").unwrap();
+        let no_azure = NewAccount { provider: ProviderKind::AzureOpenAi, ..account(AccountOwner::Platform, "Azure") };
+        writeln!(t, "azure without deployment: {}", store.insert_account(&no_azure, now()).unwrap_err()).unwrap();
+        writeln!(t, "unknown owner: {}", store.insert_account(&account(AccountOwner::Supplier(SupplierId(77)), "x"), now()).unwrap_err())
+            .unwrap();
+        let ids = |o: Option<AccountOwner>| store.list_accounts(o).unwrap().into_iter().map(|a| a.id.0).collect::<Vec<_>>();
+        writeln!(
+            t,
+            "all: {:?} platform: {:?} own: {:?}",
+            ids(None),
+            ids(Some(AccountOwner::Platform)),
+            ids(Some(AccountOwner::Supplier(s.id)))
+        )
+        .unwrap();
+
+        store.set_account_key(own.id, Some("switchboard/abc/1"), Some("sk-…a1b2")).unwrap();
+        writeln!(t, "key set: moved={}", v.moved(store)).unwrap();
+        store.set_account_validation(own.id, ValidationStatus::InvalidKey, "401 from the provider", now()).unwrap();
+        writeln!(t, "validated: moved={} {:?}", v.moved(store), store.account(own.id).unwrap()).unwrap();
+        store.set_account_enabled(platform.id, false).unwrap();
+        writeln!(t, "disabled: moved={} enabled={}", v.moved(store), store.account(platform.id).unwrap().enabled).unwrap();
+        for e in [
+            store.set_account_key(AccountId(99), None, None).unwrap_err(),
+            store.set_account_validation(AccountId(99), ValidationStatus::Valid, "", now()).unwrap_err(),
+            store.set_account_enabled(AccountId(99), true).unwrap_err(),
+            store.delete_account(AccountId(99)).unwrap_err(),
+            store.account(AccountId(99)).unwrap_err(),
+        ] {
+            writeln!(t, "missing account: {e}").unwrap();
+        }
+        writeln!(t, "exists: {} {}", store.account_exists(own.id).unwrap(), store.account_exists(AccountId(99)).unwrap()).unwrap();
+
+        let pool = PoolSettings { weight: Some(3), rpm: Some(60), tpm: None, monthly_budget: Some(Micros(5_000_000)) };
+        store.set_account_pool_settings(platform.id, &pool).unwrap();
+        writeln!(t, "pool set: moved={} {:?}", v.moved(store), store.account_pool_settings(platform.id).unwrap()).unwrap();
+        writeln!(t, "pool unset: {:?}", store.account_pool_settings(own.id).unwrap()).unwrap();
+        let mut all: Vec<_> = store.pool_settings().unwrap().into_iter().collect();
+        all.sort_by_key(|(a, _)| a.0);
+        writeln!(t, "pools: {all:?}").unwrap();
+        let bad = PoolSettings { weight: Some(5000), ..Default::default() };
+        writeln!(t, "weight out of range refused: {}", store.set_account_pool_settings(platform.id, &bad).is_err()).unwrap();
+        store.set_account_pool_settings(platform.id, &PoolSettings::default()).unwrap();
+        writeln!(t, "pool removed: moved={} {:?}", v.moved(store), store.pool_settings().unwrap()).unwrap();
+
+        writeln!(t, "cache default: {:?}", store.cache_settings(s.id).unwrap()).unwrap();
+        let cache = CacheSettings { enabled: false, chat_ttl_secs: 60, embeddings_ttl_secs: 86_400 };
+        store.set_cache_settings(s.id, &cache).unwrap();
+        writeln!(
+            t,
+            "cache set: moved={} {:?} all={:?}",
+            v.moved(store),
+            store.cache_settings(s.id).unwrap(),
+            store.cache_settings_all().unwrap()
+        )
+        .unwrap();
+
+        store.delete_account(own.id).unwrap();
+        writeln!(t, "deleted: moved={} left={:?}", v.moved(store), ids(None)).unwrap();
+        // Deleting the supplier takes its accounts with it.
+        let second = store.insert_account(&account(AccountOwner::Supplier(s.id), "second"), now()).unwrap();
+        store.delete_supplier(s.id).unwrap();
+        writeln!(t, "supplier gone: {:?} left={:?}", store.find_account(second.id).unwrap(), ids(None)).unwrap();
+
+        let tag = store.instance_tag().unwrap();
+        assert_eq!(tag.len(), 12, "{tag}");
+        assert!(tag.chars().all(|c| c.is_ascii_hexdigit()), "{tag}");
+        assert_eq!(store.instance_tag().unwrap(), tag, "the tag is made once");
+        writeln!(t, "instance tag: 12 hex digits, stable").unwrap();
+    });
+}
+
+#[test]
+fn tokens_and_revocation() {
+    on_both("store_backends::tokens_and_revocation", |store, t| {
+        let s = store.insert_supplier(&supplier("Studio", Tier::Starter, &[]), now()).unwrap();
+        let other = store.insert_supplier(&supplier("Other", Tier::Starter, &[]), now()).unwrap();
+        let mut v = Version::start(store);
+        let h1 = TokenHash::of("sbk_first_token_77aa");
+        let t1 = store.insert_token(s.id, &h1, "sbk_…77aa", now()).unwrap();
+        writeln!(t, "t1: {t1:?} moved={}", v.moved(store)).unwrap();
+        let t2 = store.insert_token(other.id, &TokenHash::of("sbk_second"), "sbk_…cond", now()).unwrap();
+        writeln!(t, "t2: {:?} moved={}", t2.id, v.moved(store)).unwrap();
+        writeln!(t, "unknown supplier: {}", store.insert_token(SupplierId(99), &TokenHash::of("x"), "x", now()).unwrap_err()).unwrap();
+        writeln!(t, "duplicate hash refused: {}", store.insert_token(s.id, &h1, "again", now()).is_err()).unwrap();
+
+        writeln!(t, "by hash: {:?}", store.find_token_by_hash(&TokenHash::of("  sbk_first_token_77aa\n")).unwrap()).unwrap();
+        writeln!(t, "unknown hash: {:?}", store.find_token_by_hash(&TokenHash::of("nope")).unwrap()).unwrap();
+        let used = now() + Duration::minutes(5);
+        store.touch_token_used(t1.id, used).unwrap();
+        writeln!(t, "touched: moved={} {:?}", v.moved(store), store.token(t1.id).unwrap()).unwrap();
+
+        let revoked = store.revoke_token(t1.id, used + Duration::minutes(1)).unwrap();
+        writeln!(t, "revoked: {revoked:?} active={} moved={}", revoked.is_active(), v.moved(store)).unwrap();
+        let again = store.revoke_token(t1.id, used + Duration::hours(1)).unwrap();
+        writeln!(t, "revoked again keeps the first time: {}", again.revoked_at == revoked.revoked_at).unwrap();
+        writeln!(t, "revoke unknown: {}", store.revoke_token(TokenId(99), now()).unwrap_err()).unwrap();
+        writeln!(t, "rows: {:?}", store.token_rows().unwrap()).unwrap();
+        writeln!(t, "list all: {:?}", store.list_tokens(None).unwrap().iter().map(|t| t.id.0).collect::<Vec<_>>()).unwrap();
+        writeln!(t, "list studio: {:?}", store.list_tokens(Some(s.id)).unwrap()).unwrap();
+        store.delete_supplier(other.id).unwrap();
+        writeln!(t, "supplier gone: moved={} rows={:?}", v.moved(store), store.token_rows().unwrap().len()).unwrap();
+    });
+}
+
+#[test]
+fn audit_log() {
+    on_both("store_backends::audit_log", |store, t| {
+        let s = store.insert_supplier(&supplier("Bloom Florals", Tier::Starter, &[]), now()).unwrap();
+        let mut v = Version::start(store);
+        for (i, (action, sup, acc)) in [
+            ("supplier.add", Some(s.id), None),
+            ("key.add", Some(s.id), Some(AccountId(7))),
+            ("key.rotate", None, Some(AccountId(7))),
+            ("token.revoke", Some(s.id), None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = store.audit(now() + Duration::seconds(i as i64), "alice", action, sup, acc, "ok", &format!("detail {i}")).unwrap();
+            writeln!(t, "audit {action}: id={id}").unwrap();
+        }
+        // An entry appended later with an earlier time sorts by its time.
+        store.audit(now() - Duration::hours(1), "runtime", "key.validate", None, None, "failed", "late writer").unwrap();
+        writeln!(t, "audit does not move the catalog: {}", !v.moved(store)).unwrap();
+        let entries = |f: AuditFilter| store.audit_entries(&f).unwrap().into_iter().map(|e| format!("{e:?}")).collect::<Vec<_>>();
+        writeln!(t, "all: {:#?}", entries(AuditFilter::default())).unwrap();
+        writeln!(t, "key.*: {:?}", entries(AuditFilter { action_prefix: Some("key.".into()), ..Default::default() })).unwrap();
+        writeln!(t, "supplier: {:?}", entries(AuditFilter { supplier_id: Some(s.id), limit: Some(2), ..Default::default() })).unwrap();
+        let window = AuditFilter { from: Some(now()), to: Some(now() + Duration::seconds(2)), ..Default::default() };
+        writeln!(t, "window: {:?}", entries(window)).unwrap();
+        let search = |q: AuditQuery| store.audit_search(&q).unwrap().into_iter().map(|r| format!("{r:?}")).collect::<Vec<_>>();
+        writeln!(t, "search 'bloom': {:?}", search(AuditQuery { supplier: Some("bloom".into()), ..Default::default() })).unwrap();
+        writeln!(t, "search id: {:?}", search(AuditQuery { supplier: Some(s.id.0.to_string()), limit: 1, ..Default::default() })).unwrap();
+        writeln!(t, "search 'key.r': {:?}", search(AuditQuery { action_prefix: Some("key.r".into()), ..Default::default() })).unwrap();
+        writeln!(t, "actions: {:?}", store.audit_actions().unwrap()).unwrap();
+    });
+}
+
+/// What PostgreSQL mode adds: another process's pool sees a change as a new
+/// catalog version, a LISTEN connection is told the version, a method not
+/// ported yet says so, and errors never show a password.
+#[test]
+fn catalog_changes_reach_another_connection() {
+    let Some(base) = base_url("store_backends::catalog_changes_reach_another_connection") else { return };
+    let rt = rt();
+    let url = rt.block_on(fresh_db(&base, "sbt_sb_notify"));
+    let writer = Store::open_postgres(&url).unwrap();
+    let reader = Store::open_location(&url).unwrap();
+    assert_eq!(writer.location(), reader.location());
+    assert_eq!(writer.schema_version().unwrap(), switchboard::store::pg::schema::LATEST_VERSION);
+
+    let (listener, mut conn) = rt.block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls)).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    rt.spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = tx.send((n.channel().to_string(), n.payload().to_string()));
+            }
+        }
+    });
+    rt.block_on(listener.batch_execute(&format!("LISTEN {CATALOG_CHANNEL}"))).unwrap();
+    // Waits for the notification announcing `version`, skipping older ones.
+    let mut told = |version: i64| {
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                loop {
+                    let (channel, payload) = rx.recv().await.expect("the listener ended");
+                    assert_eq!(channel, CATALOG_CHANNEL);
+                    if payload.parse::<i64>().unwrap() >= version {
+                        return payload.parse::<i64>().unwrap();
+                    }
+                }
+            })
+            .await
+            .expect("no notification within 5 s")
+        })
+    };
+
+    let before = reader.catalog_version().unwrap();
+    let s = writer.insert_supplier(&supplier("Studio", Tier::Starter, &[]), now()).unwrap();
+    let after_insert = reader.catalog_version().unwrap();
+    assert!(after_insert > before, "the reader sees the insert: {before} → {after_insert}");
+    assert_eq!(told(after_insert), after_insert);
+    assert_eq!(reader.supplier(s.id).unwrap().name, "Studio");
+
+    let token = writer.insert_token(s.id, &TokenHash::of("sbk_live"), "sbk_…live", now()).unwrap();
+    let after_token = reader.catalog_version().unwrap();
+    assert!(after_token > after_insert);
+    assert_eq!(told(after_token), after_token);
+    assert!(!reader.find_token_by_hash(&TokenHash::of("sbk_live")).unwrap().unwrap().revoked);
+    writer.revoke_token(token.id, now()).unwrap();
+    let after_revoke = reader.catalog_version().unwrap();
+    assert!(after_revoke > after_token);
+    assert_eq!(told(after_revoke), after_revoke);
+    assert!(reader.find_token_by_hash(&TokenHash::of("sbk_live")).unwrap().unwrap().revoked, "the other pool sees the revocation");
+
+    // A raw statement on another connection (not through the store) is announced too.
+    let other = rt.block_on(raw(&url));
+    rt.block_on(other.execute("UPDATE suppliers SET tier = 'scale' WHERE id = $1", &[&s.id.0])).unwrap();
+    let after_raw = writer.catalog_version().unwrap();
+    assert!(after_raw > after_revoke);
+    assert_eq!(told(after_raw), after_raw);
+    assert_eq!(writer.supplier(s.id).unwrap().tier, Tier::Scale);
+
+    // Not ported yet: a clear error, no panic.
+    let e = reader.list_alerts(false, 10).unwrap_err();
+    assert!(matches!(e, StoreError::NotOnPostgres(_)), "{e:?}");
+    assert!(e.to_string().starts_with("not available on PostgreSQL yet: alerts"), "{e}");
+    assert!(matches!(reader.open_connection(), Err(StoreError::NotOnPostgres(_))));
+}
+
+#[test]
+fn postgres_errors_mask_the_password() {
+    // Nothing listens on port 1: the connection is refused at once.
+    let e = Store::open_location("postgres://sb:s3cr3t-pw@127.0.0.1:1/sb").unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, StoreError::Postgres(_)), "{e:?}");
+    assert!(!text.contains("s3cr3t-pw"), "{text}");
+    assert!(text.contains("sb:***@127.0.0.1:1"), "{text}");
+
+    let Some(base) = base_url("store_backends::postgres_errors_mask_the_password") else { return };
+    // Another application's database is refused, untouched.
+    let rt = rt();
+    let url = rt.block_on(fresh_db(&base, "sbt_sb_foreign"));
+    rt.block_on(async { raw(&url).await.batch_execute("CREATE TABLE orders (id INT)").await.unwrap() });
+    let e = Store::open_location(&url).unwrap_err();
+    assert!(e.to_string().contains("another application (orders)"), "{e}");
+}
