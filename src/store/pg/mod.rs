@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod audit;
 pub mod catalog;
 pub mod copy;
+pub mod health;
 pub mod schema;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -144,6 +144,8 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
 "#,
     // v2: the catalog version with its NOTIFY triggers, and the instance tag.
     super::catalog::CATALOG_MIGRATION,
+    // v3: health history, alerts and incidents.
+    super::health::HEALTH_MIGRATION,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
