@@ -24,6 +24,7 @@ pub mod audit;
 pub mod catalog;
 pub mod copy;
 pub mod health;
+pub mod migrations;
 pub mod schema;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

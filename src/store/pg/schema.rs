@@ -146,6 +146,8 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     super::catalog::CATALOG_MIGRATION,
     // v3: health history, alerts and incidents.
     super::health::HEALTH_MIGRATION,
+    // v4: migrations, parallel tests, recommendations, mirrors, schedules.
+    super::migrations::MIGRATIONS_MIGRATION,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
