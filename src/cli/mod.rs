@@ -38,8 +38,8 @@ pub struct Cli {
 
     /// A PostgreSQL database to use instead of a file
     /// (`postgres://USER@HOST:PORT/DATABASE`; takes precedence over --db). So
-    /// far the catalog commands (supplier, key list, token) and opening the
-    /// store for `serve` work on PostgreSQL.
+    /// far supplier, key list, token, alerts, recommendations and opening
+    /// the store for `serve` work on PostgreSQL.
     #[arg(long, global = true, env = "SWITCHBOARD_DATABASE", value_name = "URL", hide_env_values = true)]
     pub database: Option<String>,
 
@@ -183,20 +183,19 @@ fn refuse_on_postgres(command: &Option<Command>, url: &str) -> anyhow::Result<()
     let name = match command {
         Some(Command::DemoData(_)) => "demo-data",
         Some(Command::Health(_)) => "health",
-        Some(Command::Alerts(_)) => "alerts",
         Some(Command::Migrate(_)) => "migrate",
         Some(Command::ParallelTest(_)) => "parallel-test",
-        Some(Command::Recommendations(_)) => "recommendations",
         Some(Command::Export(_)) => "export",
         Some(Command::Cache(_)) => "cache",
         Some(Command::Report(_)) => "report",
         None => "the console",
-        // supplier, key, token, serve (its store; the runtime is wired
-        // separately), simulate, store copy, and commands made for PostgreSQL.
+        // supplier, key, token, alerts, recommendations, serve (its store;
+        // the runtime is wired separately), simulate, store copy, and
+        // commands made for PostgreSQL.
         Some(_) => return Ok(()),
     };
     anyhow::bail!(
-        "{name} does not run on PostgreSQL yet ({}). So far `supplier`, `key list`, `token` and `serve`'s store work there; use a SQLite file (--db FILE.db) for the rest, or move an installation with `switchboard store copy`.",
+        "{name} does not run on PostgreSQL yet ({}). So far `supplier`, `key list`, `token`, `alerts`, `recommendations` and `serve`'s store work there; use a SQLite file (--db FILE.db) for the rest, or move an installation with `switchboard store copy`.",
         crate::store::pg::mask_url(url)
     )
 }

@@ -687,6 +687,36 @@ fn catalog_commands_on_postgres() {
     let actions: Vec<String> = store.audit_entries(&AuditFilter::default()).unwrap().into_iter().map(|e| e.action).collect();
     assert!(actions.iter().any(|a| a.starts_with("token.")), "{actions:?}");
 
+    // Alerts and recommendations raised by the fleet, handled from the CLI.
+    let sid = SupplierId(list[0]["id"].as_i64().unwrap());
+    let raised = match store.raise_alert(
+        &NewAlert {
+            kind: AlertKind::QuotaWarning,
+            condition_key: "quota:1".into(),
+            severity: Severity::Warning,
+            supplier_id: Some(sid),
+            account_id: None,
+            message: "80 % of the quota used".into(),
+            escalated: false,
+            incident_id: None,
+        },
+        Utc::now(),
+    ) {
+        Ok(Raised::New(a)) => a,
+        other => panic!("{other:?}"),
+    };
+    let alerts: serde_json::Value = serde_json::from_str(&run(&["alerts", "--json"], 1, true)).unwrap();
+    assert_eq!(alerts[0]["id"], raised.id, "{alerts}");
+    run(&["alerts", "ack", &raised.id.to_string()], 0, true);
+    assert!(store.find_alert(raised.id).unwrap().unwrap().acknowledged_at.is_some());
+    assert!(run(&["alerts", "resolve", "999"], 0, false).contains("999"));
+    assert!(store.recommend(sid, "to_client", "move Capture Moments to its own account", Utc::now()).unwrap());
+    let recs: serde_json::Value = serde_json::from_str(&run(&["recommendations", "--json"], 2, true)).unwrap();
+    run(&["recommendations", "dismiss", &recs[0]["id"].to_string()], 0, true);
+    assert!(store.open_recommendations().unwrap().is_empty());
+    let actions: Vec<String> = store.audit_entries(&AuditFilter::default()).unwrap().into_iter().map(|e| e.action).collect();
+    assert!(actions.iter().any(|a| a == "recommendation.dismiss") && actions.iter().any(|a| a.starts_with("alert.")), "{actions:?}");
+
     let e = run(&["report", "all"], 0, false);
     assert!(e.contains("report does not run on PostgreSQL yet"), "{e}");
     let e = run(&["health"], 1, false);
