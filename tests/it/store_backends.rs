@@ -725,3 +725,65 @@ fn catalog_commands_on_postgres() {
     assert!(String::from_utf8_lossy(&e.stderr).contains("takes a PostgreSQL URL"));
     assert!(!outputs.contains("hunter2-pw"), "a password was shown:\n{outputs}");
 }
+
+/// Two instances (two pools on one database) racing for the same alert,
+/// incident, recommendation, mirror claim and schedule claim: exactly one
+/// wins each, and the other sees the winner's row.
+#[test]
+fn instances_racing_for_one_row() {
+    let Some(base) = base_url("store_backends::instances_racing_for_one_row") else { return };
+    let url = rt().block_on(fresh_db(&base, "sbt_sb_race"));
+    let a = std::sync::Arc::new(Store::open_postgres(&url).unwrap());
+    let b = std::sync::Arc::new(Store::open_postgres(&url).unwrap());
+    let s = a.insert_supplier(&supplier("Studio", Tier::Starter, &[]), now()).unwrap();
+    let acc = a.insert_account(&account(AccountOwner::Supplier(s.id), "own"), now()).unwrap();
+    let plan = [PhasePlan { percent: 100, min_secs: 0 }];
+    for round in 0..20 {
+        let key = format!("down:account:{round}");
+        let sched = a.insert_schedule(s.id, RouteTarget::Platform, &plan, now(), now()).unwrap();
+        let mirror = a.insert_mirror(s.id, acc.id, 10, 10, now(), now() + Duration::hours(1)).unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let race = |store: std::sync::Arc<Store>, barrier: std::sync::Arc<std::sync::Barrier>, key: String| {
+            std::thread::spawn(move || {
+                barrier.wait();
+                let alert = store
+                    .raise_alert(
+                        &NewAlert {
+                            kind: AlertKind::ProviderDown,
+                            condition_key: key,
+                            severity: Severity::Critical,
+                            supplier_id: None,
+                            account_id: Some(AccountId(round)),
+                            message: "down".into(),
+                            escalated: false,
+                            incident_id: None,
+                        },
+                        now(),
+                    )
+                    .unwrap();
+                let incident = store.open_incident(AccountId(round), now()).unwrap();
+                let recommended = store.recommend(SupplierId(1), &format!("kind{round}"), "m", now()).unwrap();
+                let mirror_claimed = store.claim_mirror(mirror.id, now()).unwrap();
+                let schedule_claimed = store.claim_schedule(sched.id, now()).unwrap();
+                (alert, incident, recommended, mirror_claimed, schedule_claimed)
+            })
+        };
+        let ta = race(a.clone(), barrier.clone(), key.clone());
+        let tb = race(b.clone(), barrier, key.clone());
+        let (ra, rb) = (ta.join().unwrap(), tb.join().unwrap());
+        let id_of = |r: &Raised| match r {
+            Raised::New(x) | Raised::AlreadyOpen(x) => x.id,
+        };
+        assert_eq!(id_of(&ra.0), id_of(&rb.0), "one alert for {key}");
+        assert_eq!(matches!(ra.0, Raised::New(_)) as u8 + matches!(rb.0, Raised::New(_)) as u8, 1, "exactly one raised {key}");
+        assert_eq!(ra.1.id, rb.1.id, "one incident");
+        assert_eq!(ra.2 as u8 + rb.2 as u8, 1, "one recommendation");
+        assert_eq!(ra.3 as u8 + rb.3 as u8, 1, "one mirror claim");
+        assert_eq!(ra.4 as u8 + rb.4 as u8, 1, "one schedule claim");
+        a.end_mirror(mirror.id, "done", None, "", now()).unwrap();
+        a.finish_schedule(sched.id, ScheduleState::Refused, None, Some("test"), now()).unwrap();
+    }
+    assert_eq!(a.list_alerts(true, 100).unwrap().len(), 20);
+    assert_eq!(b.open_incidents().unwrap().len(), 20);
+    assert_eq!(b.open_recommendations().unwrap().len(), 20);
+}
