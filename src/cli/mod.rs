@@ -33,7 +33,7 @@ Anthropic / Azure OpenAI account (client AI) serves it.\n\nRun without a command
 pub struct Cli {
     /// The database file (default: switchboard.db in the OS data directory),
     /// or a PostgreSQL URL (`postgres://USER@HOST:PORT/DATABASE`).
-    #[arg(long, global = true, env = "SWITCHBOARD_DB", value_name = "PATH")]
+    #[arg(long, global = true, env = "SWITCHBOARD_DB", value_name = "PATH", hide_env_values = true)]
     pub db: Option<PathBuf>,
 
     /// A PostgreSQL database to use instead of a file
