@@ -110,7 +110,7 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
         (store, format!("demo · {}", path.display()), Some((cfg, sim_addr)))
     } else {
         let store = super::open_store(args.db)?;
-        let label = store.path().display().to_string();
+        let label = store.location();
         (store, label, None)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -241,7 +241,7 @@ pub(crate) fn remove_supplier_keys(store: &Store, supplier: SupplierId) -> anyho
     if accounts.is_empty() {
         return Ok(0);
     }
-    let svc = service(Arc::new(Store::open(store.path())?))?;
+    let svc = service(Arc::new(store.reopen()?))?;
     let rt = runtime()?;
     rt.block_on(svc.remove_supplier_keys(supplier))
         .context("cannot remove the supplier's keys from the keychain; the supplier was not removed")?;

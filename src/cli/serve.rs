@@ -113,7 +113,7 @@ pub fn run_serve(db: Option<std::path::PathBuf>, args: ServeArgs) -> anyhow::Res
         let routable = accounts.iter().filter(|a| runtime.router.has_key(a.id)).count();
         let guarded = gateway.ops_token.is_some();
         let gw = crate::gateway::start_with(runtime.router.clone(), args.listen, gateway).await?;
-        println!("Switchboard gateway listening on {} (database {})", gw.base_url(), store.path().display());
+        println!("Switchboard gateway listening on {} (database {})", gw.base_url(), store.location());
         println!("{routable} of {} provider accounts have a usable key. Stop with Ctrl+C.", accounts.len());
         if guarded {
             println!("/metrics and /healthz require the metrics token.");

@@ -188,7 +188,7 @@ impl Service {
             let url = gateway.base_url();
             let lock = runtime.routing_lock();
             let (holder, left_behind) = (lock.holder_info().to_string(), lock.left_behind().map(|h| h.to_string()));
-            tracing::info!(%url, db = %svc.store.path().display(), "the console routes");
+            tracing::info!(%url, db = %svc.store.location(), "the console routes");
             svc.install_live(
                 LiveServices {
                     keys: runtime.keys.clone(),

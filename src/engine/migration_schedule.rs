@@ -143,7 +143,7 @@ pub fn waiting_reason(sched: &MigrationSchedule, now: DateTime<Utc>, router: Opt
 
 /// Who routes the database of `store` now (the routing lock's holder), if anyone.
 pub fn router_of(store: &Store) -> Option<LockHolder> {
-    RoutingLock::holder(store.path()).ok().flatten()
+    store.sqlite_path().and_then(|p| RoutingLock::holder(p).ok().flatten())
 }
 
 fn audit(store: &Store, now: DateTime<Utc>, actor: &str, action: &str, supplier: SupplierId, result: &str, detail: &str) {

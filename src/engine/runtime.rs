@@ -67,7 +67,7 @@ impl Runtime {
     /// process and host, while another runtime routes the same database.
     pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts: RuntimeOptions) -> anyhow::Result<Runtime> {
         let lock = {
-            let (path, program, now) = (store.path().to_path_buf(), opts.program.clone(), clock.now());
+            let (path, program, now) = (store.sqlite_path_for("the routing runtime")?.to_path_buf(), opts.program.clone(), clock.now());
             tokio::task::spawn_blocking(move || RoutingLock::acquire(&path, &program, now)).await??
         };
         let ledger = Ledger::start_synced(&store, opts.ledger_sync)?;

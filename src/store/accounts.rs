@@ -3,6 +3,7 @@
 //! fingerprint). Account ids are never reused (`AUTOINCREMENT` since schema
 //! v8). Also the database's instance tag, which names its keychain entries.
 
+use super::pg::accounts as pga;
 use super::{Store, StoreError, StoreResult, parse_ts, ts};
 use crate::domain::{AccountId, AccountOwner, AzureConfig, ProviderAccount, ProviderKind, SupplierId, ValidationStatus};
 use chrono::{DateTime, Utc};
@@ -70,6 +71,11 @@ impl Store {
         if let AccountOwner::Supplier(s) = new.owner {
             self.supplier(s)?;
         }
+        if let Some(pg) = self.postgres() {
+            let new = new.clone();
+            let id = pg.block(move |pg| async move { pga::insert_account(&pg, new, now).await })?;
+            return self.account(id);
+        }
         let id = self.with_conn(|c| {
             c.execute(
                 "INSERT INTO provider_accounts (owner_supplier_id, provider, label, base_url, azure_deployment, azure_api_version, default_model, created_at)
@@ -91,6 +97,9 @@ impl Store {
     }
 
     pub fn find_account(&self, id: AccountId) -> StoreResult<Option<ProviderAccount>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pga::find_account(&pg, id).await });
+        }
         self.with_conn(|c| c.query_row(&format!("{SELECT} WHERE id = ?1"), [id.0], row_to_account).optional())
     }
 
@@ -100,6 +109,9 @@ impl Store {
 
     /// All accounts (platform first, then by supplier), or one owner's.
     pub fn list_accounts(&self, owner: Option<AccountOwner>) -> StoreResult<Vec<ProviderAccount>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pga::list_accounts(&pg, owner).await });
+        }
         self.with_conn(|c| {
             let (sql, arg): (String, Option<i64>) = match owner {
                 None => (format!("{SELECT} ORDER BY owner_supplier_id IS NOT NULL, owner_supplier_id, id"), None),
@@ -117,6 +129,11 @@ impl Store {
 
     /// Records which keychain entry holds the account's key and its fingerprint.
     pub fn set_account_key(&self, id: AccountId, key_ref: Option<&str>, fingerprint: Option<&str>) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            let (key_ref, fingerprint) = (key_ref.map(str::to_string), fingerprint.map(str::to_string));
+            let n = pg.block(move |pg| async move { pga::set_account_key(&pg, id, key_ref, fingerprint).await })?;
+            return if n == 0 { Err(not_found(id)) } else { Ok(()) };
+        }
         let n = self.with_conn(|c| {
             c.execute("UPDATE provider_accounts SET key_ref = ?2, key_fingerprint = ?3 WHERE id = ?1", params![id.0, key_ref, fingerprint])
         })?;
@@ -124,6 +141,11 @@ impl Store {
     }
 
     pub fn set_account_validation(&self, id: AccountId, status: ValidationStatus, message: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            let message = message.to_string();
+            let n = pg.block(move |pg| async move { pga::set_account_validation(&pg, id, status, message, at).await })?;
+            return if n == 0 { Err(not_found(id)) } else { Ok(()) };
+        }
         let n = self.with_conn(|c| {
             c.execute(
                 "UPDATE provider_accounts SET last_validated_at = ?2, last_validation = ?3, last_validation_message = ?4 WHERE id = ?1",
@@ -134,11 +156,19 @@ impl Store {
     }
 
     pub fn set_account_enabled(&self, id: AccountId, enabled: bool) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            let n = pg.block(move |pg| async move { pga::set_account_enabled(&pg, id, enabled).await })?;
+            return if n == 0 { Err(not_found(id)) } else { Ok(()) };
+        }
         let n = self.with_conn(|c| c.execute("UPDATE provider_accounts SET enabled = ?2 WHERE id = ?1", params![id.0, enabled]))?;
         if n == 0 { Err(not_found(id)) } else { Ok(()) }
     }
 
     pub fn delete_account(&self, id: AccountId) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            let n = pg.block(move |pg| async move { pga::delete_account(&pg, id).await })?;
+            return if n == 0 { Err(not_found(id)) } else { Ok(()) };
+        }
         let n = self.with_conn(|c| c.execute("DELETE FROM provider_accounts WHERE id = ?1", [id.0]))?;
         if n == 0 { Err(not_found(id)) } else { Ok(()) }
     }
@@ -147,11 +177,17 @@ impl Store {
     /// of the keychain entries it creates so they can be told from another
     /// database's entries in the same keychain.
     pub fn instance_tag(&self) -> StoreResult<String> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { super::pg::catalog::instance_tag(&pg).await });
+        }
         self.with_conn(|c| c.query_row("SELECT tag FROM store_instance WHERE id = 1", [], |r| r.get(0)))
     }
 
     /// Whether an account with this id exists.
     pub fn account_exists(&self, id: AccountId) -> StoreResult<bool> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pga::account_exists(&pg, id).await });
+        }
         self.with_conn(|c| c.query_row("SELECT EXISTS (SELECT 1 FROM provider_accounts WHERE id = ?1)", [id.0], |r| r.get(0)))
     }
 }

@@ -3,6 +3,7 @@
 //! incidents (at most one open per account), which group the alerts one
 //! account's trouble causes.
 
+use super::pg::health as pgh;
 use super::{Store, StoreError, StoreResult, parse_ts, ts};
 use crate::domain::health::{AlertKind, Severity};
 use crate::domain::{AccountId, SupplierId};
@@ -107,6 +108,10 @@ fn not_found(id: i64) -> StoreError {
 impl Store {
     /// Raises an alert unless one is already open for its condition key.
     pub fn raise_alert(&self, a: &NewAlert, now: DateTime<Utc>) -> StoreResult<Raised> {
+        if let Some(pg) = self.postgres() {
+            let a = a.clone();
+            return pg.block(move |pg| async move { pgh::raise(&pg, a, now).await });
+        }
         self.with_conn(|c| {
             let open =
                 c.query_row(&format!("{SELECT} WHERE condition_key = ?1 AND resolved_at IS NULL"), [&a.condition_key], row).optional()?;
@@ -134,10 +139,17 @@ impl Store {
     }
 
     pub fn find_alert(&self, id: i64) -> StoreResult<Option<Alert>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgh::find_alert(&pg, id).await });
+        }
         self.with_conn(|c| c.query_row(&format!("{SELECT} WHERE id = ?1"), [id], row).optional())
     }
 
     pub fn open_alert_for(&self, condition_key: &str) -> StoreResult<Option<Alert>> {
+        if let Some(pg) = self.postgres() {
+            let key = condition_key.to_string();
+            return pg.block(move |pg| async move { pgh::open_alert_for(&pg, key).await });
+        }
         self.with_conn(|c| {
             c.query_row(&format!("{SELECT} WHERE condition_key = ?1 AND resolved_at IS NULL"), [condition_key], row).optional()
         })
@@ -145,6 +157,9 @@ impl Store {
 
     /// Newest first; `open_only` leaves out resolved alerts.
     pub fn list_alerts(&self, open_only: bool, limit: u32) -> StoreResult<Vec<Alert>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgh::list_alerts(&pg, open_only, limit).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(&format!("{SELECT} WHERE (?1 = 0 OR resolved_at IS NULL) ORDER BY id DESC LIMIT ?2"))?;
             let rows = st.query_map(params![open_only, limit], row)?;
@@ -155,6 +170,10 @@ impl Store {
     /// Acknowledges several alerts in one transaction (bulk acknowledge);
     /// returns them as they are now. Unknown ids are refused before anything changes.
     pub fn acknowledge_alerts(&self, ids: &[i64], now: DateTime<Utc>) -> StoreResult<Vec<Alert>> {
+        if let Some(pg) = self.postgres() {
+            let ids = ids.to_vec();
+            return pg.block(move |pg| async move { pgh::acknowledge_alerts(&pg, ids, now).await });
+        }
         let r = self.with_conn(|c| {
             let tx = c.unchecked_transaction()?;
             let mut out = Vec::with_capacity(ids.len());
@@ -173,6 +192,9 @@ impl Store {
 
     /// The open incident of an account, or a new one started at `started_at`.
     pub fn open_incident(&self, account: AccountId, started_at: DateTime<Utc>) -> StoreResult<Incident> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgh::open_incident(&pg, account, started_at).await });
+        }
         self.with_conn(|c| {
             if let Some(i) = c
                 .query_row(&format!("{SELECT_INCIDENT} WHERE account_id = ?1 AND resolved_at IS NULL"), [account.0], incident_row)
@@ -187,6 +209,9 @@ impl Store {
     }
 
     pub fn open_incidents(&self) -> StoreResult<Vec<Incident>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { pgh::incidents(&pg, true, None).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(&format!("{SELECT_INCIDENT} WHERE resolved_at IS NULL ORDER BY id DESC"))?;
             let rows = st.query_map([], incident_row)?;
@@ -195,11 +220,18 @@ impl Store {
     }
 
     pub fn find_incident(&self, id: i64) -> StoreResult<Option<Incident>> {
+        if let Some(pg) = self.postgres() {
+            return Ok(pg.block(move |pg| async move { pgh::incidents(&pg, false, Some(vec![id])).await })?.pop());
+        }
         self.with_conn(|c| c.query_row(&format!("{SELECT_INCIDENT} WHERE id = ?1"), [id], incident_row).optional())
     }
 
     /// Incidents by id (for grouping a page of alerts).
     pub fn incidents_by_id(&self, ids: &[i64]) -> StoreResult<Vec<Incident>> {
+        if let Some(pg) = self.postgres() {
+            let ids = ids.to_vec();
+            return pg.block(move |pg| async move { pgh::incidents(&pg, false, Some(ids)).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(&format!("{SELECT_INCIDENT} WHERE id = ?1"))?;
             let mut out = Vec::new();
@@ -214,6 +246,9 @@ impl Store {
 
     /// The alerts of an incident, oldest first.
     pub fn incident_alerts(&self, incident: i64) -> StoreResult<Vec<Alert>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgh::incident_alerts(&pg, incident).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(&format!("{SELECT} WHERE incident_id = ?1 ORDER BY id"))?;
             let rows = st.query_map([incident], row)?;
@@ -223,12 +258,19 @@ impl Store {
 
     /// Closes an incident (idempotent).
     pub fn resolve_incident(&self, id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgh::resolve_incident(&pg, id, now).await });
+        }
         self.with_conn(|c| c.execute("UPDATE incidents SET resolved_at = COALESCE(resolved_at, ?2) WHERE id = ?1", params![id, ts(now)]))?;
         Ok(())
     }
 
     /// Sets a new severity and the escalation time.
     pub fn escalate_alert(&self, id: i64, severity: Severity, now: DateTime<Utc>) -> StoreResult<Alert> {
+        if let Some(pg) = self.postgres() {
+            let sql = "UPDATE alerts SET severity = $3, escalated_at = $2 WHERE id = $1 AND resolved_at IS NULL";
+            return pg.block(move |pg| async move { pgh::update_alert(&pg, id, sql, now, Some(severity)).await });
+        }
         self.update_alert(
             id,
             "UPDATE alerts SET severity = ?2, escalated_at = ?3 WHERE id = ?1 AND resolved_at IS NULL",
@@ -238,11 +280,19 @@ impl Store {
 
     /// Acknowledges an alert (idempotent; the first acknowledgement time is kept).
     pub fn acknowledge_alert(&self, id: i64, now: DateTime<Utc>) -> StoreResult<Alert> {
+        if let Some(pg) = self.postgres() {
+            let sql = "UPDATE alerts SET acknowledged_at = COALESCE(acknowledged_at, $2) WHERE id = $1";
+            return pg.block(move |pg| async move { pgh::update_alert(&pg, id, sql, now, None).await });
+        }
         self.update_alert(id, "UPDATE alerts SET acknowledged_at = COALESCE(acknowledged_at, ?2) WHERE id = ?1", params![id, ts(now)])
     }
 
     /// Resolves an alert (idempotent).
     pub fn resolve_alert(&self, id: i64, now: DateTime<Utc>) -> StoreResult<Alert> {
+        if let Some(pg) = self.postgres() {
+            let sql = "UPDATE alerts SET resolved_at = COALESCE(resolved_at, $2) WHERE id = $1";
+            return pg.block(move |pg| async move { pgh::update_alert(&pg, id, sql, now, None).await });
+        }
         self.update_alert(id, "UPDATE alerts SET resolved_at = COALESCE(resolved_at, ?2) WHERE id = ?1", params![id, ts(now)])
     }
 

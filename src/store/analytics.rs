@@ -248,7 +248,8 @@ pub struct AnalyticsReader {
 impl Store {
     /// Opens a connection for analytics and export reads.
     pub fn analytics_reader(&self) -> StoreResult<AnalyticsReader> {
-        Ok(AnalyticsReader { path: self.path().to_path_buf(), conn: self.open_connection()? })
+        let conn = self.open_connection()?;
+        Ok(AnalyticsReader { path: self.error_path(), conn })
     }
 }
 

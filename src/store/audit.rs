@@ -75,6 +75,18 @@ impl Store {
         result: &str,
         detail: &str,
     ) -> StoreResult<i64> {
+        if let Some(pg) = self.postgres() {
+            let e = super::pg::audit::NewEntry {
+                now,
+                actor: actor.to_string(),
+                action: action.to_string(),
+                supplier_id,
+                account_id,
+                result: result.to_string(),
+                detail: detail.to_string(),
+            };
+            return pg.block(move |pg| async move { super::pg::audit::append(&pg, e).await });
+        }
         self.with_conn(|c| {
             c.execute(
                 "INSERT INTO audit_log (ts, actor, action, supplier_id, account_id, result, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -87,6 +99,10 @@ impl Store {
     /// Newest first: by time, then by id (background writers may append an
     /// entry after a newer one).
     pub fn audit_entries(&self, f: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
+        if let Some(pg) = self.postgres() {
+            let f = f.clone();
+            return pg.block(move |pg| async move { super::pg::audit::entries(&pg, f).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(
                 "SELECT id, ts, actor, action, supplier_id, account_id, result, detail FROM audit_log

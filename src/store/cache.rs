@@ -133,7 +133,7 @@ fn purge_in(c: &Connection, supplier: Option<SupplierId>, now: DateTime<Utc>, re
 impl SqliteCacheStore {
     /// Opens the table's own connection on `store`'s (migrated) file.
     pub fn open(store: &Store) -> StoreResult<Self> {
-        let path = store.path().to_path_buf();
+        let path = store.sqlite_path().ok_or_else(|| store.not_on_postgres())?.to_path_buf();
         let conn = connect(&path)?;
         let bytes = total_bytes(&conn).map_err(|e| map_err(&path, e))?;
         Ok(Self { path, conn, bytes })
@@ -292,6 +292,9 @@ impl Store {
     /// Every supplier's cache settings that differ from the defaults (a
     /// supplier without a row has [`CacheSettings::default`]).
     pub fn cache_settings_all(&self) -> StoreResult<HashMap<SupplierId, CacheSettings>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { super::pg::catalog::cache_settings_all(&pg).await });
+        }
         self.with_conn(|c| {
             let mut st =
                 c.prepare_cached("SELECT supplier_id, enabled, chat_ttl_secs, embeddings_ttl_secs FROM supplier_cache_settings")?;
@@ -317,6 +320,10 @@ impl Store {
     /// Writes a supplier's cache settings (checked by the caller with
     /// [`CacheSettings::validate`]); bumps the catalog version.
     pub fn set_cache_settings(&self, supplier: SupplierId, s: &CacheSettings) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            let s = *s;
+            return pg.block(move |pg| async move { super::pg::catalog::set_cache_settings(&pg, supplier, s).await });
+        }
         let ttl = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.with_conn(|c| {
             c.execute(

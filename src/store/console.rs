@@ -231,6 +231,9 @@ impl Store {
 
     /// Weddings on the days `[from, to)`, by day then supplier name.
     pub fn weddings_between(&self, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<WeddingRow>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { super::pg::catalog::weddings_between(&pg, from, to).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(
                 "SELECT w.day, s.id, s.name, s.vendor_type, s.tier FROM weddings w JOIN suppliers s ON s.id = w.supplier_id
@@ -252,6 +255,10 @@ impl Store {
     /// Audit entries, newest first (strictly: by time, then by id, since
     /// background writers may append an entry after a newer one), with supplier names.
     pub fn audit_search(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRow>> {
+        if let Some(pg) = self.postgres() {
+            let q = q.clone();
+            return pg.block(move |pg| async move { super::pg::audit::search(&pg, q).await });
+        }
         let supplier = q.supplier.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let supplier_id = supplier.and_then(|s| s.parse::<i64>().ok());
         let supplier_name = supplier.filter(|_| supplier_id.is_none()).map(like_pattern);
@@ -293,6 +300,9 @@ impl Store {
 
     /// The distinct actions in the audit log, for a filter menu.
     pub fn audit_actions(&self) -> StoreResult<Vec<String>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { super::pg::audit::actions(&pg).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare("SELECT DISTINCT action FROM audit_log ORDER BY action")?;
             let rows = st.query_map([], |r| r.get(0))?;

@@ -4,6 +4,7 @@
 //! for uptime and chart series, which read all three levels so figures stay
 //! the same before and after compaction.
 
+use super::pg::health as pgh;
 use super::{Store, StoreResult};
 use crate::domain::AccountId;
 use crate::domain::health::{BucketCounts, Retention, SampleSource, bucket_start};
@@ -71,7 +72,11 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn();
+        if let Some(pg) = self.postgres() {
+            let rows = rows.to_vec();
+            return pg.block(move |pg| async move { pgh::insert_samples(&pg, rows).await });
+        }
+        let mut conn = self.conn()?;
         let r = (|| {
             let tx = conn.transaction()?;
             {
@@ -90,7 +95,11 @@ impl Store {
     /// Adds buckets in one transaction (a bucket already there is added to,
     /// as compaction does).
     pub fn insert_health_aggregates(&self, rows: &[HealthAggregateRow]) -> StoreResult<()> {
-        let mut conn = self.conn();
+        if let Some(pg) = self.postgres() {
+            let rows = rows.to_vec();
+            return pg.block(move |pg| async move { pgh::insert_aggregates(&pg, rows).await });
+        }
+        let mut conn = self.conn()?;
         let r = (|| {
             let tx = conn.transaction()?;
             {
@@ -122,6 +131,9 @@ impl Store {
 
     /// Sample, failure and latency counts of an account over `[from, to)`.
     pub fn health_counts(&self, account: AccountId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<BucketCounts> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgh::counts(&pg, account, from, to).await });
+        }
         self.with_conn(|c| {
             c.query_row(
                 &format!("SELECT COALESCE(SUM(n),0), COALESCE(SUM(f),0), COALESCE(SUM(ls),0), COALESCE(MAX(lm),0) FROM ({UNION})"),
@@ -144,6 +156,9 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<std::collections::HashMap<AccountId, BucketCounts>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgh::counts_all(&pg, from, to).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(
                 "SELECT account_id, SUM(n), SUM(f), SUM(ls), MAX(lm) FROM (
@@ -179,6 +194,9 @@ impl Store {
         to: DateTime<Utc>,
         bucket_secs: i64,
     ) -> StoreResult<Vec<SeriesPoint>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgh::series(&pg, account, from, to, bucket_secs).await });
+        }
         let b = bucket_secs.max(1) * 1000;
         self.with_conn(|c| {
             let mut st = c.prepare(&format!(
@@ -205,6 +223,9 @@ impl Store {
     /// The newest probe sample of every account that has one in the raw table
     /// (the last 24 h by default), for a console without a running monitor.
     pub fn health_last_probes(&self) -> StoreResult<Vec<HealthSampleRow>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { pgh::last_probes(&pg).await });
+        }
         self.with_conn(|c| {
             // SQLite takes the bare columns from the row holding MAX(ts).
             let mut st = c.prepare(
@@ -229,13 +250,17 @@ impl Store {
     /// buckets older than a year; all in one transaction, so every sample is
     /// counted at exactly one level at any time.
     pub fn compact_health(&self, now: DateTime<Utc>, r: &Retention) -> StoreResult<CompactionReport> {
+        if let Some(pg) = self.postgres() {
+            let r = *r;
+            return pg.block(move |pg| async move { pgh::compact(&pg, now, r).await });
+        }
         let now_ms = now.timestamp_millis();
         // Cut-offs on bucket boundaries, so a bucket is never split between levels.
         let raw_cut = bucket_start(now_ms - r.raw_secs * 1000, r.fine_bucket_secs);
         let fine_cut = bucket_start(now_ms - r.fine_keep_secs * 1000, r.coarse_bucket_secs);
         let coarse_cut = now_ms - r.coarse_keep_secs * 1000;
         let (fb, cb) = (r.fine_bucket_secs.max(1) * 1000, r.coarse_bucket_secs.max(1) * 1000);
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let res = (|| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
@@ -281,6 +306,10 @@ impl Store {
 
     /// Rows held at each level: (raw samples, fine buckets, coarse buckets).
     pub fn health_history_sizes(&self, r: &Retention) -> StoreResult<(u64, u64, u64)> {
+        if let Some(pg) = self.postgres() {
+            let r = *r;
+            return pg.block(move |pg| async move { pgh::history_sizes(&pg, r).await });
+        }
         self.with_conn(|c| {
             let raw: i64 = c.query_row("SELECT COUNT(*) FROM health_samples", [], |x| x.get(0))?;
             let fine: i64 =

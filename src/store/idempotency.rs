@@ -127,7 +127,7 @@ fn record_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<KeyRecord>> {
 impl IdempotencyDb {
     /// Opens the table's own connection on `store`'s (migrated) file.
     pub fn open(store: &Store) -> StoreResult<Self> {
-        let path = store.path().to_path_buf();
+        let path = store.sqlite_path().ok_or_else(|| store.not_on_postgres())?.to_path_buf();
         let conn = connect(&path)?;
         let kept: i64 = conn
             .query_row("SELECT coalesce(sum(body_len), 0) FROM idempotency_keys WHERE body IS NOT NULL", [], |r| r.get(0))

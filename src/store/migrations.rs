@@ -1,5 +1,6 @@
 //! Migrations and their phases, parallel test reports and recommendations.
 
+use super::pg::migrations as pgm;
 use super::{Store, StoreError, StoreResult, parse_ts, ts};
 use crate::domain::migration::{Criteria, Migration, MigrationState, PhaseRecord, PhaseStats, RouteTarget};
 use crate::domain::{AccountId, SupplierId};
@@ -122,6 +123,12 @@ impl Store {
                 m.id
             )));
         }
+        if let Some(pg) = self.postgres() {
+            let id = pg.block(move |pg| async move {
+                pgm::insert_mirror(&pg, supplier, account, sample_percent, target_requests, now, ends_at).await
+            })?;
+            return self.mirror(id)?.ok_or(StoreError::NotFound { what: "mirror", id: id.to_string(), hint: "" });
+        }
         let id = self.with_conn(|c| {
             c.execute(
                 "INSERT INTO parallel_mirrors (supplier_id, account_id, sample_percent, target_requests, created_at, ends_at, state, updated_at)
@@ -134,11 +141,18 @@ impl Store {
     }
 
     pub fn mirror(&self, id: i64) -> StoreResult<Option<MirrorRecord>> {
+        if let Some(pg) = self.postgres() {
+            return Ok(pg.block(move |pg| async move { pgm::mirrors(&pg, Some(id), None, false, 1).await })?.pop());
+        }
         self.with_conn(|c| c.query_row(&format!("SELECT {MIRROR_COLS} FROM parallel_mirrors WHERE id = ?1"), [id], mirror_row).optional())
     }
 
     /// Mirrors, newest first.
     pub fn mirrors(&self, supplier: Option<SupplierId>, limit: usize) -> StoreResult<Vec<MirrorRecord>> {
+        if let Some(pg) = self.postgres() {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            return pg.block(move |pg| async move { pgm::mirrors(&pg, None, supplier, false, limit).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT {MIRROR_COLS} FROM parallel_mirrors WHERE (?1 IS NULL OR supplier_id = ?1) ORDER BY id DESC LIMIT ?2"
@@ -149,6 +163,9 @@ impl Store {
     }
 
     pub fn running_mirrors(&self) -> StoreResult<Vec<MirrorRecord>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { pgm::mirrors(&pg, None, None, true, i64::MAX).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(&format!("SELECT {MIRROR_COLS} FROM parallel_mirrors WHERE state = 'running' ORDER BY id"))?;
             let rows = st.query_map([], mirror_row)?;
@@ -159,6 +176,9 @@ impl Store {
     /// Takes a running mirror for its report; false when another process
     /// (or an earlier call) already did, or it is not running.
     pub fn claim_mirror(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgm::claim_mirror(&pg, id, now).await });
+        }
         self.with_conn(|c| {
             let n = c.execute(
                 "UPDATE parallel_mirrors SET state = 'finishing', updated_at = ?2 WHERE id = ?1 AND state = 'running'",
@@ -170,6 +190,10 @@ impl Store {
 
     /// Ends a claimed mirror: `done` (with its report), `expired` or `stopped`.
     pub fn end_mirror(&self, id: i64, state: &str, report_id: Option<i64>, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            let (state, reason) = (state.to_string(), reason.to_string());
+            return pg.block(move |pg| async move { pgm::end_mirror(&pg, id, state, report_id, reason, now).await });
+        }
         self.with_conn(|c| {
             c.execute(
                 "UPDATE parallel_mirrors SET state = ?2, report_id = ?3, reason = ?4, updated_at = ?5 WHERE id = ?1",
@@ -224,7 +248,11 @@ impl Store {
     }
 
     pub fn insert_migration(&self, m: &Migration) -> StoreResult<i64> {
-        let mut conn = self.conn();
+        if let Some(pg) = self.postgres() {
+            let m = m.clone();
+            return pg.block(move |pg| async move { pgm::insert_migration(&pg, m).await });
+        }
+        let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let active: Option<i64> = tx
             .query_row("SELECT id FROM migrations WHERE supplier_id = ?1 AND state IN ('running', 'paused')", [m.supplier.0], |r| r.get(0))
@@ -273,7 +301,11 @@ impl Store {
 
     /// Writes a migration's state and every phase's figures.
     pub fn save_migration(&self, m: &Migration) -> StoreResult<()> {
-        let mut conn = self.conn();
+        if let Some(pg) = self.postgres() {
+            let m = m.clone();
+            return pg.block(move |pg| async move { pgm::save_migration(&pg, m).await });
+        }
+        let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.execute(
             "UPDATE migrations SET state = ?2, current_phase = ?3, phase_started_at = ?4, phase_elapsed_ms = ?5, reason = ?6, updated_at = ?7 WHERE id = ?1",
@@ -301,7 +333,16 @@ impl Store {
         tx.commit().map_err(|e| self.err(e))
     }
 
-    fn load_where(&self, clause: &str, arg: Option<i64>) -> StoreResult<Vec<Migration>> {
+    fn load_where(&self, clause: &'static str, arg: Option<i64>) -> StoreResult<Vec<Migration>> {
+        if let Some(pg) = self.postgres() {
+            // The clauses below are written once for both: `?1` is `$1` there.
+            let clause: &'static str = match clause {
+                "WHERE id = ?1" => "WHERE id = $1",
+                "WHERE supplier_id = ?1" => "WHERE supplier_id = $1",
+                other => other,
+            };
+            return pg.block(move |pg| async move { pgm::load_where(&pg, clause, arg).await });
+        }
         self.with_conn(|c| {
             let sql = format!(
                 "SELECT id, supplier_id, from_route, to_route, state, criteria, current_phase, phase_started_at, phase_elapsed_ms, reason, created_at, updated_at
@@ -380,6 +421,10 @@ impl Store {
     /// Stores a parallel test's report (JSON with an `id` field) and returns
     /// its row id, which is also written into the stored JSON's `id`.
     pub fn insert_parallel_test(&self, supplier: SupplierId, account: i64, now: DateTime<Utc>, report_json: &str) -> StoreResult<i64> {
+        if let Some(pg) = self.postgres() {
+            let report = report_json.to_string();
+            return pg.block(move |pg| async move { pgm::insert_parallel_test(&pg, supplier, account, now, report).await });
+        }
         self.with_conn(|c| {
             let tx = c.unchecked_transaction()?;
             tx.execute(
@@ -396,6 +441,9 @@ impl Store {
 
     /// Parallel test reports as stored JSON, newest first.
     pub fn parallel_tests(&self, supplier: Option<SupplierId>) -> StoreResult<Vec<(i64, String)>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgm::parallel_tests(&pg, supplier).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare("SELECT id, report FROM parallel_tests WHERE (?1 IS NULL OR supplier_id = ?1) ORDER BY id DESC")?;
             let rows = st.query_map([supplier.map(|s| s.0)], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -406,6 +454,10 @@ impl Store {
     /// Raises a recommendation unless the same kind is already open for the supplier.
     /// Returns true when a new one was written.
     pub fn recommend(&self, supplier: SupplierId, kind: &str, message: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        if let Some(pg) = self.postgres() {
+            let (kind, message) = (kind.to_string(), message.to_string());
+            return pg.block(move |pg| async move { pgm::recommend(&pg, supplier, kind, message, now).await });
+        }
         self.with_conn(|c| {
             let n = c.execute(
                 "INSERT OR IGNORE INTO recommendations (supplier_id, kind, message, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -416,6 +468,9 @@ impl Store {
     }
 
     pub fn open_recommendations(&self) -> StoreResult<Vec<Recommendation>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { pgm::open_recommendations(&pg).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(
                 "SELECT id, supplier_id, kind, message, created_at FROM recommendations WHERE dismissed_at IS NULL ORDER BY id DESC",
@@ -427,6 +482,9 @@ impl Store {
 
     /// Dismisses one open recommendation; `None` when no open one has that id.
     pub fn dismiss_recommendation(&self, id: i64, now: DateTime<Utc>) -> StoreResult<Option<Recommendation>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgm::dismiss_recommendation(&pg, id, now).await });
+        }
         self.with_conn(|c| {
             let rec = c
                 .query_row(
@@ -441,6 +499,10 @@ impl Store {
     }
 
     pub fn dismiss_recommendations(&self, supplier: SupplierId, kind: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            let kind = kind.to_string();
+            return pg.block(move |pg| async move { pgm::dismiss_recommendations(&pg, supplier, kind, now).await });
+        }
         self.with_conn(|c| {
             c.execute(
                 "UPDATE recommendations SET dismissed_at = ?3 WHERE supplier_id = ?1 AND kind = ?2 AND dismissed_at IS NULL",

@@ -89,21 +89,56 @@ pub enum StoreError {
         "{path} could not be upgraded from schema version {from} to {to}: {detail}. Nothing in it was changed (each upgrade step is one transaction). If a development build of Switchboard wrote this file, make a new one (`switchboard demo-data`), or choose another file with --db PATH."
     )]
     Upgrade { path: PathBuf, from: i64, to: i64, detail: String },
+    /// A PostgreSQL error (its message masks the URL's password).
+    #[error(transparent)]
+    Postgres(#[from] pg::PgError),
+    /// A store method that has no PostgreSQL version yet.
+    #[error("not available on PostgreSQL yet: {0}. Run this on a SQLite database (--db FILE.db) for now.")]
+    NotOnPostgres(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A handle on the database. Cheap to share behind an `Arc`; one connection
-/// behind a mutex for catalog work (the usage ledger's writer and heavy
-/// analytics open their own connections with [`Store::open_connection`]).
+/// A handle on the database: a SQLite file or a PostgreSQL database behind
+/// one API. Cheap to share behind an `Arc`. On SQLite, one connection behind
+/// a mutex for catalog work (the usage ledger's writer and heavy analytics
+/// open their own connections with [`Store::open_connection`]); on
+/// PostgreSQL, a pool ([`pg::PgStore`]) whose queries run on the PostgreSQL
+/// runtime while the calling thread waits, as it waits for the SQLite mutex.
+/// Methods without a PostgreSQL version yet answer
+/// [`StoreError::NotOnPostgres`] there.
 pub struct Store {
-    path: PathBuf,
-    conn: Mutex<Connection>,
+    backend: Backend,
+}
+
+enum Backend {
+    Sqlite { path: PathBuf, conn: Mutex<Connection> },
+    Postgres(pg::PgStore),
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store").field("location", &self.location()).finish()
+    }
+}
+
+/// What a SQLite-only store method covers, named after the file it lives in
+/// (for [`StoreError::NotOnPostgres`]).
+fn area_of(file: &str) -> &'static str {
+    let name = file.rsplit(['/', '\\']).next().unwrap_or(file);
+    match name {
+        "alerts.rs" => "alerts and incidents",
+        "analytics.rs" => "analytics reports",
+        "cache.rs" => "the response cache",
+        "console.rs" => "the console's usage and audit views",
+        "health.rs" => "health history",
+        "idempotency.rs" => "idempotency keys",
+        "migrations.rs" => "migrations and parallel mirrors",
+        "pools.rs" => "key pool settings",
+        "requests.rs" => "request search",
+        "schedules.rs" => "migration schedules",
+        "usage.rs" => "the usage ledger",
+        _ => "this operation",
     }
 }
 
@@ -123,35 +158,127 @@ impl Store {
         let path = path.as_ref().to_path_buf();
         precheck_file(&path)?;
         let conn = connect(&path)?;
-        let store = Store { path, conn: Mutex::new(conn) };
+        let store = Store { backend: Backend::Sqlite { path, conn: Mutex::new(conn) } };
         store.prepare(version)?;
         Ok(store)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to the PostgreSQL database at `url` and brings its schema up
+    /// to date (refusing another application's or a newer Switchboard's
+    /// database, see [`pg::PgStore::open`]). Synchronous: the work runs on
+    /// the PostgreSQL runtime.
+    pub fn open_postgres(url: &str) -> StoreResult<Store> {
+        let url = url.to_string();
+        let pg = pg::block_on_pg(async move { pg::PgStore::open(&url).await })?;
+        Ok(Store { backend: Backend::Postgres(pg) })
     }
 
-    /// Opens another connection on the same (already opened and migrated) file.
+    /// A store on an already opened PostgreSQL pool.
+    pub fn from_postgres(pg: pg::PgStore) -> Store {
+        Store { backend: Backend::Postgres(pg) }
+    }
+
+    /// Opens `location`: a PostgreSQL URL (`postgres://…`, see
+    /// [`pg::is_postgres_url`]) or else the path of a SQLite file.
+    pub fn open_location(location: &str) -> StoreResult<Store> {
+        if pg::is_postgres_url(location) { Self::open_postgres(location) } else { Self::open(location) }
+    }
+
+    /// The SQLite file, or `None` on PostgreSQL.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => Some(path),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// The SQLite file, or [`StoreError::NotOnPostgres`] naming `what` needs it.
+    pub fn sqlite_path_for(&self, what: &str) -> StoreResult<&Path> {
+        self.sqlite_path().ok_or_else(|| StoreError::NotOnPostgres(what.to_string()))
+    }
+
+    /// Another handle on the same database: a new SQLite connection, or a
+    /// clone of the PostgreSQL pool.
+    pub fn reopen(&self) -> StoreResult<Store> {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => Store::open(path),
+            Backend::Postgres(pg) => Ok(Store::from_postgres(pg.clone())),
+        }
+    }
+
+    /// The PostgreSQL pool, or `None` on SQLite.
+    pub fn postgres(&self) -> Option<&pg::PgStore> {
+        match &self.backend {
+            Backend::Sqlite { .. } => None,
+            Backend::Postgres(pg) => Some(pg),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres().is_some()
+    }
+
+    /// Where the data lives, for messages: the file's path, or the URL with
+    /// its password masked.
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => path.display().to_string(),
+            Backend::Postgres(pg) => pg.url().to_string(),
+        }
+    }
+
+    /// The path that SQLite errors name (on PostgreSQL, the masked URL; no
+    /// SQLite error arises there).
+    pub(crate) fn error_path(&self) -> PathBuf {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => path.clone(),
+            Backend::Postgres(pg) => PathBuf::from(pg.url()),
+        }
+    }
+
+    /// The error of a SQLite-only method called on PostgreSQL.
+    #[track_caller]
+    pub(crate) fn not_on_postgres(&self) -> StoreError {
+        StoreError::NotOnPostgres(area_of(std::panic::Location::caller().file()).to_string())
+    }
+
+    /// Opens another connection on the same (already opened and migrated)
+    /// file. SQLite only.
+    #[track_caller]
     pub fn open_connection(&self) -> StoreResult<Connection> {
-        connect(&self.path)
+        match &self.backend {
+            Backend::Sqlite { path, .. } => connect(path),
+            Backend::Postgres(_) => Err(self.not_on_postgres()),
+        }
     }
 
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock()
+    /// The catalog connection (SQLite only).
+    #[track_caller]
+    pub(crate) fn conn(&self) -> StoreResult<MutexGuard<'_, Connection>> {
+        match &self.backend {
+            Backend::Sqlite { conn, .. } => Ok(conn.lock()),
+            Backend::Postgres(_) => Err(self.not_on_postgres()),
+        }
     }
 
     pub(crate) fn err(&self, e: rusqlite::Error) -> StoreError {
-        map_err(&self.path, e)
+        map_err(&self.error_path(), e)
     }
 
-    /// Runs `f` on the catalog connection, mapping SQLite errors to clear ones.
+    /// Runs `f` on the catalog connection, mapping SQLite errors to clear
+    /// ones. SQLite only (on PostgreSQL: [`StoreError::NotOnPostgres`]).
+    #[track_caller]
     pub fn with_conn<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> StoreResult<R> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         f(&conn).map_err(|e| self.err(e))
     }
 
+    /// The schema version: SQLite's `user_version`, or PostgreSQL's own
+    /// (numbered separately, see [`pg::schema`]).
     pub fn schema_version(&self) -> StoreResult<i64> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { pg.schema_version().await }).map_err(StoreError::from);
+        }
         self.with_conn(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
     }
 
@@ -165,8 +292,8 @@ impl Store {
     }
 
     fn prepare(&self, target: i64) -> StoreResult<()> {
-        let path = self.path.clone();
-        let mut conn = self.conn();
+        let path = self.error_path();
+        let mut conn = self.conn()?;
         // Reads only, until we know the file is ours and not from the future.
         let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| map_err(&path, e))?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| map_err(&path, e))?;
@@ -189,7 +316,7 @@ impl Store {
     }
 
     fn migrate(&self, conn: &mut Connection, version: i64, target: i64) -> StoreResult<()> {
-        let path = self.path.clone();
+        let path = self.error_path();
         for v in version..target.min(schema::LATEST_VERSION) {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| map_err(&path, e))?;
             tx.execute_batch(schema::MIGRATIONS[v as usize]).map_err(|e| upgrade_err(&path, v, e))?;

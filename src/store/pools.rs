@@ -2,6 +2,7 @@
 //! and tokens per minute, monthly budget; schema v11) and the month's spend
 //! per account, which the router loads when a month starts.
 
+use super::pg::catalog as pgc;
 use super::{Store, StoreResult};
 use crate::domain::keypool::PoolSettings;
 use crate::domain::{AccountId, Micros};
@@ -12,6 +13,9 @@ use std::collections::HashMap;
 impl Store {
     /// Every account's pool settings that are set.
     pub fn pool_settings(&self) -> StoreResult<HashMap<AccountId, PoolSettings>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { pgc::pool_settings(&pg).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare("SELECT account_id, weight, rpm, tpm, monthly_budget_micros FROM account_pool_settings")?;
             let rows = st.query_map([], |r| {
@@ -31,6 +35,9 @@ impl Store {
 
     /// One account's pool settings (all `None` when never set).
     pub fn account_pool_settings(&self, account: AccountId) -> StoreResult<PoolSettings> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgc::account_pool_settings(&pg, account).await });
+        }
         Ok(self.pool_settings_of(account)?.unwrap_or_default())
     }
 
@@ -56,6 +63,10 @@ impl Store {
     /// account must exist; values out of range are refused by the schema.
     pub fn set_account_pool_settings(&self, account: AccountId, s: &PoolSettings) -> StoreResult<()> {
         self.account(account)?;
+        if let Some(pg) = self.postgres() {
+            let s = *s;
+            return pg.block(move |pg| async move { pgc::set_account_pool_settings(&pg, account, s).await });
+        }
         self.with_conn(|c| {
             if s.is_default() {
                 c.execute("DELETE FROM account_pool_settings WHERE account_id = ?1", [account.0])?;

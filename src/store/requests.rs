@@ -11,7 +11,7 @@
 //! `usage_events_failures_ts` (failed and cancelled requests only, so the
 //! ledger's write of a successful request does not touch it).
 
-use super::{Store, StoreResult, map_err};
+use super::{Store, StoreResult};
 use crate::domain::{Micros, RequestType, Route, SupplierId, UsageStatus};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, params_from_iter};
@@ -158,14 +158,14 @@ impl Store {
     /// interrupted without touching the store's main connection).
     pub fn request_log_connection(&self) -> StoreResult<Connection> {
         let c = self.open_connection()?;
-        c.execute_batch("PRAGMA query_only = ON").map_err(|e| map_err(self.path(), e))?;
+        c.execute_batch("PRAGMA query_only = ON").map_err(|e| self.err(e))?;
         Ok(c)
     }
 
     /// Runs one search on a connection of its own.
     pub fn search_requests(&self, f: &RequestFilter) -> StoreResult<Vec<RequestRow>> {
         let c = self.request_log_connection()?;
-        search_requests(&c, f).map_err(|e| map_err(self.path(), e))
+        search_requests(&c, f).map_err(|e| self.err(e))
     }
 }
 

@@ -7,6 +7,7 @@
 //! moves it out of `waiting` in one statement, so two processes never start
 //! the same one.
 
+use super::pg::migrations as pgm;
 use super::{Store, StoreError, StoreResult, parse_ts, ts};
 use crate::domain::SupplierId;
 use crate::domain::migration::{PhasePlan, RouteTarget};
@@ -101,6 +102,10 @@ impl Store {
         }
         let to_json = serde_json::to_string(&to).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let plan_json = serde_json::to_string(phases).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        if let Some(pg) = self.postgres() {
+            let id = pg.block(move |pg| async move { pgm::insert_schedule(&pg, supplier, to_json, plan_json, start_at, now).await })?;
+            return self.schedule(id);
+        }
         let id = self.with_conn(|c| {
             c.execute(
                 "INSERT INTO migration_schedules (supplier_id, to_route, plan, start_at, state, created_at, updated_at)
@@ -113,6 +118,13 @@ impl Store {
     }
 
     pub fn schedule(&self, id: i64) -> StoreResult<MigrationSchedule> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgm::schedules(&pg, Some(id), None, None).await })?.pop().ok_or(StoreError::NotFound {
+                what: "scheduled migration",
+                id: id.to_string(),
+                hint: "; list them with `switchboard migrate status`",
+            });
+        }
         self.with_conn(|c| c.query_row(&format!("SELECT {COLS} FROM migration_schedules WHERE id = ?1"), [id], row).optional())?.ok_or(
             StoreError::NotFound { what: "scheduled migration", id: id.to_string(), hint: "; list them with `switchboard migrate status`" },
         )
@@ -120,6 +132,9 @@ impl Store {
 
     /// Schedules, newest start first (of one supplier, or all).
     pub fn schedules(&self, supplier: Option<SupplierId>) -> StoreResult<Vec<MigrationSchedule>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgm::schedules(&pg, None, supplier, None).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {COLS} FROM migration_schedules WHERE (?1 IS NULL OR supplier_id = ?1) ORDER BY start_at DESC, id DESC LIMIT 500"
@@ -130,6 +145,9 @@ impl Store {
 
     /// Waiting schedules whose start time has come, oldest first.
     pub fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<MigrationSchedule>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgm::schedules(&pg, None, None, Some(now)).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {COLS} FROM migration_schedules WHERE state = 'waiting' AND start_at <= ?1 ORDER BY start_at, id"
@@ -141,6 +159,10 @@ impl Store {
     /// Moves a waiting schedule to `starting`; false when another process
     /// took it first or it was cancelled meanwhile.
     pub fn claim_schedule(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
+        if let Some(pg) = self.postgres() {
+            let sql = "UPDATE migration_schedules SET state = 'starting', updated_at = $2 WHERE id = $1 AND state = 'waiting'";
+            return pg.block(move |pg| async move { pgm::update_schedule(&pg, sql, id, now, None).await }).map(|n| n == 1);
+        }
         self.with_conn(|c| {
             c.execute(
                 "UPDATE migration_schedules SET state = 'starting', updated_at = ?2 WHERE id = ?1 AND state = 'waiting'",
@@ -159,6 +181,11 @@ impl Store {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            let sql = "UPDATE migration_schedules SET state = $3, migration_id = $4, reason = $5, updated_at = $2 WHERE id = $1";
+            let extra = (state.as_str().to_string(), migration_id, reason.map(str::to_string));
+            return pg.block(move |pg| async move { pgm::update_schedule(&pg, sql, id, now, Some(extra)).await }).map(drop);
+        }
         self.with_conn(|c| {
             c.execute(
                 "UPDATE migration_schedules SET state = ?2, migration_id = ?3, reason = ?4, updated_at = ?5 WHERE id = ?1",
@@ -170,6 +197,11 @@ impl Store {
 
     /// Cancels a waiting schedule; false when it is no longer waiting.
     pub fn cancel_schedule(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
+        if let Some(pg) = self.postgres() {
+            let sql = "UPDATE migration_schedules SET state = 'cancelled', reason = 'cancelled by the account manager', updated_at = $2
+                       WHERE id = $1 AND state = 'waiting'";
+            return pg.block(move |pg| async move { pgm::update_schedule(&pg, sql, id, now, None).await }).map(|n| n == 1);
+        }
         self.with_conn(|c| {
             c.execute(
                 "UPDATE migration_schedules SET state = 'cancelled', reason = 'cancelled by the account manager', updated_at = ?2
@@ -182,15 +214,26 @@ impl Store {
 
     /// Whether any request was ever recorded (one index probe, not a count).
     pub fn has_usage_events(&self) -> StoreResult<bool> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { pgm::has_usage_events(&pg).await });
+        }
         self.with_conn(|c| c.query_row("SELECT EXISTS (SELECT 1 FROM usage_events)", [], |r| r.get(0)))
     }
 
     /// A setting of this database (`None` when never set).
     pub fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        if let Some(pg) = self.postgres() {
+            let key = key.to_string();
+            return pg.block(move |pg| async move { pgm::setting(&pg, key).await });
+        }
         self.with_conn(|c| c.query_row("SELECT value FROM database_settings WHERE key = ?1", [key], |r| r.get(0)).optional())
     }
 
     pub fn set_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            let (key, value) = (key.to_string(), value.to_string());
+            return pg.block(move |pg| async move { pgm::set_setting(&pg, key, value).await });
+        }
         self.with_conn(|c| {
             c.execute(
                 "INSERT INTO database_settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -2,6 +2,7 @@
 //! never reused (the table is `AUTOINCREMENT` since schema v8), so a new
 //! supplier never inherits a removed one's usage, CSV rows or audit history.
 
+use super::pg::catalog as pgc;
 use super::{Store, StoreError, StoreResult, parse_ts, ts};
 use crate::domain::supplier::{normalize_weddings, validate_name};
 use crate::domain::{NewSupplier, Supplier, SupplierId};
@@ -60,8 +61,12 @@ fn duplicate_name(e: &rusqlite::Error) -> bool {
 
 impl Store {
     pub fn insert_supplier(&self, new: &NewSupplier, now: DateTime<Utc>) -> StoreResult<Supplier> {
+        if let Some(pg) = self.postgres() {
+            let new = new.clone();
+            return pg.block(move |pg| async move { pgc::insert_supplier(&pg, new, now).await });
+        }
         let new = new.clone().normalized().map_err(StoreError::Invalid)?;
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let res = tx.execute(
             "INSERT INTO suppliers (name, vendor_type, tier, ai_mode, allow_platform_failover, created_at, updated_at, time_zone)
@@ -108,7 +113,10 @@ impl Store {
     }
 
     pub fn find_supplier(&self, id: SupplierId) -> StoreResult<Option<Supplier>> {
-        let conn = self.conn();
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgc::find_supplier(&pg, id).await });
+        }
+        let conn = self.conn()?;
         let s = conn.query_row(&format!("{SELECT} WHERE id = ?1"), [id.0], row_to_supplier).optional().map_err(|e| self.err(e))?;
         match s {
             Some(mut s) => {
@@ -125,7 +133,11 @@ impl Store {
 
     /// Suppliers matching `filter`, ordered by name, each with its weddings.
     pub fn list_suppliers(&self, filter: &SupplierFilter) -> StoreResult<Vec<Supplier>> {
-        let conn = self.conn();
+        if let Some(pg) = self.postgres() {
+            let filter = filter.clone();
+            return pg.block(move |pg| async move { pgc::list_suppliers(&pg, filter).await });
+        }
+        let conn = self.conn()?;
         let mut sql = format!("{SELECT} WHERE 1=1");
         let mut args: Vec<String> = Vec::new();
         if let Some(s) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -165,9 +177,14 @@ impl Store {
     }
 
     pub fn update_supplier(&self, id: SupplierId, patch: &SupplierPatch, now: DateTime<Utc>) -> StoreResult<Supplier> {
+        if let Some(pg) = self.postgres() {
+            let patch = patch.clone();
+            pg.block(move |pg| async move { pgc::update_supplier(&pg, id, patch, now).await })?;
+            return self.supplier(id);
+        }
         let name = patch.name.as_deref().map(validate_name).transpose().map_err(StoreError::Invalid)?;
         {
-            let mut conn = self.conn();
+            let mut conn = self.conn()?;
             let tx = conn.transaction().map_err(|e| self.err(e))?;
             let exists: Option<i64> =
                 tx.query_row("SELECT id FROM suppliers WHERE id = ?1", [id.0], |r| r.get(0)).optional().map_err(|e| self.err(e))?;
@@ -223,11 +240,17 @@ impl Store {
     /// Deletes a supplier with its weddings, accounts and tokens. Its usage
     /// history stays in the ledger (money was spent; the record is kept).
     pub fn delete_supplier(&self, id: SupplierId) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pgc::delete_supplier(&pg, id).await });
+        }
         let n = self.with_conn(|c| c.execute("DELETE FROM suppliers WHERE id = ?1", [id.0]))?;
         if n == 0 { Err(not_found(id)) } else { Ok(()) }
     }
 
     pub fn count_suppliers(&self) -> StoreResult<i64> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { pgc::count_suppliers(&pg).await });
+        }
         self.with_conn(|c| c.query_row("SELECT count(*) FROM suppliers", [], |r| r.get(0)))
     }
 }

@@ -3,6 +3,7 @@
 //! it belongs to, and its created / last-used / revoked times. The token
 //! itself is never stored.
 
+use super::pg::accounts as pga;
 use super::{Store, StoreError, StoreResult, parse_ts, ts};
 use crate::domain::SupplierId;
 use chrono::{DateTime, Utc};
@@ -100,6 +101,11 @@ impl Store {
     /// Stores a new token's hash for `supplier` (never the token).
     pub fn insert_token(&self, supplier: SupplierId, hash: &TokenHash, hint: &str, now: DateTime<Utc>) -> StoreResult<GatewayToken> {
         self.supplier(supplier)?;
+        if let Some(pg) = self.postgres() {
+            let (hash, hint) = (*hash, hint.to_string());
+            let id = pg.block(move |pg| async move { pga::insert_token(&pg, supplier, hash, hint, now).await })?;
+            return self.token(id);
+        }
         let id = self.with_conn(|c| {
             c.execute(
                 "INSERT INTO gateway_tokens (supplier_id, token_hash, hint, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -111,11 +117,17 @@ impl Store {
     }
 
     pub fn token(&self, id: TokenId) -> StoreResult<GatewayToken> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pga::find_token(&pg, id).await })?.ok_or_else(|| not_found(id));
+        }
         self.with_conn(|c| c.query_row(&format!("{SELECT} WHERE id = ?1"), [id.0], row_to_token).optional())?.ok_or_else(|| not_found(id))
     }
 
     /// All tokens (or one supplier's), newest first.
     pub fn list_tokens(&self, supplier: Option<SupplierId>) -> StoreResult<Vec<GatewayToken>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pga::list_tokens(&pg, supplier).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(&format!("{SELECT} WHERE (?1 IS NULL OR supplier_id = ?1) ORDER BY id DESC"))?;
             let rows = st.query_map([supplier.map(|s| s.0)], row_to_token)?.collect::<Result<Vec<_>, _>>()?;
@@ -125,6 +137,10 @@ impl Store {
 
     /// Finds a token by its hash (an indexed, exact lookup).
     pub fn find_token_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<TokenRow>> {
+        if let Some(pg) = self.postgres() {
+            let hash = *hash;
+            return pg.block(move |pg| async move { pga::find_token_by_hash(&pg, hash).await });
+        }
         self.with_conn(|c| {
             c.query_row(&format!("{ROW_SELECT} WHERE token_hash = ?1"), [hash.to_hex()], token_row).optional().map(Option::flatten)
         })
@@ -133,6 +149,9 @@ impl Store {
     /// Every gateway token, revoked ones included (the router's catalog
     /// answers a revoked token with its own error), by id.
     pub fn token_rows(&self) -> StoreResult<Vec<TokenRow>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { pga::token_rows(&pg).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(&format!("{ROW_SELECT} ORDER BY id"))?;
             let rows = st.query_map([], token_row)?.collect::<Result<Vec<_>, _>>()?;
@@ -143,12 +162,22 @@ impl Store {
     /// Records that the token was used (the gateway may call this at most
     /// once in a while per token; it is one small UPDATE).
     pub fn touch_token_used(&self, id: TokenId, now: DateTime<Utc>) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { pga::touch_token_used(&pg, id, now).await });
+        }
         self.with_conn(|c| c.execute("UPDATE gateway_tokens SET last_used_at = ?2 WHERE id = ?1", params![id.0, ts(now)]))?;
         Ok(())
     }
 
     /// Revokes a token; revoking an already revoked token keeps its first time.
     pub fn revoke_token(&self, id: TokenId, now: DateTime<Utc>) -> StoreResult<GatewayToken> {
+        if let Some(pg) = self.postgres() {
+            let n = pg.block(move |pg| async move { pga::revoke_token(&pg, id, now).await })?;
+            if n == 0 {
+                return Err(not_found(id));
+            }
+            return self.token(id);
+        }
         let n = self.with_conn(|c| {
             c.execute("UPDATE gateway_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![id.0, ts(now)])
         })?;

@@ -91,7 +91,7 @@ impl SqliteLedger {
 
     /// [`SqliteLedger::open`] with the given durability.
     pub fn open_with(store: &Store, sync: LedgerSync) -> StoreResult<Self> {
-        let path = store.path().to_path_buf();
+        let path = store.sqlite_path().ok_or_else(|| store.not_on_postgres())?.to_path_buf();
         let conn = connect(&path)?;
         if sync == LedgerSync::Full {
             conn.pragma_update(None, "synchronous", "FULL").map_err(|e| map_err(&path, e))?;
@@ -115,7 +115,7 @@ pub struct WalCheckpointer {
 
 impl WalCheckpointer {
     pub fn open(store: &Store) -> StoreResult<Self> {
-        let path = store.path().to_path_buf();
+        let path = store.sqlite_path().ok_or_else(|| store.not_on_postgres())?.to_path_buf();
         let conn = connect(&path)?;
         Ok(Self { path, conn })
     }
@@ -400,7 +400,7 @@ impl Store {
     /// Appends events and brings the rollups up to date with them (and with
     /// any event the ledger writer has not folded yet) in one transaction.
     pub fn append_usage(&self, events: &[UsageEvent]) -> StoreResult<usize> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let n = append_in(&tx, events).map_err(|e| self.err(e))?;
         fold_rollups(&tx).map_err(|e| self.err(e))?;
@@ -411,7 +411,7 @@ impl Store {
     /// Bulk insert without touching rollups (for generated history); call
     /// [`Store::rebuild_daily_rollups`] afterwards.
     pub fn append_usage_bulk(&self, events: &[UsageEvent]) -> StoreResult<usize> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let n = append_in(&tx, events).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
@@ -422,7 +422,7 @@ impl Store {
     /// rollups (for generated history); returns how many were new. Call
     /// [`Store::rebuild_daily_rollups`] afterwards.
     pub fn append_usage_stream(&self, events: impl IntoIterator<Item = UsageEvent>) -> StoreResult<usize> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let mut n = 0;
         let mut buf = Vec::with_capacity(4096);
@@ -462,13 +462,13 @@ impl Store {
     }
 
     pub fn quota_tokens_used(&self, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<u64> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         quota_tokens(&conn, supplier, from, to).map_err(|e| self.err(e))
     }
 
     /// Journal instance `journal`'s fold watermark (see [`UsageLedger::fold_batch`]).
     pub fn journal_watermark(&self, journal: u32) -> StoreResult<Option<JournalPos>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         journal_watermark(&conn, journal).map_err(|e| self.err(e))
     }
 

@@ -525,7 +525,7 @@ fn a_suppliers_token_never_resolves_to_another_supplier() {
     assert!(listed.iter().all(|t| t.supplier_id == issued[1].0 && t.hint.starts_with("sbk_…") && t.hint.chars().count() == 9));
     assert!(store.token(issued[1].1.record.id).unwrap().last_used_at.is_some());
     // The database holds hashes, never token values.
-    let path = store.path().to_path_buf();
+    let path = store.sqlite_path().unwrap().to_path_buf();
     drop(store);
     let bytes = [std::fs::read(&path).unwrap(), std::fs::read(path.with_extension("db-wal")).unwrap_or_default()].concat();
     let text = String::from_utf8_lossy(&bytes);

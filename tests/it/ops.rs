@@ -155,9 +155,9 @@ fn a_second_runtime_on_the_same_database_is_refused_and_named_until_the_first_st
     assert!(matches!(held, RoutingLockError::Held { holder: Some(h), .. } if h.pid == std::process::id() && h.program == "the console"));
     let msg = err.to_string();
     assert!(msg.contains(&format!("process {} on host", std::process::id())) && msg.contains("Only one runtime"), "{msg}");
-    assert_eq!(RoutingLock::holder(store.path()).unwrap().map(|h| h.program), Some("the console".to_string()));
+    assert_eq!(RoutingLock::holder(store.sqlite_path().unwrap()).unwrap().map(|h| h.program), Some("the console".to_string()));
     rt.block_on(first.shutdown());
-    assert_eq!(RoutingLock::holder(store.path()).unwrap(), None);
+    assert_eq!(RoutingLock::holder(store.sqlite_path().unwrap()).unwrap(), None);
     let second = rt.block_on(Runtime::start(store.clone(), Vault::demo_in_memory(), clock.clone(), opts("switchboard serve"))).unwrap();
     assert!(second.routing_lock().left_behind().is_none(), "a clean stop leaves nothing behind");
     rt.block_on(second.shutdown());

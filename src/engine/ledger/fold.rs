@@ -49,7 +49,10 @@ impl FoldReport {
 /// holds; returns what it folded. Every command that opens the database calls
 /// it, so that a journal left by a killed process never waits on nobody.
 pub fn fold_leftovers(store: &Store) -> Result<FoldReport, StoreError> {
-    let root = journal::root_of(store.path());
+    // On PostgreSQL the journals live where `serve` keeps them (not next to
+    // a file); commands that only read or edit the catalog have none to fold.
+    let Some(path) = store.sqlite_path() else { return Ok(FoldReport::default()) };
+    let root = journal::root_of(path);
     let io = |e: std::io::Error| StoreError::Io { path: root.clone(), source: e };
     if journal::instances(&root).map_err(io)?.is_empty() {
         return Ok(FoldReport::default());
@@ -118,7 +121,7 @@ fn note_scan(inst: &Instance, scan: &journal::Scan) {
 /// export or report started right after a burst includes every answered
 /// request. Returns whether they all did.
 pub fn wait_for_live_folds(store: &Store, timeout: Duration) -> Result<bool, StoreError> {
-    let root = journal::root_of(store.path());
+    let root = journal::root_of(store.sqlite_path_for("waiting for the usage journals to fold")?);
     let io = |e: std::io::Error| StoreError::Io { path: root.clone(), source: e };
     let deadline = Instant::now() + timeout;
     for id in journal::instances(&root).map_err(io)? {

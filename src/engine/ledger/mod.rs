@@ -165,7 +165,7 @@ impl Ledger {
     /// opens a fresh segment and starts the fold thread.
     pub fn start_opts(store: &Store, opts: LedgerOptions) -> Result<Ledger, StoreError> {
         let backend = SqliteLedger::open_with(store, opts.sync)?;
-        Self::start_with(Box::new(backend), &journal::root_of(store.path()), opts)
+        Self::start_with(Box::new(backend), &journal::root_of(store.sqlite_path_for("the usage ledger")?), opts)
     }
 
     /// [`Ledger::start_opts`] over any fold backend and journal folder.

@@ -96,7 +96,7 @@ fn env() -> Env {
 fn flaky(e: &Env, opts: LedgerOptions) -> (Ledger, Arc<AtomicU8>) {
     let mode = Arc::new(AtomicU8::new(WRITES));
     let backend = Flaky { inner: SqliteLedger::open(&e.store).unwrap(), mode: mode.clone() };
-    (Ledger::start_with(Box::new(backend), &journal::root_of(e.store.path()), opts).unwrap(), mode)
+    (Ledger::start_with(Box::new(backend), &journal::root_of(e.store.sqlite_path().unwrap()), opts).unwrap(), mode)
 }
 
 fn rolled(store: &Store) -> i64 {
@@ -105,7 +105,7 @@ fn rolled(store: &Store) -> i64 {
 
 /// Waits until no process (thread of this one) holds journal instance `id`.
 fn wait_released(store: &Store, id: u32) {
-    let root = journal::root_of(store.path());
+    let root = journal::root_of(store.sqlite_path().unwrap());
     for _ in 0..500 {
         if !journal::Instance::is_held(&root, id).unwrap() {
             return;
@@ -179,7 +179,7 @@ async fn a_restart_folds_what_the_journal_kept_while_the_database_could_not_writ
     assert_eq!(e.store.count_usage_events().unwrap(), 3);
     assert_eq!(rolled(&e.store), 3);
     assert_eq!(fold_leftovers(&e.store).unwrap().records, 0, "nothing is folded twice");
-    assert!(journal::segments(&journal::root_of(e.store.path()).join(id.to_string())).unwrap().is_empty());
+    assert!(journal::segments(&journal::root_of(e.store.sqlite_path().unwrap()).join(id.to_string())).unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -373,7 +373,7 @@ fn sqlite_err(path: &Path, e: rusqlite::Error) -> CopyError {
 /// PostgreSQL database `to`, in one PostgreSQL transaction, verified before it
 /// commits.
 pub async fn sqlite_to_pg(from: &Store, to: &PgStore) -> Result<CopyReport, CopyError> {
-    let path = from.path().to_path_buf();
+    let path = from.sqlite_path_for("store copy from a SQLite file")?.to_path_buf();
     let mut client = to.client().await?;
     let tx = client.transaction().await.map_err(|e| to.db_err(&e))?;
     refuse_non_empty_pg(&tx, to).await?;

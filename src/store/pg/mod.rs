@@ -4,8 +4,10 @@
 //! it), the versioned PostgreSQL schema ([`schema`]), and `store copy`
 //! between a SQLite file and a PostgreSQL database ([`copy`]).
 //!
-//! Only this much is built: nothing else in Switchboard reads or writes
-//! PostgreSQL yet (the gateway, console and engine still run on SQLite).
+//! It is also the PostgreSQL backend of the `Store` facade: `catalog`,
+//! `accounts`, `audit`, `health` and `migrations` hold the PostgreSQL halves
+//! of the store's methods (see ARCHITECTURE.md, "One `Store`, two backends").
+//! The usage ledger, the response cache and idempotency keys are not here yet.
 //!
 //! All PostgreSQL I/O runs on one runtime of its own (`pg-io` threads, see
 //! [`on_pg`] and [`block_on_pg`]): its connections outlive whichever runtime
@@ -19,10 +21,15 @@
 //! message before anything is written. Passwords never appear in a message:
 //! every URL shown goes through [`mask_url`].
 
+pub mod accounts;
+pub mod audit;
+pub mod catalog;
 pub mod copy;
 pub mod fleet;
 pub mod leases;
 pub mod ledger;
+pub mod health;
+pub mod migrations;
 pub mod schema;
 pub mod sealed;
 

@@ -142,11 +142,17 @@ CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
 "#,
-    // fleet coordination: instances, leader leases (issue 25, part B)
+    // v2: the catalog version with its NOTIFY triggers, and the instance tag.
+    super::catalog::CATALOG_MIGRATION,
+    // v3: health history, alerts and incidents.
+    super::health::HEALTH_MIGRATION,
+    // v4: migrations, parallel tests, recommendations, mirrors, schedules.
+    super::migrations::MIGRATIONS_MIGRATION,
+    // v5: fleet coordination: instances, leader leases (issue 25, part B)
     super::fleet::SCHEMA,
-    // Sealed provider keys and the fleet's public keys (issue 25, store::pg::sealed).
+    // v6: sealed provider keys and the fleet's public keys (issue 25, store::pg::sealed).
     super::sealed::SEALED_KEYS_MIGRATION,
-    // Usage rollups, journal watermarks and quota leases (issue 25, part C).
+    // v7: usage rollups, journal watermarks and quota leases (issue 25, part C).
     super::ledger::LEDGER_SCHEMA,
 ];
 

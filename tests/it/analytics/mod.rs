@@ -66,7 +66,7 @@ fn every_breakdown_adds_up_to_the_ledger_total() {
     let dir = tempfile::tempdir().unwrap();
     let store = demo(dir.path(), &DemoConfig::new(40, 120, 11, day("2025-06-30")));
     let s = session(&store);
-    let c = Connection::open(store.path()).unwrap();
+    let c = Connection::open(store.sqlite_path().unwrap()).unwrap();
     let (from, to) = (day("2025-03-10"), day("2025-06-20"));
     let (requests, tokens, cost) = raw_totals(&c, &format!("ts >= {} AND ts < {}", ms(from), ms(to + Duration::days(1))));
     assert!(requests > 10_000, "enough demo data: {requests}");
@@ -423,7 +423,7 @@ fn csv_export_equals_the_database_and_is_safe() {
     assert_eq!(progress.last().unwrap().events_in_range, summary.rows, "the rollup count matches the events");
 
     // Re-read with the csv crate and compare with the rows in the database.
-    let c = Connection::open(store.path()).unwrap();
+    let c = Connection::open(store.sqlite_path().unwrap()).unwrap();
     let mut st = c
         .prepare(
             "SELECT e.request_id, e.ts, s.name, s.vendor_type, e.provider, e.model, e.request_type, e.route, e.input_tokens, e.cached_tokens,
@@ -568,7 +568,7 @@ fn csv_export_equals_the_database_and_is_safe() {
     // The same through the binary.
     let bin = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        c.env_remove("SWITCHBOARD_DB").arg("--db").arg(store.path());
+        c.env_remove("SWITCHBOARD_DB").arg("--db").arg(store.sqlite_path().unwrap());
         c
     };
     let o = bin().args(["export", "usage", "--from", "2025-06-10", "--to", "2025-06-20", "--out"]).arg(&out).output().unwrap();

@@ -391,7 +391,7 @@ fn button<'a>(h: &'a Harness<'static, ConsoleApp>, label: &'a str) -> egui_kitte
 
 fn db_bytes_contain(store: &Store, needle: &str) -> bool {
     let mut found = false;
-    let dir = store.path().parent().unwrap().to_path_buf();
+    let dir = store.sqlite_path().unwrap().parent().unwrap().to_path_buf();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let bytes = std::fs::read(e.path()).unwrap_or_default();
         found |= bytes.windows(needle.len()).any(|w| w == needle.as_bytes());

@@ -60,7 +60,7 @@ fn shot_scheduled_migration() {
     check_plan(&mut h, studio, |h| shows(h, "Studio OpenAI (account"));
     button(&h, "Schedule for Mon 15 Jun 2026 00:00 CEST (Europe/Berlin)").click();
     // A runtime routes the database: the start is shown as scheduled, naming who starts it.
-    let lock = switchboard::store::RoutingLock::acquire(f.store.path(), "switchboard serve", now).unwrap();
+    let lock = switchboard::store::RoutingLock::acquire(f.store.sqlite_path().unwrap(), "switchboard serve", now).unwrap();
     wait_until(&mut h, "the scheduled start", |h| {
         shows(h, "Scheduled starts (1 waiting)") && shows(h, "Started on time by the runtime that routes this database: process")
     });

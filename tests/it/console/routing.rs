@@ -146,7 +146,7 @@ fn from_an_empty_database_the_checklist_leads_to_a_first_request_through_the_con
     assert_eq!(routing.url().as_deref(), Some(url.as_str()));
     wait_until(&mut h, "the gateway step", |h| shows(h, "Getting started · 4 of 5 done"));
     assert!(shows(&h, &format!("Routing: process {} on host {}", std::process::id(), host_name())));
-    let holder = RoutingLock::holder(f.store.path()).unwrap().expect("the console holds the routing lock");
+    let holder = RoutingLock::holder(f.store.sqlite_path().unwrap()).unwrap().expect("the console holds the routing lock");
     assert_eq!((holder.pid, holder.program.as_str()), (std::process::id(), "the Switchboard console"));
     assert_eq!(h.state().view_settings().routing, switchboard::ui::views::routing::Persisted { on: true, port });
 
@@ -175,7 +175,7 @@ fn from_an_empty_database_the_checklist_leads_to_a_first_request_through_the_con
     button(&h, "Stop routing and quit").click();
     wait_until(&mut h, "the window to close", |h| h.state().close_choice() == Some(CloseChoice::StopAndQuit));
     assert_eq!(routing.state(), RoutingState::Off);
-    assert_eq!(RoutingLock::holder(f.store.path()).unwrap(), None, "the routing lock is released");
+    assert_eq!(RoutingLock::holder(f.store.sqlite_path().unwrap()).unwrap(), None, "the routing lock is released");
     let today = Utc::now().date_naive();
     let totals = f.store.usage_totals(today, today + chrono::Duration::days(1)).unwrap();
     assert_eq!(totals.requests, 2, "both requests are in the database once routing stopped");
@@ -186,14 +186,14 @@ fn from_an_empty_database_the_checklist_leads_to_a_first_request_through_the_con
 fn the_switch_is_refused_while_serve_routes_the_database_and_a_killed_holder_is_detected() {
     let f = fixture();
     let serve_port = free_port();
-    let mut serve = crate::support::sb(f.store.path())
+    let mut serve = crate::support::sb(f.store.sqlite_path().unwrap())
         .args(["serve", "--listen", &format!("127.0.0.1:{serve_port}")])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while RoutingLock::holder(f.store.path()).unwrap().is_none_or(|h| h.pid != serve.id()) {
+    while RoutingLock::holder(f.store.sqlite_path().unwrap()).unwrap().is_none_or(|h| h.pid != serve.id()) {
         assert!(Instant::now() < deadline, "serve did not take the routing lock");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -224,7 +224,7 @@ fn the_switch_is_refused_while_serve_routes_the_database_and_a_killed_holder_is_
     switch(&h).click();
     h.step();
     wait_until(&mut h, "stopped", |h| shows(h, "Stopped: this console does not route"));
-    assert_eq!(RoutingLock::holder(f.store.path()).unwrap(), None);
+    assert_eq!(RoutingLock::holder(f.store.sqlite_path().unwrap()).unwrap(), None);
     assert!(!h.state().view_settings().routing.on);
     // Not routing: the window closes without asking.
     request_close(&mut h);
@@ -244,7 +244,10 @@ fn serve_and_a_second_console_refuse_while_it_routes_the_switch_is_remembered_an
 
     // While it routes, `serve` and a second console refuse, naming this one.
     let me = format!("process {} on host {} (the Switchboard console", std::process::id(), host_name());
-    let out = crate::support::sb(f.store.path()).args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())]).output().unwrap();
+    let out = crate::support::sb(f.store.sqlite_path().unwrap())
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("another Switchboard runtime is routing") && err.contains(&me), "{err}");
     let (mut other, other_routing) = routing_harness(&f, None, "test");
@@ -271,7 +274,7 @@ fn serve_and_a_second_console_refuse_while_it_routes_the_switch_is_remembered_an
     drop(h);
     // What `run_console` does on the stop signal.
     f._rt.block_on(routing.stop());
-    assert_eq!(RoutingLock::holder(f.store.path()).unwrap(), None);
+    assert_eq!(RoutingLock::holder(f.store.sqlite_path().unwrap()).unwrap(), None);
 
     // The same database opens routing again, on the remembered port.
     let (mut h, routing) = routing_harness(&f, Some(&storage), "test");
@@ -300,7 +303,7 @@ fn a_taken_port_fails_clearly_and_leaves_the_database_free_to_route() {
     wait_until(&mut h, "the failure", |h| shows(h, &format!("the gateway could not start on 127.0.0.1:{port}")));
     assert!(shows(&h, "type another port and switch routing on again"));
     assert!(matches!(routing.state(), RoutingState::Failed { .. }));
-    assert_eq!(RoutingLock::holder(f.store.path()).unwrap(), None, "the runtime stopped and released the lock");
+    assert_eq!(RoutingLock::holder(f.store.sqlite_path().unwrap()).unwrap(), None, "the runtime stopped and released the lock");
     // Typing a port that is typed wrong is refused in place.
     set_port(&mut h, 0);
     switch(&h).click();

@@ -42,7 +42,7 @@ fn schedules_the_suggested_start_and_shows_it_waiting_scheduled_then_started() {
     assert!(shows(&h, "no runtime routes this database, so nothing will start it"));
 
     // A runtime takes the routing lock: the start is shown as scheduled, naming who will start it.
-    let lock = RoutingLock::acquire(f.store.path(), "the console", now).unwrap();
+    let lock = RoutingLock::acquire(f.store.sqlite_path().unwrap(), "the console", now).unwrap();
     wait_until(&mut h, "the runtime named", |h| shows(h, "Started on time by the runtime that routes this database: process"));
     assert!(h.query_all_by_label("scheduled").next().is_some());
 
@@ -83,7 +83,7 @@ fn an_empty_database_shows_the_getting_started_checklist_ticking_as_the_database
     wait_until(&mut h, "three steps done", |h| shows(h, "Getting started · 3 of 5 done"));
     assert!(shows(&h, "2. Add suppliers (1)") && shows(&h, "3. Issue gateway tokens (1)"));
 
-    let lock = RoutingLock::acquire(f.store.path(), "switchboard serve", Utc::now()).unwrap();
+    let lock = RoutingLock::acquire(f.store.sqlite_path().unwrap(), "switchboard serve", Utc::now()).unwrap();
     wait_until(&mut h, "the gateway step", |h| shows(h, "Getting started · 4 of 5 done"));
     assert!(shows(&h, &format!("Routing: process {} on host", std::process::id())));
     f.store.append_usage(&[usage_event("first", Utc::now().date_naive(), studio, 100)]).unwrap();

@@ -2,6 +2,8 @@
 //! keyring, fixed dates, accounts on the provider simulator and fast-retrying
 //! provider clients. Each test module keeps only what is its own.
 
+pub mod pg;
+
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use std::path::Path;
 use std::process::Command;
@@ -12,7 +14,7 @@ use switchboard::store::{NewAccount, Store};
 /// The `switchboard` binary, with no database chosen from the environment.
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    c.env_remove("SWITCHBOARD_DB");
+    c.env_remove("SWITCHBOARD_DB").env_remove("SWITCHBOARD_DATABASE");
     c
 }
 
