@@ -107,8 +107,19 @@ fn run_blocking(cmd: FleetCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The top-level `--database` / `--db postgres://…`, used when the
+/// subcommand names none.
+static TOP_LEVEL_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Remembers the top-level database URL for the fleet commands.
+pub fn set_default_url(url: Option<String>) {
+    if let Some(u) = url.filter(|u| pg::is_postgres_url(u)) {
+        let _ = TOP_LEVEL_URL.set(u);
+    }
+}
+
 fn open(db: DatabaseArg) -> anyhow::Result<PgStore> {
-    let Some(url) = db.database.filter(|s| !s.trim().is_empty()) else {
+    let Some(url) = db.database.filter(|s| !s.trim().is_empty()).or_else(|| TOP_LEVEL_URL.get().cloned()) else {
         bail!("name the fleet's database: --database postgres://USER@HOST:PORT/DB, or set SWITCHBOARD_DATABASE");
     };
     if !pg::is_postgres_url(&url) {

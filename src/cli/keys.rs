@@ -128,7 +128,12 @@ pub(crate) fn read_secret(prompt: &str) -> anyhow::Result<Secret> {
 
 fn service(store: Arc<Store>) -> anyhow::Result<KeyService> {
     let providers = Providers::new(ProvidersConfig::default()).map_err(|e| anyhow::anyhow!("cannot start the HTTP client: {e}"))?;
-    Ok(KeyService::new(store, Vault::os(), Arc::new(providers), Arc::new(SystemClock)))
+    // On PostgreSQL keys are sealed to the fleet's public key (`switchboard fleet init`).
+    let vault = match store.postgres() {
+        Some(pg) => crate::engine::sealed_keys::server_vault(pg.clone(), Arc::new(SystemClock)),
+        None => Vault::os(),
+    };
+    Ok(KeyService::new(store, vault, Arc::new(providers), Arc::new(SystemClock)))
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

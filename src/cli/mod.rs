@@ -170,7 +170,10 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
         Some(Command::Cache(cmd)) => cache::run(&open_store_for_usage(cli.db)?, cmd),
         Some(Command::Report(args)) => report::run(open_store_for_usage(cli.db)?, args),
         Some(Command::Store(cmd)) => store::run(cmd),
-        Some(Command::Fleet(cmd)) => fleet::run(cmd),
+        Some(Command::Fleet(cmd)) => {
+            fleet::set_default_url(cli.db.as_deref().and_then(|p| p.to_str()).map(str::to_string));
+            fleet::run(cmd)
+        }
         None => demo::run_console(demo::ConsoleArgs {
             db: cli.db,
             demo: cli.demo,
@@ -200,7 +203,7 @@ fn refuse_on_postgres(command: &Option<Command>, url: &str) -> anyhow::Result<()
         Some(_) => return Ok(()),
     };
     anyhow::bail!(
-        "{name} does not run on PostgreSQL yet ({}). So far `supplier`, `key list`, `token`, `alerts`, `recommendations` and `serve`'s store work there; use a SQLite file (--db FILE.db) for the rest, or move an installation with `switchboard store copy`.",
+        "{name} does not run on PostgreSQL yet ({}). So far `serve` (the fleet runtime), `supplier`, `key` (sealed to the fleet key), `token`, `alerts`, `recommendations` and `fleet` work there; use a SQLite file (--db FILE.db) for the rest, or move an installation with `switchboard store copy`.",
         crate::store::pg::mask_url(url)
     )
 }

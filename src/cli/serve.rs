@@ -60,10 +60,41 @@ pub struct ServeArgs {
     /// Answer bytes the response cache keeps in the database, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     cache_disk_mb: u64,
+    /// PostgreSQL (fleet) mode: this host's folder for the usage journal and
+    /// the instance's own file (idempotency records, response cache).
+    /// Default: $XDG_STATE_HOME/switchboard/fleet.
+    #[arg(long, value_name = "DIR")]
+    fleet_dir: Option<std::path::PathBuf>,
+    /// Seconds between two health probes of an account (across the fleet on PostgreSQL).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    probe_every: u64,
+    /// PostgreSQL mode: milliseconds a leader lease lasts unless renewed (it
+    /// is renewed every third of it). A killed leader is replaced within
+    /// this plus a third; keep it under the probe interval.
+    #[arg(long, value_name = "MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    leader_ttl_ms: u64,
+    /// PostgreSQL mode: milliseconds between two heartbeats of this instance
+    /// (it is shown as gone after six missed ones).
+    #[arg(long, value_name = "MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    heartbeat_ms: u64,
 }
 
 impl ServeArgs {
     /// The gateway settings these flags ask for.
+    /// The fleet settings these flags ask for (used on PostgreSQL).
+    fn fleet_options(&self) -> crate::engine::runtime::FleetOptions {
+        let ttl = Duration::from_millis(self.leader_ttl_ms);
+        let beat = Duration::from_millis(self.heartbeat_ms);
+        let settings = crate::engine::fleet::FleetSettings {
+            leader_ttl: ttl,
+            leader_check_every: ttl / 3,
+            heartbeat_every: beat,
+            gone_after: beat * 6,
+            ..crate::engine::fleet::FleetSettings::default()
+        };
+        crate::engine::runtime::FleetOptions { settings, local_dir: self.fleet_dir.clone(), ..Default::default() }
+    }
+
     fn gateway_config(&self) -> anyhow::Result<GatewayConfig> {
         Ok(GatewayConfig {
             header_read_timeout: Duration::from_secs(self.header_read_timeout),
@@ -92,11 +123,28 @@ pub fn run_serve(db: Option<std::path::PathBuf>, args: ServeArgs) -> anyhow::Res
             LedgerDurability::Process => LedgerSync::Normal,
             LedgerDurability::Power => LedgerSync::Full,
         };
-        let mut opts = RuntimeOptions { ledger_sync, ..RuntimeOptions::default() };
+        let mut opts = RuntimeOptions { ledger_sync, fleet: args.fleet_options(), ..RuntimeOptions::default() };
+        opts.health.probe_interval_secs = i64::try_from(args.probe_every).unwrap_or(30);
         opts.router.cache.memory_bytes = usize::try_from(args.cache_memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         opts.router.cache.persistent_bytes = args.cache_disk_mb.saturating_mul(1024 * 1024);
-        let runtime = Runtime::start(store.clone(), Vault::os(), Arc::new(SystemClock), opts).await?;
-        if let Some(h) = runtime.routing_lock().left_behind() {
+        let clock: Arc<dyn crate::domain::Clock> = Arc::new(SystemClock);
+        let vault = match store.postgres() {
+            Some(pg) => crate::engine::sealed_keys::server_vault(pg.clone(), clock.clone()),
+            None => Vault::os(),
+        };
+        let runtime = Runtime::start(store.clone(), vault, clock, opts).await?;
+        if let Some(node) = runtime.fleet() {
+            println!(
+                "Fleet instance {} on {}; leads: {}.",
+                node.id(),
+                store.location(),
+                match node.elector().roles() {
+                    r if r.is_empty() => "nothing yet".to_string(),
+                    r => r.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "),
+                }
+            );
+        }
+        if let Some(h) = runtime.routing_lock().and_then(|l| l.left_behind()) {
             println!(
                 "The previous runtime on this database, {h}, ended without stopping (killed or crashed); its routing lock went with it."
             );

@@ -186,8 +186,11 @@ impl Service {
                 }
             };
             let url = gateway.base_url();
-            let lock = runtime.routing_lock();
-            let (holder, left_behind) = (lock.holder_info().to_string(), lock.left_behind().map(|h| h.to_string()));
+            // The console routes only a database file (PostgreSQL has no routing lock: it is refused before).
+            let (holder, left_behind) = match runtime.routing_lock() {
+                Some(lock) => (lock.holder_info().to_string(), lock.left_behind().map(|h| h.to_string())),
+                None => (String::new(), None),
+            };
             tracing::info!(%url, db = %svc.store.location(), "the console routes");
             svc.install_live(
                 LiveServices {

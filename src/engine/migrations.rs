@@ -48,6 +48,9 @@ pub struct MigrationService {
     alerts: Mutex<Option<Arc<crate::engine::alerts::AlertService>>>,
     /// A service of a process that does not route: it never starts scheduled migrations.
     offline: bool,
+    /// Fleet mode: true while this instance leads the `migrations` duty.
+    /// The others only adopt what the leader stored (the traffic splits).
+    leader: Mutex<Option<crate::engine::health::DutyGate>>,
 }
 
 impl MigrationService {
@@ -61,6 +64,7 @@ impl MigrationService {
             actor: crate::store::audit_actor(),
             alerts: Mutex::new(None),
             offline: false,
+            leader: Mutex::new(None),
         });
         for m in svc.store.active_migrations()? {
             svc.apply_split(&m);
@@ -368,6 +372,12 @@ impl MigrationService {
 
     /// Evaluates every running migration and acts on the result; persists figures.
     pub fn tick(&self) -> Result<Vec<(i64, Step)>, MigrationError> {
+        let leads = self.leader.lock().as_ref().is_none_or(|g| g());
+        if !leads {
+            // Another instance drives migrations: follow its stored state.
+            self.sync_from_store()?;
+            return Ok(Vec::new());
+        }
         // Scheduled starts that are due begin first (the 48 h guard is checked again now).
         if !self.offline {
             crate::engine::migration_schedule::start_due(self)?;
@@ -462,6 +472,13 @@ impl MigrationService {
                 tracing::warn!(error = %e, "recommendation not stored");
             }
         }
+    }
+
+    /// Fleet mode: this service drives migrations only while `gate` says
+    /// this instance leads the `migrations` duty; a new leader continues each
+    /// migration from its stored state.
+    pub fn set_leader_gate(&self, gate: crate::engine::health::DutyGate) {
+        *self.leader.lock() = Some(gate);
     }
 
     /// Runs the service: takes in router outcomes every 100 ms (in batches: a

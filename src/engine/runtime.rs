@@ -30,6 +30,29 @@ pub struct RuntimeOptions {
     pub ledger_sync: LedgerSync,
     /// What routes, as written in the routing lock (`switchboard serve`, `the console`).
     pub program: String,
+    /// Fleet mode (a PostgreSQL store): coordination, the local journal, leases.
+    pub fleet: FleetOptions,
+}
+
+/// How an instance runs as one of a fleet on PostgreSQL.
+#[derive(Debug, Clone, Default)]
+pub struct FleetOptions {
+    pub settings: crate::engine::fleet::FleetSettings,
+    pub leases: crate::engine::quota_lease::LeaseSettings,
+    /// This host's folder for the usage journal and the instance's own
+    /// SQLite file (idempotency records, the response cache). None: the
+    /// user's state folder (`$XDG_STATE_HOME/switchboard/fleet`).
+    pub local_dir: Option<std::path::PathBuf>,
+}
+
+/// The default local folder of a fleet instance.
+pub fn default_fleet_dir() -> std::path::PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    state.join("switchboard").join("fleet")
 }
 
 impl Default for RuntimeOptions {
@@ -42,6 +65,7 @@ impl Default for RuntimeOptions {
             health: MonitorConfig::default(),
             ledger_sync: LedgerSync::Normal,
             program: "switchboard serve".into(),
+            fleet: FleetOptions::default(),
         }
     }
 }
@@ -56,8 +80,14 @@ pub struct Runtime {
     /// Running migrations (resumed from the store at start).
     pub migrations: Arc<MigrationService>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Only one runtime routes a database; released when the runtime is dropped.
-    lock: RoutingLock,
+    /// SQLite: only one runtime routes a database; released when the runtime
+    /// is dropped. PostgreSQL: none (the instances of a fleet share it).
+    lock: Option<RoutingLock>,
+    /// PostgreSQL: this instance's membership of the fleet.
+    fleet: Option<crate::engine::fleet::node::FleetNode>,
+    /// PostgreSQL: stops the quota lease task (which then returns the unused part).
+    lease_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    lease_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Runtime {
@@ -66,6 +96,9 @@ impl Runtime {
     /// Refused with [`crate::store::RoutingLockError::Held`], naming the other
     /// process and host, while another runtime routes the same database.
     pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts: RuntimeOptions) -> anyhow::Result<Runtime> {
+        if store.is_postgres() {
+            return crate::engine::fleet::serve::start(store, vault, clock, opts).await;
+        }
         let lock = {
             let (path, program, now) = (store.sqlite_path_for("the routing runtime")?.to_path_buf(), opts.program.clone(), clock.now());
             tokio::task::spawn_blocking(move || RoutingLock::acquire(&path, &program, now)).await??
@@ -115,13 +148,58 @@ impl Runtime {
         };
         migrations.set_alerts(health.alerts().clone());
         tasks.push(migrations.spawn(&tokio::runtime::Handle::current()));
-        Ok(Runtime { store, router, keys, providers, health, migrations, tasks, lock })
+        Ok(Runtime {
+            store,
+            router,
+            keys,
+            providers,
+            health,
+            migrations,
+            tasks,
+            lock: Some(lock),
+            fleet: None,
+            lease_stop: None,
+            lease_task: None,
+        })
     }
 
     /// The routing lock this runtime holds (who it says it is, and the holder
-    /// it found left behind by a killed process, if any).
-    pub fn routing_lock(&self) -> &RoutingLock {
-        &self.lock
+    /// it found left behind by a killed process, if any); None on PostgreSQL.
+    pub fn routing_lock(&self) -> Option<&RoutingLock> {
+        self.lock.as_ref()
+    }
+
+    /// This instance in the fleet (PostgreSQL only).
+    pub fn fleet(&self) -> Option<&crate::engine::fleet::node::FleetNode> {
+        self.fleet.as_ref()
+    }
+
+    /// Assembles a fleet instance's runtime (see `engine::fleet::serve`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fleet_parts(
+        store: Arc<Store>,
+        router: Arc<Router>,
+        keys: Arc<KeyService>,
+        providers: Providers,
+        health: Arc<HealthMonitor>,
+        migrations: Arc<MigrationService>,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+        fleet: crate::engine::fleet::node::FleetNode,
+        lease: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>),
+    ) -> Runtime {
+        Runtime {
+            store,
+            router,
+            keys,
+            providers,
+            health,
+            migrations,
+            tasks,
+            lock: None,
+            fleet: Some(fleet),
+            lease_stop: Some(lease.0),
+            lease_task: Some(lease.1),
+        }
     }
 
     /// Stops background tasks and waits until every usage event is committed.
@@ -129,7 +207,15 @@ impl Runtime {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        // Fleet: the unused part of the quota leases goes back first.
+        if let (Some(stop), Some(task)) = (self.lease_stop.take(), self.lease_task.take()) {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
         self.router.ledger().flush().await;
+        if let Some(node) = self.fleet.take() {
+            crate::engine::fleet::serve::leave(&self.store, node, self.router.clock().now()).await;
+        }
         // The keychain client blocks when it is dropped: never drop it on an async worker.
         let keys = self.keys.clone();
         drop(self);

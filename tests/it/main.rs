@@ -21,6 +21,7 @@ mod anthropic;
 mod cache;
 mod console;
 mod durability;
+mod fleet;
 mod fleet_coord;
 mod fleet_keys;
 mod fleet_ledger;

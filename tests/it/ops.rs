@@ -159,7 +159,7 @@ fn a_second_runtime_on_the_same_database_is_refused_and_named_until_the_first_st
     rt.block_on(first.shutdown());
     assert_eq!(RoutingLock::holder(store.sqlite_path().unwrap()).unwrap(), None);
     let second = rt.block_on(Runtime::start(store.clone(), Vault::demo_in_memory(), clock.clone(), opts("switchboard serve"))).unwrap();
-    assert!(second.routing_lock().left_behind().is_none(), "a clean stop leaves nothing behind");
+    assert!(second.routing_lock().unwrap().left_behind().is_none(), "a clean stop leaves nothing behind");
     rt.block_on(second.shutdown());
 }
 

@@ -13,6 +13,7 @@ pub mod heartbeat;
 pub mod leader;
 pub mod node;
 pub mod notify;
+pub mod serve;
 
 pub use crate::store::pg::fleet::{Acquire, Duty, FenceError, FleetStore, InstanceRow, InstanceState, Lease, NewInstance};
 use chrono::{DateTime, Utc};

@@ -52,11 +52,7 @@ impl FleetNode {
         requests: Arc<AtomicU64>,
     ) -> anyhow::Result<FleetNode> {
         let store = FleetStore::new(pg.clone());
-        let info = NewInstance {
-            host: crate::store::host_name(),
-            pid: std::process::id(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        };
+        let info = NewInstance { host: crate::store::host_name(), pid: std::process::id(), version: env!("CARGO_PKG_VERSION").to_string() };
         let id = {
             let (s, now) = (store.clone(), settings.time.arg(clock.now()));
             on_pg(async move { s.register(&info, now).await }).await?

@@ -141,11 +141,15 @@ pub struct LedgerOptions {
     pub sync: LedgerSync,
     /// The preallocated size of a journal segment.
     pub segment_bytes: u64,
+    /// The journal instance to claim (fleet mode: the instance's fleet id,
+    /// which is also the key of its watermark and quota leases in the shared
+    /// database). None: the lowest free one in the folder.
+    pub instance: Option<u32>,
 }
 
 impl Default for LedgerOptions {
     fn default() -> Self {
-        LedgerOptions { sync: LedgerSync::Normal, segment_bytes: journal::DEFAULT_SEGMENT_BYTES }
+        LedgerOptions { sync: LedgerSync::Normal, segment_bytes: journal::DEFAULT_SEGMENT_BYTES, instance: None }
     }
 }
 
@@ -171,7 +175,15 @@ impl Ledger {
     /// [`Ledger::start_opts`] over any fold backend and journal folder.
     pub fn start_with(mut backend: Box<dyn UsageLedger>, root: &Path, opts: LedgerOptions) -> Result<Ledger, StoreError> {
         let io = |e: std::io::Error| StoreError::Io { path: root.to_path_buf(), source: e };
-        let instance = journal::Instance::claim(root).map_err(io)?;
+        let instance = match opts.instance {
+            None => journal::Instance::claim(root).map_err(io)?,
+            Some(id) => {
+                std::fs::create_dir_all(root).map_err(io)?;
+                journal::Instance::try_take(root, id)
+                    .map_err(io)?
+                    .ok_or_else(|| io(std::io::Error::other(format!("journal instance {id} is held by another running process"))))?
+            }
+        };
         // Journals of processes that are gone, then this instance's own leftovers.
         let mut leftovers = fold::fold_others(root, instance.id, backend.as_mut())?;
         let (wm, own) = fold::fold_dead(&instance, backend.as_mut())?;

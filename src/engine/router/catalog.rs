@@ -136,7 +136,9 @@ impl Router {
         }
         self.mirroring.store(!cat.mirrors.is_empty(), Ordering::Relaxed);
         // Purges logged by any process, and removed suppliers: their memory entries go.
-        self.cache.apply_purges(&self.store, &|s| cat.suppliers.contains_key(&s))?;
+        // Fleet mode: the cache (and its purge log) is the instance's own file.
+        let purge_log = self.cfg.local_store.as_deref().unwrap_or(&self.store);
+        self.cache.apply_purges(purge_log, &|s| cat.suppliers.contains_key(&s))?;
         *self.catalog.write() = Arc::new(cat);
         *self.catalog_version.lock() = version;
         Ok(())

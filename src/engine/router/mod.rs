@@ -87,6 +87,10 @@ pub struct RouterConfig {
     pub cache: CacheConfig,
     /// Fleet mode: platform tokens are reserved from this instance's quota leases (`engine::quota_lease`); `None`: the local counter alone.
     pub quota_leases: Option<crate::engine::quota_lease::LeaseSettings>,
+    /// Fleet mode (the store is PostgreSQL): this instance's own SQLite file
+    /// for what is kept per instance — the idempotency records and the
+    /// response cache's persistent table. None: both live in the store.
+    pub local_store: Option<Arc<Store>>,
 }
 
 impl Default for RouterConfig {
@@ -99,6 +103,7 @@ impl Default for RouterConfig {
             pool_strategy: crate::domain::keypool::Strategy::default(),
             cache: CacheConfig::default(),
             quota_leases: None,
+            local_store: None,
         }
     }
 }
@@ -328,8 +333,9 @@ impl Router {
         let (events, _) = tokio::sync::broadcast::channel(1024);
         let mut inst = [0u8; 4];
         let _ = getrandom::fill(&mut inst);
-        let idempotency = Idempotency::start(&store, clock.clone(), cfg.idempotency.clone())?;
-        let cache = ResponseCache::start(&store, clock.clone(), cfg.cache.clone())?;
+        let local = cfg.local_store.clone().unwrap_or_else(|| store.clone());
+        let idempotency = Idempotency::start(&local, clock.clone(), cfg.idempotency.clone())?;
+        let cache = ResponseCache::start(&local, clock.clone(), cfg.cache.clone())?;
         let pools = pool::Pools::new(clock.clone(), cfg.pool_strategy);
         let r = Arc::new(Router {
             store,

@@ -1,0 +1,255 @@
+//! Two `switchboard serve` processes on one PostgreSQL (the private cluster
+//! scripts/test starts), set up through the CLI only: the fleet key, a
+//! supplier, a platform key sealed to the fleet key, a gateway token. Each
+//! instance has its own "host" folder (journal, local file). Timings are
+//! shortened with serve's flags (probes every 2 s, leader leases of 900 ms,
+//! heartbeats every 300 ms).
+
+use crate::support::bin;
+use crate::support::pg::{base_url, fresh_db, raw};
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use switchboard::sim::DEMO_OPENAI_KEY;
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a command that prints "… listening on http://ADDR…"; the child and that address.
+fn spawn_listening(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("the process printed its address").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split(|c: char| c == '/' || c.is_whitespace()).next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (Child(child), addr)
+}
+
+/// The fleet's database, its key file and a folder for the "hosts".
+struct Fleet {
+    url: String,
+    dir: tempfile::TempDir,
+    key_file: PathBuf,
+    sim: String,
+    _sim: Child,
+    token: String,
+    token_id: i64,
+}
+
+impl Fleet {
+    fn cmd(&self) -> Command {
+        let mut c = bin();
+        c.arg("--database").arg(&self.url).env("SWITCHBOARD_FLEET_KEY_FILE", &self.key_file);
+        c
+    }
+
+    fn serve(&self, host: &str) -> (Child, String) {
+        let mut c = self.cmd();
+        c.args(["serve", "--listen", "127.0.0.1:0", "--probe-every", "2", "--leader-ttl-ms", "900", "--heartbeat-ms", "300"])
+            .arg("--fleet-dir")
+            .arg(self.dir.path().join(host));
+        spawn_listening(c)
+    }
+}
+
+fn ok(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{c:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn setup(name: &str) -> Option<Fleet> {
+    let base = base_url(name)?;
+    let url = fresh_db(&base, name).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("fleet.key");
+    let mut sim_cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    sim_cmd.args(["simulate", "--listen", "127.0.0.1:0"]);
+    let (sim_child, sim) = spawn_listening(sim_cmd);
+    let mut f = Fleet { url, dir, key_file, sim, _sim: sim_child, token: String::new(), token_id: 0 };
+    ok(f.cmd().args(["fleet", "init", "--key-file"]).arg(&f.key_file));
+    ok(f.cmd().args(["supplier", "add", "--name", "Fleet Florals", "--vendor-type", "florist", "--tier", "enterprise"]));
+    let mut add = f
+        .cmd()
+        .args(["key", "add", "--owner", "platform", "--provider", "openai", "--base-url", &format!("http://{}", f.sim)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(DEMO_OPENAI_KEY.as_bytes()).unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert!(out.status.success(), "key add: {}", String::from_utf8_lossy(&out.stderr));
+    let issued: serde_json::Value = serde_json::from_str(&ok(f.cmd().args(["token", "issue", "--supplier", "1", "--json"]))).unwrap();
+    f.token = issued["token"].as_str().unwrap().to_string();
+    f.token_id = issued["id"].as_i64().unwrap();
+    Some(f)
+}
+
+async fn chat(http: &reqwest::Client, gw: &str, token: &str, rid: &str) -> Option<u16> {
+    let r = http
+        .post(format!("http://{gw}/v1/chat/completions"))
+        .bearer_auth(token)
+        .header("x-request-id", rid)
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}))
+        .send()
+        .await
+        .ok()?;
+    let status = r.status().as_u16();
+    let body = r.text().await.ok()?;
+    if status == 200 && !body.contains("chat.completion") {
+        return None;
+    }
+    Some(status)
+}
+
+async fn until(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn rows_by_request(db: &tokio_postgres::Client) -> HashMap<String, i64> {
+    db.query("SELECT request_id, count(*) FROM usage_events WHERE request_id IS NOT NULL GROUP BY request_id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+        .collect()
+}
+
+/// Probes made so far at the simulator (requests that are not generations).
+async fn probes(http: &reqwest::Client, sim: &str) -> u64 {
+    let list: serde_json::Value = http.get(format!("http://{sim}/_sim/accounts")).send().await.unwrap().json().await.unwrap();
+    list.as_array().unwrap().iter().map(|a| a["requests"].as_u64().unwrap().saturating_sub(a["generations"].as_u64().unwrap())).sum()
+}
+
+async fn probe_leader(db: &tokio_postgres::Client) -> Option<i64> {
+    db.query_opt("SELECT holder_instance FROM leader_leases WHERE duty = 'probes' AND expires_at > now()", &[])
+        .await
+        .unwrap()
+        .map(|r| r.get::<_, i64>(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_share_usage_probes_revocations_and_hand_over_the_probe_duty() {
+    let Some(f) = setup("fleet_two").await else { return };
+    let db = raw(&f.url).await;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let (mut a, gw_a) = f.serve("host-a");
+    let (mut b, gw_b) = f.serve("host-b");
+    // Both answer, and every answered request is one usage row in the shared ledger.
+    for i in 0..20 {
+        assert_eq!(chat(&http, &gw_a, &f.token, &format!("a-{i}")).await, Some(200), "instance A");
+        assert_eq!(chat(&http, &gw_b, &f.token, &format!("b-{i}")).await, Some(200), "instance B");
+    }
+    until("40 usage rows in PostgreSQL", Duration::from_secs(10), async || rows_by_request(&db).await.len() == 40).await;
+    let rows = rows_by_request(&db).await;
+    assert!(rows.values().all(|&n| n == 1), "one row per request: {rows:?}");
+    let instances: Vec<(i64, String)> = db
+        .query("SELECT id, host FROM instances WHERE stopped_at IS NULL ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(instances.len(), 2, "two live instances: {instances:?}");
+
+    // One prober for the fleet: over three probe intervals, about three
+    // probes of the one account (two instances probing would make six).
+    until("a probe leader", Duration::from_secs(5), async || probe_leader(&db).await.is_some()).await;
+    let before = probes(&http, &f.sim).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let made = probes(&http, &f.sim).await - before;
+    assert!((2..=4).contains(&made), "{made} probes in 6 s at a 2 s interval across the fleet");
+
+    // A revoked token is refused by both instances within a second.
+    ok(f.cmd().args(["token", "revoke", &f.token_id.to_string()]));
+    let revoked = Instant::now();
+    until("both instances refuse the revoked token", Duration::from_secs(1), async || {
+        chat(&http, &gw_a, &f.token, "after-revoke-a").await == Some(403)
+            && chat(&http, &gw_b, &f.token, "after-revoke-b").await == Some(403)
+    })
+    .await;
+    eprintln!("revocation reached both instances in {:?}", revoked.elapsed());
+
+    // The probe leader is killed: the other instance leads probes within its
+    // lease's time and probing goes on.
+    let leader = probe_leader(&db).await.unwrap();
+    let ids: Vec<i64> = instances.iter().map(|(id, _)| *id).collect();
+    // A registered first (it was listening before B started).
+    let (victim, survivor) = if leader == ids[0] { (&mut a, ids[1]) } else { (&mut b, ids[0]) };
+    victim.0.kill().unwrap();
+    victim.0.wait().unwrap();
+    let killed = Instant::now();
+    until("the surviving instance leads probes", Duration::from_secs(3), async || probe_leader(&db).await == Some(survivor)).await;
+    eprintln!("probe duty handed over in {:?}", killed.elapsed());
+    let after = probes(&http, &f.sim).await;
+    until("probes go on", Duration::from_secs(5), async || probes(&http, &f.sim).await > after).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_one_instance_under_load_loses_and_doubles_nothing_across_the_fleet() {
+    let Some(f) = setup("fleet_kill").await else { return };
+    let db = raw(&f.url).await;
+    let (mut a, gw_a) = f.serve("host-a");
+    let (_b, gw_b) = f.serve("host-b");
+    let answered = std::sync::Arc::new(parking_lot::Mutex::new(HashSet::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for w in 0..8 {
+        let (gw, token, answered, stop) =
+            (if w % 2 == 0 { gw_a.clone() } else { gw_b.clone() }, f.token.clone(), answered.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let rid = format!("w{w}-{i}");
+                if chat(&http, &gw, &token, &rid).await == Some(200) {
+                    answered.lock().insert(rid);
+                }
+                i += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    // A restarts on its host: it folds what the killed process journaled.
+    let (_a2, gw_a2) = f.serve("host-a");
+    let http = reqwest::Client::new();
+    assert_eq!(chat(&http, &gw_a2, &f.token, "after-restart").await, Some(200));
+    answered.lock().insert("after-restart".to_string());
+    let expect: HashSet<String> = answered.lock().clone();
+    assert!(expect.len() > 20, "the load answered only {} requests", expect.len());
+    until("every answered request folded", Duration::from_secs(10), async || {
+        let rows = rows_by_request(&db).await;
+        expect.iter().all(|r| rows.contains_key(r))
+    })
+    .await;
+    let rows = rows_by_request(&db).await;
+    let doubled: Vec<_> = rows.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "requests with two rows: {doubled:?}");
+    let wm: i64 = db.query_one("SELECT count(*) FROM usage_journal_watermark", &[]).await.unwrap().get(0);
+    assert!(wm >= 3, "a watermark per journal (two instances and the restarted one): {wm}");
+}
