@@ -31,6 +31,21 @@ pub enum FleetCommand {
     Rotate(RotateArgs),
     /// The fleet's public key, the number of sealed keys, and whether this host can open them.
     Status(StatusArgs),
+    /// The fleet's instances: host, version, started, last seen, requests per second,
+    /// the duties each leads, and live / gone / stopped.
+    Instances(InstancesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InstancesArgs {
+    #[command(flatten)]
+    pub db: DatabaseArg,
+    /// Also list instances that stopped or went silent more than a day ago.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +119,7 @@ fn run_blocking(cmd: FleetCommand) -> anyhow::Result<()> {
         FleetCommand::ImportKey(a) => import_key(a),
         FleetCommand::Rotate(a) => rotate(a),
         FleetCommand::Status(a) => status(a),
+        FleetCommand::Instances(a) => instances(a),
     }
 }
 
@@ -113,7 +129,7 @@ static TOP_LEVEL_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Remembers the top-level database URL for the fleet commands.
 pub fn set_default_url(url: Option<String>) {
-    if let Some(u) = url.filter(|u| pg::is_postgres_url(u)) {
+    if let Some(u) = url.filter(|u| !u.trim().is_empty()) {
         let _ = TOP_LEVEL_URL.set(u);
     }
 }
@@ -224,6 +240,61 @@ fn rotate(a: RotateArgs) -> anyhow::Result<()> {
     println!(
         "other servers cannot open the keys until they import the new private key (`switchboard fleet export-key` here, `import-key` there)"
     );
+    Ok(())
+}
+
+fn instances(a: InstancesArgs) -> anyhow::Result<()> {
+    use crate::engine::fleet::{Duty, FleetSettings, FleetStore, InstanceState};
+    let pg = open(a.db)?;
+    let store = FleetStore::new(pg.clone());
+    let gone_after = FleetSettings::default().gone_after;
+    let (rows, leases) = pg::block_on_pg(async move {
+        let rows = store.list(None, gone_after).await?;
+        let mut leases = Vec::new();
+        for d in [Duty::Probes, Duty::Migrations, Duty::Alerts] {
+            if let Some(l) = store.lease(d).await? {
+                leases.push(l);
+            }
+        }
+        Ok::<_, pg::PgError>((rows, leases))
+    })?;
+    let now = super::now();
+    let recent =
+        |r: &crate::engine::fleet::InstanceRow| a.all || r.state == InstanceState::Live || now - r.last_seen < chrono::Duration::days(1);
+    let shown: Vec<_> = rows.iter().filter(|r| recent(r)).collect();
+    let leads = |id: i64| -> Vec<&'static str> {
+        leases.iter().filter(|l| l.instance == id && l.expires_at > now).map(|l| l.duty.as_str()).collect()
+    };
+    if a.json {
+        let v: Vec<serde_json::Value> = shown
+            .iter()
+            .map(|r| {
+                serde_json::json!({"id": r.id, "host": r.host, "pid": r.pid, "version": r.version, "started_at": r.started_at,
+                    "last_seen": r.last_seen, "requests_per_second": r.requests_per_second, "state": r.state.as_str(), "leads": leads(r.id)})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if shown.is_empty() {
+        println!("No instances in the last day. Start one with `switchboard --database URL serve`.");
+        return Ok(());
+    }
+    println!("{:>5}  {:<20} {:>7}  {:<9} {:<8} {:>8}  {:<20} LEADS", "ID", "HOST", "PID", "VERSION", "STATE", "REQ/S", "LAST SEEN");
+    for r in shown {
+        let l = leads(r.id);
+        println!(
+            "{:>5}  {:<20} {:>7}  {:<9} {:<8} {:>8.1}  {:<20} {}",
+            r.id,
+            r.host,
+            r.pid,
+            r.version,
+            r.state.as_str(),
+            r.requests_per_second,
+            r.last_seen.format("%Y-%m-%d %H:%M:%S"),
+            if l.is_empty() { "-".to_string() } else { l.join(", ") }
+        );
+    }
     Ok(())
 }
 

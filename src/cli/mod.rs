@@ -142,6 +142,11 @@ fn init_tracing() {
 }
 
 pub fn run(mut cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Fleet(_)) = &cli.command {
+        // The fleet commands check their database themselves (PostgreSQL only).
+        let url = cli.database.take().or_else(|| cli.db.as_deref().and_then(|p| p.to_str()).map(str::to_string));
+        fleet::set_default_url(url);
+    }
     if let Some(url) = cli.database.take() {
         if !crate::store::pg::is_postgres_url(&url) {
             anyhow::bail!(
@@ -170,10 +175,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
         Some(Command::Cache(cmd)) => cache::run(&open_store_for_usage(cli.db)?, cmd),
         Some(Command::Report(args)) => report::run(open_store_for_usage(cli.db)?, args),
         Some(Command::Store(cmd)) => store::run(cmd),
-        Some(Command::Fleet(cmd)) => {
-            fleet::set_default_url(cli.db.as_deref().and_then(|p| p.to_str()).map(str::to_string));
-            fleet::run(cmd)
-        }
+        Some(Command::Fleet(cmd)) => fleet::run(cmd),
         None => demo::run_console(demo::ConsoleArgs {
             db: cli.db,
             demo: cli.demo,

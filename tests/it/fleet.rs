@@ -169,6 +169,13 @@ async fn two_instances_share_usage_probes_revocations_and_hand_over_the_probe_du
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     assert_eq!(instances.len(), 2, "two live instances: {instances:?}");
+    until("a probe leader", Duration::from_secs(5), async || probe_leader(&db).await.is_some()).await;
+    let listed: serde_json::Value = serde_json::from_str(&ok(f.cmd().args(["fleet", "instances", "--json"]))).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.iter().all(|i| i["state"] == "live"), "{listed:?}");
+    let probers: Vec<_> = listed.iter().filter(|i| i["leads"].as_array().unwrap().iter().any(|d| d == "probes")).collect();
+    assert_eq!(probers.len(), 1, "one instance leads probes: {listed:?}");
 
     // One prober for the fleet: over three probe intervals, about three
     // probes of the one account (two instances probing would make six).

@@ -112,6 +112,11 @@ fn starts_a_migration_with_a_wedding_warning_and_rolls_it_back() {
     assert!(shows(&h, "100 % success (8 of 8)"));
     assert!(shows(&h, "Projected monthly saving"));
     assert!(shows(&h, &format!("latency p50 {} ms", report.candidate.p50_ms)));
+    // The usage reaches the database with the journal's next fold (up to 100 ms later; more on a loaded machine).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while shadow_rows(&f.store) < 16 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(shadow_rows(&f.store), 16, "both copies of every prompt are shadow usage");
     let audit = f.store.audit_entries(&AuditFilter { action_prefix: Some("parallel_test.".into()), ..Default::default() }).unwrap();
     assert_eq!(audit.len(), 1);
