@@ -28,6 +28,14 @@
 # `SWITCHBOARD_BIN` when set. Variants compare builds or flags in the same
 # alternation (benches/wrk/ab.sh is `floor.sh` with two builds), e.g.
 #   benches/wrk/floor.sh 8 3 "1-lane=$bin --lanes 1" "2-lanes=$bin --lanes 2"
+# A variant whose name starts with `pg` runs on PostgreSQL (issue 25): a private
+# cluster is started (Debian's postgresql 15, as scripts/test does; fsync on),
+# the variant gets its own database, a fleet key (`fleet init --key-file`) and
+# `serve --database URL --fleet-dir DIR`, e.g.
+#   benches/wrk/floor.sh 8 3 "sqlite=$bin" "pg=$bin"
+# (the supplier has a wedding today in both: its quota does not refuse the
+# load, but on PostgreSQL every platform request is still reserved from and
+# debited to the instance's quota lease, and folded into PostgreSQL).
 # `SWITCHBOARD_DURABILITY=power` measures `serve --ledger-durability power`;
 # `SWITCHBOARD_BENCH_PERF=FILE` also profiles the first variant (see below).
 #
@@ -86,11 +94,31 @@ cleanup() {
   for n in upstream proxy; do "$nginx" -c "$tmp/$n/nginx.conf" -e "$tmp/$n/error.log" -s stop 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  [ -n "${pg_url:-}" ] && { "${pg_stop_cmd[@]}" >/dev/null 2>&1 || true; }
   rm -rf "$tmp"
 }
 trap cleanup EXIT
 sleep 0.5
 workers() { pgrep -P "$(cat "$tmp/$1/nginx.pid")" | tr '\n' ' '; }
+
+# A private PostgreSQL for the `pg…` variants (see the top).
+pg_url=
+start_pg() {
+  local pgbin=/usr/lib/postgresql/15/bin pg_user pg_port
+  [ -x "$pgbin/initdb" ] || { echo "a pg variant needs PostgreSQL: apt-get install postgresql" >&2; exit 1; }
+  pgdir=$tmp/pg pg_as=() pg_user=$(id -un)
+  mkdir -p "$pgdir/socket"
+  if [ "$(id -u)" -eq 0 ]; then pg_user=postgres pg_as=(runuser -u postgres --); chmod 755 "$tmp"; chown -R postgres: "$pgdir"; fi
+  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "${pg_as[@]}" "$pgbin/initdb" -D "$pgdir/data" -U "$pg_user" -A reject --auth-local=trust -E UTF8 --locale=C.UTF-8 >"$tmp/initdb.log" 2>&1 \
+    || { cat "$tmp/initdb.log" >&2; exit 1; }
+  printf 'local all %s trust\nhost all %s 127.0.0.1/32 trust\n' "$pg_user" "$pg_user" | "${pg_as[@]}" tee "$pgdir/data/pg_hba.conf" >/dev/null
+  "${pg_as[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w -t 30 \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pgdir/socket" start >/dev/null || { cat "$pgdir/server.log" >&2; exit 1; }
+  pg_stop_cmd=("${pg_as[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m fast -w stop)
+  pg_create=("${pg_as[@]}" "$pgbin/createdb" -h "$pgdir/socket" -p "$pg_port" -U "$pg_user")
+  pg_url="postgres://$pg_user@127.0.0.1:$pg_port"
+}
 
 # The gateway variants: NAME=BINARY [ARGS], each with its own database and port.
 names=() ports=() tokens=() gws=()
@@ -99,11 +127,21 @@ for spec in "$@"; do
   name=${spec%%=*}
   read -r -a cmd <<<"${spec#*=}"
   db=$tmp/$name.db port=$((4572 + i))
+  serve_extra=()
+  if [ "${name#pg}" != "$name" ]; then
+    [ -n "$pg_url" ] || start_pg
+    dbname=bench_${name//[^a-zA-Z0-9]/_}
+    "${pg_create[@]}" "$dbname"
+    db=$pg_url/$dbname
+    export SWITCHBOARD_FLEET_KEY_FILE=$tmp/fleet-$name.key
+    "${cmd[0]}" --database "$db" fleet init --key-file "$SWITCHBOARD_FLEET_KEY_FILE" >/dev/null
+    serve_extra=(--fleet-dir "$tmp/$name-fleet")
+  fi
   "${cmd[0]}" --db "$db" supplier add --name "Bench Studio" --vendor-type photographer --tier enterprise --wedding "$(date -u +%F)" >/dev/null
   printf 'sk-bench-openai-platform-000000000001' | "${cmd[0]}" --db "$db" key add --owner platform --provider openai --base-url "http://$up" >/dev/null
   tokens+=("$("${cmd[0]}" --db "$db" token issue --supplier 1 2>/dev/null)")
   # The variant's flags go after `serve`.
-  "${cmd[0]}" --db "$db" serve --listen "127.0.0.1:$port" --ledger-durability "$durability" "${cmd[@]:1}" >"$tmp/$name.log" 2>&1 &
+  "${cmd[0]}" --db "$db" serve --listen "127.0.0.1:$port" --ledger-durability "$durability" "${serve_extra[@]}" "${cmd[@]:1}" >"$tmp/$name.log" 2>&1 &
   gws+=($!) pids+=($!)
   names+=("$name") ports+=("$port")
   i=$((i + 1))
