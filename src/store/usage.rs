@@ -400,6 +400,11 @@ impl Store {
     /// Appends events and brings the rollups up to date with them (and with
     /// any event the ledger writer has not folded yet) in one transaction.
     pub fn append_usage(&self, events: &[UsageEvent]) -> StoreResult<usize> {
+        if let Some(pg) = self.postgres() {
+            // The events and their rollups in one transaction, as a fold does.
+            let events = events.to_vec();
+            return Ok(pg.block(move |pg| async move { super::pg::ledger::fold(&pg, None, &events, None).await })?);
+        }
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let n = append_in(&tx, events).map_err(|e| self.err(e))?;
@@ -473,6 +478,9 @@ impl Store {
     }
 
     pub fn count_usage_events(&self) -> StoreResult<i64> {
+        if let Some(pg) = self.postgres() {
+            return Ok(pg.block(|pg| async move { super::pg::usage_reads::count_usage_events(&pg).await })?);
+        }
         self.with_conn(|c| c.query_row("SELECT count(*) FROM usage_events", [], |r| r.get(0)))
     }
 }

@@ -12,6 +12,8 @@
 //! connection, a method not ported yet answers a clear error, and no error
 //! shows a URL's password.
 
+mod usage;
+
 use crate::support::pg::{base_url, fresh_db, raw, rt};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
@@ -608,9 +610,9 @@ fn catalog_changes_reach_another_connection() {
     assert_eq!(writer.supplier(s.id).unwrap().tier, Tier::Scale);
 
     // Not ported yet: a clear error, no panic.
-    let e = reader.mirror_copies(1).unwrap_err();
+    let e = reader.rebuild_daily_rollups().unwrap_err();
     assert!(matches!(e, StoreError::NotOnPostgres(_)), "{e:?}");
-    assert!(e.to_string().starts_with("not available on PostgreSQL yet: migrations and parallel mirrors"), "{e}");
+    assert!(e.to_string().starts_with("not available on PostgreSQL yet: the usage ledger"), "{e}");
     assert!(matches!(reader.open_connection(), Err(StoreError::NotOnPostgres(_))));
 }
 

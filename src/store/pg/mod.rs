@@ -32,6 +32,7 @@ pub mod ledger;
 pub mod migrations;
 pub mod schema;
 pub mod sealed;
+pub mod usage_reads;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
