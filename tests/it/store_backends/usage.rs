@@ -3,7 +3,9 @@
 //! the events and their rollups in one transaction, as a fold does), then
 //! the event count, totals, platform-quota tokens per supplier, a supplier's
 //! days, every usage breakdown, supplier and account spend, and a mirror's
-//! copies and (original, copy) pairs.
+//! copies and (original, copy) pairs; the router's quota reader and journal
+//! watermark; generated history written in bulk and streamed, and rollups
+//! rebuilt from the events.
 
 use super::{day, now, on_both, supplier};
 use chrono::{Duration, TimeZone, Utc};
@@ -191,6 +193,28 @@ fn ledger(store: &Store) -> Vec<UsageEvent> {
     ev
 }
 
+/// `n` small platform events of supplier 3 on 2026-06-20.
+fn ledger_events_for_stream(n: u32) -> Vec<UsageEvent> {
+    let t0 = Utc.with_ymd_and_hms(2026, 6, 20, 0, 0, 0).unwrap();
+    (0..n)
+        .map(|i| {
+            event(
+                &format!("gen{i}"),
+                t0 + Duration::milliseconds(i64::from(i) * 1_001),
+                SupplierId(3),
+                Some(11),
+                ProviderKind::OpenAi,
+                "gpt-4o-mini",
+                RequestType::EmailTemplate,
+                Route::Platform,
+                (10, 5, 0, 0),
+                i64::from(i % 7),
+                UsageStatus::Ok,
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn usage_reads() {
     on_both("store_backends::usage::usage_reads", |store, t| {
@@ -261,5 +285,32 @@ fn usage_reads() {
             writeln!(t, "pair: {o:?} / {c:?}").unwrap();
         }
         writeln!(t, "pairs of 70: {} of 8: {}", store.mirror_pairs(70).unwrap().len(), store.mirror_pairs(8).unwrap().len()).unwrap();
+
+        // The quota reader the router uses, per UTC month; no journal folded here.
+        let (june, july) = (Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap(), Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap());
+        writeln!(
+            t,
+            "quota used: {} {}",
+            store.quota_tokens_used(SupplierId(1), june, july).unwrap(),
+            store.quota_tokens_used(SupplierId(1), july, july + Duration::days(30)).unwrap()
+        )
+        .unwrap();
+        writeln!(t, "watermark: {:?}", store.journal_watermark(5).unwrap()).unwrap();
+        // Generated history: bulk and streamed writes (5000 events: two chunks), then a rebuild changes nothing.
+        let before = (store.usage_totals(from, to).unwrap(), store.supplier_spend(from, to).unwrap());
+        store.rebuild_daily_rollups().unwrap();
+        assert_eq!((store.usage_totals(from, to).unwrap(), store.supplier_spend(from, to).unwrap()), before);
+        let mut extra = ledger_events_for_stream(5_000);
+        let bulk = extra.split_off(4_990);
+        writeln!(t, "streamed: {} bulk: {}", store.append_usage_stream(extra).unwrap(), store.append_usage_bulk(&bulk).unwrap()).unwrap();
+        store.rebuild_daily_rollups().unwrap();
+        writeln!(
+            t,
+            "after: {} {:?} {:?}",
+            store.count_usage_events().unwrap(),
+            store.usage_totals(from, to).unwrap(),
+            store.supplier_spend(from, to).unwrap()
+        )
+        .unwrap();
     });
 }
