@@ -5,7 +5,8 @@
 //! suppliers and weddings, provider accounts, gateway tokens (revocation
 //! included), key pool and cache settings, the audit log, health history
 //! (with compaction), alerts and incidents, migrations, parallel tests,
-//! recommendations, mirrors, schedules and settings, and the catalog
+//! recommendations, mirrors, schedules and settings, the usage ledger's
+//! writes and summaries (`store_backends::usage`), and the catalog
 //! version moving on every routing change (and only then). On PostgreSQL
 //! also: a change made through one pool is seen by another as a new catalog
 //! version and as a `switchboard_catalog` notification on a raw LISTEN
