@@ -12,7 +12,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
-    /// Copy everything that moving an installation needs (catalog, ledger, audit log)
+    /// Copy everything that moving an installation needs (catalog, ledger, audit log,
+    /// health history, alerts, incidents, migrations, mirrors, schedules, recommendations)
     /// from a SQLite file into an empty PostgreSQL database, or back into a new SQLite
     /// file, then verify row counts and ledger totals on both sides.
     Copy(CopyArgs),
@@ -83,5 +84,10 @@ fn print_report(r: &CopyReport) {
     println!("{:<26} {:>12} {:>12}", "ledger: tokens", s.tokens(), t.tokens());
     println!("{:<26} {:>12} {:>12}", "ledger: cost (micro-$)", s.cost_micros, t.cost_micros);
     println!("{:<26} {:>12} {:>12}", "ledger: saved (micro-$)", s.saved_micros, t.saved_micros);
+    println!("{:<26} {:>12} {:>12}", "installation tag", r.instance_tag, r.instance_tag);
     println!("verified: every table's rows and the ledger totals match");
+    for (what, why) in copy::NOT_COPIED {
+        println!("not copied: {what} ({why})");
+    }
+    println!("{}", r.keys_note());
 }

@@ -85,6 +85,9 @@ const QUOTA_TOKENS: &str = "input_tokens + cached_tokens + cache_write_tokens + 
 impl Store {
     /// Totals over the days `[from, to)`.
     pub fn usage_totals(&self, from: NaiveDate, to: NaiveDate) -> StoreResult<UsageTotals> {
+        if let Some(pg) = self.postgres() {
+            return Ok(pg.block(move |pg| async move { super::pg::usage_reads::usage_totals(&pg, from, to).await })?);
+        }
         self.with_conn(|c| {
             c.query_row(
                 &format!("SELECT {SUMS} FROM usage_daily_dims WHERE day >= ?1 AND day < ?2"),
@@ -97,6 +100,9 @@ impl Store {
     /// Platform-quota tokens (platform and failover routes) of every supplier
     /// with any, over the days `[from, to)`.
     pub fn quota_tokens_by_supplier(&self, from: NaiveDate, to: NaiveDate) -> StoreResult<HashMap<SupplierId, u64>> {
+        if let Some(pg) = self.postgres() {
+            return Ok(pg.block(move |pg| async move { super::pg::usage_reads::quota_tokens_by_supplier(&pg, from, to).await })?);
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT supplier_id, sum({QUOTA_TOKENS}) FROM usage_daily
@@ -111,6 +117,9 @@ impl Store {
 
     /// One supplier's usage per day over `[from, to)`; days without usage are absent.
     pub fn supplier_daily_usage(&self, supplier: SupplierId, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<SupplierDay>> {
+        if let Some(pg) = self.postgres() {
+            return Ok(pg.block(move |pg| async move { super::pg::usage_reads::supplier_daily_usage(&pg, supplier, from, to).await })?);
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT day, sum(requests), sum(CASE WHEN route IN (?4, ?5) THEN {QUOTA_TOKENS} ELSE 0 END), sum({QUOTA_TOKENS}), sum(cost_micros)
@@ -148,22 +157,11 @@ impl Store {
             UsageDimension::VendorType => "u.vendor_type",
             UsageDimension::Supplier => "u.supplier_id",
         };
-        let rows = self.with_conn(|c| {
-            let mut st = c.prepare(&format!(
-                "SELECT u.day, {key}, sum(u.requests), sum(u.input_tokens + u.cached_tokens + u.cache_write_tokens + u.output_tokens), sum(u.cost_micros)
-                 FROM usage_daily_dims u WHERE u.day >= ?1 AND u.day < ?2 GROUP BY 1, 2 ORDER BY 1, 2"
-            ))?;
-            let rows = st.query_map(params![day_str(from), day_str(to)], |r| {
-                Ok(BreakdownCell {
-                    day: parse_day(&r.get::<_, String>(0)?),
-                    key: r.get(1)?,
-                    requests: r.get(2)?,
-                    tokens: r.get(3)?,
-                    cost_micros: r.get(4)?,
-                })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()
-        })?;
+        let rows = if let Some(pg) = self.postgres() {
+            pg.block(move |pg| async move { super::pg::usage_reads::breakdown_by(&pg, key, from, to).await })?
+        } else {
+            self.sqlite_breakdown(key, from, to)?
+        };
         // Integer codes become their names.
         let name = |k: &str| -> String {
             let code = k.parse::<i64>().ok();
@@ -183,9 +181,31 @@ impl Store {
             .collect())
     }
 
+    fn sqlite_breakdown(&self, key: &str, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<BreakdownCell>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT u.day, {key}, sum(u.requests), sum(u.input_tokens + u.cached_tokens + u.cache_write_tokens + u.output_tokens), sum(u.cost_micros)
+                 FROM usage_daily_dims u WHERE u.day >= ?1 AND u.day < ?2 GROUP BY 1, 2 ORDER BY 1, 2"
+            ))?;
+            let rows = st.query_map(params![day_str(from), day_str(to)], |r| {
+                Ok(BreakdownCell {
+                    day: parse_day(&r.get::<_, String>(0)?),
+                    key: r.get(1)?,
+                    requests: r.get(2)?,
+                    tokens: r.get(3)?,
+                    cost_micros: r.get(4)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()
+        })
+    }
+
     /// Usage per day and supplier over `[from, to)` from the per-supplier day
     /// rollup, keyed by the supplier's name.
     fn usage_by_supplier_day(&self, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<BreakdownCell>> {
+        if let Some(pg) = self.postgres() {
+            return Ok(pg.block(move |pg| async move { super::pg::usage_reads::usage_by_supplier_day(&pg, from, to).await })?);
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(
                 "SELECT u.day, coalesce(s.name, 'supplier #' || u.supplier_id), u.requests,
@@ -209,6 +229,9 @@ impl Store {
     /// Every supplier's usage summed over `[from, to)`, the most expensive first
     /// (then by name); suppliers without usage in the range are absent.
     pub fn supplier_spend(&self, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<SupplierSpend>> {
+        if let Some(pg) = self.postgres() {
+            return Ok(pg.block(move |pg| async move { super::pg::usage_reads::supplier_spend(&pg, from, to).await })?);
+        }
         self.with_conn(|c| {
             let mut st = c.prepare(
                 "SELECT u.supplier_id, coalesce(s.name, 'supplier #' || u.supplier_id), sum(u.requests),

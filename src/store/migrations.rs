@@ -205,6 +205,10 @@ impl Store {
 
     /// How many shadow copies mirror `id` has in the ledger.
     pub fn mirror_copies(&self, id: i64) -> StoreResult<u32> {
+        if let Some(pg) = self.postgres() {
+            let prefix = mirror_prefix(id);
+            return Ok(pg.block(move |pg| async move { super::pg::usage_reads::mirror_copies(&pg, prefix).await })?);
+        }
         let (lo, hi) = prefix_range(&mirror_prefix(id));
         self.with_conn(|c| {
             c.query_row("SELECT count(*) FROM usage_events WHERE event_id >= ?1 AND event_id < ?2", params![lo, hi], |r| r.get(0))
@@ -213,6 +217,10 @@ impl Store {
 
     /// Every (original, shadow copy) pair of mirror `id`, in request order.
     pub fn mirror_pairs(&self, id: i64) -> StoreResult<Vec<(LedgerSide, LedgerSide)>> {
+        if let Some(pg) = self.postgres() {
+            let prefix = mirror_prefix(id);
+            return Ok(pg.block(move |pg| async move { super::pg::usage_reads::mirror_pairs(&pg, prefix).await })?);
+        }
         let prefix = mirror_prefix(id);
         let (lo, hi) = prefix_range(&prefix);
         self.with_conn(|c| {

@@ -89,6 +89,9 @@ impl Store {
 
     /// What an account cost in `[from, to)` (every usage row against it).
     pub fn account_spend(&self, account: AccountId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Micros> {
+        if let Some(pg) = self.postgres() {
+            return Ok(pg.block(move |pg| async move { super::pg::usage_reads::account_spend(&pg, account, from, to).await })?);
+        }
         self.with_conn(|c| {
             c.query_row(
                 "SELECT coalesce(sum(cost_micros), 0) FROM usage_events WHERE account_id = ?1 AND ts >= ?2 AND ts < ?3",

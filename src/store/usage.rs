@@ -400,6 +400,11 @@ impl Store {
     /// Appends events and brings the rollups up to date with them (and with
     /// any event the ledger writer has not folded yet) in one transaction.
     pub fn append_usage(&self, events: &[UsageEvent]) -> StoreResult<usize> {
+        if let Some(pg) = self.postgres() {
+            // The events and their rollups in one transaction, as a fold does.
+            let events = events.to_vec();
+            return Ok(pg.block(move |pg| async move { super::pg::ledger::fold(&pg, None, &events, None).await })?);
+        }
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let n = append_in(&tx, events).map_err(|e| self.err(e))?;
@@ -411,6 +416,10 @@ impl Store {
     /// Bulk insert without touching rollups (for generated history); call
     /// [`Store::rebuild_daily_rollups`] afterwards.
     pub fn append_usage_bulk(&self, events: &[UsageEvent]) -> StoreResult<usize> {
+        if self.postgres().is_some() {
+            // PostgreSQL keeps the rollups in the same transaction anyway.
+            return self.append_usage(events);
+        }
         let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let n = append_in(&tx, events).map_err(|e| self.err(e))?;
@@ -421,7 +430,23 @@ impl Store {
     /// Inserts a long stream of events in one transaction without touching the
     /// rollups (for generated history); returns how many were new. Call
     /// [`Store::rebuild_daily_rollups`] afterwards.
+    ///
+    /// On PostgreSQL each chunk of 4096 events is one transaction with its
+    /// rollups (a stream cut short keeps the chunks before; a rerun adds only
+    /// the missing events: event ids deduplicate).
     pub fn append_usage_stream(&self, events: impl IntoIterator<Item = UsageEvent>) -> StoreResult<usize> {
+        if self.postgres().is_some() {
+            let mut n = 0usize;
+            let mut buf = Vec::with_capacity(4096);
+            for e in events {
+                buf.push(e);
+                if buf.len() == buf.capacity() {
+                    n = n.saturating_add(self.append_usage(&buf)?);
+                    buf.clear();
+                }
+            }
+            return Ok(n.saturating_add(self.append_usage(&buf)?));
+        }
         let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let mut n = 0;
@@ -441,6 +466,10 @@ impl Store {
     /// Recomputes every rollup (daily, and the analytics rollups derived from
     /// it) from the events, and moves the fold watermark to the newest event.
     pub fn rebuild_daily_rollups(&self) -> StoreResult<()> {
+        if let Some(pg) = self.postgres() {
+            // Every rollup and the quota months, in one transaction (no fold watermark there).
+            return Ok(pg.block(|pg| async move { super::pg::ledger::rebuild_rollups(&pg).await })?);
+        }
         self.with_conn(|c| {
             c.execute_batch(&format!(
                 "BEGIN;
@@ -462,17 +491,26 @@ impl Store {
     }
 
     pub fn quota_tokens_used(&self, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<u64> {
+        if let Some(pg) = self.postgres() {
+            return Ok(pg.block(move |pg| async move { super::pg::ledger::quota_tokens_used(&pg, supplier, from, to).await })?);
+        }
         let conn = self.conn()?;
         quota_tokens(&conn, supplier, from, to).map_err(|e| self.err(e))
     }
 
     /// Journal instance `journal`'s fold watermark (see [`UsageLedger::fold_batch`]).
     pub fn journal_watermark(&self, journal: u32) -> StoreResult<Option<JournalPos>> {
+        if let Some(pg) = self.postgres() {
+            return Ok(pg.block(move |pg| async move { super::pg::ledger::journal_watermark(&pg, i64::from(journal)).await })?);
+        }
         let conn = self.conn()?;
         journal_watermark(&conn, journal).map_err(|e| self.err(e))
     }
 
     pub fn count_usage_events(&self) -> StoreResult<i64> {
+        if let Some(pg) = self.postgres() {
+            return Ok(pg.block(|pg| async move { super::pg::usage_reads::count_usage_events(&pg).await })?);
+        }
         self.with_conn(|c| c.query_row("SELECT count(*) FROM usage_events", [], |r| r.get(0)))
     }
 }

@@ -9,10 +9,13 @@ use crate::support::pg::{base_url, fresh_db, raw, rt};
 use crate::support::{bin, day};
 use rusqlite::types::Value;
 use std::path::Path;
+use switchboard::domain::health::{AlertKind, SampleSource, Severity};
+use switchboard::domain::migration::{Criteria, Migration, PhasePlan, RouteTarget};
+use switchboard::domain::{AccountId, AccountOwner, AiMode, NewSupplier, ProviderKind, SupplierId, Tier, VendorType};
 use switchboard::engine::demo::{DemoConfig, generate};
 use switchboard::store::pg::copy::{self, CopyError};
 use switchboard::store::pg::{PgError, PgStore, schema};
-use switchboard::store::{Store, TokenHash};
+use switchboard::store::{HealthAggregateRow, HealthSampleRow, NewAccount, NewAlert, Store, TokenHash};
 
 async fn table_names(client: &tokio_postgres::Client) -> Vec<String> {
     client
@@ -126,9 +129,8 @@ fn dump(path: &Path, table: &str) -> Vec<Vec<Value>> {
 
 fn sequences(path: &Path) -> Vec<(String, i64)> {
     let conn = rusqlite::Connection::open(path).unwrap();
-    let mut st = conn
-        .prepare("SELECT name, seq FROM sqlite_sequence WHERE name IN ('suppliers', 'provider_accounts', 'gateway_tokens') ORDER BY 1")
-        .unwrap();
+    // response_cache_purges is the SQLite-only response cache's purge log (not moved).
+    let mut st = conn.prepare("SELECT name, seq FROM sqlite_sequence WHERE name != 'response_cache_purges' ORDER BY 1").unwrap();
     st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
 }
 
@@ -156,6 +158,83 @@ fn demo_installation(path: &Path) {
             )
         })
         .unwrap();
+    operations_history(&store, now);
+}
+
+/// Health samples, an incident with its alerts (one escalated, one
+/// acknowledged), a migration with its phases, a parallel test, a finished
+/// mirror, a schedule and recommendations (one dismissed), through the
+/// `Store` API: the rest of what moving an installation moves.
+fn operations_history(store: &Store, now: chrono::DateTime<chrono::Utc>) {
+    use chrono::{Duration, DurationRound};
+    let s =
+        store.insert_supplier(&NewSupplier::new("Copy Studio", VendorType::Photographer, Tier::Starter, AiMode::Platform), now).unwrap();
+    let acc = store
+        .insert_account(
+            &NewAccount {
+                owner: AccountOwner::Supplier(s.id),
+                provider: ProviderKind::OpenAi,
+                label: "own".into(),
+                base_url: "https://api.openai.example/v1/".into(),
+                azure: None,
+                default_model: "gpt-4o-mini".into(),
+            },
+            now,
+        )
+        .unwrap();
+    let samples: Vec<HealthSampleRow> = (0..40)
+        .map(|i| HealthSampleRow {
+            account: acc.id,
+            at: now - Duration::minutes(i) + Duration::microseconds(700),
+            ok: i % 7 != 0,
+            latency_ms: 90 + i as u32,
+            error_class: (i % 7 == 0).then(|| "timeout".to_string()),
+            source: if i % 2 == 0 { SampleSource::Probe } else { SampleSource::Traffic },
+        })
+        .collect();
+    store.insert_health_samples(&samples).unwrap();
+    let buckets: Vec<HealthAggregateRow> = (1..=6)
+        .map(|h| HealthAggregateRow {
+            account: acc.id,
+            bucket_secs: 3600,
+            bucket_start: (now - Duration::hours(h + 24)).duration_trunc(Duration::hours(1)).unwrap(),
+            samples: 60,
+            failures: h as u64,
+            latency_ms_sum: 6000 + h as u64,
+            latency_ms_max: 400,
+        })
+        .collect();
+    store.insert_health_aggregates(&buckets).unwrap();
+    let incident = store.open_incident(acc.id, now - Duration::minutes(30)).unwrap();
+    let alert = |key: &str, kind: AlertKind, escalated: bool| NewAlert {
+        kind,
+        condition_key: key.into(),
+        severity: Severity::Warning,
+        supplier_id: Some(s.id),
+        account_id: Some(acc.id),
+        message: format!("{key} happened"),
+        escalated,
+        incident_id: Some(incident.id),
+    };
+    store.raise_alert(&alert(&format!("down:account:{}", acc.id.0), AlertKind::ProviderDown, true), now).unwrap();
+    let quota = match store.raise_alert(&alert("quota:copy", AlertKind::QuotaWarning, false), now).unwrap() {
+        switchboard::store::Raised::New(a) | switchboard::store::Raised::AlreadyOpen(a) => a,
+    };
+    store.acknowledge_alert(quota.id, now + Duration::minutes(1)).unwrap();
+    store.resolve_incident(incident.id, now + Duration::minutes(5)).unwrap();
+    store.open_incident(AccountId(acc.id.0), now + Duration::minutes(6)).unwrap();
+
+    let plan = [PhasePlan { percent: 10, min_secs: 60 }, PhasePlan { percent: 100, min_secs: 0 }];
+    let m = Migration::new(s.id, RouteTarget::Platform, RouteTarget::Account(acc.id), &plan, Criteria::default(), now);
+    store.insert_migration(&m).unwrap();
+    let report = store.insert_parallel_test(s.id, acc.id.0, now, r#"{"compared":12,"verdict":"ok"}"#).unwrap();
+    let mirror = store.insert_mirror(s.id, acc.id, 25, 50, now, now + Duration::hours(1)).unwrap();
+    store.claim_mirror(mirror.id, now).unwrap();
+    store.end_mirror(mirror.id, "done", Some(report), "enough compared", now + Duration::minutes(2)).unwrap();
+    store.insert_schedule(s.id, RouteTarget::Platform, &plan, now + Duration::days(3), now).unwrap();
+    assert!(store.recommend(s.id, "to_client", "move it", now).unwrap());
+    store.dismiss_recommendations(s.id, "to_client", now + Duration::minutes(1)).unwrap();
+    assert!(store.recommend(SupplierId(s.id.0), "to_platform", "move it back", now).unwrap());
 }
 
 #[test]
@@ -165,7 +244,7 @@ fn store_copy_round_trip_keeps_every_row_and_the_totals() {
     let original = dir.path().join("original.db");
     demo_installation(&original);
     let back = dir.path().join("back.db");
-    rt().block_on(async {
+    let url = rt().block_on(async {
         let url = fresh_db(&base, "sbt_roundtrip").await;
         let source = Store::open(&original).unwrap();
         let pg = PgStore::open(&url).await.unwrap();
@@ -184,17 +263,41 @@ fn store_copy_round_trip_keeps_every_row_and_the_totals() {
         let n: i64 = raw(&url).await.query_one("SELECT count(*) FROM usage_events", &[]).await.unwrap().get(0);
         assert_eq!(n, there.target_totals.events, "the refused copy wrote nothing");
 
+        // The installation's tag is kept (it names its keychain entries).
+        let tag: String = raw(&url).await.query_one("SELECT tag FROM store_instance", &[]).await.unwrap().get(0);
+        assert_eq!(tag, there.instance_tag);
+        assert_eq!(Some(tag.clone()), source.with_conn(|c| c.query_row("SELECT tag FROM store_instance", [], |r| r.get(0))).ok());
+        assert!(there.accounts_with_keys >= 0 && there.keys_note().contains("key rotate"), "{}", there.keys_note());
+
         let home = copy::pg_to_sqlite(&pg, &back).await.unwrap();
         assert_eq!(home.source_totals, there.source_totals);
         assert_eq!(home.target_totals, there.source_totals);
         assert_eq!(home.tables, there.tables);
+        assert_eq!(home.instance_tag, there.instance_tag);
+        assert!(home.keys_note().contains("not copied into SQLite"), "{}", home.keys_note());
 
         // Into an existing file: refused, the file left alone.
         let err = copy::pg_to_sqlite(&pg, &original).await.unwrap_err();
         assert!(matches!(err, CopyError::TargetExists { .. }), "{err}");
+        url
     });
+    // What the PostgreSQL store reads is what the SQLite store read.
+    let (source, on_pg) = (Store::open(&original).unwrap(), Store::open_location(&url).unwrap());
+    let same = |what: &str, a: String, b: String| assert!(a == b, "{what} differs on PostgreSQL:\n{a}\n{b}");
+    same("alerts", format!("{:?}", source.list_alerts(false, 100).unwrap()), format!("{:?}", on_pg.list_alerts(false, 100).unwrap()));
+    same("incidents", format!("{:?}", source.open_incidents().unwrap()), format!("{:?}", on_pg.open_incidents().unwrap()));
+    same("migrations", format!("{:?}", source.list_migrations(None).unwrap()), format!("{:?}", on_pg.list_migrations(None).unwrap()));
+    same("schedules", format!("{:?}", source.schedules(None).unwrap()), format!("{:?}", on_pg.schedules(None).unwrap()));
+    same("mirrors", format!("{:?}", source.mirrors(None, 10).unwrap()), format!("{:?}", on_pg.mirrors(None, 10).unwrap()));
+    same(
+        "recommendations",
+        format!("{:?}", source.open_recommendations().unwrap()),
+        format!("{:?}", on_pg.open_recommendations().unwrap()),
+    );
+    same("last probes", format!("{:?}", source.health_last_probes().unwrap()), format!("{:?}", on_pg.health_last_probes().unwrap()));
+    drop((source, on_pg));
     assert!(Store::open(&original).unwrap().integrity_check().unwrap() == "ok");
-    for t in copy::copied_tables() {
+    for t in copy::copied_tables().into_iter().chain(["store_instance"]) {
         assert!(dump(&original, t) == dump(&back, t), "{t} differs after the round trip");
     }
     // The rollups rebuilt from the copied events equal the original's.
@@ -224,6 +327,8 @@ fn cli_store_copy_prints_the_verification_and_never_a_password() {
     assert!(stdout.contains("verified: every table's rows and the ledger totals match"), "{stdout}");
     assert!(stdout.contains("usage_events") && stdout.contains("ledger: cost (micro-$)"), "{stdout}");
     assert!(stdout.contains(":***@"), "the URL is shown masked: {stdout}");
+    assert!(stdout.contains("health_samples") && stdout.contains("migration_schedules"), "{stdout}");
+    assert!(stdout.contains("keys: no key was copied") && stdout.contains("key rotate ID"), "{stdout}");
     assert!(!stdout.contains("hunter2pw") && !stderr.contains("hunter2pw"));
 
     // Back into a new file, the URL on the command line this time.

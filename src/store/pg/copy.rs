@@ -1,7 +1,17 @@
 //! `store copy`: moves an installation between a SQLite file and a PostgreSQL
-//! database, in either direction, table by table (the tables of PostgreSQL
-//! schema v1, see [`super::schema`]), then verifies the row count of every
-//! table and the ledger's totals (tokens and micro-dollars) on both sides.
+//! database, in either direction, table by table, then verifies the row count
+//! of every table and the ledger's totals (tokens and micro-dollars) on both
+//! sides. Copied: the catalog (suppliers, weddings, provider accounts with
+//! their key references, gateway token hashes, key pool and cache settings,
+//! database settings), the usage ledger, the audit log, health history (raw
+//! samples and aggregates), incidents and alerts, migrations and their
+//! phases, parallel tests, recommendations, mirrors and migration schedules,
+//! and the installation's tag (`store_instance`, which names its keychain
+//! entries). Not copied ([`NOT_COPIED`]): the usage rollups (rebuilt from
+//! the copied events, and PostgreSQL's quota months with them), the fleet's
+//! own tables (instances, leader leases, quota leases, journal watermarks),
+//! the catalog version counter, and keys: no key material moves either way
+//! (see [`CopyReport::keys_note`]).
 //!
 //! The target must be empty: a PostgreSQL database without Switchboard's
 //! tables or with them all empty (the copy runs in one transaction, verified
@@ -190,6 +200,136 @@ const TABLES: &[TableSpec] = &[
         order: "id",
         identity: true,
     },
+    TableSpec {
+        name: "health_samples",
+        cols: &[("id", Int), ("account_id", Int), ("ts", Ms), ("ok", Bool), ("latency_ms", Int), ("error_class", Text), ("source", Text)],
+        order: "id",
+        identity: true,
+    },
+    TableSpec {
+        name: "health_aggregates",
+        cols: &[
+            ("account_id", Int),
+            ("bucket_secs", Int),
+            ("bucket_start", Ms),
+            ("samples", Int),
+            ("failures", Int),
+            ("latency_ms_sum", Int),
+            ("latency_ms_max", Int),
+        ],
+        order: "account_id, bucket_secs, bucket_start",
+        identity: false,
+    },
+    TableSpec {
+        name: "incidents",
+        cols: &[("id", Int), ("account_id", Int), ("started_at", Ts), ("resolved_at", Ts)],
+        order: "id",
+        identity: true,
+    },
+    TableSpec {
+        name: "alerts",
+        cols: &[
+            ("id", Int),
+            ("kind", Text),
+            ("condition_key", Text),
+            ("severity", Text),
+            ("supplier_id", Int),
+            ("account_id", Int),
+            ("message", Text),
+            ("raised_at", Ts),
+            ("escalated_at", Ts),
+            ("acknowledged_at", Ts),
+            ("resolved_at", Ts),
+            ("incident_id", Int),
+        ],
+        order: "id",
+        identity: true,
+    },
+    TableSpec {
+        name: "migrations",
+        cols: &[
+            ("id", Int),
+            ("supplier_id", Int),
+            ("from_route", Text),
+            ("to_route", Text),
+            ("state", Text),
+            ("plan", Text),
+            ("criteria", Text),
+            ("current_phase", Int),
+            ("phase_started_at", Ts),
+            ("phase_elapsed_ms", Int),
+            ("reason", Text),
+            ("created_at", Ts),
+            ("updated_at", Ts),
+        ],
+        order: "id",
+        identity: true,
+    },
+    TableSpec {
+        name: "migration_phases",
+        cols: &[
+            ("migration_id", Int),
+            ("idx", Int),
+            ("traffic_percent", Int),
+            ("min_duration_secs", Int),
+            ("started_at", Ts),
+            ("ended_at", Ts),
+            ("outcome", Text),
+            ("requests", Int),
+            ("errors", Int),
+            ("p95_ms", Int),
+            ("latency_hist", Text),
+        ],
+        order: "migration_id, idx",
+        identity: false,
+    },
+    TableSpec {
+        name: "parallel_tests",
+        cols: &[("id", Int), ("supplier_id", Int), ("account_id", Int), ("created_at", Ts), ("report", Text)],
+        order: "id",
+        identity: true,
+    },
+    TableSpec {
+        name: "recommendations",
+        cols: &[("id", Int), ("supplier_id", Int), ("kind", Text), ("message", Text), ("created_at", Ts), ("dismissed_at", Ts)],
+        order: "id",
+        identity: true,
+    },
+    TableSpec {
+        name: "parallel_mirrors",
+        cols: &[
+            ("id", Int),
+            ("supplier_id", Int),
+            ("account_id", Int),
+            ("sample_percent", Int),
+            ("target_requests", Int),
+            ("created_at", Ts),
+            ("ends_at", Ts),
+            ("state", Text),
+            ("report_id", Int),
+            ("reason", Text),
+            ("updated_at", Ts),
+        ],
+        order: "id",
+        identity: true,
+    },
+    TableSpec {
+        name: "migration_schedules",
+        cols: &[
+            ("id", Int),
+            ("supplier_id", Int),
+            ("to_route", Text),
+            ("plan", Text),
+            ("start_at", Ts),
+            ("state", Text),
+            ("migration_id", Int),
+            ("reason", Text),
+            ("created_at", Ts),
+            ("updated_at", Ts),
+        ],
+        order: "id",
+        identity: true,
+    },
 ];
 
 /// The names of the tables `store copy` moves, in copy order.
@@ -338,15 +478,60 @@ fn totals_from(get: impl Fn(usize) -> i64) -> LedgerTotals {
     }
 }
 
+/// Which way a copy went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    IntoPostgres,
+    IntoSqlite,
+}
+
 /// What a copy did: every table's rows on both sides and the ledger totals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyReport {
     pub source: String,
     pub target: String,
+    pub direction: Direction,
     pub tables: Vec<TableCount>,
     pub source_totals: LedgerTotals,
     pub target_totals: LedgerTotals,
+    /// The installation's tag (`store_instance`), the same on both sides after the copy.
+    pub instance_tag: String,
+    /// Provider accounts whose key reference (`key_ref`) was copied.
+    pub accounts_with_keys: i64,
 }
+
+impl CopyReport {
+    /// What the copy did about provider keys (never key material: only the
+    /// accounts' key references move), and what the operator does next.
+    pub fn keys_note(&self) -> String {
+        let n = self.accounts_with_keys;
+        match self.direction {
+            Direction::IntoPostgres => format!(
+                "keys: no key was copied. {n} account(s) keep their key_ref, but PostgreSQL reads only keys sealed to the fleet key, \
+                 and the keys stay in this machine's OS keychain. Create the fleet key once (`switchboard --database URL fleet init`), \
+                 then re-add each account's key sealed with `switchboard --database URL key rotate ID` (the key on standard input)."
+            ),
+            Direction::IntoSqlite => format!(
+                "keys: sealed keys (sealed_keys, fleet_keys) are not copied into SQLite, which keeps keys in the OS keychain. \
+                 {n} account(s) keep their key_ref and the installation keeps its tag ({}), so keys still in this machine's keychain \
+                 are found again; re-add any other with `switchboard --db FILE.db key rotate ID` (the key on standard input).",
+                self.instance_tag
+            ),
+        }
+    }
+}
+
+/// Tables of PostgreSQL that `store copy` does not move, and why (printed
+/// with the report and kept in the module doc).
+pub const NOT_COPIED: &[(&str, &str)] = &[
+    ("usage rollups", "rebuilt from the copied events"),
+    ("quota_months, quota_leases", "fleet quota leases: rebuilt (months) or not carried over (leases belong to running instances)"),
+    ("usage_journal_watermark", "belongs to the journals of the instances that wrote it"),
+    ("instances, leader_leases", "the fleet's running instances and leaders: not an installation's data"),
+    ("fleet_keys, sealed_keys", "sealed keys: see the keys note"),
+    ("catalog_version", "a change counter, each database keeps its own"),
+    ("idempotency_keys, response_cache (SQLite)", "per instance, short-lived"),
+];
 
 fn verify(tables: &[TableCount], source: &LedgerTotals, target: &LedgerTotals) -> Result<(), CopyError> {
     if let Some(t) = tables.iter().find(|t| t.source != t.target) {
@@ -356,6 +541,13 @@ fn verify(tables: &[TableCount], source: &LedgerTotals, target: &LedgerTotals) -
     }
     if source != target {
         return Err(CopyError::Mismatch { detail: format!("ledger totals differ: source {source:?}, copy {target:?}") });
+    }
+    Ok(())
+}
+
+fn verify_tag(source: &str, copy: &str) -> Result<(), CopyError> {
+    if source != copy {
+        return Err(CopyError::Mismatch { detail: format!("the installation tag is {source} in the source and {copy} in the copy") });
     }
     Ok(())
 }
@@ -421,13 +613,32 @@ pub async fn sqlite_to_pg(from: &Store, to: &PgStore) -> Result<CopyReport, Copy
         tables.push(TableCount { table: t.name, source: n, target });
     }
     let source_totals = sqlite_totals(&conn).map_err(|e| sqlite_err(&path, e))?;
+    let (tag, accounts_with_keys): (String, i64) = conn
+        .query_row(
+            "SELECT (SELECT tag FROM store_instance WHERE id = 1), (SELECT count(*) FROM provider_accounts WHERE key_ref IS NOT NULL)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(|e| sqlite_err(&path, e))?;
     conn.execute_batch("COMMIT").map_err(|e| sqlite_err(&path, e))?;
+    tx.execute("UPDATE store_instance SET tag = $1 WHERE id = 1", &[&tag]).await.map_err(|e| to.db_err(&e))?;
+    let copied_tag: String = tx.query_one("SELECT tag FROM store_instance WHERE id = 1", &[]).await.map_err(|e| to.db_err(&e))?.get(0);
+    verify_tag(&tag, &copied_tag)?;
     let row = tx.query_one(PG_TOTALS_SQL, &[]).await.map_err(|e| to.db_err(&e))?;
     let target_totals = totals_from(|i| row.get(i));
     verify(&tables, &source_totals, &target_totals)?;
     tx.batch_execute(super::ledger::REBUILD_ROLLUPS).await.map_err(|e| to.db_err(&e))?; // the rollups and quota months, from the copied events
     tx.commit().await.map_err(|e| to.db_err(&e))?;
-    Ok(CopyReport { source: path.display().to_string(), target: to.url().to_string(), tables, source_totals, target_totals })
+    Ok(CopyReport {
+        source: path.display().to_string(),
+        target: to.url().to_string(),
+        direction: Direction::IntoPostgres,
+        tables,
+        source_totals,
+        target_totals,
+        instance_tag: tag,
+        accounts_with_keys,
+    })
 }
 
 fn row_key(row: &rusqlite::Row<'_>, t: &TableSpec) -> String {
@@ -522,9 +733,18 @@ async fn pg_to_new_sqlite(from: &PgStore, to: &Path) -> Result<CopyReport, CopyE
                 .map_err(|e| from.db_err(&e))?;
             let (last, called): (i64, bool) = (row.get(0), row.get(1));
             if called {
-                // Only AUTOINCREMENT tables have a row in sqlite_sequence; the others keep max(id).
+                // Only AUTOINCREMENT tables have a row in sqlite_sequence (made by
+                // their first insert, so made here when no row was copied); the
+                // others keep max(id).
                 stx.execute("UPDATE sqlite_sequence SET seq = max(seq, ?1) WHERE name = ?2", rusqlite::params![last, t.name])
                     .map_err(|e| sqlite_err(&path, e))?;
+                stx.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) SELECT ?2, ?1
+                      WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?2)
+                        AND (SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?2) LIKE '%AUTOINCREMENT%'",
+                    rusqlite::params![last, t.name],
+                )
+                .map_err(|e| sqlite_err(&path, e))?;
             }
         }
         let target: i64 = stx.query_row(&format!("SELECT count(*) FROM {}", t.name), [], |r| r.get(0)).map_err(|e| sqlite_err(&path, e))?;
@@ -532,13 +752,34 @@ async fn pg_to_new_sqlite(from: &PgStore, to: &Path) -> Result<CopyReport, CopyE
     }
     let row = tx.query_one(PG_TOTALS_SQL, &[]).await.map_err(|e| from.db_err(&e))?;
     let source_totals = totals_from(|i| row.get(i));
+    let row = tx
+        .query_one(
+            "SELECT (SELECT tag FROM store_instance WHERE id = 1), (SELECT count(*) FROM provider_accounts WHERE key_ref IS NOT NULL)",
+            &[],
+        )
+        .await
+        .map_err(|e| from.db_err(&e))?;
+    let (tag, accounts_with_keys): (String, i64) = (row.get(0), row.get(1));
+    stx.execute("UPDATE store_instance SET tag = ?1 WHERE id = 1", [&tag]).map_err(|e| sqlite_err(&path, e))?;
+    let copied_tag: String =
+        stx.query_row("SELECT tag FROM store_instance WHERE id = 1", [], |r| r.get(0)).map_err(|e| sqlite_err(&path, e))?;
     let target_totals = sqlite_totals(&stx).map_err(|e| sqlite_err(&path, e))?;
     tx.commit().await.map_err(|e| from.db_err(&e))?;
+    verify_tag(&tag, &copied_tag)?;
     verify(&tables, &source_totals, &target_totals)?;
     stx.commit().map_err(|e| sqlite_err(&path, e))?;
     drop(conn);
     store.rebuild_daily_rollups()?;
-    Ok(CopyReport { source: from.url().to_string(), target: path.display().to_string(), tables, source_totals, target_totals })
+    Ok(CopyReport {
+        source: from.url().to_string(),
+        target: path.display().to_string(),
+        direction: Direction::IntoSqlite,
+        tables,
+        source_totals,
+        target_totals,
+        instance_tag: tag,
+        accounts_with_keys,
+    })
 }
 
 async fn pg_sequence(tx: &tokio_postgres::Transaction<'_>, pg: &PgStore, table: &str) -> Result<String, CopyError> {

@@ -5,9 +5,11 @@
 //! between a SQLite file and a PostgreSQL database ([`copy`]).
 //!
 //! It is also the PostgreSQL backend of the `Store` facade: `catalog`,
-//! `accounts`, `audit`, `health` and `migrations` hold the PostgreSQL halves
-//! of the store's methods (see ARCHITECTURE.md, "One `Store`, two backends").
-//! The usage ledger, the response cache and idempotency keys are not here yet.
+//! `accounts`, `audit`, `health`, `migrations`, `ledger` (writes) and
+//! `usage_reads` (the console's and `serve`'s usage summaries) hold the
+//! PostgreSQL halves of the store's methods (see ARCHITECTURE.md, "One
+//! `Store`, two backends"). The analytics reader, request search, the
+//! response cache and idempotency keys are not here yet.
 //!
 //! All PostgreSQL I/O runs on one runtime of its own (`pg-io` threads, see
 //! [`on_pg`] and [`block_on_pg`]): its connections outlive whichever runtime
@@ -32,6 +34,7 @@ pub mod ledger;
 pub mod migrations;
 pub mod schema;
 pub mod sealed;
+pub mod usage_reads;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
