@@ -7,7 +7,8 @@
 //! It is also the PostgreSQL backend of the `Store` facade: `catalog`,
 //! `accounts`, `audit`, `health` and `migrations` hold the PostgreSQL halves
 //! of the store's methods (see ARCHITECTURE.md, "One `Store`, two backends").
-//! The usage ledger, the response cache and idempotency keys are not here yet.
+//! Idempotency keys are here too (`idempotency`, shared by the fleet); the
+//! response cache is not.
 //!
 //! All PostgreSQL I/O runs on one runtime of its own (`pg-io` threads, see
 //! [`on_pg`] and [`block_on_pg`]): its connections outlive whichever runtime
@@ -27,6 +28,7 @@ pub mod catalog;
 pub mod copy;
 pub mod fleet;
 pub mod health;
+pub mod idempotency;
 pub mod leases;
 pub mod ledger;
 pub mod migrations;
