@@ -208,6 +208,35 @@ async fn the_engine_on_postgres_replays_another_instances_answer_and_refuses_whi
     }
 }
 
+/// A refusal leaves the record it found as it was (before, the refused
+/// request's claim guard marked it failed: one refusal, then a second paid
+/// call). On SQLite: an attempt left in flight by a stopped process keeps
+/// refusing its key until its lease ends, however often it is retried.
+#[tokio::test]
+async fn refusals_never_mark_the_record_they_found_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("sb.db")).unwrap();
+    let mut db = switchboard::store::IdempotencyDb::open(&store).unwrap();
+    let body = br#"{"model":"gpt-4o-mini"}"#;
+    let fp = Fingerprint::of(body);
+    assert_eq!(db.claim(S, &key("orphan"), CHAT, &fp, times(t0())).unwrap().decision, Decision::Run);
+    drop(db);
+    let clock = Arc::new(ManualClock::new(t0()));
+    let idem = Idempotency::start(&store, clock.clone(), IdempotencyConfig::default()).unwrap();
+    for i in 0..3 {
+        match idem.begin(S, key("orphan"), CHAT, body).await.unwrap() {
+            Begin::Refused(Refusal::OutcomeUnknown { retry_after_secs: 600 }) => {}
+            other => panic!("retry {i} within the lease: {other:?}"),
+        }
+        match idem.begin(S, key("orphan"), CHAT, b"{}").await.unwrap() {
+            Begin::Refused(Refusal::Mismatch { endpoint: CHAT }) => {}
+            other => panic!("another body, retry {i}: {other:?}"),
+        }
+    }
+    clock.advance(CDuration::minutes(10));
+    assert!(matches!(idem.begin(S, key("orphan"), CHAT, body).await.unwrap(), Begin::Run(_)), "retryable once the lease ended");
+}
+
 // ---- two `serve` processes (setup as in tests/it/fleet.rs) ----
 
 struct Child(std::process::Child);
