@@ -5,6 +5,10 @@
 //! holds it) and keeps the total of the kept bodies under a cap by dropping
 //! the oldest bodies first, keeping their small records. The rules (what a
 //! request with a known key gets) are `domain::idempotency`'s.
+//!
+//! [`IdempotencyBackend`] is what the engine's idempotency thread calls: this
+//! SQLite file (one instance), or `store::pg::idempotency` (a fleet on
+//! PostgreSQL, where the claim is atomic across instances).
 
 use super::{Store, StoreResult, connect, map_err};
 use crate::domain::SupplierId;
@@ -40,6 +44,96 @@ pub struct Claim {
     pub record: Option<KeyRecord>,
     /// The answer to replay (with [`Decision::Replay`]).
     pub answer: Option<StoredAnswer>,
+}
+
+/// The records as the engine's idempotency thread uses them (synchronously,
+/// from that one thread). Every change is its own transaction, or a part of
+/// the batch opened by [`IdempotencyBackend::begin_batch`].
+pub trait IdempotencyBackend: Send {
+    /// Opens one transaction for the changes that follow, until
+    /// [`IdempotencyBackend::commit_batch`] (a backend may make it a no-op:
+    /// each change then commits on its own).
+    fn begin_batch(&mut self) -> StoreResult<()>;
+    /// Commits the batch; if that fails, every change of the batch is rolled back.
+    fn commit_batch(&mut self) -> StoreResult<()>;
+    /// Decides what a request with `key` gets (as [`decide`] for a key this
+    /// process is not serving) and, for a new attempt, writes its in-flight
+    /// record, atomically. A replay comes with its answer.
+    fn claim(
+        &mut self,
+        supplier: SupplierId,
+        key: &IdempotencyKey,
+        endpoint: Endpoint,
+        fingerprint: &Fingerprint,
+        times: AttemptTimes,
+    ) -> StoreResult<Claim>;
+    /// Completes an in-flight attempt with `fingerprint` (see [`IdempotencyDb::complete`]);
+    /// returns the keys whose bodies were dropped to stay under `keep_under`.
+    fn complete(
+        &mut self,
+        supplier: SupplierId,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        answer: &StoredAnswer,
+        keep_under: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(SupplierId, IdempotencyKey)>>;
+    /// Marks an in-flight attempt with `fingerprint` failed (retryable).
+    fn fail(
+        &mut self,
+        supplier: SupplierId,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        status: Option<u16>,
+        request_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Deletes the records expired at `now`; returns how many.
+    fn purge(&mut self, now: DateTime<Utc>) -> StoreResult<usize>;
+}
+
+impl IdempotencyBackend for IdempotencyDb {
+    fn begin_batch(&mut self) -> StoreResult<()> {
+        IdempotencyDb::begin_batch(self)
+    }
+    fn commit_batch(&mut self) -> StoreResult<()> {
+        IdempotencyDb::commit_batch(self)
+    }
+    fn claim(
+        &mut self,
+        supplier: SupplierId,
+        key: &IdempotencyKey,
+        endpoint: Endpoint,
+        fingerprint: &Fingerprint,
+        times: AttemptTimes,
+    ) -> StoreResult<Claim> {
+        IdempotencyDb::claim(self, supplier, key, endpoint, fingerprint, times)
+    }
+    fn complete(
+        &mut self,
+        supplier: SupplierId,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        answer: &StoredAnswer,
+        keep_under: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(SupplierId, IdempotencyKey)>> {
+        IdempotencyDb::complete(self, supplier, key, fingerprint, answer, keep_under, now)
+    }
+    fn fail(
+        &mut self,
+        supplier: SupplierId,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        status: Option<u16>,
+        request_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        IdempotencyDb::fail(self, supplier, key, fingerprint, status, request_id, now)
+    }
+    fn purge(&mut self, now: DateTime<Utc>) -> StoreResult<usize> {
+        IdempotencyDb::purge(self, now)
+    }
 }
 
 /// The idempotency table on its own connection.

@@ -39,7 +39,7 @@ pub use audit::{AuditEntry, AuditFilter, os_user as audit_actor};
 pub use cache::{CacheCell, CacheUsage, CachedAnswer, PurgeRecord, ResponseCacheStore, SqliteCacheStore};
 pub use console::{AuditRow, BreakdownCell, SupplierDay, SupplierSpend, WeddingRow};
 pub use health::{CompactionReport, HealthAggregateRow, HealthSampleRow, SeriesPoint};
-pub use idempotency::{AttemptTimes, Claim, IdempotencyDb, StoredAnswer};
+pub use idempotency::{AttemptTimes, Claim, IdempotencyBackend, IdempotencyDb, StoredAnswer};
 pub use migrations::{LedgerSide, MirrorRecord, Recommendation, mirror_prefix};
 pub use requests::{RequestFilter, RequestRow, StatusFilter};
 pub use routing_lock::{LockHolder, RoutingLock, RoutingLockError, host_name};

@@ -2,9 +2,13 @@
 //! `domain::idempotency`'s, the SQL `store::idempotency`'s). This module
 //! owns the live state: the keys this process is serving now (in flight),
 //! and the recent completed keys with their answers (`cache`). Every change
-//! is written through to SQLite by one named thread (`idempotency`) that
-//! owns its own connection, so no database work runs on the async runtime's
-//! threads; that thread also purges expired records once a minute.
+//! is written through by one named thread (`idempotency`) that owns the
+//! records' backend (`store::IdempotencyBackend`): its own connection to the
+//! SQLite file, or, when the store is PostgreSQL, the fleet's shared table
+//! (`store::pg::idempotency`, whose claim is atomic across instances, so a
+//! retry landing on another instance replays the first answer). No database
+//! work runs on the async runtime's threads; that thread also purges expired
+//! records once a minute.
 //!
 //! A request with a key calls [`Idempotency::begin`]: a new attempt gets a
 //! [`Ticket`] once its in-flight record is written (before any provider is
@@ -21,7 +25,8 @@ mod cache;
 
 use crate::domain::idempotency::{BodyState, Decision, Endpoint, Fingerprint, IdempotencyKey, KeyRecord, KeyState, decide};
 use crate::domain::{Clock, SupplierId};
-use crate::store::{AttemptTimes, Claim, IdempotencyDb, Store, StoreError, StoredAnswer};
+use crate::store::pg::idempotency::PgIdempotency;
+use crate::store::{AttemptTimes, Claim, IdempotencyBackend, IdempotencyDb, Store, StoreError, StoredAnswer};
 use cache::{Cache, Key};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -128,9 +133,13 @@ impl std::fmt::Debug for Idempotency {
 }
 
 impl Idempotency {
-    /// Opens the records in `store` and starts the thread that writes them.
+    /// Opens the records in `store` (a SQLite file's own table, or the
+    /// fleet's table when `store` is PostgreSQL) and starts the thread that writes them.
     pub fn start(store: &Store, clock: Arc<dyn Clock>, cfg: IdempotencyConfig) -> Result<Self, StoreError> {
-        let db = IdempotencyDb::open(store)?;
+        let db: Box<dyn IdempotencyBackend> = match store.postgres() {
+            Some(pg) => Box::new(PgIdempotency::new(pg.clone())),
+            None => Box::new(IdempotencyDb::open(store)?),
+        };
         let (tx, rx) = mpsc::channel();
         let (thread_clock, every, max_total) = (clock.clone(), cfg.purge_every, cfg.max_total_bytes);
         std::thread::Builder::new()
@@ -199,17 +208,27 @@ impl Idempotency {
         let times = AttemptTimes { now, lease_until: now + inner.cfg.in_flight_lease, expires_at: now + inner.cfg.ttl };
         let (reply, rx) = oneshot::channel();
         inner.tx.send(Cmd::Claim { k: k.clone(), endpoint, fp, times, reply }).map_err(|_| IdempotencyError::Stopped)?;
-        let claimed = rx.await.map_err(|_| IdempotencyError::Stopped)??;
-        match (claimed.decision, claimed.record, claimed.answer) {
-            (Decision::Run, _, _) => Ok(Begin::Run(claim.into_ticket(endpoint, times))),
-            (Decision::Replay, Some(record), Some(a)) => {
-                let a = Arc::new(a);
-                inner.cache.lock().insert(k, record, Some(a.clone()));
-                Ok(Begin::Replay(a))
-            }
-            (Decision::Replay, _, _) => Ok(Begin::Refused(Refusal::NotKept(BodyState::Evicted))),
-            (other, _, _) => Ok(Begin::Refused(refusal(other, now))),
-        }
+        let claimed = match rx.await.map_err(|_| IdempotencyError::Stopped)? {
+            Ok(c) if c.decision == Decision::Run => return Ok(Begin::Run(claim.into_ticket(endpoint, times))),
+            other => other,
+        };
+        // No record of ours was written (a refusal, a replay, a claim rolled
+        // back): the key goes back without marking anything failed — in a
+        // fleet, the record found may be another instance's attempt.
+        let out = match claimed {
+            Err(e) => Err(e.into()),
+            Ok(claimed) => match (claimed.decision, claimed.record, claimed.answer) {
+                (Decision::Replay, Some(record), Some(a)) => {
+                    let a = Arc::new(a);
+                    inner.cache.lock().insert(k, record, Some(a.clone()));
+                    Ok(Begin::Replay(a))
+                }
+                (Decision::Replay, _, _) => Ok(Begin::Refused(Refusal::NotKept(BodyState::Evicted))),
+                (other, _, _) => Ok(Begin::Refused(refusal(other, now))),
+            },
+        };
+        claim.unclaimed();
+        out
     }
 
     /// Deletes the expired records now (the thread does it once a
@@ -246,10 +265,20 @@ impl ClaimGuard {
     }
 }
 
+impl ClaimGuard {
+    /// Gives the key back when the claim wrote nothing (no `Fail` is sent).
+    fn unclaimed(mut self) {
+        if let Some(k) = self.k.take() {
+            self.inner.live.lock().remove(&k);
+        }
+    }
+}
+
 impl Drop for ClaimGuard {
     fn drop(&mut self) {
         if let Some(k) = self.k.take() {
-            // Harmless when no in-flight record was written (it changes only one).
+            // The future was dropped while the claim was on its way: it may
+            // have been written, so it is marked failed (retryable).
             let _ = self.inner.tx.send(Cmd::Fail { k: k.clone(), fp: self.fp, status: None, request_id: None });
             self.inner.live.lock().remove(&k);
         }
@@ -365,7 +394,7 @@ impl Drop for Ticket {
 /// The writer thread: applies commands in order, purges when idle. The
 /// commands waiting together (concurrent requests' claims and completions)
 /// share one transaction, and their callers hear back once it is committed.
-fn run(mut db: IdempotencyDb, rx: mpsc::Receiver<Cmd>, clock: Arc<dyn Clock>, every: std::time::Duration, max_total: u64) {
+fn run(mut db: Box<dyn IdempotencyBackend>, rx: mpsc::Receiver<Cmd>, clock: Arc<dyn Clock>, every: std::time::Duration, max_total: u64) {
     let mut next_purge = std::time::Instant::now() + every;
     loop {
         let wait = next_purge.saturating_duration_since(std::time::Instant::now());
@@ -378,7 +407,7 @@ fn run(mut db: IdempotencyDb, rx: mpsc::Receiver<Cmd>, clock: Arc<dyn Clock>, ev
                         Err(_) => break,
                     }
                 }
-                apply_batch(&mut db, batch, &*clock, max_total);
+                apply_batch(&mut *db, batch, &*clock, max_total);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 next_purge = std::time::Instant::now() + every;
@@ -405,7 +434,7 @@ enum Outcome {
 }
 
 /// Applies `cmd` (inside the open batch, or in its own transaction).
-fn apply(db: &mut IdempotencyDb, cmd: &Cmd, clock: &dyn Clock, max_total: u64) -> Outcome {
+fn apply(db: &mut dyn IdempotencyBackend, cmd: &Cmd, clock: &dyn Clock, max_total: u64) -> Outcome {
     match cmd {
         Cmd::Claim { k, endpoint, fp, times, .. } => Outcome::Claim(db.claim(k.0, &k.1, *endpoint, fp, *times)),
         Cmd::Complete { k, fp, answer, keep, .. } => {
@@ -440,7 +469,7 @@ fn answer(cmd: Cmd, out: Outcome) {
 /// savepoint in it, the answers sent after the commit; should the batch not
 /// open or not commit, the commands are applied again one by one (a rolled
 /// back batch changed nothing), so each caller hears its own command's fate.
-fn apply_batch(db: &mut IdempotencyDb, batch: Vec<Cmd>, clock: &dyn Clock, max_total: u64) {
+fn apply_batch(db: &mut dyn IdempotencyBackend, batch: Vec<Cmd>, clock: &dyn Clock, max_total: u64) {
     if batch.len() > 1 && db.begin_batch().is_ok() {
         let outcomes: Vec<Outcome> = batch.iter().map(|cmd| apply(db, cmd, clock, max_total)).collect();
         match db.commit_batch() {

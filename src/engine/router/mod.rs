@@ -334,7 +334,9 @@ impl Router {
         let mut inst = [0u8; 4];
         let _ = getrandom::fill(&mut inst);
         let local = cfg.local_store.clone().unwrap_or_else(|| store.clone());
-        let idempotency = Idempotency::start(&local, clock.clone(), cfg.idempotency.clone())?;
+        // On PostgreSQL the keys are the fleet's (a retry on another instance replays).
+        let idem_store = if store.postgres().is_some() { &store } else { &local };
+        let idempotency = Idempotency::start(idem_store, clock.clone(), cfg.idempotency.clone())?;
         let cache = ResponseCache::start(&local, clock.clone(), cfg.cache.clone())?;
         let pools = pool::Pools::new(clock.clone(), cfg.pool_strategy);
         let r = Arc::new(Router {

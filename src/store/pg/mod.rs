@@ -5,11 +5,11 @@
 //! between a SQLite file and a PostgreSQL database ([`copy`]).
 //!
 //! It is also the PostgreSQL backend of the `Store` facade: `catalog`,
-//! `accounts`, `audit`, `health`, `migrations`, `ledger` (writes) and
-//! `usage_reads` (the console's and `serve`'s usage summaries) hold the
-//! PostgreSQL halves of the store's methods (see ARCHITECTURE.md, "One
-//! `Store`, two backends"). The analytics reader, request search, the
-//! response cache and idempotency keys are not here yet.
+//! `accounts`, `audit`, `health`, `migrations`, `ledger` (writes),
+//! `usage_reads` (the console's and `serve`'s usage summaries) and
+//! `idempotency` (the keys, shared by the fleet) hold the PostgreSQL halves of
+//! the store's methods (see ARCHITECTURE.md, "One `Store`, two backends").
+//! The analytics reader, request search and the response cache are not here yet.
 //!
 //! All PostgreSQL I/O runs on one runtime of its own (`pg-io` threads, see
 //! [`on_pg`] and [`block_on_pg`]): its connections outlive whichever runtime
@@ -29,6 +29,7 @@ pub mod catalog;
 pub mod copy;
 pub mod fleet;
 pub mod health;
+pub mod idempotency;
 pub mod leases;
 pub mod ledger;
 pub mod migrations;

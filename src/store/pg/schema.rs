@@ -154,6 +154,8 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     super::sealed::SEALED_KEYS_MIGRATION,
     // v7: usage rollups, journal watermarks and quota leases (issue 25, part C).
     super::ledger::LEDGER_SCHEMA,
+    // v8: idempotency keys shared by the fleet (issue 25, store::pg::idempotency).
+    super::idempotency::IDEMPOTENCY_MIGRATION,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,0 +1,421 @@
+//! Idempotency keys shared by a fleet on PostgreSQL (issue 25): the
+//! PostgreSQL backend of the records against the private cluster scripts/test
+//! starts (the claim race between two pools, replay, mismatch, expiry, the
+//! fleet-wide body cap), the engine's `Idempotency` over it as two instances
+//! would use it, and two `switchboard serve` processes on one database: a
+//! retry that lands on the other instance replays the first answer, and the
+//! simulator counts one generation.
+
+use crate::support::bin;
+use crate::support::pg::{base_url, fresh_db, raw};
+use bytes::Bytes;
+use chrono::{DateTime, Duration as CDuration, TimeZone, Utc};
+use serde_json::json;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use switchboard::domain::idempotency::{BodyState, Decision, Endpoint, Fingerprint, IdempotencyKey, KeyState};
+use switchboard::domain::{Clock, ManualClock, SupplierId};
+use switchboard::engine::idempotency::{Begin, Idempotency, IdempotencyConfig, Refusal};
+use switchboard::sim::DEMO_OPENAI_KEY;
+use switchboard::store::pg::PgStore;
+use switchboard::store::pg::idempotency::PgIdempotency;
+use switchboard::store::{AttemptTimes, Store, StoredAnswer};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 10, 12, 0, 0).unwrap()
+}
+
+fn times(now: DateTime<Utc>) -> AttemptTimes {
+    AttemptTimes { now, lease_until: now + CDuration::minutes(10), expires_at: now + CDuration::hours(24) }
+}
+
+fn key(k: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(k.as_bytes()).unwrap()
+}
+
+fn answer(body: &str) -> StoredAnswer {
+    StoredAnswer {
+        status: 200,
+        request_id: Some(format!("sb-{body}")),
+        headers: vec![("content-type".into(), "application/json".into()), ("x-switchboard-route".into(), "platform".into())],
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+const S: SupplierId = SupplierId(1);
+const CHAT: Endpoint = Endpoint::ChatCompletions;
+
+/// Two pools on one fresh database, as two instances would hold them.
+async fn two_pools(name: &str) -> Option<(PgIdempotency, PgIdempotency, String)> {
+    let base = base_url(name)?;
+    let url = fresh_db(&base, name).await;
+    let a = PgStore::open(&url).await.unwrap();
+    let b = PgStore::open(&url).await.unwrap();
+    Some((PgIdempotency::new(a), PgIdempotency::new(b), url))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pools_claiming_one_key_at_once_get_one_new_attempt() {
+    let Some((a, b, _)) = two_pools("sbt_idem_race").await else { return };
+    let fp = Fingerprint::of(b"{\"a\":1}");
+    for round in 0..10 {
+        let k = key(&format!("race-{round}"));
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let (be, k) = (if i % 2 == 0 { a.clone() } else { b.clone() }, k.clone());
+            tasks.push(tokio::spawn(async move { be.claim(S, &k, CHAT, &fp, times(t0())).await.unwrap().decision }));
+        }
+        let mut decisions = Vec::new();
+        for t in tasks {
+            decisions.push(t.await.unwrap());
+        }
+        let runs = decisions.iter().filter(|d| **d == Decision::Run).count();
+        assert_eq!(runs, 1, "round {round}: one new attempt: {decisions:?}");
+        let until = t0() + CDuration::minutes(10);
+        assert!(
+            decisions.iter().all(|d| *d == Decision::Run || *d == Decision::OutcomeUnknown { until }),
+            "the others are refused while the attempt is in flight: {decisions:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_completed_key_replays_on_the_other_pool_and_refuses_another_body() {
+    let Some((a, b, _)) = two_pools("sbt_idem_replay").await else { return };
+    let fp = Fingerprint::of(b"{\"a\":1}");
+    let k = key("order-42");
+    assert_eq!(a.claim(S, &k, CHAT, &fp, times(t0())).await.unwrap().decision, Decision::Run);
+    let sent = answer("{\"id\":\"chatcmpl-1\"}");
+    assert!(a.complete(S, &k, &fp, &sent, Some(1 << 20), t0()).await.unwrap().is_empty());
+    let later = t0() + CDuration::minutes(5);
+    let got = b.claim(S, &k, CHAT, &fp, times(later)).await.unwrap();
+    assert_eq!(got.decision, Decision::Replay);
+    assert_eq!(got.answer.as_ref(), Some(&sent), "the same status, request id, headers and bytes");
+    assert_eq!(got.record.as_ref().map(|r| r.state), Some(KeyState::Completed));
+    assert_eq!(b.kept_bytes().await.unwrap(), sent.body.len() as u64);
+    // Another body, or another endpoint: refused, and the record is untouched.
+    let other = Fingerprint::of(b"{\"a\":2}");
+    assert_eq!(b.claim(S, &k, CHAT, &other, times(later)).await.unwrap().decision, Decision::Mismatch { endpoint: CHAT });
+    assert_eq!(b.claim(S, &k, Endpoint::Embeddings, &fp, times(later)).await.unwrap().decision, Decision::Mismatch { endpoint: CHAT });
+    // Another supplier's equal key never meets it.
+    assert_eq!(b.claim(SupplierId(2), &k, CHAT, &other, times(later)).await.unwrap().decision, Decision::Run);
+    let (rec, kept) = a.get(S, &k).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.fingerprint, kept), (KeyState::Completed, fp, Some(sent)));
+}
+
+#[tokio::test]
+async fn failed_keys_retry_expired_ones_are_overwritten_and_purged() {
+    let Some((a, b, url)) = two_pools("sbt_idem_expiry").await else { return };
+    let fp = Fingerprint::of(b"{\"a\":1}");
+    // A failed attempt: the retry on the other pool is a new attempt.
+    let f = key("fails");
+    assert_eq!(a.claim(S, &f, CHAT, &fp, times(t0())).await.unwrap().decision, Decision::Run);
+    a.fail(S, &f, &fp, Some(502), Some("sb-x"), t0()).await.unwrap();
+    assert_eq!(b.claim(S, &f, CHAT, &fp, times(t0())).await.unwrap().decision, Decision::Run);
+    // A completed key is forgotten 24 hours on: even another body runs, and the old body's bytes are freed.
+    let k = key("day-old");
+    a.claim(S, &k, CHAT, &fp, times(t0())).await.unwrap();
+    a.complete(S, &k, &fp, &answer("0123456789"), Some(1 << 20), t0()).await.unwrap();
+    assert_eq!(a.kept_bytes().await.unwrap(), 10);
+    let next_day = t0() + CDuration::hours(24);
+    let other = Fingerprint::of(b"{\"a\":2}");
+    let c = b.claim(S, &k, CHAT, &other, times(next_day)).await.unwrap();
+    assert_eq!(c.decision, Decision::Run);
+    assert_eq!(c.record.map(|r| r.fingerprint), Some(fp), "the expired record it replaced");
+    assert_eq!(a.kept_bytes().await.unwrap(), 0);
+    let (rec, _) = a.get(S, &k).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.fingerprint, rec.body), (KeyState::InFlight, other, BodyState::None));
+    // An in-flight record left by a stopped instance blocks its key until its lease ends.
+    let orphan = key("orphan");
+    a.claim(S, &orphan, CHAT, &fp, times(t0())).await.unwrap();
+    let until = t0() + CDuration::minutes(10);
+    assert_eq!(b.claim(S, &orphan, CHAT, &fp, times(t0())).await.unwrap().decision, Decision::OutcomeUnknown { until });
+    assert_eq!(b.claim(S, &orphan, CHAT, &fp, times(until)).await.unwrap().decision, Decision::Run);
+    // Purging at t0 + 48 h deletes every record (all expired), and what they kept.
+    b.complete(S, &k, &other, &answer("abc"), Some(1 << 20), next_day).await.unwrap();
+    assert_eq!(a.kept_bytes().await.unwrap(), 3);
+    assert_eq!(a.purge(t0() + CDuration::hours(24)).await.unwrap(), 1, "the failed key's retry, begun at t0");
+    assert_eq!(a.purge(t0() + CDuration::hours(48) + CDuration::minutes(10)).await.unwrap(), 2);
+    assert_eq!(a.kept_bytes().await.unwrap(), 0);
+    let db = raw(&url).await;
+    let left: i64 = db.query_one("SELECT count(*) FROM idempotency_keys", &[]).await.unwrap().get(0);
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn the_body_cap_holds_for_the_fleet_oldest_bodies_first() {
+    let Some((a, b, _)) = two_pools("sbt_idem_cap").await else { return };
+    let fp = Fingerprint::of(b"{}");
+    let cap = Some(25u64);
+    for (i, be) in [&a, &b, &a].into_iter().enumerate() {
+        let k = key(&format!("k{i}"));
+        be.claim(S, &k, CHAT, &fp, times(t0())).await.unwrap();
+        let evicted = be.complete(S, &k, &fp, &answer("0123456789"), cap, t0() + CDuration::seconds(i as i64)).await.unwrap();
+        assert_eq!(evicted, if i == 2 { vec![(S, key("k0"))] } else { vec![] }, "completing k{i}");
+    }
+    assert_eq!(a.kept_bytes().await.unwrap(), 20);
+    // k0's body was dropped by the other pool's completion: a replay says so.
+    assert_eq!(b.claim(S, &key("k0"), CHAT, &fp, times(t0())).await.unwrap().decision, Decision::NotKept(BodyState::Evicted));
+    assert_eq!(b.claim(S, &key("k1"), CHAT, &fp, times(t0())).await.unwrap().decision, Decision::Replay);
+    // Larger than the cap in all: completed without its body.
+    let big = key("big");
+    a.claim(S, &big, CHAT, &fp, times(t0())).await.unwrap();
+    a.complete(S, &big, &fp, &answer(&"x".repeat(30)), cap, t0()).await.unwrap();
+    assert_eq!(b.claim(S, &big, CHAT, &fp, times(t0())).await.unwrap().decision, Decision::NotKept(BodyState::TooLarge));
+    assert_eq!(a.kept_bytes().await.unwrap(), 20);
+}
+
+/// The engine over a PostgreSQL store: two `Idempotency`s (two instances).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_on_postgres_replays_another_instances_answer_and_refuses_while_it_runs() {
+    let Some(base) = base_url("sbt_idem_engine") else { return };
+    let url = fresh_db(&base, "sbt_idem_engine").await;
+    let u = url.clone();
+    let (sa, sb) =
+        tokio::task::spawn_blocking(move || (Store::open_postgres(&u).unwrap(), Store::open_postgres(&u).unwrap())).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(t0()));
+    let a = Idempotency::start(&sa, clock.clone(), IdempotencyConfig::default()).unwrap();
+    let b = Idempotency::start(&sb, clock.clone(), IdempotencyConfig::default()).unwrap();
+    let body = br#"{"model":"gpt-4o-mini"}"#;
+    let Begin::Run(ticket) = a.begin(S, key("k1"), CHAT, body).await.unwrap() else { panic!("a new attempt on A") };
+    // While A serves it, B refuses the key — and its refusal does not mark A's attempt failed.
+    for _ in 0..2 {
+        match b.begin(S, key("k1"), CHAT, body).await.unwrap() {
+            Begin::Refused(Refusal::OutcomeUnknown { .. } | Refusal::InFlight) => {}
+            other => panic!("B while A serves: {other:?}"),
+        }
+    }
+    match b.begin(S, key("k1"), CHAT, b"{}").await.unwrap() {
+        Begin::Refused(Refusal::Mismatch { endpoint: CHAT }) => {}
+        other => panic!("another body on B: {other:?}"),
+    }
+    let sent = answer("{\"id\":\"chatcmpl-A\"}");
+    ticket.complete(sent.clone()).await;
+    match b.begin(S, key("k1"), CHAT, body).await.unwrap() {
+        Begin::Replay(got) => assert_eq!(*got, sent),
+        other => panic!("B after A answered: {other:?}"),
+    }
+    // A failed attempt on B is retried on A.
+    let Begin::Run(t2) = b.begin(S, key("k2"), CHAT, body).await.unwrap() else { panic!("k2 on B") };
+    t2.fail(Some(502), None);
+    // B's thread applies its commands in order: once this purge is done, so is the failure.
+    b.purge().await.unwrap();
+    match a.begin(S, key("k2"), CHAT, body).await.unwrap() {
+        Begin::Run(t) => t.fail(None, None),
+        other => panic!("a failed key is retryable on the other instance: {other:?}"),
+    }
+}
+
+/// A refusal leaves the record it found as it was (before, the refused
+/// request's claim guard marked it failed: one refusal, then a second paid
+/// call). On SQLite: an attempt left in flight by a stopped process keeps
+/// refusing its key until its lease ends, however often it is retried.
+#[tokio::test]
+async fn refusals_never_mark_the_record_they_found_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("sb.db")).unwrap();
+    let mut db = switchboard::store::IdempotencyDb::open(&store).unwrap();
+    let body = br#"{"model":"gpt-4o-mini"}"#;
+    let fp = Fingerprint::of(body);
+    assert_eq!(db.claim(S, &key("orphan"), CHAT, &fp, times(t0())).unwrap().decision, Decision::Run);
+    drop(db);
+    let clock = Arc::new(ManualClock::new(t0()));
+    let idem = Idempotency::start(&store, clock.clone(), IdempotencyConfig::default()).unwrap();
+    for i in 0..3 {
+        match idem.begin(S, key("orphan"), CHAT, body).await.unwrap() {
+            Begin::Refused(Refusal::OutcomeUnknown { retry_after_secs: 600 }) => {}
+            other => panic!("retry {i} within the lease: {other:?}"),
+        }
+        match idem.begin(S, key("orphan"), CHAT, b"{}").await.unwrap() {
+            Begin::Refused(Refusal::Mismatch { endpoint: CHAT }) => {}
+            other => panic!("another body, retry {i}: {other:?}"),
+        }
+    }
+    clock.advance(CDuration::minutes(10));
+    assert!(matches!(idem.begin(S, key("orphan"), CHAT, body).await.unwrap(), Begin::Run(_)), "retryable once the lease ended");
+}
+
+// ---- two `serve` processes (setup as in tests/it/fleet.rs) ----
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a command that prints "… listening on http://ADDR…"; the child and that address.
+fn spawn_listening(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("the process printed its address").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split(|c: char| c == '/' || c.is_whitespace()).next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (Child(child), addr)
+}
+
+struct Fleet {
+    url: String,
+    dir: tempfile::TempDir,
+    key_file: PathBuf,
+    sim: String,
+    _sim: Child,
+    token: String,
+}
+
+impl Fleet {
+    fn cmd(&self) -> Command {
+        let mut c = bin();
+        c.arg("--database").arg(&self.url).env("SWITCHBOARD_FLEET_KEY_FILE", &self.key_file);
+        c
+    }
+
+    fn serve(&self, host: &str) -> (Child, String) {
+        let mut c = self.cmd();
+        c.args(["serve", "--listen", "127.0.0.1:0", "--probe-every", "600", "--leader-ttl-ms", "900", "--heartbeat-ms", "300"])
+            .arg("--fleet-dir")
+            .arg(self.dir.path().join(host));
+        spawn_listening(c)
+    }
+}
+
+fn ok(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{c:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn setup(name: &str) -> Option<Fleet> {
+    let base = base_url(name)?;
+    let url = fresh_db(&base, name).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("fleet.key");
+    let mut sim_cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    sim_cmd.args(["simulate", "--listen", "127.0.0.1:0"]);
+    let (sim_child, sim) = spawn_listening(sim_cmd);
+    let mut f = Fleet { url, dir, key_file, sim, _sim: sim_child, token: String::new() };
+    ok(f.cmd().args(["fleet", "init", "--key-file"]).arg(&f.key_file));
+    ok(f.cmd().args(["supplier", "add", "--name", "Fleet Florals", "--vendor-type", "florist", "--tier", "enterprise"]));
+    let mut add = f
+        .cmd()
+        .args(["key", "add", "--owner", "platform", "--provider", "openai", "--base-url", &format!("http://{}", f.sim)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(DEMO_OPENAI_KEY.as_bytes()).unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert!(out.status.success(), "key add: {}", String::from_utf8_lossy(&out.stderr));
+    let issued: serde_json::Value = serde_json::from_str(&ok(f.cmd().args(["token", "issue", "--supplier", "1", "--json"]))).unwrap();
+    f.token = issued["token"].as_str().unwrap().to_string();
+    Some(f)
+}
+
+/// Status, whether it was a replay, `x-request-id`, the body.
+async fn keyed(http: &reqwest::Client, gw: &str, token: &str, key: &str, text: &str) -> (u16, bool, String, String) {
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], "max_tokens": 5});
+    let r = http
+        .post(format!("http://{gw}/v1/chat/completions"))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let replayed = r.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+    let rid = r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    (status, replayed, rid, r.text().await.unwrap())
+}
+
+/// Generations the simulator made so far (paid calls; probes are not generations).
+async fn generations(http: &reqwest::Client, sim: &str) -> u64 {
+    let list: serde_json::Value = http.get(format!("http://{sim}/_sim/accounts")).send().await.unwrap().json().await.unwrap();
+    list.as_array().unwrap().iter().map(|a| a["generations"].as_u64().unwrap()).sum()
+}
+
+/// Every simulator account answers after `ms` milliseconds.
+async fn slow_sim(http: &reqwest::Client, sim: &str, ms: u64) {
+    let list: serde_json::Value = http.get(format!("http://{sim}/_sim/accounts")).send().await.unwrap().json().await.unwrap();
+    for a in list.as_array().unwrap() {
+        let name = a["name"].as_str().unwrap();
+        let r = http
+            .post(format!("http://{sim}/_sim/accounts/{name}/faults"))
+            .json(&json!({"latency": {"median_ms": ms, "sigma": 0.0, "min_ms": ms}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    }
+}
+
+fn error_code(text: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    v["error"]["code"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_on_the_other_instance_replays_and_is_not_a_second_paid_call() {
+    let Some(f) = setup("fleet_idem").await else { return };
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let (_a, gw_a) = f.serve("host-a");
+    let (_b, gw_b) = f.serve("host-b");
+    let before = generations(&http, &f.sim).await;
+
+    // k1 on A, then the same request with k1 on B: B replays A's answer.
+    let (st, replayed, rid_a, text_a) = keyed(&http, &gw_a, &f.token, "k1", "Thank the Hendersons.").await;
+    assert_eq!((st, replayed), (200, false), "{text_a}");
+    assert!(text_a.contains("chat.completion"), "{text_a}");
+    let (st, replayed, rid_b, text_b) = keyed(&http, &gw_b, &f.token, "k1", "Thank the Hendersons.").await;
+    assert_eq!((st, replayed), (200, true), "B replays: {text_b}");
+    assert_eq!((rid_b.as_str(), text_b.as_str()), (rid_a.as_str(), text_a.as_str()), "the same request id and bytes");
+    assert_eq!(generations(&http, &f.sim).await - before, 1, "one paid call for k1");
+
+    // k1 with another body on B: refused (422), no call.
+    let (st, _, _, text) = keyed(&http, &gw_b, &f.token, "k1", "Another note entirely.").await;
+    assert_eq!((st, error_code(&text).as_str()), (422, "idempotency_key_reused"), "{text}");
+    assert_eq!(generations(&http, &f.sim).await - before, 1);
+
+    // k2 sent to A and B at once (answers take 400 ms): one is served, the
+    // other refused as in flight or replayed; one paid call.
+    slow_sim(&http, &f.sim, 400).await;
+    let (ra, rb) = tokio::join!(
+        keyed(&http, &gw_a, &f.token, "k2", "Confirm the peonies."),
+        keyed(&http, &gw_b, &f.token, "k2", "Confirm the peonies.")
+    );
+    let mut outcomes = [(ra.0, ra.1), (rb.0, rb.1)];
+    outcomes.sort();
+    assert!(
+        outcomes == [(200, false), (409, false)] || outcomes == [(200, false), (200, true)],
+        "one served, one refused or replayed: A {:?} {}, B {:?} {}",
+        (ra.0, ra.1),
+        ra.3,
+        (rb.0, rb.1),
+        rb.3
+    );
+    for r in [&ra, &rb] {
+        if r.0 == 409 {
+            let c = error_code(&r.3);
+            assert!(c == "idempotency_key_in_use" || c == "idempotency_outcome_unknown", "{}", r.3);
+        }
+    }
+    assert_eq!(generations(&http, &f.sim).await - before, 2, "one paid call for k2");
+    // Once answered, k2 replays on both.
+    for gw in [&gw_a, &gw_b] {
+        let (st, replayed, _, _) = keyed(&http, gw, &f.token, "k2", "Confirm the peonies.").await;
+        assert_eq!((st, replayed), (200, true));
+    }
+    assert_eq!(generations(&http, &f.sim).await - before, 2);
+    let db = raw(&f.url).await;
+    let keys: i64 = db.query_one("SELECT count(*) FROM idempotency_keys WHERE state = 1", &[]).await.unwrap().get(0);
+    assert_eq!(keys, 2, "k1 and k2 completed in the shared table");
+}
