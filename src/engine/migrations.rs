@@ -23,7 +23,16 @@ pub enum MigrationError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Refused(String),
+    /// Fleet mode: the write was refused because this instance no longer
+    /// holds the `migrations` lease it acted under (another instance leads).
+    #[error("{0}")]
+    Fenced(String),
 }
+
+/// Fleet mode: how the migrations leader saves the state it drove (a write
+/// checked against its lease's fencing epoch, so a paused old leader cannot
+/// overwrite what the new leader stored). See `engine::fleet::duties`.
+pub type MigrationSave = Arc<dyn Fn(&Migration) -> Result<(), MigrationError> + Send + Sync>;
 
 /// A planned migration, before it starts.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -51,6 +60,8 @@ pub struct MigrationService {
     /// Fleet mode: true while this instance leads the `migrations` duty.
     /// The others only adopt what the leader stored (the traffic splits).
     leader: Mutex<Option<crate::engine::health::DutyGate>>,
+    /// Fleet mode: the leader's saves go through this fenced write.
+    fenced_save: Mutex<Option<MigrationSave>>,
 }
 
 impl MigrationService {
@@ -65,6 +76,7 @@ impl MigrationService {
             alerts: Mutex::new(None),
             offline: false,
             leader: Mutex::new(None),
+            fenced_save: Mutex::new(None),
         });
         for m in svc.store.active_migrations()? {
             svc.apply_split(&m);
@@ -347,7 +359,9 @@ impl MigrationService {
             for mut db in stored {
                 match active.get_mut(&db.supplier) {
                     Some(mem) if mem.id == db.id => {
-                        if db.updated_at > mem.updated_at && db.state != mem.state {
+                        // A change of state (pause, resume, end) or of
+                        // phase (the fleet's migrations leader advanced it).
+                        if db.updated_at > mem.updated_at && (db.state != mem.state || db.phase != mem.phase) {
                             for (d, m) in db.phases.iter_mut().zip(&mem.phases) {
                                 if m.stats.requests > d.stats.requests {
                                     d.stats = m.stats.clone();
@@ -400,7 +414,18 @@ impl MigrationService {
                 }
                 (step, snap)
             };
-            self.store.save_migration(&snapshot)?;
+            match self.save_driven(&snapshot) {
+                Ok(()) => {}
+                Err(MigrationError::Fenced(why)) => {
+                    // Another instance leads now: what it stored wins; this
+                    // one forgets its step and follows the stored state.
+                    tracing::warn!(migration = snapshot.id, reason = %why, "migration step not saved: no longer the migrations leader");
+                    self.active.lock().remove(&supplier);
+                    self.sync_from_store()?;
+                    return Ok(out);
+                }
+                Err(e) => return Err(e),
+            }
             match &step {
                 Step::Advance { next } => {
                     self.apply_split(&snapshot);
@@ -471,6 +496,21 @@ impl MigrationService {
             if let Err(e) = self.store.recommend(*supplier, "move_to_client_ai", &msg, self.clock.now()) {
                 tracing::warn!(error = %e, "recommendation not stored");
             }
+        }
+    }
+
+    /// Fleet mode: the leader's saves of the migrations it drives go
+    /// through `save` (a write fenced by its `migrations` lease).
+    pub fn set_fenced_save(&self, save: MigrationSave) {
+        *self.fenced_save.lock() = Some(save);
+    }
+
+    /// Saves a migration this service drove (fenced in fleet mode).
+    fn save_driven(&self, m: &Migration) -> Result<(), MigrationError> {
+        let hook = self.fenced_save.lock().clone();
+        match hook {
+            Some(save) => save(m),
+            None => Ok(self.store.save_migration(m)?),
         }
     }
 

@@ -170,7 +170,9 @@ pub async fn insert_migration(pg: &PgStore, m: Migration) -> StoreResult<i64> {
     Ok(id)
 }
 
-async fn save_in(pg: &PgStore, tx: &tokio_postgres::Transaction<'_>, m: &Migration) -> StoreResult<()> {
+/// Writes a migration's state and every phase's figures inside `tx` (the
+/// fleet's migrations leader runs it inside its fenced transaction).
+pub async fn save_in(pg: &PgStore, tx: &tokio_postgres::Transaction<'_>, m: &Migration) -> StoreResult<()> {
     tx.execute(
         "UPDATE migrations SET state = $2, current_phase = $3, phase_started_at = $4, phase_elapsed_ms = $5, reason = $6, updated_at = $7
          WHERE id = $1",
