@@ -404,7 +404,11 @@ async fn a_migration_is_driven_by_one_instance_and_completed_by_the_other_after_
     let killed = Instant::now();
     until("the survivor leads migrations", Duration::from_secs(3), async || leader(&m.db, "migrations").await == Some(survivor)).await;
     eprintln!("migrations duty handed over in {:?}", killed.elapsed());
-    until("the migration completed", Duration::from_secs(20), async || m.state().await.0 == "completed").await;
+    // Completed is saved first, then the supplier is switched and audited.
+    until("the migration completed", Duration::from_secs(20), async || {
+        m.state().await.0 == "completed" && m.audits("migration.complete").await > 0
+    })
+    .await;
     m.stop_load().await;
     let (state, phase) = m.state().await;
     assert_eq!((state.as_str(), phase), ("completed", 1));
@@ -458,7 +462,10 @@ async fn a_paused_migrations_leader_resumes_as_a_follower_and_the_new_leaders_st
     .await;
     old.signal("CONT");
     m.skip[slot].store(false, Ordering::Relaxed);
-    until("the migration completed", Duration::from_secs(30), async || m.state().await.0 == "completed").await;
+    until("the migration completed", Duration::from_secs(30), async || {
+        m.state().await.0 == "completed" && m.audits("migration.complete").await > 0
+    })
+    .await;
     // The old leader never took the lease back and never redid a step.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(leader(&m.db, "migrations").await, Some(survivor), "the resumed instance did not take the duty back");
