@@ -296,7 +296,8 @@ struct Migrating {
     load: Vec<tokio::task::JoinHandle<()>>,
 }
 
-async fn migrating(name: &str, plan: &[PhasePlan]) -> Option<Migrating> {
+/// `only_follower`: no load on the migrations leader (all on the other instance).
+async fn migrating(name: &str, plan: &[PhasePlan], only_follower: bool) -> Option<Migrating> {
     let f = setup(name).await?;
     let db = raw(&f.url).await;
     f.add_key(&db, "platform", "platform", DEMO_OPENAI_KEY).await;
@@ -308,6 +309,11 @@ async fn migrating(name: &str, plan: &[PhasePlan]) -> Option<Migrating> {
         Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
         Arc::new([AtomicBool::new(false), AtomicBool::new(false)]),
     );
+    if only_follower {
+        until("a migrations leader", Duration::from_secs(5), async || leader(&db, "migrations").await.is_some()).await;
+        let lead = leader(&db, "migrations").await.unwrap();
+        skip[if lead == a.id { 0 } else { 1 }].store(true, Ordering::Relaxed);
+    }
     let mut load = Vec::new();
     for (w, gw) in [a.gw.clone(), b.gw.clone(), a.gw.clone(), b.gw.clone()].into_iter().enumerate() {
         let (token, stop, served, skip) = (f.token.clone(), stop.clone(), served.clone(), skip.clone());
@@ -387,7 +393,7 @@ impl Migrating {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_migration_is_driven_by_one_instance_and_completed_by_the_other_after_kill_9() {
     let plan = [PhasePlan { percent: 50, min_secs: 3 }, PhasePlan { percent: 100, min_secs: 3 }];
-    let Some(mut m) = migrating("fleet_duties_migrate", &plan).await else { return };
+    let Some(mut m) = migrating("fleet_duties_migrate", &plan, false).await else { return };
     until("a migrations leader", Duration::from_secs(5), async || leader(&m.db, "migrations").await.is_some()).await;
     let lead = leader(&m.db, "migrations").await.unwrap();
     until("the first phase passed", Duration::from_secs(20), async || m.state().await == ("running".into(), 1)).await;
@@ -434,7 +440,7 @@ async fn a_migration_is_driven_by_one_instance_and_completed_by_the_other_after_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_migrations_leader_resumes_as_a_follower_and_the_new_leaders_state_stands() {
     let plan = [PhasePlan { percent: 50, min_secs: 4 }, PhasePlan { percent: 100, min_secs: 2 }];
-    let Some(mut m) = migrating("fleet_duties_pause", &plan).await else { return };
+    let Some(mut m) = migrating("fleet_duties_pause", &plan, false).await else { return };
     until("a migrations leader", Duration::from_secs(5), async || leader(&m.db, "migrations").await.is_some()).await;
     let lead = leader(&m.db, "migrations").await.unwrap();
     // Let the leader save some figures of the first phase.
@@ -472,6 +478,29 @@ async fn a_paused_migrations_leader_resumes_as_a_follower_and_the_new_leaders_st
     assert_eq!((m.audits("migration.phase").await, m.audits("migration.complete").await), (1, 1));
     assert_eq!(m.state().await, ("completed".to_string(), 1));
     m.stop_load().await;
+}
+
+/// The leader judges phases on the traffic every instance served (the
+/// shared ledger): with all the load on the other instance, the migration
+/// still passes its phases and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn phases_are_judged_on_the_traffic_of_every_instance() {
+    let plan = [PhasePlan { percent: 50, min_secs: 2 }, PhasePlan { percent: 100, min_secs: 2 }];
+    let Some(mut m) = migrating("fleet_duties_ledger", &plan, true).await else { return };
+    let lead = leader(&m.db, "migrations").await.unwrap();
+    let slot = if lead == m.a.id { 0 } else { 1 };
+    until("the migration completed", Duration::from_secs(30), async || {
+        m.state().await.0 == "completed" && m.audits("migration.complete").await > 0
+    })
+    .await;
+    m.stop_load().await;
+    assert_eq!(leader(&m.db, "migrations").await, Some(lead), "one leader drove it all");
+    assert_eq!(m.served[slot].load(Ordering::Relaxed), 0, "the leader served no request");
+    let figures = m.phase_figures().await;
+    eprintln!("per phase (requests judged, migration-route rows in the ledger): {figures:?}");
+    for (judged, ledger) in figures {
+        assert!(judged >= 5 && judged <= ledger, "judged {judged} requests, the ledger holds {ledger}");
+    }
 }
 
 /// The fence itself: an instance that believes it still leads (its clock

@@ -6,11 +6,15 @@
 //! Today: the migration service's saves of the migrations it drives
 //! ([`fenced_migration_save`]). The state a migration is judged and resumed
 //! from is that row, so it is the write that must never come from an old
-//! leader.
+//! leader. And what the migrations leader judges a phase on: the traffic
+//! every instance served, read from the shared ledger
+//! ([`ledger_phase_figures`]).
 
 use super::Duty;
 use super::leader::LeaderElector;
-use crate::engine::migrations::{MigrationError, MigrationSave};
+use crate::domain::SupplierId;
+use crate::domain::migration::PhaseStats;
+use crate::engine::migrations::{MigrationError, MigrationSave, PhaseFigures};
 use crate::store::StoreError;
 use crate::store::pg::fleet::FenceError;
 use crate::store::pg::{PgError, PgStore, block_on_pg, mask_url};
@@ -40,5 +44,16 @@ pub fn fenced_migration_save(elector: Arc<LeaderElector>, pg: PgStore) -> Migrat
             Err(f @ (FenceError::Fenced { .. } | FenceError::NotLeader { .. })) => Err(MigrationError::Fenced(f.to_string())),
             Err(FenceError::Store(err)) => Err(MigrationError::Store(StoreError::from(err))),
         }
+    })
+}
+
+/// Phase figures for [`crate::engine::migrations::MigrationService::set_phase_figures`]:
+/// the supplier's `migration`-route events since the phase began, from every
+/// instance, as folded into PostgreSQL so far (a journal batch behind the
+/// live traffic). Called from blocking threads, never from a `pg-io` thread.
+pub fn ledger_phase_figures(pg: PgStore) -> PhaseFigures {
+    Arc::new(move |supplier: SupplierId, since| -> Result<PhaseStats, MigrationError> {
+        let pg = pg.clone();
+        Ok(block_on_pg(async move { crate::store::pg::migrations::phase_stats_from_ledger(&pg, supplier, since).await })?)
     })
 }
