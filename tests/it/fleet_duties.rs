@@ -243,6 +243,7 @@ async fn a_probe_leaders_verdict_reaches_the_other_instance_within_a_second_and_
     let tried = sim_requests(&http, &f.sim, "openai-platform").await - before;
     let burst = started.elapsed();
     lead.signal("CONT");
+    eprintln!("8 requests on the other instance while the prober was stopped: {burst:?}, {tried} requests at the down account");
     assert!(codes.iter().all(|c| *c == Some(200)), "requests on the other instance during the outage: {codes:?}");
     assert_eq!(tried, 0, "the other instance sent {tried} requests to the down account (burst of {burst:?})");
     assert!(burst < Duration::from_millis(800), "the burst took {burst:?}: the probe lease may have moved, which voids the check");
