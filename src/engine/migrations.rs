@@ -6,7 +6,9 @@
 //! was), writes the audit log, raises rollback alerts as audit entries and
 //! recommendations, and completes by switching the supplier's route.
 
-use crate::domain::migration::{Criteria, Migration, MigrationState, PhasePlan, RouteTarget, Step, next_allowed, validate_plan};
+use crate::domain::migration::{
+    Criteria, Migration, MigrationState, PhasePlan, PhaseStats, RouteTarget, Step, next_allowed, validate_plan,
+};
 use crate::domain::routing::Split;
 use crate::domain::supplier::WeddingCalendar;
 use crate::domain::{AccountOwner, AiMode, Clock, SupplierId};
@@ -23,7 +25,20 @@ pub enum MigrationError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Refused(String),
+    /// Fleet mode: the write was refused because this instance no longer
+    /// holds the `migrations` lease it acted under (another instance leads).
+    #[error("{0}")]
+    Fenced(String),
 }
+
+/// Fleet mode: how the migrations leader saves the state it drove (a write
+/// checked against its lease's fencing epoch, so a paused old leader cannot
+/// overwrite what the new leader stored). See `engine::fleet::duties`.
+pub type MigrationSave = Arc<dyn Fn(&Migration) -> Result<(), MigrationError> + Send + Sync>;
+
+/// Fleet mode: the figures of a supplier's migration phase since its start,
+/// from the traffic every instance served (the shared ledger).
+pub type PhaseFigures = Arc<dyn Fn(SupplierId, DateTime<Utc>) -> Result<PhaseStats, MigrationError> + Send + Sync>;
 
 /// A planned migration, before it starts.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -51,6 +66,10 @@ pub struct MigrationService {
     /// Fleet mode: true while this instance leads the `migrations` duty.
     /// The others only adopt what the leader stored (the traffic splits).
     leader: Mutex<Option<crate::engine::health::DutyGate>>,
+    /// Fleet mode: the leader's saves go through this fenced write.
+    fenced_save: Mutex<Option<MigrationSave>>,
+    /// Fleet mode: phases judged on the fleet's traffic, not this instance's.
+    phase_figures: Mutex<Option<PhaseFigures>>,
 }
 
 impl MigrationService {
@@ -65,6 +84,8 @@ impl MigrationService {
             alerts: Mutex::new(None),
             offline: false,
             leader: Mutex::new(None),
+            fenced_save: Mutex::new(None),
+            phase_figures: Mutex::new(None),
         });
         for m in svc.store.active_migrations()? {
             svc.apply_split(&m);
@@ -347,7 +368,9 @@ impl MigrationService {
             for mut db in stored {
                 match active.get_mut(&db.supplier) {
                     Some(mem) if mem.id == db.id => {
-                        if db.updated_at > mem.updated_at && db.state != mem.state {
+                        // A change of state (pause, resume, end) or of
+                        // phase (the fleet's migrations leader advanced it).
+                        if db.updated_at > mem.updated_at && (db.state != mem.state || db.phase != mem.phase) {
                             for (d, m) in db.phases.iter_mut().zip(&mem.phases) {
                                 if m.stats.requests > d.stats.requests {
                                     d.stats = m.stats.clone();
@@ -385,10 +408,14 @@ impl MigrationService {
         self.sync_from_store()?;
         let now = self.clock.now();
         let suppliers: Vec<SupplierId> = self.active.lock().keys().copied().collect();
+        let figures = self.phase_figures.lock().clone();
         let mut out = Vec::new();
         for supplier in suppliers {
             let (weddings, tz) =
                 self.store.supplier(supplier).map(|s| (s.weddings, s.time_zone)).unwrap_or((Vec::new(), chrono_tz::Tz::UTC));
+            if let Some(figures) = &figures {
+                self.refresh_from_ledger(supplier, figures);
+            }
             let (step, snapshot) = {
                 let mut active = self.active.lock();
                 let Some(m) = active.get_mut(&supplier) else { continue };
@@ -400,7 +427,18 @@ impl MigrationService {
                 }
                 (step, snap)
             };
-            self.store.save_migration(&snapshot)?;
+            match self.save_driven(&snapshot) {
+                Ok(()) => {}
+                Err(MigrationError::Fenced(why)) => {
+                    // Another instance leads now: what it stored wins; this
+                    // one forgets its step and follows the stored state.
+                    tracing::warn!(migration = snapshot.id, reason = %why, "migration step not saved: no longer the migrations leader");
+                    self.active.lock().remove(&supplier);
+                    self.sync_from_store()?;
+                    return Ok(out);
+                }
+                Err(e) => return Err(e),
+            }
             match &step {
                 Step::Advance { next } => {
                     self.apply_split(&snapshot);
@@ -471,6 +509,51 @@ impl MigrationService {
             if let Err(e) = self.store.recommend(*supplier, "move_to_client_ai", &msg, self.clock.now()) {
                 tracing::warn!(error = %e, "recommendation not stored");
             }
+        }
+    }
+
+    /// Fleet mode: the leader's saves of the migrations it drives go
+    /// through `save` (a write fenced by its `migrations` lease).
+    pub fn set_fenced_save(&self, save: MigrationSave) {
+        *self.fenced_save.lock() = Some(save);
+    }
+
+    /// Fleet mode: phases are judged on `figures` (the traffic every
+    /// instance served, from the shared ledger) instead of the outcomes this
+    /// instance's router saw.
+    pub fn set_phase_figures(&self, figures: PhaseFigures) {
+        *self.phase_figures.lock() = Some(figures);
+    }
+
+    /// Replaces the running phase's figures of `supplier`'s migration with
+    /// the fleet's (kept as they are when the ledger cannot be read).
+    fn refresh_from_ledger(&self, supplier: SupplierId, figures: &PhaseFigures) {
+        let current = self.active.lock().get(&supplier).filter(|m| m.state == MigrationState::Running).and_then(|m| {
+            let since = m.phases.get(m.phase).and_then(|p| p.started_at).or(m.phase_started_at)?;
+            Some((m.id, m.phase, since))
+        });
+        let Some((id, phase, since)) = current else { return };
+        match figures(supplier, since) {
+            Ok(stats) => {
+                let mut active = self.active.lock();
+                if let Some(m) = active.get_mut(&supplier).filter(|m| m.id == id && m.phase == phase)
+                    && let Some(p) = m.phases.get_mut(phase)
+                {
+                    p.stats = stats;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(migration = id, error = %e, "phase figures from the shared ledger unavailable; judging on this instance's own")
+            }
+        }
+    }
+
+    /// Saves a migration this service drove (fenced in fleet mode).
+    fn save_driven(&self, m: &Migration) -> Result<(), MigrationError> {
+        let hook = self.fenced_save.lock().clone();
+        match hook {
+            Some(save) => save(m),
+            None => Ok(self.store.save_migration(m)?),
         }
     }
 

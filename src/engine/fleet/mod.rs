@@ -9,6 +9,7 @@
 //! The SQL is in [`crate::store::pg::fleet`]; this module owns the loops, the
 //! settings and the decisions. See docs/fleet-coordination.md.
 
+pub mod duties;
 pub mod heartbeat;
 pub mod leader;
 pub mod node;

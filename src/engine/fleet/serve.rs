@@ -17,7 +17,9 @@
 //! - Health: only the probe leader probes and publishes verdicts; every
 //!   instance applies them and feeds its own outcomes to its breakers and the
 //!   shared history. Only the alert leader raises alerts. Only the migration
-//!   leader drives migrations; the others follow the stored splits.
+//!   leader drives migrations (its saves fenced by its lease's epoch, its
+//!   phases judged on every instance's traffic from the shared ledger); the
+//!   others follow the stored phases and splits.
 //! - What stays per instance: the idempotency records and the response
 //!   cache, in `<local dir>/<database tag>/local.db` (SQLite).
 
@@ -116,6 +118,8 @@ pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts:
     };
     migrations.set_alerts(health.alerts().clone());
     migrations.set_leader_gate(node.gate(Duty::Migrations));
+    migrations.set_fenced_save(super::duties::fenced_migration_save(node.elector().clone(), pg.clone()));
+    migrations.set_phase_figures(super::duties::ledger_phase_figures(pg.clone()));
     tasks.push(migrations.spawn(&tokio::runtime::Handle::current()));
     Ok(Runtime::fleet_parts(store, router, keys, providers, health, migrations, tasks, node, lease))
 }

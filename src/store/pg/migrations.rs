@@ -102,6 +102,20 @@ CREATE TABLE migration_schedules (
 CREATE INDEX migration_schedules_due ON migration_schedules (state, start_at);
 "#;
 
+/// `Route::Migration`'s code in `usage_events.route` (checked by a unit test).
+macro_rules! migration_route_code {
+    () => {
+        "3"
+    };
+}
+
+/// The codes of `UsageStatus::Ok` and `ClientGone` (answered: not errors).
+macro_rules! answered_status_codes {
+    () => {
+        "0, 3"
+    };
+}
+
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
@@ -170,7 +184,9 @@ pub async fn insert_migration(pg: &PgStore, m: Migration) -> StoreResult<i64> {
     Ok(id)
 }
 
-async fn save_in(pg: &PgStore, tx: &tokio_postgres::Transaction<'_>, m: &Migration) -> StoreResult<()> {
+/// Writes a migration's state and every phase's figures inside `tx` (the
+/// fleet's migrations leader runs it inside its fenced transaction).
+pub async fn save_in(pg: &PgStore, tx: &tokio_postgres::Transaction<'_>, m: &Migration) -> StoreResult<()> {
     tx.execute(
         "UPDATE migrations SET state = $2, current_phase = $3, phase_started_at = $4, phase_elapsed_ms = $5, reason = $6, updated_at = $7
          WHERE id = $1",
@@ -574,4 +590,51 @@ pub async fn set_setting(pg: &PgStore, key: String, value: String) -> StoreResul
     .await
     .db(pg)?;
     Ok(())
+}
+
+/// The figures of a migration phase as the fleet's shared ledger holds them:
+/// every `migration`-route event of `supplier` at or after `since`, served
+/// by any instance (folded so far). An event answered (`Ok` or `ClientGone`)
+/// is a success; any other status an error. Latencies fall into
+/// [`crate::domain::migration::LATENCY_BUCKETS_MS`] (upper bounds, inclusive).
+pub async fn phase_stats_from_ledger(pg: &PgStore, supplier: SupplierId, since: DateTime<Utc>) -> StoreResult<PhaseStats> {
+    use crate::domain::migration::LATENCY_BUCKETS_MS;
+    // width_bucket counts lower bounds: `latency <= b` is `latency < b + 1`.
+    let bounds: Vec<i64> = LATENCY_BUCKETS_MS.iter().map(|b| i64::from(*b) + 1).collect();
+    let c = pg.client().await?;
+    let rows = c
+        .query(
+            concat!(
+                "SELECT width_bucket(latency_ms, $3::BIGINT[]) AS b, count(*), count(*) FILTER (WHERE status NOT IN (",
+                answered_status_codes!(),
+                "))
+                 FROM usage_events WHERE supplier_id = $1 AND route = ",
+                migration_route_code!(),
+                " AND ts >= $2 GROUP BY b"
+            ),
+            &[&supplier.0, &since, &bounds],
+        )
+        .await
+        .db(pg)?;
+    let mut s = PhaseStats { requests: 0, errors: 0, latency_hist: vec![0; LATENCY_BUCKETS_MS.len()] };
+    for r in &rows {
+        let (b, n, e): (i32, i64, i64) = (r.get(0), r.get(1), r.get(2));
+        let i = usize::try_from(b).unwrap_or(0).min(LATENCY_BUCKETS_MS.len() - 1);
+        s.latency_hist[i] = s.latency_hist[i].saturating_add(clamp_u32(n));
+        s.requests = s.requests.saturating_add(clamp_u32(n));
+        s.errors = s.errors.saturating_add(clamp_u32(e));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::{Route, UsageStatus};
+
+    #[test]
+    fn the_ledger_codes_of_phase_figures_are_the_domain_codes() {
+        assert_eq!(Route::Migration.code().to_string(), migration_route_code!());
+        let answered: Vec<String> = UsageStatus::ALL.iter().filter(|s| s.answered()).map(|s| s.code().to_string()).collect();
+        assert_eq!(answered.join(", "), answered_status_codes!());
+    }
 }
