@@ -260,3 +260,42 @@ async fn kill_9_of_one_instance_under_load_loses_and_doubles_nothing_across_the_
     let wm: i64 = db.query_one("SELECT count(*) FROM usage_journal_watermark", &[]).await.unwrap().get(0);
     assert!(wm >= 3, "a watermark per journal (two instances and the restarted one): {wm}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_tier_rate_limit_holds_for_the_fleet_as_a_whole() {
+    use switchboard::domain::{QuotaPolicy, Tier};
+    let Some(f) = setup("fleet_rate").await else { return };
+    let db = raw(&f.url).await;
+    ok(f.cmd().args(["supplier", "add", "--name", "Starter Studio", "--vendor-type", "photographer", "--tier", "starter"]));
+    let issued: serde_json::Value = serde_json::from_str(&ok(f.cmd().args(["token", "issue", "--supplier", "2", "--json"]))).unwrap();
+    let token = issued["token"].as_str().unwrap().to_string();
+    let (_a, gw_a) = f.serve("host-a");
+    let (_b, gw_b) = f.serve("host-b");
+    until("two live instances", Duration::from_secs(5), async || {
+        db.query_one("SELECT count(*) FROM instances WHERE stopped_at IS NULL", &[]).await.unwrap().get::<_, i64>(0) == 2
+    })
+    .await;
+    // Each instance learns the fleet's size on its next heartbeat interval (300 ms).
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let rpm = QuotaPolicy::default().rpm(Tier::Starter, chrono::Utc::now().date_naive());
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let started = Instant::now();
+    let mut allowed = 0u32;
+    let mut limited = 0u32;
+    for i in 0..(rpm / 2 + 20) {
+        let gw = if i % 2 == 0 { &gw_a } else { &gw_b };
+        match chat(&http, gw, &token, &format!("rate-{i}")).await {
+            Some(200) => allowed += 1,
+            Some(429) => limited += 1,
+            other => panic!("request {i}: {other:?}"),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // The fleet's burst is the tier's (rpm / 4), refilled at rpm per minute;
+    // each instance allows half of it. Alone, each would allow a whole burst.
+    let fleet_bound = f64::from(rpm / 4) + f64::from(rpm) / 60.0 * secs + 2.0;
+    eprintln!("{allowed} allowed, {limited} limited in {secs:.2} s; the tier allows {rpm}/min, burst {}", rpm / 4);
+    assert!(f64::from(allowed) <= fleet_bound, "{allowed} allowed across the fleet; the tier's bound is {fleet_bound:.1}");
+    assert!(allowed >= (rpm / 4).saturating_sub(2).max(1), "{allowed} allowed: the fleet must still serve about the tier's burst");
+    assert!(limited > 0);
+}

@@ -20,8 +20,10 @@
 //!   leader drives migrations (its saves fenced by its lease's epoch, its
 //!   phases judged on every instance's traffic from the shared ledger); the
 //!   others follow the stored phases and splits.
-//! - What stays per instance: the idempotency records and the response
-//!   cache, in `<local dir>/<database tag>/local.db` (SQLite).
+//! - Idempotency keys are claimed in PostgreSQL (`store::pg::idempotency`),
+//!   so a retry on another instance replays the first answer. What stays per
+//!   instance: the response cache, in `<local dir>/<database tag>/local.db`
+//!   (SQLite).
 
 use super::Duty;
 use super::node::FleetNode;
@@ -112,6 +114,7 @@ pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts:
     let mut tasks = vec![tokio::spawn(health.clone().run())];
     tasks.push(tokio::spawn(follow_fleet(node.subscribe(), router.clone(), keys.clone(), health.clone(), id, opts.reload_every)));
     tasks.push(tokio::spawn(count_requests(router.clone(), requests, opts.fleet.settings.heartbeat_every)));
+    tasks.push(tokio::spawn(share_rate_limits(router.clone(), node.store().clone(), opts.fleet.settings.clone())));
     let migrations = {
         let (store, router, clock) = (store.clone(), router.clone(), clock.clone());
         tokio::task::spawn_blocking(move || MigrationService::new(store, router, clock)).await??
@@ -179,6 +182,26 @@ async fn follow_fleet(
             Ok(Ok(false)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "catalog reload failed"),
             Err(e) => tracing::warn!(error = %e, "catalog reload task failed"),
+        }
+    }
+}
+
+/// Keeps the router's share of every supplier's rate limit at one over the
+/// number of live instances (read every heartbeat interval). Between a change
+/// of the fleet and the next read, the fleet allows up to one instance's share
+/// more (an instance joined) or less (one died, until it is shown as gone).
+async fn share_rate_limits(router: Arc<Router>, store: super::FleetStore, settings: super::FleetSettings) {
+    let mut t = tokio::time::interval(settings.heartbeat_every);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        t.tick().await;
+        let (s, gone_after) = (store.clone(), settings.gone_after);
+        match on_pg(async move { s.list(None, gone_after).await }).await {
+            Ok(rows) => {
+                let live = rows.iter().filter(|r| r.state == super::InstanceState::Live).count();
+                router.set_rate_share(u32::try_from(live.max(1)).unwrap_or(u32::MAX));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count the fleet's instances (the rate limit share stays as it was)"),
         }
     }
 }

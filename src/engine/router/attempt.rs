@@ -175,7 +175,9 @@ impl Router {
         let rpm = self.cfg.quota.rpm(supplier.supplier.tier, today);
         {
             let mut g = supplier.gcra.lock();
-            let limit = RateLimit::per_minute(rpm);
+            // In a fleet, this instance's share of the tier's limit.
+            let share = self.rate_share.load(Ordering::Relaxed).max(1);
+            let limit = RateLimit::per_minute((rpm / share).max(1));
             if wedding_day {
                 g.force(limit, now);
             } else if let RateDecision::Deny { retry_after_ms } = g.check(limit, now) {

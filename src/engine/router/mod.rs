@@ -88,8 +88,8 @@ pub struct RouterConfig {
     /// Fleet mode: platform tokens are reserved from this instance's quota leases (`engine::quota_lease`); `None`: the local counter alone.
     pub quota_leases: Option<crate::engine::quota_lease::LeaseSettings>,
     /// Fleet mode (the store is PostgreSQL): this instance's own SQLite file
-    /// for what is kept per instance — the idempotency records and the
-    /// response cache's persistent table. None: both live in the store.
+    /// for what is kept per instance — the response cache's persistent table
+    /// (idempotency keys are claimed in PostgreSQL). None: in the store.
     pub local_store: Option<Arc<Store>>,
 }
 
@@ -281,6 +281,9 @@ pub struct Router {
     cache: ResponseCache,
     cfg: RouterConfig,
     metrics: Arc<Metrics>,
+    /// Fleet mode: how many live instances share each supplier's rate limit
+    /// (each allows its share; 1 on a single machine).
+    rate_share: std::sync::atomic::AtomicU32,
     /// Where background work runs; `None`: inline (a router that serves no requests).
     rt: Option<Handle>,
     catalog: RwLock<Arc<RouteCatalog>>,
@@ -349,6 +352,7 @@ impl Router {
             cache,
             cfg,
             metrics: Arc::new(Metrics::default()),
+            rate_share: std::sync::atomic::AtomicU32::new(1),
             rt,
             catalog: RwLock::new(Arc::new(RouteCatalog::default())),
             pools,
@@ -365,6 +369,13 @@ impl Router {
         });
         r.reload()?;
         Ok(r)
+    }
+
+    /// Fleet mode: `n` live instances share every supplier's tier rate
+    /// limit, so this one allows `limit / n` (a load balancer that spreads
+    /// requests evenly then keeps the fleet at about the tier's limit).
+    pub fn set_rate_share(&self, n: u32) {
+        self.rate_share.store(n.max(1), Ordering::Relaxed);
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
