@@ -5,115 +5,17 @@
 //! shortened with serve's flags (probes every 2 s, leader leases of 900 ms,
 //! heartbeats every 300 ms).
 
-use crate::support::bin;
-use crate::support::pg::{base_url, fresh_db, raw};
-use serde_json::json;
+use crate::support::fleet::{Fleet, chat, ok};
+use crate::support::pg::raw;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use switchboard::sim::DEMO_OPENAI_KEY;
 
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a command that prints "… listening on http://ADDR…"; the child and that address.
-fn spawn_listening(mut cmd: Command) -> (Child, String) {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().expect("the process printed its address").unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split(|c: char| c == '/' || c.is_whitespace()).next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (Child(child), addr)
-}
-
-/// The fleet's database, its key file and a folder for the "hosts".
-struct Fleet {
-    url: String,
-    dir: tempfile::TempDir,
-    key_file: PathBuf,
-    sim: String,
-    _sim: Child,
-    token: String,
-    token_id: i64,
-}
-
-impl Fleet {
-    fn cmd(&self) -> Command {
-        let mut c = bin();
-        c.arg("--database").arg(&self.url).env("SWITCHBOARD_FLEET_KEY_FILE", &self.key_file);
-        c
-    }
-
-    fn serve(&self, host: &str) -> (Child, String) {
-        let mut c = self.cmd();
-        c.args(["serve", "--listen", "127.0.0.1:0", "--probe-every", "2", "--leader-ttl-ms", "900", "--heartbeat-ms", "300"])
-            .arg("--fleet-dir")
-            .arg(self.dir.path().join(host));
-        spawn_listening(c)
-    }
-}
-
-fn ok(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    assert!(out.status.success(), "{c:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
+/// The fleet with supplier 1's platform account on the simulator.
 async fn setup(name: &str) -> Option<Fleet> {
-    let base = base_url(name)?;
-    let url = fresh_db(&base, name).await;
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("fleet.key");
-    let mut sim_cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    sim_cmd.args(["simulate", "--listen", "127.0.0.1:0"]);
-    let (sim_child, sim) = spawn_listening(sim_cmd);
-    let mut f = Fleet { url, dir, key_file, sim, _sim: sim_child, token: String::new(), token_id: 0 };
-    ok(f.cmd().args(["fleet", "init", "--key-file"]).arg(&f.key_file));
-    ok(f.cmd().args(["supplier", "add", "--name", "Fleet Florals", "--vendor-type", "florist", "--tier", "enterprise"]));
-    let mut add = f
-        .cmd()
-        .args(["key", "add", "--owner", "platform", "--provider", "openai", "--base-url", &format!("http://{}", f.sim)])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    add.stdin.take().unwrap().write_all(DEMO_OPENAI_KEY.as_bytes()).unwrap();
-    let out = add.wait_with_output().unwrap();
-    assert!(out.status.success(), "key add: {}", String::from_utf8_lossy(&out.stderr));
-    let issued: serde_json::Value = serde_json::from_str(&ok(f.cmd().args(["token", "issue", "--supplier", "1", "--json"]))).unwrap();
-    f.token = issued["token"].as_str().unwrap().to_string();
-    f.token_id = issued["id"].as_i64().unwrap();
+    let f = Fleet::setup(name).await?;
+    f.add_key(&raw(&f.url).await, "platform", "platform", DEMO_OPENAI_KEY).await;
     Some(f)
-}
-
-async fn chat(http: &reqwest::Client, gw: &str, token: &str, rid: &str) -> Option<u16> {
-    let r = http
-        .post(format!("http://{gw}/v1/chat/completions"))
-        .bearer_auth(token)
-        .header("x-request-id", rid)
-        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}))
-        .send()
-        .await
-        .ok()?;
-    let status = r.status().as_u16();
-    let body = r.text().await.ok()?;
-    if status == 200 && !body.contains("chat.completion") {
-        return None;
-    }
-    Some(status)
 }
 
 async fn until(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
@@ -151,8 +53,8 @@ async fn two_instances_share_usage_probes_revocations_and_hand_over_the_probe_du
     let Some(f) = setup("fleet_two").await else { return };
     let db = raw(&f.url).await;
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-    let (mut a, gw_a) = f.serve("host-a");
-    let (mut b, gw_b) = f.serve("host-b");
+    let (mut a, gw_a) = f.serve("host-a", 2);
+    let (mut b, gw_b) = f.serve("host-b", 2);
     // Both answer, and every answered request is one usage row in the shared ledger.
     for i in 0..20 {
         assert_eq!(chat(&http, &gw_a, &f.token, &format!("a-{i}")).await, Some(200), "instance A");
@@ -214,8 +116,8 @@ async fn two_instances_share_usage_probes_revocations_and_hand_over_the_probe_du
 async fn kill_9_of_one_instance_under_load_loses_and_doubles_nothing_across_the_fleet() {
     let Some(f) = setup("fleet_kill").await else { return };
     let db = raw(&f.url).await;
-    let (mut a, gw_a) = f.serve("host-a");
-    let (_b, gw_b) = f.serve("host-b");
+    let (mut a, gw_a) = f.serve("host-a", 2);
+    let (_b, gw_b) = f.serve("host-b", 2);
     let answered = std::sync::Arc::new(parking_lot::Mutex::new(HashSet::new()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
@@ -243,7 +145,7 @@ async fn kill_9_of_one_instance_under_load_loses_and_doubles_nothing_across_the_
         l.await.unwrap();
     }
     // A restarts on its host: it folds what the killed process journaled.
-    let (_a2, gw_a2) = f.serve("host-a");
+    let (_a2, gw_a2) = f.serve("host-a", 2);
     let http = reqwest::Client::new();
     assert_eq!(chat(&http, &gw_a2, &f.token, "after-restart").await, Some(200));
     answered.lock().insert("after-restart".to_string());
@@ -269,8 +171,8 @@ async fn the_tier_rate_limit_holds_for_the_fleet_as_a_whole() {
     ok(f.cmd().args(["supplier", "add", "--name", "Starter Studio", "--vendor-type", "photographer", "--tier", "starter"]));
     let issued: serde_json::Value = serde_json::from_str(&ok(f.cmd().args(["token", "issue", "--supplier", "2", "--json"]))).unwrap();
     let token = issued["token"].as_str().unwrap().to_string();
-    let (_a, gw_a) = f.serve("host-a");
-    let (_b, gw_b) = f.serve("host-b");
+    let (_a, gw_a) = f.serve("host-a", 2);
+    let (_b, gw_b) = f.serve("host-b", 2);
     until("two live instances", Duration::from_secs(5), async || {
         db.query_one("SELECT count(*) FROM instances WHERE stopped_at IS NULL", &[]).await.unwrap().get::<_, i64>(0) == 2
     })

@@ -8,6 +8,7 @@
 //! tests are in `fleet`. Time is a `ManualClock` wherever it matters, except
 //! one test that runs the server's clock with a short lease.
 
+use crate::support::pg::{base_url, fresh_db, raw};
 use chrono::{TimeZone, Utc};
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -22,40 +23,8 @@ use switchboard::engine::fleet::{Acquire, Duty, FenceError, FleetSettings, Fleet
 use switchboard::store::pg::fleet::ListenConfig;
 use switchboard::store::pg::{PgError, PgResult, PgStore, schema};
 
-/// The test cluster's URL, or None (the test is skipped) outside CI.
-fn base_url(test: &str) -> Option<String> {
-    match std::env::var("SWITCHBOARD_TEST_POSTGRES") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but SWITCHBOARD_TEST_POSTGRES is not: run the tests with scripts/test, which starts PostgreSQL"
-            );
-            eprintln!("SKIPPED {test}: SWITCHBOARD_TEST_POSTGRES is not set (scripts/test starts a private PostgreSQL and sets it)");
-            None
-        }
-    }
-}
-
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
-
-/// A new, empty database `name` on the test cluster; its URL.
-async fn fresh_db(base: &str, name: &str) -> String {
-    let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
-    let name = format!("{name}_{}", std::process::id());
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
-    client.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0")).await.unwrap();
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    format!("{prefix}/{name}")
-}
-
-async fn raw(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
 }
 
 fn t0() -> chrono::DateTime<Utc> {

@@ -7,12 +7,10 @@
 //! Timings are shortened with serve's flags (leader leases of 900 ms,
 //! heartbeats every 300 ms) and short migration phases.
 
-use crate::support::bin;
-use crate::support::pg::{base_url, fresh_db, raw};
+use crate::support::fleet::{Child, Fleet, chat};
+use crate::support::pg::raw;
 use serde_json::json;
-use std::io::{BufRead, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,29 +22,6 @@ use switchboard::engine::migrations::MigrationError;
 use switchboard::sim::{DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY};
 use switchboard::store::Store;
 use switchboard::store::pg::PgStore;
-
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a command that prints "… listening on http://ADDR…"; the child and that address.
-fn spawn_listening(mut cmd: Command) -> (Child, String) {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().expect("the process printed its address").unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split(|c: char| c == '/' || c.is_whitespace()).next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (Child(child), addr)
-}
 
 /// One `serve` process: the child, its gateway address and its fleet id.
 struct Instance {
@@ -62,99 +37,20 @@ impl Instance {
     }
 }
 
-struct Fleet {
-    url: String,
-    dir: tempfile::TempDir,
-    key_file: PathBuf,
-    sim: String,
-    _sim: Child,
-    token: String,
-}
-
-impl Fleet {
-    fn cmd(&self) -> Command {
-        let mut c = bin();
-        c.arg("--database").arg(&self.url).env("SWITCHBOARD_FLEET_KEY_FILE", &self.key_file);
-        c
-    }
-
-    /// Starts an instance on `host` and waits for its row in `instances`.
-    async fn serve(&self, db: &tokio_postgres::Client, host: &str, probe_every: u32) -> Instance {
-        let mut c = self.cmd();
-        c.args(["serve", "--listen", "127.0.0.1:0", "--leader-ttl-ms", "900", "--heartbeat-ms", "300"])
-            .arg("--probe-every")
-            .arg(probe_every.to_string())
-            .arg("--fleet-dir")
-            .arg(self.dir.path().join(host));
-        let (child, gw) = spawn_listening(c);
-        let pid = i64::from(child.0.id());
-        let row = db
-            .query_opt("SELECT id FROM instances WHERE pid = $1 AND stopped_at IS NULL ORDER BY id DESC LIMIT 1", &[&pid])
-            .await
-            .unwrap()
-            .expect("a listening instance is registered");
-        Instance { child, gw, id: row.get(0) }
-    }
-
-    /// Adds an OpenAI account on the simulator with `key`; its id.
-    async fn add_key(&self, db: &tokio_postgres::Client, owner: &str, label: &str, key: &str) -> i64 {
-        let mut add = self
-            .cmd()
-            .args(["key", "add", "--owner", owner, "--provider", "openai", "--label", label, "--base-url", &format!("http://{}", self.sim)])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        add.stdin.take().unwrap().write_all(key.as_bytes()).unwrap();
-        let out = add.wait_with_output().unwrap();
-        assert!(out.status.success(), "key add: {}", String::from_utf8_lossy(&out.stderr));
-        db.query_one("SELECT id FROM provider_accounts WHERE label = $1", &[&label]).await.unwrap().get(0)
-    }
-}
-
-fn ok(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    assert!(out.status.success(), "{c:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The fleet key, one supplier (id 1) and its gateway token; no accounts yet.
-async fn setup(name: &str) -> Option<Fleet> {
-    let base = base_url(name)?;
-    let url = fresh_db(&base, name).await;
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("fleet.key");
-    let mut sim_cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    sim_cmd.args(["simulate", "--listen", "127.0.0.1:0"]);
-    let (sim_child, sim) = spawn_listening(sim_cmd);
-    let mut f = Fleet { url, dir, key_file, sim, _sim: sim_child, token: String::new() };
-    ok(f.cmd().args(["fleet", "init", "--key-file"]).arg(&f.key_file));
-    ok(f.cmd().args(["supplier", "add", "--name", "Fleet Florals", "--vendor-type", "florist", "--tier", "enterprise"]));
-    let issued: serde_json::Value = serde_json::from_str(&ok(f.cmd().args(["token", "issue", "--supplier", "1", "--json"]))).unwrap();
-    f.token = issued["token"].as_str().unwrap().to_string();
-    Some(f)
+/// Starts an instance on `host` and waits for its row in `instances`.
+async fn serve(f: &Fleet, db: &tokio_postgres::Client, host: &str, probe_every: u32) -> Instance {
+    let (child, gw) = f.serve(host, probe_every);
+    let pid = i64::from(child.0.id());
+    let row = db
+        .query_opt("SELECT id FROM instances WHERE pid = $1 AND stopped_at IS NULL ORDER BY id DESC LIMIT 1", &[&pid])
+        .await
+        .unwrap()
+        .expect("a listening instance is registered");
+    Instance { child, gw, id: row.get(0) }
 }
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(3)).build().unwrap()
-}
-
-async fn chat(http: &reqwest::Client, gw: &str, token: &str, rid: &str) -> Option<u16> {
-    let r = http
-        .post(format!("http://{gw}/v1/chat/completions"))
-        .bearer_auth(token)
-        .header("x-request-id", rid)
-        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}))
-        .send()
-        .await
-        .ok()?;
-    let status = r.status().as_u16();
-    let body = r.text().await.ok()?;
-    if status == 200 && !body.contains("chat.completion") {
-        return None;
-    }
-    Some(status)
 }
 
 async fn until(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) -> Duration {
@@ -197,14 +93,14 @@ async fn count(db: &tokio_postgres::Client, sql: &str, account: i64) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_probe_leaders_verdict_reaches_the_other_instance_within_a_second_and_its_alert_is_raised_once() {
-    let Some(f) = setup("fleet_duties_verdicts").await else { return };
+    let Some(f) = Fleet::setup("fleet_duties_verdicts").await else { return };
     let db = raw(&f.url).await;
     let http = http();
     // Two platform accounts on the simulator's two OpenAI accounts.
     let down = f.add_key(&db, "platform", "p-one", DEMO_OPENAI_KEY).await;
     let _other = f.add_key(&db, "platform", "p-two", DEMO_CLIENT_OPENAI_KEY).await;
-    let a = f.serve(&db, "host-a", 1).await;
-    let b = f.serve(&db, "host-b", 1).await;
+    let a = serve(&f, &db, "host-a", 1).await;
+    let b = serve(&f, &db, "host-b", 1).await;
     for i in 0..4 {
         assert_eq!(chat(&http, &a.gw, &f.token, &format!("a-{i}")).await, Some(200));
         assert_eq!(chat(&http, &b.gw, &f.token, &format!("b-{i}")).await, Some(200));
@@ -299,12 +195,12 @@ struct Migrating {
 
 /// `only_follower`: no load on the migrations leader (all on the other instance).
 async fn migrating(name: &str, plan: &[PhasePlan], only_follower: bool) -> Option<Migrating> {
-    let f = setup(name).await?;
+    let f = Fleet::setup(name).await?;
     let db = raw(&f.url).await;
     f.add_key(&db, "platform", "platform", DEMO_OPENAI_KEY).await;
     let client = f.add_key(&db, "1", "own", DEMO_CLIENT_OPENAI_KEY).await;
-    let a = f.serve(&db, "host-a", 30).await;
-    let b = f.serve(&db, "host-b", 30).await;
+    let a = serve(&f, &db, "host-a", 30).await;
+    let b = serve(&f, &db, "host-b", 30).await;
     let (stop, served, skip) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
@@ -509,7 +405,7 @@ async fn phases_are_judged_on_the_traffic_of_every_instance() {
 /// the lease; the stored state is the new leader's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fenced_migration_save_of_a_leader_that_lost_its_lease_is_refused() {
-    let Some(f) = setup("fleet_duties_fence").await else { return };
+    let Some(f) = Fleet::setup("fleet_duties_fence").await else { return };
     let t0 = chrono::DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z").unwrap().with_timezone(&chrono::Utc);
     let url = f.url.clone();
     let store = tokio::task::spawn_blocking(move || Arc::new(Store::open_postgres(&url).unwrap())).await.unwrap();

@@ -6,14 +6,11 @@
 //! retry that lands on the other instance replays the first answer, and the
 //! simulator counts one generation.
 
-use crate::support::bin;
+use crate::support::fleet::Fleet;
 use crate::support::pg::{base_url, fresh_db, raw};
 use bytes::Bytes;
 use chrono::{DateTime, Duration as CDuration, TimeZone, Utc};
 use serde_json::json;
-use std::io::{BufRead, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use switchboard::domain::idempotency::{BodyState, Decision, Endpoint, Fingerprint, IdempotencyKey, KeyState};
 use switchboard::domain::{Clock, ManualClock, SupplierId};
@@ -239,84 +236,10 @@ async fn refusals_never_mark_the_record_they_found_failed() {
 
 // ---- two `serve` processes (setup as in tests/it/fleet.rs) ----
 
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a command that prints "… listening on http://ADDR…"; the child and that address.
-fn spawn_listening(mut cmd: Command) -> (Child, String) {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().expect("the process printed its address").unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split(|c: char| c == '/' || c.is_whitespace()).next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (Child(child), addr)
-}
-
-struct Fleet {
-    url: String,
-    dir: tempfile::TempDir,
-    key_file: PathBuf,
-    sim: String,
-    _sim: Child,
-    token: String,
-}
-
-impl Fleet {
-    fn cmd(&self) -> Command {
-        let mut c = bin();
-        c.arg("--database").arg(&self.url).env("SWITCHBOARD_FLEET_KEY_FILE", &self.key_file);
-        c
-    }
-
-    fn serve(&self, host: &str) -> (Child, String) {
-        let mut c = self.cmd();
-        c.args(["serve", "--listen", "127.0.0.1:0", "--probe-every", "600", "--leader-ttl-ms", "900", "--heartbeat-ms", "300"])
-            .arg("--fleet-dir")
-            .arg(self.dir.path().join(host));
-        spawn_listening(c)
-    }
-}
-
-fn ok(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    assert!(out.status.success(), "{c:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
+/// The fleet with supplier 1's platform account on the simulator.
 async fn setup(name: &str) -> Option<Fleet> {
-    let base = base_url(name)?;
-    let url = fresh_db(&base, name).await;
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("fleet.key");
-    let mut sim_cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    sim_cmd.args(["simulate", "--listen", "127.0.0.1:0"]);
-    let (sim_child, sim) = spawn_listening(sim_cmd);
-    let mut f = Fleet { url, dir, key_file, sim, _sim: sim_child, token: String::new() };
-    ok(f.cmd().args(["fleet", "init", "--key-file"]).arg(&f.key_file));
-    ok(f.cmd().args(["supplier", "add", "--name", "Fleet Florals", "--vendor-type", "florist", "--tier", "enterprise"]));
-    let mut add = f
-        .cmd()
-        .args(["key", "add", "--owner", "platform", "--provider", "openai", "--base-url", &format!("http://{}", f.sim)])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    add.stdin.take().unwrap().write_all(DEMO_OPENAI_KEY.as_bytes()).unwrap();
-    let out = add.wait_with_output().unwrap();
-    assert!(out.status.success(), "key add: {}", String::from_utf8_lossy(&out.stderr));
-    let issued: serde_json::Value = serde_json::from_str(&ok(f.cmd().args(["token", "issue", "--supplier", "1", "--json"]))).unwrap();
-    f.token = issued["token"].as_str().unwrap().to_string();
+    let f = Fleet::setup(name).await?;
+    f.add_key(&raw(&f.url).await, "platform", "platform", DEMO_OPENAI_KEY).await;
     Some(f)
 }
 
@@ -367,8 +290,8 @@ fn error_code(text: &str) -> String {
 async fn a_retry_on_the_other_instance_replays_and_is_not_a_second_paid_call() {
     let Some(f) = setup("fleet_idem").await else { return };
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-    let (_a, gw_a) = f.serve("host-a");
-    let (_b, gw_b) = f.serve("host-b");
+    let (_a, gw_a) = f.serve("host-a", 600);
+    let (_b, gw_b) = f.serve("host-b", 600);
     let before = generations(&http, &f.sim).await;
 
     // k1 on A, then the same request with k1 on B: B replays A's answer.

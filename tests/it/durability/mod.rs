@@ -9,49 +9,12 @@
 mod journal;
 mod ledger_down;
 
+use crate::support::process::{Child, spawn_listening, wait_http};
 use crate::support::{keyring_available, sb};
 use serde_json::json;
 use std::sync::Arc;
 use switchboard::sim::DEMO_OPENAI_KEY;
 use switchboard::store::Store;
-
-/// A child process killed on drop (so a failed test leaves nothing running).
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a command that prints "… listening on http://ADDR…" and returns the
-/// child with that address (ports are chosen by the OS: no race with other tests).
-fn spawn_listening(mut cmd: std::process::Command) -> (Child, String) {
-    use std::io::BufRead;
-    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().expect("the process printed its address").unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split(|c: char| c == '/' || c.is_whitespace()).next().unwrap().to_string();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (Child(child), addr)
-}
-
-async fn wait_http(url: &str) {
-    let c = reqwest::Client::new();
-    for _ in 0..200 {
-        if c.get(url).send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("{url} did not come up");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_load_loses_no_completed_request_and_counts_none_twice() {

@@ -8,6 +8,7 @@
 //! from the lease, negative, never past the supplier's local midnight.
 //! Each test works in a database of its own.
 
+use crate::support::pg::{base_url, fresh_db, raw};
 use chrono::{DateTime, Duration as CDuration, NaiveDate, TimeZone, Utc};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,40 +22,8 @@ use switchboard::store::pg::{PgStore, schema};
 
 mod router;
 
-/// The test cluster's URL, or None (the test is skipped) outside CI.
-fn base_url(test: &str) -> Option<String> {
-    match std::env::var("SWITCHBOARD_TEST_POSTGRES") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but SWITCHBOARD_TEST_POSTGRES is not: run the tests with scripts/test, which starts PostgreSQL"
-            );
-            eprintln!("SKIPPED {test}: SWITCHBOARD_TEST_POSTGRES is not set (scripts/test starts a private PostgreSQL and sets it)");
-            None
-        }
-    }
-}
-
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap()
-}
-
-/// A new, empty database `name` on the test cluster; its URL.
-async fn fresh_db(base: &str, name: &str) -> String {
-    let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
-    let name = format!("{name}_{}", std::process::id());
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
-    client.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0")).await.unwrap();
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    format!("{prefix}/{name}")
-}
-
-async fn raw(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
 }
 
 /// A store on a fresh database, and a raw client on it.

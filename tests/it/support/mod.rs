@@ -2,7 +2,9 @@
 //! keyring, fixed dates, accounts on the provider simulator and fast-retrying
 //! provider clients. Each test module keeps only what is its own.
 
+pub mod fleet;
 pub mod pg;
+pub mod process;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use std::path::Path;
