@@ -59,6 +59,31 @@ fn duplicate_name(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, Some(msg)) if f.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("suppliers.name"))
 }
 
+/// A supplier filter as SQL: the `AND …` clauses and their arguments, in
+/// either backend's dialect (`like`: `LIKE` or `ILIKE`; `param(n)`: the n-th
+/// placeholder, `?n` or `$n`). The search is a substring, with `%`, `_` and
+/// `\` taken literally.
+pub(crate) fn filter_clauses(filter: &SupplierFilter, like: &str, param: impl Fn(usize) -> String) -> (String, Vec<String>) {
+    let mut sql = String::new();
+    let mut args: Vec<String> = Vec::new();
+    if let Some(s) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        args.push(format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+        sql.push_str(&format!(" AND name {like} {} ESCAPE '\\'", param(args.len())));
+    }
+    let equal = [
+        ("tier", filter.tier.map(|t| t.as_str())),
+        ("vendor_type", filter.vendor_type.map(|v| v.as_str())),
+        ("ai_mode", filter.ai_mode.map(|m| m.as_str())),
+    ];
+    for (column, value) in equal {
+        if let Some(v) = value {
+            args.push(v.to_string());
+            sql.push_str(&format!(" AND {column} = {}", param(args.len())));
+        }
+    }
+    (sql, args)
+}
+
 impl Store {
     pub fn insert_supplier(&self, new: &NewSupplier, now: DateTime<Utc>) -> StoreResult<Supplier> {
         if let Some(pg) = self.postgres() {
@@ -138,24 +163,8 @@ impl Store {
             return pg.block(move |pg| async move { pgc::list_suppliers(&pg, filter).await });
         }
         let conn = self.conn()?;
-        let mut sql = format!("{SELECT} WHERE 1=1");
-        let mut args: Vec<String> = Vec::new();
-        if let Some(s) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            args.push(format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
-            sql.push_str(&format!(" AND name LIKE ?{} ESCAPE '\\'", args.len()));
-        }
-        if let Some(t) = filter.tier {
-            args.push(t.as_str().into());
-            sql.push_str(&format!(" AND tier = ?{}", args.len()));
-        }
-        if let Some(v) = filter.vendor_type {
-            args.push(v.as_str().into());
-            sql.push_str(&format!(" AND vendor_type = ?{}", args.len()));
-        }
-        if let Some(m) = filter.ai_mode {
-            args.push(m.as_str().into());
-            sql.push_str(&format!(" AND ai_mode = ?{}", args.len()));
-        }
+        let (clauses, args) = filter_clauses(filter, "LIKE", |n| format!("?{n}"));
+        let mut sql = format!("{SELECT} WHERE 1=1{clauses}");
         sql.push_str(" ORDER BY name COLLATE NOCASE, id");
         let mut st = conn.prepare(&sql).map_err(|e| self.err(e))?;
         let mut list: Vec<Supplier> = st

@@ -190,24 +190,8 @@ pub async fn find_supplier(pg: &PgStore, id: SupplierId) -> StoreResult<Option<S
 /// Suppliers matching `filter`, ordered by name (ASCII case folded, as
 /// SQLite's `NOCASE`), each with its weddings.
 pub async fn list_suppliers(pg: &PgStore, filter: SupplierFilter) -> StoreResult<Vec<Supplier>> {
-    let mut sql = format!("{SELECT} WHERE TRUE");
-    let mut args: Vec<String> = Vec::new();
-    if let Some(s) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        args.push(format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
-        sql.push_str(&format!(" AND name ILIKE ${} ESCAPE '\\'", args.len()));
-    }
-    if let Some(t) = filter.tier {
-        args.push(t.as_str().into());
-        sql.push_str(&format!(" AND tier = ${}", args.len()));
-    }
-    if let Some(v) = filter.vendor_type {
-        args.push(v.as_str().into());
-        sql.push_str(&format!(" AND vendor_type = ${}", args.len()));
-    }
-    if let Some(m) = filter.ai_mode {
-        args.push(m.as_str().into());
-        sql.push_str(&format!(" AND ai_mode = ${}", args.len()));
-    }
+    let (clauses, args) = crate::store::suppliers::filter_clauses(&filter, "ILIKE", |n| format!("${n}"));
+    let mut sql = format!("{SELECT} WHERE TRUE{clauses}");
     sql.push_str(" ORDER BY lower(name COLLATE \"C\"), id");
     let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
     let c = pg.client().await?;
