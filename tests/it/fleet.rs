@@ -201,3 +201,91 @@ async fn the_tier_rate_limit_holds_for_the_fleet_as_a_whole() {
     assert!(allowed >= (rpm / 4).saturating_sub(2).max(1), "{allowed} allowed: the fleet must still serve about the tier's burst");
     assert!(limited > 0);
 }
+
+/// One client of the quota race: sends `prompt`s through `gw` until the
+/// quota refuses one; returns how many were answered.
+async fn race_client(http: reqwest::Client, gw: String, token: String, client: usize, prompt: String, max_tokens: u64) -> u64 {
+    let mut ok = 0;
+    loop {
+        let r = http
+            .post(format!("http://{gw}/v1/chat/completions"))
+            .bearer_auth(&token)
+            .header("x-request-id", format!("race-{client}-{ok}"))
+            .json(&serde_json::json!({
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": format!("client {client} request {ok}: {prompt}")}],
+                "max_tokens": max_tokens,
+            }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap();
+        match (status, body["error"]["code"].as_str()) {
+            (200, _) => ok += 1,
+            (429, Some("quota_exceeded")) => return ok,
+            (429, Some("rate_limit_exceeded")) => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("client {client}: {other:?} {body}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_clients_on_two_instances_end_within_one_request_of_the_quota() {
+    use switchboard::domain::{QuotaPolicy, Tier};
+    let Some(f) = setup("fleet_quota_race").await else { return };
+    let db = raw(&f.url).await;
+    ok(f.cmd().args(["supplier", "add", "--name", "Race Venue", "--vendor-type", "venue", "--tier", "scale"]));
+    let issued: serde_json::Value = serde_json::from_str(&ok(f.cmd().args(["token", "issue", "--supplier", "2", "--json"]))).unwrap();
+    let token = issued["token"].as_str().unwrap().to_string();
+    let (_a, gw_a) = f.serve("host-a", 30);
+    let (_b, gw_b) = f.serve("host-b", 30);
+    let today = chrono::Utc::now().date_naive();
+    let quota = QuotaPolicy::default().monthly_tokens(Tier::Scale, today);
+    // About a hundredth of the quota per request (the simulator counts a
+    // token per 4 bytes, about as the tokenizer does for this text), so the
+    // race takes about a hundred requests and stays within the tier's burst.
+    let sentence = "The ceremony starts at four; photos by the lake after. ";
+    let prompt = sentence.repeat((quota / 100 / 14) as usize);
+    // Reservations hold max_tokens for the answer, which is short: actual
+    // usage stays below what was reserved, so the quota is never passed.
+    let max_tokens = 500;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let mut tasks = Vec::new();
+    for client in 0..64 {
+        let gw = if client % 2 == 0 { gw_a.clone() } else { gw_b.clone() };
+        tasks.push(tokio::spawn(race_client(http.clone(), gw, token.clone(), client, prompt.clone(), max_tokens)));
+    }
+    let mut served = [0u64; 2];
+    for (client, t) in tasks.into_iter().enumerate() {
+        served[client % 2] += t.await.unwrap();
+    }
+    let answered = served[0] + served[1];
+    // Every answer reaches the shared ledger once (each instance folds its journal).
+    let mut rows: i64 = 0;
+    until("every answer folded", Duration::from_secs(10), async || {
+        rows = db.query_one("SELECT count(*) FROM usage_events WHERE supplier_id = 2 AND status = 0", &[]).await.unwrap().get(0);
+        rows as u64 >= answered
+    })
+    .await;
+    assert_eq!(rows as u64, answered, "one usage row per answered request");
+    let used: i64 =
+        db.query_one("SELECT coalesce(sum(used_folded), 0)::bigint FROM quota_months WHERE supplier_id = 2", &[]).await.unwrap().get(0);
+    let ledger: i64 = db
+        .query_one("SELECT coalesce(sum(input_tokens + cached_tokens + cache_write_tokens + output_tokens), 0)::bigint FROM usage_events WHERE supplier_id = 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(used, ledger, "the quota month counts exactly the ledger's platform tokens");
+    let per_request = used as u64 / answered.max(1);
+    let reservation = per_request + max_tokens;
+    eprintln!(
+        "{answered} answered ({} on A, {} on B), {used} of {quota} tokens used, {} short; about {per_request} tokens per request",
+        served[0],
+        served[1],
+        quota as i64 - used
+    );
+    assert!(served[0] > 0 && served[1] > 0, "both instances served: {served:?}");
+    assert!(used as u64 <= quota, "{used} tokens used on a quota of {quota}");
+    assert!(quota - used as u64 <= reservation, "{used} of {quota}: more than one request ({reservation} tokens) left unserved");
+}

@@ -98,6 +98,7 @@ pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts:
     sync_keys(&router, &keys).await;
     // Quota first, then the gateway may answer.
     let source = Arc::new(PgQuotaSource { store: pg.clone(), instance: id });
+    router.set_quota_source(source.clone());
     if let Err(e) = router.top_up_quota_leases(source.as_ref()).await {
         tracing::warn!(error = %e, "cannot lease quota yet (platform requests are refused until a lease is granted)");
     }

@@ -329,7 +329,13 @@ impl Router {
             // From here until the attempt ends, `quota` and `trial` are
             // guards: if this future is dropped (the client went away, a
             // panic, shutdown), they give back what they hold.
-            let (acc, key, quota, trial) = match self.begin_attempt(&mut p, attempt.account, &job) {
+            let mut begun = self.begin_attempt(&mut p, attempt.account, &job);
+            // Fleet mode: a lease with no room asks the fleet's database
+            // before the request is refused as over quota.
+            if matches!(&begun, Err(Some(f)) if f.kind == FailureKind::QuotaUsedUp) && self.refill_lease(&p).await {
+                begun = self.begin_attempt(&mut p, attempt.account, &job);
+            }
+            let (acc, key, quota, trial) = match begun {
                 Ok(v) => v,
                 Err(Some(failure)) => {
                     failures.push(failure);

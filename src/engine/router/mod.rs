@@ -40,6 +40,7 @@ mod cached;
 mod catalog;
 mod failure;
 mod jobs;
+mod lease;
 mod mirror;
 mod pool;
 mod quota;
@@ -284,6 +285,8 @@ pub struct Router {
     /// Fleet mode: how many live instances share each supplier's rate limit
     /// (each allows its share; 1 on a single machine).
     rate_share: std::sync::atomic::AtomicU32,
+    /// Fleet mode: where a request whose lease has no room asks for quota.
+    lease_refill: lease::LeaseRefill,
     /// Where background work runs; `None`: inline (a router that serves no requests).
     rt: Option<Handle>,
     catalog: RwLock<Arc<RouteCatalog>>,
@@ -353,6 +356,7 @@ impl Router {
             cfg,
             metrics: Arc::new(Metrics::default()),
             rate_share: std::sync::atomic::AtomicU32::new(1),
+            lease_refill: lease::LeaseRefill::default(),
             rt,
             catalog: RwLock::new(Arc::new(RouteCatalog::default())),
             pools,

@@ -31,7 +31,7 @@ pub(super) struct QuotaCounter {
     /// When `QuotaExceeded` was last raised, and whether for a wedding day.
     exceeded_raised: Option<(DateTime<Utc>, bool)>,
     /// Fleet mode: this instance's lease on the month.
-    lease: Option<LocalLease>,
+    pub(super) lease: Option<LocalLease>,
 }
 
 /// Platform tokens held against a supplier's quota while an attempt runs.
