@@ -84,7 +84,14 @@ pub struct ConsoleArgs {
 /// progress; then the simulator, the routing runtime (simulator keys in the
 /// in-memory demo vault), the gateway and synthetic traffic start. Otherwise
 /// the key service uses the OS keychain and this console does not route.
+/// On PostgreSQL (`--database`) the console is the fleet's: keys are sealed
+/// to the fleet's public key (it holds no private key and opens none), and it
+/// never routes; its actions are written for the fleet's instances to carry out.
 pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
+    let on_postgres = args.db.as_deref().and_then(|p| p.to_str()).is_some_and(crate::store::pg::is_postgres_url);
+    if args.demo && on_postgres {
+        bail!("demo mode makes a throwaway SQLite database; leave out --database (or give --db a new file)");
+    }
     let mut temp_dir = None;
     let (store, label, demo) = if args.demo {
         let path = match args.db {
@@ -110,7 +117,7 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
         (store, format!("demo · {}", path.display()), Some((cfg, sim_addr)))
     } else {
         let store = super::open_store(args.db)?;
-        let label = store.location();
+        let label = if store.is_postgres() { format!("fleet · {}", store.location()) } else { store.location() };
         (store, label, None)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -134,9 +141,15 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
             ServiceOptions { live: None, after_demo: Some(live_demo_starter(clock.clone(), *sim_addr)), notify_sink: None, routing: None }
         }
         None => {
+            // On PostgreSQL keys are sealed to the fleet's public key: this
+            // console can add and rotate them but open none.
+            let vault = match store.postgres() {
+                Some(pg) => crate::engine::sealed_keys::console_vault(pg.clone(), clock.clone()),
+                None => Vault::os(),
+            };
             let keys = runtime.block_on(async {
                 let providers = crate::providers::Providers::new(crate::providers::ProvidersConfig::default())?;
-                anyhow::Ok(KeyService::new(store.clone(), Vault::os(), Arc::new(providers), clock.clone()))
+                anyhow::Ok(KeyService::new(store.clone(), vault, Arc::new(providers), clock.clone()))
             })?;
             // No routing here: health comes from the stored history, and migration
             // actions are written to the store for a running `switchboard serve` (as the CLI does).
@@ -145,9 +158,10 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
             let reporter = keys.clone();
             runtime.spawn(async move { reporter.report_orphans().await });
             let live = LiveServices::keys_only(keys);
-            // The console may route this database itself (the Overview's switch).
-            let routing = super::console_routing::console_routing(Vault::os());
-            ServiceOptions { live: Some(live), after_demo: None, notify_sink: None, routing: Some(routing) }
+            // The console may route a SQLite database itself (the Overview's
+            // switch); the fleet's database is routed by its `serve` instances.
+            let routing = (!store.is_postgres()).then(|| super::console_routing::console_routing(Vault::os()));
+            ServiceOptions { live: Some(live), after_demo: None, notify_sink: None, routing }
         }
     };
     let routing = opts.routing.clone();

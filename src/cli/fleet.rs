@@ -244,27 +244,12 @@ fn rotate(a: RotateArgs) -> anyhow::Result<()> {
 }
 
 fn instances(a: InstancesArgs) -> anyhow::Result<()> {
-    use crate::engine::fleet::{Duty, FleetSettings, FleetStore, InstanceState};
+    use crate::engine::fleet::roster::Roster;
     let pg = open(a.db)?;
-    let store = FleetStore::new(pg.clone());
-    let gone_after = FleetSettings::default().gone_after;
-    let (rows, leases) = pg::block_on_pg(async move {
-        let rows = store.list(None, gone_after).await?;
-        let mut leases = Vec::new();
-        for d in [Duty::Probes, Duty::Migrations, Duty::Alerts] {
-            if let Some(l) = store.lease(d).await? {
-                leases.push(l);
-            }
-        }
-        Ok::<_, pg::PgError>((rows, leases))
-    })?;
+    let roster = pg::block_on_pg(async move { Roster::load(&pg).await })?;
     let now = super::now();
-    let recent =
-        |r: &crate::engine::fleet::InstanceRow| a.all || r.state == InstanceState::Live || now - r.last_seen < chrono::Duration::days(1);
-    let shown: Vec<_> = rows.iter().filter(|r| recent(r)).collect();
-    let leads = |id: i64| -> Vec<&'static str> {
-        leases.iter().filter(|l| l.instance == id && l.expires_at > now).map(|l| l.duty.as_str()).collect()
-    };
+    let shown: Vec<_> = roster.recent(now, a.all).collect();
+    let leads = |id: i64| -> Vec<&'static str> { roster.leads(id, now).into_iter().map(|d| d.as_str()).collect() };
     if a.json {
         let v: Vec<serde_json::Value> = shown
             .iter()

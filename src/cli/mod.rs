@@ -198,14 +198,13 @@ fn refuse_on_postgres(command: &Option<Command>, url: &str) -> anyhow::Result<()
         Some(Command::Export(_)) => "export",
         Some(Command::Cache(_)) => "cache",
         Some(Command::Report(_)) => "report",
-        None => "the console",
-        // supplier, key, token, alerts, recommendations, serve (its store;
+        // the console, supplier, key, token, alerts, recommendations, serve (its store;
         // the runtime is wired separately), simulate, store copy, and
         // commands made for PostgreSQL.
-        Some(_) => return Ok(()),
+        _ => return Ok(()),
     };
     anyhow::bail!(
-        "{name} does not run on PostgreSQL yet ({}). So far `serve` (the fleet runtime), `supplier`, `key` (sealed to the fleet key), `token`, `alerts`, `recommendations` and `fleet` work there; use a SQLite file (--db FILE.db) for the rest, or move an installation with `switchboard store copy`.",
+        "{name} does not run on PostgreSQL yet ({}). So far the console, `serve` (the fleet runtime), `supplier`, `key` (sealed to the fleet key), `token`, `alerts`, `recommendations` and `fleet` work there; use a SQLite file (--db FILE.db) for the rest, or move an installation with `switchboard store copy`.",
         crate::store::pg::mask_url(url)
     )
 }

@@ -146,6 +146,7 @@ impl Service {
         let mut last: Option<Arc<LiveSnapshot>> = None;
         let mut last_health: Option<Arc<HealthView>> = None;
         let mut last_migrations: Option<Arc<MigrationsView>> = None;
+        let mut last_instances: Option<Arc<crate::console::InstancesView>> = None;
         loop {
             tick.tick().await;
             let watch = *lock(&self.watch);
@@ -193,6 +194,20 @@ impl Service {
                         last_migrations = Some(v.clone());
                         out.send(Ticket { channel: Channel::Migrations, generation }, ConsoleEvent::Migrations(v));
                     }
+                }
+                Watch::Instances => {
+                    let Some((generation, all)) = *lock(&self.instances_query) else { continue };
+                    let svc = self.clone();
+                    let Ok(Ok(v)) = tokio::task::spawn_blocking(move || svc.instances_view(all)).await else { continue };
+                    let fresh = self.fresh.swap(false, Ordering::SeqCst);
+                    // Sent when something but the time of reading changed.
+                    let same = last_instances.as_deref().is_some_and(|p| crate::console::InstancesView { at: p.at, ..v.clone() } == *p);
+                    if !fresh && same {
+                        continue;
+                    }
+                    let v = Arc::new(v);
+                    last_instances = Some(v.clone());
+                    out.send(Ticket { channel: Channel::Instances, generation }, ConsoleEvent::Instances(v));
                 }
             }
         }

@@ -57,6 +57,7 @@ pub use views::audit::AuditView;
 pub use views::directory::{Directory, DirectoryAccount, DirectorySupplier, SERVE_DEFAULT_URL};
 pub use views::getting_started::{GettingStarted, Snippets};
 pub use views::health::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
+pub use views::instances::{InstanceLine, InstancesView, LeaderLine};
 pub use views::keys::{KeyRow, KeysView, OrphanKey, TokenRow, pool_settings_text};
 pub use views::migration_start::{PlanSummary, PlanView};
 pub use views::migrations::{

@@ -68,11 +68,13 @@ pub enum Channel {
     Routing,
     /// Reading and checking a supplier import file.
     ImportPreview,
+    /// The Instances view (the fleet's `serve` instances and leaders).
+    Instances,
     /// Importing suppliers, saving the template or the report: never superseded.
     Import,
 }
 
-pub(in crate::console) const CHANNELS: usize = 25;
+pub(in crate::console) const CHANNELS: usize = 26;
 
 impl Channel {
     const ALL: [Channel; CHANNELS] = [
@@ -101,6 +103,7 @@ impl Channel {
         Channel::Routing,
         Channel::ImportPreview,
         Channel::Import,
+        Channel::Instances,
     ];
 
     pub(in crate::console) fn index(self) -> usize {
@@ -305,6 +308,10 @@ pub enum ConsoleCommand {
     },
     /// The Request log: the ledger's requests matching the query (always within a bounded window).
     SearchRequests(RequestQuery),
+    /// The fleet's instances and leaders (`all`: also those last seen more than a day ago).
+    LoadInstances {
+        all: bool,
+    },
     /// Desktop notifications of critical alerts and wedding-day incidents on or off.
     SetDesktopNotifications(bool),
     /// The Migrations view; while it is watched, pushed again whenever it changes.
@@ -388,6 +395,8 @@ pub enum Watch {
     Health,
     /// The Migrations view, with the query of its last `LoadMigrations`.
     Migrations,
+    /// The Instances view, with the query of its last `LoadInstances`.
+    Instances,
 }
 
 impl ConsoleCommand {
@@ -426,6 +435,7 @@ impl ConsoleCommand {
             | ConsoleCommand::ExportAudit { .. } => Channel::HealthWrite,
             ConsoleCommand::LoadAlerts(_) => Channel::Alerts,
             ConsoleCommand::SearchRequests(_) => Channel::Requests,
+            ConsoleCommand::LoadInstances { .. } => Channel::Instances,
             ConsoleCommand::LoadMigrations(_) => Channel::Migrations,
             ConsoleCommand::PlanMigration { .. } => Channel::MigrationPlan,
             ConsoleCommand::StartMigration { .. }
@@ -558,6 +568,7 @@ pub enum ConsoleEvent {
         summary: ExportSummary,
     },
     Requests(Arc<RequestLogView>),
+    Instances(Arc<InstancesView>),
     Migrations(Arc<MigrationsView>),
     MigrationPlanned(Arc<PlanView>),
     /// A migration was started, paused, resumed, rolled back or aborted; `what` is a sentence.

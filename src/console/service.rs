@@ -102,6 +102,7 @@ pub fn spawn_with(
         watch: Mutex::new(Watch::Nothing),
         health_query: Mutex::new(None),
         migrations_query: Mutex::new(None),
+        instances_query: Mutex::new(None),
         fresh: AtomicBool::new(false),
         notifier: Arc::new(crate::console::notify::Notifier::default()),
         base_keys: opts.live.as_ref().map(|l| l.keys.clone()),
@@ -158,6 +159,7 @@ pub fn spawn_with(
             match &cmd {
                 ConsoleCommand::LoadHealth(q) => *lock(&service.health_query) = Some((ticket.generation, *q)),
                 ConsoleCommand::LoadMigrations(q) => *lock(&service.migrations_query) = Some((ticket.generation, *q)),
+                ConsoleCommand::LoadInstances { all } => *lock(&service.instances_query) = Some((ticket.generation, *all)),
                 _ => {}
             }
             let cmd = match cmd {
@@ -265,6 +267,8 @@ pub(in crate::console) struct Service {
     pub(in crate::console) health_query: Mutex<Option<(u64, HealthQuery)>>,
     /// The Migrations view's latest query and its generation.
     pub(in crate::console) migrations_query: Mutex<Option<(u64, MigrationQuery)>>,
+    /// The Instances view's last query (`all`), for the ticker.
+    pub(in crate::console) instances_query: Mutex<Option<(u64, bool)>>,
     /// Send the next snapshot even if it did not change (a view just became visible).
     pub(in crate::console) fresh: AtomicBool,
     pub(in crate::console) analytics: AnalyticsService,
@@ -355,6 +359,7 @@ impl Service {
             ConsoleCommand::ExportAlerts(dir) => self.export_alerts(dir)?,
             ConsoleCommand::ExportAudit { query, dir } => self.export_audit(&query, dir)?,
             ConsoleCommand::SearchRequests(q) => ConsoleEvent::Requests(Arc::new(self.requests(&q)?)),
+            ConsoleCommand::LoadInstances { all } => ConsoleEvent::Instances(Arc::new(self.instances_view(all)?)),
             ConsoleCommand::LoadMigrations(q) => ConsoleEvent::Migrations(Arc::new(self.migrations_view(&q)?)),
             ConsoleCommand::PlanMigration { supplier, to } => ConsoleEvent::MigrationPlanned(Arc::new(self.plan_migration(supplier, to)?)),
             ConsoleCommand::ScheduleMigration { supplier, to, at } => self.schedule_migration(supplier, to, at)?,

@@ -28,6 +28,9 @@ use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod fleet;
+pub use fleet::{FLEET_VALIDATION_POLL, FLEET_VALIDATION_WAIT};
+
 /// A live check of a key: one cheap authenticated call to the provider,
 /// classified into a [`ValidationStatus`] with the provider's own message.
 /// Implemented by the provider-client layer (`providers::Providers`).
@@ -67,6 +70,10 @@ pub enum KeyError {
         "account {account} is the active route of supplier {supplier} '{name}' (its only enabled account in client mode); removing it would leave the supplier without a provider. Add another account or switch the supplier to platform mode first, or pass --force"
     )]
     ActiveRoute { account: AccountId, supplier: SupplierId, name: String },
+    #[error(
+        "no instance of the fleet validated account {account}'s key within {secs} s: is a `switchboard serve` running on this database? The request stays filed; the first instance to start validates it"
+    )]
+    FleetSilent { account: AccountId, secs: u64 },
 }
 
 /// The result of one live validation.
@@ -213,6 +220,8 @@ pub struct KeyService {
     live: RwLock<HashMap<AccountId, (String, Secret)>>,
     /// Serialises add / rotate / remove.
     ops: tokio::sync::Mutex<()>,
+    /// How long a console waits for the fleet to validate a key ([`fleet`]).
+    fleet_wait: std::time::Duration,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -232,6 +241,7 @@ impl KeyService {
             actor: crate::store::audit_actor(),
             live: RwLock::new(HashMap::new()),
             ops: tokio::sync::Mutex::new(()),
+            fleet_wait: fleet::FLEET_VALIDATION_WAIT,
         }
     }
 
@@ -334,12 +344,30 @@ impl KeyService {
         }
         tracing::info!(account = %account.id, fingerprint = %fp, "key added");
         self.put_live(account.id, &key_ref, key.clone());
-        let validation = if validate { Some(self.run_validation(&account, &key).await?) } else { None };
+        let validation = match validate {
+            false => None,
+            // A console on PostgreSQL cannot open what it sealed: the fleet validates it.
+            // If no instance answers in time the key stays added and the request filed.
+            true if self.validates_through_fleet() => match self.validate_by_fleet(account.id).await {
+                Err(KeyError::FleetSilent { .. }) => None,
+                r => Some(r?),
+            },
+            true => Some(self.run_validation(&account, &key).await?),
+        };
         Ok(KeyOutcome { account: self.store.account(account.id)?, validation })
     }
 
-    /// Validates the account's stored key live and records the result.
+    /// Validates the account's stored key live and records the result. A
+    /// console on PostgreSQL asks the fleet instead ([`fleet`]).
     pub async fn validate(&self, id: AccountId) -> Result<Validation, KeyError> {
+        if self.validates_through_fleet() {
+            return self.validate_by_fleet(id).await;
+        }
+        self.validate_as(id, "").await
+    }
+
+    /// [`KeyService::validate`] here, with `why` added to the audit detail.
+    async fn validate_as(&self, id: AccountId, why: &str) -> Result<Validation, KeyError> {
         let r = async {
             let account = self.store.account(id)?;
             let key = self.key_for(id).await?;
@@ -349,7 +377,7 @@ impl KeyService {
         .await;
         match r {
             Ok((account, v)) => {
-                self.audit("key.validate", Some(&account), None, v.status.as_str(), &v.message);
+                self.audit("key.validate", Some(&account), None, v.status.as_str(), &format!("{}{why}", v.message));
                 Ok(v)
             }
             Err(e) => {

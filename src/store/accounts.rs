@@ -155,6 +155,29 @@ impl Store {
         if n == 0 { Err(not_found(id)) } else { Ok(()) }
     }
 
+    /// PostgreSQL: asks the fleet to validate `id`'s key (a console cannot
+    /// open keys; an instance claims the request with
+    /// [`Store::claim_key_validations`] and records the result with
+    /// [`Store::set_account_validation`]). SQLite: refused (whoever holds the
+    /// database file validates keys itself).
+    pub fn request_key_validation(&self, id: AccountId, by: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        let Some(pg) = self.postgres() else {
+            return Err(StoreError::Invalid(
+                "the fleet validates keys only on PostgreSQL; on a SQLite file the key is validated where it is opened".into(),
+            ));
+        };
+        self.account(id)?;
+        let by = by.to_string();
+        pg.block(move |pg| async move { crate::store::pg::key_checks::request(&pg, id, by, at).await })
+    }
+
+    /// PostgreSQL: takes up to `limit` pending key validation requests (each
+    /// goes to one caller only); the accounts and who asked. SQLite: none.
+    pub fn claim_key_validations(&self, limit: i64) -> StoreResult<Vec<(AccountId, String)>> {
+        let Some(pg) = self.postgres() else { return Ok(Vec::new()) };
+        pg.block(move |pg| async move { crate::store::pg::key_checks::claim(&pg, limit).await })
+    }
+
     pub fn set_account_enabled(&self, id: AccountId, enabled: bool) -> StoreResult<()> {
         if let Some(pg) = self.postgres() {
             let n = pg.block(move |pg| async move { pga::set_account_enabled(&pg, id, enabled).await })?;

@@ -88,6 +88,7 @@ pub struct ConsoleApp {
     requests: views::requests::State,
     usage: views::usage::State,
     audit: views::audit::State,
+    instances: views::instances::State,
     /// The pickers' candidates (the console's directory snapshot).
     picks: views::picker::Picks,
     /// The directory must be loaded again (after a write).
@@ -108,7 +109,8 @@ pub struct ConsoleApp {
 
 const SEARCH: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::F);
 const EXPORT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::E);
-const VIEW_KEYS: [Key; 9] = [Key::Num1, Key::Num2, Key::Num3, Key::Num4, Key::Num5, Key::Num6, Key::Num7, Key::Num8, Key::Num9];
+/// Ctrl+1 … Ctrl+9, then Ctrl+0 for the tenth view; later views have no shortcut.
+const VIEW_KEYS: [Key; 10] = [Key::Num1, Key::Num2, Key::Num3, Key::Num4, Key::Num5, Key::Num6, Key::Num7, Key::Num8, Key::Num9, Key::Num0];
 
 impl ConsoleApp {
     /// Builds the app; starts demo generation when asked. `storage` restores the last UI state.
@@ -156,6 +158,7 @@ impl ConsoleApp {
             requests: views::requests::State::new(today),
             usage: views::usage::State::new(mine.usage, opts.save_dialog, today),
             audit: Default::default(),
+            instances: Default::default(),
             picks: Default::default(),
             directory_dirty: true,
             settings_key: key,
@@ -381,6 +384,7 @@ impl ConsoleApp {
                 self.usage.on_event(ev, &mut self.toasts)
             }
             ev @ (ConsoleEvent::Audit(_) | ConsoleEvent::Failed { channel: Channel::Audit, .. }) => self.audit.on_event(ev),
+            ev @ (ConsoleEvent::Instances(_) | ConsoleEvent::Failed { channel: Channel::Instances, .. }) => self.instances.on_event(ev),
             ev @ (ConsoleEvent::Alerts(_)
             | ConsoleEvent::AlertsAcknowledged { .. }
             | ConsoleEvent::Failed { channel: Channel::Alerts, .. }) => {
@@ -450,6 +454,7 @@ impl ConsoleApp {
         self.usage.dirty = true;
         self.requests.dirty = true;
         self.audit.dirty = true;
+        self.instances.dirty = true;
     }
 
     /// Tells the service which live view is on screen (it refreshes and pushes only that one).
@@ -459,6 +464,7 @@ impl ConsoleApp {
             View::Overview => Watch::Overview,
             View::Health => Watch::Health,
             View::Migrations => Watch::Migrations,
+            View::Instances => Watch::Instances,
             _ => Watch::Nothing,
         };
         if want != self.watching {
@@ -504,6 +510,7 @@ impl ConsoleApp {
                     View::Migrations => views::migrations::show(ui, &mut self.migrations, &mut cx),
                     View::Usage => views::usage::show(ui, &mut self.usage, &mut cx),
                     View::Audit => views::audit::show(ui, &mut self.audit, &mut cx),
+                    View::Instances => views::instances::show(ui, &mut self.instances, &mut cx),
                 }
                 match cx.goto.take() {
                     Some(Goto::Supplier(id)) => {
@@ -557,11 +564,11 @@ impl ConsoleApp {
         for (i, v) in View::ALL.iter().enumerate() {
             let selected = self.view == *v;
             let text = RichText::new(v.label()).size(14.5);
-            let r = ui.add_sized([ui.available_width(), 30.0], egui::Button::selectable(selected, text)).on_hover_text(format!(
-                "{} (Ctrl+{})",
-                v.hint(),
-                i + 1
-            ));
+            let hint = match VIEW_KEYS.get(i) {
+                Some(k) => format!("{} (Ctrl+{})", v.hint(), k.symbol_or_name()),
+                None => v.hint().to_string(),
+            };
+            let r = ui.add_sized([ui.available_width(), 30.0], egui::Button::selectable(selected, text)).on_hover_text(hint);
             if r.clicked() {
                 self.view = *v;
             }
@@ -584,11 +591,7 @@ impl ConsoleApp {
                 }
                 Demo::Off => {}
             }
-            ui.label(
-                RichText::new(format!("Ctrl+F search · Ctrl+E export · Ctrl+1–{} views", View::ALL.len().min(VIEW_KEYS.len())))
-                    .small()
-                    .color(p.muted),
-            );
+            ui.label(RichText::new("Ctrl+F search · Ctrl+E export · Ctrl+1…9, 0 views").small().color(p.muted));
         });
     }
 }

@@ -7,6 +7,7 @@ pub mod directory;
 pub mod export;
 pub mod getting_started;
 pub mod health;
+pub mod instances;
 pub mod keys;
 pub mod migration_start;
 pub mod migrations;

@@ -14,6 +14,7 @@ pub mod heartbeat;
 pub mod leader;
 pub mod node;
 pub mod notify;
+pub mod roster;
 pub mod serve;
 
 pub use crate::store::pg::fleet::{Acquire, Duty, FenceError, FleetStore, InstanceRow, InstanceState, Lease, NewInstance};

@@ -116,6 +116,7 @@ pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts:
     tasks.push(tokio::spawn(follow_fleet(node.subscribe(), router.clone(), keys.clone(), health.clone(), id, opts.reload_every)));
     tasks.push(tokio::spawn(count_requests(router.clone(), requests, opts.fleet.settings.heartbeat_every)));
     tasks.push(tokio::spawn(share_rate_limits(router.clone(), node.store().clone(), opts.fleet.settings.clone())));
+    tasks.push(tokio::spawn(validate_for_consoles(keys.clone())));
     let migrations = {
         let (store, router, clock) = (store.clone(), router.clone(), clock.clone());
         tokio::task::spawn_blocking(move || MigrationService::new(store, router, clock)).await??
@@ -203,6 +204,19 @@ async fn share_rate_limits(router: Arc<Router>, store: super::FleetStore, settin
                 router.set_rate_share(u32::try_from(live.max(1)).unwrap_or(u32::MAX));
             }
             Err(e) => tracing::warn!(error = %e, "cannot count the fleet's instances (the rate limit share stays as it was)"),
+        }
+    }
+}
+
+/// Validates the keys that consoles (which cannot open them) asked about;
+/// each request is claimed by one instance only.
+async fn validate_for_consoles(keys: Arc<KeyService>) {
+    let mut t = tokio::time::interval(crate::engine::keys::FLEET_VALIDATION_POLL);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        t.tick().await;
+        if let Err(e) = keys.validate_requested().await {
+            tracing::warn!(error = %e, "cannot read the consoles' key validation requests (will retry)");
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod copy;
 pub mod fleet;
 pub mod health;
 pub mod idempotency;
+pub mod key_checks;
 pub mod leases;
 pub mod ledger;
 pub mod migrations;

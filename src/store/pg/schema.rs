@@ -156,6 +156,8 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     super::ledger::LEDGER_SCHEMA,
     // v8: idempotency keys shared by the fleet (issue 25, store::pg::idempotency).
     super::idempotency::IDEMPOTENCY_MIGRATION,
+    // v9: key validations the fleet carries out for consoles (store::pg::key_checks).
+    super::key_checks::KEY_CHECKS_MIGRATION,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -10,6 +10,7 @@ pub mod charts;
 pub mod export;
 pub mod getting_started;
 pub mod health;
+pub mod instances;
 pub mod keys;
 pub mod migrations;
 pub mod overview;
@@ -45,6 +46,7 @@ pub enum View {
     Usage,
     Requests,
     Audit,
+    Instances,
 }
 
 impl View {
@@ -60,6 +62,7 @@ impl View {
         View::Usage,
         View::Requests,
         View::Audit,
+        View::Instances,
     ];
 
     pub fn label(self) -> &'static str {
@@ -74,6 +77,7 @@ impl View {
             View::Usage => "Usage & cost",
             View::Requests => "Request log",
             View::Audit => "Audit log",
+            View::Instances => "Instances",
         }
     }
 
@@ -89,10 +93,11 @@ impl View {
             View::Usage => "Cost and requests by provider, model, route…",
             View::Requests => "Search the ledger's requests by supplier, model, route, status",
             View::Audit => "Who changed what, and when",
+            View::Instances => "The gateways on this database and who leads probes and migrations",
         }
     }
 
-    /// Parses a view name as given to `--view` (`overview`, `suppliers`, `keys`, `quotas`, `health`, `alerts`, `migrations`, `usage`, `requests`, `audit`).
+    /// Parses a view name as given to `--view` (`overview`, `suppliers`, `keys`, `quotas`, `health`, `alerts`, `migrations`, `usage`, `requests`, `audit`, `instances`).
     pub fn from_name(name: &str) -> Result<View, String> {
         let n = name.trim().to_ascii_lowercase();
         View::ALL.iter().copied().find(|v| v.slug() == n).ok_or_else(|| {
@@ -112,6 +117,7 @@ impl View {
             View::Usage => "usage",
             View::Requests => "requests",
             View::Audit => "audit",
+            View::Instances => "instances",
         }
     }
 }

@@ -374,7 +374,10 @@ fn without_a_runtime_migration_actions_are_written_to_the_store_like_the_cli() {
 #[test]
 fn health_and_migrations_views_are_in_the_navigation_and_on_the_command_line() {
     let names: Vec<&str> = View::ALL.iter().map(|v| v.slug()).collect();
-    assert_eq!(names, ["overview", "suppliers", "keys", "quotas", "health", "alerts", "migrations", "usage", "requests", "audit"]);
+    assert_eq!(
+        names,
+        ["overview", "suppliers", "keys", "quotas", "health", "alerts", "migrations", "usage", "requests", "audit", "instances"]
+    );
     assert_eq!(View::from_name("health"), Ok(View::Health));
     assert_eq!(View::from_name(" Migrations "), Ok(View::Migrations));
     assert_eq!(View::from_name("alerts"), Ok(View::Alerts));

@@ -21,6 +21,7 @@ use switchboard::store::{AuditFilter, Store, SupplierFilter};
 use switchboard::ui::{AppOptions, ConsoleApp, SaveDialog, View};
 
 mod alerts_and_requests;
+mod fleet;
 mod health_and_migrations;
 mod import;
 mod pickers;

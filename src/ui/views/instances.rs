@@ -1,0 +1,217 @@
+//! Instances: the `serve` instances on the fleet's PostgreSQL database —
+//! host, version, when each started and was last seen, its requests per
+//! second, live / gone / stopped — and which one leads health probes,
+//! migrations and alert escalation. Refreshed every second while shown. On
+//! a SQLite file it says there is no fleet and how to make one.
+
+use super::{Cx, empty_state, error_box, header, loading, metric_card, status_dot};
+use crate::console::{ConsoleCommand, ConsoleEvent, InstanceLine, InstancesView, LeaderLine};
+use crate::engine::fleet::{Duty, InstanceState};
+use crate::ui::theme;
+use chrono::{DateTime, Utc};
+use egui::{Align, Layout, RichText, Ui, vec2};
+use std::sync::Arc;
+
+#[derive(Default)]
+pub struct State {
+    /// Also list instances last seen more than a day ago.
+    pub all: bool,
+    data: Option<Arc<InstancesView>>,
+    error: Option<String>,
+    pub dirty: bool,
+    sent: Option<bool>,
+}
+
+impl State {
+    pub fn on_event(&mut self, ev: ConsoleEvent) {
+        match ev {
+            ConsoleEvent::Instances(v) => {
+                self.data = Some(v);
+                self.error = None;
+            }
+            ConsoleEvent::Failed { message, .. } => self.error = Some(message),
+            _ => {}
+        }
+    }
+}
+
+/// "4 s ago", "3 min ago", "2 h ago", "5 d ago".
+pub fn ago(at: DateTime<Utc>, then: DateTime<Utc>) -> String {
+    let s = (at - then).num_seconds().max(0);
+    match s {
+        0..60 => format!("{s} s ago"),
+        60..3_600 => format!("{} min ago", s / 60),
+        3_600..86_400 => format!("{} h ago", s / 3_600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
+fn duty_name(d: Duty) -> &'static str {
+    match d {
+        Duty::Probes => "Health probes",
+        Duty::Migrations => "Migrations",
+        Duty::Alerts => "Alert escalation",
+    }
+}
+
+pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
+    header(ui, "Instances", "the gateways serving this database, and who leads each duty");
+    if st.dirty || st.sent != Some(st.all) {
+        st.dirty = false;
+        st.sent = Some(st.all);
+        cx.send(ConsoleCommand::LoadInstances { all: st.all });
+    }
+    if let Some(e) = &st.error {
+        error_box(ui, e);
+    }
+    let Some(v) = st.data.clone() else {
+        loading(ui, "Reading the fleet's instances…");
+        return;
+    };
+    if !v.fleet {
+        empty_state(
+            ui,
+            "One machine: this database is a SQLite file",
+            "Requests are routed by one `switchboard serve` (or this console's own switch on the Overview). \
+             To run several gateways behind a load balancer, move the installation to PostgreSQL \
+             (`switchboard store copy`) and start each instance with --database postgres://… (docs/deploy.md).",
+        );
+        return;
+    }
+    let live = v.instances.iter().filter(|i| i.state == InstanceState::Live).count();
+    let rps: f64 = v.instances.iter().filter(|i| i.state == InstanceState::Live).map(|i| i.requests_per_second).sum();
+    ui.horizontal_wrapped(|ui| {
+        metric_card(ui, 150.0, "Live instances", &live.to_string(), &format!("of {} listed", v.instances.len()));
+        metric_card(ui, 150.0, "Requests / s", &format!("{rps:.1}"), "the live instances together");
+        for l in &v.leaders {
+            leader_card(ui, l, v.at);
+        }
+    });
+    ui.add_space(theme::GAP_M);
+    ui.horizontal(|ui| {
+        ui.checkbox(&mut st.all, "Show instances last seen more than a day ago")
+            .on_hover_text("Stopped and gone instances are listed for a day after they were last seen");
+        if v.older > 0 && !st.all {
+            ui.label(RichText::new(format!("({} older)", v.older)).color(theme::palette(ui).muted));
+        }
+    });
+    if v.instances.is_empty() {
+        empty_state(
+            ui,
+            "No instance has run here in the last day",
+            "Start one on a server: switchboard --database postgres://… serve --fleet-dir DIR (docs/deploy.md).",
+        );
+        return;
+    }
+    table(ui, &v);
+}
+
+fn leader_card(ui: &mut Ui, l: &LeaderLine, at: DateTime<Utc>) {
+    let (value, note) = match (&l.instance, l.expires_at) {
+        (Some((id, host)), Some(exp)) => {
+            (format!("#{id}"), format!("{host} · epoch {} · renews within {} s", l.epoch.unwrap_or(0), (exp - at).num_seconds().max(0)))
+        }
+        (Some((id, host)), None) => (format!("#{id}"), host.clone()),
+        (None, Some(_)) => ("none".into(), "the last leader's lease ran out; a live instance takes over within seconds".into()),
+        (None, None) => ("none".into(), "no instance has led it yet".into()),
+    };
+    metric_card(ui, 190.0, duty_name(l.duty), &value, &note);
+}
+
+fn table(ui: &mut Ui, v: &InstancesView) {
+    let p = *theme::palette(ui);
+    const COLS: [(&str, f32); 8] = [
+        ("", 14.0),
+        ("ID", 50.0),
+        ("Host", 180.0),
+        ("PID", 70.0),
+        ("Version", 80.0),
+        ("State", 70.0),
+        ("Req/s", 70.0),
+        ("Started (UTC)", 150.0),
+    ];
+    let last_w = 110.0;
+    let leads_w = (ui.available_width() - COLS.iter().map(|c| c.1 + theme::GAP_S).sum::<f32>() - last_w - theme::GAP_S).max(140.0);
+    let widths: Vec<f32> = COLS.iter().map(|c| c.1).chain([last_w, leads_w]).collect();
+    let heads: Vec<&str> = COLS.iter().map(|c| c.0).chain(["Last seen", "Leads"]).collect();
+    row(ui, &widths, heads.iter().map(|h| RichText::new(*h).strong().color(p.muted)).collect(), None, false);
+    ui.separator();
+    for (i, inst) in v.instances.iter().enumerate() {
+        let (color, state) = match inst.state {
+            InstanceState::Live => (p.ok, "live"),
+            InstanceState::Gone => (p.danger, "gone"),
+            InstanceState::Stopped => (p.muted, "stopped"),
+        };
+        let leads = if inst.leads.is_empty() {
+            RichText::new("—").color(p.muted)
+        } else {
+            RichText::new(inst.leads.iter().map(|d| duty_name(*d)).collect::<Vec<_>>().join(", ")).strong()
+        };
+        let cells = vec![
+            RichText::new(""),
+            RichText::new(format!("#{}", inst.id)).monospace(),
+            RichText::new(&inst.host),
+            RichText::new(inst.pid.to_string()).monospace(),
+            RichText::new(&inst.version),
+            RichText::new(state).color(color),
+            RichText::new(format!("{:.1}", inst.requests_per_second)).monospace(),
+            RichText::new(inst.started_at.format("%Y-%m-%d %H:%M:%S").to_string()).monospace(),
+            RichText::new(ago(v.at, inst.last_seen)),
+            leads,
+        ];
+        let r = row(ui, &widths, cells, Some(color), i % 2 == 1);
+        r.on_hover_text(hover(inst));
+    }
+}
+
+fn hover(i: &InstanceLine) -> String {
+    match i.state {
+        InstanceState::Live => format!("{} (pid {}) heartbeats every few seconds", i.host, i.pid),
+        InstanceState::Gone => format!(
+            "No heartbeat since {}: killed, hung or cut off from the database. Its leader leases and quota leases expire; \
+             its usage journal is folded when it restarts on the same --fleet-dir.",
+            i.last_seen.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        InstanceState::Stopped => "Stopped cleanly: its journal was folded and its unused quota returned.".into(),
+    }
+}
+
+/// One table row; `dot` draws a state dot in the first column.
+fn row(ui: &mut Ui, widths: &[f32], cells: Vec<RichText>, dot: Option<egui::Color32>, stripe: bool) -> egui::Response {
+    let (rect, resp) = ui.allocate_exact_size(vec2(ui.available_width(), theme::ROW_HEIGHT), egui::Sense::hover());
+    if stripe {
+        ui.painter().rect_filled(rect, 4.0, theme::palette(ui).stripe);
+    }
+    let mut x = rect.left();
+    for (n, (text, w)) in cells.into_iter().zip(widths.iter().copied()).enumerate() {
+        let cr = egui::Rect::from_min_size(egui::pos2(x + 2.0, rect.top()), vec2(w - 4.0, theme::ROW_HEIGHT));
+        ui.scope_builder(egui::UiBuilder::new().max_rect(cr).layout(Layout::left_to_right(Align::Center)), |ui| {
+            if n == 0 {
+                if let Some(c) = dot {
+                    status_dot(ui, c);
+                }
+            } else {
+                ui.add(egui::Label::new(text).truncate());
+            }
+        });
+        x += w + theme::GAP_S;
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn ago_reads_in_the_largest_whole_unit() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap();
+        assert_eq!(ago(at, at), "0 s ago");
+        assert_eq!(ago(at, at - chrono::Duration::seconds(59)), "59 s ago");
+        assert_eq!(ago(at, at - chrono::Duration::seconds(61)), "1 min ago");
+        assert_eq!(ago(at, at - chrono::Duration::hours(5)), "5 h ago");
+        assert_eq!(ago(at, at - chrono::Duration::days(3)), "3 d ago");
+        assert_eq!(ago(at, at + chrono::Duration::seconds(3)), "0 s ago", "a clock ahead of the database is not 'in the future'");
+    }
+}

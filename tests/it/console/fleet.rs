@@ -1,0 +1,144 @@
+//! The console on the fleet's PostgreSQL database (the private cluster
+//! scripts/test starts): the Instances view lists the registered `serve`
+//! instances with their state and shows who leads each duty, refreshed while
+//! it is on screen; a key added from the console is sealed to the fleet's
+//! public key, which the console can use but not open. On a SQLite file the
+//! Instances view says there is no fleet.
+
+use super::*;
+use crate::support::pg::{base_url, fresh_db};
+use switchboard::engine::fleet::{Duty, FleetStore, NewInstance};
+use switchboard::engine::keys::KeyService;
+use switchboard::engine::sealed_keys;
+use switchboard::store::pg::block_on_pg;
+
+/// A console fixture on a fresh PostgreSQL database; None outside CI without the test cluster.
+fn pg_fixture(test: &str, name: &str) -> Option<(Fixture, String)> {
+    let base = base_url(test)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let url = rt.block_on(fresh_db(&base, name));
+    let store = Arc::new(Store::open_postgres(&url).unwrap());
+    Some((Fixture { _dir: tempfile::tempdir().unwrap(), store, _rt: rt }, url))
+}
+
+fn instance(host: &str) -> NewInstance {
+    NewInstance { host: host.into(), pid: 4242, version: "0.1.0".into() }
+}
+
+#[test]
+fn the_instances_view_lists_the_fleet_and_who_leads_each_duty() {
+    let Some((f, _url)) = pg_fixture("console::fleet::the_instances_view_lists_the_fleet_and_who_leads_each_duty", "sbt_console_fleet")
+    else {
+        return;
+    };
+    let fleet = FleetStore::new(f.store.postgres().unwrap().clone());
+    let ttl = Duration::from_secs(30);
+    let (a, b, c) = block_on_pg({
+        let fleet = fleet.clone();
+        async move {
+            let a = fleet.register(&instance("gw-north"), None).await.unwrap();
+            let b = fleet.register(&instance("gw-south"), None).await.unwrap();
+            let c = fleet.register(&instance("gw-retired"), None).await.unwrap();
+            fleet.stop(c, None).await.unwrap();
+            fleet.try_acquire(Duty::Probes, a, None, ttl).await.unwrap();
+            fleet.try_acquire(Duty::Alerts, a, None, ttl).await.unwrap();
+            fleet.heartbeat(a, None, 12.5, &[Duty::Probes, Duty::Alerts]).await.unwrap();
+            fleet.heartbeat(b, None, 7.5, &[]).await.unwrap();
+            (a, b, c)
+        }
+    });
+    let mut h = harness(&f, start(View::Instances));
+    wait_until(&mut h, "the instances", |h| shows(h, "gw-north") && shows(h, "gw-south"));
+    assert!(shows(&h, "gw-retired") && shows(&h, "stopped"), "a cleanly stopped instance is listed as stopped");
+    assert!(shows(&h, &format!("#{a}")) && shows(&h, &format!("#{b}")) && shows(&h, &format!("#{c}")));
+    assert!(shows(&h, "20.0"), "the live instances' requests per second together");
+    assert!(shows(&h, "Health probes, Alert escalation"), "what gw-north leads, on its row");
+    assert!(shows(&h, "gw-north · epoch 1"), "the probes leader's card names its host and epoch");
+    assert!(shows(&h, "no instance has led it yet"), "nobody has led migrations");
+
+    // The view refreshes while shown: gw-south takes the migrations duty.
+    block_on_pg({
+        let fleet = fleet.clone();
+        async move {
+            fleet.try_acquire(Duty::Migrations, b, None, ttl).await.unwrap();
+        }
+    });
+    wait_until(&mut h, "the new migrations leader", |h| shows(h, "gw-south · epoch 1"));
+    assert!(!shows(&h, "no instance has led it yet"));
+}
+
+#[test]
+fn on_a_sqlite_file_the_instances_view_says_there_is_no_fleet() {
+    let f = fixture();
+    let mut h = harness(&f, start(View::Instances));
+    wait_until(&mut h, "the explanation", |h| shows(h, "One machine: this database is a SQLite file"));
+    assert!(shows(&h, "docs/deploy.md"));
+}
+
+#[test]
+fn a_key_added_from_a_console_on_postgresql_is_sealed_and_validated_by_the_fleet() {
+    use crate::support::fleet::Fleet;
+    use switchboard::sim::DEMO_OPENAI_KEY;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // The fleet (key pair, a supplier, the simulator) set up through the CLI, one `serve` instance.
+    let Some(fleet) = rt.block_on(Fleet::setup("sbt_console_sealed")) else { return };
+    let (mut instance, _gw) = fleet.serve("host-a", 30);
+    let store = Arc::new(Store::open_postgres(&fleet.url).unwrap());
+    let f = Fixture { _dir: tempfile::tempdir().unwrap(), store, _rt: rt };
+    let pg = f.store.postgres().unwrap().clone();
+    // The console's key service, as `switchboard --database URL` builds it: the public key only.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keys = f._rt.block_on(async {
+        let providers = switchboard::providers::Providers::new(switchboard::providers::ProvidersConfig::default()).unwrap();
+        Arc::new(
+            KeyService::new(f.store.clone(), sealed_keys::console_vault(pg.clone(), clock.clone()), Arc::new(providers), clock)
+                .with_fleet_wait(Duration::from_secs(3)),
+        )
+    });
+    assert!(keys.validates_through_fleet());
+    let mut h = live_harness(&f, LiveServices::keys_only(keys.clone()), View::Keys);
+    wait_until(&mut h, "the keys view", |h| shows(h, "Platform accounts (0)"));
+    h.get_by_label("Add key…").click();
+    h.step();
+    type_into(&mut h, "Label", "Fleet OpenAI");
+    type_into(&mut h, "Base URL", &format!("http://{}", fleet.sim));
+    type_into(&mut h, "API key", DEMO_OPENAI_KEY);
+    h.get_by_label("Save key").click();
+    // Sealed here, validated by the instance (which alone can open it).
+    wait_until(&mut h, "the new account", |h| shows(h, "Added 'Fleet OpenAI'"));
+    assert!(shows(&h, "validated"), "the fleet's verdict is shown");
+    wait_until(&mut h, "the account row", |h| shows(h, "Platform accounts (1)"));
+    assert!(shows(&h, "sk-…0001"), "the masked fingerprint is shown");
+    let audit: Vec<(String, String, String)> =
+        f.store.audit_entries(&AuditFilter::default()).unwrap().into_iter().map(|a| (a.action, a.result, a.detail)).collect();
+    assert!(audit.iter().any(|(a, r, _)| a == "key.validate.request" && r == "ok"), "{audit:?}");
+    assert!(audit.iter().any(|(a, r, d)| a == "key.validate" && r == "valid" && d.contains("requested by")), "{audit:?}");
+
+    // Validated again from the row, by the fleet.
+    h.get_by_label("Validate").click();
+    h.step();
+    wait_until(&mut h, "the validation", |h| shows(h, "the key is valid"));
+
+    // No key material in any table.
+    let raw = f._rt.block_on(crate::support::pg::raw(&fleet.url));
+    let rows: Vec<String> = f._rt.block_on(async {
+        let mut all = Vec::new();
+        for t in raw.query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'", &[]).await.unwrap() {
+            let t: String = t.get(0);
+            for r in raw.query(&format!("SELECT t::text FROM {t} t"), &[]).await.unwrap() {
+                all.push(r.get::<_, String>(0));
+            }
+        }
+        all
+    });
+    assert!(rows.iter().all(|row| !row.contains("platform-000000000001")), "the key is in no table");
+
+    // With no instance running, the console says so (and the request stays filed).
+    let _ = instance.0.kill();
+    let _ = instance.0.wait();
+    let id = f.store.list_accounts(None).unwrap()[0].id;
+    let e = f._rt.block_on(keys.validate(id)).unwrap_err();
+    assert!(e.to_string().contains("no instance of the fleet validated"), "{e}");
+    let pending: i64 = f._rt.block_on(raw.query_one("SELECT count(*) FROM key_validation_requests", &[])).unwrap().get(0);
+    assert_eq!(pending, 1);
+}
