@@ -210,9 +210,14 @@ pub struct LeaseAnswer {
 }
 
 /// Where an instance's router gets quota from in fleet mode: the fleet's
-/// database ([`PgQuotaSource`]). Called from the background task only.
+/// database ([`PgQuotaSource`]). Called from the background task, and by a
+/// request whose lease ran dry (`lease_for_request`).
 pub trait QuotaSource: Send + Sync {
     fn lease(&self, ask: LeaseAsk) -> BoxFuture<'_, Result<LeaseAnswer, String>>;
+    /// A request's own ask: grants only if at least `at_least` tokens can be
+    /// granted; otherwise grants nothing and, atomically with that decision,
+    /// gives back what the lease holds past `keep` (`store::pg::leases::lease_for_request`).
+    fn lease_for_request(&self, ask: LeaseAsk, at_least: u64, keep: u64) -> BoxFuture<'_, Result<LeaseAnswer, String>>;
     /// Gives back what the lease holds past `keep`; returns the tokens given back.
     fn return_unused(&self, supplier: SupplierId, month: NaiveDate, keep: u64, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64, String>>;
 }
@@ -230,6 +235,16 @@ impl QuotaSource for PgQuotaSource {
         Box::pin(async move {
             let key = LeaseKey { supplier: a.supplier, month: a.month, instance: self.instance };
             let g = leases::lease(&self.store, key, a.want, a.quota, a.now, a.expires_at).await.map_err(|e| e.to_string())?;
+            Ok(LeaseAnswer { granted_now: g.granted_now, granted: g.granted, folded: g.folded, expires_at: g.expires_at })
+        })
+    }
+
+    fn lease_for_request(&self, a: LeaseAsk, at_least: u64, keep: u64) -> BoxFuture<'_, Result<LeaseAnswer, String>> {
+        Box::pin(async move {
+            let key = LeaseKey { supplier: a.supplier, month: a.month, instance: self.instance };
+            let g = leases::lease_for_request(&self.store, key, a.want, at_least, keep, a.quota, a.now, a.expires_at)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(LeaseAnswer { granted_now: g.granted_now, granted: g.granted, folded: g.folded, expires_at: g.expires_at })
         })
     }

@@ -169,6 +169,10 @@ impl Router {
         let cat = self.catalog();
         let mut answered = 0;
         for s in cat.suppliers.values() {
+            // One ask at a time per supplier, with the requests' own asks
+            // (`router::lease`), so answers are applied in the order given.
+            let gate = self.lease_refill.gate(s.supplier.id);
+            let _one_at_a_time = gate.lock().await;
             let now = self.clock.now();
             let want = {
                 let mut q = s.quota.lock();
@@ -203,6 +207,8 @@ impl Router {
         let cat = self.catalog();
         let mut back = 0u64;
         for s in cat.suppliers.values() {
+            let gate = self.lease_refill.gate(s.supplier.id);
+            let _one_at_a_time = gate.lock().await;
             let held = s.quota.lock().lease.as_ref().filter(|l| l.granted > 0).map(|l| (l.month, l.keep()));
             if let Some((month, keep)) = held {
                 back = back.saturating_add(source.return_unused(s.supplier.id, month, keep, self.clock.now()).await?);

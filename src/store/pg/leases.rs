@@ -178,17 +178,61 @@ pub async fn lease(
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> LeaseResult<Grant> {
+    lease_inner(store, key, want, quota, now, expires_at, None).await
+}
+
+/// A request's own ask ([`lease`] for a request the lease has no room for):
+/// grants `want` or what is left, but only if that is at least `at_least`
+/// (what the request lacks). Otherwise nothing is granted and, in the same
+/// transaction, the lease gives back everything past `keep` (the instance's
+/// spending and reservations): the decision "no room for this request" and
+/// the release of what this instance cannot use happen under one lock, so
+/// two instances refusing at once never leave a request's worth unused
+/// between them. The answer's `granted_now` is 0 when refused.
+#[allow(clippy::too_many_arguments)]
+pub async fn lease_for_request(
+    store: &PgStore,
+    key: LeaseKey,
+    want: u64,
+    at_least: u64,
+    keep: u64,
+    quota: u64,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> LeaseResult<Grant> {
+    lease_inner(store, key, want.max(at_least), quota, now, expires_at, Some((at_least, keep))).await
+}
+
+async fn lease_inner(
+    store: &PgStore,
+    key: LeaseKey,
+    want: u64,
+    quota: u64,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    short: Option<(u64, u64)>,
+) -> LeaseResult<Grant> {
     let mut client = store.client().await?;
     let db = |e: tokio_postgres::Error| LeaseError::Pg(store.db_err(&e));
     let tx = client.transaction().await.map_err(db)?;
     let used = lock_month(&tx, key.supplier, key.month).await.map_err(db)?;
     let outstanding = outstanding_of(&tx, key.supplier, key.month).await.map_err(db)?;
     let own = lock_lease(&tx, key).await.map_err(db)?;
-    let g = grant_size(want, quota, used, outstanding);
-    let (granted, folded) = match &own {
+    let mut g = grant_size(want, quota, used, outstanding);
+    let (mut granted, folded) = match &own {
         Some(l) => (l.granted.max(l.folded).saturating_add(big(g)), l.folded),
         None => (big(g), 0),
     };
+    if let Some((at_least, keep)) = short
+        && g < at_least
+    {
+        // No room for the request: nothing granted, the unused part given back.
+        g = 0;
+        granted = match &own {
+            Some(l) => l.granted.min(big(keep).max(l.folded)),
+            None => 0,
+        };
+    }
     let up = tx
         .prepare_cached(
             "INSERT INTO quota_leases (supplier_id, month, instance_id, granted, folded, expires_at, state, created_at, updated_at)

@@ -712,3 +712,38 @@ fn concurrent_grants_never_exceed_the_quota() {
         .sum();
     assert_eq!(rows, QUOTA as i64);
 }
+
+#[test]
+fn a_requests_ask_without_room_grants_nothing_and_gives_back_the_unused_part_at_once() {
+    let Some((rt, store, _c, _)) =
+        open("fleet_ledger::a_requests_ask_without_room_grants_nothing_and_gives_back_the_unused_part_at_once", "sbt_fl_ask")
+    else {
+        return;
+    };
+    const QUOTA: u64 = 10_000;
+    let now = june(10, 12, 0);
+    let end = now + CDuration::minutes(1);
+    let key = |instance| LeaseKey { supplier: SupplierId(3), month: month(), instance };
+    let counted = || rt.block_on(leases::month_figures(&store, SupplierId(3), month())).unwrap().counted();
+    rt.block_on(async {
+        assert_eq!(leases::lease(&store, key(1), 6_000, QUOTA, now, end).await.unwrap().granted_now, 6_000);
+        assert_eq!(leases::lease(&store, key(2), 6_000, QUOTA, now, end).await.unwrap().granted_now, 4_000);
+    });
+    assert_eq!(counted(), 10_000);
+    // Instance 1 spent 5,000 of its 6,000 and lacks 2,000 for a request:
+    // nothing is granted, and the 1,000 it cannot use go back in the same step.
+    let g = rt.block_on(leases::lease_for_request(&store, key(1), 5_000, 2_000, 5_000, QUOTA, now, end)).unwrap();
+    assert_eq!((g.granted_now, g.granted), (0, 5_000));
+    assert_eq!(counted(), 9_000);
+    // Instance 2 lacks 800: it gets the 1,000 that came back (the want is cut to what is left).
+    let g = rt.block_on(leases::lease_for_request(&store, key(2), 5_000, 800, 3_500, QUOTA, now, end)).unwrap();
+    assert_eq!((g.granted_now, g.granted), (1_000, 5_000));
+    // And when it lacks more than is left, it keeps only what it spent and holds.
+    let g = rt.block_on(leases::lease_for_request(&store, key(2), 5_000, 2_000, 4_800, QUOTA, now, end)).unwrap();
+    assert_eq!((g.granted_now, g.granted), (0, 4_800));
+    assert_eq!(counted(), 9_800);
+    // An instance with no lease yet that lacks more than is left gets none.
+    let g = rt.block_on(leases::lease_for_request(&store, key(3), 100, 50_000, 0, QUOTA, now, end)).unwrap();
+    assert_eq!((g.granted_now, g.granted), (0, 0));
+    assert_eq!(counted(), 9_800);
+}
