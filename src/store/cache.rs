@@ -341,6 +341,11 @@ impl Store {
     /// entries too). Returns how many persistent entries were deleted.
     /// Auditing is the caller's (`engine::cache::purge_offline`).
     pub fn purge_response_cache(&self, supplier: Option<SupplierId>, now: DateTime<Utc>, reason: &str) -> StoreResult<u64> {
+        if self.is_postgres() {
+            return Err(super::StoreError::Invalid(
+                "on PostgreSQL each instance keeps its own response cache (its local.db under --fleet-dir): purge it there with `switchboard --db FLEET_DIR/…/local.db cache purge`; nothing was purged".into(),
+            ));
+        }
         self.with_conn(|c| purge_in(c, supplier, now, reason)).map(|(n, _)| n)
     }
 
@@ -361,6 +366,9 @@ impl Store {
 
     /// Cache hits per supplier in the ledger's daily rollup: (supplier, hits, saved).
     pub fn cache_hits_by_supplier(&self) -> StoreResult<Vec<(SupplierId, u64, Micros)>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(|pg| async move { super::pg::cache_stats::hits_by_supplier(&pg).await });
+        }
         self.with_conn(|c| {
             let mut st = c.prepare_cached(
                 "SELECT supplier_id, sum(requests), sum(saved_micros) FROM usage_daily WHERE route = ?1 GROUP BY supplier_id ORDER BY supplier_id",
@@ -376,12 +384,18 @@ impl Store {
     /// UTC day and supplier in `[from, to)`, from the daily rollup (one row per
     /// day and supplier with any usage).
     pub fn cache_by_day_supplier(&self, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<CacheCell>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { super::pg::cache_stats::cells(&pg, from, to, true).await });
+        }
         self.cache_cells("day, supplier_id, '', -1", "day, supplier_id", from, to, false)
     }
 
     /// The same per supplier, model and request type over `[from, to)`, for
     /// the groups with at least one hit.
     pub fn cache_by_dims(&self, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<CacheCell>> {
+        if let Some(pg) = self.postgres() {
+            return pg.block(move |pg| async move { super::pg::cache_stats::cells(&pg, from, to, false).await });
+        }
         self.cache_cells("'', supplier_id, model, request_type", "supplier_id, model, request_type", from, to, true)
     }
 
@@ -413,7 +427,11 @@ impl Store {
 
     /// The persistent cache per supplier: entries, bytes and hits of its rows
     /// (expired ones too, until the sweep deletes them: they hold the bytes).
+    /// On PostgreSQL none: each instance keeps its cache in its own `local.db`.
     pub fn response_cache_usage(&self) -> StoreResult<Vec<(SupplierId, CacheUsage)>> {
+        if self.is_postgres() {
+            return Ok(Vec::new());
+        }
         self.with_conn(|c| {
             let mut st = c.prepare_cached(
                 "SELECT supplier_id, count(*), coalesce(sum(body_len), 0), coalesce(sum(hits), 0) FROM response_cache

@@ -295,6 +295,19 @@ fn store_copy_round_trip_keeps_every_row_and_the_totals() {
         format!("{:?}", on_pg.open_recommendations().unwrap()),
     );
     same("last probes", format!("{:?}", source.health_last_probes().unwrap()), format!("{:?}", on_pg.health_last_probes().unwrap()));
+    let (from, to) = (day("2026-10-01"), day("2026-11-26"));
+    let by_day = source.cache_by_day_supplier(from, to).unwrap();
+    assert!(by_day.iter().any(|c| c.answered > 0), "the demo has answered requests in the range");
+    same("cache by day", format!("{by_day:?}"), format!("{:?}", on_pg.cache_by_day_supplier(from, to).unwrap()));
+    same(
+        "cache by dims",
+        format!("{:?}", source.cache_by_dims(from, to).unwrap()),
+        format!("{:?}", on_pg.cache_by_dims(from, to).unwrap()),
+    );
+    same("cache hits", format!("{:?}", source.cache_hits_by_supplier().unwrap()), format!("{:?}", on_pg.cache_hits_by_supplier().unwrap()));
+    assert!(on_pg.response_cache_usage().unwrap().is_empty(), "cached answers live on the instances");
+    let e = on_pg.purge_response_cache(None, chrono::Utc::now(), "test").unwrap_err().to_string();
+    assert!(e.contains("each instance keeps its own response cache"), "{e}");
     drop((source, on_pg));
     assert!(Store::open(&original).unwrap().integrity_check().unwrap() == "ok");
     for t in copy::copied_tables().into_iter().chain(["store_instance"]) {

@@ -25,6 +25,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod cache_stats;
 pub mod catalog;
 pub mod copy;
 pub mod fleet;
