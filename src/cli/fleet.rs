@@ -34,6 +34,12 @@ pub enum FleetCommand {
     /// The fleet's instances: host, version, started, last seen, requests per second,
     /// the duties each leads, and live / gone / stopped.
     Instances(InstancesArgs),
+    /// Quota leases that ended with part of their grant not folded: instances that
+    /// are gone (killed and never restarted on their host) still hold that quota.
+    Leases(super::fleet_leases::LeasesArgs),
+    /// Write off such a lease: its unfolded part stops counting against the quota
+    /// (audited; usage of that instance folded later still counts, once).
+    WriteOff(super::fleet_leases::WriteOffArgs),
 }
 
 #[derive(Debug, Args)]
@@ -48,7 +54,7 @@ pub struct InstancesArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct DatabaseArg {
     /// The fleet's PostgreSQL database, postgres://USER@HOST:PORT/DB (default: SWITCHBOARD_DATABASE).
     #[arg(long, env = "SWITCHBOARD_DATABASE", hide_env_values = true, value_name = "URL")]
@@ -120,6 +126,8 @@ fn run_blocking(cmd: FleetCommand) -> anyhow::Result<()> {
         FleetCommand::Rotate(a) => rotate(a),
         FleetCommand::Status(a) => status(a),
         FleetCommand::Instances(a) => instances(a),
+        FleetCommand::Leases(a) => super::fleet_leases::leases(open(a.db.clone())?, a),
+        FleetCommand::WriteOff(a) => super::fleet_leases::write_off(open(a.db.clone())?, a),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod console_routing;
 mod demo;
 mod export;
 mod fleet;
+mod fleet_leases;
 mod health;
 mod keys;
 mod migrate;

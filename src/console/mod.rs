@@ -45,6 +45,8 @@ pub mod views;
 /// The response cache's analytics and settings, as the views show them.
 pub use crate::engine::analytics::cache::{CacheDay, CacheGroup, CacheReport};
 pub use crate::engine::cache::describe as describe_cache_settings;
+/// The fleet's duties and an instance's state (engine types the Instances view may name through here).
+pub use crate::engine::fleet::{Duty, InstanceState};
 /// The request log's status filter (a store type the UI may name through here).
 pub use crate::store::StatusFilter;
 pub use live::{BreakerView, LiveAccount, LiveEvent, LiveSnapshot, RecentRequest};
@@ -57,7 +59,7 @@ pub use views::audit::AuditView;
 pub use views::directory::{Directory, DirectoryAccount, DirectorySupplier, SERVE_DEFAULT_URL};
 pub use views::getting_started::{GettingStarted, Snippets};
 pub use views::health::{AlertRow, HealthChart, HealthQuery, HealthRow, HealthView, LastProbe};
-pub use views::instances::{InstanceLine, InstancesView, LeaderLine};
+pub use views::instances::{InstanceLine, InstancesView, LeaderLine, StrandedLease};
 pub use views::keys::{KeyRow, KeysView, OrphanKey, TokenRow, pool_settings_text};
 pub use views::migration_start::{PlanSummary, PlanView};
 pub use views::migrations::{

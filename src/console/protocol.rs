@@ -70,11 +70,13 @@ pub enum Channel {
     ImportPreview,
     /// The Instances view (the fleet's `serve` instances and leaders).
     Instances,
+    /// Writing off a gone instance's quota lease: never superseded.
+    InstancesWrite,
     /// Importing suppliers, saving the template or the report: never superseded.
     Import,
 }
 
-pub(in crate::console) const CHANNELS: usize = 26;
+pub(in crate::console) const CHANNELS: usize = 27;
 
 impl Channel {
     const ALL: [Channel; CHANNELS] = [
@@ -104,6 +106,7 @@ impl Channel {
         Channel::ImportPreview,
         Channel::Import,
         Channel::Instances,
+        Channel::InstancesWrite,
     ];
 
     pub(in crate::console) fn index(self) -> usize {
@@ -124,6 +127,7 @@ impl Channel {
                 | Channel::Parallel
                 | Channel::Routing
                 | Channel::Import
+                | Channel::InstancesWrite
         )
     }
 }
@@ -312,6 +316,13 @@ pub enum ConsoleCommand {
     LoadInstances {
         all: bool,
     },
+    /// Writes off the unfolded part of a gone instance's quota lease (audited).
+    WriteOffLease {
+        supplier: SupplierId,
+        month: NaiveDate,
+        instance: i64,
+        reason: String,
+    },
     /// Desktop notifications of critical alerts and wedding-day incidents on or off.
     SetDesktopNotifications(bool),
     /// The Migrations view; while it is watched, pushed again whenever it changes.
@@ -436,6 +447,7 @@ impl ConsoleCommand {
             ConsoleCommand::LoadAlerts(_) => Channel::Alerts,
             ConsoleCommand::SearchRequests(_) => Channel::Requests,
             ConsoleCommand::LoadInstances { .. } => Channel::Instances,
+            ConsoleCommand::WriteOffLease { .. } => Channel::InstancesWrite,
             ConsoleCommand::LoadMigrations(_) => Channel::Migrations,
             ConsoleCommand::PlanMigration { .. } => Channel::MigrationPlan,
             ConsoleCommand::StartMigration { .. }
@@ -569,6 +581,12 @@ pub enum ConsoleEvent {
     },
     Requests(Arc<RequestLogView>),
     Instances(Arc<InstancesView>),
+    /// A gone instance's lease was written off: `tokens` no longer count against the quota.
+    LeaseWrittenOff {
+        supplier: SupplierId,
+        instance: i64,
+        tokens: u64,
+    },
     Migrations(Arc<MigrationsView>),
     MigrationPlanned(Arc<PlanView>),
     /// A migration was started, paused, resumed, rolled back or aborted; `what` is a sentence.

@@ -360,6 +360,9 @@ impl Service {
             ConsoleCommand::ExportAudit { query, dir } => self.export_audit(&query, dir)?,
             ConsoleCommand::SearchRequests(q) => ConsoleEvent::Requests(Arc::new(self.requests(&q)?)),
             ConsoleCommand::LoadInstances { all } => ConsoleEvent::Instances(Arc::new(self.instances_view(all)?)),
+            ConsoleCommand::WriteOffLease { supplier, month, instance, reason } => {
+                self.write_off_lease(supplier, month, instance, &reason)?
+            }
             ConsoleCommand::LoadMigrations(q) => ConsoleEvent::Migrations(Arc::new(self.migrations_view(&q)?)),
             ConsoleCommand::PlanMigration { supplier, to } => ConsoleEvent::MigrationPlanned(Arc::new(self.plan_migration(supplier, to)?)),
             ConsoleCommand::ScheduleMigration { supplier, to, at } => self.schedule_migration(supplier, to, at)?,

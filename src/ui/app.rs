@@ -378,13 +378,20 @@ impl ConsoleApp {
             | ConsoleEvent::ExportCancelled
             | ConsoleEvent::Failed { channel: Channel::Usage | Channel::Projections | Channel::Export, .. }) => {
                 // One projection for both views: Quotas lists the same flagged suppliers.
-                if let ConsoleEvent::Projections(v) = &ev {
-                    self.quotas.on_projections(v.clone());
+                match &ev {
+                    ConsoleEvent::Projections(v) => self.quotas.on_projections(v.clone()),
+                    ConsoleEvent::Failed { channel: Channel::Projections, message } => self.quotas.on_projections_failed(message),
+                    _ => {}
                 }
                 self.usage.on_event(ev, &mut self.toasts)
             }
             ev @ (ConsoleEvent::Audit(_) | ConsoleEvent::Failed { channel: Channel::Audit, .. }) => self.audit.on_event(ev),
             ev @ (ConsoleEvent::Instances(_) | ConsoleEvent::Failed { channel: Channel::Instances, .. }) => self.instances.on_event(ev),
+            ConsoleEvent::LeaseWrittenOff { instance, tokens, .. } => {
+                self.toasts.info(format!("Wrote off {} tokens of instance #{instance}'s lease", views::fmt_int(tokens as i64)));
+                self.invalidate_all();
+            }
+            ConsoleEvent::Failed { channel: Channel::InstancesWrite, message } => self.toasts.error(message),
             ev @ (ConsoleEvent::Alerts(_)
             | ConsoleEvent::AlertsAcknowledged { .. }
             | ConsoleEvent::Failed { channel: Channel::Alerts, .. }) => {

@@ -3,10 +3,13 @@
 //! live / gone / stopped) and which instance leads probes, migrations and
 //! alert escalation; on a SQLite file, that there is no fleet.
 
+use crate::console::ConsoleEvent;
 use crate::console::service::{Res, Service, msg};
+use crate::domain::SupplierId;
 use crate::engine::fleet::roster::{DUTIES, Roster};
 use crate::engine::fleet::{Duty, InstanceState};
-use chrono::{DateTime, Utc};
+use crate::store::pg::leases::{self, LeaseKey};
+use chrono::{DateTime, NaiveDate, Utc};
 
 /// One instance, as the view lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +37,21 @@ pub struct LeaderLine {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// A quota lease that ended with part of its grant not folded: its instance
+/// is gone, and that part still counts against the supplier's quota until the
+/// instance's journal is folded or it is written off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrandedLease {
+    pub supplier: SupplierId,
+    pub supplier_name: String,
+    /// The quota month's first day.
+    pub month: NaiveDate,
+    pub instance: i64,
+    /// Tokens granted and not folded.
+    pub outstanding: i64,
+    pub ended_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstancesView {
     /// False on a SQLite file: one machine, no fleet.
@@ -47,6 +65,8 @@ pub struct InstancesView {
     pub leaders: Vec<LeaderLine>,
     /// Instances registered more than a day ago and left out (unless `all`).
     pub older: usize,
+    /// Leases of gone instances that still hold quota.
+    pub stranded: Vec<StrandedLease>,
 }
 
 impl Service {
@@ -54,10 +74,46 @@ impl Service {
         let at = self.clock.now();
         let location = self.store.location();
         let Some(pg) = self.store.postgres() else {
-            return Ok(InstancesView { fleet: false, location, at, instances: vec![], leaders: vec![], older: 0 });
+            return Ok(InstancesView { fleet: false, location, at, instances: vec![], leaders: vec![], older: 0, stranded: vec![] });
         };
         let roster = pg.block(|pg| async move { Roster::load(&pg).await }).map_err(msg)?;
-        Ok(view(&roster, location, at, all))
+        let leases = pg.block(move |pg| async move { leases::stranded(&pg, at).await }).map_err(msg)?;
+        let names = self.supplier_cache()?;
+        let name_of = |id: SupplierId| {
+            names.suppliers.iter().find(|s| s.id == id).map(|s| s.name.clone()).unwrap_or_else(|| format!("supplier {id} (removed)"))
+        };
+        let stranded = leases
+            .iter()
+            .map(|l| StrandedLease {
+                supplier: l.key.supplier,
+                supplier_name: name_of(l.key.supplier),
+                month: l.key.month,
+                instance: l.key.instance,
+                outstanding: l.outstanding(),
+                ended_at: l.expires_at,
+            })
+            .collect();
+        Ok(InstancesView { stranded, ..view(&roster, location, at, all) })
+    }
+
+    /// Writes off a gone instance's lease (audited under this console's user).
+    pub(in crate::console) fn write_off_lease(
+        &self,
+        supplier: SupplierId,
+        month: NaiveDate,
+        instance: i64,
+        reason: &str,
+    ) -> Res<ConsoleEvent> {
+        let Some(pg) = self.store.postgres() else { return Err("quota leases exist only on PostgreSQL".into()) };
+        let reason = reason.trim().to_string();
+        if reason.is_empty() {
+            return Err("say why the lease is written off (it is kept in the audit log)".into());
+        }
+        let key = LeaseKey { supplier, month, instance };
+        let (actor, now) = (crate::store::audit_actor(), self.clock.now());
+        let tokens = pg.block(move |pg| async move { leases::write_off(&pg, key, &actor, &reason, now).await }).map_err(msg)?;
+        self.invalidate();
+        Ok(ConsoleEvent::LeaseWrittenOff { supplier, instance, tokens })
     }
 }
 
@@ -92,7 +148,7 @@ fn view(roster: &Roster, location: String, at: DateTime<Utc>, all: bool) -> Inst
             }
         })
         .collect();
-    InstancesView { fleet: true, location, at, instances, leaders, older }
+    InstancesView { fleet: true, location, at, instances, leaders, older, stranded: vec![] }
 }
 
 #[cfg(test)]

@@ -352,6 +352,32 @@ pub async fn close_instance(store: &PgStore, instance: i64, now: DateTime<Utc>) 
     Ok(released.max(0) as u64)
 }
 
+/// Leases that ended (not renewed: their instance is gone or cut off) while
+/// part of their grant is not folded usage: that part still counts against
+/// the quota until the instance's journal is folded or an account manager
+/// writes it off ([`write_off`]). Oldest end first.
+pub async fn stranded(store: &PgStore, now: DateTime<Utc>) -> LeaseResult<Vec<LeaseRow>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            "SELECT supplier_id, month, instance_id, granted, folded, expires_at, state FROM quota_leases
+             WHERE granted > folded AND expires_at <= $1 AND state = 'active' ORDER BY expires_at, supplier_id, instance_id",
+            &[&now],
+        )
+        .await
+        .map_err(|e| store.db_err(&e))?;
+    Ok(rows
+        .iter()
+        .map(|r| LeaseRow {
+            key: LeaseKey { supplier: SupplierId(r.get(0)), month: r.get(1), instance: r.get(2) },
+            granted: r.get(3),
+            folded: r.get(4),
+            expires_at: r.get(5),
+            state: r.get(6),
+        })
+        .collect())
+}
+
 /// A lease as stored (`None`: the instance never leased that month).
 pub async fn lease_row(store: &PgStore, key: LeaseKey) -> LeaseResult<Option<LeaseRow>> {
     let client = store.client().await?;

@@ -1,12 +1,13 @@
 //! Instances: the `serve` instances on the fleet's PostgreSQL database —
 //! host, version, when each started and was last seen, its requests per
 //! second, live / gone / stopped — and which one leads health probes,
-//! migrations and alert escalation. Refreshed every second while shown. On
-//! a SQLite file it says there is no fleet and how to make one.
+//! migrations and alert escalation. Refreshed every second while shown.
+//! Below, the quota leases of gone instances that still hold quota, each of
+//! which an account manager can write off (with a reason, audited). On a
+//! SQLite file it says there is no fleet and how to make one.
 
 use super::{Cx, empty_state, error_box, header, loading, metric_card, status_dot};
-use crate::console::{ConsoleCommand, ConsoleEvent, InstanceLine, InstancesView, LeaderLine};
-use crate::engine::fleet::{Duty, InstanceState};
+use crate::console::{ConsoleCommand, ConsoleEvent, Duty, InstanceLine, InstanceState, InstancesView, LeaderLine, StrandedLease};
 use crate::ui::theme;
 use chrono::{DateTime, Utc};
 use egui::{Align, Layout, RichText, Ui, vec2};
@@ -20,6 +21,8 @@ pub struct State {
     error: Option<String>,
     pub dirty: bool,
     sent: Option<bool>,
+    /// The lease being written off, and the reason typed so far.
+    writing_off: Option<(StrandedLease, String)>,
 }
 
 impl State {
@@ -104,6 +107,80 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         return;
     }
     table(ui, &v);
+    stranded(ui, st, &v, cx);
+}
+
+/// The leases of gone instances that still hold quota, with "Write off…".
+fn stranded(ui: &mut Ui, st: &mut State, v: &InstancesView, cx: &mut Cx<'_>) {
+    if v.stranded.is_empty() {
+        return;
+    }
+    let p = *theme::palette(ui);
+    ui.add_space(theme::GAP_L);
+    ui.label(RichText::new(format!("Quota held by gone instances ({})", v.stranded.len())).strong());
+    ui.label(
+        RichText::new(
+            "These leases ended with tokens not folded into the ledger: they count against the supplier's quota until the \
+             instance restarts on its host (its journal is then folded) or they are written off.",
+        )
+        .color(p.muted),
+    );
+    for l in &v.stranded {
+        ui.horizontal(|ui| {
+            status_dot(ui, p.warn);
+            ui.label(RichText::new(&l.supplier_name).strong());
+            ui.label(format!(
+                "{} · instance #{} · {} tokens · ended {}",
+                l.month.format("%Y-%m"),
+                l.instance,
+                super::fmt_int(l.outstanding),
+                ago(v.at, l.ended_at)
+            ));
+            if ui
+                .button("Write off…")
+                .on_hover_text("The tokens stop counting against the quota; the audit log keeps who and why")
+                .clicked()
+            {
+                st.writing_off = Some((l.clone(), String::new()));
+            }
+        });
+    }
+    write_off_dialog(ui.ctx(), st, cx);
+}
+
+fn write_off_dialog(ctx: &egui::Context, st: &mut State, cx: &mut Cx<'_>) {
+    let Some((lease, reason)) = st.writing_off.as_mut() else { return };
+    let mut close = false;
+    egui::Modal::new(egui::Id::unique("write_off_lease")).show(ctx, |ui| {
+        ui.set_width(480.0);
+        ui.label(RichText::new(format!("Write off instance #{}'s lease on {}?", lease.instance, lease.supplier_name)).strong().size(16.0));
+        ui.label(format!(
+            "{} tokens of {} stop counting against the quota. If that instance's usage is folded later, it still counts, once.",
+            super::fmt_int(lease.outstanding),
+            lease.month.format("%B %Y")
+        ));
+        ui.add_space(theme::GAP_S);
+        super::text_field(ui, "Reason", reason, "e.g. host decommissioned, journal lost", 300.0);
+        ui.add_space(theme::GAP_S);
+        ui.horizontal(|ui| {
+            let ok = !reason.trim().is_empty();
+            if ui.add_enabled(ok, egui::Button::new(RichText::new("Write off").color(theme::palette(ui).danger))).clicked() {
+                cx.send(ConsoleCommand::WriteOffLease {
+                    supplier: lease.supplier,
+                    month: lease.month,
+                    instance: lease.instance,
+                    reason: reason.trim().to_string(),
+                });
+                close = true;
+            }
+            if ui.button("Cancel").clicked() {
+                close = true;
+            }
+        });
+    });
+    if close {
+        st.writing_off = None;
+    }
 }
 
 fn leader_card(ui: &mut Ui, l: &LeaderLine, at: DateTime<Utc>) {

@@ -24,6 +24,8 @@ pub struct State {
     /// The month-end projection (the same one Usage & cost shows), as of today.
     projections: Option<Arc<ProjectionsView>>,
     projections_sent: Option<chrono::NaiveDate>,
+    /// Why the last projection failed (shown instead of waiting for it).
+    projections_error: Option<String>,
 }
 
 impl State {
@@ -40,6 +42,12 @@ impl State {
 
     pub fn on_projections(&mut self, v: Arc<ProjectionsView>) {
         self.projections = Some(v);
+        self.projections_error = None;
+    }
+
+    /// The projection both views share failed.
+    pub fn on_projections_failed(&mut self, message: &str) {
+        self.projections_error = Some(message.to_string());
     }
 
     pub fn select(&mut self, id: SupplierId) {
@@ -196,7 +204,10 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
 fn projected_card(ui: &mut Ui, st: &mut State, today: chrono::NaiveDate) {
     let p = *theme::palette(ui);
     let Some(pv) = st.projections.clone().filter(|v| v.as_of == today) else {
-        loading(ui, "Projecting this month's use…");
+        match &st.projections_error {
+            Some(e) => error_box(ui, &format!("The month-end projection failed: {e}")),
+            None => loading(ui, "Projecting this month's use…"),
+        }
         return;
     };
     ui.label(RichText::new(format!("Projected to exceed platform quota this month ({})", pv.flagged.len())).strong());

@@ -21,6 +21,7 @@ use switchboard::store::pg::ledger::{self, PgLedger};
 use switchboard::store::pg::{PgStore, schema};
 
 mod router;
+mod write_off;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap()
