@@ -534,3 +534,23 @@ impl PgReader {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_and_months_read_and_print_as_sqlite_keeps_them() {
+        assert_eq!(parse_day("2026-06-09").unwrap(), NaiveDate::from_ymd_opt(2026, 6, 9).unwrap());
+        assert_eq!(parse_month("2026-07").unwrap(), NaiveDate::from_ymd_opt(2026, 7, 1).unwrap());
+        assert_eq!(month_text(NaiveDate::from_ymd_opt(2026, 7, 31).unwrap()), "2026-07");
+        assert!(matches!(parse_day("2026-13-01"), Err(StoreError::Invalid(_))));
+        assert!(matches!(parse_month("July"), Err(StoreError::Invalid(_))));
+        let (sql, p) = PgReader::groups_sql("2026-06-01", "2026-06-30", Some(SupplierId(3)), true).unwrap();
+        assert!(sql.contains("date_trunc('month', day)") && sql.contains("supplier_id = $3"), "{sql}");
+        assert_eq!(p.len(), 3);
+        let (sql, p) = PgReader::events_sql(0, i64::MAX, None);
+        assert!(sql.ends_with("ORDER BY ts, id"), "{sql}");
+        assert_eq!(p.len(), 2);
+    }
+}

@@ -100,3 +100,31 @@ pub async fn models_between(pg: &PgStore, from: NaiveDate, to: NaiveDate) -> PgR
         .db(pg)?;
     rows.iter().map(|r| r.try_get(0).db(pg)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_follow_the_filters_and_the_window_stays_in_range() {
+        let base = RequestFilter { from_ms: 0, to_ms: i64::MAX, supplier: None, model: None, route: None, status: None, limit: 10 };
+        let (sql, p) = search_sql(&base);
+        assert!(sql.contains("ts >= sb_from_ms($1) AND ts < sb_from_ms($2)") && sql.ends_with("LIMIT $3"), "{sql}");
+        assert_eq!(p.len(), 3);
+        let (sql, p) = search_sql(&RequestFilter {
+            supplier: Some(SupplierId(4)),
+            status: Some(StatusFilter::Exactly(UsageStatus::Cancelled)),
+            model: Some("gpt-4o".into()),
+            route: Some(Route::Failover),
+            ..base.clone()
+        });
+        assert!(sql.contains("supplier_id = $3") && sql.contains("status = $4") && sql.contains("model = $5"), "{sql}");
+        assert!(sql.contains("route = $6") && sql.ends_with("LIMIT $7"), "{sql}");
+        assert_eq!(p.len(), 7);
+        let (sql, _) = search_sql(&RequestFilter { status: Some(StatusFilter::Failed), ..base });
+        assert!(sql.contains("status IN (1, 2)"), "{sql}");
+        assert_eq!(super::super::analytics::clamp_ms(i64::MAX), 9_000_000_000_000_000);
+        assert_eq!(super::super::analytics::clamp_ms(i64::MIN), -200_000_000_000_000);
+        assert_eq!(super::super::analytics::clamp_ms(1_780_000_000_000), 1_780_000_000_000);
+    }
+}
