@@ -345,7 +345,9 @@ impl PgReader {
         self.rows(sql, Vec::new())?.iter().map(|r| Ok((SupplierId(self.get(r, 0)?), month_text(self.get(r, 1)?)))).collect()
     }
 
-    /// `store::AnalyticsReader::supplier_model_months` (shadow traffic left out).
+    /// `store::AnalyticsReader::supplier_model_months` (shadow traffic left
+    /// out), in no particular order, as on SQLite: the caller sums the rows
+    /// (sorting 40,000 rows bytewise here tripled the cost comparison's time).
     pub fn supplier_model_months(
         &self,
         from_month: &str,
@@ -359,11 +361,8 @@ impl PgReader {
             conds.push(format!("supplier_id = ${}", ps.len()));
         }
         conds.push(format!("route <> {}", Route::Shadow.code()));
-        let sql = format!(
-            "SELECT month, supplier_id, provider, model, {MEASURES} FROM usage_monthly_supplier WHERE {}
-             ORDER BY month, supplier_id, provider COLLATE \"C\", model COLLATE \"C\", route",
-            conds.join(" AND ")
-        );
+        let sql =
+            format!("SELECT month, supplier_id, provider, model, {MEASURES} FROM usage_monthly_supplier WHERE {}", conds.join(" AND "));
         self.rows(sql, ps)?
             .iter()
             .map(|r| {
