@@ -40,8 +40,8 @@ pub struct Cli {
 
     /// A PostgreSQL database to use instead of a file
     /// (`postgres://USER@HOST:PORT/DATABASE`; takes precedence over --db). So
-    /// far supplier, key list, token, alerts, recommendations and opening
-    /// the store for `serve` work on PostgreSQL.
+    /// far supplier, key list, token, alerts, recommendations, report,
+    /// export and opening the store for `serve` work on PostgreSQL.
     #[arg(long, global = true, env = "SWITCHBOARD_DATABASE", value_name = "URL", hide_env_values = true)]
     pub database: Option<String>,
 
@@ -196,16 +196,14 @@ fn refuse_on_postgres(command: &Option<Command>, url: &str) -> anyhow::Result<()
         Some(Command::Health(_)) => "health",
         Some(Command::Migrate(_)) => "migrate",
         Some(Command::ParallelTest(_)) => "parallel-test",
-        Some(Command::Export(_)) => "export",
         Some(Command::Cache(_)) => "cache",
-        Some(Command::Report(_)) => "report",
-        // the console, supplier, key, token, alerts, recommendations, serve (its store;
+        // the console, supplier, key, token, alerts, recommendations, report, export, serve (its store;
         // the runtime is wired separately), simulate, store copy, and
         // commands made for PostgreSQL.
         _ => return Ok(()),
     };
     anyhow::bail!(
-        "{name} does not run on PostgreSQL yet ({}). So far the console, `serve` (the fleet runtime), `supplier`, `key` (sealed to the fleet key), `token`, `alerts`, `recommendations` and `fleet` work there; use a SQLite file (--db FILE.db) for the rest, or move an installation with `switchboard store copy`.",
+        "{name} does not run on PostgreSQL yet ({}). So far the console, `serve` (the fleet runtime), `supplier`, `key` (sealed to the fleet key), `token`, `alerts`, `recommendations`, `report`, `export` and `fleet` work there; use a SQLite file (--db FILE.db) for the rest, or move an installation with `switchboard store copy`.",
         crate::store::pg::mask_url(url)
     )
 }
@@ -243,9 +241,14 @@ pub fn open_store(db: Option<PathBuf>) -> anyhow::Result<crate::store::Store> {
 /// [`open_store`] for commands that read usage (export, report): also waits
 /// (up to ten seconds) until serving processes have folded what they had
 /// journaled, so a report started right after a burst includes every
-/// answered request.
+/// answered request. On PostgreSQL the serving instances fold their own
+/// journals (on their machines) into the database: a reader reads what is
+/// in it, without waiting.
 pub fn open_store_for_usage(db: Option<PathBuf>) -> anyhow::Result<crate::store::Store> {
     let store = open_store(db)?;
+    if store.is_postgres() {
+        return Ok(store);
+    }
     if !crate::engine::ledger::wait_for_live_folds(&store, std::time::Duration::from_secs(10))? {
         eprintln!("warning: a serving process has not folded its latest usage yet; this reads what is folded");
     }

@@ -14,7 +14,8 @@
 //! the console runs them on the tokio blocking pool with
 //! [`AnalyticsService::spawn`] and cancels a running one with
 //! [`CancelHandle::cancel`] when the user changes a filter: that sets a flag
-//! checked between steps and interrupts the SQLite statement in flight.
+//! checked between steps and interrupts the statement in flight (SQLite's
+//! interrupt, or PostgreSQL's cancel request).
 
 use crate::domain::UsageTotals;
 use crate::domain::calendar::{add_months, first_of_month, is_weekend, month_key, months_between, next_month, parse_month, week_start};

@@ -11,7 +11,7 @@
 //! `3E-006`. A cache hit's row (route `cache`) costs nothing and says what it
 //! saved (`saved_usd`, `saved_micro_usd`: the cost of the call whose answer
 //! was replayed), so cache usage and savings group by supplier, model and
-//! request type in a spreadsheet like any other column. Rows are streamed from SQLite to the file, so memory stays flat at
+//! request type in a spreadsheet like any other column. Rows are streamed from the database (SQLite, or PostgreSQL through a portal) to the file, so memory stays flat at
 //! any size; progress goes to a callback. No key, key reference, fingerprint
 //! or gateway token is ever read, let alone written.
 //!

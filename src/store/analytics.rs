@@ -14,7 +14,13 @@
 //! connection, so heavy reads never hold the catalog connection, and can be
 //! interrupted from another thread ([`Interrupter`]) when the user changes a
 //! filter. Exports stream events and groups through callbacks, row by row.
+//!
+//! The reader works on both backends with one API and the same answers: on
+//! PostgreSQL each method hands over to [`super::pg::analytics::PgReader`]
+//! (the same rollups, kept by `store::pg::ledger` in the fold's transaction).
 
+use super::pg::PgError;
+use super::pg::analytics::{PgInterrupt, PgReader};
 use super::{Store, StoreError, StoreResult, map_err};
 pub use crate::domain::UsageTotals;
 use crate::domain::{AiMode, Micros, ProviderKind, Route, SupplierId, Tier, VendorType};
@@ -218,13 +224,25 @@ pub struct GroupRow {
     pub saved_micros: i64,
 }
 
-/// Interrupts the running statement of an [`AnalyticsReader`] from another thread.
+/// Interrupts the running statement of an [`AnalyticsReader`] from another
+/// thread. On PostgreSQL it cancels the statement in flight and stops the
+/// reader's streams; the reader then answers every call with a cancelled
+/// error (open another).
 #[derive(Clone)]
-pub struct Interrupter(std::sync::Arc<rusqlite::InterruptHandle>);
+pub struct Interrupter(InterruptOn);
+
+#[derive(Clone)]
+enum InterruptOn {
+    Sqlite(std::sync::Arc<rusqlite::InterruptHandle>),
+    Postgres(std::sync::Arc<PgInterrupt>),
+}
 
 impl Interrupter {
     pub fn interrupt(&self) {
-        self.0.interrupt();
+        match &self.0 {
+            InterruptOn::Sqlite(h) => h.interrupt(),
+            InterruptOn::Postgres(p) => p.interrupt(),
+        }
     }
 }
 
@@ -234,22 +252,36 @@ impl std::fmt::Debug for Interrupter {
     }
 }
 
-/// Whether a store error is SQLite's answer to an interrupt.
+/// Whether a store error is the answer to an [`Interrupter`] (SQLite's
+/// interrupt, or a PostgreSQL reader's cancelled query).
 pub fn is_interrupted(e: &StoreError) -> bool {
-    matches!(e, StoreError::Sqlite { source, .. } if source.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted))
+    match e {
+        StoreError::Sqlite { source, .. } => source.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted),
+        StoreError::Postgres(PgError::Cancelled { .. }) => true,
+        _ => false,
+    }
 }
 
 /// Read-only analytics queries on a connection of their own.
 pub struct AnalyticsReader {
     path: PathBuf,
-    conn: Connection,
+    on: ReaderOn,
+}
+
+enum ReaderOn {
+    Sqlite(Connection),
+    Postgres(Box<PgReader>),
 }
 
 impl Store {
-    /// Opens a connection for analytics and export reads.
+    /// Opens a connection for analytics and export reads (on PostgreSQL, a
+    /// read-only connection outside the pool).
     pub fn analytics_reader(&self) -> StoreResult<AnalyticsReader> {
+        if let Some(pg) = self.postgres() {
+            return Ok(AnalyticsReader { path: self.error_path(), on: ReaderOn::Postgres(Box::new(PgReader::open(pg)?)) });
+        }
         let conn = self.open_connection()?;
-        Ok(AnalyticsReader { path: self.error_path(), conn })
+        Ok(AnalyticsReader { path: self.error_path(), on: ReaderOn::Sqlite(conn) })
     }
 }
 
@@ -259,7 +291,15 @@ impl AnalyticsReader {
     }
 
     pub fn interrupter(&self) -> Interrupter {
-        Interrupter(std::sync::Arc::new(self.conn.get_interrupt_handle()))
+        match &self.on {
+            ReaderOn::Sqlite(conn) => Interrupter(InterruptOn::Sqlite(std::sync::Arc::new(conn.get_interrupt_handle()))),
+            ReaderOn::Postgres(pg) => Interrupter(InterruptOn::Postgres(pg.interrupter())),
+        }
+    }
+
+    /// Whether this reader reads PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.on, ReaderOn::Postgres(_))
     }
 
     /// Usage per day (`YYYY-MM-DD`, inclusive range) and dimension value, all
@@ -273,6 +313,10 @@ impl AnalyticsReader {
         supplier: Option<SupplierId>,
         filter: &DimFilter,
     ) -> StoreResult<Vec<(String, String, UsageTotals)>> {
+        let conn = match &self.on {
+            ReaderOn::Postgres(pg) => return pg.daily_by(from, to, dim, supplier, filter),
+            ReaderOn::Sqlite(conn) => conn,
+        };
         let vendor = if supplier.is_some() {
             "coalesce((SELECT vendor_type FROM suppliers WHERE id = supplier_id), 'unknown')"
         } else {
@@ -298,7 +342,7 @@ impl AnalyticsReader {
         // Rows come in day order straight from the primary key (or the
         // supplier index); summing them here is cheaper than SQLite's sorter.
         let sql = format!("SELECT day, {key}, {MEASURES} FROM {table} WHERE {} ORDER BY day", conds.join(" AND "));
-        let mut st = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let mut st = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
         let mut rows = st.query(rusqlite::params_from_iter(ps)).map_err(|e| self.err(e))?;
         let mut out: Vec<(String, String, UsageTotals)> = Vec::new();
         let mut day_start = 0;
@@ -322,9 +366,14 @@ impl AnalyticsReader {
 
     /// Per day and supplier totals for the given suppliers, from `usage_supplier_day` (no dimension filter).
     pub fn supplier_days(&self, from: &str, to: &str, suppliers: &[SupplierId]) -> StoreResult<Vec<(String, SupplierId, UsageTotals)>> {
+        let conn = match &self.on {
+            ReaderOn::Postgres(pg) => return pg.supplier_days(from, to, suppliers),
+            ReaderOn::Sqlite(conn) => conn,
+        };
         let mut out = Vec::new();
         for s in suppliers {
             out.extend(self.query(
+                conn,
                 &format!("SELECT day, {MEASURES} FROM usage_supplier_day WHERE supplier_id = ?1 AND day >= ?2 AND day <= ?3"),
                 vec![Value::Integer(s.0), Value::Text(from.into()), Value::Text(to.into())],
                 |r| Ok((r.get(0)?, *s, totals_at(r, 1)?)),
@@ -341,6 +390,10 @@ impl AnalyticsReader {
         suppliers: &[SupplierId],
         filter: &DimFilter,
     ) -> StoreResult<Vec<(String, SupplierId, UsageTotals)>> {
+        let conn = match &self.on {
+            ReaderOn::Postgres(pg) => return pg.daily_for_suppliers(from, to, suppliers, filter),
+            ReaderOn::Sqlite(conn) => conn,
+        };
         if suppliers.is_empty() {
             return Ok(Vec::new());
         }
@@ -353,12 +406,22 @@ impl AnalyticsReader {
         let mut ps = vec![Value::Text(from.into()), Value::Text(to.into())];
         filter.sql(vendor, &mut conds, &mut ps);
         let sql = format!("SELECT day, supplier_id, {SUMS} FROM usage_daily WHERE {} GROUP BY 1, 2 ORDER BY 1, 2", conds.join(" AND "));
-        self.query(&sql, ps, |r| Ok((r.get(0)?, SupplierId(r.get(1)?), totals_at(r, 2)?)))
+        self.query(conn, &sql, ps, |r| Ok((r.get(0)?, SupplierId(r.get(1)?), totals_at(r, 2)?)))
     }
 
     /// Per supplier and month (`YYYY-MM`, inclusive), everything summed, with
     /// the quota-counting tokens (platform and failover routes).
     pub fn supplier_months(&self, from_month: &str, to_month: &str, supplier: Option<SupplierId>) -> StoreResult<Vec<SupplierMonth>> {
+        let conn = match &self.on {
+            ReaderOn::Postgres(pg) => {
+                let rows = pg.supplier_months(from_month, to_month, supplier)?;
+                return Ok(rows
+                    .into_iter()
+                    .map(|(month, supplier_id, totals, quota_tokens)| SupplierMonth { month, supplier_id, totals, quota_tokens })
+                    .collect());
+            }
+            ReaderOn::Sqlite(conn) => conn,
+        };
         let mut conds = vec!["month >= ?".to_string(), "month <= ?".to_string()];
         let mut ps = vec![Value::Text(from_month.into()), Value::Text(to_month.into())];
         if let Some(s) = supplier {
@@ -369,14 +432,18 @@ impl AnalyticsReader {
             "SELECT month, supplier_id, {MEASURES}, quota_tokens FROM usage_supplier_month WHERE {} ORDER BY 1, 2",
             conds.join(" AND ")
         );
-        self.query(&sql, ps, |r| {
+        self.query(conn, &sql, ps, |r| {
             Ok(SupplierMonth { month: r.get(0)?, supplier_id: SupplierId(r.get(1)?), totals: totals_at(r, 2)?, quota_tokens: u(r, 11)? })
         })
     }
 
     /// The first month (`YYYY-MM`) with usage, per supplier.
     pub fn first_months(&self) -> StoreResult<Vec<(SupplierId, String)>> {
-        self.query("SELECT supplier_id, min(month) FROM usage_supplier_month GROUP BY supplier_id", Vec::new(), |r| {
+        let conn = match &self.on {
+            ReaderOn::Postgres(pg) => return pg.first_months(),
+            ReaderOn::Sqlite(conn) => conn,
+        };
+        self.query(conn, "SELECT supplier_id, min(month) FROM usage_supplier_month GROUP BY supplier_id", Vec::new(), |r| {
             Ok((SupplierId(r.get(0)?), r.get(1)?))
         })
     }
@@ -389,6 +456,10 @@ impl AnalyticsReader {
         to_month: &str,
         supplier: Option<SupplierId>,
     ) -> StoreResult<Vec<SupplierModelMonth>> {
+        let conn = match &self.on {
+            ReaderOn::Postgres(pg) => return pg.supplier_model_months(from_month, to_month, supplier),
+            ReaderOn::Sqlite(conn) => conn,
+        };
         let mut conds = vec!["month >= ?".to_string(), "month <= ?".to_string()];
         let mut ps = vec![Value::Text(from_month.into()), Value::Text(to_month.into())];
         if let Some(s) = supplier {
@@ -399,7 +470,7 @@ impl AnalyticsReader {
         // Rows per route come back separately (summing them in SQLite is slower than in the caller).
         let sql =
             format!("SELECT month, supplier_id, provider, model, {MEASURES} FROM usage_monthly_supplier WHERE {}", conds.join(" AND "));
-        self.query(&sql, ps, |r| {
+        self.query(conn, &sql, ps, |r| {
             Ok(SupplierModelMonth {
                 month: r.get(0)?,
                 supplier_id: SupplierId(r.get(1)?),
@@ -412,10 +483,14 @@ impl AnalyticsReader {
 
     /// Every supplier, by id.
     pub fn suppliers(&self) -> StoreResult<Vec<SupplierInfo>> {
-        let rows: Vec<(i64, String, String, String, String)> =
-            self.query("SELECT id, name, vendor_type, tier, ai_mode FROM suppliers ORDER BY id", Vec::new(), |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?;
+        let rows: Vec<(i64, String, String, String, String)> = match &self.on {
+            ReaderOn::Postgres(pg) => pg.suppliers()?,
+            ReaderOn::Sqlite(conn) => {
+                self.query(conn, "SELECT id, name, vendor_type, tier, ai_mode FROM suppliers ORDER BY id", Vec::new(), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+            }
+        };
         rows.into_iter()
             .map(|(id, name, v, t, m)| {
                 let bad = |what: &str, e: crate::domain::ParseEnumError| StoreError::Invalid(format!("supplier {id}: {what}: {e}"));
@@ -432,7 +507,12 @@ impl AnalyticsReader {
 
     /// Enabled provider accounts owned by suppliers: (supplier, provider, default model), oldest first.
     pub fn client_accounts(&self) -> StoreResult<Vec<(SupplierId, String, String)>> {
+        let conn = match &self.on {
+            ReaderOn::Postgres(pg) => return pg.client_accounts(),
+            ReaderOn::Sqlite(conn) => conn,
+        };
         self.query(
+            conn,
             "SELECT owner_supplier_id, provider, default_model FROM provider_accounts
              WHERE owner_supplier_id IS NOT NULL AND enabled = 1 ORDER BY id",
             Vec::new(),
@@ -442,6 +522,10 @@ impl AnalyticsReader {
 
     /// Requests recorded on the UTC days `from..=to` (from the rollups; for progress).
     pub fn count_requests(&self, from: &str, to: &str, supplier: Option<SupplierId>) -> StoreResult<u64> {
+        let conn = match &self.on {
+            ReaderOn::Postgres(pg) => return pg.count_requests(from, to, supplier),
+            ReaderOn::Sqlite(conn) => conn,
+        };
         let (sql, ps) = match supplier {
             Some(s) => (
                 "SELECT coalesce(sum(requests), 0) FROM usage_daily WHERE supplier_id = ?1 AND day >= ?2 AND day <= ?3",
@@ -452,7 +536,7 @@ impl AnalyticsReader {
                 vec![Value::Text(from.into()), Value::Text(to.into())],
             ),
         };
-        Ok(self.query(sql, ps, |r| u(r, 0))?.into_iter().next().unwrap_or(0))
+        Ok(self.query(conn, sql, ps, |r| u(r, 0))?.into_iter().next().unwrap_or(0))
     }
 
     /// Streams the events with `from_ms <= ts < to_ms` in time order to `f`.
@@ -464,6 +548,16 @@ impl AnalyticsReader {
         supplier: Option<SupplierId>,
         mut f: impl FnMut(&EventRow<'_>) -> Result<(), E>,
     ) -> Result<u64, E> {
+        let conn = match &self.on {
+            ReaderOn::Postgres(pg) => {
+                let (sql, ps) = PgReader::events_sql(from_ms, to_ms, supplier);
+                return pg.stream(sql, ps, |r| {
+                    let row = pg.event_row(r).map_err(E::from)?;
+                    f(&row)
+                });
+            }
+            ReaderOn::Sqlite(conn) => conn,
+        };
         let cols = "coalesce(request_id, event_id), ts, supplier_id, account_id, provider, model, request_type, route, input_tokens, output_tokens,
             cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class, event_id, saved_micros";
         let (sql, ps) = match supplier {
@@ -476,7 +570,7 @@ impl AnalyticsReader {
                 vec![Value::Integer(from_ms), Value::Integer(to_ms)],
             ),
         };
-        let mut st = self.conn.prepare(&sql).map_err(|e| E::from(self.err(e)))?;
+        let mut st = conn.prepare(&sql).map_err(|e| E::from(self.err(e)))?;
         let mut rows = st.query(rusqlite::params_from_iter(ps)).map_err(|e| E::from(self.err(e)))?;
         let mut n = 0;
         while let Some(r) = rows.next().map_err(|e| E::from(self.err(e)))? {
@@ -522,6 +616,16 @@ impl AnalyticsReader {
         by_month: bool,
         mut f: impl FnMut(&GroupRow) -> Result<(), E>,
     ) -> Result<u64, E> {
+        let conn = match &self.on {
+            ReaderOn::Postgres(pg) => {
+                let (sql, ps) = PgReader::groups_sql(from, to, supplier, by_month).map_err(E::from)?;
+                return pg.stream(sql, ps, |r| {
+                    let g = pg.group_row(r, by_month).map_err(E::from)?;
+                    f(&g)
+                });
+            }
+            ReaderOn::Sqlite(conn) => conn,
+        };
         let period = if by_month { "substr(day, 1, 7)" } else { "day" };
         let mut conds = vec!["day >= ?".to_string(), "day <= ?".to_string()];
         let mut ps = vec![Value::Text(from.into()), Value::Text(to.into())];
@@ -534,7 +638,7 @@ impl AnalyticsReader {
              GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
             conds.join(" AND ")
         );
-        let mut st = self.conn.prepare(&sql).map_err(|e| E::from(self.err(e)))?;
+        let mut st = conn.prepare(&sql).map_err(|e| E::from(self.err(e)))?;
         let mut rows = st.query(rusqlite::params_from_iter(ps)).map_err(|e| E::from(self.err(e)))?;
         let mut n = 0;
         while let Some(r) = rows.next().map_err(|e| E::from(self.err(e)))? {
@@ -557,8 +661,14 @@ impl AnalyticsReader {
         Ok(n)
     }
 
-    fn query<T>(&self, sql: &str, ps: Vec<Value>, f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>) -> StoreResult<Vec<T>> {
-        let mut st = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+    fn query<T>(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        ps: Vec<Value>,
+        f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Vec<T>> {
+        let mut st = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let rows = st.query_map(rusqlite::params_from_iter(ps), f).map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }

@@ -10,6 +10,9 @@
 //! last row; a search for failures walks the small partial index
 //! `usage_events_failures_ts` (failed and cancelled requests only, so the
 //! ledger's write of a successful request does not touch it).
+//!
+//! On PostgreSQL ([`RequestLog::Postgres`]) the same search runs through
+//! the pool (`store::pg::requests`), with the same filters and order.
 
 use super::{Store, StoreResult};
 use crate::domain::{Micros, RequestType, Route, SupplierId, UsageStatus};
@@ -137,35 +140,84 @@ pub fn request_search_sql(f: &RequestFilter) -> (String, Vec<rusqlite::types::Va
     (sql, p)
 }
 
-/// Runs a search on `conn` (a read connection of the store's file).
-pub fn search_requests(conn: &Connection, f: &RequestFilter) -> rusqlite::Result<Vec<RequestRow>> {
+/// Where the request log is read: a read-only SQLite connection of its own,
+/// or the PostgreSQL pool.
+pub enum RequestLog {
+    Sqlite { path: std::path::PathBuf, conn: Connection },
+    Postgres(super::pg::PgStore),
+}
+
+impl std::fmt::Debug for RequestLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestLog::Sqlite { path, .. } => f.debug_tuple("RequestLog::Sqlite").field(path).finish(),
+            RequestLog::Postgres(pg) => f.debug_tuple("RequestLog::Postgres").field(&pg.url()).finish(),
+        }
+    }
+}
+
+impl RequestLog {
+    /// The SQLite connection (for plans and benchmarks), or `None` on PostgreSQL.
+    pub fn sqlite(&self) -> Option<&Connection> {
+        match self {
+            RequestLog::Sqlite { conn, .. } => Some(conn),
+            RequestLog::Postgres(_) => None,
+        }
+    }
+}
+
+/// Runs a search on SQLite connection `conn` (a read connection of the store's file).
+pub fn search_sqlite(conn: &Connection, f: &RequestFilter) -> rusqlite::Result<Vec<RequestRow>> {
     let (sql, p) = request_search_sql(f);
     let mut st = conn.prepare_cached(&sql)?;
     let rows = st.query_map(params_from_iter(p), row)?;
     rows.collect()
 }
 
+/// Runs a search on the request log.
+pub fn search_requests(log: &RequestLog, f: &RequestFilter) -> StoreResult<Vec<RequestRow>> {
+    match log {
+        RequestLog::Sqlite { path, conn } => search_sqlite(conn, f).map_err(|e| super::map_err(path, e)),
+        RequestLog::Postgres(pg) => {
+            let f = f.clone();
+            Ok(pg.block(move |pg| async move { super::pg::requests::search_requests(&pg, f).await })?)
+        }
+    }
+}
+
 /// The distinct models in the ledger's daily rollup over a window of days
-/// (`YYYY-MM-DD`, inclusive), for the model filter.
-pub fn models_between(conn: &Connection, from_day: &str, to_day: &str) -> rusqlite::Result<Vec<String>> {
-    let mut st = conn.prepare_cached("SELECT DISTINCT model FROM usage_daily WHERE day >= ?1 AND day <= ?2 ORDER BY model")?;
-    let rows = st.query_map([from_day, to_day], |r| r.get(0))?;
-    rows.collect()
+/// (`YYYY-MM-DD`, inclusive), for the model filter, ordered bytewise.
+pub fn models_between(log: &RequestLog, from_day: &str, to_day: &str) -> StoreResult<Vec<String>> {
+    match log {
+        RequestLog::Sqlite { path, conn } => (|| -> rusqlite::Result<Vec<String>> {
+            let mut st = conn.prepare_cached("SELECT DISTINCT model FROM usage_daily WHERE day >= ?1 AND day <= ?2 ORDER BY model")?;
+            let rows = st.query_map([from_day, to_day], |r| r.get(0))?;
+            rows.collect()
+        })()
+        .map_err(|e| super::map_err(path, e)),
+        RequestLog::Postgres(pg) => {
+            let (from, to) = (super::pg::analytics::parse_day(from_day)?, super::pg::analytics::parse_day(to_day)?);
+            Ok(pg.block(move |pg| async move { super::pg::requests::models_between(&pg, from, to).await })?)
+        }
+    }
 }
 
 impl Store {
-    /// A read connection for the request log (its own, so a search can be
-    /// interrupted without touching the store's main connection).
-    pub fn request_log_connection(&self) -> StoreResult<Connection> {
+    /// Where to read the request log: on SQLite a read connection of its own
+    /// (so a search can be interrupted without touching the store's main
+    /// connection), on PostgreSQL the pool.
+    pub fn request_log_connection(&self) -> StoreResult<RequestLog> {
+        if let Some(pg) = self.postgres() {
+            return Ok(RequestLog::Postgres(pg.clone()));
+        }
         let c = self.open_connection()?;
         c.execute_batch("PRAGMA query_only = ON").map_err(|e| self.err(e))?;
-        Ok(c)
+        Ok(RequestLog::Sqlite { path: self.error_path(), conn: c })
     }
 
-    /// Runs one search on a connection of its own.
+    /// Runs one search (on SQLite, on a connection of its own).
     pub fn search_requests(&self, f: &RequestFilter) -> StoreResult<Vec<RequestRow>> {
-        let c = self.request_log_connection()?;
-        search_requests(&c, f).map_err(|e| self.err(e))
+        search_requests(&self.request_log_connection()?, f)
     }
 }
 

@@ -6,10 +6,12 @@
 //!
 //! It is also the PostgreSQL backend of the `Store` facade: `catalog`,
 //! `accounts`, `audit`, `health`, `migrations`, `ledger` (writes),
-//! `usage_reads` (the console's and `serve`'s usage summaries) and
-//! `idempotency` (the keys, shared by the fleet) hold the PostgreSQL halves of
-//! the store's methods (see ARCHITECTURE.md, "One `Store`, two backends").
-//! The analytics reader, request search and the response cache are not here yet.
+//! `usage_reads` (the console's and `serve`'s usage summaries),
+//! `analytics` (the analytics reader behind reports, exports and the
+//! console's charts; `requests`: the request log's search) and `idempotency` (the
+//! keys, shared by the fleet) hold the PostgreSQL halves of the store's
+//! methods (see ARCHITECTURE.md, "One `Store`, two backends"). The response
+//! cache is not here yet.
 //!
 //! All PostgreSQL I/O runs on one runtime of its own (`pg-io` threads, see
 //! [`on_pg`] and [`block_on_pg`]): its connections outlive whichever runtime
@@ -24,6 +26,7 @@
 //! every URL shown goes through [`mask_url`].
 
 pub mod accounts;
+pub mod analytics;
 pub mod audit;
 pub mod cache_stats;
 pub mod catalog;
@@ -35,6 +38,7 @@ pub mod key_checks;
 pub mod leases;
 pub mod ledger;
 pub mod migrations;
+pub mod requests;
 pub mod schema;
 pub mod sealed;
 pub mod usage_reads;
@@ -68,6 +72,15 @@ where
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => panic!("PostgreSQL task cancelled: {e}"),
     }
+}
+
+/// Starts `fut` on the PostgreSQL runtime without waiting for it (from any
+/// thread, inside a runtime or not).
+pub(crate) fn spawn_on_pg<F>(fut: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    drop(pg_runtime().spawn(fut));
 }
 
 /// Runs `fut` on the PostgreSQL runtime and blocks this thread until it
@@ -108,6 +121,9 @@ pub enum PgError {
     Upgrade { url: String, from: i64, to: i64, detail: String },
     #[error("database error on {url}: {detail}")]
     Db { url: String, detail: String },
+    /// A read stopped by its reader's interrupter (`store::analytics::Interrupter`).
+    #[error("the query on {url} was cancelled")]
+    Cancelled { url: String },
 }
 
 pub type PgResult<T> = Result<T, PgError>;

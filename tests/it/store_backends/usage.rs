@@ -59,7 +59,7 @@ fn event(
 /// Three suppliers (one named in lower case, two with the same spend) over
 /// three days, on every route, with a mirror's copies (one whose original
 /// is not in the ledger, and another mirror whose prefix extends this one's).
-fn ledger(store: &Store) -> Vec<UsageEvent> {
+pub(super) fn ledger(store: &Store) -> Vec<UsageEvent> {
     let a = store.insert_supplier(&supplier("Zeta Photo", Tier::Starter, &[]), now()).unwrap().id;
     let b = store.insert_supplier(&supplier("alpha florist", Tier::Scale, &[]), now()).unwrap().id;
     let c = store.insert_supplier(&supplier("Beta Bakes", Tier::Starter, &[]), now()).unwrap().id;
