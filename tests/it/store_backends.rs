@@ -613,7 +613,7 @@ fn catalog_changes_reach_another_connection() {
     assert_eq!(writer.supplier(s.id).unwrap().tier, Tier::Scale);
 
     // Not ported yet: a clear error, no panic.
-    let Err(e) = reader.cache_by_dims(day(6, 1), day(7, 1)) else { panic!("the response cache read on PostgreSQL") };
+    let Err(e) = reader.cache_purges_since(0) else { panic!("the response cache's purge log read on PostgreSQL") };
     assert!(matches!(e, StoreError::NotOnPostgres(_)), "{e:?}");
     assert!(e.to_string().starts_with("not available on PostgreSQL yet"), "{e}");
     assert!(matches!(reader.open_connection(), Err(StoreError::NotOnPostgres(_))));
