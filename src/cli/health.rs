@@ -8,10 +8,8 @@ use crate::domain::health::Verdict;
 use crate::domain::{AccountId, SystemClock};
 use crate::engine::alerts::AlertService;
 use crate::engine::health::{HealthMonitor, HealthSnapshot, MonitorConfig};
-use crate::engine::keys::KeyService;
 use crate::providers::{Providers, ProvidersConfig};
 use crate::store::{Alert, Store, audit_actor};
-use crate::vault::Vault;
 use clap::{Args, Subcommand};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,7 +49,8 @@ pub fn run_health(store: Store, args: HealthArgs) -> anyhow::Result<()> {
     let rt = super::keys::runtime()?;
     let snap: HealthSnapshot = rt.block_on(async {
         let providers = Providers::new(ProvidersConfig::default()).map_err(|e| anyhow::anyhow!("cannot start the HTTP client: {e}"))?;
-        let keys = KeyService::new(store.clone(), Vault::os(), Arc::new(providers.clone()), Arc::new(SystemClock));
+        // On PostgreSQL the keys are sealed: a server with the fleet's private key opens them.
+        let keys = super::keys::service(store.clone())?;
         let mut found: HashMap<AccountId, Secret> = HashMap::new();
         for a in keys.list(None)? {
             if a.key_ref.is_none() || !a.enabled {

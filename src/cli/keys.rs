@@ -126,7 +126,7 @@ pub(crate) fn read_secret(prompt: &str) -> anyhow::Result<Secret> {
     Ok(key)
 }
 
-fn service(store: Arc<Store>) -> anyhow::Result<KeyService> {
+pub(super) fn service(store: Arc<Store>) -> anyhow::Result<KeyService> {
     let providers = Providers::new(ProvidersConfig::default()).map_err(|e| anyhow::anyhow!("cannot start the HTTP client: {e}"))?;
     // On PostgreSQL keys are sealed to the fleet's public key (`switchboard fleet init`).
     let vault = match store.postgres() {

@@ -285,6 +285,10 @@ pub fn run(store: Store, cmd: MigrateCommand) -> anyhow::Result<()> {
             print_schedule(&store, &sched);
             match crate::engine::migration_schedule::router_of(&store) {
                 Some(h) => println!("{h} routes this database and will start it on time."),
+                None if store.is_postgres() => println!(
+                    "The fleet's migrations leader starts it on time (`switchboard fleet instances` shows which instance leads). Cancel with `switchboard migrate unschedule {}`.",
+                    sched.id
+                ),
                 None => println!(
                     "No runtime routes this database now: the start waits until `switchboard serve` runs (or a console that routes). Cancel with `switchboard migrate unschedule {}`.",
                     sched.id

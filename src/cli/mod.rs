@@ -193,17 +193,15 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
 fn refuse_on_postgres(command: &Option<Command>, url: &str) -> anyhow::Result<()> {
     let name = match command {
         Some(Command::DemoData(_)) => "demo-data",
-        Some(Command::Health(_)) => "health",
-        Some(Command::Migrate(_)) => "migrate",
         Some(Command::ParallelTest(_)) => "parallel-test",
         Some(Command::Cache(_)) => "cache",
-        // the console, supplier, key, token, alerts, recommendations, report, export, serve (its store;
+        // the console, supplier, key, token, health, migrate, alerts, recommendations, report, export, serve (its store;
         // the runtime is wired separately), simulate, store copy, and
         // commands made for PostgreSQL.
         _ => return Ok(()),
     };
     anyhow::bail!(
-        "{name} does not run on PostgreSQL yet ({}). So far the console, `serve` (the fleet runtime), `supplier`, `key` (sealed to the fleet key), `token`, `alerts`, `recommendations`, `report`, `export` and `fleet` work there; use a SQLite file (--db FILE.db) for the rest, or move an installation with `switchboard store copy`.",
+        "{name} does not run on PostgreSQL yet ({}). So far the console, `serve` (the fleet runtime), `supplier`, `key` (sealed to the fleet key), `token`, `health`, `migrate`, `alerts`, `recommendations`, `report`, `export` and `fleet` work there; use a SQLite file (--db FILE.db) for the rest, or move an installation with `switchboard store copy`.",
         crate::store::pg::mask_url(url)
     )
 }

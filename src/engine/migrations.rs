@@ -103,7 +103,11 @@ impl MigrationService {
     pub fn offline(store: Arc<Store>, clock: Arc<dyn Clock>) -> Result<Arc<Self>, MigrationError> {
         let providers = crate::providers::Providers::new(crate::providers::ProvidersConfig::default())
             .map_err(|e| MigrationError::Refused(format!("cannot start the HTTP client: {e}")))?;
-        let ledger = crate::engine::ledger::Ledger::start(&store)?;
+        // On PostgreSQL the serving instances journal the usage; this router records none.
+        let ledger = match store.postgres() {
+            Some(_) => crate::engine::ledger::Ledger::offline()?,
+            None => crate::engine::ledger::Ledger::start(&store)?,
+        };
         let router = Router::new(
             store.clone(),
             providers,

@@ -22,6 +22,7 @@ mod cache;
 mod console;
 mod durability;
 mod fleet;
+mod fleet_cli;
 mod fleet_coord;
 mod fleet_duties;
 mod fleet_idempotency;

@@ -141,6 +141,12 @@ impl std::fmt::Debug for ResponseCache {
 impl ResponseCache {
     /// Opens the persistent table of `store` and starts the thread that serves it.
     pub fn start(store: &Store, clock: Arc<dyn Clock>, cfg: CacheConfig) -> Result<Self, StoreError> {
+        if store.is_postgres() {
+            // A router on the fleet's database with no instance file of its
+            // own (the console's and the CLI's bookkeeping router) serves no
+            // requests: nothing to keep. Fleet instances pass their local.db.
+            return Self::start_with(Box::new(NoCacheStore), 0, clock, cfg);
+        }
         let backend = SqliteCacheStore::open(store)?;
         let last = store.last_cache_purge()?;
         Self::start_with(Box::new(backend), last, clock, cfg)
@@ -256,7 +262,9 @@ impl ResponseCache {
     /// reload (a blocking thread).
     pub fn apply_purges(&self, store: &Store, live: &dyn Fn(SupplierId) -> bool) -> Result<(), StoreError> {
         let after = self.inner.last_purge.load(Relaxed);
-        let purges = store.cache_purges_since(after)?;
+        // The fleet's database has no purge log (each instance's cache, and
+        // its log, is in its own file; a bookkeeping router keeps nothing).
+        let purges = if store.is_postgres() { Vec::new() } else { store.cache_purges_since(after)? };
         for p in &purges {
             self.purge_memory(p.supplier);
             self.inner.last_purge.fetch_max(p.id, Relaxed);
@@ -437,5 +445,43 @@ fn run(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         counters.persistent_bytes.store(db.bytes(), Relaxed);
+    }
+}
+
+/// The persistent side of a cache that keeps nothing ([`ResponseCache::start`] on PostgreSQL).
+struct NoCacheStore;
+
+impl crate::store::ResponseCacheStore for NoCacheStore {
+    fn get(
+        &mut self,
+        _key: &CacheKey,
+        _s: SupplierId,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::store::CachedAnswer>, StoreError> {
+        Ok(None)
+    }
+    fn put(
+        &mut self,
+        _key: &CacheKey,
+        _a: &crate::store::CachedAnswer,
+        _now: chrono::DateTime<chrono::Utc>,
+        _max: u64,
+    ) -> Result<Vec<CacheKey>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn purge(&mut self, _s: Option<SupplierId>, _now: chrono::DateTime<chrono::Utc>, _reason: &str) -> Result<(u64, i64), StoreError> {
+        Ok((0, 0))
+    }
+    fn sweep(&mut self, _now: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    fn bytes(&self) -> u64 {
+        0
+    }
+    fn entries(&mut self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    fn recount(&mut self) -> Result<u64, StoreError> {
+        Ok(0)
     }
 }

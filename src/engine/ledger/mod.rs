@@ -94,6 +94,8 @@ struct Shared {
     fold_gate: Mutex<()>,
     /// Power mode: the group fdatasync.
     sync: Option<Arc<sync::GroupSync>>,
+    /// [`Ledger::offline`]: the throwaway journal folder, removed with the ledger.
+    scratch: Mutex<Option<tempfile::TempDir>>,
 }
 
 /// Counters for metrics.
@@ -172,6 +174,23 @@ impl Ledger {
         Self::start_with(Box::new(backend), &journal::root_of(store.sqlite_path_for("the usage ledger")?), opts)
     }
 
+    /// The ledger of a process that serves no requests on a database it
+    /// does not journal for (the console's and the CLI's bookkeeping router on
+    /// PostgreSQL, where each `serve` instance journals under its fleet id):
+    /// a throwaway journal folder, removed with the ledger, whose fold refuses
+    /// to write. Nothing records through it; if something did, the event would
+    /// stay in the throwaway journal and the fold would report the refusal.
+    pub fn offline() -> Result<Ledger, StoreError> {
+        let dir = tempfile::Builder::new()
+            .prefix("switchboard-no-ledger-")
+            .tempdir()
+            .map_err(|e| StoreError::Io { path: std::env::temp_dir(), source: e })?;
+        let opts = LedgerOptions { segment_bytes: 64 * 1024, ..LedgerOptions::default() };
+        let ledger = Self::start_with(Box::new(NoLedger), dir.path(), opts)?;
+        *ledger.shared.scratch.lock() = Some(dir);
+        Ok(ledger)
+    }
+
     /// [`Ledger::start_opts`] over any fold backend and journal folder.
     pub fn start_with(mut backend: Box<dyn UsageLedger>, root: &Path, opts: LedgerOptions) -> Result<Ledger, StoreError> {
         let io = |e: std::io::Error| StoreError::Io { path: root.to_path_buf(), source: e };
@@ -208,6 +227,7 @@ impl Ledger {
             unfolded: Mutex::new(HashMap::new()),
             fold_gate: Mutex::new(()),
             sync,
+            scratch: Mutex::new(None),
         });
         if let Some(s) = &shared.sync {
             sync::GroupSync::spawn(s.clone())?;
@@ -363,4 +383,39 @@ impl Ledger {
 /// The start of the UTC day of a Unix-milliseconds instant.
 fn day_start_ms(ms: i64) -> i64 {
     ms.div_euclid(86_400_000).saturating_mul(86_400_000)
+}
+
+/// The fold backend of [`Ledger::offline`]: nothing to fold into.
+struct NoLedger;
+
+impl NoLedger {
+    fn refused<T>() -> crate::store::StoreResult<T> {
+        Err(StoreError::Invalid("this process serves no requests and records no usage".into()))
+    }
+}
+
+impl crate::store::UsageLedger for NoLedger {
+    fn append(&mut self, events: &[UsageEvent]) -> crate::store::StoreResult<usize> {
+        if events.is_empty() { Ok(0) } else { Self::refused() }
+    }
+    fn fold_rollups(&mut self) -> crate::store::StoreResult<usize> {
+        Ok(0)
+    }
+    fn fold_batch(&mut self, _journal: u32, events: &[UsageEvent], _to: JournalPos) -> crate::store::StoreResult<usize> {
+        if events.is_empty() { Ok(0) } else { Self::refused() }
+    }
+    fn journal_watermark(&mut self, _journal: u32) -> crate::store::StoreResult<Option<JournalPos>> {
+        Ok(None)
+    }
+    fn checkpoint(&mut self) -> crate::store::StoreResult<()> {
+        Ok(())
+    }
+    fn quota_tokens_used(
+        &mut self,
+        _s: SupplierId,
+        _from: chrono::DateTime<chrono::Utc>,
+        _to: chrono::DateTime<chrono::Utc>,
+    ) -> crate::store::StoreResult<u64> {
+        Ok(0)
+    }
 }
