@@ -160,6 +160,9 @@ pub fn run_serve(db: Option<std::path::PathBuf>, args: ServeArgs) -> anyhow::Res
         }
         let routable = accounts.iter().filter(|a| runtime.router.has_key(a.id)).count();
         let guarded = gateway.ops_token.is_some();
+        // Registered before the gateway says it listens: a SIGTERM sent right
+        // after that line stops it cleanly instead of killing it.
+        let stop = stop_signal();
         let gw = crate::gateway::start_with(runtime.router.clone(), args.listen, gateway).await?;
         println!("Switchboard gateway listening on {} (database {})", gw.base_url(), store.location());
         println!("{routable} of {} provider accounts have a usable key. Stop with Ctrl+C.", accounts.len());
@@ -169,7 +172,7 @@ pub fn run_serve(db: Option<std::path::PathBuf>, args: ServeArgs) -> anyhow::Res
         if routable < accounts.len() {
             println!("Accounts without a usable key are out of routing; see `switchboard key list`.");
         }
-        shutdown_signal().await;
+        stop.await;
         eprintln!("stopping: finishing requests in flight and flushing the usage ledger…");
         gw.shutdown().await;
         runtime.shutdown().await;
@@ -177,24 +180,38 @@ pub fn run_serve(db: Option<std::path::PathBuf>, args: ServeArgs) -> anyhow::Res
     })
 }
 
-async fn shutdown_signal() {
+/// Registers SIGTERM and SIGINT now (call it on the runtime) and returns
+/// what resolves at the first of them.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let (term, int) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
+        async move {
+            match (term, int) {
+                (Some(mut t), Some(mut i)) => {
+                    tokio::select! {
+                        _ = t.recv() => {}
+                        _ = i.recv() => {}
+                    }
+                }
+                (Some(mut t), None) => {
+                    t.recv().await;
+                }
+                (None, Some(mut i)) => {
+                    i.recv().await;
+                }
+                (None, None) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
