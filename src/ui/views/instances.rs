@@ -75,9 +75,9 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         empty_state(
             ui,
             "One machine: this database is a SQLite file",
-            "Requests are routed by one `switchboard serve` (or this console's own switch on the Overview). \
+            "Requests are routed by one 'switchboard serve' (or this console's own switch on the Overview). \
              To run several gateways behind a load balancer, move the installation to PostgreSQL \
-             (`switchboard store copy`) and start each instance with --database postgres://… (docs/deploy.md).",
+             ('switchboard store copy') and start each instance with --database postgres://… (docs/deploy.md).",
         );
         return;
     }
@@ -87,7 +87,7 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         metric_card(ui, 150.0, "Live instances", &live.to_string(), &format!("of {} listed", v.instances.len()));
         metric_card(ui, 150.0, "Requests / s", &format!("{rps:.1}"), "the live instances together");
         for l in &v.leaders {
-            leader_card(ui, l, v.at);
+            leader_card(ui, l);
         }
     });
     ui.add_space(theme::GAP_M);
@@ -183,11 +183,9 @@ fn write_off_dialog(ctx: &egui::Context, st: &mut State, cx: &mut Cx<'_>) {
     }
 }
 
-fn leader_card(ui: &mut Ui, l: &LeaderLine, at: DateTime<Utc>) {
+fn leader_card(ui: &mut Ui, l: &LeaderLine) {
     let (value, note) = match (&l.instance, l.expires_at) {
-        (Some((id, host)), Some(exp)) => {
-            (format!("#{id}"), format!("{host} · epoch {} · renews within {} s", l.epoch.unwrap_or(0), (exp - at).num_seconds().max(0)))
-        }
+        (Some((id, host)), Some(_)) => (format!("#{id}"), format!("{host} · epoch {}", l.epoch.unwrap_or(0))),
         (Some((id, host)), None) => (format!("#{id}"), host.clone()),
         (None, Some(_)) => ("none".into(), "the last leader's lease ran out; a live instance takes over within seconds".into()),
         (None, None) => ("none".into(), "no instance has led it yet".into()),
@@ -222,7 +220,7 @@ fn table(ui: &mut Ui, v: &InstancesView) {
         let leads = if inst.leads.is_empty() {
             RichText::new("—").color(p.muted)
         } else {
-            RichText::new(inst.leads.iter().map(|d| duty_name(*d)).collect::<Vec<_>>().join(", ")).strong()
+            RichText::new(inst.leads.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")).strong()
         };
         let cells = vec![
             RichText::new(""),
