@@ -7,14 +7,13 @@
 //! console commands; the keychain is reached only by the service.
 
 use super::picker::Picker;
-use super::{Cx, cell, confirm, empty_state, error_box, header, loading, text_field};
+use super::{Cx, ago, cell, confirm, empty_state, error_box, header, loading, text_field};
 use crate::console::{ConsoleCommand, ConsoleEvent, KeyRow, KeysView, TokenRow};
 use crate::domain::Secret;
 use crate::domain::TokenId;
 use crate::domain::provider::NewKey;
 use crate::domain::{AccountId, AccountOwner, AzureConfig, ProviderKind, SupplierId, ValidationStatus};
 use crate::ui::theme;
-use chrono::{DateTime, Utc};
 use egui::{RichText, Ui};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -245,16 +244,6 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     dialogs(ui, st, cx);
     if st.busy() {
         ui.ctx().request_repaint_after(std::time::Duration::from_millis(100));
-    }
-}
-
-fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let s = (now - t).num_seconds().max(0);
-    match s {
-        0..=59 => format!("{s} s ago"),
-        60..=3599 => format!("{} min ago", s / 60),
-        3600..=86_399 => format!("{} h ago", s / 3600),
-        _ => t.format("%Y-%m-%d").to_string(),
     }
 }
 

@@ -174,6 +174,18 @@ pub fn loading(ui: &mut Ui, what: &str) {
     });
 }
 
+/// How long before `now` `t` was: "4 s ago", "3 min ago", "2 h ago", and
+/// the date from a day on (a `t` after `now` reads "0 s ago").
+pub fn ago(t: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> String {
+    let s = (now - t).num_seconds().max(0);
+    match s {
+        0..=59 => format!("{s} s ago"),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=86_399 => format!("{} h ago", s / 3600),
+        _ => t.format("%Y-%m-%d").to_string(),
+    }
+}
+
 /// A left-aligned, truncated table cell of a fixed width (the full text on hover).
 pub fn cell(ui: &mut Ui, width: f32, text: impl Into<egui::WidgetText>) -> egui::Response {
     ui.allocate_ui_with_layout(egui::vec2(width, theme::ROW_HEIGHT), egui::Layout::left_to_right(egui::Align::Center), |ui| {
@@ -338,6 +350,18 @@ pub fn confirm(ctx: &egui::Context, id: &str, title: &str, body: &str, (yes, no)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ago_reads_in_the_largest_whole_unit_then_as_a_date() {
+        use chrono::TimeZone;
+        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap();
+        assert_eq!(ago(now, now), "0 s ago");
+        assert_eq!(ago(now - chrono::Duration::seconds(59), now), "59 s ago");
+        assert_eq!(ago(now - chrono::Duration::seconds(61), now), "1 min ago");
+        assert_eq!(ago(now - chrono::Duration::hours(5), now), "5 h ago");
+        assert_eq!(ago(now - chrono::Duration::days(3), now), "2026-11-30");
+        assert_eq!(ago(now + chrono::Duration::seconds(3), now), "0 s ago", "a clock ahead of the database is not 'in the future'");
+    }
 
     #[test]
     fn money_reads_well_at_every_size() {
