@@ -56,9 +56,16 @@ pub fn run(store: &Store, cmd: CacheCommand) -> anyhow::Result<()> {
                 None => None,
             };
             let n = engine_cache::purge_offline(store, supplier, SystemClock.now(), &crate::store::audit_actor())?;
-            match supplier {
-                Some(s) => println!("Purged {n} cached answers of supplier {}.", s.0),
-                None => println!("Purged the whole response cache: {n} cached answers."),
+            match (n, supplier) {
+                (Some(n), Some(s)) => println!("Purged {n} cached answers of supplier {}.", s.0),
+                (Some(n), None) => println!("Purged the whole response cache: {n} cached answers."),
+                (None, Some(s)) => println!(
+                    "Purge of supplier {}'s cached answers sent to the fleet: every instance purges its own cache within a second.",
+                    s.0
+                ),
+                (None, None) => {
+                    println!("Purge of the whole response cache sent to the fleet: every instance purges its own cache within a second.")
+                }
             }
             Ok(())
         }

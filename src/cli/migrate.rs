@@ -176,6 +176,10 @@ pub struct ParallelArgs {
     stop_mirror: Option<i64>,
     #[arg(long)]
     json: bool,
+    /// On PostgreSQL (the test is run by an instance of the fleet): how long
+    /// to wait for an instance to take it before withdrawing it.
+    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+    wait: u64,
 }
 
 fn parse_target(s: &str) -> Result<RouteTarget, String> {
@@ -389,14 +393,24 @@ pub fn run_parallel(store: Store, a: ParallelArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let store = Arc::new(store);
-    let (rt, router) = router(store)?;
     let cancel = crate::engine::analytics::CancelHandle::new();
-    let report =
-        rt.block_on(crate::engine::parallel::run_with(&router, SupplierId(supplier), AccountId(account), &prompts, &cancel, |p| {
-            eprintln!("  {} of {} prompts answered by both routes", p.done, p.total)
-        }));
-    rt.block_on(router.ledger().flush());
-    let report = report?;
+    let progress = |p: crate::engine::parallel::ParallelProgress| eprintln!("  {} of {} prompts answered by both routes", p.done, p.total);
+    let report = if store.is_postgres() {
+        // Only the fleet's servers can open keys: an instance runs the test.
+        eprintln!("Filed for the fleet: an instance of `switchboard serve` runs the test.");
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let clock: Arc<dyn crate::domain::Clock> = Arc::new(SystemClock);
+        let wait = std::time::Duration::from_secs(a.wait);
+        let actor = crate::store::audit_actor();
+        let (s, a) = (SupplierId(supplier), AccountId(account));
+        rt.block_on(crate::engine::parallel::fleet::run_by_fleet(&store, &clock, &actor, s, a, &prompts, &cancel, wait, progress))?
+    } else {
+        let (rt, router) = router(store)?;
+        let report =
+            rt.block_on(crate::engine::parallel::run_with(&router, SupplierId(supplier), AccountId(account), &prompts, &cancel, progress));
+        rt.block_on(router.ledger().flush());
+        report?
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());

@@ -188,22 +188,18 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Refuses, before anything is opened, a command that does not run on
-/// PostgreSQL yet (the store answers `NotOnPostgres` for the parts not
-/// ported; this says it once, for the whole command).
+/// PostgreSQL. Every other command does (the console, supplier, key, token,
+/// health, migrate, parallel-test and cache, both carried out by the fleet's
+/// instances, alerts, recommendations, report, export, serve, simulate,
+/// store copy and the fleet's own commands).
 fn refuse_on_postgres(command: &Option<Command>, url: &str) -> anyhow::Result<()> {
-    let name = match command {
-        Some(Command::DemoData(_)) => "demo-data",
-        Some(Command::ParallelTest(_)) => "parallel-test",
-        Some(Command::Cache(_)) => "cache",
-        // the console, supplier, key, token, health, migrate, alerts, recommendations, report, export, serve (its store;
-        // the runtime is wired separately), simulate, store copy, and
-        // commands made for PostgreSQL.
-        _ => return Ok(()),
-    };
-    anyhow::bail!(
-        "{name} does not run on PostgreSQL yet ({}). So far the console, `serve` (the fleet runtime), `supplier`, `key` (sealed to the fleet key), `token`, `health`, `migrate`, `alerts`, `recommendations`, `report`, `export` and `fleet` work there; use a SQLite file (--db FILE.db) for the rest, or move an installation with `switchboard store copy`.",
-        crate::store::pg::mask_url(url)
-    )
+    if let Some(Command::DemoData(_)) = command {
+        anyhow::bail!(
+            "demo-data writes a demonstration history into a SQLite file, not into a fleet's database ({}): run `switchboard demo-data --db demo.db`, then move it with `switchboard store copy --from demo.db --to URL` into an empty PostgreSQL database",
+            crate::store::pg::mask_url(url)
+        );
+    }
+    Ok(())
 }
 
 /// The default database location: `switchboard.db` in the OS data directory.

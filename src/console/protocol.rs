@@ -491,10 +491,11 @@ pub enum ConsoleEvent {
         id: SupplierId,
         summary: String,
     },
-    /// Cached answers were purged (`supplier`: `None` for the whole cache).
+    /// Cached answers were purged (`supplier`: `None` for the whole cache);
+    /// `entries`: `None` when the purge was filed for the fleet's instances.
     CachePurged {
         supplier: Option<SupplierId>,
-        entries: u64,
+        entries: Option<u64>,
     },
     Quota(Arc<QuotaView>),
     Usage(Arc<UsageView>),

@@ -292,9 +292,10 @@ impl ConsoleApp {
                 self.invalidate_all();
             }
             ConsoleEvent::CachePurged { supplier, entries } => {
-                self.toasts.info(match supplier {
-                    Some(_) => format!("Purged the supplier's cache: {}", views::plural(entries as usize, "answer")),
-                    None => format!("Purged the whole response cache: {}", views::plural(entries as usize, "answer")),
+                let whose = if supplier.is_some() { "the supplier's cache" } else { "the whole response cache" };
+                self.toasts.info(match entries {
+                    Some(n) => format!("Purged {whose}: {}", views::plural(usize::try_from(n).unwrap_or(usize::MAX), "answer")),
+                    None => format!("Purge of {whose} sent to the fleet: every instance purges its own within a second"),
                 });
                 self.invalidate_all();
             }

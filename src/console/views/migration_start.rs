@@ -149,6 +149,26 @@ impl Service {
         if to == RouteTarget::Platform && s.ai_mode == AiMode::Platform {
             return Err(Err(format!("{} is already on platform AI; choose one of its own accounts to test", s.name)));
         }
+        if self.store.is_postgres() {
+            // This console holds only the fleet's public key and never routes:
+            // an instance of the fleet runs the test.
+            let candidate = match to {
+                RouteTarget::Platform => crate::engine::parallel::platform_candidate(&self.store, supplier),
+                RouteTarget::Account(id) => Ok(id),
+            };
+            let actor = crate::store::audit_actor();
+            let res = match candidate {
+                Ok(c) => {
+                    let wait = crate::engine::parallel::fleet::CLAIM_WAIT;
+                    crate::engine::parallel::fleet::run_by_fleet(&self.store, &self.clock, &actor, supplier, c, &[], cancel, wait, |p| {
+                        out.send(ticket, ConsoleEvent::ParallelProgress(p))
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            return conclude_row(s.name, to, res);
+        }
         let (router, offline) = match self.live().and_then(|l| l.services.router.clone()) {
             Some(r) => (r, false),
             None => {
@@ -176,16 +196,25 @@ impl Service {
             // Its shadow usage is in the database before the report is shown.
             router.ledger().flush().await;
         }
-        match res {
-            Ok(report) => {
-                let candidate_target = match to {
-                    RouteTarget::Platform => RouteTarget::Platform,
-                    RouteTarget::Account(_) => RouteTarget::Account(report.candidate.account_id),
-                };
-                Ok(ParallelRow { supplier_name: s.name, report, candidate_target })
-            }
-            Err(ParallelError::Cancelled { done, total }) => Err(Ok((done, total))),
-            Err(e) => Err(Err(format!("the parallel test of {} failed: {e}", s.name))),
+        conclude_row(s.name, to, res)
+    }
+}
+
+/// The console's answer to a parallel test that ran (here or on the fleet).
+fn conclude_row(
+    supplier_name: String,
+    to: RouteTarget,
+    res: Result<crate::engine::parallel::ParallelReport, ParallelError>,
+) -> Result<ParallelRow, Result<(u32, u32), String>> {
+    match res {
+        Ok(report) => {
+            let candidate_target = match to {
+                RouteTarget::Platform => RouteTarget::Platform,
+                RouteTarget::Account(_) => RouteTarget::Account(report.candidate.account_id),
+            };
+            Ok(ParallelRow { supplier_name, report, candidate_target })
         }
+        Err(ParallelError::Cancelled { done, total }) => Err(Ok((done, total))),
+        Err(e) => Err(Err(format!("the parallel test of {supplier_name} failed: {e}"))),
     }
 }

@@ -343,17 +343,64 @@ impl ResponseCache {
 }
 
 /// Purges the cache of a database from a process that does not route it
-/// (the CLI, a console on a database file), and audits it. A running
-/// runtime drops its memory entries when it sees the purge in the log.
+/// (the CLI, a console on a database file), and audits it; returns how many
+/// persistent entries were deleted. A running runtime drops its memory
+/// entries when it sees the purge in the log. On PostgreSQL every instance
+/// keeps its own cache: the purge is logged for the fleet, each instance
+/// applies it to its own within a second ([`apply_fleet_purges`]), and the
+/// answer is `None` (the counts are the instances').
 pub fn purge_offline(
     store: &Store,
     supplier: Option<SupplierId>,
     now: chrono::DateTime<chrono::Utc>,
     actor: &str,
-) -> Result<u64, StoreError> {
+) -> Result<Option<u64>, StoreError> {
+    if store.is_postgres() {
+        let id = store.log_fleet_cache_purge(supplier, &format!("purged by {actor}"), now)?;
+        let what = match supplier {
+            Some(s) => format!("response cache of supplier {} purged", s.0),
+            None => "whole response cache purged".to_string(),
+        };
+        let detail = format!("{what} on every instance of the fleet (fleet purge {id}; each instance purges its own cache)");
+        store.audit(now, actor, "cache.purge", supplier, None, "ok", &detail)?;
+        return Ok(None);
+    }
     let n = store.purge_response_cache(supplier, now, &format!("purged by {actor}"))?;
     audit_purge(store, supplier, now, actor, n)?;
-    Ok(n)
+    Ok(Some(n))
+}
+
+/// The setting, in an instance's `local.db`, of the newest fleet purge applied to its cache.
+const FLEET_PURGE_SETTING: &str = "fleet_cache_purge_applied";
+
+/// On a fleet instance: applies to `cache` (memory and the instance's
+/// `local` file) the purges logged in the fleet's `store` since the last one
+/// applied, which is remembered in `local` (a fresh file starts at the
+/// newest: it has nothing older to purge). Returns how many were applied.
+pub async fn apply_fleet_purges(cache: &ResponseCache, store: &Arc<Store>, local: &Arc<Store>) -> Result<usize, StoreError> {
+    let (s, l) = (store.clone(), local.clone());
+    let work = move || -> Result<Vec<crate::store::FleetPurge>, StoreError> {
+        let last = match l.setting(FLEET_PURGE_SETTING)?.and_then(|v| v.parse::<i64>().ok()) {
+            Some(v) => v,
+            None => {
+                let newest = s.last_fleet_cache_purge()?;
+                l.set_setting(FLEET_PURGE_SETTING, &newest.to_string())?;
+                newest
+            }
+        };
+        s.fleet_cache_purges_since(last)
+    };
+    let purges =
+        tokio::task::spawn_blocking(work).await.map_err(|e| StoreError::Invalid(format!("the cache purge task failed: {e}")))??;
+    for p in &purges {
+        let n = cache.purge(p.supplier, &format!("fleet purge {}: {}", p.id, p.reason)).await?;
+        tracing::info!(purge = p.id, supplier = ?p.supplier.map(|s| s.0), entries = n, "applied the fleet's cache purge");
+        let (l, id) = (local.clone(), p.id);
+        tokio::task::spawn_blocking(move || l.set_setting(FLEET_PURGE_SETTING, &id.to_string()))
+            .await
+            .map_err(|e| StoreError::Invalid(format!("the cache purge task failed: {e}")))??;
+    }
+    Ok(purges.len())
 }
 
 /// Checks, stores and audits a supplier's cache settings; a serving runtime

@@ -91,7 +91,7 @@ pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts:
         let pricing = Arc::new(opts.pricing.clone());
         let mut cfg = opts.router.clone();
         cfg.quota_leases = Some(opts.fleet.leases);
-        cfg.local_store = Some(local);
+        cfg.local_store = Some(local.clone());
         let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || Router::new(store, providers, pricing, clock, ledger, cfg, Some(rt))).await??
     };
@@ -117,6 +117,8 @@ pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts:
     tasks.push(tokio::spawn(count_requests(router.clone(), requests, opts.fleet.settings.heartbeat_every)));
     tasks.push(tokio::spawn(share_rate_limits(router.clone(), node.store().clone(), opts.fleet.settings.clone())));
     tasks.push(tokio::spawn(validate_for_consoles(keys.clone())));
+    tasks.push(tokio::spawn(parallel_tests_for_consoles(router.clone(), id, opts.fleet.settings.gone_after)));
+    tasks.push(tokio::spawn(apply_cache_purges(router.clone(), store.clone(), local)));
     let migrations = {
         let (store, router, clock) = (store.clone(), router.clone(), clock.clone());
         tokio::task::spawn_blocking(move || MigrationService::new(store, router, clock)).await??
@@ -217,6 +219,32 @@ async fn validate_for_consoles(keys: Arc<KeyService>) {
         t.tick().await;
         if let Err(e) = keys.validate_requested().await {
             tracing::warn!(error = %e, "cannot read the consoles' key validation requests (will retry)");
+        }
+    }
+}
+
+/// Runs the parallel tests that consoles and the CLI filed (they cannot open
+/// keys), one at a time on this instance; each request is taken by one instance.
+async fn parallel_tests_for_consoles(router: Arc<Router>, own: i64, gone_after: std::time::Duration) {
+    let mut t = tokio::time::interval(crate::engine::parallel::fleet::POLL);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        t.tick().await;
+        if let Err(e) = crate::engine::parallel::fleet::run_requested(&router, own, gone_after).await {
+            tracing::warn!(error = %e, "cannot read the consoles' parallel test requests (will retry)");
+        }
+    }
+}
+
+/// Applies the fleet's response cache purges to this instance's own cache
+/// (memory and `local.db`) within a second of their filing.
+async fn apply_cache_purges(router: Arc<Router>, store: Arc<Store>, local: Arc<Store>) {
+    let mut t = tokio::time::interval(std::time::Duration::from_millis(500));
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        t.tick().await;
+        if let Err(e) = crate::engine::cache::apply_fleet_purges(router.cache(), &store, &local).await {
+            tracing::warn!(error = %e, "cannot apply the fleet's cache purges (will retry)");
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod cache_stats;
 pub mod catalog;
 pub mod copy;
 pub mod fleet;
+pub mod fleet_actions;
 pub mod health;
 pub mod idempotency;
 pub mod key_checks;

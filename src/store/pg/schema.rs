@@ -158,6 +158,8 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     super::idempotency::IDEMPOTENCY_MIGRATION,
     // v9: key validations the fleet carries out for consoles (store::pg::key_checks).
     super::key_checks::KEY_CHECKS_MIGRATION,
+    // v10: parallel tests and cache purges the fleet carries out for consoles (store::pg::fleet_actions).
+    super::fleet_actions::FLEET_ACTIONS_MIGRATION,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -219,3 +219,39 @@ fn every_view_works_on_an_installation_moved_to_postgresql() {
     button(&h, View::Suppliers.label()).click();
     wait_until(&mut h, "a copied supplier", |h| shows(h, &name));
 }
+
+#[test]
+fn a_parallel_test_started_from_a_console_on_postgresql_is_run_by_the_fleet() {
+    use crate::support::fleet::Fleet;
+    use switchboard::sim::{DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let Some(fleet) = rt.block_on(Fleet::setup("sbt_console_parallel")) else { return };
+    let raw = rt.block_on(crate::support::pg::raw(&fleet.url));
+    rt.block_on(fleet.add_key(&raw, "platform", "WedSync OpenAI", DEMO_OPENAI_KEY));
+    let own = rt.block_on(fleet.add_key(&raw, "1", "Florals OpenAI", DEMO_CLIENT_OPENAI_KEY));
+    let (mut instance, _gw) = fleet.serve("host-a", 30);
+    let store = Arc::new(Store::open_postgres(&fleet.url).unwrap());
+    let f = Fixture { _dir: tempfile::tempdir().unwrap(), store, _rt: rt };
+    // The console as `switchboard --database URL` builds it: the fleet's public key only.
+    let pg = f.store.postgres().unwrap().clone();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keys = f._rt.block_on(async {
+        let providers = switchboard::providers::Providers::new(switchboard::providers::ProvidersConfig::default()).unwrap();
+        Arc::new(KeyService::new(f.store.clone(), sealed_keys::console_vault(pg, clock.clone()), Arc::new(providers), clock))
+    });
+    let mut h = live_harness(&f, LiveServices::keys_only(keys), View::Migrations);
+    wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
+    check_plan(&mut h, SupplierId(1), |h| shows(h, "Florals OpenAI (account"));
+    button(&h, "Run a parallel test").click();
+    // Filed, taken by the instance, run with the keys only it can open, and shown here.
+    wait_until(&mut h, "the report", |h| shows(h, "Parallel test 1 of Fleet Florals: Florals OpenAI answered 8 of 8 prompts"));
+    wait_until(&mut h, "the report side by side", |h| shows(h, "Test 1 · Fleet Florals"));
+    let row = f._rt.block_on(raw.query_one("SELECT state, instance_id, account_id FROM parallel_test_requests", &[])).unwrap();
+    assert_eq!(row.get::<_, String>(0), "done");
+    assert!(row.get::<_, Option<i64>>(1).is_some(), "an instance took it");
+    assert_eq!(row.get::<_, i64>(2), own);
+    let actions: Vec<String> = f.store.audit_entries(&AuditFilter::default()).unwrap().into_iter().map(|a| a.action).collect();
+    assert!(actions.iter().any(|a| a == "parallel_test.request") && actions.iter().any(|a| a == "parallel_test.run"), "{actions:?}");
+    let _ = instance.0.kill();
+    let _ = instance.0.wait();
+}

@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub mod fleet;
+
 /// Prompts used when none are given: a wedding supplier's everyday requests.
 pub const DEFAULT_PROMPTS: &[&str] = &[
     "Write a warm thank-you email to a couple after their wedding at our venue.",
@@ -77,16 +79,20 @@ fn percentile(sorted: &[u32], p: u32) -> u32 {
 
 /// Last-30-days token totals of a supplier: (requests, input, cached, output).
 fn basis(store: &Store, supplier: SupplierId, now: DateTime<Utc>) -> Result<(u64, u64, u64, u64), ParallelError> {
-    let from = (now - Duration::days(30)).format("%Y-%m-%d").to_string();
-    let to = now.format("%Y-%m-%d").to_string();
-    Ok(store.with_conn(|c| {
-        c.query_row(
-            "SELECT coalesce(sum(requests),0), coalesce(sum(input_tokens + cache_write_tokens),0), coalesce(sum(cached_tokens),0), coalesce(sum(output_tokens),0)
-             FROM usage_daily WHERE supplier_id = ?1 AND day >= ?2 AND day <= ?3 AND route != ?4",
-            rusqlite::params![supplier.0, from, to, Route::Shadow.code()],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64)),
-        )
-    })?)
+    Ok(store.usage_basis(supplier, (now - Duration::days(30)).date_naive(), now.date_naive())?)
+}
+
+/// Refuses a candidate that is another supplier's or disabled.
+pub(crate) fn check_candidate(store: &Store, supplier: SupplierId, candidate: AccountId) -> Result<(), ParallelError> {
+    store.supplier(supplier)?;
+    let cand = store.account(candidate)?;
+    if cand.owner != AccountOwner::Supplier(supplier) && cand.owner != AccountOwner::Platform {
+        return Err(ParallelError::Refused(format!("account {candidate} belongs to another supplier")));
+    }
+    if !cand.enabled {
+        return Err(ParallelError::Refused(format!("account {candidate} ({}) is disabled; enable it in Keys to test it", cand.label)));
+    }
+    Ok(())
 }
 
 /// Runs a parallel test and stores its report.
@@ -127,14 +133,9 @@ pub async fn run_with(
     progress: impl Fn(ParallelProgress) + Send + Sync,
 ) -> Result<ParallelReport, ParallelError> {
     let store = router.store().clone();
+    check_candidate(&store, supplier, candidate)?;
     let s = store.supplier(supplier)?;
     let cand = store.account(candidate)?;
-    if cand.owner != AccountOwner::Supplier(supplier) && cand.owner != AccountOwner::Platform {
-        return Err(ParallelError::Refused(format!("account {candidate} belongs to another supplier")));
-    }
-    if !cand.enabled {
-        return Err(ParallelError::Refused(format!("account {candidate} ({}) is disabled; enable it in Keys to test it", cand.label)));
-    }
     let current_id = match s.ai_mode {
         AiMode::Platform => router.platform_accounts().into_iter().find(|a| *a != candidate),
         AiMode::Client => store
