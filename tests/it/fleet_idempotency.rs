@@ -342,3 +342,61 @@ async fn a_retry_on_the_other_instance_replays_and_is_not_a_second_paid_call() {
     let keys: i64 = db.query_one("SELECT count(*) FROM idempotency_keys WHERE state = 1", &[]).await.unwrap().get(0);
     assert_eq!(keys, 2, "k1 and k2 completed in the shared table");
 }
+
+/// The engine's batches on PostgreSQL: the changes waiting together share
+/// one transaction; what it claimed is invisible to the other instance until
+/// the commit, whose claim of the same key waits for it and then decides on
+/// the committed record; a batch dropped open (the engine stopping) commits
+/// nothing and leaves no connection inside its transaction.
+#[test]
+fn a_batch_commits_its_changes_together_and_holds_its_keys_until_then() {
+    use switchboard::store::IdempotencyBackend;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some((mut a, b, url)) = rt.block_on(two_pools("sbt_idem_batch")) else { return };
+    let fp = Fingerprint::of(b"{\"a\":1}");
+    let db = rt.block_on(raw(&url));
+    let count =
+        |db: &tokio_postgres::Client| -> i64 { rt.block_on(db.query_one("SELECT count(*) FROM idempotency_keys", &[])).unwrap().get(0) };
+
+    a.begin_batch().unwrap();
+    assert_eq!(IdempotencyBackend::claim(&mut a, S, &key("batch-1"), CHAT, &fp, times(t0())).unwrap().decision, Decision::Run);
+    assert_eq!(IdempotencyBackend::claim(&mut a, S, &key("batch-2"), CHAT, &fp, times(t0())).unwrap().decision, Decision::Run);
+    let sent = answer("{\"id\":\"chatcmpl-b\"}");
+    IdempotencyBackend::complete(&mut a, S, &key("batch-2"), &fp, &sent, Some(1 << 20), t0()).unwrap();
+    assert_eq!(count(&db), 0, "nothing is visible before the commit");
+    // The other instance's claim of a key the batch holds waits for the commit.
+    let other = {
+        let mut b = b.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let d = IdempotencyBackend::claim(&mut b, S, &key("batch-1"), CHAT, &fp, times(t0() + CDuration::seconds(1))).unwrap().decision;
+            (d, started.elapsed())
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!other.is_finished(), "the other claim waits for the batch");
+    a.commit_batch().unwrap();
+    let (decision, waited) = other.join().unwrap();
+    assert!(waited >= std::time::Duration::from_millis(250), "{waited:?}");
+    let until = t0() + CDuration::minutes(10);
+    assert_eq!(decision, Decision::OutcomeUnknown { until }, "decided on the committed in-flight record");
+    assert_eq!(count(&db), 2);
+    let replay = rt.block_on(b.claim(S, &key("batch-2"), CHAT, &fp, times(t0() + CDuration::seconds(2)))).unwrap();
+    assert_eq!((replay.decision, replay.answer), (Decision::Replay, Some(sent)));
+
+    // Dropped while open: nothing of it is committed, and the key is free at once.
+    a.begin_batch().unwrap();
+    assert_eq!(IdempotencyBackend::claim(&mut a, S, &key("batch-3"), CHAT, &fp, times(t0())).unwrap().decision, Decision::Run);
+    drop(a);
+    let mut b2 = b.clone();
+    assert_eq!(IdempotencyBackend::claim(&mut b2, S, &key("batch-3"), CHAT, &fp, times(t0())).unwrap().decision, Decision::Run);
+    assert_eq!(count(&db), 3);
+    let in_tx: i64 = rt
+        .block_on(db.query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(in_tx, 0, "no connection is left inside a transaction");
+}

@@ -15,9 +15,16 @@
 //! the counter row; rows whose bodies are dropped to make room (or purged)
 //! are taken with `SKIP LOCKED`, never waited for.
 //!
-//! Batches ([`IdempotencyBackend::begin_batch`]) are a no-op here: each
-//! change commits in its own transaction (one round trip of the engine's
-//! idempotency thread per change).
+//! Batches ([`IdempotencyBackend::begin_batch`]): the engine's idempotency
+//! thread takes the changes waiting together (concurrent requests' claims and
+//! completions) into one transaction on one connection, so they share one
+//! commit (one WAL flush) instead of waiting for one each. The engine answers
+//! the callers only after the commit; when any statement of a batch fails, the
+//! transaction is rolled back, the commit reports it, and the engine applies
+//! the batch's changes again one by one, each in its own transaction. A batch
+//! holds the rows it claimed until it commits: a claim of the same key on
+//! another instance waits that long (milliseconds), then decides on the
+//! committed record.
 
 use super::catalog::PgQ;
 use super::{PgStore, block_on_pg};
@@ -101,14 +108,70 @@ fn code(c: i64) -> i16 {
 }
 
 /// The records in the fleet's PostgreSQL database.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct PgIdempotency {
     pg: PgStore,
+    /// The open batch, between `begin_batch` and `commit_batch`.
+    batch: Option<Batch>,
+}
+
+/// Another handle on the same records (without the open batch, if any).
+impl Clone for PgIdempotency {
+    fn clone(&self) -> Self {
+        Self::new(self.pg.clone())
+    }
+}
+
+type Conn = deadpool_postgres::Object;
+
+/// A batch's connection, inside its transaction.
+struct Batch {
+    conn: Option<Conn>,
+    /// A statement failed: the transaction is aborted and is rolled back at the end.
+    failed: bool,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("failed", &self.failed).finish()
+    }
+}
+
+impl Drop for Batch {
+    /// A batch dropped while open (the engine stopping) takes its connection
+    /// out of the pool, so that no one reuses it inside the open transaction;
+    /// the server rolls the transaction back when the connection closes.
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            drop(deadpool_postgres::Object::take(c));
+        }
+    }
+}
+
+/// Ends a change's own transaction: committed when it succeeded, rolled back otherwise.
+async fn finish<T>(pg: &PgStore, c: &Conn, r: StoreResult<T>) -> StoreResult<T> {
+    match r {
+        Ok(v) => {
+            c.batch_execute("COMMIT").await.db(pg)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = c.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// A pooled connection inside a new transaction.
+async fn begin(pg: &PgStore) -> StoreResult<Conn> {
+    let c = pg.client().await?;
+    c.batch_execute("BEGIN").await.db(pg)?;
+    Ok(c)
 }
 
 impl PgIdempotency {
     pub fn new(pg: PgStore) -> Self {
-        Self { pg }
+        Self { pg, batch: None }
     }
 
     /// The record of `key` (expired or not), and its answer while kept.
@@ -135,58 +198,9 @@ impl PgIdempotency {
         fingerprint: &Fingerprint,
         times: AttemptTimes,
     ) -> StoreResult<Claim> {
-        let pg = &self.pg;
-        let mut c = pg.client().await?;
-        let tx = c.transaction().await.db(pg)?;
-        let (s, k, e, fp) = (supplier.0, key.as_str(), code(endpoint.code()), &fingerprint.0[..]);
-        let (now, lease, exp) = (ms(times.now), ms(times.lease_until), ms(times.expires_at));
-        let ins = tx
-            .prepare_cached(
-                "INSERT INTO idempotency_keys (supplier_id, key, endpoint, fingerprint, state, created_ms, lease_until_ms, expires_ms)
-                 VALUES ($1, $2, $3, $4, 0, $5, $6, $7) ON CONFLICT (supplier_id, key) DO NOTHING",
-            )
-            .await
-            .db(pg)?;
-        if tx.execute(&ins, &[&s, &k, &e, &fp, &now, &lease, &exp]).await.db(pg)? == 1 {
-            tx.commit().await.db(pg)?;
-            return Ok(Claim { decision: Decision::Run, record: None, answer: None });
-        }
-        let sel = format!("SELECT {COLUMNS}, body_len FROM idempotency_keys WHERE supplier_id = $1 AND key = $2 FOR UPDATE");
-        let row = tx.query_opt(&sel, &[&s, &k]).await.db(pg)?;
-        let old_len: i64 = row.as_ref().map_or(0, |r| if r.get::<_, Option<Vec<u8>>>(10).is_some() { r.get(11) } else { 0 });
-        let found = row.as_ref().and_then(read);
-        let decision = decide(found.as_ref().map(|f| &f.0), false, endpoint, fingerprint, times.now);
-        match decision {
-            Decision::Run => {
-                let up = tx
-                    .prepare_cached(
-                        "INSERT INTO idempotency_keys (supplier_id, key, endpoint, fingerprint, state, created_ms, lease_until_ms, expires_ms)
-                         VALUES ($1, $2, $3, $4, 0, $5, $6, $7)
-                         ON CONFLICT (supplier_id, key) DO UPDATE SET endpoint = excluded.endpoint, fingerprint = excluded.fingerprint,
-                            state = 0, status = NULL, request_id = NULL, headers = '[]', body = NULL, body_state = 0, body_len = 0,
-                            created_ms = excluded.created_ms, lease_until_ms = excluded.lease_until_ms,
-                            expires_ms = excluded.expires_ms, completed_ms = NULL",
-                    )
-                    .await
-                    .db(pg)?;
-                tx.execute(&up, &[&s, &k, &e, &fp, &now, &lease, &exp]).await.db(pg)?;
-                if old_len > 0 {
-                    // An expired record's body goes with it (the counter after the row: the lock order).
-                    tx.execute("UPDATE idempotency_kept SET bytes = greatest(bytes - $1, 0) WHERE id = 1", &[&old_len]).await.db(pg)?;
-                }
-                tx.commit().await.db(pg)?;
-                Ok(Claim { decision, record: found.map(|f| f.0), answer: None })
-            }
-            Decision::Replay => {
-                tx.commit().await.db(pg)?;
-                let (record, answer) = found.map_or((None, None), |(r, a)| (Some(r), a));
-                Ok(Claim { decision, record, answer })
-            }
-            _ => {
-                tx.commit().await.db(pg)?;
-                Ok(Claim { decision, record: found.map(|f| f.0), answer: None })
-            }
-        }
+        let c = begin(&self.pg).await?;
+        let r = claim_on(&self.pg, &c, supplier, key, endpoint, fingerprint, times).await;
+        finish(&self.pg, &c, r).await
     }
 
     /// See [`IdempotencyBackend::complete`]: the body is kept if it fits
@@ -201,75 +215,9 @@ impl PgIdempotency {
         keep_under: Option<u64>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<(SupplierId, IdempotencyKey)>> {
-        let pg = &self.pg;
-        let len = i64::try_from(answer.body.len()).unwrap_or(i64::MAX);
-        let max_total = keep_under.map_or(0, |m| i64::try_from(m).unwrap_or(i64::MAX));
-        let mut keep = keep_under.is_some() && len <= max_total;
-        let mut c = pg.client().await?;
-        let tx = c.transaction().await.db(pg)?;
-        let (s, k, fp) = (supplier.0, key.as_str(), &fingerprint.0[..]);
-        // The key's own row first (the lock order), and only our in-flight attempt's.
-        let own = tx
-            .query_opt(
-                "SELECT 1 FROM idempotency_keys WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0 FOR UPDATE",
-                &[&s, &k, &fp],
-            )
-            .await
-            .db(pg)?;
-        if own.is_none() {
-            tx.commit().await.db(pg)?;
-            return Ok(Vec::new());
-        }
-        let mut evicted = Vec::new();
-        if keep {
-            let mut kept: i64 = tx.query_one("SELECT bytes FROM idempotency_kept WHERE id = 1 FOR UPDATE", &[]).await.db(pg)?.get(0);
-            while kept.saturating_add(len) > max_total {
-                let oldest = tx
-                    .query(
-                        "SELECT supplier_id, key, body_len FROM idempotency_keys WHERE body IS NOT NULL
-                         ORDER BY completed_ms, supplier_id, key LIMIT 64 FOR UPDATE SKIP LOCKED",
-                        &[],
-                    )
-                    .await
-                    .db(pg)?;
-                if oldest.is_empty() {
-                    // What is kept is being changed by others: this body is not kept.
-                    keep = false;
-                    break;
-                }
-                for r in oldest {
-                    if kept.saturating_add(len) <= max_total {
-                        break;
-                    }
-                    let (os, ok, n): (i64, String, i64) = (r.get(0), r.get(1), r.get(2));
-                    tx.execute(
-                        "UPDATE idempotency_keys SET body = NULL, body_state = 3, body_len = 0 WHERE supplier_id = $1 AND key = $2",
-                        &[&os, &ok],
-                    )
-                    .await
-                    .db(pg)?;
-                    kept = kept.saturating_sub(n.max(0)).max(0);
-                    if let Ok(ok) = IdempotencyKey::parse(ok.as_bytes()) {
-                        evicted.push((SupplierId(os), ok));
-                    }
-                }
-            }
-            let total = if keep { kept.saturating_add(len) } else { kept };
-            tx.execute("UPDATE idempotency_kept SET bytes = $1 WHERE id = 1", &[&total]).await.db(pg)?;
-        }
-        let headers = serde_json::to_string(&answer.headers).unwrap_or_else(|_| "[]".into());
-        let (body, body_state, body_len) =
-            if keep { (Some(&answer.body[..]), BodyState::Kept, len) } else { (None, BodyState::TooLarge, 0) };
-        tx.execute(
-            "UPDATE idempotency_keys SET state = 1, status = $4, request_id = $5, headers = $6, body = $7, body_state = $8,
-                body_len = $9, completed_ms = $10
-             WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0",
-            &[&s, &k, &fp, &i32::from(answer.status), &answer.request_id, &headers, &body, &code(body_state.code()), &body_len, &ms(now)],
-        )
-        .await
-        .db(pg)?;
-        tx.commit().await.db(pg)?;
-        Ok(evicted)
+        let c = begin(&self.pg).await?;
+        let r = complete_on(&self.pg, &c, supplier, key, fingerprint, answer, keep_under, now).await;
+        finish(&self.pg, &c, r).await
     }
 
     /// See [`IdempotencyBackend::fail`].
@@ -283,57 +231,252 @@ impl PgIdempotency {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let c = self.pg.client().await?;
-        c.execute(
-            "UPDATE idempotency_keys SET state = 2, status = $4, request_id = $5, completed_ms = $6
-             WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0",
-            &[&supplier.0, &key.as_str(), &&fingerprint.0[..], &status.map(i32::from), &request_id, &ms(now)],
-        )
-        .await
-        .db(&self.pg)?;
-        Ok(())
+        fail_on(&self.pg, &c, supplier, key, fingerprint, status, request_id, now).await
     }
 
     /// Deletes the records expired at `now` (skipping rows another
     /// transaction holds: the next purge takes them); returns how many.
     pub async fn purge(&self, now: DateTime<Utc>) -> StoreResult<usize> {
-        let pg = &self.pg;
-        let mut c = pg.client().await?;
-        let tx = c.transaction().await.db(pg)?;
-        let rows = tx
-            .query(
-                "DELETE FROM idempotency_keys WHERE (supplier_id, key) IN (
-                    SELECT supplier_id, key FROM idempotency_keys WHERE expires_ms <= $1 FOR UPDATE SKIP LOCKED)
-                 RETURNING CASE WHEN body IS NULL THEN 0 ELSE body_len END",
-                &[&ms(now)],
-            )
-            .await
-            .db(pg)?;
-        let freed = rows.iter().fold(0i64, |a, r| a.saturating_add(r.get::<_, i64>(0).max(0)));
-        if freed > 0 {
-            tx.execute("UPDATE idempotency_kept SET bytes = greatest(bytes - $1, 0) WHERE id = 1", &[&freed]).await.db(pg)?;
-        }
-        tx.commit().await.db(pg)?;
-        Ok(rows.len())
+        let c = begin(&self.pg).await?;
+        let r = purge_on(&self.pg, &c, now).await;
+        finish(&self.pg, &c, r).await
     }
 }
 
-/// Runs `f` on the PostgreSQL runtime from the engine's idempotency thread.
-fn blocking<T, F, Fut>(this: &PgIdempotency, f: F) -> StoreResult<T>
-where
-    F: FnOnce(PgIdempotency) -> Fut,
-    Fut: std::future::Future<Output = StoreResult<T>> + Send + 'static,
-    T: Send + 'static,
-{
-    block_on_pg(f(this.clone()))
+/// A claim's statements, inside the caller's transaction.
+async fn claim_on(
+    pg: &PgStore,
+    c: &Conn,
+    supplier: SupplierId,
+    key: &IdempotencyKey,
+    endpoint: Endpoint,
+    fingerprint: &Fingerprint,
+    times: AttemptTimes,
+) -> StoreResult<Claim> {
+    let (s, k, e, fp) = (supplier.0, key.as_str(), code(endpoint.code()), &fingerprint.0[..]);
+    let (now, lease, exp) = (ms(times.now), ms(times.lease_until), ms(times.expires_at));
+    let ins = c
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (supplier_id, key, endpoint, fingerprint, state, created_ms, lease_until_ms, expires_ms)
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $7) ON CONFLICT (supplier_id, key) DO NOTHING",
+        )
+        .await
+        .db(pg)?;
+    if c.execute(&ins, &[&s, &k, &e, &fp, &now, &lease, &exp]).await.db(pg)? == 1 {
+        return Ok(Claim { decision: Decision::Run, record: None, answer: None });
+    }
+    let sel = format!("SELECT {COLUMNS}, body_len FROM idempotency_keys WHERE supplier_id = $1 AND key = $2 FOR UPDATE");
+    let row = c.query_opt(&sel, &[&s, &k]).await.db(pg)?;
+    let old_len: i64 = row.as_ref().map_or(0, |r| if r.get::<_, Option<Vec<u8>>>(10).is_some() { r.get(11) } else { 0 });
+    let found = row.as_ref().and_then(read);
+    let decision = decide(found.as_ref().map(|f| &f.0), false, endpoint, fingerprint, times.now);
+    match decision {
+        Decision::Run => {
+            let up = c
+                .prepare_cached(
+                    "INSERT INTO idempotency_keys (supplier_id, key, endpoint, fingerprint, state, created_ms, lease_until_ms, expires_ms)
+                     VALUES ($1, $2, $3, $4, 0, $5, $6, $7)
+                     ON CONFLICT (supplier_id, key) DO UPDATE SET endpoint = excluded.endpoint, fingerprint = excluded.fingerprint,
+                        state = 0, status = NULL, request_id = NULL, headers = '[]', body = NULL, body_state = 0, body_len = 0,
+                        created_ms = excluded.created_ms, lease_until_ms = excluded.lease_until_ms,
+                        expires_ms = excluded.expires_ms, completed_ms = NULL",
+                )
+                .await
+                .db(pg)?;
+            c.execute(&up, &[&s, &k, &e, &fp, &now, &lease, &exp]).await.db(pg)?;
+            if old_len > 0 {
+                // An expired record's body goes with it (the counter after the row: the lock order).
+                c.execute("UPDATE idempotency_kept SET bytes = greatest(bytes - $1, 0) WHERE id = 1", &[&old_len]).await.db(pg)?;
+            }
+            Ok(Claim { decision, record: found.map(|f| f.0), answer: None })
+        }
+        Decision::Replay => {
+            let (record, answer) = found.map_or((None, None), |(r, a)| (Some(r), a));
+            Ok(Claim { decision, record, answer })
+        }
+        _ => Ok(Claim { decision, record: found.map(|f| f.0), answer: None }),
+    }
+}
+
+/// A completion's statements, inside the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+async fn complete_on(
+    pg: &PgStore,
+    c: &Conn,
+    supplier: SupplierId,
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+    answer: &StoredAnswer,
+    keep_under: Option<u64>,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<(SupplierId, IdempotencyKey)>> {
+    let len = i64::try_from(answer.body.len()).unwrap_or(i64::MAX);
+    let max_total = keep_under.map_or(0, |m| i64::try_from(m).unwrap_or(i64::MAX));
+    let mut keep = keep_under.is_some() && len <= max_total;
+    let (s, k, fp) = (supplier.0, key.as_str(), &fingerprint.0[..]);
+    // The key's own row first (the lock order), and only our in-flight attempt's.
+    let own = c
+        .query_opt(
+            "SELECT 1 FROM idempotency_keys WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0 FOR UPDATE",
+            &[&s, &k, &fp],
+        )
+        .await
+        .db(pg)?;
+    if own.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut evicted = Vec::new();
+    if keep {
+        let mut kept: i64 = c.query_one("SELECT bytes FROM idempotency_kept WHERE id = 1 FOR UPDATE", &[]).await.db(pg)?.get(0);
+        while kept.saturating_add(len) > max_total {
+            let oldest = c
+                .query(
+                    "SELECT supplier_id, key, body_len FROM idempotency_keys WHERE body IS NOT NULL
+                     ORDER BY completed_ms, supplier_id, key LIMIT 64 FOR UPDATE SKIP LOCKED",
+                    &[],
+                )
+                .await
+                .db(pg)?;
+            if oldest.is_empty() {
+                // What is kept is being changed by others: this body is not kept.
+                keep = false;
+                break;
+            }
+            for r in oldest {
+                if kept.saturating_add(len) <= max_total {
+                    break;
+                }
+                let (os, ok, n): (i64, String, i64) = (r.get(0), r.get(1), r.get(2));
+                c.execute(
+                    "UPDATE idempotency_keys SET body = NULL, body_state = 3, body_len = 0 WHERE supplier_id = $1 AND key = $2",
+                    &[&os, &ok],
+                )
+                .await
+                .db(pg)?;
+                kept = kept.saturating_sub(n.max(0)).max(0);
+                if let Ok(ok) = IdempotencyKey::parse(ok.as_bytes()) {
+                    evicted.push((SupplierId(os), ok));
+                }
+            }
+        }
+        let total = if keep { kept.saturating_add(len) } else { kept };
+        c.execute("UPDATE idempotency_kept SET bytes = $1 WHERE id = 1", &[&total]).await.db(pg)?;
+    }
+    let headers = serde_json::to_string(&answer.headers).unwrap_or_else(|_| "[]".into());
+    let (body, body_state, body_len) = if keep { (Some(&answer.body[..]), BodyState::Kept, len) } else { (None, BodyState::TooLarge, 0) };
+    c.execute(
+        "UPDATE idempotency_keys SET state = 1, status = $4, request_id = $5, headers = $6, body = $7, body_state = $8,
+            body_len = $9, completed_ms = $10
+         WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0",
+        &[&s, &k, &fp, &i32::from(answer.status), &answer.request_id, &headers, &body, &code(body_state.code()), &body_len, &ms(now)],
+    )
+    .await
+    .db(pg)?;
+    Ok(evicted)
+}
+
+/// A failed attempt's one statement.
+#[allow(clippy::too_many_arguments)]
+async fn fail_on(
+    pg: &PgStore,
+    c: &Conn,
+    supplier: SupplierId,
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+    status: Option<u16>,
+    request_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    c.execute(
+        "UPDATE idempotency_keys SET state = 2, status = $4, request_id = $5, completed_ms = $6
+         WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0",
+        &[&supplier.0, &key.as_str(), &&fingerprint.0[..], &status.map(i32::from), &request_id, &ms(now)],
+    )
+    .await
+    .db(pg)?;
+    Ok(())
+}
+
+/// The purge's statements, inside the caller's transaction.
+async fn purge_on(pg: &PgStore, c: &Conn, now: DateTime<Utc>) -> StoreResult<usize> {
+    let rows = c
+        .query(
+            "DELETE FROM idempotency_keys WHERE (supplier_id, key) IN (
+                SELECT supplier_id, key FROM idempotency_keys WHERE expires_ms <= $1 FOR UPDATE SKIP LOCKED)
+             RETURNING CASE WHEN body IS NULL THEN 0 ELSE body_len END",
+            &[&ms(now)],
+        )
+        .await
+        .db(pg)?;
+    let freed = rows.iter().fold(0i64, |a, r| a.saturating_add(r.get::<_, i64>(0).max(0)));
+    if freed > 0 {
+        c.execute("UPDATE idempotency_kept SET bytes = greatest(bytes - $1, 0) WHERE id = 1", &[&freed]).await.db(pg)?;
+    }
+    Ok(rows.len())
+}
+
+impl PgIdempotency {
+    /// Runs one change on the PostgreSQL runtime from the engine's
+    /// idempotency thread: inside the open batch (a failure marks the batch
+    /// failed; later changes are refused until it is rolled back), or in a
+    /// transaction of its own.
+    fn change<T, F>(&mut self, f: F) -> StoreResult<T>
+    where
+        F: for<'a> FnOnce(&'a PgStore, &'a Conn) -> std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<T>> + Send + 'a>>
+            + Send
+            + 'static,
+        T: Send + 'static,
+    {
+        let pg = self.pg.clone();
+        match self.batch.take() {
+            None => block_on_pg(async move {
+                let c = begin(&pg).await?;
+                let r = f(&pg, &c).await;
+                finish(&pg, &c, r).await
+            }),
+            Some(mut b) => {
+                let Some(conn) = b.conn.take().filter(|_| !b.failed) else {
+                    self.batch = Some(b);
+                    return Err(aborted());
+                };
+                let (conn, r) = block_on_pg(async move {
+                    let r = f(&pg, &conn).await;
+                    (conn, r)
+                });
+                b.failed = r.is_err();
+                b.conn = Some(conn);
+                self.batch = Some(b);
+                r
+            }
+        }
+    }
+}
+
+fn aborted() -> crate::store::StoreError {
+    crate::store::StoreError::Invalid("an earlier change of this idempotency batch failed; the batch is rolled back".into())
 }
 
 impl IdempotencyBackend for PgIdempotency {
-    /// A no-op: each change commits on its own.
+    /// Opens a transaction on a connection of its own for the changes that follow.
     fn begin_batch(&mut self) -> StoreResult<()> {
+        let pg = self.pg.clone();
+        let conn = block_on_pg(async move { begin(&pg).await })?;
+        self.batch = Some(Batch { conn: Some(conn), failed: false });
         Ok(())
     }
+    /// Commits the batch, or rolls it back and says so when one of its changes failed.
     fn commit_batch(&mut self) -> StoreResult<()> {
-        Ok(())
+        let Some(mut b) = self.batch.take() else { return Ok(()) };
+        let Some(conn) = b.conn.take() else { return Err(aborted()) };
+        let (pg, failed) = (self.pg.clone(), b.failed);
+        block_on_pg(async move {
+            if failed {
+                conn.batch_execute("ROLLBACK").await.db(&pg)?;
+                return Err(aborted());
+            }
+            conn.batch_execute("COMMIT").await.db(&pg)?;
+            Ok(())
+        })
     }
     fn claim(
         &mut self,
@@ -344,7 +487,7 @@ impl IdempotencyBackend for PgIdempotency {
         times: AttemptTimes,
     ) -> StoreResult<Claim> {
         let (key, fp) = (key.clone(), *fingerprint);
-        blocking(self, move |b| async move { b.claim(supplier, &key, endpoint, &fp, times).await })
+        self.change(move |pg, c| Box::pin(async move { claim_on(pg, c, supplier, &key, endpoint, &fp, times).await }))
     }
     fn complete(
         &mut self,
@@ -356,7 +499,7 @@ impl IdempotencyBackend for PgIdempotency {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<(SupplierId, IdempotencyKey)>> {
         let (key, fp, answer) = (key.clone(), *fingerprint, answer.clone());
-        blocking(self, move |b| async move { b.complete(supplier, &key, &fp, &answer, keep_under, now).await })
+        self.change(move |pg, c| Box::pin(async move { complete_on(pg, c, supplier, &key, &fp, &answer, keep_under, now).await }))
     }
     fn fail(
         &mut self,
@@ -368,9 +511,9 @@ impl IdempotencyBackend for PgIdempotency {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let (key, fp, rid) = (key.clone(), *fingerprint, request_id.map(str::to_owned));
-        blocking(self, move |b| async move { b.fail(supplier, &key, &fp, status, rid.as_deref(), now).await })
+        self.change(move |pg, c| Box::pin(async move { fail_on(pg, c, supplier, &key, &fp, status, rid.as_deref(), now).await }))
     }
     fn purge(&mut self, now: DateTime<Utc>) -> StoreResult<usize> {
-        blocking(self, move |b| async move { b.purge(now).await })
+        self.change(move |pg, c| Box::pin(async move { purge_on(pg, c, now).await }))
     }
 }
