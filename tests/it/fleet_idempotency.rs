@@ -400,3 +400,36 @@ fn a_batch_commits_its_changes_together_and_holds_its_keys_until_then() {
         .get(0);
     assert_eq!(in_tx, 0, "no connection is left inside a transaction");
 }
+
+/// A key in flight on another instance that still heartbeats is "in use"
+/// (retry in a second: its answer will be replayed), not "outcome unknown"
+/// with a retry-after of the whole lease; once that instance is gone or
+/// stopped, its attempt's outcome is unknown until the lease ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_flight_on_a_live_instance_is_in_use_and_its_outcome_unknown_once_that_instance_is_gone() {
+    use switchboard::store::pg::fleet::{FleetStore, NewInstance};
+    let Some((a, b, url)) = two_pools("sbt_idem_holder").await else { return };
+    let fleet = FleetStore::new(PgStore::open(&url).await.unwrap());
+    let info = |host: &str| NewInstance { host: host.into(), pid: 1, version: "0.1.0".into() };
+    let (ia, ib) = (fleet.register(&info("gw-a"), None).await.unwrap(), fleet.register(&info("gw-b"), None).await.unwrap());
+    let gone_after = std::time::Duration::from_secs(30);
+    let (a, b) = (a.held_by(Some((ia, gone_after))), b.held_by(Some((ib, gone_after))));
+    let fp = Fingerprint::of(b"{\"a\":1}");
+    let k = key("held");
+    assert_eq!(a.claim(S, &k, CHAT, &fp, times(t0())).await.unwrap().decision, Decision::Run);
+    let later = times(t0() + CDuration::seconds(5));
+    assert_eq!(b.claim(S, &k, CHAT, &fp, later).await.unwrap().decision, Decision::InFlight, "its holder heartbeats");
+    // Another body is still a mismatch, whoever holds the key.
+    let other = Fingerprint::of(b"{\"a\":2}");
+    assert_eq!(b.claim(S, &k, CHAT, &other, later).await.unwrap().decision, Decision::Mismatch { endpoint: CHAT });
+    // The holder stops heartbeating (killed): the outcome is unknown until the lease ends.
+    let db = raw(&url).await;
+    db.execute("UPDATE instances SET last_seen = now() - interval '1 minute' WHERE id = $1", &[&ia]).await.unwrap();
+    let until = t0() + CDuration::minutes(10);
+    assert_eq!(b.claim(S, &k, CHAT, &fp, later).await.unwrap().decision, Decision::OutcomeUnknown { until });
+    // A completed key replays whoever completed it.
+    let k2 = key("held-2");
+    assert_eq!(b.claim(S, &k2, CHAT, &fp, times(t0())).await.unwrap().decision, Decision::Run);
+    b.complete(S, &k2, &fp, &answer("{\"id\":\"x\"}"), Some(1 << 20), t0()).await.unwrap();
+    assert_eq!(a.claim(S, &k2, CHAT, &fp, later).await.unwrap().decision, Decision::Replay);
+}

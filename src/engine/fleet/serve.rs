@@ -91,6 +91,7 @@ pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts:
         let pricing = Arc::new(opts.pricing.clone());
         let mut cfg = opts.router.clone();
         cfg.quota_leases = Some(opts.fleet.leases);
+        cfg.idempotency.fleet_instance = Some((id, opts.fleet.settings.gone_after));
         cfg.local_store = Some(local.clone());
         let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || Router::new(store, providers, pricing, clock, ledger, cfg, Some(rt))).await??

@@ -52,6 +52,11 @@ pub struct IdempotencyConfig {
     pub in_flight_lease: chrono::Duration,
     /// How often expired records are deleted.
     pub purge_every: std::time::Duration,
+    /// In a fleet: this instance's id and how long an instance may miss its
+    /// heartbeats before it counts as gone. A key in flight on another live
+    /// instance is then "in use" (retry in a second), and "outcome unknown"
+    /// only when its holder is gone (PostgreSQL only).
+    pub fleet_instance: Option<(i64, std::time::Duration)>,
 }
 
 impl Default for IdempotencyConfig {
@@ -63,6 +68,7 @@ impl Default for IdempotencyConfig {
             memory_bytes: 32 * 1024 * 1024,
             in_flight_lease: chrono::Duration::minutes(10),
             purge_every: std::time::Duration::from_secs(60),
+            fleet_instance: None,
         }
     }
 }
@@ -137,7 +143,7 @@ impl Idempotency {
     /// fleet's table when `store` is PostgreSQL) and starts the thread that writes them.
     pub fn start(store: &Store, clock: Arc<dyn Clock>, cfg: IdempotencyConfig) -> Result<Self, StoreError> {
         let db: Box<dyn IdempotencyBackend> = match store.postgres() {
-            Some(pg) => Box::new(PgIdempotency::new(pg.clone())),
+            Some(pg) => Box::new(PgIdempotency::new(pg.clone()).held_by(cfg.fleet_instance)),
             None => Box::new(IdempotencyDb::open(store)?),
         };
         let (tx, rx) = mpsc::channel();

@@ -64,6 +64,10 @@ CREATE TABLE idempotency_kept (
 INSERT INTO idempotency_kept (id, bytes) VALUES (1, 0);
 "#;
 
+/// Schema v11: the instance that holds a key in flight (NULL: a process
+/// before v11, or one outside the fleet's instances).
+pub const HOLDER_MIGRATION: &str = "ALTER TABLE idempotency_keys ADD COLUMN instance_id BIGINT;";
+
 const COLUMNS: &str = "endpoint, fingerprint, state, status, request_id, body_state, created_ms, lease_until_ms, expires_ms, headers, body";
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -113,12 +117,22 @@ pub struct PgIdempotency {
     pg: PgStore,
     /// The open batch, between `begin_batch` and `commit_batch`.
     batch: Option<Batch>,
+    /// This instance, and after how long without a heartbeat another is gone.
+    holder: Holder,
+}
+
+/// Who claims keys: an instance of the fleet (its id and the heartbeat
+/// timeout that makes another instance gone), or an anonymous process.
+#[derive(Debug, Clone, Copy, Default)]
+struct Holder {
+    instance: Option<i64>,
+    gone_after_ms: i64,
 }
 
 /// Another handle on the same records (without the open batch, if any).
 impl Clone for PgIdempotency {
     fn clone(&self) -> Self {
-        Self::new(self.pg.clone())
+        Self { pg: self.pg.clone(), batch: None, holder: self.holder }
     }
 }
 
@@ -171,7 +185,21 @@ async fn begin(pg: &PgStore) -> StoreResult<Conn> {
 
 impl PgIdempotency {
     pub fn new(pg: PgStore) -> Self {
-        Self { pg, batch: None }
+        Self { pg, batch: None, holder: Holder::default() }
+    }
+
+    /// Claims as fleet instance `id` (with the fleet's heartbeat timeout):
+    /// another instance's claim of a key this one holds in flight is then
+    /// told "in use" while this instance heartbeats, and "outcome unknown"
+    /// only once it is gone or stopped.
+    pub fn held_by(mut self, instance: Option<(i64, std::time::Duration)>) -> Self {
+        self.holder = match instance {
+            Some((id, gone_after)) => {
+                Holder { instance: Some(id), gone_after_ms: i64::try_from(gone_after.as_millis()).unwrap_or(i64::MAX) }
+            }
+            None => Holder::default(),
+        };
+        self
     }
 
     /// The record of `key` (expired or not), and its answer while kept.
@@ -199,7 +227,7 @@ impl PgIdempotency {
         times: AttemptTimes,
     ) -> StoreResult<Claim> {
         let c = begin(&self.pg).await?;
-        let r = claim_on(&self.pg, &c, supplier, key, endpoint, fingerprint, times).await;
+        let r = claim_on(&self.pg, &c, self.holder, supplier, key, endpoint, fingerprint, times).await;
         finish(&self.pg, &c, r).await
     }
 
@@ -244,9 +272,11 @@ impl PgIdempotency {
 }
 
 /// A claim's statements, inside the caller's transaction.
+#[allow(clippy::too_many_arguments)]
 async fn claim_on(
     pg: &PgStore,
     c: &Conn,
+    holder: Holder,
     supplier: SupplierId,
     key: &IdempotencyKey,
     endpoint: Endpoint,
@@ -255,35 +285,46 @@ async fn claim_on(
 ) -> StoreResult<Claim> {
     let (s, k, e, fp) = (supplier.0, key.as_str(), code(endpoint.code()), &fingerprint.0[..]);
     let (now, lease, exp) = (ms(times.now), ms(times.lease_until), ms(times.expires_at));
+    let me = holder.instance;
     let ins = c
         .prepare_cached(
-            "INSERT INTO idempotency_keys (supplier_id, key, endpoint, fingerprint, state, created_ms, lease_until_ms, expires_ms)
-             VALUES ($1, $2, $3, $4, 0, $5, $6, $7) ON CONFLICT (supplier_id, key) DO NOTHING",
+            "INSERT INTO idempotency_keys (supplier_id, key, endpoint, fingerprint, state, created_ms, lease_until_ms, expires_ms, instance_id)
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8) ON CONFLICT (supplier_id, key) DO NOTHING",
         )
         .await
         .db(pg)?;
-    if c.execute(&ins, &[&s, &k, &e, &fp, &now, &lease, &exp]).await.db(pg)? == 1 {
+    if c.execute(&ins, &[&s, &k, &e, &fp, &now, &lease, &exp, &me]).await.db(pg)? == 1 {
         return Ok(Claim { decision: Decision::Run, record: None, answer: None });
     }
-    let sel = format!("SELECT {COLUMNS}, body_len FROM idempotency_keys WHERE supplier_id = $1 AND key = $2 FOR UPDATE");
-    let row = c.query_opt(&sel, &[&s, &k]).await.db(pg)?;
+    // Whether the key's holder is another instance still heartbeating (the database's clock).
+    let sel = format!(
+        "SELECT {COLUMNS}, body_len, (k.instance_id IS DISTINCT FROM $3 AND EXISTS (
+                SELECT 1 FROM instances i WHERE i.id = k.instance_id AND i.stopped_at IS NULL
+                   AND i.last_seen > now() - make_interval(secs => $4::BIGINT / 1000.0)))
+         FROM idempotency_keys k WHERE supplier_id = $1 AND key = $2 FOR UPDATE OF k"
+    );
+    let row = c.query_opt(&sel, &[&s, &k, &me, &holder.gone_after_ms]).await.db(pg)?;
     let old_len: i64 = row.as_ref().map_or(0, |r| if r.get::<_, Option<Vec<u8>>>(10).is_some() { r.get(11) } else { 0 });
+    let holder_live = row.as_ref().is_some_and(|r| r.get::<_, bool>(12));
     let found = row.as_ref().and_then(read);
-    let decision = decide(found.as_ref().map(|f| &f.0), false, endpoint, fingerprint, times.now);
+    // Live only for an attempt still in flight: a finished record decides by its state.
+    let live = holder_live && found.as_ref().is_some_and(|f| f.0.state == KeyState::InFlight && times.now < f.0.lease_until);
+    let decision = decide(found.as_ref().map(|f| &f.0), live, endpoint, fingerprint, times.now);
     match decision {
         Decision::Run => {
             let up = c
                 .prepare_cached(
-                    "INSERT INTO idempotency_keys (supplier_id, key, endpoint, fingerprint, state, created_ms, lease_until_ms, expires_ms)
-                     VALUES ($1, $2, $3, $4, 0, $5, $6, $7)
+                    "INSERT INTO idempotency_keys (supplier_id, key, endpoint, fingerprint, state, created_ms, lease_until_ms, expires_ms, instance_id)
+                     VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8)
                      ON CONFLICT (supplier_id, key) DO UPDATE SET endpoint = excluded.endpoint, fingerprint = excluded.fingerprint,
+                        instance_id = excluded.instance_id,
                         state = 0, status = NULL, request_id = NULL, headers = '[]', body = NULL, body_state = 0, body_len = 0,
                         created_ms = excluded.created_ms, lease_until_ms = excluded.lease_until_ms,
                         expires_ms = excluded.expires_ms, completed_ms = NULL",
                 )
                 .await
                 .db(pg)?;
-            c.execute(&up, &[&s, &k, &e, &fp, &now, &lease, &exp]).await.db(pg)?;
+            c.execute(&up, &[&s, &k, &e, &fp, &now, &lease, &exp, &me]).await.db(pg)?;
             if old_len > 0 {
                 // An expired record's body goes with it (the counter after the row: the lock order).
                 c.execute("UPDATE idempotency_kept SET bytes = greatest(bytes - $1, 0) WHERE id = 1", &[&old_len]).await.db(pg)?;
@@ -487,7 +528,8 @@ impl IdempotencyBackend for PgIdempotency {
         times: AttemptTimes,
     ) -> StoreResult<Claim> {
         let (key, fp) = (key.clone(), *fingerprint);
-        self.change(move |pg, c| Box::pin(async move { claim_on(pg, c, supplier, &key, endpoint, &fp, times).await }))
+        let holder = self.holder;
+        self.change(move |pg, c| Box::pin(async move { claim_on(pg, c, holder, supplier, &key, endpoint, &fp, times).await }))
     }
     fn complete(
         &mut self,

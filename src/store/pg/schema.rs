@@ -160,6 +160,8 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     super::key_checks::KEY_CHECKS_MIGRATION,
     // v10: parallel tests and cache purges the fleet carries out for consoles (store::pg::fleet_actions).
     super::fleet_actions::FLEET_ACTIONS_MIGRATION,
+    // v11: which instance holds an idempotency key in flight (store::pg::idempotency).
+    super::idempotency::HOLDER_MIGRATION,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
