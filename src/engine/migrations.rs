@@ -29,12 +29,20 @@ pub enum MigrationError {
     /// holds the `migrations` lease it acted under (another instance leads).
     #[error("{0}")]
     Fenced(String),
+    /// Fleet mode: the leader's save was refused because another process (a
+    /// console, the CLI) changed the migration's state since the leader read
+    /// it; the stored change stands and the leader follows it.
+    #[error("{0}")]
+    Superseded(String),
 }
 
 /// Fleet mode: how the migrations leader saves the state it drove (a write
 /// checked against its lease's fencing epoch, so a paused old leader cannot
-/// overwrite what the new leader stored). See `engine::fleet::duties`.
-pub type MigrationSave = Arc<dyn Fn(&Migration) -> Result<(), MigrationError> + Send + Sync>;
+/// overwrite what the new leader stored, and against the stored state its
+/// step started from — the second argument — so that it cannot overwrite a
+/// pause, resume, rollback or abort another process wrote meanwhile, whatever
+/// the machines' clocks say). See `engine::fleet::duties`.
+pub type MigrationSave = Arc<dyn Fn(&Migration, MigrationState) -> Result<(), MigrationError> + Send + Sync>;
 
 /// Fleet mode: the figures of a supplier's migration phase since its start,
 /// from the traffic every instance served (the shared ledger).
@@ -287,6 +295,27 @@ impl MigrationService {
             }
             Err(e) => MigrationError::Store(e),
         })?;
+        if !self.drives() {
+            // Another process drives it (the fleet's migrations leader, or a
+            // serving runtime beside this CLI): act on what it stored last,
+            // so that a pause does not take the migration back to an older phase.
+            if let Ok(mut db) = self.store.migration(id) {
+                if !db.state.is_active() {
+                    let supplier = m.supplier;
+                    active.remove(&supplier);
+                    return Err(MigrationError::Refused(format!(
+                        "migration {id} is {}; only running or paused migrations can change",
+                        db.state.as_str()
+                    )));
+                }
+                for (d, old) in db.phases.iter_mut().zip(&m.phases) {
+                    if old.stats.requests > d.stats.requests {
+                        d.stats = old.stats.clone();
+                    }
+                }
+                *m = db;
+            }
+        }
         let r = f(m).map_err(MigrationError::Refused)?;
         let snapshot = m.clone();
         if !m.state.is_active() {
@@ -420,20 +449,21 @@ impl MigrationService {
             if let Some(figures) = &figures {
                 self.refresh_from_ledger(supplier, figures);
             }
-            let (step, snapshot) = {
+            let (step, snapshot, before) = {
                 let mut active = self.active.lock();
                 let Some(m) = active.get_mut(&supplier) else { continue };
+                let before = m.state;
                 let step = m.step(now, WeddingCalendar { days: &weddings, tz });
                 m.apply(&step, now);
                 let snap = m.clone();
                 if !snap.state.is_active() {
                     active.remove(&supplier);
                 }
-                (step, snap)
+                (step, snap, before)
             };
-            match self.save_driven(&snapshot) {
+            match self.save_driven(&snapshot, before) {
                 Ok(()) => {}
-                Err(MigrationError::Fenced(why)) => {
+                Err(MigrationError::Fenced(why) | MigrationError::Superseded(why)) => {
                     // Another instance leads now: what it stored wins; this
                     // one forgets its step and follows the stored state.
                     tracing::warn!(migration = snapshot.id, reason = %why, "migration step not saved: no longer the migrations leader");
@@ -553,10 +583,16 @@ impl MigrationService {
     }
 
     /// Saves a migration this service drove (fenced in fleet mode).
-    fn save_driven(&self, m: &Migration) -> Result<(), MigrationError> {
+    /// Whether this service drives its migrations (a routing runtime that
+    /// leads them), rather than writing actions for another process to follow.
+    fn drives(&self) -> bool {
+        !self.offline && self.leader.lock().as_ref().is_none_or(|g| g())
+    }
+
+    fn save_driven(&self, m: &Migration, before: MigrationState) -> Result<(), MigrationError> {
         let hook = self.fenced_save.lock().clone();
         match hook {
-            Some(save) => save(m),
+            Some(save) => save(m, before),
             None => Ok(self.store.save_migration(m)?),
         }
     }

@@ -430,7 +430,7 @@ async fn a_fenced_migration_save_of_a_leader_that_lost_its_lease_is_refused() {
     let save_b = switchboard::engine::fleet::duties::fenced_migration_save(eb.clone(), pg.clone());
     let saved = |s: Arc<Store>| async move { tokio::task::spawn_blocking(move || s.migration(id).unwrap()).await.unwrap() };
     let run = |save: switchboard::engine::migrations::MigrationSave, m: Migration| async move {
-        tokio::task::spawn_blocking(move || save(&m)).await.unwrap()
+        tokio::task::spawn_blocking(move || save(&m, MigrationState::Running)).await.unwrap()
     };
 
     // A leads: its save is written.
@@ -459,4 +459,62 @@ async fn a_fenced_migration_save_of_a_leader_that_lost_its_lease_is_refused() {
     }
     let now = saved(store.clone()).await;
     assert_eq!((now.state, now.phase, now.reason.as_deref()), (MigrationState::Running, 1, Some("saved by the new leader")));
+}
+
+/// A pause written by a console whose clock runs behind the leader's is not
+/// undone by the leader's next save: the save is refused as superseded (the
+/// stored state is no longer the one its step started from), the pause and
+/// the phase stand, and a console's action is applied to the leader's latest
+/// stored phase, not to an older copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consoles_pause_stands_against_the_leaders_next_save_whatever_the_clocks() {
+    use switchboard::engine::migrations::MigrationService;
+    let Some(f) = Fleet::setup("fleet_duties_superseded").await else { return };
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let url = f.url.clone();
+    let store = tokio::task::spawn_blocking(move || Arc::new(Store::open_postgres(&url).unwrap())).await.unwrap();
+    let plan = [PhasePlan { percent: 10, min_secs: 60 }, PhasePlan { percent: 50, min_secs: 60 }, PhasePlan { percent: 100, min_secs: 60 }];
+    let mig = Migration::new(SupplierId(1), RouteTarget::Platform, RouteTarget::Account(AccountId(99)), &plan, Criteria::default(), t0);
+    let id = {
+        let (s, m) = (store.clone(), mig.clone());
+        tokio::task::spawn_blocking(move || s.insert_migration(&m).unwrap()).await.unwrap()
+    };
+    // The console's bookkeeping service loads the migration while it is in phase 1.
+    let console_clock = ManualClock::new(t0 - chrono::Duration::seconds(30));
+    let console = {
+        let (s, c) = (store.clone(), console_clock.clone());
+        tokio::task::spawn_blocking(move || MigrationService::offline(s, Arc::new(c)).unwrap()).await.unwrap()
+    };
+    let settings = FleetSettings { time: FleetTime::Clock, ..FleetSettings::default() };
+    let pg = PgStore::open(&f.url).await.unwrap();
+    let fleet = FleetStore::new(pg.clone());
+    let ia = fleet.register(&NewInstance { host: "a".into(), pid: 1, version: "test".into() }, Some(t0)).await.unwrap();
+    let ea = LeaderElector::new(fleet.clone(), ia, &[Duty::Migrations], Arc::new(ManualClock::new(t0)), settings);
+    ea.tick().await;
+    let save = switchboard::engine::fleet::duties::fenced_migration_save(ea.clone(), pg.clone());
+    let saved = |s: Arc<Store>| async move { tokio::task::spawn_blocking(move || s.migration(id).unwrap()).await.unwrap() };
+
+    // The leader advances to phase 2.
+    let mut leader = saved(store.clone()).await;
+    leader.apply(&Step::Advance { next: 1 }, t0 + chrono::Duration::seconds(61));
+    {
+        let (save, m) = (save.clone(), leader.clone());
+        tokio::task::spawn_blocking(move || save(&m, MigrationState::Running)).await.unwrap().unwrap();
+    }
+    // The console, 30 s behind, pauses: applied to the stored phase 2, not its phase-1 copy.
+    let paused = tokio::task::spawn_blocking(move || console.pause(id).unwrap()).await.unwrap();
+    assert_eq!((paused.state, paused.phase), (MigrationState::Paused, 1));
+    assert!(paused.updated_at < leader.updated_at, "the console's clock is behind the leader's");
+    // The leader, which has not seen the pause, steps on from running: refused, the pause stands.
+    leader.apply(&Step::Advance { next: 2 }, t0 + chrono::Duration::seconds(122));
+    let res = {
+        let (save, m) = (save.clone(), leader.clone());
+        tokio::task::spawn_blocking(move || save(&m, MigrationState::Running)).await.unwrap()
+    };
+    match res {
+        Err(MigrationError::Superseded(msg)) => assert!(msg.contains("changed by another process") && msg.contains("paused"), "{msg}"),
+        other => panic!("the leader's save overwrote the pause: {other:?}"),
+    }
+    let now = saved(store.clone()).await;
+    assert_eq!((now.state, now.phase), (MigrationState::Paused, 1));
 }

@@ -27,12 +27,13 @@ use std::sync::Arc;
 /// [`MigrationError::Fenced`]. Called from blocking threads (the service's
 /// tick runs on one), never from a `pg-io` thread.
 pub fn fenced_migration_save(elector: Arc<LeaderElector>, pg: PgStore) -> MigrationSave {
-    Arc::new(move |m| {
+    Arc::new(move |m, before| {
         let (e, pg, m) = (elector.clone(), pg.clone(), m.clone());
+        let id = m.id;
         let res = block_on_pg(async move {
             e.fenced(Duty::Migrations, move |tx| {
                 Box::pin(async move {
-                    crate::store::pg::migrations::save_in(&pg, tx, &m)
+                    crate::store::pg::migrations::save_if_in(&pg, tx, &m, before)
                         .await
                         .map_err(|err| PgError::Db { url: mask_url(pg.url()), detail: err.to_string() })
                 })
@@ -40,7 +41,11 @@ pub fn fenced_migration_save(elector: Arc<LeaderElector>, pg: PgStore) -> Migrat
             .await
         });
         match res {
-            Ok(()) => Ok(()),
+            Ok(None) => Ok(()),
+            Ok(Some(now)) => Err(MigrationError::Superseded(format!(
+                "migration {id} was changed by another process (it is {now} now, not {}): the leader's step is not saved",
+                before.as_str()
+            ))),
             Err(f @ (FenceError::Fenced { .. } | FenceError::NotLeader { .. })) => Err(MigrationError::Fenced(f.to_string())),
             Err(FenceError::Store(err)) => Err(MigrationError::Store(StoreError::from(err))),
         }

@@ -184,6 +184,27 @@ pub async fn insert_migration(pg: &PgStore, m: Migration) -> StoreResult<i64> {
     Ok(id)
 }
 
+/// [`save_in`] for the fleet's migrations leader, inside its fenced
+/// transaction: only while the stored state is still `before`, the state its
+/// step started from. Otherwise nothing is written and the stored state is
+/// returned (a console or the CLI paused, resumed, rolled back or aborted the
+/// migration meanwhile: that change stands).
+pub async fn save_if_in(
+    pg: &PgStore,
+    tx: &tokio_postgres::Transaction<'_>,
+    m: &Migration,
+    before: MigrationState,
+) -> StoreResult<Option<String>> {
+    let stored = tx.query_opt("SELECT state FROM migrations WHERE id = $1 FOR UPDATE", &[&m.id]).await.db(pg)?;
+    match stored {
+        Some(r) if r.get::<_, String>(0) != before.as_str() => Ok(Some(r.get(0))),
+        _ => {
+            save_in(pg, tx, m).await?;
+            Ok(None)
+        }
+    }
+}
+
 /// Writes a migration's state and every phase's figures inside `tx` (the
 /// fleet's migrations leader runs it inside its fenced transaction).
 pub async fn save_in(pg: &PgStore, tx: &tokio_postgres::Transaction<'_>, m: &Migration) -> StoreResult<()> {
