@@ -141,9 +141,29 @@ pub fn waiting_reason(sched: &MigrationSchedule, now: DateTime<Utc>, router: Opt
     }
 }
 
-/// Who routes the database of `store` now (the routing lock's holder), if anyone.
+/// Who routes the database of `store` now, if anyone: the routing lock's
+/// holder on a SQLite file; on PostgreSQL the fleet instance that leads
+/// migrations (it starts due schedules), or else a live instance (one of
+/// them takes the lead within a leader check).
 pub fn router_of(store: &Store) -> Option<LockHolder> {
-    store.sqlite_path().and_then(|p| RoutingLock::holder(p).ok().flatten())
+    let Some(pg) = store.postgres() else {
+        return store.sqlite_path().and_then(|p| RoutingLock::holder(p).ok().flatten());
+    };
+    let pg = pg.clone();
+    let roster = crate::store::pg::block_on_pg(async move { crate::engine::fleet::roster::Roster::load(&pg).await }).ok()?;
+    let live = |id: i64| roster.instances.iter().find(|r| r.id == id && r.state == crate::engine::fleet::InstanceState::Live);
+    // The last holder of the lease, while it is live (its lease is renewed on every check).
+    let leader = roster.leases.iter().find(|l| l.duty == crate::engine::fleet::Duty::Migrations);
+    let (row, role) = match leader.and_then(|l| live(l.instance)) {
+        Some(r) => (r, "the migrations leader"),
+        None => (roster.instances.iter().find(|r| r.state == crate::engine::fleet::InstanceState::Live)?, "a live instance"),
+    };
+    Some(LockHolder {
+        pid: u32::try_from(row.pid).unwrap_or(0),
+        host: row.host.clone(),
+        program: format!("switchboard serve, fleet instance {}, {role}", row.id),
+        since: row.started_at,
+    })
 }
 
 fn audit(store: &Store, now: DateTime<Utc>, actor: &str, action: &str, supplier: SupplierId, result: &str, detail: &str) {

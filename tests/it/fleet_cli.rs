@@ -131,6 +131,11 @@ async fn parallel_tests_and_cache_purges_on_postgresql_are_carried_out_by_the_fl
     let purges: Vec<String> =
         db.query("SELECT detail FROM audit_log WHERE action = 'cache.purge'", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert!(purges.len() == 1 && purges[0].contains("every instance of the fleet"), "{purges:?}");
+
+    // A scheduled start names the instance that will start it (the fleet routes, not a local lock holder).
+    let at = (chrono::Utc::now() + chrono::Duration::days(3)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let out = ok(f.cmd().args(["migrate", "start", "--supplier", "1", "--to", &format!("account:{own}"), "--at", &at]));
+    assert!(out.contains("fleet instance") && out.contains("routes this database and will start it on time"), "{out}");
     let _ = instance.0.kill();
     let _ = instance.0.wait();
 }
