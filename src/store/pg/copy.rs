@@ -531,6 +531,7 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
     ("fleet_keys, sealed_keys", "sealed keys: see the keys note"),
     ("catalog_version", "a change counter, each database keeps its own"),
     ("idempotency_keys, response_cache (SQLite)", "per instance, short-lived"),
+    ("key_validation_requests, parallel_test_requests, cache_purges", "actions filed for the fleet's instances: short-lived"),
 ];
 
 fn verify(tables: &[TableCount], source: &LedgerTotals, target: &LedgerTotals) -> Result<(), CopyError> {
