@@ -255,3 +255,52 @@ fn a_parallel_test_started_from_a_console_on_postgresql_is_run_by_the_fleet() {
     let _ = instance.0.kill();
     let _ = instance.0.wait();
 }
+
+/// The README's picture of the Instances view (a fleet of two live instances,
+/// one stopped, one gone whose lease still holds quota). Ignored in the suite;
+/// it needs the PostgreSQL cluster `scripts/test` starts:
+/// `scripts/test -- --test it -- --ignored console::fleet::shot_instances`.
+#[test]
+#[ignore = "writes docs/screenshots/instances.png; needs the test cluster"]
+fn shot_instances() {
+    let Some((f, _url)) = pg_fixture("console::fleet::shot_instances", "sbt_console_shot") else { return };
+    let fleet = FleetStore::new(f.store.postgres().unwrap().clone());
+    let ttl = Duration::from_secs(30);
+    let supplier = add_supplier(&f.store, "Lakeside Lodge", Tier::Scale, VendorType::Venue, &[]);
+    let pg = f.store.postgres().unwrap().clone();
+    block_on_pg(async move {
+        let info = |host: &str, pid: u32| NewInstance { host: host.into(), pid, version: "0.1.0".into() };
+        let gone = fleet.register(&info("gw-3.wedsync.internal", 2207), Some(Utc::now() - chrono::Duration::hours(2))).await.unwrap();
+        let old = fleet.register(&info("gw-old.wedsync.internal", 1893), None).await.unwrap();
+        fleet.stop(old, None).await.unwrap();
+        let a = fleet.register(&info("gw-1.wedsync.internal", 4121), None).await.unwrap();
+        let b = fleet.register(&info("gw-2.wedsync.internal", 4187), None).await.unwrap();
+        fleet.try_acquire(Duty::Probes, a, None, ttl).await.unwrap();
+        fleet.try_acquire(Duty::Alerts, a, None, ttl).await.unwrap();
+        fleet.try_acquire(Duty::Migrations, b, None, ttl).await.unwrap();
+        fleet.heartbeat(a, None, 41.5, &[Duty::Probes, Duty::Alerts]).await.unwrap();
+        fleet.heartbeat(b, None, 38.0, &[Duty::Migrations]).await.unwrap();
+        let now = Utc::now();
+        let month = switchboard::engine::quota_lease::quota_month(now);
+        let key = switchboard::store::pg::leases::LeaseKey { supplier, month, instance: gone };
+        switchboard::store::pg::leases::lease(
+            &pg,
+            key,
+            12_000,
+            500_000,
+            now - chrono::Duration::hours(2),
+            now - chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    });
+    let mut h = harness(&f, start(View::Instances));
+    wait_until(&mut h, "the fleet", |h| {
+        shows(h, "gw-1.wedsync.internal") && shows(h, "gw-2.wedsync.internal") && shows(h, "Quota held by gone instances (1)")
+    });
+    for _ in 0..4 {
+        h.step();
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    h.render().expect("the wgpu renderer renders the window").save(dir.join("instances.png")).unwrap();
+}
