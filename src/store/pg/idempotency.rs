@@ -303,6 +303,7 @@ async fn claim_on(
                    AND i.last_seen > now() - make_interval(secs => $4::BIGINT / 1000.0)))
          FROM idempotency_keys k WHERE supplier_id = $1 AND key = $2 FOR UPDATE OF k"
     );
+    let sel = c.prepare_cached(&sel).await.db(pg)?;
     let row = c.query_opt(&sel, &[&s, &k, &me, &holder.gone_after_ms]).await.db(pg)?;
     let old_len: i64 = row.as_ref().map_or(0, |r| if r.get::<_, Option<Vec<u8>>>(10).is_some() { r.get(11) } else { 0 });
     let holder_live = row.as_ref().is_some_and(|r| r.get::<_, bool>(12));
@@ -355,19 +356,22 @@ async fn complete_on(
     let max_total = keep_under.map_or(0, |m| i64::try_from(m).unwrap_or(i64::MAX));
     let mut keep = keep_under.is_some() && len <= max_total;
     let (s, k, fp) = (supplier.0, key.as_str(), &fingerprint.0[..]);
+    // Prepared once per connection: each statement is then one round trip.
     // The key's own row first (the lock order), and only our in-flight attempt's.
     let own = c
-        .query_opt(
-            "SELECT 1 FROM idempotency_keys WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0 FOR UPDATE",
-            &[&s, &k, &fp],
-        )
+        .prepare_cached("SELECT 1 FROM idempotency_keys WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0 FOR UPDATE")
         .await
         .db(pg)?;
-    if own.is_none() {
+    if c.query_opt(&own, &[&s, &k, &fp]).await.db(pg)?.is_none() {
         return Ok(Vec::new());
     }
     let mut evicted = Vec::new();
-    if keep {
+    // The common case in one statement: the body fits under the cap as it is.
+    let fits = c
+        .prepare_cached("UPDATE idempotency_kept SET bytes = bytes + $1 WHERE id = 1 AND bytes + $1 <= $2 RETURNING bytes")
+        .await
+        .db(pg)?;
+    if keep && c.query_opt(&fits, &[&len, &max_total]).await.db(pg)?.is_none() {
         let mut kept: i64 = c.query_one("SELECT bytes FROM idempotency_kept WHERE id = 1 FOR UPDATE", &[]).await.db(pg)?.get(0);
         while kept.saturating_add(len) > max_total {
             let oldest = c
@@ -405,10 +409,16 @@ async fn complete_on(
     }
     let headers = serde_json::to_string(&answer.headers).unwrap_or_else(|_| "[]".into());
     let (body, body_state, body_len) = if keep { (Some(&answer.body[..]), BodyState::Kept, len) } else { (None, BodyState::TooLarge, 0) };
+    let done = c
+        .prepare_cached(
+            "UPDATE idempotency_keys SET state = 1, status = $4, request_id = $5, headers = $6, body = $7, body_state = $8,
+                body_len = $9, completed_ms = $10
+             WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0",
+        )
+        .await
+        .db(pg)?;
     c.execute(
-        "UPDATE idempotency_keys SET state = 1, status = $4, request_id = $5, headers = $6, body = $7, body_state = $8,
-            body_len = $9, completed_ms = $10
-         WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0",
+        &done,
         &[&s, &k, &fp, &i32::from(answer.status), &answer.request_id, &headers, &body, &code(body_state.code()), &body_len, &ms(now)],
     )
     .await
@@ -428,13 +438,14 @@ async fn fail_on(
     request_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    c.execute(
-        "UPDATE idempotency_keys SET state = 2, status = $4, request_id = $5, completed_ms = $6
-         WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0",
-        &[&supplier.0, &key.as_str(), &&fingerprint.0[..], &status.map(i32::from), &request_id, &ms(now)],
-    )
-    .await
-    .db(pg)?;
+    let failed = c
+        .prepare_cached(
+            "UPDATE idempotency_keys SET state = 2, status = $4, request_id = $5, completed_ms = $6
+             WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0",
+        )
+        .await
+        .db(pg)?;
+    c.execute(&failed, &[&supplier.0, &key.as_str(), &&fingerprint.0[..], &status.map(i32::from), &request_id, &ms(now)]).await.db(pg)?;
     Ok(())
 }
 
