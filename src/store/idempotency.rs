@@ -90,6 +90,92 @@ pub trait IdempotencyBackend: Send {
     ) -> StoreResult<()>;
     /// Deletes the records expired at `now`; returns how many.
     fn purge(&mut self, now: DateTime<Utc>) -> StoreResult<usize>;
+    /// Applies the changes of an open batch, each with its own result, in
+    /// order for each key (a backend may run changes of different keys at
+    /// once: PostgreSQL pipelines them on the batch's connection). By
+    /// default one by one.
+    fn apply_all(&mut self, changes: Vec<Change>) -> Vec<Changed> {
+        changes.into_iter().map(|c| apply_one(self, c)).collect()
+    }
+}
+
+/// One change of a batch ([`IdempotencyBackend::apply_all`]).
+#[derive(Debug, Clone)]
+pub enum Change {
+    Claim {
+        supplier: SupplierId,
+        key: IdempotencyKey,
+        endpoint: Endpoint,
+        fingerprint: Fingerprint,
+        times: AttemptTimes,
+    },
+    Complete {
+        supplier: SupplierId,
+        key: IdempotencyKey,
+        fingerprint: Fingerprint,
+        answer: StoredAnswer,
+        keep_under: Option<u64>,
+        now: DateTime<Utc>,
+    },
+    Fail {
+        supplier: SupplierId,
+        key: IdempotencyKey,
+        fingerprint: Fingerprint,
+        status: Option<u16>,
+        request_id: Option<String>,
+        now: DateTime<Utc>,
+    },
+    Purge {
+        now: DateTime<Utc>,
+    },
+}
+
+impl Change {
+    /// The record the change is about (`None`: a purge, which touches many).
+    pub fn key(&self) -> Option<(SupplierId, &IdempotencyKey)> {
+        match self {
+            Change::Claim { supplier, key, .. } | Change::Complete { supplier, key, .. } | Change::Fail { supplier, key, .. } => {
+                Some((*supplier, key))
+            }
+            Change::Purge { .. } => None,
+        }
+    }
+}
+
+/// What a [`Change`] did.
+#[derive(Debug)]
+pub enum Changed {
+    Claim(StoreResult<Claim>),
+    Complete(StoreResult<Vec<(SupplierId, IdempotencyKey)>>),
+    Fail(StoreResult<()>),
+    Purge(StoreResult<usize>),
+}
+
+impl Changed {
+    pub fn is_err(&self) -> bool {
+        match self {
+            Changed::Claim(r) => r.is_err(),
+            Changed::Complete(r) => r.is_err(),
+            Changed::Fail(r) => r.is_err(),
+            Changed::Purge(r) => r.is_err(),
+        }
+    }
+}
+
+/// A change through the backend's one-change methods.
+pub fn apply_one<B: IdempotencyBackend + ?Sized>(db: &mut B, c: Change) -> Changed {
+    match c {
+        Change::Claim { supplier, key, endpoint, fingerprint, times } => {
+            Changed::Claim(db.claim(supplier, &key, endpoint, &fingerprint, times))
+        }
+        Change::Complete { supplier, key, fingerprint, answer, keep_under, now } => {
+            Changed::Complete(db.complete(supplier, &key, &fingerprint, &answer, keep_under, now))
+        }
+        Change::Fail { supplier, key, fingerprint, status, request_id, now } => {
+            Changed::Fail(db.fail(supplier, &key, &fingerprint, status, request_id.as_deref(), now))
+        }
+        Change::Purge { now } => Changed::Purge(db.purge(now)),
+    }
 }
 
 impl IdempotencyBackend for IdempotencyDb {

@@ -433,3 +433,49 @@ async fn a_key_in_flight_on_a_live_instance_is_in_use_and_its_outcome_unknown_on
     b.complete(S, &k2, &fp, &answer("{\"id\":\"x\"}"), Some(1 << 20), t0()).await.unwrap();
     assert_eq!(a.claim(S, &k2, CHAT, &fp, later).await.unwrap().decision, Decision::Replay);
 }
+
+/// A batch's changes of different keys are pipelined on its connection; the
+/// changes of one key keep their order; the body counter stays exact.
+#[test]
+fn a_batch_runs_different_keys_together_and_each_keys_changes_in_order() {
+    use switchboard::store::{Change, Changed, IdempotencyBackend};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some((mut a, b, _url)) = rt.block_on(two_pools("sbt_idem_pipeline")) else { return };
+    let fp = Fingerprint::of(b"{\"a\":1}");
+    let claim = |k: &str| Change::Claim { supplier: S, key: key(k), endpoint: CHAT, fingerprint: fp, times: times(t0()) };
+    a.begin_batch().unwrap();
+    let out = a.apply_all(vec![claim("p-1"), claim("p-2"), claim("p-1"), claim("p-3")]);
+    let decisions: Vec<Decision> = out
+        .into_iter()
+        .map(|c| match c {
+            Changed::Claim(r) => r.unwrap().decision,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let until = t0() + CDuration::minutes(10);
+    assert_eq!(
+        decisions,
+        vec![Decision::Run, Decision::Run, Decision::OutcomeUnknown { until }, Decision::Run],
+        "p-1's second claim sees its first"
+    );
+    a.commit_batch().unwrap();
+    let (one, two) = (answer("{\"id\":\"one\"}"), answer("{\"id\":\"two-two\"}"));
+    let complete = |k: &str, ans: &StoredAnswer| Change::Complete {
+        supplier: S,
+        key: key(k),
+        fingerprint: fp,
+        answer: ans.clone(),
+        keep_under: Some(1 << 20),
+        now: t0(),
+    };
+    a.begin_batch().unwrap();
+    let fail = Change::Fail { supplier: S, key: key("p-3"), fingerprint: fp, status: Some(502), request_id: None, now: t0() };
+    let out = a.apply_all(vec![complete("p-1", &one), complete("p-2", &two), fail]);
+    assert!(out.iter().all(|c| !c.is_err()), "{out:?}");
+    a.commit_batch().unwrap();
+    assert_eq!(rt.block_on(b.kept_bytes()).unwrap(), (one.body.len() + two.body.len()) as u64, "both bodies counted");
+    let later = times(t0() + CDuration::seconds(1));
+    let replay = rt.block_on(b.claim(S, &key("p-2"), CHAT, &fp, later)).unwrap();
+    assert_eq!((replay.decision, replay.answer), (Decision::Replay, Some(two)));
+    assert_eq!(rt.block_on(b.claim(S, &key("p-3"), CHAT, &fp, later)).unwrap().decision, Decision::Run, "a failed key is retryable");
+}

@@ -26,7 +26,7 @@ mod cache;
 use crate::domain::idempotency::{BodyState, Decision, Endpoint, Fingerprint, IdempotencyKey, KeyRecord, KeyState, decide};
 use crate::domain::{Clock, SupplierId};
 use crate::store::pg::idempotency::PgIdempotency;
-use crate::store::{AttemptTimes, Claim, IdempotencyBackend, IdempotencyDb, Store, StoreError, StoredAnswer};
+use crate::store::{AttemptTimes, Change, Changed, Claim, IdempotencyBackend, IdempotencyDb, Store, StoreError, StoredAnswer};
 use cache::{Cache, Key};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -451,6 +451,41 @@ fn apply(db: &mut dyn IdempotencyBackend, cmd: &Cmd, clock: &dyn Clock, max_tota
     }
 }
 
+/// The commands of an open batch through [`IdempotencyBackend::apply_all`]
+/// (which may run different keys' changes at once), one outcome each.
+fn apply_together(db: &mut dyn IdempotencyBackend, batch: &[Cmd], clock: &dyn Clock, max_total: u64) -> Vec<Outcome> {
+    let now = clock.now();
+    let changes = batch
+        .iter()
+        .map(|cmd| match cmd {
+            Cmd::Claim { k, endpoint, fp, times, .. } => {
+                Change::Claim { supplier: k.0, key: k.1.clone(), endpoint: *endpoint, fingerprint: *fp, times: *times }
+            }
+            Cmd::Complete { k, fp, answer, keep, .. } => Change::Complete {
+                supplier: k.0,
+                key: k.1.clone(),
+                fingerprint: *fp,
+                answer: StoredAnswer::clone(answer),
+                keep_under: keep.then_some(max_total),
+                now,
+            },
+            Cmd::Fail { k, fp, status, request_id } => {
+                Change::Fail { supplier: k.0, key: k.1.clone(), fingerprint: *fp, status: *status, request_id: request_id.clone(), now }
+            }
+            Cmd::Purge { .. } => Change::Purge { now },
+        })
+        .collect();
+    db.apply_all(changes)
+        .into_iter()
+        .map(|c| match c {
+            Changed::Claim(r) => Outcome::Claim(r),
+            Changed::Complete(r) => Outcome::Complete(r),
+            Changed::Fail(r) => Outcome::Fail(r),
+            Changed::Purge(r) => Outcome::Purge(r),
+        })
+        .collect()
+}
+
 /// Tells `cmd`'s caller what it did (a failed `Fail` is logged: nobody waits for it).
 fn answer(cmd: Cmd, out: Outcome) {
     match (cmd, out) {
@@ -477,7 +512,7 @@ fn answer(cmd: Cmd, out: Outcome) {
 /// back batch changed nothing), so each caller hears its own command's fate.
 fn apply_batch(db: &mut dyn IdempotencyBackend, batch: Vec<Cmd>, clock: &dyn Clock, max_total: u64) {
     if batch.len() > 1 && db.begin_batch().is_ok() {
-        let outcomes: Vec<Outcome> = batch.iter().map(|cmd| apply(db, cmd, clock, max_total)).collect();
+        let outcomes = apply_together(db, &batch, clock, max_total);
         match db.commit_batch() {
             Ok(()) => {
                 batch.into_iter().zip(outcomes).for_each(|(cmd, out)| answer(cmd, out));

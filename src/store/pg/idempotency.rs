@@ -30,7 +30,7 @@ use super::catalog::PgQ;
 use super::{PgStore, block_on_pg};
 use crate::domain::SupplierId;
 use crate::domain::idempotency::{BodyState, Decision, Endpoint, Fingerprint, IdempotencyKey, KeyRecord, KeyState, decide};
-use crate::store::{AttemptTimes, Claim, IdempotencyBackend, StoreResult, StoredAnswer};
+use crate::store::{AttemptTimes, Change, Changed, Claim, IdempotencyBackend, StoreResult, StoredAnswer};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use tokio_postgres::Row;
@@ -373,6 +373,7 @@ async fn complete_on(
         .db(pg)?;
     if keep && c.query_opt(&fits, &[&len, &max_total]).await.db(pg)?.is_none() {
         let mut kept: i64 = c.query_one("SELECT bytes FROM idempotency_kept WHERE id = 1 FOR UPDATE", &[]).await.db(pg)?.get(0);
+        let mut freed = 0i64;
         while kept.saturating_add(len) > max_total {
             let oldest = c
                 .query(
@@ -391,21 +392,29 @@ async fn complete_on(
                 if kept.saturating_add(len) <= max_total {
                     break;
                 }
-                let (os, ok, n): (i64, String, i64) = (r.get(0), r.get(1), r.get(2));
-                c.execute(
-                    "UPDATE idempotency_keys SET body = NULL, body_state = 3, body_len = 0 WHERE supplier_id = $1 AND key = $2",
-                    &[&os, &ok],
-                )
-                .await
-                .db(pg)?;
+                let (os, ok): (i64, String) = (r.get(0), r.get(1));
+                // Only a body still there counts (another change of the same
+                // batch, pipelined beside this one, may have dropped it).
+                let dropped = c
+                    .query_opt(
+                        "UPDATE idempotency_keys SET body = NULL, body_state = 3, body_len = 0
+                         WHERE supplier_id = $1 AND key = $2 AND body IS NOT NULL RETURNING $3::BIGINT",
+                        &[&os, &ok, &r.get::<_, i64>(2)],
+                    )
+                    .await
+                    .db(pg)?;
+                let Some(n) = dropped.map(|d| d.get::<_, i64>(0)) else { continue };
                 kept = kept.saturating_sub(n.max(0)).max(0);
+                freed = freed.saturating_add(n.max(0));
                 if let Ok(ok) = IdempotencyKey::parse(ok.as_bytes()) {
                     evicted.push((SupplierId(os), ok));
                 }
             }
         }
-        let total = if keep { kept.saturating_add(len) } else { kept };
-        c.execute("UPDATE idempotency_kept SET bytes = $1 WHERE id = 1", &[&total]).await.db(pg)?;
+        // Relative to the stored total: other changes pipelined in the same
+        // batch may have counted their bodies meanwhile.
+        let added = if keep { len } else { 0 };
+        c.execute("UPDATE idempotency_kept SET bytes = greatest(bytes - $1, 0) + $2 WHERE id = 1", &[&freed, &added]).await.db(pg)?;
     }
     let headers = serde_json::to_string(&answer.headers).unwrap_or_else(|_| "[]".into());
     let (body, body_state, body_len) = if keep { (Some(&answer.body[..]), BodyState::Kept, len) } else { (None, BodyState::TooLarge, 0) };
@@ -568,5 +577,86 @@ impl IdempotencyBackend for PgIdempotency {
     }
     fn purge(&mut self, now: DateTime<Utc>) -> StoreResult<usize> {
         self.change(move |pg, c| Box::pin(async move { purge_on(pg, c, now).await }))
+    }
+    /// Inside a batch, the changes of different keys are sent together on
+    /// the batch's connection (pipelined: the server runs them in the order
+    /// sent, without a round trip between them); each key's changes in order,
+    /// purges last.
+    fn apply_all(&mut self, changes: Vec<Change>) -> Vec<Changed> {
+        let Some(mut b) = self.batch.take() else {
+            return changes.into_iter().map(|c| crate::store::idempotency::apply_one(self, c)).collect();
+        };
+        let Some(conn) = b.conn.take().filter(|_| !b.failed) else {
+            self.batch = Some(b);
+            return changes.iter().map(refused).collect();
+        };
+        let (pg, holder) = (self.pg.clone(), self.holder);
+        let (conn, results) = block_on_pg(async move {
+            let results = pipelined(&pg, &conn, holder, changes).await;
+            (conn, results)
+        });
+        b.failed = results.iter().any(Changed::is_err);
+        b.conn = Some(conn);
+        self.batch = Some(b);
+        results
+    }
+}
+
+/// A change refused because its batch already failed.
+fn refused(c: &Change) -> Changed {
+    match c {
+        Change::Claim { .. } => Changed::Claim(Err(aborted())),
+        Change::Complete { .. } => Changed::Complete(Err(aborted())),
+        Change::Fail { .. } => Changed::Fail(Err(aborted())),
+        Change::Purge { .. } => Changed::Purge(Err(aborted())),
+    }
+}
+
+/// Runs `changes` on `c` (inside its transaction): one chain per key, the
+/// chains polled together, so their statements are pipelined; purges after.
+async fn pipelined(pg: &PgStore, c: &Conn, holder: Holder, changes: Vec<Change>) -> Vec<Changed> {
+    let mut chains: Vec<Vec<(usize, Change)>> = Vec::new();
+    let mut by_key: std::collections::HashMap<(i64, String), usize> = std::collections::HashMap::new();
+    let mut purges = Vec::new();
+    for (i, ch) in changes.into_iter().enumerate() {
+        match ch.key().map(|(s, k)| (s.0, k.as_str().to_string())) {
+            Some(id) => {
+                let at = *by_key.entry(id).or_insert_with(|| {
+                    chains.push(Vec::new());
+                    chains.len() - 1
+                });
+                chains[at].push((i, ch));
+            }
+            None => purges.push((i, ch)),
+        }
+    }
+    let runs = chains.into_iter().map(|chain| async move {
+        let mut out = Vec::with_capacity(chain.len());
+        for (i, ch) in chain {
+            out.push((i, run_change(pg, c, holder, ch).await));
+        }
+        out
+    });
+    let mut done: Vec<(usize, Changed)> = futures::future::join_all(runs).await.into_iter().flatten().collect();
+    for (i, ch) in purges {
+        done.push((i, run_change(pg, c, holder, ch).await));
+    }
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// One change's statements on `c`, inside its transaction.
+async fn run_change(pg: &PgStore, c: &Conn, holder: Holder, ch: Change) -> Changed {
+    match ch {
+        Change::Claim { supplier, key, endpoint, fingerprint, times } => {
+            Changed::Claim(claim_on(pg, c, holder, supplier, &key, endpoint, &fingerprint, times).await)
+        }
+        Change::Complete { supplier, key, fingerprint, answer, keep_under, now } => {
+            Changed::Complete(complete_on(pg, c, supplier, &key, &fingerprint, &answer, keep_under, now).await)
+        }
+        Change::Fail { supplier, key, fingerprint, status, request_id, now } => {
+            Changed::Fail(fail_on(pg, c, supplier, &key, &fingerprint, status, request_id.as_deref(), now).await)
+        }
+        Change::Purge { now } => Changed::Purge(purge_on(pg, c, now).await),
     }
 }
