@@ -477,40 +477,33 @@ async fn purge_on(pg: &PgStore, c: &Conn, now: DateTime<Utc>) -> StoreResult<usi
 }
 
 impl PgIdempotency {
-    /// Runs one change on the PostgreSQL runtime from the engine's
-    /// idempotency thread: inside the open batch (a failure marks the batch
-    /// failed; later changes are refused until it is rolled back), or in a
-    /// transaction of its own.
-    fn change<T, F>(&mut self, f: F) -> StoreResult<T>
-    where
-        F: for<'a> FnOnce(&'a PgStore, &'a Conn) -> std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<T>> + Send + 'a>>
-            + Send
-            + 'static,
-        T: Send + 'static,
-    {
-        let pg = self.pg.clone();
-        match self.batch.take() {
-            None => block_on_pg(async move {
-                let c = begin(&pg).await?;
-                let r = f(&pg, &c).await;
-                finish(&pg, &c, r).await
-            }),
-            Some(mut b) => {
-                let Some(conn) = b.conn.take().filter(|_| !b.failed) else {
-                    self.batch = Some(b);
-                    return Err(aborted());
-                };
-                let (conn, r) = block_on_pg(async move {
-                    let r = f(&pg, &conn).await;
-                    (conn, r)
-                });
-                b.failed = r.is_err();
-                b.conn = Some(conn);
-                self.batch = Some(b);
-                r
-            }
+    /// One change from the engine's idempotency thread: inside the open batch
+    /// (through [`IdempotencyBackend::apply_all`]), or in a transaction of its own.
+    fn one(&mut self, c: Change) -> Changed {
+        if self.batch.is_some() {
+            return self.apply_all(vec![c]).pop().unwrap_or_else(|| Changed::Purge(Err(aborted())));
         }
+        let (pg, holder) = (self.pg.clone(), self.holder);
+        block_on_pg(async move {
+            let conn = match begin(&pg).await {
+                Ok(conn) => conn,
+                Err(e) => return failed_with(&c, e),
+            };
+            let r = run_change(&pg, &conn, holder, c).await;
+            match r {
+                Changed::Claim(r) => Changed::Claim(finish(&pg, &conn, r).await),
+                Changed::Complete(r) => Changed::Complete(finish(&pg, &conn, r).await),
+                Changed::Fail(r) => Changed::Fail(finish(&pg, &conn, r).await),
+                Changed::Purge(r) => Changed::Purge(finish(&pg, &conn, r).await),
+            }
+        })
     }
+}
+
+/// A [`Changed`] of the one-change method that asked for another kind (never
+/// happens: `run_change` answers each change in its own kind).
+fn other_kind(c: Changed) -> crate::store::StoreError {
+    crate::store::StoreError::Invalid(format!("internal: an idempotency change answered as another kind: {c:?}"))
 }
 
 fn aborted() -> crate::store::StoreError {
@@ -547,9 +540,10 @@ impl IdempotencyBackend for PgIdempotency {
         fingerprint: &Fingerprint,
         times: AttemptTimes,
     ) -> StoreResult<Claim> {
-        let (key, fp) = (key.clone(), *fingerprint);
-        let holder = self.holder;
-        self.change(move |pg, c| Box::pin(async move { claim_on(pg, c, holder, supplier, &key, endpoint, &fp, times).await }))
+        match self.one(Change::Claim { supplier, key: key.clone(), endpoint, fingerprint: *fingerprint, times }) {
+            Changed::Claim(r) => r,
+            other => Err(other_kind(other)),
+        }
     }
     fn complete(
         &mut self,
@@ -560,8 +554,11 @@ impl IdempotencyBackend for PgIdempotency {
         keep_under: Option<u64>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<(SupplierId, IdempotencyKey)>> {
-        let (key, fp, answer) = (key.clone(), *fingerprint, answer.clone());
-        self.change(move |pg, c| Box::pin(async move { complete_on(pg, c, supplier, &key, &fp, &answer, keep_under, now).await }))
+        let c = Change::Complete { supplier, key: key.clone(), fingerprint: *fingerprint, answer: answer.clone(), keep_under, now };
+        match self.one(c) {
+            Changed::Complete(r) => r,
+            other => Err(other_kind(other)),
+        }
     }
     fn fail(
         &mut self,
@@ -572,11 +569,18 @@ impl IdempotencyBackend for PgIdempotency {
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let (key, fp, rid) = (key.clone(), *fingerprint, request_id.map(str::to_owned));
-        self.change(move |pg, c| Box::pin(async move { fail_on(pg, c, supplier, &key, &fp, status, rid.as_deref(), now).await }))
+        let c =
+            Change::Fail { supplier, key: key.clone(), fingerprint: *fingerprint, status, request_id: request_id.map(str::to_owned), now };
+        match self.one(c) {
+            Changed::Fail(r) => r,
+            other => Err(other_kind(other)),
+        }
     }
     fn purge(&mut self, now: DateTime<Utc>) -> StoreResult<usize> {
-        self.change(move |pg, c| Box::pin(async move { purge_on(pg, c, now).await }))
+        match self.one(Change::Purge { now }) {
+            Changed::Purge(r) => r,
+            other => Err(other_kind(other)),
+        }
     }
     /// Inside a batch, the changes of different keys are sent together on
     /// the batch's connection (pipelined: the server runs them in the order
@@ -604,11 +608,16 @@ impl IdempotencyBackend for PgIdempotency {
 
 /// A change refused because its batch already failed.
 fn refused(c: &Change) -> Changed {
+    failed_with(c, aborted())
+}
+
+/// `c`'s kind of answer, failed with `e`.
+fn failed_with(c: &Change, e: crate::store::StoreError) -> Changed {
     match c {
-        Change::Claim { .. } => Changed::Claim(Err(aborted())),
-        Change::Complete { .. } => Changed::Complete(Err(aborted())),
-        Change::Fail { .. } => Changed::Fail(Err(aborted())),
-        Change::Purge { .. } => Changed::Purge(Err(aborted())),
+        Change::Claim { .. } => Changed::Claim(Err(e)),
+        Change::Complete { .. } => Changed::Complete(Err(e)),
+        Change::Fail { .. } => Changed::Fail(Err(e)),
+        Change::Purge { .. } => Changed::Purge(Err(e)),
     }
 }
 
