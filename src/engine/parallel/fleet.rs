@@ -128,7 +128,7 @@ pub async fn run_requested(router: &Arc<Router>, instance: i64, gone_after: Dura
     let id = req.id;
     tracing::info!(request = id, supplier = %req.supplier, account = %req.account, requested_by = %req.requested_by, "running a parallel test a console filed");
     let cancel = CancelHandle::new();
-    let total = u32::try_from(if req.prompts.is_empty() { super::DEFAULT_PROMPTS.len() } else { req.prompts.len() }).unwrap_or(u32::MAX);
+    let total = u32::try_from(super::prompts_or_default(&req.prompts).len()).unwrap_or(u32::MAX);
     // done << 32 | total, written by the test and read by the follower.
     let latest = Arc::new(AtomicU64::new(u64::from(total)));
     let follower = {
@@ -153,14 +153,17 @@ pub async fn run_requested(router: &Arc<Router>, instance: i64, gone_after: Dura
     follower.abort();
     // The report's shadow usage is folded with the instance's journal; the
     // console reads the report itself.
-    let (state, report_id, error, done) = match &res {
-        Ok(r) => ("done", Some(r.id), None, r.current.requests),
-        Err(ParallelError::Cancelled { done, .. }) => ("cancelled", None, None, *done),
-        Err(e) => ("failed", None, Some(format!("the parallel test failed on the fleet: {e}")), 0),
+    let (state, report_id, error) = match &res {
+        Ok(r) => ("done", Some(r.id), None),
+        Err(ParallelError::Cancelled { .. }) => ("cancelled", None, None),
+        Err(e) => ("failed", None, Some(format!("the parallel test failed on the fleet: {e}"))),
     };
+    // The last progress the test reported (the follower may not have written it yet).
+    let last = latest.load(Ordering::Relaxed);
+    let (done, total) = ((last >> 32) as u32, last as u32);
     let at = router.clock().now();
     blocking(&store, move |s| {
-        s.parallel_test_progress(id, done.min(total), total)?;
+        s.parallel_test_progress(id, done, total)?;
         s.finish_parallel_test(id, state, report_id, error, at)
     })
     .await?;

@@ -95,6 +95,11 @@ pub(crate) fn check_candidate(store: &Store, supplier: SupplierId, candidate: Ac
     Ok(())
 }
 
+/// The prompts a test sends: the given ones, or [`DEFAULT_PROMPTS`].
+pub(crate) fn prompts_or_default(prompts: &[String]) -> Vec<String> {
+    if prompts.is_empty() { DEFAULT_PROMPTS.iter().map(|p| p.to_string()).collect() } else { prompts.to_vec() }
+}
+
 /// Runs a parallel test and stores its report.
 pub async fn run(
     router: &Arc<Router>,
@@ -147,7 +152,7 @@ pub async fn run_with(
     }
     .ok_or_else(|| ParallelError::Refused(format!("{} has no current route to compare with", s.name)))?;
     let current = store.account(current_id)?;
-    let prompts: Vec<String> = if prompts.is_empty() { DEFAULT_PROMPTS.iter().map(|p| p.to_string()).collect() } else { prompts.to_vec() };
+    let prompts = prompts_or_default(prompts);
     let now = router.clock().now();
     let (basis_requests, b_in, b_cached, b_out) = basis(&store, supplier, now)?;
     // Unique even when two tests start at the same instant (a manual clock).

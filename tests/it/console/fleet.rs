@@ -97,6 +97,24 @@ fn on_a_sqlite_file_the_instances_view_says_there_is_no_fleet() {
     assert!(shows(&h, "docs/deploy.md"));
 }
 
+/// A console fixture on the fleet's database and its key service as
+/// `switchboard --database URL` builds it: the fleet's public key only
+/// (waiting `fleet_wait` for the fleet to validate a key).
+fn console_on_fleet(rt: tokio::runtime::Runtime, url: &str, fleet_wait: Duration) -> (Fixture, Arc<KeyService>) {
+    let store = Arc::new(Store::open_postgres(url).unwrap());
+    let f = Fixture { _dir: tempfile::tempdir().unwrap(), store, _rt: rt };
+    let pg = f.store.postgres().unwrap().clone();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keys = f._rt.block_on(async {
+        let providers = switchboard::providers::Providers::new(switchboard::providers::ProvidersConfig::default()).unwrap();
+        Arc::new(
+            KeyService::new(f.store.clone(), sealed_keys::console_vault(pg, clock.clone()), Arc::new(providers), clock)
+                .with_fleet_wait(fleet_wait),
+        )
+    });
+    (f, keys)
+}
+
 #[test]
 fn a_key_added_from_a_console_on_postgresql_is_sealed_and_validated_by_the_fleet() {
     use crate::support::fleet::Fleet;
@@ -105,18 +123,7 @@ fn a_key_added_from_a_console_on_postgresql_is_sealed_and_validated_by_the_fleet
     // The fleet (key pair, a supplier, the simulator) set up through the CLI, one `serve` instance.
     let Some(fleet) = rt.block_on(Fleet::setup("sbt_console_sealed")) else { return };
     let (mut instance, _gw) = fleet.serve("host-a", 30);
-    let store = Arc::new(Store::open_postgres(&fleet.url).unwrap());
-    let f = Fixture { _dir: tempfile::tempdir().unwrap(), store, _rt: rt };
-    let pg = f.store.postgres().unwrap().clone();
-    // The console's key service, as `switchboard --database URL` builds it: the public key only.
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let keys = f._rt.block_on(async {
-        let providers = switchboard::providers::Providers::new(switchboard::providers::ProvidersConfig::default()).unwrap();
-        Arc::new(
-            KeyService::new(f.store.clone(), sealed_keys::console_vault(pg.clone(), clock.clone()), Arc::new(providers), clock)
-                .with_fleet_wait(Duration::from_secs(3)),
-        )
-    });
+    let (f, keys) = console_on_fleet(rt, &fleet.url, Duration::from_secs(3));
     assert!(keys.validates_through_fleet());
     let mut h = live_harness(&f, LiveServices::keys_only(keys.clone()), View::Keys);
     wait_until(&mut h, "the keys view", |h| shows(h, "Platform accounts (0)"));
@@ -230,15 +237,7 @@ fn a_parallel_test_started_from_a_console_on_postgresql_is_run_by_the_fleet() {
     rt.block_on(fleet.add_key(&raw, "platform", "WedSync OpenAI", DEMO_OPENAI_KEY));
     let own = rt.block_on(fleet.add_key(&raw, "1", "Florals OpenAI", DEMO_CLIENT_OPENAI_KEY));
     let (mut instance, _gw) = fleet.serve("host-a", 30);
-    let store = Arc::new(Store::open_postgres(&fleet.url).unwrap());
-    let f = Fixture { _dir: tempfile::tempdir().unwrap(), store, _rt: rt };
-    // The console as `switchboard --database URL` builds it: the fleet's public key only.
-    let pg = f.store.postgres().unwrap().clone();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let keys = f._rt.block_on(async {
-        let providers = switchboard::providers::Providers::new(switchboard::providers::ProvidersConfig::default()).unwrap();
-        Arc::new(KeyService::new(f.store.clone(), sealed_keys::console_vault(pg, clock.clone()), Arc::new(providers), clock))
-    });
+    let (f, keys) = console_on_fleet(rt, &fleet.url, switchboard::engine::keys::FLEET_VALIDATION_WAIT);
     let mut h = live_harness(&f, LiveServices::keys_only(keys), View::Migrations);
     wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
     check_plan(&mut h, SupplierId(1), |h| shows(h, "Florals OpenAI (account"));
