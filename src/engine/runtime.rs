@@ -113,7 +113,8 @@ impl Runtime {
             let store = store.clone();
             let providers = providers.clone();
             let pricing = Arc::new(opts.pricing.clone());
-            let cfg = opts.router.clone();
+            let mut cfg = opts.router.clone();
+            cfg.idempotency.sync = opts.ledger_sync;
             let clock = clock.clone();
             // The router's background work (audit writes, tokens' last use) runs on this runtime.
             let rt = tokio::runtime::Handle::current();

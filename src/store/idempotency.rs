@@ -10,7 +10,7 @@
 //! SQLite file (one instance), or `store::pg::idempotency` (a fleet on
 //! PostgreSQL, where the claim is atomic across instances).
 
-use super::{Store, StoreResult, connect, map_err};
+use super::{LedgerSync, Store, StoreResult, connect, map_err};
 use crate::domain::SupplierId;
 use crate::domain::idempotency::{BodyState, Decision, Endpoint, Fingerprint, IdempotencyKey, KeyRecord, KeyState, decide};
 use bytes::Bytes;
@@ -97,6 +97,12 @@ pub trait IdempotencyBackend: Send {
     fn apply_all(&mut self, changes: Vec<Change>) -> Vec<Changed> {
         changes.into_iter().map(|c| apply_one(self, c)).collect()
     }
+    /// Whether a commit of the changes that follow waits for the disk
+    /// (power mode: [`LedgerSync::Full`]), read from the database session
+    /// the next change will use; otherwise a commit is safe against this
+    /// process being killed, not against a power cut or a crash of the
+    /// database's host.
+    fn commits_synced(&mut self) -> StoreResult<bool>;
 }
 
 /// One change of a batch ([`IdempotencyBackend::apply_all`]).
@@ -179,6 +185,11 @@ pub fn apply_one<B: IdempotencyBackend + ?Sized>(db: &mut B, c: Change) -> Chang
 }
 
 impl IdempotencyBackend for IdempotencyDb {
+    /// `PRAGMA synchronous` is FULL (2) or more: each commit syncs the WAL.
+    fn commits_synced(&mut self) -> StoreResult<bool> {
+        let level: i64 = self.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(|e| map_err(&self.path, e))?;
+        Ok(level >= 2)
+    }
     fn begin_batch(&mut self) -> StoreResult<()> {
         IdempotencyDb::begin_batch(self)
     }
@@ -305,10 +316,20 @@ fn record_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<KeyRecord>> {
 }
 
 impl IdempotencyDb {
-    /// Opens the table's own connection on `store`'s (migrated) file.
+    /// Opens the table's own connection on `store`'s (migrated) file
+    /// (WAL, `synchronous=NORMAL`: commits safe against the process being killed).
     pub fn open(store: &Store) -> StoreResult<Self> {
+        Self::open_with(store, LedgerSync::Normal)
+    }
+
+    /// [`IdempotencyDb::open`] with the given durability: with
+    /// [`LedgerSync::Full`] (power mode) every commit syncs the WAL.
+    pub fn open_with(store: &Store, sync: LedgerSync) -> StoreResult<Self> {
         let path = store.sqlite_path().ok_or_else(|| store.not_on_postgres())?.to_path_buf();
         let conn = connect(&path)?;
+        if sync == LedgerSync::Full {
+            conn.pragma_update(None, "synchronous", "FULL").map_err(|e| map_err(&path, e))?;
+        }
         let kept: i64 = conn
             .query_row("SELECT coalesce(sum(body_len), 0) FROM idempotency_keys WHERE body IS NOT NULL", [], |r| r.get(0))
             .map_err(|e| map_err(&path, e))?;

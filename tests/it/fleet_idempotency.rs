@@ -479,3 +479,50 @@ fn a_batch_runs_different_keys_together_and_each_keys_changes_in_order() {
     assert_eq!((replay.decision, replay.answer), (Decision::Replay, Some(two)));
     assert_eq!(rt.block_on(b.claim(S, &key("p-3"), CHAT, &fp, later)).unwrap().decision, Decision::Run, "a failed key is retryable");
 }
+
+/// In `process` mode (the default) the engine's claims and completions do
+/// not wait for the WAL flush (`SET LOCAL synchronous_commit = off`, as
+/// SQLite's `synchronous=NORMAL`); in `power` mode they do. The setting is
+/// local to those transactions: no pooled connection keeps it (the ledger's
+/// folds use the same pool and always wait).
+#[test]
+fn commits_follow_the_ledger_durability_and_the_setting_ends_with_the_transaction() {
+    use switchboard::store::{IdempotencyBackend, IdempotencyDb, LedgerSync};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(base) = base_url("sbt_idem_sync") else { return };
+    let pg = rt.block_on(async { PgStore::open(&fresh_db(&base, "sbt_idem_sync").await).await.unwrap() });
+    let a = PgIdempotency::new(pg.clone());
+    let fp = Fingerprint::of(b"{\"a\":1}");
+    let mut fast = a.clone().synced(LedgerSync::Normal);
+    let mut safe = a.clone().synced(LedgerSync::Full);
+    assert!(!fast.commits_synced().unwrap(), "process mode: no wait for the flush");
+    assert!(safe.commits_synced().unwrap(), "power mode: each commit waits");
+    fast.begin_batch().unwrap();
+    assert_eq!(IdempotencyBackend::claim(&mut fast, S, &key("s-1"), CHAT, &fp, times(t0())).unwrap().decision, Decision::Run);
+    assert!(!fast.commits_synced().unwrap(), "inside the batch");
+    fast.commit_batch().unwrap();
+    assert_eq!(IdempotencyBackend::claim(&mut fast, S, &key("s-2"), CHAT, &fp, times(t0())).unwrap().decision, Decision::Run);
+    IdempotencyBackend::complete(&mut fast, S, &key("s-2"), &fp, &answer("{}"), Some(1 << 20), t0()).unwrap();
+    // Every connection of the pool, taken at once, is back to the server's default.
+    let settings: Vec<String> = rt.block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(pg.client().await.unwrap());
+        }
+        let mut out = Vec::new();
+        for c in &held {
+            out.push(c.query_one("SHOW synchronous_commit", &[]).await.unwrap().get::<_, String>(0));
+        }
+        out
+    });
+    assert!(settings.iter().all(|s| s == "on"), "{settings:?}");
+    // The records are there for another instance (committed and visible at once).
+    let replay = rt.block_on(a.claim(S, &key("s-2"), CHAT, &fp, times(t0() + CDuration::seconds(1)))).unwrap();
+    assert_eq!(replay.decision, Decision::Replay);
+
+    // SQLite: the idempotency connection follows the same setting.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("sync.db")).unwrap();
+    assert!(!IdempotencyDb::open(&store).unwrap().commits_synced().unwrap(), "synchronous=NORMAL");
+    assert!(IdempotencyDb::open_with(&store, LedgerSync::Full).unwrap().commits_synced().unwrap(), "synchronous=FULL");
+}

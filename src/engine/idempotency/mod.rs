@@ -26,7 +26,7 @@ mod cache;
 use crate::domain::idempotency::{BodyState, Decision, Endpoint, Fingerprint, IdempotencyKey, KeyRecord, KeyState, decide};
 use crate::domain::{Clock, SupplierId};
 use crate::store::pg::idempotency::PgIdempotency;
-use crate::store::{AttemptTimes, Change, Changed, Claim, IdempotencyBackend, IdempotencyDb, Store, StoreError, StoredAnswer};
+use crate::store::{AttemptTimes, Change, Changed, Claim, IdempotencyBackend, IdempotencyDb, LedgerSync, Store, StoreError, StoredAnswer};
 use cache::{Cache, Key};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -57,6 +57,10 @@ pub struct IdempotencyConfig {
     /// instance is then "in use" (retry in a second), and "outcome unknown"
     /// only when its holder is gone (PostgreSQL only).
     pub fleet_instance: Option<(i64, std::time::Duration)>,
+    /// When a claim or a completion reaches the disk: as the instance's
+    /// usage (`--ledger-durability`). [`LedgerSync::Normal`]: safe when the
+    /// process is killed; [`LedgerSync::Full`]: each commit synced first.
+    pub sync: LedgerSync,
 }
 
 impl Default for IdempotencyConfig {
@@ -69,6 +73,7 @@ impl Default for IdempotencyConfig {
             in_flight_lease: chrono::Duration::minutes(10),
             purge_every: std::time::Duration::from_secs(60),
             fleet_instance: None,
+            sync: LedgerSync::Normal,
         }
     }
 }
@@ -142,10 +147,14 @@ impl Idempotency {
     /// Opens the records in `store` (a SQLite file's own table, or the
     /// fleet's table when `store` is PostgreSQL) and starts the thread that writes them.
     pub fn start(store: &Store, clock: Arc<dyn Clock>, cfg: IdempotencyConfig) -> Result<Self, StoreError> {
-        let db: Box<dyn IdempotencyBackend> = match store.postgres() {
-            Some(pg) => Box::new(PgIdempotency::new(pg.clone()).held_by(cfg.fleet_instance)),
-            None => Box::new(IdempotencyDb::open(store)?),
+        let mut db: Box<dyn IdempotencyBackend> = match store.postgres() {
+            Some(pg) => Box::new(PgIdempotency::new(pg.clone()).held_by(cfg.fleet_instance).synced(cfg.sync)),
+            None => Box::new(IdempotencyDb::open_with(store, cfg.sync)?),
         };
+        match db.commits_synced() {
+            Ok(synced) => tracing::info!(synced, "idempotency records open (synced: each commit waits for the disk)"),
+            Err(e) => tracing::warn!(error = %e, "cannot read how idempotency commits reach the disk"),
+        }
         let (tx, rx) = mpsc::channel();
         let (thread_clock, every, max_total) = (clock.clone(), cfg.purge_every, cfg.max_total_bytes);
         std::thread::Builder::new()

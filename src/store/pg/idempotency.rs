@@ -25,12 +25,22 @@
 //! holds the rows it claimed until it commits: a claim of the same key on
 //! another instance waits that long (milliseconds), then decides on the
 //! committed record.
+//!
+//! Durability follows the instance's `--ledger-durability`: in `process` mode
+//! (the default) the engine's transactions commit with `SET LOCAL
+//! synchronous_commit = off`: visible to every instance at once and safe
+//! against any instance being killed, but not waiting for PostgreSQL's WAL
+//! flush, so a crash of the database's host can lose the last few hundred
+//! milliseconds of claims and completions (a retry then runs again), as a
+//! power cut can on SQLite with `synchronous=NORMAL`. In `power` mode each
+//! commit waits for the flush. Only these transactions: `SET LOCAL` ends with
+//! them, and the ledger's folds, on the same pool, always wait.
 
 use super::catalog::PgQ;
 use super::{PgStore, block_on_pg};
 use crate::domain::SupplierId;
 use crate::domain::idempotency::{BodyState, Decision, Endpoint, Fingerprint, IdempotencyKey, KeyRecord, KeyState, decide};
-use crate::store::{AttemptTimes, Change, Changed, Claim, IdempotencyBackend, StoreResult, StoredAnswer};
+use crate::store::{AttemptTimes, Change, Changed, Claim, IdempotencyBackend, LedgerSync, StoreResult, StoredAnswer};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use tokio_postgres::Row;
@@ -119,6 +129,8 @@ pub struct PgIdempotency {
     batch: Option<Batch>,
     /// This instance, and after how long without a heartbeat another is gone.
     holder: Holder,
+    /// Whether the engine's commits wait for the WAL flush (see the module's doc).
+    sync: LedgerSync,
 }
 
 /// Who claims keys: an instance of the fleet (its id and the heartbeat
@@ -132,7 +144,7 @@ struct Holder {
 /// Another handle on the same records (without the open batch, if any).
 impl Clone for PgIdempotency {
     fn clone(&self) -> Self {
-        Self { pg: self.pg.clone(), batch: None, holder: self.holder }
+        Self { pg: self.pg.clone(), batch: None, holder: self.holder, sync: self.sync }
     }
 }
 
@@ -176,16 +188,34 @@ async fn finish<T>(pg: &PgStore, c: &Conn, r: StoreResult<T>) -> StoreResult<T> 
     }
 }
 
-/// A pooled connection inside a new transaction.
+/// A pooled connection inside a new transaction (whose commit waits for the WAL flush).
 async fn begin(pg: &PgStore) -> StoreResult<Conn> {
+    begin_synced(pg, LedgerSync::Full).await
+}
+
+/// A pooled connection inside a new transaction committing as `sync` says
+/// (one round trip either way).
+async fn begin_synced(pg: &PgStore, sync: LedgerSync) -> StoreResult<Conn> {
     let c = pg.client().await?;
-    c.batch_execute("BEGIN").await.db(pg)?;
+    let sql = match sync {
+        LedgerSync::Full => "BEGIN",
+        LedgerSync::Normal => "BEGIN; SET LOCAL synchronous_commit = off",
+    };
+    c.batch_execute(sql).await.db(pg)?;
     Ok(c)
 }
 
 impl PgIdempotency {
     pub fn new(pg: PgStore) -> Self {
-        Self { pg, batch: None, holder: Holder::default() }
+        Self { pg, batch: None, holder: Holder::default(), sync: LedgerSync::Full }
+    }
+
+    /// How the engine's transactions commit: [`LedgerSync::Normal`] without
+    /// waiting for the WAL flush (`process` mode), [`LedgerSync::Full`]
+    /// waiting (`power` mode; the default of [`PgIdempotency::new`]).
+    pub fn synced(mut self, sync: LedgerSync) -> Self {
+        self.sync = sync;
+        self
     }
 
     /// Claims as fleet instance `id` (with the fleet's heartbeat timeout):
@@ -483,9 +513,9 @@ impl PgIdempotency {
         if self.batch.is_some() {
             return self.apply_all(vec![c]).pop().unwrap_or_else(|| Changed::Purge(Err(aborted())));
         }
-        let (pg, holder) = (self.pg.clone(), self.holder);
+        let (pg, holder, sync) = (self.pg.clone(), self.holder, self.sync);
         block_on_pg(async move {
-            let conn = match begin(&pg).await {
+            let conn = match begin_synced(&pg, sync).await {
                 Ok(conn) => conn,
                 Err(e) => return failed_with(&c, e),
             };
@@ -513,8 +543,8 @@ fn aborted() -> crate::store::StoreError {
 impl IdempotencyBackend for PgIdempotency {
     /// Opens a transaction on a connection of its own for the changes that follow.
     fn begin_batch(&mut self) -> StoreResult<()> {
-        let pg = self.pg.clone();
-        let conn = block_on_pg(async move { begin(&pg).await })?;
+        let (pg, sync) = (self.pg.clone(), self.sync);
+        let conn = block_on_pg(async move { begin_synced(&pg, sync).await })?;
         self.batch = Some(Batch { conn: Some(conn), failed: false });
         Ok(())
     }
@@ -581,6 +611,29 @@ impl IdempotencyBackend for PgIdempotency {
             Changed::Purge(r) => r,
             other => Err(other_kind(other)),
         }
+    }
+    /// `synchronous_commit` of the open batch's transaction, or of a new
+    /// transaction as the next change would open it.
+    fn commits_synced(&mut self) -> StoreResult<bool> {
+        let show = |v: String| v != "off" && v != "local";
+        if let Some(b) = self.batch.as_mut() {
+            let conn = b.conn.take().ok_or_else(aborted)?;
+            let pg = self.pg.clone();
+            let (conn, row) = block_on_pg(async move {
+                let row = conn.query_one("SHOW synchronous_commit", &[]).await.db(&pg);
+                (conn, row)
+            });
+            b.conn = Some(conn);
+            b.failed |= row.is_err();
+            return Ok(show(row?.get(0)));
+        }
+        let (pg, sync) = (self.pg.clone(), self.sync);
+        block_on_pg(async move {
+            let c = begin_synced(&pg, sync).await?;
+            let row = c.query_one("SHOW synchronous_commit", &[]).await.db(&pg);
+            let _ = c.batch_execute("ROLLBACK").await;
+            Ok(show(row?.get(0)))
+        })
     }
     /// Inside a batch, the changes of different keys are sent together on
     /// the batch's connection (pipelined: the server runs them in the order
