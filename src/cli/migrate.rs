@@ -198,23 +198,7 @@ fn parse_target(s: &str) -> Result<RouteTarget, String> {
 pub struct PlanArg(Vec<PhasePlan>);
 
 fn parse_plan(s: &str) -> Result<PlanArg, String> {
-    s.split(',')
-        .map(|p| {
-            let (pct, dur) = p.trim().split_once(':').ok_or_else(|| format!("'{p}' is not PERCENT:DURATION, e.g. 25:20m"))?;
-            let percent: u8 = pct.trim().trim_end_matches('%').parse().map_err(|_| format!("'{pct}' is not a percentage from 1 to 100"))?;
-            let d = dur.trim();
-            let (n, unit) = d.split_at(d.find(|c: char| !c.is_ascii_digit()).unwrap_or(d.len()));
-            let n: i64 = n.parse().map_err(|_| format!("'{dur}' is not a duration such as 90s, 20m or 2h"))?;
-            let secs = match unit {
-                "s" => n,
-                "m" | "" => n * 60,
-                "h" => n * 3600,
-                _ => return Err(format!("'{dur}' is not a duration such as 90s, 20m or 2h")),
-            };
-            Ok(PhasePlan { percent, min_secs: secs })
-        })
-        .collect::<Result<Vec<_>, String>>()
-        .map(PlanArg)
+    crate::domain::migration::parse_plan(s).map(PlanArg)
 }
 
 /// A router over the store with the accounts' keys from the keychain (for the parallel test).

@@ -6,7 +6,7 @@
 use crate::console::*;
 use crate::domain::AccountId;
 use crate::domain::Secret;
-use crate::domain::migration::RouteTarget;
+use crate::domain::migration::{PhasePlan, RouteTarget};
 use crate::domain::{AuditQuery, SupplierFilter, SupplierPatch, TokenId, UsageDimension};
 use crate::domain::{Clock, NewSupplier, Supplier, SupplierId};
 use crate::engine::demo::{DemoConfig, DemoSummary};
@@ -328,13 +328,17 @@ pub enum ConsoleCommand {
     /// The Migrations view; while it is watched, pushed again whenever it changes.
     LoadMigrations(MigrationQuery),
     /// Checks a migration; `to: None` picks the usual target (client → platform AI, platform → its own validated account).
+    /// `phases: None` checks the default plan (5 %, 25 %, 75 %, 100 %).
     PlanMigration {
         supplier: SupplierId,
         to: Option<RouteTarget>,
+        phases: Option<Vec<PhasePlan>>,
     },
+    /// Starts the plan as checked (`phases: None`: the default plan).
     StartMigration {
         supplier: SupplierId,
         to: RouteTarget,
+        phases: Option<Vec<PhasePlan>>,
     },
     /// Schedules a migration's start for `at` (the routing runtime starts it
     /// then, checking the wedding guard again): `ScheduleChanged`.
@@ -342,6 +346,7 @@ pub enum ConsoleCommand {
         supplier: SupplierId,
         to: RouteTarget,
         at: chrono::DateTime<chrono::Utc>,
+        phases: Option<Vec<PhasePlan>>,
     },
     /// Cancels a waiting scheduled start: `ScheduleChanged`.
     CancelSchedule(i64),

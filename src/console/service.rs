@@ -364,8 +364,10 @@ impl Service {
                 self.write_off_lease(supplier, month, instance, &reason)?
             }
             ConsoleCommand::LoadMigrations(q) => ConsoleEvent::Migrations(Arc::new(self.migrations_view(&q)?)),
-            ConsoleCommand::PlanMigration { supplier, to } => ConsoleEvent::MigrationPlanned(Arc::new(self.plan_migration(supplier, to)?)),
-            ConsoleCommand::ScheduleMigration { supplier, to, at } => self.schedule_migration(supplier, to, at)?,
+            ConsoleCommand::PlanMigration { supplier, to, phases } => {
+                ConsoleEvent::MigrationPlanned(Arc::new(self.plan_migration(supplier, to, phases)?))
+            }
+            ConsoleCommand::ScheduleMigration { supplier, to, at, phases } => self.schedule_migration(supplier, to, at, phases)?,
             ConsoleCommand::CancelSchedule(id) => self.cancel_schedule(id)?,
             ConsoleCommand::PreviewImport(path) => ConsoleEvent::ImportPreview(Arc::new(self.preview_import(&path)?)),
             ConsoleCommand::SaveImportTemplate(path) => self.save_import_template(&path)?,

@@ -46,6 +46,47 @@ pub fn default_plan() -> Vec<PhasePlan> {
     ]
 }
 
+/// Reads a plan written as `PERCENT:DURATION,…`, e.g. `5:10m,25:20m,75:30m,100:15m`
+/// (durations in s, m or h; a bare number is minutes). Checked by [`validate_plan`].
+pub fn parse_plan(s: &str) -> Result<Vec<PhasePlan>, String> {
+    let bad_duration = |dur: &str| format!("'{}' is not a duration such as 90s, 20m or 2h", dur.trim());
+    let plan = s
+        .split(',')
+        .map(|p| {
+            let (pct, dur) = p.trim().split_once(':').ok_or_else(|| format!("'{}' is not PERCENT:DURATION, e.g. 25:20m", p.trim()))?;
+            let percent: u8 = pct
+                .trim()
+                .trim_end_matches('%')
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{}' is not a percentage from 1 to 100", pct.trim()))?;
+            let d = dur.trim();
+            let (n, unit) = d.split_at(d.find(|c: char| !c.is_ascii_digit()).unwrap_or(d.len()));
+            let n: i64 = n.parse().map_err(|_| bad_duration(dur))?;
+            let per = match unit.trim() {
+                "s" => 1,
+                "m" | "" => 60,
+                "h" => 3_600,
+                _ => return Err(bad_duration(dur)),
+            };
+            let min_secs = n.checked_mul(per).ok_or_else(|| bad_duration(dur))?;
+            Ok(PhasePlan { percent, min_secs })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    validate_plan(&plan)?;
+    Ok(plan)
+}
+
+/// A plan as [`parse_plan`] reads it: `5:10m,25:20m,75:30m,100:15m`.
+pub fn format_plan(plan: &[PhasePlan]) -> String {
+    let dur = |secs: i64| match secs {
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    };
+    plan.iter().map(|p| format!("{}:{}", p.percent, dur(p.min_secs))).collect::<Vec<_>>().join(",")
+}
+
 pub fn validate_plan(plan: &[PhasePlan]) -> Result<(), String> {
     if plan.is_empty() {
         return Err("a migration plan needs at least one phase".into());
@@ -323,6 +364,24 @@ mod tests {
             s.record(i >= errors, latency);
         }
         s
+    }
+
+    #[test]
+    fn plans_are_read_and_written_as_percent_duration() {
+        assert_eq!(parse_plan("5:10m,25:20m,75:30m,100:15m").unwrap(), default_plan());
+        assert_eq!(format_plan(&default_plan()), "5:10m,25:20m,75:30m,100:15m");
+        assert_eq!(
+            parse_plan(" 50 % : 90s , 100:2h").unwrap(),
+            vec![PhasePlan { percent: 50, min_secs: 90 }, PhasePlan { percent: 100, min_secs: 7_200 }]
+        );
+        assert_eq!(parse_plan("100:30").unwrap(), vec![PhasePlan { percent: 100, min_secs: 1_800 }], "a bare number is minutes");
+        assert_eq!(format_plan(&[PhasePlan { percent: 100, min_secs: 90 }]), "100:90s");
+        assert!(parse_plan("50").unwrap_err().contains("PERCENT:DURATION"));
+        assert!(parse_plan("300:1m").unwrap_err().contains("percentage"));
+        assert!(parse_plan("100:5d").unwrap_err().contains("duration"));
+        assert!(parse_plan("100:99999999999999999h").unwrap_err().contains("duration"), "no overflow");
+        assert!(parse_plan("25:1m").unwrap_err().contains("100 %"), "validated");
+        assert!(parse_plan("").is_err());
     }
 
     #[test]

@@ -46,7 +46,12 @@ pub struct PlanView {
 }
 
 impl Service {
-    pub(in crate::console) fn plan_migration(&self, supplier: SupplierId, to: Option<RouteTarget>) -> Res<PlanView> {
+    pub(in crate::console) fn plan_migration(
+        &self,
+        supplier: SupplierId,
+        to: Option<RouteTarget>,
+        phases: Option<Vec<PhasePlan>>,
+    ) -> Res<PlanView> {
         let s = self.store.supplier(supplier).map_err(msg)?;
         let now = self.clock.now();
         let today = now.date_naive();
@@ -71,7 +76,7 @@ impl Service {
             Some(to) => {
                 let labels = self.route_labels()?;
                 self.migration_service()?
-                    .plan(supplier, to, None)
+                    .plan(supplier, to, phases)
                     .map(|p| {
                         // The first phase whose start (if started now) falls in a wedding window.
                         let mut t = now;

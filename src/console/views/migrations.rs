@@ -392,8 +392,8 @@ impl Service {
         let runtime = self.live().is_some_and(|l| l.services.migrations.is_some());
         let labels = self.route_labels()?;
         let (m, what) = match cmd {
-            ConsoleCommand::StartMigration { supplier, to } => {
-                let m = svc.start(supplier, to, None, None).map_err(msg)?;
+            ConsoleCommand::StartMigration { supplier, to, phases } => {
+                let m = svc.start(supplier, to, phases, None).map_err(msg)?;
                 let mut what = format!(
                     "Migration {} started: {} % of {}'s traffic now goes to {}",
                     m.id,

@@ -7,7 +7,7 @@
 use crate::console::ConsoleEvent;
 use crate::console::service::{Res, Service, msg};
 use crate::domain::SupplierId;
-use crate::domain::migration::RouteTarget;
+use crate::domain::migration::{PhasePlan, RouteTarget};
 use crate::domain::schedule::format_local;
 use crate::engine::migration_schedule as schedule;
 use chrono::{DateTime, Utc};
@@ -73,9 +73,15 @@ impl Service {
         Ok((rows, router.map(|h| h.to_string())))
     }
 
-    pub(in crate::console) fn schedule_migration(&self, supplier: SupplierId, to: RouteTarget, at: DateTime<Utc>) -> Res<ConsoleEvent> {
+    pub(in crate::console) fn schedule_migration(
+        &self,
+        supplier: SupplierId,
+        to: RouteTarget,
+        at: DateTime<Utc>,
+        phases: Option<Vec<PhasePlan>>,
+    ) -> Res<ConsoleEvent> {
         let svc = self.migration_service()?;
-        let s = schedule::schedule(&svc, supplier, to, None, at).map_err(msg)?;
+        let s = schedule::schedule(&svc, supplier, to, phases, at).map_err(msg)?;
         let sup = self.store.supplier(supplier).map_err(msg)?;
         let labels = self.route_labels()?;
         let mut what = format!(

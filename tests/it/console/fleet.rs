@@ -255,6 +255,89 @@ fn a_parallel_test_started_from_a_console_on_postgresql_is_run_by_the_fleet() {
     let _ = instance.0.wait();
 }
 
+/// A migration started from a console on the fleet's database (with a short
+/// plan typed in the form) is only written there; the fleet's migrations
+/// leader drives it on the traffic it serves, and the console, which never
+/// routes, watches it through to completion.
+#[test]
+fn a_migration_started_from_a_console_on_postgresql_is_driven_to_completion_by_the_fleet() {
+    use crate::support::fleet::{Fleet, chat};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use switchboard::domain::AccountId;
+    use switchboard::domain::migration::{MigrationState, RouteTarget};
+    use switchboard::sim::{DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let Some(fleet) = rt.block_on(Fleet::setup("sbt_console_migrate")) else { return };
+    let raw = rt.block_on(crate::support::pg::raw(&fleet.url));
+    rt.block_on(fleet.add_key(&raw, "platform", "WedSync OpenAI", DEMO_OPENAI_KEY));
+    let own = rt.block_on(fleet.add_key(&raw, "1", "Florals OpenAI", DEMO_CLIENT_OPENAI_KEY));
+    let (mut instance, gw) = fleet.serve("host-a", 30);
+    let (token, url) = (fleet.token.clone(), fleet.url.clone());
+    let (f, keys) = console_on_fleet(rt, &url, switchboard::engine::keys::FLEET_VALIDATION_WAIT);
+    let mut h = live_harness(&f, LiveServices::keys_only(keys), View::Migrations);
+    wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
+    assert!(shows(&h, "This console does not route"));
+    h.get_by_label("Start a migration…").click();
+    h.step();
+    // A plan that does not parse is refused in the form, before anything is sent.
+    field(&h, "Phases").click();
+    h.step();
+    field(&h, "Phases").type_text("50:1m");
+    h.step();
+    field(&h, "Supplier").click();
+    h.step();
+    field(&h, "Supplier").type_text("1");
+    h.step();
+    button(&h, "Check").click();
+    wait_until(&mut h, "the refused plan", |h| shows(h, "Phases: the last phase must send 100 % of traffic to the new route"));
+    // One phase of two seconds at 100 %: checked, shown, started as checked.
+    button(&h, "Cancel").click();
+    h.step();
+    h.get_by_label("Start a migration…").click();
+    h.step();
+    field(&h, "Phases").click();
+    h.step();
+    field(&h, "Phases").type_text("100:2s");
+    h.step();
+    field(&h, "Supplier").click();
+    h.step();
+    field(&h, "Supplier").type_text("1");
+    h.step();
+    button(&h, "Check").click();
+    wait_until(&mut h, "the checked short plan", |h| shows(h, "platform AI to Florals OpenAI (account 2): 100 % for 2 s"));
+    button(&h, "Start migration").click();
+    wait_until(&mut h, "the started migration", |h| shows(h, "a running `switchboard serve` drives its phases"));
+    // Traffic through the instance: the phase is judged on it (at least 20 requests on the new route).
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, gw, token) = (stop.clone(), gw.clone(), token.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let http = reqwest::Client::new();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = chat(&http, &gw, &token, &format!("m-{i}")).await;
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+    };
+    wait_until(&mut h, "the completed migration", |h| shows(h, "completed · "));
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let m = f.store.migration(1).unwrap();
+    assert_eq!((m.state, m.to), (MigrationState::Completed, RouteTarget::Account(AccountId(own))));
+    assert_eq!(m.plan(), vec![switchboard::domain::migration::PhasePlan { percent: 100, min_secs: 2 }], "the plan as typed");
+    let actions: Vec<String> = f.store.audit_entries(&AuditFilter::default()).unwrap().into_iter().map(|a| a.action).collect();
+    for a in ["migration.start", "migration.complete"] {
+        assert_eq!(actions.iter().filter(|x| *x == a).count(), 1, "{a} once: {actions:?}");
+    }
+    let _ = instance.0.kill();
+    let _ = instance.0.wait();
+}
+
 /// The README's picture of the Instances view (a fleet of two live instances,
 /// one stopped, one gone whose lease still holds quota). Ignored in the suite;
 /// it needs the PostgreSQL cluster `scripts/test` starts:

@@ -16,7 +16,7 @@ use crate::console::{
     RecommendationRow,
 };
 use crate::domain::SupplierId;
-use crate::domain::migration::{MigrationState, RouteTarget};
+use crate::domain::migration::{MigrationState, PhasePlan, RouteTarget};
 use crate::domain::parallel::{ParallelProgress, SideReport};
 use crate::domain::{MirrorPlan, MirrorPlanError};
 use crate::ui::theme;

@@ -74,7 +74,7 @@ pub(super) fn recommendations(ui: &mut Ui, recs: &[RecommendationRow], st: &mut 
         st.plan = None;
         st.plan_error = None;
         st.planning = true;
-        cx.send(ConsoleCommand::PlanMigration { supplier, to: None });
+        cx.send(ConsoleCommand::PlanMigration { supplier, to: None, phases: None });
     }
 }
 
@@ -257,6 +257,6 @@ pub(super) fn parallel(ui: &mut Ui, v: &MigrationsView, st: &mut State, cx: &mut
         st.plan = None;
         st.plan_error = None;
         st.planning = true;
-        cx.send(ConsoleCommand::PlanMigration { supplier, to: Some(to) });
+        cx.send(ConsoleCommand::PlanMigration { supplier, to: Some(to), phases: None });
     }
 }

@@ -16,12 +16,25 @@ pub(super) struct StartForm {
     /// A start time typed for a schedule (RFC 3339 with its offset), and what is wrong with it.
     at: String,
     at_error: Option<String>,
+    /// The phases as typed (`PERCENT:DURATION,…`); empty: the default plan.
+    phases: String,
 }
 
 impl StartForm {
     pub(super) fn new(supplier: SupplierId) -> Self {
         // The name is filled in from the directory when the form is drawn.
         StartForm { supplier: Picker::with(supplier.0, format!("#{}", supplier.0)), scroll_to: true, ..StartForm::default() }
+    }
+}
+
+impl StartForm {
+    /// The phases typed, checked; `None` when the field is empty (the default plan).
+    fn phases(&self) -> Result<Option<Vec<PhasePlan>>, String> {
+        let t = self.phases.trim();
+        if t.is_empty() {
+            return Ok(None);
+        }
+        crate::domain::migration::parse_plan(t).map(Some).map_err(|e| format!("Phases: {e}"))
     }
 }
 
@@ -70,8 +83,8 @@ pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     let Some(form) = st.form.as_mut() else { return };
     let mut close = false;
     let mut check: Option<(SupplierId, Option<RouteTarget>)> = None;
-    let mut start: Option<(SupplierId, RouteTarget)> = None;
-    let mut schedule: Option<(SupplierId, RouteTarget, chrono::DateTime<chrono::Utc>)> = None;
+    let mut start: Option<(SupplierId, RouteTarget, Vec<PhasePlan>)> = None;
+    let mut schedule: Option<(SupplierId, RouteTarget, chrono::DateTime<chrono::Utc>, Vec<PhasePlan>)> = None;
     let mut test: Option<ParallelRun> = None;
     let mut start_test: Option<(SupplierId, RouteTarget)> = None;
     let mut mirror: Option<(SupplierId, RouteTarget, MirrorPlan)> = None;
@@ -81,7 +94,7 @@ pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         ui.set_width(ui.available_width());
         ui.label(RichText::new("Start a migration").strong());
         ui.label(
-            RichText::new("5 %, 25 %, 75 %, then 100 % of the supplier's traffic, each phase checked; no phase begins within 48 h of one of its weddings.")
+            RichText::new("By default 5 %, 25 %, 75 %, then 100 % of the supplier's traffic, each phase checked; no phase begins within 48 h of one of its weddings.")
                 .small()
                 .color(p.muted),
         );
@@ -113,6 +126,18 @@ pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
             }
             if st.planning {
                 ui.spinner();
+            }
+        });
+        ui.horizontal(|ui| {
+            let default = crate::domain::migration::format_plan(&crate::domain::migration::default_plan());
+            let r = text_field(ui, "Phases", &mut form.phases, &default, 260.0).on_hover_text(
+                "Each phase as PERCENT:DURATION, separated by commas: the share of the supplier's traffic on the new route and how long the phase lasts at least (s, m or h); the last phase sends 100 %. Empty: the default plan. Press Enter or Check to check it.",
+            );
+            if r.lost_focus()
+                && ui.input(|i| i.key_pressed(egui::Key::Enter))
+                && let Ok(n) = form.supplier.resolve(&cx.picks.suppliers, "supplier")
+            {
+                check = Some((SupplierId(n), st.plan.as_ref().filter(|p| p.supplier.0 == n).and_then(|p| p.to)));
             }
         });
         if let Some(e) = &form.field_error {
@@ -249,7 +274,7 @@ pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                         if resp.clicked()
                             && let Some(to) = plan.to
                         {
-                            start = Some((plan.supplier, to));
+                            start = Some((plan.supplier, to, s.phases.clone()));
                         }
                     } else {
                         ui.label(RichText::new("Starting now is refused (a wedding is within 48 h).").color(p.muted));
@@ -261,7 +286,7 @@ pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                             .clicked()
                         && let Some(to) = plan.to
                     {
-                        schedule = Some((plan.supplier, to, s.earliest_start));
+                        schedule = Some((plan.supplier, to, s.earliest_start, s.phases.clone()));
                     }
                     if st.acting {
                         ui.spinner();
@@ -282,7 +307,7 @@ pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
                         match parse_start_time(&form.at) {
                             Ok(at) => {
                                 form.at_error = None;
-                                schedule = Some((plan.supplier, to, at));
+                                schedule = Some((plan.supplier, to, at, s.phases.clone()));
                             }
                             Err(e) => form.at_error = Some(e),
                         }
@@ -329,17 +354,27 @@ pub(super) fn start_form(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
         st.form_result = None;
     }
     if let Some((supplier, to)) = check {
-        st.planning = true;
-        st.plan_error = None;
-        cx.send(ConsoleCommand::PlanMigration { supplier, to });
+        // The phases as typed go with every check; what was checked is what starts.
+        match st.form.as_ref().map(StartForm::phases).unwrap_or(Ok(None)) {
+            Ok(phases) => {
+                st.planning = true;
+                st.plan_error = None;
+                cx.send(ConsoleCommand::PlanMigration { supplier, to, phases });
+            }
+            Err(e) => {
+                if let Some(f) = st.form.as_mut() {
+                    f.field_error = Some(e);
+                }
+            }
+        }
     }
-    if let Some((supplier, to)) = start {
+    if let Some((supplier, to, phases)) = start {
         st.acting = true;
-        cx.send(ConsoleCommand::StartMigration { supplier, to });
+        cx.send(ConsoleCommand::StartMigration { supplier, to, phases: Some(phases) });
     }
-    if let Some((supplier, to, at)) = schedule {
+    if let Some((supplier, to, at, phases)) = schedule {
         st.acting = true;
-        cx.send(ConsoleCommand::ScheduleMigration { supplier, to, at });
+        cx.send(ConsoleCommand::ScheduleMigration { supplier, to, at, phases: Some(phases) });
     }
 }
 
