@@ -427,10 +427,12 @@ impl Store {
 
     /// The persistent cache per supplier: entries, bytes and hits of its rows
     /// (expired ones too, until the sweep deletes them: they hold the bytes).
-    /// On PostgreSQL none: each instance keeps its cache in its own `local.db`.
+    /// On PostgreSQL each instance keeps its cache in its own `local.db` and
+    /// reports it per supplier: the sum over the live instances' reports.
     pub fn response_cache_usage(&self) -> StoreResult<Vec<(SupplierId, CacheUsage)>> {
-        if self.is_postgres() {
-            return Ok(Vec::new());
+        if let Some(pg) = self.postgres() {
+            let gone_after = crate::store::pg::fleet::DEFAULT_GONE_AFTER;
+            return pg.block(move |pg| async move { crate::store::pg::cache_stats::fleet_usage(&pg, gone_after).await });
         }
         self.with_conn(|c| {
             let mut st = c.prepare_cached(

@@ -116,8 +116,19 @@ async fn parallel_tests_and_cache_purges_on_postgresql_are_carried_out_by_the_fl
     let http = reqwest::Client::new();
     assert_eq!(cached_chat(&http, &gw, &f.token).await, "miss");
     assert_eq!(cached_chat(&http, &gw, &f.token).await, "hit");
-    let stats: serde_json::Value = serde_json::from_str(&ok(f.cmd().args(["cache", "stats", "--json"]))).unwrap();
-    assert!(stats["suppliers"].is_array(), "{stats}");
+    // `cache stats` counts the entries the instances report (within a heartbeat) and the hits from the ledger.
+    let stats = || -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&ok(f.cmd().args(["cache", "stats", "--json"]))).unwrap();
+        v["suppliers"].as_array().unwrap().iter().find(|s| s["supplier"] == 1).cloned().unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut s = stats();
+    while (s["entries"] != 1 || s["hits"] != 1) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s = stats();
+    }
+    assert_eq!((s["entries"].as_u64(), s["hits"].as_u64()), (Some(1), Some(1)), "{s}");
+    assert!(s["bytes"].as_u64().unwrap() > 100, "{s}");
     let out = ok(f.cmd().args(["cache", "purge", "--supplier", "1"]));
     assert!(out.contains("sent to the fleet"), "{out}");
     let filed = Instant::now();
@@ -136,6 +147,10 @@ async fn parallel_tests_and_cache_purges_on_postgresql_are_carried_out_by_the_fl
     let at = (chrono::Utc::now() + chrono::Duration::days(3)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let out = ok(f.cmd().args(["migrate", "start", "--supplier", "1", "--to", &format!("account:{own}"), "--at", &at]));
     assert!(out.contains("fleet instance") && out.contains("routes this database and will start it on time"), "{out}");
-    let _ = instance.0.kill();
+    // Stopped cleanly, the instance's cache serves no one: its entries leave the fleet's count (its hits stay).
+    let st = std::process::Command::new("kill").arg("-TERM").arg(instance.0.id().to_string()).status().unwrap();
+    assert!(st.success());
     let _ = instance.0.wait();
+    let s = stats();
+    assert!(s["entries"] == 0 && s["hits"].as_u64().unwrap() >= 2, "{s}");
 }

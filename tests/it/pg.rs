@@ -305,7 +305,7 @@ fn store_copy_round_trip_keeps_every_row_and_the_totals() {
         format!("{:?}", on_pg.cache_by_dims(from, to).unwrap()),
     );
     same("cache hits", format!("{:?}", source.cache_hits_by_supplier().unwrap()), format!("{:?}", on_pg.cache_hits_by_supplier().unwrap()));
-    assert!(on_pg.response_cache_usage().unwrap().is_empty(), "cached answers live on the instances");
+    assert!(on_pg.response_cache_usage().unwrap().is_empty(), "cached answers live on the instances, and none reports any");
     let e = on_pg.purge_response_cache(None, chrono::Utc::now(), "test").unwrap_err().to_string();
     assert!(e.contains("each instance keeps its own response cache"), "{e}");
     drop((source, on_pg));

@@ -73,7 +73,7 @@ impl Default for FleetSettings {
         Self {
             time: FleetTime::Database,
             heartbeat_every: Duration::from_secs(5),
-            gone_after: Duration::from_secs(30),
+            gone_after: crate::store::pg::fleet::DEFAULT_GONE_AFTER,
             leader_ttl: Duration::from_secs(15),
             leader_check_every: Duration::from_secs(5),
             listen_backoff_min: Duration::from_millis(200),

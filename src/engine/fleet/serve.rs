@@ -23,7 +23,8 @@
 //! - Idempotency keys are claimed in PostgreSQL (`store::pg::idempotency`),
 //!   so a retry on another instance replays the first answer. What stays per
 //!   instance: the response cache, in `<local dir>/<database tag>/local.db`
-//!   (SQLite).
+//!   (SQLite), whose entries per supplier it reports to `instance_cache`
+//!   every heartbeat interval (purges reach it through `cache_purges`).
 
 use super::Duty;
 use super::node::FleetNode;
@@ -92,6 +93,7 @@ pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts:
         let mut cfg = opts.router.clone();
         cfg.quota_leases = Some(opts.fleet.leases);
         cfg.idempotency.fleet_instance = Some((id, opts.fleet.settings.gone_after));
+        cfg.idempotency.sync = opts.ledger_sync;
         cfg.local_store = Some(local.clone());
         let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || Router::new(store, providers, pricing, clock, ledger, cfg, Some(rt))).await??
@@ -119,7 +121,8 @@ pub async fn start(store: Arc<Store>, vault: Vault, clock: Arc<dyn Clock>, opts:
     tasks.push(tokio::spawn(share_rate_limits(router.clone(), node.store().clone(), opts.fleet.settings.clone())));
     tasks.push(tokio::spawn(validate_for_consoles(keys.clone())));
     tasks.push(tokio::spawn(parallel_tests_for_consoles(router.clone(), id, opts.fleet.settings.gone_after)));
-    tasks.push(tokio::spawn(apply_cache_purges(router.clone(), store.clone(), local)));
+    tasks.push(tokio::spawn(apply_cache_purges(router.clone(), store.clone(), local.clone())));
+    tasks.push(tokio::spawn(report_cache_usage(pg.clone(), local, id, opts.fleet.settings.heartbeat_every)));
     let migrations = {
         let (store, router, clock) = (store.clone(), router.clone(), clock.clone());
         tokio::task::spawn_blocking(move || MigrationService::new(store, router, clock)).await??
@@ -246,6 +249,35 @@ async fn apply_cache_purges(router: Arc<Router>, store: Arc<Store>, local: Arc<S
         t.tick().await;
         if let Err(e) = crate::engine::cache::apply_fleet_purges(router.cache(), &store, &local).await {
             tracing::warn!(error = %e, "cannot apply the fleet's cache purges (will retry)");
+        }
+    }
+}
+
+/// Reports what this instance's response cache holds per supplier (its
+/// `local.db`), every heartbeat interval when it changed, so that the
+/// fleet's consoles and `cache stats` count the entries across instances.
+async fn report_cache_usage(pg: crate::store::pg::PgStore, local: Arc<Store>, own: i64, every: std::time::Duration) {
+    let mut t = tokio::time::interval(every);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported = None;
+    loop {
+        t.tick().await;
+        let l = local.clone();
+        let usage = match tokio::task::spawn_blocking(move || l.response_cache_usage()).await {
+            Ok(Ok(u)) => u,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read this instance's cache usage (will retry)");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if reported.as_ref() == Some(&usage) {
+            continue;
+        }
+        let (p, u) = (pg.clone(), usage.clone());
+        match on_pg(async move { crate::store::pg::cache_stats::report_usage(&p, own, &u).await }).await {
+            Ok(()) => reported = Some(usage),
+            Err(e) => tracing::warn!(error = %e, "cannot report this instance's cache usage (will retry)"),
         }
     }
 }

@@ -93,6 +93,10 @@ pub struct NewInstance {
     pub version: String,
 }
 
+/// Silence after which an instance counts as gone by default (the engine's
+/// `FleetSettings::gone_after`; `serve --heartbeat-ms` makes it six heartbeats).
+pub const DEFAULT_GONE_AFTER: Duration = Duration::from_secs(30);
+
 /// Whether an instance is running, by its heartbeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -257,6 +261,8 @@ impl FleetStore {
             tx.execute("UPDATE leader_leases SET expires_at = '-infinity' WHERE holder_instance = $1", &[&id])
                 .await
                 .map_err(|e| s.db_err(&e))?;
+            // Its cache serves no one now (its local.db keeps the entries for its next run).
+            tx.execute("DELETE FROM instance_cache WHERE instance_id = $1", &[&id]).await.map_err(|e| s.db_err(&e))?;
             tx.commit().await.map_err(|e| s.db_err(&e))
         })
         .await

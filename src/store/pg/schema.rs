@@ -162,6 +162,8 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     super::fleet_actions::FLEET_ACTIONS_MIGRATION,
     // v11: which instance holds an idempotency key in flight (store::pg::idempotency).
     super::idempotency::HOLDER_MIGRATION,
+    // v12: what each instance's response cache holds (store::pg::cache_stats).
+    super::cache_stats::CACHE_USAGE_MIGRATION,
 ];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
