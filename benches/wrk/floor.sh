@@ -36,6 +36,12 @@
 # (the supplier has a wedding today in both: its quota does not refuse the
 # load, but on PostgreSQL every platform request is still reserved from and
 # debited to the instance's quota lease, and folded into PostgreSQL).
+# `SWITCHBOARD_BENCH_SUPPLIERS=N` (N > 1) instead gives every variant N
+# enterprise suppliers with no wedding today and spreads the requests over
+# their N tokens (round robin), so that each supplier's quota and rate limit
+# (6,000 a minute) are enforced, not bypassed, and on PostgreSQL its quota
+# lease is topped up and shrunk as it runs; pick N so that N × 100 req/s is
+# well above the load (e.g. 500).
 # `SWITCHBOARD_DURABILITY=power` measures `serve --ledger-durability power`;
 # `SWITCHBOARD_BENCH_PERF=FILE` also profiles the first variant (see below).
 #
@@ -48,6 +54,7 @@ secs=${1:-8}
 rounds=${2:-3}
 shift $(($# < 2 ? $# : 2))
 durability=${SWITCHBOARD_DURABILITY:-process}
+suppliers=${SWITCHBOARD_BENCH_SUPPLIERS:-1}
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$nginx" ] || { echo "floor.sh needs nginx: apt-get install nginx-light" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "floor.sh needs wrk: apt-get install wrk" >&2; exit 1; }
@@ -121,7 +128,7 @@ start_pg() {
 }
 
 # The gateway variants: NAME=BINARY [ARGS], each with its own database and port.
-names=() ports=() tokens=() gws=()
+names=() ports=() tokens=() token_files=() gws=()
 i=0
 for spec in "$@"; do
   name=${spec%%=*}
@@ -137,7 +144,17 @@ for spec in "$@"; do
     "${cmd[0]}" --database "$db" fleet init --key-file "$SWITCHBOARD_FLEET_KEY_FILE" >/dev/null
     serve_extra=(--fleet-dir "$tmp/$name-fleet")
   fi
-  "${cmd[0]}" --db "$db" supplier add --name "Bench Studio" --vendor-type photographer --tier enterprise --wedding "$(date -u +%F)" >/dev/null
+  if [ "$suppliers" -gt 1 ]; then
+    { echo "name,vendor_type,tier,mode,time_zone,weddings"
+      for n in $(seq "$suppliers"); do echo "Bench Studio $n,photographer,enterprise,platform,UTC,"; done; } >"$tmp/$name-suppliers.csv"
+    "${cmd[0]}" --db "$db" supplier import "$tmp/$name-suppliers.csv" >/dev/null
+    : >"$tmp/$name.tokens"
+    for n in $(seq "$suppliers"); do "${cmd[0]}" --db "$db" token issue --supplier "$n" 2>/dev/null >>"$tmp/$name.tokens"; echo >>"$tmp/$name.tokens"; done
+    token_files+=("$tmp/$name.tokens")
+  else
+    "${cmd[0]}" --db "$db" supplier add --name "Bench Studio" --vendor-type photographer --tier enterprise --wedding "$(date -u +%F)" >/dev/null
+    token_files+=("")
+  fi
   printf 'sk-bench-openai-platform-000000000001' | "${cmd[0]}" --db "$db" key add --owner platform --provider openai --base-url "http://$up" >/dev/null
   tokens+=("$("${cmd[0]}" --db "$db" token issue --supplier 1 2>/dev/null)")
   # The variant's flags go after `serve`.
@@ -195,7 +212,7 @@ for r in $(seq "$rounds"); do
       continue
     fi
     for i in "${!names[@]}"; do [ "${names[$i]}" = "$side" ] && break; done
-    export GATEWAY_TOKEN=${tokens[$i]}
+    export GATEWAY_TOKEN=${tokens[$i]} GATEWAY_TOKENS_FILE=${token_files[$i]}
     url=http://127.0.0.1:${ports[$i]}/v1/chat/completions
     # shellcheck disable=SC2046
     run "$r" "$side" direct 1 "http://$up/v1/chat/completions" "$direct" $(workers upstream)
@@ -210,7 +227,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 # (`perf record -g`) under one connection for `secs` seconds; read it with
 #   perf report -i FILE --no-children --sort dso,sym
 if [ -n "${SWITCHBOARD_BENCH_PERF:-}" ]; then
-  export GATEWAY_TOKEN=${tokens[0]}
+  export GATEWAY_TOKEN=${tokens[0]} GATEWAY_TOKENS_FILE=${token_files[0]}
   before=$(cpu "${gws[0]}")
   perf record -F 2999 -g -o "$SWITCHBOARD_BENCH_PERF" -p "${gws[0]}" -- sleep "$secs" 2>"$tmp/perf.log" &
   perf_pid=$!

@@ -8,6 +8,7 @@ first (an A/B).
 """
 
 import statistics
+import os
 import sys
 import time
 
@@ -57,7 +58,10 @@ def ratio(a, b):
 
 print(f"`benches/wrk/floor.sh {secs} {len(rounds)}` at commit {commit}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
       f"nproc {nproc}, load average {load_start} at the start and {load_end} at the end; `--ledger-durability {durability}`; "
-      f"{secs} s per wrk run (`-t1`), {len(rounds)} rounds alternating nginx and the gateway.")
+      f"{secs} s per wrk run (`-t1`), {len(rounds)} rounds alternating nginx and the gateway; "
+      + (f"{int(os.environ['SWITCHBOARD_BENCH_SUPPLIERS'])} enterprise suppliers with no wedding today, the requests spread over their tokens."
+         if int(os.environ.get("SWITCHBOARD_BENCH_SUPPLIERS", "1") or "1") > 1
+         else "one enterprise supplier with a wedding today."))
 print()
 print("| round | side | path | connections | req/s | p50 | p99 (wrk) | server CPU per request | non-2xx | load |")
 print("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

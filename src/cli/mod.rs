@@ -39,9 +39,10 @@ pub struct Cli {
     pub db: Option<PathBuf>,
 
     /// A PostgreSQL database to use instead of a file
-    /// (`postgres://USER@HOST:PORT/DATABASE`; takes precedence over --db). So
-    /// far supplier, key list, token, alerts, recommendations, report,
-    /// export and opening the store for `serve` work on PostgreSQL.
+    /// (`postgres://USER@HOST:PORT/DATABASE`; takes precedence over --db): the
+    /// fleet's shared database. Every command works on it but `demo-data`
+    /// (generate into a file, then `store copy`); without a subcommand it
+    /// opens the console on the fleet (which never routes there).
     #[arg(long, global = true, env = "SWITCHBOARD_DATABASE", value_name = "URL", hide_env_values = true)]
     pub database: Option<String>,
 
