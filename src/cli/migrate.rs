@@ -82,7 +82,7 @@ fn print_schedule(store: &Store, s: &crate::store::MigrationSchedule) {
     use crate::domain::schedule::format_local;
     let tz = store.supplier(s.supplier).map(|x| x.time_zone).unwrap_or(chrono_tz::Tz::UTC);
     let runtime = crate::engine::migration_schedule::router_of(store);
-    let wait = crate::engine::migration_schedule::waiting_reason(s, super::now(), runtime.as_ref());
+    let wait = crate::engine::migration_schedule::waiting_reason(s, super::now(), runtime.as_ref(), store.is_postgres());
     println!(
         "Scheduled {} · supplier {} → {} · at {} ({} UTC) · {}{}{}",
         s.id,

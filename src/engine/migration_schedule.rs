@@ -128,11 +128,15 @@ pub fn start_due(svc: &MigrationService) -> Result<Vec<MigrationSchedule>, Migra
 
 /// Why a waiting schedule has not started, for the timeline: `None` when a
 /// runtime routes the database and the time has not come, else a sentence.
-pub fn waiting_reason(sched: &MigrationSchedule, now: DateTime<Utc>, router: Option<&LockHolder>) -> Option<String> {
+/// `fleet`: the database is the fleet's PostgreSQL (where only `serve` instances route).
+pub fn waiting_reason(sched: &MigrationSchedule, now: DateTime<Utc>, router: Option<&LockHolder>, fleet: bool) -> Option<String> {
     if sched.state != ScheduleState::Waiting {
         return None;
     }
     match (router, sched.start_at <= now) {
+        (None, _) if fleet => {
+            Some("no instance of the fleet is running, so nothing will start it: start `switchboard serve` on one of the servers".into())
+        }
         (None, _) => Some(
             "no runtime routes this database, so nothing will start it: turn on routing on the Overview, or run `switchboard serve`".into(),
         ),

@@ -88,6 +88,12 @@ async fn parallel_tests_and_cache_purges_on_postgresql_are_carried_out_by_the_fl
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no instance of the fleet took the parallel test within 1 s"), "{err}");
     assert_eq!(count(&db, "SELECT count(*) FROM parallel_test_requests WHERE state = 'withdrawn'").await, 1);
+    // Nor would anything start a scheduled migration, and the schedule says so in the fleet's terms.
+    let at = (chrono::Utc::now() + chrono::Duration::days(3)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let out = ok(f.cmd().args(["migrate", "start", "--supplier", "1", "--to", &format!("account:{own}"), "--at", &at]));
+    assert!(out.contains("no instance of the fleet is running") && !out.contains("Overview"), "{out}");
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    ok(f.cmd().args(["migrate", "unschedule", &id]));
 
     // An instance takes it, runs both routes with the keys only it can open, and writes the report.
     let (mut instance, gw) = f.serve("host-a", 30);

@@ -70,7 +70,7 @@ fn a_scheduled_migration_starts_on_time_and_the_wedding_guard_is_checked_again_t
     let e = schedule::schedule(&svc, quiet, RouteTarget::Platform, None, june() + Duration::hours(5)).unwrap_err().to_string();
     assert!(e.contains("already has a migration scheduled"), "{e}");
     // Nobody routes this database: the timeline says what it waits for.
-    let why = schedule::waiting_reason(&b, clock.now(), schedule::router_of(&store).as_ref()).unwrap();
+    let why = schedule::waiting_reason(&b, clock.now(), schedule::router_of(&store).as_ref(), false).unwrap();
     assert!(why.contains("no runtime routes this database"), "{why}");
 
     // Not due yet: nothing starts.

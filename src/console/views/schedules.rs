@@ -66,7 +66,7 @@ impl Service {
                     state: s.state.as_str().to_string(),
                     waiting: s.state == crate::store::ScheduleState::Waiting,
                     migration_id: s.migration_id,
-                    note: s.reason.clone().or_else(|| schedule::waiting_reason(s, now, router.as_ref())),
+                    note: s.reason.clone().or_else(|| schedule::waiting_reason(s, now, router.as_ref(), self.store.is_postgres())),
                 }
             })
             .collect();
@@ -91,7 +91,11 @@ impl Service {
             format_local(s.start_at, sup.time_zone)
         );
         if schedule::router_of(&self.store).is_none() {
-            what.push_str("; nothing routes this database now, so it waits until routing is on (Overview) or `switchboard serve` runs");
+            what.push_str(if self.store.is_postgres() {
+                "; no instance of the fleet is running now, so it waits until one does (`switchboard serve` on a server)"
+            } else {
+                "; nothing routes this database now, so it waits until routing is on (Overview) or `switchboard serve` runs"
+            });
         }
         Ok(ConsoleEvent::ScheduleChanged { id: s.id, what })
     }
