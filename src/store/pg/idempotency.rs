@@ -153,8 +153,6 @@ type Conn = deadpool_postgres::Object;
 /// A batch's connection, inside its transaction.
 struct Batch {
     conn: Option<Conn>,
-    /// Its `BEGIN` was sent (with the first changes, in the same flight).
-    begun: bool,
     /// A statement failed: the transaction is aborted and is rolled back at the end.
     failed: bool,
 }
@@ -199,29 +197,12 @@ async fn begin(pg: &PgStore) -> StoreResult<Conn> {
 /// (one round trip either way).
 async fn begin_synced(pg: &PgStore, sync: LedgerSync) -> StoreResult<Conn> {
     let c = pg.client().await?;
-    c.batch_execute(begin_sql(sync)).await.db(pg)?;
-    Ok(c)
-}
-
-fn begin_sql(sync: LedgerSync) -> &'static str {
-    match sync {
+    let sql = match sync {
         LedgerSync::Full => "BEGIN",
         LedgerSync::Normal => "BEGIN; SET LOCAL synchronous_commit = off",
-    }
-}
-
-/// Runs `work` on `c` inside a transaction opened in the same flight: the
-/// `BEGIN` is sent first and the work's statements right behind it, without
-/// waiting for its answer (one round trip less). A `BEGIN` that fails while
-/// the work succeeds (it ran outside a transaction, each statement committed
-/// on its own) is logged, and the work's result stands: it happened.
-async fn begun_with<F: std::future::Future>(pg: &PgStore, c: &Conn, sync: LedgerSync, work: F) -> F::Output {
-    let begin = async { c.batch_execute(begin_sql(sync)).await.db(pg) };
-    let (begun, out) = futures::join!(begin, work);
-    if let Err(e) = begun {
-        tracing::warn!(error = %e, "an idempotency transaction did not open; its statements ran on their own");
-    }
-    out
+    };
+    c.batch_execute(sql).await.db(pg)?;
+    Ok(c)
 }
 
 impl PgIdempotency {
@@ -534,11 +515,11 @@ impl PgIdempotency {
         }
         let (pg, holder, sync) = (self.pg.clone(), self.holder, self.sync);
         block_on_pg(async move {
-            let conn = match pg.client().await {
+            let conn = match begin_synced(&pg, sync).await {
                 Ok(conn) => conn,
-                Err(e) => return failed_with(&c, e.into()),
+                Err(e) => return failed_with(&c, e),
             };
-            let r = begun_with(&pg, &conn, sync, run_change(&pg, &conn, holder, c)).await;
+            let r = run_change(&pg, &conn, holder, c).await;
             match r {
                 Changed::Claim(r) => Changed::Claim(finish(&pg, &conn, r).await),
                 Changed::Complete(r) => Changed::Complete(finish(&pg, &conn, r).await),
@@ -561,11 +542,10 @@ fn aborted() -> crate::store::StoreError {
 
 impl IdempotencyBackend for PgIdempotency {
     /// Opens a transaction on a connection of its own for the changes that follow.
-    /// (The `BEGIN` goes out with the batch's first changes.)
     fn begin_batch(&mut self) -> StoreResult<()> {
-        let pg = self.pg.clone();
-        let conn = block_on_pg(async move { pg.client().await })?;
-        self.batch = Some(Batch { conn: Some(conn), begun: false, failed: false });
+        let (pg, sync) = (self.pg.clone(), self.sync);
+        let conn = block_on_pg(async move { begin_synced(&pg, sync).await })?;
+        self.batch = Some(Batch { conn: Some(conn), failed: false });
         Ok(())
     }
     /// Commits the batch, or rolls it back and says so when one of its changes failed.
@@ -573,9 +553,6 @@ impl IdempotencyBackend for PgIdempotency {
         let Some(mut b) = self.batch.take() else { return Ok(()) };
         let Some(conn) = b.conn.take() else { return Err(aborted()) };
         let (pg, failed) = (self.pg.clone(), b.failed);
-        if !b.begun && !failed {
-            return Ok(()); // nothing was sent: the connection goes back to the pool as it came
-        }
         block_on_pg(async move {
             if failed {
                 conn.batch_execute("ROLLBACK").await.db(&pg)?;
@@ -641,13 +618,11 @@ impl IdempotencyBackend for PgIdempotency {
         let show = |v: String| v != "off" && v != "local";
         if let Some(b) = self.batch.as_mut() {
             let conn = b.conn.take().ok_or_else(aborted)?;
-            let (pg, sync, begun) = (self.pg.clone(), self.sync, b.begun);
+            let pg = self.pg.clone();
             let (conn, row) = block_on_pg(async move {
-                let show = async { conn.query_one("SHOW synchronous_commit", &[]).await.db(&pg) };
-                let row = if begun { show.await } else { begun_with(&pg, &conn, sync, show).await };
+                let row = conn.query_one("SHOW synchronous_commit", &[]).await.db(&pg);
                 (conn, row)
             });
-            b.begun = true;
             b.conn = Some(conn);
             b.failed |= row.is_err();
             return Ok(show(row?.get(0)));
@@ -672,14 +647,12 @@ impl IdempotencyBackend for PgIdempotency {
             self.batch = Some(b);
             return changes.iter().map(refused).collect();
         };
-        let (pg, holder, sync, begun) = (self.pg.clone(), self.holder, self.sync, b.begun);
+        let (pg, holder) = (self.pg.clone(), self.holder);
         let (conn, results) = block_on_pg(async move {
-            let work = pipelined(&pg, &conn, holder, changes);
-            let results = if begun { work.await } else { begun_with(&pg, &conn, sync, work).await };
+            let results = pipelined(&pg, &conn, holder, changes).await;
             (conn, results)
         });
-        b.begun = true;
-        b.failed |= results.iter().any(Changed::is_err);
+        b.failed = results.iter().any(Changed::is_err);
         b.conn = Some(conn);
         self.batch = Some(b);
         results
