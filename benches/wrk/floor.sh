@@ -43,7 +43,8 @@
 # lease is topped up and shrunk as it runs; pick N so that N × 100 req/s is
 # well above the load (e.g. 500).
 # `SWITCHBOARD_DURABILITY=power` measures `serve --ledger-durability power`;
-# `SWITCHBOARD_BENCH_PERF=FILE` also profiles the first variant (see below).
+# `SWITCHBOARD_BENCH_PERF=FILE` also profiles the first variant (see below;
+# with `SWITCHBOARD_BENCH_PERF_KEYED=1` its requests carry an Idempotency-Key).
 #
 # Needs wrk, nginx (`apt-get install wrk nginx-light`), dbus, gnome-keyring
 # (the platform key goes into a private keyring, as in scripts/test) and
@@ -232,7 +233,9 @@ if [ -n "${SWITCHBOARD_BENCH_PERF:-}" ]; then
   perf record -F 2999 -g -o "$SWITCHBOARD_BENCH_PERF" -p "${gws[0]}" -- sleep "$secs" 2>"$tmp/perf.log" &
   perf_pid=$!
   sleep 0.2
-  reqs=$(wrk -t1 -c1 -d"${secs}s" -s benches/wrk/gateway.lua "http://127.0.0.1:${ports[0]}/v1/chat/completions" | awk '/requests in/ {print $1}')
+  perf_lua=benches/wrk/gateway.lua
+  [ -n "${SWITCHBOARD_BENCH_PERF_KEYED:-}" ] && perf_lua=benches/wrk/gateway_idem.lua
+  reqs=$(wrk -t1 -c1 -d"${secs}s" -s "$perf_lua" "http://127.0.0.1:${ports[0]}/v1/chat/completions" | awk '/requests in/ {print $1}')
   wait "$perf_pid" || cat "$tmp/perf.log" >&2
   echo "profiled ${names[0]}: $reqs requests at 1 connection, $(awk -v t="$(($(cpu "${gws[0]}") - before))" -v k="$tick" -v n="$reqs" 'BEGIN {printf "%.1f", t / k * 1e6 / n}') µs CPU each (perf running) -> $SWITCHBOARD_BENCH_PERF" >&2
 fi
