@@ -79,7 +79,21 @@ async fn a_full_disk_refuses_requests_at_once_and_loses_no_answered_usage() {
     let (_sim, sim) = spawn_listening(sim_cmd);
     wait_http(&format!("http://{sim}/_sim/accounts")).await;
     let ok = |c: &mut Command| c.status().unwrap().success();
-    assert!(ok(sb(&db).args(["supplier", "add", "--name", "Full Disk Florals", "--vendor-type", "florist", "--tier", "enterprise"])));
+    // A wedding today: the tier's rate limit (6,000 a minute, a quarter minute's burst) is counted but
+    // never refuses, so the only refusals are the full disk's however fast the gateway answers.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(ok(sb(&db).args([
+        "supplier",
+        "add",
+        "--name",
+        "Full Disk Florals",
+        "--vendor-type",
+        "florist",
+        "--tier",
+        "enterprise",
+        "--wedding",
+        &today
+    ])));
     let mut add = sb(&db)
         .args(["key", "add", "--owner", "platform", "--provider", "openai", "--base-url", &format!("http://{sim}")])
         .stdin(Stdio::piped())
