@@ -448,20 +448,9 @@ enum Outcome {
     Purge(Result<usize, StoreError>),
 }
 
-/// Applies `cmd` (inside the open batch, or in its own transaction).
-fn apply(db: &mut dyn IdempotencyBackend, cmd: &Cmd, clock: &dyn Clock, max_total: u64) -> Outcome {
-    match cmd {
-        Cmd::Claim { k, endpoint, fp, times, .. } => Outcome::Claim(db.claim(k.0, &k.1, *endpoint, fp, *times)),
-        Cmd::Complete { k, fp, answer, keep, .. } => {
-            Outcome::Complete(db.complete(k.0, &k.1, fp, answer, keep.then_some(max_total), clock.now()))
-        }
-        Cmd::Fail { k, fp, status, request_id } => Outcome::Fail(db.fail(k.0, &k.1, fp, *status, request_id.as_deref(), clock.now())),
-        Cmd::Purge { .. } => Outcome::Purge(db.purge(clock.now())),
-    }
-}
-
-/// The commands of an open batch through [`IdempotencyBackend::apply_all`]
-/// (which may run different keys' changes at once), one outcome each.
+/// Applies `batch` through [`IdempotencyBackend::apply_all`], one outcome
+/// each: inside the open batch (where a backend may run different keys'
+/// changes at once), or with no batch open each in its own transaction.
 fn apply_together(db: &mut dyn IdempotencyBackend, batch: &[Cmd], clock: &dyn Clock, max_total: u64) -> Vec<Outcome> {
     let now = clock.now();
     let changes = batch
@@ -531,7 +520,7 @@ fn apply_batch(db: &mut dyn IdempotencyBackend, batch: Vec<Cmd>, clock: &dyn Clo
         }
     }
     for cmd in batch {
-        let out = apply(db, &cmd, clock, max_total);
-        answer(cmd, out);
+        let out = apply_together(db, std::slice::from_ref(&cmd), clock, max_total);
+        std::iter::once(cmd).zip(out).for_each(|(cmd, out)| answer(cmd, out));
     }
 }

@@ -615,7 +615,8 @@ impl IdempotencyBackend for PgIdempotency {
     /// `synchronous_commit` of the open batch's transaction, or of a new
     /// transaction as the next change would open it.
     fn commits_synced(&mut self) -> StoreResult<bool> {
-        let show = |v: String| v != "off" && v != "local";
+        // Every setting but `off` waits for at least the local flush.
+        let show = |v: String| v != "off";
         if let Some(b) = self.batch.as_mut() {
             let conn = b.conn.take().ok_or_else(aborted)?;
             let pg = self.pg.clone();

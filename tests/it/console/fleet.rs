@@ -277,34 +277,12 @@ fn a_migration_started_from_a_console_on_postgresql_is_driven_to_completion_by_t
     let mut h = live_harness(&f, LiveServices::keys_only(keys), View::Migrations);
     wait_until(&mut h, "the empty list", |h| shows(h, "No migrations yet"));
     assert!(shows(&h, "This console does not route"));
-    h.get_by_label("Start a migration…").click();
-    h.step();
     // A plan that does not parse is refused in the form, before anything is sent.
-    field(&h, "Phases").click();
-    h.step();
-    field(&h, "Phases").type_text("50:1m");
-    h.step();
-    field(&h, "Supplier").click();
-    h.step();
-    field(&h, "Supplier").type_text("1");
-    h.step();
-    button(&h, "Check").click();
-    wait_until(&mut h, "the refused plan", |h| shows(h, "Phases: the last phase must send 100 % of traffic to the new route"));
+    check_plan_with(&mut h, SupplierId(1), "50:1m", |h| shows(h, "Phases: the last phase must send 100 % of traffic to the new route"));
     // One phase of two seconds at 100 %: checked, shown, started as checked.
     button(&h, "Cancel").click();
     h.step();
-    h.get_by_label("Start a migration…").click();
-    h.step();
-    field(&h, "Phases").click();
-    h.step();
-    field(&h, "Phases").type_text("100:2s");
-    h.step();
-    field(&h, "Supplier").click();
-    h.step();
-    field(&h, "Supplier").type_text("1");
-    h.step();
-    button(&h, "Check").click();
-    wait_until(&mut h, "the checked short plan", |h| shows(h, "platform AI to Florals OpenAI (account 2): 100 % for 2 s"));
+    check_plan_with(&mut h, SupplierId(1), "100:2s", |h| shows(h, "platform AI to Florals OpenAI (account 2): 100 % for 2 s"));
     button(&h, "Start migration").click();
     wait_until(&mut h, "the started migration", |h| shows(h, "a running `switchboard serve` drives its phases"));
     // Traffic through the instance: the phase is judged on it (at least 20 requests on the new route).

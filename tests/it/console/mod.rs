@@ -750,8 +750,24 @@ fn harness_at(f: &Fixture, live: Option<LiveServices>, clock: Arc<dyn Clock>, vi
 
 /// Opens the start form, checks `supplier`'s plan and waits until `shown`.
 fn check_plan(h: &mut Harness<'static, ConsoleApp>, supplier: SupplierId, shown: impl Fn(&Harness<'static, ConsoleApp>) -> bool) {
+    check_plan_with(h, supplier, "", shown);
+}
+
+/// [`check_plan`] with `phases` typed into the form's Phases field first (empty: the default plan).
+fn check_plan_with(
+    h: &mut Harness<'static, ConsoleApp>,
+    supplier: SupplierId,
+    phases: &str,
+    shown: impl Fn(&Harness<'static, ConsoleApp>) -> bool,
+) {
     h.get_by_label("Start a migration…").click();
     h.step();
+    if !phases.is_empty() {
+        field(h, "Phases").click();
+        h.step();
+        field(h, "Phases").type_text(phases);
+        h.step();
+    }
     field(h, "Supplier").click();
     h.step();
     field(h, "Supplier").type_text(&supplier.0.to_string());
