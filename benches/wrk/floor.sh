@@ -172,9 +172,18 @@ done
 # One wrk run: appends a row to results.tsv and echoes it to stderr.
 #   run ROUND SIDE PATH CONNECTIONS URL LUA PID...
 tick=$(getconf CLK_TCK)
+# CPU ticks of the processes given; `pg` stands for the private PostgreSQL
+# (the postmaster and every backend alive at that moment).
 cpu() {
   local s=0 p
-  for p in "$@"; do s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  for p in "$@"; do
+    if [ "$p" = pg ]; then
+      p=$(head -1 "$pgdir/data/postmaster.pid")
+      s=$((s + $(cpu "$p" $(pgrep -P "$p" | tr '\n' ' '))))
+      continue
+    fi
+    [ -r "/proc/$p/stat" ] && s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
   echo "$s"
 }
 us() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u); f = (u == "s") ? 1e6 : (u == "ms") ? 1e3 : 1; printf "%.0f", n * f }'; }
@@ -217,10 +226,12 @@ for r in $(seq "$rounds"); do
     url=http://127.0.0.1:${ports[$i]}/v1/chat/completions
     # shellcheck disable=SC2046
     run "$r" "$side" direct 1 "http://$up/v1/chat/completions" "$direct" $(workers upstream)
-    run "$r" "$side" proxied 1 "$url" benches/wrk/gateway.lua "${gws[$i]}"
-    run "$r" "$side" idem 1 "$url" benches/wrk/gateway_idem.lua "${gws[$i]}"
-    run "$r" "$side" proxied 32 "$url" benches/wrk/gateway.lua "${gws[$i]}"
-    run "$r" "$side" idem 32 "$url" benches/wrk/gateway_idem.lua "${gws[$i]}"
+    # A pg variant's CPU is its gateway's and PostgreSQL's (the machine's cost of a request).
+    measured=("${gws[$i]}"); [ "${side#pg}" != "$side" ] && measured+=(pg)
+    run "$r" "$side" proxied 1 "$url" benches/wrk/gateway.lua "${measured[@]}"
+    run "$r" "$side" idem 1 "$url" benches/wrk/gateway_idem.lua "${measured[@]}"
+    run "$r" "$side" proxied 32 "$url" benches/wrk/gateway.lua "${measured[@]}"
+    run "$r" "$side" idem 32 "$url" benches/wrk/gateway_idem.lua "${measured[@]}"
   done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -526,3 +526,123 @@ fn commits_follow_the_ledger_durability_and_the_setting_ends_with_the_transactio
     assert!(!IdempotencyDb::open(&store).unwrap().commits_synced().unwrap(), "synchronous=NORMAL");
     assert!(IdempotencyDb::open_with(&store, LedgerSync::Full).unwrap().commits_synced().unwrap(), "synchronous=FULL");
 }
+
+/// An engine lane in `process` mode: the first change of each key goes in
+/// one flight (the claims in one statement, the completions in another), a
+/// key that exists, or bodies that need room, each in a transaction of its
+/// own, one key's later changes in order after it; the lane's connection is
+/// its own (the pool's connections still wait for the flush).
+#[tokio::test]
+async fn a_lane_applies_different_keys_together_and_falls_back_one_by_one() {
+    use switchboard::store::pg::idempotency::LaneConn;
+    use switchboard::store::{Change, Changed, LedgerSync};
+    let Some((_, b, url)) = two_pools("sbt_idem_lane").await else { return };
+    let pool = PgStore::open(&url).await.unwrap();
+    let a = PgIdempotency::new(pool.clone()).synced(LedgerSync::Normal);
+    let mut lane = LaneConn::default();
+    let fp = Fingerprint::of(b"{\"a\":1}");
+    let old = answer("{\"id\":\"o\"}");
+    b.claim(S, &key("old"), CHAT, &fp, times(t0())).await.unwrap();
+    b.complete(S, &key("old"), &fp, &old, Some(1 << 20), t0()).await.unwrap();
+    let claim = |k: &str| Change::Claim { supplier: S, key: key(k), endpoint: CHAT, fingerprint: fp, times: times(t0()) };
+    let decision = |c: Changed| match c {
+        Changed::Claim(r) => r.unwrap().decision,
+        other => panic!("{other:?}"),
+    };
+    let out = a
+        .apply_lane(&mut lane, vec![claim("l-1"), claim("l-2"), claim("old"), claim("l-1"), claim("l-3"), claim("l-4"), claim("l-5")])
+        .await;
+    let until = t0() + CDuration::minutes(10);
+    assert_eq!(
+        out.into_iter().map(decision).collect::<Vec<_>>(),
+        vec![
+            Decision::Run,
+            Decision::Run,
+            Decision::Replay,
+            Decision::OutcomeUnknown { until },
+            Decision::Run,
+            Decision::Run,
+            Decision::Run
+        ],
+        "new keys claimed together; an existing one decided on its record; l-1's second claim after its first"
+    );
+    // Rows written by one statement share its transaction id.
+    let writers = |keys: &'static [&'static str]| {
+        let pool = pool.clone();
+        async move {
+            let c = pool.client().await.unwrap();
+            let keys: Vec<&str> = keys.to_vec();
+            let sql = "SELECT count(DISTINCT xmin::text) FROM idempotency_keys WHERE key = ANY($1)";
+            c.query_one(sql, &[&keys]).await.unwrap().get::<_, i64>(0)
+        }
+    };
+    assert_eq!(writers(&["l-1", "l-2", "l-3", "l-4", "l-5"]).await, 1, "the new claims: one statement");
+
+    let complete = |k: &str, body: &str, cap: u64, secs: i64| Change::Complete {
+        supplier: S,
+        key: key(k),
+        fingerprint: fp,
+        answer: answer(body),
+        keep_under: Some(cap),
+        now: t0() + CDuration::seconds(secs),
+    };
+    let fail = Change::Fail { supplier: S, key: key("l-3"), fingerprint: fp, status: Some(502), request_id: None, now: t0() };
+    let later = Change::Claim { supplier: S, key: key("l-1"), endpoint: CHAT, fingerprint: fp, times: times(t0() + CDuration::seconds(5)) };
+    let mut out = a
+        .apply_lane(
+            &mut lane,
+            vec![
+                complete("l-1", "0123456789", 1 << 20, 1),
+                complete("l-2", "abcdefghij", 1 << 20, 1),
+                fail,
+                later,
+                Change::Purge { now: t0() },
+            ],
+        )
+        .await;
+    assert!(matches!(out.pop(), Some(Changed::Purge(Ok(0)))), "nothing expired");
+    match out.pop() {
+        Some(Changed::Claim(Ok(c))) => {
+            assert_eq!((c.decision, c.answer), (Decision::Replay, Some(answer("0123456789"))), "l-1's retry after its completion")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(out.iter().all(|c| matches!(c, Changed::Complete(Ok(e)) if e.is_empty()) || matches!(c, Changed::Fail(Ok(())))), "{out:?}");
+    assert_eq!(b.kept_bytes().await.unwrap(), (old.body.len() + 20) as u64, "both bodies counted");
+    assert_eq!(writers(&["l-1", "l-2"]).await, 1, "the completions: one statement");
+    let failed = b.claim(S, &key("l-3"), CHAT, &fp, times(t0() + CDuration::seconds(5))).await.unwrap();
+    assert_eq!(failed.decision, Decision::Run, "a failed key is retryable");
+
+    // Two bodies that do not fit together: each makes room in a transaction
+    // of its own, the oldest kept bodies first.
+    let cap = (old.body.len() + 20 + 3) as u64;
+    let out = a.apply_lane(&mut lane, vec![complete("l-4", "0123456789", cap, 2), complete("l-5", "9876543210", cap, 2)]).await;
+    let mut evicted: Vec<_> = out
+        .into_iter()
+        .flat_map(|c| match c {
+            Changed::Complete(r) => r.unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    evicted.sort_by(|x, y| x.1.as_str().cmp(y.1.as_str()));
+    assert_eq!(evicted, vec![(S, key("l-1")), (S, key("old"))]);
+    assert_eq!(b.kept_bytes().await.unwrap(), 30, "l-2, l-4 and l-5");
+    for k in ["l-4", "l-5", "l-2"] {
+        assert_eq!(b.claim(S, &key(k), CHAT, &fp, times(t0() + CDuration::seconds(5))).await.unwrap().decision, Decision::Replay, "{k}");
+    }
+
+    // The lane's session does not wait for the flush; it is out of the pool,
+    // whose connections (every one, taken at once) still wait.
+    let settings: Vec<String> = {
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(pool.client().await.unwrap());
+        }
+        let mut out = Vec::new();
+        for c in &held {
+            out.push(c.query_one("SHOW synchronous_commit", &[]).await.unwrap().get::<_, String>(0));
+        }
+        out
+    };
+    assert!(settings.iter().all(|s| s == "on"), "{settings:?}");
+}

@@ -2,13 +2,13 @@
 //! `domain::idempotency`'s, the SQL `store::idempotency`'s). This module
 //! owns the live state: the keys this process is serving now (in flight),
 //! and the recent completed keys with their answers (`cache`). Every change
-//! is written through by one named thread (`idempotency`) that owns the
-//! records' backend (`store::IdempotencyBackend`): its own connection to the
-//! SQLite file, or, when the store is PostgreSQL, the fleet's shared table
-//! (`store::pg::idempotency`, whose claim is atomic across instances, so a
-//! retry landing on another instance replays the first answer). No database
-//! work runs on the async runtime's threads; that thread also purges expired
-//! records once a minute.
+//! is written through (`lanes`): to the SQLite file by one named thread
+//! (`idempotency`) that owns its own connection, or, when the store is
+//! PostgreSQL, to the fleet's shared table (`store::pg::idempotency`, whose
+//! claim is atomic across instances, so a retry landing on another instance
+//! replays the first answer) by a few lanes on the PostgreSQL runtime. No
+//! database work runs on the gateway runtime's threads; expired records are
+//! purged once a minute.
 //!
 //! A request with a key calls [`Idempotency::begin`]: a new attempt gets a
 //! [`Ticket`] once its in-flight record is written (before any provider is
@@ -22,12 +22,14 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path
 
 mod cache;
+mod lanes;
 
 use crate::domain::idempotency::{BodyState, Decision, Endpoint, Fingerprint, IdempotencyKey, KeyRecord, KeyState, decide};
 use crate::domain::{Clock, SupplierId};
 use crate::store::pg::idempotency::PgIdempotency;
 use crate::store::{AttemptTimes, Change, Changed, Claim, IdempotencyBackend, IdempotencyDb, LedgerSync, Store, StoreError, StoredAnswer};
 use cache::{Cache, Key};
+use lanes::Writer;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,6 +63,12 @@ pub struct IdempotencyConfig {
     /// usage (`--ledger-durability`). [`LedgerSync::Normal`]: safe when the
     /// process is killed; [`LedgerSync::Full`]: each commit synced first.
     pub sync: LedgerSync,
+    /// PostgreSQL: how many lanes write at once, each on a connection of its
+    /// own (one key's changes always in one lane). One by default: a lane
+    /// writes the changes waiting for it with one statement per kind, so
+    /// fewer, fuller batches cost PostgreSQL less (BENCHMARKS.md compares one,
+    /// two and three lanes).
+    pub pg_lanes: usize,
 }
 
 impl Default for IdempotencyConfig {
@@ -74,6 +82,7 @@ impl Default for IdempotencyConfig {
             purge_every: std::time::Duration::from_secs(60),
             fleet_instance: None,
             sync: LedgerSync::Normal,
+            pg_lanes: 1,
         }
     }
 }
@@ -134,7 +143,7 @@ struct Inner {
     /// Keys this process is serving now, with what they were first sent with.
     live: Mutex<HashMap<Key, (Endpoint, Fingerprint)>>,
     cache: Mutex<Cache>,
-    tx: mpsc::Sender<Cmd>,
+    tx: Writer,
 }
 
 impl std::fmt::Debug for Idempotency {
@@ -147,20 +156,25 @@ impl Idempotency {
     /// Opens the records in `store` (a SQLite file's own table, or the
     /// fleet's table when `store` is PostgreSQL) and starts the thread that writes them.
     pub fn start(store: &Store, clock: Arc<dyn Clock>, cfg: IdempotencyConfig) -> Result<Self, StoreError> {
-        let mut db: Box<dyn IdempotencyBackend> = match store.postgres() {
-            Some(pg) => Box::new(PgIdempotency::new(pg.clone()).held_by(cfg.fleet_instance).synced(cfg.sync)),
-            None => Box::new(IdempotencyDb::open_with(store, cfg.sync)?),
+        let (every, max_total) = (cfg.purge_every, cfg.max_total_bytes);
+        let tx = match store.postgres() {
+            Some(pg) => {
+                let mut db = PgIdempotency::new(pg.clone()).held_by(cfg.fleet_instance).synced(cfg.sync);
+                log_synced(&mut db);
+                Writer::start_lanes(db, cfg.pg_lanes, clock.clone(), every, max_total)
+            }
+            None => {
+                let mut db = IdempotencyDb::open_with(store, cfg.sync)?;
+                log_synced(&mut db);
+                let (tx, rx) = mpsc::channel();
+                let thread_clock = clock.clone();
+                std::thread::Builder::new()
+                    .name("idempotency".into())
+                    .spawn(move || run(Box::new(db), rx, thread_clock, every, max_total))
+                    .map_err(|e| StoreError::Invalid(format!("cannot start the idempotency thread: {e}")))?;
+                Writer::Thread(tx)
+            }
         };
-        match db.commits_synced() {
-            Ok(synced) => tracing::info!(synced, "idempotency records open (synced: each commit waits for the disk)"),
-            Err(e) => tracing::warn!(error = %e, "cannot read how idempotency commits reach the disk"),
-        }
-        let (tx, rx) = mpsc::channel();
-        let (thread_clock, every, max_total) = (clock.clone(), cfg.purge_every, cfg.max_total_bytes);
-        std::thread::Builder::new()
-            .name("idempotency".into())
-            .spawn(move || run(db, rx, thread_clock, every, max_total))
-            .map_err(|e| StoreError::Invalid(format!("cannot start the idempotency thread: {e}")))?;
         let cache = Mutex::new(Cache::new(cfg.memory_bytes));
         Ok(Idempotency { inner: Arc::new(Inner { cfg, clock, live: Mutex::new(HashMap::new()), cache, tx }) })
     }
@@ -252,6 +266,14 @@ impl Idempotency {
         let (reply, rx) = oneshot::channel();
         self.inner.tx.send(Cmd::Purge { reply }).map_err(|_| IdempotencyError::Stopped)?;
         Ok(rx.await.map_err(|_| IdempotencyError::Stopped)??)
+    }
+}
+
+/// Says at start whether the records' commits wait for the disk.
+fn log_synced(db: &mut dyn IdempotencyBackend) {
+    match db.commits_synced() {
+        Ok(synced) => tracing::info!(synced, "idempotency records open (synced: each commit waits for the disk)"),
+        Err(e) => tracing::warn!(error = %e, "cannot read how idempotency commits reach the disk"),
     }
 }
 
@@ -448,12 +470,10 @@ enum Outcome {
     Purge(Result<usize, StoreError>),
 }
 
-/// Applies `batch` through [`IdempotencyBackend::apply_all`], one outcome
-/// each: inside the open batch (where a backend may run different keys'
-/// changes at once), or with no batch open each in its own transaction.
-fn apply_together(db: &mut dyn IdempotencyBackend, batch: &[Cmd], clock: &dyn Clock, max_total: u64) -> Vec<Outcome> {
+/// The store's changes for `batch`, one each, in order.
+fn changes_of(batch: &[Cmd], clock: &dyn Clock, max_total: u64) -> Vec<Change> {
     let now = clock.now();
-    let changes = batch
+    batch
         .iter()
         .map(|cmd| match cmd {
             Cmd::Claim { k, endpoint, fp, times, .. } => {
@@ -472,16 +492,23 @@ fn apply_together(db: &mut dyn IdempotencyBackend, batch: &[Cmd], clock: &dyn Cl
             }
             Cmd::Purge { .. } => Change::Purge { now },
         })
-        .collect();
-    db.apply_all(changes)
-        .into_iter()
-        .map(|c| match c {
-            Changed::Claim(r) => Outcome::Claim(r),
-            Changed::Complete(r) => Outcome::Complete(r),
-            Changed::Fail(r) => Outcome::Fail(r),
-            Changed::Purge(r) => Outcome::Purge(r),
-        })
         .collect()
+}
+
+fn outcome(c: Changed) -> Outcome {
+    match c {
+        Changed::Claim(r) => Outcome::Claim(r),
+        Changed::Complete(r) => Outcome::Complete(r),
+        Changed::Fail(r) => Outcome::Fail(r),
+        Changed::Purge(r) => Outcome::Purge(r),
+    }
+}
+
+/// Applies `batch` through [`IdempotencyBackend::apply_all`], one outcome
+/// each: inside the open batch (where a backend may run different keys'
+/// changes at once), or with no batch open each in its own transaction.
+fn apply_together(db: &mut dyn IdempotencyBackend, batch: &[Cmd], clock: &dyn Clock, max_total: u64) -> Vec<Outcome> {
+    db.apply_all(changes_of(batch, clock, max_total)).into_iter().map(outcome).collect()
 }
 
 /// Tells `cmd`'s caller what it did (a failed `Fail` is logged: nobody waits for it).

@@ -15,34 +15,44 @@
 //! the counter row; rows whose bodies are dropped to make room (or purged)
 //! are taken with `SKIP LOCKED`, never waited for.
 //!
-//! Batches ([`IdempotencyBackend::begin_batch`]): the engine's idempotency
-//! thread takes the changes waiting together (concurrent requests' claims and
-//! completions) into one transaction on one connection, so they share one
-//! commit (one WAL flush) instead of waiting for one each. The engine answers
-//! the callers only after the commit; when any statement of a batch fails, the
-//! transaction is rolled back, the commit reports it, and the engine applies
-//! the batch's changes again one by one, each in its own transaction. A batch
-//! holds the rows it claimed until it commits: a claim of the same key on
-//! another instance waits that long (milliseconds), then decides on the
-//! committed record.
+//! The engine writes through a few lanes (`lane`: `engine::idempotency`
+//! hashes each key to one, so one key's changes stay in order). In
+//! `process` mode a lane has a connection of its own and no transaction:
+//! the first change of each key waiting in the lane goes in one flight,
+//! the new keys' claims as one `INSERT … SELECT FROM unnest(…)`, the
+//! completions whose bodies fit as one statement that locks their rows, then
+//! the counter once for the lot; whatever needs a transaction (a key that
+//! exists, bodies that need room, a purge) or whose statement failed runs in
+//! a transaction of its own (`statements`' full forms). In `power` mode a
+//! lane's changes share one transaction, so one WAL flush
+//! (`PgIdempotency::apply_batch`, as [`IdempotencyBackend::begin_batch`] and
+//! `apply_all` do for a caller of the trait): when any statement fails, the
+//! transaction is rolled back and the changes applied again one by one.
+//! Callers are answered only after their change is committed.
 //!
 //! Durability follows the instance's `--ledger-durability`: in `process` mode
-//! (the default) the engine's transactions commit with `SET LOCAL
-//! synchronous_commit = off`: visible to every instance at once and safe
+//! (the default) the engine's statements commit with `synchronous_commit =
+//! off` (a lane's session, or `SET LOCAL` in a transaction): visible to every instance at once and safe
 //! against any instance being killed, but not waiting for PostgreSQL's WAL
 //! flush, so a crash of the database's host can lose the last few hundred
 //! milliseconds of claims and completions (a retry then runs again), as a
 //! power cut can on SQLite with `synchronous=NORMAL`. In `power` mode each
-//! commit waits for the flush. Only these transactions: `SET LOCAL` ends with
-//! them, and the ledger's folds, on the same pool, always wait.
+//! commit waits for the flush. Only these: a lane's connection is out of the
+//! pool and `SET LOCAL` ends with its transaction, so the ledger's folds, on
+//! the same pool, always wait.
+
+mod lane;
+mod statements;
 
 use super::catalog::PgQ;
 use super::{PgStore, block_on_pg};
 use crate::domain::SupplierId;
-use crate::domain::idempotency::{BodyState, Decision, Endpoint, Fingerprint, IdempotencyKey, KeyRecord, KeyState, decide};
+use crate::domain::idempotency::{BodyState, Endpoint, Fingerprint, IdempotencyKey, KeyRecord, KeyState};
 use crate::store::{AttemptTimes, Change, Changed, Claim, IdempotencyBackend, LedgerSync, StoreResult, StoredAnswer};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
+pub use lane::LaneConn;
+use statements::{claim_on, complete_on, fail_on, pipelined, purge_on};
 use tokio_postgres::Row;
 
 /// PostgreSQL schema entry: the keys, and the kept bodies' total.
@@ -149,6 +159,8 @@ impl Clone for PgIdempotency {
 }
 
 type Conn = deadpool_postgres::Object;
+/// A connection, pooled or a lane's own ([`LaneConn`]).
+type Client = deadpool_postgres::ClientWrapper;
 
 /// A batch's connection, inside its transaction.
 struct Batch {
@@ -175,7 +187,7 @@ impl Drop for Batch {
 }
 
 /// Ends a change's own transaction: committed when it succeeded, rolled back otherwise.
-async fn finish<T>(pg: &PgStore, c: &Conn, r: StoreResult<T>) -> StoreResult<T> {
+async fn finish<T>(pg: &PgStore, c: &Client, r: StoreResult<T>) -> StoreResult<T> {
     match r {
         Ok(v) => {
             c.batch_execute("COMMIT").await.db(pg)?;
@@ -301,211 +313,6 @@ impl PgIdempotency {
     }
 }
 
-/// A claim's statements, inside the caller's transaction.
-#[allow(clippy::too_many_arguments)]
-async fn claim_on(
-    pg: &PgStore,
-    c: &Conn,
-    holder: Holder,
-    supplier: SupplierId,
-    key: &IdempotencyKey,
-    endpoint: Endpoint,
-    fingerprint: &Fingerprint,
-    times: AttemptTimes,
-) -> StoreResult<Claim> {
-    let (s, k, e, fp) = (supplier.0, key.as_str(), code(endpoint.code()), &fingerprint.0[..]);
-    let (now, lease, exp) = (ms(times.now), ms(times.lease_until), ms(times.expires_at));
-    let me = holder.instance;
-    let ins = c
-        .prepare_cached(
-            "INSERT INTO idempotency_keys (supplier_id, key, endpoint, fingerprint, state, created_ms, lease_until_ms, expires_ms, instance_id)
-             VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8) ON CONFLICT (supplier_id, key) DO NOTHING",
-        )
-        .await
-        .db(pg)?;
-    if c.execute(&ins, &[&s, &k, &e, &fp, &now, &lease, &exp, &me]).await.db(pg)? == 1 {
-        return Ok(Claim { decision: Decision::Run, record: None, answer: None });
-    }
-    // Whether the key's holder is another instance still heartbeating (the database's clock).
-    let sel = format!(
-        "SELECT {COLUMNS}, body_len, (k.instance_id IS DISTINCT FROM $3 AND EXISTS (
-                SELECT 1 FROM instances i WHERE i.id = k.instance_id AND i.stopped_at IS NULL
-                   AND i.last_seen > now() - make_interval(secs => $4::BIGINT / 1000.0)))
-         FROM idempotency_keys k WHERE supplier_id = $1 AND key = $2 FOR UPDATE OF k"
-    );
-    let sel = c.prepare_cached(&sel).await.db(pg)?;
-    let row = c.query_opt(&sel, &[&s, &k, &me, &holder.gone_after_ms]).await.db(pg)?;
-    let old_len: i64 = row.as_ref().map_or(0, |r| if r.get::<_, Option<Vec<u8>>>(10).is_some() { r.get(11) } else { 0 });
-    let holder_live = row.as_ref().is_some_and(|r| r.get::<_, bool>(12));
-    let found = row.as_ref().and_then(read);
-    // Live only for an attempt still in flight: a finished record decides by its state.
-    let live = holder_live && found.as_ref().is_some_and(|f| f.0.state == KeyState::InFlight && times.now < f.0.lease_until);
-    let decision = decide(found.as_ref().map(|f| &f.0), live, endpoint, fingerprint, times.now);
-    match decision {
-        Decision::Run => {
-            let up = c
-                .prepare_cached(
-                    "INSERT INTO idempotency_keys (supplier_id, key, endpoint, fingerprint, state, created_ms, lease_until_ms, expires_ms, instance_id)
-                     VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8)
-                     ON CONFLICT (supplier_id, key) DO UPDATE SET endpoint = excluded.endpoint, fingerprint = excluded.fingerprint,
-                        instance_id = excluded.instance_id,
-                        state = 0, status = NULL, request_id = NULL, headers = '[]', body = NULL, body_state = 0, body_len = 0,
-                        created_ms = excluded.created_ms, lease_until_ms = excluded.lease_until_ms,
-                        expires_ms = excluded.expires_ms, completed_ms = NULL",
-                )
-                .await
-                .db(pg)?;
-            c.execute(&up, &[&s, &k, &e, &fp, &now, &lease, &exp, &me]).await.db(pg)?;
-            if old_len > 0 {
-                // An expired record's body goes with it (the counter after the row: the lock order).
-                c.execute("UPDATE idempotency_kept SET bytes = greatest(bytes - $1, 0) WHERE id = 1", &[&old_len]).await.db(pg)?;
-            }
-            Ok(Claim { decision, record: found.map(|f| f.0), answer: None })
-        }
-        Decision::Replay => {
-            let (record, answer) = found.map_or((None, None), |(r, a)| (Some(r), a));
-            Ok(Claim { decision, record, answer })
-        }
-        _ => Ok(Claim { decision, record: found.map(|f| f.0), answer: None }),
-    }
-}
-
-/// A completion's statements, inside the caller's transaction.
-#[allow(clippy::too_many_arguments)]
-async fn complete_on(
-    pg: &PgStore,
-    c: &Conn,
-    supplier: SupplierId,
-    key: &IdempotencyKey,
-    fingerprint: &Fingerprint,
-    answer: &StoredAnswer,
-    keep_under: Option<u64>,
-    now: DateTime<Utc>,
-) -> StoreResult<Vec<(SupplierId, IdempotencyKey)>> {
-    let len = i64::try_from(answer.body.len()).unwrap_or(i64::MAX);
-    let max_total = keep_under.map_or(0, |m| i64::try_from(m).unwrap_or(i64::MAX));
-    let mut keep = keep_under.is_some() && len <= max_total;
-    let (s, k, fp) = (supplier.0, key.as_str(), &fingerprint.0[..]);
-    // Prepared once per connection: each statement is then one round trip.
-    // The key's own row first (the lock order), and only our in-flight attempt's.
-    let own = c
-        .prepare_cached("SELECT 1 FROM idempotency_keys WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0 FOR UPDATE")
-        .await
-        .db(pg)?;
-    if c.query_opt(&own, &[&s, &k, &fp]).await.db(pg)?.is_none() {
-        return Ok(Vec::new());
-    }
-    let mut evicted = Vec::new();
-    // The common case in one statement: the body fits under the cap as it is.
-    let fits = c
-        .prepare_cached("UPDATE idempotency_kept SET bytes = bytes + $1 WHERE id = 1 AND bytes + $1 <= $2 RETURNING bytes")
-        .await
-        .db(pg)?;
-    if keep && c.query_opt(&fits, &[&len, &max_total]).await.db(pg)?.is_none() {
-        let mut kept: i64 = c.query_one("SELECT bytes FROM idempotency_kept WHERE id = 1 FOR UPDATE", &[]).await.db(pg)?.get(0);
-        let mut freed = 0i64;
-        while kept.saturating_add(len) > max_total {
-            let oldest = c
-                .query(
-                    "SELECT supplier_id, key, body_len FROM idempotency_keys WHERE body IS NOT NULL
-                     ORDER BY completed_ms, supplier_id, key LIMIT 64 FOR UPDATE SKIP LOCKED",
-                    &[],
-                )
-                .await
-                .db(pg)?;
-            if oldest.is_empty() {
-                // What is kept is being changed by others: this body is not kept.
-                keep = false;
-                break;
-            }
-            for r in oldest {
-                if kept.saturating_add(len) <= max_total {
-                    break;
-                }
-                let (os, ok): (i64, String) = (r.get(0), r.get(1));
-                // Only a body still there counts (another change of the same
-                // batch, pipelined beside this one, may have dropped it).
-                let dropped = c
-                    .query_opt(
-                        "UPDATE idempotency_keys SET body = NULL, body_state = 3, body_len = 0
-                         WHERE supplier_id = $1 AND key = $2 AND body IS NOT NULL RETURNING $3::BIGINT",
-                        &[&os, &ok, &r.get::<_, i64>(2)],
-                    )
-                    .await
-                    .db(pg)?;
-                let Some(n) = dropped.map(|d| d.get::<_, i64>(0)) else { continue };
-                kept = kept.saturating_sub(n.max(0)).max(0);
-                freed = freed.saturating_add(n.max(0));
-                if let Ok(ok) = IdempotencyKey::parse(ok.as_bytes()) {
-                    evicted.push((SupplierId(os), ok));
-                }
-            }
-        }
-        // Relative to the stored total: other changes pipelined in the same
-        // batch may have counted their bodies meanwhile.
-        let added = if keep { len } else { 0 };
-        c.execute("UPDATE idempotency_kept SET bytes = greatest(bytes - $1, 0) + $2 WHERE id = 1", &[&freed, &added]).await.db(pg)?;
-    }
-    let headers = serde_json::to_string(&answer.headers).unwrap_or_else(|_| "[]".into());
-    let (body, body_state, body_len) = if keep { (Some(&answer.body[..]), BodyState::Kept, len) } else { (None, BodyState::TooLarge, 0) };
-    let done = c
-        .prepare_cached(
-            "UPDATE idempotency_keys SET state = 1, status = $4, request_id = $5, headers = $6, body = $7, body_state = $8,
-                body_len = $9, completed_ms = $10
-             WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0",
-        )
-        .await
-        .db(pg)?;
-    c.execute(
-        &done,
-        &[&s, &k, &fp, &i32::from(answer.status), &answer.request_id, &headers, &body, &code(body_state.code()), &body_len, &ms(now)],
-    )
-    .await
-    .db(pg)?;
-    Ok(evicted)
-}
-
-/// A failed attempt's one statement.
-#[allow(clippy::too_many_arguments)]
-async fn fail_on(
-    pg: &PgStore,
-    c: &Conn,
-    supplier: SupplierId,
-    key: &IdempotencyKey,
-    fingerprint: &Fingerprint,
-    status: Option<u16>,
-    request_id: Option<&str>,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let failed = c
-        .prepare_cached(
-            "UPDATE idempotency_keys SET state = 2, status = $4, request_id = $5, completed_ms = $6
-             WHERE supplier_id = $1 AND key = $2 AND fingerprint = $3 AND state = 0",
-        )
-        .await
-        .db(pg)?;
-    c.execute(&failed, &[&supplier.0, &key.as_str(), &&fingerprint.0[..], &status.map(i32::from), &request_id, &ms(now)]).await.db(pg)?;
-    Ok(())
-}
-
-/// The purge's statements, inside the caller's transaction.
-async fn purge_on(pg: &PgStore, c: &Conn, now: DateTime<Utc>) -> StoreResult<usize> {
-    let rows = c
-        .query(
-            "DELETE FROM idempotency_keys WHERE (supplier_id, key) IN (
-                SELECT supplier_id, key FROM idempotency_keys WHERE expires_ms <= $1 FOR UPDATE SKIP LOCKED)
-             RETURNING CASE WHEN body IS NULL THEN 0 ELSE body_len END",
-            &[&ms(now)],
-        )
-        .await
-        .db(pg)?;
-    let freed = rows.iter().fold(0i64, |a, r| a.saturating_add(r.get::<_, i64>(0).max(0)));
-    if freed > 0 {
-        c.execute("UPDATE idempotency_kept SET bytes = greatest(bytes - $1, 0) WHERE id = 1", &[&freed]).await.db(pg)?;
-    }
-    Ok(rows.len())
-}
-
 impl PgIdempotency {
     /// One change from the engine's idempotency thread: inside the open batch
     /// (through [`IdempotencyBackend::apply_all`]), or in a transaction of its own.
@@ -513,20 +320,8 @@ impl PgIdempotency {
         if self.batch.is_some() {
             return self.apply_all(vec![c]).pop().unwrap_or_else(|| Changed::Purge(Err(aborted())));
         }
-        let (pg, holder, sync) = (self.pg.clone(), self.holder, self.sync);
-        block_on_pg(async move {
-            let conn = match begin_synced(&pg, sync).await {
-                Ok(conn) => conn,
-                Err(e) => return failed_with(&c, e),
-            };
-            let r = run_change(&pg, &conn, holder, c).await;
-            match r {
-                Changed::Claim(r) => Changed::Claim(finish(&pg, &conn, r).await),
-                Changed::Complete(r) => Changed::Complete(finish(&pg, &conn, r).await),
-                Changed::Fail(r) => Changed::Fail(finish(&pg, &conn, r).await),
-                Changed::Purge(r) => Changed::Purge(finish(&pg, &conn, r).await),
-            }
-        })
+        let me = self.clone();
+        block_on_pg(async move { me.alone(c).await })
     }
 }
 
@@ -650,7 +445,7 @@ impl IdempotencyBackend for PgIdempotency {
         };
         let (pg, holder) = (self.pg.clone(), self.holder);
         let (conn, results) = block_on_pg(async move {
-            let results = pipelined(&pg, &conn, holder, changes).await;
+            let results = pipelined(&pg, &conn, holder, &changes).await;
             (conn, results)
         });
         b.failed = results.iter().any(Changed::is_err);
@@ -672,54 +467,5 @@ fn failed_with(c: &Change, e: crate::store::StoreError) -> Changed {
         Change::Complete { .. } => Changed::Complete(Err(e)),
         Change::Fail { .. } => Changed::Fail(Err(e)),
         Change::Purge { .. } => Changed::Purge(Err(e)),
-    }
-}
-
-/// Runs `changes` on `c` (inside its transaction): one chain per key, the
-/// chains polled together, so their statements are pipelined; purges after.
-async fn pipelined(pg: &PgStore, c: &Conn, holder: Holder, changes: Vec<Change>) -> Vec<Changed> {
-    let mut chains: Vec<Vec<(usize, Change)>> = Vec::new();
-    let mut by_key: std::collections::HashMap<(i64, String), usize> = std::collections::HashMap::new();
-    let mut purges = Vec::new();
-    for (i, ch) in changes.into_iter().enumerate() {
-        match ch.key().map(|(s, k)| (s.0, k.as_str().to_string())) {
-            Some(id) => {
-                let at = *by_key.entry(id).or_insert_with(|| {
-                    chains.push(Vec::new());
-                    chains.len() - 1
-                });
-                chains[at].push((i, ch));
-            }
-            None => purges.push((i, ch)),
-        }
-    }
-    let runs = chains.into_iter().map(|chain| async move {
-        let mut out = Vec::with_capacity(chain.len());
-        for (i, ch) in chain {
-            out.push((i, run_change(pg, c, holder, ch).await));
-        }
-        out
-    });
-    let mut done: Vec<(usize, Changed)> = futures::future::join_all(runs).await.into_iter().flatten().collect();
-    for (i, ch) in purges {
-        done.push((i, run_change(pg, c, holder, ch).await));
-    }
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
-}
-
-/// One change's statements on `c`, inside its transaction.
-async fn run_change(pg: &PgStore, c: &Conn, holder: Holder, ch: Change) -> Changed {
-    match ch {
-        Change::Claim { supplier, key, endpoint, fingerprint, times } => {
-            Changed::Claim(claim_on(pg, c, holder, supplier, &key, endpoint, &fingerprint, times).await)
-        }
-        Change::Complete { supplier, key, fingerprint, answer, keep_under, now } => {
-            Changed::Complete(complete_on(pg, c, supplier, &key, &fingerprint, &answer, keep_under, now).await)
-        }
-        Change::Fail { supplier, key, fingerprint, status, request_id, now } => {
-            Changed::Fail(fail_on(pg, c, supplier, &key, &fingerprint, status, request_id.as_deref(), now).await)
-        }
-        Change::Purge { now } => Changed::Purge(purge_on(pg, c, now).await),
     }
 }
