@@ -45,6 +45,7 @@
 # `SWITCHBOARD_DURABILITY=power` measures `serve --ledger-durability power`;
 # `SWITCHBOARD_BENCH_PERF=FILE` also profiles the first variant (see below;
 # with `SWITCHBOARD_BENCH_PERF_KEYED=1` its requests carry an Idempotency-Key).
+# `SWITCHBOARD_BENCH_TRACE=DIR` traces its slow moments at one connection (below).
 #
 # Needs wrk, nginx (`apt-get install wrk nginx-light`), dbus, gnome-keyring
 # (the platform key goes into a private keyring, as in scripts/test) and
@@ -165,6 +166,28 @@ for spec in "$@"; do
   i=$((i + 1))
 done
 sleep 2
+# SWITCHBOARD_BENCH_TRACE=DIR: after the rounds, the first variant's slow
+# moments under one connection, for `secs` seconds each: its system calls that
+# took over 1 ms (`perf trace --duration 1`, DIR/syscalls.txt), then how long
+# every thread on the machine waited to run once woken (`perf sched record`,
+# system-wide; DIR/sched.txt is `perf sched latency` sorted by the longest).
+if [ -n "${SWITCHBOARD_BENCH_TRACE:-}" ]; then
+  mkdir -p "$SWITCHBOARD_BENCH_TRACE"
+  export GATEWAY_TOKEN=${tokens[0]} GATEWAY_TOKENS_FILE=${token_files[0]}
+  url=http://127.0.0.1:${ports[0]}/v1/chat/completions
+  perf trace --duration 1 -p "${gws[0]}" -o "$SWITCHBOARD_BENCH_TRACE/syscalls.txt" -- sleep "$secs" 2>"$tmp/trace.log" &
+  trace_pid=$!
+  sleep 0.5
+  wrk -t1 -c1 -d"${secs}s" --latency -s benches/wrk/gateway.lua "$url" >"$SWITCHBOARD_BENCH_TRACE/wrk-syscalls.txt"
+  wait "$trace_pid" || cat "$tmp/trace.log" >&2
+  perf sched record -o "$SWITCHBOARD_BENCH_TRACE/sched.data" -- sleep "$secs" 2>"$tmp/sched.log" &
+  trace_pid=$!
+  sleep 0.5
+  wrk -t1 -c1 -d"${secs}s" --latency -s benches/wrk/gateway.lua "$url" >"$SWITCHBOARD_BENCH_TRACE/wrk-sched.txt"
+  wait "$trace_pid" || cat "$tmp/sched.log" >&2
+  perf sched latency -i "$SWITCHBOARD_BENCH_TRACE/sched.data" --sort max >"$SWITCHBOARD_BENCH_TRACE/sched.txt" 2>/dev/null
+  echo "traced ${names[0]} at 1 connection -> $SWITCHBOARD_BENCH_TRACE/{syscalls,sched}.txt" >&2
+fi
 for i in "${!names[@]}"; do
   kill -0 "${gws[$i]}" 2>/dev/null || { echo "gateway ${names[$i]} did not start:" >&2; cat "$tmp/${names[$i]}.log" >&2; exit 1; }
 done

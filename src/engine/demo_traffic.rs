@@ -15,7 +15,7 @@
 use crate::domain::Secret;
 use crate::domain::migration::RouteTarget;
 use crate::domain::rng::DetRng;
-use crate::domain::{AccountId, AccountOwner, AiMode, Clock, ProviderAccount, ProviderKind, SupplierId};
+use crate::domain::{AccountId, AccountOwner, AiMode, Clock, ProviderAccount, ProviderKind, Supplier, SupplierId};
 use crate::engine::runtime::{Runtime, RuntimeOptions, sync_keys};
 use crate::engine::{gateway_tokens, migrations::MigrationService, router::Router};
 use crate::providers::{ChatRequest, EmbeddingsRequest};
@@ -129,6 +129,29 @@ struct Sender {
     own_accounts: Vec<String>,
 }
 
+/// The suppliers that get a gateway token and send traffic (at most `n`), with
+/// whether each is in client mode: client-mode suppliers first (they show
+/// failover; half of `n`), then platform ones. The demo migration moves a
+/// client-mode sender other than the first (which incident tests watch): on
+/// days when each of those has a wedding within 48 h of `now` (so none may
+/// start), the last is swapped for a client-mode supplier that may, so every
+/// day's demo shows a migration.
+pub fn choose_senders(suppliers: &[Supplier], n: usize, now: chrono::DateTime<chrono::Utc>) -> Vec<(SupplierId, bool)> {
+    let client: Vec<_> = suppliers.iter().filter(|s| s.ai_mode == AiMode::Client).collect();
+    let mut chosen: Vec<_> = client.iter().take(n / 2).copied().collect();
+    let may_start = |s: &&Supplier| crate::domain::migration::next_allowed(now, s.wedding_calendar()) <= now;
+    if chosen.len() >= 2
+        && !chosen.iter().skip(1).any(may_start)
+        && let Some(free) = client.iter().skip(chosen.len()).find(|s| may_start(s))
+    {
+        chosen.pop();
+        chosen.push(free);
+    }
+    let room = n.saturating_sub(chosen.len());
+    chosen.extend(suppliers.iter().filter(|s| s.ai_mode == AiMode::Platform).take(room));
+    chosen.iter().map(|s| (s.id, s.ai_mode == AiMode::Client)).collect()
+}
+
 /// Starts the simulator on `sim_addr` (the address the demo accounts' base URL
 /// points at), the runtime with the in-memory demo vault, tokens and traffic.
 pub async fn start(store: Arc<Store>, clock: Arc<dyn Clock>, sim_addr: SocketAddr, cfg: TrafficConfig) -> anyhow::Result<LiveDemo> {
@@ -160,11 +183,7 @@ pub async fn start(store: Arc<Store>, clock: Arc<dyn Clock>, sim_addr: SocketAdd
     for a in &accounts {
         runtime.keys.set_demo_key(a.id, Secret::new(sim_key(a))).await?;
     }
-    // Client-mode suppliers first (they show failover), then platform ones.
-    let mut chosen: Vec<_> = suppliers.iter().filter(|s| s.ai_mode == AiMode::Client).take(cfg.suppliers_with_tokens / 2).collect();
-    let room = cfg.suppliers_with_tokens.saturating_sub(chosen.len());
-    chosen.extend(suppliers.iter().filter(|s| s.ai_mode == AiMode::Platform).take(room));
-    let ids: Vec<(SupplierId, bool)> = chosen.iter().map(|s| (s.id, s.ai_mode == AiMode::Client)).collect();
+    let ids = choose_senders(&suppliers, cfg.suppliers_with_tokens, clock.now());
     let senders = {
         let (s, now, ids, accounts) = (store.clone(), clock.now(), ids.clone(), accounts.clone());
         tokio::task::spawn_blocking(move || {

@@ -470,3 +470,38 @@ fn health_view_without_a_runtime_reads_the_stored_history_and_resolves_an_alert(
     assert_eq!(actions, ["alert.acknowledge", "alert.resolve"]);
     assert!(audit.iter().all(|e| e.account_id == Some(acc) && e.detail.contains(&format!("alert {id}"))));
 }
+
+/// The live demo's senders: on a day when every client-mode sender but the
+/// first has a wedding within 48 h (2026-12-04 for this demo: the suppliers
+/// it used to pick had weddings on 2 and 5 December), one that may start a
+/// migration is swapped in, so the demo shows a migration every day.
+#[test]
+fn the_live_demo_picks_a_sender_that_may_start_its_migration_whatever_the_day() {
+    use switchboard::domain::migration::next_allowed;
+    use switchboard::engine::demo_traffic::choose_senders;
+    let f = fixture();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+    switchboard::engine::demo::generate(&f.store, &DemoConfig::new(24, 3, 11, day), |_, _| {}).unwrap();
+    let suppliers = f.store.list_suppliers(&switchboard::store::SupplierFilter::default()).unwrap();
+    let now = day.and_hms_opt(12, 0, 0).unwrap().and_utc();
+    let may_start = |id: switchboard::domain::SupplierId| {
+        let s = suppliers.iter().find(|s| s.id == id).unwrap();
+        next_allowed(now, s.wedding_calendar()) <= now
+    };
+    let client: Vec<_> = suppliers.iter().filter(|s| s.ai_mode == AiMode::Client).map(|s| s.id).collect();
+    assert!(!client[1..3].iter().any(|id| may_start(*id)), "this day blocks the first three client-mode suppliers' migrations");
+    let chosen = choose_senders(&suppliers, 6, now);
+    assert_eq!(chosen.len(), 6);
+    let senders: Vec<_> = chosen.iter().filter(|(_, c)| *c).map(|(id, _)| *id).collect();
+    assert_eq!(senders.len(), 3, "half are in client mode");
+    assert_eq!(senders[..2], client[..2], "the first (incident tests watch it) and the next stay");
+    assert!(may_start(senders[2]), "the last may start the demo migration: {senders:?}");
+    // On an ordinary day nothing is swapped.
+    let later = now + chrono::Duration::days(20);
+    let plain = choose_senders(&suppliers, 6, later);
+    let unblocked =
+        client[1..3].iter().any(|id| next_allowed(later, suppliers.iter().find(|s| s.id == *id).unwrap().wedding_calendar()) <= later);
+    if unblocked {
+        assert_eq!(plain.iter().filter(|(_, c)| *c).map(|(id, _)| *id).collect::<Vec<_>>(), client[..3]);
+    }
+}
