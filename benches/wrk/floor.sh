@@ -186,6 +186,15 @@ if [ -n "${SWITCHBOARD_BENCH_TRACE:-}" ]; then
   wrk -t1 -c1 -d"${secs}s" --latency -s benches/wrk/gateway.lua "$url" >"$SWITCHBOARD_BENCH_TRACE/wrk-sched.txt"
   wait "$trace_pid" || cat "$tmp/sched.log" >&2
   perf sched latency -i "$SWITCHBOARD_BENCH_TRACE/sched.data" --sort max >"$SWITCHBOARD_BENCH_TRACE/sched.txt" 2>/dev/null
+  # Where the gateway's threads go to sleep on a lock (a futex): every
+  # context switch's stack for 2 s, the futex waits' counted by their frames
+  # (DIR/blocked.txt, the most frequent first).
+  perf record -e sched:sched_switch --call-graph dwarf,32768 -p "${gws[0]}" -o "$SWITCHBOARD_BENCH_TRACE/switch.data" -- sleep 2 2>"$tmp/switch.log" &
+  trace_pid=$!
+  sleep 0.3
+  wrk -t1 -c1 -d2s -s benches/wrk/gateway.lua "$url" >/dev/null
+  wait "$trace_pid" || cat "$tmp/switch.log" >&2
+  perf script -i "$SWITCHBOARD_BENCH_TRACE/switch.data" 2>/dev/null | python3 benches/wrk/futex_stacks.py >"$SWITCHBOARD_BENCH_TRACE/blocked.txt"
   echo "traced ${names[0]} at 1 connection -> $SWITCHBOARD_BENCH_TRACE/{syscalls,sched}.txt" >&2
 fi
 for i in "${!names[@]}"; do

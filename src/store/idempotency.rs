@@ -233,6 +233,10 @@ impl IdempotencyBackend for IdempotencyDb {
     }
 }
 
+/// WAL pages after which a commit of the idempotency connection checkpoints
+/// on its own (~256 MB): only when nothing else checkpoints the file.
+const BACKSTOP_CHECKPOINT_PAGES: i64 = 65_536;
+
 /// The idempotency table on its own connection.
 pub struct IdempotencyDb {
     path: PathBuf,
@@ -330,6 +334,11 @@ impl IdempotencyDb {
         if sync == LedgerSync::Full {
             conn.pragma_update(None, "synchronous", "FULL").map_err(|e| map_err(&path, e))?;
         }
+        // A commit here is on a keyed request's path: it must not run the
+        // WAL checkpoint SQLite starts after 1,000 pages (with its fsyncs,
+        // 10–20 ms). The usage fold checkpoints the file twice a second
+        // (`engine::ledger`); this is only the backstop, should nothing else.
+        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES).map_err(|e| map_err(&path, e))?;
         let kept: i64 = conn
             .query_row("SELECT coalesce(sum(body_len), 0) FROM idempotency_keys WHERE body IS NOT NULL", [], |r| r.get(0))
             .map_err(|e| map_err(&path, e))?;

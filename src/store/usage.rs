@@ -70,6 +70,9 @@ pub enum LedgerSync {
     Full,
 }
 
+/// SQLite instructions the ledger's statements run between two yields of the CPU.
+const YIELD_EVERY_OPS: i32 = 2_000;
+
 /// A ledger on its own SQLite connection (the usage journal's fold thread owns one).
 ///
 /// Its commits never checkpoint the WAL themselves (a checkpoint syncs the
@@ -92,10 +95,22 @@ impl SqliteLedger {
     /// [`SqliteLedger::open`] with the given durability.
     pub fn open_with(store: &Store, sync: LedgerSync) -> StoreResult<Self> {
         let path = store.sqlite_path().ok_or_else(|| store.not_on_postgres())?.to_path_buf();
-        let conn = connect(&path)?;
+        let mut conn = connect(&path)?;
         if sync == LedgerSync::Full {
             conn.pragma_update(None, "synchronous", "FULL").map_err(|e| map_err(&path, e))?;
         }
+        // The fold shares the CPUs with the gateway's lanes, and a lane woken
+        // on the CPU the fold runs on waits for it: the fold's statements
+        // yield the CPU every few thousand SQLite instructions (~0.1 ms), so
+        // that wait is short (BENCHMARKS.md: the p99 at one connection).
+        conn.progress_handler(
+            YIELD_EVERY_OPS,
+            Some(|| {
+                std::thread::yield_now();
+                false
+            }),
+        )
+        .map_err(|e| map_err(&path, e))?;
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(|e| map_err(&path, e))?;
         // After a burst, give the disk space back when the WAL starts over.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).map_err(|e| map_err(&path, e))?;
