@@ -42,9 +42,16 @@
 # (6,000 a minute) are enforced, not bypassed, and on PostgreSQL its quota
 # lease is topped up and shrunk as it runs; pick N so that N × 100 req/s is
 # well above the load (e.g. 500).
+# A variant whose name starts with `bare` is the hyper floor: a plain reverse
+# proxy on the gateway's HTTP stack and lanes, doing nothing else
+# (`examples/bare_proxy.rs`; BINARY is target/release/examples/bare_proxy, its
+# ARGS e.g. `--collect`), measured without the Idempotency-Key runs, e.g.
+#   floor.sh 8 3 "gateway=target/release/switchboard" "bare=target/release/examples/bare_proxy"
 # `SWITCHBOARD_DURABILITY=power` measures `serve --ledger-durability power`;
 # `SWITCHBOARD_BENCH_PERF=FILE` also profiles the first variant (see below;
-# with `SWITCHBOARD_BENCH_PERF_KEYED=1` its requests carry an Idempotency-Key).
+# with `SWITCHBOARD_BENCH_PERF_KEYED=1` its requests carry an Idempotency-Key,
+# with `SWITCHBOARD_BENCH_PERF_CONNS=N` it is profiled under N connections;
+# `SWITCHBOARD_BENCH_PERF_GRAPH="--call-graph dwarf"` replaces perf's `-g`).
 # `SWITCHBOARD_BENCH_TRACE=DIR` traces its slow moments at one connection (below).
 #
 # Needs wrk, nginx (`apt-get install wrk nginx-light`), dbus, gnome-keyring
@@ -137,6 +144,13 @@ for spec in "$@"; do
   read -r -a cmd <<<"${spec#*=}"
   db=$tmp/$name.db port=$((4572 + i))
   serve_extra=()
+  if [ "${name#bare}" != "$name" ]; then
+    # The hyper floor (examples/bare_proxy.rs): no database, no token.
+    "${cmd[0]}" --listen "127.0.0.1:$port" --upstream "http://$up" "${cmd[@]:1}" >"$tmp/$name.log" 2>&1 &
+    gws+=($!) pids+=($!) names+=("$name") ports+=("$port") tokens+=(none) token_files+=("")
+    i=$((i + 1))
+    continue
+  fi
   if [ "${name#pg}" != "$name" ]; then
     [ -n "$pg_url" ] || start_pg
     dbname=bench_${name//[^a-zA-Z0-9]/_}
@@ -261,9 +275,10 @@ for r in $(seq "$rounds"); do
     # A pg variant's CPU is its gateway's and PostgreSQL's (the machine's cost of a request).
     measured=("${gws[$i]}"); [ "${side#pg}" != "$side" ] && measured+=(pg)
     run "$r" "$side" proxied 1 "$url" benches/wrk/gateway.lua "${measured[@]}"
-    run "$r" "$side" idem 1 "$url" benches/wrk/gateway_idem.lua "${measured[@]}"
+    # A bare proxy has no idempotency path to measure.
+    [ "${side#bare}" = "$side" ] && run "$r" "$side" idem 1 "$url" benches/wrk/gateway_idem.lua "${measured[@]}"
     run "$r" "$side" proxied 32 "$url" benches/wrk/gateway.lua "${measured[@]}"
-    run "$r" "$side" idem 32 "$url" benches/wrk/gateway_idem.lua "${measured[@]}"
+    [ "${side#bare}" = "$side" ] && run "$r" "$side" idem 32 "$url" benches/wrk/gateway_idem.lua "${measured[@]}"
   done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -273,14 +288,14 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ -n "${SWITCHBOARD_BENCH_PERF:-}" ]; then
   export GATEWAY_TOKEN=${tokens[0]} GATEWAY_TOKENS_FILE=${token_files[0]}
   before=$(cpu "${gws[0]}")
-  perf record -F 2999 -g -o "$SWITCHBOARD_BENCH_PERF" -p "${gws[0]}" -- sleep "$secs" 2>"$tmp/perf.log" &
+  perf record -F 2999 ${SWITCHBOARD_BENCH_PERF_GRAPH:--g} -o "$SWITCHBOARD_BENCH_PERF" -p "${gws[0]}" -- sleep "$secs" 2>"$tmp/perf.log" &
   perf_pid=$!
   sleep 0.2
   perf_lua=benches/wrk/gateway.lua
   [ -n "${SWITCHBOARD_BENCH_PERF_KEYED:-}" ] && perf_lua=benches/wrk/gateway_idem.lua
-  reqs=$(wrk -t1 -c1 -d"${secs}s" -s "$perf_lua" "http://127.0.0.1:${ports[0]}/v1/chat/completions" | awk '/requests in/ {print $1}')
+  reqs=$(wrk -t1 -c"${SWITCHBOARD_BENCH_PERF_CONNS:-1}" -d"${secs}s" -s "$perf_lua" "http://127.0.0.1:${ports[0]}/v1/chat/completions" | awk '/requests in/ {print $1}')
   wait "$perf_pid" || cat "$tmp/perf.log" >&2
-  echo "profiled ${names[0]}: $reqs requests at 1 connection, $(awk -v t="$(($(cpu "${gws[0]}") - before))" -v k="$tick" -v n="$reqs" 'BEGIN {printf "%.1f", t / k * 1e6 / n}') µs CPU each (perf running) -> $SWITCHBOARD_BENCH_PERF" >&2
+  echo "profiled ${names[0]}: $reqs requests at ${SWITCHBOARD_BENCH_PERF_CONNS:-1} connection(s), $(awk -v t="$(($(cpu "${gws[0]}") - before))" -v k="$tick" -v n="$reqs" 'BEGIN {printf "%.1f", t / k * 1e6 / n}') µs CPU each (perf running) -> $SWITCHBOARD_BENCH_PERF" >&2
 fi
 for i in "${!names[@]}"; do
   kill -0 "${gws[$i]}" 2>/dev/null || { echo "gateway ${names[$i]} died during the run:" >&2; cat "$tmp/${names[$i]}.log" >&2; exit 1; }

@@ -80,8 +80,13 @@ print("| gateway | requests | added p50 at 1 connection: gateway, nginx (medians
       "| req/s at 32 connections: gateway, nginx | gateway ÷ nginx (target ≥ 0.5×) | p99 at 1 connection: gateway, nginx "
       "| gateway ÷ nginx (target ≤ 1 ms or ≤ 3×) | server CPU per request at 1 / 32 connections: gateway, nginx |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+def paths(name):
+    """A bare proxy (the hyper floor) is measured without keys."""
+    return ("proxied",) if name.startswith("bare") else ("proxied", "idem")
+
+
 for name in names:
-    for path in ("proxied", "idem"):
+    for path in paths(name):
         a_gw = [added(n, name, path) for n in rounds]
         a_ng = [added(n, "nginx", "proxied") for n in rounds]
         a_ratio = med([ratio(g, x) for g, x in zip(a_gw, a_ng)])
@@ -112,7 +117,7 @@ if len(names) > 1:
           "| req/s at 32 connections | server CPU per request at 32 connections |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for name in names[1:]:
-        for path in ("proxied", "idem"):
+        for path in paths(name):
             def rel(f, c):
                 return fmt_x(med([ratio(f(get(n, name, path, c)), f(get(n, base, path, c))) for n in rounds]))
 

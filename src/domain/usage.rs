@@ -200,8 +200,17 @@ pub fn new_event_id(unix_ms: i64, random: [u8; 10]) -> String {
     b[6..].copy_from_slice(&random);
     b[6] = 0x70 | (b[6] & 0x0F); // version 7
     b[8] = 0x80 | (b[8] & 0x3F); // RFC 9562 variant
-    let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
-    format!("{}-{}-{}-{}-{}", h(0..4), h(4..6), h(6..8), h(8..10), h(10..16))
+    // One allocation (this runs once per provider call).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(char::from(HEX[usize::from(x >> 4)]));
+        s.push(char::from(HEX[usize::from(x & 0x0F)]));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -233,6 +242,8 @@ mod tests {
         assert!(a < b, "later milliseconds sort later: {a} {b}");
         assert_eq!(&a[..13], "018bcfe5-6800");
         assert_ne!(new_event_id(5, [1; 10]), new_event_id(5, [2; 10]));
+        let every_nibble = new_event_id(0x0123_4567_89AB, [0xCD, 0xEF, 0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF]);
+        assert_eq!(every_nibble, "01234567-89ab-7def-8123-456789abcdef");
         // Negative times (a broken clock) do not panic.
         assert!(new_event_id(-1, [0; 10]).starts_with("00000000-0000-7"));
     }

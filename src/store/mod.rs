@@ -41,7 +41,9 @@ pub use cache::{CacheCell, CacheUsage, CachedAnswer, PurgeRecord, ResponseCacheS
 pub use console::{AuditRow, BreakdownCell, SupplierDay, SupplierSpend, WeddingRow};
 pub use fleet_actions::{FleetPurge, ParallelTestRequest, UsageBasis};
 pub use health::{CompactionReport, HealthAggregateRow, HealthSampleRow, SeriesPoint};
-pub use idempotency::{AttemptTimes, Change, Changed, Claim, IdempotencyBackend, IdempotencyDb, StoredAnswer};
+pub use idempotency::{
+    AttemptTimes, Change, Changed, Claim, IdempotencyBackend, IdempotencyDb, StoredAnswer, sidecar_path as idempotency_path,
+};
 pub use migrations::{LedgerSide, MirrorRecord, Recommendation, mirror_prefix};
 pub use requests::{RequestFilter, RequestRow, StatusFilter};
 pub use routing_lock::{LockHolder, RoutingLock, RoutingLockError, host_name};

@@ -428,14 +428,30 @@ impl Router {
 
     /// A new usage event id: a UUIDv7 (the clock's milliseconds and 74
     /// random bits), unique across processes and machines.
+    ///
+    /// The random bits come from a generator per thread seeded once from the
+    /// OS (`getrandom`: a system call per id was ~1 % of a request's CPU);
+    /// ids need to be unique, not secret.
     pub fn new_event_id(&self) -> String {
-        let mut random = [0u8; 10];
-        if getrandom::fill(&mut random).is_err() {
-            // No entropy source (never seen): this instance's id and a counter.
-            let n = self.request_seq.fetch_add(1, Ordering::Relaxed).to_le_bytes();
-            random[..8].copy_from_slice(&n);
-            random[8..].copy_from_slice(self.instance.as_bytes().get(..2).unwrap_or(&b"00"[..]));
+        thread_local! {
+            static IDS: std::cell::RefCell<Option<crate::domain::rng::DetRng>> = const { std::cell::RefCell::new(None) };
         }
+        let random = IDS.with_borrow_mut(|ids| {
+            let rng = ids.get_or_insert_with(|| {
+                // No entropy source (never seen): this instance's id, the thread and a counter.
+                let seed = getrandom::u64().unwrap_or_else(|_| {
+                    use std::hash::BuildHasher;
+                    let seq = self.request_seq.fetch_add(1, Ordering::Relaxed);
+                    std::collections::hash_map::RandomState::new().hash_one((&self.instance, std::thread::current().id(), seq))
+                });
+                crate::domain::rng::DetRng::new(seed)
+            });
+            let (a, b) = (rng.next_u64().to_le_bytes(), rng.next_u64().to_le_bytes());
+            let mut random = [0u8; 10];
+            random[..8].copy_from_slice(&a);
+            random[8..].copy_from_slice(&b[..2]);
+            random
+        });
         crate::domain::new_event_id(self.clock.now().timestamp_millis(), random)
     }
 

@@ -436,3 +436,64 @@ fn a_batch_of_claims_and_completions_is_one_commit() {
     assert_eq!(db.claim(s, &k3, Endpoint::Embeddings, &fp, times).unwrap().decision, Decision::Run);
     assert_eq!(other.get(s, &k3).unwrap().expect("k3 committed").0.state, KeyState::InFlight);
 }
+
+/// The records live in their own file beside the database: a claim and a
+/// completion commit while another connection holds the main file's write
+/// lock (as the usage fold does for a few ms at a time; before, a keyed
+/// request waited for it), and an older database's records move there when
+/// it is first opened.
+#[test]
+fn the_records_have_their_own_file_and_never_wait_for_the_main_files_writer() {
+    use switchboard::domain::idempotency::{Decision, Fingerprint, KeyState};
+    use switchboard::store::{AttemptTimes, IdempotencyDb, Store, StoredAnswer, idempotency_path};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("own.db");
+    let store = Store::open(&path).unwrap();
+    let s = SupplierId(1);
+    let now = chrono::Utc::now();
+    let times = AttemptTimes { now, lease_until: now + Duration::minutes(5), expires_at: now + Duration::hours(24) };
+    let fp = Fingerprint::of(b"the body");
+    let answer = StoredAnswer { status: 200, request_id: None, headers: Vec::new(), body: "{\"ok\":true}".into() };
+
+    // A record an older Switchboard kept in the main file (schema v10's table).
+    let main = rusqlite::Connection::open(&path).unwrap();
+    main.execute(
+        "INSERT INTO idempotency_keys (supplier_id, key, endpoint, fingerprint, state, status, body, body_state, body_len, \
+         created_ms, lease_until_ms, expires_ms, completed_ms) VALUES (1, 'old-key', 0, ?1, 1, 200, ?2, 1, ?3, ?4, ?4, ?5, ?4)",
+        rusqlite::params![
+            fp.0.to_vec(),
+            answer.body.to_vec(),
+            answer.body.len() as i64,
+            now.timestamp_millis(),
+            (now + Duration::hours(24)).timestamp_millis()
+        ],
+    )
+    .unwrap();
+    let db = IdempotencyDb::open(&store).unwrap();
+    assert_eq!(db.path(), idempotency_path(&path));
+    assert_eq!(db.path().file_name().unwrap(), "own.db.idempotency");
+    let old = IdempotencyKey::parse(b"old-key").unwrap();
+    let (rec, kept) = db.get(s, &old).unwrap().expect("the old record moved to the records' file");
+    assert_eq!((rec.state, kept.map(|a| a.body)), (KeyState::Completed, Some(answer.body.clone())));
+    assert_eq!(db.kept_bytes(), answer.body.len() as u64, "its kept body is counted");
+    let left: i64 = main.query_row("SELECT count(*) FROM idempotency_keys", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0, "the main file keeps none");
+    drop(db);
+    // Opened again: nothing to move, the record is still there once.
+    let mut db = IdempotencyDb::open(&store).unwrap();
+    assert!(db.get(s, &old).unwrap().is_some());
+
+    // Another connection holds the main file's write lock throughout.
+    main.execute_batch(
+        "BEGIN IMMEDIATE; INSERT INTO database_settings (key, value) VALUES ('held', 'by the fold') ON CONFLICT DO NOTHING;",
+    )
+    .unwrap();
+    let k = IdempotencyKey::parse(b"new-key").unwrap();
+    assert_eq!(db.claim(s, &k, Endpoint::ChatCompletions, &fp, times).unwrap().decision, Decision::Run);
+    db.complete(s, &k, &fp, &answer, Some(1 << 20), now).unwrap();
+    assert_eq!(db.get(s, &k).unwrap().expect("completed").0.state, KeyState::Completed);
+    main.execute_batch("ROLLBACK").unwrap();
+    // The main file's table is untouched by the new records.
+    let in_main: i64 = main.query_row("SELECT count(*) FROM idempotency_keys", [], |r| r.get(0)).unwrap();
+    assert_eq!(in_main, 0);
+}
