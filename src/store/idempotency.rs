@@ -1,4 +1,5 @@
-//! Idempotency records in SQLite (`idempotency_keys`, see `schema`): one row
+//! Idempotency records in SQLite (`idempotency_keys`, in a file of its own
+//! beside the database: [`sidecar_path`]): one row
 //! per (supplier, key) with the request's fingerprint, the attempt's state,
 //! and the answer (status, the headers to replay, the body bytes while kept).
 //! [`IdempotencyDb`] owns its own connection (the engine's idempotency thread
