@@ -198,7 +198,11 @@ impl ResponseCacheStore for SqliteCacheStore {
         let c = &self.conn;
         let mut bytes = self.bytes;
         let mut run = || -> rusqlite::Result<Vec<CacheKey>> {
-            let tx = c.unchecked_transaction()?;
+            // Immediate: the write lock first. A deferred transaction reads
+            // (the old length) and then upgrades, and the upgrade fails with
+            // SQLITE_BUSY_SNAPSHOT whenever another connection (the usage
+            // fold) committed in between — the answer was then not kept.
+            let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
             let old: Option<i64> = tx
                 .prepare_cached("SELECT body_len FROM response_cache WHERE key = ?1")?
                 .query_row([&key.0[..]], |r| r.get(0))

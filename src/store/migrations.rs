@@ -261,7 +261,7 @@ impl Store {
             return pg.block(move |pg| async move { pgm::insert_migration(&pg, m).await });
         }
         let mut conn = self.conn()?;
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let active: Option<i64> = tx
             .query_row("SELECT id FROM migrations WHERE supplier_id = ?1 AND state IN ('running', 'paused')", [m.supplier.0], |r| r.get(0))
             .optional()

@@ -194,7 +194,7 @@ impl Store {
         let name = patch.name.as_deref().map(validate_name).transpose().map_err(StoreError::Invalid)?;
         {
             let mut conn = self.conn()?;
-            let tx = conn.transaction().map_err(|e| self.err(e))?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
             let exists: Option<i64> =
                 tx.query_row("SELECT id FROM suppliers WHERE id = ?1", [id.0], |r| r.get(0)).optional().map_err(|e| self.err(e))?;
             if exists.is_none() {

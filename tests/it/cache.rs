@@ -520,3 +520,54 @@ async fn a_hit_is_idempotent_with_its_key_like_any_request() {
         .unwrap();
     assert_eq!(key.as_deref(), Some("k-2"), "the hit's row carries its key");
 }
+
+/// An answer is kept even when another connection commits to the database
+/// file while it is being written (the usage fold does, ten times a second).
+/// The write used to read first and then take the write lock, which SQLite
+/// refuses (SQLITE_BUSY_SNAPSHOT) once another commit came in between: the
+/// answer then stayed in memory only (seen as a flaky persistent-bytes check).
+#[test]
+fn an_answer_is_kept_while_another_connection_commits_to_the_file() {
+    use switchboard::domain::cache::CacheKey;
+    use switchboard::domain::idempotency::Endpoint;
+    use switchboard::domain::{Micros, ProviderKind, SupplierId, TokenUsage};
+    use switchboard::store::{CachedAnswer, ResponseCacheStore, SqliteCacheStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.db");
+    let store = Store::open(&path).unwrap();
+    let sid = SupplierId(1);
+    let mut cache = SqliteCacheStore::open(&store).unwrap();
+    let now = chrono::Utc::now();
+    let answer = CachedAnswer {
+        supplier: sid,
+        endpoint: Endpoint::ChatCompletions,
+        stream: false,
+        provider: ProviderKind::OpenAi,
+        model: "gpt-4o-mini".into(),
+        account: None,
+        usage: TokenUsage::default(),
+        cost: Micros(120),
+        body: bytes::Bytes::from_static(b"{\"id\":\"chatcmpl-kept\"}"),
+        created_at: now,
+        expires_at: now + Duration::hours(1),
+    };
+    for round in 0..3u8 {
+        // Another connection holds the write lock, then commits a change.
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        let writer = std::thread::spawn(move || {
+            let c = rusqlite::Connection::open(&p).unwrap();
+            c.execute_batch("BEGIN IMMEDIATE").unwrap();
+            c.execute("INSERT OR REPLACE INTO database_settings (key, value) VALUES ('writer', ?1)", [round.to_string()]).unwrap();
+            held_tx.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            c.execute_batch("COMMIT").unwrap();
+        });
+        held_rx.recv().unwrap();
+        let key = CacheKey([round; 32]);
+        cache.put(&key, &answer, now, 1 << 30).expect("kept although another connection committed meanwhile");
+        writer.join().unwrap();
+        assert_eq!(cache.get(&key, sid, now).unwrap().map(|a| a.body), Some(answer.body.clone()));
+    }
+    assert_eq!(cache.bytes(), 3 * answer.body.len() as u64);
+}
