@@ -243,31 +243,6 @@ const BACKSTOP_CHECKPOINT_PAGES: i64 = 65_536;
 /// How often the checkpoint thread moves the file's WAL into it.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// The table in its own file (the same columns as schema v10's, which
-/// stays in the main file, empty, for databases that had it).
-const SIDECAR_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    supplier_id INTEGER NOT NULL,
-    key TEXT NOT NULL,
-    endpoint INTEGER NOT NULL,
-    fingerprint BLOB NOT NULL,
-    state INTEGER NOT NULL,
-    status INTEGER,
-    request_id TEXT,
-    headers TEXT NOT NULL DEFAULT '[]',
-    body BLOB,
-    body_state INTEGER NOT NULL DEFAULT 0,
-    body_len INTEGER NOT NULL DEFAULT 0,
-    created_ms INTEGER NOT NULL,
-    lease_until_ms INTEGER NOT NULL,
-    expires_ms INTEGER NOT NULL,
-    completed_ms INTEGER,
-    PRIMARY KEY (supplier_id, key)
-);
-CREATE INDEX IF NOT EXISTS idempotency_keys_expires ON idempotency_keys(expires_ms);
-CREATE INDEX IF NOT EXISTS idempotency_keys_bodies ON idempotency_keys(completed_ms) WHERE body IS NOT NULL;
-";
-
 /// Every column, for moving rows out of the main file.
 const ALL_COLUMNS: &str = "supplier_id, key, endpoint, fingerprint, state, status, request_id, headers, body, body_state, \
                            body_len, created_ms, lease_until_ms, expires_ms, completed_ms";
@@ -298,6 +273,19 @@ impl Drop for IdempotencyDb {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// Creates the records' table in their own file (schema v10's text, the
+/// table and its indexes in one transaction) unless it is there.
+fn create_table(conn: &Connection) -> rusqlite::Result<()> {
+    let exists: bool =
+        conn.query_row("SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'idempotency_keys')", [], |r| r.get(0))?;
+    if exists {
+        return Ok(());
+    }
+    conn.execute_batch(&format!("BEGIN IMMEDIATE; {} COMMIT;", super::schema::IDEMPOTENCY_KEYS)).inspect_err(|_| {
+        let _ = conn.execute_batch("ROLLBACK");
+    })
 }
 
 /// Moves the records an older database kept in its main file into the
@@ -442,7 +430,7 @@ impl IdempotencyDb {
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| map_err(&path, e))?;
         conn.pragma_update(None, "synchronous", level).map_err(|e| map_err(&path, e))?;
         conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES).map_err(|e| map_err(&path, e))?;
-        conn.execute_batch(SIDECAR_SCHEMA).map_err(|e| map_err(&path, e))?;
+        create_table(&conn).map_err(|e| map_err(&path, e))?;
         move_from_main(&conn, &main).map_err(|e| map_err(&path, e))?;
         let kept: i64 = conn
             .query_row("SELECT coalesce(sum(body_len), 0) FROM idempotency_keys WHERE body IS NOT NULL", [], |r| r.get(0))

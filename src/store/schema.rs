@@ -485,28 +485,7 @@ UPDATE catalog_version SET version = version + 1;
     // total, oldest dropped first). No foreign key: a record outlives its
     // supplier by at most a day, and table rebuilds of `suppliers` must not
     // cascade into it.
-    r#"
-CREATE TABLE idempotency_keys (
-    supplier_id INTEGER NOT NULL,
-    key TEXT NOT NULL,
-    endpoint INTEGER NOT NULL,          -- 0 chat completions, 1 embeddings
-    fingerprint BLOB NOT NULL,          -- SHA-256 of the request body
-    state INTEGER NOT NULL,             -- 0 in flight, 1 completed, 2 failed
-    status INTEGER,                     -- the answer's HTTP status
-    request_id TEXT,
-    headers TEXT NOT NULL DEFAULT '[]', -- JSON [[name, value], ...] replayed with the body
-    body BLOB,                          -- the answer's bytes while kept
-    body_state INTEGER NOT NULL DEFAULT 0, -- 0 none, 1 kept, 2 too large, 3 evicted
-    body_len INTEGER NOT NULL DEFAULT 0,
-    created_ms INTEGER NOT NULL,
-    lease_until_ms INTEGER NOT NULL,
-    expires_ms INTEGER NOT NULL,
-    completed_ms INTEGER,
-    PRIMARY KEY (supplier_id, key)
-);
-CREATE INDEX idempotency_keys_expires ON idempotency_keys(expires_ms);
-CREATE INDEX idempotency_keys_bodies ON idempotency_keys(completed_ms) WHERE body IS NOT NULL;
-"#,
+    IDEMPOTENCY_KEYS,
     // v11: scheduled migration starts (a running runtime starts each when due,
     // checking the 48 h wedding guard again then), and settings that belong to
     // the database (e.g. whether the console routes it).
@@ -632,5 +611,31 @@ ALTER TABLE usage_events ADD COLUMN saved_micros INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage_daily ADD COLUMN saved_micros INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
+
+/// Schema v10's `idempotency_keys`. Since the records moved to a file of
+/// their own (`store::idempotency`), that file is created with this same
+/// text, and the main file's table stays, empty.
+pub const IDEMPOTENCY_KEYS: &str = r#"
+CREATE TABLE idempotency_keys (
+    supplier_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    endpoint INTEGER NOT NULL,          -- 0 chat completions, 1 embeddings
+    fingerprint BLOB NOT NULL,          -- SHA-256 of the request body
+    state INTEGER NOT NULL,             -- 0 in flight, 1 completed, 2 failed
+    status INTEGER,                     -- the answer's HTTP status
+    request_id TEXT,
+    headers TEXT NOT NULL DEFAULT '[]', -- JSON [[name, value], ...] replayed with the body
+    body BLOB,                          -- the answer's bytes while kept
+    body_state INTEGER NOT NULL DEFAULT 0, -- 0 none, 1 kept, 2 too large, 3 evicted
+    body_len INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    lease_until_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    completed_ms INTEGER,
+    PRIMARY KEY (supplier_id, key)
+);
+CREATE INDEX idempotency_keys_expires ON idempotency_keys(expires_ms);
+CREATE INDEX idempotency_keys_bodies ON idempotency_keys(completed_ms) WHERE body IS NOT NULL;
+"#;
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
