@@ -272,24 +272,41 @@ impl Vault {
             Backend::DemoMemory(m) => lock(m).keys().cloned().map(KeyRef).collect(),
             Backend::Fleet(f) => f.list_refs()?,
             Backend::Os(_) => {
-                let store = self.store()?;
-                let spec = HashMap::from([("service", self.service.as_str())]);
-                let entries = Entry::search_in_store(&store, &spec).map_err(|e| map_error(e, &self.service))?;
-                let mut names = Vec::with_capacity(entries.len());
-                for e in entries {
-                    // Attributes only: reading them does not unlock or read the secret.
-                    match e.get_attributes() {
-                        Ok(attrs) => names.extend(attrs.get("username").or_else(|| attrs.get("user")).cloned().map(KeyRef)),
-                        Err(KeyringError::NoEntry) => {}
-                        Err(err) => return Err(map_error(err, &self.service)),
+                // An entry deleted between the search and the read of its
+                // attributes (another process or console removing a key)
+                // fails the read with the platform's own error, not always
+                // `NoEntry` (Secret Service: "Object does not exist at path");
+                // the listing is then taken again, up to three times.
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match self.list_os_once() {
+                        Err(e) if tries < 3 => tracing::debug!(error = %e, "the keychain changed while it was listed; listing again"),
+                        other => break other?,
                     }
                 }
-                names
             }
         };
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out.dedup();
         Ok(out)
+    }
+
+    /// One listing of the OS keychain's entries under this service.
+    fn list_os_once(&self) -> Result<Vec<KeyRef>, VaultError> {
+        let store = self.store()?;
+        let spec = HashMap::from([("service", self.service.as_str())]);
+        let entries = Entry::search_in_store(&store, &spec).map_err(|e| map_error(e, &self.service))?;
+        let mut names = Vec::with_capacity(entries.len());
+        for e in entries {
+            // Attributes only: reading them does not unlock or read the secret.
+            match e.get_attributes() {
+                Ok(attrs) => names.extend(attrs.get("username").or_else(|| attrs.get("user")).cloned().map(KeyRef)),
+                Err(KeyringError::NoEntry) => {}
+                Err(err) => return Err(map_error(err, &self.service)),
+            }
+        }
+        Ok(names)
     }
 
     fn check_blocking(&self) -> Result<(), VaultError> {
