@@ -1,12 +1,16 @@
 //! The usage journal's append on the request path: one event recorded with
 //! process durability (a positioned write into the preallocated segment) and
 //! with power durability (the write plus the group fdatasync that covers it,
-//! one request at a time: every append waits for its own sync).
+//! one request at a time: every append waits for its own sync). And one
+//! record encoded (on the request path) and decoded (on the fold thread) in
+//! the journal's format 2 (binary) against format 1 (JSON, read for old
+//! journals).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use switchboard::domain::{Micros, ProviderKind, RequestType, Route, SupplierId, TokenUsage, UsageEvent, UsageStatus};
+use switchboard::engine::ledger::journal::record::{self, Decoded};
 use switchboard::engine::ledger::{Ledger, LedgerOptions};
 use switchboard::store::{LedgerSync, Store};
 
@@ -49,5 +53,51 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// A record as format 1 wrote it: `len | crc | JSON`.
+fn json_record(e: &UsageEvent, out: &mut Vec<u8>) {
+    let json = serde_json::to_vec(e).unwrap();
+    let len = (json.len() as u32).to_le_bytes();
+    let mut h = crc32fast::Hasher::new();
+    h.update(&len);
+    h.update(&json);
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&h.finalize().to_le_bytes());
+    out.extend_from_slice(&json);
+}
+
+fn formats(c: &mut Criterion) {
+    let e = UsageEvent {
+        event_id: "019a8f3c-5b2e-7d41-9c3a-0f6e2b1d4a77".into(),
+        request_id: "req-019a8f3c5b2e7d419c3a".into(),
+        account_id: Some(switchboard::domain::AccountId(2)),
+        ts: chrono::DateTime::from_timestamp(1_780_000_000, 123_456_789).unwrap_or_default(),
+        ..event(1)
+    };
+    let mut g = c.benchmark_group("journal record");
+    let mut buf = Vec::with_capacity(1024);
+    g.bench_function("encode, format 2 (binary)", |b| {
+        b.iter(|| {
+            buf.clear();
+            record::encode_record(std::hint::black_box(&e), &mut buf)
+        })
+    });
+    g.bench_function("encode, format 1 (JSON)", |b| {
+        b.iter(|| {
+            buf.clear();
+            json_record(std::hint::black_box(&e), &mut buf)
+        })
+    });
+    let (mut v2, mut v1) = (Vec::new(), Vec::new());
+    record::encode_record(&e, &mut v2);
+    json_record(&e, &mut v1);
+    for (name, bytes, version) in
+        [("decode, format 2 (binary)", &v2, record::VERSION), ("decode, format 1 (JSON)", &v1, record::VERSION_JSON)]
+    {
+        assert!(matches!(record::decode_record(bytes, version), Decoded::Record { ref event, .. } if *event == e));
+        g.bench_function(name, |b| b.iter(|| record::decode_record(std::hint::black_box(bytes), version)));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, formats, bench);
 criterion_main!(benches);

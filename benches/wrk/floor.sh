@@ -51,8 +51,12 @@
 # `SWITCHBOARD_BENCH_PERF=FILE` also profiles the first variant (see below;
 # with `SWITCHBOARD_BENCH_PERF_KEYED=1` its requests carry an Idempotency-Key,
 # with `SWITCHBOARD_BENCH_PERF_CONNS=N` it is profiled under N connections;
-# `SWITCHBOARD_BENCH_PERF_GRAPH="--call-graph dwarf"` replaces perf's `-g`).
-# `SWITCHBOARD_BENCH_TRACE=DIR` traces its slow moments at one connection (below).
+# `SWITCHBOARD_BENCH_PERF_GRAPH="--call-graph dwarf"` replaces perf's `-g`,
+# `SWITCHBOARD_BENCH_PERF_RATE` its `-F 2999`, e.g. with
+# `SWITCHBOARD_BENCH_PERF_RATE="-c 1" SWITCHBOARD_BENCH_PERF_GRAPH="-e sched:sched_switch -g"`
+# every context switch is recorded with its stack).
+# `SWITCHBOARD_BENCH_TRACE=DIR` traces its slow moments at one connection (below);
+# `SWITCHBOARD_BENCH_SYSCALLS=DIR` counts every variant's system calls per thread (below).
 #
 # Needs wrk, nginx (`apt-get install wrk nginx-light`), dbus, gnome-keyring
 # (the platform key goes into a private keyring, as in scripts/test) and
@@ -288,7 +292,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ -n "${SWITCHBOARD_BENCH_PERF:-}" ]; then
   export GATEWAY_TOKEN=${tokens[0]} GATEWAY_TOKENS_FILE=${token_files[0]}
   before=$(cpu "${gws[0]}")
-  perf record -F 2999 ${SWITCHBOARD_BENCH_PERF_GRAPH:--g} -o "$SWITCHBOARD_BENCH_PERF" -p "${gws[0]}" -- sleep "$secs" 2>"$tmp/perf.log" &
+  perf record ${SWITCHBOARD_BENCH_PERF_RATE:--F 2999} ${SWITCHBOARD_BENCH_PERF_GRAPH:--g} -o "$SWITCHBOARD_BENCH_PERF" -p "${gws[0]}" -- sleep "$secs" 2>"$tmp/perf.log" &
   perf_pid=$!
   sleep 0.2
   perf_lua=benches/wrk/gateway.lua
@@ -296,6 +300,27 @@ if [ -n "${SWITCHBOARD_BENCH_PERF:-}" ]; then
   reqs=$(wrk -t1 -c"${SWITCHBOARD_BENCH_PERF_CONNS:-1}" -d"${secs}s" -s "$perf_lua" "http://127.0.0.1:${ports[0]}/v1/chat/completions" | awk '/requests in/ {print $1}')
   wait "$perf_pid" || cat "$tmp/perf.log" >&2
   echo "profiled ${names[0]}: $reqs requests at ${SWITCHBOARD_BENCH_PERF_CONNS:-1} connection(s), $(awk -v t="$(($(cpu "${gws[0]}") - before))" -v k="$tick" -v n="$reqs" 'BEGIN {printf "%.1f", t / k * 1e6 / n}') µs CPU each (perf running) -> $SWITCHBOARD_BENCH_PERF" >&2
+fi
+# SWITCHBOARD_BENCH_SYSCALLS=DIR: after the rounds, every variant's system
+# calls under 32 connections for `secs` seconds, counted per thread by
+# `perf trace -s` (DIR/NAME.txt; the request count is its first line; tracing
+# slows the run, the counts per request stand), then printed per request by
+# benches/wrk/syscalls_table.py: what the kernel is asked per request, variant
+# against variant.
+if [ -n "${SWITCHBOARD_BENCH_SYSCALLS:-}" ]; then
+  mkdir -p "$SWITCHBOARD_BENCH_SYSCALLS"
+  for i in "${!names[@]}"; do
+    export GATEWAY_TOKEN=${tokens[$i]} GATEWAY_TOKENS_FILE=${token_files[$i]}
+    out=$SWITCHBOARD_BENCH_SYSCALLS/${names[$i]}.txt
+    perf trace -s -p "${gws[$i]}" -o "$out.trace" -- sleep "$secs" 2>"$tmp/strace.log" &
+    trace_pid=$!
+    sleep 0.3
+    reqs=$(wrk -t1 -c32 -d"$((secs - 1))s" -s benches/wrk/gateway.lua "http://127.0.0.1:${ports[$i]}/v1/chat/completions" | awk '/requests in/ {print $1}')
+    wait "$trace_pid" || cat "$tmp/strace.log" >&2
+    { echo "requests $reqs"; cat "$out.trace"; } >"$out" && rm -f "$out.trace"
+    echo "counted ${names[$i]}'s system calls: $reqs requests at 32 connections -> $out" >&2
+  done
+  python3 benches/wrk/syscalls_table.py "$SWITCHBOARD_BENCH_SYSCALLS"/*.txt >&2
 fi
 for i in "${!names[@]}"; do
   kill -0 "${gws[$i]}" 2>/dev/null || { echo "gateway ${names[$i]} died during the run:" >&2; cat "$tmp/${names[$i]}.log" >&2; exit 1; }

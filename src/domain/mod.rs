@@ -65,6 +65,11 @@ macro_rules! string_enum {
             pub fn as_str(self) -> &'static str {
                 match self { $($ty::$variant => $name),+ }
             }
+            /// The variant whose [`Self::as_str`] is exactly `s` (no
+            /// normalising, no allocation: for names this build wrote).
+            pub fn from_name(s: &str) -> Option<Self> {
+                match s { $($name => Some($ty::$variant),)+ _ => None }
+            }
         }
         impl std::fmt::Display for $ty {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -74,7 +74,7 @@ impl Appender {
             return self.hold(event.clone(), shared).map(|()| None);
         }
         self.buf.clear();
-        record::encode_record(event, &mut self.buf).map_err(|e| LedgerError::Write(format!("cannot encode a usage event: {e}")))?;
+        record::encode_record(event, &mut self.buf);
         match self.write_buf(shared) {
             Ok(()) => {
                 shared.stats.committed.fetch_add(1, Relaxed);
@@ -159,11 +159,7 @@ impl Appender {
         let mut written = 0u64;
         while let Some(e) = self.held.front() {
             self.buf.clear();
-            if let Err(err) = record::encode_record(e, &mut self.buf) {
-                log_dropped(e, &format!("cannot encode it: {err}"));
-                self.held.pop_front();
-                continue;
-            }
+            record::encode_record(e, &mut self.buf);
             if let Err(err) = self.write_buf(shared) {
                 shared.stats.recovered.fetch_add(written, Relaxed);
                 shared.health.set_pending(self.held.len());

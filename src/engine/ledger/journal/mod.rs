@@ -272,10 +272,13 @@ pub fn scan(dir: &Path, from: JournalPos, until: Option<JournalPos>, max: usize)
             continue;
         }
         read_exact_at(&file, &mut head, 0)?;
-        if let Err(e) = record::decode_header(&head) {
-            out.bad_segments.push((n, e.to_string()));
-            continue;
-        }
+        let version = match record::decode_header(&head) {
+            Ok(h) => h.version,
+            Err(e) => {
+                out.bad_segments.push((n, e.to_string()));
+                continue;
+            }
+        };
         let start = out.to.offset.max(HEADER_LEN);
         let end = match until {
             Some(u) if u.segment == n => u.offset.min(len),
@@ -288,7 +291,7 @@ pub fn scan(dir: &Path, from: JournalPos, until: Option<JournalPos>, max: usize)
         read_exact_at(&file, &mut buf, start)?;
         let mut at = 0usize;
         while at < buf.len() {
-            match record::decode_record(&buf[at..]) {
+            match record::decode_record(&buf[at..], version) {
                 Decoded::Record { event, len } => {
                     out.events.push(event);
                     if out.events.len().is_multiple_of(YIELD_EVERY) {

@@ -71,10 +71,14 @@ async fn a_segment_cut_at_every_byte_of_its_last_record_keeps_the_complete_ones(
             }
             std::fs::write(segment_path(&scratch, seg), &bytes).unwrap();
             let s = scan(&scratch, JournalPos::default(), None, usize::MAX).unwrap();
-            let complete = if cut == last_end { N } else { N - 1 };
+            // A cut whose missing bytes are all zeros, followed by the
+            // preallocated zeros, is the whole record again, byte for byte
+            // (its checksum matches): complete, not torn.
+            let whole = cut == last_end || (zero_filled && pristine[cut as usize..last_end as usize].iter().all(|b| *b == 0));
+            let complete = if whole { N } else { N - 1 };
             assert_eq!(s.events.len(), complete, "cut at {cut} (zeros after: {zero_filled})");
             assert_eq!(s.events, (0..complete).map(event).collect::<Vec<_>>(), "cut at {cut}: the records are read as written");
-            let expect_to = if cut == last_end { last_end } else { last_start };
+            let expect_to = if whole { last_end } else { last_start };
             assert_eq!(
                 s.to,
                 JournalPos { segment: seg, offset: expect_to },
@@ -100,4 +104,46 @@ async fn a_segment_cut_at_every_byte_of_its_last_record_keeps_the_complete_ones(
         assert_eq!(fresh.integrity_check().unwrap(), "ok");
         assert!(segments(&inst_dir).unwrap().is_empty(), "the folded segment is deleted");
     }
+}
+
+#[test]
+fn a_journal_an_older_build_left_in_format_1_is_folded_by_this_one() {
+    // As a build before format 2 left it when killed: a preallocated segment
+    // whose header says version 1 and whose records are JSON, the last torn.
+    const N: usize = 4;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("old.db");
+    let store = Store::open(&db).unwrap();
+    let inst_dir = root_of(&db).join("0");
+    std::fs::create_dir_all(&inst_dir).unwrap();
+    let mut bytes = record::encode_header_version(1, record::VERSION_JSON).to_vec();
+    for i in 0..=N {
+        let json = serde_json::to_vec(&event(i)).unwrap();
+        let mut rec = (json.len() as u32).to_le_bytes().to_vec();
+        let mut h = crc32fast::Hasher::new();
+        h.update(&rec);
+        h.update(&json);
+        rec.extend_from_slice(&h.finalize().to_le_bytes());
+        rec.extend_from_slice(&json);
+        if i == N {
+            rec.truncate(rec.len() / 2);
+        }
+        bytes.extend_from_slice(&rec);
+    }
+    bytes.resize(8_192, 0);
+    std::fs::write(segment_path(&inst_dir, 1), &bytes).unwrap();
+
+    let r = fold_leftovers(&store).unwrap();
+    assert_eq!((r.records, r.new), (N, N), "every complete record, the torn one dropped");
+    assert_eq!(store.count_usage_events().unwrap(), N as i64);
+    assert!(segments(&inst_dir).unwrap().is_empty(), "the folded segment is deleted");
+
+    // This build's own journal on the same database is format 2.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let l = Ledger::start(&store).unwrap();
+    rt.block_on(l.record(event(N + 1))).unwrap();
+    let dir = l.journal_dir();
+    let seg = segments(&dir).unwrap()[0];
+    let head = std::fs::read(segment_path(&dir, seg)).unwrap();
+    assert_eq!(record::decode_header(&head).unwrap().version, record::VERSION);
 }
