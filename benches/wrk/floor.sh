@@ -292,7 +292,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ -n "${SWITCHBOARD_BENCH_PERF:-}" ]; then
   export GATEWAY_TOKEN=${tokens[0]} GATEWAY_TOKENS_FILE=${token_files[0]}
   before=$(cpu "${gws[0]}")
-  perf record ${SWITCHBOARD_BENCH_PERF_RATE:--F 2999} ${SWITCHBOARD_BENCH_PERF_GRAPH:--g} -o "$SWITCHBOARD_BENCH_PERF" -p "${gws[0]}" -- sleep "$secs" 2>"$tmp/perf.log" &
+  perf record ${SWITCHBOARD_BENCH_PERF_RATE:--F 2999} ${SWITCHBOARD_BENCH_PERF_GRAPH:--g} -o "$SWITCHBOARD_BENCH_PERF" -p "${gws[0]}" -- sleep "$((secs + 1))" 2>"$tmp/perf.log" &
   perf_pid=$!
   sleep 0.2
   perf_lua=benches/wrk/gateway.lua

@@ -399,7 +399,7 @@ pub(super) async fn audit_failures(
     let auth = req.headers().get(header::AUTHORIZATION).cloned();
     let api_key = req.headers().get("x-api-key").cloned();
     let mut resp = next.run(req).await;
-    if let Some(FailureDetail(detail)) = resp.extensions_mut().remove::<FailureDetail>() {
+    if resp.extensions().get::<FailureDetail>().is_some() {
         let mut h = HeaderMap::new();
         if let Some(v) = auth {
             h.insert(header::AUTHORIZATION, v);
@@ -407,7 +407,16 @@ pub(super) async fn audit_failures(
         if let Some(v) = api_key {
             h.insert("x-api-key", v);
         }
-        let supplier = st.router.authenticate(super::anthropic::token(&h)).ok();
+        audit_response(&st, &h, &mut resp);
+    }
+    resp
+}
+
+/// [`audit_failures`] for a response whose request's headers are at hand
+/// (a lane's direct path, `lanes::Front`).
+pub(super) fn audit_response(st: &Arc<super::AppState>, headers: &HeaderMap, resp: &mut axum::response::Response) {
+    if let Some(FailureDetail(detail)) = resp.extensions_mut().remove::<FailureDetail>() {
+        let supplier = st.router.authenticate(super::anthropic::token(headers)).ok();
         let store = st.router.store().clone();
         let now = st.router.clock().now();
         let work = move || {
@@ -420,7 +429,6 @@ pub(super) async fn audit_failures(
             None => drop(tokio::task::spawn_blocking(work)),
         }
     }
-    resp
 }
 
 #[cfg(test)]

@@ -127,7 +127,10 @@ pub fn app_with(router: Arc<Router>, cfg: &GatewayConfig, lane: Option<tokio::ru
 }
 
 fn app_with_tasks(router: Arc<Router>, cfg: &GatewayConfig, lane: Option<tokio::runtime::Handle>, tasks: Tasks) -> axum::Router {
-    let state = Arc::new(AppState { router, body: cfg.into(), ops_token: cfg.ops_token.clone(), lane, tasks });
+    app_of(Arc::new(AppState { router, body: cfg.into(), ops_token: cfg.ops_token.clone(), lane, tasks }))
+}
+
+fn app_of(state: Arc<AppState>) -> axum::Router {
     axum::Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
@@ -218,7 +221,14 @@ pub async fn start_with(router: Arc<Router>, addr: SocketAddr, cfg: GatewayConfi
         let listener = dispatcher.add_lane(local);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let tasks = Tasks::default();
-        let app = app_with_tasks(router.clone(), &cfg, Some(rt.handle().clone()), tasks.clone());
+        let state = Arc::new(AppState {
+            router: router.clone(),
+            body: (&cfg).into(),
+            ops_token: cfg.ops_token.clone(),
+            lane: Some(rt.handle().clone()),
+            tasks: tasks.clone(),
+        });
+        let app = lanes::Front::new(app_of(state.clone()), state);
         let header_timeout = cfg.header_read_timeout;
         let stop = stop_rx.clone();
         let thread = std::thread::Builder::new().name(format!("gateway-{lane}")).spawn(move || {
@@ -309,14 +319,18 @@ fn with_cache(mut resp: Response, verdict: CacheVerdict) -> Response {
     resp
 }
 
-fn with_route(mut resp: Response, route: crate::domain::Route, request_id: &str, event_id: &str) -> Response {
+/// Marks an answer with its route, tracing id and usage row's id (the ids'
+/// own bytes become the header values: no copies).
+fn with_route(mut resp: Response, route: crate::domain::Route, request_id: String, event_id: String) -> Response {
     let h = resp.headers_mut();
-    h.insert("x-switchboard-route", HeaderValue::from_static(route.as_str()));
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-request-id", v);
+    h.insert(header::HeaderName::from_static("x-switchboard-route"), HeaderValue::from_static(route.as_str()));
+    // Visible ASCII only, as `HeaderValue::from_str` takes.
+    let value = |s: String| s.is_ascii().then(|| HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()).flatten();
+    if let Some(v) = value(request_id) {
+        h.insert(header::HeaderName::from_static("x-request-id"), v);
     }
-    if let Ok(v) = HeaderValue::from_str(event_id) {
-        h.insert("x-switchboard-event-id", v);
+    if let Some(v) = value(event_id) {
+        h.insert(header::HeaderName::from_static("x-switchboard-event-id"), v);
     }
     resp
 }
@@ -406,7 +420,7 @@ async fn serve_chat(
             .header(header::CACHE_CONTROL, "no-cache")
             .body(Body::from_stream(s.body))
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-        Ok(with_cache(with_route(resp, s.route, &s.request_id, &s.event_id), verdict))
+        Ok(with_cache(with_route(resp, s.route, s.request_id, s.event_id), verdict))
     } else {
         Ok(json_answer(st.router.chat(caller.watched_by(&client), rt, rid, req).await?))
     }
@@ -427,14 +441,20 @@ async fn serve_embeddings(
 
 fn json_answer(a: Answer) -> Response {
     let resp = ([(header::CONTENT_TYPE, "application/json")], a.body).into_response();
-    with_cache(with_route(resp, a.route, &a.request_id, &a.event_id), a.cache)
+    with_cache(with_route(resp, a.route, a.request_id, a.event_id), a.cache)
 }
 
 async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    chat_with(st, &headers, body).await
+}
+
+/// `POST /v1/chat/completions`, from axum ([`chat`]) or straight from a
+/// lane's front ([`lanes::Front`]).
+async fn chat_with(st: Arc<AppState>, headers: &HeaderMap, body: Body) -> Response {
     let result = async {
         // The token before the body: an unauthenticated body is never read.
-        let supplier = st.router.authenticate(bearer(&headers))?;
-        let bytes = ingress::read_body(body, &headers, st.body).await?;
+        let supplier = st.router.authenticate(bearer(headers))?;
+        let bytes = ingress::read_body(body, headers, st.body).await?;
         let mut req: ChatRequest = ingress::parse_json(&bytes, "chat completion")?;
         // Forwarded as it came to an OpenAI-compatible upstream (a shared reference, no copy).
         req.keep_original(bytes.clone());
@@ -442,13 +462,13 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
             return Err(ApiError::BadRequest("\"messages\" is empty; send at least one message".into()));
         }
         let req = ingress::check_chat(st.router.pricing(), req).await?;
-        let cache = cache_request(&headers, Endpoint::ChatCompletions, &bytes)?;
+        let cache = cache_request(headers, Endpoint::ChatCompletions, &bytes)?;
         // An accepted request with an `Idempotency-Key`: replayed, refused, or begun (before any provider call).
-        let ticket = match idempotency::begin(&st.router, supplier, &headers, Endpoint::ChatCompletions, &bytes).await? {
+        let ticket = match idempotency::begin(&st.router, supplier, headers, Endpoint::ChatCompletions, &bytes).await? {
             idempotency::Begun::Replay(resp) => return Ok(resp),
             idempotency::Begun::Run(ticket) => ticket,
         };
-        let meta = RequestMeta { cache: Some(cache), ..RequestMeta::of(&headers) };
+        let meta = RequestMeta { cache: Some(cache), ..RequestMeta::of(headers) };
         run_to_completion(
             &st,
             move |st, client| async move { Ok(idempotency::run(ticket, serve_chat(st, supplier, meta, req, client)).await) },

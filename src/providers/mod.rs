@@ -173,7 +173,15 @@ impl Provider {
         };
         match self {
             Provider::OpenAi { .. } => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| bad())?;
+                // Built in place (one allocation: this runs on every call).
+                let k = key.expose();
+                if !k.is_ascii() {
+                    return Err(bad());
+                }
+                let mut b = bytes::BytesMut::with_capacity(7 + k.len());
+                b.extend_from_slice(b"Bearer ");
+                b.extend_from_slice(k.as_bytes());
+                let mut v = HeaderValue::from_maybe_shared(b.freeze()).map_err(|_| bad())?;
                 v.set_sensitive(true);
                 h.insert(reqwest::header::AUTHORIZATION, v);
             }

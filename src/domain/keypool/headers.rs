@@ -112,18 +112,20 @@ fn plus(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 /// (a provider's header never fails a request).
 pub fn parse_rate_limit_headers<'a>(get: impl Fn(&str) -> Option<&'a str>, now: DateTime<Utc>) -> ReportedLimits {
     let num = |name: &str| get(name).and_then(|v| v.trim().parse::<u64>().ok());
-    let openai = |kind: &str| -> Option<LimitWindow> {
-        let remaining = num(&format!("x-ratelimit-remaining-{kind}"))?;
-        let reset = get(&format!("x-ratelimit-reset-{kind}")).and_then(parse_go_duration).unwrap_or(Duration::ZERO);
-        Some(LimitWindow { limit: num(&format!("x-ratelimit-limit-{kind}")), remaining, reset_at: plus(now, reset) })
+    // Each window's header names (remaining, reset, limit), spelled out: this
+    // runs on every answer, and formatting them cost six allocations.
+    let openai = |[remaining, reset, limit]: [&str; 3]| -> Option<LimitWindow> {
+        let remaining = num(remaining)?;
+        let reset = get(reset).and_then(parse_go_duration).unwrap_or(Duration::ZERO);
+        Some(LimitWindow { limit: num(limit), remaining, reset_at: plus(now, reset) })
     };
-    let anthropic = |kind: &str| -> Option<LimitWindow> {
-        let remaining = num(&format!("anthropic-ratelimit-{kind}-remaining"))?;
-        let reset_at = get(&format!("anthropic-ratelimit-{kind}-reset"))
+    let anthropic = |[remaining, reset, limit]: [&str; 3]| -> Option<LimitWindow> {
+        let remaining = num(remaining)?;
+        let reset_at = get(reset)
             .and_then(|v| DateTime::parse_from_rfc3339(v.trim()).ok())
             .map(|t| t.with_timezone(&Utc).clamp(now, plus(now, MAX_RESET)))
             .unwrap_or(now);
-        Some(LimitWindow { limit: num(&format!("anthropic-ratelimit-{kind}-limit")), remaining, reset_at })
+        Some(LimitWindow { limit: num(limit), remaining, reset_at })
     };
     let retry_after = get("retry-after-ms")
         .and_then(|v| v.trim().parse::<f64>().ok())
@@ -141,10 +143,26 @@ pub fn parse_rate_limit_headers<'a>(get: impl Fn(&str) -> Option<&'a str>, now: 
             }
         });
     ReportedLimits {
-        requests: openai("requests").or_else(|| anthropic("requests")),
-        tokens: openai("tokens").or_else(|| anthropic("tokens")),
-        input_tokens: anthropic("input-tokens"),
-        output_tokens: anthropic("output-tokens"),
+        requests: openai(["x-ratelimit-remaining-requests", "x-ratelimit-reset-requests", "x-ratelimit-limit-requests"]).or_else(|| {
+            anthropic([
+                "anthropic-ratelimit-requests-remaining",
+                "anthropic-ratelimit-requests-reset",
+                "anthropic-ratelimit-requests-limit",
+            ])
+        }),
+        tokens: openai(["x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens", "x-ratelimit-limit-tokens"]).or_else(|| {
+            anthropic(["anthropic-ratelimit-tokens-remaining", "anthropic-ratelimit-tokens-reset", "anthropic-ratelimit-tokens-limit"])
+        }),
+        input_tokens: anthropic([
+            "anthropic-ratelimit-input-tokens-remaining",
+            "anthropic-ratelimit-input-tokens-reset",
+            "anthropic-ratelimit-input-tokens-limit",
+        ]),
+        output_tokens: anthropic([
+            "anthropic-ratelimit-output-tokens-remaining",
+            "anthropic-ratelimit-output-tokens-reset",
+            "anthropic-ratelimit-output-tokens-limit",
+        ]),
         retry_after,
     }
 }

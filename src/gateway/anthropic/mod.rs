@@ -87,7 +87,7 @@ async fn serve(
             .header(header::CACHE_CONTROL, "no-cache")
             .body(Body::from_stream(stream::convert(s.body, &model)))
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-        return Ok(with_cache(with_route(resp, s.route, &s.request_id, &s.event_id), s.cache));
+        return Ok(with_cache(with_route(resp, s.route, s.request_id, s.event_id), s.cache));
     }
     let a = st.router.chat(caller.watched_by(&client), rt, rid, req).await?;
     let Some(body) = response::to_message(&a.body, &model) else {
@@ -96,7 +96,7 @@ async fn serve(
         return Err(ApiError::Internal);
     };
     let resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
-    Ok(with_cache(with_route(resp, a.route, &a.request_id, &a.event_id), a.cache))
+    Ok(with_cache(with_route(resp, a.route, a.request_id, a.event_id), a.cache))
 }
 
 /// `POST /v1/messages/count_tokens`: the prompt's tokens as Switchboard's

@@ -19,6 +19,7 @@ use switchboard::providers::{Providers, ProvidersConfig};
 use switchboard::sim::{DEMO_ANTHROPIC_KEY, DEMO_CLIENT_OPENAI_KEY, DEMO_OPENAI_KEY, SimAccountConfig, SimConfig, SimHandle, Simulator};
 use switchboard::store::{NewAccount, Store};
 
+mod front;
 mod idempotency;
 mod migrations;
 
