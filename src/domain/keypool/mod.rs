@@ -336,6 +336,30 @@ pub fn order_pool(
     now: DateTime<Utc>,
     tokens: u64,
 ) -> (Vec<AccountId>, Vec<(AccountId, Blocked)>) {
+    if let [k] = keys {
+        // A pool of one key (every request of such a pool comes here): what
+        // `order_many` decides for it, without its five working vectors.
+        return match k.state.headroom(&k.settings, now, tokens).blocked {
+            Some(why) => (Vec::new(), vec![(k.account, why)]),
+            None => {
+                // Its round-robin credit gains its weight and, chosen, gives
+                // up the pool's total: its weight again.
+                let w = k.settings.weight() as i64;
+                k.state.swrr = k.state.swrr.saturating_add(w).saturating_sub(w);
+                (vec![k.account], Vec::new())
+            }
+        };
+    }
+    order_many(strategy, keys, now, tokens)
+}
+
+/// [`order_pool`] for any number of keys.
+fn order_many(
+    strategy: Strategy,
+    keys: &mut [PoolKey<'_>],
+    now: DateTime<Utc>,
+    tokens: u64,
+) -> (Vec<AccountId>, Vec<(AccountId, Blocked)>) {
     let rooms: Vec<Headroom> = keys.iter().map(|k| k.state.headroom(&k.settings, now, tokens)).collect();
     let open: Vec<usize> = (0..keys.len()).filter(|i| rooms[*i].blocked.is_none()).collect();
     let blocked = (0..keys.len()).filter_map(|i| Some((keys[i].account, rooms[i].blocked?))).collect();

@@ -133,3 +133,38 @@ fn statistics_count_calls_and_429s_over_five_minutes() {
     assert_eq!("least-busy".parse::<Strategy>().unwrap(), Strategy::LeastBusy);
     assert_eq!(Strategy::default(), Strategy::Headroom);
 }
+
+#[test]
+fn a_pool_of_one_key_is_ordered_as_the_general_order_would() {
+    // Keys in every state a lone key can be in: fresh, busy, near a
+    // reported limit, cooling after a 429, over its budget, with a
+    // round-robin credit at the edge of its range.
+    let budget = PoolSettings { monthly_budget: Some(Micros(1_000)), weight: Some(3), rpm: Some(2), ..Default::default() };
+    let mut states = Vec::new();
+    states.push((PoolSettings::default(), KeyState::default()));
+    let mut busy = KeyState::default();
+    busy.begin(t0(), 100);
+    states.push((budget, busy.clone()));
+    busy.begin(t0(), 100);
+    states.push((budget, busy));
+    let mut cooling = KeyState::default();
+    cooling.cool_down(t0() + chrono::Duration::seconds(20));
+    states.push((PoolSettings::default(), cooling));
+    let mut spent = KeyState::default();
+    spent.spend(t0(), Micros(1_000));
+    states.push((budget, spent));
+    for credit in [i64::MAX, i64::MIN, 7] {
+        states.push((budget, KeyState { swrr: credit, ..KeyState::default() }));
+    }
+    for (settings, state) in states {
+        for strategy in Strategy::ALL {
+            for tokens in [1, 1_000_000] {
+                let (mut fast, mut general) = (state.clone(), state.clone());
+                let a = order_pool(*strategy, &mut [PoolKey { account: AccountId(9), settings, state: &mut fast }], t0(), tokens);
+                let b = order_many(*strategy, &mut [PoolKey { account: AccountId(9), settings, state: &mut general }], t0(), tokens);
+                assert_eq!(a, b, "{strategy} {tokens} {settings:?}");
+                assert_eq!(fast.swrr, general.swrr, "{strategy} {tokens}: the credit after");
+            }
+        }
+    }
+}

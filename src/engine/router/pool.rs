@@ -124,17 +124,15 @@ impl Pools {
     }
 
     /// Accounts with a budget whose spend this month is not loaded yet.
-    fn spend_to_load(&self, now: DateTime<Utc>, ids: &[AccountId]) -> Vec<AccountId> {
+    fn spend_to_load(&self, now: DateTime<Utc>, ids: impl Iterator<Item = AccountId>) -> Vec<AccountId> {
         let settings = self.settings.read();
         let mut keys = self.keys.lock();
-        ids.iter()
-            .filter(|a| settings.get(a).is_some_and(|s| s.monthly_budget.is_some()))
+        ids.filter(|a| settings.get(a).is_some_and(|s| s.monthly_budget.is_some()))
             .filter(|a| {
-                let k = keys.entry(**a).or_default();
+                let k = keys.entry(*a).or_default();
                 k.roll_month(now);
                 !k.spent_loaded
             })
-            .copied()
             .collect()
     }
 
@@ -170,8 +168,8 @@ impl Router {
         tokens: u64,
         now: DateTime<Utc>,
     ) -> (Vec<Candidate>, Vec<Candidate>) {
-        let ids: Vec<AccountId> = platform.iter().map(|c| c.account).collect();
-        for a in self.pools.spend_to_load(now, &ids) {
+        // Per request: no working vector that one key does not need.
+        for a in self.pools.spend_to_load(now, platform.iter().map(|c| c.account)) {
             let from = crate::domain::calendar::month_start(now);
             let to = crate::domain::calendar::next_month_start(now);
             match self.store.account_spend(a, from, to) {
@@ -185,20 +183,23 @@ impl Router {
         // One pool per provider, in the order of the model's match: its own
         // provider first, then its family (OpenAI and Azure serve the same
         // models), then the others.
-        let mut pools: Vec<ProviderKind> = Vec::new();
+        let mut kinds = [ProviderKind::OpenAi; ProviderKind::ALL.len()];
+        let mut n = 0;
         for c in &platform {
-            if !pools.contains(&c.provider) {
-                pools.push(c.provider);
+            if !kinds[..n].contains(&c.provider) && n < kinds.len() {
+                kinds[n] = c.provider;
+                n += 1;
             }
         }
+        let pools = &mut kinds[..n];
         if let Some(mp) = model_provider {
             pools.sort_by_key(|k| (family(*k) != family(mp), *k != mp));
         }
         let mut ordered = Vec::with_capacity(platform.len());
-        for kind in pools {
-            let members: Vec<&Candidate> = platform.iter().filter(|c| c.provider == kind).collect();
-            let avail: Vec<AccountId> = members.iter().filter(|c| c.available).map(|c| c.account).collect();
-            let mut states: Vec<(AccountId, KeyState)> = avail.iter().map(|a| (*a, keys.remove(a).unwrap_or_default())).collect();
+        for &kind in pools.iter() {
+            let members = || platform.iter().filter(move |c| c.provider == kind);
+            let mut states: Vec<(AccountId, KeyState)> =
+                members().filter(|c| c.available).map(|c| (c.account, keys.remove(&c.account).unwrap_or_default())).collect();
             let (order, blocked) = {
                 let mut pk: Vec<PoolKey<'_>> = states
                     .iter_mut()
@@ -210,16 +211,16 @@ impl Router {
                 keys.insert(a, st);
             }
             for a in order {
-                if let Some(c) = members.iter().find(|c| c.account == a) {
-                    ordered.push(**c);
+                if let Some(c) = members().find(|c| c.account == a) {
+                    ordered.push(*c);
                 }
             }
             for (a, _) in blocked {
-                if let Some(c) = members.iter().find(|c| c.account == a) {
-                    ordered.push(Candidate { available: false, ..**c });
+                if let Some(c) = members().find(|c| c.account == a) {
+                    ordered.push(Candidate { available: false, ..*c });
                 }
             }
-            ordered.extend(members.iter().filter(|c| !c.available).map(|c| **c));
+            ordered.extend(members().filter(|c| !c.available).copied());
         }
         let (open, later): (Vec<Candidate>, Vec<Candidate>) = client
             .into_iter()
