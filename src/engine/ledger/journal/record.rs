@@ -99,6 +99,15 @@ pub fn encode_record(event: &UsageEvent, out: &mut Vec<u8>) -> usize {
     frame(out, |out| encode_event(event, out))
 }
 
+/// Appends `event`'s record as format 1 ([`VERSION_JSON`]) wrote it, the
+/// event as JSON; returns its length in bytes. Not written any more: for
+/// tests and benchmarks of journals older builds left.
+pub fn encode_record_json(event: &UsageEvent, out: &mut Vec<u8>) -> Result<usize, serde_json::Error> {
+    let mut failed = None;
+    let n = frame(out, |out| failed = serde_json::to_writer(out, event).err());
+    failed.map_or(Ok(n), Err)
+}
+
 /// Appends a record whose payload `payload` writes, with its length and
 /// checksum; returns its length in bytes.
 fn frame(out: &mut Vec<u8>, payload: impl FnOnce(&mut Vec<u8>)) -> usize {
@@ -397,7 +406,7 @@ mod tests {
         // As a build before version 2 wrote it: the event as JSON.
         let e = full("old");
         let mut buf = Vec::new();
-        let n = frame(&mut buf, |out| serde_json::to_writer(out, &e).unwrap());
+        let n = encode_record_json(&e, &mut buf).unwrap();
         assert!(buf[RECORD_HEAD..n].starts_with(b"{"), "the payload is JSON");
         assert_eq!(decode_record(&buf, VERSION_JSON), Decoded::Record { event: e.clone(), len: n });
         // The same bytes are no version-2 event, and the reverse.

@@ -118,13 +118,8 @@ fn a_journal_an_older_build_left_in_format_1_is_folded_by_this_one() {
     std::fs::create_dir_all(&inst_dir).unwrap();
     let mut bytes = record::encode_header_version(1, record::VERSION_JSON).to_vec();
     for i in 0..=N {
-        let json = serde_json::to_vec(&event(i)).unwrap();
-        let mut rec = (json.len() as u32).to_le_bytes().to_vec();
-        let mut h = crc32fast::Hasher::new();
-        h.update(&rec);
-        h.update(&json);
-        rec.extend_from_slice(&h.finalize().to_le_bytes());
-        rec.extend_from_slice(&json);
+        let mut rec = Vec::new();
+        record::encode_record_json(&event(i), &mut rec).unwrap();
         if i == N {
             rec.truncate(rec.len() / 2);
         }
