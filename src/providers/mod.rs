@@ -289,11 +289,8 @@ pub struct ChatResponse {
     /// The OpenAI-format `chat.completion` JSON to return to the client
     /// (OpenAI/Azure: the provider's bytes unchanged; Anthropic: translated).
     pub body: Bytes,
-    pub id: String,
     /// The model the provider reports (for pricing).
     pub model: String,
-    pub content: String,
-    pub finish_reason: Option<String>,
     /// Normalised usage.
     pub usage: TokenUsage,
     /// Attempts made (1 = no retry).
@@ -301,6 +298,16 @@ pub struct ChatResponse {
 }
 
 impl ChatResponse {
+    /// The answer's text (its first choice's; read from [`ChatResponse::body`]).
+    pub fn content(&self) -> String {
+        openai::first_choice(&self.body).0
+    }
+
+    /// Why the answer ended (its first choice's `finish_reason`).
+    pub fn finish_reason(&self) -> Option<String> {
+        openai::first_choice(&self.body).1
+    }
+
     /// Cost from the pricing table (the reported model first, then the requested one).
     pub fn cost(&self, pricing: &PricingTable, provider: ProviderKind, requested_model: &str) -> Option<Micros> {
         pricing.cost(provider, &self.model, &self.usage).or_else(|| pricing.cost(provider, requested_model, &self.usage))
@@ -694,21 +701,13 @@ fn parse_chat_answer(p: &Provider, req: &ChatRequest, bytes: Bytes) -> Result<Ch
                 Some(u) => u.normalise(),
                 None => TokenUsage {
                     input: token_count::estimate_chat_prompt(req),
-                    output: token_count::count_text(&parsed.content),
+                    output: token_count::count_text(&openai::first_choice(&bytes).0),
                     estimated: true,
                     ..TokenUsage::default()
                 },
             };
             let model = if parsed.model.is_empty() { req.model.clone() } else { parsed.model };
-            Ok(ChatResponse {
-                body: bytes,
-                id: parsed.id,
-                model,
-                content: parsed.content,
-                finish_reason: parsed.finish_reason,
-                usage,
-                attempts: 1,
-            })
+            Ok(ChatResponse { body: bytes, model, usage, attempts: 1 })
         }
     }
 }

@@ -31,7 +31,8 @@ struct ChoicePeek {
 #[derive(Debug, Deserialize)]
 struct CompletionPeek {
     #[serde(default)]
-    id: String,
+    #[allow(dead_code)] // checked, not kept
+    id: Option<AnyStr>,
     #[serde(default)]
     model: String,
     #[serde(default)]
@@ -42,25 +43,115 @@ struct CompletionPeek {
     error: Option<serde_json::Value>,
 }
 
-/// The parts of a plain `chat.completion` answer we need.
+/// What the router needs from a plain `chat.completion` answer: the model
+/// it reports (for pricing) and its usage. The answer's text is read only
+/// when asked for ([`first_choice`]): the body goes to the client unchanged.
 #[derive(Debug, Clone)]
 pub struct Parsed {
-    pub id: String,
     pub model: String,
-    pub content: String,
-    pub finish_reason: Option<String>,
     pub usage: Option<OpenAiUsage>,
 }
 
+/// A plain answer as [`parse_chat`] reads it: the model borrowed from the
+/// body, the usage, and the shape of the rest checked without keeping it
+/// (the id and every choice's message and finish reason must be what a
+/// `chat.completion` has, so that a malformed answer is a provider error,
+/// not a client's surprise).
+#[derive(Deserialize)]
+struct AnswerPeek<'a> {
+    #[serde(default)]
+    #[allow(dead_code)] // checked, not kept
+    id: Option<AnyStr>,
+    #[serde(default, borrow)]
+    model: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    #[allow(dead_code)] // checked, not kept
+    choices: Checked<ChoiceShape>,
+    #[serde(default)]
+    usage: Option<OpenAiUsage>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // checked, not kept
+struct ChoiceShape {
+    #[serde(default)]
+    message: Option<MessageShape>,
+    #[serde(default)]
+    delta: Option<MessageShape>,
+    #[serde(default)]
+    finish_reason: Option<AnyStr>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // checked, not kept
+struct MessageShape {
+    #[serde(default)]
+    content: Option<AnyStr>,
+}
+
+/// A JSON string, checked and not kept (no allocation).
+#[derive(Debug)]
+struct AnyStr;
+
+impl<'de> Deserialize<'de> for AnyStr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = AnyStr;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<AnyStr, E> {
+                Ok(AnyStr)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A JSON array whose every element reads as a `T`, checked and not kept
+/// (no allocation).
+struct Checked<T>(std::marker::PhantomData<T>);
+
+impl<T> Default for Checked<T> {
+    fn default() -> Self {
+        Checked(std::marker::PhantomData)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Checked<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Checked<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked<T>, A::Error> {
+                while seq.next_element::<T>()?.is_some() {}
+                Ok(Checked::default())
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
+}
+
+/// Reads a plain `chat.completion` answer (see [`Parsed`]); an answer that is
+/// not one is the provider's [`ProviderError::InvalidResponse`].
 pub fn parse_chat(provider: &'static str, body: &[u8]) -> Result<Parsed, ProviderError> {
-    let c: CompletionPeek = serde_json::from_slice(body)
+    let c: AnswerPeek<'_> = serde_json::from_slice(body)
         .map_err(|e| ProviderError::InvalidResponse { provider, message: format!("not a chat completion: {e}") })?;
-    let first = c.choices.into_iter().next();
-    let (content, finish_reason) = match first {
+    Ok(Parsed { model: c.model.into_owned(), usage: c.usage })
+}
+
+/// The first choice's text and finish reason of an OpenAI-format
+/// `chat.completion` (empty and `None` where it has none).
+pub fn first_choice(body: &[u8]) -> (String, Option<String>) {
+    let first = serde_json::from_slice::<CompletionPeek>(body).ok().and_then(|c| c.choices.into_iter().next());
+    match first {
         Some(ch) => (ch.message.and_then(|m| m.content).unwrap_or_default(), ch.finish_reason),
         None => (String::new(), None),
-    };
-    Ok(Parsed { id: c.id, model: c.model, content, finish_reason, usage: c.usage })
+    }
 }
 
 /// Passes an OpenAI chunk stream through, collecting what the ledger needs.
@@ -148,6 +239,37 @@ impl StreamTranslator for OpenAiTranslator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_answer_is_read_for_its_model_and_usage_and_its_shape_checked() {
+        let ok = br#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-2024-08-06",
+            "choices":[{"index":0,"message":{"role":"assistant","content":"Line one\nline \"two\""},"finish_reason":"stop"},
+                       {"index":1,"message":{"role":"assistant","content":null},"finish_reason":null}],
+            "usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}"#;
+        let p = parse_chat(NAME, ok).unwrap();
+        assert_eq!(p.model, "gpt-4o-2024-08-06");
+        assert_eq!(p.usage.unwrap().normalise().output, 4);
+        assert_eq!(first_choice(ok), ("Line one\nline \"two\"".to_string(), Some("stop".to_string())));
+        // Only what is there: no model, no usage, no choices.
+        let bare = parse_chat(NAME, br#"{"choices":[]}"#).unwrap();
+        assert_eq!((bare.model.as_str(), bare.usage.is_none()), ("", true));
+        assert_eq!(first_choice(br#"{"choices":[]}"#), (String::new(), None));
+        assert_eq!(first_choice(b"not json"), (String::new(), None));
+        // Not a chat completion: the provider's error, whichever part is wrong.
+        for bad in [
+            &b"not json"[..],
+            br#"{"choices":5}"#,
+            br#"{"choices":[{"message":{"content":7}}]}"#,
+            br#"{"choices":[{"message":"hi"}]}"#,
+            br#"{"choices":[{"finish_reason":1}]}"#,
+            br#"{"choices":[{"delta":{"content":[]}}]}"#,
+            br#"{"id":12,"choices":[]}"#,
+            br#"{"model":null,"choices":[]}"#,
+        ] {
+            let e = parse_chat(NAME, bad).unwrap_err();
+            assert!(matches!(e, ProviderError::InvalidResponse { .. }), "{}: {e:?}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn stream_passthrough_hides_usage_chunk_unless_asked() {

@@ -298,14 +298,26 @@ impl Router {
     /// provider family serves it, else its equivalent in the model table
     /// (`assets/translation.json`; the account's default model when it is
     /// one of the equivalents). `None`: the table has no equivalent.
-    pub(super) fn model_for(&self, account: &ProviderAccount, requested: &str) -> Option<String> {
+    pub(super) fn model_for<'a>(&self, account: &ProviderAccount, requested: &'a str) -> Option<std::borrow::Cow<'a, str>> {
         match self.model_provider(requested) {
-            Some(mp) if family(mp) == family(account.provider) => Some(requested.to_string()),
+            Some(mp) if family(mp) == family(account.provider) => Some(std::borrow::Cow::Borrowed(requested)),
             _ => {
                 let all = self.providers.config().translation.equivalents_of(requested, account.provider);
                 let pick = all.iter().find(|m| **m == account.default_model).or(all.first());
-                pick.map(|m| m.to_string())
+                pick.map(|m| std::borrow::Cow::Owned(m.to_string()))
             }
+        }
+    }
+
+    /// Sets `model` to the model to send to `account` for `requested`
+    /// ([`Router::model_for`], else the account's default model), without
+    /// a new string when it is that already (a request's first attempt).
+    pub(super) fn set_model_for(&self, account: &ProviderAccount, requested: &str, model: &mut String) {
+        let to = self.model_for(account, requested);
+        let to = to.as_deref().unwrap_or(&account.default_model);
+        if model != to {
+            model.clear();
+            model.push_str(to);
         }
     }
 

@@ -84,17 +84,17 @@ impl Job for Chat {
     }
 
     async fn call(&mut self, router: &Router, account: &ProviderAccount, target: &ProviderTarget) -> Result<ChatResponse, ProviderError> {
-        self.req.model = router.model_for(account, &self.requested_model).unwrap_or_else(|| account.default_model.clone());
+        router.set_model_for(account, &self.requested_model, &mut self.req.model);
         router.providers.chat(target, &self.req).await
     }
 
     async fn served(self, router: &Router, p: Prepared, s: Served, resp: ChatResponse) -> Result<Answer, RouteError> {
         let provider = s.account.account.provider;
-        let served_model = if router.pricing.price(provider, &resp.model).is_some() { resp.model.clone() } else { self.req.model.clone() };
+        let served_model: &str = if router.pricing.price(provider, &resp.model).is_some() { &resp.model } else { &self.req.model };
         let (route, account) = (s.route, s.account.account.id);
-        let event_id = router.commit(&p, s, &served_model, resp.usage).await?;
+        let event_id = router.commit(&p, s, served_model, resp.usage).await?;
         if let Some(cu) = self.cache {
-            router.cache_put(cu, &p, false, provider, &served_model, account, resp.usage, resp.body.clone());
+            router.cache_put(cu, &p, false, provider, served_model, account, resp.usage, resp.body.clone());
         }
         router.mirror(&p, &event_id, Some(account), &self.req, &self.requested_model);
         Ok(Answer { body: resp.body, route, account, request_id: p.request_id, event_id, cache: self.verdict })
@@ -135,7 +135,7 @@ impl Job for StreamedChat {
     }
 
     async fn call(&mut self, router: &Router, account: &ProviderAccount, target: &ProviderTarget) -> Result<ChatStream, ProviderError> {
-        self.chat.req.model = router.model_for(account, &self.chat.requested_model).unwrap_or_else(|| account.default_model.clone());
+        router.set_model_for(account, &self.chat.requested_model, &mut self.chat.req.model);
         router.providers.chat_stream(target, &self.chat.req).await
     }
 

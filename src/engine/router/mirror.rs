@@ -72,7 +72,7 @@ impl Router {
         };
         let account = acc.account.clone();
         let mut copy = req.clone();
-        copy.model = self.model_for(&account, requested_model).unwrap_or_else(|| account.default_model.clone());
+        self.set_model_for(&account, requested_model, &mut copy.model);
         let target = ProviderTarget::from_account(&account, key);
         let (providers, ledger, pricing, recorded) =
             (self.providers.clone(), self.ledger.clone(), self.pricing.clone(), m.recorded.clone());

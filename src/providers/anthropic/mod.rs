@@ -140,15 +140,7 @@ pub fn from_messages_response(body: &[u8], created: u64, structured: bool) -> Re
         }],
         "usage": OpenAiUsage::from_normalised(&usage),
     });
-    Ok(ChatResponse {
-        body: Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),
-        id,
-        model: r.model,
-        content: t.content,
-        finish_reason: finish.map(str::to_string),
-        usage,
-        attempts: 1,
-    })
+    Ok(ChatResponse { body: Bytes::from(serde_json::to_vec(&out).unwrap_or_default()), model: r.model, usage, attempts: 1 })
 }
 
 /// One OpenAI `chat.completion.chunk` as an SSE event.
@@ -412,8 +404,8 @@ mod tests {
     fn response_translation() {
         let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"text","text":"Hi"},{"type":"text","text":" there"}],"stop_reason":"max_tokens","usage":{"input_tokens":10,"output_tokens":2,"cache_read_input_tokens":100,"cache_creation_input_tokens":0}}"#;
         let t = from_messages_response(body, 1, false).unwrap();
-        assert_eq!(t.content, "Hi there");
-        assert_eq!(t.finish_reason.as_deref(), Some("length"));
+        assert_eq!(t.content(), "Hi there");
+        assert_eq!(t.finish_reason().as_deref(), Some("length"));
         let v: Value = serde_json::from_slice(&t.body).unwrap();
         assert_eq!(v["usage"]["prompt_tokens"], 110);
         assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 100);

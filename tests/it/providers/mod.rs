@@ -133,14 +133,14 @@ async fn plain_chat_for_each_provider() {
         (ProviderKind::AzureOpenAi, "gpt-4o-2024-08-06", usage(15, 20, 0, 0, 0)),
     ] {
         let r = p.chat(&target(&s, kind), &ChatRequest::simple(model(kind), PROMPT)).await.unwrap();
-        assert_eq!(r.content, format!("Simulated {reported_model} reply: {PROMPT}"), "{kind}");
-        assert_eq!(r.finish_reason.as_deref(), Some("stop"), "{kind}");
+        assert_eq!(r.content(), format!("Simulated {reported_model} reply: {PROMPT}"), "{kind}");
+        assert_eq!(r.finish_reason().as_deref(), Some("stop"), "{kind}");
         assert_eq!(r.model, reported_model);
         assert_eq!(r.usage, want, "{kind}");
         assert_eq!(r.attempts, 1);
         let body: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["object"], "chat.completion", "{kind}");
-        assert_eq!(body["choices"][0]["message"]["content"], r.content.as_str());
+        assert_eq!(body["choices"][0]["message"]["content"], r.content().as_str());
         assert_eq!(body["usage"]["prompt_tokens"], want.prompt_total());
     }
 }
@@ -160,7 +160,7 @@ async fn streamed_chat_for_each_provider_matches_plain() {
             }
             let (bytes, sum) = drain(p.chat_stream(&t, &req).await.unwrap()).await;
             assert!(sum.completed && sum.error.is_none(), "{kind}: {sum:?}");
-            assert_eq!(sum.content, plain.content, "{kind}");
+            assert_eq!(sum.content, plain.content(), "{kind}");
             assert_eq!(sum.finish_reason.as_deref(), Some("stop"));
             assert_eq!(sum.usage, plain.usage, "{kind}: streamed usage equals plain usage");
             let payloads = sse_payloads(&bytes);
@@ -183,7 +183,7 @@ async fn streamed_chat_for_each_provider_matches_plain() {
                     assert_eq!(c["usage"]["completion_tokens"], plain.usage.output);
                 }
             }
-            assert_eq!(text, plain.content, "{kind}: forwarded chunks carry the content");
+            assert_eq!(text, plain.content(), "{kind}: forwarded chunks carry the content");
             assert_eq!(usage_chunks, usize::from(client_wants_usage), "{kind}: usage chunk only when asked");
             let finish: Vec<_> = chunks.iter().filter_map(|c| c["choices"].get(0).and_then(|ch| ch["finish_reason"].as_str())).collect();
             assert_eq!(finish, vec!["stop"], "{kind}");
@@ -213,7 +213,7 @@ async fn anthropic_translation_round_trip_with_images_stop_and_max_tokens() {
     // two images 85 each; framing 4: 8 + 4 + 7 + 170 = 189.
     assert_eq!(r.usage.input, 189);
     // max_tokens 5: "Simulated"(3) " claude-sonnet-4-5"(5) already exceeds, words are dropped until it fits.
-    assert_eq!(r.finish_reason.as_deref(), Some("length"));
+    assert_eq!(r.finish_reason().as_deref(), Some("length"));
     assert!(r.usage.output <= 5);
     let body: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(body["choices"][0]["finish_reason"], "length");
@@ -228,8 +228,8 @@ async fn content_filter_outcomes() {
     // OpenAI: a 200 with finish_reason content_filter; Anthropic: stop_reason refusal → content_filter.
     for kind in [ProviderKind::OpenAi, ProviderKind::Anthropic] {
         let r = p.chat(&target(&s, kind), &req(kind)).await.unwrap();
-        assert_eq!(r.finish_reason.as_deref(), Some("content_filter"), "{kind}");
-        assert_eq!(r.content, "");
+        assert_eq!(r.finish_reason().as_deref(), Some("content_filter"), "{kind}");
+        assert_eq!(r.content(), "");
     }
     // Azure: its 400 content-filter error.
     let e = p.chat(&target(&s, ProviderKind::AzureOpenAi), &req(ProviderKind::AzureOpenAi)).await.unwrap_err();

@@ -94,9 +94,44 @@ pub fn decode_header(b: &[u8]) -> Result<Header, HeaderError> {
 }
 
 /// Appends `event`'s record (format [`VERSION`]) to `out`; returns its length
-/// in bytes.
+/// in bytes. The record is always one a reader takes: an event whose payload
+/// would exceed [`MAX_PAYLOAD`] (which a reader takes for a torn length, and
+/// would not read past) is written with its strings clipped to
+/// [`CLIPPED_STRING`] bytes each, and logged in full first. (The gateway
+/// bounds what clients send — request ids, idempotency keys, known models —
+/// far below this; this is the journal's own guarantee.)
 pub fn encode_record(event: &UsageEvent, out: &mut Vec<u8>) -> usize {
-    frame(out, |out| encode_event(event, out))
+    let start = out.len();
+    let n = frame(out, |out| encode_event(event, out));
+    if n - RECORD_HEAD <= MAX_PAYLOAD {
+        return n;
+    }
+    out.truncate(start);
+    tracing::warn!(event = ?event, bytes = n, "a usage event too large for the journal is recorded with its strings clipped");
+    frame(out, |out| encode_event(&clipped(event), out))
+}
+
+/// The most bytes of each string a clipped event keeps ([`encode_record`]).
+pub const CLIPPED_STRING: usize = 4096;
+
+/// `event` with each string cut to at most [`CLIPPED_STRING`] bytes (at a
+/// character boundary).
+fn clipped(event: &UsageEvent) -> UsageEvent {
+    fn clip(s: &str) -> String {
+        let mut end = s.len().min(CLIPPED_STRING);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s[..end].to_string()
+    }
+    UsageEvent {
+        event_id: clip(&event.event_id),
+        request_id: clip(&event.request_id),
+        idempotency_key: event.idempotency_key.as_deref().map(clip),
+        model: clip(&event.model),
+        error_class: event.error_class.as_deref().map(clip),
+        ..event.clone()
+    }
 }
 
 /// Appends `event`'s record as format 1 ([`VERSION_JSON`]) wrote it, the
@@ -115,7 +150,7 @@ fn frame(out: &mut Vec<u8>, payload: impl FnOnce(&mut Vec<u8>)) -> usize {
     out.extend_from_slice(&[0u8; RECORD_HEAD]);
     payload(out);
     let len = out.len() - start - RECORD_HEAD;
-    // An event is far below MAX_PAYLOAD (its strings are bounded by the gateway).
+    // At most MAX_PAYLOAD: encode_record clips an event that would exceed it.
     let len32 = u32::try_from(len).unwrap_or(u32::MAX);
     out[start..start + 4].copy_from_slice(&len32.to_le_bytes());
     let mut h = crc32fast::Hasher::new();
@@ -383,6 +418,67 @@ mod tests {
     fn a_record_round_trips_every_field_and_says_its_length() {
         round_trip(&event("a"));
         round_trip(&full("b"));
+    }
+
+    #[test]
+    fn an_event_too_large_for_a_record_is_written_clipped_and_read_back() {
+        // Five strings of 300 KiB each (a two-byte character at every odd
+        // offset near the cut): 1.5 MiB, over MAX_PAYLOAD.
+        let long = |c: char| std::iter::repeat_n(format!("{c}é"), 100_000).collect::<String>();
+        let e = UsageEvent {
+            event_id: long('e'),
+            request_id: long('r'),
+            idempotency_key: Some(long('k')),
+            model: long('m'),
+            error_class: Some(long('x')),
+            ..full("big")
+        };
+        let mut buf = b"before".to_vec();
+        let n = encode_record(&e, &mut buf);
+        assert_eq!(n, buf.len() - 6, "the oversized payload was not left behind");
+        assert!(n - RECORD_HEAD <= MAX_PAYLOAD);
+        let next = encode_record(&event("next"), &mut buf);
+        let Decoded::Record { event: got, len } = decode_record(&buf[6..], VERSION) else { panic!("not read back") };
+        assert_eq!(len, n);
+        assert_eq!(
+            decode_record(&buf[6 + n..], VERSION),
+            Decoded::Record { event: event("next"), len: next },
+            "and the next record after it"
+        );
+        for (got, was) in [
+            (&got.event_id, &e.event_id),
+            (&got.request_id, &e.request_id),
+            (got.idempotency_key.as_ref().unwrap(), e.idempotency_key.as_ref().unwrap()),
+            (&got.model, &e.model),
+            (got.error_class.as_ref().unwrap(), e.error_class.as_ref().unwrap()),
+        ] {
+            assert!(got.len() <= CLIPPED_STRING && got.len() >= CLIPPED_STRING - 1, "{}", got.len());
+            assert!(was.starts_with(got.as_str()), "clipped at a character boundary, from the start");
+        }
+        assert_eq!(
+            UsageEvent {
+                event_id: String::new(),
+                request_id: String::new(),
+                idempotency_key: None,
+                model: String::new(),
+                error_class: None,
+                ..got
+            },
+            UsageEvent {
+                event_id: String::new(),
+                request_id: String::new(),
+                idempotency_key: None,
+                model: String::new(),
+                error_class: None,
+                ..e
+            },
+            "every other field as it was"
+        );
+        // An event just under the limit is written as it is.
+        let fits = UsageEvent { model: "m".repeat(MAX_PAYLOAD - 1024), ..event("fits") };
+        let mut buf = Vec::new();
+        encode_record(&fits, &mut buf);
+        assert!(matches!(decode_record(&buf, VERSION), Decoded::Record { event, .. } if event == fits));
     }
 
     #[test]
