@@ -50,9 +50,9 @@ pub fn run_demo_data(db: Option<PathBuf>, args: DemoDataArgs) -> anyhow::Result<
     let until = args.until.unwrap_or_else(|| super::now().date_naive());
     let mut cfg = DemoConfig::new(args.suppliers, args.days, args.seed, until);
     cfg.sim_base_url = args.sim_url;
-    // Health history up to now, or to the end of `--until` when that is earlier.
+    // History (usage and health) up to now, or to the end of `--until` when that is earlier.
     let end_of_until = (until + chrono::Duration::days(1)).and_hms_opt(0, 0, 0).map(|t| t.and_utc());
-    cfg.health_until = Some(end_of_until.map_or(super::now(), |e| e.min(super::now())));
+    cfg.history_until = Some(end_of_until.map_or(super::now(), |e| e.min(super::now())));
     let started = Instant::now();
     let summary = generate(&store, &cfg, crate::engine::demo::once_per_stage(|stage| eprintln!("writing {stage}…")))?;
     println!(
@@ -113,7 +113,7 @@ pub fn run_console(args: ConsoleArgs) -> anyhow::Result<()> {
         let sim_addr = crate::engine::demo_traffic::free_loopback_addr().context("no free loopback port for the provider simulator")?;
         let mut cfg = DemoConfig::new(args.demo_suppliers, args.demo_days, 7, super::now().date_naive());
         cfg.sim_base_url = format!("http://{sim_addr}");
-        cfg.health_until = Some(super::now());
+        cfg.history_until = Some(super::now());
         (store, format!("demo · {}", path.display()), Some((cfg, sim_addr)))
     } else {
         let store = super::open_store(args.db)?;

@@ -24,10 +24,12 @@ pub struct DemoConfig {
     /// errors without tokens; on the supplier's wedding days they go
     /// through). Off, the history follows the generator's pattern alone.
     pub enforce_quotas: bool,
-    /// When the generated health history (the charts of the Health view:
-    /// latency and errors of every account, with the incidents below) ends:
-    /// the console's demo passes the moment it starts. `None` writes none.
-    pub health_until: Option<DateTime<Utc>>,
+    /// When the generated history ends: the last day's usage stops here (no
+    /// request is dated after it), and the health history (the charts of the
+    /// Health view: latency and errors of every account, with the incidents
+    /// below) runs up to it. The console's demo passes the moment it starts.
+    /// `None`: the last day's usage is whole, and no health history is written.
+    pub history_until: Option<DateTime<Utc>>,
 }
 
 impl DemoConfig {
@@ -42,7 +44,7 @@ impl DemoConfig {
             wedding_boost: 1.8,
             sim_base_url: "http://127.0.0.1:4490".into(),
             enforce_quotas: true,
-            health_until: None,
+            history_until: None,
         }
     }
 }

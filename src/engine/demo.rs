@@ -409,6 +409,11 @@ pub fn generate(store: &Store, cfg: &DemoConfig, mut progress: impl FnMut(&str, 
                 })
                 .collect();
             times.sort();
+            // Nothing after the moment the history ends (the demo's start):
+            // drawn all the same, so that the days before stay as they were.
+            if let Some(end) = cfg.history_until {
+                times.retain(|t| *t < end);
+            }
             let wedding_day = s.weddings.contains(&day);
             let quota = policy.monthly_tokens(s.tier, day);
             let used = &mut quota_used[si];
@@ -495,7 +500,7 @@ pub fn generate(store: &Store, cfg: &DemoConfig, mut progress: impl FnMut(&str, 
         out
     });
     summary.usage_events = store.append_usage_stream(events)? as u64;
-    if let Some(until) = cfg.health_until {
+    if let Some(until) = cfg.history_until {
         progress("health history", 0.58);
         let mut accounts = vec![platform_openai.clone(), platform_anthropic.clone()];
         accounts.extend(suppliers.iter().filter_map(|s| s.client_account.clone()));

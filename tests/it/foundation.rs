@@ -324,7 +324,7 @@ fn demo_data_is_identical_for_the_same_seed() {
         let p = dir.path().join(format!("demo{i}.db"));
         let store = Store::open(&p).unwrap();
         let mut cfg = DemoConfig::new(25, 60, *seed, until);
-        cfg.health_until = Some(until.and_hms_opt(15, 0, 0).unwrap().and_utc());
+        cfg.history_until = Some(until.and_hms_opt(15, 0, 0).unwrap().and_utc());
         generate(&store, &cfg, |_, _| {}).unwrap();
         drop(store);
         paths.push(p);
@@ -342,7 +342,7 @@ fn demo_data_has_30_days_of_health_history_with_its_incidents() {
     let until = day("2026-11-25");
     let end = until.and_hms_opt(15, 10, 0).unwrap().and_utc();
     let mut cfg = DemoConfig::new(250, 30, 3, until);
-    cfg.health_until = Some(end);
+    cfg.history_until = Some(end);
     let mut heard: Vec<(String, f32)> = Vec::new();
     let summary = generate(&store, &cfg, |stage, done| heard.push((stage.to_string(), done))).unwrap();
     // Progress: every stage in order, the usage history day by day, never backwards.
@@ -378,6 +378,18 @@ fn demo_data_has_30_days_of_health_history_with_its_incidents() {
         .with_conn(|c| c.query_row("SELECT SUM(failures), SUM(samples) FROM health_aggregates", [], |r| Ok((r.get(0)?, r.get(1)?))))
         .unwrap();
     assert!(failures * 100 < samples, "under 1 % errors overall: {failures} of {samples}");
+    // The last day's usage stops where the history does (the demo's start): no request from the future.
+    let (latest, today): (i64, i64) = store
+        .with_conn(|c| {
+            c.query_row(
+                "SELECT max(ts), count(*) FILTER (WHERE ts >= ?1) FROM usage_events",
+                [until.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .unwrap();
+    assert!(latest < end.timestamp_millis(), "the latest request is before the history's end");
+    assert!(today > 100, "the last day has its requests up to then: {today}");
     let incident_hours: Vec<(i64, i64)> = store
         .with_conn(|c| {
             let mut st = c.prepare(&format!(

@@ -53,7 +53,7 @@ fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path().join("snapshots.db")).unwrap());
     let mut cfg = DemoConfig::new(24, 90, 7, now().date_naive());
-    cfg.health_until = Some(now());
+    cfg.history_until = Some(now());
     generate(&store, &cfg, |_, _| {}).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     World { _dir: dir, store, rt, clock: ManualClock::new(now()) }

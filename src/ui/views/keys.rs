@@ -247,16 +247,66 @@ pub fn show(ui: &mut Ui, st: &mut State, cx: &mut Cx<'_>) {
     }
 }
 
+/// The accounts tables' columns: Account, Owner, Provider, Key, Last
+/// validation, Actions, Pool. Provider, Key and Actions (its width given per
+/// table: [`ACTIONS_PLATFORM`], [`ACTIONS_SUPPLIER`]) are fixed; the others
+/// share what is left by these weights, never below these minimums.
+const ACCOUNT_FIXED: [Option<f32>; 7] = [None, None, Some(100.0), Some(120.0), None, Some(0.0), None];
+/// Validate, Pool…, Rotate…, Remove….
+const ACTIONS_PLATFORM: f32 = 316.0;
+/// Validate, Rotate…, Remove….
+const ACTIONS_SUPPLIER: f32 = 250.0;
+const ACCOUNT_SHARE: [(f32, f32); 7] = [(0.30, 140.0), (0.22, 110.0), (0.0, 0.0), (0.0, 0.0), (0.24, 110.0), (0.0, 0.0), (0.24, 100.0)];
+
+/// The accounts tables' column widths when `avail` points are left for the
+/// columns themselves (the spacing between them already taken out). Wider
+/// than `avail` only when even the minimums do not fit; the table then
+/// scrolls sideways.
+fn account_widths(avail: f32, actions: f32) -> [f32; 7] {
+    let mut w = ACCOUNT_FIXED.map(|f| f.unwrap_or(0.0));
+    w[5] = actions;
+    let fixed: f32 = w.iter().sum();
+    // A column whose share falls below its minimum takes the minimum, and
+    // the others share what is left; until no share falls below.
+    let mut at_min = [false; 7];
+    loop {
+        let pinned: f32 = (0..7).filter(|&i| at_min[i]).map(|i| ACCOUNT_SHARE[i].1).sum();
+        let left = (avail - fixed - pinned).max(0.0);
+        let weight: f32 = (0..7).filter(|&i| ACCOUNT_FIXED[i].is_none() && !at_min[i]).map(|i| ACCOUNT_SHARE[i].0).sum();
+        let mut changed = false;
+        for i in (0..7).filter(|&i| ACCOUNT_FIXED[i].is_none()) {
+            let (share, min) = ACCOUNT_SHARE[i];
+            w[i] = if at_min[i] { min } else { (left * share / weight.max(f32::EPSILON)).floor() };
+            if !at_min[i] && w[i] < min {
+                at_min[i] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            return w;
+        }
+    }
+}
+
 fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &mut Cx<'_>, visible: usize) {
+    // Room for the vertical scroll bar and the spacing between the seven cells.
+    let gaps = ui.spacing().item_spacing.x * 6.0 + ui.spacing().scroll.bar_width + ui.spacing().scroll.bar_outer_margin;
+    let platform = rows.iter().any(|a| a.owner == AccountOwner::Platform);
+    let widths = account_widths(ui.available_width() - gaps, if platform { ACTIONS_PLATFORM } else { ACTIONS_SUPPLIER });
+    egui::ScrollArea::horizontal().id_salt((id, "sideways")).auto_shrink([false, true]).show(ui, |ui| {
+        accounts_rows(ui, id, rows, st, cx, visible, widths);
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn accounts_rows(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &mut Cx<'_>, visible: usize, widths: [f32; 7]) {
     let now = cx.handle.now();
     let p = theme::palette(ui);
-    let widths = [230.0, 170.0, 100.0, 110.0, 190.0, 250.0, 300.0];
     let head = |ui: &mut Ui| {
         ui.horizontal(|ui| {
-            for (h, w) in ["Account", "Owner", "Provider", "Key", "Last validation", "Actions"].iter().zip(widths) {
+            for (h, w) in ["Account", "Owner", "Provider", "Key", "Last validation", "Actions", "Pool"].iter().zip(widths) {
                 cell(ui, w, RichText::new(*h).small().color(p.muted));
             }
-            ui.label(RichText::new("Pool").small().color(p.muted));
         });
     };
     head(ui);
@@ -636,4 +686,33 @@ fn orphan_notice(ui: &mut Ui, orphans: &[crate::console::OrphanKey]) {
             RichText::new("They hold keys nothing uses. Remove them with `switchboard key prune-orphans` (try `--dry-run` first).").small(),
         );
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accounts_columns_fill_the_width_they_get_and_keep_their_minimums() {
+        // The console's default window (1360 px) and the snapshot sizes leave
+        // about 1,000–1,650 points for the columns: they fit exactly.
+        for avail in [1_000.0, 1_090.0, 1_650.0] {
+            let w = account_widths(avail, ACTIONS_PLATFORM);
+            let total: f32 = w.iter().sum();
+            assert!(total <= avail && total > avail - 8.0, "{avail}: {w:?} adds up to {total}");
+            assert_eq!((w[2], w[3], w[5]), (100.0, 120.0, ACTIONS_PLATFORM), "the fixed columns");
+        }
+        // Wider windows give the text columns the room, by their weights.
+        let (narrow, wide) = (account_widths(1_000.0, ACTIONS_PLATFORM), account_widths(1_650.0, ACTIONS_PLATFORM));
+        assert!(wide[0] > narrow[0] && wide[1] > narrow[1] && wide[4] > narrow[4] && wide[6] > narrow[6]);
+        assert!(wide[0] > wide[1], "the account's label gets the most");
+        // A supplier's table (three buttons) gives the text columns what the fourth button took.
+        let supplier = account_widths(1_000.0, ACTIONS_SUPPLIER);
+        assert_eq!(supplier[5], ACTIONS_SUPPLIER);
+        assert!(supplier[0] > narrow[0] && supplier.iter().sum::<f32>() <= 1_000.0);
+        // The smallest window (960 px) cannot hold the minimums: they hold, and the table scrolls.
+        let w = account_widths(650.0, ACTIONS_PLATFORM);
+        assert_eq!([w[0], w[1], w[4], w[6]], [140.0, 110.0, 110.0, 100.0]);
+        assert_eq!(account_widths(0.0, ACTIONS_SUPPLIER), account_widths(-50.0, ACTIONS_SUPPLIER));
+    }
 }
