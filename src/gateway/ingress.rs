@@ -2,7 +2,9 @@
 //! anything. Its settings ([`GatewayConfig`]: header and body read timeouts,
 //! body size, connection caps, the operations token); the connection caps
 //! the accept loop applies ([`ConnLimits`]); reading a body only after the
-//! bearer token was checked, with its size cap and deadline ([`read_body`]);
+//! bearer token was checked, with its size cap and deadline ([`read_body`];
+//! [`authenticated`] does both, and closes the connection of a request
+//! refused before its body was read);
 //! the model limits checked before any provider call ([`check_chat`],
 //! [`check_embeddings`]: context window, output cap); and the token that
 //! `/metrics` and `/healthz` may require ([`OpsToken`]).
@@ -234,6 +236,37 @@ impl From<&GatewayConfig> for BodyLimits {
     fn from(c: &GatewayConfig) -> Self {
         BodyLimits { max: c.max_body_bytes, timeout: c.body_read_timeout }
     }
+}
+
+/// The sender (`auth`: the token, checked before anything is read), then the
+/// body ([`read_body`]). A request refused before its body was read whole (a
+/// bad token, a body over the cap or too slow) is answered by `answer` (the
+/// endpoint's error shape) with `Connection: close`: the rest of its body is
+/// still on the connection, so the server closes it after the answer, and the
+/// header tells a client that pools connections (the OpenAI and Anthropic
+/// SDKs do) not to send its next request on it.
+pub(super) async fn authenticated<T>(
+    auth: impl FnOnce() -> Result<T, ApiError>,
+    body: Body,
+    headers: &HeaderMap,
+    limits: BodyLimits,
+    answer: fn(ApiError) -> axum::response::Response,
+) -> Result<(T, Bytes), axum::response::Response> {
+    let read = async {
+        let who = auth()?;
+        let bytes = read_body(body, headers, limits).await?;
+        Ok((who, bytes))
+    };
+    read.await.map_err(|e| closing(answer(e), headers))
+}
+
+/// `resp` with `Connection: close` when its request came with a body.
+fn closing(mut resp: axum::response::Response, headers: &HeaderMap) -> axum::response::Response {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).map(str::trim);
+    if headers.contains_key(header::TRANSFER_ENCODING) || declared.is_some_and(|n| n != "0") {
+        resp.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Reads a request body, after its sender was authenticated: refused (413)

@@ -451,10 +451,13 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
 /// `POST /v1/chat/completions`, from axum ([`chat`]) or straight from a
 /// lane's front ([`lanes::Front`]).
 async fn chat_with(st: Arc<AppState>, headers: &HeaderMap, body: Body) -> Response {
+    // The token before the body: an unauthenticated body is never read.
+    let auth = || Ok(st.router.authenticate(bearer(headers))?);
+    let (supplier, bytes) = match ingress::authenticated(auth, body, headers, st.body, IntoResponse::into_response).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
+    };
     let result = async {
-        // The token before the body: an unauthenticated body is never read.
-        let supplier = st.router.authenticate(bearer(headers))?;
-        let bytes = ingress::read_body(body, headers, st.body).await?;
         let mut req: ChatRequest = ingress::parse_json(&bytes, "chat completion")?;
         // Forwarded as it came to an OpenAI-compatible upstream (a shared reference, no copy).
         req.keep_original(bytes.clone());
@@ -480,9 +483,12 @@ async fn chat_with(st: Arc<AppState>, headers: &HeaderMap, body: Body) -> Respon
 }
 
 async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let auth = || Ok(st.router.authenticate(bearer(&headers))?);
+    let (supplier, bytes) = match ingress::authenticated(auth, body, &headers, st.body, IntoResponse::into_response).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
+    };
     let result = async {
-        let supplier = st.router.authenticate(bearer(&headers))?;
-        let bytes = ingress::read_body(body, &headers, st.body).await?;
         let req: EmbeddingsRequest = ingress::parse_json(&bytes, "embeddings")?;
         let req = ingress::check_embeddings(st.router.pricing(), req).await?;
         let cache = cache_request(&headers, Endpoint::Embeddings, &bytes)?;

@@ -45,10 +45,13 @@ pub(super) fn token(h: &HeaderMap) -> Option<&str> {
 
 /// `POST /v1/messages`.
 pub(super) async fn messages(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    // The token before the body: an unauthenticated body is never read.
+    let auth = || Ok(st.router.authenticate(token(&headers))?);
+    let (supplier, bytes) = match ingress::authenticated(auth, body, &headers, st.body, errors::into_response).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
+    };
     let result = async {
-        // The token before the body: an unauthenticated body is never read.
-        let supplier = st.router.authenticate(token(&headers))?;
-        let bytes = ingress::read_body(body, &headers, st.body).await?;
         let req = request::to_chat(&request::parse(&bytes)?, true)?;
         let req = ingress::check_chat(st.router.pricing(), req).await?;
         let cache = cache_request(&headers, Endpoint::Messages, &bytes)?;
@@ -103,9 +106,12 @@ async fn serve(
 /// tokenizer estimates them (system, messages, images, tool calls and tool
 /// definitions), without calling a provider or recording usage.
 pub(super) async fn count_tokens(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let auth = || Ok(st.router.authenticate(token(&headers))?);
+    let (_, bytes) = match ingress::authenticated(auth, body, &headers, st.body, errors::into_response).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
+    };
     let result = async {
-        st.router.authenticate(token(&headers))?;
-        let bytes = ingress::read_body(body, &headers, st.body).await?;
         let req = request::to_chat(&request::parse(&bytes)?, false)?;
         let n = tokio::task::spawn_blocking(move || estimate(&req)).await.map_err(|e| {
             tracing::error!(error = %e, "counting a prompt's tokens failed");

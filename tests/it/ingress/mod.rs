@@ -190,6 +190,69 @@ async fn an_unauthenticated_30_mb_body_is_refused_before_it_is_read() {
     e.still_serves().await;
 }
 
+/// Sends `head` (a request's head, without the blank line) and `body` on
+/// `tcp`; returns the answer.
+async fn exchange(tcp: &mut TcpStream, head: &str, body: &[u8]) -> String {
+    tcp.write_all(format!("{head}content-length: {}\r\n\r\n", body.len()).as_bytes()).await.unwrap();
+    tcp.write_all(body).await.unwrap();
+    read_answer(tcp, Duration::from_secs(5)).await
+}
+
+/// Whether the server closed `tcp` (a read ends) within two seconds.
+async fn closed_by_server(tcp: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    matches!(tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+#[tokio::test]
+async fn a_request_refused_before_its_body_is_read_is_answered_with_connection_close() {
+    let e = env(GatewayConfig { max_body_bytes: 8 * 1024, ..GatewayConfig::default() }).await;
+    let big = vec![b'x'; 6 * 1024];
+    // A wrong token on every endpoint that takes a body: the body is not read,
+    // the answer says so, and the server closes the connection after it.
+    for (path, auth, status) in [
+        ("/v1/chat/completions", "authorization: Bearer sbk_wrong", "401"),
+        ("/v1/embeddings", "authorization: Bearer sbk_wrong", "401"),
+        ("/v1/messages", "x-api-key: sbk_wrong", "401"),
+        ("/v1/messages/count_tokens", "x-api-key: sbk_wrong", "401"),
+    ] {
+        let mut tcp = TcpStream::connect(e.gw.addr()).await.unwrap();
+        let answer =
+            exchange(&mut tcp, &format!("POST {path} HTTP/1.1\r\nhost: x\r\n{auth}\r\ncontent-type: application/json\r\n"), &big).await;
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{path}: {answer:?}");
+        assert!(answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{path}: {answer:?}");
+        assert!(closed_by_server(&mut tcp).await, "{path}: the connection is not reused");
+    }
+    // A body over the cap from a known sender: 413, and the same.
+    let mut tcp = TcpStream::connect(e.gw.addr()).await.unwrap();
+    let head =
+        format!("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\n", e.token);
+    let answer = exchange(&mut tcp, &head, &vec![b'x'; 20 * 1024]).await;
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{answer:?}");
+    // A body that was read (a known sender, not JSON): 400, and the connection
+    // stays open for the next request, as does one refused with no body.
+    let mut tcp = TcpStream::connect(e.gw.addr()).await.unwrap();
+    let answer = exchange(&mut tcp, &head, b"not json").await;
+    assert!(answer.starts_with("HTTP/1.1 400") && !answer.to_ascii_lowercase().contains("connection: close"), "{answer:?}");
+    tcp.write_all(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sbk_wrong\r\n\r\n").await.unwrap();
+    let answer = read_answer(&mut tcp, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 401") && !answer.to_ascii_lowercase().contains("connection: close"), "{answer:?}");
+    let answer = exchange(&mut tcp, &head, b"{}").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "the same connection serves a third request: {answer:?}");
+    // A client that pools its connections (as the SDKs do) gets an answer to
+    // every request after such refusals, never a broken connection.
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/v1/chat/completions", e.gw.addr());
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5});
+    for i in 0..10 {
+        let refused = http.post(&url).bearer_auth("sbk_wrong").body(big.clone()).send().await;
+        assert_eq!(refused.map(|r| r.status().as_u16()).unwrap_or_else(|err| panic!("round {i}: {err}")), 401);
+        let served = http.post(&url).bearer_auth(&e.token).json(&chat).send().await;
+        assert_eq!(served.map(|r| r.status().as_u16()).unwrap_or_else(|err| panic!("round {i}: {err}")), 200);
+    }
+    assert_eq!(e.provider_calls(), 10);
+}
+
 #[tokio::test]
 async fn slow_headers_are_cut_off_and_a_slow_body_gets_a_408() {
     let cfg = GatewayConfig {
