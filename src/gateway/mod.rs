@@ -102,6 +102,10 @@ impl Drop for TaskSlot {
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl AppState {
+    fn new(router: Arc<Router>, cfg: &GatewayConfig, lane: Option<tokio::runtime::Handle>, tasks: Tasks) -> Arc<Self> {
+        Arc::new(AppState { router, body: cfg.into(), ops_token: cfg.ops_token.clone(), lane, tasks })
+    }
+
     fn caller(&self, supplier: crate::domain::SupplierId) -> Caller<'_> {
         let c = Caller::supplier(supplier);
         match &self.lane {
@@ -127,7 +131,7 @@ pub fn app_with(router: Arc<Router>, cfg: &GatewayConfig, lane: Option<tokio::ru
 }
 
 fn app_with_tasks(router: Arc<Router>, cfg: &GatewayConfig, lane: Option<tokio::runtime::Handle>, tasks: Tasks) -> axum::Router {
-    app_of(Arc::new(AppState { router, body: cfg.into(), ops_token: cfg.ops_token.clone(), lane, tasks }))
+    app_of(AppState::new(router, cfg, lane, tasks))
 }
 
 fn app_of(state: Arc<AppState>) -> axum::Router {
@@ -221,13 +225,7 @@ pub async fn start_with(router: Arc<Router>, addr: SocketAddr, cfg: GatewayConfi
         let listener = dispatcher.add_lane(local);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let tasks = Tasks::default();
-        let state = Arc::new(AppState {
-            router: router.clone(),
-            body: (&cfg).into(),
-            ops_token: cfg.ops_token.clone(),
-            lane: Some(rt.handle().clone()),
-            tasks: tasks.clone(),
-        });
+        let state = AppState::new(router.clone(), &cfg, Some(rt.handle().clone()), tasks.clone());
         let app = lanes::Front::new(app_of(state.clone()), state);
         let header_timeout = cfg.header_read_timeout;
         let stop = stop_rx.clone();

@@ -12,20 +12,23 @@ use serde::Deserialize;
 
 pub const NAME: &str = "OpenAI";
 
+/// A choice's message (or a chunk's delta); `S` is `String` where the text
+/// is kept, [`AnyStr`] where it is only checked.
 #[derive(Debug, Deserialize)]
-struct MessagePeek {
+struct MessagePeek<S> {
     #[serde(default)]
-    content: Option<String>,
+    content: Option<S>,
 }
 
+/// One choice of an answer or a chunk (`S` as in [`MessagePeek`]).
 #[derive(Debug, Deserialize)]
-struct ChoicePeek {
+struct ChoicePeek<S> {
     #[serde(default)]
-    message: Option<MessagePeek>,
+    message: Option<MessagePeek<S>>,
     #[serde(default)]
-    delta: Option<MessagePeek>,
+    delta: Option<MessagePeek<S>>,
     #[serde(default)]
-    finish_reason: Option<String>,
+    finish_reason: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,7 +39,7 @@ struct CompletionPeek {
     #[serde(default)]
     model: String,
     #[serde(default)]
-    choices: Vec<ChoicePeek>,
+    choices: Vec<ChoicePeek<String>>,
     #[serde(default)]
     usage: Option<OpenAiUsage>,
     #[serde(default)]
@@ -66,31 +69,13 @@ struct AnswerPeek<'a> {
     model: std::borrow::Cow<'a, str>,
     #[serde(default)]
     #[allow(dead_code)] // checked, not kept
-    choices: Checked<ChoiceShape>,
+    choices: Checked<ChoicePeek<AnyStr>>,
     #[serde(default)]
     usage: Option<OpenAiUsage>,
 }
 
-#[derive(Deserialize)]
-#[allow(dead_code)] // checked, not kept
-struct ChoiceShape {
-    #[serde(default)]
-    message: Option<MessageShape>,
-    #[serde(default)]
-    delta: Option<MessageShape>,
-    #[serde(default)]
-    finish_reason: Option<AnyStr>,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)] // checked, not kept
-struct MessageShape {
-    #[serde(default)]
-    content: Option<AnyStr>,
-}
-
 /// A JSON string, checked and not kept (no allocation).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct AnyStr;
 
 impl<'de> Deserialize<'de> for AnyStr {
