@@ -192,16 +192,14 @@ impl PricingTable {
         if let Some(p) = self.models.get(name) {
             return Some(p);
         }
-        self.models
-            .iter()
-            .filter(|(known, _)| {
-                name.len() > known.len() + 1
-                    && name.starts_with(known.as_str())
-                    && name[known.len()..].starts_with('-')
-                    && name[known.len() + 1..].starts_with(|c: char| c.is_ascii_digit())
-            })
-            .max_by_key(|(known, _)| known.len())
-            .map(|(_, p)| p)
+        // The known names it may be a snapshot of are its prefixes that end
+        // before a `-` and a digit: try them longest first (a few lookups per
+        // name, where walking the table compared every entry's name).
+        let b = name.as_bytes();
+        (1..b.len().saturating_sub(1))
+            .rev()
+            .filter(|&i| b[i] == b'-' && b[i + 1].is_ascii_digit())
+            .find_map(|i| self.models.get(&name[..i]))
     }
 
     pub fn cost(&self, provider: ProviderKind, model: &str, usage: &TokenUsage) -> Option<Micros> {
@@ -339,6 +337,46 @@ mod tests {
         assert_eq!(t.price(ProviderKind::AzureOpenAi, "gpt-4o-mini-2024-07-18").unwrap().input_pico, 165_000);
         assert!(t.price(ProviderKind::OpenAi, "gpt-4o-turbo").is_none());
         assert!(t.price(ProviderKind::OpenAi, "nope").is_none());
+    }
+
+    #[test]
+    fn a_snapshot_finds_the_longest_known_name_it_dates() {
+        // What the lookup decides, written as the definition: every known
+        // name the snapshot starts with, followed by `-` and a digit; the longest.
+        let mut t = PricingTable::builtin();
+        t.merge_json(r#"{"my-model": {"input_cost_per_token": 1e-06}, "my-model-2": {"input_cost_per_token": 2e-06}, "é-x": {"input_cost_per_token": 3e-06}}"#).unwrap();
+        let by_definition = |name: &str| {
+            t.models
+                .iter()
+                .filter(|(known, _)| {
+                    name.len() > known.len() + 1
+                        && name.starts_with(known.as_str())
+                        && name[known.len()..].starts_with('-')
+                        && name[known.len() + 1..].starts_with(|c: char| c.is_ascii_digit())
+                })
+                .max_by_key(|(known, _)| known.len())
+                .map(|(_, p)| p)
+        };
+        let mut names: Vec<String> = vec![
+            "".into(),
+            "-".into(),
+            "-1".into(),
+            "a-1".into(),
+            "my-model-2-3".into(),
+            "my-model-23".into(),
+            "é-x-9".into(),
+            "é-9".into(),
+        ];
+        for known in t.models.keys() {
+            for tail in ["", "-", "-2024-08-06", "-mini-2024-07-18", "-x", "2", "-0", "-9-", "-é"] {
+                names.push(format!("{known}{tail}"));
+            }
+        }
+        for name in &names {
+            let expected = t.models.get(name.as_str()).or_else(|| by_definition(name));
+            assert_eq!(t.lookup(name).map(|p| p as *const _), expected.map(|p| p as *const _), "{name}");
+        }
+        assert_eq!(t.lookup("my-model-2-3").unwrap().input_pico, 2_000_000, "the longest known name wins");
     }
 
     #[test]

@@ -83,8 +83,9 @@ pub(super) fn fold_dead(inst: &Instance, backend: &mut dyn UsageLedger) -> Resul
     let io = |e: std::io::Error| StoreError::Io { path: inst.dir.clone(), source: e };
     let mut wm = backend.journal_watermark(inst.id)?.unwrap_or_default();
     let mut report = FoldReport::default();
+    let mut scanner = journal::Scanner::default();
     loop {
-        let scan = journal::scan(&inst.dir, wm, None, FOLD_BATCH).map_err(io)?;
+        let scan = scanner.scan(&inst.dir, wm, None, FOLD_BATCH).map_err(io)?;
         note_scan(inst, &scan);
         if scan.events.is_empty() && scan.to == wm {
             break;
@@ -93,6 +94,7 @@ pub(super) fn fold_dead(inst: &Instance, backend: &mut dyn UsageLedger) -> Resul
         report.records += scan.events.len();
         report.new += new;
         wm = scan.to;
+        scanner.recycle(scan);
     }
     let left = journal::segments(&inst.dir).map_err(io)?;
     if !left.is_empty() {
@@ -154,6 +156,7 @@ pub fn wait_for_live_folds(store: &Store, timeout: Duration) -> Result<bool, Sto
 pub(super) fn run(shared: &Shared, mut backend: Box<dyn UsageLedger>, mut wm: JournalPos, rx: Receiver<FoldMsg>) {
     let mut flushes = Vec::new();
     let mut last_checkpoint = Instant::now();
+    let mut scanner = journal::Scanner::default();
     loop {
         let wait = shared.appender.lock().retry_due().map_or(FOLD_AFTER, |d| d.saturating_duration_since(Instant::now()).min(FOLD_AFTER));
         let stop = match rx.recv_timeout(wait) {
@@ -168,7 +171,7 @@ pub(super) fn run(shared: &Shared, mut backend: Box<dyn UsageLedger>, mut wm: Jo
             flushes.push(tx);
         }
         shared.appender.lock().retry_held(shared, stop);
-        let wrote = fold_live(shared, backend.as_mut(), &mut wm);
+        let wrote = fold_live(shared, backend.as_mut(), &mut scanner, &mut wm);
         if wrote && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             if let Err(e) = backend.checkpoint() {
                 tracing::warn!("usage ledger checkpoint failed (will retry): {e}");
@@ -199,7 +202,7 @@ pub(super) fn run(shared: &Shared, mut backend: Box<dyn UsageLedger>, mut wm: Jo
 /// Folds the live journal up to the writer's end; returns whether it wrote.
 /// A failure leaves the watermark where it was (the journal keeps the events)
 /// and is retried on the next round.
-fn fold_live(shared: &Shared, backend: &mut dyn UsageLedger, wm: &mut JournalPos) -> bool {
+fn fold_live(shared: &Shared, backend: &mut dyn UsageLedger, scanner: &mut journal::Scanner, wm: &mut JournalPos) -> bool {
     let inst = &shared.instance;
     let mut wrote = false;
     loop {
@@ -207,7 +210,7 @@ fn fold_live(shared: &Shared, backend: &mut dyn UsageLedger, wm: &mut JournalPos
         if end <= *wm {
             return wrote;
         }
-        let scan = match journal::scan(&inst.dir, *wm, Some(end), FOLD_BATCH) {
+        let scan = match scanner.scan(&inst.dir, *wm, Some(end), FOLD_BATCH) {
             Ok(s) => s,
             Err(e) => {
                 shared.stats.fold_failures.fetch_add(1, Relaxed);
@@ -217,6 +220,7 @@ fn fold_live(shared: &Shared, backend: &mut dyn UsageLedger, wm: &mut JournalPos
         };
         note_scan(inst, &scan);
         if scan.to == *wm {
+            scanner.recycle(scan);
             return wrote;
         }
         let gate = shared.fold_gate.lock();
@@ -240,7 +244,9 @@ fn fold_live(shared: &Shared, backend: &mut dyn UsageLedger, wm: &mut JournalPos
         if let Err(e) = journal::delete_before(&inst.dir, wm.segment) {
             tracing::warn!(error = %e, journal = %inst.dir.display(), "cannot delete folded usage journal segments (will retry)");
         }
-        if scan.events.len() < FOLD_BATCH {
+        let full = scan.events.len() >= FOLD_BATCH;
+        scanner.recycle(scan);
+        if !full {
             return wrote;
         }
     }

@@ -9,7 +9,7 @@
 //! be taken belongs to nobody and its segments are folded by whoever opens the
 //! database next ([`Instance::try_take`]). The fold's watermark (segment,
 //! offset) per instance is stored in the database, in the same transaction as
-//! the events it folds; [`scan`] reads the records past it.
+//! the events it folds; [`Scanner::scan`] reads the records past it.
 
 pub mod record;
 
@@ -226,7 +226,7 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     }
 }
 
-/// What [`scan`] read.
+/// What [`Scanner::scan`] read.
 #[derive(Debug, Default)]
 pub struct Scan {
     /// The events past the start, in journal order.
@@ -241,85 +241,167 @@ pub struct Scan {
     pub bad_segments: Vec<(u64, String)>,
 }
 
-/// Records decoded between two yields of the CPU ([`scan`]).
+/// Records decoded between two yields of the CPU ([`Scanner::scan`]).
 const YIELD_EVERY: usize = 64;
 
-/// Reads the records of `dir` from `from` on: at most `max` events, and no
-/// further than `until` (a live writer's end; `None`: all the data there is).
-///
-/// A segment's data ends at zeros, at the end of the file or at a torn record;
-/// the scan then goes on with the next segment that exists (up to `until`'s).
+/// The longest a record can be: a window this long that starts where a record
+/// starts holds all of it, so what the decoder says there is final.
+const LONGEST_RECORD: usize = record::RECORD_HEAD + record::MAX_PAYLOAD;
+
+/// How much of a segment a scan reads at a time (two of the longest records).
+const WINDOW: usize = 2 * LONGEST_RECORD;
+
+/// Reads the journal's records, keeping its working memory between scans: a
+/// fold thread scans every 100 ms, and a fresh buffer each time is a fresh
+/// mapping for the kernel to zero and fault in (~1 % of the CPU under load).
+/// A segment is read a window at a time, so that a scan that stops at `max`
+/// events (a fold's batch) reads about what it decodes, not the whole
+/// segment, and the buffer stays at [`WINDOW`] bytes.
+#[derive(Debug)]
+pub struct Scanner {
+    window: usize,
+    buf: Vec<u8>,
+    events: Vec<UsageEvent>,
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Self::with_window(WINDOW)
+    }
+}
+
+/// Reads the records of `dir` from `from` on with a scanner of its own (see
+/// [`Scanner::scan`]).
 pub fn scan(dir: &Path, from: JournalPos, until: Option<JournalPos>, max: usize) -> io::Result<Scan> {
-    let mut out = Scan { to: from, ..Scan::default() };
-    for n in segments(dir)?.into_iter().filter(|n| *n >= from.segment) {
-        if until.is_some_and(|u| n > u.segment) {
-            break;
-        }
-        if n > out.to.segment {
-            // The previous segment's data is complete: the writer moved on.
-            out.to = start_of(n);
-        }
-        let file = match File::open(segment_path(dir, n)) {
-            Ok(f) => f,
-            // Deleted by a fold that ran meanwhile: it is behind the watermark.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        let len = file.metadata()?.len();
-        let mut head = [0u8; HEADER_LEN as usize];
-        if len < HEADER_LEN {
-            out.bad_segments.push((n, "shorter than its header".into()));
-            continue;
-        }
-        read_exact_at(&file, &mut head, 0)?;
-        let version = match record::decode_header(&head) {
-            Ok(h) => h.version,
-            Err(e) => {
-                out.bad_segments.push((n, e.to_string()));
-                continue;
-            }
-        };
-        let start = out.to.offset.max(HEADER_LEN);
-        let end = match until {
-            Some(u) if u.segment == n => u.offset.min(len),
-            _ => len,
-        };
-        if end <= start {
-            continue;
-        }
-        let mut buf = vec![0u8; (end - start) as usize];
-        read_exact_at(&file, &mut buf, start)?;
-        let mut at = 0usize;
-        while at < buf.len() {
-            match record::decode_record(&buf[at..], version) {
-                Decoded::Record { event, len } => {
-                    out.events.push(event);
-                    if out.events.len().is_multiple_of(YIELD_EVERY) {
-                        // The fold shares the CPUs with the gateway's lanes:
-                        // a lane woken on this CPU runs now, not after the scan.
-                        std::thread::yield_now();
-                    }
-                    at += len;
-                    out.to = JournalPos { segment: n, offset: start + at as u64 };
-                    if out.events.len() >= max {
-                        return Ok(out);
-                    }
-                }
-                Decoded::Unreadable { len, error } => {
-                    tracing::error!(segment = n, offset = start + at as u64, %error, "a usage journal record this build cannot read was skipped");
-                    out.unreadable += 1;
-                    at += len;
-                    out.to = JournalPos { segment: n, offset: start + at as u64 };
-                }
-                Decoded::End => break,
-                Decoded::Torn => {
-                    out.torn = Some(JournalPos { segment: n, offset: start + at as u64 });
-                    break;
-                }
-            }
+    Scanner::default().scan(dir, from, until, max)
+}
+
+impl Scanner {
+    /// A scanner that reads `window` bytes at a time (at least one byte;
+    /// windows shorter than the longest record are for tests: a record that
+    /// does not fit is read again in a window of its own).
+    pub fn with_window(window: usize) -> Self {
+        Self { window: window.max(1), buf: Vec::new(), events: Vec::new() }
+    }
+
+    /// Gives back a scan's event vector once its events are used, so that the
+    /// next scan fills it again instead of growing a new one.
+    pub fn recycle(&mut self, scan: Scan) {
+        let mut events = scan.events;
+        events.clear();
+        if events.capacity() > self.events.capacity() {
+            self.events = events;
         }
     }
-    Ok(out)
+
+    /// Reads the records of `dir` from `from` on: at most `max` events, and no
+    /// further than `until` (a live writer's end; `None`: all the data there is).
+    ///
+    /// A segment's data ends at zeros, at the end of the file or at a torn
+    /// record; the scan then goes on with the next segment that exists (up to
+    /// `until`'s).
+    pub fn scan(&mut self, dir: &Path, from: JournalPos, until: Option<JournalPos>, max: usize) -> io::Result<Scan> {
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        let mut out = Scan { to: from, events, ..Scan::default() };
+        for n in segments(dir)?.into_iter().filter(|n| *n >= from.segment) {
+            if until.is_some_and(|u| n > u.segment) {
+                break;
+            }
+            if n > out.to.segment {
+                // The previous segment's data is complete: the writer moved on.
+                out.to = start_of(n);
+            }
+            let file = match File::open(segment_path(dir, n)) {
+                Ok(f) => f,
+                // Deleted by a fold that ran meanwhile: it is behind the watermark.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let len = file.metadata()?.len();
+            let mut head = [0u8; HEADER_LEN as usize];
+            if len < HEADER_LEN {
+                out.bad_segments.push((n, "shorter than its header".into()));
+                continue;
+            }
+            read_exact_at(&file, &mut head, 0)?;
+            let version = match record::decode_header(&head) {
+                Ok(h) => h.version,
+                Err(e) => {
+                    out.bad_segments.push((n, e.to_string()));
+                    continue;
+                }
+            };
+            let start = out.to.offset.max(HEADER_LEN);
+            let end = match until {
+                Some(u) if u.segment == n => u.offset.min(len),
+                _ => len,
+            };
+            if end > start && self.segment(&file, n, version, start..end, max, &mut out)? {
+                return Ok(out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads segment `n`'s records in `range` into `out`, a window at a time;
+    /// returns whether `max` events were reached.
+    fn segment(&mut self, file: &File, n: u64, version: u32, range: std::ops::Range<u64>, max: usize, out: &mut Scan) -> io::Result<bool> {
+        let end = range.end;
+        let left = |pos: u64| usize::try_from(end.saturating_sub(pos)).unwrap_or(usize::MAX);
+        let mut pos = range.start;
+        let mut want = left(pos).min(self.window);
+        loop {
+            if self.buf.len() < want {
+                self.buf.resize(want, 0);
+            }
+            let buf = &mut self.buf[..want];
+            read_exact_at(file, buf, pos)?;
+            let last = want == left(pos);
+            let mut at = 0usize;
+            while at < buf.len() {
+                let verdict = record::decode_record(&buf[at..], version);
+                if !matches!(verdict, Decoded::Record { .. } | Decoded::Unreadable { .. }) && !last && buf.len() - at < LONGEST_RECORD {
+                    // The window may end inside this record: read on from it.
+                    break;
+                }
+                match verdict {
+                    Decoded::Record { event, len } => {
+                        out.events.push(event);
+                        if out.events.len().is_multiple_of(YIELD_EVERY) {
+                            // The fold shares the CPUs with the gateway's lanes:
+                            // a lane woken on this CPU runs now, not after the scan.
+                            std::thread::yield_now();
+                        }
+                        at += len;
+                        out.to = JournalPos { segment: n, offset: pos + at as u64 };
+                        if out.events.len() >= max {
+                            return Ok(true);
+                        }
+                    }
+                    Decoded::Unreadable { len, error } => {
+                        tracing::error!(segment = n, offset = pos + at as u64, %error, "a usage journal record this build cannot read was skipped");
+                        out.unreadable += 1;
+                        at += len;
+                        out.to = JournalPos { segment: n, offset: pos + at as u64 };
+                    }
+                    Decoded::End => return Ok(false),
+                    Decoded::Torn => {
+                        out.torn = Some(JournalPos { segment: n, offset: pos + at as u64 });
+                        return Ok(false);
+                    }
+                }
+            }
+            if at == buf.len() && last {
+                return Ok(false);
+            }
+            // The next window starts at the first byte not decoded; one that
+            // starts there and still cannot tell (shorter than the longest
+            // record: test windows) is widened to hold the longest record.
+            want = if at == 0 { left(pos).min(LONGEST_RECORD) } else { left(pos + at as u64).min(self.window) };
+            pos += at as u64;
+        }
+    }
 }
 
 /// Deletes the segments of `dir` numbered below `below` (wholly behind the

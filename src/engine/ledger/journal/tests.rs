@@ -142,3 +142,55 @@ fn a_journal_an_older_build_left_in_format_1_is_folded_by_this_one() {
     let head = std::fs::read(segment_path(&dir, seg)).unwrap();
     assert_eq!(record::decode_header(&head).unwrap().version, record::VERSION);
 }
+
+/// A scan reads a segment a window at a time. Whatever the window's size
+/// (down to one byte, where a record that does not fit is read again in a
+/// window of its own), it reads the same events, stops at the same place and
+/// finds the same torn record as a scan that reads the segment at once — and
+/// so does a scanner reused for batches, as the fold thread uses it.
+#[tokio::test]
+async fn a_scan_reads_the_same_records_whatever_its_window() {
+    const N: usize = 12;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path().join("src.db")).unwrap();
+    let scratch = tmp.path().join("windows");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let (seg, pristine, last_start, last_end) = written_segment(&store, &scratch, N).await;
+    let size = pristine.len();
+    for (cut, complete) in [(last_end, N), (last_start + 5, N - 1), ((last_start + last_end) / 2, N - 1)] {
+        let mut bytes = pristine[..cut as usize].to_vec();
+        bytes.resize(size, 0);
+        std::fs::write(segment_path(&scratch, seg), &bytes).unwrap();
+        let at_once = scan(&scratch, JournalPos::default(), None, usize::MAX).unwrap();
+        assert_eq!(at_once.events, (0..complete).map(event).collect::<Vec<_>>(), "cut at {cut}");
+        assert_eq!(at_once.torn.is_some(), complete < N, "cut at {cut}");
+        for window in (1..=300).chain([last_end as usize - 1, last_end as usize, size, size + 1]) {
+            let mut scanner = Scanner::with_window(window);
+            let s = scanner.scan(&scratch, JournalPos::default(), None, usize::MAX).unwrap();
+            assert_eq!(s.events, at_once.events, "cut at {cut}, window {window}");
+            assert_eq!((s.to, s.torn, s.unreadable), (at_once.to, at_once.torn, 0), "cut at {cut}, window {window}");
+            scanner.recycle(s);
+            // In batches of five from where the last one stopped, as a fold reads.
+            let (mut read, mut at) = (Vec::new(), JournalPos::default());
+            loop {
+                let s = scanner.scan(&scratch, at, None, 5).unwrap();
+                assert!(s.events.len() <= 5);
+                if s.events.is_empty() && s.to == at {
+                    break;
+                }
+                read.extend(s.events.iter().cloned());
+                at = s.to;
+                scanner.recycle(s);
+            }
+            assert_eq!((read.len(), at), (complete, at_once.to), "cut at {cut}, window {window}, batches of five");
+            assert_eq!(read, at_once.events);
+        }
+    }
+    // Up to a live writer's end, which may fall inside a record: never past it.
+    let until = JournalPos { segment: seg, offset: last_start + 3 };
+    for window in [1, 7, 64, 4096] {
+        let s = Scanner::with_window(window).scan(&scratch, JournalPos::default(), Some(until), usize::MAX).unwrap();
+        assert_eq!(s.events.len(), N - 1, "window {window}");
+        assert_eq!(s.to, JournalPos { segment: seg, offset: last_start });
+    }
+}
