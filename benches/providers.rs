@@ -51,7 +51,7 @@ fn bench(c: &mut Criterion) {
     });
     let answer = br#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Dear Sam and Alex, thank you for thinking of us for your day at Hever Castle. We are free on 14 June 2027."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":120,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":40}}"#;
     c.bench_function("translate Anthropic answer to OpenAI", |b| {
-        b.iter(|| anthropic::from_messages_response(black_box(answer), 1, false).unwrap())
+        b.iter(|| anthropic::from_messages_response(black_box(answer), 1, false, || 0).unwrap())
     });
     let delta = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" Castle"}}"#;
     c.bench_function("translate one Anthropic stream event", |b| {

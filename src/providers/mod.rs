@@ -627,9 +627,10 @@ impl Providers {
                 }
             })
             .await?;
+        // Embeddings report only prompt tokens: that figure is the usage.
         let usage = match parsed.usage {
-            Some(u) => u.normalise(),
-            None => TokenUsage { input: token_count::estimate_embeddings(req), estimated: true, ..TokenUsage::default() },
+            Some(u) if u.prompt_tokens.is_some() => u.normalise(),
+            _ => TokenUsage { input: token_count::estimate_embeddings(req), estimated: true, ..TokenUsage::default() },
         };
         let model = if parsed.model.is_empty() { req.model.clone() } else { parsed.model };
         Ok(EmbeddingsResponse { body: bytes, model, usage, attempts })
@@ -694,18 +695,15 @@ impl Providers {
 
 fn parse_chat_answer(p: &Provider, req: &ChatRequest, bytes: Bytes) -> Result<ChatResponse, ProviderError> {
     match p {
-        Provider::Anthropic { .. } => anthropic::from_messages_response(&bytes, unix_now(), req.wants_structured_output()),
+        Provider::Anthropic { .. } => {
+            anthropic::from_messages_response(&bytes, unix_now(), req.wants_structured_output(), || token_count::estimate_chat_prompt(req))
+        }
         _ => {
             let parsed = openai::parse_chat(p.name(), &bytes)?;
-            let usage = match parsed.usage {
-                Some(u) => u.normalise(),
-                None => TokenUsage {
-                    input: token_count::estimate_chat_prompt(req),
-                    output: token_count::count_text(&openai::first_choice(&bytes).0),
-                    estimated: true,
-                    ..TokenUsage::default()
-                },
-            };
+            let usage = parsed
+                .usage
+                .unwrap_or_default()
+                .normalise_or(|| token_count::estimate_chat_prompt(req), || token_count::count_text(&openai::first_choice(&bytes).0));
             let model = if parsed.model.is_empty() { req.model.clone() } else { parsed.model };
             Ok(ChatResponse { body: bytes, model, usage, attempts: 1 })
         }
@@ -747,6 +745,49 @@ mod tests {
         assert_eq!(format!("{k:?}"), "Secret(sk-proj-…9f3c)");
         let t = ProviderTarget::new(ProviderKind::OpenAi, "http://x", k);
         assert!(!format!("{t:?}").contains("abcdefgh"));
+    }
+
+    #[test]
+    fn an_answer_missing_a_usage_figure_has_that_figure_estimated() {
+        let req = ChatRequest::simple("gpt-4o", "Plan the seating for ninety guests at the barn");
+        let target = |kind| ProviderTarget::new(kind, "http://x", Secret::new("sk-test-00000000a1b2"));
+        let text = "Seat the families first, then the friends by the dance floor.";
+        let (prompt, output) = (token_count::estimate_chat_prompt(&req), token_count::count_text(text));
+        assert!(prompt > 0 && output > 0);
+        let openai = Provider::for_target(&target(ProviderKind::OpenAi));
+        let answer = |usage: &str| {
+            Bytes::from(format!(
+                r#"{{"id":"c","object":"chat.completion","model":"gpt-4o","choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}"}},"finish_reason":"stop"}}]{usage}}}"#
+            ))
+        };
+        for (usage, want) in [
+            (r#","usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}"#, (9, 4, false)),
+            ("", (prompt, output, true)),
+            (r#","usage":null"#, (prompt, output, true)),
+            (r#","usage":{}"#, (prompt, output, true)),
+            (r#","usage":{"prompt_tokens":"nine","completion_tokens":4}"#, (prompt, 4, true)),
+            (r#","usage":{"prompt_tokens":9}"#, (9, output, true)),
+            (r#","usage":{"prompt_tokens":9,"completion_tokens":{"n":4}}"#, (9, output, true)),
+            (r#","usage":{"prompt_tokens":-3,"completion_tokens":4}"#, (0, 4, false)),
+        ] {
+            let u = parse_chat_answer(&openai, &req, answer(usage)).unwrap().usage;
+            assert_eq!((u.input, u.output, u.estimated), want, "OpenAI usage {usage:?}");
+        }
+        let anthropic = Provider::for_target(&target(ProviderKind::Anthropic));
+        let message = |usage: &str| {
+            Bytes::from(format!(
+                r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{{"type":"text","text":"{text}"}}],"stop_reason":"end_turn"{usage}}}"#
+            ))
+        };
+        for (usage, want) in [
+            (r#","usage":{"input_tokens":10,"output_tokens":3}"#, (10, 3, false)),
+            ("", (prompt, output, true)),
+            (r#","usage":{"input_tokens":10}"#, (10, output, true)),
+            (r#","usage":{"input_tokens":"ten","output_tokens":3}"#, (prompt, 3, true)),
+        ] {
+            let u = parse_chat_answer(&anthropic, &req, message(usage)).unwrap().usage;
+            assert_eq!((u.input, u.output, u.estimated), want, "Anthropic usage {usage:?}");
+        }
     }
 
     #[test]

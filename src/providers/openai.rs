@@ -6,7 +6,6 @@ use super::error::ProviderError;
 use super::token_count;
 use super::translate::{Step, StreamProgress, StreamTranslator};
 use super::wire::OpenAiUsage;
-use crate::domain::TokenUsage;
 use bytes::Bytes;
 use serde::Deserialize;
 
@@ -167,15 +166,7 @@ impl StreamTranslator for OpenAiTranslator {
     }
 
     fn progress(&self, prompt_estimate: u64) -> StreamProgress {
-        let usage = match self.usage {
-            Some(u) => u.normalise(),
-            None => TokenUsage {
-                input: prompt_estimate,
-                output: token_count::count_text(&self.content),
-                estimated: true,
-                ..TokenUsage::default()
-            },
-        };
+        let usage = self.usage.unwrap_or_default().normalise_or(|| prompt_estimate, || token_count::count_text(&self.content));
         StreamProgress { model: self.model.clone(), content: self.content.clone(), finish_reason: self.finish.clone(), usage }
     }
 
@@ -289,5 +280,12 @@ mod tests {
         let done = t.progress(42);
         assert!(!done.usage.estimated);
         assert_eq!((done.usage.input, done.usage.output), (9, 2));
+        // A usage chunk without a readable completion count: the text stands in for it.
+        let mut t = OpenAiTranslator::new(NAME, "gpt-4o", false);
+        t.on_event(r#"{"id":"c","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"Hello there"}}]}"#, "k", &mut out);
+        t.on_event(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":"two"}}"#, "k", &mut out);
+        let odd = t.progress(42);
+        assert!(odd.usage.estimated);
+        assert_eq!((odd.usage.input, odd.usage.output), (9, token_count::count_text("Hello there")));
     }
 }

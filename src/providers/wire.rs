@@ -278,6 +278,25 @@ impl OpenAiUsage {
         TokenUsage { input: prompt - cached, output, cached_read: cached, cache_write: 0, reasoning, estimated: false }
     }
 
+    /// The usage as reported, with each of its two figures that the answer
+    /// left out or sent as something other than a number (see
+    /// [`bound_tokens`]) estimated instead, and the usage then marked
+    /// estimated: a provider's gap never makes a paid call free. (No usage at
+    /// all is `OpenAiUsage::default()`: both estimated.)
+    pub fn normalise_or(&self, prompt: impl FnOnce() -> u64, completion: impl FnOnce() -> u64) -> TokenUsage {
+        let mut u = self.normalise();
+        if self.prompt_tokens.is_none() {
+            u.input = prompt();
+            u.estimated = true;
+        }
+        if self.completion_tokens.is_none() {
+            u.output = completion();
+            u.reasoning = 0;
+            u.estimated = true;
+        }
+        u
+    }
+
     /// The OpenAI usage object that describes a normalised usage (used when
     /// translating Anthropic answers).
     pub fn from_normalised(u: &TokenUsage) -> Self {
@@ -325,6 +344,21 @@ impl AnthropicUsage {
             reasoning: 0,
             estimated: false,
         }
+    }
+
+    /// As [`OpenAiUsage::normalise_or`]: the input or output figure an answer
+    /// left out, or sent as something other than a number, is estimated.
+    pub fn normalise_or(&self, input: impl FnOnce() -> u64, output: impl FnOnce() -> u64) -> TokenUsage {
+        let mut u = self.normalise();
+        if self.input_tokens.is_none() {
+            u.input = input();
+            u.estimated = true;
+        }
+        if self.output_tokens.is_none() {
+            u.output = output();
+            u.estimated = true;
+        }
+        u
     }
 }
 

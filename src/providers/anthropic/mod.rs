@@ -60,6 +60,19 @@ struct Translated {
     structured: bool,
 }
 
+impl Translated {
+    /// The answer's output tokens counted from what it holds (for an answer
+    /// that does not report them).
+    fn output_estimate(&self) -> u64 {
+        let calls = self.tool_calls.iter().map(|c| {
+            let f = &c["function"];
+            let text = |k: &str| f.get(k).and_then(Value::as_str).map_or(0, token_count::count_text);
+            text("name").saturating_add(text("arguments"))
+        });
+        calls.fold(token_count::count_text(&self.content).saturating_add(token_count::count_text(&self.reasoning)), u64::saturating_add)
+    }
+}
+
 fn translate_blocks(blocks: &[Value], structured: bool) -> Translated {
     let mut t = Translated::default();
     for b in blocks {
@@ -102,8 +115,15 @@ fn with_reasoning(mut usage: crate::domain::TokenUsage, reasoning_text: &str) ->
 
 /// Translates a Messages answer into an OpenAI `chat.completion` body.
 /// `structured`: the request's `response_format` became the forced tool
-/// [`STRUCTURED_TOOL`], whose input is the answer's content.
-pub fn from_messages_response(body: &[u8], created: u64, structured: bool) -> Result<ChatResponse, ProviderError> {
+/// [`STRUCTURED_TOOL`], whose input is the answer's content. A usage figure
+/// the answer lacks is estimated: the input by `prompt_estimate`, the output
+/// from the answer's text, thinking and tool calls.
+pub fn from_messages_response(
+    body: &[u8],
+    created: u64,
+    structured: bool,
+    prompt_estimate: impl FnOnce() -> u64,
+) -> Result<ChatResponse, ProviderError> {
     let r: MessagesResponse = serde_json::from_slice(body)
         .map_err(|e| ProviderError::InvalidResponse { provider: NAME, message: format!("not a Messages answer: {e}") })?;
     let t = translate_blocks(&r.content, structured);
@@ -112,7 +132,7 @@ pub fn from_messages_response(body: &[u8], created: u64, structured: bool) -> Re
         Some(s) => Some(finish_reason(s)),
         None => None,
     };
-    let usage = with_reasoning(r.usage.normalise(), &t.reasoning);
+    let usage = with_reasoning(r.usage.normalise_or(prompt_estimate, || t.output_estimate()), &t.reasoning);
     let id = format!("chatcmpl-{}", r.id);
     let mut message = Map::new();
     message.insert("role".into(), json!("assistant"));
@@ -270,7 +290,7 @@ mod tests {
         let body = json!({"id": "msg_1", "model": "claude-haiku-4-5", "stop_reason": "tool_use",
             "content": [{"type": "tool_use", "id": "toolu_1", "name": STRUCTURED_TOOL, "input": {"couple": "Sam"}}],
             "usage": {"input_tokens": 5, "output_tokens": 3}});
-        let t = from_messages_response(&serde_json::to_vec(&body).unwrap(), 1, true).unwrap();
+        let t = from_messages_response(&serde_json::to_vec(&body).unwrap(), 1, true, || 0).unwrap();
         let v: Value = serde_json::from_slice(&t.body).unwrap();
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
         assert_eq!(
@@ -290,7 +310,7 @@ mod tests {
                 {"type": "tool_use", "id": "toolu_9", "name": "check_date", "input": {"date": "2027-06-14"}}
             ],
             "usage": {"input_tokens": 50, "output_tokens": 200}});
-        let t = from_messages_response(&serde_json::to_vec(&body).unwrap(), 1, false).unwrap();
+        let t = from_messages_response(&serde_json::to_vec(&body).unwrap(), 1, false, || 0).unwrap();
         let v: Value = serde_json::from_slice(&t.body).unwrap();
         let msg = &v["choices"][0]["message"];
         assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
@@ -403,14 +423,14 @@ mod tests {
     #[test]
     fn response_translation() {
         let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"text","text":"Hi"},{"type":"text","text":" there"}],"stop_reason":"max_tokens","usage":{"input_tokens":10,"output_tokens":2,"cache_read_input_tokens":100,"cache_creation_input_tokens":0}}"#;
-        let t = from_messages_response(body, 1, false).unwrap();
+        let t = from_messages_response(body, 1, false, || 0).unwrap();
         assert_eq!(t.content(), "Hi there");
         assert_eq!(t.finish_reason().as_deref(), Some("length"));
         let v: Value = serde_json::from_slice(&t.body).unwrap();
         assert_eq!(v["usage"]["prompt_tokens"], 110);
         assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
         assert_eq!(v["choices"][0]["message"]["content"], "Hi there");
-        assert!(from_messages_response(b"{not json", 1, false).is_err());
+        assert!(from_messages_response(b"{not json", 1, false, || 0).is_err());
     }
 
     #[test]

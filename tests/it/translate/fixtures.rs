@@ -96,7 +96,7 @@ fn a_handwritten_thinking_and_tool_use_stream_and_message_translate_with_signatu
     assert_eq!(serde_json::from_str::<Value>(&calls[0].2).unwrap(), json!({"venue": "The Old Barn", "date": "2027-06-14"}));
     assert_eq!(finish.as_deref(), Some("tool_calls"));
 
-    let r = anthropic::from_messages_response(fixture("handwritten/thinking_tool_use_message.json").as_bytes(), 1, false).unwrap();
+    let r = anthropic::from_messages_response(fixture("handwritten/thinking_tool_use_message.json").as_bytes(), 1, false, || 0).unwrap();
     let v: Value = serde_json::from_slice(&r.body).unwrap();
     let msg = &v["choices"][0]["message"];
     assert_eq!(msg["content"], "Let me check the barn's calendar.");
