@@ -319,7 +319,12 @@ fn accounts_rows(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &m
                 cell(ui, widths[0], RichText::new(&a.label));
                 cell(ui, widths[1], RichText::new(&a.owner_name));
                 cell(ui, widths[2], RichText::new(a.provider.display_name()));
-                cell(ui, widths[3], RichText::new(a.fingerprint.as_deref().unwrap_or("no key")).monospace());
+                // A fingerprint in monospace; its absence in words (monospace spaces read as gaps).
+                cell(
+                    ui,
+                    widths[3],
+                    a.fingerprint.as_deref().map_or_else(|| RichText::new("no key").color(p.muted), |f| RichText::new(f).monospace()),
+                );
                 let (text, color) = match a.validation {
                     Some(ValidationStatus::Valid) => ("valid".to_string(), p.ok),
                     Some(s) => (s.as_str().replace('_', " "), p.danger),

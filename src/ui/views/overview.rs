@@ -256,7 +256,10 @@ pub fn accounts_grid(ui: &mut Ui, id: &str, accounts: &[AccountSummary]) {
         for a in accounts {
             ui.label(&a.label);
             ui.label(a.provider.display_name());
-            ui.monospace(a.fingerprint.as_deref().unwrap_or("no key stored"));
+            match a.fingerprint.as_deref() {
+                Some(f) => ui.monospace(f),
+                None => ui.colored_label(p.muted, "no key stored"),
+            };
             let (text, color) = match a.validation {
                 Some(crate::domain::ValidationStatus::Valid) => ("valid".to_string(), p.ok),
                 Some(v) => (v.as_str().replace('_', " "), p.danger),
