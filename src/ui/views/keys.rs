@@ -261,21 +261,28 @@ const ACCOUNT_SHARE: [(f32, f32); 7] = [(0.30, 140.0), (0.22, 110.0), (0.0, 0.0)
 /// The accounts tables' column widths when `avail` points are left for the
 /// columns themselves (the spacing between them already taken out). Wider
 /// than `avail` only when even the minimums do not fit; the table then
-/// scrolls sideways.
-fn account_widths(avail: f32, actions: f32) -> [f32; 7] {
-    let mut w = ACCOUNT_FIXED.map(|f| f.unwrap_or(0.0));
-    w[5] = actions;
+/// scrolls sideways. Without `owner` (the platform's table, where every
+/// owner is WedSync) the Owner column is 0 wide and not shown.
+fn account_widths(avail: f32, actions: f32, owner: bool) -> [f32; 7] {
+    let (mut columns, mut shares) = (ACCOUNT_FIXED, ACCOUNT_SHARE);
+    columns[5] = Some(actions);
+    if !owner {
+        // Owner's share goes to Account, whose labels it was cutting.
+        columns[1] = Some(0.0);
+        shares[0].0 += shares[1].0;
+    }
+    let mut w = columns.map(|f| f.unwrap_or(0.0));
     let fixed: f32 = w.iter().sum();
     // A column whose share falls below its minimum takes the minimum, and
     // the others share what is left; until no share falls below.
     let mut at_min = [false; 7];
     loop {
-        let pinned: f32 = (0..7).filter(|&i| at_min[i]).map(|i| ACCOUNT_SHARE[i].1).sum();
+        let pinned: f32 = (0..7).filter(|&i| at_min[i]).map(|i| shares[i].1).sum();
         let left = (avail - fixed - pinned).max(0.0);
-        let weight: f32 = (0..7).filter(|&i| ACCOUNT_FIXED[i].is_none() && !at_min[i]).map(|i| ACCOUNT_SHARE[i].0).sum();
+        let weight: f32 = (0..7).filter(|&i| columns[i].is_none() && !at_min[i]).map(|i| shares[i].0).sum();
         let mut changed = false;
-        for i in (0..7).filter(|&i| ACCOUNT_FIXED[i].is_none()) {
-            let (share, min) = ACCOUNT_SHARE[i];
+        for i in (0..7).filter(|&i| columns[i].is_none()) {
+            let (share, min) = shares[i];
             w[i] = if at_min[i] { min } else { (left * share / weight.max(f32::EPSILON)).floor() };
             if !at_min[i] && w[i] < min {
                 at_min[i] = true;
@@ -289,10 +296,13 @@ fn account_widths(avail: f32, actions: f32) -> [f32; 7] {
 }
 
 fn accounts_table(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &mut Cx<'_>, visible: usize) {
-    // Room for the vertical scroll bar and the spacing between the seven cells.
-    let gaps = ui.spacing().item_spacing.x * 6.0 + ui.spacing().scroll.bar_width + ui.spacing().scroll.bar_outer_margin;
+    // The platform's table has no Owner column (every owner is WedSync):
+    // its Account column gets the room.
     let platform = rows.iter().any(|a| a.owner == AccountOwner::Platform);
-    let widths = account_widths(ui.available_width() - gaps, if platform { ACTIONS_PLATFORM } else { ACTIONS_SUPPLIER });
+    // Room for the vertical scroll bar and the spacing between the cells.
+    let cells = if platform { 6.0 } else { 7.0 };
+    let gaps = ui.spacing().item_spacing.x * (cells - 1.0) + ui.spacing().scroll.bar_width + ui.spacing().scroll.bar_outer_margin;
+    let widths = account_widths(ui.available_width() - gaps, if platform { ACTIONS_PLATFORM } else { ACTIONS_SUPPLIER }, !platform);
     egui::ScrollArea::horizontal().id_salt((id, "sideways")).auto_shrink([false, true]).show(ui, |ui| {
         accounts_rows(ui, id, rows, st, cx, visible, widths);
     });
@@ -305,7 +315,9 @@ fn accounts_rows(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &m
     let head = |ui: &mut Ui| {
         ui.horizontal(|ui| {
             for (h, w) in ["Account", "Owner", "Provider", "Key", "Last validation", "Actions", "Pool"].iter().zip(widths) {
-                cell(ui, w, RichText::new(*h).small().color(p.muted));
+                if w > 0.0 {
+                    cell(ui, w, RichText::new(*h).small().color(p.muted));
+                }
             }
         });
     };
@@ -317,7 +329,9 @@ fn accounts_rows(ui: &mut Ui, id: &str, rows: &[&KeyRow], st: &mut State, cx: &m
             ui.horizontal(|ui| {
                 ui.set_height(theme::ROW_HEIGHT);
                 cell(ui, widths[0], RichText::new(&a.label));
-                cell(ui, widths[1], RichText::new(&a.owner_name));
+                if widths[1] > 0.0 {
+                    cell(ui, widths[1], RichText::new(&a.owner_name));
+                }
                 cell(ui, widths[2], RichText::new(a.provider.display_name()));
                 // A fingerprint in monospace; its absence in words (monospace spaces read as gaps).
                 cell(
@@ -702,22 +716,29 @@ mod tests {
         // The console's default window (1360 px) and the snapshot sizes leave
         // about 1,000–1,650 points for the columns: they fit exactly.
         for avail in [1_000.0, 1_090.0, 1_650.0] {
-            let w = account_widths(avail, ACTIONS_PLATFORM);
+            let w = account_widths(avail, ACTIONS_PLATFORM, true);
             let total: f32 = w.iter().sum();
             assert!(total <= avail && total > avail - 8.0, "{avail}: {w:?} adds up to {total}");
             assert_eq!((w[2], w[3], w[5]), (100.0, 120.0, ACTIONS_PLATFORM), "the fixed columns");
         }
         // Wider windows give the text columns the room, by their weights.
-        let (narrow, wide) = (account_widths(1_000.0, ACTIONS_PLATFORM), account_widths(1_650.0, ACTIONS_PLATFORM));
+        let (narrow, wide) = (account_widths(1_000.0, ACTIONS_PLATFORM, true), account_widths(1_650.0, ACTIONS_PLATFORM, true));
         assert!(wide[0] > narrow[0] && wide[1] > narrow[1] && wide[4] > narrow[4] && wide[6] > narrow[6]);
         assert!(wide[0] > wide[1], "the account's label gets the most");
         // A supplier's table (three buttons) gives the text columns what the fourth button took.
-        let supplier = account_widths(1_000.0, ACTIONS_SUPPLIER);
+        let supplier = account_widths(1_000.0, ACTIONS_SUPPLIER, true);
         assert_eq!(supplier[5], ACTIONS_SUPPLIER);
         assert!(supplier[0] > narrow[0] && supplier.iter().sum::<f32>() <= 1_000.0);
         // The smallest window (960 px) cannot hold the minimums: they hold, and the table scrolls.
-        let w = account_widths(650.0, ACTIONS_PLATFORM);
+        let w = account_widths(650.0, ACTIONS_PLATFORM, true);
         assert_eq!([w[0], w[1], w[4], w[6]], [140.0, 110.0, 110.0, 100.0]);
-        assert_eq!(account_widths(0.0, ACTIONS_SUPPLIER), account_widths(-50.0, ACTIONS_SUPPLIER));
+        assert_eq!(account_widths(0.0, ACTIONS_SUPPLIER, true), account_widths(-50.0, ACTIONS_SUPPLIER, true));
+        // The platform's table, without Owner: Account takes most of its room, and the columns still fill the width.
+        let platform = account_widths(1_000.0, ACTIONS_PLATFORM, false);
+        assert_eq!(platform[1], 0.0);
+        assert!(platform[0] >= narrow[0] + narrow[1] - 10.0, "Account takes Owner's room: {platform:?} against {narrow:?}");
+        let total: f32 = platform.iter().sum();
+        assert!(total <= 1_000.0 && total > 992.0, "{platform:?}");
+        assert_eq!(account_widths(650.0, ACTIONS_PLATFORM, false)[0], 140.0, "the minimum still holds");
     }
 }
