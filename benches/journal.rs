@@ -4,15 +4,18 @@
 //! one request at a time: every append waits for its own sync). And one
 //! record encoded (on the request path) and decoded (on the fold thread) in
 //! the journal's format 2 (binary) against format 1 (JSON, read for old
-//! journals).
+//! journals). And the fold's transaction on SQLite: a batch of events
+//! inserted, the rollups updated and the watermark moved (the fold thread's
+//! share of the CPU under load).
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use switchboard::domain::JournalPos;
 use switchboard::domain::{Micros, ProviderKind, RequestType, Route, SupplierId, TokenUsage, UsageEvent, UsageStatus};
 use switchboard::engine::ledger::journal::record::{self, Decoded};
 use switchboard::engine::ledger::{Ledger, LedgerOptions};
-use switchboard::store::{LedgerSync, Store};
+use switchboard::store::{LedgerSync, SqliteLedger, Store, UsageLedger};
 
 fn event(n: u64) -> UsageEvent {
     UsageEvent {
@@ -87,5 +90,41 @@ fn formats(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, formats, bench);
+/// One fold of `BATCH` new events into a SQLite ledger that grows as the
+/// bench runs (as a serving instance's does): ids like the router's (UUIDv7
+/// text), times a millisecond apart, fifty suppliers and two models, so that
+/// the rollups see a realistic spread of keys.
+fn fold(c: &mut Criterion) {
+    const BATCH: u64 = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("fold.db")).unwrap();
+    let mut ledger = SqliteLedger::open(&store).unwrap();
+    let mut n = 0u64;
+    let mut g = c.benchmark_group("fold");
+    g.sample_size(30).throughput(Throughput::Elements(BATCH));
+    g.bench_function("1,000 events into SQLite", |b| {
+        b.iter_batched(
+            || {
+                let batch: Vec<UsageEvent> = (0..BATCH)
+                    .map(|_| {
+                        n += 1;
+                        UsageEvent {
+                            event_id: format!("019a8f3c-5b2e-7d41-9c3a-{n:012x}"),
+                            ts: chrono::DateTime::from_timestamp_millis(1_780_000_000_000 + n as i64).unwrap_or_default(),
+                            supplier_id: SupplierId(1 + (n % 50) as i64),
+                            model: if n.is_multiple_of(3) { "claude-haiku-4-5".into() } else { "gpt-4o-mini".into() },
+                            ..event(n)
+                        }
+                    })
+                    .collect();
+                (batch, JournalPos { segment: 1, offset: n })
+            },
+            |(batch, to)| assert_eq!(ledger.fold_batch(1, &batch, to).unwrap(), BATCH as usize),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, formats, bench, fold);
 criterion_main!(benches);

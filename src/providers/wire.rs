@@ -38,6 +38,15 @@ pub fn bound_tokens(v: &Value) -> Option<u64> {
     Some(bounded)
 }
 
+/// A usage figure the answer did not report (or not as a number) is
+/// `estimate`d, and the usage marked estimated.
+fn estimate_missing(figure: &mut u64, reported: Option<u64>, estimate: impl FnOnce() -> u64, estimated: &mut bool) {
+    if reported.is_none() {
+        *figure = estimate();
+        *estimated = true;
+    }
+}
+
 fn tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(bound_tokens))
 }
@@ -285,15 +294,9 @@ impl OpenAiUsage {
     /// all is `OpenAiUsage::default()`: both estimated.)
     pub fn normalise_or(&self, prompt: impl FnOnce() -> u64, completion: impl FnOnce() -> u64) -> TokenUsage {
         let mut u = self.normalise();
-        if self.prompt_tokens.is_none() {
-            u.input = prompt();
-            u.estimated = true;
-        }
-        if self.completion_tokens.is_none() {
-            u.output = completion();
-            u.reasoning = 0;
-            u.estimated = true;
-        }
+        estimate_missing(&mut u.input, self.prompt_tokens, prompt, &mut u.estimated);
+        // (Reasoning is already 0 without a completion count: it is capped by it.)
+        estimate_missing(&mut u.output, self.completion_tokens, completion, &mut u.estimated);
         u
     }
 
@@ -350,14 +353,8 @@ impl AnthropicUsage {
     /// left out, or sent as something other than a number, is estimated.
     pub fn normalise_or(&self, input: impl FnOnce() -> u64, output: impl FnOnce() -> u64) -> TokenUsage {
         let mut u = self.normalise();
-        if self.input_tokens.is_none() {
-            u.input = input();
-            u.estimated = true;
-        }
-        if self.output_tokens.is_none() {
-            u.output = output();
-            u.estimated = true;
-        }
+        estimate_missing(&mut u.input, self.input_tokens, input, &mut u.estimated);
+        estimate_missing(&mut u.output, self.output_tokens, output, &mut u.estimated);
         u
     }
 }

@@ -231,40 +231,87 @@ pub(crate) fn day_key(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d").to_string()
 }
 
-/// Inserts events in the transaction open on `tx` (not the rollups: see [`fold_rollups`]).
+/// The columns an event is inserted with, in [`bind_event`]'s order.
+const EVENT_COLUMNS: &str = "event_id, ts, supplier_id, account_id, provider, model, request_type, route,
+    input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class,
+    request_id, idempotency_key, saved_micros";
+/// How many columns that is: the parameters of one row.
+const EVENT_PARAMS: usize = 21;
+/// Rows per multi-row `INSERT`: a statement opens the table's and its five
+/// indexes' cursors once for all its rows, where one statement per event
+/// opened and closed them for each (672 parameters a statement).
+const ROWS_PER_INSERT: usize = 32;
+
+/// `INSERT OR IGNORE` of `rows` events.
+fn insert_sql(rows: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = format!("INSERT OR IGNORE INTO usage_events ({EVENT_COLUMNS}) VALUES ");
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..EVENT_PARAMS {
+            let _ = write!(sql, "{}?{}", if c == 0 { "" } else { ", " }, r * EVENT_PARAMS + c + 1);
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Binds `e` to the parameters of the row that starts after parameter `base`.
+fn bind_event(st: &mut rusqlite::Statement<'_>, base: usize, e: &UsageEvent) -> rusqlite::Result<()> {
+    let u = &e.usage;
+    let values: [&dyn rusqlite::ToSql; EVENT_PARAMS] = [
+        &e.event_id,
+        &e.ts.timestamp_millis(),
+        &e.supplier_id.0,
+        &e.account_id.map(|a| a.0),
+        &e.provider.as_str(),
+        &e.model,
+        &e.request_type.code(),
+        &e.route.code(),
+        &(u.input as i64),
+        &(u.output as i64),
+        &(u.cached_read as i64),
+        &(u.cache_write as i64),
+        &(u.reasoning as i64),
+        &u.estimated,
+        &e.cost.0,
+        &e.latency_ms,
+        &e.status.code(),
+        &e.error_class,
+        &e.request_id,
+        &e.idempotency_key,
+        &e.saved.0,
+    ];
+    for (i, v) in values.into_iter().enumerate() {
+        st.raw_bind_parameter(base + i + 1, v)?;
+    }
+    Ok(())
+}
+
+/// Inserts events in the transaction open on `tx` (not the rollups: see
+/// [`fold_rollups`]), in their order, [`ROWS_PER_INSERT`] a statement; an
+/// event whose id is already there (a replayed journal record) is skipped.
+/// Returns how many were new.
 pub(crate) fn append_in(tx: &Connection, events: &[UsageEvent]) -> rusqlite::Result<usize> {
-    let mut ins = tx.prepare_cached(
-        "INSERT OR IGNORE INTO usage_events (event_id, ts, supplier_id, account_id, provider, model, request_type, route,
-            input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, status, error_class,
-            request_id, idempotency_key, saved_micros)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-    )?;
+    static SQL: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    let (many_sql, one_sql) = SQL.get_or_init(|| (insert_sql(ROWS_PER_INSERT), insert_sql(1)));
     let mut new = 0;
-    for e in events {
-        let u = &e.usage;
-        new += ins.execute(params![
-            e.event_id,
-            e.ts.timestamp_millis(),
-            e.supplier_id.0,
-            e.account_id.map(|a| a.0),
-            e.provider.as_str(),
-            e.model,
-            e.request_type.code(),
-            e.route.code(),
-            u.input as i64,
-            u.output as i64,
-            u.cached_read as i64,
-            u.cache_write as i64,
-            u.reasoning as i64,
-            u.estimated,
-            e.cost.0,
-            e.latency_ms,
-            e.status.code(),
-            e.error_class,
-            e.request_id,
-            e.idempotency_key,
-            e.saved.0,
-        ])?;
+    let mut chunks = events.chunks_exact(ROWS_PER_INSERT);
+    if events.len() >= ROWS_PER_INSERT {
+        let mut many = tx.prepare_cached(many_sql)?;
+        for chunk in &mut chunks {
+            for (r, e) in chunk.iter().enumerate() {
+                bind_event(&mut many, r * EVENT_PARAMS, e)?;
+            }
+            new += many.raw_execute()?;
+        }
+    }
+    if !chunks.remainder().is_empty() {
+        let mut one = tx.prepare_cached(one_sql)?;
+        for e in chunks.remainder() {
+            bind_event(&mut one, 0, e)?;
+            new += one.raw_execute()?;
+        }
     }
     Ok(new)
 }
@@ -527,5 +574,76 @@ impl Store {
             return Ok(pg.block(|pg| async move { super::pg::usage_reads::count_usage_events(&pg).await })?);
         }
         self.with_conn(|c| c.query_row("SELECT count(*) FROM usage_events", [], |r| r.get(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AccountId, Micros, ProviderKind, RequestType, TokenUsage};
+
+    fn event(i: usize) -> UsageEvent {
+        UsageEvent {
+            event_id: format!("019a8f3c-5b2e-7d41-9c3a-{i:012x}"),
+            request_id: format!("sb-1-{i}"),
+            idempotency_key: (i.is_multiple_of(4)).then(|| format!("key-{i}")),
+            ts: DateTime::from_timestamp_millis(1_780_000_000_000 + i as i64 * 61_000).unwrap_or_default(),
+            supplier_id: SupplierId(1 + (i % 7) as i64),
+            account_id: (!i.is_multiple_of(3)).then_some(AccountId(i as i64 % 5)),
+            provider: if i.is_multiple_of(2) { ProviderKind::OpenAi } else { ProviderKind::Anthropic },
+            model: format!("model-{}", i % 3),
+            request_type: RequestType::EmailTemplate,
+            route: if i.is_multiple_of(5) { Route::Client } else { Route::Platform },
+            usage: TokenUsage {
+                input: i as u64 * 3,
+                output: i as u64,
+                cached_read: i as u64 % 4,
+                reasoning: i as u64 % 2,
+                estimated: i.is_multiple_of(6),
+                ..TokenUsage::default()
+            },
+            cost: Micros(i as i64 * 11),
+            latency_ms: i as u32,
+            status: if i.is_multiple_of(9) { UsageStatus::Error } else { UsageStatus::Ok },
+            error_class: (i.is_multiple_of(9)).then(|| "timeout".to_string()),
+            saved: Micros(i as i64 % 3),
+        }
+    }
+
+    /// Every row of `usage_events`, every column, in insertion order.
+    fn rows(store: &Store) -> Vec<String> {
+        store
+            .with_conn(|c| {
+                let mut st = c.prepare("SELECT * FROM usage_events ORDER BY id")?;
+                let n = st.column_count();
+                let rows = st.query_map([], |r| {
+                    (0..n).map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}"))).collect::<Result<Vec<_>, _>>()
+                })?;
+                rows.map(|r| r.map(|cols| cols.join(" | "))).collect()
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn events_inserted_many_to_a_statement_are_the_rows_one_at_a_time_gives() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (many, one) = (Store::open(tmp.path().join("many.db")).unwrap(), Store::open(tmp.path().join("one.db")).unwrap());
+        // Ten events already there; then 100 in three statements of 32 and
+        // four alone, with an id repeated within a statement, one repeated
+        // across statements and ten that are already there.
+        let there: Vec<UsageEvent> = (0..10).map(event).collect();
+        let mut events: Vec<UsageEvent> = (0..100).map(event).collect();
+        events[5] = event(3);
+        events[40] = event(12);
+        for s in [&many, &one] {
+            assert_eq!(s.with_conn(|c| append_in(c, &there)).unwrap(), 10);
+        }
+        let new_many = many.with_conn(|c| append_in(c, &events)).unwrap();
+        let new_one: usize = events.iter().map(|e| one.with_conn(|c| append_in(c, std::slice::from_ref(e))).unwrap()).sum();
+        // 100 ids, 5 and 40 replaced by repeats, 0–9 there before: 10–99 but 40.
+        assert_eq!((new_many, new_one), (89, 89));
+        let (a, b) = (rows(&many), rows(&one));
+        assert_eq!(a.len(), 99);
+        assert_eq!(a, b, "the same rows, column for column, in the same order");
     }
 }
