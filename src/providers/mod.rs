@@ -784,6 +784,7 @@ mod tests {
             ("", (prompt, output, true)),
             (r#","usage":{"input_tokens":10}"#, (10, output, true)),
             (r#","usage":{"input_tokens":"ten","output_tokens":3}"#, (prompt, 3, true)),
+            (r#","usage":null"#, (prompt, output, true)),
         ] {
             let u = parse_chat_answer(&anthropic, &req, message(usage)).unwrap().usage;
             assert_eq!((u.input, u.output, u.estimated), want, "Anthropic usage {usage:?}");

@@ -47,6 +47,11 @@ fn estimate_missing(figure: &mut u64, reported: Option<u64>, estimate: impl FnOn
     }
 }
 
+/// A field that may be `null`, read as its default.
+pub fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 fn tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(bound_tokens))
 }

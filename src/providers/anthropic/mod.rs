@@ -45,7 +45,9 @@ struct MessagesResponse {
     content: Vec<Value>,
     #[serde(default)]
     stop_reason: Option<String>,
-    #[serde(default)]
+    /// `null` reads as absent (its figures estimated), not as a malformed
+    /// answer: that would fail over, and the call was paid for.
+    #[serde(default, deserialize_with = "super::wire::null_as_default")]
     usage: AnthropicUsage,
 }
 
