@@ -2,21 +2,11 @@
 //! against `/v1/messages` on each route.
 
 use super::{ROUTES, env};
-use crate::support::python;
 use switchboard::domain::ProviderKind;
 
 /// Runs the SDK script with `args` and `env`; its stdout (the test fails on a non-zero exit).
 pub(super) async fn run(args: &[&str], vars: &[(&str, &str)]) -> String {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/anthropic_sdk.py");
-    let mut cmd = tokio::process::Command::new(python());
-    cmd.arg(&script).args(args);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().await.expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "the SDK script failed:\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
-    stdout
+    crate::support::run_python_script("anthropic_sdk.py", args, vars).await
 }
 
 #[tokio::test]

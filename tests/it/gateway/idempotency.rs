@@ -340,16 +340,9 @@ async fn x_request_id_never_deduplicates() {
 async fn the_openai_python_sdk_gets_replays_and_mismatches() {
     let e = env(RouterConfig::default()).await;
     let (s, t) = supplier(&e, "SDK Keys Studio");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/idempotency_sdk.py");
-    let out = tokio::process::Command::new(crate::support::python())
-        .arg(&script)
-        .env("GATEWAY_BASE_URL", e.gw.base_url())
-        .env("GATEWAY_TOKEN", &t)
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the SDK script failed:\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout =
+        crate::support::run_python_script("idempotency_sdk.py", &[], &[("GATEWAY_BASE_URL", &e.gw.base_url()), ("GATEWAY_TOKEN", &t)])
+            .await;
     assert!(stdout.contains("replay ok") && stdout.contains("mismatch ok"), "{stdout}");
     assert_eq!(e.sim.requests("openai-platform"), 1, "one provider call");
     e.router.ledger().flush().await;

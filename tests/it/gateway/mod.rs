@@ -10,7 +10,7 @@
 //! (outages, breakers, Azure deployments, a client's own accounts),
 //! `migrations`, `idempotency` and `front` (a lane's direct path).
 
-use crate::support::{fast_providers, june, python, sb, sim_account};
+use crate::support::{fast_providers, june, sb, sim_account};
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
 use serde_json::{Value, json};

@@ -220,21 +220,8 @@ async fn the_openai_python_sdk_works_through_the_gateway() {
     let e = env(RouterConfig::default()).await;
     let s = e.supplier("SDK Studio", Tier::Scale, AiMode::Platform, &[]);
     let t = e.token(s, false);
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/gateway_sdk.py");
-    let out = tokio::process::Command::new(python())
-        .arg(&script)
-        .env("GATEWAY_BASE_URL", e.gw.base_url())
-        .env("GATEWAY_TOKEN", &t)
-        .output()
-        .await
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "the SDK script failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout =
+        crate::support::run_python_script("gateway_sdk.py", &[], &[("GATEWAY_BASE_URL", &e.gw.base_url()), ("GATEWAY_TOKEN", &t)]).await;
     assert!(stdout.contains("plain ok") && stdout.contains("stream ok") && stdout.contains("errors ok"), "{stdout}");
     e.router.ledger().flush().await;
     assert!(e.usage_rows(s).len() >= 3);

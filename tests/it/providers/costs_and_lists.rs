@@ -294,26 +294,11 @@ async fn malformed_requests_get_provider_errors_not_panics() {
 
 #[tokio::test]
 async fn openai_python_sdk_reads_the_simulator() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = crate::support::python();
     let s = sim().await;
-    let script = root.join("tests/python/sdk_check.py");
     let base = s.base_url().to_string();
-    let out = tokio::process::Command::new(&python)
-        .arg(&script)
-        .env("SIM_BASE_URL", &base)
-        .env("SIM_OPENAI_KEY", OA_KEY)
-        .env("SIM_AZURE_KEY", AZ_KEY)
-        .env("SIM_AZURE_DEPLOYMENT", "prod-4o")
-        .output()
-        .await
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "sdk_check.py failed:\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let vars =
+        [("SIM_BASE_URL", base.as_str()), ("SIM_OPENAI_KEY", OA_KEY), ("SIM_AZURE_KEY", AZ_KEY), ("SIM_AZURE_DEPLOYMENT", "prod-4o")];
+    crate::support::run_python_script("sdk_check.py", &[], &vars).await;
 }
 
 #[test]

@@ -77,3 +77,19 @@ pub fn python() -> std::path::PathBuf {
     );
     python
 }
+
+/// Runs `tests/python/<script>` (an official SDK against the gateway or the
+/// simulator) with `args` and the environment `vars`; returns its stdout. The
+/// test fails on a non-zero exit, with the script's stdout and stderr.
+pub async fn run_python_script(script: &str, args: &[&str], vars: &[(&str, &str)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+    let mut cmd = tokio::process::Command::new(python());
+    cmd.arg(&path).args(args);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{script} failed:\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}

@@ -5,7 +5,7 @@
 //! cannot serve a request skipped; model equivalents; a tool conversation
 //! surviving a failover; the official OpenAI SDK against an Anthropic route.
 
-use crate::support::{fast_providers, june, python, sim_account};
+use crate::support::{fast_providers, june, sim_account};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -463,16 +463,8 @@ async fn thinking_comes_back_signed_goes_back_next_turn_and_is_priced_as_output(
 async fn the_openai_python_sdk_uses_tools_and_response_format_on_an_anthropic_route() {
     let e = env().await;
     let (s, _, t) = e.supplier_on(ProviderKind::Anthropic, false);
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/translate_sdk.py");
-    let out = tokio::process::Command::new(python())
-        .arg(&script)
-        .env("GATEWAY_BASE_URL", e.gw.base_url())
-        .env("GATEWAY_TOKEN", &t)
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the SDK script failed:\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout =
+        crate::support::run_python_script("translate_sdk.py", &[], &[("GATEWAY_BASE_URL", &e.gw.base_url()), ("GATEWAY_TOKEN", &t)]).await;
     for step in ["tools ok", "tool stream ok", "tool result ok", "response_format ok", "parse ok"] {
         assert!(stdout.contains(step), "{step}: {stdout}");
     }
