@@ -3,7 +3,8 @@
 //! (resets as Go durations: `1s`, `6m0s`, `20ms`, `1h2m3.5s`) and Anthropic's
 //! `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`
 //! (resets as RFC 3339 instants), plus `retry-after` / `retry-after-ms`.
-//! Pure: the caller passes a header look-up and the time the answer arrived.
+//! Pure: the caller passes a header look-up (or the headers, to
+//! [`RateLimitHeaders`]) and the time the answer arrived.
 
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -167,6 +168,77 @@ pub fn parse_rate_limit_headers<'a>(get: impl Fn(&str) -> Option<&'a str>, now: 
     }
 }
 
+/// Every header name [`parse_rate_limit_headers`] reads.
+const NAMES: [&str; 20] = [
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+    "x-ratelimit-limit-tokens",
+    "anthropic-ratelimit-requests-remaining",
+    "anthropic-ratelimit-requests-reset",
+    "anthropic-ratelimit-requests-limit",
+    "anthropic-ratelimit-tokens-remaining",
+    "anthropic-ratelimit-tokens-reset",
+    "anthropic-ratelimit-tokens-limit",
+    "anthropic-ratelimit-input-tokens-remaining",
+    "anthropic-ratelimit-input-tokens-reset",
+    "anthropic-ratelimit-input-tokens-limit",
+    "anthropic-ratelimit-output-tokens-remaining",
+    "anthropic-ratelimit-output-tokens-reset",
+    "anthropic-ratelimit-output-tokens-limit",
+    "retry-after-ms",
+    "retry-after",
+];
+
+/// The rate-limit headers of one answer, picked out in one pass over its
+/// headers (lower-case names, in order, repeats included, as an HTTP header
+/// map yields them): the first value of each name [`parse_rate_limit_headers`]
+/// reads, `None` where that value is not text. Looking each of its names up
+/// in the map cost a parse and a hash of the name per look-up, eight or more
+/// per answer; a pass compares a prefix per header, and an answer without
+/// such headers costs nothing more.
+#[derive(Debug, Default)]
+pub struct RateLimitHeaders<'a> {
+    /// Per name of [`NAMES`]: not seen; seen with a value that is not text; seen.
+    found: [Option<Option<&'a str>>; NAMES.len()],
+    any: bool,
+}
+
+impl<'a> RateLimitHeaders<'a> {
+    pub fn collect(headers: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Self {
+        let mut out = RateLimitHeaders::default();
+        for (name, value) in headers {
+            if !(name.starts_with("x-ratelimit-") || name.starts_with("anthropic-ratelimit-") || name.starts_with("retry-after")) {
+                continue;
+            }
+            if let Some(i) = NAMES.iter().position(|n| *n == name)
+                && out.found[i].is_none()
+            {
+                out.found[i] = Some(value);
+                out.any = true;
+            }
+        }
+        out
+    }
+
+    /// Whether the answer had none of the headers.
+    pub fn is_empty(&self) -> bool {
+        !self.any
+    }
+
+    /// The header's first value, if it is text.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        NAMES.iter().position(|n| *n == name).and_then(|i| self.found[i].flatten())
+    }
+
+    /// [`parse_rate_limit_headers`] over these headers, for an answer received at `now`.
+    pub fn parse(&self, now: DateTime<Utc>) -> ReportedLimits {
+        if self.is_empty() { ReportedLimits::default() } else { parse_rate_limit_headers(|n| self.get(n), now) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +250,53 @@ mod tests {
 
     fn parse(h: &[(&str, &str)]) -> ReportedLimits {
         parse_rate_limit_headers(|n| h.iter().find(|(k, _)| *k == n).map(|(_, v)| *v), at())
+    }
+
+    /// One pass over the headers reads what a look-up per name read: the
+    /// first value of a repeated name (even when it is not text), names of
+    /// other headers and near misses ignored, every known name alone.
+    #[test]
+    fn the_headers_picked_in_one_pass_are_read_as_looked_up_one_by_one() {
+        let real_openai = [
+            ("content-type", "application/json"),
+            ("x-ratelimit-limit-requests", "10000"),
+            ("x-ratelimit-limit-tokens", "200000"),
+            ("x-ratelimit-remaining-requests", "9999"),
+            ("x-ratelimit-remaining-tokens", "199970"),
+            ("x-ratelimit-reset-requests", "6ms"),
+            ("x-ratelimit-reset-tokens", "9ms"),
+            ("openai-processing-ms", "400"),
+        ];
+        let real_anthropic = [
+            ("anthropic-ratelimit-requests-limit", "50"),
+            ("anthropic-ratelimit-requests-remaining", "49"),
+            ("anthropic-ratelimit-requests-reset", "2026-06-13T12:00:05Z"),
+            ("anthropic-ratelimit-input-tokens-remaining", "39000"),
+            ("anthropic-ratelimit-output-tokens-remaining", "7999"),
+            ("anthropic-ratelimit-output-tokens-reset", "2026-06-13T12:00:01Z"),
+            ("anthropic-ratelimit-tokens-remaining", "46999"),
+            ("retry-after", "3"),
+        ];
+        let mut cases: Vec<Vec<(&str, Option<&str>)>> = vec![
+            vec![],
+            vec![("content-type", Some("application/json")), ("x-ratelimit-remaining", Some("5")), ("retry-afterwards", Some("1"))],
+            real_openai.iter().map(|(k, v)| (*k, Some(*v))).collect(),
+            real_anthropic.iter().map(|(k, v)| (*k, Some(*v))).collect(),
+            // A repeated name: its first value counts, also when that one is not text.
+            vec![("x-ratelimit-remaining-requests", Some("7")), ("x-ratelimit-remaining-requests", Some("8"))],
+            vec![("x-ratelimit-remaining-requests", None), ("x-ratelimit-remaining-requests", Some("8"))],
+            vec![("retry-after-ms", Some("250")), ("retry-after", Some("9"))],
+            vec![("retry-after", Some("Sat, 13 Jun 2026 12:00:30 GMT"))],
+        ];
+        for n in NAMES {
+            cases.push(vec![(n, Some("12")), ("x-ratelimit-remaining-requests", Some("3"))]);
+        }
+        for case in cases {
+            let looked_up = parse_rate_limit_headers(|n| case.iter().find(|(k, _)| *k == n).and_then(|(_, v)| *v), at());
+            let picked = RateLimitHeaders::collect(case.iter().copied());
+            assert_eq!(picked.parse(at()), looked_up, "{case:?}");
+            assert_eq!(picked.is_empty(), case.iter().all(|(k, _)| !NAMES.contains(k)), "{case:?}");
+        }
     }
 
     #[test]

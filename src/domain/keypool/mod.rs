@@ -10,7 +10,7 @@
 
 pub mod headers;
 
-pub use headers::{LimitWindow, ReportedLimits, parse_go_duration, parse_rate_limit_headers};
+pub use headers::{LimitWindow, RateLimitHeaders, ReportedLimits, parse_go_duration, parse_rate_limit_headers};
 
 use super::Micros;
 use super::provider::AccountId;

@@ -103,8 +103,12 @@ impl Pools {
     pub(super) fn observer(self: &Arc<Self>, account: AccountId) -> HeaderObserver {
         let pools = self.clone();
         HeaderObserver(Arc::new(move |h| {
+            let found = keypool::RateLimitHeaders::collect(h.iter().map(|(k, v)| (k.as_str(), v.to_str().ok())));
+            if found.is_empty() {
+                return;
+            }
             let now = pools.clock.now();
-            let r = keypool::parse_rate_limit_headers(|n| h.get(n).and_then(|v| v.to_str().ok()), now);
+            let r = found.parse(now);
             if !r.is_empty() {
                 pools.keys.lock().entry(account).or_default().observe(now, r);
             }
