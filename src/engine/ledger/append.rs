@@ -1,19 +1,7 @@
-//! The journal writer on the request path: each event's record copied into
-//! the current preallocated segment (in process mode through a shared mapping
-//! of it, so no system call; in power mode one positioned `write`), a new
-//! segment when it is full, and the down state: while no segment can be
-//! opened or written, events are held in memory (see [`super::health`]) and
-//! written first when one can.
-//!
-//! Why a mapping is as safe as a `write` when the process is killed: a store
-//! into a `MAP_SHARED` page of a file *is* a store into the kernel's page
-//! cache for that file, the same page a `write` would have copied into; the
-//! kernel writes it back whether or not the process lives on, and a reader's
-//! `pread` (the fold, another process's `fold_dead`) sees it. The segment is
-//! preallocated before it is mapped, so a store never needs a block the disk
-//! may not have (a full disk shows when a segment is opened). Power mode keeps
-//! the `write`: its `fdatasync` is what makes an event durable, and only on
-//! Linux does it also cover pages dirtied through a mapping.
+//! The journal writer on the request path: one positioned `write` per event
+//! into the current preallocated segment, a new segment when it is full, and
+//! the down state: while no segment can be opened or written, events are held
+//! in memory (see [`super::health`]) and written first when one can.
 
 use super::health::{log_dropped, next_backoff};
 use super::journal::{self, JournalPos, record};
@@ -29,8 +17,6 @@ use std::time::{Duration, Instant};
 /// The segment being written.
 struct Segment {
     file: Arc<File>,
-    /// Process mode: the segment's preallocated bytes, mapped shared.
-    map: Option<journal::SegmentMap>,
     number: u64,
     /// Where the next record goes.
     offset: u64,
@@ -76,9 +62,8 @@ impl Appender {
         }
         let n = self.next;
         let file = journal::create_segment(&self.dir, n, size, self.power)?;
-        let map = if self.power { None } else { Some(journal::SegmentMap::new(&file, size)?) };
         self.next = n.saturating_add(1);
-        self.seg = Some(Segment { file: Arc::new(file), map, number: n, offset: record::HEADER_LEN, size });
+        self.seg = Some(Segment { file: Arc::new(file), number: n, offset: record::HEADER_LEN, size });
         Ok(journal::start_of(n))
     }
 
@@ -114,11 +99,7 @@ impl Appender {
         let Some(seg) = self.seg.as_mut() else {
             return Err(std::io::Error::other("no journal segment is open"));
         };
-        let written = match &mut seg.map {
-            Some(map) => map.copy_in(&self.buf, seg.offset),
-            None => journal::write_all_at(&seg.file, &self.buf, seg.offset),
-        };
-        if let Err(e) = written {
+        if let Err(e) = journal::write_all_at(&seg.file, &self.buf, seg.offset) {
             // Whatever reached the file is a torn record: this segment takes
             // no more, the next record goes to a new one.
             self.seg = None;

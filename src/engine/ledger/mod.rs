@@ -151,23 +151,8 @@ pub struct LedgerOptions {
 
 impl Default for LedgerOptions {
     fn default() -> Self {
-        LedgerOptions {
-            sync: LedgerSync::Normal,
-            segment_bytes: hook_segment_bytes().unwrap_or(journal::DEFAULT_SEGMENT_BYTES),
-            instance: None,
-        }
+        LedgerOptions { sync: LedgerSync::Normal, segment_bytes: journal::DEFAULT_SEGMENT_BYTES, instance: None }
     }
-}
-
-/// Test hook (feature `test-hooks`): `SWITCHBOARD_HOOK_SEGMENT_BYTES` sets
-/// the journal's segment size, so that a test of a full disk sees a segment
-/// opened (where a full disk shows) after a few events, not after 16 MiB.
-fn hook_segment_bytes() -> Option<u64> {
-    #[cfg(feature = "test-hooks")]
-    if let Some(n) = std::env::var("SWITCHBOARD_HOOK_SEGMENT_BYTES").ok().and_then(|v| v.parse().ok()) {
-        return Some(n);
-    }
-    None
 }
 
 impl Ledger {

@@ -500,10 +500,11 @@ impl Router {
     pub(super) fn record_outcome(&self, p: &Prepared, account: &AccountEntry, route: Route, started: Instant, err: Option<&ProviderError>) {
         let counts = err.map(|e| e.counts_against_health()).unwrap_or(false);
         let ok = err.is_none() || !counts;
-        let t = account.breaker.lock().record(ok, self.clock.now());
+        let now = self.clock.now();
+        let t = account.breaker.lock().record(ok, now);
         self.on_transition(account.account.id, t);
         let _ = self.outcomes.send(AttemptOutcome {
-            at: self.clock.now(),
+            at: now,
             supplier: p.supplier.supplier.id,
             account: account.account.id,
             route,

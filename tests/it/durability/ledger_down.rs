@@ -5,15 +5,11 @@
 //! first byte of any file fails as on a full disk, and raised again. No mount
 //! needed.
 //!
-//! With the usage journal: a segment is preallocated before it takes records
-//! (in process mode they are copied into a mapping of it, which a file-size
-//! limit does not stop), so a full disk shows when the next segment is
-//! opened: its preallocation fails (EFBIG), and the ledger stays down and
-//! refuses requests until the limit is raised; then a new segment takes the
-//! held events first. The server's segments are 4 KiB here (a test hook,
-//! `SWITCHBOARD_HOOK_SEGMENT_BYTES`), so the next one is opened within a few
-//! dozen requests. SQLite's writes fail too meanwhile, which only delays the
-//! fold.
+//! With the usage journal: the next journal write fails (EFBIG), the segment
+//! is given up, and no new segment can be opened (its preallocation fails),
+//! so the ledger stays down and refuses requests until the limit is raised;
+//! then a new segment takes the held events first. SQLite's writes fail too
+//! meanwhile, which only delays the fold.
 //!
 //! Checked: every request answered 200 has exactly one usage row after
 //! recovery; every provider call has a row; no provider call was made while
@@ -128,7 +124,7 @@ async fn a_full_disk_refuses_requests_at_once_and_loses_no_answered_usage() {
             None => cmd.env_remove(k),
         };
     }
-    cmd.env("RUST_LOG", "warn").env("SWITCHBOARD_HOOK_SEGMENT_BYTES", "4096").stderr(Stdio::piped());
+    cmd.env("RUST_LOG", "warn").stderr(Stdio::piped());
     let (mut server, gw): (Child, String) = spawn_listening(cmd);
     let pid = server.0.id();
     let log = Arc::new(Mutex::new(String::new()));

@@ -205,41 +205,6 @@ pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     }
 }
 
-/// A segment's preallocated bytes mapped shared, for the writer of a
-/// process-mode journal: a record copied in is in the page cache, where a
-/// `write` would have put it (see `super::append` for why that is as safe).
-pub struct SegmentMap(memmap2::MmapMut);
-
-impl SegmentMap {
-    /// Maps the first `size` bytes of `file`, a segment [`create_segment`]
-    /// just preallocated to at least that size.
-    pub fn new(file: &File, size: u64) -> io::Result<SegmentMap> {
-        let len = usize::try_from(size).map_err(|_| io::Error::other("a journal segment too large to map"))?;
-        // SAFETY: the mapping is of a segment file of this process's own
-        // instance (whose lock it holds), preallocated to `size` bytes and
-        // never truncated while mapped: no process shortens a segment (the
-        // fold only deletes segments behind its watermark, and deleting a
-        // mapped file keeps its pages), so every mapped byte stays backed by
-        // the file. Other processes only read it, through `pread`. The only
-        // way to fault is a file shortened by hand under a running server.
-        let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(file)? };
-        Ok(SegmentMap(map))
-    }
-
-    /// Copies `buf` into the segment at `offset`.
-    pub fn copy_in(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let at = usize::try_from(offset).ok();
-        let dst = at.and_then(|at| self.0.get_mut(at..at.checked_add(buf.len())?));
-        match dst {
-            Some(dst) => {
-                dst.copy_from_slice(buf);
-                Ok(())
-            }
-            None => Err(io::Error::other(format!("a journal record of {} bytes at {offset} past the mapped segment", buf.len()))),
-        }
-    }
-}
-
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     #[cfg(unix)]
     {
