@@ -254,7 +254,8 @@ mod tests {
 
     /// One pass over the headers reads what a look-up per name read: the
     /// first value of a repeated name (even when it is not text), names of
-    /// other headers and near misses ignored, every known name alone.
+    /// other headers and near misses ignored, every known name alone; and
+    /// the pass keeps exactly the names the parser asks for.
     #[test]
     fn the_headers_picked_in_one_pass_are_read_as_looked_up_one_by_one() {
         let real_openai = [
@@ -291,6 +292,20 @@ mod tests {
         for n in NAMES {
             cases.push(vec![(n, Some("12")), ("x-ratelimit-remaining-requests", Some("3"))]);
         }
+        // The names the parser asks for are the names the pass keeps: asked
+        // with nothing there, with only OpenAI's headers there (so it reads
+        // their resets and limits), and with only Anthropic's.
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        for has in [|_: &str| false, |n: &str| n.starts_with("x-ratelimit-"), |n: &str| n.starts_with("anthropic-")] {
+            parse_rate_limit_headers(
+                |n| {
+                    asked.borrow_mut().insert(n.to_string());
+                    has(n).then_some("1")
+                },
+                at(),
+            );
+        }
+        assert_eq!(asked.into_inner(), NAMES.iter().map(|n| n.to_string()).collect(), "the parser's names and NAMES");
         for case in cases {
             let looked_up = parse_rate_limit_headers(|n| case.iter().find(|(k, _)| *k == n).and_then(|(_, v)| *v), at());
             let picked = RateLimitHeaders::collect(case.iter().copied());
