@@ -203,7 +203,6 @@ const NAMES: [&str; 20] = [
 pub struct RateLimitHeaders<'a> {
     /// Per name of [`NAMES`]: not seen; seen with a value that is not text; seen.
     found: [Option<Option<&'a str>>; NAMES.len()],
-    any: bool,
 }
 
 impl<'a> RateLimitHeaders<'a> {
@@ -217,7 +216,6 @@ impl<'a> RateLimitHeaders<'a> {
                 && out.found[i].is_none()
             {
                 out.found[i] = Some(value);
-                out.any = true;
             }
         }
         out
@@ -225,7 +223,7 @@ impl<'a> RateLimitHeaders<'a> {
 
     /// Whether the answer had none of the headers.
     pub fn is_empty(&self) -> bool {
-        !self.any
+        self.found.iter().all(Option::is_none)
     }
 
     /// The header's first value, if it is text.
@@ -235,7 +233,7 @@ impl<'a> RateLimitHeaders<'a> {
 
     /// [`parse_rate_limit_headers`] over these headers, for an answer received at `now`.
     pub fn parse(&self, now: DateTime<Utc>) -> ReportedLimits {
-        if self.is_empty() { ReportedLimits::default() } else { parse_rate_limit_headers(|n| self.get(n), now) }
+        parse_rate_limit_headers(|n| self.get(n), now)
     }
 }
 
