@@ -226,6 +226,32 @@ pub(super) async fn serve(mut listener: LaneListener, app: Front, header_read_ti
     while conns.join_next().await.is_some() {}
 }
 
+/// How often a lane's [`keep_a_timer_due`] fires.
+const LANE_TICK: Duration = Duration::from_secs(1);
+
+/// Keeps a timer due within [`LANE_TICK`] on the lane's runtime, forever (the
+/// task ends with the runtime).
+///
+/// Tokio wakes its I/O driver whenever a timer is armed that is due before
+/// the deadline the driver last parked with, even on a current-thread
+/// runtime that is busy polling a task and so cannot be parked
+/// (tokio-rs/tokio#5207): an `eventfd` write, after which the lane's next
+/// `epoll_wait` returns at once to read it. A lane serving one keep-alive
+/// connection did that on every request: it parked waiting for the upstream
+/// with only the upstream pool's idle timer (90 s) ahead, then armed hyper's
+/// header read timer (30 s) for the connection's next request — one `write`
+/// and one `epoll_wait` a request more than the bare proxy, which arms no
+/// timer. With a timer always due within a second, the driver's deadline is
+/// never later than a request's timers (all of them a second or more), so
+/// arming them wakes nothing; the tick costs an idle lane one wake-up a second.
+pub(super) async fn keep_a_timer_due() {
+    let mut tick = tokio::time::interval(LANE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
+}
+
 /// Whether an accept error is about resources (wait before retrying) rather
 /// than one failed connection (retry at once). As in axum's own loop.
 pub(super) fn is_resource_error(e: &io::Error) -> bool {
@@ -240,6 +266,71 @@ pub fn default_lanes() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Write system calls this thread has made so far (`syscw` in
+    /// `/proc/thread-self/io`; reading it is not one).
+    #[cfg(target_os = "linux")]
+    fn writes_by_this_thread() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").expect("/proc/thread-self/io");
+        io.lines().find_map(|l| l.strip_prefix("syscw:")).and_then(|v| v.trim().parse().ok()).expect("a syscw line")
+    }
+
+    /// Polls a timer once, which registers it with the runtime's driver.
+    #[cfg(target_os = "linux")]
+    async fn poll_once(mut timer: Pin<&mut tokio::time::Sleep>) {
+        use std::future::Future;
+        std::future::poll_fn(|cx| {
+            let _ = timer.as_mut().poll(cx);
+            Poll::Ready(())
+        })
+        .await
+    }
+
+    /// On a lane-like runtime (with the lane's timer keeper or without it)
+    /// that parked waiting for a socket with only a 90 s timer ahead (the
+    /// upstream pool's idle timer), the write system calls this thread makes
+    /// to arm a 30 s timer (hyper's header read timeout) once woken.
+    #[cfg(target_os = "linux")]
+    fn writes_to_arm_a_request_timer(keeper: bool) -> u64 {
+        use tokio::io::AsyncReadExt;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            if keeper {
+                tokio::spawn(keep_a_timer_due());
+                tokio::task::yield_now().await;
+            }
+            let mut idle = std::pin::pin!(tokio::time::sleep(Duration::from_secs(90)));
+            poll_once(idle.as_mut()).await;
+            let (mut ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+            let theirs = theirs.into_std().unwrap();
+            let writer = std::thread::Builder::new()
+                .name("lane-test-peer".into())
+                .spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    use std::io::Write;
+                    (&theirs).write_all(b"x").unwrap();
+                    theirs
+                })
+                .unwrap();
+            let mut byte = [0u8; 1];
+            ours.read_exact(&mut byte).await.unwrap();
+            let before = writes_by_this_thread();
+            let mut header = std::pin::pin!(tokio::time::sleep(Duration::from_secs(30)));
+            poll_once(header.as_mut()).await;
+            let after = writes_by_this_thread();
+            drop(writer.join());
+            after - before
+        })
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn arming_a_request_timer_does_not_wake_a_lane_that_keeps_a_timer_due() {
+        // Without the keeper, tokio wakes its own driver (tokio-rs/tokio#5207):
+        // if this fails, tokio no longer does, and the keeper can go.
+        assert_eq!(writes_to_arm_a_request_timer(false), 1, "tokio's driver wake-up on arming a nearer timer");
+        assert_eq!(writes_to_arm_a_request_timer(true), 0, "a lane with its timer keeper writes nothing to arm a request's timer");
+    }
 
     #[test]
     fn connections_go_to_the_least_busy_lane_and_leave_it_when_dropped() {

@@ -232,6 +232,7 @@ pub async fn start_with(router: Arc<Router>, addr: SocketAddr, cfg: GatewayConfi
         let thread = std::thread::Builder::new().name(format!("gateway-{lane}")).spawn(move || {
             crate::providers::set_lane(lane + 1);
             rt.block_on(async move {
+                tokio::spawn(lanes::keep_a_timer_due());
                 lanes::serve(listener, app, header_timeout, stop).await;
                 // Requests whose clients went away still run: let them record their usage.
                 if !tasks.drained(DRAIN_LIMIT).await {
