@@ -19,6 +19,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use std::path::PathBuf;
 
+mod rollups;
+pub(crate) use rollups::fold_rollups;
+use rollups::insert_and_fold;
+
 /// What the engine needs from a ledger backend. SQLite implements it here; a
 /// PostgreSQL backend would implement the same trait.
 pub trait UsageLedger: Send {
@@ -180,8 +184,7 @@ impl UsageLedger for SqliteLedger {
     fn fold_batch(&mut self, journal: u32, events: &[UsageEvent], to: JournalPos) -> StoreResult<usize> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| map_err(&self.path, e))?;
         let run = |tx: &Transaction<'_>| -> rusqlite::Result<usize> {
-            let n = append_in(tx, events)?;
-            fold_rollups(tx)?;
+            let n = insert_and_fold(tx, events)?;
             set_journal_watermark(tx, journal, to)?;
             Ok(n)
         };
@@ -316,128 +319,6 @@ pub(crate) fn append_in(tx: &Connection, events: &[UsageEvent]) -> rusqlite::Res
     Ok(new)
 }
 
-/// One upsert per rollup: (target and its key columns, key values, whether the
-/// rollup keeps quota tokens). Every statement takes the same parameters: ?1
-/// day, ?2 supplier, ?3 provider, ?4 model, ?5 request type, ?6 route, ?7..?15
-/// the request count and the eight measures, ?16 the quota tokens.
-const FOLD_TARGETS: [(&str, &str, bool); 5] = [
-    ("usage_daily (day, supplier_id, provider, model, request_type, route", "?1, ?2, ?3, ?4, ?5, ?6", false),
-    (
-        "usage_daily_dims (day, vendor_type, provider, model, request_type, route",
-        "?1, coalesce((SELECT vendor_type FROM suppliers WHERE id = ?2), 'unknown'), ?3, ?4, ?5, ?6",
-        false,
-    ),
-    ("usage_monthly_supplier (month, supplier_id, provider, model, route", "substr(?1, 1, 7), ?2, ?3, ?4, ?6", false),
-    ("usage_supplier_month (month, supplier_id", "substr(?1, 1, 7), ?2", true),
-    ("usage_supplier_day (supplier_id, day", "?2, ?1", true),
-];
-
-fn fold_sql() -> &'static [String; 5] {
-    static SQL: std::sync::OnceLock<[String; 5]> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| {
-        FOLD_TARGETS.map(|(target, keys, with_quota)| {
-            let conflict = &target[target.find('(').unwrap_or(0) + 1..];
-            let (quota_col, quota_value, quota_update) = if with_quota {
-                (", quota_tokens", ", ?16", ", quota_tokens = quota_tokens + excluded.quota_tokens")
-            } else {
-                ("", "", "")
-            };
-            format!(
-                "INSERT INTO {target}, requests, errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens,
-                    reasoning_tokens, cost_micros, latency_ms_sum{quota_col})
-                 VALUES ({keys}, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15{quota_value})
-                 ON CONFLICT ({conflict}) DO UPDATE SET {}{quota_update}",
-                super::analytics::MEASURE_UPDATE
-            )
-        })
-    })
-}
-
-/// The key of one `usage_daily` row: day, supplier, provider, model, request type, route.
-type DailyKey = (String, i64, String, String, i64, i64);
-
-/// Events summed per [`DailyKey`]: requests, errors, input, output, cached
-/// read, cache write, reasoning tokens, cost, latency sum, quota tokens, and
-/// what cache hits saved (`usage_daily` only; schema v16).
-type DailySum = [i64; 11];
-
-/// Adds every event past the watermark to every rollup and moves the
-/// watermark to the newest event, inside `tx` (which must hold the write lock
-/// from its start: begin it IMMEDIATE). Returns how many events were folded.
-///
-/// The new events are read once, in id order, and summed per `usage_daily`
-/// key in memory; each rollup row then gets one upsert, however many events
-/// it sums.
-pub(crate) fn fold_rollups(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
-    let from: i64 = tx.prepare_cached("SELECT last_event_id FROM usage_rollup_watermark WHERE id = 1")?.query_row([], |r| r.get(0))?;
-    let mut sums: std::collections::HashMap<DailyKey, DailySum> = std::collections::HashMap::new();
-    let (mut to, mut n) = (from, 0usize);
-    {
-        let mut st = tx.prepare_cached(
-            "SELECT id, ts, supplier_id, provider, model, request_type, route, status, input_tokens, output_tokens, cached_tokens,
-                cache_write_tokens, reasoning_tokens, cost_micros, latency_ms, saved_micros
-             FROM usage_events WHERE id > ?1 ORDER BY id",
-        )?;
-        let mut rows = st.query([from])?;
-        // Events arrive in time order, nearly always: format each UTC day once.
-        let mut day: (i64, i64, String) = (0, 0, String::new());
-        while let Some(r) = rows.next()? {
-            let ts: i64 = r.get(1)?;
-            if ts < day.0 || ts >= day.1 {
-                let start = ts.div_euclid(86_400_000) * 86_400_000;
-                let d = DateTime::<Utc>::from_timestamp_millis(start).unwrap_or_default();
-                day = (start, start + 86_400_000, day_key(d));
-            }
-            let route: i64 = r.get(6)?;
-            let key: DailyKey = (day.2.clone(), r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, route);
-            let status: i64 = r.get(7)?;
-            let t: [i64; 5] = [r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?];
-            let sum = sums.entry(key).or_default();
-            sum[0] += 1;
-            sum[1] += UsageStatus::from_code(status).is_none_or(|s| !s.answered()) as i64;
-            for (s, v) in sum[2..7].iter_mut().zip(t) {
-                *s += v;
-            }
-            sum[7] += r.get::<_, i64>(13)?;
-            sum[8] += r.get::<_, i64>(14)?;
-            if Route::from_code(route).is_some_and(Route::counts_against_quota) {
-                // input + output + cached read + cache write, as the quota counts them.
-                sum[9] += t[0] + t[1] + t[2] + t[3];
-            }
-            sum[10] += r.get::<_, i64>(15)?;
-            to = r.get(0)?;
-            n += 1;
-        }
-    }
-    if n == 0 {
-        return Ok(0);
-    }
-    let sql = fold_sql();
-    let mut statements = Vec::with_capacity(sql.len());
-    for s in sql {
-        statements.push(tx.prepare_cached(s)?);
-    }
-    for (k, m) in &sums {
-        let keys: [&dyn rusqlite::ToSql; 6] = [&k.0, &k.1, &k.2, &k.3, &k.4, &k.5];
-        let params: Vec<&dyn rusqlite::ToSql> = keys.into_iter().chain(m[..10].iter().map(|v| v as &dyn rusqlite::ToSql)).collect();
-        for st in &mut statements {
-            // Statements without the quota column take one parameter fewer.
-            let k = st.parameter_count().min(params.len());
-            st.execute(&params[..k])?;
-        }
-        if m[10] != 0 {
-            // What cache hits saved: kept in the finest rollup only.
-            tx.prepare_cached(
-                "UPDATE usage_daily SET saved_micros = saved_micros + ?7
-                 WHERE day = ?1 AND supplier_id = ?2 AND provider = ?3 AND model = ?4 AND request_type = ?5 AND route = ?6",
-            )?
-            .execute(rusqlite::params![k.0, k.1, k.2, k.3, k.4, k.5, m[10]])?;
-        }
-    }
-    tx.prepare_cached("UPDATE usage_rollup_watermark SET last_event_id = ?1 WHERE id = 1")?.execute([to])?;
-    Ok(n)
-}
-
 fn quota_tokens(c: &Connection, supplier: SupplierId, from: DateTime<Utc>, to: DateTime<Utc>) -> rusqlite::Result<u64> {
     // Whole UTC days: the folded part from usage_daily, plus the events past
     // the watermark (a moment's worth), in one statement and so one snapshot.
@@ -469,8 +350,7 @@ impl Store {
         }
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
-        let n = append_in(&tx, events).map_err(|e| self.err(e))?;
-        fold_rollups(&tx).map_err(|e| self.err(e))?;
+        let n = insert_and_fold(&tx, events).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(n)
     }
@@ -582,7 +462,7 @@ mod tests {
     use super::*;
     use crate::domain::{AccountId, Micros, ProviderKind, RequestType, TokenUsage};
 
-    fn event(i: usize) -> UsageEvent {
+    pub(super) fn event(i: usize) -> UsageEvent {
         UsageEvent {
             event_id: format!("019a8f3c-5b2e-7d41-9c3a-{i:012x}"),
             request_id: format!("sb-1-{i}"),
