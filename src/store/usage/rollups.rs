@@ -117,23 +117,23 @@ impl Sums {
         n
     }
 
+    /// Adds one event (saturating: the figures come from clients and providers).
     fn add(&mut self, c: &Counted<'_>) {
-        let day = c.ts.div_euclid(86_400_000) * 86_400_000;
+        let day = c.ts.div_euclid(86_400_000).saturating_mul(86_400_000);
         let key: DailyKey = (day, c.supplier, self.number(c.provider), self.number(c.model), c.request_type, c.route);
         let t = c.tokens;
+        let errors = i64::from(UsageStatus::from_code(c.status).is_none_or(|s| !s.answered()));
+        // input + output + cached read + cache write, as the quota counts them.
+        let quota = if Route::from_code(c.route).is_some_and(Route::counts_against_quota) {
+            t[..4].iter().fold(0i64, |a, v| a.saturating_add(*v))
+        } else {
+            0
+        };
         let sum = self.sums.entry(key).or_default();
-        sum[0] += 1;
-        sum[1] += UsageStatus::from_code(c.status).is_none_or(|s| !s.answered()) as i64;
-        for (s, v) in sum[2..7].iter_mut().zip(t) {
-            *s += v;
+        let added = [1, errors, t[0], t[1], t[2], t[3], t[4], c.cost, c.latency, quota, c.saved];
+        for (s, v) in sum.iter_mut().zip(added) {
+            *s = s.saturating_add(v);
         }
-        sum[7] += c.cost;
-        sum[8] += c.latency;
-        if Route::from_code(c.route).is_some_and(Route::counts_against_quota) {
-            // input + output + cached read + cache write, as the quota counts them.
-            sum[9] += t[0] + t[1] + t[2] + t[3];
-        }
-        sum[10] += c.saved;
         self.events += 1;
     }
 
