@@ -6,9 +6,9 @@
 //! kernel cost on this machine and what Switchboard adds on top.
 //!
 //! ```sh
-//! cargo build --release --example bare_proxy
-//! target/release/examples/bare_proxy --listen 127.0.0.1:4580 --upstream http://127.0.0.1:4571
-//! target/release/examples/bare_proxy --listen … --upstream … --collect   # read both bodies whole, as the gateway does
+//! cargo build --profile dist --example bare_proxy   # built as the gateway is measured
+//! target/dist/examples/bare_proxy --listen 127.0.0.1:4580 --upstream http://127.0.0.1:4571
+//! target/dist/examples/bare_proxy --listen … --upstream … --collect   # read both bodies whole, as the gateway does
 //! ```
 //!
 //! Lanes as in `gateway::lanes`: one thread per core (`--lanes N`), each with

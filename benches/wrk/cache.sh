@@ -11,7 +11,7 @@
 # by --cache-memory-mb, 4 MiB by default here so that a short run passes the
 # bound) and in the database. Routing, quota accounting, the rate limiter and
 # the usage ledger are on for both. `SWITCHBOARD_BIN=/path/to/switchboard`
-# measures that binary instead of building this checkout's release build.
+# measures that binary instead of building this checkout's `dist` build.
 #
 # Needs wrk, dbus and gnome-keyring (the platform key goes into a private
 # keyring, as in scripts/test). The supplier has a wedding today, so neither
@@ -21,14 +21,14 @@ cd "$(dirname "$0")/../.."
 secs=${1:-10}
 cache_mb=${2:-4}
 if [ -z "${SWITCHBOARD_BENCH_INNER:-}" ]; then
-  [ -n "${SWITCHBOARD_BIN:-}" ] || cargo build --release --bin switchboard >/dev/null
+  [ -n "${SWITCHBOARD_BIN:-}" ] || cargo build --profile dist --bin switchboard >/dev/null
   tmp=$(mktemp -d); mkdir -p "$tmp/data" "$tmp/run"; chmod 700 "$tmp/run"
   export XDG_DATA_HOME="$tmp/data" XDG_RUNTIME_DIR="$tmp/run" SWITCHBOARD_BENCH_INNER="$tmp"
   exec dbus-run-session -- bash -c 'echo -n bench | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null; exec "$0" "$@"' "$0" "$secs" "$cache_mb"
 fi
 tmp=$SWITCHBOARD_BENCH_INNER
 target=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
-bin=${SWITCHBOARD_BIN:-$target/release/switchboard}
+bin=${SWITCHBOARD_BIN:-$target/dist/switchboard}
 db=$tmp/bench.db
 "$bin" simulate --listen 127.0.0.1:4591 >/dev/null 2>&1 &
 sim=$!

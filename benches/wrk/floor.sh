@@ -10,7 +10,7 @@
 #   requests per second at 32 connections).
 # - The floor is a second nginx as a plain reverse proxy in front of it, with a
 #   keep-alive upstream pool and no logging.
-# - Each gateway variant is `switchboard serve` (release build, process
+# - Each gateway variant is `switchboard serve` (the `dist` build, process
 #   durability by default) in front of the same upstream: one enterprise supplier
 #   on a platform OpenAI account whose base URL is the canned upstream, routing,
 #   quotas, the rate limiter and the ledger all on. The supplier has a wedding
@@ -24,7 +24,8 @@
 # - The summary gives, per variant, the median over the rounds of each round's
 #   gateway ÷ nginx ratio, against the targets.
 #
-# Without variants it measures this checkout's release build (built first), or
+# Without variants it measures this checkout's `dist` build (the shipped
+# profile: `--release` with link-time optimisation; built first), or
 # `SWITCHBOARD_BIN` when set. Variants compare builds or flags in the same
 # alternation (benches/wrk/ab.sh is `floor.sh` with two builds), e.g.
 #   benches/wrk/floor.sh 8 3 "1-lane=$bin --lanes 1" "2-lanes=$bin --lanes 2"
@@ -44,9 +45,10 @@
 # well above the load (e.g. 500).
 # A variant whose name starts with `bare` is the hyper floor: a plain reverse
 # proxy on the gateway's HTTP stack and lanes, doing nothing else
-# (`examples/bare_proxy.rs`; BINARY is target/release/examples/bare_proxy, its
+# (`examples/bare_proxy.rs`; BINARY is target/dist/examples/bare_proxy, from
+# `cargo build --profile dist --example bare_proxy`, its
 # ARGS e.g. `--collect`), measured without the Idempotency-Key runs, e.g.
-#   floor.sh 8 3 "gateway=target/release/switchboard" "bare=target/release/examples/bare_proxy"
+#   floor.sh 8 3 "gateway=target/dist/switchboard" "bare=target/dist/examples/bare_proxy"
 # `SWITCHBOARD_DURABILITY=power` measures `serve --ledger-durability power`;
 # `SWITCHBOARD_BENCH_PERF=FILE` also profiles the first variant (see below;
 # with `SWITCHBOARD_BENCH_PERF_KEYED=1` its requests carry an Idempotency-Key,
@@ -73,7 +75,7 @@ nginx=$(command -v nginx || echo /usr/sbin/nginx)
 command -v wrk >/dev/null || { echo "floor.sh needs wrk: apt-get install wrk" >&2; exit 1; }
 if [ -z "${SWITCHBOARD_BENCH_INNER:-}" ]; then
   if [ $# -eq 0 ] && [ -z "${SWITCHBOARD_BIN:-}" ]; then
-    cargo build --release --bin switchboard >/dev/null
+    cargo build --profile dist --bin switchboard >/dev/null
   fi
   tmp=$(mktemp -d); mkdir -p "$tmp/data" "$tmp/run"; chmod 700 "$tmp/run"
   export XDG_DATA_HOME="$tmp/data" XDG_RUNTIME_DIR="$tmp/run" SWITCHBOARD_BENCH_INNER="$tmp"
@@ -82,7 +84,7 @@ fi
 tmp=$SWITCHBOARD_BENCH_INNER
 if [ $# -eq 0 ]; then
   target=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
-  set -- "gateway=${SWITCHBOARD_BIN:-$target/release/switchboard}"
+  set -- "gateway=${SWITCHBOARD_BIN:-$target/dist/switchboard}"
 fi
 up=127.0.0.1:4571 proxy=127.0.0.1:4570
 

@@ -8,7 +8,7 @@
 #
 # The second argument is the ledger's durability (`serve --ledger-durability`,
 # default process). `SWITCHBOARD_BIN=/path/to/switchboard` measures that binary
-# instead of building this checkout's (for A/B runs of two builds, alternated by
+# instead of building this checkout's `dist` build (for A/B runs of two builds, alternated by
 # benches/wrk/ab.sh).
 #
 # Needs wrk, dbus and gnome-keyring (the platform key goes into a private
@@ -20,14 +20,14 @@ cd "$(dirname "$0")/../.."
 secs=${1:-10}
 durability=${2:-process}
 if [ -z "${SWITCHBOARD_BENCH_INNER:-}" ]; then
-  [ -n "${SWITCHBOARD_BIN:-}" ] || cargo build --release --bin switchboard >/dev/null
+  [ -n "${SWITCHBOARD_BIN:-}" ] || cargo build --profile dist --bin switchboard >/dev/null
   tmp=$(mktemp -d); mkdir -p "$tmp/data" "$tmp/run"; chmod 700 "$tmp/run"
   export XDG_DATA_HOME="$tmp/data" XDG_RUNTIME_DIR="$tmp/run" SWITCHBOARD_BENCH_INNER="$tmp"
   exec dbus-run-session -- bash -c 'echo -n bench | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null; exec "$0" "$@"' "$0" "$secs" "$durability"
 fi
 tmp=$SWITCHBOARD_BENCH_INNER
 target=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
-bin=${SWITCHBOARD_BIN:-$target/release/switchboard}
+bin=${SWITCHBOARD_BIN:-$target/dist/switchboard}
 db=$tmp/bench.db
 "$bin" simulate --listen 127.0.0.1:4590 >/dev/null 2>&1 &
 sim=$!
