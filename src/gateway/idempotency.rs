@@ -22,6 +22,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use std::pin::Pin;
 
 /// The header a replayed answer carries (Stripe's name).
 pub const REPLAYED: &str = "idempotent-replayed";
@@ -145,7 +146,12 @@ pub(super) async fn begin(
 /// the ticket with it: a successful plain answer is recorded before it is
 /// returned; a stream is recorded when it has ended completely; any error
 /// answer leaves the key retryable.
-pub(super) async fn run(ticket: Option<Ticket>, answer: impl Future<Output = Result<Response, ApiError>>) -> Response {
+///
+/// `answer` comes boxed: an `async fn` keeps its argument and the future it
+/// awaits as two slots of its own state, so an unboxed router future (~6 KB)
+/// made this one and the request's task future around it twice that size,
+/// copied whole on every move (`clippy::large_futures`; rust-lang/rust#62958).
+pub(super) async fn run(ticket: Option<Ticket>, answer: Pin<Box<impl Future<Output = Result<Response, ApiError>>>>) -> Response {
     let resp = answer.await.unwrap_or_else(IntoResponse::into_response);
     let Some(ticket) = ticket else { return resp };
     let status = resp.status().as_u16();

@@ -471,10 +471,9 @@ async fn chat_with(st: Arc<AppState>, headers: &HeaderMap, body: Body) -> Respon
             idempotency::Begun::Run(ticket) => ticket,
         };
         let meta = RequestMeta { cache: Some(cache), ..RequestMeta::of(headers) };
-        run_to_completion(
-            &st,
-            move |st, client| async move { Ok(idempotency::run(ticket, serve_chat(st, supplier, meta, req, client)).await) },
-        )
+        run_to_completion(&st, move |st, client| async move {
+            Ok(idempotency::run(ticket, Box::pin(serve_chat(st, supplier, meta, req, client))).await)
+        })
         .await
     }
     .await;
@@ -497,7 +496,7 @@ async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
         };
         let meta = RequestMeta { cache: Some(cache), ..RequestMeta::of(&headers) };
         run_to_completion(&st, move |st, client| async move {
-            Ok(idempotency::run(ticket, async { serve_embeddings(st, supplier, meta, req, client).await.map(json_answer) }).await)
+            Ok(idempotency::run(ticket, Box::pin(async { serve_embeddings(st, supplier, meta, req, client).await.map(json_answer) })).await)
         })
         .await
     }

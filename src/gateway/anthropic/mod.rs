@@ -61,7 +61,7 @@ pub(super) async fn messages(State(st): State<Arc<AppState>>, headers: HeaderMap
         };
         let meta = RequestMeta { cache: Some(cache), ..RequestMeta::of(&headers) };
         run_to_completion(&st, move |st, client| async move {
-            let answer = async { Ok(serve(st, supplier, meta, req, client).await.unwrap_or_else(errors::into_response)) };
+            let answer = Box::pin(async { Ok(serve(st, supplier, meta, req, client).await.unwrap_or_else(errors::into_response)) });
             Ok(idempotency::run(ticket, answer).await)
         })
         .await
