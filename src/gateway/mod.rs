@@ -22,6 +22,7 @@
 //! What a request must get past first (token before body, timeouts, caps,
 //! model limits) is `ingress`.
 #![deny(clippy::unwrap_used, clippy::expect_used)] // the request path: no panics on what clients or providers send
+#![deny(clippy::large_futures)] // a future over clippy.toml's threshold is copied whole wherever it moves: box its large parts
 
 use crate::domain::cache::{CacheMode, CacheVerdict};
 use crate::domain::idempotency::Endpoint;
