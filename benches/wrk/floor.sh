@@ -57,6 +57,10 @@
 # `SWITCHBOARD_BENCH_PERF_RATE` its `-F 2999`, e.g. with
 # `SWITCHBOARD_BENCH_PERF_RATE="-c 1" SWITCHBOARD_BENCH_PERF_GRAPH="-e sched:sched_switch -g"`
 # every context switch is recorded with its stack).
+# `SWITCHBOARD_BENCH_PERF_ALL=1` records every CPU (`perf record -a`, e.g. the
+# scheduler's events of wrk, nginx and the gateway together), and
+# `SWITCHBOARD_BENCH_PERF_NGINX=1` sends the profiled load through the nginx
+# proxy instead of the gateway.
 # `SWITCHBOARD_BENCH_TRACE=DIR` traces its slow moments at one connection (below);
 # `SWITCHBOARD_BENCH_SYSCALLS=DIR` counts every variant's system calls per thread (below).
 #
@@ -294,12 +298,16 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ -n "${SWITCHBOARD_BENCH_PERF:-}" ]; then
   export GATEWAY_TOKEN=${tokens[0]} GATEWAY_TOKENS_FILE=${token_files[0]}
   before=$(cpu "${gws[0]}")
-  perf record ${SWITCHBOARD_BENCH_PERF_RATE:--F 2999} ${SWITCHBOARD_BENCH_PERF_GRAPH:--g} -o "$SWITCHBOARD_BENCH_PERF" -p "${gws[0]}" -- sleep "$((secs + 1))" 2>"$tmp/perf.log" &
+  perf_scope=(-p "${gws[0]}")
+  [ -n "${SWITCHBOARD_BENCH_PERF_ALL:-}" ] && perf_scope=(-a)
+  perf_url=http://127.0.0.1:${ports[0]}/v1/chat/completions
+  [ -n "${SWITCHBOARD_BENCH_PERF_NGINX:-}" ] && perf_url=http://$proxy/v1/chat/completions
+  perf record ${SWITCHBOARD_BENCH_PERF_RATE:--F 2999} ${SWITCHBOARD_BENCH_PERF_GRAPH:--g} -o "$SWITCHBOARD_BENCH_PERF" "${perf_scope[@]}" -- sleep "$((secs + 1))" 2>"$tmp/perf.log" &
   perf_pid=$!
   sleep 0.2
   perf_lua=benches/wrk/gateway.lua
   [ -n "${SWITCHBOARD_BENCH_PERF_KEYED:-}" ] && perf_lua=benches/wrk/gateway_idem.lua
-  reqs=$(wrk -t1 -c"${SWITCHBOARD_BENCH_PERF_CONNS:-1}" -d"${secs}s" -s "$perf_lua" "http://127.0.0.1:${ports[0]}/v1/chat/completions" | awk '/requests in/ {print $1}')
+  reqs=$(wrk -t1 -c"${SWITCHBOARD_BENCH_PERF_CONNS:-1}" -d"${secs}s" -s "$perf_lua" "$perf_url" | awk '/requests in/ {print $1}')
   wait "$perf_pid" || cat "$tmp/perf.log" >&2
   echo "profiled ${names[0]}: $reqs requests at ${SWITCHBOARD_BENCH_PERF_CONNS:-1} connection(s), $(awk -v t="$(($(cpu "${gws[0]}") - before))" -v k="$tick" -v n="$reqs" 'BEGIN {printf "%.1f", t / k * 1e6 / n}') µs CPU each (perf running) -> $SWITCHBOARD_BENCH_PERF" >&2
 fi

@@ -56,8 +56,23 @@ def ratio(a, b):
     return None if a is None or b is None or b <= 0 else a / b
 
 
+def idle_config():
+    """The guest's CPU idle settings: with halt polling off (a virtual machine's
+    `guest_halt_poll_ns` 0) an idle virtual CPU halts at once, and waking it
+    costs tens of microseconds, which moves every one-connection figure."""
+    def read(path):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            return None
+    driver = read("/sys/devices/system/cpu/cpuidle/current_driver") or "none"
+    poll = read("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+    return f"CPU idle driver {driver}" + (f", guest_halt_poll_ns {poll}" if poll is not None else "")
+
+
 print(f"`benches/wrk/floor.sh {secs} {len(rounds)}` at commit {commit}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
-      f"nproc {nproc}, load average {load_start} at the start and {load_end} at the end; `--ledger-durability {durability}`; "
+      f"nproc {nproc}, {idle_config()}, load average {load_start} at the start and {load_end} at the end; `--ledger-durability {durability}`; "
       f"{secs} s per wrk run (`-t1`), {len(rounds)} rounds alternating nginx and the gateway; "
       + (f"{int(os.environ['SWITCHBOARD_BENCH_SUPPLIERS'])} enterprise suppliers with no wedding today, the requests spread over their tokens."
          if int(os.environ.get("SWITCHBOARD_BENCH_SUPPLIERS", "1") or "1") > 1
