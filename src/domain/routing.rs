@@ -38,7 +38,8 @@ pub struct RoutingInput<'a> {
     /// Whether a client supplier may fail over onto platform AI.
     pub allow_platform_failover: bool,
     pub split: Option<Split>,
-    /// A hash of the request id: the split is sticky per request id.
+    /// A hash of the request id: the split is sticky per request id. Read
+    /// only when `split` is set.
     pub request_hash: u64,
 }
 

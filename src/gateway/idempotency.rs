@@ -125,7 +125,7 @@ pub(super) async fn begin(
     endpoint: Endpoint,
     body: &[u8],
 ) -> Result<Begun, ApiError> {
-    let mut values = headers.get_all("idempotency-key").iter();
+    let mut values = headers.get_all(super::IDEMPOTENCY_KEY).iter();
     let Some(value) = values.next() else { return Ok(Begun::Run(None)) };
     if values.next().is_some() {
         return Err(IdemRefusal::Key(KeyError::Repeated).into());
@@ -181,7 +181,7 @@ pub(super) async fn run(ticket: Option<Ticket>, answer: Pin<Box<impl Future<Outp
 }
 
 fn request_id(h: &HeaderMap) -> Option<String> {
-    h.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)
+    h.get(super::REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 fn kept_headers(h: &HeaderMap) -> Vec<(String, String)> {

@@ -310,7 +310,7 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &st
     if bytes.is_empty() {
         return Err(ApiError::BadRequest(format!("the request body is empty; send a JSON {what} request")));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    crate::domain::json_from_bytes(bytes).map_err(|e| {
         let msg = e.to_string();
         if e.is_data() {
             ApiError::BadRequest(format!("the {what} request is missing a field or has a wrong type: {msg}"))

@@ -123,7 +123,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Checked<T> {
 /// Reads a plain `chat.completion` answer (see [`Parsed`]); an answer that is
 /// not one is the provider's [`ProviderError::InvalidResponse`].
 pub fn parse_chat(provider: &'static str, body: &[u8]) -> Result<Parsed, ProviderError> {
-    let c: AnswerPeek<'_> = serde_json::from_slice(body)
+    let c: AnswerPeek<'_> = crate::domain::json_from_bytes(body)
         .map_err(|e| ProviderError::InvalidResponse { provider, message: format!("not a chat completion: {e}") })?;
     Ok(Parsed { model: c.model.into_owned(), usage: c.usage })
 }

@@ -47,7 +47,7 @@ pub(super) fn build(cfg: &ProvidersConfig) -> Result<Client, ProviderError> {
 }
 
 /// Per-thread caches of parsed URLs (for [`uri`] and reqwest's `Url`s).
-pub(super) type UrlCache<T> = std::cell::RefCell<std::collections::HashMap<String, T>>;
+pub(super) type UrlCache<T> = std::cell::RefCell<crate::domain::FastMap<String, T>>;
 
 /// `url` parsed by `parse`, from the per-thread `cache`: parsing costs more
 /// than the rest of building a request, and a gateway sends to the same few

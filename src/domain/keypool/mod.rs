@@ -189,7 +189,8 @@ impl KeyState {
         {
             blocked = blocked.or(Some(Blocked::Budget));
         }
-        let (req, tok) = self.last_minute(now);
+        // The minute's window is summed only for the limits that read it.
+        let (req, tok) = if s.rpm.is_some() || s.tpm.is_some() { self.last_minute(now) } else { (0, 0) };
         let mut limit = |left: u64, of: u64, need: u64, why: Blocked| {
             if of == 0 {
                 return;

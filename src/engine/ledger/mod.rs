@@ -45,7 +45,7 @@ use crate::store::{LedgerSync, SqliteLedger, Store, StoreError, UsageLedger};
 use append::Appender;
 use health::Health;
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,7 +87,7 @@ struct Shared {
     health: Arc<Health>,
     /// Platform-quota tokens of answered events not folded yet, by
     /// (supplier, UTC day start in Unix ms).
-    unfolded: Mutex<HashMap<(i64, i64), u64>>,
+    unfolded: Mutex<crate::domain::FastMap<(i64, i64), u64>>,
     /// Held by the fold while it commits and takes the folded events off
     /// `unfolded`, and by quota loads while they read both: so a quota load
     /// sees each event exactly once.
@@ -224,7 +224,7 @@ impl Ledger {
             recent: Mutex::new(VecDeque::with_capacity(LIVE_WINDOW)),
             stats,
             health,
-            unfolded: Mutex::new(HashMap::new()),
+            unfolded: Mutex::new(crate::domain::FastMap::default()),
             fold_gate: Mutex::new(()),
             sync,
             scratch: Mutex::new(None),

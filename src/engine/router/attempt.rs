@@ -245,14 +245,16 @@ impl Router {
         if !platform_allowed && p.refine(exact) {
             platform_allowed = fits(p);
         }
+        let split = self.split(p.supplier.supplier.id);
         let input = RoutingInput {
             mode: p.supplier.supplier.ai_mode,
             client: &client,
             platform: &platform,
             platform_allowed,
             allow_platform_failover: p.supplier.supplier.allow_platform_failover,
-            split: self.split(p.supplier.supplier.id),
-            request_hash: request_hash(&p.request_id),
+            // Only a running split reads the hash (a SHA-256 of the id).
+            request_hash: if split.is_some() { request_hash(&p.request_id) } else { 0 },
+            split,
         };
         (plan_route(&input), platform_allowed)
     }

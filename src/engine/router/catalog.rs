@@ -13,10 +13,9 @@ use crate::domain::Secret;
 use crate::domain::breaker::{Breaker, BreakerState, BreakerTransition};
 use crate::domain::ratelimit::Gcra;
 use crate::domain::routing::Split;
-use crate::domain::{AccountId, AccountOwner, ProviderAccount, ProviderKind, Supplier, SupplierId};
+use crate::domain::{AccountId, AccountOwner, FastMap, ProviderAccount, ProviderKind, Supplier, SupplierId};
 use crate::store::{StoreError, TokenHash, TokenId};
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 
@@ -48,12 +47,12 @@ struct TokenEntry {
 /// What the router routes over, as of the last reload.
 #[derive(Default)]
 pub(super) struct RouteCatalog {
-    pub(super) suppliers: HashMap<SupplierId, Arc<SupplierEntry>>,
-    pub(super) accounts: HashMap<AccountId, Arc<AccountEntry>>,
+    pub(super) suppliers: FastMap<SupplierId, Arc<SupplierEntry>>,
+    pub(super) accounts: FastMap<AccountId, Arc<AccountEntry>>,
     pub(super) platform: Vec<AccountId>,
-    tokens: HashMap<TokenHash, TokenEntry>,
+    tokens: FastMap<TokenHash, TokenEntry>,
     /// Running live-traffic mirrors, by supplier (at most one each).
-    pub(super) mirrors: HashMap<SupplierId, Arc<MirrorEntry>>,
+    pub(super) mirrors: FastMap<SupplierId, Arc<MirrorEntry>>,
 }
 
 /// Which family of models a provider serves (OpenAI and Azure serve the same).

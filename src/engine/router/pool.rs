@@ -21,7 +21,7 @@ use super::Router;
 use super::catalog::family;
 use crate::domain::keypool::{self, KeySnapshot, KeyState, PoolKey, PoolSettings, Strategy};
 use crate::domain::routing::Candidate;
-use crate::domain::{AccountId, AccountOwner, Clock, Micros, ProviderKind};
+use crate::domain::{AccountId, AccountOwner, Clock, FastMap, Micros, ProviderKind};
 use crate::providers::{HeaderObserver, ProviderError};
 use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
@@ -32,8 +32,8 @@ use std::sync::Arc;
 pub(super) struct Pools {
     clock: Arc<dyn Clock>,
     strategy: RwLock<Strategy>,
-    settings: RwLock<HashMap<AccountId, PoolSettings>>,
-    keys: Mutex<HashMap<AccountId, KeyState>>,
+    settings: RwLock<FastMap<AccountId, PoolSettings>>,
+    keys: Mutex<FastMap<AccountId, KeyState>>,
 }
 
 /// A call on a key: counted in flight until it ends; dropped without
@@ -85,7 +85,7 @@ impl Pools {
     }
 
     pub(super) fn set_settings(&self, s: HashMap<AccountId, PoolSettings>) {
-        *self.settings.write() = s;
+        *self.settings.write() = s.into_iter().collect();
     }
 
     pub(super) fn settings_of(&self, a: AccountId) -> PoolSettings {
