@@ -18,7 +18,10 @@
 # request on the lane (the request's own path), on the fold thread (the
 # journal into SQLite, off the path) and on every other thread, each variant
 # against the first, and the lane's costliest functions (exclusive) with
-# their callers, so a change shows where it saved. `SWITCHBOARD_BENCH_KEEP=DIR`
+# their callers, so a change shows where it saved. A variant whose name
+# starts with `bare` is the hyper floor (examples/bare_proxy.rs with
+# `--collect`; BINARY is target/dist/examples/bare_proxy), for how much of a
+# request is the HTTP stack's. `SWITCHBOARD_BENCH_KEEP=DIR`
 # keeps the callgrind files (one per thread; `callgrind_annotate` reads them),
 # `SWITCHBOARD_BENCH_TOP=N` lists N functions (20).
 #
@@ -69,12 +72,20 @@ trap cleanup EXIT
 mkdir -p "$tmp/out"
 for spec in "$@"; do
   name=${spec%%=*} bin=${spec#*=}
-  db=$tmp/$name.db
-  "$bin" --db "$db" supplier add --name "Bench Studio" --vendor-type photographer --tier enterprise --wedding "$(date -u +%F)" >/dev/null
-  printf 'sk-bench-openai-platform-000000000001' | "$bin" --db "$db" key add --owner platform --provider openai --base-url "http://$up" >/dev/null
-  token=$("$bin" --db "$db" token issue --supplier 1 2>/dev/null)
-  valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$tmp/out/$name.%p" \
-    "$bin" --db "$db" serve --listen "127.0.0.1:$port" --lanes 1 >"$tmp/$name.log" 2>&1 &
+  if [ "${name#bare}" != "$name" ]; then
+    # The hyper floor (examples/bare_proxy.rs, from `cargo build --profile
+    # dist --example bare_proxy`): no database, no token.
+    token=none
+    valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$tmp/out/$name.%p" \
+      "$bin" --listen "127.0.0.1:$port" --upstream "http://$up" --lanes 1 --collect >"$tmp/$name.log" 2>&1 &
+  else
+    db=$tmp/$name.db
+    "$bin" --db "$db" supplier add --name "Bench Studio" --vendor-type photographer --tier enterprise --wedding "$(date -u +%F)" >/dev/null
+    printf 'sk-bench-openai-platform-000000000001' | "$bin" --db "$db" key add --owner platform --provider openai --base-url "http://$up" >/dev/null
+    token=$("$bin" --db "$db" token issue --supplier 1 2>/dev/null)
+    valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$tmp/out/$name.%p" \
+      "$bin" --db "$db" serve --listen "127.0.0.1:$port" --lanes 1 >"$tmp/$name.log" 2>&1 &
+  fi
   vg=$!
   python3 - "$token" "$requests" "$port" "$vg" <<'PY'
 import http.client, subprocess, sys, time, uuid, os
@@ -85,8 +96,7 @@ deadline = time.time() + 300
 while True:
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        c.request("GET", "/healthz")
-        c.getresponse().read()
+        c.connect()
         break
     except OSError:
         if time.time() > deadline:

@@ -4,8 +4,9 @@ usage: summary.py OUT_DIR REQUESTS COMMIT NAME=BINARY...
 
 OUT_DIR holds one callgrind file per thread and dump (`--separate-threads`);
 the dumps taken after the measured requests are read, the program-termination
-ones skipped. Each thread is the lane (it runs `gateway::lanes::serve`), the
-fold (`engine::ledger::fold::run`) or other.
+ones skipped. Each thread is the fold (`engine::ledger::fold::run`), the lane
+(it runs hyper's server dispatcher: the gateway's lane or the bare proxy's)
+or other.
 """
 import collections
 import glob
@@ -62,10 +63,11 @@ def parse(path):
 
 def kind(excl, calls):
     fns = set(excl) | {c for _, c in calls}
-    if any("gateway::lanes::serve" in f for f in fns):
-        return "lane"
     if any("ledger::fold::run" in f for f in fns):
         return "fold"
+    # The thread that serves HTTP: the gateway's lane, or the bare proxy's.
+    if any("hyper::proto::h1::dispatch::Dispatcher" in f for f in fns):
+        return "lane"
     return "other"
 
 

@@ -58,6 +58,9 @@ pub struct GatewayConfig {
     pub max_connections_per_address: usize,
     /// When set, `/metrics` and `/healthz` need `Authorization: Bearer <it>`.
     pub ops_token: Option<OpsToken>,
+    /// When set, a lane that has worked keeps polling its sockets this long
+    /// before it sleeps (busy polling, `super::busy`; off by default).
+    pub busy_poll: Option<Duration>,
 }
 
 impl Default for GatewayConfig {
@@ -70,6 +73,7 @@ impl Default for GatewayConfig {
             max_connections: 4096,
             max_connections_per_address: 0,
             ops_token: None,
+            busy_poll: None,
         }
     }
 }

@@ -205,7 +205,8 @@ pub(super) async fn serve(mut listener: LaneListener, app: Front, header_read_ti
         while conns.try_join_next().is_some() {}
         let conn = builder.serve_connection(TokioIo::new(io), app.clone());
         let mut stop = stop.clone();
-        conns.spawn(async move {
+        // Counted as the lane's work (for busy polling, `super::busy`).
+        conns.spawn(super::busy::Active(Box::pin(async move {
             let mut conn = std::pin::pin!(conn);
             let ended = tokio::select! {
                 r = conn.as_mut() => Some(r),
@@ -221,7 +222,7 @@ pub(super) async fn serve(mut listener: LaneListener, app: Front, header_read_ti
             if let Err(e) = result {
                 tracing::debug!(error = %e, "a gateway connection ended with an error");
             }
-        });
+        })));
     }
     while conns.join_next().await.is_some() {}
 }

@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub mod anthropic;
+mod busy;
 mod error;
 mod idempotency;
 mod ingress;
@@ -224,7 +225,13 @@ pub async fn start_with(router: Arc<Router>, addr: SocketAddr, cfg: GatewayConfi
     let mut threads = Vec::new();
     for lane in 0..lanes.max(1) {
         let listener = dispatcher.add_lane(local);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let mut rt = tokio::runtime::Builder::new_current_thread();
+        rt.enable_all();
+        if cfg.busy_poll.is_some() {
+            rt.on_thread_park(busy::before_park);
+        }
+        let rt = rt.build()?;
+        let busy_poll = cfg.busy_poll;
         let tasks = Tasks::default();
         let state = AppState::new(router.clone(), &cfg, Some(rt.handle().clone()), tasks.clone());
         let app = lanes::Front::new(app_of(state.clone()), state);
@@ -234,6 +241,9 @@ pub async fn start_with(router: Arc<Router>, addr: SocketAddr, cfg: GatewayConfi
             crate::providers::set_lane(lane + 1);
             rt.block_on(async move {
                 tokio::spawn(lanes::keep_a_timer_due());
+                if let Some(window) = busy_poll {
+                    tokio::spawn(busy::spinner(window));
+                }
                 lanes::serve(listener, app, header_timeout, stop).await;
                 // Requests whose clients went away still run: let them record their usage.
                 if !tasks.drained(DRAIN_LIMIT).await {
@@ -388,7 +398,7 @@ where
     let work = Box::pin(serve(st.clone(), watch));
     let task = async move {
         let _slot = slot;
-        work.await
+        busy::Active(work).await
     };
     let joined = match &st.lane {
         Some(lane) => lane.spawn(task).await,
