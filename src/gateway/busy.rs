@@ -130,18 +130,7 @@ mod tests {
             if busy {
                 tokio::spawn(counted_spinner(Duration::from_millis(200)));
             }
-            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-            let peer = std::thread::Builder::new()
-                .name("busy-test-peer".into())
-                .spawn(move || {
-                    std::thread::sleep(Duration::from_millis(100));
-                    use std::io::Write;
-                    (&theirs).write_all(b"x").unwrap();
-                    theirs
-                })
-                .unwrap();
-            ours.set_nonblocking(true).unwrap();
-            let mut ours = tokio::net::UnixStream::from_std(ours).unwrap();
+            let (mut ours, peer) = super::super::lanes::byte_after(Duration::from_millis(100));
             let (spins, sleeps) = (SPINS.with(Cell::get), slept.load(Ordering::Relaxed));
             let read = tokio::spawn(Active(Box::pin(async move {
                 use tokio::io::AsyncReadExt;

@@ -181,7 +181,7 @@ pub(super) async fn run(ticket: Option<Ticket>, answer: Pin<Box<impl Future<Outp
 }
 
 fn request_id(h: &HeaderMap) -> Option<String> {
-    h.get(super::REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string)
+    super::header_str(h, &super::REQUEST_ID).map(str::to_string)
 }
 
 fn kept_headers(h: &HeaderMap) -> Vec<(String, String)> {

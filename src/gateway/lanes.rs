@@ -264,6 +264,24 @@ pub fn default_lanes() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8)
 }
 
+/// For tests of a lane's runtime (call it on one): a socket whose peer, a
+/// thread, sends it one byte after `delay`; join the thread once it has.
+#[cfg(test)]
+pub(super) fn byte_after(delay: Duration) -> (tokio::net::UnixStream, std::thread::JoinHandle<std::os::unix::net::UnixStream>) {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let peer = std::thread::Builder::new()
+        .name("lane-test-peer".into())
+        .spawn(move || {
+            std::thread::sleep(delay);
+            use std::io::Write;
+            (&theirs).write_all(b"x").unwrap();
+            theirs
+        })
+        .unwrap();
+    ours.set_nonblocking(true).unwrap();
+    (tokio::net::UnixStream::from_std(ours).unwrap(), peer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,17 +320,7 @@ mod tests {
             }
             let mut idle = std::pin::pin!(tokio::time::sleep(Duration::from_secs(90)));
             poll_once(idle.as_mut()).await;
-            let (mut ours, theirs) = tokio::net::UnixStream::pair().unwrap();
-            let theirs = theirs.into_std().unwrap();
-            let writer = std::thread::Builder::new()
-                .name("lane-test-peer".into())
-                .spawn(move || {
-                    std::thread::sleep(Duration::from_millis(50));
-                    use std::io::Write;
-                    (&theirs).write_all(b"x").unwrap();
-                    theirs
-                })
-                .unwrap();
+            let (mut ours, writer) = byte_after(Duration::from_millis(50));
             let mut byte = [0u8; 1];
             ours.read_exact(&mut byte).await.unwrap();
             let before = writes_by_this_thread();

@@ -309,13 +309,16 @@ fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Request headers every request looks up, named once: a lookup by `&str`
-/// parses and checks the name before hashing it (~230 instructions more a
-/// lookup, by callgrind).
+/// Headers every request reads or every answer carries, named once, at
+/// compile time: a lookup by `&str` parses and checks the name before hashing
+/// it (~230 instructions more a lookup, by callgrind), and `from_static`
+/// called at run time checks it on every call.
 pub(super) const REQUEST_TYPE: HeaderName = HeaderName::from_static("x-switchboard-request-type");
 pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(super) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const CACHE_MODE: HeaderName = HeaderName::from_static(crate::domain::cache::HEADER);
+const ROUTE: HeaderName = HeaderName::from_static("x-switchboard-route");
+const EVENT_ID: HeaderName = HeaderName::from_static("x-switchboard-event-id");
 
 /// The request's `x-switchboard-cache` header and body, for the response cache.
 fn cache_request(h: &HeaderMap, endpoint: Endpoint, body: &axum::body::Bytes) -> Result<CacheRequest, ApiError> {
@@ -341,14 +344,14 @@ fn with_cache(mut resp: Response, verdict: CacheVerdict) -> Response {
 /// own bytes become the header values: no copies).
 fn with_route(mut resp: Response, route: crate::domain::Route, request_id: String, event_id: String) -> Response {
     let h = resp.headers_mut();
-    h.insert(header::HeaderName::from_static("x-switchboard-route"), HeaderValue::from_static(route.as_str()));
+    h.insert(ROUTE, HeaderValue::from_static(route.as_str()));
     // Visible ASCII only, as `HeaderValue::from_str` takes.
     let value = |s: String| s.is_ascii().then(|| HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()).flatten();
     if let Some(v) = value(request_id) {
-        h.insert(header::HeaderName::from_static("x-request-id"), v);
+        h.insert(REQUEST_ID, v);
     }
     if let Some(v) = value(event_id) {
-        h.insert(header::HeaderName::from_static("x-switchboard-event-id"), v);
+        h.insert(EVENT_ID, v);
     }
     resp
 }
