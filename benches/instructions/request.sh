@@ -4,8 +4,9 @@
 # fraction of a percent, whatever else the machine does), for changes of a
 # microsecond or two that `floor.sh`'s wall-clock rounds cannot resolve.
 #
-#   benches/instructions/request.sh [requests] NAME=BINARY [NAME=BINARY]...
+#   benches/instructions/request.sh [requests] NAME=BINARY [SERVE_ARGS...]...
 #   benches/instructions/request.sh 2000 "before=/tmp/sb-before" "after=target/dist/switchboard"
+#   benches/instructions/request.sh 2000 "on=target/dist/switchboard" "off=target/dist/switchboard --busy-poll-us 0"
 #
 # Each variant is `switchboard serve --lanes 1` under `valgrind
 # --tool=callgrind --separate-threads=yes`, in front of a canned nginx
@@ -21,7 +22,9 @@
 # their callers, so a change shows where it saved. A variant whose name
 # starts with `bare` is the hyper floor (examples/bare_proxy.rs with
 # `--collect`; BINARY is target/dist/examples/bare_proxy), for how much of a
-# request is the HTTP stack's. `SWITCHBOARD_BENCH_KEEP=DIR`
+# request is the HTTP stack's. Busy polling (on by default since 2026-12-05)
+# counts its polling on the lane too (~4 % more there, 2026-12-05): add
+# `--busy-poll-us 0` to a variant to count the request's path alone. `SWITCHBOARD_BENCH_KEEP=DIR`
 # keeps the callgrind files (one per thread; `callgrind_annotate` reads them),
 # `SWITCHBOARD_BENCH_TOP=N` lists N functions (20).
 #
@@ -71,20 +74,22 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$tmp/out"
 for spec in "$@"; do
-  name=${spec%%=*} bin=${spec#*=}
+  name=${spec%%=*}
+  read -r -a cmd <<<"${spec#*=}"
+  bin=${cmd[0]}
   if [ "${name#bare}" != "$name" ]; then
     # The hyper floor (examples/bare_proxy.rs, from `cargo build --profile
     # dist --example bare_proxy`): no database, no token.
     token=none
     valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$tmp/out/$name.%p" \
-      "$bin" --listen "127.0.0.1:$port" --upstream "http://$up" --lanes 1 --collect >"$tmp/$name.log" 2>&1 &
+      "$bin" --listen "127.0.0.1:$port" --upstream "http://$up" --lanes 1 --collect "${cmd[@]:1}" >"$tmp/$name.log" 2>&1 &
   else
     db=$tmp/$name.db
     "$bin" --db "$db" supplier add --name "Bench Studio" --vendor-type photographer --tier enterprise --wedding "$(date -u +%F)" >/dev/null
     printf 'sk-bench-openai-platform-000000000001' | "$bin" --db "$db" key add --owner platform --provider openai --base-url "http://$up" >/dev/null
     token=$("$bin" --db "$db" token issue --supplier 1 2>/dev/null)
     valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$tmp/out/$name.%p" \
-      "$bin" --db "$db" serve --listen "127.0.0.1:$port" --lanes 1 >"$tmp/$name.log" 2>&1 &
+      "$bin" --db "$db" serve --listen "127.0.0.1:$port" --lanes 1 "${cmd[@]:1}" >"$tmp/$name.log" 2>&1 &
   fi
   vg=$!
   python3 - "$token" "$requests" "$port" "$vg" <<'PY'

@@ -54,13 +54,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
     lanes: Option<u64>,
     /// Busy polling: after it has worked, a lane keeps polling its sockets
-    /// for this many microseconds before it sleeps, so that the next event
-    /// (the upstream's answer, the client's next request) finds it awake.
-    /// Lowers a lone request's latency on machines where waking an idle CPU
-    /// is slow (virtual machines with halt polling off), at the price of up
-    /// to this much CPU after each burst of work; 0 (the default) is off.
-    /// As HAProxy's `busy-polling`. See BENCHMARKS.md.
-    #[arg(long, value_name = "MICROSECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    /// for up to this many microseconds before it sleeps, so that the next
+    /// event (the upstream's answer, the client's next request) finds it
+    /// awake. The window adapts, as KVM's halt polling: it opens while the
+    /// lane's idle spells are short enough for polling to catch and shuts
+    /// after one that is too long (a provider answering in hundreds of
+    /// milliseconds), so it costs CPU only where it lowers latency: on
+    /// machines where waking an idle CPU is slow (virtual machines with
+    /// halt polling off), a lone fast request's. 0 turns it off. As
+    /// HAProxy's `busy-polling`. See BENCHMARKS.md.
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     busy_poll_us: u64,
     /// Memory the response cache may hold, in MiB (its least recently used
     /// answers leave first; the database keeps them up to --cache-disk-mb).
@@ -113,7 +116,7 @@ impl ServeArgs {
             max_connections_per_address: usize::try_from(self.max_connections_per_address).unwrap_or(usize::MAX),
             ops_token: OpsToken::load(self.metrics_token_file.as_deref())?,
             lanes: self.lanes.map_or_else(crate::gateway::default_lanes, |n| usize::try_from(n).unwrap_or(1)),
-            busy_poll: (self.busy_poll_us > 0).then(|| Duration::from_micros(self.busy_poll_us)),
+            busy_poll: Duration::from_micros(self.busy_poll_us),
         })
     }
 }

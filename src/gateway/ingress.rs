@@ -58,9 +58,10 @@ pub struct GatewayConfig {
     pub max_connections_per_address: usize,
     /// When set, `/metrics` and `/healthz` need `Authorization: Bearer <it>`.
     pub ops_token: Option<OpsToken>,
-    /// When set, a lane that has worked keeps polling its sockets this long
-    /// before it sleeps (busy polling, `super::busy`; off by default).
-    pub busy_poll: Option<Duration>,
+    /// The ceiling of a lane's busy-polling window: after it has worked, a
+    /// lane keeps polling its sockets up to this long before it sleeps, the
+    /// window adapted to its idle spells (`super::busy`); zero is off.
+    pub busy_poll: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -73,7 +74,7 @@ impl Default for GatewayConfig {
             max_connections: 4096,
             max_connections_per_address: 0,
             ops_token: None,
-            busy_poll: None,
+            busy_poll: super::busy::DEFAULT_CEILING,
         }
     }
 }

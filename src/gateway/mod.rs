@@ -227,7 +227,7 @@ pub async fn start_with(router: Arc<Router>, addr: SocketAddr, cfg: GatewayConfi
         let listener = dispatcher.add_lane(local);
         let mut rt = tokio::runtime::Builder::new_current_thread();
         rt.enable_all();
-        if cfg.busy_poll.is_some() {
+        if !cfg.busy_poll.is_zero() {
             rt.on_thread_park(busy::before_park);
         }
         let rt = rt.build()?;
@@ -241,8 +241,9 @@ pub async fn start_with(router: Arc<Router>, addr: SocketAddr, cfg: GatewayConfi
             crate::providers::set_lane(lane + 1);
             rt.block_on(async move {
                 tokio::spawn(lanes::keep_a_timer_due());
-                if let Some(window) = busy_poll {
-                    tokio::spawn(busy::spinner(window));
+                if !busy_poll.is_zero() {
+                    busy::enable(busy_poll);
+                    tokio::spawn(busy::spinner());
                 }
                 lanes::serve(listener, app, header_timeout, stop).await;
                 // Requests whose clients went away still run: let them record their usage.
