@@ -157,6 +157,7 @@ pub(super) async fn spinner() {
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,12 +263,13 @@ mod tests {
         rt.block_on(async move {
             tokio::spawn(counted_spinner());
             tokio::task::yield_now().await;
-            // The window starts shut: the lane sleeps through its task's wait,
-            // and the spell (60 ms, well under four ceilings) opens it.
+            // The window starts shut: the lane sleeps through its task's wait.
+            // The spell (60 ms, well under four ceilings) is a short one, but
+            // one alone does not open the window.
             let (spins, sleeps) = lane_waits(60 * MS, &slept).await;
             assert_eq!(spins, 0, "a shut window polls nothing");
             assert!(sleeps >= 1, "the lane slept while its task waited");
-            assert_eq!(WINDOW.get().now, Duration::ZERO, "one short spell is not yet a pattern");
+            assert_eq!(WINDOW.get().now, Duration::ZERO, "one short spell is not a pattern yet");
             // It grows until it covers the waits: then the lane polls
             // through a whole wait without sleeping.
             let mut waits = Vec::new();
