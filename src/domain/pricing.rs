@@ -230,14 +230,6 @@ impl PricingTable {
         all.sort_unstable_by_key(|(k, _)| *k);
         all.into_iter()
     }
-
-    /// Models offered by a provider (without the `azure/` prefix).
-    pub fn models_for(&self, provider: ProviderKind) -> Vec<String> {
-        self.models()
-            .filter(|(_, p)| p.provider == Some(provider))
-            .map(|(k, _)| k.split_once('/').map(|(_, m)| m).unwrap_or(k).to_string())
-            .collect()
-    }
 }
 
 /// What one request to a model may hold: its prompt (`context`, for
