@@ -56,13 +56,13 @@ pub struct ServeArgs {
     /// Busy polling: after it has worked, a lane keeps polling its sockets
     /// for up to this many microseconds before it sleeps, so that the next
     /// event (the upstream's answer, the client's next request) finds it
-    /// awake. The window adapts, as KVM's halt polling: it opens while the
-    /// lane's idle spells are short enough for polling to catch and shuts
-    /// after one that is too long (a provider answering in hundreds of
-    /// milliseconds), so it costs CPU only where it lowers latency: on
-    /// machines where waking an idle CPU is slow (virtual machines with
-    /// halt polling off), a lone fast request's. 0 turns it off. As
-    /// HAProxy's `busy-polling`. See BENCHMARKS.md.
+    /// awake: a fast request's latency drops on machines where waking an
+    /// idle CPU is slow (virtual machines with halt polling off). The window
+    /// adapts, as KVM's halt polling: it opens while the lane's idle spells
+    /// are short enough for polling to catch and shuts after one too long
+    /// (a provider answering in hundreds of milliseconds), so a lane waiting
+    /// on slow providers seldom polls. 0 turns it off. As HAProxy's
+    /// `busy-polling`. See BENCHMARKS.md.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     busy_poll_us: u64,
     /// Memory the response cache may hold, in MiB (its least recently used
