@@ -118,12 +118,13 @@ pub(super) fn enable(max: Duration) {
     WINDOW.set(Window::default());
 }
 
-/// The lane runtime's `on_thread_park` hook: when the lane has done work
-/// since it last ran out of it, an idle spell begins — timed, and polled
-/// through if the window is open; otherwise the runtime sleeps.
+/// The lane runtime's `on_thread_park` hook (installed only when busy
+/// polling is on, after [`enable`]): when the lane has done work since it
+/// last ran out of it, an idle spell begins — timed, and polled through if
+/// the window is open; otherwise the runtime sleeps.
 pub(super) fn before_park() {
     let now = ACTIVITY.with(Cell::get);
-    if SPUN_AT.with(|s| s.replace(now)) == now || CEILING.get().is_zero() {
+    if SPUN_AT.with(|s| s.replace(now)) == now {
         return;
     }
     IDLE_SINCE.set(Some(Instant::now()));
